@@ -1,0 +1,475 @@
+# The wire contract: topics, payloads, kinds and units.
+#
+# One source of truth for the device firmware and every server component.
+# It runs under MicroPython (on a board and on the unix port) and under
+# CPython, so it uses only `json` and `math`, plain dicts and tuples, and no
+# typing, dataclasses or f-string-only features.
+#
+# Telemetry payload (version 1), compact JSON, one batch of samples:
+#   {"v": 1, "seq": 17, "fw": "0.1.0", "hist": false, "dropped": 0,
+#    "r": [[t_ms, {"flow_lps": 12.5, "pressure_bar": 3.1}, q], ...]}
+#   seq      per-device message counter, so gaps (lost messages) are visible
+#   fw       firmware version
+#   hist     true for backfilled history: never fires a live alarm
+#   dropped  readings the device had to drop (buffer full) since its last message
+#   r        samples: UTC milliseconds, {metric: value}, optional quality flags
+# A reading is one (time, metric, value). A bad reading is rejected on its
+# own; the rest of the batch is kept. A bad envelope rejects the whole message.
+
+import json
+import math
+
+VERSION = 1
+ROOT = "city/v1"
+DEVICE_PREFIX = ROOT + "/dev/"
+TELEMETRY_SUB = DEVICE_PREFIX + "+/telemetry"
+STATUS_SUB = DEVICE_PREFIX + "+/status"
+ALERTS_PREFIX = ROOT + "/alerts/"
+ALERTS_SUB = ALERTS_PREFIX + "#"
+
+MAX_PAYLOAD_BYTES = 16384
+MAX_SAMPLES = 256
+MAX_METRICS_PER_SAMPLE = 16
+MAX_FW_LEN = 32
+MAX_SEQ = 4294967295
+MAX_FUTURE_MS = 5 * 60 * 1000  # device clocks may run a little ahead
+MAX_AGE_MS = 35 * 24 * 3600 * 1000  # the longest offline backfill we accept
+
+# Quality flags a driver sets on a sample it doubts, instead of dropping it.
+Q_GOOD = 0
+Q_DOUBTFUL = 1
+Q_OUT_OF_RANGE = 2
+Q_CRC_FAILED = 4
+Q_ALL = Q_DOUBTFUL | Q_OUT_OF_RANGE | Q_CRC_FAILED
+
+# kind -> metric -> (unit, lower bound, upper bound). Bounds are physical
+# limits of what a sensor of that kind can report, not alarm thresholds.
+# Metric names are unique across kinds and carry their unit.
+KINDS = {
+    "water": {
+        "flow_lps": ("L/s", -1000.0, 5000.0),
+        "pressure_bar": ("bar", 0.0, 25.0),
+        "level_m": ("m", 0.0, 50.0),
+        "turbidity_ntu": ("NTU", 0.0, 1000.0),
+        "chlorine_mgl": ("mg/L", 0.0, 10.0),
+    },
+    "power": {
+        "voltage_v": ("V", 0.0, 500.0),
+        "current_a": ("A", 0.0, 5000.0),
+        "power_kw": ("kW", -10000.0, 10000.0),
+        "energy_kwh": ("kWh", 0.0, 1e9),
+        "power_factor": ("", -1.0, 1.0),
+        "frequency_hz": ("Hz", 0.0, 70.0),
+    },
+    "building": {
+        "temperature_c": ("degC", -20.0, 80.0),
+        "humidity_pct": ("%", 0.0, 100.0),
+        "co2_ppm": ("ppm", 0.0, 40000.0),
+        "occupancy": ("people", 0.0, 10000.0),
+        "beds_free": ("beds", 0.0, 1000.0),
+    },
+    "traffic": {
+        "vehicle_count": ("vehicles", 0.0, 10000.0),
+        "speed_kmh": ("km/h", 0.0, 250.0),
+        "occupancy_pct": ("%", 0.0, 100.0),
+    },
+}
+
+METRICS = {}  # metric -> (kind, unit, lower, upper)
+for _kind in KINDS:
+    for _metric in KINDS[_kind]:
+        _unit, _lo, _hi = KINDS[_kind][_metric]
+        METRICS[_metric] = (_kind, _unit, _lo, _hi)
+
+_ID_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789-"
+
+
+class ContractError(ValueError):
+    """A message that breaks the contract. `reason` is a short stable code."""
+
+    def __init__(self, reason, detail=""):
+        super().__init__(reason + ": " + detail if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+class Batch:
+    """A decoded telemetry message: accepted samples and rejected readings."""
+
+    def __init__(self, seq, fw, hist, dropped, samples, rejects):
+        self.seq = seq
+        self.fw = fw
+        self.hist = hist
+        self.dropped = dropped
+        self.samples = samples  # [(t_ms, {metric: float}, quality)]
+        self.rejects = rejects  # [(t_ms, metric, value, reason)]
+
+
+# ---------------------------------------------------------------- topics
+
+
+def valid_device_id(device_id):
+    """3 to 32 of [a-z0-9-], starting with a letter or digit: safe in topics, ACLs and URLs."""
+    if type(device_id) is not str or not 3 <= len(device_id) <= 32:
+        return False
+    if device_id[0] == "-":
+        return False
+    return all(ch in _ID_CHARS for ch in device_id)
+
+
+def _device_topic(device_id, leaf):
+    if not valid_device_id(device_id):
+        raise ContractError("bad_device_id", repr(device_id)[:40])
+    return DEVICE_PREFIX + device_id + "/" + leaf
+
+
+def telemetry_topic(device_id):
+    return _device_topic(device_id, "telemetry")
+
+
+def status_topic(device_id):
+    return _device_topic(device_id, "status")
+
+
+def config_topic(device_id):
+    return _device_topic(device_id, "config")
+
+
+def alert_topic(device_id):
+    if not valid_device_id(device_id):
+        raise ContractError("bad_device_id", repr(device_id)[:40])
+    return ALERTS_PREFIX + device_id
+
+
+def parse_topic(topic):
+    """Return (device_id, leaf) for a device topic, or raise ContractError."""
+    if type(topic) is not str or not topic.startswith(DEVICE_PREFIX):
+        raise ContractError("bad_topic", repr(topic)[:80])
+    parts = topic[len(DEVICE_PREFIX) :].split("/")
+    if len(parts) != 2 or parts[1] not in ("telemetry", "status", "config"):
+        raise ContractError("bad_topic", repr(topic)[:80])
+    if not valid_device_id(parts[0]):
+        raise ContractError("bad_device_id", repr(parts[0])[:40])
+    return parts[0], parts[1]
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _is_int(value):
+    return type(value) is int
+
+
+def _is_number(value):
+    return type(value) is int or type(value) is float
+
+
+def _no_constants(name):
+    raise ValueError("%s is not JSON" % name)
+
+
+def strict_loads(raw):
+    """json.loads that refuses NaN and Infinity, as standard JSON does."""
+    if _LOADS_TAKES_KEYWORDS:
+        return json.loads(raw, parse_constant=_no_constants)
+    return json.loads(raw)  # MicroPython's parser already refuses them
+
+
+try:
+    json.loads("1", parse_constant=_no_constants)
+    _LOADS_TAKES_KEYWORDS = True
+except TypeError:
+    _LOADS_TAKES_KEYWORDS = False
+
+
+def _loads(raw, loads):
+    if type(raw) is str:
+        raw = raw.encode()
+    if not isinstance(raw, (bytes, bytearray)):
+        raise ContractError("bad_type", "payload must be bytes")
+    if len(raw) > MAX_PAYLOAD_BYTES:
+        raise ContractError("oversized", "%d bytes > %d" % (len(raw), MAX_PAYLOAD_BYTES))
+    try:
+        return loads(raw)
+    except Exception as exc:  # every parser has its own error type
+        raise ContractError("malformed_json", str(exc)[:80])
+
+
+def _check_envelope(body, what):
+    if type(body) is not dict:
+        raise ContractError("bad_type", what + " must be a JSON object")
+    version = body.get("v")
+    if not _is_int(version) or version != VERSION:
+        raise ContractError("bad_version", repr(version)[:20])
+
+
+def _dumps(obj):
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
+# ---------------------------------------------------------------- telemetry
+
+
+def encode_telemetry(seq, samples, fw, hist=False, dropped=0):
+    """Encode samples [(t_ms, {metric: value}, quality)] into one message.
+
+    Raises ContractError("oversized") when the batch does not fit one message:
+    the caller sends fewer samples.
+    """
+    rows = []
+    for sample in samples:
+        t_ms, values = sample[0], sample[1]
+        quality = sample[2] if len(sample) > 2 else 0
+        rows.append([t_ms, values, quality] if quality else [t_ms, values])
+    body = {"v": VERSION, "seq": seq, "fw": fw, "r": rows}
+    if hist:
+        body["hist"] = True
+    if dropped:
+        body["dropped"] = dropped
+    raw = _dumps(body)
+    if len(raw) > MAX_PAYLOAD_BYTES:
+        raise ContractError("oversized", "%d bytes > %d" % (len(raw), MAX_PAYLOAD_BYTES))
+    return raw
+
+
+def decode_telemetry(raw, kind, now_ms, loads=strict_loads):
+    """Decode and validate one telemetry message from a device of `kind`.
+
+    `kind` comes from the registry, never from the payload. `loads` lets a
+    server use a faster JSON parser. Returns a Batch; raises ContractError for
+    an envelope that breaks the contract, and nothing else.
+    """
+    if kind not in KINDS:
+        raise ContractError("unknown_kind", repr(kind)[:40])
+    return validate_telemetry(_loads(raw, loads), kind, now_ms)
+
+
+def validate_telemetry(body, kind, now_ms):
+    """Validate an already-parsed telemetry message (see decode_telemetry)."""
+    if kind not in KINDS:
+        raise ContractError("unknown_kind", repr(kind)[:40])
+    _check_envelope(body, "message")
+    seq = body.get("seq")
+    if not _is_int(seq) or not 0 <= seq <= MAX_SEQ:
+        raise ContractError("bad_seq", repr(seq)[:40])
+    fw = body.get("fw")
+    if type(fw) is not str or not 0 < len(fw) <= MAX_FW_LEN:
+        raise ContractError("bad_fw", repr(fw)[:40])
+    hist = body.get("hist", False)
+    if type(hist) is not bool:
+        raise ContractError("bad_type", "hist must be true or false")
+    dropped = body.get("dropped", 0)
+    if not _is_int(dropped) or not 0 <= dropped <= MAX_SEQ:
+        raise ContractError("bad_type", "dropped must be a count")
+    rows = body.get("r")
+    if type(rows) is not list or not rows:
+        raise ContractError("bad_type", "r must be a non-empty list of samples")
+    if len(rows) > MAX_SAMPLES:
+        raise ContractError("oversized", "%d samples > %d" % (len(rows), MAX_SAMPLES))
+    catalogue = KINDS[kind]
+    samples = []
+    rejects = []
+    for row in rows:
+        _check_sample(row, catalogue, now_ms, samples, rejects)
+    return Batch(seq, fw, hist, dropped, samples, rejects)
+
+
+def _check_sample(row, catalogue, now_ms, samples, rejects):
+    if type(row) is not list or not 2 <= len(row) <= 3:
+        raise ContractError("bad_type", "a sample is [t_ms, {metric: value}, quality?]")
+    t_ms, values = row[0], row[1]
+    quality = row[2] if len(row) == 3 else 0
+    if not _is_int(t_ms) or t_ms < 0:
+        raise ContractError("bad_timestamp", repr(t_ms)[:40])
+    if type(values) is not dict or not values or len(values) > MAX_METRICS_PER_SAMPLE:
+        raise ContractError("bad_type", "sample values must be a non-empty object")
+    if not _is_int(quality) or quality & ~Q_ALL:
+        raise ContractError("bad_quality", repr(quality)[:20])
+    time_reason = None
+    if t_ms > now_ms + MAX_FUTURE_MS:
+        time_reason = "future_timestamp"
+    elif t_ms < now_ms - MAX_AGE_MS:
+        time_reason = "stale_timestamp"
+    good = {}
+    for metric in sorted(values):  # MicroPython dicts are unordered: keep outcomes the same everywhere
+        value = values[metric]
+        reason = time_reason or _reading_problem(metric, value, catalogue)
+        if reason:
+            rejects.append((t_ms, str(metric)[:64], _printable(value), reason))
+        else:
+            good[metric] = float(value)
+    if good:
+        samples.append((t_ms, good, quality))
+
+
+def _reading_problem(metric, value, catalogue):
+    if metric not in catalogue:
+        return "unknown_metric"
+    if not _is_number(value):
+        return "bad_type"
+    if not math.isfinite(value):
+        return "not_finite"
+    lo, hi = catalogue[metric][1], catalogue[metric][2]
+    if not lo <= value <= hi:
+        return "out_of_bounds"
+    return None
+
+
+def _printable(value):
+    # Keep a rejected value as something a dead-letter store can serialise.
+    if value is None or type(value) in (bool, int, str):
+        return value if type(value) is not str else value[:64]
+    if type(value) is float:
+        return value if math.isfinite(value) else str(value)
+    return repr(value)[:64]
+
+
+# ---------------------------------------------------------------- status
+
+
+STATES = ("online", "offline")
+
+
+def encode_status(state, fw="", uptime_s=0, mem_free=None, rssi_dbm=None, battery_v=None, dropped=0):
+    """The birth message (state online) or the last will (state offline), retained."""
+    body = {"v": VERSION, "state": state}
+    if fw:
+        body["fw"] = fw
+    if state == "online":
+        body["uptime_s"] = uptime_s
+        body["dropped"] = dropped
+        if mem_free is not None:
+            body["mem_free"] = mem_free
+        if rssi_dbm is not None:
+            body["rssi_dbm"] = rssi_dbm
+        if battery_v is not None:
+            body["battery_v"] = battery_v
+    return _dumps(body)
+
+
+_STATUS_NUMBERS = {
+    "uptime_s": (0, 1e10),
+    "dropped": (0, MAX_SEQ),
+    "mem_free": (0, 1e12),
+    "rssi_dbm": (-150, 0),
+    "battery_v": (0, 60),
+}
+
+
+def decode_status(raw, loads=strict_loads):
+    """Validate a status message; returns a dict with known keys only."""
+    body = _loads(raw, loads)
+    _check_envelope(body, "status")
+    state = body.get("state")
+    if state not in STATES:
+        raise ContractError("bad_state", repr(state)[:20])
+    out = {"state": state}
+    fw = body.get("fw")
+    if fw is not None:
+        if type(fw) is not str or len(fw) > MAX_FW_LEN:
+            raise ContractError("bad_fw", repr(fw)[:40])
+        out["fw"] = fw
+    for key in _STATUS_NUMBERS:
+        if key in body:
+            value = body[key]
+            lo, hi = _STATUS_NUMBERS[key]
+            if not _is_number(value) or not math.isfinite(value) or not lo <= value <= hi:
+                raise ContractError("bad_" + key, repr(value)[:20])
+            out[key] = value
+    return out
+
+
+# ---------------------------------------------------------------- config
+
+
+MIN_INTERVAL_MS = 1000
+MAX_INTERVAL_MS = 24 * 3600 * 1000
+
+
+def encode_config(interval_ms, batch_size=1, thresholds=None):
+    """A device's config, published retained by the server."""
+    body = {"v": VERSION, "interval_ms": interval_ms, "batch_size": batch_size}
+    if thresholds:
+        body["thresholds"] = thresholds
+    raw = _dumps(body)
+    decode_config(raw)  # never publish a config the device would refuse
+    return raw
+
+
+def decode_config(raw, loads=strict_loads):
+    """Validate a config message. thresholds: {metric: [low, high]} in the metric's unit."""
+    body = _loads(raw, loads)
+    _check_envelope(body, "config")
+    interval_ms = body.get("interval_ms")
+    if not _is_int(interval_ms) or not MIN_INTERVAL_MS <= interval_ms <= MAX_INTERVAL_MS:
+        raise ContractError("bad_interval", repr(interval_ms)[:20])
+    batch_size = body.get("batch_size", 1)
+    if not _is_int(batch_size) or not 1 <= batch_size <= MAX_SAMPLES:
+        raise ContractError("bad_batch_size", repr(batch_size)[:20])
+    thresholds = body.get("thresholds", {})
+    if type(thresholds) is not dict:
+        raise ContractError("bad_thresholds", "thresholds must be an object")
+    for metric in thresholds:
+        pair = thresholds[metric]
+        if metric not in METRICS:
+            raise ContractError("unknown_metric", repr(metric)[:40])
+        if type(pair) is not list or len(pair) != 2 or not _is_number(pair[0]) or not _is_number(pair[1]):
+            raise ContractError("bad_thresholds", "a threshold is [low, high]")
+        if not (math.isfinite(pair[0]) and math.isfinite(pair[1])) or pair[0] > pair[1]:
+            raise ContractError("bad_thresholds", "low must be <= high")
+    return {"interval_ms": interval_ms, "batch_size": batch_size, "thresholds": thresholds}
+
+
+# ---------------------------------------------------------------- alerts
+# Server to server (analytics -> API, control room), on alert_topic(device):
+#   {"v": 1, "id": "<incident id>", "device": "wtr-0001", "kind": "water",
+#    "district": "bukit-bestari", "metric": "pressure_bar", "rule": "pressure_low",
+#    "state": "active" | "cleared", "severity": "info" | "warning" | "critical",
+#    "score": 0.93, "observed": 1.2, "expected": 3.5,
+#    "started_ms": ..., "updated_ms": ..., "explanation": "..."}
+# One incident keeps one id; each change (severity, state) is a new message.
+
+ALERT_STATES = ("active", "cleared")
+SEVERITIES = ("info", "warning", "critical")
+_ALERT_TEXT = {"id": 64, "device": 32, "kind": 16, "district": 64, "metric": 32, "rule": 64, "explanation": 1000}
+
+
+def encode_alert(alert):
+    raw = _dumps(dict(alert, v=VERSION))
+    decode_alert(raw)  # never publish an alert the API would refuse
+    return raw
+
+
+def decode_alert(raw, loads=strict_loads):
+    """Validate an alert message; returns a dict with the known keys only."""
+    body = _loads(raw, loads)
+    _check_envelope(body, "alert")
+    out = {}
+    for key in _ALERT_TEXT:
+        value = body.get(key, "")
+        if type(value) is not str or len(value) > _ALERT_TEXT[key]:
+            raise ContractError("bad_" + key, repr(value)[:40])
+        out[key] = value
+    if not out["id"] or not valid_device_id(out["device"]):
+        raise ContractError("bad_id", "an alert needs an id and a valid device")
+    if body.get("state") not in ALERT_STATES:
+        raise ContractError("bad_state", repr(body.get("state"))[:20])
+    if body.get("severity") not in SEVERITIES:
+        raise ContractError("bad_severity", repr(body.get("severity"))[:20])
+    out["state"] = body["state"]
+    out["severity"] = body["severity"]
+    score = body.get("score")
+    if not _is_number(score) or not math.isfinite(score) or not 0 <= score <= 1:
+        raise ContractError("bad_score", repr(score)[:20])
+    out["score"] = float(score)
+    for key in ("observed", "expected"):
+        value = body.get(key)
+        if value is not None and (not _is_number(value) or not math.isfinite(value)):
+            raise ContractError("bad_" + key, repr(value)[:20])
+        out[key] = value
+    for key in ("started_ms", "updated_ms"):
+        value = body.get(key)
+        if not _is_int(value) or value < 0:
+            raise ContractError("bad_" + key, repr(value)[:20])
+        out[key] = value
+    return out

@@ -1,0 +1,1 @@
+"""The fleet simulator: the same edge agent code, many devices at once."""

@@ -1,0 +1,1 @@
+"""MQTT to InfluxDB ingest workers."""

@@ -1,0 +1,20 @@
+"""Turn a decoded telemetry batch into line protocol, one point per sample.
+
+Storage schema: measurement = the device's kind; tags device and district (from
+the registry); fields = the metrics (always floats), `seq` (integer, the
+message's sequence number) and `q` (integer quality flags, only when set).
+"""
+
+from edge.contract import Batch
+from telemetry_shared.lineproto import escape_key, format_field
+
+
+def batch_lines(batch: Batch, device_id: str, kind: str, district: str) -> list[str]:
+    head = f"{kind},device={escape_key(device_id)},district={escape_key(district)} "
+    seq = f"seq={batch.seq}i"
+    lines = []
+    for t_ms, values, quality in batch.samples:
+        fields = ",".join(f"{metric}={format_field(value)}" for metric, value in values.items())
+        extra = f",q={quality}i" if quality else ""
+        lines.append(f"{head}{fields},{seq}{extra} {t_ms}")
+    return lines

@@ -1,0 +1,1 @@
+"""The `city` command: for field technicians, operators and developers."""

@@ -1,0 +1,192 @@
+"""The device registry: SQLite in WAL mode, a portable schema.
+
+A device's kind, district and position live here, never in its payload.
+`version()` changes whenever a device is added, changed or removed, so the
+ingest workers can cache lookups and drop the cache when it moves.
+"""
+
+import re
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+from pydantic import BaseModel, Field, field_validator
+
+from edge import contract
+
+SERVICE_PREFIX = "svc-"  # MQTT usernames of the platform's own services
+STATES = ("provisioned", "active", "silent", "retired")
+_SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS devices (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    district TEXT NOT NULL,
+    lat REAL,
+    lon REAL,
+    note TEXT NOT NULL DEFAULT '',
+    firmware TEXT NOT NULL DEFAULT '',
+    state TEXT NOT NULL DEFAULT 'provisioned',
+    credential_hash TEXT NOT NULL DEFAULT '',
+    last_seen_ms INTEGER,
+    created_ms INTEGER NOT NULL,
+    updated_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS devices_kind_district ON devices (kind, district);
+CREATE TABLE IF NOT EXISTS registry_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT OR IGNORE INTO registry_meta VALUES ('devices_version', 0);
+CREATE TRIGGER IF NOT EXISTS devices_version_insert AFTER INSERT ON devices BEGIN
+    UPDATE registry_meta SET value = value + 1 WHERE key = 'devices_version'; END;
+CREATE TRIGGER IF NOT EXISTS devices_version_delete AFTER DELETE ON devices BEGIN
+    UPDATE registry_meta SET value = value + 1 WHERE key = 'devices_version'; END;
+CREATE TRIGGER IF NOT EXISTS devices_version_update AFTER UPDATE ON devices
+WHEN old.kind IS NOT new.kind OR old.district IS NOT new.district OR old.state IS NOT new.state
+  OR old.credential_hash IS NOT new.credential_hash
+BEGIN UPDATE registry_meta SET value = value + 1 WHERE key = 'devices_version'; END;
+"""
+
+
+class DeviceNew(BaseModel):
+    id: str
+    kind: str
+    district: str
+    lat: float | None = Field(None, ge=-90, le=90)
+    lon: float | None = Field(None, ge=-180, le=180)
+    note: str = Field("", max_length=500)
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, value: str) -> str:
+        if not contract.valid_device_id(value):
+            raise ValueError("a device id is 3 to 32 of a-z, 0-9 and '-', not starting with '-'")
+        if value.startswith(SERVICE_PREFIX):
+            raise ValueError(f"ids starting with {SERVICE_PREFIX!r} are reserved for service accounts")
+        return value
+
+    @field_validator("kind")
+    @classmethod
+    def _kind(cls, value: str) -> str:
+        if value not in contract.KINDS:
+            raise ValueError(f"unknown kind; one of {', '.join(contract.KINDS)}")
+        return value
+
+    @field_validator("district")
+    @classmethod
+    def _district(cls, value: str) -> str:
+        if not _SLUG.match(value):
+            raise ValueError("a district is a slug: a-z, 0-9 and '-', at most 64")
+        return value
+
+
+class Device(DeviceNew):
+    firmware: str = ""
+    state: str = "provisioned"
+    credential_hash: str = ""
+    last_seen_ms: int | None = None
+    created_ms: int
+    updated_ms: int
+
+
+class RegistryError(Exception):
+    pass
+
+
+class DeviceExists(RegistryError):
+    pass
+
+
+class DeviceNotFound(RegistryError):
+    pass
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Registry:
+    """Thread-safe access to the registry file (one connection, serialised)."""
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(self.path, check_same_thread=False, timeout=30, isolation_level=None)
+        self.db.row_factory = sqlite3.Row
+        self.lock = threading.Lock()
+        with self.lock:
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def version(self) -> int:
+        with self.lock:
+            row = self.db.execute("SELECT value FROM registry_meta WHERE key='devices_version'").fetchone()
+        return row[0]
+
+    def add(self, new: DeviceNew, credential_hash: str = "") -> Device:
+        now = _now_ms()
+        device = Device(**new.model_dump(), credential_hash=credential_hash, created_ms=now, updated_ms=now)
+        row = device.model_dump()
+        try:
+            with self.lock:
+                self.db.execute(
+                    f"INSERT INTO devices ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", list(row.values())
+                )
+        except sqlite3.IntegrityError as exc:
+            raise DeviceExists(f"device {new.id} already exists") from exc
+        return device
+
+    def get(self, device_id: str) -> Device:
+        with self.lock:
+            row = self.db.execute("SELECT * FROM devices WHERE id = ?", (device_id,)).fetchone()
+        if row is None:
+            raise DeviceNotFound(f"no device {device_id!r}")
+        return Device(**dict(row))
+
+    def list(self, kind: str | None = None, district: str | None = None, state: str | None = None,
+             limit: int = 1000, offset: int = 0) -> tuple[list[Device], int]:
+        """A page of devices and the total that match."""
+        where, args = [], []
+        for column, value in (("kind", kind), ("district", district), ("state", state)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        with self.lock:
+            total = self.db.execute(f"SELECT count(*) FROM devices {clause}", args).fetchone()[0]
+            rows = self.db.execute(f"SELECT * FROM devices {clause} ORDER BY id LIMIT ? OFFSET ?",
+                                   [*args, limit, offset]).fetchall()
+        return [Device(**dict(row)) for row in rows], total
+
+    def update(self, device_id: str, **changes: object) -> Device:
+        """Change some fields; validated as the whole device would be."""
+        current = self.get(device_id)
+        merged = Device(**(current.model_dump() | changes | {"updated_ms": _now_ms()}))
+        if merged.state not in STATES:
+            raise RegistryError(f"state must be one of {', '.join(STATES)}")
+        row = merged.model_dump()
+        del row["id"]
+        with self.lock:
+            self.db.execute(f"UPDATE devices SET {', '.join(f'{k} = ?' for k in row)} WHERE id = ?",
+                            [*row.values(), device_id])
+        return merged
+
+    def seen(self, device_id: str, t_ms: int, firmware: str | None = None) -> None:
+        """Record that a device spoke (cheap; does not invalidate caches)."""
+        with self.lock:
+            if firmware:
+                self.db.execute(
+                    "UPDATE devices SET last_seen_ms = max(coalesce(last_seen_ms, 0), ?), firmware = ?,"
+                    " state = CASE WHEN state IN ('provisioned', 'silent') THEN 'active' ELSE state END WHERE id = ?",
+                    (t_ms, firmware, device_id))
+            else:
+                self.db.execute("UPDATE devices SET last_seen_ms = max(coalesce(last_seen_ms, 0), ?) WHERE id = ?",
+                                (t_ms, device_id))
+
+    def delete(self, device_id: str) -> None:
+        with self.lock:
+            self.db.execute("DELETE FROM devices WHERE id = ?", (device_id,))

@@ -1,0 +1,127 @@
+"""Fixtures that start real servers: Mosquitto and influxd on free loopback
+ports with their data in temp dirs. A missing binary is a failure that says
+what to install, never a silent skip."""
+
+import secrets
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from telemetry_shared import broker
+from telemetry_shared.influx import InfluxQL
+from telemetry_shared.registry import Registry
+from telemetry_shared.servers import Influxd, MissingBinary, Mosquitto, find_binary
+from telemetry_shared.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+SERVICE_PASSWORD = "test-service-secret"
+
+
+def _require(name: str) -> str:
+    try:
+        return find_binary(name)
+    except MissingBinary as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def micropython_bin() -> str:
+    return _require("micropython")
+
+
+def service_users() -> dict[str, str]:
+    """Every service account, all with the test service password."""
+    hashed = broker.hash_password(SERVICE_PASSWORD)
+    return {broker.service_user(s, i): hashed for s in broker.SERVICES for i in range(broker.MAX_SERVICE_INSTANCES)}
+
+
+@pytest.fixture
+def make_mosquitto(tmp_path_factory) -> Iterator[Callable[..., Mosquitto]]:
+    """Start a Mosquitto of our own (for tests that stop or restart it)."""
+    _require("mosquitto")
+    started: list[Mosquitto] = []
+
+    def make(**kwargs) -> Mosquitto:
+        users = service_users() | kwargs.pop("users", {})
+        server = Mosquitto(tmp_path_factory.mktemp("mosquitto"), users=users, **kwargs).start()
+        started.append(server)
+        return server
+
+    yield make
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def mosquitto(make_mosquitto) -> Mosquitto:
+    return make_mosquitto()
+
+
+@pytest.fixture
+def make_influxd(tmp_path_factory) -> Iterator[Callable[[], Influxd]]:
+    _require("influxd")
+    started: list[Influxd] = []
+
+    def make() -> Influxd:
+        server = Influxd(tmp_path_factory.mktemp("influxd")).start()
+        started.append(server)
+        return server
+
+    yield make
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def shared_influxd(tmp_path_factory) -> Iterator[Influxd]:
+    """One influxd for the tests that do not stop it; each test gets its own database."""
+    _require("influxd")
+    server = Influxd(tmp_path_factory.mktemp("influxd-shared")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def influx_db(shared_influxd: Influxd) -> Iterator[InfluxQL]:
+    """A fresh database on the shared influxd, dropped afterwards."""
+    name = f"test_{secrets.token_hex(4)}"
+    client = InfluxQL(shared_influxd.url, name)
+    client.create_database()
+    yield client
+    client.raw(f'DROP DATABASE "{name}"', method="POST")
+    client.close()
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> Iterator[Registry]:
+    reg = Registry(tmp_path / "registry.sqlite3")
+    yield reg
+    reg.close()
+
+
+def make_settings(tmp_path: Path, mosquitto: Mosquitto | None = None, influx_url: str = "", influx_db: str = "city",
+                  **overrides) -> Settings:
+    """Settings pointing at the test servers (instead of environment variables)."""
+    values = {
+        "environment": "test",
+        "data_dir": tmp_path / "var",
+        "mqtt_user": broker.service_user("ingest", 0),
+        "mqtt_password": SERVICE_PASSWORD,
+        "influx_db": influx_db,
+    }
+    if mosquitto:
+        values["mqtt_port"] = mosquitto.port
+    if influx_url:
+        values["influx_url"] = influx_url
+    return Settings(**(values | overrides))
+
+
+@pytest.fixture
+def edge_dir(tmp_path: Path) -> Path:
+    """A copy of the firmware as it would sit on a board's flash."""
+    target = tmp_path / "flash"
+    shutil.copytree(ROOT / "edge", target / "edge", ignore=shutil.ignore_patterns("__pycache__"))
+    return target

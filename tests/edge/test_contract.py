@@ -1,0 +1,140 @@
+"""The wire contract under CPython: golden payloads, round trips and hostile input."""
+
+import contextlib
+import json
+import math
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from edge import contract
+from tests.conftest import FIXTURES
+from tests.edge.golden_check import outcomes
+
+NOW = 1_796_000_000_000
+
+
+def expected(case: dict) -> dict:
+    if "error" in case:
+        return {"error": case["error"]}
+    return {"samples": case["samples"], "readings": case["readings"], "rejects": case["rejects"],
+            "hist": case.get("hist", False), "dropped": case.get("dropped", 0)}
+
+
+def test_golden_payloads_decode_as_documented():
+    cases, results = outcomes(str(FIXTURES))
+    assert results == [expected(c) for c in cases]
+
+
+def test_round_trip_keeps_values_times_and_flags():
+    samples = [(NOW - 2000, {"voltage_v": 229.5, "frequency_hz": 50.02}, 0),
+               (NOW - 1000, {"voltage_v": 231.25}, contract.Q_DOUBTFUL)]
+    raw = contract.encode_telemetry(41, samples, "1.2.3", hist=True, dropped=7)
+    batch = contract.decode_telemetry(raw, "power", NOW)
+    assert (batch.seq, batch.fw, batch.hist, batch.dropped) == (41, "1.2.3", True, 7)
+    assert batch.samples == samples
+    assert batch.rejects == []
+
+
+def test_orjson_and_json_agree():
+    raw = (FIXTURES / "payloads" / "valid_water.json").read_bytes()
+    a = contract.decode_telemetry(raw, "water", NOW)
+    b = contract.decode_telemetry(raw, "water", NOW, loads=orjson.loads)
+    assert a.samples == b.samples
+
+
+@pytest.mark.parametrize("value, reason", [
+    (float("inf"), "not_finite"), (-1.0, "out_of_bounds"), (True, "bad_type"), ("3", "bad_type"),
+    (None, "bad_type"), ([1], "bad_type"), (26.0, "unknown_metric"),
+])
+def test_bad_readings_are_rejected_alone(value, reason):
+    metric = "turbidity_ntu" if reason != "unknown_metric" else "speed_kmh"
+    body = {"v": 1, "seq": 1, "fw": "x", "r": [[NOW, {metric: value, "flow_lps": 2.0}]]}
+    batch = contract.validate_telemetry(body, "water", NOW)
+    assert batch.samples == [(NOW, {"flow_lps": 2.0}, 0)]
+    assert [r[3] for r in batch.rejects] == [reason]
+    json.dumps(batch.rejects)  # a dead-letter store can always serialise a reject
+
+
+def test_timestamps_far_from_now_are_rejected():
+    body = {"v": 1, "seq": 1, "fw": "x", "r": [[NOW + 3_600_000, {"flow_lps": 1.0}],
+                                                [NOW - 40 * 86_400_000, {"flow_lps": 1.0}],
+                                                [NOW - 86_400_000, {"flow_lps": 1.0}]]}
+    batch = contract.validate_telemetry(body, "water", NOW)
+    assert [r[3] for r in batch.rejects] == ["future_timestamp", "stale_timestamp"]
+    assert len(batch.samples) == 1
+
+
+def test_oversized_payload_is_rejected_before_parsing():
+    raw = b'{"v":1,' + b" " * contract.MAX_PAYLOAD_BYTES + b"}"
+    with pytest.raises(contract.ContractError) as err:
+        contract.decode_telemetry(raw, "water", NOW)
+    assert err.value.reason == "oversized"
+
+
+def test_encoder_refuses_a_batch_that_does_not_fit():
+    samples = [(NOW + i, {"flow_lps": 1.0 + i, "pressure_bar": 2.0}, 0) for i in range(400)]
+    with pytest.raises(contract.ContractError):
+        contract.encode_telemetry(1, samples, "x")
+
+
+def test_every_metric_has_a_unit_and_bounds():
+    for kind, metrics in contract.KINDS.items():
+        for metric, (unit, lo, hi) in metrics.items():
+            assert isinstance(unit, str) and lo < hi and math.isfinite(lo) and math.isfinite(hi), (kind, metric)
+            assert contract.METRICS[metric][0] == kind
+
+
+def test_topics_round_trip_and_refuse_wildcards():
+    assert contract.parse_topic(contract.telemetry_topic("wtr-0001")) == ("wtr-0001", "telemetry")
+    for bad in ["city/v1/dev/+/telemetry", "city/v1/dev/a#b/telemetry", "city/v1/dev/ok1/other", "x", ""]:
+        with pytest.raises(contract.ContractError):
+            contract.parse_topic(bad)
+    for bad in ["", "ab", "A-01", "-abc", "a" * 33, "a/b", "dev#1", 12]:
+        assert not contract.valid_device_id(bad)
+
+
+def test_config_and_status_validate():
+    raw = contract.encode_config(5000, 6, {"pressure_bar": [1.5, 8.0]})
+    assert contract.decode_config(raw)["thresholds"] == {"pressure_bar": [1.5, 8.0]}
+    with pytest.raises(contract.ContractError):
+        contract.encode_config(10, 1)
+    with pytest.raises(contract.ContractError):
+        contract.decode_config(b'{"v":1,"interval_ms":5000,"thresholds":{"pressure_bar":[9,1]}}')
+    status = contract.decode_status(contract.encode_status("online", "1.0", 12, 40000, -67))
+    assert status == {"state": "online", "fw": "1.0", "uptime_s": 12, "dropped": 0, "mem_free": 40000,
+                      "rssi_dbm": -67}
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=12), children, max_size=5),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.binary(max_size=2048))
+def test_random_bytes_never_raise_anything_but_contract_error(raw):
+    for decode in (contract.decode_telemetry, lambda r, k, n: contract.decode_status(r),
+                   lambda r, k, n: contract.decode_config(r)):
+        with contextlib.suppress(contract.ContractError):
+            decode(raw, "water", NOW)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(json_values, st.sampled_from(list(contract.KINDS)))
+def test_random_json_never_raises_anything_but_contract_error(body, kind):
+    envelope = {"v": 1, "seq": 1, "fw": "x", "r": body}
+    for candidate in (body, envelope, {"v": 1, "seq": 1, "fw": "x", "r": [[NOW, body]]}):
+        raw = json.dumps(candidate).encode()
+        try:
+            batch = contract.decode_telemetry(raw, kind, NOW)
+        except contract.ContractError:
+            continue
+        for _, values, _ in batch.samples:
+            for metric, value in values.items():
+                _, _, lo, hi = contract.METRICS[metric]
+                assert math.isfinite(value) and lo <= value <= hi
