@@ -35,6 +35,17 @@ class Settings(BaseSettings):
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    api_db_path: Path | None = Field(None, description="API keys and the alert lifecycle (SQLite); default data_dir")
+    api_mqtt_user: str = "svc-api-0"
+    api_escalate_after_s: float = Field(900.0, gt=0, description="unacknowledged this long: severity up, reminder")
+    api_silent_after_s: float = Field(600.0, gt=0, description="an active device not heard from this long is silent")
+    api_public_rate_per_min: int = Field(60, gt=0, description="public requests per client address per minute")
+    api_notify_rules: list[dict[str, str]] = Field(
+        [], description='JSON list: [{"role": "operator", "min_severity": "warning", "webhook": "http://...",'
+                        ' "email": "ops@example.org"}]')
+    smtp_host: str = ""
+    smtp_port: int = 25
+    smtp_from: str = "control-room@localhost"
 
     ingest_worker_id: str = "ingest-0"
     ingest_batch_points: int = 5000
@@ -51,6 +62,10 @@ class Settings(BaseSettings):
     @property
     def registry_file(self) -> Path:
         return self.registry_path or self.data_dir / "registry.sqlite3"
+
+    @property
+    def api_db_file(self) -> Path:
+        return self.api_db_path or self.data_dir / "api.sqlite3"
 
     @property
     def deadletter_file(self) -> Path:
