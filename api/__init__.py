@@ -1,0 +1,1 @@
+"""The API: registry, readings, alerts, public figures and the control-room page."""

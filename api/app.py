@@ -1,0 +1,61 @@
+"""create_app(settings) -> FastAPI: the routers, the error format, and the
+background parts (the alert subscriber, escalation) started with the app."""
+
+import importlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api import errors
+from api.routes import health, keys
+from api.services import ApiServices
+from telemetry_shared.settings import Settings, get_settings
+
+log = logging.getLogger("api")
+
+DESCRIPTION = """The city telemetry platform's API: the device registry, readings, the alert lifecycle,
+public city figures and the control-room page.
+
+Authenticate with an API key: `Authorization: Bearer city_<id>_<secret>` (create one with
+`city apikey create`). Roles: technician, engineer, operator, admin. Lists answer `{data, count}`;
+errors answer `{error, message, detail}`."""
+
+
+def _optional_router(module: str):
+    """A router that another part of the project provides, when it is there."""
+    try:
+        return importlib.import_module(module).router
+    except ModuleNotFoundError as exc:
+        if exc.name != module:
+            raise  # the module is there but is broken: say so
+        log.info("%s not present; its routes are not served", module)
+        return None
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    services = ApiServices.open(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        for start in services.extra.get("on_start", []):
+            await start()
+        try:
+            yield
+        finally:
+            for stop in reversed(services.extra.get("on_stop", [])):
+                await stop()
+            services.close()
+
+    app = FastAPI(title=f"{settings.city_name} city telemetry API", version="1.0.0", description=DESCRIPTION,
+                  lifespan=lifespan, responses=errors.ERROR_RESPONSES)
+    app.state.services = services
+    errors.install(app)
+    app.include_router(health.router)
+    app.include_router(keys.router)
+    devices = _optional_router("api.routes.devices")
+    if devices is not None:
+        app.include_router(devices)
+    return app

@@ -1,0 +1,54 @@
+"""Every error is JSON: {"error": short code, "message": for a person, "detail": optional}."""
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from telemetry_shared.influx import InfluxError
+
+log = logging.getLogger("api")
+
+CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
+         409: "conflict", 413: "too_large", 422: "invalid_input", 429: "rate_limited", 503: "unavailable"}
+
+
+class ErrorBody(BaseModel):
+    error: str
+    message: str
+    detail: list | dict | None = None
+
+
+def _body(status: int, message: str, detail: object = None) -> dict:
+    return {"error": CODES.get(status, "error"), "message": message, "detail": detail}
+
+
+def _readable(errors: list[dict]) -> str:
+    parts = []
+    for error in errors[:5]:
+        where = ".".join(str(p) for p in error.get("loc", ()) if p != "body") or "request"
+        parts.append(f"{where}: {error.get('msg', 'invalid')}")
+    return "; ".join(parts)
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        message = exc.detail if isinstance(exc.detail, str) else CODES.get(exc.status_code, "error")
+        return JSONResponse(_body(exc.status_code, message), exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [{k: v for k, v in e.items() if k in ("loc", "msg", "type")} for e in exc.errors()]
+        return JSONResponse(_body(422, _readable(errors), errors), 422)
+
+    @app.exception_handler(InfluxError)
+    async def influx_down(request: Request, exc: InfluxError) -> JSONResponse:
+        log.warning("InfluxDB error on %s: %s", request.url.path, exc)
+        return JSONResponse(_body(503, "the readings store (InfluxDB) did not answer; try again"), 503)
+
+
+ERROR_RESPONSES = {status: {"model": ErrorBody} for status in (401, 403, 422)}
