@@ -7,6 +7,13 @@ from telemetry_cli import up
 
 app = typer.Typer(help="City telemetry platform: run the city, manage devices, score data.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
+
+
+@app.callback()
+def _root() -> None:
+    """Keeps `city` a group of commands even while it has only one."""
+
+
 app.command("up", help="Run the whole city on this machine: broker, InfluxDB, services and a simulated fleet.")(up.up)
 
 

@@ -1,5 +1,241 @@
-"""`city up`: the whole city on this machine (being written)."""
+"""`city up`: the whole city on this machine, no Docker needed.
+
+Mosquitto and influxd run as child processes with their data under the data
+folder (var/ by default); then the ingest worker, analytics, the API with the
+control-room page, and a simulated fleet (plus one real MicroPython agent per
+kind). A live status line shows readings flowing; Ctrl-C stops everything,
+services first so they drain, servers last.
+"""
+
+import json
+import os
+import random
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from importlib.util import find_spec
+from pathlib import Path
+
+import typer
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from edge import contract
+from telemetry_shared import broker
+from telemetry_shared.influx import InfluxError, InfluxQL
+from telemetry_shared.localstack import LocalStack
+from telemetry_shared.servers import Influxd, MissingBinary, Mosquitto, find_binary
+from telemetry_shared.settings import get_settings
+
+console = Console(stderr=True)
+ROOT = Path(__file__).resolve().parent.parent
+DISTRICTS = ("bukit-bestari", "tanjungpinang-kota", "tanjungpinang-barat", "tanjungpinang-timur")
+KIND_PREFIX = {"water": "wtr", "power": "pwr", "building": "bld", "traffic": "trf"}
 
 
-def up() -> None:
-    raise SystemExit("city up: not yet")
+def _port_or_free(preferred: int) -> int:
+    """The configured port if it is free, else any free loopback port (said aloud)."""
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", preferred))
+            return preferred
+        except OSError:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+    console.print(f"[yellow]port {preferred} is busy; using {port}[/]")
+    return port
+
+
+def plan_fleet(devices: int, seed: int) -> list[dict]:
+    """Device specs from the simulator's scenario, or an even spread if it is not installed."""
+    import fleetsim
+
+    scenario_file = ROOT / "firmware-sim" / "scenarios" / "tanjungpinang.json"
+    if hasattr(fleetsim, "plan_fleet") and scenario_file.exists():
+        return fleetsim.plan_fleet(json.loads(scenario_file.read_text()), devices, seed)
+    rng = random.Random(seed)
+    specs = []
+    for i in range(devices):
+        kind = list(KIND_PREFIX)[i % 4]
+        specs.append({"id": f"{KIND_PREFIX[kind]}-{i:04d}", "kind": kind, "district": DISTRICTS[(i // 4) % 4],
+                      "lat": round(0.90 + rng.random() * 0.06, 5), "lon": round(104.43 + rng.random() * 0.08, 5)})
+    return specs
+
+
+class City:
+    """The processes of one local city, started in order and stopped in reverse."""
+
+    def __init__(self, data_dir: Path, devices: int, micropython_agents: bool):
+        self.data_dir = data_dir
+        self.devices = devices
+        self.micropython_agents = micropython_agents
+        self.children: list[tuple[str, subprocess.Popen]] = []
+        self.mosquitto: Mosquitto | None = None
+        self.influxd: Influxd | None = None
+        self.stack: LocalStack | None = None
+
+    # ------------------------------------------------------------ start
+
+    def start(self) -> None:
+        settings = get_settings()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        service_password = self._service_password()
+        service_hash = broker.hash_password(service_password)
+        users = {broker.service_user(s, i): service_hash for s in broker.SERVICES
+                 for i in range(broker.MAX_SERVICE_INSTANCES)}
+        console.print("starting Mosquitto and influxd ...")
+        self.mosquitto = Mosquitto(self.data_dir / "mosquitto", _port_or_free(settings.mqtt_port), users=users)
+        self.mosquitto.start()
+        self.influxd = Influxd(self.data_dir / "influxd", _port_or_free(_port_of(settings.influx_url)))
+        self.influxd.start()
+        InfluxQL(self.influxd.url, settings.influx_db).create_database()
+        self.stack = LocalStack(str(self.data_dir), self.mosquitto.port, self.influxd.port,
+                                _port_or_free(settings.api_port), self.mosquitto.proc.pid, service_password)
+        self.stack.save()
+        fleet = self._provision_fleet()
+        self._start_services()
+        self._start_fleet(fleet)
+
+    def _service_password(self) -> str:
+        path = self.data_dir / "service-password"
+        if not path.exists():
+            path.write_text(secrets.token_urlsafe(24))
+            os.chmod(path, 0o600)
+        return path.read_text().strip()
+
+    def _provision_fleet(self) -> Path:
+        fleet_file = self.data_dir / "fleet.json"
+        specs = plan_fleet(self.devices, seed=7)
+        passwords = self.stack.add_devices(specs)
+        fleet = {"devices": [spec | {"password": passwords[spec["id"]]} for spec in specs],
+                 "broker": {"host": "127.0.0.1", "port": self.stack.mqtt_port}}
+        fleet_file.write_text(json.dumps(fleet, indent=1))
+        os.chmod(fleet_file, 0o600)
+        return fleet_file
+
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str], cwd: Path = ROOT) -> None:
+        log = open(self.data_dir / f"{name}.log", "ab")  # noqa: SIM115 - the child keeps it open
+        proc = subprocess.Popen(argv, env=os.environ | env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        self.children.append((name, proc))
+
+    def _start_services(self) -> None:
+        py = sys.executable
+        for name, module, service in (("ingest-0", "ingest", "ingest"), ("analytics", "analytics", "analytics"),
+                                      ("api", "api", "api")):
+            if find_spec(f"{module}.__main__"):
+                self._spawn(name, [py, "-m", module], self.stack.service_env(service))
+            else:
+                console.print(f"[yellow]{module}: not available in this build, skipped[/]")
+
+    def _start_fleet(self, fleet_file: Path) -> None:
+        py = sys.executable
+        if find_spec("fleetsim.__main__"):
+            self._spawn("fleet", [py, "-m", "fleetsim", "--fleet", str(fleet_file)], {})
+        else:
+            self._spawn("fleet", [py, "-m", "telemetry_cli.minifleet", str(fleet_file)], {})
+        if self.micropython_agents:
+            self._start_micropython_agents()
+
+    def _start_micropython_agents(self) -> None:
+        """One real MicroPython agent per kind, for fidelity: the firmware as it runs on a board."""
+        try:
+            micropython = find_binary("micropython")
+        except MissingBinary as exc:
+            console.print(f"[yellow]{exc}; no MicroPython agents[/]")
+            return
+        flash = self.data_dir / "micropython"
+        shutil.rmtree(flash, ignore_errors=True)
+        shutil.copytree(ROOT / "edge", flash / "edge", ignore=shutil.ignore_patterns("__pycache__"))
+        specs = [{"id": f"mpy-{kind}", "kind": kind, "district": DISTRICTS[i], "lat": 0.92, "lon": 104.45}
+                 for i, kind in enumerate(contract.KINDS)]
+        passwords = self.stack.add_devices(specs)
+        for spec in specs:
+            config = {"device_id": spec["id"], "kind": spec["kind"], "server": "127.0.0.1",
+                      "port": self.stack.mqtt_port, "password": passwords[spec["id"]], "interval_ms": 5000,
+                      "batch_size": 2}
+            path = flash / f"{spec['id']}.json"
+            path.write_text(json.dumps(config))
+            self._spawn(spec["id"], [micropython, "-m", "edge.main", path.name], {"MICROPYPATH": str(flash)}, flash)
+
+    # ------------------------------------------------------------ status and stop
+
+    def status_table(self, influx: InfluxQL) -> Group:
+        table = Table(title=f"{get_settings().city_name}: the last minute", expand=False)
+        for column in ("kind", "samples/min", "devices"):
+            table.add_column(column)
+        try:
+            for kind in contract.KINDS:
+                rows = influx.rows(f'SELECT count("seq") AS n FROM "{kind}" WHERE time > now() - 1m')
+                devices = influx.series(f'SHOW TAG VALUES FROM "{kind}" WITH KEY = "device"')
+                n_devices = len(devices[0]["values"]) if devices else 0
+                table.add_row(kind, str(rows[0]["n"] if rows else 0), str(n_devices))
+        except InfluxError as exc:
+            table.add_row("InfluxDB", f"[red]{exc}[/]", "")
+        down = [name for name, proc in self.children if proc.poll() is not None]
+        lines = [f"control room {self.stack.api_url}/   MQTT 127.0.0.1:{self.stack.mqtt_port}   "
+                 f"InfluxDB {self.stack.influx_url}", f"logs in {self.data_dir}/*.log"]
+        if down:
+            lines.append(f"[red]stopped: {', '.join(down)}[/]")
+        return Group(table, *(Text.from_markup(line) for line in lines))
+
+    def stop(self) -> None:
+        for _, proc in reversed(self.children):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        for name, proc in reversed(self.children):
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                console.print(f"[yellow]{name} did not stop in time; killed[/]")
+                proc.kill()
+        for server in (self.influxd, self.mosquitto):
+            if server:
+                server.stop()
+        state = self.data_dir / "city.json"
+        state.unlink(missing_ok=True)
+
+
+def _port_of(url: str) -> int:
+    return int(url.rsplit(":", 1)[1].split("/")[0])
+
+
+def up(
+    devices: int = typer.Option(40, min=1, max=20000, help="Simulated devices in the fleet."),
+    duration: float = typer.Option(0, min=0, help="Stop by itself after this many seconds (0: run until Ctrl-C)."),
+    micropython: bool = typer.Option(True, help="Also run one real MicroPython agent per kind."),
+) -> None:
+    settings = get_settings()
+    city = City(Path(settings.data_dir).resolve(), devices, micropython)
+    stopping = {"now": False}
+
+    def request_stop(*_: object) -> None:
+        stopping["now"] = True
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    try:
+        city.start()
+        influx = InfluxQL(city.stack.influx_url, settings.influx_db)
+        console.print(f"[green]the city is up[/]: control room at {city.stack.api_url}/ - Ctrl-C stops it")
+        started = time.monotonic()
+        with Live(city.status_table(influx), console=console, refresh_per_second=1,
+                  transient=not sys.stderr.isatty()) as live:
+            while not stopping["now"] and not (duration and time.monotonic() - started > duration):
+                time.sleep(0.5)
+                live.update(city.status_table(influx))
+        console.print(city.status_table(influx))
+    except (MissingBinary, RuntimeError) as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(1) from exc
+    finally:
+        console.print("stopping the city ...")
+        city.stop()
+    console.print("stopped cleanly")
