@@ -64,8 +64,10 @@ class V1Writer:
     """POST /write?db=...&precision=ms, gzip-compressed."""
 
     def __init__(self, url: str, db: str, user: str = "", password: str = "", timeout_s: float = 10.0,
-                 gzip_level: int = 1):
+                 gzip_level: int = 1, rp: str = ""):
         self.params = {"db": db, "precision": "ms"}
+        if rp:  # a named retention policy (e.g. the rollups'), else the database's default
+            self.params["rp"] = rp
         if user:
             self.params |= {"u": user, "p": password}
         self.gzip_level = gzip_level

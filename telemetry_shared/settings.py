@@ -61,6 +61,14 @@ class Settings(BaseSettings):
     ingest_worker_id: str = "ingest-0"
     ingest_batch_points: int = 5000
     ingest_batch_ms: int = 200
+    ingest_receive_maximum: int = Field(1000, ge=10, le=65535, description="MQTT 5 in-flight window per worker")
+    ingest_metrics_port: int = Field(9108, ge=0, le=65535, description="Prometheus text; 0 turns it off")
+    ingest_stats_interval_s: float = Field(10.0, gt=0, description="how often counters go to ingest_stats")
+    ingest_retry_max_s: float = Field(10.0, gt=0, description="cap of the write backoff and of Retry-After")
+    ingest_spool_after_s: float = Field(5.0, ge=0, description="retry this long, then spool to disk")
+    ingest_spool_max_mb: int = Field(1024, ge=1, description="bound of the on-disk spool per worker")
+    raw_retention: str = Field("90d", pattern=r"^(INF|[0-9]+[hdw])$", description="how long raw readings are kept")
+    rollup_lookback_h: int = Field(48, ge=1, description="hours the rollup job recomputes on each run")
 
     @model_validator(mode="after")
     def _production_needs_real_secrets(self) -> "Settings":
@@ -81,6 +89,10 @@ class Settings(BaseSettings):
     @property
     def passwd_file(self) -> Path:
         return self.broker_passwd_file or self.data_dir / "mosquitto" / "passwd"
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.data_dir / "spool" / self.ingest_worker_id
 
     @property
     def deadletter_file(self) -> Path:
