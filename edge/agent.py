@@ -42,12 +42,14 @@ class Agent:
         self.batch_size = config.get("batch_size", 1)
         self.thresholds = {}
         self.source = source
-        self.buffer = SampleBuffer(config.get("buffer_capacity", 2000))
+        self.buffer = SampleBuffer(config.get("buffer_capacity", 2000), config.get("spool_path"),
+                                   config.get("spool_capacity", 20000))
         self.seq = 0
         self.inflight = None  # (payload, hist) until the broker acknowledges it
         self.urgent = False
         self.connected = False
         self.started = ticks_ms()
+        self.backoff_max_ms = config.get("backoff_max_ms", BACKOFF_MAX_MS)
         self.backoff_ms = BACKOFF_MIN_MS
         self.published = 0
         self.telemetry_topic = contract.telemetry_topic(self.device_id)
@@ -68,28 +70,36 @@ class Agent:
 
     # ------------------------------------------------------------ state
 
-    def sample(self):
-        """Read the source once and queue the sample."""
+    def sample(self, t_ms=None, hist=None):
+        """Read the source once and queue the sample.
+
+        t_ms and hist default to now and "taken while offline"; the simulator
+        passes its own clock and flags replayed history.
+        """
         values, quality = self.source.read()
         for metric in values:
             limits = self.thresholds.get(metric)
             if limits and not limits[0] <= values[metric] <= limits[1]:
                 self.urgent = True  # report by exception: send now, not at the batch end
-        self.buffer.append((utc_ms(), values, quality, not self.connected))
+        if t_ms is None:
+            t_ms = utc_ms()
+        if hist is None:
+            hist = not self.connected
+        self.buffer.append((t_ms, values, quality, hist))
 
     def ready(self):
         if self.inflight is not None:
             return True
-        if not len(self.buffer):
+        head_is_hist = self.buffer.head_hist()
+        if head_is_hist is None:
             return False
-        head_is_hist = self.buffer.items[0][3]
         return head_is_hist or self.urgent or len(self.buffer) >= self.batch_size
 
     def next_message(self):
         """The message to publish next: the unacknowledged one first."""
         if self.inflight is None:
-            head_is_hist = self.buffer.items[0][3]
-            samples = self.buffer.take(HIST_BATCH if head_is_hist else max(self.batch_size, 1))
+            samples = self.buffer.take(HIST_BATCH if self.buffer.head_hist() else max(self.batch_size, 1))
+            head_is_hist = samples[0][3]
             rows = [(s[0], s[1], s[2]) for s in samples]
             payload = contract.encode_telemetry(self.seq, rows, self.fw, head_is_hist, self.buffer.dropped)
             self.buffer.dropped = 0
@@ -146,7 +156,7 @@ class Agent:
     def retry_delay_ms(self):
         """Exponential backoff with jitter, so a fleet does not reconnect in step."""
         delay = self.backoff_ms // 2 + random.getrandbits(16) % (self.backoff_ms // 2 + 1)
-        self.backoff_ms = min(self.backoff_ms * 2, BACKOFF_MAX_MS)
+        self.backoff_ms = min(self.backoff_ms * 2, self.backoff_max_ms)
         return delay
 
     def run(self, max_messages=None, duration_ms=None):
@@ -185,10 +195,13 @@ class Agent:
         self.stop()
 
     def stop(self):
-        """Say goodbye: a clean disconnect does not fire the last will."""
+        """Send what is buffered, then say goodbye: a clean disconnect does not fire the last will."""
         if not self.connected:
             return
         try:
+            while self.inflight is not None or len(self.buffer):
+                self.urgent = True  # a last, possibly short, batch
+                self.publish_ready()
             self.client.publish(self.status_topic, contract.encode_status("offline", self.fw), True, 1)
             self.client.disconnect()
         except OSError:
