@@ -1,0 +1,165 @@
+"""One MQTT connection as the device-admin service account (svc-api-N).
+
+It publishes retained device configs, reads a device's retained status, and
+fans a device's live telemetry and status out to watchers (`city device
+watch` / `commission` through the API). One connection per process: Mosquitto
+uses the username as the client id, so a second connection with the same
+account would kick the first.
+"""
+
+import queue
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from edge import contract
+
+WATCH_QUEUE = 1000  # messages a slow watcher may lag behind before we drop (and count) for it
+
+
+class LinkError(RuntimeError):
+    pass
+
+
+@dataclass
+class LiveMessage:
+    device_id: str
+    leaf: str  # "telemetry" or "status"
+    payload: bytes
+    retained: bool
+    received_ms: int
+
+
+class Watch:
+    """A subscription to one device's live messages; iterate with get()."""
+
+    def __init__(self, link: "DeviceLink", device_id: str):
+        self.link = link
+        self.device_id = device_id
+        self.queue: queue.Queue[LiveMessage] = queue.Queue(WATCH_QUEUE)
+        self.dropped = 0
+
+    def put(self, message: LiveMessage) -> None:
+        try:
+            self.queue.put_nowait(message)
+        except queue.Full:
+            self.dropped += 1
+
+    def get(self, timeout_s: float) -> LiveMessage | None:
+        try:
+            return self.queue.get(timeout=timeout_s)
+        except queue.Empty:
+            return None
+
+    def close(self) -> None:
+        self.link.unwatch(self)
+
+    def __enter__(self) -> "Watch":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class DeviceLink:
+    def __init__(self, host: str, port: int, user: str, password: str):
+        self.host, self.port = host, port
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=user, clean_session=True,
+                                  protocol=mqtt.MQTTv311)
+        self.client.username_pw_set(user, password)
+        self.client.reconnect_delay_set(0.2, 5)
+        self.client.on_connect = self._on_connect
+        self.client.on_message = self._on_message
+        self.connected = threading.Event()
+        self.refused = ""
+        self.lock = threading.Lock()
+        self.watches: dict[str, set[Watch]] = {}
+        self.counters: Counter[str] = Counter()
+
+    def start(self, timeout_s: float = 10) -> "DeviceLink":
+        try:
+            self.client.connect(self.host, self.port, keepalive=30)
+        except OSError as exc:
+            raise LinkError(f"cannot reach the broker at {self.host}:{self.port}: {exc}") from exc
+        self.client.loop_start()
+        if not self.connected.wait(timeout_s):
+            self.stop()
+            raise LinkError(f"the broker did not accept the device-admin account: {self.refused or 'no answer'}")
+        return self
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            self.refused = str(reason_code)
+            return
+        with self.lock:
+            devices = list(self.watches)
+        for device_id in devices:  # a clean session forgot them
+            self._subscribe(device_id)
+        self.connected.set()
+
+    def _on_message(self, client, userdata, message: mqtt.MQTTMessage) -> None:
+        try:
+            device_id, leaf = contract.parse_topic(message.topic)
+        except contract.ContractError:
+            self.counters["bad_topic"] += 1
+            return
+        live = LiveMessage(device_id, leaf, message.payload, bool(message.retain), int(time.time() * 1000))
+        with self.lock:
+            watchers = list(self.watches.get(device_id, ()))
+        for watch in watchers:
+            watch.put(live)
+
+    def _subscribe(self, device_id: str) -> None:
+        self.client.subscribe([(contract.telemetry_topic(device_id), 1), (contract.status_topic(device_id), 1)])
+
+    # ------------------------------------------------------------ public
+
+    def publish_config(self, device_id: str, raw: bytes, timeout_s: float = 10) -> None:
+        """Publish a retained QoS 1 config and wait for the broker's ack."""
+        info = self.client.publish(contract.config_topic(device_id), raw, qos=1, retain=True)
+        try:
+            info.wait_for_publish(timeout_s)
+        except (RuntimeError, ValueError) as exc:
+            raise LinkError(f"config for {device_id} not published: {exc}") from exc
+        if not info.is_published():
+            raise LinkError(f"config for {device_id} not acknowledged by the broker within {timeout_s}s")
+
+    def watch(self, device_id: str) -> Watch:
+        """Start receiving a device's telemetry and status (the retained status first)."""
+        watch = Watch(self, device_id)
+        with self.lock:
+            self.watches.setdefault(device_id, set()).add(watch)
+        self._subscribe(device_id)  # again for each watcher, so each gets the retained status
+        return watch
+
+    def unwatch(self, watch: Watch) -> None:
+        with self.lock:
+            watchers = self.watches.get(watch.device_id, set())
+            watchers.discard(watch)
+            if watchers:
+                return
+            self.watches.pop(watch.device_id, None)
+        self.client.unsubscribe([contract.telemetry_topic(watch.device_id), contract.status_topic(watch.device_id)])
+
+    def last_status(self, device_id: str, timeout_s: float = 0.5) -> dict | None:
+        """The device's retained status (birth or last will), decoded, or None."""
+        with self.watch(device_id) as watch:
+            deadline = time.monotonic() + timeout_s
+            while (left := deadline - time.monotonic()) > 0:
+                message = watch.get(left)
+                if message is None:
+                    return None
+                if message.leaf == "status":
+                    try:
+                        return contract.decode_status(message.payload)
+                    except contract.ContractError:
+                        return None
+        return None
