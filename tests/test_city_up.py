@@ -1,0 +1,76 @@
+"""The README's first command: `city up` brings the whole city up on this
+machine, readings of all four kinds reach InfluxDB within a minute, and
+Ctrl-C stops every process it started."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from edge import contract
+from telemetry_shared.influx import InfluxError, InfluxQL
+from telemetry_shared.servers import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    try:  # a zombie is not alive
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+def test_city_up_brings_readings_of_every_kind_and_stops_cleanly(tmp_path):
+    data_dir = tmp_path / "var"
+    env = os.environ | {"CITY_DATA_DIR": str(data_dir), "CITY_MQTT_PORT": str(free_port()),
+                        "CITY_INFLUX_URL": f"http://127.0.0.1:{free_port()}", "CITY_API_PORT": str(free_port())}
+    city = subprocess.Popen([sys.executable, "-m", "telemetry_cli.main", "up", "--devices", "8", "--duration", "120"],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (data_dir / "city.json").exists():
+            assert city.poll() is None, city.stdout.read()
+            assert time.monotonic() < deadline, "city.json never appeared"
+            time.sleep(0.2)
+        state = json.loads((data_dir / "city.json").read_text())
+        influx = InfluxQL(f"http://127.0.0.1:{state['influx_port']}", "city")
+        seen: set[str] = set()
+        while seen != set(contract.KINDS) and time.monotonic() < deadline:
+            for kind in contract.KINDS:
+                try:
+                    if influx.rows(f'SELECT count("seq") FROM "{kind}"'):
+                        seen.add(kind)
+                except InfluxError:
+                    pass
+            time.sleep(1)
+        assert seen == set(contract.KINDS), f"only {seen} within a minute"
+        children = _child_pids(city.pid)
+        assert len(children) >= 4
+    finally:
+        city.send_signal(signal.SIGINT)
+        output, _ = city.communicate(timeout=60)
+    assert city.returncode == 0, output
+    assert "stopped cleanly" in output
+    time.sleep(0.5)
+    assert [pid for pid in children if _alive(pid)] == []
+    assert not (data_dir / "city.json").exists()
+
+
+def _child_pids(parent: int) -> list[int]:
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == parent:
+            pids.append(int(stat.parent.name))
+    return pids
