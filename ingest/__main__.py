@@ -1,14 +1,20 @@
-"""Run one ingest worker: `python -m ingest` (settings from CITY_* variables)."""
+"""Run one ingest worker: `python -m ingest` (settings from CITY_* variables).
+
+SIGTERM or SIGINT drains: what the worker holds is stored and acked first.
+"""
 
 import logging
 import signal
 import threading
 
 from ingest.deadletter import DeadLetters
+from ingest.metrics import MetricsServer
 from ingest.worker import IngestWorker
 from telemetry_shared.influx import make_writer
 from telemetry_shared.registry import Registry
 from telemetry_shared.settings import get_settings
+
+log = logging.getLogger("ingest")
 
 
 def main() -> None:
@@ -16,12 +22,25 @@ def main() -> None:
     settings = get_settings()
     worker = IngestWorker(settings, Registry(settings.registry_file), make_writer(settings),
                           DeadLetters(settings.deadletter_file))
+    server = None
+    if settings.ingest_metrics_port:
+        try:
+            server = MetricsServer(worker.metrics, settings.ingest_metrics_port).start()
+        except OSError as exc:
+            raise SystemExit(f"ingest: cannot serve metrics on port {settings.ingest_metrics_port} "
+                             f"(CITY_INGEST_METRICS_PORT): {exc}") from exc
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     signal.signal(signal.SIGINT, lambda *_: done.set())
     worker.start()
+    log.info("ingest worker %s started (metrics on port %s)", settings.ingest_worker_id,
+             settings.ingest_metrics_port or "off")
     done.wait()
+    log.info("draining")
     worker.stop()
+    if server:
+        server.stop()
+    log.info("stopped")
 
 
 if __name__ == "__main__":

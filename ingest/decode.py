@@ -1,0 +1,164 @@
+"""Decode, validate and enrich telemetry: raw MQTT messages in, line protocol
+and dead-letter entries out. No I/O except the (cached) registry lookups.
+
+Every input gives lines, dead-letter entries, or a counted duplicate; nothing
+raises past `Decoder.decode`, whatever the bytes.
+"""
+
+import time
+import zlib
+from dataclasses import dataclass, field
+
+import orjson
+
+from edge import contract
+from ingest.metrics import Metrics
+from ingest.points import batch_lines
+from telemetry_shared.registry import Registry
+
+REGISTRY_CHECK_S = 1.0
+RECENT_SEQS = 32  # per device: how many (seq, payload checksum) pairs we remember to spot redeliveries
+
+DeadLetter = tuple[str, str, str, str, bytes]  # (reason, device, topic, detail, payload)
+
+
+@dataclass
+class DeviceInfo:
+    kind: str
+    district: str
+    state: str
+
+
+class DeviceCache:
+    """Registry lookups, dropped whenever the registry's version moves."""
+
+    def __init__(self, registry: Registry):
+        self.registry = registry
+        self.version = -1
+        self.checked = 0.0
+        self.devices: dict[str, DeviceInfo] = {}
+
+    def get(self, device_id: str) -> DeviceInfo | None:
+        now = time.monotonic()
+        if now - self.checked > REGISTRY_CHECK_S:
+            self.checked = now
+            self.refresh()
+        return self.devices.get(device_id)
+
+    def refresh(self) -> None:
+        version = self.registry.version()
+        if version != self.version:
+            devices, _ = self.registry.list(limit=10_000_000)
+            self.devices = {d.id: DeviceInfo(d.kind, d.district, d.state) for d in devices}
+            self.version = version
+
+
+class SequenceTracker:
+    """Per device: the last sequence number and a few recent (seq, checksum) pairs.
+
+    The same seq with the same bytes is a redelivery (after a reconnect): the
+    first copy is already durable, so it is counted and skipped. The same seq
+    with other bytes is a device repeating a number: dead-lettered. A seq that
+    jumps ahead counts the missing ones as gaps. (With several workers on one
+    shared subscription each sees part of a device's stream, so its gap count
+    is an upper bound; the rollup job's `seq_gaps` is the fleet-wide figure.)
+    """
+
+    def __init__(self, metrics: Metrics):
+        self.metrics = metrics
+        self.last: dict[str, int] = {}
+        self.recent: dict[str, dict[int, int]] = {}
+
+    def check(self, device_id: str, seq: int, payload: bytes) -> str | None:
+        """None for a new message, else 'duplicate' or 'repeated_seq'."""
+        checksum = zlib.crc32(payload)
+        recent = self.recent.setdefault(device_id, {})
+        if seq in recent:
+            return "duplicate" if recent[seq] == checksum else "repeated_seq"
+        last = self.last.get(device_id)
+        if last is not None:
+            if seq > last + 1:
+                self.metrics.gap(device_id, seq - last - 1)
+            elif seq < last:
+                self.metrics.inc("sequence_restarts")
+        self.last[device_id] = seq
+        recent[seq] = checksum
+        if len(recent) > RECENT_SEQS:
+            del recent[next(iter(recent))]  # dicts keep insertion order: the oldest goes
+        return None
+
+
+@dataclass
+class Decoded:
+    lines: list[str] = field(default_factory=list)
+    rejects: list[DeadLetter] = field(default_factory=list)
+    seen: dict[str, tuple[int, str]] = field(default_factory=dict)  # device -> (newest t_ms, firmware)
+    newest_live_ms: int = 0  # the newest non-historical sample, for the lag gauge
+
+
+class Decoder:
+    def __init__(self, registry: Registry, metrics: Metrics):
+        self.devices = DeviceCache(registry)
+        self.metrics = metrics
+        self.sequences = SequenceTracker(metrics)
+
+    def forget_sequences(self) -> None:
+        self.sequences = SequenceTracker(self.metrics)
+
+    def decode(self, topic: str, payload: bytes, now_ms: int, out: Decoded) -> None:
+        """Add one message's lines or dead-letter entries to `out`."""
+        self.metrics.inc("received")
+        payload = bytes(payload)
+        try:
+            device_id, device = self._device(topic)
+            batch = contract.decode_telemetry(payload, device.kind, now_ms, loads=orjson.loads)
+        except contract.ContractError as exc:
+            self.metrics.inc(f"rejected_{exc.reason}")
+            out.rejects.append((exc.reason, _device_of(topic), _printable_topic(topic), exc.detail, payload))
+            return
+        repeat = self.sequences.check(device_id, batch.seq, payload)
+        if repeat == "duplicate":
+            self.metrics.inc("duplicates")
+            return
+        if repeat == "repeated_seq":
+            self.metrics.inc("rejected_repeated_seq")
+            out.rejects.append(("repeated_seq", device_id, topic, f"seq {batch.seq} again, other content", payload))
+            return
+        for t_ms, metric, value, reason in batch.rejects:
+            self.metrics.inc(f"rejected_{reason}")
+            detail = orjson.dumps({"t_ms": t_ms, "metric": metric, "value": value}).decode()
+            out.rejects.append((reason, device_id, topic, detail, payload))
+        if batch.dropped:
+            self.metrics.inc("device_dropped", batch.dropped)
+        if batch.samples:
+            newest = max(s[0] for s in batch.samples)
+            previous = out.seen.get(device_id, (0, ""))[0]
+            out.seen[device_id] = (max(newest, previous), batch.fw)
+            if not batch.hist:
+                out.newest_live_ms = max(out.newest_live_ms, newest)
+        self.metrics.inc("readings", sum(len(s[1]) for s in batch.samples))
+        out.lines.extend(batch_lines(batch, device_id, device.kind, device.district))
+
+    def _device(self, topic: str) -> tuple[str, DeviceInfo]:
+        device_id, leaf = contract.parse_topic(topic)
+        if leaf != "telemetry":
+            raise contract.ContractError("bad_topic", "not a telemetry topic")
+        device = self.devices.get(device_id)
+        if device is None:
+            raise contract.ContractError("unknown_device", device_id)
+        if device.state == "retired":
+            raise contract.ContractError("retired_device", device_id)
+        if device.kind not in contract.KINDS:
+            raise contract.ContractError("unknown_kind", device.kind[:40])
+        return device_id, device
+
+
+def _device_of(topic: object) -> str:
+    if type(topic) is not str:
+        return ""
+    parts = topic.split("/")
+    return parts[3][:64] if len(parts) > 3 else ""
+
+
+def _printable_topic(topic: object) -> str:
+    return topic[:256] if type(topic) is str else repr(topic)[:256]
