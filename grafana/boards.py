@@ -1,0 +1,209 @@
+"""The city's dashboards, as code. `all_dashboards()` is what gets generated and synced.
+
+Storage schema read here (see DESIGN.md): measurement = device kind, tags
+device and district, float fields named as in edge/contract.py; `alerts`
+(tags device, district, kind, metric, rule, severity; fields state, score,
+explanation, id); `ingest_stats` (tag worker; cumulative counters);
+`device_status` (tags device, district, kind; rssi_dbm, battery_v, mem_free,
+uptime_s).
+"""
+
+from grafana import queries as q
+from grafana.model import Annotation, Dashboard, Panel, Target, Threshold, Variable, field_unit, rename_by_regex
+from grafana.units import unit_of
+
+DEVICE = "$tag_device"
+DISTRICT = "$tag_district"
+ALL_KINDS = q.DEVICE_MEASUREMENTS
+
+# Thresholds that engineers in Tanjungpinang read the panels against.
+VOLTAGE_BAND = (Threshold(None, "red"), Threshold(207.0, "green"), Threshold(253.0, "red"))  # 230 V +-10 %
+FREQUENCY_BAND = (Threshold(None, "red"), Threshold(49.5, "green"), Threshold(50.5, "red"))  # 50 Hz +-1 %
+CO2_BANDS = (Threshold(None, "green"), Threshold(1000.0, "yellow"), Threshold(1500.0, "red"))
+PRESSURE_LOW = (Threshold(None, "red"), Threshold(1.0, "green"))  # under 1 bar taps run dry upstairs
+CHLORINE_BAND = (Threshold(None, "red"), Threshold(0.2, "green"), Threshold(5.0, "red"))  # WHO residual range
+OUTAGE_VOLTS = 23.0  # a reading under 10 % of nominal is a supply outage, not a sag
+CONGESTED_KMH = 20.0
+
+
+def district_variable(measurement: str) -> Variable:
+    return Variable("district", "District", f'SHOW TAG VALUES FROM {measurement} WITH KEY = "district"')
+
+
+def device_variable(measurement: str) -> Variable:
+    return Variable("device", "Device",
+                    f'SHOW TAG VALUES FROM {measurement} WITH KEY = "device" WHERE "district" =~ /^$district$/')
+
+
+def alert_annotation(kind: str = "", device: bool = True) -> Annotation:
+    """Analytics alerts as markers on every time series, filtered like the dashboard."""
+    extra = f"\"kind\" = '{kind}'" if kind else ""
+    query = ('SELECT "explanation", "score", "state", "severity", "rule", "metric", "device" FROM "alerts" '
+             + q.where(device=device, extra=extra))
+    return Annotation("Analytics alerts", query, text_column="explanation",
+                      tags_column="severity,rule,metric,device,state")
+
+
+def metric_panel(kind: str, metric: str, title: str, description: str, agg: str = "mean",
+                 **options) -> Panel:
+    return Panel(title, unit_of(metric), (Target(q.per_device(kind, metric, agg), DEVICE),),
+                 description=description, **options)
+
+
+def district_panel(kind: str, metric: str, title: str, description: str, inner: str = "mean",
+                   outer: str = "mean", **options) -> Panel:
+    return Panel(title, unit_of(metric), (Target(q.per_district(kind, metric, inner, outer), DISTRICT),),
+                 description=description, **options)
+
+
+def utility_dashboard(uid: str, title: str, kind: str, description: str, panels: list[Panel]) -> Dashboard:
+    measurement = f'"{kind}"'
+    return Dashboard(uid, title, description, panels,
+                     [district_variable(measurement), device_variable(measurement)],
+                     [alert_annotation(kind)], tags=("city", kind))
+
+
+def overview() -> Dashboard:
+    panels = [
+        Panel("Alerts raised", "short", (Target(
+            "SELECT count(\"score\") FROM \"alerts\" " + q.where(device=False, extra="\"state\" = 'active'")
+            + ' GROUP BY "severity"', "$tag_severity"),), kind="stat", width=8, height=5,
+            description="Alert messages that opened or escalated an incident in the time range, by severity."),
+        Panel("Samples stored", "short", (Target(
+            f'SELECT count("seq") FROM {ALL_KINDS} {q.where(device=False)}', "$measurement"),),
+            kind="stat", width=8, height=5,
+            description="Samples written to InfluxDB in the time range, per utility."),
+        Panel("Hospital beds free", "suffix: beds", (Target(
+            'SELECT sum("v") FROM (SELECT last("beds_free") AS v FROM "building" '
+            + q.where(device=False) + ' GROUP BY "device", "district") GROUP BY "district"', DISTRICT),),
+            kind="stat", width=8, height=5,
+            description="Free beds now: each ward's latest report, summed per district."),
+        district_panel("water", "flow_lps", "Water flow by district", inner="mean", outer="sum",
+                       description="Total flow through the district's metered mains.", stack=True),
+        district_panel("power", "voltage_v", "Mean voltage by district", minimum=180, maximum=270,
+                       thresholds=VOLTAGE_BAND, description="230 V nominal; the band is the +-10 % limit."),
+        district_panel("building", "beds_free", "Hospital beds free by district", inner="last", outer="sum",
+                       stack=True, description="Sum over wards of the latest free-bed count."),
+        district_panel("traffic", "speed_kmh", "Mean traffic speed by district",
+                       description="Mean of each sensor's mean speed."),
+        Panel("Latest alerts", "none", (Target(
+            'SELECT "severity", "rule", "metric", "state", "score", "explanation" FROM "alerts" '
+            + q.where(device=False) + " ORDER BY time DESC LIMIT 50", result_format="table"),),
+            kind="table", width=24, height=9, overrides=(field_unit("Time", "dateTimeAsIso"),),
+            description="The 50 most recent alert messages."),
+    ]
+    return Dashboard("city-overview", "City overview", "Tanjungpinang at a glance: every utility, every district.",
+                     panels, [district_variable(ALL_KINDS)], [alert_annotation(device=False)],
+                     tags=("city", "overview"))
+
+
+def water() -> Dashboard:
+    panels = [
+        metric_panel("water", "flow_lps", "Flow", "Mean flow per meter; negative is reverse flow."),
+        metric_panel("water", "pressure_bar", "Pressure", "Mains pressure per sensor.", thresholds=PRESSURE_LOW),
+        Panel("Minimum night flow", "suffix: L/s", (Target(
+            'SELECT min("hourly") FROM (SELECT mean("flow_lps") AS hourly FROM "water" ' + q.where()
+            + ' GROUP BY time(1h), "device") WHERE $timeFilter ' + q.NIGHT_BUCKET + ', "device" fill(none)',
+            DEVICE),), description="Lowest hourly mean flow of each local day (WIB): when demand is least, "
+                                    "what still flows is mostly leakage. A rising line is a growing leak."),
+        metric_panel("water", "level_m", "Reservoir levels", "Water level in each reservoir or tank.", agg="last"),
+        metric_panel("water", "turbidity_ntu", "Turbidity", "Drinking water should stay under 1 NTU at the tap.",
+                     thresholds=(Threshold(None, "green"), Threshold(1.0, "yellow"), Threshold(5.0, "red"))),
+        metric_panel("water", "chlorine_mgl", "Free chlorine", "Residual chlorine; 0.2 to 5 mg/L is safe.",
+                     thresholds=CHLORINE_BAND),
+    ]
+    return utility_dashboard("city-water", "Water network", "water",
+                             "Flow, pressure, night flow (leakage), reservoirs and water quality.", panels)
+
+
+def power() -> Dashboard:
+    panels = [
+        district_panel("power", "voltage_v", "Voltage by district", thresholds=VOLTAGE_BAND, minimum=180,
+                       maximum=270, description="Mean supply voltage; 230 V +-10 % is the statutory band."),
+        metric_panel("power", "voltage_v", "Voltage per feeder", "Mean voltage per meter.",
+                     thresholds=VOLTAGE_BAND),
+        district_panel("power", "power_kw", "Load by district", inner="mean", outer="sum", stack=True,
+                       description="Active power summed over the district's meters."),
+        metric_panel("power", "current_a", "Current", "Mean current per meter."),
+        Panel("Outage readings", "short", (Target(
+            q.count_where("power", "voltage_v", f'"voltage_v" < {OUTAGE_VOLTS}'), DISTRICT),),
+            description=f"Readings under {OUTAGE_VOLTS:g} V (10 % of nominal): the supply was out.", stack=True),
+        metric_panel("power", "frequency_hz", "Frequency", "Grid frequency; 50 Hz +-1 %.",
+                     thresholds=FREQUENCY_BAND),
+        metric_panel("power", "power_factor", "Power factor", "Under 0.85 costs the utility in losses.",
+                     agg="mean", minimum=0, maximum=1,
+                     thresholds=(Threshold(None, "red"), Threshold(0.85, "green"))),
+        metric_panel("power", "energy_kwh", "Energy", "Metered energy (a counter).", agg="last"),
+    ]
+    return utility_dashboard("city-power", "Electricity", "power",
+                             "Voltage by district, load, outages and power quality.", panels)
+
+
+def buildings() -> Dashboard:
+    panels = [
+        metric_panel("building", "temperature_c", "Temperature", "Indoor air temperature."),
+        metric_panel("building", "humidity_pct", "Humidity", "Relative humidity; over 70 % grows mould.",
+                     minimum=0, maximum=100),
+        metric_panel("building", "co2_ppm", "CO2", "Over 1000 ppm: ventilate; over 1500 ppm: act.",
+                     thresholds=CO2_BANDS),
+        metric_panel("building", "occupancy", "Occupancy", "People counted in the building.", agg="max"),
+        Panel("Free beds per ward", "suffix: beds", (Target(
+            q.latest_per_device('"building"', ["beds_free"]), DEVICE),), kind="bargauge", width=12,
+            description="Each hospital ward's latest free-bed count."),
+        metric_panel("building", "beds_free", "Free beds over time", "Free beds per ward.", agg="last"),
+    ]
+    return utility_dashboard("city-buildings", "Buildings and hospitals", "building",
+                             "Indoor climate, air quality, occupancy and hospital beds.", panels)
+
+
+def traffic() -> Dashboard:
+    panels = [
+        metric_panel("traffic", "speed_kmh", "Speed", "Mean speed per sensor."),
+        metric_panel("traffic", "vehicle_count", "Vehicle counts", "Vehicles counted per interval.", agg="sum"),
+        metric_panel("traffic", "occupancy_pct", "Road occupancy", "Share of time a vehicle is over the loop.",
+                     minimum=0, maximum=100),
+        Panel("Congestion", "short", (Target(
+            q.count_where("traffic", "speed_kmh", f'"speed_kmh" < {CONGESTED_KMH:g}'), DISTRICT),), stack=True,
+            description=f"Readings with mean speed under {CONGESTED_KMH:g} km/h, per district."),
+    ]
+    return utility_dashboard("city-traffic", "Traffic", "traffic", "Speed, counts and congestion.", panels)
+
+
+def device_health() -> Dashboard:
+    status = '"device_status"'
+    panels = [
+        Panel("Last seen", "none", (Target(
+            q.latest_per_device(ALL_KINDS, ["seq"]), result_format="table"),), kind="table", width=12,
+            overrides=(field_unit("Time", "dateTimeFromNow"),),
+            description="Each device's latest stored sample (time) and its sequence number."),
+        Panel("Samples per device", "short", (Target(
+            f'SELECT count("seq") FROM {ALL_KINDS} {q.where()} GROUP BY time($__interval), "device" fill(0)',
+            DEVICE),), description="Samples stored per interval: a drop to zero is a silent device."),
+        Panel("Messages received", "suffix: msg/s", (Target(q.counter_rate("received"), "$tag_worker"),),
+              description="MQTT telemetry messages taken in per second, per ingest worker."),
+        Panel("Rejected messages by reason", "short", (Target(
+            q.counter_increase("/^rejected_/", by_worker=False), "$col"),), stack=True,
+            transformations=(rename_by_regex("non_negative_difference_rejected_(.*)", "$1"),),
+            description="Readings and messages sent to the dead-letter store, by reason."),
+        Panel("Sequence gaps", "short", (Target(
+            q.counter_increase('"sequence_gaps"'), "$tag_worker"),),
+            description="Messages lost between a device and the broker (gaps in its sequence numbers)."),
+        Panel("Ingest lag", "ms", (Target(
+            'SELECT max("lag_ms") FROM "ingest_stats" WHERE $timeFilter GROUP BY time($__interval), "worker" '
+            "fill(null)", "$tag_worker"),),
+            description="Time from a sample being taken to it being written."),
+        Panel("Battery", "volt", (Target(
+            f'SELECT mean("battery_v") FROM {status} {q.where()} GROUP BY time($__interval), "device" fill(null)',
+            DEVICE),), description="Battery voltage from each device's status message."),
+        Panel("Signal strength", "dBm", (Target(
+            f'SELECT mean("rssi_dbm") FROM {status} {q.where()} GROUP BY time($__interval), "device" fill(null)',
+            DEVICE),), thresholds=(Threshold(None, "red"), Threshold(-100.0, "yellow"), Threshold(-85.0, "green")),
+            description="RSSI; under -100 dBm messages start to be lost."),
+    ]
+    return Dashboard("city-devices", "Device health", "Is every device alive, and is ingest keeping up?", panels,
+                     [district_variable(ALL_KINDS), device_variable(ALL_KINDS)], [alert_annotation()],
+                     tags=("city", "devices"))
+
+
+def all_dashboards() -> list[Dashboard]:
+    return [overview(), water(), power(), buildings(), traffic(), device_health()]

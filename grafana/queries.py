@@ -1,0 +1,78 @@
+"""InfluxQL for the dashboards, written once so every panel filters the same way.
+
+Every query is limited by Grafana's `$timeFilter` and, where the data has
+those tags, by the `$district` and `$device` template variables (regex
+matches, so the variables' "All" value `.*` matches every series).
+"""
+
+import re
+
+from edge import contract
+from telemetry_shared.influx import quote_ident
+
+DEVICE_MEASUREMENTS = "/^(" + "|".join(sorted(contract.KINDS)) + ")$/"  # every kind at once
+NIGHT_BUCKET = "GROUP BY time(1d, 17h)"  # 17:00 UTC is local (UTC+7) midnight: one bucket per local day
+
+
+def where(district: bool = True, device: bool = True, extra: str = "") -> str:
+    """The WHERE clause: time range, template variables, and an optional extra condition."""
+    parts = ["$timeFilter"]
+    if district:
+        parts.append('"district" =~ /^$district$/')
+    if device:
+        parts.append('"device" =~ /^$device$/')
+    if extra:
+        parts.append(extra)
+    return "WHERE " + " AND ".join(parts)
+
+
+def per_device(kind: str, metric: str, agg: str = "mean", extra: str = "") -> str:
+    """One series per device: `agg` of a metric in each Grafana interval."""
+    return (f"SELECT {agg}({quote_ident(metric)}) FROM {quote_ident(kind)} {where(extra=extra)} "
+            f'GROUP BY time($__interval), "device" fill(null)')
+
+
+def per_district(kind: str, metric: str, inner: str = "mean", outer: str = "mean") -> str:
+    """One series per district: `outer` across devices of each device's `inner` value.
+
+    A subquery first reduces each device to one value per interval, so a
+    district with many devices reporting often does not outweigh one with few.
+    """
+    sub = (f"SELECT {inner}({quote_ident(metric)}) AS v FROM {quote_ident(kind)} {where()} "
+           f'GROUP BY time($__interval), "device", "district"')
+    return f'SELECT {outer}("v") FROM ({sub}) WHERE $timeFilter GROUP BY time($__interval), "district" fill(null)'
+
+
+def count_where(kind: str, metric: str, condition: str, by: str = "district") -> str:
+    """How many readings per interval meet a condition (an outage, a congested road)."""
+    return (f"SELECT count({quote_ident(metric)}) FROM {quote_ident(kind)} {where(extra=condition)} "
+            f"GROUP BY time($__interval), {quote_ident(by)} fill(0)")
+
+
+def latest_per_device(measurement: str, fields: list[str], device: bool = True) -> str:
+    """A table row per device with its latest values (and the time of them: last seen)."""
+    selected = ", ".join(f"last({quote_ident(f)}) AS {quote_ident(f)}" for f in fields)
+    return f'SELECT {selected} FROM {measurement} {where(device=device)} GROUP BY "device"'
+
+
+def counter_rate(field: str) -> str:
+    """Per-second rate of an ingest counter, per worker (counters are cumulative)."""
+    return (f"SELECT non_negative_derivative(max({quote_ident(field)}), 1s) FROM \"ingest_stats\" "
+            f'WHERE $timeFilter GROUP BY time($__interval), "worker" fill(null)')
+
+
+def counter_increase(field: str, by_worker: bool = True) -> str:
+    """How much a cumulative counter grew in each interval."""
+    group = ', "worker"' if by_worker else ""
+    return (f"SELECT non_negative_difference(max({field})) FROM \"ingest_stats\" "
+            f"WHERE $timeFilter GROUP BY time($__interval){group} fill(null)")
+
+
+def fill_variables(query: str, values: dict[str, str]) -> str:
+    """Replace `$name` (longest names first) as Grafana would, for testing a query outside Grafana."""
+    for name in sorted(values, key=len, reverse=True):
+        query = query.replace("$" + name, values[name])
+    unfilled = re.findall(r"\$\w+", query)
+    if unfilled:
+        raise ValueError(f"variables left unfilled: {sorted(set(unfilled))}")
+    return query

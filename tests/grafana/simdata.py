@@ -1,0 +1,63 @@
+"""Simulated city data in the storage schema, as line protocol, for the dashboard tests.
+
+Two devices of each kind in two districts over the last 26 hours, with an
+outage, a traffic jam, analytics alerts, ingest counters and device status,
+so every panel has something real to show.
+"""
+
+import math
+
+from edge import contract
+
+STEP_MS = 10 * 60 * 1000
+SPAN_MS = 26 * 3600 * 1000
+DISTRICTS = ("tanjungpinang-kota", "bukit-bestari")
+DEVICES = {  # device -> (kind, district)
+    f"{kind[:3]}-{n:04d}": (kind, DISTRICTS[n % 2]) for kind in sorted(contract.KINDS) for n in (1, 2)
+}
+TYPICAL = {
+    "flow_lps": 40.0, "pressure_bar": 3.2, "level_m": 6.0, "turbidity_ntu": 0.4, "chlorine_mgl": 0.6,
+    "voltage_v": 229.0, "current_a": 120.0, "power_kw": 25.0, "energy_kwh": 1000.0, "power_factor": 0.93,
+    "frequency_hz": 50.0, "temperature_c": 27.0, "humidity_pct": 75.0, "co2_ppm": 800.0, "occupancy": 40.0,
+    "beds_free": 12.0, "vehicle_count": 60.0, "speed_kmh": 38.0, "occupancy_pct": 20.0,
+}
+
+
+def _value(metric: str, step: int) -> float:
+    base = TYPICAL[metric]
+    daily = math.sin(2 * math.pi * step * STEP_MS / 86_400_000)
+    value = base * (1 + 0.2 * daily) if metric not in ("power_factor", "frequency_hz") else base
+    if metric == "voltage_v" and step % 50 == 7:
+        value = 0.0  # an outage
+    if metric == "speed_kmh" and step % 40 == 3:
+        value = 8.0  # a jam
+    lo, hi = contract.METRICS[metric][2], contract.METRICS[metric][3]
+    return min(max(value, lo), hi)
+
+
+def lines(now_ms: int) -> list[str]:
+    out = []
+    start = now_ms - SPAN_MS
+    steps = SPAN_MS // STEP_MS
+    for device, (kind, district) in DEVICES.items():
+        tags = f"device={device},district={district}"
+        for step in range(steps):
+            t = start + step * STEP_MS
+            fields = ",".join(f"{m}={_value(m, step)}" for m in sorted(contract.KINDS[kind]))
+            out.append(f"{kind},{tags} {fields},seq={step}i {t}")
+            if step % 6 == 0:
+                out.append(f"device_status,{tags},kind={kind} rssi_dbm={-70 - step % 30},battery_v=3.{step % 9},"
+                           f"mem_free={50000 + step},uptime_s={step * 600} {t}")
+        for n, severity in enumerate(("warning", "critical")):
+            metric = sorted(contract.KINDS[kind])[0]
+            out.append(f"alerts,device={device},district={district},kind={kind},metric={metric},"
+                       f"rule={metric}_zscore,severity={severity} state=\"active\",score=0.9{n},"
+                       f"explanation=\"{metric} far from its usual value\",id=\"inc-{device}-{n}\" "
+                       f"{now_ms - (n + 1) * 3_600_000}")
+    for worker in ("ingest-0", "ingest-1"):
+        for step in range(steps):
+            t = start + step * STEP_MS
+            out.append(f"ingest_stats,worker={worker} received={step * 100}i,written={step * 99}i,spooled=0i,"
+                       f"replayed=0i,rejected_malformed_json={step // 10}i,rejected_out_of_bounds={step // 5}i,"
+                       f"sequence_gaps={step // 20}i,lag_ms={50 + step % 7}i {t}")
+    return out

@@ -1,0 +1,105 @@
+"""Every panel, variable and annotation query, with its variables filled in as
+Grafana would, runs against a real influxd holding simulated city data and
+returns series."""
+
+import secrets
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from grafana.boards import all_dashboards
+from grafana.queries import fill_variables
+from telemetry_shared.influx import InfluxQL, V1Writer
+from tests.grafana import simdata
+
+NOW_MS = int(time.time() * 1000)
+BOARDS = {board.uid: board.to_json() for board in all_dashboards()}
+
+
+@pytest.fixture(scope="module")
+def city_db(shared_influxd) -> Iterator[InfluxQL]:
+    name = f"grafana_{secrets.token_hex(4)}"
+    client = InfluxQL(shared_influxd.url, name)
+    client.create_database()
+    writer = V1Writer(shared_influxd.url, name)
+    writer.write(simdata.lines(NOW_MS))
+    writer.close()
+    yield client
+    client.raw(f'DROP DATABASE "{name}"', method="POST")
+    client.close()
+
+
+def grafana_values(district: str = ".*", device: str = ".*") -> dict[str, str]:
+    """What Grafana substitutes for a 2-day range at a 10-minute interval."""
+    start = NOW_MS - 2 * 86_400_000
+    return {"timeFilter": f"time >= {start}ms and time <= {NOW_MS}ms", "__interval": "10m",
+            "district": district, "device": device}
+
+
+def panel_targets() -> list[tuple[str, str, str]]:
+    return [(uid, panel["title"], target["query"])
+            for uid, board in BOARDS.items() for panel in board["panels"] for target in panel["targets"]]
+
+
+def has_values(series: list[dict]) -> bool:
+    """Some value that is neither missing nor zero (a count panel full of zeros shows nothing)."""
+    return any(v not in (None, 0) for s in series for row in s.get("values", []) for v in row[1:])
+
+
+@pytest.mark.parametrize(("uid", "title", "query"), panel_targets(),
+                         ids=[f"{uid}:{title}" for uid, title, _ in panel_targets()])
+def test_panel_query_returns_series_for_all(city_db: InfluxQL, uid: str, title: str, query: str) -> None:
+    series = city_db.series(fill_variables(query, grafana_values()))
+    assert has_values(series), f"{uid} / {title}: no data from {query}"
+
+
+def variable_values(db: InfluxQL, board: dict, name: str, values: dict[str, str]) -> list[str]:
+    variable = next(v for v in board["templating"]["list"] if v["name"] == name)
+    series = db.series(fill_variables(variable["query"], values))
+    return sorted({row[1] for s in series for row in s["values"]})
+
+
+@pytest.mark.parametrize("uid", sorted(BOARDS))
+def test_variables_list_districts_and_devices_and_filter_every_panel(city_db: InfluxQL, uid: str) -> None:
+    board = BOARDS[uid]
+    districts = variable_values(city_db, board, "district", grafana_values())
+    assert districts == sorted(simdata.DISTRICTS)
+    names = [v["name"] for v in board["templating"]["list"]]
+    chosen = grafana_values(district=districts[0])
+    if "device" in names:
+        devices = variable_values(city_db, board, "device", chosen)
+        assert devices, f"{uid}: no devices in {districts[0]}"
+        assert all(simdata.DEVICES[d][1] == districts[0] for d in devices)
+        chosen["device"] = devices[0]
+    for panel in board["panels"]:
+        for target in panel["targets"]:
+            series = city_db.series(fill_variables(target["query"], chosen))
+            assert has_values(series), f"{uid} / {panel['title']}: nothing for {chosen}"
+            for s in series:  # a filtered panel shows only the chosen district and device
+                tags = s.get("tags", {})
+                assert tags.get("district", districts[0]) == districts[0], panel["title"]
+                assert tags.get("device", chosen["device"]) == chosen["device"], panel["title"]
+
+
+@pytest.mark.parametrize("uid", sorted(BOARDS))
+def test_alert_annotations_return_the_alerts(city_db: InfluxQL, uid: str) -> None:
+    alerts = [a for a in BOARDS[uid]["annotations"]["list"] if a.get("name") == "Analytics alerts"]
+    assert len(alerts) == 1
+    rows = city_db.rows(fill_variables(alerts[0]["query"], grafana_values()))
+    assert rows and all(row["explanation"] and row["severity"] in ("warning", "critical") for row in rows)
+    kinds = {simdata.DEVICES[row["device"]][0] for row in rows}
+    if uid in ("city-overview", "city-devices"):
+        assert len(kinds) == 4
+    else:
+        assert len(kinds) == 1, f"{uid} shows another utility's alerts: {kinds}"
+
+
+def test_a_district_with_no_data_shows_nothing_rather_than_everything(city_db: InfluxQL) -> None:
+    query = BOARDS["city-water"]["panels"][0]["targets"][0]["query"]
+    assert city_db.series(fill_variables(query, grafana_values(district="tanjungpinang-timur"))) == []
+
+
+def test_fill_variables_refuses_to_leave_a_variable_unfilled() -> None:
+    with pytest.raises(ValueError, match="device"):
+        fill_variables('SELECT 1 FROM "x" WHERE $timeFilter AND "device" =~ /^$device$/', {"timeFilter": "true"})
