@@ -58,6 +58,12 @@ class Settings(BaseSettings):
     smtp_port: int = 25
     smtp_from: str = "control-room@localhost"
 
+    # `city grafana sync`: the Grafana to push the datasource and dashboards to (token, or user and password).
+    grafana_url: str = "http://127.0.0.1:3000"
+    grafana_token: str = Field("", description="a Grafana service account token (Editor or Admin)")
+    grafana_user: str = ""
+    grafana_password: str = ""
+
     ingest_worker_id: str = "ingest-0"
     ingest_batch_points: int = 5000
     ingest_batch_ms: int = 200
