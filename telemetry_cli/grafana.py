@@ -1,0 +1,91 @@
+"""`city grafana generate|sync`: write the dashboards' JSON, push them to a Grafana."""
+
+import json
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from grafana.boards import all_dashboards
+from grafana.datasource import datasource_body
+from grafana.generate import DASHBOARD_DIR, stale_files, write_all
+from grafana.sync import SyncError, connect, sync
+from telemetry_shared.settings import get_settings
+
+app = typer.Typer(help="Grafana dashboards as code: generate the JSON, sync it to a running Grafana.",
+                  no_args_is_help=True)
+console = Console()
+err = Console(stderr=True)
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print a JSON result for scripts.")]
+
+
+def _table(title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> Table:
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+@app.command()
+def generate(
+    out: Annotated[Path, typer.Option(help="Folder for the JSON files.", file_okay=False)] = DASHBOARD_DIR,
+    check: Annotated[bool, typer.Option("--check", help="Write nothing; exit 1 if the files are stale.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Render every dashboard from grafana/boards.py to JSON files."""
+    if check:
+        stale = stale_files(out)
+        if as_json:
+            print(json.dumps({"stale": stale}))
+        elif stale:
+            err.print(f"[red]stale[/red] in {out}: {', '.join(stale)} — run `city grafana generate`")
+        else:
+            console.print(f"{out}: all dashboards current")
+        raise typer.Exit(1 if stale else 0)
+    try:
+        outcome = write_all(out)
+    except OSError as exc:
+        err.print(f"[red]cannot write {out}:[/red] {exc.strerror or exc}")
+        raise typer.Exit(1) from exc
+    if as_json:
+        print(json.dumps(outcome, sort_keys=True))
+        return
+    console.print(_table(f"Dashboards in {out}", ("file", "result"), sorted(outcome.items())))
+
+
+@app.command("sync")
+def sync_command(
+    url: Annotated[str | None, typer.Option(help="Grafana URL [default: CITY_GRAFANA_URL]")] = None,
+    folder: Annotated[str, typer.Option(help="uid of the folder the dashboards go in")] = "city",
+    influx_url: Annotated[str | None, typer.Option(
+        help="InfluxDB as Grafana's server reaches it [default: CITY_INFLUX_URL]")] = None,
+    reset_secrets: Annotated[bool, typer.Option(
+        "--reset-secrets", help="Also rewrite the datasource password (Grafana never shows it back).")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Push the InfluxDB datasource and every dashboard to Grafana; says what changed."""
+    settings = get_settings()
+    datasource = datasource_body(influx_url or settings.influx_url, settings.influx_db, settings.influx_user,
+                                 settings.influx_password, settings.influx_token)
+    boards = [board.to_json() for board in all_dashboards()]
+    try:
+        api = connect(url or settings.grafana_url, settings.grafana_token, settings.grafana_user,
+                      settings.grafana_password, timeout_s=10)
+        with console.status("syncing with Grafana…", spinner="dots") if not as_json else nullcontext():
+            changes = sync(api, datasource, boards, folder_uid=folder, reset_secrets=reset_secrets)
+    except SyncError as exc:
+        err.print(f"[red]grafana sync failed:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    if as_json:
+        print(json.dumps([{"what": c.what, "name": c.name, "action": c.action} for c in changes]))
+        return
+    console.print(_table("Grafana sync", ("what", "name", "result"), [(c.what, c.name, c.action) for c in changes]))
+    changed = sum(c.action != "unchanged" for c in changes)
+    console.print(f"{changed} changed, {len(changes) - changed} unchanged")
+
