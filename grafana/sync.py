@@ -54,6 +54,8 @@ def sync(api: GrafanaApi, datasource: dict[str, Any], dashboards: list[dict[str,
     except GrafanaException as exc:
         status = f" ({exc.status_code})" if exc.status_code else ""
         raise SyncError(f"Grafana request failed{status}: {str(exc.message)[:300]}") from exc
+    except OSError as exc:  # niquests' connection errors are OSErrors; grafana-client lets them through
+        raise SyncError(f"cannot reach Grafana: {str(exc)[:200]}") from exc
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
         raise SyncError(f"Grafana answered something unexpected: {exc!r}"[:300]) from exc
     return changes
