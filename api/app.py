@@ -7,9 +7,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from api import errors
-from api.routes import health, keys
+from api.ratelimit import RateLimiter
+from api.routes import alerts, control_room, fleet, health, keys, public, readings
 from api.services import ApiServices
 from telemetry_shared.settings import Settings, get_settings
 
@@ -40,21 +42,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        for start in services.extra.get("on_start", []):
-            await start()
+        await services.start()
         try:
             yield
         finally:
-            for stop in reversed(services.extra.get("on_stop", [])):
-                await stop()
+            await services.stop()
             services.close()
 
     app = FastAPI(title=f"{settings.city_name} city telemetry API", version="1.0.0", description=DESCRIPTION,
                   lifespan=lifespan, responses=errors.ERROR_RESPONSES)
     app.state.services = services
+    app.state.public_limiter = RateLimiter(settings.api_public_rate_per_min)
     errors.install(app)
-    app.include_router(health.router)
-    app.include_router(keys.router)
+    for module in (health, keys, readings, alerts, fleet, public, control_room):
+        app.include_router(module.router)
+    app.mount("/static", StaticFiles(directory=control_room.STATIC), name="static")
     devices = _optional_router("api.routes.devices")
     if devices is not None:
         app.include_router(devices)

@@ -51,4 +51,6 @@ def install(app: FastAPI) -> None:
         return JSONResponse(_body(503, "the readings store (InfluxDB) did not answer; try again"), 503)
 
 
-ERROR_RESPONSES = {status: {"model": ErrorBody} for status in (401, 403, 422)}
+ERROR_RESPONSES = {422: {"model": ErrorBody}, 503: {"model": ErrorBody, "description": "a dependency is down"}}
+AUTH_RESPONSES = {401: {"model": ErrorBody, "description": "no key, or an unknown or revoked key"},
+                  403: {"model": ErrorBody, "description": "the key's role may not do this"}}

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
+from api.alerts.service import AlertService
 from api.auth import KeyStore
 from api.db import ApiDb
 from telemetry_shared.influx import InfluxQL
@@ -21,13 +22,21 @@ class ApiServices:
     keys: KeyStore
     registry: Registry
     influx: InfluxQL
-    extra: dict[str, Any] = field(default_factory=dict)  # later parts (alerts, hub, subscriber) hang here
+    alerts: AlertService
+    extra: dict[str, Any] = field(default_factory=dict)  # room for other parts' shared objects
 
     @classmethod
-    def open(cls, settings: Settings) -> "ApiServices":
+    def open(cls, settings: Settings, subscribe: bool = True) -> "ApiServices":
+        """subscribe=False: no MQTT alert subscriber (tools that only read the store)."""
         db = ApiDb(settings.api_db_file)
         return cls(settings=settings, db=db, keys=KeyStore(db), registry=Registry(settings.registry_file),
-                   influx=InfluxQL.from_settings(settings))
+                   influx=InfluxQL.from_settings(settings), alerts=AlertService(settings, db, subscribe))
+
+    async def start(self) -> None:
+        await self.alerts.start()
+
+    async def stop(self) -> None:
+        await self.alerts.stop()
 
     def close(self) -> None:
         self.influx.close()

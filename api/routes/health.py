@@ -44,7 +44,7 @@ def _timed(check) -> Check:
 
 
 def _broker(services: ApiServices) -> str:
-    subscriber = services.extra.get("subscriber")
+    subscriber = services.alerts.subscriber
     if subscriber is not None:
         if not subscriber.connected():
             raise ConnectionError("alert subscriber not connected")

@@ -5,10 +5,11 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException
 
 from api.auth import Admin, ApiKeyCreate, ApiKeyCreated, ApiKeyPublic
+from api.errors import AUTH_RESPONSES
 from api.paging import Page, PageParams, page_params
 from api.services import Services
 
-router = APIRouter(prefix="/keys", tags=["keys"])
+router = APIRouter(prefix="/keys", tags=["keys"], responses=AUTH_RESPONSES)
 
 
 @router.get("", summary="List API keys (never the secrets)")

@@ -1,0 +1,299 @@
+"""Alerts and their audit trail in SQLite.
+
+An incident (one id from analytics) is `active` or `cleared`, and, either way,
+unacknowledged or acknowledged. Analytics sets the state and its severity,
+which may rise or fall while the incident lasts; escalation raises the shown
+severity by one step per escalation on top of that. People acknowledge,
+assign and resolve, always with their name; every change is a row in
+`alert_audit`, which triggers keep append-only.
+"""
+
+import json
+from typing import Any
+
+from pydantic import BaseModel
+
+from api.db import ApiDb, now_ms
+from edge import contract
+
+SEVERITIES = contract.SEVERITIES  # low to high
+ANALYTICS = "analytics"
+SYSTEM = "system"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS alerts (
+    id TEXT PRIMARY KEY,
+    device TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    district TEXT NOT NULL,
+    metric TEXT NOT NULL,
+    rule TEXT NOT NULL,
+    state TEXT NOT NULL,
+    source_severity TEXT NOT NULL,
+    escalation INTEGER NOT NULL DEFAULT 0,
+    severity TEXT NOT NULL,
+    peak_severity TEXT NOT NULL,
+    score REAL NOT NULL,
+    observed REAL,
+    expected REAL,
+    explanation TEXT NOT NULL,
+    started_ms INTEGER NOT NULL,
+    updated_ms INTEGER NOT NULL,
+    received_ms INTEGER NOT NULL,
+    changed_ms INTEGER NOT NULL,
+    acknowledged_by TEXT,
+    acknowledged_ms INTEGER,
+    assignee TEXT,
+    resolved_by TEXT,
+    resolved_ms INTEGER,
+    escalated_ms INTEGER
+);
+CREATE INDEX IF NOT EXISTS alerts_open ON alerts (resolved_ms, state, severity);
+CREATE INDEX IF NOT EXISTS alerts_changed ON alerts (changed_ms);
+CREATE TABLE IF NOT EXISTS alert_audit (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    alert_id TEXT NOT NULL,
+    t_ms INTEGER NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    note TEXT NOT NULL DEFAULT '',
+    detail TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS alert_audit_alert ON alert_audit (alert_id, seq);
+CREATE TRIGGER IF NOT EXISTS alert_audit_no_update BEFORE UPDATE ON alert_audit
+BEGIN SELECT RAISE(ABORT, 'the alert audit trail is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS alert_audit_no_delete BEFORE DELETE ON alert_audit
+BEGIN SELECT RAISE(ABORT, 'the alert audit trail is append-only'); END;
+"""
+
+
+class Alert(BaseModel):
+    id: str
+    device: str
+    kind: str
+    district: str
+    metric: str
+    rule: str
+    state: str
+    severity: str
+    source_severity: str
+    escalation: int
+    peak_severity: str
+    score: float
+    observed: float | None
+    expected: float | None
+    explanation: str
+    started_ms: int
+    updated_ms: int
+    received_ms: int
+    changed_ms: int
+    acknowledged: bool
+    acknowledged_by: str | None
+    acknowledged_ms: int | None
+    assignee: str | None
+    resolved: bool
+    resolved_by: str | None
+    resolved_ms: int | None
+    escalated_ms: int | None
+
+
+class AuditEntry(BaseModel):
+    seq: int
+    alert_id: str
+    t_ms: int
+    actor: str
+    action: str
+    note: str
+    detail: dict[str, Any]
+
+
+class AlertNotFound(LookupError):
+    pass
+
+
+class AlertConflict(ValueError):
+    """The action does not fit the alert's current state (already acknowledged, already resolved)."""
+
+
+def rank(severity: str) -> int:
+    return SEVERITIES.index(severity)
+
+
+def effective(source_severity: str, escalation: int) -> str:
+    return SEVERITIES[min(len(SEVERITIES) - 1, rank(source_severity) + escalation)]
+
+
+def _alert(row: Any) -> Alert:
+    data = dict(row)
+    data["acknowledged"] = data["acknowledged_ms"] is not None
+    data["resolved"] = data["resolved_ms"] is not None
+    return Alert(**data)
+
+
+FILTERS = ("state", "severity", "kind", "district", "device", "assignee")
+
+
+class AlertStore:
+    def __init__(self, db: ApiDb):
+        self.db = db
+        db.script(SCHEMA)
+
+    # ------------------------------------------------------------ reads
+
+    def get(self, alert_id: str) -> Alert:
+        rows = self.db.query("SELECT * FROM alerts WHERE id = ?", (alert_id,))
+        if not rows:
+            raise AlertNotFound(f"no alert {alert_id[:64]!r}")
+        return _alert(rows[0])
+
+    def find(self, limit: int = 100, offset: int = 0, acknowledged: bool | None = None,
+             resolved: bool | None = None, **filters: str | None) -> tuple[list[Alert], int]:
+        """A page of alerts, most severe and most recently changed first, and the total that match."""
+        where, args = [], []
+        for column in FILTERS:
+            value = filters.get(column)
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        if acknowledged is not None:
+            where.append("acknowledged_ms IS NOT NULL" if acknowledged else "acknowledged_ms IS NULL")
+        if resolved is not None:
+            where.append("resolved_ms IS NOT NULL" if resolved else "resolved_ms IS NULL")
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        order = ("CASE severity WHEN 'critical' THEN 0 WHEN 'warning' THEN 1 ELSE 2 END,"
+                 " CASE state WHEN 'active' THEN 0 ELSE 1 END, changed_ms DESC, id")
+        with self.db.lock:
+            total = self.db.conn.execute(f"SELECT count(*) FROM alerts {clause}", args).fetchone()[0]
+            rows = self.db.conn.execute(f"SELECT * FROM alerts {clause} ORDER BY {order} LIMIT ? OFFSET ?",
+                                        [*args, limit, offset]).fetchall()
+        return [_alert(row) for row in rows], total
+
+    def audit(self, alert_id: str) -> list[AuditEntry]:
+        rows = self.db.query("SELECT * FROM alert_audit WHERE alert_id = ? ORDER BY seq", (alert_id,))
+        return [AuditEntry(**(dict(row) | {"detail": json.loads(row["detail"])})) for row in rows]
+
+    # ------------------------------------------------------------ writes
+
+    def _log(self, conn: Any, alert_id: str, t_ms: int, actor: str, action: str, note: str = "",
+             **detail: Any) -> None:
+        conn.execute("INSERT INTO alert_audit (alert_id, t_ms, actor, action, note, detail) VALUES (?, ?, ?, ?, ?, ?)",
+                     (alert_id, t_ms, actor, action, note, json.dumps(detail)))
+
+    def apply(self, message: dict[str, Any]) -> tuple[Alert, list[str]] | None:
+        """Apply one decoded alert message from analytics (contract.decode_alert).
+
+        Returns the alert and what changed (e.g. ["opened"], ["severity_raised"]),
+        or None for a replay or an older message, which change nothing.
+        """
+        now = now_ms()
+        with self.db.transaction() as conn:
+            row = conn.execute("SELECT * FROM alerts WHERE id = ?", (message["id"],)).fetchone()
+            changes = self._open(conn, message, now) if row is None else self._update(conn, _alert(row), message, now)
+        if not changes:
+            return None
+        return self.get(message["id"]), changes
+
+    def _open(self, conn: Any, m: dict[str, Any], now: int) -> list[str]:
+        conn.execute(
+            "INSERT INTO alerts (id, device, kind, district, metric, rule, state, source_severity, severity,"
+            " peak_severity, score, observed, expected, explanation, started_ms, updated_ms, received_ms, changed_ms)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (m["id"], m["device"], m["kind"], m["district"], m["metric"], m["rule"], m["state"], m["severity"],
+             m["severity"], m["severity"], m["score"], m["observed"], m["expected"], m["explanation"],
+             m["started_ms"], m["updated_ms"], now, now))
+        self._log(conn, m["id"], now, ANALYTICS, "opened" if m["state"] == "active" else "opened_cleared",
+                  severity=m["severity"], score=m["score"], observed=m["observed"])
+        return ["opened"]
+
+    def _update(self, conn: Any, old: Alert, m: dict[str, Any], now: int) -> list[str]:
+        if m["updated_ms"] <= old.updated_ms:
+            return []  # a replay or an older message: the store already knows better
+        changes: list[str] = []
+        fields: dict[str, Any] = {"score": m["score"], "observed": m["observed"], "expected": m["expected"],
+                                  "explanation": m["explanation"] or old.explanation, "updated_ms": m["updated_ms"]}
+        if m["state"] == "active" and old.resolved:
+            fields |= {"resolved_by": None, "resolved_ms": None, "acknowledged_by": None, "acknowledged_ms": None,
+                       "escalation": 0, "escalated_ms": None, "received_ms": now}
+            changes.append("reopened")
+        elif m["state"] != old.state:
+            changes.append("cleared" if m["state"] == "cleared" else "reactivated")
+        fields["state"] = m["state"]
+        escalation = fields.get("escalation", old.escalation)
+        severity = effective(m["severity"], escalation)
+        if severity != old.severity:
+            changes.append("severity_raised" if rank(severity) > rank(old.severity) else "severity_lowered")
+        fields |= {"source_severity": m["severity"], "severity": severity,
+                   "peak_severity": max(old.peak_severity, severity, key=rank)}
+        if changes:
+            fields["changed_ms"] = now
+        conn.execute(f"UPDATE alerts SET {', '.join(f'{k} = ?' for k in fields)} WHERE id = ?",
+                     [*fields.values(), old.id])
+        for change in changes:
+            self._log(conn, old.id, now, ANALYTICS, change, severity=severity, state=m["state"], score=m["score"],
+                      observed=m["observed"])
+        return changes or ["updated"]
+
+    def _human(self, alert_id: str, actor: str, action: str, note: str, fields: dict[str, Any],
+               refuse: Any = None, **detail: Any) -> Alert:
+        now = now_ms()
+        with self.db.transaction() as conn:
+            row = conn.execute("SELECT * FROM alerts WHERE id = ?", (alert_id,)).fetchone()
+            if row is None:
+                raise AlertNotFound(f"no alert {alert_id[:64]!r}")
+            if refuse:
+                reason = refuse(_alert(row))
+                if reason:
+                    raise AlertConflict(reason)
+            fields = {k: (now if v is _NOW else v) for k, v in fields.items()} | {"changed_ms": now}
+            conn.execute(f"UPDATE alerts SET {', '.join(f'{k} = ?' for k in fields)} WHERE id = ?",
+                         [*fields.values(), alert_id])
+            self._log(conn, alert_id, now, actor, action, note, **detail)
+        return self.get(alert_id)
+
+    def acknowledge(self, alert_id: str, actor: str, note: str = "") -> Alert:
+        def refuse(alert: Alert) -> str | None:
+            if alert.acknowledged:
+                return f"already acknowledged by {alert.acknowledged_by}"
+            return None
+
+        return self._human(alert_id, actor, "acknowledged", note,
+                           {"acknowledged_by": actor, "acknowledged_ms": _NOW}, refuse)
+
+    def assign(self, alert_id: str, actor: str, assignee: str, note: str = "") -> Alert:
+        return self._human(alert_id, actor, "assigned", note, {"assignee": assignee}, assignee=assignee)
+
+    def resolve(self, alert_id: str, actor: str, note: str) -> Alert:
+        """Close the incident: cleared, resolved (and acknowledged, if no one had)."""
+        def refuse(alert: Alert) -> str | None:
+            return f"already resolved by {alert.resolved_by}" if alert.resolved else None
+
+        current = self.get(alert_id)
+        fields: dict[str, Any] = {"state": "cleared", "resolved_by": actor, "resolved_ms": _NOW}
+        if not current.acknowledged:
+            fields |= {"acknowledged_by": actor, "acknowledged_ms": _NOW}
+        return self._human(alert_id, actor, "resolved", note, fields, refuse)
+
+    def escalate_due(self, after_ms: int, now: int | None = None) -> list[Alert]:
+        """Raise, by one step, every active, unacknowledged, unresolved alert left alone for `after_ms`
+        since it arrived or was last escalated. Critical ones stay critical but are escalated
+        (a reminder goes out) all the same."""
+        now = now or now_ms()
+        escalated = []
+        with self.db.transaction() as conn:
+            rows = conn.execute(
+                "SELECT * FROM alerts WHERE state = 'active' AND acknowledged_ms IS NULL AND resolved_ms IS NULL"
+                " AND coalesce(escalated_ms, received_ms) <= ?", (now - after_ms,)).fetchall()
+            for row in rows:
+                alert = _alert(row)
+                level = alert.escalation + 1
+                severity = effective(alert.source_severity, level)
+                conn.execute("UPDATE alerts SET escalation = ?, severity = ?, peak_severity = ?, escalated_ms = ?,"
+                             " changed_ms = ? WHERE id = ?",
+                             (level, severity, max(alert.peak_severity, severity, key=rank), now, now, alert.id))
+                self._log(conn, alert.id, now, SYSTEM, "escalated", f"unacknowledged for {after_ms // 1000} s",
+                          severity=severity, level=level)
+                escalated.append(alert.id)
+        return [self.get(alert_id) for alert_id in escalated]
+
+
+_NOW = object()  # stands for "the time of this transaction" in an update

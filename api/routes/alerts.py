@@ -1,0 +1,150 @@
+"""Alerts: list and filter, detail with the data around it, acknowledge,
+assign and resolve (with who and a note), and an SSE stream of changes."""
+
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Query
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
+
+from api import queries
+from api.alerts.notify import Delivery
+from api.alerts.service import AlertService
+from api.alerts.store import Alert, AlertConflict, AlertNotFound, AuditEntry
+from api.auth import AnyRole, RequireRole
+from api.errors import AUTH_RESPONSES
+from api.paging import Page, PageParams, page_params
+from api.services import Services
+from telemetry_shared.influx import InfluxError
+
+router = APIRouter(prefix="/alerts", tags=["alerts"], responses=AUTH_RESPONSES)
+
+Responder = RequireRole("operator", "engineer")
+AlertId = Annotated[str, Path(min_length=1, max_length=64)]
+Slug = Annotated[str, Query(min_length=1, max_length=64)]
+BEFORE_MS = 2 * 3600 * 1000  # the detail shows the readings from 2 h before the start
+AFTER_MS = 15 * 60 * 1000
+DETAIL_POINTS = 240
+
+
+class Note(BaseModel):
+    note: str = Field("", max_length=2000, description="why, what was done")
+
+
+class Assignment(BaseModel):
+    assignee: str = Field(min_length=1, max_length=64, pattern=r"^[\w .@'()-]+$")
+    note: str = Field("", max_length=2000)
+
+
+class Resolution(BaseModel):
+    note: str = Field(min_length=1, max_length=2000, description="what was found and done (required)")
+
+
+class AroundPoint(BaseModel):
+    t_ms: int
+    value: float
+
+
+class AlertDetail(BaseModel):
+    alert: Alert
+    audit: list[AuditEntry]
+    notifications: list[Delivery]
+    readings: list[AroundPoint] = Field(description=f"the alert's metric from 2 h before it started, "
+                                                    f"at most {DETAIL_POINTS} points")
+    readings_every_ms: int
+    readings_error: str = ""
+
+
+def alert_service(services: Services) -> AlertService:
+    return services.alerts
+
+
+Alerts = Annotated[AlertService, Depends(alert_service)]
+
+
+def _not_found(exc: AlertNotFound) -> HTTPException:
+    return HTTPException(404, str(exc))
+
+
+@router.get("", summary="List alerts, most severe first, with filters")
+def list_alerts(user: AnyRole, alerts: Alerts, page: Annotated[PageParams, Depends(page_params)],
+                state: Literal["active", "cleared"] | None = None,
+                ack: Literal["acknowledged", "unacknowledged"] | None = None,
+                resolved: bool | None = Query(None, description="false: the open incidents only"),
+                severity: Literal["info", "warning", "critical"] | None = None,
+                kind: Literal["water", "power", "building", "traffic"] | None = None,
+                district: Slug | None = None, device: Slug | None = None,
+                assignee: Slug | None = None) -> Page[Alert]:
+    acknowledged = None if ack is None else ack == "acknowledged"
+    data, total = alerts.store.find(page.limit, page.offset, acknowledged=acknowledged, resolved=resolved,
+                                    state=state, severity=severity, kind=kind, district=district, device=device,
+                                    assignee=assignee)
+    return Page(data=data, count=total)
+
+
+@router.get("/stream", summary="Server-sent events: every alert change as it happens",
+            response_class=StreamingResponse,
+            responses={200: {"content": {"text/event-stream": {}},
+                             "description": "`event: hello` once, then `event: alert` with "
+                                            "{changes, alert} per change; comments as heartbeats"}})
+def stream(user: AnyRole, alerts: Alerts) -> StreamingResponse:
+    hello = {"user": user.name, "role": user.role}
+    return StreamingResponse(alerts.hub.stream(hello), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+
+def _mask(target: str) -> str:
+    """Webhook URLs often carry a token: show only where they go."""
+    if target.startswith(("http://", "https://")):
+        parts = urlsplit(target)
+        return f"{parts.scheme}://{parts.hostname}{':' + str(parts.port) if parts.port else ''}/…"
+    return target
+
+
+@router.get("/{alert_id}", summary="One alert: explanation, audit trail, notifications, readings around it")
+def detail(alert_id: AlertId, user: AnyRole, alerts: Alerts, services: Services) -> AlertDetail:
+    try:
+        alert = alerts.store.get(alert_id)
+    except AlertNotFound as exc:
+        raise _not_found(exc) from exc
+    start = max(0, alert.started_ms - BEFORE_MS)
+    end = max(alert.updated_ms, alert.started_ms) + AFTER_MS
+    every = queries.bucket_for(end - start, DETAIL_POINTS)
+    readings, error = [], ""
+    try:
+        readings = queries.history(services.influx, alert.kind, alert.device, alert.metric, start, end, every)
+    except (queries.QueryError, InfluxError) as exc:
+        error = str(exc)[:200]  # the alert is still worth showing without its readings
+    deliveries = [d.model_copy(update={"target": _mask(d.target)}) for d in alerts.notifier.deliveries(alert_id)]
+    return AlertDetail(alert=alert, audit=alerts.store.audit(alert_id), notifications=deliveries,
+                       readings=readings, readings_every_ms=every, readings_error=error)
+
+
+def _act(alerts: AlertService, action, alert_id: str, change: str, *args: str) -> Alert:
+    try:
+        alert = action(alert_id, *args)
+    except AlertNotFound as exc:
+        raise _not_found(exc) from exc
+    except AlertConflict as exc:
+        raise HTTPException(409, str(exc)) from exc
+    alerts.changed(alert, [change])
+    return alert
+
+
+CONFLICT = {409: {"description": "already acknowledged / resolved"}, 404: {"description": "no such alert"}}
+
+
+@router.post("/{alert_id}/ack", summary="Acknowledge: someone is on it", responses=CONFLICT)
+def acknowledge(alert_id: AlertId, body: Note, user: Responder, alerts: Alerts) -> Alert:
+    return _act(alerts, alerts.store.acknowledge, alert_id, "acknowledged", user.name, body.note)
+
+
+@router.post("/{alert_id}/assign", summary="Give the incident to someone", responses=CONFLICT)
+def assign(alert_id: AlertId, body: Assignment, user: Responder, alerts: Alerts) -> Alert:
+    return _act(alerts, alerts.store.assign, alert_id, "assigned", user.name, body.assignee, body.note)
+
+
+@router.post("/{alert_id}/resolve", summary="Close the incident with a note", responses=CONFLICT)
+def resolve(alert_id: AlertId, body: Resolution, user: Responder, alerts: Alerts) -> Alert:
+    return _act(alerts, alerts.store.resolve, alert_id, "resolved", user.name, body.note)

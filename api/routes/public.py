@@ -1,0 +1,144 @@
+"""Public figures, no login, rate limited per client address.
+
+City-level figures only, computed from the readings: water supplied today,
+which districts have power, the traffic state per district, and hospital
+free beds per ward. Never a device id, a raw reading series, or anything
+from the configuration. Answers are cached for a few seconds, so public
+load cannot reach InfluxDB at the rate it arrives.
+"""
+
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from statistics import median
+from typing import Any
+
+from fastapi import APIRouter, Depends
+from pydantic import BaseModel
+
+from api import queries
+from api.ratelimit import public_rate_limit
+from api.services import ApiServices, Services
+from telemetry_shared.registry import DeviceNotFound
+
+router = APIRouter(prefix="/public", tags=["public"], dependencies=[Depends(public_rate_limit)],
+                   responses={429: {"description": "too many requests; see Retry-After"}})
+
+NOMINAL_V = 230.0
+POWERED_V = 0.8 * NOMINAL_V  # below 80 % of nominal a supply is out, not merely low
+RECENT_MS = 15 * 60 * 1000
+BEDS_RECENT_MS = 3600 * 1000
+FREE_FLOW_KMH = 40.0
+SLOW_KMH = 20.0
+CACHE_S = 10.0
+DISTRICTS = ("bukit-bestari", "tanjungpinang-kota", "tanjungpinang-barat", "tanjungpinang-timur")
+
+
+class DistrictFigures(BaseModel):
+    district: str
+    power: str  # on, outage, unknown
+    traffic: str  # free, slow, congested, unknown
+    mean_speed_kmh: float | None
+
+
+class CityFigures(BaseModel):
+    city: str
+    as_of_ms: int
+    day_start_ms: int
+    water_supplied_today_m3: float | None
+    districts: list[DistrictFigures]
+
+
+class WardBeds(BaseModel):
+    ward: str
+    district: str
+    beds_free: int
+    as_of_ms: int
+
+
+class HospitalBeds(BaseModel):
+    as_of_ms: int
+    data: list[WardBeds]
+    count: int
+
+
+_cache_lock = threading.Lock()
+
+
+def _cached(services: ApiServices, name: str, compute) -> Any:
+    """compute(services), at most once per CACHE_S per app."""
+    with _cache_lock:
+        cache = services.extra.setdefault("public_cache", {})
+        hit = cache.get(name)
+        if hit and time.monotonic() - hit[0] < CACHE_S:
+            return hit[1]
+    value = compute(services)
+    with _cache_lock:
+        cache[name] = (time.monotonic(), value)
+    return value
+
+
+def day_start_ms(services: ApiServices, now: int) -> int:
+    offset = timedelta(hours=services.settings.utc_offset_hours)
+    local = datetime.fromtimestamp(now / 1000, UTC) + offset
+    midnight = local.replace(hour=0, minute=0, second=0, microsecond=0) - offset
+    return int(midnight.timestamp() * 1000)
+
+
+def _power_state(volts: list[float]) -> str:
+    if not volts:
+        return "unknown"
+    return "on" if sum(v >= POWERED_V for v in volts) * 2 >= len(volts) else "outage"
+
+
+def _traffic_state(speed: float | None) -> str:
+    if speed is None:
+        return "unknown"
+    return "free" if speed >= FREE_FLOW_KMH else "slow" if speed >= SLOW_KMH else "congested"
+
+
+def city_figures(services: ApiServices) -> CityFigures:
+    now = queries.now_ms()
+    start = day_start_ms(services, now)
+    litres = queries.integral_per_device(services.influx, "water", "flow_lps", start, now + 1)
+    # negative flow is water flowing back into the network: not supplied
+    supplied = round(sum(max(0.0, v) for v in litres.values()) / 1000, 1) if litres else None
+    volts: dict[str, list[float]] = {}
+    for row in queries.per_device_last(services.influx, "power", "voltage_v", now - RECENT_MS):
+        volts.setdefault(row["district"], []).append(row["value"])
+    speeds: dict[str, list[float]] = {}
+    for row in queries.per_device_last(services.influx, "traffic", "speed_kmh", now - RECENT_MS):
+        speeds.setdefault(row["district"], []).append(row["value"])
+    districts = sorted(set(DISTRICTS) | set(volts) | set(speeds))
+    rows = []
+    for district in districts:
+        speed = round(median(speeds[district]), 1) if speeds.get(district) else None
+        rows.append(DistrictFigures(district=district, power=_power_state(volts.get(district, [])),
+                                    traffic=_traffic_state(speed), mean_speed_kmh=speed))
+    return CityFigures(city=services.settings.city_name, as_of_ms=now, day_start_ms=start,
+                       water_supplied_today_m3=supplied, districts=rows)
+
+
+def hospital_beds(services: ApiServices) -> HospitalBeds:
+    now = queries.now_ms()
+    wards = []
+    for row in queries.per_device_last(services.influx, "building", "beds_free", now - BEDS_RECENT_MS):
+        try:
+            note = services.registry.get(row["device"]).note
+        except DeviceNotFound:
+            continue  # not (or no longer) a registered ward
+        # the ward's name from the registry note; the device id is never shown
+        wards.append(WardBeds(ward=note.strip()[:120] or f"ward in {row['district']}", district=row["district"],
+                              beds_free=int(round(row["value"])), as_of_ms=row["t_ms"]))
+    wards.sort(key=lambda w: (w.district, w.ward))
+    return HospitalBeds(as_of_ms=now, data=wards, count=len(wards))
+
+
+@router.get("/city", summary="City figures: water supplied today, power and traffic per district")
+def city(services: Services) -> CityFigures:
+    return _cached(services, "city", city_figures)
+
+
+@router.get("/hospitals/beds", summary="Free hospital beds per ward")
+def beds(services: Services) -> HospitalBeds:
+    return _cached(services, "beds", hospital_beds)
