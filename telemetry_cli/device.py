@@ -1,0 +1,382 @@
+"""`city device ...`: the field technician's commands. Every command talks to
+the API (CITY_API_URL with CITY_API_TOKEN), so it works from a laptop in the
+field as well as on the server.
+
+Exit codes: 0 done, 1 the check failed or was not confirmed, 2 bad input,
+3 no such device, 4 conflict (exists, retired), 5 token refused,
+6 API or broker unavailable.
+"""
+
+import json
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import click
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from edge import contract
+from telemetry_cli.commission import Commissioning
+from telemetry_cli.device_api import EXIT_FAILED, EXIT_INVALID, EXIT_UNAVAILABLE, ApiError, DeviceApi
+from telemetry_cli.flash import plan_flash
+from telemetry_shared.registry import STATES
+from telemetry_shared.settings import Settings
+
+app = typer.Typer(help="Register, configure, flash, watch and retire devices.", no_args_is_help=True)
+config_app = typer.Typer(help="A device's configuration (published retained; the device applies it).",
+                         no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+out = Console()
+err = Console(stderr=True)
+
+DeviceId = Annotated[str, typer.Argument(help="the device id, e.g. wtr-3f9a1c")]
+JsonFlag = Annotated[bool, typer.Option("--json", help="print JSON for scripts instead of a table")]
+YesFlag = Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")]
+
+
+# ---------------------------------------------------------------- plumbing
+
+
+def _fail(message: str, code: int) -> None:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+    raise typer.Exit(code)
+
+
+def _check_id(device_id: str) -> str:
+    if not contract.valid_device_id(device_id):
+        _fail(f"bad device id {device_id[:40]!r}: 3 to 32 of a-z, 0-9 and '-', not starting with '-'", EXIT_INVALID)
+    return device_id
+
+
+def _api_call(call: Callable[[DeviceApi], Any]) -> Any:
+    """Run one API call with the configured URL and token; API errors become exit codes."""
+    try:
+        api = DeviceApi.from_settings(Settings())
+    except ApiError as exc:
+        _fail(str(exc), exc.exit_code)
+    except ValueError as exc:  # the settings themselves are wrong
+        _fail(f"configuration: {exc}", EXIT_INVALID)
+    try:
+        return call(api)
+    except ApiError as exc:
+        _fail(str(exc), exc.exit_code)
+    finally:
+        api.close()
+
+
+def _confirm(question: str, yes: bool) -> None:
+    if yes:
+        return
+    try:
+        if typer.confirm(question, default=False):
+            return
+    except click.exceptions.Abort:
+        pass
+    err.print("not confirmed: nothing changed (use --yes to skip the question)")
+    raise typer.Exit(EXIT_FAILED)
+
+
+def _print_json(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=1, sort_keys=True))
+
+
+def _when(ms: int | None) -> str:
+    if ms is None:
+        return "never"
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _kv_table(title: str, rows: dict[str, Any]) -> Table:
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    for key, value in rows.items():
+        table.add_row(key, "" if value is None else str(value))
+    return table
+
+
+def _show_credentials(answer: dict, title: str) -> None:
+    device = answer["device"]
+    out.print(_kv_table(title, {
+        "id": device["id"], "kind": device["kind"], "district": device["district"], "state": device["state"],
+        "MQTT user": answer["mqtt_user"], "MQTT password": answer["password"],
+    }))
+    out.print("[yellow]The password is shown only this once and stored only as a hash: "
+              "put it on the device now (or use `city device flash`).[/]")
+
+
+# ---------------------------------------------------------------- commands
+
+
+@app.command("add")
+def add(kind: Annotated[str, typer.Option(help=f"one of {', '.join(contract.KINDS)}")],
+        district: Annotated[str, typer.Option(help="district slug, e.g. bukit-bestari")],
+        device_id: Annotated[str | None, typer.Option("--id", help="an id of your own; default: generated")] = None,
+        lat: Annotated[float | None, typer.Option(min=-90, max=90)] = None,
+        lon: Annotated[float | None, typer.Option(min=-180, max=180)] = None,
+        note: Annotated[str, typer.Option(help="where exactly, what it measures")] = "",
+        interval_ms: Annotated[int, typer.Option(min=contract.MIN_INTERVAL_MS, max=contract.MAX_INTERVAL_MS)] = 10000,
+        batch_size: Annotated[int, typer.Option(min=1, max=contract.MAX_SAMPLES)] = 1,
+        as_json: JsonFlag = False) -> None:
+    """Register a device: an id, a password shown once, and its first config."""
+    if kind not in contract.KINDS:
+        _fail(f"unknown kind {kind[:40]!r}; one of {', '.join(contract.KINDS)}", EXIT_INVALID)
+    if device_id is not None:
+        _check_id(device_id)
+    if len(note) > 500:
+        _fail(f"the note is {len(note)} characters; at most 500", EXIT_INVALID)
+    fields = {"id": device_id, "kind": kind, "district": district, "lat": lat, "lon": lon, "note": note,
+              "interval_ms": interval_ms, "batch_size": batch_size}
+    answer = _api_call(lambda api: api.add(fields))
+    if as_json:
+        _print_json(answer)
+    else:
+        _show_credentials(answer, "Device registered")
+
+
+@app.command("list")
+def list_devices(kind: Annotated[str | None, typer.Option(help="only this kind")] = None,
+                 district: Annotated[str | None, typer.Option(help="only this district")] = None,
+                 state: Annotated[str | None, typer.Option(help=f"one of {', '.join(STATES)}")] = None,
+                 limit: Annotated[int, typer.Option(min=1, max=1000)] = 100,
+                 offset: Annotated[int, typer.Option(min=0)] = 0,
+                 as_json: JsonFlag = False) -> None:
+    """Devices with their state and when they were last heard."""
+    if kind is not None and kind not in contract.KINDS:
+        _fail(f"unknown kind {kind[:40]!r}; one of {', '.join(contract.KINDS)}", EXIT_INVALID)
+    if state is not None and state not in STATES:
+        _fail(f"unknown state {state[:40]!r}; one of {', '.join(STATES)}", EXIT_INVALID)
+    page = _api_call(lambda api: api.list(kind=kind, district=district, state=state, limit=limit, offset=offset))
+    if as_json:
+        _print_json(page)
+        return
+    table = Table(title=f"{len(page['data'])} of {page['count']} devices", title_justify="left")
+    for column in ("id", "kind", "district", "state", "last seen", "firmware"):
+        table.add_column(column)
+    for d in page["data"]:
+        table.add_row(d["id"], d["kind"], d["district"], d["state"], _when(d["last_seen_ms"]), d["firmware"] or "-")
+    out.print(table)
+
+
+@app.command("show")
+def show(device_id: DeviceId, as_json: JsonFlag = False) -> None:
+    """One device: state, last seen, firmware, battery or RSSI, and its config."""
+    _check_id(device_id)
+    device = _api_call(lambda api: api.get(device_id))
+    if as_json:
+        _print_json(device)
+        return
+    status = device.get("status") or {}
+    config = device.get("config") or {}
+    out.print(_kv_table(f"Device {device['id']}", {
+        "kind": device["kind"], "district": device["district"], "position": _position(device),
+        "note": device["note"], "state": device["state"], "last seen": _when(device["last_seen_ms"]),
+        "firmware": device["firmware"] or status.get("fw") or "-",
+        "connection": status.get("state", status.get("error", "no status yet")),
+        "battery": f"{status['battery_v']} V" if "battery_v" in status else "-",
+        "RSSI": f"{status['rssi_dbm']} dBm" if "rssi_dbm" in status else "-",
+        "config": ", ".join(f"{k}={v}" for k, v in config.items() if k != "v") or "-",
+    }))
+
+
+def _position(device: dict) -> str:
+    return "-" if device["lat"] is None else f"{device['lat']}, {device['lon']}"
+
+
+@app.command("rotate")
+def rotate(device_id: DeviceId, yes: YesFlag = False, as_json: JsonFlag = False) -> None:
+    """New credentials; the old password is refused and its live session cut at once."""
+    _check_id(device_id)
+    _confirm(f"Issue new credentials for {device_id}? Its current password stops working now.", yes)
+    answer = _api_call(lambda api: api.rotate(device_id))
+    if as_json:
+        _print_json(answer)
+    else:
+        _show_credentials(answer, f"New credentials for {device_id}")
+        out.print(f"old session cut in {answer['cut_ms']:.0f} ms")
+
+
+@app.command("retire")
+def retire(device_id: DeviceId, yes: YesFlag = False, as_json: JsonFlag = False) -> None:
+    """Refuse the device from now on (its data stays) and cut its live session."""
+    _check_id(device_id)
+    _confirm(f"Retire {device_id}? The broker refuses it from now on; this cannot be undone.", yes)
+    answer = _api_call(lambda api: api.retire(device_id))
+    if as_json:
+        _print_json(answer)
+    else:
+        out.print(f"{device_id} retired; its live session was cut in {answer['cut_ms']:.0f} ms")
+
+
+@config_app.command("set")
+def config_set(device_id: DeviceId,
+               interval_ms: Annotated[int, typer.Option(min=contract.MIN_INTERVAL_MS, max=contract.MAX_INTERVAL_MS,
+                                                        help="sampling interval")],
+               batch_size: Annotated[int, typer.Option(min=1, max=contract.MAX_SAMPLES,
+                                                       help="samples per message")] = 1,
+               threshold: Annotated[list[str] | None, typer.Option(
+                   help="metric=low:high, reported at once outside (repeatable)")] = None,
+               as_json: JsonFlag = False) -> None:
+    """Publish a retained config; the device applies it without a reboot."""
+    _check_id(device_id)
+    body = {"interval_ms": interval_ms, "batch_size": batch_size}
+    if threshold:
+        body["thresholds"] = _parse_thresholds(threshold)
+    answer = _api_call(lambda api: api.set_config(device_id, body))
+    if as_json:
+        _print_json(answer)
+    else:
+        out.print(f"config published to {device_id}: " + ", ".join(f"{k}={v}" for k, v in answer.items() if k != "v"))
+
+
+def _parse_thresholds(items: list[str]) -> dict[str, list[float]]:
+    thresholds = {}
+    for item in items[: contract.MAX_METRICS_PER_SAMPLE + 1]:
+        metric, _, bounds = item.partition("=")
+        low, _, high = bounds.partition(":")
+        try:
+            pair = [float(low), float(high)]
+        except ValueError:
+            _fail(f"bad threshold {item[:60]!r}: write metric=low:high, e.g. pressure_bar=1.5:6", EXIT_INVALID)
+        if metric not in contract.METRICS:
+            _fail(f"unknown metric {metric[:40]!r} in --threshold", EXIT_INVALID)
+        thresholds[metric] = pair
+    return thresholds
+
+
+@app.command("flash")
+def flash(device_id: DeviceId,
+          port: Annotated[str, typer.Option(help="the board's serial port, e.g. /dev/ttyACM0")] = "/dev/ttyACM0",
+          mqtt_host: Annotated[str | None, typer.Option(help="the broker as the device reaches it")] = None,
+          mqtt_port: Annotated[int | None, typer.Option(min=1, max=65535)] = None,
+          source: Annotated[str, typer.Option(help="the sensor driver in edge/main.py")] = "synthetic",
+          dry_run: Annotated[bool, typer.Option("--dry-run", help="list the files; change nothing")] = False,
+          yes: YesFlag = False, as_json: JsonFlag = False) -> None:
+    """Write the firmware and the device's config (with fresh credentials) to a board with mpremote."""
+    _check_id(device_id)
+    settings = Settings()
+    device = _api_call(lambda api: api.get(device_id))
+    plan = plan_flash(device, port, mqtt_host or settings.mqtt_host, mqtt_port or settings.mqtt_port,
+                      device.get("config"), source)
+    if dry_run:
+        _show_plan(plan, as_json)
+        return
+    if not shutil.which("mpremote"):
+        _fail("mpremote is not installed: pip install mpremote", EXIT_UNAVAILABLE)
+    _confirm(f"Flash {device_id} on {port}? This issues new credentials; the old ones stop working.", yes)
+    answer = _api_call(lambda api: api.rotate(device_id))
+    with tempfile.TemporaryDirectory(prefix="city-flash-") as folder:
+        plan.stage(Path(folder), answer["password"])
+        with err.status(f"writing {len(plan.files())} files to {port}..."):
+            done = subprocess.run(plan.command(Path(folder)), capture_output=True, text=True, timeout=600)
+    if done.returncode != 0:
+        _fail(f"mpremote failed ({done.returncode}): {(done.stderr or done.stdout).strip()[-500:]}\n"
+              f"The device now has new credentials; flash again to write them.", EXIT_FAILED)
+    out.print(f"{device_id} flashed on {port}; run `city device commission {device_id}` once it is installed")
+
+
+def _show_plan(plan, as_json: bool) -> None:
+    files = plan.files()
+    if as_json:
+        _print_json({"port": plan.port, "files": files, "config": plan.config | {"password": "<issued when flashing>"},
+                     "command": plan.command(Path("<staging>"))})
+        return
+    table = Table(title=f"Would write {len(files)} files to {plan.port}", title_justify="left")
+    for column in ("on the board", "from", "bytes"):
+        table.add_column(column)
+    for row in files:
+        table.add_row(row["board_path"], row["source"], str(row["bytes"]))
+    out.print(table)
+    out.print("config.json: " + json.dumps(plan.config | {"password": "<issued when flashing>"}, sort_keys=True))
+
+
+@app.command("watch")
+def watch(device_id: DeviceId,
+          timeout: Annotated[float, typer.Option(min=1, max=3600, help="stop after this many seconds")] = 60,
+          count: Annotated[int, typer.Option(min=0, max=100_000, help="stop after this many messages (0: no limit)")]
+          = 0,
+          as_json: JsonFlag = False) -> None:
+    """Live readings and status of one device, as they arrive."""
+    _check_id(device_id)
+
+    def stream(api: DeviceApi) -> int:
+        shown = 0
+        for event, data in api.live(device_id, timeout, count):
+            if event in ("telemetry", "status", "invalid"):
+                shown += 1
+                if as_json:
+                    typer.echo(json.dumps({"event": event} | data, sort_keys=True))
+                else:
+                    out.print(_watch_line(event, data), highlight=False)
+        return shown
+
+    shown = _api_call(stream)
+    if not shown:
+        err.print(f"nothing from {device_id} in {timeout:.0f} s")
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _watch_line(event: str, data: dict) -> str:
+    at = datetime.fromtimestamp(data["received_ms"] / 1000, UTC).strftime("%H:%M:%S")
+    if event == "status":
+        extras = [f"{k}={data[k]}" for k in ("fw", "uptime_s", "battery_v", "rssi_dbm") if k in data]
+        return f"{at} status {data['state']}{' (retained)' if data['retained'] else ''} {' '.join(extras)}"
+    if event == "invalid":
+        return f"{at} [red]refused {data['leaf']}: {data['reason']}[/]"
+    lines = []
+    for t_ms, values, *_ in data["samples"]:
+        readings = " ".join(f"{m}={v:g}{contract.METRICS[m][1] and ' ' + contract.METRICS[m][1]}"
+                            for m, v in sorted(values.items()))
+        sampled = datetime.fromtimestamp(t_ms / 1000, UTC).strftime("%H:%M:%S")
+        lines.append(f"{sampled} seq {data['seq']}{' hist' if data['hist'] else ''} {readings}")
+    lines += [f"{at} [red]refused {metric}={value!r}: {reason}[/]" for _, metric, value, reason in data["rejects"]]
+    return "\n".join(lines)
+
+
+@app.command("commission")
+def commission(device_id: DeviceId,
+               timeout: Annotated[float, typer.Option(min=1, max=3600, help="give up after this many seconds")]
+               = 120,
+               readings: Annotated[int, typer.Option(min=1, max=1000, help="readings to wait for")] = 3,
+               as_json: JsonFlag = False) -> None:
+    """Wait for the birth message and first readings, check them against the kind's bounds."""
+    _check_id(device_id)
+
+    def run(api: DeviceApi) -> Commissioning:
+        device = api.get(device_id)
+        if device["state"] == "retired":
+            _fail(f"{device_id} is retired", 4)
+        judge = Commissioning(device["kind"], readings)
+        started = time.monotonic()
+        with err.status(f"waiting for {device_id}: birth message and {readings} readings...") as status:
+            for event, data in api.live(device_id, timeout):
+                judge.feed(event, data)
+                status.update(f"waiting for {device_id}: birth {'ok' if judge.birth else 'pending'}, "
+                              f"{judge.readings}/{readings} readings ({time.monotonic() - started:.0f} s)")
+                if judge.done():
+                    break
+        return judge
+
+    judge = _api_call(run)
+    checks = judge.checks()
+    if as_json:
+        _print_json({"device": device_id, "passed": judge.passed(),
+                     "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in checks]})
+    else:
+        table = Table(title=f"Commissioning {device_id}", title_justify="left")
+        for column in ("check", "result", "detail"):
+            table.add_column(column)
+        for c in checks:
+            table.add_row(c.name, "[green]pass[/]" if c.ok else "[red]FAIL[/]", c.detail)
+        out.print(table)
+        out.print("[green]commissioned: the data arrives[/]" if judge.passed() else "[red]not commissioned[/]")
+    if not judge.passed():
+        raise typer.Exit(EXIT_FAILED)
