@@ -3,7 +3,7 @@ registered here, so a newcomer finds `city device ...` in telemetry_cli/device.p
 
 import typer
 
-from telemetry_cli import grafana, up
+from telemetry_cli import device, grafana, up
 
 app = typer.Typer(help="City telemetry platform: run the city, manage devices, score data.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -15,6 +15,7 @@ def _root() -> None:
 
 
 app.command("up", help="Run the whole city on this machine: broker, InfluxDB, services and a simulated fleet.")(up.up)
+app.add_typer(device.app, name="device", help="Register, configure, flash, watch and retire devices.")
 app.add_typer(grafana.app, name="grafana", help="Grafana dashboards as code: generate the JSON, sync it to Grafana.")
 
 
