@@ -188,10 +188,19 @@ def device_health() -> Dashboard:
         Panel("Sequence gaps", "short", (Target(
             q.counter_increase('"sequence_gaps"'), "$tag_worker"),),
             description="Messages lost between a device and the broker (gaps in its sequence numbers)."),
-        Panel("Ingest lag", "ms", (Target(
-            'SELECT max("lag_ms") FROM "ingest_stats" WHERE $timeFilter GROUP BY time($__interval), "worker" '
-            "fill(null)", "$tag_worker"),),
-            description="Time from a sample being taken to it being written."),
+        Panel("Gaps per device", "short", (Target(
+            'SELECT non_negative_difference(max("sequence_gaps")) FROM "ingest_device_stats" '
+            + q.where(district=False) + ' GROUP BY time($__interval), "device", "worker" fill(null)',
+            "$tag_device via $tag_worker"),),
+            description="Which devices lose messages: sequence numbers missing per interval."),
+        Panel("Points written, spooled, replayed", "suffix: points/s", tuple(
+            Target(q.counter_rate(field), f"{field} $tag_worker") for field in ("points_written", "spooled",
+                                                                                 "replayed")),
+            description="Spooled: InfluxDB was away and points went to disk; replayed: written back later."),
+        Panel("Write latency", "s", (Target(
+            'SELECT max("write_seconds_max") FROM "ingest_stats" WHERE $timeFilter '
+            'GROUP BY time($__interval), "worker" fill(null)', "$tag_worker"),),
+            description="Slowest InfluxDB write per worker (since the worker started)."),
         Panel("Battery", "volt", (Target(
             f'SELECT mean("battery_v") FROM {status} {q.where()} GROUP BY time($__interval), "device" fill(null)',
             DEVICE),), description="Battery voltage from each device's status message."),

@@ -57,7 +57,11 @@ def lines(now_ms: int) -> list[str]:
     for worker in ("ingest-0", "ingest-1"):
         for step in range(steps):
             t = start + step * STEP_MS
-            out.append(f"ingest_stats,worker={worker} received={step * 100}i,written={step * 99}i,spooled=0i,"
-                       f"replayed=0i,rejected_malformed_json={step // 10}i,rejected_out_of_bounds={step // 5}i,"
-                       f"sequence_gaps={step // 20}i,lag_ms={50 + step % 7}i {t}")
+            counters = {"received": step * 100, "points_written": step * 500, "spooled": step // 2,
+                        "replayed": step // 3, "rejected_malformed_json": step // 10,
+                        "rejected_out_of_bounds": step // 5, "sequence_gaps": step // 20}
+            fields = ",".join(f"{name}={value}i" for name, value in counters.items())
+            out.append(f"ingest_stats,worker={worker} {fields},write_seconds_max=0.0{step % 9 + 1} {t}")
+            for device in DEVICES:
+                out.append(f"ingest_device_stats,device={device},worker={worker} sequence_gaps={step // 30}i {t}")
     return out
