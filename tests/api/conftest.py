@@ -14,8 +14,8 @@ def make_api(tmp_path, mosquitto, shared_influxd, influx_db) -> Iterator[Callabl
     started: list[LiveApi] = []
 
     def make(**overrides) -> LiveApi:
-        settings = make_settings(tmp_path / f"api{len(started)}", mosquitto, shared_influxd.url, influx_db.db,
-                                 api_mqtt_user="svc-api-0", **overrides)
+        values = {"influx_url": shared_influxd.url, "influx_db": influx_db.db, "api_mqtt_user": "svc-api-0"}
+        settings = make_settings(tmp_path / f"api{len(started)}", mosquitto, **(values | overrides))
         live = start_api(settings)
         started.append(live)
         return live
