@@ -14,6 +14,7 @@ import logging
 import smtplib
 from email.message import EmailMessage
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from pydantic import BaseModel
@@ -88,6 +89,14 @@ def parse_rules(raw: list[dict[str, str]]) -> list[NotifyRule]:
     return rules
 
 
+def mask(target: str) -> str:
+    """Webhook URLs often carry a token: show and log only where they go."""
+    if target.startswith(("http://", "https://")):
+        parts = urlsplit(target)
+        return f"{parts.scheme}://{parts.hostname}{':' + str(parts.port) if parts.port else ''}/…"
+    return target
+
+
 def subject(alert: Alert, reason: str) -> str:
     return (f"[{alert.severity.upper()}] {alert.rule} at {alert.device} ({alert.district}): "
             f"{reason.replace('_', ' ')}")
@@ -160,7 +169,7 @@ class Notifier:
                 return
             except Exception as exc:  # any failure of the far end is retried, then recorded
                 error = f"{type(exc).__name__}: {exc}"[:300]
-                log.warning("notification %s to %s failed (attempt %d): %s", channel, target, attempt, error)
+                log.warning("notification %s to %s failed (attempt %d): %s", channel, mask(target), attempt, error)
                 if attempt < self.attempts:
                     await asyncio.sleep(delay)
                     delay *= 2
@@ -168,7 +177,9 @@ class Notifier:
 
     async def _post(self, url: str, body: dict[str, Any]) -> None:
         response = await self.http.post(url, json=body)
-        response.raise_for_status()
+        if response.status_code >= 300:
+            # not raise_for_status(): its message holds the URL, and with it the hook's token
+            raise RuntimeError(f"webhook answered {response.status_code}")
 
     def _mail(self, to: str, alert: Alert, reason: str) -> None:
         s = self.settings

@@ -2,14 +2,13 @@
 assign and resolve (with who and a note), and an SSE stream of changes."""
 
 from typing import Annotated, Literal
-from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from api import queries
-from api.alerts.notify import Delivery
+from api.alerts.notify import Delivery, mask
 from api.alerts.service import AlertService
 from api.alerts.store import Alert, AlertConflict, AlertNotFound, AuditEntry
 from api.auth import AnyRole, RequireRole
@@ -94,14 +93,6 @@ def stream(user: AnyRole, alerts: Alerts) -> StreamingResponse:
                              headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
 
-def _mask(target: str) -> str:
-    """Webhook URLs often carry a token: show only where they go."""
-    if target.startswith(("http://", "https://")):
-        parts = urlsplit(target)
-        return f"{parts.scheme}://{parts.hostname}{':' + str(parts.port) if parts.port else ''}/…"
-    return target
-
-
 @router.get("/{alert_id}", summary="One alert: explanation, audit trail, notifications, readings around it")
 def detail(alert_id: AlertId, user: AnyRole, alerts: Alerts, services: Services) -> AlertDetail:
     try:
@@ -116,7 +107,7 @@ def detail(alert_id: AlertId, user: AnyRole, alerts: Alerts, services: Services)
         readings = queries.history(services.influx, alert.kind, alert.device, alert.metric, start, end, every)
     except (queries.QueryError, InfluxError) as exc:
         error = str(exc)[:200]  # the alert is still worth showing without its readings
-    deliveries = [d.model_copy(update={"target": _mask(d.target)}) for d in alerts.notifier.deliveries(alert_id)]
+    deliveries = [d.model_copy(update={"target": mask(d.target)}) for d in alerts.notifier.deliveries(alert_id)]
     return AlertDetail(alert=alert, audit=alerts.store.audit(alert_id), notifications=deliveries,
                        readings=readings, readings_every_ms=every, readings_error=error)
 

@@ -2,10 +2,11 @@
 configure, and watch a device live. Every change goes through
 telemetry_shared.provisioning, so the API and the broker never disagree."""
 
+import asyncio
 import json
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated
 
@@ -236,15 +237,19 @@ def watch_device(device_id: DeviceId, user: AnyRole, admin: Admin,
                              headers={"Cache-Control": "no-cache"})
 
 
-def _events(watch, device: Device, timeout_s: float, max_events: int) -> Iterator[str]:
-    """SSE lines for one watcher, bounded in time and count; always ends with `end`."""
+async def _events(watch, device: Device, timeout_s: float, max_events: int) -> AsyncIterator[str]:
+    """SSE lines for one watcher, bounded in time and count; always ends with `end`.
+
+    Async, waiting at most a second at a time, so a watcher that hangs up is
+    noticed (Starlette cancels us) within a second, not at the next message.
+    """
     deadline = time.monotonic() + timeout_s
     sent = 0
     quiet_since = time.monotonic()
     try:
         yield _sse("hello", {"device": device.id, "kind": device.kind, "state": device.state})
         while (left := deadline - time.monotonic()) > 0 and (not max_events or sent < max_events):
-            message = watch.get(min(left, 1.0))
+            message = await asyncio.to_thread(watch.get, min(left, 1.0))
             if message is None:
                 if time.monotonic() - quiet_since > HEARTBEAT_S:
                     quiet_since = time.monotonic()

@@ -1,0 +1,130 @@
+"""Escalation and notifications with a real SMTP server (aiosmtpd) and a
+local webhook receiver that fails its first calls, to prove the retries."""
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from aiosmtpd.controller import Controller
+
+from api.alerts.notify import parse_rules
+from telemetry_shared.servers import free_port
+from tests.api.harness import alert, wait_for
+
+
+class Inbox:
+    def __init__(self):
+        self.messages = []
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's hook name
+        self.messages.append((envelope.rcpt_tos, envelope.content.decode()))
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp():
+    inbox = Inbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    yield controller, inbox
+    controller.stop()
+
+
+class Receiver(BaseHTTPRequestHandler):
+    received: list
+    fail_first: int
+
+    def do_POST(self):  # noqa: N802 - http.server's hook name
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.server.calls += 1
+        if self.server.calls <= self.server.fail_first:
+            self.send_response(503)
+            self.end_headers()
+            return
+        self.server.received.append(body)
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def webhook():
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Receiver)
+    server.received, server.calls, server.fail_first = [], 0, 0
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def url(server):
+    return f"http://127.0.0.1:{server.server_address[1]}/hook?token=s3cret"
+
+
+def test_escalation_raises_severity_and_sends_reminders_by_webhook_and_mail(make_api, analytics, smtp, webhook):
+    controller, inbox = smtp
+    webhook.fail_first = 1  # the first call fails: the retry delivers it
+    rules = [{"role": "operator", "min_severity": "warning", "webhook": url(webhook)},
+             {"role": "engineer", "min_severity": "critical", "email": "water-eng@tanjungpinang.example"}]
+    api = make_api(api_escalate_after_s=0.6, api_notify_rules=rules, smtp_host="127.0.0.1",
+                   smtp_port=controller.port)
+    analytics.publish(alert("inc-esc", severity="warning"))
+    # opened (warning): webhook only; escalated once -> critical: webhook and mail
+    wait_for(lambda: api.services.alerts.store.find(severity="critical")[1] == 1, timeout_s=5)
+    wait_for(lambda: len(inbox.messages) >= 1 and len(webhook.received) >= 2, timeout_s=10)
+    reasons = [body["reason"] for body in webhook.received]
+    assert reasons[:2] == ["opened", "escalated"]
+    assert webhook.received[1]["alert"]["severity"] == "critical"
+    assert webhook.received[1]["alert"]["source_severity"] == "warning"
+    recipients, content = inbox.messages[0]
+    assert recipients == ["water-eng@tanjungpinang.example"]
+    assert "Subject: [CRITICAL] pressure_low at wtr-0001 (bukit-bestari): escalated" in content
+    with api.client("operator") as c:
+        detail = c.get("/alerts/inc-esc").json()
+    assert "escalated" in [e["action"] for e in detail["audit"]]
+    sent = [(n["channel"], n["reason"], n["status"], n["attempts"]) for n in detail["notifications"]]
+    assert ("webhook", "opened", "sent", 2) in sent  # one failure, then delivered
+    assert ("email", "escalated", "sent", 1) in sent
+    assert all("s3cret" not in n["target"] for n in detail["notifications"])  # webhook tokens are not shown
+
+
+def test_acknowledged_alerts_do_not_escalate(make_api, analytics):
+    api = make_api(api_escalate_after_s=0.3)
+    analytics.publish(alert("inc-quiet", severity="info"))
+    wait_for(lambda: api.services.alerts.store.find()[1] == 1)
+    with api.client("operator") as c:
+        assert c.post("/alerts/inc-quiet/ack", json={"note": "on it"}).status_code == 200
+    escalations_before = api.services.alerts.store.get("inc-quiet").escalation
+    import time
+    time.sleep(1.0)
+    assert api.services.alerts.store.get("inc-quiet").escalation == escalations_before
+    assert api.services.alerts.store.get("inc-quiet").severity in ("info", "warning")
+
+
+def test_a_dead_receiver_is_recorded_as_failed_after_retries(make_api, analytics, webhook):
+    webhook.fail_first = 100
+    api = make_api(api_notify_rules=[{"role": "operator", "min_severity": "info", "webhook": url(webhook)}])
+    api.services.alerts.notifier.first_delay_s = 0.05
+    analytics.publish(alert("inc-dead", severity="critical"))
+    deliveries = wait_for(lambda: api.services.alerts.notifier.deliveries("inc-dead"), timeout_s=10)
+    assert (deliveries[0].status, deliveries[0].attempts) == ("failed", 3)
+    assert "503" in deliveries[0].error and "s3cret" not in deliveries[0].error
+    assert webhook.calls == 3
+
+
+@pytest.mark.parametrize("rules,message", [
+    ([{"role": "mayor", "webhook": "http://x"}], "CITY_API_NOTIFY_RULES[0].role"),
+    ([{"role": "operator", "min_severity": "doom", "webhook": "http://x"}], "min_severity"),
+    ([{"role": "operator"}], "give a webhook, an email, or both"),
+    ([{"role": "operator", "webhook": "ftp://x"}], "must be an http(s) URL"),
+    ([{"role": "operator", "email": "nobody"}], "is not an address"),
+    ([{"role": "operator", "email": "a@b", "sms": "+62"}], "unknown keys ['sms']"),
+])
+def test_bad_notification_rules_fail_at_start_naming_the_key(rules, message):
+    with pytest.raises(ValueError) as caught:
+        parse_rules(rules)
+    assert message in str(caught.value)
