@@ -8,6 +8,7 @@ Exit codes: 0 done, 1 the check failed or was not confirmed, 2 bad input,
 """
 
 import json
+import math
 import shutil
 import subprocess
 import tempfile
@@ -244,6 +245,8 @@ def _parse_thresholds(items: list[str]) -> dict[str, list[float]]:
         low, _, high = bounds.partition(":")
         try:
             pair = [float(low), float(high)]
+            if not all(map(math.isfinite, pair)):
+                raise ValueError("not finite")
         except ValueError:
             _fail(f"bad threshold {item[:60]!r}: write metric=low:high, e.g. pressure_bar=1.5:6", EXIT_INVALID)
         if metric not in contract.METRICS:

@@ -1,0 +1,104 @@
+"""The technician's day with a real device: flash (the dry run, and the very files
+it writes running under the real `micropython` binary), a retained config the
+agent applies, `watch`, and `commission` passing and failing for real reasons."""
+
+import json
+import os
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+from edge import contract
+from telemetry_cli.flash import firmware_files, plan_flash
+from tests.cli.test_device_cli import add
+from tests.security.support import connect
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_flash_dry_run_lists_every_file_and_changes_nothing(city):
+    add(city, "wtr-0100", "water", "--interval-ms", "2000")
+    before = city.registry.get("wtr-0100").credential_hash
+    result = city.run("flash", "wtr-0100", "--port", "/dev/ttyUSB7", "--dry-run", "--json")
+    assert result.exit_code == 0, result.output
+    plan = json.loads(result.stdout)
+    on_board = [f["board_path"] for f in plan["files"]]
+    expected = sorted("edge/" + str(p.relative_to(ROOT / "edge")) for p in (ROOT / "edge").rglob("*.py")
+                      if "__pycache__" not in p.parts)
+    assert sorted(on_board[:-2]) == expected and on_board[-2:] == ["main.py", "config.json"]
+    assert "edge/contract.py" in on_board and "edge/agent.py" in on_board and "edge/mqtt.py" in on_board
+    assert plan["config"] == {"device_id": "wtr-0100", "kind": "water", "server": "127.0.0.1",
+                              "port": city.mosquitto.port, "user": "wtr-0100", "interval_ms": 2000, "batch_size": 1,
+                              "source": "synthetic", "password": "<issued when flashing>"}
+    assert plan["command"][:3] == ["mpremote", "connect", "/dev/ttyUSB7"]
+    table = city.run("flash", "wtr-0100", "--dry-run")
+    assert table.exit_code == 0 and "edge/agent.py" in table.stdout and "config.json" in table.stdout
+    assert city.registry.get("wtr-0100").credential_hash == before  # no new credentials on a dry run
+
+
+def test_flash_without_a_board_fails_clearly(city):
+    add(city, "wtr-0101")
+    result = city.run("flash", "wtr-0101", "--port", "/dev/no-such-board", "--yes")
+    assert result.exit_code == 1
+    assert "mpremote failed" in result.output and "flash again" in result.output
+
+
+def test_flashed_files_run_the_agent_which_applies_its_config_and_commissions(city, micropython_bin, tmp_path):
+    password = add(city, "wtr-0200", "water", "--interval-ms", "1000")["password"]
+    configured = city.run("config", "set", "wtr-0200", "--interval-ms", "1000", "--batch-size", "2")
+    assert configured.exit_code == 0, configured.output
+    device = city.run("show", "wtr-0200", "--json")
+    plan = plan_flash(json.loads(device.stdout), "/dev/null", "127.0.0.1", city.mosquitto.port,
+                      json.loads(device.stdout)["config"])
+    board = tmp_path / "board"
+    plan.stage(board, password)  # exactly the tree `flash` copies to the board
+    assert (board / "main.py").read_text().startswith("from edge.main import main")
+    assert len(list((board / "edge").rglob("*.py"))) == len(firmware_files())
+    agent = subprocess.Popen([micropython_bin, "-m", "edge.main", "config.json", "6"], cwd=board,
+                             env=dict(os.environ, MICROPYPATH=str(board)), stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+    try:
+        watched = city.run("watch", "wtr-0200", "--count", "3", "--timeout", "20", "--json")
+        assert watched.exit_code == 0, watched.output
+        events = [json.loads(line) for line in watched.stdout.splitlines()]
+        telemetry = [e for e in events if e["event"] == "telemetry"]
+        assert telemetry and all(len(e["samples"]) == 2 for e in telemetry)  # the retained config was applied
+        assert any(e["event"] == "status" and e["state"] == "online" for e in events)
+        result = city.run("commission", "wtr-0200", "--readings", "3", "--timeout", "30", "--json")
+        assert result.exit_code == 0, result.output
+        report = json.loads(result.stdout)
+        assert report["passed"] and {c["name"] for c in report["checks"] if c["ok"]} >= {
+            "birth message", "readings arrive", "within bounds", "device clock"}
+    finally:
+        agent.kill()
+        agent.wait(10)
+
+
+def test_commission_fails_on_out_of_bounds_readings(city):
+    password = add(city, "pwr-0300", "power")["password"]
+
+    def install_a_miswired_meter() -> None:
+        time.sleep(1.0)
+        meter = connect(city.mosquitto.port, "pwr-0300", password)
+        meter.publish(contract.status_topic("pwr-0300"), contract.encode_status("online", "0.1.0", battery_v=3.9),
+                      retain=True)
+        now = int(time.time() * 1000)
+        meter.publish(contract.telemetry_topic("pwr-0300"),
+                      contract.encode_telemetry(0, [(now, {"voltage_v": 231.0, "frequency_hz": 500.0})], "0.1.0"))
+        meter.stop()
+
+    threading.Thread(target=install_a_miswired_meter, daemon=True).start()
+    result = city.run("commission", "pwr-0300", "--readings", "1", "--timeout", "15")
+    assert result.exit_code == 1, result.output
+    assert "within bounds" in result.output and "FAIL" in result.output and "frequency_hz" in result.output
+    assert "battery 3.9 V" in result.output and "not commissioned" in result.output
+
+
+def test_commission_of_a_device_that_never_speaks_fails(city):
+    add(city, "trf-0400", "traffic")
+    result = city.run("commission", "trf-0400", "--timeout", "2", "--json")
+    assert result.exit_code == 1
+    report = json.loads(result.stdout)
+    assert not report["passed"]
+    assert {c["name"]: c["detail"] for c in report["checks"]}["birth message"] == "no birth message"

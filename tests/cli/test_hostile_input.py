@@ -1,0 +1,116 @@
+"""Hostile arguments get a clear error and an exit code, and change nothing:
+not the registry, not the broker's password file."""
+
+import json
+
+import httpx
+import pytest
+
+from tests.cli.test_device_cli import add
+
+BAD_IDS = ["../etc/passwd", "a" * 10_000, "WTR-0001", "wtr_0001", "-wtr", "ab", "wtr-ü01", "wtr 0001",
+           "x' OR 1=1 --", "wtr-0001/telemetry", "wtr+", "#", "%2e%2e"]
+
+
+def snapshot(city) -> tuple:
+    devices, total = city.registry.list()
+    return total, [d.model_dump() for d in devices], city.mosquitto.passwd.read_bytes()
+
+
+@pytest.fixture
+def seeded(city):
+    add(city, "wtr-0001")
+    return city
+
+
+@pytest.mark.parametrize("command", ["show", "rotate", "retire", "watch", "commission", "flash"])
+def test_bad_ids_are_refused_by_every_command(seeded, command):
+    before = snapshot(seeded)
+    for bad in BAD_IDS:
+        result = seeded.run(command, bad, "--yes") if command in ("rotate", "retire") else seeded.run(command, bad)
+        assert result.exit_code == 2, (bad, result.output)
+        assert "bad device id" in result.output or (bad.startswith("-") and "No such option" in result.output)
+        assert len(result.output) < 500  # the error quotes a bounded excerpt, not 10 kB back
+    assert snapshot(seeded) == before
+
+
+def test_add_refuses_hostile_fields_and_changes_nothing(seeded):
+    before = snapshot(seeded)
+    cases = [
+        (["--kind", "nuclear", "--district", "bukit-bestari"], "unknown kind"),
+        (["--kind", "Water", "--district", "bukit-bestari"], "unknown kind"),
+        (["--kind", "w" * 100_000, "--district", "bukit-bestari"], "unknown kind"),
+        (["--kind", "water", "--district", "Bukit Bestari"], "district"),
+        (["--kind", "water", "--district", "d" * 10_000], "district"),
+        (["--kind", "water", "--district", "bukit-bestari", "--note", "n" * 100_000], "at most 500"),
+        (["--kind", "water", "--district", "bukit-bestari", "--id", "svc-ingest-0"], "reserved"),
+        (["--kind", "water", "--district", "bukit-bestari", "--id", "wtr-0001"], "already exists"),
+        (["--kind", "water", "--district", "bukit-bestari", "--lat", "91"], "lat"),
+        (["--kind", "water", "--district", "bukit-bestari", "--interval-ms", "10"], "interval"),
+        (["--kind", "water", "--district", "bukit-bestari", "--lat", "nan"], "lat"),
+    ]
+    for args, message in cases:
+        result = seeded.run("add", *args)
+        assert result.exit_code in (2, 4), (args[:4], result.output)
+        assert message in result.output.lower().replace("interval_ms", "interval"), (args[:4], result.output[:300])
+        assert len(result.output) < 2000
+    assert snapshot(seeded) == before
+
+
+def test_config_set_refuses_bad_thresholds(seeded):
+    before = snapshot(seeded)
+    config = seeded.registry.db.execute("SELECT * FROM device_configs").fetchall()
+    for threshold, message in [("pressure_bar=abc", "bad threshold"), ("nope=1:2", "unknown metric"),
+                               ("pressure_bar=6:1", "low must be <= high"), ("voltage_v=1:2", "not a water metric"),
+                               ("pressure_bar", "bad threshold"), ("pressure_bar=-inf:1", "bad threshold"), ("pressure_bar=nan:1", "bad threshold")]:
+        result = seeded.run("config", "set", "wtr-0001", "--interval-ms", "5000", "--threshold", threshold)
+        assert result.exit_code == 2, (threshold, result.output)
+        assert message in result.output, (threshold, result.output)
+    assert seeded.run("config", "set", "wtr-0001", "--interval-ms", "999999999").exit_code == 2
+    assert seeded.run("config", "set", "nope-0001", "--interval-ms", "5000").exit_code == 3
+    assert seeded.registry.db.execute("SELECT * FROM device_configs").fetchall() == config
+    assert snapshot(seeded) == before
+
+
+def test_tokens_and_roles_are_enforced(seeded):
+    before = snapshot(seeded)
+    args = ["add", "--kind", "water", "--district", "bukit-bestari"]
+    missing = seeded.run(*args, token="")
+    assert missing.exit_code == 5 and "CITY_API_TOKEN" in missing.output
+    assert seeded.run(*args, token="city_nope_nope").exit_code == 5
+    operator = seeded.key("operator")
+    forbidden = seeded.run(*args, token=operator)
+    assert forbidden.exit_code == 5 and "technician" in forbidden.output
+    assert seeded.run("retire", "wtr-0001", "--yes", token=operator).exit_code == 5
+    assert seeded.run("list", "--json", token=operator).exit_code == 0  # every role may look
+    assert snapshot(seeded) == before
+
+
+def test_an_unreachable_api_is_exit_6(seeded):
+    from telemetry_shared.servers import free_port
+
+    result = seeded.runner.invoke(__import__("telemetry_cli.main", fromlist=["app"]).app, ["device", "list"],
+                                  env=seeded.env(CITY_API_URL=f"http://127.0.0.1:{free_port()}"))
+    assert result.exit_code == 6 and "did not answer" in result.output
+
+
+def test_the_api_itself_refuses_hostile_bodies(seeded):
+    before = snapshot(seeded)
+    headers = {"Authorization": f"Bearer {seeded.token}"}
+    with httpx.Client(base_url=seeded.api.url, headers=headers, timeout=10) as http:
+        for body in [{"kind": "water"}, {"kind": "water", "district": "bukit-bestari", "password": "mine"},
+                     {"kind": "water", "district": "bukit-bestari", "id": "svc-api-0"},
+                     {"kind": "water", "district": "bukit-bestari", "id": "x" * 40},
+                     {"kind": ["water"], "district": "bukit-bestari"}, [], "null"]:
+            response = http.post("/devices", json=body)
+            assert response.status_code == 422, (body, response.text)
+            assert response.json()["error"] == "invalid_input"
+        response = http.post("/devices", content=b"{" * 100_000, headers={"content-type": "application/json"})
+        assert response.status_code == 422
+        assert http.get("/devices/wtr-0001%2Ftelemetry").status_code in (404, 422)
+        assert http.get("/devices", params={"kind": "x" * 1000}).status_code == 422
+        assert http.get("/devices/wtr-0001/live", params={"timeout_s": 1e9}).status_code == 422
+        assert http.put("/devices/wtr-0001/config", json={"interval_ms": 5000, "thresholds": {
+            f"m{i}": [0, 1] for i in range(1000)}}).status_code == 422
+    assert json.loads(seeded.run("list", "--json").stdout)["count"] == 1
+    assert snapshot(seeded) == before
