@@ -46,7 +46,7 @@ class LiveApi:
 
     def client(self, role: str | None = None, **kwargs: Any) -> httpx.Client:
         headers = {"Authorization": f"Bearer {self.keys[role]}"} if role else {}
-        return httpx.Client(base_url=self.url, headers=headers, timeout=10, **kwargs)
+        return httpx.Client(base_url=self.url, headers=headers, **({"timeout": 10} | kwargs))
 
     def stop(self) -> None:
         self.server.should_exit = True
