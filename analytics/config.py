@@ -1,0 +1,176 @@
+"""Every threshold and limit the detectors use, in one place, with its source.
+
+Two families:
+
+- Detector parameters (`DetectorParams`): how each statistical detector
+  behaves. One parameter set for every series and every CSV file: the
+  detectors are meant to be general, not tuned to the simulator.
+- Domain limits (`DOMAIN_LIMITS`): fixed engineering limits per metric, taken
+  from the standards named beside each. A utility changes them here (or passes
+  its own table); the source tells it what it is departing from.
+"""
+
+from dataclasses import dataclass, field
+
+DAY_MS = 24 * 3600 * 1000
+WEEK_MS = 7 * DAY_MS
+
+
+@dataclass(frozen=True)
+class DetectorParams:
+    """Parameters of the statistical detectors (see analytics.detectors)."""
+
+    # Robust running baseline (Huber-clipped EWMA of level and of absolute
+    # deviation). alpha 0.02 gives an effective memory of ~50 samples (under an
+    # hour at 1-minute data), long enough to be stable, short enough to follow
+    # a slow daily curve. Clipping residuals at 3 scales keeps an outlier from
+    # dragging the baseline (Huber, "Robust estimation of a location
+    # parameter", 1964).
+    level_alpha: float = 0.02
+    # Holt's trend smoothing as a fraction of level_alpha (trend step = alpha * beta).
+    trend_beta: float = 0.1
+    scale_alpha: float = 0.02
+    huber_clip: float = 3.0
+    # Samples before a baseline is trusted: scores are 0 until then.
+    warmup: int = 30
+    # Mean absolute deviation to standard deviation for a normal law: sqrt(pi/2).
+    mad_to_sigma: float = 1.2533
+    # A scale never below this fraction of the series' level, nor this
+    # absolute value (and never below half the series' resolution, learnt
+    # from its smallest step), so a constant series does not make every
+    # change infinitely unusual and rounding noise is not an anomaly.
+    rel_scale_floor: float = 1e-6
+    abs_scale_floor: float = 1e-9
+
+    # Calibration of a robust z to a score in [0, 1]: a logistic in |z| with
+    # score 0.5 at z_mid robust sigmas (z=6 -> ~0.9, z=3 -> ~0.1), so one
+    # threshold means the same number of sigmas on every series.
+    z_mid: float = 4.5
+    z_width: float = 0.7
+
+    # CUSUM for level shifts and drift (Page, "Continuous inspection schemes",
+    # Biometrika 1954): reference value k and decision interval h in sigmas.
+    # The textbook pair is k=0.5, h=5 (ARL0 ~ 465 samples for white noise);
+    # k=1, h=8 here because real forecast errors are heavier-tailed and
+    # autocorrelated (and the steps are discounted for autocorrelation below).
+    # Chosen on synthetic white noise, random walks and daily curves (see
+    # tests/analytics), never on the evaluation data.
+    cusum_k: float = 1.0
+    cusum_h: float = 8.0
+    # Smoothing of the running lag-1 autocorrelation that discounts CUSUM steps.
+    cusum_rho_alpha: float = 0.003
+
+    # Seasonal baseline: the same time of day in the previous days (and of the
+    # week in previous weeks); the median of these is the expected value.
+    season_periods_ms: tuple[int, ...] = (DAY_MS, WEEK_MS)
+    season_lags: int = 3  # previous days (or weeks) whose median is the expectation
+    season_min_lags: int = 2  # at least this many must exist at that time of day
+
+    # Series scored together in one block: large enough that each numpy call
+    # does real work, small enough that a block's arrays stay in cache.
+    block_series: int = 1024
+
+    # Flatline / stuck sensor: a run of identical readings is as unusual as
+    # the series' own history makes it. With p0 the (Laplace-smoothed) share
+    # of unchanged steps before the run, a run of r repeats has probability
+    # p0**r; its surprise r*ln(1/p0) in nats is scored with 0.5 at
+    # flatline_nats (p ~ 1e-6), so a noisy sensor is stuck after a few
+    # repeats and a quantised or often-idle one (night traffic counts) only
+    # after a long run. Never below flatline_min_run repeats.
+    flatline_nats: float = 14.0
+    flatline_min_run: int = 4
+
+    # Silence: a device is silent after this many expected intervals without data.
+    silence_factor: float = 3.0
+
+    # Peer comparison within a district: a meter's deviation from its peers'
+    # median, scored against its own history of that deviation.
+    peer_min_peers: int = 3
+    # Slow memory (~200 samples) for a meter's usual departure from its peers,
+    # so a slow drift away from them is not learnt as the new normal.
+    peer_alpha: float = 0.005
+
+    # Minimum night flow (IWA water-loss practice: the lowest demand of the
+    # night is mostly leakage): local hours of the night window, and the rise
+    # over the median of previous nights that counts as a new leak.
+    night_start_h: int = 2
+    night_end_h: int = 4
+    night_history: int = 7
+    night_rise_rel: float = 0.25
+
+    # Alert hysteresis: open at `open_score`, clear only after `clear_samples`
+    # samples in a row below `clear_score`.
+    open_score: float = 0.8
+    clear_score: float = 0.3
+    clear_samples: int = 5
+    # Severity from the score (domain rules state their own severity).
+    critical_score: float = 0.97
+
+
+@dataclass(frozen=True)
+class Limit:
+    """A fixed engineering limit on one metric: outside [low, high] is an alert."""
+
+    low: float | None
+    high: float | None
+    rule: str
+    severity: str
+    source: str
+
+
+# metric -> limits. Values in the metric's unit (edge.contract.KINDS).
+DOMAIN_LIMITS: dict[str, list[Limit]] = {
+    "voltage_v": [
+        Limit(207.0, 253.0, "voltage_out_of_range", "critical",
+              "EN 50160:2010 §4.2.2: supply voltage 230 V ±10 % (PLN SPLN 1:1995 also uses +5 %/-10 %)"),
+    ],
+    "frequency_hz": [
+        Limit(49.5, 50.5, "frequency_out_of_range", "critical",
+              "EN 50160:2010 §4.2.1: 50 Hz ±1 % (49.5-50.5 Hz) for 99.5 % of a year on interconnected systems"),
+    ],
+    "power_factor": [
+        Limit(0.85, None, "power_factor_low", "warning",
+              "PLN tariff rules: reactive energy is billed below cos phi 0.85"),
+    ],
+    "pressure_bar": [
+        Limit(1.0, None, "pressure_low", "critical",
+              "Ofwat DG2 reference level: 10 m head (~1.0 bar) at the supply pipe; set the utility's own minimum"),
+    ],
+    "chlorine_mgl": [
+        Limit(0.2, 5.0, "chlorine_out_of_range", "warning",
+              "WHO Guidelines for Drinking-water Quality (4th ed.): residual >= 0.2 mg/L at delivery, "
+              "guideline value 5 mg/L"),
+    ],
+    "turbidity_ntu": [
+        Limit(None, 5.0, "turbidity_high", "warning",
+              "Permenkes 492/2010 (Indonesia) and WHO: drinking water at most 5 NTU"),
+    ],
+    "co2_ppm": [
+        Limit(None, 1000.0, "co2_high", "warning",
+              "ASHRAE 62.1 guidance (~700 ppm above outdoor air) and the Pettenkofer 1,000 ppm indoor limit"),
+    ],
+    "beds_free": [
+        Limit(0.5, None, "ward_full", "critical", "Operational rule: a ward with no free bed (0 beds free)"),
+    ],
+    "temperature_c": [
+        Limit(None, 32.0, "temperature_high", "warning",
+              "SNI 03-6572-2001 (Indonesia) comfort range tops at ~27 degC; 32 degC marks a failed cooling"),
+    ],
+}
+
+
+@dataclass(frozen=True)
+class EngineParams:
+    """The streaming engine's buffers and pacing."""
+
+    # Samples kept per series: at 1-minute data, one day (the seasonal
+    # detector uses what the buffer holds, so longer buffers see more days).
+    buffer_samples: int = 1440
+    # Default sampling interval when a series has too few samples to infer it.
+    default_interval_ms: int = 60_000
+    # How often silence is checked.
+    silence_check_s: float = 5.0
+    params: DetectorParams = field(default_factory=DetectorParams)
+
+
+DEFAULT_PARAMS = DetectorParams()

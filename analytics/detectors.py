@@ -1,0 +1,590 @@
+"""Anomaly detectors over a (series x time) array, all series at once.
+
+Every function takes `values` of shape (S, T) (a 1-D array is one series),
+float, with NaN where a series has no reading, newest sample last. Scores are
+causal: the output at column t depends on columns <= t only. Recursive
+statistics (EWMA, CUSUM) step over time with each step vectorised over all
+series; everything else is whole-array numpy. No loop per series or per point.
+
+Detectors return either a robust z (signed, in robust sigmas, NaN where the
+baseline is not yet trusted) or a score in [0, 1] (0 where unknown).
+`calibrate` turns a z into a score with the same meaning on every series.
+"""
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from analytics.config import DEFAULT_PARAMS, DetectorParams, Limit
+
+
+class DetectorInputError(ValueError):
+    """The arrays given to a detector are not what it needs."""
+
+
+# ---------------------------------------------------------------- inputs
+
+
+def as_matrix(values: np.ndarray) -> np.ndarray:
+    """`values` as a float64 (S, T) array; NaN marks a missing reading.
+
+    Raises DetectorInputError for more than 2 dimensions, non-numeric data or
+    infinities (a reading is a finite number or missing, never infinite).
+    """
+    try:
+        x = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise DetectorInputError(f"values must be numbers: {exc}") from exc
+    if x.ndim == 1:
+        x = x.reshape(1, -1)
+    if x.ndim != 2:
+        raise DetectorInputError(f"values must be (series, time), got {x.ndim} dimensions")
+    if np.isinf(x).any():
+        raise DetectorInputError("values must be finite or NaN, not infinite")
+    return x
+
+
+def as_times(times: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Timestamps (ms) as int64 of `shape`: one row per series, or one shared (T,) row.
+
+    They must not decrease along time; raises DetectorInputError otherwise.
+    """
+    t = np.asarray(times)
+    if t.dtype.kind not in "iuf":
+        raise DetectorInputError("times must be integer milliseconds")
+    if t.dtype.kind == "f" and not np.isfinite(t).all():
+        raise DetectorInputError("times must be finite")
+    t = t.astype(np.int64)
+    if t.ndim == 1 and t.shape == shape[1:]:
+        t = np.broadcast_to(t, shape)
+    if t.shape != shape:
+        raise DetectorInputError(f"times have shape {t.shape}, values {shape}")
+    if shape[1] > 1 and (np.diff(t, axis=1) < 0).any():
+        raise DetectorInputError("times must not decrease along a series")
+    return t
+
+
+def calibrate(z: np.ndarray, params: DetectorParams = DEFAULT_PARAMS) -> np.ndarray:
+    """A robust z (any sign) to a score in [0, 1]: logistic in |z|, 0.5 at `z_mid` sigmas; NaN -> 0.
+
+    Because z is in units of each series' own robust scale, one score
+    threshold is the same number of sigmas on every series.
+    """
+    z = np.abs(np.asarray(z, dtype=np.float64))
+    with np.errstate(over="ignore", invalid="ignore"):
+        score = 1.0 / (1.0 + np.exp(-(z - params.z_mid) / params.z_width))
+    # Shift so z = 0 scores exactly 0 and the range stays [0, 1].
+    at_zero = 1.0 / (1.0 + np.exp(params.z_mid / params.z_width))
+    score = (score - at_zero) / (1.0 - at_zero)
+    return np.clip(np.nan_to_num(score, nan=0.0), 0.0, 1.0)
+
+
+def nanmedian_first_axis(stack: np.ndarray) -> np.ndarray:
+    """np.nanmedian(stack, axis=0) without its slow path for short axes; NaN where all are NaN.
+
+    np.sort puts NaN last, so the median of the n finite values sits at
+    positions (n - 1) // 2 and n // 2.
+    """
+    stack = np.asarray(stack, dtype=np.float64)
+    n = (~np.isnan(stack)).sum(axis=0)
+    ordered = np.sort(stack, axis=0)
+    low = np.take_along_axis(ordered, np.maximum((n - 1) // 2, 0)[None], axis=0)[0]
+    high = np.take_along_axis(ordered, np.maximum(n // 2, 0)[None], axis=0)[0]
+    return np.where(n > 0, (low + high) / 2.0, np.nan)
+
+
+def median_of_few(arrays: list[np.ndarray], min_count: int = 1) -> np.ndarray:
+    """Element-wise NaN-ignoring median of a few same-shape arrays; NaN where fewer than min_count are finite.
+
+    Up to three arrays the median is computed without stacking them (sum less
+    the extremes), which keeps memory traffic to a few passes.
+    """
+    if len(arrays) > 3:
+        median = nanmedian_first_axis(np.stack(arrays))
+        count = sum((~np.isnan(a)).astype(np.int8) for a in arrays)
+        return np.where(count >= min_count, median, np.nan)
+    low = high = arrays[0]
+    total = np.nan_to_num(arrays[0])
+    count = (~np.isnan(arrays[0])).astype(np.int8)
+    for array in arrays[1:]:
+        low = np.fmin(low, array)
+        high = np.fmax(high, array)
+        total = total + np.nan_to_num(array)
+        count = count + ~np.isnan(array)
+    middle = np.where(count == 3, total - low - high, (low + high) / 2.0)
+    return np.where((count >= min_count) & (count > 0), middle, np.nan)
+
+def _scale_floor(level: np.ndarray, params: DetectorParams) -> np.ndarray:
+    return params.rel_scale_floor * np.abs(level) + params.abs_scale_floor
+
+
+# ---------------------------------------------------------------- robust baseline
+
+
+@dataclass
+class Baseline:
+    """Per sample: the value expected before it arrived, the robust scale, and the robust z."""
+
+    expected: np.ndarray
+    scale: np.ndarray
+    z: np.ndarray
+
+
+def robust_baseline(values: np.ndarray, params: DetectorParams = DEFAULT_PARAMS,
+                    alpha: float | None = None, trend: bool = True) -> Baseline:
+    """Robust running level and scale of each series, and the z of each new sample against them.
+
+    Level: Holt's linear exponential smoothing (level and trend, so a daily
+    ramp is followed without lag) whose update is Huber-clipped at
+    `huber_clip` scales, so an outlier moves it by at most
+    alpha * clip * scale. Scale: an EWMA of
+    the (equally clipped) absolute deviation times sqrt(pi/2), a running
+    counterpart of the mean absolute deviation. Until `warmup` samples have
+    been seen both are plain running means and z is NaN. NaN readings are
+    skipped (the state carries over the gap).
+
+    Scale floor: never below half the smallest step the series has made
+    (its resolution: one quantum up or down is not unusual) nor
+    `rel_scale_floor` of its level, so a constant series does not make
+    every change infinitely unusual.
+
+    Parameters: values (S, T); params; alpha overrides both smoothing
+    factors; trend=False keeps the level flat (for residuals, which have none).
+    Returns: Baseline with (S, T) arrays. z[t] compares x[t] with the state
+    built from x[:t] only (causal).
+
+    References: Huber (1964), "Robust estimation of a location parameter";
+    Hunter (1986), "The exponentially weighted moving average", J. Qual. Tech.;
+    Holt (1957, reprinted 2004), "Forecasting seasonals and trends by
+    exponentially weighted moving averages", Int. J. Forecasting 20.
+    """
+    x = as_matrix(values)
+    n_series, n_times = x.shape
+    a_level = params.level_alpha if alpha is None else alpha
+    a_scale = params.scale_alpha if alpha is None else alpha
+    if not 0 < a_level <= 1 or not 0 < a_scale <= 1:
+        raise DetectorInputError("alpha must be in (0, 1]")
+    clip = params.huber_clip
+    # Time-major copies: each step then reads and writes contiguous memory.
+    x_by_time = np.ascontiguousarray(x.T)
+    expected = np.empty((n_times, n_series))
+    scale = np.empty((n_times, n_series))
+    level = np.zeros(n_series)
+    slope = np.zeros(n_series)
+    deviation = np.zeros(n_series)
+    count = np.zeros(n_series)
+    quantum = np.zeros(n_series)  # smallest non-zero step so far (0: none yet)
+    last = np.full(n_series, np.nan)
+    a_trend = a_level * params.trend_beta if trend else 0.0
+    for t in range(n_times):
+        xt = x_by_time[t]
+        valid = ~np.isnan(xt)
+        seen = count > 0
+        warm = count >= params.warmup
+        forecast = level + slope
+        s = np.maximum(np.maximum(deviation * params.mad_to_sigma, _scale_floor(forecast, params)), 0.5 * quantum)
+        expected[t] = np.where(seen, forecast, np.nan)
+        scale[t] = np.where(seen, s, np.nan)
+        residual = np.where(valid, xt - forecast, 0.0)
+        # Start-up: plain running means (alpha = 1/n); afterwards clipped EWMAs.
+        step_level = np.maximum(a_level, 1.0 / (count + 1.0))
+        step_scale = np.maximum(a_scale, 1.0 / np.maximum(count, 1.0))
+        limit = clip * s
+        clipped = np.where(warm, np.clip(residual, -limit, limit), residual)
+        # Holt's linear method in error-correction form; a missing reading freezes the state.
+        level = np.where(valid, np.where(seen, forecast + step_level * clipped, xt), level)
+        slope = np.where(valid & warm, slope + a_trend * clipped, slope)
+        spread = np.where(warm, np.minimum(np.abs(residual), limit), np.abs(residual))
+        deviation = np.where(valid & seen, deviation + step_scale * (spread - deviation), deviation)
+        step = np.abs(xt - last)
+        new_quantum = valid & (step > 0) & ((quantum == 0) | (step < quantum))
+        quantum = np.where(new_quantum, step, quantum)
+        last = np.where(valid, xt, last)
+        count = count + valid
+    expected = expected.T
+    scale = scale.T
+    seen_before = np.cumsum(~np.isnan(x), axis=1) - ~np.isnan(x)
+    with np.errstate(invalid="ignore"):
+        z = np.where(seen_before >= params.warmup, (x - expected) / scale, np.nan)
+    return Baseline(expected, scale, z)
+
+
+def cusum_evidence(z: np.ndarray, params: DetectorParams = DEFAULT_PARAMS) -> np.ndarray:
+    """Two-sided CUSUM of a robust z, as evidence in sigma units (z_mid at the decision interval h).
+
+    S+ = max(0, S+ + z - k) and S- = max(0, S- - z - k); the larger, divided
+    by h and times z_mid, so `calibrate` scores S = h as 0.5. z is clipped at
+    h / 2 so a single outlier cannot fire the CUSUM on its own (the level
+    detector scores that). A NaN z counts as 0 (no evidence either way).
+    Each step is scaled by sqrt((1 - rho) / (1 + rho)), rho the running
+    lag-1 autocorrelation of z: the variance of a sum of AR(1) terms, so
+    autocorrelated forecast errors do not look like a shift.
+
+    Reference: Page (1954), "Continuous inspection schemes", Biometrika 41.
+    """
+    z = as_matrix(z)
+    k, h = params.cusum_k, params.cusum_h
+    n_series = z.shape[0]
+    upper = np.zeros(n_series)
+    lower = np.zeros(n_series)
+    lag_product = np.zeros(n_series)
+    energy = np.ones(n_series)
+    previous = np.zeros(n_series)
+    a = params.cusum_rho_alpha
+    out = np.empty((z.shape[1], n_series))  # time-major: contiguous steps
+    bounded = np.ascontiguousarray(np.clip(np.nan_to_num(z, nan=0.0), -h / 2, h / 2).T)
+    for t in range(z.shape[1]):
+        zt = bounded[t]
+        # Lag-1 autocorrelation of z, so a smooth series (whose forecast errors
+        # come in runs) needs as much evidence as white noise would.
+        lag_product += a * (zt * previous - lag_product)
+        energy += a * (zt * zt - energy)
+        rho = np.clip(lag_product / np.maximum(energy, 1e-12), 0.0, 0.95)
+        step = zt * np.sqrt((1.0 - rho) / (1.0 + rho))
+        previous = zt
+        # A missing z is 0 here and lets the sums decay by k: a gap is no evidence of a shift.
+        np.maximum(0.0, upper + (step - k), out=upper)
+        np.maximum(0.0, lower - (step + k), out=lower)
+        np.maximum(upper, lower, out=out[t])
+    return out.T * (params.z_mid / h)
+
+
+def cusum_score(z: np.ndarray, params: DetectorParams = DEFAULT_PARAMS) -> np.ndarray:
+    """cusum_evidence as a score in [0, 1]."""
+    return calibrate(cusum_evidence(z, params), params)
+
+
+# ---------------------------------------------------------------- seasonal
+
+
+def _rowwise_searchsorted(times: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Index of the last sample at or before each target, per row (-1 if none).
+
+    One searchsorted over all rows: each row is shifted into its own range so
+    the flattened times stay sorted.
+    """
+    n_series, n_times = times.shape
+    base = times.min() if times.size else 0
+    span = int(times.max() - base) + 1 if times.size else 1
+    offsets = (np.arange(n_series, dtype=np.int64) * (3 * span + 1))[:, None]
+    flat = (times - base + span + offsets).ravel()
+    wanted = (np.clip(targets - base + span, 0, 3 * span) + offsets).ravel()
+    found = np.searchsorted(flat, wanted, side="right").reshape(times.shape) - 1
+    found -= (np.arange(n_series) * n_times)[:, None]
+    return np.where(found >= 0, found, -1)
+
+
+def median_interval_ms(times: np.ndarray) -> np.ndarray:
+    """Each series' median sampling interval (ms), NaN where fewer than two samples."""
+    if times.shape[1] < 2:
+        return np.full(times.shape[0], np.nan)
+    steps = np.diff(times, axis=1).astype(np.float64)
+    steps[steps <= 0] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmedian(steps, axis=1)
+
+
+def seasonal_expected(values: np.ndarray, times: np.ndarray, period_ms: int,
+                      params: DetectorParams = DEFAULT_PARAMS) -> np.ndarray:
+    """The value expected at each sample from the same phase of previous periods.
+
+    For lags k = 1..season_lags, take the reading nearest to t - k * period
+    (within half the series' median interval, so always before t); the expected
+    value is the median of those found, or NaN when fewer than
+    `season_min_lags` exist. Timestamps may be irregular and differ per
+    series. Tanjungpinang keeps UTC+7 all year (no daylight saving), so a lag
+    of whole days is the same local time of day.
+    """
+    x = as_matrix(values)
+    shared = np.ndim(times) == 1  # one time row for all series: one search instead of one per row
+    t = as_times(times, x.shape)
+    if period_ms <= 0:
+        raise DetectorInputError("period_ms must be positive")
+    if x.shape[1] == 0 or x.shape[0] == 0:
+        return np.full(x.shape, np.nan)
+    # A lagged reading counts if it is within half a sampling interval of t - k * period.
+    tolerance = 0.5 * (median_interval_ms(t[:1])[0] if shared else median_interval_ms(t)[:, None])
+    lagged = []
+    last = x.shape[1] - 1
+    for lag in range(1, params.season_lags + 1):
+        if shared:
+            target = t[0] - lag * period_ms
+            before = np.searchsorted(t[0], target, side="right") - 1
+            after = np.minimum(before + 1, last)
+            nearest = np.where((before < 0) | (t[0, after] - target < target - t[0, np.maximum(before, 0)]),
+                               after, before)
+            close = np.abs(t[0, nearest] - target) <= tolerance
+            if close.any():
+                lagged.append(np.where(close, x[:, nearest], np.nan))
+            continue
+        target = t - lag * period_ms
+        before = _rowwise_searchsorted(t, target)
+        after = np.minimum(before + 1, last)
+        t_before = np.take_along_axis(t, np.maximum(before, 0), axis=1)
+        t_after = np.take_along_axis(t, after, axis=1)
+        nearest = np.where((before < 0) | (t_after - target < target - t_before), after, before)
+        close = np.abs(np.take_along_axis(t, nearest, axis=1) - target) <= tolerance
+        if close.any():
+            lagged.append(np.where(close, np.take_along_axis(x, nearest, axis=1), np.nan))
+    if len(lagged) < params.season_min_lags:
+        return np.full(x.shape, np.nan)
+    return median_of_few(lagged, params.season_min_lags)
+
+
+def seasonal_z(values: np.ndarray, times: np.ndarray, params: DetectorParams = DEFAULT_PARAMS) -> np.ndarray:
+    """Robust z of the residual against the daily and weekly profiles (the larger |z| of the two).
+
+    The residual x - seasonal_expected is itself given a robust baseline, so
+    a profile that is biased (a busier week) does not alarm, only a departure
+    from how well the profile usually predicts.
+    """
+    x = as_matrix(values)
+    t = as_times(times, x.shape)
+    best = np.full(x.shape, np.nan)
+    span = int(t[:, -1].max() - t[:, 0].min()) if x.size else 0
+    for period in params.season_periods_ms:
+        if span < params.season_min_lags * period:
+            continue  # not enough history for this profile anywhere
+        residual = x - seasonal_expected(x, times, period, params)
+        z = robust_baseline(residual, params, trend=False).z
+        best = np.where(np.nan_to_num(np.abs(z)) > np.nan_to_num(np.abs(best)), z, best)
+    return best
+
+
+# ---------------------------------------------------------------- flatline
+
+
+def flatline_nats(values: np.ndarray, params: DetectorParams = DEFAULT_PARAMS) -> np.ndarray:
+    """Surprise (nats) of the current run of identical readings, given the series' past.
+
+    p0 = (repeats + 1) / (steps + 2) counted before the run started; a run
+    of r repeats scores r * ln(1 / p0). Missing readings neither extend nor
+    break a run. Zero until `warmup` steps precede the run or while the run
+    is shorter than `flatline_min_run`.
+    """
+    x = as_matrix(values)
+    n_series, n_times = x.shape
+    if n_times == 0:
+        return np.zeros(x.shape)
+    index = np.arange(n_times)
+    valid = ~np.isnan(x)
+    last_valid = np.maximum.accumulate(np.where(valid, index, -1), axis=1)
+    previous_valid = np.full(x.shape, -1)
+    previous_valid[:, 1:] = last_valid[:, :-1]
+    previous = np.take_along_axis(x, np.maximum(previous_valid, 0), axis=1)
+    has_previous = valid & (previous_valid >= 0)
+    repeat = has_previous & (x == previous)
+    change = has_previous & (x != previous)
+    repeats = np.cumsum(repeat, axis=1)
+    steps = np.cumsum(repeat | change, axis=1)
+    run_start = np.maximum.accumulate(np.where(change, index, 0), axis=1)
+    repeats_before = np.take_along_axis(repeats, run_start, axis=1)
+    steps_before = np.take_along_axis(steps, run_start, axis=1)
+    run = repeats - repeats_before
+    p_repeat = (repeats_before + 1.0) / (steps_before + 2.0)
+    nats = run * -np.log(p_repeat)
+    ready = (steps_before >= params.warmup) & (run >= params.flatline_min_run)
+    return np.where(ready, nats, 0.0)
+
+
+def flatline_evidence(values: np.ndarray, params: DetectorParams = DEFAULT_PARAMS) -> np.ndarray:
+    """flatline_nats in sigma units: `flatline_nats` nats is z_mid (a score of 0.5)."""
+    return flatline_nats(values, params) * (params.z_mid / params.flatline_nats)
+
+
+def flatline_score(values: np.ndarray, params: DetectorParams = DEFAULT_PARAMS) -> np.ndarray:
+    """Stuck-sensor score in [0, 1]."""
+    return calibrate(flatline_evidence(values, params), params)
+
+
+# ---------------------------------------------------------------- rules
+
+
+def limit_score(values: np.ndarray, limit: Limit) -> np.ndarray:
+    """1 where a reading is outside the limit's [low, high], else 0 (missing readings score 0)."""
+    x = as_matrix(values)
+    with np.errstate(invalid="ignore"):
+        outside = np.zeros(x.shape, dtype=bool)
+        if limit.low is not None:
+            outside |= x < limit.low
+        if limit.high is not None:
+            outside |= x > limit.high
+    return outside.astype(np.float64)
+
+
+def silence_score(last_seen_ms: np.ndarray, now_ms: int, interval_ms: np.ndarray,
+                  params: DetectorParams = DEFAULT_PARAMS) -> np.ndarray:
+    """Per series, how silent it is: 0 up to `silence_factor` intervals without data, 1 at twice that.
+
+    A device that never reported (NaN last_seen) scores 0: it is not silent, it is new.
+    """
+    last = np.asarray(last_seen_ms, dtype=np.float64)
+    interval = np.maximum(np.asarray(interval_ms, dtype=np.float64), 1.0)
+    gap = (now_ms - last) / interval
+    factor = params.silence_factor
+    score = np.clip((gap - factor) / factor, 0.0, 1.0)
+    return np.nan_to_num(score, nan=0.0)
+
+
+# ---------------------------------------------------------------- peers
+
+
+def peer_residual(values: np.ndarray, groups: np.ndarray, params: DetectorParams = DEFAULT_PARAMS) -> np.ndarray:
+    """Each series' relative departure from the median of its group (e.g. the meters of one district).
+
+    (x - median) / |median| at each time.
+    NaN where fewer than `peer_min_peers` series of the group have a reading.
+    The loop is over groups (a handful of districts), not series.
+    """
+    x = as_matrix(values)
+    labels = np.asarray(groups)
+    if labels.shape != (x.shape[0],):
+        raise DetectorInputError(f"groups must have one label per series ({x.shape[0]}), got {labels.shape}")
+    out = np.full(x.shape, np.nan)
+    for group in np.unique(labels):
+        rows = labels == group
+        if rows.sum() < params.peer_min_peers:
+            continue
+        block = x[rows]
+        median = nanmedian_first_axis(block)
+        enough = (~np.isnan(block)).sum(axis=0) >= params.peer_min_peers
+        # Relative departure: meters of different sizes on the same curve
+        # keep a constant ratio to their median, not a constant difference.
+        with np.errstate(divide="ignore", invalid="ignore"):
+            departure = (block - median) / np.maximum(np.abs(median), params.abs_scale_floor)
+        out[rows] = np.where(enough, departure, np.nan)
+    return out
+
+
+def peer_z(values: np.ndarray, groups: np.ndarray, params: DetectorParams = DEFAULT_PARAMS) -> np.ndarray:
+    """Robust z of each series' departure from its peers, against its own usual departure.
+
+    A meter that always reads 10 % above its neighbours is not unusual; one
+    that starts drifting away from them is (tampering, a failing meter).
+    """
+    return robust_baseline(peer_residual(values, groups, params), params, alpha=params.peer_alpha, trend=False).z
+
+
+# ---------------------------------------------------------------- night flow
+
+
+def night_minimum(values: np.ndarray, times: np.ndarray, utc_offset_h: int,
+                  params: DetectorParams = DEFAULT_PARAMS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Minimum flow of each night window (local hours night_start_h..night_end_h).
+
+    times: one shared (T,) row in ms. Returns (night_day (N,) local day
+    numbers, minima (S, N), ready_ms (N,) the UTC time each window closes,
+    when its minimum becomes known). The loop runs over nights, not samples.
+    """
+    x = as_matrix(values)
+    t = np.asarray(times, dtype=np.int64)
+    if t.shape != (x.shape[1],):
+        raise DetectorInputError("night_minimum needs one shared (T,) row of times")
+    day_ms = 24 * 3600 * 1000
+    local = t + utc_offset_h * 3600 * 1000
+    day = local // day_ms
+    hour = (local % day_ms) / 3_600_000.0
+    in_night = (hour >= params.night_start_h) & (hour < params.night_end_h)
+    nights = np.unique(day[in_night])
+    minima = np.full((x.shape[0], nights.size), np.nan)
+    for i, night in enumerate(nights):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            minima[:, i] = np.nanmin(x[:, in_night & (day == night)], axis=1)
+    ready = nights * day_ms + params.night_end_h * 3_600_000 - utc_offset_h * 3_600_000
+    return nights, minima, ready
+
+
+def night_flow_score(minima: np.ndarray, params: DetectorParams = DEFAULT_PARAMS) -> np.ndarray:
+    """Leak score per (series, night): the rise of the night minimum over the median of earlier nights.
+
+    score = clip(rise / night_rise_rel, 0, 1), rise relative to that median;
+    0 until two earlier nights exist. Minimum night flow is the standard
+    leakage indicator of the IWA water-loss methodology (Lambert, 1994).
+    """
+    m = as_matrix(minima)
+    score = np.zeros(m.shape)
+    for night in range(2, m.shape[1]):
+        history = m[:, max(0, night - params.night_history):night]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            base = np.nanmedian(history, axis=1)
+        rise = (m[:, night] - base) / np.maximum(np.abs(base), 1e-6)
+        score[:, night] = np.nan_to_num(np.clip(rise / params.night_rise_rel, 0.0, 1.0), nan=0.0)
+    return score
+
+
+# ---------------------------------------------------------------- combined
+
+
+DETECTORS = ("level", "shift", "seasonal", "flatline")
+
+
+@dataclass
+class Scores:
+    """The evidence of each detector in robust sigmas, and the combined score in [0, 1], all (S, T).
+
+    `winner` indexes DETECTORS: the detector with the most evidence, which
+    the explanation of an alert names. `baseline` holds the level detector's
+    expected value and scale, for the explanation.
+    """
+
+    evidence: dict[str, np.ndarray]
+    combined: np.ndarray
+    winner: np.ndarray
+    baseline: Baseline
+
+
+def score_series(values: np.ndarray, times: np.ndarray | None = None,
+                 params: DetectorParams = DEFAULT_PARAMS) -> Scores:
+    """The general statistical detectors on every series, combined by the largest evidence.
+
+    level: robust z of each reading against the running baseline (spikes,
+    dips, sudden shifts); shift: CUSUM of that z and of the seasonal z
+    (smaller sustained shifts, drift); seasonal: residual against the daily
+    and weekly profile (once two previous days exist); flatline: stuck
+    readings. Each gives evidence in robust sigmas; the largest is calibrated
+    once to [0, 1]. All causal. Without `times` the samples are taken as
+    evenly spaced and the seasonal detector is off.
+    """
+    x = as_matrix(values)
+    if times is not None:
+        times = np.asarray(times)
+        as_times(times, x.shape)  # validate once, before any work
+    block = params.block_series
+    if x.shape[0] <= block:
+        return _score_block(x, times, params)
+    parts = []
+    for start in range(0, x.shape[0], block):
+        rows = slice(start, start + block)
+        part_times = times if times is None or times.ndim == 1 else times[rows]
+        parts.append(_score_block(x[rows], part_times, params))
+    return Scores(
+        {name: np.concatenate([p.evidence[name] for p in parts]) for name in DETECTORS},
+        np.concatenate([p.combined for p in parts]),
+        np.concatenate([p.winner for p in parts]),
+        Baseline(*(np.concatenate([getattr(p.baseline, f) for p in parts]) for f in ("expected", "scale", "z"))),
+    )
+
+
+def _score_block(x: np.ndarray, times: np.ndarray | None, params: DetectorParams) -> Scores:
+    baseline = robust_baseline(x, params)
+    season = seasonal_z(x, times, params) if times is not None else np.full(x.shape, np.nan)
+    shift = cusum_evidence(baseline.z, params)
+    if times is not None and not np.isnan(season).all():
+        shift = np.maximum(shift, cusum_evidence(season, params))
+    evidence = {
+        "level": np.abs(np.nan_to_num(baseline.z)),
+        "shift": shift,
+        "seasonal": np.abs(np.nan_to_num(season)),
+        "flatline": flatline_evidence(x, params),
+    }
+    best = evidence[DETECTORS[0]]
+    winner = np.zeros(x.shape, dtype=np.int8)
+    for index, name in enumerate(DETECTORS[1:], start=1):
+        larger = evidence[name] > best
+        best = np.where(larger, evidence[name], best)
+        winner[larger] = index
+    return Scores(evidence, calibrate(best, params), winner, baseline)

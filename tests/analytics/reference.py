@@ -1,0 +1,113 @@
+"""Slow, obviously correct versions of the detectors: plain Python, one series
+and one sample at a time, written from the docstrings. The fast vectorised
+code in analytics.detectors is checked against these."""
+
+import math
+import statistics
+
+from analytics.config import DetectorParams
+
+
+def robust_baseline(series: list[float], p: DetectorParams, alpha: float | None = None,
+                    trend_on: bool = True) -> tuple[list[float], list[float], list[float]]:
+    a = p.level_alpha if alpha is None else alpha
+    level = trend = deviation = quantum = 0.0
+    last = math.nan
+    count = 0
+    expected, scale, z = [], [], []
+    for x in series:
+        forecast = level + trend
+        s = max(deviation * p.mad_to_sigma, p.rel_scale_floor * abs(forecast) + p.abs_scale_floor, quantum / 2)
+        expected.append(forecast if count else math.nan)
+        scale.append(s if count else math.nan)
+        if math.isnan(x):
+            z.append(math.nan)
+            continue
+        residual = x - forecast
+        z.append(residual / s if count >= p.warmup else math.nan)
+        if count == 0:
+            level = x
+        else:
+            warm = count >= p.warmup
+            limit = p.huber_clip * s
+            clipped = max(-limit, min(limit, residual)) if warm else residual
+            spread = min(abs(residual), limit) if warm else abs(residual)
+            level = forecast + max(a, 1 / (count + 1)) * clipped
+            if warm and trend_on:
+                trend += a * p.trend_beta * clipped
+            deviation += max(p.scale_alpha if alpha is None else alpha, 1 / count) * (spread - deviation)
+        if not math.isnan(last) and x != last and (quantum == 0 or abs(x - last) < quantum):
+            quantum = abs(x - last)
+        last = x
+        count += 1
+    return expected, scale, z
+
+
+def cusum_evidence(z: list[float], p: DetectorParams) -> list[float]:
+    upper = lower = lag_product = previous = 0.0
+    energy = 1.0
+    out = []
+    for value in z:
+        zt = 0.0 if math.isnan(value) else max(-p.cusum_h / 2, min(p.cusum_h / 2, value))
+        lag_product += p.cusum_rho_alpha * (zt * previous - lag_product)
+        energy += p.cusum_rho_alpha * (zt * zt - energy)
+        rho = max(0.0, min(0.95, lag_product / max(energy, 1e-12)))
+        step = zt * math.sqrt((1 - rho) / (1 + rho))
+        previous = zt
+        upper = max(0.0, upper + step - p.cusum_k)
+        lower = max(0.0, lower - step - p.cusum_k)
+        out.append(max(upper, lower) * p.z_mid / p.cusum_h)
+    return out
+
+
+def seasonal_expected(series: list[float], times: list[int], period_ms: int, p: DetectorParams) -> list[float]:
+    steps = sorted(b - a for a, b in zip(times, times[1:], strict=False) if b > a)
+    tolerance = 0.5 * statistics.median(steps) if steps else math.nan
+    out = []
+    for t in times:
+        found = []
+        for lag in range(1, p.season_lags + 1):
+            target = t - lag * period_ms
+            # The first of the nearest samples (ties go to the earlier one).
+            nearest = min(range(len(times)), key=lambda i: (abs(times[i] - target), i))
+            if abs(times[nearest] - target) <= tolerance and not math.isnan(series[nearest]):
+                found.append(series[nearest])
+        out.append(statistics.median(found) if len(found) >= p.season_min_lags else math.nan)
+    return out
+
+
+def flatline_nats(series: list[float], p: DetectorParams) -> list[float]:
+    out = []
+    repeats = steps = 0  # over the whole history
+    run = 0
+    repeats_before = steps_before = 0  # at the start of the current run
+    previous = math.nan
+    for x in series:
+        if math.isnan(x):
+            out.append(out[-1] if out else 0.0)  # a gap neither extends nor breaks the run
+            continue
+        if not math.isnan(previous):
+            steps += 1
+            if x == previous:
+                repeats += 1
+                run += 1
+            else:
+                run = 0
+                repeats_before, steps_before = repeats, steps
+        previous = x
+        p_repeat = (repeats_before + 1) / (steps_before + 2)
+        ready = steps_before >= p.warmup and run >= p.flatline_min_run
+        out.append(run * -math.log(p_repeat) if ready else 0.0)
+    return out
+
+
+def peer_residual(rows: list[list[float]], groups: list[str], p: DetectorParams) -> list[list[float]]:
+    out = [[math.nan] * len(rows[0]) for _ in rows]
+    for t in range(len(rows[0])):
+        for i, group in enumerate(groups):
+            peers = [rows[j][t] for j, g in enumerate(groups) if g == group]
+            finite = [v for v in peers if not math.isnan(v)]
+            if len(peers) >= p.peer_min_peers and len(finite) >= p.peer_min_peers:
+                median = statistics.median(finite)
+                out[i][t] = (rows[i][t] - median) / max(abs(median), p.abs_scale_floor)
+    return out

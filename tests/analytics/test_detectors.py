@@ -1,0 +1,275 @@
+"""The vectorised detectors against the slow references, edge cases by name,
+causality, and what a user would notice: a fault is scored high, normal data low."""
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+
+from analytics import detectors as d
+from analytics.config import DAY_MS, DEFAULT_PARAMS, DOMAIN_LIMITS
+from tests.analytics import reference as ref
+
+P = DEFAULT_PARAMS
+MINUTE = 60_000
+
+
+def noisy_series(rng: np.random.Generator, n_series: int, n_times: int, nan_share: float = 0.05) -> np.ndarray:
+    """Daily curves with noise, some gaps, a spike, a stuck stretch and a level shift."""
+    t = np.arange(n_times)
+    x = 50 + 10 * np.sin(2 * np.pi * t / 1440)[None] + rng.normal(0, 1, (n_series, n_times))
+    x = np.round(x, 1)  # sensors have a resolution: repeats happen
+    x[rng.random(x.shape) < nan_share] = np.nan
+    if n_times > 200:
+        x[0, 150] += 30
+        x[1 % n_series, 120:170] = 42.0
+        x[2 % n_series, 160:] += 8
+    return x
+
+
+def assert_same(fast: np.ndarray, slow: list[float]) -> None:
+    np.testing.assert_allclose(fast, np.array(slow, dtype=float), rtol=1e-9, atol=1e-9, equal_nan=True)
+
+
+# ---------------------------------------------------------------- against the references
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_robust_baseline_matches_reference(seed):
+    x = noisy_series(np.random.default_rng(seed), 4, 300)
+    fast = d.robust_baseline(x)
+    for i in range(x.shape[0]):
+        expected, scale, z = ref.robust_baseline(list(x[i]), P)
+        assert_same(fast.expected[i], expected)
+        assert_same(fast.scale[i], scale)
+        assert_same(fast.z[i], z)
+    flat = d.robust_baseline(x, alpha=0.05, trend=False)
+    for i in range(x.shape[0]):
+        assert_same(flat.z[i], ref.robust_baseline(list(x[i]), P, alpha=0.05, trend_on=False)[2])
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_cusum_matches_reference(seed):
+    z = d.robust_baseline(noisy_series(np.random.default_rng(seed), 3, 300)).z
+    fast = d.cusum_evidence(z)
+    for i in range(z.shape[0]):
+        assert_same(fast[i], ref.cusum_evidence(list(z[i]), P))
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_flatline_matches_reference(seed):
+    x = noisy_series(np.random.default_rng(seed), 4, 300, nan_share=0.1)
+    fast = d.flatline_nats(x)
+    for i in range(x.shape[0]):
+        assert_same(fast[i], ref.flatline_nats(list(x[i]), P))
+    assert fast[1, 165] > P.flatline_nats  # the stuck stretch is found
+
+
+def test_seasonal_expected_matches_reference_with_irregular_times():
+    rng = np.random.default_rng(3)
+    n = 260
+    # Every ~20 minutes with jitter and a few long gaps: 3.6 days of samples.
+    steps = rng.integers(15 * MINUTE, 25 * MINUTE, n)
+    steps[[50, 120]] = 6 * 3600 * 1000
+    times = np.cumsum(steps)
+    x = noisy_series(rng, 2, n)
+    # One time row shared by both series, and per-series rows (the engine's case).
+    shared = d.seasonal_expected(x, times, DAY_MS)
+    own = d.seasonal_expected(x, np.stack([times, times + 7 * MINUTE]), DAY_MS)
+    for i in range(2):
+        assert_same(shared[i], ref.seasonal_expected(list(x[i]), list(times), DAY_MS, P))
+        assert_same(own[i], ref.seasonal_expected(list(x[i]), list(times + 7 * MINUTE * i), DAY_MS, P))
+    assert np.isfinite(shared[0, -50:]).sum() > 25  # late samples do have a profile
+
+
+def test_peer_residual_matches_reference():
+    rng = np.random.default_rng(4)
+    x = noisy_series(rng, 7, 40, nan_share=0.2)
+    groups = np.array(["a", "a", "a", "a", "b", "b", "c"])
+    fast = d.peer_residual(x, groups)
+    slow = ref.peer_residual([list(row) for row in x], list(groups), P)
+    for i in range(7):
+        assert_same(fast[i], slow[i])
+    assert np.isnan(fast[4:]).all()  # groups b and c have too few peers
+
+
+def test_median_of_few_matches_numpy():
+    rng = np.random.default_rng(5)
+    for count in (1, 2, 3, 5):
+        arrays = [np.where(rng.random((4, 30)) < 0.3, np.nan, rng.normal(size=(4, 30))) for _ in range(count)]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # numpy warns on all-NaN slices
+            want = np.nanmedian(np.stack(arrays), axis=0)
+        np.testing.assert_allclose(d.median_of_few(arrays), want, equal_nan=True)
+
+
+# ---------------------------------------------------------------- causality
+
+
+def test_scores_are_causal():
+    """Changing the future never changes a score of the past."""
+    rng = np.random.default_rng(6)
+    x = noisy_series(rng, 3, 3 * 1440 + 100)
+    times = np.arange(x.shape[1]) * MINUTE
+    cut = 3 * 1440
+    before = d.score_series(x[:, :cut], times[:cut])
+    changed = x.copy()
+    changed[:, cut:] = rng.normal(500, 100, (3, x.shape[1] - cut))
+    after = d.score_series(changed, times)
+    np.testing.assert_array_equal(after.combined[:, :cut], before.combined)
+    for name in d.DETECTORS:
+        np.testing.assert_array_equal(after.evidence[name][:, :cut], before.evidence[name])
+
+
+# ---------------------------------------------------------------- edge cases by name
+
+
+@pytest.mark.parametrize("shape", [(0, 0), (3, 0), (0, 5)], ids=["empty", "no-samples", "no-series"])
+def test_empty(shape):
+    scores = d.score_series(np.zeros(shape), np.arange(shape[1]) * MINUTE)
+    assert scores.combined.shape == shape
+    assert d.flatline_nats(np.zeros(shape)).shape == shape
+    assert d.robust_baseline(np.zeros(shape)).z.shape == shape
+
+
+def test_one_sample():
+    scores = d.score_series(np.array([[42.0]]), np.array([0]))
+    assert scores.combined.tolist() == [[0.0]]
+    assert math.isnan(d.robust_baseline([42.0]).z[0, 0])
+
+
+def test_all_nan():
+    x = np.full((2, 500), np.nan)
+    scores = d.score_series(x, np.arange(500) * MINUTE)
+    assert (scores.combined == 0).all()
+
+
+def test_constant_series_scores_zero_then_a_change_scores_high():
+    x = np.full((1, 400), 230.0)
+    scores = d.score_series(x, np.arange(400) * MINUTE)
+    assert (scores.combined == 0).all()  # a constant sensor is not stuck: it never varied
+    x[0, 300] = 240.0
+    assert d.score_series(x).combined[0, 300] > 0.99
+
+
+def test_one_series_as_1d_array():
+    x = noisy_series(np.random.default_rng(7), 1, 300)[0]
+    assert d.score_series(x).combined.shape == (1, 300)
+
+
+# ---------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize("values, message", [
+    (np.zeros((2, 2, 2)), "dimensions"),
+    ([[1.0, math.inf]], "infinite"),
+    ([["a", "b"]], "numbers"),
+])
+def test_bad_values_are_refused(values, message):
+    with pytest.raises(d.DetectorInputError, match=message):
+        d.score_series(values)
+
+
+@pytest.mark.parametrize("times, message", [
+    (np.array([0, 2, 1]), "decrease"),
+    (np.array([0, 1]), "shape"),
+    (np.array(["a", "b", "c"]), "milliseconds"),
+    (np.array([0.0, math.nan, 2.0]), "finite"),
+])
+def test_bad_times_are_refused(times, message):
+    with pytest.raises(d.DetectorInputError, match=message):
+        d.score_series(np.zeros((1, 3)), times)
+
+
+def test_bad_alpha_and_groups_are_refused():
+    with pytest.raises(d.DetectorInputError):
+        d.robust_baseline(np.zeros((1, 3)), alpha=0)
+    with pytest.raises(d.DetectorInputError, match="one label per series"):
+        d.peer_residual(np.zeros((3, 4)), np.array(["a", "b"]))
+
+
+# ---------------------------------------------------------------- behaviour
+
+
+def test_faults_score_high_and_normal_data_low():
+    rng = np.random.default_rng(8)
+    n = 4 * 1440
+    times = np.arange(n) * MINUTE
+    x = 100 + 20 * np.sin(2 * np.pi * times / DAY_MS)[None] + rng.normal(0, 1, (40, n))
+    start = 3 * 1440 + 200
+    x[0, start] += 12  # spike
+    x[1, start:start + 120] += 4  # level shift of 4 sigmas
+    x[2, start:start + 120] = x[2, start - 1]  # stuck
+    x[3, start:start + 120] += np.linspace(0, 15, 120)  # drift
+    scores = d.score_series(x, times)
+    window = slice(start, start + 120)
+    for row, fault in enumerate(["spike", "shift", "stuck", "drift"]):
+        assert scores.combined[row, window].max() > 0.9, fault
+    normal = scores.combined[4:, 100:]
+    assert (normal > DEFAULT_PARAMS.open_score).mean() < 1e-4  # under one false sample per 10,000
+
+
+def test_scores_are_in_unit_interval_and_calibrated_the_same_on_any_scale():
+    rng = np.random.default_rng(9)
+    x = noisy_series(rng, 3, 600)
+    times = np.arange(600) * MINUTE
+    small = d.score_series(x, times).combined
+    large = d.score_series(x * 1000 + 5e6, times).combined
+    assert small.min() >= 0 and small.max() <= 1
+    np.testing.assert_allclose(small, large, atol=0.02)
+
+
+def test_calibrate_is_monotonic_and_bounded():
+    z = np.linspace(-50, 50, 1001)
+    s = d.calibrate(z)
+    assert s.min() == 0.0 and s.max() <= 1.0
+    assert s[500] == 0.0 and abs(d.calibrate(np.array([P.z_mid]))[0] - 0.5) < 0.01
+    assert (np.diff(s[500:]) >= 0).all()
+    assert d.calibrate(np.array([np.nan]))[0] == 0.0
+
+
+def test_limits_from_the_standards():
+    voltage = DOMAIN_LIMITS["voltage_v"][0]
+    assert "EN 50160" in voltage.source
+    assert d.limit_score(np.array([230.0, 206.0, 254.0, np.nan]), voltage).tolist() == [[0, 1, 1, 0]]
+    frequency = DOMAIN_LIMITS["frequency_hz"][0]
+    assert d.limit_score(np.array([50.0, 49.4, 50.6]), frequency).tolist() == [[0, 1, 1]]
+    assert d.limit_score(np.array([0.0, 1.0]), DOMAIN_LIMITS["beds_free"][0]).tolist() == [[1, 0]]
+    for limits in DOMAIN_LIMITS.values():
+        for limit in limits:
+            assert limit.source and limit.severity in ("info", "warning", "critical")
+
+
+def test_silence():
+    last = np.array([0.0, 200_000.0, np.nan])
+    s = d.silence_score(last, 300_000, np.array([60_000, 60_000, 60_000]))
+    assert s[0] > 0.6 and s[1] == 0.0 and s[2] == 0.0
+
+
+def test_peer_drift_is_found():
+    rng = np.random.default_rng(10)
+    common = 30 + 5 * np.sin(np.arange(2000) / 200)
+    x = common[None] * rng.uniform(0.8, 1.2, (6, 1))[:, :1] + rng.normal(0, 0.3, (6, 2000))
+    x[0, 1500:] += np.linspace(0, 6, 500)  # meter 0 drifts away from its district
+    z = d.peer_z(x, np.array(["d1"] * 6))
+    evidence = d.cusum_evidence(z)
+    assert d.calibrate(evidence[0, 1500:]).max() > 0.9
+    assert d.calibrate(evidence[1:, 100:]).max() < 0.8
+
+
+def test_minimum_night_flow_finds_a_new_leak():
+    rng = np.random.default_rng(11)
+    days = 6
+    times = np.arange(days * 1440) * MINUTE - 7 * 3600 * 1000  # starts at local midnight (UTC+7)
+    hour = (np.arange(days * 1440) % 1440) / 60
+    demand = 5 + 20 * np.exp(-((hour - 8) ** 2) / 8) + 15 * np.exp(-((hour - 19) ** 2) / 6)
+    x = np.stack([demand, demand]) + rng.normal(0, 0.2, (2, days * 1440))
+    x[1, 4 * 1440:] += 2.5  # a leak from day 4 on: +50 % at night, small by day
+    nights, minima, ready = d.night_minimum(x, times, 7)
+    assert len(nights) == days
+    score = d.night_flow_score(minima)
+    assert score[1, 4:].min() == 1.0 and score[1, :4].max() < 0.5
+    assert score[0].max() < 0.5
+    local_hour_ready = ((ready + 7 * 3600 * 1000) % DAY_MS) / 3_600_000
+    assert (local_hour_ready == P.night_end_h).all()
