@@ -87,7 +87,7 @@ def _one_fault(rng: random.Random, name: str, device_id: str, metrics: tuple[str
     else:
         affected = FAULT_METRICS.get(name, ())
     params = {"strength": rng.random(), "sign": rng.choice((-1.0, 1.0)),
-              "skew_ms": -float(rng.randint(10, 60) * 60_000)}
+              "skew_ms": -float(rng.randint(600_000, 3_600_000) | 1)}  # odd ms: never lands on another reading
     return Fault(device_id, name, affected, begin, begin + max(duration_ms, 1), params)
 
 

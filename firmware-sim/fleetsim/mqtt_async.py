@@ -1,0 +1,213 @@
+"""A tiny MQTT 3.1.1 client on asyncio streams: one per simulated device, so
+thousands share one process. It speaks the same packets as the firmware's
+client (edge/mqtt.py, whose encoders it reuses) and has the same interface the
+agent expects (set_callback, set_last_will), with coroutines for the rest.
+
+A lost connection fails every waiting operation with ConnectionError; the
+caller reconnects (the agent's backoff), as on the device.
+"""
+
+import asyncio
+from collections.abc import Callable
+
+from edge.mqtt import (
+    _CONNACK_ERRORS,
+    CONNACK,
+    CONNECT,
+    DISCONNECT,
+    PINGREQ,
+    PUBACK,
+    PUBLISH,
+    SUBACK,
+    SUBSCRIBE,
+    _remaining_length,
+    _utf8,
+)
+
+MAX_PACKET_BYTES = 1 << 20  # nothing we subscribe to is bigger; a larger length is a broken stream
+
+
+class AsyncMQTT:
+    def __init__(self, client_id: str, host: str, port: int, user: str | None = None, password: str | None = None,
+                 keepalive_s: int = 60, timeout_s: float = 10.0):
+        self.client_id = client_id
+        self.host, self.port = host, port
+        self.user, self.password = user, password
+        self.keepalive_s = keepalive_s
+        self.timeout_s = timeout_s
+        self.callback: Callable[[bytes, bytes], None] | None = None
+        self.will: tuple[str, bytes, bool, int] | None = None
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+        self.reader_task: asyncio.Task | None = None
+        self.waiting: dict[tuple[int, int], asyncio.Future] = {}  # (packet type, pid) -> future of the ack body
+        self.pid = 0
+        self.last_io = 0.0
+
+    # ------------------------------------------------------------ the agent's interface
+
+    def set_callback(self, callback: Callable[[bytes, bytes], None]) -> None:
+        self.callback = callback
+
+    def set_last_will(self, topic: str, payload: bytes, retain: bool = False, qos: int = 0) -> None:
+        self.will = (topic, payload, retain, qos)
+
+    @property
+    def connected(self) -> bool:
+        return self.writer is not None and not self.writer.is_closing()
+
+    # ------------------------------------------------------------ protocol
+
+    async def connect(self, clean_session: bool = True) -> None:
+        self.reader, self.writer = await asyncio.wait_for(asyncio.open_connection(self.host, self.port),
+                                                          self.timeout_s)
+        try:
+            self._send(CONNECT, self._connect_body(clean_session))
+            header, body = await asyncio.wait_for(self._read_packet(), self.timeout_s)
+            if header != CONNACK or len(body) != 2:
+                raise ConnectionError("mqtt: expected CONNACK")
+            if body[1]:
+                raise ConnectionError("mqtt: connection refused: " + _CONNACK_ERRORS.get(body[1], str(body[1])))
+        except BaseException:
+            self.close()
+            raise
+        self.reader_task = asyncio.get_running_loop().create_task(self._read_loop())
+
+    def _connect_body(self, clean_session: bool) -> bytes:
+        flags = 0x02 if clean_session else 0
+        payload = _utf8(self.client_id)
+        if self.will:
+            topic, message, retain, qos = self.will
+            flags |= 0x04 | (qos << 3) | (0x20 if retain else 0)
+            payload += _utf8(topic) + _utf8(message)
+        if self.user is not None:
+            flags |= 0x80
+            payload += _utf8(self.user)
+            if self.password is not None:
+                flags |= 0x40
+                payload += _utf8(self.password)
+        return b"\x00\x04MQTT\x04" + bytes((flags, self.keepalive_s >> 8, self.keepalive_s & 0xFF)) + payload
+
+    async def publish(self, topic: str, payload: bytes, retain: bool = False, qos: int = 0) -> None:
+        """Publish; at QoS 1 wait for the broker's PUBACK (ConnectionError when the link breaks)."""
+        body = _utf8(topic)
+        if not qos:
+            self._send(PUBLISH | (1 if retain else 0), body + payload)
+            await self._drain()
+            return
+        pid = self._next_pid()
+        future = self._expect(PUBACK, pid)
+        self._send(PUBLISH | (qos << 1) | (1 if retain else 0), body + bytes((pid >> 8, pid & 0xFF)) + payload)
+        await self._drain()
+        await self._wait(future, (PUBACK, pid))
+
+    async def subscribe(self, topic: str, qos: int = 0) -> None:
+        pid = self._next_pid()
+        future = self._expect(SUBACK, pid)
+        self._send(SUBSCRIBE, bytes((pid >> 8, pid & 0xFF)) + _utf8(topic) + bytes((qos,)))
+        body = await self._wait(future, (SUBACK, pid))
+        if body[2] == 0x80:
+            raise ConnectionError("mqtt: subscription refused: " + topic)
+
+    async def ping_if_idle(self) -> None:
+        if asyncio.get_running_loop().time() - self.last_io > self.keepalive_s / 2:
+            self._send(PINGREQ, b"")
+            await self._drain()
+
+    async def disconnect(self) -> None:
+        """A clean disconnect: the broker does not publish the last will."""
+        try:
+            if self.connected:
+                self._send(DISCONNECT, b"")
+                await self._drain()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        if self.reader_task is not None and self.reader_task is not asyncio.current_task():
+            self.reader_task.cancel()
+        self._fail_waiting(ConnectionError("mqtt: connection closed"))
+        self.writer = None
+        self.reader_task = None
+
+    # ------------------------------------------------------------ plumbing
+
+    def _send(self, header: int, body: bytes) -> None:
+        if not self.connected:
+            raise ConnectionError("mqtt: not connected")
+        self.writer.write(bytes((header,)) + _remaining_length(len(body)) + body)
+        self.last_io = asyncio.get_running_loop().time()
+
+    async def _drain(self) -> None:
+        try:
+            await self.writer.drain()
+        except (OSError, AttributeError) as exc:
+            raise ConnectionError(f"mqtt: send failed: {exc}") from exc
+
+    def _next_pid(self) -> int:
+        self.pid = self.pid % 65535 + 1
+        return self.pid
+
+    def _expect(self, packet_type: int, pid: int) -> asyncio.Future:
+        future = asyncio.get_running_loop().create_future()
+        self.waiting[(packet_type & 0xF0, pid)] = future
+        return future
+
+    async def _wait(self, future: asyncio.Future, key: tuple[int, int]) -> bytes:
+        try:
+            return await asyncio.wait_for(future, self.timeout_s)
+        except TimeoutError as exc:
+            self.close()
+            raise ConnectionError("mqtt: no acknowledgement from broker") from exc
+        finally:
+            self.waiting.pop((key[0] & 0xF0, key[1]), None)
+
+    def _fail_waiting(self, exc: Exception) -> None:
+        for future in self.waiting.values():
+            if not future.done():
+                future.set_exception(exc)
+        self.waiting.clear()
+
+    async def _read_packet(self) -> tuple[int, bytes]:
+        header = (await self.reader.readexactly(1))[0]
+        length, shift = 0, 0
+        while True:
+            byte = (await self.reader.readexactly(1))[0]
+            length |= (byte & 0x7F) << shift
+            if not byte & 0x80:
+                break
+            shift += 7
+            if shift > 21:
+                raise ConnectionError("mqtt: bad remaining length")
+        if length > MAX_PACKET_BYTES:
+            raise ConnectionError(f"mqtt: packet of {length} bytes")
+        return header, (await self.reader.readexactly(length) if length else b"")
+
+    async def _read_loop(self) -> None:
+        try:
+            while True:
+                header, body = await self._read_packet()
+                self._handle(header, body)
+        except (asyncio.IncompleteReadError, ConnectionError, OSError, IndexError) as exc:
+            self._fail_waiting(ConnectionError(f"mqtt: connection lost: {exc!r}"))
+            if self.writer is not None:
+                self.writer.close()
+
+    def _handle(self, header: int, body: bytes) -> None:
+        kind = header & 0xF0
+        if kind in (PUBACK & 0xF0, SUBACK & 0xF0) and len(body) >= 2:
+            future = self.waiting.get((kind, body[0] << 8 | body[1]))
+            if future is not None and not future.done():
+                future.set_result(body)
+        elif kind == PUBLISH:
+            qos = (header >> 1) & 0x03
+            topic_len = body[0] << 8 | body[1]
+            topic, pos = body[2:2 + topic_len], 2 + topic_len
+            if qos:
+                pid = body[pos] << 8 | body[pos + 1]
+                pos += 2
+                self._send(PUBACK, bytes((pid >> 8, pid & 0xFF)))
+            if self.callback:
+                self.callback(topic, body[pos:])

@@ -1,0 +1,322 @@
+"""The fleet runner: thousands of devices in one asyncio process.
+
+Each device is the firmware's own state machine (edge.agent.Agent: sample,
+ready, next_message, apply_config, backoff) with an asyncio MQTT connection
+of its own instead of the board's blocking socket. Optionally it first
+replays `history_hours` of history faster than real time (original
+timestamps, flagged hist so no live alarm fires), then runs live at the
+scenario interval until stopped or `duration_s` has passed.
+"""
+
+import asyncio
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edge.agent import BACKOFF_MIN_MS, FW_VERSION, HIST_BATCH, Agent
+from fleetsim.device import SimDevice
+from fleetsim.faults import Fault, write_labels
+from fleetsim.fleetfile import Fleet
+from fleetsim.generate import build_devices
+from fleetsim.mqtt_async import AsyncMQTT
+
+MALFORMED_PAYLOADS = (  # what a broken device sends: each one a different contract violation
+    b'{"v":1,"seq":3,"fw":"x","r":[[17960',
+    b'{"v":1,"seq":"three","fw":"x","r":[[1796000000000,{"flow_lps":1.0}]]}',
+    b'{"v":9,"seq":3,"fw":"x","r":[[1796000000000,{"flow_lps":1.0}]]}',
+    b"\xff\xfe\x00garbage",
+    b'{"v":1,"seq":3,"fw":"x","r":[]}',
+)
+
+
+def utc_now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass
+class RunOptions:
+    seed: int = 1
+    speed: float = 3600.0  # history replay: simulated seconds per wall second; 0 = as fast as the broker takes
+    duration_s: float | None = None  # None: until stopped
+    history_hours: float = 0.0
+    history_interval_s: float | None = None  # default: max(scenario interval, 60 s)
+    interval_s: float | None = None  # default: the scenario's
+    labels_path: Path | None = None
+    connect_spread_s: float = 5.0  # devices connect spread over this long, not all at once
+    report_every_s: float = 5.0
+
+
+@dataclass
+class Stats:
+    messages: int = 0
+    readings: int = 0
+    history_readings: int = 0
+    malformed: int = 0
+    connects: int = 0
+    connect_failures: int = 0
+    connected: int = 0
+    history_done: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    def line(self, devices: int) -> str:
+        elapsed = max(time.monotonic() - self.started, 1e-9)
+        return (f"fleet: {self.connected}/{devices} connected, {self.messages} messages, {self.readings} readings "
+                f"({self.readings / elapsed:.0f}/s), {self.history_readings} history, {self.malformed} malformed, "
+                f"{self.connect_failures} failed connects")
+
+
+class PresetSource:
+    """The agent's sensor: the runner puts the simulated values in before each sample."""
+
+    def __init__(self, rng: random.Random):
+        self.values: dict[str, float] = {}
+        self.rng = rng
+
+    def read(self) -> tuple[dict[str, float], int]:
+        return self.values, 0
+
+    def health(self) -> dict[str, int]:
+        return {"rssi_dbm": -50 - int(self.rng.random() * 45)}
+
+
+class DeviceRunner:
+    """One simulated device: its model, its agent, its connection."""
+
+    def __init__(self, runner: "FleetRunner", sim: SimDevice, password: str):
+        self.runner = runner
+        self.sim = sim
+        self.rng = random.Random(f"{runner.options.seed}:net:{sim.id}")
+        self.source = PresetSource(self.rng)
+        self.client = AsyncMQTT(sim.id, runner.fleet.host, runner.fleet.port, sim.id, password, keepalive_s=60)
+        config = {"device_id": sim.id, "fw": "sim-" + FW_VERSION, "interval_ms": runner.interval_ms,
+                  "batch_size": 1, "buffer_capacity": 50_000}
+        self.agent = Agent(config, self.source, client=self.client)
+        self.next_retry = 0.0
+        self.malformed_due = False
+
+    # ------------------------------------------------------------ connection
+
+    async def try_connect(self) -> bool:
+        if self.agent.connected:
+            return True
+        loop = asyncio.get_running_loop()
+        if loop.time() < self.next_retry:
+            return False
+        try:
+            await self.client.connect(clean_session=True)
+            await self.client.publish(self.agent.status_topic, self.agent.status(), True, 1)
+            await self.client.subscribe(self.agent.config_topic, 1)
+        except OSError:
+            self.runner.stats.connect_failures += 1
+            self.lost()
+            return False
+        self.agent.connected = True
+        self.agent.backoff_ms = BACKOFF_MIN_MS
+        self.runner.stats.connects += 1
+        self.runner.stats.connected += 1
+        return True
+
+    def lost(self) -> None:
+        if self.agent.connected:
+            self.runner.stats.connected -= 1
+        self.agent.connected = False
+        self.client.close()
+        self.next_retry = asyncio.get_running_loop().time() + self.agent.retry_delay_ms() / 1000
+
+    async def flush(self, force: bool = False) -> None:
+        """Publish what the agent has ready (everything when force), QoS 1, one message at a time."""
+        agent = self.agent
+        while agent.connected and (agent.ready() or (force and len(agent.buffer))):
+            agent.urgent = agent.urgent or force
+            payload = agent.next_message()
+            try:
+                await self.client.publish(agent.telemetry_topic, payload, False, 1)
+            except OSError:
+                self.lost()  # the message stays in flight and goes first after the reconnect
+                return
+            agent.inflight = None
+            agent.published += 1
+            self.runner.stats.messages += 1
+        if self.malformed_due and agent.connected:
+            self.malformed_due = False
+            try:
+                await self.client.publish(agent.telemetry_topic, self.rng.choice(MALFORMED_PAYLOADS), False, 1)
+                self.runner.stats.malformed += 1
+            except OSError:
+                self.lost()
+
+    # ------------------------------------------------------------ sampling
+
+    def sample(self, t_ms: int, hist: bool | None) -> None:
+        reading = self.sim.reading(t_ms)
+        if reading is None:
+            return  # silent
+        reported_ms, values, how = reading
+        if how == "malformed":
+            self.malformed_due = True
+            return
+        self.source.values = values
+        self.agent.sample(reported_ms, hist)
+        self.runner.stats.readings += 1
+        if hist:
+            self.runner.stats.history_readings += 1
+
+    async def replay_history(self) -> None:
+        """Readings from history start to live start, paced by the speed, 60 a message."""
+        runner = self.runner
+        loop = asyncio.get_running_loop()
+        t_ms, step_ms = runner.hist_start_ms, runner.history_interval_ms
+        while t_ms < runner.live_start_ms:
+            virtual_now = runner.virtual_now_ms()
+            if t_ms > virtual_now:
+                # Ahead of the simulated clock: wait for a batch to be due (or at most a second).
+                batch_due = t_ms + step_ms * (HIST_BATCH - len(self.agent.buffer))
+                wait_s = min(runner.wall_s_until(batch_due), 1.0)
+                await asyncio.sleep(max(wait_s, runner.wall_s_until(t_ms), 0.001))
+                continue
+            while t_ms <= virtual_now and t_ms < runner.live_start_ms and len(self.agent.buffer) < HIST_BATCH:
+                self.sample(t_ms, True)
+                t_ms += step_ms
+            if await self.try_connect():
+                await self.flush()
+            elif len(self.agent.buffer) >= HIST_BATCH:
+                await asyncio.sleep(max(0.01, self.next_retry - loop.time()))
+        while len(self.agent.buffer) or self.agent.inflight is not None:
+            if await self.try_connect():
+                await self.flush(force=True)
+            else:
+                await asyncio.sleep(max(0.01, self.next_retry - loop.time()))
+        runner.stats.history_done += 1
+
+    async def live(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_tick = loop.time()
+        while True:
+            await self.try_connect()
+            self.sample(utc_now_ms(), None)
+            await self.flush()
+            if self.agent.connected:
+                try:
+                    await self.client.ping_if_idle()
+                except OSError:
+                    self.lost()
+            next_tick += self.agent.interval_ms / 1000
+            now = loop.time()
+            if next_tick < now:
+                next_tick = now + self.agent.interval_ms / 1000  # fell behind: skip, do not burst
+            await asyncio.sleep(next_tick - now)
+
+    async def run(self) -> None:
+        await asyncio.sleep(self.rng.random() * self.runner.options.connect_spread_s)
+        if self.runner.hist_start_ms < self.runner.live_start_ms:
+            await self.replay_history()
+        await self.live()
+
+    async def goodbye(self) -> None:
+        """A clean disconnect after an offline status, so the last will does not fire."""
+        if not self.agent.connected:
+            self.client.close()
+            return
+        try:
+            await self.flush(force=True)
+            await self.client.publish(self.agent.status_topic, _offline(self.agent.fw), True, 1)
+            await self.client.disconnect()
+        except OSError:
+            self.client.close()
+        self.agent.connected = False
+        self.runner.stats.connected -= 1
+
+
+def _offline(fw: str) -> bytes:
+    from edge import contract
+
+    return contract.encode_status("offline", fw)
+
+
+class FleetRunner:
+    def __init__(self, fleet: Fleet, scenario: dict[str, Any], options: RunOptions):
+        self.fleet = fleet
+        self.options = options
+        interval_s = options.interval_s or scenario["interval_s"]
+        self.scenario = dict(scenario, interval_s=interval_s)
+        self.interval_ms = int(interval_s * 1000)
+        self.history_interval_ms = int((options.history_interval_s or max(interval_s, 60)) * 1000)
+        self.live_start_ms = utc_now_ms()
+        self.hist_start_ms = self.live_start_ms - int(options.history_hours * 3_600_000)
+        horizon_s = options.duration_s or scenario.get("fault_horizon_hours", 24) * 3600
+        self.end_ms = self.live_start_ms + int(horizon_s * 1000)
+        self.sims, self.faults = build_devices(self.scenario, fleet.devices, options.seed, self.hist_start_ms,
+                                               self.end_ms)
+        self.stats = Stats()
+        self.wall0 = time.monotonic()
+        self.stopping: asyncio.Event | None = None
+        self.devices: list[DeviceRunner] = []
+
+    # ------------------------------------------------------------ the simulated clock
+
+    def virtual_now_ms(self) -> int:
+        """Where the history replay has got to; live time once it has caught up."""
+        if self.options.speed <= 0:
+            return self.live_start_ms
+        elapsed_ms = (time.monotonic() - self.wall0) * 1000 * self.options.speed
+        return min(self.live_start_ms, self.hist_start_ms + int(elapsed_ms))
+
+    def wall_s_until(self, t_ms: int) -> float:
+        if self.options.speed <= 0:
+            return 0.0
+        return self.wall0 + (t_ms - self.hist_start_ms) / 1000 / self.options.speed - time.monotonic()
+
+    def simulated_until_ms(self) -> int:
+        """The true time the fleet has simulated up to (labels are clipped to it)."""
+        if self.stats.history_done < len(self.devices):
+            return self.virtual_now_ms()
+        return utc_now_ms()
+
+    # ------------------------------------------------------------ running
+
+    def request_stop(self) -> None:
+        if self.stopping is not None:
+            self.stopping.set()
+
+    def faults_injected(self) -> list[Fault]:
+        return self.faults
+
+    async def run(self) -> Stats:
+        self.stopping = asyncio.Event()
+        self.wall0 = time.monotonic()
+        self.stats = Stats()
+        passwords = {d["id"]: d["password"] for d in self.fleet.devices}
+        self.devices = [DeviceRunner(self, sim, passwords[sim.id]) for sim in self.sims]
+        tasks = [asyncio.create_task(d.run()) for d in self.devices]
+        reporter = asyncio.create_task(self._report())
+        try:
+            timeout = self.options.duration_s
+            await asyncio.wait_for(self.stopping.wait(), timeout)
+        except TimeoutError:
+            pass
+        finally:
+            reporter.cancel()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, reporter, return_exceptions=True)
+            await asyncio.wait_for(asyncio.gather(*(d.goodbye() for d in self.devices), return_exceptions=True), 30)
+            self._write_labels()
+            print(self.stats.line(len(self.devices)), flush=True)
+        return self.stats
+
+    async def _report(self) -> None:
+        while True:
+            await asyncio.sleep(self.options.report_every_s)
+            print(self.stats.line(len(self.devices)), flush=True)
+            self._write_labels()
+
+    def _write_labels(self) -> None:
+        if self.options.labels_path is not None:
+            write_labels(self.options.labels_path, self.faults, self.simulated_until_ms())
+
+    def summary(self) -> dict[str, Any]:
+        return {"devices": len(self.devices), "messages": self.stats.messages, "readings": self.stats.readings,
+                "history_readings": self.stats.history_readings, "malformed": self.stats.malformed,
+                "connect_failures": self.stats.connect_failures, "faults": len(self.faults)}
