@@ -67,6 +67,7 @@ class Settings(BaseSettings):
     ingest_worker_id: str = "ingest-0"
     ingest_batch_points: int = 5000
     ingest_batch_ms: int = 200
+    ingest_workers: int = Field(1, ge=1, le=8, description="workers in the group: >1 uses a shared subscription")
     ingest_receive_maximum: int = Field(1000, ge=10, le=65535, description="MQTT 5 in-flight window per worker")
     ingest_metrics_port: int = Field(9108, ge=0, le=65535, description="Prometheus text; 0 turns it off")
     ingest_stats_interval_s: float = Field(10.0, gt=0, description="how often counters go to ingest_stats")
