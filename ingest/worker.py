@@ -69,7 +69,7 @@ class IngestWorker:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
-        client.reconnect_delay_set(0.2, 5)
+        client.reconnect_delay_set(0.1, 1)  # back fast: see _on_connect
         return client
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
@@ -82,7 +82,15 @@ class IngestWorker:
             # redelivers them, and the copy we already stored is overwritten.
             self.generation += 1
         self.metrics.inc("mqtt_connects")
-        client.subscribe(f"$share/{SHARE_GROUP}/{contract.TELEMETRY_SUB}", qos=1)
+        shared = f"$share/{SHARE_GROUP}/{contract.TELEMETRY_SUB}"
+        # Mosquitto 2.0 does not restore shared subscriptions from its persistence
+        # after a restart (plain ones it does): what devices publish before the
+        # workers resubscribe would be lost. A lone worker therefore holds a plain
+        # durable subscription; a group of workers shares one to split the load.
+        wanted, other = (shared, contract.TELEMETRY_SUB) if self.settings.ingest_workers > 1 else \
+            (contract.TELEMETRY_SUB, shared)
+        client.unsubscribe(other)
+        client.subscribe(wanted, qos=1)
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         if not self.stopping.is_set():
