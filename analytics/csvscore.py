@@ -1,0 +1,189 @@
+"""Score any CSV of timestamp,value rows: the same general detectors, one
+parameter set for every file, causal (a row's score uses only the rows above
+it), written back as the input rows plus an `anomaly_score` column in [0, 1].
+
+Tolerated: a header or none, any common spelling of the column names, extra
+columns (a label column is never taken as the value), comma, semicolon or tab
+separators, a UTF-8 byte-order mark, ISO 8601 dates with or without a zone,
+epoch seconds or milliseconds, irregular spacing, gaps, duplicate times, empty
+or NaN values (scored 0, they carry no evidence), constant series. Refused
+with a message naming the line: a timestamp that cannot be read, a value that
+is not a number, a ragged row, a file over the size limits.
+"""
+
+import csv
+import io
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from analytics.config import DEFAULT_PARAMS, DetectorParams
+from analytics.detectors import score_series
+
+MAX_BYTES = 512 * 1024 * 1024
+MAX_ROWS = 5_000_000
+MAX_FIELD_CHARS = 4096
+TIME_NAMES = ("timestamp", "time", "datetime", "date", "ts", "t", "time_ms", "timestamp_ms", "epoch")
+VALUE_NAMES = ("value", "values", "val", "y", "reading", "measurement", "metric", "data")
+NOT_VALUES = ("label", "labels", "anomaly", "is_anomaly", "anomaly_score", "target", "class", "outlier")
+MISSING = ("", "nan", "na", "n/a", "null", "none", "-", "?")
+
+
+class CsvError(ValueError):
+    """The CSV cannot be scored; the message says where and why."""
+
+
+@dataclass
+class Table:
+    header: list[str] | None
+    rows: list[list[str]]
+    time_column: int
+    value_column: int
+    times_ms: np.ndarray
+    values: np.ndarray
+
+
+def _dialect(sample: str) -> type[csv.Dialect] | csv.Dialect:
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=",;\t")
+    except csv.Error:
+        return csv.excel
+
+
+def parse_time(text: str) -> int:
+    """A timestamp cell to UTC milliseconds. Raises ValueError.
+
+    Numbers are epoch seconds below 1e11 (before year 5138) and epoch
+    milliseconds above; ISO 8601 text without a zone is taken as UTC (only
+    the spacing between rows matters to the detectors, and days are 24 h).
+    """
+    cell = text.strip()
+    try:
+        number = float(cell)
+    except ValueError:
+        number = None
+    if number is not None:
+        if not math.isfinite(number) or abs(number) > 1e15:
+            raise ValueError(f"timestamp {cell!r} is out of range")
+        return int(round(number * 1000 if abs(number) < 1e11 else number))
+    moment = datetime.fromisoformat(cell.replace("Z", "+00:00") if cell.endswith("Z") else cell)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
+
+
+def _parse_value(cell: str, line: int) -> float:
+    text = cell.strip()
+    if text.lower() in MISSING:
+        return math.nan
+    try:
+        value = float(text)
+    except ValueError:
+        raise CsvError(f"line {line}: value {text[:40]!r} is not a number") from None
+    return value if math.isfinite(value) else math.nan
+
+
+def _pick_columns(first: list[str]) -> tuple[list[str] | None, int, int]:
+    """(header or None, time column, value column) from the first row."""
+    names = [cell.strip().lower().strip('"') for cell in first]
+    try:
+        parse_time(first[0])
+        has_header = False
+    except ValueError:
+        has_header = True
+    if not has_header:
+        if len(first) < 2:
+            raise CsvError("line 1: need at least two columns, a timestamp and a value")
+        return None, 0, 1
+    time_column = next((i for i, n in enumerate(names) if n in TIME_NAMES), None)
+    if time_column is None:
+        time_column = next((i for i, n in enumerate(names) if "time" in n or "date" in n), 0)
+    value_column = next((i for i, n in enumerate(names) if n in VALUE_NAMES and i != time_column), None)
+    if value_column is None:
+        candidates = [i for i, n in enumerate(names) if i != time_column and n not in NOT_VALUES]
+        if not candidates:
+            raise CsvError(f"line 1: no value column in header {first!r:.200}")
+        value_column = candidates[0]
+    return first, time_column, value_column
+
+
+def read_table(text: str) -> Table:
+    """Parse CSV text into rows, timestamps and values. Raises CsvError."""
+    if len(text) > MAX_BYTES:
+        raise CsvError(f"file is larger than {MAX_BYTES // (1024 * 1024)} MB")
+    if "\x00" in text:
+        raise CsvError("file contains NUL bytes: not a text CSV")
+    text = text.lstrip("\ufeff")
+    reader = csv.reader(io.StringIO(text, newline=""), _dialect(text[:8192]))
+    rows: list[list[str]] = []
+    try:
+        for row in reader:
+            if not row or all(not cell.strip() for cell in row):
+                continue
+            if len(rows) >= MAX_ROWS:
+                raise CsvError(f"more than {MAX_ROWS:,} rows")
+            if any(len(cell) > MAX_FIELD_CHARS for cell in row):
+                raise CsvError(f"line {reader.line_num}: a field is longer than {MAX_FIELD_CHARS} characters")
+            rows.append(row)
+    except csv.Error as exc:
+        raise CsvError(f"line {reader.line_num}: {exc}") from exc
+    if not rows:
+        raise CsvError("file is empty: expected timestamp,value rows")
+    header, time_column, value_column = _pick_columns(rows[0])
+    body = rows[1:] if header is not None else rows
+    width = len(rows[0])
+    first_line = 2 if header is not None else 1
+    times = np.empty(len(body), dtype=np.int64)
+    values = np.empty(len(body))
+    for index, row in enumerate(body):
+        line = first_line + index
+        if len(row) != width:
+            raise CsvError(f"line {line}: {len(row)} fields, the first row has {width}")
+        try:
+            times[index] = parse_time(row[time_column])
+        except (ValueError, OverflowError, OSError):
+            raise CsvError(f"line {line}: cannot read timestamp {row[time_column][:40]!r}") from None
+        values[index] = _parse_value(row[value_column], line)
+    return Table(header, body, time_column, value_column, times, values)
+
+
+def score_table(table: Table, params: DetectorParams = DEFAULT_PARAMS) -> np.ndarray:
+    """Causal anomaly scores in [0, 1], one per row, in file order.
+
+    Rows out of time order are scored in file order; for the seasonal
+    look-up their time is the latest seen so far, so a row never looks
+    ahead of itself.
+    """
+    monotone = np.maximum.accumulate(table.times_ms) if table.times_ms.size else table.times_ms
+    scores = score_series(table.values.reshape(1, -1), monotone, params).combined[0]
+    return np.where(np.isnan(table.values), 0.0, scores)
+
+
+def write_scored(table: Table, scores: np.ndarray, out: io.TextIOBase) -> None:
+    writer = csv.writer(out, lineterminator="\n")
+    header = table.header or ["timestamp", "value"] + [f"column_{i}" for i in range(2, len(table.rows[0]))]
+    writer.writerow([*header, "anomaly_score"])
+    for row, score in zip(table.rows, scores, strict=True):
+        writer.writerow([*row, f"{score:.6f}"])
+
+
+def score_file(source: Path, target: Path, params: DetectorParams = DEFAULT_PARAMS) -> np.ndarray:
+    """Read `source`, write `target` with the anomaly_score column; returns the scores."""
+    try:
+        size = source.stat().st_size
+    except OSError as exc:
+        raise CsvError(f"cannot read {source}: {exc.strerror}") from exc
+    if size > MAX_BYTES:
+        raise CsvError(f"{source} is larger than {MAX_BYTES // (1024 * 1024)} MB")
+    try:
+        text = source.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise CsvError(f"{source} is not UTF-8 text (byte {exc.start})") from exc
+    table = read_table(text)
+    scores = score_table(table, params)
+    with target.open("w", encoding="utf-8", newline="") as out:
+        write_scored(table, scores, out)
+    return scores

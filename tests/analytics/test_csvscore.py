@@ -1,0 +1,204 @@
+"""`city score IN.csv --out OUT.csv`: tolerant of real-world CSVs, strict
+with broken ones, causal, and the anomaly is what scores high."""
+
+import csv
+import io
+import json
+import math
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from analytics import csvscore
+from analytics.csvscore import CsvError, read_table, score_table
+from telemetry_cli.main import app
+
+runner = CliRunner()
+START = datetime(2014, 4, 1, tzinfo=UTC)
+
+
+def series(n: int = 1500, spike_at: int | None = 1200, seed: int = 0) -> list[float]:
+    rng = np.random.default_rng(seed)
+    values = 50 + 10 * np.sin(np.arange(n) / 288 * 2 * np.pi) + rng.normal(0, 1, n)
+    if spike_at is not None:
+        values[spike_at] += 40
+    return [round(float(v), 3) for v in values]
+
+
+def csv_text(values: list[float], header: str | None = "timestamp,value", stamp=None, sep: str = ",") -> str:
+    stamp = stamp or (lambda i: (START + timedelta(minutes=5 * i)).strftime("%Y-%m-%d %H:%M:%S"))
+    lines = [header] if header else []
+    lines += [f"{stamp(i)}{sep}{v}" for i, v in enumerate(values)]
+    return "\n".join(lines) + "\n"
+
+
+def run_cli(tmp_path, text: str | bytes, *extra: str):
+    source = tmp_path / "in.csv"
+    if isinstance(text, bytes):
+        source.write_bytes(text)
+    else:
+        source.write_text(text)
+    out = tmp_path / "out.csv"
+    result = runner.invoke(app, ["score", str(source), "--out", str(out), *extra])
+    return result, out
+
+
+def read_scores(path) -> tuple[list[str], list[list[str]]]:
+    rows = list(csv.reader(path.open()))
+    return rows[0], rows[1:]
+
+
+def test_cli_writes_input_rows_plus_a_score_and_the_spike_is_the_top(tmp_path):
+    values = series()
+    result, out = run_cli(tmp_path, csv_text(values), "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["rows"] == len(values)
+    header, rows = read_scores(out)
+    assert header == ["timestamp", "value", "anomaly_score"]
+    assert [float(r[1]) for r in rows] == values  # the input rows, untouched
+    scores = np.array([float(r[2]) for r in rows])
+    assert scores.min() >= 0 and scores.max() <= 1
+    assert scores.argmax() == 1200 and scores[1200] > 0.99
+    assert (scores > 0.8).sum() <= 3
+
+
+def test_cli_table_output(tmp_path):
+    result, _ = run_cli(tmp_path, csv_text(series(400, None)))
+    assert result.exit_code == 0 and "rows above 0.8" in result.stdout
+
+
+def test_scores_are_causal():
+    values = series()
+    full = score_table(read_table(csv_text(values)))
+    prefix = score_table(read_table(csv_text(values[:1000])))
+    np.testing.assert_array_equal(full[:1000], prefix)
+
+
+@pytest.mark.parametrize("header", ["timestamp,value", "Timestamp,Value", "time,val", "date,y", "\"timestamp\",\"value\"",
+                                    None])
+def test_header_variations_give_the_same_scores(header):
+    values = series(600, 500)
+    want = score_table(read_table(csv_text(values)))
+    np.testing.assert_array_equal(score_table(read_table(csv_text(values, header))), want)
+
+
+def test_separators_bom_and_crlf():
+    values = series(600, 500)
+    want = score_table(read_table(csv_text(values)))
+    for text in (csv_text(values, "timestamp;value", sep=";"), csv_text(values, "timestamp\tvalue", sep="\t"),
+                 "\ufeff" + csv_text(values), csv_text(values).replace("\n", "\r\n")):
+        np.testing.assert_array_equal(score_table(read_table(text)), want)
+
+
+def test_extra_columns_and_a_label_column_is_never_the_value():
+    values = series(600, 500)
+    lines = ["label,timestamp,value,host"]
+    lines += [f"{int(i == 500)},{1396310400 + 300 * i},{v},web-1" for i, v in enumerate(values)]
+    table = read_table("\n".join(lines))
+    assert table.value_column == 2 and table.time_column == 1
+    assert score_table(table).argmax() == 500
+
+
+@pytest.mark.parametrize("stamp", [
+    lambda i: str(1396310400 + 300 * i),  # epoch seconds
+    lambda i: str((1396310400 + 300 * i) * 1000),  # epoch milliseconds
+    lambda i: (START + timedelta(minutes=5 * i)).isoformat().replace("+00:00", "Z"),
+    lambda i: (START + timedelta(minutes=5 * i)).isoformat(),
+], ids=["epoch-s", "epoch-ms", "iso-z", "iso-offset"])
+def test_timestamp_formats(stamp):
+    table = read_table(csv_text(series(50, None), stamp=stamp))
+    assert table.times_ms[0] == 1396310400000 and table.times_ms[1] - table.times_ms[0] == 300_000
+
+
+def test_irregular_times_gaps_missing_values_and_duplicates():
+    rng = np.random.default_rng(2)
+    values: list = series(3000, 2800)
+    steps = np.cumsum(rng.integers(200, 400, 3000))
+    steps[1500:] += 3 * 3600  # a three-hour gap
+    steps[100] = steps[99]  # a duplicate time
+    for i in (10, 11, 700, 2000):
+        values[i] = ["", "NaN", "null", "nan"][i % 4]
+    lines = ["timestamp,value"] + [f"{1396310400 + s},{v}" for s, v in zip(steps, values, strict=True)]
+    table = read_table("\n".join(lines))
+    scores = score_table(table)
+    assert np.isnan(table.values[[10, 11, 700, 2000]]).all()
+    assert (scores[[10, 11, 700, 2000]] == 0).all()
+    assert scores.argmax() == 2800
+
+
+def test_out_of_order_rows_are_scored_in_file_order():
+    values = series(600, None)
+    lines = csv_text(values).splitlines()
+    lines[300], lines[301] = lines[301], lines[300]
+    scores = score_table(read_table("\n".join(lines)))
+    assert scores.shape == (600,) and np.isfinite(scores).all()
+
+
+def test_constant_and_tiny_files():
+    assert (score_table(read_table(csv_text([7.0] * 500))) == 0).all()
+    assert score_table(read_table(csv_text([1.0]))).tolist() == [0.0]
+    assert score_table(read_table("timestamp,value\n")).size == 0
+
+
+@pytest.mark.parametrize("text, message", [
+    ("", "empty"),
+    ("\n\n  \n", "empty"),
+    ("timestamp,value\nyesterday,1.0\n", "line 2: cannot read timestamp"),
+    ("timestamp,value\n2014-04-01 00:00:00,abc\n", "line 2: value 'abc' is not a number"),
+    ("timestamp,value\n2014-04-01 00:00:00,1.0,3\n", "line 2: 3 fields"),
+    ("timestamp\n", "no value column"),
+    ("2014-04-01 00:00:00\n", "at least two columns"),
+    ("timestamp,value\n1e300,1\n", "cannot read timestamp"),
+    ("timestamp,value\n\x00\x01\x02,1\n", "NUL"),
+    ("timestamp,value\n2014-04-01 00:00:00," + "9" * 5000 + "\n", "longer than"),
+    ('timestamp,value\n"2014-04-01 00:00:00,1\n', "line"),
+])
+def test_malformed_csv_is_refused_with_the_line(text, message):
+    with pytest.raises(CsvError, match=message):
+        read_table(text)
+
+
+def test_cli_reports_malformed_input_clearly(tmp_path):
+    result, out = run_cli(tmp_path, "timestamp,value\n2014-04-01 00:00:00,1\nnot-a-time,2\n")
+    assert result.exit_code == 2
+    assert "line 3: cannot read timestamp 'not-a-time'" in result.output
+    assert not out.exists()
+
+
+def test_cli_refuses_binary_missing_and_oversized_files(tmp_path, monkeypatch):
+    result, _ = run_cli(tmp_path, b"\xff\xfe\x00b\x00a\x00d")
+    assert result.exit_code == 2 and "not UTF-8" in result.output
+    missing = runner.invoke(app, ["score", str(tmp_path / "nope.csv"), "--out", str(tmp_path / "o.csv")])
+    assert missing.exit_code == 2 and "cannot read" in missing.output
+    monkeypatch.setattr(csvscore, "MAX_BYTES", 1000)
+    result, _ = run_cli(tmp_path, csv_text(series(100, None)))
+    assert result.exit_code == 2 and "larger than" in result.output
+
+
+def test_cli_unwritable_output(tmp_path):
+    source = tmp_path / "in.csv"
+    source.write_text(csv_text(series(50, None)))
+    result = runner.invoke(app, ["score", str(source), "--out", str(tmp_path / "no" / "such" / "dir.csv")])
+    assert result.exit_code == 2 and "cannot write" in result.output
+
+
+def test_too_many_rows(monkeypatch):
+    monkeypatch.setattr(csvscore, "MAX_ROWS", 10)
+    with pytest.raises(CsvError, match="more than 10 rows"):
+        read_table(csv_text(series(20, None)))
+
+
+def test_infinite_values_are_missing():
+    table = read_table("timestamp,value\n1,inf\n2,-inf\n3,1.5\n")
+    assert math.isnan(table.values[0]) and math.isnan(table.values[1]) and table.values[2] == 1.5
+
+
+def test_write_keeps_extra_columns():
+    table = read_table("ts,value,host\n1,1.0,a\n2,2.0,b\n")
+    out = io.StringIO()
+    csvscore.write_scored(table, score_table(table), out)
+    assert out.getvalue().splitlines()[0] == "ts,value,host,anomaly_score"
+    assert out.getvalue().splitlines()[2].startswith("2,2.0,b,")
