@@ -9,9 +9,9 @@ from fleetsim.plan import plan_fleet as _plan_fleet
 from fleetsim.scenario import DEFAULT_SCENARIO, ScenarioError, load_scenario, validate_scenario
 
 
-def plan_fleet(scenario: dict, devices: int, seed: int) -> list[dict]:
+def plan_fleet(scenario: dict, devices: int, seed: int, tag: str = "") -> list[dict]:
     """Device specs {id, kind, district, lat, lon} for a scenario (validated first)."""
-    return _plan_fleet(validate_scenario(scenario), devices, seed)
+    return _plan_fleet(validate_scenario(scenario), devices, seed, tag)
 
 
 __all__ = ["DEFAULT_SCENARIO", "Fault", "ScenarioError", "generate", "label_rows", "load_scenario", "plan_fleet",

@@ -40,10 +40,15 @@ def profile_of(scenario: dict[str, Any], device_id: str, kind: str) -> str:
     return sorted(shares)[-1]
 
 
-def plan_fleet(scenario: dict[str, Any], devices: int, seed: int) -> list[dict[str, Any]]:
-    """Device specs {id, kind, district, lat, lon} for `devices` devices of the scenario."""
+def plan_fleet(scenario: dict[str, Any], devices: int, seed: int, tag: str = "") -> list[dict[str, Any]]:
+    """Device specs {id, kind, district, lat, lon} for `devices` devices of the scenario.
+
+    tag goes before the number (`wtr-bb-s0001`), so two fleets in one city never share an id.
+    """
     if type(devices) is not int or not 0 < devices <= MAX_DEVICES:
         raise ScenarioError(f"devices must be 1..{MAX_DEVICES}, not {devices!r}")
+    if not (tag == "" or (tag.isalnum() and tag.islower() and len(tag) <= 4)):
+        raise ScenarioError(f"tag must be up to 4 lower-case letters or digits, not {tag!r}")
     districts = {d["slug"]: d for d in scenario["districts"]}
     district_weights = {slug: d["weight"] for slug, d in districts.items()}
     rng = random.Random(f"{seed}:positions")
@@ -53,7 +58,7 @@ def plan_fleet(scenario: dict[str, Any], devices: int, seed: int) -> list[dict[s
             district = districts[slug]
             for n in range(1, count + 1):
                 lat, lon = _scatter(rng, district)
-                specs.append({"id": f"{KIND_PREFIX[kind]}-{district['abbrev']}-{n:04d}", "kind": kind,
+                specs.append({"id": f"{KIND_PREFIX[kind]}-{district['abbrev']}-{tag}{n:04d}", "kind": kind,
                               "district": slug, "lat": lat, "lon": lon})
     return specs
 

@@ -46,6 +46,7 @@ class RunOptions:
     labels_path: Path | None = None
     connect_spread_s: float = 5.0  # devices connect spread over this long, not all at once
     report_every_s: float = 5.0
+    verbose: bool = True  # print a status line every report_every_s
 
 
 @dataclass
@@ -303,13 +304,15 @@ class FleetRunner:
             await asyncio.gather(*tasks, reporter, return_exceptions=True)
             await asyncio.wait_for(asyncio.gather(*(d.goodbye() for d in self.devices), return_exceptions=True), 30)
             self._write_labels()
-            print(self.stats.line(len(self.devices)), flush=True)
+            if self.options.verbose:
+                print(self.stats.line(len(self.devices)), flush=True)
         return self.stats
 
     async def _report(self) -> None:
         while True:
             await asyncio.sleep(self.options.report_every_s)
-            print(self.stats.line(len(self.devices)), flush=True)
+            if self.options.verbose:
+                print(self.stats.line(len(self.devices)), flush=True)
             self._write_labels()
 
     def _write_labels(self) -> None:

@@ -1,0 +1,146 @@
+"""`city simulate`: a simulated fleet of thousands of devices against the city
+that `city up` runs on this machine. The devices are registered (ids tagged
+`-s`, so they never clash with the city's own fleet), given broker passwords,
+and run by the fleet simulator in this process; with --hours the past is
+replayed first, faster than real time, with its original timestamps and
+flagged as history. At the end it shows what reached InfluxDB per kind."""
+
+import asyncio
+import json
+import math
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from edge import contract
+from telemetry_shared.influx import InfluxError, InfluxQL
+from telemetry_shared.localstack import LocalStack, StackNotRunning
+from telemetry_shared.settings import get_settings
+
+console = Console()
+ID_TAG = "s"
+
+
+def simulate(
+    devices: Annotated[int, typer.Option(min=1, max=100_000, help="how many devices")] = 2000,
+    hours: Annotated[float, typer.Option(min=0, max=840, help="replay this many hours of history first")] = 0.0,
+    speed: Annotated[float, typer.Option(min=0, max=1e7, help="history replay speed (simulated s per s; 0 = max)")]
+    = 3600.0,
+    duration: Annotated[float | None, typer.Option(min=1, help="stop after this many seconds (default: Ctrl-C)")]
+    = None,
+    interval: Annotated[float | None, typer.Option(min=1, max=86400, help="live sampling interval, seconds")] = None,
+    seed: Annotated[int, typer.Option(help="same seed, same city")] = 1,
+    scenario: Annotated[Path | None, typer.Option(help="scenario file (default: Tanjungpinang)")] = None,
+    labels: Annotated[Path | None, typer.Option(help="labels CSV (default: <data dir>/simulate/labels.csv)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
+) -> None:
+    """Run a simulated fleet against the local city started by `city up`."""
+    import fleetsim
+    from fleetsim.fleetfile import parse_fleet
+    from fleetsim.runner import FleetRunner, RunOptions
+
+    for name, value in (("--hours", hours), ("--speed", speed), ("--duration", duration), ("--interval", interval)):
+        if value is not None and not math.isfinite(value):
+            console.print(f"[red]{name} must be a finite number[/]")
+            raise typer.Exit(2)
+    settings = get_settings()
+    try:
+        stack = LocalStack.load(settings)
+        scenario_data = fleetsim.load_scenario(scenario or fleetsim.DEFAULT_SCENARIO)
+    except (StackNotRunning, fleetsim.ScenarioError) as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(1) from exc
+    work = stack.root / "simulate"
+    work.mkdir(parents=True, exist_ok=True)
+    labels_path = labels or work / "labels.csv"
+    specs = fleetsim.plan_fleet(scenario_data, devices, seed, tag=ID_TAG)
+    with console.status(f"registering {len(specs)} devices and their broker passwords ..."):
+        passwords = stack.add_devices(specs)
+        time.sleep(1.0)  # Mosquitto re-reads its password file on the SIGHUP add_devices sent
+    fleet = {"devices": [s | {"password": passwords[s["id"]]} for s in specs],
+             "broker": {"host": "127.0.0.1", "port": stack.mqtt_port}}
+    _write_private(work / "fleet.json", json.dumps(fleet))
+    options = RunOptions(seed=seed, speed=speed, duration_s=duration, history_hours=hours, interval_s=interval,
+                         labels_path=labels_path, verbose=False)
+    runner = FleetRunner(parse_fleet(fleet), scenario_data, options)
+    started_ms = runner.hist_start_ms
+    asyncio.run(_run_with_progress(runner, quiet=as_json))
+    stored = _stored_per_kind(stack, specs, started_ms, runner.stats.readings)
+    _report(runner, stored, labels_path, as_json)
+
+
+def _write_private(path: Path, text: str) -> None:
+    path.write_text(text)
+    os.chmod(path, 0o600)  # it holds device passwords
+
+
+async def _run_with_progress(runner, quiet: bool) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, runner.request_stop)
+    task = asyncio.create_task(runner.run())
+    if quiet:
+        await task
+        return
+    with Live(console=console, refresh_per_second=4, transient=True) as live:
+        while not task.done():
+            live.update(_progress_line(runner))
+            await asyncio.wait({task}, timeout=0.5)
+    await task
+
+
+def _progress_line(runner) -> str:
+    stats, total = runner.stats, len(runner.sims)
+    line = (f"[bold]{stats.connected}[/]/{total} connected  {stats.messages} messages  "
+            f"{stats.readings} readings  {stats.malformed} malformed")
+    if runner.hist_start_ms < runner.live_start_ms:
+        span = runner.live_start_ms - runner.hist_start_ms
+        done = min(1.0, (runner.virtual_now_ms() - runner.hist_start_ms) / span)
+        line += f"  history {done:5.1%} ({stats.history_done}/{total} devices done)"
+    return line + "  (Ctrl-C stops)"
+
+
+def _stored_per_kind(stack: LocalStack, specs: list[dict], since_ms: int, sent: int) -> dict[str, int]:
+    """Points the ingest stored for our devices, waiting a little for it to catch up."""
+    influx = InfluxQL(stack.influx_url, get_settings().influx_db)
+    regex = f"/-[a-z0-9]+-{ID_TAG}[0-9]+$/"
+    counts: dict[str, int] = {}
+    deadline = time.monotonic() + 20
+    try:
+        while True:
+            for kind in contract.KINDS:
+                rows = influx.rows(f'SELECT count(seq) FROM "{kind}" WHERE device =~ {regex} '
+                                   f"AND time >= {(since_ms - 3_600_000) * 1_000_000}")
+                counts[kind] = int(rows[0]["count"]) if rows else 0
+            if sum(counts.values()) >= sent or time.monotonic() > deadline:
+                return counts
+            time.sleep(1.0)
+    except InfluxError as exc:
+        console.print(f"[yellow]could not read InfluxDB: {exc}[/]")
+        return counts
+    finally:
+        influx.close()
+
+
+def _report(runner, stored: dict[str, int], labels_path: Path, as_json: bool) -> None:
+    summary = runner.summary() | {"stored_per_kind": stored, "labels": str(labels_path)}
+    if as_json:
+        print(json.dumps(summary))
+        return
+    table = Table(title="city simulate")
+    table.add_column("kind")
+    table.add_column("devices", justify="right")
+    table.add_column("points stored", justify="right")
+    for kind in contract.KINDS:
+        table.add_row(kind, str(sum(1 for s in runner.sims if s.kind == kind)), str(stored.get(kind, 0)))
+    console.print(table)
+    console.print(f"{summary['messages']} messages, {summary['readings']} readings sent "
+                  f"({summary['history_readings']} history), {summary['malformed']} malformed on purpose, "
+                  f"{summary['faults']} faults planned; labels: {labels_path}")
