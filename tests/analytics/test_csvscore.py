@@ -77,8 +77,8 @@ def test_scores_are_causal():
     np.testing.assert_array_equal(full[:1000], prefix)
 
 
-@pytest.mark.parametrize("header", ["timestamp,value", "Timestamp,Value", "time,val", "date,y", "\"timestamp\",\"value\"",
-                                    None])
+@pytest.mark.parametrize("header", ["timestamp,value", "Timestamp,Value", "time,val", "date,y",
+                                    '"timestamp","value"', None])
 def test_header_variations_give_the_same_scores(header):
     values = series(600, 500)
     want = score_table(read_table(csv_text(values)))
