@@ -25,7 +25,7 @@ from rich.table import Table
 
 from edge import contract
 from telemetry_cli.commission import Commissioning
-from telemetry_cli.device_api import EXIT_FAILED, EXIT_INVALID, EXIT_UNAVAILABLE, ApiError, DeviceApi
+from telemetry_cli.device_api import EXIT_CONFLICT, EXIT_FAILED, EXIT_INVALID, EXIT_UNAVAILABLE, ApiError, DeviceApi
 from telemetry_cli.flash import plan_flash
 from telemetry_shared.registry import STATES
 from telemetry_shared.settings import Settings
@@ -202,7 +202,15 @@ def rotate(device_id: DeviceId, yes: YesFlag = False, as_json: JsonFlag = False)
         _print_json(answer)
     else:
         _show_credentials(answer, f"New credentials for {device_id}")
-        out.print(f"old session cut in {answer['cut_ms']:.0f} ms")
+        _say_cut(answer["cut_ms"], "old session")
+
+
+def _say_cut(cut_ms: float | None, what: str) -> None:
+    if cut_ms is None:
+        err.print(f"[yellow]warning: the broker did not confirm within 4 s that the {what} was cut; it refuses the "
+                  "old credentials as soon as it has re-read its password file[/]")
+    else:
+        out.print(f"{what} cut in {cut_ms:.0f} ms")
 
 
 @app.command("retire")
@@ -214,7 +222,8 @@ def retire(device_id: DeviceId, yes: YesFlag = False, as_json: JsonFlag = False)
     if as_json:
         _print_json(answer)
     else:
-        out.print(f"{device_id} retired; its live session was cut in {answer['cut_ms']:.0f} ms")
+        out.print(f"{device_id} retired")
+        _say_cut(answer["cut_ms"], "live session")
 
 
 @config_app.command("set")
@@ -267,6 +276,8 @@ def flash(device_id: DeviceId,
     _check_id(device_id)
     settings = Settings()
     device = _api_call(lambda api: api.get(device_id))
+    if device["state"] == "retired":
+        _fail(f"{device_id} is retired: add a new device instead", EXIT_CONFLICT)
     plan = plan_flash(device, port, mqtt_host or settings.mqtt_host, mqtt_port or settings.mqtt_port,
                       device.get("config"), source)
     if dry_run:
@@ -356,7 +367,7 @@ def commission(device_id: DeviceId,
     def run(api: DeviceApi) -> Commissioning:
         device = api.get(device_id)
         if device["state"] == "retired":
-            _fail(f"{device_id} is retired", 4)
+            _fail(f"{device_id} is retired", EXIT_CONFLICT)
         judge = Commissioning(device["kind"], readings)
         started = time.monotonic()
         with err.status(f"waiting for {device_id}: birth message and {readings} readings...") as status:

@@ -196,15 +196,24 @@ class Provisioner:
     # ------------------------------------------------------------ changes
 
     def add(self, new: DeviceNew, interval_ms: int = DEFAULT_INTERVAL_MS, batch_size: int = 1) -> Issued:
-        """Register a device, give it a password and its first (retained) config."""
+        """Register a device, give it a password and its first (retained) config.
+
+        All or nothing: if the broker cannot be reloaded or the config not
+        published, the device is removed again, so no password is ever lost.
+        """
         raw_config = contract.encode_config(interval_ms, batch_size)  # refuse a bad config before anything changes
         password = broker.new_secret()
         try:
             device = self.registry.add(new, credential_hash=broker.hash_password(password))
         except DeviceExists as exc:
             raise Conflict(str(exc)) from exc
-        self.sync_broker()
-        self._store_config(device.id, raw_config)
+        try:
+            self.sync_broker()
+            self._store_config(device.id, raw_config)
+        except Exception:
+            self.registry.delete(device.id)
+            self._undo_broker()
+            raise
         return Issued(device, password)
 
     def new_id(self, kind: str) -> str:
@@ -219,25 +228,40 @@ class Provisioner:
         raise Conflict("could not find a free device id")  # 16M ids per kind: practically never
 
     def rotate(self, device_id: str) -> Issued:
-        """New credentials; the old password is refused and its live session cut at once."""
+        """New credentials; the old password is refused and its live session cut at once.
+
+        If the broker cannot be reloaded the old credentials stay (registry and
+        file). If the reload worked but the cut cannot be confirmed, the new
+        password is still returned (it is the only copy) with cut_ms None.
+        """
         device = self._changeable(device_id, "rotate")
         password = broker.new_secret()
-        device = self.registry.update(device.id, credential_hash=broker.hash_password(password))
-        self.sync_broker()
-        cut_ms = cut_session(self.settings.mqtt_host, self.settings.mqtt_port, device.id, password)
-        return Issued(device, password, cut_ms)
-
-    def retire(self, device_id: str) -> tuple[Device, float]:
-        """Refuse the device from now on and cut its live session. Returns the device and the cut time."""
-        device = self._changeable(device_id, "retire")
-        device = self.registry.update(device.id, state="retired", credential_hash="")
-        one_time = broker.new_secret()  # lives in the password file for the takeover only
-        self.sync_broker(extra={device.id: broker.hash_password(one_time)})
+        self.registry.update(device.id, credential_hash=broker.hash_password(password))
         try:
-            cut_ms = cut_session(self.settings.mqtt_host, self.settings.mqtt_port, device.id, one_time)
+            self.sync_broker()
+        except BrokerUnavailable:
+            self.registry.update(device.id, credential_hash=device.credential_hash)
+            self.sync_broker(reload=False)
+            raise
+        return Issued(self.registry.get(device.id), password, self._cut(device.id, password))
+
+    def retire(self, device_id: str) -> tuple[Device, float | None]:
+        """Refuse the device from now on and cut its live session. Returns the device and the
+        cut time (None when the cut could not be confirmed)."""
+        device = self._changeable(device_id, "retire")
+        self.registry.update(device.id, state="retired", credential_hash="")
+        one_time = broker.new_secret()  # lives in the password file for the takeover only
+        try:
+            self.sync_broker(extra={device.id: broker.hash_password(one_time)})
+        except BrokerUnavailable:
+            self.registry.update(device.id, state=device.state, credential_hash=device.credential_hash)
+            self.sync_broker(reload=False)
+            raise
+        try:
+            cut_ms = self._cut(device.id, one_time)
         finally:
             self.sync_broker()
-        return device, cut_ms
+        return self.registry.get(device.id), cut_ms
 
     def set_config(self, device_id: str, interval_ms: int, batch_size: int = 1,
                    thresholds: dict[str, list[float]] | None = None) -> dict:
@@ -254,7 +278,7 @@ class Provisioner:
         self._store_config(device.id, raw)
         return json.loads(raw)
 
-    def sync_broker(self, extra: dict[str, str] | None = None) -> None:
+    def sync_broker(self, extra: dict[str, str] | None = None, reload: bool = True) -> None:
         """Rewrite the password file from the registry and reload the broker.
 
         Service accounts (svc-*) in the file are kept as they are; device entries
@@ -265,7 +289,8 @@ class Provisioner:
             users = {user: hashed for user, hashed in read_passwd(path).items() if user.startswith(SERVICE_PREFIX)}
             users |= self._device_hashes() | (extra or {})
             write_passwd(path, users)
-            reload_broker(self.settings)
+            if reload:
+                reload_broker(self.settings)
 
     # ------------------------------------------------------------ helpers
 
@@ -280,6 +305,19 @@ class Provisioner:
             offset += len(page)
             if not page or offset >= total:
                 return hashes
+
+    def _cut(self, device_id: str, password: str) -> float | None:
+        try:
+            return cut_session(self.settings.mqtt_host, self.settings.mqtt_port, device_id, password)
+        except BrokerUnavailable:
+            return None
+
+    def _undo_broker(self) -> None:
+        """Put the password file back in line with the registry after a failed change."""
+        try:
+            self.sync_broker()
+        except BrokerUnavailable:
+            self.sync_broker(reload=False)
 
     def _changeable(self, device_id: str, action: str) -> Device:
         device = self.get(device_id)

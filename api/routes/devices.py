@@ -74,12 +74,14 @@ class DeviceCredentials(BaseModel):
     device: DevicePublic
     mqtt_user: str = Field(description="the MQTT username and client id: the device id")
     password: str = Field(description="shown once, stored only as a hash: put it on the device now")
-    cut_ms: float | None = Field(None, description="how long cutting the old live session took")
+    cut_ms: float | None = Field(None, description="how long cutting the old live session took; null on a "
+                                 "rotation when the broker did not confirm within 4 s")
 
 
 class DeviceRetired(BaseModel):
     device: DevicePublic
-    cut_ms: float
+    cut_ms: float | None = Field(description="how long cutting its live session took; null when the broker did "
+                                 "not confirm within 4 s")
 
 
 class ConfigSet(BaseModel):

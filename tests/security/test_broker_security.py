@@ -2,7 +2,6 @@
 password file as provisioning writes them. MQTT 3.1.1 denied publishes look
 successful to the sender, so a service-account subscriber proves what arrived."""
 
-import signal
 import time
 
 import pytest
@@ -158,8 +157,38 @@ def test_retired_device_is_refused_and_its_session_cut_within_5s(stack):
         stack.provisioner.rotate("trf-0001")
 
 
-def test_broker_that_cannot_be_reloaded_is_a_clear_error(stack, tmp_path):
+def test_reload_by_command_as_in_a_container(stack):
+    """CITY_BROKER_RELOAD_COMMAND instead of a pid file: the rotation still cuts and refuses."""
+    old = add(stack, "wtr-0001")
+    device = connect(stack.mosquitto.port, "wtr-0001", old)
+    stack.settings.broker_pid_file.write_text("not a pid")  # so only the command can reload
+    stack.settings.broker_reload_command = f"kill -HUP {stack.mosquitto.proc.pid}"
+    issued = stack.provisioner.rotate("wtr-0001")
+    wait_for(lambda: device.disconnected_at, timeout_s=5)
+    assert not connect(stack.mosquitto.port, "wtr-0001", old).accepted
+    assert connect(stack.mosquitto.port, "wtr-0001", issued.password).accepted
+
+
+def test_broker_that_cannot_be_reloaded_is_a_clear_error(stack):
+    password = add(stack, "wtr-0001")
     stack.settings.broker_pid_file.write_text("not a pid")
     with pytest.raises(provisioning.BrokerUnavailable, match="CITY_BROKER_PID_FILE"):
+        stack.provisioner.rotate("wtr-0001")
+    stack.settings.broker_reload_command = "false"
+    with pytest.raises(provisioning.BrokerUnavailable, match="reload command failed"):
         stack.provisioner.sync_broker()
-    assert signal.SIGHUP  # the route that works is covered by every other test here
+    assert connect(stack.mosquitto.port, "wtr-0001", password).accepted  # the broker never heard of the change
+    stack.settings.broker_reload_command = ""
+    stack.settings.broker_pid_file.write_text(str(stack.mosquitto.proc.pid))
+    stack.provisioner.sync_broker()  # the next working reload must not lock the device out with a lost password
+    assert connect(stack.mosquitto.port, "wtr-0001", password).accepted
+    with pytest.raises(provisioning.Conflict):
+        stack.provisioner.add(DeviceNew(id="wtr-0001", kind="water", district="bukit-bestari"))
+    stack.settings.broker_pid_file.write_text("not a pid")
+    with pytest.raises(provisioning.BrokerUnavailable):
+        stack.provisioner.retire("wtr-0001")
+    with pytest.raises(provisioning.BrokerUnavailable):
+        stack.provisioner.add(DeviceNew(id="wtr-0002", kind="water", district="bukit-bestari"))
+    assert stack.registry.get("wtr-0001").state == "provisioned"  # the failed retirement was undone
+    assert [d.id for d in stack.registry.list()[0]] == ["wtr-0001"]  # and the failed add
+    assert "wtr-0002" not in stack.mosquitto.passwd.read_text()
