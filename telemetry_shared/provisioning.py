@@ -25,10 +25,12 @@ import secrets
 import shlex
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import wraps
 from pathlib import Path
 
 from edge import contract
@@ -163,6 +165,17 @@ def cut_session(host: str, port: int, device_id: str, password: str, deadline_s:
 # ---------------------------------------------------------------- provisioning
 
 
+def _one_at_a_time(method):
+    """Serialise a Provisioner's changes (registry, password file, reload) within the process."""
+
+    @wraps(method)
+    def locked(self, *args, **kwargs):
+        with self.changing:
+            return method(self, *args, **kwargs)
+
+    return locked
+
+
 class Provisioner:
     """Adds, rotates and retires devices: registry, broker password file, live sessions.
 
@@ -175,6 +188,7 @@ class Provisioner:
         self.settings = settings
         self.registry = registry
         self.publish_config = publish_config
+        self.changing = threading.RLock()  # one change at a time: two rotations must not cross
         with registry.lock:
             registry.db.executescript(CONFIG_SCHEMA)
 
@@ -195,6 +209,7 @@ class Provisioner:
 
     # ------------------------------------------------------------ changes
 
+    @_one_at_a_time
     def add(self, new: DeviceNew, interval_ms: int = DEFAULT_INTERVAL_MS, batch_size: int = 1) -> Issued:
         """Register a device, give it a password and its first (retained) config.
 
@@ -227,6 +242,7 @@ class Provisioner:
                 return candidate
         raise Conflict("could not find a free device id")  # 16M ids per kind: practically never
 
+    @_one_at_a_time
     def rotate(self, device_id: str) -> Issued:
         """New credentials; the old password is refused and its live session cut at once.
 
@@ -245,6 +261,7 @@ class Provisioner:
             raise
         return Issued(self.registry.get(device.id), password, self._cut(device.id, password))
 
+    @_one_at_a_time
     def retire(self, device_id: str) -> tuple[Device, float | None]:
         """Refuse the device from now on and cut its live session. Returns the device and the
         cut time (None when the cut could not be confirmed)."""
@@ -263,6 +280,7 @@ class Provisioner:
             self.sync_broker()
         return self.registry.get(device.id), cut_ms
 
+    @_one_at_a_time
     def set_config(self, device_id: str, interval_ms: int, batch_size: int = 1,
                    thresholds: dict[str, list[float]] | None = None) -> dict:
         """Validate and publish a retained config that the device applies; returns it."""

@@ -77,8 +77,12 @@ def test_device_cannot_read_another_devices_config(stack):
     assert contract.decode_config(b_config[-1])["interval_ms"] == 5000
     own = wait_for(lambda: device_a.payloads(contract.config_topic("wtr-000a")))  # its own, via the wildcard
     assert contract.decode_config(own[-1])["interval_ms"] == provisioning.DEFAULT_INTERVAL_MS
+    device_a.subscribe("#")  # nor anything else of another device: telemetry, status
+    device_b.publish(contract.telemetry_topic("wtr-000b"), b"b reads")
+    device_b.publish(contract.status_topic("wtr-000b"), b"b status", retain=True)
     time.sleep(0.3)
     assert device_a.payloads(contract.config_topic("wtr-000b")) == []
+    assert [m.topic for m in device_a.messages if "wtr-000b" in m.topic] == []
     device_a.stop()
     device_b.stop()
 
