@@ -6,9 +6,13 @@ deployed, so the ACL proven in the tests is the ACL in production.
 """
 
 import base64
+import grp
 import hashlib
 import hmac
+import os
+import pwd
 import secrets
+import stat
 from pathlib import Path
 
 from edge import contract
@@ -76,6 +80,54 @@ def passwd_text(entries: dict[str, str]) -> str:
     return "".join(f"{user}:{hashed}\n" for user, hashed in sorted(entries.items()))
 
 
+# Queue sizing. An InfluxDB outage is absorbed by the ingest workers' on-disk
+# spool, never by the broker. The broker's per-client queue only has to cover
+# the workers themselves being away (a crash, a deploy), and Mosquitto drops
+# QoS 1 messages past max_queued_messages with nothing but a log line. We
+# promise 15 minutes of worker outage for a fleet of 1,000 devices sending one
+# message every 10 s (100 msg/s, 90,000 messages), with some headroom:
+WORKER_OUTAGE_S = 15 * 60
+FLEET_MESSAGES_PER_S = 100
+MAX_QUEUED_MESSAGES = 100_000
+# Mosquitto snapshots its persistence every autosave_interval (1,800 s by
+# default): a `kill -9` of the broker loses what was queued since. Short here.
+AUTOSAVE_INTERVAL_S = 10
+
+
+class BrokerConfigError(RuntimeError):
+    """The broker could not keep its promises with this setup."""
+
+
+def queue_for(outage_s: float, messages_per_s: float, headroom: float = 1.1) -> int:
+    """max_queued_messages that holds `outage_s` of a fleet's messages for an absent worker."""
+    return int(outage_s * messages_per_s * headroom)
+
+
+def check_persistence_dir(path: Path | str, user: str | None = None) -> None:
+    """Fail loudly when the broker (running as `user`) cannot write its persistence
+    folder: Mosquitto itself only logs it and runs on without durability."""
+    folder = Path(path)
+    if not folder.is_dir():
+        raise BrokerConfigError(f"persistence folder {folder} does not exist")
+    if user is None:
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise BrokerConfigError(f"persistence folder {folder} is not writable by this user")
+        return
+    try:
+        account = pwd.getpwnam(user)
+    except KeyError as exc:
+        raise BrokerConfigError(f"the broker user {user!r} does not exist") from exc
+    info = folder.stat()
+    groups = {account.pw_gid} | {g.gr_gid for g in grp.getgrall() if user in g.gr_mem}
+    writable = (account.pw_uid == 0
+                or (info.st_uid == account.pw_uid and info.st_mode & stat.S_IWUSR and info.st_mode & stat.S_IXUSR)
+                or (info.st_gid in groups and info.st_mode & stat.S_IWGRP and info.st_mode & stat.S_IXGRP)
+                or (info.st_mode & stat.S_IWOTH and info.st_mode & stat.S_IXOTH))
+    if not writable:
+        raise BrokerConfigError(f"the broker user {user!r} cannot write its persistence folder {folder} "
+                                f"(owner uid {info.st_uid}, mode {oct(info.st_mode & 0o777)}): chown it to {user}")
+
+
 def mosquitto_conf(
     port: int,
     persistence_dir: Path | str,
@@ -83,8 +135,8 @@ def mosquitto_conf(
     acl_file: Path | str,
     bind: str = "127.0.0.1",
     run_as: str | None = None,
-    max_queued_messages: int = 100000,
-    autosave_interval_s: int = 10,
+    max_queued_messages: int = MAX_QUEUED_MESSAGES,
+    autosave_interval_s: int = AUTOSAVE_INTERVAL_S,
 ) -> str:
     """mosquitto.conf for the platform: no anonymous access, durable sessions."""
     lines = [
