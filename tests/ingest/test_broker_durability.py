@@ -67,7 +67,7 @@ def test_config_is_durable_and_bounded(tmp_path):
     assert {"persistence true", f"autosave_interval {broker.AUTOSAVE_INTERVAL_S}",
             f"max_queued_messages {broker.MAX_QUEUED_MESSAGES}"} <= lines
     assert broker.AUTOSAVE_INTERVAL_S <= 60
-    assert broker.MAX_QUEUED_MESSAGES >= broker.queue_for(broker.WORKER_OUTAGE_S, broker.FLEET_MESSAGES_PER_S)
+    assert broker.queue_for(broker.WORKER_OUTAGE_S, broker.FLEET_MESSAGES_PER_S) <= broker.MAX_QUEUED_MESSAGES
 
 
 def test_an_unwritable_persistence_folder_fails_loudly(tmp_path):
