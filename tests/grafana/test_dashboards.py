@@ -111,11 +111,11 @@ def test_datasource_provisioning_has_the_fixed_uid_and_takes_credentials_from_th
     assert source["uid"] == DATASOURCE_UID and source["type"] == "influxdb"
     assert source["jsonData"]["version"] == "InfluxQL"
     for value in (source["url"], source["user"], source["jsonData"]["dbName"], source["secureJsonData"]["password"]):
-        assert re.fullmatch(r"\$\{CITY_[A-Z_]+\}", value), value
+        assert re.fullmatch(r"\$\{INFLUX_[A-Z_]+\}", value), value
 
 
 def test_dashboard_provider_loads_the_generated_folder() -> None:
     doc = yaml.safe_load((PROVISIONING / "dashboards" / "city.yaml").read_text())
     assert doc["apiVersion"] == 1
     (provider,) = doc["providers"]
-    assert provider["type"] == "file" and provider["options"]["path"] == "/var/lib/grafana/dashboards/city"
+    assert provider["type"] == "file" and provider["options"]["path"] == "/etc/grafana/dashboards/city"

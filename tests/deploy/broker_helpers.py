@@ -1,0 +1,129 @@
+"""Run the deployed Mosquitto config on loopback in a temp folder, and MQTT helpers."""
+
+import os
+import pwd
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from deploy import broker_files
+from telemetry_shared.servers import Mosquitto, free_port
+
+DEPLOY = Path(broker_files.__file__).resolve().parent
+
+
+def localised(text: str, root: Path, port: int, tls_port: int | None = None) -> str:
+    """The deployed text with its container paths under `root` and its listeners on loopback.
+
+    The only other change: `user <us>`, because these tests run as root and Mosquitto
+    started as root drops to the `mosquitto` user, while in the container it starts as
+    the app user and stays so."""
+    text = text.replace("/mosquitto/", f"{root}/mosquitto/")
+    text = text.replace(f"listener {broker_files.MQTT_PORT}\n", f"listener {port} 127.0.0.1\n")
+    if tls_port:
+        text = text.replace(f"listener {broker_files.TLS_PORT}\n", f"listener {tls_port} 127.0.0.1\n")
+    return text
+
+
+class DeployedMosquitto(Mosquitto):
+    """Mosquitto with deploy/mosquitto/mosquitto.conf and acl as committed (paths moved to a temp root)."""
+
+    def __init__(self, root: Path, run_script: bool = False):
+        super().__init__(root)
+        self.root = root
+        self.tls_port = free_port()
+        self.run_script = run_script
+        for sub in ("config", "auth/listeners", "data"):
+            (root / "mosquitto" / sub).mkdir(parents=True, exist_ok=True)
+        self.passwd = root / "mosquitto" / "auth" / "passwd"
+
+    def prepare(self) -> None:
+        conf = localised((DEPLOY / "mosquitto" / "mosquitto.conf").read_text(), self.root, self.port)
+        user = pwd.getpwuid(os.getuid()).pw_name
+        first = "per_listener_settings false\n"
+        self.conf.write_text(conf.replace(first, f"{first}user {user}\n"))
+        acl = (DEPLOY / "mosquitto" / "acl").read_text()
+        (self.root / "mosquitto" / "config" / "acl").write_text(acl)
+        tls = self.root / "mosquitto" / "auth" / "listeners" / "tls.conf"
+        if tls.exists():
+            tls.write_text(localised(tls.read_text(), self.root, self.port, self.tls_port))
+
+    def command(self) -> list[str]:
+        if self.run_script:
+            return ["sh", str(DEPLOY / "mosquitto" / "run.sh")]
+        return super().command()
+
+    def start(self, timeout_s: float = 30) -> "DeployedMosquitto":
+        os.environ["MOSQUITTO_CONF"] = str(self.conf)  # read by run.sh only
+        os.environ["MOSQUITTO_PASSWD"] = str(self.passwd)
+        try:
+            super().start(timeout_s)
+        finally:
+            os.environ.pop("MOSQUITTO_CONF")
+            os.environ.pop("MOSQUITTO_PASSWD")
+        return self
+
+
+def make_certificate(folder: Path) -> tuple[Path, Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    cert, key = folder / "server.crt", folder / "server.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True, timeout=60)
+    return cert, key
+
+
+def connect(port: int, user: str | None, password: str | None, client_id: str = "", ca: Path | None = None,
+            timeout_s: float = 5) -> tuple[mqtt.Client, int]:
+    """Connect and wait for the CONNACK; returns (client, reason code value: 0 is accepted)."""
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id or (user or "anon"),
+                         protocol=mqtt.MQTTv311)
+    if user is not None:
+        client.username_pw_set(user, password)
+    if ca:
+        client.tls_set(ca_certs=str(ca))
+    result: dict[str, int] = {}
+    done = threading.Event()
+
+    def on_connect(c, userdata, flags, reason_code, properties):
+        result["rc"] = reason_code.value
+        done.set()
+
+    client.on_connect = on_connect
+    client.on_disconnect = lambda *a: done.set()
+    try:
+        client.connect("127.0.0.1", port, keepalive=10)
+    except OSError:
+        return client, -1
+    client.loop_start()
+    done.wait(timeout_s)
+    return client, result.get("rc", -1)
+
+
+def collect(client: mqtt.Client, topic: str) -> list[tuple[str, bytes]]:
+    received: list[tuple[str, bytes]] = []
+    subscribed = threading.Event()
+    client.on_message = lambda c, u, m: received.append((m.topic, m.payload))
+    client.on_subscribe = lambda *a: subscribed.set()
+    client.subscribe(topic, qos=1)
+    subscribed.wait(5)
+    return received
+
+
+def wait_for(predicate, timeout_s: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+def stop(*clients: mqtt.Client) -> None:
+    for client in clients:
+        client.disconnect()
+        client.loop_stop()

@@ -1,0 +1,176 @@
+"""docker-compose.yml and .env.example: valid Compose (checked by Debian's
+docker-compose, no engine needed), every setting documented and passed on,
+no secret committed, scalable ingest."""
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from telemetry_shared.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = ROOT / "docker-compose.yml"
+ENV_EXAMPLE = ROOT / ".env.example"
+APP_SERVICES = ("ingest", "analytics", "api", "simulator")
+SECRETS = ("INGEST_MQTT_PASSWORD", "ANALYTICS_MQTT_PASSWORD", "API_MQTT_PASSWORD", "INFLUXDB_ADMIN_PASSWORD",
+           "CITY_INFLUX_PASSWORD", "GRAFANA_INFLUX_PASSWORD", "GRAFANA_ADMIN_PASSWORD")
+
+
+def docker_compose() -> str:
+    path = shutil.which("docker-compose")
+    if not path:
+        pytest.fail("`docker-compose` is not installed: apt-get install docker-compose", pytrace=False)
+    return path
+
+
+def env_names() -> set[str]:
+    return {f"CITY_{name.upper()}" for name in Settings.model_fields}
+
+
+def example_lines() -> list[str]:
+    return ENV_EXAMPLE.read_text().splitlines()
+
+
+def documented() -> set[str]:
+    """Variables given a line of their own in .env.example, set or commented out."""
+    return {m.group(1) for line in example_lines() if (m := re.match(r"#? ?([A-Z][A-Z0-9_]*)=", line))}
+
+
+def run_config(tmp_path: Path, env_text: str, *args: str) -> subprocess.CompletedProcess:
+    shutil.copy(COMPOSE, tmp_path / "docker-compose.yml")
+    (tmp_path / ".env").write_text(env_text)
+    return subprocess.run([docker_compose(), *args, "config"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=60)
+
+
+def mounts(service: dict) -> dict[str, str]:
+    """target -> source of a service's volumes (docker-compose prints them as "source:target[:mode]")."""
+    out = {}
+    for volume in service.get("volumes", []):
+        source, target = (volume["source"], volume["target"]) if isinstance(volume, dict) else volume.split(":")[:2]
+        out[target] = source
+    return out
+
+
+def filled_env() -> str:
+    text = ENV_EXAMPLE.read_text()
+    for name in SECRETS:
+        text = re.sub(rf"^{name}=$", f"{name}=test-{name.lower()}-0123456789", text, flags=re.M)
+    return text
+
+
+@pytest.fixture(scope="module")
+def resolved(tmp_path_factory) -> dict:
+    """The compose file as docker-compose resolves it with .env.example's secrets filled in."""
+    done = run_config(tmp_path_factory.mktemp("compose"), filled_env(), "--profile", "simulator")
+    assert done.returncode == 0, done.stderr
+    return yaml.safe_load(done.stdout)
+
+
+def test_compose_file_is_valid_and_has_every_service(resolved: dict) -> None:
+    assert set(resolved["services"]) == {"broker-init", "mosquitto", "influxdb", "grafana", *APP_SERVICES}
+    assert resolved["services"]["simulator"]["profiles"] == ["simulator"]
+
+
+def test_env_example_as_committed_has_no_secrets_so_compose_refuses_it(tmp_path: Path) -> None:
+    for line in example_lines():
+        name, sep, value = line.partition("=")
+        if sep and not line.startswith("#") and re.search(r"PASSWORD|TOKEN|SECRET", name):
+            assert value == "", f"{name} has a value in .env.example"
+    done = run_config(tmp_path, ENV_EXAMPLE.read_text())
+    assert done.returncode != 0
+    assert re.search(r"set \w+_PASSWORD in \.env", done.stderr), done.stderr
+
+
+@pytest.mark.parametrize(("line", "message"), [
+    ("CITY_INGEST_WORKERS=lots", "replicas"),
+    ("MQTT_PORT=1883:1883/udp:x", "mosquitto.ports"),
+    ("GRAFANA_PORT=${GRAFANA_PORT", "grafana.ports"),
+    ("API_PORT=" + "9" * 5000, "Invalid published port"),
+])
+def test_a_hostile_env_file_is_refused_naming_the_problem(tmp_path: Path, line: str, message: str) -> None:
+    done = run_config(tmp_path, filled_env() + line + "\n")
+    assert done.returncode != 0 and message in done.stderr, done.stderr[:300]
+
+
+def test_every_setting_is_documented_in_env_example() -> None:
+    missing = env_names() - documented()
+    assert not missing, f"document these in .env.example: {sorted(missing)}"
+
+
+def test_every_variable_the_compose_file_reads_is_documented() -> None:
+    used = set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)", COMPOSE.read_text()))
+    assert not used - documented(), f"document these in .env.example: {sorted(used - documented())}"
+
+
+def test_every_setting_reaches_every_python_service(resolved: dict) -> None:
+    for service in APP_SERVICES:
+        environment = resolved["services"][service]["environment"]
+        assert not env_names() - set(environment), f"{service} misses {sorted(env_names() - set(environment))}"
+
+
+def test_each_service_logs_in_with_its_own_password(resolved: dict) -> None:
+    services = resolved["services"]
+    assert services["ingest"]["environment"]["CITY_MQTT_PASSWORD"] == "test-ingest_mqtt_password-0123456789"
+    assert services["analytics"]["environment"]["CITY_MQTT_PASSWORD"] == "test-analytics_mqtt_password-0123456789"
+    assert services["api"]["environment"]["CITY_MQTT_PASSWORD"] == "test-api_mqtt_password-0123456789"
+    assert services["influxdb"]["environment"]["INFLUXDB_USER_PASSWORD"] == \
+        services["ingest"]["environment"]["CITY_INFLUX_PASSWORD"]
+
+
+def test_ingest_scales_under_fixed_identities(resolved: dict) -> None:
+    ingest = resolved["services"]["ingest"]
+    assert "container_name" not in ingest and "ports" not in ingest, "a fixed name or host port stops --scale"
+    assert ingest["command"][:4] == ["python", "-m", "deploy.lease", "ingest"]
+    assert ingest["deploy"]["replicas"] == 1 and ingest["environment"]["CITY_INGEST_WORKERS"] == "1"
+
+
+def test_ingest_workers_from_env_set_the_replicas_and_the_group(tmp_path: Path) -> None:
+    done = run_config(tmp_path, filled_env() + "CITY_INGEST_WORKERS=3\n")
+    ingest = yaml.safe_load(done.stdout)["services"]["ingest"]
+    assert ingest["deploy"]["replicas"] == 3 and ingest["environment"]["CITY_INGEST_WORKERS"] == "3"
+
+
+def test_restart_policies_health_checks_and_named_volumes(resolved: dict) -> None:
+    for name, service in resolved["services"].items():
+        if name in ("broker-init", "simulator"):
+            assert service["restart"] == "no"
+            continue
+        assert service["restart"] == "unless-stopped", name
+        assert service["healthcheck"]["test"], name
+    named = set(resolved["volumes"])
+    assert {"city-data", "broker-auth", "mosquitto-data", "influxdb-data", "grafana-data"} <= named
+    for name in ("mosquitto", "influxdb", "grafana", "ingest", "api"):
+        sources = mounts(resolved["services"][name]).values()
+        assert any(source in named for source in sources), f"{name} keeps its data in no named volume"
+
+
+def test_third_party_images_are_pinned(resolved: dict) -> None:
+    for name in ("mosquitto", "influxdb", "grafana"):
+        image = resolved["services"][name]["image"]
+        assert re.search(r":\d+\.\d+\.\d+$", image), f"{name}: pin an exact version, not {image}"
+
+
+def test_grafana_gets_every_variable_its_provisioning_reads(resolved: dict) -> None:
+    provisioning = ROOT / "grafana" / "provisioning"
+    wanted = set()
+    for path in provisioning.rglob("*.yaml"):
+        wanted |= set(re.findall(r"\$\{([A-Z_]+)\}", path.read_text()))
+    grafana = resolved["services"]["grafana"]
+    assert wanted and wanted <= set(grafana["environment"])
+    targets = mounts(grafana)
+    assert targets["/etc/grafana/provisioning"].endswith("grafana/provisioning")
+    provider = yaml.safe_load((provisioning / "dashboards" / "city.yaml").read_text())["providers"][0]
+    assert targets[provider["options"]["path"]].endswith("grafana/dashboards")
+
+
+def test_the_broker_runs_the_committed_config_and_acl(resolved: dict) -> None:
+    broker = mounts(resolved["services"]["mosquitto"])
+    assert broker["/mosquitto/config/mosquitto.conf"].endswith("deploy/mosquitto/mosquitto.conf")
+    assert broker["/mosquitto/config/acl"].endswith("deploy/mosquitto/acl")
+    assert broker["/mosquitto/auth"] == "broker-auth" == mounts(resolved["services"]["api"])["/mosquitto/auth"]
+    assert resolved["services"]["api"]["environment"]["CITY_BROKER_PASSWD_FILE"] == "/mosquitto/auth/passwd"
