@@ -4,6 +4,8 @@ SQLite in WAL mode so several workers can share one file on one machine.
 Nothing is dropped silently: what the contract or InfluxDB refuses lands here.
 """
 
+from __future__ import annotations  # the method `list` shadows the builtin in annotations
+
 import sqlite3
 import threading
 import time
@@ -45,22 +47,40 @@ class DeadLetters:
                 [(now, *entry) for entry in entries])
             self.db.execute("COMMIT")
 
-    def counts(self) -> dict[str, int]:
+    def counts(self, pending_only: bool = False) -> dict[str, int]:
+        """reason -> entries (with pending_only, those not replayed yet)."""
+        where = " WHERE replayed_ms IS NULL" if pending_only else ""
         with self.lock:
-            rows = self.db.execute("SELECT reason, count(*) FROM dead_letters GROUP BY reason").fetchall()
+            rows = self.db.execute(f"SELECT reason, count(*) FROM dead_letters{where} GROUP BY reason").fetchall()
         return dict(rows)
 
-    def list(self, reason: str | None = None, limit: int = 100, offset: int = 0) -> list[dict]:
-        query = "SELECT * FROM dead_letters"
+    def list(self, reason: str | None = None, limit: int = 100, offset: int = 0, device: str | None = None,
+             pending_only: bool = False, ids: list[int] | None = None) -> list[dict]:
+        """Entries oldest first, as dicts of the table's columns."""
+        where: list[str] = []
         args: list = []
-        if reason:
-            query += " WHERE reason = ?"
-            args.append(reason)
+        for column, value in (("reason", reason), ("device", device)):
+            if value:
+                where.append(f"{column} = ?")
+                args.append(value)
+        if pending_only:
+            where.append("replayed_ms IS NULL")
+        if ids is not None:
+            where.append(f"id IN ({','.join('?' * len(ids))})")
+            args += ids
+        query = "SELECT * FROM dead_letters" + (f" WHERE {' AND '.join(where)}" if where else "")
         query += " ORDER BY id LIMIT ? OFFSET ?"
         with self.lock:
             cursor = self.db.execute(query, [*args, limit, offset])
             columns = [c[0] for c in cursor.description]
             return [dict(zip(columns, row, strict=False)) for row in cursor.fetchall()]
+
+    def mark_replayed(self, ids: list[int]) -> None:
+        if not ids:
+            return
+        now = int(time.time() * 1000)
+        with self.lock:
+            self.db.executemany("UPDATE dead_letters SET replayed_ms = ? WHERE id = ?", [(now, i) for i in ids])
 
     def close(self) -> None:
         self.db.close()

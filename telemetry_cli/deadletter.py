@@ -1,0 +1,159 @@
+"""`city deadletter list|counts|replay`: what ingest refused, and why; replay
+it once the cause is fixed. Works on the dead-letter file of this machine
+(CITY_DATA_DIR/deadletter.sqlite3) and writes to CITY_INFLUX_URL.
+
+Exit codes: 0 done, 1 some entries still refused, 2 bad input, 6 InfluxDB unavailable.
+"""
+
+import base64
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from ingest.deadletter import DeadLetters
+from ingest.replay import Replayer
+from telemetry_shared.influx import InfluxUnavailable, make_writer
+from telemetry_shared.registry import Registry
+from telemetry_shared.settings import Settings
+
+EXIT_STILL_REFUSED = 1
+EXIT_INVALID = 2
+EXIT_UNAVAILABLE = 6
+MAX_LIMIT = 100_000
+TEXT_PREVIEW = 120
+
+app = typer.Typer(help="Rejected telemetry: list it, count it, replay it.", no_args_is_help=True)
+out = Console()
+err = Console(stderr=True)
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="print JSON for scripts instead of a table")]
+Reason = Annotated[str | None, typer.Option(help="only this reason, e.g. unknown_device")]
+Device = Annotated[str | None, typer.Option(help="only this device id")]
+Limit = Annotated[int, typer.Option(min=1, max=MAX_LIMIT, help="at most this many entries")]
+
+
+def _fail(message: str, code: int) -> None:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except ValueError as exc:
+        _fail(f"configuration: {exc}", EXIT_INVALID)
+        raise  # unreachable; keeps type checkers calm
+
+
+def _store(settings: Settings) -> DeadLetters:
+    return DeadLetters(settings.deadletter_file)
+
+
+def _check_filter(text: str | None, what: str) -> str | None:
+    if text is not None and (not text or len(text) > 64 or not text.isprintable()):
+        _fail(f"bad {what} {text[:40]!r}: 1 to 64 printable characters", EXIT_INVALID)
+    return text
+
+
+def _local_time(ms: int | None, utc_offset_h: int) -> str:
+    if ms is None:
+        return ""
+    moment = datetime.fromtimestamp(ms / 1000, UTC) + timedelta(hours=utc_offset_h)
+    return moment.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _public(entry: dict) -> dict:
+    """An entry for JSON: the payload as base64, and as text when it is text."""
+    payload = bytes(entry["payload"])
+    row = {k: v for k, v in entry.items() if k != "payload"}
+    row["payload_b64"] = base64.b64encode(payload).decode()
+    try:
+        row["payload_text"] = payload.decode()
+    except UnicodeDecodeError:
+        row["payload_text"] = None
+    return row
+
+
+def _preview(payload: bytes) -> str:
+    text = payload[:TEXT_PREVIEW].decode(errors="replace")
+    text = "".join(ch if ch.isprintable() else "?" for ch in text)
+    return text + ("…" if len(payload) > TEXT_PREVIEW else "")
+
+
+@app.command("list")
+def list_entries(reason: Reason = None, device: Device = None, limit: Limit = 50,
+                 offset: Annotated[int, typer.Option(min=0, help="skip this many")] = 0,
+                 pending: Annotated[bool, typer.Option("--pending", help="only entries not replayed yet")] = False,
+                 as_json: JsonFlag = False) -> None:
+    """Entries oldest first: when, why, which device, and the payload."""
+    settings = _settings()
+    entries = _store(settings).list(_check_filter(reason, "reason"), limit, offset, _check_filter(device, "device"),
+                                    pending_only=pending)
+    if as_json:
+        print(json.dumps({"data": [_public(e) for e in entries], "count": len(entries)}))
+        return
+    table = Table(title=f"Dead letters ({len(entries)} shown, times UTC{settings.utc_offset_hours:+d})")
+    for column in ("id", "received", "reason", "device", "detail", "payload", "replayed"):
+        table.add_column(column, overflow="fold")
+    for e in entries:
+        table.add_row(str(e["id"]), _local_time(e["received_ms"], settings.utc_offset_hours), e["reason"],
+                      e["device"], e["detail"][:80], _preview(bytes(e["payload"])),
+                      _local_time(e["replayed_ms"], settings.utc_offset_hours))
+    out.print(table)
+
+
+@app.command("counts")
+def counts(as_json: JsonFlag = False) -> None:
+    """Entries per reason: all of them, and those still waiting for a replay."""
+    store = _store(_settings())
+    everything, pending = store.counts(), store.counts(pending_only=True)
+    rows = [{"reason": r, "total": n, "pending": pending.get(r, 0)} for r, n in sorted(everything.items())]
+    if as_json:
+        print(json.dumps({"data": rows, "count": len(rows)}))
+        return
+    table = Table(title="Dead letters per reason")
+    for column in ("reason", "total", "pending"):
+        table.add_column(column, justify="left" if column == "reason" else "right")
+    for row in rows:
+        table.add_row(row["reason"], str(row["total"]), str(row["pending"]))
+    table.add_row("[bold]all[/]", str(sum(everything.values())), str(sum(pending.values())))
+    out.print(table)
+
+
+@app.command("replay")
+def replay(ids: Annotated[list[int] | None, typer.Argument(help="entry ids; none means every pending entry "
+                                                                 "that matches the filters")] = None,
+           reason: Reason = None, device: Device = None, limit: Limit = 10_000, as_json: JsonFlag = False) -> None:
+    """Decode pending entries again with today's registry and write what is now accepted."""
+    settings = _settings()
+    store = _store(settings)
+    if ids and any(i < 1 for i in ids):
+        _fail("entry ids are positive integers", EXIT_INVALID)
+    entries = store.list(_check_filter(reason, "reason"), limit, 0, _check_filter(device, "device"),
+                         pending_only=True, ids=list(ids) if ids else None)
+    unknown = sorted(set(ids or []) - {e["id"] for e in entries})
+    replayer = Replayer(store, Registry(settings.registry_file), make_writer(settings))
+    try:
+        with Progress(console=err, transient=True, disable=as_json) as progress:
+            task = progress.add_task("replaying", total=len(entries))
+            result = replayer.replay(entries, lambda n: progress.advance(task, n))
+    except InfluxUnavailable as exc:
+        _fail(f"InfluxDB unavailable, nothing marked replayed: {exc}", EXIT_UNAVAILABLE)
+    summary = {"replayed": result.replayed, "still_rejected": result.still_rejected,
+               "not_replayable": result.not_replayable, "not_found_or_done": unknown,
+               "points_written": result.points_written}
+    if as_json:
+        print(json.dumps(summary))
+    else:
+        out.print(f"replayed {len(result.replayed)} entries ({result.points_written} points written); "
+                  f"{len(result.still_rejected)} still refused; {len(result.not_replayable)} not replayable; "
+                  f"{len(unknown)} ids not pending")
+        for entry_id, why in sorted(result.still_rejected.items()):
+            out.print(f"  {entry_id}: {why}", highlight=False)
+    if result.still_rejected:
+        raise typer.Exit(EXIT_STILL_REFUSED)
