@@ -145,8 +145,9 @@ def _broker_pid(settings: Settings) -> int:
 def cut_session(host: str, port: int, device_id: str, password: str, deadline_s: float = CUT_DEADLINE_S) -> float:
     """Take over `device_id`'s client id with `password`; the broker drops the old session.
 
-    Retries while the broker has not yet re-read its password file. Returns the
-    milliseconds it took; raises BrokerUnavailable when it did not work in time.
+    Retries while the broker has not yet re-read its password file. Leaves the
+    device's retained status "offline". Returns the milliseconds the takeover
+    took; raises BrokerUnavailable when it did not work in time.
     """
     start = time.monotonic()
     last_error = ""
@@ -154,8 +155,12 @@ def cut_session(host: str, port: int, device_id: str, password: str, deadline_s:
         client = MQTTClient(device_id, host, port, device_id, password, keepalive_s=10, timeout_s=2)
         try:
             client.connect(clean_session=True)
-            client.disconnect()  # clean: no last will, nothing left behind
-            return (time.monotonic() - start) * 1000
+            cut_ms = (time.monotonic() - start) * 1000
+            # Mosquitto drops the taken-over session without publishing its last will, which
+            # would leave "online" retained; as the device, we say what is true now.
+            client.publish(contract.status_topic(device_id), contract.encode_status("offline"), True, 1)
+            client.disconnect()  # clean: no last will of ours, nothing left behind
+            return cut_ms
         except (MQTTException, OSError) as exc:
             last_error = str(exc)
             time.sleep(0.05)

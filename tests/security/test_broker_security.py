@@ -9,7 +9,7 @@ import pytest
 from edge import contract
 from telemetry_shared import provisioning
 from telemetry_shared.registry import DeviceNew
-from tests.security.support import Stack, connect, service_subscriber, wait_for
+from tests.security.support import Recorder, Stack, connect, service_subscriber, wait_for
 
 
 @pytest.fixture
@@ -126,15 +126,26 @@ def test_reload_keeps_unchanged_devices_connected_and_drops_invalidated_ones(sta
     watcher.stop()
 
 
+def connect_with_birth(stack: Stack, device_id: str, password: str) -> Recorder:
+    """A device as the agent connects: a retained last will "offline", then a retained birth."""
+    device = Recorder(stack.mosquitto.port, device_id, password)
+    device.client.will_set(contract.status_topic(device_id), contract.encode_status("offline", "0.1.0"), 1, True)
+    device.start()
+    assert device.accepted
+    device.publish(contract.status_topic(device_id), contract.encode_status("online", "0.1.0"), retain=True)
+    assert stack.link.last_status(device_id)["state"] == "online"
+    return device
+
+
 def test_rotation_refuses_the_old_password_and_cuts_its_session_within_5s(stack):
     old = add(stack, "pwr-0001", "power")
-    device = connect(stack.mosquitto.port, "pwr-0001", old)
-    assert device.accepted
+    device = connect_with_birth(stack, "pwr-0001", old)
     started = time.monotonic()
     issued = stack.provisioner.rotate("pwr-0001")
     wait_for(lambda: device.disconnected_at, timeout_s=5)
     assert device.disconnected_at - started < 5
     assert issued.password != old and issued.cut_ms < 5000
+    assert stack.link.last_status("pwr-0001")["state"] == "offline"  # not a stale "online" left retained
     assert not connect(stack.mosquitto.port, "pwr-0001", old).accepted
     fresh = connect(stack.mosquitto.port, "pwr-0001", issued.password)
     assert fresh.accepted
@@ -143,7 +154,7 @@ def test_rotation_refuses_the_old_password_and_cuts_its_session_within_5s(stack)
 
 def test_retired_device_is_refused_and_its_session_cut_within_5s(stack):
     password = add(stack, "trf-0001", "traffic")
-    device = connect(stack.mosquitto.port, "trf-0001", password)
+    device = connect_with_birth(stack, "trf-0001", password)
     watcher = service_subscriber(stack.mosquitto.port)
     watcher.subscribe(contract.TELEMETRY_SUB)
     started = time.monotonic()
@@ -153,6 +164,7 @@ def test_retired_device_is_refused_and_its_session_cut_within_5s(stack):
     assert retired.state == "retired" and stack.registry.get("trf-0001").state == "retired"
     assert not connect(stack.mosquitto.port, "trf-0001", password).accepted
     assert "trf-0001" not in stack.mosquitto.passwd.read_text()  # the one-time takeover password is gone too
+    assert stack.link.last_status("trf-0001")["state"] == "offline"
     device.client.publish(contract.telemetry_topic("trf-0001"), b"ghost", qos=1)
     time.sleep(0.5)
     assert watcher.payloads(contract.telemetry_topic("trf-0001")) == []
