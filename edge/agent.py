@@ -52,6 +52,7 @@ class Agent:
         self.backoff_max_ms = config.get("backoff_max_ms", BACKOFF_MAX_MS)
         self.backoff_ms = BACKOFF_MIN_MS
         self.published = 0
+        self.read_errors = 0
         self.telemetry_topic = contract.telemetry_topic(self.device_id)
         self.status_topic = contract.status_topic(self.device_id)
         self.config_topic = contract.config_topic(self.device_id)
@@ -76,7 +77,12 @@ class Agent:
         t_ms and hist default to now and "taken while offline"; the simulator
         passes its own clock and flags replayed history.
         """
-        values, quality = self.source.read()
+        try:
+            values, quality = self.source.read()
+        except OSError as exc:  # a sensor that did not answer: skip this sample, keep running
+            self.read_errors += 1
+            print("sensor read failed:", exc)
+            return
         for metric in values:
             limits = self.thresholds.get(metric)
             if limits and not limits[0] <= values[metric] <= limits[1]:

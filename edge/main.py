@@ -3,7 +3,8 @@
 # in tests: `micropython -m edge.main CONFIG.json [MAX_MESSAGES]`.
 #
 # CONFIG.json: {"device_id", "kind", "server", "port", "user", "password",
-#               "interval_ms", "batch_size"}; "source": "synthetic" or a driver.
+#               "interval_ms", "batch_size", "buffer_capacity", "spool_path"};
+#   "source": "synthetic", or "board" with a "drivers" list (see edge/hw/board.py).
 
 import json
 import sys
@@ -17,6 +18,10 @@ def make_source(config):
         from edge.hw.synthetic import SyntheticSource
 
         return SyntheticSource(config["kind"])
+    if name == "board":
+        from edge.hw.board import build
+
+        return build(config)
     raise ValueError("unknown source: " + name)
 
 
