@@ -12,7 +12,7 @@ from api.alerts.notify import Delivery, mask
 from api.alerts.service import AlertService
 from api.alerts.store import Alert, AlertConflict, AlertNotFound, AuditEntry
 from api.auth import AnyRole, RequireRole
-from api.errors import AUTH_RESPONSES
+from api.errors import AUTH_RESPONSES, ErrorBody
 from api.paging import Page, PageParams, page_params
 from api.services import Services
 from telemetry_shared.influx import InfluxError
@@ -93,7 +93,8 @@ def stream(user: AnyRole, alerts: Alerts) -> StreamingResponse:
                              headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
 
-@router.get("/{alert_id}", summary="One alert: explanation, audit trail, notifications, readings around it")
+@router.get("/{alert_id}", summary="One alert: explanation, audit trail, notifications, readings around it",
+            responses={404: {"model": ErrorBody, "description": "no such alert"}})
 def detail(alert_id: AlertId, user: AnyRole, alerts: Alerts, services: Services) -> AlertDetail:
     try:
         alert = alerts.store.get(alert_id)
@@ -123,7 +124,8 @@ def _act(alerts: AlertService, action, alert_id: str, change: str, *args: str) -
     return alert
 
 
-CONFLICT = {409: {"description": "already acknowledged / resolved"}, 404: {"description": "no such alert"}}
+CONFLICT = {409: {"model": ErrorBody, "description": "already acknowledged / resolved"},
+            404: {"model": ErrorBody, "description": "no such alert"}}
 
 
 @router.post("/{alert_id}/ack", summary="Acknowledge: someone is on it", responses=CONFLICT)

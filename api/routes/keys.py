@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException
 
 from api.auth import Admin, ApiKeyCreate, ApiKeyCreated, ApiKeyPublic
-from api.errors import AUTH_RESPONSES
+from api.errors import AUTH_RESPONSES, ErrorBody
 from api.paging import Page, PageParams, page_params
 from api.services import Services
 
@@ -23,7 +23,8 @@ def create_key(body: ApiKeyCreate, user: Admin, services: Services) -> ApiKeyCre
     return services.keys.create(body.name, body.role)
 
 
-@router.delete("/{key_id}", status_code=204, summary="Revoke an API key")
+@router.delete("/{key_id}", status_code=204, summary="Revoke an API key",
+               responses={404: {"model": ErrorBody, "description": "no live key with that id"}})
 def revoke_key(key_id: str, user: Admin, services: Services) -> None:
     if not services.keys.revoke(key_id):
         raise HTTPException(404, f"no live API key {key_id[:40]!r}")

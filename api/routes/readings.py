@@ -8,7 +8,7 @@ from pydantic import BaseModel
 
 from api import queries
 from api.auth import AnyRole
-from api.errors import AUTH_RESPONSES
+from api.errors import AUTH_RESPONSES, ErrorBody
 from api.paging import Page, PageParams, page_params
 from api.services import Services
 from edge import contract
@@ -88,7 +88,8 @@ def latest(user: AnyRole, services: Services, page: Annotated[PageParams, Depend
     return Page(data=rows[page.offset: page.offset + page.limit], count=len(rows))
 
 
-@router.get("/{device_id}/history", summary="One metric of one device over time, downsampled")
+@router.get("/{device_id}/history", summary="One metric of one device over time, downsampled",
+            responses={404: {"model": ErrorBody, "description": "no such device"}})
 def history(device_id: str, user: AnyRole, services: Services, metric: Metric,
             start_ms: TimeMs | None = None, end_ms: TimeMs | None = None,
             every: Annotated[str | None, Query(max_length=12, description="bucket, e.g. 5m; default: "
