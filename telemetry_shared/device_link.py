@@ -75,6 +75,7 @@ class DeviceLink:
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
         self.connected = threading.Event()
+        self.answered = threading.Event()  # a CONNACK came, accepted or not
         self.refused = ""
         self.lock = threading.Lock()
         self.watches: dict[str, set[Watch]] = {}
@@ -86,7 +87,7 @@ class DeviceLink:
         except OSError as exc:
             raise LinkError(f"cannot reach the broker at {self.host}:{self.port}: {exc}") from exc
         self.client.loop_start()
-        if not self.connected.wait(timeout_s):
+        if not self.answered.wait(timeout_s) or not self.connected.is_set():
             self.stop()
             raise LinkError(f"the broker did not accept the device-admin account: {self.refused or 'no answer'}")
         return self
@@ -98,12 +99,14 @@ class DeviceLink:
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
             self.refused = str(reason_code)
+            self.answered.set()
             return
         with self.lock:
             devices = list(self.watches)
         for device_id in devices:  # a clean session forgot them
             self._subscribe(device_id)
         self.connected.set()
+        self.answered.set()
 
     def _on_message(self, client, userdata, message: mqtt.MQTTMessage) -> None:
         try:

@@ -74,12 +74,26 @@ class City:
 
 
 @pytest.fixture
-def city(mosquitto, tmp_path: Path) -> Iterator[City]:
-    settings = provisioning_settings(tmp_path, mosquitto, api_mqtt_user=broker.service_user("api", 0))
-    assert settings.mqtt_password == SERVICE_PASSWORD
-    app = create_app(settings)
-    server = ApiServer(app).start()
-    try:
-        yield City(mosquitto, settings, server, server.app.state.services.keys.create("tech", "technician").key)
-    finally:
+def make_city(mosquitto, tmp_path: Path) -> Iterator:
+    """City factories: settings overrides for the API (e.g. a wrong broker password)."""
+    servers: list[ApiServer] = []
+
+    def make(**overrides) -> City:
+        folder = tmp_path / f"city{len(servers)}"
+        folder.mkdir()
+        settings = provisioning_settings(folder, mosquitto, **({"api_mqtt_user": broker.service_user("api", 0)}
+                                                               | overrides))
+        server = ApiServer(create_app(settings)).start()
+        servers.append(server)
+        return City(mosquitto, settings, server, server.app.state.services.keys.create("tech", "technician").key)
+
+    yield make
+    for server in servers:
         server.stop()
+
+
+@pytest.fixture
+def city(make_city) -> City:
+    city = make_city()
+    assert city.settings.mqtt_password == SERVICE_PASSWORD
+    return city

@@ -62,7 +62,8 @@ def test_config_set_refuses_bad_thresholds(seeded):
     config = seeded.registry.db.execute("SELECT * FROM device_configs").fetchall()
     for threshold, message in [("pressure_bar=abc", "bad threshold"), ("nope=1:2", "unknown metric"),
                                ("pressure_bar=6:1", "low must be <= high"), ("voltage_v=1:2", "not a water metric"),
-                               ("pressure_bar", "bad threshold"), ("pressure_bar=-inf:1", "bad threshold"), ("pressure_bar=nan:1", "bad threshold")]:
+                               ("pressure_bar", "bad threshold"), ("pressure_bar=-inf:1", "bad threshold"),
+                               ("pressure_bar=nan:1", "bad threshold")]:
         result = seeded.run("config", "set", "wtr-0001", "--interval-ms", "5000", "--threshold", threshold)
         assert result.exit_code == 2, (threshold, result.output)
         assert message in result.output, (threshold, result.output)
@@ -114,3 +115,12 @@ def test_the_api_itself_refuses_hostile_bodies(seeded):
             f"m{i}": [0, 1] for i in range(1000)}}).status_code == 422
     assert json.loads(seeded.run("list", "--json").stdout)["count"] == 1
     assert snapshot(seeded) == before
+
+
+def test_a_broker_that_refuses_the_api_changes_nothing(make_city):
+    city = make_city(mqtt_password="not-the-service-password")
+    passwd = city.mosquitto.passwd.read_bytes()
+    result = city.run("add", "--kind", "water", "--district", "bukit-bestari", "--id", "wtr-0001")
+    assert result.exit_code == 6 and "device admin" in result.output
+    assert city.registry.list()[1] == 0  # the device was removed again: no password issued and lost
+    assert city.mosquitto.passwd.read_bytes() == passwd
