@@ -1,0 +1,129 @@
+"""Storage lifecycle: raw readings kept for a configurable time, hourly and
+daily rollups kept for years.
+
+Works on every InfluxDB release because it uses only what they all serve: an
+InfluxQL `SELECT min, mean, max, count ... GROUP BY time(...)` read and a line
+protocol write of the results (no continuous queries, no tasks). Re-running a
+period is harmless: an identical point (measurement, tags, time) overwrites,
+so each run simply recomputes the last `lookback` hours, which also picks up
+late backfill from devices that were offline.
+
+Output, in retention policy `rollups` (kept for ever):
+  <kind>_1h and <kind>_1d, tags device and district, fields
+  <metric>_min, <metric>_mean, <metric>_max (floats), <metric>_count (integer),
+  seq_min, seq_max, seq_distinct and seq_gaps (integers: messages missing in
+  the period, counted across all workers; a device restart makes it over-count).
+Daily periods start at local midnight (the city's UTC offset).
+"""
+
+from dataclasses import dataclass
+
+from edge import contract
+from telemetry_shared.influx import InfluxQL, LineWriter, quote_ident
+from telemetry_shared.lineproto import escape_key
+
+RAW_RP = "autogen"  # the database's default policy: where the workers write
+ROLLUP_RP = "rollups"
+PERIODS_MS = {"1h": 3_600_000, "1d": 86_400_000}
+QUERY_WINDOW_MS = 24 * 3_600_000  # one query per kind per day of data: bounded answers
+HOUR_MS = 3_600_000
+
+
+@dataclass
+class RollupReport:
+    period: str
+    start_ms: int
+    end_ms: int
+    points: int
+
+
+def period_start(t_ms: int, period: str, utc_offset_h: int) -> int:
+    """The start of the period holding t_ms (daily periods begin at local midnight)."""
+    size = PERIODS_MS[period]
+    shift = utc_offset_h * HOUR_MS if period == "1d" else 0
+    return (t_ms + shift) // size * size - shift
+
+
+def _group_offset(period: str, utc_offset_h: int) -> str:
+    if period != "1d":
+        return ""
+    return f", {(-utc_offset_h) % 24}h"  # +7 h: days start at 17:00 UTC, midnight in the city
+
+
+def rollup_query(kind: str, period: str, start_ms: int, end_ms: int, utc_offset_h: int) -> str:
+    selects = []
+    for metric in contract.KINDS[kind]:
+        m = quote_ident(metric)
+        selects += [f"min({m}) AS {quote_ident(metric + '_min')}", f"mean({m}) AS {quote_ident(metric + '_mean')}",
+                    f"max({m}) AS {quote_ident(metric + '_max')}", f"count({m}) AS {quote_ident(metric + '_count')}"]
+    selects += ['min("seq") AS "seq_min"', 'max("seq") AS "seq_max"', 'count(distinct("seq")) AS "seq_distinct"']
+    return (f"SELECT {', '.join(selects)} FROM {quote_ident(RAW_RP)}.{quote_ident(kind)} "
+            f"WHERE time >= {start_ms}ms AND time < {end_ms}ms "
+            f'GROUP BY time({period}{_group_offset(period, utc_offset_h)}), "device", "district" fill(none)')
+
+
+def rollup_lines(kind: str, period: str, series: list[dict]) -> list[str]:
+    """Query results to line protocol: counts as integers, the rest as floats."""
+    lines = []
+    for one in series:
+        tags = one.get("tags", {})
+        head = (f"{kind}_{period},device={escape_key(tags.get('device', ''))},"
+                f"district={escape_key(tags.get('district', ''))}")
+        columns = one["columns"]
+        for row in one.get("values", []):
+            values = dict(zip(columns, row, strict=True))
+            fields = []
+            for name, value in values.items():
+                if name == "time" or value is None:
+                    continue
+                if name.endswith("_count") or name.startswith("seq_"):
+                    fields.append(f"{name}={int(value)}i")
+                else:
+                    fields.append(f"{name}={float(value)!r}")
+            if values.get("seq_max") is not None:
+                gaps = max(0, int(values["seq_max"]) - int(values["seq_min"]) + 1 - int(values["seq_distinct"]))
+                fields.append(f"seq_gaps={gaps}i")
+            if fields and tags.get("device"):
+                lines.append(f"{head} {','.join(fields)} {values['time']}")
+    return lines
+
+
+def run_rollup(influx: InfluxQL, writer: LineWriter, period: str, start_ms: int, end_ms: int,
+               utc_offset_h: int) -> RollupReport:
+    """Recompute every complete period between start_ms and end_ms (aligned to periods)."""
+    start = period_start(start_ms, period, utc_offset_h)
+    end = period_start(end_ms, period, utc_offset_h)
+    points = 0
+    window = max(QUERY_WINDOW_MS, PERIODS_MS[period])
+    for kind in contract.KINDS:
+        for lo in range(start, end, window):
+            hi = min(lo + window, end)
+            lines = rollup_lines(kind, period, influx.series(rollup_query(kind, period, lo, hi, utc_offset_h)))
+            for chunk in range(0, len(lines), 5000):
+                writer.write(lines[chunk:chunk + 5000])
+            points += len(lines)
+    return RollupReport(period, start, end, points)
+
+
+def shard_duration(raw_retention: str) -> str:
+    """A shard group no longer than the policy keeps data (InfluxDB insists)."""
+    if raw_retention == "INF":
+        return "7d"
+    hours = int(raw_retention[:-1]) * {"h": 1, "d": 24, "w": 168}[raw_retention[-1]]
+    return "1h" if hours < 48 else "1d" if hours <= 180 * 24 else "7d"
+
+
+def ensure_retention(influx: InfluxQL, raw_retention: str) -> None:
+    """Raw readings kept `raw_retention` (e.g. 90d) in the default policy; rollups for ever.
+    Needs an admin account on an InfluxDB with authentication."""
+    db = quote_ident(influx.db)
+    influx.raw(f'ALTER RETENTION POLICY "{RAW_RP}" ON {db} DURATION {raw_retention} '
+               f"SHARD DURATION {shard_duration(raw_retention)} DEFAULT", method="POST")
+    policies = {row["name"] for row in influx.rows("SHOW RETENTION POLICIES")}
+    if ROLLUP_RP not in policies:
+        influx.raw(f'CREATE RETENTION POLICY "{ROLLUP_RP}" ON {db} DURATION INF REPLICATION 1', method="POST")
+
+
+def retention_policies(influx: InfluxQL) -> dict[str, str]:
+    """name -> duration, as InfluxDB reports them."""
+    return {row["name"]: row["duration"] for row in influx.rows("SHOW RETENTION POLICIES")}

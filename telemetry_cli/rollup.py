@@ -1,0 +1,121 @@
+"""`city rollup run|retention`: hourly and daily rollups (min, mean, max, count
+per series) into the `rollups` retention policy, and the raw data's retention.
+
+Exit codes: 0 done, 2 bad input, 6 InfluxDB unavailable or refused.
+"""
+
+import json
+import time
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from ingest.rollup import ROLLUP_RP, ensure_retention, retention_policies, run_rollup
+from telemetry_shared.influx import InfluxError, InfluxQL, V1Writer
+from telemetry_shared.settings import Settings
+
+EXIT_INVALID = 2
+EXIT_UNAVAILABLE = 6
+MAX_LOOKBACK_H = 24 * 400  # a full rebuild after a year offline, and no more
+
+app = typer.Typer(help="Hourly and daily rollups, and how long raw readings are kept.", no_args_is_help=True)
+out = Console()
+err = Console(stderr=True)
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="print JSON for scripts instead of a table")]
+
+
+def _fail(message: str, code: int) -> None:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except ValueError as exc:
+        _fail(f"configuration: {exc}", EXIT_INVALID)
+        raise
+
+
+def _rollup_writer(s: Settings) -> V1Writer:
+    # The v1 /write endpoint with rp= reaches a named retention policy on 1.x,
+    # and the mapped bucket on 2.x/3.x through their v1 compatibility API.
+    return V1Writer(s.influx_url, s.influx_db, s.influx_user, s.influx_password, s.influx_timeout_s, rp=ROLLUP_RP)
+
+
+def _once(s: Settings, lookback_h: int, as_json: bool) -> None:
+    influx = InfluxQL.from_settings(s)
+    writer = _rollup_writer(s)
+    now_ms = int(time.time() * 1000)
+    start_ms = now_ms - lookback_h * 3_600_000
+    try:
+        if ROLLUP_RP not in retention_policies(influx):
+            _fail(f"no retention policy {ROLLUP_RP!r} on {s.influx_db}: run `city rollup retention` "
+                  "(with an admin account) first", EXIT_UNAVAILABLE)
+        reports = []
+        with Progress(console=err, transient=True, disable=as_json) as progress:
+            task = progress.add_task("rolling up", total=2)
+            for period in ("1h", "1d"):
+                reports.append(run_rollup(influx, writer, period, start_ms, now_ms, s.utc_offset_hours))
+                progress.advance(task)
+    except InfluxError as exc:
+        _fail(f"InfluxDB: {exc}", EXIT_UNAVAILABLE)
+    finally:
+        writer.close()
+        influx.close()
+    rows = [{"period": r.period, "start_ms": r.start_ms, "end_ms": r.end_ms, "points": r.points} for r in reports]
+    if as_json:
+        print(json.dumps({"data": rows, "count": len(rows)}))
+        return
+    table = Table(title=f"Rollups written to {s.influx_db}.{ROLLUP_RP}")
+    for column in ("period", "from (UTC)", "to (UTC)", "points"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(r["period"], time.strftime("%Y-%m-%d %H:%M", time.gmtime(r["start_ms"] / 1000)),
+                      time.strftime("%Y-%m-%d %H:%M", time.gmtime(r["end_ms"] / 1000)), str(r["points"]))
+    out.print(table)
+
+
+LookbackH = Annotated[int | None, typer.Option(min=1, max=MAX_LOOKBACK_H,
+                                               help="hours to recompute (default CITY_ROLLUP_LOOKBACK_H)")]
+
+
+@app.command("run")
+def run(lookback_h: LookbackH = None,
+        every_s: Annotated[int, typer.Option(min=0, max=86_400, help="repeat every this many seconds; 0: once")] = 0,
+        as_json: JsonFlag = False) -> None:
+    """Recompute the hourly and daily rollups of the last hours (harmless to repeat)."""
+    s = _settings()
+    hours = lookback_h or s.rollup_lookback_h
+    while True:
+        _once(s, hours, as_json)
+        if not every_s:
+            return
+        time.sleep(every_s)
+
+
+@app.command("retention")
+def retention(as_json: JsonFlag = False) -> None:
+    """Keep raw readings CITY_RAW_RETENTION (e.g. 90d) and rollups for ever (needs an admin account)."""
+    s = _settings()
+    influx = InfluxQL.from_settings(s)
+    try:
+        ensure_retention(influx, s.raw_retention)
+        policies = retention_policies(influx)
+    except InfluxError as exc:
+        _fail(f"InfluxDB: {exc}", EXIT_UNAVAILABLE)
+    finally:
+        influx.close()
+    if as_json:
+        print(json.dumps({"data": [{"name": k, "duration": v} for k, v in policies.items()], "count": len(policies)}))
+        return
+    table = Table(title=f"Retention policies of {s.influx_db}")
+    table.add_column("policy")
+    table.add_column("keeps data for")
+    for name, duration in policies.items():
+        table.add_row(name, "ever" if duration == "0s" else duration)
+    out.print(table)
