@@ -176,9 +176,11 @@ def device_health() -> Dashboard:
             q.latest_per_device(ALL_KINDS, ["seq"]), result_format="table"),), kind="table", width=12,
             overrides=(field_unit("Time", "dateTimeFromNow"),),
             description="Each device's latest stored sample (time) and its sequence number."),
-        Panel("Samples per device", "short", (Target(
-            f'SELECT count("seq") FROM {ALL_KINDS} {q.where()} GROUP BY time($__interval), "device" fill(0)',
-            DEVICE),), description="Samples stored per interval: a drop to zero is a silent device."),
+        Panel("Samples stored", "short", (Target(
+            f'SELECT count("seq") FROM {ALL_KINDS} {q.where()} GROUP BY time($__interval) fill(0)',
+            "$measurement"),), stack=True,
+            description="Samples stored per interval, per utility: a step down is devices falling silent "
+                        "(which ones: Last seen)."),
         Panel("Messages received", "suffix: msg/s", (Target(q.counter_rate("received"), "$tag_worker"),),
               description="MQTT telemetry messages taken in per second, per ingest worker."),
         Panel("Rejected messages by reason", "short", (Target(
