@@ -12,7 +12,8 @@ Output, in retention policy `rollups` (kept for ever):
   <kind>_1h and <kind>_1d, tags device and district, fields
   <metric>_min, <metric>_mean, <metric>_max (floats), <metric>_count (integer),
   seq_min, seq_max, seq_distinct and seq_gaps (integers: messages missing in
-  the period, counted across all workers; a device restart makes it over-count).
+  the period or since the previous one, counted across all workers; the first
+  period of a run sees only its own gaps, a restarted sequence counts none).
 Daily periods start at local midnight (the city's UTC offset).
 """
 
@@ -62,8 +63,12 @@ def rollup_query(kind: str, period: str, start_ms: int, end_ms: int, utc_offset_
             f'GROUP BY time({period}{_group_offset(period, utc_offset_h)}), "device", "district" fill(none)')
 
 
-def rollup_lines(kind: str, period: str, series: list[dict]) -> list[str]:
-    """Query results to line protocol: counts as integers, the rest as floats."""
+def rollup_lines(kind: str, period: str, series: list[dict], last_seq: dict[str, int] | None = None) -> list[str]:
+    """Query results to line protocol: counts as integers, the rest as floats.
+
+    `last_seq` (device -> seq_max of its previous period) carries the sequence
+    audit across periods, so a message missing at a period boundary counts too."""
+    last_seq = {} if last_seq is None else last_seq
     lines = []
     for one in series:
         tags = one.get("tags", {})
@@ -81,11 +86,20 @@ def rollup_lines(kind: str, period: str, series: list[dict]) -> list[str]:
                 else:
                     fields.append(f"{name}={float(value)!r}")
             if values.get("seq_max") is not None:
-                gaps = max(0, int(values["seq_max"]) - int(values["seq_min"]) + 1 - int(values["seq_distinct"]))
-                fields.append(f"seq_gaps={gaps}i")
+                fields.append(f"seq_gaps={_gaps(values, last_seq.get(tags.get('device', '')))}i")
+                last_seq[tags.get("device", "")] = int(values["seq_max"])
             if fields and tags.get("device"):
                 lines.append(f"{head} {','.join(fields)} {values['time']}")
     return lines
+
+
+def _gaps(values: dict, previous_max: int | None) -> int:
+    """Messages missing inside the period, and between the previous period and this one.
+    A sequence that restarts (a rebooted device) counts nothing, rather than a bogus number."""
+    seq_min, seq_max, distinct = int(values["seq_min"]), int(values["seq_max"]), int(values["seq_distinct"])
+    inside = max(0, seq_max - seq_min + 1 - distinct)
+    between = max(0, seq_min - previous_max - 1) if previous_max is not None else 0
+    return inside + between
 
 
 def run_rollup(influx: InfluxQL, writer: LineWriter, period: str, start_ms: int, end_ms: int,
@@ -96,9 +110,11 @@ def run_rollup(influx: InfluxQL, writer: LineWriter, period: str, start_ms: int,
     points = 0
     window = max(QUERY_WINDOW_MS, PERIODS_MS[period])
     for kind in contract.KINDS:
+        last_seq: dict[str, int] = {}
         for lo in range(start, end, window):
             hi = min(lo + window, end)
-            lines = rollup_lines(kind, period, influx.series(rollup_query(kind, period, lo, hi, utc_offset_h)))
+            query = rollup_query(kind, period, lo, hi, utc_offset_h)
+            lines = rollup_lines(kind, period, influx.series(query), last_seq)
             for chunk in range(0, len(lines), 5000):
                 writer.write(lines[chunk:chunk + 5000])
             points += len(lines)
