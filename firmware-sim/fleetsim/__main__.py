@@ -40,7 +40,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--hours", type=_non_negative, default=0.0, help="replay this much history first")
     parser.add_argument("--interval", type=_positive, default=None, help="live sampling interval, seconds")
     parser.add_argument("--history-interval", type=_positive, default=None, help="history sampling interval, s")
+    parser.add_argument("--micropython", type=int, default=0, metavar="N",
+                        help="run N of the devices as real MicroPython processes (the unix port)")
     args = parser.parse_args(argv)
+    if not 0 <= args.micropython <= 32:
+        parser.error("--micropython: 0..32 processes")
     if args.hours > 24 * 35:
         parser.error("--hours: at most 840 (the ingest refuses readings older than 35 days)")
     return args
@@ -63,11 +67,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     options = RunOptions(seed=args.seed, speed=args.speed, duration_s=args.duration, history_hours=args.hours,
                          history_interval_s=args.history_interval, interval_s=args.interval,
-                         labels_path=args.labels)
+                         labels_path=args.labels, micropython=args.micropython)
     runner = FleetRunner(fleet, scenario, options)
     print(f"fleetsim: {len(fleet.devices)} devices -> {fleet.host}:{fleet.port}, {len(runner.faults)} faults, "
           f"{args.hours} h of history", flush=True)
-    asyncio.run(_run(runner))
+    try:
+        asyncio.run(_run(runner))
+    except RuntimeError as exc:  # e.g. --micropython without the binary
+        print(f"fleetsim: error: {exc}", file=sys.stderr)
+        return 2
     print(json.dumps(runner.summary()), flush=True)
     return 0
 

@@ -20,6 +20,7 @@ from fleetsim.device import SimDevice
 from fleetsim.faults import Fault, write_labels
 from fleetsim.fleetfile import Fleet
 from fleetsim.generate import build_devices
+from fleetsim.mpy import MicroPythonDevices, pick
 from fleetsim.mqtt_async import AsyncMQTT
 
 MALFORMED_PAYLOADS = (  # what a broken device sends: each one a different contract violation
@@ -47,6 +48,7 @@ class RunOptions:
     connect_spread_s: float = 5.0  # devices connect spread over this long, not all at once
     report_every_s: float = 5.0
     verbose: bool = True  # print a status line every report_every_s
+    micropython: int = 0  # this many devices run as real MicroPython processes instead
 
 
 @dataclass
@@ -248,7 +250,11 @@ class FleetRunner:
         self.hist_start_ms = self.live_start_ms - int(options.history_hours * 3_600_000)
         horizon_s = options.duration_s or scenario.get("fault_horizon_hours", 24) * 3600
         self.end_ms = self.live_start_ms + int(horizon_s * 1000)
-        self.sims, self.faults = build_devices(self.scenario, fleet.devices, options.seed, self.hist_start_ms,
+        mpy_devices = pick(fleet.devices, options.micropython)
+        self.micropython = MicroPythonDevices(mpy_devices, fleet.host, fleet.port, self.interval_ms)
+        taken = {d["id"] for d in mpy_devices}
+        simulated = [d for d in fleet.devices if d["id"] not in taken]
+        self.sims, self.faults = build_devices(self.scenario, simulated, options.seed, self.hist_start_ms,
                                                self.end_ms)
         self.stats = Stats()
         self.wall0 = time.monotonic()
@@ -293,6 +299,8 @@ class FleetRunner:
         tasks = [asyncio.create_task(d.run()) for d in self.devices]
         reporter = asyncio.create_task(self._report())
         try:
+            if self.micropython.devices:
+                self.micropython.start()
             timeout = self.options.duration_s
             await asyncio.wait_for(self.stopping.wait(), timeout)
         except TimeoutError:
@@ -303,6 +311,7 @@ class FleetRunner:
                 task.cancel()
             await asyncio.gather(*tasks, reporter, return_exceptions=True)
             await asyncio.wait_for(asyncio.gather(*(d.goodbye() for d in self.devices), return_exceptions=True), 30)
+            self.micropython.stop()
             self._write_labels()
             if self.options.verbose:
                 print(self.stats.line(len(self.devices)), flush=True)
@@ -320,6 +329,7 @@ class FleetRunner:
             write_labels(self.options.labels_path, self.faults, self.simulated_until_ms())
 
     def summary(self) -> dict[str, Any]:
-        return {"devices": len(self.devices), "messages": self.stats.messages, "readings": self.stats.readings,
+        return {"devices": len(self.devices), "micropython": len(self.micropython.devices),
+                "messages": self.stats.messages, "readings": self.stats.readings,
                 "history_readings": self.stats.history_readings, "malformed": self.stats.malformed,
                 "connect_failures": self.stats.connect_failures, "faults": len(self.faults)}

@@ -231,3 +231,26 @@ def test_bad_arguments_are_refused_clearly(tmp_path, args, message):
     done = run_fleetsim("--fleet", str(path), *args)
     assert done.returncode == 2
     assert message in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_few_devices_run_as_real_micropython_processes(micropython_bin, make_mosquitto, tmp_path):
+    mosquitto = make_mosquitto()
+    fleet_file, specs = make_fleet(tmp_path, mosquitto, 10)
+    watch = Watcher(mosquitto.port, [contract.TELEMETRY_SUB, contract.STATUS_SUB]).start()
+    try:
+        done = run_fleetsim("--fleet", str(fleet_file), "--duration", "6", "--interval", "1", "--micropython", "2")
+        time.sleep(1.0)
+    finally:
+        watch.stop()
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert (summary["devices"], summary["micropython"]) == (8, 2)
+    firmware = {}
+    for arrival in watch.telemetry():
+        firmware.setdefault(arrival.body["fw"], set()).add(arrival.topic.split("/")[3])
+    assert len(firmware["0.1.0"]) == 2  # the real firmware, as on a board
+    assert len(firmware["sim-0.1.0"]) == 8
+    mpy_kinds = {s["kind"] for s in specs if s["id"] in firmware["0.1.0"]}
+    assert len(mpy_kinds) == 2  # one of each kind in turn
+    offline = [s for s in watch.status() if s["state"] == "offline"]
+    assert len(offline) == 10  # goodbyes from the simulated, last wills from the interrupted processes
