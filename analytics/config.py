@@ -65,6 +65,10 @@ class DetectorParams:
     season_periods_ms: tuple[int, ...] = (DAY_MS, WEEK_MS)
     season_lags: int = 3  # previous days (or weeks) whose median is the expectation
     season_min_lags: int = 2  # at least this many must exist at that time of day
+    # The daily profile compares working days with working days and weekends
+    # with weekends (in local time: the site's UTC offset; 0 for a CSV).
+    day_types: bool = True
+    utc_offset_h: int = 0
 
     # Series scored together in one block: large enough that each numpy call
     # does real work, small enough that a block's arrays stay in cache.
@@ -82,6 +86,9 @@ class DetectorParams:
 
     # Silence: a device is silent after this many expected intervals without data.
     silence_factor: float = 3.0
+    # Clock offset: a device's arrival delay may wander this many intervals
+    # (batching, a slow link) before a jump of its clock is an incident.
+    clock_tolerance_intervals: float = 3.0
 
     # Peer comparison within a district: a meter's deviation from its peers'
     # median, scored against its own history of that deviation.
@@ -129,8 +136,9 @@ DOMAIN_LIMITS: dict[str, list[Limit]] = {
               "EN 50160:2010 §4.2.1: 50 Hz ±1 % (49.5-50.5 Hz) for 99.5 % of a year on interconnected systems"),
     ],
     "power_factor": [
-        Limit(0.85, None, "power_factor_low", "warning",
-              "PLN tariff rules: reactive energy is billed below cos phi 0.85"),
+        Limit(0.7, None, "power_factor_low", "warning",
+              "Well below PLN's 0.85 billing threshold for reactive energy (0.85 itself is a tariff matter, "
+              "not an alarm)"),
     ],
     "pressure_bar": [
         Limit(1.0, None, "pressure_low", "critical",
@@ -146,8 +154,10 @@ DOMAIN_LIMITS: dict[str, list[Limit]] = {
               "Permenkes 492/2010 (Indonesia) and WHO: drinking water at most 5 NTU"),
     ],
     "co2_ppm": [
-        Limit(None, 1000.0, "co2_high", "warning",
-              "ASHRAE 62.1 guidance (~700 ppm above outdoor air) and the Pettenkofer 1,000 ppm indoor limit"),
+        Limit(None, 1000.0, "co2_high", "info",
+              "Pettenkofer's 1,000 ppm indoor limit; ASHRAE 62.1 guidance (~700 ppm above outdoor air); "
+              "Germany's UBA (2008): 1,000-2,000 ppm 'elevated', ventilate"),
+        Limit(None, 2000.0, "co2_unacceptable", "warning", "Germany's UBA (2008): above 2,000 ppm 'unacceptable'"),
     ],
     "beds_free": [
         Limit(0.5, None, "ward_full", "critical", "Operational rule: a ward with no free bed (0 beds free)"),

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from analytics.config import DEFAULT_PARAMS, DetectorParams, Limit
+from analytics.config import DAY_MS, DEFAULT_PARAMS, DetectorParams, Limit
 
 
 class DetectorInputError(ValueError):
@@ -296,6 +296,10 @@ def seasonal_expected(values: np.ndarray, times: np.ndarray, period_ms: int,
     `season_min_lags` exist. Timestamps may be irregular and differ per
     series. Tanjungpinang keeps UTC+7 all year (no daylight saving), so a lag
     of whole days is the same local time of day.
+
+    With `params.day_types` the daily profile compares like with like: a
+    working day with the working days, a weekend day with the weekend days
+    (local time, params.utc_offset_h) of the past week.
     """
     x = as_matrix(values)
     shared = np.ndim(times) == 1  # one time row for all series: one search instead of one per row
@@ -308,7 +312,10 @@ def seasonal_expected(values: np.ndarray, times: np.ndarray, period_ms: int,
     tolerance = 0.5 * (median_interval_ms(t[:1])[0] if shared else median_interval_ms(t)[:, None])
     lagged = []
     last = x.shape[1] - 1
-    for lag in range(1, params.season_lags + 1):
+    by_day_type = params.day_types and period_ms == DAY_MS
+    lags = range(1, 8) if by_day_type else range(1, params.season_lags + 1)
+    weekend = _is_weekend(t, params.utc_offset_h) if by_day_type else None
+    for lag in lags:
         if shared:
             target = t[0] - lag * period_ms
             before = np.searchsorted(t[0], target, side="right") - 1
@@ -316,6 +323,8 @@ def seasonal_expected(values: np.ndarray, times: np.ndarray, period_ms: int,
             nearest = np.where((before < 0) | (t[0, after] - target < target - t[0, np.maximum(before, 0)]),
                                after, before)
             close = np.abs(t[0, nearest] - target) <= tolerance
+            if by_day_type:
+                close &= weekend[0] == _is_weekend(target, params.utc_offset_h)
             if close.any():
                 lagged.append(np.where(close, x[:, nearest], np.nan))
             continue
@@ -326,6 +335,8 @@ def seasonal_expected(values: np.ndarray, times: np.ndarray, period_ms: int,
         t_after = np.take_along_axis(t, after, axis=1)
         nearest = np.where((before < 0) | (t_after - target < target - t_before), after, before)
         close = np.abs(np.take_along_axis(t, nearest, axis=1) - target) <= tolerance
+        if by_day_type:
+            close &= weekend == _is_weekend(target, params.utc_offset_h)
         if close.any():
             lagged.append(np.where(close, np.take_along_axis(x, nearest, axis=1), np.nan))
     if len(lagged) < params.season_min_lags:
@@ -333,24 +344,39 @@ def seasonal_expected(values: np.ndarray, times: np.ndarray, period_ms: int,
     return median_of_few(lagged, params.season_min_lags)
 
 
-def seasonal_z(values: np.ndarray, times: np.ndarray, params: DetectorParams = DEFAULT_PARAMS) -> np.ndarray:
-    """Robust z of the residual against the daily and weekly profiles (the larger |z| of the two).
+def _is_weekend(t_ms: np.ndarray, utc_offset_h: int) -> np.ndarray:
+    # 1970-01-01 was a Thursday: +3 makes Monday 0, so Saturday and Sunday are 5 and 6.
+    return ((t_ms + utc_offset_h * 3_600_000) // DAY_MS + 3) % 7 >= 5
 
-    The residual x - seasonal_expected is itself given a robust baseline, so
-    a profile that is biased (a busier week) does not alarm, only a departure
-    from how well the profile usually predicts.
+
+def seasonal_baseline(values: np.ndarray, times: np.ndarray, params: DetectorParams = DEFAULT_PARAMS) -> Baseline:
+    """The daily and weekly profiles as a forecaster: expected value, robust scale and z per sample.
+
+    The residual x - seasonal_expected is itself given a robust (flat)
+    baseline, so a profile that is biased (a busier week) does not alarm,
+    only a departure from how well the profile usually predicts. Where both
+    profiles exist, the one with the smaller running scale (the better
+    predictor so far) is used. NaN where no profile exists yet.
     """
     x = as_matrix(values)
     t = as_times(times, x.shape)
-    best = np.full(x.shape, np.nan)
+    out = Baseline(np.full(x.shape, np.nan), np.full(x.shape, np.nan), np.full(x.shape, np.nan))
     span = int(t[:, -1].max() - t[:, 0].min()) if x.size else 0
     for period in params.season_periods_ms:
         if span < params.season_min_lags * period:
             continue  # not enough history for this profile anywhere
-        residual = x - seasonal_expected(x, times, period, params)
-        z = robust_baseline(residual, params, trend=False).z
-        best = np.where(np.nan_to_num(np.abs(z)) > np.nan_to_num(np.abs(best)), z, best)
-    return best
+        profile = seasonal_expected(x, times, period, params)
+        fit = robust_baseline(x - profile, params, trend=False)
+        better = np.isfinite(fit.z) & ~(out.scale <= fit.scale)
+        out.expected = np.where(better, profile + fit.expected, out.expected)
+        out.scale = np.where(better, fit.scale, out.scale)
+        out.z = np.where(better, fit.z, out.z)
+    return out
+
+
+def seasonal_z(values: np.ndarray, times: np.ndarray, params: DetectorParams = DEFAULT_PARAMS) -> np.ndarray:
+    """Robust z against the daily and weekly profiles (seasonal_baseline's z)."""
+    return seasonal_baseline(values, times, params).z
 
 
 # ---------------------------------------------------------------- flatline
@@ -527,8 +553,8 @@ class Scores:
     """The evidence of each detector in robust sigmas, and the combined score in [0, 1], all (S, T).
 
     `winner` indexes DETECTORS: the detector with the most evidence, which
-    the explanation of an alert names. `baseline` holds the level detector's
-    expected value and scale, for the explanation.
+    the explanation of an alert names. `baseline` holds the forecast used at
+    each sample (expected value, scale, z), for the explanation.
     """
 
     evidence: dict[str, np.ndarray]
@@ -541,13 +567,18 @@ def score_series(values: np.ndarray, times: np.ndarray | None = None,
                  params: DetectorParams = DEFAULT_PARAMS) -> Scores:
     """The general statistical detectors on every series, combined by the largest evidence.
 
-    level: robust z of each reading against the running baseline (spikes,
-    dips, sudden shifts); shift: CUSUM of that z and of the seasonal z
-    (smaller sustained shifts, drift); seasonal: residual against the daily
-    and weekly profile (once two previous days exist); flatline: stuck
-    readings. Each gives evidence in robust sigmas; the largest is calibrated
-    once to [0, 1]. All causal. Without `times` the samples are taken as
-    evenly spaced and the seasonal detector is off.
+    Two forecasters: the recent level (robust Holt) and the daily/weekly
+    profile (once two previous periods exist); at each sample the one that
+    has predicted better so far (smaller running scale) is the baseline.
+    level / seasonal (named after the baseline): how unusual the reading is
+    against both forecasters, the smaller |z| of the two where a profile
+    exists (spikes, dips, sudden shifts; a daily step is expected); shift:
+    CUSUM of the baseline's z and of the profile's z (smaller sustained
+    shifts, and slow drift that the level follows but the profile does not);
+    flatline: stuck readings. Each gives
+    evidence in robust sigmas; the largest is calibrated once to [0, 1]. All
+    causal. Without `times` the samples are taken as evenly spaced and only
+    the recent level is used.
     """
     x = as_matrix(values)
     if times is not None:
@@ -570,17 +601,35 @@ def score_series(values: np.ndarray, times: np.ndarray | None = None,
 
 
 def _score_block(x: np.ndarray, times: np.ndarray | None, params: DetectorParams) -> Scores:
-    baseline = robust_baseline(x, params)
-    season = seasonal_z(x, times, params) if times is not None else np.full(x.shape, np.nan)
-    shift = cusum_evidence(baseline.z, params)
-    if times is not None and not np.isnan(season).all():
-        shift = np.maximum(shift, cusum_evidence(season, params))
+    recent = robust_baseline(x, params)
+    if times is None:
+        season = Baseline(*(np.full(x.shape, np.nan) for _ in range(3)))
+    else:
+        season = seasonal_baseline(x, times, params)
+    # One forecaster per sample: the daily/weekly profile where it has
+    # predicted better than the recent level so far, else the recent level.
+    # A daily step (lights on at 07:00) is then expected, not an anomaly.
+    has_season = np.isfinite(season.z)
+    use_season = has_season & (season.scale < recent.scale)
+    z = np.where(use_season, season.z, recent.z)
+    recent_size = np.abs(np.nan_to_num(recent.z))
+    season_size = np.abs(np.nan_to_num(season.z))
+    shift = cusum_evidence(z, params)
+    if has_season.any():
+        # The profile also speaks where the recent level forecasts better:
+        # a slow drift that the level follows is still off the profile.
+        shift = np.maximum(shift, cusum_evidence(season.z, params))
+    # Where a profile exists, a reading is unusual only if neither forecaster
+    # expected it: a daily step (cooling on at 06:30) is in the profile.
+    both = np.where(has_season, np.minimum(recent_size, season_size), recent_size)
     evidence = {
-        "level": np.abs(np.nan_to_num(baseline.z)),
+        "level": np.where(use_season, 0.0, both),
         "shift": shift,
-        "seasonal": np.abs(np.nan_to_num(season)),
+        "seasonal": np.where(use_season, both, 0.0),
         "flatline": flatline_evidence(x, params),
     }
+    baseline = Baseline(np.where(use_season, season.expected, recent.expected),
+                        np.where(use_season, season.scale, recent.scale), z)
     best = evidence[DETECTORS[0]]
     winner = np.zeros(x.shape, dtype=np.int8)
     for index, name in enumerate(DETECTORS[1:], start=1):

@@ -4,6 +4,7 @@ code in analytics.detectors is checked against these."""
 
 import math
 import statistics
+from datetime import UTC, datetime, timedelta
 
 from analytics.config import DetectorParams
 
@@ -63,11 +64,17 @@ def cusum_evidence(z: list[float], p: DetectorParams) -> list[float]:
 def seasonal_expected(series: list[float], times: list[int], period_ms: int, p: DetectorParams) -> list[float]:
     steps = sorted(b - a for a, b in zip(times, times[1:], strict=False) if b > a)
     tolerance = 0.5 * statistics.median(steps) if steps else math.nan
+    def weekend(t_ms: int) -> bool:
+        return (datetime.fromtimestamp(t_ms / 1000, UTC) + timedelta(hours=p.utc_offset_h)).weekday() >= 5
+
+    by_day_type = p.day_types and period_ms == 24 * 3600 * 1000
     out = []
     for t in times:
         found = []
-        for lag in range(1, p.season_lags + 1):
+        for lag in range(1, 8 if by_day_type else p.season_lags + 1):
             target = t - lag * period_ms
+            if by_day_type and weekend(t) != weekend(target):
+                continue
             # The first of the nearest samples (ties go to the earlier one).
             nearest = min(range(len(times)), key=lambda i: (abs(times[i] - target), i))
             if abs(times[nearest] - target) <= tolerance and not math.isnan(series[nearest]):

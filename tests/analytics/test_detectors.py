@@ -4,6 +4,8 @@ causality, and what a user would notice: a fault is scored high, normal data low
 import math
 import warnings
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -74,13 +76,16 @@ def test_seasonal_expected_matches_reference_with_irregular_times():
     steps[[50, 120]] = 6 * 3600 * 1000
     times = np.cumsum(steps)
     x = noisy_series(rng, 2, n)
-    # One time row shared by both series, and per-series rows (the engine's case).
-    shared = d.seasonal_expected(x, times, DAY_MS)
-    own = d.seasonal_expected(x, np.stack([times, times + 7 * MINUTE]), DAY_MS)
-    for i in range(2):
-        assert_same(shared[i], ref.seasonal_expected(list(x[i]), list(times), DAY_MS, P))
-        assert_same(own[i], ref.seasonal_expected(list(x[i]), list(times + 7 * MINUTE * i), DAY_MS, P))
-    assert np.isfinite(shared[0, -50:]).sum() > 25  # late samples do have a profile
+    # One time row shared by both series, and per-series rows (the engine's case);
+    # days of any type, and working days apart from weekends (the series starts on a Thursday).
+    for params in (replace(P, day_types=False), P, replace(P, utc_offset_h=7)):
+        shared = d.seasonal_expected(x, times, DAY_MS, params)
+        own = d.seasonal_expected(x, np.stack([times, times + 7 * MINUTE]), DAY_MS, params)
+        for i in range(2):
+            assert_same(shared[i], ref.seasonal_expected(list(x[i]), list(times), DAY_MS, params))
+            assert_same(own[i], ref.seasonal_expected(list(x[i]), list(times + 7 * MINUTE * i), DAY_MS, params))
+        if not params.day_types:
+            assert np.isfinite(shared[0, -50:]).sum() > 25  # late samples do have a profile
 
 
 def test_peer_residual_matches_reference():
@@ -195,7 +200,7 @@ def test_bad_alpha_and_groups_are_refused():
 def test_faults_score_high_and_normal_data_low():
     rng = np.random.default_rng(8)
     n = 4 * 1440
-    times = np.arange(n) * MINUTE
+    times = (4 * 1440 + np.arange(n)) * MINUTE  # Monday 1970-01-05 on: four working days
     x = 100 + 20 * np.sin(2 * np.pi * times / DAY_MS)[None] + rng.normal(0, 1, (40, n))
     start = 3 * 1440 + 200
     x[0, start] += 12  # spike

@@ -1,0 +1,187 @@
+"""Detection quality against the simulator's ground truth, measured not assumed.
+
+The readings (device, kind, district, t_ms, {metric: value}) arrive time by
+time, as the fleet simulator yields them. They are laid on a grid by arrival
+(a device whose clock jumped still arrives with the others), every rule is
+run causally, incidents come out of the same hysteresis the live engine
+uses, and each incident is matched with the labelled faults:
+
+- a labelled fault is detected when an incident on the same device overlaps
+  it (up to `grace_steps` after its end); its delay is from the fault's start
+  to the first such incident's start (0 if one was already open);
+- an incident that overlaps no fault is a false alarm.
+
+Per fault type: recall = detected / labelled; precision = incidents matched
+to this fault type / (those + false alarms on devices of the kinds this
+fault type can hit), i.e. what an operator of those utilities sees; F1 from
+the two. Row "all": every incident and every fault.
+"""
+
+import statistics
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from analytics.config import DEFAULT_PARAMS, DetectorParams
+from analytics.rules import Hysteresis, clock_offset_score, grade, incidents, score_metric, silence_on_grid
+
+Reading = tuple[str, str, str, int, dict[str, float]]
+Label = tuple[str, str, str, int, int]  # device, metric ('' for the whole device), fault, start_ms, end_ms
+
+
+@dataclass
+class Alert:
+    device: str
+    metric: str
+    rule: str
+    start_ms: int
+    end_ms: int
+    peak: float
+    severity: str
+
+
+@dataclass
+class Grid:
+    devices: list[str]
+    kinds: list[str]
+    start_ms: int
+    step_ms: int
+    present: np.ndarray  # (D, T) a reading arrived
+    lag_ms: np.ndarray  # (D, T) arrival minus the reading's timestamp, NaN when none
+    metrics: dict[str, tuple[np.ndarray, np.ndarray]]  # metric -> (device rows, values (S, T))
+
+    @property
+    def times(self) -> np.ndarray:
+        return self.start_ms + self.step_ms * np.arange(self.present.shape[1], dtype=np.int64)
+
+
+def build_grid(readings: Iterable[Reading], start_ms: int, step_ms: int, n_steps: int) -> Grid:
+    """Lay readings on the arrival grid. Readings must come time by time (as fleetsim yields them)."""
+    rows: list[tuple[int, int, int, dict[str, float]]] = []
+    device_index: dict[str, int] = {}
+    kinds: list[str] = []
+    arrival_ms = start_ms
+    for device, kind, _district, t_ms, values in readings:
+        arrival_ms = max(arrival_ms, t_ms)  # a skewed clock reports the past; arrival is now
+        step = (arrival_ms - start_ms) // step_ms
+        if not 0 <= step < n_steps:
+            continue
+        if device not in device_index:
+            device_index[device] = len(kinds)
+            kinds.append(kind)
+        rows.append((device_index[device], int(step), arrival_ms - t_ms, values))
+    n_devices = len(kinds)
+    present = np.zeros((n_devices, n_steps), dtype=bool)
+    lag = np.full((n_devices, n_steps), np.nan)
+    per_metric: dict[str, dict[int, int]] = defaultdict(dict)
+    for device, _, _, values in rows:
+        for metric in values:
+            table = per_metric[metric]
+            if device not in table:
+                table[device] = len(table)
+    arrays = {m: np.full((len(t), n_steps), np.nan) for m, t in per_metric.items()}
+    for device, step, lag_ms, values in rows:
+        present[device, step] = True
+        lag[device, step] = lag_ms
+        for metric, value in values.items():
+            arrays[metric][per_metric[metric][device], step] = value
+    metrics = {m: (np.array(sorted(t, key=t.get)), arrays[m]) for m, t in per_metric.items()}
+    return Grid(list(device_index), kinds, start_ms, step_ms, present, lag, metrics)
+
+
+def _alerts_from(active: np.ndarray, score: np.ndarray, rules: np.ndarray | None, severities: np.ndarray | None,
+                 grid: Grid, device_rows: np.ndarray, metric: str, fixed_rule: str = "",
+                 params: DetectorParams = DEFAULT_PARAMS) -> list[Alert]:
+    out = []
+    for row, first, after in incidents(active):
+        window = np.nan_to_num(score[row, first:after])
+        peak_at = first + int(window.argmax())
+        rule = fixed_rule or str(rules[row, peak_at])
+        severity = grade(float(window.max()), "" if severities is None else str(severities[row, peak_at]), params)
+        out.append(Alert(grid.devices[device_rows[row]], metric, rule, int(grid.times[first]),
+                         int(grid.start_ms + grid.step_ms * after), float(window.max()), severity))
+    return out
+
+
+def detect(grid: Grid, params: DetectorParams = DEFAULT_PARAMS) -> list[Alert]:
+    """Every rule over the grid, incidents through the hysteresis: the alerts the engine would raise."""
+    alerts: list[Alert] = []
+    times = grid.times
+    for metric, (device_rows, values) in sorted(grid.metrics.items()):
+        scored = score_metric(metric, values, times, params)
+        score = np.where(np.isnan(values), np.nan, scored.score)
+        active = Hysteresis().step(score, params)
+        alerts += _alerts_from(active, score, scored.rule, scored.severity, grid, device_rows, metric, params=params)
+    all_rows = np.arange(len(grid.devices))
+    silence = silence_on_grid(grid.present, params)
+    alerts += _alerts_from(Hysteresis().step(silence, params), silence, None, None, grid, all_rows, "", "silent",
+                           params)
+    clock = clock_offset_score(grid.lag_ms, grid.step_ms, params)
+    clock = np.where(grid.present, clock, np.nan)
+    alerts += _alerts_from(Hysteresis().step(clock, params), clock, None, None, grid, all_rows, "", "clock_offset",
+                           params)
+    return alerts
+
+
+@dataclass
+class FaultRow:
+    fault: str
+    labelled: int
+    detected: int
+    alerts: int
+    false_alarms: int
+    precision: float
+    recall: float
+    f1: float
+    median_delay_steps: float | None
+
+
+def _f1(precision: float, recall: float) -> float:
+    return 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+
+
+def match(alerts: list[Alert], labels: Iterable[Label], kinds_of_fault: dict[str, set[str]],
+          kind_of_device: dict[str, str], step_ms: int, grace_steps: int = 5, count_from_ms: int = 0) -> list[FaultRow]:
+    """Per fault type (and 'all'): precision, recall, F1, median delay in steps (see the module doc).
+
+    Faults and alerts that start before `count_from_ms` (the baselines'
+    warm-up) are not counted; neither are `info` alerts, which are advice
+    (CO2 above 1,000 ppm: ventilate), not alarms.
+    """
+    alerts = [a for a in alerts if a.start_ms >= count_from_ms and a.severity != "info"]
+    faults: dict[tuple[str, str, int], int] = {}  # (device, fault, start) -> end
+    for device, _metric, fault, start_ms, end_ms in labels:
+        if start_ms < count_from_ms:
+            continue
+        key = (device, fault, int(start_ms))
+        faults[key] = max(faults.get(key, 0), int(end_ms))
+    by_device: dict[str, list[tuple[str, int, int]]] = defaultdict(list)
+    for (device, fault, start), end in faults.items():
+        by_device[device].append((fault, start, end))
+    grace = grace_steps * step_ms
+    matched_type: list[str | None] = []
+    first_alert: dict[tuple[str, str, int], int] = {}
+    for alert in alerts:
+        hit = None
+        for fault, start, end in by_device.get(alert.device, []):
+            if alert.start_ms < end + grace and alert.end_ms > start:
+                hit = fault
+                key = (alert.device, fault, start)
+                first_alert[key] = min(first_alert.get(key, alert.start_ms), alert.start_ms)
+        matched_type.append(hit)
+    rows = []
+    for fault in sorted({f for (_, f, _) in faults}) + ["all"]:
+        keys = [k for k in faults if fault in ("all", k[1])]
+        detected = [k for k in keys if k in first_alert]
+        delays = [max(0, first_alert[k] - k[2]) / step_ms for k in detected]
+        kinds = set(kind_of_device.values()) if fault == "all" else kinds_of_fault.get(fault, set())
+        true_alerts = sum(1 for t in matched_type if t is not None and fault in ("all", t))
+        false_alarms = sum(1 for a, t in zip(alerts, matched_type, strict=True)
+                           if t is None and kind_of_device.get(a.device) in kinds)
+        precision = true_alerts / (true_alerts + false_alarms) if true_alerts + false_alarms else 0.0
+        recall = len(detected) / len(keys) if keys else 0.0
+        rows.append(FaultRow(fault, len(keys), len(detected), true_alerts, false_alarms, precision, recall,
+                             _f1(precision, recall), statistics.median(delays) if delays else None))
+    return rows

@@ -1,0 +1,151 @@
+"""From readings to rule scores and incidents, for the engine and the evaluation alike.
+
+`score_metric` runs everything that applies to one metric over a (series x
+time) block: the statistical detectors and the metric's domain limits, and
+names the rule behind each score. `device_rules` scores what belongs to a
+whole device (silence, clock offset). `Hysteresis` turns scores into
+incidents: one incident opens when a score reaches `open_score` and closes
+only after `clear_samples` samples in a row below `clear_score`, so one
+fault is one alert, not a storm.
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from analytics import detectors as d
+from analytics.config import DEFAULT_PARAMS, DOMAIN_LIMITS, DetectorParams, Limit
+
+# Metrics the statistical detectors leave alone: a cumulative counter
+# (energy only ever grows; its rate is power_kw) and free beds, which move
+# in whole steps whenever a patient comes or goes (the ward_full rule covers them).
+SKIP_STATISTICAL = frozenset({"energy_kwh", "beds_free"})
+
+STATISTICAL_RULES = {
+    "level": "unusual_value",
+    "shift": "level_shift",
+    "seasonal": "off_daily_profile",
+    "flatline": "stuck_sensor",
+}
+DEVICE_RULES = ("silent", "clock_offset")
+# A limit breach is certain, not a matter of degree: it scores this much.
+LIMIT_SCORE = 1.0
+
+
+@dataclass
+class MetricScores:
+    """(S, T) arrays: the highest score, the rule behind it, and that rule's severity (or '' to grade by score)."""
+
+    score: np.ndarray
+    rule: np.ndarray  # object array of rule names
+    severity: np.ndarray  # object array: a limit's severity, or ''
+    baseline: d.Baseline
+
+
+def score_metric(metric: str, values: np.ndarray, times: np.ndarray | None,
+                 params: DetectorParams = DEFAULT_PARAMS,
+                 limits: dict[str, list[Limit]] | None = None) -> MetricScores:
+    """Every rule for one metric over (S, T) values; the highest score wins."""
+    x = d.as_matrix(values)
+    limits = DOMAIN_LIMITS if limits is None else limits
+    if metric in SKIP_STATISTICAL:
+        score = np.zeros(x.shape)
+        rule = np.full(x.shape, "", dtype=object)
+        baseline = d.robust_baseline(x, params)
+    else:
+        stats = d.score_series(x, times, params)
+        score = stats.combined
+        names = np.array([STATISTICAL_RULES[name] for name in d.DETECTORS], dtype=object)
+        rule = names[stats.winner]
+        baseline = stats.baseline
+    severity = np.full(x.shape, "", dtype=object)
+    for limit in limits.get(metric, []):
+        breach = d.limit_score(x, limit) > 0
+        score = np.where(breach, LIMIT_SCORE, score)
+        rule = np.where(breach, limit.rule, rule)
+        severity = np.where(breach, limit.severity, severity)
+    return MetricScores(score, rule, severity, baseline)
+
+
+def grade(score: float, severity: str, params: DetectorParams = DEFAULT_PARAMS) -> str:
+    """A limit brings its own severity; a statistical score is critical past critical_score."""
+    if severity:
+        return severity
+    return "critical" if score >= params.critical_score else "warning"
+
+
+def gap_intervals(present: np.ndarray) -> np.ndarray:
+    """Per (series, step): how many steps in a row, up to this one, had no reading (0 when present)."""
+    present = np.asarray(present, dtype=bool)
+    if present.size == 0:
+        return np.zeros(present.shape)
+    index = np.arange(present.shape[1])
+    last_seen = np.maximum.accumulate(np.where(present, index, -1), axis=1)
+    # Before the first reading a device is new, not silent.
+    return np.where(last_seen >= 0, index - last_seen, 0).astype(np.float64)
+
+
+def silence_on_grid(present: np.ndarray, params: DetectorParams = DEFAULT_PARAMS) -> np.ndarray:
+    """silence_score for data on a regular grid, gaps counted in steps: 0 up to silence_factor, 1 at twice it."""
+    gaps = gap_intervals(present)
+    return np.clip((gaps - params.silence_factor) / params.silence_factor, 0.0, 1.0)
+
+
+def clock_offset_score(lag_ms: np.ndarray, interval_ms: float, params: DetectorParams = DEFAULT_PARAMS) -> np.ndarray:
+    """How far a device's clock has jumped: the delay between arrival and its timestamp, against its usual delay.
+
+    lag_ms (S, T): arrival time minus the reading's own timestamp. Scored
+    with the robust baseline; a change within `clock_tolerance_intervals`
+    sampling intervals is never unusual (batching and network delay).
+    """
+    lag = d.as_matrix(lag_ms)
+    baseline = d.robust_baseline(lag, params)
+    tolerance = params.clock_tolerance_intervals * interval_ms
+    with np.errstate(invalid="ignore"):
+        excess = np.maximum(np.abs(lag - baseline.expected) - tolerance, 0.0)
+        z = np.where(np.isnan(baseline.z), np.nan, excess / np.maximum(baseline.scale, tolerance / params.z_mid))
+    return d.calibrate(z, params)
+
+
+@dataclass
+class Hysteresis:
+    """Incident state per series, carried from one batch to the next."""
+
+    active: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    calm: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+
+    def resize(self, n_series: int) -> None:
+        if self.active.size < n_series:
+            grow = n_series - self.active.size
+            self.active = np.concatenate([self.active, np.zeros(grow, dtype=bool)])
+            self.calm = np.concatenate([self.calm, np.zeros(grow, dtype=np.int64)])
+
+    def step(self, score: np.ndarray, params: DetectorParams = DEFAULT_PARAMS) -> np.ndarray:
+        """Feed (S, T) scores (NaN: no reading, state unchanged); returns (S, T) active flags."""
+        score = np.asarray(score, dtype=np.float64)
+        self.resize(score.shape[0])
+        active, calm = self.active[: score.shape[0]].copy(), self.calm[: score.shape[0]].copy()
+        out = np.zeros(score.shape, dtype=bool)
+        for t in range(score.shape[1]):
+            st = score[:, t]
+            known = ~np.isnan(st)
+            opening = known & ~active & (st >= params.open_score)
+            calm = np.where(known & active, np.where(st < params.clear_score, calm + 1, 0), calm)
+            closing = active & (calm >= params.clear_samples)
+            active = (active | opening) & ~closing
+            calm = np.where(opening | closing, 0, calm)
+            out[:, t] = active
+        self.active[: score.shape[0]], self.calm[: score.shape[0]] = active, calm
+        return out
+
+
+def incidents(active: np.ndarray) -> list[tuple[int, int, int]]:
+    """(series, first active step, first step after it) for every run of active flags."""
+    a = np.asarray(active, dtype=bool)
+    padded = np.zeros((a.shape[0], a.shape[1] + 2), dtype=np.int8)
+    padded[:, 1:-1] = a
+    edges = np.diff(padded, axis=1)
+    starts = np.argwhere(edges == 1)
+    ends = np.argwhere(edges == -1)
+    # argwhere is row-major, so starts and ends pair up in order.
+    return [(int(s[0]), int(s[1]), int(e[1])) for s, e in zip(starts, ends, strict=True)]
