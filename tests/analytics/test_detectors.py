@@ -3,7 +3,6 @@ causality, and what a user would notice: a fault is scored high, normal data low
 
 import math
 import warnings
-
 from dataclasses import replace
 
 import numpy as np
