@@ -173,4 +173,6 @@ def test_the_broker_runs_the_committed_config_and_acl(resolved: dict) -> None:
     assert broker["/mosquitto/config/mosquitto.conf"].endswith("deploy/mosquitto/mosquitto.conf")
     assert broker["/mosquitto/config/acl"].endswith("deploy/mosquitto/acl")
     assert broker["/mosquitto/auth"] == "broker-auth" == mounts(resolved["services"]["api"])["/mosquitto/auth"]
+    data = next(v for v in resolved["services"]["mosquitto"]["volumes"] if isinstance(v, dict))
+    assert data["source"] == "mosquitto-data" and data["volume"]["nocopy"] is True
     assert resolved["services"]["api"]["environment"]["CITY_BROKER_PASSWD_FILE"] == "/mosquitto/auth/passwd"
