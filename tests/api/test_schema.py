@@ -24,7 +24,9 @@ def live_schema(make_api, analytics):
     analytics.publish(alert("inc-1"))
     wait_for(lambda: api.services.alerts.store.find()[1] == 1)
     _live["api"] = api
-    return schemathesis.openapi.from_url(f"{api.url}/openapi.json")
+    _live["http"] = httpx.Client(timeout=10)  # one keep-alive connection for all the cases
+    yield schemathesis.openapi.from_url(f"{api.url}/openapi.json")
+    _live.pop("http").close()
 
 
 schema = schemathesis.pytest.from_fixture("live_schema")
@@ -47,8 +49,11 @@ def send(case, base_url: str, headers: dict[str, str]) -> httpx.Response:
         body["json"] = kwargs["json"]
     if kwargs.get("data") is not None:
         body["content" if isinstance(kwargs["data"], bytes | str) else "data"] = kwargs["data"]
-    return httpx.request(kwargs["method"], kwargs["url"], headers=kwargs.get("headers"), params=kwargs.get("params"),
-                         cookies=kwargs.get("cookies"), timeout=10, **body)
+    headers = dict(kwargs.get("headers") or {})
+    if kwargs.get("cookies"):
+        headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in kwargs["cookies"].items())
+    return _live["http"].request(kwargs["method"], kwargs["url"], headers=headers, params=kwargs.get("params"),
+                                 **body)
 
 
 def test_openapi_is_complete(api):
@@ -60,3 +65,4 @@ def test_openapi_is_complete(api):
             assert operation.get("summary"), f"{method} {path} has no summary"
             assert operation.get("tags"), f"{method} {path} has no tag"
     assert spec["info"]["description"].startswith("The city telemetry platform's API")
+
