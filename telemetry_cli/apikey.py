@@ -1,0 +1,92 @@
+"""`city apikey create|list|revoke`: API keys for people and services.
+
+Works on this machine's API database (CITY_API_DB_PATH, by default
+CITY_DATA_DIR/api.sqlite3), the same file the API reads, so a key made here
+works at once. The key is printed once, at creation; only its hash is kept.
+
+Exit codes: 0 done, 1 no such key, 2 bad input.
+"""
+
+import json
+import re
+from datetime import UTC, datetime
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from api.auth import ROLES, KeyStore
+from api.db import ApiDb
+from telemetry_shared.settings import Settings
+
+EXIT_NOT_FOUND = 1
+EXIT_INVALID = 2
+NAME = re.compile(r"^[\w .@-]{1,64}$")
+
+app = typer.Typer(help="API keys: create (shown once), list, revoke.", no_args_is_help=True)
+out = Console()
+err = Console(stderr=True)
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="print JSON for scripts instead of a table")]
+
+
+def _fail(message: str, code: int) -> None:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def _store() -> KeyStore:
+    try:
+        settings = Settings()
+    except ValueError as exc:
+        _fail(f"configuration: {exc}", EXIT_INVALID)
+        raise  # unreachable
+    return KeyStore(ApiDb(settings.api_db_file))
+
+
+def _when(ms: int | None) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC") if ms else ""
+
+
+@app.command()
+def create(name: Annotated[str, typer.Argument(help="the person or service; shown in the alert audit trail")],
+           role: Annotated[str, typer.Option(help=f"one of {', '.join(ROLES)}")],
+           as_json: JsonFlag = False) -> None:
+    """Create a key and print it (the only time it is shown)."""
+    if not NAME.match(name):
+        _fail(f"bad name {name[:40]!r}: 1 to 64 letters, digits, spaces and . @ _ -", EXIT_INVALID)
+    if role not in ROLES:
+        _fail(f"bad role {role[:40]!r}: one of {', '.join(ROLES)}", EXIT_INVALID)
+    created = _store().create(name, role)
+    if as_json:
+        out.print_json(created.model_dump_json())
+        return
+    out.print(f"API key for [bold]{created.name}[/] ({created.role}), id {created.id}:")
+    out.print(created.key, highlight=False, soft_wrap=True)
+    out.print("[dim]Store it now: it is not shown again. Send it as `Authorization: Bearer <key>`.[/]")
+
+
+@app.command("list")
+def list_keys(as_json: JsonFlag = False) -> None:
+    """List keys (never the secrets)."""
+    keys, total = _store().list(limit=100_000)
+    if as_json:
+        out.print_json(json.dumps({"data": [k.model_dump() for k in keys], "count": total}))
+        return
+    table = Table(title=f"{total} API keys")
+    for column in ("id", "name", "role", "created", "revoked"):
+        table.add_column(column)
+    for key in keys:
+        table.add_row(key.id, key.name, key.role, _when(key.created_ms), _when(key.revoked_ms))
+    out.print(table)
+
+
+@app.command()
+def revoke(key_id: Annotated[str, typer.Argument(help="the key's id (from `city apikey list`)")]) -> None:
+    """Revoke a key; it stops working at once."""
+    if not re.fullmatch(r"[0-9a-f]{8}", key_id):
+        _fail(f"bad key id {key_id[:40]!r}: 8 hex digits", EXIT_INVALID)
+    if not _store().revoke(key_id):
+        _fail(f"no live API key {key_id}", EXIT_NOT_FOUND)
+    out.print(f"revoked {key_id}")
