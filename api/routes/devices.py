@@ -16,6 +16,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from api.auth import AnyRole, RequireRole
+from api.errors import ErrorBody
 from api.paging import Page, PageParams, page_params
 from api.services import ApiServices, Services
 from edge import contract
@@ -144,7 +145,13 @@ def get_admin(services: Services) -> DeviceAdmin:
 
 
 Admin = Annotated[DeviceAdmin, Depends(get_admin)]
-router = APIRouter(prefix="/devices", tags=["devices"], lifespan=_lifespan)
+ERRORS = {400: {"model": ErrorBody, "description": "the body is not JSON"},
+          401: {"model": ErrorBody, "description": "no API key, or an unknown or revoked one"},
+          403: {"model": ErrorBody, "description": "the key's role may not do this"},
+          404: {"model": ErrorBody, "description": "no such device"},
+          409: {"model": ErrorBody, "description": "the device exists already, or is retired"},
+          503: {"model": ErrorBody, "description": "the broker could not be reloaded or reached; nothing changed"}}
+router = APIRouter(prefix="/devices", tags=["devices"], lifespan=_lifespan, responses=ERRORS)
 
 
 def _device_id(device_id: str) -> str:
