@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from api import errors
+from api.latest_cache import LatestCache
 from api.ratelimit import RateLimiter
 from api.routes import alerts, control_room, fleet, health, keys, public, readings
 from api.services import ApiServices
@@ -52,6 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title=f"{settings.city_name} city telemetry API", version="1.0.0", description=DESCRIPTION,
                   lifespan=lifespan, responses=errors.ERROR_RESPONSES)
     app.state.services = services
+    services.extra["latest_cache"] = LatestCache(services.influx)
     app.state.public_limiter = RateLimiter(settings.api_public_rate_per_min)
     errors.install(app)
     for module in (health, keys, readings, alerts, fleet, public, control_room):

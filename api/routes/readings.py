@@ -9,6 +9,7 @@ from pydantic import BaseModel
 from api import queries
 from api.auth import AnyRole
 from api.errors import AUTH_RESPONSES, ErrorBody
+from api.latest_cache import LatestCache
 from api.paging import Page, PageParams, page_params
 from api.services import Services
 from edge import contract
@@ -75,16 +76,16 @@ def _bad_query(exc: queries.QueryError) -> HTTPException:
     return HTTPException(422, str(exc))
 
 
-@router.get("/latest", summary="The newest reading of each device")
+@router.get("/latest", summary="The newest reading of each device (a snapshot at most 1 s old)")
 def latest(user: AnyRole, services: Services, page: Annotated[PageParams, Depends(page_params)],
            kind: Kind | None = None, district: District | None = None, device: DeviceId | None = None,
            max_age: Duration = "1d") -> Page[LatestReading]:
     try:
-        since = queries.now_ms() - min(queries.duration_ms(max_age), contract.MAX_AGE_MS)
+        max_age_ms = min(queries.duration_ms(max_age), contract.MAX_AGE_MS)
     except queries.QueryError as exc:
         raise _bad_query(exc) from exc
-    kinds = [kind] if kind else list(contract.KINDS)
-    rows = queries.latest(services.influx, kinds, since, device=device, district=district)
+    cache: LatestCache = services.extra["latest_cache"]
+    rows = cache.get(max_age_ms, kind=kind, district=district, device=device)
     return Page(data=rows[page.offset: page.offset + page.limit], count=len(rows))
 
 

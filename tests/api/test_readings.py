@@ -8,6 +8,7 @@ import pytest
 
 from telemetry_shared.influx import V1Writer
 from telemetry_shared.registry import DeviceNew
+from tests.api.harness import wait_for
 
 MINUTE = 60_000
 
@@ -122,3 +123,19 @@ def test_influxdb_down_is_a_clear_503(make_api, make_influxd):
     with api.client("engineer") as c:
         r = c.get("/readings/latest")
     assert r.status_code == 503 and r.json()["error"] == "unavailable" and "InfluxDB" in r.json()["message"]
+
+
+def test_latest_is_one_shared_snapshot_at_most_a_second_old(city, influx_db):
+    api, start, now = city
+    cache = api.services.extra["latest_cache"]
+    with api.client("operator") as c:
+        before = cache.queries
+        for _ in range(5):
+            assert c.get("/readings/latest").json()["count"] == 3
+        assert cache.queries == before + 1
+        writer = V1Writer(str(influx_db.http.base_url), influx_db.db)
+        writer.write([f"water,device=wtr-0001,district=bukit-bestari flow_lps=99.0,seq=60i {now + 1000}"])
+        writer.close()
+        fresh = wait_for(lambda: c.get("/readings/latest", params={"device": "wtr-0001"}).json()["data"][0]
+                         ["values"]["flow_lps"] == 99.0, timeout_s=3)
+        assert fresh
