@@ -14,7 +14,21 @@ if [ -z "${INFLUX_CMD:-}" ] || ! printf '%s' "$CITY_RETENTION" | grep -Eqx 'INF|
          "not '${CITY_RAW_RETENTION:-}'" >&2
     exit 1
 fi
-$INFLUX_CMD "ALTER RETENTION POLICY \"autogen\" ON \"$CITY_DB\" DURATION $CITY_RETENTION SHARD DURATION 1d DEFAULT" \
+# Shard groups no longer than the policy keeps data, as ingest/rollup.py's shard_duration chooses them.
+CITY_SHARD=7d
+if [ "$CITY_RETENTION" != INF ]; then
+    CITY_HOURS=${CITY_RETENTION%?}
+    case "$CITY_RETENTION" in
+        *d) CITY_HOURS=$((CITY_HOURS * 24)) ;;
+        *w) CITY_HOURS=$((CITY_HOURS * 168)) ;;
+    esac
+    if [ "$CITY_HOURS" -lt 48 ]; then
+        CITY_SHARD=1h
+    elif [ "$CITY_HOURS" -le 4320 ]; then
+        CITY_SHARD=1d
+    fi
+fi
+$INFLUX_CMD "ALTER RETENTION POLICY \"autogen\" ON \"$CITY_DB\" DURATION $CITY_RETENTION SHARD DURATION $CITY_SHARD DEFAULT" \
     || exit 1
 $INFLUX_CMD "CREATE RETENTION POLICY \"rollups\" ON \"$CITY_DB\" DURATION INF REPLICATION 1" || exit 1
 echo "init-retention: $CITY_DB keeps raw readings $CITY_RETENTION, rollups for ever"

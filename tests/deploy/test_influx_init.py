@@ -40,13 +40,20 @@ def policies(db: InfluxQL) -> dict[str, tuple[str, bool]]:
     return {row["name"]: (row["duration"], row["default"]) for row in rows}
 
 
-@pytest.mark.parametrize(("retention", "duration"), [(None, "2160h0m0s"), ("", "2160h0m0s"),
-                                                     ("30d", "720h0m0s"), ("INF", "0s")])
-def test_raw_retention_and_rollups_policy(fresh_db, retention, duration) -> None:
+def shards(db: InfluxQL) -> dict[str, str]:
+    return {row["name"]: row["shardGroupDuration"] for row in db.rows(f'SHOW RETENTION POLICIES ON "{db.db}"')}
+
+
+@pytest.mark.parametrize(("retention", "duration"), [(None, "2160h0m0s"), ("", "2160h0m0s"), ("30d", "720h0m0s"),
+                                                     ("24h", "24h0m0s"), ("52w", "8736h0m0s"), ("INF", "0s")])
+def test_raw_retention_and_rollups_policy_as_the_rollup_job_sets_them(fresh_db, retention, duration) -> None:
     db, cmd = fresh_db
     done = source(cmd, db.db, retention)
     assert done.returncode == 0 and "after-the-script" in done.stdout, done.stderr
     assert policies(db) == {"autogen": (duration, True), "rollups": ("0s", False)}
+    # the same shard group duration ingest/rollup.py's ensure_retention would choose
+    expected = {"24h": "1h0m0s", "52w": "168h0m0s", "INF": "168h0m0s"}.get(retention or "", "24h0m0s")
+    assert shards(db)["autogen"] == expected
 
 
 @pytest.mark.parametrize("retention", ["90d; DROP DATABASE x", "90d\nDROP DATABASE x", "ninety days", "-1d",
