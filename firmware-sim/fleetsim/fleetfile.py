@@ -33,10 +33,11 @@ class Fleet:
 def load_fleet(path: Path | str) -> Fleet:
     path = Path(path)
     try:
-        size = path.stat().st_size
-        if size > MAX_FLEET_BYTES:
-            raise FleetError(f"fleet file {path} is {size} bytes, more than {MAX_FLEET_BYTES}")
-        data = json.loads(path.read_bytes())
+        with open(path, "rb") as f:
+            raw = f.read(MAX_FLEET_BYTES + 1)  # bounded: a device file or a huge file cannot exhaust memory
+        if len(raw) > MAX_FLEET_BYTES:
+            raise FleetError(f"fleet file {path} has more than {MAX_FLEET_BYTES} bytes")
+        data = json.loads(raw)
     except OSError as exc:
         raise FleetError(f"cannot read fleet file {path}: {exc.strerror}") from exc
     except ValueError as exc:

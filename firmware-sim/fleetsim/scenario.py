@@ -25,11 +25,12 @@ class ScenarioError(ValueError):
 def load_scenario(path: Path | str = DEFAULT_SCENARIO) -> dict[str, Any]:
     path = Path(path)
     try:
-        raw = path.read_bytes()
+        with open(path, "rb") as f:
+            raw = f.read(MAX_SCENARIO_BYTES + 1)  # bounded: a device file or a huge file cannot exhaust memory
     except OSError as exc:
         raise ScenarioError(f"cannot read scenario {path}: {exc.strerror}") from exc
     if len(raw) > MAX_SCENARIO_BYTES:
-        raise ScenarioError(f"scenario {path} is {len(raw)} bytes, more than {MAX_SCENARIO_BYTES}")
+        raise ScenarioError(f"scenario {path} has more than {MAX_SCENARIO_BYTES} bytes")
     try:
         scenario = json.loads(raw, parse_constant=_refuse_constant)
     except ValueError as exc:

@@ -217,12 +217,18 @@ def test_bad_fleet_files_are_refused_clearly(tmp_path, fleet, message):
     assert message in done.stderr and "Traceback" not in done.stderr
 
 
+def test_endless_fleet_file_is_refused():
+    done = run_fleetsim("--fleet", "/dev/zero")
+    assert done.returncode == 2 and "more than" in done.stderr
+
+
 @pytest.mark.parametrize("args, message", [
     (["--speed", "-1"], "--speed"),
     (["--duration", "0"], "--duration"),
     (["--hours", "100000"], "--hours"),
     (["--interval", "nan"], "--interval"),
     (["--scenario", "/nonexistent.json"], "cannot read scenario"),
+    (["--scenario", "/dev/zero"], "more than"),
 ])
 def test_bad_arguments_are_refused_clearly(tmp_path, args, message):
     path = tmp_path / "fleet.json"
