@@ -106,6 +106,9 @@ def water() -> Dashboard:
             + ' GROUP BY time(1h), "device") WHERE $timeFilter ' + q.NIGHT_BUCKET + ', "device" fill(none)',
             DEVICE),), description="Lowest hourly mean flow of each local day (WIB): when demand is least, "
                                     "what still flows is mostly leakage. A rising line is a growing leak."),
+        Panel("Minimum night flow, 90 days", "suffix: L/s", (Target(
+            q.rollup("water", "1h", ["flow_lps_mean"], outer="min"), DEVICE),), time_from="90d",
+            description="The same from the hourly rollups, over 90 days: a slow leak shows as a rising floor."),
         metric_panel("water", "level_m", "Reservoir levels", "Water level in each reservoir or tank.", agg="last"),
         metric_panel("water", "turbidity_ntu", "Turbidity", "Drinking water should stay under 1 NTU at the tap.",
                      thresholds=(Threshold(None, "green"), Threshold(1.0, "yellow"), Threshold(5.0, "red"))),
@@ -124,6 +127,10 @@ def power() -> Dashboard:
                      thresholds=VOLTAGE_BAND),
         district_panel("power", "power_kw", "Load by district", inner="mean", outer="sum", stack=True,
                        description="Active power summed over the district's meters."),
+        Panel("Daily voltage extremes, 90 days", "volt", (Target(
+            q.rollup("power", "1d", ["voltage_v_min", "voltage_v_max"]), "$tag_device $col"),),
+            time_from="90d", thresholds=VOLTAGE_BAND,
+            description="Each day's lowest and highest reading per meter, from the daily rollups."),
         metric_panel("power", "current_a", "Current", "Mean current per meter."),
         Panel("Outage readings", "short", (Target(
             q.count_where("power", "voltage_v", f'"voltage_v" < {OUTAGE_VOLTS}'), DISTRICT),),

@@ -68,6 +68,7 @@ class Panel:
     # not 1-minute ones, which keeps a city-sized dashboard quick (bench/bench_dashboards.py).
     max_data_points: int = 300
     min_interval: str = "1m"  # devices report every 10 s to a few minutes; finer buckets are mostly empty
+    time_from: str = ""  # a panel's own time range (e.g. "90d" for a long-term trend), whatever the dashboard's
 
     def to_json(self, panel_id: int, x: int, y: int) -> dict[str, Any]:
         defaults: dict[str, Any] = {"unit": self.unit}
@@ -90,6 +91,7 @@ class Panel:
             "maxDataPoints": self.max_data_points,
             "options": self._options(),
             "targets": [t.to_json(chr(ord("A") + i)) for i, t in enumerate(self.targets)],
+            "timeFrom": self.time_from or None,
             "title": self.title,
             "transformations": [dict(t) for t in self.transformations],
             "type": self.kind,

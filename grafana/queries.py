@@ -11,6 +11,7 @@ from edge import contract
 from telemetry_shared.influx import quote_ident
 
 DEVICE_MEASUREMENTS = "/^(" + "|".join(sorted(contract.KINDS)) + ")$/"  # every kind at once
+ROLLUPS = '"rollups"'  # the retention policy ingest/rollup.py writes <kind>_1h and <kind>_1d into, kept for ever
 NIGHT_BUCKET = "GROUP BY time(1d, 17h)"  # 17:00 UTC is local (UTC+7) midnight: one bucket per local day
 
 
@@ -41,6 +42,18 @@ def per_district(kind: str, metric: str, inner: str = "mean", outer: str = "mean
     sub = (f"SELECT {inner}({quote_ident(metric)}) AS v FROM {quote_ident(kind)} {where()} "
            f'GROUP BY time($__interval), "device", "district"')
     return f'SELECT {outer}("v") FROM ({sub}) WHERE $timeFilter GROUP BY time($__interval), "district" fill(null)'
+
+
+def rollup(kind: str, period: str, fields: list[str], outer: str = "") -> str:
+    """Per-device series from the rollups (`<kind>_1h`/`<kind>_1d`, fields `<metric>_min/_mean/_max`).
+
+    With `outer` (e.g. min), one value per local day of each field; without, the stored values."""
+    source = f"{ROLLUPS}.{quote_ident(f'{kind}_{period}')}"
+    if outer:
+        selected = ", ".join(f"{outer}({quote_ident(f)}) AS {quote_ident(f)}" for f in fields)
+        return f'SELECT {selected} FROM {source} {where()} {NIGHT_BUCKET}, "device" fill(none)'
+    selected = ", ".join(quote_ident(f) for f in fields)
+    return f'SELECT {selected} FROM {source} {where()} GROUP BY "device"'
 
 
 def count_where(kind: str, metric: str, condition: str, by: str = "district") -> str:

@@ -10,6 +10,7 @@ import pytest
 
 from grafana.boards import all_dashboards
 from grafana.queries import fill_variables
+from ingest.rollup import ROLLUP_RP, run_rollup
 from telemetry_shared.influx import InfluxQL, V1Writer
 from tests.grafana import simdata
 
@@ -25,6 +26,12 @@ def city_db(shared_influxd) -> Iterator[InfluxQL]:
     writer = V1Writer(shared_influxd.url, name)
     writer.write(simdata.lines(NOW_MS))
     writer.close()
+    # The rollup panels read what the real rollup job (ingest/rollup.py) makes of that data.
+    client.raw(f'CREATE RETENTION POLICY "{ROLLUP_RP}" ON "{name}" DURATION INF REPLICATION 1', method="POST")
+    rollups = V1Writer(shared_influxd.url, name, rp=ROLLUP_RP)
+    for period in ("1h", "1d"):
+        assert run_rollup(client, rollups, period, NOW_MS - simdata.SPAN_MS - 86_400_000, NOW_MS, 7).points
+    rollups.close()
     yield client
     client.raw(f'DROP DATABASE "{name}"', method="POST")
     client.close()
