@@ -16,9 +16,9 @@ let streamAbort = null;
 // Schematic districts (not to scale): where each district sits on the wall map.
 const DISTRICTS = {
   "bukit-bestari": { box: [260, 60, 440, 210], label: "Bukit Bestari" },
-  "tanjungpinang-kota": { box: [60, 300, 220, 220], label: "Tanjungpinang Kota" },
-  "tanjungpinang-barat": { box: [300, 290, 220, 290], label: "Tanjungpinang Barat" },
-  "tanjungpinang-timur": { box: [540, 290, 400, 290], label: "Tanjungpinang Timur" },
+  "tanjungpinang-kota": { box: [30, 300, 255, 230], label: "Tanjungpinang Kota" },
+  "tanjungpinang-barat": { box: [300, 290, 235, 290], label: "Tanjungpinang Barat" },
+  "tanjungpinang-timur": { box: [550, 290, 410, 290], label: "Tanjungpinang Timur" },
 };
 const OTHER_BOX = [60, 560, 220, 60];
 const BOUNDS = { latMin: 0.85, latMax: 1.0, lonMin: 104.4, lonMax: 104.6 };
@@ -210,9 +210,12 @@ function position(d, index) {
   }
   // no position: a stable spot inside its district, from the id
   const [bx, by, bw, bh] = (DISTRICTS[d.district] || {}).box || OTHER_BOX;
-  let h = 0;
-  for (const ch of d.id) h = (h * 31 + ch.charCodeAt(0)) >>> 0;
-  return [bx + 20 + (h % 1000) / 1000 * (bw - 40), by + 40 + ((h >>> 10) % 1000) / 1000 * (bh - 60)];
+  let h = 2166136261; // FNV-1a, then a murmur finaliser: similar ids land far apart
+  for (const ch of d.id) h = Math.imul(h ^ ch.charCodeAt(0), 16777619) >>> 0;
+  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b) >>> 0;
+  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35) >>> 0;
+  h = (h ^ (h >>> 16)) >>> 0;
+  return [bx + 20 + (h & 0xffff) / 0xffff * (bw - 40), by + 45 + (h >>> 16) / 0xffff * (bh - 65)];
 }
 
 function drawDistricts() {
