@@ -2,12 +2,14 @@
 
 import os
 import pwd
+import shutil
 import subprocess
 import threading
 import time
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
+import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from deploy import broker_files
@@ -69,6 +71,8 @@ class DeployedMosquitto(Mosquitto):
 
 
 def make_certificate(folder: Path) -> tuple[Path, Path]:
+    if not shutil.which("openssl"):
+        pytest.fail("`openssl` is not installed: apt-get install openssl", pytrace=False)
     folder.mkdir(parents=True, exist_ok=True)
     cert, key = folder / "server.crt", folder / "server.key"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost",
