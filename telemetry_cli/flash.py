@@ -39,10 +39,14 @@ class FlashPlan:
         (folder / "config.json").write_text(self.config_json(password))
 
     def command(self, folder: Path) -> list[str]:
-        """One mpremote run: copy the firmware tree, main.py and config.json, then reset the board."""
-        return ["mpremote", "connect", self.port, "fs", "cp", "-r", str(folder / "edge"), ":", "+",
-                "fs", "cp", str(folder / "main.py"), ":main.py", "+",
-                "fs", "cp", str(folder / "config.json"), ":config.json", "+", "reset"]
+        """One mpremote run: make the folders (an existing one is fine: re-flashing), copy every
+        file to its explicit board path, then reset the board so it starts the agent."""
+        folders = sorted({str(parent) for _, remote in self.firmware for parent in Path(remote).parents} - {"."})
+        mkdirs = f"import os\nfor d in {tuple(folders)!r}:\n try:\n  os.mkdir(d)\n except OSError:\n  pass\n"
+        command = ["mpremote", "connect", self.port, "exec", mkdirs]
+        for remote in [remote for _, remote in self.firmware] + ["main.py", "config.json"]:
+            command += ["+", "fs", "cp", str(folder / remote), ":" + remote]
+        return command + ["+", "reset"]
 
 
 def firmware_files(edge_dir: Path = EDGE_DIR) -> list[tuple[Path, str]]:

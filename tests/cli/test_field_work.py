@@ -31,7 +31,10 @@ def test_flash_dry_run_lists_every_file_and_changes_nothing(city):
     assert plan["config"] == {"device_id": "wtr-0100", "kind": "water", "server": "127.0.0.1",
                               "port": city.mosquitto.port, "user": "wtr-0100", "interval_ms": 2000, "batch_size": 1,
                               "source": "synthetic", "password": "<issued when flashing>"}
-    assert plan["command"][:3] == ["mpremote", "connect", "/dev/ttyUSB7"]
+    command = plan["command"]
+    assert command[:4] == ["mpremote", "connect", "/dev/ttyUSB7", "exec"] and command[-2:] == ["+", "reset"]
+    copies = [(command[i + 1], command[i + 2]) for i, word in enumerate(command) if word == "cp"]
+    assert copies == [(f"<staging>/{path}", f":{path}") for path in on_board]  # every file to its own path
     table = city.run("flash", "wtr-0100", "--dry-run")
     assert table.exit_code == 0 and "edge/agent.py" in table.stdout and "config.json" in table.stdout
     assert city.registry.get("wtr-0100").credential_hash == before  # no new credentials on a dry run
@@ -102,3 +105,13 @@ def test_commission_of_a_device_that_never_speaks_fails(city):
     report = json.loads(result.stdout)
     assert not report["passed"]
     assert {c["name"]: c["detail"] for c in report["checks"]}["birth message"] == "no birth message"
+
+
+def test_the_folder_making_code_sent_to_the_board_runs_under_micropython(micropython_bin, tmp_path):
+    """The `exec` part of the flash command, run by the real interpreter, twice (a re-flash)."""
+    plan = plan_flash({"id": "wtr-0001", "kind": "water"}, "/dev/ttyACM0", "127.0.0.1", 1883, None)
+    code = plan.command(tmp_path)[4]
+    for _ in range(2):
+        done = subprocess.run([micropython_bin, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=20)
+        assert done.returncode == 0, done.stderr
+    assert (tmp_path / "edge").is_dir() and (tmp_path / "edge" / "hw").is_dir()
