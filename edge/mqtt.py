@@ -29,6 +29,9 @@ _CONNACK_ERRORS = {
 }
 
 
+MAX_PACKET_BYTES = 32768  # larger packets are read and dropped: a device has little RAM
+
+
 class MQTTException(OSError):
     pass
 
@@ -113,8 +116,15 @@ class MQTTClient:
             shift += 7
             if shift > 21:
                 raise MQTTException("mqtt: bad remaining length")
+        if length > MAX_PACKET_BYTES:
+            self._discard(length)  # e.g. a hostile retained config: skip it, keep the connection
+            return 0, b""
         body = self._recv_exact(length) if length else b""
         return header, body
+
+    def _discard(self, n):
+        while n > 0:
+            n -= len(self._recv_exact(min(n, 512)))
 
     def _packet(self, header, body):
         self._send(bytes((header,)) + _remaining_length(len(body)) + body)

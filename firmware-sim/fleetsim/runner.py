@@ -150,6 +150,13 @@ class DeviceRunner:
             except OSError:
                 self.lost()
 
+    async def keep_alive(self) -> None:
+        if self.agent.connected:
+            try:
+                await self.client.ping_if_idle()
+            except OSError:
+                self.lost()
+
     # ------------------------------------------------------------ sampling
 
     def sample(self, t_ms: int, hist: bool | None) -> None:
@@ -178,6 +185,7 @@ class DeviceRunner:
                 batch_due = t_ms + step_ms * (HIST_BATCH - len(self.agent.buffer))
                 wait_s = min(runner.wall_s_until(batch_due), 1.0)
                 await asyncio.sleep(max(wait_s, runner.wall_s_until(t_ms), 0.001))
+                await self.keep_alive()  # a slow replay may go minutes between messages
                 continue
             while t_ms <= virtual_now and t_ms < runner.live_start_ms and len(self.agent.buffer) < HIST_BATCH:
                 self.sample(t_ms, True)
@@ -200,11 +208,7 @@ class DeviceRunner:
             await self.try_connect()
             self.sample(utc_now_ms(), None)
             await self.flush()
-            if self.agent.connected:
-                try:
-                    await self.client.ping_if_idle()
-                except OSError:
-                    self.lost()
+            await self.keep_alive()
             next_tick += self.agent.interval_ms / 1000
             now = loop.time()
             if next_tick < now:

@@ -51,7 +51,11 @@ def test_config_applied_live_and_bad_config_refused(micropython_bin, edge_dir, m
     try:
         agent = start_agent(micropython_bin, edge_dir, device_config(device, "water", mosquitto.port, secret,
                                                                      interval_ms=200), 7000)
-        time.sleep(2.0)
+        time.sleep(1.5)
+        # An oversized config (40 KB, more than a device's RAM should hold) is skipped unread.
+        huge = b'{"v":1,"interval_ms":1000,"pad":"' + b"x" * 40000 + b'"}'
+        publish_config(mosquitto.port, contract.config_topic(device), huge)
+        time.sleep(0.5)
         # A hostile config is refused and the agent carries on at its old rate.
         publish_config(mosquitto.port, contract.config_topic(device), b'{"v":1,"interval_ms":"fast"}')
         time.sleep(1.0)
