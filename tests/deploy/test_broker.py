@@ -12,7 +12,6 @@ import pytest
 
 from deploy import broker_files
 from telemetry_shared import broker, provisioning
-from telemetry_shared.servers import find_binary
 from tests.conftest import _require
 from tests.deploy.broker_helpers import DeployedMosquitto, collect, connect, make_certificate, stop, wait_for
 
@@ -156,7 +155,7 @@ def test_without_a_certificate_the_broker_runs_with_no_tls_listener(auth_ready: 
 
 def test_run_script_reloads_the_broker_when_the_api_rewrites_the_password_file(auth_ready: Path,
                                                                               tmp_path: Path) -> None:
-    find_binary("mosquitto")
+    _require("mosquitto")
     assert _init(auth_ready, tmp_path / "no-certs") == 0
     server = DeployedMosquitto(tmp_path, run_script=True).start()
     try:
