@@ -156,8 +156,9 @@ def cut_session(host: str, port: int, device_id: str, password: str, deadline_s:
         try:
             client.connect(clean_session=True)
             cut_ms = (time.monotonic() - start) * 1000
-            # Mosquitto drops the taken-over session without publishing its last will, which
-            # would leave "online" retained; as the device, we say what is true now.
+            # A session that the reload's re-check drops loses its last will (Mosquitto 2.0.11
+            # discards it on an auth failure; a takeover alone would publish it), which would
+            # leave "online" retained; as the device, we say what is true now.
             client.publish(contract.status_topic(device_id), contract.encode_status("offline"), True, 1)
             client.disconnect()  # clean: no last will of ours, nothing left behind
             return cut_ms
