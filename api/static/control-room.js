@@ -142,10 +142,21 @@ async function act(id, verb, body, card) {
   }
 }
 
+let streamedDuringLoad = null; // ids the stream changed while a list load was in flight
+
 async function loadAlerts() {
+  streamedDuringLoad = new Set();
   const page = await api("/alerts?resolved=false&limit=1000");
+  // The list may have left the server before a change the stream already showed: keep the newer one.
+  const merged = new Map(page.data.map((a) => [a.id, a]));
+  for (const id of streamedDuringLoad) {
+    const live = alerts.get(id);
+    const listed = merged.get(id);
+    if (live && (!listed || live.changed_ms >= listed.changed_ms)) merged.set(id, live);
+  }
+  streamedDuringLoad = null;
   alerts.clear();
-  for (const a of page.data) alerts.set(a.id, a);
+  for (const [id, a] of merged) alerts.set(id, a);
   renderAlerts();
 }
 
@@ -165,6 +176,7 @@ function handleFrame(frame) {
     loadAlerts().catch(() => {}); // the stream is open: nothing between the load and now is lost
   } else if (event === "alert") {
     alerts.set(body.alert.id, body.alert);
+    if (streamedDuringLoad) streamedDuringLoad.add(body.alert.id);
     renderAlerts();
   }
 }
