@@ -181,8 +181,9 @@ class Annotation:
             "query": self.query,
             "tagsColumn": self.tags_column,
             "textColumn": self.text_column,
-            "target": {"query": self.query, "rawQuery": True, "refId": "Anno", "fromAnnotations": True,
-                       "tagsColumn": self.tags_column, "textColumn": self.text_column},
+            # as Grafana's InfluxQL annotation editor stores it
+            "target": {"query": self.query, "rawQuery": True, "textEditor": True, "refId": "Anno",
+                       "fromAnnotations": True, "tagsColumn": self.tags_column, "textColumn": self.text_column},
         }
 
 
