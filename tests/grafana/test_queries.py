@@ -110,3 +110,12 @@ def test_a_district_with_no_data_shows_nothing_rather_than_everything(city_db: I
 def test_fill_variables_refuses_to_leave_a_variable_unfilled() -> None:
     with pytest.raises(ValueError, match="device"):
         fill_variables('SELECT 1 FROM "x" WHERE $timeFilter AND "device" =~ /^$device$/', {"timeFilter": "true"})
+
+
+def test_two_districts_selected_as_grafana_writes_them(city_db: InfluxQL) -> None:
+    # A multi-value variable in a regex: Grafana writes (a|b) with regex characters escaped.
+    chosen = "(" + "|".join(d.replace("-", "\\-") for d in simdata.DISTRICTS) + ")"
+    panel = next(p for p in BOARDS["city-power"]["panels"] if p["title"] == "Voltage by district")
+    query = panel["targets"][0]["query"]
+    series = city_db.series(fill_variables(query, grafana_values(district=chosen)))
+    assert sorted(s["tags"]["district"] for s in series) == sorted(simdata.DISTRICTS)
