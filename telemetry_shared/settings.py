@@ -77,6 +77,12 @@ class Settings(BaseSettings):
     raw_retention: str = Field("90d", pattern=r"^(INF|[0-9]+[hdw])$", description="how long raw readings are kept")
     rollup_lookback_h: int = Field(48, ge=1, description="hours the rollup job recomputes on each run")
 
+    analytics_mqtt_user: str = Field("", description="the analytics engine's MQTT account; empty: CITY_MQTT_USER "
+                                     "when it is an svc-analytics-* account, else svc-analytics-0")
+    analytics_share_group: str = Field("", description="subscribe through $share/<group>/ (several engines); "
+                                       "empty: a plain subscription")
+    analytics_buffer_samples: int = Field(1440, ge=16, le=100_000, description="samples kept per series")
+
     @model_validator(mode="after")
     def _production_needs_real_secrets(self) -> "Settings":
         if self.environment == "production" and self.mqtt_password == DEV_SECRET:
