@@ -180,6 +180,10 @@ class EngineParams:
     default_interval_ms: int = 60_000
     # How often silence is checked.
     silence_check_s: float = 5.0
+    # An open incident is re-published with its current score at most this often.
+    update_every_s: float = 60.0
+    # Telemetry is gathered this long before each scoring pass.
+    batch_ms: int = 500
     params: DetectorParams = field(default_factory=DetectorParams)
 
 

@@ -120,11 +120,17 @@ class Hysteresis:
             self.active = np.concatenate([self.active, np.zeros(grow, dtype=bool)])
             self.calm = np.concatenate([self.calm, np.zeros(grow, dtype=np.int64)])
 
-    def step(self, score: np.ndarray, params: DetectorParams = DEFAULT_PARAMS) -> np.ndarray:
-        """Feed (S, T) scores (NaN: no reading, state unchanged); returns (S, T) active flags."""
+    def step(self, score: np.ndarray, params: DetectorParams = DEFAULT_PARAMS,
+             rows: np.ndarray | None = None) -> np.ndarray:
+        """Feed (S, T) scores (NaN: no reading, state unchanged); returns (S, T) active flags.
+
+        rows: which series (of the state) the S rows of `score` are; all, in order, by default.
+        """
         score = np.asarray(score, dtype=np.float64)
-        self.resize(score.shape[0])
-        active, calm = self.active[: score.shape[0]].copy(), self.calm[: score.shape[0]].copy()
+        if rows is None:
+            rows = np.arange(score.shape[0])
+        self.resize(int(rows.max()) + 1 if rows.size else 0)
+        active, calm = self.active[rows].copy(), self.calm[rows].copy()
         out = np.zeros(score.shape, dtype=bool)
         for t in range(score.shape[1]):
             st = score[:, t]
@@ -135,7 +141,7 @@ class Hysteresis:
             active = (active | opening) & ~closing
             calm = np.where(opening | closing, 0, calm)
             out[:, t] = active
-        self.active[: score.shape[0]], self.calm[: score.shape[0]] = active, calm
+        self.active[rows], self.calm[rows] = active, calm
         return out
 
 

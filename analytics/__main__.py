@@ -1,0 +1,27 @@
+"""Run the streaming engine: `python -m analytics` (settings from CITY_* variables)."""
+
+import logging
+import signal
+import threading
+
+from analytics.service import EngineService
+from telemetry_shared.influx import make_writer
+from telemetry_shared.registry import Registry
+from telemetry_shared.settings import get_settings
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    settings = get_settings()
+    service = EngineService(settings, Registry(settings.registry_file), make_writer(settings))
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    signal.signal(signal.SIGINT, lambda *_: done.set())
+    service.start()
+    logging.getLogger("analytics").info("analytics engine running as %s", service.user)
+    done.wait()
+    service.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,329 @@
+"""The streaming engine: validated telemetry in, one alert per incident out.
+
+Telemetry messages are decoded with the wire contract (the device's kind and
+district come from the registry), their readings appended to a ring buffer
+per (device, metric), and every series that received data is scored with
+the vectorised rules, all series of a metric at once. Incidents come from
+the hysteresis in analytics.rules: an alert opens once, is updated while it
+lasts (severity changes, and at most every `update_every_s` with its
+current score), and is cleared when the series is normal again. Backfilled
+history (`hist`) feeds the buffers but never opens or updates a live alert.
+
+Each alert message (contract.encode_alert) goes to the MQTT alert topic
+(QoS 1; the API stores it and the control room shows it) and to InfluxDB as
+measurement `alerts` (tags device, district, kind, metric, rule, severity;
+fields state, score, explanation, id), for Grafana annotations.
+"""
+
+import logging
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import orjson
+
+from analytics.buffers import SeriesBlock
+from analytics.config import DOMAIN_LIMITS, DetectorParams, EngineParams
+from analytics.detectors import median_interval_ms, silence_score
+from analytics.rules import STATISTICAL_RULES, Hysteresis, clock_offset_score, grade, score_metric
+from edge import contract
+from telemetry_shared.influx import InfluxError, LineWriter
+from telemetry_shared.lineproto import line
+from telemetry_shared.registry import Registry
+
+log = logging.getLogger("analytics")
+
+CLOCK = "clock_lag_ms"  # the per-device series of arrival delay, scored for clock jumps
+REGISTRY_CHECK_S = 1.0
+
+
+@dataclass
+class Incident:
+    id: str
+    device: str
+    kind: str
+    district: str
+    metric: str
+    rule: str
+    severity: str
+    started_ms: int
+    published_ms: int
+    score: float
+
+
+class DeviceCache:
+    """Registry lookups (kind, district), refreshed when the registry's version moves."""
+
+    def __init__(self, registry: Registry):
+        self.registry = registry
+        self.version = -1
+        self.checked = 0.0
+        self.devices: dict[str, tuple[str, str]] = {}
+
+    def get(self, device_id: str) -> tuple[str, str] | None:
+        now = time.monotonic()
+        if now - self.checked > REGISTRY_CHECK_S:
+            self.checked = now
+            version = self.registry.version()
+            if version != self.version:
+                devices, _ = self.registry.list(limit=10_000_000)
+                self.devices = {d.id: (d.kind, d.district) for d in devices if d.state != "retired"}
+                self.version = version
+        return self.devices.get(device_id)
+
+
+def local_time(t_ms: int, utc_offset_h: int) -> str:
+    moment = datetime.fromtimestamp(t_ms / 1000, UTC) + timedelta(hours=utc_offset_h)
+    return moment.strftime("%Y-%m-%d %H:%M") + f" (UTC{utc_offset_h:+d})"
+
+
+def explain(metric: str, rule: str, observed: float | None, expected: float | None, scale: float | None,
+            z: float | None, started_ms: int, utc_offset_h: int) -> str:
+    """A sentence an operator can act on: what, observed against expected, how unusual, since when."""
+    since = local_time(started_ms, utc_offset_h)
+    if rule == "silent":
+        return f"No data from this device since {since}, past {DetectorParams().silence_factor:g} intervals."
+    if rule == "clock_offset":
+        return f"The device's clock jumped: its readings arrive {observed / 60000:.1f} min off their usual delay " \
+               f"(since {since})."
+    unit = contract.METRICS.get(metric, ("", "", 0, 0))[1]
+    observed_text = f"{metric} {observed:.4g} {unit}".strip()
+    for limit in DOMAIN_LIMITS.get(metric, []):
+        if limit.rule == rule:
+            bound = f"below the minimum {limit.low:g}" if limit.low is not None and observed < limit.low else \
+                f"above the maximum {limit.high:g}"
+            return f"{observed_text} is {bound} {unit} ({limit.source}); since {since}."
+    words = {"unusual_value": "unusual against its recent level and daily profile",
+             "level_shift": "shifted away from its usual level",
+             "off_daily_profile": "off its usual daily profile",
+             "stuck_sensor": "stuck: the same reading over and over"}.get(rule, rule)
+    if expected is None or scale is None or z is None:
+        return f"{observed_text}: {words}; since {since}."
+    return f"{observed_text}, expected {expected:.4g} ± {scale:.2g}: {words} ({abs(z):.1f} sigma); since {since}."
+
+
+class AnalyticsEngine:
+    """The engine without the network: feed messages, call process(), get alert messages."""
+
+    def __init__(self, registry: Registry, writer: LineWriter | None = None,
+                 publish: Callable[[str, bytes], None] | None = None, params: EngineParams | None = None,
+                 utc_offset_h: int = 7):
+        self.params = params or EngineParams()
+        self.detector = replace(self.params.params, utc_offset_h=utc_offset_h)
+        self.utc_offset_h = utc_offset_h
+        self.devices = DeviceCache(registry)
+        self.writer = writer
+        self.publish = publish
+        self.blocks: dict[str, SeriesBlock] = {}
+        self.states: dict[str, Hysteresis] = defaultdict(Hysteresis)
+        self.incidents: dict[tuple[str, str], Incident] = {}  # (device, metric or device rule) -> open incident
+        self.live_from: dict[tuple[str, str], int] = {}  # buffer index per series: samples to feed the hysteresis
+        self.last_seen_ms: dict[str, int] = {}
+        self.info: dict[str, tuple[str, str]] = {}
+        self.pending: dict[str, list] = defaultdict(list)  # metric -> [(row, times, values, live)]
+        self.silence = Hysteresis()
+        self.silence_rows: dict[str, int] = {}
+        self.counters: Counter[str] = Counter()
+
+    # ------------------------------------------------------------ input
+
+    def block(self, metric: str) -> SeriesBlock:
+        if metric not in self.blocks:
+            self.blocks[metric] = SeriesBlock(self.params.buffer_samples)
+        return self.blocks[metric]
+
+    def ingest(self, device_id: str, payload: bytes, received_ms: int) -> None:
+        """One telemetry message; bad ones are counted and dropped (ingest dead-letters them)."""
+        self.counters["messages"] += 1
+        info = self.devices.get(device_id)
+        if info is None:
+            self.counters["unknown_device"] += 1
+            return
+        kind, district = info
+        try:
+            batch = contract.decode_telemetry(payload, kind, received_ms, loads=orjson.loads)
+        except contract.ContractError as exc:
+            self.counters[f"rejected_{exc.reason}"] += 1
+            return
+        if not batch.samples:
+            return
+        self.info[device_id] = info
+        self.last_seen_ms[device_id] = received_ms
+        by_metric: dict[str, tuple[list[int], list[float]]] = defaultdict(lambda: ([], []))
+        for t_ms, values, _quality in batch.samples:
+            for metric, value in values.items():
+                by_metric[metric][0].append(t_ms)
+                by_metric[metric][1].append(value)
+        if not batch.hist:  # backfill arrives late on purpose: no evidence about the clock
+            newest = max(t for t, _, _ in batch.samples)
+            by_metric[CLOCK] = ([received_ms], [float(received_ms - newest)])
+        for metric, (times, values) in by_metric.items():
+            block = self.block(metric)
+            row = block.row((device_id,))
+            added = block.append(row, np.array(times), np.array(values))
+            if added:
+                self.pending[metric].append((row, added, not batch.hist))
+        self.counters["readings"] += sum(len(v) for _, v in by_metric.values())
+
+    # ------------------------------------------------------------ scoring
+
+    def process(self, now_ms: int | None = None) -> list[dict]:
+        """Score every series that received data; returns the alert messages sent."""
+        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        sent: list[dict] = []
+        pending, self.pending = self.pending, defaultdict(list)
+        for metric, items in pending.items():
+            sent += self._score(metric, items, now_ms)
+        return sent
+
+    def _score(self, metric: str, items: list, now_ms: int) -> list[dict]:
+        block = self.blocks[metric]
+        new_count: dict[int, int] = defaultdict(int)
+        live: dict[int, bool] = {}
+        for row, added, is_live in items:
+            new_count[row] = min(new_count[row] + added, block.capacity)  # older ones already left the buffer
+            live[row] = live.get(row, False) or is_live
+        rows = np.array(sorted(new_count))
+        values, times = block.values[rows], block.times[rows]
+        if metric == CLOCK:
+            interval = np.nan_to_num(median_interval_ms(times), nan=self.params.default_interval_ms)
+            score = clock_offset_score(values, float(np.median(interval)), self.detector)
+            rule = np.full(values.shape, "clock_offset", dtype=object)
+            severity = np.full(values.shape, "warning", dtype=object)
+            expected = scale = z = np.full(values.shape, np.nan)
+        else:
+            scored = score_metric(metric, values, times, self.detector)
+            score, rule, severity = scored.score, scored.rule, scored.severity
+            expected, scale, z = scored.baseline.expected, scored.baseline.scale, scored.baseline.z
+        # Only the new samples of live batches feed the incidents; history fills the buffer only.
+        width = max(new_count.values())
+        feed = np.full((rows.size, width), np.nan)
+        for i, row in enumerate(rows):
+            n = new_count[row]
+            if live[row]:
+                feed[i, :n] = score[i, -n:]
+        state = self.states[metric]
+        state.resize(int(rows.max()) + 1)
+        was_active = state.active[rows].copy()
+        after_flags = state.step(feed, self.detector, rows)
+        sent = []
+        for i, row in enumerate(rows):
+            if not live[row]:
+                continue
+            n = new_count[row]
+            flags = after_flags[i, :n]
+            previous = np.concatenate([[was_active[i]], flags[:-1]])
+            changes = list(np.flatnonzero(flags != previous))
+            # Every opening and clearing inside the batch is sent, in order (a short
+            # incident may open and clear within one batch); otherwise the newest
+            # sample may update an open incident.
+            for j in changes or [n - 1]:
+                at = j - n  # buffer position, from the end
+                detail = (float(values[i, at]), _finite(expected[i, at]), _finite(scale[i, at]), _finite(z[i, at]))
+                sent += self._transition(block.keys[row][0], "" if metric == CLOCK else metric, bool(flags[j]),
+                                         float(score[i, at]), str(rule[i, at]), str(severity[i, at]),
+                                         int(times[i, at]), detail, now_ms)
+        return sent
+
+    def check_silence(self, now_ms: int | None = None) -> list[dict]:
+        """Devices past `silence_factor` intervals without data open a 'silent' incident."""
+        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        devices = sorted(self.last_seen_ms)
+        if not devices:
+            return []
+        for device in devices:
+            self.silence_rows.setdefault(device, len(self.silence_rows))
+        rows = np.array([self.silence_rows[d] for d in devices])
+        interval = self._intervals(devices)
+        last = np.array([self.last_seen_ms[d] for d in devices], dtype=np.float64)
+        score = silence_score(last, now_ms, interval, self.detector)
+        after = self.silence.step(score[:, None], self.detector, rows)[:, 0]
+        sent = []
+        for i, device in enumerate(devices):
+            gap = (now_ms - last[i]) / 1000
+            sent += self._transition(device, "", bool(after[i]), float(score[i]), "silent", "warning",
+                                     int(last[i]), (gap, None, None, None), now_ms)
+        return sent
+
+    def _intervals(self, devices: list[str]) -> np.ndarray:
+        block = self.blocks.get(CLOCK)
+        if block is None:
+            return np.full(len(devices), float(self.params.default_interval_ms))
+        rows = np.array([block.row_of.get((d,), 0) for d in devices])
+        found = np.nan_to_num(median_interval_ms(block.times[rows]), nan=float(self.params.default_interval_ms))
+        # A burst of queued messages is not the device's pace: no device reports faster than the contract allows.
+        return np.maximum(found, contract.MIN_INTERVAL_MS)
+
+    # ------------------------------------------------------------ incidents
+
+    def _transition(self, device: str, metric: str, is_active: bool, score: float, rule: str,
+                    limit_severity: str, t_ms: int, detail: tuple, now_ms: int) -> list[dict]:
+        key = (device, metric or rule)  # a device-wide rule (silent, clock_offset) has no metric
+        incident = self.incidents.get(key)
+        if is_active and incident is None:
+            kind, district = self.info.get(device, ("", ""))
+            severity = grade(score, limit_severity, self.detector)
+            incident = Incident(f"{device}:{key[1]}:{t_ms}", device, kind, district, metric, rule,
+                                severity, t_ms, now_ms, score)
+            self.incidents[key] = incident
+            self.counters["alerts_opened"] += 1
+            return [self._send(incident, "active", score, detail, now_ms)]
+        if incident is None:
+            return []
+        if not is_active:
+            del self.incidents[key]
+            self.counters["alerts_cleared"] += 1
+            return [self._send(incident, "cleared", score, detail, now_ms)]
+        severity = grade(max(score, incident.score), limit_severity if limit_severity else "", self.detector)
+        stale = now_ms - incident.published_ms >= self.params.update_every_s * 1000
+        if severity != incident.severity and rank(severity) > rank(incident.severity) or stale:
+            incident.severity = max(severity, incident.severity, key=rank)
+            incident.score = max(score, incident.score)
+            return [self._send(incident, "active", score, detail, now_ms)]
+        return []
+
+    def _send(self, incident: Incident, state: str, score: float, detail: tuple, now_ms: int) -> dict:
+        observed, expected, scale, z = detail
+        explanation = explain(incident.metric, incident.rule, observed, expected, scale, z, incident.started_ms,
+                              self.utc_offset_h)
+        incident.published_ms = max(now_ms, incident.published_ms + 1)  # each message newer than the last
+        message = {
+            "id": incident.id, "device": incident.device, "kind": incident.kind, "district": incident.district,
+            "metric": incident.metric, "rule": incident.rule, "state": state, "severity": incident.severity,
+            "score": round(min(1.0, max(0.0, score)), 4),
+            "observed": observed if incident.metric else None, "expected": expected,
+            "started_ms": incident.started_ms, "updated_ms": incident.published_ms,
+            "explanation": explanation[:1000],
+        }
+        raw = contract.encode_alert(message)
+        if self.publish is not None:
+            self.publish(contract.alert_topic(incident.device), raw)
+        self._write(message)
+        self.counters["alert_messages"] += 1
+        return message
+
+    def _write(self, message: dict) -> None:
+        if self.writer is None:
+            return
+        tags = {k: message[k] for k in ("device", "district", "kind", "metric", "rule", "severity")}
+        fields = {"state": message["state"], "score": float(message["score"]), "explanation": message["explanation"],
+                  "id": message["id"]}
+        try:
+            self.writer.write([line("alerts", tags, fields, message["updated_ms"])])
+        except InfluxError as exc:  # the MQTT alert went out; the annotation is best effort
+            self.counters["influx_errors"] += 1
+            log.warning("alert not written to InfluxDB: %s", exc)
+
+
+def rank(severity: str) -> int:
+    return contract.SEVERITIES.index(severity) if severity in contract.SEVERITIES else -1
+
+
+def _finite(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None
+
+
+__all__ = ["STATISTICAL_RULES", "AnalyticsEngine", "explain"]

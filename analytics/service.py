@@ -1,0 +1,107 @@
+"""The engine on the network: an MQTT subscriber to telemetry, a publisher of alerts.
+
+Logs in as the analytics service account (svc-analytics-0) with a durable
+MQTT 5 session (clean_start=False, a session expiry), so telemetry queued
+while the engine restarts is delivered when it returns. Subscribes plainly,
+or through a shared group when `analytics_share_group` is set (several
+engines, sharded by the broker). Alerts are published QoS 1.
+"""
+
+import logging
+import threading
+import time
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from analytics.config import EngineParams
+from analytics.engine import AnalyticsEngine
+from edge import contract
+from telemetry_shared.influx import LineWriter
+from telemetry_shared.registry import Registry
+from telemetry_shared.settings import Settings
+
+log = logging.getLogger("analytics")
+
+SESSION_EXPIRY_S = 24 * 3600
+DEFAULT_USER = "svc-analytics-0"
+
+
+def mqtt_user(settings: Settings) -> str:
+    """analytics_mqtt_user if set; else CITY_MQTT_USER when it is an analytics account; else svc-analytics-0."""
+    if settings.analytics_mqtt_user:
+        return settings.analytics_mqtt_user
+    return settings.mqtt_user if settings.mqtt_user.startswith("svc-analytics") else DEFAULT_USER
+
+
+class EngineService:
+    def __init__(self, settings: Settings, registry: Registry, writer: LineWriter | None,
+                 params: EngineParams | None = None):
+        self.settings = settings
+        self.params = params or EngineParams(buffer_samples=settings.analytics_buffer_samples)
+        self.user = mqtt_user(settings)
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.user, protocol=mqtt.MQTTv5)
+        self.client.username_pw_set(self.user, settings.mqtt_password)
+        self.client.on_connect = self._on_connect
+        self.client.on_message = self._on_message
+        self.client.reconnect_delay_set(0.5, 10)
+        self.engine = AnalyticsEngine(registry, writer, self._publish, self.params, settings.utc_offset_hours)
+        self.inbox: list[tuple[str, bytes, int]] = []
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+        self.connected = threading.Event()
+        self.worker = threading.Thread(target=self._run, name="analytics", daemon=True)
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            log.error("broker refused the analytics engine (%s): %s", self.user, reason_code)
+            return
+        group = self.settings.analytics_share_group
+        topic = f"$share/{group}/{contract.TELEMETRY_SUB}" if group else contract.TELEMETRY_SUB
+        client.subscribe(topic, qos=1)
+        self.connected.set()
+
+    def _on_message(self, client, userdata, message: mqtt.MQTTMessage) -> None:
+        try:
+            device, _ = contract.parse_topic(message.topic)
+        except contract.ContractError:
+            self.engine.counters["bad_topic"] += 1
+            return
+        with self.lock:
+            self.inbox.append((device, bytes(message.payload), int(time.time() * 1000)))
+
+    def _publish(self, topic: str, payload: bytes) -> None:
+        self.client.publish(topic, payload, qos=1)
+
+    def start(self) -> None:
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = SESSION_EXPIRY_S
+        self.client.connect(self.settings.mqtt_host, self.settings.mqtt_port, keepalive=30, clean_start=False,
+                            properties=props)
+        self.client.loop_start()
+        self.worker.start()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.worker.join(30)
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def _run(self) -> None:
+        next_silence = 0.0
+        while not self.stopping.is_set():
+            self.stopping.wait(self.params.batch_ms / 1000)
+            with self.lock:
+                inbox, self.inbox = self.inbox, []
+            try:
+                for device, payload, received_ms in inbox:
+                    self.engine.ingest(device, payload, received_ms)
+                self.engine.process()
+                if time.monotonic() >= next_silence:
+                    next_silence = time.monotonic() + self.params.silence_check_s
+                    self.engine.check_silence()
+            except Exception:  # one bad pass must not stop the engine; it is logged with its traceback
+                self.engine.counters["errors"] += 1
+                log.exception("analytics pass failed")
