@@ -53,6 +53,8 @@ class Agent:
         self.backoff_ms = BACKOFF_MIN_MS
         self.published = 0
         self.read_errors = 0
+        self.status_interval_ms = config.get("status_interval_ms", 300000)  # health, retained, this often
+        self.status_sent = 0
         self.telemetry_topic = contract.telemetry_topic(self.device_id)
         self.status_topic = contract.status_topic(self.device_id)
         self.config_topic = contract.config_topic(self.device_id)
@@ -144,10 +146,17 @@ class Agent:
 
     def connect(self):
         self.client.connect(clean_session=True)
-        self.client.publish(self.status_topic, self.status(), True, 1)
+        self.publish_status()
         self.client.subscribe(self.config_topic, 1)
         self.connected = True
         self.backoff_ms = BACKOFF_MIN_MS
+
+    def status_due(self, now):
+        return self.connected and ticks_diff(now, self.status_sent) >= self.status_interval_ms
+
+    def publish_status(self):
+        self.client.publish(self.status_topic, self.status(), True, 1)
+        self.status_sent = ticks_ms()
 
     def publish_ready(self):
         while self.connected and self.ready():
@@ -190,6 +199,8 @@ class Agent:
             wait = max(0, min(ticks_diff(next_sample, ticks_ms()), 200))
             if self.connected:
                 try:
+                    if self.status_due(ticks_ms()):
+                        self.publish_status()
                     self.publish_ready()
                     self.client.check_msg(wait)
                 except OSError as exc:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.agent import BACKOFF_MIN_MS, FW_VERSION, HIST_BATCH, Agent
+from edge.clock import ticks_ms
 from fleetsim.device import SimDevice
 from fleetsim.faults import Fault, write_labels
 from fleetsim.fleetfile import Fleet
@@ -49,6 +50,7 @@ class RunOptions:
     report_every_s: float = 5.0
     verbose: bool = True  # print a status line every report_every_s
     micropython: int = 0  # this many devices run as real MicroPython processes instead
+    status_interval_ms: int = 300_000  # each device's health status, this often
 
 
 @dataclass
@@ -71,17 +73,25 @@ class Stats:
 
 
 class PresetSource:
-    """The agent's sensor: the runner puts the simulated values in before each sample."""
+    """The agent's sensor: the runner puts the simulated values in before each sample.
 
-    def __init__(self, rng: random.Random):
+    Water meters in the field run on batteries (3.6 V lithium cells), so they report one.
+    """
+
+    def __init__(self, rng: random.Random, kind: str):
         self.values: dict[str, float] = {}
         self.rng = rng
+        self.battery_v = 3.3 + rng.random() * 0.35 if kind == "water" else None
 
     def read(self) -> tuple[dict[str, float], int]:
         return self.values, 0
 
-    def health(self) -> dict[str, int]:
-        return {"rssi_dbm": -50 - int(self.rng.random() * 45)}
+    def health(self) -> dict[str, float]:
+        health: dict[str, float] = {"rssi_dbm": -50 - int(self.rng.random() * 45)}
+        if self.battery_v is not None:
+            self.battery_v = max(2.8, self.battery_v - 0.0001)
+            health["battery_v"] = round(self.battery_v, 3)
+        return health
 
 
 class DeviceRunner:
@@ -91,10 +101,10 @@ class DeviceRunner:
         self.runner = runner
         self.sim = sim
         self.rng = random.Random(f"{runner.options.seed}:net:{sim.id}")
-        self.source = PresetSource(self.rng)
+        self.source = PresetSource(self.rng, sim.kind)
         self.client = AsyncMQTT(sim.id, runner.fleet.host, runner.fleet.port, sim.id, password, keepalive_s=60)
         config = {"device_id": sim.id, "fw": "sim-" + FW_VERSION, "interval_ms": runner.interval_ms,
-                  "batch_size": 1, "buffer_capacity": 50_000}
+                  "batch_size": 1, "buffer_capacity": 50_000, "status_interval_ms": runner.options.status_interval_ms}
         self.agent = Agent(config, self.source, client=self.client)
         self.next_retry = 0.0
         self.malformed_due = False
@@ -110,6 +120,7 @@ class DeviceRunner:
         try:
             await self.client.connect(clean_session=True)
             await self.client.publish(self.agent.status_topic, self.agent.status(), True, 1)
+            self.agent.status_sent = ticks_ms()
             await self.client.subscribe(self.agent.config_topic, 1)
         except OSError:
             self.runner.stats.connect_failures += 1
@@ -151,8 +162,12 @@ class DeviceRunner:
                 self.lost()
 
     async def keep_alive(self) -> None:
+        """A ping when the link is idle, and the periodic health status when it is due."""
         if self.agent.connected:
             try:
+                if self.agent.status_due(ticks_ms()):
+                    self.agent.status_sent = ticks_ms()
+                    await self.client.publish(self.agent.status_topic, self.agent.status(), True, 1)
                 await self.client.ping_if_idle()
             except OSError:
                 self.lost()

@@ -24,7 +24,8 @@ def test_publishes_birth_telemetry_and_will(micropython_bin, edge_dir, make_mosq
     mosquitto = make_mosquitto(users={"pwr-kota-0001": broker.hash_password(secret)})
     watch = Watcher(mosquitto.port, [contract.TELEMETRY_SUB, contract.STATUS_SUB]).start()
     try:
-        config = device_config("pwr-kota-0001", "power", mosquitto.port, secret, interval_ms=100, batch_size=4)
+        config = device_config("pwr-kota-0001", "power", mosquitto.port, secret, interval_ms=100, batch_size=4,
+                               status_interval_ms=1000)
         agent = start_agent(micropython_bin, edge_dir, config, 2500)
         _wait(agent, 30)
         time.sleep(0.3)
@@ -37,7 +38,10 @@ def test_publishes_birth_telemetry_and_will(micropython_bin, edge_dir, make_mosq
     assert {"voltage_v", "frequency_hz", "energy_kwh"} <= set(samples[0][2])
     seqs = [a.body["seq"] for a in watch.telemetry()]
     assert seqs == list(range(len(seqs)))
-    birth, goodbye = watch.status()[0], watch.status()[-1]
+    statuses = watch.status()
+    assert 3 <= sum(1 for s in statuses if s["state"] == "online") <= 4  # birth, then health every second
+    assert statuses[-2]["uptime_s"] >= 1
+    birth, goodbye = statuses[0], statuses[-1]
     assert birth["state"] == "online" and birth["fw"] and "uptime_s" in birth and "mem_free" in birth
     assert "rssi_dbm" in birth
     assert goodbye["state"] == "offline"

@@ -150,6 +150,10 @@ def test_sigterm_stops_cleanly_with_goodbyes_and_labels(make_mosquitto, tmp_path
     assert proc.returncode == 0, err
     offline = [s for s in watch.status() if s["state"] == "offline"]
     assert len(offline) == 12  # each said goodbye itself
+    births = [s for s in watch.status() if s["state"] == "online"]
+    assert all(-150 <= s["rssi_dbm"] <= 0 and s["fw"] == "sim-0.1.0" for s in births)
+    water = sum(1 for s in specs if s["kind"] == "water")
+    assert sum(1 for s in births if 2.8 <= s.get("battery_v", 0) <= 3.7) == water  # battery meters say so
     assert "uptime_s" not in offline[0]
     with open(labels_file) as f:
         assert next(csv.reader(f)) == ["device", "metric", "fault", "start_ms", "end_ms"]
