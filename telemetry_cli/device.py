@@ -21,6 +21,7 @@ from typing import Annotated, Any
 import click
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from edge import contract
@@ -47,7 +48,7 @@ YesFlag = Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confi
 
 
 def _fail(message: str, code: int) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(code)
 
 
@@ -100,7 +101,7 @@ def _kv_table(title: str, rows: dict[str, Any]) -> Table:
     table.add_column(style="bold")
     table.add_column()
     for key, value in rows.items():
-        table.add_row(key, "" if value is None else str(value))
+        table.add_row(key, "" if value is None else escape(str(value)))
     return table
 
 
@@ -163,7 +164,8 @@ def list_devices(kind: Annotated[str | None, typer.Option(help="only this kind")
     for column in ("id", "kind", "district", "state", "last seen", "firmware"):
         table.add_column(column)
     for d in page["data"]:
-        table.add_row(d["id"], d["kind"], d["district"], d["state"], _when(d["last_seen_ms"]), d["firmware"] or "-")
+        table.add_row(*(escape(str(v)) for v in (d["id"], d["kind"], d["district"], d["state"],
+                                                  _when(d["last_seen_ms"]), d["firmware"] or "-")))
     out.print(table)
 
 
@@ -244,7 +246,8 @@ def config_set(device_id: DeviceId,
     if as_json:
         _print_json(answer)
     else:
-        out.print(f"config published to {device_id}: " + ", ".join(f"{k}={v}" for k, v in answer.items() if k != "v"))
+        out.print(f"config published to {device_id}: "
+                  + escape(", ".join(f"{k}={v}" for k, v in answer.items() if k != "v")))
 
 
 def _parse_thresholds(items: list[str]) -> dict[str, list[float]]:
@@ -307,9 +310,10 @@ def _show_plan(plan, as_json: bool) -> None:
     for column in ("on the board", "from", "bytes"):
         table.add_column(column)
     for row in files:
-        table.add_row(row["board_path"], row["source"], str(row["bytes"]))
+        table.add_row(escape(row["board_path"]), escape(row["source"]), str(row["bytes"]))
     out.print(table)
-    out.print("config.json: " + json.dumps(plan.config | {"password": "<issued when flashing>"}, sort_keys=True))
+    shown = plan.config | {"password": "<issued when flashing>"}
+    out.print("config.json: " + escape(json.dumps(shown, sort_keys=True)))
 
 
 @app.command("watch")
@@ -339,19 +343,21 @@ def watch(device_id: DeviceId,
 
 
 def _watch_line(event: str, data: dict) -> str:
+    """One event as console markup; everything the device sent is escaped."""
     at = datetime.fromtimestamp(data["received_ms"] / 1000, UTC).strftime("%H:%M:%S")
     if event == "status":
         extras = [f"{k}={data[k]}" for k in ("fw", "uptime_s", "battery_v", "rssi_dbm") if k in data]
-        return f"{at} status {data['state']}{' (retained)' if data['retained'] else ''} {' '.join(extras)}"
+        return escape(f"{at} status {data['state']}{' (retained)' if data['retained'] else ''} {' '.join(extras)}")
     if event == "invalid":
-        return f"{at} [red]refused {data['leaf']}: {data['reason']}[/]"
+        return f"{at} [red]refused {escape(str(data['leaf']))}: {escape(str(data['reason']))}[/]"
     lines = []
     for t_ms, values, *_ in data["samples"]:
         readings = " ".join(f"{m}={v:g}{contract.METRICS[m][1] and ' ' + contract.METRICS[m][1]}"
                             for m, v in sorted(values.items()))
         sampled = datetime.fromtimestamp(t_ms / 1000, UTC).strftime("%H:%M:%S")
-        lines.append(f"{sampled} seq {data['seq']}{' hist' if data['hist'] else ''} {readings}")
-    lines += [f"{at} [red]refused {metric}={value!r}: {reason}[/]" for _, metric, value, reason in data["rejects"]]
+        lines.append(escape(f"{sampled} seq {data['seq']}{' hist' if data['hist'] else ''} {readings}"))
+    lines += [f"{at} [red]refused {escape(f'{metric}={value!r}: {reason}')}[/]"
+              for _, metric, value, reason in data["rejects"]]
     return "\n".join(lines)
 
 
@@ -389,7 +395,7 @@ def commission(device_id: DeviceId,
         for column in ("check", "result", "detail"):
             table.add_column(column)
         for c in checks:
-            table.add_row(c.name, "[green]pass[/]" if c.ok else "[red]FAIL[/]", c.detail)
+            table.add_row(escape(c.name), "[green]pass[/]" if c.ok else "[red]FAIL[/]", escape(c.detail))
         out.print(table)
         out.print("[green]commissioned: the data arrives[/]" if judge.passed() else "[red]not commissioned[/]")
     if not judge.passed():

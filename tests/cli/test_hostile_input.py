@@ -2,11 +2,15 @@
 not the registry, not the broker's password file."""
 
 import json
+import threading
+import time
 
 import httpx
 import pytest
 
+from edge import contract
 from tests.cli.test_device_cli import add
+from tests.security.support import connect
 
 BAD_IDS = ["../etc/passwd", "a" * 10_000, "WTR-0001", "wtr_0001", "-wtr", "ab", "wtr-ü01", "wtr 0001",
            "x' OR 1=1 --", "wtr-0001/telemetry", "wtr+", "#", "%2e%2e"]
@@ -147,3 +151,28 @@ def test_every_devices_route_has_its_roles(seeded):
                 else:
                     assert status == (401 if role is None else 403), (role, method, path, status)
     assert seeded.registry.get("wtr-0001").state == "retired"  # admin's retire, last of all
+
+
+def test_markup_in_notes_and_payloads_is_printed_not_interpreted(seeded):
+    """Console markup from users or devices must neither crash the CLI nor vanish."""
+    note = "[/] [bold]pump[/bold] [red"
+    added = seeded.run("add", "--kind", "water", "--district", "bukit-bestari", "--id", "wtr-0002", "--note", note,
+                       "--json")
+    password = json.loads(added.stdout)["password"]
+    shown = seeded.run("show", "wtr-0002")
+    assert shown.exit_code == 0, shown.output
+    assert note in shown.stdout.replace("\n", "")
+    now = int(time.time() * 1000)
+
+    def publish() -> None:
+        time.sleep(0.8)
+        device = connect(seeded.mosquitto.port, "wtr-0002", password)
+        device.publish(contract.telemetry_topic("wtr-0002"), contract.encode_telemetry(
+            1, [(now, {"flow_lps": 2.5, "pressure_bar": "[/x]", "[/m]": 1.0})], "[/fw]"))
+        device.stop()
+
+    threading.Thread(target=publish, daemon=True).start()
+    watched = seeded.run("watch", "wtr-0002", "--count", "1", "--timeout", "15")
+    assert watched.exit_code == 0, watched.output
+    assert "flow_lps=2.5" in watched.stdout
+    assert "pressure_bar='[/x]': bad_type" in watched.stdout and "[/m]=1.0: unknown_metric" in watched.stdout
