@@ -19,8 +19,8 @@ the two. Row "all": every incident and every fault.
 
 import statistics
 from collections import defaultdict
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -185,3 +185,43 @@ def match(alerts: list[Alert], labels: Iterable[Label], kinds_of_fault: dict[str
         rows.append(FaultRow(fault, len(keys), len(detected), true_alerts, false_alarms, precision, recall,
                              _f1(precision, recall), statistics.median(delays) if delays else None))
     return rows
+
+
+@dataclass
+class Evaluation:
+    rows: list[FaultRow]
+    alerts: list[Alert]
+    labels: list[Label]
+    devices: int
+    steps: int
+    step_ms: int
+
+
+def evaluate_fleet(devices: int = 200, hours: float = 168.0, interval_s: float = 60.0, seed: int = 7,
+                   warmup_hours: float = 96.0, start_ms: int = 1_767_200_400_000,
+                   params: DetectorParams = DEFAULT_PARAMS, utc_offset_h: int = 7,
+                   on_stage: Callable[[str], None] | None = None) -> Evaluation:
+    """Simulate the city with fleetsim (faults and labels included), detect, and match.
+
+    start_ms defaults to 2026-01-01 00:00 in Tanjungpinang. Faults starting
+    in the first `warmup_hours` (while the baselines learn the daily and
+    working-day profiles) are not counted, nor are alerts that start then.
+    """
+    import fleetsim  # the simulator is a separate component; only the evaluation needs it
+
+    if warmup_hours >= hours:
+        raise ValueError("warmup_hours must be shorter than hours")
+    say = on_stage or (lambda _stage: None)
+    scenario = fleetsim.load_scenario()
+    say(f"simulating {devices} devices for {hours:g} h at {interval_s:g} s")
+    readings, faults = fleetsim.generate(scenario, devices, seed, start_ms, hours, interval_s)
+    step_ms = int(interval_s * 1000)
+    n_steps = int(hours * 3600 // interval_s)
+    grid = build_grid(readings, start_ms, step_ms, n_steps)
+    say("scoring every series")
+    alerts = detect(grid, replace(params, utc_offset_h=utc_offset_h))
+    labels = fleetsim.label_rows(faults)
+    kinds = {name: set(spec["kinds"]) for name, spec in scenario["faults"].items()}
+    rows = match(alerts, labels, kinds, dict(zip(grid.devices, grid.kinds, strict=True)), step_ms,
+                 count_from_ms=start_ms + int(warmup_hours * 3_600_000))
+    return Evaluation(rows, alerts, labels, len(grid.devices), n_steps, step_ms)

@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from analytics.csvscore import CsvError, score_file
+from analytics.evaluate import evaluate_fleet
 
 console = Console()
 err = Console(stderr=True, soft_wrap=True)  # an error message stays on one line, for grep
@@ -47,6 +48,50 @@ def score(
     console.print(table)
 
 
+def evaluate(
+    devices: Annotated[int, typer.Option(min=4, max=5000, help="Simulated devices.")] = 200,
+    hours: Annotated[float, typer.Option(min=1, max=24 * 35, help="Simulated hours.")] = 168.0,
+    interval_s: Annotated[float, typer.Option(min=1, max=3600, help="Sampling interval, seconds.")] = 60.0,
+    warmup_hours: Annotated[float, typer.Option(min=0, help="Not counted: the baselines learn.")] = 96.0,
+    seed: Annotated[int, typer.Option(help="Simulator seed (which devices fail, and when).")] = 7,
+    labels_out: Annotated[Path | None, typer.Option(help="Also write the ground truth CSV here.",
+                                                    dir_okay=False)] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Detection quality against the simulator's labels: precision, recall, F1 and delay per fault type."""
+    if warmup_hours >= hours:
+        err.print("[red]--warmup-hours must be shorter than --hours[/red]")
+        raise typer.Exit(2)
+    with console.status("evaluating") as status:
+        result = evaluate_fleet(devices, hours, interval_s, seed, warmup_hours,
+                                on_stage=lambda stage: status.update(stage))
+    if labels_out is not None:
+        import csv
+
+        with labels_out.open("w", newline="") as out:
+            writer = csv.writer(out)
+            writer.writerow(("device", "metric", "fault", "start_ms", "end_ms"))
+            writer.writerows(result.labels)
+    if as_json:
+        print(json.dumps({"devices": result.devices, "steps": result.steps, "step_s": result.step_ms / 1000,
+                          "faults": [vars(row) for row in result.rows]}))
+        return
+    table = Table(title=f"Detection against fleetsim labels: {result.devices} devices, {hours:g} h at "
+                        f"{interval_s:g} s (first {warmup_hours:g} h not counted)")
+    table.add_column("fault", no_wrap=True)
+    for column in ("faults", "found", "alerts", "false", "P", "R", "F1", "delay min"):
+        table.add_column(column, justify="right", no_wrap=True)
+    for row in result.rows:
+        delay = "-" if row.median_delay_steps is None else f"{row.median_delay_steps * interval_s / 60:.1f}"
+        table.add_row(row.fault, str(row.labelled), str(row.detected), str(row.alerts), str(row.false_alarms),
+                      f"{row.precision:.2f}", f"{row.recall:.2f}", f"{row.f1:.2f}", delay,
+                      style="bold" if row.fault == "all" else None)
+    Console(width=max(console.width, 100)).print(table)  # a table of numbers is not squeezed into 80 columns
+    console.print("faults: labelled; found: detected; alerts: incidents matched to a fault; false: false alarms on "
+                  "the kinds the fault hits; P, R: precision, recall; delay: median from fault start to alert.")
+
+
 def register(app: typer.Typer) -> None:
     """Add the analytics commands to the `city` app (one line in telemetry_cli/main.py)."""
     app.command("score", help="Score a timestamp,value CSV: adds an anomaly_score column in [0, 1].")(score)
+    app.command("evaluate", help="Measure detection against the fleet simulator's labelled faults.")(evaluate)
