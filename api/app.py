@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from api import errors
+from api.bodylimit import BodyLimit
 from api.latest_cache import LatestCache
 from api.ratelimit import RateLimiter
 from api.routes import alerts, control_room, fleet, health, keys, public, readings
@@ -56,6 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     services.extra["latest_cache"] = LatestCache(services.influx)
     app.state.public_limiter = RateLimiter(settings.api_public_rate_per_min)
     errors.install(app)
+    app.add_middleware(BodyLimit)
     for module in (health, keys, readings, alerts, fleet, public, control_room):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=control_room.STATIC), name="static")

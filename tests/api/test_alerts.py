@@ -131,3 +131,44 @@ def test_detail_shows_the_readings_around_the_alert(api, analytics, influx_db):
     assert detail["readings_error"] == ""
     values = [p["value"] for p in detail["readings"]]
     assert len(values) == 12 and values[0] == pytest.approx(3.4) and values[-1] == pytest.approx(3.4 - 11 * 0.2)
+
+
+def test_oversized_and_malformed_bodies_are_refused_clearly(api, analytics):
+    analytics.publish(alert("inc-big"))
+    with api.client("operator") as c:
+        wait_for(lambda: listed(c)["count"] == 1)
+        big = c.post("/alerts/inc-big/ack", json={"note": "x" * 200_000})
+        assert big.status_code == 413 and big.json()["error"] == "too_large"
+
+        def chunks():
+            yield b'{"note": "'
+            for _ in range(100):
+                yield b"y" * 1000
+            yield b'"}'
+
+        streamed = c.post("/alerts/inc-big/ack", content=chunks(), headers={"Content-Type": "application/json"})
+        assert streamed.status_code == 413
+        long_note = c.post("/alerts/inc-big/ack", json={"note": "x" * 2001})
+        assert long_note.status_code == 422 and "note" in long_note.json()["message"]
+        for body in (b"{", b"[]", b'{"note": 5}', b"\xff\xfe", b'{"note": "\\ud800"}'):
+            r = c.post("/alerts/inc-big/ack", content=body, headers={"Content-Type": "application/json"})
+            assert r.status_code == 422, (body, r.status_code, r.text)
+        assert not api.services.alerts.store.get("inc-big").acknowledged  # nothing half-done
+        ok = c.post("/alerts/inc-big/ack", json={"note": "fine"})
+        assert ok.status_code == 200
+
+
+def test_alerts_sent_while_the_api_was_down_arrive_when_it_returns(make_api, analytics, tmp_path):
+    first = make_api()
+    wait_for(lambda: first.services.alerts.subscriber.connected())
+    settings = first.settings
+    first.stop()
+    analytics.publish(alert("inc-while-down", severity="critical"))
+    from tests.api.harness import start_api
+
+    second = start_api(settings)  # same account, same database: the durable session hands the alert over
+    try:
+        wait_for(lambda: second.services.alerts.store.find()[1] == 1, timeout_s=5)
+        assert second.services.alerts.store.get("inc-while-down").severity == "critical"
+    finally:
+        second.stop()
