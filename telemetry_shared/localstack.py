@@ -102,15 +102,8 @@ class LocalStack:
         return secrets
 
     def _write_broker_users(self, hashes: dict[str, str]) -> None:
-        users: dict[str, str] = {}
-        if self.passwd_file.exists():
-            for line in self.passwd_file.read_text().splitlines():
-                if ":" in line:
-                    user, hashed = line.split(":", 1)
-                    users[user] = hashed
-        users |= hashes
-        tmp = self.passwd_file.with_suffix(".tmp")
-        tmp.write_text(broker.passwd_text(users))
-        os.chmod(tmp, 0o600)
-        tmp.replace(self.passwd_file)
-        os.kill(self.mosquitto_pid, signal.SIGHUP)  # Mosquitto re-reads its password file on SIGHUP
+        from telemetry_shared.provisioning import passwd_lock, read_passwd, write_passwd
+
+        with passwd_lock(self.passwd_file):  # the API's provisioning rewrites this file too
+            write_passwd(self.passwd_file, read_passwd(self.passwd_file) | hashes)
+            os.kill(self.mosquitto_pid, signal.SIGHUP)  # Mosquitto re-reads its password file on SIGHUP
