@@ -1,6 +1,8 @@
 """`city score`, `city evaluate`, `city rescore`: the analytics from the command line."""
 
 import json
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -8,8 +10,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from analytics.config import DEFAULT_PARAMS
 from analytics.csvscore import CsvError, score_file
 from analytics.evaluate import evaluate_fleet
+from analytics.rescore import RescoreError, parse_overrides, rescore
+from telemetry_shared.influx import InfluxError, InfluxQL
+from telemetry_shared.settings import get_settings
 
 console = Console()
 err = Console(stderr=True, soft_wrap=True)  # an error message stays on one line, for grep
@@ -91,7 +97,51 @@ def evaluate(
                   "the kinds the fault hits; P, R: precision, recall; delay: median from fault start to alert.")
 
 
+def rescore_command(
+    kind: Annotated[str, typer.Argument(help="water, power, building or traffic.")],
+    since: Annotated[str, typer.Option(help="How far back: an InfluxQL duration (30m, 24h, 7d, 2w).")] = "24h",
+    device: Annotated[str | None, typer.Option(help="Only this device.")] = None,
+    metric: Annotated[str | None, typer.Option(help="Only this metric.")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Try a parameter: name=value (repeatable), "
+                                                   "e.g. --set open_score=0.9 --set z_mid=5.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Run the detectors over history in InfluxDB and list the alerts they would have raised (nothing is sent)."""
+    settings = get_settings()
+    try:
+        params = parse_overrides(set_ or [], replace(DEFAULT_PARAMS, utc_offset_h=settings.utc_offset_hours))
+        client = InfluxQL.from_settings(settings)
+        try:
+            with console.status(f"reading {kind} from {settings.influx_url}"):
+                alerts = rescore(client, kind, since, device, metric, params)
+        finally:
+            client.close()
+    except RescoreError as exc:
+        err.print(f"[red]cannot rescore:[/red] {exc}", highlight=False)
+        raise typer.Exit(2) from exc
+    except InfluxError as exc:
+        err.print(f"[red]InfluxDB at {settings.influx_url}:[/red] {exc}", highlight=False)
+        raise typer.Exit(1) from exc
+    if as_json:
+        print(json.dumps([vars(a) for a in alerts]))
+        return
+    offset = timedelta(hours=settings.utc_offset_hours)
+
+    def local(t_ms: int) -> str:
+        return (datetime.fromtimestamp(t_ms / 1000, UTC) + offset).strftime("%m-%d %H:%M")
+
+    table = Table(title=f"{len(alerts)} alerts the rules would have raised on {kind} over the last {since} "
+                        f"(local time, UTC{settings.utc_offset_hours:+d})")
+    for column in ("device", "metric", "rule", "severity", "from", "to", "peak"):
+        table.add_column(column, no_wrap=True)
+    for a in alerts:
+        table.add_row(a.device, a.metric, a.rule, a.severity, local(a.start_ms), local(a.end_ms), f"{a.peak:.2f}")
+    Console(width=max(console.width, 100)).print(table)
+
+
 def register(app: typer.Typer) -> None:
     """Add the analytics commands to the `city` app (one line in telemetry_cli/main.py)."""
     app.command("score", help="Score a timestamp,value CSV: adds an anomaly_score column in [0, 1].")(score)
     app.command("evaluate", help="Measure detection against the fleet simulator's labelled faults.")(evaluate)
+    app.command("rescore", help="Run the detectors over history in InfluxDB: the alerts they would have raised.")(
+        rescore_command)
