@@ -1,6 +1,6 @@
 """Refuse request bodies over a size limit before they are read into memory.
 
-Nothing the API accepts is large (the biggest is a 2,000-character note), so
+Nothing the API accepts is large (a note is at most 2,000 characters, a device config a few KB), so
 a body past MAX_BODY_BYTES is refused with 413, whether it announces its
 length or streams in chunks."""
 
@@ -9,7 +9,7 @@ import json
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-MAX_BODY_BYTES = 64 * 1024
+MAX_BODY_BYTES = 1024 * 1024
 
 
 class BodyTooLarge(HTTPException):
