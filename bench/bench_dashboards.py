@@ -1,7 +1,7 @@
 """How long each dashboard takes InfluxDB to answer, on a city-sized day of data.
 
 Starts its own influxd (Debian's) in a temp folder, writes one day of 1-minute
-readings from DEVICES devices per kind, then runs every panel query of every
+readings from DEVICES devices per kind (and rolls them up with ingest/rollup.py), then runs every panel query of every
 dashboard as Grafana would for the last 24 hours (each panel's maxDataPoints sets
 $__interval), ROUNDS times. Baselines, in the same run: the same queries at a
 1-minute interval (what Grafana asks a wide panel for without maxDataPoints), and
@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from edge import contract  # noqa: E402
 from grafana.boards import all_dashboards  # noqa: E402
 from grafana.queries import fill_variables  # noqa: E402
+from ingest.rollup import ROLLUP_RP, run_rollup  # noqa: E402
 from telemetry_shared.influx import InfluxQL, V1Writer  # noqa: E402
 from telemetry_shared.servers import Influxd  # noqa: E402
 
@@ -86,6 +87,11 @@ def main() -> None:
             points = write_day(server.url, args.devices, now_ms)
             print(f"wrote {points:,} samples ({args.devices} devices per kind, 1 day at 1 min) "
                   f"in {time.perf_counter() - started:.1f}s")
+            db.raw(f'CREATE RETENTION POLICY "{ROLLUP_RP}" ON "city" DURATION INF REPLICATION 1', method="POST")
+            rollups = V1Writer(server.url, "city", rp=ROLLUP_RP, timeout_s=120)
+            for period in ("1h", "1d"):  # the long-term panels read what the rollup job writes
+                run_rollup(db, rollups, period, now_ms - 2 * 86_400_000, now_ms, 7)
+            rollups.close()
             print(f"{'dashboard':<16} {'panels':>6} {'ours s':>7} {'at 1m s':>8} {'ratio':>6} {'no filter s':>12} "
                   f"{'ratio':>6}")
             for board in all_dashboards():
