@@ -33,12 +33,18 @@ def health() -> Health:
     return Health(status="ok")
 
 
+class DependencyDown(Exception):
+    """A check's own finding, safe to show (no addresses, no configuration)."""
+
+
 def _timed(check) -> Check:
     start = time.perf_counter()
     try:
         message = check()
         ok = True
-    except Exception as exc:  # any failure of a dependency is "not ready", with its reason
+    except DependencyDown as exc:
+        ok, message = False, str(exc)
+    except Exception as exc:  # any failure of a dependency is "not ready"; its type only, never its address
         ok, message = False, type(exc).__name__
     return Check(ok=ok, latency_ms=round((time.perf_counter() - start) * 1000, 2), message=message or "")
 
@@ -47,7 +53,7 @@ def _broker(services: ApiServices) -> str:
     subscriber = services.alerts.subscriber
     if subscriber is not None:
         if not subscriber.connected():
-            raise ConnectionError("alert subscriber not connected")
+            raise DependencyDown("the alert subscriber is not connected to the broker")
         return "alert subscriber connected"
     s = services.settings
     with socket.create_connection((s.mqtt_host, s.mqtt_port), timeout=2):
@@ -56,7 +62,7 @@ def _broker(services: ApiServices) -> str:
 
 def _influx(services: ApiServices) -> str:
     if not services.influx.ping():
-        raise ConnectionError("no answer to /ping")
+        raise DependencyDown("InfluxDB does not answer /ping")
     return ""
 
 

@@ -25,9 +25,11 @@ def test_not_ready_names_what_is_down(make_api, make_mosquitto, make_influxd):
         r = c.get("/ready")
         assert r.status_code == 503 and r.json()["status"] == "not ready"
         assert [n for n, check in r.json()["checks"].items() if not check["ok"]] == ["influxdb"]
+        assert r.json()["checks"]["influxdb"]["message"] == "InfluxDB does not answer /ping"
         broker.stop()
         down = wait_for(lambda: (r := c.get("/ready")).json()["checks"]["broker"]["ok"] is False and r.json())
         assert not down["checks"]["influxdb"]["ok"] and down["checks"]["registry"]["ok"]
+        assert down["checks"]["broker"]["message"] == "the alert subscriber is not connected to the broker"
         assert c.get("/health").status_code == 200  # alive, just not ready
         text = c.get("/ready").text
         assert str(influx.port) not in text and "password" not in text
