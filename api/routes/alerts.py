@@ -1,6 +1,7 @@
 """Alerts: list and filter, detail with the data around it, acknowledge,
 assign and resolve (with who and a note), and an SSE stream of changes."""
 
+from collections.abc import Callable
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
@@ -113,7 +114,8 @@ def detail(alert_id: AlertId, user: AnyRole, alerts: Alerts, services: Services)
                        readings=readings, readings_every_ms=every, readings_error=error)
 
 
-def _act(alerts: AlertService, action, alert_id: str, change: str, *args: str) -> Alert:
+def _act(alerts: AlertService, action: Callable[..., Alert], alert_id: str, change: str, *args: str) -> Alert:
+    """Run a person's action on the store and tell the streams and the notifier."""
     try:
         alert = action(alert_id, *args)
     except AlertNotFound as exc:

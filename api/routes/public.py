@@ -9,6 +9,7 @@ load cannot reach InfluxDB at the rate it arrives.
 
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from statistics import median
 from typing import Any
@@ -62,20 +63,19 @@ class HospitalBeds(BaseModel):
     count: int
 
 
-_cache_lock = threading.Lock()
+_cache_lock = threading.Lock()  # one computation at a time: a crowd arriving at expiry costs one query
 
 
-def _cached(services: ApiServices, name: str, compute) -> Any:
+def _cached(services: ApiServices, name: str, compute: Callable[[ApiServices], Any]) -> Any:
     """compute(services), at most once per CACHE_S per app."""
     with _cache_lock:
         cache = services.extra.setdefault("public_cache", {})
         hit = cache.get(name)
         if hit and time.monotonic() - hit[0] < CACHE_S:
             return hit[1]
-    value = compute(services)
-    with _cache_lock:
+        value = compute(services)
         cache[name] = (time.monotonic(), value)
-    return value
+        return value
 
 
 def day_start_ms(services: ApiServices, now: int) -> int:
