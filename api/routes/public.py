@@ -63,19 +63,32 @@ class HospitalBeds(BaseModel):
     count: int
 
 
-_cache_lock = threading.Lock()  # one computation at a time: a crowd arriving at expiry costs one query
+_cache_lock = threading.Lock()
 
 
 def _cached(services: ApiServices, name: str, compute: Callable[[ApiServices], Any]) -> Any:
-    """compute(services), at most once per CACHE_S per app."""
+    """compute(services), at most once per CACHE_S per app, one computation at a time: while one
+    caller refreshes an expired value the others get the old one, so a crowd (or a slow InfluxDB)
+    costs one query and holds no worker threads."""
     with _cache_lock:
         cache = services.extra.setdefault("public_cache", {})
         hit = cache.get(name)
         if hit and time.monotonic() - hit[0] < CACHE_S:
             return hit[1]
+        refresh = services.extra.setdefault("public_refresh", {}).setdefault(name, threading.Lock())
+    if not refresh.acquire(blocking=hit is None):
+        return hit[1]  # someone is refreshing it: the old value meanwhile
+    try:
+        with _cache_lock:
+            latest = cache.get(name)
+        if latest and time.monotonic() - latest[0] < CACHE_S:
+            return latest[1]  # refreshed while we waited
         value = compute(services)
-        cache[name] = (time.monotonic(), value)
+        with _cache_lock:
+            cache[name] = (time.monotonic(), value)
         return value
+    finally:
+        refresh.release()
 
 
 def day_start_ms(services: ApiServices, now: int) -> int:

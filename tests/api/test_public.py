@@ -100,3 +100,39 @@ def test_public_figures_without_any_data(api):
         assert len(body["districts"]) == 4
         assert c.get("/public/hospitals/beds").json() == {"as_of_ms": pytest.approx(body["as_of_ms"], abs=5000),
                                                           "data": [], "count": 0}
+
+
+def test_a_crowd_costs_one_computation(make_api, monkeypatch):
+    import threading
+
+    from api.routes import public
+
+    api = make_api(api_public_rate_per_min=100_000)
+    computed = []
+    real = public.city_figures
+
+    def slow_figures(services):
+        computed.append(1)
+        time.sleep(0.3)  # a slow InfluxDB
+        return real(services)
+
+    monkeypatch.setattr(public, "city_figures", slow_figures)
+    statuses = []
+
+    def visitor():
+        with httpx.Client(base_url=api.url, timeout=10) as c:
+            statuses.append(c.get("/public/city").status_code)
+
+    crowd = [threading.Thread(target=visitor) for _ in range(20)]
+    for t in crowd:
+        t.start()
+    for t in crowd:
+        t.join()
+    assert statuses == [200] * 20 and len(computed) == 1
+    monkeypatch.setattr(public, "CACHE_S", 0.0)  # expired: the next ones refresh once, the rest get the old value
+    crowd = [threading.Thread(target=visitor) for _ in range(10)]
+    for t in crowd:
+        t.start()
+    for t in crowd:
+        t.join()
+    assert statuses == [200] * 30 and len(computed) <= 3
