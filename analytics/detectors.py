@@ -387,8 +387,9 @@ def flatline_nats(values: np.ndarray, params: DetectorParams = DEFAULT_PARAMS) -
 
     p0 = (repeats + 1) / (steps + 2) counted before the run started; a run
     of r repeats scores r * ln(1 / p0). Missing readings neither extend nor
-    break a run. Zero until `warmup` steps precede the run or while the run
-    is shorter than `flatline_min_run`.
+    break a run. Zero until `warmup` steps precede the run, while the run
+    is shorter than `flatline_min_run`, and for a run at the lowest value
+    the series had before it (idle, not stuck).
     """
     x = as_matrix(values)
     n_series, n_times = x.shape
@@ -411,7 +412,12 @@ def flatline_nats(values: np.ndarray, params: DetectorParams = DEFAULT_PARAMS) -
     run = repeats - repeats_before
     p_repeat = (repeats_before + 1.0) / (steps_before + 2.0)
     nats = run * -np.log(p_repeat)
-    ready = (steps_before >= params.warmup) & (run >= params.flatline_min_run)
+    # A run at the lowest value the series has ever had (no flow, no cars at
+    # night) is idle, not stuck: the two cannot be told apart from the data.
+    floor = np.fmin.accumulate(x, axis=1)
+    floor_before = np.take_along_axis(floor, np.maximum(run_start - 1, 0), axis=1)
+    at_floor = np.take_along_axis(x, last_valid.clip(0), axis=1) <= floor_before
+    ready = (steps_before >= params.warmup) & (run >= params.flatline_min_run) & ~at_floor
     return np.where(ready, nats, 0.0)
 
 
@@ -573,8 +579,9 @@ def score_series(values: np.ndarray, times: np.ndarray | None = None,
     level / seasonal (named after the baseline): how unusual the reading is
     against both forecasters, the smaller |z| of the two where a profile
     exists (spikes, dips, sudden shifts; a daily step is expected); shift:
-    CUSUM of the baseline's z and of the profile's z (smaller sustained
-    shifts, and slow drift that the level follows but the profile does not);
+    CUSUM of the profile's z where a profile exists, else of the recent
+    level's z (smaller sustained shifts, and slow drift that the level
+    follows but the profile does not);
     flatline: stuck readings. Each gives
     evidence in robust sigmas; the largest is calibrated once to [0, 1]. All
     causal. Without `times` the samples are taken as evenly spaced and only
@@ -614,11 +621,12 @@ def _score_block(x: np.ndarray, times: np.ndarray | None, params: DetectorParams
     z = np.where(use_season, season.z, recent.z)
     recent_size = np.abs(np.nan_to_num(recent.z))
     season_size = np.abs(np.nan_to_num(season.z))
-    shift = cusum_evidence(z, params)
+    shift = cusum_evidence(recent.z, params)
     if has_season.any():
-        # The profile also speaks where the recent level forecasts better:
-        # a slow drift that the level follows is still off the profile.
-        shift = np.maximum(shift, cusum_evidence(season.z, params))
+        # Where a profile exists the CUSUM follows the profile's z: a daily
+        # step is no shift, and a slow drift that the recent level follows
+        # is still off the profile.
+        shift = np.where(has_season, cusum_evidence(season.z, params), shift)
     # Where a profile exists, a reading is unusual only if neither forecaster
     # expected it: a daily step (cooling on at 06:30) is in the profile.
     both = np.where(has_season, np.minimum(recent_size, season_size), recent_size)

@@ -197,15 +197,17 @@ class Evaluation:
     step_ms: int
 
 
-def evaluate_fleet(devices: int = 200, hours: float = 168.0, interval_s: float = 60.0, seed: int = 7,
-                   warmup_hours: float = 96.0, start_ms: int = 1_767_200_400_000,
+def evaluate_fleet(devices: int = 200, hours: float = 192.0, interval_s: float = 60.0, seed: int = 7,
+                   warmup_hours: float = 120.0, start_ms: int = 1_767_200_400_000,
                    params: DetectorParams = DEFAULT_PARAMS, utc_offset_h: int = 7,
                    on_stage: Callable[[str], None] | None = None) -> Evaluation:
     """Simulate the city with fleetsim (faults and labels included), detect, and match.
 
-    start_ms defaults to 2026-01-01 00:00 in Tanjungpinang. Faults starting
-    in the first `warmup_hours` (while the baselines learn the daily and
-    working-day profiles) are not counted, nor are alerts that start then.
+    start_ms defaults to 2026-01-01 00:00 in Tanjungpinang (a Thursday).
+    Faults starting in the first `warmup_hours` (while the baselines learn
+    the working-day profile: by default until Tuesday 00:00, so the first
+    weekend-to-Monday step is learnt too) are not counted, nor are alerts
+    that start then.
     """
     import fleetsim  # the simulator is a separate component; only the evaluation needs it
 

@@ -61,6 +61,9 @@ def score_metric(metric: str, values: np.ndarray, times: np.ndarray | None,
     severity = np.full(x.shape, "", dtype=object)
     for limit in limits.get(metric, []):
         breach = d.limit_score(x, limit) > 0
+        if limit.severity == "info":
+            # Advice (ventilate) never hides a statistical alarm on the same reading.
+            breach &= score < params.open_score
         score = np.where(breach, LIMIT_SCORE, score)
         rule = np.where(breach, limit.rule, rule)
         severity = np.where(breach, limit.severity, severity)

@@ -56,9 +56,10 @@ def score(
 
 def evaluate(
     devices: Annotated[int, typer.Option(min=4, max=5000, help="Simulated devices.")] = 200,
-    hours: Annotated[float, typer.Option(min=1, max=24 * 35, help="Simulated hours.")] = 168.0,
+    hours: Annotated[float, typer.Option(min=1, max=24 * 35, help="Simulated hours.")] = 192.0,
     interval_s: Annotated[float, typer.Option(min=1, max=3600, help="Sampling interval, seconds.")] = 60.0,
-    warmup_hours: Annotated[float, typer.Option(min=0, help="Not counted: the baselines learn.")] = 96.0,
+    warmup_hours: Annotated[float, typer.Option(min=0, help="Not counted: the baselines learn (from Thursday "
+                                                "00:00 to Tuesday 00:00 by default).")] = 120.0,
     seed: Annotated[int, typer.Option(help="Simulator seed (which devices fail, and when).")] = 7,
     labels_out: Annotated[Path | None, typer.Option(help="Also write the ground truth CSV here.",
                                                     dir_okay=False)] = None,

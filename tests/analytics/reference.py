@@ -89,6 +89,8 @@ def flatline_nats(series: list[float], p: DetectorParams) -> list[float]:
     run = 0
     repeats_before = steps_before = 0  # at the start of the current run
     previous = math.nan
+    lowest = math.inf  # the lowest value so far
+    lowest_before_run = math.inf
     for x in series:
         if math.isnan(x):
             out.append(out[-1] if out else 0.0)  # a gap neither extends nor breaks the run
@@ -101,9 +103,11 @@ def flatline_nats(series: list[float], p: DetectorParams) -> list[float]:
             else:
                 run = 0
                 repeats_before, steps_before = repeats, steps
+                lowest_before_run = lowest
+        lowest = min(lowest, x)
         previous = x
         p_repeat = (repeats_before + 1) / (steps_before + 2)
-        ready = steps_before >= p.warmup and run >= p.flatline_min_run
+        ready = steps_before >= p.warmup and run >= p.flatline_min_run and x > lowest_before_run
         out.append(run * -math.log(p_repeat) if ready else 0.0)
     return out
 

@@ -24,7 +24,7 @@ def noisy_series(rng: np.random.Generator, n_series: int, n_times: int, nan_shar
     x[rng.random(x.shape) < nan_share] = np.nan
     if n_times > 200:
         x[0, 150] += 30
-        x[1 % n_series, 120:170] = 42.0
+        x[1 % n_series, 120:170] = 55.0  # stuck, above the lowest value so far
         x[2 % n_series, 160:] += 8
     return x
 

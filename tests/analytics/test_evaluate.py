@@ -109,3 +109,18 @@ def test_evaluate_cli(tmp_path):
                 ["--interval-s", "-5"], ["--seed", "x"]):
         refused = runner.invoke(app, ["evaluate", *bad])
         assert refused.exit_code == 2, bad
+
+
+def test_advice_does_not_hide_an_alarm():
+    """CO2 over 1,000 ppm is advice (info); a sudden build-up over it is still an alarm."""
+    from analytics.rules import score_metric
+
+    rng = np.random.default_rng(1)
+    co2 = 600 + rng.normal(0, 10, (1, 300))
+    co2[0, 200:] += 900  # a sudden build-up to ~1,500 ppm
+    scored = score_metric("co2_ppm", co2, None)
+    assert scored.rule[0, 200] != "co2_high" and scored.score[0, 200] > 0.9
+    assert scored.severity[0, 200] == ""  # graded by its score: critical, not info
+    steady = np.full((1, 300), 1100.0) + rng.normal(0, 10, (1, 300))  # a crowded room, steadily over 1,000
+    advice = score_metric("co2_ppm", steady, None)
+    assert advice.rule[0, 250] == "co2_high" and advice.severity[0, 250] == "info"
