@@ -139,3 +139,20 @@ def test_latest_is_one_shared_snapshot_at_most_a_second_old(city, influx_db):
         fresh = wait_for(lambda: c.get("/readings/latest", params={"device": "wtr-0001"}).json()["data"][0]
                          ["values"]["flow_lps"] == 99.0, timeout_s=3)
         assert fresh
+
+
+def test_influxdb_down_answers_fast_for_a_second_then_is_asked_again(make_api, make_influxd):
+    from telemetry_shared.influx import InfluxQL
+
+    own = make_influxd()
+    InfluxQL(own.url, "city").create_database()
+    api = make_api(influx_url=own.url, influx_db="city")
+    cache = api.services.extra["latest_cache"]
+    own.stop()
+    with api.client("engineer") as c:
+        before = cache.queries
+        statuses = [c.get("/readings/latest").status_code for _ in range(5)]
+        assert statuses == [503] * 5 and cache.queries == before + 1  # one attempt, remembered for the TTL
+        time.sleep(1.1)
+        own.start()
+        assert wait_for(lambda: c.get("/readings/latest").status_code == 200, timeout_s=10)
