@@ -60,6 +60,41 @@ def pandas_per_series(values: np.ndarray) -> np.ndarray:
     return out
 
 
+def engine_pass(devices: int, buffer: int) -> tuple[float, float]:
+    """(seconds for one scoring pass after every meter sent one new reading, seconds to fill the buffers)."""
+    import tempfile
+
+    from analytics.config import EngineParams
+    from analytics.engine import AnalyticsEngine
+    from edge import contract
+    from telemetry_shared.registry import DeviceNew, Registry
+
+    rng = np.random.default_rng(1)
+    with tempfile.TemporaryDirectory() as folder:
+        registry = Registry(Path(folder) / "registry.sqlite3")
+        ids = [f"pwr-{i:05d}" for i in range(devices)]
+        for device in ids:
+            registry.add(DeviceNew(id=device, kind="power", district="bukit-bestari"))
+        engine = AnalyticsEngine(registry, params=EngineParams(buffer_samples=buffer))
+        now = 1_767_225_600_000
+        start = time.perf_counter()
+        for device in ids:  # a full buffer of history per meter, in messages of 128 samples
+            for first in range(0, buffer, 128):
+                samples = [(now - (buffer - k) * 60_000, {"voltage_v": 229 + float(rng.normal()),
+                                                          "power_kw": 5 + float(rng.normal())})
+                           for k in range(first, min(buffer, first + 128))]
+                engine.ingest(device, contract.encode_telemetry(first, samples, "b", hist=True), now)
+        engine.process(now)
+        fill = time.perf_counter() - start
+        for device in ids:
+            raw = contract.encode_telemetry(buffer, [(now, {"voltage_v": 229.0, "power_kw": 5.0})], "b")
+            engine.ingest(device, raw, now + 1000)
+        start = time.perf_counter()
+        engine.process(now + 1000)
+        registry.close()
+        return time.perf_counter() - start, fill
+
+
 def measure(fn: Callable[[], object], runs: int) -> tuple[float, float]:
     """(median seconds, peak MB traced during one extra run)."""
     times = []
@@ -81,6 +116,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--pandas-series", type=int, default=None,
                         help="series for the pandas baseline (default all; it is timed per point)")
+    parser.add_argument("--engine-devices", type=int, default=1000)
     args = parser.parse_args()
     values, times = make_data(args.series, args.samples)
     points = values.size
@@ -101,6 +137,10 @@ def main() -> None:
         rate = n / seconds
         floor = floor or rate
         print(f"{name:<48} {seconds:>9.3f} {rate / 1e6:>10.2f} {floor / rate:>8.1f}x {peak:>8.0f}")
+    for devices in (10, args.engine_devices):
+        seconds, _ = engine_pass(devices, args.samples)
+        print(f"engine pass, {devices:,} meters x 3 series (voltage, power, clock), {args.samples:,}-sample buffers, "
+              f"one new reading each: {seconds:.3f} s")
 
 
 if __name__ == "__main__":
