@@ -5,7 +5,7 @@ from collections.abc import Callable
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field
 
 from api import queries
@@ -67,7 +67,7 @@ def _not_found(exc: AlertNotFound) -> HTTPException:
     return HTTPException(404, str(exc))
 
 
-@router.get("", summary="List alerts, most severe first, with filters")
+@router.get("", summary="List alerts, most severe first, with filters", response_model=Page[Alert])
 def list_alerts(user: AnyRole, alerts: Alerts, page: Annotated[PageParams, Depends(page_params)],
                 state: Literal["active", "cleared"] | None = None,
                 ack: Literal["acknowledged", "unacknowledged"] | None = None,
@@ -75,12 +75,13 @@ def list_alerts(user: AnyRole, alerts: Alerts, page: Annotated[PageParams, Depen
                 severity: Literal["info", "warning", "critical"] | None = None,
                 kind: Literal["water", "power", "building", "traffic"] | None = None,
                 district: Slug | None = None, device: Slug | None = None,
-                assignee: Slug | None = None) -> Page[Alert]:
+                assignee: Slug | None = None) -> Response:
     acknowledged = None if ack is None else ack == "acknowledged"
     data, total = alerts.store.find(page.limit, page.offset, acknowledged=acknowledged, resolved=resolved,
                                     state=state, severity=severity, kind=kind, district=district, device=device,
                                     assignee=assignee)
-    return Page(data=data, count=total)
+    # the hottest route: serialised once, straight to JSON, instead of validated again on the way out
+    return Response(Page[Alert](data=data, count=total).model_dump_json(), media_type="application/json")
 
 
 @router.get("/stream", summary="Server-sent events: every alert change as it happens",
