@@ -98,6 +98,8 @@ class IngestWorker:
             self.metrics.inc("mqtt_disconnects")
 
     def _on_message(self, client, userdata, message: mqtt.MQTTMessage) -> None:
+        if self.stopping.is_set():
+            return  # draining: never acked, so the broker keeps it for our next session
         with self.lock:
             self.pending.append((self.generation, message))
             if len(self.pending) >= self.flush_at:

@@ -19,7 +19,7 @@ from ingest.worker import IngestWorker
 from telemetry_shared.influx import V1Writer
 from telemetry_shared.registry import DeviceNew
 from tests.conftest import make_settings
-from tests.ingest.streaming import DEVICE_SECRET, WorkerProcess, fleet_users
+from tests.ingest.streaming import DEVICE_SECRET, Fleet, WorkerProcess, fleet_users, wait_until_stored
 from tests.test_thin_path import wait_for
 
 
@@ -92,6 +92,22 @@ def test_sigterm_drains_and_acks_what_it_holds(fleet, influx_db, tmp_path):
     assert worker.metrics().get("ingest_received_total", 0) == 0
     assert worker.stop() == 0
     client.disconnect()
+
+
+def test_sigterm_mid_stream_leaves_promptly_and_loses_nothing(fleet, influx_db, tmp_path):
+    mosquitto, registry = fleet
+    worker = WorkerProcess(tmp_path, mosquitto, str(influx_db.http.base_url), influx_db.db, registry.path).start()
+    stream = Fleet(mosquitto, ["wtr-0000", "wtr-0001"], rate_hz=50).start()
+    time.sleep(2)
+    started = time.monotonic()
+    assert worker.stop() == 0  # what arrives while draining is left to the broker, so the drain ends
+    assert time.monotonic() - started < 5
+    time.sleep(1)
+    worker.start()
+    time.sleep(1)
+    stream.stop()
+    wait_until_stored(influx_db, stream, timeout_s=20)
+    assert worker.stop() == 0
 
 
 def test_registry_changes_reach_the_worker(fleet, influx_db, tmp_path):
