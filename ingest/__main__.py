@@ -19,7 +19,10 @@ log = logging.getLogger("ingest")
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    settings = get_settings()
+    try:
+        settings = get_settings()
+    except ValueError as exc:  # pydantic's ValidationError names each key that is wrong
+        raise SystemExit(f"ingest: bad configuration (CITY_* variables): {exc}") from None
     worker = IngestWorker(settings, Registry(settings.registry_file), make_writer(settings),
                           DeadLetters(settings.deadletter_file))
     server = None

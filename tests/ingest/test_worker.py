@@ -3,7 +3,11 @@ the in-flight window, SIGTERM drains and acks what it holds, the registry
 cache follows a device being registered, redeliveries and repeats and gaps
 are told apart, counters come out as Prometheus text."""
 
+import os
 import re
+import socket
+import subprocess
+import sys
 import time
 
 import httpx
@@ -18,7 +22,7 @@ from ingest.metrics import Metrics, MetricsServer, prometheus_text, stats_lines
 from ingest.worker import IngestWorker
 from telemetry_shared.influx import V1Writer
 from telemetry_shared.registry import DeviceNew
-from tests.conftest import make_settings
+from tests.conftest import ROOT, make_settings
 from tests.ingest.streaming import DEVICE_SECRET, Fleet, WorkerProcess, fleet_users, wait_until_stored
 from tests.test_thin_path import wait_for
 
@@ -178,3 +182,25 @@ def test_counters_as_prometheus_text_and_line_protocol():
     stats, device_stats = stats_lines(metrics, 1000)
     assert stats.startswith("ingest_stats,worker=ingest-1 ") and "received=7i" in stats and stats.endswith(" 1000")
     assert device_stats == "ingest_device_stats,device=wtr-0001,worker=ingest-1 sequence_gaps=3i 1000"
+
+
+@pytest.mark.parametrize("key,value", [("CITY_INGEST_RECEIVE_MAXIMUM", "5"), ("CITY_INGEST_METRICS_PORT", "99999"),
+                                       ("CITY_INGEST_SPOOL_MAX_MB", "lots"), ("CITY_RAW_RETENTION", "1y"),
+                                       ("CITY_INGEST_WORKERS", "0"), ("CITY_INGEST_RETRY_MAX_S", "-1")])
+def test_bad_configuration_stops_the_start_and_names_the_key(tmp_path, key, value):
+    env = dict(os.environ, CITY_ENVIRONMENT="test", CITY_DATA_DIR=str(tmp_path), PYTHONPATH=str(ROOT), **{key: value})
+    done = subprocess.run([sys.executable, "-m", "ingest"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=30)
+    assert done.returncode == 1
+    assert "bad configuration" in done.stderr and key.removeprefix("CITY_").lower() in done.stderr
+
+
+def test_a_busy_metrics_port_stops_the_start(tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        env = dict(os.environ, CITY_ENVIRONMENT="test", CITY_DATA_DIR=str(tmp_path), PYTHONPATH=str(ROOT),
+                   CITY_INGEST_METRICS_PORT=str(busy.getsockname()[1]))
+        done = subprocess.run([sys.executable, "-m", "ingest"], cwd=ROOT, env=env, capture_output=True, text=True,
+                              timeout=30)
+    assert done.returncode == 1 and "CITY_INGEST_METRICS_PORT" in done.stderr
