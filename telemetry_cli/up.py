@@ -102,6 +102,18 @@ class City:
         self._start_services()
         self._start_fleet(fleet)
 
+    def operator_key(self) -> str:
+        """An admin API key for the person running the city, made once and kept in the data folder."""
+        path = self.data_dir / "admin-key"
+        if not path.exists():
+            from api.auth import KeyStore
+            from api.db import ApiDb
+
+            created = KeyStore(ApiDb(get_settings().api_db_file)).create("local admin", "admin")
+            path.write_text(created.key)
+            os.chmod(path, 0o600)
+        return path.read_text().strip()
+
     def _service_password(self) -> str:
         path = self.data_dir / "service-password"
         if not path.exists():
@@ -179,7 +191,7 @@ class City:
         except InfluxError as exc:
             table.add_row("InfluxDB", f"[red]{exc}[/]", "")
         down = [name for name, proc in self.children if proc.poll() is not None]
-        lines = [f"control room {self.stack.api_url}/   MQTT 127.0.0.1:{self.stack.mqtt_port}   "
+        lines = [f"control room {self.stack.api_url}/control-room   MQTT 127.0.0.1:{self.stack.mqtt_port}   "
                  f"InfluxDB {self.stack.influx_url}", f"logs in {self.data_dir}/*.log"]
         if down:
             lines.append(f"[red]stopped: {', '.join(down)}[/]")
@@ -224,7 +236,8 @@ def up(
     try:
         city.start()
         influx = InfluxQL(city.stack.influx_url, settings.influx_db)
-        console.print(f"[green]the city is up[/]: control room at {city.stack.api_url}/ - Ctrl-C stops it")
+        console.print(f"[green]the city is up[/]: control room at {city.stack.api_url}/control-room - Ctrl-C stops it")
+        console.print(f"sign in with the admin key in {city.data_dir}/admin-key: {city.operator_key()}")
         started = time.monotonic()
         with Live(city.status_table(influx), console=console, refresh_per_second=1,
                   transient=not sys.stderr.isatty()) as live:
