@@ -215,12 +215,14 @@ async function stream() {
 let fleet = [];
 
 function position(d, index) {
-  if (d.lat !== null && d.lon !== null) {
+  // A device of a known district sits inside its district's box (the map is a
+  // schematic, so true coordinates would scatter dots across the boxes).
+  if (!(d.district in DISTRICTS) && d.lat !== null && d.lon !== null) {
     const x = 40 + (d.lon - BOUNDS.lonMin) / (BOUNDS.lonMax - BOUNDS.lonMin) * 920;
     const y = 40 + (BOUNDS.latMax - d.lat) / (BOUNDS.latMax - BOUNDS.latMin) * 560;
     if (x >= 0 && x <= 1000 && y >= 0 && y <= 640) return [x, y];
   }
-  // no position: a stable spot inside its district, from the id
+  // a stable spot inside its district, from the id
   const [bx, by, bw, bh] = (DISTRICTS[d.district] || {}).box || OTHER_BOX;
   let h = 2166136261; // FNV-1a, then a murmur finaliser: similar ids land far apart
   for (const ch of d.id) h = Math.imul(h ^ ch.charCodeAt(0), 16777619) >>> 0;
