@@ -11,10 +11,12 @@ uses, and each incident is matched with the labelled faults:
   to the first such incident's start (0 if one was already open);
 - an incident that overlaps no fault is a false alarm.
 
-Per fault type: recall = detected / labelled; precision = incidents matched
-to this fault type / (those + false alarms on devices of the kinds this
-fault type can hit), i.e. what an operator of those utilities sees; F1 from
-the two. Row "all": every incident and every fault.
+Per fault type: recall = detected / labelled; precision = detected / (detected
++ false alarms on devices of the kinds this fault type can hit), i.e. of the
+things an operator of those utilities was alerted to, how many were real (a
+fault counts once however many alerts it raised, so an alert storm earns
+nothing); F1 from the two; alerts per detected fault shows any storm. Row
+"all": every incident and every fault.
 """
 
 import statistics
@@ -180,7 +182,8 @@ def match(alerts: list[Alert], labels: Iterable[Label], kinds_of_fault: dict[str
         true_alerts = sum(1 for t in matched_type if t is not None and fault in ("all", t))
         false_alarms = sum(1 for a, t in zip(alerts, matched_type, strict=True)
                            if t is None and kind_of_device.get(a.device) in kinds)
-        precision = true_alerts / (true_alerts + false_alarms) if true_alerts + false_alarms else 0.0
+        found = len(detected)
+        precision = found / (found + false_alarms) if found + false_alarms else 0.0
         recall = len(detected) / len(keys) if keys else 0.0
         rows.append(FaultRow(fault, len(keys), len(detected), true_alerts, false_alarms, precision, recall,
                              _f1(precision, recall), statistics.median(delays) if delays else None))

@@ -86,16 +86,18 @@ def evaluate(
     table = Table(title=f"Detection against fleetsim labels: {result.devices} devices, {hours:g} h at "
                         f"{interval_s:g} s (first {warmup_hours:g} h not counted)")
     table.add_column("fault", no_wrap=True)
-    for column in ("faults", "found", "alerts", "false", "P", "R", "F1", "delay min"):
+    for column in ("faults", "found", "alerts/fault", "false", "P", "R", "F1", "delay min"):
         table.add_column(column, justify="right", no_wrap=True)
     for row in result.rows:
         delay = "-" if row.median_delay_steps is None else f"{row.median_delay_steps * interval_s / 60:.1f}"
-        table.add_row(row.fault, str(row.labelled), str(row.detected), str(row.alerts), str(row.false_alarms),
+        per_fault = f"{row.alerts / row.detected:.1f}" if row.detected else "-"
+        table.add_row(row.fault, str(row.labelled), str(row.detected), per_fault, str(row.false_alarms),
                       f"{row.precision:.2f}", f"{row.recall:.2f}", f"{row.f1:.2f}", delay,
                       style="bold" if row.fault == "all" else None)
     Console(width=max(console.width, 100)).print(table)  # a table of numbers is not squeezed into 80 columns
-    console.print("faults: labelled; found: detected; alerts: incidents matched to a fault; false: false alarms on "
-                  "the kinds the fault hits; P, R: precision, recall; delay: median from fault start to alert.")
+    console.print("faults: labelled; found: detected; alerts/fault: alerts per detected fault; false: false alarms "
+                  "on the kinds the fault hits; P = found / (found + false); R = found / faults; delay: median "
+                  "from the fault's start to its first alert.")
 
 
 def rescore_command(

@@ -2,10 +2,12 @@
 the real fleet simulator the obvious faults are found quickly."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 from typer.testing import CliRunner
 
+from analytics.config import DEFAULT_PARAMS
 from analytics.evaluate import Alert, build_grid, detect, evaluate_fleet, match
 from analytics.rules import Hysteresis, incidents
 from telemetry_cli.main import app
@@ -33,11 +35,13 @@ def test_match_counts_detections_false_alarms_and_delay():
     rows = {r.fault: r for r in match(alerts, labels, KINDS, DEVICES, STEP)}
     sag, stuck, total = rows["voltage_sag"], rows["stuck"], rows["all"]
     assert (sag.labelled, sag.detected, sag.alerts, sag.false_alarms) == (2, 1, 2, 1)
-    assert sag.precision == 2 / 3 and sag.recall == 0.5 and sag.median_delay_steps == 3.0
+    assert sag.precision == 1 / 2 and sag.recall == 0.5 and sag.median_delay_steps == 3.0
     assert (stuck.labelled, stuck.detected, stuck.alerts, stuck.false_alarms) == (1, 1, 1, 2)
+    assert stuck.precision == 1 / 3
     assert stuck.median_delay_steps == 0.0
     assert (total.labelled, total.detected, total.alerts, total.false_alarms) == (3, 2, 3, 2)
-    assert abs(total.f1 - 2 * 0.6 * (2 / 3) / (0.6 + 2 / 3)) < 1e-12
+    assert total.precision == 2 / 4  # two faults found, two false alarms: the second alert of a fault earns nothing
+    assert abs(total.f1 - 2 * 0.5 * (2 / 3) / (0.5 + 2 / 3)) < 1e-12
 
 
 def test_match_warmup_excludes_early_faults_and_alerts():
@@ -75,11 +79,13 @@ def test_detect_finds_a_silent_device_and_a_sag_on_a_grid():
 
 
 def test_hysteresis_one_incident_per_fault():
+    params = replace(DEFAULT_PARAMS, clear_samples=5)
     score = np.array([[0, 0.9, 0.5, 0.9, 0.2, 0.2, 0.2, 0.2, 0.2, 0, 0.95, 0.1]])
-    active = Hysteresis().step(score)
+    active = Hysteresis().step(score, params)
     assert incidents(active) == [(0, 1, 8), (0, 10, 12)]  # closed by the 5th calm sample
+    assert incidents(Hysteresis().step(score)) == [(0, 1, 12)]  # the default waits for 15
     state = Hysteresis()
-    first, second = state.step(score[:, :5]), state.step(score[:, 5:])  # carried across batches
+    first, second = state.step(score[:, :5], params), state.step(score[:, 5:], params)  # carried across batches
     np.testing.assert_array_equal(np.concatenate([first, second], axis=1), active)
 
 
