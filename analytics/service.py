@@ -78,8 +78,9 @@ class EngineService:
     def start(self) -> None:
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = SESSION_EXPIRY_S
-        self.client.connect(self.settings.mqtt_host, self.settings.mqtt_port, keepalive=30, clean_start=False,
-                            properties=props)
+        # connect_async: a broker that is not up yet is retried by the network loop, not fatal.
+        self.client.connect_async(self.settings.mqtt_host, self.settings.mqtt_port, keepalive=30, clean_start=False,
+                                  properties=props)
         self.client.loop_start()
         self.worker.start()
 
