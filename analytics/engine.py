@@ -19,7 +19,7 @@ import logging
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -52,6 +52,7 @@ class Incident:
     started_ms: int
     published_ms: int
     score: float
+    metrics: set[str] = field(default_factory=set)  # the metrics currently anomalous in this incident
 
 
 class DeviceCache:
@@ -90,6 +91,8 @@ def explain(metric: str, rule: str, observed: float | None, expected: float | No
         return f"The device's clock jumped: its readings arrive {observed / 60000:.1f} min off their usual delay " \
                f"(since {since})."
     unit = contract.METRICS.get(metric, ("", "", 0, 0))[1]
+    if observed is None:
+        return f"{metric} back to normal or unusual on another metric; since {since}."
     observed_text = f"{metric} {observed:.4g} {unit}".strip()
     for limit in DOMAIN_LIMITS.get(metric, []):
         if limit.rule == rule:
@@ -261,34 +264,57 @@ class AnalyticsEngine:
 
     def _transition(self, device: str, metric: str, is_active: bool, score: float, rule: str,
                     limit_severity: str, t_ms: int, detail: tuple, now_ms: int) -> list[dict]:
-        key = (device, metric or rule)  # a device-wide rule (silent, clock_offset) has no metric
+        """One series' state changed or was re-scored: open, grow, update or clear its device's incident.
+
+        All metrics of a device share one incident (a failing chiller lifts
+        temperature and humidity: one fault, one alert); device-wide rules
+        (silent, clock_offset) have their own.
+        """
+        key = (device, "readings" if metric else rule)
         incident = self.incidents.get(key)
         if is_active and incident is None:
             kind, district = self.info.get(device, ("", ""))
             severity = grade(score, limit_severity, self.detector)
             incident = Incident(f"{device}:{key[1]}:{t_ms}", device, kind, district, metric, rule,
-                                severity, t_ms, now_ms, score)
+                                severity, t_ms, now_ms, score, {metric})
             self.incidents[key] = incident
             self.counters["alerts_opened"] += 1
             return [self._send(incident, "active", score, detail, now_ms)]
         if incident is None:
             return []
         if not is_active:
+            incident.metrics.discard(metric)
+            if incident.metrics:
+                return []  # another metric of the device is still anomalous
             del self.incidents[key]
             self.counters["alerts_cleared"] += 1
+            if metric != incident.metric:
+                detail = (None, None, None, None)  # cleared by another metric: no numbers for this one
             return [self._send(incident, "cleared", score, detail, now_ms)]
-        severity = grade(max(score, incident.score), limit_severity if limit_severity else "", self.detector)
+        severity = grade(max(score, incident.score), limit_severity, self.detector)
+        joined = metric not in incident.metrics
+        incident.metrics.add(metric)
         stale = now_ms - incident.published_ms >= self.params.update_every_s * 1000
-        if severity != incident.severity and rank(severity) > rank(incident.severity) or stale:
+        if joined or rank(severity) > rank(incident.severity) or stale:
             incident.severity = max(severity, incident.severity, key=rank)
             incident.score = max(score, incident.score)
+            if metric != incident.metric:  # explained by the metric that moved, numbers left to its own series
+                return [self._send(incident, "active", score, (None, None, None, None), now_ms, metric, rule,
+                                   detail)]
             return [self._send(incident, "active", score, detail, now_ms)]
         return []
 
-    def _send(self, incident: Incident, state: str, score: float, detail: tuple, now_ms: int) -> dict:
+    def _send(self, incident: Incident, state: str, score: float, detail: tuple, now_ms: int,
+              metric: str | None = None, rule: str | None = None, metric_detail: tuple | None = None) -> dict:
         observed, expected, scale, z = detail
-        explanation = explain(incident.metric, incident.rule, observed, expected, scale, z, incident.started_ms,
-                              self.utc_offset_h)
+        if metric is None:
+            explanation = explain(incident.metric, incident.rule, observed, expected, scale, z, incident.started_ms,
+                                  self.utc_offset_h)
+        else:
+            explanation = "Also " + explain(metric, rule or "", *metric_detail, incident.started_ms,
+                                            self.utc_offset_h)
+        if len(incident.metrics) > 1:
+            explanation += f" Affected: {', '.join(sorted(incident.metrics))}."
         incident.published_ms = max(now_ms, incident.published_ms + 1)  # each message newer than the last
         message = {
             "id": incident.id, "device": incident.device, "kind": incident.kind, "district": incident.district,

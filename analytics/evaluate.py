@@ -116,6 +116,7 @@ def detect(grid: Grid, params: DetectorParams = DEFAULT_PARAMS) -> list[Alert]:
         score = np.where(np.isnan(values), np.nan, scored.score)
         active = Hysteresis().step(score, params)
         alerts += _alerts_from(active, score, scored.rule, scored.severity, grid, device_rows, metric, params=params)
+    alerts = merge_by_device(alerts)
     all_rows = np.arange(len(grid.devices))
     silence = silence_on_grid(grid.present, params)
     alerts += _alerts_from(Hysteresis().step(silence, params), silence, None, None, grid, all_rows, "", "silent",
@@ -125,6 +126,27 @@ def detect(grid: Grid, params: DetectorParams = DEFAULT_PARAMS) -> list[Alert]:
     alerts += _alerts_from(Hysteresis().step(clock, params), clock, None, None, grid, all_rows, "", "clock_offset",
                            params)
     return alerts
+
+
+SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
+
+
+def merge_by_device(alerts: list[Alert]) -> list[Alert]:
+    """One incident per device while any of its metrics is anomalous, as the engine keeps it.
+
+    Overlapping alerts of one device become one: the first one's metric and
+    rule, the union of the times, the highest peak and severity.
+    """
+    merged: list[Alert] = []
+    for alert in sorted(alerts, key=lambda a: (a.device, a.start_ms)):
+        last = merged[-1] if merged else None
+        if last is not None and last.device == alert.device and alert.start_ms < last.end_ms:
+            last.end_ms = max(last.end_ms, alert.end_ms)
+            last.peak = max(last.peak, alert.peak)
+            last.severity = max(last.severity, alert.severity, key=SEVERITY_RANK.get)
+        else:
+            merged.append(Alert(**vars(alert)))
+    return merged
 
 
 @dataclass

@@ -81,6 +81,23 @@ def test_a_voltage_sag_is_one_alert_opened_then_cleared(engine_parts):
     assert rows[0]["id"] == opened["id"] and rows[0]["explanation"] == opened["explanation"]
 
 
+def test_two_metrics_of_one_device_are_one_incident(engine_parts):
+    """An outage drops voltage and frequency together: one alert id, both metrics named."""
+    engine, _, _ = engine_parts
+    rng = random.Random(5)
+    batches = []
+    for i in range(110):
+        t = START + i * STEP
+        down = 70 <= i < 80
+        values = {"voltage_v": 150.0 if down else round(229 + rng.gauss(0, 0.8), 2),
+                  "frequency_hz": 48.0 if down else round(50 + rng.gauss(0, 0.01), 3)}
+        batches.append((t, contract.encode_telemetry(i, [(t, values)], "1.0")))
+    messages = feed(engine, "pwr-0001", batches)
+    assert len({m["id"] for m in messages}) == 1
+    assert messages[0]["state"] == "active" and messages[-1]["state"] == "cleared"
+    assert any("Affected: frequency_hz, voltage_v" in m["explanation"] for m in messages)
+
+
 def test_normal_data_raises_nothing(engine_parts):
     engine, sent, _ = engine_parts
     assert feed(engine, "pwr-0001", voltage_batches(200)) == []

@@ -78,6 +78,18 @@ def test_detect_finds_a_silent_device_and_a_sag_on_a_grid():
     assert any(d == "pwr-2" and r == "silent" and 200 < s < 210 for d, r, s in found)
 
 
+def test_merge_by_device_mirrors_the_engine():
+    from analytics.evaluate import merge_by_device
+
+    alerts = [alert("pwr-1", 10, 20, "voltage_v", "warning"), alert("pwr-1", 15, 30, "frequency_hz", "critical"),
+              alert("pwr-1", 40, 45), alert("pwr-2", 12, 18)]
+    merged = merge_by_device(alerts)
+    assert [(a.device, a.metric, a.start_ms // STEP, a.end_ms // STEP, a.severity) for a in merged] == [
+        ("pwr-1", "voltage_v", 10, 30, "critical"), ("pwr-1", "voltage_v", 40, 45, "critical"),
+        ("pwr-2", "voltage_v", 12, 18, "critical")]
+    assert alerts[0].end_ms == 20 * STEP  # the input is left alone
+
+
 def test_hysteresis_one_incident_per_fault():
     params = replace(DEFAULT_PARAMS, clear_samples=5)
     score = np.array([[0, 0.9, 0.5, 0.9, 0.2, 0.2, 0.2, 0.2, 0.2, 0, 0.95, 0.1]])
