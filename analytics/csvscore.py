@@ -69,10 +69,29 @@ def parse_time(text: str) -> int:
         if not math.isfinite(number) or abs(number) > 1e15:
             raise ValueError(f"timestamp {cell!r} is out of range")
         return int(round(number * 1000 if abs(number) < 1e11 else number))
-    moment = datetime.fromisoformat(cell.replace("Z", "+00:00") if cell.endswith("Z") else cell)
+    try:
+        moment = datetime.fromisoformat(cell.replace("Z", "+00:00") if cell.endswith("Z") else cell)
+    except ValueError:
+        moment = _other_formats(cell)
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return int(moment.timestamp() * 1000)
+
+
+# Common non-ISO spellings, month first as in most exported sheets (a day-first
+# date that cannot be month-first, such as 25/12/2020, is still read).
+OTHER_FORMATS = ("%m/%d/%Y %H:%M:%S", "%m/%d/%Y %H:%M", "%m/%d/%y %H:%M", "%m/%d/%Y", "%d/%m/%Y %H:%M:%S",
+                 "%d/%m/%Y %H:%M", "%d/%m/%Y", "%d.%m.%Y %H:%M:%S", "%d.%m.%Y %H:%M", "%Y/%m/%d %H:%M:%S",
+                 "%Y/%m/%d %H:%M", "%d-%b-%Y %H:%M:%S", "%b %d %Y %H:%M:%S")
+
+
+def _other_formats(cell: str) -> datetime:
+    for pattern in OTHER_FORMATS:
+        try:
+            return datetime.strptime(cell, pattern)
+        except ValueError:
+            continue
+    raise ValueError(f"timestamp {cell!r} is not a date")
 
 
 def _parse_value(cell: str, line: int) -> float:

@@ -107,7 +107,10 @@ def test_extra_columns_and_a_label_column_is_never_the_value():
     lambda i: str((1396310400 + 300 * i) * 1000),  # epoch milliseconds
     lambda i: (START + timedelta(minutes=5 * i)).isoformat().replace("+00:00", "Z"),
     lambda i: (START + timedelta(minutes=5 * i)).isoformat(),
-], ids=["epoch-s", "epoch-ms", "iso-z", "iso-offset"])
+    lambda i: (START + timedelta(minutes=5 * i)).strftime("%m/%d/%Y %H:%M"),
+    lambda i: (START + timedelta(minutes=5 * i)).strftime("%Y/%m/%d %H:%M:%S"),
+    lambda i: (START + timedelta(minutes=5 * i)).strftime("%d.%m.%Y %H:%M"),
+], ids=["epoch-s", "epoch-ms", "iso-z", "iso-offset", "us-sheet", "slashes", "dotted"])
 def test_timestamp_formats(stamp):
     table = read_table(csv_text(series(50, None), stamp=stamp))
     assert table.times_ms[0] == 1396310400000 and table.times_ms[1] - table.times_ms[0] == 300_000
