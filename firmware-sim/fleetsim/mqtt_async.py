@@ -59,11 +59,13 @@ class AsyncMQTT:
     # ------------------------------------------------------------ protocol
 
     async def connect(self, clean_session: bool = True) -> None:
-        self.reader, self.writer = await asyncio.wait_for(asyncio.open_connection(self.host, self.port),
-                                                          self.timeout_s)
+        # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation (gh-86296).
+        async with asyncio.timeout(self.timeout_s):
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
         try:
             self._send(CONNECT, self._connect_body(clean_session))
-            header, body = await asyncio.wait_for(self._read_packet(), self.timeout_s)
+            async with asyncio.timeout(self.timeout_s):
+                header, body = await self._read_packet()
             if header != CONNACK or len(body) != 2:
                 raise ConnectionError("mqtt: expected CONNACK")
             if body[1]:
@@ -157,7 +159,8 @@ class AsyncMQTT:
 
     async def _wait(self, future: asyncio.Future, key: tuple[int, int]) -> bytes:
         try:
-            return await asyncio.wait_for(future, self.timeout_s)
+            async with asyncio.timeout(self.timeout_s):
+                return await future
         except TimeoutError as exc:
             self.close()
             raise ConnectionError("mqtt: no acknowledgement from broker") from exc

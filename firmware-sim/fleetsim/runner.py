@@ -193,7 +193,7 @@ class DeviceRunner:
         runner = self.runner
         loop = asyncio.get_running_loop()
         t_ms, step_ms = runner.hist_start_ms, runner.history_interval_ms
-        while t_ms < runner.live_start_ms:
+        while t_ms < runner.live_start_ms and not runner.stop_requested:
             virtual_now = runner.virtual_now_ms()
             if t_ms > virtual_now:
                 # Ahead of the simulated clock: wait for a batch to be due (or at most a second).
@@ -209,7 +209,7 @@ class DeviceRunner:
                 await self.flush()
             elif len(self.agent.buffer) >= HIST_BATCH:
                 await asyncio.sleep(max(0.01, self.next_retry - loop.time()))
-        while len(self.agent.buffer) or self.agent.inflight is not None:
+        while (len(self.agent.buffer) or self.agent.inflight is not None) and not runner.stop_requested:
             if await self.try_connect():
                 await self.flush(force=True)
             else:
@@ -219,7 +219,7 @@ class DeviceRunner:
     async def live(self) -> None:
         loop = asyncio.get_running_loop()
         next_tick = loop.time()
-        while True:
+        while not self.runner.stop_requested:  # besides cancellation, which a racing await can lose
             await self.try_connect()
             self.sample(utc_now_ms(), None)
             await self.flush()
@@ -278,6 +278,7 @@ class FleetRunner:
         self.stats = Stats()
         self.wall0 = time.monotonic()
         self.stopping: asyncio.Event | None = None
+        self.stop_requested = False
         self.devices: list[DeviceRunner] = []
 
     # ------------------------------------------------------------ the simulated clock
@@ -311,6 +312,7 @@ class FleetRunner:
 
     async def run(self) -> Stats:
         self.stopping = asyncio.Event()
+        self.stop_requested = False
         self.wall0 = time.monotonic()
         self.stats = Stats()
         passwords = {d["id"]: d["password"] for d in self.fleet.devices}
@@ -320,16 +322,19 @@ class FleetRunner:
         try:
             if self.micropython.devices:
                 self.micropython.start()
-            timeout = self.options.duration_s
-            await asyncio.wait_for(self.stopping.wait(), timeout)
+            async with asyncio.timeout(self.options.duration_s):
+                await self.stopping.wait()
         except TimeoutError:
             pass
         finally:
+            self.stop_requested = True
             reporter.cancel()
             for task in tasks:
                 task.cancel()
-            await asyncio.gather(*tasks, reporter, return_exceptions=True)
-            await asyncio.wait_for(asyncio.gather(*(d.goodbye() for d in self.devices), return_exceptions=True), 30)
+            await asyncio.wait([*tasks, reporter], timeout=15)  # bounded: a stop never hangs on one device
+            goodbyes = [asyncio.create_task(d.goodbye()) for d in self.devices]
+            if goodbyes:
+                await asyncio.wait(goodbyes, timeout=30)
             self.micropython.stop()
             self._write_labels()
             if self.options.verbose:
