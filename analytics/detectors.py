@@ -570,7 +570,7 @@ class Scores:
 
 
 def score_series(values: np.ndarray, times: np.ndarray | None = None,
-                 params: DetectorParams = DEFAULT_PARAMS) -> Scores:
+                 params: DetectorParams = DEFAULT_PARAMS, with_evidence: bool = False) -> Scores:
     """The general statistical detectors on every series, combined by the largest evidence.
 
     Two forecasters: the recent level (robust Holt) and the daily/weekly
@@ -585,7 +585,11 @@ def score_series(values: np.ndarray, times: np.ndarray | None = None,
     flatline: stuck readings. Each gives
     evidence in robust sigmas; the largest is calibrated once to [0, 1]. All
     causal. Without `times` the samples are taken as evenly spaced and only
-    the recent level is used.
+    the recent level is used. `with_evidence` also keeps each detector's
+    evidence array (four more arrays the size of `values`).
+
+    Series are scored in blocks of `block_series` rows written into
+    preallocated outputs, so each block's temporaries stay in cache.
     """
     x = as_matrix(values)
     if times is not None:
@@ -593,18 +597,21 @@ def score_series(values: np.ndarray, times: np.ndarray | None = None,
         as_times(times, x.shape)  # validate once, before any work
     block = params.block_series
     if x.shape[0] <= block:
-        return _score_block(x, times, params)
-    parts = []
+        scores = _score_block(x, times, params)
+        if not with_evidence:
+            scores.evidence = {}
+        return scores
+    out = Scores({name: np.empty(x.shape) for name in DETECTORS} if with_evidence else {}, np.empty(x.shape),
+                 np.empty(x.shape, dtype=np.int8), Baseline(*(np.empty(x.shape) for _ in range(3))))
     for start in range(0, x.shape[0], block):
         rows = slice(start, start + block)
-        part_times = times if times is None or times.ndim == 1 else times[rows]
-        parts.append(_score_block(x[rows], part_times, params))
-    return Scores(
-        {name: np.concatenate([p.evidence[name] for p in parts]) for name in DETECTORS},
-        np.concatenate([p.combined for p in parts]),
-        np.concatenate([p.winner for p in parts]),
-        Baseline(*(np.concatenate([getattr(p.baseline, f) for p in parts]) for f in ("expected", "scale", "z"))),
-    )
+        part = _score_block(x[rows], times if times is None or times.ndim == 1 else times[rows], params)
+        out.combined[rows], out.winner[rows] = part.combined, part.winner
+        out.baseline.expected[rows], out.baseline.scale[rows], out.baseline.z[rows] = \
+            part.baseline.expected, part.baseline.scale, part.baseline.z
+        for name in out.evidence:
+            out.evidence[name][rows] = part.evidence[name]
+    return out
 
 
 def _score_block(x: np.ndarray, times: np.ndarray | None, params: DetectorParams) -> Scores:

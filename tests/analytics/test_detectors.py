@@ -117,10 +117,10 @@ def test_scores_are_causal():
     x = noisy_series(rng, 3, 3 * 1440 + 100)
     times = np.arange(x.shape[1]) * MINUTE
     cut = 3 * 1440
-    before = d.score_series(x[:, :cut], times[:cut])
+    before = d.score_series(x[:, :cut], times[:cut], with_evidence=True)
     changed = x.copy()
     changed[:, cut:] = rng.normal(500, 100, (3, x.shape[1] - cut))
-    after = d.score_series(changed, times)
+    after = d.score_series(changed, times, with_evidence=True)
     np.testing.assert_array_equal(after.combined[:, :cut], before.combined)
     for name in d.DETECTORS:
         np.testing.assert_array_equal(after.evidence[name][:, :cut], before.evidence[name])
@@ -277,3 +277,16 @@ def test_minimum_night_flow_finds_a_new_leak():
     assert score[0].max() < 0.5
     local_hour_ready = ((ready + 7 * 3600 * 1000) % DAY_MS) / 3_600_000
     assert (local_hour_ready == P.night_end_h).all()
+
+
+def test_scoring_in_blocks_gives_the_same_result():
+    x = noisy_series(np.random.default_rng(12), 5, 3 * 1440)
+    times = (4 * 1440 + np.arange(x.shape[1])) * MINUTE
+    whole = d.score_series(x, times, with_evidence=True)
+    blocks = d.score_series(x, times, replace(P, block_series=2), with_evidence=True)
+    np.testing.assert_array_equal(blocks.combined, whole.combined)
+    np.testing.assert_array_equal(blocks.winner, whole.winner)
+    np.testing.assert_array_equal(blocks.baseline.z, whole.baseline.z)
+    for name in d.DETECTORS:
+        np.testing.assert_array_equal(blocks.evidence[name], whole.evidence[name])
+    assert d.score_series(x, times).evidence == {}  # kept only on request
