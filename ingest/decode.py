@@ -13,7 +13,7 @@ import orjson
 
 from edge import contract
 from ingest.metrics import Metrics
-from ingest.points import batch_lines
+from ingest.points import batch_lines, status_line
 from telemetry_shared.registry import Registry
 
 REGISTRY_CHECK_S = 1.0
@@ -109,6 +109,9 @@ class Decoder:
         """Add one message's lines or dead-letter entries to `out`."""
         self.metrics.inc("received")
         payload = bytes(payload)
+        if type(topic) is str and topic.endswith("/status"):
+            self._decode_status(topic, payload, now_ms, out)
+            return
         try:
             device_id, device = self._device(topic)
             batch = contract.decode_telemetry(payload, device.kind, now_ms, loads=orjson.loads)
@@ -139,10 +142,22 @@ class Decoder:
         self.metrics.inc("readings", sum(len(s[1]) for s in batch.samples))
         out.lines.extend(batch_lines(batch, device_id, device.kind, device.district))
 
-    def _device(self, topic: str) -> tuple[str, DeviceInfo]:
+    def _decode_status(self, topic: str, payload: bytes, now_ms: int, out: Decoded) -> None:
+        """A birth message or last will: one `device_status` point at the time it arrived."""
+        try:
+            device_id, device = self._device(topic, "status")
+            status = contract.decode_status(payload, loads=orjson.loads)
+        except contract.ContractError as exc:
+            self.metrics.inc(f"rejected_status_{exc.reason}")
+            out.rejects.append((exc.reason, _device_of(topic), _printable_topic(topic), exc.detail, payload))
+            return
+        self.metrics.inc("status_messages")
+        out.lines.append(status_line(status, device_id, device.kind, device.district, now_ms))
+
+    def _device(self, topic: str, expected_leaf: str = "telemetry") -> tuple[str, DeviceInfo]:
         device_id, leaf = contract.parse_topic(topic)
-        if leaf != "telemetry":
-            raise contract.ContractError("bad_topic", "not a telemetry topic")
+        if leaf != expected_leaf:
+            raise contract.ContractError("bad_topic", f"not a {expected_leaf} topic")
         device = self.devices.get(device_id)
         if device is None:
             raise contract.ContractError("unknown_device", device_id)

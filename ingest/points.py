@@ -6,7 +6,7 @@ message's sequence number) and `q` (integer quality flags, only when set).
 """
 
 from edge.contract import Batch
-from telemetry_shared.lineproto import escape_key, format_field
+from telemetry_shared.lineproto import escape_key, format_field, line
 
 
 def batch_lines(batch: Batch, device_id: str, kind: str, district: str) -> list[str]:
@@ -18,3 +18,14 @@ def batch_lines(batch: Batch, device_id: str, kind: str, district: str) -> list[
         extra = f",q={quality}i" if quality else ""
         lines.append(f"{head}{fields},{seq}{extra} {t_ms}")
     return lines
+
+
+STATUS_NUMBERS = ("uptime_s", "mem_free", "rssi_dbm", "battery_v", "dropped")
+
+
+def status_line(status: dict, device_id: str, kind: str, district: str, t_ms: int) -> str:
+    """`device_status`: online (1 or 0) and the health figures the device reported, all floats
+    (a field never changes type)."""
+    fields: dict[str, float] = {"online": 1.0 if status["state"] == "online" else 0.0}
+    fields |= {key: float(status[key]) for key in STATUS_NUMBERS if key in status}
+    return line("device_status", {"device": device_id, "district": district, "kind": kind}, fields, t_ms)

@@ -47,6 +47,8 @@ class IngestWorker:
         self.counters = self.metrics.counters  # read-only view for tests and the CLI
         self.decoder = Decoder(registry, self.metrics)
         self.stopping = threading.Event()
+        self.subscribed = threading.Event()  # set once the broker granted our subscriptions
+        self._awaiting_subacks: set[int] = set()
         self.sink = Sink(writer, Spool(settings.spool_dir, settings.ingest_spool_max_mb * 1024 * 1024), dead_letters,
                          self.metrics, settings.ingest_batch_points, settings.ingest_retry_max_s,
                          settings.ingest_spool_after_s, self.stopping)
@@ -67,6 +69,7 @@ class IngestWorker:
                              manual_ack=True)
         client.username_pw_set(s.mqtt_user, s.mqtt_password)
         client.on_connect = self._on_connect
+        client.on_subscribe = self._on_subscribe
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.reconnect_delay_set(0.1, 1)  # back fast: see _on_connect
@@ -82,15 +85,22 @@ class IngestWorker:
             # redelivers them, and the copy we already stored is overwritten.
             self.generation += 1
         self.metrics.inc("mqtt_connects")
-        shared = f"$share/{SHARE_GROUP}/{contract.TELEMETRY_SUB}"
         # Mosquitto 2.0 does not restore shared subscriptions from its persistence
         # after a restart (plain ones it does): what devices publish before the
         # workers resubscribe would be lost. A lone worker therefore holds a plain
         # durable subscription; a group of workers shares one to split the load.
-        wanted, other = (shared, contract.TELEMETRY_SUB) if self.settings.ingest_workers > 1 else \
-            (contract.TELEMETRY_SUB, shared)
-        client.unsubscribe(other)
-        client.subscribe(wanted, qos=1)
+        # Status messages (birth, last will) become `device_status` points.
+        for topic in (contract.TELEMETRY_SUB, contract.STATUS_SUB):
+            shared = f"$share/{SHARE_GROUP}/{topic}"
+            wanted, other = (shared, topic) if self.settings.ingest_workers > 1 else (topic, shared)
+            client.unsubscribe(other)
+            _, mid = client.subscribe(wanted, qos=1)
+            self._awaiting_subacks.add(mid)
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        self._awaiting_subacks.discard(mid)
+        if not self._awaiting_subacks:
+            self.subscribed.set()
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         if not self.stopping.is_set():

@@ -9,7 +9,6 @@ services first so they drain, servers last.
 
 import json
 import os
-import random
 import secrets
 import shutil
 import signal
@@ -17,7 +16,6 @@ import socket
 import subprocess
 import sys
 import time
-from importlib.util import find_spec
 from pathlib import Path
 
 import typer
@@ -36,7 +34,6 @@ from telemetry_shared.settings import get_settings
 console = Console(stderr=True)
 ROOT = Path(__file__).resolve().parent.parent
 DISTRICTS = ("bukit-bestari", "tanjungpinang-kota", "tanjungpinang-barat", "tanjungpinang-timur")
-KIND_PREFIX = {"water": "wtr", "power": "pwr", "building": "bld", "traffic": "trf"}
 
 
 def _port_or_free(preferred: int) -> int:
@@ -53,19 +50,10 @@ def _port_or_free(preferred: int) -> int:
 
 
 def plan_fleet(devices: int, seed: int) -> list[dict]:
-    """Device specs from the simulator's scenario, or an even spread if it is not installed."""
+    """Device specs (id, kind, district, position) from the simulator's Tanjungpinang scenario."""
     import fleetsim
 
-    scenario_file = ROOT / "firmware-sim" / "scenarios" / "tanjungpinang.json"
-    if hasattr(fleetsim, "plan_fleet") and scenario_file.exists():
-        return fleetsim.plan_fleet(json.loads(scenario_file.read_text()), devices, seed)
-    rng = random.Random(seed)
-    specs = []
-    for i in range(devices):
-        kind = list(KIND_PREFIX)[i % 4]
-        specs.append({"id": f"{KIND_PREFIX[kind]}-{i:04d}", "kind": kind, "district": DISTRICTS[(i // 4) % 4],
-                      "lat": round(0.90 + rng.random() * 0.06, 5), "lon": round(104.43 + rng.random() * 0.08, 5)})
-    return specs
+    return fleetsim.plan_fleet(fleetsim.load_scenario(fleetsim.DEFAULT_SCENARIO), devices, seed)
 
 
 class City:
@@ -139,19 +127,20 @@ class City:
 
     def _start_services(self) -> None:
         py = sys.executable
-        for name, module, service in (("ingest-0", "ingest", "ingest"), ("analytics", "analytics", "analytics"),
-                                      ("api", "api", "api")):
-            if find_spec(f"{module}.__main__"):
-                self._spawn(name, [py, "-m", module], self.stack.service_env(service))
-            else:
-                console.print(f"[yellow]{module}: not available in this build, skipped[/]")
+        env = self.stack.service_env("ingest")
+        retention = subprocess.run([py, "-m", "telemetry_cli.main", "rollup", "retention"], env=os.environ | env,
+                                   cwd=ROOT, capture_output=True, text=True, timeout=60)
+        if retention.returncode != 0:
+            console.print(f"[yellow]retention policies not set: {retention.stdout}{retention.stderr}[/]")
+        ingest_env = env | {"CITY_INGEST_METRICS_PORT": str(_port_or_free(9108))}
+        self._spawn("ingest-0", [py, "-m", "ingest"], ingest_env)
+        self._spawn("analytics", [py, "-m", "analytics"], self.stack.service_env("analytics"))
+        self._spawn("api", [py, "-m", "api"], self.stack.service_env("api"))
+        self._spawn("rollup", [py, "-m", "telemetry_cli.main", "rollup", "run", "--every-s", "3600"], env)
 
     def _start_fleet(self, fleet_file: Path) -> None:
         py = sys.executable
-        if find_spec("fleetsim.__main__"):
-            self._spawn("fleet", [py, "-m", "fleetsim", "--fleet", str(fleet_file)], {})
-        else:
-            self._spawn("fleet", [py, "-m", "telemetry_cli.minifleet", str(fleet_file)], {})
+        self._spawn("fleet", [py, "-m", "fleetsim", "--fleet", str(fleet_file)], {})
         if self.micropython_agents:
             self._start_micropython_agents()
 

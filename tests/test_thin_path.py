@@ -44,6 +44,7 @@ def test_micropython_agent_to_influxdb(micropython_bin, edge_dir, make_mosquitto
                               timeout=60)
         assert done.returncode == 0, done.stdout + done.stderr
         rows = wait_for(lambda: len(r := influx_db.rows('SELECT * FROM "water"')) >= 9 and r)
+        status = wait_for(lambda: influx_db.rows('SELECT * FROM "device_status"'))
     finally:
         worker.stop()
     assert len(rows) == 9
@@ -56,7 +57,9 @@ def test_micropython_agent_to_influxdb(micropython_bin, edge_dir, make_mosquitto
         for metric in ("flow_lps", "pressure_bar", "chlorine_mgl"):
             _, _, lo, hi = contract.METRICS[metric]
             assert lo <= row[metric] <= hi
-    assert worker.counters["points_written"] == 9
+    # The birth message (online, with the device's health) and the goodbye (offline) are device_status points.
+    assert [r["online"] for r in status][:1] == [1.0] and status[0]["device"] == "wtr-0001"
+    assert status[0]["mem_free"] > 0 and status[0]["kind"] == "water"
     assert registry.get("wtr-0001").state == "active"
 
 
@@ -72,6 +75,7 @@ def test_unknown_device_and_bad_payload_are_dead_lettered(make_mosquitto, influx
     dead = DeadLetters(tmp_path / "dl.sqlite3")
     worker = IngestWorker(settings, registry, V1Writer(settings.influx_url, settings.influx_db), dead)
     worker.start()
+    assert worker.subscribed.wait(10), "the worker never got its subscriptions"
     now = int(time.time() * 1000)
     try:
         for user, payload in [
