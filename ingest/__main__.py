@@ -19,6 +19,7 @@ log = logging.getLogger("ingest")
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per write is noise; counters tell
     try:
         settings = get_settings()
     except ValueError as exc:  # pydantic's ValidationError names each key that is wrong
