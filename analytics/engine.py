@@ -17,6 +17,7 @@ fields state, score, explanation, id), for Grafana annotations.
 
 import logging
 import time
+import warnings
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -27,7 +28,7 @@ import orjson
 
 from analytics.buffers import SeriesBlock
 from analytics.config import DOMAIN_LIMITS, DetectorParams, EngineParams
-from analytics.detectors import median_interval_ms, silence_score
+from analytics.detectors import median_interval_ms, night_flow_score, silence_score
 from analytics.rules import STATISTICAL_RULES, Hysteresis, clock_offset_score, grade, score_metric
 from edge import contract
 from telemetry_shared.influx import InfluxError, LineWriter
@@ -87,6 +88,10 @@ def explain(metric: str, rule: str, observed: float | None, expected: float | No
     since = local_time(started_ms, utc_offset_h)
     if rule == "silent":
         return f"No data from this device since {since}, past {DetectorParams().silence_factor:g} intervals."
+    if rule == "night_flow_rise":
+        usual = f"{expected:.3g} L/s" if expected is not None else "unknown"
+        return f"Minimum night flow {observed:.3g} L/s against a usual {usual} on earlier nights " \
+               f"(02:00-04:00 local): a new leak? Night ending {since}."
     if rule == "clock_offset":
         return f"The device's clock jumped: its readings arrive {observed / 60000:.1f} min off their usual delay " \
                f"(since {since})."
@@ -129,6 +134,8 @@ class AnalyticsEngine:
         self.pending: dict[str, list] = defaultdict(list)  # metric -> [(row, times, values, live)]
         self.silence = Hysteresis()
         self.silence_rows: dict[str, int] = {}
+        self.night_history = np.full((0, self.detector.night_history + 1), np.nan)  # per flow row, oldest first
+        self.last_night = -1  # the local day number of the last night window scored
         self.counters: Counter[str] = Counter()
 
     # ------------------------------------------------------------ input
@@ -231,6 +238,52 @@ class AnalyticsEngine:
                                          int(times[i, at]), detail, now_ms)
         return sent
 
+    def check_night_flow(self, now_ms: int | None = None) -> list[dict]:
+        """Once a night window has closed: each water meter's minimum night flow against its previous nights.
+
+        The minimum of the window is taken from the ring buffers (all meters
+        at once); a rise of `night_rise_rel` over the median of earlier
+        nights opens a `night_flow_rise` incident, the next normal night
+        clears it. Minimum night flow is the IWA indicator of leakage.
+        """
+        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        block = self.blocks.get("flow_lps")
+        p = self.detector
+        day_ms, hour_ms = 86_400_000, 3_600_000
+        local_now = now_ms + self.utc_offset_h * hour_ms
+        night = local_now // day_ms if (local_now % day_ms) >= p.night_end_h * hour_ms else local_now // day_ms - 1
+        if block is None or night <= self.last_night:
+            return []
+        self.last_night = night
+        n_rows = len(block.keys)
+        if self.night_history.shape[0] < n_rows:
+            grow = np.full((n_rows - self.night_history.shape[0], self.night_history.shape[1]), np.nan)
+            self.night_history = np.vstack([self.night_history, grow])
+        values, times = block.values[:n_rows], block.times[:n_rows]
+        local = times + self.utc_offset_h * hour_ms
+        in_window = (local // day_ms == night) & (local % day_ms >= p.night_start_h * hour_ms) & \
+            (local % day_ms < p.night_end_h * hour_ms)
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a meter with no reading that night
+            minima = np.nanmin(np.where(in_window, values, np.nan), axis=1)
+        history = np.roll(self.night_history[:n_rows], -1, axis=1)
+        history[:, -1] = minima
+        self.night_history[:n_rows] = history
+        score = night_flow_score(history, p)[:, -1]
+        score = np.where(np.isnan(minima), np.nan, score)
+        sent = []
+        for row in np.flatnonzero(~np.isnan(score)):
+            device = block.keys[row][0]
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                usual = float(np.nanmedian(history[row, :-1])) if np.isfinite(history[row, :-1]).any() else None
+            detail = (float(minima[row]), usual, None, None)
+            window_end = (night * day_ms + p.night_end_h * hour_ms) - self.utc_offset_h * hour_ms
+            sent += self._transition(device, "flow_lps", bool(score[row] >= p.open_score), float(score[row]),
+                                     "night_flow_rise", "warning", int(window_end), detail, now_ms,
+                                     group="night_flow")
+        return sent
+
     def check_silence(self, now_ms: int | None = None) -> list[dict]:
         """Devices past `silence_factor` intervals without data open a 'silent' incident."""
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms
@@ -263,14 +316,14 @@ class AnalyticsEngine:
     # ------------------------------------------------------------ incidents
 
     def _transition(self, device: str, metric: str, is_active: bool, score: float, rule: str,
-                    limit_severity: str, t_ms: int, detail: tuple, now_ms: int) -> list[dict]:
+                    limit_severity: str, t_ms: int, detail: tuple, now_ms: int, group: str = "") -> list[dict]:
         """One series' state changed or was re-scored: open, grow, update or clear its device's incident.
 
         All metrics of a device share one incident (a failing chiller lifts
         temperature and humidity: one fault, one alert); device-wide rules
         (silent, clock_offset) have their own.
         """
-        key = (device, "readings" if metric else rule)
+        key = (device, group or ("readings" if metric else rule))
         incident = self.incidents.get(key)
         if is_active and incident is None:
             kind, district = self.info.get(device, ("", ""))

@@ -103,6 +103,7 @@ class EngineService:
                 if time.monotonic() >= next_silence:
                     next_silence = time.monotonic() + self.params.silence_check_s
                     self.engine.check_silence()
+                    self.engine.check_night_flow()
             except Exception:  # one bad pass must not stop the engine; it is logged with its traceback
                 self.engine.counters["errors"] += 1
                 log.exception("analytics pass failed")

@@ -217,3 +217,34 @@ def test_service_end_to_end_over_mosquitto(make_mosquitto, registry, influx_db, 
     assert len({a["id"] for a in received}) == 1
     assert len(influx_db.rows('SELECT * FROM "alerts"')) == 2
     assert service.engine.counters["errors"] == 0
+
+
+def test_a_new_leak_raises_the_minimum_night_flow(registry):
+    """Five days of a district meter at 10-minute readings; from the fifth night on, 2 L/s more."""
+    registry.add(DeviceNew(id="wtr-0007", kind="water", district="bukit-bestari"))
+    sent: list[tuple[str, bytes]] = []
+    engine = AnalyticsEngine(registry, None, lambda topic, raw: sent.append((topic, raw)),
+                             EngineParams(buffer_samples=256))
+    rng = random.Random(9)
+    local_midnight = START - 7 * 3_600_000  # 2026-01-01 00:00 in UTC+7
+    messages = []
+    for day in range(6):
+        samples = []
+        for k in range(144):
+            t = local_midnight + day * 86_400_000 + k * 600_000
+            hour = k / 6
+            demand = 4 + 20 * max(0.0, 1 - abs(hour - 8) / 4) + 15 * max(0.0, 1 - abs(hour - 19) / 3)
+            leak = 2.0 if day >= 4 else 0.0
+            samples.append((t, {"flow_lps": round(demand + leak + rng.gauss(0, 0.1), 2)}))
+        for first in (0, 72):
+            raw = contract.encode_telemetry(day * 2 + first // 72, samples[first:first + 72], "1.0")
+            engine.ingest("wtr-0007", raw, samples[first + 71][0] + 1000)
+        engine.process(now_ms=samples[-1][0] + 1000)
+        # Checked at 05:00 local, once that day's night window (02:00-04:00) has closed.
+        messages += engine.check_night_flow(now_ms=local_midnight + day * 86_400_000 + 5 * 3_600_000)
+    night = [m for m in messages if m["rule"] == "night_flow_rise"]
+    assert [m["state"] for m in night] == ["active", "active"]  # opened on night 5, still so on night 6
+    assert len({m["id"] for m in night}) == 1
+    assert night[0]["explanation"].startswith("Minimum night flow 5.82 L/s against a usual 3.76 L/s")
+    assert night[0]["started_ms"] == local_midnight + 4 * 86_400_000 + 4 * 3_600_000  # the 5th night's end
+    assert engine.check_night_flow(now_ms=local_midnight + 5 * 86_400_000 + 9 * 3_600_000) == []  # once a night
