@@ -279,7 +279,10 @@ class AnalyticsEngine:
                 usual = float(np.nanmedian(history[row, :-1])) if np.isfinite(history[row, :-1]).any() else None
             detail = (float(minima[row]), usual, None, None)
             window_end = (night * day_ms + p.night_end_h * hour_ms) - self.utc_offset_h * hour_ms
-            sent += self._transition(device, "flow_lps", bool(score[row] >= p.open_score), float(score[row]),
+            # Hysteresis by the night: opens at open_score, clears on a night below clear_score.
+            is_open = (device, "night_flow") in self.incidents
+            active = score[row] >= (p.clear_score if is_open else p.open_score)
+            sent += self._transition(device, "flow_lps", bool(active), float(score[row]),
                                      "night_flow_rise", "warning", int(window_end), detail, now_ms,
                                      group="night_flow")
         return sent

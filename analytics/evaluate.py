@@ -27,6 +27,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from analytics.config import DEFAULT_PARAMS, DetectorParams
+from analytics.detectors import night_flow_score, night_minimum
 from analytics.rules import Hysteresis, clock_offset_score, grade, incidents, score_metric, silence_on_grid
 
 Reading = tuple[str, str, str, int, dict[str, float]]
@@ -116,7 +117,7 @@ def detect(grid: Grid, params: DetectorParams = DEFAULT_PARAMS) -> list[Alert]:
         score = np.where(np.isnan(values), np.nan, scored.score)
         active = Hysteresis().step(score, params)
         alerts += _alerts_from(active, score, scored.rule, scored.severity, grid, device_rows, metric, params=params)
-    alerts = merge_by_device(alerts)
+    alerts = merge_by_device(alerts) + _night_flow_alerts(grid, params)
     all_rows = np.arange(len(grid.devices))
     silence = silence_on_grid(grid.present, params)
     alerts += _alerts_from(Hysteresis().step(silence, params), silence, None, None, grid, all_rows, "", "silent",
@@ -126,6 +127,22 @@ def detect(grid: Grid, params: DetectorParams = DEFAULT_PARAMS) -> list[Alert]:
     alerts += _alerts_from(Hysteresis().step(clock, params), clock, None, None, grid, all_rows, "", "clock_offset",
                            params)
     return alerts
+
+
+def _night_flow_alerts(grid: Grid, params: DetectorParams) -> list[Alert]:
+    """The engine's night-flow check: an incident from the end of a night whose minimum rose, to the next night."""
+    if "flow_lps" not in grid.metrics:
+        return []
+    device_rows, values = grid.metrics["flow_lps"]
+    _, minima, ready = night_minimum(values, grid.times, params.utc_offset_h, params)
+    score = night_flow_score(minima, params)
+    score = np.where(np.isnan(minima), np.nan, score)
+    out = []
+    for row, first, after in incidents(Hysteresis().step(score, replace(params, clear_samples=1))):
+        end = int(ready[after]) if after < ready.size else int(grid.times[-1])
+        out.append(Alert(grid.devices[device_rows[row]], "flow_lps", "night_flow_rise", int(ready[first]), end,
+                         float(np.nanmax(score[row, first:after])), "warning"))
+    return out
 
 
 SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
