@@ -39,6 +39,7 @@ log = logging.getLogger("analytics")
 
 CLOCK = "clock_lag_ms"  # the per-device series of arrival delay, scored for clock jumps
 REGISTRY_CHECK_S = 1.0
+INFLUX_RETRY_S = 30  # after a failed annotation write, alerts go to MQTT only for this long
 
 
 @dataclass
@@ -137,6 +138,7 @@ class AnalyticsEngine:
         self.night_history = np.full((0, self.detector.night_history + 1), np.nan)  # per flow row, oldest first
         self.last_night = -1  # the local day number of the last night window scored
         self.counters: Counter[str] = Counter()
+        self.influx_retry_at = 0.0
 
     # ------------------------------------------------------------ input
 
@@ -390,6 +392,9 @@ class AnalyticsEngine:
     def _write(self, message: dict) -> None:
         if self.writer is None:
             return
+        if time.monotonic() < self.influx_retry_at:
+            self.counters["influx_skipped"] += 1  # InfluxDB failed a moment ago: do not stall every alert on it
+            return
         tags = {k: message[k] for k in ("device", "district", "kind", "metric", "rule", "severity")}
         fields = {"state": message["state"], "score": float(message["score"]), "explanation": message["explanation"],
                   "id": message["id"]}
@@ -397,7 +402,8 @@ class AnalyticsEngine:
             self.writer.write([line("alerts", tags, fields, message["updated_ms"])])
         except InfluxError as exc:  # the MQTT alert went out; the annotation is best effort
             self.counters["influx_errors"] += 1
-            log.warning("alert not written to InfluxDB: %s", exc)
+            self.influx_retry_at = time.monotonic() + INFLUX_RETRY_S
+            log.warning("alert not written to InfluxDB (next try in %d s): %s", INFLUX_RETRY_S, exc)
 
 
 def rank(severity: str) -> int:

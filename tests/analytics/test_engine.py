@@ -248,3 +248,19 @@ def test_a_new_leak_raises_the_minimum_night_flow(registry):
     assert night[0]["explanation"].startswith("Minimum night flow 5.82 L/s against a usual 3.76 L/s")
     assert night[0]["started_ms"] == local_midnight + 4 * 86_400_000 + 4 * 3_600_000  # the 5th night's end
     assert engine.check_night_flow(now_ms=local_midnight + 5 * 86_400_000 + 9 * 3_600_000) == []  # once a night
+
+
+def test_influxdb_down_still_publishes_alerts(registry):
+    """Annotations are best effort: with InfluxDB unreachable the MQTT alerts still go out, without stalling."""
+    registry.add(DeviceNew(id="pwr-0003", kind="power", district="bukit-bestari"))
+    sent: list[tuple[str, bytes]] = []
+    writer = V1Writer("http://127.0.0.1:9", "city", timeout_s=2)  # nothing listens on port 9
+    engine = AnalyticsEngine(registry, writer, lambda topic, raw: sent.append((topic, raw)),
+                             EngineParams(buffer_samples=64))
+    started = time.monotonic()
+    messages = feed(engine, "pwr-0003", voltage_batches(120, sag_at=range(80, 90)))
+    writer.close()
+    assert [m["state"] for m in messages][0] == "active" and messages[-1]["state"] == "cleared"
+    assert len(sent) == len(messages)
+    assert engine.counters["influx_errors"] == 1 and engine.counters["influx_skipped"] == len(messages) - 1
+    assert time.monotonic() - started < 20
