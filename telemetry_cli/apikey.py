@@ -13,34 +13,22 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from api.auth import ROLES, KeyStore
 from api.db import ApiDb
+from telemetry_cli.common import EXIT_INVALID, EXIT_NOT_FOUND, JsonFlag, fail, out
 from telemetry_shared.settings import Settings
 
-EXIT_NOT_FOUND = 1
-EXIT_INVALID = 2
 NAME = re.compile(r"^[\w .@-]{1,64}$")
 
 app = typer.Typer(help="API keys: create (shown once), list, revoke.", no_args_is_help=True)
-out = Console()
-err = Console(stderr=True)
-
-JsonFlag = Annotated[bool, typer.Option("--json", help="print JSON for scripts instead of a table")]
-
-
-def _fail(message: str, code: int) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
-    raise typer.Exit(code)
-
 
 def _store() -> KeyStore:
     try:
         settings = Settings()
     except ValueError as exc:
-        _fail(f"configuration: {exc}", EXIT_INVALID)
+        fail(f"configuration: {exc}", EXIT_INVALID)
         raise  # unreachable
     return KeyStore(ApiDb(settings.api_db_file))
 
@@ -55,9 +43,9 @@ def create(name: Annotated[str, typer.Argument(help="the person or service; show
            as_json: JsonFlag = False) -> None:
     """Create a key and print it (the only time it is shown)."""
     if not NAME.match(name):
-        _fail(f"bad name {name[:40]!r}: 1 to 64 letters, digits, spaces and . @ _ -", EXIT_INVALID)
+        fail(f"bad name {name[:40]!r}: 1 to 64 letters, digits, spaces and . @ _ -", EXIT_INVALID)
     if role not in ROLES:
-        _fail(f"bad role {role[:40]!r}: one of {', '.join(ROLES)}", EXIT_INVALID)
+        fail(f"bad role {role[:40]!r}: one of {', '.join(ROLES)}", EXIT_INVALID)
     created = _store().create(name, role)
     if as_json:
         out.print_json(created.model_dump_json())
@@ -86,7 +74,7 @@ def list_keys(as_json: JsonFlag = False) -> None:
 def revoke(key_id: Annotated[str, typer.Argument(help="the key's id (from `city apikey list`)")]) -> None:
     """Revoke a key; it stops working at once."""
     if not re.fullmatch(r"[0-9a-f]{8}", key_id):
-        _fail(f"bad key id {key_id[:40]!r}: 8 hex digits", EXIT_INVALID)
+        fail(f"bad key id {key_id[:40]!r}: 8 hex digits", EXIT_INVALID)
     if not _store().revoke(key_id):
-        _fail(f"no live API key {key_id}", EXIT_NOT_FOUND)
+        fail(f"no live API key {key_id}", EXIT_NOT_FOUND)
     out.print(f"revoked {key_id}")

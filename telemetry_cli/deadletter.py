@@ -11,43 +11,25 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
 from ingest.deadletter import DeadLetters
 from ingest.replay import Replayer
+from telemetry_cli.common import EXIT_INVALID, EXIT_UNAVAILABLE, JsonFlag, err, fail, load_settings, out
 from telemetry_shared.influx import InfluxUnavailable, make_writer
 from telemetry_shared.registry import Registry
 from telemetry_shared.settings import Settings
 
 EXIT_STILL_REFUSED = 1
-EXIT_INVALID = 2
-EXIT_UNAVAILABLE = 6
 MAX_LIMIT = 100_000
 TEXT_PREVIEW = 120
 
 app = typer.Typer(help="Rejected telemetry: list it, count it, replay it.", no_args_is_help=True)
-out = Console()
-err = Console(stderr=True)
 
-JsonFlag = Annotated[bool, typer.Option("--json", help="print JSON for scripts instead of a table")]
 Reason = Annotated[str | None, typer.Option(help="only this reason, e.g. unknown_device")]
 Device = Annotated[str | None, typer.Option(help="only this device id")]
 Limit = Annotated[int, typer.Option(min=1, max=MAX_LIMIT, help="at most this many entries")]
-
-
-def _fail(message: str, code: int) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
-    raise typer.Exit(code)
-
-
-def _settings() -> Settings:
-    try:
-        return Settings()
-    except ValueError as exc:
-        _fail(f"configuration: {exc}", EXIT_INVALID)
-        raise  # unreachable; keeps type checkers calm
 
 
 def _store(settings: Settings) -> DeadLetters:
@@ -56,7 +38,7 @@ def _store(settings: Settings) -> DeadLetters:
 
 def _check_filter(text: str | None, what: str) -> str | None:
     if text is not None and (not text or len(text) > 64 or not text.isprintable()):
-        _fail(f"bad {what} {text[:40]!r}: 1 to 64 printable characters", EXIT_INVALID)
+        fail(f"bad {what} {text[:40]!r}: 1 to 64 printable characters", EXIT_INVALID)
     return text
 
 
@@ -91,7 +73,7 @@ def list_entries(reason: Reason = None, device: Device = None, limit: Limit = 50
                  pending: Annotated[bool, typer.Option("--pending", help="only entries not replayed yet")] = False,
                  as_json: JsonFlag = False) -> None:
     """Entries oldest first: when, why, which device, and the payload."""
-    settings = _settings()
+    settings = load_settings()
     entries = _store(settings).list(_check_filter(reason, "reason"), limit, offset, _check_filter(device, "device"),
                                     pending_only=pending)
     if as_json:
@@ -110,7 +92,7 @@ def list_entries(reason: Reason = None, device: Device = None, limit: Limit = 50
 @app.command("counts")
 def counts(as_json: JsonFlag = False) -> None:
     """Entries per reason: all of them, and those still waiting for a replay."""
-    store = _store(_settings())
+    store = _store(load_settings())
     everything, pending = store.counts(), store.counts(pending_only=True)
     rows = [{"reason": r, "total": n, "pending": pending.get(r, 0)} for r, n in sorted(everything.items())]
     if as_json:
@@ -130,10 +112,10 @@ def replay(ids: Annotated[list[int] | None, typer.Argument(help="entry ids; none
                                                                  "that matches the filters")] = None,
            reason: Reason = None, device: Device = None, limit: Limit = 10_000, as_json: JsonFlag = False) -> None:
     """Decode pending entries again with today's registry and write what is now accepted."""
-    settings = _settings()
+    settings = load_settings()
     store = _store(settings)
     if ids and any(i < 1 for i in ids):
-        _fail("entry ids are positive integers", EXIT_INVALID)
+        fail("entry ids are positive integers", EXIT_INVALID)
     entries = store.list(_check_filter(reason, "reason"), limit, 0, _check_filter(device, "device"),
                          pending_only=True, ids=list(ids) if ids else None)
     unknown = sorted(set(ids or []) - {e["id"] for e in entries})
@@ -143,7 +125,7 @@ def replay(ids: Annotated[list[int] | None, typer.Argument(help="entry ids; none
             task = progress.add_task("replaying", total=len(entries))
             result = replayer.replay(entries, lambda n: progress.advance(task, n))
     except InfluxUnavailable as exc:
-        _fail(f"InfluxDB unavailable, nothing marked replayed: {exc}", EXIT_UNAVAILABLE)
+        fail(f"InfluxDB unavailable, nothing marked replayed: {exc}", EXIT_UNAVAILABLE)
     summary = {"replayed": result.replayed, "still_rejected": result.still_rejected,
                "not_replayable": result.not_replayable, "not_found_or_done": unknown,
                "points_written": result.points_written}

@@ -20,13 +20,13 @@ from typing import Annotated, Any
 
 import click
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from edge import contract
 from telemetry_cli.commission import Commissioning
-from telemetry_cli.device_api import EXIT_CONFLICT, EXIT_FAILED, EXIT_INVALID, EXIT_UNAVAILABLE, ApiError, DeviceApi
+from telemetry_cli.common import EXIT_CONFLICT, EXIT_FAILED, EXIT_INVALID, EXIT_UNAVAILABLE, JsonFlag, err, fail, out
+from telemetry_cli.device_api import ApiError, DeviceApi
 from telemetry_cli.flash import plan_flash
 from telemetry_shared.registry import STATES
 from telemetry_shared.settings import Settings
@@ -36,25 +36,17 @@ config_app = typer.Typer(help="A device's configuration (published retained; the
                          no_args_is_help=True)
 app.add_typer(config_app, name="config")
 
-out = Console()
-err = Console(stderr=True)
 
 DeviceId = Annotated[str, typer.Argument(help="the device id, e.g. wtr-3f9a1c")]
-JsonFlag = Annotated[bool, typer.Option("--json", help="print JSON for scripts instead of a table")]
 YesFlag = Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")]
 
 
 # ---------------------------------------------------------------- plumbing
 
 
-def _fail(message: str, code: int) -> None:
-    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
-    raise typer.Exit(code)
-
-
 def _check_id(device_id: str) -> str:
     if not contract.valid_device_id(device_id):
-        _fail(f"bad device id {device_id[:40]!r}: 3 to 32 of a-z, 0-9 and '-', not starting with '-'", EXIT_INVALID)
+        fail(f"bad device id {device_id[:40]!r}: 3 to 32 of a-z, 0-9 and '-', not starting with '-'", EXIT_INVALID)
     return device_id
 
 
@@ -63,13 +55,13 @@ def _api_call(call: Callable[[DeviceApi], Any]) -> Any:
     try:
         api = DeviceApi.from_settings(Settings())
     except ApiError as exc:
-        _fail(str(exc), exc.exit_code)
+        fail(str(exc), exc.exit_code)
     except ValueError as exc:  # the settings themselves are wrong
-        _fail(f"configuration: {exc}", EXIT_INVALID)
+        fail(f"configuration: {exc}", EXIT_INVALID)
     try:
         return call(api)
     except ApiError as exc:
-        _fail(str(exc), exc.exit_code)
+        fail(str(exc), exc.exit_code)
     finally:
         api.close()
 
@@ -130,11 +122,11 @@ def add(kind: Annotated[str, typer.Option(help=f"one of {', '.join(contract.KIND
         as_json: JsonFlag = False) -> None:
     """Register a device: an id, a password shown once, and its first config."""
     if kind not in contract.KINDS:
-        _fail(f"unknown kind {kind[:40]!r}; one of {', '.join(contract.KINDS)}", EXIT_INVALID)
+        fail(f"unknown kind {kind[:40]!r}; one of {', '.join(contract.KINDS)}", EXIT_INVALID)
     if device_id is not None:
         _check_id(device_id)
     if len(note) > 500:
-        _fail(f"the note is {len(note)} characters; at most 500", EXIT_INVALID)
+        fail(f"the note is {len(note)} characters; at most 500", EXIT_INVALID)
     fields = {"id": device_id, "kind": kind, "district": district, "lat": lat, "lon": lon, "note": note,
               "interval_ms": interval_ms, "batch_size": batch_size}
     answer = _api_call(lambda api: api.add(fields))
@@ -153,9 +145,9 @@ def list_devices(kind: Annotated[str | None, typer.Option(help="only this kind")
                  as_json: JsonFlag = False) -> None:
     """Devices with their state and when they were last heard."""
     if kind is not None and kind not in contract.KINDS:
-        _fail(f"unknown kind {kind[:40]!r}; one of {', '.join(contract.KINDS)}", EXIT_INVALID)
+        fail(f"unknown kind {kind[:40]!r}; one of {', '.join(contract.KINDS)}", EXIT_INVALID)
     if state is not None and state not in STATES:
-        _fail(f"unknown state {state[:40]!r}; one of {', '.join(STATES)}", EXIT_INVALID)
+        fail(f"unknown state {state[:40]!r}; one of {', '.join(STATES)}", EXIT_INVALID)
     page = _api_call(lambda api: api.list(kind=kind, district=district, state=state, limit=limit, offset=offset))
     if as_json:
         _print_json(page)
@@ -260,9 +252,9 @@ def _parse_thresholds(items: list[str]) -> dict[str, list[float]]:
             if not all(map(math.isfinite, pair)):
                 raise ValueError("not finite")
         except ValueError:
-            _fail(f"bad threshold {item[:60]!r}: write metric=low:high, e.g. pressure_bar=1.5:6", EXIT_INVALID)
+            fail(f"bad threshold {item[:60]!r}: write metric=low:high, e.g. pressure_bar=1.5:6", EXIT_INVALID)
         if metric not in contract.METRICS:
-            _fail(f"unknown metric {metric[:40]!r} in --threshold", EXIT_INVALID)
+            fail(f"unknown metric {metric[:40]!r} in --threshold", EXIT_INVALID)
         thresholds[metric] = pair
     return thresholds
 
@@ -280,14 +272,14 @@ def flash(device_id: DeviceId,
     settings = Settings()
     device = _api_call(lambda api: api.get(device_id))
     if device["state"] == "retired":
-        _fail(f"{device_id} is retired: add a new device instead", EXIT_CONFLICT)
+        fail(f"{device_id} is retired: add a new device instead", EXIT_CONFLICT)
     plan = plan_flash(device, port, mqtt_host or settings.mqtt_host, mqtt_port or settings.mqtt_port,
                       device.get("config"), source)
     if dry_run:
         _show_plan(plan, as_json)
         return
     if not shutil.which("mpremote"):
-        _fail("mpremote is not installed: pip install mpremote", EXIT_UNAVAILABLE)
+        fail("mpremote is not installed: pip install mpremote", EXIT_UNAVAILABLE)
     _confirm(f"Flash {device_id} on {port}? This issues new credentials; the old ones stop working.", yes)
     answer = _api_call(lambda api: api.rotate(device_id))
     with tempfile.TemporaryDirectory(prefix="city-flash-") as folder:
@@ -295,7 +287,7 @@ def flash(device_id: DeviceId,
         with err.status(f"writing {len(plan.files())} files to {port}..."):
             done = subprocess.run(plan.command(Path(folder)), capture_output=True, text=True, timeout=600)
     if done.returncode != 0:
-        _fail(f"mpremote failed ({done.returncode}): {(done.stderr or done.stdout).strip()[-500:]}\n"
+        fail(f"mpremote failed ({done.returncode}): {(done.stderr or done.stdout).strip()[-500:]}\n"
               f"The device now has new credentials; flash again to write them.", EXIT_FAILED)
     out.print(f"{device_id} flashed on {port}; run `city device commission {device_id}` once it is installed")
 
@@ -373,7 +365,7 @@ def commission(device_id: DeviceId,
     def run(api: DeviceApi) -> Commissioning:
         device = api.get(device_id)
         if device["state"] == "retired":
-            _fail(f"{device_id} is retired", EXIT_CONFLICT)
+            fail(f"{device_id} is retired", EXIT_CONFLICT)
         judge = Commissioning(device["kind"], readings)
         started = time.monotonic()
         with err.status(f"waiting for {device_id}: birth message and {readings} readings...") as status:

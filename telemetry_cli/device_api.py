@@ -8,15 +8,8 @@ from typing import Any
 
 import httpx
 
+from telemetry_cli.common import EXIT_AUTH, EXIT_CONFLICT, EXIT_FAILED, EXIT_INVALID, EXIT_NOT_FOUND, EXIT_UNAVAILABLE
 from telemetry_shared.settings import Settings
-
-# Exit codes of `city device`, one per kind of failure, so scripts can tell them apart.
-EXIT_FAILED = 1  # the command ran and the answer is "no" (commission failed, nothing arrived)
-EXIT_INVALID = 2  # bad arguments (as typer's own usage errors)
-EXIT_NOT_FOUND = 3
-EXIT_CONFLICT = 4
-EXIT_AUTH = 5
-EXIT_UNAVAILABLE = 6  # the API or the broker behind it did not answer
 
 _EXIT_BY_STATUS = {400: EXIT_INVALID, 401: EXIT_AUTH, 403: EXIT_AUTH, 404: EXIT_NOT_FOUND, 409: EXIT_CONFLICT,
                    413: EXIT_INVALID, 422: EXIT_INVALID, 503: EXIT_UNAVAILABLE}

@@ -9,37 +9,17 @@ import time
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
 from ingest.rollup import ROLLUP_RP, ensure_retention, retention_policies, run_rollup
+from telemetry_cli.common import EXIT_UNAVAILABLE, JsonFlag, err, fail, load_settings, out
 from telemetry_shared.influx import InfluxError, InfluxQL, V1Writer
 from telemetry_shared.settings import Settings
 
-EXIT_INVALID = 2
-EXIT_UNAVAILABLE = 6
 MAX_LOOKBACK_H = 24 * 400  # a full rebuild after a year offline, and no more
 
 app = typer.Typer(help="Hourly and daily rollups, and how long raw readings are kept.", no_args_is_help=True)
-out = Console()
-err = Console(stderr=True)
-
-JsonFlag = Annotated[bool, typer.Option("--json", help="print JSON for scripts instead of a table")]
-
-
-def _fail(message: str, code: int) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
-    raise typer.Exit(code)
-
-
-def _settings() -> Settings:
-    try:
-        return Settings()
-    except ValueError as exc:
-        _fail(f"configuration: {exc}", EXIT_INVALID)
-        raise
-
 
 def _rollup_writer(s: Settings) -> V1Writer:
     # The v1 /write endpoint with rp= reaches a named retention policy on 1.x,
@@ -54,7 +34,7 @@ def _once(s: Settings, lookback_h: int, as_json: bool) -> None:
     start_ms = now_ms - lookback_h * 3_600_000
     try:
         if ROLLUP_RP not in retention_policies(influx):
-            _fail(f"no retention policy {ROLLUP_RP!r} on {s.influx_db}: run `city rollup retention` "
+            fail(f"no retention policy {ROLLUP_RP!r} on {s.influx_db}: run `city rollup retention` "
                   "(with an admin account) first", EXIT_UNAVAILABLE)
         reports = []
         with Progress(console=err, transient=True, disable=as_json) as progress:
@@ -63,7 +43,7 @@ def _once(s: Settings, lookback_h: int, as_json: bool) -> None:
                 reports.append(run_rollup(influx, writer, period, start_ms, now_ms, s.utc_offset_hours))
                 progress.advance(task)
     except InfluxError as exc:
-        _fail(f"InfluxDB: {exc}", EXIT_UNAVAILABLE)
+        fail(f"InfluxDB: {exc}", EXIT_UNAVAILABLE)
     finally:
         writer.close()
         influx.close()
@@ -89,7 +69,7 @@ def run(lookback_h: LookbackH = None,
         every_s: Annotated[int, typer.Option(min=0, max=86_400, help="repeat every this many seconds; 0: once")] = 0,
         as_json: JsonFlag = False) -> None:
     """Recompute the hourly and daily rollups of the last hours (harmless to repeat)."""
-    s = _settings()
+    s = load_settings()
     hours = lookback_h or s.rollup_lookback_h
     while True:
         _once(s, hours, as_json)
@@ -101,13 +81,13 @@ def run(lookback_h: LookbackH = None,
 @app.command("retention")
 def retention(as_json: JsonFlag = False) -> None:
     """Keep raw readings CITY_RAW_RETENTION (e.g. 90d) and rollups for ever (needs an admin account)."""
-    s = _settings()
+    s = load_settings()
     influx = InfluxQL.from_settings(s)
     try:
         ensure_retention(influx, s.raw_retention)
         policies = retention_policies(influx)
     except InfluxError as exc:
-        _fail(f"InfluxDB: {exc}", EXIT_UNAVAILABLE)
+        fail(f"InfluxDB: {exc}", EXIT_UNAVAILABLE)
     finally:
         influx.close()
     if as_json:

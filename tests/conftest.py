@@ -4,6 +4,7 @@ what to install, never a silent skip."""
 
 import secrets
 import shutil
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -125,3 +126,14 @@ def edge_dir(tmp_path: Path) -> Path:
     target = tmp_path / "flash"
     shutil.copytree(ROOT / "edge", target / "edge", ignore=shutil.ignore_patterns("__pycache__"))
     return target
+
+
+def wait_for(predicate, timeout_s: float = 10, interval_s: float = 0.05):
+    """Poll until predicate() is truthy and return it; fail the test after timeout_s."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        result = predicate()
+        if result:
+            return result
+        time.sleep(interval_s)
+    raise AssertionError(f"condition not met within {timeout_s}s")

@@ -13,17 +13,7 @@ from ingest.worker import IngestWorker
 from telemetry_shared import broker
 from telemetry_shared.influx import V1Writer
 from telemetry_shared.registry import DeviceNew
-from tests.conftest import make_settings
-
-
-def wait_for(predicate, timeout_s: float = 20, interval_s: float = 0.2):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        result = predicate()
-        if result:
-            return result
-        time.sleep(interval_s)
-    raise AssertionError(f"condition not met within {timeout_s}s")
+from tests.conftest import make_settings, wait_for
 
 
 def test_micropython_agent_to_influxdb(micropython_bin, edge_dir, make_mosquitto, influx_db, registry, tmp_path):
@@ -43,8 +33,8 @@ def test_micropython_agent_to_influxdb(micropython_bin, edge_dir, make_mosquitto
                               env=dict(os.environ, MICROPYPATH=str(edge_dir)), capture_output=True, text=True,
                               timeout=60)
         assert done.returncode == 0, done.stdout + done.stderr
-        rows = wait_for(lambda: len(r := influx_db.rows('SELECT * FROM "water"')) >= 9 and r)
-        status = wait_for(lambda: influx_db.rows('SELECT * FROM "device_status"'))
+        rows = wait_for(lambda: len(r := influx_db.rows('SELECT * FROM "water"')) >= 9 and r, timeout_s=20)
+        status = wait_for(lambda: influx_db.rows('SELECT * FROM "device_status"'), timeout_s=20)
     finally:
         worker.stop()
     assert len(rows) == 9
@@ -90,7 +80,7 @@ def test_unknown_device_and_bad_payload_are_dead_lettered(make_mosquitto, influx
             client.publish(contract.telemetry_topic(user), payload, qos=1).wait_for_publish(10)
             client.disconnect()
             client.loop_stop()
-        counts = wait_for(lambda: len(c := dead.counts()) == 3 and c)
+        counts = wait_for(lambda: len(c := dead.counts()) == 3 and c, timeout_s=20)
         rows = wait_for(lambda: influx_db.rows('SELECT * FROM "power"'))
     finally:
         worker.stop()

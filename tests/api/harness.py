@@ -20,19 +20,9 @@ from edge import contract
 from telemetry_shared import broker
 from telemetry_shared.servers import free_port
 from telemetry_shared.settings import Settings
-from tests.conftest import SERVICE_PASSWORD
+from tests.conftest import SERVICE_PASSWORD, wait_for  # noqa: F401 - re-exported for the API tests
 
 KEY_NAMES = {role: f"{role}-ana" for role in ROLES}
-
-
-def wait_for(predicate, timeout_s: float = 10, interval_s: float = 0.05):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        result = predicate()
-        if result:
-            return result
-        time.sleep(interval_s)
-    raise AssertionError(f"condition not met within {timeout_s}s")
 
 
 @dataclass

@@ -31,7 +31,7 @@ def test_create_use_list_revoke(api):
         revoked = city(api, "revoke", key["id"])
         assert revoked.exit_code == 0
         assert c.get("/alerts", headers=headers).status_code == 401
-    assert city(api, "revoke", key["id"]).exit_code == 1
+    assert city(api, "revoke", key["id"]).exit_code == 3  # EXIT_NOT_FOUND, as in every command
 
 
 def test_plain_output_shows_the_key_once(api):

@@ -13,17 +13,7 @@ from telemetry_shared.device_link import DeviceLink
 from telemetry_shared.provisioning import Provisioner
 from telemetry_shared.registry import Registry
 from telemetry_shared.servers import Mosquitto
-from tests.conftest import SERVICE_PASSWORD, make_settings
-
-
-def wait_for(predicate, timeout_s: float = 10, interval_s: float = 0.05):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        result = predicate()
-        if result:
-            return result
-        time.sleep(interval_s)
-    raise AssertionError(f"condition not met within {timeout_s}s")
+from tests.conftest import SERVICE_PASSWORD, make_settings, wait_for  # noqa: F401 - re-exported
 
 
 def provisioning_settings(tmp_path: Path, mosquitto: Mosquitto, **overrides):
