@@ -112,6 +112,11 @@ class DetectorParams:
     open_score: float = 0.8
     clear_score: float = 0.3
     clear_samples: int = 15
+    # Known samples in a row at or above open_score before an incident opens,
+    # unless a score reaches critical_score (certain: open at once). A single
+    # borderline sample on a noisy series (counts of cars) is common; two in
+    # a row are not. Chosen on synthetic white noise and Poisson counts.
+    confirm_samples: int = 2
     # Severity from the score (domain rules state their own severity).
     critical_score: float = 0.97
 

@@ -129,6 +129,9 @@ class Baseline:
     expected: np.ndarray
     scale: np.ndarray
     z: np.ndarray
+    # The daily/weekly profile only: z against the plain profile, without the
+    # running bias learnt on top of it (seasonal_baseline; None elsewhere).
+    plain_z: np.ndarray | None = None
 
 
 def robust_baseline(values: np.ndarray, params: DetectorParams = DEFAULT_PARAMS,
@@ -211,12 +214,19 @@ def robust_baseline(values: np.ndarray, params: DetectorParams = DEFAULT_PARAMS,
 
 
 def cusum_evidence(z: np.ndarray, params: DetectorParams = DEFAULT_PARAMS) -> np.ndarray:
+    """Two-sided CUSUM of a robust z as evidence in sigma units: the larger side of cusum_sides."""
+    upper, lower = cusum_sides(z, params)
+    return np.maximum(upper, lower)
+
+
+def cusum_sides(z: np.ndarray, params: DetectorParams = DEFAULT_PARAMS) -> tuple[np.ndarray, np.ndarray]:
     """Two-sided CUSUM of a robust z, as evidence in sigma units (z_mid at the decision interval h).
 
-    S+ = max(0, S+ + z - k) and S- = max(0, S- - z - k); the larger, divided
-    by h and times z_mid, so `calibrate` scores S = h as 0.5. z is clipped at
-    h / 2 so a single outlier cannot fire the CUSUM on its own (the level
-    detector scores that). A NaN z counts as 0 (no evidence either way).
+    S+ = max(0, S+ + z - k) and S- = max(0, S- - z - k); each (upward and
+    downward evidence, returned in that order) divided by h and times
+    z_mid, so `calibrate` scores S = h as 0.5. z is clipped at h / 2 so a
+    single outlier cannot fire the CUSUM on its own (the level detector
+    scores that). A NaN z counts as 0 (no evidence either way).
     Each step is scaled by sqrt((1 - rho) / (1 + rho)), rho the running
     lag-1 autocorrelation of z: the variance of a sum of AR(1) terms, so
     autocorrelated forecast errors do not look like a shift.
@@ -232,7 +242,8 @@ def cusum_evidence(z: np.ndarray, params: DetectorParams = DEFAULT_PARAMS) -> np
     energy = np.ones(n_series)
     previous = np.zeros(n_series)
     a = params.cusum_rho_alpha
-    out = np.empty((z.shape[1], n_series))  # time-major: contiguous steps
+    out_upper = np.empty((z.shape[1], n_series))  # time-major: contiguous steps
+    out_lower = np.empty((z.shape[1], n_series))
     bounded = np.ascontiguousarray(np.clip(np.nan_to_num(z, nan=0.0), -h / 2, h / 2).T)
     for t in range(z.shape[1]):
         zt = bounded[t]
@@ -244,10 +255,11 @@ def cusum_evidence(z: np.ndarray, params: DetectorParams = DEFAULT_PARAMS) -> np
         step = zt * np.sqrt((1.0 - rho) / (1.0 + rho))
         previous = zt
         # A missing z is 0 here and lets the sums decay by k: a gap is no evidence of a shift.
-        np.maximum(0.0, upper + (step - k), out=upper)
-        np.maximum(0.0, lower - (step + k), out=lower)
-        np.maximum(upper, lower, out=out[t])
-    return out.T * (params.z_mid / h)
+        np.maximum(0.0, upper + (step - k), out=out_upper[t])
+        np.maximum(0.0, lower - (step + k), out=out_lower[t])
+        upper, lower = out_upper[t], out_lower[t]
+    unit = params.z_mid / h
+    return out_upper.T * unit, out_lower.T * unit
 
 
 def cusum_score(z: np.ndarray, params: DetectorParams = DEFAULT_PARAMS) -> np.ndarray:
@@ -360,7 +372,7 @@ def seasonal_baseline(values: np.ndarray, times: np.ndarray, params: DetectorPar
     """
     x = as_matrix(values)
     t = as_times(times, x.shape)
-    out = Baseline(np.full(x.shape, np.nan), np.full(x.shape, np.nan), np.full(x.shape, np.nan))
+    out = Baseline(*(np.full(x.shape, np.nan) for _ in range(4)))
     span = int(t[:, -1].max() - t[:, 0].min()) if x.size else 0
     for period in params.season_periods_ms:
         if span < params.season_min_lags * period:
@@ -371,6 +383,8 @@ def seasonal_baseline(values: np.ndarray, times: np.ndarray, params: DetectorPar
         out.expected = np.where(better, profile + fit.expected, out.expected)
         out.scale = np.where(better, fit.scale, out.scale)
         out.z = np.where(better, fit.z, out.z)
+        with np.errstate(invalid="ignore"):
+            out.plain_z = np.where(better, (x - profile) / fit.scale, out.plain_z)
     return out
 
 
@@ -632,8 +646,16 @@ def _score_block(x: np.ndarray, times: np.ndarray | None, params: DetectorParams
     if has_season.any():
         # Where a profile exists the CUSUM follows the profile's z: a daily
         # step is no shift, and a slow drift that the recent level follows
-        # is still off the profile.
-        shift = np.where(has_season, cusum_evidence(season.z, params), shift)
+        # is still off the profile. The shift must also be one, in the same
+        # direction, against the plain profile (without the running bias
+        # learnt on top of it): readings back where the daily profile puts
+        # them are a return to normal (a leak or a drift has ended), not a
+        # new shift, though the bias learnt during the fault makes them look
+        # like one.
+        up, down = cusum_sides(season.z, params)
+        plain_up, plain_down = cusum_sides(season.plain_z, params)
+        against_both = np.maximum(np.minimum(up, plain_up), np.minimum(down, plain_down))
+        shift = np.where(has_season, against_both, shift)
     # Where a profile exists, a reading is unusual only if neither forecaster
     # expected it: a daily step (cooling on at 06:30) is in the profile.
     both = np.where(has_season, np.minimum(recent_size, season_size), recent_size)

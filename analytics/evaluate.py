@@ -138,7 +138,7 @@ def _night_flow_alerts(grid: Grid, params: DetectorParams) -> list[Alert]:
     score = night_flow_score(minima, params)
     score = np.where(np.isnan(minima), np.nan, score)
     out = []
-    for row, first, after in incidents(Hysteresis().step(score, replace(params, clear_samples=1))):
+    for row, first, after in incidents(Hysteresis().step(score, replace(params, clear_samples=1, confirm_samples=1))):
         end = int(ready[after]) if after < ready.size else int(grid.times[-1])
         out.append(Alert(grid.devices[device_rows[row]], "flow_lps", "night_flow_rise", int(ready[first]), end,
                          float(np.nanmax(score[row, first:after])), "warning"))
@@ -188,13 +188,15 @@ def match(alerts: list[Alert], labels: Iterable[Label], kinds_of_fault: dict[str
     """Per fault type (and 'all'): precision, recall, F1, median delay in steps (see the module doc).
 
     Faults and alerts that start before `count_from_ms` (the baselines'
-    warm-up) are not counted; neither are `info` alerts, which are advice
+    warm-up) are not counted, nor are alerts on a fault of the warm-up; neither are `info` alerts, which are advice
     (CO2 above 1,000 ppm: ventilate), not alarms.
     """
     alerts = [a for a in alerts if a.start_ms >= count_from_ms and a.severity != "info"]
     faults: dict[tuple[str, str, int], int] = {}  # (device, fault, start) -> end
+    uncounted: dict[str, list[tuple[int, int]]] = defaultdict(list)  # device -> faults of the warm-up
     for device, _metric, fault, start_ms, end_ms in labels:
         if start_ms < count_from_ms:
+            uncounted[device].append((int(start_ms), int(end_ms)))
             continue
         key = (device, fault, int(start_ms))
         faults[key] = max(faults.get(key, 0), int(end_ms))
@@ -202,6 +204,10 @@ def match(alerts: list[Alert], labels: Iterable[Label], kinds_of_fault: dict[str
     for (device, fault, start), end in faults.items():
         by_device[device].append((fault, start, end))
     grace = grace_steps * step_ms
+    # An alert on a fault of the warm-up (a leak that began then and lasts) is
+    # neither a detection that counts nor a false alarm: it is left out.
+    alerts = [a for a in alerts if not any(a.start_ms < end + grace and a.end_ms > start
+                                           for start, end in uncounted.get(a.device, []))]
     matched_type: list[str | None] = []
     first_alert: dict[tuple[str, str, int], int] = {}
     for alert in alerts:

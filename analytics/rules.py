@@ -116,16 +116,24 @@ class Hysteresis:
 
     active: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
     calm: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    # Known samples in a row at or above open_score while not yet active (the evidence so far).
+    pending: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     def resize(self, n_series: int) -> None:
         if self.active.size < n_series:
             grow = n_series - self.active.size
             self.active = np.concatenate([self.active, np.zeros(grow, dtype=bool)])
             self.calm = np.concatenate([self.calm, np.zeros(grow, dtype=np.int64)])
+            self.pending = np.concatenate([self.pending, np.zeros(grow, dtype=np.int64)])
 
     def step(self, score: np.ndarray, params: DetectorParams = DEFAULT_PARAMS,
              rows: np.ndarray | None = None) -> np.ndarray:
         """Feed (S, T) scores (NaN: no reading, state unchanged); returns (S, T) active flags.
+
+        An incident opens after `confirm_samples` known samples in a row at or
+        above open_score, or at once on a score of `critical_score` or more
+        (a limit breach, a certain anomaly): one borderline sample is not
+        enough evidence to wake the control room.
 
         rows: which series (of the state) the S rows of `score` are; all, in order, by default.
         """
@@ -133,18 +141,21 @@ class Hysteresis:
         if rows is None:
             rows = np.arange(score.shape[0])
         self.resize(int(rows.max()) + 1 if rows.size else 0)
-        active, calm = self.active[rows].copy(), self.calm[rows].copy()
+        active, calm, pending = self.active[rows].copy(), self.calm[rows].copy(), self.pending[rows].copy()
         out = np.zeros(score.shape, dtype=bool)
         for t in range(score.shape[1]):
             st = score[:, t]
             known = ~np.isnan(st)
-            opening = known & ~active & (st >= params.open_score)
+            high = known & (st >= params.open_score)
+            pending = np.where(known, np.where(high & ~active, pending + 1, 0), pending)
+            opening = ~active & high & ((pending >= params.confirm_samples) | (st >= params.critical_score))
             calm = np.where(known & active, np.where(st < params.clear_score, calm + 1, 0), calm)
             closing = active & (calm >= params.clear_samples)
             active = (active | opening) & ~closing
             calm = np.where(opening | closing, 0, calm)
+            pending = np.where(opening, 0, pending)
             out[:, t] = active
-        self.active[rows], self.calm[rows] = active, calm
+        self.active[rows], self.calm[rows], self.pending[rows] = active, calm, pending
         return out
 
 

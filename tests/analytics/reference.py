@@ -45,9 +45,14 @@ def robust_baseline(series: list[float], p: DetectorParams, alpha: float | None 
 
 
 def cusum_evidence(z: list[float], p: DetectorParams) -> list[float]:
+    upper, lower = cusum_sides(z, p)
+    return [max(u, d) for u, d in zip(upper, lower, strict=True)]
+
+
+def cusum_sides(z: list[float], p: DetectorParams) -> tuple[list[float], list[float]]:
     upper = lower = lag_product = previous = 0.0
     energy = 1.0
-    out = []
+    out_upper, out_lower = [], []
     for value in z:
         zt = 0.0 if math.isnan(value) else max(-p.cusum_h / 2, min(p.cusum_h / 2, value))
         lag_product += p.cusum_rho_alpha * (zt * previous - lag_product)
@@ -57,8 +62,9 @@ def cusum_evidence(z: list[float], p: DetectorParams) -> list[float]:
         previous = zt
         upper = max(0.0, upper + step - p.cusum_k)
         lower = max(0.0, lower - step - p.cusum_k)
-        out.append(max(upper, lower) * p.z_mid / p.cusum_h)
-    return out
+        out_upper.append(upper * p.z_mid / p.cusum_h)
+        out_lower.append(lower * p.z_mid / p.cusum_h)
+    return out_upper, out_lower
 
 
 def seasonal_expected(series: list[float], times: list[int], period_ms: int, p: DetectorParams) -> list[float]:

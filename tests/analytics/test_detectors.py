@@ -10,6 +10,7 @@ import pytest
 
 from analytics import detectors as d
 from analytics.config import DAY_MS, DEFAULT_PARAMS, DOMAIN_LIMITS
+from analytics.rules import Hysteresis, incidents
 from tests.analytics import reference as ref
 
 P = DEFAULT_PARAMS
@@ -56,6 +57,28 @@ def test_cusum_matches_reference(seed):
     fast = d.cusum_evidence(z)
     for i in range(z.shape[0]):
         assert_same(fast[i], ref.cusum_evidence(list(z[i]), P))
+    upper, lower = d.cusum_sides(z)
+    for i in range(z.shape[0]):
+        ref_upper, ref_lower = ref.cusum_sides(list(z[i]), P)
+        assert_same(upper[i], ref_upper)
+        assert_same(lower[i], ref_lower)
+
+
+def test_the_end_of_a_fault_is_no_new_shift():
+    """A pressure drop for 4 hours is a shift; the return onto the daily profile afterwards is not another one."""
+    rng = np.random.default_rng(12)
+    n = 4 * 1440
+    times = (4 * 1440 + np.arange(n)) * MINUTE  # Monday 1970-01-05 on: four working days
+    x = 3 + 0.5 * np.sin(2 * np.pi * times / DAY_MS)[None] + rng.normal(0, 0.02, (20, n))
+    start, end = 3 * 1440 + 300, 3 * 1440 + 540
+    x[:, start:end] -= 0.12  # a leak: 6 sigmas down for 4 hours, then mended
+    scores = d.score_series(x, times, with_evidence=True)
+    open_score = DEFAULT_PARAMS.open_score
+    assert (scores.combined[:, start:start + 30].max(axis=1) > open_score).all()  # found within 30 min
+    # The mend is a jump against the recent level (scores ~0.5-0.8), but no shift, and opens (almost) no alert.
+    assert d.calibrate(scores.evidence["shift"][:, end:end + 120]).max() < open_score
+    opened_after_mend = [row for row, first, _ in incidents(Hysteresis().step(scores.combined)) if first >= end]
+    assert len(opened_after_mend) <= 2
 
 
 @pytest.mark.parametrize("seed", [0, 1])

@@ -91,14 +91,37 @@ def test_merge_by_device_mirrors_the_engine():
 
 
 def test_hysteresis_one_incident_per_fault():
-    params = replace(DEFAULT_PARAMS, clear_samples=5)
+    params = replace(DEFAULT_PARAMS, clear_samples=5, confirm_samples=1)
     score = np.array([[0, 0.9, 0.5, 0.9, 0.2, 0.2, 0.2, 0.2, 0.2, 0, 0.95, 0.1]])
     active = Hysteresis().step(score, params)
     assert incidents(active) == [(0, 1, 8), (0, 10, 12)]  # closed by the 5th calm sample
-    assert incidents(Hysteresis().step(score)) == [(0, 1, 12)]  # the default waits for 15
+    assert incidents(Hysteresis().step(score, replace(params, clear_samples=15))) == [(0, 1, 12)]
     state = Hysteresis()
     first, second = state.step(score[:, :5], params), state.step(score[:, 5:], params)  # carried across batches
     np.testing.assert_array_equal(np.concatenate([first, second], axis=1), active)
+
+
+def test_hysteresis_needs_two_high_samples_unless_certain():
+    """One borderline sample (a noisy count) opens nothing; two in a row do; a near-certain score opens at once."""
+    nan = np.nan
+    score = np.array([[0, 0.9, 0.1, 0.9, 0.1, 0.85, 0.1],  # isolated borderline samples: no incident
+                      [0, 0.9, 0.9, 0.1, 0.1, 0.1, 0.1],  # two in a row: opens on the second
+                      [0, 0.9, nan, 0.9, 0.1, 0.1, 0.1],  # a missing reading neither adds nor breaks
+                      [0, 0.1, 0.99, 0.1, 0.1, 0.1, 0.1]])  # certain (>= critical_score): opens at once
+    active = Hysteresis().step(score)
+    assert incidents(active) == [(1, 2, 7), (2, 3, 7), (3, 2, 7)]
+    state = Hysteresis()  # the evidence so far is carried from one batch to the next
+    assert not state.step(score[1:2, :2]).any()
+    assert state.step(score[1:2, 2:3]).all()
+
+
+def test_alerts_on_a_fault_of_the_warm_up_are_left_out():
+    labels = [("pwr-1", "voltage_v", "voltage_sag", 10 * STEP, 200 * STEP),  # began in the warm-up
+              ("pwr-2", "voltage_v", "voltage_sag", 150 * STEP, 160 * STEP)]
+    alerts = [alert("pwr-1", 120, 130),  # the warm-up fault, still going: not false, not counted
+              alert("pwr-2", 151, 155), alert("pwr-1", 300, 310)]  # the last is a false alarm
+    rows = {r.fault: r for r in match(alerts, labels, KINDS, DEVICES, STEP, count_from_ms=100 * STEP)}
+    assert (rows["all"].labelled, rows["all"].detected, rows["all"].false_alarms) == (1, 1, 1)
 
 
 def test_against_the_fleet_simulator():
