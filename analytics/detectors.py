@@ -407,8 +407,31 @@ def flatline_nats(values: np.ndarray, params: DetectorParams = DEFAULT_PARAMS) -
     """
     x = as_matrix(values)
     n_series, n_times = x.shape
+    out = np.zeros(x.shape)
     if n_times == 0:
-        return np.zeros(x.shape)
+        return out
+    # Only rows that repeat a reading at least flatline_min_run times can have
+    # a run that long; most continuous series never repeat and cost one pass.
+    candidates = np.flatnonzero(_repeat_count(x) >= params.flatline_min_run)
+    if candidates.size == n_series:
+        return _flatline_rows(x, params)
+    if candidates.size:
+        out[candidates] = _flatline_rows(x[candidates], params)
+    return out
+
+
+def _repeat_count(x: np.ndarray) -> np.ndarray:
+    """Per row, how many readings equal the previous reading (missing ones skipped): an upper bound of any run."""
+    if not np.isnan(x).any():
+        return (x[:, 1:] == x[:, :-1]).sum(axis=1)
+    index = np.arange(x.shape[1])
+    last_valid = np.maximum.accumulate(np.where(np.isnan(x), -1, index), axis=1)
+    filled = np.take_along_axis(x, np.maximum(last_valid, 0), axis=1)  # forward-filled
+    return (~np.isnan(x[:, 1:]) & (x[:, 1:] == filled[:, :-1])).sum(axis=1)
+
+
+def _flatline_rows(x: np.ndarray, params: DetectorParams) -> np.ndarray:
+    n_times = x.shape[1]
     index = np.arange(n_times)
     valid = ~np.isnan(x)
     last_valid = np.maximum.accumulate(np.where(valid, index, -1), axis=1)

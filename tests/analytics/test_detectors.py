@@ -64,6 +64,21 @@ def test_cusum_matches_reference(seed):
         assert_same(lower[i], ref_lower)
 
 
+def test_flatline_skips_rows_that_never_repeat_without_changing_any_score():
+    rng = np.random.default_rng(13)
+    x = rng.normal(50, 1, (6, 400))
+    x[1, 200:260] = x[1, 199]  # stuck
+    x[2] = np.round(x[2])  # quantised: repeats often, no run long enough to be surprising
+    x[3, 100:300:7] = np.nan  # gaps inside a stuck run: they neither extend nor break it
+    x[3, 150:300] = np.where(np.isnan(x[3, 150:300]), np.nan, 51.5)
+    x[4, 300:303] = x[4, 299]  # a run shorter than flatline_min_run
+    fast = d.flatline_nats(x)
+    np.testing.assert_array_equal(fast, d._flatline_rows(x, DEFAULT_PARAMS))
+    for i in range(x.shape[0]):
+        assert_same(fast[i], ref.flatline_nats(list(x[i]), P))
+    assert fast[1].max() > 0 and fast[3].max() > 0 and not fast[[0, 4, 5]].any()
+
+
 def test_the_end_of_a_fault_is_no_new_shift():
     """A pressure drop for 4 hours is a shift; the return onto the daily profile afterwards is not another one."""
     rng = np.random.default_rng(12)
