@@ -11,6 +11,7 @@ baseline is not yet trusted) or a score in [0, 1] (0 where unknown).
 `calibrate` turns a z into a score with the same meaning on every series.
 """
 
+import math
 import warnings
 from dataclasses import dataclass
 
@@ -180,7 +181,12 @@ def robust_baseline(values: np.ndarray, params: DetectorParams = DEFAULT_PARAMS,
     quantum = np.zeros(n_series)  # smallest non-zero step so far (0: none yet)
     last = np.full(n_series, np.nan)
     a_trend = a_level * params.trend_beta if trend else 0.0
-    for t in range(n_times):
+    # Once every series has seen `settled` readings, the start-up branches
+    # (plain means, unclipped updates) can no longer apply: the steady loop
+    # below does the same arithmetic with fewer array operations.
+    settled = max(params.warmup, math.ceil(1.0 / a_level), math.ceil(1.0 / a_scale))
+    t = 0
+    while t < n_times and n_series and count.min() < settled:
         xt = x_by_time[t]
         valid = ~np.isnan(xt)
         seen = count > 0
@@ -205,12 +211,47 @@ def robust_baseline(values: np.ndarray, params: DetectorParams = DEFAULT_PARAMS,
         quantum = np.where(new_quantum, step, quantum)
         last = np.where(valid, xt, last)
         count = count + valid
+        t += 1
+    if t < n_times:
+        _steady_holt(x_by_time[t:], expected[t:], scale[t:], level, slope, deviation, quantum, last,
+                     a_level, a_scale, a_trend, params)
     expected = expected.T
     scale = scale.T
     seen_before = np.cumsum(~np.isnan(x), axis=1) - ~np.isnan(x)
     with np.errstate(invalid="ignore"):
         z = np.where(seen_before >= params.warmup, (x - expected) / scale, np.nan)
     return Baseline(expected, scale, z)
+
+
+def _steady_holt(x_by_time: np.ndarray, expected: np.ndarray, scale: np.ndarray, level: np.ndarray,
+                 slope: np.ndarray, deviation: np.ndarray, quantum: np.ndarray, last: np.ndarray,
+                 a_level: float, a_scale: float, a_trend: float, params: DetectorParams) -> None:
+    """robust_baseline's loop once every series is past its start-up: fills expected and scale (time-major).
+
+    The same arithmetic as the start-up loop with seen and warm true and the
+    steps at their alphas; a missing reading (NaN) propagates through the
+    update and is masked out when the state is written back.
+    """
+    clip, m = params.huber_clip, params.mad_to_sigma
+    with np.errstate(invalid="ignore"):
+        for t in range(x_by_time.shape[0]):
+            xt = x_by_time[t]
+            valid = xt == xt  # not NaN
+            forecast = level + slope
+            s = np.maximum(np.maximum(deviation * m, _scale_floor(forecast, params)), 0.5 * quantum)
+            expected[t] = forecast
+            scale[t] = s
+            residual = xt - forecast
+            limit = clip * s
+            clipped = np.clip(residual, -limit, limit)
+            np.copyto(level, forecast + a_level * clipped, where=valid)
+            if a_trend:
+                np.copyto(slope, slope + a_trend * clipped, where=valid)
+            spread = np.minimum(np.abs(residual), limit)
+            np.copyto(deviation, deviation + a_scale * (spread - deviation), where=valid)
+            step = np.abs(xt - last)
+            np.copyto(quantum, step, where=(step > 0) & ((quantum == 0) | (step < quantum)))
+            np.copyto(last, xt, where=valid)
 
 
 def cusum_evidence(z: np.ndarray, params: DetectorParams = DEFAULT_PARAMS) -> np.ndarray:
