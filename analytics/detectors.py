@@ -694,14 +694,17 @@ def score_series(values: np.ndarray, times: np.ndarray | None = None,
 
 def _score_block(x: np.ndarray, times: np.ndarray | None, params: DetectorParams) -> Scores:
     recent = robust_baseline(x, params)
-    if times is None:
-        season = Baseline(*(np.full(x.shape, np.nan) for _ in range(3)))
-    else:
-        season = seasonal_baseline(x, times, params)
+    season = None if times is None else seasonal_baseline(x, times, params)
+    has_season = None if season is None else np.isfinite(season.z)
+    if has_season is None or not has_season.any():
+        # No profile anywhere in the block (too little history): the recent
+        # level alone, without the array passes that choose between the two.
+        evidence = {"level": np.abs(np.nan_to_num(recent.z)), "shift": cusum_evidence(recent.z, params),
+                    "seasonal": np.zeros(x.shape), "flatline": flatline_evidence(x, params)}
+        return _strongest(evidence, recent, params, skip=("seasonal",))
     # One forecaster per sample: the daily/weekly profile where it has
     # predicted better than the recent level so far, else the recent level.
     # A daily step (lights on at 07:00) is then expected, not an anomaly.
-    has_season = np.isfinite(season.z)
     use_season = has_season & (season.scale < recent.scale)
     z = np.where(use_season, season.z, recent.z)
     recent_size = np.abs(np.nan_to_num(recent.z))
@@ -731,9 +734,17 @@ def _score_block(x: np.ndarray, times: np.ndarray | None, params: DetectorParams
     }
     baseline = Baseline(np.where(use_season, season.expected, recent.expected),
                         np.where(use_season, season.scale, recent.scale), z)
+    return _strongest(evidence, baseline, params)
+
+
+def _strongest(evidence: dict[str, np.ndarray], baseline: Baseline, params: DetectorParams,
+               skip: tuple[str, ...] = ()) -> Scores:
+    """The largest evidence per sample, calibrated, and which detector gave it (`skip`: known to be all 0)."""
     best = evidence[DETECTORS[0]]
-    winner = np.zeros(x.shape, dtype=np.int8)
+    winner = np.zeros(best.shape, dtype=np.int8)
     for index, name in enumerate(DETECTORS[1:], start=1):
+        if name in skip:
+            continue
         larger = evidence[name] > best
         best = np.where(larger, evidence[name], best)
         winner[larger] = index
