@@ -97,7 +97,8 @@ def evaluate(
     Console(width=max(console.width, 100)).print(table)  # a table of numbers is not squeezed into 80 columns
     console.print("faults: labelled; found: detected; alerts/fault: alerts per detected fault; false: false alarms "
                   "on the kinds the fault hits; P = found / (found + false); R = found / faults; delay: median "
-                  "from the fault's start to its first alert.")
+                  "from the fault's start to its first alert. Alerts on a fault that began in the warm-up are "
+                  "left out.")
 
 
 def rescore_command(
