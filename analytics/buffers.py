@@ -60,3 +60,56 @@ class SeriesBlock:
 
     def count(self, row: int) -> int:
         return int((~np.isnan(self.values[row])).sum())
+
+
+class CoarseHistory:
+    """Per series, the means of fixed time buckets (e.g. one minute) over a long span (e.g. eight days).
+
+    The fine ring buffer of a fast series (10-second readings, 1,440 samples:
+    four hours) cannot hold the previous days the daily profile compares
+    with; these bucket means can, in bounded memory: `capacity` closed
+    buckets per series (16 bytes each) plus one open bucket. A bucket closes
+    when a reading of a later bucket arrives; its mean value is stored at the
+    mean time of its readings, so a series slower than the bucket keeps its
+    readings as they were.
+    """
+
+    def __init__(self, bucket_ms: int, capacity: int):
+        if bucket_ms <= 0:
+            raise ValueError("bucket_ms must be positive")
+        self.bucket_ms = bucket_ms
+        self.closed = SeriesBlock(capacity)
+        self.open_bucket = np.full(0, -1, dtype=np.int64)
+        self.sums = np.zeros((0, 3))  # per row: sum of values, sum of (time - bucket start), count
+
+    def window(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The closed buckets (values, times) of these rows, oldest first."""
+        self._ensure_rows(int(rows.max()) + 1 if rows.size else 0)
+        return self.closed.values[rows], self.closed.times[rows]
+
+    def _ensure_rows(self, n_rows: int) -> None:
+        while len(self.closed.keys) < n_rows:  # the closed block's rows are the fine block's rows
+            self.closed.row((len(self.closed.keys),))
+
+    def add(self, row: int, times: np.ndarray, values: np.ndarray) -> None:
+        """Readings of one series, in time order and newer than the ones before (as SeriesBlock.append keeps)."""
+        if row >= self.open_bucket.size:
+            grow = max(64, row + 1 - self.open_bucket.size)
+            self.open_bucket = np.concatenate([self.open_bucket, np.full(grow, -1, dtype=np.int64)])
+            self.sums = np.vstack([self.sums, np.zeros((grow, 3))])
+        for t_ms, value in zip(times.tolist(), values.tolist(), strict=True):
+            bucket = t_ms // self.bucket_ms
+            if bucket < self.open_bucket[row]:
+                continue  # older than the open bucket: its bucket has closed already
+            if bucket != self.open_bucket[row]:
+                self._close(row)
+                self.open_bucket[row] = bucket
+            self.sums[row] += (value, t_ms - bucket * self.bucket_ms, 1.0)
+
+    def _close(self, row: int) -> None:
+        total, offset, count = self.sums[row]
+        if count:
+            start = int(self.open_bucket[row]) * self.bucket_ms
+            self._ensure_rows(row + 1)
+            self.closed.append(row, np.array([start + round(offset / count)]), np.array([total / count]))
+        self.sums[row] = 0.0

@@ -183,6 +183,13 @@ class EngineParams:
     # Samples kept per series: at 1-minute data, one day (the seasonal
     # detector uses what the buffer holds, so longer buffers see more days).
     buffer_samples: int = 1440
+    # The coarse history per series for the daily/weekly profile, whatever
+    # the buffer holds: means of `profile_bucket_ms` buckets over
+    # `profile_days` days (16 bytes a bucket: 184 KB a series at 1 minute
+    # and 8 days, the longest lag of the day-type profile plus a day).
+    # profile_days = 0: no coarse history, the profile uses the buffer only.
+    profile_bucket_ms: int = 60_000
+    profile_days: int = 8
     # Default sampling interval when a series has too few samples to infer it.
     default_interval_ms: int = 60_000
     # How often silence is checked.

@@ -135,6 +135,24 @@ class Baseline:
     plain_z: np.ndarray | None = None
 
 
+@dataclass
+class History:
+    """Coarse older readings per series (e.g. per-minute means over a week), for the daily/weekly profile.
+
+    values, times: (S, H), oldest first, NaN (time 0) where empty; the S rows
+    are the same series as the values being scored. A profile lookup that
+    finds no reading of its own within tolerance takes the history's entry
+    nearest to the wanted time, if within `tolerance_ms`.
+    """
+
+    values: np.ndarray
+    times: np.ndarray
+    tolerance_ms: float
+
+    def rows(self, rows: slice) -> "History":
+        return History(self.values[rows], self.times[rows], self.tolerance_ms)
+
+
 def robust_baseline(values: np.ndarray, params: DetectorParams = DEFAULT_PARAMS,
                     alpha: float | None = None, trend: bool = True) -> Baseline:
     """Robust running level and scale of each series, and the z of each new sample against them.
@@ -312,7 +330,7 @@ def cusum_score(z: np.ndarray, params: DetectorParams = DEFAULT_PARAMS) -> np.nd
 
 
 def _rowwise_searchsorted(times: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """Index of the last sample at or before each target, per row (-1 if none).
+    """Index of the last sample at or before each target, per row (-1 if none); targets (S, any).
 
     One searchsorted over all rows: each row is shifted into its own range so
     the flattened times stay sorted.
@@ -323,7 +341,7 @@ def _rowwise_searchsorted(times: np.ndarray, targets: np.ndarray) -> np.ndarray:
     offsets = (np.arange(n_series, dtype=np.int64) * (3 * span + 1))[:, None]
     flat = (times - base + span + offsets).ravel()
     wanted = (np.clip(targets - base + span, 0, 3 * span) + offsets).ravel()
-    found = np.searchsorted(flat, wanted, side="right").reshape(times.shape) - 1
+    found = np.searchsorted(flat, wanted, side="right").reshape(targets.shape) - 1
     found -= (np.arange(n_series) * n_times)[:, None]
     return np.where(found >= 0, found, -1)
 
@@ -340,7 +358,7 @@ def median_interval_ms(times: np.ndarray) -> np.ndarray:
 
 
 def seasonal_expected(values: np.ndarray, times: np.ndarray, period_ms: int,
-                      params: DetectorParams = DEFAULT_PARAMS) -> np.ndarray:
+                      params: DetectorParams = DEFAULT_PARAMS, history: History | None = None) -> np.ndarray:
     """The value expected at each sample from the same phase of previous periods.
 
     For lags k = 1..season_lags, take the reading nearest to t - k * period
@@ -353,9 +371,14 @@ def seasonal_expected(values: np.ndarray, times: np.ndarray, period_ms: int,
     With `params.day_types` the daily profile compares like with like: a
     working day with the working days, a weekend day with the weekend days
     (local time, params.utc_offset_h) of the past week.
+
+    `history`: where a series' own buffer has no reading at a lag, its
+    coarse history is looked up instead (a 4-hour buffer of 10-second
+    readings plus a week of per-minute means).
     """
     x = as_matrix(values)
-    shared = np.ndim(times) == 1  # one time row for all series: one search instead of one per row
+    # One time row for all series: one search instead of one per row.
+    shared = np.ndim(times) == 1 and history is None
     t = as_times(times, x.shape)
     if period_ms <= 0:
         raise DetectorInputError("period_ms must be positive")
@@ -390,11 +413,44 @@ def seasonal_expected(values: np.ndarray, times: np.ndarray, period_ms: int,
         close = np.abs(np.take_along_axis(t, nearest, axis=1) - target) <= tolerance
         if by_day_type:
             close &= weekend == _is_weekend(target, params.utc_offset_h)
-        if close.any():
-            lagged.append(np.where(close, np.take_along_axis(x, nearest, axis=1), np.nan))
+        found = np.where(close, np.take_along_axis(x, nearest, axis=1), np.nan)
+        if history is not None:
+            older = _history_at(history, target, x)
+            if by_day_type:
+                older = np.where(weekend == _is_weekend(target, params.utc_offset_h), older, np.nan)
+            found = np.where(close, found, older)
+        if not np.isnan(found).all():
+            lagged.append(found)
     if len(lagged) < params.season_min_lags:
         return np.full(x.shape, np.nan)
     return median_of_few(lagged, params.season_min_lags)
+
+
+def _history_at(history: History, target: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Per (series, sample): what the history expected at target, NaN if it has no entry within tolerance.
+
+    A bucket mean blurs a step inside its bucket (a switch at 06:33:20 makes
+    the 06:33 mean half-way), so the entry nearest to target and its two
+    neighbours give a range, and a reading x inside it is as expected as
+    any of them: the expectation is x clipped to that range (a slack of
+    one bucket either side, a minute at the default).
+    """
+    h_times = history.times
+    if h_times.shape[1] == 0:
+        return np.full(target.shape, np.nan)
+    last = h_times.shape[1] - 1
+    before = _rowwise_searchsorted(h_times, target)
+    after = np.minimum(before + 1, last)
+    t_before = np.take_along_axis(h_times, np.maximum(before, 0), axis=1)
+    t_after = np.take_along_axis(h_times, after, axis=1)
+    nearest = np.where((before < 0) | (t_after - target < target - t_before), after, before)
+    close = np.abs(np.take_along_axis(h_times, nearest, axis=1) - target) <= history.tolerance_ms
+    low = high = np.take_along_axis(history.values, nearest, axis=1)
+    for neighbour in (np.maximum(nearest - 1, 0), np.minimum(nearest + 1, last)):
+        near = np.abs(np.take_along_axis(h_times, neighbour, axis=1) - target) <= 2 * history.tolerance_ms
+        value = np.where(near, np.take_along_axis(history.values, neighbour, axis=1), np.nan)
+        low, high = np.fmin(low, value), np.fmax(high, value)
+    return np.where(close & ~np.isnan(low), np.clip(x, low, high), np.nan)
 
 
 def _is_weekend(t_ms: np.ndarray, utc_offset_h: int) -> np.ndarray:
@@ -402,7 +458,8 @@ def _is_weekend(t_ms: np.ndarray, utc_offset_h: int) -> np.ndarray:
     return ((t_ms + utc_offset_h * 3_600_000) // DAY_MS + 3) % 7 >= 5
 
 
-def seasonal_baseline(values: np.ndarray, times: np.ndarray, params: DetectorParams = DEFAULT_PARAMS) -> Baseline:
+def seasonal_baseline(values: np.ndarray, times: np.ndarray, params: DetectorParams = DEFAULT_PARAMS,
+                      history: History | None = None) -> Baseline:
     """The daily and weekly profiles as a forecaster: expected value, robust scale and z per sample.
 
     The residual x - seasonal_expected is itself given a robust (flat)
@@ -410,15 +467,19 @@ def seasonal_baseline(values: np.ndarray, times: np.ndarray, params: DetectorPar
     only a departure from how well the profile usually predicts. Where both
     profiles exist, the one with the smaller running scale (the better
     predictor so far) is used. NaN where no profile exists yet.
+    `history`: coarse older readings per series (see History).
     """
     x = as_matrix(values)
     t = as_times(times, x.shape)
     out = Baseline(*(np.full(x.shape, np.nan) for _ in range(4)))
-    span = int(t[:, -1].max() - t[:, 0].min()) if x.size else 0
+    start = t[:, 0].min() if x.size else 0
+    if history is not None and x.size and not np.isnan(history.values).all():
+        start = min(start, history.times[~np.isnan(history.values)].min())
+    span = int(t[:, -1].max() - start) if x.size else 0
     for period in params.season_periods_ms:
         if span < params.season_min_lags * period:
             continue  # not enough history for this profile anywhere
-        profile = seasonal_expected(x, times, period, params)
+        profile = seasonal_expected(x, times, period, params, history)
         fit = robust_baseline(x - profile, params, trend=False)
         better = np.isfinite(fit.z) & ~(out.scale <= fit.scale)
         out.expected = np.where(better, profile + fit.expected, out.expected)
@@ -648,7 +709,8 @@ class Scores:
 
 
 def score_series(values: np.ndarray, times: np.ndarray | None = None,
-                 params: DetectorParams = DEFAULT_PARAMS, with_evidence: bool = False) -> Scores:
+                 params: DetectorParams = DEFAULT_PARAMS, with_evidence: bool = False,
+                 history: History | None = None) -> Scores:
     """The general statistical detectors on every series, combined by the largest evidence.
 
     Two forecasters: the recent level (robust Holt) and the daily/weekly
@@ -664,7 +726,8 @@ def score_series(values: np.ndarray, times: np.ndarray | None = None,
     evidence in robust sigmas; the largest is calibrated once to [0, 1]. All
     causal. Without `times` the samples are taken as evenly spaced and only
     the recent level is used. `with_evidence` also keeps each detector's
-    evidence array (four more arrays the size of `values`).
+    evidence array (four more arrays the size of `values`). `history`:
+    coarse older readings per series for the profile (see History).
 
     Series are scored in blocks of `block_series` rows written into
     preallocated outputs, so each block's temporaries stay in cache.
@@ -675,7 +738,7 @@ def score_series(values: np.ndarray, times: np.ndarray | None = None,
         as_times(times, x.shape)  # validate once, before any work
     block = params.block_series
     if x.shape[0] <= block:
-        scores = _score_block(x, times, params)
+        scores = _score_block(x, times, params, history)
         if not with_evidence:
             scores.evidence = {}
         return scores
@@ -683,7 +746,8 @@ def score_series(values: np.ndarray, times: np.ndarray | None = None,
                  np.empty(x.shape, dtype=np.int8), Baseline(*(np.empty(x.shape) for _ in range(3))))
     for start in range(0, x.shape[0], block):
         rows = slice(start, start + block)
-        part = _score_block(x[rows], times if times is None or times.ndim == 1 else times[rows], params)
+        part = _score_block(x[rows], times if times is None or times.ndim == 1 else times[rows], params,
+                            None if history is None else history.rows(rows))
         out.combined[rows], out.winner[rows] = part.combined, part.winner
         out.baseline.expected[rows], out.baseline.scale[rows], out.baseline.z[rows] = \
             part.baseline.expected, part.baseline.scale, part.baseline.z
@@ -692,9 +756,10 @@ def score_series(values: np.ndarray, times: np.ndarray | None = None,
     return out
 
 
-def _score_block(x: np.ndarray, times: np.ndarray | None, params: DetectorParams) -> Scores:
+def _score_block(x: np.ndarray, times: np.ndarray | None, params: DetectorParams,
+                 history: History | None = None) -> Scores:
     recent = robust_baseline(x, params)
-    season = None if times is None else seasonal_baseline(x, times, params)
+    season = None if times is None else seasonal_baseline(x, times, params, history)
     has_season = None if season is None else np.isfinite(season.z)
     if has_season is None or not has_season.any():
         # No profile anywhere in the block (too little history): the recent

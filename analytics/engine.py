@@ -26,9 +26,9 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import orjson
 
-from analytics.buffers import SeriesBlock
+from analytics.buffers import CoarseHistory, SeriesBlock
 from analytics.config import DOMAIN_LIMITS, DetectorParams, EngineParams
-from analytics.detectors import median_interval_ms, night_flow_score, silence_score
+from analytics.detectors import History, median_interval_ms, night_flow_score, silence_score
 from analytics.rules import STATISTICAL_RULES, Hysteresis, clock_offset_score, grade, score_metric
 from edge import contract
 from telemetry_shared.influx import InfluxError, LineWriter
@@ -127,6 +127,7 @@ class AnalyticsEngine:
         self.writer = writer
         self.publish = publish
         self.blocks: dict[str, SeriesBlock] = {}
+        self.history: dict[str, CoarseHistory] = {}  # metric -> bucket means, same rows as its block
         self.states: dict[str, Hysteresis] = defaultdict(Hysteresis)
         self.incidents: dict[tuple[str, str], Incident] = {}  # (device, metric or device rule) -> open incident
         self.live_from: dict[tuple[str, str], int] = {}  # buffer index per series: samples to feed the hysteresis
@@ -176,6 +177,12 @@ class AnalyticsEngine:
             block = self.block(metric)
             row = block.row((device_id,))
             added = block.append(row, np.array(times), np.array(values))
+            if added and metric != CLOCK and self.params.profile_days > 0:
+                history = self.history.get(metric)
+                if history is None:
+                    capacity = self.params.profile_days * 86_400_000 // self.params.profile_bucket_ms
+                    history = self.history[metric] = CoarseHistory(self.params.profile_bucket_ms, capacity)
+                history.add(row, block.times[row, -added:], block.values[row, -added:])
             if added:
                 self.pending[metric].append((row, added, not batch.hist))
         self.counters["readings"] += sum(len(v) for _, v in by_metric.values())
@@ -207,7 +214,7 @@ class AnalyticsEngine:
             severity = np.full(values.shape, "warning", dtype=object)
             expected = scale = z = np.full(values.shape, np.nan)
         else:
-            scored = score_metric(metric, values, times, self.detector)
+            scored = score_metric(metric, values, times, self.detector, history=self._history(metric, rows))
             score, rule, severity = scored.score, scored.rule, scored.severity
             expected, scale, z = scored.baseline.expected, scored.baseline.scale, scored.baseline.z
         # Only the new samples of live batches feed the incidents; history fills the buffer only.
@@ -239,6 +246,13 @@ class AnalyticsEngine:
                                          float(score[i, at]), str(rule[i, at]), str(severity[i, at]),
                                          int(times[i, at]), detail, now_ms)
         return sent
+
+    def _history(self, metric: str, rows: np.ndarray) -> History | None:
+        history = self.history.get(metric)
+        if history is None:
+            return None
+        values, times = history.window(rows)
+        return History(values, times, tolerance_ms=float(history.bucket_ms))
 
     def check_night_flow(self, now_ms: int | None = None) -> list[dict]:
         """Once a night window has closed: each water meter's minimum night flow against its previous nights.

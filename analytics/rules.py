@@ -44,8 +44,8 @@ class MetricScores:
 
 def score_metric(metric: str, values: np.ndarray, times: np.ndarray | None,
                  params: DetectorParams = DEFAULT_PARAMS,
-                 limits: dict[str, list[Limit]] | None = None) -> MetricScores:
-    """Every rule for one metric over (S, T) values; the highest score wins."""
+                 limits: dict[str, list[Limit]] | None = None, history: d.History | None = None) -> MetricScores:
+    """Every rule for one metric over (S, T) values; the highest score wins (history: see detectors.History)."""
     x = d.as_matrix(values)
     limits = DOMAIN_LIMITS if limits is None else limits
     if metric in SKIP_STATISTICAL:
@@ -53,7 +53,7 @@ def score_metric(metric: str, values: np.ndarray, times: np.ndarray | None,
         rule = np.full(x.shape, "", dtype=object)
         baseline = d.robust_baseline(x, params)
     else:
-        stats = d.score_series(x, times, params)
+        stats = d.score_series(x, times, params, history=history)
         score = stats.combined
         names = np.array([STATISTICAL_RULES[name] for name in d.DETECTORS], dtype=object)
         rule = names[stats.winner]
