@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from analytics import compiled
 from analytics.config import DAY_MS, DEFAULT_PARAMS, DetectorParams, Limit
 
 
@@ -182,11 +183,29 @@ def robust_baseline(values: np.ndarray, params: DetectorParams = DEFAULT_PARAMS,
     exponentially weighted moving averages", Int. J. Forecasting 20.
     """
     x = as_matrix(values)
-    n_series, n_times = x.shape
     a_level = params.level_alpha if alpha is None else alpha
     a_scale = params.scale_alpha if alpha is None else alpha
     if not 0 < a_level <= 1 or not 0 < a_scale <= 1:
         raise DetectorInputError("alpha must be in (0, 1]")
+    if compiled.active():
+        x = np.ascontiguousarray(x, dtype=np.float64)
+        expected, scale = np.empty(x.shape), np.empty(x.shape)
+        compiled.holt(x, expected, scale, float(a_level), float(a_scale),
+                      float(a_level * params.trend_beta if trend else 0.0), int(params.warmup),
+                      float(params.huber_clip), float(params.mad_to_sigma), float(params.rel_scale_floor),
+                      float(params.abs_scale_floor))
+    else:
+        expected, scale = _numpy_holt(x, a_level, a_scale, trend, params)
+    seen_before = np.cumsum(~np.isnan(x), axis=1) - ~np.isnan(x)
+    with np.errstate(invalid="ignore"):
+        z = np.where(seen_before >= params.warmup, (x - expected) / scale, np.nan)
+    return Baseline(expected, scale, z)
+
+
+def _numpy_holt(x: np.ndarray, a_level: float, a_scale: float, trend: bool,
+                params: DetectorParams) -> tuple[np.ndarray, np.ndarray]:
+    """robust_baseline's recursion stepped over time in numpy, all series at once: (expected, scale), (S, T)."""
+    n_series, n_times = x.shape
     clip = params.huber_clip
     # Time-major copies: each step then reads and writes contiguous memory.
     x_by_time = np.ascontiguousarray(x.T)
@@ -235,10 +254,7 @@ def robust_baseline(values: np.ndarray, params: DetectorParams = DEFAULT_PARAMS,
                      a_level, a_scale, a_trend, params)
     expected = expected.T
     scale = scale.T
-    seen_before = np.cumsum(~np.isnan(x), axis=1) - ~np.isnan(x)
-    with np.errstate(invalid="ignore"):
-        z = np.where(seen_before >= params.warmup, (x - expected) / scale, np.nan)
-    return Baseline(expected, scale, z)
+    return expected, scale
 
 
 def _steady_holt(x_by_time: np.ndarray, expected: np.ndarray, scale: np.ndarray, level: np.ndarray,
@@ -294,6 +310,12 @@ def cusum_sides(z: np.ndarray, params: DetectorParams = DEFAULT_PARAMS) -> tuple
     """
     z = as_matrix(z)
     k, h = params.cusum_k, params.cusum_h
+    if compiled.active():
+        z = np.ascontiguousarray(z, dtype=np.float64)
+        upper_out, lower_out = np.empty(z.shape), np.empty(z.shape)
+        compiled.cusum(z, upper_out, lower_out, float(k), float(h), float(params.cusum_rho_alpha),
+                       float(params.z_mid / h))
+        return upper_out, lower_out
     n_series = z.shape[0]
     upper = np.zeros(n_series)
     lower = np.zeros(n_series)
