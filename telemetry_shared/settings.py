@@ -82,6 +82,10 @@ class Settings(BaseSettings):
     analytics_share_group: str = Field("", description="subscribe through $share/<group>/ (several engines); "
                                        "empty: a plain subscription")
     analytics_buffer_samples: int = Field(1440, ge=16, le=100_000, description="samples kept per series")
+    analytics_profile_bucket_s: int = Field(60, ge=10, le=3600, description="bucket of the per-series coarse "
+                                            "history for the daily profile (16 bytes a bucket)")
+    analytics_profile_days: int = Field(8, ge=0, le=35, description="days of coarse history per series; "
+                                        "0: the daily profile uses the buffer only")
 
     @model_validator(mode="after")
     def _production_needs_real_secrets(self) -> "Settings":
