@@ -40,7 +40,9 @@ class EngineService:
     def __init__(self, settings: Settings, registry: Registry, writer: LineWriter | None,
                  params: EngineParams | None = None):
         self.settings = settings
-        self.params = params or EngineParams(buffer_samples=settings.analytics_buffer_samples)
+        self.params = params or EngineParams(buffer_samples=settings.analytics_buffer_samples,
+                                             profile_bucket_ms=settings.analytics_profile_bucket_s * 1000,
+                                             profile_days=settings.analytics_profile_days)
         self.user = mqtt_user(settings)
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.user, protocol=mqtt.MQTTv5)
         self.client.username_pw_set(self.user, settings.mqtt_password)

@@ -1,24 +1,29 @@
 """The live city's daily profile: 10-second readings, a 4-hour buffer, and a week of per-minute means.
 
-The engine keeps 1,440 samples (4 hours, as under `city up`): no previous day. A building's cooling switches on every working day at 06:33:20 local (not
-on a minute boundary): power goes from about 40 kW to about 120 kW. With
-the coarse history the engine has seen that step on earlier days and keeps
-quiet on day N; a real fault later that morning still opens an alert.
-Without the history (profile_days=0) the same step is a false alarm, which
-is what `city up` raised before.
+The engine keeps 1,440 samples (4 hours, as under `city up`): no previous
+day. A building's cooling switches on every working day at 06:33:20 local
+(not on a minute boundary): power goes from about 40 kW to about 120 kW.
+With the coarse history the engine has seen that step on earlier days and
+keeps quiet on day N; a real fault later that morning still opens an
+alert. Without the history (profile_days=0) the same step is a false
+alarm, which is what `city up` raised before.
 """
 
 import random
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
 from analytics.buffers import CoarseHistory
 from analytics.config import EngineParams
 from analytics.engine import AnalyticsEngine
+from analytics.service import EngineService
 from edge import contract
 from telemetry_shared.influx import V1Writer
 from telemetry_shared.registry import DeviceNew
+from telemetry_shared.settings import Settings
+from tests.conftest import make_settings
 
 STEP_MS = 10_000
 HOUR_MS = 3_600_000
@@ -119,3 +124,22 @@ def test_coarse_history_keeps_bucket_means_in_bounded_memory():
     assert np.isnan(history.window(np.array([3]))[0]).all()
     with pytest.raises(ValueError):
         CoarseHistory(bucket_ms=0, capacity=5)
+
+
+def test_settings_size_the_history_and_refuse_nonsense(tmp_path, registry, monkeypatch):
+    service = EngineService(make_settings(tmp_path, analytics_profile_bucket_s=300, analytics_profile_days=2),
+                            registry, None)
+    assert service.params.profile_bucket_ms == 300_000 and service.params.profile_days == 2
+    registry.add(DeviceNew(id=DEVICE, kind="power", district="tanjungpinang-timur"))
+    engine = AnalyticsEngine(registry, None, None, service.params)
+    for received_ms, raw in history_messages(1, random.Random(1)):
+        engine.ingest(DEVICE, raw, received_ms)
+    history = engine.history["power_kw"]
+    assert history.closed.capacity == 2 * 288  # two days of 5-minute buckets, whatever the reading interval
+    assert np.isfinite(history.closed.values[0]).sum() == 287  # one day, the last bucket still open
+    for name, bad in (("CITY_ANALYTICS_PROFILE_BUCKET_S", "0"), ("CITY_ANALYTICS_PROFILE_BUCKET_S", "5e9"),
+                      ("CITY_ANALYTICS_PROFILE_DAYS", "-1"), ("CITY_ANALYTICS_PROFILE_DAYS", "a week")):
+        monkeypatch.setenv(name, bad)
+        with pytest.raises(ValidationError):
+            Settings()
+        monkeypatch.delenv(name)
