@@ -14,6 +14,7 @@ class SeriesBlock:
         if capacity < 2:
             raise ValueError("a ring buffer needs room for at least 2 samples")
         self.capacity = capacity
+        self.initial_rows = initial_rows
         self.values = np.full((initial_rows, capacity), np.nan)
         self.times = np.zeros((initial_rows, capacity), dtype=np.int64)
         self.keys: list[tuple[str, ...]] = []
@@ -27,7 +28,7 @@ class SeriesBlock:
             return row
         row = len(self.keys)
         if row == self.values.shape[0]:
-            grow = max(64, row)
+            grow = max(self.initial_rows, row)  # doubling: at most twice the rows in use
             self.values = np.vstack([self.values, np.full((grow, self.capacity), np.nan)])
             self.times = np.vstack([self.times, np.zeros((grow, self.capacity), dtype=np.int64)])
         self.keys.append(key)
@@ -78,7 +79,7 @@ class CoarseHistory:
         if bucket_ms <= 0:
             raise ValueError("bucket_ms must be positive")
         self.bucket_ms = bucket_ms
-        self.closed = SeriesBlock(capacity)
+        self.closed = SeriesBlock(capacity, initial_rows=4)  # long rows: start small, double as series come
         self.open_bucket = np.full(0, -1, dtype=np.int64)
         self.sums = np.zeros((0, 3))  # per row: sum of values, sum of (time - bucket start), count
 

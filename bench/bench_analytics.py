@@ -65,8 +65,9 @@ def pandas_per_series(values: np.ndarray) -> np.ndarray:
     return out
 
 
-def engine_pass(devices: int, buffer: int) -> tuple[float, float]:
-    """(seconds for one scoring pass after every meter sent one new reading, seconds to fill the buffers)."""
+def engine_pass(devices: int, buffer: int) -> tuple[float, float, float]:
+    """(seconds for one scoring pass after every meter sent one new reading, seconds to fill the buffers,
+    KB of coarse profile history per series)."""
     import tempfile
 
     from analytics.config import EngineParams
@@ -96,8 +97,11 @@ def engine_pass(devices: int, buffer: int) -> tuple[float, float]:
             engine.ingest(device, raw, now + 1000)
         start = time.perf_counter()
         engine.process(now + 1000)
+        seconds = time.perf_counter() - start
         registry.close()
-        return time.perf_counter() - start, fill
+        blocks = [h.closed for h in engine.history.values()]
+        kb = sum(b.values.nbytes + b.times.nbytes for b in blocks) / max(1, sum(len(b.keys) for b in blocks)) / 1e3
+        return seconds, fill, kb
 
 
 def numpy_loops(fn: Callable[[], object]) -> Callable[[], object]:
@@ -154,11 +158,12 @@ def main() -> None:
         floor = floor or rate
         print(f"{name:<48} {seconds:>9.3f} {rate / 1e6:>10.2f} {floor / rate:>8.1f}x {peak:>8.0f}")
     for devices in (10, args.engine_devices):
-        seconds, _ = engine_pass(devices, args.samples)
+        seconds, _, kb = engine_pass(devices, args.samples)
         with compiled.disabled():
-            plain, _ = engine_pass(devices, args.samples)
+            plain, _, _ = engine_pass(devices, args.samples)
         print(f"engine pass, {devices:,} meters x 3 series (voltage, power, clock), {args.samples:,}-sample buffers, "
-              f"one new reading each: {seconds:.3f} s (numpy loops: {plain:.3f} s)")
+              f"one new reading each: {seconds:.3f} s (numpy loops: {plain:.3f} s); "
+              f"profile history {kb:.0f} KB a series")
 
 
 if __name__ == "__main__":
