@@ -62,3 +62,24 @@ def test_non_contiguous_and_integer_input_is_taken_as_float():
     fast, slow = both_paths(lambda: d.robust_baseline(x))
     np.testing.assert_array_equal(fast.expected, slow.expected)
     assert fast.expected.dtype == np.float64
+
+
+def test_without_numba_installed_the_numpy_path_runs():
+    """A machine without numba: the import fails, analytics still scores (and says which path it took)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = (
+        "import sys; sys.modules['numba'] = None\n"  # makes `import numba` raise ImportError
+        "import numpy as np\n"
+        "from analytics import compiled, detectors as d\n"
+        "x = np.r_[np.random.default_rng(0).normal(50, 1, 200), 90.0][None]\n"
+        "s = d.score_series(x)\n"
+        "print(compiled.AVAILABLE, compiled.active(), round(float(s.combined[0, -1]), 3))\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    available, active, spike = done.stdout.split()
+    assert (available, active) == ("False", "False") and float(spike) > 0.9
