@@ -123,6 +123,10 @@ def effective(source_severity: str, escalation: int) -> str:
     return SEVERITIES[min(len(SEVERITIES) - 1, rank(source_severity) + escalation)]
 
 
+def _audit_entry(row: Any) -> AuditEntry:
+    return AuditEntry(**(dict(row) | {"detail": json.loads(row["detail"])}))
+
+
 def _alert(row: Any) -> Alert:
     data = dict(row)
     data["acknowledged"] = data["acknowledged_ms"] is not None
@@ -168,9 +172,19 @@ class AlertStore:
                                         [*args, limit, offset]).fetchall()
         return [_alert(row) for row in rows], total
 
+    def get_with_audit(self, alert_id: str) -> tuple[Alert, list[AuditEntry]]:
+        """The alert and its audit trail as of one moment (a detail page never shows one newer than the other)."""
+        with self.db.lock:
+            row = self.db.conn.execute("SELECT * FROM alerts WHERE id = ?", (alert_id,)).fetchone()
+            audit_rows = self.db.conn.execute("SELECT * FROM alert_audit WHERE alert_id = ? ORDER BY seq",
+                                              (alert_id,)).fetchall()
+        if row is None:
+            raise AlertNotFound(f"no alert {alert_id[:64]!r}")
+        return _alert(row), [_audit_entry(r) for r in audit_rows]
+
     def audit(self, alert_id: str) -> list[AuditEntry]:
         rows = self.db.query("SELECT * FROM alert_audit WHERE alert_id = ? ORDER BY seq", (alert_id,))
-        return [AuditEntry(**(dict(row) | {"detail": json.loads(row["detail"])})) for row in rows]
+        return [_audit_entry(row) for row in rows]
 
     # ------------------------------------------------------------ writes
 

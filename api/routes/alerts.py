@@ -99,7 +99,7 @@ def stream(user: AnyRole, alerts: Alerts) -> StreamingResponse:
             responses={404: {"model": ErrorBody, "description": "no such alert"}})
 def detail(alert_id: AlertId, user: AnyRole, alerts: Alerts, services: Services) -> AlertDetail:
     try:
-        alert = alerts.store.get(alert_id)
+        alert, audit = alerts.store.get_with_audit(alert_id)
     except AlertNotFound as exc:
         raise _not_found(exc) from exc
     start = max(0, alert.started_ms - BEFORE_MS)
@@ -111,7 +111,7 @@ def detail(alert_id: AlertId, user: AnyRole, alerts: Alerts, services: Services)
     except (queries.QueryError, InfluxError) as exc:
         error = str(exc)[:200]  # the alert is still worth showing without its readings
     deliveries = [d.model_copy(update={"target": mask(d.target)}) for d in alerts.notifier.deliveries(alert_id)]
-    return AlertDetail(alert=alert, audit=alerts.store.audit(alert_id), notifications=deliveries,
+    return AlertDetail(alert=alert, audit=audit, notifications=deliveries,
                        readings=readings, readings_every_ms=every, readings_error=error)
 
 
