@@ -69,6 +69,25 @@ def _remaining_length(n):
             return bytes(out)
 
 
+def connect_body(client_id, keepalive_s, clean_session, will=None, user=None, password=None):
+    """The body of a CONNECT packet (MQTT 3.1.1); will is (topic, payload, retain, qos).
+
+    Shared with the simulator's asyncio client, so both speak the same bytes."""
+    flags = 0x02 if clean_session else 0
+    payload = _utf8(client_id)
+    if will:
+        topic, message, retain, qos = will
+        flags |= 0x04 | (qos << 3) | (0x20 if retain else 0)
+        payload += _utf8(topic) + _utf8(message)
+    if user is not None:
+        flags |= 0x80
+        payload += _utf8(user)
+        if password is not None:
+            flags |= 0x40
+            payload += _utf8(password)
+    return b"\x00\x04MQTT\x04" + bytes((flags, keepalive_s >> 8, keepalive_s & 0xFF)) + payload
+
+
 class MQTTClient:
     def __init__(self, client_id, server, port=1883, user=None, password=None, keepalive_s=60, timeout_s=10):
         self.client_id = client_id
@@ -154,20 +173,8 @@ class MQTTClient:
             self.sock.connect(addr)
             self.poller = select.poll()
             self.poller.register(self.sock, select.POLLIN)
-            flags = 0x02 if clean_session else 0
-            payload = _utf8(self.client_id)
-            if self.will:
-                topic, message, retain, qos = self.will
-                flags |= 0x04 | (qos << 3) | (0x20 if retain else 0)
-                payload += _utf8(topic) + _utf8(message)
-            if self.user is not None:
-                flags |= 0x80
-                payload += _utf8(self.user)
-                if self.password is not None:
-                    flags |= 0x40
-                    payload += _utf8(self.password)
-            variable = b"\x00\x04MQTT\x04" + bytes((flags, self.keepalive_s >> 8, self.keepalive_s & 0xFF))
-            self._packet(CONNECT, variable + payload)
+            self._packet(CONNECT, connect_body(self.client_id, self.keepalive_s, clean_session, self.will,
+                                               self.user, self.password))
             header, body = self._read_packet()
             if header != CONNACK or len(body) != 2:
                 raise MQTTException("mqtt: expected CONNACK")

@@ -22,6 +22,7 @@ from edge.mqtt import (
     SUBSCRIBE,
     _remaining_length,
     _utf8,
+    connect_body,
 )
 
 MAX_PACKET_BYTES = 1 << 20  # nothing we subscribe to is bigger; a larger length is a broken stream
@@ -63,7 +64,8 @@ class AsyncMQTT:
         async with asyncio.timeout(self.timeout_s):
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
         try:
-            self._send(CONNECT, self._connect_body(clean_session))
+            self._send(CONNECT, connect_body(self.client_id, self.keepalive_s, clean_session, self.will, self.user,
+                                             self.password))
             async with asyncio.timeout(self.timeout_s):
                 header, body = await self._read_packet()
             if header != CONNACK or len(body) != 2:
@@ -74,21 +76,6 @@ class AsyncMQTT:
             self.close()
             raise
         self.reader_task = asyncio.get_running_loop().create_task(self._read_loop())
-
-    def _connect_body(self, clean_session: bool) -> bytes:
-        flags = 0x02 if clean_session else 0
-        payload = _utf8(self.client_id)
-        if self.will:
-            topic, message, retain, qos = self.will
-            flags |= 0x04 | (qos << 3) | (0x20 if retain else 0)
-            payload += _utf8(topic) + _utf8(message)
-        if self.user is not None:
-            flags |= 0x80
-            payload += _utf8(self.user)
-            if self.password is not None:
-                flags |= 0x40
-                payload += _utf8(self.password)
-        return b"\x00\x04MQTT\x04" + bytes((flags, self.keepalive_s >> 8, self.keepalive_s & 0xFF)) + payload
 
     async def publish(self, topic: str, payload: bytes, retain: bool = False, qos: int = 0) -> None:
         """Publish; at QoS 1 wait for the broker's PUBACK (ConnectionError when the link breaks)."""
