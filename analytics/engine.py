@@ -33,12 +33,11 @@ from analytics.rules import STATISTICAL_RULES, Hysteresis, clock_offset_score, g
 from edge import contract
 from telemetry_shared.influx import InfluxError, LineWriter
 from telemetry_shared.lineproto import line
-from telemetry_shared.registry import Registry
+from telemetry_shared.registry import Registry, RegistryCache
 
 log = logging.getLogger("analytics")
 
 CLOCK = "clock_lag_ms"  # the per-device series of arrival delay, scored for clock jumps
-REGISTRY_CHECK_S = 1.0
 INFLUX_RETRY_S = 30  # after a failed annotation write, alerts go to MQTT only for this long
 
 
@@ -55,27 +54,6 @@ class Incident:
     published_ms: int
     score: float
     metrics: set[str] = field(default_factory=set)  # the metrics currently anomalous in this incident
-
-
-class DeviceCache:
-    """Registry lookups (kind, district), refreshed when the registry's version moves."""
-
-    def __init__(self, registry: Registry):
-        self.registry = registry
-        self.version = -1
-        self.checked = 0.0
-        self.devices: dict[str, tuple[str, str]] = {}
-
-    def get(self, device_id: str) -> tuple[str, str] | None:
-        now = time.monotonic()
-        if now - self.checked > REGISTRY_CHECK_S:
-            self.checked = now
-            version = self.registry.version()
-            if version != self.version:
-                devices, _ = self.registry.list(limit=10_000_000)
-                self.devices = {d.id: (d.kind, d.district) for d in devices if d.state != "retired"}
-                self.version = version
-        return self.devices.get(device_id)
 
 
 def local_time(t_ms: int, utc_offset_h: int) -> str:
@@ -123,7 +101,7 @@ class AnalyticsEngine:
         self.params = params or EngineParams()
         self.detector = replace(self.params.params, utc_offset_h=utc_offset_h)
         self.utc_offset_h = utc_offset_h
-        self.devices = DeviceCache(registry)
+        self.devices = RegistryCache(registry)
         self.writer = writer
         self.publish = publish
         self.blocks: dict[str, SeriesBlock] = {}
@@ -151,11 +129,11 @@ class AnalyticsEngine:
     def ingest(self, device_id: str, payload: bytes, received_ms: int) -> None:
         """One telemetry message; bad ones are counted and dropped (ingest dead-letters them)."""
         self.counters["messages"] += 1
-        info = self.devices.get(device_id)
-        if info is None:
+        device = self.devices.get(device_id)
+        if device is None or device.state == "retired":
             self.counters["unknown_device"] += 1
             return
-        kind, district = info
+        kind = device.kind
         try:
             batch = contract.decode_telemetry(payload, kind, received_ms, loads=orjson.loads)
         except contract.ContractError as exc:
@@ -163,7 +141,7 @@ class AnalyticsEngine:
             return
         if not batch.samples:
             return
-        self.info[device_id] = info
+        self.info[device_id] = (kind, device.district)
         self.last_seen_ms[device_id] = received_ms
         by_metric: dict[str, tuple[list[int], list[float]]] = defaultdict(lambda: ([], []))
         for t_ms, values, _quality in batch.samples:

@@ -5,7 +5,6 @@ Every input gives lines, dead-letter entries, or a counted duplicate; nothing
 raises past `Decoder.decode`, whatever the bytes.
 """
 
-import time
 import zlib
 from dataclasses import dataclass, field
 
@@ -14,43 +13,11 @@ import orjson
 from edge import contract
 from ingest.metrics import Metrics
 from ingest.points import batch_lines, status_line
-from telemetry_shared.registry import Registry
+from telemetry_shared.registry import Device, Registry, RegistryCache
 
-REGISTRY_CHECK_S = 1.0
 RECENT_SEQS = 32  # per device: how many (seq, payload checksum) pairs we remember to spot redeliveries
 
 DeadLetter = tuple[str, str, str, str, bytes]  # (reason, device, topic, detail, payload)
-
-
-@dataclass
-class DeviceInfo:
-    kind: str
-    district: str
-    state: str
-
-
-class DeviceCache:
-    """Registry lookups, dropped whenever the registry's version moves."""
-
-    def __init__(self, registry: Registry):
-        self.registry = registry
-        self.version = -1
-        self.checked = 0.0
-        self.devices: dict[str, DeviceInfo] = {}
-
-    def get(self, device_id: str) -> DeviceInfo | None:
-        now = time.monotonic()
-        if now - self.checked > REGISTRY_CHECK_S:
-            self.checked = now
-            self.refresh()
-        return self.devices.get(device_id)
-
-    def refresh(self) -> None:
-        version = self.registry.version()
-        if version != self.version:
-            devices, _ = self.registry.list(limit=10_000_000)
-            self.devices = {d.id: DeviceInfo(d.kind, d.district, d.state) for d in devices}
-            self.version = version
 
 
 class SequenceTracker:
@@ -98,7 +65,7 @@ class Decoded:
 
 class Decoder:
     def __init__(self, registry: Registry, metrics: Metrics):
-        self.devices = DeviceCache(registry)
+        self.devices = RegistryCache(registry)
         self.metrics = metrics
         self.sequences = SequenceTracker(metrics)
 
@@ -154,7 +121,7 @@ class Decoder:
         self.metrics.inc("status_messages")
         out.lines.append(status_line(status, device_id, device.kind, device.district, now_ms))
 
-    def _device(self, topic: str, expected_leaf: str = "telemetry") -> tuple[str, DeviceInfo]:
+    def _device(self, topic: str, expected_leaf: str = "telemetry") -> tuple[str, Device]:
         device_id, leaf = contract.parse_topic(topic)
         if leaf != expected_leaf:
             raise contract.ContractError("bad_topic", f"not a {expected_leaf} topic")

@@ -190,3 +190,29 @@ class Registry:
     def delete(self, device_id: str) -> None:
         with self.lock:
             self.db.execute("DELETE FROM devices WHERE id = ?", (device_id,))
+
+
+class RegistryCache:
+    """Device lookups for the hot path of ingest and analytics: the whole registry
+    in memory, reloaded when its version moves (checked at most every check_s)."""
+
+    def __init__(self, registry: Registry, check_s: float = 1.0):
+        self.registry = registry
+        self.check_s = check_s
+        self.version = -1
+        self.checked = 0.0
+        self.devices: dict[str, Device] = {}
+
+    def get(self, device_id: str) -> Device | None:
+        now = time.monotonic()
+        if now - self.checked > self.check_s:
+            self.checked = now
+            self.refresh()
+        return self.devices.get(device_id)
+
+    def refresh(self) -> None:
+        version = self.registry.version()
+        if version != self.version:
+            devices, _ = self.registry.list(limit=10_000_000)
+            self.devices = {d.id: d for d in devices}
+            self.version = version
