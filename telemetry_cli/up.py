@@ -28,7 +28,7 @@ from edge import contract
 from telemetry_shared import broker
 from telemetry_shared.influx import InfluxError, InfluxQL
 from telemetry_shared.localstack import LocalStack
-from telemetry_shared.servers import Influxd, MissingBinary, Mosquitto, find_binary
+from telemetry_shared.servers import Influxd, MissingBinary, Mosquitto, find_binary, free_port
 from telemetry_shared.settings import get_settings
 
 console = Console(stderr=True)
@@ -43,8 +43,7 @@ def _port_or_free(preferred: int) -> int:
             s.bind(("127.0.0.1", preferred))
             return preferred
         except OSError:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+            port = free_port()
     console.print(f"[yellow]port {preferred} is busy; using {port}[/]")
     return port
 
