@@ -1,0 +1,93 @@
+"""`city score-eval`: how well `city score` finds the anomalies labelled in your own CSVs."""
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from analytics.csvscore import CsvError
+from analytics.labelled import LabelError, Metrics, Report, evaluate, load
+from telemetry_cli.common import EXIT_INVALID, EXIT_NOT_FOUND, JsonFlag, err, fail, out
+
+
+def score_eval(
+    sources: Annotated[list[Path], typer.Argument(help="CSV files of timestamp,value rows (and a label column).",
+                                                  dir_okay=False)],
+    label_column: Annotated[str, typer.Option(help="Column of 0/1 labels (1 inside an anomaly).")] = "label",
+    windows: Annotated[Path | None, typer.Option(help="Labels as a CSV of file,start,end rows (timestamps, both "
+                                                 "ends included) instead of a label column.", dir_okay=False)] = None,
+    threshold: Annotated[float, typer.Option(min=0.0, max=1.0, help="Score at which a row is an alarm.")] = 0.5,
+    tolerance: Annotated[int, typer.Option(min=0, max=100_000, help="Rows after a window in which an alarm "
+                                           "still counts as finding it.")] = 5,
+    as_json: JsonFlag = False,
+) -> None:
+    """Score each file as `city score` does and compare with the labelled anomaly windows."""
+    for path in [*sources, *([windows] if windows is not None else [])]:
+        if not path.is_file():
+            fail(f"{path}: no such file", EXIT_NOT_FOUND)
+    try:
+        files, unused = _load_with_progress(sources, label_column, windows, show=len(sources) > 1 and not as_json)
+    except (CsvError, LabelError) as exc:
+        fail(str(exc), EXIT_INVALID)
+    report = evaluate(files, threshold, tolerance)
+    report.unused_windows = unused
+    if as_json:
+        print(json.dumps(report.as_dict()))
+        return
+    _print(report)
+
+
+def _load_with_progress(sources: list[Path], label_column: str, windows: Path | None, show: bool):
+    if not show:
+        return load(sources, label_column, windows)
+    columns = (TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+               TextColumn("{task.description}"))
+    with Progress(*columns, console=err, transient=True) as progress:
+        task = progress.add_task("", total=len(sources))
+        return load(sources, label_column, windows,
+                    on_file=lambda path: progress.update(task, advance=1, description=path.name))
+
+
+def _cell(x: float | None, digits: int = 2) -> str:
+    return "-" if x is None else f"{x:.{digits}f}"
+
+
+def _row(name: str, m: Metrics) -> list[str]:
+    return [name, f"{m.rows:,}", str(m.windows), str(m.found), str(m.false_episodes), _cell(m.precision),
+            _cell(m.recall), _cell(m.f1), _cell(m.median_delay, 1)]
+
+
+def _print(report: Report) -> None:
+    table = Table(title=f"Labelled windows found at threshold {report.threshold:g} "
+                        f"(tolerance {report.tolerance} rows after a window)")
+    table.add_column("file", overflow="fold")
+    for column in ("rows", "windows", "found", "false", "P", "R", "F1", "delay rows"):
+        table.add_column(column, justify="right", no_wrap=True)
+    for name, metrics in report.files:
+        table.add_row(*_row(Path(name).name, metrics))
+    table.add_row(*_row("total", report.total), style="bold")
+    console = Console(width=max(out.width, 100))  # a table of numbers is not squeezed into 80 columns
+    console.print(table)
+    console.print("windows: labelled anomalies; found: a score >= the threshold inside the window or within the "
+                  "tolerance after it; false: alarm episodes (runs of alarmed rows) away from every window; "
+                  "P = found / (found + false); R = found / windows; delay: median rows from a window's start "
+                  "to its first alarm.")
+    best = next((m for t, m in report.sweep if t == report.best_threshold), None)
+    if best is None:
+        console.print("No labelled windows: nothing to find; the false alarms above are the whole answer.")
+    else:
+        console.print(f"Best threshold over all files: [bold]{report.best_threshold:g}[/bold] "
+                      f"(F1 {_cell(best.f1)}, P {_cell(best.precision)}, R {_cell(best.recall)}, "
+                      f"{best.false_episodes} false); at {report.threshold:g}: F1 {_cell(report.total.f1)}.")
+    if report.unused_windows:
+        console.print(f"{report.unused_windows} windows name files not given here: not counted.")
+
+
+def register(app: typer.Typer) -> None:
+    """Add `city score-eval` to the `city` app (one line in telemetry_cli/main.py)."""
+    app.command("score-eval", help="Check `city score` against anomalies labelled in your own CSVs: "
+                                   "recall, false alarms, F1, delay, best threshold.")(score_eval)
