@@ -124,7 +124,10 @@ def read_scored_table(path: Path) -> tuple[Table, np.ndarray]:
         raise CsvError(f"{path} is not UTF-8 text (byte {exc.start})") from exc
     except OSError as exc:
         raise CsvError(f"cannot read {path}: {exc.strerror}") from exc
-    table = read_table(text)
+    try:
+        table = read_table(text)
+    except CsvError as exc:
+        raise CsvError(f"{path}: {exc}") from None
     return table, score_table(table)
 
 
