@@ -249,7 +249,9 @@ def _window(rng: np.random.Generator, n: int, low: int, high: int) -> tuple[int,
 def _inject(kind: str, shape: Shape, rng: np.random.Generator, per_day: float) -> list[tuple[int, int]]:
     """Change `shape` in place; returns the labelled windows (rows, end inclusive)."""
     n = shape.base.size
-    sd = shape.noise_sd
+    # The unit of every magnitude: the noise, or the rounding step where that is coarser (a 0.5 degC
+    # sensor with 0.05 degC of noise moves in 0.5 steps; six noise sigmas would round to nothing).
+    sd = max(shape.noise_sd, shape.quantum)
     if kind == "spike":
         windows = []
         for _ in range(int(rng.integers(1, 3))):
