@@ -86,6 +86,11 @@ class Settings(BaseSettings):
                                             "history for the daily profile (16 bytes a bucket)")
     analytics_profile_days: int = Field(8, ge=0, le=35, description="days of coarse history per series; "
                                         "0: the daily profile uses the buffer only")
+    analytics_state_dir: str = Field("", max_length=4096, description="where the engine keeps what it learnt "
+                                     "across restarts (engine-<mqtt user>.npz); empty: <data_dir>/analytics; "
+                                     "off: keep nothing")
+    analytics_checkpoint_s: float = Field(300.0, ge=1, le=86_400, description="how often the engine saves it "
+                                          "(and once at stop)")
 
     @model_validator(mode="after")
     def _production_needs_real_secrets(self) -> "Settings":
@@ -106,6 +111,13 @@ class Settings(BaseSettings):
     @property
     def passwd_file(self) -> Path:
         return self.broker_passwd_file or self.data_dir / "mosquitto" / "passwd"
+
+    @property
+    def analytics_state_path(self) -> Path | None:
+        """The analytics engines' state folder, or None when analytics_state_dir is "off"."""
+        if self.analytics_state_dir.strip().lower() == "off":
+            return None
+        return Path(self.analytics_state_dir) if self.analytics_state_dir else self.data_dir / "analytics"
 
     @property
     def spool_dir(self) -> Path:
