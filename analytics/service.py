@@ -5,11 +5,17 @@ MQTT 5 session (clean_start=False, a session expiry), so telemetry queued
 while the engine restarts is delivered when it returns. Subscribes plainly,
 or through a shared group when `analytics_share_group` is set (several
 engines, sharded by the broker). Alerts are published QoS 1.
+
+What the engine learnt (buffers, the daily profile's history, the night-flow
+minima) is loaded from `<analytics_state_dir>/engine-<mqtt user>.npz` before
+it subscribes, saved every `analytics_checkpoint_s` from the worker thread
+and once at stop (analytics.state), so a deploy does not blind it.
 """
 
 import logging
 import threading
 import time
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -18,6 +24,7 @@ from paho.mqtt.properties import Properties
 
 from analytics.config import EngineParams
 from analytics.engine import AnalyticsEngine
+from analytics.state import load_state, save_state, state_file
 from edge import contract
 from telemetry_shared.influx import LineWriter
 from telemetry_shared.registry import Registry
@@ -50,6 +57,9 @@ class EngineService:
         self.client.on_message = self._on_message
         self.client.reconnect_delay_set(0.5, 10)
         self.engine = AnalyticsEngine(registry, writer, self._publish, self.params, settings.utc_offset_hours)
+        directory = settings.analytics_state_path
+        self.state_file: Path | None = state_file(directory, self.user) if directory is not None else None
+        self.state_loaded = False
         self.inbox: list[tuple[str, bytes, int]] = []
         self.lock = threading.Lock()
         self.stopping = threading.Event()
@@ -78,6 +88,8 @@ class EngineService:
         self.client.publish(topic, payload, qos=1)
 
     def start(self) -> None:
+        if self.state_file is not None:  # before subscribing: the first readings land on what was learnt
+            self.state_loaded = load_state(self.engine, self.state_file)
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = SESSION_EXPIRY_S
         # connect_async: a broker that is not up yet is retried by the network loop, not fatal.
@@ -94,6 +106,7 @@ class EngineService:
 
     def _run(self) -> None:
         next_silence = 0.0
+        next_checkpoint = time.monotonic() + self.settings.analytics_checkpoint_s
         while not self.stopping.is_set():
             self.stopping.wait(self.params.batch_ms / 1000)
             with self.lock:
@@ -109,3 +122,22 @@ class EngineService:
             except Exception:  # one bad pass must not stop the engine; it is logged with its traceback
                 self.engine.counters["errors"] += 1
                 log.exception("analytics pass failed")
+            if time.monotonic() >= next_checkpoint:
+                next_checkpoint = time.monotonic() + self.settings.analytics_checkpoint_s
+                self.checkpoint()
+        self.checkpoint()  # the last pass above took what was in the inbox: its readings are kept too
+
+    def checkpoint(self) -> None:
+        """Save the engine's state (from the worker thread, between passes); a failure is logged, never fatal."""
+        if self.state_file is None:
+            return
+        started = time.monotonic()
+        try:
+            size = save_state(self.engine, self.state_file)
+        except OSError as exc:  # a full or read-only disk: the engine goes on, the previous checkpoint stays
+            self.engine.counters["state_save_errors"] += 1
+            log.warning("analytics state not saved to %s: %s", self.state_file, exc)
+            return
+        self.engine.counters["state_saves"] += 1
+        log.info("analytics state saved to %s: %.1f MB in %.2f s", self.state_file, size / 1e6,
+                 time.monotonic() - started)

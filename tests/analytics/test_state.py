@@ -1,0 +1,410 @@
+"""The engine's learnt state survives a restart: saved, loaded into a new engine, scored the same.
+
+A building's power (cooling on at 06:33:20 every working day, 4-hour
+buffers, so the daily profile lives in the coarse history) and a water
+meter (minimum night flow) are fed two days; a new engine loaded from the
+file scores the third day exactly as the original, while an engine without
+the file raises the false alarm at cooling-on and misses the new leak.
+Bad files (corrupt, truncated, hostile) are moved aside, never loaded half.
+"""
+
+import io
+import json
+import logging
+import os
+import pickle
+import random
+import threading
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import paho.mqtt.client as mqtt
+import pytest
+import yaml
+from paho.mqtt.enums import CallbackAPIVersion
+
+from analytics.config import EngineParams
+from analytics.engine import CLOCK, AnalyticsEngine
+from analytics.service import EngineService
+from analytics.state import load_state, save_state, state_file
+from edge import contract
+from telemetry_shared import broker
+from telemetry_shared.localstack import LocalStack
+from telemetry_shared.registry import DeviceNew
+from telemetry_shared.settings import Settings
+from tests.conftest import make_settings
+
+MINUTE_MS = 60_000
+HOUR_MS = 3_600_000
+DAY_MS = 86_400_000
+MONDAY = 1_767_546_000_000  # 2026-01-05 00:00 local (UTC+7), a Monday
+COOLING_ON_MS = 6 * HOUR_MS + 33 * MINUTE_MS + 20_000
+POWER, WATER = "pwr-0042", "wtr-0007"
+PARAMS = EngineParams(buffer_samples=240)  # 4 hours at 1 minute: no earlier day in the buffer
+
+
+def power_kw(t_ms: int, rng: random.Random, fault_from_ms: int | None) -> float:
+    local = (t_ms - MONDAY) % DAY_MS
+    base = 120.0 if COOLING_ON_MS <= local < 18 * HOUR_MS else 40.0
+    if fault_from_ms is not None and t_ms >= fault_from_ms:
+        base += 60.0  # a chiller stuck at full load
+    return round(base + rng.gauss(0, 1.5), 2)
+
+
+def flow_lps(t_ms: int, rng: random.Random, leak_from_ms: int | None) -> float:
+    hour = ((t_ms - MONDAY) % DAY_MS) / HOUR_MS
+    demand = 4 + 20 * max(0.0, 1 - abs(hour - 8) / 4) + 15 * max(0.0, 1 - abs(hour - 19) / 3)
+    leak = 2.0 if leak_from_ms is not None and t_ms >= leak_from_ms else 0.0
+    return round(demand + leak + rng.gauss(0, 0.1), 2)
+
+
+def day_messages(day: int, fault_from_ms: int | None = None, leak_from_ms: int | None = None) -> list:
+    """One day of per-minute readings, ten to a message: [(received_ms, device, payload)], in time order."""
+    rng = random.Random(day)
+    out = []
+    start = MONDAY + day * DAY_MS
+    for first in range(0, DAY_MS // MINUTE_MS, 10):
+        times = [start + (first + k) * MINUTE_MS for k in range(10)]
+        seq = day * 1000 + first
+        power = [(t, {"power_kw": power_kw(t, rng, fault_from_ms)}) for t in times]
+        water = [(t, {"flow_lps": flow_lps(t, rng, leak_from_ms)}) for t in times]
+        out.append((times[-1] + 300, POWER, contract.encode_telemetry(seq, power, "1.0")))
+        out.append((times[-1] + 300, WATER, contract.encode_telemetry(seq, water, "1.0")))
+    return out
+
+
+def run(engine: AnalyticsEngine, messages: list) -> list[list[dict]]:
+    """Feed messages as they would arrive; every output of process(), the night and the silence checks."""
+    outputs = []
+    for received_ms, device, raw in messages:
+        engine.ingest(device, raw, received_ms)
+        outputs.append(engine.process(now_ms=received_ms))
+        if device == WATER:
+            outputs.append(engine.check_night_flow(now_ms=received_ms))
+            outputs.append(engine.check_silence(now_ms=received_ms))
+    return outputs
+
+
+@pytest.fixture
+def new_engine(registry):
+    registry.add(DeviceNew(id=POWER, kind="power", district="tanjungpinang-timur"))
+    registry.add(DeviceNew(id=WATER, kind="water", district="bukit-bestari"))
+
+    def make(params: EngineParams = PARAMS) -> AnalyticsEngine:
+        return AnalyticsEngine(registry, None, None, params)
+
+    return make
+
+
+@pytest.fixture(scope="module")
+def two_days() -> list:
+    return day_messages(0) + day_messages(1)
+
+
+def trained(new_engine, two_days) -> AnalyticsEngine:
+    engine = new_engine()
+    run(engine, two_days)  # the first days alarm at cooling-on and -off: no profile yet, the reason for this module
+    assert engine.incidents == {}, "an incident still open: the loaded engine would not know it"
+    return engine
+
+
+def test_a_loaded_engine_scores_the_third_day_as_the_original(new_engine, two_days, tmp_path):
+    original = trained(new_engine, two_days)
+    path = tmp_path / "engine-svc-analytics-0.npz"
+    saved_at = two_days[-1][0]
+    assert save_state(original, path, now_ms=saved_at) == path.stat().st_size > 0
+    loaded, fresh = new_engine(), new_engine()
+    assert load_state(loaded, path, now_ms=saved_at) is True
+    # Wednesday: a new leak from 01:00 (the night window is 02:00-04:00), a chiller stuck from 08:00.
+    fault_ms, leak_ms = MONDAY + 2 * DAY_MS + 8 * HOUR_MS, MONDAY + 2 * DAY_MS + 1 * HOUR_MS
+    third_day = day_messages(2, fault_from_ms=fault_ms, leak_from_ms=leak_ms)
+    expected = run(original, third_day)
+    assert run(loaded, third_day) == expected  # every process(), night and silence output, message for message
+    alerts = [m for batch in expected for m in batch if m["state"] == "active"]
+    assert {(m["device"], m["rule"]) for m in alerts} >= {(WATER, "night_flow_rise")}
+    power = [m for m in alerts if m["device"] == POWER]
+    assert power and fault_ms <= power[0]["started_ms"] <= fault_ms + 10 * MINUTE_MS, "the chiller was missed"
+    # Without the state the engine is blind: the cooling step is a false alarm and the leak goes unseen.
+    blind = [m for batch in run(fresh, third_day) for m in batch if m["state"] == "active"]
+    assert any(m["device"] == POWER and m["started_ms"] < fault_ms for m in blind)
+    assert not any(m["rule"] == "night_flow_rise" for m in blind)
+
+
+def test_the_learnt_arrays_come_back_exactly(new_engine, two_days, tmp_path):
+    original = trained(new_engine, two_days)
+    path = tmp_path / "state.npz"
+    save_state(original, path)
+    loaded = new_engine()
+    assert load_state(loaded, path)
+    for metric, block in original.blocks.items():
+        copy = loaded.blocks[metric]
+        assert copy.keys == block.keys and copy.row_of == block.row_of
+        np.testing.assert_array_equal(copy.times[:2], block.times[:2])
+        if metric == CLOCK:  # arrival delays are relearnt: a restart's backlog arrives late by the downtime
+            assert np.isnan(copy.values).all()
+        else:
+            np.testing.assert_array_equal(copy.values[:2], block.values[:2])
+    for metric, history in original.history.items():
+        copy, rows = loaded.history[metric], len(original.blocks[metric].keys)
+        np.testing.assert_array_equal(copy.closed.values[:rows], history.closed.values[:rows])
+        np.testing.assert_array_equal(copy.closed.times[:rows], history.closed.times[:rows])
+        np.testing.assert_array_equal(copy.open_bucket[:rows], history.open_bucket[:rows])
+        np.testing.assert_array_equal(copy.sums[:rows], history.sums[:rows])
+        assert (copy.open_bucket[:rows] > 0).all()  # the open minute came back too
+    np.testing.assert_array_equal(loaded.night_history, original.night_history)
+    assert loaded.last_night == original.last_night and loaded.info == original.info
+    assert loaded.incidents == {} and loaded.counters["state_rejected"] == 0
+
+
+def test_other_buffer_sizes_keep_the_newest_samples(new_engine, two_days, tmp_path):
+    original = trained(new_engine, two_days)
+    path = tmp_path / "state.npz"
+    save_state(original, path)
+    block, history = original.blocks["power_kw"], original.history["power_kw"]
+    smaller = new_engine(EngineParams(buffer_samples=100, profile_days=1))
+    assert load_state(smaller, path)
+    np.testing.assert_array_equal(smaller.blocks["power_kw"].values[0], block.values[0, -100:])
+    np.testing.assert_array_equal(smaller.history["power_kw"].closed.values[0], history.closed.values[0, -1440:])
+    assert smaller.history["power_kw"].closed.capacity == 1440
+    larger = new_engine(EngineParams(buffer_samples=400))
+    assert load_state(larger, path)
+    row = larger.blocks["power_kw"].values[0]
+    assert np.isnan(row[:160]).all() and (larger.blocks["power_kw"].times[0, :160] == 0).all()
+    np.testing.assert_array_equal(row[160:], block.values[0])
+    # Other buckets: the history is relearnt (a warning says so), the buffers still load.
+    coarser = new_engine(EngineParams(buffer_samples=240, profile_bucket_ms=300_000))
+    assert load_state(coarser, path) and coarser.history == {} and "power_kw" in coarser.blocks
+    # Each goes on scoring new readings.
+    for engine in (smaller, larger, coarser):
+        more = day_messages(2)[:12]
+        assert not any(run(engine, more))
+        assert engine.blocks["power_kw"].times[0, -1] == more[-1][0] - 300
+
+
+def test_the_engines_downtime_is_not_a_devices_silence(new_engine, tmp_path):
+    """Restarted an hour later, with the broker's backlog arriving late: no silence, no clock alarm for anyone."""
+    engine = new_engine()
+    messages = [(t, d, raw) for t, d, raw in day_messages(0) if t < MONDAY + 3 * HOUR_MS]
+    run(engine, messages)
+    last = messages[-1][0]
+    path = tmp_path / "state.npz"
+    save_state(engine, path, now_ms=last + 1000)
+    back = last + HOUR_MS
+    loaded = new_engine()
+    assert load_state(loaded, path, now_ms=back)
+    assert loaded.check_silence(now_ms=back + 1000) == []
+    # The backlog the broker kept arrives now, an hour late; then the live readings.
+    backlog = [(back + 2000 + k, d, raw) for k, (_, d, raw) in enumerate(day_messages(0)[36:48])]
+    assert not any(run(loaded, backlog))
+    # The water meter stops; power goes on. Its pace (10 minutes a message) was kept: silent after 3 of them.
+    live = [(t + HOUR_MS, d, raw) for t, d, raw in day_messages(0)[48:60] if d == POWER]
+    run(loaded, live)
+    quiet_from = backlog[-1][0]
+    assert loaded.check_silence(now_ms=quiet_from + 25 * MINUTE_MS) == []
+    silent = loaded.check_silence(now_ms=quiet_from + 61 * MINUTE_MS)
+    assert [(m["device"], m["rule"], m["state"]) for m in silent] == [(WATER, "silent", "active")]
+
+
+def test_a_missing_file_is_a_fresh_start(new_engine, tmp_path):
+    engine = new_engine()
+    folder = tmp_path / "state"
+    folder.mkdir()
+    (folder / ".none.npz.tmp-999").write_bytes(b"half a save, the process killed")
+    assert load_state(engine, folder / "none.npz") is False
+    assert engine.blocks == {} and not list(folder.iterdir())  # the leftover of a cut save is cleared
+
+
+# ---------------------------------------------------------------- bad files
+
+
+@pytest.fixture
+def good_file(new_engine, tmp_path) -> Path:
+    engine = new_engine()
+    run(engine, day_messages(0)[:40])
+    path = tmp_path / "engine-svc-analytics-0.npz"
+    save_state(engine, path)
+    return path
+
+
+def members(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as archive:
+        return {name: archive[name] for name in archive.files}
+
+
+def with_meta(path: Path, change) -> None:
+    arrays = members(path)
+    meta = json.loads(arrays["meta"].tobytes())
+    change(meta)
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    np.savez(path, **arrays)
+
+
+def with_arrays(path: Path, change) -> None:
+    arrays = members(path)
+    change(arrays)
+    np.savez(path, **arrays)
+
+
+class Boom:
+    """A pickle that would run a command when unpickled."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def header_lies(path: Path) -> None:
+    """A member whose .npy header claims 10^12 rows (memory exhaustion) over a few bytes of data."""
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False, "shape": (10**12, 64)})
+    with zipfile.ZipFile(path) as archive:
+        contents = {name: archive.read(name) for name in archive.namelist()}
+    contents["b0_values.npy"] = header.getvalue() + b"\0" * 64
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in contents.items():
+            archive.writestr(name, data)
+
+
+def flip(data: bytes, at: int) -> bytes:
+    return data[:at] + bytes([data[at] ^ 0x40]) + data[at + 1:]
+
+
+BAD_FILES = {
+    "garbage": lambda p: p.write_bytes(os.urandom(4096)),
+    "empty": lambda p: p.write_bytes(b""),
+    "truncated": lambda p: p.write_bytes(p.read_bytes()[: p.stat().st_size // 2]),
+    "a flipped byte in the data": lambda p: p.write_bytes(flip(p.read_bytes(), p.stat().st_size // 2)),
+    "a pickle": lambda p: p.write_bytes(pickle.dumps(Boom(p.parent / "pwned"))),
+    "an object array (pickled inside)": lambda p: with_arrays(
+        p, lambda a: a.__setitem__("b0_values", np.array([Boom(p.parent / "pwned")], dtype=object))),
+    "a compressed member (zip bomb)": lambda p: np.savez_compressed(p, **members(p)),
+    "a header promising 10^12 rows": header_lies,
+    "another version": lambda p: with_meta(p, lambda m: m.__setitem__("version", 99)),
+    "another format": lambda p: with_meta(p, lambda m: m.__setitem__("format", "something-else")),
+    "a key that is no device id": lambda p: with_meta(
+        p, lambda m: m["blocks"][0]["keys"].__setitem__(0, ["../../etc/passwd"])),
+    "more rows than keys": lambda p: with_meta(p, lambda m: m["blocks"][0]["keys"].pop()),
+    "times out of order": lambda p: with_arrays(
+        p, lambda a: a.__setitem__("b0_times", a["b0_times"][:, ::-1].copy())),
+    "last seen as text": lambda p: with_meta(p, lambda m: m["last_seen_ms"].__setitem__(POWER, "soon")),
+    "meta not JSON": lambda p: with_arrays(p, lambda a: a.__setitem__("meta", np.frombuffer(b"{]", np.uint8))),
+    "meta missing": lambda p: with_arrays(p, lambda a: a.pop("meta")),
+}
+
+
+@pytest.mark.parametrize("damage", list(BAD_FILES))
+def test_a_bad_file_is_moved_aside_and_the_engine_starts_fresh(damage, good_file, new_engine, caplog):
+    BAD_FILES[damage](good_file)
+    engine = new_engine()
+    with caplog.at_level(logging.WARNING, logger="analytics"):
+        assert load_state(engine, good_file) is False
+    assert "starting fresh" in caplog.text and "moved to engine-svc-analytics-0.npz.bad-" in caplog.text
+    assert not good_file.exists()
+    aside = list(good_file.parent.glob("engine-svc-analytics-0.npz.bad-*"))
+    assert len(aside) == 1 and aside[0].stat().st_size >= 0  # kept for a post-mortem, not deleted
+    assert not (good_file.parent / "pwned").exists(), "the file ran code"
+    # Nothing half-loaded; the engine works, and the next checkpoint is a good file again.
+    assert engine.blocks == {} and engine.history == {} and engine.last_seen_ms == {} and engine.last_night == -1
+    assert engine.counters["state_rejected"] == 1
+    assert not any(run(engine, day_messages(0)[:6])) and engine.blocks["power_kw"].count(0) == 30
+    save_state(engine, good_file)
+    assert load_state(new_engine(), good_file)
+
+
+def test_loading_into_a_used_engine_is_refused(good_file, new_engine):
+    engine = new_engine()
+    run(engine, day_messages(0)[:2])
+    with pytest.raises(ValueError, match="fresh engine"):
+        load_state(engine, good_file)
+
+
+# ---------------------------------------------------------------- settings and the service
+
+
+def test_the_state_folder_follows_the_data_dir_or_is_off(tmp_path, registry, monkeypatch):
+    assert make_settings(tmp_path).analytics_state_path == tmp_path / "var" / "analytics"
+    assert make_settings(tmp_path, analytics_state_dir="/srv/state").analytics_state_path == Path("/srv/state")
+    assert make_settings(tmp_path, analytics_state_dir="off").analytics_state_path is None
+    assert EngineService(make_settings(tmp_path, analytics_state_dir="off"), registry, None).state_file is None
+    service = EngineService(make_settings(tmp_path, analytics_mqtt_user="svc-analytics-3"), registry, None)
+    assert service.state_file == tmp_path / "var" / "analytics" / "engine-svc-analytics-3.npz"
+    assert state_file(tmp_path, "../../x y") == tmp_path / "engine-.._.._x_y.npz"
+    # `city up` starts analytics with its own var/ folder as CITY_DATA_DIR: the state lands there.
+    stack = LocalStack(str(tmp_path / "city-var"), 1883, 8086, 8000, 1, "secret")
+    for name, value in stack.service_env("analytics").items():
+        monkeypatch.setenv(name, value)
+    assert Settings().analytics_state_path == tmp_path / "city-var" / "analytics"
+    for bad in ("0", "-5", "soon"):
+        monkeypatch.setenv("CITY_ANALYTICS_CHECKPOINT_S", bad)
+        with pytest.raises(ValueError):
+            Settings()
+
+
+def test_a_failed_checkpoint_is_counted_not_fatal(tmp_path, registry):
+    (tmp_path / "not-a-folder").write_text("")
+    service = EngineService(make_settings(tmp_path, analytics_state_dir=str(tmp_path / "not-a-folder")), registry,
+                            None)
+    service.checkpoint()
+    assert service.engine.counters["state_save_errors"] == 1 and service.engine.counters["state_saves"] == 0
+
+
+def test_the_service_keeps_its_state_across_a_restart(make_mosquitto, registry, tmp_path):
+    """Real Mosquitto: readings in, a checkpoint on the way, stop, start again: the learnt history is back."""
+    secret = broker.new_secret()
+    mosquitto = make_mosquitto(users={POWER: broker.hash_password(secret)})
+    registry.add(DeviceNew(id=POWER, kind="power", district="tanjungpinang-timur"))
+    settings = make_settings(tmp_path, mosquitto, mqtt_user="svc-analytics-0", analytics_checkpoint_s=1)
+    params = EngineParams(buffer_samples=64, batch_ms=100, silence_check_s=3600)
+    device = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=POWER, protocol=mqtt.MQTTv311)
+    device.username_pw_set(POWER, secret)
+    device.connect("127.0.0.1", mosquitto.port)
+    device.loop_start()
+    first = EngineService(settings, registry, None, params)
+    first.start()
+    try:
+        assert first.connected.wait(10) and first.state_loaded is False
+        start = int(time.time() * 1000) - 2 * HOUR_MS
+        rng = random.Random(3)
+        for seq, minute in enumerate(range(0, 120, 10)):  # two hours of per-minute readings, ten a message
+            samples = [(start + (minute + k) * MINUTE_MS, {"power_kw": round(40 + rng.gauss(0, 1), 2)})
+                       for k in range(10)]
+            device.publish(contract.telemetry_topic(POWER), contract.encode_telemetry(seq, samples, "1.0"),
+                           qos=1).wait_for_publish(5)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and first.engine.counters["state_saves"] < 2:
+            time.sleep(0.1)  # a periodic checkpoint after all readings arrived
+        assert first.engine.counters["messages"] == 12 and first.engine.counters["state_saves"] >= 2
+    finally:
+        first.stop()
+    assert first.state_file.exists()
+    history = first.engine.history["power_kw"]
+    assert np.isfinite(history.closed.values[0]).sum() == 119  # 120 minutes, the last one still open
+    second = EngineService(settings, registry, None, params)
+    done = threading.Event()
+    second.start()
+    try:
+        assert second.state_loaded is True and second.connected.wait(10)
+        restored = second.engine.history["power_kw"]
+        np.testing.assert_array_equal(restored.closed.values[0], history.closed.values[0])
+        np.testing.assert_array_equal(second.engine.blocks["power_kw"].values[0],
+                                      first.engine.blocks["power_kw"].values[0])
+        assert second.engine.info[POWER] == ("power", "tanjungpinang-timur")
+        done.set()
+    finally:
+        second.stop()
+        device.loop_stop()
+    assert done.is_set() and second.engine.counters["errors"] == 0 and first.engine.counters["errors"] == 0
+
+
+def test_compose_keeps_the_state_in_its_own_volume_owned_by_the_app():
+    compose = yaml.safe_load((Path(__file__).resolve().parents[2] / "docker-compose.yml").read_text())
+    analytics = compose["services"]["analytics"]
+    folder = analytics["environment"]["CITY_ANALYTICS_STATE_DIR"]
+    assert f"analytics-state:{folder}" in analytics["volumes"] and "analytics-state" in compose["volumes"]
+    assert "city-data:/var/lib/city" in analytics["volumes"]  # the registry is still read from there
+    init = compose["services"]["broker-init"]
+    assert f"analytics-state:{folder}" in init["volumes"] and folder in init["command"]  # given to the app user
