@@ -291,7 +291,7 @@ def _pair(archive, names: set[str], prefix: str, rows: int | None) -> tuple[np.n
             and values.shape == times.shape and values.shape[1] >= 1, f"{prefix}: array shapes or types")
     _expect(rows is None or values.shape[0] == rows, f"{prefix}: {values.shape[0]} rows for {rows} keys")
     _expect(not np.isinf(values).any(), f"{prefix}: infinite values")
-    _expect((times >= 0).all() and (np.diff(times, axis=1) >= 0).all(), f"{prefix}: times out of order")
+    _expect((times[:, :1] >= 0).all() and (times[:, 1:] >= times[:, :-1]).all(), f"{prefix}: times out of order")
     return values, times
 
 
@@ -300,10 +300,13 @@ def _block(capacity: int, initial_rows: int, keys: list[tuple], values: np.ndarr
     block = SeriesBlock(capacity, initial_rows)
     rows, keep = len(keys), min(capacity, values.shape[1])
     allocated = max(initial_rows, rows)  # the next new series grows the block by doubling, as usual
-    block.values = np.full((allocated, capacity), np.nan)
-    block.times = np.zeros((allocated, capacity), dtype=np.int64)
-    block.values[:rows, capacity - keep:] = values[:, values.shape[1] - keep:]
-    block.times[:rows, capacity - keep:] = times[:, times.shape[1] - keep:]
+    if values.shape == (allocated, capacity):  # the arrays as loaded are the block's: no second copy in memory
+        block.values, block.times = values, times
+    else:
+        block.values = np.full((allocated, capacity), np.nan)
+        block.times = np.zeros((allocated, capacity), dtype=np.int64)
+        block.values[:rows, capacity - keep:] = values[:, values.shape[1] - keep:]
+        block.times[:rows, capacity - keep:] = times[:, times.shape[1] - keep:]
     block.keys = list(keys)
     block.row_of = {key: row for row, key in enumerate(block.keys)}
     return block

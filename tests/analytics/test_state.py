@@ -408,3 +408,23 @@ def test_compose_keeps_the_state_in_its_own_volume_owned_by_the_app():
     assert "city-data:/var/lib/city" in analytics["volumes"]  # the registry is still read from there
     init = compose["services"]["broker-init"]
     assert f"analytics-state:{folder}" in init["volumes"] and folder in init["command"]  # given to the app user
+
+
+def test_a_block_of_many_series_loads_as_is_and_still_grows(new_engine, tmp_path):
+    """From 64 series on, the loaded arrays become the block's (no second copy); a new series still gets a row."""
+    engine = new_engine()
+    block = engine.block("power_kw")
+    for i in range(70):
+        row = block.row((f"pwr-{i:04d}",))
+        block.append(row, MONDAY + MINUTE_MS * np.arange(10), np.arange(10) + float(i))
+    path = tmp_path / "state.npz"
+    save_state(engine, path)
+    loaded = new_engine()
+    assert load_state(loaded, path)
+    copy = loaded.blocks["power_kw"]
+    assert copy.values.shape == (70, 240)
+    np.testing.assert_array_equal(copy.values, block.values[:70])
+    row = copy.row(("pwr-0070",))
+    assert row == 70 and copy.values.shape == (140, 240)  # grown by doubling, as a new block would
+    assert copy.append(row, np.array([MONDAY]), np.array([1.0])) == 1
+    np.testing.assert_array_equal(copy.values[:70], block.values[:70])

@@ -1,0 +1,145 @@
+"""Saving and loading the analytics engine's learnt state: seconds, file size, beside a raw write and read.
+
+    python3 bench/bench_state.py                        # 2,000 devices x 8 days of per-minute history
+    python3 bench/bench_state.py --devices 500 --metrics 3 --runs 5
+
+An engine is filled as after 8 days of running (EngineParams defaults: a
+1,440-sample buffer per series, 8 days of one-minute bucket means), with
+`--metrics` metrics per device plus the per-device clock series, then
+saved with analytics.state.save_state and loaded into a new engine with
+load_state, `--runs` times each; medians are printed. The baseline in the
+same run is the floor: the same arrays' bytes written to one file with
+plain writes and fsync, and read back with numpy.fromfile. Both reads come
+from the page cache (the file was just written), as a restart soon after a
+save would. The peak memory of one load (tracemalloc) is measured in a
+separate pass, as tracing slows the timed ones.
+"""
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+import tracemalloc
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from analytics.buffers import CoarseHistory, SeriesBlock  # noqa: E402
+from analytics.config import EngineParams  # noqa: E402
+from analytics.engine import CLOCK, AnalyticsEngine  # noqa: E402
+from analytics.state import load_state, save_state  # noqa: E402
+from telemetry_shared.registry import Registry  # noqa: E402
+
+METRICS = ("power_kw", "voltage_v", "current_a", "frequency_hz", "power_factor", "energy_kwh")
+START_MS = 1_767_546_000_000
+
+
+def filled_engine(registry: Registry, devices: int, metrics: int, seed: int = 0) -> AnalyticsEngine:
+    """An engine whose buffers and histories are full, as after 8 days of one reading a minute."""
+    params = EngineParams()
+    engine = AnalyticsEngine(registry, None, None, params)
+    rng = np.random.default_rng(seed)
+    keys = [(f"pwr-{i:04d}",) for i in range(devices)]
+    buckets = params.profile_days * 86_400_000 // params.profile_bucket_ms
+    end_ms = START_MS + buckets * params.profile_bucket_ms
+    for metric in (*METRICS[:metrics], CLOCK):
+        engine.blocks[metric] = block = SeriesBlock(params.buffer_samples)
+        for key in keys:
+            block.row(key)
+        block.times[:devices] = end_ms - 60_000 * np.arange(params.buffer_samples)[::-1] + rng.integers(0, 999)
+        block.values[:devices] = rng.normal(100, 5, (devices, params.buffer_samples))
+        if metric == CLOCK:
+            continue
+        engine.history[metric] = history = CoarseHistory(params.profile_bucket_ms, buckets)
+        for row in range(devices):
+            history.closed.row((row,))
+        history.closed.times[:devices] = START_MS + 60_000 * np.arange(buckets) + 30_000
+        history.closed.values[:devices] = rng.normal(100, 5, (devices, buckets))
+        history.open_bucket = np.full(devices, end_ms // params.profile_bucket_ms, dtype=np.int64)
+        history.sums = np.tile([100.0, 20_000.0, 1.0], (devices, 1))
+    engine.last_seen_ms = {key[0]: end_ms for key in keys}
+    engine.info = {key[0]: ("power", "tanjungpinang-kota") for key in keys}
+    return engine
+
+
+def state_arrays(engine: AnalyticsEngine) -> list[np.ndarray]:
+    out = []
+    for metric, block in engine.blocks.items():
+        n = len(block.keys)
+        out += [block.values[:n], block.times[:n]]
+        if metric in engine.history:
+            history = engine.history[metric]
+            out += [history.closed.values[:n], history.closed.times[:n], history.open_bucket[:n], history.sums[:n]]
+    return out
+
+
+def raw_write(arrays: list[np.ndarray], path: Path) -> None:
+    with open(path, "wb") as out:
+        for array in arrays:
+            out.write(np.ascontiguousarray(array).data)
+        out.flush()
+        os.fsync(out.fileno())
+
+
+def median_time(fn: Callable[[], object], runs: int) -> float:
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--devices", type=int, default=2000)
+    parser.add_argument("--metrics", type=int, default=1, choices=range(1, len(METRICS) + 1),
+                        help="metrics per device (each with its coarse history), besides the clock series")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--dir", type=Path, default=None, help="where to write (default: a temporary folder)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
+        folder = Path(tmp)
+        registry = Registry(folder / "registry.sqlite3")
+        engine = filled_engine(registry, args.devices, args.metrics)
+        series = sum(len(b.keys) for b in engine.blocks.values())
+        state, raw = folder / "engine-svc-analytics-0.npz", folder / "raw.bin"
+        arrays = state_arrays(engine)
+        raw_bytes = sum(a.nbytes for a in arrays)
+
+        save_s = median_time(lambda: save_state(engine, state), args.runs)
+        raw_save_s = median_time(lambda: raw_write(arrays, raw), args.runs)
+
+        def load() -> AnalyticsEngine:
+            fresh = AnalyticsEngine(registry, None, None, EngineParams())
+            assert load_state(fresh, state), "the state did not load"
+            return fresh
+
+        load_s = median_time(load, args.runs)
+        raw_load_s = median_time(lambda: np.fromfile(raw, dtype=np.uint8), args.runs)
+        tracemalloc.start()
+        load()
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        size = state.stat().st_size
+        registry.close()
+
+    print(f"analytics state: {args.devices:,} devices x {args.metrics} metric(s) + the clock series = {series:,} "
+          f"series; 8 days of 1-minute buckets and a 1,440-sample buffer each; median of {args.runs} runs")
+    print(f"file: {size / 1e6:,.1f} MB ({size / args.devices / 1e3:,.1f} KB a device; the arrays alone "
+          f"{raw_bytes / 1e6:,.1f} MB)")
+    print(f"{'':28}{'seconds':>9}{'MB/s':>9}{'vs raw':>8}")
+    print(f"{'save_state (atomic, fsync)':28}{save_s:9.2f}{size / 1e6 / save_s:9.0f}{save_s / raw_save_s:7.1f}x")
+    print(f"{'raw write + fsync':28}{raw_save_s:9.2f}{raw_bytes / 1e6 / raw_save_s:9.0f}{1:7.1f}x")
+    print(f"{'load_state (checked)':28}{load_s:9.2f}{size / 1e6 / load_s:9.0f}{load_s / raw_load_s:7.1f}x")
+    print(f"{'raw read (numpy.fromfile)':28}{raw_load_s:9.2f}{raw_bytes / 1e6 / raw_load_s:9.0f}{1:7.1f}x")
+    print(f"peak memory of one load (tracemalloc): {peak / 1e6:,.0f} MB ({peak / size:.1f}x the file)")
+
+
+if __name__ == "__main__":
+    main()
