@@ -179,8 +179,15 @@ def _apply(engine: AnalyticsEngine, staged: dict, now_ms: int) -> None:
     engine.history = staged["history"]
     engine.night_history = staged["night_history"]
     engine.last_night = staged["last_night"]
-    engine.last_seen_ms = {device: t + downtime_ms for device, t in staged["last_seen_ms"].items()}
-    engine.info = staged["info"]
+    # A device retired or deleted meanwhile is not waited for (it would be reported silent after every restart).
+    engine.last_seen_ms = {device: t + downtime_ms for device, t in staged["last_seen_ms"].items()
+                           if _in_service(engine, device)}
+    engine.info = {device: info for device, info in staged["info"].items() if device in engine.last_seen_ms}
+
+
+def _in_service(engine: AnalyticsEngine, device_id: str) -> bool:
+    device = engine.devices.get(device_id)
+    return device is not None and device.state != "retired"
 
 
 def _read(path: Path, engine: AnalyticsEngine) -> dict:

@@ -207,6 +207,20 @@ def test_the_engines_downtime_is_not_a_devices_silence(new_engine, tmp_path):
     assert [(m["device"], m["rule"], m["state"]) for m in silent] == [(WATER, "silent", "active")]
 
 
+def test_a_device_retired_while_the_engine_was_down_is_not_waited_for(new_engine, registry, tmp_path):
+    engine = new_engine()
+    messages = [(t, d, raw) for t, d, raw in day_messages(0) if t < MONDAY + HOUR_MS]
+    run(engine, messages)
+    path = tmp_path / "state.npz"
+    save_state(engine, path, now_ms=messages[-1][0])
+    registry.update(WATER, state="retired")
+    loaded = new_engine()
+    assert load_state(loaded, path, now_ms=messages[-1][0])
+    assert set(loaded.last_seen_ms) == set(loaded.info) == {POWER}
+    silent = loaded.check_silence(now_ms=messages[-1][0] + DAY_MS)  # a day later: only the power meter is missed
+    assert [(m["device"], m["rule"]) for m in silent] == [(POWER, "silent")]
+
+
 def test_a_missing_file_is_a_fresh_start(new_engine, tmp_path):
     engine = new_engine()
     folder = tmp_path / "state"
