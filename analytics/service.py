@@ -55,6 +55,7 @@ class EngineService:
         self.client.username_pw_set(self.user, settings.mqtt_password)
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
+        self.client.on_subscribe = self._on_subscribe
         self.client.reconnect_delay_set(0.5, 10)
         self.engine = AnalyticsEngine(registry, writer, self._publish, self.params, settings.utc_offset_hours)
         directory = settings.analytics_state_path
@@ -73,6 +74,12 @@ class EngineService:
         group = self.settings.analytics_share_group
         topic = f"$share/{group}/{contract.TELEMETRY_SUB}" if group else contract.TELEMETRY_SUB
         client.subscribe(topic, qos=1)
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        # Set once the broker confirmed the subscription: readings published after it reach the engine.
+        if any(code.is_failure for code in reason_codes):
+            log.error("broker refused the analytics subscription (%s): %s", self.user, reason_codes)
+            return
         self.connected.set()
 
     def _on_message(self, client, userdata, message: mqtt.MQTTMessage) -> None:

@@ -389,9 +389,12 @@ def test_the_service_keeps_its_state_across_a_restart(make_mosquitto, registry, 
             device.publish(contract.telemetry_topic(POWER), contract.encode_telemetry(seq, samples, "1.0"),
                            qos=1).wait_for_publish(5)
         deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and first.engine.counters["state_saves"] < 2:
-            time.sleep(0.1)  # a periodic checkpoint after all readings arrived
-        assert first.engine.counters["messages"] == 12 and first.engine.counters["state_saves"] >= 2
+        while time.monotonic() < deadline and first.engine.counters["messages"] < 12:
+            time.sleep(0.05)
+        saves = first.engine.counters["state_saves"]
+        while time.monotonic() < deadline and first.engine.counters["state_saves"] == saves:
+            time.sleep(0.05)  # a periodic checkpoint (every second here) after all readings arrived
+        assert first.engine.counters["messages"] == 12 and first.engine.counters["state_saves"] > saves
     finally:
         first.stop()
     assert first.state_file.exists()
