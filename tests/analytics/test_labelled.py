@@ -304,3 +304,26 @@ def test_many_files_show_progress_and_all_are_counted(tmp_path):
     assert all(f"f{i}.csv" in result.stdout for i in range(4))
     report = json.loads(invoke(*paths, "--json").stdout)
     assert report["total"]["windows"] == 4 and report["total"]["found"] == 4
+
+
+def test_the_bench_corpus_through_the_command_labels_and_windows_agree(tmp_path):
+    """bench/csv_corpus.py writes a label column and windows.csv for the same anomalies: both give one answer."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "bench" / "csv_corpus.py"
+    spec = importlib.util.spec_from_file_location("csv_corpus", path)
+    corpus_module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(corpus_module)
+    corpus = corpus_module.make_corpus(seed=5, per_anomaly=1, clean=1)
+    again = corpus_module.make_corpus(seed=5, per_anomaly=1, clean=1)
+    assert [s.values.tolist() for s in corpus] == [s.values.tolist() for s in again]  # seeded
+    assert {s.anomaly for s in corpus} == {*corpus_module.ANOMALIES, "clean"}
+    corpus_module.write_corpus(corpus, tmp_path)
+    files = sorted(str(p) for p in tmp_path.glob("0*.csv"))
+    by_label = json.loads(invoke(*files, "--json").stdout)
+    by_windows = json.loads(invoke(*files, "--json", "--windows", str(tmp_path / "windows.csv")).stdout)
+    assert by_label["total"]["windows"] == sum(len(s.windows) for s in corpus) >= 7
+    assert by_windows["total"] == by_label["total"]
+    for series, row in zip(corpus, by_label["files"], strict=True):
+        assert row["windows"] == len(series.windows) and row["rows"] == series.values.size
