@@ -80,6 +80,8 @@ class EngineService:
         if any(code.is_failure for code in reason_codes):
             log.error("broker refused the analytics subscription (%s): %s", self.user, reason_codes)
             return
+        if not self.connected.is_set():
+            log.info("analytics engine subscribed to telemetry as %s", self.user)
         self.connected.set()
 
     def _on_message(self, client, userdata, message: mqtt.MQTTMessage) -> None:

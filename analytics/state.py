@@ -156,7 +156,7 @@ def load_state(engine: AnalyticsEngine, path: Path | str, now_ms: int | None = N
         engine.counters["state_rejected"] += 1
         return False
     _apply(engine, staged, now_ms)
-    log.info("analytics state loaded from %s: %d series, %d devices", path,
+    log.info("analytics state loaded from %s: %d series of %d devices", path,
              sum(len(b.keys) for b in staged["blocks"].values()), len(staged["last_seen_ms"]))
     return True
 

@@ -14,6 +14,9 @@ import logging
 import os
 import pickle
 import random
+import signal
+import subprocess
+import sys
 import threading
 import time
 import zipfile
@@ -32,9 +35,9 @@ from analytics.state import load_state, save_state, state_file
 from edge import contract
 from telemetry_shared import broker
 from telemetry_shared.localstack import LocalStack
-from telemetry_shared.registry import DeviceNew
+from telemetry_shared.registry import DeviceNew, Registry
 from telemetry_shared.settings import Settings
-from tests.conftest import make_settings
+from tests.conftest import SERVICE_PASSWORD, make_settings, wait_for
 
 MINUTE_MS = 60_000
 HOUR_MS = 3_600_000
@@ -445,3 +448,55 @@ def test_a_block_of_many_series_loads_as_is_and_still_grows(new_engine, tmp_path
     assert row == 70 and copy.values.shape == (140, 240)  # grown by doubling, as a new block would
     assert copy.append(row, np.array([MONDAY]), np.array([1.0])) == 1
     np.testing.assert_array_equal(copy.values[:70], block.values[:70])
+
+
+def test_python_m_analytics_saves_at_sigterm_and_loads_at_start(make_mosquitto, tmp_path):
+    """The real process: readings in, SIGTERM (as docker stop and city up send), the file; a second start loads it."""
+    secret = broker.new_secret()
+    mosquitto = make_mosquitto(users={POWER: broker.hash_password(secret)})
+    data_dir = tmp_path / "var"
+    data_dir.mkdir()
+    registry = Registry(data_dir / "registry.sqlite3")
+    registry.add(DeviceNew(id=POWER, kind="power", district="tanjungpinang-timur"))
+    registry.close()
+    env = os.environ | {"CITY_ENVIRONMENT": "test", "CITY_DATA_DIR": str(data_dir),
+                        "CITY_MQTT_PORT": str(mosquitto.port), "CITY_MQTT_USER": "svc-analytics-0",
+                        "CITY_MQTT_PASSWORD": SERVICE_PASSWORD, "CITY_INFLUX_URL": "http://127.0.0.1:9",
+                        "CITY_ANALYTICS_BUFFER_SAMPLES": "64"}
+    root = Path(__file__).resolve().parents[2]
+
+    def run_engine(log_name: str, publish: bool) -> str:
+        log_path = tmp_path / log_name
+        with open(log_path, "wb") as log_file:
+            proc = subprocess.Popen([sys.executable, "-m", "analytics"], cwd=root, env=env, stdout=log_file,
+                                    stderr=subprocess.STDOUT)
+        try:
+            wait_for(lambda: b"analytics engine subscribed" in log_path.read_bytes(), timeout_s=20)
+            if publish:
+                device = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=POWER, protocol=mqtt.MQTTv311)
+                device.username_pw_set(POWER, secret)
+                device.connect("127.0.0.1", mosquitto.port)
+                device.loop_start()
+                start = int(time.time() * 1000) - HOUR_MS
+                for seq in range(3):
+                    samples = [(start + (seq * 10 + k) * MINUTE_MS, {"power_kw": 40.0 + k}) for k in range(10)]
+                    device.publish(contract.telemetry_topic(POWER), contract.encode_telemetry(seq, samples, "1.0"),
+                                   qos=1).wait_for_publish(5)
+                time.sleep(1.0)  # delivered to the engine, which takes its inbox every 0.5 s and at stop
+                device.loop_stop()
+                device.disconnect()
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(30) == 0
+        return log_path.read_text()
+
+    first_log = run_engine("first.log", publish=True)
+    state = data_dir / "analytics" / "engine-svc-analytics-0.npz"
+    assert state.exists() and "analytics state saved to" in first_log
+    second_log = run_engine("second.log", publish=False)
+    assert "analytics state loaded from" in second_log and ": 2 series of 1 devices" in second_log  # power + clock
+    registry = Registry(data_dir / "registry.sqlite3")
+    engine = AnalyticsEngine(registry, None, None, EngineParams(buffer_samples=64))
+    assert load_state(engine, state)
+    assert engine.blocks["power_kw"].count(0) == 30  # every reading, saved again at the second stop
+    registry.close()
