@@ -147,6 +147,10 @@ class EngineService:
             self.engine.counters["state_save_errors"] += 1
             log.warning("analytics state not saved to %s: %s", self.state_file, exc)
             return
+        except Exception:  # a bug must not stop the worker: scoring matters more than the checkpoint
+            self.engine.counters["state_save_errors"] += 1
+            log.exception("analytics state not saved to %s", self.state_file)
+            return
         self.engine.counters["state_saves"] += 1
         log.info("analytics state saved to %s: %.1f MB in %.2f s", self.state_file, size / 1e6,
                  time.monotonic() - started)
