@@ -175,19 +175,24 @@ def _move_aside(path: Path) -> Path | None:
 def _apply(engine: AnalyticsEngine, staged: dict, now_ms: int) -> None:
     """Hand the checked state to the engine, all at once."""
     downtime_ms = max(0, now_ms - staged["saved_ms"])
+    in_service = _in_service(engine, list(staged["last_seen_ms"]))
+    last_seen = {device: t + downtime_ms for device, t in staged["last_seen_ms"].items() if device in in_service}
     engine.blocks = staged["blocks"]
     engine.history = staged["history"]
     engine.night_history = staged["night_history"]
     engine.last_night = staged["last_night"]
-    # A device retired or deleted meanwhile is not waited for (it would be reported silent after every restart).
-    engine.last_seen_ms = {device: t + downtime_ms for device, t in staged["last_seen_ms"].items()
-                           if _in_service(engine, device)}
-    engine.info = {device: info for device, info in staged["info"].items() if device in engine.last_seen_ms}
+    engine.last_seen_ms = last_seen
+    engine.info = {device: info for device, info in staged["info"].items() if device in last_seen}
 
 
-def _in_service(engine: AnalyticsEngine, device_id: str) -> bool:
-    device = engine.devices.get(device_id)
-    return device is not None and device.state != "retired"
+def _in_service(engine: AnalyticsEngine, devices: list[str]) -> set[str]:
+    """The devices still registered and not retired: one retired meanwhile is not waited for (it would be
+    reported silent after every restart). With the registry unreadable, all of them (pruned next time)."""
+    try:
+        return {d for d in devices if (device := engine.devices.get(d)) is not None and device.state != "retired"}
+    except Exception as exc:  # noqa: BLE001 - the engine must start; the registry's failure shows on its own
+        log.warning("analytics state: registry not readable (%s); keeping every device's last-seen time", exc)
+        return set(devices)
 
 
 def _read(path: Path, engine: AnalyticsEngine) -> dict:

@@ -224,6 +224,18 @@ def test_a_device_retired_while_the_engine_was_down_is_not_waited_for(new_engine
     assert [(m["device"], m["rule"]) for m in silent] == [(POWER, "silent")]
 
 
+def test_an_unreadable_registry_does_not_stop_the_load(new_engine, registry, tmp_path, caplog):
+    engine = new_engine()
+    run(engine, day_messages(0)[:4])
+    path = tmp_path / "state.npz"
+    save_state(engine, path)
+    loaded = new_engine()
+    registry.close()  # the engine's registry cache fails on its first lookup
+    with caplog.at_level(logging.WARNING, logger="analytics"):
+        assert load_state(loaded, path)
+    assert set(loaded.last_seen_ms) == {POWER, WATER} and "registry not readable" in caplog.text
+
+
 def test_a_missing_file_is_a_fresh_start(new_engine, tmp_path):
     engine = new_engine()
     folder = tmp_path / "state"
