@@ -27,8 +27,10 @@ def score_eval(
 ) -> None:
     """Score each file as `city score` does and compare with the labelled anomaly windows."""
     for path in [*sources, *([windows] if windows is not None else [])]:
-        if not path.is_file():
+        if not path.exists():
             fail(f"{path}: no such file", EXIT_NOT_FOUND)
+        if not path.is_file():
+            fail(f"{path}: not a file", EXIT_INVALID)
     try:
         files, unused = _load_with_progress(sources, label_column, windows, show=len(sources) > 1 and not as_json)
     except (CsvError, LabelError) as exc:

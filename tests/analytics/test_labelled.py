@@ -260,6 +260,8 @@ def test_cli_missing_files_oversized_files_and_bad_options(tmp_path, monkeypatch
     assert missing.exit_code == EXIT_NOT_FOUND and "nope.csv: no such file" in " ".join(missing.output.split())
     no_windows = invoke(str(source), "--windows", str(tmp_path / "nowhere.csv"))
     assert no_windows.exit_code == EXIT_NOT_FOUND
+    folder = invoke(str(tmp_path))
+    assert folder.exit_code == EXIT_INVALID
     assert invoke(str(source), "--threshold", "1.5").exit_code == EXIT_INVALID
     assert invoke(str(source), "--tolerance", "-1").exit_code == EXIT_INVALID
     assert invoke().exit_code == EXIT_INVALID  # no file at all
