@@ -80,7 +80,7 @@ def _holt(x: np.ndarray, expected: np.ndarray, scale: np.ndarray, a_level: float
 
 
 def _cusum(z: np.ndarray, upper_out: np.ndarray, lower_out: np.ndarray, k: float, h: float, rho_alpha: float,
-           unit: float) -> None:
+           unit: float, cap: float) -> None:
     """cusum_sides' recursion for (S, T) z (NaN counts as 0); fills the upward and downward evidence."""
     n_series, n_times = z.shape
     for s in range(n_series):
@@ -94,8 +94,8 @@ def _cusum(z: np.ndarray, upper_out: np.ndarray, lower_out: np.ndarray, k: float
             rho = min(max(lag_product / max(energy, 1e-12), 0.0), 0.95)
             step = zt * math.sqrt((1.0 - rho) / (1.0 + rho))
             previous = zt
-            upper = max(0.0, upper + (step - k))
-            lower = max(0.0, lower - (step + k))
+            upper = min(max(0.0, upper + (step - k)), cap)
+            lower = min(max(0.0, lower - (step + k)), cap)
             upper_out[s, t] = upper * unit
             lower_out[s, t] = lower * unit
 

@@ -59,6 +59,16 @@ class DetectorParams:
     cusum_h: float = 8.0
     # Smoothing of the running lag-1 autocorrelation that discounts CUSUM steps.
     cusum_rho_alpha: float = 0.003
+    # The CUSUM sums stop at this many decision intervals (2h: a score of
+    # ~1), so they fall below the alert's clear level within about h/k
+    # samples after a shift ends instead of as long as the shift lasted.
+    cusum_cap: float = 2.0
+    # Drift off the daily profile (detectors.drift_z): a fast (~30 samples)
+    # against a slow (~300 samples) robust level of the profile residual,
+    # their gap scored against its own usual size over ~2 days of samples.
+    drift_fast_alpha: float = 1 / 30
+    drift_slow_alpha: float = 1 / 300
+    drift_scale_alpha: float = 1 / 2880
 
     # Seasonal baseline: the same time of day in the previous days (and of the
     # week in previous weeks); the median of these is the expected value.
@@ -117,6 +127,15 @@ class DetectorParams:
     # borderline sample on a noisy series (counts of cars) is common; two in
     # a row are not. Chosen on synthetic white noise and Poisson counts.
     confirm_samples: int = 2
+    # An open incident holds while the readings stay off the daily profile
+    # plus the bias frozen at its opening (a lasting leak is not learnt as the
+    # end of the leak), for at most this many samples in a row held only by
+    # that: one day at 1-minute data, about the time the daily profile takes
+    # to accept a new normal.
+    hold_max_samples: int = 1440
+    # The departure that holds an incident is a running mean over ~1/alpha
+    # samples, so the noise of one reading neither holds nor releases it.
+    hold_alpha: float = 0.2
     # Severity from the score (domain rules state their own severity).
     critical_score: float = 0.97
 

@@ -134,6 +134,31 @@ class Baseline:
     # The daily/weekly profile only: z against the plain profile, without the
     # running bias learnt on top of it (seasonal_baseline; None elsewhere).
     plain_z: np.ndarray | None = None
+    # The daily/weekly profile only: the plain profile itself, so expected - profile is the running bias.
+    profile: np.ndarray | None = None
+
+
+@dataclass
+class Anchor:
+    """Where a series normally is, in a form that can be frozen when an incident opens.
+
+    (S, T) arrays, NaN where no daily/weekly profile exists: the plain
+    profile, the running bias learnt on top of it, and the robust scale of
+    the readings around the two. An open incident holds while the readings
+    stay away from the profile plus the bias frozen at its opening: the
+    running bias learns a lasting fault (a leak, a tampered meter) as normal
+    within an hour or two, but the fault has not ended until the readings are
+    back where they were before it (rules.Hysteresis).
+    """
+
+    profile: np.ndarray
+    bias: np.ndarray
+    scale: np.ndarray
+
+    def departure(self, values: np.ndarray, bias: np.ndarray, scale: np.ndarray, t: int) -> np.ndarray:
+        """(x - (profile + bias)) / scale at column t for a frozen (bias, scale) per series; NaN where unknown."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return (values[:, t] - self.profile[:, t] - bias) / scale
 
 
 @dataclass
@@ -304,7 +329,10 @@ def cusum_sides(z: np.ndarray, params: DetectorParams = DEFAULT_PARAMS) -> tuple
     scores that). A NaN z counts as 0 (no evidence either way).
     Each step is scaled by sqrt((1 - rho) / (1 + rho)), rho the running
     lag-1 autocorrelation of z: the variance of a sum of AR(1) terms, so
-    autocorrelated forecast errors do not look like a shift.
+    autocorrelated forecast errors do not look like a shift. Both sums are
+    capped at `cusum_cap` * h: past that the evidence is certain anyway, and
+    an uncapped sum built up over a long fault would keep alarming for as
+    many samples after the fault ended (it decays by k per sample).
 
     Reference: Page (1954), "Continuous inspection schemes", Biometrika 41.
     """
@@ -314,7 +342,7 @@ def cusum_sides(z: np.ndarray, params: DetectorParams = DEFAULT_PARAMS) -> tuple
         z = np.ascontiguousarray(z, dtype=np.float64)
         upper_out, lower_out = np.empty(z.shape), np.empty(z.shape)
         compiled.cusum(z, upper_out, lower_out, float(k), float(h), float(params.cusum_rho_alpha),
-                       float(params.z_mid / h))
+                       float(params.z_mid / h), float(params.cusum_cap * h))
         return upper_out, lower_out
     n_series = z.shape[0]
     upper = np.zeros(n_series)
@@ -323,6 +351,7 @@ def cusum_sides(z: np.ndarray, params: DetectorParams = DEFAULT_PARAMS) -> tuple
     energy = np.ones(n_series)
     previous = np.zeros(n_series)
     a = params.cusum_rho_alpha
+    cap = params.cusum_cap * h
     out_upper = np.empty((z.shape[1], n_series))  # time-major: contiguous steps
     out_lower = np.empty((z.shape[1], n_series))
     bounded = np.ascontiguousarray(np.clip(np.nan_to_num(z, nan=0.0), -h / 2, h / 2).T)
@@ -336,8 +365,8 @@ def cusum_sides(z: np.ndarray, params: DetectorParams = DEFAULT_PARAMS) -> tuple
         step = zt * np.sqrt((1.0 - rho) / (1.0 + rho))
         previous = zt
         # A missing z is 0 here and lets the sums decay by k: a gap is no evidence of a shift.
-        np.maximum(0.0, upper + (step - k), out=out_upper[t])
-        np.maximum(0.0, lower - (step + k), out=out_lower[t])
+        np.clip(upper + (step - k), 0.0, cap, out=out_upper[t])
+        np.clip(lower - (step + k), 0.0, cap, out=out_lower[t])
         upper, lower = out_upper[t], out_lower[t]
     unit = params.z_mid / h
     return out_upper.T * unit, out_lower.T * unit
@@ -493,7 +522,7 @@ def seasonal_baseline(values: np.ndarray, times: np.ndarray, params: DetectorPar
     """
     x = as_matrix(values)
     t = as_times(times, x.shape)
-    out = Baseline(*(np.full(x.shape, np.nan) for _ in range(4)))
+    out = Baseline(*(np.full(x.shape, np.nan) for _ in range(5)))
     start = t[:, 0].min() if x.size else 0
     if history is not None and x.size and not np.isnan(history.values).all():
         start = min(start, history.times[~np.isnan(history.values)].min())
@@ -509,6 +538,7 @@ def seasonal_baseline(values: np.ndarray, times: np.ndarray, params: DetectorPar
         out.z = np.where(better, fit.z, out.z)
         with np.errstate(invalid="ignore"):
             out.plain_z = np.where(better, (x - profile) / fit.scale, out.plain_z)
+        out.profile = np.where(better, profile, out.profile)
     return out
 
 
@@ -712,7 +742,39 @@ def night_flow_score(minima: np.ndarray, params: DetectorParams = DEFAULT_PARAMS
 # ---------------------------------------------------------------- combined
 
 
-DETECTORS = ("level", "shift", "seasonal", "flatline")
+def drift_evidence(residual: np.ndarray, scale: np.ndarray, params: DetectorParams = DEFAULT_PARAMS) -> np.ndarray:
+    """How unusually a series is trending away from its daily profile, in robust sigmas (>= 0; 0 until known).
+
+    residual (S, T): the readings less their plain daily/weekly profile;
+    scale: the robust scale of the readings around the profile. A fast and
+    a slow robust level of the residual (drift_fast_alpha,
+    drift_slow_alpha; Huber-clipped, so a spike barely moves them) differ by
+    about the slope times the difference of their memories while the series
+    drifts; that gap is compared with its own usual size (a robust baseline
+    with a memory of about two days of samples, drift_scale_alpha), so a
+    series whose day-to-day bias wanders a lot needs a larger trend. The
+    evidence is the smaller of that z and the reading's own residual in
+    scales, in the same direction: a drift must have taken the readings off the profile
+    (when a drift is repaired the readings return to the profile while the
+    slow level still remembers the drift: no new anomaly). A slow drift (a
+    fouling sensor, a meter losing calibration) that the running level
+    learns as it goes is caught while it drifts, not when it is repaired.
+    Causal, all series at once.
+    """
+    r = as_matrix(residual)
+    fast = robust_baseline(r, params, alpha=params.drift_fast_alpha, trend=False).expected
+    slow = robust_baseline(r, params, alpha=params.drift_slow_alpha, trend=False).expected
+    # The gap's own baseline starts once the slow level has settled (before, the gap is its start-up transient).
+    settled = np.cumsum(~np.isnan(r), axis=1) >= 1.0 / params.drift_slow_alpha
+    trend = robust_baseline(np.where(settled, fast - slow, np.nan), params, alpha=params.drift_scale_alpha,
+                            trend=False).z
+    with np.errstate(invalid="ignore", divide="ignore"):
+        off = np.nan_to_num(r / scale)
+    trend = np.nan_to_num(trend)
+    return np.maximum(np.maximum(np.minimum(trend, off), np.minimum(-trend, -off)), 0.0)
+
+
+DETECTORS = ("level", "shift", "seasonal", "flatline", "drift")
 
 
 @dataclass
@@ -721,13 +783,16 @@ class Scores:
 
     `winner` indexes DETECTORS: the detector with the most evidence, which
     the explanation of an alert names. `baseline` holds the forecast used at
-    each sample (expected value, scale, z), for the explanation.
+    each sample (expected value, scale, z), for the explanation. `anchor`:
+    the daily/weekly profile and its running bias (None where no series has
+    a profile yet), which holds an incident open while a lasting fault lasts.
     """
 
     evidence: dict[str, np.ndarray]
     combined: np.ndarray
     winner: np.ndarray
     baseline: Baseline
+    anchor: Anchor | None = None
 
 
 def score_series(values: np.ndarray, times: np.ndarray | None = None,
@@ -775,6 +840,11 @@ def score_series(values: np.ndarray, times: np.ndarray | None = None,
             part.baseline.expected, part.baseline.scale, part.baseline.z
         for name in out.evidence:
             out.evidence[name][rows] = part.evidence[name]
+        if part.anchor is not None:
+            if out.anchor is None:
+                out.anchor = Anchor(*(np.full(x.shape, np.nan) for _ in range(3)))
+            out.anchor.profile[rows], out.anchor.bias[rows], out.anchor.scale[rows] = \
+                part.anchor.profile, part.anchor.bias, part.anchor.scale
     return out
 
 
@@ -787,41 +857,48 @@ def _score_block(x: np.ndarray, times: np.ndarray | None, params: DetectorParams
         # No profile anywhere in the block (too little history): the recent
         # level alone, without the array passes that choose between the two.
         evidence = {"level": np.abs(np.nan_to_num(recent.z)), "shift": cusum_evidence(recent.z, params),
-                    "seasonal": np.zeros(x.shape), "flatline": flatline_evidence(x, params)}
-        return _strongest(evidence, recent, params, skip=("seasonal",))
+                    "seasonal": np.zeros(x.shape), "flatline": flatline_evidence(x, params),
+                    "drift": np.zeros(x.shape)}
+        return _strongest(evidence, recent, params, skip=("seasonal", "drift"))
     # One forecaster per sample: the daily/weekly profile where it has
     # predicted better than the recent level so far, else the recent level.
     # A daily step (lights on at 07:00) is then expected, not an anomaly.
     use_season = has_season & (season.scale < recent.scale)
     z = np.where(use_season, season.z, recent.z)
-    recent_size = np.abs(np.nan_to_num(recent.z))
-    season_size = np.abs(np.nan_to_num(season.z))
-    shift = cusum_evidence(recent.z, params)
-    if has_season.any():
-        # Where a profile exists the CUSUM follows the profile's z: a daily
-        # step is no shift, and a slow drift that the recent level follows
-        # is still off the profile. The shift must also be one, in the same
-        # direction, against the plain profile (without the running bias
-        # learnt on top of it): readings back where the daily profile puts
-        # them are a return to normal (a leak or a drift has ended), not a
-        # new shift, though the bias learnt during the fault makes them look
-        # like one.
-        up, down = cusum_sides(season.z, params)
-        plain_up, plain_down = cusum_sides(season.plain_z, params)
-        against_both = np.maximum(np.minimum(up, plain_up), np.minimum(down, plain_down))
-        shift = np.where(has_season, against_both, shift)
     # Where a profile exists, a reading is unusual only if neither forecaster
-    # expected it: a daily step (cooling on at 06:30) is in the profile.
-    both = np.where(has_season, np.minimum(recent_size, season_size), recent_size)
+    # expected it (a daily step, cooling on at 06:30, is in the profile), and
+    # only if it is unusual in the same direction against the plain profile,
+    # without the running bias learnt on top of it: readings back where the
+    # daily profile puts them are a return to normal (a leak or a tampered
+    # meter has ended), though the bias learnt during the fault makes them
+    # look like a jump.
+    recent_z = np.nan_to_num(recent.z)
+    season_z = np.nan_to_num(season.z)
+    plain_z = np.nan_to_num(season.plain_z)
+    up = np.minimum(np.minimum(recent_z, season_z), plain_z)
+    down = np.minimum(np.minimum(-recent_z, -season_z), -plain_z)
+    both = np.where(has_season, np.maximum(np.maximum(up, down), 0.0), np.abs(recent_z))
+    # The CUSUM likewise: of the profile's z where a profile exists (a daily
+    # step is no shift, and a slow drift that the recent level follows is
+    # still off the profile), in the same direction against the plain profile.
+    shift = cusum_evidence(recent.z, params)
+    season_up, season_down = cusum_sides(season.z, params)
+    plain_up, plain_down = cusum_sides(season.plain_z, params)
+    against_both = np.maximum(np.minimum(season_up, plain_up), np.minimum(season_down, plain_down))
+    shift = np.where(has_season, against_both, shift)
     evidence = {
         "level": np.where(use_season, 0.0, both),
         "shift": shift,
         "seasonal": np.where(use_season, both, 0.0),
         "flatline": flatline_evidence(x, params),
+        "drift": drift_evidence(x - season.profile, season.scale, params),
     }
     baseline = Baseline(np.where(use_season, season.expected, recent.expected),
                         np.where(use_season, season.scale, recent.scale), z)
-    return _strongest(evidence, baseline, params)
+    anchor = Anchor(season.profile, season.expected - season.profile, season.scale)
+    scores = _strongest(evidence, baseline, params)
+    scores.anchor = anchor
+    return scores
 
 
 def _strongest(evidence: dict[str, np.ndarray], baseline: Baseline, params: DetectorParams,

@@ -28,7 +28,7 @@ import orjson
 
 from analytics.buffers import CoarseHistory, SeriesBlock
 from analytics.config import DOMAIN_LIMITS, DetectorParams, EngineParams
-from analytics.detectors import History, median_interval_ms, night_flow_score, silence_score
+from analytics.detectors import Anchor, History, median_interval_ms, night_flow_score, silence_score
 from analytics.rules import STATISTICAL_RULES, Hysteresis, clock_offset_score, grade, score_metric
 from edge import contract
 from telemetry_shared.influx import InfluxError, LineWriter
@@ -86,7 +86,8 @@ def explain(metric: str, rule: str, observed: float | None, expected: float | No
     words = {"unusual_value": "unusual against its recent level and daily profile",
              "level_shift": "shifted away from its usual level",
              "off_daily_profile": "off its usual daily profile",
-             "stuck_sensor": "stuck: the same reading over and over"}.get(rule, rule)
+             "stuck_sensor": "stuck: the same reading over and over",
+             "drift": "drifting away from its usual daily profile"}.get(rule, rule)
     if expected is None or scale is None or z is None:
         return f"{observed_text}: {words}; since {since}."
     return f"{observed_text}, expected {expected:.4g} ± {scale:.2g}: {words} ({abs(z):.1f} sigma); since {since}."
@@ -191,21 +192,30 @@ class AnalyticsEngine:
             rule = np.full(values.shape, "clock_offset", dtype=object)
             severity = np.full(values.shape, "warning", dtype=object)
             expected = scale = z = np.full(values.shape, np.nan)
+            anchor = None
         else:
             scored = score_metric(metric, values, times, self.detector, history=self._history(metric, rows))
             score, rule, severity = scored.score, scored.rule, scored.severity
             expected, scale, z = scored.baseline.expected, scored.baseline.scale, scored.baseline.z
+            anchor = scored.anchor
         # Only the new samples of live batches feed the incidents; history fills the buffer only.
         width = max(new_count.values())
         feed = np.full((rows.size, width), np.nan)
+        fed_values = np.full((rows.size, width), np.nan)
+        fed_anchor = None if anchor is None else Anchor(*(np.full((rows.size, width), np.nan) for _ in range(3)))
         for i, row in enumerate(rows):
             n = new_count[row]
             if live[row]:
                 feed[i, :n] = score[i, -n:]
+                fed_values[i, :n] = values[i, -n:]
+                if fed_anchor is not None:
+                    fed_anchor.profile[i, :n] = anchor.profile[i, -n:]
+                    fed_anchor.bias[i, :n] = anchor.bias[i, -n:]
+                    fed_anchor.scale[i, :n] = anchor.scale[i, -n:]
         state = self.states[metric]
         state.resize(int(rows.max()) + 1)
         was_active = state.active[rows].copy()
-        after_flags = state.step(feed, self.detector, rows)
+        after_flags = state.step(feed, self.detector, rows, values=fed_values, anchor=fed_anchor)
         sent = []
         for i, row in enumerate(rows):
             if not live[row]:

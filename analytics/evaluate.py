@@ -115,7 +115,7 @@ def detect(grid: Grid, params: DetectorParams = DEFAULT_PARAMS) -> list[Alert]:
     for metric, (device_rows, values) in sorted(grid.metrics.items()):
         scored = score_metric(metric, values, times, params)
         score = np.where(np.isnan(values), np.nan, scored.score)
-        active = Hysteresis().step(score, params)
+        active = Hysteresis().step(score, params, values=values, anchor=scored.anchor)
         alerts += _alerts_from(active, score, scored.rule, scored.severity, grid, device_rows, metric, params=params)
     alerts = merge_by_device(alerts) + _night_flow_alerts(grid, params)
     all_rows = np.arange(len(grid.devices))

@@ -26,6 +26,7 @@ STATISTICAL_RULES = {
     "shift": "level_shift",
     "seasonal": "off_daily_profile",
     "flatline": "stuck_sensor",
+    "drift": "drift",
 }
 DEVICE_RULES = ("silent", "clock_offset")
 # A limit breach is certain, not a matter of degree: it scores this much.
@@ -40,6 +41,7 @@ class MetricScores:
     rule: np.ndarray  # object array of rule names
     severity: np.ndarray  # object array: a limit's severity, or ''
     baseline: d.Baseline
+    anchor: d.Anchor | None = None  # where the series should return to (see Hysteresis)
 
 
 def score_metric(metric: str, values: np.ndarray, times: np.ndarray | None,
@@ -52,12 +54,14 @@ def score_metric(metric: str, values: np.ndarray, times: np.ndarray | None,
         score = np.zeros(x.shape)
         rule = np.full(x.shape, "", dtype=object)
         baseline = d.robust_baseline(x, params)
+        anchor = None
     else:
         stats = d.score_series(x, times, params, history=history)
         score = stats.combined
         names = np.array([STATISTICAL_RULES[name] for name in d.DETECTORS], dtype=object)
         rule = names[stats.winner]
         baseline = stats.baseline
+        anchor = stats.anchor
     severity = np.full(x.shape, "", dtype=object)
     for limit in limits.get(metric, []):
         breach = d.limit_score(x, limit) > 0
@@ -67,7 +71,7 @@ def score_metric(metric: str, values: np.ndarray, times: np.ndarray | None,
         score = np.where(breach, LIMIT_SCORE, score)
         rule = np.where(breach, limit.rule, rule)
         severity = np.where(breach, limit.severity, severity)
-    return MetricScores(score, rule, severity, baseline)
+    return MetricScores(score, rule, severity, baseline, anchor)
 
 
 def grade(score: float, severity: str, params: DetectorParams = DEFAULT_PARAMS) -> str:
@@ -118,22 +122,48 @@ class Hysteresis:
     calm: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     # Known samples in a row at or above open_score while not yet active (the evidence so far).
     pending: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    # The profile's running bias and scale at the last calm sample before an
+    # incident, frozen while it is open (NaN: nothing to hold on).
+    held_bias: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    held_scale: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    # Samples in a row that only the hold kept active (see hold_max_samples).
+    held_for: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    # Running mean of the departure from the frozen anchor (NaN: none yet).
+    departure: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     def resize(self, n_series: int) -> None:
-        if self.active.size < n_series:
-            grow = n_series - self.active.size
+        grow = n_series - self.active.size
+        if grow > 0:
             self.active = np.concatenate([self.active, np.zeros(grow, dtype=bool)])
             self.calm = np.concatenate([self.calm, np.zeros(grow, dtype=np.int64)])
             self.pending = np.concatenate([self.pending, np.zeros(grow, dtype=np.int64)])
+            self.held_bias = np.concatenate([self.held_bias, np.full(grow, np.nan)])
+            self.held_scale = np.concatenate([self.held_scale, np.full(grow, np.nan)])
+            self.held_for = np.concatenate([self.held_for, np.zeros(grow, dtype=np.int64)])
+            self.departure = np.concatenate([self.departure, np.full(grow, np.nan)])
 
     def step(self, score: np.ndarray, params: DetectorParams = DEFAULT_PARAMS,
-             rows: np.ndarray | None = None) -> np.ndarray:
+             rows: np.ndarray | None = None, values: np.ndarray | None = None,
+             anchor: d.Anchor | None = None) -> np.ndarray:
         """Feed (S, T) scores (NaN: no reading, state unchanged); returns (S, T) active flags.
 
         An incident opens after `confirm_samples` known samples in a row at or
         above open_score, or at once on a score of `critical_score` or more
         (a limit breach, a certain anomaly): one borderline sample is not
-        enough evidence to wake the control room.
+        enough evidence to wake the control room. It clears after
+        `clear_samples` known samples in a row below clear_score on which it
+        is not held.
+
+        Hold (with `values` and their `anchor`, same shape as score): the
+        detectors' running baselines learn a lasting fault as the new normal
+        within an hour or two, so their scores fall while a leak still runs.
+        An incident therefore stays open while the readings are still
+        unusual against the daily profile plus the running bias as it was at
+        the last calm sample before it opened (the calibrated running mean of that departure, over about
+        1 / hold_alpha samples, >= clear_score), i.e. until the series is
+        back where it was before the fault; at most
+        `hold_max_samples` samples in a row (a new normal that the profile
+        itself has not learnt yet must not keep an alert open for ever).
 
         rows: which series (of the state) the S rows of `score` are; all, in order, by default.
         """
@@ -142,6 +172,9 @@ class Hysteresis:
             rows = np.arange(score.shape[0])
         self.resize(int(rows.max()) + 1 if rows.size else 0)
         active, calm, pending = self.active[rows].copy(), self.calm[rows].copy(), self.pending[rows].copy()
+        held_bias, held_scale = self.held_bias[rows].copy(), self.held_scale[rows].copy()
+        held_for, departure = self.held_for[rows].copy(), self.departure[rows].copy()
+        holding = values is not None and anchor is not None
         out = np.zeros(score.shape, dtype=bool)
         for t in range(score.shape[1]):
             st = score[:, t]
@@ -149,13 +182,32 @@ class Hysteresis:
             high = known & (st >= params.open_score)
             pending = np.where(known, np.where(high & ~active, pending + 1, 0), pending)
             opening = ~active & high & ((pending >= params.confirm_samples) | (st >= params.critical_score))
-            calm = np.where(known & active, np.where(st < params.clear_score, calm + 1, 0), calm)
+            quiet = known & active & (st < params.clear_score)
+            if holding:
+                # A running mean: one noisy reading neither holds an incident nor lets it go.
+                now = anchor.departure(values, held_bias, held_scale, t)
+                moved = departure + params.hold_alpha * (now - departure)
+                departure = np.where(np.isnan(departure), now, np.where(np.isnan(now), departure, moved))
+                held = quiet & (d.calibrate(departure, params) >= params.clear_score)
+                held_for = np.where(held, held_for + 1, 0)
+                quiet &= ~held | (held_for > params.hold_max_samples)
+            calm = np.where(known & active, np.where(quiet, calm + 1, 0), calm)
             closing = active & (calm >= params.clear_samples)
             active = (active | opening) & ~closing
             calm = np.where(opening | closing, 0, calm)
             pending = np.where(opening, 0, pending)
+            if holding:
+                # The reference is where the series was before the anomaly began (a slow
+                # fault has moved the running bias by the time it opens an incident).
+                before = known & ~active & (st < params.clear_score)
+                held_bias = np.where(before, anchor.bias[:, t], held_bias)
+                held_scale = np.where(before, anchor.scale[:, t], held_scale)
+                held_for = np.where(opening | closing, 0, held_for)
+                departure = np.where(opening | closing, np.nan, departure)
             out[:, t] = active
         self.active[rows], self.calm[rows], self.pending[rows] = active, calm, pending
+        self.held_bias[rows], self.held_scale[rows], self.held_for[rows] = held_bias, held_scale, held_for
+        self.departure[rows] = departure
         return out
 
 

@@ -60,8 +60,8 @@ def cusum_sides(z: list[float], p: DetectorParams) -> tuple[list[float], list[fl
         rho = max(0.0, min(0.95, lag_product / max(energy, 1e-12)))
         step = zt * math.sqrt((1 - rho) / (1 + rho))
         previous = zt
-        upper = max(0.0, upper + step - p.cusum_k)
-        lower = max(0.0, lower - step - p.cusum_k)
+        upper = min(max(0.0, upper + step - p.cusum_k), p.cusum_cap * p.cusum_h)
+        lower = min(max(0.0, lower - step - p.cusum_k), p.cusum_cap * p.cusum_h)
         out_upper.append(upper * p.z_mid / p.cusum_h)
         out_lower.append(lower * p.z_mid / p.cusum_h)
     return out_upper, out_lower

@@ -341,3 +341,57 @@ def test_scoring_in_blocks_gives_the_same_result():
     for name in d.DETECTORS:
         np.testing.assert_array_equal(blocks.evidence[name], whole.evidence[name])
     assert d.score_series(x, times).evidence == {}  # kept only on request
+
+
+def working_days(rng: np.random.Generator, n_series: int, days: int, weather: float = 0.0) -> tuple:
+    """Per-minute daily curves from Monday 1970-01-05 on: sine + noise (sd 1) + a slow wander of +-`weather`.
+
+    The wander (a 3.3-day period, random phase per series) makes some days
+    busier or warmer than others, as weather and events do.
+    """
+    n = days * 1440
+    times = (4 * 1440 + np.arange(n)) * MINUTE
+    wander = weather * np.sin(2 * np.pi * times[None] / (3.3 * DAY_MS) + rng.uniform(0, 2 * np.pi, (n_series, 1)))
+    return times, 100 + 20 * np.sin(2 * np.pi * times / DAY_MS)[None] + wander + rng.normal(0, 1, (n_series, n))
+
+
+def test_a_lasting_fault_is_one_incident_from_its_start_to_its_end():
+    """An 8-hour drop: the running baselines learn it within two hours, but the incident holds until it ends."""
+    times, x = working_days(np.random.default_rng(21), 20, 4)
+    start, end = 3 * 1440 + 300, 3 * 1440 + 780
+    x[:, start:end] -= 8
+    scores = d.score_series(x, times)
+    active = Hysteresis().step(scores.combined, values=x, anchor=scores.anchor)
+    late = [(row, first, after) for row, first, after in incidents(active) if after > 3 * 1440]
+    assert sorted(row for row, _, _ in late) == list(range(20))  # one incident per series, no second at the mend
+    for _, first, after in late:
+        assert start <= first <= start + 5
+        assert end <= after <= end + 60
+    # Without the hold, the same scores let the incident go while the fault still runs.
+    unheld = incidents(Hysteresis().step(scores.combined))
+    assert any(start < after < end - 60 for _, _, after in unheld)
+
+
+def test_a_slow_drift_is_found_while_it_drifts_and_busy_days_are_not_drift():
+    rng = np.random.default_rng(22)
+    times, x = working_days(rng, 40, 5, weather=2.0)
+    start, end = 4 * 1440 + 60, 4 * 1440 + 780
+    x[:10, start:end] += np.linspace(0, 20, end - start)  # a sensor drifting 20 sigmas over 12 hours
+    scores = d.score_series(x, times, with_evidence=True)
+    drift = d.calibrate(scores.evidence["drift"])
+    found = [int(np.argmax(drift[row, start:end] >= DEFAULT_PARAMS.open_score)) for row in range(10)
+             if (drift[row, start:end] >= DEFAULT_PARAMS.open_score).any()]
+    assert len(found) >= 5 and np.median(found) < 600  # before the drift ends (at 720)
+    assert (drift[10:, 1440:] < DEFAULT_PARAMS.open_score).all()  # busier and quieter days are not a drift
+    after = drift[:10, end + 30:end + 240]
+    assert (after < DEFAULT_PARAMS.clear_score).mean() > 0.95  # the repair is no drift the other way
+
+
+def test_the_cusum_forgets_a_long_shift_soon_after_it_ends():
+    z = np.random.default_rng(23).normal(0, 1, (1, 1000))
+    z[0, 100:250] += 4  # a shift of 4 sigmas for 150 samples
+    evidence = d.cusum_evidence(z)
+    assert d.calibrate(evidence[0, 240:250]).min() > 0.99
+    p = DEFAULT_PARAMS
+    settle = int(p.cusum_cap * p.cusum_h / p.cusum_k) + 1
+    assert d.calibrate(evidence[0, 250 + settle:]).max() < p.clear_score  # not 150 samples of decay
