@@ -151,6 +151,11 @@ class Limit:
     source: str
 
 
+# Metrics compared with the other meters of the same district (peer_departure):
+# meters of one district share the weather and the holidays, so one that
+# departs from them and not from its own history is tampered with or failing.
+PEER_METRICS: tuple[str, ...] = ("power_kw",)
+
 # metric -> limits. Values in the metric's unit (edge.contract.KINDS).
 DOMAIN_LIMITS: dict[str, list[Limit]] = {
     "voltage_v": [
@@ -209,6 +214,11 @@ class EngineParams:
     # profile_days = 0: no coarse history, the profile uses the buffer only.
     profile_bucket_ms: int = 60_000
     profile_days: int = 8
+    # Peer comparison (check_peers): the last this many coarse-history buckets
+    # (two days at 1-minute buckets) are scored against the district's meters:
+    # the first day teaches each meter its usual departure over a whole daily
+    # rhythm (analytics.peers), the second is scored.
+    peer_window: int = 2880
     # Default sampling interval when a series has too few samples to infer it.
     default_interval_ms: int = 60_000
     # How often silence is checked.

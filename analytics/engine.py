@@ -26,8 +26,9 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import orjson
 
+from analytics import peers
 from analytics.buffers import CoarseHistory, SeriesBlock
-from analytics.config import DOMAIN_LIMITS, DetectorParams, EngineParams
+from analytics.config import DOMAIN_LIMITS, PEER_METRICS, DetectorParams, EngineParams
 from analytics.detectors import Anchor, History, median_interval_ms, night_flow_score, silence_score
 from analytics.rules import STATISTICAL_RULES, Hysteresis, clock_offset_score, grade, score_metric
 from edge import contract
@@ -54,6 +55,7 @@ class Incident:
     published_ms: int
     score: float
     metrics: set[str] = field(default_factory=set)  # the metrics currently anomalous in this incident
+    opened_by: str = ""  # the member of `metrics` that opened it (its numbers explain the incident)
 
 
 def local_time(t_ms: int, utc_offset_h: int) -> str:
@@ -77,6 +79,8 @@ def explain(metric: str, rule: str, observed: float | None, expected: float | No
     unit = contract.METRICS.get(metric, ("", "", 0, 0))[1]
     if observed is None:
         return f"{metric} back to normal or unusual on another metric; since {since}."
+    if rule == peers.RULE:  # expected: the district's median; scale: the meter's usual departure from it
+        return _explain_peer(metric, unit, observed, expected, scale, since)
     observed_text = f"{metric} {observed:.4g} {unit}".strip()
     for limit in DOMAIN_LIMITS.get(metric, []):
         if limit.rule == rule:
@@ -91,6 +95,19 @@ def explain(metric: str, rule: str, observed: float | None, expected: float | No
     if expected is None or scale is None or z is None:
         return f"{observed_text}: {words}; since {since}."
     return f"{observed_text}, expected {expected:.4g} ± {scale:.2g}: {words} ({abs(z):.1f} sigma); since {since}."
+
+
+def _explain_peer(metric: str, unit: str, observed: float, median: float | None, usual: float | None,
+                  since: str) -> str:
+    observed_text = f"{metric} {observed:.4g} {unit}".strip()
+    if median is None or median == 0:
+        return f"{observed_text}, away from the median of its district's meters: tampering or a failing meter? " \
+               f"Since {since}."
+    departure = (observed - median) / abs(median)
+    side = "below" if departure < 0 else "above"
+    usual_text = f" (usual: {usual * 100:+.0f} %)" if usual is not None else ""
+    return f"{observed_text}, {abs(departure) * 100:.0f} % {side} the median of its district's meters " \
+           f"{median:.4g} {unit}{usual_text}: tampering or a failing meter? Since {since}."
 
 
 class AnalyticsEngine:
@@ -117,6 +134,7 @@ class AnalyticsEngine:
         self.silence_rows: dict[str, int] = {}
         self.night_history = np.full((0, self.detector.night_history + 1), np.nan)  # per flow row, oldest first
         self.last_night = -1  # the local day number of the last night window scored
+        self.peer_scored: dict[str, int] = {}  # metric -> the last bucket number fed to its peer hysteresis
         self.counters: Counter[str] = Counter()
         self.influx_retry_at = 0.0
 
@@ -291,6 +309,84 @@ class AnalyticsEngine:
                                      group="night_flow")
         return sent
 
+    def check_peers(self, now_ms: int | None = None) -> list[dict]:
+        """Each meter against the other meters of its district (PEER_METRICS): tampering or a failing meter.
+
+        The coarse history's per-minute bucket means of every row are laid on
+        one bucket grid (the last `peer_window` buckets, up to the newest one
+        every row has had the time to close) and scored as in the evaluation
+        (analytics.peers); only the buckets newer than those scored before
+        feed the hysteresis. A finding joins the device's one `readings`
+        incident as "<metric> against its district".
+        """
+        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        sent: list[dict] = []
+        for metric in PEER_METRICS:
+            sent += self._check_peers_of(metric, now_ms)
+        return sent
+
+    def _peer_grid(self, metric: str) -> tuple[np.ndarray, np.ndarray, int] | None:
+        """(rows with a district, their values (S, peer_window) on the bucket grid, the grid's first bucket),
+        or None when no bucket closed since the last check (the usual case: this runs every few seconds)."""
+        history, block = self.history.get(metric), self.blocks.get(metric)
+        if history is None or block is None:
+            return None
+        closed = history.closed
+        n_rows = len(closed.keys)  # the rows that closed a bucket at least once, in the fine block's order
+        newest = closed.times[:n_rows, -1]
+        if not (newest > 0).any():
+            return None
+        # The newest bucket may not have closed yet on every row (a reading of
+        # the next minute closes it): the grid ends one bucket earlier.
+        last = int(newest.max()) // history.bucket_ms - 1
+        if last <= self.peer_scored.get(metric, -1):
+            return None
+        rows = np.array([r for r in range(n_rows) if self.info.get(block.keys[r][0], ("", ""))[1]], dtype=np.int64)
+        if rows.size == 0:
+            return None
+        width = self.params.peer_window
+        # Newest last and at most one closed bucket per column: the window is in the last `width` columns.
+        values, times = closed.values[rows, -width:], closed.times[rows, -width:]
+        buckets = times // history.bucket_ms
+        first = last - width + 1
+        r, c = np.nonzero(~np.isnan(values) & (times > 0) & (buckets >= first) & (buckets <= last))
+        grid = np.full((rows.size, width), np.nan)
+        grid[r, buckets[r, c] - first] = values[r, c]
+        return rows, grid, first
+
+    def _check_peers_of(self, metric: str, now_ms: int) -> list[dict]:
+        laid = self._peer_grid(metric)
+        if laid is None:
+            return []
+        rows, grid, first = laid
+        last = first + grid.shape[1] - 1
+        done = self.peer_scored.get(metric, first - 1)
+        self.peer_scored[metric] = last
+        block, bucket_ms = self.blocks[metric], self.history[metric].bucket_ms
+        districts = np.array([self.info[block.keys[r][0]][1] for r in rows], dtype=object)
+        warmup = min(peers.warmup_samples(bucket_ms), grid.shape[1] // 2)
+        scored = peers.peer_scores(grid, districts, warmup, self.detector)
+        new = slice(grid.shape[1] - min(last - done, grid.shape[1]), None)
+        state = self.states[f"peer:{metric}"]
+        state.resize(int(rows.max()) + 1)
+        was_active = state.active[rows].copy()
+        flags = state.step(scored.score[:, new], self.detector, rows)
+        columns = np.arange(grid.shape[1])[new]
+        sent = []
+        for i in np.flatnonzero(flags.any(axis=1) | was_active):
+            previous = np.concatenate([[was_active[i]], flags[i, :-1]])
+            for j in list(np.flatnonzero(flags[i] != previous)) or [flags.shape[1] - 1]:
+                column = columns[j]
+                observed, departure = grid[i, column], scored.departure[i, column]
+                median = observed / (1 + departure) if np.isfinite(departure) and departure != -1 else np.nan
+                detail = (_finite(observed), _finite(median), _finite(scored.usual[i, column]),
+                          _finite(scored.z[i, column]))
+                sent += self._transition(block.keys[rows[i]][0], metric, bool(flags[i, j]),
+                                         float(np.nan_to_num(scored.score[i, column])), peers.RULE, "warning",
+                                         int((first + column) * bucket_ms), detail, now_ms,
+                                         member=peers.member(metric))
+        return sent
+
     def check_silence(self, now_ms: int | None = None) -> list[dict]:
         """Devices past `silence_factor` intervals without data open a 'silent' incident."""
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms
@@ -323,42 +419,47 @@ class AnalyticsEngine:
     # ------------------------------------------------------------ incidents
 
     def _transition(self, device: str, metric: str, is_active: bool, score: float, rule: str,
-                    limit_severity: str, t_ms: int, detail: tuple, now_ms: int, group: str = "") -> list[dict]:
+                    limit_severity: str, t_ms: int, detail: tuple, now_ms: int, group: str = "",
+                    member: str = "") -> list[dict]:
         """One series' state changed or was re-scored: open, grow, update or clear its device's incident.
 
         All metrics of a device share one incident (a failing chiller lifts
         temperature and humidity: one fault, one alert); device-wide rules
-        (silent, clock_offset) have their own.
+        (silent, clock_offset) have their own. `member` (default: the metric)
+        is the finding's name in incident.metrics: a second finding on the
+        same metric (its departure from the district's meters) joins and
+        leaves the incident on its own.
         """
+        member = member or metric
         key = (device, group or ("readings" if metric else rule))
         incident = self.incidents.get(key)
         if is_active and incident is None:
             kind, district = self.info.get(device, ("", ""))
             severity = grade(score, limit_severity, self.detector)
             incident = Incident(f"{device}:{key[1]}:{t_ms}", device, kind, district, metric, rule,
-                                severity, t_ms, now_ms, score, {metric})
+                                severity, t_ms, now_ms, score, {member}, member)
             self.incidents[key] = incident
             self.counters["alerts_opened"] += 1
             return [self._send(incident, "active", score, detail, now_ms)]
         if incident is None:
             return []
         if not is_active:
-            incident.metrics.discard(metric)
+            incident.metrics.discard(member)
             if incident.metrics:
                 return []  # another metric of the device is still anomalous
             del self.incidents[key]
             self.counters["alerts_cleared"] += 1
-            if metric != incident.metric:
+            if member != incident.opened_by:
                 detail = (None, None, None, None)  # cleared by another metric: no numbers for this one
             return [self._send(incident, "cleared", score, detail, now_ms)]
         severity = grade(max(score, incident.score), limit_severity, self.detector)
-        joined = metric not in incident.metrics
-        incident.metrics.add(metric)
+        joined = member not in incident.metrics
+        incident.metrics.add(member)
         stale = now_ms - incident.published_ms >= self.params.update_every_s * 1000
         if joined or rank(severity) > rank(incident.severity) or stale:
             incident.severity = max(severity, incident.severity, key=rank)
             incident.score = max(score, incident.score)
-            if metric != incident.metric:  # explained by the metric that moved, numbers left to its own series
+            if member != incident.opened_by:  # explained by the finding that moved, numbers left to its own series
                 return [self._send(incident, "active", score, (None, None, None, None), now_ms, metric, rule,
                                    detail)]
             return [self._send(incident, "active", score, detail, now_ms)]

@@ -22,12 +22,14 @@ nothing); F1 from the two; alerts per detected fault shows any storm. Row
 import statistics
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from analytics.config import DEFAULT_PARAMS, DetectorParams
+from analytics import peers
+from analytics.config import DEFAULT_PARAMS, PEER_METRICS, DetectorParams
 from analytics.detectors import night_flow_score, night_minimum
+from analytics.peers import peer_scores
 from analytics.rules import Hysteresis, clock_offset_score, grade, incidents, score_metric, silence_on_grid
 
 Reading = tuple[str, str, str, int, dict[str, float]]
@@ -54,6 +56,7 @@ class Grid:
     present: np.ndarray  # (D, T) a reading arrived
     lag_ms: np.ndarray  # (D, T) arrival minus the reading's timestamp, NaN when none
     metrics: dict[str, tuple[np.ndarray, np.ndarray]]  # metric -> (device rows, values (S, T))
+    districts: list[str] = field(default_factory=list)  # per device, beside kinds (peer comparison)
 
     @property
     def times(self) -> np.ndarray:
@@ -65,8 +68,9 @@ def build_grid(readings: Iterable[Reading], start_ms: int, step_ms: int, n_steps
     rows: list[tuple[int, int, int, dict[str, float]]] = []
     device_index: dict[str, int] = {}
     kinds: list[str] = []
+    districts: list[str] = []
     arrival_ms = start_ms
-    for device, kind, _district, t_ms, values in readings:
+    for device, kind, district, t_ms, values in readings:
         arrival_ms = max(arrival_ms, t_ms)  # a skewed clock reports the past; arrival is now
         step = (arrival_ms - start_ms) // step_ms
         if not 0 <= step < n_steps:
@@ -74,6 +78,7 @@ def build_grid(readings: Iterable[Reading], start_ms: int, step_ms: int, n_steps
         if device not in device_index:
             device_index[device] = len(kinds)
             kinds.append(kind)
+            districts.append(district)
         rows.append((device_index[device], int(step), arrival_ms - t_ms, values))
     n_devices = len(kinds)
     present = np.zeros((n_devices, n_steps), dtype=bool)
@@ -91,7 +96,7 @@ def build_grid(readings: Iterable[Reading], start_ms: int, step_ms: int, n_steps
         for metric, value in values.items():
             arrays[metric][per_metric[metric][device], step] = value
     metrics = {m: (np.array(sorted(t, key=t.get)), arrays[m]) for m, t in per_metric.items()}
-    return Grid(list(device_index), kinds, start_ms, step_ms, present, lag, metrics)
+    return Grid(list(device_index), kinds, start_ms, step_ms, present, lag, metrics, districts)
 
 
 def _alerts_from(active: np.ndarray, score: np.ndarray, rules: np.ndarray | None, severities: np.ndarray | None,
@@ -117,6 +122,7 @@ def detect(grid: Grid, params: DetectorParams = DEFAULT_PARAMS) -> list[Alert]:
         score = np.where(np.isnan(values), np.nan, scored.score)
         active = Hysteresis().step(score, params, values=values, anchor=scored.anchor)
         alerts += _alerts_from(active, score, scored.rule, scored.severity, grid, device_rows, metric, params=params)
+    alerts += _peer_alerts(grid, params)  # before the merge: a device still gets one incident
     alerts = merge_by_device(alerts) + _night_flow_alerts(grid, params)
     all_rows = np.arange(len(grid.devices))
     silence = silence_on_grid(grid.present, params)
@@ -126,6 +132,21 @@ def detect(grid: Grid, params: DetectorParams = DEFAULT_PARAMS) -> list[Alert]:
     clock = np.where(grid.present, clock, np.nan)
     alerts += _alerts_from(Hysteresis().step(clock, params), clock, None, None, grid, all_rows, "", "clock_offset",
                            params)
+    return alerts
+
+
+def _peer_alerts(grid: Grid, params: DetectorParams) -> list[Alert]:
+    """Meters drifting away from the other meters of their district (tampering, a failing meter)."""
+    alerts: list[Alert] = []
+    for metric in PEER_METRICS:
+        if metric not in grid.metrics or not grid.districts:
+            continue
+        device_rows, values = grid.metrics[metric]
+        districts = np.array([grid.districts[row] for row in device_rows], dtype=object)
+        score = peer_scores(values, districts, peers.warmup_samples(grid.step_ms), params).score
+        active = Hysteresis().step(score, params)
+        warning = np.full(score.shape, "warning", dtype=object)  # as the engine: a suspicion to inspect
+        alerts += _alerts_from(active, score, None, warning, grid, device_rows, metric, peers.RULE, params)
     return alerts
 
 

@@ -128,6 +128,7 @@ class EngineService:
                     next_silence = time.monotonic() + self.params.silence_check_s
                     self.engine.check_silence()
                     self.engine.check_night_flow()
+                    self.engine.check_peers()  # scores only when a new minute bucket has closed
             except Exception:  # one bad pass must not stop the engine; it is logged with its traceback
                 self.engine.counters["errors"] += 1
                 log.exception("analytics pass failed")

@@ -1,0 +1,154 @@
+"""Peer comparison within a district: a meter that slowly leaves its neighbours (tampering, a failing
+meter) is one peer_departure incident, in the evaluation and in the live engine; its neighbours get none;
+a district with too few meters is left alone."""
+
+import numpy as np
+import pytest
+
+from analytics.config import DEFAULT_PARAMS, EngineParams
+from analytics.engine import AnalyticsEngine
+from analytics.evaluate import build_grid, detect
+from edge import contract
+from telemetry_shared.registry import DeviceNew
+
+START = 1_767_225_600_000  # 2026-01-01 00:00 UTC
+MINUTE = 60_000
+HOURS = 36  # a day and a half of per-minute readings
+DISTRICT = "tanjungpinang-kota"
+
+
+def district_power(meters: int, seed: int = 3, depart_at_h: float = 28.0, depart_over_h: float = 4.0,
+                   drop: float = 0.4) -> np.ndarray:
+    """(meters, HOURS*60) kW: one shared household curve (evening peak), each meter its own size and 4 % noise;
+    meter 0 loses `drop` of its reading over `depart_over_h` hours from `depart_at_h` (a bypass being fitted)."""
+    rng = np.random.default_rng(seed)
+    n = HOURS * 60
+    local_hour = (np.arange(n) / 60 + 7) % 24
+    curve = 6 + 4 * np.exp(-((local_hour - 19) ** 2) / 8) + 2 * np.exp(-((local_hour - 8) ** 2) / 4)
+    kw = curve[None] * rng.uniform(0.8, 1.2, (meters, 1)) * (1 + rng.normal(0, 0.04, (meters, n)))
+    ramp = np.clip((np.arange(n) - depart_at_h * 60) / (depart_over_h * 60), 0, 1)
+    kw[0] *= 1 - drop * ramp
+    return kw
+
+
+def devices(count: int, district: str = DISTRICT) -> list[str]:
+    return [f"pwr-{district[:2]}-{i:04d}" for i in range(count)]
+
+
+# ---------------------------------------------------------------- evaluation
+
+
+def grid_of(kw: np.ndarray, names: list[str], districts: list[str]):
+    readings = [(name, "power", districts[i], START + step * MINUTE, {"power_kw": float(kw[i, step])})
+                for step in range(kw.shape[1]) for i, name in enumerate(names)]
+    return build_grid(readings, START, MINUTE, kw.shape[1])
+
+
+def test_evaluation_finds_the_meter_leaving_its_district_and_not_its_neighbours():
+    kw = district_power(7)
+    names = devices(7)
+    grid = grid_of(kw, names, [DISTRICT] * 7)
+    assert grid.districts == [DISTRICT] * 7
+    peer = [a for a in detect(grid, DEFAULT_PARAMS) if a.rule == "peer_departure"]
+    assert [a.device for a in peer] == [names[0]]
+    # Found while the bypass is being fitted (28 h to 32 h), not before it.
+    assert 28 * 3_600_000 < peer[0].start_ms - START < 32 * 3_600_000
+    assert peer[0].metric == "power_kw" and peer[0].severity == "warning"
+
+
+def test_evaluation_leaves_a_district_with_too_few_meters_alone():
+    few = DEFAULT_PARAMS.peer_min_peers - 1
+    kw = district_power(few, drop=0.6)
+    grid = grid_of(kw, devices(few), [DISTRICT] * few)
+    assert [a for a in detect(grid, DEFAULT_PARAMS) if a.rule == "peer_departure"] == []
+
+
+def test_a_meter_is_compared_with_its_own_district_only():
+    # Six meters in each of two districts whose loads differ by a factor of three: no one departs.
+    kw = np.vstack([district_power(6, seed=5, drop=0.0), 3 * district_power(6, seed=6, drop=0.0)])
+    names = devices(6) + devices(6, "bukit-bestari")
+    grid = grid_of(kw, names, [DISTRICT] * 6 + ["bukit-bestari"] * 6)
+    assert [a for a in detect(grid, DEFAULT_PARAMS) if a.rule == "peer_departure"] == []
+
+
+# ---------------------------------------------------------------- live engine
+
+
+@pytest.fixture
+def district_engine(registry):
+    def make(names: list[str], district: str = DISTRICT) -> AnalyticsEngine:
+        for name in names:
+            registry.add(DeviceNew(id=name, kind="power", district=district))
+        return AnalyticsEngine(registry, None, None, EngineParams())
+    return make
+
+
+def run(engine: AnalyticsEngine, names: list[str], kw: np.ndarray) -> tuple[list[dict], list[dict]]:
+    """An hour of readings per message, as a meter sending its backlog; process and check_peers after each
+    hour. Returns (every alert message, those from check_peers)."""
+    messages, from_peers = [], []
+    for hour in range(kw.shape[1] // 60):
+        steps = range(hour * 60, (hour + 1) * 60)
+        for i, name in enumerate(names):
+            samples = [(START + s * MINUTE, {"power_kw": round(float(kw[i, s]), 3)}) for s in steps]
+            engine.ingest(name, contract.encode_telemetry(hour, samples, "1.0"), START + steps[-1] * MINUTE + 500)
+        now = START + steps[-1] * MINUTE + 500
+        messages += engine.process(now)
+        found = engine.check_peers(now)
+        from_peers += found
+        messages += found
+    return messages, from_peers
+
+
+def test_engine_check_peers_alerts_the_departing_meter_once(district_engine):
+    names = devices(6)
+    engine = district_engine(names)
+    messages, from_peers = run(engine, names, district_power(6))
+    assert {m["device"] for m in messages} == {names[0]}
+    opened = [m for m in from_peers if m["state"] == "active"][0]
+    assert opened["rule"] == "peer_departure" and opened["severity"] == "warning"
+    assert opened["metric"] == "power_kw" and opened["district"] == DISTRICT and opened["kind"] == "power"
+    assert 28 * 3_600_000 < opened["started_ms"] - START < 32 * 3_600_000
+    assert "below the median of its district's meters" in opened["explanation"]
+    assert opened["expected"] > opened["observed"]  # the district's median, above the tampered meter
+    assert len({m["id"] for m in messages}) == 1
+    # A second check with no new minute scores nothing again.
+    assert engine.check_peers(START + HOURS * 3_600_000) == []
+
+
+def test_engine_peer_finding_and_the_ordinary_detector_share_one_incident(district_engine):
+    names = devices(6)
+    engine = district_engine(names)
+    kw = district_power(6)
+    kw[0, 30 * 60:] *= 0.5  # then the bypass is completed: a step the meter's own detectors see too
+    messages, from_peers = run(engine, names, kw)
+    mine = [m for m in messages if m["device"] == names[0]]
+    assert {m["device"] for m in messages} == {names[0]}
+    assert from_peers and {m["rule"] for m in from_peers} == {"peer_departure"}
+    ordinary = [m for m in mine if m not in from_peers]
+    assert ordinary, "the step must be seen by the meter's own detectors too"
+    assert len({m["id"] for m in mine}) == 1  # one device, one incident
+    members = [m["explanation"] for m in mine if "Affected:" in m["explanation"]]
+    assert any("power_kw against its district" in text and "power_kw," in text for text in members)
+    # Neither finding clears the other: the incident is cleared at most once, by the last of them.
+    assert [m["state"] for m in mine].count("cleared") <= 1
+    if mine[-1]["state"] != "cleared":
+        assert (names[0], "readings") in engine.incidents
+
+
+def test_engine_district_with_too_few_meters_is_left_alone(district_engine):
+    few = DEFAULT_PARAMS.peer_min_peers - 1
+    names = devices(few)
+    engine = district_engine(names)
+    _, from_peers = run(engine, names, district_power(few, drop=0.6))
+    assert from_peers == []
+
+
+def test_engine_check_peers_with_nothing_to_compare(district_engine):
+    engine = district_engine(devices(3))
+    assert engine.check_peers(START) == []  # nothing ingested yet
+    # Readings of devices unknown to the registry, or malformed, never reach the peers.
+    engine.ingest("pwr-unknown", contract.encode_telemetry(0, [(START, {"power_kw": 5.0})], "1.0"), START)
+    engine.ingest(devices(3)[0], b"\xff{not json", START)
+    engine.process(START)
+    assert engine.check_peers(START + MINUTE) == []
