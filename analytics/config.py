@@ -63,7 +63,13 @@ class DetectorParams:
     # ~1), so they fall below the alert's clear level within about h/k
     # samples after a shift ends instead of as long as the shift lasted.
     cusum_cap: float = 2.0
-    # Drift off the daily profile (detectors.drift_z): a fast (~30 samples)
+    # Until a series has a daily profile, the recent level's scale is never
+    # below this many times the scale of its forecast errors over a
+    # quarter-day memory: a morning rise after a quiet night is not a
+    # string of anomalies, a spike still is. Chosen on bench/csv_corpus.py (seeds 1 and 2),
+    # never on the evaluation data; 0 switches it off.
+    day_scale_floor: float = 2.0
+    # Drift off the daily profile (detectors.drift_evidence): a fast (~30 samples)
     # against a slow (~300 samples) robust level of the profile residual,
     # their gap scored against its own usual size over ~2 days of samples.
     drift_fast_alpha: float = 1 / 30

@@ -848,11 +848,40 @@ def score_series(values: np.ndarray, times: np.ndarray | None = None,
     return out
 
 
+def _widened(x: np.ndarray, times: np.ndarray, recent: Baseline, keep: np.ndarray | None,
+             params: DetectorParams) -> Baseline:
+    """The recent level's baseline with its scale never below `day_scale_floor` times the same forecast
+    errors' scale over a longer memory (about a quarter day), except where `keep` (a daily profile exists).
+
+    Until the daily profile exists, the recent level is the only forecaster,
+    and its scale is what the last hour or so made it: after a quiet night
+    (no cars, no load) that is tiny, and the ordinary morning rise would be
+    a string of many-sigma anomalies. How well the level has forecast over
+    the last several hours is the honest yardstick until the profile says
+    what each hour usually does; a spike still stands out against it.
+    """
+    t = np.asarray(times)
+    interval = median_interval_ms(t[None] if t.ndim == 1 else t)
+    step = float(np.nanmedian(interval)) if np.isfinite(interval).any() else math.nan
+    if not step > 0:
+        return recent
+    wide = robust_baseline(x - recent.expected, params, alpha=min(1.0, 4.0 * step / DAY_MS), trend=False)
+    floor = params.day_scale_floor * wide.scale
+    scale = np.fmax(recent.scale, floor)
+    if keep is not None:
+        scale = np.where(keep, recent.scale, scale)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        z = np.where(np.isnan(recent.z), np.nan, (x - recent.expected) / scale)
+    return Baseline(recent.expected, scale, z)
+
+
 def _score_block(x: np.ndarray, times: np.ndarray | None, params: DetectorParams,
                  history: History | None = None) -> Scores:
     recent = robust_baseline(x, params)
     season = None if times is None else seasonal_baseline(x, times, params, history)
     has_season = None if season is None else np.isfinite(season.z)
+    if times is not None and params.day_scale_floor > 0:
+        recent = _widened(x, times, recent, has_season, params)
     if has_season is None or not has_season.any():
         # No profile anywhere in the block (too little history): the recent
         # level alone, without the array passes that choose between the two.

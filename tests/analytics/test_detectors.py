@@ -395,3 +395,20 @@ def test_the_cusum_forgets_a_long_shift_soon_after_it_ends():
     p = DEFAULT_PARAMS
     settle = int(p.cusum_cap * p.cusum_h / p.cusum_k) + 1
     assert d.calibrate(evidence[0, 250 + settle:]).max() < p.clear_score  # not 150 samples of decay
+
+
+def test_before_a_daily_profile_a_morning_after_a_quiet_night_is_no_anomaly_but_a_spike_is():
+    """Day one of a traffic counter: zero-ish at night, a rush at 07:00; nothing to compare with yet."""
+    rng = np.random.default_rng(24)
+    minutes = np.arange(2 * 1440)
+    times = (4 * 1440 + minutes) * MINUTE
+    hour = (minutes % 1440) / 60
+    traffic = 1 + 70 * np.clip(np.sin(np.pi * (hour - 5) / 17), 0, None) ** 2  # 05:00-22:00, busiest at 13:30
+    x = traffic[None] + rng.normal(0, 1, (10, minutes.size)) * np.sqrt(traffic) / 2
+    x[:5, 1440 + 12 * 60] += 60  # a spike at noon of day two
+    scores = d.score_series(x, times).combined
+    day_two = slice(1440, 2 * 1440)
+    assert (scores[5:, day_two] < DEFAULT_PARAMS.open_score).all()
+    assert (scores[:5, 1440 + 12 * 60] > 0.9).all()
+    unfloored = d.score_series(x, times, replace(DEFAULT_PARAMS, day_scale_floor=0.0)).combined
+    assert (unfloored[5:, day_two] >= DEFAULT_PARAMS.open_score).any()  # what the floor is for
