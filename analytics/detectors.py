@@ -16,6 +16,7 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.ndimage import uniform_filter1d
 
 from analytics import compiled
 from analytics.config import DAY_MS, DEFAULT_PARAMS, DetectorParams, Limit
@@ -532,6 +533,8 @@ def seasonal_baseline(values: np.ndarray, times: np.ndarray, params: DetectorPar
             continue  # not enough history for this profile anywhere
         profile = seasonal_expected(x, times, period, params, history)
         fit = robust_baseline(x - profile, params, trend=False)
+        if params.profile_scale_by_hour:
+            fit = _scale_by_time_of_day(x - profile, fit, times, period, params)
         better = np.isfinite(fit.z) & ~(out.scale <= fit.scale)
         out.expected = np.where(better, profile + fit.expected, out.expected)
         out.scale = np.where(better, fit.scale, out.scale)
@@ -540,6 +543,38 @@ def seasonal_baseline(values: np.ndarray, times: np.ndarray, params: DetectorPar
             out.plain_z = np.where(better, (x - profile) / fit.scale, out.plain_z)
         out.profile = np.where(better, profile, out.profile)
     return out
+
+
+def _scale_by_time_of_day(residual: np.ndarray, fit: Baseline, times: np.ndarray, period_ms: int,
+                          params: DetectorParams) -> Baseline:
+    """The profile fit with its scale never below the profile's usual error at this time of the period.
+
+    The running scale is what the last hour or so made it: after a quiet
+    night (no cars, lights off) it is tiny, and the morning, when the
+    profile always predicts worse, would look anomalous every day (the
+    running scale grows only a few percent a sample, too slow for a morning
+    of a dozen 5-minute readings). The mean absolute error of the profile
+    fit within `profile_scale_window_ms` around the same time of the earlier
+    periods (their median, so one bad day does not count) says how well it
+    usually does at this hour. Only earlier periods are read: causal.
+    """
+    t = np.asarray(times)
+    interval = median_interval_ms(t[None] if t.ndim == 1 else t)
+    step = float(np.nanmedian(interval)) if np.isfinite(interval).any() else math.nan
+    if not step > 0:
+        return fit
+    width = int(min(max(1, round(params.profile_scale_window_ms / step)), residual.shape[1]))
+    error = np.abs(residual - fit.expected)
+    known = ~np.isnan(error)
+    total = uniform_filter1d(np.where(known, error, 0.0), size=width, axis=1, mode="constant")
+    count = uniform_filter1d(known.astype(np.float64), size=width, axis=1, mode="constant")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        local = np.where(count > 0, total / count, np.nan)
+    usual = params.mad_to_sigma * seasonal_expected(local, times, period_ms, params)
+    scale = np.fmax(fit.scale, usual)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        z = np.where(np.isnan(fit.z), np.nan, (residual - fit.expected) / scale)
+    return Baseline(fit.expected, scale, z)
 
 
 def seasonal_z(values: np.ndarray, times: np.ndarray, params: DetectorParams = DEFAULT_PARAMS) -> np.ndarray:

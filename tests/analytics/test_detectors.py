@@ -412,3 +412,21 @@ def test_before_a_daily_profile_a_morning_after_a_quiet_night_is_no_anomaly_but_
     assert (scores[:5, 1440 + 12 * 60] > 0.9).all()
     unfloored = d.score_series(x, times, replace(DEFAULT_PARAMS, day_scale_floor=0.0)).combined
     assert (unfloored[5:, day_two] >= DEFAULT_PARAMS.open_score).any()  # what the floor is for
+
+
+def test_a_morning_the_profile_always_gets_wrong_is_judged_by_other_mornings():
+    """Counts that jump at a slightly different minute every morning: the profile errs there daily, by design."""
+    rng = np.random.default_rng(25)
+    days, n_series = 5, 20  # Monday to Friday
+    minutes = np.arange(days * 1440)
+    times = (4 * 1440 + minutes) * MINUTE
+    onset = np.repeat(rng.uniform(6 * 60, 7 * 60, (n_series, days)), 1440, axis=1)  # 06:00-07:00, random
+    x = np.where((minutes % 1440)[None] >= onset, 40.0, 2.0) + rng.normal(0, 0.5, (n_series, minutes.size))
+    plain = d.score_series(x, times, replace(DEFAULT_PARAMS, profile_scale_by_hour=False)).combined
+    judged = d.score_series(x, times).combined
+    last_days = slice(4 * 1440, None)  # Friday: the profile's errors of two mornings (Wednesday, Thursday) known
+    # A third fewer alarming samples (the onset still surprises in the minutes no other morning had it).
+    assert (judged[:, last_days] >= DEFAULT_PARAMS.open_score).sum() < \
+        (plain[:, last_days] >= DEFAULT_PARAMS.open_score).sum() * 2 / 3
+    x[:5, 4 * 1440 + 13 * 60] += 20  # a spike at 13:00 on Friday is still one
+    assert (d.score_series(x, times).combined[:5, 4 * 1440 + 13 * 60] > 0.9).all()
