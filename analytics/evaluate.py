@@ -122,7 +122,7 @@ def detect(grid: Grid, params: DetectorParams = DEFAULT_PARAMS) -> list[Alert]:
         score = np.where(np.isnan(values), np.nan, scored.score)
         active = Hysteresis().step(score, params, values=values, anchor=scored.anchor)
         alerts += _alerts_from(active, score, scored.rule, scored.severity, grid, device_rows, metric, params=params)
-    alerts += _peer_alerts(grid, params)  # before the merge: a device still gets one incident
+    alerts += peer_alerts(grid, params)  # before the merge: a device still gets one incident
     alerts = merge_by_device(alerts) + _night_flow_alerts(grid, params)
     all_rows = np.arange(len(grid.devices))
     silence = silence_on_grid(grid.present, params)
@@ -135,7 +135,7 @@ def detect(grid: Grid, params: DetectorParams = DEFAULT_PARAMS) -> list[Alert]:
     return alerts
 
 
-def _peer_alerts(grid: Grid, params: DetectorParams) -> list[Alert]:
+def peer_alerts(grid: Grid, params: DetectorParams) -> list[Alert]:
     """Meters drifting away from the other meters of their district (tampering, a failing meter)."""
     alerts: list[Alert] = []
     for metric in PEER_METRICS:
