@@ -109,7 +109,9 @@ def rescore(client: InfluxQL, kind: str, since: str = "24h", device: str | None 
     for name, (devices, times, values, _districts) in fetch(client, kind, metrics, since, device).items():
         scored = score_metric(name, values, times, params)
         score = np.where(np.isnan(values), np.nan, scored.score)
-        for row, first, after in incidents(Hysteresis().step(score, params)):
+        # The same hold as the live engine: one incident from a lasting fault's start to its end.
+        active = Hysteresis().step(score, params, values=values, anchor=scored.anchor)
+        for row, first, after in incidents(active):
             window = np.nan_to_num(score[row, first:after])
             peak_at = first + int(window.argmax())
             severity = grade(float(window.max()), str(scored.severity[row, peak_at]), params)
