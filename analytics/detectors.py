@@ -900,14 +900,28 @@ def _widened(x: np.ndarray, times: np.ndarray, recent: Baseline, keep: np.ndarra
     step = float(np.nanmedian(interval)) if np.isfinite(interval).any() else math.nan
     if not step > 0:
         return recent
-    wide = robust_baseline(x - recent.expected, params, alpha=min(1.0, 4.0 * step / DAY_MS), trend=False)
-    floor = params.day_scale_floor * wide.scale
-    scale = np.fmax(recent.scale, floor)
-    if keep is not None:
+    error = x - recent.expected
+    floor = _running_scale(error, min(1.0, 4.0 * step / DAY_MS), params)
+    floor *= params.day_scale_floor
+    scale = np.fmax(recent.scale, floor, out=floor)
+    if keep is not None and keep.any():
         scale = np.where(keep, recent.scale, scale)
     with np.errstate(invalid="ignore", divide="ignore"):
-        z = np.where(np.isnan(recent.z), np.nan, (x - recent.expected) / scale)
+        z = np.divide(error, scale, out=error)
+    z[np.isnan(recent.z)] = np.nan
     return Baseline(recent.expected, scale, z)
+
+
+def _running_scale(x: np.ndarray, alpha: float, params: DetectorParams) -> np.ndarray:
+    """robust_baseline(x, alpha=alpha, trend=False).scale, without the passes that compute its z."""
+    if compiled.active():
+        x = np.ascontiguousarray(x, dtype=np.float64)
+        expected, scale = np.empty(x.shape), np.empty(x.shape)
+        compiled.holt(x, expected, scale, float(alpha), float(alpha), 0.0, int(params.warmup),
+                      float(params.huber_clip), float(params.mad_to_sigma), float(params.rel_scale_floor),
+                      float(params.abs_scale_floor))
+        return scale
+    return _numpy_holt(x, alpha, alpha, False, params)[1]
 
 
 def _score_block(x: np.ndarray, times: np.ndarray | None, params: DetectorParams,
