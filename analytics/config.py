@@ -120,6 +120,12 @@ class DetectorParams:
     # Slow memory (~200 samples) for a meter's usual departure from its peers,
     # so a slow drift away from them is not learnt as the new normal.
     peer_alpha: float = 0.005
+    # When more than this share of a district's scored meters depart at the
+    # same step, the reference moved, not the meters (a district of homes and
+    # shops has a median that jumps between the two when one meter is
+    # missing): no one is scored then (analytics.peers). Checked on fleetsim
+    # runs over a weekend, seeds 7 and 11.
+    peer_shared_share: float = 0.25
 
     # Minimum night flow (IWA water-loss practice: the lowest demand of the
     # night is mostly leakage): local hours of the night window, and the rise

@@ -27,16 +27,6 @@ class PeerScores:
     z: np.ndarray  # (S, T) robust z of the departure against the usual one
 
 
-# Conservative guards, checked on fleetsim runs over a weekend with seeds 7 and 11 (200 devices,
-# Thursday to Tuesday; `city evaluate` counts Tuesday to Thursday only, so it never sees a weekend).
-#
-# When more than this share of a district's scored meters depart at the same
-# step, the reference moved, not the meters (a district of homes and shops
-# has a median that jumps between the two when one meter is missing): no one
-# is scored then. One meter drifting away from its neighbours is a minority.
-SHARED_SHARE = 0.25
-
-
 def peer_scores(values: np.ndarray, districts: np.ndarray, warmup_samples: int,
                 params: DetectorParams = DEFAULT_PARAMS) -> PeerScores:
     """Score every meter (row of values, one shared time grid) against the meters of its district.
@@ -55,8 +45,10 @@ def peer_scores(values: np.ndarray, districts: np.ndarray, warmup_samples: int,
       scale, and the ordinary shift of the district's mix at weekends (shops
       close, homes do not) then looks like tampering (5 and 3 false alerts
       over a weekend on 70 simulated meters without it, none with it);
-    - 0 for the whole district at a step where more than SHARED_SHARE of its
-      meters depart together.
+    - 0 for the whole district at a step where more than params.peer_shared_share
+      of its meters depart together (one meter drifting away is a minority).
+    The guards were checked on fleetsim runs over a weekend with seeds 7 and
+    11 (`city evaluate` counts Tuesday to Thursday only, so it never sees one).
     """
     departure = peer_residual(values, districts, params)
     baseline = robust_baseline(departure, params, alpha=params.peer_alpha, trend=False)
@@ -82,14 +74,14 @@ def _district_median(scale: np.ndarray, districts: np.ndarray, params: DetectorP
 
 
 def _unshared(score: np.ndarray, districts: np.ndarray, params: DetectorParams) -> np.ndarray:
-    """Scores set to 0 in a district at the steps where more than SHARED_SHARE of its scored meters depart."""
+    """Scores set to 0 in a district at the steps where more than peer_shared_share of its scored meters depart."""
     out = score.copy()
     for district in np.unique(districts):  # a handful of districts, not meters
         rows = districts == district
         block = score[rows]
         scored = (~np.isnan(block)).sum(axis=0)
         departing = (np.nan_to_num(block) >= params.clear_score).sum(axis=0)
-        shared = departing > SHARED_SHARE * np.maximum(scored, 1)
+        shared = departing > params.peer_shared_share * np.maximum(scored, 1)
         # A lone meter in a small district is always "shared" by that rule: it needs company to be one.
         shared &= departing > 1
         out[rows] = np.where(shared[None] & ~np.isnan(block), 0.0, block)
