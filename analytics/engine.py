@@ -370,7 +370,9 @@ class AnalyticsEngine:
         state = self.states[f"peer:{metric}"]
         state.resize(int(rows.max()) + 1)
         was_active = state.active[rows].copy()
-        flags = state.step(scored.score[:, new], self.detector, rows)
+        anchor = scored.anchor
+        flags = state.step(scored.score[:, new], self.detector, rows, values=scored.departure[:, new],
+                           anchor=Anchor(anchor.profile[:, new], anchor.bias[:, new], anchor.scale[:, new]))
         columns = np.arange(grid.shape[1])[new]
         sent = []
         for i in np.flatnonzero(flags.any(axis=1) | was_active):

@@ -143,8 +143,9 @@ def peer_alerts(grid: Grid, params: DetectorParams) -> list[Alert]:
             continue
         device_rows, values = grid.metrics[metric]
         districts = np.array([grid.districts[row] for row in device_rows], dtype=object)
-        score = peer_scores(values, districts, peers.warmup_samples(grid.step_ms), params).score
-        active = Hysteresis().step(score, params)
+        scored = peer_scores(values, districts, peers.warmup_samples(grid.step_ms), params)
+        score = scored.score
+        active = Hysteresis().step(score, params, values=scored.departure, anchor=scored.anchor)
         warning = np.full(score.shape, "warning", dtype=object)  # as the engine: a suspicion to inspect
         alerts += _alerts_from(active, score, None, warning, grid, device_rows, metric, peers.RULE, params)
     return alerts

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from analytics.config import DAY_MS, DEFAULT_PARAMS, DetectorParams
-from analytics.detectors import calibrate, cusum_evidence, nanmedian_first_axis, peer_residual, robust_baseline
+from analytics.detectors import Anchor, calibrate, cusum_evidence, nanmedian_first_axis, peer_residual, robust_baseline
 
 RULE = "peer_departure"
 
@@ -25,6 +25,13 @@ class PeerScores:
     departure: np.ndarray  # (S, T) (x - median) / |median| of the meter's district
     usual: np.ndarray  # (S, T) the meter's usual departure before this sample
     z: np.ndarray  # (S, T) robust z of the departure against the usual one
+    scale: np.ndarray  # (S, T) the robust scale of the meter's departure
+
+    @property
+    def anchor(self) -> Anchor:
+        """For rules.Hysteresis' hold: an incident stays open while the departure is off the usual one
+        of before it opened (the usual departure itself learns a lasting bypass within a few hours)."""
+        return Anchor(np.zeros(self.departure.shape), self.usual, self.scale)
 
 
 def peer_scores(values: np.ndarray, districts: np.ndarray, warmup_samples: int,
@@ -60,7 +67,8 @@ def peer_scores(values: np.ndarray, districts: np.ndarray, warmup_samples: int,
     score = np.minimum(plain, floored)
     seen = np.cumsum(~np.isnan(departure), axis=1)
     score = np.where(np.isnan(departure) | (seen < warmup_samples), np.nan, score)
-    return PeerScores(_unshared(score, np.asarray(districts), params), departure, baseline.expected, baseline.z)
+    return PeerScores(_unshared(score, np.asarray(districts), params), departure, baseline.expected, baseline.z,
+                      baseline.scale)
 
 
 def _district_median(scale: np.ndarray, districts: np.ndarray, params: DetectorParams) -> np.ndarray:

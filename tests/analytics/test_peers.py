@@ -57,6 +57,8 @@ def test_evaluation_finds_the_meter_leaving_its_district_and_not_its_neighbours(
     # Found while the bypass is being fitted (28 h to 32 h), not before it.
     assert 28 * 3_600_000 < peer[0].start_ms - START < 32 * 3_600_000
     assert peer[0].metric == "power_kw" and peer[0].severity == "warning"
+    # And it stays open while the meter stays low (the usual departure learns the bypass within hours).
+    assert peer[0].end_ms == START + HOURS * 3_600_000
 
 
 def test_evaluation_leaves_a_district_with_too_few_meters_alone():
