@@ -75,6 +75,12 @@ class DetectorParams:
     drift_fast_alpha: float = 1 / 30
     drift_slow_alpha: float = 1 / 300
     drift_scale_alpha: float = 1 / 2880
+    # Only while the reading itself is this many scales off the profile in
+    # the drift's direction (a repaired drift is back on the profile at
+    # once), and the least of the last drift_hold_samples readings' evidence
+    # (a drift is slow; one odd reading is not one).
+    drift_min_z: float = 1.0
+    drift_hold_samples: int = 2
 
     # Seasonal baseline: the same time of day in the previous days (and of the
     # week in previous weeks); the median of these is the expected value.

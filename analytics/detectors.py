@@ -16,7 +16,7 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.ndimage import uniform_filter1d
+from scipy.ndimage import minimum_filter1d, uniform_filter1d
 
 from analytics import compiled
 from analytics.config import DAY_MS, DEFAULT_PARAMS, DetectorParams, Limit
@@ -788,13 +788,16 @@ def drift_evidence(residual: np.ndarray, scale: np.ndarray, params: DetectorPara
     drifts; that gap is compared with its own usual size (a robust baseline
     with a memory of about two days of samples, drift_scale_alpha), so a
     series whose day-to-day bias wanders a lot needs a larger trend. The
-    evidence is the smaller of that z and the reading's own residual in
-    scales, in the same direction: a drift must have taken the readings off the profile
-    (when a drift is repaired the readings return to the profile while the
-    slow level still remembers the drift: no new anomaly). A slow drift (a
-    fouling sensor, a meter losing calibration) that the running level
-    learns as it goes is caught while it drifts, not when it is repaired.
-    Causal, all series at once.
+    evidence is the smaller of that z and the fast level off the profile
+    in units of its own standard error (scale * sqrt(alpha / (2 - alpha))),
+    in the same direction, while the reading itself is at least
+    drift_min_z scales off that way (when a drift is repaired the readings
+    return to the profile at once, while the clipped levels still remember
+    it: no new anomaly), held over drift_hold_samples readings (a running
+    minimum: one odd reading is no drift). A slow drift (a fouling sensor,
+    a meter losing calibration) that the running level learns as it goes is
+    caught while it drifts, not when it is repaired. Causal, all series at
+    once.
     """
     r = as_matrix(residual)
     fast = robust_baseline(r, params, alpha=params.drift_fast_alpha, trend=False).expected
@@ -804,9 +807,21 @@ def drift_evidence(residual: np.ndarray, scale: np.ndarray, params: DetectorPara
     trend = robust_baseline(np.where(settled, fast - slow, np.nan), params, alpha=params.drift_scale_alpha,
                             trend=False).z
     with np.errstate(invalid="ignore", divide="ignore"):
-        off = np.nan_to_num(r / scale)
+        # The fast level in units of its own standard error (an EWMA of ~30 samples averages the noise away).
+        off = np.nan_to_num(fast / (scale * math.sqrt(params.drift_fast_alpha / (2 - params.drift_fast_alpha))))
+        now = np.nan_to_num(r / scale)
     trend = np.nan_to_num(trend)
-    return np.maximum(np.maximum(np.minimum(trend, off), np.minimum(-trend, -off)), 0.0)
+    # And the reading itself must be off the profile that way (by drift_min_z): when a drift is
+    # repaired the readings are back at once, while the Huber-clipped fast level takes a while.
+    up = np.minimum(trend, off) * (now >= params.drift_min_z)
+    down = np.minimum(-trend, -off) * (now <= -params.drift_min_z)
+    evidence = np.maximum(np.maximum(up, down), 0.0)
+    # A drift is slow: its evidence must hold over the last drift_hold_samples readings (a running
+    # minimum), so one odd reading against a profile that is briefly off is no drift.
+    width = min(params.drift_hold_samples, evidence.shape[1]) if evidence.shape[1] else 1
+    if width > 1:
+        evidence = minimum_filter1d(evidence, size=width, axis=1, origin=(width - 1) // 2, mode="nearest")
+    return evidence
 
 
 DETECTORS = ("level", "shift", "seasonal", "flatline", "drift")

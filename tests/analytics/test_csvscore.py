@@ -118,9 +118,12 @@ def test_timestamp_formats(stamp):
 
 def test_irregular_times_gaps_missing_values_and_duplicates():
     rng = np.random.default_rng(2)
-    values: list = series(3000, 2800)
     steps = np.cumsum(rng.integers(200, 400, 3000))
     steps[1500:] += 3 * 3600  # a three-hour gap
+    # A daily curve in time (not in rows: the rows come irregularly), with a spike at row 2800.
+    curve = 50 + 10 * np.sin(2 * np.pi * steps / 86400) + rng.normal(0, 1, 3000)
+    curve[2800] += 40
+    values: list = [round(float(v), 3) for v in curve]
     steps[100] = steps[99]  # a duplicate time
     for i in (10, 11, 700, 2000):
         values[i] = ["", "NaN", "null", "nan"][i % 4]
