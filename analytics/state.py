@@ -4,16 +4,19 @@ What is kept (everything the engine learnt from the readings):
 - per metric, the ring buffer (`SeriesBlock`) with its row keys, and the
   coarse history (`CoarseHistory`: closed bucket means and the open bucket);
 - the minimum-night-flow history (`night_history`, `last_night`);
-- per device, when it was last heard from and its kind and district.
+- per device, when it was last heard from and its kind and district;
+- the open incidents and the hysteresis behind them (per metric, the peer
+  checks and silence), so an alert open at a restart goes on under its own
+  id and is cleared by the new engine when the series is normal again.
+  Forgotten, it would stay active in the API's alert store for ever (nobody
+  else clears it), and a fault still there would raise a second alert. If
+  the fault ended while the engine was down, the first readings after the
+  restart clear it, as they would have. An operator's acknowledgement or
+  resolution in the store meanwhile is the store's business: the engine's
+  later messages update the same alert id (version 1 files, without
+  incidents, still load).
 
 What is not kept, on purpose:
-- Open incidents and the hysteresis behind them. The API's alert store owns
-  an incident's lifecycle: an operator may acknowledge or resolve it while the
-  engine is down, and the store escalates on its own. The engine also cannot
-  vouch for the present after a gap: a fault may have ended, or begun, unseen.
-  A fault still there after the restart opens again after `confirm_samples`
-  readings (2); the hysteresis is at most `clear_samples` (15) readings deep,
-  so nothing that took long to learn is lost.
 - The arrival delays of the clock series (`clock_lag_ms`). Messages the
   broker queued while the engine was down arrive late by the downtime, so a
   restored delay baseline would report every device's clock as jumped after
@@ -42,6 +45,7 @@ import os
 import re
 import time
 import zipfile
+from collections import defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -49,13 +53,20 @@ from typing import Any
 import numpy as np
 
 from analytics.buffers import CoarseHistory, SeriesBlock
-from analytics.engine import CLOCK, AnalyticsEngine
+from analytics.engine import CLOCK, AnalyticsEngine, Incident
+from analytics.rules import Hysteresis
 from edge import contract
 
 log = logging.getLogger("analytics")
 
 FORMAT = "city-analytics-state"
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = (1, 2)  # version 1: no incidents, no hysteresis
+HYSTERESIS_FIELDS = {"active": np.dtype("u1"), "calm": np.dtype("<i8"), "pending": np.dtype("<i8"),
+                     "held_bias": np.dtype("<f8"), "held_scale": np.dtype("<f8"), "held_for": np.dtype("<i8"),
+                     "departure": np.dtype("<f8")}
+INCIDENT_TEXT = {"id": 200, "device": 64, "kind": 16, "district": 64, "metric": 64, "rule": 64, "severity": 16,
+                 "opened_by": 100}
 DTYPES = (np.dtype("<f8"), np.dtype("<i8"), np.dtype("u1"))  # every array in the file is one of these
 METRIC_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 MAX_META_BYTES = 256 * 1024 * 1024  # the JSON part: keys, last seen, info (about 100 bytes a series)
@@ -100,12 +111,33 @@ def save_state(engine: AnalyticsEngine, path: Path | str, now_ms: int | None = N
             entry["history"] = {"bucket_ms": history.bucket_ms}
         blocks.append(entry)
     arrays["night_history"] = engine.night_history
+    states = sorted(key for key in engine.states if key != CLOCK)  # the clock's delays are not kept: nor its state
+    for i, key in enumerate(states):
+        arrays.update(_hysteresis_arrays(f"s{i}", engine.states[key]))
+    arrays.update(_hysteresis_arrays("silence", engine.silence))
     meta = {"format": FORMAT, "version": VERSION, "saved_ms": now_ms, "blocks": blocks,
             "last_night": int(engine.last_night),
             "last_seen_ms": {device: int(t) for device, t in engine.last_seen_ms.items()},
-            "info": {device: list(info) for device, info in engine.info.items()}}
+            "info": {device: list(info) for device, info in engine.info.items()},
+            "states": states, "silence_rows": dict(engine.silence_rows),
+            "peer_scored": {metric: int(b) for metric, b in engine.peer_scored.items()},
+            # A clock_offset incident too: its state is not kept, so the first reading after the restart
+            # clears it rather than leaving it active in the alert store.
+            "incidents": [_incident_json(key, incident) for key, incident in engine.incidents.items()]}
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
     return _write_atomically(path, arrays)
+
+
+def _hysteresis_arrays(prefix: str, state: Hysteresis) -> dict[str, np.ndarray]:
+    return {f"{prefix}_{name}": np.asarray(getattr(state, name)).astype(dtype)
+            for name, dtype in HYSTERESIS_FIELDS.items()}
+
+
+def _incident_json(key: tuple[str, str], incident: Incident) -> dict:
+    fields = {name: getattr(incident, name) for name in INCIDENT_TEXT}
+    return {"key": list(key), **fields, "started_ms": int(incident.started_ms),
+            "published_ms": int(incident.published_ms), "score": float(incident.score),
+            "metrics": sorted(incident.metrics)}
 
 
 def _write_atomically(path: Path, arrays: dict[str, np.ndarray]) -> int:
@@ -176,7 +208,16 @@ def _apply(engine: AnalyticsEngine, staged: dict, now_ms: int) -> None:
     """Hand the checked state to the engine, all at once."""
     downtime_ms = max(0, now_ms - staged["saved_ms"])
     in_service = _in_service(engine, list(staged["last_seen_ms"]))
-    last_seen = {device: t + downtime_ms for device, t in staged["last_seen_ms"].items() if device in in_service}
+    incidents = {key: incident for key, incident in staged["incidents"].items() if key[0] in in_service}
+    # A device already reported silent stays silent: its downtime is not moved off (see the docstring).
+    silent = {key[0] for key in incidents if key[1] == "silent"}
+    last_seen = {device: t + (0 if device in silent else downtime_ms)
+                 for device, t in staged["last_seen_ms"].items() if device in in_service}
+    engine.states = defaultdict(Hysteresis, staged["states"])
+    engine.silence = staged["silence"]
+    engine.silence_rows = staged["silence_rows"]
+    engine.peer_scored = staged["peer_scored"]
+    engine.incidents = incidents
     engine.blocks = staged["blocks"]
     engine.history = staged["history"]
     engine.night_history = staged["night_history"]
@@ -216,8 +257,40 @@ def _read(path: Path, engine: AnalyticsEngine) -> dict:
                 if fitted is not None:
                     history[metric] = fitted
         night = _night(archive, names, engine, blocks.get("flow_lps"))
+        states = {}
+        for i, key in enumerate(meta["states"]):
+            metric = key.removeprefix("peer:")
+            _expect(metric in blocks, f"state {key}: no such series")
+            states[key] = _hysteresis(archive, names, f"s{i}", len(blocks[metric].keys))
+        silence = _hysteresis(archive, names, "silence", None) if meta["version"] >= 2 else Hysteresis()
     return {"saved_ms": meta["saved_ms"], "blocks": blocks, "history": history, "night_history": night,
-            "last_night": meta["last_night"], "last_seen_ms": meta["last_seen_ms"], "info": meta["info"]}
+            "last_night": meta["last_night"], "last_seen_ms": meta["last_seen_ms"], "info": meta["info"],
+            "states": states, "silence": silence, "silence_rows": meta["silence_rows"],
+            "peer_scored": meta["peer_scored"], "incidents": meta["incidents"]}
+
+
+def _hysteresis(archive, names: set[str], prefix: str, max_rows: int | None) -> Hysteresis:
+    """One incident state: every field there, one row per series, of its type and in its range."""
+    fields = {}
+    for name, dtype in HYSTERESIS_FIELDS.items():
+        if f"{prefix}_{name}" not in names:
+            raise StateError(f"{prefix}: {name} missing")
+        array = archive[f"{prefix}_{name}"]
+        _expect(array.dtype == dtype and array.ndim == 1, f"{prefix}_{name}: type")
+        fields[name] = array
+    rows = fields["active"].size
+    _expect(all(a.size == rows for a in fields.values()), f"{prefix}: fields of different lengths")
+    _expect(max_rows is None or rows <= max(max_rows, 64), f"{prefix}: more rows than series")
+    _expect((fields["active"] <= 1).all() and all((fields[n] >= 0).all() for n in ("calm", "pending", "held_for")),
+            f"{prefix}: counters out of range")
+    _expect(not any(np.isinf(fields[n]).any() for n in ("held_bias", "held_scale", "departure")),
+            f"{prefix}: infinite values")
+    state = Hysteresis()
+    state.active = fields["active"].astype(bool)
+    for name in HYSTERESIS_FIELDS:
+        if name != "active":
+            setattr(state, name, fields[name].copy())
+    return state
 
 
 def _check_members(path: Path) -> set[str]:
@@ -255,8 +328,8 @@ def _meta(raw: np.ndarray) -> dict:
     meta = json.loads(raw.tobytes().decode())
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise StateError("not an analytics state file")
-    if meta.get("version") != VERSION:
-        raise StateError(f"state version {meta.get('version')!r}; this engine reads version {VERSION}")
+    if meta.get("version") not in READABLE_VERSIONS:
+        raise StateError(f"state version {meta.get('version')!r}; this engine reads versions {READABLE_VERSIONS}")
     _expect(_is_int(meta.get("saved_ms")) and _is_int(meta.get("last_night")), "saved_ms, last_night")
     blocks = meta.get("blocks")
     _expect(isinstance(blocks, list), "blocks")
@@ -282,7 +355,37 @@ def _meta(raw: np.ndarray) -> dict:
                                                                                     for s in v)
         for d, v in info.items()), "info")
     meta["info"] = {device: (kind, district) for device, (kind, district) in info.items()}
+    states = meta.setdefault("states", [])
+    _expect(isinstance(states, list) and len(set(states)) == len(states)
+            and all(isinstance(k, str) and METRIC_NAME.match(k.removeprefix("peer:")) for k in states), "states")
+    silence_rows = meta.setdefault("silence_rows", {})
+    _expect(isinstance(silence_rows, dict) and all(contract.valid_device_id(d) and _is_int(r) and r >= 0
+                                                   for d, r in silence_rows.items())
+            and len(set(silence_rows.values())) == len(silence_rows), "silence_rows")
+    peer_scored = meta.setdefault("peer_scored", {})
+    _expect(isinstance(peer_scored, dict) and all(isinstance(m, str) and METRIC_NAME.match(m) and _is_int(b)
+                                                  for m, b in peer_scored.items()), "peer_scored")
+    incidents = meta.setdefault("incidents", [])
+    _expect(isinstance(incidents, list), "incidents")
+    meta["incidents"] = dict(_incident(entry) for entry in incidents)
     return meta
+
+
+def _incident(entry: Any) -> tuple[tuple[str, str], Incident]:
+    _expect(isinstance(entry, dict), "an incident")
+    key = entry.get("key")
+    _expect(isinstance(key, list) and len(key) == 2 and all(isinstance(k, str) and len(k) <= 64 for k in key)
+            and contract.valid_device_id(key[0]) and key[0] == entry.get("device"), "an incident's key")
+    for name, limit in INCIDENT_TEXT.items():
+        _expect(isinstance(entry.get(name), str) and len(entry[name]) <= limit, f"an incident's {name}")
+    _expect(_is_int(entry.get("started_ms")) and _is_int(entry.get("published_ms")), "an incident's times")
+    _expect(type(entry.get("score")) in (int, float) and 0 <= entry["score"] <= 1, "an incident's score")
+    metrics = entry.get("metrics")
+    _expect(isinstance(metrics, list) and len(metrics) <= 64
+            and all(isinstance(m, str) and len(m) <= 100 for m in metrics), "an incident's metrics")
+    fields = {name: entry[name] for name in INCIDENT_TEXT}
+    return (key[0], key[1]), Incident(**fields, started_ms=entry["started_ms"], published_ms=entry["published_ms"],
+                                      score=float(entry["score"]), metrics=set(metrics))
 
 
 def _expect(condition: Any, what: str) -> None:

@@ -48,10 +48,10 @@ POWER, WATER = "pwr-0042", "wtr-0007"
 PARAMS = EngineParams(buffer_samples=240)  # 4 hours at 1 minute: no earlier day in the buffer
 
 
-def power_kw(t_ms: int, rng: random.Random, fault_from_ms: int | None) -> float:
+def power_kw(t_ms: int, rng: random.Random, fault_from_ms: int | None, fault_until_ms: int | None = None) -> float:
     local = (t_ms - MONDAY) % DAY_MS
     base = 120.0 if COOLING_ON_MS <= local < 18 * HOUR_MS else 40.0
-    if fault_from_ms is not None and t_ms >= fault_from_ms:
+    if fault_from_ms is not None and t_ms >= fault_from_ms and (fault_until_ms is None or t_ms < fault_until_ms):
         base += 60.0  # a chiller stuck at full load
     return round(base + rng.gauss(0, 1.5), 2)
 
@@ -63,7 +63,8 @@ def flow_lps(t_ms: int, rng: random.Random, leak_from_ms: int | None) -> float:
     return round(demand + leak + rng.gauss(0, 0.1), 2)
 
 
-def day_messages(day: int, fault_from_ms: int | None = None, leak_from_ms: int | None = None) -> list:
+def day_messages(day: int, fault_from_ms: int | None = None, leak_from_ms: int | None = None,
+                 fault_until_ms: int | None = None) -> list:
     """One day of per-minute readings, ten to a message: [(received_ms, device, payload)], in time order."""
     rng = random.Random(day)
     out = []
@@ -71,7 +72,7 @@ def day_messages(day: int, fault_from_ms: int | None = None, leak_from_ms: int |
     for first in range(0, DAY_MS // MINUTE_MS, 10):
         times = [start + (first + k) * MINUTE_MS for k in range(10)]
         seq = day * 1000 + first
-        power = [(t, {"power_kw": power_kw(t, rng, fault_from_ms)}) for t in times]
+        power = [(t, {"power_kw": power_kw(t, rng, fault_from_ms, fault_until_ms)}) for t in times]
         water = [(t, {"flow_lps": flow_lps(t, rng, leak_from_ms)}) for t in times]
         out.append((times[-1] + 300, POWER, contract.encode_telemetry(seq, power, "1.0")))
         out.append((times[-1] + 300, WATER, contract.encode_telemetry(seq, water, "1.0")))
@@ -133,6 +134,50 @@ def test_a_loaded_engine_scores_the_third_day_as_the_original(new_engine, two_da
     blind = [m for batch in run(fresh, third_day) for m in batch if m["state"] == "active"]
     assert any(m["device"] == POWER and m["started_ms"] < fault_ms for m in blind)
     assert not any(m["rule"] == "night_flow_rise" for m in blind)
+
+
+def test_an_alert_open_at_a_restart_goes_on_under_its_id_and_is_cleared_by_the_new_engine(new_engine, two_days,
+                                                                                          tmp_path):
+    """Restarted in the middle of a fault: the same messages as if the engine had never stopped."""
+    fault_ms, mended_ms = MONDAY + 2 * DAY_MS + 8 * HOUR_MS, MONDAY + 2 * DAY_MS + 11 * HOUR_MS
+    third_day = day_messages(2, fault_from_ms=fault_ms, fault_until_ms=mended_ms)
+    cut = next(i for i, (t, _, _) in enumerate(third_day) if t > MONDAY + 2 * DAY_MS + 9 * HOUR_MS)
+    original = trained(new_engine, two_days)
+    run(original, third_day[:cut])
+    assert [key for key in original.incidents] == [(POWER, "readings")]  # the stuck chiller, open at the save
+    path = tmp_path / "state.npz"
+    save_state(original, path, now_ms=third_day[cut - 1][0])
+    loaded = new_engine()
+    assert load_state(loaded, path, now_ms=third_day[cut - 1][0])
+    assert loaded.incidents == original.incidents
+    expected = run(original, third_day[cut:])
+    assert run(loaded, third_day[cut:]) == expected  # every update and the clearing, message for message
+    messages = [m for batch in expected for m in batch if m["device"] == POWER]
+    assert original.incidents == {}  # cleared once mended
+    assert messages and {m["id"] for m in messages} == {messages[0]["id"]}  # one alert id before and after
+    assert messages[-1]["state"] == "cleared" and mended_ms < messages[-1]["updated_ms"]
+    # Without the incidents, the alert the store holds open is never cleared, and the fault gets a second id.
+    forgetful = new_engine()
+    assert load_state(forgetful, path, now_ms=third_day[cut - 1][0])
+    forgetful.incidents.clear()
+    forgetful.states.clear()
+    sent = [m for batch in run(forgetful, third_day[cut:]) for m in batch if m["device"] == POWER]
+    assert sent and messages[0]["id"] not in {m["id"] for m in sent}
+
+
+def test_a_version_1_file_without_incidents_still_loads(good_file, new_engine):
+    def to_version_1(arrays: dict) -> None:
+        meta = json.loads(arrays["meta"].tobytes())
+        for key in ("states", "silence_rows", "peer_scored", "incidents"):
+            meta.pop(key)
+        meta["version"] = 1
+        arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+        for name in [n for n in arrays if n.startswith(("s", "silence_")) and n != "meta"]:
+            arrays.pop(name)
+
+    with_arrays(good_file, to_version_1)
+    engine = new_engine()
+    assert load_state(engine, good_file) and engine.incidents == {} and "power_kw" in engine.blocks
 
 
 def test_the_learnt_arrays_come_back_exactly(new_engine, two_days, tmp_path):
@@ -312,6 +357,17 @@ BAD_FILES = {
         p, lambda a: a.__setitem__("b0_values", np.array([Boom(p.parent / "pwned")], dtype=object))),
     "a compressed member (zip bomb)": lambda p: np.savez_compressed(p, **members(p)),
     "a header promising 10^12 rows": header_lies,
+    "an incident of no device": lambda p: with_meta(p, lambda m: m["incidents"].append(
+        {"key": ["../../etc", "readings"], "device": "../../etc"})),
+    "an incident with a huge score": lambda p: with_meta(p, lambda m: m["incidents"].append(
+        {"key": [POWER, "readings"], "id": "x", "device": POWER, "kind": "power", "district": "d", "metric": "m",
+         "rule": "r", "severity": "warning", "opened_by": "", "started_ms": 1, "published_ms": 1, "score": 1e300,
+         "metrics": []})),
+    "a state of no series": lambda p: with_meta(p, lambda m: m["states"].append("no_such_metric")),
+    "a state's counters negative": lambda p: with_arrays(p, lambda a: a.__setitem__(
+        "silence_calm", -np.ones_like(a["silence_calm"]))),
+    "a state's fields of different lengths": lambda p: with_arrays(p, lambda a: a.__setitem__(
+        "silence_active", np.zeros(a["silence_active"].size + 3, dtype=np.uint8))),
     "another version": lambda p: with_meta(p, lambda m: m.__setitem__("version", 99)),
     "another format": lambda p: with_meta(p, lambda m: m.__setitem__("format", "something-else")),
     "a key that is no device id": lambda p: with_meta(
