@@ -232,14 +232,15 @@ def rows_of_windows(times_ms: np.ndarray, spans: Iterable[tuple[int, int, int]],
             raise LabelError(f"windows line {line}: no row of {name} falls inside the window "
                              f"(the file spans {_iso(monotone[0])} to {_iso(monotone[-1])})")
         out.append((first, last))
-    return _merge(out)
+    return merge_windows(out)
 
 
 def _iso(t_ms: int) -> str:
     return np.datetime64(int(t_ms), "ms").astype(str).replace("T", " ")
 
 
-def _merge(windows: list[tuple[int, int]]) -> list[tuple[int, int]]:
+def merge_windows(windows: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Row windows (end included) sorted, with overlapping or touching ones joined."""
     merged: list[tuple[int, int]] = []
     for start, end in sorted(windows):
         if merged and start <= merged[-1][1] + 1:

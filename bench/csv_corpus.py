@@ -42,6 +42,8 @@ from pathlib import Path
 
 import numpy as np
 
+from analytics.labelled import merge_windows
+
 MINUTE_MS = 60_000
 HOUR_MS = 3_600_000
 DAY_MS = 86_400_000
@@ -259,7 +261,7 @@ def _inject(kind: str, shape: Shape, rng: np.random.Generator, per_day: float) -
             sign = 1.0 if (shape.low is not None or rng.random() < 0.5) else -1.0
             shape.base[start:end + 1] += sign * rng.uniform(6, 15) * sd
             windows.append((start, end))
-        return _merge(windows)
+        return merge_windows(windows)
     if kind == "level_shift":
         start, end = _window(rng, n, 100, 1500)
         sign = rng.choice([-1.0, 1.0])
@@ -290,16 +292,6 @@ def _inject(kind: str, shape: Shape, rng: np.random.Generator, per_day: float) -
         start, end = _window(rng, n, 40, 500)
         return [(start, end)]  # applied after the noise
     raise ValueError(f"unknown anomaly {kind!r}")
-
-
-def _merge(windows: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    merged: list[tuple[int, int]] = []
-    for start, end in sorted(windows):
-        if merged and start <= merged[-1][1] + 1:
-            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
-        else:
-            merged.append((start, end))
-    return merged
 
 
 def _finish(shape: Shape, kind: str, windows: list[tuple[int, int]], rng: np.random.Generator) -> np.ndarray:
