@@ -213,19 +213,25 @@ def robust_baseline(values: np.ndarray, params: DetectorParams = DEFAULT_PARAMS,
     a_scale = params.scale_alpha if alpha is None else alpha
     if not 0 < a_level <= 1 or not 0 < a_scale <= 1:
         raise DetectorInputError("alpha must be in (0, 1]")
-    if compiled.active():
-        x = np.ascontiguousarray(x, dtype=np.float64)
-        expected, scale = np.empty(x.shape), np.empty(x.shape)
-        compiled.holt(x, expected, scale, float(a_level), float(a_scale),
-                      float(a_level * params.trend_beta if trend else 0.0), int(params.warmup),
-                      float(params.huber_clip), float(params.mad_to_sigma), float(params.rel_scale_floor),
-                      float(params.abs_scale_floor))
-    else:
-        expected, scale = _numpy_holt(x, a_level, a_scale, trend, params)
+    expected, scale = _holt(x, a_level, a_scale, trend, params)
     seen_before = np.cumsum(~np.isnan(x), axis=1) - ~np.isnan(x)
     with np.errstate(invalid="ignore"):
         z = np.where(seen_before >= params.warmup, (x - expected) / scale, np.nan)
     return Baseline(expected, scale, z)
+
+
+def _holt(x: np.ndarray, a_level: float, a_scale: float, trend: bool,
+          params: DetectorParams) -> tuple[np.ndarray, np.ndarray]:
+    """robust_baseline's recursion, compiled where numba is, else in numpy loops: (expected, scale), (S, T)."""
+    if not compiled.active():
+        return _numpy_holt(x, a_level, a_scale, trend, params)
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    expected, scale = np.empty(x.shape), np.empty(x.shape)
+    compiled.holt(x, expected, scale, float(a_level), float(a_scale),
+                  float(a_level * params.trend_beta if trend else 0.0), int(params.warmup),
+                  float(params.huber_clip), float(params.mad_to_sigma), float(params.rel_scale_floor),
+                  float(params.abs_scale_floor))
+    return expected, scale
 
 
 def _numpy_holt(x: np.ndarray, a_level: float, a_scale: float, trend: bool,
@@ -398,6 +404,13 @@ def _rowwise_searchsorted(times: np.ndarray, targets: np.ndarray) -> np.ndarray:
     return np.where(found >= 0, found, -1)
 
 
+def typical_interval_ms(times: np.ndarray) -> float:
+    """The median over series of each one's median sampling interval (ms); NaN where none has two samples."""
+    t = np.asarray(times)
+    interval = median_interval_ms(t[None] if t.ndim == 1 else t)
+    return float(np.nanmedian(interval)) if np.isfinite(interval).any() else math.nan
+
+
 def median_interval_ms(times: np.ndarray) -> np.ndarray:
     """Each series' median sampling interval (ms), NaN where fewer than two samples."""
     if times.shape[1] < 2:
@@ -528,13 +541,14 @@ def seasonal_baseline(values: np.ndarray, times: np.ndarray, params: DetectorPar
     if history is not None and x.size and not np.isnan(history.values).all():
         start = min(start, history.times[~np.isnan(history.values)].min())
     span = int(t[:, -1].max() - start) if x.size else 0
+    step_ms = typical_interval_ms(times) if params.profile_scale_by_hour else math.nan
     for period in params.season_periods_ms:
         if span < params.season_min_lags * period:
             continue  # not enough history for this profile anywhere
         profile = seasonal_expected(x, times, period, params, history)
         fit = robust_baseline(x - profile, params, trend=False)
         if params.profile_scale_by_hour:
-            fit = _scale_by_time_of_day(x - profile, fit, times, period, params)
+            fit = _scale_by_time_of_day(x - profile, fit, times, period, step_ms, params)
         better = np.isfinite(fit.z) & ~(out.scale <= fit.scale)
         out.expected = np.where(better, profile + fit.expected, out.expected)
         out.scale = np.where(better, fit.scale, out.scale)
@@ -546,7 +560,7 @@ def seasonal_baseline(values: np.ndarray, times: np.ndarray, params: DetectorPar
 
 
 def _scale_by_time_of_day(residual: np.ndarray, fit: Baseline, times: np.ndarray, period_ms: int,
-                          params: DetectorParams) -> Baseline:
+                          step_ms: float, params: DetectorParams) -> Baseline:
     """The profile fit with its scale never below the profile's usual error at this time of the period.
 
     The running scale is what the last hour or so made it: after a quiet
@@ -557,13 +571,11 @@ def _scale_by_time_of_day(residual: np.ndarray, fit: Baseline, times: np.ndarray
     fit within `profile_scale_window_ms` around the same time of the earlier
     periods (their median, so one bad day does not count) says how well it
     usually does at this hour. Only earlier periods are read: causal.
+    step_ms: the series' typical sampling interval (typical_interval_ms).
     """
-    t = np.asarray(times)
-    interval = median_interval_ms(t[None] if t.ndim == 1 else t)
-    step = float(np.nanmedian(interval)) if np.isfinite(interval).any() else math.nan
-    if not step > 0:
+    if not step_ms > 0:
         return fit
-    width = int(min(max(1, round(params.profile_scale_window_ms / step)), residual.shape[1]))
+    width = int(min(max(1, round(params.profile_scale_window_ms / step_ms)), residual.shape[1]))
     error = np.abs(residual - fit.expected)
     known = ~np.isnan(error)
     total = uniform_filter1d(np.where(known, error, 0.0), size=width, axis=1, mode="constant")
@@ -910,13 +922,12 @@ def _widened(x: np.ndarray, times: np.ndarray, recent: Baseline, keep: np.ndarra
     the last several hours is the honest yardstick until the profile says
     what each hour usually does; a spike still stands out against it.
     """
-    t = np.asarray(times)
-    interval = median_interval_ms(t[None] if t.ndim == 1 else t)
-    step = float(np.nanmedian(interval)) if np.isfinite(interval).any() else math.nan
+    step = typical_interval_ms(times)
     if not step > 0:
         return recent
     error = x - recent.expected
-    floor = _running_scale(error, min(1.0, 4.0 * step / DAY_MS), params)
+    quarter_day = min(1.0, 4.0 * step / DAY_MS)
+    floor = _holt(error, quarter_day, quarter_day, False, params)[1]
     floor *= params.day_scale_floor
     scale = np.fmax(recent.scale, floor, out=floor)
     if keep is not None and keep.any():
@@ -925,18 +936,6 @@ def _widened(x: np.ndarray, times: np.ndarray, recent: Baseline, keep: np.ndarra
         z = np.divide(error, scale, out=error)
     z[np.isnan(recent.z)] = np.nan
     return Baseline(recent.expected, scale, z)
-
-
-def _running_scale(x: np.ndarray, alpha: float, params: DetectorParams) -> np.ndarray:
-    """robust_baseline(x, alpha=alpha, trend=False).scale, without the passes that compute its z."""
-    if compiled.active():
-        x = np.ascontiguousarray(x, dtype=np.float64)
-        expected, scale = np.empty(x.shape), np.empty(x.shape)
-        compiled.holt(x, expected, scale, float(alpha), float(alpha), 0.0, int(params.warmup),
-                      float(params.huber_clip), float(params.mad_to_sigma), float(params.rel_scale_floor),
-                      float(params.abs_scale_floor))
-        return scale
-    return _numpy_holt(x, alpha, alpha, False, params)[1]
 
 
 def _score_block(x: np.ndarray, times: np.ndarray | None, params: DetectorParams,
