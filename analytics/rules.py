@@ -131,16 +131,16 @@ class Hysteresis:
     # Running mean of the departure from the frozen anchor (NaN: none yet).
     departure: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
+    # Every per-series field and what a new series starts with (state.py saves exactly these).
+    FIELDS = {"active": False, "calm": 0, "pending": 0, "held_bias": np.nan, "held_scale": np.nan,
+              "held_for": 0, "departure": np.nan}
+
     def resize(self, n_series: int) -> None:
         grow = n_series - self.active.size
         if grow > 0:
-            self.active = np.concatenate([self.active, np.zeros(grow, dtype=bool)])
-            self.calm = np.concatenate([self.calm, np.zeros(grow, dtype=np.int64)])
-            self.pending = np.concatenate([self.pending, np.zeros(grow, dtype=np.int64)])
-            self.held_bias = np.concatenate([self.held_bias, np.full(grow, np.nan)])
-            self.held_scale = np.concatenate([self.held_scale, np.full(grow, np.nan)])
-            self.held_for = np.concatenate([self.held_for, np.zeros(grow, dtype=np.int64)])
-            self.departure = np.concatenate([self.departure, np.full(grow, np.nan)])
+            for name, start in self.FIELDS.items():
+                current = getattr(self, name)
+                setattr(self, name, np.concatenate([current, np.full(grow, start, dtype=current.dtype)]))
 
     def step(self, score: np.ndarray, params: DetectorParams = DEFAULT_PARAMS,
              rows: np.ndarray | None = None, values: np.ndarray | None = None,

@@ -62,9 +62,9 @@ log = logging.getLogger("analytics")
 FORMAT = "city-analytics-state"
 VERSION = 2
 READABLE_VERSIONS = (1, 2)  # version 1: no incidents, no hysteresis
-HYSTERESIS_FIELDS = {"active": np.dtype("u1"), "calm": np.dtype("<i8"), "pending": np.dtype("<i8"),
-                     "held_bias": np.dtype("<f8"), "held_scale": np.dtype("<f8"), "held_for": np.dtype("<i8"),
-                     "departure": np.dtype("<f8")}
+# The incident state's fields as stored: Hysteresis' own, its flags as bytes (DTYPES has no bool).
+HYSTERESIS_FIELDS = {name: np.dtype("u1") if start is False else np.asarray(start).dtype
+                     for name, start in Hysteresis.FIELDS.items()}
 INCIDENT_TEXT = {"id": 200, "device": 64, "kind": 16, "district": 64, "metric": 64, "rule": 64, "severity": 16,
                  "opened_by": 100}
 DTYPES = (np.dtype("<f8"), np.dtype("<i8"), np.dtype("u1"))  # every array in the file is one of these
