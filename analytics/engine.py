@@ -218,18 +218,10 @@ class AnalyticsEngine:
             anchor = scored.anchor
         # Only the new samples of live batches feed the incidents; history fills the buffer only.
         width = max(new_count.values())
-        feed = np.full((rows.size, width), np.nan)
-        fed_values = np.full((rows.size, width), np.nan)
-        fed_anchor = None if anchor is None else Anchor(*(np.full((rows.size, width), np.nan) for _ in range(3)))
-        for i, row in enumerate(rows):
-            n = new_count[row]
-            if live[row]:
-                feed[i, :n] = score[i, -n:]
-                fed_values[i, :n] = values[i, -n:]
-                if fed_anchor is not None:
-                    fed_anchor.profile[i, :n] = anchor.profile[i, -n:]
-                    fed_anchor.bias[i, :n] = anchor.bias[i, -n:]
-                    fed_anchor.scale[i, :n] = anchor.scale[i, -n:]
+        fed = np.array([new_count[row] if live[row] else 0 for row in rows])
+        feed, fed_values = _newest(score, fed, width), _newest(values, fed, width)
+        fed_anchor = None if anchor is None else \
+            Anchor(*(_newest(part, fed, width) for part in (anchor.profile, anchor.bias, anchor.scale)))
         state = self.states[metric]
         state.resize(int(rows.max()) + 1)
         was_active = state.active[rows].copy()
@@ -509,6 +501,13 @@ class AnalyticsEngine:
             self.counters["influx_errors"] += 1
             self.influx_retry_at = time.monotonic() + INFLUX_RETRY_S
             log.warning("alert not written to InfluxDB (next try in %d s): %s", INFLUX_RETRY_S, exc)
+
+
+def _newest(array: np.ndarray, counts: np.ndarray, width: int) -> np.ndarray:
+    """Each row's newest counts[i] samples, left-aligned in `width` columns, NaN after them."""
+    columns = np.arange(width)[None]
+    take = np.clip(array.shape[1] - counts[:, None] + columns, 0, array.shape[1] - 1)
+    return np.where(columns < counts[:, None], np.take_along_axis(array, take, axis=1), np.nan)
 
 
 def rank(severity: str) -> int:
