@@ -812,8 +812,8 @@ def drift_evidence(residual: np.ndarray, scale: np.ndarray, params: DetectorPara
     once.
     """
     r = as_matrix(residual)
-    fast = robust_baseline(r, params, alpha=params.drift_fast_alpha, trend=False).expected
-    slow = robust_baseline(r, params, alpha=params.drift_slow_alpha, trend=False).expected
+    fast = _holt(r, params.drift_fast_alpha, params.drift_fast_alpha, False, params)[0]  # levels only: no z
+    slow = _holt(r, params.drift_slow_alpha, params.drift_slow_alpha, False, params)[0]
     # The gap's own baseline starts once the slow level has settled (before, the gap is its start-up transient).
     settled = np.cumsum(~np.isnan(r), axis=1) >= 1.0 / params.drift_slow_alpha
     trend = robust_baseline(np.where(settled, fast - slow, np.nan), params, alpha=params.drift_scale_alpha,
