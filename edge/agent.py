@@ -25,6 +25,20 @@ def _ticks_add(a, delta):
     return a + delta
 
 
+def new_boot_id():
+    """A random 31-bit boot identity, new at every boot (seq restarts at 0 with it).
+
+    os.urandom draws on the board's hardware RNG where it has one; `random`
+    alone may start from the same seed after every power-up."""
+    try:
+        import os
+
+        raw = os.urandom(4)
+        return (raw[0] << 24 | raw[1] << 16 | raw[2] << 8 | raw[3]) & 0x7FFFFFFF
+    except (ImportError, AttributeError, NotImplementedError, OSError):
+        return random.getrandbits(31)
+
+
 def _mem_free():
     try:
         import gc
@@ -44,6 +58,7 @@ class Agent:
         self.source = source
         self.buffer = SampleBuffer(config.get("buffer_capacity", 2000), config.get("spool_path"),
                                    config.get("spool_capacity", 20000))
+        self.boot = new_boot_id()  # with seq, names each message: a reboot is not a replay
         self.seq = 0
         self.inflight = None  # (payload, hist) until the broker acknowledges it
         self.urgent = False
@@ -69,7 +84,7 @@ class Agent:
             )
         self.client = client
         self.client.set_callback(self.on_message)
-        self.client.set_last_will(self.status_topic, contract.encode_status("offline", self.fw), True, 1)
+        self.client.set_last_will(self.status_topic, self.offline_status(), True, 1)
 
     # ------------------------------------------------------------ state
 
@@ -109,7 +124,8 @@ class Agent:
             samples = self.buffer.take(HIST_BATCH if self.buffer.head_hist() else max(self.batch_size, 1))
             head_is_hist = samples[0][3]
             rows = [(s[0], s[1], s[2]) for s in samples]
-            payload = contract.encode_telemetry(self.seq, rows, self.fw, head_is_hist, self.buffer.dropped)
+            payload = contract.encode_telemetry(self.seq, rows, self.fw, head_is_hist, self.buffer.dropped,
+                                                self.boot)
             self.buffer.dropped = 0
             self.seq = (self.seq + 1) % (contract.MAX_SEQ + 1)
             self.urgent = False
@@ -140,7 +156,12 @@ class Agent:
             rssi_dbm=health.get("rssi_dbm"),
             battery_v=health.get("battery_v"),
             dropped=self.buffer.dropped,
+            boot=self.boot,
         )
+
+    def offline_status(self):
+        """The last will, and the goodbye of a clean stop."""
+        return contract.encode_status("offline", self.fw, boot=self.boot)
 
     # ------------------------------------------------------------ network
 
@@ -219,7 +240,7 @@ class Agent:
             while self.inflight is not None or len(self.buffer):
                 self.urgent = True  # a last, possibly short, batch
                 self.publish_ready()
-            self.client.publish(self.status_topic, contract.encode_status("offline", self.fw), True, 1)
+            self.client.publish(self.status_topic, self.offline_status(), True, 1)
             self.client.disconnect()
         except OSError:
             self.client.close()

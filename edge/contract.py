@@ -6,9 +6,12 @@
 # typing, dataclasses or f-string-only features.
 #
 # Telemetry payload (version 1), compact JSON, one batch of samples:
-#   {"v": 1, "seq": 17, "fw": "0.1.0", "hist": false, "dropped": 0,
+#   {"v": 1, "seq": 17, "boot": 1234567, "fw": "0.1.0", "hist": false, "dropped": 0,
 #    "r": [[t_ms, {"flow_lps": 12.5, "pressure_bar": 3.1}, q], ...]}
 #   seq      per-device message counter, so gaps (lost messages) are visible
+#   boot     optional: the device's boot identity, a new one at every boot. seq
+#            restarts at 0 on every boot, so (boot, seq) names a message: a
+#            rebooted device is not a replay. Absent from older firmware.
 #   fw       firmware version
 #   hist     true for backfilled history: never fires a live alarm
 #   dropped  readings the device had to drop (buffer full) since its last message
@@ -32,6 +35,7 @@ MAX_SAMPLES = 256
 MAX_METRICS_PER_SAMPLE = 16
 MAX_FW_LEN = 32
 MAX_SEQ = 4294967295
+MAX_BOOT = 4294967295  # a random 31-bit id or a flash boot counter both fit
 MAX_FUTURE_MS = 5 * 60 * 1000  # device clocks may run a little ahead
 MAX_AGE_MS = 35 * 24 * 3600 * 1000  # the longest offline backfill we accept
 
@@ -96,8 +100,9 @@ class ContractError(ValueError):
 class Batch:
     """A decoded telemetry message: accepted samples and rejected readings."""
 
-    def __init__(self, seq, fw, hist, dropped, samples, rejects):
+    def __init__(self, seq, fw, hist, dropped, samples, rejects, boot=None):
         self.seq = seq
+        self.boot = boot  # None from firmware that does not send it
         self.fw = fw
         self.hist = hist
         self.dropped = dropped
@@ -210,7 +215,7 @@ def _dumps(obj):
 # ---------------------------------------------------------------- telemetry
 
 
-def encode_telemetry(seq, samples, fw, hist=False, dropped=0):
+def encode_telemetry(seq, samples, fw, hist=False, dropped=0, boot=None):
     """Encode samples [(t_ms, {metric: value}, quality)] into one message.
 
     Raises ContractError("oversized") when the batch does not fit one message:
@@ -222,6 +227,8 @@ def encode_telemetry(seq, samples, fw, hist=False, dropped=0):
         quality = sample[2] if len(sample) > 2 else 0
         rows.append([t_ms, values, quality] if quality else [t_ms, values])
     body = {"v": VERSION, "seq": seq, "fw": fw, "r": rows}
+    if boot is not None:
+        body["boot"] = boot
     if hist:
         body["hist"] = True
     if dropped:
@@ -255,6 +262,7 @@ def validate_telemetry(body, kind, now_ms):
     fw = body.get("fw")
     if type(fw) is not str or not 0 < len(fw) <= MAX_FW_LEN:
         raise ContractError("bad_fw", repr(fw)[:40])
+    boot = _boot(body)
     hist = body.get("hist", False)
     if type(hist) is not bool:
         raise ContractError("bad_type", "hist must be true or false")
@@ -271,7 +279,15 @@ def validate_telemetry(body, kind, now_ms):
     rejects = []
     for row in rows:
         _check_sample(row, catalogue, now_ms, samples, rejects)
-    return Batch(seq, fw, hist, dropped, samples, rejects)
+    return Batch(seq, fw, hist, dropped, samples, rejects, boot)
+
+
+def _boot(body):
+    """The optional boot identity: None when absent, else an int in 0..MAX_BOOT."""
+    boot = body.get("boot")
+    if boot is not None and (not _is_int(boot) or not 0 <= boot <= MAX_BOOT):
+        raise ContractError("bad_boot", repr(boot)[:40])
+    return boot
 
 
 def _check_sample(row, catalogue, now_ms, samples, rejects):
@@ -330,11 +346,14 @@ def _printable(value):
 STATES = ("online", "offline")
 
 
-def encode_status(state, fw="", uptime_s=0, mem_free=None, rssi_dbm=None, battery_v=None, dropped=0):
+def encode_status(state, fw="", uptime_s=0, mem_free=None, rssi_dbm=None, battery_v=None, dropped=0,
+                  boot=None):
     """The birth message (state online) or the last will (state offline), retained."""
     body = {"v": VERSION, "state": state}
     if fw:
         body["fw"] = fw
+    if boot is not None:
+        body["boot"] = boot
     if state == "online":
         body["uptime_s"] = uptime_s
         body["dropped"] = dropped
@@ -357,13 +376,16 @@ _STATUS_NUMBERS = {
 
 
 def decode_status(raw, loads=strict_loads):
-    """Validate a status message; returns a dict with known keys only."""
+    """Validate a status message; returns a dict with known keys only ("boot" only when sent)."""
     body = _loads(raw, loads)
     _check_envelope(body, "status")
     state = body.get("state")
     if state not in STATES:
         raise ContractError("bad_state", repr(state)[:20])
     out = {"state": state}
+    boot = _boot(body)
+    if boot is not None:
+        out["boot"] = boot
     fw = body.get("fw")
     if fw is not None:
         if type(fw) is not str or len(fw) > MAX_FW_LEN:

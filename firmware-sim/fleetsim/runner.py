@@ -243,18 +243,12 @@ class DeviceRunner:
             return
         try:
             await self.flush(force=True)
-            await self.client.publish(self.agent.status_topic, _offline(self.agent.fw), True, 1)
+            await self.client.publish(self.agent.status_topic, self.agent.offline_status(), True, 1)
             await self.client.disconnect()
         except OSError:
             self.client.close()
         self.agent.connected = False
         self.runner.stats.connected -= 1
-
-
-def _offline(fw: str) -> bytes:
-    from edge import contract
-
-    return contract.encode_status("offline", fw)
 
 
 class FleetRunner:

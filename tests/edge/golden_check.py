@@ -9,13 +9,22 @@ import sys
 from edge import contract
 
 
-def outcomes(fixtures_dir):
+def _manifest(fixtures_dir):
     with open(fixtures_dir + "/payloads.json") as f:
-        manifest = json.load(f)
+        return json.load(f)
+
+
+def _read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def outcomes(fixtures_dir):
+    """Telemetry cases: (cases, what the decoder made of each)."""
+    manifest = _manifest(fixtures_dir)
     results = []
     for case in manifest["cases"]:
-        with open(fixtures_dir + "/payloads/" + case["file"], "rb") as f:
-            raw = f.read()
+        raw = _read(fixtures_dir + "/payloads/" + case["file"])
         try:
             batch = contract.decode_telemetry(raw, case["kind"], manifest["now_ms"])
         except contract.ContractError as exc:
@@ -27,9 +36,23 @@ def outcomes(fixtures_dir):
             "rejects": [r[3] for r in batch.rejects],
             "hist": batch.hist,
             "dropped": batch.dropped,
+            "boot": batch.boot,
         })
     return manifest["cases"], results
 
 
+def status_outcomes(fixtures_dir):
+    """Status (birth and last will) cases: (cases, the decoded dict or the error)."""
+    manifest = _manifest(fixtures_dir)
+    results = []
+    for case in manifest["status_cases"]:
+        raw = _read(fixtures_dir + "/status/" + case["file"])
+        try:
+            results.append({"status": contract.decode_status(raw)})
+        except contract.ContractError as exc:
+            results.append({"error": exc.reason})
+    return manifest["status_cases"], results
+
+
 if __name__ == "__main__":
-    print(json.dumps(outcomes(sys.argv[1])[1]))
+    print(json.dumps({"telemetry": outcomes(sys.argv[1])[1], "status": status_outcomes(sys.argv[1])[1]}))

@@ -109,3 +109,17 @@ def test_hostile_configs_change_nothing():
                 b'{"v":1,"interval_ms":5000,"batch_size":100000}', b'{"v":2,"interval_ms":5000}'):
         agent.apply_config(raw)
     assert (agent.interval_ms, agent.batch_size, agent.thresholds) == (2000, 2, {})
+
+
+def test_each_boot_has_its_own_identity_in_every_message():
+    first, client = make_agent()
+    first.connected = True
+    first.sample(1_000)
+    first.publish_ready()
+    _, body = client.sent[0]
+    assert body["seq"] == 0 and body["boot"] == first.boot
+    assert 0 <= first.boot < 2**31
+    assert json.loads(first.status())["boot"] == first.boot
+    assert json.loads(client.will[1])["boot"] == first.boot  # the last will names the boot that died
+    rebooted, _ = make_agent()
+    assert rebooted.boot != first.boot  # seq 0 again, but a different boot: not a replay

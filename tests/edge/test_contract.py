@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from edge import contract
 from tests.conftest import FIXTURES
-from tests.edge.golden_check import outcomes
+from tests.edge.golden_check import outcomes, status_outcomes
 
 NOW = 1_796_000_000_000
 
@@ -20,12 +20,35 @@ def expected(case: dict) -> dict:
     if "error" in case:
         return {"error": case["error"]}
     return {"samples": case["samples"], "readings": case["readings"], "rejects": case["rejects"],
-            "hist": case.get("hist", False), "dropped": case.get("dropped", 0)}
+            "hist": case.get("hist", False), "dropped": case.get("dropped", 0), "boot": case.get("boot")}
 
 
 def test_golden_payloads_decode_as_documented():
     cases, results = outcomes(str(FIXTURES))
     assert results == [expected(c) for c in cases]
+
+
+def test_golden_status_decodes_as_documented():
+    cases, results = status_outcomes(str(FIXTURES))
+    assert results == [{"error": c["error"]} if "error" in c else {"status": c["status"]} for c in cases]
+
+
+def test_boot_identity_is_optional_and_round_trips():
+    old = contract.decode_telemetry(contract.encode_telemetry(3, [(NOW, {"flow_lps": 1.0})], "0.1.0"), "water", NOW)
+    assert old.boot is None  # firmware without a boot id still works
+    assert b'"boot"' not in contract.encode_telemetry(3, [(NOW, {"flow_lps": 1.0})], "0.1.0")
+    for boot in (0, 1234567, 2**31 - 1, contract.MAX_BOOT):
+        raw = contract.encode_telemetry(0, [(NOW, {"flow_lps": 1.0})], "0.2.0", boot=boot)
+        assert contract.decode_telemetry(raw, "water", NOW).boot == boot
+        assert contract.decode_status(contract.encode_status("online", "0.2.0", boot=boot))["boot"] == boot
+        assert contract.decode_status(contract.encode_status("offline", "0.2.0", boot=boot))["boot"] == boot
+    assert "boot" not in contract.decode_status(contract.encode_status("online", "0.1.0"))
+    for bad in (-1, contract.MAX_BOOT + 1, True, 1.0, "7", [1]):
+        body = {"v": 1, "seq": 0, "boot": bad, "fw": "x", "r": [[NOW, {"flow_lps": 1.0}]]}
+        with pytest.raises(contract.ContractError, match="bad_boot"):
+            contract.validate_telemetry(body, "water", NOW)
+        with pytest.raises(contract.ContractError, match="bad_boot"):
+            contract.decode_status(json.dumps({"v": 1, "state": "online", "boot": bad}).encode())
 
 
 def test_round_trip_keeps_values_times_and_flags():
