@@ -13,9 +13,8 @@ an EWMA level, an EWMA of the absolute deviation, and the z of each sample
 against the previous level (pandas cannot clip the updates, so it does a
 little less work than robust_baseline).
 
-With numba installed the recursions (Holt, CUSUM) run compiled; the same
-functions with the numpy loops (numba switched off, as on a machine
-without it) are measured beside them in the same run.
+The recursions (Holt, CUSUM, the row surprise) run compiled with numba, a
+required dependency.
 """
 
 import argparse
@@ -30,7 +29,6 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from analytics import compiled  # noqa: E402
 from analytics.config import DEFAULT_PARAMS  # noqa: E402
 from analytics.detectors import robust_baseline, score_series  # noqa: E402
 
@@ -104,13 +102,6 @@ def engine_pass(devices: int, buffer: int) -> tuple[float, float, float]:
         return seconds, fill, kb
 
 
-def numpy_loops(fn: Callable[[], object]) -> Callable[[], object]:
-    def run() -> object:
-        with compiled.disabled():
-            return fn()
-    return run
-
-
 def measure(fn: Callable[[], object], runs: int) -> tuple[float, float]:
     """(median seconds, peak MB traced during one extra run)."""
     times = []
@@ -140,14 +131,11 @@ def main() -> None:
     methods = [
         ("plain numpy pass (floor)", lambda: plain_numpy(values), points),
         ("robust_baseline (Holt + Huber, all series)", lambda: robust_baseline(values), points),
-        ("  the same, numpy loops (numba off)", numpy_loops(lambda: robust_baseline(values)), points),
         ("score_series (all detectors, all series)", lambda: score_series(values, times), points),
-        ("  the same, numpy loops (numba off)", numpy_loops(lambda: score_series(values, times)), points),
         (f"pandas ewm per series ({pandas_rows:,} series)", lambda: pandas_per_series(values[:pandas_rows]),
          pandas_rows * args.samples),
     ]
     score_series(values[:2, :64], times[:64])  # compile (or load numba's cache) outside the timings
-    print(f"numba: {'compiled recursions' if compiled.active() else 'not installed, numpy loops only'}")
     print(f"{args.series:,} series x {args.samples:,} samples = {points:,} points; "
           f"input {values.nbytes / 1e6:.0f} MB; median of {args.runs} runs")
     print(f"{'method':<48} {'seconds':>9} {'Mpoints/s':>10} {'vs numpy':>9} {'peak MB':>8}")
@@ -159,10 +147,8 @@ def main() -> None:
         print(f"{name:<48} {seconds:>9.3f} {rate / 1e6:>10.2f} {floor / rate:>8.1f}x {peak:>8.0f}")
     for devices in (10, args.engine_devices):
         seconds, _, kb = engine_pass(devices, args.samples)
-        with compiled.disabled():
-            plain, _, _ = engine_pass(devices, args.samples)
         print(f"engine pass, {devices:,} meters x 3 series (voltage, power, clock), {args.samples:,}-sample buffers, "
-              f"one new reading each: {seconds:.3f} s (numpy loops: {plain:.3f} s); "
+              f"one new reading each: {seconds:.3f} s; "
               f"profile history {kb:.0f} KB a series")
 
 

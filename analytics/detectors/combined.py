@@ -1,0 +1,183 @@
+"""All the statistical detectors of one metric together: the strongest evidence per reading, calibrated."""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from analytics.config import DAY_MS, DEFAULT_PARAMS, DetectorParams
+from analytics.detectors.base import Anchor, Baseline, History, as_matrix, as_times, calibrate, typical_interval_ms
+from analytics.detectors.drift import drift_evidence
+from analytics.detectors.flatline import flatline_evidence
+from analytics.detectors.level import _holt, robust_baseline
+from analytics.detectors.seasonal import seasonal_baseline
+from analytics.detectors.shift import cusum_evidence, cusum_sides
+
+DETECTORS = ("level", "shift", "seasonal", "flatline", "drift")
+
+
+@dataclass
+class Scores:
+    """The evidence of each detector in robust sigmas, and the combined score in [0, 1], all (S, T).
+
+    `winner` indexes DETECTORS: the detector with the most evidence, which
+    the explanation of an alert names. `baseline` holds the forecast used at
+    each sample (expected value, scale, z), for the explanation. `anchor`:
+    the daily/weekly profile and its running bias (None where no series has
+    a profile yet), which holds an incident open while a lasting fault lasts.
+    """
+
+    evidence: dict[str, np.ndarray]
+    combined: np.ndarray
+    winner: np.ndarray
+    baseline: Baseline
+    anchor: Anchor | None = None
+
+
+def score_series(values: np.ndarray, times: np.ndarray | None = None,
+                 params: DetectorParams = DEFAULT_PARAMS, with_evidence: bool = False,
+                 history: History | None = None) -> Scores:
+    """The general statistical detectors on every series, combined by the largest evidence.
+
+    Two forecasters: the recent level (robust Holt) and the daily/weekly
+    profile (once two previous periods exist); at each sample the one that
+    has predicted better so far (smaller running scale) is the baseline.
+    level / seasonal (named after the baseline): how unusual the reading is
+    against both forecasters, the smaller |z| of the two where a profile
+    exists (spikes, dips, sudden shifts; a daily step is expected); shift:
+    CUSUM of the profile's z where a profile exists, else of the recent
+    level's z (smaller sustained shifts, and slow drift that the level
+    follows but the profile does not);
+    flatline: stuck readings. Each gives
+    evidence in robust sigmas; the largest is calibrated once to [0, 1]. All
+    causal. Without `times` the samples are taken as evenly spaced and only
+    the recent level is used. `with_evidence` also keeps each detector's
+    evidence array (four more arrays the size of `values`). `history`:
+    coarse older readings per series for the profile (see History).
+
+    Series are scored in blocks of `block_series` rows written into
+    preallocated outputs, so each block's temporaries stay in cache.
+    """
+    x = as_matrix(values)
+    if times is not None:
+        times = np.asarray(times)
+        as_times(times, x.shape)  # validate once, before any work
+    block = params.block_series
+    if x.shape[0] <= block:
+        scores = _score_block(x, times, params, history)
+        if not with_evidence:
+            scores.evidence = {}
+        return scores
+    out = Scores({name: np.empty(x.shape) for name in DETECTORS} if with_evidence else {}, np.empty(x.shape),
+                 np.empty(x.shape, dtype=np.int8), Baseline(*(np.empty(x.shape) for _ in range(3))))
+    for start in range(0, x.shape[0], block):
+        rows = slice(start, start + block)
+        part = _score_block(x[rows], times if times is None or times.ndim == 1 else times[rows], params,
+                            None if history is None else history.rows(rows))
+        out.combined[rows], out.winner[rows] = part.combined, part.winner
+        out.baseline.expected[rows], out.baseline.scale[rows], out.baseline.z[rows] = \
+            part.baseline.expected, part.baseline.scale, part.baseline.z
+        for name in out.evidence:
+            out.evidence[name][rows] = part.evidence[name]
+        if part.anchor is not None:
+            if out.anchor is None:
+                out.anchor = Anchor(*(np.full(x.shape, np.nan) for _ in range(3)))
+            out.anchor.profile[rows], out.anchor.bias[rows], out.anchor.scale[rows] = \
+                part.anchor.profile, part.anchor.bias, part.anchor.scale
+    return out
+
+
+def _widened(x: np.ndarray, times: np.ndarray, recent: Baseline, keep: np.ndarray | None,
+             params: DetectorParams) -> Baseline:
+    """The recent level's baseline with its scale never below `day_scale_floor` times the same forecast
+    errors' scale over a longer memory (about a quarter day), except where `keep` (a daily profile exists).
+
+    Until the daily profile exists, the recent level is the only forecaster,
+    and its scale is what the last hour or so made it: after a quiet night
+    (no cars, no load) that is tiny, and the ordinary morning rise would be
+    a string of many-sigma anomalies. How well the level has forecast over
+    the last several hours is the honest yardstick until the profile says
+    what each hour usually does; a spike still stands out against it.
+    """
+    step = typical_interval_ms(times)
+    if not step > 0:
+        return recent
+    error = x - recent.expected
+    quarter_day = min(1.0, 4.0 * step / DAY_MS)
+    floor = _holt(error, quarter_day, quarter_day, False, params)[1]
+    floor *= params.day_scale_floor
+    scale = np.fmax(recent.scale, floor, out=floor)
+    if keep is not None and keep.any():
+        scale = np.where(keep, recent.scale, scale)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        z = np.divide(error, scale, out=error)
+    z[np.isnan(recent.z)] = np.nan
+    return Baseline(recent.expected, scale, z)
+
+
+def _score_block(x: np.ndarray, times: np.ndarray | None, params: DetectorParams,
+                 history: History | None = None) -> Scores:
+    recent = robust_baseline(x, params)
+    season = None if times is None else seasonal_baseline(x, times, params, history)
+    has_season = None if season is None else np.isfinite(season.z)
+    if times is not None and params.day_scale_floor > 0:
+        recent = _widened(x, times, recent, has_season, params)
+    if has_season is None or not has_season.any():
+        # No profile anywhere in the block (too little history): the recent
+        # level alone, without the array passes that choose between the two.
+        evidence = {"level": np.abs(np.nan_to_num(recent.z)), "shift": cusum_evidence(recent.z, params),
+                    "seasonal": np.zeros(x.shape), "flatline": flatline_evidence(x, params),
+                    "drift": np.zeros(x.shape)}
+        return _strongest(evidence, recent, params, skip=("seasonal", "drift"))
+    # One forecaster per sample: the daily/weekly profile where it has
+    # predicted better than the recent level so far, else the recent level.
+    # A daily step (lights on at 07:00) is then expected, not an anomaly.
+    use_season = has_season & (season.scale < recent.scale)
+    z = np.where(use_season, season.z, recent.z)
+    # Where a profile exists, a reading is unusual only if neither forecaster
+    # expected it (a daily step, cooling on at 06:30, is in the profile), and
+    # only if it is unusual in the same direction against the plain profile,
+    # without the running bias learnt on top of it: readings back where the
+    # daily profile puts them are a return to normal (a leak or a tampered
+    # meter has ended), though the bias learnt during the fault makes them
+    # look like a jump.
+    recent_z = np.nan_to_num(recent.z)
+    season_z = np.nan_to_num(season.z)
+    plain_z = np.nan_to_num(season.plain_z)
+    up = np.minimum(np.minimum(recent_z, season_z), plain_z)
+    down = np.minimum(np.minimum(-recent_z, -season_z), -plain_z)
+    both = np.where(has_season, np.maximum(np.maximum(up, down), 0.0), np.abs(recent_z))
+    # The CUSUM likewise: of the profile's z where a profile exists (a daily
+    # step is no shift, and a slow drift that the recent level follows is
+    # still off the profile), in the same direction against the plain profile.
+    shift = cusum_evidence(recent.z, params)
+    season_up, season_down = cusum_sides(season.z, params)
+    plain_up, plain_down = cusum_sides(season.plain_z, params)
+    against_both = np.maximum(np.minimum(season_up, plain_up), np.minimum(season_down, plain_down))
+    shift = np.where(has_season, against_both, shift)
+    evidence = {
+        "level": np.where(use_season, 0.0, both),
+        "shift": shift,
+        "seasonal": np.where(use_season, both, 0.0),
+        "flatline": flatline_evidence(x, params),
+        "drift": drift_evidence(x - season.profile, season.scale, params),
+    }
+    baseline = Baseline(np.where(use_season, season.expected, recent.expected),
+                        np.where(use_season, season.scale, recent.scale), z)
+    anchor = Anchor(season.profile, season.expected - season.profile, season.scale)
+    scores = _strongest(evidence, baseline, params)
+    scores.anchor = anchor
+    return scores
+
+
+def _strongest(evidence: dict[str, np.ndarray], baseline: Baseline, params: DetectorParams,
+               skip: tuple[str, ...] = ()) -> Scores:
+    """The largest evidence per sample, calibrated, and which detector gave it (`skip`: known to be all 0)."""
+    best = evidence[DETECTORS[0]]
+    winner = np.zeros(best.shape, dtype=np.int8)
+    for index, name in enumerate(DETECTORS[1:], start=1):
+        if name in skip:
+            continue
+        larger = evidence[name] > best
+        best = np.where(larger, evidence[name], best)
+        winner[larger] = index
+    return Scores(evidence, calibrate(best, params), winner, baseline)

@@ -1,0 +1,61 @@
+"""The recent level: Holt's robust smoothing of each series, and the z of each reading against it."""
+
+import numpy as np
+
+from analytics.config import DEFAULT_PARAMS, DetectorParams
+from analytics.detectors import kernels
+from analytics.detectors.base import Baseline, DetectorInputError, as_matrix
+
+
+def robust_baseline(values: np.ndarray, params: DetectorParams = DEFAULT_PARAMS,
+                    alpha: float | None = None, trend: bool = True) -> Baseline:
+    """Robust running level and scale of each series, and the z of each new sample against them.
+
+    Level: Holt's linear exponential smoothing (level and trend, so a daily
+    ramp is followed without lag) whose update is Huber-clipped at
+    `huber_clip` scales, so an outlier moves it by at most
+    alpha * clip * scale. Scale: an EWMA of
+    the (equally clipped) absolute deviation times sqrt(pi/2), a running
+    counterpart of the mean absolute deviation. Until `warmup` samples have
+    been seen both are plain running means and z is NaN. NaN readings are
+    skipped (the state carries over the gap).
+
+    Scale floor: never below half the smallest step the series has made
+    (its resolution: one quantum up or down is not unusual) nor
+    `rel_scale_floor` of its level, so a constant series does not make
+    every change infinitely unusual.
+
+    Parameters: values (S, T); params; alpha overrides both smoothing
+    factors; trend=False keeps the level flat (for residuals, which have none).
+    Returns: Baseline with (S, T) arrays. z[t] compares x[t] with the state
+    built from x[:t] only (causal).
+
+    References: Huber (1964), "Robust estimation of a location parameter";
+    Hunter (1986), "The exponentially weighted moving average", J. Qual. Tech.;
+    Holt (1957, reprinted 2004), "Forecasting seasonals and trends by
+    exponentially weighted moving averages", Int. J. Forecasting 20.
+    """
+    x = as_matrix(values)
+    a_level = params.level_alpha if alpha is None else alpha
+    a_scale = params.scale_alpha if alpha is None else alpha
+    if not 0 < a_level <= 1 or not 0 < a_scale <= 1:
+        raise DetectorInputError("alpha must be in (0, 1]")
+    expected, scale = _holt(x, a_level, a_scale, trend, params)
+    seen_before = np.cumsum(~np.isnan(x), axis=1) - ~np.isnan(x)
+    with np.errstate(invalid="ignore"):
+        z = np.where(seen_before >= params.warmup, (x - expected) / scale, np.nan)
+    return Baseline(expected, scale, z)
+
+
+def _holt(x: np.ndarray, a_level: float, a_scale: float, trend: bool,
+          params: DetectorParams) -> tuple[np.ndarray, np.ndarray]:
+    """robust_baseline's recursion (kernels.holt, compiled): (expected, scale), (S, T)."""
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    expected, scale = np.empty(x.shape), np.empty(x.shape)
+    kernels.holt(x, expected, scale, float(a_level), float(a_scale),
+                  float(a_level * params.trend_beta if trend else 0.0), int(params.warmup),
+                  float(params.huber_clip), float(params.mad_to_sigma), float(params.rel_scale_floor),
+                  float(params.abs_scale_floor))
+    return expected, scale
+
+

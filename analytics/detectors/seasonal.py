@@ -1,0 +1,194 @@
+"""The daily and weekly profile: the same time of earlier days (of the same type) and weeks as a forecaster."""
+
+import math
+
+import numpy as np
+from scipy.ndimage import uniform_filter1d
+
+from analytics.config import DAY_MS, DEFAULT_PARAMS, DetectorParams
+from analytics.detectors.base import (
+    Baseline,
+    DetectorInputError,
+    History,
+    _rowwise_searchsorted,
+    as_matrix,
+    as_times,
+    median_interval_ms,
+    median_of_few,
+    typical_interval_ms,
+)
+from analytics.detectors.level import robust_baseline
+
+
+def seasonal_expected(values: np.ndarray, times: np.ndarray, period_ms: int,
+                      params: DetectorParams = DEFAULT_PARAMS, history: History | None = None) -> np.ndarray:
+    """The value expected at each sample from the same phase of previous periods.
+
+    For lags k = 1..season_lags, take the reading nearest to t - k * period
+    (within half the series' median interval, so always before t); the expected
+    value is the median of those found, or NaN when fewer than
+    `season_min_lags` exist. Timestamps may be irregular and differ per
+    series. Tanjungpinang keeps UTC+7 all year (no daylight saving), so a lag
+    of whole days is the same local time of day.
+
+    With `params.day_types` the daily profile compares like with like: a
+    working day with the working days, a weekend day with the weekend days
+    (local time, params.utc_offset_h) of the past week.
+
+    `history`: where a series' own buffer has no reading at a lag, its
+    coarse history is looked up instead (a 4-hour buffer of 10-second
+    readings plus a week of per-minute means).
+    """
+    x = as_matrix(values)
+    # One time row for all series: one search instead of one per row.
+    shared = np.ndim(times) == 1 and history is None
+    t = as_times(times, x.shape)
+    if period_ms <= 0:
+        raise DetectorInputError("period_ms must be positive")
+    if x.shape[1] == 0 or x.shape[0] == 0:
+        return np.full(x.shape, np.nan)
+    # A lagged reading counts if it is within half a sampling interval of t - k * period.
+    tolerance = 0.5 * (median_interval_ms(t[:1])[0] if shared else median_interval_ms(t)[:, None])
+    lagged = []
+    last = x.shape[1] - 1
+    by_day_type = params.day_types and period_ms == DAY_MS
+    lags = range(1, 8) if by_day_type else range(1, params.season_lags + 1)
+    weekend = _is_weekend(t, params.utc_offset_h) if by_day_type else None
+    for lag in lags:
+        if shared:
+            target = t[0] - lag * period_ms
+            before = np.searchsorted(t[0], target, side="right") - 1
+            after = np.minimum(before + 1, last)
+            nearest = np.where((before < 0) | (t[0, after] - target < target - t[0, np.maximum(before, 0)]),
+                               after, before)
+            close = np.abs(t[0, nearest] - target) <= tolerance
+            if by_day_type:
+                close &= weekend[0] == _is_weekend(target, params.utc_offset_h)
+            if close.any():
+                lagged.append(np.where(close, x[:, nearest], np.nan))
+            continue
+        target = t - lag * period_ms
+        before = _rowwise_searchsorted(t, target)
+        after = np.minimum(before + 1, last)
+        t_before = np.take_along_axis(t, np.maximum(before, 0), axis=1)
+        t_after = np.take_along_axis(t, after, axis=1)
+        nearest = np.where((before < 0) | (t_after - target < target - t_before), after, before)
+        close = np.abs(np.take_along_axis(t, nearest, axis=1) - target) <= tolerance
+        if by_day_type:
+            close &= weekend == _is_weekend(target, params.utc_offset_h)
+        found = np.where(close, np.take_along_axis(x, nearest, axis=1), np.nan)
+        if history is not None:
+            older = _history_at(history, target, x)
+            if by_day_type:
+                older = np.where(weekend == _is_weekend(target, params.utc_offset_h), older, np.nan)
+            found = np.where(close, found, older)
+        if not np.isnan(found).all():
+            lagged.append(found)
+    if len(lagged) < params.season_min_lags:
+        return np.full(x.shape, np.nan)
+    return median_of_few(lagged, params.season_min_lags)
+
+
+def _history_at(history: History, target: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Per (series, sample): what the history expected at target, NaN if it has no entry within tolerance.
+
+    A bucket mean blurs a step inside its bucket (a switch at 06:33:20 makes
+    the 06:33 mean half-way), so the entry nearest to target and its two
+    neighbours give a range, and a reading x inside it is as expected as
+    any of them: the expectation is x clipped to that range (a slack of
+    one bucket either side, a minute at the default).
+    """
+    h_times = history.times
+    if h_times.shape[1] == 0:
+        return np.full(target.shape, np.nan)
+    last = h_times.shape[1] - 1
+    before = _rowwise_searchsorted(h_times, target)
+    after = np.minimum(before + 1, last)
+    t_before = np.take_along_axis(h_times, np.maximum(before, 0), axis=1)
+    t_after = np.take_along_axis(h_times, after, axis=1)
+    nearest = np.where((before < 0) | (t_after - target < target - t_before), after, before)
+    close = np.abs(np.take_along_axis(h_times, nearest, axis=1) - target) <= history.tolerance_ms
+    low = high = np.take_along_axis(history.values, nearest, axis=1)
+    for neighbour in (np.maximum(nearest - 1, 0), np.minimum(nearest + 1, last)):
+        near = np.abs(np.take_along_axis(h_times, neighbour, axis=1) - target) <= 2 * history.tolerance_ms
+        value = np.where(near, np.take_along_axis(history.values, neighbour, axis=1), np.nan)
+        low, high = np.fmin(low, value), np.fmax(high, value)
+    return np.where(close & ~np.isnan(low), np.clip(x, low, high), np.nan)
+
+
+def _is_weekend(t_ms: np.ndarray, utc_offset_h: int) -> np.ndarray:
+    # 1970-01-01 was a Thursday: +3 makes Monday 0, so Saturday and Sunday are 5 and 6.
+    return ((t_ms + utc_offset_h * 3_600_000) // DAY_MS + 3) % 7 >= 5
+
+
+def seasonal_baseline(values: np.ndarray, times: np.ndarray, params: DetectorParams = DEFAULT_PARAMS,
+                      history: History | None = None) -> Baseline:
+    """The daily and weekly profiles as a forecaster: expected value, robust scale and z per sample.
+
+    The residual x - seasonal_expected is itself given a robust (flat)
+    baseline, so a profile that is biased (a busier week) does not alarm,
+    only a departure from how well the profile usually predicts. Where both
+    profiles exist, the one with the smaller running scale (the better
+    predictor so far) is used. NaN where no profile exists yet.
+    `history`: coarse older readings per series (see History).
+    """
+    x = as_matrix(values)
+    t = as_times(times, x.shape)
+    out = Baseline(*(np.full(x.shape, np.nan) for _ in range(5)))
+    start = t[:, 0].min() if x.size else 0
+    if history is not None and x.size and not np.isnan(history.values).all():
+        start = min(start, history.times[~np.isnan(history.values)].min())
+    span = int(t[:, -1].max() - start) if x.size else 0
+    step_ms = typical_interval_ms(times) if params.profile_scale_by_hour else math.nan
+    for period in params.season_periods_ms:
+        if span < params.season_min_lags * period:
+            continue  # not enough history for this profile anywhere
+        profile = seasonal_expected(x, times, period, params, history)
+        fit = robust_baseline(x - profile, params, trend=False)
+        if params.profile_scale_by_hour:
+            fit = _scale_by_time_of_day(x - profile, fit, times, period, step_ms, params)
+        better = np.isfinite(fit.z) & ~(out.scale <= fit.scale)
+        out.expected = np.where(better, profile + fit.expected, out.expected)
+        out.scale = np.where(better, fit.scale, out.scale)
+        out.z = np.where(better, fit.z, out.z)
+        with np.errstate(invalid="ignore"):
+            out.plain_z = np.where(better, (x - profile) / fit.scale, out.plain_z)
+        out.profile = np.where(better, profile, out.profile)
+    return out
+
+
+def _scale_by_time_of_day(residual: np.ndarray, fit: Baseline, times: np.ndarray, period_ms: int,
+                          step_ms: float, params: DetectorParams) -> Baseline:
+    """The profile fit with its scale never below the profile's usual error at this time of the period.
+
+    The running scale is what the last hour or so made it: after a quiet
+    night (no cars, lights off) it is tiny, and the morning, when the
+    profile always predicts worse, would look anomalous every day (the
+    running scale grows only a few percent a sample, too slow for a morning
+    of a dozen 5-minute readings). The mean absolute error of the profile
+    fit within `profile_scale_window_ms` around the same time of the earlier
+    periods (their median, so one bad day does not count) says how well it
+    usually does at this hour. Only earlier periods are read: causal.
+    step_ms: the series' typical sampling interval (typical_interval_ms).
+    """
+    if not step_ms > 0:
+        return fit
+    width = int(min(max(1, round(params.profile_scale_window_ms / step_ms)), residual.shape[1]))
+    error = np.abs(residual - fit.expected)
+    known = ~np.isnan(error)
+    total = uniform_filter1d(np.where(known, error, 0.0), size=width, axis=1, mode="constant")
+    count = uniform_filter1d(known.astype(np.float64), size=width, axis=1, mode="constant")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        local = np.where(count > 0, total / count, np.nan)
+    usual = params.mad_to_sigma * seasonal_expected(local, times, period_ms, params)
+    scale = np.fmax(fit.scale, usual)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        z = np.where(np.isnan(fit.z), np.nan, (residual - fit.expected) / scale)
+    return Baseline(fit.expected, scale, z)
+
+
+def seasonal_z(values: np.ndarray, times: np.ndarray, params: DetectorParams = DEFAULT_PARAMS) -> np.ndarray:
+    """Robust z against the daily and weekly profiles (seasonal_baseline's z)."""
+    return seasonal_baseline(values, times, params).z
+
+
