@@ -1,6 +1,6 @@
 """The ingest worker: MQTT telemetry in, InfluxDB line protocol out.
 
-Delivery: MQTT 5, QoS 1, a durable session under a fixed worker identity
+Delivery: MQTT 5 (ingest/mqtt.py), QoS 1, a durable session under a fixed worker identity
 (clean_start=False and a session expiry, so a restarted worker gets its queue
 back), a shared subscription so several workers split the stream, and the
 MQTT ack sent only once the batch is durable: InfluxDB accepted it, or it is
@@ -13,16 +13,14 @@ worker down.
 import logging
 import threading
 import time
-
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
+from collections import deque
+from collections.abc import Callable, Sequence
 
 from edge import contract
 from ingest.deadletter import DeadLetters
 from ingest.decode import Decoded, Decoder
 from ingest.metrics import Metrics, stats_lines
+from ingest.mqtt import Message, MqttClient, MqttHandler, MqttSubscriber
 from ingest.sink import Sink
 from ingest.spool import Spool, SpoolFull
 from telemetry_shared.influx import InfluxError, LineWriter
@@ -35,10 +33,34 @@ SHARE_GROUP = "ingest"
 SESSION_EXPIRY_S = 7 * 24 * 3600
 DRAIN_TIMEOUT_S = 30.0
 SPOOL_FULL_PAUSE_S = 1.0
+TOPICS = (contract.TELEMETRY_SUB, contract.STATUS_SUB)
+
+ClientFactory = Callable[[Settings, MqttHandler], MqttClient]
+
+
+def broker_client(settings: Settings, handler: MqttHandler) -> MqttClient:
+    """The production client: a durable MQTT 5 session named after the worker's account."""
+    return MqttSubscriber(settings.mqtt_host, settings.mqtt_port, settings.mqtt_user, settings.mqtt_user,
+                          settings.mqtt_password, handler, settings.ingest_receive_maximum, SESSION_EXPIRY_S)
+
+
+def subscriptions(workers: int) -> tuple[list[str], list[str]]:
+    """(topics to hold, topics to drop) for a group of `workers`.
+
+    Mosquitto 2.0 does not restore *shared* subscriptions from its persistence
+    after a restart (plain ones it does): what devices publish before the
+    workers resubscribe would be lost. A lone worker therefore holds a plain
+    durable subscription; a group shares one to split the load. Status
+    messages (birth, last will) become `device_status` points."""
+    shared = [f"$share/{SHARE_GROUP}/{topic}" for topic in TOPICS]
+    return (shared, list(TOPICS)) if workers > 1 else (list(TOPICS), shared)
 
 
 class IngestWorker:
-    def __init__(self, settings: Settings, registry: Registry, writer: LineWriter, dead_letters: DeadLetters):
+    """MQTT handler (network thread) + flusher thread: batches stored, then acked."""
+
+    def __init__(self, settings: Settings, registry: Registry, writer: LineWriter, dead_letters: DeadLetters,
+                 client_factory: ClientFactory = broker_client, subscribe: bool = True):
         self.settings = settings
         self.registry = registry
         self.writer = writer
@@ -48,134 +70,140 @@ class IngestWorker:
         self.decoder = Decoder(registry, self.metrics)
         self.stopping = threading.Event()
         self.subscribed = threading.Event()  # set once the broker granted our subscriptions
-        self._awaiting_subacks: set[int] = set()
+        self.wants_subscription = subscribe  # False when retiring: drain the session, take nothing new
         self.sink = Sink(writer, Spool(settings.spool_dir, settings.ingest_spool_max_mb * 1024 * 1024), dead_letters,
                          self.metrics, settings.ingest_batch_points, settings.ingest_retry_max_s,
                          settings.ingest_spool_after_s, self.stopping)
         # Flush at half the window, so the broker can send the other half while we write.
         self.flush_at = max(1, settings.ingest_receive_maximum // 2)
-        self.pending: list[tuple[int, mqtt.MQTTMessage]] = []  # (connection generation, message)
-        self.generation = 0
-        self.lock = threading.Condition()
-        self.client = self._make_client()
+        # The network thread appends whole chunks, the flusher pops: a deque needs no lock for that.
+        self.pending: deque[Message] = deque()
+        self.ready = threading.Event()  # set when a full batch is waiting
+        self.held: list[Message] = []  # a batch that failed and is tried again
+        self.resumed: dict[int, bool] = {}  # connection generation -> the broker kept our session
+        self.last_message = time.monotonic()
+        self.busy = False  # the flusher holds a batch it has taken off `pending`
+        self.client = client_factory(settings, self)
         self.flusher = threading.Thread(target=self._flush_loop, name="ingest-flush", daemon=True)
         self.stats = threading.Thread(target=self._stats_loop, name="ingest-stats", daemon=True)
 
-    # ------------------------------------------------------------ MQTT
+    # ------------------------------------------------------------ MQTT (the client's network thread)
 
-    def _make_client(self) -> mqtt.Client:
-        s = self.settings
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=s.mqtt_user, protocol=mqtt.MQTTv5,
-                             manual_ack=True)
-        client.username_pw_set(s.mqtt_user, s.mqtt_password)
-        client.on_connect = self._on_connect
-        client.on_subscribe = self._on_subscribe
-        client.on_disconnect = self._on_disconnect
-        client.on_message = self._on_message
-        client.reconnect_delay_set(0.1, 1)  # back fast: see _on_connect
-        return client
-
-    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
-        if reason_code.is_failure:
-            log.error("broker refused the connection: %s", reason_code)
-            self.metrics.inc("mqtt_refused")
-            return
-        with self.lock:
-            # Acks for messages of an earlier connection are not sent: the broker
-            # redelivers them, and the copy we already stored is overwritten.
-            self.generation += 1
+    def on_connect(self, generation: int, session_present: bool) -> None:
+        self.resumed[generation] = session_present
+        for old in [g for g in self.resumed if g < generation - 8]:
+            del self.resumed[old]
         self.metrics.inc("mqtt_connects")
-        # Mosquitto 2.0 does not restore shared subscriptions from its persistence
-        # after a restart (plain ones it does): what devices publish before the
-        # workers resubscribe would be lost. A lone worker therefore holds a plain
-        # durable subscription; a group of workers shares one to split the load.
-        # Status messages (birth, last will) become `device_status` points.
-        for topic in (contract.TELEMETRY_SUB, contract.STATUS_SUB):
-            shared = f"$share/{SHARE_GROUP}/{topic}"
-            wanted, other = (shared, topic) if self.settings.ingest_workers > 1 else (topic, shared)
-            client.unsubscribe(other)
-            _, mid = client.subscribe(wanted, qos=1)
-            self._awaiting_subacks.add(mid)
-
-    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
-        self._awaiting_subacks.discard(mid)
-        if not self._awaiting_subacks:
+        wanted, other = subscriptions(self.settings.ingest_workers)
+        if not self.wants_subscription:
+            wanted, other = [], wanted + other
+        self.client.unsubscribe(other)
+        if wanted:
+            self.client.subscribe(wanted)
+        else:
             self.subscribed.set()
 
-    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+    def on_subscribed(self, failures: list[int]) -> None:
+        if failures:
+            log.error("the broker refused our subscriptions (reason codes %s): check the ingest account's rights",
+                      [hex(code) for code in failures])
+            self.metrics.inc("mqtt_subscribe_refused")
+            return
+        self.subscribed.set()
+
+    def on_disconnect(self, reason: str) -> None:
         if not self.stopping.is_set():
-            log.warning("broker connection lost (%s); reconnecting", reason_code)
+            log.warning("broker connection lost (%s); reconnecting", reason)
             self.metrics.inc("mqtt_disconnects")
 
-    def _on_message(self, client, userdata, message: mqtt.MQTTMessage) -> None:
+    def on_messages(self, messages: list[Message]) -> None:
         if self.stopping.is_set():
-            return  # draining: never acked, so the broker keeps it for our next session
-        with self.lock:
-            self.pending.append((self.generation, message))
-            if len(self.pending) >= self.flush_at:
-                self.lock.notify()
+            return  # draining: never acked, so the broker keeps them for our next session
+        self.last_message = time.monotonic()
+        self.pending.extend(messages)
+        if len(self.pending) >= self.flush_at:
+            self.ready.set()
+
+    # ------------------------------------------------------------ life cycle
 
     def start(self) -> None:
-        props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = SESSION_EXPIRY_S
-        props.ReceiveMaximum = self.settings.ingest_receive_maximum
-        # clean_start=False: a restarted worker gets its queued messages back.
-        # connect_async: a broker that is not up yet is retried, not fatal.
-        self.client.connect_async(self.settings.mqtt_host, self.settings.mqtt_port, keepalive=30,
-                                  clean_start=False, properties=props)
-        self.client.loop_start()
+        self.client.start()
         self.flusher.start()
         self.stats.start()
 
-    def stop(self) -> None:
-        """Drain: store and ack what we hold, then leave (the session stays for our return)."""
+    def stop(self, session_expiry_s: int | None = None) -> None:
+        """Drain: store and ack what we hold, then leave (the session stays for our return,
+        unless `session_expiry_s=0`)."""
         self.stopping.set()
-        with self.lock:
-            self.lock.notify()
+        self.ready.set()
         self.flusher.join(DRAIN_TIMEOUT_S)
-        self.client.disconnect()
-        self.client.loop_stop()
+        self.client.stop(session_expiry_s)
         self._write_stats()
 
-    # ------------------------------------------------------------ batches
+    def idle(self) -> bool:
+        """Nothing held or waiting (used to know when a retiring worker's session is empty)."""
+        return not self.pending and not self.held and not self.busy
+
+    # ------------------------------------------------------------ batches (the flusher thread)
 
     def _flush_loop(self) -> None:
         while True:
-            messages = self._next_batch()
-            if not messages:
+            batch = self.held or self._next_batch()
+            if not batch:
                 if self.stopping.is_set():
                     return
                 self.sink.replay()
                 continue
+            self.busy = True
             try:
-                decoded = self.process([m for _, m in messages])
+                decoded = self.process(batch)
             except Exception:  # noqa: BLE001 (a bug or a locked file must not end the worker)
                 log.exception("processing a batch failed; it stays unacked and is tried again")
                 self.metrics.inc("batch_errors")
+                self.held = batch
                 self.decoder.forget_sequences()  # the retry must not see its own messages as duplicates
+                self.busy = False
                 self.stopping.wait(1.0)
                 continue
+            self.held = []
             if decoded is None:
+                self.busy = False
                 return  # stopped while the spool was full: nothing acked, the broker keeps it all
-            with self.lock:
-                del self.pending[: len(messages)]
-                current = self.generation
-            for generation, message in messages:  # in arrival order
-                if generation == current:
-                    self.client.ack(message.mid, message.qos)
+            self._ack(batch)
+            self.busy = False
             self.sink.replay()
 
-    def _next_batch(self) -> list[tuple[int, mqtt.MQTTMessage]]:
-        with self.lock:
-            if len(self.pending) < self.flush_at and not self.stopping.is_set():
-                self.lock.wait(self.settings.ingest_batch_ms / 1000)
-            return self.pending[: self.settings.ingest_receive_maximum]
+    def _next_batch(self) -> list[Message]:
+        if len(self.pending) < self.flush_at and not self.stopping.is_set():
+            self.ready.wait(self.settings.ingest_batch_ms / 1000)
+        self.ready.clear()
+        pop = self.pending.popleft
+        return [pop() for _ in range(min(len(self.pending), self.settings.ingest_receive_maximum))]
 
-    def process(self, messages: list[mqtt.MQTTMessage]) -> Decoded | None:
+    def _ack(self, batch: Sequence[Message]) -> None:
+        """One ack write per connection, in arrival order; the client drops acks of a connection
+        that is gone (the broker redelivers those, and the stored copy is overwritten)."""
+        generation, mids = None, []
+        for message in batch:
+            if not message.mid:
+                continue  # QoS 0: nothing to ack
+            if message.generation != generation:
+                if mids:
+                    self.client.ack(generation, mids)
+                generation, mids = message.generation, []
+            mids.append(message.mid)
+        if mids:
+            self.client.ack(generation, mids)
+
+    def process(self, messages: Sequence[Message]) -> Decoded | None:
         """Decode once, then store until durable. None if stopped before the store took it."""
         decoded = Decoded()
         now_ms = int(time.time() * 1000)
         for message in messages:
+            if message.retain and self.resumed.get(message.generation):
+                # A retained copy sent again on a resumed session: we stored it when it was live.
+                self.metrics.inc("retained_skipped")
+                continue
             self.decoder.decode(message.topic, message.payload, now_ms, decoded)
         while True:
             try:
