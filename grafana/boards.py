@@ -217,6 +217,11 @@ def device_health() -> Dashboard:
             f'SELECT mean("rssi_dbm") FROM {status} {q.where()} GROUP BY time($__interval), "device" fill(null)',
             DEVICE),), thresholds=(Threshold(None, "red"), Threshold(-100.0, "yellow"), Threshold(-85.0, "green")),
             description="RSSI; under -100 dBm messages start to be lost."),
+        Panel("Notifications", "short", tuple(Target(
+            f'SELECT last("{field}") FROM "notify_stats" WHERE $timeFilter GROUP BY time($__interval) fill(previous)',
+            field) for field in ("pending", "sent", "failed")),
+            description="The API's notification outbox: pending (not yet delivered, retried with backoff), "
+                        "sent, failed for good (after the give-up window, 24 h by default)."),
     ]
     return Dashboard("city-devices", "Device health", "Is every device alive, and is ingest keeping up?", panels,
                      [district_variable(ALL_KINDS), device_variable(ALL_KINDS)], [alert_annotation()],

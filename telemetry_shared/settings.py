@@ -53,7 +53,14 @@ class Settings(BaseSettings):
     api_public_rate_per_min: int = Field(60, gt=0, description="public requests per client address per minute")
     api_notify_rules: list[dict[str, str]] = Field(
         [], description='JSON list: [{"role": "operator", "min_severity": "warning", "webhook": "http://...",'
-                        ' "email": "ops@example.org"}]')
+                        ' "email": "ops@example.org", "secret": "<signs the webhook body>"}]')
+    api_notify_retry_first_s: float = Field(10.0, gt=0, description="wait after a notification's first failed "
+                                            "try; it doubles after each further failure")
+    api_notify_retry_max_s: float = Field(300.0, gt=0, description="cap of the wait between a notification's tries")
+    api_notify_give_up_s: float = Field(86_400.0, gt=0, description="a notification not delivered this long "
+                                        "after it was written is marked failed for good")
+    api_notify_timeout_s: float = Field(10.0, gt=0, le=300, description="one webhook or SMTP try gives up after "
+                                        "this long")
     smtp_host: str = ""
     smtp_port: int = 25
     smtp_from: str = "control-room@localhost"

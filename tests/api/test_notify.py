@@ -71,7 +71,7 @@ def test_escalation_raises_severity_and_sends_reminders_by_webhook_and_mail(make
     rules = [{"role": "operator", "min_severity": "warning", "webhook": url(webhook)},
              {"role": "engineer", "min_severity": "critical", "email": "water-eng@tanjungpinang.example"}]
     api = make_api(api_escalate_after_s=0.6, api_notify_rules=rules, smtp_host="127.0.0.1",
-                   smtp_port=controller.port)
+                   smtp_port=controller.port, api_notify_retry_first_s=0.1)
     analytics.publish(alert("inc-esc", severity="warning"))
     # opened (warning): webhook only; escalated once -> critical: webhook and mail
     wait_for(lambda: api.services.alerts.store.find(severity="critical")[1] == 1, timeout_s=5)
@@ -105,15 +105,25 @@ def test_acknowledged_alerts_do_not_escalate(make_api, analytics):
     assert api.services.alerts.store.get("inc-quiet").severity in ("info", "warning")
 
 
-def test_a_dead_receiver_is_recorded_as_failed_after_retries(make_api, analytics, webhook):
-    webhook.fail_first = 100
-    api = make_api(api_notify_rules=[{"role": "operator", "min_severity": "info", "webhook": url(webhook)}])
-    api.services.alerts.notifier.first_delay_s = 0.05
+def test_a_dead_receiver_is_retried_with_capped_backoff_then_failed_for_good(make_api, analytics, webhook):
+    webhook.fail_first = 1000
+    api = make_api(api_notify_rules=[{"role": "operator", "min_severity": "info", "webhook": url(webhook)}],
+                   api_notify_retry_first_s=0.05, api_notify_retry_max_s=0.2, api_notify_give_up_s=1.5)
     analytics.publish(alert("inc-dead", severity="critical"))
-    deliveries = wait_for(lambda: api.services.alerts.notifier.deliveries("inc-dead"), timeout_s=10)
-    assert (deliveries[0].status, deliveries[0].attempts) == ("failed", 3)
+    notifier = api.services.alerts.notifier
+    wait_for(lambda: notifier.deliveries("inc-dead") and notifier.deliveries("inc-dead")[0].status == "pending")
+    deliveries = wait_for(lambda: [d for d in notifier.deliveries("inc-dead") if d.status == "failed"], timeout_s=10)
+    # 0.05, 0.1, 0.2, 0.2, ... within 1.5 s: 8 or 9 tries, the waits capped at 0.2 s
+    assert 6 <= deliveries[0].attempts <= 11, deliveries[0].attempts
+    assert webhook.calls == deliveries[0].attempts
     assert "503" in deliveries[0].error and "s3cret" not in deliveries[0].error
-    assert webhook.calls == 3
+    assert notifier.counts() | {"oldest_pending_s": 0} == {"pending": 0, "sent": 0, "failed": 1,
+                                                            "oldest_pending_s": 0}
+    with api.client() as c:
+        ready = c.get("/ready").json()
+        metrics = c.get("/metrics").text
+    assert ready["notifications"]["failed"] == 1 and ready["status"] == "ready"  # a far end down is not unready
+    assert 'city_api_notifications{status="failed"} 1' in metrics
 
 
 @pytest.mark.parametrize("rules,message", [
@@ -123,8 +133,10 @@ def test_a_dead_receiver_is_recorded_as_failed_after_retries(make_api, analytics
     ([{"role": "operator", "webhook": "ftp://x"}], "must be an http(s) URL"),
     ([{"role": "operator", "email": "nobody"}], "is not an address"),
     ([{"role": "operator", "email": "a@b", "sms": "+62"}], "unknown keys ['sms']"),
+    ([{"role": "operator", "webhook": "https://x", "secret": "short-MARKER"}], "CITY_API_NOTIFY_RULES[0].secret"),
 ])
 def test_bad_notification_rules_fail_at_start_naming_the_key(rules, message):
     with pytest.raises(ValueError) as caught:
-        parse_rules(rules)
+        parse_rules(rules, production=True)
     assert message in str(caught.value)
+    assert "MARKER" not in str(caught.value)  # a secret's value is never in the error

@@ -16,6 +16,7 @@ ADMIN = {"admin"}
 MATRIX = [
     ("GET", "/health", "/health", None, PUBLIC),
     ("GET", "/ready", "/ready", None, PUBLIC),
+    ("GET", "/metrics", "/metrics", None, PUBLIC),
     ("GET", "/control-room", "/control-room", None, PUBLIC),
     ("GET", "/public/city", "/public/city", None, PUBLIC),
     ("GET", "/public/hospitals/beds", "/public/hospitals/beds", None, PUBLIC),

@@ -64,4 +64,7 @@ def lines(now_ms: int) -> list[str]:
             out.append(f"ingest_stats,worker={worker} {fields},write_seconds_max=0.0{step % 9 + 1} {t}")
             for device in DEVICES:
                 out.append(f"ingest_device_stats,device={device},worker={worker} sequence_gaps={step // 30}i {t}")
+    for step in range(steps):  # the API's notification outbox (api/alerts/notify.py stats_line)
+        out.append(f"notify_stats pending={step % 3}i,sent={step}i,failed={step // 50}i,oldest_pending_s=1.5 "
+                   f"{start + step * STEP_MS}")
     return out

@@ -1,0 +1,134 @@
+"""The notification outbox against real far ends that go away: a local webhook
+server and an aiosmtpd SMTP relay on loopback are both down for an outage,
+the API is restarted in the middle of it, and every notification must reach
+each of them exactly once after they return, signed.
+
+What is scaled: the outage lasts CITY_TEST_OUTAGE_S seconds (default 6; the
+issue's case is 600, run it with CITY_TEST_OUTAGE_S=600), and the settings
+scale with it: the backoff cap is a tenth of the outage (60 s for 600 s), the
+first retry 0.2 s, the give-up window five outages. The code path is the one a
+deployment runs: the same outbox rows, claims, backoff and restart."""
+
+import json
+import os
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from aiosmtpd.controller import Controller
+
+from api.alerts.notify import ID_HEADER, SIGNATURE_HEADER, verify
+from telemetry_shared.servers import free_port
+from tests.api.harness import alert, wait_for
+
+OUTAGE_S = float(os.environ.get("CITY_TEST_OUTAGE_S", "6"))
+SECRET = "hook-signing-secret-0123456789"
+
+
+class Hook(BaseHTTPRequestHandler):
+    def do_POST(self):  # noqa: N802 - http.server's hook name
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.server.received.append((self.headers[ID_HEADER], self.headers[SIGNATURE_HEADER], body))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+class HookServer:
+    """A webhook receiver that can go away and come back on the same port."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.received: list[tuple[str, str, bytes]] = []
+        self.server = None
+
+    def up(self):
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Hook)
+        self.server.received = self.received
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def down(self):
+        if self.server:
+            self.server.shutdown()
+            self.server.server_close()
+            self.server = None
+
+
+class Inbox:
+    def __init__(self):
+        self.messages: list[str] = []
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's hook name
+        self.messages.append(envelope.content.decode())
+        return "250 OK"
+
+
+def message_id(content: str) -> str:
+    return next(line.split(":", 1)[1].strip() for line in content.splitlines()
+                if line.lower().startswith("message-id:"))
+
+
+def test_webhook_and_smtp_down_and_api_restarted_every_notification_arrives_once(make_api, analytics, tmp_path):
+    hook, inbox = HookServer(), Inbox()
+    smtp_port = free_port()
+    smtp = None
+    rules = [{"role": "operator", "min_severity": "warning", "webhook": f"http://127.0.0.1:{hook.port}/hook?t=x",
+              "secret": SECRET},
+             {"role": "engineer", "min_severity": "warning", "email": "water-eng@tanjungpinang.example"}]
+    settings = dict(api_notify_rules=rules, smtp_host="127.0.0.1", smtp_port=smtp_port,
+                    api_db_path=tmp_path / "api.sqlite3", api_notify_retry_first_s=0.2,
+                    api_notify_retry_max_s=OUTAGE_S / 10, api_notify_give_up_s=OUTAGE_S * 5,
+                    api_notify_timeout_s=2.0, api_escalate_after_s=3600)
+    try:
+        start = time.monotonic()
+        first = make_api(**settings)  # both far ends are down from the start
+        for n in range(3):
+            analytics.publish(alert(f"inc-out-{n}", device=f"wtr-000{n + 1}", severity="critical"))
+        store = first.services.alerts.store
+        wait_for(lambda: store.find()[1] == 3)
+        notifier = first.services.alerts.notifier
+        wait_for(lambda: notifier.counts()["pending"] == 6)  # written before any try
+        wait_for(lambda: all(d.attempts >= 2 for n in range(3) for d in notifier.deliveries(f"inc-out-{n}")),
+                 timeout_s=OUTAGE_S)
+
+        time.sleep(max(0.0, OUTAGE_S / 2 - (time.monotonic() - start)))
+        first.stop()  # the API goes away in the middle of the outage
+        second = make_api(**settings)
+        with second.client() as c:
+            assert c.get("/ready").json()["notifications"]["pending"] == 6
+
+        time.sleep(max(0.0, OUTAGE_S - (time.monotonic() - start)))
+        hook.up()
+        smtp = Controller(inbox, hostname="127.0.0.1", port=smtp_port)
+        smtp.start()
+
+        notifier = second.services.alerts.notifier
+        wait_for(lambda: notifier.counts()["sent"] == 6, timeout_s=OUTAGE_S / 10 + 15)
+        time.sleep(1.0)  # a duplicate would arrive now
+    finally:
+        hook.down()
+        if smtp:
+            smtp.stop()
+
+    ids = [int(i) for i, _, _ in hook.received]
+    assert sorted(ids) == sorted(set(ids)) and len(ids) == 3, ids  # each webhook notification exactly once
+    for notification_id, signature, body in hook.received:
+        assert verify(SECRET, body, signature), "the signature must check with the rule's secret"
+        assert not verify("another-secret-0123456789", body, signature)
+        assert json.loads(body)["notification_id"] == int(notification_id)
+    alerts = sorted(json.loads(body)["alert"]["id"] for _, _, body in hook.received)
+    assert alerts == ["inc-out-0", "inc-out-1", "inc-out-2"]
+    mail_ids = [message_id(m) for m in inbox.messages]
+    assert len(mail_ids) == 3 and len(set(mail_ids)) == 3, mail_ids  # each e-mail exactly once
+    assert sorted("wtr-0001" in m for m in inbox.messages) == [False, False, True]
+
+    with second.client() as c:
+        ready = c.get("/ready").json()
+        detail = c.get("/alerts/inc-out-0", headers={"Authorization": f"Bearer {second.keys['operator']}"}).json()
+    assert (ready["notifications"]["pending"], ready["notifications"]["sent"], ready["notifications"]["failed"]) == \
+        (0, 6, 0)
+    sent = {(n["channel"], n["status"]) for n in detail["notifications"]}
+    assert sent == {("webhook", "sent"), ("email", "sent")}
+    assert all(n["attempts"] >= 3 for n in detail["notifications"])  # tried while down, before and after restart
