@@ -6,13 +6,14 @@ import threading
 
 from analytics.service import EngineService
 from telemetry_shared.influx import make_writer
+from telemetry_shared.logs import setup_logging
 from telemetry_shared.registry import Registry
 from telemetry_shared.settings import get_settings
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     settings = get_settings()
+    setup_logging(settings)
     service = EngineService(settings, Registry(settings.registry_file), make_writer(settings))
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())

@@ -11,6 +11,7 @@ from ingest.deadletter import DeadLetters
 from ingest.metrics import MetricsServer
 from ingest.worker import IngestWorker
 from telemetry_shared.influx import make_writer
+from telemetry_shared.logs import setup_logging
 from telemetry_shared.registry import Registry
 from telemetry_shared.settings import get_settings
 
@@ -18,12 +19,11 @@ log = logging.getLogger("ingest")
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per write is noise; counters tell
     try:
         settings = get_settings()
     except ValueError as exc:  # pydantic's ValidationError names each key that is wrong
         raise SystemExit(f"ingest: bad configuration (CITY_* variables): {exc}") from None
+    setup_logging(settings)  # HTTP clients at WARNING (a line per write is noise), secrets masked
     worker = IngestWorker(settings, Registry(settings.registry_file), make_writer(settings),
                           DeadLetters(settings.deadletter_file))
     server = None

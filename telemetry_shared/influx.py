@@ -4,6 +4,11 @@ Two writers behind one small interface: V1Writer posts to /write (InfluxDB 1.x,
 and the v1 compatibility API of 2.x and 3.x); V2Writer uses influxdb-client's
 v2 write path for deployments with token auth. Errors are sorted by what they
 mean, so the caller knows whether to retry, split or dead-letter.
+
+Credentials never travel in a URL (where access logs, proxies and httpx's own
+INFO line would show them): a user and password go as HTTP basic auth, which
+every InfluxDB 1.x release and the v1 compatibility API of 2.x/3.x accept, a
+token as an `Authorization: Token ...` header.
 """
 
 import gzip
@@ -34,6 +39,10 @@ class InfluxRejected(InfluxError):
 
 class InfluxTooLarge(InfluxError):
     """413: split the batch."""
+
+
+def _auth(user: str, password: str) -> httpx.BasicAuth | None:
+    return httpx.BasicAuth(user, password) if user else None
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -68,10 +77,8 @@ class V1Writer:
         self.params = {"db": db, "precision": "ms"}
         if rp:  # a named retention policy (e.g. the rollups'), else the database's default
             self.params["rp"] = rp
-        if user:
-            self.params |= {"u": user, "p": password}
         self.gzip_level = gzip_level
-        self.http = httpx.Client(base_url=url, timeout=timeout_s)
+        self.http = httpx.Client(base_url=url, timeout=timeout_s, auth=_auth(user, password))
 
     def write(self, lines: list[str]) -> None:
         if not lines:
@@ -137,10 +144,11 @@ class InfluxQL:
     """Reads through /query (every InfluxDB release serves it)."""
 
     def __init__(self, url: str, db: str, user: str = "", password: str = "", token: str = "", timeout_s: float = 10.0):
+        # a token (2.x/3.x) is the whole credential; a user and password otherwise
         headers = {"Authorization": f"Token {token}"} if token else {}
-        self.auth = {"u": user, "p": password} if user else {}
         self.db = db
-        self.http = httpx.Client(base_url=url, timeout=timeout_s, headers=headers)
+        self.http = httpx.Client(base_url=url, timeout=timeout_s, headers=headers,
+                                 auth=None if token else _auth(user, password))
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "InfluxQL":
@@ -149,7 +157,7 @@ class InfluxQL:
 
     def raw(self, q: str, method: str = "GET", epoch: str = "ms") -> list[dict[str, Any]]:
         """Run InfluxQL; returns the `results` list. Raises InfluxError on any error."""
-        params = {"db": self.db, "q": q, "epoch": epoch} | self.auth
+        params = {"db": self.db, "q": q, "epoch": epoch}
         try:
             if method == "POST":
                 response = self.http.post("/query", params=params)

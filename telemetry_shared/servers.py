@@ -169,10 +169,12 @@ class Influxd(ChildServer):
 
     name = "influxd"
 
-    def __init__(self, workdir: Path, port: int | None = None):
+    def __init__(self, workdir: Path, port: int | None = None, auth: bool = False, http_log: bool = False):
         super().__init__(workdir, port)
         self.rpc_port = free_port()
         self.conf = self.workdir / "influxdb.conf"
+        self.auth = auth  # auth-enabled: create the first admin user before anything else
+        self.http_log = http_log  # influxd's access log: every request line, to the log file
 
     @property
     def url(self) -> str:
@@ -193,7 +195,8 @@ bind-address = "127.0.0.1:{self.rpc_port}"
   store-enabled = false
 [http]
   bind-address = "127.0.0.1:{self.port}"
-  log-enabled = false
+  auth-enabled = {str(self.auth).lower()}
+  log-enabled = {str(self.http_log).lower()}
   pprof-enabled = false
 [logging]
   level = "warn"
