@@ -11,8 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from grafana_client import GrafanaApi
-from grafana_client.client import GrafanaClientError, GrafanaException, GrafanaUnauthorizedError
+import httpx
 
 FOLDER_UID_PATTERN = r"[A-Za-z0-9_-]{1,40}"
 # Datasource fields this command owns; Grafana adds others (id, orgId, readOnly...) that we leave alone.
@@ -25,11 +24,59 @@ class SyncError(RuntimeError):
     """Grafana could not be reached, refused us, or answered something we cannot use."""
 
 
+class GrafanaHTTPError(Exception):
+    """Grafana answered with an error status."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
 @dataclass(frozen=True)
 class Change:
     what: str  # datasource, folder, dashboard
     name: str
     action: str  # created, updated, unchanged
+
+
+class GrafanaApi:
+    """The few calls of Grafana's HTTP API that the sync needs, over httpx (no client library:
+    grafana-client pulled in niquests and urllib3-future, which break other tools in the same environment)."""
+
+    def __init__(self, url: str, credential: str | tuple[str, str], timeout_s: float = 10.0):
+        headers = {"Accept": "application/json"}
+        auth = None
+        if isinstance(credential, tuple):
+            auth = httpx.BasicAuth(*credential)
+        else:
+            headers["Authorization"] = f"Bearer {credential}"
+        self.http = httpx.Client(base_url=url.rstrip("/"), headers=headers, auth=auth, timeout=timeout_s)
+
+    def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        """The JSON answer of one call; GrafanaHTTPError for an error status."""
+        response = self.http.request(method, path, json=body)
+        if response.status_code >= 400:
+            try:
+                message = response.json().get("message", "")
+            except ValueError:
+                message = response.text
+            raise GrafanaHTTPError(response.status_code, str(message)[:300])
+        return response.json()
+
+    def get_or_none(self, path: str) -> dict[str, Any] | None:
+        try:
+            found = self.call("GET", path)
+        except GrafanaHTTPError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        if not isinstance(found, dict):
+            raise ValueError(f"expected a JSON object, got {str(found)[:80]!r}")
+        return found
+
+    def close(self) -> None:
+        self.http.close()
 
 
 def connect(url: str, token: str = "", user: str = "", password: str = "", timeout_s: float = 10.0) -> GrafanaApi:
@@ -38,7 +85,7 @@ def connect(url: str, token: str = "", user: str = "", password: str = "", timeo
     credential: str | tuple[str, str] | None = token or ((user, password) if user else None)
     if credential is None:
         raise SyncError("no Grafana credentials: set CITY_GRAFANA_TOKEN, or CITY_GRAFANA_USER and _PASSWORD")
-    return GrafanaApi.from_url(url, credential=credential, timeout=timeout_s)
+    return GrafanaApi(url, credential, timeout_s)
 
 
 def sync(api: GrafanaApi, datasource: dict[str, Any], dashboards: list[dict[str, Any]],
@@ -49,35 +96,30 @@ def sync(api: GrafanaApi, datasource: dict[str, Any], dashboards: list[dict[str,
     try:
         changes = [_sync_datasource(api, datasource, reset_secrets), _sync_folder(api, folder_uid, folder_title)]
         changes += [_sync_dashboard(api, board, folder_uid) for board in dashboards]
-    except GrafanaUnauthorizedError as exc:
-        raise SyncError("Grafana refused the credentials (401): check CITY_GRAFANA_TOKEN or user/password") from exc
-    except GrafanaException as exc:
-        status = f" ({exc.status_code})" if exc.status_code else ""
-        raise SyncError(f"Grafana request failed{status}: {str(exc.message)[:300]}") from exc
-    except OSError as exc:  # niquests' connection errors are OSErrors; grafana-client lets them through
-        raise SyncError(f"cannot reach Grafana: {str(exc)[:200]}") from exc
+    except GrafanaHTTPError as exc:
+        if exc.status == 401:
+            raise SyncError("Grafana refused the credentials (401): check CITY_GRAFANA_TOKEN or user/password") from exc
+        raise SyncError(f"Grafana request failed ({exc.status}): {exc.message}") from exc
+    except httpx.TransportError as exc:  # refused, timed out, DNS: one clear line, not the transport's exception
+        raise SyncError(f"cannot reach Grafana at {api.http.base_url}: {_reason(exc)}") from exc
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
         raise SyncError(f"Grafana answered something unexpected: {exc!r}"[:300]) from exc
     return changes
 
 
-def _get_or_none(call, *args) -> dict[str, Any] | None:
-    try:
-        found = call(*args)
-    except GrafanaClientError as exc:
-        if exc.status_code == 404:
-            return None
-        raise
-    if not isinstance(found, dict):
-        raise ValueError(f"expected a JSON object, got {str(found)[:80]!r}")
-    return found
+def _reason(exc: httpx.TransportError) -> str:
+    if isinstance(exc, httpx.TimeoutException):
+        return "no answer in time"
+    if isinstance(exc, httpx.ConnectError):
+        return "connection refused or host unknown"
+    return type(exc).__name__
 
 
 def _sync_datasource(api: GrafanaApi, wanted: dict[str, Any], reset_secrets: bool) -> Change:
     uid, name = wanted["uid"], wanted["name"]
-    current = _get_or_none(api.datasource.get_datasource_by_uid, uid)
+    current = api.get_or_none(f"/api/datasources/uid/{uid}")
     if current is None:
-        api.datasource.create_datasource(wanted)
+        api.call("POST", "/api/datasources", wanted)
         return Change("datasource", name, "created")
     same = all(current.get(key) == wanted.get(key) for key in DATASOURCE_FIELDS) and all(
         (current.get("jsonData") or {}).get(key) == value for key, value in wanted["jsonData"].items())
@@ -86,13 +128,13 @@ def _sync_datasource(api: GrafanaApi, wanted: dict[str, Any], reset_secrets: boo
     body = dict(wanted)
     if not reset_secrets:
         body.pop("secureJsonData", None)  # Grafana keeps the stored password when none is sent
-    api.datasource.update_datasource_by_uid(uid, body)
+    api.call("PUT", f"/api/datasources/uid/{uid}", body)
     return Change("datasource", name, "updated")
 
 
 def _sync_folder(api: GrafanaApi, uid: str, title: str) -> Change:
-    if _get_or_none(api.folder.get_folder, uid) is None:
-        api.folder.create_folder(title, uid=uid)
+    if api.get_or_none(f"/api/folders/{uid}") is None:
+        api.call("POST", "/api/folders", {"title": title, "uid": uid})
         return Change("folder", title, "created")
     return Change("folder", title, "unchanged")
 
@@ -102,12 +144,12 @@ def _comparable(board: dict[str, Any]) -> dict[str, Any]:
 
 
 def _sync_dashboard(api: GrafanaApi, board: dict[str, Any], folder_uid: str) -> Change:
-    current = _get_or_none(api.dashboard.get_dashboard, board["uid"])
+    current = api.get_or_none(f"/api/dashboards/uid/{board['uid']}")
     if current is not None:
         in_folder = (current.get("meta") or {}).get("folderUid") == folder_uid
         if in_folder and _comparable(current["dashboard"]) == _comparable(board):
             return Change("dashboard", board["title"], "unchanged")
     body = _comparable(board) | {"id": None}
-    api.dashboard.update_dashboard({"dashboard": body, "folderUid": folder_uid, "overwrite": True,
-                                    "message": "city grafana sync"})
+    api.call("POST", "/api/dashboards/db", {"dashboard": body, "folderUid": folder_uid, "overwrite": True,
+                                            "message": "city grafana sync"})
     return Change("dashboard", board["title"], "created" if current is None else "updated")

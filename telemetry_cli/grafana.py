@@ -77,8 +77,11 @@ def sync_command(
     try:
         api = connect(url or settings.grafana_url, settings.grafana_token, settings.grafana_user,
                       settings.grafana_password, timeout_s=10)
-        with console.status("syncing with Grafana…", spinner="dots") if not as_json else nullcontext():
-            changes = sync(api, datasource, boards, folder_uid=folder, reset_secrets=reset_secrets)
+        try:
+            with console.status("syncing with Grafana…", spinner="dots") if not as_json else nullcontext():
+                changes = sync(api, datasource, boards, folder_uid=folder, reset_secrets=reset_secrets)
+        finally:
+            api.close()
     except SyncError as exc:
         err.print(f"[red]grafana sync failed:[/red] {exc}")
         raise typer.Exit(1) from exc
