@@ -1,7 +1,6 @@
 """create_app(settings) -> FastAPI: the routers, the error format, and the
 background parts (the alert subscriber, escalation) started with the app."""
 
-import importlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -11,9 +10,8 @@ from fastapi.staticfiles import StaticFiles
 
 from api import errors
 from api.bodylimit import BodyLimit
-from api.latest_cache import LatestCache
 from api.ratelimit import RateLimiter
-from api.routes import alerts, control_room, fleet, health, keys, public, readings
+from api.routes import alerts, control_room, devices, fleet, health, keys, public, readings
 from api.services import ApiServices
 from telemetry_shared.settings import Settings, get_settings
 
@@ -25,17 +23,6 @@ public city figures and the control-room page.
 Authenticate with an API key: `Authorization: Bearer city_<id>_<secret>` (create one with
 `city apikey create`). Roles: technician, engineer, operator, admin. Lists answer `{data, count}`;
 errors answer `{error, message, detail}`."""
-
-
-def _optional_router(module: str):
-    """A router that another part of the project provides, when it is there."""
-    try:
-        return importlib.import_module(module).router
-    except ModuleNotFoundError as exc:
-        if exc.name != module:
-            raise  # the module is there but is broken: say so
-        log.info("%s not present; its routes are not served", module)
-        return None
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -54,14 +41,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title=f"{settings.city_name} city telemetry API", version="1.0.0", description=DESCRIPTION,
                   lifespan=lifespan, responses=errors.ERROR_RESPONSES)
     app.state.services = services
-    services.extra["latest_cache"] = LatestCache(services.influx)
     app.state.public_limiter = RateLimiter(settings.api_public_rate_per_min)
     errors.install(app)
     app.add_middleware(BodyLimit)
-    for module in (health, keys, readings, alerts, fleet, public, control_room):
+    for module in (health, keys, readings, alerts, fleet, public, devices, control_room):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=control_room.STATIC), name="static")
-    devices = _optional_router("api.routes.devices")
-    if devices is not None:
-        app.include_router(devices)
+    app.openapi = lambda: errors.document_bad_bodies(app)
     return app

@@ -28,6 +28,8 @@ from api.db import ApiDb, now_ms
 ROLES = ("technician", "engineer", "operator", "admin")
 Role = Literal["technician", "engineer", "operator", "admin"]
 KEY_PREFIX = "city"
+# ASCII on purpose: \w means more in Python than in the ECMA regex of the OpenAPI schema
+KEY_NAME_PATTERN = r"^[A-Za-z0-9_.@-][A-Za-z0-9_ .@-]*$"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS api_keys (
@@ -59,8 +61,13 @@ class ApiKeyPublic(BaseModel):
 
 
 class ApiKeyCreate(BaseModel):
-    name: str = Field(min_length=1, max_length=64, pattern=r"^[\w .@-]+$",
-                      description="a person or service; shown in the audit trail")
+    name: str = Field(min_length=1, max_length=64, pattern=KEY_NAME_PATTERN,
+                      description="a person or service; shown in the audit trail: ASCII letters, digits, "
+                                  "space and . @ _ -, not starting with a space")
+    role: Role
+
+
+class ApiKeyRole(BaseModel):
     role: Role
 
 
@@ -101,6 +108,22 @@ class KeyStore:
             cursor = conn.execute("UPDATE api_keys SET revoked_ms = ? WHERE id = ? AND revoked_ms IS NULL",
                                   (now_ms(), key_id))
         return cursor.rowcount == 1
+
+    def set_role(self, key_id: str, role: str) -> ApiKeyPublic | None:
+        """Give a live key another role (its open streams end); None when there is no such live key."""
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {', '.join(ROLES)}")
+        with self.db.transaction() as conn:
+            cursor = conn.execute("UPDATE api_keys SET role = ? WHERE id = ? AND revoked_ms IS NULL", (role, key_id))
+        if cursor.rowcount != 1:
+            return None
+        row = self.db.query("SELECT id, name, role, created_ms, revoked_ms FROM api_keys WHERE id = ?", (key_id,))[0]
+        return ApiKeyPublic(**dict(row))
+
+    def live_roles(self) -> dict[str, str]:
+        """Every live key's role by key id: one query, for re-checking open streams."""
+        rows = self.db.query("SELECT id, role FROM api_keys WHERE revoked_ms IS NULL")
+        return {row["id"]: row["role"] for row in rows}
 
     def verify(self, key: str) -> Principal | None:
         """The key's principal, or None for a malformed, unknown or revoked key."""

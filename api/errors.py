@@ -4,11 +4,12 @@ import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from telemetry_shared.influx import InfluxError
+from telemetry_shared.influx import InfluxError, InfluxUnavailable
 
 log = logging.getLogger("api")
 
@@ -46,9 +47,27 @@ def install(app: FastAPI) -> None:
         return JSONResponse(_body(422, _readable(errors), errors), 422)
 
     @app.exception_handler(InfluxError)
-    async def influx_down(request: Request, exc: InfluxError) -> JSONResponse:
+    async def influx_error(request: Request, exc: InfluxError) -> JSONResponse:
+        # by cause: 503 only when InfluxDB is away or overloaded; a query it refused came from the request
         log.warning("InfluxDB error on %s: %s", request.url.path, exc)
-        return JSONResponse(_body(503, "the readings store (InfluxDB) did not answer; try again"), 503)
+        if isinstance(exc, InfluxUnavailable):
+            return JSONResponse(_body(503, "the readings store (InfluxDB) did not answer; try again"), 503)
+        return JSONResponse(_body(422, f"the readings store refused this query: {str(exc)[:200]}"), 422)
+
+
+def document_bad_bodies(app: FastAPI) -> dict:
+    """The OpenAPI schema, with the 400 that every route taking a JSON body answers to a body that is
+    not JSON (FastAPI answers it but does not document it). Built once, then cached as FastAPI does."""
+    if app.openapi_schema is None:
+        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        for item in schema["paths"].values():
+            for operation in item.values():
+                if isinstance(operation, dict) and "requestBody" in operation:
+                    operation["responses"].setdefault("400", {
+                        "description": "the body is not JSON",
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}})
+        app.openapi_schema = schema
+    return app.openapi_schema
 
 
 ERROR_RESPONSES = {422: {"model": ErrorBody}, 503: {"model": ErrorBody, "description": "a dependency is down"}}

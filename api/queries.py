@@ -10,7 +10,7 @@ from typing import Any
 from edge import contract
 from telemetry_shared.influx import InfluxQL, quote_ident, quote_string
 
-DURATION = re.compile(r"^([1-9][0-9]{0,6})(ms|s|m|h|d|w)$")
+DURATION = re.compile(r"^([1-9][0-9]{0,9})(ms|s|m|h|d|w)$")  # api.params bounds it further
 UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
 AGGREGATES = ("mean", "min", "max", "median", "last", "count", "sum")
 MAX_BUCKETS = 10_000

@@ -1,18 +1,27 @@
 """What the routes share: settings, the registry, the key store, InfluxDB,
-the alert store and its event hub. Built once per app, reached from a route
-through the `Services` dependency."""
+the alert service, the latest-readings snapshot, the public answers' cache
+and the device control (provisioner and broker link). Built once per app,
+reached from a route through the `Services` dependency."""
 
+import asyncio
+from contextlib import suppress
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, Request
 
 from api.alerts.service import AlertService
 from api.auth import KeyStore
 from api.db import ApiDb
+from api.device_control import DeviceControl
+from api.latest_cache import LatestCache
+from api.public_cache import PublicCache
+from api.rights import StreamRights
 from telemetry_shared.influx import InfluxQL
 from telemetry_shared.registry import Registry
 from telemetry_shared.settings import Settings
+
+PUBLIC_CACHE_S = 10.0
 
 
 @dataclass
@@ -23,20 +32,35 @@ class ApiServices:
     registry: Registry
     influx: InfluxQL
     alerts: AlertService
-    extra: dict[str, Any] = field(default_factory=dict)  # room for other parts' shared objects
+    latest: LatestCache
+    public: PublicCache
+    devices: DeviceControl
+    rights: StreamRights
+    rights_task: asyncio.Task | None = field(default=None, repr=False)
 
     @classmethod
     def open(cls, settings: Settings, subscribe: bool = True) -> "ApiServices":
         """subscribe=False: no MQTT alert subscriber (tools that only read the store)."""
         db = ApiDb(settings.api_db_file)
-        return cls(settings=settings, db=db, keys=KeyStore(db), registry=Registry(settings.registry_file),
-                   influx=InfluxQL.from_settings(settings), alerts=AlertService(settings, db, subscribe))
+        keys = KeyStore(db)
+        registry = Registry(settings.registry_file)
+        influx = InfluxQL.from_settings(settings)
+        return cls(settings=settings, db=db, keys=keys, registry=registry, influx=influx,
+                   alerts=AlertService(settings, db, subscribe), latest=LatestCache(influx),
+                   public=PublicCache(PUBLIC_CACHE_S), devices=DeviceControl(settings, registry),
+                   rights=StreamRights(keys))
 
     async def start(self) -> None:
         await self.alerts.start()
+        self.rights_task = asyncio.create_task(self.rights.run())
 
     async def stop(self) -> None:
+        if self.rights_task is not None:
+            self.rights_task.cancel()
+            with suppress(asyncio.CancelledError):
+                await self.rights_task
         await self.alerts.stop()
+        self.devices.stop()
 
     def close(self) -> None:
         self.influx.close()

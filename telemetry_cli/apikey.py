@@ -1,4 +1,4 @@
-"""`city apikey create|list|revoke`: API keys for people and services.
+"""`city apikey create|list|revoke|role`: API keys for people and services.
 
 Works on this machine's API database (CITY_API_DB_PATH, by default
 CITY_DATA_DIR/api.sqlite3), the same file the API reads, so a key made here
@@ -15,14 +15,14 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from api.auth import ROLES, KeyStore
+from api.auth import KEY_NAME_PATTERN, ROLES, KeyStore
 from api.db import ApiDb
 from telemetry_cli.common import EXIT_INVALID, EXIT_NOT_FOUND, JsonFlag, fail, out
 from telemetry_shared.settings import Settings
 
-NAME = re.compile(r"^[\w .@-]{1,64}$")
+NAME = re.compile(KEY_NAME_PATTERN)
 
-app = typer.Typer(help="API keys: create (shown once), list, revoke.", no_args_is_help=True)
+app = typer.Typer(help="API keys: create (shown once), list, revoke, change a role.", no_args_is_help=True)
 
 def _store() -> KeyStore:
     try:
@@ -42,8 +42,8 @@ def create(name: Annotated[str, typer.Argument(help="the person or service; show
            role: Annotated[str, typer.Option(help=f"one of {', '.join(ROLES)}")],
            as_json: JsonFlag = False) -> None:
     """Create a key and print it (the only time it is shown)."""
-    if not NAME.match(name):
-        fail(f"bad name {name[:40]!r}: 1 to 64 letters, digits, spaces and . @ _ -", EXIT_INVALID)
+    if not NAME.match(name) or len(name) > 64:
+        fail(f"bad name {name[:40]!r}: 1 to 64 ASCII letters, digits, spaces and . @ _ -", EXIT_INVALID)
     if role not in ROLES:
         fail(f"bad role {role[:40]!r}: one of {', '.join(ROLES)}", EXIT_INVALID)
     created = _store().create(name, role)
@@ -78,3 +78,16 @@ def revoke(key_id: Annotated[str, typer.Argument(help="the key's id (from `city 
     if not _store().revoke(key_id):
         fail(f"no live API key {key_id}", EXIT_NOT_FOUND)
     out.print(f"revoked {key_id}")
+
+
+@app.command()
+def role(key_id: Annotated[str, typer.Argument(help="the key's id (from `city apikey list`)")],
+         new_role: Annotated[str, typer.Argument(metavar="ROLE", help=f"one of {', '.join(ROLES)}")]) -> None:
+    """Give a key another role; its open streams end within seconds and reconnect with the new role."""
+    if not re.fullmatch(r"[0-9a-f]{8}", key_id):
+        fail(f"bad key id {key_id[:40]!r}: 8 hex digits", EXIT_INVALID)
+    if new_role not in ROLES:
+        fail(f"bad role {new_role[:40]!r}: one of {', '.join(ROLES)}", EXIT_INVALID)
+    if _store().set_role(key_id, new_role) is None:
+        fail(f"no live API key {key_id}", EXIT_NOT_FOUND)
+    out.print(f"{key_id} is now {new_role}")

@@ -255,6 +255,8 @@ def _parse_thresholds(items: list[str]) -> dict[str, list[float]]:
             fail(f"bad threshold {item[:60]!r}: write metric=low:high, e.g. pressure_bar=1.5:6", EXIT_INVALID)
         if metric not in contract.METRICS:
             fail(f"unknown metric {metric[:40]!r} in --threshold", EXIT_INVALID)
+        if pair[0] > pair[1]:  # the API would put them in order; a person typing them high first meant something
+            fail(f"bad threshold {item[:60]!r}: low must be <= high", EXIT_INVALID)
         thresholds[metric] = pair
     return thresholds
 

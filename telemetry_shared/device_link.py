@@ -5,8 +5,15 @@ fans a device's live telemetry and status out to watchers (`city device
 watch` / `commission` through the API). One connection per process: Mosquitto
 uses the username as the client id, so a second connection with the same
 account would kick the first.
+
+A watcher made with an event loop (`watch(device, loop)`) gets its messages
+in an asyncio queue: the MQTT thread hands each message to the loop once
+(`call_soon_threadsafe`) and the loop fans it out to that device's watchers,
+so hundreds of watchers cost no thread each. A watcher without a loop (a
+synchronous caller such as `last_status`) gets a thread-safe queue.
 """
 
+import asyncio
 import queue
 import threading
 import time
@@ -35,18 +42,22 @@ class LiveMessage:
 
 
 class Watch:
-    """A subscription to one device's live messages; iterate with get()."""
+    """A subscription to one device's live messages: `await next()` when made with an
+    event loop, `get()` otherwise."""
 
-    def __init__(self, link: "DeviceLink", device_id: str):
+    def __init__(self, link: "DeviceLink", device_id: str, loop: asyncio.AbstractEventLoop | None = None):
         self.link = link
         self.device_id = device_id
-        self.queue: queue.Queue[LiveMessage] = queue.Queue(WATCH_QUEUE)
+        self.loop = loop
+        self.queue: queue.Queue | asyncio.Queue = asyncio.Queue(WATCH_QUEUE) if loop else queue.Queue(WATCH_QUEUE)
         self.dropped = 0
+        self.ended = ""  # why the watch was ended from outside (end()), else ""
 
     def put(self, message: LiveMessage) -> None:
+        """On the watch's loop for an async watch, on any thread otherwise."""
         try:
             self.queue.put_nowait(message)
-        except queue.Full:
+        except (queue.Full, asyncio.QueueFull):
             self.dropped += 1
 
     def get(self, timeout_s: float) -> LiveMessage | None:
@@ -54,6 +65,23 @@ class Watch:
             return self.queue.get(timeout=timeout_s)
         except queue.Empty:
             return None
+
+    async def next(self, timeout_s: float) -> LiveMessage | None:
+        """The next message, or None after timeout_s or once the watch was ended."""
+        if self.ended:
+            return None
+        try:
+            message = await asyncio.wait_for(self.queue.get(), timeout_s)
+        except TimeoutError:
+            return None
+        return None if message is _END else message
+
+    def end(self, reason: str) -> None:
+        """Stop the watcher waiting in next() (on the watch's loop): its right to watch is gone."""
+        self.ended = reason
+        while not self.queue.empty():
+            self.queue.get_nowait()
+        self.queue.put_nowait(_END)
 
     def close(self) -> None:
         self.link.unwatch(self)
@@ -63,6 +91,15 @@ class Watch:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+_END = object()  # put in an async watch's queue by end()
+
+
+def _deliver(watchers: list[Watch], message: LiveMessage) -> None:
+    """On an event loop: one message to its async watchers."""
+    for watch in watchers:
+        watch.put(message)
 
 
 class DeviceLink:
@@ -117,8 +154,17 @@ class DeviceLink:
         live = LiveMessage(device_id, leaf, message.payload, bool(message.retain), int(time.time() * 1000))
         with self.lock:
             watchers = list(self.watches.get(device_id, ()))
+        by_loop: dict[asyncio.AbstractEventLoop, list[Watch]] = {}
         for watch in watchers:
-            watch.put(live)
+            if watch.loop is None:
+                watch.put(live)
+            else:
+                by_loop.setdefault(watch.loop, []).append(watch)
+        for loop, group in by_loop.items():  # one hand-over per loop, not per watcher
+            try:
+                loop.call_soon_threadsafe(_deliver, group, live)
+            except RuntimeError:  # that loop is closed: its watchers are gone
+                self.counters["closed_loop"] += 1
 
     def _subscribe(self, device_id: str) -> None:
         self.client.subscribe([(contract.telemetry_topic(device_id), 1), (contract.status_topic(device_id), 1)])
@@ -135,9 +181,10 @@ class DeviceLink:
         if not info.is_published():
             raise LinkError(f"config for {device_id} not acknowledged by the broker within {timeout_s}s")
 
-    def watch(self, device_id: str) -> Watch:
-        """Start receiving a device's telemetry and status (the retained status first)."""
-        watch = Watch(self, device_id)
+    def watch(self, device_id: str, loop: asyncio.AbstractEventLoop | None = None) -> Watch:
+        """Start receiving a device's telemetry and status (the retained status first);
+        with `loop`, into an asyncio queue read with `await watch.next()`."""
+        watch = Watch(self, device_id, loop)
         with self.lock:
             self.watches.setdefault(device_id, set()).add(watch)
         self._subscribe(device_id)  # again for each watcher, so each gets the retained status

@@ -27,6 +27,7 @@ CREATE TABLE IF NOT EXISTS devices (
     lat REAL,
     lon REAL,
     note TEXT NOT NULL DEFAULT '',
+    public_name TEXT NOT NULL DEFAULT '',
     firmware TEXT NOT NULL DEFAULT '',
     state TEXT NOT NULL DEFAULT 'provisioned',
     credential_hash TEXT NOT NULL DEFAULT '',
@@ -81,6 +82,8 @@ class DeviceNew(BaseModel):
 
 
 class Device(DeviceNew):
+    # the name the public sees (a hospital ward's), set by an admin; `note` is for staff and never public
+    public_name: str = Field("", max_length=120)
     firmware: str = ""
     state: str = "provisioned"
     credential_hash: str = ""
@@ -118,6 +121,9 @@ class Registry:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.executescript(SCHEMA)
+            columns = {row[1] for row in self.db.execute("PRAGMA table_info(devices)")}
+            if "public_name" not in columns:  # a registry made before public names existed
+                self.db.execute("ALTER TABLE devices ADD COLUMN public_name TEXT NOT NULL DEFAULT ''")
 
     def close(self) -> None:
         self.db.close()

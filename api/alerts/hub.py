@@ -4,6 +4,8 @@ Changes come from the MQTT thread (analytics), from request handlers and from
 the escalation task; `publish` may be called from any thread. Each stream
 has a bounded queue: a client too slow to keep up is cut off (its browser
 reconnects and reloads the list) rather than holding memory without bound.
+A stream whose key is revoked or changes role is ended by api.rights with an
+`end` event saying why.
 """
 
 import asyncio
@@ -11,6 +13,9 @@ import json
 import threading
 from collections.abc import AsyncIterator
 from typing import Any
+
+from api.auth import Principal
+from api.rights import StreamRights
 
 QUEUE_SIZE = 1000
 HEARTBEAT_S = 15.0
@@ -51,20 +56,27 @@ class AlertHub:
             except asyncio.QueueFull:
                 self._drop(queue, overflowed=True)
 
-    def _drop(self, queue: asyncio.Queue, overflowed: bool = False) -> None:
+    def _drop(self, queue: asyncio.Queue, overflowed: bool = False, last: str | None = None) -> None:
         with self.lock:
             self.queues.discard(queue)
-        if overflowed:
-            # make room for the end-of-stream marker so the stream closes now
+        if overflowed or last:
+            # make room for the last frame and the end-of-stream marker so the stream closes now
             while not queue.empty():
                 queue.get_nowait()
+            if last:
+                queue.put_nowait(last)
             queue.put_nowait(None)
 
-    async def stream(self, hello: dict[str, Any]) -> AsyncIterator[str]:
-        """SSE frames for one client: a hello, then each change, with heartbeats between."""
+    async def stream(self, hello: dict[str, Any], principal: Principal | None = None,
+                     rights: StreamRights | None = None) -> AsyncIterator[str]:
+        """SSE frames for one client: a hello, then each change, with heartbeats between;
+        an `end` event and the end of the stream when the key loses its right."""
         queue: asyncio.Queue = asyncio.Queue(QUEUE_SIZE)
         with self.lock:
             self.queues.add(queue)
+        grant = None
+        if rights is not None and principal is not None:
+            grant = rights.grant(principal, lambda reason: self._drop(queue, last=end_frame(reason)))
         try:
             yield f"retry: 2000\nevent: hello\ndata: {json.dumps(hello)}\n\n"
             while True:
@@ -78,7 +90,14 @@ class AlertHub:
                 yield frame
         finally:
             self._drop(queue)
+            if grant is not None:
+                grant.close()
 
     def clients(self) -> int:
         with self.lock:
             return len(self.queues)
+
+
+def end_frame(reason: str) -> str:
+    """The last frame of a stream whose key lost its right (`revoked`, `role_changed`)."""
+    return f"event: end\ndata: {json.dumps({'reason': reason})}\n\n"

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from fastapi.responses import Response, StreamingResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from api import queries
 from api.alerts.notify import Delivery, mask
@@ -15,6 +15,7 @@ from api.alerts.store import Alert, AlertConflict, AlertNotFound, AuditEntry
 from api.auth import AnyRole, RequireRole
 from api.errors import AUTH_RESPONSES, ErrorBody
 from api.paging import Page, PageParams, page_params
+from api.params import Kind
 from api.services import Services
 from telemetry_shared.influx import InfluxError
 
@@ -33,12 +34,17 @@ class Note(BaseModel):
 
 
 class Assignment(BaseModel):
-    assignee: str = Field(min_length=1, max_length=64, pattern=r"^[\w .@'()-]+$")
+    assignee: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@'()-][A-Za-z0-9_ .@'()-]*$",
+                          description="a person: ASCII letters, digits, space and . @ _ ' ( ) -")
     note: str = Field("", max_length=2000)
 
 
 class Resolution(BaseModel):
-    note: str = Field(min_length=1, max_length=2000, description="what was found and done (required)")
+    # Python's regex engine, so "\S" means here what it means where schemathesis and hypothesis generate from it
+    model_config = ConfigDict(regex_engine="python-re")
+
+    note: str = Field(min_length=1, max_length=2000, pattern=r"\S",
+                      description="what was found and done (required; not only spaces)")
 
 
 class AroundPoint(BaseModel):
@@ -73,7 +79,7 @@ def list_alerts(user: AnyRole, alerts: Alerts, page: Annotated[PageParams, Depen
                 ack: Literal["acknowledged", "unacknowledged"] | None = None,
                 resolved: bool | None = Query(None, description="false: the open incidents only"),
                 severity: Literal["info", "warning", "critical"] | None = None,
-                kind: Literal["water", "power", "building", "traffic"] | None = None,
+                kind: Kind | None = None,
                 district: Slug | None = None, device: Slug | None = None,
                 assignee: Slug | None = None) -> Response:
     acknowledged = None if ack is None else ack == "acknowledged"
@@ -88,10 +94,12 @@ def list_alerts(user: AnyRole, alerts: Alerts, page: Annotated[PageParams, Depen
             response_class=StreamingResponse,
             responses={200: {"content": {"text/event-stream": {}},
                              "description": "`event: hello` once, then `event: alert` with "
-                                            "{changes, alert} per change; comments as heartbeats"}})
-def stream(user: AnyRole, alerts: Alerts) -> StreamingResponse:
+                                            "{changes, alert} per change; comments as heartbeats; "
+                                            "`event: end` with {reason} when the key is revoked or its "
+                                            "role changes (checked every second)"}})
+def stream(user: AnyRole, alerts: Alerts, services: Services) -> StreamingResponse:
     hello = {"user": user.name, "role": user.role}
-    return StreamingResponse(alerts.hub.stream(hello), media_type="text/event-stream",
+    return StreamingResponse(alerts.hub.stream(hello, user, services.rights), media_type="text/event-stream",
                              headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
 

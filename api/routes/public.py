@@ -2,17 +2,14 @@
 
 City-level figures only, computed from the readings: water supplied today,
 which districts have power, the traffic state per district, and hospital
-free beds per ward. Never a device id, a raw reading series, or anything
-from the configuration. Answers are cached for a few seconds, so public
+free beds per ward. Built only from fields made for the public (a ward's
+`public_name`, a district slug, figures): never a device id, a registry
+note, a raw reading series, or anything from the configuration. Answers are cached for a few seconds, so public
 load cannot reach InfluxDB at the rate it arrives.
 """
 
-import threading
-import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from statistics import median
-from typing import Any
 
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel
@@ -31,7 +28,6 @@ RECENT_MS = 15 * 60 * 1000
 BEDS_RECENT_MS = 3600 * 1000
 FREE_FLOW_KMH = 40.0
 SLOW_KMH = 20.0
-CACHE_S = 10.0
 DISTRICTS = ("bukit-bestari", "tanjungpinang-kota", "tanjungpinang-barat", "tanjungpinang-timur")
 
 
@@ -61,34 +57,6 @@ class HospitalBeds(BaseModel):
     as_of_ms: int
     data: list[WardBeds]
     count: int
-
-
-_cache_lock = threading.Lock()
-
-
-def _cached(services: ApiServices, name: str, compute: Callable[[ApiServices], Any]) -> Any:
-    """compute(services), at most once per CACHE_S per app, one computation at a time: while one
-    caller refreshes an expired value the others get the old one, so a crowd (or a slow InfluxDB)
-    costs one query and holds no worker threads."""
-    with _cache_lock:
-        cache = services.extra.setdefault("public_cache", {})
-        hit = cache.get(name)
-        if hit and time.monotonic() - hit[0] < CACHE_S:
-            return hit[1]
-        refresh = services.extra.setdefault("public_refresh", {}).setdefault(name, threading.Lock())
-    if not refresh.acquire(blocking=hit is None):
-        return hit[1]  # someone is refreshing it: the old value meanwhile
-    try:
-        with _cache_lock:
-            latest = cache.get(name)
-        if latest and time.monotonic() - latest[0] < CACHE_S:
-            return latest[1]  # refreshed while we waited
-        value = compute(services)
-        with _cache_lock:
-            cache[name] = (time.monotonic(), value)
-        return value
-    finally:
-        refresh.release()
 
 
 def day_start_ms(services: ApiServices, now: int) -> int:
@@ -137,21 +105,21 @@ def hospital_beds(services: ApiServices) -> HospitalBeds:
     wards = []
     for row in queries.per_device_last(services.influx, "building", "beds_free", now - BEDS_RECENT_MS):
         try:
-            note = services.registry.get(row["device"]).note
+            device = services.registry.get(row["device"])
         except DeviceNotFound:
             continue  # not (or no longer) a registered ward
-        # the ward's name from the registry note; the device id is never shown
-        wards.append(WardBeds(ward=note.strip()[:120] or f"ward in {row['district']}", district=row["district"],
-                              beds_free=int(round(row["value"])), as_of_ms=row["t_ms"]))
+        # only the name made for the public (set by an admin): never the staff's note, never the device id
+        wards.append(WardBeds(ward=device.public_name.strip() or f"ward in {device.district}",
+                              district=device.district, beds_free=int(round(row["value"])), as_of_ms=row["t_ms"]))
     wards.sort(key=lambda w: (w.district, w.ward))
     return HospitalBeds(as_of_ms=now, data=wards, count=len(wards))
 
 
 @router.get("/city", summary="City figures: water supplied today, power and traffic per district")
 def city(services: Services) -> CityFigures:
-    return _cached(services, "city", city_figures)
+    return services.public.get("city", lambda: city_figures(services))
 
 
 @router.get("/hospitals/beds", summary="Free hospital beds per ward")
 def beds(services: Services) -> HospitalBeds:
-    return _cached(services, "beds", hospital_beds)
+    return services.public.get("beds", lambda: hospital_beds(services))

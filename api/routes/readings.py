@@ -9,24 +9,22 @@ from pydantic import BaseModel
 from api import queries
 from api.auth import AnyRole
 from api.errors import AUTH_RESPONSES, ErrorBody
-from api.latest_cache import LatestCache
 from api.paging import Page, PageParams, page_params
+from api.params import DURATION_PATTERN, DevicePath, DeviceQuery, DistrictQuery, Duration, Kind, MetricName
 from api.services import Services
 from edge import contract
 from telemetry_shared.registry import DeviceNotFound
 
 router = APIRouter(prefix="/readings", tags=["readings"], responses=AUTH_RESPONSES)
 
-Kind = Literal["water", "power", "building", "traffic"]
 Fn = Literal["mean", "min", "max", "median", "last", "count", "sum"]
-DeviceId = Annotated[str, Query(min_length=3, max_length=32, pattern=r"^[a-z0-9][a-z0-9-]*$")]
-District = Annotated[str, Query(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9-]*$")]
-Metric = Annotated[str, Query(min_length=1, max_length=64, pattern=r"^[a-z0-9_]+$")]
 TimeMs = Annotated[int, Query(ge=0, le=10**14, description="UTC milliseconds")]
-Duration = Annotated[str, Query(max_length=12, description="e.g. 30s, 5m, 1h, 1d")]
 
 DAY_MS = 86_400_000
-MAX_SPAN_MS = 400 * DAY_MS
+EVERY_HELP = ("bucket, e.g. 5m (at most 999 days), widened when it would give more than 10,000 buckets "
+              "(`every_ms` in the answer is the bucket used); default: the smallest round bucket giving "
+              "at most `points`")
+NO_SUCH = {404: {"model": ErrorBody, "description": "no such device, or no such metric for that kind"}}
 
 
 class LatestReading(BaseModel):
@@ -63,62 +61,57 @@ class Aggregate(BaseModel):
 
 
 def time_range(start_ms: int | None, end_ms: int | None, default_span_ms: int = DAY_MS) -> tuple[int, int]:
+    """The range asked for; start >= end is an empty range (no readings), not an error.
+    Its length needs no cap: InfluxDB keeps raw readings for the retention period only,
+    and the buckets are widened to at most queries.MAX_BUCKETS."""
     end = end_ms if end_ms is not None else queries.now_ms()
     start = start_ms if start_ms is not None else max(0, end - default_span_ms)
-    if start >= end:
-        raise HTTPException(422, "start_ms must be before end_ms")
-    if end - start > MAX_SPAN_MS:
-        raise HTTPException(422, "the range may span at most 400 days")
     return start, end
 
 
-def _bad_query(exc: queries.QueryError) -> HTTPException:
-    return HTTPException(422, str(exc))
+def _metric_of(kind: str, metric: str) -> None:
+    """404 when devices of that kind have no such metric: there is no such series."""
+    if metric not in contract.KINDS[kind]:
+        raise HTTPException(404, f"{kind} devices have no metric {metric}; they have {', '.join(contract.KINDS[kind])}")
 
 
 @router.get("/latest", summary="The newest reading of each device (a snapshot at most 1 s old)")
 def latest(user: AnyRole, services: Services, page: Annotated[PageParams, Depends(page_params)],
-           kind: Kind | None = None, district: District | None = None, device: DeviceId | None = None,
+           kind: Kind | None = None, district: DistrictQuery | None = None, device: DeviceQuery | None = None,
            max_age: Duration = "1d") -> Page[LatestReading]:
-    try:
-        max_age_ms = min(queries.duration_ms(max_age), contract.MAX_AGE_MS)
-    except queries.QueryError as exc:
-        raise _bad_query(exc) from exc
-    cache: LatestCache = services.extra["latest_cache"]
-    rows = cache.get(max_age_ms, kind=kind, district=district, device=device)
+    max_age_ms = min(queries.duration_ms(max_age), contract.MAX_AGE_MS)
+    rows = services.latest.get(max_age_ms, kind=kind, district=district, device=device)
     return Page(data=rows[page.offset: page.offset + page.limit], count=len(rows))
 
 
-@router.get("/{device_id}/history", summary="One metric of one device over time, downsampled",
-            responses={404: {"model": ErrorBody, "description": "no such device"}})
-def history(device_id: str, user: AnyRole, services: Services, metric: Metric,
+@router.get("/{device_id}/history", summary="One metric of one device over time, downsampled", responses=NO_SUCH)
+def history(device_id: DevicePath, user: AnyRole, services: Services, metric: MetricName,
             start_ms: TimeMs | None = None, end_ms: TimeMs | None = None,
-            every: Annotated[str | None, Query(max_length=12, description="bucket, e.g. 5m; default: "
-                                               "the smallest round bucket giving at most `points`")] = None,
+            every: Annotated[str | None, Query(pattern=DURATION_PATTERN, description=EVERY_HELP)] = None,
             points: Annotated[int, Query(ge=1, le=queries.MAX_BUCKETS)] = 500, fn: Fn = "mean") -> History:
     try:
         device = services.registry.get(device_id)
     except DeviceNotFound as exc:
-        raise HTTPException(404, f"no device {device_id[:40]!r}") from exc
+        raise HTTPException(404, f"no device {device_id}") from exc
+    _metric_of(device.kind, metric)
     start, end = time_range(start_ms, end_ms)
-    try:
-        bucket = queries.duration_ms(every) if every else queries.bucket_for(end - start, points)
-        if (end - start) / bucket > queries.MAX_BUCKETS:
-            raise queries.QueryError(f"every={every} gives more than {queries.MAX_BUCKETS} buckets; widen it")
+    bucket = queries.duration_ms(every) if every else queries.bucket_for(end - start, points)
+    bucket = max(bucket, -(-(end - start) // queries.MAX_BUCKETS))  # every_ms in the answer says what was used
+    rows = []
+    if end > start:
         rows = queries.history(services.influx, device.kind, device.id, metric, start, end, bucket, fn)
-    except queries.QueryError as exc:
-        raise _bad_query(exc) from exc
     return History(data=rows, count=len(rows), device=device.id, kind=device.kind, metric=metric,
                    unit=contract.KINDS[device.kind][metric][0], fn=fn, every_ms=bucket)
 
 
-@router.get("/aggregates", summary="mean, min, max and count of one metric per district")
-def aggregates(user: AnyRole, services: Services, kind: Kind, metric: Metric,
-               page: Annotated[PageParams, Depends(page_params)], district: District | None = None,
+@router.get("/aggregates", summary="mean, min, max and count of one metric per district", responses=NO_SUCH)
+def aggregates(user: AnyRole, services: Services, metric: MetricName,
+               page: Annotated[PageParams, Depends(page_params)],
+               kind: Annotated[Kind | None, Query(description="optional: the metric's kind")] = None,
+               district: DistrictQuery | None = None,
                start_ms: TimeMs | None = None, end_ms: TimeMs | None = None) -> Page[Aggregate]:
+    metric_kind = contract.METRICS[metric][0]
+    _metric_of(kind or metric_kind, metric)
     start, end = time_range(start_ms, end_ms)
-    try:
-        rows = queries.aggregates(services.influx, kind, metric, start, end, district)
-    except queries.QueryError as exc:
-        raise _bad_query(exc) from exc
+    rows = queries.aggregates(services.influx, metric_kind, metric, start, end, district) if end > start else []
     return Page(data=rows[page.offset: page.offset + page.limit], count=len(rows))

@@ -20,8 +20,9 @@ DEVICES = [("wtr-0001", "water", "bukit-bestari", ""), ("wtr-0002", "water", "ta
 
 @pytest.fixture
 def city(api, influx_db):
-    for device, kind, district, note in DEVICES:
-        api.services.registry.add(DeviceNew(id=device, kind=kind, district=district, note=note))
+    for device, kind, district, public_name in DEVICES:
+        api.services.registry.add(DeviceNew(id=device, kind=kind, district=district, note="gate code 4711"))
+        api.services.registry.update(device, public_name=public_name)
     now = int(time.time() * 1000)
     first = max(day_start_ms(api.services, now), now - 30 * MINUTE)
     times = list(range(first, now, MINUTE))
@@ -129,7 +130,8 @@ def test_a_crowd_costs_one_computation(make_api, monkeypatch):
     for t in crowd:
         t.join()
     assert statuses == [200] * 20 and len(computed) == 1
-    monkeypatch.setattr(public, "CACHE_S", 0.0)  # expired: the next ones refresh once, the rest get the old value
+    # expired: the next ones refresh once, the rest get the old value
+    monkeypatch.setattr(api.services.public, "ttl_s", 0.0)
     crowd = [threading.Thread(target=visitor) for _ in range(10)]
     for t in crowd:
         t.start()

@@ -22,7 +22,8 @@ MATRIX = [
     ("GET", "/public/hospitals/beds", "/public/hospitals/beds", None, PUBLIC),
     ("GET", "/keys", "/keys", None, ADMIN),
     ("POST", "/keys", "/keys", {"name": "new one", "role": "technician"}, ADMIN),
-    ("DELETE", "/keys/{key_id}", "/keys/nosuchkey", None, ADMIN),
+    ("DELETE", "/keys/{key_id}", "/keys/0badc0de", None, ADMIN),
+    ("PATCH", "/keys/{key_id}", "/keys/0badc0de", {"role": "operator"}, ADMIN),
     ("GET", "/readings/latest", "/readings/latest", None, ALL),
     ("GET", "/readings/{device_id}/history", "/readings/wtr-0001/history?metric=flow_lps", None, ALL),
     ("GET", "/readings/aggregates", "/readings/aggregates?kind=water&metric=flow_lps", None, ALL),
@@ -88,7 +89,7 @@ def test_refusals_are_clean_json(seeded):
         assert r.json() == {"error": "unauthorized", "message": "missing API key: send `Authorization: Bearer <key>`",
                             "detail": None}
         for bad in ["Bearer nonsense", "Bearer city_x_y", "Basic dXNlcjpwYXNz", "Bearer " + "a" * 5000,
-                    "Bearer " + api.keys["admin"][:-1] + "X"]:
+                    "Bearer " + api.keys["admin"][:-1] + ("X" if api.keys["admin"][-1] != "X" else "Y")]:
             r = c.get("/alerts", headers={"Authorization": bad})
             assert r.status_code == 401 and r.json()["error"] == "unauthorized", bad
     with api.client("technician") as c:

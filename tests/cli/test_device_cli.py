@@ -92,7 +92,8 @@ def test_config_set_is_retained_and_validated_against_the_kind(city):
     assert contract.decode_config(retained[-1])["batch_size"] == 4
     device.stop()
     wrong_kind = city.run("config", "set", "wtr-0001", "--interval-ms", "2000", "--threshold", "voltage_v=200:250")
-    assert wrong_kind.exit_code == 2 and "not a water metric" in wrong_kind.output
+    # valid metric, wrong kind: the device's kind decides, so a conflict (409) rather than bad input
+    assert wrong_kind.exit_code == 4 and "not a water metric" in wrong_kind.output
     assert json.loads(city.run("show", "wtr-0001", "--json").stdout)["config"]["batch_size"] == 4
 
 
@@ -102,7 +103,9 @@ def test_watch_streams_one_devices_readings(city):
     now = int(time.time() * 1000)
 
     def publish() -> None:
-        time.sleep(0.8)
+        control = city.api.app.state.services.devices  # publish once the watch is subscribed, not at a guessed time
+        wait_for(lambda: control.link is not None and "bld-0001" in control.link.watches, timeout_s=20)
+        time.sleep(0.3)
         for device_id, secret, co2 in (("bld-0002", other, 999.0), ("bld-0001", password, 612.0)):
             device = connect(city.mosquitto.port, device_id, secret)
             device.publish(contract.status_topic(device_id), contract.encode_status("online", "0.1.0", rssi_dbm=-67),

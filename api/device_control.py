@@ -1,0 +1,44 @@
+"""The device side of the API: the provisioner and the one broker connection
+(as svc-api-N's device-admin account) that publishes configs, reads retained
+statuses and feeds live watchers. One per app, in ApiServices; the broker
+link connects on first use, so an API without a broker still serves the rest."""
+
+import threading
+
+from fastapi import HTTPException
+
+from telemetry_shared.device_link import DeviceLink, LinkError
+from telemetry_shared.provisioning import Provisioner
+from telemetry_shared.registry import Registry
+from telemetry_shared.settings import Settings
+
+
+class DeviceControl:
+    def __init__(self, settings: Settings, registry: Registry):
+        self.settings = settings
+        self.lock = threading.Lock()
+        self.link: DeviceLink | None = None
+        self.provisioner = Provisioner(settings, registry, self._publish_config)
+
+    def connected_link(self) -> DeviceLink:
+        """The broker link, connected now if it was not; 503 when the broker cannot be reached."""
+        with self.lock:
+            if self.link is None:
+                s = self.settings
+                try:
+                    self.link = DeviceLink(s.mqtt_host, s.mqtt_port, s.device_admin_mqtt_user, s.mqtt_password).start()
+                except LinkError as exc:
+                    raise HTTPException(503, f"the broker is not reachable for device admin: {exc}") from exc
+            return self.link
+
+    def _publish_config(self, device_id: str, raw: bytes) -> None:
+        try:
+            self.connected_link().publish_config(device_id, raw)
+        except LinkError as exc:
+            raise HTTPException(503, str(exc)) from exc
+
+    def stop(self) -> None:
+        with self.lock:
+            if self.link is not None:
+                self.link.stop()
+                self.link = None

@@ -1,0 +1,129 @@
+"""Public routes are built only from fields made for the public. Every private
+field gets a secret marker (registry notes, device ids, positions, firmware,
+credentials, device configs, API key names and secrets, alert explanations,
+notes and assignees, the service passwords and tokens, notification targets),
+then EVERY route that needs no key is read and none of the markers may appear.
+The ward's public name is the control: it must appear, so the test sees data."""
+
+import time
+
+import httpx
+import pytest
+
+from telemetry_shared.influx import V1Writer
+from telemetry_shared.registry import DeviceNew
+from tests.api.harness import alert, wait_for
+
+SECRETS = {
+    "note": "feeder; gate code 4711, SIM PIN 0000 zx-note",
+    "device": "bld-zx7301",
+    "device2": "wtr-zx7302",
+    "lat": "0.9187654321",
+    "firmware": "fw-zx-9.9.9",
+    "credential": "zx-credential-hash",
+    "threshold": "777.125",
+    "key_name": "zx key owner",
+    "alert_text": "zx-explanation behind the gate",
+    "ack_note": "zx-ack note: code 4711",
+    "assignee": "zx-assignee",
+    "resolve_note": "zx-resolved: PIN 0000",
+    "mqtt_password": "zx-mqtt-password",
+    "influx_password": "zx-influx-password",
+    "grafana_token": "zx-grafana-token",
+    "webhook": "https://hooks.example.org/zx-webhook-secret",
+    "smtp_host": "zx-smtp.example.org",
+}
+PUBLIC_NAME = "RSUD Raja Ahmad Tabib - Ruang Melati"
+
+
+def _public_get_paths(spec: dict) -> list[str]:
+    """Every GET operation in the schema that declares no security: the routes anyone may call."""
+    paths = []
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            if not operation.get("security"):
+                assert method == "get", f"{method.upper()} {path} needs no key: a public route that changes things"
+                assert "{" not in path, f"public route with a parameter: {path} (extend this test)"
+                paths.append(path)
+    return paths
+
+
+@pytest.fixture
+def planted(make_api, analytics, influx_db, mosquitto):
+    api = make_api(api_public_rate_per_min=100_000, influx_password=SECRETS["influx_password"],
+                   grafana_token=SECRETS["grafana_token"], smtp_host=SECRETS["smtp_host"],
+                   api_notify_rules=[{"role": "operator", "min_severity": "info", "webhook": SECRETS["webhook"]}])
+    registry = api.services.registry
+    registry.add(DeviceNew(id=SECRETS["device"], kind="building", district="tanjungpinang-barat",
+                           lat=float(SECRETS["lat"]), lon=104.4512345678, note=SECRETS["note"]),
+                 credential_hash=SECRETS["credential"])
+    registry.update(SECRETS["device"], firmware=SECRETS["firmware"], public_name=PUBLIC_NAME)
+    registry.add(DeviceNew(id=SECRETS["device2"], kind="water", district="bukit-bestari", note=SECRETS["note"]))
+    with registry.lock:  # a stored device config, as provisioning keeps it
+        registry.db.execute("CREATE TABLE IF NOT EXISTS device_configs (device_id TEXT PRIMARY KEY, config TEXT, "
+                            "updated_ms INTEGER)")
+        registry.db.execute("INSERT OR REPLACE INTO device_configs VALUES (?, ?, ?)",
+                            (SECRETS["device"], f'{{"thresholds": {{"co2_ppm": [1, {SECRETS["threshold"]}]}}}}', 1))
+    key = api.services.keys.create(SECRETS["key_name"], "operator")
+    now = int(time.time() * 1000)
+    writer = V1Writer(str(influx_db.http.base_url), influx_db.db)
+    writer.write([f"building,device={SECRETS['device']},district=tanjungpinang-barat beds_free=7.0,co2_ppm=650.0 "
+                  f"{now - 60_000}",
+                  f"water,device={SECRETS['device2']},district=bukit-bestari flow_lps=12.0 {now - 60_000}"])
+    writer.close()
+    analytics.publish(alert("inc-zx", device=SECRETS["device2"], explanation=SECRETS["alert_text"]),
+                      device=SECRETS["device2"])
+    wait_for(lambda: api.services.alerts.store.find()[1] == 1)
+    with api.client("operator") as op:
+        assert op.post("/alerts/inc-zx/ack", json={"note": SECRETS["ack_note"]}).status_code == 200
+        assert op.post("/alerts/inc-zx/assign", json={"assignee": SECRETS["assignee"]}).status_code == 200
+        assert op.post("/alerts/inc-zx/resolve", json={"note": SECRETS["resolve_note"]}).status_code == 200
+    return api, key.key
+
+
+def test_no_private_field_reaches_any_public_route(planted):
+    api, key = planted
+    secrets = list(SECRETS.values()) + [key, api.settings.mqtt_password, "4711", "PIN 0000"]
+    with httpx.Client(base_url=api.url, timeout=10) as c:
+        spec = c.get("/openapi.json").json()
+        paths = _public_get_paths(spec)
+        assert {"/health", "/ready", "/public/city", "/public/hospitals/beds", "/control-room"} <= set(paths)
+        seen = ""
+        for path in [*paths, "/openapi.json", "/docs", "/redoc"]:
+            r = c.get(path)
+            assert r.status_code in (200, 503), (path, r.status_code)
+            text = r.text + " ".join(f"{k}: {v}" for k, v in r.headers.items())
+            for secret in secrets:
+                assert secret not in text, f"{path} shows the private value {secret!r}"
+            seen += text
+        # the control: the public name is there, so the routes did read the planted data
+        assert PUBLIC_NAME in seen
+        beds = c.get("/public/hospitals/beds").json()["data"]
+        assert [(w["ward"], w["beds_free"]) for w in beds] == [(PUBLIC_NAME, 7)]
+
+
+def test_a_ward_without_a_public_name_gets_a_generic_one(make_api, influx_db):
+    api = make_api(api_public_rate_per_min=100_000)
+    api.services.registry.add(DeviceNew(id="bld-0009", kind="building", district="bukit-bestari",
+                                        note="Ward Melati; gate code 4711"))
+    writer = V1Writer(str(influx_db.http.base_url), influx_db.db)
+    writer.write([f"building,device=bld-0009,district=bukit-bestari beds_free=3.0 {int(time.time() * 1000)}"])
+    writer.close()
+    with httpx.Client(base_url=api.url) as c:
+        body = c.get("/public/hospitals/beds").json()
+    assert [(w["ward"], w["beds_free"]) for w in body["data"]] == [("ward in bukit-bestari", 3)]
+
+
+def test_only_an_admin_sets_a_public_name(make_api):
+    api = make_api()
+    api.services.registry.add(DeviceNew(id="bld-0010", kind="building", district="bukit-bestari"))
+    body = {"public_name": "  Ruang Anggrek  "}
+    for role in ("technician", "engineer", "operator"):
+        with api.client(role) as c:
+            assert c.put("/devices/bld-0010/public-name", json=body).status_code == 403
+    with api.client("admin") as c:
+        r = c.put("/devices/bld-0010/public-name", json=body)
+        assert r.status_code == 200 and r.json()["public_name"] == "Ruang Anggrek"
+        assert c.put("/devices/bld-0010/public-name", json={"public_name": "a\nb"}).status_code == 422
+        assert c.put("/devices/bld-0404/public-name", json=body).status_code == 404
+    assert api.services.registry.get("bld-0010").public_name == "Ruang Anggrek"
