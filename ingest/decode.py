@@ -5,6 +5,7 @@ Every input gives lines, dead-letter entries, or a counted duplicate; nothing
 raises past `Decoder.decode`, whatever the bytes.
 """
 
+import time
 import zlib
 from dataclasses import dataclass, field
 
@@ -15,41 +16,55 @@ from ingest.metrics import Metrics
 from ingest.points import batch_lines, status_line
 from telemetry_shared.registry import Device, Registry, RegistryCache
 
-RECENT_SEQS = 32  # per device: how many (seq, payload checksum) pairs we remember to spot redeliveries
+RECENT_SEQS = 32  # per device: how many ((boot, seq), payload checksum) pairs we remember to spot redeliveries
 
 DeadLetter = tuple[str, str, str, str, bytes]  # (reason, device, topic, detail, payload)
 
 
 class SequenceTracker:
-    """Per device: the last sequence number and a few recent (seq, checksum) pairs.
+    """Per device: the last (boot, seq) and a few recent ((boot, seq), checksum) pairs.
 
-    The same seq with the same bytes is a redelivery (after a reconnect): the
-    first copy is already durable, so it is counted and skipped. The same seq
-    with other bytes is a device repeating a number: dead-lettered. A seq that
-    jumps ahead counts the missing ones as gaps. (With several workers on one
-    shared subscription each sees part of a device's stream, so its gap count
-    is an upper bound; the rollup job's `seq_gaps` is the fleet-wide figure.)
+    A message is named by (boot, seq): the device picks a new boot id at every
+    boot and restarts seq at 0, so a rebooted device is never taken for a
+    replay. The same (boot, seq) with the same bytes is a redelivery (after a
+    reconnect): the first copy is already durable, so it is counted and
+    skipped. The same (boot, seq) with other bytes is a device repeating a
+    number: dead-lettered. Older firmware sends no boot id (boot None): there
+    the same seq with other bytes is taken as a reboot and stored (points are
+    named by their timestamps, so nothing is overwritten that should not be).
+    A seq that jumps ahead within one boot counts the missing ones as gaps.
+    (With several workers on one shared subscription each sees part of a
+    device's stream, so its gap count is an upper bound; the rollup job's
+    `seq_gaps` is the fleet-wide figure.)
     """
 
     def __init__(self, metrics: Metrics):
         self.metrics = metrics
-        self.last: dict[str, int] = {}
-        self.recent: dict[str, dict[int, int]] = {}
+        self.last: dict[str, tuple[int | None, int]] = {}
+        self.recent: dict[str, dict[tuple[int | None, int], int]] = {}
 
-    def check(self, device_id: str, seq: int, payload: bytes) -> str | None:
+    def check(self, device_id: str, seq: int, payload: bytes, boot: int | None = None) -> str | None:
         """None for a new message, else 'duplicate' or 'repeated_seq'."""
         checksum = zlib.crc32(payload)
-        recent = self.recent.setdefault(device_id, {})
-        if seq in recent:
-            return "duplicate" if recent[seq] == checksum else "repeated_seq"
+        key = (boot, seq)
+        recent = self.recent.get(device_id)
+        if recent is None:
+            recent = self.recent[device_id] = {}
+        seen = recent.get(key)
+        if seen is not None:
+            if seen == checksum:
+                return "duplicate"
+            if boot is not None:
+                return "repeated_seq"
+            recent.clear()  # no boot id: a reboot; what we remember belongs to the previous boot
         last = self.last.get(device_id)
         if last is not None:
-            if seq > last + 1:
-                self.metrics.gap(device_id, seq - last - 1)
-            elif seq < last:
+            if last[0] != boot or seq < last[1]:
                 self.metrics.inc("sequence_restarts")
-        self.last[device_id] = seq
-        recent[seq] = checksum
+            elif seq > last[1] + 1:
+                self.metrics.gap(device_id, seq - last[1] - 1)
+        self.last[device_id] = key
+        recent[key] = checksum
         if len(recent) > RECENT_SEQS:
             del recent[next(iter(recent))]  # dicts keep insertion order: the oldest goes
         return None
@@ -68,6 +83,11 @@ class Decoder:
         self.devices = RegistryCache(registry)
         self.metrics = metrics
         self.sequences = SequenceTracker(metrics)
+        self.batch_started = time.monotonic()
+
+    def begin_batch(self) -> None:
+        """Call before decoding a batch of messages that have all arrived by now."""
+        self.batch_started = time.monotonic()
 
     def forget_sequences(self) -> None:
         self.sequences = SequenceTracker(self.metrics)
@@ -86,13 +106,14 @@ class Decoder:
             self.metrics.inc(f"rejected_{exc.reason}")
             out.rejects.append((exc.reason, _device_of(topic), _printable_topic(topic), exc.detail, payload))
             return
-        repeat = self.sequences.check(device_id, batch.seq, payload)
+        repeat = self.sequences.check(device_id, batch.seq, payload, batch.boot)
         if repeat == "duplicate":
             self.metrics.inc("duplicates")
             return
         if repeat == "repeated_seq":
             self.metrics.inc("rejected_repeated_seq")
-            out.rejects.append(("repeated_seq", device_id, topic, f"seq {batch.seq} again, other content", payload))
+            detail = f"seq {batch.seq} of boot {batch.boot} again, other content"
+            out.rejects.append(("repeated_seq", device_id, topic, detail, payload))
             return
         for t_ms, metric, value, reason in batch.rejects:
             self.metrics.inc(f"rejected_{reason}")
@@ -115,6 +136,11 @@ class Decoder:
             device_id, device = self._device(topic, "status")
             status = contract.decode_status(payload, loads=orjson.loads)
         except contract.ContractError as exc:
+            if exc.reason == "retired_device":
+                # A retired device's last will (published when `city device retire` takes its session
+                # over) or its retained status: expected, and no data. Counted, not a dead letter.
+                self.metrics.inc("status_of_retired_device")
+                return
             self.metrics.inc(f"rejected_status_{exc.reason}")
             out.rejects.append((exc.reason, _device_of(topic), _printable_topic(topic), exc.detail, payload))
             return
@@ -126,6 +152,11 @@ class Decoder:
         if leaf != expected_leaf:
             raise contract.ContractError("bad_topic", f"not a {expected_leaf} topic")
         device = self.devices.get(device_id)
+        if device is None or device.state == "retired":
+            # Not known, or retired, in our copy: read the registry again unless it was read after this
+            # batch was taken, so a device registered before its message arrived is never refused.
+            # At most one re-read per batch, whatever a flood of unknown ids sends.
+            device = self.devices.get(device_id, fresh_since=self.batch_started)
         if device is None:
             raise contract.ContractError("unknown_device", device_id)
         if device.state == "retired":

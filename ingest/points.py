@@ -2,7 +2,13 @@
 
 Storage schema: measurement = the device's kind; tags device and district (from
 the registry); fields = the metrics (always floats), `seq` (integer, the
-message's sequence number) and `q` (integer quality flags, only when set).
+message's sequence number), `hist` (boolean, on every point: true for
+backfilled history, false for live readings) and `q` (integer quality flags,
+only when set).
+
+`hist` is a field, not a tag: a tag is part of a series' identity, so a
+reading stored live and later replayed from the device's spool as history
+would become two points instead of one overwriting the other.
 """
 
 from edge.contract import Batch
@@ -11,7 +17,7 @@ from telemetry_shared.lineproto import escape_key, format_field, line
 
 def batch_lines(batch: Batch, device_id: str, kind: str, district: str) -> list[str]:
     head = f"{kind},device={escape_key(device_id)},district={escape_key(district)} "
-    seq = f"seq={batch.seq}i"
+    seq = f"seq={batch.seq}i,hist={'true' if batch.hist else 'false'}"
     lines = []
     for t_ms, values, quality in batch.samples:
         fields = ",".join(f"{metric}={format_field(value)}" for metric, value in values.items())

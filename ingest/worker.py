@@ -199,6 +199,7 @@ class IngestWorker:
         """Decode once, then store until durable. None if stopped before the store took it."""
         decoded = Decoded()
         now_ms = int(time.time() * 1000)
+        self.decoder.begin_batch()
         for message in messages:
             if message.retain and self.resumed.get(message.generation):
                 # A retained copy sent again on a resumed session: we stored it when it was live.

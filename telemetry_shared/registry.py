@@ -209,9 +209,11 @@ class RegistryCache:
         self.checked = 0.0
         self.devices: dict[str, Device] = {}
 
-    def get(self, device_id: str) -> Device | None:
+    def get(self, device_id: str, fresh_since: float | None = None) -> Device | None:
+        """The cached device. With `fresh_since` (a time.monotonic()), the registry is read again
+        first unless that was done after `fresh_since`: a device registered before then is found."""
         now = time.monotonic()
-        if now - self.checked > self.check_s:
+        if now - self.checked > self.check_s or (fresh_since is not None and self.checked <= fresh_since):
             self.checked = now
             self.refresh()
         return self.devices.get(device_id)

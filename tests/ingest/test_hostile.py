@@ -21,8 +21,8 @@ from tests.conftest import FIXTURES
 
 NOW_MS = 1_796_000_000_000
 DEVICES = {"wtr-0001": "water", "pwr-0001": "power", "bld-0001": "building", "trf-0001": "traffic"}
-LINE_SHAPE = (r"^[a-z]+,device=[a-z0-9-]+,district=[a-z0-9-]+ ([a-z_0-9]+=-?[0-9.e+-]+,)+seq=[0-9]+i(,q=[0-9]+i)?"
-              r" [0-9]+$")
+LINE_SHAPE = (r"^[a-z]+,device=[a-z0-9-]+,district=[a-z0-9-]+ ([a-z_0-9]+=-?[0-9.e+-]+,)+seq=[0-9]+i"
+              r",hist=(true|false)(,q=[0-9]+i)? [0-9]+$")
 
 
 @pytest.fixture(scope="module")

@@ -145,11 +145,11 @@ def test_redelivery_repeat_and_gap_are_told_apart(registry):
     decoder, out = Decoder(registry, metrics), Decoded()
     now = int(time.time() * 1000)
     topic = contract.telemetry_topic("wtr-0001")
-    first = contract.encode_telemetry(5, [(now, {"flow_lps": 1.0})], "0.1.0")
+    first = contract.encode_telemetry(5, [(now, {"flow_lps": 1.0})], "0.1.0", boot=77)
     decoder.decode(topic, first, now, out)
     decoder.decode(topic, first, now, out)  # a redelivery: counted, not stored twice
-    decoder.decode(topic, contract.encode_telemetry(5, [(now + 1, {"flow_lps": 2.0})], "0.1.0"), now, out)
-    decoder.decode(topic, contract.encode_telemetry(9, [(now + 2, {"flow_lps": 3.0})], "0.1.0"), now, out)
+    decoder.decode(topic, contract.encode_telemetry(5, [(now + 1, {"flow_lps": 2.0})], "0.1.0", boot=77), now, out)
+    decoder.decode(topic, contract.encode_telemetry(9, [(now + 2, {"flow_lps": 3.0})], "0.1.0", boot=77), now, out)
     assert len(out.lines) == 2
     assert [r[0] for r in out.rejects] == ["repeated_seq"]
     assert metrics.counters["duplicates"] == 1 and metrics.counters["rejected_repeated_seq"] == 1
