@@ -46,7 +46,7 @@ class ApiServices:
         registry = Registry(settings.registry_file)
         influx = InfluxQL.from_settings(settings)
         return cls(settings=settings, db=db, keys=keys, registry=registry, influx=influx,
-                   alerts=AlertService(settings, db, subscribe), latest=LatestCache(influx),
+                   alerts=AlertService(settings, db, subscribe, registry), latest=LatestCache(influx),
                    public=PublicCache(PUBLIC_CACHE_S), devices=DeviceControl(settings, registry),
                    rights=StreamRights(keys))
 

@@ -61,6 +61,11 @@ class Settings(BaseSettings):
                                         "after it was written is marked failed for good")
     api_notify_timeout_s: float = Field(10.0, gt=0, le=300, description="one webhook or SMTP try gives up after "
                                         "this long")
+    api_sensor_fault_rejects: int = Field(5, ge=1, description="a device with this many readings or messages "
+                                          "rejected by ingest within the window gets a sensor_fault alert")
+    api_sensor_fault_window_s: float = Field(600.0, gt=0, le=86_400, description="the sensor-fault window; a window "
+                                             "without rejections clears the alert")
+    api_sensor_fault_check_s: float = Field(5.0, gt=0, le=300, description="how often the API reads new dead letters")
     smtp_host: str = ""
     smtp_port: int = 25
     smtp_from: str = "control-room@localhost"

@@ -8,22 +8,28 @@ from contextlib import suppress
 
 from api.alerts.hub import AlertHub
 from api.alerts.notify import Notifier
+from api.alerts.sensorfault import SensorFaultWatcher
 from api.alerts.store import Alert, AlertStore
 from api.alerts.subscriber import AlertSubscriber
-from api.db import ApiDb
+from api.db import ApiDb, now_ms
+from telemetry_shared.registry import Registry
 from telemetry_shared.settings import Settings
 
 log = logging.getLogger("api.alerts")
 
 
 class AlertService:
-    def __init__(self, settings: Settings, db: ApiDb, subscribe: bool = True):
+    def __init__(self, settings: Settings, db: ApiDb, subscribe: bool = True, registry: Registry | None = None):
         self.settings = settings
         self.store = AlertStore(db)
         self.hub = AlertHub()
         self.notifier = Notifier(settings, db)
         self.subscriber = AlertSubscriber(settings, self.store, self.changed) if subscribe else None
+        self.sensor_faults = SensorFaultWatcher(
+            settings.deadletter_file, registry, db, self.apply, settings.api_sensor_fault_rejects,
+            settings.api_sensor_fault_window_s) if subscribe and registry is not None else None
         self.escalation_task: asyncio.Task | None = None
+        self.sensor_fault_task: asyncio.Task | None = None
 
     def changed(self, alert: Alert, changes: list[str]) -> None:
         """Tell the streams and the notifier; safe from any thread."""
@@ -31,18 +37,29 @@ class AlertService:
         for change in changes:
             self.notifier.submit(alert, change)
 
+    def apply(self, message: dict) -> None:
+        """An alert raised inside the API (a sensor fault): stored and told like one from analytics."""
+        result = self.store.apply(message)
+        if result is not None:
+            self.changed(*result)
+
     async def start(self) -> None:
         self.hub.bind(asyncio.get_running_loop())
         await self.notifier.start()
         if self.subscriber:
             self.subscriber.start()
         self.escalation_task = asyncio.create_task(self._escalate_forever())
+        if self.sensor_faults:
+            self.sensor_fault_task = asyncio.create_task(self._watch_sensor_faults_forever())
 
     async def stop(self) -> None:
-        if self.escalation_task:
-            self.escalation_task.cancel()
-            with suppress(asyncio.CancelledError):
-                await self.escalation_task
+        for task in (self.escalation_task, self.sensor_fault_task):
+            if task:
+                task.cancel()
+                with suppress(asyncio.CancelledError):
+                    await task
+        if self.sensor_faults:
+            self.sensor_faults.close()
         if self.subscriber:
             await asyncio.to_thread(self.subscriber.stop)
         await self.notifier.stop()
@@ -52,6 +69,14 @@ class AlertService:
         for alert in escalated:
             self.changed(alert, ["escalated"])
         return escalated
+
+    async def _watch_sensor_faults_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.api_sensor_fault_check_s)
+            try:
+                await asyncio.to_thread(self.sensor_faults.check, now_ms())
+            except Exception:  # a failed round (the dead-letter file busy or damaged) is logged; the next one tries
+                log.exception("sensor-fault round failed")
 
     async def _escalate_forever(self) -> None:
         period_s = min(30.0, max(0.2, self.settings.api_escalate_after_s / 4))

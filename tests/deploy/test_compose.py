@@ -2,6 +2,7 @@
 docker-compose, no engine needed), every setting documented and passed on,
 no secret committed, scalable ingest."""
 
+import json
 import re
 import shutil
 import subprocess
@@ -19,6 +20,15 @@ APP_SERVICES = ("ingest", "analytics", "api", "rollup", "simulator")
 PERIODIC_JOBS = ("rollup",)  # exits on failure, so its restarts are its health
 SECRETS = ("INGEST_MQTT_PASSWORD", "ANALYTICS_MQTT_PASSWORD", "API_MQTT_PASSWORD", "INFLUXDB_ADMIN_PASSWORD",
            "CITY_INFLUX_PASSWORD", "GRAFANA_INFLUX_PASSWORD", "GRAFANA_ADMIN_PASSWORD")
+# The settings that hold secrets, and which service gets which (each only what it uses).
+SECRET_SETTINGS = {"CITY_MQTT_PASSWORD", "CITY_INFLUX_PASSWORD", "CITY_INFLUX_TOKEN", "CITY_API_TOKEN",
+                   "CITY_GRAFANA_TOKEN", "CITY_GRAFANA_PASSWORD", "CITY_API_NOTIFY_RULES"}
+INFLUX_SECRETS = {"CITY_INFLUX_PASSWORD", "CITY_INFLUX_TOKEN"}
+SECRETS_OF = {"ingest": {"CITY_MQTT_PASSWORD"} | INFLUX_SECRETS,
+              "analytics": {"CITY_MQTT_PASSWORD"} | INFLUX_SECRETS,
+              "api": {"CITY_MQTT_PASSWORD", "CITY_API_NOTIFY_RULES"} | INFLUX_SECRETS,
+              "rollup": INFLUX_SECRETS,
+              "simulator": {"CITY_API_TOKEN"}}  # its own key to register devices through the API
 
 
 def docker_compose() -> str:
@@ -73,8 +83,9 @@ def resolved(tmp_path_factory) -> dict:
 
 
 def test_compose_file_is_valid_and_has_every_service(resolved: dict) -> None:
-    assert set(resolved["services"]) == {"broker-init", "mosquitto", "influxdb", "grafana", *APP_SERVICES}
+    assert set(resolved["services"]) == {"broker-init", "mosquitto", "influxdb", "grafana", "proxy", *APP_SERVICES}
     assert resolved["services"]["simulator"]["profiles"] == ["simulator"]
+    assert resolved["services"]["proxy"]["profiles"] == ["proxy"]
 
 
 def test_env_example_as_committed_has_no_secrets_so_compose_refuses_it(tmp_path: Path) -> None:
@@ -108,10 +119,58 @@ def test_every_variable_the_compose_file_reads_is_documented() -> None:
     assert not used - documented(), f"document these in .env.example: {sorted(used - documented())}"
 
 
-def test_every_setting_reaches_every_python_service(resolved: dict) -> None:
+def test_every_setting_but_the_secrets_reaches_every_python_service(resolved: dict) -> None:
     for service in APP_SERVICES:
         environment = resolved["services"][service]["environment"]
-        assert not env_names() - set(environment), f"{service} misses {sorted(env_names() - set(environment))}"
+        missing = env_names() - SECRET_SETTINGS - set(environment)
+        assert not missing, f"{service} misses {sorted(missing)}"
+
+
+def test_each_service_gets_only_the_secrets_it_uses(resolved: dict) -> None:
+    assert env_names() >= SECRET_SETTINGS
+    for service in APP_SERVICES:
+        environment = resolved["services"][service]["environment"]
+        given = {name for name in SECRET_SETTINGS if name in environment and environment[name] not in ("", None)}
+        extra = given - SECRETS_OF[service]
+        assert not extra, f"{service} gets secrets it does not use: {sorted(extra)}"
+    assert resolved["services"]["rollup"]["environment"]["CITY_MQTT_PASSWORD"] == ""  # InfluxDB only
+
+
+def test_the_simulator_holds_no_secret_and_no_file_of_the_services(resolved: dict) -> None:
+    simulator = resolved["services"]["simulator"]
+    text = yaml.safe_dump(simulator)
+    for name in SECRETS:
+        assert f"test-{name.lower()}-0123456789" not in text, f"the simulator gets {name}"
+    assert set(mounts(simulator).values()) == {"simulator-data"}  # not the registry, alerts, keys, broker auth
+    assert mounts(resolved["services"]["rollup"]) == {}  # the rollup job reads and writes InfluxDB only
+
+
+def test_api_and_grafana_listen_on_loopback_unless_told_otherwise(resolved: dict, tmp_path: Path) -> None:
+    for name, port in (("api", 8000), ("grafana", 3000)):
+        assert resolved["services"][name]["ports"] == [f"127.0.0.1:{port}:{port}/tcp"], name
+    done = run_config(tmp_path, filled_env() + "API_BIND=0.0.0.0\n")
+    assert yaml.safe_load(done.stdout)["services"]["api"]["ports"] == ["0.0.0.0:8000:8000/tcp"]
+    proxy = resolved["services"]["proxy"]
+    assert re.search(r":\d+\.\d+\.\d+$", proxy["image"]) and proxy["depends_on"].keys() == {"api", "grafana"}
+    assert mounts(proxy)["/etc/caddy/Caddyfile"].endswith("deploy/caddy/Caddyfile")
+
+
+@pytest.mark.parametrize("tls", ["internal", "ops@tanjungpinang.example", "/certs/city.crt /certs/city.key"])
+def test_the_proxy_config_is_valid_caddy_for_each_kind_of_certificate(tls: str) -> None:
+    caddy = shutil.which("caddy")
+    if not caddy:
+        pytest.fail("`caddy` is not installed: apt-get install caddy", pytrace=False)
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(ROOT), "API_DOMAIN": "api.city.example",
+           "GRAFANA_DOMAIN": "grafana.city.example", "PROXY_TLS": tls}
+    done = subprocess.run([caddy, "adapt", "--config", str(ROOT / "deploy" / "caddy" / "Caddyfile"),
+                           "--adapter", "caddyfile"], capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 0, done.stderr
+    config = json.loads(done.stdout)
+    routes = config["apps"]["http"]["servers"]["srv0"]["routes"]
+    hosts = {host for route in routes for match in route.get("match", []) for host in match.get("host", [])}
+    assert hosts == {"api.city.example", "grafana.city.example"}
+    upstreams = re.findall(r'"dial":\s*"([^"]+)"', done.stdout)
+    assert set(upstreams) == {"api:8000", "grafana:3000"}
 
 
 def test_each_service_logs_in_with_its_own_password(resolved: dict) -> None:
