@@ -140,3 +140,16 @@ def test_bad_notification_rules_fail_at_start_naming_the_key(rules, message):
         parse_rules(rules, production=True)
     assert message in str(caught.value)
     assert "MARKER" not in str(caught.value)  # a secret's value is never in the error
+
+
+def test_outbox_counts_reach_influxdb_for_the_dashboard(make_api, analytics, webhook, influx_db, monkeypatch):
+    from api.alerts import notify
+
+    monkeypatch.setattr(notify, "STATS_EVERY_S", 0.2)  # 15 s in service
+    api = make_api(api_notify_rules=[{"role": "operator", "min_severity": "info", "webhook": url(webhook)}])
+    analytics.publish(alert("inc-stats", severity="critical"))
+    wait_for(lambda: api.services.alerts.notifier.counts()["sent"] == 1)
+    rows = wait_for(lambda: [r for r in influx_db.rows('SELECT last("sent") AS sent, last("pending") AS pending, '
+                                                       'last("failed") AS failed FROM "notify_stats"')
+                             if r["sent"] == 1], timeout_s=10)
+    assert (rows[0]["pending"], rows[0]["failed"]) == (0, 0)  # what the Device health panel plots

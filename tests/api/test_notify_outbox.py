@@ -132,3 +132,37 @@ def test_webhook_and_smtp_down_and_api_restarted_every_notification_arrives_once
     sent = {(n["channel"], n["status"]) for n in detail["notifications"]}
     assert sent == {("webhook", "sent"), ("email", "sent")}
     assert all(n["attempts"] >= 3 for n in detail["notifications"])  # tried while down, before and after restart
+
+
+class SlowHook(BaseHTTPRequestHandler):
+    """Hangs (past the API's timeout) on its first call, answers the next ones."""
+
+    def do_POST(self):  # noqa: N802 - http.server's hook name
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.server.calls.append((self.headers[ID_HEADER], body))
+        if len(self.server.calls) == 1:
+            time.sleep(3)
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_a_hanging_webhook_times_out_and_the_retry_carries_the_same_id_and_body(make_api, analytics):
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), SlowHook)
+    server.calls = []
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        api = make_api(api_notify_rules=[{"role": "operator", "min_severity": "info", "secret": SECRET,
+                                          "webhook": f"http://127.0.0.1:{server.server_address[1]}/hook"}],
+                       api_notify_timeout_s=0.5, api_notify_retry_first_s=0.2)
+        analytics.publish(alert("inc-slow", severity="warning"))
+        notifier = api.services.alerts.notifier
+        delivery = wait_for(lambda: [d for d in notifier.deliveries("inc-slow") if d.status == "sent"], timeout_s=15)[0]
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert delivery.attempts == 2  # the hung try timed out after 0.5 s, the retry was answered
+    (first_id, first_body), (second_id, second_body) = server.calls[:2]
+    assert first_id == second_id == str(delivery.seq) and first_body == second_body  # a receiver can drop the repeat
