@@ -3,26 +3,37 @@
 # backfill them (flagged historical) when it returns. A birth message on the
 # status topic and a last will that marks the device offline; the retained
 # config topic changes the interval, batch size or thresholds without a reboot.
+#
+# Small boards: the agent sizes its RAM ring, its message buffer and each
+# batch from the memory it has (gc.mem_free()), encodes every message into one
+# buffer allocated at boot, and when memory runs out anyway (MemoryError) it
+# puts the samples back, collects and halves the batch: it never crash-loops
+# on its own spool.
+#
+# The link: TLS with the city's CA pinned from a file on flash ("ca_path") and
+# the server's name checked; plain MQTT only with an explicit "tls": false.
+# Why the last connection attempt failed (e.g. "tls_expired") is reported in
+# the birth message once the device is back.
 
+import gc
 import random
+import sys
 
 from edge import contract
 from edge.buffer import SampleBuffer
-from edge.clock import sleep_ms, ticks_diff, ticks_ms, utc_ms
-from edge.mqtt import MQTTClient
+from edge.clock import sleep_ms, ticks_add, ticks_diff, ticks_ms, utc_ms
+from edge.mqtt import MQTTClient, MQTTException
 
-FW_VERSION = "0.1.0"
+FW_VERSION = "0.2.0"
 BACKOFF_MIN_MS = 500
 BACKOFF_MAX_MS = 30000
-HIST_BATCH = 60  # samples per backfill message
-
-
-def _ticks_add(a, delta):
-    import time
-
-    if hasattr(time, "ticks_add"):
-        return time.ticks_add(a, delta)
-    return a + delta
+HIST_BATCH = 60  # samples per backfill message, at most
+SAMPLE_RAM = 400  # bytes a queued sample takes in RAM (measured: 270 for 3 metrics, more for 6)
+TAKE_COST = 700  # bytes to take one sample from the spool and encode it (parse, dict, JSON text)
+RESERVE = 12000  # bytes kept free for the socket, TLS records, the status message and the drivers
+# On a board the message is sent straight from the reused buffer; CPython
+# callers (the simulator, test doubles, paho) get bytes they can keep.
+_COPY_PAYLOAD = sys.implementation.name != "micropython"
 
 
 def new_boot_id():
@@ -41,11 +52,48 @@ def new_boot_id():
 
 def _mem_free():
     try:
-        import gc
-
         return gc.mem_free()
-    except (ImportError, AttributeError):
+    except AttributeError:  # CPython
         return None
+
+
+def fit_to_memory(config, free):
+    """(RAM ring samples, message buffer bytes) for a board with `free` bytes of heap.
+
+    The configured ring is kept when it fits in a third of the heap; a board
+    that has less gets a smaller ring (older samples then go to the spool)."""
+    ring = config.get("buffer_capacity", 2000)
+    message = config.get("message_bytes", contract.MAX_PAYLOAD_BYTES)
+    if free is None:
+        return ring, message
+    room = max(0, free - RESERVE)
+    return max(4, min(ring, room // 3 // SAMPLE_RAM)), max(1024, min(message, room // 6))
+
+
+def link_failure(exc):
+    """A short code for why a connection attempt failed, for the next birth message."""
+    reason = getattr(exc, "reason", None)  # TLSError and TLSConfigError carry one
+    if reason:
+        return reason
+    if isinstance(exc, MQTTException):
+        return "mqtt_refused" if "refused" in str(exc) else "mqtt_error"
+    return "unreachable"
+
+
+def make_client(config, device_id):
+    """The firmware MQTT client for this config: TLS with the pinned CA unless "tls" is false."""
+    server = config.get("server", "127.0.0.1")
+    context = None
+    if config.get("tls") is not False:
+        if not config.get("ca_path"):
+            raise ValueError('config: no "ca_path" for TLS; set "tls": false to use plain MQTT on purpose')
+        from edge.tls import client_context
+
+        context = client_context(config["ca_path"])
+    return MQTTClient(device_id, server, config.get("port", 8883 if context else 1883),
+                      config.get("user", device_id), config.get("password"),
+                      keepalive_s=config.get("keepalive_s", 30), ssl=context,
+                      server_hostname=config.get("server_hostname"))
 
 
 class Agent:
@@ -56,8 +104,14 @@ class Agent:
         self.batch_size = config.get("batch_size", 1)
         self.thresholds = {}
         self.source = source
-        self.buffer = SampleBuffer(config.get("buffer_capacity", 2000), config.get("spool_path"),
-                                   config.get("spool_capacity", 20000))
+        gc.collect()
+        ring, message_bytes = fit_to_memory(config, _mem_free())
+        if ring < config.get("buffer_capacity", 2000):
+            print("RAM ring cut to", ring, "samples to fit the heap")
+        self.buffer = SampleBuffer(ring, config.get("spool_path"), config.get("spool_capacity", 20000))
+        self.out = contract.MessageBuffer(message_bytes)  # every message is encoded here, allocated once
+        self.batch_cap = HIST_BATCH  # halved when a batch does not fit, grown back one by one
+        self.link_error = None  # why the last connection attempt failed, for the next birth message
         self.boot = new_boot_id()  # with seq, names each message: a reboot is not a replay
         self.seq = 0
         self.inflight = None  # (payload, hist) until the broker acknowledges it
@@ -74,14 +128,7 @@ class Agent:
         self.status_topic = contract.status_topic(self.device_id)
         self.config_topic = contract.config_topic(self.device_id)
         if client is None:
-            client = MQTTClient(
-                self.device_id,
-                config.get("server", "127.0.0.1"),
-                config.get("port", 1883),
-                config.get("user", self.device_id),
-                config.get("password"),
-                keepalive_s=config.get("keepalive_s", 30),
-            )
+            client = make_client(config, self.device_id)
         self.client = client
         self.client.set_callback(self.on_message)
         self.client.set_last_will(self.status_topic, self.offline_status(), True, 1)
@@ -108,7 +155,11 @@ class Agent:
             t_ms = utc_ms()
         if hist is None:
             hist = not self.connected
-        self.buffer.append((t_ms, values, quality, hist))
+        try:
+            self.buffer.append((t_ms, values, quality, hist))
+        except MemoryError:  # the ring spills to flash from here on; this one sample is counted as lost
+            gc.collect()
+            self.buffer.dropped += 1
 
     def ready(self):
         if self.inflight is not None:
@@ -118,19 +169,46 @@ class Agent:
             return False
         return head_is_hist or self.urgent or len(self.buffer) >= self.batch_size
 
+    def batch_limit(self):
+        """How many samples the next message may take: the memory there is, and what fitted before."""
+        wanted = HIST_BATCH if self.buffer.head_hist() else max(self.batch_size, 1)
+        free = _mem_free()
+        if free is not None:
+            wanted = min(wanted, max(1, (free - RESERVE) // TAKE_COST))
+        return max(1, min(wanted, self.batch_cap))
+
     def next_message(self):
-        """The message to publish next: the unacknowledged one first."""
+        """The message to publish next: the unacknowledged one first; None when it could
+        not be built this time (no memory): the samples stay queued, the batch is halved."""
         if self.inflight is None:
-            samples = self.buffer.take(HIST_BATCH if self.buffer.head_hist() else max(self.batch_size, 1))
-            head_is_hist = samples[0][3]
-            rows = [(s[0], s[1], s[2]) for s in samples]
-            payload = contract.encode_telemetry(self.seq, rows, self.fw, head_is_hist, self.buffer.dropped,
-                                                self.boot)
+            n = self.batch_limit()
+            samples = None
+            try:
+                samples = self.buffer.take(n)
+                head_is_hist = samples[0][3]
+                payload = contract.encode_telemetry_into(self.out, self.seq, samples, self.fw, head_is_hist,
+                                                         self.buffer.dropped, self.boot)
+            except (MemoryError, contract.ContractError) as exc:  # ContractError: oversized for the buffer
+                self.shrink(samples, n, exc)
+                return None
+            self.batch_cap = min(HIST_BATCH, self.batch_cap + 1)
             self.buffer.dropped = 0
             self.seq = (self.seq + 1) % (contract.MAX_SEQ + 1)
             self.urgent = False
-            self.inflight = payload
+            self.inflight = bytes(payload) if _COPY_PAYLOAD else payload
         return self.inflight
+
+    def shrink(self, samples, n, exc):
+        """A batch that did not fit: put its samples back, collect, halve the batch."""
+        if samples:
+            if n == 1 and not isinstance(exc, MemoryError):
+                self.buffer.dropped += 1  # one sample larger than a message: it can never be sent
+            else:
+                self.buffer.put_back(samples)
+        samples = None
+        gc.collect()
+        self.batch_cap = max(1, n // 2)
+        print("batch of", n, "did not fit (" + str(exc) + "): now", self.batch_cap)
 
     def on_message(self, topic, payload):
         if topic.decode() == self.config_topic:
@@ -148,6 +226,7 @@ class Agent:
 
     def status(self):
         health = self.source.health() if hasattr(self.source, "health") else {}
+        tls = getattr(self.client, "tls", None)  # None: a client that cannot say (the simulator's before TLS)
         return contract.encode_status(
             "online",
             self.fw,
@@ -157,6 +236,8 @@ class Agent:
             battery_v=health.get("battery_v"),
             dropped=self.buffer.dropped,
             boot=self.boot,
+            tls=tls,
+            link_error=self.link_error,
         )
 
     def offline_status(self):
@@ -166,8 +247,13 @@ class Agent:
     # ------------------------------------------------------------ network
 
     def connect(self):
-        self.client.connect(clean_session=True)
+        try:
+            self.client.connect(clean_session=True)
+        except OSError as exc:
+            self.link_error = link_failure(exc)
+            raise
         self.publish_status()
+        self.link_error = None  # reported
         self.client.subscribe(self.config_topic, 1)
         self.connected = True
         self.backoff_ms = BACKOFF_MIN_MS
@@ -181,7 +267,10 @@ class Agent:
 
     def publish_ready(self):
         while self.connected and self.ready():
-            self.client.publish(self.telemetry_topic, self.next_message(), False, 1)
+            payload = self.next_message()
+            if payload is None:
+                return  # no memory for this batch now: a smaller one at the next turn
+            self.client.publish(self.telemetry_topic, payload, False, 1)
             self.inflight = None
             self.published += 1
 
@@ -211,12 +300,12 @@ class Agent:
                     self.connect()
                 except OSError as exc:
                     print("connect failed:", exc)
-                    next_retry = _ticks_add(ticks_ms(), self.retry_delay_ms())
+                    next_retry = ticks_add(ticks_ms(), self.retry_delay_ms())
             if ticks_diff(now, next_sample) >= 0:
                 self.sample()
-                next_sample = _ticks_add(next_sample, self.interval_ms)
+                next_sample = ticks_add(next_sample, self.interval_ms)
                 if ticks_diff(now, next_sample) > 0:
-                    next_sample = _ticks_add(now, self.interval_ms)  # fell behind: skip, do not burst
+                    next_sample = ticks_add(now, self.interval_ms)  # fell behind: skip, do not burst
             wait = max(0, min(ticks_diff(next_sample, ticks_ms()), 200))
             if self.connected:
                 try:
@@ -227,7 +316,7 @@ class Agent:
                 except OSError as exc:
                     print("connection lost:", exc)
                     self.lost_connection()
-                    next_retry = _ticks_add(ticks_ms(), self.retry_delay_ms())
+                    next_retry = ticks_add(ticks_ms(), self.retry_delay_ms())
             else:
                 sleep_ms(wait)
         self.stop()
@@ -237,9 +326,12 @@ class Agent:
         if not self.connected:
             return
         try:
-            while self.inflight is not None or len(self.buffer):
+            stuck = 0
+            while (self.inflight is not None or len(self.buffer)) and stuck < 8:
                 self.urgent = True  # a last, possibly short, batch
+                before = len(self.buffer)
                 self.publish_ready()
+                stuck = stuck + 1 if len(self.buffer) == before and self.inflight is None else 0
             self.client.publish(self.status_topic, self.offline_status(), True, 1)
             self.client.disconnect()
         except OSError:

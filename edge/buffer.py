@@ -23,6 +23,7 @@ class Spool:
         self.offset = 0
         self.count = 0
         self.head_hist = None  # hist flag of the oldest pending sample, cached
+        self.undo = None  # (offset, count) before the last take
         try:
             with open(path) as f:
                 for line in f:
@@ -33,6 +34,7 @@ class Spool:
 
     def push(self, samples):
         """Append samples; returns how many of the oldest had to be dropped."""
+        self.undo = None  # the offsets move: a put_back would now be wrong
         with open(self.path, "a") as f:
             for s in samples:
                 f.write(json.dumps([s[0], s[1], s[2], s[3]]))
@@ -61,9 +63,12 @@ class Spool:
         return self.head_hist
 
     def take(self, n):
-        """Remove and return up to n of the oldest samples sharing one hist flag."""
+        """Remove and return up to n of the oldest samples sharing one hist flag.
+
+        Until the next take, put_back() undoes it (the lines are still in the file)."""
         out = []
         hist = self.first_hist()
+        self.undo = (self.offset, self.count)
         with open(self.path) as f:
             f.seek(self.offset)
             while len(out) < n and len(out) < self.count:
@@ -77,8 +82,18 @@ class Spool:
         self.count -= len(out)
         self.head_hist = None
         if not self.count:
+            self.undo = None  # nothing left: the file is truncated, the samples live in the caller only
             self.clear()
         return out
+
+    def put_back(self):
+        """Undo the last take (the caller could not send what it took); False if it cannot."""
+        if not self.undo:
+            return False
+        self.offset, self.count = self.undo
+        self.undo = None
+        self.head_hist = None
+        return True
 
     def clear(self):
         with open(self.path, "w"):
@@ -94,6 +109,7 @@ class SampleBuffer:
         self.items = []  # the RAM ring, oldest first
         self.spool = Spool(spool_path, spool_capacity) if spool_path else None
         self.dropped = 0  # dropped and not yet reported
+        self.taken_from_spool = False
 
     def __len__(self):
         return len(self.items) + (self.spool.count if self.spool else 0)
@@ -117,7 +133,9 @@ class SampleBuffer:
 
     def take(self, n):
         """Remove and return the oldest run of up to n samples sharing one hist flag."""
+        self.taken_from_spool = False
         if self.spool is not None and self.spool.count:
+            self.taken_from_spool = True
             return self.spool.take(n)  # the next call continues with RAM
         if not self.items:
             return []
@@ -129,3 +147,11 @@ class SampleBuffer:
             out.append(sample)
         del self.items[: len(out)]
         return out
+
+    def put_back(self, samples):
+        """Return samples from the last take to the head of the queue, oldest first.
+
+        The agent does this when it could not encode them (no memory): nothing is lost."""
+        if self.taken_from_spool and self.spool.put_back():
+            return
+        self.items[0:0] = samples

@@ -1,4 +1,7 @@
-# UTC time in milliseconds, the timestamp every reading carries.
+# Time for the firmware, one place for every module of edge/ (agent, mqtt):
+# UTC milliseconds (the timestamp every reading carries) and the wrapping
+# millisecond ticks of MicroPython, with CPython stand-ins so the same code
+# runs in the simulator and the tests.
 # MicroPython boards count from 2000-01-01; the unix port and CPython from 1970.
 
 import time
@@ -18,7 +21,14 @@ def ticks_ms():
     return int(time.monotonic() * 1000)
 
 
+def ticks_add(a, delta):
+    if hasattr(time, "ticks_add"):
+        return time.ticks_add(a, delta)
+    return a + delta
+
+
 def ticks_diff(a, b):
+    """a - b in ms; correct across the wrap of MicroPython's ticks."""
     if hasattr(time, "ticks_diff"):
         return time.ticks_diff(a, b)
     return a - b

@@ -19,6 +19,7 @@
 # A reading is one (time, metric, value). A bad reading is rejected on its
 # own; the rest of the batch is kept. A bad envelope rejects the whole message.
 
+import io
 import json
 import math
 
@@ -216,27 +217,73 @@ def _dumps(obj):
 
 
 def encode_telemetry(seq, samples, fw, hist=False, dropped=0, boot=None):
-    """Encode samples [(t_ms, {metric: value}, quality)] into one message.
+    """Encode samples [(t_ms, {metric: value}, quality)] into one message (bytes).
 
     Raises ContractError("oversized") when the batch does not fit one message:
     the caller sends fewer samples.
     """
-    rows = []
-    for sample in samples:
-        t_ms, values = sample[0], sample[1]
-        quality = sample[2] if len(sample) > 2 else 0
-        rows.append([t_ms, values, quality] if quality else [t_ms, values])
-    body = {"v": VERSION, "seq": seq, "fw": fw, "r": rows}
+    out = MessageBuffer(MAX_PAYLOAD_BYTES)
+    encode_telemetry_into(out, seq, samples, fw, hist, dropped, boot)
+    return bytes(out.message())
+
+
+def encode_telemetry_into(out, seq, samples, fw, hist=False, dropped=0, boot=None):
+    """Encode one message into `out` (a MessageBuffer, reused from message to message).
+
+    Written piece by piece: no whole-message str, no copy of it to bytes, so a
+    small board needs room for the message once. Returns the message (a
+    memoryview of out, valid until out is used again). Raises ContractError
+    ("oversized") when the batch does not fit out or one message.
+    """
+    out.reset()
+    out.write(b'{"v":%d,"seq":%d' % (VERSION, seq))
     if boot is not None:
-        body["boot"] = boot
+        out.write(b',"boot":%d' % boot)
+    out.write(b',"fw":')
+    json.dump(fw, out)
     if hist:
-        body["hist"] = True
+        out.write(b',"hist":true')
     if dropped:
-        body["dropped"] = dropped
-    raw = _dumps(body)
-    if len(raw) > MAX_PAYLOAD_BYTES:
-        raise ContractError("oversized", "%d bytes > %d" % (len(raw), MAX_PAYLOAD_BYTES))
-    return raw
+        out.write(b',"dropped":%d' % dropped)
+    out.write(b',"r":[')
+    first = True
+    for sample in samples:
+        if not first:
+            out.write(b",")
+        first = False
+        quality = sample[2] if len(sample) > 2 else 0
+        out.write(b"[%d," % sample[0])
+        json.dump(sample[1], out, separators=(",", ":"))
+        out.write(b",%d]" % quality if quality else b"]")
+    out.write(b"]}")
+    return out.message()
+
+
+class MessageBuffer(io.IOBase):
+    """A fixed bytearray a message is written into in place, allocated once.
+
+    A stream for json.dump (MicroPython needs an io.IOBase for that)."""
+
+    def __init__(self, capacity=MAX_PAYLOAD_BYTES):
+        self.buf = bytearray(min(capacity, MAX_PAYLOAD_BYTES))
+        self.view = memoryview(self.buf)
+        self.pos = 0
+
+    def reset(self):
+        self.pos = 0
+
+    def write(self, data):
+        if type(data) is str:
+            data = data.encode()
+        end = self.pos + len(data)
+        if end > len(self.buf):
+            raise ContractError("oversized", "message over %d bytes" % len(self.buf))
+        self.view[self.pos : end] = data
+        self.pos = end
+        return len(data)
+
+    def message(self):
+        return self.view[: self.pos]
 
 
 def decode_telemetry(raw, kind, now_ms, loads=strict_loads):
@@ -344,16 +391,24 @@ def _printable(value):
 
 
 STATES = ("online", "offline")
+MAX_LINK_ERROR_LEN = 32
 
 
 def encode_status(state, fw="", uptime_s=0, mem_free=None, rssi_dbm=None, battery_v=None, dropped=0,
-                  boot=None):
-    """The birth message (state online) or the last will (state offline), retained."""
+                  boot=None, tls=None, link_error=None):
+    """The birth message (state online) or the last will (state offline), retained.
+
+    tls: whether this connection is encrypted; link_error: why the previous
+    connection attempt failed (e.g. "tls_unknown_ca"), reported once it is back."""
     body = {"v": VERSION, "state": state}
     if fw:
         body["fw"] = fw
     if boot is not None:
         body["boot"] = boot
+    if tls is not None:
+        body["tls"] = bool(tls)
+    if link_error:
+        body["link_error"] = link_error[:MAX_LINK_ERROR_LEN]
     if state == "online":
         body["uptime_s"] = uptime_s
         body["dropped"] = dropped
@@ -386,6 +441,15 @@ def decode_status(raw, loads=strict_loads):
     boot = _boot(body)
     if boot is not None:
         out["boot"] = boot
+    if "tls" in body:
+        if type(body["tls"]) is not bool:
+            raise ContractError("bad_tls", "tls must be true or false")
+        out["tls"] = body["tls"]
+    link_error = body.get("link_error")
+    if link_error is not None:
+        if type(link_error) is not str or not 0 < len(link_error) <= MAX_LINK_ERROR_LEN:
+            raise ContractError("bad_link_error", repr(link_error)[:40])
+        out["link_error"] = link_error
     fw = body.get("fw")
     if fw is not None:
         if type(fw) is not str or len(fw) > MAX_FW_LEN:

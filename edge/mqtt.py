@@ -1,14 +1,23 @@
 # A small MQTT 3.1.1 client for the device (QoS 0 and 1, keepalive, last
-# will, username and password). Its methods map one to one onto protocol
+# will, username and password, TLS). Its methods map one to one onto protocol
 # operations; reconnecting and retrying live in the agent, not here.
 #
 # Runs under MicroPython and CPython: only `socket`, `select`, `struct`-free
-# byte handling and `time`. Reads are exact (partial reads are looped) and a
-# broken connection raises OSError, which the caller treats as "reconnect".
+# byte handling and edge.clock. Reads are exact (partial reads are looped) and
+# a broken connection raises OSError, which the caller treats as "reconnect".
+#
+# TLS as in micropython-lib's umqtt.simple: pass an SSL context (see
+# edge.tls.client_context) and the client wraps its socket with it, checking
+# the server's name against the certificate. A failed handshake raises
+# TLSError whose `reason` says why (edge.tls.TLS_*).
+#
+# The packet encoders (encode_string, remaining_length, connect_body) are
+# public: the simulator's asyncio client speaks the same bytes with them.
 
 import select
 import socket
-import time
+
+from edge.clock import ticks_add, ticks_diff, ticks_ms
 
 CONNECT = 0x10
 CONNACK = 0x20
@@ -20,7 +29,7 @@ PINGREQ = 0xC0
 PINGRESP = 0xD0
 DISCONNECT = 0xE0
 
-_CONNACK_ERRORS = {
+CONNACK_ERRORS = {
     1: "unacceptable protocol version",
     2: "client id rejected",
     3: "server unavailable",
@@ -36,30 +45,22 @@ class MQTTException(OSError):
     pass
 
 
-def _ticks_ms():
-    if hasattr(time, "ticks_ms"):
-        return time.ticks_ms()
-    return int(time.monotonic() * 1000)
+class TLSError(MQTTException):
+    """The TLS handshake failed; `reason` is one of edge.tls.TLS_*."""
+
+    def __init__(self, reason, detail):
+        super().__init__("tls: " + reason + ": " + detail)
+        self.reason = reason
 
 
-def _ticks_add(a, delta):
-    if hasattr(time, "ticks_add"):
-        return time.ticks_add(a, delta)
-    return a + delta
-
-
-def _ticks_diff(a, b):
-    if hasattr(time, "ticks_diff"):
-        return time.ticks_diff(a, b)
-    return a - b
-
-
-def _utf8(text):
+def encode_string(text):
+    """An MQTT UTF-8 string: two length bytes, then the bytes."""
     data = text.encode() if type(text) is str else bytes(text)
     return bytes((len(data) >> 8, len(data) & 0xFF)) + data
 
 
-def _remaining_length(n):
+def remaining_length(n):
+    """The variable-length "remaining length" of a fixed header."""
     out = bytearray()
     while True:
         byte = n & 0x7F
@@ -74,25 +75,30 @@ def connect_body(client_id, keepalive_s, clean_session, will=None, user=None, pa
 
     Shared with the simulator's asyncio client, so both speak the same bytes."""
     flags = 0x02 if clean_session else 0
-    payload = _utf8(client_id)
+    payload = encode_string(client_id)
     if will:
         topic, message, retain, qos = will
         flags |= 0x04 | (qos << 3) | (0x20 if retain else 0)
-        payload += _utf8(topic) + _utf8(message)
+        payload += encode_string(topic) + encode_string(message)
     if user is not None:
         flags |= 0x80
-        payload += _utf8(user)
+        payload += encode_string(user)
         if password is not None:
             flags |= 0x40
-            payload += _utf8(password)
+            payload += encode_string(password)
     return b"\x00\x04MQTT\x04" + bytes((flags, keepalive_s >> 8, keepalive_s & 0xFF)) + payload
 
 
 class MQTTClient:
-    def __init__(self, client_id, server, port=1883, user=None, password=None, keepalive_s=60, timeout_s=10):
+    def __init__(self, client_id, server, port=1883, user=None, password=None, keepalive_s=60, timeout_s=10,
+                 ssl=None, server_hostname=None):
+        """ssl: an SSL context (or None for plain MQTT); server_hostname: the name the
+        server's certificate must carry (default: server)."""
         self.client_id = client_id
         self.server = server
         self.port = port
+        self.ssl = ssl
+        self.server_hostname = server_hostname or server
         self.user = user
         self.password = password
         self.keepalive_s = keepalive_s
@@ -113,7 +119,7 @@ class MQTTClient:
             if sent is None or sent <= 0:
                 raise OSError("mqtt: connection closed while sending")
             view = view[sent:]
-        self.last_io_ms = _ticks_ms()
+        self.last_io_ms = ticks_ms()
 
     def _recv_exact(self, n):
         buf = bytearray()
@@ -145,14 +151,21 @@ class MQTTClient:
         while n > 0:
             n -= len(self._recv_exact(min(n, 512)))
 
-    def _packet(self, header, body):
-        self._send(bytes((header,)) + _remaining_length(len(body)) + body)
+    def _packet(self, header, body, payload=None):
+        """One packet; a large payload is sent from its own buffer, not copied onto the header."""
+        size = len(body) + (len(payload) if payload is not None else 0)
+        self._send(bytes((header,)) + remaining_length(size) + body)
+        if payload is not None and len(payload):
+            self._send(payload)
 
     def _next_pid(self):
         self.pid = self.pid % 65535 + 1
         return self.pid
 
     def _readable(self, timeout_ms):
+        pending = getattr(self.sock, "pending", None)  # CPython's ssl buffers records the poller cannot see
+        if pending is not None and pending():
+            return True
         return bool(self.poller.poll(timeout_ms))
 
     # ------------------------------------------------------------ protocol
@@ -171,6 +184,8 @@ class MQTTClient:
         self.sock.settimeout(self.timeout_s)
         try:
             self.sock.connect(addr)
+            if self.ssl is not None:
+                self.sock = self._handshake(self.sock)
             self.poller = select.poll()
             self.poller.register(self.sock, select.POLLIN)
             self._packet(CONNECT, connect_body(self.client_id, self.keepalive_s, clean_session, self.will,
@@ -179,11 +194,24 @@ class MQTTClient:
             if header != CONNACK or len(body) != 2:
                 raise MQTTException("mqtt: expected CONNACK")
             if body[1]:
-                raise MQTTException("mqtt: connection refused: " + _CONNACK_ERRORS.get(body[1], str(body[1])))
+                raise MQTTException("mqtt: connection refused: " + CONNACK_ERRORS.get(body[1], str(body[1])))
             return bool(body[0] & 1)
         except Exception:
             self.close()
             raise
+
+    @property
+    def tls(self):
+        """True when the connection is (to be) encrypted."""
+        return self.ssl is not None
+
+    def _handshake(self, sock):
+        from edge.tls import failure_reason
+
+        try:
+            return self.ssl.wrap_socket(sock, server_hostname=self.server_hostname)
+        except (OSError, ValueError) as exc:  # mbedTLS raises ValueError for a bad certificate
+            raise TLSError(failure_reason(exc), str(exc).strip()[:120])
 
     def close(self):
         if self.sock is not None:
@@ -205,25 +233,25 @@ class MQTTClient:
 
     def publish(self, topic, payload, retain=False, qos=0):
         """Publish; at QoS 1 wait for the broker's PUBACK (OSError on timeout)."""
-        body = _utf8(topic)
+        body = encode_string(topic)
         pid = 0
         if qos:
             pid = self._next_pid()
             body += bytes((pid >> 8, pid & 0xFF))
-        self._packet(PUBLISH | (qos << 1) | (1 if retain else 0), body + payload)
+        self._packet(PUBLISH | (qos << 1) | (1 if retain else 0), body, payload)
         if qos:
             self._wait_for(PUBACK, pid)
 
     def subscribe(self, topic, qos=0):
         pid = self._next_pid()
-        self._packet(SUBSCRIBE, bytes((pid >> 8, pid & 0xFF)) + _utf8(topic) + bytes((qos,)))
+        self._packet(SUBSCRIBE, bytes((pid >> 8, pid & 0xFF)) + encode_string(topic) + bytes((qos,)))
         body = self._wait_for(SUBACK, pid)
         if body[2] == 0x80:
             raise MQTTException("mqtt: subscription refused: " + topic)
 
     def _wait_for(self, packet_type, pid):
-        deadline = _ticks_add(_ticks_ms(), self.timeout_s * 1000)
-        while _ticks_diff(deadline, _ticks_ms()) > 0:
+        deadline = ticks_add(ticks_ms(), self.timeout_s * 1000)
+        while ticks_diff(deadline, ticks_ms()) > 0:
             if not self._readable(100):
                 continue
             header, body = self._read_packet()
@@ -248,12 +276,12 @@ class MQTTClient:
 
     def check_msg(self, timeout_ms=0):
         """Handle incoming packets for up to timeout_ms; keep the connection alive."""
-        deadline = _ticks_add(_ticks_ms(), timeout_ms)
+        deadline = ticks_add(ticks_ms(), timeout_ms)
         while True:
-            if self._readable(max(0, _ticks_diff(deadline, _ticks_ms()))):
+            if self._readable(max(0, ticks_diff(deadline, ticks_ms()))):
                 header, body = self._read_packet()
                 self._handle(header, body)
-            if _ticks_diff(_ticks_ms(), self.last_io_ms) > self.keepalive_s * 500:
+            if ticks_diff(ticks_ms(), self.last_io_ms) > self.keepalive_s * 500:
                 self.ping()
-            if _ticks_diff(deadline, _ticks_ms()) <= 0:
+            if ticks_diff(deadline, ticks_ms()) <= 0:
                 return

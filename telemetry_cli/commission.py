@@ -60,10 +60,26 @@ class Commissioning:
                   f"off by at most {self.worst_skew_ms / 1000:.1f} s" if self.readings else "no readings"),
             Check("sequence", self.seqs == sorted(self.seqs), "increasing" if self.seqs == sorted(self.seqs)
                   else f"out of order: {self.seqs[:10]}"),
+            Check("encrypted link", bool(birth) and birth.get("tls") is True, _link(birth)),
         ]
 
     def passed(self) -> bool:
         return all(check.ok for check in self.checks())
+
+
+def _link(birth: dict | None) -> str:
+    """What the device says of its connection: TLS or plain, and why an earlier attempt failed."""
+    if not birth:
+        return "no birth message"
+    if birth.get("tls") is True:
+        text = "TLS, broker certificate and name checked against the pinned CA"
+    elif birth.get("tls") is False:
+        text = "plain MQTT: its password and readings cross the network in clear"
+    else:
+        text = "not reported (firmware older than 0.2.0)"
+    if birth.get("link_error"):
+        text += f"; an earlier connection failed: {birth['link_error']}"
+    return text
 
 
 def _health(birth: dict) -> str:

@@ -27,7 +27,7 @@ from edge import contract
 from telemetry_cli.commission import Commissioning
 from telemetry_cli.common import EXIT_CONFLICT, EXIT_FAILED, EXIT_INVALID, EXIT_UNAVAILABLE, JsonFlag, err, fail, out
 from telemetry_cli.device_api import ApiError, DeviceApi
-from telemetry_cli.flash import plan_flash
+from telemetry_cli.flash import RING_SAMPLES, SPOOL_SAMPLES, ca_to_der, plan_flash
 from telemetry_shared.registry import STATES
 from telemetry_shared.settings import Settings
 
@@ -267,16 +267,31 @@ def flash(device_id: DeviceId,
           mqtt_host: Annotated[str | None, typer.Option(help="the broker as the device reaches it")] = None,
           mqtt_port: Annotated[int | None, typer.Option(min=1, max=65535)] = None,
           source: Annotated[str, typer.Option(help="the sensor driver in edge/main.py")] = "synthetic",
+          ca_file: Annotated[Path | None, typer.Option(help="the CA certificate (PEM or DER) the board pins; "
+                                                       "default CITY_DEVICE_CA_FILE or the local CA of `city up`")]
+          = None,
+          server_hostname: Annotated[str | None, typer.Option(help="the name in the broker's certificate, "
+                                                              "when the device reaches it by another name")] = None,
+          plain_mqtt: Annotated[bool, typer.Option("--plain-mqtt", help="no TLS: the password and readings cross "
+                                                   "the network in clear (boards too small for TLS only)")] = False,
+          ring_samples: Annotated[int, typer.Option(min=4, max=5000, help="samples kept in RAM")] = RING_SAMPLES,
+          spool_samples: Annotated[int, typer.Option(min=0, max=1_000_000, help="samples kept in the spool file "
+                                                     "on flash while the broker is away (0: no spool)")]
+          = SPOOL_SAMPLES,
           dry_run: Annotated[bool, typer.Option("--dry-run", help="list the files; change nothing")] = False,
           yes: YesFlag = False, as_json: JsonFlag = False) -> None:
-    """Write the firmware and the device's config (with fresh credentials) to a board with mpremote."""
+    """Write the firmware, the city's CA and the device's config (with fresh credentials) to a board with mpremote."""
     _check_id(device_id)
     settings = Settings()
+    ca_der = None if plain_mqtt else _device_ca(ca_file or settings.device_ca_path)
     device = _api_call(lambda api: api.get(device_id))
     if device["state"] == "retired":
         fail(f"{device_id} is retired: add a new device instead", EXIT_CONFLICT)
-    plan = plan_flash(device, port, mqtt_host or settings.mqtt_host, mqtt_port or settings.mqtt_port,
-                      device.get("config"), source)
+    broker_port = mqtt_port or (settings.mqtt_port if plain_mqtt else settings.mqtt_tls_port)
+    plan = plan_flash(device, port, mqtt_host or settings.mqtt_host, broker_port, device.get("config"), source,
+                      ca_der, server_hostname, ring_samples, spool_samples)
+    if spool_samples == 0:
+        plan.config.pop("spool_path")
     if dry_run:
         _show_plan(plan, as_json)
         return
@@ -292,6 +307,17 @@ def flash(device_id: DeviceId,
         fail(f"mpremote failed ({done.returncode}): {(done.stderr or done.stdout).strip()[-500:]}\n"
               f"The device now has new credentials; flash again to write them.", EXIT_FAILED)
     out.print(f"{device_id} flashed on {port}; run `city device commission {device_id}` once it is installed")
+
+
+def _device_ca(path: Path) -> bytes:
+    """The CA certificate to pin on the board, as DER; exit 2 with the way out when there is none."""
+    try:
+        return ca_to_der(path.read_bytes())
+    except OSError:
+        fail(f"no CA certificate at {path}: pass --ca-file (the CA that signed the broker's certificate), "
+             "or --plain-mqtt for a board too small for TLS", EXIT_INVALID)
+    except ValueError as exc:
+        fail(f"{path} is not a CA certificate: {exc}", EXIT_INVALID)
 
 
 def _show_plan(plan, as_json: bool) -> None:

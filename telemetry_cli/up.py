@@ -27,6 +27,7 @@ from rich.text import Text
 from edge import contract
 from telemetry_shared import broker
 from telemetry_shared.influx import InfluxError, InfluxQL
+from telemetry_shared.local_ca import ensure_local_ca
 from telemetry_shared.localstack import LocalStack
 from telemetry_shared.servers import Influxd, MissingBinary, Mosquitto, find_binary, free_port
 from telemetry_shared.settings import get_settings
@@ -77,7 +78,10 @@ class City:
         users = {broker.service_user(s, i): service_hash for s in broker.SERVICES
                  for i in range(broker.MAX_SERVICE_INSTANCES)}
         console.print("starting Mosquitto and influxd ...")
-        self.mosquitto = Mosquitto(self.data_dir / "mosquitto", _port_or_free(settings.mqtt_port), users=users)
+        self.tls = ensure_local_ca(self.data_dir / "tls")  # made on first start, kept after
+        self.mosquitto = Mosquitto(self.data_dir / "mosquitto", _port_or_free(settings.mqtt_port), users=users,
+                                   tls=(self.tls.server_crt, self.tls.server_key),
+                                   tls_port=_port_or_free(settings.mqtt_tls_port))
         self.mosquitto.start()
         self.influxd = Influxd(self.data_dir / "influxd", _port_or_free(_port_of(settings.influx_url)))
         self.influxd.start()
@@ -113,7 +117,8 @@ class City:
         specs = plan_fleet(self.devices, seed=7)
         passwords = self.stack.add_devices(specs)
         fleet = {"devices": [spec | {"password": passwords[spec["id"]]} for spec in specs],
-                 "broker": {"host": "127.0.0.1", "port": self.stack.mqtt_port}}
+                 "broker": {"host": "127.0.0.1", "port": self.stack.mqtt_port, "tls_port": self.mosquitto.tls_port,
+                            "ca_file": str(self.tls.ca_crt)}}
         fleet_file.write_text(json.dumps(fleet, indent=1))
         os.chmod(fleet_file, 0o600)
         return fleet_file
@@ -153,16 +158,17 @@ class City:
         flash = self.data_dir / "micropython"
         shutil.rmtree(flash, ignore_errors=True)
         shutil.copytree(ROOT / "edge", flash / "edge", ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copyfile(self.tls.ca_der, flash / "ca.der")
         specs = [{"id": f"mpy-{kind}", "kind": kind, "district": DISTRICTS[i], "lat": 0.92, "lon": 104.45}
                  for i, kind in enumerate(contract.KINDS)]
         passwords = self.stack.add_devices(specs)
         for spec in specs:
             config = {"device_id": spec["id"], "kind": spec["kind"], "server": "127.0.0.1",
-                      "port": self.stack.mqtt_port, "password": passwords[spec["id"]], "interval_ms": 5000,
-                      "batch_size": 2}
+                      "port": self.mosquitto.tls_port, "ca_path": "ca.der", "server_hostname": "localhost",
+                      "password": passwords[spec["id"]], "interval_ms": 5000, "batch_size": 2}
             path = flash / f"{spec['id']}.json"
             path.write_text(json.dumps(config))
-            self._spawn(spec["id"], [micropython, "-m", "edge.main", path.name], {"MICROPYPATH": str(flash)}, flash)
+            self._spawn(spec["id"], [micropython, "-m", "edge.main", path.name], {"MICROPYPATH": f"{flash}:.frozen"}, flash)
 
     # ------------------------------------------------------------ status and stop
 

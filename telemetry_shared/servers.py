@@ -115,8 +115,12 @@ class Mosquitto(ChildServer):
     name = "mosquitto"
 
     def __init__(self, workdir: Path, port: int | None = None, users: dict[str, str] | None = None,
-                 autosave_interval_s: int = 10, max_queued_messages: int = 100000):
+                 autosave_interval_s: int = 10, max_queued_messages: int = 100000,
+                 tls: tuple[Path, Path] | None = None, tls_port: int | None = None):
+        """tls: (server certificate, key) for a second, TLS listener on tls_port (free if None)."""
         super().__init__(workdir, port)
+        self.tls = tls
+        self.tls_port = (tls_port or free_port()) if tls else None
         self.users = dict(users or {})  # username -> password hash
         self.autosave_interval_s = autosave_interval_s
         self.max_queued_messages = max_queued_messages
@@ -130,10 +134,19 @@ class Mosquitto(ChildServer):
         self.write_credentials()
         self.conf.write_text(broker.mosquitto_conf(
             self.port, data, self.passwd, self.acl, run_as=_current_user(),
-            autosave_interval_s=self.autosave_interval_s, max_queued_messages=self.max_queued_messages))
+            autosave_interval_s=self.autosave_interval_s, max_queued_messages=self.max_queued_messages)
+            + self.tls_listener())
         probe = data / ".write-probe"
         probe.write_text("ok")  # fail loudly now, not silently lose durability later
         probe.unlink()
+
+    def tls_listener(self) -> str:
+        """The TLS listener's lines: same users and rights as the plain one, TLS 1.2 or newer."""
+        if not self.tls:
+            return ""
+        cert, key = self.tls
+        return (f"\nlistener {self.tls_port} 127.0.0.1\ncertfile {cert}\nkeyfile {key}\n"
+                "tls_version tlsv1.2\nuse_username_as_clientid true\n")
 
     def write_credentials(self) -> None:
         self.passwd.write_text(broker.passwd_text(self.users))

@@ -19,6 +19,9 @@ class Settings(BaseSettings):
 
     mqtt_host: str = "127.0.0.1"
     mqtt_port: int = 1883
+    mqtt_tls_port: int = Field(8883, description="the broker's TLS listener, where devices connect")
+    device_ca_file: Path | None = Field(None, description="the CA certificate (PEM or DER) `city device flash` "
+                                        "pins on each board; default <data_dir>/tls/ca.der, the local CA of `city up`")
     mqtt_user: str = "svc-ingest"
     mqtt_password: str = DEV_SECRET
 
@@ -122,6 +125,10 @@ class Settings(BaseSettings):
     @property
     def api_db_file(self) -> Path:
         return self.api_db_path or self.data_dir / "api.sqlite3"
+
+    @property
+    def device_ca_path(self) -> Path:
+        return self.device_ca_file or self.data_dir / "tls" / "ca.der"
 
     @property
     def passwd_file(self) -> Path:

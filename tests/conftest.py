@@ -12,6 +12,7 @@ import pytest
 
 from telemetry_shared import broker
 from telemetry_shared.influx import InfluxQL
+from telemetry_shared.local_ca import TlsFiles, ensure_local_ca
 from telemetry_shared.registry import Registry
 from telemetry_shared.servers import Influxd, MissingBinary, Mosquitto, find_binary
 from telemetry_shared.settings import Settings
@@ -59,6 +60,19 @@ def make_mosquitto(tmp_path_factory) -> Iterator[Callable[..., Mosquitto]]:
 @pytest.fixture
 def mosquitto(make_mosquitto) -> Mosquitto:
     return make_mosquitto()
+
+
+@pytest.fixture(scope="session")
+def local_ca(tmp_path_factory) -> TlsFiles:
+    """A local CA and a server certificate for localhost and 127.0.0.1 (EC P-256), made with openssl."""
+    _require("openssl")
+    return ensure_local_ca(tmp_path_factory.mktemp("ca"))
+
+
+@pytest.fixture
+def tls_mosquitto(make_mosquitto, local_ca) -> Mosquitto:
+    """Mosquitto with the plain listener (services) and a TLS listener (tls_port) for devices."""
+    return make_mosquitto(tls=(local_ca.server_crt, local_ca.server_key))
 
 
 @pytest.fixture

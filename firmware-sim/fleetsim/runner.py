@@ -22,7 +22,7 @@ from fleetsim.faults import Fault, write_labels
 from fleetsim.fleetfile import Fleet
 from fleetsim.generate import build_devices
 from fleetsim.mpy import MicroPythonDevices, pick
-from fleetsim.mqtt_async import AsyncMQTT
+from fleetsim.mqtt_async import AsyncMQTT, tls_context
 
 MALFORMED_PAYLOADS = (  # what a broken device sends: each one a different contract violation
     b'{"v":1,"seq":3,"fw":"x","r":[[17960',
@@ -102,7 +102,12 @@ class DeviceRunner:
         self.sim = sim
         self.rng = random.Random(f"{runner.options.seed}:net:{sim.id}")
         self.source = PresetSource(self.rng, sim.kind)
-        self.client = AsyncMQTT(sim.id, runner.fleet.host, runner.fleet.port, sim.id, password, keepalive_s=60)
+        fleet = runner.fleet
+        if runner.tls is not None:
+            self.client = AsyncMQTT(sim.id, fleet.host, fleet.tls_port, sim.id, password, keepalive_s=60,
+                                    tls=runner.tls, server_hostname="localhost" if fleet.host == "127.0.0.1" else None)
+        else:
+            self.client = AsyncMQTT(sim.id, fleet.host, fleet.port, sim.id, password, keepalive_s=60)
         config = {"device_id": sim.id, "fw": "sim-" + FW_VERSION, "interval_ms": runner.interval_ms,
                   "batch_size": 1, "buffer_capacity": 50_000, "status_interval_ms": runner.options.status_interval_ms}
         self.agent = Agent(config, self.source, client=self.client)
@@ -264,7 +269,9 @@ class FleetRunner:
         horizon_s = options.duration_s or scenario.get("fault_horizon_hours", 24) * 3600
         self.end_ms = self.live_start_ms + int(horizon_s * 1000)
         mpy_devices = pick(fleet.devices, options.micropython)
-        self.micropython = MicroPythonDevices(mpy_devices, fleet.host, fleet.port, self.interval_ms)
+        self.micropython = MicroPythonDevices(mpy_devices, fleet.host, fleet.port, self.interval_ms, fleet.tls_port,
+                                              fleet.ca_file)
+        self.tls = tls_context(fleet.ca_file) if fleet.tls_port and fleet.ca_file else None
         taken = {d["id"] for d in mpy_devices}
         simulated = [d for d in fleet.devices if d["id"] not in taken]
         self.sims, self.faults = build_devices(self.scenario, simulated, options.seed, self.hist_start_ms,

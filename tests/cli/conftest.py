@@ -48,16 +48,19 @@ class ApiServer:
 class City:
     """Runs `city device ...` as a technician would, with the API's URL and a token."""
 
-    def __init__(self, mosquitto, settings, api: ApiServer, token: str):
+    def __init__(self, mosquitto, settings, api: ApiServer, token: str, ca_file: Path | None = None):
         self.mosquitto = mosquitto
+        self.ca_file = ca_file  # the CA that signed the broker's TLS certificate (PEM)
         self.settings = settings
         self.api = api
         self.token = token
         self.runner = CliRunner()
 
     def env(self, **extra: str) -> dict[str, str]:
+        tls = {"CITY_MQTT_TLS_PORT": str(self.mosquitto.tls_port), "CITY_DEVICE_CA_FILE": str(self.ca_file)} \
+            if self.mosquitto.tls_port and self.ca_file else {}
         return {"CITY_API_URL": self.api.url, "CITY_API_TOKEN": self.token,
-                "CITY_MQTT_HOST": "127.0.0.1", "CITY_MQTT_PORT": str(self.mosquitto.port)} | extra
+                "CITY_MQTT_HOST": "127.0.0.1", "CITY_MQTT_PORT": str(self.mosquitto.port)} | tls | extra
 
     def run(self, *args: str, input: str | None = None, token: str | None = None):
         from telemetry_cli.main import app
@@ -74,7 +77,13 @@ class City:
 
 
 @pytest.fixture
-def make_city(mosquitto, tmp_path: Path) -> Iterator:
+def mosquitto(tls_mosquitto):
+    """The technician's broker has a TLS listener for devices besides the plain one."""
+    return tls_mosquitto
+
+
+@pytest.fixture
+def make_city(mosquitto, tmp_path: Path, local_ca) -> Iterator:
     """City factories: settings overrides for the API (e.g. a wrong broker password)."""
     servers: list[ApiServer] = []
 
@@ -85,7 +94,8 @@ def make_city(mosquitto, tmp_path: Path) -> Iterator:
                                                                | overrides))
         server = ApiServer(create_app(settings)).start()
         servers.append(server)
-        return City(mosquitto, settings, server, server.app.state.services.keys.create("tech", "technician").key)
+        return City(mosquitto, settings, server, server.app.state.services.keys.create("tech", "technician").key,
+                    local_ca.ca_crt)
 
     yield make
     for server in servers:

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from edge import contract
-from telemetry_cli.flash import firmware_files, plan_flash
+from telemetry_cli.flash import ca_to_der, firmware_files, plan_flash
 from tests.cli.test_device_cli import add
 from tests.security.support import connect
 
@@ -24,20 +24,34 @@ def test_flash_dry_run_lists_every_file_and_changes_nothing(city):
     assert result.exit_code == 0, result.output
     plan = json.loads(result.stdout)
     on_board = [f["board_path"] for f in plan["files"]]
-    expected = sorted("edge/" + str(p.relative_to(ROOT / "edge")) for p in (ROOT / "edge").rglob("*.py")
-                      if "__pycache__" not in p.parts)
-    assert sorted(on_board[:-2]) == expected and on_board[-2:] == ["main.py", "config.json"]
-    assert "edge/contract.py" in on_board and "edge/agent.py" in on_board and "edge/mqtt.py" in on_board
+    expected = sorted("edge/" + str(p.relative_to(ROOT / "edge").with_suffix(".mpy"))
+                      for p in (ROOT / "edge").rglob("*.py") if "__pycache__" not in p.parts)
+    assert sorted(on_board[:-3]) == expected and on_board[-3:] == ["ca.der", "main.py", "config.json"]
+    assert "edge/contract.mpy" in on_board and "edge/agent.mpy" in on_board and "edge/mqtt.mpy" in on_board
     assert plan["config"] == {"device_id": "wtr-0100", "kind": "water", "server": "127.0.0.1",
-                              "port": city.mosquitto.port, "user": "wtr-0100", "interval_ms": 2000, "batch_size": 1,
-                              "source": "synthetic", "password": "<issued when flashing>"}
+                              "port": city.mosquitto.tls_port, "user": "wtr-0100", "interval_ms": 2000,
+                              "batch_size": 1, "source": "synthetic", "password": "<issued when flashing>",
+                              "ca_path": "ca.der", "buffer_capacity": 30, "spool_path": "spool.jsonl",
+                              "spool_capacity": 8640}
     command = plan["command"]
     assert command[:4] == ["mpremote", "connect", "/dev/ttyUSB7", "exec"] and command[-2:] == ["+", "reset"]
     copies = [(command[i + 1], command[i + 2]) for i, word in enumerate(command) if word == "cp"]
     assert copies == [(f"<staging>/{path}", f":{path}") for path in on_board]  # every file to its own path
     table = city.run("flash", "wtr-0100", "--dry-run")
-    assert table.exit_code == 0 and "edge/agent.py" in table.stdout and "config.json" in table.stdout
+    assert table.exit_code == 0 and "edge/agent.mpy" in table.stdout and "config.json" in table.stdout
     assert city.registry.get("wtr-0100").credential_hash == before  # no new credentials on a dry run
+
+
+def test_flash_needs_a_ca_or_an_explicit_plain_mqtt(city, tmp_path):
+    add(city, "wtr-0102")
+    missing = city.run("flash", "wtr-0102", "--ca-file", str(tmp_path / "nope.pem"), "--dry-run")
+    assert missing.exit_code == 2 and "--plain-mqtt" in missing.output and "--ca-file" in missing.output
+    (tmp_path / "junk.pem").write_text("hello")
+    junk = city.run("flash", "wtr-0102", "--ca-file", str(tmp_path / "junk.pem"), "--dry-run")
+    assert junk.exit_code == 2 and "not a CA certificate" in junk.output
+    plain = city.run("flash", "wtr-0102", "--plain-mqtt", "--dry-run", "--json")
+    config = json.loads(plain.stdout)["config"]
+    assert config["tls"] is False and config["port"] == city.mosquitto.port and "ca_path" not in config
 
 
 def test_flash_without_a_board_fails_clearly(city):
@@ -52,18 +66,22 @@ def test_flashed_files_run_the_agent_which_applies_its_config_and_commissions(ci
     configured = city.run("config", "set", "wtr-0200", "--interval-ms", "1000", "--batch-size", "2")
     assert configured.exit_code == 0, configured.output
     device = city.run("show", "wtr-0200", "--json")
-    plan = plan_flash(json.loads(device.stdout), "/dev/null", "127.0.0.1", city.mosquitto.port,
-                      json.loads(device.stdout)["config"])
+    plan = plan_flash(json.loads(device.stdout), "/dev/null", "127.0.0.1", city.mosquitto.tls_port,
+                      json.loads(device.stdout)["config"], ca_der=ca_to_der(city.ca_file.read_bytes()),
+                      server_hostname="localhost")
     board = tmp_path / "board"
     plan.stage(board, password)  # exactly the tree `flash` copies to the board
     assert (board / "main.py").read_text().startswith("from edge.main import main")
-    assert len(list((board / "edge").rglob("*.py"))) == len(firmware_files())
+    assert len(list((board / "edge").rglob("*.mpy"))) == len(firmware_files())  # compiled, as a board gets it
+    assert not list((board / "edge").rglob("*.py"))
     agent = subprocess.Popen([micropython_bin, "-m", "edge.main", "config.json", "6"], cwd=board,
-                             env=dict(os.environ, MICROPYPATH=str(board)), stdout=subprocess.PIPE,
+                             env=dict(os.environ, MICROPYPATH=f"{board}:.frozen"), stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True)
     try:
         watched = city.run("watch", "wtr-0200", "--count", "3", "--timeout", "20", "--json")
-        assert watched.exit_code == 0, watched.output
+        if watched.exit_code != 0:
+            agent.kill()
+        assert watched.exit_code == 0, watched.output + agent.communicate()[0]
         events = [json.loads(line) for line in watched.stdout.splitlines()]
         telemetry = [e for e in events if e["event"] == "telemetry"]
         assert telemetry and all(len(e["samples"]) == 2 for e in telemetry)  # the retained config was applied
@@ -72,7 +90,9 @@ def test_flashed_files_run_the_agent_which_applies_its_config_and_commissions(ci
         assert result.exit_code == 0, result.output
         report = json.loads(result.stdout)
         assert report["passed"] and {c["name"] for c in report["checks"] if c["ok"]} >= {
-            "birth message", "readings arrive", "within bounds", "device clock"}
+            "birth message", "readings arrive", "within bounds", "device clock", "encrypted link"}
+        link = next(c for c in report["checks"] if c["name"] == "encrypted link")
+        assert "TLS" in link["detail"]
     finally:
         agent.kill()
         agent.wait(10)
@@ -114,4 +134,7 @@ def test_the_folder_making_code_sent_to_the_board_runs_under_micropython(micropy
     for _ in range(2):
         done = subprocess.run([micropython_bin, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=20)
         assert done.returncode == 0, done.stderr
+        (tmp_path / "edge" / "agent.py").write_text("an older flash's source")  # would shadow agent.mpy
     assert (tmp_path / "edge").is_dir() and (tmp_path / "edge" / "hw").is_dir()
+    done = subprocess.run([micropython_bin, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=20)
+    assert done.returncode == 0 and not (tmp_path / "edge" / "agent.py").exists()

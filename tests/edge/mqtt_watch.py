@@ -80,8 +80,12 @@ def start_agent(micropython_bin: str, flash: Path, config: dict, duration_ms: in
 
 
 def device_config(device_id: str, kind: str, port: int, password: str, **extra) -> dict:
-    return {"device_id": device_id, "kind": kind, "server": "127.0.0.1", "port": port, "password": password,
-            "keepalive_s": 5} | extra
+    """A board's config.json; plain MQTT (said explicitly) unless extra names a ca_path."""
+    config = {"device_id": device_id, "kind": kind, "server": "127.0.0.1", "port": port, "password": password,
+              "keepalive_s": 5} | extra
+    if "ca_path" not in config:
+        config.setdefault("tls", False)
+    return config
 
 
 def samples_of(arrivals: list[Arrival]) -> list[tuple[int, bool, dict]]:
