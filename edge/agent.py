@@ -24,7 +24,7 @@ from edge.buffer import SampleBuffer
 from edge.clock import sleep_ms, ticks_add, ticks_diff, ticks_ms, utc_ms
 from edge.mqtt import MQTTClient, MQTTException
 
-FW_VERSION = "0.2.0"
+FW_VERSION = "0.1.0"
 BACKOFF_MIN_MS = 500
 BACKOFF_MAX_MS = 30000
 HIST_BATCH = 60  # samples per backfill message, at most

@@ -76,7 +76,7 @@ def _link(birth: dict | None) -> str:
     elif birth.get("tls") is False:
         text = "plain MQTT: its password and readings cross the network in clear"
     else:
-        text = "not reported (firmware older than 0.2.0)"
+        text = "not reported (firmware without TLS support)"
     if birth.get("link_error"):
         text += f"; an earlier connection failed: {birth['link_error']}"
     return text
