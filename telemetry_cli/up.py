@@ -168,7 +168,8 @@ class City:
                       "password": passwords[spec["id"]], "interval_ms": 5000, "batch_size": 2}
             path = flash / f"{spec['id']}.json"
             path.write_text(json.dumps(config))
-            self._spawn(spec["id"], [micropython, "-m", "edge.main", path.name], {"MICROPYPATH": f"{flash}:.frozen"}, flash)
+            self._spawn(spec["id"], [micropython, "-m", "edge.main", path.name],
+                        {"MICROPYPATH": f"{flash}:.frozen"}, flash)  # .frozen: MicroPython's own ssl module
 
     # ------------------------------------------------------------ status and stop
 
