@@ -21,7 +21,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from api.db import ApiDb, now_ms
 
@@ -61,6 +61,8 @@ class ApiKeyPublic(BaseModel):
 
 
 class ApiKeyCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)  # as api.params.STRICT_BODY
+
     name: str = Field(min_length=1, max_length=64, pattern=KEY_NAME_PATTERN,
                       description="a person or service; shown in the audit trail: ASCII letters, digits, "
                                   "space and . @ _ -, not starting with a space")
@@ -68,6 +70,8 @@ class ApiKeyCreate(BaseModel):
 
 
 class ApiKeyRole(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
     role: Role
 
 

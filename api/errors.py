@@ -1,6 +1,7 @@
 """Every error is JSON: {"error": short code, "message": for a person, "detail": optional}."""
 
 import logging
+import re
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -35,11 +36,24 @@ def _readable(errors: list[dict]) -> str:
     return "; ".join(parts)
 
 
+def _allowed(app: FastAPI, request: Request) -> str:
+    """Every method the schema gives this path: Starlette's 405 names only the first route of the
+    path, and FastAPI makes one route per method (GET /keys and POST /keys are two)."""
+    methods: set[str] = set()
+    for template, item in app.openapi()["paths"].items():
+        if re.fullmatch(re.sub(r"\\{[^/]+?\\}", "[^/]+", re.escape(template)), request.url.path):
+            methods |= {method.upper() for method in item}
+    return ", ".join(sorted(methods))
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         message = exc.detail if isinstance(exc.detail, str) else CODES.get(exc.status_code, "error")
-        return JSONResponse(_body(exc.status_code, message), exc.status_code, headers=exc.headers)
+        headers = exc.headers
+        if exc.status_code == 405:
+            headers = (headers or {}) | {"Allow": _allowed(app, request)}
+        return JSONResponse(_body(exc.status_code, message), exc.status_code, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -10,6 +10,7 @@ not have) answers 404 or 409."""
 from typing import Annotated, Literal
 
 from fastapi import Path, Query
+from pydantic import BeforeValidator, ConfigDict, Strict
 
 from edge import contract
 from telemetry_shared.registry import STATES
@@ -30,3 +31,17 @@ DevicePath = Annotated[str, Path(pattern=DEVICE_ID_PATTERN, description="a devic
 DeviceQuery = Annotated[str, Query(pattern=DEVICE_ID_PATTERN, description="a device id, e.g. wtr-0001")]
 DistrictQuery = Annotated[str, Query(pattern=SLUG_PATTERN, description="a district slug, e.g. bukit-bestari")]
 Duration = Annotated[str, Query(pattern=DURATION_PATTERN, description="e.g. 30s, 5m, 1h, 1d, 2w (at most 999 days)")]
+
+# Request bodies: no unknown fields, and no coercion (false is not 0.0, "1.5" is not a number), so what the
+# schema calls the wrong type is refused, as schemathesis' negative tests expect.
+STRICT_BODY = ConfigDict(extra="forbid", strict=True)
+
+
+def _number_not_bool_or_text(value: object) -> object:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("must be a whole number")
+    return value
+
+
+# An integer in a strict body that also takes 5000.0 (JSON Schema calls it an integer), but not true or "5000"
+WholeNumber = Annotated[int, Strict(False), BeforeValidator(_number_not_bool_or_text)]

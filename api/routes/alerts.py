@@ -15,7 +15,7 @@ from api.alerts.store import Alert, AlertConflict, AlertNotFound, AuditEntry
 from api.auth import AnyRole, RequireRole
 from api.errors import AUTH_RESPONSES, ErrorBody
 from api.paging import Page, PageParams, page_params
-from api.params import Kind
+from api.params import STRICT_BODY, Kind
 from api.services import Services
 from telemetry_shared.influx import InfluxError
 
@@ -30,10 +30,14 @@ DETAIL_POINTS = 240
 
 
 class Note(BaseModel):
+    model_config = STRICT_BODY
+
     note: str = Field("", max_length=2000, description="why, what was done")
 
 
 class Assignment(BaseModel):
+    model_config = STRICT_BODY
+
     assignee: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@'()-][A-Za-z0-9_ .@'()-]*$",
                           description="a person: ASCII letters, digits, space and . @ _ ' ( ) -")
     note: str = Field("", max_length=2000)
@@ -41,7 +45,7 @@ class Assignment(BaseModel):
 
 class Resolution(BaseModel):
     # Python's regex engine, so "\S" means here what it means where schemathesis and hypothesis generate from it
-    model_config = ConfigDict(regex_engine="python-re")
+    model_config = STRICT_BODY | ConfigDict(regex_engine="python-re")
 
     note: str = Field(min_length=1, max_length=2000, pattern=r"\S",
                       description="what was found and done (required; not only spaces)")

@@ -11,13 +11,22 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 from fastapi.exceptions import HTTPException, RequestValidationError
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from api.auth import Admin, AnyRole, RequireRole
 from api.device_control import DeviceControl
 from api.errors import ErrorBody
 from api.paging import Page, PageParams, page_params
-from api.params import DEVICE_ID_PATTERN, SLUG_PATTERN, DevicePath, DeviceState, Kind, MetricName
+from api.params import (
+    DEVICE_ID_PATTERN,
+    SLUG_PATTERN,
+    STRICT_BODY,
+    DevicePath,
+    DeviceState,
+    Kind,
+    MetricName,
+    WholeNumber,
+)
 from api.rights import Grant
 from api.services import Services
 from edge import contract
@@ -36,7 +45,7 @@ Installer = RequireRole("technician")  # changes devices and sees their password
 
 
 class DeviceCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT_BODY
 
     id: str | None = Field(None, pattern=DEVICE_ID_PATTERN, description="leave out for a generated id like "
                            "wtr-3f9a1c; ids starting with svc- are the services' own (409)")
@@ -45,8 +54,8 @@ class DeviceCreate(BaseModel):
     lat: float | None = Field(None, ge=-90, le=90)
     lon: float | None = Field(None, ge=-180, le=180)
     note: str = Field("", max_length=500)
-    interval_ms: int = Field(10000, ge=contract.MIN_INTERVAL_MS, le=contract.MAX_INTERVAL_MS)
-    batch_size: int = Field(1, ge=1, le=contract.MAX_SAMPLES)
+    interval_ms: WholeNumber = Field(10000, ge=contract.MIN_INTERVAL_MS, le=contract.MAX_INTERVAL_MS)
+    batch_size: WholeNumber = Field(1, ge=1, le=contract.MAX_SAMPLES)
 
 
 class DevicePublic(BaseModel):
@@ -88,18 +97,18 @@ class DeviceRetired(BaseModel):
 
 
 class ConfigSet(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT_BODY
 
-    interval_ms: int = Field(ge=contract.MIN_INTERVAL_MS, le=contract.MAX_INTERVAL_MS)
-    batch_size: int = Field(1, ge=1, le=contract.MAX_SAMPLES)
-    thresholds: dict[MetricName, tuple[float, float]] | None = Field(
+    interval_ms: WholeNumber = Field(ge=contract.MIN_INTERVAL_MS, le=contract.MAX_INTERVAL_MS)
+    batch_size: WholeNumber = Field(1, ge=1, le=contract.MAX_SAMPLES)
+    thresholds: dict[MetricName, Annotated[list[float], Field(min_length=2, max_length=2)]] | None = Field(
         None, max_length=contract.MAX_METRICS_PER_SAMPLE,
         description="{metric: [low, high]}: report at once outside (a pair given high first is put in order); "
                     "a metric the device's kind does not have is refused with 409")
 
 
 class PublicName(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT_BODY
 
     public_name: str = Field(max_length=120, pattern=r"^[^\x00-\x1f\x7f]*$",
                              description="what the public sees, e.g. a hospital ward's name on /public/hospitals/beds "
