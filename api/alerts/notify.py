@@ -258,7 +258,7 @@ class Notifier:
                           mask(row.target), row.attempts, error)
                 await asyncio.to_thread(self.outbox.failed, row.seq, error)
             else:
-                log.warning("notification %d by %s to %s failed (try %d, next in %.0f s): %s", row.seq,
+                log.warning("notification %d by %s to %s failed (try %d, next in %.1f s): %s", row.seq,
                             row.channel, mask(row.target), row.attempts, delay_s, error)
                 await asyncio.to_thread(self.outbox.retry_at, row.seq, now_ms() + int(delay_s * 1000), error)
         else:

@@ -166,3 +166,23 @@ def test_a_hanging_webhook_times_out_and_the_retry_carries_the_same_id_and_body(
     assert delivery.attempts == 2  # the hung try timed out after 0.5 s, the retry was answered
     (first_id, first_body), (second_id, second_body) = server.calls[:2]
     assert first_id == second_id == str(delivery.seq) and first_body == second_body  # a receiver can drop the repeat
+
+
+def test_a_row_claimed_by_a_process_that_died_is_due_again_when_its_lease_ends(tmp_path):
+    from api.alerts.outbox import Outbox
+    from api.db import ApiDb
+
+    db = ApiDb(tmp_path / "api.sqlite3")
+    outbox = Outbox(db)
+    seq = outbox.add("inc-crash", "opened", "operator", "webhook", "http://x/hook", lambda seq, t: ("{}", ""))
+    first = outbox.claim(8, lease_ms=300, skip=set())  # a process takes it ... and dies mid-try
+    assert [c.seq for c in first] == [seq]
+    assert outbox.claim(8, lease_ms=300, skip=set()) == []  # no one else sends it while the lease runs
+    assert outbox.counts()["pending"] == 1
+    time.sleep(0.35)
+    again = outbox.claim(8, lease_ms=300, skip=set())  # the next process retries it
+    assert [(c.seq, c.attempts) for c in again] == [(seq, 2)]
+    outbox.sent(seq)
+    outbox.sent(seq)  # a late second "sent" changes nothing
+    assert outbox.counts() | {"oldest_pending_s": 0} == {"pending": 0, "sent": 1, "failed": 0, "oldest_pending_s": 0}
+    db.close()
