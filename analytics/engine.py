@@ -15,99 +15,27 @@ measurement `alerts` (tags device, district, kind, metric, rule, severity;
 fields state, score, explanation, id), for Grafana annotations.
 """
 
-import logging
 import time
 import warnings
 from collections import Counter, defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from dataclasses import replace
 
 import numpy as np
 import orjson
 
 from analytics import peers
 from analytics.buffers import CoarseHistory, SeriesBlock
-from analytics.config import DOMAIN_LIMITS, PEER_METRICS, DetectorParams, EngineParams
+from analytics.config import PEER_METRICS, EngineParams
 from analytics.detectors import Anchor, History, median_interval_ms, night_flow_score, silence_score
-from analytics.rules import STATISTICAL_RULES, Hysteresis, clock_offset_score, grade, score_metric
+from analytics.explain import explain
+from analytics.incidents import AlertOutput, Detail, Finding, Incident, IncidentLifecycle, changes, finite
+from analytics.rules import STATISTICAL_RULES, Hysteresis, clock_offset_score, score_metric
 from edge import contract
-from telemetry_shared.influx import InfluxError, LineWriter
-from telemetry_shared.lineproto import line
+from telemetry_shared.influx import LineWriter
 from telemetry_shared.registry import Registry, RegistryCache
 
-log = logging.getLogger("analytics")
-
 CLOCK = "clock_lag_ms"  # the per-device series of arrival delay, scored for clock jumps
-INFLUX_RETRY_S = 30  # after a failed annotation write, alerts go to MQTT only for this long
-
-
-@dataclass
-class Incident:
-    id: str
-    device: str
-    kind: str
-    district: str
-    metric: str
-    rule: str
-    severity: str
-    started_ms: int
-    published_ms: int
-    score: float
-    metrics: set[str] = field(default_factory=set)  # the metrics currently anomalous in this incident
-    opened_by: str = ""  # the member of `metrics` that opened it (its numbers explain the incident)
-
-
-def local_time(t_ms: int, utc_offset_h: int) -> str:
-    moment = datetime.fromtimestamp(t_ms / 1000, UTC) + timedelta(hours=utc_offset_h)
-    return moment.strftime("%Y-%m-%d %H:%M") + f" (UTC{utc_offset_h:+d})"
-
-
-def explain(metric: str, rule: str, observed: float | None, expected: float | None, scale: float | None,
-            z: float | None, started_ms: int, utc_offset_h: int) -> str:
-    """A sentence an operator can act on: what, observed against expected, how unusual, since when."""
-    since = local_time(started_ms, utc_offset_h)
-    if rule == "silent":
-        return f"No data from this device since {since}, past {DetectorParams().silence_factor:g} intervals."
-    if rule == "night_flow_rise":
-        usual = f"{expected:.3g} L/s" if expected is not None else "unknown"
-        return f"Minimum night flow {observed:.3g} L/s against a usual {usual} on earlier nights " \
-               f"(02:00-04:00 local): a new leak? Night ending {since}."
-    if rule == "clock_offset":
-        return f"The device's clock jumped: its readings arrive {observed / 60000:.1f} min off their usual delay " \
-               f"(since {since})."
-    unit = contract.METRICS.get(metric, ("", "", 0, 0))[1]
-    if observed is None:
-        return f"{metric} back to normal or unusual on another metric; since {since}."
-    if rule == peers.RULE:  # expected: the district's median; scale: the meter's usual departure from it
-        return _explain_peer(metric, unit, observed, expected, scale, since)
-    observed_text = f"{metric} {observed:.4g} {unit}".strip()
-    for limit in DOMAIN_LIMITS.get(metric, []):
-        if limit.rule == rule:
-            bound = f"below the minimum {limit.low:g}" if limit.low is not None and observed < limit.low else \
-                f"above the maximum {limit.high:g}"
-            return f"{observed_text} is {bound} {unit} ({limit.source}); since {since}."
-    words = {"unusual_value": "unusual against its recent level and daily profile",
-             "level_shift": "shifted away from its usual level",
-             "off_daily_profile": "off its usual daily profile",
-             "stuck_sensor": "stuck: the same reading over and over",
-             "drift": "drifting away from its usual daily profile"}.get(rule, rule)
-    if expected is None or scale is None or z is None:
-        return f"{observed_text}: {words}; since {since}."
-    return f"{observed_text}, expected {expected:.4g} ± {scale:.2g}: {words} ({abs(z):.1f} sigma); since {since}."
-
-
-def _explain_peer(metric: str, unit: str, observed: float, median: float | None, usual: float | None,
-                  since: str) -> str:
-    observed_text = f"{metric} {observed:.4g} {unit}".strip()
-    if median is None or median == 0:
-        return f"{observed_text}, away from the median of its district's meters: tampering or a failing meter? " \
-               f"Since {since}."
-    departure = (observed - median) / abs(median)
-    side = "below" if departure < 0 else "above"
-    usual_text = f" (usual: {usual * 100:+.0f} %)" if usual is not None else ""
-    return f"{observed_text}, {abs(departure) * 100:.0f} % {side} the median of its district's meters " \
-           f"{median:.4g} {unit}{usual_text}: tampering or a failing meter? Since {since}."
 
 
 class AnalyticsEngine:
@@ -120,8 +48,6 @@ class AnalyticsEngine:
         self.detector = replace(self.params.params, utc_offset_h=utc_offset_h)
         self.utc_offset_h = utc_offset_h
         self.devices = RegistryCache(registry)
-        self.writer = writer
-        self.publish = publish
         self.blocks: dict[str, SeriesBlock] = {}
         self.history: dict[str, CoarseHistory] = {}  # metric -> bucket means, same rows as its block
         self.states: dict[str, Hysteresis] = defaultdict(Hysteresis)
@@ -136,7 +62,8 @@ class AnalyticsEngine:
         self.last_night = -1  # the local day number of the last night window scored
         self.peer_scored: dict[str, int] = {}  # metric -> the last bucket number fed to its peer hysteresis
         self.counters: Counter[str] = Counter()
-        self.influx_retry_at = 0.0
+        self.output = AlertOutput(writer, publish, self.counters)
+        self.lifecycle = IncidentLifecycle(self.params, self.detector, self.output, self.counters)
 
     # ------------------------------------------------------------ input
 
@@ -226,23 +153,25 @@ class AnalyticsEngine:
         state.resize(int(rows.max()) + 1)
         was_active = state.active[rows].copy()
         after_flags = state.step(feed, self.detector, rows, values=fed_values, anchor=fed_anchor)
-        sent = []
+        findings = []
         for i, row in enumerate(rows):
             if not live[row]:
                 continue
             n = new_count[row]
             flags = after_flags[i, :n]
-            previous = np.concatenate([[was_active[i]], flags[:-1]])
-            changes = list(np.flatnonzero(flags != previous))
-            # Every opening and clearing inside the batch is sent, in order (a short
-            # incident may open and clear within one batch); otherwise the newest
-            # sample may update an open incident.
-            for j in changes or [n - 1]:
+            for j in changes(was_active[i], flags):
                 at = j - n  # buffer position, from the end
-                detail = (float(values[i, at]), _finite(expected[i, at]), _finite(scale[i, at]), _finite(z[i, at]))
-                sent += self._transition(block.keys[row][0], "" if metric == CLOCK else metric, bool(flags[j]),
-                                         float(score[i, at]), str(rule[i, at]), str(severity[i, at]),
-                                         int(times[i, at]), detail, now_ms)
+                detail = Detail(float(values[i, at]), finite(expected[i, at]), finite(scale[i, at]), finite(z[i, at]))
+                findings.append(Finding(block.keys[row][0], "" if metric == CLOCK else metric, bool(flags[j]),
+                                        float(score[i, at]), str(rule[i, at]), str(severity[i, at]),
+                                        int(times[i, at]), detail))
+        return self._apply(findings, now_ms)
+
+    def _apply(self, findings: list[Finding], now_ms: int) -> list[dict]:
+        """Hand findings to the incident lifecycle, in order; returns the alert messages sent."""
+        sent: list[dict] = []
+        for finding in findings:
+            sent += self.lifecycle.apply(self, finding, now_ms)
         return sent
 
     def _history(self, metric: str, rows: np.ndarray) -> History | None:
@@ -291,14 +220,13 @@ class AnalyticsEngine:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
                 usual = float(np.nanmedian(history[row, :-1])) if np.isfinite(history[row, :-1]).any() else None
-            detail = (float(minima[row]), usual, None, None)
             window_end = (night * day_ms + p.night_end_h * hour_ms) - self.utc_offset_h * hour_ms
             # Hysteresis by the night: opens at open_score, clears on a night below clear_score.
             is_open = (device, "night_flow") in self.incidents
             active = score[row] >= (p.clear_score if is_open else p.open_score)
-            sent += self._transition(device, "flow_lps", bool(active), float(score[row]),
-                                     "night_flow_rise", "warning", int(window_end), detail, now_ms,
-                                     group="night_flow")
+            sent += self._apply([Finding(device, "flow_lps", bool(active), float(score[row]), "night_flow_rise",
+                                         "warning", int(window_end), Detail(float(minima[row]), usual),
+                                         group="night_flow")], now_ms)
         return sent
 
     def check_peers(self, now_ms: int | None = None) -> list[dict]:
@@ -366,20 +294,18 @@ class AnalyticsEngine:
         flags = state.step(scored.score[:, new], self.detector, rows, values=scored.departure[:, new],
                            anchor=Anchor(anchor.profile[:, new], anchor.bias[:, new], anchor.scale[:, new]))
         columns = np.arange(grid.shape[1])[new]
-        sent = []
+        findings = []
         for i in np.flatnonzero(flags.any(axis=1) | was_active):
-            previous = np.concatenate([[was_active[i]], flags[i, :-1]])
-            for j in list(np.flatnonzero(flags[i] != previous)) or [flags.shape[1] - 1]:
+            for j in changes(was_active[i], flags[i]):
                 column = columns[j]
                 observed, departure = grid[i, column], scored.departure[i, column]
                 median = observed / (1 + departure) if np.isfinite(departure) and departure != -1 else np.nan
-                detail = (_finite(observed), _finite(median), _finite(scored.usual[i, column]),
-                          _finite(scored.z[i, column]))
-                sent += self._transition(block.keys[rows[i]][0], metric, bool(flags[i, j]),
-                                         float(np.nan_to_num(scored.score[i, column])), peers.RULE, "warning",
-                                         int((first + column) * bucket_ms), detail, now_ms,
-                                         member=peers.member(metric))
-        return sent
+                detail = Detail(finite(observed), finite(median), finite(scored.usual[i, column]),
+                                finite(scored.z[i, column]))
+                findings.append(Finding(block.keys[rows[i]][0], metric, bool(flags[i, j]),
+                                        float(np.nan_to_num(scored.score[i, column])), peers.RULE, "warning",
+                                        int((first + column) * bucket_ms), detail, member=peers.member(metric)))
+        return self._apply(findings, now_ms)
 
     def check_silence(self, now_ms: int | None = None) -> list[dict]:
         """Devices past `silence_factor` intervals without data open a 'silent' incident."""
@@ -394,12 +320,9 @@ class AnalyticsEngine:
         last = np.array([self.last_seen_ms[d] for d in devices], dtype=np.float64)
         score = silence_score(last, now_ms, interval, self.detector)
         after = self.silence.step(score[:, None], self.detector, rows)[:, 0]
-        sent = []
-        for i, device in enumerate(devices):
-            gap = (now_ms - last[i]) / 1000
-            sent += self._transition(device, "", bool(after[i]), float(score[i]), "silent", "warning",
-                                     int(last[i]), (gap, None, None, None), now_ms)
-        return sent
+        gaps = (now_ms - last) / 1000
+        return self._apply([Finding(device, "", bool(after[i]), float(score[i]), "silent", "warning", int(last[i]),
+                                    Detail(float(gaps[i]))) for i, device in enumerate(devices)], now_ms)
 
     def _intervals(self, devices: list[str]) -> np.ndarray:
         block = self.blocks.get(CLOCK)
@@ -410,99 +333,6 @@ class AnalyticsEngine:
         # A burst of queued messages is not the device's pace: no device reports faster than the contract allows.
         return np.maximum(found, contract.MIN_INTERVAL_MS)
 
-    # ------------------------------------------------------------ incidents
-
-    def _transition(self, device: str, metric: str, is_active: bool, score: float, rule: str,
-                    limit_severity: str, t_ms: int, detail: tuple, now_ms: int, group: str = "",
-                    member: str = "") -> list[dict]:
-        """One series' state changed or was re-scored: open, grow, update or clear its device's incident.
-
-        All metrics of a device share one incident (a failing chiller lifts
-        temperature and humidity: one fault, one alert); device-wide rules
-        (silent, clock_offset) have their own. `member` (default: the metric)
-        is the finding's name in incident.metrics: a second finding on the
-        same metric (its departure from the district's meters) joins and
-        leaves the incident on its own.
-        """
-        member = member or metric
-        key = (device, group or ("readings" if metric else rule))
-        incident = self.incidents.get(key)
-        if is_active and incident is None:
-            kind, district = self.info.get(device, ("", ""))
-            severity = grade(score, limit_severity, self.detector)
-            incident = Incident(f"{device}:{key[1]}:{t_ms}", device, kind, district, metric, rule,
-                                severity, t_ms, now_ms, score, {member}, member)
-            self.incidents[key] = incident
-            self.counters["alerts_opened"] += 1
-            return [self._send(incident, "active", score, detail, now_ms)]
-        if incident is None:
-            return []
-        if not is_active:
-            incident.metrics.discard(member)
-            if incident.metrics:
-                return []  # another metric of the device is still anomalous
-            del self.incidents[key]
-            self.counters["alerts_cleared"] += 1
-            if member != incident.opened_by:
-                detail = (None, None, None, None)  # cleared by another metric: no numbers for this one
-            return [self._send(incident, "cleared", score, detail, now_ms)]
-        severity = grade(max(score, incident.score), limit_severity, self.detector)
-        joined = member not in incident.metrics
-        incident.metrics.add(member)
-        stale = now_ms - incident.published_ms >= self.params.update_every_s * 1000
-        if joined or rank(severity) > rank(incident.severity) or stale:
-            incident.severity = max(severity, incident.severity, key=rank)
-            incident.score = max(score, incident.score)
-            if member != incident.opened_by:  # explained by the finding that moved, numbers left to its own series
-                return [self._send(incident, "active", score, (None, None, None, None), now_ms, metric, rule,
-                                   detail)]
-            return [self._send(incident, "active", score, detail, now_ms)]
-        return []
-
-    def _send(self, incident: Incident, state: str, score: float, detail: tuple, now_ms: int,
-              metric: str | None = None, rule: str | None = None, metric_detail: tuple | None = None) -> dict:
-        observed, expected, scale, z = detail
-        if metric is None:
-            explanation = explain(incident.metric, incident.rule, observed, expected, scale, z, incident.started_ms,
-                                  self.utc_offset_h)
-        else:
-            explanation = "Also " + explain(metric, rule or "", *metric_detail, incident.started_ms,
-                                            self.utc_offset_h)
-        if len(incident.metrics) > 1:
-            explanation += f" Affected: {', '.join(sorted(incident.metrics))}."
-        incident.published_ms = max(now_ms, incident.published_ms + 1)  # each message newer than the last
-        message = {
-            "id": incident.id, "device": incident.device, "kind": incident.kind, "district": incident.district,
-            "metric": incident.metric, "rule": incident.rule, "state": state, "severity": incident.severity,
-            "score": round(min(1.0, max(0.0, score)), 4),
-            "observed": observed if incident.metric else None, "expected": expected,
-            "started_ms": incident.started_ms, "updated_ms": incident.published_ms,
-            "explanation": explanation[:1000],
-        }
-        raw = contract.encode_alert(message)
-        if self.publish is not None:
-            self.publish(contract.alert_topic(incident.device), raw)
-        self._write(message)
-        self.counters["alert_messages"] += 1
-        return message
-
-    def _write(self, message: dict) -> None:
-        if self.writer is None:
-            return
-        if time.monotonic() < self.influx_retry_at:
-            self.counters["influx_skipped"] += 1  # InfluxDB failed a moment ago: do not stall every alert on it
-            return
-        tags = {k: message[k] for k in ("device", "district", "kind", "metric", "rule", "severity")}
-        fields = {"state": message["state"], "score": float(message["score"]), "explanation": message["explanation"],
-                  "id": message["id"]}
-        try:
-            self.writer.write([line("alerts", tags, fields, message["updated_ms"])])
-        except InfluxError as exc:  # the MQTT alert went out; the annotation is best effort
-            self.counters["influx_errors"] += 1
-            self.influx_retry_at = time.monotonic() + INFLUX_RETRY_S
-            log.warning("alert not written to InfluxDB (next try in %d s): %s", INFLUX_RETRY_S, exc)
-
-
 def _newest(array: np.ndarray, counts: np.ndarray, width: int) -> np.ndarray:
     """Each row's newest counts[i] samples, left-aligned in `width` columns, NaN after them."""
     columns = np.arange(width)[None]
@@ -510,12 +340,4 @@ def _newest(array: np.ndarray, counts: np.ndarray, width: int) -> np.ndarray:
     return np.where(columns < counts[:, None], np.take_along_axis(array, take, axis=1), np.nan)
 
 
-def rank(severity: str) -> int:
-    return contract.SEVERITIES.index(severity) if severity in contract.SEVERITIES else -1
-
-
-def _finite(value: float) -> float | None:
-    return float(value) if np.isfinite(value) else None
-
-
-__all__ = ["STATISTICAL_RULES", "AnalyticsEngine", "explain"]
+__all__ = ["STATISTICAL_RULES", "AnalyticsEngine", "Incident", "explain"]
