@@ -227,6 +227,14 @@ def changes(was_active: bool, flags: np.ndarray) -> list[int]:
     return list(np.flatnonzero(flags != previous)) or [flags.size - 1]
 
 
+def newest(array: np.ndarray, counts: np.ndarray, width: int) -> np.ndarray:
+    """Each row's newest counts[i] samples of `array` (S, T), left-aligned in `width` columns, NaN after them:
+    what a scorer feeds its hysteresis after a pass (a NaN step is no reading)."""
+    columns = np.arange(width)[None]
+    take = np.clip(array.shape[1] - counts[:, None] + columns, 0, array.shape[1] - 1)
+    return np.where(columns < counts[:, None], np.take_along_axis(array, take, axis=1), np.nan)
+
+
 def rank(severity: str) -> int:
     """A severity's order in contract.SEVERITIES (-1 for an unknown one)."""
     return contract.SEVERITIES.index(severity) if severity in contract.SEVERITIES else -1

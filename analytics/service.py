@@ -143,7 +143,7 @@ class EngineService:
             return
         started = time.monotonic()
         try:
-            size = save_state(self.engine, self.state_file)
+            size = save_state(self.engine.learnt, self.state_file)
         except OSError as exc:  # a full or read-only disk: the engine goes on, the previous checkpoint stays
             self.engine.counters["state_save_errors"] += 1
             log.warning("analytics state not saved to %s: %s", self.state_file, exc)

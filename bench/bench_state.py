@@ -5,7 +5,8 @@
 
 An engine is filled as after 8 days of running (EngineParams defaults: a
 1,440-sample buffer per series, 8 days of one-minute bucket means), with
-`--metrics` metrics per device plus the per-device clock series, then
+`--metrics` metrics per device plus each device's arrivals (the clock
+scorer's delays and the silence check's pace: their times are kept), then
 saved with analytics.state.save_state and loaded into a new engine with
 load_state, `--runs` times each; medians are printed. The baseline in the
 same run is the floor: the same arrays' bytes written to one file with
@@ -29,9 +30,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from analytics.buffers import CoarseHistory, SeriesBlock  # noqa: E402
+from analytics.buffers import CoarseHistory  # noqa: E402
 from analytics.config import EngineParams  # noqa: E402
-from analytics.engine import CLOCK, AnalyticsEngine  # noqa: E402
+from analytics.engine import AnalyticsEngine  # noqa: E402
 from analytics.state import load_state, save_state  # noqa: E402
 from telemetry_shared.registry import Registry  # noqa: E402
 
@@ -47,33 +48,34 @@ def filled_engine(registry: Registry, devices: int, metrics: int, seed: int = 0)
     keys = [(f"pwr-{i:04d}",) for i in range(devices)]
     buckets = params.profile_days * 86_400_000 // params.profile_bucket_ms
     end_ms = START_MS + buckets * params.profile_bucket_ms
-    for metric in (*METRICS[:metrics], CLOCK):
-        engine.blocks[metric] = block = SeriesBlock(params.buffer_samples)
+    learnt = engine.learnt
+    for block in (learnt.arrivals, *(learnt.block(metric, params.buffer_samples) for metric in METRICS[:metrics])):
         for key in keys:
             block.row(key)
         block.times[:devices] = end_ms - 60_000 * np.arange(params.buffer_samples)[::-1] + rng.integers(0, 999)
         block.values[:devices] = rng.normal(100, 5, (devices, params.buffer_samples))
-        if metric == CLOCK:
-            continue
-        engine.history[metric] = history = CoarseHistory(params.profile_bucket_ms, buckets)
+    for metric in METRICS[:metrics]:
+        learnt.history[metric] = history = CoarseHistory(params.profile_bucket_ms, buckets)
         for row in range(devices):
             history.closed.row((row,))
         history.closed.times[:devices] = START_MS + 60_000 * np.arange(buckets) + 30_000
         history.closed.values[:devices] = rng.normal(100, 5, (devices, buckets))
         history.open_bucket = np.full(devices, end_ms // params.profile_bucket_ms, dtype=np.int64)
         history.sums = np.tile([100.0, 20_000.0, 1.0], (devices, 1))
-    engine.last_seen_ms = {key[0]: end_ms for key in keys}
-    engine.info = {key[0]: ("power", "tanjungpinang-kota") for key in keys}
+    learnt.last_seen_ms = {key[0]: end_ms for key in keys}
+    learnt.info = {key[0]: ("power", "tanjungpinang-kota") for key in keys}
     return engine
 
 
 def state_arrays(engine: AnalyticsEngine) -> list[np.ndarray]:
-    out = []
-    for metric, block in engine.blocks.items():
+    """The arrays the state file holds: buffers, coarse histories, the arrival times."""
+    learnt = engine.learnt
+    out = [learnt.arrivals.times[:len(learnt.arrivals.keys)]]
+    for metric, block in learnt.blocks.items():
         n = len(block.keys)
         out += [block.values[:n], block.times[:n]]
-        if metric in engine.history:
-            history = engine.history[metric]
+        if metric in learnt.history:
+            history = learnt.history[metric]
             out += [history.closed.values[:n], history.closed.times[:n], history.open_bucket[:n], history.sums[:n]]
     return out
 
@@ -99,7 +101,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--devices", type=int, default=2000)
     parser.add_argument("--metrics", type=int, default=1, choices=range(1, len(METRICS) + 1),
-                        help="metrics per device (each with its coarse history), besides the clock series")
+                        help="metrics per device (each with its coarse history), besides the arrivals")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--dir", type=Path, default=None, help="where to write (default: a temporary folder)")
     args = parser.parse_args()
@@ -107,12 +109,12 @@ def main() -> None:
         folder = Path(tmp)
         registry = Registry(folder / "registry.sqlite3")
         engine = filled_engine(registry, args.devices, args.metrics)
-        series = sum(len(b.keys) for b in engine.blocks.values())
+        series = sum(len(b.keys) for b in engine.learnt.blocks.values())
         state, raw = folder / "engine-svc-analytics-0.npz", folder / "raw.bin"
         arrays = state_arrays(engine)
         raw_bytes = sum(a.nbytes for a in arrays)
 
-        save_s = median_time(lambda: save_state(engine, state), args.runs)
+        save_s = median_time(lambda: save_state(engine.learnt, state), args.runs)
         raw_save_s = median_time(lambda: raw_write(arrays, raw), args.runs)
 
         def load() -> AnalyticsEngine:
@@ -129,7 +131,7 @@ def main() -> None:
         size = state.stat().st_size
         registry.close()
 
-    print(f"analytics state: {args.devices:,} devices x {args.metrics} metric(s) + the clock series = {series:,} "
+    print(f"analytics state: {args.devices:,} devices x {args.metrics} metric(s) = {series:,} series + arrivals; "
           f"series; 8 days of 1-minute buckets and a 1,440-sample buffer each; median of {args.runs} runs")
     print(f"file: {size / 1e6:,.1f} MB ({size / args.devices / 1e3:,.1f} KB a device; the arrays alone "
           f"{raw_bytes / 1e6:,.1f} MB)")

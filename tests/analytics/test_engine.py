@@ -110,7 +110,7 @@ def test_history_never_opens_a_live_alert(engine_parts):
     for t, raw in backfill:
         engine.ingest("pwr-0001", raw, t + 3_600_000)  # an hour late, as an offline device catches up
     assert engine.process(now_ms=START + 4_000_000) == []
-    assert engine.blocks["voltage_v"].count(0) == 64  # the history did fill the buffer (64 samples long)
+    assert engine.learnt.blocks["voltage_v"].count(0) == 64  # the history did fill the buffer (64 samples long)
     assert sent == [] and influx.rows('SELECT * FROM "alerts"') == []
 
 
@@ -155,7 +155,7 @@ def test_a_clock_jump_is_noticed(engine_parts):
     assert [(m["rule"], m["state"], m["metric"]) for m in messages][:1] == [("clock_offset", "active", "")]
     assert len({m["id"] for m in messages}) == 1
     assert "clock jumped" in messages[0]["explanation"]
-    assert engine.blocks["voltage_v"].rejected_out_of_order == 20  # the past does not rewrite the buffer
+    assert engine.learnt.blocks["voltage_v"].rejected_out_of_order == 20  # the past does not rewrite the buffer
 
 
 def test_bad_messages_and_unknown_devices_are_counted_not_fatal(engine_parts):

@@ -168,7 +168,7 @@ def test_engine_peer_finding_and_the_ordinary_detector_share_one_incident(distri
     # Neither finding clears the other: the incident is cleared at most once, by the last of them.
     assert [m["state"] for m in mine].count("cleared") <= 1
     if mine[-1]["state"] != "cleared":
-        assert (names[0], "readings") in engine.incidents
+        assert (names[0], "readings") in engine.learnt.incidents
 
 
 def test_engine_district_with_too_few_meters_is_left_alone(district_engine):

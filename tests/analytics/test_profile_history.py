@@ -134,7 +134,7 @@ def test_settings_size_the_history_and_refuse_nonsense(tmp_path, registry, monke
     engine = AnalyticsEngine(registry, None, None, service.params)
     for received_ms, raw in history_messages(1, random.Random(1)):
         engine.ingest(DEVICE, raw, received_ms)
-    history = engine.history["power_kw"]
+    history = engine.learnt.history["power_kw"]
     assert history.closed.capacity == 2 * 288  # two days of 5-minute buckets, whatever the reading interval
     assert np.isfinite(history.closed.values[0]).sum() == 287  # one day, the last bucket still open
     for name, bad in (("CITY_ANALYTICS_PROFILE_BUCKET_S", "0"), ("CITY_ANALYTICS_PROFILE_BUCKET_S", "5e9"),
