@@ -141,7 +141,7 @@ class SlowHook(BaseHTTPRequestHandler):
         body = self.rfile.read(int(self.headers["Content-Length"]))
         self.server.calls.append((self.headers[ID_HEADER], body))
         if len(self.server.calls) == 1:
-            time.sleep(3)
+            time.sleep(5)
         self.send_response(204)
         self.end_headers()
 
@@ -156,16 +156,17 @@ def test_a_hanging_webhook_times_out_and_the_retry_carries_the_same_id_and_body(
     try:
         api = make_api(api_notify_rules=[{"role": "operator", "min_severity": "info", "secret": SECRET,
                                           "webhook": f"http://127.0.0.1:{server.server_address[1]}/hook"}],
-                       api_notify_timeout_s=0.5, api_notify_retry_first_s=0.2)
+                       api_notify_timeout_s=1.0, api_notify_retry_first_s=0.2)
         analytics.publish(alert("inc-slow", severity="warning"))
         notifier = api.services.alerts.notifier
         delivery = wait_for(lambda: [d for d in notifier.deliveries("inc-slow") if d.status == "sent"], timeout_s=15)[0]
     finally:
         server.shutdown()
         server.server_close()
-    assert delivery.attempts == 2  # the hung try timed out after 0.5 s, the retry was answered
-    (first_id, first_body), (second_id, second_body) = server.calls[:2]
-    assert first_id == second_id == str(delivery.seq) and first_body == second_body  # a receiver can drop the repeat
+    assert delivery.attempts >= 2  # the hung try timed out after 1 s, a retry was answered
+    assert len(server.calls) == delivery.attempts
+    assert {call_id for call_id, _ in server.calls} == {str(delivery.seq)}  # a receiver can drop the repeats
+    assert len({body for _, body in server.calls}) == 1
 
 
 def test_a_row_claimed_by_a_process_that_died_is_due_again_when_its_lease_ends(tmp_path):
