@@ -42,7 +42,7 @@ def pipeline(tmp_path, mosquitto, shared_influxd, influx_db, make_api):
     with open(tmp_path / "ingest.log", "wb") as log:
         ingest = subprocess.Popen([sys.executable, "-m", "ingest"], cwd=ROOT, env=env, stdout=log,
                                   stderr=subprocess.STDOUT)
-    api = make_api(data_dir=data_dir, api_sensor_fault_check_s=0.2, api_sensor_fault_window_s=3.0)
+    api = make_api(data_dir=data_dir, api_sensor_fault_check_s=0.2, api_sensor_fault_window_s=5.0)
     yield api
     ingest.terminate()
     ingest.wait(30)
@@ -111,7 +111,7 @@ def test_five_impossible_readings_raise_one_sensor_fault_alert(pipeline, mosquit
     malformed = next(a for a in sensor_faults(api) if a["device"] == "pwr-0002")
     assert "malformed json ×5" in malformed["explanation"]
 
-    # a window (3 s here, 10 min by default) without rejections clears both
+    # a window (5 s here, 10 min by default) without rejections clears both
     wait_for(lambda: {a["state"] for a in sensor_faults(api)} == {"cleared"}, timeout_s=20)
     assert len(sensor_faults(api)) == 2
     meter.disconnect()
