@@ -314,7 +314,7 @@ class MqttSubscriber:
                 return bool(body[0] & 1)
 
     def _read_loop(self, sock: socket.socket, buf: bytearray, generation: int) -> None:
-        last_received = time.monotonic()
+        last_received = last_ping = time.monotonic()
         while not self.stopping.is_set():
             try:
                 data = sock.recv(RECV_BYTES)
@@ -333,8 +333,11 @@ class MqttSubscriber:
                     self.handler.on_messages(messages)
                 for first, body in others:
                     self._control(first, body)
-            if now - self.last_sent > self.keepalive_s / 2:
+            # Ping when we have sent nothing (the broker's keepalive) or heard nothing (ours) for a while.
+            half = self.keepalive_s / 2
+            if now - self.last_sent > half or (now - last_received > half and now - last_ping > half):
                 self._send(bytes([PINGREQ, 0]))
+                last_ping = now
             if now - last_received > self.keepalive_s * 1.5:
                 raise ConnectionError("broker silent past the keepalive")
 

@@ -9,6 +9,7 @@ import re
 import sqlite3
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from pydantic import BaseModel, Field, field_validator
@@ -183,15 +184,25 @@ class Registry:
 
     def seen(self, device_id: str, t_ms: int, firmware: str | None = None) -> None:
         """Record that a device spoke (cheap; does not invalidate caches)."""
+        self.seen_many([(device_id, t_ms, firmware)])
+
+    def seen_many(self, entries: Sequence[tuple[str, int, str | None]]) -> None:
+        """`seen` for many (device, t_ms, firmware) in one transaction (one commit, not one per device)."""
+        with_fw = [(t_ms, firmware, device_id) for device_id, t_ms, firmware in entries if firmware]
+        without = [(t_ms, device_id) for device_id, t_ms, firmware in entries if not firmware]
         with self.lock:
-            if firmware:
-                self.db.execute(
+            self.db.execute("BEGIN")
+            try:
+                self.db.executemany(
                     "UPDATE devices SET last_seen_ms = max(coalesce(last_seen_ms, 0), ?), firmware = ?,"
                     " state = CASE WHEN state IN ('provisioned', 'silent') THEN 'active' ELSE state END WHERE id = ?",
-                    (t_ms, firmware, device_id))
-            else:
-                self.db.execute("UPDATE devices SET last_seen_ms = max(coalesce(last_seen_ms, 0), ?) WHERE id = ?",
-                                (t_ms, device_id))
+                    with_fw)
+                self.db.executemany("UPDATE devices SET last_seen_ms = max(coalesce(last_seen_ms, 0), ?) WHERE id = ?",
+                                    without)
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
 
     def delete(self, device_id: str) -> None:
         with self.lock:

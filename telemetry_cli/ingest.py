@@ -1,0 +1,43 @@
+"""`city ingest retire-worker N`: scale the ingest workers down without losing
+what the broker still queues for a stopped worker (see ingest/retire.py).
+
+Exit codes: 0 retired, 2 bad input, 6 broker or InfluxDB unavailable (nothing lost:
+the session stays and the command can be run again).
+"""
+
+import json
+from typing import Annotated
+
+import typer
+
+from ingest.retire import RetireError, retire
+from telemetry_cli.common import EXIT_INVALID, EXIT_UNAVAILABLE, JsonFlag, fail, load_settings, out
+from telemetry_shared.broker import MAX_SERVICE_INSTANCES
+
+app = typer.Typer(help="The ingest workers: scale down without loss.", no_args_is_help=True)
+
+
+@app.command("retire-worker")
+def retire_worker(
+    instance: Annotated[int, typer.Argument(help="N of the worker identity svc-ingest-N / ingest-N to retire")],
+    quiet_s: Annotated[float, typer.Option(help="done once nothing arrived for this long")] = 2.0,
+    timeout_s: Annotated[float, typer.Option(help="give up (keeping the session) after this long")] = 600.0,
+    as_json: JsonFlag = False,
+) -> None:
+    """Drain a stopped worker's broker session and spool into InfluxDB, then end the session.
+
+    Stop the worker first (and start the remaining ones with CITY_INGEST_WORKERS lowered):
+    Mosquitto keeps queueing a stopped member's share of the shared subscription until its
+    session is ended, which is what this does after storing what it held."""
+    if not 0 <= instance < MAX_SERVICE_INSTANCES:
+        fail(f"the worker number is 0 to {MAX_SERVICE_INSTANCES - 1}", EXIT_INVALID)
+    settings = load_settings()
+    try:
+        done = retire(settings, instance, quiet_s, timeout_s)
+    except RetireError as exc:
+        fail(str(exc), EXIT_UNAVAILABLE)
+    if as_json:
+        print(json.dumps(done.__dict__))
+        return
+    out.print(f"retired {done.worker_id}: {done.messages} messages drained, {done.points} points written, "
+              f"{done.dead_letters} dead letters; its broker session is ended")
