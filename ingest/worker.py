@@ -34,7 +34,8 @@ SESSION_EXPIRY_S = 7 * 24 * 3600
 DRAIN_TIMEOUT_S = 30.0
 SPOOL_FULL_PAUSE_S = 1.0
 SEEN_EVERY_S = 5.0  # a device's last_seen_ms in the registry may lag this much (silence is judged in minutes)
-FLUSH_BYTES = 1 << 20  # also flush once this much payload waits: bounds memory when messages are large
+FLUSH_BYTES = 1 << 20  # also flush once this much payload waits (large messages: big batches anyway)
+MAX_PENDING_BYTES = 16 << 20  # past this the network thread stops reading: TCP holds the rest, memory stays flat
 TOPICS = (contract.TELEMETRY_SUB, contract.STATUS_SUB)
 
 ClientFactory = Callable[[Settings, MqttHandler], MqttClient]
@@ -81,6 +82,7 @@ class IngestWorker:
         # The network thread appends whole chunks, the flusher pops: a deque needs no lock for that.
         self.pending: deque[Message] = deque()
         self.ready = threading.Event()  # set when a full batch is waiting
+        self.taken = threading.Event()  # set when the flusher took a batch off `pending`
         self.held: list[Message] = []  # a batch that failed and is tried again
         self.resumed: dict[int, bool] = {}  # connection generation -> the broker kept our session
         self.last_message = time.monotonic()
@@ -130,6 +132,9 @@ class IngestWorker:
         self.bytes_in += sum(len(m.payload) for m in messages)
         if len(self.pending) >= self.flush_at or self.bytes_in - self.bytes_out >= FLUSH_BYTES:
             self.ready.set()
+        while self.bytes_in - self.bytes_out > MAX_PENDING_BYTES and not self.stopping.is_set():
+            self.taken.clear()
+            self.taken.wait(0.5)  # until the flusher takes a batch
 
     # ------------------------------------------------------------ life cycle
 
@@ -188,6 +193,7 @@ class IngestWorker:
         pop = self.pending.popleft
         batch = [pop() for _ in range(min(len(self.pending), self.settings.ingest_receive_maximum))]
         self.bytes_out += sum(len(m.payload) for m in batch)
+        self.taken.set()
         return batch
 
     def _ack(self, batch: Sequence[Message]) -> None:

@@ -136,8 +136,12 @@ class City:
                                    cwd=ROOT, capture_output=True, text=True, timeout=60)
         if retention.returncode != 0:
             console.print(f"[yellow]retention policies not set: {retention.stdout}{retention.stderr}[/]")
-        ingest_env = env | {"CITY_INGEST_METRICS_PORT": str(_port_or_free(9108))}
-        self._spawn("ingest-0", [py, "-m", "ingest"], ingest_env)
+        # One ingest worker per core (up to 4) sharing the subscription, unless CITY_INGEST_WORKERS says.
+        workers = int(os.environ.get("CITY_INGEST_WORKERS") or min(4, os.cpu_count() or 1))
+        for i in range(workers):
+            ingest_env = self.stack.service_env("ingest", i) | {
+                "CITY_INGEST_WORKERS": str(workers), "CITY_INGEST_METRICS_PORT": str(_port_or_free(9108 + i))}
+            self._spawn(f"ingest-{i}", [py, "-m", "ingest"], ingest_env)
         self._spawn("analytics", [py, "-m", "analytics"], self.stack.service_env("analytics"))
         self._spawn("api", [py, "-m", "api"], self.stack.service_env("api"))
         self._spawn("rollup", [py, "-m", "telemetry_cli.main", "rollup", "run", "--every-s", "3600"], env)

@@ -83,7 +83,8 @@ class Settings(BaseSettings):
     ingest_batch_points: int = 5000
     ingest_batch_ms: int = 200
     ingest_workers: int = Field(1, ge=1, le=8, description="workers in the group: >1 uses a shared subscription")
-    ingest_receive_maximum: int = Field(1000, ge=10, le=65535, description="MQTT 5 in-flight window per worker")
+    ingest_receive_maximum: int = Field(5000, ge=10, le=65535, description="MQTT 5 in-flight window per worker; "
+                                        "a batch is written at half of it")
     ingest_metrics_port: int = Field(9108, ge=0, le=65535, description="Prometheus text; 0 turns it off")
     ingest_stats_interval_s: float = Field(10.0, gt=0, description="how often counters go to ingest_stats")
     ingest_retry_max_s: float = Field(10.0, gt=0, description="cap of the write backoff and of Retry-After")

@@ -186,7 +186,7 @@ def test_ingest_scales_under_fixed_identities(resolved: dict) -> None:
     ingest = resolved["services"]["ingest"]
     assert "container_name" not in ingest and "ports" not in ingest, "a fixed name or host port stops --scale"
     assert ingest["command"][:4] == ["python", "-m", "deploy.lease", "ingest"]
-    assert ingest["deploy"]["replicas"] == 1 and ingest["environment"]["CITY_INGEST_WORKERS"] == "1"
+    assert ingest["deploy"]["replicas"] == 2 and ingest["environment"]["CITY_INGEST_WORKERS"] == "2"
 
 
 def test_ingest_workers_from_env_set_the_replicas_and_the_group(tmp_path: Path) -> None:
