@@ -11,6 +11,7 @@ worker down.
 """
 
 import logging
+import queue
 import threading
 import time
 from collections import deque
@@ -86,13 +87,16 @@ class IngestWorker:
         self.held: list[Message] = []  # a batch that failed and is tried again
         self.resumed: dict[int, bool] = {}  # connection generation -> the broker kept our session
         self.last_message = time.monotonic()
-        self.busy = False  # the flusher holds a batch it has taken off `pending`
+        self.busy = False  # the storer holds a batch it has not acked yet
+        self.decoding = False  # the flusher holds a batch it took off `pending`
         # Payload bytes in and out of `pending`, each counted by one thread only, so no lock is needed.
         self.bytes_in = 0
         self.bytes_out = 0
         self.seen_written: dict[str, tuple[float, str]] = {}  # device -> (when, firmware) last told the registry
         self.client = client_factory(settings, self)
+        self.to_store: queue.Queue[tuple[list[Message], Decoded] | None] = queue.Queue(maxsize=1)
         self.flusher = threading.Thread(target=self._flush_loop, name="ingest-flush", daemon=True)
+        self.storer = threading.Thread(target=self._store_loop, name="ingest-store", daemon=True)
         self.stats = threading.Thread(target=self._stats_loop, name="ingest-stats", daemon=True)
 
     # ------------------------------------------------------------ MQTT (the client's network thread)
@@ -140,6 +144,7 @@ class IngestWorker:
 
     def start(self) -> None:
         self.client.start()
+        self.storer.start()
         self.flusher.start()
         self.stats.start()
 
@@ -148,37 +153,75 @@ class IngestWorker:
         unless `session_expiry_s=0`)."""
         self.stopping.set()
         self.ready.set()
+        deadline = time.monotonic() + DRAIN_TIMEOUT_S
         self.flusher.join(DRAIN_TIMEOUT_S)
+        self.storer.join(max(0.1, deadline - time.monotonic()))
         self.client.stop(session_expiry_s)
         self._write_stats()
 
     def idle(self) -> bool:
         """Nothing held or waiting (used to know when a retiring worker's session is empty)."""
-        return not self.pending and not self.held and not self.busy
+        return (not self.pending and not self.held and not self.decoding and self.to_store.empty()
+                and not self.busy)
 
-    # ------------------------------------------------------------ batches (the flusher thread)
+    # ------------------------------------------------------------ batches: decoded by the flusher,
+    # stored and acked by the storer, so the next batch is decoded while InfluxDB writes this one
 
     def _flush_loop(self) -> None:
         while True:
             batch = self.held or self._next_batch()
+            if not batch and self.stopping.is_set():
+                self._hand_over(None)
+                return
             if not batch:
-                if self.stopping.is_set():
-                    return
-                self.sink.replay()
+                self.decoding = False
                 continue
-            self.busy = True
             try:
-                decoded = self.process(batch)
-            except Exception:  # noqa: BLE001 (a bug or a locked file must not end the worker)
-                log.exception("processing a batch failed; it stays unacked and is tried again")
+                decoded = self.decode(batch)
+            except Exception:  # noqa: BLE001 (a bug must not end the worker)
+                log.exception("decoding a batch failed; it stays unacked and is tried again")
                 self.metrics.inc("batch_errors")
                 self.held = batch
                 self.decoder.forget_sequences()  # the retry must not see its own messages as duplicates
-                self.busy = False
                 self.stopping.wait(1.0)
                 continue
             self.held = []
-            if decoded is None:
+            handed = self._hand_over((batch, decoded))
+            self.decoding = False
+            if not handed:
+                return
+
+    def _hand_over(self, item: tuple[list[Message], Decoded] | None) -> bool:
+        while self.storer.is_alive():
+            try:
+                self.to_store.put(item, timeout=0.5)
+                return True
+            except queue.Full:
+                continue
+        return False  # the storer left (stopped while the spool was full): nothing more is acked
+
+    def _store_loop(self) -> None:
+        while True:
+            try:
+                item = self.to_store.get(timeout=self.settings.ingest_batch_ms / 1000)
+            except queue.Empty:
+                self.sink.replay()
+                continue
+            if item is None:
+                return
+            batch, decoded = item
+            self.busy = True
+            while True:
+                try:
+                    stored = self.store(decoded, len(batch))
+                    break
+                except Exception:  # noqa: BLE001 (a bug or a locked file must not end the worker)
+                    log.exception("storing a batch failed; it stays unacked and is tried again")
+                    self.metrics.inc("batch_errors")
+                    if self.stopping.wait(1.0):
+                        self.busy = False
+                        return  # never acked: the broker keeps it for our next session
+            if not stored:
                 self.busy = False
                 return  # stopped while the spool was full: nothing acked, the broker keeps it all
             self._ack(batch)
@@ -190,6 +233,7 @@ class IngestWorker:
         if not full and not self.stopping.is_set():
             self.ready.wait(self.settings.ingest_batch_ms / 1000)
         self.ready.clear()
+        self.decoding = True
         pop = self.pending.popleft
         batch = [pop() for _ in range(min(len(self.pending), self.settings.ingest_receive_maximum))]
         self.bytes_out += sum(len(m.payload) for m in batch)
@@ -211,8 +255,8 @@ class IngestWorker:
         if mids:
             self.client.ack(generation, mids)
 
-    def process(self, messages: Sequence[Message]) -> Decoded | None:
-        """Decode once, then store until durable. None if stopped before the store took it."""
+    def decode(self, messages: Sequence[Message]) -> Decoded:
+        """Lines, dead letters and the devices seen, for a batch of messages."""
         decoded = Decoded()
         now_ms = int(time.time() * 1000)
         self.decoder.begin_batch()
@@ -222,20 +266,24 @@ class IngestWorker:
                 self.metrics.inc("retained_skipped")
                 continue
             self.decoder.decode(message.topic, message.payload, now_ms, decoded)
+        return decoded
+
+    def store(self, decoded: Decoded, messages: int) -> bool:
+        """Store until durable (InfluxDB or the spool, and the dead letters). False if stopped first."""
         while True:
             try:
                 self.sink.store(decoded.lines)
                 break
             except SpoolFull as exc:
-                log.error("InfluxDB away and the spool is full; holding %d messages unacked: %s", len(messages), exc)
+                log.error("InfluxDB away and the spool is full; holding %d messages unacked: %s", messages, exc)
                 if self.stopping.wait(SPOOL_FULL_PAUSE_S):
-                    return None
+                    return False
                 self.sink.replay()
         self.dead_letters.add_many(decoded.rejects)
         self._record_seen(decoded.seen)
         if decoded.newest_live_ms:
             self.metrics.set("lag_seconds", max(0.0, time.time() - decoded.newest_live_ms / 1000))
-        return decoded
+        return True
 
     def _record_seen(self, seen: dict[str, tuple[int, str]]) -> None:
         """Tell the registry which devices spoke: one transaction per batch, and a device at most
