@@ -114,6 +114,29 @@ class DetectorParams:
     flatline_nats: float = 14.0
     flatline_min_run: int = 4
 
+    # The CSV row score (detectors.surprise): the surprise -log10 p of each row given the rows before
+    # it. |z| past surprise_tail_u has each series' own exponential tail, shrunk towards a normal
+    # law's with the weight of surprise_prior_rows readings and surprise_prior_count excesses of mean
+    # surprise_prior_excess (a normal law's mean excess over 3 is ~0.3); one excess counts at most
+    # surprise_excess_cap, so an anomaly barely teaches the tail. A change within the last
+    # surprise_fast_rows readings costs surprise_hazard decades of prior odds. After a change the
+    # bias follows the z at surprise_bias_alpha. Score: 0 up to surprise_floor decades, then
+    # u / (u + surprise_half). Chosen on bench/csv_corpus.py's tuning seeds, never the held-out ones.
+    # The quick recent level of the row score's point z (combined._quick_level): ~3 readings.
+    quick_alpha: float = 0.3
+    surprise_tail_u: float = 3.0
+    surprise_prior_rows: float = 1000.0
+    surprise_prior_excess: float = 0.35
+    surprise_prior_count: float = 10.0
+    surprise_excess_cap: float = 3.0
+    surprise_fast_rows: int = 5
+    surprise_hazard: float = 3.0
+    surprise_bias_alpha: float = 0.05
+    surprise_shift_offset: float = 7.0
+    surprise_flat_offset: float = 6.0
+    surprise_floor: float = 3.5
+    surprise_half: float = 0.056
+
     # Silence: a device is silent after this many expected intervals without data.
     silence_factor: float = 3.0
     # Clock offset: a device's arrival delay may wander this many intervals

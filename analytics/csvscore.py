@@ -1,6 +1,15 @@
 """Score any CSV of timestamp,value rows: the same general detectors, one
 parameter set for every file, causal (a row's score uses only the rows above
-it), written back as the input rows plus an `anomaly_score` column in [0, 1].
+it), written back as the input rows plus three columns:
+
+- `anomaly_score` in [0, 1): the surprise of the row given the rows above it
+  (detectors.surprise), calibrated the same way on every series, highest at
+  the onset of a change;
+- `incident`: 1, 2, ... on the rows the live alert engine would hold an
+  incident open for (its hysteresis over the same evidence: one per fault),
+  empty elsewhere;
+- `detector`: the rule that opened that incident (unusual_value,
+  level_shift, off_daily_profile, stuck_sensor, drift).
 
 Tolerated: a header or none, any common spelling of the column names, extra
 columns (a label column is never taken as the value), comma, semicolon or tab
@@ -21,7 +30,9 @@ from pathlib import Path
 import numpy as np
 
 from analytics.config import DEFAULT_PARAMS, DetectorParams
-from analytics.detectors import score_series
+from analytics.detectors import DETECTORS, score_series
+from analytics.detectors.surprise import row_score, row_surprise
+from analytics.rules import STATISTICAL_RULES, Hysteresis
 
 MAX_BYTES = 512 * 1024 * 1024
 MAX_ROWS = 5_000_000
@@ -169,24 +180,60 @@ def read_table(text: str) -> Table:
     return Table(header, body, time_column, value_column, times, values)
 
 
-def score_table(table: Table, params: DetectorParams = DEFAULT_PARAMS) -> np.ndarray:
-    """Causal anomaly scores in [0, 1], one per row, in file order.
+@dataclass
+class RowScores:
+    """Per row, in file order: the anomaly score, the held incident (0: none) and the detector behind it."""
+
+    score: np.ndarray  # the surprise of the row given the rows above it, in [0, 1)
+    incident: np.ndarray  # int: 1, 2, ... while an incident is held (the alert engine's hysteresis), else 0
+    detector: np.ndarray  # object: the rule of the incident's opening row ('' outside incidents)
+
+
+def score_rows(table: Table, params: DetectorParams = DEFAULT_PARAMS) -> RowScores:
+    """Causal row scores (detectors.surprise) and the incidents the live engine would hold over the same rows.
 
     Rows out of time order are scored in file order; for the seasonal
     look-up their time is the latest seen so far, so a row never looks
-    ahead of itself.
+    ahead of itself. A missing value scores 0 and keeps an open incident.
     """
     monotone = np.maximum.accumulate(table.times_ms) if table.times_ms.size else table.times_ms
-    scores = score_series(table.values.reshape(1, -1), monotone, params).combined[0]
-    return np.where(np.isnan(table.values), 0.0, scores)
+    x = table.values.reshape(1, -1)
+    stats = score_series(x, monotone, params, with_evidence=True)
+    nats = stats.evidence["flatline"] * (params.flatline_nats / params.z_mid)
+    # A run at the highest value seen before it is saturated (a full car park, a pegged gauge), as one
+    # at the lowest is idle: neither is a surprise of its own in a file of unknown meaning.
+    highest_before = np.concatenate(([-np.inf], np.fmax.accumulate(np.nan_to_num(x[0], nan=-np.inf))[:-1]))
+    nats = np.where(x >= highest_before, 0.0, nats)
+    surprise, _ = row_surprise(stats.point, nats, params=params)
+    missing = np.isnan(table.values)
+    score = np.where(missing, 0.0, row_score(surprise, params)[0])
+    # The held incident: the engine's hysteresis over the engine's own score (one alert per fault).
+    engine_score = np.where(missing[None], np.nan, stats.combined)
+    anchor_values = x if stats.anchor is not None else None
+    active = Hysteresis().step(engine_score, params, values=anchor_values, anchor=stats.anchor)[0]
+    starts = active & ~np.concatenate(([False], active[:-1]))
+    incident = np.where(active, np.cumsum(starts), 0)
+    names = np.array([STATISTICAL_RULES[name] for name in DETECTORS], dtype=object)
+    opening_rule = names[stats.winner[0]]
+    first_row = np.maximum.accumulate(np.where(starts, np.arange(active.size), 0))
+    detector = np.where(active, opening_rule[first_row], "")
+    return RowScores(score, incident, detector)
 
 
-def write_scored(table: Table, scores: np.ndarray, out: io.TextIOBase) -> None:
+def score_table(table: Table, params: DetectorParams = DEFAULT_PARAMS) -> np.ndarray:
+    """Causal anomaly scores in [0, 1), one per row, in file order (score_rows' score)."""
+    return score_rows(table, params).score
+
+
+def write_scored(table: Table, rows: RowScores, out: io.TextIOBase) -> None:
+    """The input rows plus anomaly_score, incident (empty outside one) and detector (the rule that opened it)."""
     writer = csv.writer(out, lineterminator="\n")
     header = table.header or ["timestamp", "value"] + [f"column_{i}" for i in range(2, len(table.rows[0]))]
-    writer.writerow([*header, "anomaly_score"])
-    for row, score in zip(table.rows, scores, strict=True):
-        writer.writerow([*row, f"{score:.6f}"])
+    writer.writerow([*header, "anomaly_score", "incident", "detector"])
+    incidents = [str(i) if i else "" for i in rows.incident.tolist()]
+    for row, score, incident, detector in zip(table.rows, rows.score.tolist(), incidents, rows.detector.tolist(),
+                                              strict=True):
+        writer.writerow([*row, f"{score:.6f}", incident, detector])
 
 
 def score_file(source: Path, target: Path, params: DetectorParams = DEFAULT_PARAMS) -> np.ndarray:
@@ -202,7 +249,7 @@ def score_file(source: Path, target: Path, params: DetectorParams = DEFAULT_PARA
     except UnicodeDecodeError as exc:
         raise CsvError(f"{source} is not UTF-8 text (byte {exc.start})") from exc
     table = read_table(text)
-    scores = score_table(table, params)
+    rows = score_rows(table, params)
     with target.open("w", encoding="utf-8", newline="") as out:
-        write_scored(table, scores, out)
-    return scores
+        write_scored(table, rows, out)
+    return rows.score

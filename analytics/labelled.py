@@ -21,6 +21,11 @@ At a score threshold:
 The threshold sweep repeats this for thresholds 0.05 to 0.999 and names the
 one with the best F1 over all files, so a utility can see what threshold its
 own history supports before trusting the detectors.
+
+Beside F1, the row-wise score of analytics.rowwise (the Numenta benchmark's:
+every row over the threshold a detection, the earliest in a window earns the
+most, every false row costs, one threshold for all files, the best one), of
+`city score` and of a plain windowed Gaussian on the same readings.
 """
 
 import csv
@@ -35,6 +40,7 @@ import numpy as np
 
 from analytics import csvscore
 from analytics.csvscore import CsvError, Table, parse_time, read_table, score_table
+from analytics.rowwise import RowWise, best_row_wise, windowed_gaussian
 
 # 0.05 .. 0.99, then 0.995 and 0.999: on a series whose normal readings often score near 1 the best
 # threshold sits at the top, and the last two steps show whether it keeps improving there.
@@ -54,6 +60,7 @@ class Scored:
     name: str
     scores: np.ndarray
     windows: list[tuple[int, int]]
+    values: np.ndarray | None = None  # the readings, for the windowed Gaussian baseline
 
 
 @dataclass
@@ -273,7 +280,7 @@ def load(paths: list[Path], label_column: str = "label", windows_csv: Path | Non
                 windows = rows_of_windows(table.times_ms, spans.get(key, []), path.name)
         except LabelError as exc:
             raise LabelError(f"{path}: {exc}") from None
-        scored.append(Scored(str(path), scores, windows))
+        scored.append(Scored(str(path), scores, windows, table.values))
         if on_file is not None:
             on_file(path)
     unused = 0 if spans is None else sum(len(v) for k, v in spans.items() if k not in used)
@@ -339,6 +346,10 @@ class Report:
     sweep: list[tuple[float, Metrics]]
     best_threshold: float | None
     unused_windows: int = 0
+    # The row-wise score (analytics.rowwise) at its best threshold, of `city score` and of the windowed
+    # Gaussian baseline on the same files (None without windows or without the readings).
+    row_wise: RowWise | None = None
+    baseline_row_wise: RowWise | None = None
 
     def as_dict(self) -> dict:
         best = next((m for t, m in self.sweep if t == self.best_threshold), None)
@@ -351,7 +362,14 @@ class Report:
             "sweep": [{"threshold": t, "precision": _round(m.precision), "recall": _round(m.recall),
                        "f1": _round(m.f1), "false_episodes": m.false_episodes} for t, m in self.sweep],
             "unused_windows": self.unused_windows,
+            "row_wise": _row_wise_dict(self.row_wise),
+            "baseline_row_wise": _row_wise_dict(self.baseline_row_wise),
         }
+
+
+def _row_wise_dict(r: RowWise | None) -> dict | None:
+    return None if r is None else {"score": round(r.score, 2), "threshold": r.threshold, "windows": r.windows,
+                                   "found": r.found, "false_rows": r.false_rows}
 
 
 def _round(x: float | None) -> float | None:
@@ -386,4 +404,10 @@ def evaluate(files: list[Scored], threshold: float = 0.5, tolerance: int = 5,
         top = max(m.f1 for _, m in sweep)
         tied = [t for t, m in sweep if m.f1 == top]
         best = tied[len(tied) // 2]
-    return Report(threshold, tolerance, per_file, total, sweep, best)
+    report = Report(threshold, tolerance, per_file, total, sweep, best)
+    if total.windows:
+        report.row_wise = best_row_wise([(item.scores, item.windows) for item in files])
+        if all(item.values is not None for item in files):
+            report.baseline_row_wise = best_row_wise([(windowed_gaussian(item.values), item.windows)
+                                                      for item in files])
+    return report

@@ -12,8 +12,12 @@ load) without being any of them: we never look at a public benchmark's files
     machine_temp   a machine's temperature: slowly wandering (AR(1) plus a random walk), quantised to 0.1
     service_load   requests per interval: daily and weekly seasonality, a trend, heavy-tailed noise
     random_walk    no seasonality at all: a random walk with Student-t steps
+    multi_season   a trend with daily, half-day and weekly cycles of random phases and sizes
+    bursty         a quiet base with normal bursts of activity (a pump, a batch job) at random times
+    stepwise       an integer level that steps up or down now and then (beds taken, machines running)
 
-sampled every 1 to 15 minutes with jitter and gaps, 1,000 to 20,000 rows, and
+sampled every 1 to 15 minutes with jitter and gaps (a fifth of the series irregularly:
+exponential gaps between readings), 1,000 to 20,000 rows, and
 either clean (to measure false alarms) or with one kind of injected, labelled
 anomaly (one or two windows of it):
 
@@ -24,6 +28,10 @@ anomaly (one or two windows of it):
     stuck          the sensor repeats its last reading
     pattern_loss   the daily pattern disappears: the series sits at its daily mean
     collapse       the reading falls to zero (a dead sensor, a closed road)
+    dip            one to three readings far below normal
+    contextual     for an hour or two the readings take the values of another time of day
+                   (normal at noon, not at 3 am): a schedule gone wrong
+    phase_shift    the daily pattern runs a few hours early or late for a day or more
 
 Magnitudes are in units of each series' own noise, so an anomaly is as
 visible on a quiet temperature as on a noisy load.
@@ -49,9 +57,11 @@ HOUR_MS = 3_600_000
 DAY_MS = 86_400_000
 START_MS = 1_735_689_600_000  # 2025-01-01 00:00 UTC, a Wednesday
 
-FAMILIES = ("occupancy", "speed", "counts", "building_temp", "machine_temp", "service_load", "random_walk")
-ANOMALIES = ("spike", "level_shift", "drift", "variance", "stuck", "pattern_loss", "collapse")
-SEASONAL = {"occupancy", "speed", "counts", "building_temp", "service_load"}
+FAMILIES = ("occupancy", "speed", "counts", "building_temp", "machine_temp", "service_load", "random_walk",
+            "multi_season", "bursty", "stepwise")
+ANOMALIES = ("spike", "dip", "level_shift", "drift", "variance", "stuck", "pattern_loss", "collapse", "contextual",
+             "phase_shift")
+SEASONAL = {"occupancy", "speed", "counts", "building_temp", "service_load", "multi_season"}
 INTERVALS_MIN = (1, 2, 5, 10, 15)
 
 
@@ -212,6 +222,42 @@ def _random_walk(times_ms: np.ndarray, rng: np.random.Generator) -> Shape:
     return Shape(base, noise, sd)
 
 
+def _multi_season(times_ms: np.ndarray, rng: np.random.Generator) -> Shape:
+    hour, working = _clock(times_ms)
+    days = (times_ms - times_ms[0]) / DAY_MS
+    level = rng.uniform(10, 500)
+    week = 2 * np.pi * ((times_ms // DAY_MS + 3) % 7 + hour / 24) / 7
+    curve = (1 + rng.uniform(0.1, 0.4) * np.sin(2 * np.pi * hour / 24 + rng.uniform(0, 6.3))
+             + rng.uniform(0.0, 0.2) * np.sin(4 * np.pi * hour / 24 + rng.uniform(0, 6.3))
+             + rng.uniform(0.0, 0.2) * np.sin(week + rng.uniform(0, 6.3)))
+    base = level * curve * (1 + rng.uniform(-0.01, 0.02) * days)
+    sd = level * rng.uniform(0.01, 0.04)
+    noise = _ar1(rng, times_ms.size, rng.uniform(0.0, 0.6), sd)
+    return Shape(base, noise, sd, quantum=rng.choice([0.0, 0.1, 1.0]))
+
+
+def _bursty(times_ms: np.ndarray, rng: np.random.Generator) -> Shape:
+    n = times_ms.size
+    level = rng.uniform(5, 50)
+    sd = level * rng.uniform(0.02, 0.06)
+    on = np.zeros(n)
+    at = 0
+    while at < n:  # generator only: bursts of 3-30 readings every 20-200 readings
+        at += int(rng.integers(20, 200))
+        on[at:at + int(rng.integers(3, 30))] = 1.0
+    base = level + on * level * rng.uniform(0.5, 2.0)
+    noise = rng.normal(0, sd, n) * (1 + on)
+    return Shape(base, noise, sd, 0.0, None, quantum=rng.choice([0.0, 0.1]))
+
+
+def _stepwise(times_ms: np.ndarray, rng: np.random.Generator) -> Shape:
+    n = times_ms.size
+    capacity = int(rng.integers(8, 60))
+    steps = np.where(rng.random(n) < rng.uniform(0.02, 0.1), rng.choice([-1.0, 1.0], n), 0.0)
+    base = np.clip(capacity * 0.6 + np.cumsum(steps), 0, capacity)
+    return Shape(base, np.zeros(n), 1.0, 0.0, float(capacity), quantum=1.0)
+
+
 def _ar1(rng: np.random.Generator, n: int, phi: float, sd: float) -> np.ndarray:
     from scipy.signal import lfilter
 
@@ -234,7 +280,8 @@ def _shape(family: str, times_ms: np.ndarray, rng: np.random.Generator, interval
         return _counts(times_ms, rng, interval_min)
     return {"occupancy": _occupancy, "speed": _speed, "building_temp": _building_temp,
             "machine_temp": _machine_temp, "service_load": _service_load,
-            "random_walk": _random_walk}[family](times_ms, rng)
+            "random_walk": _random_walk, "multi_season": _multi_season, "bursty": _bursty,
+            "stepwise": _stepwise}[family](times_ms, rng)
 
 
 # ---------------------------------------------------------------- anomalies
@@ -254,11 +301,11 @@ def _inject(kind: str, shape: Shape, rng: np.random.Generator, per_day: float) -
     # The unit of every magnitude: the noise, or the rounding step where that is coarser (a 0.5 degC
     # sensor with 0.05 degC of noise moves in 0.5 steps; six noise sigmas would round to nothing).
     sd = max(shape.noise_sd, shape.quantum)
-    if kind == "spike":
+    if kind in ("spike", "dip"):
         windows = []
         for _ in range(int(rng.integers(1, 3))):
             start, end = _window(rng, n, 1, 3)
-            sign = 1.0 if (shape.low is not None or rng.random() < 0.5) else -1.0
+            sign = 1.0 if kind == "spike" else -1.0
             shape.base[start:end + 1] += sign * rng.uniform(6, 15) * sd
             windows.append((start, end))
         return merge_windows(windows)
@@ -291,6 +338,18 @@ def _inject(kind: str, shape: Shape, rng: np.random.Generator, per_day: float) -
     if kind == "collapse":
         start, end = _window(rng, n, 40, 500)
         return [(start, end)]  # applied after the noise
+    if kind == "contextual":
+        # The curve of 8 to 16 hours earlier: values that are normal at another time of day.
+        start, end = _window(rng, n, max(3, int(per_day / 24)), max(4, int(per_day / 12)))
+        back = int(per_day * rng.uniform(8, 16) / 24)
+        if start - back >= 0:
+            shape.base[start:end + 1] = shape.base[start - back:end + 1 - back]
+        return [(start, end)]
+    if kind == "phase_shift":
+        start, end = _window(rng, n, int(per_day), int(2 * per_day))
+        back = int(per_day * rng.uniform(2, 5) / 24) * int(rng.choice([-1, 1]))
+        shape.base[start:end + 1] = shape.base[start - back:end + 1 - back]
+        return [(start, end)]
     raise ValueError(f"unknown anomaly {kind!r}")
 
 
@@ -317,6 +376,9 @@ def _times(rng: np.random.Generator, n: int, interval_min: int) -> np.ndarray:
     step = interval_min * MINUTE_MS
     jitter = rng.uniform(0, 0.15) * step
     start = START_MS + int(rng.integers(0, 365)) * DAY_MS
+    if rng.random() < 0.2:  # irregular: exponential gaps between readings (an event-driven logger)
+        times = start + np.cumsum(rng.exponential(step, n)).astype(np.int64)
+        return np.maximum.accumulate(times) // 1000 * 1000
     times = start + np.arange(n, dtype=np.int64) * step + rng.normal(0, jitter / 3, n).astype(np.int64)
     times = np.maximum.accumulate(times)
     return times // 1000 * 1000  # whole seconds, as a logger writes them
@@ -344,7 +406,7 @@ def _gaps(rng: np.random.Generator, n: int, windows: list[tuple[int, int]]) -> n
 def make_series(name: str, family: str, anomaly: str, rng: np.random.Generator) -> Series:
     interval_min = int(rng.choice(INTERVALS_MIN))
     per_day = 1440 // interval_min
-    if anomaly == "pattern_loss":
+    if anomaly in ("pattern_loss", "contextual", "phase_shift"):
         # A daily pattern must exist before it can disappear: at least a week of it.
         n = int(rng.integers(max(1000, 10 * per_day), max(1001, min(20_000, 25 * per_day))))
     else:
@@ -365,11 +427,14 @@ def make_series(name: str, family: str, anomaly: str, rng: np.random.Generator) 
 
 def _family_for(anomaly: str, rng: np.random.Generator) -> str:
     """Families that can show the anomaly: a daily pattern must exist to be lost."""
-    if anomaly == "pattern_loss":
+    if anomaly in ("pattern_loss", "contextual", "phase_shift"):
         return str(rng.choice(sorted(SEASONAL)))
     if anomaly == "collapse":
         # A random walk may wander through 0 itself; everywhere else 0 is off the usual range by day.
-        return str(rng.choice([f for f in FAMILIES if f != "random_walk"]))
+        return str(rng.choice([f for f in FAMILIES if f not in ("random_walk", "stepwise")]))
+    if anomaly in ("stuck", "variance"):
+        # A step-wise level holds still most of the time and has no noise to grow.
+        return str(rng.choice([f for f in FAMILIES if f != "stepwise"]))
     return str(rng.choice(FAMILIES))
 
 

@@ -85,6 +85,13 @@ def _print(report: Report) -> None:
         console.print(f"Best threshold over all files: [bold]{report.best_threshold:g}[/bold] "
                       f"(F1 {_cell(best.f1)}, P {_cell(best.precision)}, R {_cell(best.recall)}, "
                       f"{best.false_episodes} false); at {report.threshold:g}: F1 {_cell(report.total.f1)}.")
+    ours, baseline = report.row_wise, report.baseline_row_wise
+    if ours is not None:
+        line = (f"Row-wise score (NAB standard profile, 100 perfect, 0 never firing): [bold]{ours.score:.1f}[/bold] "
+                f"at {ours.threshold:.4g} ({ours.found}/{ours.windows} windows, {ours.false_rows} false rows)")
+        if baseline is not None:
+            line += f"; windowed Gaussian baseline {baseline.score:.1f} at {baseline.threshold:.4g}"
+        console.print(line + ".")
     if report.unused_windows:
         console.print(f"{report.unused_windows} windows name files not given here: not counted.")
 

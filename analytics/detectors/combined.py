@@ -31,6 +31,10 @@ class Scores:
     winner: np.ndarray
     baseline: Baseline
     anchor: Anchor | None = None
+    # The signed point z of each reading (NaN until a baseline is trusted): the level/seasonal
+    # evidence with its direction, against the profile alone where it is the better forecaster
+    # (surprise.row_surprise reads it; None when score_series ran in blocks without evidence).
+    point: np.ndarray | None = None
 
 
 def score_series(values: np.ndarray, times: np.ndarray | None = None,
@@ -63,7 +67,7 @@ def score_series(values: np.ndarray, times: np.ndarray | None = None,
         as_times(times, x.shape)  # validate once, before any work
     block = params.block_series
     if x.shape[0] <= block:
-        scores = _score_block(x, times, params, history)
+        scores = _score_block(x, times, params, history, with_evidence)
         if not with_evidence:
             scores.evidence = {}
         return scores
@@ -72,12 +76,16 @@ def score_series(values: np.ndarray, times: np.ndarray | None = None,
     for start in range(0, x.shape[0], block):
         rows = slice(start, start + block)
         part = _score_block(x[rows], times if times is None or times.ndim == 1 else times[rows], params,
-                            None if history is None else history.rows(rows))
+                            None if history is None else history.rows(rows), with_evidence)
         out.combined[rows], out.winner[rows] = part.combined, part.winner
         out.baseline.expected[rows], out.baseline.scale[rows], out.baseline.z[rows] = \
             part.baseline.expected, part.baseline.scale, part.baseline.z
         for name in out.evidence:
             out.evidence[name][rows] = part.evidence[name]
+        if with_evidence:
+            if out.point is None:
+                out.point = np.empty(x.shape)
+            out.point[rows] = part.point
         if part.anchor is not None:
             if out.anchor is None:
                 out.anchor = Anchor(*(np.full(x.shape, np.nan) for _ in range(3)))
@@ -114,8 +122,30 @@ def _widened(x: np.ndarray, times: np.ndarray, recent: Baseline, keep: np.ndarra
     return Baseline(recent.expected, scale, z)
 
 
+def _quick_level(x: np.ndarray, times: np.ndarray | None, keep: np.ndarray | None, params: DetectorParams,
+                 recent: Baseline) -> tuple[np.ndarray, np.ndarray]:
+    """The recent point z from whichever of two time scales has forecast better so far (smaller running scale).
+
+    The slow recent level (level_alpha, ~50 readings) is stable but lags a
+    smooth curve, so a dip on a steep daily flank hides in its lag; the quick
+    one (quick_alpha, ~3 readings, the same Huber clip and scale memory)
+    follows the curve and judges the reading against its neighbours.
+    Returns (z, scale) of the better of the two per reading.
+    """
+    if params.quick_alpha <= 0:
+        return recent.z, recent.scale
+    expected, scale = _holt(x, params.quick_alpha, params.scale_alpha, True, params)
+    seen_before = np.cumsum(~np.isnan(x), axis=1) - ~np.isnan(x)
+    with np.errstate(invalid="ignore"):
+        quick = Baseline(expected, scale, np.where(seen_before >= params.warmup, (x - expected) / scale, np.nan))
+    if times is not None and params.day_scale_floor > 0:
+        quick = _widened(x, times, quick, keep, params)
+    better = quick.scale < recent.scale
+    return np.where(better, quick.z, recent.z), np.where(better, quick.scale, recent.scale)
+
+
 def _score_block(x: np.ndarray, times: np.ndarray | None, params: DetectorParams,
-                 history: History | None = None) -> Scores:
+                 history: History | None = None, row_point: bool = False) -> Scores:
     recent = robust_baseline(x, params)
     season = None if times is None else seasonal_baseline(x, times, params, history)
     has_season = None if season is None else np.isfinite(season.z)
@@ -127,7 +157,9 @@ def _score_block(x: np.ndarray, times: np.ndarray | None, params: DetectorParams
         evidence = {"level": np.abs(np.nan_to_num(recent.z)), "shift": cusum_evidence(recent.z, params),
                     "seasonal": np.zeros(x.shape), "flatline": flatline_evidence(x, params),
                     "drift": np.zeros(x.shape)}
-        return _strongest(evidence, recent, params, skip=("seasonal", "drift"))
+        scores = _strongest(evidence, recent, params, skip=("seasonal", "drift"))
+        scores.point = _quick_level(x, times, has_season, params, recent)[0] if row_point else None
+        return scores
     # One forecaster per sample: the daily/weekly profile where it has
     # predicted better than the recent level so far, else the recent level.
     # A daily step (lights on at 07:00) is then expected, not an anomaly.
@@ -166,6 +198,26 @@ def _score_block(x: np.ndarray, times: np.ndarray | None, params: DetectorParams
     anchor = Anchor(season.profile, season.expected - season.profile, season.scale)
     scores = _strongest(evidence, baseline, params)
     scores.anchor = anchor
+    if not row_point:
+        return scores
+    # The point z: against the profile (and the plain profile, same direction) where the profile is the
+    # better forecaster, so a spike on a strong daily curve is judged against the season, not against
+    # a level that lags the curve; elsewhere as `both` with the better of two time scales for the
+    # recent level. NaN where no forecaster is trusted yet.
+    quick_z, quick_scale = _quick_level(x, times, has_season, params, recent)
+    recent_z = np.nan_to_num(quick_z)
+    up = np.minimum(np.minimum(recent_z, season_z), plain_z)
+    down = np.minimum(np.minimum(-recent_z, -season_z), -plain_z)
+    on_season = np.maximum(np.minimum(season_z, plain_z), 0.0) - np.maximum(np.minimum(-season_z, -plain_z), 0.0)
+    signed = np.maximum(up, 0.0) - np.maximum(down, 0.0)
+    # Where the quick level has forecast better than the profile so far and agrees with it in direction
+    # (the profile at least half as far off: a daily step the profile expects is not taken), its z.
+    with np.errstate(invalid="ignore"):
+        agree = (quick_scale < season.scale) & (quick_z * on_season > 0) & (np.abs(on_season) >= 0.5 * np.abs(quick_z))
+    on_season = np.where(agree, quick_z, on_season)
+    point = np.where(use_season, on_season, np.where(has_season, signed, quick_z))
+    point[np.isnan(quick_z) & ~has_season] = np.nan
+    scores.point = point
     return scores
 
 

@@ -76,3 +76,136 @@ def _cusum(z: np.ndarray, upper_out: np.ndarray, lower_out: np.ndarray, k: float
 
 holt = numba.njit(cache=True, nogil=True)(_holt)
 cusum = numba.njit(cache=True, nogil=True)(_cusum)
+
+
+@numba.njit(cache=True, nogil=True)
+def _gauss_log10(z: float) -> float:
+    """-log10 of the two-sided normal tail probability P(|Z| >= z); exact to z ~ 37, asymptotic past it."""
+    z = abs(z)
+    if z < 30.0:
+        return -math.log10(max(math.erfc(z / math.sqrt(2.0)), 1e-300))
+    # Mills' ratio: P(|Z| >= z) ~ 2 phi(z) / z.
+    return (0.5 * z * z + math.log(z * math.sqrt(math.pi / 2.0))) / math.log(10.0)
+
+
+@numba.njit(cache=True, nogil=True)
+def _tail_log10(z: float, u: float, exceed: float, rows: float, excess: float, prior_share: float,
+                prior_rows: float, prior_excess: float, prior_count: float) -> float:
+    """-log10 P(|z'| >= |z|) for one series: normal up to u, an exponential tail past it learnt from its own excesses.
+
+    The share of readings past u and the mean excess over u are running
+    counts shrunk towards a normal law's (prior_share of prior_rows; mean
+    excess prior_excess / prior_count), so a series with heavy-tailed errors
+    needs a larger z for the same surprise, and a series with few readings is
+    judged as a normal one would be. Peaks over threshold with a shape-0
+    generalised Pareto tail (Pickands 1975; Siffer et al., KDD 2017, SPOT).
+    """
+    z = abs(z)
+    if z <= u:
+        return _gauss_log10(z)
+    share = (exceed + prior_share * prior_rows) / (rows + prior_rows)
+    mean_excess = (excess + prior_excess) / (exceed + prior_count)
+    return -math.log10(share) + (z - u) / mean_excess / math.log(10.0)
+
+
+@numba.njit(cache=True, nogil=True)
+def _median_of(buffer: np.ndarray, n: int) -> float:
+    ordered = np.sort(buffer[:n])
+    return 0.5 * (ordered[(n - 1) // 2] + ordered[n // 2])
+
+
+def _surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray, out: np.ndarray, which: np.ndarray,
+              u: float, prior_share: float, prior_rows: float, prior_excess: float, prior_count: float,
+              excess_cap: float, fast_rows: int, hazard: float, k: float, h: float, rho_alpha: float,
+              bias_alpha: float, shift_offset: float, flat_offset: float) -> None:
+    """surprise.row_surprise's recursion for (S, T) inputs; fills out (log10 units) and which (0 point, 1 shift,
+    2 flatline, 3 drift). NaN point: no reading or no trusted baseline, surprise 0 and the state unchanged."""
+    n_series, n_times = point.shape
+    log10e = 1.0 / math.log(10.0)
+    recent = np.empty(fast_rows)
+    for s in range(n_series):
+        bias = upper = lower = run_up = run_down = 0.0
+        n_up = n_down = 0
+        lag_product = previous = 0.0
+        energy = 1.0
+        exceed = rows = excess = 0.0
+        filled = 0
+        before1 = before2 = math.nan  # the bias-corrected z of the previous two readings
+        for t in range(n_times):
+            z = point[s, t]
+            best = flat_nats[s, t] * log10e - flat_offset if flat_nats[s, t] > 0 else 0.0
+            kind = 2
+            d = _gauss_log10(drift[s, t]) - shift_offset if drift[s, t] > 0 else 0.0
+            if d > best:
+                best, kind = d, 3
+            if math.isnan(z):
+                out[s, t] = best if best > 0 else 0.0
+                which[s, t] = kind if best > 0 else 0
+                continue
+            zp = z - bias
+            # The row itself: no change (against the baseline and the bias learnt after a change), or a
+            # change in the last few rows (against their median), at a prior cost of `hazard` decades.
+            slow = _tail_log10(zp, u, exceed, rows, excess, prior_share, prior_rows, prior_excess, prior_count)
+            fast = math.inf
+            if filled >= fast_rows:
+                fast = hazard + _tail_log10(z - _median_of(recent, fast_rows), u, exceed, rows, excess,
+                                            prior_share, prior_rows, prior_excess, prior_count)
+            row = min(slow, fast)
+            if row >= best:
+                best, kind = row, 0
+            # CUSUM of the bias-corrected z (Page 1954), steps discounted for lag-1 autocorrelation.
+            zc = min(max(zp, -h / 2), h / 2)
+            lag_product += rho_alpha * (zc * previous - lag_product)
+            energy += rho_alpha * (zc * zc - energy)
+            rho = min(max(lag_product / max(energy, 1e-12), 0.0), 0.95)
+            step = zc * math.sqrt((1.0 - rho) / (1.0 + rho))
+            previous = zc
+            upper = max(0.0, upper + step - k)
+            lower = max(0.0, lower - step - k)
+            run_up = run_up + zp if upper > 0 else 0.0
+            n_up = n_up + 1 if upper > 0 else 0
+            run_down = run_down + zp if lower > 0 else 0.0
+            n_down = n_down + 1 if lower > 0 else 0
+            # Siegmund's approximation: P(a CUSUM with drift -k ever reaches S) ~ exp(-2 k S).
+            # Checked at every row, so its own offset (a sum near h is common somewhere in a long series).
+            shift = 2.0 * k * max(upper, lower) * log10e - shift_offset
+            if shift > best:
+                best, kind = shift, 1
+            # A run: this reading and the one or two before it all past c > u on the same side, p(c)^w for
+            # independent readings, each extra one discounted by the autocorrelation. The second row of a
+            # shift is surprising even when its own noise pulls it back towards normal.
+            for width in (2, 3):
+                c = abs(zp)
+                same = not math.isnan(before1) and before1 * zp > 0
+                if same:
+                    c = min(c, abs(before1))
+                if width == 3:
+                    same = same and not math.isnan(before2) and before2 * zp > 0
+                    if same:
+                        c = min(c, abs(before2))
+                if same and c > u:  # every reading of the run in the tail
+                    run = _tail_log10(c, u, exceed, rows, excess, prior_share, prior_rows, prior_excess,
+                                      prior_count) * (1.0 + (width - 1) * (1.0 - rho))
+                    if run > best:
+                        best, kind = run, 0
+            if upper >= h or lower >= h:
+                # A change: the new level is the mean of the run that built the sum; judge the next rows
+                # against it (the baseline itself adapts slowly), and start the sums again.
+                bias += run_up / n_up if upper >= h else run_down / n_down
+                upper = lower = run_up = run_down = 0.0
+                n_up = n_down = 0
+            else:
+                bias += bias_alpha * (min(max(zp, -u), u))
+            out[s, t] = best
+            which[s, t] = kind
+            # The series' own tail, from readings that are not themselves part of a change.
+            rows += 1.0
+            if abs(zp) > u:
+                exceed += 1.0
+                excess += min(abs(zp) - u, excess_cap)
+            recent[filled % fast_rows] = z
+            before2, before1 = before1, zp
+            filled += 1
+
+
+surprise = numba.njit(cache=True, nogil=True)(_surprise)

@@ -128,3 +128,95 @@ def peer_residual(rows: list[list[float]], groups: list[str], p: DetectorParams)
                 median = statistics.median(finite)
                 out[i][t] = (rows[i][t] - median) / max(abs(median), p.abs_scale_floor)
     return out
+
+
+def drift_evidence(residual: list[float], scale: list[float], p: DetectorParams) -> list[float]:
+    """A fast and a slow clipped level of the residual; their gap's z against its own baseline; the fast level
+    in standard errors; both in the reading's direction; the least over the last drift_hold_samples."""
+    fast = robust_baseline(residual, p, alpha=p.drift_fast_alpha, trend_on=False)[0]
+    slow = robust_baseline(residual, p, alpha=p.drift_slow_alpha, trend_on=False)[0]
+    seen, gap = 0, []
+    for r, f, s in zip(residual, fast, slow, strict=True):
+        seen += not math.isnan(r)
+        gap.append(f - s if seen >= 1 / p.drift_slow_alpha else math.nan)
+    trend = robust_baseline(gap, p, alpha=p.drift_scale_alpha, trend_on=False)[2]
+    error = math.sqrt(p.drift_fast_alpha / (2 - p.drift_fast_alpha))
+    raw = []
+    for r, f, sc, tr in zip(residual, fast, scale, trend, strict=True):
+        off = f / (sc * error) if not (math.isnan(f) or math.isnan(sc) or sc == 0) else 0.0
+        now = r / sc if not (math.isnan(r) or math.isnan(sc) or sc == 0) else 0.0
+        tr = 0.0 if math.isnan(tr) else tr
+        off = 0.0 if math.isnan(off) else off
+        up = min(tr, off) if now >= p.drift_min_z else 0.0
+        down = min(-tr, -off) if now <= -p.drift_min_z else 0.0
+        raw.append(max(up, down, 0.0))
+    width = p.drift_hold_samples
+    return [min(raw[max(0, t - width + 1):t + 1]) for t in range(len(raw))]
+
+
+def _normal_tail_log10(z: float) -> float:
+    return -math.log10(max(math.erfc(abs(z) / math.sqrt(2)), 1e-300))
+
+
+def row_surprise(point: list[float], flat_nats: list[float], p: DetectorParams) -> list[float]:
+    """The CSV row surprise (decades) of one series, from the docstring of analytics.detectors.surprise."""
+    u = p.surprise_tail_u
+    share0 = math.erfc(u / math.sqrt(2))
+    bias = upper = lower = 0.0
+    run_up: list[float] = []
+    run_down: list[float] = []
+    lag_product = previous = 0.0
+    energy = 1.0
+    excesses: list[float] = []
+    rows = 0
+    history: list[float] = []
+    corrected: list[float] = []  # the bias-corrected z of every reading so far
+    out = []
+
+    def tail(z: float) -> float:  # normal to u, then the series' own exponential tail
+        if abs(z) <= u:
+            return _normal_tail_log10(z)
+        share = (len(excesses) + share0 * p.surprise_prior_rows) / (rows + p.surprise_prior_rows)
+        mean_excess = (sum(excesses) + p.surprise_prior_excess * p.surprise_prior_count) / (
+            len(excesses) + p.surprise_prior_count)
+        return -math.log10(share) + (abs(z) - u) / mean_excess / math.log(10)
+
+    for z, nats in zip(point, flat_nats, strict=True):
+        best = nats / math.log(10) - p.surprise_flat_offset if nats > 0 else 0.0
+        if math.isnan(z):
+            out.append(max(best, 0.0))
+            continue
+        zp = z - bias
+        candidates = [tail(zp)]
+        if len(history) >= p.surprise_fast_rows:
+            candidates.append(p.surprise_hazard + tail(z - statistics.median(history[-p.surprise_fast_rows:])))
+        best = max(best, min(candidates))
+        zc = max(-p.cusum_h / 2, min(p.cusum_h / 2, zp))
+        lag_product += p.cusum_rho_alpha * (zc * previous - lag_product)
+        energy += p.cusum_rho_alpha * (zc * zc - energy)
+        rho = max(0.0, min(0.95, lag_product / max(energy, 1e-12)))
+        step = zc * math.sqrt((1 - rho) / (1 + rho))
+        previous = zc
+        upper = max(0.0, upper + step - p.cusum_k)
+        lower = max(0.0, lower - step - p.cusum_k)
+        run_up = run_up + [zp] if upper > 0 else []
+        run_down = run_down + [zp] if lower > 0 else []
+        best = max(best, 2 * p.cusum_k * max(upper, lower) / math.log(10) - p.surprise_shift_offset)
+        for width in (2, 3):  # runs: all of the last `width` readings past c on this side
+            last = corrected[-(width - 1):] + [zp]
+            if len(last) == width and all(v * zp > 0 and abs(v) > u for v in last):
+                best = max(best, tail(min(abs(v) for v in last)) * (1 + (width - 1) * (1 - rho)))
+        if upper >= p.cusum_h or lower >= p.cusum_h:
+            run = run_up if upper >= p.cusum_h else run_down
+            bias += sum(run) / len(run)
+            upper = lower = 0.0
+            run_up, run_down = [], []
+        else:
+            bias += p.surprise_bias_alpha * max(-u, min(u, zp))
+        out.append(best)
+        rows += 1
+        if abs(zp) > u:
+            excesses.append(min(abs(zp) - u, p.surprise_excess_cap))
+        history.append(z)
+        corrected.append(zp)
+    return out

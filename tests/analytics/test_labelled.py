@@ -163,7 +163,7 @@ def test_cli_finds_the_labelled_spikes_and_scores_as_city_score_does(tmp_path):
     # The same scores as `city score` writes.
     out = tmp_path / "scored.csv"
     assert runner.invoke(app, ["score", str(a), "--out", str(out)]).exit_code == 0
-    written = np.array([float(line.rsplit(",", 1)[1]) for line in out.read_text().splitlines()[1:]])
+    written = np.array([float(line.split(",")[3]) for line in out.read_text().splitlines()[1:]])
     np.testing.assert_array_equal(written.round(6), score_table(read_table(a.read_text())).round(6))
 
 

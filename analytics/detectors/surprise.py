@@ -1,0 +1,77 @@
+"""The row score of `city score`: how surprising each reading is given only the readings before it.
+
+`row_surprise` turns the detectors' evidence into one number per row, the
+surprise -log10 p of the most surprising of four tests, each with its own
+tail probability p:
+
+- the reading itself (its signed point z from `combined.score_series`),
+  under two hypotheses: nothing changed (against the baseline, plus the
+  bias learnt after the last change), or the series changed within the last
+  few readings (against their median), which costs `surprise_hazard`
+  decades of prior odds. So the first rows of a shift are surprising and the
+  rows after it are not (the change already happened), while a lone spike
+  is surprising under both. The tail of |z| past `surprise_tail_u` is the
+  series' own (an exponential tail learnt from its excesses, shrunk towards
+  a normal law's), so heavy-tailed series need larger deviations;
+- a shift: the two-sided CUSUM of the bias-corrected z, p ~ exp(-2 k S)
+  (Siegmund 1985). When it crosses h the change is accepted: the bias is set
+  to the mean of the run and the sums start again (Page 1954; the restart
+  of Lorden 1971). A new normal stops being surprising at once;
+- a stuck sensor: the probability of the run of repeats (`flatline_nats`);
+- optionally, a drift off the daily profile (`drift_evidence`, in sigmas).
+
+`row_score` maps the surprise to [0, 1] the same way for every series:
+0 up to `surprise_floor` decades (what clean data reaches now and then), then
+u / (u + surprise_half) for u decades past it. The map never saturates: a
+reading 30 sigmas off scores above one 10 sigmas off, at six decimals.
+"""
+
+import math
+
+import numpy as np
+
+from analytics.config import DEFAULT_PARAMS, DetectorParams
+from analytics.detectors import kernels
+from analytics.detectors.base import as_matrix
+
+# What the `which` output of row_surprise names.
+TESTS = ("point", "shift", "flatline", "drift")
+
+
+def _normal_tail(z: float) -> float:
+    return math.erfc(z / math.sqrt(2.0))
+
+
+def row_surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray | None = None,
+                 params: DetectorParams = DEFAULT_PARAMS) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, the surprise (decades, -log10 p) of the most surprising test, and which test (index into TESTS).
+
+    Parameters: point (S, T) signed point z per reading, NaN where there is
+    no reading or no trusted baseline yet; flat_nats (S, T) flatline
+    surprise in nats; drift (S, T) drift evidence in sigmas (>= 0), optional:
+    `city score` leaves it out, because a drift's evidence lasts as long as
+    the drift, and the row score is about onsets (the CUSUM with restarts
+    finds a drift as a series of small shifts).
+    Returns: (surprise (S, T) float, which (S, T) int8). Causal: row t
+    uses rows <= t only. Compiled (kernels.surprise), one series per row.
+    """
+    z = np.ascontiguousarray(as_matrix(point))
+    flat = np.ascontiguousarray(as_matrix(flat_nats))
+    drifting = np.zeros(z.shape) if drift is None else np.ascontiguousarray(np.nan_to_num(as_matrix(drift)))
+    out = np.empty(z.shape)
+    which = np.empty(z.shape, dtype=np.int8)
+    u = params.surprise_tail_u
+    prior_share = _normal_tail(u)
+    kernels.surprise(z, flat, drifting, out, which, float(u), float(prior_share), float(params.surprise_prior_rows),
+                     float(params.surprise_prior_excess * params.surprise_prior_count),
+                     float(params.surprise_prior_count), float(params.surprise_excess_cap),
+                     int(params.surprise_fast_rows), float(params.surprise_hazard), float(params.cusum_k),
+                     float(params.cusum_h), float(params.cusum_rho_alpha), float(params.surprise_bias_alpha),
+                     float(params.surprise_shift_offset), float(params.surprise_flat_offset))
+    return out, which
+
+
+def row_score(surprise: np.ndarray, params: DetectorParams = DEFAULT_PARAMS) -> np.ndarray:
+    """Surprise in decades to a score in [0, 1): 0 up to surprise_floor, then u / (u + surprise_half)."""
+    excess = np.maximum(np.nan_to_num(np.asarray(surprise, dtype=np.float64)) - params.surprise_floor, 0.0)
+    return excess / (excess + params.surprise_half)

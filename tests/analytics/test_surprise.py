@@ -1,0 +1,230 @@
+"""The CSV row score: the surprise of a row given the rows before it, calibrated, never saturating, highest at
+the onset of a change; the held incident as its own columns; the row-wise (NAB-style) evaluation and its baseline."""
+
+import csv
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from analytics import detectors as d
+from analytics.config import DEFAULT_PARAMS as P
+from analytics.csvscore import Table, score_rows
+from analytics.detectors.surprise import row_score, row_surprise
+from analytics.rowwise import best_row_wise, row_wise, windowed_gaussian
+from telemetry_cli.main import app
+from tests.analytics import reference as ref
+
+START = 1_735_689_600_000  # 2025-01-01, a Wednesday
+STEP = 300_000  # five minutes
+DAY = 288
+
+
+def table(values: np.ndarray) -> Table:
+    times = START + np.arange(values.size, dtype=np.int64) * STEP
+    return Table(None, [[str(t), str(v)] for t, v in zip(times, values, strict=True)], 0, 1, times, values)
+
+
+def daily(seed: int, days: int = 10) -> np.ndarray:
+    """A 5-minute series with a daily cycle of amplitude 15 and noise sd 1."""
+    rng = np.random.default_rng(seed)
+    n = days * DAY
+    return 15 * np.sin(2 * np.pi * np.arange(n) / DAY) + rng.normal(0, 1, n)
+
+
+# ---------------------------------------------------------------- against the references
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_row_surprise_matches_reference(seed):
+    rng = np.random.default_rng(seed)
+    z = rng.standard_t(4, (2, 600))
+    z[:, :40] = np.nan
+    z[0, 300] = 12.0  # a spike
+    z[1, 400:] += 6.0  # a shift
+    z[rng.random(z.shape) < 0.03] = np.nan
+    nats = np.zeros(z.shape)
+    nats[0, 500:520] = np.linspace(0, 40, 20)
+    fast, _ = row_surprise(z, nats, params=P)
+    for i in range(2):
+        np.testing.assert_allclose(fast[i], ref.row_surprise(list(z[i]), list(nats[i]), P), rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_drift_matches_reference(seed):
+    rng = np.random.default_rng(seed)
+    n = 900
+    residual = rng.normal(0, 1, (2, n)) + np.r_[np.zeros(500), np.linspace(0, 8, 400)][None]
+    residual[rng.random(residual.shape) < 0.03] = np.nan
+    scale = np.full((2, n), 1.0)
+    scale[:, :20] = np.nan
+    fast = d.drift_evidence(residual, scale, P)
+    assert fast[:, -50:].max() > 0  # the drift is found
+    for i in range(2):
+        np.testing.assert_allclose(fast[i], ref.drift_evidence(list(residual[i]), list(scale[i]), P),
+                                   rtol=1e-9, atol=1e-9)
+
+
+# ---------------------------------------------------------------- what it must show
+
+
+def test_a_big_spike_or_dip_on_a_daily_cycle_scores_near_the_top_and_stronger_evidence_scores_higher():
+    x = daily(5)
+    at = 6 * DAY + 77
+    scores = {}
+    for size in (8, 12, 30, -8, -22):
+        y = x.copy()
+        y[at] += size
+        scores[size] = score_rows(table(y)).score[at]
+    assert min(scores.values()) >= 0.9, scores
+    # Never saturating: more evidence, a distinct higher score at six decimals.
+    assert round(scores[8], 6) < round(scores[12], 6) < round(scores[30], 6) < 1.0
+
+
+def test_six_sigma_spikes_on_a_daily_cycle_mostly_score_high():
+    """6 sigmas of the noise, on a working day with a daily profile (the row's own noise and the profile's
+    spread make its z anywhere from about 4 to 8): most score 0.9 or more, on that row."""
+    found = []
+    for seed in range(4):
+        y = daily(100 + seed)
+        rows = np.array([5 * DAY + 17, 6 * DAY + 120, 7 * DAY + 200, 8 * DAY + 40]) + seed  # Mon to Thu
+        y[rows] += 6 * np.array([1, -1, 1, -1])
+        found += list(score_rows(table(y)).score[rows])
+    assert np.mean(np.array(found) >= 0.9) >= 0.6 and np.median(found) >= 0.9, np.round(found, 3)
+
+
+def test_a_level_shift_is_flagged_on_its_first_rows_and_then_stops():
+    for seed in (21, 22, 24):
+        y = daily(seed)
+        at = 7 * DAY + 40
+        y[at:] += 5
+        score = score_rows(table(y)).score
+        assert max(score[at], score[at + 1]) >= 0.9, score[at:at + 3]
+        assert score[at + 10:at + DAY].max() < 0.9  # the new normal is no longer surprising
+
+
+def test_the_onset_scores_highest_not_the_whole_incident():
+    y = daily(7)
+    at = 8 * DAY + 100
+    y[at:] += 12
+    rows = score_rows(table(y))
+    assert rows.score[at:].argmax() <= 2
+    assert (rows.score[at + 12:] < 0.5).all()  # once the change is accepted, the new level is normal
+    # The held incident is a separate output (the engine's hysteresis): it opens within a few rows and
+    # stays open while the readings stay off the daily profile.
+    opened = at + int(np.argmax(rows.incident[at:] > 0))
+    assert opened < at + 10 and (rows.incident[opened:opened + 100] == rows.incident[opened]).all()
+    assert rows.detector[opened] != "" and (rows.incident[:at] == 0).all()
+
+
+def test_clean_rows_stay_low():
+    for seed in range(3):
+        score = score_rows(table(daily(40 + seed))).score
+        assert np.percentile(score, 99) < 0.1
+
+
+@pytest.mark.parametrize("values", [np.zeros(0), np.full(500, 7.0), np.full(300, np.nan), np.array([3.0])])
+def test_named_cases_score_zero(values):
+    """Empty, constant, all-NaN and one-sample files: nothing is surprising, nothing is held."""
+    rows = score_rows(table(values))
+    assert rows.score.shape == values.shape and (rows.score == 0).all()
+    assert (rows.incident == 0).all()
+
+
+def test_a_constant_series_that_changes_scores_high_once():
+    values = np.r_[np.full(400, 7.0), np.full(100, 9.0)]
+    score = score_rows(table(values)).score
+    assert score[400] >= 0.9 and score[403:].max() < 0.5
+
+
+def test_row_score_is_monotonic_bounded_and_zero_below_the_floor():
+    s = np.array([0.0, P.surprise_floor, P.surprise_floor + 1, 50, 500, 5000, np.nan])
+    score = row_score(s)
+    assert score[0] == score[1] == score[-1] == 0
+    assert (np.diff(score[1:-1]) > 0).all() and score.max() < 1
+
+
+def test_city_score_writes_incident_and_detector_columns(tmp_path):
+    y = daily(9, days=4)
+    y[2 * DAY + 100:2 * DAY + 150] += 30  # a Friday: the working-day profile exists
+    source = tmp_path / "in.csv"
+    source.write_text("timestamp,value\n" + "".join(f"{START + i * STEP},{v:.3f}\n" for i, v in enumerate(y)))
+    out = tmp_path / "out.csv"
+    result = CliRunner().invoke(app, ["score", str(source), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.reader(out.open()))
+    assert rows[0] == ["timestamp", "value", "anomaly_score", "incident", "detector"]
+    held = [r for r in rows[1:] if r[3]]
+    assert held and {r[3] for r in held} == {"1"} and all(r[4] for r in held)
+    assert all(r[3] == "" and r[4] == "" for r in rows[1:2 * DAY + 100])
+
+
+# ---------------------------------------------------------------- the row-wise evaluation
+
+
+def test_row_wise_rewards_early_detection_and_charges_every_false_row():
+    windows = [(100, 119)]
+    perfect = np.zeros(400)
+    perfect[100] = 1
+    late = np.zeros(400)
+    late[115] = 1
+    noisy = perfect.copy()
+    noisy[300:310] = 1
+    never = np.zeros(400)
+    score = {name: row_wise([(s, windows)], [0.5])[0].score
+             for name, s in (("perfect", perfect), ("late", late), ("noisy", noisy), ("never", never))}
+    assert score["perfect"] == pytest.approx(100.0)
+    assert score["never"] == pytest.approx(0.0)
+    assert score["perfect"] > score["late"] > score["never"]
+    assert score["perfect"] > score["noisy"] > score["never"]
+    assert row_wise([(noisy, windows)], [0.5])[0].false_rows == 10
+
+
+def test_row_wise_ignores_the_probation_period():
+    s = np.zeros(1000)
+    s[10] = 1  # inside the first 15 %
+    s[500] = 1
+    assert row_wise([(s, [(500, 520)])], [0.5])[0].false_rows == 0
+
+
+def test_city_score_beats_the_windowed_gaussian_row_wise():
+    files, gauss = [], []
+    for seed in range(3):
+        y = daily(60 + seed)
+        at = 7 * DAY + 30 * seed
+        y[at] -= 10
+        y[at + 2 * DAY:] += 6
+        windows = [(at, at + 5), (at + 2 * DAY, at + 2 * DAY + 30)]
+        files.append((score_rows(table(y)).score, windows))
+        gauss.append((windowed_gaussian(y), windows))
+    ours, baseline = best_row_wise(files), best_row_wise(gauss)
+    assert ours.score > baseline.score + 20, (ours, baseline)
+
+
+def test_windowed_gaussian_is_causal_and_skips_missing_values():
+    rng = np.random.default_rng(0)
+    x = rng.normal(0, 1, 300)
+    x[50] = np.nan
+    full = windowed_gaussian(x, window=100)
+    np.testing.assert_array_equal(full[:200], windowed_gaussian(x[:200], window=100))
+    assert full[50] == 0 and full[:10].max() == 0
+
+
+def test_score_eval_reports_the_row_wise_score_beside_the_windowed_gaussian(tmp_path):
+    import json
+
+    y = daily(70, days=8)
+    at = 6 * DAY + 50
+    y[at] += 25
+    labels = np.zeros(y.size, dtype=int)
+    labels[at] = 1
+    path = tmp_path / "a.csv"
+    path.write_text("timestamp,value,label\n" + "".join(
+        f"{START + i * STEP},{v:.3f},{lab}\n" for i, (v, lab) in enumerate(zip(y, labels, strict=True))))
+    result = CliRunner().invoke(app, ["score-eval", str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["row_wise"]["found"] == 1 and report["row_wise"]["score"] > 90
+    assert report["baseline_row_wise"] is not None
+    table_out = CliRunner().invoke(app, ["score-eval", str(path)])
+    assert "Row-wise score" in table_out.stdout and "windowed Gaussian" in table_out.stdout
