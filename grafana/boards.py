@@ -51,8 +51,9 @@ def metric_panel(kind: str, metric: str, title: str, description: str, agg: str 
 
 
 def district_panel(kind: str, metric: str, title: str, description: str, inner: str = "mean",
-                   outer: str = "mean", **options) -> Panel:
-    return Panel(title, unit_of(metric), (Target(q.per_district(kind, metric, inner, outer), DISTRICT),),
+                   outer: str = "mean", device: bool = True, **options) -> Panel:
+    """device=False on a dashboard without a device variable (the overview)."""
+    return Panel(title, unit_of(metric), (Target(q.per_district(kind, metric, inner, outer, device), DISTRICT),),
                  description=description, **options)
 
 
@@ -66,9 +67,10 @@ def utility_dashboard(uid: str, title: str, kind: str, description: str, panels:
 def overview() -> Dashboard:
     panels = [
         Panel("Alerts raised", "short", (Target(
-            "SELECT count(\"score\") FROM \"alerts\" " + q.where(device=False, extra="\"state\" = 'active'")
-            + ' GROUP BY "severity"', "$tag_severity"),), kind="stat", width=8, height=5,
-            description="Alert messages that opened or escalated an incident in the time range, by severity."),
+            q.incidents("\"state\" = 'active'") + ' GROUP BY "severity"', "$tag_severity"),), kind="stat", width=8,
+            height=5, no_value="0",
+            description="Incidents (not messages: an incident sends one at every change) active in the time range, "
+                        "by the severities they reached; 0 on a quiet day."),
         Panel("Samples stored", "short", (Target(
             f'SELECT count("seq") FROM {ALL_KINDS} {q.where(device=False)}', "$measurement"),),
             kind="stat", width=8, height=5,
@@ -78,19 +80,19 @@ def overview() -> Dashboard:
             + q.where(device=False) + ' GROUP BY "device", "district") GROUP BY "district"', DISTRICT),),
             kind="stat", width=8, height=5,
             description="Free beds now: each ward's latest report, summed per district."),
-        district_panel("water", "flow_lps", "Water flow by district", inner="mean", outer="sum",
+        district_panel("water", "flow_lps", "Water flow by district", inner="mean", outer="sum", device=False,
                        description="Total flow through the district's metered mains.", stack=True),
-        district_panel("power", "voltage_v", "Mean voltage by district", minimum=180, maximum=270,
+        district_panel("power", "voltage_v", "Mean voltage by district", minimum=180, maximum=270, device=False,
                        thresholds=VOLTAGE_BAND, description="230 V nominal; the band is the +-10 % limit."),
         district_panel("building", "beds_free", "Hospital beds free by district", inner="last", outer="sum",
-                       stack=True, description="Sum over wards of the latest free-bed count."),
-        district_panel("traffic", "speed_kmh", "Mean traffic speed by district",
+                       device=False, stack=True, description="Sum over wards of the latest free-bed count."),
+        district_panel("traffic", "speed_kmh", "Mean traffic speed by district", device=False,
                        description="Mean of each sensor's mean speed."),
         Panel("Latest alerts", "none", (Target(
             'SELECT "severity", "rule", "metric", "state", "score", "explanation" FROM "alerts" '
             + q.where(device=False) + " ORDER BY time DESC LIMIT 50", result_format="table"),),
-            kind="table", width=24, height=9, overrides=(field_unit("Time", "dateTimeAsIso"),),
-            description="The 50 most recent alert messages."),
+            kind="table", width=24, height=9, overrides=(field_unit("Time", "dateTimeAsIso"),), no_value="no alerts",
+            description="The 50 most recent alert messages; none on a quiet day."),
     ]
     return Dashboard("city-overview", "City overview", "Tanjungpinang at a glance: every utility, every district.",
                      panels, [district_variable(ALL_KINDS)], [alert_annotation(device=False)],
@@ -132,8 +134,7 @@ def power() -> Dashboard:
             time_from="90d", thresholds=VOLTAGE_BAND,
             description="Each day's lowest and highest reading per meter, from the daily rollups."),
         metric_panel("power", "current_a", "Current", "Mean current per meter."),
-        Panel("Outage readings", "short", (Target(
-            q.count_where("power", "voltage_v", f'"voltage_v" < {OUTAGE_VOLTS}'), DISTRICT),),
+        Panel("Outage readings", "short", (Target(q.count_under("power", "voltage_v", OUTAGE_VOLTS), DISTRICT),),
             description=f"Readings under {OUTAGE_VOLTS:g} V (10 % of nominal): the supply was out.", stack=True),
         metric_panel("power", "frequency_hz", "Frequency", "Grid frequency; 50 Hz +-1 %.",
                      thresholds=FREQUENCY_BAND),
@@ -169,8 +170,8 @@ def traffic() -> Dashboard:
         metric_panel("traffic", "vehicle_count", "Vehicle counts", "Vehicles counted per interval.", agg="sum"),
         metric_panel("traffic", "occupancy_pct", "Road occupancy", "Share of time a vehicle is over the loop.",
                      minimum=0, maximum=100),
-        Panel("Congestion", "short", (Target(
-            q.count_where("traffic", "speed_kmh", f'"speed_kmh" < {CONGESTED_KMH:g}'), DISTRICT),), stack=True,
+        Panel("Congestion", "short", (Target(q.count_under("traffic", "speed_kmh", CONGESTED_KMH), DISTRICT),),
+            stack=True,
             description=f"Readings with mean speed under {CONGESTED_KMH:g} km/h, per district."),
     ]
     return utility_dashboard("city-traffic", "Traffic", "traffic", "Speed, counts and congestion.", panels)
@@ -190,26 +191,28 @@ def device_health() -> Dashboard:
                         "(which ones: Last seen)."),
         Panel("Messages received", "suffix: msg/s", (Target(q.counter_rate("received"), "$tag_worker"),),
               description="MQTT telemetry messages taken in per second, per ingest worker."),
-        Panel("Rejected messages by reason", "short", (Target(
-            q.counter_increase("/^rejected_/", by_worker=False), "$col"),), stack=True,
+        Panel("Rejected messages by reason", "short", (
+            Target(q.counter_increase('"rejected"', by_worker=False), "all reasons"),
+            Target(q.counter_increase("/^rejected_/", by_worker=False), "$col")), stack=True,
             transformations=(rename_by_regex("non_negative_difference_rejected_(.*)", "$1"),),
-            description="Readings and messages sent to the dead-letter store, by reason."),
+            description="Readings and messages sent to the dead-letter store: all reasons (0 on a healthy city) "
+                        "and each reason that occurred."),
         Panel("Sequence gaps", "short", (Target(
             q.counter_increase('"sequence_gaps"'), "$tag_worker"),),
             description="Messages lost between a device and the broker (gaps in its sequence numbers)."),
         Panel("Gaps per device", "short", (Target(
             'SELECT non_negative_difference(max("sequence_gaps")) FROM "ingest_device_stats" '
             + q.where(district=False) + ' GROUP BY time($__interval), "device", "worker" fill(null)',
-            "$tag_device via $tag_worker"),),
-            description="Which devices lose messages: sequence numbers missing per interval."),
+            "$tag_device via $tag_worker"),), no_value="0",
+            description="Which devices lose messages: sequence numbers missing per interval (written only for a "
+                        "device that lost some: 0 on a healthy city)."),
         Panel("Points written, spooled, replayed", "suffix: points/s", tuple(
             Target(q.counter_rate(field), f"{field} $tag_worker") for field in ("points_written", "spooled",
                                                                                  "replayed")),
             description="Spooled: InfluxDB was away and points went to disk; replayed: written back later."),
-        Panel("Write latency", "s", (Target(
-            'SELECT max("write_seconds_max") FROM "ingest_stats" WHERE $timeFilter '
-            'GROUP BY time($__interval), "worker" fill(null)', "$tag_worker"),),
-            description="Slowest InfluxDB write per worker (since the worker started)."),
+        Panel("Write latency", "s", (Target(q.mean_write_seconds(), "$tag_worker"),),
+            description="Mean InfluxDB write time per interval, per worker (the time spent writing over the "
+                        "writes made in that interval)."),
         Panel("Battery", "volt", (Target(
             f'SELECT mean("battery_v") FROM {status} {q.where()} GROUP BY time($__interval), "device" fill(null)',
             DEVICE),), description="Battery voltage from each device's status message."),

@@ -69,6 +69,8 @@ class Panel:
     max_data_points: int = 300
     min_interval: str = "1m"  # devices report every 10 s to a few minutes; finer buckets are mostly empty
     time_from: str = ""  # a panel's own time range (e.g. "90d" for a long-term trend), whatever the dashboard's
+    # What an empty answer shows, for a panel empty on a healthy city by design (no alert raised): "0", not "No data"
+    no_value: str = ""
 
     def to_json(self, panel_id: int, x: int, y: int) -> dict[str, Any]:
         defaults: dict[str, Any] = {"unit": self.unit}
@@ -78,6 +80,8 @@ class Panel:
             defaults["min"] = self.minimum
         if self.maximum is not None:
             defaults["max"] = self.maximum
+        if self.no_value:
+            defaults["noValue"] = self.no_value
         steps = self.thresholds or (Threshold(None, "green"),)
         defaults["thresholds"] = {"mode": "absolute", "steps": [s.to_json() for s in steps]}
         defaults["custom"] = self._custom()

@@ -33,13 +33,14 @@ def per_device(kind: str, metric: str, agg: str = "mean", extra: str = "") -> st
             f'GROUP BY time($__interval), "device" fill(null)')
 
 
-def per_district(kind: str, metric: str, inner: str = "mean", outer: str = "mean") -> str:
+def per_district(kind: str, metric: str, inner: str = "mean", outer: str = "mean", device: bool = True) -> str:
     """One series per district: `outer` across devices of each device's `inner` value.
 
     A subquery first reduces each device to one value per interval, so a
     district with many devices reporting often does not outweigh one with few.
+    `device=False` on a dashboard without a device variable (the overview).
     """
-    sub = (f"SELECT {inner}({quote_ident(metric)}) AS v FROM {quote_ident(kind)} {where()} "
+    sub = (f"SELECT {inner}({quote_ident(metric)}) AS v FROM {quote_ident(kind)} {where(device=device)} "
            f'GROUP BY time($__interval), "device", "district"')
     return f'SELECT {outer}("v") FROM ({sub}) WHERE $timeFilter GROUP BY time($__interval), "district" fill(null)'
 
@@ -56,10 +57,27 @@ def rollup(kind: str, period: str, fields: list[str], outer: str = "") -> str:
     return f'SELECT {selected} FROM {source} {where()} GROUP BY "device"'
 
 
-def count_where(kind: str, metric: str, condition: str, by: str = "district") -> str:
-    """How many readings per interval meet a condition (an outage, a congested road)."""
-    return (f"SELECT count({quote_ident(metric)}) FROM {quote_ident(kind)} {where(extra=condition)} "
-            f"GROUP BY time($__interval), {quote_ident(by)} fill(0)")
+def count_under(kind: str, metric: str, limit: float, by: str = "district") -> str:
+    """How many readings per interval are at or under a limit (an outage, a congested road), with an
+    explicit 0 where none are: InfluxQL has no CASE, so each reading becomes 1 or 0 as
+    1 - ceil((value - limit) / 1e9) (values are far below 1e9 from the limit) and the ones are summed;
+    a WHERE on the value would return nothing at all on a healthy city instead of 0."""
+    m = quote_ident(metric)
+    sub = f"SELECT 1 - ceil(({m} - {limit!r}) / 1000000000) AS under FROM {quote_ident(kind)} {where()}"
+    return f'SELECT sum("under") FROM ({sub}) WHERE $timeFilter GROUP BY time($__interval), {quote_ident(by)} fill(0)'
+
+
+def mean_write_seconds() -> str:
+    """Mean InfluxDB write time per interval, per worker: the growth of the cumulative write time over the
+    growth of the write count (the worker's `write_seconds_max` is the worst since it started, and never falls)."""
+    sub = ('SELECT non_negative_difference(max("write_seconds_sum")) AS s, non_negative_difference(max("writes")) '
+           'AS n FROM "ingest_stats" WHERE $timeFilter GROUP BY time($__interval), "worker"')
+    return f'SELECT "s" / "n" FROM ({sub}) WHERE $timeFilter AND "n" > 0 GROUP BY "worker"'
+
+
+def incidents(extra: str = "") -> str:
+    """Alert incidents (distinct ids), not alert messages: one incident sends a message at every change."""
+    return f'SELECT count(distinct("id")) FROM "alerts" {where(device=False, extra=extra)}'.rstrip()
 
 
 def latest_per_device(measurement: str, fields: list[str], device: bool = True) -> str:

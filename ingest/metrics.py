@@ -16,6 +16,9 @@ from telemetry_shared.lineproto import escape_key
 LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 REJECTED_PREFIX = "rejected_"
 MAX_GAP_DEVICES = 10_000  # per-device gap series kept; past that they fold into one total
+# Written from the first stats line on, as 0 until they move, so a dashboard shows 0 on a healthy city rather
+# than "No data". "rejected" is the sum of every rejected_<reason>.
+ALWAYS_WRITTEN = ("received", "points_written", "spooled", "replayed", "sequence_gaps", "rejected")
 
 
 class Metrics:
@@ -24,7 +27,7 @@ class Metrics:
     def __init__(self, worker_id: str):
         self.worker_id = worker_id
         self.lock = threading.Lock()
-        self.counters: Counter[str] = Counter()
+        self.counters: Counter[str] = Counter(dict.fromkeys(ALWAYS_WRITTEN, 0))
         self.gaps_by_device: Counter[str] = Counter()
         self.gauges: dict[str, float] = {}
         self.latency_counts = [0] * len(LATENCY_BUCKETS_S)
@@ -35,6 +38,8 @@ class Metrics:
     def inc(self, name: str, n: int = 1) -> None:
         with self.lock:
             self.counters[name] += n
+            if name.startswith(REJECTED_PREFIX):
+                self.counters["rejected"] += n
 
     def gap(self, device_id: str, missing: int) -> None:
         with self.lock:
@@ -76,7 +81,7 @@ def prometheus_text(metrics: Metrics) -> str:
         if name.startswith(REJECTED_PREFIX):
             out.append(f'ingest_rejected_total{{{worker},reason="{name[len(REJECTED_PREFIX):]}"}} {counters[name]}')
     for name in sorted(counters):
-        if not name.startswith(REJECTED_PREFIX):
+        if not name.startswith(REJECTED_PREFIX) and name != "rejected":  # the reasons above add up to it
             out.append(f"# TYPE ingest_{name}_total counter")
             out.append(f"ingest_{name}_total{{{worker}}} {counters[name]}")
     out.append("# TYPE ingest_device_sequence_gaps_total counter")

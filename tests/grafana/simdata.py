@@ -59,9 +59,11 @@ def lines(now_ms: int) -> list[str]:
             t = start + step * STEP_MS
             counters = {"received": step * 100, "points_written": step * 500, "spooled": step // 2,
                         "replayed": step // 3, "rejected_malformed_json": step // 10,
-                        "rejected_out_of_bounds": step // 5, "sequence_gaps": step // 20}
+                        "rejected_out_of_bounds": step // 5, "sequence_gaps": step // 20,
+                        "rejected": step // 10 + step // 5, "writes": step * 5}
             fields = ",".join(f"{name}={value}i" for name, value in counters.items())
-            out.append(f"ingest_stats,worker={worker} {fields},write_seconds_max=0.0{step % 9 + 1} {t}")
+            out.append(f"ingest_stats,worker={worker} {fields},write_seconds_max=0.0{step % 9 + 1},"
+                       f"write_seconds_sum={step * 0.04} {t}")
             for device in DEVICES:
                 out.append(f"ingest_device_stats,device={device},worker={worker} sequence_gaps={step // 30}i {t}")
     for step in range(steps):  # the API's notification outbox (api/alerts/notify.py stats_line)

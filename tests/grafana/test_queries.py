@@ -37,11 +37,14 @@ def city_db(shared_influxd) -> Iterator[InfluxQL]:
     client.close()
 
 
-def grafana_values(district: str = ".*", device: str = ".*") -> dict[str, str]:
-    """What Grafana substitutes for a 2-day range at a 10-minute interval."""
+def grafana_values(uid: str, district: str = ".*", device: str = ".*") -> dict[str, str]:
+    """What Grafana substitutes for a 2-day range at a 10-minute interval: its built-ins and ONLY the board's
+    own variables, so a query naming a variable its board does not define fails (fill_variables refuses)."""
     start = NOW_MS - 2 * 86_400_000
-    return {"timeFilter": f"time >= {start}ms and time <= {NOW_MS}ms", "__interval": "10m",
-            "district": district, "device": device}
+    chosen = {"district": district, "device": device}
+    own = {v["name"] for v in BOARDS[uid]["templating"]["list"]}
+    return {"timeFilter": f"time >= {start}ms and time <= {NOW_MS}ms", "__interval": "10m"} | {
+        name: value for name, value in chosen.items() if name in own}
 
 
 def panel_targets() -> list[tuple[str, str, str]]:
@@ -57,8 +60,15 @@ def has_values(series: list[dict]) -> bool:
 @pytest.mark.parametrize(("uid", "title", "query"), panel_targets(),
                          ids=[f"{uid}:{title}" for uid, title, _ in panel_targets()])
 def test_panel_query_returns_series_for_all(city_db: InfluxQL, uid: str, title: str, query: str) -> None:
-    series = city_db.series(fill_variables(query, grafana_values()))
+    series = city_db.series(fill_variables(query, grafana_values(uid)))
     assert has_values(series), f"{uid} / {title}: no data from {query}"
+
+
+def test_a_panel_naming_a_variable_its_board_lacks_is_caught() -> None:
+    overview = next(p for p in BOARDS["city-overview"]["panels"] if p["title"] == "Water flow by district")
+    assert "$device" not in overview["targets"][0]["query"]  # the overview has no device variable
+    with pytest.raises(ValueError, match="device"):
+        fill_variables(BOARDS["city-water"]["panels"][0]["targets"][0]["query"], grafana_values("city-overview"))
 
 
 def variable_values(db: InfluxQL, board: dict, name: str, values: dict[str, str]) -> list[str]:
@@ -70,10 +80,10 @@ def variable_values(db: InfluxQL, board: dict, name: str, values: dict[str, str]
 @pytest.mark.parametrize("uid", sorted(BOARDS))
 def test_variables_list_districts_and_devices_and_filter_every_panel(city_db: InfluxQL, uid: str) -> None:
     board = BOARDS[uid]
-    districts = variable_values(city_db, board, "district", grafana_values())
+    districts = variable_values(city_db, board, "district", grafana_values(uid))
     assert districts == sorted(simdata.DISTRICTS)
     names = [v["name"] for v in board["templating"]["list"]]
-    chosen = grafana_values(district=districts[0])
+    chosen = grafana_values(uid, district=districts[0])
     if "device" in names:
         devices = variable_values(city_db, board, "device", chosen)
         assert devices, f"{uid}: no devices in {districts[0]}"
@@ -86,14 +96,14 @@ def test_variables_list_districts_and_devices_and_filter_every_panel(city_db: In
             for s in series:  # a filtered panel shows only the chosen district and device
                 tags = s.get("tags", {})
                 assert tags.get("district", districts[0]) == districts[0], panel["title"]
-                assert tags.get("device", chosen["device"]) == chosen["device"], panel["title"]
+                assert tags.get("device", chosen.get("device")) == chosen.get("device"), panel["title"]
 
 
 @pytest.mark.parametrize("uid", sorted(BOARDS))
 def test_alert_annotations_return_the_alerts(city_db: InfluxQL, uid: str) -> None:
     alerts = [a for a in BOARDS[uid]["annotations"]["list"] if a.get("name") == "Analytics alerts"]
     assert len(alerts) == 1
-    rows = city_db.rows(fill_variables(alerts[0]["query"], grafana_values()))
+    rows = city_db.rows(fill_variables(alerts[0]["query"], grafana_values(uid)))
     assert rows and all(row["explanation"] and row["severity"] in ("warning", "critical") for row in rows)
     kinds = {simdata.DEVICES[row["device"]][0] for row in rows}
     if uid in ("city-overview", "city-devices"):
@@ -104,7 +114,7 @@ def test_alert_annotations_return_the_alerts(city_db: InfluxQL, uid: str) -> Non
 
 def test_a_district_with_no_data_shows_nothing_rather_than_everything(city_db: InfluxQL) -> None:
     query = BOARDS["city-water"]["panels"][0]["targets"][0]["query"]
-    assert city_db.series(fill_variables(query, grafana_values(district="tanjungpinang-timur"))) == []
+    assert city_db.series(fill_variables(query, grafana_values("city-water", district="tanjungpinang-timur"))) == []
 
 
 def test_fill_variables_refuses_to_leave_a_variable_unfilled() -> None:
@@ -117,5 +127,5 @@ def test_two_districts_selected_as_grafana_writes_them(city_db: InfluxQL) -> Non
     chosen = "(" + "|".join(d.replace("-", "\\-") for d in simdata.DISTRICTS) + ")"
     panel = next(p for p in BOARDS["city-power"]["panels"] if p["title"] == "Voltage by district")
     query = panel["targets"][0]["query"]
-    series = city_db.series(fill_variables(query, grafana_values(district=chosen)))
+    series = city_db.series(fill_variables(query, grafana_values("city-power", district=chosen)))
     assert sorted(s["tags"]["district"] for s in series) == sorted(simdata.DISTRICTS)
