@@ -21,7 +21,12 @@ SERVER_FIELDS = ("id", "version")
 
 
 class SyncError(RuntimeError):
-    """Grafana could not be reached, refused us, or answered something we cannot use."""
+    """Grafana could not be reached, refused us, or answered something we cannot use.
+    `kind` says which (invalid, auth, conflict, unavailable, failed), for the command's exit code."""
+
+    def __init__(self, message: str, kind: str = "failed"):
+        super().__init__(message)
+        self.kind = kind
 
 
 class GrafanaHTTPError(Exception):
@@ -81,10 +86,10 @@ class GrafanaApi:
 
 def connect(url: str, token: str = "", user: str = "", password: str = "", timeout_s: float = 10.0) -> GrafanaApi:
     if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", url or ""):
-        raise SyncError(f"not a Grafana URL: {url[:80]!r} (expected http://host:port)")
+        raise SyncError(f"not a Grafana URL: {url[:80]!r} (expected http://host:port)", "invalid")
     credential: str | tuple[str, str] | None = token or ((user, password) if user else None)
     if credential is None:
-        raise SyncError("no Grafana credentials: set CITY_GRAFANA_TOKEN, or CITY_GRAFANA_USER and _PASSWORD")
+        raise SyncError("no Grafana credentials: set CITY_GRAFANA_TOKEN, or CITY_GRAFANA_USER and _PASSWORD", "auth")
     return GrafanaApi(url, credential, timeout_s)
 
 
@@ -92,18 +97,21 @@ def sync(api: GrafanaApi, datasource: dict[str, Any], dashboards: list[dict[str,
          folder_uid: str = "city", folder_title: str = "City", reset_secrets: bool = False) -> list[Change]:
     """Make Grafana hold exactly our datasource, folder and dashboards; return what changed."""
     if not re.fullmatch(FOLDER_UID_PATTERN, folder_uid):
-        raise SyncError(f"folder uid must match {FOLDER_UID_PATTERN}: {folder_uid[:60]!r}")
+        raise SyncError(f"folder uid must match {FOLDER_UID_PATTERN}: {folder_uid[:60]!r}", "invalid")
     try:
         changes = [_sync_datasource(api, datasource, reset_secrets), _sync_folder(api, folder_uid, folder_title)]
         changes += [_sync_dashboard(api, board, folder_uid) for board in dashboards]
     except GrafanaHTTPError as exc:
         if exc.status == 401:
-            raise SyncError("Grafana refused the credentials (401): check CITY_GRAFANA_TOKEN or user/password") from exc
-        raise SyncError(f"Grafana request failed ({exc.status}): {exc.message}") from exc
+            raise SyncError("Grafana refused the credentials (401): check CITY_GRAFANA_TOKEN or user/password",
+                            "auth") from exc
+        kind = "unavailable" if exc.status >= 500 else "conflict" if exc.status in (409, 412) else "failed"
+        raise SyncError(f"Grafana request failed ({exc.status}): {exc.message}", kind) from exc
     except httpx.TransportError as exc:  # refused, timed out, DNS: one clear line, not the transport's exception
-        raise SyncError(f"cannot reach Grafana at {api.http.base_url}: {_reason(exc)}") from exc
+        raise SyncError(f"cannot reach Grafana at {api.http.base_url}: {_reason(exc)}", "unavailable") from exc
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
-        raise SyncError(f"Grafana answered something unexpected: {exc!r}"[:300]) from exc
+        raise SyncError(f"Grafana answered something unexpected (is that URL Grafana?): {exc!r}"[:300],
+                        "unavailable") from exc
     return changes
 
 

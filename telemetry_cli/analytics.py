@@ -14,7 +14,8 @@ from analytics.config import DEFAULT_PARAMS
 from analytics.csvscore import CsvError, score_file
 from analytics.evaluate import evaluate_fleet
 from analytics.rescore import RescoreError, parse_overrides, rescore
-from telemetry_shared.influx import InfluxError, InfluxQL
+from telemetry_cli.common import EXIT_INVALID, EXIT_UNAVAILABLE
+from telemetry_shared.influx import InfluxError, InfluxQL, InfluxUnavailable
 from telemetry_shared.settings import get_settings
 
 console = Console()
@@ -125,7 +126,7 @@ def rescore_command(
         raise typer.Exit(2) from exc
     except InfluxError as exc:
         err.print(f"[red]InfluxDB at {settings.influx_url}:[/red] {exc}", highlight=False)
-        raise typer.Exit(1) from exc
+        raise typer.Exit(EXIT_UNAVAILABLE if isinstance(exc, InfluxUnavailable) else EXIT_INVALID) from exc
     if as_json:
         print(json.dumps([vars(a) for a in alerts]))
         return

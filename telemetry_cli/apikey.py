@@ -4,7 +4,7 @@ Works on this machine's API database (CITY_API_DB_PATH, by default
 CITY_DATA_DIR/api.sqlite3), the same file the API reads, so a key made here
 works at once. The key is printed once, at creation; only its hash is kept.
 
-Exit codes: 0 done, 1 no such key, 2 bad input.
+Exit codes: see the table in telemetry_cli/README.md (3 no such key, 2 bad input).
 """
 
 import json

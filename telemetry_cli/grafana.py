@@ -7,12 +7,14 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from grafana.boards import all_dashboards
 from grafana.datasource import datasource_body
 from grafana.generate import DASHBOARD_DIR, stale_files, write_all
 from grafana.sync import SyncError, connect, sync
+from telemetry_cli.common import EXIT_AUTH, EXIT_CONFLICT, EXIT_FAILED, EXIT_INVALID, EXIT_UNAVAILABLE
 from telemetry_shared.settings import get_settings
 
 app = typer.Typer(help="Grafana dashboards as code: generate the JSON, sync it to a running Grafana.",
@@ -20,6 +22,8 @@ app = typer.Typer(help="Grafana dashboards as code: generate the JSON, sync it t
 console = Console()
 err = Console(stderr=True)
 
+SYNC_EXIT = {"invalid": EXIT_INVALID, "auth": EXIT_AUTH, "conflict": EXIT_CONFLICT,
+             "unavailable": EXIT_UNAVAILABLE, "failed": EXIT_FAILED}
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print a JSON result for scripts.")]
 
 
@@ -83,8 +87,8 @@ def sync_command(
         finally:
             api.close()
     except SyncError as exc:
-        err.print(f"[red]grafana sync failed:[/red] {exc}")
-        raise typer.Exit(1) from exc
+        err.print(f"[red]grafana sync failed:[/red] {escape(str(exc))}")
+        raise typer.Exit(SYNC_EXIT[exc.kind]) from exc
     if as_json:
         print(json.dumps([{"what": c.what, "name": c.name, "action": c.action} for c in changes]))
         return

@@ -20,6 +20,7 @@ from rich.live import Live
 from rich.table import Table
 
 from edge import contract
+from telemetry_cli.common import EXIT_INVALID, EXIT_UNAVAILABLE
 from telemetry_shared.influx import InfluxError, InfluxQL
 from telemetry_shared.localstack import LocalStack, StackNotRunning
 from telemetry_shared.settings import get_settings
@@ -56,7 +57,7 @@ def simulate(
         scenario_data = fleetsim.load_scenario(scenario or fleetsim.DEFAULT_SCENARIO)
     except (StackNotRunning, fleetsim.ScenarioError) as exc:
         console.print(f"[red]{exc}[/]")
-        raise typer.Exit(1) from exc
+        raise typer.Exit(EXIT_UNAVAILABLE if isinstance(exc, StackNotRunning) else EXIT_INVALID) from exc
     work = stack.root / "simulate"
     work.mkdir(parents=True, exist_ok=True)
     labels_path = labels or work / "labels.csv"

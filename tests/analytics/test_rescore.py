@@ -100,6 +100,6 @@ def test_rescore_cli(history, monkeypatch):
         monkeypatch.setenv("CITY_INFLUX_URL", "http://127.0.0.1:9")  # nothing listens there
         get_settings.cache_clear()
         down = runner.invoke(app, ["rescore", "power"])
-        assert down.exit_code == 1 and "not reachable" in down.output
+        assert down.exit_code == 6 and "not reachable" in down.output  # service unreachable: 6 in every command
     finally:
         get_settings.cache_clear()

@@ -99,23 +99,23 @@ def test_basic_auth_works_too(grafana: FakeGrafana, monkeypatch) -> None:
     assert len(sync_json()) == 8
 
 
-@pytest.mark.parametrize(("env", "args", "message"), [
-    ({"CITY_GRAFANA_TOKEN": "wrong"}, [], "refused the credentials"),
-    ({"CITY_GRAFANA_TOKEN": ""}, [], "no Grafana credentials"),
-    ({}, ["--url", "not a url; rm -rf /"], "not a Grafana URL"),
-    ({}, ["--url", "http://127.0.0.1:1"], "cannot reach Grafana"),
-    ({}, ["--folder", "../../etc"], "folder uid must match"),
-    ({}, ["--folder", "x" * 5000], "folder uid must match"),
+@pytest.mark.parametrize(("env", "args", "message", "code"), [
+    ({"CITY_GRAFANA_TOKEN": "wrong"}, [], "refused the credentials", 5),
+    ({"CITY_GRAFANA_TOKEN": ""}, [], "no Grafana credentials", 5),
+    ({}, ["--url", "not a url; rm -rf /"], "not a Grafana URL", 2),
+    ({}, ["--url", "http://127.0.0.1:1"], "cannot reach Grafana at http://127.0.0.1:1", 6),  # no urllib3 repr
+    ({}, ["--folder", "../../etc"], "folder uid must match", 2),
+    ({}, ["--folder", "x" * 5000], "folder uid must match", 2),
 ])
 def test_bad_settings_and_arguments_fail_clearly_and_write_nothing(grafana: FakeGrafana, monkeypatch, env, args,
-                                                                     message) -> None:
+                                                                     message, code) -> None:
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     get_settings.cache_clear()
     result = runner.invoke(app, ["grafana", "sync", *args])
-    assert result.exit_code == 1
+    assert result.exit_code == code  # the table in telemetry_cli/README.md
     assert message in " ".join(result.stderr.split()), result.stderr
-    assert "Traceback" not in result.output
+    assert "Traceback" not in result.output and "ConnectError" not in result.output and "urllib3" not in result.output
     assert grafana.writes == []
 
 
@@ -123,7 +123,7 @@ def test_bad_settings_and_arguments_fail_clearly_and_write_nothing(grafana: Fake
 def test_a_broken_grafana_is_reported_not_crashed_on(grafana: FakeGrafana, mode: str, message: str) -> None:
     grafana.mode = mode
     result = runner.invoke(app, ["grafana", "sync"])
-    assert result.exit_code == 1 and message in " ".join(result.stderr.split()), result.stderr
+    assert result.exit_code == 6 and message in " ".join(result.stderr.split()), result.stderr
     assert "Traceback" not in result.output
 
 
