@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from analytics.config import DEFAULT_PARAMS, DetectorParams
-from analytics.detectors import DETECTORS, score_series
+from analytics.detectors import DETECTORS, Anchor, score_series
 from analytics.detectors.surprise import row_score, row_surprise
 from analytics.rules import STATISTICAL_RULES, Hysteresis
 
@@ -209,8 +209,7 @@ def score_rows(table: Table, params: DetectorParams = DEFAULT_PARAMS) -> RowScor
     score = np.where(missing, 0.0, row_score(surprise, params)[0])
     # The held incident: the engine's hysteresis over the engine's own score (one alert per fault).
     engine_score = np.where(missing[None], np.nan, stats.combined)
-    anchor_values = x if stats.anchor is not None else None
-    active = Hysteresis().step(engine_score, params, values=anchor_values, anchor=stats.anchor)[0]
+    active = _held(engine_score[0], x[0], stats.anchor, params)
     starts = active & ~np.concatenate(([False], active[:-1]))
     incident = np.where(active, np.cumsum(starts), 0)
     names = np.array([STATISTICAL_RULES[name] for name in DETECTORS], dtype=object)
@@ -218,6 +217,42 @@ def score_rows(table: Table, params: DetectorParams = DEFAULT_PARAMS) -> RowScor
     first_row = np.maximum.accumulate(np.where(starts, np.arange(active.size), 0))
     detector = np.where(active, opening_rule[first_row], "")
     return RowScores(score, incident, detector)
+
+
+def _held(score: np.ndarray, values: np.ndarray, anchor: Anchor | None, params: DetectorParams,
+          chunk: int = 2048) -> np.ndarray:
+    """The engine's Hysteresis over one series, stepped only where an incident can open or is open.
+
+    Hysteresis.step loops over time in Python (the engine feeds it a few
+    samples a batch); a CSV has millions of rows, most far from any
+    incident. Until a score reaches open_score nothing can open, so each
+    stretch starts at the last calm row (score < clear_score) before the
+    next high score, where the hold's reference is taken, and ends once no
+    incident is open or pending.
+    """
+    n = score.size
+    active = np.zeros(n, dtype=bool)
+    high = np.flatnonzero(score >= params.open_score)
+    calm = np.flatnonzero(score < params.clear_score)
+    position = 0
+    while True:
+        ahead = high[high >= position]
+        if not ahead.size:
+            return active
+        calm_before = calm[(calm < ahead[0]) & (calm >= position)]
+        start = int(calm_before[-1]) if calm_before.size else position
+        hysteresis = Hysteresis()
+        end = start
+        while True:
+            begin, end = end, min(n, end + chunk)
+            rows = slice(begin, end)
+            part = None if anchor is None else Anchor(anchor.profile[:, rows], anchor.bias[:, rows],
+                                                       anchor.scale[:, rows])
+            active[rows] = hysteresis.step(score[None, rows], params, values=None if part is None else
+                                           values[None, rows], anchor=part)[0]
+            if end >= n or (not hysteresis.active[0] and not hysteresis.pending[0]):
+                break
+        position = end
 
 
 def score_table(table: Table, params: DetectorParams = DEFAULT_PARAMS) -> np.ndarray:

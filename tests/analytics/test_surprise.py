@@ -228,3 +228,20 @@ def test_score_eval_reports_the_row_wise_score_beside_the_windowed_gaussian(tmp_
     assert report["baseline_row_wise"] is not None
     table_out = CliRunner().invoke(app, ["score-eval", str(path)])
     assert "Row-wise score" in table_out.stdout and "windowed Gaussian" in table_out.stdout
+
+
+def test_the_incident_columns_equal_the_engine_hysteresis_stepped_over_every_row():
+    from analytics.csvscore import _held
+    from analytics.rules import Hysteresis
+
+    rng = np.random.default_rng(1)
+    y = daily(11, days=9)
+    for at in rng.integers(3 * DAY, y.size - 300, 6):
+        y[at:at + rng.integers(1, 200)] += rng.choice([-1, 1]) * rng.uniform(4, 20)
+    y[rng.random(y.size) < 0.01] = np.nan
+    times = START + np.arange(y.size, dtype=np.int64) * STEP
+    stats = d.score_series(y[None], times)
+    score = np.where(np.isnan(y)[None], np.nan, stats.combined)
+    every_row = Hysteresis().step(score, P, values=y[None], anchor=stats.anchor)[0]
+    assert every_row.any()
+    np.testing.assert_array_equal(_held(score[0], y, stats.anchor, P, chunk=64), every_row)
