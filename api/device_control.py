@@ -18,7 +18,7 @@ class DeviceControl:
         self.settings = settings
         self.lock = threading.Lock()
         self.link: DeviceLink | None = None
-        self.provisioner = Provisioner(settings, registry, self._publish_config)
+        self.provisioner = Provisioner(settings, registry, self._publish_config, self._control)
 
     def connected_link(self) -> DeviceLink:
         """The broker link, connected now if it was not; 503 when the broker cannot be reached."""
@@ -30,6 +30,14 @@ class DeviceControl:
                 except LinkError as exc:
                     raise HTTPException(503, f"the broker is not reachable for device admin: {exc}") from exc
             return self.link
+
+    def _control(self, commands: list[dict]) -> list[dict]:
+        """The broker's dynamic-security commands over the same link (provisioning maps the errors)."""
+        try:
+            link = self.connected_link()
+        except HTTPException as exc:
+            raise LinkError(str(exc.detail)) from exc
+        return link.control(commands)
 
     def _publish_config(self, device_id: str, raw: bytes) -> None:
         try:

@@ -28,7 +28,9 @@ from edge import contract
 from telemetry_shared import broker
 from telemetry_shared.influx import InfluxError, InfluxQL
 from telemetry_shared.local_ca import ensure_local_ca
-from telemetry_shared.localstack import LocalStack
+from telemetry_shared.localstack import LocalStack, register_devices
+from telemetry_shared.provisioning import broker_entries
+from telemetry_shared.registry import Registry
 from telemetry_shared.servers import Influxd, MissingBinary, Mosquitto, find_binary, free_port
 from telemetry_shared.settings import get_settings
 
@@ -77,6 +79,16 @@ class City:
         service_hash = broker.hash_password(service_password)
         users = {broker.service_user(s, i): service_hash for s in broker.SERVICES
                  for i in range(broker.MAX_SERVICE_INSTANCES)}
+        fleet_specs = plan_fleet(self.devices, seed=7)
+        agent_specs = self._agent_specs()
+        passwords = register_devices(self.data_dir / "registry.sqlite3", fleet_specs + agent_specs)
+        # The broker's device entries are rebuilt from the registry at every start, so a city
+        # whose registry came back from a backup admits its devices at once.
+        registry = Registry(self.data_dir / "registry.sqlite3")
+        try:
+            users |= broker_entries(registry)
+        finally:
+            registry.close()
         console.print("starting Mosquitto and influxd ...")
         self.tls = ensure_local_ca(self.data_dir / "tls")  # made on first start, kept after
         self.mosquitto = Mosquitto(self.data_dir / "mosquitto", _port_or_free(settings.mqtt_port), users=users,
@@ -89,9 +101,9 @@ class City:
         self.stack = LocalStack(str(self.data_dir), self.mosquitto.port, self.influxd.port,
                                 _port_or_free(settings.api_port), self.mosquitto.proc.pid, service_password)
         self.stack.save()
-        fleet = self._provision_fleet()
+        fleet = self._fleet_file(fleet_specs, passwords)
         self._start_services()
-        self._start_fleet(fleet)
+        self._start_fleet(fleet, agent_specs, passwords)
 
     def operator_key(self) -> str:
         """An admin API key for the person running the city, made once and kept in the data folder."""
@@ -112,10 +124,8 @@ class City:
             os.chmod(path, 0o600)
         return path.read_text().strip()
 
-    def _provision_fleet(self) -> Path:
+    def _fleet_file(self, specs: list[dict], passwords: dict[str, str]) -> Path:
         fleet_file = self.data_dir / "fleet.json"
-        specs = plan_fleet(self.devices, seed=7)
-        passwords = self.stack.add_devices(specs)
         fleet = {"devices": [spec | {"password": passwords[spec["id"]]} for spec in specs],
                  "broker": {"host": "127.0.0.1", "port": self.stack.mqtt_port, "tls_port": self.mosquitto.tls_port,
                             "ca_file": str(self.tls.ca_crt)}}
@@ -146,26 +156,31 @@ class City:
         self._spawn("api", [py, "-m", "api"], self.stack.service_env("api"))
         self._spawn("rollup", [py, "-m", "telemetry_cli.main", "rollup", "run", "--every-s", "3600"], env)
 
-    def _start_fleet(self, fleet_file: Path) -> None:
+    def _start_fleet(self, fleet_file: Path, agent_specs: list[dict], passwords: dict[str, str]) -> None:
         py = sys.executable
         self._spawn("fleet", [py, "-m", "fleetsim", "--fleet", str(fleet_file)], {})
-        if self.micropython_agents:
-            self._start_micropython_agents()
+        if agent_specs:
+            self._start_micropython_agents(agent_specs, passwords)
 
-    def _start_micropython_agents(self) -> None:
-        """One real MicroPython agent per kind, for fidelity: the firmware as it runs on a board."""
+    def _agent_specs(self) -> list[dict]:
+        """One real MicroPython agent per kind, when wanted and installed."""
+        if not self.micropython_agents:
+            return []
         try:
-            micropython = find_binary("micropython")
+            find_binary("micropython")
         except MissingBinary as exc:
             console.print(f"[yellow]{exc}; no MicroPython agents[/]")
-            return
+            return []
+        return [{"id": f"mpy-{kind}", "kind": kind, "district": DISTRICTS[i], "lat": 0.92, "lon": 104.45}
+                for i, kind in enumerate(contract.KINDS)]
+
+    def _start_micropython_agents(self, specs: list[dict], passwords: dict[str, str]) -> None:
+        """For fidelity: the firmware as it runs on a board."""
+        micropython = find_binary("micropython")
         flash = self.data_dir / "micropython"
         shutil.rmtree(flash, ignore_errors=True)
         shutil.copytree(ROOT / "edge", flash / "edge", ignore=shutil.ignore_patterns("__pycache__"))
         shutil.copyfile(self.tls.ca_der, flash / "ca.der")
-        specs = [{"id": f"mpy-{kind}", "kind": kind, "district": DISTRICTS[i], "lat": 0.92, "lon": 104.45}
-                 for i, kind in enumerate(contract.KINDS)]
-        passwords = self.stack.add_devices(specs)
         for spec in specs:
             config = {"device_id": spec["id"], "kind": spec["kind"], "server": "127.0.0.1",
                       "port": self.mosquitto.tls_port, "ca_path": "ca.der", "server_hostname": "localhost",

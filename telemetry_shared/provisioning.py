@@ -1,44 +1,38 @@
-"""Device provisioning: credentials, registry entry, broker password file, reload,
-and cutting a retired or rotated device's live session.
+"""Device provisioning: credentials, registry entry, the broker's entry for the
+device, and cutting a retired or rotated device's live session.
 
-How a live session is cut, measured on Debian's Mosquitto 2.0.11 (tests/security,
-bench/provisioning_cut.py): on SIGHUP the broker re-reads the password file and
-re-checks every connected client (`mosquitto_security_apply_default`), dropping
-those whose credentials no longer match within about 100 ms; clients whose
-credentials did not change stay connected. We do not rely on that alone: an
-auth plugin or another broker may not re-check. After the reload we *take over
-the device's client id*: with `use_username_as_clientid true` the client id is
-the device id, and a new connection with that id makes any broker drop the old
-one. We connect with a credential only we hold (the new password on a
-rotation, a one-time password on a retirement, removed right after), so this
-works with the plain password file here, on `city up` and in docker, with no
-plugin; its success also proves the broker has re-read the file.
-
-The ACL is pattern-based (`pattern write city/v1/dev/%u/...`), so adding a
-device changes the password file only; the ACL file never changes.
+The broker's device entries live in Mosquitto's dynamic-security plugin. A
+change is a control command sent as the device-admin account (svc-api-N) over
+MQTT (`$CONTROL/dynamic-security/v1`): create the device's client and role, set
+its password, delete it. The plugin applies it at once and disconnects a
+client whose password changed or that it deleted (about 2 ms on a small
+broker). The plugin reads its file only when Mosquitto starts, so that file is
+rebuilt from the registry before every start (`broker_entries`, used by
+deploy/broker_files.py --init and `city up`): a restored registry is a working
+broker. After a change we also *take over the device's client id* with a
+credential only we hold (the new password on a rotation, a one-time password
+on a retirement): it proves the change is live, and lets us say, as the
+device, what is true now (a rotated device is "offline"; a retired one has no
+retained status at all).
 """
 
-import fcntl
 import json
-import os
+import logging
 import secrets
-import shlex
-import signal
-import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import wraps
-from pathlib import Path
 
 from edge import contract
 from edge.mqtt import MQTTClient, MQTTException
 from telemetry_shared import broker
-from telemetry_shared.registry import SERVICE_PREFIX, Device, DeviceExists, DeviceNew, DeviceNotFound, Registry
+from telemetry_shared.device_link import DeviceLink, LinkError
+from telemetry_shared.registry import Device, DeviceExists, DeviceNew, DeviceNotFound, Registry
 from telemetry_shared.settings import Settings
 
+log = logging.getLogger(__name__)
 CUT_DEADLINE_S = 4.0  # the takeover must land well inside the 5 s promise
 DEFAULT_INTERVAL_MS = 10000
 KIND_PREFIX = {"water": "wtr", "power": "pwr", "building": "bld", "traffic": "trf"}
@@ -83,71 +77,40 @@ class Issued:
     cut_ms: float | None = None  # how long cutting the old session took (rotation)
 
 
-# ---------------------------------------------------------------- broker files
+# ---------------------------------------------------------------- broker entries
 
 
-def read_passwd(path: Path) -> dict[str, str]:
-    users: dict[str, str] = {}
-    if path.exists():
-        for line in path.read_text().splitlines():
-            user, sep, hashed = line.partition(":")
-            if sep and user:
-                users[user] = hashed
-    return users
+def broker_entries(registry: Registry) -> dict[str, str]:
+    """Every device the broker must admit (not retired, with a credential): id -> hash.
+    What the broker's device entries are rebuilt from at every start."""
+    hashes: dict[str, str] = {}
+    offset = 0
+    while True:
+        page, total = registry.list(limit=1000, offset=offset)
+        for device in page:
+            if device.state != "retired" and device.credential_hash:
+                hashes[device.id] = device.credential_hash
+        offset += len(page)
+        if not page or offset >= total:
+            return hashes
 
 
-def write_passwd(path: Path, users: dict[str, str]) -> None:
-    """Atomically replace the password file, readable by its owner only."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(broker.passwd_text(users))
-    os.chmod(tmp, 0o600)
-    tmp.replace(path)
+def check_responses(commands: list[dict], responses: list[dict]) -> None:
+    """Raise BrokerUnavailable for a refused command; a delete of what is not there is fine."""
+    for command, response in zip(commands, responses, strict=True):
+        error = str(response.get("error", ""))
+        if error and not (command["command"].startswith("delete") and error.lower().endswith("not found")):
+            raise BrokerUnavailable(f"the broker refused {command['command']}: {error}")
 
 
-@contextmanager
-def passwd_lock(path: Path) -> Iterator[None]:
-    """Serialise rewrites of the password file between processes (API, `city up`)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+def cut_session(host: str, port: int, device_id: str, password: str, deadline_s: float = CUT_DEADLINE_S,
+                clear_status: bool = False) -> float:
+    """Take over `device_id`'s client id with `password`; the broker drops any old session.
 
-
-def reload_broker(settings: Settings) -> None:
-    """Make Mosquitto re-read its password file (SIGHUP), by the configured route."""
-    if settings.broker_reload_command:
-        done = subprocess.run(shlex.split(settings.broker_reload_command), capture_output=True, text=True, timeout=10)
-        if done.returncode != 0:
-            raise BrokerUnavailable(f"broker reload command failed ({done.returncode}): {done.stderr.strip()[:200]}")
-        return
-    pid = _broker_pid(settings)
-    try:
-        os.kill(pid, signal.SIGHUP)
-    except OSError as exc:
-        raise BrokerUnavailable(f"cannot signal the broker (pid {pid}): {exc}") from exc
-
-
-def _broker_pid(settings: Settings) -> int:
-    try:
-        if settings.broker_pid_file:
-            return int(Path(settings.broker_pid_file).read_text().strip())
-        return int(json.loads((Path(settings.data_dir) / "city.json").read_text())["mosquitto_pid"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise BrokerUnavailable(
-            "cannot find the broker to reload: set CITY_BROKER_PID_FILE or CITY_BROKER_RELOAD_COMMAND "
-            f"(or run `city up` with CITY_DATA_DIR={settings.data_dir})") from exc
-
-
-def cut_session(host: str, port: int, device_id: str, password: str, deadline_s: float = CUT_DEADLINE_S) -> float:
-    """Take over `device_id`'s client id with `password`; the broker drops the old session.
-
-    Retries while the broker has not yet re-read its password file. Leaves the
-    device's retained status "offline". Returns the milliseconds the takeover
-    took; raises BrokerUnavailable when it did not work in time.
+    Retries while the broker has not yet applied the new password. Leaves the
+    device's retained status "offline", or none at all when `clear_status`
+    (a retired device). Returns the milliseconds the takeover took; raises
+    BrokerUnavailable when it did not work in time.
     """
     start = time.monotonic()
     last_error = ""
@@ -156,10 +119,12 @@ def cut_session(host: str, port: int, device_id: str, password: str, deadline_s:
         try:
             client.connect(clean_session=True)
             cut_ms = (time.monotonic() - start) * 1000
-            # A session that the reload's re-check drops loses its last will (Mosquitto 2.0.11
-            # discards it on an auth failure; a takeover alone would publish it), which would
-            # leave "online" retained; as the device, we say what is true now.
-            client.publish(contract.status_topic(device_id), contract.encode_status("offline"), True, 1)
+            # A session the plugin drops loses its last will (Mosquitto 2.0.11 discards it on an
+            # administrative disconnect), which would leave "online" retained; as the device, we
+            # say what is true now. A retired device's status is cleared (an empty retained
+            # message), so nothing stale is handed to every new subscriber for ever.
+            status = b"" if clear_status else contract.encode_status("offline")
+            client.publish(contract.status_topic(device_id), status, True, 1)
             client.disconnect()  # clean: no last will of ours, nothing left behind
             return cut_ms
         except (MQTTException, OSError) as exc:
@@ -183,22 +148,30 @@ def _one_at_a_time(method):
 
 
 class Provisioner:
-    """Adds, rotates and retires devices: registry, broker password file, live sessions.
+    """Adds, rotates and retires devices: registry, the broker's entry, live sessions.
 
-    `publish_config(device_id, raw)` publishes a retained config (see DeviceLink);
-    it is injected so the API shares one broker connection for it.
+    `publish_config(device_id, raw)` publishes a retained config and
+    `control(commands)` sends dynamic-security commands (see DeviceLink); both
+    are injected so the API shares one broker connection. Without `control`, the
+    provisioner opens its own connection as `device_admin_mqtt_user` when needed.
     """
 
     def __init__(self, settings: Settings, registry: Registry,
-                 publish_config: Callable[[str, bytes], None] | None = None):
+                 publish_config: Callable[[str, bytes], None] | None = None,
+                 control: Callable[[list[dict]], list[dict]] | None = None):
         self.settings = settings
         self.registry = registry
         self.publish_config = publish_config
+        self.control = control
+        self._link: DeviceLink | None = None
         self.changing = threading.RLock()  # one change at a time: two rotations must not cross
         with registry.lock:
             registry.db.executescript(CONFIG_SCHEMA)
 
-    # ------------------------------------------------------------ queries
+    def close(self) -> None:
+        if self._link is not None:
+            self._link.stop()
+            self._link = None
 
     def get(self, device_id: str) -> Device:
         check_device_id(device_id)
@@ -219,8 +192,8 @@ class Provisioner:
     def add(self, new: DeviceNew, interval_ms: int = DEFAULT_INTERVAL_MS, batch_size: int = 1) -> Issued:
         """Register a device, give it a password and its first (retained) config.
 
-        All or nothing: if the broker cannot be reloaded or the config not
-        published, the device is removed again, so no password is ever lost.
+        All or nothing: if the broker refuses or cannot be reached, or the config
+        is not published, the device is removed again, so no password is ever lost.
         """
         raw_config = contract.encode_config(interval_ms, batch_size)  # refuse a bad config before anything changes
         password = broker.new_secret()
@@ -229,11 +202,11 @@ class Provisioner:
         except DeviceExists as exc:
             raise Conflict(str(exc)) from exc
         try:
-            self.sync_broker()
+            self._command(broker.add_device_commands(device.id, password))
             self._store_config(device.id, raw_config)
         except Exception:
             self.registry.delete(device.id)
-            self._undo_broker()
+            self._forget_in_broker(device.id)
             raise
         return Issued(device, password)
 
@@ -252,38 +225,38 @@ class Provisioner:
     def rotate(self, device_id: str) -> Issued:
         """New credentials; the old password is refused and its live session cut at once.
 
-        If the broker cannot be reloaded the old credentials stay (registry and
-        file). If the reload worked but the cut cannot be confirmed, the new
+        If the broker cannot be reached the old credentials stay (registry and
+        broker). If the change worked but the cut cannot be confirmed, the new
         password is still returned (it is the only copy) with cut_ms None.
         """
         device = self._changeable(device_id, "rotate")
         password = broker.new_secret()
         self.registry.update(device.id, credential_hash=broker.hash_password(password))
         try:
-            self.sync_broker()
+            self._set_password(device.id, password)
         except BrokerUnavailable:
             self.registry.update(device.id, credential_hash=device.credential_hash)
-            self.sync_broker(reload=False)
             raise
         return Issued(self.registry.get(device.id), password, self._cut(device.id, password))
 
     @_one_at_a_time
     def retire(self, device_id: str) -> tuple[Device, float | None]:
-        """Refuse the device from now on and cut its live session. Returns the device and the
-        cut time (None when the cut could not be confirmed)."""
+        """Refuse the device from now on, cut its live session and clear its retained
+        status. Returns the device and the cut time (None when the cut could not be confirmed).
+
+        The device is marked retired in the registry only after the takeover: a status
+        message of a retired device would be a dead letter in ingest.
+        """
         device = self._changeable(device_id, "retire")
+        one_time = broker.new_secret()  # the broker's only password for the device until it is deleted
+        self._set_password(device.id, one_time)  # unreachable broker: nothing changed
+        cut_ms = self._cut(device.id, one_time, clear_status=True)
         self.registry.update(device.id, state="retired", credential_hash="")
-        one_time = broker.new_secret()  # lives in the password file for the takeover only
         try:
-            self.sync_broker(extra={device.id: broker.hash_password(one_time)})
-        except BrokerUnavailable:
-            self.registry.update(device.id, state=device.state, credential_hash=device.credential_hash)
-            self.sync_broker(reload=False)
-            raise
-        try:
-            cut_ms = self._cut(device.id, one_time)
-        finally:
-            self.sync_broker()
+            self._command(broker.remove_device_commands(device.id))
+        except BrokerUnavailable as exc:
+            # Harmless: its broker password is one nobody holds, and the entry is not rebuilt at the next start.
+            log.warning("retired %s, but its broker entry stays until the broker restarts: %s", device.id, exc)
         return self.registry.get(device.id), cut_ms
 
     @_one_at_a_time
@@ -302,46 +275,48 @@ class Provisioner:
         self._store_config(device.id, raw)
         return json.loads(raw)
 
-    def sync_broker(self, extra: dict[str, str] | None = None, reload: bool = True) -> None:
-        """Rewrite the password file from the registry and reload the broker.
-
-        Service accounts (svc-*) in the file are kept as they are; device entries
-        come from the registry: every device that is not retired, with its hash.
-        """
-        path = self.settings.passwd_file
-        with passwd_lock(path):
-            users = {user: hashed for user, hashed in read_passwd(path).items() if user.startswith(SERVICE_PREFIX)}
-            users |= self._device_hashes() | (extra or {})
-            write_passwd(path, users)
-            if reload:
-                reload_broker(self.settings)
-
     # ------------------------------------------------------------ helpers
 
-    def _device_hashes(self) -> dict[str, str]:
-        hashes: dict[str, str] = {}
-        offset = 0
-        while True:
-            page, total = self.registry.list(limit=1000, offset=offset)
-            for device in page:
-                if device.state != "retired" and device.credential_hash:
-                    hashes[device.id] = device.credential_hash
-            offset += len(page)
-            if not page or offset >= total:
-                return hashes
-
-    def _cut(self, device_id: str, password: str) -> float | None:
+    def _command(self, commands: list[dict]) -> None:
+        """Send dynamic-security commands; BrokerUnavailable when the broker refused or cannot be reached."""
         try:
-            return cut_session(self.settings.mqtt_host, self.settings.mqtt_port, device_id, password)
+            responses = (self.control or self._own_link().control)(commands)
+        except LinkError as exc:
+            raise BrokerUnavailable(f"the broker cannot be reached for device admin: {exc}") from exc
+        check_responses(commands, responses)
+
+    def _own_link(self) -> DeviceLink:
+        if self._link is None:
+            s = self.settings
+            self._link = DeviceLink(s.mqtt_host, s.mqtt_port, s.device_admin_mqtt_user, s.mqtt_password).start()
+        return self._link
+
+    def _set_password(self, device_id: str, password: str) -> None:
+        """Set the device's broker password (the plugin cuts its session); a device the broker
+        lost (an old broker file) is created again."""
+        command = broker.password_command(device_id, password)
+        try:
+            responses = (self.control or self._own_link().control)([command])
+        except LinkError as exc:
+            raise BrokerUnavailable(f"the broker cannot be reached for device admin: {exc}") from exc
+        if str(responses[0].get("error", "")).lower().endswith("not found"):
+            self._command(broker.add_device_commands(device_id, password))
+        else:
+            check_responses([command], responses)
+
+    def _cut(self, device_id: str, password: str, clear_status: bool = False) -> float | None:
+        try:
+            return cut_session(self.settings.mqtt_host, self.settings.mqtt_port, device_id, password,
+                               clear_status=clear_status)
         except BrokerUnavailable:
             return None
 
-    def _undo_broker(self) -> None:
-        """Put the password file back in line with the registry after a failed change."""
+    def _forget_in_broker(self, device_id: str) -> None:
+        """Best effort after a failed add: the device must not stay in the broker."""
         try:
-            self.sync_broker()
-        except BrokerUnavailable:
-            self.sync_broker(reload=False)
+            self._command(broker.remove_device_commands(device_id))
+        except BrokerUnavailable as exc:
+            log.warning("could not remove %s from the broker after a failed add: %s", device_id, exc)
 
     def _changeable(self, device_id: str, action: str) -> Device:
         device = self.get(device_id)

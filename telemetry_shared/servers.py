@@ -1,6 +1,7 @@
 """Mosquitto and influxd as child processes, on loopback, with their data in a
 folder of ours. Used by `city up` and by the test fixtures."""
 
+import json
 import os
 import pwd
 import shutil
@@ -110,7 +111,12 @@ class ChildServer:
 
 
 class Mosquitto(ChildServer):
-    """Mosquitto with the platform's config: auth on, ACL, persistence in workdir."""
+    """Mosquitto with the platform's config: auth on, dynamic security, persistence in workdir.
+
+    `users` (username -> password hash): service accounts (svc-<service>-<n>) get their
+    service's role, any other name is a device with a role of its own. They are written
+    to the plugin's file at the first start and after set_user; a plain restart keeps
+    what the broker saved (as a broker restarted without broker-init would)."""
 
     name = "mosquitto"
 
@@ -125,15 +131,16 @@ class Mosquitto(ChildServer):
         self.autosave_interval_s = autosave_interval_s
         self.max_queued_messages = max_queued_messages
         self.conf = self.workdir / "mosquitto.conf"
-        self.passwd = self.workdir / "passwd"
-        self.acl = self.workdir / "acl"
+        self.dynsec = self.workdir / "dynamic-security.json"
+        self._written = False
 
     def prepare(self) -> None:
         data = self.workdir / "data"
         data.mkdir(exist_ok=True)
-        self.write_credentials()
+        if not self._written:
+            self.write_credentials()
         self.conf.write_text(broker.mosquitto_conf(
-            self.port, data, self.passwd, self.acl, run_as=_current_user(),
+            self.port, data, self.dynsec, run_as=_current_user(),
             autosave_interval_s=self.autosave_interval_s, max_queued_messages=self.max_queued_messages)
             + self.tls_listener())
         probe = data / ".write-probe"
@@ -149,22 +156,30 @@ class Mosquitto(ChildServer):
                 "tls_version tlsv1.2\nuse_username_as_clientid true\n")
 
     def write_credentials(self) -> None:
-        self.passwd.write_text(broker.passwd_text(self.users))
-        self.acl.write_text(broker.acl_text())
-        os.chmod(self.passwd, 0o600)
+        """The plugin's file from `users` (read by the broker at its next start)."""
+        services = {user: hashed for user, hashed in self.users.items() if broker.service_of(user)}
+        devices = {user: hashed for user, hashed in self.users.items() if not broker.service_of(user)}
+        broker.write_dynsec(self.dynsec, services, devices)
+        self._written = True
+
+    def saved_users(self) -> set[str]:
+        """The usernames in the plugin's file, as the broker last saved it (after every change)."""
+        return {client["username"] for client in json.loads(self.dynsec.read_text())["clients"]}
 
     def set_user(self, username: str, password_hash: str | None) -> None:
-        """Add, change (or with None remove) a user, then have the broker reload."""
+        """Add, change (or with None remove) a user; a running broker is restarted to read it."""
         if password_hash is None:
             self.users.pop(username, None)
         else:
             self.users[username] = password_hash
         self.write_credentials()
-        self.reload()
-
-    def reload(self) -> None:
         if self.running:
-            self.proc.send_signal(signal.SIGHUP)
+            self.restart()
+
+    def restart(self) -> None:
+        """Stop and start on the same port, keeping persistence (sessions, retained messages)."""
+        self.stop()
+        self.start()
 
     def command(self) -> list[str]:
         return [find_binary("mosquitto"), "-c", str(self.conf)]

@@ -41,14 +41,11 @@ class Settings(BaseSettings):
     api_url: str = Field("http://127.0.0.1:8000", description="where the `city device` CLI finds the API")
     api_token: str = Field("", description="the CLI's bearer token for the API")
 
-    # Device provisioning (telemetry_shared/provisioning.py): the broker files it rewrites and how it
-    # makes the broker re-read them. Reload: the command if set, else SIGHUP to the pid in the pid file,
-    # else to the broker `city up` started (data_dir/city.json).
-    broker_passwd_file: Path | None = None
-    broker_pid_file: Path | None = None
-    broker_reload_command: str = ""
-    device_admin_mqtt_user: str = Field("svc-api-1", description="the MQTT account (and client id) that publishes "
-                                        "device configs; one per API process, as Mosquitto kicks a duplicate id")
+    # Device provisioning (telemetry_shared/provisioning.py) changes the broker's device entries through
+    # Mosquitto's dynamic-security plugin, over MQTT, as this account (svc-api-N accounts may).
+    device_admin_mqtt_user: str = Field("svc-api-1", description="the MQTT account (and client id) that changes "
+                                        "the broker's device entries and publishes device configs; one per API "
+                                        "process, as Mosquitto kicks a duplicate id")
     api_db_path: Path | None = Field(None, description="API keys and the alert lifecycle (SQLite); default data_dir")
     api_mqtt_user: str = "svc-api-0"
     api_escalate_after_s: float = Field(900.0, gt=0, description="unacknowledged this long: severity up, reminder")
@@ -130,10 +127,6 @@ class Settings(BaseSettings):
     @property
     def device_ca_path(self) -> Path:
         return self.device_ca_file or self.data_dir / "tls" / "ca.der"
-
-    @property
-    def passwd_file(self) -> Path:
-        return self.broker_passwd_file or self.data_dir / "mosquitto" / "passwd"
 
     @property
     def analytics_state_path(self) -> Path | None:

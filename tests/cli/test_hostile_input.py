@@ -18,7 +18,7 @@ BAD_IDS = ["../etc/passwd", "a" * 10_000, "WTR-0001", "wtr_0001", "-wtr", "ab", 
 
 def snapshot(city) -> tuple:
     devices, total = city.registry.list()
-    return total, [d.model_dump() for d in devices], city.mosquitto.passwd.read_bytes()
+    return total, [d.model_dump() for d in devices], city.mosquitto.dynsec.read_bytes()
 
 
 @pytest.fixture
@@ -125,11 +125,11 @@ def test_the_api_itself_refuses_hostile_bodies(seeded):
 
 def test_a_broker_that_refuses_the_api_changes_nothing(make_city):
     city = make_city(mqtt_password="not-the-service-password")
-    passwd = city.mosquitto.passwd.read_bytes()
+    passwd = city.mosquitto.dynsec.read_bytes()
     result = city.run("add", "--kind", "water", "--district", "bukit-bestari", "--id", "wtr-0001")
     assert result.exit_code == 6 and "device admin" in result.output
     assert city.registry.list()[1] == 0  # the device was removed again: no password issued and lost
-    assert city.mosquitto.passwd.read_bytes() == passwd
+    assert city.mosquitto.dynsec.read_bytes() == passwd
 
 
 def test_every_devices_route_has_its_roles(seeded):

@@ -13,6 +13,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from deploy import broker_files
+from telemetry_shared import broker
 from telemetry_shared.servers import Mosquitto, free_port
 
 DEPLOY = Path(broker_files.__file__).resolve().parent
@@ -24,6 +25,7 @@ def localised(text: str, root: Path, port: int, tls_port: int | None = None) -> 
     The only other change: `user <us>`, because these tests run as root and Mosquitto
     started as root drops to the `mosquitto` user, while in the container it starts as
     the app user and stays so."""
+    text = text.replace(broker_files.IMAGE_PLUGIN, broker.DYNSEC_PLUGIN)  # the image's path -> Debian's
     text = text.replace("/mosquitto/", f"{root}/mosquitto/")
     text = text.replace(f"listener {broker_files.MQTT_PORT}\n", f"listener {port} 127.0.0.1\n")
     if tls_port:
@@ -32,42 +34,25 @@ def localised(text: str, root: Path, port: int, tls_port: int | None = None) -> 
 
 
 class DeployedMosquitto(Mosquitto):
-    """Mosquitto with deploy/mosquitto/mosquitto.conf and acl as committed (paths moved to a temp root)."""
+    """Mosquitto with deploy/mosquitto/mosquitto.conf as committed (paths moved to a temp root), on the
+    dynamic-security file broker-init wrote in <root>/mosquitto/auth."""
 
-    def __init__(self, root: Path, run_script: bool = False):
+    def __init__(self, root: Path):
         super().__init__(root)
         self.root = root
         self.tls_port = free_port()
-        self.run_script = run_script
         for sub in ("config", "auth/listeners", "data"):
             (root / "mosquitto" / sub).mkdir(parents=True, exist_ok=True)
-        self.passwd = root / "mosquitto" / "auth" / "passwd"
+        self.dynsec = root / "mosquitto" / "auth" / broker_files.DYNSEC_FILE
 
     def prepare(self) -> None:
         conf = localised((DEPLOY / "mosquitto" / "mosquitto.conf").read_text(), self.root, self.port)
         user = pwd.getpwuid(os.getuid()).pw_name
         first = "per_listener_settings false\n"
         self.conf.write_text(conf.replace(first, f"{first}user {user}\n"))
-        acl = (DEPLOY / "mosquitto" / "acl").read_text()
-        (self.root / "mosquitto" / "config" / "acl").write_text(acl)
         tls = self.root / "mosquitto" / "auth" / "listeners" / "tls.conf"
         if tls.exists():
             tls.write_text(localised(tls.read_text(), self.root, self.port, self.tls_port))
-
-    def command(self) -> list[str]:
-        if self.run_script:
-            return ["sh", str(DEPLOY / "mosquitto" / "run.sh")]
-        return super().command()
-
-    def start(self, timeout_s: float = 30) -> "DeployedMosquitto":
-        os.environ["MOSQUITTO_CONF"] = str(self.conf)  # read by run.sh only
-        os.environ["MOSQUITTO_PASSWD"] = str(self.passwd)
-        try:
-            super().start(timeout_s)
-        finally:
-            os.environ.pop("MOSQUITTO_CONF")
-            os.environ.pop("MOSQUITTO_PASSWD")
-        return self
 
 
 def make_certificate(folder: Path) -> tuple[Path, Path]:

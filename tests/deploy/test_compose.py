@@ -229,11 +229,14 @@ def test_grafana_gets_every_variable_its_provisioning_reads(resolved: dict) -> N
     assert targets[provider["options"]["path"]].endswith("grafana/dashboards")
 
 
-def test_the_broker_runs_the_committed_config_and_acl(resolved: dict) -> None:
-    broker = mounts(resolved["services"]["mosquitto"])
+def test_the_broker_runs_the_committed_config_and_its_rebuilt_dynamic_security_file(resolved: dict) -> None:
+    services = resolved["services"]
+    broker = mounts(services["mosquitto"])
     assert broker["/mosquitto/config/mosquitto.conf"].endswith("deploy/mosquitto/mosquitto.conf")
-    assert broker["/mosquitto/config/acl"].endswith("deploy/mosquitto/acl")
-    assert broker["/mosquitto/auth"] == "broker-auth" == mounts(resolved["services"]["api"])["/mosquitto/auth"]
-    data = next(v for v in resolved["services"]["mosquitto"]["volumes"] if isinstance(v, dict))
+    assert broker["/mosquitto/auth"] == "broker-auth" == mounts(services["broker-init"])["/mosquitto/auth"]
+    rw = [v for v in services["mosquitto"]["volumes"] if isinstance(v, str) and v.startswith("broker-auth:")]
+    assert rw == ["broker-auth:/mosquitto/auth:rw"]  # the plugin saves the API's device changes there
+    assert "/mosquitto/auth" not in mounts(services["api"])  # the API changes the broker over MQTT only
+    assert mounts(services["broker-init"])["/var/lib/city"] == "city-data"  # it reads the registry
+    data = next(v for v in services["mosquitto"]["volumes"] if isinstance(v, dict))
     assert data["source"] == "mosquitto-data" and data["volume"]["nocopy"] is True
-    assert resolved["services"]["api"]["environment"]["CITY_BROKER_PASSWD_FILE"] == "/mosquitto/auth/passwd"

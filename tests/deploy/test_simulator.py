@@ -21,10 +21,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def live(tmp_path, mosquitto, shared_influxd, influx_db):
-    # The API rewrites the broker's password file and reloads it, as in the deployment.
+    # The API changes the broker's device entries over MQTT, as in the deployment.
     settings = make_settings(tmp_path / "api", mosquitto, influx_url=shared_influxd.url, influx_db=influx_db.db,
-                             api_mqtt_user="svc-api-0", broker_passwd_file=mosquitto.passwd,
-                             broker_reload_command=f"kill -HUP {mosquitto.proc.pid}")
+                             api_mqtt_user="svc-api-0")
     api = start_api(settings)
     yield api, settings
     api.stop()

@@ -32,7 +32,7 @@ def make_fleet(tmp_path: Path, mosquitto, devices: int, seed: int = 3) -> tuple[
     for spec in specs:
         mosquitto.users[spec["id"]] = broker.hash_password(passwords[spec["id"]])
     mosquitto.write_credentials()
-    mosquitto.reload()
+    mosquitto.restart()  # the broker reads its dynamic-security file at start
     path = tmp_path / "fleet.json"
     path.write_text(json.dumps({"devices": [s | {"password": passwords[s["id"]]} for s in specs],
                                 "broker": {"host": "127.0.0.1", "port": mosquitto.port}}))

@@ -17,11 +17,9 @@ from tests.conftest import SERVICE_PASSWORD, make_settings, wait_for  # noqa: F4
 
 
 def provisioning_settings(tmp_path: Path, mosquitto: Mosquitto, **overrides):
-    """Settings for a provisioner that rewrites this Mosquitto's password file and SIGHUPs it."""
-    pid_file = tmp_path / "mosquitto.pid"
-    pid_file.write_text(str(mosquitto.proc.pid))
-    return make_settings(tmp_path, mosquitto, broker_passwd_file=mosquitto.passwd, broker_pid_file=pid_file,
-                         mqtt_user=broker.service_user("api", 1), device_admin_mqtt_user=broker.service_user("api", 1),
+    """Settings for a provisioner that changes this Mosquitto's device entries as the API does."""
+    return make_settings(tmp_path, mosquitto, mqtt_user=broker.service_user("api", 1),
+                         device_admin_mqtt_user=broker.service_user("api", 1),
                          registry_path=tmp_path / "registry.sqlite3", **overrides)
 
 
@@ -34,7 +32,7 @@ class Stack:
         self.registry = Registry(self.settings.registry_file)
         self.link = DeviceLink("127.0.0.1", mosquitto.port, self.settings.device_admin_mqtt_user,
                                SERVICE_PASSWORD).start()
-        self.provisioner = Provisioner(self.settings, self.registry, self.link.publish_config)
+        self.provisioner = Provisioner(self.settings, self.registry, self.link.publish_config, self.link.control)
 
     def close(self) -> None:
         self.link.stop()
@@ -45,14 +43,16 @@ class Recorder:
     """An MQTT client (device or service) that records connects, refusals, disconnects and messages."""
 
     def __init__(self, port: int, username: str | None, password: str | None, client_id: str | None = None,
-                 clean_session: bool = True):
+                 clean_session: bool = True, protocol: int = mqtt.MQTTv311):
+        session = {"clean_session": clean_session} if protocol != mqtt.MQTTv5 else {}
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id or username or "",
-                                  clean_session=clean_session, protocol=mqtt.MQTTv311)
+                                  protocol=protocol, **session)
         if username is not None:
             self.client.username_pw_set(username, password)
         self.client.reconnect_delay_set(60, 120)  # no quick automatic reconnects: we watch what the broker does
         self.port = port
         self.messages: list[mqtt.MQTTMessage] = []
+        self.subacks: dict[int, list[int]] = {}  # mid -> reason code values (>= 0x80: refused)
         self.connack: mqtt.ReasonCode | None = None
         self.disconnected_at: float | None = None
         self.connected = threading.Event()
@@ -60,12 +60,16 @@ class Recorder:
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = lambda c, u, m: self.messages.append(m)
+        self.client.on_subscribe = self._on_subscribe
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         self.connack = reason_code
         if not reason_code.is_failure:
             self.connected.set()
         self.answered.set()
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        self.subacks[mid] = [code.value for code in reason_codes]
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         if self.connected.is_set() and self.disconnected_at is None:
@@ -81,10 +85,12 @@ class Recorder:
     def accepted(self) -> bool:
         return self.connected.is_set()
 
-    def subscribe(self, topic: str) -> None:
+    def subscribe(self, topic: str) -> int:
+        """Subscribe at QoS 1 and wait for the SUBACK; returns its code (1: granted, >= 0x80: refused)."""
         result, mid = self.client.subscribe(topic, 1)
         assert result == mqtt.MQTT_ERR_SUCCESS
-        time.sleep(0.2)  # let the SUBACK land before the test publishes
+        wait_for(lambda: mid in self.subacks, timeout_s=5)
+        return self.subacks[mid][0]
 
     def publish(self, topic: str, payload: bytes, retain: bool = False) -> None:
         self.client.publish(topic, payload, qos=1, retain=retain).wait_for_publish(5)
@@ -101,7 +107,7 @@ def connect(port: int, username: str | None, password: str | None, client_id: st
     return Recorder(port, username, password, client_id).start()
 
 
-def service_subscriber(port: int, service: str = "ingest") -> Recorder:
+def service_subscriber(port: int, service: str = "api") -> Recorder:
     user = broker.service_user(service, 2)  # instance 2: never the same client id as the code under test
     recorder = connect(port, user, SERVICE_PASSWORD)
     assert recorder.accepted, recorder.connack
