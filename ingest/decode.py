@@ -132,6 +132,11 @@ class Decoder:
 
     def _decode_status(self, topic: str, payload: bytes, now_ms: int, out: Decoded) -> None:
         """A birth message or last will: one `device_status` point at the time it arrived."""
+        if not payload:
+            # An empty status is MQTT's way to delete a retained one (`city device retire` clears the
+            # retired device's status so no subscriber is handed it again): no data, not an error.
+            self.metrics.inc("status_cleared")
+            return
         try:
             device_id, device = self._device(topic, "status")
             status = contract.decode_status(payload, loads=orjson.loads)

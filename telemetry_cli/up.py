@@ -3,8 +3,9 @@
 Mosquitto and influxd run as child processes with their data under the data
 folder (var/ by default); then the ingest worker, analytics, the API with the
 control-room page, and a simulated fleet (plus one real MicroPython agent per
-kind). A live status line shows readings flowing; Ctrl-C stops everything,
-services first so they drain, servers last.
+kind). A live status line shows readings flowing; a service that exits on its
+own is restarted with backoff (telemetry_cli/supervisor.py) and the status line
+says so; Ctrl-C stops everything, services first so they drain, servers last.
 """
 
 import json
@@ -25,6 +26,7 @@ from rich.table import Table
 from rich.text import Text
 
 from edge import contract
+from telemetry_cli.supervisor import Supervisor
 from telemetry_shared import broker
 from telemetry_shared.influx import InfluxError, InfluxQL
 from telemetry_shared.local_ca import ensure_local_ca
@@ -65,7 +67,7 @@ class City:
         self.data_dir = data_dir
         self.devices = devices
         self.micropython_agents = micropython_agents
-        self.children: list[tuple[str, subprocess.Popen]] = []
+        self.supervisor = Supervisor(data_dir)
         self.mosquitto: Mosquitto | None = None
         self.influxd: Influxd | None = None
         self.stack: LocalStack | None = None
@@ -93,7 +95,8 @@ class City:
         self.tls = ensure_local_ca(self.data_dir / "tls")  # made on first start, kept after
         self.mosquitto = Mosquitto(self.data_dir / "mosquitto", _port_or_free(settings.mqtt_port), users=users,
                                    tls=(self.tls.server_crt, self.tls.server_key),
-                                   tls_port=_port_or_free(settings.mqtt_tls_port))
+                                   tls_port=_port_or_free(settings.mqtt_tls_port),
+                                   analytics_group=settings.analytics_share_group)
         self.mosquitto.start()
         self.influxd = Influxd(self.data_dir / "influxd", _port_or_free(_port_of(settings.influx_url)))
         self.influxd.start()
@@ -134,10 +137,12 @@ class City:
         return fleet_file
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str], cwd: Path = ROOT) -> None:
-        log = open(self.data_dir / f"{name}.log", "ab")  # noqa: SIM115 - the child keeps it open
-        proc = subprocess.Popen(argv, env=os.environ | env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-        self.children.append((name, proc))
+        self.supervisor.spawn(name, argv, env, cwd)
+
+    def supervise(self) -> None:
+        """Restart what crashed (with backoff); say so in the log above the status line."""
+        for event in self.supervisor.check():
+            console.print(f"[yellow]{event}[/]")
 
     def _start_services(self) -> None:
         py = sys.executable
@@ -204,24 +209,14 @@ class City:
                 table.add_row(kind, str(rows[0]["n"] if rows else 0), str(n_devices))
         except InfluxError as exc:
             table.add_row("InfluxDB", f"[red]{exc}[/]", "")
-        down = [name for name, proc in self.children if proc.poll() is not None]
         lines = [f"control room {self.stack.api_url}/control-room   MQTT 127.0.0.1:{self.stack.mqtt_port}   "
                  f"InfluxDB {self.stack.influx_url}", f"logs in {self.data_dir}/*.log"]
-        if down:
-            lines.append(f"[red]stopped: {', '.join(down)}[/]")
+        lines += [f"[yellow]{line}[/]" for line in self.supervisor.status()]
         return Group(table, *(Text.from_markup(line) for line in lines))
 
     def stop(self) -> None:
-        for _, proc in reversed(self.children):
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 20
-        for name, proc in reversed(self.children):
-            try:
-                proc.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                console.print(f"[yellow]{name} did not stop in time; killed[/]")
-                proc.kill()
+        for name in self.supervisor.stop_all(signal.SIGTERM, timeout_s=20):
+            console.print(f"[yellow]{name} did not stop in time; killed[/]")
         for server in (self.influxd, self.mosquitto):
             if server:
                 server.stop()
@@ -257,6 +252,7 @@ def up(
                   transient=not sys.stderr.isatty()) as live:
             while not stopping["now"] and not (duration and time.monotonic() - started > duration):
                 time.sleep(0.5)
+                city.supervise()
                 live.update(city.status_table(influx))
         console.print(city.status_table(influx))
     except (MissingBinary, RuntimeError) as exc:

@@ -244,14 +244,19 @@ class Provisioner:
         """Refuse the device from now on, cut its live session and clear its retained
         status. Returns the device and the cut time (None when the cut could not be confirmed).
 
-        The device is marked retired in the registry only after the takeover: a status
-        message of a retired device would be a dead letter in ingest.
+        The registry says retired before the takeover, so ingest takes what the takeover
+        publishes (the old session's last will, the cleared status) as a retired device's,
+        not as readings or dead letters.
         """
         device = self._changeable(device_id, "retire")
-        one_time = broker.new_secret()  # the broker's only password for the device until it is deleted
-        self._set_password(device.id, one_time)  # unreachable broker: nothing changed
-        cut_ms = self._cut(device.id, one_time, clear_status=True)
         self.registry.update(device.id, state="retired", credential_hash="")
+        one_time = broker.new_secret()  # the broker's only password for the device until it is deleted
+        try:
+            self._set_password(device.id, one_time)
+        except BrokerUnavailable:
+            self.registry.update(device.id, state=device.state, credential_hash=device.credential_hash)
+            raise
+        cut_ms = self._cut(device.id, one_time, clear_status=True)
         try:
             self._command(broker.remove_device_commands(device.id))
         except BrokerUnavailable as exc:

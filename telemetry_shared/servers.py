@@ -122,12 +122,13 @@ class Mosquitto(ChildServer):
 
     def __init__(self, workdir: Path, port: int | None = None, users: dict[str, str] | None = None,
                  autosave_interval_s: int = 10, max_queued_messages: int = 100000,
-                 tls: tuple[Path, Path] | None = None, tls_port: int | None = None):
+                 tls: tuple[Path, Path] | None = None, tls_port: int | None = None, analytics_group: str = ""):
         """tls: (server certificate, key) for a second, TLS listener on tls_port (free if None)."""
         super().__init__(workdir, port)
         self.tls = tls
         self.tls_port = (tls_port or free_port()) if tls else None
         self.users = dict(users or {})  # username -> password hash
+        self.analytics_group = analytics_group or broker.DEFAULT_ANALYTICS_GROUP
         self.autosave_interval_s = autosave_interval_s
         self.max_queued_messages = max_queued_messages
         self.conf = self.workdir / "mosquitto.conf"
@@ -159,7 +160,7 @@ class Mosquitto(ChildServer):
         """The plugin's file from `users` (read by the broker at its next start)."""
         services = {user: hashed for user, hashed in self.users.items() if broker.service_of(user)}
         devices = {user: hashed for user, hashed in self.users.items() if not broker.service_of(user)}
-        broker.write_dynsec(self.dynsec, services, devices)
+        broker.write_dynsec(self.dynsec, services, devices, self.analytics_group)
         self._written = True
 
     def saved_users(self) -> set[str]:

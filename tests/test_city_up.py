@@ -74,3 +74,56 @@ def _child_pids(parent: int) -> list[int]:
         if int(fields[1]) == parent:
             pids.append(int(stat.parent.name))
     return pids
+
+
+def test_city_up_restarts_a_crashed_service_and_says_so(tmp_path):
+    data_dir = tmp_path / "var"
+    env = os.environ | {"CITY_DATA_DIR": str(data_dir), "CITY_MQTT_PORT": str(free_port()),
+                        "CITY_INFLUX_URL": f"http://127.0.0.1:{free_port()}", "CITY_API_PORT": str(free_port())}
+    city = subprocess.Popen([sys.executable, "-m", "telemetry_cli.main", "up", "--devices", "4", "--duration", "150",
+                             "--no-micropython"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    pids_file = data_dir / "processes.json"
+    try:
+        deadline = time.monotonic() + 60
+        while not (data_dir / "city.json").exists() or not pids_file.exists():
+            assert city.poll() is None, city.stdout.read()
+            assert time.monotonic() < deadline, "city.json never appeared"
+            time.sleep(0.2)
+        state = json.loads((data_dir / "city.json").read_text())
+        influx = InfluxQL(f"http://127.0.0.1:{state['influx_port']}", "city")
+
+        def stored() -> int:
+            try:
+                return sum(r["count"] for kind in contract.KINDS
+                           for r in influx.rows(f'SELECT count("seq") FROM "{kind}"'))
+            except InfluxError:
+                return 0
+
+        while stored() == 0:
+            assert time.monotonic() < deadline, "no readings within a minute"
+            time.sleep(0.5)
+        killed = {}
+        for name in ("ingest-0", "api"):  # a crash: no chance to clean up
+            killed[name] = json.loads(pids_file.read_text())[name]
+            os.kill(killed[name], signal.SIGKILL)
+        deadline = time.monotonic() + 20
+        while True:
+            pids = json.loads(pids_file.read_text())
+            if all(pids[name] != pid and _alive(pids[name]) for name, pid in killed.items()):
+                break
+            assert time.monotonic() < deadline, f"not restarted within 20 s: {pids} (killed {killed})"
+            time.sleep(0.2)
+        before = stored()
+        deadline = time.monotonic() + 30
+        while stored() <= before:  # the new ingest worker stores readings again
+            assert time.monotonic() < deadline, "no readings stored after the restart"
+            time.sleep(0.5)
+    finally:
+        city.send_signal(signal.SIGINT)
+        output, _ = city.communicate(timeout=60)
+    assert city.returncode == 0, output
+    for name in ("ingest-0", "api"):
+        assert f"{name} exited (-9)" in output and f"{name} restarted (#1)" in output, output
+    assert "stopped cleanly" in output
+    assert not pids_file.exists()

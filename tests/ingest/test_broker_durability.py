@@ -62,7 +62,7 @@ def test_an_absent_worker_gets_its_queue_back_across_a_broker_restart(make_mosqu
 
 
 def test_config_is_durable_and_bounded(tmp_path):
-    conf = broker.mosquitto_conf(1883, tmp_path, tmp_path / "passwd", tmp_path / "acl")
+    conf = broker.mosquitto_conf(1883, tmp_path, tmp_path / "dynamic-security.json")
     lines = set(conf.splitlines())
     assert {"persistence true", f"autosave_interval {broker.AUTOSAVE_INTERVAL_S}",
             f"max_queued_messages {broker.MAX_QUEUED_MESSAGES}"} <= lines
