@@ -60,10 +60,6 @@ class LocalStack:
         return Path(self.data_dir)
 
     @property
-    def passwd_file(self) -> Path:
-        return self.root / "mosquitto" / "passwd"
-
-    @property
     def influx_url(self) -> str:
         return f"http://127.0.0.1:{self.influx_port}"
 

@@ -136,7 +136,6 @@ class City:
             "CITY_API_NOTIFY_RETRY_FIRST_S": "0.2", "CITY_API_NOTIFY_RETRY_MAX_S": "1",
             "CITY_SMTP_HOST": "127.0.0.1", "CITY_SMTP_PORT": str(self.smtp.port),
             "CITY_INGEST_METRICS_PORT": str(free_port()), "CITY_INGEST_STATS_INTERVAL_S": "1",
-            "CITY_BROKER_PASSWD_FILE": str(self.mosquitto.passwd), "CITY_BROKER_RELOAD_COMMAND": "true",
         }
 
     def spawn(self, name: str, service: str, *argv: str) -> None:
