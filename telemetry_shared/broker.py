@@ -68,7 +68,7 @@ CONTROL_TOPIC = "$CONTROL/dynamic-security/v1"
 RESPONSE_TOPIC = CONTROL_TOPIC + "/response"
 INGEST_SHARE_GROUP = "ingest"
 DEFAULT_ANALYTICS_GROUP = "analytics"
-DEVICE_ADMIN_ROLE = "device-admin"
+DEVICE_ADMIN_ROLE = "broker-admin"  # never "device-...": that is the name space of the devices' roles
 
 
 def _acl(kind: str, topic: str) -> dict:
@@ -102,6 +102,10 @@ def service_roles(analytics_group: str = DEFAULT_ANALYTICS_GROUP) -> dict[str, l
 
 
 def device_role_name(device_id: str) -> str:
+    """The device's own role. Refuses what is no device id, so a command built for a device can
+    never touch a service account or a service role."""
+    if not contract.valid_device_id(device_id) or service_of(device_id) or device_id.startswith("svc-"):
+        raise BrokerConfigError(f"not a device id: {device_id[:40]!r}")
     return f"device-{device_id}"
 
 
@@ -142,8 +146,6 @@ def dynsec_config(services: dict[str, str], devices: dict[str, str],
         names = [service] + ([DEVICE_ADMIN_ROLE] if service == "api" else [])
         clients.append({"username": user, "roles": [{"rolename": n} for n in names]} | _credential(hashed))
     for device_id, hashed in sorted(devices.items()):
-        if not contract.valid_device_id(device_id):
-            raise BrokerConfigError(f"bad device id {device_id[:40]!r}")
         role = device_role_name(device_id)
         clients.append({"username": device_id, "roles": [{"rolename": role}]} | _credential(hashed))
         roles.append({"rolename": role, "acls": device_acls(device_id)})
@@ -173,12 +175,13 @@ def add_device_commands(device_id: str, password: str) -> list[dict]:
 
 def remove_device_commands(device_id: str) -> list[dict]:
     """Delete a device's client (which disconnects it) and its role; "not found" is fine."""
-    return [{"command": "deleteClient", "username": device_id},
-            {"command": "deleteRole", "rolename": device_role_name(device_id)}]
+    role = device_role_name(device_id)
+    return [{"command": "deleteClient", "username": device_id}, {"command": "deleteRole", "rolename": role}]
 
 
 def password_command(device_id: str, password: str) -> dict:
     """Set a device's password; the plugin disconnects its live session at once."""
+    device_role_name(device_id)  # a device's, never a service account's
     return {"command": "setClientPassword", "username": device_id, "password": password}
 
 

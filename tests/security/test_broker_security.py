@@ -10,7 +10,7 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from edge import contract
-from telemetry_shared import provisioning
+from telemetry_shared import broker, provisioning
 from telemetry_shared.registry import DeviceNew
 from tests.security.support import Recorder, Stack, connect, service_subscriber, wait_for
 
@@ -177,7 +177,7 @@ def connect_with_birth(stack: Stack, device_id: str, password: str) -> Recorder:
     device.start()
     assert device.accepted
     device.publish(contract.status_topic(device_id), contract.encode_status("online", "0.1.0"), retain=True)
-    assert stack.link.last_status(device_id)["state"] == "online"
+    assert stack.link.last_status(device_id, timeout_s=5)["state"] == "online"  # generous: a loaded machine
     return device
 
 
@@ -189,7 +189,7 @@ def test_rotation_refuses_the_old_password_and_cuts_its_session_within_5s(stack)
     wait_for(lambda: device.disconnected_at, timeout_s=5)
     assert device.disconnected_at - started < 5
     assert issued.password != old and issued.cut_ms < 5000
-    assert stack.link.last_status("pwr-0001")["state"] == "offline"  # not a stale "online" left retained
+    assert stack.link.last_status("pwr-0001", timeout_s=5)["state"] == "offline"  # not a stale "online" left retained
     assert not connect(stack.mosquitto.port, "pwr-0001", old).accepted
     fresh = connect(stack.mosquitto.port, "pwr-0001", issued.password)
     assert fresh.accepted
@@ -252,3 +252,15 @@ def test_a_device_the_broker_lost_is_given_back_its_entry_on_rotation(stack):
     device = connect(stack.mosquitto.port, "wtr-0001", issued.password)
     assert device.accepted and device.subscribe(contract.config_topic("wtr-0001")) == 1
     device.stop()
+
+
+def test_device_commands_never_touch_a_service_account_or_role(stack):
+    for name in ("svc-api-0", "svc-ingest-1"):
+        with pytest.raises(broker.BrokerConfigError):
+            broker.password_command(name, "x")
+        with pytest.raises(broker.BrokerConfigError):
+            broker.remove_device_commands(name)
+    for device_id in ("admin", "ingest", "broker-admin", "api"):  # device-<id> never names a service role
+        add(stack, device_id)
+    add(stack, "wtr-0001")  # the device admin's rights survived
+    assert stack.provisioner.rotate("admin").cut_ms is not None
