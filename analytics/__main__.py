@@ -12,9 +12,14 @@ from telemetry_shared.settings import get_settings
 
 
 def main() -> None:
-    settings = get_settings()
+    try:
+        settings = get_settings()
+        registry = Registry(settings.registry_file)
+        registry.check_districts(settings.city)  # a device in a district the profile lacks: refuse to start
+    except ValueError as exc:  # a bad setting or city profile, named by line and field
+        raise SystemExit(f"analytics: {exc}") from None
     setup_logging(settings)
-    service = EngineService(settings, Registry(settings.registry_file), make_writer(settings))
+    service = EngineService(settings, registry, make_writer(settings))
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     signal.signal(signal.SIGINT, lambda *_: done.set())

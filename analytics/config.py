@@ -6,11 +6,17 @@ Two families:
   behaves. One parameter set for every series and every CSV file: the
   detectors are meant to be general, not tuned to the simulator.
 - Domain limits (`DOMAIN_LIMITS`): fixed engineering limits per metric, taken
-  from the standards named beside each. A utility changes them here (or passes
-  its own table); the source tells it what it is departing from.
+  from the standards named beside each: the grid's and the water's from the
+  city profile (CITY_PROFILE), the others (`COMMON_LIMITS`) here. The source
+  tells a utility what it is departing from.
 """
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from telemetry_shared.city import CityProfile
 
 DAY_MS = 24 * 3600 * 1000
 WEEK_MS = 7 * DAY_MS
@@ -206,33 +212,14 @@ class Limit:
 # departs from them and not from its own history is tampered with or failing.
 PEER_METRICS: tuple[str, ...] = ("power_kw",)
 
-# metric -> limits. Values in the metric's unit (edge.contract.KINDS).
-DOMAIN_LIMITS: dict[str, list[Limit]] = {
-    "voltage_v": [
-        Limit(207.0, 253.0, "voltage_out_of_range", "critical",
-              "EN 50160:2010 §4.2.2: supply voltage 230 V ±10 % (PLN SPLN 1:1995 also uses +5 %/-10 %)"),
-    ],
-    "frequency_hz": [
-        Limit(49.5, 50.5, "frequency_out_of_range", "critical",
-              "EN 50160:2010 §4.2.1: 50 Hz ±1 % (49.5-50.5 Hz) for 99.5 % of a year on interconnected systems"),
-    ],
+# metric -> limits that hold in every city. Values in the metric's unit (edge.contract.KINDS).
+# The grid (nominal voltage and frequency) and water limits differ by city: they come from the
+# city profile (telemetry_shared/city.py), see city_limits.
+COMMON_LIMITS: dict[str, list[Limit]] = {
     "power_factor": [
         Limit(0.7, None, "power_factor_low", "warning",
               "Well below PLN's 0.85 billing threshold for reactive energy (0.85 itself is a tariff matter, "
               "not an alarm)"),
-    ],
-    "pressure_bar": [
-        Limit(1.0, None, "pressure_low", "critical",
-              "Ofwat DG2 reference level: 10 m head (~1.0 bar) at the supply pipe; set the utility's own minimum"),
-    ],
-    "chlorine_mgl": [
-        Limit(0.2, 5.0, "chlorine_out_of_range", "warning",
-              "WHO Guidelines for Drinking-water Quality (4th ed.): residual >= 0.2 mg/L at delivery, "
-              "guideline value 5 mg/L"),
-    ],
-    "turbidity_ntu": [
-        Limit(None, 5.0, "turbidity_high", "warning",
-              "Permenkes 492/2010 (Indonesia) and WHO: drinking water at most 5 NTU"),
     ],
     "co2_ppm": [
         Limit(None, 1000.0, "co2_high", "info",
@@ -248,6 +235,47 @@ DOMAIN_LIMITS: dict[str, list[Limit]] = {
               "SNI 03-6572-2001 (Indonesia) comfort range tops at ~27 degC; 32 degC marks a failed cooling"),
     ],
 }
+
+
+def city_limits(profile: "CityProfile") -> dict[str, list[Limit]]:
+    """COMMON_LIMITS plus the city profile's grid and water limits."""
+    grid, water = profile.grid, profile.water
+    nominal = f"{grid.nominal_voltage_v:g} V, {grid.nominal_frequency_hz:g} Hz"
+    return COMMON_LIMITS | {
+        "voltage_v": [Limit(*grid.voltage_limits_v, "voltage_out_of_range", "critical",
+                            f"{grid.standard}: supply voltage around the nominal {nominal}")],
+        "frequency_hz": [Limit(*grid.frequency_limits_hz, "frequency_out_of_range", "critical",
+                               f"{grid.standard}: frequency around the nominal {nominal}")],
+        "pressure_bar": [Limit(water.pressure_min_bar, None, "pressure_low", "critical", water.pressure_source)],
+        "chlorine_mgl": [Limit(*water.chlorine_mgl, "chlorine_out_of_range", "warning", water.chlorine_source)],
+        "turbidity_ntu": [Limit(None, water.turbidity_max_ntu, "turbidity_high", "warning", water.turbidity_source)],
+    }
+
+
+class _ProfileLimits(Mapping[str, list[Limit]]):
+    """The configured city's limits (CITY_PROFILE), read on first use rather than at import."""
+
+    def _table(self) -> dict[str, list[Limit]]:
+        from telemetry_shared.settings import get_settings
+
+        profile = get_settings().city
+        if _LIMITS_CACHE.get("profile") is not profile:
+            _LIMITS_CACHE.update(profile=profile, table=city_limits(profile))
+        return _LIMITS_CACHE["table"]
+
+    def __getitem__(self, metric: str) -> list[Limit]:
+        return self._table()[metric]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._table())
+
+    def __len__(self) -> int:
+        return len(self._table())
+
+
+_LIMITS_CACHE: dict = {}
+# metric -> limits of the configured city (COMMON_LIMITS and the profile's grid and water limits).
+DOMAIN_LIMITS: Mapping[str, list[Limit]] = _ProfileLimits()
 
 
 @dataclass(frozen=True)

@@ -273,7 +273,7 @@ def evaluate_fleet(devices: int = 200, hours: float = 192.0, interval_s: float =
                    on_stage: Callable[[str], None] | None = None) -> Evaluation:
     """Simulate the city with fleetsim (faults and labels included), detect, and match.
 
-    start_ms defaults to 2026-01-01 00:00 in Tanjungpinang (a Thursday).
+    start_ms defaults to 2026-01-01 00:00 at UTC+7 (a Thursday).
     Faults starting in the first `warmup_hours` (while the baselines learn
     the working-day profile: by default until Tuesday 00:00, so the first
     weekend-to-Monday step is learnt too) are not counted, nor are alerts

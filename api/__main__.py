@@ -11,11 +11,15 @@ SHUTDOWN_GRACE_S = 3
 
 
 def main() -> None:
-    settings = get_settings()
-    setup_logging(settings)
+    try:
+        settings = get_settings()
+        setup_logging(settings)
+        app = create_app(settings)
+    except ValueError as exc:  # a bad setting or city profile, named by line and field
+        raise SystemExit(f"api: {exc}") from None
     # SSE streams never end by themselves: on shutdown give them a few seconds, then close them.
     # log_config=None: uvicorn's loggers go through the root handler, so its lines are masked too.
-    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port, log_level="info",
+    uvicorn.run(app, host=settings.api_host, port=settings.api_port, log_level="info",
                 log_config=None, access_log=False, timeout_graceful_shutdown=SHUTDOWN_GRACE_S)
 
 

@@ -41,9 +41,10 @@ class ApiServices:
     @classmethod
     def open(cls, settings: Settings, subscribe: bool = True) -> "ApiServices":
         """subscribe=False: no MQTT alert subscriber (tools that only read the store)."""
+        registry = Registry(settings.registry_file)
+        registry.check_districts(settings.city)  # a device in a district the profile lacks: refuse to start
         db = ApiDb(settings.api_db_file)
         keys = KeyStore(db)
-        registry = Registry(settings.registry_file)
         influx = InfluxQL.from_settings(settings)
         return cls(settings=settings, db=db, keys=keys, registry=registry, influx=influx,
                    alerts=AlertService(settings, db, subscribe, registry), latest=LatestCache(influx),

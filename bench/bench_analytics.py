@@ -73,13 +73,14 @@ def engine_pass(devices: int, buffer: int) -> tuple[float, float, float]:
     from analytics.engine import AnalyticsEngine
     from edge import contract
     from telemetry_shared.registry import DeviceNew, Registry
+    from telemetry_shared.settings import get_settings
 
     rng = np.random.default_rng(1)
     with tempfile.TemporaryDirectory() as folder:
         registry = Registry(Path(folder) / "registry.sqlite3")
         ids = [f"pwr-{i:05d}" for i in range(devices)]
         for device in ids:
-            registry.add(DeviceNew(id=device, kind="power", district="bukit-bestari"))
+            registry.add(DeviceNew(id=device, kind="power", district=get_settings().city.slugs[0]))
         engine = AnalyticsEngine(registry, params=EngineParams(buffer_samples=buffer))
         now = 1_767_225_600_000
         start = time.perf_counter()

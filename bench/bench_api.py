@@ -38,8 +38,9 @@ from telemetry_shared import broker  # noqa: E402
 from telemetry_shared.influx import InfluxQL, V1Writer  # noqa: E402
 from telemetry_shared.registry import DeviceNew, Registry  # noqa: E402
 from telemetry_shared.servers import Influxd, Mosquitto, free_port  # noqa: E402
+from telemetry_shared.settings import get_settings  # noqa: E402
 
-DISTRICTS = ("bukit-bestari", "tanjungpinang-kota", "tanjungpinang-barat", "tanjungpinang-timur")
+DISTRICTS = get_settings().city.slugs  # the configured city profile (CITY_PROFILE)
 MINUTE_MS = 60_000
 SERVICE_PASSWORD = "bench-service-secret"
 
@@ -49,7 +50,7 @@ def seed_readings(url: str, registry: Registry, devices_per_kind: int, now_ms: i
     points = 0
     for kind, metrics in contract.KINDS.items():
         for n in range(devices_per_kind):
-            device, district = f"{kind[:3]}-{n:04d}", DISTRICTS[n % 4]
+            device, district = f"{kind[:3]}-{n:04d}", DISTRICTS[n % len(DISTRICTS)]
             registry.add(DeviceNew(id=device, kind=kind, district=district))
             fields = ",".join(f"{m}={(lo + hi) / 2:.3f}" for m, (_, lo, hi) in metrics.items())
             lines = [f"{kind},device={device},district={district} {fields},seq={i}i {now_ms - (1440 - i) * MINUTE_MS}"
@@ -63,7 +64,8 @@ def seed_readings(url: str, registry: Registry, devices_per_kind: int, now_ms: i
 def seed_alerts(store: AlertStore, count: int, now_ms: int) -> None:
     for n in range(count):
         store.apply({"id": f"bench-{n}", "device": f"wat-{n % 100:04d}", "kind": "water",
-                     "district": DISTRICTS[n % 4], "metric": "pressure_bar", "rule": "pressure_low", "state": "active",
+                     "district": DISTRICTS[n % len(DISTRICTS)], "metric": "pressure_bar", "rule": "pressure_low",
+                     "state": "active",
                      "severity": contract.SEVERITIES[n % 3], "score": 0.8, "observed": 1.0, "expected": 3.0,
                      "started_ms": now_ms - n * 1000, "updated_ms": now_ms, "explanation": "bench"})
 

@@ -26,8 +26,9 @@ from grafana.queries import fill_variables  # noqa: E402
 from ingest.rollup import ROLLUP_RP, run_rollup  # noqa: E402
 from telemetry_shared.influx import InfluxQL, V1Writer  # noqa: E402
 from telemetry_shared.servers import Influxd  # noqa: E402
+from telemetry_shared.settings import get_settings  # noqa: E402
 
-DISTRICTS = ("bukit-bestari", "tanjungpinang-kota", "tanjungpinang-barat", "tanjungpinang-timur")
+DISTRICTS = get_settings().city.slugs  # the configured city profile (CITY_PROFILE)
 MINUTE_MS = 60_000
 
 
@@ -37,7 +38,7 @@ def write_day(url: str, devices_per_kind: int, now_ms: int) -> int:
     points = 0
     for kind, metrics in contract.KINDS.items():
         for n in range(devices_per_kind):
-            tags = f"device={kind[:3]}-{n:04d},district={DISTRICTS[n % 4]}"
+            tags = f"device={kind[:3]}-{n:04d},district={DISTRICTS[n % len(DISTRICTS)]}"
             lines = []
             for minute in range(1440):
                 lo, hi = metrics[next(iter(metrics))][1:]

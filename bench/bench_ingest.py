@@ -53,11 +53,12 @@ from telemetry_shared import broker  # noqa: E402
 from telemetry_shared.influx import InfluxQL  # noqa: E402
 from telemetry_shared.registry import DeviceNew, Registry  # noqa: E402
 from telemetry_shared.servers import Influxd, Mosquitto, free_port  # noqa: E402
+from telemetry_shared.settings import get_settings  # noqa: E402
 
 DEVICES = 1000
 SECRET = "bench-secret-0123456789"
 PROBE = "probe-01"
-DISTRICTS = ("bukit-bestari", "tanjungpinang-kota", "tanjungpinang-barat", "tanjungpinang-timur")
+DISTRICTS = get_settings().city.slugs  # the configured city profile (CITY_PROFILE)
 METRICS4 = ("flow_lps", "pressure_bar", "level_m", "turbidity_ntu")
 LEAN_USER = "svc-ingest-7"  # the lean worker's account (the project worker is svc-ingest-0)
 TICK_S = os.sysconf("SC_CLK_TCK")
@@ -309,8 +310,8 @@ class City:
         registry = Registry(self.registry_file)
         self.districts = {}
         for i, device in enumerate([*device_ids(devices), PROBE]):
-            registry.add(DeviceNew(id=device, kind="water", district=DISTRICTS[i % 4]))
-            self.districts[device] = DISTRICTS[i % 4]
+            registry.add(DeviceNew(id=device, kind="water", district=DISTRICTS[i % len(DISTRICTS)]))
+            self.districts[device] = DISTRICTS[i % len(DISTRICTS)]
         registry.close()
 
     def close(self) -> None:
@@ -351,7 +352,7 @@ def drain(kind: str, workdir: Path, influxd: Influxd, msgs: list[tuple[str, byte
 def influxd_alone(workdir: Path, influxd: Influxd, msgs: list[tuple[str, bytes]], readings: int, name: str) -> dict:
     city = City(workdir, influxd, name, devices=1)
     try:
-        districts = {d: DISTRICTS[i % 4] for i, d in enumerate(device_ids())}
+        districts = {d: DISTRICTS[i % len(DISTRICTS)] for i, d in enumerate(device_ids())}
         lines = line_protocol(msgs, districts)
         bodies = [("\n".join(lines[i:i + 5000]) + "\n").encode() for i in range(0, len(lines), 5000)]
         http = httpx.Client(base_url=influxd.url, timeout=60)

@@ -63,7 +63,7 @@ def filled_engine(registry: Registry, devices: int, metrics: int, seed: int = 0)
         history.open_bucket = np.full(devices, end_ms // params.profile_bucket_ms, dtype=np.int64)
         history.sums = np.tile([100.0, 20_000.0, 1.0], (devices, 1))
     learnt.last_seen_ms = {key[0]: end_ms for key in keys}
-    learnt.info = {key[0]: ("power", "tanjungpinang-kota") for key in keys}
+    learnt.info = {key[0]: ("power", "district-a") for key in keys}
     return engine
 
 

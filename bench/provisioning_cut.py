@@ -29,7 +29,7 @@ from telemetry_shared.device_link import DeviceLink  # noqa: E402
 from telemetry_shared.provisioning import Provisioner  # noqa: E402
 from telemetry_shared.registry import DeviceNew, Registry  # noqa: E402
 from telemetry_shared.servers import Mosquitto  # noqa: E402
-from telemetry_shared.settings import Settings  # noqa: E402
+from telemetry_shared.settings import Settings, get_settings  # noqa: E402
 from tests.security.support import Recorder  # noqa: E402
 
 SERVICE_PASSWORD = "bench-service-secret"
@@ -89,7 +89,7 @@ def cut_table(provisioner: Provisioner, registry: Registry, mosquitto: Mosquitto
 
 
 def connected_device(provisioner: Provisioner, mosquitto: Mosquitto, device_id: str) -> Recorder:
-    issued = provisioner.add(DeviceNew(id=device_id, kind="water", district="bukit-bestari"))
+    issued = provisioner.add(DeviceNew(id=device_id, kind="water", district=get_settings().city.slugs[0]))
     device = Recorder(mosquitto.port, device_id, issued.password).start()
     assert device.accepted, device.connack
     return device
@@ -123,14 +123,15 @@ def fleet_add(provisioner: Provisioner, registry: Registry, mosquitto: Mosquitto
         times = []
         for i in range(rounds):
             started = time.monotonic()
-            provisioner.add(DeviceNew(id=f"{prefix}-{i:04d}", kind="power", district="bukit-bestari"))
+            provisioner.add(DeviceNew(id=f"{prefix}-{i:04d}", kind="power", district=get_settings().city.slugs[0]))
             times.append(time.monotonic() - started)
         return median_ms(times)
 
     small = timed_adds("small")
     hashed = broker.hash_password("fleet")  # one hash for all: we measure the broker's side, not PBKDF2
     for i in range(devices):
-        registry.add(DeviceNew(id=f"fleet-{i:05d}", kind="traffic", district="bukit-bestari"), credential_hash=hashed)
+        registry.add(DeviceNew(id=f"fleet-{i:05d}", kind="traffic", district=get_settings().city.slugs[0]),
+                     credential_hash=hashed)
     # The fleet into the broker as `city up` does it: the plugin's file rebuilt from the registry, then a restart.
     mosquitto.stop()
     mosquitto.users |= provisioning.broker_entries(registry)
@@ -146,7 +147,7 @@ def change_stall(provisioner: Provisioner, mosquitto: Mosquitto, connected: int)
     """A change makes the plugin save its whole file: how long is the broker busy for the others?"""
     clients = []
     for i in range(connected):
-        issued = provisioner.add(DeviceNew(id=f"conn-{i:05d}", kind="water", district="bukit-bestari"))
+        issued = provisioner.add(DeviceNew(id=f"conn-{i:05d}", kind="water", district=get_settings().city.slugs[0]))
         client = MQTTClient(f"conn-{i:05d}", "127.0.0.1", mosquitto.port, f"conn-{i:05d}", issued.password,
                             keepalive_s=600)
         client.connect()

@@ -509,7 +509,7 @@ def decode_config(raw, loads=strict_loads):
 # ---------------------------------------------------------------- alerts
 # Server to server (analytics -> API, control room), on alert_topic(device):
 #   {"v": 1, "id": "<incident id>", "device": "wtr-0001", "kind": "water",
-#    "district": "bukit-bestari", "metric": "pressure_bar", "rule": "pressure_low",
+#    "district": "north", "metric": "pressure_bar", "rule": "pressure_low",
 #    "state": "active" | "cleared", "severity": "info" | "warning" | "critical",
 #    "score": 0.93, "observed": 1.2, "expected": 3.5,
 #    "started_ms": ..., "updated_ms": ..., "explanation": "..."}

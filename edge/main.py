@@ -4,7 +4,8 @@
 #
 # CONFIG.json: {"device_id", "kind", "server", "port", "user", "password",
 #               "interval_ms", "batch_size", "buffer_capacity", "spool_path"};
-#   "source": "synthetic", or "board" with a "drivers" list (see edge/hw/board.py).
+#   "source": "synthetic" (with "grid": [volts, hertz] and "utc_offset_h" from the city
+#   profile), or "board" with a "drivers" list (see edge/hw/board.py).
 
 import json
 import sys
@@ -17,7 +18,7 @@ def make_source(config):
     if name == "synthetic":
         from edge.hw.synthetic import SyntheticSource
 
-        return SyntheticSource(config["kind"])
+        return SyntheticSource(config["kind"], grid=config.get("grid"), utc_offset_h=config.get("utc_offset_h"))
     if name == "board":
         from edge.hw.board import build
 

@@ -11,18 +11,26 @@ uptime_s).
 from grafana import queries as q
 from grafana.model import Annotation, Dashboard, Panel, Target, Threshold, Variable, field_unit, rename_by_regex
 from grafana.units import unit_of
+from telemetry_shared.settings import get_settings
 
 DEVICE = "$tag_device"
 DISTRICT = "$tag_district"
 ALL_KINDS = q.DEVICE_MEASUREMENTS
 
-# Thresholds that engineers in Tanjungpinang read the panels against.
-VOLTAGE_BAND = (Threshold(None, "red"), Threshold(207.0, "green"), Threshold(253.0, "red"))  # 230 V +-10 %
-FREQUENCY_BAND = (Threshold(None, "red"), Threshold(49.5, "green"), Threshold(50.5, "red"))  # 50 Hz +-1 %
+# Thresholds that the city's engineers read the panels against: the grid's and water's from the
+# city profile (CITY_PROFILE), as the analytics use them.
+CITY = get_settings().city
+GRID = CITY.grid
+VOLTAGE_BAND = (Threshold(None, "red"), Threshold(GRID.voltage_limits_v[0], "green"),
+                Threshold(GRID.voltage_limits_v[1], "red"))
+FREQUENCY_BAND = (Threshold(None, "red"), Threshold(GRID.frequency_limits_hz[0], "green"),
+                  Threshold(GRID.frequency_limits_hz[1], "red"))
+NOMINAL = f"{GRID.nominal_voltage_v:g} V, {GRID.nominal_frequency_hz:g} Hz nominal"
 CO2_BANDS = (Threshold(None, "green"), Threshold(1000.0, "yellow"), Threshold(1500.0, "red"))
-PRESSURE_LOW = (Threshold(None, "red"), Threshold(1.0, "green"))  # under 1 bar taps run dry upstairs
-CHLORINE_BAND = (Threshold(None, "red"), Threshold(0.2, "green"), Threshold(5.0, "red"))  # WHO residual range
-OUTAGE_VOLTS = 23.0  # a reading under 10 % of nominal is a supply outage, not a sag
+PRESSURE_LOW = (Threshold(None, "red"), Threshold(CITY.water.pressure_min_bar, "green"))  # taps run dry upstairs
+CHLORINE_BAND = (Threshold(None, "red"), Threshold(CITY.water.chlorine_mgl[0], "green"),
+                 Threshold(CITY.water.chlorine_mgl[1], "red"))
+OUTAGE_VOLTS = round(0.1 * GRID.nominal_voltage_v, 1)  # under 10 % of nominal is a supply outage, not a sag
 CONGESTED_KMH = 20.0
 
 
@@ -83,7 +91,7 @@ def overview() -> Dashboard:
         district_panel("water", "flow_lps", "Water flow by district", inner="mean", outer="sum", device=False,
                        description="Total flow through the district's metered mains.", stack=True),
         district_panel("power", "voltage_v", "Mean voltage by district", minimum=180, maximum=270, device=False,
-                       thresholds=VOLTAGE_BAND, description="230 V nominal; the band is the +-10 % limit."),
+                       thresholds=VOLTAGE_BAND, description=f"{NOMINAL}; the band is the limit of {GRID.standard}."),
         district_panel("building", "beds_free", "Hospital beds free by district", inner="last", outer="sum",
                        device=False, stack=True, description="Sum over wards of the latest free-bed count."),
         district_panel("traffic", "speed_kmh", "Mean traffic speed by district", device=False,
@@ -94,7 +102,7 @@ def overview() -> Dashboard:
             kind="table", width=24, height=9, overrides=(field_unit("Time", "dateTimeAsIso"),), no_value="no alerts",
             description="The 50 most recent alert messages; none on a quiet day."),
     ]
-    return Dashboard("city-overview", "City overview", "Tanjungpinang at a glance: every utility, every district.",
+    return Dashboard("city-overview", "City overview", f"{CITY.name} at a glance: every utility, every district.",
                      panels, [district_variable(ALL_KINDS)], [alert_annotation(device=False)],
                      tags=("city", "overview"))
 
@@ -106,7 +114,7 @@ def water() -> Dashboard:
         Panel("Minimum night flow", "suffix: L/s", (Target(
             'SELECT min("hourly") FROM (SELECT mean("flow_lps") AS hourly FROM "water" ' + q.where()
             + ' GROUP BY time(1h), "device") WHERE $timeFilter ' + q.NIGHT_BUCKET + ', "device" fill(none)',
-            DEVICE),), description="Lowest hourly mean flow of each local day (WIB): when demand is least, "
+            DEVICE),), description="Lowest hourly mean flow of each local day (local time): when demand is least, "
                                     "what still flows is mostly leakage. A rising line is a growing leak."),
         Panel("Minimum night flow, 90 days", "suffix: L/s", (Target(
             q.rollup("water", "1h", ["flow_lps_mean"], outer="min"), DEVICE),), time_from="90d",
@@ -123,8 +131,9 @@ def water() -> Dashboard:
 
 def power() -> Dashboard:
     panels = [
-        district_panel("power", "voltage_v", "Voltage by district", thresholds=VOLTAGE_BAND, minimum=180,
-                       maximum=270, description="Mean supply voltage; 230 V +-10 % is the statutory band."),
+        district_panel("power", "voltage_v", "Voltage by district", thresholds=VOLTAGE_BAND,
+                       minimum=round(0.78 * GRID.nominal_voltage_v), maximum=round(1.17 * GRID.nominal_voltage_v),
+                       description=f"Mean supply voltage; {NOMINAL}, band from {GRID.standard}."),
         metric_panel("power", "voltage_v", "Voltage per feeder", "Mean voltage per meter.",
                      thresholds=VOLTAGE_BAND),
         district_panel("power", "power_kw", "Load by district", inner="mean", outer="sum", stack=True,
@@ -136,7 +145,7 @@ def power() -> Dashboard:
         metric_panel("power", "current_a", "Current", "Mean current per meter."),
         Panel("Outage readings", "short", (Target(q.count_under("power", "voltage_v", OUTAGE_VOLTS), DISTRICT),),
             description=f"Readings under {OUTAGE_VOLTS:g} V (10 % of nominal): the supply was out.", stack=True),
-        metric_panel("power", "frequency_hz", "Frequency", "Grid frequency; 50 Hz +-1 %.",
+        metric_panel("power", "frequency_hz", "Frequency", f"Grid frequency; {NOMINAL}, band from {GRID.standard}.",
                      thresholds=FREQUENCY_BAND),
         metric_panel("power", "power_factor", "Power factor", "Under 0.85 costs the utility in losses.",
                      agg="mean", minimum=0, maximum=1,

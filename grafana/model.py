@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from grafana.datasource import DATASOURCE_REF
+from telemetry_shared.settings import get_settings
 
 SCHEMA_VERSION = 39
 GRID_WIDTH = 24
-TIMEZONE = "Asia/Jakarta"  # WIB, UTC+7: Tanjungpinang's local time
 
 
 @dataclass(frozen=True)
@@ -229,7 +229,7 @@ class Dashboard:
             "templating": {"list": [v.to_json() for v in self.variables]},
             "time": {"from": self.time_from, "to": "now"},
             "timepicker": {},
-            "timezone": TIMEZONE,
+            "timezone": get_settings().city.spec.time_zone,  # the city's local time
             "title": self.title,
             "uid": self.uid,
             "version": 1,

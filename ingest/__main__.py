@@ -21,10 +21,12 @@ log = logging.getLogger("ingest")
 def main() -> None:
     try:
         settings = get_settings()
-    except ValueError as exc:  # pydantic's ValidationError names each key that is wrong
-        raise SystemExit(f"ingest: bad configuration (CITY_* variables): {exc}") from None
+        registry = Registry(settings.registry_file)
+        registry.check_districts(settings.city)  # a device in a district the profile lacks: refuse to start
+    except ValueError as exc:  # pydantic's ValidationError names each key that is wrong, a profile its line
+        raise SystemExit(f"ingest: bad configuration (CITY_* variables or city profile): {exc}") from None
     setup_logging(settings)  # HTTP clients at WARNING (a line per write is noise), secrets masked
-    worker = IngestWorker(settings, Registry(settings.registry_file), make_writer(settings),
+    worker = IngestWorker(settings, registry, make_writer(settings),
                           DeadLetters(settings.deadletter_file))
     server = None
     if settings.ingest_metrics_port:

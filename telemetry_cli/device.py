@@ -112,7 +112,7 @@ def _show_credentials(answer: dict, title: str) -> None:
 
 @app.command("add")
 def add(kind: Annotated[str, typer.Option(help=f"one of {', '.join(contract.KINDS)}")],
-        district: Annotated[str, typer.Option(help="district slug, e.g. bukit-bestari")],
+        district: Annotated[str, typer.Option(help="district slug from the city profile (CITY_PROFILE)")],
         device_id: Annotated[str | None, typer.Option("--id", help="an id of your own; default: generated")] = None,
         lat: Annotated[float | None, typer.Option(min=-90, max=90)] = None,
         lon: Annotated[float | None, typer.Option(min=-180, max=180)] = None,

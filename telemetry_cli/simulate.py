@@ -38,7 +38,8 @@ def simulate(
     = None,
     interval: Annotated[float | None, typer.Option(min=1, max=86400, help="live sampling interval, seconds")] = None,
     seed: Annotated[int, typer.Option(help="same seed, same city")] = 1,
-    scenario: Annotated[Path | None, typer.Option(help="scenario file (default: Tanjungpinang)")] = None,
+    scenario: Annotated[Path | None, typer.Option(help="scenario file (default: firmware-sim/scenarios/city.json; "
+                                                   "districts from the city profile)")] = None,
     labels: Annotated[Path | None, typer.Option(help="labels CSV (default: <data dir>/simulate/labels.csv)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
 ) -> None:

@@ -38,7 +38,6 @@ from telemetry_shared.settings import get_settings
 
 console = Console(stderr=True)
 ROOT = Path(__file__).resolve().parent.parent
-DISTRICTS = ("bukit-bestari", "tanjungpinang-kota", "tanjungpinang-barat", "tanjungpinang-timur")
 
 
 def _port_or_free(preferred: int) -> int:
@@ -54,7 +53,7 @@ def _port_or_free(preferred: int) -> int:
 
 
 def plan_fleet(devices: int, seed: int) -> list[dict]:
-    """Device specs (id, kind, district, position) from the simulator's Tanjungpinang scenario."""
+    """Device specs (id, kind, district, position) from the simulator's scenario and the city profile."""
     import fleetsim
 
     return fleetsim.plan_fleet(fleetsim.load_scenario(fleetsim.DEFAULT_SCENARIO), devices, seed)
@@ -176,8 +175,13 @@ class City:
         except MissingBinary as exc:
             console.print(f"[yellow]{exc}; no MicroPython agents[/]")
             return []
-        return [{"id": f"mpy-{kind}", "kind": kind, "district": DISTRICTS[i], "lat": 0.92, "lon": 104.45}
-                for i, kind in enumerate(contract.KINDS)]
+        city = get_settings().city
+        specs = []
+        for i, kind in enumerate(contract.KINDS):
+            district = city.districts[i % len(city.districts)]
+            spot = district.geometry.representative_point()
+            specs.append({"id": f"mpy-{kind}", "kind": kind, "district": district.slug, "lat": spot.y, "lon": spot.x})
+        return specs
 
     def _start_micropython_agents(self, specs: list[dict], passwords: dict[str, str]) -> None:
         """For fidelity: the firmware as it runs on a board."""
@@ -186,10 +190,12 @@ class City:
         shutil.rmtree(flash, ignore_errors=True)
         shutil.copytree(ROOT / "edge", flash / "edge", ignore=shutil.ignore_patterns("__pycache__"))
         shutil.copyfile(self.tls.ca_der, flash / "ca.der")
+        from fleetsim.mpy import synthetic_city
+
         for spec in specs:
             config = {"device_id": spec["id"], "kind": spec["kind"], "server": "127.0.0.1",
                       "port": self.mosquitto.tls_port, "ca_path": "ca.der", "server_hostname": "localhost",
-                      "password": passwords[spec["id"]], "interval_ms": 5000, "batch_size": 2}
+                      "password": passwords[spec["id"]], "interval_ms": 5000, "batch_size": 2, **synthetic_city()}
             path = flash / f"{spec['id']}.json"
             path.write_text(json.dumps(config))
             self._spawn(spec["id"], [micropython, "-m", "edge.main", path.name],

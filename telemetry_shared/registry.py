@@ -12,9 +12,11 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
 from edge import contract
+from telemetry_shared.city import CityProfile, check_devices
+from telemetry_shared.settings import get_settings
 
 SERVICE_PREFIX = "svc-"  # MQTT usernames of the platform's own services
 STATES = ("provisioned", "active", "silent", "retired")
@@ -76,9 +78,14 @@ class DeviceNew(BaseModel):
 
     @field_validator("district")
     @classmethod
-    def _district(cls, value: str) -> str:
+    def _district(cls, value: str, info: ValidationInfo) -> str:
         if not _SLUG.match(value):
             raise ValueError("a district is a slug: a-z, 0-9 and '-', at most 64")
+        if (info.context or {}).get("stored"):
+            return value  # read back from the file: checked against the profile at start-up (check_districts)
+        allowed = get_settings().city.slugs
+        if value not in allowed:
+            raise ValueError(f"unknown district {value!r}: the city profile has {', '.join(allowed)}")
         return value
 
 
@@ -91,6 +98,10 @@ class Device(DeviceNew):
     last_seen_ms: int | None = None
     created_ms: int
     updated_ms: int
+
+
+def _stored(row: sqlite3.Row) -> Device:
+    return Device.model_validate(dict(row), context={"stored": True})
 
 
 class RegistryError(Exception):
@@ -152,7 +163,7 @@ class Registry:
             row = self.db.execute("SELECT * FROM devices WHERE id = ?", (device_id,)).fetchone()
         if row is None:
             raise DeviceNotFound(f"no device {device_id!r}")
-        return Device(**dict(row))
+        return _stored(row)
 
     def list(self, kind: str | None = None, district: str | None = None, state: str | None = None,
              limit: int = 1000, offset: int = 0) -> tuple[list[Device], int]:
@@ -167,7 +178,7 @@ class Registry:
             total = self.db.execute(f"SELECT count(*) FROM devices {clause}", args).fetchone()[0]
             rows = self.db.execute(f"SELECT * FROM devices {clause} ORDER BY id LIMIT ? OFFSET ?",
                                    [*args, limit, offset]).fetchall()
-        return [Device(**dict(row)) for row in rows], total
+        return [_stored(row) for row in rows], total
 
     def update(self, device_id: str, **changes: object) -> Device:
         """Change some fields; validated as the whole device would be."""
@@ -203,6 +214,12 @@ class Registry:
                 self.db.execute("ROLLBACK")
                 raise
             self.db.execute("COMMIT")
+
+    def check_districts(self, profile: CityProfile) -> None:
+        """Refuse to start (ProfileError) when a device not retired sits in a district the profile lacks."""
+        with self.lock:
+            rows = self.db.execute("SELECT id, district FROM devices WHERE state != 'retired' ORDER BY id").fetchall()
+        check_devices(profile, [(row[0], row[1]) for row in rows])
 
     def delete(self, device_id: str) -> None:
         with self.lock:

@@ -6,6 +6,8 @@ from pathlib import Path
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from telemetry_shared.city import CityProfile, cached_profile
+
 DEV_SECRET = "dev-only-secret"
 
 
@@ -13,8 +15,13 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CITY_", extra="ignore")
 
     environment: str = Field("development", description="development or production")
-    city_name: str = "Tanjungpinang"
-    utc_offset_hours: int = 7
+    profile: Path = Field(Path("cities/tanjungpinang.yaml"),
+                          description="CITY_PROFILE: the city profile (YAML): name, time zone, districts and their "
+                          "boundaries, grid and water limits, calendar, language; validated at start "
+                          "(telemetry_shared/city.py)")
+    city_name: str = Field("", description="override of the profile's city name; empty: the profile's")
+    utc_offset_hours: int | None = Field(None, ge=-14, le=14, description="override of the local day's UTC offset "
+                                         "(whole hours); empty: the profile's time zone")
     data_dir: Path = Path("var")
 
     mqtt_host: str = "127.0.0.1"
@@ -114,7 +121,16 @@ class Settings(BaseSettings):
             raise ValueError("CITY_MQTT_PASSWORD must be set in production (it still has the development default)")
         if self.environment not in ("development", "production", "test"):
             raise ValueError(f"CITY_ENVIRONMENT must be development, production or test, not {self.environment!r}")
+        profile = self.city  # a bad profile refuses to start, naming its line and field
+        self.city_name = self.city_name or profile.name
+        if self.utc_offset_hours is None:
+            self.utc_offset_hours = profile.utc_offset_hours
         return self
+
+    @property
+    def city(self) -> CityProfile:
+        """The validated city profile (read again when its file changes)."""
+        return cached_profile(self.profile)
 
     @property
     def registry_file(self) -> Path:

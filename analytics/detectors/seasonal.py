@@ -28,8 +28,8 @@ def seasonal_expected(values: np.ndarray, times: np.ndarray, period_ms: int,
     (within half the series' median interval, so always before t); the expected
     value is the median of those found, or NaN when fewer than
     `season_min_lags` exist. Timestamps may be irregular and differ per
-    series. Tanjungpinang keeps UTC+7 all year (no daylight saving), so a lag
-    of whole days is the same local time of day.
+    series. The local day is a fixed UTC offset (the city profile's standard
+    time), so a lag of whole days is the same local time of day.
 
     With `params.day_types` the daily profile compares like with like: a
     working day with the working days, a weekend day with the weekend days

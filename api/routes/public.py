@@ -22,13 +22,11 @@ from telemetry_shared.registry import DeviceNotFound
 router = APIRouter(prefix="/public", tags=["public"], dependencies=[Depends(public_rate_limit)],
                    responses={429: {"description": "too many requests; see Retry-After"}})
 
-NOMINAL_V = 230.0
-POWERED_V = 0.8 * NOMINAL_V  # below 80 % of nominal a supply is out, not merely low
+POWERED_SHARE = 0.8  # below 80 % of the profile's nominal voltage a supply is out, not merely low
 RECENT_MS = 15 * 60 * 1000
 BEDS_RECENT_MS = 3600 * 1000
 FREE_FLOW_KMH = 40.0
 SLOW_KMH = 20.0
-DISTRICTS = ("bukit-bestari", "tanjungpinang-kota", "tanjungpinang-barat", "tanjungpinang-timur")
 
 
 class DistrictFigures(BaseModel):
@@ -66,10 +64,10 @@ def day_start_ms(services: ApiServices, now: int) -> int:
     return int(midnight.timestamp() * 1000)
 
 
-def _power_state(volts: list[float]) -> str:
+def _power_state(volts: list[float], nominal_v: float) -> str:
     if not volts:
         return "unknown"
-    return "on" if sum(v >= POWERED_V for v in volts) * 2 >= len(volts) else "outage"
+    return "on" if sum(v >= POWERED_SHARE * nominal_v for v in volts) * 2 >= len(volts) else "outage"
 
 
 def _traffic_state(speed: float | None) -> str:
@@ -90,11 +88,13 @@ def city_figures(services: ApiServices) -> CityFigures:
     speeds: dict[str, list[float]] = {}
     for row in queries.per_device_last(services.influx, "traffic", "speed_kmh", now - RECENT_MS):
         speeds.setdefault(row["district"], []).append(row["value"])
-    districts = sorted(set(DISTRICTS) | set(volts) | set(speeds))
+    profile = services.settings.city
+    districts = sorted(set(profile.slugs) | set(volts) | set(speeds))
     rows = []
     for district in districts:
         speed = round(median(speeds[district]), 1) if speeds.get(district) else None
-        rows.append(DistrictFigures(district=district, power=_power_state(volts.get(district, [])),
+        power = _power_state(volts.get(district, []), profile.grid.nominal_voltage_v)
+        rows.append(DistrictFigures(district=district, power=power,
                                     traffic=_traffic_state(speed), mean_speed_kmh=speed))
     return CityFigures(city=services.settings.city_name, as_of_ms=now, day_start_ms=start,
                        water_supplied_today_m3=supplied, districts=rows)

@@ -2,26 +2,28 @@
 // The API key stays in this browser (localStorage) and goes in the
 // Authorization header; the SSE stream is read with fetch so the key
 // never appears in a URL. Every text from the server goes in with
-// textContent, never as HTML.
+// textContent, never as HTML. Every text of our own comes from a
+// catalogue (/static/i18n/<lang>.json) through t(); numbers and times are
+// formatted for the chosen language in the city's time zone (from the
+// city profile, /public/map). The map is Leaflet (vendored, BSD-2) drawing
+// the profile's district boundaries and the devices on one canvas: no tiles.
 "use strict";
 
 const KEY_STORE = "cityApiKey";
+const LANG_STORE = "cityLanguage";
 const SEVERITY_ORDER = { critical: 0, warning: 1, info: 2 };
 const FLEET_REFRESH_MS = 15000;
 const RECONNECT_MS = 2000;
+const PAGE_LIMIT = 1000; // the API's largest page: lists are read page by page up to their count
+const LOCALES = { id: "id-ID", en: "en-GB" };
+
 const alerts = new Map();
 let apiKey = localStorage.getItem(KEY_STORE) || "";
 let streamAbort = null;
-
-// Schematic districts (not to scale): where each district sits on the wall map.
-const DISTRICTS = {
-  "bukit-bestari": { box: [260, 60, 440, 210], label: "Bukit Bestari" },
-  "tanjungpinang-kota": { box: [30, 300, 255, 230], label: "Tanjungpinang Kota" },
-  "tanjungpinang-barat": { box: [300, 290, 235, 290], label: "Tanjungpinang Barat" },
-  "tanjungpinang-timur": { box: [550, 290, 410, 290], label: "Tanjungpinang Timur" },
-};
-const OTHER_BOX = [60, 560, 220, 60];
-const BOUNDS = { latMin: 0.85, latMax: 1.0, lonMin: 104.4, lonMax: 104.6 };
+let city = null; // /public/map: name, time zone, languages, districts (GeoJSON), metric formats
+let lang = "en";
+let catalogue = {};
+let fleet = [];
 
 const $ = (id) => document.getElementById(id);
 const el = (tag, cls, text) => {
@@ -30,30 +32,115 @@ const el = (tag, cls, text) => {
   if (text !== undefined) node.textContent = text;
   return node;
 };
-const svg = (tag, attrs) => {
-  const node = document.createElementNS("http://www.w3.org/2000/svg", tag);
-  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
-  return node;
-};
+
+// ------------------------------------------------------------ language and formats
+
+function t(key, params = {}) {
+  const text = key in catalogue ? catalogue[key] : key;
+  return text.replace(/\{(\w+)\}/g, (m, name) => (name in params ? String(params[name]) : m));
+}
+
+function locale() { return LOCALES[lang] || lang; }
+
+const formatters = new Map();
+function numberFormat(decimals) {
+  const key = lang + decimals;
+  if (!formatters.has(key)) {
+    formatters.set(key, new Intl.NumberFormat(locale(), { minimumFractionDigits: decimals, maximumFractionDigits: decimals }));
+  }
+  return formatters.get(key);
+}
+
+// A reading with its metric's resolution and unit: "1,20 bar" in Indonesian, "1.20 bar" in English.
+function reading(metric, value) {
+  if (value === null || value === undefined) return "";
+  const format = (city && city.metrics[metric]) || { decimals: 2, unit: "" };
+  const unit = t("unit." + format.unit);
+  const number = numberFormat(format.decimals).format(value);
+  return unit ? number + "\u00a0" + unit : number;
+}
+
+function localTime(ms, withDate) {
+  const options = { timeZone: city ? city.time_zone : undefined, hour: "2-digit", minute: "2-digit", timeZoneName: "short" };
+  if (withDate) Object.assign(options, { day: "numeric", month: "short" });
+  return new Intl.DateTimeFormat(locale(), options).format(new Date(ms));
+}
 
 function ago(ms) {
   const s = Math.max(0, Math.round((Date.now() - ms) / 1000));
-  if (s < 90) return s + " s ago";
-  if (s < 5400) return Math.round(s / 60) + " min ago";
-  return Math.round(s / 3600) + " h ago";
+  if (s < 90) return t("ago.s", { n: s });
+  if (s < 5400) return t("ago.min", { n: Math.round(s / 60) });
+  return t("ago.h", { n: Math.round(s / 3600) });
 }
+
+function districtName(slug) {
+  const feature = city && city.districts.features.find((f) => f.properties.slug === slug);
+  return feature ? feature.properties.names[lang] || feature.properties.name : slug;
+}
+
+function pickLanguage(offered, negotiated) {
+  const stored = localStorage.getItem(LANG_STORE);
+  if (stored && offered.includes(stored)) return stored;
+  return negotiated; // the server's pick from this browser's Accept-Language, else the city's default
+}
+
+async function setLanguage(code) {
+  const response = await fetch(`/static/i18n/${encodeURIComponent(code)}.json`);
+  catalogue = await response.json();
+  lang = code;
+  formatters.clear();
+  document.documentElement.lang = code;
+  const params = { city: city ? city.name : "" };
+  for (const node of document.querySelectorAll("[data-i18n]")) node.textContent = t(node.dataset.i18n, params);
+  for (const node of document.querySelectorAll("[data-i18n-attr]")) {
+    for (const pair of node.dataset.i18nAttr.split(";")) {
+      const [attr, key] = pair.split(":");
+      node.setAttribute(attr, t(key, params));
+    }
+  }
+  const select = $("lang");
+  select.replaceChildren(...city.languages.map((code) => {
+    const option = el("option", "", t("lang." + code));
+    option.value = code;
+    option.selected = code === lang;
+    return option;
+  }));
+  for (const entry of cards.values()) entry.signature = ""; // every card is drawn again in the new language
+  if (map) drawDistrictLabels();
+  renderAlerts();
+  renderSilent();
+  tick();
+}
+
+$("lang").addEventListener("change", (event) => {
+  localStorage.setItem(LANG_STORE, event.target.value);
+  setLanguage(event.target.value);
+});
+
+// ------------------------------------------------------------ API
 
 async function api(path, options = {}) {
   const headers = Object.assign({ Authorization: "Bearer " + apiKey }, options.headers || {});
   if (options.body) headers["Content-Type"] = "application/json";
   const response = await fetch(path, Object.assign({}, options, { headers }));
   if (response.status === 401) {
-    showLogin("That key is not valid (any more). Sign in again.");
+    showLogin(t("login.invalid"));
     throw new Error("unauthorized");
   }
   const body = response.status === 204 ? null : await response.json();
   if (!response.ok) throw new Error(body && body.message ? body.message : "HTTP " + response.status);
   return body;
+}
+
+// Every item of a paged list {data, count}, page after page (any number of alerts or devices).
+async function everything(path) {
+  const items = [];
+  const joiner = path.includes("?") ? "&" : "?";
+  for (let offset = 0; ; offset += PAGE_LIMIT) {
+    const page = await api(`${path}${joiner}limit=${PAGE_LIMIT}&offset=${offset}`);
+    items.push(...page.data);
+    if (page.data.length < PAGE_LIMIT || items.length >= page.count) return items;
+  }
 }
 
 // ------------------------------------------------------------ sign-in
@@ -75,26 +162,55 @@ $("login").addEventListener("submit", (event) => {
 
 // ------------------------------------------------------------ alerts
 
-function renderAlerts() {
-  const list = $("alerts");
+const cards = new Map(); // alert id -> {card, signature}: a card is drawn again only when its alert changed
+
+function openAlerts() {
   const open = [...alerts.values()].filter((a) => !a.resolved);
   open.sort((a, b) => SEVERITY_ORDER[a.severity] - SEVERITY_ORDER[b.severity]
     || (a.state === b.state ? 0 : a.state === "active" ? -1 : 1) || b.changed_ms - a.changed_ms);
-  // keep what someone is typing while other alerts arrive
-  const typed = {};
-  let focused = null;
-  for (const input of list.querySelectorAll("input.note")) {
-    const id = input.closest("li").dataset.alertId;
-    typed[id] = input.value;
-    if (document.activeElement === input) focused = id;
+  return open;
+}
+
+let renderQueued = false;
+function scheduleRender() {
+  // a burst of stream events costs one render per frame, not one per event
+  if (renderQueued) return;
+  renderQueued = true;
+  requestAnimationFrame(() => { renderQueued = false; renderAlerts(); });
+}
+
+function renderAlerts() {
+  const list = $("alerts");
+  const open = openAlerts();
+  const keep = new Set();
+  let previous = null;
+  for (const a of open) {
+    keep.add(a.id);
+    const signature = a.changed_ms + "|" + a.state + "|" + a.severity + "|" + a.acknowledged + "|" + a.assignee
+      + "|" + a.escalation;
+    let entry = cards.get(a.id);
+    if (!entry || entry.signature !== signature) {
+      const card = alertCard(a);
+      if (entry) { // keep what someone is typing in the old card
+        const old = entry.card.querySelector("input.note");
+        const input = card.querySelector("input.note");
+        input.value = old.value;
+        const focused = document.activeElement === old;
+        entry.card.replaceWith(card);
+        if (focused) input.focus();
+      }
+      entry = { card, signature };
+      cards.set(a.id, entry);
+    }
+    const want = previous ? previous.nextSibling : list.firstChild;
+    if (want !== entry.card) list.insertBefore(entry.card, want);
+    previous = entry.card;
   }
-  list.replaceChildren(...open.map(alertCard));
-  for (const input of list.querySelectorAll("input.note")) {
-    const id = input.closest("li").dataset.alertId;
-    if (typed[id]) input.value = typed[id];
-    if (id === focused) input.focus();
+  for (const [id, entry] of cards) {
+    if (!keep.has(id)) { entry.card.remove(); cards.delete(id); }
   }
   $("no-alerts").hidden = open.length > 0;
+  $("alerts-shown").textContent = open.length ? t("alerts.count", { n: numberFormat(0).format(open.length) }) : "";
   for (const sev of ["critical", "warning", "info"]) {
     $("n-" + sev).textContent = open.filter((a) => a.severity === sev && a.state === "active").length;
   }
@@ -106,28 +222,32 @@ function alertCard(a) {
   card.dataset.alertId = a.id;
   card.dataset.testid = "alert";
   const title = el("div", "title");
-  title.append(el("span", "sev", a.severity), el("span", "rule", a.rule.replaceAll("_", " ")),
-    el("span", "where", `${a.device} · ${a.kind} · ${a.district}`));
-  const status = [a.state === "active" ? "ACTIVE" : "cleared", "since " + ago(a.started_ms)];
-  status.push(a.acknowledged ? "acknowledged by " + a.acknowledged_by : "NOT acknowledged");
-  if (a.assignee) status.push("assigned to " + a.assignee);
-  if (a.escalation) status.push("escalated ×" + a.escalation);
-  const numbers = a.observed === null ? "" : ` (${a.metric}: ${a.observed}` +
-    (a.expected === null ? ")" : `, expected ${a.expected})`);
+  const rule = "rule." + a.rule in catalogue ? t("rule." + a.rule) : a.rule.replaceAll("_", " ");
+  title.append(el("span", "sev", t("severity." + a.severity)), el("span", "rule", rule),
+    el("span", "where", t("alert.where", { device: a.device, kind: t("kind." + a.kind), district: districtName(a.district) })));
+  const status = [t("state." + a.state), t("status.since", { when: localTime(a.started_ms, true), ago: ago(a.started_ms) })];
+  status.push(a.acknowledged ? t("status.acked", { who: a.acknowledged_by }) : t("status.not_acked"));
+  if (a.assignee) status.push(t("status.assigned", { who: a.assignee }));
+  if (a.escalation) status.push(t("status.escalated", { n: a.escalation }));
+  const metric = t("metric." + a.metric);
+  const numbers = a.observed === null ? "" : a.expected === null
+    ? t("alert.observed", { metric, observed: reading(a.metric, a.observed) })
+    : t("alert.observed_expected", { metric, observed: reading(a.metric, a.observed), expected: reading(a.metric, a.expected) });
+  const explanation = el("div", "explanation", numbers);
+  if (a.explanation) explanation.title = a.explanation; // the engine's own words, in English
   const note = el("input", "note");
-  note.placeholder = "note (required to resolve)";
-  note.setAttribute("aria-label", "note for " + a.id);
-  const ack = el("button", "ack", "Acknowledge");
+  note.placeholder = t("note.placeholder");
+  note.setAttribute("aria-label", t("note.aria", { id: a.id }));
+  const ack = el("button", "ack", t("button.ack"));
   ack.addEventListener("click", () => act(a.id, "ack", { note: note.value }, card));
-  const resolve = el("button", "resolve", "Resolve");
+  const resolve = el("button", "resolve", t("button.resolve"));
   resolve.addEventListener("click", () => {
-    if (!note.value.trim()) { note.focus(); note.placeholder = "write what was done, then Resolve"; return; }
+    if (!note.value.trim()) { note.focus(); note.placeholder = t("note.required"); return; }
     act(a.id, "resolve", { note: note.value }, card);
   });
   const actions = el("div", "actions");
   actions.append(note, ack, resolve);
-  card.append(title, el("div", "explanation", (a.explanation || a.rule) + numbers),
-    el("div", "status", status.join(" · ")), actions);
+  card.append(title, explanation, el("div", "status", status.join(" · ")), actions);
   return card;
 }
 
@@ -137,8 +257,7 @@ async function act(id, verb, body, card) {
     alerts.set(alert.id, alert);
     renderAlerts();
   } catch (error) {
-    const message = el("div", "status", "Not done: " + error.message);
-    card.append(message);
+    card.append(el("div", "status", t("act.failed", { error: error.message })));
   }
 }
 
@@ -146,13 +265,13 @@ let streamedDuringLoad = null; // ids the stream changed while a list load was i
 
 async function loadAlerts() {
   streamedDuringLoad = new Set();
-  const page = await api("/alerts?resolved=false&limit=1000");
+  const listed = await everything("/alerts?resolved=false");
   // The list may have left the server before a change the stream already showed: keep the newer one.
-  const merged = new Map(page.data.map((a) => [a.id, a]));
+  const merged = new Map(listed.map((a) => [a.id, a]));
   for (const id of streamedDuringLoad) {
     const live = alerts.get(id);
-    const listed = merged.get(id);
-    if (live && (!listed || live.changed_ms >= listed.changed_ms)) merged.set(id, live);
+    const known = merged.get(id);
+    if (live && (!known || live.changed_ms >= known.changed_ms)) merged.set(id, live);
   }
   streamedDuringLoad = null;
   alerts.clear();
@@ -172,24 +291,31 @@ function handleFrame(frame) {
   if (!data.length) return;
   const body = JSON.parse(data.join("\n"));
   if (event === "hello") {
-    $("who").textContent = `${body.user} (${body.role})`;
+    $("who").textContent = t("who", { user: body.user, role: body.role });
     loadAlerts().catch(() => {}); // the stream is open: nothing between the load and now is lost
   } else if (event === "alert") {
     alerts.set(body.alert.id, body.alert);
     if (streamedDuringLoad) streamedDuringLoad.add(body.alert.id);
-    renderAlerts();
+    scheduleRender();
   }
+}
+
+function setLink(key, up) {
+  const link = $("link");
+  link.dataset.i18n = key;
+  link.textContent = t(key);
+  link.classList.toggle("up", up);
+  link.classList.toggle("down", !up);
 }
 
 async function stream() {
   streamAbort = new AbortController();
-  const link = $("link");
   try {
     const response = await fetch("/alerts/stream", {
       headers: { Authorization: "Bearer " + apiKey }, signal: streamAbort.signal });
-    if (response.status === 401) { showLogin("That key is not valid (any more). Sign in again."); return; }
+    if (response.status === 401) { showLogin(t("login.invalid")); return; }
     if (!response.ok) throw new Error("HTTP " + response.status);
-    link.textContent = "live"; link.className = "link up";
+    setLink("link.live", true);
     const reader = response.body.getReader();
     const decoder = new TextDecoder();
     let buffer = "";
@@ -206,74 +332,166 @@ async function stream() {
   } catch (error) {
     if (streamAbort.signal.aborted) return;
   }
-  link.textContent = "reconnecting"; link.className = "link down";
+  setLink("link.reconnecting", false);
   setTimeout(stream, RECONNECT_MS);
 }
 
-// ------------------------------------------------------------ fleet: map and silent list
+// ------------------------------------------------------------ the map
 
-let fleet = [];
+let map = null;
+let canvas = null;
+let labels = null;
+const markers = new Map(); // device id -> {marker, look}
+const palette = {};
 
-function position(d, index) {
-  // A device of a known district sits inside its district's box (the map is a
-  // schematic, so true coordinates would scatter dots across the boxes).
-  if (!(d.district in DISTRICTS) && d.lat !== null && d.lon !== null) {
-    const x = 40 + (d.lon - BOUNDS.lonMin) / (BOUNDS.lonMax - BOUNDS.lonMin) * 920;
-    const y = 40 + (BOUNDS.latMax - d.lat) / (BOUNDS.latMax - BOUNDS.latMin) * 560;
-    if (x >= 0 && x <= 1000 && y >= 0 && y <= 640) return [x, y];
+function drawMap() {
+  const style = getComputedStyle(document.documentElement);
+  for (const look of ["ok", "silent", "provisioned", "critical", "warning", "info", "district", "edge"]) {
+    palette[look] = style.getPropertyValue("--map-" + look).trim();
   }
-  // a stable spot inside its district, from the id
-  const [bx, by, bw, bh] = (DISTRICTS[d.district] || {}).box || OTHER_BOX;
-  let h = 2166136261; // FNV-1a, then a murmur finaliser: similar ids land far apart
-  for (const ch of d.id) h = Math.imul(h ^ ch.charCodeAt(0), 16777619) >>> 0;
+  canvas = L.canvas({ padding: 0.2 });
+  map = L.map("map", { preferCanvas: true, renderer: canvas, zoomSnap: 0.25, attributionControl: false });
+  const [minLon, minLat, maxLon, maxLat] = city.bounds;
+  const bounds = L.latLngBounds([minLat, minLon], [maxLat, maxLon]);
+  map.fitBounds(bounds, { padding: [36, 36] });
+  map.setMaxBounds(bounds.pad(1));
+  L.geoJSON(city.districts, {
+    renderer: canvas,
+    style: () => ({ color: palette.edge, weight: 2, fillColor: palette.district, fillOpacity: 0.55 }),
+  }).addTo(map);
+  labels = L.layerGroup().addTo(map);
+  drawDistrictLabels();
+}
+
+function drawDistrictLabels() {
+  labels.clearLayers();
+  for (const feature of city.districts.features) {
+    const center = L.geoJSON(feature).getBounds().getCenter();
+    const spot = insideSpot(feature, center);
+    labels.addLayer(L.marker(spot, { interactive: false, keyboard: false,
+      icon: L.divIcon({ className: "district-label", html: "", iconSize: null }) })
+      .on("add", (event) => { event.target.getElement().replaceChildren(el("span", "", districtName(feature.properties.slug))); }));
+  }
+}
+
+// ray casting over the outer ring(s) of a district's GeoJSON geometry
+function rings(geometry) {
+  return geometry.type === "Polygon" ? [geometry.coordinates[0]] : geometry.coordinates.map((p) => p[0]);
+}
+function inside(geometry, lon, lat) {
+  let hit = false;
+  for (const ring of rings(geometry)) {
+    for (let i = 0, j = ring.length - 1; i < ring.length; j = i++) {
+      const [xi, yi] = ring[i];
+      const [xj, yj] = ring[j];
+      if ((yi > lat) !== (yj > lat) && lon < xi + (lat - yi) * (xj - xi) / (yj - yi)) hit = !hit;
+    }
+  }
+  return hit;
+}
+function insideSpot(feature, center) {
+  if (inside(feature.geometry, center.lng, center.lat)) return center;
+  const b = L.geoJSON(feature).getBounds();
+  for (let k = 1; k < 400; k++) { // a stable point inside the boundary
+    const lat = b.getSouth() + ((k * 0.618034) % 1) * (b.getNorth() - b.getSouth());
+    const lon = b.getWest() + ((k * 0.7548777) % 1) * (b.getEast() - b.getWest());
+    if (inside(feature.geometry, lon, lat)) return L.latLng(lat, lon);
+  }
+  return center;
+}
+
+function hash(text) { // FNV-1a, then a murmur finaliser: similar ids land far apart
+  let h = 2166136261;
+  for (const ch of text) h = Math.imul(h ^ ch.charCodeAt(0), 16777619) >>> 0;
   h = Math.imul(h ^ (h >>> 16), 0x85ebca6b) >>> 0;
   h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35) >>> 0;
-  h = (h ^ (h >>> 16)) >>> 0;
-  return [bx + 20 + (h & 0xffff) / 0xffff * (bw - 40), by + 45 + (h >>> 16) / 0xffff * (bh - 65)];
+  return (h ^ (h >>> 16)) >>> 0;
 }
 
-function drawDistricts() {
-  const group = $("districts");
-  for (const [slug, district] of Object.entries(DISTRICTS)) {
-    const [x, y, w, h] = district.box;
-    group.append(svg("rect", { class: "district", x, y, width: w, height: h, rx: 24, "data-district": slug }));
-    const label = svg("text", { class: "district-label", x: x + w / 2, y: y + 28 });
-    label.textContent = district.label;
-    group.append(label);
+// Where a device sits: its registered position, else a stable spot inside its district.
+function position(d) {
+  if (d.lat !== null && d.lon !== null) return L.latLng(d.lat, d.lon);
+  const feature = city.districts.features.find((f) => f.properties.slug === d.district);
+  const [minLon, minLat, maxLon, maxLat] = city.bounds;
+  let h = hash(d.id);
+  for (let k = 0; k < 50; k++) {
+    const lat = minLat + (h & 0xffff) / 0xffff * (maxLat - minLat);
+    const lon = minLon + (h >>> 16) / 0xffff * (maxLon - minLon);
+    if (!feature || inside(feature.geometry, lon, lat)) return L.latLng(lat, lon);
+    h = hash(d.id + k);
   }
+  return insideSpot(feature, L.geoJSON(feature).getBounds().getCenter());
 }
 
-function renderDevices() {
+function worstByDevice() {
   const worst = {};
   for (const a of alerts.values()) {
     if (a.resolved || a.state !== "active") continue;
     if (!(a.device in worst) || SEVERITY_ORDER[a.severity] < SEVERITY_ORDER[worst[a.device]]) worst[a.device] = a.severity;
   }
-  const dots = fleet.filter((d) => d.state !== "retired").map((d, i) => {
-    const [cx, cy] = position(d, i);
-    const look = worst[d.id] || (d.state === "active" ? "ok" : d.state);
-    const dot = svg("circle", { class: "device " + look, cx: cx.toFixed(1), cy: cy.toFixed(1), r: 7,
-      "data-device": d.id });
-    const title = svg("title", {});
-    title.textContent = `${d.id} (${d.kind}, ${d.district}): ${d.state}` + (worst[d.id] ? `, ${worst[d.id]} alert` : "");
-    dot.append(title);
-    return dot;
-  });
-  $("devices").replaceChildren(...dots);
+  return worst;
 }
+
+const RADIUS = { critical: 8, warning: 7 };
+
+function renderDevices() {
+  if (!map) return;
+  const worst = worstByDevice();
+  const shown = new Set();
+  for (const d of fleet) {
+    if (d.state === "retired") continue;
+    shown.add(d.id);
+    const look = worst[d.id] || (d.state === "active" ? "ok" : d.state);
+    let entry = markers.get(d.id);
+    if (!entry) {
+      const marker = L.circleMarker(position(d), { renderer: canvas, radius: RADIUS[look] || 5, weight: 1,
+        color: palette.edge, fillColor: palette[look], fillOpacity: 0.95 });
+      marker.bindTooltip(() => deviceTooltip(d.id));
+      entry = { marker, look, device: d };
+      markers.set(d.id, entry);
+      marker.addTo(map);
+    } else if (entry.look !== look) {
+      entry.marker.setStyle({ fillColor: palette[look] });
+      entry.marker.setRadius(RADIUS[look] || 5);
+      entry.look = look;
+    }
+    entry.device = d;
+    if (look === "critical") entry.marker.bringToFront();
+  }
+  for (const [id, entry] of markers) {
+    if (!shown.has(id)) { entry.marker.remove(); markers.delete(id); }
+  }
+  $("map-count").textContent = t("map.devices", { n: numberFormat(0).format(markers.size) });
+}
+
+function deviceTooltip(id) {
+  const { device: d, look } = markers.get(id);
+  const params = { device: d.id, kind: t("kind." + d.kind), district: districtName(d.district),
+    state: t("device.state." + d.state), severity: t("severity." + look) };
+  return t(look in SEVERITY_ORDER ? "device.tooltip_alert" : "device.tooltip", params);
+}
+
+// what tests and the wall screen's operators can ask the map (a canvas has no elements to query)
+window.controlRoom = {
+  deviceLook: (id) => (markers.get(id) || {}).look || null,
+  devicesOnMap: () => markers.size,
+  districtsOnMap: () => (city ? city.districts.features.length : 0),
+};
+
+// ------------------------------------------------------------ silent list
 
 function renderSilent() {
   const silent = fleet.filter((d) => d.state === "silent");
   $("n-silent").textContent = silent.length;
-  $("silent").replaceChildren(...silent.map((d) => el("li", "",
-    `${d.id} · ${d.kind} · ${d.district} · last heard ${d.last_seen_ms ? ago(d.last_seen_ms) : "never"}`)));
+  $("silent").replaceChildren(...silent.map((d) => el("li", "", t("silent.item", { device: d.id,
+    kind: t("kind." + d.kind), district: districtName(d.district),
+    when: d.last_seen_ms ? ago(d.last_seen_ms) : t("silent.never") }))));
   $("no-silent").hidden = silent.length > 0;
 }
 
 async function loadFleet() {
   try {
-    const page = await api("/fleet/devices?limit=1000");
-    fleet = page.data;
+    fleet = await everything("/fleet/devices");
     renderDevices();
     renderSilent();
   } catch (error) { /* shown as stale; tried again shortly */ }
@@ -281,18 +499,27 @@ async function loadFleet() {
 
 // ------------------------------------------------------------ start
 
-function tick() { $("clock").textContent = new Date().toLocaleTimeString("en-GB", { timeZone: "Asia/Jakarta" }) + " WIB"; }
+function tick() {
+  if (city) $("clock").textContent = localTime(Date.now(), false);
+}
 
 function start() {
   if (!apiKey) { showLogin(); return; }
   $("login").hidden = true;
   $("board").hidden = false;
+  if (!map) drawMap();
+  map.invalidateSize();
   stream();
   loadFleet();
 }
 
-drawDistricts();
-tick();
-setInterval(tick, 1000);
-setInterval(() => { if (apiKey) loadFleet(); }, FLEET_REFRESH_MS);
-start();
+async function boot() {
+  const response = await fetch("/public/map");
+  city = await response.json();
+  await setLanguage(pickLanguage(city.languages, city.language));
+  setInterval(tick, 1000);
+  setInterval(() => { if (apiKey) loadFleet(); }, FLEET_REFRESH_MS);
+  start();
+}
+
+boot();

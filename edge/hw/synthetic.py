@@ -1,22 +1,26 @@
 # A synthetic sensor: plausible readings for each kind from a daily curve in
-# local time (UTC+7) plus noise. Used on the MicroPython unix port and as the
+# local time plus noise. Used on the MicroPython unix port and as the
 # simplest source in the simulator; firmware-sim has the detailed city models.
+# The grid's nominal values and the local time offset come from the device's
+# config ("grid": [volts, hertz], "utc_offset_h"), which the platform writes from
+# the city profile; the defaults serve a bare board with neither.
 
 import math
 import random
 
 from edge.clock import utc_ms
 
-LOCAL_OFFSET_MS = 7 * 3600 * 1000  # Tanjungpinang, UTC+7, no daylight saving
+DEFAULT_GRID = (230.0, 50.0)
+DEFAULT_OFFSET_H = 7
 
 
 def _noise(scale):
     return (random.getrandbits(16) / 65536.0 - 0.5) * 2 * scale
 
 
-def _day_phase(t_ms):
+def _day_phase(t_ms, offset_h):
     """0..1 through the local day."""
-    return ((t_ms + LOCAL_OFFSET_MS) % 86400000) / 86400000.0
+    return ((t_ms + offset_h * 3600000) % 86400000) / 86400000.0
 
 
 def _bump(phase, centre, width):
@@ -25,13 +29,15 @@ def _bump(phase, centre, width):
 
 
 class SyntheticSource:
-    def __init__(self, kind, clock=utc_ms):
+    def __init__(self, kind, clock=utc_ms, grid=None, utc_offset_h=None):
         self.kind = kind
         self.clock = clock
+        self.nominal_v, self.nominal_hz = grid or DEFAULT_GRID
+        self.offset_h = DEFAULT_OFFSET_H if utc_offset_h is None else utc_offset_h
         self.energy_kwh = 1000.0
 
     def read(self):
-        phase = _day_phase(self.clock())
+        phase = _day_phase(self.clock(), self.offset_h)
         return getattr(self, "_" + self.kind)(phase), 0
 
     def health(self):
@@ -50,11 +56,11 @@ class SyntheticSource:
         power_kw = 80 * load + _noise(2)
         self.energy_kwh += power_kw / 360.0
         return {
-            "voltage_v": round(230 - 6 * load + _noise(1.5), 2),
-            "current_a": round(power_kw * 1000 / 230 / 3, 2),
+            "voltage_v": round(self.nominal_v * (1 - 0.026 * load + _noise(0.0065)), 2),
+            "current_a": round(power_kw * 1000 / self.nominal_v / 3, 2),
             "power_kw": round(power_kw, 2),
             "energy_kwh": round(self.energy_kwh, 3),
-            "frequency_hz": round(50 + _noise(0.05), 3),
+            "frequency_hz": round(self.nominal_hz + _noise(0.05), 3),
         }
 
     def _building(self, phase):

@@ -1,6 +1,6 @@
 """The fleet file: which devices to run and the broker they talk to.
 
-    {"devices": [{"id": "wtr-bb-0001", "kind": "water", "district": "bukit-bestari",
+    {"devices": [{"id": "wtr-no-0001", "kind": "water", "district": "north",
                   "lat": 0.92, "lon": 104.45, "password": "..."}],
      "broker": {"host": "127.0.0.1", "port": 1883}}
 

@@ -38,7 +38,7 @@ class Model:
     def weekend(self, t_ms: int) -> bool:
         offset_ms = self.scenario.get("utc_offset_hours", 0) * 3_600_000
         day = ((t_ms + offset_ms) // 86_400_000 + 3) % 7  # 1970-01-01 was a Thursday: 0 = Monday
-        return day >= 5
+        return day in self.scenario.get("rest_weekdays", (5, 6))
 
     def noise(self, sigma: float) -> float:
         return self.rng.gauss(0.0, sigma)
@@ -88,7 +88,7 @@ class PowerModel(Model):
         commercial = self.profile == "commercial"
         self.peak_kw = r.uniform(40, 220) if commercial else r.uniform(4, 14)
         self.pf = r.uniform(0.84, 0.94) if commercial else r.uniform(0.92, 0.98)
-        self.drop_v = r.uniform(4, 10)
+        self.drop_share = r.uniform(0.017, 0.043)  # of the nominal voltage, at full load
         self.energy_kwh = r.uniform(1_000, 90_000)
         self.curve_name = "commercial_load" if commercial else "household_load"
 
@@ -97,10 +97,12 @@ class PowerModel(Model):
         if self.profile == "commercial" and self.weekend(t_ms):
             load *= 0.45
         power_kw = max(0.0, self.peak_kw * load * (1 + self.noise(0.04)))
-        voltage = 230.0 - self.drop_v * load + self.noise(0.8)
+        grid = self.scenario["grid"]
+        nominal_v = grid["nominal_voltage_v"]  # from the city profile (fleetsim.scenario.with_city)
+        voltage = nominal_v * (1 - self.drop_share * load + self.noise(0.0035))
         pf = min(1.0, self.pf + self.noise(0.005))
         return {"voltage_v": voltage, "current_a": power_kw * 1000 / (voltage * pf), "power_kw": power_kw,
-                "power_factor": pf, "frequency_hz": 50.0 + self.noise(0.015)}
+                "power_factor": pf, "frequency_hz": grid["nominal_frequency_hz"] + self.noise(0.015)}
 
     def settle(self, values: Values, dt_s: float) -> None:
         if "power_kw" in values:

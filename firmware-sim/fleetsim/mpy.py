@@ -16,6 +16,16 @@ from edge import contract
 EDGE_DIR = Path(contract.__file__).resolve().parent
 
 
+
+def synthetic_city() -> dict[str, Any]:
+    """The config keys that tell a synthetic board the city's grid and local time (CITY_PROFILE)."""
+    from telemetry_shared.settings import get_settings
+
+    city = get_settings().city
+    return {"grid": [city.grid.nominal_voltage_v, city.grid.nominal_frequency_hz],
+            "utc_offset_h": city.utc_offset_hours}
+
+
 class MicroPythonDevices:
     def __init__(self, devices: list[dict[str, Any]], host: str, port: int, interval_ms: int,
                  tls_port: int | None = None, ca_file: str | None = None):
@@ -37,10 +47,11 @@ class MicroPythonDevices:
         if self.tls_port and self.ca_file:
             shutil.copyfile(self.ca_file, self.flash / "ca.crt")
             link = {"port": self.tls_port, "ca_path": "ca.crt", "server_hostname": "localhost"}
+        city = synthetic_city()
         for device in self.devices:
             config = {"device_id": device["id"], "kind": device["kind"], "server": self.host,
                       "password": device["password"], "interval_ms": self.interval_ms, "batch_size": 1,
-                      "spool_path": f"{device['id']}.spool"} | link
+                      "spool_path": f"{device['id']}.spool", **city} | link
             path = self.flash / f"{device['id']}.json"
             path.write_text(json.dumps(config))
             os.chmod(path, 0o600)

@@ -64,6 +64,29 @@ def plan_fleet(scenario: dict[str, Any], devices: int, seed: int, tag: str = "")
 
 
 def _scatter(rng: random.Random, district: dict[str, Any]) -> tuple[float, float]:
+    """A spot inside the district's boundary ("ring", from the city profile) when it has one,
+    else uniform over a disc of its radius round its centre."""
+    ring = district.get("ring")
+    if ring:
+        lons, lats = [p[0] for p in ring], [p[1] for p in ring]
+        for _ in range(200):
+            lon, lat = rng.uniform(min(lons), max(lons)), rng.uniform(min(lats), max(lats))
+            if _inside(ring, lon, lat):
+                return round(lat, 6), round(lon, 6)
+        return district["lat"], district["lon"]  # a sliver of a district: its representative point
+    return _disc(rng, district)
+
+
+def _inside(ring: list[list[float]], x: float, y: float) -> bool:
+    """Ray casting: is (x, y) inside the closed ring?"""
+    inside = False
+    for (x1, y1), (x2, y2) in zip(ring, ring[1:], strict=False):
+        if (y1 > y) != (y2 > y) and x < x1 + (y - y1) * (x2 - x1) / (y2 - y1):
+            inside = not inside
+    return inside
+
+
+def _disc(rng: random.Random, district: dict[str, Any]) -> tuple[float, float]:
     # Uniform over a disc of the district's radius (1 degree of latitude is ~111 km).
     r_deg = district["radius_km"] / 111.0 * math.sqrt(rng.random())
     angle = rng.random() * 2 * math.pi

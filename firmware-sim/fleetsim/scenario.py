@@ -9,7 +9,7 @@ from typing import Any
 
 from edge import contract
 
-DEFAULT_SCENARIO = Path(__file__).resolve().parent.parent / "scenarios" / "tanjungpinang.json"
+DEFAULT_SCENARIO = Path(__file__).resolve().parent.parent / "scenarios" / "city.json"
 MAX_SCENARIO_BYTES = 1_000_000
 FAULT_NAMES = ("leak", "burst", "outage", "voltage_sag", "voltage_swell", "tampering", "hvac_failure",
                "co2_buildup", "incident", "congestion", "stuck", "drift", "silent", "clock_skew", "malformed")
@@ -22,7 +22,9 @@ class ScenarioError(ValueError):
     """A scenario that cannot be run; the message names the offending key."""
 
 
-def load_scenario(path: Path | str = DEFAULT_SCENARIO) -> dict[str, Any]:
+def load_scenario(path: Path | str = DEFAULT_SCENARIO, city: Any = None) -> dict[str, Any]:
+    """A scenario file, with what it leaves out (districts, time zone, grid) from the city profile:
+    `city` (a telemetry_shared.city.CityProfile), by default the configured one (CITY_PROFILE)."""
     path = Path(path)
     try:
         with open(path, "rb") as f:
@@ -35,7 +37,47 @@ def load_scenario(path: Path | str = DEFAULT_SCENARIO) -> dict[str, Any]:
         scenario = json.loads(raw, parse_constant=_refuse_constant)
     except ValueError as exc:
         raise ScenarioError(f"scenario {path} is not valid JSON: {exc}") from exc
+    if isinstance(scenario, dict):
+        scenario = with_city(scenario, city)
     return validate_scenario(scenario)
+
+
+def with_city(scenario: dict[str, Any], city: Any = None) -> dict[str, Any]:
+    """The scenario with the city profile's districts (a device spot inside each boundary), local time,
+    grid nominal values and days off, where the scenario does not set its own."""
+    if city is None:
+        from telemetry_shared.settings import get_settings
+
+        city = get_settings().city
+    out = dict(scenario)
+    if "districts" not in out:
+        out["districts"] = _districts_of(city)
+    out.setdefault("utc_offset_hours", city.utc_offset_hours)
+    out.setdefault("grid", {"nominal_voltage_v": city.grid.nominal_voltage_v,
+                            "nominal_frequency_hz": city.grid.nominal_frequency_hz})
+    out.setdefault("rest_weekdays", list(city.rest_weekdays()))
+    return out
+
+
+def _districts_of(city: Any) -> list[dict[str, Any]]:
+    districts, used = [], set()
+    for district in city.districts:
+        words = district.slug.split("-")
+        abbrev = "".join(w[0] for w in words if w)[:6]
+        if abbrev in used or len(words) == 1:
+            abbrev = district.slug.replace("-", "")[:4]
+        while abbrev in used:
+            abbrev = abbrev[:3] + str(len(used))
+        used.add(abbrev)
+        geometry = district.geometry
+        inside = geometry.representative_point()
+        polygon = max(getattr(geometry, "geoms", [geometry]), key=lambda g: g.area)
+        area_km2 = geometry.area * 111.0 * 111.0 * max(math.cos(math.radians(inside.y)), 0.01)
+        districts.append({"slug": district.slug, "abbrev": abbrev, "lat": round(inside.y, 6),
+                          "lon": round(inside.x, 6), "radius_km": round(min(100.0, math.sqrt(area_km2)), 3),
+                          "weight": district.weight or round(math.sqrt(area_km2), 3) or 1.0,
+                          "ring": [list(p) for p in polygon.exterior.coords]})
+    return districts
 
 
 def _refuse_constant(name: str) -> None:

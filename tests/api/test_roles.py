@@ -20,6 +20,7 @@ MATRIX = [
     ("GET", "/control-room", "/control-room", None, PUBLIC),
     ("GET", "/public/city", "/public/city", None, PUBLIC),
     ("GET", "/public/hospitals/beds", "/public/hospitals/beds", None, PUBLIC),
+    ("GET", "/public/map", "/public/map", None, PUBLIC),
     ("GET", "/keys", "/keys", None, ADMIN),
     ("POST", "/keys", "/keys", {"name": "new one", "role": "technician"}, ADMIN),
     ("DELETE", "/keys/{key_id}", "/keys/0badc0de", None, ADMIN),

@@ -129,3 +129,15 @@ def test_watch_of_a_silent_device_says_so(city):
     add(city, "trf-0009", "traffic")
     result = city.run("watch", "trf-0009", "--timeout", "1")
     assert result.exit_code == 1 and "nothing from trf-0009" in result.output
+
+
+def test_a_district_the_city_profile_lacks_is_refused_naming_the_allowed_ones(city):
+    result = city.run("add", "--kind", "water", "--district", "atlantis", "--id", "wtr-0001")
+    assert result.exit_code == 2, result.output
+    assert "atlantis" in result.output and "bukit-bestari, tanjungpinang-kota" in result.output
+    assert city.registry.list()[0] == []
+    import httpx
+
+    response = httpx.post(f"{city.api.url}/devices", headers={"Authorization": f"Bearer {city.token}"},
+                          json={"kind": "water", "district": "atlantis"})
+    assert response.status_code == 422 and "tanjungpinang-timur" in response.text
