@@ -12,9 +12,11 @@ it subscribes, saved every `analytics_checkpoint_s` from the worker thread
 and once at stop (analytics.state), so a deploy does not blind it.
 """
 
+import datetime
 import logging
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -50,6 +52,11 @@ class EngineService:
         self.params = params or EngineParams(buffer_samples=settings.analytics_buffer_samples,
                                              profile_bucket_ms=settings.analytics_profile_bucket_s * 1000,
                                              profile_days=settings.analytics_profile_days)
+        # the city's working week and days off (public holidays, its own) for the day-type profile
+        today = datetime.date.today()
+        span = (today - datetime.timedelta(days=40), today + datetime.timedelta(days=800))
+        calendar = settings.city.calendar_params(*span)
+        self.params = replace(self.params, params=replace(self.params.params, **calendar))
         self.user = mqtt_user(settings)
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.user, protocol=mqtt.MQTTv5)
         self.client.username_pw_set(self.user, settings.mqtt_password)

@@ -53,7 +53,7 @@ def seasonal_expected(values: np.ndarray, times: np.ndarray, period_ms: int,
     last = x.shape[1] - 1
     by_day_type = params.day_types and period_ms == DAY_MS
     lags = range(1, 8) if by_day_type else range(1, params.season_lags + 1)
-    weekend = _is_weekend(t, params.utc_offset_h) if by_day_type else None
+    weekend = _is_day_off(t, params) if by_day_type else None
     for lag in lags:
         if shared:
             target = t[0] - lag * period_ms
@@ -63,7 +63,7 @@ def seasonal_expected(values: np.ndarray, times: np.ndarray, period_ms: int,
                                after, before)
             close = np.abs(t[0, nearest] - target) <= tolerance
             if by_day_type:
-                close &= weekend[0] == _is_weekend(target, params.utc_offset_h)
+                close &= weekend[0] == _is_day_off(target, params)
             if close.any():
                 lagged.append(np.where(close, x[:, nearest], np.nan))
             continue
@@ -75,12 +75,12 @@ def seasonal_expected(values: np.ndarray, times: np.ndarray, period_ms: int,
         nearest = np.where((before < 0) | (t_after - target < target - t_before), after, before)
         close = np.abs(np.take_along_axis(t, nearest, axis=1) - target) <= tolerance
         if by_day_type:
-            close &= weekend == _is_weekend(target, params.utc_offset_h)
+            close &= weekend == _is_day_off(target, params)
         found = np.where(close, np.take_along_axis(x, nearest, axis=1), np.nan)
         if history is not None:
             older = _history_at(history, target, x)
             if by_day_type:
-                older = np.where(weekend == _is_weekend(target, params.utc_offset_h), older, np.nan)
+                older = np.where(weekend == _is_day_off(target, params), older, np.nan)
             found = np.where(close, found, older)
         if not np.isnan(found).all():
             lagged.append(found)
@@ -116,9 +116,14 @@ def _history_at(history: History, target: np.ndarray, x: np.ndarray) -> np.ndarr
     return np.where(close & ~np.isnan(low), np.clip(x, low, high), np.nan)
 
 
-def _is_weekend(t_ms: np.ndarray, utc_offset_h: int) -> np.ndarray:
+def _is_day_off(t_ms: np.ndarray, params: DetectorParams) -> np.ndarray:
+    """Is the local day of t_ms a day off: a weekly rest day or one of params.days_off (holidays)?"""
+    day = (np.asarray(t_ms) + params.utc_offset_h * 3_600_000) // DAY_MS
     # 1970-01-01 was a Thursday: +3 makes Monday 0, so Saturday and Sunday are 5 and 6.
-    return ((t_ms + utc_offset_h * 3_600_000) // DAY_MS + 3) % 7 >= 5
+    off = np.isin((day + 3) % 7, params.rest_weekdays)
+    if params.days_off:
+        off |= np.isin(day, params.days_off)
+    return off
 
 
 def seasonal_baseline(values: np.ndarray, times: np.ndarray, params: DetectorParams = DEFAULT_PARAMS,

@@ -37,13 +37,14 @@ from api.alerts.outbox import Claimed, Delivery, Outbox
 from api.alerts.store import SEVERITIES, Alert, rank
 from api.auth import ROLES
 from api.db import ApiDb, now_ms
+from telemetry_shared import i18n
 from telemetry_shared.influx import make_writer
 from telemetry_shared.settings import Settings
 
 log = logging.getLogger("api.notify")
 
 NOTIFY_ON = ("opened", "reopened", "severity_raised", "escalated")
-RULE_KEYS = {"role", "min_severity", "webhook", "email", "secret"}
+RULE_KEYS = {"role", "min_severity", "webhook", "email", "secret", "language"}
 SIGNATURE_HEADER = "X-City-Signature"
 ID_HEADER = "X-City-Notification-Id"
 CONCURRENCY = 8  # tries in flight at once; the rest wait their turn in the outbox
@@ -59,6 +60,7 @@ class NotifyRule(BaseModel):
     webhook: str = ""
     email: str = ""
     secret: str = ""
+    language: str = ""  # of the e-mail: id or en; empty: the city profile's default language
 
 
 def parse_rules(raw: list[dict[str, str]], production: bool = False) -> list[NotifyRule]:
@@ -82,6 +84,8 @@ def parse_rules(raw: list[dict[str, str]], production: bool = False) -> list[Not
             raise ValueError(f"{where}.webhook: must be an http(s) URL")
         if rule.email and "@" not in rule.email:
             raise ValueError(f"{where}.email: {rule.email!r} is not an address")
+        if rule.language and rule.language not in i18n.LANGUAGES:
+            raise ValueError(f"{where}.language: {rule.language!r} is not one of {', '.join(i18n.LANGUAGES)}")
         if rule.webhook and production and len(rule.secret) < 16:
             raise ValueError(f"{where}.secret: a webhook needs a signing secret of 16 characters or more "
                              "in production")
@@ -107,21 +111,35 @@ def mask(target: str) -> str:
     return target
 
 
-def subject(alert: Alert, reason: str) -> str:
-    return (f"[{alert.severity.upper()}] {alert.rule} at {alert.device} ({alert.district}): "
-            f"{reason.replace('_', ' ')}")
+def subject(alert: Alert, reason: str, lang: str = "en") -> str:
+    return i18n.t("mail.subject", lang, severity=i18n.t(f"severity.{alert.severity}", lang).upper(),
+                  rule=_rule(alert.rule, lang), device=alert.device, district=alert.district,
+                  reason=i18n.t(f"mail.reason.{reason}", lang))
+
+
+def _rule(rule: str, lang: str) -> str:
+    text = i18n.t(f"rule.{rule}", lang)
+    return rule.replace("_", " ") if text == f"rule.{rule}" else text
 
 
 def payload(alert: Alert, reason: str, role: str) -> dict[str, Any]:
     return {"reason": reason, "role": role, "subject": subject(alert, reason), "alert": alert.model_dump()}
 
 
-def mail_text(alert: Alert) -> str:
-    return (f"{alert.explanation or alert.rule}\n\n"
-            f"device {alert.device} ({alert.kind}) in {alert.district}\n"
-            f"metric {alert.metric}: observed {alert.observed}, expected {alert.expected}\n"
-            f"severity {alert.severity} (analytics said {alert.source_severity}, escalations {alert.escalation})\n"
-            f"state {alert.state}, acknowledged: {alert.acknowledged_by or 'no'}\n")
+def mail_text(alert: Alert, lang: str = "en", zone: str = "UTC", district_name: str = "") -> str:
+    """The e-mail's body in lang: readings with their metric's resolution and unit, times in the city's zone."""
+    fields = {
+        "rule": _rule(alert.rule, lang), "device": alert.device, "kind": i18n.t(f"kind.{alert.kind}", lang),
+        "district": district_name or alert.district, "metric": i18n.t(f"metric.{alert.metric}", lang),
+        "observed": i18n.reading(alert.metric, alert.observed, lang),
+        "expected": i18n.reading(alert.metric, alert.expected, lang),
+        "severity": i18n.t(f"severity.{alert.severity}", lang),
+        "source_severity": i18n.t(f"severity.{alert.source_severity}", lang), "escalation": alert.escalation,
+        "state": i18n.t(f"state.{alert.state}", lang), "since": i18n.local_time(alert.started_ms, zone, lang),
+        "acknowledged": alert.acknowledged_by or i18n.t("mail.no", lang),
+        "explanation": alert.explanation if lang == "en" else "",
+    }
+    return i18n.t("mail.body", lang, **fields).strip() + "\n"
 
 
 def backoff_s(attempts: int, first_s: float, cap_s: float) -> float:
@@ -172,7 +190,7 @@ class Notifier:
                                              self._webhook_body(alert, reason, rule)))
             if rule.email:
                 added.append(self.outbox.add(alert.id, reason, rule.role, "email", rule.email,
-                                             self._mail_body(alert, reason)))
+                                             self._mail_body(alert, reason, rule)))
         if added:
             self._wake()
         return added
@@ -183,9 +201,16 @@ class Notifier:
             return body, sign(rule.secret, body.encode()) if rule.secret else ""
         return render
 
-    def _mail_body(self, alert: Alert, reason: str) -> Any:
+    def _mail_body(self, alert: Alert, reason: str, rule: NotifyRule) -> Any:
+        city = self.settings.city
+        lang = rule.language or city.spec.default_language
+        try:
+            district = city.district(alert.district).name(lang)
+        except KeyError:
+            district = alert.district
         def render(seq: int, t_ms: int) -> tuple[str, str]:
-            return json.dumps({"notification_id": seq, "subject": subject(alert, reason), "text": mail_text(alert)}), ""
+            return json.dumps({"notification_id": seq, "subject": subject(alert, reason, lang),
+                               "text": mail_text(alert, lang, city.spec.time_zone, district)}), ""
         return render
 
     def _wake(self) -> None:

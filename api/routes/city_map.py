@@ -11,19 +11,10 @@ from pydantic import BaseModel, Field
 from api.ratelimit import public_rate_limit
 from api.services import Services
 from edge import contract
+from telemetry_shared.i18n import RESOLUTION
 
 router = APIRouter(prefix="/public", tags=["public"], dependencies=[Depends(public_rate_limit)],
                    responses={429: {"description": "too many requests; see Retry-After"}})
-
-# Decimals a reading of each metric is shown with: the resolution of the sensors that report it
-# (a pressure transducer resolves 0.01 bar, a meter's energy register whole kWh).
-RESOLUTION: dict[str, int] = {
-    "flow_lps": 1, "pressure_bar": 2, "level_m": 2, "turbidity_ntu": 1, "chlorine_mgl": 2,
-    "voltage_v": 1, "current_a": 1, "power_kw": 1, "energy_kwh": 0, "power_factor": 2, "frequency_hz": 2,
-    "temperature_c": 1, "humidity_pct": 0, "co2_ppm": 0, "occupancy": 0, "beds_free": 0,
-    "vehicle_count": 0, "speed_kmh": 0, "occupancy_pct": 0,
-}
-
 
 class MetricFormat(BaseModel):
     kind: str

@@ -6,6 +6,7 @@ a random generator seeded by (seed, device id), so a run is reproducible."""
 
 import math
 import random
+from functools import lru_cache
 from typing import Any
 
 from edge import contract
@@ -14,6 +15,12 @@ from fleetsim.scenario import curve_at, local_hour
 
 Values = dict[str, float]
 
+
+
+@lru_cache(maxsize=8)
+def _day_set(days: tuple[int, ...]) -> frozenset[int]:
+    """The scenario's days off as a set, built once for every device of the scenario."""
+    return frozenset(days)
 
 class Model:
     """Base: a device's parameters, its random stream, and the local clock."""
@@ -26,6 +33,7 @@ class Model:
         self.profile = profile_of(scenario, spec["id"], spec["kind"])
         self.rng = random.Random(f"{seed}:model:{spec['id']}")
         self.interval_s = float(scenario["interval_s"])
+        self.days_off = _day_set(tuple(scenario.get("days_off", ())))
         self.last_t_ms: int | None = None
         self.setup()
 
@@ -36,9 +44,12 @@ class Model:
         return curve_at(self.curves[name], local_hour(self.scenario, t_ms))
 
     def weekend(self, t_ms: int) -> bool:
+        """Is t_ms on a local day off (a weekly rest day or a holiday of the city's calendar)?"""
         offset_ms = self.scenario.get("utc_offset_hours", 0) * 3_600_000
-        day = ((t_ms + offset_ms) // 86_400_000 + 3) % 7  # 1970-01-01 was a Thursday: 0 = Monday
-        return day in self.scenario.get("rest_weekdays", (5, 6))
+        day = (t_ms + offset_ms) // 86_400_000
+        # 1970-01-01 was a Thursday: +3 makes Monday 0. A public holiday or the city's own day off
+        # (the profile's calendar) is a day off like a weekend: offices empty, shops' load down.
+        return (day + 3) % 7 in self.scenario.get("rest_weekdays", (5, 6)) or day in self.days_off
 
     def noise(self, sigma: float) -> float:
         return self.rng.gauss(0.0, sigma)

@@ -56,6 +56,11 @@ def with_city(scenario: dict[str, Any], city: Any = None) -> dict[str, Any]:
     out.setdefault("grid", {"nominal_voltage_v": city.grid.nominal_voltage_v,
                             "nominal_frequency_hz": city.grid.nominal_frequency_hz})
     out.setdefault("rest_weekdays", list(city.rest_weekdays()))
+    if "days_off" not in out:  # public holidays and the city's own days: demand as on a weekend
+        import datetime
+
+        span = (datetime.date(2020, 1, 1), datetime.date(2035, 12, 31))
+        out["days_off"] = list(city.calendar_params(*span)["days_off"])
     return out
 
 

@@ -170,7 +170,9 @@ def test_fleet_rides_out_a_broker_restart(make_mosquitto, tmp_path):
         proc = subprocess.Popen([sys.executable, "-m", "fleetsim", "--fleet", str(fleet_file), "--interval", "1",
                                  "--duration", "11", "--scenario", str(_no_fault_scenario(tmp_path))], env=ENV,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        time.sleep(4)
+        # the outage starts once every device is publishing (the fleet's start-up time varies with the load)
+        wait_for(lambda: {a.topic.split("/")[3] for a in watch.telemetry()} >= {s["id"] for s in specs}, timeout_s=20)
+        time.sleep(1)
         mosquitto.kill()
         time.sleep(2)
         mosquitto.start()
