@@ -29,7 +29,8 @@ DURATION_PATTERN = (r"^([1-9][0-9]{0,9}ms|[1-9][0-9]{0,6}s|[1-9][0-9]{0,5}m|[1-9
 
 DevicePath = Annotated[str, Path(pattern=DEVICE_ID_PATTERN, description="a device id, e.g. wtr-0001")]
 DeviceQuery = Annotated[str, Query(pattern=DEVICE_ID_PATTERN, description="a device id, e.g. wtr-0001")]
-DistrictQuery = Annotated[str, Query(pattern=SLUG_PATTERN, description="a district slug, e.g. bukit-bestari")]
+DistrictQuery = Annotated[str, Query(pattern=SLUG_PATTERN,
+                                     description="a district slug of the city profile (/public/map)")]
 Duration = Annotated[str, Query(pattern=DURATION_PATTERN, description="e.g. 30s, 5m, 1h, 1d, 2w (at most 999 days)")]
 
 # Request bodies: no unknown fields, and no coercion (false is not 0.0, "1.5" is not a number), so what the

@@ -50,7 +50,7 @@ class DeviceCreate(BaseModel):
     id: str | None = Field(None, pattern=DEVICE_ID_PATTERN, description="leave out for a generated id like "
                            "wtr-3f9a1c; ids starting with svc- are the services' own (409)")
     kind: Kind
-    district: str = Field(pattern=SLUG_PATTERN, description="a district slug, e.g. bukit-bestari")
+    district: str = Field(pattern=SLUG_PATTERN, description="a district slug of the city profile (/public/map)")
     lat: float | None = Field(None, ge=-90, le=90)
     lon: float | None = Field(None, ge=-180, le=180)
     note: str = Field("", max_length=500)
