@@ -7,6 +7,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from telemetry_shared import i18n
 from telemetry_shared.settings import Settings
 
 # One exit code per kind of failure, the same in every command, so scripts can tell them apart.
@@ -23,8 +24,14 @@ err = Console(stderr=True)
 JsonFlag = Annotated[bool, typer.Option("--json", help="print JSON for scripts instead of a table")]
 
 
+def say(key: str, **fields: object) -> str:
+    """A message of the CLI in the user's language (CITY_LANGUAGE, else the shell's locale, else English)."""
+    return i18n.t(key, i18n.language(), **fields)
+
+
 def fail(message: str, code: int) -> NoReturn:
-    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)  # a message may quote hostile input
+    # a message may quote hostile input: escaped
+    err.print(f"[bold red]{say('cli.error')}[/] {escape(message)}", highlight=False)
     raise typer.Exit(code)
 
 

@@ -25,7 +25,17 @@ from rich.table import Table
 
 from edge import contract
 from telemetry_cli.commission import Commissioning
-from telemetry_cli.common import EXIT_CONFLICT, EXIT_FAILED, EXIT_INVALID, EXIT_UNAVAILABLE, JsonFlag, err, fail, out
+from telemetry_cli.common import (
+    EXIT_CONFLICT,
+    EXIT_FAILED,
+    EXIT_INVALID,
+    EXIT_UNAVAILABLE,
+    JsonFlag,
+    err,
+    fail,
+    out,
+    say,
+)
 from telemetry_cli.device_api import ApiError, DeviceApi
 from telemetry_cli.flash import RING_SAMPLES, SPOOL_SAMPLES, ca_to_der, plan_flash
 from telemetry_shared.registry import STATES
@@ -74,7 +84,7 @@ def _confirm(question: str, yes: bool) -> None:
             return
     except click.exceptions.Abort:
         pass
-    err.print("not confirmed: nothing changed (use --yes to skip the question)")
+    err.print(say("cli.not_confirmed"))
     raise typer.Exit(EXIT_FAILED)
 
 
@@ -103,8 +113,7 @@ def _show_credentials(answer: dict, title: str) -> None:
         "id": device["id"], "kind": device["kind"], "district": device["district"], "state": device["state"],
         "MQTT user": answer["mqtt_user"], "MQTT password": answer["password"],
     }))
-    out.print("[yellow]The password is shown only this once and stored only as a hash: "
-              "put it on the device now (or use `city device flash`).[/]")
+    out.print(f"[yellow]{say('cli.password_once')}[/]")
 
 
 # ---------------------------------------------------------------- commands
@@ -152,7 +161,7 @@ def list_devices(kind: Annotated[str | None, typer.Option(help="only this kind")
     if as_json:
         _print_json(page)
         return
-    table = Table(title=f"{len(page['data'])} of {page['count']} devices", title_justify="left")
+    table = Table(title=say("cli.devices_shown", shown=len(page["data"]), total=page["count"]), title_justify="left")
     for column in ("id", "kind", "district", "state", "last seen", "firmware"):
         table.add_column(column)
     for d in page["data"]:
@@ -190,34 +199,33 @@ def _position(device: dict) -> str:
 def rotate(device_id: DeviceId, yes: YesFlag = False, as_json: JsonFlag = False) -> None:
     """New credentials; the old password is refused and its live session cut at once."""
     _check_id(device_id)
-    _confirm(f"Issue new credentials for {device_id}? Its current password stops working now.", yes)
+    _confirm(say("cli.confirm_rotate", device=device_id), yes)
     answer = _api_call(lambda api: api.rotate(device_id))
     if as_json:
         _print_json(answer)
     else:
-        _show_credentials(answer, f"New credentials for {device_id}")
-        _say_cut(answer["cut_ms"], "old session")
+        _show_credentials(answer, say("cli.new_credentials", device=device_id))
+        _say_cut(answer["cut_ms"], say("cli.old_session"))
 
 
 def _say_cut(cut_ms: float | None, what: str) -> None:
     if cut_ms is None:
-        err.print(f"[yellow]warning: the broker did not confirm within 4 s that the {what} was cut; it refuses the "
-                  "old credentials as soon as it has re-read its password file[/]")
+        err.print(f"[yellow]{say('cli.cut_unconfirmed', what=what)}[/]")
     else:
-        out.print(f"{what} cut in {cut_ms:.0f} ms")
+        out.print(say("cli.cut_in", what=what, ms=f"{cut_ms:.0f}"))
 
 
 @app.command("retire")
 def retire(device_id: DeviceId, yes: YesFlag = False, as_json: JsonFlag = False) -> None:
     """Refuse the device from now on (its data stays) and cut its live session."""
     _check_id(device_id)
-    _confirm(f"Retire {device_id}? The broker refuses it from now on; this cannot be undone.", yes)
+    _confirm(say("cli.confirm_retire", device=device_id), yes)
     answer = _api_call(lambda api: api.retire(device_id))
     if as_json:
         _print_json(answer)
     else:
-        out.print(f"{device_id} retired")
-        _say_cut(answer["cut_ms"], "live session")
+        out.print(say("cli.retired", device=device_id))
+        _say_cut(answer["cut_ms"], say("cli.live_session"))
 
 
 @config_app.command("set")
@@ -417,6 +425,7 @@ def commission(device_id: DeviceId,
         for c in checks:
             table.add_row(escape(c.name), "[green]pass[/]" if c.ok else "[red]FAIL[/]", escape(c.detail))
         out.print(table)
-        out.print("[green]commissioned: the data arrives[/]" if judge.passed() else "[red]not commissioned[/]")
+        verdict = f"[green]{say('cli.commissioned')}[/]" if judge.passed() else f"[red]{say('cli.not_commissioned')}[/]"
+        out.print(verdict)
     if not judge.passed():
         raise typer.Exit(EXIT_FAILED)

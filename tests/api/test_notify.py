@@ -69,7 +69,8 @@ def test_escalation_raises_severity_and_sends_reminders_by_webhook_and_mail(make
     controller, inbox = smtp
     webhook.fail_first = 1  # the first call fails: the retry delivers it
     rules = [{"role": "operator", "min_severity": "warning", "webhook": url(webhook)},
-             {"role": "engineer", "min_severity": "critical", "email": "water-eng@tanjungpinang.example"}]
+             {"role": "engineer", "min_severity": "critical", "email": "water-eng@tanjungpinang.example",
+              "language": "en"}]
     api = make_api(api_escalate_after_s=0.6, api_notify_rules=rules, smtp_host="127.0.0.1",
                    smtp_port=controller.port, api_notify_retry_first_s=0.1)
     analytics.publish(alert("inc-esc", severity="warning"))
@@ -82,7 +83,7 @@ def test_escalation_raises_severity_and_sends_reminders_by_webhook_and_mail(make
     assert webhook.received[1]["alert"]["source_severity"] == "warning"
     recipients, content = inbox.messages[0]
     assert recipients == ["water-eng@tanjungpinang.example"]
-    assert "Subject: [CRITICAL] pressure_low at wtr-0001 (bukit-bestari): escalated" in content
+    assert "Subject: [CRITICAL] pressure low at wtr-0001 (bukit-bestari): escalated" in content
     with api.client("operator") as c:
         detail = c.get("/alerts/inc-esc").json()
     assert "escalated" in [e["action"] for e in detail["audit"]]

@@ -141,3 +141,15 @@ def test_a_district_the_city_profile_lacks_is_refused_naming_the_allowed_ones(ci
     response = httpx.post(f"{city.api.url}/devices", headers={"Authorization": f"Bearer {city.token}"},
                           json={"kind": "water", "district": "atlantis"})
     assert response.status_code == 422 and "tanjungpinang-timur" in response.text
+
+
+def test_the_cli_speaks_indonesian_when_the_user_does(city, monkeypatch):
+    add(city, "wtr-0001")
+    monkeypatch.setenv("CITY_LANGUAGE", "id")
+    table = city.run("list")
+    assert table.exit_code == 0 and "1 dari 1 perangkat" in table.stdout
+    refused = city.run("retire", "wtr-0001", input="n\n")
+    assert refused.exit_code == 1 and "tidak ada yang berubah" in refused.output
+    assert "Pensiunkan wtr-0001?" in refused.output
+    monkeypatch.setenv("CITY_LANGUAGE", "en")
+    assert "1 of 1 devices" in city.run("list").stdout
