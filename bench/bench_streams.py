@@ -41,6 +41,7 @@ from edge import contract  # noqa: E402
 from telemetry_shared import broker  # noqa: E402
 from telemetry_shared.registry import DeviceNew, Registry  # noqa: E402
 from telemetry_shared.servers import Mosquitto, free_port  # noqa: E402
+from telemetry_shared.settings import get_settings  # noqa: E402
 
 SERVICE_PASSWORD = "bench-service-secret"
 DEVICE_PASSWORD = "bench-device-secret"
@@ -109,7 +110,7 @@ class Publisher:
 
     def alert(self, mark: str) -> float:
         now = int(time.time() * 1000)
-        body = {"id": mark, "device": "wtr-0000", "kind": "water", "district": "bukit-bestari",
+        body = {"id": mark, "device": "wtr-0000", "kind": "water", "district": get_settings().city.slugs[0],
                 "metric": "pressure_bar", "rule": "pressure_low", "state": "active", "severity": "warning",
                 "score": 0.9, "observed": 1.2, "expected": 3.4, "started_ms": now - 1000, "updated_ms": now,
                 "explanation": mark}
@@ -213,7 +214,7 @@ def main() -> None:
         try:
             registry = Registry(tmp_path / "var" / "registry.sqlite3")
             for device in ["wtr-0000", *devices]:
-                registry.add(DeviceNew(id=device, kind="water", district="bukit-bestari"))
+                registry.add(DeviceNew(id=device, kind="water", district=get_settings().city.slugs[0]))
             registry.close()
             db = ApiDb(tmp_path / "var" / "api.sqlite3")
             key = KeyStore(db).create("bench", "operator").key
