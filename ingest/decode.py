@@ -13,9 +13,10 @@ import orjson
 
 from edge import contract
 from ingest.metrics import Metrics
-from ingest.points import batch_lines, status_line
+from ingest.points import batch_lines, line_head, status_line
 from telemetry_shared.registry import Device, Registry, RegistryCache
 
+MAX_TOPICS = 100_000  # parsed topics remembered (a flood of new ids empties it, no more)
 RECENT_SEQS = 32  # per device: how many ((boot, seq), payload checksum) pairs we remember to spot redeliveries
 
 DeadLetter = tuple[str, str, str, str, bytes]  # (reason, device, topic, detail, payload)
@@ -76,6 +77,8 @@ class Decoded:
     rejects: list[DeadLetter] = field(default_factory=list)
     seen: dict[str, tuple[int, str]] = field(default_factory=dict)  # device -> (newest t_ms, firmware)
     newest_live_ms: int = 0  # the newest non-historical sample, for the lag gauge
+    received: int = 0  # messages decoded (counted once per batch: a lock per message costs)
+    readings: int = 0  # readings accepted
 
 
 class Decoder:
@@ -84,6 +87,8 @@ class Decoder:
         self.metrics = metrics
         self.sequences = SequenceTracker(metrics)
         self.batch_started = time.monotonic()
+        self.topics: dict[str, tuple[str, str]] = {}  # topic -> (device id, leaf): parsed once
+        self.heads: dict[tuple[str, str, str], str] = {}  # (kind, device, district) -> line head
 
     def begin_batch(self) -> None:
         """Call before decoding a batch of messages that have all arrived by now."""
@@ -93,8 +98,8 @@ class Decoder:
         self.sequences = SequenceTracker(self.metrics)
 
     def decode(self, topic: str, payload: bytes, now_ms: int, out: Decoded) -> None:
-        """Add one message's lines or dead-letter entries to `out`."""
-        self.metrics.inc("received")
+        """Add one message's lines or dead-letter entries to `out` (and count it in out.received)."""
+        out.received += 1
         payload = bytes(payload)
         if type(topic) is str and topic.endswith("/status"):
             self._decode_status(topic, payload, now_ms, out)
@@ -127,8 +132,14 @@ class Decoder:
             out.seen[device_id] = (max(newest, previous), batch.fw)
             if not batch.hist:
                 out.newest_live_ms = max(out.newest_live_ms, newest)
-        self.metrics.inc("readings", sum(len(s[1]) for s in batch.samples))
-        out.lines.extend(batch_lines(batch, device_id, device.kind, device.district))
+        out.readings += sum(len(s[1]) for s in batch.samples)
+        key = (device.kind, device_id, device.district)
+        head = self.heads.get(key)
+        if head is None:
+            if len(self.heads) >= MAX_TOPICS:
+                self.heads.clear()
+            head = self.heads[key] = line_head(*key)
+        out.lines.extend(batch_lines(batch, head))
 
     def _decode_status(self, topic: str, payload: bytes, now_ms: int, out: Decoded) -> None:
         """A birth message or last will: one `device_status` point at the time it arrived."""
@@ -153,7 +164,13 @@ class Decoder:
         out.lines.append(status_line(status, device_id, device.kind, device.district, now_ms))
 
     def _device(self, topic: str, expected_leaf: str = "telemetry") -> tuple[str, Device]:
-        device_id, leaf = contract.parse_topic(topic)
+        parsed = self.topics.get(topic)
+        if parsed is None:
+            parsed = contract.parse_topic(topic)  # raises for a bad topic, which is never remembered
+            if len(self.topics) >= MAX_TOPICS:
+                self.topics.clear()
+            self.topics[topic] = parsed
+        device_id, leaf = parsed
         if leaf != expected_leaf:
             raise contract.ContractError("bad_topic", f"not a {expected_leaf} topic")
         device = self.devices.get(device_id)

@@ -266,6 +266,8 @@ class IngestWorker:
                 self.metrics.inc("retained_skipped")
                 continue
             self.decoder.decode(message.topic, message.payload, now_ms, decoded)
+        self.metrics.inc("received", decoded.received)
+        self.metrics.inc("readings", decoded.readings)
         return decoded
 
     def store(self, decoded: Decoded, messages: int) -> bool:
