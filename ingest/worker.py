@@ -87,6 +87,7 @@ class IngestWorker:
         self.held: list[Message] = []  # a batch that failed and is tried again
         self.resumed: dict[int, bool] = {}  # connection generation -> the broker kept our session
         self.last_message = time.monotonic()
+        self.oldest_pending = self.last_message
         self.busy = False  # the storer holds a batch it has not acked yet
         self.decoding = False  # the flusher holds a batch it took off `pending`
         # Payload bytes in and out of `pending`, each counted by one thread only, so no lock is needed.
@@ -132,6 +133,8 @@ class IngestWorker:
         if self.stopping.is_set():
             return  # draining: never acked, so the broker keeps them for our next session
         self.last_message = time.monotonic()
+        if not self.pending:
+            self.oldest_pending = self.last_message  # the batch timer runs from the oldest waiting message
         self.pending.extend(messages)
         self.bytes_in += sum(len(m.payload) for m in messages)
         if len(self.pending) >= self.flush_at or self.bytes_in - self.bytes_out >= FLUSH_BYTES:
@@ -231,11 +234,14 @@ class IngestWorker:
     def _next_batch(self) -> list[Message]:
         full = len(self.pending) >= self.flush_at or self.bytes_in - self.bytes_out >= FLUSH_BYTES
         if not full and not self.stopping.is_set():
-            self.ready.wait(self.settings.ingest_batch_ms / 1000)
+            # Until the oldest waiting message has waited CITY_INGEST_BATCH_MS (or a full batch).
+            started = self.oldest_pending if self.pending else time.monotonic()
+            self.ready.wait(max(0.0, started + self.settings.ingest_batch_ms / 1000 - time.monotonic()))
         self.ready.clear()
         self.decoding = True
         pop = self.pending.popleft
         batch = [pop() for _ in range(min(len(self.pending), self.settings.ingest_receive_maximum))]
+        self.oldest_pending = time.monotonic()  # what is left (if anything) waits from now on, about
         self.bytes_out += sum(len(m.payload) for m in batch)
         self.taken.set()
         return batch
