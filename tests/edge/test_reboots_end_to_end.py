@@ -28,7 +28,8 @@ def test_five_reboots_in_a_minute_lose_nothing(micropython_bin, edge_dir, make_m
     mosquitto = make_mosquitto(users={DEVICE: broker.hash_password(secret)},
                                tls=(local_ca.server_crt, local_ca.server_key))
     registry.add(DeviceNew(id=DEVICE, kind="water", district="bukit-bestari", lat=0.92, lon=104.45))
-    settings = make_settings(tmp_path, mosquitto, str(influx_db.http.base_url), influx_db.db)
+    settings = make_settings(tmp_path, mosquitto, str(influx_db.http.base_url), influx_db.db,
+                             mqtt_user=broker.service_user("ingest", 1))  # the watcher is ingest-0
     dead = DeadLetters(tmp_path / "dl.sqlite3")
     worker = IngestWorker(settings, registry, V1Writer(settings.influx_url, settings.influx_db), dead)
     worker.start()
