@@ -34,6 +34,7 @@ RESERVE = 12000  # bytes kept free for the socket, TLS records, the status messa
 # On a board the message is sent straight from the reused buffer; CPython
 # callers (the simulator, test doubles, paho) get bytes they can keep.
 _COPY_PAYLOAD = sys.implementation.name != "micropython"
+_SMALL_HEAP = hasattr(gc, "mem_free")  # MicroPython: memory is counted and collected by hand
 
 
 def new_boot_id():
@@ -104,7 +105,8 @@ class Agent:
         self.batch_size = config.get("batch_size", 1)
         self.thresholds = {}
         self.source = source
-        gc.collect()
+        if _SMALL_HEAP:
+            gc.collect()  # an honest mem_free (on CPython a full collection would only cost time)
         ring, message_bytes = fit_to_memory(config, _mem_free())
         if ring < config.get("buffer_capacity", 2000):
             print("RAM ring cut to", ring, "samples to fit the heap")
@@ -206,7 +208,8 @@ class Agent:
             else:
                 self.buffer.put_back(samples)
         samples = None
-        gc.collect()
+        if _SMALL_HEAP:
+            gc.collect()
         self.batch_cap = max(1, n // 2)
         print("batch of", n, "did not fit (" + str(exc) + "): now", self.batch_cap)
 

@@ -230,17 +230,20 @@ def encode_telemetry(seq, samples, fw, hist=False, dropped=0, boot=None):
 def encode_telemetry_into(out, seq, samples, fw, hist=False, dropped=0, boot=None):
     """Encode one message into `out` (a MessageBuffer, reused from message to message).
 
-    Written piece by piece: no whole-message str, no copy of it to bytes, so a
-    small board needs room for the message once. Returns the message (a
+    Written sample by sample: no whole-message str, no copy of it to bytes, so a
+    small board needs room for the message once (plus one sample's text). Returns the message (a
     memoryview of out, valid until out is used again). Raises ContractError
     ("oversized") when the batch does not fit out or one message.
     """
     out.reset()
+    if _ONE_SHOT:
+        out.write(_compact(_telemetry_body(seq, samples, fw, hist, dropped, boot)))
+        return out.message()
     out.write(b'{"v":%d,"seq":%d' % (VERSION, seq))
     if boot is not None:
         out.write(b',"boot":%d' % boot)
     out.write(b',"fw":')
-    json.dump(fw, out)
+    out.write(json.dumps(fw))
     if hist:
         out.write(b',"hist":true')
     if dropped:
@@ -253,16 +256,43 @@ def encode_telemetry_into(out, seq, samples, fw, hist=False, dropped=0, boot=Non
         first = False
         quality = sample[2] if len(sample) > 2 else 0
         out.write(b"[%d," % sample[0])
-        json.dump(sample[1], out, separators=(",", ":"))
+        out.write(_compact(sample[1]))  # one sample's text at a time: small
         out.write(b",%d]" % quality if quality else b"]")
     out.write(b"]}")
     return out.message()
 
 
+def _compact_micropython(obj):
+    return json.dumps(obj, separators=(",", ":"))
+
+
+try:  # CPython: one encoder, not a new one per call (json.dumps with separators builds one each time)
+    _compact = json.JSONEncoder(separators=(",", ":")).encode
+except AttributeError:  # MicroPython's json has no JSONEncoder
+    _compact = _compact_micropython
+# Where memory is plenty (CPython: the simulator, the servers) a message is encoded in one C call;
+# a board writes it sample by sample, so it never holds the whole text twice.
+_ONE_SHOT = _compact is not _compact_micropython
+
+
+def _telemetry_body(seq, samples, fw, hist, dropped, boot):
+    """The message as one dict, in the same key order as the sample-by-sample writer."""
+    body = {"v": VERSION, "seq": seq}
+    if boot is not None:
+        body["boot"] = boot
+    body["fw"] = fw
+    if hist:
+        body["hist"] = True
+    if dropped:
+        body["dropped"] = dropped
+    body["r"] = [[s[0], s[1], s[2]] if len(s) > 2 and s[2] else [s[0], s[1]] for s in samples]
+    return body
+
+
 class MessageBuffer(io.IOBase):
     """A fixed bytearray a message is written into in place, allocated once.
 
-    A stream for json.dump (MicroPython needs an io.IOBase for that)."""
+    An io.IOBase, so MicroPython's json.dump can write into it too."""
 
     def __init__(self, capacity=MAX_PAYLOAD_BYTES):
         self.buf = bytearray(min(capacity, MAX_PAYLOAD_BYTES))

@@ -161,3 +161,15 @@ def test_random_json_never_raises_anything_but_contract_error(body, kind):
             for metric, value in values.items():
                 _, _, lo, hi = contract.METRICS[metric]
                 assert math.isfinite(value) and lo <= value <= hi
+
+
+def test_the_board_writer_and_the_one_shot_encoder_give_the_same_bytes(monkeypatch):
+    samples = [(NOW - 2000, {"flow_lps": 12.5, "pressure_bar": 3.25}, 0),
+               (NOW, {"flow_lps": 1e-7}, contract.Q_DOUBTFUL)]
+    out = contract.MessageBuffer(4096)
+    one_shot = bytes(contract.encode_telemetry_into(out, 7, samples, "fw\"1", True, 3, 99))
+    monkeypatch.setattr(contract, "_ONE_SHOT", False)  # the sample-by-sample writer a board uses
+    assert bytes(contract.encode_telemetry_into(out, 7, samples, "fw\"1", True, 3, 99)) == one_shot
+    assert contract.decode_telemetry(one_shot, "water", NOW).samples == samples
+    with pytest.raises(contract.ContractError, match="oversized"):
+        contract.encode_telemetry_into(contract.MessageBuffer(40), 7, samples, "x")

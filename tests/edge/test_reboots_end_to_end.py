@@ -40,7 +40,7 @@ def test_five_reboots_in_a_minute_lose_nothing(micropython_bin, edge_dir, make_m
                            spool_path="spool.jsonl")
     started = time.monotonic()
     try:
-        for boot in range(REBOOTS):
+        for _ in range(REBOOTS):
             agent = start_agent(micropython_bin, edge_dir, config, 60_000)
             seen = len(watch.telemetry())
             wait_for(lambda seen=seen: len(watch.telemetry()) >= seen + 3, timeout_s=15)
