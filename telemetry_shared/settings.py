@@ -14,7 +14,8 @@ DEV_SECRET = "dev-only-secret"
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CITY_", extra="ignore")
 
-    environment: str = Field("development", description="development or production")
+    environment: str = Field("development", description="development, test, or production (refuses to start with "
+                                                        "a development secret)")
     profile: Path = Field(Path("cities/tanjungpinang.yaml"),
                           description="CITY_PROFILE: the city profile (YAML): name, time zone, districts and their "
                           "boundaries, grid and water limits, calendar, language; validated at start "
@@ -22,29 +23,33 @@ class Settings(BaseSettings):
     city_name: str = Field("", description="override of the profile's city name; empty: the profile's")
     utc_offset_hours: int | None = Field(None, ge=-14, le=14, description="override of the local day's UTC offset "
                                          "(whole hours); empty: the profile's time zone")
-    data_dir: Path = Path("var")
+    data_dir: Path = Field(Path("var"), description="where the local city keeps its files: registry, API database, "
+                                                    "spool, broker files, logs")
 
-    mqtt_host: str = "127.0.0.1"
-    mqtt_port: int = 1883
+    mqtt_host: str = Field("127.0.0.1", description="the MQTT broker's host")
+    mqtt_port: int = Field(1883, description="the MQTT broker's port (plain MQTT on loopback or a private network)")
     mqtt_tls_port: int = Field(8883, description="the broker's TLS listener, where devices connect")
     device_ca_file: Path | None = Field(None, description="the CA certificate (PEM or DER) `city device flash` "
                                         "pins on each board; default <data_dir>/tls/ca.der, the local CA of `city up`")
-    mqtt_user: str = "svc-ingest"
-    mqtt_password: str = DEV_SECRET
+    mqtt_user: str = Field("svc-ingest", description="this service's MQTT account (svc-<service>-<n>), also its "
+                                                     "client id")
+    mqtt_password: str = Field(DEV_SECRET, description="the service accounts' MQTT password; production refuses the "
+                                                       "development default")
 
-    influx_url: str = "http://127.0.0.1:8086"
-    influx_db: str = "city"
-    influx_user: str = ""
-    influx_password: str = ""
+    influx_url: str = Field("http://127.0.0.1:8086", description="InfluxDB's HTTP address")
+    influx_db: str = Field("city", description="the InfluxDB database (1.x) the readings go to and are read from")
+    influx_user: str = Field("", description="InfluxDB 1.x user; empty: no authentication")
+    influx_password: str = Field("", description="InfluxDB 1.x password")
     influx_token: str = Field("", description="set for InfluxDB 2.x/3.x: writes go through the v2 API")
-    influx_org: str = ""
-    influx_bucket: str = ""
-    influx_timeout_s: float = 10.0
+    influx_org: str = Field("", description="InfluxDB 2.x/3.x organisation (with CITY_INFLUX_TOKEN)")
+    influx_bucket: str = Field("", description="InfluxDB 2.x/3.x bucket; empty: CITY_INFLUX_DB")
+    influx_timeout_s: float = Field(10.0, description="one InfluxDB request gives up after this long")
 
-    registry_path: Path | None = None
+    registry_path: Path | None = Field(None, description="the device registry (SQLite); default "
+                                                         "<data_dir>/registry.sqlite3")
 
-    api_host: str = "127.0.0.1"
-    api_port: int = 8000
+    api_host: str = Field("127.0.0.1", description="where `python -m api` listens")
+    api_port: int = Field(8000, description="the API's port")
     api_url: str = Field("http://127.0.0.1:8000", description="where the `city device` CLI finds the API")
     api_token: str = Field("", description="the CLI's bearer token for the API")
 
@@ -54,7 +59,8 @@ class Settings(BaseSettings):
                                         "the broker's device entries and publishes device configs; one per API "
                                         "process, as Mosquitto kicks a duplicate id")
     api_db_path: Path | None = Field(None, description="API keys and the alert lifecycle (SQLite); default data_dir")
-    api_mqtt_user: str = "svc-api-0"
+    api_mqtt_user: str = Field("svc-api-0", description="the MQTT account (and client id) of the API's alert "
+                                                        "subscriber")
     api_escalate_after_s: float = Field(900.0, gt=0, description="unacknowledged this long: severity up, reminder")
     api_silent_after_s: float = Field(600.0, gt=0, description="an active device not heard from this long is silent")
     api_public_rate_per_min: int = Field(60, gt=0, description="public requests per client address per minute")
@@ -73,19 +79,20 @@ class Settings(BaseSettings):
     api_sensor_fault_window_s: float = Field(600.0, gt=0, le=86_400, description="the sensor-fault window; a window "
                                              "without rejections clears the alert")
     api_sensor_fault_check_s: float = Field(5.0, gt=0, le=300, description="how often the API reads new dead letters")
-    smtp_host: str = ""
-    smtp_port: int = 25
-    smtp_from: str = "control-room@localhost"
+    smtp_host: str = Field("", description="the mail relay for e-mail notification rules; empty: no e-mail")
+    smtp_port: int = Field(25, description="the mail relay's port")
+    smtp_from: str = Field("control-room@localhost", description="the sender of notification e-mails")
 
     # `city grafana sync`: the Grafana to push the datasource and dashboards to (token, or user and password).
-    grafana_url: str = "http://127.0.0.1:3000"
+    grafana_url: str = Field("http://127.0.0.1:3000", description="the Grafana `city grafana sync` pushes to")
     grafana_token: str = Field("", description="a Grafana service account token (Editor or Admin)")
-    grafana_user: str = ""
-    grafana_password: str = ""
+    grafana_user: str = Field("", description="Grafana user, when there is no token")
+    grafana_password: str = Field("", description="Grafana password, with CITY_GRAFANA_USER")
 
-    ingest_worker_id: str = "ingest-0"
-    ingest_batch_points: int = 5000
-    ingest_batch_ms: int = 200
+    ingest_worker_id: str = Field("ingest-0", description="this worker's fixed identity in the shared group: names "
+                                                          "its spool and its counters' tag")
+    ingest_batch_points: int = Field(5000, description="the largest single InfluxDB write, in lines")
+    ingest_batch_ms: int = Field(200, description="the longest a message waits for its batch (bounds the latency)")
     ingest_workers: int = Field(1, ge=1, le=8, description="workers in the group: >1 uses a shared subscription")
     ingest_receive_maximum: int = Field(5000, ge=10, le=65535, description="MQTT 5 in-flight window per worker; "
                                         "a batch is written at half of it")
