@@ -8,8 +8,11 @@ engines, sharded by the broker). Alerts are published QoS 1.
 
 What the engine learnt (buffers, the daily profile's history, the night-flow
 minima) is loaded from `<analytics_state_dir>/engine-<mqtt user>.npz` before
-it subscribes, saved every `analytics_checkpoint_s` from the worker thread
-and once at stop (analytics.state), so a deploy does not blind it.
+it subscribes, saved every `analytics_checkpoint_s` and once at stop
+(analytics.state), so a deploy does not blind it. A periodic save copies the
+state between two passes (analytics.state.snapshot) and writes the file on a
+thread of its own, so readings keep being scored while it is written; the
+save at stop is written at once.
 """
 
 import datetime
@@ -26,7 +29,8 @@ from paho.mqtt.properties import Properties
 
 from analytics.config import EngineParams
 from analytics.engine import AnalyticsEngine
-from analytics.state import load_state, save_state, state_file
+from analytics.learnt import LearntState
+from analytics.state import load_state, save_state, snapshot, state_file
 from edge import contract
 from telemetry_shared.influx import LineWriter
 from telemetry_shared.registry import Registry
@@ -73,6 +77,7 @@ class EngineService:
         self.stopping = threading.Event()
         self.connected = threading.Event()
         self.worker = threading.Thread(target=self._run, name="analytics", daemon=True)
+        self.saver: threading.Thread | None = None  # the periodic save being written beside the stream
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
@@ -141,16 +146,37 @@ class EngineService:
                 log.exception("analytics pass failed")
             if time.monotonic() >= next_checkpoint:
                 next_checkpoint = time.monotonic() + self.settings.analytics_checkpoint_s
-                self.checkpoint()
+                self.checkpoint_beside()
+        if self.saver is not None:
+            self.saver.join()
         self.checkpoint()  # the last pass above took what was in the inbox: its readings are kept too
 
-    def checkpoint(self) -> None:
-        """Save the engine's state (from the worker thread, between passes); a failure is logged, never fatal."""
+    def checkpoint_beside(self) -> threading.Thread | None:
+        """Copy the engine's state (from the worker thread, between passes) and save the copy on a thread of its
+        own; returns that thread (None: nothing to save, or the previous save is still being written: skipped and
+        counted, the next checkpoint comes soon enough)."""
         if self.state_file is None:
-            return
+            return None
+        if self.saver is not None and self.saver.is_alive():
+            self.engine.counters["state_saves_skipped"] += 1
+            return None
+        now_ms = int(time.time() * 1000)
+        started = time.monotonic()
+        frozen = snapshot(self.engine.learnt)
+        self.engine.counters["state_snapshot_ms"] = round((time.monotonic() - started) * 1000)  # the pause
+        self.saver = threading.Thread(target=self._save, args=(frozen, now_ms), name="analytics-state", daemon=True)
+        self.saver.start()
+        return self.saver
+
+    def checkpoint(self) -> None:
+        """Save the engine's state now (from the worker thread, between passes); a failure is logged, never fatal."""
+        if self.state_file is not None:
+            self._save(self.engine.learnt, int(time.time() * 1000))
+
+    def _save(self, learnt: LearntState, now_ms: int) -> None:
         started = time.monotonic()
         try:
-            size = save_state(self.engine.learnt, self.state_file)
+            size = save_state(learnt, self.state_file, now_ms)
         except OSError as exc:  # a full or read-only disk: the engine goes on, the previous checkpoint stays
             self.engine.counters["state_save_errors"] += 1
             log.warning("analytics state not saved to %s: %s", self.state_file, exc)

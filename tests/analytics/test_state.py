@@ -29,6 +29,7 @@ import pytest
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
+from analytics import state as state_module
 from analytics.config import EngineParams
 from analytics.engine import AnalyticsEngine
 from analytics.service import EngineService
@@ -470,6 +471,35 @@ def test_a_failed_checkpoint_is_counted_not_fatal(tmp_path, registry):
                             None)
     service.checkpoint()
     assert service.engine.counters["state_save_errors"] == 1 and service.engine.counters["state_saves"] == 0
+
+
+def test_a_periodic_checkpoint_is_written_beside_the_stream(tmp_path, registry, monkeypatch):
+    """While the file is written, readings go on being scored; the file holds the state as it was copied."""
+    registry.add(DeviceNew(id=POWER, kind="power", district="tanjungpinang-timur"))
+    registry.add(DeviceNew(id=WATER, kind="water", district="bukit-bestari"))
+    service = EngineService(make_settings(tmp_path, mqtt_user="svc-analytics-0"), registry, None, PARAMS)
+    engine = service.engine
+    messages = day_messages(0)
+    run(engine, messages[:20])
+    release = threading.Event()
+    write = state_module._write_atomically
+
+    def slow_disk(path, arrays):
+        assert release.wait(30), "the test never released the disk"
+        return write(path, arrays)
+
+    monkeypatch.setattr(state_module, "_write_atomically", slow_disk)
+    saver = service.checkpoint_beside()
+    assert saver is not None and saver.is_alive()
+    assert service.checkpoint_beside() is None and engine.counters["state_saves_skipped"] == 1  # one at a time
+    run(engine, messages[20:40])  # scored while the save waits on the disk
+    assert engine.learnt.blocks["power_kw"].count(0) == 200 and saver.is_alive()
+    release.set()
+    saver.join(30)
+    assert engine.counters["state_saves"] == 1 and engine.counters["state_save_errors"] == 0
+    loaded = AnalyticsEngine(registry, None, None, PARAMS)
+    assert load_state(loaded, service.state_file)
+    assert loaded.learnt.blocks["power_kw"].count(0) == 100  # the state as it was copied, not as it went on
 
 
 def test_the_service_keeps_its_state_across_a_restart(make_mosquitto, registry, tmp_path):
