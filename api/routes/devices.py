@@ -33,6 +33,7 @@ from edge import contract
 from telemetry_shared.device_link import Watch
 from telemetry_shared.provisioning import ProvisioningError
 from telemetry_shared.registry import SERVICE_PREFIX, Device, DeviceNew
+from telemetry_shared.settings import get_settings
 
 MAX_WATCH_S = 3600
 HEARTBEAT_S = 10.0
@@ -44,13 +45,20 @@ Installer = RequireRole("technician")  # changes devices and sees their password
 # ---------------------------------------------------------------- models
 
 
+def _profile_districts(schema: dict) -> None:
+    """The schema names the city profile's districts, the only ones registration accepts (read when the
+    schema is built, so it is the running city's profile)."""
+    schema["enum"] = list(get_settings().city.slugs)
+
+
 class DeviceCreate(BaseModel):
     model_config = STRICT_BODY
 
     id: str | None = Field(None, pattern=DEVICE_ID_PATTERN, description="leave out for a generated id like "
                            "wtr-3f9a1c; ids starting with svc- are the services' own (409)")
     kind: Kind
-    district: str = Field(pattern=SLUG_PATTERN, description="a district slug of the city profile (/public/map)")
+    district: str = Field(pattern=SLUG_PATTERN, description="a district slug of the city profile (/public/map)",
+                          json_schema_extra=_profile_districts)
     lat: float | None = Field(None, ge=-90, le=90)
     lon: float | None = Field(None, ge=-180, le=180)
     note: str = Field("", max_length=500)
