@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import paho.mqtt.client as mqtt  # noqa: E402
+from bench_api import wait_ready  # noqa: E402  (the script's own folder is on sys.path)
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
 from api.auth import KeyStore  # noqa: E402
@@ -225,7 +226,7 @@ def main() -> None:
                        CITY_MQTT_PASSWORD=SERVICE_PASSWORD, CITY_API_PORT=str(port), CITY_API_ESCALATE_AFTER_S="3600")
             api_proc = subprocess.Popen([sys.executable, "-m", "api"], cwd=ROOT, env=env,
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            _wait_ready(port)
+            wait_ready(port)
             publisher = Publisher(mosquitto.port, devices)
             print(f"{args.rounds} rounds: one alert and one telemetry message per device each round; "
                   f"latency = publish to the event read by the client; load {os.getloadavg()[0]:.1f}", flush=True)
@@ -250,21 +251,6 @@ def main() -> None:
                 api_proc.terminate()
                 api_proc.wait(15)
             mosquitto.stop()
-
-
-def _wait_ready(port: int, timeout_s: float = 30) -> None:
-    import http.client
-
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", "/health")
-            if conn.getresponse().status == 200:
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit("the API did not start")
 
 
 if __name__ == "__main__":
