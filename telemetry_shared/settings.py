@@ -74,6 +74,8 @@ class Settings(BaseSettings):
                                         "after it was written is marked failed for good")
     api_notify_timeout_s: float = Field(10.0, gt=0, le=300, description="one webhook or SMTP try gives up after "
                                         "this long")
+    api_notify_keep_days: float = Field(90.0, gt=0, le=3650, description="sent and failed notifications older "
+                                        "than this are deleted from the outbox (pending ones never are)")
     api_sensor_fault_rejects: int = Field(5, ge=1, description="a device with this many readings or messages "
                                           "rejected by ingest within the window gets a sensor_fault alert")
     api_sensor_fault_window_s: float = Field(600.0, gt=0, le=86_400, description="the sensor-fault window; a window "

@@ -50,6 +50,7 @@ ID_HEADER = "X-City-Notification-Id"
 CONCURRENCY = 8  # tries in flight at once; the rest wait their turn in the outbox
 IDLE_POLL_S = 5.0  # a second API process's new rows are seen within this
 STATS_EVERY_S = 15.0  # how often the counts go to InfluxDB (`notify_stats`)
+PRUNE_EVERY_S = 3600.0  # how often ended notifications past CITY_API_NOTIFY_KEEP_DAYS are deleted
 
 __all__ = ["Delivery", "Notifier", "NotifyRule", "mask", "parse_rules", "sign", "verify"]
 
@@ -159,6 +160,7 @@ class Notifier:
         self.tasks: set[asyncio.Task] = set()
         self.in_flight: set[int] = set()
         self.http: httpx.AsyncClient | None = None
+        self.pruned_ms = 0
 
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
@@ -324,12 +326,27 @@ class Notifier:
     def deliveries(self, alert_id: str) -> list[Delivery]:
         return self.outbox.deliveries(alert_id)
 
+    def _prune_now_and_then(self) -> None:
+        """Once an hour, delete ended notifications older than the keep window."""
+        now = now_ms()
+        if now - self.pruned_ms < PRUNE_EVERY_S * 1000:
+            return
+        self.pruned_ms = now
+        try:
+            gone = self.outbox.prune(now - int(self.settings.api_notify_keep_days * 86_400_000))
+        except Exception:  # the disk or the database: the next hour tries again
+            log.exception("could not prune the notification outbox")
+            return
+        if gone:
+            log.info("pruned %d ended notifications older than %g days", gone, self.settings.api_notify_keep_days)
+
     async def _stats_forever(self) -> None:
         """The counts as `notify_stats` in InfluxDB, for the Device health dashboard."""
         writer = None
         try:
             while True:
                 await asyncio.sleep(STATS_EVERY_S)
+                await asyncio.to_thread(self._prune_now_and_then)
                 try:
                     writer = writer or make_writer(self.settings)
                     await asyncio.to_thread(writer.write, [stats_line(self.counts(), now_ms())])

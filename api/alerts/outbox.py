@@ -6,7 +6,8 @@ a crash loses nothing: the next process picks up every pending row that is
 due. A try first *claims* its row (attempts + 1, next_try_ms pushed out by a
 lease), so two API processes on one file never send the same row at once and
 a row claimed by a process that died becomes due again when the lease ends.
-A row ends `sent` or, after the give-up window, `failed`.
+A row ends `sent` or, after the give-up window, `failed`; ended rows are pruned after the
+keep window (`prune`), pending ones never.
 
 The table keeps its old name, `notifications`, and gains the outbox's columns
 on first open, so an existing deployment keeps its delivery history.
@@ -141,6 +142,13 @@ class Outbox:
         with self.db.transaction() as conn:
             conn.execute("UPDATE notifications SET next_try_ms = ?, attempts = max(0, attempts - 1)"
                          " WHERE seq = ? AND status = ?", (now_ms(), seq, PENDING))
+
+    def prune(self, older_than_ms: int) -> int:
+        """Delete sent and failed rows written before `older_than_ms`; a pending row is owed and stays.
+        Returns how many rows went."""
+        with self.db.transaction() as conn:
+            return conn.execute("DELETE FROM notifications WHERE status != ? AND t_ms < ?",
+                                (PENDING, older_than_ms)).rowcount
 
     def next_due_ms(self) -> int | None:
         rows = self.db.query("SELECT min(next_try_ms) FROM notifications WHERE status = ?", (PENDING,))

@@ -187,3 +187,32 @@ def test_a_row_claimed_by_a_process_that_died_is_due_again_when_its_lease_ends(t
     outbox.sent(seq)  # a late second "sent" changes nothing
     assert outbox.counts() | {"oldest_pending_s": 0} == {"pending": 0, "sent": 1, "failed": 0, "oldest_pending_s": 0}
     db.close()
+
+
+def test_ended_notifications_past_the_keep_window_are_pruned_and_pending_ones_stay(tmp_path):
+    from api.alerts.notify import Notifier
+    from api.db import ApiDb, now_ms
+    from telemetry_shared.settings import Settings
+
+    db = ApiDb(tmp_path / "api.sqlite3")
+    notifier = Notifier(Settings(data_dir=tmp_path, api_notify_keep_days=30), db)
+    outbox = notifier.outbox
+    body = lambda seq, t: ("{}", "")  # noqa: E731
+    old_sent, old_failed, old_pending, new_sent = (
+        outbox.add(f"inc-{n}", "opened", "operator", "webhook", "http://x/hook", body) for n in range(4))
+    outbox.sent(old_sent)
+    outbox.failed(old_failed, "gave up")
+    outbox.sent(new_sent)
+    forty_days_ago = now_ms() - 40 * 86_400_000
+    with db.transaction() as conn:  # three rows written 40 days ago; one still owed
+        conn.execute("UPDATE notifications SET t_ms = ? WHERE seq IN (?, ?, ?)",
+                     (forty_days_ago, old_sent, old_failed, old_pending))
+    notifier._prune_now_and_then()
+    kept = [row["seq"] for row in db.query("SELECT seq FROM notifications ORDER BY seq")]
+    assert kept == [old_pending, new_sent]  # an old row still owed is never dropped
+    assert outbox.counts()["pending"] == 1
+    with db.transaction() as conn:
+        conn.execute("UPDATE notifications SET t_ms = ? WHERE seq = ?", (forty_days_ago, new_sent))
+    notifier._prune_now_and_then()  # within the hour: no second pass
+    assert len(db.query("SELECT seq FROM notifications")) == 2
+    db.close()
