@@ -36,7 +36,7 @@ from analytics.explain import explain
 from analytics.rules import grade
 from edge import contract
 from telemetry_shared.influx import InfluxError, LineWriter
-from telemetry_shared.lineproto import line
+from telemetry_shared.lineproto import alert_line
 
 if TYPE_CHECKING:
     from analytics.learnt import LearntState
@@ -122,11 +122,8 @@ class AlertOutput:
         if time.monotonic() < self.influx_retry_at:
             self.counters["influx_skipped"] += 1  # InfluxDB failed a moment ago: do not stall every alert on it
             return
-        tags = {k: message[k] for k in ("device", "district", "kind", "metric", "rule", "severity")}
-        fields = {"state": message["state"], "score": float(message["score"]), "explanation": message["explanation"],
-                  "id": message["id"]}
         try:
-            self.writer.write([line("alerts", tags, fields, message["updated_ms"])])
+            self.writer.write([alert_line(message)])
         except InfluxError as exc:  # the MQTT alert went out; the annotation is best effort
             self.counters["influx_errors"] += 1
             self.influx_retry_at = time.monotonic() + INFLUX_RETRY_S

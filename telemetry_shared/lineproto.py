@@ -40,3 +40,15 @@ def line(measurement: str, tags: dict[str, str], fields: dict[str, float | int |
             head += f",{escape_key(key)}={escape_key(value)}"
     body = ",".join(f"{escape_key(k)}={format_field(v)}" for k, v in fields.items())
     return f"{head} {body} {t_ms}"
+
+
+ALERT_TAGS = ("device", "district", "kind", "metric", "rule", "severity")
+
+
+def alert_line(message: dict) -> str:
+    """An alert message (edge/contract.py's alert fields) as a point of the `alerts` measurement:
+    the annotation Grafana draws, written by whoever raised the alert (analytics or the API)."""
+    tags = {k: message[k] for k in ALERT_TAGS}
+    fields = {"state": message["state"], "score": float(message["score"]), "explanation": message["explanation"],
+              "id": message["id"]}
+    return line("alerts", tags, fields, message["updated_ms"])

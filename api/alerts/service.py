@@ -4,6 +4,7 @@ to the SSE streams and to the notifier."""
 
 import asyncio
 import logging
+import time
 from contextlib import suppress
 
 from api.alerts.hub import AlertHub
@@ -12,10 +13,14 @@ from api.alerts.sensorfault import SensorFaultWatcher
 from api.alerts.store import Alert, AlertStore
 from api.alerts.subscriber import AlertSubscriber
 from api.db import ApiDb, now_ms
+from telemetry_shared.influx import LineWriter, make_writer
+from telemetry_shared.lineproto import alert_line
 from telemetry_shared.registry import Registry
 from telemetry_shared.settings import Settings
 
 log = logging.getLogger("api.alerts")
+
+ANNOTATION_RETRY_S = 30.0  # after InfluxDB failed, annotations wait this long rather than stall every round
 
 
 class AlertService:
@@ -28,6 +33,8 @@ class AlertService:
         self.sensor_faults = SensorFaultWatcher(
             settings.deadletter_file, registry, db, self.apply, settings.api_sensor_fault_rejects,
             settings.api_sensor_fault_window_s) if subscribe and registry is not None else None
+        self.annotations: LineWriter | None = None
+        self.annotation_retry_at = 0.0
         self.escalation_task: asyncio.Task | None = None
         self.sensor_fault_task: asyncio.Task | None = None
 
@@ -42,6 +49,18 @@ class AlertService:
         result = self.store.apply(message)
         if result is not None:
             self.changed(*result)
+            self._annotate(message)
+
+    def _annotate(self, message: dict) -> None:
+        """The alert as a point of InfluxDB's `alerts` measurement, as analytics writes its own: best effort."""
+        if time.monotonic() < self.annotation_retry_at:
+            return
+        try:
+            self.annotations = self.annotations or make_writer(self.settings)
+            self.annotations.write([alert_line(message)])
+        except Exception as exc:  # the board and the notifications have it already; the annotation can wait
+            self.annotation_retry_at = time.monotonic() + ANNOTATION_RETRY_S
+            log.warning("alert %s not written to InfluxDB: %s", message["id"], type(exc).__name__)
 
     async def start(self) -> None:
         self.hub.bind(asyncio.get_running_loop())
@@ -60,6 +79,8 @@ class AlertService:
                     await task
         if self.sensor_faults:
             self.sensor_faults.close()
+        if self.annotations is not None:
+            self.annotations.close()
         if self.subscriber:
             await asyncio.to_thread(self.subscriber.stop)
         await self.notifier.stop()

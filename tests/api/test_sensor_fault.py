@@ -114,5 +114,9 @@ def test_five_impossible_readings_raise_one_sensor_fault_alert(pipeline, mosquit
     # a window (5 s here, 10 min by default) without rejections clears both
     wait_for(lambda: {a["state"] for a in sensor_faults(api)} == {"cleared"}, timeout_s=20)
     assert len(sensor_faults(api)) == 2
+    # and Grafana's annotations show them, as they show analytics' alerts
+    annotations = influx_db.rows('SELECT "state", "id", "device" FROM "alerts" WHERE "rule" = \'sensor_fault\'')
+    assert {(row["device"], row["state"]) for row in annotations} >= {
+        ("pwr-0001", "active"), ("pwr-0001", "cleared"), ("pwr-0002", "active"), ("pwr-0002", "cleared")}
     meter.disconnect()
     other.disconnect()
