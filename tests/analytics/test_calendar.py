@@ -68,3 +68,12 @@ def test_a_holiday_is_no_alarm_with_the_calendar_and_alarms_without():
         alarms[name] = int((scores[on_holiday] >= params.open_score).sum())
     assert alarms["mon-fri"] >= 10, alarms  # the closed shop looks like a fault all day
     assert alarms["calendar"] * 2 <= alarms["mon-fri"], alarms
+
+
+def test_the_2026_cuti_bersama_of_the_skb_are_days_off():
+    """SKB 3 Menteri 1497/2/5 of 2025: eight days of cuti bersama in 2026 (cited in the profile)."""
+    city = load_profile(TANJUNGPINANG)
+    off = city.days_off(datetime.date(2026, 1, 1), datetime.date(2026, 12, 31))
+    skb = {datetime.date(2026, m, d) for m, d in ((2, 16), (3, 18), (3, 20), (3, 23), (3, 24), (5, 15), (5, 28),
+                                                   (12, 24))}
+    assert {day for day, name in off.items() if name.startswith("Cuti bersama")} == skb

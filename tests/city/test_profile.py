@@ -60,7 +60,7 @@ def _line(path: Path, needle: str) -> int:
      "a slug is"),
     ("working_days: [mon, tue, wed, thu, fri]", "working_days: [mon, tue, wed, thu, fry]", "working_days",
      "calendar.working_days[4]", "'mon'"),
-    ("{date: 2026-03-20,", "{date: 2026-02-30,", "2026-02-30", "calendar.days_off[0].date", "date"),
+    ("{date: 2026-02-16,", "{date: 2026-02-30,", "2026-02-30", "calendar.days_off[0].date", "date"),
 ])
 def test_a_bad_field_is_named_with_its_line(tmp_path, old, new, needle, field, says):
     path = _broken(tmp_path, old, new)
