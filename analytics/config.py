@@ -105,6 +105,9 @@ class DetectorParams:
     profile_scale_by_hour: bool = True
     profile_scale_window_ms: int = 3_600_000  # an hour, centred on the same time of the earlier days
     utc_offset_h: int = 0
+    # The city's IANA zone (the profile's time_zone): local days follow its daylight saving
+    # (analytics.localtime). Empty: the fixed utc_offset_h.
+    time_zone: str = ""
     # The city's calendar (telemetry_shared.city.CityProfile.calendar_params): weekdays that are days
     # off (Monday 0) and local days (days since 1970-01-01 in local time) of public holidays and the
     # city's own days off, which the day-type profile counts with the weekends. None of them for a CSV.

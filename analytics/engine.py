@@ -45,15 +45,16 @@ class AnalyticsEngine:
     writer: InfluxDB, for the alert annotations (None: none written);
     publish(topic, payload): the MQTT publisher of alert messages (None: not published);
     params: buffers and pacing (EngineParams, with its detector parameters);
-    utc_offset_h: local time for the daily profile, the night window and the explanations.
+    utc_offset_h, time_zone: local time for the daily profile, the night window and the explanations (the
+    zone, daylight saving included, when given; else the fixed offset).
     Not thread-safe: one thread feeds it, scores it and saves its state.
     """
 
     def __init__(self, registry: Registry, writer: LineWriter | None = None,
                  publish: Callable[[str, bytes], None] | None = None, params: EngineParams | None = None,
-                 utc_offset_h: int = 7):
+                 utc_offset_h: int = 7, time_zone: str = ""):
         self.params = params or EngineParams()
-        self.detector = replace(self.params.params, utc_offset_h=utc_offset_h)
+        self.detector = replace(self.params.params, utc_offset_h=utc_offset_h, time_zone=time_zone)
         self.devices = RegistryCache(registry)
         self.learnt = LearntState.empty(self.params, self.detector)
         self.clock = clock.ClockScorer(self.params, self.detector)

@@ -17,6 +17,7 @@ from analytics.config import DetectorParams
 from analytics.detectors import night_flow_score
 from analytics.incidents import Detail, Finding
 from analytics.learnt import LearntState
+from analytics.localtime import to_local, to_utc
 
 METRIC = "flow_lps"
 GROUP = "night_flow"  # its own incident beside the meter's readings incident
@@ -35,7 +36,7 @@ def check_night_flow(learnt: LearntState, detector: DetectorParams, now_ms: int)
     """
     block = learnt.blocks.get(METRIC)
     p = detector
-    local_now = now_ms + p.utc_offset_h * HOUR_MS
+    local_now = int(to_local(now_ms, p.time_zone, p.utc_offset_h))
     night = local_now // DAY_MS if (local_now % DAY_MS) >= p.night_end_h * HOUR_MS else local_now // DAY_MS - 1
     if block is None or night <= learnt.last_night:
         return []
@@ -50,7 +51,7 @@ def check_night_flow(learnt: LearntState, detector: DetectorParams, now_ms: int)
     learnt.night_history[:n_rows] = history
     score = night_flow_score(history, p)[:, -1]
     score = np.where(np.isnan(minima), np.nan, score)
-    window_end = (night * DAY_MS + p.night_end_h * HOUR_MS) - p.utc_offset_h * HOUR_MS
+    window_end = to_utc(night * DAY_MS + p.night_end_h * HOUR_MS, p.time_zone, p.utc_offset_h)
     findings = []
     for row in np.flatnonzero(~np.isnan(score)):
         device = block.keys[row][0]
@@ -67,7 +68,7 @@ def check_night_flow(learnt: LearntState, detector: DetectorParams, now_ms: int)
 
 def _night_minima(values: np.ndarray, times: np.ndarray, night: int, p: DetectorParams) -> np.ndarray:
     """Per row, the lowest reading inside the night window of local day `night` (NaN: none)."""
-    local = times + p.utc_offset_h * HOUR_MS
+    local = to_local(times, p.time_zone, p.utc_offset_h)
     in_window = (local // DAY_MS == night) & (local % DAY_MS >= p.night_start_h * HOUR_MS) & \
         (local % DAY_MS < p.night_end_h * HOUR_MS)
     with np.errstate(invalid="ignore"), warnings.catch_warnings():

@@ -68,7 +68,8 @@ class EngineService:
         self.client.on_message = self._on_message
         self.client.on_subscribe = self._on_subscribe
         self.client.reconnect_delay_set(0.5, 10)
-        self.engine = AnalyticsEngine(registry, writer, self._publish, self.params, settings.utc_offset_hours)
+        self.engine = AnalyticsEngine(registry, writer, self._publish, self.params, settings.utc_offset_hours,
+                                      settings.local_zone)
         directory = settings.analytics_state_path
         self.state_file: Path | None = state_file(directory, self.user) if directory is not None else None
         self.state_loaded = False

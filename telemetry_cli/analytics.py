@@ -114,7 +114,8 @@ def rescore_command(
     """Run the detectors over history in InfluxDB and list the alerts they would have raised (nothing is sent)."""
     settings = get_settings()
     try:
-        params = parse_overrides(set_ or [], replace(DEFAULT_PARAMS, utc_offset_h=settings.utc_offset_hours))
+        params = parse_overrides(set_ or [], replace(DEFAULT_PARAMS, utc_offset_h=settings.utc_offset_hours,
+                                                              time_zone=settings.local_zone))
         client = InfluxQL.from_settings(settings)
         try:
             with console.status(f"reading {kind} from {settings.influx_url}"):

@@ -3,7 +3,7 @@
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, model_validator
+from pydantic import Field, PrivateAttr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from telemetry_shared.city import CityProfile, cached_profile
@@ -121,6 +121,8 @@ class Settings(BaseSettings):
     # 15 minutes: every save rewrites the whole file (0.5 GB for 2,000 single-metric devices), so every 5
     # minutes would write ~130 GB a day; a crash losing 15 minutes of 8 days of per-minute history costs
     # the profile nothing it cannot take from the other days.
+    _fixed_offset: bool = PrivateAttr(False)
+
     analytics_checkpoint_s: float = Field(900.0, ge=1, le=86_400, description="how often the engine saves it "
                                           "(and once at stop)")
 
@@ -132,9 +134,16 @@ class Settings(BaseSettings):
             raise ValueError(f"CITY_ENVIRONMENT must be development, production or test, not {self.environment!r}")
         profile = self.city  # a bad profile refuses to start, naming its line and field
         self.city_name = self.city_name or profile.name
+        self._fixed_offset = self.utc_offset_hours is not None
         if self.utc_offset_hours is None:
             self.utc_offset_hours = profile.utc_offset_hours
         return self
+
+    @property
+    def local_zone(self) -> str:
+        """The IANA zone of the city's local days (daylight saving included); "" when CITY_UTC_OFFSET_HOURS
+        fixes the offset instead."""
+        return "" if self._fixed_offset else self.city.spec.time_zone
 
     @property
     def city(self) -> CityProfile:

@@ -7,6 +7,7 @@ import numpy as np
 from analytics.config import DEFAULT_PARAMS, DetectorParams
 from analytics.detectors.base import DetectorInputError, as_matrix, nanmedian_first_axis
 from analytics.detectors.level import robust_baseline
+from analytics.localtime import to_local, to_utc
 
 
 def peer_residual(values: np.ndarray, groups: np.ndarray, params: DetectorParams = DEFAULT_PARAMS) -> np.ndarray:
@@ -61,7 +62,7 @@ def night_minimum(values: np.ndarray, times: np.ndarray, utc_offset_h: int,
     if t.shape != (x.shape[1],):
         raise DetectorInputError("night_minimum needs one shared (T,) row of times")
     day_ms = 24 * 3600 * 1000
-    local = t + utc_offset_h * 3600 * 1000
+    local = to_local(t, params.time_zone, utc_offset_h)
     day = local // day_ms
     hour = (local % day_ms) / 3_600_000.0
     in_night = (hour >= params.night_start_h) & (hour < params.night_end_h)
@@ -71,7 +72,8 @@ def night_minimum(values: np.ndarray, times: np.ndarray, utc_offset_h: int,
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             minima[:, i] = np.nanmin(x[:, in_night & (day == night)], axis=1)
-    ready = nights * day_ms + params.night_end_h * 3_600_000 - utc_offset_h * 3_600_000
+    ready = np.array([to_utc(night * day_ms + params.night_end_h * 3_600_000, params.time_zone, utc_offset_h)
+                      for night in nights], dtype=np.int64)
     return nights, minima, ready
 
 

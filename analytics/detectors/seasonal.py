@@ -18,6 +18,7 @@ from analytics.detectors.base import (
     typical_interval_ms,
 )
 from analytics.detectors.level import robust_baseline
+from analytics.localtime import to_local
 
 
 def seasonal_expected(values: np.ndarray, times: np.ndarray, period_ms: int,
@@ -118,7 +119,7 @@ def _history_at(history: History, target: np.ndarray, x: np.ndarray) -> np.ndarr
 
 def _is_day_off(t_ms: np.ndarray, params: DetectorParams) -> np.ndarray:
     """Is the local day of t_ms a day off: a weekly rest day or one of params.days_off (holidays)?"""
-    day = (np.asarray(t_ms) + params.utc_offset_h * 3_600_000) // DAY_MS
+    day = to_local(t_ms, params.time_zone, params.utc_offset_h) // DAY_MS
     # 1970-01-01 was a Thursday: +3 makes Monday 0, so Saturday and Sunday are 5 and 6.
     off = np.isin((day + 3) % 7, params.rest_weekdays)
     if params.days_off:

@@ -8,8 +8,9 @@ note, a raw reading series, or anything from the configuration. Answers are cach
 load cannot reach InfluxDB at the rate it arrives.
 """
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from statistics import median
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel
@@ -58,9 +59,14 @@ class HospitalBeds(BaseModel):
 
 
 def day_start_ms(services: ApiServices, now: int) -> int:
-    offset = timedelta(hours=services.settings.utc_offset_hours)
-    local = datetime.fromtimestamp(now / 1000, UTC) + offset
-    midnight = local.replace(hour=0, minute=0, second=0, microsecond=0) - offset
+    """The last local midnight: in the city's zone (daylight saving included), or the fixed
+    CITY_UTC_OFFSET_HOURS when set."""
+    settings = services.settings
+    fixed = timezone(timedelta(hours=settings.utc_offset_hours))
+    zone = ZoneInfo(settings.local_zone) if settings.local_zone else fixed
+    local = datetime.fromtimestamp(now / 1000, zone)
+    # the wall clock's midnight, then its own offset (a zone's midnight may have another offset than now)
+    midnight = datetime(local.year, local.month, local.day, tzinfo=zone)
     return int(midnight.timestamp() * 1000)
 
 
