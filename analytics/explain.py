@@ -1,68 +1,58 @@
-"""The sentence an operator reads in an alert: what, observed against expected, how unusual, since when."""
+"""What an operator reads in an alert: what, observed against expected, how unusual, since when.
 
-from datetime import UTC, datetime, timedelta
+`explain` returns the sentence as a catalogue message ({"key", "params"}: edge/contract.py), so the
+control room, the e-mails and the CLI render it in their reader's language
+(telemetry_shared/alert_text.py); the alert's English `explanation` is rendered from the same message.
+"""
+
+from typing import Any
 
 from analytics import peers
 from analytics.config import DOMAIN_LIMITS, DetectorParams
-from edge import contract
 
-
-def local_time(t_ms: int, utc_offset_h: int) -> str:
-    """`t_ms` (Unix ms) as local 'YYYY-MM-DD HH:MM (UTC+h)'."""
-    moment = datetime.fromtimestamp(t_ms / 1000, UTC) + timedelta(hours=utc_offset_h)
-    return moment.strftime("%Y-%m-%d %H:%M") + f" (UTC{utc_offset_h:+d})"
+# The statistical detectors' words (catalogue explain.words.<rule>); any other rule is a limit's or named.
+DETECTOR_RULES = ("unusual_value", "level_shift", "off_daily_profile", "stuck_sensor", "drift")
 
 
 def explain(metric: str, rule: str, observed: float | None, expected: float | None, scale: float | None,
-            z: float | None, started_ms: int, utc_offset_h: int) -> str:
-    """A sentence an operator can act on: what, observed against expected, how unusual, since when.
+            z: float | None, started_ms: int) -> dict[str, Any]:
+    """The message of a finding: a catalogue key (explain.*) and its raw parameters.
 
     metric: the series ('' for a device-wide rule); rule: the rule behind the
     finding (a limit's, a statistical detector's, silent, clock_offset,
     night_flow_rise or the peer rule); observed, expected, scale, z: the
     finding's numbers (None when unknown: the sentence says less); started_ms:
-    when the incident began; utc_offset_h: local time for the sentence.
-    Returns one or two sentences (the alert message keeps the first 1,000 characters).
+    when the incident began (shown in the reader's local time).
     """
-    since = local_time(started_ms, utc_offset_h)
+    def message(key: str, **params: Any) -> dict[str, Any]:
+        return {"key": f"explain.{key}", "params": {"since": int(started_ms)} | params}
+
     if rule == "silent":
-        return f"No data from this device since {since}, past {DetectorParams().silence_factor:g} intervals."
+        return message("silent", factor=DetectorParams().silence_factor)
     if rule == "night_flow_rise":
-        usual = f"{expected:.3g} L/s" if expected is not None else "unknown"
-        return f"Minimum night flow {observed:.3g} L/s against a usual {usual} on earlier nights " \
-               f"(02:00-04:00 local): a new leak? Night ending {since}."
+        return message("night_flow_rise", metric="flow_lps", observed=observed, expected=expected)
     if rule == "clock_offset":
-        return f"The device's clock jumped: its readings arrive {observed / 60000:.1f} min off their usual delay " \
-               f"(since {since})."
-    unit = contract.METRICS.get(metric, ("", "", 0, 0))[1]
+        return message("clock_offset", minutes=(observed or 0.0) / 60000)
     if observed is None:
-        return f"{metric} back to normal or unusual on another metric; since {since}."
+        return message("normal", metric=metric)
     if rule == peers.RULE:  # expected: the district's median; scale: the meter's usual departure from it
-        return _explain_peer(metric, unit, observed, expected, scale, since)
-    observed_text = f"{metric} {observed:.4g} {unit}".strip()
+        return _explain_peer(metric, observed, expected, scale, message)
     for limit in DOMAIN_LIMITS.get(metric, []):
         if limit.rule == rule:
-            bound = f"below the minimum {limit.low:g}" if limit.low is not None and observed < limit.low else \
-                f"above the maximum {limit.high:g}"
-            return f"{observed_text} is {bound} {unit} ({limit.source}); since {since}."
-    words = {"unusual_value": "unusual against its recent level and daily profile",
-             "level_shift": "shifted away from its usual level",
-             "off_daily_profile": "off its usual daily profile",
-             "stuck_sensor": "stuck: the same reading over and over",
-             "drift": "drifting away from its usual daily profile"}.get(rule, rule)
+            if limit.low is not None and observed < limit.low:
+                return message("limit_below", metric=metric, observed=observed, bound=limit.low, source=limit.source)
+            return message("limit_above", metric=metric, observed=observed, bound=limit.high, source=limit.source)
     if expected is None or scale is None or z is None:
-        return f"{observed_text}: {words}; since {since}."
-    return f"{observed_text}, expected {expected:.4g} ± {scale:.2g}: {words} ({abs(z):.1f} sigma); since {since}."
+        return message("detector", metric=metric, observed=observed, rule=rule)
+    return message("detector_expected", metric=metric, observed=observed, expected=expected, scale=scale,
+                   z=abs(z), rule=rule)
 
 
-def _explain_peer(metric: str, unit: str, observed: float, median: float | None, usual: float | None,
-                  since: str) -> str:
-    observed_text = f"{metric} {observed:.4g} {unit}".strip()
+def _explain_peer(metric: str, observed: float, median: float | None, usual: float | None,
+                  message: Any) -> dict[str, Any]:
     if median is None or median == 0:
-        return f"{observed_text}, away from the median of its district's meters: tampering or a failing meter? " \
-               f"Since {since}."
+        return message("peer_nomedian", metric=metric, observed=observed)
     departure = (observed - median) / abs(median)
-    side = "below" if departure < 0 else "above"
-    usual_text = f" (usual: {usual * 100:+.0f} %)" if usual is not None else ""
-    return f"{observed_text}, {abs(departure) * 100:.0f} % {side} the median of its district's meters " \
-           f"{median:.4g} {unit}{usual_text}: tampering or a failing meter? Since {since}."
+    return message("peer_below" if departure < 0 else "peer_above", metric=metric, observed=observed,
+                   median=median, percent=abs(departure) * 100,
+                   usual_pct=None if usual is None else usual * 100)

@@ -35,6 +35,7 @@ from analytics.config import DetectorParams, EngineParams
 from analytics.explain import explain
 from analytics.rules import grade
 from edge import contract
+from telemetry_shared import alert_text
 from telemetry_shared.influx import InfluxError, LineWriter
 from telemetry_shared.lineproto import alert_line
 
@@ -192,13 +193,18 @@ class IncidentLifecycle:
 
     def _send(self, incident: Incident, state: str, score: float, detail: Detail, now_ms: int,
               also: Finding | None = None) -> dict:
-        utc_offset_h = self.detector.utc_offset_h
         if also is None:
-            explanation = explain(incident.metric, incident.rule, *detail, incident.started_ms, utc_offset_h)
+            text = explain(incident.metric, incident.rule, *detail, incident.started_ms)
         else:
-            explanation = "Also " + explain(also.metric, also.rule, *also.detail, incident.started_ms, utc_offset_h)
+            text = explain(also.metric, also.rule, *also.detail, incident.started_ms)
+            text["params"]["also"] = True
         if len(incident.metrics) > 1:
-            explanation += f" Affected: {', '.join(sorted(incident.metrics))}."
+            # members by their metric; a peer finding as "peer:<metric>" (its name is English words)
+            affected = [alert_text.PEER + m.removesuffix(alert_text.PEER_MEMBER) if m.endswith(alert_text.PEER_MEMBER)
+                        else m for m in sorted(incident.metrics)]
+            text["params"]["affected"] = affected[:contract.MAX_METRICS_PER_SAMPLE]
+        zone = alert_text.zone_name(self.detector.time_zone, self.detector.utc_offset_h)
+        explanation = alert_text.render(text, "en", zone)
         incident.published_ms = max(now_ms, incident.published_ms + 1)  # each message newer than the last
         message = {
             "id": incident.id, "device": incident.device, "kind": incident.kind, "district": incident.district,
@@ -206,7 +212,7 @@ class IncidentLifecycle:
             "score": round(min(1.0, max(0.0, score)), 4),
             "observed": detail.observed if incident.metric else None, "expected": detail.expected,
             "started_ms": incident.started_ms, "updated_ms": incident.published_ms,
-            "explanation": explanation[:1000],
+            "explanation": explanation[:1000], "message": text,
         }
         self.output.send(message)
         return message

@@ -542,8 +542,13 @@ def decode_config(raw, loads=strict_loads):
 #    "district": "north", "metric": "pressure_bar", "rule": "pressure_low",
 #    "state": "active" | "cleared", "severity": "info" | "warning" | "critical",
 #    "score": 0.93, "observed": 1.2, "expected": 3.5,
-#    "started_ms": ..., "updated_ms": ..., "explanation": "..."}
+#    "started_ms": ..., "updated_ms": ..., "explanation": "...",
+#    "message": {"key": "explain.limit_below", "params": {"metric": "pressure_bar", "observed": 1.2, ...}}}
 # One incident keeps one id; each change (severity, state) is a new message.
+# "explanation" is the English sentence (for readers that know no catalogue: Grafana, older APIs);
+# "message" (optional, added later: older readers ignore it) is the same sentence as a catalogue key
+# (api/static/i18n) and its raw parameters, so every reader renders it in its user's language
+# (telemetry_shared/alert_text.py, the control room).
 
 ALERT_STATES = ("active", "cleared")
 SEVERITIES = ("info", "warning", "critical")
@@ -588,4 +593,39 @@ def decode_alert(raw, loads=strict_loads):
         if not _is_int(value) or value < 0:
             raise ContractError("bad_" + key, repr(value)[:20])
         out[key] = value
+    out["message"] = _alert_message(body.get("message"))
     return out
+
+
+MESSAGE_PARAMS = 16  # parameters of one alert message at most
+_PARAM_TEXT = 200  # characters of a text parameter at most (a standard's name is the longest)
+_KEY_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789._"
+
+
+def _alert_message(message):
+    """An alert's optional message {key, params}: None when absent; ContractError when malformed."""
+    if message is None:
+        return None
+    if type(message) is not dict or type(message.get("key")) is not str or type(message.get("params", {})) is not dict:
+        raise ContractError("bad_message", "message is {key, params}")
+    key, params = message["key"], message.get("params", {})
+    if not 1 <= len(key) <= 64 or not all(c in _KEY_CHARS for c in key):
+        raise ContractError("bad_message", repr(key)[:40])
+    if len(params) > MESSAGE_PARAMS:
+        raise ContractError("bad_message", "too many params")
+    for name in params:
+        if type(name) is not str or not 1 <= len(name) <= 32 or not _param_ok(params[name]):
+            raise ContractError("bad_message", repr(name)[:40])
+    return {"key": key, "params": params}
+
+
+def _param_ok(value):
+    if value is None or type(value) is bool:
+        return True
+    if _is_number(value):
+        return math.isfinite(value)
+    if type(value) is str:
+        return len(value) <= _PARAM_TEXT
+    if type(value) is list:  # metric names
+        return len(value) <= MAX_METRICS_PER_SAMPLE and all(type(v) is str and len(v) <= 64 for v in value)
+    return False

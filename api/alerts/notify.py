@@ -37,7 +37,7 @@ from api.alerts.outbox import Claimed, Delivery, Outbox
 from api.alerts.store import SEVERITIES, Alert, rank
 from api.auth import ROLES
 from api.db import ApiDb, now_ms
-from telemetry_shared import i18n
+from telemetry_shared import alert_text, i18n
 from telemetry_shared.influx import make_writer
 from telemetry_shared.settings import Settings
 
@@ -138,7 +138,8 @@ def mail_text(alert: Alert, lang: str = "en", zone: str = "UTC", district_name: 
         "source_severity": i18n.t(f"severity.{alert.source_severity}", lang), "escalation": alert.escalation,
         "state": i18n.t(f"state.{alert.state}", lang), "since": i18n.local_time(alert.started_ms, zone, lang),
         "acknowledged": alert.acknowledged_by or i18n.t("mail.no", lang),
-        "explanation": alert.explanation if lang == "en" else "",
+        # the engine's sentence in the reader's language; an alert from an older sender has only its English
+        "explanation": alert_text.render(alert.message, lang, zone, alert.explanation if lang == "en" else ""),
     }
     return i18n.t("mail.body", lang, **fields).strip() + "\n"
 

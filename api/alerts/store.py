@@ -11,7 +11,7 @@ assign and resolve, always with their name; every change is a row in
 import json
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from api.db import ApiDb, now_ms
 from edge import contract
@@ -37,6 +37,7 @@ CREATE TABLE IF NOT EXISTS alerts (
     observed REAL,
     expected REAL,
     explanation TEXT NOT NULL,
+    message TEXT NOT NULL DEFAULT '',
     started_ms INTEGER NOT NULL,
     updated_ms INTEGER NOT NULL,
     received_ms INTEGER NOT NULL,
@@ -83,6 +84,8 @@ class Alert(BaseModel):
     observed: float | None
     expected: float | None
     explanation: str
+    message: dict[str, Any] | None = Field(None, description="the explanation as a catalogue key and raw params "
+                                           "(edge/contract.py): render it in the reader's language")
     started_ms: int
     updated_ms: int
     received_ms: int
@@ -131,7 +134,12 @@ def _alert(row: Any) -> Alert:
     data = dict(row)
     data["acknowledged"] = data["acknowledged_ms"] is not None
     data["resolved"] = data["resolved_ms"] is not None
+    data["message"] = json.loads(data["message"]) if data.get("message") else None
     return Alert(**data)
+
+
+def _message_json(m: dict[str, Any]) -> str:
+    return json.dumps(m["message"], separators=(",", ":")) if m.get("message") else ""
 
 
 FILTERS = ("state", "severity", "kind", "district", "device", "assignee")
@@ -141,6 +149,10 @@ class AlertStore:
     def __init__(self, db: ApiDb):
         self.db = db
         db.script(SCHEMA)
+        # added after the first release: ALTER TABLE keeps an older database's rows
+        if "message" not in {row["name"] for row in db.query("PRAGMA table_info(alerts)")}:
+            with db.transaction() as conn:
+                conn.execute("ALTER TABLE alerts ADD COLUMN message TEXT NOT NULL DEFAULT ''")
 
     # ------------------------------------------------------------ reads
 
@@ -210,11 +222,11 @@ class AlertStore:
     def _open(self, conn: Any, m: dict[str, Any], now: int) -> list[str]:
         conn.execute(
             "INSERT INTO alerts (id, device, kind, district, metric, rule, state, source_severity, severity,"
-            " peak_severity, score, observed, expected, explanation, started_ms, updated_ms, received_ms, changed_ms)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " peak_severity, score, observed, expected, explanation, message, started_ms, updated_ms, received_ms,"
+            " changed_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (m["id"], m["device"], m["kind"], m["district"], m["metric"], m["rule"], m["state"], m["severity"],
              m["severity"], m["severity"], m["score"], m["observed"], m["expected"], m["explanation"],
-             m["started_ms"], m["updated_ms"], now, now))
+             _message_json(m), m["started_ms"], m["updated_ms"], now, now))
         self._log(conn, m["id"], now, ANALYTICS, "opened" if m["state"] == "active" else "opened_cleared",
                   severity=m["severity"], score=m["score"], observed=m["observed"])
         return ["opened"]
@@ -225,6 +237,8 @@ class AlertStore:
         changes: list[str] = []
         fields: dict[str, Any] = {"score": m["score"], "observed": m["observed"], "expected": m["expected"],
                                   "explanation": m["explanation"] or old.explanation, "updated_ms": m["updated_ms"]}
+        if m["explanation"]:  # the message goes with its explanation (an older sender has none)
+            fields["message"] = _message_json(m)
         if m["state"] == "active" and old.resolved:
             fields |= {"resolved_by": None, "resolved_ms": None, "acknowledged_by": None, "acknowledged_ms": None,
                        "escalation": 0, "escalated_ms": None, "received_ms": now}

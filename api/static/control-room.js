@@ -217,6 +217,35 @@ function renderAlerts() {
   renderDevices();
 }
 
+// The engine's sentence from its message (a catalogue key and raw params, as telemetry_shared/alert_text.py
+// renders it for the e-mails); an alert without one (an older sender) has only its English words.
+const READING_PARAMS = ["observed", "expected", "scale", "bound", "median"];
+const DECIMAL_PARAMS = { z: 1, minutes: 1, percent: 0, factor: 0 };
+function metricName(metric) {
+  if (metric.startsWith("peer:")) return t("explain.peer_member", { metric: metricName(metric.slice(5)) });
+  return "metric." + metric in catalogue ? t("metric." + metric) : metric;
+}
+function explainAlert(a) {
+  const m = a.message;
+  if (!m || !m.key) return lang === "en" ? a.explanation || "" : "";
+  const p = m.params || {};
+  const fields = {};
+  for (const [name, value] of Object.entries(p)) {
+    if (READING_PARAMS.includes(name)) fields[name] = reading(p.metric || "", value);
+    else if (name in DECIMAL_PARAMS) fields[name] = numberFormat(DECIMAL_PARAMS[name]).format(value);
+    else if (name === "since") fields[name] = localTime(value, true);
+    else if (name === "metric") fields[name] = metricName(value);
+    else if (name === "rule") fields.words = "explain.words." + value in catalogue ? t("explain.words." + value) : value;
+    else fields[name] = value;
+  }
+  fields.usual = p.usual_pct === null || p.usual_pct === undefined ? ""
+    : t("explain.peer_usual", { usual_pct: (p.usual_pct >= 0 ? "+" : "") + numberFormat(0).format(p.usual_pct) });
+  let text = t(m.key, fields);
+  if (p.also) text = t("explain.also", { text });
+  if (p.affected && p.affected.length) text += t("explain.affected", { metrics: p.affected.map(metricName).join(", ") });
+  return text;
+}
+
 function alertCard(a) {
   const card = el("li", `alert ${a.severity} ${a.state}${a.acknowledged ? " acked" : ""}`);
   card.dataset.alertId = a.id;
@@ -234,7 +263,7 @@ function alertCard(a) {
     ? t("alert.observed", { metric, observed: reading(a.metric, a.observed) })
     : t("alert.observed_expected", { metric, observed: reading(a.metric, a.observed), expected: reading(a.metric, a.expected) });
   const explanation = el("div", "explanation", numbers);
-  if (a.explanation) explanation.title = a.explanation; // the engine's own words, in English
+  const why = el("div", "why", explainAlert(a));
   const note = el("input", "note");
   note.placeholder = t("note.placeholder");
   note.setAttribute("aria-label", t("note.aria", { id: a.id }));
@@ -247,7 +276,7 @@ function alertCard(a) {
   });
   const actions = el("div", "actions");
   actions.append(note, ack, resolve);
-  card.append(title, explanation, el("div", "status", status.join(" · ")), actions);
+  card.append(title, explanation, why, el("div", "status", status.join(" · ")), actions);
   return card;
 }
 

@@ -95,7 +95,8 @@ def test_two_metrics_of_one_device_are_one_incident(engine_parts):
     messages = feed(engine, "pwr-0001", batches)
     assert len({m["id"] for m in messages}) == 1
     assert messages[0]["state"] == "active" and messages[-1]["state"] == "cleared"
-    assert any("Affected: frequency_hz, voltage_v" in m["explanation"] for m in messages)
+    assert any("Affected: frequency, voltage." in m["explanation"] for m in messages)
+    assert any(m["message"]["params"].get("affected") == ["frequency_hz", "voltage_v"] for m in messages)
 
 
 def test_normal_data_raises_nothing(engine_parts):
@@ -245,7 +246,7 @@ def test_a_new_leak_raises_the_minimum_night_flow(registry):
     night = [m for m in messages if m["rule"] == "night_flow_rise"]
     assert [m["state"] for m in night] == ["active", "active"]  # opened on night 5, still so on night 6
     assert len({m["id"] for m in night}) == 1
-    assert night[0]["explanation"].startswith("Minimum night flow 5.82 L/s against a usual 3.76 L/s")
+    assert night[0]["explanation"].startswith("Minimum night flow 5.8 L/s against a usual 3.8 L/s")
     assert night[0]["started_ms"] == local_midnight + 4 * 86_400_000 + 4 * 3_600_000  # the 5th night's end
     assert engine.check_night_flow(now_ms=local_midnight + 5 * 86_400_000 + 9 * 3_600_000) == []  # once a night
 

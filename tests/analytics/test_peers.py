@@ -164,7 +164,8 @@ def test_engine_peer_finding_and_the_ordinary_detector_share_one_incident(distri
     assert ordinary, "the step must be seen by the meter's own detectors too"
     assert len({m["id"] for m in mine}) == 1  # one device, one incident
     members = [m["explanation"] for m in mine if "Affected:" in m["explanation"]]
-    assert any("power_kw against its district" in text and "power_kw," in text for text in members)
+    assert any("power against its district" in text and "power," in text for text in members)
+    assert any("peer:power_kw" in m["message"]["params"].get("affected", []) for m in mine)
     # Neither finding clears the other: the incident is cleared at most once, by the last of them.
     assert [m["state"] for m in mine].count("cleared") <= 1
     if mine[-1]["state"] != "cleared":

@@ -158,3 +158,28 @@ def test_every_rule_metric_kind_and_unit_has_words_in_both_languages(language):
         assert f"kind.{kind}" in catalogue
         for metric, (unit, _lo, _hi) in metrics.items():
             assert f"metric.{metric}" in catalogue and f"unit.{unit}" in catalogue
+
+
+def test_an_indonesian_operator_reads_the_engine_s_explanation_in_indonesian(page, api, analytics):  # noqa: F811
+    from analytics.explain import explain
+
+    seed_city(api, devices=8, open_alerts=0)
+    started = int(time.time() * 1000) - 600_000
+    message = explain("pressure_bar", "pressure_low", 0.62, 3.4, None, None, started)
+    message["params"]["affected"] = ["pressure_bar", "flow_lps"]
+    analytics.publish(alert("inc-why", device="wtr-00001", severity="critical", started_ms=started,
+                            explanation="English words from the engine", message=message))
+    sign_in(page, api)
+    why = page.locator('li.alert[data-alert-id="inc-why"] .why')
+    expect(why).to_contain_text("pressure 0.62\u00a0bar is below the minimum 1.00\u00a0bar (Ofwat DG2")
+    page.select_option("#lang", "id")
+    expect(why).to_contain_text("tekanan 0,62\u00a0bar di bawah batas minimum 1,00\u00a0bar (Ofwat DG2")
+    expect(why).to_contain_text("WIB")
+    expect(why).to_contain_text("Terdampak: tekanan, debit.")
+    assert "English words" not in why.inner_text() and "below" not in why.inner_text()
+    # an alert from an older sender (no message): its English words for an English reader only
+    analytics.publish(alert("inc-old", device="wtr-00002", explanation="English words only"))
+    old = page.locator('li.alert[data-alert-id="inc-old"] .why')
+    expect(old).to_have_text("")
+    page.select_option("#lang", "en")
+    expect(old).to_have_text("English words only")

@@ -66,3 +66,59 @@ def test_the_shell_locale_picks_indonesian(monkeypatch):
     assert i18n.language() == "id"
     monkeypatch.setenv("CITY_LANGUAGE", "en")
     assert i18n.language() == "en"
+
+
+def _engine_alert(tmp_path, **params) -> Alert:
+    """An alert as analytics sends it (its message, over the wire contract) and the API stores it."""
+    from analytics.explain import explain
+    from api.alerts.store import AlertStore
+    from edge import contract
+
+    message = explain("pressure_bar", "pressure_low", 0.62, 3.4, None, None, STARTED_MS)
+    message["params"] |= params
+    wire = {"id": "inc-9", "device": "wtr-0009", "kind": "water", "district": "tanjungpinang-barat",
+            "metric": "pressure_bar", "rule": "pressure_low", "state": "active", "severity": "critical",
+            "score": 0.97, "observed": 0.62, "expected": 3.4, "started_ms": STARTED_MS, "updated_ms": STARTED_MS,
+            "explanation": "English words", "message": message}
+    store = AlertStore(ApiDb(tmp_path / "api.sqlite3"))
+    alert, _ = store.apply(contract.decode_alert(contract.encode_alert(wire)))
+    return alert
+
+
+def test_an_indonesian_reader_gets_the_engine_s_explanation_in_indonesian(tmp_path):
+    alert = _engine_alert(tmp_path, affected=["pressure_bar", "peer:flow_lps"])
+    assert alert.message["key"] == "explain.limit_below"
+    text = mail_text(alert, "id", "Asia/Jakarta", "Tanjungpinang Barat")
+    assert "tekanan 0,62 bar di bawah batas minimum 1,00 bar (Ofwat DG2" in text
+    assert "sejak 20-03-2026 11.00 WIB." in text
+    assert "Terdampak: tekanan, debit dibanding wilayahnya." in text
+    assert "English words" not in text and "below the minimum" not in text
+    english = mail_text(alert, "en", "Asia/Jakarta")
+    assert "pressure 0.62 bar is below the minimum 1.00 bar (Ofwat DG2" in english
+    assert "since 2026-03-20 11:00 WIB." in english and "Affected: pressure, flow against its district." in english
+
+
+def test_an_alert_from_an_older_sender_has_no_message_and_keeps_its_english(tmp_path):
+    from edge import contract
+
+    old = {"v": 1, "id": "inc-1", "device": "wtr-0001", "kind": "water", "district": "x", "metric": "pressure_bar",
+           "rule": "pressure_low", "state": "active", "severity": "warning", "score": 0.5, "observed": 1.0,
+           "expected": 2.0, "started_ms": 1, "updated_ms": 2, "explanation": "old words"}
+    assert contract.decode_alert(json.dumps(old).encode())["message"] is None
+    assert "old words" in mail_text(_alert().model_copy(update={"explanation": "old words"}), "en")
+    assert "old words" not in mail_text(_alert().model_copy(update={"explanation": "old words"}), "id")
+
+
+@pytest.mark.parametrize("message", [
+    "text", {"key": "Explain.X"}, {"key": "explain.x", "params": []}, {"key": "explain.x", "params": {"a": {}}},
+    {"key": "explain.x", "params": {"a": [1]}}, {"key": "explain.x", "params": {"a": "x" * 201}},
+    {"key": "explain.x", "params": {str(n): n for n in range(17)}}, {"key": "x" * 65},
+])
+def test_a_malformed_message_is_refused_by_the_contract(message):
+    from edge import contract
+
+    body = {"v": 1, "id": "inc-1", "device": "wtr-0001", "kind": "water", "district": "x", "metric": "m",
+            "rule": "r", "state": "active", "severity": "warning", "score": 0.5, "started_ms": 1, "updated_ms": 2,
+            "explanation": "", "message": message}
+    with pytest.raises(contract.ContractError, match="bad_message"):
+        contract.decode_alert(json.dumps(body).encode())
