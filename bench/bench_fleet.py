@@ -10,9 +10,11 @@ Baselines in the same run:
   paho     one paho-mqtt client publishing the same number of 60-reading
            QoS 1 messages, pre-encoded (a plain client on one connection)
 
-With --tls every device (and the paho baseline) talks TLS to the broker's TLS
-listener, checking its certificate against a local CA made for the run; the
-status line also gives how long the whole fleet took to connect.
+With --tls the same fleet also talks TLS to the broker's TLS listener (checking
+its certificate against a local CA made for the run), in the same run as plain
+MQTT on the same broker, the two alternating round by round: the report gives
+both, their ratio (TLS / plain), how long the whole fleet took to connect, and
+the machine's load average before and after (it is shared).
 
 Usage: python3 bench/bench_fleet.py [--devices 2000] [--repeat 3] [--live-seconds 15] [--tls]
 """
@@ -20,6 +22,7 @@ Usage: python3 bench/bench_fleet.py [--devices 2000] [--repeat 3] [--live-second
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -127,62 +130,93 @@ def paho_baseline(port: int, user: str, password: str, messages: int, ca_file: s
     return elapsed
 
 
+def measure(fleet: dict, scenario: dict, args: argparse.Namespace, login: tuple[str, str], port: int,
+            ca_file: str | None) -> dict[str, float]:
+    """One round over one transport: replay, the paho baseline with the same message count, live."""
+    elapsed, readings, messages = replay(fleet, scenario, args.hours)
+    paho_s = paho_baseline(port, login[0], login[1], messages, ca_file)
+    live_s, live_readings, connected_s = live(fleet, scenario, args.live_seconds)
+    return {"replay_rps": readings / elapsed, "replay_mps": messages / elapsed, "paho_mps": messages / paho_s,
+            "live_rps": live_readings / live_s, "connect_s": connected_s}
+
+
+def print_transport(name: str, rounds: list[dict[str, float]], generate_rps: float, devices: int) -> dict:
+    med = {key: statistics.median(r[key] for r in rounds) for key in rounds[0]}
+    rows = [
+        ("fleetsim replay, readings/s", med["replay_rps"], "generate only (no MQTT)", generate_rps),
+        ("fleetsim replay, messages/s", med["replay_mps"], f"paho, one client ({name}), messages/s", med["paho_mps"]),
+        ("fleetsim live, readings/s", med["live_rps"], "target: 1/s per device", float(devices)),
+    ]
+    print(f"\n{name}: the fleet connected in {med['connect_s']:.1f} s (median)")
+    print(f"{'measure':34} {'value':>12}   {'baseline':36} {'value':>12} {'ratio':>7}")
+    for label, value, base_name, base in rows:
+        print(f"{label:34} {value:12.0f}   {base_name:36} {base:12.0f} {value / base:7.2f}")
+    return med
+
+
+def print_tls_against_plain(plain: dict, tls: dict) -> None:
+    print("\nTLS against plain, same broker, same run (medians; ratio = TLS / plain)")
+    print(f"{'measure':34} {'plain':>12} {'TLS':>12} {'ratio':>7}")
+    for key, label in (("replay_rps", "fleetsim replay, readings/s"), ("live_rps", "fleetsim live, readings/s"),
+                       ("paho_mps", "paho one client, messages/s"), ("connect_s", "fleet connect, s")):
+        print(f"{label:34} {plain[key]:12.1f} {tls[key]:12.1f} {tls[key] / plain[key]:7.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--devices", type=int, default=2000)
     parser.add_argument("--hours", type=float, default=2.0, help="history replayed per device")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--live-seconds", type=float, default=15.0)
-    parser.add_argument("--tls", action="store_true", help="devices and baseline over TLS (local CA)")
+    parser.add_argument("--tls", action="store_true", help="also over TLS (local CA), against plain in the same run")
     args = parser.parse_args()
 
     scenario = fleetsim.load_scenario()
     specs = fleetsim.plan_fleet(scenario, args.devices, 1)
     passwords = {s["id"]: broker.new_secret() for s in specs}
     users = {u: broker.hash_password(p) for u, p in passwords.items()}
+    first = specs[0]["id"]
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         ca = ensure_local_ca(Path(tmp) / "tls") if args.tls else None
         mosquitto = Mosquitto(Path(tmp) / "mosquitto", users=users,
                               tls=(ca.server_crt, ca.server_key) if ca else None).start()
         try:
-            fleet = {"devices": [s | {"password": passwords[s["id"]]} for s in specs],
-                     "broker": {"host": "127.0.0.1", "port": mosquitto.port}}
+            plain_fleet = {"devices": [s | {"password": passwords[s["id"]]} for s in specs],
+                           "broker": {"host": "127.0.0.1", "port": mosquitto.port}}
+            transports = {"plain": (plain_fleet, mosquitto.port, None)}
             if ca:
-                fleet["broker"] |= {"tls_port": mosquitto.tls_port, "ca_file": str(ca.ca_crt)}
-            port, ca_file = (mosquitto.tls_port, str(ca.ca_crt)) if ca else (mosquitto.port, None)
-            replays, generated, pahos = [], [], []
-            for _ in range(args.repeat):
-                elapsed, readings, messages = replay(fleet, scenario, args.hours)
-                replays.append((readings / elapsed, messages / elapsed, readings, messages))
+                tls_fleet = plain_fleet | {"broker": plain_fleet["broker"] | {
+                    "tls_port": mosquitto.tls_port, "ca_file": str(ca.ca_crt)}}
+                transports["TLS"] = (tls_fleet, mosquitto.tls_port, str(ca.ca_crt))
+            rounds: dict[str, list[dict[str, float]]] = {name: [] for name in transports}
+            generated = []
+            for i in range(args.repeat):
+                # Alternate the order, so neither transport always runs on a warmer (or busier) machine.
+                for name in (list(transports) if i % 2 == 0 else list(reversed(transports))):
+                    fleet, port, ca_file = transports[name]
+                    rounds[name].append(measure(fleet, scenario, args, (first, passwords[first]), port, ca_file))
                 g_elapsed, g_count = generate_only(scenario, args.devices, args.hours)
                 generated.append(g_count / g_elapsed)
-                first = specs[0]["id"]
-                pahos.append(messages / paho_baseline(port, first, passwords[first], messages, ca_file))
-            live_s, live_readings, connected_s = live(fleet, scenario, args.live_seconds)
         finally:
             mosquitto.stop()
+    load_after = os.getloadavg()
 
-    replay_rps = statistics.median(r[0] for r in replays)
-    replay_mps = statistics.median(r[1] for r in replays)
     generate_rps = statistics.median(generated)
-    paho_mps = statistics.median(pahos)
-    live_rps = live_readings / live_s
-    rows = [
-        ("fleetsim replay, readings/s", replay_rps, "generate only (no MQTT)", generate_rps, replay_rps / generate_rps),
-        ("fleetsim replay, messages/s", replay_mps, "paho, one client, messages/s", paho_mps, replay_mps / paho_mps),
-        ("fleetsim live, readings/s", live_rps, "target: 1/s per device", float(args.devices),
-         live_rps / args.devices),
-    ]
-    print(f"{args.devices} devices{' over TLS' if args.tls else ''}, {args.hours} h of history each (one reading "
-          f"a minute), median of {args.repeat}; live for {args.live_seconds} s at 1 s; the fleet connected in "
-          f"{connected_s:.1f} s")
-    print(f"{'measure':34} {'value':>12}   {'baseline':32} {'value':>12} {'ratio':>7}")
-    for name, value, base_name, base, ratio in rows:
-        print(f"{name:34} {value:12.0f}   {base_name:32} {base:12.0f} {ratio:7.2f}")
-    print(json.dumps({"devices": args.devices, "tls": args.tls, "connect_s": round(connected_s, 1),
-                      "replay_readings_per_s": round(replay_rps),
-                      "replay_messages_per_s": round(replay_mps), "generate_readings_per_s": round(generate_rps),
-                      "paho_messages_per_s": round(paho_mps), "live_readings_per_s": round(live_rps)}))
+    print(f"{args.devices} devices, {args.hours} h of history each (one reading a minute), median of "
+          f"{args.repeat} rounds{' (plain and TLS alternating)' if args.tls else ''}; live for "
+          f"{args.live_seconds} s at 1 s; load average (1/5/15 min) {_load(load_before)} before, "
+          f"{_load(load_after)} after, on {os.cpu_count()} cores")
+    medians = {name: print_transport(name, rounds[name], generate_rps, args.devices) for name in rounds}
+    if "TLS" in medians:
+        print_tls_against_plain(medians["plain"], medians["TLS"])
+    print(json.dumps({"devices": args.devices, "repeat": args.repeat, "generate_readings_per_s": round(generate_rps),
+                      "load_before": load_before, "load_after": load_after,
+                      **{name: {k: round(v, 1) for k, v in med.items()} for name, med in medians.items()}}))
+
+
+def _load(load: tuple[float, float, float]) -> str:
+    return "/".join(f"{x:.2f}" for x in load)
 
 
 if __name__ == "__main__":
