@@ -7,7 +7,7 @@ import threading
 
 from fastapi import HTTPException
 
-from telemetry_shared.device_link import DeviceLink, LinkError
+from telemetry_shared.device_link import DeviceLink, LinkError, admin_link
 from telemetry_shared.provisioning import Provisioner
 from telemetry_shared.registry import Registry
 from telemetry_shared.settings import Settings
@@ -24,9 +24,8 @@ class DeviceControl:
         """The broker link, connected now if it was not; 503 when the broker cannot be reached."""
         with self.lock:
             if self.link is None:
-                s = self.settings
                 try:
-                    self.link = DeviceLink(s.mqtt_host, s.mqtt_port, s.device_admin_mqtt_user, s.mqtt_password).start()
+                    self.link = admin_link(self.settings)
                 except LinkError as exc:
                     raise HTTPException(503, f"the broker is not reachable for device admin: {exc}") from exc
             return self.link

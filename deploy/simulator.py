@@ -45,10 +45,21 @@ def register(api: DeviceApi, specs: list[dict]) -> dict[str, str]:
     return passwords
 
 
-def _reusable(path: Path, devices: int, host: str, port: int) -> bool:
+def broker_entry(settings: Settings) -> dict:
+    """Where the devices log in: over TLS when the broker's CA is there (compose: always, as the
+    production broker refuses device logins on its plain listener), checked for the name in
+    the broker's certificate."""
+    entry = {"host": settings.mqtt_host, "port": settings.mqtt_port}
+    if settings.device_ca_path.is_file():
+        entry |= {"tls_port": settings.mqtt_tls_port, "ca_file": str(settings.device_ca_path),
+                  "server_hostname": settings.mqtt_tls_server_name or settings.mqtt_host}
+    return entry
+
+
+def _reusable(path: Path, devices: int, broker: dict) -> bool:
     try:
         fleet = json.loads(path.read_text())
-        return len(fleet["devices"]) == devices and fleet["broker"] == {"host": host, "port": port}
+        return len(fleet["devices"]) == devices and fleet["broker"] == broker
     except (OSError, ValueError, KeyError, TypeError):
         return False
 
@@ -56,13 +67,14 @@ def _reusable(path: Path, devices: int, host: str, port: int) -> bool:
 def prepare(settings: Settings, devices: int, seed: int, api: DeviceApi) -> tuple[Path, bool]:
     """Write (or keep) the fleet file; returns its path and whether devices were registered now."""
     path = fleet_path(settings)
-    if _reusable(path, devices, settings.mqtt_host, settings.mqtt_port):
+    broker = broker_entry(settings)
+    if _reusable(path, devices, broker):
         return path, False
     scenario = fleetsim.load_scenario(fleetsim.DEFAULT_SCENARIO)
     specs = fleetsim.plan_fleet(scenario, devices, seed, tag=ID_TAG)
     passwords = register(api, specs)
     fleet = {"devices": [spec | {"password": passwords[spec["id"]]} for spec in specs],
-             "broker": {"host": settings.mqtt_host, "port": settings.mqtt_port}}
+             "broker": broker}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(fleet))

@@ -18,16 +18,22 @@ import asyncio
 import json
 import queue
 import secrets
+import ssl
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge import contract
 from telemetry_shared import broker
+
+if TYPE_CHECKING:
+    from telemetry_shared.settings import Settings
 
 WATCH_QUEUE = 1000  # messages a slow watcher may lag behind before we drop (and count) for it
 
@@ -106,12 +112,43 @@ def _deliver(watchers: list[Watch], message: LiveMessage) -> None:
         watch.put(message)
 
 
+class _NamedServerContext(ssl.SSLContext):
+    """A client context that checks the broker's certificate for one fixed name, whatever
+    host was dialled: in compose the API reaches the broker as `mosquitto`, while its
+    certificate names the city's MQTT host (CITY_MQTT_TLS_SERVER_NAME)."""
+
+    server_name = ""
+
+    def wrap_socket(self, sock, *args, server_hostname=None, **kwargs):  # noqa: ANN001, ANN002, ANN003
+        return super().wrap_socket(sock, *args, server_hostname=self.server_name or server_hostname, **kwargs)
+
+
+def broker_tls_context(ca_file: Path, server_name: str = "") -> ssl.SSLContext:
+    """Trust only this CA (PEM or DER, the one the boards pin), TLS 1.2 or newer, the name checked."""
+    try:
+        data = Path(ca_file).read_bytes()
+    except OSError as exc:
+        raise LinkError(f"cannot read the broker's CA certificate {ca_file}: {exc.strerror}") from exc
+    context = _NamedServerContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies the chain and the name
+    context.server_name = server_name
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_verify_locations(cadata=data.decode() if data.lstrip().startswith(b"-----BEGIN") else data)
+    except (ssl.SSLError, UnicodeDecodeError) as exc:
+        raise LinkError(f"{ca_file} is no CA certificate (PEM or DER): {exc}") from exc
+    return context
+
+
 class DeviceLink:
-    def __init__(self, host: str, port: int, user: str, password: str):
+    def __init__(self, host: str, port: int, user: str, password: str, tls: ssl.SSLContext | None = None):
+        """tls: connect over TLS with this context (production's broker takes the plugin's
+        commands on its TLS listener only; see admin_link)."""
         self.host, self.port = host, port
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=user, clean_session=True,
                                   protocol=mqtt.MQTTv311)
         self.client.username_pw_set(user, password)
+        if tls is not None:
+            self.client.tls_set_context(tls)
         self.client.reconnect_delay_set(0.2, 5)
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
@@ -130,6 +167,8 @@ class DeviceLink:
     def start(self, timeout_s: float = 10) -> "DeviceLink":
         try:
             self.client.connect(self.host, self.port, keepalive=30)
+        except ssl.SSLError as exc:  # a wrong CA, name or expired certificate: say which
+            raise LinkError(f"TLS to the broker at {self.host}:{self.port} failed: {exc.reason or exc}") from exc
         except OSError as exc:
             raise LinkError(f"cannot reach the broker at {self.host}:{self.port}: {exc}") from exc
         self.client.loop_start()
@@ -270,3 +309,15 @@ class DeviceLink:
                     except contract.ContractError:
                         return None
         return None
+
+
+def admin_link(settings: "Settings", user: str | None = None) -> DeviceLink:
+    """The device-admin link, connected, where the settings say: the plain listener, or with
+    CITY_DEVICE_ADMIN_MQTT_TLS the TLS listener (production: the broker takes dynamic-security
+    commands only there), checking the broker against CITY_DEVICE_CA_FILE."""
+    s = settings
+    account = user or s.device_admin_mqtt_user
+    if not s.device_admin_mqtt_tls:
+        return DeviceLink(s.mqtt_host, s.mqtt_port, account, s.mqtt_password).start()
+    tls = broker_tls_context(s.device_ca_path, s.mqtt_tls_server_name)
+    return DeviceLink(s.mqtt_host, s.mqtt_tls_port, account, s.mqtt_password, tls).start()

@@ -28,7 +28,7 @@ from functools import wraps
 from edge import contract
 from edge.mqtt import MQTTClient, MQTTException
 from telemetry_shared import broker
-from telemetry_shared.device_link import DeviceLink, LinkError
+from telemetry_shared.device_link import DeviceLink, LinkError, admin_link
 from telemetry_shared.registry import Device, DeviceExists, DeviceNew, DeviceNotFound, Registry
 from telemetry_shared.settings import Settings
 
@@ -292,8 +292,7 @@ class Provisioner:
 
     def _own_link(self) -> DeviceLink:
         if self._link is None:
-            s = self.settings
-            self._link = DeviceLink(s.mqtt_host, s.mqtt_port, s.device_admin_mqtt_user, s.mqtt_password).start()
+            self._link = admin_link(self.settings)
         return self._link
 
     def _set_password(self, device_id: str, password: str) -> None:

@@ -116,16 +116,24 @@ class Mosquitto(ChildServer):
     `users` (username -> password hash): service accounts (svc-<service>-<n>) get their
     service's role, any other name is a device with a role of its own. They are written
     to the plugin's file at the first start and after set_user; a plain restart keeps
-    what the broker saved (as a broker restarted without broker-init would)."""
+    what the broker saved (as a broker restarted without broker-init would).
+
+    devices_tls_only (needs tls): production's layout (broker.mosquitto_conf services_only):
+    the plain listener admits the service accounts alone, from a password file; devices
+    and the device admin log in on the TLS listener, which carries dynamic security."""
 
     name = "mosquitto"
 
     def __init__(self, workdir: Path, port: int | None = None, users: dict[str, str] | None = None,
                  autosave_interval_s: int = 10, max_queued_messages: int = 100000,
-                 tls: tuple[Path, Path] | None = None, tls_port: int | None = None, analytics_group: str = ""):
+                 tls: tuple[Path, Path] | None = None, tls_port: int | None = None, analytics_group: str = "",
+                 devices_tls_only: bool = False):
         """tls: (server certificate, key) for a second, TLS listener on tls_port (free if None)."""
         super().__init__(workdir, port)
+        if devices_tls_only and not tls:
+            raise ValueError("devices_tls_only needs a TLS listener (tls=...)")
         self.tls = tls
+        self.devices_tls_only = devices_tls_only
         self.tls_port = (tls_port or free_port()) if tls else None
         self.users = dict(users or {})  # username -> password hash
         self.analytics_group = analytics_group or broker.DEFAULT_ANALYTICS_GROUP
@@ -133,6 +141,7 @@ class Mosquitto(ChildServer):
         self.max_queued_messages = max_queued_messages
         self.conf = self.workdir / "mosquitto.conf"
         self.dynsec = self.workdir / "dynamic-security.json"
+        self.services_files = (self.workdir / "services.passwd", self.workdir / "services.acl")
         self._written = False
 
     def prepare(self) -> None:
@@ -142,7 +151,8 @@ class Mosquitto(ChildServer):
             self.write_credentials()
         self.conf.write_text(broker.mosquitto_conf(
             self.port, data, self.dynsec, run_as=_current_user(),
-            autosave_interval_s=self.autosave_interval_s, max_queued_messages=self.max_queued_messages)
+            autosave_interval_s=self.autosave_interval_s, max_queued_messages=self.max_queued_messages,
+            services_only=self.services_files if self.devices_tls_only else None)
             + self.tls_listener())
         probe = data / ".write-probe"
         probe.write_text("ok")  # fail loudly now, not silently lose durability later
@@ -153,14 +163,18 @@ class Mosquitto(ChildServer):
         if not self.tls:
             return ""
         cert, key = self.tls
-        return (f"\nlistener {self.tls_port} 127.0.0.1\ncertfile {cert}\nkeyfile {key}\n"
-                "tls_version tlsv1.2\nuse_username_as_clientid true\n")
+        dynsec = (broker.DYNSEC_PLUGIN, self.dynsec) if self.devices_tls_only else None
+        return "\n" + broker.tls_listener_conf(self.tls_port, cert, key, "127.0.0.1", dynsec)
 
     def write_credentials(self) -> None:
         """The plugin's file from `users` (read by the broker at its next start)."""
         services = {user: hashed for user, hashed in self.users.items() if broker.service_of(user)}
         devices = {user: hashed for user, hashed in self.users.items() if not broker.service_of(user)}
         broker.write_dynsec(self.dynsec, services, devices, self.analytics_group)
+        if self.devices_tls_only:
+            passwd, acl = self.services_files
+            broker.write_private(passwd, broker.services_password_file(services))
+            broker.write_private(acl, broker.services_acl(list(services), self.analytics_group))
         self._written = True
 
     def saved_users(self) -> set[str]:

@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     mqtt_tls_port: int = Field(8883, description="the broker's TLS listener, where devices connect")
     device_ca_file: Path | None = Field(None, description="the CA certificate (PEM or DER) `city device flash` "
                                         "pins on each board; default <data_dir>/tls/ca.der, the local CA of `city up`")
+    mqtt_tls_server_name: str = Field("", description="the name the broker's certificate is checked for when a "
+                                      "service connects over TLS; empty: CITY_MQTT_HOST (compose: the city's MQTT "
+                                      "host name, as the broker is reached as `mosquitto`)")
     mqtt_user: str = Field("svc-ingest", description="this service's MQTT account (svc-<service>-<n>), also its "
                                                      "client id")
     mqtt_password: str = Field(DEV_SECRET, description="the service accounts' MQTT password; production refuses the "
@@ -58,6 +61,9 @@ class Settings(BaseSettings):
     device_admin_mqtt_user: str = Field("svc-api-1", description="the MQTT account (and client id) that changes "
                                         "the broker's device entries and publishes device configs; one per API "
                                         "process, as Mosquitto kicks a duplicate id")
+    device_admin_mqtt_tls: bool = Field(False, description="the device-admin account connects to the TLS listener "
+                                        "(CITY_MQTT_TLS_PORT), checking the broker against CITY_DEVICE_CA_FILE: "
+                                        "production's broker takes dynamic-security commands only there")
     api_db_path: Path | None = Field(None, description="API keys and the alert lifecycle (SQLite); default data_dir")
     api_mqtt_user: str = Field("svc-api-0", description="the MQTT account (and client id) of the API's alert "
                                                         "subscriber")

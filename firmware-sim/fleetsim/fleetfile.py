@@ -30,6 +30,7 @@ class Fleet:
     port: int
     tls_port: int | None = None  # with ca_file: devices talk TLS here, trusting only that CA
     ca_file: str | None = None
+    server_hostname: str | None = None  # the name checked in the broker's certificate; None: host
 
 
 def load_fleet(path: Path | str) -> Fleet:
@@ -63,6 +64,10 @@ def parse_fleet(data: Any) -> Fleet:
         raise FleetError(f"fleet.broker.tls_port: must be 1..65535, not {tls_port!r}")
     if (tls_port is None) != (ca_file is None) or (ca_file is not None and not isinstance(ca_file, str)):
         raise FleetError("fleet.broker: tls_port and ca_file (the CA's certificate file) go together")
+    server_hostname = broker.get("server_hostname")
+    if server_hostname is not None and (not isinstance(server_hostname, str) or not 0 < len(server_hostname) <= 253
+                                        or tls_port is None):
+        raise FleetError("fleet.broker.server_hostname: a host name, with tls_port and ca_file")
     devices = data.get("devices")
     if not isinstance(devices, list) or not devices:
         raise FleetError("fleet.devices: must be a non-empty list")
@@ -72,7 +77,7 @@ def parse_fleet(data: Any) -> Fleet:
         if device["id"] in seen:
             raise FleetError(f"fleet.devices[{i}].id: {device['id']!r} appears twice")
         seen.add(device["id"])
-    return Fleet(devices, host, port, tls_port, ca_file)
+    return Fleet(devices, host, port, tls_port, ca_file, server_hostname)
 
 
 def _check_device(i: int, device: Any) -> None:

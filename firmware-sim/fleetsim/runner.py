@@ -105,7 +105,8 @@ class DeviceRunner:
         fleet = runner.fleet
         if runner.tls is not None:
             self.client = AsyncMQTT(sim.id, fleet.host, fleet.tls_port, sim.id, password, keepalive_s=60,
-                                    tls=runner.tls, server_hostname="localhost" if fleet.host == "127.0.0.1" else None)
+                                    tls=runner.tls, server_hostname=fleet.server_hostname
+                                    or ("localhost" if fleet.host == "127.0.0.1" else None))
         else:
             self.client = AsyncMQTT(sim.id, fleet.host, fleet.port, sim.id, password, keepalive_s=60)
         config = {"device_id": sim.id, "fw": "sim-" + FW_VERSION, "interval_ms": runner.interval_ms,

@@ -3,7 +3,6 @@
 import os
 import pwd
 import shutil
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -14,6 +13,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from deploy import broker_files
 from telemetry_shared import broker
+from telemetry_shared.local_ca import ensure_local_ca
 from telemetry_shared.servers import Mosquitto, free_port
 
 DEPLOY = Path(broker_files.__file__).resolve().parent
@@ -48,22 +48,20 @@ class DeployedMosquitto(Mosquitto):
     def prepare(self) -> None:
         conf = localised((DEPLOY / "mosquitto" / "mosquitto.conf").read_text(), self.root, self.port)
         user = pwd.getpwuid(os.getuid()).pw_name
-        first = "per_listener_settings false\n"
-        self.conf.write_text(conf.replace(first, f"{first}user {user}\n"))
+        first, rest = conf.split("\n", 1)
+        self.conf.write_text(f"{first}\nuser {user}\n{rest}")
         tls = self.root / "mosquitto" / "auth" / "listeners" / "tls.conf"
         if tls.exists():
             tls.write_text(localised(tls.read_text(), self.root, self.port, self.tls_port))
 
 
 def make_certificate(folder: Path) -> tuple[Path, Path]:
+    """deploy/certs as an operator fills it: server.crt and server.key for localhost and
+    127.0.0.1, and ca.crt, the CA that signed them (EC P-256, telemetry_shared.local_ca)."""
     if not shutil.which("openssl"):
         pytest.fail("`openssl` is not installed: apt-get install openssl", pytrace=False)
-    folder.mkdir(parents=True, exist_ok=True)
-    cert, key = folder / "server.crt", folder / "server.key"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost",
-                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-                   check=True, capture_output=True, timeout=60)
-    return cert, key
+    files = ensure_local_ca(folder, ["localhost", "127.0.0.1"])
+    return files.server_crt, files.server_key
 
 
 def connect(port: int, user: str | None, password: str | None, client_id: str = "", ca: Path | None = None,

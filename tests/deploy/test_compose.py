@@ -31,6 +31,9 @@ SECRETS_OF = {"ingest": {"CITY_MQTT_PASSWORD"} | INFLUX_SECRETS,
               "simulator": {"CITY_API_TOKEN"}}  # its own key to register devices through the API
 
 
+TLS_NAME = "mqtt.tanjungpinang.example"
+
+
 def docker_compose() -> str:
     path = shutil.which("docker-compose")
     if not path:
@@ -71,7 +74,7 @@ def filled_env() -> str:
     text = ENV_EXAMPLE.read_text()
     for name in SECRETS:
         text = re.sub(rf"^{name}=$", f"{name}=test-{name.lower()}-0123456789", text, flags=re.M)
-    return text
+    return re.sub(r"^CITY_MQTT_TLS_SERVER_NAME=$", f"CITY_MQTT_TLS_SERVER_NAME={TLS_NAME}", text, flags=re.M)
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +103,7 @@ def test_env_example_as_committed_has_no_secrets_so_compose_refuses_it(tmp_path:
 
 @pytest.mark.parametrize(("line", "message"), [
     ("CITY_INGEST_WORKERS=lots", "replicas"),
-    ("MQTT_PORT=1883:1883/udp:x", "mosquitto.ports"),
+    ("MQTT_TLS_PORT=8883:8883/udp:x", "mosquitto.ports"),
     ("GRAFANA_PORT=${GRAFANA_PORT", "grafana.ports"),
     ("API_PORT=" + "9" * 5000, "Invalid published port"),
 ])
@@ -141,7 +144,8 @@ def test_the_simulator_holds_no_secret_and_no_file_of_the_services(resolved: dic
     text = yaml.safe_dump(simulator)
     for name in SECRETS:
         assert f"test-{name.lower()}-0123456789" not in text, f"the simulator gets {name}"
-    assert set(mounts(simulator).values()) == {"simulator-data"}  # not the registry, alerts, keys, broker auth
+    # not the registry, alerts, keys, broker auth: its own volume, and the broker's CA certificate (public)
+    assert mounts(simulator) == {"/var/lib/city": "simulator-data", "/etc/city-ca": "broker-ca"}
     assert mounts(resolved["services"]["rollup"]) == {}  # the rollup job reads and writes InfluxDB only
 
 
@@ -240,3 +244,18 @@ def test_the_broker_runs_the_committed_config_and_its_rebuilt_dynamic_security_f
     assert mounts(services["broker-init"])["/var/lib/city"] == "city-data"  # it reads the registry
     data = next(v for v in services["mosquitto"]["volumes"] if isinstance(v, dict))
     assert data["source"] == "mosquitto-data" and data["volume"]["nocopy"] is True
+
+
+def test_devices_reach_the_broker_over_tls_only(resolved: dict, tmp_path: Path) -> None:
+    """Production: the plain listener (services only) is not published on the host; the API's
+    device admin and the simulated devices go over TLS, checking the broker with the city's CA."""
+    services = resolved["services"]
+    assert [p["target"] for p in services["mosquitto"]["ports"]] == [8883]
+    for name in ("api", "simulator"):
+        env = services[name]["environment"]
+        assert env["CITY_DEVICE_CA_FILE"] == "/etc/city-ca/ca.crt" and env["CITY_MQTT_TLS_SERVER_NAME"] == TLS_NAME
+        assert "broker-ca:/etc/city-ca:ro" in services[name]["volumes"], name  # read-only
+    assert services["api"]["environment"]["CITY_DEVICE_ADMIN_MQTT_TLS"] == "true"
+    assert mounts(services["broker-init"])["/city-ca"] == "broker-ca"
+    done = run_config(tmp_path, filled_env().replace(f"CITY_MQTT_TLS_SERVER_NAME={TLS_NAME}", ""))
+    assert done.returncode != 0 and "set CITY_MQTT_TLS_SERVER_NAME in .env" in done.stderr, done.stderr[:300]

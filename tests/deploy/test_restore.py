@@ -17,7 +17,7 @@ from edge import contract
 from telemetry_shared.influx import InfluxQL
 from telemetry_shared.registry import DeviceNew
 from tests.conftest import ROOT, wait_for
-from tests.deploy.broker_helpers import DeployedMosquitto
+from tests.deploy.broker_helpers import DeployedMosquitto, make_certificate
 from tests.deploy.test_broker import SERVICE_ENV
 from tests.security.support import Recorder, Stack
 
@@ -40,10 +40,13 @@ def test_a_restored_city_admits_its_devices_and_stores_their_next_reading(make_m
     deployment = tmp_path / "deploy"
     auth = deployment / "mosquitto" / "auth"
     auth.mkdir(parents=True)
+    certs = tmp_path / "certs"
+    make_certificate(certs)
     os.environ.update(SERVICE_ENV)
     try:
-        assert broker_files.main(["--init", "--auth-dir", str(auth), "--certs-dir", str(tmp_path / "no-certs"),
-                                  "--registry", str(data / "registry.sqlite3")]) == 0
+        assert broker_files.main(["--init", "--auth-dir", str(auth), "--certs-dir", str(certs),
+                                  "--registry", str(data / "registry.sqlite3"),
+                                  "--ca-out", str(deployment / "city-ca")]) == 0
     finally:
         for variable in SERVICE_ENV:
             os.environ.pop(variable)
@@ -63,7 +66,7 @@ def test_a_restored_city_admits_its_devices_and_stores_their_next_reading(make_m
     try:
         wait_for(lambda: influx.rows('SELECT last("writes") FROM "ingest_stats"'), timeout_s=30)  # it is up
         time.sleep(0.5)  # and subscribed right after connecting
-        device = Recorder(mosquitto.port, "wtr-0042", password).start()
+        device = Recorder(mosquitto.tls_port, "wtr-0042", password, ca=certs / "ca.crt").start()  # TLS only
         assert device.accepted, f"the restored device was refused: {device.connack}"
         raw = contract.encode_telemetry(0, [(int(time.time() * 1000), {"flow_lps": 12.5})], "0.1.0")
         device.publish(contract.telemetry_topic("wtr-0042"), raw)

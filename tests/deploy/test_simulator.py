@@ -98,3 +98,36 @@ def test_bad_arguments_and_settings_are_refused(tmp_path, args, env, message) ->
     done = subprocess.run([sys.executable, "-m", "deploy.simulator", *args], cwd=ROOT, env=environment,
                           capture_output=True, text=True, timeout=30)
     assert done.returncode in (1, 2) and message in done.stderr, done.stderr[-500:]
+
+
+def test_in_production_the_api_adds_devices_over_tls_and_the_fleet_talks_tls(make_mosquitto, local_ca, tmp_path,
+                                                                           shared_influxd, influx_db) -> None:
+    """Production's broker (devices_tls_only: the plain listener admits the services only): the
+    API's device admin goes over TLS, and the simulator writes a TLS fleet, checked for the
+    certificate's name, whose devices' readings reach a service on the plain listener."""
+    server = make_mosquitto(tls=(local_ca.server_crt, local_ca.server_key), devices_tls_only=True)
+    tls = {"mqtt_tls_port": server.tls_port, "device_ca_file": local_ca.ca_crt, "mqtt_tls_server_name": "localhost"}
+    api_settings = make_settings(tmp_path / "api", server, influx_url=shared_influxd.url, influx_db=influx_db.db,
+                                 api_mqtt_user="svc-api-0", device_admin_mqtt_tls=True, **tls)
+    api = start_api(api_settings)
+    client = DeviceApi(api.url, api.keys["technician"])
+    try:
+        path, _ = simulator.prepare(make_settings(tmp_path / "sim", server, **tls), 3, 1, client)
+    finally:
+        client.close()
+        api.stop()
+    fleet = json.loads(path.read_text())
+    assert fleet["broker"] == {"host": "127.0.0.1", "port": server.port, "tls_port": server.tls_port,
+                               "ca_file": str(local_ca.ca_crt), "server_hostname": "localhost"}
+    first = fleet["devices"][0]
+    refused, plain_rc = connect(server.port, first["id"], first["password"])
+    stop(refused)
+    assert plain_rc == 135, "a simulated device logged in on the production broker's plain port"
+    service, rc = connect(server.port, "svc-ingest-0", SERVICE_PASSWORD)
+    assert rc == 0
+    received = collect(service, "city/v1/dev/+/telemetry")
+    run = subprocess.run([sys.executable, "-m", "fleetsim", "--fleet", str(path), "--duration", "4",
+                          "--interval", "1"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert wait_for(lambda: len({t.split("/")[3] for t, _ in received}) >= 2, timeout_s=5), run.stderr[-2000:]
+    stop(service)

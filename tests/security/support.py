@@ -43,12 +43,15 @@ class Recorder:
     """An MQTT client (device or service) that records connects, refusals, disconnects and messages."""
 
     def __init__(self, port: int, username: str | None, password: str | None, client_id: str | None = None,
-                 clean_session: bool = True, protocol: int = mqtt.MQTTv311):
+                 clean_session: bool = True, protocol: int = mqtt.MQTTv311, ca: Path | None = None):
+        """ca: log in over TLS, trusting this CA (the broker's certificate names 127.0.0.1)."""
         session = {"clean_session": clean_session} if protocol != mqtt.MQTTv5 else {}
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id or username or "",
                                   protocol=protocol, **session)
         if username is not None:
             self.client.username_pw_set(username, password)
+        if ca is not None:
+            self.client.tls_set(ca_certs=str(ca))
         self.client.reconnect_delay_set(60, 120)  # no quick automatic reconnects: we watch what the broker does
         self.port = port
         self.messages: list[mqtt.MQTTMessage] = []
