@@ -11,7 +11,18 @@ from fastapi.staticfiles import StaticFiles
 from api import errors
 from api.bodylimit import BodyLimit
 from api.ratelimit import RateLimiter
-from api.routes import alerts, city_map, control_room, devices, fleet, health, keys, public, readings
+from api.routes import (
+    alerts,
+    city_map,
+    control_room,
+    devices,
+    fleet,
+    health,
+    keys,
+    public,
+    public_pages,
+    readings,
+)
 from api.services import ApiServices
 from telemetry_shared.settings import Settings, get_settings
 
@@ -44,7 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.public_limiter = RateLimiter(settings.api_public_rate_per_min)
     errors.install(app)
     app.add_middleware(BodyLimit)
-    for module in (health, keys, readings, alerts, fleet, public, city_map, devices, control_room):
+    for module in (health, keys, readings, alerts, fleet, public, city_map, devices, control_room, public_pages):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=control_room.STATIC), name="static")
     app.openapi = lambda: errors.document_bad_bodies(app)
