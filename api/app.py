@@ -13,11 +13,13 @@ from api.bodylimit import BodyLimit
 from api.ratelimit import RateLimiter
 from api.routes import (
     alerts,
+    citizen_pages,
     city_map,
     control_room,
     devices,
     fleet,
     health,
+    hospitals,
     keys,
     public,
     public_pages,
@@ -55,8 +57,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.public_limiter = RateLimiter(settings.api_public_rate_per_min)
     errors.install(app)
     app.add_middleware(BodyLimit)
-    for module in (health, keys, readings, alerts, fleet, public, city_map, devices, control_room, public_pages):
+    for module in (health, keys, readings, alerts, fleet, public, city_map, devices, control_room, public_pages,
+                   hospitals, citizen_pages):
         app.include_router(module.router)
+    app.include_router(hospitals.public_router)
     app.mount("/static", StaticFiles(directory=control_room.STATIC), name="static")
     app.openapi = lambda: errors.document_bad_bodies(app)
     return app

@@ -25,8 +25,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.db import ApiDb, now_ms
 
-ROLES = ("technician", "engineer", "operator", "admin")
-Role = Literal["technician", "engineer", "operator", "admin"]
+# Staff roles see the city's data; a `hospital` key belongs to one hospital and may only update that
+# hospital's wards and roster (api/routes/hospitals.py), nothing else.
+STAFF_ROLES = ("technician", "engineer", "operator", "admin")
+ROLES = (*STAFF_ROLES, "hospital")
+Role = Literal["technician", "engineer", "operator", "admin"]  # what POST /keys makes: hospital keys come from
+# POST /hospitals/{id}/keys, bound to their hospital
 KEY_PREFIX = "city"
 # ASCII on purpose: \w means more in Python than in the ECMA regex of the OpenAPI schema
 KEY_NAME_PATTERN = r"^[A-Za-z0-9_.@-][A-Za-z0-9_ .@-]*$"
@@ -178,7 +182,7 @@ def RequireRole(*roles: str) -> Any:  # noqa: N802 - reads like a type in a sign
     return Annotated[Principal, Depends(require_role(*roles))]
 
 
-AnyRole = RequireRole(*ROLES)
+AnyRole = RequireRole(*STAFF_ROLES)
 Technician = RequireRole("technician")
 Engineer = RequireRole("engineer")
 Operator = RequireRole("operator")

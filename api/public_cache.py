@@ -35,3 +35,8 @@ class PublicCache:
             return value
         finally:
             refresh.release()
+
+    def forget(self, name: str) -> None:
+        """Drop a value that is known to have changed (a ward updated): the next caller computes it."""
+        with self.lock:
+            self.values.pop(name, None)

@@ -12,6 +12,7 @@ from fastapi import Depends, Request
 
 from api.alerts.service import AlertService
 from api.auth import KeyStore
+from api.citizens.hospitals import HospitalStore
 from api.db import ApiDb
 from api.device_control import DeviceControl
 from api.latest_cache import LatestCache
@@ -36,6 +37,7 @@ class ApiServices:
     public: PublicCache
     devices: DeviceControl
     rights: StreamRights
+    hospitals: HospitalStore
     rights_task: asyncio.Task | None = field(default=None, repr=False)
 
     @classmethod
@@ -49,7 +51,7 @@ class ApiServices:
         return cls(settings=settings, db=db, keys=keys, registry=registry, influx=influx,
                    alerts=AlertService(settings, db, subscribe, registry), latest=LatestCache(influx),
                    public=PublicCache(PUBLIC_CACHE_S), devices=DeviceControl(settings, registry),
-                   rights=StreamRights(keys))
+                   rights=StreamRights(keys), hospitals=HospitalStore(db))
 
     async def start(self) -> None:
         await self.alerts.start()

@@ -15,7 +15,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from api.auth import KEY_NAME_PATTERN, ROLES, KeyStore
+from api.auth import KEY_NAME_PATTERN, KeyStore
+from api.auth import STAFF_ROLES as ROLES  # hospital keys are made per hospital by the API
 from api.db import ApiDb
 from telemetry_cli.common import EXIT_INVALID, EXIT_NOT_FOUND, JsonFlag, fail, out
 from telemetry_shared.settings import Settings

@@ -87,6 +87,8 @@ class Settings(BaseSettings):
     api_sensor_fault_window_s: float = Field(600.0, gt=0, le=86_400, description="the sensor-fault window; a window "
                                              "without rejections clears the alert")
     api_sensor_fault_check_s: float = Field(5.0, gt=0, le=300, description="how often the API reads new dead letters")
+    api_hospital_stale_after_s: float = Field(3600.0, gt=0, le=86_400, description="a ward not updated this long "
+                                              "is stale: its free beds are never shown")
     smtp_host: str = Field("", description="the mail relay for e-mail notification rules; empty: no e-mail")
     smtp_port: int = Field(25, description="the mail relay's port")
     smtp_from: str = Field("control-room@localhost", description="the sender of notification e-mails")

@@ -1,10 +1,10 @@
 """Public figures, no login, rate limited per client address.
 
 City-level figures only, computed from the readings: water supplied today,
-which districts have power, the traffic state per district, and hospital
-free beds per ward. Built only from fields made for the public (a ward's
-`public_name`, a district slug, figures): never a device id, a registry
-note, a raw reading series, or anything from the configuration. Answers are cached for a few seconds, so public
+which districts have power, the traffic state per district (hospital free
+beds are in api/routes/hospitals.py). Built only from fields made for the
+public (a district slug, figures): never a device id, a registry note, a raw
+reading series, or anything from the configuration. Answers are cached for a few seconds, so public
 load cannot reach InfluxDB at the rate it arrives.
 """
 
@@ -18,14 +18,12 @@ from pydantic import BaseModel
 from api import queries
 from api.ratelimit import public_rate_limit
 from api.services import ApiServices, Services
-from telemetry_shared.registry import DeviceNotFound
 
 router = APIRouter(prefix="/public", tags=["public"], dependencies=[Depends(public_rate_limit)],
                    responses={429: {"description": "too many requests; see Retry-After"}})
 
 POWERED_SHARE = 0.8  # below 80 % of the profile's nominal voltage a supply is out, not merely low
 RECENT_MS = 15 * 60 * 1000
-BEDS_RECENT_MS = 3600 * 1000
 FREE_FLOW_KMH = 40.0
 SLOW_KMH = 20.0
 
@@ -43,19 +41,6 @@ class CityFigures(BaseModel):
     day_start_ms: int
     water_supplied_today_m3: float | None
     districts: list[DistrictFigures]
-
-
-class WardBeds(BaseModel):
-    ward: str
-    district: str
-    beds_free: int
-    as_of_ms: int
-
-
-class HospitalBeds(BaseModel):
-    as_of_ms: int
-    data: list[WardBeds]
-    count: int
 
 
 def day_start_ms(services: ApiServices, now: int) -> int:
@@ -106,26 +91,6 @@ def city_figures(services: ApiServices) -> CityFigures:
                        water_supplied_today_m3=supplied, districts=rows)
 
 
-def hospital_beds(services: ApiServices) -> HospitalBeds:
-    now = queries.now_ms()
-    wards = []
-    for row in queries.per_device_last(services.influx, "building", "beds_free", now - BEDS_RECENT_MS):
-        try:
-            device = services.registry.get(row["device"])
-        except DeviceNotFound:
-            continue  # not (or no longer) a registered ward
-        # only the name made for the public (set by an admin): never the staff's note, never the device id
-        wards.append(WardBeds(ward=device.public_name.strip() or f"ward in {device.district}",
-                              district=device.district, beds_free=int(round(row["value"])), as_of_ms=row["t_ms"]))
-    wards.sort(key=lambda w: (w.district, w.ward))
-    return HospitalBeds(as_of_ms=now, data=wards, count=len(wards))
-
-
 @router.get("/city", summary="City figures: water supplied today, power and traffic per district")
 def city(services: Services) -> CityFigures:
     return services.public.get("city", lambda: city_figures(services))
-
-
-@router.get("/hospitals/beds", summary="Free hospital beds per ward")
-def beds(services: Services) -> HospitalBeds:
-    return services.public.get("beds", lambda: hospital_beds(services))

@@ -10,6 +10,7 @@ import time
 import httpx
 import pytest
 
+from api.citizens.hospitals import BedsUpdate, HospitalNew, WardNew
 from telemetry_shared.influx import V1Writer
 from telemetry_shared.registry import DeviceNew
 from tests.api.harness import alert, wait_for
@@ -65,6 +66,15 @@ def planted(make_api, analytics, influx_db, mosquitto):
         registry.db.execute("INSERT OR REPLACE INTO device_configs VALUES (?, ?, ?)",
                             (SECRETS["device"], f'{{"thresholds": {{"co2_ppm": [1, {SECRETS["threshold"]}]}}}}', 1))
     key = api.services.keys.create(SECRETS["key_name"], "operator")
+    # a hospital whose ward is fed by the planted sensor, and a hospital key that updated another ward
+    hospitals = api.services.hospitals
+    spot = api.settings.city.district("tanjungpinang-barat").geometry.representative_point()
+    hospitals.add(HospitalNew(id="rsud-zx", name="RSUD Raja Ahmad Tabib", address="Jl. WR Supratman",
+                              lat=spot.y, lon=spot.x, phone="+62 771 25678", type="government"), "tanjungpinang-barat")
+    hospitals.add_ward("rsud-zx", WardNew(id="rsud-zx-melati", name=PUBLIC_NAME, bed_class="class_1", capacity=20))
+    hospitals.add_ward("rsud-zx", WardNew(id="rsud-zx-icu", name="ICU", bed_class="icu", capacity=4))
+    hospitals.map_sensor("rsud-zx", "rsud-zx-melati", SECRETS["device"])
+    hospitals.set_beds("rsud-zx", "rsud-zx-icu", BedsUpdate(beds_free=1), SECRETS["key_name"])
     now = int(time.time() * 1000)
     writer = V1Writer(str(influx_db.http.base_url), influx_db.db)
     writer.write([f"building,device={SECRETS['device']},district=tanjungpinang-barat beds_free=7.0,co2_ppm=650.0 "
@@ -99,19 +109,7 @@ def test_no_private_field_reaches_any_public_route(planted):
         # the control: the public name is there, so the routes did read the planted data
         assert PUBLIC_NAME in seen
         beds = c.get("/public/hospitals/beds").json()["data"]
-        assert [(w["ward"], w["beds_free"]) for w in beds] == [(PUBLIC_NAME, 7)]
-
-
-def test_a_ward_without_a_public_name_gets_a_generic_one(make_api, influx_db):
-    api = make_api(api_public_rate_per_min=100_000)
-    api.services.registry.add(DeviceNew(id="bld-0009", kind="building", district="bukit-bestari",
-                                        note="Ward Melati; gate code 4711"))
-    writer = V1Writer(str(influx_db.http.base_url), influx_db.db)
-    writer.write([f"building,device=bld-0009,district=bukit-bestari beds_free=3.0 {int(time.time() * 1000)}"])
-    writer.close()
-    with httpx.Client(base_url=api.url) as c:
-        body = c.get("/public/hospitals/beds").json()
-    assert [(w["ward"], w["beds_free"]) for w in body["data"]] == [("ward in bukit-bestari", 3)]
+        assert [(w["name"], w["beds_free"]) for w in beds[0]["wards"]] == [("ICU", 1), (PUBLIC_NAME, 7)]
 
 
 def test_only_an_admin_sets_a_public_name(make_api):

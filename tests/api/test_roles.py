@@ -4,11 +4,11 @@ what the route's role binding says, a clean 401 or 403 otherwise."""
 import httpx
 import pytest
 
-from api.auth import ROLES
+from api.auth import ROLES, STAFF_ROLES
 from tests.api.harness import alert, wait_for
 
 PUBLIC = None  # no key needed
-ALL = set(ROLES)
+ALL = set(STAFF_ROLES)  # a hospital key is refused everywhere but its own hospital's routes
 RESPONDERS = {"operator", "engineer", "admin"}
 ADMIN = {"admin"}
 
@@ -21,6 +21,7 @@ MATRIX = [
     ("GET", "/public/city", "/public/city", None, PUBLIC),
     ("GET", "/public/hospitals/beds", "/public/hospitals/beds", None, PUBLIC),
     ("GET", "/public/map", "/public/map", None, PUBLIC),
+    ("GET", "/beds", "/beds", None, PUBLIC),
     ("GET", "/keys", "/keys", None, ADMIN),
     ("POST", "/keys", "/keys", {"name": "new one", "role": "technician"}, ADMIN),
     ("DELETE", "/keys/{key_id}", "/keys/0badc0de", None, ADMIN),
@@ -37,7 +38,7 @@ MATRIX = [
     ("GET", "/fleet/devices", "/fleet/devices", None, ALL),
     ("GET", "/fleet/silent", "/fleet/silent", None, ALL),
 ]
-OTHER_OWNERS = ("/devices",)  # routes of issue #7, tested there; here only: no key, no entry
+OTHER_OWNERS = ("/devices", "/hospitals")  # tested in test_device*.py and test_hospitals.py
 
 
 def call(client: httpx.Client, method: str, path: str, body) -> int:

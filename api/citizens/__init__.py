@@ -1,0 +1,1 @@
+"""What citizens use beside the telemetry: hospital beds and complaints (Open311)."""

@@ -1,0 +1,24 @@
+"""The citizens' pages (static, no build step, no login): free hospital beds and complaints.
+They hold no data of their own and use the public API like any client. Indonesian paths too."""
+
+from fastapi import APIRouter
+from fastapi.responses import FileResponse
+
+from api.routes.control_room import STATIC
+
+router = APIRouter(tags=["citizens"])
+HTML = {200: {"content": {"text/html": {}}}}
+
+
+def _page(name: str) -> FileResponse:
+    return FileResponse(STATIC / name, media_type="text/html", headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/beds", response_class=FileResponse, summary="Free hospital beds now (page)", responses=HTML)
+def beds_page() -> FileResponse:
+    return _page("beds.html")
+
+
+@router.get("/tempat-tidur", include_in_schema=False)
+def beds_page_id() -> FileResponse:
+    return _page("beds.html")

@@ -1,0 +1,57 @@
+"""The "where is a free bed now" page on a phone (headless Chromium, 390 x 844), against the live API:
+in Bahasa Indonesia first, a citizen picks ICU and finds the hospital with a free ICU bed, its phone
+number and the doctor on duty; a stale ward shows when it was last told, never a free bed."""
+
+import time
+
+from playwright.sync_api import expect
+
+from api.citizens.hospitals import BedsUpdate, HospitalNew, WardNew
+from tests.api.phone import fits_the_screen, phone  # noqa: F401 - the fixture
+
+HOUR_MS = 3600_000
+
+
+def seed(api) -> None:
+    hospitals = api.services.hospitals
+    now = int(time.time() * 1000)
+    for n, (hid, name, phone_no) in enumerate([("rsud-tabib", "RSUD Raja Ahmad Tabib", "+62 771 7335203"),
+                                               ("rsal-midiyato", "RSAL Dr. Midiyato Suratani", "+62 771 21211")]):
+        spot = api.settings.city.districts[n].geometry.representative_point()
+        hospitals.add(HospitalNew(id=hid, name=name, address="Jl. Contoh No. 1", lat=spot.y, lon=spot.x,
+                                  phone=phone_no, type="government"), api.settings.city.districts[n].slug)
+        # the API refuses markup in names; one stored all the same (an older row) must still show as text
+        hospitals.add_ward(hid, WardNew.model_construct(id=f"{hid}-icu", name="ICU <b>Melati</b>", bed_class="icu",
+                                                        capacity=6))
+        hospitals.add_ward(hid, WardNew(id=f"{hid}-k3", name="Anggrek", bed_class="class_3", capacity=20))
+    hospitals.set_beds("rsud-tabib", "rsud-tabib-icu", BedsUpdate(beds_free=2), "desk")
+    hospitals.set_beds("rsud-tabib", "rsud-tabib-k3", BedsUpdate(beds_free=7), "desk")
+    hospitals.set_beds("rsal-midiyato", "rsal-midiyato-icu", BedsUpdate(beds_free=3), "desk", t_ms=now - 2 * HOUR_MS)
+    from api.citizens.hospitals import DutyShift, Roster
+    hospitals.set_roster("rsud-tabib", Roster(shifts=[DutyShift(doctor="dr. Sari, Sp.An", speciality="anestesi",
+                                                                start_ms=now - HOUR_MS, end_ms=now + HOUR_MS)]))
+
+
+def test_find_a_free_icu_bed_on_a_phone(phone, make_api):  # noqa: F811
+    api = make_api(api_public_rate_per_min=100_000)
+    seed(api)
+    phone.goto(api.url + "/beds")
+    expect(phone.locator("#heading")).to_have_text("Tempat tidur kosong sekarang")  # the city's language first
+    phone.select_option("#bed-class", "icu")
+    cards = phone.locator("article.hospital")
+    expect(cards).to_have_count(2)
+    rsud = phone.locator('article[data-hospital="rsud-tabib"]')
+    expect(rsud.locator(".ward")).to_have_text(["ICU · ICU <b>Melati</b>2 kosong dari 6"])  # shown as text
+    expect(rsud.locator("a.phone")).to_have_attribute("href", "tel:+627717335203")
+    expect(rsud.locator(".doctor")).to_contain_text("dr. Sari, Sp.An (anestesi), sampai")
+    stale = phone.locator('article[data-hospital="rsal-midiyato"] .ward')
+    expect(stale).to_contain_text("Belum diperbarui sejak")
+    expect(stale.locator(".free")).to_have_count(0)  # two hours old: never shown as free
+    phone.check("#only-free")
+    expect(cards).to_have_count(1)
+    assert phone.locator("b").count() == 0  # the ward's name did not become markup
+    assert fits_the_screen(phone)
+    # English on the switch
+    phone.select_option("#lang", "en")
+    expect(phone.locator("#heading")).to_have_text("Free hospital beds now")
+    expect(rsud.locator(".ward")).to_have_text(["ICU · ICU <b>Melati</b>2 free of 6"])
