@@ -22,6 +22,7 @@ MATRIX = [
     ("GET", "/public/hospitals/beds", "/public/hospitals/beds", None, PUBLIC),
     ("GET", "/public/map", "/public/map", None, PUBLIC),
     ("GET", "/beds", "/beds", None, PUBLIC),
+    ("GET", "/city", "/city", None, PUBLIC),
     ("GET", "/keys", "/keys", None, ADMIN),
     ("POST", "/keys", "/keys", {"name": "new one", "role": "technician"}, ADMIN),
     ("DELETE", "/keys/{key_id}", "/keys/0badc0de", None, ADMIN),
