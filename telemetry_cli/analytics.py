@@ -14,19 +14,19 @@ from analytics.config import DEFAULT_PARAMS
 from analytics.csvscore import CsvError, score_file
 from analytics.evaluate import evaluate_fleet
 from analytics.rescore import RescoreError, parse_overrides, rescore
-from telemetry_cli.common import EXIT_INVALID, EXIT_UNAVAILABLE
+from telemetry_cli.common import EXIT_INVALID, EXIT_UNAVAILABLE, say
 from telemetry_shared.influx import InfluxError, InfluxQL, InfluxUnavailable
 from telemetry_shared.settings import get_settings
 
 console = Console()
 err = Console(stderr=True, soft_wrap=True)  # an error message stays on one line, for grep
 
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print a JSON result for scripts.")]
+JsonFlag = Annotated[bool, typer.Option("--json", help=say("analytics.help1"))]
 
 
 def score(
-    source: Annotated[Path, typer.Argument(help="CSV of timestamp,value rows (header optional).", dir_okay=False)],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the rows with anomaly_score.",
+    source: Annotated[Path, typer.Argument(help=say("analytics.help5"), dir_okay=False)],
+    out: Annotated[Path, typer.Option("--out", "-o", help=say("analytics.help6"),
                                       dir_okay=False)],
     as_json: JsonFlag = False,
 ) -> None:
@@ -56,13 +56,12 @@ def score(
 
 
 def evaluate(
-    devices: Annotated[int, typer.Option(min=4, max=5000, help="Simulated devices.")] = 200,
-    hours: Annotated[float, typer.Option(min=1, max=24 * 35, help="Simulated hours.")] = 192.0,
-    interval_s: Annotated[float, typer.Option(min=1, max=3600, help="Sampling interval, seconds.")] = 60.0,
-    warmup_hours: Annotated[float, typer.Option(min=0, help="Not counted: the baselines learn (from Thursday "
-                                                "00:00 to Tuesday 00:00 by default).")] = 120.0,
-    seed: Annotated[int, typer.Option(help="Simulator seed (which devices fail, and when).")] = 7,
-    labels_out: Annotated[Path | None, typer.Option(help="Also write the ground truth CSV here.",
+    devices: Annotated[int, typer.Option(min=4, max=5000, help=say("analytics.help7"))] = 200,
+    hours: Annotated[float, typer.Option(min=1, max=24 * 35, help=say("analytics.help8"))] = 192.0,
+    interval_s: Annotated[float, typer.Option(min=1, max=3600, help=say("analytics.help9"))] = 60.0,
+    warmup_hours: Annotated[float, typer.Option(min=0, help=say("analytics.help10"))] = 120.0,
+    seed: Annotated[int, typer.Option(help=say("analytics.help11"))] = 7,
+    labels_out: Annotated[Path | None, typer.Option(help=say("analytics.help12"),
                                                     dir_okay=False)] = None,
     as_json: JsonFlag = False,
 ) -> None:
@@ -103,12 +102,11 @@ def evaluate(
 
 
 def rescore_command(
-    kind: Annotated[str, typer.Argument(help="water, power, building or traffic.")],
-    since: Annotated[str, typer.Option(help="How far back: an InfluxQL duration (30m, 24h, 7d, 2w).")] = "24h",
-    device: Annotated[str | None, typer.Option(help="Only this device.")] = None,
-    metric: Annotated[str | None, typer.Option(help="Only this metric.")] = None,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="Try a parameter: name=value (repeatable), "
-                                                   "e.g. --set open_score=0.9 --set z_mid=5.")] = None,
+    kind: Annotated[str, typer.Argument(help=say("analytics.help13"))],
+    since: Annotated[str, typer.Option(help=say("analytics.help14"))] = "24h",
+    device: Annotated[str | None, typer.Option(help=say("analytics.help15"))] = None,
+    metric: Annotated[str | None, typer.Option(help=say("analytics.help16"))] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help=say("analytics.help17"))] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Run the detectors over history in InfluxDB and list the alerts they would have raised (nothing is sent)."""
@@ -147,7 +145,7 @@ def rescore_command(
 
 def register(app: typer.Typer) -> None:
     """Add the analytics commands to the `city` app (one line in telemetry_cli/main.py)."""
-    app.command("score", help="Score a timestamp,value CSV: adds an anomaly_score column in [0, 1].")(score)
-    app.command("evaluate", help="Measure detection against the fleet simulator's labelled faults.")(evaluate)
-    app.command("rescore", help="Run the detectors over history in InfluxDB: the alerts they would have raised.")(
+    app.command("score", help=say("analytics.help2"))(score)
+    app.command("evaluate", help=say("analytics.help3"))(evaluate)
+    app.command("rescore", help=say("analytics.help4"))(
         rescore_command)

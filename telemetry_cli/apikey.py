@@ -18,12 +18,12 @@ from rich.table import Table
 from api.auth import KEY_NAME_PATTERN, KeyStore
 from api.auth import STAFF_ROLES as ROLES  # hospital keys are made per hospital by the API
 from api.db import ApiDb
-from telemetry_cli.common import EXIT_INVALID, EXIT_NOT_FOUND, JsonFlag, fail, out
+from telemetry_cli.common import EXIT_INVALID, EXIT_NOT_FOUND, JsonFlag, fail, out, say
 from telemetry_shared.settings import Settings
 
 NAME = re.compile(KEY_NAME_PATTERN)
 
-app = typer.Typer(help="API keys: create (shown once), list, revoke, change a role.", no_args_is_help=True)
+app = typer.Typer(help=say("apikey.help1"), no_args_is_help=True)
 
 def _store() -> KeyStore:
     try:
@@ -38,9 +38,9 @@ def _when(ms: int | None) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC") if ms else ""
 
 
-@app.command()
-def create(name: Annotated[str, typer.Argument(help="the person or service; shown in the alert audit trail")],
-           role: Annotated[str, typer.Option(help=f"one of {', '.join(ROLES)}")],
+@app.command(help=say("apikey.create.help"))
+def create(name: Annotated[str, typer.Argument(help=say("apikey.help2"))],
+           role: Annotated[str, typer.Option(help=say("cli.one_of", choices=", ".join(ROLES)))],
            as_json: JsonFlag = False) -> None:
     """Create a key and print it (the only time it is shown)."""
     if not NAME.match(name) or len(name) > 64:
@@ -56,7 +56,7 @@ def create(name: Annotated[str, typer.Argument(help="the person or service; show
     out.print("[dim]Store it now: it is not shown again. Send it as `Authorization: Bearer <key>`.[/]")
 
 
-@app.command("list")
+@app.command("list", help=say("apikey.list_keys.help"))
 def list_keys(as_json: JsonFlag = False) -> None:
     """List keys (never the secrets)."""
     keys, total = _store().list(limit=100_000)
@@ -71,8 +71,8 @@ def list_keys(as_json: JsonFlag = False) -> None:
     out.print(table)
 
 
-@app.command()
-def revoke(key_id: Annotated[str, typer.Argument(help="the key's id (from `city apikey list`)")]) -> None:
+@app.command(help=say("apikey.revoke.help"))
+def revoke(key_id: Annotated[str, typer.Argument(help=say("apikey.help3"))]) -> None:
     """Revoke a key; it stops working at once."""
     if not re.fullmatch(r"[0-9a-f]{8}", key_id):
         fail(f"bad key id {key_id[:40]!r}: 8 hex digits", EXIT_INVALID)
@@ -81,9 +81,10 @@ def revoke(key_id: Annotated[str, typer.Argument(help="the key's id (from `city 
     out.print(f"revoked {key_id}")
 
 
-@app.command()
-def role(key_id: Annotated[str, typer.Argument(help="the key's id (from `city apikey list`)")],
-         new_role: Annotated[str, typer.Argument(metavar="ROLE", help=f"one of {', '.join(ROLES)}")]) -> None:
+@app.command(help=say("apikey.role.help"))
+def role(key_id: Annotated[str, typer.Argument(help=say("apikey.help4"))],
+         new_role: Annotated[str, typer.Argument(metavar="ROLE",
+                                                 help=say("cli.one_of", choices=", ".join(ROLES)))]) -> None:
     """Give a key another role; its open streams end within seconds and reconnect with the new role."""
     if not re.fullmatch(r"[0-9a-f]{8}", key_id):
         fail(f"bad key id {key_id[:40]!r}: 8 hex digits", EXIT_INVALID)

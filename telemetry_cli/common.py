@@ -1,6 +1,9 @@
 """What every `city` command shares: exit codes, the two consoles, the --json
 flag, and failing with a clear message instead of a traceback."""
 
+import json
+from functools import lru_cache
+from pathlib import Path
 from typing import Annotated, NoReturn
 
 import typer
@@ -21,12 +24,25 @@ EXIT_UNAVAILABLE = 6  # a server (API, InfluxDB, broker) did not answer
 out = Console()
 err = Console(stderr=True)
 
-JsonFlag = Annotated[bool, typer.Option("--json", help="print JSON for scripts instead of a table")]
+CATALOGUES = Path(__file__).resolve().parent / "i18n"  # the CLI's words: <lang>.json, key -> text with {fields}
+
+
+@lru_cache(maxsize=4)
+def _catalogue(lang: str) -> dict[str, str]:
+    return json.loads((CATALOGUES / f"{lang}.json").read_text(encoding="utf-8"))
 
 
 def say(key: str, **fields: object) -> str:
-    """A message of the CLI in the user's language (CITY_LANGUAGE, else the shell's locale, else English)."""
-    return i18n.t(key, i18n.language(), **fields)
+    """A message or help text of the CLI in the user's language (CITY_LANGUAGE, else the shell's locale, else
+    English): from the CLI's catalogues (telemetry_cli/i18n), else the shared ones (api/static/i18n)."""
+    lang = i18n.language()
+    text = _catalogue(lang).get(key) or _catalogue("en").get(key)
+    if text is None:
+        return i18n.t(key, lang, **fields)
+    return text.format_map(i18n._Keep(fields))
+
+
+JsonFlag = Annotated[bool, typer.Option("--json", help=say("common.help1"))]
 
 
 def fail(message: str, code: int) -> NoReturn:

@@ -16,7 +16,7 @@ from rich.table import Table
 
 from ingest.deadletter import DeadLetters
 from ingest.replay import Replayer
-from telemetry_cli.common import EXIT_INVALID, EXIT_UNAVAILABLE, JsonFlag, err, fail, load_settings, out
+from telemetry_cli.common import EXIT_INVALID, EXIT_UNAVAILABLE, JsonFlag, err, fail, load_settings, out, say
 from telemetry_shared.influx import InfluxUnavailable, make_writer
 from telemetry_shared.registry import Registry
 from telemetry_shared.settings import Settings
@@ -25,11 +25,11 @@ EXIT_STILL_REFUSED = 1
 MAX_LIMIT = 100_000
 TEXT_PREVIEW = 120
 
-app = typer.Typer(help="Rejected telemetry: list it, count it, replay it.", no_args_is_help=True)
+app = typer.Typer(help=say("deadletter.help1"), no_args_is_help=True)
 
-Reason = Annotated[str | None, typer.Option(help="only this reason, e.g. unknown_device")]
-Device = Annotated[str | None, typer.Option(help="only this device id")]
-Limit = Annotated[int, typer.Option(min=1, max=MAX_LIMIT, help="at most this many entries")]
+Reason = Annotated[str | None, typer.Option(help=say("deadletter.help2"))]
+Device = Annotated[str | None, typer.Option(help=say("deadletter.help3"))]
+Limit = Annotated[int, typer.Option(min=1, max=MAX_LIMIT, help=say("deadletter.help4"))]
 
 
 def _store(settings: Settings) -> DeadLetters:
@@ -67,10 +67,10 @@ def _preview(payload: bytes) -> str:
     return text + ("…" if len(payload) > TEXT_PREVIEW else "")
 
 
-@app.command("list")
+@app.command("list", help=say("deadletter.list_entries.help"))
 def list_entries(reason: Reason = None, device: Device = None, limit: Limit = 50,
-                 offset: Annotated[int, typer.Option(min=0, help="skip this many")] = 0,
-                 pending: Annotated[bool, typer.Option("--pending", help="only entries not replayed yet")] = False,
+                 offset: Annotated[int, typer.Option(min=0, help=say("deadletter.help5"))] = 0,
+                 pending: Annotated[bool, typer.Option("--pending", help=say("deadletter.help6"))] = False,
                  as_json: JsonFlag = False) -> None:
     """Entries oldest first: when, why, which device, and the payload."""
     settings = load_settings()
@@ -89,7 +89,7 @@ def list_entries(reason: Reason = None, device: Device = None, limit: Limit = 50
     out.print(table)
 
 
-@app.command("counts")
+@app.command("counts", help=say("deadletter.counts.help"))
 def counts(as_json: JsonFlag = False) -> None:
     """Entries per reason: all of them, and those still waiting for a replay."""
     store = _store(load_settings())
@@ -107,9 +107,8 @@ def counts(as_json: JsonFlag = False) -> None:
     out.print(table)
 
 
-@app.command("replay")
-def replay(ids: Annotated[list[int] | None, typer.Argument(help="entry ids; none means every pending entry "
-                                                                 "that matches the filters")] = None,
+@app.command("replay", help=say("deadletter.replay.help"))
+def replay(ids: Annotated[list[int] | None, typer.Argument(help=say("deadletter.help7"))] = None,
            reason: Reason = None, device: Device = None, limit: Limit = 10_000, as_json: JsonFlag = False) -> None:
     """Decode pending entries again with today's registry and write what is now accepted."""
     settings = load_settings()

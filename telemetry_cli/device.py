@@ -41,14 +41,14 @@ from telemetry_cli.flash import RING_SAMPLES, SPOOL_SAMPLES, ca_to_der, plan_fla
 from telemetry_shared.registry import STATES
 from telemetry_shared.settings import Settings
 
-app = typer.Typer(help="Register, configure, flash, watch and retire devices.", no_args_is_help=True)
-config_app = typer.Typer(help="A device's configuration (published retained; the device applies it).",
+app = typer.Typer(help=say("device.help1"), no_args_is_help=True)
+config_app = typer.Typer(help=say("device.help2"),
                          no_args_is_help=True)
 app.add_typer(config_app, name="config")
 
 
-DeviceId = Annotated[str, typer.Argument(help="the device id, e.g. wtr-3f9a1c")]
-YesFlag = Annotated[bool, typer.Option("--yes", "-y", help="do not ask for confirmation")]
+DeviceId = Annotated[str, typer.Argument(help=say("device.help3"))]
+YesFlag = Annotated[bool, typer.Option("--yes", "-y", help=say("device.help4"))]
 
 
 # ---------------------------------------------------------------- plumbing
@@ -119,13 +119,13 @@ def _show_credentials(answer: dict, title: str) -> None:
 # ---------------------------------------------------------------- commands
 
 
-@app.command("add")
-def add(kind: Annotated[str, typer.Option(help=f"one of {', '.join(contract.KINDS)}")],
-        district: Annotated[str, typer.Option(help="district slug from the city profile (CITY_PROFILE)")],
-        device_id: Annotated[str | None, typer.Option("--id", help="an id of your own; default: generated")] = None,
+@app.command("add", help=say("device.add.help"))
+def add(kind: Annotated[str, typer.Option(help=say("cli.one_of", choices=", ".join(contract.KINDS)))],
+        district: Annotated[str, typer.Option(help=say("device.help5"))],
+        device_id: Annotated[str | None, typer.Option("--id", help=say("device.help6"))] = None,
         lat: Annotated[float | None, typer.Option(min=-90, max=90)] = None,
         lon: Annotated[float | None, typer.Option(min=-180, max=180)] = None,
-        note: Annotated[str, typer.Option(help="where exactly, what it measures")] = "",
+        note: Annotated[str, typer.Option(help=say("device.help7"))] = "",
         interval_ms: Annotated[int, typer.Option(min=contract.MIN_INTERVAL_MS, max=contract.MAX_INTERVAL_MS)] = 10000,
         batch_size: Annotated[int, typer.Option(min=1, max=contract.MAX_SAMPLES)] = 1,
         as_json: JsonFlag = False) -> None:
@@ -145,10 +145,10 @@ def add(kind: Annotated[str, typer.Option(help=f"one of {', '.join(contract.KIND
         _show_credentials(answer, "Device registered")
 
 
-@app.command("list")
-def list_devices(kind: Annotated[str | None, typer.Option(help="only this kind")] = None,
-                 district: Annotated[str | None, typer.Option(help="only this district")] = None,
-                 state: Annotated[str | None, typer.Option(help=f"one of {', '.join(STATES)}")] = None,
+@app.command("list", help=say("device.list_devices.help"))
+def list_devices(kind: Annotated[str | None, typer.Option(help=say("device.help8"))] = None,
+                 district: Annotated[str | None, typer.Option(help=say("device.help9"))] = None,
+                 state: Annotated[str | None, typer.Option(help=say("cli.one_of", choices=", ".join(STATES)))] = None,
                  limit: Annotated[int, typer.Option(min=1, max=1000)] = 100,
                  offset: Annotated[int, typer.Option(min=0)] = 0,
                  as_json: JsonFlag = False) -> None:
@@ -170,7 +170,7 @@ def list_devices(kind: Annotated[str | None, typer.Option(help="only this kind")
     out.print(table)
 
 
-@app.command("show")
+@app.command("show", help=say("device.show.help"))
 def show(device_id: DeviceId, as_json: JsonFlag = False) -> None:
     """One device: state, last seen, firmware, battery or RSSI, and its config."""
     _check_id(device_id)
@@ -195,7 +195,7 @@ def _position(device: dict) -> str:
     return "-" if device["lat"] is None else f"{device['lat']}, {device['lon']}"
 
 
-@app.command("rotate")
+@app.command("rotate", help=say("device.rotate.help"))
 def rotate(device_id: DeviceId, yes: YesFlag = False, as_json: JsonFlag = False) -> None:
     """New credentials; the old password is refused and its live session cut at once."""
     _check_id(device_id)
@@ -215,7 +215,7 @@ def _say_cut(cut_ms: float | None, what: str) -> None:
         out.print(say("cli.cut_in", what=what, ms=f"{cut_ms:.0f}"))
 
 
-@app.command("retire")
+@app.command("retire", help=say("device.retire.help"))
 def retire(device_id: DeviceId, yes: YesFlag = False, as_json: JsonFlag = False) -> None:
     """Refuse the device from now on (its data stays) and cut its live session."""
     _check_id(device_id)
@@ -228,14 +228,14 @@ def retire(device_id: DeviceId, yes: YesFlag = False, as_json: JsonFlag = False)
         _say_cut(answer["cut_ms"], say("cli.live_session"))
 
 
-@config_app.command("set")
+@config_app.command("set", help=say("device.config_set.help"))
 def config_set(device_id: DeviceId,
                interval_ms: Annotated[int, typer.Option(min=contract.MIN_INTERVAL_MS, max=contract.MAX_INTERVAL_MS,
-                                                        help="sampling interval")],
+                                                        help=say("device.help10"))],
                batch_size: Annotated[int, typer.Option(min=1, max=contract.MAX_SAMPLES,
-                                                       help="samples per message")] = 1,
+                                                       help=say("device.help11"))] = 1,
                threshold: Annotated[list[str] | None, typer.Option(
-                   help="metric=low:high, reported at once outside (repeatable)")] = None,
+                   help=say("device.help12"))] = None,
                as_json: JsonFlag = False) -> None:
     """Publish a retained config; the device applies it without a reboot."""
     _check_id(device_id)
@@ -269,24 +269,20 @@ def _parse_thresholds(items: list[str]) -> dict[str, list[float]]:
     return thresholds
 
 
-@app.command("flash")
+@app.command("flash", help=say("device.flash.help"))
 def flash(device_id: DeviceId,
-          port: Annotated[str, typer.Option(help="the board's serial port, e.g. /dev/ttyACM0")] = "/dev/ttyACM0",
-          mqtt_host: Annotated[str | None, typer.Option(help="the broker as the device reaches it")] = None,
+          port: Annotated[str, typer.Option(help=say("device.help13"))] = "/dev/ttyACM0",
+          mqtt_host: Annotated[str | None, typer.Option(help=say("device.help14"))] = None,
           mqtt_port: Annotated[int | None, typer.Option(min=1, max=65535)] = None,
-          source: Annotated[str, typer.Option(help="the sensor driver in edge/main.py")] = "synthetic",
-          ca_file: Annotated[Path | None, typer.Option(help="the CA certificate (PEM or DER) the board pins; "
-                                                       "default CITY_DEVICE_CA_FILE or the local CA of `city up`")]
+          source: Annotated[str, typer.Option(help=say("device.help15"))] = "synthetic",
+          ca_file: Annotated[Path | None, typer.Option(help=say("device.help16"))]
           = None,
-          server_hostname: Annotated[str | None, typer.Option(help="the name in the broker's certificate, "
-                                                              "when the device reaches it by another name")] = None,
-          plain_mqtt: Annotated[bool, typer.Option("--plain-mqtt", help="no TLS: the password and readings cross "
-                                                   "the network in clear (boards too small for TLS only)")] = False,
-          ring_samples: Annotated[int, typer.Option(min=4, max=5000, help="samples kept in RAM")] = RING_SAMPLES,
-          spool_samples: Annotated[int, typer.Option(min=0, max=1_000_000, help="samples kept in the spool file "
-                                                     "on flash while the broker is away (0: no spool)")]
+          server_hostname: Annotated[str | None, typer.Option(help=say("device.help17"))] = None,
+          plain_mqtt: Annotated[bool, typer.Option("--plain-mqtt", help=say("device.help18"))] = False,
+          ring_samples: Annotated[int, typer.Option(min=4, max=5000, help=say("device.help19"))] = RING_SAMPLES,
+          spool_samples: Annotated[int, typer.Option(min=0, max=1_000_000, help=say("device.help20"))]
           = SPOOL_SAMPLES,
-          dry_run: Annotated[bool, typer.Option("--dry-run", help="list the files; change nothing")] = False,
+          dry_run: Annotated[bool, typer.Option("--dry-run", help=say("device.help21"))] = False,
           yes: YesFlag = False, as_json: JsonFlag = False) -> None:
     """Write the firmware, the city's CA and the device's config (with fresh credentials) to a board with mpremote."""
     _check_id(device_id)
@@ -344,10 +340,10 @@ def _show_plan(plan, as_json: bool) -> None:
     out.print("config.json: " + escape(json.dumps(shown, sort_keys=True)))
 
 
-@app.command("watch")
+@app.command("watch", help=say("device.watch.help"))
 def watch(device_id: DeviceId,
-          timeout: Annotated[float, typer.Option(min=1, max=3600, help="stop after this many seconds")] = 60,
-          count: Annotated[int, typer.Option(min=0, max=100_000, help="stop after this many messages (0: no limit)")]
+          timeout: Annotated[float, typer.Option(min=1, max=3600, help=say("device.help22"))] = 60,
+          count: Annotated[int, typer.Option(min=0, max=100_000, help=say("device.help23"))]
           = 0,
           as_json: JsonFlag = False) -> None:
     """Live readings and status of one device, as they arrive."""
@@ -389,11 +385,11 @@ def _watch_line(event: str, data: dict) -> str:
     return "\n".join(lines)
 
 
-@app.command("commission")
+@app.command("commission", help=say("device.commission.help"))
 def commission(device_id: DeviceId,
-               timeout: Annotated[float, typer.Option(min=1, max=3600, help="give up after this many seconds")]
+               timeout: Annotated[float, typer.Option(min=1, max=3600, help=say("device.help24"))]
                = 120,
-               readings: Annotated[int, typer.Option(min=1, max=1000, help="readings to wait for")] = 3,
+               readings: Annotated[int, typer.Option(min=1, max=1000, help=say("device.help25"))] = 3,
                as_json: JsonFlag = False) -> None:
     """Wait for the birth message and first readings, check them against the kind's bounds."""
     _check_id(device_id)

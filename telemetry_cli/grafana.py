@@ -14,17 +14,17 @@ from grafana.boards import all_dashboards
 from grafana.datasource import datasource_body
 from grafana.generate import DASHBOARD_DIR, stale_files, write_all
 from grafana.sync import SyncError, connect, sync
-from telemetry_cli.common import EXIT_AUTH, EXIT_CONFLICT, EXIT_FAILED, EXIT_INVALID, EXIT_UNAVAILABLE
+from telemetry_cli.common import EXIT_AUTH, EXIT_CONFLICT, EXIT_FAILED, EXIT_INVALID, EXIT_UNAVAILABLE, say
 from telemetry_shared.settings import get_settings
 
-app = typer.Typer(help="Grafana dashboards as code: generate the JSON, sync it to a running Grafana.",
+app = typer.Typer(help=say("grafana.help1"),
                   no_args_is_help=True)
 console = Console()
 err = Console(stderr=True)
 
 SYNC_EXIT = {"invalid": EXIT_INVALID, "auth": EXIT_AUTH, "conflict": EXIT_CONFLICT,
              "unavailable": EXIT_UNAVAILABLE, "failed": EXIT_FAILED}
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print a JSON result for scripts.")]
+JsonFlag = Annotated[bool, typer.Option("--json", help=say("grafana.help2"))]
 
 
 def _table(title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> Table:
@@ -36,10 +36,10 @@ def _table(title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]]) ->
     return table
 
 
-@app.command()
+@app.command(help=say("grafana.generate.help"))
 def generate(
-    out: Annotated[Path, typer.Option(help="Folder for the JSON files.", file_okay=False)] = DASHBOARD_DIR,
-    check: Annotated[bool, typer.Option("--check", help="Write nothing; exit 1 if the files are stale.")] = False,
+    out: Annotated[Path, typer.Option(help=say("grafana.help3"), file_okay=False)] = DASHBOARD_DIR,
+    check: Annotated[bool, typer.Option("--check", help=say("grafana.help4"))] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Render every dashboard from grafana/boards.py to JSON files."""
@@ -63,14 +63,14 @@ def generate(
     console.print(_table(f"Dashboards in {out}", ("file", "result"), sorted(outcome.items())))
 
 
-@app.command("sync")
+@app.command("sync", help=say("grafana.sync_command.help"))
 def sync_command(
-    url: Annotated[str | None, typer.Option(help="Grafana URL [default: CITY_GRAFANA_URL]")] = None,
-    folder: Annotated[str, typer.Option(help="uid of the folder the dashboards go in")] = "city",
+    url: Annotated[str | None, typer.Option(help=say("grafana.help5"))] = None,
+    folder: Annotated[str, typer.Option(help=say("grafana.help6"))] = "city",
     influx_url: Annotated[str | None, typer.Option(
-        help="InfluxDB as Grafana's server reaches it [default: CITY_INFLUX_URL]")] = None,
+        help=say("grafana.help7"))] = None,
     reset_secrets: Annotated[bool, typer.Option(
-        "--reset-secrets", help="Also rewrite the datasource password (Grafana never shows it back).")] = False,
+        "--reset-secrets", help=say("grafana.help8"))] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Push the InfluxDB datasource and every dashboard to Grafana; says what changed."""

@@ -11,17 +11,17 @@ from typing import Annotated
 import typer
 
 from ingest.retire import RetireError, retire
-from telemetry_cli.common import EXIT_INVALID, EXIT_UNAVAILABLE, JsonFlag, fail, load_settings, out
+from telemetry_cli.common import EXIT_INVALID, EXIT_UNAVAILABLE, JsonFlag, fail, load_settings, out, say
 from telemetry_shared.broker import MAX_SERVICE_INSTANCES
 
-app = typer.Typer(help="The ingest workers: scale down without loss.", no_args_is_help=True)
+app = typer.Typer(help=say("ingest.help1"), no_args_is_help=True)
 
 
-@app.command("retire-worker")
+@app.command("retire-worker", help=say("ingest.retire_worker.help"))
 def retire_worker(
-    instance: Annotated[int, typer.Argument(help="N of the worker identity svc-ingest-N / ingest-N to retire")],
-    quiet_s: Annotated[float, typer.Option(help="done once nothing arrived for this long")] = 2.0,
-    timeout_s: Annotated[float, typer.Option(help="give up (keeping the session) after this long")] = 600.0,
+    instance: Annotated[int, typer.Argument(help=say("ingest.help2"))],
+    quiet_s: Annotated[float, typer.Option(help=say("ingest.help3"))] = 2.0,
+    timeout_s: Annotated[float, typer.Option(help=say("ingest.help4"))] = 600.0,
     as_json: JsonFlag = False,
 ) -> None:
     """Drain a stopped worker's broker session and spool into InfluxDB, then end the session.

@@ -5,8 +5,9 @@ import typer
 
 from telemetry_cli import analytics, apikey, deadletter, device, grafana, ingest, rollup, score_eval, up
 from telemetry_cli import simulate as simulate_cmd
+from telemetry_cli.common import say
 
-app = typer.Typer(help="City telemetry platform: run the city, manage devices, score data.", no_args_is_help=True,
+app = typer.Typer(help=say("main.help1"), no_args_is_help=True,
                   pretty_exceptions_enable=False)
 
 
@@ -15,16 +16,16 @@ def _root() -> None:
     """Keeps `city` a group of commands even while it has only one."""
 
 
-app.command("up", help="Run the whole city on this machine: broker, InfluxDB, services and a simulated fleet.")(up.up)
-app.add_typer(device.app, name="device", help="Register, configure, flash, watch and retire devices.")
-app.add_typer(grafana.app, name="grafana", help="Grafana dashboards as code: generate the JSON, sync it to Grafana.")
+app.command("up", help=say("main.help8"))(up.up)
+app.add_typer(device.app, name="device", help=say("main.help2"))
+app.add_typer(grafana.app, name="grafana", help=say("main.help3"))
 analytics.register(app)  # city score | evaluate | rescore
 score_eval.register(app)  # city score-eval
-app.add_typer(deadletter.app, name="deadletter", help="Rejected telemetry: list it, count it, replay it.")
-app.add_typer(ingest.app, name="ingest", help="The ingest workers: retire one without losing what it queued.")
-app.add_typer(rollup.app, name="rollup", help="Hourly and daily rollups, and how long raw readings are kept.")
-app.command("simulate", help="Run thousands of simulated devices against the local city.")(simulate_cmd.simulate)
-app.add_typer(apikey.app, name="apikey", help="API keys for the API and the control room: create, list, revoke.")
+app.add_typer(deadletter.app, name="deadletter", help=say("main.help4"))
+app.add_typer(ingest.app, name="ingest", help=say("main.help5"))
+app.add_typer(rollup.app, name="rollup", help=say("main.help6"))
+app.command("simulate", help=say("main.help9"))(simulate_cmd.simulate)
+app.add_typer(apikey.app, name="apikey", help=say("main.help7"))
 
 
 if __name__ == "__main__":

@@ -13,13 +13,13 @@ from rich.progress import Progress
 from rich.table import Table
 
 from ingest.rollup import ROLLUP_RP, ensure_retention, retention_policies, run_rollup
-from telemetry_cli.common import EXIT_UNAVAILABLE, JsonFlag, err, fail, load_settings, out
+from telemetry_cli.common import EXIT_UNAVAILABLE, JsonFlag, err, fail, load_settings, out, say
 from telemetry_shared.influx import InfluxError, InfluxQL, V1Writer
 from telemetry_shared.settings import Settings
 
 MAX_LOOKBACK_H = 24 * 400  # a full rebuild after a year offline, and no more
 
-app = typer.Typer(help="Hourly and daily rollups, and how long raw readings are kept.", no_args_is_help=True)
+app = typer.Typer(help=say("rollup.help1"), no_args_is_help=True)
 
 def _rollup_writer(s: Settings) -> V1Writer:
     # The v1 /write endpoint with rp= reaches a named retention policy on 1.x,
@@ -61,12 +61,12 @@ def _once(s: Settings, lookback_h: int, as_json: bool) -> None:
 
 
 LookbackH = Annotated[int | None, typer.Option(min=1, max=MAX_LOOKBACK_H,
-                                               help="hours to recompute (default CITY_ROLLUP_LOOKBACK_H)")]
+                                               help=say("rollup.help2"))]
 
 
-@app.command("run")
+@app.command("run", help=say("rollup.run.help"))
 def run(lookback_h: LookbackH = None,
-        every_s: Annotated[int, typer.Option(min=0, max=86_400, help="repeat every this many seconds; 0: once")] = 0,
+        every_s: Annotated[int, typer.Option(min=0, max=86_400, help=say("rollup.help3"))] = 0,
         as_json: JsonFlag = False) -> None:
     """Recompute the hourly and daily rollups of the last hours (harmless to repeat)."""
     s = load_settings()
@@ -78,7 +78,7 @@ def run(lookback_h: LookbackH = None,
         time.sleep(every_s)
 
 
-@app.command("retention")
+@app.command("retention", help=say("rollup.retention.help"))
 def retention(as_json: JsonFlag = False) -> None:
     """Keep raw readings CITY_RAW_RETENTION (e.g. 90d) and rollups for ever (needs an admin account)."""
     s = load_settings()

@@ -11,18 +11,16 @@ from rich.table import Table
 
 from analytics.csvscore import CsvError
 from analytics.labelled import LabelError, Metrics, Report, evaluate, load
-from telemetry_cli.common import EXIT_INVALID, EXIT_NOT_FOUND, JsonFlag, err, fail, out
+from telemetry_cli.common import EXIT_INVALID, EXIT_NOT_FOUND, JsonFlag, err, fail, out, say
 
 
 def score_eval(
-    sources: Annotated[list[Path], typer.Argument(help="CSV files of timestamp,value rows (and a label column).",
+    sources: Annotated[list[Path], typer.Argument(help=say("score_eval.help2"),
                                                   dir_okay=False)],
-    label_column: Annotated[str, typer.Option(help="Column of 0/1 labels (1 inside an anomaly).")] = "label",
-    windows: Annotated[Path | None, typer.Option(help="Labels as a CSV of file,start,end rows (timestamps, both "
-                                                 "ends included) instead of a label column.", dir_okay=False)] = None,
-    threshold: Annotated[float, typer.Option(min=0.0, max=1.0, help="Score at which a row is an alarm.")] = 0.5,
-    tolerance: Annotated[int, typer.Option(min=0, max=100_000, help="Rows after a window in which an alarm "
-                                           "still counts as finding it.")] = 5,
+    label_column: Annotated[str, typer.Option(help=say("score_eval.help3"))] = "label",
+    windows: Annotated[Path | None, typer.Option(help=say("score_eval.help4"), dir_okay=False)] = None,
+    threshold: Annotated[float, typer.Option(min=0.0, max=1.0, help=say("score_eval.help5"))] = 0.5,
+    tolerance: Annotated[int, typer.Option(min=0, max=100_000, help=say("score_eval.help6"))] = 5,
     as_json: JsonFlag = False,
 ) -> None:
     """Score each file as `city score` does and compare with the labelled anomaly windows."""
@@ -98,5 +96,4 @@ def _print(report: Report) -> None:
 
 def register(app: typer.Typer) -> None:
     """Add `city score-eval` to the `city` app (one line in telemetry_cli/main.py)."""
-    app.command("score-eval", help="Check `city score` against anomalies labelled in your own CSVs: "
-                                   "recall, false alarms, F1, delay, best threshold.")(score_eval)
+    app.command("score-eval", help=say("score_eval.help1"))(score_eval)

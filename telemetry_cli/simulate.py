@@ -20,7 +20,7 @@ from rich.live import Live
 from rich.table import Table
 
 from edge import contract
-from telemetry_cli.common import EXIT_INVALID, EXIT_UNAVAILABLE
+from telemetry_cli.common import EXIT_INVALID, EXIT_UNAVAILABLE, say
 from telemetry_shared.influx import InfluxError, InfluxQL
 from telemetry_shared.localstack import LocalStack, StackNotRunning
 from telemetry_shared.settings import get_settings
@@ -30,18 +30,17 @@ ID_TAG = "s"
 
 
 def simulate(
-    devices: Annotated[int, typer.Option(min=1, max=100_000, help="how many devices")] = 2000,
-    hours: Annotated[float, typer.Option(min=0, max=840, help="replay this many hours of history first")] = 0.0,
-    speed: Annotated[float, typer.Option(min=0, max=1e7, help="history replay speed (simulated s per s; 0 = max)")]
+    devices: Annotated[int, typer.Option(min=1, max=100_000, help=say("simulate.help1"))] = 2000,
+    hours: Annotated[float, typer.Option(min=0, max=840, help=say("simulate.help2"))] = 0.0,
+    speed: Annotated[float, typer.Option(min=0, max=1e7, help=say("simulate.help3"))]
     = 3600.0,
-    duration: Annotated[float | None, typer.Option(min=1, help="stop after this many seconds (default: Ctrl-C)")]
+    duration: Annotated[float | None, typer.Option(min=1, help=say("simulate.help4"))]
     = None,
-    interval: Annotated[float | None, typer.Option(min=1, max=86400, help="live sampling interval, seconds")] = None,
-    seed: Annotated[int, typer.Option(help="same seed, same city")] = 1,
-    scenario: Annotated[Path | None, typer.Option(help="scenario file (default: firmware-sim/scenarios/city.json; "
-                                                   "districts from the city profile)")] = None,
-    labels: Annotated[Path | None, typer.Option(help="labels CSV (default: <data dir>/simulate/labels.csv)")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
+    interval: Annotated[float | None, typer.Option(min=1, max=86400, help=say("simulate.help5"))] = None,
+    seed: Annotated[int, typer.Option(help=say("simulate.help6"))] = 1,
+    scenario: Annotated[Path | None, typer.Option(help=say("simulate.help7"))] = None,
+    labels: Annotated[Path | None, typer.Option(help=say("simulate.help8"))] = None,
+    as_json: Annotated[bool, typer.Option("--json", help=say("simulate.help9"))] = False,
 ) -> None:
     """Run a simulated fleet against the local city started by `city up`."""
     import fleetsim

@@ -26,6 +26,7 @@ from rich.table import Table
 from rich.text import Text
 
 from edge import contract
+from telemetry_cli.common import say
 from telemetry_cli.supervisor import Supervisor
 from telemetry_shared import broker
 from telemetry_shared.influx import InfluxError, InfluxQL
@@ -235,9 +236,9 @@ def _port_of(url: str) -> int:
 
 
 def up(
-    devices: int = typer.Option(40, min=1, max=20000, help="Simulated devices in the fleet."),
-    duration: float = typer.Option(0, min=0, help="Stop by itself after this many seconds (0: run until Ctrl-C)."),
-    micropython: bool = typer.Option(True, help="Also run one real MicroPython agent per kind."),
+    devices: int = typer.Option(40, min=1, max=20000, help=say("up.help1")),
+    duration: float = typer.Option(0, min=0, help=say("up.help2")),
+    micropython: bool = typer.Option(True, help=say("up.help3")),
 ) -> None:
     settings = get_settings()
     city = City(Path(settings.data_dir).resolve(), devices, micropython)
