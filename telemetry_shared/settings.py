@@ -31,7 +31,8 @@ class Settings(BaseSettings):
     mqtt_tls_port: int = Field(8883, description="the broker's TLS listener, where devices connect")
     device_ca_file: Path | None = Field(None, description="the CA certificate (PEM or DER) `city device flash` "
                                         "pins on each board; default <data_dir>/tls/ca.der, the local CA of `city up`")
-    mqtt_tls_server_name: str = Field("", description="the name the broker's certificate is checked for when a "
+    mqtt_tls_server_name: str = Field("", pattern=r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$|^$",
+                                      description="the name the broker's certificate is checked for when a "
                                       "service connects over TLS; empty: CITY_MQTT_HOST (compose: the city's MQTT "
                                       "host name, as the broker is reached as `mosquitto`)")
     mqtt_user: str = Field("svc-ingest", description="this service's MQTT account (svc-<service>-<n>), also its "

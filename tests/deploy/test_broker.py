@@ -272,8 +272,19 @@ def test_the_plugin_takes_no_command_on_the_plain_listener(deployed_broker: Depl
 @pytest.mark.parametrize(("override", "reason"), [
     ({"mqtt_tls_server_name": "mqtt.elsewhere.example"}, "TLS to the broker"),
     ({"device_ca_file": Path("/nonexistent/ca.crt")}, "cannot read the broker's CA certificate"),
+    ({"device_ca_file": "garbage"}, "is no CA certificate"),
+    ({"device_ca_file": "server.key"}, "is no CA certificate"),  # a key mistaken for the CA
 ])
 def test_the_api_refuses_a_broker_it_cannot_verify(deployed_broker: DeployedMosquitto, certs: Path, tmp_path: Path,
                                                    override: dict, reason: str) -> None:
+    (certs / "garbage").write_bytes(b"\x00\xff not a certificate" * 10)
+    if isinstance(override.get("device_ca_file"), str):
+        override = {"device_ca_file": certs / override["device_ca_file"]}
     with pytest.raises(LinkError, match=reason):
         admin_link(_api_settings(tmp_path, deployed_broker, certs, **override))
+
+
+@pytest.mark.parametrize("name", ["mqtt city", "-mqtt", "mqtt\x00.example", "x" * 254, "mqtt.example/"])
+def test_a_malformed_server_name_is_refused_at_start(name: str) -> None:
+    with pytest.raises(ValueError, match="mqtt_tls_server_name"):
+        Settings(mqtt_tls_server_name=name)
