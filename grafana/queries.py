@@ -8,11 +8,15 @@ matches, so the variables' "All" value `.*` matches every series).
 import re
 
 from edge import contract
+from ingest.rollup import ROLLUP_RP, local_day_offset
 from telemetry_shared.influx import quote_ident
+from telemetry_shared.settings import get_settings
 
 DEVICE_MEASUREMENTS = "/^(" + "|".join(sorted(contract.KINDS)) + ")$/"  # every kind at once
-ROLLUPS = '"rollups"'  # the retention policy ingest/rollup.py writes <kind>_1h and <kind>_1d into, kept for ever
-NIGHT_BUCKET = "GROUP BY time(1d, 17h)"  # 17:00 UTC is local (UTC+7) midnight: one bucket per local day
+ROLLUPS = quote_ident(ROLLUP_RP)  # where ingest/rollup.py writes <kind>_1h and <kind>_1d, kept for ever
+# One bucket per local day of the city profile's time zone (at UTC+7 local midnight is 17:00 UTC), the
+# same days the daily rollups are cut into.
+NIGHT_BUCKET = f"GROUP BY time(1d, {local_day_offset(get_settings().utc_offset_hours)})"
 
 
 def where(district: bool = True, device: bool = True, extra: str = "") -> str:
@@ -107,3 +111,19 @@ def fill_variables(query: str, values: dict[str, str]) -> str:
     if unfilled:
         raise ValueError(f"variables left unfilled: {sorted(set(unfilled))}")
     return query
+
+
+SPAN_UNITS_MS = {"m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 7 * 86_400_000}
+
+
+def panel_span_ms(panel: dict, dashboard_span_ms: int) -> int:
+    """The range Grafana queries a panel over: its own `timeFrom` (e.g. "90d") when it has one, else the
+    dashboard's. For testing a query outside Grafana: a panel over daily rollups has nothing in the last
+    day or so (a day's point is stamped at its start, and only complete days are rolled up)."""
+    own = panel.get("timeFrom")
+    if not own:
+        return dashboard_span_ms
+    match = re.fullmatch(r"([1-9][0-9]*)([mhdw])", own)
+    if match is None:
+        raise ValueError(f"panel {panel.get('title')!r}: timeFrom {own!r} is not like 90d")
+    return int(match[1]) * SPAN_UNITS_MS[match[2]]

@@ -45,10 +45,14 @@ def period_start(t_ms: int, period: str, utc_offset_h: int) -> int:
     return (t_ms + shift) // size * size - shift
 
 
+def local_day_offset(utc_offset_h: int) -> str:
+    """The offset of InfluxQL's `GROUP BY time(1d, <offset>)` that starts each bucket at local midnight:
+    at UTC+7 days start at 17:00 UTC (17h), at UTC-10 at 10:00 UTC (10h)."""
+    return f"{(-utc_offset_h) % 24}h"
+
+
 def _group_offset(period: str, utc_offset_h: int) -> str:
-    if period != "1d":
-        return ""
-    return f", {(-utc_offset_h) % 24}h"  # +7 h: days start at 17:00 UTC, midnight in the city
+    return f", {local_day_offset(utc_offset_h)}" if period == "1d" else ""
 
 
 def rollup_query(kind: str, period: str, start_ms: int, end_ms: int, utc_offset_h: int) -> str:

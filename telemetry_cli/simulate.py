@@ -145,3 +145,6 @@ def _report(runner, stored: dict[str, int], labels_path: Path, as_json: bool) ->
     console.print(f"{summary['messages']} messages, {summary['readings']} readings sent "
                   f"({summary['history_readings']} history), {summary['malformed']} malformed on purpose, "
                   f"{summary['faults']} faults planned; labels: {labels_path}")
+    if runner.hist_start_ms < runner.live_start_ms and summary["history_done"] < summary["devices"]:
+        console.print(f"[yellow]the history replay was cut short: {summary['history_done']} of "
+                      f"{summary['devices']} devices replayed all of it (a longer --duration lets it finish)[/]")

@@ -357,5 +357,6 @@ class FleetRunner:
     def summary(self) -> dict[str, Any]:
         return {"devices": len(self.devices), "micropython": len(self.micropython.devices),
                 "messages": self.stats.messages, "readings": self.stats.readings,
-                "history_readings": self.stats.history_readings, "malformed": self.stats.malformed,
+                "history_readings": self.stats.history_readings, "history_done": self.stats.history_done,
+                "malformed": self.stats.malformed,
                 "connect_failures": self.stats.connect_failures, "faults": len(self.faults)}

@@ -12,6 +12,7 @@ from grafana.boards import all_dashboards
 from grafana.queries import fill_variables
 from ingest.rollup import ROLLUP_RP, run_rollup
 from telemetry_shared.influx import InfluxQL, V1Writer
+from telemetry_shared.settings import get_settings
 from tests.grafana import simdata
 
 NOW_MS = int(time.time() * 1000)
@@ -30,7 +31,8 @@ def city_db(shared_influxd) -> Iterator[InfluxQL]:
     client.raw(f'CREATE RETENTION POLICY "{ROLLUP_RP}" ON "{name}" DURATION INF REPLICATION 1', method="POST")
     rollups = V1Writer(shared_influxd.url, name, rp=ROLLUP_RP)
     for period in ("1h", "1d"):
-        assert run_rollup(client, rollups, period, NOW_MS - simdata.SPAN_MS - 86_400_000, NOW_MS, 7).points
+        assert run_rollup(client, rollups, period, NOW_MS - simdata.SPAN_MS - 86_400_000, NOW_MS,
+                          get_settings().utc_offset_hours).points
     rollups.close()
     yield client
     client.raw(f'DROP DATABASE "{name}"', method="POST")
