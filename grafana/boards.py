@@ -9,7 +9,17 @@ uptime_s).
 """
 
 from grafana import queries as q
-from grafana.model import Annotation, Dashboard, Panel, Target, Threshold, Variable, field_unit, rename_by_regex
+from grafana.model import (
+    Annotation,
+    Dashboard,
+    Panel,
+    Target,
+    Threshold,
+    Variable,
+    field_unit,
+    points_for,
+    rename_by_regex,
+)
 from grafana.units import unit_of
 from telemetry_shared.settings import get_settings
 
@@ -52,10 +62,30 @@ def alert_annotation(kind: str = "", device: bool = True) -> Annotation:
                       tags_column="severity,rule,metric,device,state")
 
 
+BACKFILL_NOTE = ("Backfilled readings (sent late by a device that was offline, with their original times) are in "
+                 "the line and drawn again as dots: the analytics raise no alert on them.")
+
+
 def metric_panel(kind: str, metric: str, title: str, description: str, agg: str = "mean",
                  **options) -> Panel:
-    return Panel(title, unit_of(metric), (Target(q.per_device(kind, metric, agg), DEVICE),),
-                 description=description, **options)
+    """One line per device of all its readings, and dots on the intervals that hold backfilled ones."""
+    return Panel(title, unit_of(metric), (
+        Target(q.per_device(kind, metric, agg), DEVICE),
+        Target(q.per_device(kind, metric, agg, extra=q.BACKFILLED), DEVICE + q.BACKFILLED_SUFFIX)),
+        description=f"{description} {BACKFILL_NOTE}",
+        overrides=(points_for(f".*{q.BACKFILLED_SUFFIX.replace('(', '[(]').replace(')', '[)]')}$"),), **options)
+
+
+def backfill_panel(measurement: str, by: str = "device", device: bool = True, **options) -> Panel:
+    """How many readings arrived late as backfilled history, per device (or district): where a device was
+    offline, and why no alert marks a fault in those readings."""
+    alias = f"$tag_{by}" + (" $measurement" if measurement == ALL_KINDS else "")
+    return Panel("Backfilled readings", "short", (Target(q.backfilled(measurement, by, device), alias),),
+                 stack=True, no_value="0",
+                 description=f"Readings per interval that a device kept while offline and sent late (stored with "
+                             f"hist=true), per {by}; 0 where every reading came live. The analytics raise no alert "
+                             f"on backfilled readings: a fault in them shows in the readings but not as an alert.",
+                 **options)
 
 
 def district_panel(kind: str, metric: str, title: str, description: str, inner: str = "mean",
@@ -67,6 +97,7 @@ def district_panel(kind: str, metric: str, title: str, description: str, inner: 
 
 def utility_dashboard(uid: str, title: str, kind: str, description: str, panels: list[Panel]) -> Dashboard:
     measurement = f'"{kind}"'
+    panels = [*panels, backfill_panel(measurement, width=24)]
     return Dashboard(uid, title, description, panels,
                      [district_variable(measurement), device_variable(measurement)],
                      [alert_annotation(kind)], tags=("city", kind))
@@ -101,6 +132,7 @@ def overview() -> Dashboard:
             + q.where(device=False) + " ORDER BY time DESC LIMIT 50", result_format="table"),),
             kind="table", width=24, height=9, overrides=(field_unit("Time", "dateTimeAsIso"),), no_value="no alerts",
             description="The 50 most recent alert messages; none on a quiet day."),
+        backfill_panel(ALL_KINDS, by="district", device=False, width=24),
     ]
     return Dashboard("city-overview", "City overview", f"{CITY.name} at a glance: every utility, every district.",
                      panels, [district_variable(ALL_KINDS)], [alert_annotation(device=False)],
@@ -198,6 +230,7 @@ def device_health() -> Dashboard:
             "$measurement"),), stack=True,
             description="Samples stored per interval, per utility: a step down is devices falling silent "
                         "(which ones: Last seen)."),
+        backfill_panel(ALL_KINDS),
         Panel("Messages received", "suffix: msg/s", (Target(q.counter_rate("received"), "$tag_worker"),),
               description="MQTT telemetry messages taken in per second, per ingest worker."),
         Panel("Rejected messages by reason", "short", (

@@ -131,6 +131,14 @@ def field_unit(field_name: str, unit: str) -> dict[str, Any]:
     return {"matcher": {"id": "byName", "options": field_name}, "properties": [{"id": "unit", "value": unit}]}
 
 
+def points_for(regex: str) -> dict[str, Any]:
+    """An override drawing the series whose names match `regex` as dots, not a line (e.g. backfilled readings
+    over the line of all readings)."""
+    return {"matcher": {"id": "byRegexp", "options": regex},
+            "properties": [{"id": "custom.drawStyle", "value": "points"}, {"id": "custom.pointSize", "value": 6},
+                           {"id": "custom.showPoints", "value": "always"}]}
+
+
 def rename_by_regex(regex: str, pattern: str) -> dict[str, Any]:
     """A transformation that shortens series names, e.g. a function prefix InfluxDB puts on columns."""
     return {"id": "renameByRegex", "options": {"regex": regex, "renamePattern": pattern}}

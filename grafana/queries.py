@@ -19,6 +19,13 @@ ROLLUPS = quote_ident(ROLLUP_RP)  # where ingest/rollup.py writes <kind>_1h and 
 NIGHT_BUCKET = f"GROUP BY time(1d, {local_day_offset(get_settings().utc_offset_hours)})"
 
 
+# Backfilled history: readings a device kept while offline and sent late, stored with the field hist=true
+# (a field, not a tag, so InfluxQL cannot GROUP BY it: a panel asks for them with this condition). A point
+# stored before ingest wrote `hist` has no such field, so it is never counted as backfill.
+BACKFILLED = '"hist" = true'
+BACKFILLED_SUFFIX = " (backfilled)"  # the series name suffix of a readings panel's backfilled dots
+
+
 def where(district: bool = True, device: bool = True, extra: str = "") -> str:
     """The WHERE clause: time range, template variables, and an optional extra condition."""
     parts = ["$timeFilter"]
@@ -59,6 +66,13 @@ def rollup(kind: str, period: str, fields: list[str], outer: str = "") -> str:
         return f'SELECT {selected} FROM {source} {where()} {NIGHT_BUCKET}, "device" fill(none)'
     selected = ", ".join(quote_ident(f) for f in fields)
     return f'SELECT {selected} FROM {source} {where()} GROUP BY "device"'
+
+
+def backfilled(measurement: str, by: str = "device", device: bool = True) -> str:
+    """Backfilled readings per interval (samples stored with hist=true), per `by` tag: an explicit 0 in the
+    intervals around them, nothing at all where no device was ever offline (the panel says 0)."""
+    return (f'SELECT count("seq") FROM {measurement} {where(device=device, extra=BACKFILLED)} '
+            f"GROUP BY time($__interval), {quote_ident(by)} fill(0)")
 
 
 def count_under(kind: str, metric: str, limit: float, by: str = "district") -> str:

@@ -2,7 +2,10 @@
 
 Two devices of each kind in two districts over the last 26 hours, with an
 outage, a traffic jam, analytics alerts, ingest counters and device status,
-so every panel has something real to show.
+so every panel has something real to show. Every device was offline for
+five hours (from step 100, each device half an hour later than the one before):
+those readings are stored as ingest stores backfill, hist=true, the rest
+hist=false.
 """
 
 import math
@@ -23,6 +26,15 @@ TYPICAL = {
 }
 
 
+BACKFILLED_STEPS = 30  # five hours at 10 minutes
+
+
+def backfilled(device_index: int, step: int) -> bool:
+    """Whether that reading was sent late from the device's buffer (hist=true)."""
+    first = 100 + 3 * device_index
+    return first <= step < first + BACKFILLED_STEPS
+
+
 def _value(metric: str, step: int) -> float:
     base = TYPICAL[metric]
     daily = math.sin(2 * math.pi * step * STEP_MS / 86_400_000)
@@ -39,12 +51,13 @@ def lines(now_ms: int) -> list[str]:
     out = []
     start = now_ms - SPAN_MS
     steps = SPAN_MS // STEP_MS
-    for device, (kind, district) in DEVICES.items():
+    for index, (device, (kind, district)) in enumerate(DEVICES.items()):
         tags = f"device={device},district={district}"
         for step in range(steps):
             t = start + step * STEP_MS
             fields = ",".join(f"{m}={_value(m, step)}" for m in sorted(contract.KINDS[kind]))
-            out.append(f"{kind},{tags} {fields},seq={step}i {t}")
+            hist = "true" if backfilled(index, step) else "false"
+            out.append(f"{kind},{tags} {fields},seq={step}i,hist={hist} {t}")
             if step % 6 == 0:
                 out.append(f"device_status,{tags},kind={kind} rssi_dbm={-70 - step % 30},battery_v=3.{step % 9},"
                            f"mem_free={50000 + step},uptime_s={step * 600} {t}")

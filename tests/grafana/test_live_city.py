@@ -10,6 +10,7 @@ city by design (no alert raised yet) that says so with its `noValue`."""
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -126,3 +127,18 @@ def test_daily_rollups_start_at_the_city_profiles_local_midnight(live_city: Infl
     zone = get_settings().city.zone
     starts = [datetime.fromtimestamp(row["time"] / 1000, zone) for row in rows]
     assert all((t.hour, t.minute) == (0, 0) for t in starts), starts
+
+
+@pytest.mark.slow
+def test_the_replayed_history_shows_as_backfill_and_the_live_fleet_does_not(live_city: InfluxQL) -> None:
+    # `city simulate --hours 26` sent its day as history (hist=true, devices tagged -s); `city up`'s own fleet
+    # only ever sent live readings. Every board's backfill panel must see the first and none of the second.
+    for uid, board in BOARDS.items():
+        panel = next(p for p in board["panels"] if p["title"] == "Backfilled readings")
+        series = live_city.series(fill_variables(panel["targets"][0]["query"], _values(uid, panel, *RANGES[0])))
+        counted = {s["tags"].get("device", s["tags"].get("district")): sum(row[1] or 0 for row in s["values"])
+                   for s in series}
+        assert sum(counted.values()) > 0, f"{uid}: no backfilled readings from a 26-hour replay"
+        if "device" in series[0]["tags"]:
+            live = [d for d in counted if not re.search(r"-s[0-9]+$", d)]
+            assert live == [], f"{uid}: live devices counted as backfill: {live}"

@@ -131,3 +131,45 @@ def test_two_districts_selected_as_grafana_writes_them(city_db: InfluxQL) -> Non
     query = panel["targets"][0]["query"]
     series = city_db.series(fill_variables(query, grafana_values("city-power", district=chosen)))
     assert sorted(s["tags"]["district"] for s in series) == sorted(simdata.DISTRICTS)
+
+
+def _panel(uid: str, title: str) -> dict:
+    return next(p for p in BOARDS[uid]["panels"] if p["title"] == title)
+
+
+def _per_tag(series: list[dict], tag: str, measure) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for s in series:
+        key = s["tags"][tag]
+        out[key] = out.get(key, 0) + measure([row[1] for row in s["values"]])
+    return out
+
+
+@pytest.mark.parametrize("uid", sorted(BOARDS))
+def test_backfilled_readings_are_counted_apart_from_live_ones(city_db: InfluxQL, uid: str) -> None:
+    # simdata stores BACKFILLED_STEPS of each device's 156 readings with hist=true: a panel that ignored
+    # hist would count all 156, one that read a tag would count none.
+    panel = _panel(uid, "Backfilled readings")
+    by = "district" if uid == "city-overview" else "device"
+    counts = _per_tag(city_db.series(fill_variables(panel["targets"][0]["query"], grafana_values(uid))), by, sum)
+    kinds = {"water": "city-water", "power": "city-power", "building": "city-buildings", "traffic": "city-traffic"}
+    devices = [d for d, (kind, _) in simdata.DEVICES.items() if uid not in kinds.values() or kinds[kind] == uid]
+    expected: dict[str, int] = {}
+    for device in devices:
+        key = device if by == "device" else simdata.DEVICES[device][1]
+        expected[key] = expected.get(key, 0) + simdata.BACKFILLED_STEPS
+    assert counts == expected
+
+
+@pytest.mark.parametrize(("uid", "title"), [(uid, p["title"]) for uid, board in BOARDS.items()
+                                            for p in board["panels"] if len(p["targets"]) == 2
+                                            and p["targets"][1].get("alias", "").endswith(" (backfilled)")])
+def test_readings_panels_mark_the_backfilled_intervals_and_only_those(city_db: InfluxQL, uid: str, title: str) -> None:
+    panel = _panel(uid, title)
+    everything, backfill = (city_db.series(fill_variables(t["query"], grafana_values(uid))) for t in panel["targets"])
+    known = _per_tag(everything, "device", lambda values: sum(v is not None for v in values))
+    dots = _per_tag(backfill, "device", lambda values: sum(v is not None for v in values))
+    # One reading per 10-minute interval: the dots are the device's backfilled intervals, the line all of them.
+    assert dots == {d: simdata.BACKFILLED_STEPS for d in known}
+    assert all(n == simdata.SPAN_MS // simdata.STEP_MS for n in known.values()), known
+    assert panel["fieldConfig"]["overrides"][0]["properties"][0] == {"id": "custom.drawStyle", "value": "points"}
