@@ -1,87 +1,50 @@
 """Escalation and notifications with a real SMTP server (aiosmtpd) and a
 local webhook receiver that fails its first calls, to prove the retries."""
 
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterator
 
 import pytest
-from aiosmtpd.controller import Controller
 
 from api.alerts.notify import parse_rules
-from telemetry_shared.servers import free_port
 from tests.api.harness import alert, wait_for
-
-
-class Inbox:
-    def __init__(self):
-        self.messages = []
-
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's hook name
-        self.messages.append((envelope.rcpt_tos, envelope.content.decode()))
-        return "250 OK"
+from tests.helpers.far_ends import SmtpInbox, WebhookReceiver
 
 
 @pytest.fixture
-def smtp():
-    inbox = Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    yield controller, inbox
-    controller.stop()
-
-
-class Receiver(BaseHTTPRequestHandler):
-    received: list
-    fail_first: int
-
-    def do_POST(self):  # noqa: N802 - http.server's hook name
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        self.server.calls += 1
-        if self.server.calls <= self.server.fail_first:
-            self.send_response(503)
-            self.end_headers()
-            return
-        self.server.received.append(body)
-        self.send_response(204)
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
+def smtp() -> Iterator[SmtpInbox]:
+    inbox = SmtpInbox().start()
+    yield inbox
+    inbox.stop()
 
 
 @pytest.fixture
-def webhook():
-    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Receiver)
-    server.received, server.calls, server.fail_first = [], 0, 0
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+def webhook() -> Iterator[WebhookReceiver]:
+    receiver = WebhookReceiver().up()
+    yield receiver
+    receiver.down()
 
 
-def url(server):
-    return f"http://127.0.0.1:{server.server_address[1]}/hook?token=s3cret"
+def url(receiver: WebhookReceiver) -> str:
+    return receiver.url("/hook?token=s3cret")
 
 
 def test_escalation_raises_severity_and_sends_reminders_by_webhook_and_mail(make_api, analytics, smtp, webhook):
-    controller, inbox = smtp
+    inbox = smtp
     webhook.fail_first = 1  # the first call fails: the retry delivers it
     rules = [{"role": "operator", "min_severity": "warning", "webhook": url(webhook)},
              {"role": "engineer", "min_severity": "critical", "email": "water-eng@tanjungpinang.example",
               "language": "en"}]
     api = make_api(api_escalate_after_s=0.6, api_notify_rules=rules, smtp_host="127.0.0.1",
-                   smtp_port=controller.port, api_notify_retry_first_s=0.1)
+                   smtp_port=inbox.port, api_notify_retry_first_s=0.1)
     analytics.publish(alert("inc-esc", severity="warning"))
     # opened (warning): webhook only; escalated once -> critical: webhook and mail
     wait_for(lambda: api.services.alerts.store.find(severity="critical")[1] == 1, timeout_s=5)
     wait_for(lambda: len(inbox.messages) >= 1 and len(webhook.received) >= 2, timeout_s=10)
-    reasons = [body["reason"] for body in webhook.received]
-    assert reasons[:2] == ["opened", "escalated"]
-    assert webhook.received[1]["alert"]["severity"] == "critical"
-    assert webhook.received[1]["alert"]["source_severity"] == "warning"
-    recipients, content = inbox.messages[0]
+    bodies = [post.json() for post in webhook.received]
+    assert [body["reason"] for body in bodies][:2] == ["opened", "escalated"]
+    assert bodies[1]["alert"]["severity"] == "critical"
+    assert bodies[1]["alert"]["source_severity"] == "warning"
+    recipients, content = inbox.recipients[0], inbox.messages[0]
     assert recipients == ["water-eng@tanjungpinang.example"]
     assert "Subject: [CRITICAL] pressure low at wtr-0001 (bukit-bestari): escalated" in content
     with api.client("operator") as c:

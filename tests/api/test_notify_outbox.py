@@ -9,60 +9,15 @@ scale with it: the backoff cap is a tenth of the outage (60 s for 600 s), the
 first retry 0.2 s, the give-up window five outages. The code path is the one a
 deployment runs: the same outbox rows, claims, backoff and restart."""
 
-import json
 import os
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-from aiosmtpd.controller import Controller
 
 from api.alerts.notify import ID_HEADER, SIGNATURE_HEADER, verify
-from telemetry_shared.servers import free_port
 from tests.api.harness import alert, wait_for
+from tests.helpers.far_ends import SmtpInbox, WebhookReceiver
 
 OUTAGE_S = float(os.environ.get("CITY_TEST_OUTAGE_S", "6"))
 SECRET = "hook-signing-secret-0123456789"
-
-
-class Hook(BaseHTTPRequestHandler):
-    def do_POST(self):  # noqa: N802 - http.server's hook name
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        self.server.received.append((self.headers[ID_HEADER], self.headers[SIGNATURE_HEADER], body))
-        self.send_response(204)
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
-
-
-class HookServer:
-    """A webhook receiver that can go away and come back on the same port."""
-
-    def __init__(self):
-        self.port = free_port()
-        self.received: list[tuple[str, str, bytes]] = []
-        self.server = None
-
-    def up(self):
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Hook)
-        self.server.received = self.received
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def down(self):
-        if self.server:
-            self.server.shutdown()
-            self.server.server_close()
-            self.server = None
-
-
-class Inbox:
-    def __init__(self):
-        self.messages: list[str] = []
-
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's hook name
-        self.messages.append(envelope.content.decode())
-        return "250 OK"
 
 
 def message_id(content: str) -> str:
@@ -71,13 +26,10 @@ def message_id(content: str) -> str:
 
 
 def test_webhook_and_smtp_down_and_api_restarted_every_notification_arrives_once(make_api, analytics, tmp_path):
-    hook, inbox = HookServer(), Inbox()
-    smtp_port = free_port()
-    smtp = None
-    rules = [{"role": "operator", "min_severity": "warning", "webhook": f"http://127.0.0.1:{hook.port}/hook?t=x",
-              "secret": SECRET},
+    hook, inbox = WebhookReceiver(), SmtpInbox()
+    rules = [{"role": "operator", "min_severity": "warning", "webhook": hook.url("/hook?t=x"), "secret": SECRET},
              {"role": "engineer", "min_severity": "warning", "email": "water-eng@tanjungpinang.example"}]
-    settings = dict(api_notify_rules=rules, smtp_host="127.0.0.1", smtp_port=smtp_port,
+    settings = dict(api_notify_rules=rules, smtp_host="127.0.0.1", smtp_port=inbox.port,
                     api_db_path=tmp_path / "api.sqlite3", api_notify_retry_first_s=0.2,
                     api_notify_retry_max_s=OUTAGE_S / 10, api_notify_give_up_s=OUTAGE_S * 5,
                     api_notify_timeout_s=2.0, api_escalate_after_s=3600)
@@ -101,24 +53,23 @@ def test_webhook_and_smtp_down_and_api_restarted_every_notification_arrives_once
 
         time.sleep(max(0.0, OUTAGE_S - (time.monotonic() - start)))
         hook.up()
-        smtp = Controller(inbox, hostname="127.0.0.1", port=smtp_port)
-        smtp.start()
+        inbox.start()
 
         notifier = second.services.alerts.notifier
         wait_for(lambda: notifier.counts()["sent"] == 6, timeout_s=OUTAGE_S / 10 + 15)
         time.sleep(1.0)  # a duplicate would arrive now
     finally:
         hook.down()
-        if smtp:
-            smtp.stop()
+        inbox.stop()
 
-    ids = [int(i) for i, _, _ in hook.received]
+    ids = [int(post.headers[ID_HEADER]) for post in hook.received]
     assert sorted(ids) == sorted(set(ids)) and len(ids) == 3, ids  # each webhook notification exactly once
-    for notification_id, signature, body in hook.received:
-        assert verify(SECRET, body, signature), "the signature must check with the rule's secret"
-        assert not verify("another-secret-0123456789", body, signature)
-        assert json.loads(body)["notification_id"] == int(notification_id)
-    alerts = sorted(json.loads(body)["alert"]["id"] for _, _, body in hook.received)
+    for post in hook.received:
+        signature = post.headers[SIGNATURE_HEADER]
+        assert verify(SECRET, post.body, signature), "the signature must check with the rule's secret"
+        assert not verify("another-secret-0123456789", post.body, signature)
+        assert post.json()["notification_id"] == int(post.headers[ID_HEADER])
+    alerts = sorted(post.json()["alert"]["id"] for post in hook.received)
     assert alerts == ["inc-out-0", "inc-out-1", "inc-out-2"]
     mail_ids = [message_id(m) for m in inbox.messages]
     assert len(mail_ids) == 3 and len(set(mail_ids)) == 3, mail_ids  # each e-mail exactly once
@@ -134,39 +85,21 @@ def test_webhook_and_smtp_down_and_api_restarted_every_notification_arrives_once
     assert all(n["attempts"] >= 3 for n in detail["notifications"])  # tried while down, before and after restart
 
 
-class SlowHook(BaseHTTPRequestHandler):
-    """Hangs (past the API's timeout) on its first call, answers the next ones."""
-
-    def do_POST(self):  # noqa: N802 - http.server's hook name
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        self.server.calls.append((self.headers[ID_HEADER], body))
-        if len(self.server.calls) == 1:
-            time.sleep(5)
-        self.send_response(204)
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
-
-
 def test_a_hanging_webhook_times_out_and_the_retry_carries_the_same_id_and_body(make_api, analytics):
-    server = ThreadingHTTPServer(("127.0.0.1", free_port()), SlowHook)
-    server.calls = []
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    hook = WebhookReceiver(slow_first_s=5).up()  # hangs past the API's timeout on its first call
     try:
         api = make_api(api_notify_rules=[{"role": "operator", "min_severity": "info", "secret": SECRET,
-                                          "webhook": f"http://127.0.0.1:{server.server_address[1]}/hook"}],
+                                          "webhook": hook.url()}],
                        api_notify_timeout_s=1.0, api_notify_retry_first_s=0.2)
         analytics.publish(alert("inc-slow", severity="warning"))
         notifier = api.services.alerts.notifier
         delivery = wait_for(lambda: [d for d in notifier.deliveries("inc-slow") if d.status == "sent"], timeout_s=15)[0]
     finally:
-        server.shutdown()
-        server.server_close()
+        hook.down()
     assert delivery.attempts >= 2  # the hung try timed out after 1 s, a retry was answered
-    assert len(server.calls) == delivery.attempts
-    assert {call_id for call_id, _ in server.calls} == {str(delivery.seq)}  # a receiver can drop the repeats
-    assert len({body for _, body in server.calls}) == 1
+    assert len(hook.received) == delivery.attempts
+    assert {post.headers[ID_HEADER] for post in hook.received} == {str(delivery.seq)}  # repeats can be dropped
+    assert len({post.body for post in hook.received}) == 1
 
 
 def test_a_row_claimed_by_a_process_that_died_is_due_again_when_its_lease_ends(tmp_path):

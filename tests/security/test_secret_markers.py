@@ -15,15 +15,12 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
 import paho.mqtt.client as mqtt
 import pytest
-from aiosmtpd.controller import Controller
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge import contract
@@ -32,6 +29,7 @@ from telemetry_shared.influx import InfluxQL, InfluxRejected, V1Writer
 from telemetry_shared.registry import DeviceNew, Registry
 from telemetry_shared.servers import Influxd, Mosquitto, free_port
 from tests.conftest import wait_for
+from tests.helpers.far_ends import SmtpInbox, WebhookReceiver
 
 ROOT = Path(__file__).resolve().parents[2]
 MARKER = "SeCrEtMaRkEr"
@@ -71,26 +69,6 @@ def test_influx_credentials_go_as_basic_auth_never_in_the_url(tmp_path, caplog):
         influxd.stop()
 
 
-class Hook(BaseHTTPRequestHandler):
-    def do_POST(self):  # noqa: N802 - http.server's hook name
-        # what the receiver is sent (its own URL, with its token, it knows already)
-        self.server.received.append(str(self.headers) + self.rfile.read(int(self.headers["Content-Length"])).decode())
-        self.send_response(204)
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
-
-
-class Inbox:
-    def __init__(self):
-        self.messages: list[str] = []
-
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's hook name
-        self.messages.append(envelope.content.decode())
-        return "250 OK"
-
-
 class City:
     """The servers, the far ends of notifications and the city's processes, all on loopback."""
 
@@ -110,16 +88,12 @@ class City:
         registry = Registry(self.data / "registry.sqlite3")
         registry.add(DeviceNew(id=DEVICE, kind="water", district="bukit-bestari"), credential_hash=device_hash)
         registry.close()
-        self.hook = ThreadingHTTPServer(("127.0.0.1", free_port()), Hook)
-        self.hook.received = []
-        threading.Thread(target=self.hook.serve_forever, daemon=True).start()
-        self.inbox = Inbox()
-        self.smtp = Controller(self.inbox, hostname="127.0.0.1", port=free_port())
-        self.smtp.start()
+        self.hook = WebhookReceiver().up()
+        self.inbox = SmtpInbox().start()
         self.api_url = f"http://127.0.0.1:{free_port()}"
 
     def env(self, service: str) -> dict[str, str]:
-        hook = f"http://127.0.0.1:{self.hook.server_address[1]}/hook?token={SECRETS['hook-token']}"
+        hook = self.hook.url(f"/hook?token={SECRETS['hook-token']}")
         down = f"http://127.0.0.1:{free_port()}/down?token={SECRETS['hook-token']}"
         rules = [{"role": "operator", "min_severity": "info", "webhook": hook, "secret": SECRETS["hook-secret"]},
                  {"role": "engineer", "min_severity": "info", "webhook": down, "secret": SECRETS["hook-secret"]},
@@ -134,7 +108,7 @@ class City:
             "CITY_API_TOKEN": SECRETS["api-token"], "CITY_GRAFANA_TOKEN": SECRETS["grafana-token"],
             "CITY_GRAFANA_PASSWORD": SECRETS["grafana-password"], "CITY_API_NOTIFY_RULES": json.dumps(rules),
             "CITY_API_NOTIFY_RETRY_FIRST_S": "0.2", "CITY_API_NOTIFY_RETRY_MAX_S": "1",
-            "CITY_SMTP_HOST": "127.0.0.1", "CITY_SMTP_PORT": str(self.smtp.port),
+            "CITY_SMTP_HOST": "127.0.0.1", "CITY_SMTP_PORT": str(self.inbox.port),
             "CITY_INGEST_METRICS_PORT": str(free_port()), "CITY_INGEST_STATS_INTERVAL_S": "1",
         }
 
@@ -158,9 +132,8 @@ class City:
                 proc.wait(30)
             except subprocess.TimeoutExpired:
                 proc.kill()
-        self.hook.shutdown()
-        self.hook.server_close()
-        self.smtp.stop()
+        self.hook.down()
+        self.inbox.stop()
         self.mosquitto.stop()
         self.influxd.stop()
 
@@ -233,8 +206,10 @@ def test_every_secret_set_to_a_marker_appears_in_no_log_page_or_answer(tmp_path)
     logs |= {f"influxd/{p.name}": p.read_text(errors="replace") for p in (tmp_path / "influxd").glob("*.log")}
     logs |= {f"mosquitto/{p.name}": p.read_text(errors="replace") for p in (tmp_path / "mosquitto").glob("*.log")}
     assert "notification" in logs["api.log"] and "failed" in logs["api.log"]  # the dead hook was logged, masked
+    # what the receiver is sent (its own URL, with its token, it knows already): headers and body
+    hooks = {f"webhook {i}": str(post.headers) + post.body.decode() for i, post in enumerate(city.hook.received)}
     found = {name: text.count(MARKER) for name, text in
-             {**logs, **city.outputs, **answers, **{f"webhook {i}": t for i, t in enumerate(city.hook.received)},
+             {**logs, **city.outputs, **answers, **hooks,
               **{f"mail {i}": t for i, t in enumerate(city.inbox.messages)}}.items() if MARKER in text}
     assert found == {}, f"secrets found in: {found}"
     access = logs["influxd/influxd.log"]

@@ -5,10 +5,6 @@ dynamic-security roles it is refused at SUBSCRIBE time: with 2 and 4 real ingest
 workers (the compose command line) and a device trying every subscription it can
 think of, every acknowledged reading reaches InfluxDB."""
 
-import os
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,35 +13,13 @@ import pytest
 from edge import contract
 from telemetry_shared import broker
 from telemetry_shared.registry import DeviceNew, Registry
-from tests.conftest import ROOT, SERVICE_PASSWORD, wait_for
+from tests.conftest import wait_for
+from tests.helpers.ingest_workers import IngestWorkers
 from tests.security.support import Recorder
 from tests.security.test_broker_security import REFUSED, STOLEN
 
 MESSAGES = 1200
 PASSWORD = "share-theft-device-secret"
-
-
-def start_workers(n: int, data: Path, port: int, influx_url: str, db: str, logs: Path) -> list[subprocess.Popen]:
-    env = os.environ | {
-        "CITY_ENVIRONMENT": "test", "CITY_DATA_DIR": str(data), "CITY_MQTT_HOST": "127.0.0.1",
-        "CITY_MQTT_PORT": str(port), "CITY_MQTT_PASSWORD": SERVICE_PASSWORD, "CITY_INFLUX_URL": influx_url,
-        "CITY_INFLUX_DB": db, "CITY_INGEST_WORKERS": str(n), "CITY_INGEST_METRICS_PORT": "0",
-        "CITY_INGEST_STATS_INTERVAL_S": "0.5", "CITY_INGEST_BATCH_MS": "50"}
-    command = [sys.executable, "-m", "deploy.lease", "ingest", "--", sys.executable, "-m", "ingest"]
-    return [subprocess.Popen(command, cwd=ROOT, env=env, stdout=open(logs / f"worker-{i}.log", "w"),  # noqa: SIM115
-                             stderr=subprocess.STDOUT, start_new_session=True) for i in range(n)]
-
-
-def stop_workers(workers: list[subprocess.Popen]) -> None:
-    for proc in workers:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGTERM)
-    for proc in workers:
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
 
 
 @pytest.mark.parametrize("workers", [2, 4])
@@ -58,14 +32,10 @@ def test_a_device_cannot_steal_from_the_ingest_group(workers, make_mosquitto, in
         registry.add(DeviceNew(id=device_id, kind="water", district="bukit-bestari"), credential_hash=hashed)
     registry.close()
     mosquitto = make_mosquitto(users={"wtr-0001": hashed, "wtr-0666": hashed})
-    procs = start_workers(workers, data, mosquitto.port, shared_influxd.url, influx_db.db, tmp_path)
+    replicas = IngestWorkers(workers, data, mosquitto.port, shared_influxd.url, influx_db.db, tmp_path).start()
     thieves = []
     try:
-        def joined() -> set[str]:
-            rows = influx_db.rows('SELECT last("writes") FROM "ingest_stats" GROUP BY "worker"')
-            return {row["worker"] for row in rows}
-
-        wait_for(lambda: len(joined()) == workers, timeout_s=30)
+        wait_for(lambda: len(replicas.joined(influx_db)) == workers, timeout_s=30)
         time.sleep(0.5)  # the shared subscriptions are made right after connecting
         # The thief keeps a durable session and stays connected while the readings flow (MQTT 3.1.1; the
         # same refusals under MQTT 5 are in test_broker_security).
@@ -93,4 +63,4 @@ def test_a_device_cannot_steal_from_the_ingest_group(workers, make_mosquitto, in
     finally:
         for thief in thieves:
             thief.stop()
-        stop_workers(procs)
+        replicas.stop()
