@@ -70,13 +70,35 @@ class Watcher:
             return [a.body for a in self.arrivals if a.topic.endswith("/status")]
 
 
-def start_agent(micropython_bin: str, flash: Path, config: dict, duration_ms: int) -> subprocess.Popen:
-    """The agent under micropython, for duration_ms, with its output kept in flash/agent.log."""
-    (flash / "config.json").write_text(json.dumps(config))
-    (flash / "run.py").write_text(f"from edge.main import main\nmain('config.json', None, {duration_ms})\n")
-    with open(flash / "agent.log", "w") as log:  # the child keeps its own copy of the descriptor
-        return subprocess.Popen([micropython_bin, "run.py"], cwd=flash, stdout=log, stderr=subprocess.STDOUT,
+def run_micropython(micropython_bin: str, flash: Path, args: tuple[str, ...] = (), heap: str = "",
+                    log_name: str = "agent.log") -> subprocess.Popen:
+    """flash/run.py under micropython, as a board boots it: modules from its flash first, then the frozen ones;
+    `heap` like 96k for a small board's heap; the output kept in flash/<log_name>."""
+    command = [micropython_bin, *(("-X", f"heapsize={heap}") if heap else ()), "run.py", *args]
+    with open(flash / log_name, "w") as log:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(command, cwd=flash, stdout=log, stderr=subprocess.STDOUT,
                                 env=dict(os.environ, MICROPYPATH=f"{flash}:.frozen"))
+
+
+def start_agent(micropython_bin: str, flash: Path, config: dict, duration_ms: int,
+                script: str = "") -> subprocess.Popen:
+    """The agent under micropython with this config.json, for duration_ms (edge.main, or `script` as run.py,
+    with `%d` for the duration), its output kept in flash/agent.log."""
+    (flash / "config.json").write_text(json.dumps(config))
+    run = script % duration_ms if script else f"from edge.main import main\nmain('config.json', None, {duration_ms})\n"
+    (flash / "run.py").write_text(run)
+    return run_micropython(micropython_bin, flash)
+
+
+def finish(proc: subprocess.Popen, timeout_s: float = 30) -> None:
+    """Wait for an agent to end by itself; one still running after timeout_s is killed (and the test's
+    assertions on its exit code then fail)."""
+    try:
+        proc.wait(timeout_s)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
 
 
 def device_config(device_id: str, kind: str, port: int, password: str, **extra) -> dict:

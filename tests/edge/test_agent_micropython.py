@@ -7,16 +7,7 @@ import time
 
 from edge import contract
 from telemetry_shared import broker
-from tests.edge.mqtt_watch import Watcher, device_config, publish_config, samples_of, start_agent
-
-
-def _wait(proc, timeout_s: float) -> None:
-    try:
-        proc.wait(timeout_s)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(5)
+from tests.edge.mqtt_watch import Watcher, device_config, finish, publish_config, samples_of, start_agent
 
 
 def test_publishes_birth_telemetry_and_will(micropython_bin, edge_dir, make_mosquitto):
@@ -27,7 +18,7 @@ def test_publishes_birth_telemetry_and_will(micropython_bin, edge_dir, make_mosq
         config = device_config("pwr-kota-0001", "power", mosquitto.port, secret, interval_ms=100, batch_size=4,
                                status_interval_ms=1000)
         agent = start_agent(micropython_bin, edge_dir, config, 2500)
-        _wait(agent, 30)
+        finish(agent, 30)
         time.sleep(0.3)
     finally:
         watch.stop()
@@ -65,7 +56,7 @@ def test_config_applied_live_and_bad_config_refused(micropython_bin, edge_dir, m
         time.sleep(1.0)
         changed_at = time.monotonic()
         publish_config(mosquitto.port, contract.config_topic(device), contract.encode_config(1000))
-        _wait(agent, 30)
+        finish(agent, 30)
     finally:
         watch.stop()
     log = (edge_dir / "agent.log").read_text()
@@ -95,7 +86,7 @@ def test_broker_killed_and_restarted_loses_nothing(micropython_bin, edge_dir, ma
         mosquitto.kill()
         time.sleep(2.5)
         mosquitto.start()
-        _wait(agent, 40)
+        finish(agent, 40)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and not _caught_up(watch):
             time.sleep(0.2)

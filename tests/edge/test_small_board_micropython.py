@@ -13,7 +13,6 @@ how many); (boot, seq) never repeats, so ingest refuses nothing; no
 MemoryError kills the agent."""
 
 import json
-import os
 import signal
 import subprocess
 import time
@@ -23,7 +22,7 @@ from edge import contract
 from telemetry_cli.flash import RING_SAMPLES, compile_firmware
 from telemetry_shared import broker
 from tests.conftest import wait_for
-from tests.edge.mqtt_watch import Watcher
+from tests.edge.mqtt_watch import Watcher, run_micropython
 
 STEP_MS = 10_000  # one reading every 10 s, on the device's clock
 OUTAGE_READINGS = 3 * 3600 * 1000 // STEP_MS  # 1,080
@@ -53,10 +52,7 @@ agent.run()
 
 
 def start(micropython_bin: str, flash: Path, base_ms: int, log_name: str) -> subprocess.Popen:
-    with open(flash / log_name, "w") as log:
-        return subprocess.Popen([micropython_bin, "-X", f"heapsize={HEAP}", "run.py", str(base_ms)], cwd=flash,
-                                stdout=log, stderr=subprocess.STDOUT,
-                                env=dict(os.environ, MICROPYPATH=f"{flash}:.frozen"))
+    return run_micropython(micropython_bin, flash, (str(base_ms),), heap=HEAP, log_name=log_name)
 
 
 def spooled(flash: Path) -> int:

@@ -14,7 +14,7 @@ from edge import contract
 from telemetry_shared import broker
 from telemetry_shared.local_ca import TlsFiles, issue_server_cert, new_ca
 from tests.conftest import wait_for
-from tests.edge.mqtt_watch import Watcher, device_config
+from tests.edge.mqtt_watch import Watcher, device_config, finish, start_agent
 
 # A source of known values, so the test can say the readings arrived unchanged.
 COUNTING_AGENT = """
@@ -33,24 +33,7 @@ print("link", agent.client.tls)
 
 
 def run_counting_agent(micropython_bin: str, flash: Path, config: dict, duration_ms: int):
-    import json
-    import os
-    import subprocess
-
-    (flash / "config.json").write_text(json.dumps(config))
-    (flash / "run.py").write_text(COUNTING_AGENT % duration_ms)
-    with open(flash / "agent.log", "w") as log:
-        return subprocess.Popen([micropython_bin, "run.py"], cwd=flash, stdout=log, stderr=subprocess.STDOUT,
-                                env=dict(os.environ, MICROPYPATH=f"{flash}:.frozen"))
-
-
-def _finish(proc, timeout_s: float = 30) -> None:
-    try:
-        proc.wait(timeout_s)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(5)
+    return start_agent(micropython_bin, flash, config, duration_ms, script=COUNTING_AGENT)
 
 
 def tls_config(device: str, port: int, secret: str, **extra) -> dict:
@@ -69,7 +52,7 @@ def test_device_speaks_tls_with_its_pinned_ca_and_readings_arrive_unchanged(micr
     try:
         agent = run_counting_agent(micropython_bin, edge_dir,
                                    tls_config(device, mosquitto.tls_port, secret, ca_path="ca.pem"), 3000)
-        _finish(agent)
+        finish(agent)
         time.sleep(0.3)
     finally:
         watch.stop()
@@ -87,7 +70,7 @@ def test_plain_mqtt_needs_an_explicit_setting(micropython_bin, edge_dir):
     config = tls_config("wtr-tls-0002", 1, "x")
     del config["ca_path"]
     agent = run_counting_agent(micropython_bin, edge_dir, config, 100)
-    _finish(agent)
+    finish(agent)
     log = (edge_dir / "agent.log").read_text()
     assert agent.returncode != 0 and '"tls": false' in log and "ca_path" in log
 
@@ -135,6 +118,6 @@ def test_a_bad_certificate_is_refused_and_reported_once_fixed(case, reason, bad_
         assert births[0]["link_error"] == reason and births[0]["tls"] is True
         wait_for(lambda: watch.telemetry(), timeout_s=5)
     finally:
-        _finish(agent)
+        finish(agent)
         watch.stop()
     assert f"tls: {reason}" in log.read_text()
