@@ -311,13 +311,12 @@ class DeviceLink:
         return None
 
 
-def admin_link(settings: "Settings", user: str | None = None) -> DeviceLink:
+def admin_link(settings: "Settings") -> DeviceLink:
     """The device-admin link, connected, where the settings say: the plain listener, or with
     CITY_DEVICE_ADMIN_MQTT_TLS the TLS listener (production: the broker takes dynamic-security
     commands only there), checking the broker against CITY_DEVICE_CA_FILE."""
     s = settings
-    account = user or s.device_admin_mqtt_user
     if not s.device_admin_mqtt_tls:
-        return DeviceLink(s.mqtt_host, s.mqtt_port, account, s.mqtt_password).start()
+        return DeviceLink(s.mqtt_host, s.mqtt_port, s.device_admin_mqtt_user, s.mqtt_password).start()
     tls = broker_tls_context(s.device_ca_path, s.mqtt_tls_server_name)
-    return DeviceLink(s.mqtt_host, s.mqtt_tls_port, account, s.mqtt_password, tls).start()
+    return DeviceLink(s.mqtt_host, s.mqtt_tls_port, s.device_admin_mqtt_user, s.mqtt_password, tls).start()
