@@ -63,13 +63,14 @@ def replay(fleet: dict, scenario: dict, hours: float) -> tuple[float, int, int]:
     return time.perf_counter() - started, runner.stats.history_readings, runner.stats.messages
 
 
-def live(fleet: dict, scenario: dict, seconds: float) -> tuple[float, int, float]:
+def live(fleet: dict, scenario: dict, seconds: float) -> tuple[float, int, float, float]:
     """Readings/s over a window that starts once every device is connected and ticking;
-    also the seconds the fleet took to connect (every device, TLS handshakes included)."""
+    also the seconds the fleet took to connect (every device, TLS handshakes included) and
+    the CPU seconds this process spent in the window (what the load of others cannot inflate)."""
     options = RunOptions(seed=1, interval_s=1, connect_spread_s=1.0, verbose=False)
     runner = FleetRunner(parse_fleet(fleet), scenario, options)
 
-    async def measure() -> tuple[float, int, float]:
+    async def measure() -> tuple[float, int, float, float]:
         task = asyncio.create_task(runner.run())
         started = time.perf_counter()
         await asyncio.sleep(1.0)
@@ -77,12 +78,12 @@ def live(fleet: dict, scenario: dict, seconds: float) -> tuple[float, int, float
             await asyncio.sleep(0.1)
         connected_s = time.perf_counter() - started
         await asyncio.sleep(2.0)  # every device ticking
-        t0, r0 = time.perf_counter(), runner.stats.readings
+        t0, r0, c0 = time.perf_counter(), runner.stats.readings, time.process_time()
         await asyncio.sleep(seconds)
-        t1, r1 = time.perf_counter(), runner.stats.readings
+        t1, r1, c1 = time.perf_counter(), runner.stats.readings, time.process_time()
         runner.request_stop()
         await task
-        return t1 - t0, r1 - r0, connected_s
+        return t1 - t0, r1 - r0, connected_s, c1 - c0
 
     return asyncio.run(measure())
 
@@ -135,9 +136,10 @@ def measure(fleet: dict, scenario: dict, args: argparse.Namespace, login: tuple[
     """One round over one transport: replay, the paho baseline with the same message count, live."""
     elapsed, readings, messages = replay(fleet, scenario, args.hours)
     paho_s = paho_baseline(port, login[0], login[1], messages, ca_file)
-    live_s, live_readings, connected_s = live(fleet, scenario, args.live_seconds)
+    live_s, live_readings, connected_s, cpu_s = live(fleet, scenario, args.live_seconds)
     return {"replay_rps": readings / elapsed, "replay_mps": messages / elapsed, "paho_mps": messages / paho_s,
-            "live_rps": live_readings / live_s, "connect_s": connected_s}
+            "live_rps": live_readings / live_s, "connect_s": connected_s,
+            "live_cpu_us": cpu_s / max(live_readings, 1) * 1e6}
 
 
 def print_transport(name: str, rounds: list[dict[str, float]], generate_rps: float, devices: int) -> dict:
@@ -147,7 +149,8 @@ def print_transport(name: str, rounds: list[dict[str, float]], generate_rps: flo
         ("fleetsim replay, messages/s", med["replay_mps"], f"paho, one client ({name}), messages/s", med["paho_mps"]),
         ("fleetsim live, readings/s", med["live_rps"], "target: 1/s per device", float(devices)),
     ]
-    print(f"\n{name}: the fleet connected in {med['connect_s']:.1f} s (median)")
+    print(f"\n{name}: the fleet connected in {med['connect_s']:.1f} s; live, {med['live_cpu_us']:.0f} µs of this "
+          "process's CPU a reading (medians)")
     print(f"{'measure':34} {'value':>12}   {'baseline':36} {'value':>12} {'ratio':>7}")
     for label, value, base_name, base in rows:
         print(f"{label:34} {value:12.0f}   {base_name:36} {base:12.0f} {value / base:7.2f}")
@@ -158,7 +161,8 @@ def print_tls_against_plain(plain: dict, tls: dict) -> None:
     print("\nTLS against plain, same broker, same run (medians; ratio = TLS / plain)")
     print(f"{'measure':34} {'plain':>12} {'TLS':>12} {'ratio':>7}")
     for key, label in (("replay_rps", "fleetsim replay, readings/s"), ("live_rps", "fleetsim live, readings/s"),
-                       ("paho_mps", "paho one client, messages/s"), ("connect_s", "fleet connect, s")):
+                       ("paho_mps", "paho one client, messages/s"), ("connect_s", "fleet connect, s"),
+                       ("live_cpu_us", "live, CPU µs a reading (one a message)")):
         print(f"{label:34} {plain[key]:12.1f} {tls[key]:12.1f} {tls[key] / plain[key]:7.2f}")
 
 
