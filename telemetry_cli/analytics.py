@@ -2,19 +2,19 @@
 
 import json
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from analytics.config import DEFAULT_PARAMS
 from analytics.csvscore import CsvError, score_file
 from analytics.evaluate import evaluate_fleet
 from analytics.rescore import RescoreError, parse_overrides, rescore
-from telemetry_cli.common import EXIT_INVALID, EXIT_UNAVAILABLE, say
+from telemetry_cli.common import EXIT_INVALID, EXIT_UNAVAILABLE, local_time, number, say, zone_abbreviation
 from telemetry_shared.influx import InfluxError, InfluxQL, InfluxUnavailable
 from telemetry_shared.settings import get_settings
 
@@ -34,10 +34,11 @@ def score(
     try:
         scores = score_file(source, out)
     except CsvError as exc:
-        err.print(f"[red]cannot score {source}:[/red] {exc}", highlight=False)
+        err.print(f"[red]{escape(say('analytics.cannot_score', path=source))}[/red] {escape(str(exc))}",
+                  highlight=False)
         raise typer.Exit(2) from exc
     except OSError as exc:
-        err.print(f"[red]cannot write {out}:[/red] {exc.strerror or exc}")
+        err.print(f"[red]{escape(say('cli.cannot_write', path=out))}[/red] {escape(str(exc.strerror or exc))}")
         raise typer.Exit(2) from exc
     summary = {
         "rows": int(scores.size),
@@ -48,10 +49,11 @@ def score(
     if as_json:
         print(json.dumps(summary))
         return
-    table = Table(title=f"Scored {source}")
-    for column in ("rows", "rows above 0.8", "max score", "written to"):
-        table.add_column(column)
-    table.add_row(str(summary["rows"]), str(summary["rows_above_0.8"]), f"{summary['max_score']:.3f}", str(out))
+    table = Table(title=say("analytics.scored", path=source))
+    for column in ("rows", "rows_above", "max_score", "written_to"):
+        table.add_column(say(f"analytics.col.{column}"))
+    table.add_row(number(summary["rows"], 0), number(summary["rows_above_0.8"], 0), number(summary["max_score"], 3),
+                  str(out))
     console.print(table)
 
 
@@ -67,9 +69,9 @@ def evaluate(
 ) -> None:
     """Detection quality against the simulator's labels: precision, recall, F1 and delay per fault type."""
     if warmup_hours >= hours:
-        err.print("[red]--warmup-hours must be shorter than --hours[/red]")
+        err.print(f"[red]{say('analytics.warmup_too_long')}[/red]")
         raise typer.Exit(2)
-    with console.status("evaluating") as status:
+    with console.status(say("analytics.evaluating")) as status:
         result = evaluate_fleet(devices, hours, interval_s, seed, warmup_hours,
                                 on_stage=lambda stage: status.update(stage))
     if labels_out is not None:
@@ -83,22 +85,19 @@ def evaluate(
         print(json.dumps({"devices": result.devices, "steps": result.steps, "step_s": result.step_ms / 1000,
                           "faults": [vars(row) for row in result.rows]}))
         return
-    table = Table(title=f"Detection against fleetsim labels: {result.devices} devices, {hours:g} h at "
-                        f"{interval_s:g} s (first {warmup_hours:g} h not counted)")
-    table.add_column("fault", no_wrap=True)
-    for column in ("faults", "found", "alerts/fault", "false", "P", "R", "F1", "delay min"):
-        table.add_column(column, justify="right", no_wrap=True)
+    table = Table(title=say("analytics.evaluate_title", devices=result.devices, hours=f"{hours:g}",
+                            interval=f"{interval_s:g}", warmup=f"{warmup_hours:g}"))
+    table.add_column(say("analytics.col.fault"), no_wrap=True)
+    for column in ("faults", "found", "per_fault", "false", "p", "r", "f1", "delay"):
+        table.add_column(say(f"analytics.col.{column}"), justify="right", no_wrap=True)
     for row in result.rows:
-        delay = "-" if row.median_delay_steps is None else f"{row.median_delay_steps * interval_s / 60:.1f}"
-        per_fault = f"{row.alerts / row.detected:.1f}" if row.detected else "-"
+        delay = "-" if row.median_delay_steps is None else number(row.median_delay_steps * interval_s / 60, 1)
+        per_fault = number(row.alerts / row.detected, 1) if row.detected else "-"
         table.add_row(row.fault, str(row.labelled), str(row.detected), per_fault, str(row.false_alarms),
-                      f"{row.precision:.2f}", f"{row.recall:.2f}", f"{row.f1:.2f}", delay,
+                      number(row.precision, 2), number(row.recall, 2), number(row.f1, 2), delay,
                       style="bold" if row.fault == "all" else None)
     Console(width=max(console.width, 100)).print(table)  # a table of numbers is not squeezed into 80 columns
-    console.print("faults: labelled; found: detected; alerts/fault: alerts per detected fault; false: false alarms "
-                  "on the kinds the fault hits; P = found / (found + false); R = found / faults; delay: median "
-                  "from the fault's start to its first alert. Alerts on a fault that began in the warm-up are "
-                  "left out.")
+    console.print(say("analytics.evaluate_legend"))
 
 
 def rescore_command(
@@ -119,37 +118,32 @@ def rescore_command(
                                                               time_zone=settings.local_zone))
         client = InfluxQL.from_settings(settings)
         try:
-            with console.status(f"reading {kind} from {settings.influx_url}"):
+            with console.status(say("analytics.reading", kind=kind, url=settings.influx_url)):
                 alerts = rescore(client, kind, since, device, metric, params, include_hist)
         finally:
             client.close()
     except RescoreError as exc:
-        err.print(f"[red]cannot rescore:[/red] {exc}", highlight=False)
+        err.print(f"[red]{say('analytics.cannot_rescore')}[/red] {escape(str(exc))}", highlight=False)
         raise typer.Exit(2) from exc
     except InfluxError as exc:
-        err.print(f"[red]InfluxDB at {settings.influx_url}:[/red] {exc}", highlight=False)
+        err.print(f"[red]{escape(say('cli.influx_at', url=settings.influx_url))}[/red] {escape(str(exc))}",
+                  highlight=False)
         raise typer.Exit(EXIT_UNAVAILABLE if isinstance(exc, InfluxUnavailable) else EXIT_INVALID) from exc
     if as_json:
         print(json.dumps([vars(a) for a in alerts]))
         return
-    offset = timedelta(hours=settings.utc_offset_hours)
-
-    def local(t_ms: int) -> str:
-        return (datetime.fromtimestamp(t_ms / 1000, UTC) + offset).strftime("%m-%d %H:%M")
-
-    table = Table(title=f"{len(alerts)} alerts the rules would have raised on {kind} over the last {since} "
-                        f"(local time, UTC{settings.utc_offset_hours:+d})")
-    extra = ("opened on",) if include_hist else ()  # without --include-hist every alert opened live
+    table = Table(title=say("analytics.rescore_title", n=len(alerts), kind=kind, since=since,
+                            zone=zone_abbreviation()))
+    extra = ("opened_on",) if include_hist else ()  # without --include-hist every alert opened live
     for column in ("device", "metric", "rule", "severity", "from", "to", "peak", *extra):
-        table.add_column(column, no_wrap=True)
+        table.add_column(say(f"analytics.col.{column}"), no_wrap=True)
     for a in alerts:
-        opened = ("backfill" if a.hist else "live",) if include_hist else ()
-        table.add_row(a.device, a.metric, a.rule, a.severity, local(a.start_ms), local(a.end_ms), f"{a.peak:.2f}",
-                      *opened)
+        opened = (say("analytics.backfill") if a.hist else say("analytics.live"),) if include_hist else ()
+        table.add_row(a.device, a.metric, a.rule, a.severity, local_time(a.start_ms, short=True),
+                      local_time(a.end_ms, short=True), number(a.peak, 2), *opened)
     Console(width=max(console.width, 100)).print(table)
     if not include_hist:
-        console.print("Backfilled readings (hist) fed the baselines but opened no alert, as live; "
-                      "--include-hist scores them too.")
+        console.print(say("analytics.hist_note"))
 
 
 def register(app: typer.Typer) -> None:

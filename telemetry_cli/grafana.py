@@ -30,7 +30,7 @@ JsonFlag = Annotated[bool, typer.Option("--json", help=say("grafana.help2"))]
 def _table(title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> Table:
     table = Table(title=title)
     for column in columns:
-        table.add_column(column)
+        table.add_column(say(f"grafana.col.{column}"))
     for row in rows:
         table.add_row(*row)
     return table
@@ -48,19 +48,20 @@ def generate(
         if as_json:
             print(json.dumps({"stale": stale}))
         elif stale:
-            err.print(f"[red]stale[/red] in {out}: {', '.join(stale)} — run `city grafana generate`")
+            err.print(f"[red]{escape(say('grafana.stale', path=out, files=', '.join(stale)))}[/red]")
         else:
-            console.print(f"{out}: all dashboards current")
+            console.print(escape(say("grafana.current", path=out)))
         raise typer.Exit(1 if stale else 0)
     try:
         outcome = write_all(out)
     except OSError as exc:
-        err.print(f"[red]cannot write {out}:[/red] {exc.strerror or exc}")
+        err.print(f"[red]{escape(say('cli.cannot_write', path=out))}[/red] {escape(str(exc.strerror or exc))}")
         raise typer.Exit(1) from exc
     if as_json:
         print(json.dumps(outcome, sort_keys=True))
         return
-    console.print(_table(f"Dashboards in {out}", ("file", "result"), sorted(outcome.items())))
+    console.print(_table(say("grafana.dashboards_in", path=out), ("file", "result"),
+                         sorted((name, say(f"grafana.result.{result}")) for name, result in outcome.items())))
 
 
 @app.command("sync", help=say("grafana.sync_command.help"))
@@ -82,17 +83,18 @@ def sync_command(
         api = connect(url or settings.grafana_url, settings.grafana_token, settings.grafana_user,
                       settings.grafana_password, timeout_s=10)
         try:
-            with console.status("syncing with Grafana…", spinner="dots") if not as_json else nullcontext():
+            with console.status(say("grafana.syncing"), spinner="dots") if not as_json else nullcontext():
                 changes = sync(api, datasource, boards, folder_uid=folder, reset_secrets=reset_secrets)
         finally:
             api.close()
     except SyncError as exc:
-        err.print(f"[red]grafana sync failed:[/red] {escape(str(exc))}")
+        err.print(f"[red]{say('grafana.sync_failed')}[/red] {escape(str(exc))}")
         raise typer.Exit(SYNC_EXIT[exc.kind]) from exc
     if as_json:
         print(json.dumps([{"what": c.what, "name": c.name, "action": c.action} for c in changes]))
         return
-    console.print(_table("Grafana sync", ("what", "name", "result"), [(c.what, c.name, c.action) for c in changes]))
+    console.print(_table(say("grafana.sync_title"), ("what", "name", "result"),
+                         [(say(f"grafana.what.{c.what}"), c.name, say(f"grafana.result.{c.action}")) for c in changes]))
     changed = sum(c.action != "unchanged" for c in changes)
-    console.print(f"{changed} changed, {len(changes) - changed} unchanged")
+    console.print(say("grafana.changed", changed=changed, unchanged=len(changes) - changed))
 

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from ingest.retire import RetireError, retire
-from telemetry_cli.common import EXIT_INVALID, EXIT_UNAVAILABLE, JsonFlag, fail, load_settings, out, say
+from telemetry_cli.common import EXIT_INVALID, EXIT_UNAVAILABLE, JsonFlag, fail, load_settings, number, out, say
 from telemetry_shared.broker import MAX_SERVICE_INSTANCES
 
 app = typer.Typer(help=say("ingest.help1"), no_args_is_help=True)
@@ -30,7 +30,7 @@ def retire_worker(
     Mosquitto keeps queueing a stopped member's share of the shared subscription until its
     session is ended, which is what this does after storing what it held."""
     if not 0 <= instance < MAX_SERVICE_INSTANCES:
-        fail(f"the worker number is 0 to {MAX_SERVICE_INSTANCES - 1}", EXIT_INVALID)
+        fail(say("ingest.bad_instance", last=MAX_SERVICE_INSTANCES - 1), EXIT_INVALID)
     settings = load_settings()
     try:
         done = retire(settings, instance, quiet_s, timeout_s)
@@ -39,5 +39,5 @@ def retire_worker(
     if as_json:
         print(json.dumps(done.__dict__))
         return
-    out.print(f"retired {done.worker_id}: {done.messages} messages drained, {done.points} points written, "
-              f"{done.dead_letters} dead letters; its broker session is ended")
+    out.print(say("ingest.retired", worker=done.worker_id, messages=number(done.messages, 0),
+                  points=number(done.points, 0), dead=number(done.dead_letters, 0)))

@@ -3,7 +3,7 @@ registered here, so a newcomer finds `city device ...` in telemetry_cli/device.p
 
 import typer
 
-from telemetry_cli import analytics, apikey, deadletter, device, grafana, ingest, rollup, score_eval, up
+from telemetry_cli import analytics, apikey, common, deadletter, device, grafana, ingest, rollup, score_eval, up
 from telemetry_cli import simulate as simulate_cmd
 from telemetry_cli.common import say
 
@@ -13,7 +13,8 @@ app = typer.Typer(help=say("main.help1"), no_args_is_help=True,
 
 @app.callback()
 def _root() -> None:
-    """Keeps `city` a group of commands even while it has only one."""
+    """Keeps `city` a group of commands even while it has only one; each command starts in the user's language."""
+    common.neutral(False)
 
 
 app.command("up", help=say("main.help8"))(up.up)

@@ -13,7 +13,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from ingest.rollup import ROLLUP_RP, ensure_retention, retention_policies, run_rollup
-from telemetry_cli.common import EXIT_UNAVAILABLE, JsonFlag, err, fail, load_settings, out, say
+from telemetry_cli.common import EXIT_UNAVAILABLE, JsonFlag, err, fail, load_settings, local_time, number, out, say
 from telemetry_shared.influx import InfluxError, InfluxQL, V1Writer
 from telemetry_shared.settings import Settings
 
@@ -34,11 +34,10 @@ def _once(s: Settings, lookback_h: int, as_json: bool) -> None:
     start_ms = now_ms - lookback_h * 3_600_000
     try:
         if ROLLUP_RP not in retention_policies(influx):
-            fail(f"no retention policy {ROLLUP_RP!r} on {s.influx_db}: run `city rollup retention` "
-                  "(with an admin account) first", EXIT_UNAVAILABLE)
+            fail(say("rollup.no_policy", policy=repr(ROLLUP_RP), db=s.influx_db), EXIT_UNAVAILABLE)
         reports = []
         with Progress(console=err, transient=True, disable=as_json) as progress:
-            task = progress.add_task("rolling up", total=2)
+            task = progress.add_task(say("rollup.rolling_up"), total=2)
             for period in ("1h", "1d"):
                 reports.append(run_rollup(influx, writer, period, start_ms, now_ms, s.utc_offset_hours))
                 progress.advance(task)
@@ -51,12 +50,11 @@ def _once(s: Settings, lookback_h: int, as_json: bool) -> None:
     if as_json:
         print(json.dumps({"data": rows, "count": len(rows)}))
         return
-    table = Table(title=f"Rollups written to {s.influx_db}.{ROLLUP_RP}")
-    for column in ("period", "from (UTC)", "to (UTC)", "points"):
-        table.add_column(column)
+    table = Table(title=say("rollup.written_to", where=f"{s.influx_db}.{ROLLUP_RP}"))
+    for column in ("period", "from", "to", "points"):
+        table.add_column(say(f"rollup.col.{column}"))
     for r in rows:
-        table.add_row(r["period"], time.strftime("%Y-%m-%d %H:%M", time.gmtime(r["start_ms"] / 1000)),
-                      time.strftime("%Y-%m-%d %H:%M", time.gmtime(r["end_ms"] / 1000)), str(r["points"]))
+        table.add_row(r["period"], local_time(r["start_ms"]), local_time(r["end_ms"]), number(r["points"], 0))
     out.print(table)
 
 
@@ -93,9 +91,9 @@ def retention(as_json: JsonFlag = False) -> None:
     if as_json:
         print(json.dumps({"data": [{"name": k, "duration": v} for k, v in policies.items()], "count": len(policies)}))
         return
-    table = Table(title=f"Retention policies of {s.influx_db}")
-    table.add_column("policy")
-    table.add_column("keeps data for")
+    table = Table(title=say("rollup.policies_of", db=s.influx_db))
+    table.add_column(say("rollup.col.policy"))
+    table.add_column(say("rollup.col.keeps"))
     for name, duration in policies.items():
-        table.add_row(name, "ever" if duration == "0s" else duration)
+        table.add_row(name, say("rollup.ever") if duration == "0s" else duration)
     out.print(table)

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from analytics.csvscore import CsvError
 from analytics.labelled import LabelError, Metrics, Report, evaluate, load
-from telemetry_cli.common import EXIT_INVALID, EXIT_NOT_FOUND, JsonFlag, err, fail, out, say
+from telemetry_cli.common import EXIT_INVALID, EXIT_NOT_FOUND, JsonFlag, err, fail, number, out, say
 
 
 def score_eval(
@@ -26,7 +26,7 @@ def score_eval(
     """Score each file as `city score` does and compare with the labelled anomaly windows."""
     for path in [*sources, *([windows] if windows is not None else [])]:
         if not path.exists():
-            fail(f"{path}: no such file", EXIT_NOT_FOUND)
+            fail(say("cli.no_such_file", path=path), EXIT_NOT_FOUND)
         if not path.is_file():
             fail(f"{path}: not a file", EXIT_INVALID)
     try:
@@ -53,45 +53,41 @@ def _load_with_progress(sources: list[Path], label_column: str, windows: Path | 
 
 
 def _cell(x: float | None, digits: int = 2) -> str:
-    return "-" if x is None else f"{x:.{digits}f}"
+    return "-" if x is None else number(x, digits)
 
 
 def _row(name: str, m: Metrics) -> list[str]:
-    return [name, f"{m.rows:,}", str(m.windows), str(m.found), str(m.false_episodes), _cell(m.precision),
+    return [name, number(m.rows, 0), str(m.windows), str(m.found), str(m.false_episodes), _cell(m.precision),
             _cell(m.recall), _cell(m.f1), _cell(m.median_delay, 1)]
 
 
 def _print(report: Report) -> None:
-    table = Table(title=f"Labelled windows found at threshold {report.threshold:g} "
-                        f"(tolerance {report.tolerance} rows after a window)")
-    table.add_column("file", overflow="fold")
-    for column in ("rows", "windows", "found", "false", "P", "R", "F1", "delay rows"):
-        table.add_column(column, justify="right", no_wrap=True)
+    table = Table(title=say("score_eval.title", threshold=f"{report.threshold:g}", tolerance=report.tolerance))
+    table.add_column(say("score_eval.col.file"), overflow="fold")
+    for column in ("rows", "windows", "found", "false", "p", "r", "f1", "delay"):
+        table.add_column(say(f"score_eval.col.{column}"), justify="right", no_wrap=True)
     for name, metrics in report.files:
         table.add_row(*_row(Path(name).name, metrics))
-    table.add_row(*_row("total", report.total), style="bold")
+    table.add_row(*_row(say("score_eval.total"), report.total), style="bold")
     console = Console(width=max(out.width, 100))  # a table of numbers is not squeezed into 80 columns
     console.print(table)
-    console.print("windows: labelled anomalies; found: a score >= the threshold inside the window or within the "
-                  "tolerance after it; false: alarm episodes (runs of alarmed rows) away from every window; "
-                  "P = found / (found + false); R = found / windows; delay: median rows from a window's start "
-                  "to its first alarm.")
+    console.print(say("score_eval.legend"))
     best = next((m for t, m in report.sweep if t == report.best_threshold), None)
     if best is None:
-        console.print("No labelled windows: nothing to find; the false alarms above are the whole answer.")
+        console.print(say("score_eval.no_windows"))
     else:
-        console.print(f"Best threshold over all files: [bold]{report.best_threshold:g}[/bold] "
-                      f"(F1 {_cell(best.f1)}, P {_cell(best.precision)}, R {_cell(best.recall)}, "
-                      f"{best.false_episodes} false); at {report.threshold:g}: F1 {_cell(report.total.f1)}.")
+        console.print(say("score_eval.best", best=f"[bold]{report.best_threshold:g}[/bold]", f1=_cell(best.f1),
+                          p=_cell(best.precision), r=_cell(best.recall), false=best.false_episodes,
+                          threshold=f"{report.threshold:g}", total_f1=_cell(report.total.f1)))
     ours, baseline = report.row_wise, report.baseline_row_wise
     if ours is not None:
-        line = (f"Row-wise score (NAB standard profile, 100 perfect, 0 never firing): [bold]{ours.score:.1f}[/bold] "
-                f"at {ours.threshold:.4g} ({ours.found}/{ours.windows} windows, {ours.false_rows} false rows)")
+        line = say("score_eval.row_wise", score=f"[bold]{number(ours.score, 1)}[/bold]",
+                   threshold=f"{ours.threshold:.4g}", found=ours.found, windows=ours.windows, false=ours.false_rows)
         if baseline is not None:
-            line += f"; windowed Gaussian baseline {baseline.score:.1f} at {baseline.threshold:.4g}"
+            line += say("score_eval.baseline", score=number(baseline.score, 1), threshold=f"{baseline.threshold:.4g}")
         console.print(line + ".")
     if report.unused_windows:
-        console.print(f"{report.unused_windows} windows name files not given here: not counted.")
+        console.print(say("score_eval.unused", n=report.unused_windows))
 
 
 def register(app: typer.Typer) -> None:

@@ -17,10 +17,11 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 from edge import contract
-from telemetry_cli.common import EXIT_INVALID, EXIT_UNAVAILABLE, say
+from telemetry_cli.common import EXIT_INVALID, EXIT_UNAVAILABLE, number, say
 from telemetry_shared.influx import InfluxError, InfluxQL
 from telemetry_shared.localstack import LocalStack, StackNotRunning
 from telemetry_shared.settings import get_settings
@@ -49,7 +50,7 @@ def simulate(
 
     for name, value in (("--hours", hours), ("--speed", speed), ("--duration", duration), ("--interval", interval)):
         if value is not None and not math.isfinite(value):
-            console.print(f"[red]{name} must be a finite number[/]")
+            console.print(f"[red]{say('simulate.not_finite', name=name)}[/]")
             raise typer.Exit(2)
     settings = get_settings()
     try:
@@ -62,7 +63,7 @@ def simulate(
     work.mkdir(parents=True, exist_ok=True)
     labels_path = labels or work / "labels.csv"
     specs = fleetsim.plan_fleet(scenario_data, devices, seed, tag=ID_TAG)
-    with console.status(f"registering {len(specs)} devices and their broker passwords ..."):
+    with console.status(say("simulate.registering", n=len(specs))):
         passwords = stack.add_devices(specs)
         time.sleep(1.0)  # Mosquitto re-reads its password file on the SIGHUP add_devices sent
     fleet = {"devices": [s | {"password": passwords[s["id"]]} for s in specs],
@@ -99,13 +100,14 @@ async def _run_with_progress(runner, quiet: bool) -> None:
 
 def _progress_line(runner) -> str:
     stats, total = runner.stats, len(runner.sims)
-    line = (f"[bold]{stats.connected}[/]/{total} connected  {stats.messages} messages  "
-            f"{stats.readings} readings  {stats.malformed} malformed")
+    line = say("simulate.progress", connected=f"[bold]{stats.connected}[/]", total=total,
+               messages=number(stats.messages, 0), readings=number(stats.readings, 0),
+               malformed=number(stats.malformed, 0))
     if runner.hist_start_ms < runner.live_start_ms:
         span = runner.live_start_ms - runner.hist_start_ms
         done = min(1.0, (runner.virtual_now_ms() - runner.hist_start_ms) / span)
-        line += f"  history {done:5.1%} ({stats.history_done}/{total} devices done)"
-    return line + "  (Ctrl-C stops)"
+        line += say("simulate.history", pct=number(done * 100, 1), done=stats.history_done, total=total)
+    return line + say("simulate.ctrl_c")
 
 
 def _stored_per_kind(stack: LocalStack, specs: list[dict], since_ms: int, sent: int) -> dict[str, int]:
@@ -117,14 +119,14 @@ def _stored_per_kind(stack: LocalStack, specs: list[dict], since_ms: int, sent: 
     try:
         while True:
             for kind in contract.KINDS:
-                rows = influx.rows(f'SELECT count(seq) FROM "{kind}" WHERE device =~ {regex} '
+                rows = influx.rows(f'SELECT count(seq) FROM "{kind}" WHERE device =~ {regex} '  # not for people
                                    f"AND time >= {(since_ms - 3_600_000) * 1_000_000}")
                 counts[kind] = int(rows[0]["count"]) if rows else 0
             if sum(counts.values()) >= sent or time.monotonic() > deadline:
                 return counts
             time.sleep(1.0)
     except InfluxError as exc:
-        console.print(f"[yellow]could not read InfluxDB: {exc}[/]")
+        console.print(f"[yellow]{escape(say('simulate.influx_unreadable', error=exc))}[/]")
         return counts
     finally:
         influx.close()
@@ -135,16 +137,15 @@ def _report(runner, stored: dict[str, int], labels_path: Path, as_json: bool) ->
     if as_json:
         print(json.dumps(summary))
         return
-    table = Table(title="city simulate")
-    table.add_column("kind")
-    table.add_column("devices", justify="right")
-    table.add_column("points stored", justify="right")
+    table = Table(title="city simulate")  # not for people: the command's name
+    table.add_column(say("simulate.col.kind"))
+    table.add_column(say("simulate.col.devices"), justify="right")
+    table.add_column(say("simulate.col.stored"), justify="right")
     for kind in contract.KINDS:
-        table.add_row(kind, str(sum(1 for s in runner.sims if s.kind == kind)), str(stored.get(kind, 0)))
+        table.add_row(kind, number(sum(1 for s in runner.sims if s.kind == kind), 0), number(stored.get(kind, 0), 0))
     console.print(table)
-    console.print(f"{summary['messages']} messages, {summary['readings']} readings sent "
-                  f"({summary['history_readings']} history), {summary['malformed']} malformed on purpose, "
-                  f"{summary['faults']} faults planned; labels: {labels_path}")
+    console.print(say("simulate.summary", messages=number(summary["messages"], 0),
+                      readings=number(summary["readings"], 0), history=number(summary["history_readings"], 0),
+                      malformed=number(summary["malformed"], 0), faults=summary["faults"], labels=labels_path))
     if runner.hist_start_ms < runner.live_start_ms and summary["history_done"] < summary["devices"]:
-        console.print(f"[yellow]the history replay was cut short: {summary['history_done']} of "
-                      f"{summary['devices']} devices replayed all of it (a longer --duration lets it finish)[/]")
+        console.print(f"[yellow]{say('simulate.history_cut', done=summary['history_done'], n=summary['devices'])}[/]")

@@ -13,6 +13,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from telemetry_cli.common import say
+
 FIRST_DELAY_S = 1.0
 MAX_DELAY_S = 30.0
 STABLE_AFTER_S = 60.0  # a run this long resets the backoff
@@ -73,12 +75,12 @@ class Supervisor:
                 service.delay_s = backoff(service.delay_s, ran_s) if service.restarts else FIRST_DELAY_S
                 service.restart_at = now + service.delay_s
                 service.last_exit = code
-                events.append(f"{service.name} exited ({code}) after {ran_s:.0f} s; "
-                              f"restarting in {service.delay_s:.0f} s")
+                events.append(say("up.exited_after", name=service.name, code=code, ran=f"{ran_s:.0f}",
+                                  delay=f"{service.delay_s:.0f}"))
             elif code is not None and now >= service.restart_at:
                 service.restarts += 1
                 self._start(service)
-                events.append(f"{service.name} restarted (#{service.restarts})")
+                events.append(say("up.restarted_n", name=service.name, n=service.restarts))
         return events
 
     def status(self) -> list[str]:
@@ -87,9 +89,10 @@ class Supervisor:
         now = time.monotonic()
         for s in self.services.values():
             if s.restart_at is not None:
-                lines.append(f"{s.name} exited ({s.last_exit}), restarting in {max(0.0, s.restart_at - now):.0f} s")
+                delay = f"{max(0.0, s.restart_at - now):.0f}"
+                lines.append(say("up.exited", name=s.name, code=s.last_exit, delay=delay))
             elif s.restarts:
-                lines.append(f"{s.name} restarted {s.restarts}x (last exit {s.last_exit})")
+                lines.append(say("up.restarted_times", name=s.name, n=s.restarts, code=s.last_exit))
         return lines
 
     def running(self) -> list[subprocess.Popen]:

@@ -22,11 +22,12 @@ from pathlib import Path
 import typer
 from rich.console import Console, Group
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
 from edge import contract
-from telemetry_cli.common import say
+from telemetry_cli.common import number, say
 from telemetry_cli.supervisor import Supervisor
 from telemetry_shared import broker
 from telemetry_shared.influx import InfluxError, InfluxQL
@@ -49,7 +50,7 @@ def _port_or_free(preferred: int) -> int:
             return preferred
         except OSError:
             port = free_port()
-    console.print(f"[yellow]port {preferred} is busy; using {port}[/]")
+    console.print(f"[yellow]{say('up.port_busy', preferred=preferred, port=port)}[/]")
     return port
 
 
@@ -91,7 +92,7 @@ class City:
             users |= broker_entries(registry)
         finally:
             registry.close()
-        console.print("starting Mosquitto and influxd ...")
+        console.print(say("up.starting"))
         self.tls = ensure_local_ca(self.data_dir / "tls")  # made on first start, kept after
         self.mosquitto = Mosquitto(self.data_dir / "mosquitto", _port_or_free(settings.mqtt_port), users=users,
                                    tls=(self.tls.server_crt, self.tls.server_key),
@@ -115,6 +116,7 @@ class City:
             from api.auth import KeyStore
             from api.db import ApiDb
 
+            # not for people: the key's name in the audit trail
             created = KeyStore(ApiDb(get_settings().api_db_file)).create("local admin", "admin")
             path.write_text(created.key)
             os.chmod(path, 0o600)
@@ -150,7 +152,8 @@ class City:
         retention = subprocess.run([py, "-m", "telemetry_cli.main", "rollup", "retention"], env=os.environ | env,
                                    cwd=ROOT, capture_output=True, text=True, timeout=60)
         if retention.returncode != 0:
-            console.print(f"[yellow]retention policies not set: {retention.stdout}{retention.stderr}[/]")
+            output = retention.stdout + retention.stderr
+            console.print(f"[yellow]{escape(say('up.no_retention', output=output))}[/]")
         # One ingest worker per core (up to 4) sharing the subscription, unless CITY_INGEST_WORKERS says.
         workers = int(os.environ.get("CITY_INGEST_WORKERS") or min(4, os.cpu_count() or 1))
         for i in range(workers):
@@ -174,7 +177,7 @@ class City:
         try:
             find_binary("micropython")
         except MissingBinary as exc:
-            console.print(f"[yellow]{exc}; no MicroPython agents[/]")
+            console.print(f"[yellow]{escape(say('up.no_micropython', error=exc))}[/]")
             return []
         city = get_settings().city
         specs = []
@@ -205,25 +208,27 @@ class City:
     # ------------------------------------------------------------ status and stop
 
     def status_table(self, influx: InfluxQL) -> Group:
-        table = Table(title=f"{get_settings().city_name}: the last minute", expand=False)
-        for column in ("kind", "samples/min", "devices"):
-            table.add_column(column)
+        table = Table(title=say("up.last_minute", city=get_settings().city_name), expand=False)
+        for column in ("kind", "per_min", "devices"):
+            table.add_column(say(f"up.col.{column}"))
         try:
             for kind in contract.KINDS:
+                # not for people: InfluxQL
                 rows = influx.rows(f'SELECT count("seq") AS n FROM "{kind}" WHERE time > now() - 1m')
+                # not for people: InfluxQL
                 devices = influx.series(f'SHOW TAG VALUES FROM "{kind}" WITH KEY = "device"')
                 n_devices = len(devices[0]["values"]) if devices else 0
-                table.add_row(kind, str(rows[0]["n"] if rows else 0), str(n_devices))
+                table.add_row(kind, number(rows[0]["n"] if rows else 0, 0), number(n_devices, 0))
         except InfluxError as exc:
             table.add_row("InfluxDB", f"[red]{exc}[/]", "")
-        lines = [f"control room {self.stack.api_url}/control-room   MQTT 127.0.0.1:{self.stack.mqtt_port}   "
-                 f"InfluxDB {self.stack.influx_url}", f"logs in {self.data_dir}/*.log"]
+        lines = [say("up.where", control_room=f"{self.stack.api_url}/control-room", mqtt=self.stack.mqtt_port,
+                     influx=self.stack.influx_url), say("up.logs", path=f"{self.data_dir}/*.log")]
         lines += [f"[yellow]{line}[/]" for line in self.supervisor.status()]
         return Group(table, *(Text.from_markup(line) for line in lines))
 
     def stop(self) -> None:
         for name in self.supervisor.stop_all(signal.SIGTERM, timeout_s=20):
-            console.print(f"[yellow]{name} did not stop in time; killed[/]")
+            console.print(f"[yellow]{say('up.killed', name=name)}[/]")
         for server in (self.influxd, self.mosquitto):
             if server:
                 server.stop()
@@ -252,8 +257,9 @@ def up(
     try:
         city.start()
         influx = InfluxQL(city.stack.influx_url, settings.influx_db)
-        console.print(f"[green]the city is up[/]: control room at {city.stack.api_url}/control-room - Ctrl-C stops it")
-        console.print(f"sign in with the admin key in {city.data_dir}/admin-key: {city.operator_key()}")
+        console.print(f"[green]{say('up.is_up')}[/]: "
+                      + say("up.control_room_at", url=f"{city.stack.api_url}/control-room"))
+        console.print(say("up.sign_in", path=f"{city.data_dir}/admin-key", key=city.operator_key()))
         started = time.monotonic()
         with Live(city.status_table(influx), console=console, refresh_per_second=1,
                   transient=not sys.stderr.isatty()) as live:
@@ -266,6 +272,6 @@ def up(
         console.print(f"[red]{exc}[/]")
         raise typer.Exit(1) from exc
     finally:
-        console.print("stopping the city ...")
+        console.print(say("up.stopping"))
         city.stop()
-    console.print("stopped cleanly")
+    console.print(say("up.stopped"))

@@ -5,6 +5,7 @@ no help text written in the code, every command's and option's help in the langu
 import ast
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -88,3 +89,52 @@ def test_no_help_text_is_written_in_the_code():
                 for dec in node.decorator_list:
                     if isinstance(dec, ast.Call) and getattr(dec.func, "attr", "") == "command":
                         assert any(k.arg == "help" for k in dec.keywords), f"{path.name}: {node.name} has no help="
+
+
+SENTENCE = re.compile(r"[A-Za-z]{2,}\s+[A-Za-z]{2,}")  # two words: text someone would have to translate
+MARKER = "not for people"  # on a statement (or the line above it): InfluxQL, board code, ids in --json
+
+
+def _hard_coded(path: Path) -> list[str]:
+    """String literals with words in them outside say(...) calls and docstrings."""
+    source = path.read_text()
+    lines = source.splitlines()
+    tree = ast.parse(source)
+    skip: set[int] = set()
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(body, list) and body and isinstance(body[0], ast.Expr) and \
+                isinstance(body[0].value, ast.Constant):
+            skip.add(id(body[0].value))  # a docstring is for us
+        if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "say":
+            skip |= {id(sub) for sub in ast.walk(node)}
+        simple = isinstance(node, ast.stmt) and not hasattr(node, "body")  # not a def, if, for, with, ...
+        if simple and any(MARKER in line for line in lines[max(0, node.lineno - 2):node.end_lineno]):
+            skip |= {id(sub) for sub in ast.walk(node)}
+    found = []
+    for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
+        if isinstance(node, ast.JoinedStr):
+            skip |= {id(part) for part in node.values}
+            text = "".join(part.value if isinstance(part, ast.Constant) else " " for part in node.values)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            text = node.value
+        else:
+            continue
+        if SENTENCE.search(re.sub(r"\[/?[a-z ]*\]", " ", text)):  # rich markup is not words
+            found.append(f"{path.name}:{node.lineno}: {text[:60]!r}")
+    return found
+
+
+def test_no_message_is_written_in_the_code():
+    """Every sentence the CLI prints comes through say() from the catalogues (like the pages' test)."""
+    found = [hit for path in sorted(CLI.glob("*.py")) for hit in _hard_coded(path)]
+    assert found == [], "text written in the code, not in telemetry_cli/i18n:\n" + "\n".join(found)
+
+
+def test_the_scanner_finds_a_hard_coded_message(tmp_path):
+    sample = tmp_path / "sample.py"
+    sample.write_text('def f():\n    """A docstring is fine."""\n    fail(f"no such device {x}", 3)\n'
+                      '    say("device.ok")\n    q = f"SELECT x FROM y"  # not for people\n')
+    assert _hard_coded(sample) == ["sample.py:3: 'no such device  '"]

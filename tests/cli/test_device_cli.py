@@ -153,3 +153,23 @@ def test_the_cli_speaks_indonesian_when_the_user_does(city, monkeypatch):
     assert "Pensiunkan wtr-0001?" in refused.output
     monkeypatch.setenv("CITY_LANGUAGE", "en")
     assert "1 of 1 devices" in city.run("list").stdout
+
+
+def test_indonesian_tables_dates_and_errors_and_json_that_stays_neutral(city, monkeypatch):
+    add(city, "wtr-0002")
+    city.registry.seen("wtr-0002", 1_773_979_200_000, "1.2.3")  # 2026-03-20 04:00 UTC: 11.00 WIB
+    monkeypatch.setenv("CITY_LANGUAGE", "en")
+    as_json_en = city.run("show", "wtr-0002", "--json").stdout
+    english = city.run("show", "wtr-0002").stdout
+    assert "last seen" in english and "2026-03-20 11:00 WIB" in english
+    monkeypatch.setenv("CITY_LANGUAGE", "id")
+    shown = city.run("show", "wtr-0002")
+    assert shown.exit_code == 0, shown.output
+    assert "terakhir terlihat" in shown.stdout and "20-03-2026 11.00 WIB" in shown.stdout
+    assert "Perangkat wtr-0002" in shown.stdout and "last seen" not in shown.stdout
+    # a refusal in Indonesian, naming what was wrong
+    bad = city.run("config", "set", "wtr-0002", "--interval-ms", "10000", "--threshold", "pressure_bar=6:1.5")
+    assert bad.exit_code == 2 and "ambang 'pressure_bar=6:1.5' salah: bawah harus <= atas" in bad.output
+    # --json is for scripts: the same bytes in either language
+    assert city.run("show", "wtr-0002", "--json").stdout == as_json_en
+    assert json.loads(as_json_en)["last_seen_ms"] == 1_773_979_200_000
