@@ -12,8 +12,8 @@ from typing import Any
 
 from telemetry_shared import i18n
 
-READINGS = ("observed", "expected", "scale", "bound", "median")  # in the metric's unit
-DECIMALS = {"z": 1, "minutes": 1, "percent": 0, "factor": 0}
+READINGS = ("observed", "expected", "scale", "bound", "median", "low", "high")  # in the metric's unit
+DECIMALS = {"z": 1, "minutes": 1, "percent": 0, "factor": 0, "window_min": 0, "n": 0}
 
 
 def zone_name(time_zone: str, utc_offset_h: int) -> str:
@@ -41,6 +41,8 @@ def render(message: dict[str, Any] | None, lang: str, zone: str, fallback: str =
             fields[name] = _metric(value, lang)
         elif name == "rule":
             fields["words"] = i18n.t(f"explain.words.{value}", lang).replace(f"explain.words.{value}", str(value))
+        elif name == "reasons":  # ["out_of_bounds:6", ...]: why the ingest refused, how often
+            fields[name] = ", ".join(_reason(item, lang) for item in value)
         elif name not in ("also", "affected", "usual_pct"):
             fields[name] = value
     usual = params.get("usual_pct")
@@ -55,6 +57,12 @@ def render(message: dict[str, Any] | None, lang: str, zone: str, fallback: str =
 
 PEER_MEMBER = " against its district"  # analytics.peers.member: a meter's peer finding within its incident
 PEER = "peer:"  # the same in a message's `affected`: "peer:power_kw"
+
+
+def _reason(item: str, lang: str) -> str:
+    reason, _, count = item.rpartition(":")
+    text = i18n.t(f"reason.{reason}", lang)
+    return f"{reason.replace('_', ' ') if text == f'reason.{reason}' else text} ×{count}"
 
 
 def _metric(metric: str, lang: str) -> str:

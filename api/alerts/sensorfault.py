@@ -82,6 +82,27 @@ def explain(device: str, kind: str, rejections: list[Rejection], window_s: float
     return text[:1000]
 
 
+def fault_message(device: str, kind: str, rejections: list[Rejection], window_s: float) -> dict[str, Any]:
+    """The explanation as a catalogue message (edge/contract.py), for readers of other languages: the
+    counts per reason and the most rejected metric with its last values and physical bounds."""
+    params: dict[str, Any] = {"device": device, "window_min": window_s / 60}
+    if not rejections:
+        return {"key": "explain.sensor_fault_none", "params": params}
+    reasons = Counter(r.reason for r in rejections).most_common(contract.MAX_METRICS_PER_SAMPLE)
+    params |= {"n": len(rejections), "reasons": [f"{reason}:{n}" for reason, n in reasons]}
+    metrics = Counter(r.metric for r in rejections if r.metric)
+    if not metrics:
+        return {"key": "explain.sensor_fault_messages", "params": params}
+    metric = metrics.most_common(1)[0][0]
+    values = [r.value for r in rejections[-SHOWN_VALUES:] if r.metric == metric]
+    params |= {"metric": metric, "values": ", ".join(repr(v) if isinstance(v, str) else f"{v}" for v in values)[:200]}
+    spec = contract.KINDS.get(kind, {}).get(metric)
+    if spec:
+        params |= {"low": spec[1], "high": spec[2]}
+        return {"key": "explain.sensor_fault_bounds", "params": params}
+    return {"key": "explain.sensor_fault", "params": params}
+
+
 class SensorFaultWatcher:
     """Reads the dead-letter store, keeps each device's recent rejections, raises and clears alerts."""
 
@@ -170,7 +191,8 @@ class SensorFaultWatcher:
                    "metric": metrics.most_common(1)[0][0] if metrics else "", "rule": RULE, "state": state,
                    "severity": "warning", "score": min(1.0, len(rejections) / (2 * self.threshold)),
                    "observed": float(numbers[-1]) if numbers else None, "expected": None,
-                   "explanation": explanation, "started_ms": started_ms, "updated_ms": now}
+                   "explanation": explanation, "started_ms": started_ms, "updated_ms": now,
+                   "message": fault_message(device, known.kind, rejections, self.window_s)}
         try:
             contract.decode_alert(contract.encode_alert(message))  # the same checks as an alert from analytics
         except contract.ContractError as exc:

@@ -219,11 +219,16 @@ function renderAlerts() {
 
 // The engine's sentence from its message (a catalogue key and raw params, as telemetry_shared/alert_text.py
 // renders it for the e-mails); an alert without one (an older sender) has only its English words.
-const READING_PARAMS = ["observed", "expected", "scale", "bound", "median"];
-const DECIMAL_PARAMS = { z: 1, minutes: 1, percent: 0, factor: 0 };
+const READING_PARAMS = ["observed", "expected", "scale", "bound", "median", "low", "high"];
+const DECIMAL_PARAMS = { z: 1, minutes: 1, percent: 0, factor: 0, window_min: 0, n: 0 };
 function metricName(metric) {
   if (metric.startsWith("peer:")) return t("explain.peer_member", { metric: metricName(metric.slice(5)) });
   return "metric." + metric in catalogue ? t("metric." + metric) : metric;
+}
+function reasonText(item) { // "out_of_bounds:6": why the ingest refused, how often
+  const cut = item.lastIndexOf(":");
+  const reason = item.slice(0, cut);
+  return ("reason." + reason in catalogue ? t("reason." + reason) : reason.replaceAll("_", " ")) + " ×" + item.slice(cut + 1);
 }
 function explainAlert(a) {
   const m = a.message;
@@ -235,6 +240,7 @@ function explainAlert(a) {
     else if (name in DECIMAL_PARAMS) fields[name] = numberFormat(DECIMAL_PARAMS[name]).format(value);
     else if (name === "since") fields[name] = localTime(value, true);
     else if (name === "metric") fields[name] = metricName(value);
+    else if (name === "reasons") fields.reasons = value.map(reasonText).join(", ");
     else if (name === "rule") fields.words = "explain.words." + value in catalogue ? t("explain.words." + value) : value;
     else fields[name] = value;
   }

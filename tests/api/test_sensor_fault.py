@@ -97,6 +97,13 @@ def test_five_impossible_readings_raise_one_sensor_fault_alert(pipeline, mosquit
     for volts in ("600.0", "612.5", "605.0", "640.0", "650.0"):
         assert volts in fault["explanation"]
     assert "bounds are 0 to 500 V" in fault["explanation"] and fault["observed"] == 650.0
+    # an Indonesian reader (the control room, an e-mail) gets the same facts in Indonesian
+    from telemetry_shared.alert_text import render
+
+    indonesian = render(fault["message"], "id", "Asia/Jakarta")
+    assert indonesian.startswith("5 bacaan atau pesan dari pwr-0001 ditolak dalam ")
+    assert "di luar batas ×5" in indonesian and "tegangan yang ditolak: 600.0, 612.5" in indonesian
+    assert "batasnya 0,0 V sampai 500,0 V" in indonesian and "bounds" not in indonesian
 
     for n in range(1, 4):  # it goes on: the same alert is updated, no second one
         send(meter, "pwr-0001", seq + n, {"voltage_v": 700.0 + n})
@@ -110,6 +117,7 @@ def test_five_impossible_readings_raise_one_sensor_fault_alert(pipeline, mosquit
     wait_for(lambda: len(sensor_faults(api)) == 2, timeout_s=20)
     malformed = next(a for a in sensor_faults(api) if a["device"] == "pwr-0002")
     assert "malformed json ×5" in malformed["explanation"]
+    assert "JSON rusak ×5" in render(malformed["message"], "id", "Asia/Jakarta")
 
     # a window (5 s here, 10 min by default) without rejections clears both
     wait_for(lambda: {a["state"] for a in sensor_faults(api)} == {"cleared"}, timeout_s=20)
