@@ -80,11 +80,3 @@ def to_utc(local_ms: int, zone_name: str, utc_offset_h: int = 0) -> int:
     guess = int(local_ms) - int(offsets_ms(np.array([local_ms]), zone_name)[0])
     return int(local_ms) - int(offsets_ms(np.array([guess]), zone_name)[0])
 
-
-def local_text(t_ms: int, zone_name: str, utc_offset_h: int = 0) -> str:
-    """'YYYY-MM-DD HH:MM ZONE' in the zone (its abbreviation: WIB, EDT), or '(UTC+h)' with a fixed offset."""
-    if zone_name:
-        moment = dt.datetime.fromtimestamp(t_ms / 1000, ZoneInfo(zone_name))
-        return f"{moment:%Y-%m-%d %H:%M} {moment.tzname()}"
-    moment = dt.datetime.fromtimestamp(t_ms / 1000, dt.UTC) + dt.timedelta(hours=utc_offset_h)
-    return f"{moment:%Y-%m-%d %H:%M} (UTC{utc_offset_h:+d})"

@@ -14,10 +14,14 @@ Output, in retention policy `rollups` (kept for ever):
   seq_min, seq_max, seq_distinct and seq_gaps (integers: messages missing in
   the period or since the previous one, counted across all workers; the first
   period of a run sees only its own gaps, a restarted sequence counts none).
-Daily periods start at local midnight (the city's UTC offset).
+Daily periods start at local midnight: in the city's zone when one is given (a day of a
+daylight-saving change is 23 or 25 hours long: each local day is queried on its own and stamped at
+its midnight), else at the fixed UTC offset.
 """
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from edge import contract
 from telemetry_shared.influx import InfluxQL, LineWriter, quote_ident
@@ -55,7 +59,24 @@ def _group_offset(period: str, utc_offset_h: int) -> str:
     return f", {local_day_offset(utc_offset_h)}" if period == "1d" else ""
 
 
-def rollup_query(kind: str, period: str, start_ms: int, end_ms: int, utc_offset_h: int) -> str:
+def local_midnights(start_ms: int, end_ms: int, time_zone: str) -> list[int]:
+    """The local midnights of `time_zone` (Unix ms) from the one at or before start_ms to the first at or after
+    end_ms: the bounds of the local days in between, each 23, 24 or 25 hours long."""
+    zone = ZoneInfo(time_zone)
+    day = datetime.fromtimestamp(start_ms / 1000, zone).date()
+    bounds = []
+    while True:
+        midnight = int(datetime(day.year, day.month, day.day, tzinfo=zone).timestamp() * 1000)
+        bounds.append(midnight)
+        if midnight >= end_ms:
+            return bounds
+        day += timedelta(days=1)
+
+
+def rollup_query(kind: str, period: str, start_ms: int, end_ms: int, utc_offset_h: int,
+                 whole_window: bool = False) -> str:
+    """The rollup of [start_ms, end_ms): per `period` bucket, or (whole_window) one row per series for the
+    whole window, stamped at its start (a local day of any length)."""
     selects = []
     for metric in contract.KINDS[kind]:
         m = quote_ident(metric)
@@ -64,7 +85,8 @@ def rollup_query(kind: str, period: str, start_ms: int, end_ms: int, utc_offset_
     selects += ['min("seq") AS "seq_min"', 'max("seq") AS "seq_max"', 'count(distinct("seq")) AS "seq_distinct"']
     return (f"SELECT {', '.join(selects)} FROM {quote_ident(RAW_RP)}.{quote_ident(kind)} "
             f"WHERE time >= {start_ms}ms AND time < {end_ms}ms "
-            f'GROUP BY time({period}{_group_offset(period, utc_offset_h)}), "device", "district" fill(none)')
+            + ('GROUP BY "device", "district"' if whole_window else
+               f'GROUP BY time({period}{_group_offset(period, utc_offset_h)}), "device", "district" fill(none)'))
 
 
 def rollup_lines(kind: str, period: str, series: list[dict], last_seq: dict[str, int] | None = None) -> list[str]:
@@ -107,8 +129,11 @@ def _gaps(values: dict, previous_max: int | None) -> int:
 
 
 def run_rollup(influx: InfluxQL, writer: LineWriter, period: str, start_ms: int, end_ms: int,
-               utc_offset_h: int) -> RollupReport:
-    """Recompute every complete period between start_ms and end_ms (aligned to periods)."""
+               utc_offset_h: int, time_zone: str = "") -> RollupReport:
+    """Recompute every complete period between start_ms and end_ms (aligned to periods); daily periods in
+    `time_zone`'s local days when given (daylight saving included), else at the fixed utc_offset_h."""
+    if period == "1d" and time_zone:
+        return _run_local_days(influx, writer, start_ms, end_ms, time_zone)
     start = period_start(start_ms, period, utc_offset_h)
     end = period_start(end_ms, period, utc_offset_h)
     points = 0
@@ -123,6 +148,25 @@ def run_rollup(influx: InfluxQL, writer: LineWriter, period: str, start_ms: int,
                 writer.write(lines[chunk:chunk + 5000])
             points += len(lines)
     return RollupReport(period, start, end, points)
+
+
+def _run_local_days(influx: InfluxQL, writer: LineWriter, start_ms: int, end_ms: int,
+                    time_zone: str) -> RollupReport:
+    """Daily rollups over the complete local days between start_ms and end_ms, one query per kind and day."""
+    bounds = local_midnights(start_ms, end_ms, time_zone)
+    # from the midnight of the day holding start_ms (as with a fixed offset) to the last day over by end_ms
+    days = [(lo, hi) for lo, hi in zip(bounds, bounds[1:], strict=False) if hi <= end_ms]
+    points = 0
+    for kind in contract.KINDS:
+        last_seq: dict[str, int] = {}
+        for lo, hi in days:
+            lines = rollup_lines(kind, "1d", influx.series(rollup_query(kind, "1d", lo, hi, 0, whole_window=True)),
+                                 last_seq)
+            for chunk in range(0, len(lines), 5000):
+                writer.write(lines[chunk:chunk + 5000])
+            points += len(lines)
+    first, last = (days[0][0], days[-1][1]) if days else (start_ms, start_ms)
+    return RollupReport("1d", first, last, points)
 
 
 def shard_duration(raw_retention: str) -> str:

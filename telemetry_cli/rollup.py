@@ -39,7 +39,8 @@ def _once(s: Settings, lookback_h: int, as_json: bool) -> None:
         with Progress(console=err, transient=True, disable=as_json) as progress:
             task = progress.add_task(say("rollup.rolling_up"), total=2)
             for period in ("1h", "1d"):
-                reports.append(run_rollup(influx, writer, period, start_ms, now_ms, s.utc_offset_hours))
+                reports.append(run_rollup(influx, writer, period, start_ms, now_ms, s.utc_offset_hours,
+                                          s.local_zone))
                 progress.advance(task)
     except InfluxError as exc:
         fail(f"InfluxDB: {exc}", EXIT_UNAVAILABLE)

@@ -116,3 +116,32 @@ def test_bad_input_is_refused_clearly(influx_db, args, extra):
     result = runner.invoke(app, ["rollup", *args], env=env_for(influx_db, **extra))
     assert result.exit_code == 2, result.output
     assert [r["name"] for r in influx_db.rows("SHOW DATABASES") if r["name"] == influx_db.db] == [influx_db.db]
+
+
+def test_daily_rollups_follow_a_daylight_saving_zone(influx_db):
+    """New York springs forward on 2026-03-08 and falls back on 2026-11-01: those local days have 23 and 25
+    hours, and each daily rollup starts at its own local midnight (05:00 UTC in winter, 04:00 in summer)."""
+    from datetime import UTC, datetime
+
+    from ingest.rollup import ensure_retention, local_midnights, run_rollup
+
+    def utc(*args) -> int:
+        return int(datetime(*args, tzinfo=UTC).timestamp() * 1000)
+
+    assert local_midnights(utc(2026, 3, 7, 12), utc(2026, 3, 10, 0), "America/New_York") == [
+        utc(2026, 3, 7, 5), utc(2026, 3, 8, 5), utc(2026, 3, 9, 4), utc(2026, 3, 10, 4)]
+    influx = influx_db
+    ensure_retention(influx, "3650d")
+    lines = []
+    for first, last in ((utc(2026, 3, 7, 0), utc(2026, 3, 10, 12)), (utc(2026, 10, 31, 0), utc(2026, 11, 3, 12))):
+        lines += [f"water,device=wtr-0001,district=x flow_lps=1.0,seq={n}i {t}"
+                  for n, t in enumerate(range(first, last, HOUR_MS))]  # one reading an hour
+    V1Writer(str(influx_db.http.base_url), influx_db.db).write(lines)
+    writer = V1Writer(str(influx_db.http.base_url), influx_db.db, rp=ROLLUP_RP)
+    for start, end in ((utc(2026, 3, 7, 12), utc(2026, 3, 10, 12)), (utc(2026, 10, 31, 12), utc(2026, 11, 3, 12))):
+        report = run_rollup(influx, writer, "1d", start, end, -5, "America/New_York")
+        assert report.points == 3, report
+    days = {r["time"]: r["flow_lps_count"] for r in influx_db.rows(
+        f'SELECT flow_lps_count FROM "{ROLLUP_RP}"."water_1d"')}
+    assert days == {utc(2026, 3, 7, 5): 24, utc(2026, 3, 8, 5): 23, utc(2026, 3, 9, 4): 24,
+                    utc(2026, 10, 31, 4): 24, utc(2026, 11, 1, 4): 25, utc(2026, 11, 2, 5): 24}
