@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from grafana.boards import all_dashboards
-from grafana.queries import fill_variables
+from grafana.queries import fill_variables, panel_span_ms
 from ingest.rollup import ROLLUP_RP, run_rollup
 from telemetry_shared.influx import InfluxQL, V1Writer
 from telemetry_shared.settings import get_settings
@@ -173,3 +173,11 @@ def test_readings_panels_mark_the_backfilled_intervals_and_only_those(city_db: I
     assert dots == {d: simdata.BACKFILLED_STEPS for d in known}
     assert all(n == simdata.SPAN_MS // simdata.STEP_MS for n in known.values()), known
     assert panel["fieldConfig"]["overrides"][0]["properties"][0] == {"id": "custom.drawStyle", "value": "points"}
+
+
+def test_a_panel_is_queried_over_its_own_range_as_grafana_does() -> None:
+    daily = _panel("city-power", "Daily voltage extremes, 90 days")
+    assert panel_span_ms(daily, 27 * 3_600_000) == 90 * 86_400_000  # not the dashboard's day
+    assert panel_span_ms(_panel("city-power", "Voltage per feeder"), 27 * 3_600_000) == 27 * 3_600_000
+    with pytest.raises(ValueError, match="timeFrom"):
+        panel_span_ms({"title": "x", "timeFrom": "now-90d"}, 1)
