@@ -12,6 +12,7 @@ from api import errors
 from api.bodylimit import BodyLimit
 from api.ratelimit import RateLimiter
 from api.routes import (
+    alarms,
     alerts,
     citizen_pages,
     city_map,
@@ -57,7 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.public_limiter = RateLimiter(settings.api_public_rate_per_min)
     errors.install(app)
     app.add_middleware(BodyLimit)
-    for module in (health, keys, readings, alerts, fleet, public, city_map, devices, control_room, public_pages,
+    for module in (health, keys, readings, alerts, alarms, fleet, public, city_map, devices, control_room, public_pages,
                    hospitals, citizen_pages):
         app.include_router(module.router)
     app.include_router(hospitals.public_router)

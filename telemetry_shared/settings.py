@@ -90,6 +90,30 @@ class Settings(BaseSettings):
     api_sensor_fault_check_s: float = Field(5.0, gt=0, le=300, description="how often the API reads new dead letters")
     api_hospital_stale_after_s: float = Field(3600.0, gt=0, le=86_400, description="a ward not updated this long "
                                               "is stale: its free beds are never shown")
+    # Alarm management (ISA-18.2 / EEMUA 191): api/alarms/.
+    api_alarm_priorities: dict[str, str] = Field(
+        {}, description='JSON: overrides of the priority table, {"<kind or *>:<rule>": "high|medium|low"}, e.g. '
+                        '{"water:turbidity_high": "high"}; checked at start')
+    api_alarm_shelve_max_s: float = Field(28_800.0, gt=0, le=7 * 86_400, description="the longest an operator may "
+                                          "shelve an alarm (8 h: one shift)")
+    api_alarm_maintenance_max_s: float = Field(14 * 86_400.0, gt=0, le=365 * 86_400, description="the longest "
+                                               "maintenance (out of service) a technician may set in one go")
+    api_alarm_flood_count: int = Field(10, ge=1, description="more than this many new alarms within the flood "
+                                       "window per operator position: flood")
+    api_alarm_flood_window_s: float = Field(600.0, gt=0, le=86_400, description="the flood window (EEMUA 191: "
+                                            "10 minutes)")
+    api_alarm_chatter_count: int = Field(3, ge=2, description="an alarm source that raises this many times within "
+                                         "the chatter window is chattering: held back and listed for engineers")
+    api_alarm_chatter_window_s: float = Field(60.0, gt=0, le=3600, description="the chatter window")
+    api_alarm_stale_after_s: float = Field(86_400.0, gt=0, description="an alarm standing longer than this is stale")
+    api_alarm_group_window_s: float = Field(60.0, ge=0, le=3600, description="alarms of one district and utility "
+                                            "within this long of the first become its group")
+    api_alarm_operator_positions: int = Field(1, ge=1, le=100, description="operator positions sharing the board "
+                                              "(alarms per operator-hour divide by it)")
+    api_alarm_check_s: float = Field(5.0, gt=0, le=300, description="how often shelving and maintenance expiries "
+                                     "are checked")
+    api_alarm_kpi_every_s: float = Field(60.0, gt=0, le=3600, description="how often the alarm KPIs of the last "
+                                         "hour go to InfluxDB (`alarm_kpis`)")
     smtp_host: str = Field("", description="the mail relay for e-mail notification rules; empty: no e-mail")
     smtp_port: int = Field(25, description="the mail relay's port")
     smtp_from: str = Field("control-room@localhost", description="the sender of notification e-mails")

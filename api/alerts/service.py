@@ -7,6 +7,8 @@ import logging
 import time
 from contextlib import suppress
 
+from api.alarms.manager import AlarmManager
+from api.alarms.policy import AlarmPolicy
 from api.alerts.hub import AlertHub
 from api.alerts.notify import Notifier
 from api.alerts.sensorfault import SensorFaultWatcher
@@ -26,7 +28,8 @@ ANNOTATION_RETRY_S = 30.0  # after InfluxDB failed, annotations wait this long r
 class AlertService:
     def __init__(self, settings: Settings, db: ApiDb, subscribe: bool = True, registry: Registry | None = None):
         self.settings = settings
-        self.store = AlertStore(db)
+        self.store = AlertStore(db, AlarmPolicy(settings))
+        self.alarms = AlarmManager(settings, db, self)
         self.hub = AlertHub()
         self.notifier = Notifier(settings, db)
         self.subscriber = AlertSubscriber(settings, self.store, self.changed) if subscribe else None
@@ -39,10 +42,18 @@ class AlertService:
         self.sensor_fault_task: asyncio.Task | None = None
 
     def changed(self, alert: Alert, changes: list[str]) -> None:
-        """Tell the streams and the notifier; safe from any thread."""
+        """Tell the streams and the notifier; safe from any thread. An alarm held back (suppressed,
+        chattering, shelved, grouped under a root) notifies no one: its root or its return does."""
         self.hub.publish("alert", {"changes": changes, "alert": alert.model_dump()})
-        for change in changes:
-            self.notifier.submit(alert, change)
+        if alert.on_board or alert.resolved:
+            for change in changes:
+                self.notifier.submit(alert, change)
+        if alert.chattering and {"opened", "reopened", "reactivated"} & set(changes):
+            for held in self.store.hold_source(alert):
+                self.hub.publish("alert", {"changes": ["chattering"], "alert": held.model_dump()})
+        if "resolved" in changes:
+            for child in self.store.release_group(alert.id):
+                self.changed(child, ["ungrouped"])
 
     def apply(self, message: dict) -> None:
         """An alert raised inside the API (a sensor fault): stored and told like one from analytics."""
@@ -68,10 +79,12 @@ class AlertService:
         if self.subscriber:
             self.subscriber.start()
         self.escalation_task = asyncio.create_task(self._escalate_forever())
+        await self.alarms.start()
         if self.sensor_faults:
             self.sensor_fault_task = asyncio.create_task(self._watch_sensor_faults_forever())
 
     async def stop(self) -> None:
+        await self.alarms.stop()
         for task in (self.escalation_task, self.sensor_fault_task):
             if task:
                 task.cancel()

@@ -66,6 +66,13 @@ BEGIN SELECT RAISE(ABORT, 'the alert audit trail is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS alert_audit_no_delete BEFORE DELETE ON alert_audit
 BEGIN SELECT RAISE(ABORT, 'the alert audit trail is append-only'); END;
 """
+# Columns added for alarm management; added to an older file by ALTER TABLE at start.
+ALARM_COLUMNS = {"priority": "TEXT NOT NULL DEFAULT 'low'", "shelved_until_ms": "INTEGER", "shelved_by": "TEXT",
+                 "shelved_reason": "TEXT", "suppressed": "INTEGER NOT NULL DEFAULT 0",
+                 "chattering": "INTEGER NOT NULL DEFAULT 0", "group_id": "TEXT"}
+# What the operator's board shows as an alarm of its own (see Alert.on_board), as SQL.
+ON_BOARD_SQL = ("resolved_ms IS NULL AND shelved_until_ms IS NULL AND suppressed = 0 AND chattering = 0"
+                " AND group_id IS NULL")
 
 
 class Alert(BaseModel):
@@ -98,6 +105,20 @@ class Alert(BaseModel):
     resolved_by: str | None
     resolved_ms: int | None
     escalated_ms: int | None
+    # alarm management (api/alarms): priority by consequence; shelved by an operator until a time;
+    # suppressed while its device is under maintenance; held back as chattering; a child of group_id
+    priority: str = "low"
+    shelved_until_ms: int | None = None
+    shelved_by: str | None = None
+    shelved_reason: str | None = None
+    suppressed: bool = False
+    chattering: bool = False
+    group_id: str | None = None
+
+    @property
+    def on_board(self) -> bool:
+        """Shown to the operator as an alarm of its own (ISA-18.2: annunciated)."""
+        return not (self.resolved or self.shelved_until_ms or self.suppressed or self.chattering or self.group_id)
 
 
 class AuditEntry(BaseModel):
@@ -135,6 +156,8 @@ def _alert(row: Any) -> Alert:
     data["acknowledged"] = data["acknowledged_ms"] is not None
     data["resolved"] = data["resolved_ms"] is not None
     data["message"] = json.loads(data["message"]) if data.get("message") else None
+    data["suppressed"] = bool(data.get("suppressed"))
+    data["chattering"] = bool(data.get("chattering"))
     return Alert(**data)
 
 
@@ -142,17 +165,26 @@ def _message_json(m: dict[str, Any]) -> str:
     return json.dumps(m["message"], separators=(",", ":")) if m.get("message") else ""
 
 
-FILTERS = ("state", "severity", "kind", "district", "device", "assignee")
+FILTERS = ("state", "severity", "kind", "district", "device", "assignee", "priority", "group_id")
 
 
 class AlertStore:
-    def __init__(self, db: ApiDb):
+    def __init__(self, db: ApiDb, classify: Any = None):
+        """classify(conn, alert fields, now_ms) -> (extra column values, [(audit action, note, detail)]):
+        the alarm policy (api/alarms/policy.py) deciding priority, suppression, chattering and group
+        inside the transaction that opens or reopens an alarm; None: all defaults."""
         self.db = db
+        self.classify = classify
         db.script(SCHEMA)
         # added after the first release: ALTER TABLE keeps an older database's rows
         if "message" not in {row["name"] for row in db.query("PRAGMA table_info(alerts)")}:
             with db.transaction() as conn:
                 conn.execute("ALTER TABLE alerts ADD COLUMN message TEXT NOT NULL DEFAULT ''")
+        with db.lock:
+            have = {row[1] for row in db.conn.execute("PRAGMA table_info(alerts)")}
+            for column, spec in ALARM_COLUMNS.items():
+                if column not in have:
+                    db.conn.execute(f"ALTER TABLE alerts ADD COLUMN {column} {spec}")
 
     # ------------------------------------------------------------ reads
 
@@ -163,9 +195,14 @@ class AlertStore:
         return _alert(rows[0])
 
     def find(self, limit: int = 100, offset: int = 0, acknowledged: bool | None = None,
-             resolved: bool | None = None, **filters: str | None) -> tuple[list[Alert], int]:
+             resolved: bool | None = None, on_board: bool | None = None, shelved: bool | None = None,
+             **filters: str | None) -> tuple[list[Alert], int]:
         """A page of alerts, most severe and most recently changed first, and the total that match."""
         where, args = [], []
+        if on_board is not None:
+            where.append(f"({ON_BOARD_SQL})" if on_board else f"NOT ({ON_BOARD_SQL})")
+        if shelved is not None:
+            where.append("shelved_until_ms IS NOT NULL" if shelved else "shelved_until_ms IS NULL")
         for column in FILTERS:
             value = filters.get(column)
             if value is not None:
@@ -219,6 +256,14 @@ class AlertStore:
             return None
         return self.get(message["id"]), changes
 
+    def _classify(self, conn: Any, m: dict[str, Any], now: int) -> tuple[dict[str, Any], list]:
+        """The alarm policy's columns for an alarm that opens or reopens now, and its reasons (audit notes)."""
+        return self.classify(conn, m, now) if self.classify is not None else ({}, [])
+
+    def _notes(self, conn: Any, alert_id: str, now: int, notes: list) -> None:
+        for action, note, detail in notes:
+            self._log(conn, alert_id, now, SYSTEM, action, note, **detail)
+
     def _open(self, conn: Any, m: dict[str, Any], now: int) -> list[str]:
         conn.execute(
             "INSERT INTO alerts (id, device, kind, district, metric, rule, state, source_severity, severity,"
@@ -227,24 +272,43 @@ class AlertStore:
             (m["id"], m["device"], m["kind"], m["district"], m["metric"], m["rule"], m["state"], m["severity"],
              m["severity"], m["severity"], m["score"], m["observed"], m["expected"], m["explanation"],
              _message_json(m), m["started_ms"], m["updated_ms"], now, now))
+        fields, notes = self._classify(conn, m, now)
+        if m["state"] != "active":  # opened already cleared: only its priority
+            fields, notes = {k: v for k, v in fields.items() if k == "priority"}, []
         self._log(conn, m["id"], now, ANALYTICS, "opened" if m["state"] == "active" else "opened_cleared",
                   severity=m["severity"], score=m["score"], observed=m["observed"])
+        self._set(conn, m["id"], fields)
+        self._notes(conn, m["id"], now, notes)
         return ["opened"]
+
+    def _set(self, conn: Any, alert_id: str, fields: dict[str, Any]) -> None:
+        if fields:
+            conn.execute(f"UPDATE alerts SET {', '.join(f'{k} = ?' for k in fields)} WHERE id = ?",
+                         [*fields.values(), alert_id])
 
     def _update(self, conn: Any, old: Alert, m: dict[str, Any], now: int) -> list[str]:
         if m["updated_ms"] <= old.updated_ms:
             return []  # a replay or an older message: the store already knows better
         changes: list[str] = []
+        notes: list = []
         fields: dict[str, Any] = {"score": m["score"], "observed": m["observed"], "expected": m["expected"],
                                   "explanation": m["explanation"] or old.explanation, "updated_ms": m["updated_ms"]}
         if m["explanation"]:  # the message goes with its explanation (an older sender has none)
             fields["message"] = _message_json(m)
         if m["state"] == "active" and old.resolved:
             fields |= {"resolved_by": None, "resolved_ms": None, "acknowledged_by": None, "acknowledged_ms": None,
-                       "escalation": 0, "escalated_ms": None, "received_ms": now}
+                       "escalation": 0, "escalated_ms": None, "received_ms": now, "shelved_until_ms": None,
+                       "shelved_by": None, "shelved_reason": None, "group_id": None}
             changes.append("reopened")
+            policy, notes = self._classify(conn, m, now)
+            fields |= {"suppressed": 0, "chattering": 0} | policy
         elif m["state"] != old.state:
             changes.append("cleared" if m["state"] == "cleared" else "reactivated")
+            if m["state"] == "active" and not old.chattering:  # raised again: chattering is counted on raises
+                policy, found = self._classify(conn, m, now)
+                if policy.get("chattering"):
+                    fields["chattering"] = 1
+                    notes = [note for note in found if note[0] == "chattering"]
         fields["state"] = m["state"]
         escalation = fields.get("escalation", old.escalation)
         severity = effective(m["severity"], escalation)
@@ -259,6 +323,7 @@ class AlertStore:
         for change in changes:
             self._log(conn, old.id, now, ANALYTICS, change, severity=severity, state=m["state"], score=m["score"],
                       observed=m["observed"])
+        self._notes(conn, old.id, now, notes)
         return changes or ["updated"]
 
     def _human(self, alert_id: str, actor: str, action: str, note: str, fields: dict[str, Any],
@@ -301,6 +366,57 @@ class AlertStore:
             fields |= {"acknowledged_by": actor, "acknowledged_ms": _NOW}
         return self._human(alert_id, actor, "resolved", note, fields, refuse)
 
+    def shelve(self, alert_id: str, actor: str, until_ms: int, reason: str) -> Alert:
+        """Take an alarm off the board until `until_ms` (the caller bounds it); it returns by itself."""
+        def refuse(alert: Alert) -> str | None:
+            if alert.resolved:
+                return f"already resolved by {alert.resolved_by}: nothing to shelve"
+            if alert.shelved_until_ms:
+                return f"already shelved by {alert.shelved_by} until {alert.shelved_until_ms} (ms); unshelve it first"
+            return None
+
+        return self._human(alert_id, actor, "shelved", reason, {"shelved_until_ms": until_ms, "shelved_by": actor,
+                                                                 "shelved_reason": reason}, refuse, until_ms=until_ms)
+
+    def unshelve(self, alert_id: str, actor: str, note: str = "") -> Alert:
+        def refuse(alert: Alert) -> str | None:
+            return None if alert.shelved_until_ms else "not shelved"
+
+        return self._human(alert_id, actor, "unshelved", note, dict.fromkeys(UNSHELVED), refuse)
+
+    def unshelve_due(self, now: int) -> list[Alert]:
+        """Every shelved alarm whose time is up, back on the board (by the system)."""
+        with self.db.transaction() as conn:
+            ids = [row[0] for row in conn.execute("SELECT id FROM alerts WHERE shelved_until_ms <= ?", (now,))]
+            for alert_id in ids:
+                conn.execute("UPDATE alerts SET shelved_until_ms = NULL, shelved_by = NULL, shelved_reason = NULL,"
+                             " changed_ms = ? WHERE id = ?", (now, alert_id))
+                self._log(conn, alert_id, now, SYSTEM, "unshelved", "shelving time over")
+        return [self.get(alert_id) for alert_id in ids]
+
+    def release_group(self, root_id: str, now: int | None = None) -> list[Alert]:
+        """A resolved root lets its open children stand on their own again."""
+        now = now or now_ms()
+        with self.db.transaction() as conn:
+            ids = [row[0] for row in conn.execute(
+                "SELECT id FROM alerts WHERE group_id = ? AND resolved_ms IS NULL", (root_id,))]
+            for alert_id in ids:
+                conn.execute("UPDATE alerts SET group_id = NULL, changed_ms = ? WHERE id = ?", (now, alert_id))
+                self._log(conn, alert_id, now, SYSTEM, "ungrouped", f"its root {root_id} was resolved")
+        return [self.get(alert_id) for alert_id in ids]
+
+    def hold_source(self, alert: Alert, now: int | None = None) -> list[Alert]:
+        """A chattering alarm's earlier alarms from the same source, still open, held back with it."""
+        now = now or now_ms()
+        with self.db.transaction() as conn:
+            ids = [row[0] for row in conn.execute(
+                "SELECT id FROM alerts WHERE device = ? AND metric = ? AND rule = ? AND id != ?"
+                " AND resolved_ms IS NULL AND chattering = 0", (alert.device, alert.metric, alert.rule, alert.id))]
+            for alert_id in ids:
+                conn.execute("UPDATE alerts SET chattering = 1, changed_ms = ? WHERE id = ?", (now, alert_id))
+                self._log(conn, alert_id, now, SYSTEM, "chattering", f"its source chatters (see {alert.id})")
+        return [self.get(alert_id) for alert_id in ids]
+
     def escalate_due(self, after_ms: int, now: int | None = None) -> list[Alert]:
         """Raise, by one step, every active, unacknowledged, unresolved alert left alone for `after_ms`
         since it arrived or was last escalated. Critical ones stay critical but are escalated
@@ -310,6 +426,7 @@ class AlertStore:
         with self.db.transaction() as conn:
             rows = conn.execute(
                 "SELECT * FROM alerts WHERE state = 'active' AND acknowledged_ms IS NULL AND resolved_ms IS NULL"
+                " AND shelved_until_ms IS NULL AND suppressed = 0 AND chattering = 0"
                 " AND coalesce(escalated_ms, received_ms) <= ?", (now - after_ms,)).fetchall()
             for row in rows:
                 alert = _alert(row)
@@ -324,4 +441,5 @@ class AlertStore:
         return [self.get(alert_id) for alert_id in escalated]
 
 
+UNSHELVED = ("shelved_until_ms", "shelved_by", "shelved_reason")
 _NOW = object()  # stands for "the time of this transaction" in an update

@@ -13,15 +13,18 @@ from api.alerts.notify import Delivery, mask
 from api.alerts.service import AlertService
 from api.alerts.store import Alert, AlertConflict, AlertNotFound, AuditEntry
 from api.auth import AnyRole, RequireRole
+from api.db import now_ms
 from api.errors import AUTH_RESPONSES, ErrorBody
 from api.paging import Page, PageParams, page_params
 from api.params import STRICT_BODY, Kind
 from api.services import Services
 from telemetry_shared.influx import InfluxError
+from telemetry_shared.settings import get_settings
 
 router = APIRouter(prefix="/alerts", tags=["alerts"], responses=AUTH_RESPONSES)
 
 Responder = RequireRole("operator", "engineer")
+Shelver = RequireRole("operator")  # ISA-18.2: shelving is the operator's (admin too)
 AlertId = Annotated[str, Path(min_length=1, max_length=64)]
 Slug = Annotated[str, Query(min_length=1, max_length=64)]
 BEFORE_MS = 2 * 3600 * 1000  # the detail shows the readings from 2 h before the start
@@ -49,6 +52,19 @@ class Resolution(BaseModel):
 
     note: str = Field(min_length=1, max_length=2000, pattern=r"\S",
                       description="what was found and done (required; not only spaces)")
+
+
+def _shelve_maximum(schema: dict) -> None:
+    """The schema states the configured maximum (read when the schema is built)."""
+    schema["maximum"] = get_settings().api_alarm_shelve_max_s / 60
+
+
+class Shelving(BaseModel):
+    model_config = STRICT_BODY | ConfigDict(regex_engine="python-re")
+
+    minutes: float = Field(gt=0, json_schema_extra=_shelve_maximum,
+                         description="how long; at most CITY_API_ALARM_SHELVE_MAX_S (8 h by default)")
+    reason: str = Field(min_length=1, max_length=500, pattern=r"\S", description="why (required)")
 
 
 class AroundPoint(BaseModel):
@@ -85,11 +101,18 @@ def list_alerts(user: AnyRole, alerts: Alerts, page: Annotated[PageParams, Depen
                 severity: Literal["info", "warning", "critical"] | None = None,
                 kind: Kind | None = None,
                 district: Slug | None = None, device: Slug | None = None,
-                assignee: Slug | None = None) -> Response:
+                assignee: Slug | None = None,
+                priority: Literal["high", "medium", "low"] | None = None,
+                board: bool | None = Query(None, description="true: the alarms the board shows on their own "
+                                                             "(open, not shelved, suppressed, chattering or grouped)"),
+                shelved: bool | None = None,
+                group: Annotated[str | None, Query(min_length=1, max_length=64,
+                                                   description="the children of this root alarm")] = None) -> Response:
     acknowledged = None if ack is None else ack == "acknowledged"
     data, total = alerts.store.find(page.limit, page.offset, acknowledged=acknowledged, resolved=resolved,
-                                    state=state, severity=severity, kind=kind, district=district, device=device,
-                                    assignee=assignee)
+                                    on_board=board, shelved=shelved, state=state, severity=severity, kind=kind,
+                                    district=district, device=device, assignee=assignee, priority=priority,
+                                    group_id=group)
     # the hottest route: serialised once, straight to JSON, instead of validated again on the way out
     return Response(Page[Alert](data=data, count=total).model_dump_json(), media_type="application/json")
 
@@ -127,7 +150,7 @@ def detail(alert_id: AlertId, user: AnyRole, alerts: Alerts, services: Services)
                        readings=readings, readings_every_ms=every, readings_error=error)
 
 
-def _act(alerts: AlertService, action: Callable[..., Alert], alert_id: str, change: str, *args: str) -> Alert:
+def _act(alerts: AlertService, action: Callable[..., Alert], alert_id: str, change: str, *args: str | int) -> Alert:
     """Run a person's action on the store and tell the streams and the notifier."""
     try:
         alert = action(alert_id, *args)
@@ -156,3 +179,19 @@ def assign(alert_id: AlertId, body: Assignment, user: Responder, alerts: Alerts)
 @router.post("/{alert_id}/resolve", summary="Close the incident with a note", responses=CONFLICT)
 def resolve(alert_id: AlertId, body: Resolution, user: Responder, alerts: Alerts) -> Alert:
     return _act(alerts, alerts.store.resolve, alert_id, "resolved", user.name, body.note)
+
+
+@router.post("/{alert_id}/shelve", summary="Shelve: off the board for a stated time, with a reason",
+             responses=CONFLICT | {422: {"model": ErrorBody, "description": "longer than the configured maximum"}})
+def shelve(alert_id: AlertId, body: Shelving, user: Shelver, alerts: Alerts) -> Alert:
+    max_s = alerts.settings.api_alarm_shelve_max_s
+    if body.minutes * 60 > max_s:
+        raise HTTPException(422, f"an alarm may be shelved for at most {max_s / 60:g} minutes "
+                                 f"(CITY_API_ALARM_SHELVE_MAX_S), not {body.minutes:g}")
+    until = now_ms() + int(body.minutes * 60_000)
+    return _act(alerts, alerts.store.shelve, alert_id, "shelved", user.name, until, body.reason)
+
+
+@router.post("/{alert_id}/unshelve", summary="Back on the board before its time", responses=CONFLICT)
+def unshelve(alert_id: AlertId, body: Note, user: Shelver, alerts: Alerts) -> Alert:
+    return _act(alerts, alerts.store.unshelve, alert_id, "unshelved", user.name, body.note)

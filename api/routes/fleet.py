@@ -29,6 +29,7 @@ class FleetDevice(BaseModel):
     last_seen_ms: int | None
     silent_for_s: float | None
     alert_severity: str | None  # the worst open alert on it
+    maintenance_until_ms: int | None = None  # under maintenance (out of service) until then
 
 
 def _state(device: Device, now: int, silent_after_ms: int) -> tuple[str, float | None]:
@@ -48,13 +49,16 @@ def fleet(services: ApiServices) -> list[FleetDevice]:
         if alert.device not in worst or rank(alert.severity) > rank(worst[alert.device]):
             worst[alert.device] = alert.severity
     now = now_ms()
+    maintenance = services.alerts.alarms.maintenance.active(now)
     silent_after_ms = int(services.settings.api_silent_after_s * 1000)
     out = []
     for device in devices:
         state, quiet_s = _state(device, now, silent_after_ms)
         out.append(FleetDevice(id=device.id, kind=device.kind, district=device.district, lat=device.lat,
                                lon=device.lon, state=state, last_seen_ms=device.last_seen_ms, silent_for_s=quiet_s,
-                               alert_severity=worst.get(device.id)))
+                               alert_severity=worst.get(device.id),
+                               maintenance_until_ms=maintenance[device.id].until_ms if device.id in maintenance
+                               else None))
     return out
 
 

@@ -36,6 +36,13 @@ MATRIX = [
     ("POST", "/alerts/{alert_id}/ack", "/alerts/inc-roles/ack", {"note": "seen"}, RESPONDERS),
     ("POST", "/alerts/{alert_id}/assign", "/alerts/inc-roles/assign", {"assignee": "Rina"}, RESPONDERS),
     ("POST", "/alerts/{alert_id}/resolve", "/alerts/inc-roles/resolve", {"note": "done"}, RESPONDERS),
+    ("POST", "/alerts/{alert_id}/shelve", "/alerts/inc-roles/shelve", {"minutes": 5, "reason": "known"},
+     {"operator", "admin"}),
+    ("POST", "/alerts/{alert_id}/unshelve", "/alerts/inc-roles/unshelve", {}, {"operator", "admin"}),
+    ("GET", "/alarms/state", "/alarms/state", None, ALL),
+    ("GET", "/alarms/kpis", "/alarms/kpis", None, ALL),
+    ("GET", "/alarms/audit", "/alarms/audit", None, ALL),
+    ("GET", "/maintenance", "/maintenance", None, ALL),
     ("GET", "/fleet/devices", "/fleet/devices", None, ALL),
     ("GET", "/fleet/silent", "/fleet/silent", None, ALL),
 ]

@@ -1,0 +1,134 @@
+"""Alarm management: the board's state (flood, stale, chattering, shelved, maintenance), the
+KPIs for the shift supervisor, and devices put out of service for maintenance."""
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Query
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.alarms.kpis import AlarmKpis
+from api.alarms.maintenance import Maintenance, MaintenanceConflict
+from api.alarms.manager import BoardState
+from api.auth import AnyRole, RequireRole
+from api.db import now_ms
+from api.errors import AUTH_RESPONSES, ErrorBody
+from api.paging import Page, PageParams, page_params
+from api.params import STRICT_BODY, DevicePath
+from api.services import Services
+from telemetry_shared.registry import DeviceNotFound
+
+router = APIRouter(tags=["alarms"], responses=AUTH_RESPONSES)
+
+Technician = RequireRole("technician")  # ISA-18.2: removing from service is maintenance's (admin too)
+MAX_KPI_RANGE_MS = 92 * 86_400_000
+DEFAULT_KPI_RANGE_MS = 86_400_000
+
+
+class MaintenanceStart(BaseModel):
+    model_config = STRICT_BODY | ConfigDict(regex_engine="python-re")
+
+    until_ms: int = Field(ge=0, le=10**14, description="when it ends by itself (ms since the epoch, UTC); "
+                          "at most CITY_API_ALARM_MAINTENANCE_MAX_S ahead")
+    note: str = Field(min_length=1, max_length=500, pattern=r"\S", description="what is being done (required)")
+
+
+class MaintenanceChange(BaseModel):
+    maintenance: Maintenance
+    alerts: list[str] = Field(description="the alarms suppressed (start) or back on the board (stop)")
+
+
+def _ms(value: datetime | None, default: int) -> int:
+    return default if value is None else int(value.timestamp() * 1000)
+
+
+@router.get("/alarms/state", summary="The board's state: flood, stale, chattering, shelved, under maintenance")
+def state(user: AnyRole, services: Services) -> BoardState:
+    return services.alerts.alarms.state(now_ms())
+
+
+@router.get("/alarms/kpis", summary="Alarm-system KPIs over a range (EEMUA 191)",
+            responses={422: {"model": ErrorBody, "description": "a range that ends before it starts or is too long"}})
+def alarm_kpis(user: AnyRole, services: Services,
+               since: Annotated[datetime | None, Query(description="ISO 8601 (with a zone; else UTC); "
+                                                                   "default 24 h before `until`")] = None,
+               until: Annotated[datetime | None, Query(description="ISO 8601; default now")] = None) -> AlarmKpis:
+    now = now_ms()
+    until_ms = _ms(until, now)
+    since_ms = _ms(since, until_ms - DEFAULT_KPI_RANGE_MS)
+    if since_ms >= until_ms:
+        raise HTTPException(422, "`since` must be before `until`")
+    if until_ms - since_ms > MAX_KPI_RANGE_MS:
+        raise HTTPException(422, "a KPI range is at most 92 days")
+    return services.alerts.alarms.kpis(since_ms, until_ms, now)
+
+
+class AlarmAuditEntry(BaseModel):
+    seq: int
+    t_ms: int
+    actor: str
+    action: str
+    subject: str
+    note: str
+    detail: dict
+
+
+@router.get("/alarms/audit", summary="The alarm audit trail: maintenance started, stopped, expired")
+def alarm_audit(user: AnyRole, services: Services,
+                subject: Annotated[str | None, Query(min_length=1, max_length=64,
+                                                     description="a device id")] = None) -> Page[AlarmAuditEntry]:
+    rows = [AlarmAuditEntry(**row) for row in services.alerts.alarms.maintenance.audit(subject)]
+    return Page(data=rows, count=len(rows))
+
+
+@router.get("/maintenance", summary="Maintenance periods, newest first")
+def maintenance_list(user: AnyRole, services: Services, page: Annotated[PageParams, Depends(page_params)],
+                     device: Annotated[str | None, Query(min_length=1, max_length=64)] = None) -> Page[Maintenance]:
+    data, total = services.alerts.alarms.maintenance.history(device, page.limit, page.offset)
+    return Page(data=data, count=total)
+
+
+NOT_FOUND_CONFLICT = {404: {"model": ErrorBody, "description": "no such device"},
+                      409: {"model": ErrorBody, "description": "retired, or already / not under maintenance"}}
+
+
+@router.post("/devices/{device_id}/maintenance", summary="Put a device under maintenance (out of service)",
+             responses=NOT_FOUND_CONFLICT | {422: {"model": ErrorBody, "description": "an end in the past or "
+                                                                                       "too far ahead"}})
+def maintenance_start(device_id: DevicePath, body: MaintenanceStart, user: Technician,
+                      services: Services) -> MaintenanceChange:
+    try:
+        device = services.registry.get(device_id)
+    except DeviceNotFound as exc:
+        raise HTTPException(404, f"no device {device_id}") from exc
+    if device.state == "retired":
+        raise HTTPException(409, f"{device_id} is retired: nothing to maintain")
+    now = now_ms()
+    max_s = services.settings.api_alarm_maintenance_max_s
+    if body.until_ms <= now:
+        raise HTTPException(422, "`until_ms` is in the past: a maintenance ends in the future")
+    if body.until_ms - now > max_s * 1000:
+        raise HTTPException(422, f"a maintenance lasts at most {max_s / 3600:g} h (CITY_API_ALARM_MAINTENANCE_MAX_S)")
+    manager = services.alerts.alarms
+    try:
+        maintenance, ids = manager.maintenance.start(device_id, body.until_ms, body.note, user.name, now)
+    except MaintenanceConflict as exc:
+        raise HTTPException(409, str(exc)) from exc
+    manager.maintenance_changed(maintenance, ids, "suppressed")
+    return MaintenanceChange(maintenance=maintenance, alerts=ids)
+
+
+@router.delete("/devices/{device_id}/maintenance", summary="End a device's maintenance now",
+               responses=NOT_FOUND_CONFLICT)
+def maintenance_stop(device_id: DevicePath, user: Technician, services: Services) -> MaintenanceChange:
+    try:
+        services.registry.get(device_id)
+    except DeviceNotFound as exc:
+        raise HTTPException(404, f"no device {device_id}") from exc
+    manager = services.alerts.alarms
+    try:
+        maintenance, ids = manager.maintenance.stop(device_id, user.name, now_ms())
+    except MaintenanceConflict as exc:
+        raise HTTPException(409, str(exc)) from exc
+    manager.maintenance_changed(maintenance, ids, "returned_to_service")
+    return MaintenanceChange(maintenance=maintenance, alerts=ids)

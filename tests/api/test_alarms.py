@@ -1,0 +1,304 @@
+"""Alarm management through the live API (real Mosquitto and influxd): priority by consequence,
+shelving, maintenance (out of service), grouping, flood, chattering, stale alarms and the KPIs."""
+
+import sqlite3
+import time
+
+import pytest
+
+from api.app import create_app
+from tests.api.harness import KEY_NAMES, alert, wait_for
+from tests.conftest import make_settings
+
+NOW = lambda: int(time.time() * 1000)  # noqa: E731
+
+
+def raise_alarm(api, incident: str, **fields):
+    """An alarm from analytics, applied as the subscriber applies it (store, streams, notifier)."""
+    api.services.alerts.apply(alert(incident, **fields))
+    return api.services.alerts.store.get(incident)
+
+
+def board(client) -> list[str]:
+    return sorted(a["id"] for a in client.get("/alerts", params={"board": "true", "limit": 1000}).json()["data"])
+
+
+def register(api, device: str, kind: str = "water", district: str = "bukit-bestari"):
+    from telemetry_shared.registry import DeviceNew
+
+    api.services.registry.add(DeviceNew(id=device, kind=kind, district=district))
+
+
+def audit_rows(api) -> tuple[int, int]:
+    conn = sqlite3.connect(api.settings.api_db_file)
+    try:
+        return (conn.execute("SELECT count(*) FROM alert_audit").fetchone()[0],
+                conn.execute("SELECT count(*) FROM alarm_audit").fetchone()[0])
+    finally:
+        conn.close()
+
+
+# ---------------------------------------------------------------- priority
+
+
+def test_priority_follows_consequence_not_the_detectors_severity(api, analytics):
+    analytics.publish(alert("inc-burst", device="wtr-0001", rule="pressure_low", severity="warning"))
+    analytics.publish(alert("inc-stuck", device="pwr-0001", kind="power", metric="frequency_hz",
+                            rule="stuck_sensor", severity="critical"), device="pwr-0001")
+    with api.client("operator") as op:
+        wait_for(lambda: op.get("/alerts").json()["count"] == 2)
+        by_id = {a["id"]: a for a in op.get("/alerts").json()["data"]}
+        assert by_id["inc-burst"]["priority"] == "high"  # no water at the taps
+        assert by_id["inc-stuck"]["priority"] == "low"  # a stuck frequency meter: maintenance, however sure
+        assert [a["id"] for a in op.get("/alerts", params={"priority": "high"}).json()["data"]] == ["inc-burst"]
+
+
+def test_priority_overrides_come_from_the_settings_and_bad_ones_refuse_to_start(make_api, tmp_path, mosquitto):
+    api = make_api(api_alarm_priorities={"water:pressure_low": "medium", "*:stuck_sensor": "medium"})
+    assert raise_alarm(api, "inc-p", rule="pressure_low").priority == "medium"
+    assert raise_alarm(api, "inc-s", device="wtr-0002", rule="stuck_sensor").priority == "medium"
+    for bad, named in (({"gas:pressure_low": "high"}, "gas:pressure_low"), ({"water:x": "urgent"}, "urgent"),
+                       ({"pressure_low": "high"}, "pressure_low")):
+        with pytest.raises(ValueError, match=named):
+            create_app(make_settings(tmp_path / "bad", mosquitto, api_alarm_priorities=bad))
+
+
+# ---------------------------------------------------------------- shelving
+
+
+def test_operator_shelves_with_a_reason_and_the_alarm_returns_by_itself(make_api):
+    api = make_api(api_alarm_check_s=0.2)
+    raise_alarm(api, "inc-sh", severity="critical")
+    with api.client("operator") as op, api.client("technician") as tech:
+        assert board(op) == ["inc-sh"]
+        assert tech.post("/alerts/inc-sh/shelve", json={"minutes": 1, "reason": "x"}).status_code == 403
+        no_reason = op.post("/alerts/inc-sh/shelve", json={"minutes": 1, "reason": "  "})
+        assert no_reason.status_code == 422
+        done = op.post("/alerts/inc-sh/shelve", json={"minutes": 0.04, "reason": "crew on site, known leak"})
+        assert done.status_code == 200, done.text
+        shelved = done.json()
+        assert shelved["shelved_by"] == KEY_NAMES["operator"] and shelved["shelved_reason"].startswith("crew")
+        assert board(op) == []
+        assert [a["id"] for a in op.get("/alarms/state").json()["shelved"]] == ["inc-sh"]
+        again = op.post("/alerts/inc-sh/shelve", json={"minutes": 1, "reason": "again"})
+        assert again.status_code == 409 and "already shelved" in again.json()["message"]
+        # 2.4 s later it is back, by itself, and the audit says who shelved, why, and that time ended it
+        wait_for(lambda: board(op) == ["inc-sh"], timeout_s=6)
+        trail = [(e["actor"], e["action"], e["note"]) for e in op.get("/alerts/inc-sh").json()["audit"]]
+        assert trail[-2:] == [(KEY_NAMES["operator"], "shelved", "crew on site, known leak"),
+                              ("system", "unshelved", "shelving time over")]
+        assert op.get("/alarms/state").json()["shelved"] == []
+
+
+def test_shelving_past_the_maximum_is_refused_and_changes_nothing(make_api):
+    api = make_api(api_alarm_shelve_max_s=3600)
+    raise_alarm(api, "inc-max")
+    before = audit_rows(api)
+    with api.client("operator") as op:
+        refused = op.post("/alerts/inc-max/shelve", json={"minutes": 61, "reason": "all night"})
+        assert refused.status_code == 422
+        assert "at most 60 minutes" in refused.json()["message"]
+        assert board(op) == ["inc-max"]
+        assert audit_rows(api) == before
+        assert op.post("/alerts/nope/shelve", json={"minutes": 5, "reason": "x"}).status_code == 404
+        assert op.post("/alerts/inc-max/unshelve", json={}).status_code == 409  # not shelved
+        op.post("/alerts/inc-max/resolve", json={"note": "fixed"})
+        assert op.post("/alerts/inc-max/shelve", json={"minutes": 5, "reason": "x"}).status_code == 409
+    assert api.services.alerts.store.get("inc-max").shelved_until_ms is None
+
+
+def test_unshelve_by_hand_puts_it_back_at_once(api):
+    raise_alarm(api, "inc-un")
+    with api.client("operator") as op:
+        op.post("/alerts/inc-un/shelve", json={"minutes": 30, "reason": "testing the pump"})
+        assert board(op) == []
+        back = op.post("/alerts/inc-un/unshelve", json={"note": "pump test over"})
+        assert back.status_code == 200 and back.json()["shelved_until_ms"] is None
+        assert board(op) == ["inc-un"]
+
+
+def test_a_shelved_alarm_is_not_escalated(make_api):
+    api = make_api(api_escalate_after_s=0.01)
+    raise_alarm(api, "inc-esc")
+    with api.client("operator") as op:
+        op.post("/alerts/inc-esc/shelve", json={"minutes": 30, "reason": "known"})
+    time.sleep(0.05)
+    assert api.services.alerts.escalate_now() == []
+
+
+# ---------------------------------------------------------------- maintenance
+
+
+def test_maintenance_suppresses_the_devices_alarms_and_ends_by_itself(make_api):
+    api = make_api(api_alarm_check_s=0.2)
+    register(api, "wtr-0001")
+    raise_alarm(api, "inc-before")
+    with api.client("technician") as tech, api.client("operator") as op:
+        assert board(op) == ["inc-before"]
+        assert op.post("/devices/wtr-0001/maintenance", json={"until_ms": NOW() + 60_000, "note": "x"}
+                       ).status_code == 403
+        started = tech.post("/devices/wtr-0001/maintenance", json={"until_ms": NOW() + 2500,
+                                                                   "note": "replacing the pressure sensor"})
+        assert started.status_code == 200, started.text
+        assert started.json()["alerts"] == ["inc-before"]
+        assert board(op) == []
+        # an alarm raised during the work is suppressed too, and says why
+        during = raise_alarm(api, "inc-during", updated_ms=NOW())
+        assert during.suppressed and during.priority == "high"
+        assert board(op) == []
+        fleet = {d["id"]: d for d in op.get("/fleet/devices").json()["data"]}
+        assert fleet["wtr-0001"]["maintenance_until_ms"] == started.json()["maintenance"]["until_ms"]
+        state = op.get("/alarms/state").json()
+        assert state["suppressed"] == 2 and [m["device"] for m in state["maintenance"]] == ["wtr-0001"]
+        # its time is up: both alarms are back, by themselves
+        wait_for(lambda: board(op) == ["inc-before", "inc-during"], timeout_s=6)
+        assert op.get("/fleet/devices").json()["data"][0]["maintenance_until_ms"] is None
+        actions = [e["action"] for e in op.get("/alarms/audit", params={"subject": "wtr-0001"}).json()["data"]]
+        assert actions == ["maintenance_started", "maintenance_expired"]
+        trail = [e["action"] for e in op.get("/alerts/inc-during").json()["audit"]]
+        assert trail == ["opened", "suppressed", "returned_to_service"]
+
+
+def test_maintenance_stopped_by_hand(api):
+    register(api, "wtr-0001")
+    with api.client("technician") as tech, api.client("operator") as op:
+        tech.post("/devices/wtr-0001/maintenance", json={"until_ms": NOW() + 3_600_000, "note": "flushing"})
+        raise_alarm(api, "inc-m")
+        assert board(op) == []
+        stopped = tech.delete("/devices/wtr-0001/maintenance")
+        assert stopped.status_code == 200 and stopped.json()["alerts"] == ["inc-m"]
+        assert stopped.json()["maintenance"]["end_reason"] == "stopped"
+        assert board(op) == ["inc-m"]
+        assert tech.delete("/devices/wtr-0001/maintenance").status_code == 409
+
+
+@pytest.mark.parametrize("device, body, status, message", [
+    ("wtr-9999", {"note": "x"}, 404, "no device wtr-9999"),
+    ("wtr-0003", {"note": "x"}, 409, "retired"),
+    ("wtr-0001", {"note": "x", "until_ms": 1}, 422, "in the past"),
+    ("wtr-0001", {"note": "x", "until_ms": "far"}, 422, ""),
+    ("wtr-0001", {"note": "x", "until_ms": 10**13}, 422, "at most 336 h"),
+    ("wtr-0001", {"note": " "}, 422, ""),
+    ("wtr-0001", {"note": "x" * 501}, 422, ""),
+])
+def test_bad_maintenance_requests_are_refused_and_leave_nothing_behind(api, device, body, status, message):
+    register(api, "wtr-0001")
+    register(api, "wtr-0003")
+    api.services.registry.update("wtr-0003", state="retired")
+    raise_alarm(api, "inc-keep")
+    before = audit_rows(api)
+    with api.client("technician") as tech, api.client("operator") as op:
+        answer = tech.post(f"/devices/{device}/maintenance", json={"until_ms": NOW() + 60_000} | body)
+        assert answer.status_code == status, answer.text
+        assert message in answer.json()["message"]
+        assert audit_rows(api) == before
+        assert op.get("/maintenance").json()["count"] == 0
+        assert board(op) == ["inc-keep"]
+        assert tech.delete("/devices/wtr-9999/maintenance").status_code == 404
+
+
+def test_a_second_maintenance_of_the_same_device_is_a_conflict(api):
+    register(api, "wtr-0001")
+    with api.client("technician") as tech:
+        assert tech.post("/devices/wtr-0001/maintenance", json={"until_ms": NOW() + 60_000, "note": "a"}).is_success
+        before = audit_rows(api)
+        second = tech.post("/devices/wtr-0001/maintenance", json={"until_ms": NOW() + 90_000, "note": "b"})
+        assert second.status_code == 409 and "already under maintenance" in second.json()["message"]
+        assert audit_rows(api) == before and tech.get("/maintenance").json()["count"] == 1
+
+
+# ---------------------------------------------------------------- grouping, flood, chattering, stale
+
+
+def test_alarms_of_one_district_and_utility_within_a_minute_become_one_group(api):
+    raise_alarm(api, "inc-g1", device="wtr-0001")
+    raise_alarm(api, "inc-g2", device="wtr-0002")
+    raise_alarm(api, "inc-g3", device="wtr-0003")
+    raise_alarm(api, "inc-other", device="wtr-0004", district="tanjungpinang-kota")
+    with api.client("operator") as op:
+        assert board(op) == ["inc-g1", "inc-other"]
+        children = op.get("/alerts", params={"group": "inc-g1"}).json()["data"]
+        assert sorted(a["id"] for a in children) == ["inc-g2", "inc-g3"]
+        # the root resolved: its children stand on their own again
+        op.post("/alerts/inc-g1/resolve", json={"note": "valve closed"})
+        assert board(op) == ["inc-g2", "inc-g3", "inc-other"]
+
+
+def test_a_district_without_power_groups_the_silence_and_flow_alarms_that_follow(api):
+    raise_alarm(api, "inc-root", device="pwr-0001", kind="power", metric="voltage_v", rule="voltage_out_of_range",
+                severity="critical")
+    raise_alarm(api, "inc-quiet", device="wtr-0001", metric="", rule="silent")
+    raise_alarm(api, "inc-flow", device="wtr-0002", metric="flow_lps", rule="unusual_value")
+    raise_alarm(api, "inc-ward", device="bld-0001", kind="building", metric="beds_free", rule="ward_full")
+    with api.client("operator") as op:
+        # the ward is not a consequence of the outage; the water alarms are (and join the root, not each other)
+        assert board(op) == ["inc-root", "inc-ward"]
+        assert op.get("/alerts/inc-root").json()["alert"]["priority"] == "high"
+        assert sorted(a["id"] for a in op.get("/alerts", params={"group": "inc-root"}).json()["data"]) == [
+            "inc-flow", "inc-quiet"]
+
+
+def test_more_than_10_new_alarms_in_10_minutes_is_a_flood(api):
+    districts = api.settings.city.slugs
+    with api.client("operator") as op:
+        for n in range(10):  # different devices, districts and utilities: nothing groups them
+            raise_alarm(api, f"inc-f{n}", device=f"wtr-{n:04d}", district=districts[n % len(districts)],
+                        kind=("water", "power", "building", "traffic")[n // len(districts) % 4])
+        flood = op.get("/alarms/state").json()["flood"]
+        assert (flood["active"], flood["new_alarms"], flood["threshold"]) == (False, 10, 10)
+        raise_alarm(api, "inc-f10", device="trf-0010", kind="traffic", district=districts[-1])
+        assert op.get("/alarms/state").json()["flood"]["active"] is True
+
+
+def test_an_alarm_raising_3_times_in_a_minute_is_held_back_as_chattering(api):
+    with api.client("operator") as op:
+        for n in range(3):  # analytics opens a new incident each time the series crosses again
+            raise_alarm(api, f"inc-c{n}", device="wtr-0007", metric="flow_lps", rule="level_shift",
+                        district="tanjungpinang-barat")
+            api.services.alerts.apply(alert(f"inc-c{n}", device="wtr-0007", metric="flow_lps", rule="level_shift",
+                                            district="tanjungpinang-barat", state="cleared", updated_ms=NOW() + 1))
+        assert board(op) == []  # not one of the three left on the board
+        state = op.get("/alarms/state").json()
+        assert sorted(a["id"] for a in state["chattering"]) == ["inc-c0", "inc-c1", "inc-c2"]
+        assert "raised 3 times" in op.get("/alerts/inc-c2").json()["audit"][1]["note"]
+
+
+def test_an_alarm_standing_more_than_24_h_is_stale(api):
+    raise_alarm(api, "inc-old", started_ms=NOW() - 25 * 3_600_000)
+    raise_alarm(api, "inc-new", device="wtr-0002", district="tanjungpinang-kota")
+    with api.client("operator") as op:
+        assert [a["id"] for a in op.get("/alarms/state").json()["stale"]] == ["inc-old"]
+
+
+# ---------------------------------------------------------------- KPIs
+
+
+def test_kpis_count_what_the_operator_saw(make_api):
+    api = make_api(api_alarm_operator_positions=2)
+    districts = api.settings.city.slugs
+    t0 = NOW()
+    for n in range(12):  # annunciated: 12 in one 10-minute period, a flood
+        raise_alarm(api, f"inc-k{n}", device=f"pwr-{n:04d}", kind="power", metric="voltage_v",
+                    rule=("voltage_out_of_range" if n < 2 else "drift"), district=districts[n % len(districts)],
+                    started_ms=t0 - 1000 - n)
+        if n < 11:  # nothing groups them: as if each came more than the group window after the one before
+            api.services.alerts.store.db.conn.execute("UPDATE alerts SET received_ms = received_ms - 61000")
+    raise_alarm(api, "inc-grouped", device="pwr-0099", kind="power", metric="voltage_v", rule="drift",
+                district=districts[11 % len(districts)])
+    with api.client("operator") as op:
+        op.post("/alerts/inc-k0/ack", json={})
+        op.post("/alerts/inc-k1/resolve", json={"note": "breaker reset"})
+        k = op.get("/alarms/kpis", params={"since": "2020-01-01T00:00:00Z"})
+        assert k.status_code == 422 and "at most 92 days" in k.json()["message"]
+        k = op.get("/alarms/kpis").json()  # the last 24 h
+        bad = op.get("/alarms/kpis", params={"since": "2030-01-01T00:00:00Z", "until": "2029-01-01T00:00:00Z"})
+        assert bad.status_code == 422 and "before" in bad.json()["message"]
+        assert op.get("/alarms/kpis", params={"since": "yesterday"}).status_code == 422
+    assert (k["raised"], k["annunciated"]) == (13, 12)
+    assert k["per_10min_max"] == 12 and k["periods_in_flood"] == 1 and k["periods"] == 144
+    assert k["flood_percent"] == round(100 / 144, 2)
+    assert k["per_operator_hour"] == round(12 / 24 / 2, 2)
+    assert k["priority_mix"] == {"high": 2, "medium": 0, "low": 10}
+    assert k["time_to_ack"]["count"] == 2 and k["time_to_resolve"]["count"] == 1
+    assert k["top_sources"][0]["raises"] == 1 and len(k["top_sources"]) == 10
+    assert k["operator_positions"] == 2
