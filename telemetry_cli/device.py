@@ -441,3 +441,8 @@ def commission(device_id: DeviceId,
         out.print(verdict)
     if not judge.passed():
         raise typer.Exit(EXIT_FAILED)
+
+
+from telemetry_cli import maintenance  # noqa: E402 - it borrows this module's plumbing
+
+app.add_typer(maintenance.app, name="maintenance")
