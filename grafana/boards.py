@@ -267,6 +267,20 @@ def device_health() -> Dashboard:
             field) for field in ("pending", "sent", "failed")),
             description="The API's notification outbox: pending (not yet delivered, retried with backoff), "
                         "sent, failed for good (after the give-up window, 24 h by default)."),
+        Panel("Alarm load", "short", tuple(Target(
+            f'SELECT last("{field}") FROM "alarm_kpis" WHERE $timeFilter GROUP BY time($__interval) fill(previous)',
+            label) for field, label in (("per_operator_hour", "alarms per operator-hour"),
+                                        ("per_10min_max", "worst 10 minutes"), ("flood_percent", "% time in flood"))),
+            thresholds=(Threshold(None, "green"), Threshold(6.0, "yellow"), Threshold(12.0, "red")),
+            description="The control room's alarm load over the last hour (api/alarms/kpis.py, written every minute): "
+                        "alarms per operator-hour (EEMUA 191: 6 or fewer is manageable), the worst 10 minutes "
+                        "(over 10 is a flood) and the share of 10-minute periods in flood (target under 1 %)."),
+        Panel("Alarm states", "short", tuple(Target(
+            f'SELECT last("{field}") FROM "alarm_kpis" WHERE $timeFilter GROUP BY time($__interval) fill(previous)',
+            field) for field in ("priority_high", "priority_medium", "priority_low", "chattering", "stale", "shelved",
+                                 "suppressed")),
+            description="Alarms on the board in the last hour by priority (target mix 5/15/80 % high/medium/low), "
+                        "chattering sources, and alarms standing over 24 h, shelved or suppressed by maintenance now."),
     ]
     return Dashboard("city-devices", "Device health", "Is every device alive, and is ingest keeping up?", panels,
                      [district_variable(ALL_KINDS), device_variable(ALL_KINDS)], [alert_annotation()],

@@ -9,6 +9,7 @@ device, 4 conflict (retired, already or not under maintenance), 5 token refused,
 
 import datetime as dt
 import re
+import time
 from typing import Annotated, Any
 
 import typer
@@ -90,8 +91,11 @@ def start(device_id: Annotated[str, typer.Argument(help="the device id")],
         fail(str(exc), EXIT_INVALID)
     if not note.strip() or len(note) > 500:
         fail("--note: say what is being done (1 to 500 characters)", EXIT_INVALID)
+    minutes = (until_ms - time.time() * 1000) / 60_000
+    if minutes <= 0:
+        fail(f"--until {until[:40]!r} is in the past: a maintenance ends in the future", EXIT_INVALID)
     answer = _call(lambda api: api._call("POST", f"/devices/{device_id}/maintenance",
-                                         json={"until_ms": until_ms, "note": note}))
+                                         json={"minutes": round(minutes, 3), "note": note}))
     _show(answer, say("cli.maintenance_started", device=device_id), as_json, zone)
 
 

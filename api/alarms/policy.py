@@ -16,7 +16,7 @@ window is held back (not on the board, no notification) and listed for engineers
 
 from typing import Any
 
-from api.alarms.maintenance import active_maintenance
+from api.alarms.maintenance import SCHEMA, active_maintenance
 from api.alarms.priority import PriorityTable
 from telemetry_shared.settings import Settings
 
@@ -28,6 +28,8 @@ Note = tuple[str, str, dict[str, Any]]  # (audit action, note, detail)
 
 
 class AlarmPolicy:
+    schema = SCHEMA  # the store creates the maintenance tables it reads
+
     def __init__(self, settings: Settings):
         self.priority = PriorityTable(settings.api_alarm_priorities)
         self.chatter_count = settings.api_alarm_chatter_count

@@ -176,6 +176,8 @@ class AlertStore:
         self.db = db
         self.classify = classify
         db.script(SCHEMA)
+        if hasattr(classify, "schema"):  # the tables the policy reads (maintenance)
+            db.script(classify.schema)
         # added after the first release: ALTER TABLE keeps an older database's rows
         if "message" not in {row["name"] for row in db.query("PRAGMA table_info(alerts)")}:
             with db.transaction() as conn:

@@ -1,12 +1,12 @@
 """Alarm management: the board's state (flood, stale, chattering, shelved, maintenance), the
 KPIs for the shift supervisor, and devices put out of service for maintenance."""
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query
 from pydantic import BaseModel, ConfigDict, Field
 
+from api import queries
 from api.alarms.kpis import AlarmKpis
 from api.alarms.maintenance import Maintenance, MaintenanceConflict
 from api.alarms.manager import BoardState
@@ -14,22 +14,29 @@ from api.auth import AnyRole, RequireRole
 from api.db import now_ms
 from api.errors import AUTH_RESPONSES, ErrorBody
 from api.paging import Page, PageParams, page_params
-from api.params import STRICT_BODY, DevicePath
+from api.params import DURATION_PATTERN, STRICT_BODY, DevicePath
+from api.routes.readings import TimeMs
 from api.services import Services
 from telemetry_shared.registry import DeviceNotFound
+from telemetry_shared.settings import get_settings
 
 router = APIRouter(tags=["alarms"], responses=AUTH_RESPONSES)
 
 Technician = RequireRole("technician")  # ISA-18.2: removing from service is maintenance's (admin too)
-MAX_KPI_RANGE_MS = 92 * 86_400_000
 DEFAULT_KPI_RANGE_MS = 86_400_000
+
+
+def _maintenance_maximum(schema: dict) -> None:
+    """The schema states the configured maximum (read when the schema is built)."""
+    schema["maximum"] = get_settings().api_alarm_maintenance_max_s / 60
 
 
 class MaintenanceStart(BaseModel):
     model_config = STRICT_BODY | ConfigDict(regex_engine="python-re")
 
-    until_ms: int = Field(ge=0, le=10**14, description="when it ends by itself (ms since the epoch, UTC); "
-                          "at most CITY_API_ALARM_MAINTENANCE_MAX_S ahead")
+    minutes: float = Field(gt=0, json_schema_extra=_maintenance_maximum,
+                           description="how long from now; it ends by itself then (at most "
+                                       "CITY_API_ALARM_MAINTENANCE_MAX_S, 14 days by default)")
     note: str = Field(min_length=1, max_length=500, pattern=r"\S", description="what is being done (required)")
 
 
@@ -38,29 +45,23 @@ class MaintenanceChange(BaseModel):
     alerts: list[str] = Field(description="the alarms suppressed (start) or back on the board (stop)")
 
 
-def _ms(value: datetime | None, default: int) -> int:
-    return default if value is None else int(value.timestamp() * 1000)
-
-
 @router.get("/alarms/state", summary="The board's state: flood, stale, chattering, shelved, under maintenance")
 def state(user: AnyRole, services: Services) -> BoardState:
     return services.alerts.alarms.state(now_ms())
 
 
-@router.get("/alarms/kpis", summary="Alarm-system KPIs over a range (EEMUA 191)",
-            responses={422: {"model": ErrorBody, "description": "a range that ends before it starts or is too long"}})
+@router.get("/alarms/kpis", summary="Alarm-system KPIs over a range (EEMUA 191)")
 def alarm_kpis(user: AnyRole, services: Services,
-               since: Annotated[datetime | None, Query(description="ISO 8601 (with a zone; else UTC); "
-                                                                   "default 24 h before `until`")] = None,
-               until: Annotated[datetime | None, Query(description="ISO 8601; default now")] = None) -> AlarmKpis:
+               since: Annotated[str | None, Query(pattern=DURATION_PATTERN,
+                                                  description="the last this long, e.g. 8h (a shift), 24h, 7d; "
+                                                              "default 24h (ignored with start_ms)")] = None,
+               start_ms: TimeMs | None = None, end_ms: TimeMs | None = None) -> AlarmKpis:
+    """Over [start_ms, end_ms) or the last `since` up to now; a range that ends before it starts is empty."""
     now = now_ms()
-    until_ms = _ms(until, now)
-    since_ms = _ms(since, until_ms - DEFAULT_KPI_RANGE_MS)
-    if since_ms >= until_ms:
-        raise HTTPException(422, "`since` must be before `until`")
-    if until_ms - since_ms > MAX_KPI_RANGE_MS:
-        raise HTTPException(422, "a KPI range is at most 92 days")
-    return services.alerts.alarms.kpis(since_ms, until_ms, now)
+    until_ms = end_ms if end_ms is not None else now
+    if start_ms is None:
+        start_ms = until_ms - (queries.duration_ms(since) if since else DEFAULT_KPI_RANGE_MS)
+    return services.alerts.alarms.kpis(min(start_ms, until_ms), until_ms, now)
 
 
 class AlarmAuditEntry(BaseModel):
@@ -93,8 +94,8 @@ NOT_FOUND_CONFLICT = {404: {"model": ErrorBody, "description": "no such device"}
 
 
 @router.post("/devices/{device_id}/maintenance", summary="Put a device under maintenance (out of service)",
-             responses=NOT_FOUND_CONFLICT | {422: {"model": ErrorBody, "description": "an end in the past or "
-                                                                                       "too far ahead"}})
+             responses=NOT_FOUND_CONFLICT | {422: {"model": ErrorBody, "description": "longer than the "
+                                                                                       "configured maximum"}})
 def maintenance_start(device_id: DevicePath, body: MaintenanceStart, user: Technician,
                       services: Services) -> MaintenanceChange:
     try:
@@ -103,15 +104,15 @@ def maintenance_start(device_id: DevicePath, body: MaintenanceStart, user: Techn
         raise HTTPException(404, f"no device {device_id}") from exc
     if device.state == "retired":
         raise HTTPException(409, f"{device_id} is retired: nothing to maintain")
-    now = now_ms()
     max_s = services.settings.api_alarm_maintenance_max_s
-    if body.until_ms <= now:
-        raise HTTPException(422, "`until_ms` is in the past: a maintenance ends in the future")
-    if body.until_ms - now > max_s * 1000:
-        raise HTTPException(422, f"a maintenance lasts at most {max_s / 3600:g} h (CITY_API_ALARM_MAINTENANCE_MAX_S)")
+    if body.minutes * 60 > max_s:
+        raise HTTPException(422, f"a maintenance lasts at most {max_s / 3600:g} h (CITY_API_ALARM_MAINTENANCE_MAX_S), "
+                                 f"not {body.minutes / 60:g} h")
+    now = now_ms()
     manager = services.alerts.alarms
     try:
-        maintenance, ids = manager.maintenance.start(device_id, body.until_ms, body.note, user.name, now)
+        maintenance, ids = manager.maintenance.start(device_id, now + int(body.minutes * 60_000), body.note,
+                                                     user.name, now)
     except MaintenanceConflict as exc:
         raise HTTPException(409, str(exc)) from exc
     manager.maintenance_changed(maintenance, ids, "suppressed")

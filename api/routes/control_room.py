@@ -21,3 +21,9 @@ def root() -> RedirectResponse:
 def control_room() -> FileResponse:
     return FileResponse(STATIC / "control-room.html", media_type="text/html",
                         headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/control-room/kpis", response_class=FileResponse, summary="The alarm KPI page for the shift supervisor",
+            responses={200: {"content": {"text/html": {}}}})
+def alarm_kpis_page() -> FileResponse:
+    return FileResponse(STATIC / "alarm-kpis.html", media_type="text/html", headers={"Cache-Control": "no-cache"})

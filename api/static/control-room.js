@@ -109,6 +109,7 @@ async function setLanguage(code) {
   if (map) drawDistrictLabels();
   renderAlerts();
   renderSilent();
+  renderAlarmLists();
   tick();
 }
 
@@ -165,8 +166,8 @@ $("login").addEventListener("submit", (event) => {
 const cards = new Map(); // alert id -> {card, signature}: a card is drawn again only when its alert changed
 
 function openAlerts() {
-  const open = [...alerts.values()].filter((a) => !a.resolved);
-  open.sort((a, b) => SEVERITY_ORDER[a.severity] - SEVERITY_ORDER[b.severity]
+  const open = [...alerts.values()].filter(alarmOnBoard); // alarms.js: not shelved, suppressed, chattering, grouped
+  open.sort((a, b) => byPriority(a, b) || SEVERITY_ORDER[a.severity] - SEVERITY_ORDER[b.severity]
     || (a.state === b.state ? 0 : a.state === "active" ? -1 : 1) || b.changed_ms - a.changed_ms);
   return open;
 }
@@ -214,6 +215,7 @@ function renderAlerts() {
   for (const sev of ["critical", "warning", "info"]) {
     $("n-" + sev).textContent = open.filter((a) => a.severity === sev && a.state === "active").length;
   }
+  afterRender(open); // alarms.js: groups, flood
   renderDevices();
 }
 
@@ -283,6 +285,7 @@ function alertCard(a) {
   const actions = el("div", "actions");
   actions.append(note, ack, resolve);
   card.append(title, explanation, why, el("div", "status", status.join(" · ")), actions);
+  decorateCard(card, a, note); // alarms.js: priority, shelving
   return card;
 }
 
@@ -327,11 +330,16 @@ function handleFrame(frame) {
   const body = JSON.parse(data.join("\n"));
   if (event === "hello") {
     $("who").textContent = t("who", { user: body.user, role: body.role });
+    alarmHello(body.role);
     loadAlerts().catch(() => {}); // the stream is open: nothing between the load and now is lost
   } else if (event === "alert") {
     alerts.set(body.alert.id, body.alert);
     if (streamedDuringLoad) streamedDuringLoad.add(body.alert.id);
     scheduleRender();
+    scheduleAlarmState();
+  } else if (event === "maintenance") {
+    loadFleet();
+    scheduleAlarmState();
   }
 }
 
@@ -381,7 +389,7 @@ const palette = {};
 
 function drawMap() {
   const style = getComputedStyle(document.documentElement);
-  for (const look of ["ok", "silent", "provisioned", "critical", "warning", "info", "district", "edge"]) {
+  for (const look of ["ok", "silent", "provisioned", "critical", "warning", "info", "maintenance", "district", "edge"]) {
     palette[look] = style.getPropertyValue("--map-" + look).trim();
   }
   canvas = L.canvas({ padding: 0.2 });
@@ -476,7 +484,7 @@ function renderDevices() {
   for (const d of fleet) {
     if (d.state === "retired") continue;
     shown.add(d.id);
-    const look = worst[d.id] || (d.state === "active" ? "ok" : d.state);
+    const look = d.maintenance_until_ms ? "maintenance" : worst[d.id] || (d.state === "active" ? "ok" : d.state);
     let entry = markers.get(d.id);
     if (!entry) {
       const marker = L.circleMarker(position(d), { renderer: canvas, radius: RADIUS[look] || 5, weight: 1,
@@ -503,6 +511,7 @@ function deviceTooltip(id) {
   const { device: d, look } = markers.get(id);
   const params = { device: d.id, kind: t("kind." + d.kind), district: districtName(d.district),
     state: t("device.state." + d.state), severity: t("severity." + look) };
+  if (look === "maintenance") return t("device.tooltip_maintenance", Object.assign(params, { until: localTime(d.maintenance_until_ms, true) }));
   return t(look in SEVERITY_ORDER ? "device.tooltip_alert" : "device.tooltip", params);
 }
 

@@ -135,9 +135,9 @@ def test_maintenance_suppresses_the_devices_alarms_and_ends_by_itself(make_api):
     raise_alarm(api, "inc-before")
     with api.client("technician") as tech, api.client("operator") as op:
         assert board(op) == ["inc-before"]
-        assert op.post("/devices/wtr-0001/maintenance", json={"until_ms": NOW() + 60_000, "note": "x"}
+        assert op.post("/devices/wtr-0001/maintenance", json={"minutes": 1, "note": "x"}
                        ).status_code == 403
-        started = tech.post("/devices/wtr-0001/maintenance", json={"until_ms": NOW() + 2500,
+        started = tech.post("/devices/wtr-0001/maintenance", json={"minutes": 2.5 / 60,
                                                                    "note": "replacing the pressure sensor"})
         assert started.status_code == 200, started.text
         assert started.json()["alerts"] == ["inc-before"]
@@ -162,7 +162,7 @@ def test_maintenance_suppresses_the_devices_alarms_and_ends_by_itself(make_api):
 def test_maintenance_stopped_by_hand(api):
     register(api, "wtr-0001")
     with api.client("technician") as tech, api.client("operator") as op:
-        tech.post("/devices/wtr-0001/maintenance", json={"until_ms": NOW() + 3_600_000, "note": "flushing"})
+        tech.post("/devices/wtr-0001/maintenance", json={"minutes": 60, "note": "flushing"})
         raise_alarm(api, "inc-m")
         assert board(op) == []
         stopped = tech.delete("/devices/wtr-0001/maintenance")
@@ -175,9 +175,12 @@ def test_maintenance_stopped_by_hand(api):
 @pytest.mark.parametrize("device, body, status, message", [
     ("wtr-9999", {"note": "x"}, 404, "no device wtr-9999"),
     ("wtr-0003", {"note": "x"}, 409, "retired"),
-    ("wtr-0001", {"note": "x", "until_ms": 1}, 422, "in the past"),
-    ("wtr-0001", {"note": "x", "until_ms": "far"}, 422, ""),
-    ("wtr-0001", {"note": "x", "until_ms": 10**13}, 422, "at most 336 h"),
+    ("wtr-0001", {"note": "x", "minutes": 0}, 422, ""),
+    ("wtr-0001", {"note": "x", "minutes": -5}, 422, ""),
+    ("wtr-0001", {"note": "x", "minutes": "far"}, 422, ""),
+    ("wtr-0001", {"note": "x", "minutes": True}, 422, ""),
+    ("wtr-0001", {"note": "x", "minutes": 15 * 1440}, 422, "at most 336 h"),
+    ("wtr-0001", {"note": "x", "until_ms": NOW() + 60_000}, 422, ""),
     ("wtr-0001", {"note": " "}, 422, ""),
     ("wtr-0001", {"note": "x" * 501}, 422, ""),
 ])
@@ -188,7 +191,7 @@ def test_bad_maintenance_requests_are_refused_and_leave_nothing_behind(api, devi
     raise_alarm(api, "inc-keep")
     before = audit_rows(api)
     with api.client("technician") as tech, api.client("operator") as op:
-        answer = tech.post(f"/devices/{device}/maintenance", json={"until_ms": NOW() + 60_000} | body)
+        answer = tech.post(f"/devices/{device}/maintenance", json={"minutes": 5} | body)
         assert answer.status_code == status, answer.text
         assert message in answer.json()["message"]
         assert audit_rows(api) == before
@@ -200,9 +203,9 @@ def test_bad_maintenance_requests_are_refused_and_leave_nothing_behind(api, devi
 def test_a_second_maintenance_of_the_same_device_is_a_conflict(api):
     register(api, "wtr-0001")
     with api.client("technician") as tech:
-        assert tech.post("/devices/wtr-0001/maintenance", json={"until_ms": NOW() + 60_000, "note": "a"}).is_success
+        assert tech.post("/devices/wtr-0001/maintenance", json={"minutes": 1, "note": "a"}).is_success
         before = audit_rows(api)
-        second = tech.post("/devices/wtr-0001/maintenance", json={"until_ms": NOW() + 90_000, "note": "b"})
+        second = tech.post("/devices/wtr-0001/maintenance", json={"minutes": 2, "note": "b"})
         assert second.status_code == 409 and "already under maintenance" in second.json()["message"]
         assert audit_rows(api) == before and tech.get("/maintenance").json()["count"] == 1
 
@@ -288,12 +291,16 @@ def test_kpis_count_what_the_operator_saw(make_api):
     with api.client("operator") as op:
         op.post("/alerts/inc-k0/ack", json={})
         op.post("/alerts/inc-k1/resolve", json={"note": "breaker reset"})
-        k = op.get("/alarms/kpis", params={"since": "2020-01-01T00:00:00Z"})
-        assert k.status_code == 422 and "at most 92 days" in k.json()["message"]
         k = op.get("/alarms/kpis").json()  # the last 24 h
-        bad = op.get("/alarms/kpis", params={"since": "2030-01-01T00:00:00Z", "until": "2029-01-01T00:00:00Z"})
-        assert bad.status_code == 422 and "before" in bad.json()["message"]
-        assert op.get("/alarms/kpis", params={"since": "yesterday"}).status_code == 422
+        assert op.get("/alarms/kpis", params={"since": "24h"}).json()["annunciated"] == 12
+        shift = op.get("/alarms/kpis", params={"since": "8h"}).json()
+        assert (shift["hours"], shift["per_operator_hour"]) == (8.0, round(12 / 8 / 2, 2))
+        exact = op.get("/alarms/kpis", params={"start_ms": t0 - 600_000, "end_ms": t0 + 60_000}).json()
+        assert (exact["annunciated"], exact["periods"]) == (12, 2)
+        empty = op.get("/alarms/kpis", params={"start_ms": t0 + 10**6, "end_ms": t0}).json()
+        assert (empty["raised"], empty["hours"]) == (0, 0.0)  # a range that ends before it starts is empty
+        for bad in ({"since": "yesterday"}, {"since": "-1h"}, {"start_ms": "x"}, {"end_ms": -1}):
+            assert op.get("/alarms/kpis", params=bad).status_code == 422, bad
     assert (k["raised"], k["annunciated"]) == (13, 12)
     assert k["per_10min_max"] == 12 and k["periods_in_flood"] == 1 and k["periods"] == 144
     assert k["flood_percent"] == round(100 / 144, 2)
@@ -302,3 +309,25 @@ def test_kpis_count_what_the_operator_saw(make_api):
     assert k["time_to_ack"]["count"] == 2 and k["time_to_resolve"]["count"] == 1
     assert k["top_sources"][0]["raises"] == 1 and len(k["top_sources"]) == 10
     assert k["operator_positions"] == 2
+
+
+def test_the_kpis_reach_influxdb_and_the_grafana_panels_read_them(make_api, influx_db):
+    from grafana.boards import device_health
+    from grafana.queries import fill_variables
+
+    api = make_api(api_alarm_kpi_every_s=0.3)
+    raise_alarm(api, "inc-g", rule="pressure_low")  # high
+    raise_alarm(api, "inc-s", device="pwr-0002", kind="power", metric="frequency_hz", rule="stuck_sensor",
+                district="tanjungpinang-kota")  # low
+    rows = wait_for(lambda: [r for r in influx_db.rows('SELECT last("annunciated") AS n, last("priority_high") AS '
+                                                       'high, last("priority_low") AS low FROM "alarm_kpis"')
+                             if r["n"] == 2], timeout_s=10)
+    assert (rows[0]["high"], rows[0]["low"]) == (1, 1)
+    panels = {p.title: p for p in device_health().panels}
+    now = NOW()
+    values = {"timeFilter": f"time >= {now - 600_000}ms and time <= {now + 60_000}ms", "__interval": "1m"}
+    for title in ("Alarm load", "Alarm states"):
+        for target in panels[title].targets:
+            answered = [v for s in influx_db.series(fill_variables(target.query, values))
+                        for row in s.get("values", []) for v in row[1:] if v is not None]
+            assert answered, f"{title}: {target.query} returned nothing"

@@ -20,6 +20,14 @@ DEVICES = 2000
 OPEN_ALERTS = 300
 
 
+@pytest.fixture
+def api(make_api):
+    """These tests measure a board holding hundreds of alarms seeded at once, as a city that groups none:
+    the server's grouping (district and utility within a minute) and the flood view would fold them
+    (both tested in test_control_room_alarms.py)."""
+    return make_api(api_alarm_group_window_s=0, api_alarm_flood_count=1_000_000)
+
+
 def seed_city(api, devices: int = DEVICES, open_alerts: int = OPEN_ALERTS) -> None:
     """A fleet spread over the profile's districts (half of it without a registered position) and
     open alerts on the first devices."""

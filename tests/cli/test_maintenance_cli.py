@@ -41,6 +41,7 @@ def test_start_list_stop_as_tables_and_json(city):
     (["start", "wtr-0001", "--until", "tomorrow", "--note", "x"], 2, "a duration"),
     (["start", "wtr-0001", "--until", "2020-01-01T00:00", "--note", "x"], 2, "in the past"),
     (["start", "wtr-0001", "--until", "999d", "--note", "x"], 2, "at most 336 h"),
+    (["start", "wtr-0001", "--until", "2020-01-01T00:00+07:00", "--note", "x"], 2, "in the past"),
     (["start", "wtr-0001", "--until", "1h", "--note", " "], 2, "--note"),
     (["start", "BAD id", "--until", "1h", "--note", "x"], 2, "bad device id"),
     (["stop", "wtr-0001"], 4, "not under maintenance"),

@@ -79,7 +79,23 @@ def lines(now_ms: int) -> list[str]:
                        f"write_seconds_sum={step * 0.04} {t}")
             for device in DEVICES:
                 out.append(f"ingest_device_stats,device={device},worker={worker} sequence_gaps={step // 30}i {t}")
+    for step in range(steps):  # the API's alarm KPIs (api/alarms/kpis.py influx_line, the real format)
+        out.append(alarm_kpis_line(step, start + step * STEP_MS))
     for step in range(steps):  # the API's notification outbox (api/alerts/notify.py stats_line)
         out.append(f"notify_stats pending={step % 3}i,sent={step}i,failed={step // 50}i,oldest_pending_s=1.5 "
                    f"{start + step * STEP_MS}")
     return out
+
+
+def alarm_kpis_line(step: int, t_ms: int) -> str:
+    from api.alarms.kpis import AlarmKpis, Durations, influx_line
+
+    timing = Durations(count=step, median_s=30.0 + step, p90_s=120.0 + step)
+    kpis = AlarmKpis(since_ms=t_ms - 3_600_000, until_ms=t_ms, hours=1.0, operator_positions=1, raised=step + 2,
+                     annunciated=step, per_operator_hour=float(step), per_10min_mean=step / 6,
+                     per_10min_max=step % 12, periods=6, periods_in_flood=int(step % 12 > 10),
+                     flood_percent=100 / 6 * int(step % 12 > 10), flood_count=10, top_sources=[],
+                     chattering_sources=step % 2, chattering_alarms=step % 2, stale_now=1, shelved_now=step % 3,
+                     suppressed_now=2, priority_mix={"high": 1, "medium": 2, "low": step},
+                     priority_percent={}, time_to_ack=timing, time_to_resolve=timing)
+    return influx_line(kpis, flood_now=step % 12 > 10)

@@ -1,0 +1,155 @@
+"""Alarm management on the control-room page, in headless Debian Chromium against the live API:
+shelving by keyboard and its return on expiry, maintenance set from the CLI shown on the board and
+the map, a flood grouped by district and utility, and the supervisor's KPI page in two languages."""
+
+import json
+import time
+
+import pytest
+from playwright.sync_api import expect
+from typer.testing import CliRunner
+
+from tests.api.harness import KEY_NAMES, alert, wait_for
+from tests.api.test_control_room import page, sign_in  # noqa: F401 - the page fixture
+
+SHELVE_MAX_S = 3
+
+
+@pytest.fixture
+def api(make_api):
+    """Shelving of at most 3 s, checked often; the server's own grouping off, so the flood test
+    sees what the page does with many alarms of one district and utility."""
+    return make_api(api_alarm_shelve_max_s=SHELVE_MAX_S, api_alarm_check_s=0.3, api_alarm_group_window_s=0)
+
+
+def card(page, incident: str):  # noqa: F811
+    return page.locator(f'li.alert[data-alert-id="{incident}"]')
+
+
+def test_shelve_by_keyboard_then_it_returns_when_its_time_is_up(page, api, analytics):  # noqa: F811
+    sign_in(page, api)
+    analytics.publish(alert("inc-shelf", severity="critical"))
+    expect(card(page, "inc-shelf")).to_be_visible(timeout=3000)
+    expect(card(page, "inc-shelf").locator(".prio")).to_have_text("high")  # low water pressure
+    # keyboard only: type the reason, Tab to the duration (the 3 s maximum is the only choice), Tab, Enter
+    card(page, "inc-shelf").locator("input.note").focus()
+    page.keyboard.type("crew on site, valve being replaced")
+    page.keyboard.press("Tab")  # acknowledge
+    page.keyboard.press("Tab")  # resolve
+    page.keyboard.press("Tab")  # how long
+    assert page.evaluate("document.activeElement.className") == "shelve-for"
+    page.keyboard.press("Tab")
+    page.keyboard.press("Enter")
+    expect(card(page, "inc-shelf")).to_have_count(0, timeout=3000)
+    shelved = page.locator('#shelved li[data-alert-id="inc-shelf"]')
+    expect(shelved).to_contain_text("crew on site, valve being replaced")
+    expect(shelved).to_contain_text(KEY_NAMES["operator"])
+    expect(page.locator("#n-shelved")).to_have_text("1")
+    stored = api.services.alerts.store.get("inc-shelf")
+    assert stored.shelved_by == KEY_NAMES["operator"]
+    # back by itself, with nobody touching the page
+    expect(card(page, "inc-shelf")).to_be_visible(timeout=SHELVE_MAX_S * 1000 + 5000)
+    expect(page.locator("#n-shelved")).to_have_text("0", timeout=3000)
+    actions = [(e.actor, e.action) for e in api.services.alerts.store.audit("inc-shelf")]
+    assert actions[-2:] == [(KEY_NAMES["operator"], "shelved"), ("system", "unshelved")]
+
+
+def test_unshelve_from_the_list_with_the_mouse(page, api, analytics):  # noqa: F811
+    sign_in(page, api)
+    analytics.publish(alert("inc-back", severity="warning"))
+    expect(card(page, "inc-back")).to_be_visible(timeout=3000)
+    card(page, "inc-back").locator("button.shelve").click()  # no reason: nothing is sent
+    time.sleep(0.3)
+    assert api.services.alerts.store.get("inc-back").shelved_until_ms is None
+    card(page, "inc-back").locator("input.note").fill("known, pump test")
+    card(page, "inc-back").locator("button.shelve").click()
+    expect(card(page, "inc-back")).to_have_count(0, timeout=3000)
+    page.locator('#shelved li[data-alert-id="inc-back"] button.unshelve').click()
+    expect(card(page, "inc-back")).to_be_visible(timeout=3000)
+
+
+def test_an_engineer_sees_no_shelve_controls(page, api, analytics):  # noqa: F811
+    sign_in(page, api, "engineer")
+    analytics.publish(alert("inc-eng"))
+    expect(card(page, "inc-eng")).to_be_visible(timeout=3000)
+    assert card(page, "inc-eng").locator("button.shelve").count() == 0
+
+
+def test_maintenance_from_the_cli_shows_on_the_board_and_the_map(page, api, analytics):  # noqa: F811
+    from telemetry_cli.main import app
+    from telemetry_shared.registry import DeviceNew
+
+    api.services.registry.add(DeviceNew(id="wtr-0001", kind="water", district="bukit-bestari", lat=0.89,
+                                        lon=104.46))
+    api.services.registry.seen("wtr-0001", int(time.time() * 1000), "0.1.0")
+    sign_in(page, api)
+    analytics.publish(alert("inc-maint", device="wtr-0001", severity="warning"))
+    expect(card(page, "inc-maint")).to_be_visible(timeout=3000)
+    wait_for(lambda: page.evaluate("controlRoom.deviceLook('wtr-0001')") == "warning", timeout_s=5)
+
+    env = {"CITY_API_URL": api.url, "CITY_API_TOKEN": api.keys["technician"]}
+    runner = CliRunner()
+    started = runner.invoke(app, ["device", "maintenance", "start", "wtr-0001", "--until", "2h", "--note",
+                                  "replacing the pressure sensor", "--json"], env=env, catch_exceptions=False)
+    assert started.exit_code == 0, started.output
+    assert json.loads(started.stdout)["alerts"] == ["inc-maint"]
+    expect(card(page, "inc-maint")).to_have_count(0, timeout=3000)
+    expect(page.locator("#maintenance")).to_contain_text("replacing the pressure sensor", timeout=3000)
+    expect(page.locator("#maintenance")).to_contain_text("wtr-0001")
+    wait_for(lambda: page.evaluate("controlRoom.deviceLook('wtr-0001')") == "maintenance", timeout_s=5)
+    # an alarm raised while the work goes on stays off the board too
+    analytics.publish(alert("inc-during", device="wtr-0001", severity="critical"))
+    wait_for(lambda: [a for a in api.services.alerts.store.find()[0] if a.id == "inc-during" and a.suppressed],
+             timeout_s=5)
+    time.sleep(0.5)
+    assert card(page, "inc-during").count() == 0
+
+    stopped = runner.invoke(app, ["device", "maintenance", "stop", "wtr-0001"], env=env, catch_exceptions=False)
+    assert stopped.exit_code == 0, stopped.output
+    expect(card(page, "inc-maint")).to_be_visible(timeout=3000)
+    expect(card(page, "inc-during")).to_be_visible(timeout=3000)
+    expect(page.locator("#no-maintenance")).to_be_visible(timeout=3000)
+    wait_for(lambda: page.evaluate("controlRoom.deviceLook('wtr-0001')") == "critical", timeout_s=5)
+
+
+def test_a_flood_raises_the_banner_and_groups_by_district_and_utility(page, api, analytics):  # noqa: F811
+    sign_in(page, api)
+    districts = api.settings.city.slugs[:2]
+    for n in range(12):  # 6 water alarms in each of two districts within seconds
+        analytics.publish(alert(f"inc-fl{n:02d}", device=f"wtr-{n:04d}", district=districts[n % 2],
+                                rule="unusual_value", metric="flow_lps", severity="warning"), device=f"wtr-{n:04d}")
+    wait_for(lambda: api.services.alerts.store.find()[1] == 12)
+    banner = page.locator("#flood")
+    expect(banner).to_be_visible(timeout=5000)
+    expect(banner).to_contain_text("12 new alarms in 10 min")
+    visible = page.locator("li.alert:visible")
+    expect(visible).to_have_count(2, timeout=3000)  # one card per district and utility
+    toggles = page.locator("li.alert:visible .group-toggle")
+    expect(toggles).to_have_count(2)
+    expect(toggles.first).to_have_text("+5 grouped: show")
+    toggles.first.focus()
+    page.keyboard.press("Enter")  # open one group from the keyboard: its 5 cards are shown
+    expect(visible).to_have_count(7, timeout=3000)
+    expect(page.locator("li.alert:visible .group-toggle").first).to_have_text("+5 grouped: hide")
+    assert page.evaluate("document.activeElement.className") == "group-toggle"
+
+
+def test_the_kpi_page_shows_the_shift_in_both_languages(page, api, analytics):  # noqa: F811
+    for n in range(3):
+        api.services.alerts.apply(alert(f"inc-k{n}", device=f"wtr-{n:04d}", district=api.settings.city.slugs[n]))
+    api.services.alerts.store.acknowledge("inc-k0", "someone")
+    sign_in(page, api, "engineer")
+    page.goto(api.url + "/control-room/kpis")
+    expect(page.locator("h1")).to_have_text("Alarm system: KPIs for the shift")
+    expect(page.locator('[data-testid="annunciated"] td')).to_have_text(
+        "3 of 3 raised (the rest grouped, suppressed or chattering)", timeout=5000)
+    expect(page.locator('[data-testid="mix-high"] td')).to_have_text("3 (100.0 %; target 5 %)")
+    expect(page.locator('[data-testid="per-10min"] td')).to_have_text("mean 0.0, worst 3")
+    expect(page.locator('[data-testid="ack"] td')).to_contain_text("median")
+    expect(page.locator("#top li")).to_have_count(3)
+    page.select_option("#range", index=0)  # the last 8 h
+    expect(page.locator('[data-testid="per-operator-hour"] td')).to_have_text("0.4", timeout=5000)
+    page.select_option("#lang", "id")
+    expect(page.locator("h1")).to_have_text("Sistem alarm: KPI untuk giliran jaga")
+    expect(page.locator('[data-testid="mix-high"] th')).to_have_text("tinggi")
+    expect(page.locator('[data-testid="mix-high"] td')).to_have_text("3 (100,0 %; target 5 %)")
