@@ -137,7 +137,8 @@ def _report(args, severity: Counter, k) -> None:
         f"{100 * severity[s] / total:7.1f}%" for s in ("critical", "warning", "info")))
     print(f"{'priority (now)':28}" + "".join(f"{k.priority_percent[p]:7.1f}%" for p in ("high", "medium", "low")))
     print(f"{'target':28}{5.0:7.1f}%{15.0:7.1f}%{80.0:7.1f}%")
-    print(f"\nraised {k.raised}, on the board {k.annunciated} (the rest grouped, chattering or suppressed)")
+    print(f"\nraised {k.raised}: {k.advisories} advisories (not alarms), {k.annunciated} alarms on the board "
+          f"(the rest grouped, chattering or suppressed)")
     print(f"alarms per operator-hour  {k.per_operator_hour:8.2f}   (EEMUA 191: <= 6 manageable)")
     print(f"per 10 min: mean {k.per_10min_mean:.2f}, worst {k.per_10min_max}")
     print(f"time in flood             {k.flood_percent:7.2f} %  ({k.periods_in_flood} of {k.periods} 10-min periods)")

@@ -13,11 +13,12 @@ so the KPIs see each raise as it was, not as the alarm stands now.
 - top sources: (device, rule) by raises, all raises counted (held back ones are noise too);
 - chattering: sources held back as chattering; stale: alarms standing longer than 24 h now;
 - priority mix of annunciated raises (target about 80/15/5 low/medium/high);
-- time to acknowledge and to resolve, from arrival, of alarms that arrived in the range.
+- time to acknowledge and to resolve, from arrival, of alarms (not advisories) that arrived in the range.
 """
 
 import math
 import statistics
+from collections import Counter
 from typing import Any
 
 from pydantic import BaseModel
@@ -31,7 +32,8 @@ HELD_BACK = ("suppressed", "chattering", "grouped")
 # A raise, annunciated or not: its alert and time.
 RAISES_SQL = "SELECT a.alert_id, a.t_ms FROM alert_audit a WHERE a.action IN ('opened', 'reopened') " \
              "AND a.t_ms >= ? AND a.t_ms < ?"
-ANNUNCIATED_SQL = (RAISES_SQL + " AND NOT EXISTS (SELECT 1 FROM alert_audit h WHERE h.alert_id = a.alert_id"
+ANNUNCIATED_SQL = (RAISES_SQL + " AND (SELECT priority FROM alerts WHERE id = a.alert_id) != 'advisory'"
+                   " AND NOT EXISTS (SELECT 1 FROM alert_audit h WHERE h.alert_id = a.alert_id"
                    " AND h.t_ms = a.t_ms AND h.action IN ('suppressed', 'chattering', 'grouped'))")
 
 
@@ -53,6 +55,7 @@ class AlarmKpis(BaseModel):
     hours: float
     operator_positions: int
     raised: int  # every raise, held back or not
+    advisories: int  # raises of advisories (not alarms: never on the board)
     annunciated: int
     per_operator_hour: float
     per_10min_mean: float
@@ -97,6 +100,8 @@ def kpis(db: ApiDb, since_ms: int, until_ms: int, now: int, positions: int = 1, 
     args = (since_ms, until_ms)
     with db.lock:
         raised = db.conn.execute(f"SELECT count(*) FROM ({RAISES_SQL})", args).fetchone()[0]
+        advisories = db.conn.execute(f"SELECT count(*) FROM ({RAISES_SQL}) r JOIN alerts al ON al.id = r.alert_id"
+                                     " WHERE al.priority = 'advisory'", args).fetchone()[0]
         annunciated = db.conn.execute(
             f"SELECT r.t_ms, al.priority FROM ({ANNUNCIATED_SQL}) r JOIN alerts al ON al.id = r.alert_id",
             args).fetchall()
@@ -112,23 +117,24 @@ def kpis(db: ApiDb, since_ms: int, until_ms: int, now: int, positions: int = 1, 
             " FROM alerts WHERE resolved_ms IS NULL", (now - stale_after_ms,)).fetchone()
         acks = [r[0] for r in db.conn.execute(
             "SELECT acknowledged_ms - received_ms FROM alerts WHERE received_ms >= ? AND received_ms < ?"
-            " AND acknowledged_ms IS NOT NULL", args)]
+            " AND acknowledged_ms IS NOT NULL AND priority != 'advisory'", args)]
         resolves = [r[0] for r in db.conn.execute(
             "SELECT resolved_ms - received_ms FROM alerts WHERE received_ms >= ? AND received_ms < ?"
-            " AND resolved_ms IS NOT NULL", args)]
+            " AND resolved_ms IS NOT NULL AND priority != 'advisory'", args)]
     periods = max(1, math.ceil((until_ms - since_ms) / PERIOD_MS))
-    per_period = [0] * periods
+    per_period: Counter[int] = Counter()  # only the periods with alarms: a range of years costs nothing more
     mix = dict.fromkeys(reversed(PRIORITIES), 0)
     for t_ms, priority in annunciated:
         per_period[min(periods - 1, (t_ms - since_ms) // PERIOD_MS)] += 1
         mix[priority] = mix.get(priority, 0) + 1
     hours = (until_ms - since_ms) / 3_600_000
-    flooded = sum(1 for n in per_period if n > flood_count)
+    flooded = sum(1 for n in per_period.values() if n > flood_count)
     total = len(annunciated)
     return AlarmKpis(
         since_ms=since_ms, until_ms=until_ms, hours=round(hours, 3), operator_positions=positions, raised=raised,
+        advisories=advisories,
         annunciated=total, per_operator_hour=round(total / hours / positions, 2) if hours else 0.0,
-        per_10min_mean=round(total / periods, 2), per_10min_max=max(per_period), periods=periods,
+        per_10min_mean=round(total / periods, 2), per_10min_max=max(per_period.values(), default=0), periods=periods,
         periods_in_flood=flooded, flood_percent=round(100 * flooded / periods, 2), flood_count=flood_count,
         top_sources=[Source(device=r[0], rule=r[1], raises=r[2]) for r in sources],
         chattering_alarms=chatter[0] or 0, chattering_sources=chatter[1] or 0,
@@ -147,7 +153,8 @@ def influx_line(k: AlarmKpis, flood_now: bool) -> str:
     fields: dict[str, Any] = {
         "per_operator_hour": float(k.per_operator_hour), "per_10min_max": f"{k.per_10min_max}i",
         "flood_percent": float(k.flood_percent), "flood": f"{int(flood_now)}i", "annunciated": f"{k.annunciated}i",
-        "raised": f"{k.raised}i", "chattering": f"{k.chattering_sources}i", "stale": f"{k.stale_now}i",
+        "raised": f"{k.raised}i", "advisories": f"{k.advisories}i",
+        "chattering": f"{k.chattering_sources}i", "stale": f"{k.stale_now}i",
         "shelved": f"{k.shelved_now}i", "suppressed": f"{k.suppressed_now}i",
     }
     for priority, n in k.priority_mix.items():

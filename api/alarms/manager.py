@@ -36,6 +36,7 @@ class BoardState(BaseModel):
     chattering: list[Alert]
     shelved: list[Alert]
     suppressed: int
+    advisories: list[Alert]  # not alarms (priority advisory): kept and listed, never on the board
     maintenance: list[Maintenance]
     shelve_max_s: float
 
@@ -64,9 +65,11 @@ class AlarmManager:
         stale = [a for a in store.find(limit=limit, resolved=False, state="active")[0] if a.started_ms <= stale_before]
         chattering = [a for a in store.find(limit=limit, resolved=False)[0] if a.chattering]
         shelved, _ = store.find(limit=limit, resolved=False, shelved=True)
+        advisories, _ = store.find(limit=limit, resolved=False, state="active", priority="advisory")
         suppressed = self.db.query("SELECT count(*) FROM alerts WHERE resolved_ms IS NULL AND suppressed = 1")[0][0]
         return BoardState(flood=self.flood(now), stale=stale, chattering=chattering, shelved=shelved,
-                          suppressed=suppressed, maintenance=list(self.maintenance.active(now).values()),
+                          suppressed=suppressed, advisories=advisories,
+                          maintenance=list(self.maintenance.active(now).values()),
                           shelve_max_s=self.settings.api_alarm_shelve_max_s)
 
     def kpis(self, since_ms: int, until_ms: int, now: int) -> k.AlarmKpis:

@@ -17,7 +17,7 @@ window is held back (not on the board, no notification) and listed for engineers
 from typing import Any
 
 from api.alarms.maintenance import SCHEMA, active_maintenance
-from api.alarms.priority import PriorityTable
+from api.alarms.priority import ADVISORY, PriorityTable
 from telemetry_shared.settings import Settings
 
 # Alarms that stand for a lost supply in a whole district, and what follows from one.
@@ -38,7 +38,7 @@ class AlarmPolicy:
         self.root_window_ms = int(settings.api_alarm_flood_window_s * 1000)
 
     def __call__(self, conn: Any, m: dict[str, Any], now: int) -> tuple[dict[str, Any], list[Note]]:
-        fields: dict[str, Any] = {"priority": self.priority(m["kind"], m["rule"])}
+        fields: dict[str, Any] = {"priority": self.priority(m["kind"], m["rule"], m["metric"])}
         notes: list[Note] = []
         maintenance = active_maintenance(conn, m["device"], now)
         if maintenance is not None:
@@ -50,7 +50,7 @@ class AlarmPolicy:
             fields["chattering"] = 1
             notes.append(("chattering", f"raised {raises} times within {self.chatter_window_ms // 1000} s",
                           {"raises": raises}))
-        if "suppressed" not in fields and "chattering" not in fields:
+        if "suppressed" not in fields and "chattering" not in fields and fields["priority"] != ADVISORY:
             root = self.root(conn, m, now)
             if root is not None:
                 fields["group_id"] = root

@@ -9,10 +9,14 @@ priorities:
   hospital ward full);
 - medium: harm follows within the shift if nobody acts (a leak, water quality, a failed cooling);
 - low: a maintenance matter for the next working day (a stuck or drifting sensor, a silent
-  device, a clock off, a reading that is only unusual).
+  device, a clock off, a reading that is only unusual);
+- advisory: not an alarm at all (ISA-18.2 "alert"): advice nobody must act on within a shift,
+  such as CO2 over 1,000 ppm (ventilate). Kept, listed and counted, never on the alarm board: in
+  a simulated week it was 85 % of everything raised, the noise that buries the alarms.
 
-A "<kind>:<rule>" entry wins over "*:<rule>"; an unlisted rule is low (a new detector earns a
-higher priority by an entry here, not by default). CITY_API_ALARM_PRIORITIES overrides entries.
+The most specific entry wins: "<kind>.<metric>:<rule>", then "<kind>:<rule>", then "*:<rule>";
+an unlisted rule is low (a new detector earns a higher priority by an entry here, not by
+default). CITY_API_ALARM_PRIORITIES overrides entries.
 The mix this table gives on a simulated week: api/README.md (`bench/bench_alarm_priority.py`).
 """
 
@@ -20,7 +24,8 @@ from collections.abc import Mapping
 
 from edge import contract
 
-PRIORITIES = ("low", "medium", "high")  # low to high
+PRIORITIES = ("low", "medium", "high")  # low to high: the alarms
+ADVISORY = "advisory"  # not an alarm: off the alarm board
 
 DEFAULT_TABLE: dict[str, str] = {
     # high: a service lost now
@@ -37,6 +42,8 @@ DEFAULT_TABLE: dict[str, str] = {
     "water:chlorine_out_of_range": "medium",
     "water:turbidity_high": "medium",
     "building:temperature_high": "medium",  # failed cooling
+    "building.temperature_c:level_shift": "medium",  # the same, seen before the 32 degC limit
+    "building.temperature_c:unusual_value": "medium",
     "building:co2_unacceptable": "medium",
     # low: maintenance (stated so the table reads as a decision, not an omission)
     "*:stuck_sensor": "low",
@@ -48,7 +55,7 @@ DEFAULT_TABLE: dict[str, str] = {
     "*:level_shift": "low",
     "*:off_daily_profile": "low",
     "*:peer_departure": "low",
-    "*:co2_high": "low",
+    "*:co2_high": ADVISORY,  # ventilate: advice, not an alarm
     "*:power_factor_low": "low",
 }
 DEFAULT_PRIORITY = "low"
@@ -63,19 +70,22 @@ class PriorityTable:
             check_entry(key, priority)
             self.table[key] = priority
 
-    def __call__(self, kind: str, rule: str) -> str:
-        return self.table.get(f"{kind}:{rule}") or self.table.get(f"*:{rule}") or DEFAULT_PRIORITY
+    def __call__(self, kind: str, rule: str, metric: str = "") -> str:
+        return (self.table.get(f"{kind}.{metric}:{rule}") or self.table.get(f"{kind}:{rule}")
+                or self.table.get(f"*:{rule}") or DEFAULT_PRIORITY)
 
 
 def check_entry(key: str, priority: str) -> None:
     """Refuse an override that would not mean anything, naming it (CITY_API_ALARM_PRIORITIES)."""
-    kind, sep, rule = key.partition(":")
-    if not sep or not rule or (kind != "*" and kind not in contract.KINDS):
-        raise ValueError(f"CITY_API_ALARM_PRIORITIES: bad key {key[:60]!r}: '<kind or *>:<rule>', kind one of "
-                         f"{', '.join(contract.KINDS)}")
-    if priority not in PRIORITIES:
+    where, sep, rule = key.partition(":")
+    kind, dot, metric = where.partition(".")
+    bad_metric = dot and (kind not in contract.KINDS or metric not in contract.KINDS[kind])
+    if not sep or not rule or (kind != "*" and kind not in contract.KINDS) or bad_metric:
+        raise ValueError(f"CITY_API_ALARM_PRIORITIES: bad key {key[:60]!r}: '<kind or *>:<rule>' or "
+                         f"'<kind>.<metric>:<rule>', kind one of {', '.join(contract.KINDS)}")
+    if priority not in (*PRIORITIES, ADVISORY):
         raise ValueError(f"CITY_API_ALARM_PRIORITIES[{key[:60]!r}]: {str(priority)[:20]!r} is not one of "
-                         f"{', '.join(PRIORITIES)}")
+                         f"{', '.join((*PRIORITIES, ADVISORY))}")
 
 
 def rank(priority: str) -> int:

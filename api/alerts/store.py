@@ -72,7 +72,7 @@ ALARM_COLUMNS = {"priority": "TEXT NOT NULL DEFAULT 'low'", "shelved_until_ms": 
                  "chattering": "INTEGER NOT NULL DEFAULT 0", "group_id": "TEXT"}
 # What the operator's board shows as an alarm of its own (see Alert.on_board), as SQL.
 ON_BOARD_SQL = ("resolved_ms IS NULL AND shelved_until_ms IS NULL AND suppressed = 0 AND chattering = 0"
-                " AND group_id IS NULL")
+                " AND group_id IS NULL AND priority != 'advisory'")
 
 
 class Alert(BaseModel):
@@ -118,7 +118,8 @@ class Alert(BaseModel):
     @property
     def on_board(self) -> bool:
         """Shown to the operator as an alarm of its own (ISA-18.2: annunciated)."""
-        return not (self.resolved or self.shelved_until_ms or self.suppressed or self.chattering or self.group_id)
+        return not (self.resolved or self.shelved_until_ms or self.suppressed or self.chattering or self.group_id
+                    or self.priority == "advisory")
 
 
 class AuditEntry(BaseModel):
@@ -428,7 +429,7 @@ class AlertStore:
         with self.db.transaction() as conn:
             rows = conn.execute(
                 "SELECT * FROM alerts WHERE state = 'active' AND acknowledged_ms IS NULL AND resolved_ms IS NULL"
-                " AND shelved_until_ms IS NULL AND suppressed = 0 AND chattering = 0"
+                " AND shelved_until_ms IS NULL AND suppressed = 0 AND chattering = 0 AND priority != 'advisory'"
                 " AND coalesce(escalated_ms, received_ms) <= ?", (now - after_ms,)).fetchall()
             for row in rows:
                 alert = _alert(row)

@@ -16,7 +16,8 @@ const expandedGroups = new Set(); // "district|kind" groups opened during a floo
 
 // An alarm the board shows on its own (the API's `board=true`).
 function alarmOnBoard(a) {
-  return !a.resolved && !a.shelved_until_ms && !a.suppressed && !a.chattering && !a.group_id;
+  return !a.resolved && !a.shelved_until_ms && !a.suppressed && !a.chattering && !a.group_id
+    && a.priority !== "advisory";
 }
 
 function byPriority(a, b) {
@@ -132,11 +133,14 @@ function renderAlarmLists() {
   $("shelved").replaceChildren(...s.shelved.map(shelvedItem));
   $("maintenance").replaceChildren(...s.maintenance.map((m) => el("li", "", t("maintenance.item", {
     device: m.device, until: localTime(m.until_ms, true), who: m.started_by, note: m.note }))));
+  $("n-advisories").textContent = s.advisories.length;
+  $("advisories").replaceChildren(...s.advisories.map((a) => el("li", "", t("chattering.item", {
+    device: a.device, rule: "rule." + a.rule in catalogue ? t("rule." + a.rule) : a.rule }))));
   $("chattering").replaceChildren(...s.chattering.map((a) => el("li", "", t("chattering.item", {
     device: a.device, rule: "rule." + a.rule in catalogue ? t("rule." + a.rule) : a.rule }))));
   $("stale").replaceChildren(...s.stale.map((a) => el("li", "", t("stale.item", {
     device: a.device, rule: "rule." + a.rule in catalogue ? t("rule." + a.rule) : a.rule, since: ago(a.started_ms) }))));
-  for (const id of ["shelved", "maintenance", "chattering", "stale"]) $("no-" + id).hidden = $(id).children.length > 0;
+  for (const id of ["shelved", "maintenance", "advisories", "chattering", "stale"]) $("no-" + id).hidden = $(id).children.length > 0;
 }
 
 function shelvedItem(a) {

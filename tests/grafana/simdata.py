@@ -92,7 +92,7 @@ def alarm_kpis_line(step: int, t_ms: int) -> str:
 
     timing = Durations(count=step, median_s=30.0 + step, p90_s=120.0 + step)
     kpis = AlarmKpis(since_ms=t_ms - 3_600_000, until_ms=t_ms, hours=1.0, operator_positions=1, raised=step + 2,
-                     annunciated=step, per_operator_hour=float(step), per_10min_mean=step / 6,
+                     annunciated=step, advisories=step % 4, per_operator_hour=float(step), per_10min_mean=step / 6,
                      per_10min_max=step % 12, periods=6, periods_in_flood=int(step % 12 > 10),
                      flood_percent=100 / 6 * int(step % 12 > 10), flood_count=10, top_sources=[],
                      chattering_sources=step % 2, chattering_alarms=step % 2, stale_now=1, shelved_now=step % 3,
