@@ -48,7 +48,7 @@ def language() -> str:
     return _forced[0] if _forced else i18n.language()
 
 
-def say(key: str, **fields: object) -> str:
+def say(key: str, /, **fields: object) -> str:
     """A message or help text of the CLI in the user's language (CITY_LANGUAGE, else the shell's locale, else
     English): from the CLI's catalogues (telemetry_cli/i18n), else the shared ones (api/static/i18n)."""
     lang = language()
