@@ -94,7 +94,8 @@ def main() -> None:
             db.raw(f'CREATE RETENTION POLICY "{ROLLUP_RP}" ON "city" DURATION INF REPLICATION 1', method="POST")
             rollups = V1Writer(server.url, "city", rp=ROLLUP_RP, timeout_s=120)
             for period in ("1h", "1d"):  # the long-term panels read what the rollup job writes
-                run_rollup(db, rollups, period, now_ms - 2 * 86_400_000, now_ms, get_settings().utc_offset_hours)
+                run_rollup(db, rollups, period, now_ms - 2 * 86_400_000, now_ms, get_settings().utc_offset_hours,
+                           get_settings().local_zone)
             rollups.close()
             print(f"{'dashboard':<16} {'panels':>6} {'ours s':>7} {'at 1m s':>8} {'ratio':>6} {'no filter s':>12} "
                   f"{'ratio':>6} {'no backfill s':>14} {'ratio':>6}")

@@ -14,8 +14,9 @@ from telemetry_shared.settings import get_settings
 
 DEVICE_MEASUREMENTS = "/^(" + "|".join(sorted(contract.KINDS)) + ")$/"  # every kind at once
 ROLLUPS = quote_ident(ROLLUP_RP)  # where ingest/rollup.py writes <kind>_1h and <kind>_1d, kept for ever
-# One bucket per local day of the city profile's time zone (at UTC+7 local midnight is 17:00 UTC), the
-# same days the daily rollups are cut into.
+# One bucket per local day of the city profile's time zone (at UTC+7 local midnight is 17:00 UTC). InfluxQL's
+# buckets have one fixed offset, the zone's standard one: in a zone with daylight saving these days are an
+# hour off in summer (the daily rollups follow the zone's real days).
 NIGHT_BUCKET = f"GROUP BY time(1d, {local_day_offset(get_settings().utc_offset_hours)})"
 
 

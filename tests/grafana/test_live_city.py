@@ -77,7 +77,8 @@ def live_city(tmp_path_factory):
         rollups = V1Writer(str(influx.http.base_url).rstrip("/"), "city", rp=ROLLUP_RP)
         now = int(time.time() * 1000)
         for period in ("1h", "1d"):
-            run_rollup(influx, rollups, period, now - (HOURS + 24) * 3_600_000, now, UTC_OFFSET_H)
+            run_rollup(influx, rollups, period, now - (HOURS + 24) * 3_600_000, now, UTC_OFFSET_H,
+                       get_settings().local_zone)
         rollups.close()
         assert influx.rows(f'SELECT count("voltage_v_max") FROM "{ROLLUP_RP}"."power_1d"'), "no daily rollups"
         yield influx

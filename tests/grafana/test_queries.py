@@ -32,7 +32,7 @@ def city_db(shared_influxd) -> Iterator[InfluxQL]:
     rollups = V1Writer(shared_influxd.url, name, rp=ROLLUP_RP)
     for period in ("1h", "1d"):
         assert run_rollup(client, rollups, period, NOW_MS - simdata.SPAN_MS - 86_400_000, NOW_MS,
-                          get_settings().utc_offset_hours).points
+                          get_settings().utc_offset_hours, get_settings().local_zone).points
     rollups.close()
     yield client
     client.raw(f'DROP DATABASE "{name}"', method="POST")
