@@ -122,3 +122,16 @@ def test_a_malformed_message_is_refused_by_the_contract(message):
             "explanation": "", "message": message}
     with pytest.raises(contract.ContractError, match="bad_message"):
         contract.decode_alert(json.dumps(body).encode())
+
+
+def test_the_indonesian_mail_in_the_outbox_carries_the_engine_s_indonesian_sentence(tmp_path):
+    """What the operator's mailbox receives: the outbox body of a rule without a language (Tanjungpinang
+    speaks Indonesian) holds the analytics sentence in Indonesian; an English rule's holds it in English."""
+    rules = [{"role": "operator", "min_severity": "info", "email": "ops@example.org"},
+             {"role": "engineer", "min_severity": "info", "email": "eng@example.org", "language": "en"}]
+    notifier = Notifier(make_settings(tmp_path, api_notify_rules=rules), ApiDb(tmp_path / "notify.sqlite3"))
+    assert len(notifier.submit(_engine_alert(tmp_path), "opened")) == 2
+    mails = {row.target: json.loads(row.body) for row in notifier.outbox.claim(10, 60_000, set())}
+    assert "tekanan 0,62 bar di bawah batas minimum 1,00 bar" in mails["ops@example.org"]["text"]
+    assert "sejak 20-03-2026 11.00 WIB." in mails["ops@example.org"]["text"]
+    assert "pressure 0.62 bar is below the minimum 1.00 bar" in mails["eng@example.org"]["text"]
