@@ -16,10 +16,10 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from telemetry_cli.common import EXIT_INVALID, JsonFlag, fail, out, say
+from telemetry_cli.common import EXIT_INVALID, JsonFlag, fail, local_time, out, say
 from telemetry_shared.settings import Settings
 
-app = typer.Typer(help="Out of service: suppress a device's alarms while it is worked on.", no_args_is_help=True)
+app = typer.Typer(help=say("maintenance.help"), no_args_is_help=True)
 
 DURATION = re.compile(r"^(\d{1,4})\s*([mhd])$")
 UNIT_S = {"m": 60, "h": 3600, "d": 86_400}
@@ -35,8 +35,7 @@ def parse_until(text: str, now: dt.datetime, zone: dt.tzinfo) -> int:
     try:
         when = dt.datetime.fromisoformat(text)
     except ValueError:
-        raise ValueError(f"--until {text[:40]!r}: a duration (90m, 4h, 2d) or a time like 2026-12-05T17:00 "
-                         f"(city time unless it names a zone)") from None
+        raise ValueError(say("maintenance.bad_until", text=repr(text[:40]))) from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=zone)
     return int(when.timestamp() * 1000)
@@ -49,14 +48,14 @@ def _call(call: Any) -> Any:
 
 
 def _when(ms: int | None, zone: dt.tzinfo) -> str:
-    return "-" if ms is None else dt.datetime.fromtimestamp(ms / 1000, zone).strftime("%Y-%m-%d %H:%M %Z")
+    return "-" if ms is None else local_time(ms)
 
 
 def _zone() -> dt.tzinfo:
     try:
         return Settings().city.zone
     except ValueError as exc:
-        fail(f"configuration: {exc}", EXIT_INVALID)
+        fail(say("cli.configuration", error=exc), EXIT_INVALID)
         raise  # unreachable
 
 
@@ -71,14 +70,14 @@ def _show(answer: dict, title: str, as_json: bool, zone: dt.tzinfo) -> None:
     for key, value in (("device", m["device"]), ("until", _when(m["until_ms"], zone)), ("note", m["note"]),
                        ("by", m["started_by"]), ("ended", _when(m["ended_ms"], zone)),
                        ("alarms", ", ".join(answer["alerts"]) or "-")):
-        table.add_row(key, escape(str(value)))
+        table.add_row(say(f"maintenance.col.{key}"), escape(str(value)))
     out.print(table)
 
 
-@app.command("start")
-def start(device_id: Annotated[str, typer.Argument(help="the device id")],
-          until: Annotated[str, typer.Option(help="a duration (90m, 4h, 2d) or a time (city time unless zoned)")],
-          note: Annotated[str, typer.Option(help="what is being done (shown on the board, audited)")],
+@app.command("start", help=say("maintenance.start.help"))
+def start(device_id: Annotated[str, typer.Argument(help=say("maintenance.help_device_id"))],
+          until: Annotated[str, typer.Option(help=say("maintenance.help_until"))],
+          note: Annotated[str, typer.Option(help=say("maintenance.help_note"))],
           as_json: JsonFlag = False) -> None:
     """Put a device under maintenance until a time: its alarms are suppressed, then return by themselves."""
     from telemetry_cli.device import _check_id
@@ -90,17 +89,18 @@ def start(device_id: Annotated[str, typer.Argument(help="the device id")],
     except ValueError as exc:
         fail(str(exc), EXIT_INVALID)
     if not note.strip() or len(note) > 500:
-        fail("--note: say what is being done (1 to 500 characters)", EXIT_INVALID)
+        fail(say("maintenance.bad_note"), EXIT_INVALID)
     minutes = (until_ms - time.time() * 1000) / 60_000
     if minutes <= 0:
-        fail(f"--until {until[:40]!r} is in the past: a maintenance ends in the future", EXIT_INVALID)
+        fail(say("maintenance.in_past", until=repr(until[:40])), EXIT_INVALID)
     answer = _call(lambda api: api._call("POST", f"/devices/{device_id}/maintenance",
                                          json={"minutes": round(minutes, 3), "note": note}))
     _show(answer, say("cli.maintenance_started", device=device_id), as_json, zone)
 
 
-@app.command("stop")
-def stop(device_id: Annotated[str, typer.Argument(help="the device id")], as_json: JsonFlag = False) -> None:
+@app.command("stop", help=say("maintenance.stop.help"))
+def stop(device_id: Annotated[str, typer.Argument(help=say("maintenance.help_device_id"))],
+         as_json: JsonFlag = False) -> None:
     """End a device's maintenance now: its open alarms are back on the board."""
     from telemetry_cli.device import _check_id
 
@@ -109,8 +109,8 @@ def stop(device_id: Annotated[str, typer.Argument(help="the device id")], as_jso
     _show(answer, say("cli.maintenance_stopped", device=device_id), as_json, _zone())
 
 
-@app.command("list")
-def list_maintenance(device: Annotated[str | None, typer.Option(help="only this device")] = None,
+@app.command("list", help=say("maintenance.list.help"))
+def list_maintenance(device: Annotated[str | None, typer.Option(help=say("maintenance.help_device"))] = None,
                      as_json: JsonFlag = False) -> None:
     """Maintenance periods, newest first (in force, stopped, expired)."""
     params = {"limit": 1000} | ({"device": device} if device else {})
@@ -121,9 +121,10 @@ def list_maintenance(device: Annotated[str | None, typer.Option(help="only this 
     zone = _zone()
     table = Table(title=say("cli.maintenance_listed", n=page["count"]), title_justify="left")
     for column in ("device", "from", "until", "ended", "how", "by", "note"):
-        table.add_column(column)
+        table.add_column(say(f"maintenance.col.{column}"))
     for m in page["data"]:
         table.add_row(*(escape(str(v)) for v in (m["device"], _when(m["started_ms"], zone), _when(m["until_ms"], zone),
-                                                  _when(m["ended_ms"], zone), m["end_reason"] or "in force",
+                                                  _when(m["ended_ms"], zone),
+                                                  say(f"maintenance.end.{m['end_reason'] or 'in_force'}"),
                                                   m["started_by"], m["note"])))
     out.print(table)
