@@ -16,12 +16,14 @@ from api.routes import (
     alerts,
     citizen_pages,
     city_map,
+    complaints,
     control_room,
     devices,
     fleet,
     health,
     hospitals,
     keys,
+    open311,
     public,
     public_pages,
     readings,
@@ -57,11 +59,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.services = services
     app.state.public_limiter = RateLimiter(settings.api_public_rate_per_min)
     errors.install(app)
-    app.add_middleware(BodyLimit)
+    # a complaint may carry a photo: its body may be that much larger (the form parser caps each part)
+    app.add_middleware(BodyLimit, larger={"/open311/v2/requests.": settings.api_citizen_photo_max_bytes + 65_536})
     for module in (health, keys, readings, alerts, alarms, fleet, public, city_map, devices, control_room, public_pages,
                    hospitals, citizen_pages):
         app.include_router(module.router)
     app.include_router(hospitals.public_router)
+    app.include_router(open311.router)
+    app.include_router(complaints.router)
+    app.include_router(complaints.public_router)
     app.mount("/static", StaticFiles(directory=control_room.STATIC), name="static")
     app.openapi = lambda: errors.document_bad_bodies(app)
     return app

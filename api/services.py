@@ -12,7 +12,10 @@ from fastapi import Depends, Request
 
 from api.alerts.service import AlertService
 from api.auth import KeyStore
+from api.citizens.complaints import ComplaintStore
 from api.citizens.hospitals import HospitalStore
+from api.citizens.linking import Linker
+from api.citizens.protect import ContactVault
 from api.db import ApiDb
 from api.device_control import DeviceControl
 from api.latest_cache import LatestCache
@@ -38,6 +41,8 @@ class ApiServices:
     devices: DeviceControl
     rights: StreamRights
     hospitals: HospitalStore
+    complaints: ComplaintStore
+    linker: Linker
     rights_task: asyncio.Task | None = field(default=None, repr=False)
 
     @classmethod
@@ -48,8 +53,13 @@ class ApiServices:
         db = ApiDb(settings.api_db_file)
         keys = KeyStore(db)
         influx = InfluxQL.from_settings(settings)
+        alerts = AlertService(settings, db, subscribe, registry)
+        complaints = ComplaintStore(db, ContactVault(settings.api_citizen_contact_key),
+                                    settings.api_citizen_per_address_per_hour, settings.api_citizen_per_contact_per_day)
+        linker = Linker(alerts, complaints, settings.api_citizen_link_window_s, settings.api_citizen_cluster_count,
+                        settings.api_citizen_cluster_window_s)
         return cls(settings=settings, db=db, keys=keys, registry=registry, influx=influx,
-                   alerts=AlertService(settings, db, subscribe, registry), latest=LatestCache(influx),
+                   alerts=alerts, latest=LatestCache(influx), complaints=complaints, linker=linker,
                    public=PublicCache(PUBLIC_CACHE_S), devices=DeviceControl(settings, registry),
                    rights=StreamRights(keys), hospitals=HospitalStore(db))
 

@@ -114,6 +114,21 @@ class Settings(BaseSettings):
                                      "are checked")
     api_alarm_kpi_every_s: float = Field(60.0, gt=0, le=3600, description="how often the alarm KPIs of the last "
                                          "hour go to InfluxDB (`alarm_kpis`)")
+    api_citizen_contact_key: str = Field("", description="32 bytes in base64 (`openssl rand -base64 32`): seals "
+                                         "citizens' contact details (AES-256-GCM) and keys their hashes; empty: a "
+                                         "development key (set it in production)")
+    api_citizen_photo_max_bytes: int = Field(5_000_000, ge=10_000, le=20_000_000, description="a complaint's photo "
+                                             "is at most this big (then re-encoded without metadata)")
+    api_citizen_per_address_per_hour: int = Field(5, ge=1, description="complaints one client address may file "
+                                                  "in an hour")
+    api_citizen_per_contact_per_day: int = Field(5, ge=1, description="complaints one e-mail or phone may file "
+                                                 "in a day")
+    api_citizen_link_window_s: float = Field(7200.0, gt=0, le=86_400, description="a complaint links to an "
+                                             "incident of its utility and district that started at most this long "
+                                             "after it, or was active at most this long before it")
+    api_citizen_cluster_count: int = Field(3, ge=2, description="this many unlinked complaints of one category in "
+                                           "one district within the cluster window: a citizen-reported alert")
+    api_citizen_cluster_window_s: float = Field(1800.0, gt=0, le=86_400, description="the cluster window")
     smtp_host: str = Field("", description="the mail relay for e-mail notification rules; empty: no e-mail")
     smtp_port: int = Field(25, description="the mail relay's port")
     smtp_from: str = Field("control-room@localhost", description="the sender of notification e-mails")

@@ -38,6 +38,7 @@ class AlertService:
             settings.api_sensor_fault_window_s) if subscribe and registry is not None else None
         self.annotations: LineWriter | None = None
         self.annotation_retry_at = 0.0
+        self.listeners: list = []  # called with (alert, changes) after each change (the complaint linker)
         self.escalation_task: asyncio.Task | None = None
         self.sensor_fault_task: asyncio.Task | None = None
 
@@ -54,6 +55,11 @@ class AlertService:
         if "resolved" in changes:
             for child in self.store.release_group(alert.id):
                 self.changed(child, ["ungrouped"])
+        for listener in self.listeners:
+            try:
+                listener(alert, changes)
+            except Exception:  # a listener's failure never loses the alert
+                log.exception("alert listener failed on %s", alert.id)
 
     def apply(self, message: dict) -> None:
         """An alert raised inside the API (a sensor fault): stored and told like one from analytics."""

@@ -61,6 +61,13 @@ CREATE TABLE IF NOT EXISTS alert_audit (
     detail TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX IF NOT EXISTS alert_audit_alert ON alert_audit (alert_id, seq);
+CREATE TABLE IF NOT EXISTS complaint_links (
+    complaint_id TEXT PRIMARY KEY,
+    alert_id TEXT NOT NULL,
+    linked_by TEXT NOT NULL,
+    linked_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS complaint_links_alert ON complaint_links (alert_id);
 CREATE TRIGGER IF NOT EXISTS alert_audit_no_update BEFORE UPDATE ON alert_audit
 BEGIN SELECT RAISE(ABORT, 'the alert audit trail is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS alert_audit_no_delete BEFORE DELETE ON alert_audit
@@ -114,12 +121,18 @@ class Alert(BaseModel):
     suppressed: bool = False
     chattering: bool = False
     group_id: str | None = None
+    citizen_reports: int = 0  # citizens' complaints linked to this incident (api/citizens/linking.py)
 
     @property
     def on_board(self) -> bool:
         """Shown to the operator as an alarm of its own (ISA-18.2: annunciated)."""
         return not (self.resolved or self.shelved_until_ms or self.suppressed or self.chattering or self.group_id
                     or self.priority == "advisory")
+
+
+# every read of an alert counts its linked complaints (an indexed subquery)
+SELECT_ALERT = ("SELECT *, (SELECT count(*) FROM complaint_links l WHERE l.alert_id = alerts.id) AS citizen_reports"
+                " FROM alerts")
 
 
 class AuditEntry(BaseModel):
@@ -192,7 +205,7 @@ class AlertStore:
     # ------------------------------------------------------------ reads
 
     def get(self, alert_id: str) -> Alert:
-        rows = self.db.query("SELECT * FROM alerts WHERE id = ?", (alert_id,))
+        rows = self.db.query(f"{SELECT_ALERT} WHERE id = ?", (alert_id,))
         if not rows:
             raise AlertNotFound(f"no alert {alert_id[:64]!r}")
         return _alert(rows[0])
@@ -220,14 +233,14 @@ class AlertStore:
                  " CASE state WHEN 'active' THEN 0 ELSE 1 END, changed_ms DESC, id")
         with self.db.lock:
             total = self.db.conn.execute(f"SELECT count(*) FROM alerts {clause}", args).fetchone()[0]
-            rows = self.db.conn.execute(f"SELECT * FROM alerts {clause} ORDER BY {order} LIMIT ? OFFSET ?",
+            rows = self.db.conn.execute(f"{SELECT_ALERT} {clause} ORDER BY {order} LIMIT ? OFFSET ?",
                                         [*args, limit, offset]).fetchall()
         return [_alert(row) for row in rows], total
 
     def get_with_audit(self, alert_id: str) -> tuple[Alert, list[AuditEntry]]:
         """The alert and its audit trail as of one moment (a detail page never shows one newer than the other)."""
         with self.db.lock:
-            row = self.db.conn.execute("SELECT * FROM alerts WHERE id = ?", (alert_id,)).fetchone()
+            row = self.db.conn.execute(f"{SELECT_ALERT} WHERE id = ?", (alert_id,)).fetchone()
             audit_rows = self.db.conn.execute("SELECT * FROM alert_audit WHERE alert_id = ? ORDER BY seq",
                                               (alert_id,)).fetchall()
         if row is None:

@@ -7,9 +7,10 @@ last told. The public sees only the fields made for it (`PublicHospital`): never
 name, a sensor id or anything about a patient (nothing about patients is stored at all).
 """
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from annotated_types import Ge, Le
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from api.db import ApiDb, now_ms
 from api.params import WholeNumber
@@ -18,8 +19,13 @@ BED_CLASSES = ("icu", "nicu", "picu", "isolation", "class_1", "class_2", "class_
 BedClass = Literal["icu", "nicu", "picu", "isolation", "class_1", "class_2", "class_3", "vip"]
 HospitalType = Literal["government", "private", "military", "police"]
 SLUG = r"^[a-z0-9][a-z0-9-]{1,47}$"
-# printable text on one line, no markup characters: names, addresses, specialities
-LINE = r"^[^\x00-\x1f\x7f<>]*\S[^\x00-\x1f\x7f<>]*$"
+# text on one line without markup characters: names, addresses, specialities (other control characters are
+# dropped when stored, see _line: a pattern of excluded control ranges is read differently by schema tools)
+LINE = r"^[^<>\r\n]*\S[^<>\r\n]*$"
+
+
+def _line(text: str) -> str:
+    return "".join(c for c in text if c.isprintable()).strip() or "-"
 PHONE = r"^\+?[0-9][0-9 ()-]{4,23}$"
 MAX_ROSTER = 500
 
@@ -116,7 +122,10 @@ class BedsUpdate(BaseModel):
     model_config = STRICT
 
     beds_free: WholeNumber = Field(ge=0, le=2000)
-    capacity: WholeNumber | None = Field(None, ge=0, le=2000, description="a changed capacity (beds opened or closed)")
+    # the bounds inside the union, so the schema's integer branch carries them
+    capacity: Annotated[WholeNumber, Ge(0), Le(2000),
+                        WithJsonSchema({"type": "integer", "minimum": 0, "maximum": 2000})] | None = Field(
+        None, description="a changed capacity (beds opened or closed)")
 
 
 class DutyShift(BaseModel):
@@ -185,7 +194,8 @@ class HospitalStore:
             if conn.execute("SELECT 1 FROM hospitals WHERE id = ?", (new.id,)).fetchone():
                 raise HospitalConflict(f"hospital {new.id!r} exists")
             conn.execute("INSERT INTO hospitals VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                         (new.id, new.name, new.address, district, new.lat, new.lon, new.phone, new.type, now, now))
+                         (new.id, _line(new.name), _line(new.address), district, new.lat, new.lon, new.phone, new.type,
+                          now, now))
         return self.get(new.id)
 
     def get(self, hospital_id: str) -> Hospital:
@@ -203,7 +213,7 @@ class HospitalStore:
             if conn.execute("SELECT 1 FROM wards WHERE id = ?", (new.id,)).fetchone():
                 raise HospitalConflict(f"ward {new.id!r} exists")
             conn.execute("INSERT INTO wards (id, hospital_id, name, bed_class, capacity) VALUES (?, ?, ?, ?, ?)",
-                         (new.id, hospital_id, new.name, new.bed_class, new.capacity))
+                         (new.id, hospital_id, _line(new.name), new.bed_class, new.capacity))
         return self.ward(hospital_id, new.id)
 
     def ward(self, hospital_id: str, ward_id: str) -> Ward:
@@ -274,7 +284,7 @@ class HospitalStore:
         with self.db.transaction() as conn:
             conn.execute("DELETE FROM duty_roster WHERE hospital_id = ?", (hospital_id,))
             conn.executemany("INSERT INTO duty_roster VALUES (?, ?, ?, ?, ?)",
-                             [(hospital_id, s.doctor.strip(), s.speciality.strip(), s.start_ms, s.end_ms)
+                             [(hospital_id, _line(s.doctor), _line(s.speciality), s.start_ms, s.end_ms)
                               for s in roster.shifts])
         return len(roster.shifts)
 

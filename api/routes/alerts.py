@@ -52,6 +52,8 @@ class Resolution(BaseModel):
 
     note: str = Field(min_length=1, max_length=2000, pattern=r"\S",
                       description="what was found and done (required; not only spaces)")
+    public_note: str = Field("", max_length=1000, description="the answer the citizens whose complaints are linked "
+                                                              "to this incident read (public); empty: none")
 
 
 def _shelve_maximum(schema: dict) -> None:
@@ -177,8 +179,10 @@ def assign(alert_id: AlertId, body: Assignment, user: Responder, alerts: Alerts)
 
 
 @router.post("/{alert_id}/resolve", summary="Close the incident with a note", responses=CONFLICT)
-def resolve(alert_id: AlertId, body: Resolution, user: Responder, alerts: Alerts) -> Alert:
-    return _act(alerts, alerts.store.resolve, alert_id, "resolved", user.name, body.note)
+def resolve(alert_id: AlertId, body: Resolution, user: Responder, alerts: Alerts, services: Services) -> Alert:
+    alert = _act(alerts, alerts.store.resolve, alert_id, "resolved", user.name, body.note)
+    services.linker.answer_resolved(alert_id, body.public_note.strip())  # its citizens get the public answer
+    return alert
 
 
 @router.post("/{alert_id}/shelve", summary="Shelve: off the board for a stated time, with a reason",

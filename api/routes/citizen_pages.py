@@ -22,3 +22,13 @@ def beds_page() -> FileResponse:
 @router.get("/tempat-tidur", include_in_schema=False)
 def beds_page_id() -> FileResponse:
     return _page("beds.html")
+
+
+@router.get("/complaint", response_class=FileResponse, summary="File and follow a complaint (page)", responses=HTML)
+def complaint_page() -> FileResponse:
+    return _page("complaint.html")
+
+
+@router.get("/pengaduan", include_in_schema=False)
+def complaint_page_id() -> FileResponse:
+    return _page("complaint.html")

@@ -107,5 +107,5 @@ $("only-free").addEventListener("change", load);
 $("order").addEventListener("change", () => ($("order").value === "near" ? askPosition() : load()));
 window.beds = { reload: load };
 
-startCitizenPage(() => { classOptions(); render(); }).then(load);
+publicPage.start(() => { classOptions(); render(); }).then(load);
 setInterval(load, 60000);

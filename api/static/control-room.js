@@ -188,7 +188,7 @@ function renderAlerts() {
   for (const a of open) {
     keep.add(a.id);
     const signature = a.changed_ms + "|" + a.state + "|" + a.severity + "|" + a.acknowledged + "|" + a.assignee
-      + "|" + a.escalation;
+      + "|" + a.escalation + "|" + a.citizen_reports;
     let entry = cards.get(a.id);
     if (!entry || entry.signature !== signature) {
       const card = alertCard(a);
@@ -278,15 +278,34 @@ function alertCard(a) {
   const ack = el("button", "ack", t("button.ack"));
   ack.addEventListener("click", () => act(a.id, "ack", { note: note.value }, card));
   const resolve = el("button", "resolve", t("button.resolve"));
+  const answer = a.citizen_reports ? el("input", "public-note") : null;
   resolve.addEventListener("click", () => {
     if (!note.value.trim()) { note.focus(); note.placeholder = t("note.required"); return; }
-    act(a.id, "resolve", { note: note.value }, card);
+    act(a.id, "resolve", { note: note.value, public_note: answer ? answer.value : "" }, card);
   });
   const actions = el("div", "actions");
   actions.append(note, ack, resolve);
-  card.append(title, explanation, why, el("div", "status", status.join(" · ")), actions);
+  card.append(title, explanation, why, el("div", "status", status.join(" · ")));
+  if (a.citizen_reports) card.append(citizenReports(a, answer));
+  card.append(actions);
   decorateCard(card, a, note); // alarms.js: priority, shelving
   return card;
+}
+
+// "N citizen reports" on an incident, their texts read when opened, and the public answer they get on resolve
+function citizenReports(a, answer) {
+  const box = el("details", "citizens");
+  box.append(el("summary", "", t("alert.citizen_reports", { n: numberFormat(0).format(a.citizen_reports) })));
+  const list = el("ul", "citizen-texts");
+  box.addEventListener("toggle", async () => {
+    if (!box.open || list.childElementCount) return;
+    const page = await api(`/complaints?alert_id=${encodeURIComponent(a.id)}&limit=50`);
+    list.replaceChildren(...page.data.map((c) => el("li", "", c.description)));
+  });
+  answer.placeholder = t("note.public_placeholder");
+  answer.setAttribute("aria-label", t("note.public_placeholder"));
+  box.append(list, answer);
+  return box;
 }
 
 async function act(id, verb, body, card) {

@@ -8,6 +8,8 @@
 
 const PUBLIC_PAGES = [
   { path: "/city", label: () => t("nav.city") },
+  { path: "/beds", label: () => t("nav.beds") },
+  { path: "/complaint", label: () => t("nav.complaint") },
 ];
 const PUBLIC_LANG_STORE = "cityLanguage"; // the same choice as the control room's
 const PUBLIC_LOCALES = { id: "id-ID", en: "en-GB" };

@@ -23,6 +23,7 @@ MATRIX = [
     ("GET", "/public/hospitals/beds", "/public/hospitals/beds", None, PUBLIC),
     ("GET", "/public/map", "/public/map", None, PUBLIC),
     ("GET", "/beds", "/beds", None, PUBLIC),
+    ("GET", "/complaint", "/complaint", None, PUBLIC),
     ("GET", "/city", "/city", None, PUBLIC),
     ("GET", "/keys", "/keys", None, ADMIN),
     ("POST", "/keys", "/keys", {"name": "new one", "role": "technician"}, ADMIN),
@@ -47,7 +48,9 @@ MATRIX = [
     ("GET", "/fleet/devices", "/fleet/devices", None, ALL),
     ("GET", "/fleet/silent", "/fleet/silent", None, ALL),
 ]
-OTHER_OWNERS = ("/devices", "/hospitals")  # tested in test_device*.py and test_hospitals.py
+# tested in test_device*.py, test_hospitals.py, test_open311.py
+OTHER_OWNERS = ("/devices", "/hospitals", "/complaints")
+CITIZENS_PUBLIC = ("/open311", "/public/complaints")  # open to citizens: tests/api/test_open311.py
 
 
 def call(client: httpx.Client, method: str, path: str, body) -> int:
@@ -71,7 +74,7 @@ def test_every_route_is_in_the_matrix(api):
     with api.client() as c:
         schema = c.get("/openapi.json").json()
     operations = {(m.upper(), p) for p, item in schema["paths"].items() for m in item
-                  if not p.startswith(OTHER_OWNERS)}
+                  if not p.startswith(OTHER_OWNERS + CITIZENS_PUBLIC)}
     assert operations == {(m, p) for m, p, *_ in MATRIX}
 
 
@@ -115,7 +118,7 @@ def test_other_owners_routes_refuse_without_a_key(api):
         schema = c.get("/openapi.json").json()
         for path, item in schema["paths"].items():
             if path.startswith(OTHER_OWNERS):
-                concrete = path.replace("{device_id}", "wtr-0001")
+                concrete = path.replace("{device_id}", "wtr-0001").replace("{complaint_id}", "PGD-23456789")
                 for method in item:
                     assert c.request(method.upper(), concrete).status_code == 401, (method, path)
 
