@@ -6,7 +6,12 @@ decrease along a row). Appending shifts a row left: a memcpy of one row,
 and every series of a metric is then ready to score as one array.
 """
 
+import copy
+import math
+
 import numpy as np
+
+GROWTH = 16  # row blocks grow by 1/GROWTH of their rows (at least their initial rows): ~3 % slack on average
 
 
 class SeriesBlock:
@@ -28,7 +33,7 @@ class SeriesBlock:
             return row
         row = len(self.keys)
         if row == self.values.shape[0]:
-            grow = max(self.initial_rows, row)  # doubling: at most twice the rows in use
+            grow = max(self.initial_rows, row // GROWTH)  # by a sixteenth: little slack at 100,000 series
             self.values = np.vstack([self.values, np.full((grow, self.capacity), np.nan)])
             self.times = np.vstack([self.times, np.zeros((grow, self.capacity), dtype=np.int64)])
         self.keys.append(key)
@@ -64,53 +69,212 @@ class SeriesBlock:
 
 
 class CoarseHistory:
-    """Per series, the means of fixed time buckets (e.g. one minute) over a long span (e.g. eight days).
+    """Per series, bucket means over days for the daily profile: fine for the recent days, coarse for older ones.
 
     The fine ring buffer of a fast series (10-second readings, 1,440 samples:
     four hours) cannot hold the previous days the daily profile compares
-    with; these bucket means can, in bounded memory: `capacity` closed
-    buckets per series (16 bytes each) plus one open bucket. A bucket closes
-    when a reading of a later bucket arrives; its mean value is stored at the
-    mean time of its readings, so a series slower than the bucket keeps its
-    readings as they were.
+    with; these bucket means can, in bounded memory. A bucket closes when a
+    reading of a later bucket arrives. Two tiers, each a ring indexed by the
+    bucket's number (so a bucket's time is implied, never stored):
+
+    - fine: the newest `fine_capacity` buckets of `bucket_ms` (float32 means:
+      4 bytes a bucket; the default, two days of minutes, is the peer
+      check's window and the profile's yesterday and the day before);
+    - coarse: older buckets, `capacity` in all, folded into `coarse_ms`
+      buckets (the mean of the fine means leaving the fine tier, 4 bytes
+      each): the profile's older days at a coarser grain.
+
+    A bucket stands at its middle (a series slower than the bucket is found
+    within the bucket's tolerance, as lookups allow). The open bucket keeps
+    float64 sums (value, time offset, count) until it closes.
     """
 
-    def __init__(self, bucket_ms: int, capacity: int):
+    def __init__(self, bucket_ms: int, capacity: int, fine_capacity: int | None = None, coarse_ms: int | None = None):
         if bucket_ms <= 0:
             raise ValueError("bucket_ms must be positive")
+        if capacity < 1:
+            raise ValueError("a coarse history needs room for at least 1 bucket")
         self.bucket_ms = bucket_ms
-        self.closed = SeriesBlock(capacity, initial_rows=4)  # long rows: start small, double as series come
+        self.capacity = capacity
+        self.fine_capacity = min(capacity, fine_capacity or capacity)
+        self.coarse_ms = coarse_ms or 10 * bucket_ms
+        if self.coarse_ms % bucket_ms or self.coarse_ms < bucket_ms:
+            raise ValueError("coarse_ms must be a multiple of bucket_ms")
+        older_ms = (capacity - self.fine_capacity) * bucket_ms
+        self.coarse_capacity = math.ceil(older_ms / self.coarse_ms)
+        self.fine = np.full((0, self.fine_capacity), np.nan, dtype=np.float32)
+        self.fine_newest = np.full(0, -1, dtype=np.int64)  # per row: the newest fine bucket number, -1: none
+        self.coarse = np.full((0, self.coarse_capacity), np.nan, dtype=np.float32)
+        self.coarse_newest = np.full(0, -1, dtype=np.int64)  # per row: the newest closed coarse bucket
+        self.coarse_open = np.full(0, -1, dtype=np.int64)  # per row: the coarse bucket being folded into
+        self.coarse_sums = np.zeros((0, 3))  # per row: sum of fine means folded, their count, their offsets' sum
         self.open_bucket = np.full(0, -1, dtype=np.int64)
         self.sums = np.zeros((0, 3))  # per row: sum of values, sum of (time - bucket start), count
+        self.rows = 0  # rows in use (the fine block's rows that ever had a reading here)
 
-    def window(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The closed buckets (values, times) of these rows, oldest first."""
-        self._ensure_rows(int(rows.max()) + 1 if rows.size else 0)
-        return self.closed.values[rows], self.closed.times[rows]
+    ARRAYS = ("fine", "fine_newest", "coarse", "coarse_newest", "coarse_open", "coarse_sums", "open_bucket", "sums")
+
+    def nbytes(self) -> int:
+        """Bytes allocated for the rows (what a series costs here, times the rows allocated)."""
+        return sum(getattr(self, name).nbytes for name in self.ARRAYS)
+
+    def copy(self) -> "CoarseHistory":
+        """A copy of the rows in use that later add() calls cannot change (a checkpoint's snapshot)."""
+        other = copy.copy(self)
+        for name in self.ARRAYS:
+            setattr(other, name, getattr(self, name)[:self.rows].copy())
+        return other
 
     def _ensure_rows(self, n_rows: int) -> None:
-        while len(self.closed.keys) < n_rows:  # the closed block's rows are the fine block's rows
-            self.closed.row((len(self.closed.keys),))
+        allocated = self.open_bucket.size
+        if n_rows > allocated:
+            grow = max(n_rows - allocated, 64, allocated // GROWTH)
+            for name in self.ARRAYS:
+                array = getattr(self, name)
+                fill = np.nan if array.dtype.kind == "f" and array.ndim == 2 and name not in ("sums", "coarse_sums") \
+                    else (-1 if array.dtype.kind == "i" else 0)
+                extra = np.full((grow, *array.shape[1:]), fill, dtype=array.dtype)
+                setattr(self, name, np.concatenate([array, extra]))
+        self.rows = max(self.rows, n_rows)
+
+    # ------------------------------------------------------------ input
 
     def add(self, row: int, times: np.ndarray, values: np.ndarray) -> None:
         """Readings of one series, in time order and newer than the ones before (as SeriesBlock.append keeps)."""
-        if row >= self.open_bucket.size:
-            grow = max(64, row + 1 - self.open_bucket.size)
-            self.open_bucket = np.concatenate([self.open_bucket, np.full(grow, -1, dtype=np.int64)])
-            self.sums = np.vstack([self.sums, np.zeros((grow, 3))])
-        for t_ms, value in zip(times.tolist(), values.tolist(), strict=True):
-            bucket = t_ms // self.bucket_ms
-            if bucket < self.open_bucket[row]:
-                continue  # older than the open bucket: its bucket has closed already
+        self._ensure_rows(row + 1)
+        times, values = np.asarray(times, dtype=np.int64), np.asarray(values, dtype=np.float64)
+        buckets = times // self.bucket_ms
+        keep = buckets >= self.open_bucket[row]  # older than the open bucket: its bucket has closed already
+        times, values, buckets = times[keep], values[keep], buckets[keep]
+        if buckets.size == 0:
+            return
+        starts = np.flatnonzero(np.r_[True, buckets[1:] != buckets[:-1]])
+        counts = np.diff(np.r_[starts, buckets.size])
+        value_sums = np.add.reduceat(values, starts)
+        offset_sums = np.add.reduceat(times - buckets * self.bucket_ms, starts)
+        for bucket, total, offset, count in zip(buckets[starts].tolist(), value_sums.tolist(),
+                                                offset_sums.tolist(), counts.tolist(), strict=True):
             if bucket != self.open_bucket[row]:
                 self._close(row)
                 self.open_bucket[row] = bucket
-            self.sums[row] += (value, t_ms - bucket * self.bucket_ms, 1.0)
+            self.sums[row] += (total, offset, count)
 
     def _close(self, row: int) -> None:
-        total, offset, count = self.sums[row]
+        total, _offset, count = self.sums[row]
         if count:
-            start = int(self.open_bucket[row]) * self.bucket_ms
-            self._ensure_rows(row + 1)
-            self.closed.append(row, np.array([start + round(offset / count)]), np.array([total / count]))
+            self._store_fine(row, int(self.open_bucket[row]), total / count)
         self.sums[row] = 0.0
+
+    def _store_fine(self, row: int, bucket: int, value: float) -> None:
+        size, newest = self.fine_capacity, int(self.fine_newest[row])
+        if newest >= 0:
+            # The buckets whose slots are taken now leave the fine tier: folded into the coarse one, in order.
+            leaving = np.arange(newest + 1 - size, min(bucket - size, newest) + 1)
+            if self.coarse_capacity and leaving.size:
+                old = self.fine[row, leaving % size]
+                for gone, mean in zip(leaving[~np.isnan(old)].tolist(), old[~np.isnan(old)].tolist(), strict=True):
+                    self._fold(row, gone, mean)
+            gap = np.arange(newest + 1, bucket)[-size:]
+            self.fine[row, gap % size] = np.nan
+        self.fine[row, bucket % size] = value
+        self.fine_newest[row] = bucket
+
+    def _fold(self, row: int, bucket: int, mean: float) -> None:
+        coarse = bucket * self.bucket_ms // self.coarse_ms
+        if coarse != self.coarse_open[row]:
+            total, count, _ = self.coarse_sums[row]
+            if count:
+                self._store_coarse(row, int(self.coarse_open[row]), total / count)
+            self.coarse_open[row] = coarse
+            self.coarse_sums[row] = 0.0
+        self.coarse_sums[row] += (mean, 1.0, bucket * self.bucket_ms - coarse * self.coarse_ms)
+
+    def _store_coarse(self, row: int, coarse: int, value: float) -> None:
+        size, newest = self.coarse_capacity, int(self.coarse_newest[row])
+        if newest >= 0:
+            gap = np.arange(newest + 1, coarse)[-size:]
+            self.coarse[row, gap % size] = np.nan
+        self.coarse[row, coarse % size] = value
+        self.coarse_newest[row] = coarse
+
+    # ------------------------------------------------------------ output
+
+    def window(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | float]:
+        """The closed buckets of these rows, oldest first: (values, times, tolerance_ms).
+
+        values (float64) and times (int64) are (rows, coarse + 1 + fine
+        columns), the buckets with a mean right-aligned in time order and NaN
+        (time 0) on their left; tolerance_ms is each entry's bucket (an array
+        of the same shape when there is a coarse tier, else bucket_ms): how
+        far from a wanted time an entry still stands for it.
+        """
+        rows = np.asarray(rows, dtype=np.int64)
+        self._ensure_rows(int(rows.max()) + 1 if rows.size else 0)
+        fine_values, fine_times = self._tier(self.fine, self.fine_newest, rows, self.bucket_ms)
+        if not self.coarse_capacity:
+            return fine_values, fine_times, float(self.bucket_ms)
+        coarse_values, coarse_times = self._tier(self.coarse, self.coarse_newest, rows, self.coarse_ms)
+        total, count, offsets = self.coarse_sums[rows].T
+        with np.errstate(invalid="ignore", divide="ignore"):
+            open_value = np.where(count > 0, total / count, np.nan)
+            open_time = self.coarse_open[rows] * self.coarse_ms + np.nan_to_num(offsets / count).astype(np.int64) \
+                + self.bucket_ms // 2
+        values = np.concatenate([coarse_values, open_value[:, None], fine_values], axis=1)
+        times = np.concatenate([coarse_times, open_time[:, None], fine_times], axis=1)
+        tolerance = np.full(values.shape, float(self.bucket_ms), dtype=np.float32)
+        tolerance[:, :self.coarse_capacity + 1] = self.coarse_ms
+        # Right-align what holds a mean, in time order (a stable sort of the empty-or-not flags).
+        order = np.argsort(~np.isnan(values), axis=1, kind="stable")
+        values, times = np.take_along_axis(values, order, axis=1), np.take_along_axis(times, order, axis=1)
+        times[np.isnan(values)] = 0
+        return values, times, np.take_along_axis(tolerance, order, axis=1)
+
+    @staticmethod
+    def _tier(ring: np.ndarray, newest: np.ndarray, rows: np.ndarray, bucket_ms: int) -> tuple[np.ndarray, np.ndarray]:
+        """One tier of these rows laid out oldest first: (values as float64, the buckets' middles)."""
+        size = ring.shape[1]
+        buckets = newest[rows, None] - size + 1 + np.arange(size)
+        values = np.take_along_axis(ring[rows], buckets % size, axis=1).astype(np.float64)
+        values[newest[rows] < 0] = np.nan
+        return values, buckets * bucket_ms + bucket_ms // 2
+
+    def fine_grid(self, rows: np.ndarray, first: int, last: int) -> np.ndarray:
+        """The fine bucket means of these rows for buckets first..last (one column each), NaN where none."""
+        buckets = np.arange(first, last + 1)
+        newest = self.fine_newest[rows, None]
+        values = self.fine[rows][:, buckets % self.fine_capacity].astype(np.float64)
+        inside = (buckets <= newest) & (buckets > newest - self.fine_capacity)
+        return np.where(inside, values, np.nan)
+
+    # ------------------------------------------------------------ from older files
+
+    def fill_closed(self, values: np.ndarray, times: np.ndarray) -> None:
+        """Rebuild the tiers from closed bucket means (rows, any): time > 0 and a value where there is one,
+        times never decreasing along a row (as state files of version 1 to 3 kept them, one bucket an entry)."""
+        self._ensure_rows(values.shape[0])
+        for row in range(values.shape[0]):
+            has = (times[row] > 0) & ~np.isnan(values[row])
+            if has.any():
+                self._fill_row(row, times[row][has] // self.bucket_ms, values[row][has])
+
+    def _fill_row(self, row: int, buckets: np.ndarray, values: np.ndarray) -> None:
+        newest, size = int(buckets[-1]), self.fine_capacity
+        fine = buckets > newest - size
+        self.fine[row, buckets[fine] % size] = values[fine]
+        self.fine_newest[row] = newest
+        if not self.coarse_capacity or fine.all():
+            return
+        older, older_values = buckets[~fine], values[~fine]
+        coarse = older * self.bucket_ms // self.coarse_ms
+        open_coarse = int(coarse[-1])
+        now = coarse == open_coarse
+        self.coarse_open[row] = open_coarse
+        self.coarse_sums[row] = (older_values[now].sum(), now.sum(),
+                                 (older[now] * self.bucket_ms - open_coarse * self.coarse_ms).sum())
+        if now.all():
+            return
+        closed, inverse = np.unique(coarse[~now], return_inverse=True)
+        means = np.bincount(inverse, older_values[~now]) / np.bincount(inverse)
+        kept = closed > closed[-1] - self.coarse_capacity
+        self.coarse[row, closed[kept] % self.coarse_capacity] = means[kept]
+        self.coarse_newest[row] = closed[-1]

@@ -294,12 +294,16 @@ class EngineParams:
     # detector uses what the buffer holds, so longer buffers see more days).
     buffer_samples: int = 1440
     # The coarse history per series for the daily/weekly profile, whatever
-    # the buffer holds: means of `profile_bucket_ms` buckets over
-    # `profile_days` days (16 bytes a bucket: 184 KB a series at 1 minute
-    # and 8 days, the longest lag of the day-type profile plus a day).
+    # the buffer holds: means of `profile_bucket_ms` buckets for the newest
+    # `profile_fine_days` days (the peer check's window: see peer_window),
+    # then means of `profile_coarse_ms` buckets back to `profile_days` days
+    # (the longest lag of the day-type profile plus a day). 4 bytes a bucket:
+    # 11.5 KB + 3.5 KB a series at the defaults (buffers.CoarseHistory).
     # profile_days = 0: no coarse history, the profile uses the buffer only.
     profile_bucket_ms: int = 60_000
     profile_days: int = 8
+    profile_fine_days: int = 2
+    profile_coarse_ms: int = 600_000
     # Peer comparison (check_peers): the last this many coarse-history buckets
     # (two days at 1-minute buckets) are scored against the district's meters:
     # the first day teaches each meter its usual departure over a whole daily

@@ -19,6 +19,7 @@ analytics.state saves and loads whole.
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 
 import numpy as np
@@ -30,7 +31,7 @@ from analytics.config import PEER_METRICS, EngineParams
 from analytics.detectors import Anchor, History, silence_score
 from analytics.explain import explain
 from analytics.incidents import AlertOutput, Detail, Finding, Incident, IncidentLifecycle, changes, finite, newest
-from analytics.learnt import LearntState
+from analytics.learnt import LearntState, new_history
 from analytics.rules import STATISTICAL_RULES, score_metric
 from edge import contract
 from telemetry_shared.influx import LineWriter
@@ -60,6 +61,8 @@ class AnalyticsEngine:
         self.clock = clock.ClockScorer(self.params, self.detector)
         self.pending: dict[str, list] = defaultdict(list)  # metric -> [(row, samples added, live)] since the pass
         self.counters: Counter[str] = Counter()
+        self.peer_pool: ThreadPoolExecutor | None = None  # check_peers_beside's thread, made on first use
+        self.peer_running: tuple[peercheck.PeerJob, Future] | None = None
         self.lifecycle = IncidentLifecycle(self.params, self.detector, AlertOutput(writer, publish, self.counters),
                                            self.counters)
 
@@ -110,8 +113,7 @@ class AnalyticsEngine:
     def _coarse(self, metric: str) -> CoarseHistory:
         history = self.learnt.history.get(metric)
         if history is None:
-            capacity = self.params.profile_days * 86_400_000 // self.params.profile_bucket_ms
-            history = self.learnt.history[metric] = CoarseHistory(self.params.profile_bucket_ms, capacity)
+            history = self.learnt.history[metric] = new_history(self.params)
         return history
 
     # ------------------------------------------------------------ scoring
@@ -167,8 +169,8 @@ class AnalyticsEngine:
         history = self.learnt.history.get(metric)
         if history is None:
             return None
-        values, times = history.window(rows)
-        return History(values, times, tolerance_ms=float(history.bucket_ms))
+        values, times, tolerance = history.window(rows)
+        return History(values, times, tolerance_ms=tolerance)
 
     # ------------------------------------------------------------ periodic checks
 
@@ -186,6 +188,36 @@ class AnalyticsEngine:
         for metric in PEER_METRICS:
             sent += self._apply(peercheck.check_peers_of(self.learnt, metric, self.params, self.detector), now_ms)
         return sent
+
+    def check_peers_beside(self, now_ms: int | None = None) -> list[dict]:
+        """check_peers without holding up the stream: the district comparison (seconds at thousands of meters)
+        runs on a thread of its own over a copy of the meters' grid, while the engine's thread goes on scoring
+        readings. Each call hands the findings of a finished comparison to the incident lifecycle (returns the
+        alert messages sent) and lays out the next one if a bucket has closed since; one at a time."""
+        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        running = self.peer_running
+        if running is not None and not running[1].done():
+            return []
+        sent: list[dict] = []
+        if running is not None:
+            self.peer_running = None
+            job, future = running
+            started = time.monotonic()
+            sent = self._apply(peercheck.apply_peer_scores(self.learnt, job, future.result(), self.detector), now_ms)
+            self.counters["peer_apply_ms"] = round((time.monotonic() - started) * 1000)
+        for metric in PEER_METRICS:
+            started = time.monotonic()
+            job = peercheck.peer_job(self.learnt, metric, self.params)
+            if job is not None:
+                self.counters["peer_layout_ms"] = round((time.monotonic() - started) * 1000)  # the stream's pause
+                self.peer_running = (job, self._peer_pool().submit(job.score, self.detector))
+                break  # one comparison at a time; the next metric's when this one is done
+        return sent
+
+    def _peer_pool(self) -> ThreadPoolExecutor:
+        if self.peer_pool is None:
+            self.peer_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="analytics-peers")
+        return self.peer_pool
 
     def check_silence(self, now_ms: int | None = None) -> list[dict]:
         """Devices past `silence_factor` of their own intervals without a message open a 'silent' incident;

@@ -55,3 +55,10 @@ class LearntState:
         if metric not in self.blocks:
             self.blocks[metric] = SeriesBlock(capacity)
         return self.blocks[metric]
+
+
+def new_history(params: EngineParams) -> CoarseHistory:
+    """A coarse history sized by `params`: profile_days in all, the newest profile_fine_days fine."""
+    day_buckets = 86_400_000 // params.profile_bucket_ms
+    return CoarseHistory(params.profile_bucket_ms, params.profile_days * day_buckets,
+                         fine_capacity=params.profile_fine_days * day_buckets, coarse_ms=params.profile_coarse_ms)

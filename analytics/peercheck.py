@@ -8,6 +8,8 @@ buckets newer than those scored before feed the hysteresis. A finding joins
 the device's one `readings` incident as "<metric> against its district".
 """
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from analytics import peers
@@ -17,6 +19,28 @@ from analytics.incidents import Detail, Finding, changes, finite
 from analytics.learnt import LearntState
 
 
+@dataclass
+class PeerJob:
+    """One metric's peer check, laid out on the engine's thread: a copy of its meters' grid, nothing shared with
+    the engine, so `score()` can run on another thread while the engine goes on scoring readings."""
+
+    metric: str
+    rows: np.ndarray  # the meters' rows in the metric's block
+    grid: np.ndarray  # (meters, buckets) their bucket means on one grid
+    first: int  # the grid's first bucket
+    districts: np.ndarray  # per meter
+    bucket_ms: int
+
+    @property
+    def last(self) -> int:
+        return self.first + self.grid.shape[1] - 1
+
+    def score(self, detector: DetectorParams) -> peers.PeerScores:
+        """The district comparison (peers.peer_scores): the costly part, numpy over the copy only."""
+        warmup = min(peers.warmup_samples(self.bucket_ms), self.grid.shape[1] // 2)
+        return peers.peer_scores(self.grid, self.districts, warmup, detector)
+
+
 def check_peers_of(learnt: LearntState, metric: str, params: EngineParams, detector: DetectorParams) -> list[Finding]:
     """The findings of `metric`'s meters on the buckets closed since the last check ([] when none closed: the
     usual case, as the engine checks every few seconds).
@@ -24,19 +48,35 @@ def check_peers_of(learnt: LearntState, metric: str, params: EngineParams, detec
     learnt: the engine's state (coarse history, districts, the peer
     hysteresis `states['peer:<metric>']` and `peer_scored`, the last bucket
     scored, updated in place). params: the window (`peer_window`); detector:
-    the thresholds.
+    the thresholds. In one go: peer_job, PeerJob.score and apply_peer_scores,
+    which the engine can also run apart (AnalyticsEngine.check_peers_beside).
     """
+    job = peer_job(learnt, metric, params)
+    return [] if job is None else apply_peer_scores(learnt, job, job.score(detector), detector)
+
+
+def peer_job(learnt: LearntState, metric: str, params: EngineParams) -> PeerJob | None:
+    """The grid of `metric`'s meters to score, or None when no bucket closed since the last check."""
     laid = _peer_grid(learnt, metric, params.peer_window)
     if laid is None:
-        return []
+        return None
     rows, grid, first = laid
-    last = first + grid.shape[1] - 1
-    done = learnt.peer_scored.get(metric, first - 1)
-    learnt.peer_scored[metric] = last
-    block, bucket_ms = learnt.blocks[metric], learnt.history[metric].bucket_ms
+    block = learnt.blocks[metric]
     districts = np.array([learnt.info[block.keys[r][0]][1] for r in rows], dtype=object)
-    warmup = min(peers.warmup_samples(bucket_ms), grid.shape[1] // 2)
-    scored = peers.peer_scores(grid, districts, warmup, detector)
+    return PeerJob(metric, rows, grid, first, districts, learnt.history[metric].bucket_ms)
+
+
+def apply_peer_scores(learnt: LearntState, job: PeerJob, scored: peers.PeerScores,
+                      detector: DetectorParams) -> list[Finding]:
+    """Feed the buckets of `job` not scored before to the peer hysteresis; returns the findings. On the engine's
+    thread (it changes the learnt state); `peer_scored` moves to the job's last bucket only now, so a job whose
+    result never came (a restart) is laid out again."""
+    metric, rows, grid, first, last = job.metric, job.rows, job.grid, job.first, job.last
+    done = learnt.peer_scored.get(metric, first - 1)
+    if last <= done:
+        return []
+    learnt.peer_scored[metric] = last
+    block, bucket_ms = learnt.blocks[metric], job.bucket_ms
     new = slice(grid.shape[1] - min(last - done, grid.shape[1]), None)
     state = learnt.states[f"peer:{metric}"]
     state.resize(int(rows.max()) + 1)
@@ -65,24 +105,17 @@ def _peer_grid(learnt: LearntState, metric: str, width: int) -> tuple[np.ndarray
     history, block = learnt.history.get(metric), learnt.blocks.get(metric)
     if history is None or block is None:
         return None
-    closed = history.closed
-    n_rows = len(closed.keys)  # the rows that closed a bucket at least once, in the fine block's order
-    newest = closed.times[:n_rows, -1]
-    if not (newest > 0).any():
+    n_rows = int(np.flatnonzero(history.fine_newest[:history.rows] >= 0).max(initial=-1)) + 1
+    if n_rows == 0:
         return None
     # The newest bucket may not have closed yet on every row (a reading of
     # the next minute closes it): the grid ends one bucket earlier.
-    last = int(newest.max()) // history.bucket_ms - 1
+    last = int(history.fine_newest[:n_rows].max()) - 1
     if last <= learnt.peer_scored.get(metric, -1):
         return None
     rows = np.array([r for r in range(n_rows) if learnt.info.get(block.keys[r][0], ("", ""))[1]], dtype=np.int64)
     if rows.size == 0:
         return None
-    # Newest last and at most one closed bucket per column: the window is in the last `width` columns.
-    values, times = closed.values[rows, -width:], closed.times[rows, -width:]
-    buckets = times // history.bucket_ms
+    width = min(width, history.fine_capacity)  # the window is the fine tier's at most
     first = last - width + 1
-    r, c = np.nonzero(~np.isnan(values) & (times > 0) & (buckets >= first) & (buckets <= last))
-    grid = np.full((rows.size, width), np.nan)
-    grid[r, buckets[r, c] - first] = values[r, c]
-    return rows, grid, first
+    return rows, history.fine_grid(rows, first, last), first

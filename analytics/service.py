@@ -30,7 +30,8 @@ from paho.mqtt.properties import Properties
 from analytics.config import EngineParams
 from analytics.engine import AnalyticsEngine
 from analytics.learnt import LearntState
-from analytics.state import load_state, save_state, snapshot, state_file
+from analytics.shards import ShardFilter
+from analytics.state import load_shard, save_state, snapshot, state_file
 from edge import contract
 from telemetry_shared.influx import LineWriter
 from telemetry_shared.registry import Registry
@@ -49,19 +50,28 @@ def mqtt_user(settings: Settings) -> str:
     return settings.mqtt_user if settings.mqtt_user.startswith("svc-analytics") else DEFAULT_USER
 
 
+def coarse_ms(settings: Settings) -> int:
+    """The coarse tier's bucket: CITY_ANALYTICS_PROFILE_COARSE_S rounded to a multiple of the profile bucket."""
+    bucket_s = settings.analytics_profile_bucket_s
+    return max(1, round(settings.analytics_profile_coarse_s / bucket_s)) * bucket_s * 1000
+
+
 class EngineService:
     def __init__(self, settings: Settings, registry: Registry, writer: LineWriter | None,
                  params: EngineParams | None = None):
         self.settings = settings
         self.params = params or EngineParams(buffer_samples=settings.analytics_buffer_samples,
                                              profile_bucket_ms=settings.analytics_profile_bucket_s * 1000,
-                                             profile_days=settings.analytics_profile_days)
+                                             profile_days=settings.analytics_profile_days,
+                                             profile_fine_days=settings.analytics_profile_fine_days,
+                                             profile_coarse_ms=coarse_ms(settings))
         # the city's working week and days off (public holidays, its own) for the day-type profile
         today = datetime.date.today()
         span = (today - datetime.timedelta(days=40), today + datetime.timedelta(days=800))
         calendar = settings.city.calendar_params(*span)
         self.params = replace(self.params, params=replace(self.params.params, **calendar))
         self.user = mqtt_user(settings)
+        self.shard = ShardFilter(settings.analytics_shard, settings.analytics_shards)
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.user, protocol=mqtt.MQTTv5)
         self.client.username_pw_set(self.user, settings.mqtt_password)
         self.client.on_connect = self._on_connect
@@ -103,6 +113,9 @@ class EngineService:
         except contract.ContractError:
             self.engine.counters["bad_topic"] += 1
             return
+        if not self.shard.owns(device):  # another worker's device (CITY_ANALYTICS_SHARDS)
+            self.engine.counters["other_shard"] += 1
+            return
         with self.lock:
             self.inbox.append((device, bytes(message.payload), int(time.time() * 1000)))
 
@@ -111,7 +124,7 @@ class EngineService:
 
     def start(self) -> None:
         if self.state_file is not None:  # before subscribing: the first readings land on what was learnt
-            self.state_loaded = load_state(self.engine, self.state_file)
+            self.state_loaded = load_shard(self.engine, self.state_file, self.shard.owns)
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = SESSION_EXPIRY_S
         # connect_async: a broker that is not up yet is retried by the network loop, not fatal.
@@ -141,7 +154,8 @@ class EngineService:
                     next_silence = time.monotonic() + self.params.silence_check_s
                     self.engine.check_silence()
                     self.engine.check_night_flow()
-                    self.engine.check_peers()  # scores only when a new minute bucket has closed
+                    # Only when a new minute bucket has closed; the comparison runs beside the stream.
+                    self.engine.check_peers_beside()
             except Exception:  # one bad pass must not stop the engine; it is logged with its traceback
                 self.engine.counters["errors"] += 1
                 log.exception("analytics pass failed")

@@ -53,6 +53,7 @@ import os
 import re
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -63,8 +64,9 @@ import numpy as np
 from analytics.buffers import CoarseHistory, SeriesBlock
 from analytics.engine import AnalyticsEngine
 from analytics.incidents import Incident
-from analytics.learnt import LearntState
+from analytics.learnt import LearntState, new_history
 from analytics.rules import Hysteresis
+from analytics.shards import adopt
 from analytics.statefile import (
     FORMAT,
     HYSTERESIS_FIELDS,
@@ -74,6 +76,7 @@ from analytics.statefile import (
     StateError,
     check_members,
     expect,
+    is_int,
     read_hysteresis,
     read_meta,
     read_pair,
@@ -111,12 +114,11 @@ def save_state(learnt: LearntState, path: Path | str, now_ms: int | None = None)
         entry: dict[str, Any] = {"metric": metric, "keys": [list(key) for key in block.keys], "history": None}
         history = learnt.history.get(metric)
         if history is not None:
-            closed_rows, open_rows = len(history.closed.keys), min(history.open_bucket.size, n)
-            arrays[f"h{i}_values"] = history.closed.values[:closed_rows]
-            arrays[f"h{i}_times"] = history.closed.times[:closed_rows]
-            arrays[f"h{i}_open_bucket"] = history.open_bucket[:open_rows]
-            arrays[f"h{i}_sums"] = history.sums[:open_rows]
-            entry["history"] = {"bucket_ms": history.bucket_ms}
+            rows = min(history.rows, n)
+            for name in CoarseHistory.ARRAYS:
+                arrays[f"h{i}_{name}"] = getattr(history, name)[:rows]
+            entry["history"] = {"bucket_ms": history.bucket_ms, "coarse_ms": history.coarse_ms,
+                                "buckets": history.capacity, "fine_buckets": history.fine_capacity}
         blocks.append(entry)
     arrivals = learnt.arrivals
     arrays["arrivals_times"] = arrivals.times[:len(arrivals.keys)]  # the times only: the delays are not kept
@@ -167,10 +169,7 @@ def _frozen_block(block: SeriesBlock) -> SeriesBlock:
 
 
 def _frozen_history(history: CoarseHistory) -> CoarseHistory:
-    frozen = copy.copy(history)
-    frozen.closed = _frozen_block(history.closed)
-    frozen.open_bucket, frozen.sums = history.open_bucket.copy(), history.sums.copy()
-    return frozen
+    return history.copy()
 
 
 def _frozen_hysteresis(state: Hysteresis) -> Hysteresis:
@@ -246,6 +245,53 @@ def load_state(engine: AnalyticsEngine, path: Path | str, now_ms: int | None = N
     return True
 
 
+def load_shard(engine: AnalyticsEngine, path: Path | str, keep: Callable[[str], bool],
+               now_ms: int | None = None) -> bool:
+    """As load_state, for one of several workers sharing the devices (analytics.shards): the devices `keep`
+    accepts, from every state file beside `path` (`engine-*.npz`: this worker's and the others'), each from
+    the file saved last that holds it; so a worker takes over the devices that moved to it when the number
+    of workers changed, with what was learnt of them. Alone in its folder, it is load_state (every device kept
+    but the devices `keep` refuses). Another worker's file that cannot be read is
+    skipped with a warning (it is that worker's to move aside); this worker's own is moved aside."""
+    path = Path(path)
+    others = sorted(p for p in path.parent.glob("engine-*.npz") if p != path)
+    if not others:
+        if not load_state(engine, path, now_ms):
+            return False
+        if not all(keep(device) for device in engine.learnt.last_seen_ms):  # the folder's only file, not all mine
+            fresh = LearntState.empty(engine.params, engine.detector)
+            engine.learnt = adopt([(0, engine.learnt)], keep, fresh)
+        return True
+    if engine.learnt.blocks or engine.learnt.last_seen_ms:
+        raise ValueError("load_shard fills a fresh engine, before it ingests anything")
+    for stale in path.parent.glob(f".{path.name}.tmp-*"):
+        stale.unlink(missing_ok=True)
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    parts = []
+    for file in [path, *others]:
+        if not file.exists():
+            continue
+        try:
+            parts.append(_read(file, engine))
+        except Exception as exc:  # noqa: BLE001 - a bad file never stops the engine
+            if file == path:
+                moved = _move_aside(path)
+                engine.counters["state_rejected"] += 1
+                log.warning("analytics state %s not loaded (%s: %s)%s", path, type(exc).__name__, str(exc)[:300],
+                            f", the file moved to {moved.name}" if moved else "")
+            else:
+                log.warning("analytics state of another worker %s not read (%s: %s)", file, type(exc).__name__,
+                            str(exc)[:300])
+    if not parts:
+        return False
+    learnt = adopt(parts, keep, engine.learnt)
+    saved_ms = max(saved for saved, _ in parts)
+    engine.restore(_in_service_only(engine, learnt, max(0, now_ms - saved_ms)))
+    log.info("analytics state of this worker's devices taken from %d files: %d series of %d devices", len(parts),
+             sum(len(b.keys) for b in learnt.blocks.values()), len(learnt.last_seen_ms))
+    return True
+
+
 def _move_aside(path: Path) -> Path | None:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
     target = path.with_name(f"{path.name}.bad-{stamp}")
@@ -299,7 +345,7 @@ def _read(path: Path, engine: AnalyticsEngine) -> tuple[int, LearntState]:
                 continue
             blocks[entry["metric"]] = _block(params.buffer_samples, 64, keys, values, times)
             if entry["history"] is not None and params.profile_days > 0:
-                fitted = _history(archive, names, i, entry["history"], len(keys), engine)
+                fitted = _history(archive, names, i, entry["history"], len(keys), engine, meta["version"])
                 if fitted is not None:
                     history[entry["metric"]] = fitted
         if meta["version"] >= 3:
@@ -341,25 +387,66 @@ def _block(capacity: int, initial_rows: int, keys: list[tuple], values: np.ndarr
 
 
 def _history(archive, names: set[str], i: int, saved: dict, fine_rows: int,
-             engine: AnalyticsEngine) -> CoarseHistory | None:
+             engine: AnalyticsEngine, version: int) -> CoarseHistory | None:
     params = engine.params
     if saved["bucket_ms"] != params.profile_bucket_ms:
         log.warning("analytics state: the coarse history was kept in %d ms buckets, now %d ms: relearnt",
                     saved["bucket_ms"], params.profile_bucket_ms)
         return None
-    values, times = read_pair(archive, names, f"h{i}", None)
-    expect(values.shape[0] <= fine_rows, f"h{i}: more rows than its block")
-    if f"h{i}_open_bucket" not in names or f"h{i}_sums" not in names:
-        raise StateError(f"h{i}: open buckets missing")
-    open_bucket, sums = archive[f"h{i}_open_bucket"], archive[f"h{i}_sums"]
+    history = new_history(params)
+    if version >= 4:
+        kept = _tiers(archive, names, f"h{i}", saved, fine_rows)
+        if all(getattr(kept, name) == getattr(history, name) for name in ("capacity", "fine_capacity", "coarse_ms")):
+            return kept
+        # Other sizes (CITY_ANALYTICS_PROFILE_* changed between deploys): the saved means, laid out again.
+        values, times, _ = kept.window(np.arange(kept.rows))
+        open_bucket, sums = kept.open_bucket, kept.sums
+    else:
+        # Versions 1 to 3: every closed bucket as (value, time) in float64 and int64, one tier (the migration).
+        values, times = read_pair(archive, names, f"h{i}", None)
+        expect(values.shape[0] <= fine_rows, f"h{i}: more rows than its block")
+        open_bucket, sums = _open_buckets(archive, names, f"h{i}", fine_rows)
+    history.fill_closed(values, times)
+    history._ensure_rows(open_bucket.shape[0])
+    history.open_bucket[:open_bucket.shape[0]], history.sums[:sums.shape[0]] = open_bucket, sums
+    return history
+
+
+def _open_buckets(archive, names: set[str], prefix: str, fine_rows: int) -> tuple[np.ndarray, np.ndarray]:
+    if f"{prefix}_open_bucket" not in names or f"{prefix}_sums" not in names:
+        raise StateError(f"{prefix}: open buckets missing")
+    open_bucket, sums = archive[f"{prefix}_open_bucket"], archive[f"{prefix}_sums"]
     open_rows = open_bucket.shape[0] if open_bucket.ndim == 1 else -1
     expect(open_bucket.dtype == np.int64 and sums.dtype == np.float64 and 0 <= open_rows <= fine_rows
             and sums.shape == (open_rows, 3) and np.isfinite(sums).all() and (open_bucket >= -1).all(),
-            f"h{i}: open buckets")
-    capacity = params.profile_days * 86_400_000 // params.profile_bucket_ms
-    history = CoarseHistory(params.profile_bucket_ms, capacity)
-    history.closed = _block(capacity, 4, [(row,) for row in range(values.shape[0])], values, times)
-    history.open_bucket, history.sums = open_bucket.copy(), sums.copy()
+            f"{prefix}: open buckets")
+    return open_bucket, sums
+
+
+def _tiers(archive, names: set[str], prefix: str, saved: dict, fine_rows: int) -> CoarseHistory:
+    """A version-4 history as saved (its own sizes), every member checked."""
+    for key in ("coarse_ms", "buckets", "fine_buckets"):
+        expect(is_int(saved.get(key)) and 0 < saved[key] <= 10_000_000, f"{prefix}: {key}")
+    try:
+        history = CoarseHistory(saved["bucket_ms"], saved["buckets"], saved["fine_buckets"], saved["coarse_ms"])
+    except ValueError as exc:
+        raise StateError(f"{prefix}: {exc}") from None
+    open_bucket, sums = _open_buckets(archive, names, prefix, fine_rows)
+    rows = open_bucket.shape[0]
+    shapes = {"fine": (rows, history.fine_capacity), "fine_newest": (rows,),
+              "coarse": (rows, history.coarse_capacity), "coarse_newest": (rows,), "coarse_open": (rows,),
+              "coarse_sums": (rows, 3)}
+    history._ensure_rows(rows)
+    for name, shape in shapes.items():
+        if f"{prefix}_{name}" not in names:
+            raise StateError(f"{prefix}: {name} missing")
+        array = archive[f"{prefix}_{name}"]
+        dtype = getattr(history, name).dtype
+        expect(array.dtype == dtype and array.shape == shape, f"{prefix}_{name}: shape or type")
+        expect(not np.isinf(array).any() if dtype.kind == "f" else (array >= -1).all(), f"{prefix}_{name}: values")
+        getattr(history, name)[:rows] = array
+    expect(np.isfinite(history.coarse_sums).all(), f"{prefix}_coarse_sums: values")
+    history.open_bucket[:rows], history.sums[:rows] = open_bucket, sums
     return history
 
 

@@ -21,15 +21,17 @@ from analytics.rules import Hysteresis
 from edge import contract
 
 FORMAT = "city-analytics-state"
-VERSION = 3
-READABLE_VERSIONS = (1, 2, 3)  # version 1: no incidents, no hysteresis; 1 and 2: the arrivals as a metric
+VERSION = 4
+# version 1: no incidents, no hysteresis; 1 and 2: the arrivals as a metric; 1 to 3: the coarse history as
+# (value, time) pairs of every closed bucket in float64 and int64 (version 4: two tiers of float32 rings)
+READABLE_VERSIONS = (1, 2, 3, 4)
 LEGACY_ARRIVALS = "clock_lag_ms"  # the name of the arrivals block among the metrics, in versions 1 and 2
 # The incident state's fields as stored: Hysteresis' own, its flags as bytes (DTYPES has no bool).
 HYSTERESIS_FIELDS = {name: np.dtype("u1") if start is False else np.asarray(start).dtype
                      for name, start in Hysteresis.FIELDS.items()}
 INCIDENT_TEXT = {"id": 200, "device": 64, "kind": 16, "district": 64, "metric": 64, "rule": 64, "severity": 16,
                  "opened_by": 100}
-DTYPES = (np.dtype("<f8"), np.dtype("<i8"), np.dtype("u1"))  # every array in the file is one of these
+DTYPES = (np.dtype("<f8"), np.dtype("<f4"), np.dtype("<i8"), np.dtype("u1"))  # every array in the file is one of these
 METRIC_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 MAX_META_BYTES = 256 * 1024 * 1024  # the JSON part: keys, last seen, info (about 100 bytes a series)
 

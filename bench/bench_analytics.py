@@ -99,8 +99,8 @@ def engine_pass(devices: int, buffer: int) -> tuple[float, float, float]:
         engine.process(now + 1000)
         seconds = time.perf_counter() - start
         registry.close()
-        blocks = [h.closed for h in engine.learnt.history.values()]
-        kb = sum(b.values.nbytes + b.times.nbytes for b in blocks) / max(1, sum(len(b.keys) for b in blocks)) / 1e3
+        histories = list(engine.learnt.history.values())
+        kb = sum(h.nbytes() for h in histories) / max(1, sum(h.rows for h in histories)) / 1e3
         return seconds, fill, kb
 
 

@@ -4,7 +4,7 @@
     python3 bench/bench_state.py --devices 500 --metrics 3 --runs 5
 
 An engine is filled as after 8 days of running (EngineParams defaults: a
-1,440-sample buffer per series, 8 days of one-minute bucket means), with
+1,440-sample buffer per series, 2 days of one-minute and 6 of ten-minute bucket means), with
 `--metrics` metrics per device plus each device's arrivals (the clock
 scorer's delays and the silence check's pace: their times are kept), then
 saved with analytics.state.save_state and loaded into a new engine with
@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from analytics.buffers import CoarseHistory  # noqa: E402
 from analytics.config import EngineParams  # noqa: E402
 from analytics.engine import AnalyticsEngine  # noqa: E402
+from analytics.learnt import new_history  # noqa: E402
 from analytics.state import load_state, save_state  # noqa: E402
 from telemetry_shared.registry import Registry  # noqa: E402
 
@@ -55,13 +56,18 @@ def filled_engine(registry: Registry, devices: int, metrics: int, seed: int = 0)
         block.times[:devices] = end_ms - 60_000 * np.arange(params.buffer_samples)[::-1] + rng.integers(0, 999)
         block.values[:devices] = rng.normal(100, 5, (devices, params.buffer_samples))
     for metric in METRICS[:metrics]:
-        learnt.history[metric] = history = CoarseHistory(params.profile_bucket_ms, buckets)
-        for row in range(devices):
-            history.closed.row((row,))
-        history.closed.times[:devices] = START_MS + 60_000 * np.arange(buckets) + 30_000
-        history.closed.values[:devices] = rng.normal(100, 5, (devices, buckets))
-        history.open_bucket = np.full(devices, end_ms // params.profile_bucket_ms, dtype=np.int64)
-        history.sums = np.tile([100.0, 20_000.0, 1.0], (devices, 1))
+        learnt.history[metric] = history = new_history(params)
+        history._ensure_rows(devices)
+        newest = end_ms // params.profile_bucket_ms - 1
+        history.fine[:devices] = rng.normal(100, 5, (devices, history.fine_capacity))
+        history.fine_newest[:devices] = newest
+        history.coarse[:devices] = rng.normal(100, 5, (devices, history.coarse_capacity))
+        history.coarse_newest[:devices] = (newest - history.fine_capacity) * params.profile_bucket_ms \
+            // history.coarse_ms - 1
+        history.coarse_open[:devices] = history.coarse_newest[:devices] + 1
+        history.coarse_sums[:devices] = (500.0, 5.0, 120_000.0)
+        history.open_bucket[:devices] = newest + 1
+        history.sums[:devices] = (100.0, 20_000.0, 1.0)
     learnt.last_seen_ms = {key[0]: end_ms for key in keys}
     learnt.info = {key[0]: ("power", "district-a") for key in keys}
     return engine
@@ -76,7 +82,7 @@ def state_arrays(engine: AnalyticsEngine) -> list[np.ndarray]:
         out += [block.values[:n], block.times[:n]]
         if metric in learnt.history:
             history = learnt.history[metric]
-            out += [history.closed.values[:n], history.closed.times[:n], history.open_bucket[:n], history.sums[:n]]
+            out += [getattr(history, name)[:n] for name in CoarseHistory.ARRAYS]
     return out
 
 

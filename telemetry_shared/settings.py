@@ -160,9 +160,18 @@ class Settings(BaseSettings):
                                        "empty: a plain subscription")
     analytics_buffer_samples: int = Field(1440, ge=16, le=100_000, description="samples kept per series")
     analytics_profile_bucket_s: int = Field(60, ge=10, le=3600, description="bucket of the per-series coarse "
-                                            "history for the daily profile (16 bytes a bucket)")
+                                            "history for the daily profile (4 bytes a bucket)")
     analytics_profile_days: int = Field(8, ge=0, le=35, description="days of coarse history per series; "
                                         "0: the daily profile uses the buffer only")
+    analytics_shards: int = Field(1, ge=1, le=256, description="analytics workers sharing the devices by a hash of "
+                                  "the device id (analytics/shards.py); each subscribes to all telemetry and "
+                                  "keeps its own share")
+    analytics_shard: int = Field(0, ge=0, le=255, description="this worker's share, 0..CITY_ANALYTICS_SHARDS-1")
+    analytics_profile_fine_days: int = Field(2, ge=0, le=35, description="of those, the newest days kept in "
+                                             "profile buckets (the peer check's window); older days in coarse "
+                                             "buckets")
+    analytics_profile_coarse_s: int = Field(600, ge=10, le=86_400, description="the coarse buckets of the older "
+                                            "days (rounded to a multiple of the profile bucket)")
     analytics_state_dir: str = Field("", max_length=4096, description="where the engine keeps what it learnt "
                                      "across restarts (engine-<mqtt user>.npz); empty: <data_dir>/analytics; "
                                      "off: keep nothing")
@@ -180,6 +189,12 @@ class Settings(BaseSettings):
             raise ValueError("CITY_MQTT_PASSWORD must be set in production (it still has the development default)")
         if self.environment not in ("development", "production", "test"):
             raise ValueError(f"CITY_ENVIRONMENT must be development, production or test, not {self.environment!r}")
+        if self.analytics_shard >= self.analytics_shards:
+            raise ValueError(f"CITY_ANALYTICS_SHARD must be one of 0..{self.analytics_shards - 1} "
+                             f"(CITY_ANALYTICS_SHARDS={self.analytics_shards}), not {self.analytics_shard}")
+        if self.analytics_shards > 1 and self.analytics_share_group:
+            raise ValueError("CITY_ANALYTICS_SHARDS > 1 shares the devices by their id: leave "
+                             "CITY_ANALYTICS_SHARE_GROUP empty (a shared subscription splits a device's messages)")
         profile = self.city  # a bad profile refuses to start, naming its line and field
         self.city_name = self.city_name or profile.name
         self._fixed_offset = self.utc_offset_hours is not None

@@ -158,15 +158,24 @@ class History:
     values, times: (S, H), oldest first, NaN (time 0) where empty; the S rows
     are the same series as the values being scored. A profile lookup that
     finds no reading of its own within tolerance takes the history's entry
-    nearest to the wanted time, if within `tolerance_ms`.
+    nearest to the wanted time, if within `tolerance_ms`: one figure, or one
+    per entry (same shape as times) where entries are buckets of different
+    sizes (a fine recent tier, a coarse older one).
     """
 
     values: np.ndarray
     times: np.ndarray
-    tolerance_ms: float
+    tolerance_ms: float | np.ndarray
 
     def rows(self, rows: slice) -> "History":
-        return History(self.values[rows], self.times[rows], self.tolerance_ms)
+        tolerance = self.tolerance_ms if np.ndim(self.tolerance_ms) == 0 else self.tolerance_ms[rows]
+        return History(self.values[rows], self.times[rows], tolerance)
+
+    def tolerance_at(self, index: np.ndarray) -> float | np.ndarray:
+        """The tolerance of the entries at `index` (per row, as np.take_along_axis takes them)."""
+        if np.ndim(self.tolerance_ms) == 0:
+            return self.tolerance_ms
+        return np.take_along_axis(self.tolerance_ms, index, axis=1)
 
 
 

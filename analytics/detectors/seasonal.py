@@ -107,11 +107,22 @@ def _history_at(history: History, target: np.ndarray, x: np.ndarray) -> np.ndarr
     after = np.minimum(before + 1, last)
     t_before = np.take_along_axis(h_times, np.maximum(before, 0), axis=1)
     t_after = np.take_along_axis(h_times, after, axis=1)
-    nearest = np.where((before < 0) | (t_after - target < target - t_before), after, before)
-    close = np.abs(np.take_along_axis(h_times, nearest, axis=1) - target) <= history.tolerance_ms
+    nearer = np.where((before < 0) | (t_after - target < target - t_before), after, before)
+    farther = np.where(nearer == after, np.maximum(before, 0), after)
+    close = np.abs(np.take_along_axis(h_times, nearer, axis=1) - target) <= history.tolerance_at(nearer)
+    # The nearer entry's bucket may not reach the target where the farther one's does (a coarse older bucket
+    # beside a fine recent one): the nearest entry whose bucket covers the target. With one tolerance for all,
+    # the nearer one covers whenever the farther one does.
+    covers = (before >= 0) & (np.abs(np.take_along_axis(h_times, farther, axis=1) - target)
+                              <= history.tolerance_at(farther))
+    nearest = np.where(close | ~covers, nearer, farther)
+    close |= covers
     low = high = np.take_along_axis(history.values, nearest, axis=1)
     for neighbour in (np.maximum(nearest - 1, 0), np.minimum(nearest + 1, last)):
-        near = np.abs(np.take_along_axis(h_times, neighbour, axis=1) - target) <= 2 * history.tolerance_ms
+        # Within twice the larger bucket of the two: where a coarse older tier meets the fine recent one, a
+        # step inside the coarse bucket still finds the fine bucket after it.
+        reach = 2 * np.maximum(history.tolerance_at(neighbour), history.tolerance_at(nearest))
+        near = np.abs(np.take_along_axis(h_times, neighbour, axis=1) - target) <= reach
         value = np.where(near, np.take_along_axis(history.values, neighbour, axis=1), np.nan)
         low, high = np.fmin(low, value), np.fmax(high, value)
     return np.where(close & ~np.isnan(low), np.clip(x, low, high), np.nan)

@@ -2,9 +2,12 @@
 meter) is one peer_departure incident, in the evaluation and in the live engine; its neighbours get none;
 a district with too few meters is left alone."""
 
+import threading
+
 import numpy as np
 import pytest
 
+from analytics import peercheck
 from analytics.config import DEFAULT_PARAMS, EngineParams
 from analytics.detectors import calibrate, cusum_evidence, peer_z
 from analytics.engine import AnalyticsEngine
@@ -188,3 +191,72 @@ def test_engine_check_peers_with_nothing_to_compare(district_engine):
     engine.ingest(devices(3)[0], b"\xff{not json", START)
     engine.process(START)
     assert engine.check_peers(START + MINUTE) == []
+
+
+def run_beside(engine: AnalyticsEngine, names: list[str], kw: np.ndarray, before=None, during=None) -> list[dict]:
+    """As run(), the comparison through check_peers_beside: laid out after each hour, finished on its thread,
+    its findings handed over at the next call. before(hour), during(hour, now): called before that hour's
+    comparison is laid out, and while it runs."""
+    from_peers = []
+    for hour in range(kw.shape[1] // 60):
+        steps = range(hour * 60, (hour + 1) * 60)
+        for i, name in enumerate(names):
+            samples = [(START + s * MINUTE, {"power_kw": round(float(kw[i, s]), 3)}) for s in steps]
+            engine.ingest(name, contract.encode_telemetry(hour, samples, "1.0"), START + steps[-1] * MINUTE + 500)
+        now = START + steps[-1] * MINUTE + 500
+        engine.process(now)
+        if before is not None:
+            before(hour)
+        assert engine.check_peers_beside(now) == []  # laid out; nothing finished yet
+        if engine.peer_running is not None:
+            if during is not None:
+                during(hour, now)
+            engine.peer_running[1].result(timeout=60)
+            from_peers += engine.check_peers_beside(now)
+    return from_peers
+
+
+def test_the_peer_comparison_runs_beside_the_stream_and_finds_the_same(district_engine, registry, monkeypatch):
+    """While a comparison is held on its thread, another device's readings are scored and its voltage dip alerted at
+    once; the comparison's findings, handed over later, are the ones check_peers finds in one go."""
+    names = devices(6)
+    kw = district_power(6)
+    _, expected = run(district_engine(names), names, kw)
+    assert expected
+    spiky = "pwr-sp-0001"
+    registry.add(DeviceNew(id=spiky, kind="power", district="bukit-bestari"))
+    engine = AnalyticsEngine(registry, None, None, EngineParams())
+    real_scores = peercheck.peers.peer_scores
+    release = threading.Event()
+
+    def held_scores(*args, **kwargs):
+        assert release.wait(30), "the test never released the comparison"
+        return real_scores(*args, **kwargs)
+
+    seen_during = []
+    held_hour = HOURS - 2
+
+    def before(hour: int) -> None:
+        if hour == held_hour:
+            release.clear()
+
+    def during(hour: int, now: int) -> None:
+        if hour != held_hour:
+            return
+        # The comparison waits on its thread; the stream goes on: a meter's readings, then a voltage dip.
+        for k in range(30):
+            t = now - 29 * MINUTE + k * MINUTE
+            value = 150.0 if k == 29 else 230.0 + 0.5 * (k % 3)
+            engine.ingest(spiky, contract.encode_telemetry(k, [(t, {"voltage_v": value})], "1.0"), t + 500)
+            seen_during.extend(m for m in engine.process(t + 500) if m["device"] == spiky)
+        assert not engine.peer_running[1].done()  # still held: the spike was scored beside it
+        assert engine.check_peers_beside(now) == []  # one comparison at a time
+        release.set()
+
+    monkeypatch.setattr(peercheck.peers, "peer_scores", held_scores)
+    release.set()
+    found = run_beside(engine, names, kw, before, during)
+    assert [m for m in seen_during if m["state"] == "active"], "the dip was not alerted while the peers ran"
+    mine = [m for m in found if m["device"] in names]
+    assert [(m["id"], m["state"], m["score"], m["updated_ms"] - m["started_ms"]) for m in mine] == \
+        [(m["id"], m["state"], m["score"], m["updated_ms"] - m["started_ms"]) for m in expected]

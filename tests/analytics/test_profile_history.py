@@ -113,17 +113,84 @@ def test_coarse_history_keeps_bucket_means_in_bounded_memory():
     history = CoarseHistory(bucket_ms=60_000, capacity=5)
     times = np.arange(0, 10 * 60_000, 10_000, dtype=np.int64)  # ten minutes of 10-second readings
     history.add(0, times, np.arange(times.size, dtype=np.float64))
-    values, bucket_times = history.window(np.array([0]))
-    # Nine buckets closed (the tenth is still open), the last five kept.
-    assert values.shape == (1, 5)
+    values, bucket_times, tolerance = history.window(np.array([0]))
+    # Nine buckets closed (the tenth is still open), the last five kept, each at its middle.
+    assert values.shape == (1, 5) and tolerance == 60_000
     assert values[0].tolist() == [26.5, 32.5, 38.5, 44.5, 50.5]
-    assert bucket_times[0].tolist() == [4 * 60_000 + 25_000 + k * 60_000 for k in range(5)]
+    assert bucket_times[0].tolist() == [4 * 60_000 + 30_000 + k * 60_000 for k in range(5)]
     # A late reading for a closed bucket changes nothing; a row never seen is all empty.
     history.add(0, np.array([0]), np.array([1e6]))
     assert history.window(np.array([0]))[0][0].tolist() == [26.5, 32.5, 38.5, 44.5, 50.5]
     assert np.isnan(history.window(np.array([3]))[0]).all()
     with pytest.raises(ValueError):
         CoarseHistory(bucket_ms=0, capacity=5)
+    with pytest.raises(ValueError):
+        CoarseHistory(bucket_ms=60_000, capacity=5, fine_capacity=2, coarse_ms=90_000)
+
+
+def naive_tiers(minute_means: dict[int, float], newest: int, fine: int, capacity: int, per_coarse: int) -> list:
+    """The history's closed entries, the slow way: (value, time, tolerance) of the fine minutes within `fine` of
+    the newest, before them the mean of each coarse bucket's minutes that left the fine tier (the one being
+    filled included), within `capacity` minutes in all."""
+    fine_minutes = [m for m in sorted(minute_means) if m > newest - fine]
+    left = [m for m in sorted(minute_means) if m <= newest - fine]
+    coarse: dict[int, list] = {}
+    for m in left:
+        coarse.setdefault(m // per_coarse, []).append(m)
+    entries = []
+    coarse_slots = -(-(capacity - fine) // per_coarse)
+    filling = max(coarse) if coarse else None
+    for c, minutes in sorted(coarse.items()):
+        closed = [k for k in coarse if k != filling]
+        if c != filling and c <= max(closed) - coarse_slots:
+            continue  # older than the coarse ring
+        mean = float(np.float32(sum(float(np.float32(minute_means[m])) for m in minutes) / len(minutes)))
+        t = (c * per_coarse * 60_000 + round(np.mean([(m - c * per_coarse) * 60_000 for m in minutes])) + 30_000
+             if c == filling else c * per_coarse * 60_000 + per_coarse * 30_000)
+        entries.append((mean, t, per_coarse * 60_000))
+    entries += [(float(np.float32(minute_means[m])), m * 60_000 + 30_000, 60_000) for m in fine_minutes]
+    return entries
+
+
+def test_two_tiers_keep_the_recent_minutes_and_coarse_means_before_them():
+    """Fine minutes for the newest 6, 3-minute means of the older ones, 20 minutes in all, against a slow
+    reference; a gap leaves no stale entry; a history rebuilt from the closed means (an older state file's
+    migration) lays out the same."""
+    rng = np.random.default_rng(3)
+    history = CoarseHistory(60_000, capacity=20, fine_capacity=6, coarse_ms=180_000)
+    minutes = [m for m in range(40) if m not in (11, 12, 25, 26, 27, 28, 29, 30, 31, 32)]  # two silent spells
+    means = {}
+    for m in minutes:
+        values = rng.normal(100, 5, 6)
+        history.add(0, m * 60_000 + np.arange(6) * 10_000, values)
+        means[m] = float(values.mean())
+    history.add(0, np.array([40 * 60_000]), np.array([1.0]))  # closes minute 39
+    values, times, tolerance = history.window(np.array([0]))
+    found = [(float(v), int(t), float(tol)) for v, t, tol in zip(values[0], times[0], tolerance[0], strict=True)
+             if not np.isnan(v)]
+    expected = naive_tiers(means, 39, 6, 20, 3)
+    assert [(t, tol) for _, t, tol in found] == [(t, tol) for _, t, tol in expected]
+    np.testing.assert_allclose([v for v, _, _ in found], [v for v, _, _ in expected], rtol=1e-6)
+    assert (np.diff(times[0][times[0] > 0]) > 0).all()
+    # Migration: the same means as (value, time) pairs of every minute, in one tier, give the same layout.
+    rebuilt = CoarseHistory(60_000, capacity=20, fine_capacity=6, coarse_ms=180_000)
+    old_times = np.array([[m * 60_000 + 25_000 for m in sorted(means)]])
+    rebuilt.fill_closed(np.array([[means[m] for m in sorted(means)]]), old_times)
+    again = rebuilt.window(np.array([0]))
+    np.testing.assert_array_equal(again[1], times)
+    np.testing.assert_allclose(again[0], values, rtol=1e-6)
+
+
+def test_a_history_copy_is_not_changed_by_later_readings():
+    history = CoarseHistory(60_000, capacity=20, fine_capacity=6, coarse_ms=180_000)
+    history.add(0, np.arange(0, 30 * 60_000, 10_000), np.arange(180, dtype=np.float64))
+    frozen = history.copy()
+    before = frozen.window(np.array([0]))
+    history.add(0, np.arange(30 * 60_000, 60 * 60_000, 10_000), np.zeros(180))
+    after = frozen.window(np.array([0]))
+    for one, two in zip(before, after, strict=True):
+        np.testing.assert_array_equal(one, two)
+    assert not np.array_equal(history.window(np.array([0]))[0], before[0], equal_nan=True)
 
 
 def test_settings_size_the_history_and_refuse_nonsense(tmp_path, registry, monkeypatch):
@@ -135,8 +202,9 @@ def test_settings_size_the_history_and_refuse_nonsense(tmp_path, registry, monke
     for received_ms, raw in history_messages(1, random.Random(1)):
         engine.ingest(DEVICE, raw, received_ms)
     history = engine.learnt.history["power_kw"]
-    assert history.closed.capacity == 2 * 288  # two days of 5-minute buckets, whatever the reading interval
-    assert np.isfinite(history.closed.values[0]).sum() == 287  # one day, the last bucket still open
+    # two days of 5-minute buckets, whatever the reading interval (all fine: the fine days default to 2)
+    assert history.capacity == history.fine_capacity == 2 * 288 and history.coarse_capacity == 0
+    assert np.isfinite(history.window(np.array([0]))[0]).sum() == 287  # one day, the last bucket still open
     for name, bad in (("CITY_ANALYTICS_PROFILE_BUCKET_S", "0"), ("CITY_ANALYTICS_PROFILE_BUCKET_S", "5e9"),
                       ("CITY_ANALYTICS_PROFILE_DAYS", "-1"), ("CITY_ANALYTICS_PROFILE_DAYS", "a week")):
         monkeypatch.setenv(name, bad)
