@@ -20,7 +20,18 @@ SEVERITIES = contract.SEVERITIES  # low to high
 ANALYTICS = "analytics"
 SYSTEM = "system"
 
-SCHEMA = """
+# citizens' complaints linked to incidents (api/citizens/linking.py); here because every alert read counts them
+LINKS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS complaint_links (
+    complaint_id TEXT PRIMARY KEY,
+    alert_id TEXT NOT NULL,
+    linked_by TEXT NOT NULL,
+    linked_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS complaint_links_alert ON complaint_links (alert_id);
+"""
+
+SCHEMA = LINKS_SCHEMA + """
 CREATE TABLE IF NOT EXISTS alerts (
     id TEXT PRIMARY KEY,
     device TEXT NOT NULL,
@@ -61,13 +72,6 @@ CREATE TABLE IF NOT EXISTS alert_audit (
     detail TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX IF NOT EXISTS alert_audit_alert ON alert_audit (alert_id, seq);
-CREATE TABLE IF NOT EXISTS complaint_links (
-    complaint_id TEXT PRIMARY KEY,
-    alert_id TEXT NOT NULL,
-    linked_by TEXT NOT NULL,
-    linked_ms INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS complaint_links_alert ON complaint_links (alert_id);
 CREATE TRIGGER IF NOT EXISTS alert_audit_no_update BEFORE UPDATE ON alert_audit
 BEGIN SELECT RAISE(ABORT, 'the alert audit trail is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS alert_audit_no_delete BEFORE DELETE ON alert_audit

@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from api.alerts.store import LINKS_SCHEMA
 from api.citizens.protect import ContactVault, normal_contact
 from api.db import ApiDb, now_ms
 
@@ -131,7 +132,7 @@ class ComplaintStore:
         self.vault = vault
         self.per_address_per_hour = per_address_per_hour
         self.per_contact_per_day = per_contact_per_day
-        db.script(SCHEMA)
+        db.script(LINKS_SCHEMA + SCHEMA)
 
     def create(self, new: NewComplaint, client: str, t_ms: int | None = None) -> tuple[Complaint, bool]:
         """Store a complaint; (complaint, False) when it duplicates an earlier one (returned instead).

@@ -9,6 +9,7 @@ import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
+from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from api import queries
@@ -189,16 +190,19 @@ def _snapshot(services: ApiServices) -> tuple:
     return hospitals.hospitals(), hospitals.wards(), hospitals.on_duty(now)
 
 
-@public_router.get("/beds", summary="Where is a free bed now: hospitals, wards by class, doctors on duty")
+@public_router.get("/beds", summary="Where is a free bed now: hospitals, wards by class, doctors on duty",
+                   response_model=PublicBeds)
 def beds(services: Services,
          bed_class: Annotated[BedClass | None, Query(description=f"one of {', '.join(BED_CLASSES)}")] = None,
          lat: Annotated[float | None, Query(ge=-90, le=90, description="with lon: nearest first; "
                                                                    "else by district")] = None,
          lon: Annotated[float | None, Query(ge=-180, le=180)] = None,
-         only_free: Annotated[bool, Query(description="only hospitals with a fresh free bed")] = False) -> PublicBeds:
+         only_free: Annotated[bool, Query(description="only hospitals with a fresh free bed")] = False) -> Response:
     hospitals, wards, duty = services.public.get("beds", lambda: _snapshot(services))
     now = queries.now_ms()
     stale_s = services.settings.api_hospital_stale_after_s
     data = public_beds(hospitals, wards, duty, now, int(stale_s * 1000), bed_class,
                        (lat, lon) if lat is not None else None, only_free)
-    return PublicBeds(as_of_ms=now, stale_after_s=stale_s, data=data, count=len(data))
+    # a public hot route: serialised once, not validated again on the way out (as GET /alerts)
+    return Response(PublicBeds(as_of_ms=now, stale_after_s=stale_s, data=data, count=len(data)).model_dump_json(),
+                    media_type="application/json")

@@ -14,7 +14,7 @@ import math
 from typing import Annotated, Any, Literal
 from xml.etree import ElementTree
 
-from fastapi import APIRouter, Header, Path, Request
+from fastapi import APIRouter, Depends, Header, Path, Request
 from fastapi.responses import Response
 from starlette.datastructures import UploadFile
 
@@ -28,11 +28,13 @@ from api.citizens.complaints import (
     clean_text,
 )
 from api.citizens.photos import PhotoRefused, clean_photo
+from api.ratelimit import public_rate_limit
 from api.routes.city_map import negotiate
 from api.services import ApiServices, Services
 from telemetry_shared.i18n import t
 
-router = APIRouter(prefix="/open311/v2", tags=["open311"])
+# rate limited per client address like every public route (filing has its own limits on top)
+router = APIRouter(prefix="/open311/v2", tags=["open311"], dependencies=[Depends(public_rate_limit)])
 Format = Annotated[Literal["json", "xml"], Path(description="json or xml")]
 LIMIT = 1000
 NINETY_DAYS_MS = 90 * 86_400_000
