@@ -300,6 +300,9 @@ class EngineParams:
     # (the longest lag of the day-type profile plus a day). 4 bytes a bucket:
     # 11.5 KB + 3.5 KB a series at the defaults (buffers.CoarseHistory).
     # profile_days = 0: no coarse history, the profile uses the buffer only.
+    # Per device, its messages' arrival times and delays (the silence check's pace, the clock scorer's
+    # delays): 16 bytes a message. 256: four hours at a message a minute, against 1,440 (23 KB a device).
+    arrival_samples: int = 256
     profile_bucket_ms: int = 60_000
     profile_days: int = 8
     profile_fine_days: int = 2

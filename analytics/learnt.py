@@ -48,7 +48,7 @@ class LearntState:
     def empty(cls, params: EngineParams, detector: DetectorParams) -> "LearntState":
         """A fresh engine's state: nothing learnt yet, sized by `params` (buffers) and `detector` (nights kept)."""
         nights = np.full((0, detector.night_history + 1), np.nan)
-        return cls({}, SeriesBlock(params.buffer_samples), night_history=nights)
+        return cls({}, SeriesBlock(params.arrival_samples), night_history=nights)
 
     def block(self, metric: str, capacity: int) -> SeriesBlock:
         """The ring buffers of `metric`, created with `capacity` samples a row on first use."""

@@ -336,12 +336,12 @@ def _read(path: Path, engine: AnalyticsEngine) -> tuple[int, LearntState]:
         meta = read_meta(archive["meta"])
         params = engine.params
         blocks, history = {}, {}
-        arrivals = SeriesBlock(params.buffer_samples)
+        arrivals = SeriesBlock(params.arrival_samples)
         for i, entry in enumerate(meta["blocks"]):
             keys = [tuple(key) for key in entry["keys"]]
             values, times = read_pair(archive, names, f"b{i}", len(keys))
             if meta["version"] < 3 and entry["metric"] == LEGACY_ARRIVALS:
-                arrivals = _arrivals(params.buffer_samples, keys, times)
+                arrivals = _arrivals(params.arrival_samples, keys, times)
                 continue
             blocks[entry["metric"]] = _block(params.buffer_samples, 64, keys, values, times)
             if entry["history"] is not None and params.profile_days > 0:
@@ -350,7 +350,7 @@ def _read(path: Path, engine: AnalyticsEngine) -> tuple[int, LearntState]:
                     history[entry["metric"]] = fitted
         if meta["version"] >= 3:
             keys = [(device,) for device in meta["arrivals"]]
-            arrivals = _arrivals(params.buffer_samples, keys, read_times(archive, names, "arrivals_times", len(keys)))
+            arrivals = _arrivals(params.arrival_samples, keys, read_times(archive, names, "arrivals_times", len(keys)))
         night = _night(archive, names, engine, blocks.get("flow_lps"))
         states = {}
         for i, key in enumerate(meta["states"]):
