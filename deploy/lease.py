@@ -42,22 +42,27 @@ def acquire(lease_dir: Path, service: str, slots: int = broker.MAX_SERVICE_INSTA
         os.ftruncate(fd, 0)
         os.write(fd, f"{socket.gethostname()} pid {os.getpid()}\n".encode())  # who holds it, for an operator
         return slot, fd
-    hint = "set CITY_INGEST_WORKERS to the number of replicas" if service == "ingest" else "scale down"
+    hint = f"set {COUNTED_BY[service]} to the number of replicas" if service in COUNTED_BY else "scale down"
     raise NoFreeSlot(f"all {slots} {service} slots are taken: {hint} (at most {broker.MAX_SERVICE_INSTANCES})")
+
+
+COUNTED_BY = {"ingest": "CITY_INGEST_WORKERS", "analytics": "CITY_ANALYTICS_SHARDS"}
 
 
 def slots_for(service: str, environ: dict[str, str]) -> int:
     """Ingest runs as many workers as CITY_INGEST_WORKERS says: a replica beyond them would
-    subscribe on its own and take every message again, so it gets no slot."""
-    if service != "ingest":
+    subscribe on its own and take every message again, so it gets no slot. Analytics as many as
+    CITY_ANALYTICS_SHARDS: each owns a share of the devices, one share a slot."""
+    name = COUNTED_BY.get(service)
+    if name is None:
         return broker.MAX_SERVICE_INSTANCES
-    raw = environ.get("CITY_INGEST_WORKERS", "1")
+    raw = environ.get(name, "1")
     try:
         workers = int(raw)
     except ValueError:
-        raise NoFreeSlot(f"CITY_INGEST_WORKERS must be a number from 1 to 8, not {raw[:20]!r}") from None
+        raise NoFreeSlot(f"{name} must be a number from 1 to 8, not {raw[:20]!r}") from None
     if not 1 <= workers <= broker.MAX_SERVICE_INSTANCES:
-        raise NoFreeSlot(f"CITY_INGEST_WORKERS must be from 1 to {broker.MAX_SERVICE_INSTANCES}, not {workers}")
+        raise NoFreeSlot(f"{name} must be from 1 to {broker.MAX_SERVICE_INSTANCES}, not {workers}")
     return workers
 
 
@@ -65,6 +70,8 @@ def identity(service: str, slot: int) -> dict[str, str]:
     env = {"CITY_MQTT_USER": broker.service_user(service, slot)}
     if service == "ingest":
         env["CITY_INGEST_WORKER_ID"] = f"ingest-{slot}"
+    if service == "analytics":
+        env["CITY_ANALYTICS_SHARD"] = str(slot)  # the slot is the share: the same after every restart
     return env
 
 

@@ -17,7 +17,7 @@ SHOW_IDENTITY = ("import os, time; "
 
 
 def start(lease_dir: Path, workers: str = "3", service: str = "ingest", code: str = SHOW_IDENTITY) -> subprocess.Popen:
-    env = dict(os.environ, CITY_INGEST_WORKERS=workers)
+    env = dict(os.environ, CITY_INGEST_WORKERS=workers, CITY_ANALYTICS_SHARDS=workers)
     return subprocess.Popen([sys.executable, "-m", "deploy.lease", service, "--dir", str(lease_dir), "--",
                              sys.executable, "-c", code], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
@@ -79,6 +79,20 @@ def test_other_services_get_their_own_accounts(tmp_path: Path) -> None:
     proc = start(tmp_path, service="analytics", code="import os; print(os.environ['CITY_MQTT_USER'])")
     assert proc.wait(10) == 0 and proc.stdout.read().strip() == "svc-analytics-0"
     finish(proc)
+
+
+def test_each_analytics_replica_gets_its_share_and_no_more_than_the_shards(tmp_path: Path) -> None:
+    code = "import os, time; print(os.environ['CITY_ANALYTICS_SHARD'], os.environ['CITY_MQTT_USER'], flush=True); " \
+        "time.sleep(30)"
+    first, second = (start(tmp_path, workers="2", service="analytics", code=code) for _ in range(2))
+    try:
+        assert sorted([identity_of(first), identity_of(second)]) == ["0 svc-analytics-0", "1 svc-analytics-1"]
+        third = start(tmp_path, workers="2", service="analytics", code=code)
+        assert third.wait(10) == 1 and "set CITY_ANALYTICS_SHARDS to the number of replicas" in third.stderr.read()
+        finish(third)
+    finally:
+        finish(first)
+        finish(second)
 
 
 @pytest.mark.parametrize("args", [["ingest"], ["ingest", "--"], ["nosuchservice", "--", "true"]])
