@@ -54,7 +54,8 @@ class ApiServices:
         keys = KeyStore(db)
         influx = InfluxQL.from_settings(settings)
         alerts = AlertService(settings, db, subscribe, registry)
-        complaints = ComplaintStore(db, ContactVault(settings.api_citizen_contact_key),
+        complaints = ComplaintStore(db, ContactVault(settings.api_citizen_contact_key,
+                                                settings.environment == "production"),
                                     settings.api_citizen_per_address_per_hour, settings.api_citizen_per_contact_per_day)
         linker = Linker(alerts, complaints, settings.api_citizen_link_window_s, settings.api_citizen_cluster_count,
                         settings.api_citizen_cluster_window_s)

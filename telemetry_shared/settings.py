@@ -114,9 +114,9 @@ class Settings(BaseSettings):
                                      "are checked")
     api_alarm_kpi_every_s: float = Field(60.0, gt=0, le=3600, description="how often the alarm KPIs of the last "
                                          "hour go to InfluxDB (`alarm_kpis`)")
-    api_citizen_contact_key: str = Field("", description="32 bytes in base64 (`openssl rand -base64 32`): seals "
-                                         "citizens' contact details (AES-256-GCM) and keys their hashes; empty: a "
-                                         "development key (set it in production)")
+    api_citizen_contact_key: str = Field("", description="a secret of 32 characters or more (`openssl rand "
+                                         "-base64 32`): seals citizens' contact details (AES-256-GCM) and keys "
+                                         "their hashes; the API refuses to start in production without it")
     api_citizen_photo_max_bytes: int = Field(5_000_000, ge=10_000, le=20_000_000, description="a complaint's photo "
                                              "is at most this big (then re-encoded without metadata)")
     api_citizen_per_address_per_hour: int = Field(5, ge=1, description="complaints one client address may file "

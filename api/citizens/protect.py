@@ -1,7 +1,8 @@
 """Contact details and client addresses, protected.
 
-- A citizen's contact (name, e-mail, phone) is stored ENCRYPTED with AES-256-GCM under a key from
-  the settings (`CITY_API_CITIZEN_CONTACT_KEY`, 32 bytes, base64): staff with the operator role can
+- A citizen's contact (name, e-mail, phone) is stored ENCRYPTED with AES-256-GCM under a key derived
+  (SHA-256) from a secret in the settings (`CITY_API_CITIZEN_CONTACT_KEY`, 32 characters or more;
+  production refuses to start without one): staff with the operator role can
   read it to call back; the public never gets it, and a copy of the database without the key gives
   nothing. Each value gets a fresh 96-bit nonce; the complaint id is the associated data, so a sealed
   contact moved to another complaint does not open.
@@ -10,7 +11,6 @@
   read back, and without the key a guess of a phone number cannot be checked against the file.
 """
 
-import base64
 import hashlib
 import hmac
 import json
@@ -19,15 +19,16 @@ import re
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-DEV_KEY_SEED = b"dev-only-citizen-contact-key"  # development and tests only: production refuses it
+DEV_KEY_SEED = "dev-only-citizen-contact-key"  # development and tests only: production refuses it
+MIN_SECRET = 32
 
 
 class ContactVault:
-    def __init__(self, key_b64: str):
-        key = base64.urlsafe_b64decode(key_b64 + "=" * (-len(key_b64) % 4)) if key_b64 else \
-            hashlib.sha256(DEV_KEY_SEED).digest()
-        if len(key) != 32:
-            raise ValueError("CITY_API_CITIZEN_CONTACT_KEY must be 32 bytes in base64 (e.g. `openssl rand -base64 32`)")
+    def __init__(self, secret: str, production: bool = False):
+        if production and len(secret) < MIN_SECRET:
+            raise ValueError(f"CITY_API_CITIZEN_CONTACT_KEY must be set in production, {MIN_SECRET} characters or "
+                             "more (e.g. `openssl rand -base64 32`): it seals citizens' contact details")
+        key = hashlib.sha256((secret or DEV_KEY_SEED).encode()).digest()
         self.aead = AESGCM(hashlib.sha256(b"seal" + key).digest())
         self.hash_key = hashlib.sha256(b"hash" + key).digest()
 
@@ -49,6 +50,3 @@ def normal_contact(email: str, phone: str) -> str:
         digits = "0" + digits[2:]
     return (email.strip().lower() or "") + "|" + digits
 
-
-def new_key() -> str:
-    return base64.urlsafe_b64encode(os.urandom(32)).decode()

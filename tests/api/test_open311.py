@@ -219,3 +219,18 @@ def test_three_unmatched_reports_in_30_minutes_raise_a_citizen_alert(city311):
     post(api, service_code="flooding", description="Banjir lagi", district="tanjungpinang-timur")
     found, total = api.services.alerts.store.find()
     assert total == 1 and found[0].citizen_reports == 4
+
+
+def test_production_refuses_to_start_without_a_contact_key():
+    from api.citizens.protect import ContactVault
+
+    for weak in ("", "short-secret"):
+        with pytest.raises(ValueError, match="CITY_API_CITIZEN_CONTACT_KEY must be set in production"):
+            ContactVault(weak, production=True)
+    vault = ContactVault("x" * 32, production=True)
+    sealed = vault.seal({"phone": "0812"}, "PGD-AAAAAAAA")
+    assert vault.open(sealed, "PGD-AAAAAAAA") == {"phone": "0812"}
+    with pytest.raises(Exception):  # noqa: B017 - a sealed contact moved to another complaint does not open
+        vault.open(sealed, "PGD-BBBBBBBB")
+    with pytest.raises(Exception):  # noqa: B017 - nor under another key
+        ContactVault("y" * 32).open(sealed, "PGD-AAAAAAAA")

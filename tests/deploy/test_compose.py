@@ -19,7 +19,7 @@ ENV_EXAMPLE = ROOT / ".env.example"
 APP_SERVICES = ("ingest", "analytics", "api", "rollup", "simulator")
 PERIODIC_JOBS = ("rollup",)  # exits on failure, so its restarts are its health
 SECRETS = ("INGEST_MQTT_PASSWORD", "ANALYTICS_MQTT_PASSWORD", "API_MQTT_PASSWORD", "INFLUXDB_ADMIN_PASSWORD",
-           "CITY_INFLUX_PASSWORD", "GRAFANA_INFLUX_PASSWORD", "GRAFANA_ADMIN_PASSWORD")
+           "CITY_INFLUX_PASSWORD", "GRAFANA_INFLUX_PASSWORD", "GRAFANA_ADMIN_PASSWORD", "CITIZEN_CONTACT_KEY")
 # The settings that hold secrets, and which service gets which (each only what it uses).
 SECRET_SETTINGS = {"CITY_MQTT_PASSWORD", "CITY_INFLUX_PASSWORD", "CITY_INFLUX_TOKEN", "CITY_API_TOKEN",
                    "CITY_GRAFANA_TOKEN", "CITY_GRAFANA_PASSWORD", "CITY_API_NOTIFY_RULES",

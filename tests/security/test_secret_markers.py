@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[2]
 MARKER = "SeCrEtMaRkEr"
 SECRETS = {name: f"{MARKER}-{name}-7f3a9c" for name in
            ("mqtt", "influx", "influx-admin", "api-token", "grafana-token", "grafana-password", "hook-token",
-            "hook-secret", "device")}
+            "hook-secret", "device", "citizen-contact-key-long-enough")}
 DEVICE = "wtr-0001"
 
 
@@ -107,6 +107,7 @@ class City:
             "CITY_API_PORT": self.api_url.rsplit(":", 1)[1], "CITY_API_URL": self.api_url,
             "CITY_API_TOKEN": SECRETS["api-token"], "CITY_GRAFANA_TOKEN": SECRETS["grafana-token"],
             "CITY_GRAFANA_PASSWORD": SECRETS["grafana-password"], "CITY_API_NOTIFY_RULES": json.dumps(rules),
+            "CITY_API_CITIZEN_CONTACT_KEY": SECRETS["citizen-contact-key-long-enough"],
             "CITY_API_NOTIFY_RETRY_FIRST_S": "0.2", "CITY_API_NOTIFY_RETRY_MAX_S": "1",
             "CITY_SMTP_HOST": "127.0.0.1", "CITY_SMTP_PORT": str(self.inbox.port),
             "CITY_INGEST_METRICS_PORT": str(free_port()), "CITY_INGEST_STATS_INTERVAL_S": "1",
