@@ -260,3 +260,31 @@ def test_devices_reach_the_broker_over_tls_only(resolved: dict, tmp_path: Path) 
     assert mounts(services["broker-init"])["/city-ca"] == "broker-ca"
     done = run_config(tmp_path, filled_env().replace(f"CITY_MQTT_TLS_SERVER_NAME={TLS_NAME}", ""))
     assert done.returncode != 0 and "set CITY_MQTT_TLS_SERVER_NAME in .env" in done.stderr, done.stderr[:300]
+
+
+CLUSTER = ROOT / "deploy" / "cluster" / "docker-compose.cluster.yml"
+
+
+def test_the_cluster_profile_is_valid_compose_with_two_emqx_nodes_and_the_workers_on_them(tmp_path: Path) -> None:
+    """docker-compose config of the production file with the cluster override (issue 22, past one machine)."""
+    (tmp_path / "deploy" / "cluster").mkdir(parents=True)
+    shutil.copy(CLUSTER, tmp_path / "deploy" / "cluster" / CLUSTER.name)
+    env = filled_env() + "\nEMQX_COOKIE=test-cookie-0123456789\nEMQX_DASHBOARD_PASSWORD=test-dashboard-0123\n" \
+        "CITY_ANALYTICS_SHARDS=2\n"
+    done = run_config(tmp_path, env, "-f", "docker-compose.yml", "-f", f"deploy/cluster/{CLUSTER.name}",
+                      "--profile", "cluster")
+    assert done.returncode == 0, done.stderr
+    services = yaml.safe_load(done.stdout)["services"]
+    nodes = {name: services[name] for name in ("emqx1", "emqx2")}
+    seeds = {node["environment"]["EMQX_CLUSTER__STATIC__SEEDS"] for node in nodes.values()}
+    assert len(seeds) == 1  # one cluster: both nodes know both
+    seed_text = next(iter(seeds))
+    assert all(node["environment"]["EMQX_NODE__NAME"] in seed_text for node in nodes.values())
+    assert services["ingest"]["environment"]["CITY_MQTT_HOST"] == "emqx1.city.internal"
+    assert services["analytics"]["environment"]["CITY_MQTT_HOST"] == "emqx2.city.internal"
+    assert services["analytics"]["deploy"]["replicas"] == 2 and services["analytics"]["environment"][
+        "CITY_ANALYTICS_SHARDS"] == "2"
+    # Without the cluster's secrets it refuses, naming them.
+    refused = run_config(tmp_path, filled_env(), "-f", "docker-compose.yml", "-f", f"deploy/cluster/{CLUSTER.name}",
+                         "--profile", "cluster")
+    assert refused.returncode != 0 and "EMQX_COOKIE" in refused.stderr
