@@ -53,8 +53,8 @@ def filled_engine(registry: Registry, devices: int, metrics: int, seed: int = 0)
     for block in (learnt.arrivals, *(learnt.block(metric, params.buffer_samples) for metric in METRICS[:metrics])):
         for key in keys:
             block.row(key)
-        block.times[:devices] = end_ms - 60_000 * np.arange(params.buffer_samples)[::-1] + rng.integers(0, 999)
-        block.values[:devices] = rng.normal(100, 5, (devices, params.buffer_samples))
+        block.times[:devices] = end_ms - 60_000 * np.arange(block.capacity)[::-1] + rng.integers(0, 999)
+        block.values[:devices] = rng.normal(100, 5, (devices, block.capacity))
     for metric in METRICS[:metrics]:
         learnt.history[metric] = history = new_history(params)
         history._ensure_rows(devices)
