@@ -46,9 +46,20 @@ def _year(zone_name: str, year: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
     return tuple(s * 1000 for s in starts), tuple(o * 1000 for o in offsets)
 
 
+@lru_cache(maxsize=64)
+def fixed_offset_ms(zone_name: str) -> int | None:
+    """The zone's one offset (ms) if it has kept it from 2000 to 2050 (Asia/Jakarta), None if it changes
+    (daylight saving): a zone without changes costs what a fixed offset costs."""
+    offsets = {o for year in range(2000, 2051) for o in _year(zone_name, year)[1]}
+    return offsets.pop() if len(offsets) == 1 else None
+
+
 def offsets_ms(t_ms: np.ndarray, zone_name: str) -> np.ndarray:
     """The UTC offset (ms) of `zone_name` at each of t_ms (Unix ms, any shape)."""
     t = np.asarray(t_ms, dtype=np.int64)
+    fixed = fixed_offset_ms(zone_name)
+    if fixed is not None:
+        return np.full(t.shape, fixed, dtype=np.int64)
     if t.size == 0:
         return np.zeros(t.shape, dtype=np.int64)
     stamped = t[t > 0]  # 0: a buffer slot never written (its offset does not matter)
@@ -61,6 +72,8 @@ def offsets_ms(t_ms: np.ndarray, zone_name: str) -> np.ndarray:
         year_starts, year_offsets = _year(zone_name, year)
         starts += year_starts
         offsets += year_offsets
+    if len(set(offsets)) == 1:  # no change of offset in these years (most of the world): no search
+        return np.full(t.shape, offsets[0], dtype=np.int64)
     index = np.searchsorted(np.asarray(starts, dtype=np.int64), t, side="right") - 1
     return np.asarray(offsets, dtype=np.int64)[np.clip(index, 0, len(offsets) - 1)]
 
@@ -70,7 +83,8 @@ def to_local(t_ms: np.ndarray, zone_name: str, utc_offset_h: int = 0) -> np.ndar
     t = np.asarray(t_ms, dtype=np.int64)
     if not zone_name:
         return t + utc_offset_h * HOUR_MS
-    return t + offsets_ms(t, zone_name)
+    fixed = fixed_offset_ms(zone_name)
+    return t + (fixed if fixed is not None else offsets_ms(t, zone_name))
 
 
 def to_utc(local_ms: int, zone_name: str, utc_offset_h: int = 0) -> int:

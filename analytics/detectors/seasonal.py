@@ -18,7 +18,7 @@ from analytics.detectors.base import (
     typical_interval_ms,
 )
 from analytics.detectors.level import robust_baseline
-from analytics.localtime import to_local
+from analytics.localtime import fixed_offset_ms, offsets_ms, to_local
 
 
 def seasonal_expected(values: np.ndarray, times: np.ndarray, period_ms: int,
@@ -57,7 +57,7 @@ def seasonal_expected(values: np.ndarray, times: np.ndarray, period_ms: int,
     weekend = _is_day_off(t, params) if by_day_type else None
     for lag in lags:
         if shared:
-            target = t[0] - lag * period_ms
+            target = _same_local_time(t[0], lag * period_ms, params)
             before = np.searchsorted(t[0], target, side="right") - 1
             after = np.minimum(before + 1, last)
             nearest = np.where((before < 0) | (t[0, after] - target < target - t[0, np.maximum(before, 0)]),
@@ -68,7 +68,7 @@ def seasonal_expected(values: np.ndarray, times: np.ndarray, period_ms: int,
             if close.any():
                 lagged.append(np.where(close, x[:, nearest], np.nan))
             continue
-        target = t - lag * period_ms
+        target = _same_local_time(t, lag * period_ms, params)
         before = _rowwise_searchsorted(t, target)
         after = np.minimum(before + 1, last)
         t_before = np.take_along_axis(t, np.maximum(before, 0), axis=1)
@@ -126,6 +126,15 @@ def _history_at(history: History, target: np.ndarray, x: np.ndarray) -> np.ndarr
         value = np.where(near, np.take_along_axis(history.values, neighbour, axis=1), np.nan)
         low, high = np.fmin(low, value), np.fmax(high, value)
     return np.where(close & ~np.isnan(low), np.clip(x, low, high), np.nan)
+
+
+def _same_local_time(t_ms: np.ndarray, back_ms: int, params: DetectorParams) -> np.ndarray:
+    """t_ms - back_ms, moved to the same local wall-clock time when back_ms is whole days and the
+    city's zone changed its offset in between (a day of a daylight-saving change: 23 or 25 hours)."""
+    target = t_ms - back_ms
+    if params.time_zone and back_ms % DAY_MS == 0 and fixed_offset_ms(params.time_zone) is None:
+        target = target + (offsets_ms(t_ms, params.time_zone) - offsets_ms(target, params.time_zone))
+    return target
 
 
 def _is_day_off(t_ms: np.ndarray, params: DetectorParams) -> np.ndarray:

@@ -104,3 +104,18 @@ def test_a_dst_city_profile_gives_the_public_figures_a_local_midnight_in_summer_
     fixed = Settings(profile=settings.profile, data_dir=tmp_path, utc_offset_hours=-5)
     assert fixed.local_zone == "" and day_start_ms(SimpleNamespace(settings=fixed), _utc_ms(2026, 7, 1, 12)) == \
         _utc_ms(2026, 7, 1, 5)
+
+
+def test_the_daily_profile_looks_back_to_the_same_local_time_across_a_transition():
+    from analytics.detectors.seasonal import _same_local_time
+    from analytics.localtime import fixed_offset_ms
+
+    zoned = replace(DEFAULT_PARAMS, utc_offset_h=-5, time_zone=ZONE)
+    nine_edt = np.array([_utc_ms(2026, 3, 9, 13)])  # 09:00 EDT, the day after the spring transition
+    assert _same_local_time(nine_edt, DAY_MS, zoned).tolist() == [_utc_ms(2026, 3, 8, 13)]  # 09:00 EDT
+    assert _same_local_time(nine_edt, 2 * DAY_MS, zoned).tolist() == [_utc_ms(2026, 3, 7, 14)]  # 09:00 EST
+    assert _same_local_time(nine_edt, 3_600_000, zoned).tolist() == [_utc_ms(2026, 3, 9, 12)]  # not whole days
+    fixed = replace(zoned, time_zone="")
+    assert _same_local_time(nine_edt, 2 * DAY_MS, fixed).tolist() == [_utc_ms(2026, 3, 7, 13)]  # 08:00 EST
+    # a zone that keeps one offset costs what a fixed offset costs
+    assert fixed_offset_ms("Asia/Jakarta") == 7 * 3_600_000 and fixed_offset_ms(ZONE) is None
