@@ -32,3 +32,9 @@ def complaint_page() -> FileResponse:
 @router.get("/pengaduan", include_in_schema=False)
 def complaint_page_id() -> FileResponse:
     return _page("complaint.html")
+
+
+@router.get("/hospital-desk", response_class=FileResponse, summary="A hospital's staff update free beds and the "
+            "duty roster (page; asks for the hospital's key)", responses=HTML)
+def hospital_desk_page() -> FileResponse:
+    return _page("hospital-desk.html")

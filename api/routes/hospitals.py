@@ -122,6 +122,15 @@ def list_hospitals(user: AnyRole, hospitals: Hospitals) -> list[HospitalDetail]:
     return [HospitalDetail(hospital=h, wards=wards.get(h.id, [])) for h in hospitals.hospitals()]
 
 
+@router.get("/mine", summary="The hospital this key belongs to, with its wards (a hospital key)",
+            responses=NOT_FOUND)
+def my_hospital(user: HospitalStaff, hospitals: Hospitals) -> HospitalDetail:
+    hospital_id = hospitals.hospital_of_key(user.key_id)
+    if hospital_id is None:
+        raise HTTPException(404, f"the key {user.name!r} belongs to no hospital")
+    return HospitalDetail(hospital=_found(hospitals.get, hospital_id), wards=hospitals.wards(hospital_id))
+
+
 @router.get("/{hospital_id}", summary="One hospital and its wards (staff, or its own key)", responses=NOT_FOUND)
 def get_hospital(hospital_id: HospitalId, user: RequireRole("technician", "engineer", "operator", "hospital"),
                  hospitals: Hospitals) -> HospitalDetail:

@@ -8,6 +8,7 @@ from playwright.sync_api import expect
 
 from api.citizens.hospitals import BedsUpdate, HospitalNew, WardNew
 from tests.api.phone import fits_the_screen, phone  # noqa: F401 - the fixture
+from tests.api.test_public_page import SCREENSHOTS
 
 HOUR_MS = 3600_000
 
@@ -51,7 +52,43 @@ def test_find_a_free_icu_bed_on_a_phone(phone, make_api):  # noqa: F811
     expect(cards).to_have_count(1)
     assert phone.locator("b").count() == 0  # the ward's name did not become markup
     assert fits_the_screen(phone)
+    phone.screenshot(path=str(SCREENSHOTS / "beds-id.png"), full_page=True)
     # English on the switch
     phone.select_option("#lang", "en")
     expect(phone.locator("#heading")).to_have_text("Free hospital beds now")
     expect(rsud.locator(".ward")).to_have_text(["ICU · ICU <b>Melati</b>2 free of 6"])
+
+
+def test_the_hospital_desk_updates_its_own_beds_and_roster(phone, make_api):  # noqa: F811
+    api = make_api(api_public_rate_per_min=100_000)
+    seed(api)
+    key = api.services.keys.create("rsal night desk", "hospital")
+    api.services.hospitals.scope_key(key.id, "rsal-midiyato")
+    phone.goto(api.url + "/hospital-desk")
+    expect(phone.locator("#heading")).to_have_text("Tempat tidur dan dokter jaga")
+    phone.fill("#key", api.keys["operator"])  # a staff key is not a hospital's
+    phone.click("#login button")
+    expect(phone.locator("#login-error")).to_have_text("Kunci ini tidak berlaku untuk rumah sakit.")
+    phone.fill("#key", key.key)
+    phone.click("#login button")
+    expect(phone.locator("#hospital-name")).to_have_text("RSAL Dr. Midiyato Suratani")
+    ward = phone.locator('[data-ward="rsal-midiyato-icu"]')
+    ward.locator("input.beds").fill("4")
+    ward.locator("button.save").click()
+    expect(phone.locator("#saved")).to_contain_text("disimpan")
+    assert api.services.hospitals.ward("rsal-midiyato", "rsal-midiyato-icu").beds_free == 4
+    assert api.services.hospitals.ward("rsal-midiyato", "rsal-midiyato-icu").updated_by == "rsal night desk"
+    today = time.strftime("%Y-%m-%d", time.gmtime(time.time() + 7 * 3600))
+    phone.fill("#roster", f"dr. Budi, Sp.JP; jantung; {today} 00:00; {today} 23:59\nrusak")
+    phone.click("#upload")
+    expect(phone.locator("#roster-result")).to_have_text("Baris 2 tidak bisa dibaca.")
+    phone.fill("#roster", f"dr. Budi, Sp.JP; jantung; {today} 00:00; {today} 23:59")
+    phone.click("#upload")
+    expect(phone.locator("#roster-result")).to_contain_text("1 giliran disimpan")
+    api.services.public.forget("beds")
+    phone.goto(api.url + "/beds")
+    phone.select_option("#bed-class", "icu")
+    rsal = phone.locator('article[data-hospital="rsal-midiyato"]')
+    expect(rsal.locator(".ward")).to_have_text(["ICU · ICU <b>Melati</b>4 kosong dari 6"])  # fresh again
+    expect(rsal.locator(".doctor")).to_contain_text("dr. Budi, Sp.JP (jantung)")
+    assert fits_the_screen(phone)

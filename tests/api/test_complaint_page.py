@@ -10,6 +10,7 @@ from playwright.sync_api import expect
 from tests.api.harness import alert, wait_for
 from tests.api.phone import fits_the_screen, phone  # noqa: F401 - the fixture
 from tests.api.test_control_room import sign_in
+from tests.api.test_public_page import SCREENSHOTS
 
 
 def jpeg(path) -> str:
@@ -57,6 +58,7 @@ def test_file_follow_and_read_the_answer(phone, api, analytics, tmp_path):  # no
     phone.goto(api.url + f"/complaint?code={code}")
     expect(phone.locator("#t-status")).to_have_text("Selesai")
     expect(phone.locator("#t-answer")).to_have_text("Katup sudah dibuka kembali. Air mengalir lagi.")
+    phone.screenshot(path=str(SCREENSHOTS / "complaint-answered-id.png"), full_page=True)
     assert "valve 7" not in phone.content()
     assert fits_the_screen(phone)
 

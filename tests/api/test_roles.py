@@ -24,6 +24,7 @@ MATRIX = [
     ("GET", "/public/map", "/public/map", None, PUBLIC),
     ("GET", "/beds", "/beds", None, PUBLIC),
     ("GET", "/complaint", "/complaint", None, PUBLIC),
+    ("GET", "/hospital-desk", "/hospital-desk", None, PUBLIC),
     ("GET", "/city", "/city", None, PUBLIC),
     ("GET", "/keys", "/keys", None, ADMIN),
     ("POST", "/keys", "/keys", {"name": "new one", "role": "technician"}, ADMIN),
