@@ -35,6 +35,8 @@ SECRETS = {
     "smtp_host": "zx-smtp.example.org",
 }
 PUBLIC_NAME = "RSUD Raja Ahmad Tabib - Ruang Melati"
+COMPLAINT_TEXT = "Air kecil sekali di Jl. Ganet"
+CONTACT = {"first_name": "Zxsiti", "last_name": "Zxrahma", "email": "zx-citizen@example.id", "phone": "0812 9999 0001"}
 
 
 def _public_get_paths(spec: dict) -> list[str]:
@@ -86,22 +88,31 @@ def planted(make_api, analytics, influx_db, mosquitto):
     analytics.publish(alert("inc-zx", device=SECRETS["device2"], explanation=SECRETS["alert_text"]),
                       device=SECRETS["device2"])
     wait_for(lambda: api.services.alerts.store.find()[1] == 1)
+    # a citizen's complaint with a contact, linked to the incident, approved so its text is public
+    with httpx.Client(base_url=api.url, timeout=10) as c:
+        filed = c.post("/open311/v2/requests.json", data={
+            "service_code": "low_pressure", "district": "bukit-bestari", "description": COMPLAINT_TEXT,
+            **CONTACT}).json()
+    complaint = filed[0]["service_request_id"]
     with api.client("operator") as op:
+        assert op.post(f"/complaints/{complaint}/moderate", json={"approve": True}).status_code == 200
         assert op.post("/alerts/inc-zx/ack", json={"note": SECRETS["ack_note"]}).status_code == 200
         assert op.post("/alerts/inc-zx/assign", json={"assignee": SECRETS["assignee"]}).status_code == 200
         assert op.post("/alerts/inc-zx/resolve", json={"note": SECRETS["resolve_note"]}).status_code == 200
-    return api, key.key
+    return api, key.key, complaint
 
 
 def test_no_private_field_reaches_any_public_route(planted):
-    api, key = planted
-    secrets = list(SECRETS.values()) + [key, api.settings.mqtt_password, "4711", "PIN 0000"]
+    api, key, complaint = planted
+    secrets = list(SECRETS.values()) + list(CONTACT.values()) + [key, api.settings.mqtt_password, "4711", "PIN 0000"]
     with httpx.Client(base_url=api.url, timeout=10) as c:
         spec = c.get("/openapi.json").json()
         paths = _public_get_paths(spec)
         assert {"/health", "/ready", "/public/city", "/public/hospitals/beds", "/control-room"} <= set(paths)
         seen = ""
-        for path in [*paths, "/openapi.json", "/docs", "/redoc"]:
+        open_data = [f"/open311/v2/{what}.{fmt}" for fmt in ("json", "xml")
+                     for what in ("services", "requests", f"requests/{complaint}")]
+        for path in [*paths, *open_data, "/openapi.json", "/docs", "/redoc"]:
             r = c.get(path)
             assert r.status_code in (200, 503), (path, r.status_code)
             text = r.text + " ".join(f"{k}: {v}" for k, v in r.headers.items())
@@ -109,7 +120,7 @@ def test_no_private_field_reaches_any_public_route(planted):
                 assert secret not in text, f"{path} shows the private value {secret!r}"
             seen += text
         # the control: the public name is there, so the routes did read the planted data
-        assert PUBLIC_NAME in seen
+        assert PUBLIC_NAME in seen and COMPLAINT_TEXT in seen
         beds = c.get("/public/hospitals/beds").json()["data"]
         assert [(w["name"], w["beds_free"]) for w in beds[0]["wards"]] == [("ICU", 1), (PUBLIC_NAME, 7)]
 
