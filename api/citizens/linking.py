@@ -4,7 +4,8 @@
   district: one not resolved, started at most `window` after the complaint, and active or cleared at
   most `window` before it (a sensor incident first, then a citizen-reported one; the most recent).
 - An incident that opens links the open, unlinked complaints of its utility and district filed in the
-  `window` before it started.
+  `window` before it started, and takes over the complaints of an open citizen-reported alert of its
+  utility and district (the sensors now see what the citizens reported).
 - Unmatched complaints cluster: `cluster_count` or more of one category in one district within
   `cluster_window` raise a citizen-reported alert (rule `citizen_reported`) on the board, linked to them.
 - Operators link and unlink by hand; every link and unlink is a row in the alert's audit trail.
@@ -121,12 +122,20 @@ class Linker:
         with self.db.transaction() as conn:
             rows = conn.execute(
                 "SELECT id FROM complaints WHERE kind = ? AND district = ? AND status = 'open' AND requested_ms >= ?"
-                " AND id NOT IN (SELECT complaint_id FROM complaint_links)",
-                (alert.kind, alert.district, alert.started_ms - self.window_ms)).fetchall()
+                f" AND {UNLINKED}", (alert.kind, alert.district, alert.started_ms - self.window_ms)).fetchall()
             for row in rows:
                 self._link(conn, row[0], alert.id, LINKER, now)
-        if rows:
-            self._told({alert.id})
+            # the sensors now see what citizens reported: their open citizen-reported alert's complaints move over
+            moved = conn.execute(
+                "SELECT l.complaint_id, l.alert_id FROM complaint_links l JOIN alerts a ON a.id = l.alert_id"
+                " WHERE a.rule = ? AND a.kind = ? AND a.district = ? AND a.resolved_ms IS NULL",
+                (CITIZEN_RULE, alert.kind, alert.district)).fetchall()
+            for complaint_id, old in moved:
+                self.alerts.store._log(conn, old, now, LINKER, "complaint_unlinked", "", complaint=complaint_id,
+                                       moved_to=alert.id)
+                self._link(conn, complaint_id, alert.id, LINKER, now)
+        if rows or moved:
+            self._told({alert.id} | {old for _, old in moved})
 
     def answer_resolved(self, alert_id: str, public_note: str) -> int:
         """The incident was resolved: its open complaints are closed with the public note."""

@@ -234,3 +234,18 @@ def test_production_refuses_to_start_without_a_contact_key():
         vault.open(sealed, "PGD-BBBBBBBB")
     with pytest.raises(Exception):  # noqa: B017 - nor under another key
         ContactVault("y" * 32).open(sealed, "PGD-AAAAAAAA")
+
+
+def test_a_sensor_incident_takes_over_a_citizen_reported_alert(city311, analytics):
+    api = city311
+    codes = [post(api, service_code="no_water", description=f"Air mati di gang {n}",
+                  district="bukit-bestari").json()[0]["service_request_id"] for n in range(3)]
+    (cluster,), _ = api.services.alerts.store.find()
+    assert cluster.citizen_reports == 3
+    analytics.publish(alert("inc-later", district="bukit-bestari"))  # the sensors see it a little later
+    wait_for(lambda: api.services.alerts.store.get("inc-later").citizen_reports == 3 if
+             api.services.alerts.store.find()[1] == 2 else False)
+    assert api.services.alerts.store.get(cluster.id).citizen_reports == 0
+    assert {c.id for c in api.services.complaints.find(alert_id="inc-later")[0]} == set(codes)
+    moved = [a for a in api.services.alerts.store.audit(cluster.id) if a.action == "complaint_unlinked"]
+    assert len(moved) == 3 and moved[0].detail["moved_to"] == "inc-later"
