@@ -205,11 +205,20 @@ def typical_interval_ms(times: np.ndarray) -> float:
 
 def median_interval_ms(times: np.ndarray) -> np.ndarray:
     """Each series' median sampling interval (ms), NaN where fewer than two samples."""
+    return _interval_quantile(times, 0.5)
+
+
+def long_interval_ms(times: np.ndarray) -> np.ndarray:
+    """Each series' 90th-percentile sampling interval (ms): its median on a regular series, NaN under two samples."""
+    return _interval_quantile(times, 0.9)
+
+
+def _interval_quantile(times: np.ndarray, q: float) -> np.ndarray:
     if times.shape[1] < 2:
         return np.full(times.shape[0], np.nan)
     steps = np.diff(times, axis=1).astype(np.float64)
     steps[steps <= 0] = np.nan
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        return np.nanmedian(steps, axis=1)
+        return np.nanmedian(steps, axis=1) if q == 0.5 else np.nanquantile(steps, q, axis=1)
 

@@ -116,8 +116,8 @@ def _median_of(buffer: np.ndarray, n: int) -> float:
 
 def _surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray, out: np.ndarray, which: np.ndarray,
               u: float, prior_share: float, prior_rows: float, prior_excess: float, prior_count: float,
-              excess_cap: float, fast_rows: int, hazard: float, k: float, h: float, rho_alpha: float,
-              bias_alpha: float, shift_offset: float, flat_offset: float) -> None:
+              excess_cap: float, learn_max: float, learn_weight: float, fast_rows: int, hazard: float, k: float,
+              h: float, rho_alpha: float, bias_alpha: float, shift_offset: float, flat_offset: float) -> None:
     """surprise.row_surprise's recursion for (S, T) inputs; fills out (log10 units) and which (0 point, 1 shift,
     2 flatline, 3 drift). NaN point: no reading or no trusted baseline, surprise 0 and the state unchanged."""
     n_series, n_times = point.shape
@@ -198,11 +198,15 @@ def _surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray, out: 
                 bias += bias_alpha * (min(max(zp, -u), u))
             out[s, t] = best
             which[s, t] = kind
-            # The series' own tail, from readings that are not themselves part of a change.
+            # The series' own tail. A reading already past learn_max decades is an anomaly and teaches it
+            # only with learn_weight (SPOT leaves such readings out: Siffer et al. 2017), else each spike
+            # would teach the series that spikes are normal and the next one would score lower; a normal
+            # that recurs (bursts) is still learnt, more slowly.
             rows += 1.0
             if abs(zp) > u:
-                exceed += 1.0
-                excess += min(abs(zp) - u, excess_cap)
+                weight = 1.0 if slow < learn_max else learn_weight
+                exceed += weight
+                excess += weight * min(abs(zp) - u, excess_cap)
             recent[filled % fast_rows] = z
             before2, before1 = before1, zp
             filled += 1

@@ -1,6 +1,7 @@
 """The daily and weekly profile: the same time of earlier days (of the same type) and weeks as a forecaster."""
 
 import math
+from dataclasses import replace
 
 import numpy as np
 from scipy.ndimage import uniform_filter1d
@@ -13,8 +14,9 @@ from analytics.detectors.base import (
     _rowwise_searchsorted,
     as_matrix,
     as_times,
-    median_interval_ms,
+    long_interval_ms,
     median_of_few,
+    nanmedian_first_axis,
     typical_interval_ms,
 )
 from analytics.detectors.level import robust_baseline
@@ -48,10 +50,13 @@ def seasonal_expected(values: np.ndarray, times: np.ndarray, period_ms: int,
         raise DetectorInputError("period_ms must be positive")
     if x.shape[1] == 0 or x.shape[0] == 0:
         return np.full(x.shape, np.nan)
-    # A lagged reading counts if it is within half a sampling interval of t - k * period.
-    tolerance = 0.5 * (median_interval_ms(t[:1])[0] if shared else median_interval_ms(t)[:, None])
+    # A lagged reading counts if it is within half a (long) sampling interval of t - k * period: the
+    # 90th percentile of the intervals, which is the median on a regular series, and on an irregular
+    # one (a logger writing on events, exponential gaps) still finds a reading at most lags.
+    tolerance = 0.5 * (long_interval_ms(t[:1])[0] if shared else long_interval_ms(t)[:, None])
     lagged = []
     last = x.shape[1] - 1
+    smooth, latest = _running_median(x, t[:1] if shared else t, tolerance, params.profile_smooth_samples)
     by_day_type = params.day_types and period_ms == DAY_MS
     lags = range(1, 8) if by_day_type else range(1, params.season_lags + 1)
     weekend = _is_day_off(t, params) if by_day_type else None
@@ -66,7 +71,8 @@ def seasonal_expected(values: np.ndarray, times: np.ndarray, period_ms: int,
             if by_day_type:
                 close &= weekend[0] == _is_day_off(target, params)
             if close.any():
-                lagged.append(np.where(close, x[:, nearest], np.nan))
+                causal = latest[:, nearest] < t[0]
+                lagged.append(np.where(close, np.where(causal, smooth[:, nearest], x[:, nearest]), np.nan))
             continue
         target = _same_local_time(t, lag * period_ms, params)
         before = _rowwise_searchsorted(t, target)
@@ -77,7 +83,9 @@ def seasonal_expected(values: np.ndarray, times: np.ndarray, period_ms: int,
         close = np.abs(np.take_along_axis(t, nearest, axis=1) - target) <= tolerance
         if by_day_type:
             close &= weekend == _is_day_off(target, params)
-        found = np.where(close, np.take_along_axis(x, nearest, axis=1), np.nan)
+        causal = np.take_along_axis(latest, nearest, axis=1) < t
+        found = np.where(close, np.where(causal, np.take_along_axis(smooth, nearest, axis=1),
+                                         np.take_along_axis(x, nearest, axis=1)), np.nan)
         if history is not None:
             older = _history_at(history, target, x)
             if by_day_type:
@@ -88,6 +96,34 @@ def seasonal_expected(values: np.ndarray, times: np.ndarray, period_ms: int,
     if len(lagged) < params.season_min_lags:
         return np.full(x.shape, np.nan)
     return median_of_few(lagged, params.season_min_lags)
+
+
+def _running_median(x: np.ndarray, t: np.ndarray, tolerance: np.ndarray | float,
+                    half: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each reading's centred running median over up to `half` samples either side, and the latest time in it.
+
+    The profile reads an earlier day through it: a median of five instead
+    of one reading, so the profile's own noise falls to about a third of its
+    variance and a spike stands out further against it, while a daily step
+    stays sharp (a running median keeps edges). A neighbour counts only if
+    it is within (2 half + 1) tolerances of the reading (not across a gap).
+    The caller uses the median only where its latest time is before the
+    reading being judged (never looking ahead), else the plain reading.
+    Returns (median, latest time), both (S, T).
+    """
+    if half <= 0:
+        return x, t
+    last = x.shape[1] - 1
+    reach = (2 * half + 1) * tolerance
+    index = np.arange(x.shape[1])
+    picks, latest = [x], t
+    for offset in (*range(-half, 0), *range(1, half + 1)):
+        at = np.clip(index + offset, 0, last)
+        usable = (at == index + offset) & (np.abs(t[:, at] - t) <= reach)
+        picks.append(np.where(usable, x[:, at], np.nan))
+        if offset > 0:
+            latest = np.where(usable, np.maximum(latest, t[:, at]), latest)
+    return nanmedian_first_axis(np.stack(picks)), latest
 
 
 def _history_at(history: History, target: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -206,7 +242,9 @@ def _scale_by_time_of_day(residual: np.ndarray, fit: Baseline, times: np.ndarray
     count = uniform_filter1d(known.astype(np.float64), size=width, axis=1, mode="constant")
     with np.errstate(invalid="ignore", divide="ignore"):
         local = np.where(count > 0, total / count, np.nan)
-    usual = params.mad_to_sigma * seasonal_expected(local, times, period_ms, params)
+    # `local` is a mean over an hour already: read at the earlier days as it is, not smoothed again.
+    as_is = replace(params, profile_smooth_samples=0)
+    usual = params.mad_to_sigma * seasonal_expected(local, times, period_ms, as_is)
     scale = np.fmax(fit.scale, usual)
     with np.errstate(invalid="ignore", divide="ignore"):
         z = np.where(np.isnan(fit.z), np.nan, (residual - fit.expected) / scale)

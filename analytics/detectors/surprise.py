@@ -65,6 +65,7 @@ def row_surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray | N
     kernels.surprise(z, flat, drifting, out, which, float(u), float(prior_share), float(params.surprise_prior_rows),
                      float(params.surprise_prior_excess * params.surprise_prior_count),
                      float(params.surprise_prior_count), float(params.surprise_excess_cap),
+                     float(params.surprise_learn_max), float(params.surprise_learn_weight),
                      int(params.surprise_fast_rows), float(params.surprise_hazard), float(params.cusum_k),
                      float(params.cusum_h), float(params.cusum_rho_alpha), float(params.surprise_bias_alpha),
                      float(params.surprise_shift_offset), float(params.surprise_flat_offset))

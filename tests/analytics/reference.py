@@ -6,6 +6,8 @@ import math
 import statistics
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
+
 from analytics.config import DetectorParams
 
 
@@ -69,7 +71,9 @@ def cusum_sides(z: list[float], p: DetectorParams) -> tuple[list[float], list[fl
 
 def seasonal_expected(series: list[float], times: list[int], period_ms: int, p: DetectorParams) -> list[float]:
     steps = sorted(b - a for a, b in zip(times, times[1:], strict=False) if b > a)
-    tolerance = 0.5 * statistics.median(steps) if steps else math.nan
+    # Half the 90th-percentile interval (linear interpolation, as numpy's default quantile).
+    tolerance = 0.5 * float(np.quantile(steps, 0.9)) if steps else math.nan
+    half = p.profile_smooth_samples
     def weekend(t_ms: int) -> bool:
         return (datetime.fromtimestamp(t_ms / 1000, UTC) + timedelta(hours=p.utc_offset_h)).weekday() >= 5
 
@@ -83,7 +87,17 @@ def seasonal_expected(series: list[float], times: list[int], period_ms: int, p: 
                 continue
             # The first of the nearest samples (ties go to the earlier one).
             nearest = min(range(len(times)), key=lambda i: (abs(times[i] - target), i))
-            if abs(times[nearest] - target) <= tolerance and not math.isnan(series[nearest]):
+            if abs(times[nearest] - target) > tolerance:
+                continue
+            # The running median over `half` samples either side (within (2 half + 1) tolerances of the
+            # reading), if all of them are before t; else the reading itself.
+            around = [i for i in range(nearest - half, nearest + half + 1)
+                      if 0 <= i < len(times) and abs(times[i] - times[nearest]) <= (2 * half + 1) * tolerance]
+            values = [series[i] for i in around if not math.isnan(series[i])]
+            if max(times[i] for i in around) < t:
+                if values:
+                    found.append(statistics.median(values))
+            elif not math.isnan(series[nearest]):
                 found.append(series[nearest])
         out.append(statistics.median(found) if len(found) >= p.season_min_lags else math.nan)
     return out
@@ -176,9 +190,10 @@ def row_surprise(point: list[float], flat_nats: list[float], p: DetectorParams) 
     def tail(z: float) -> float:  # normal to u, then the series' own exponential tail
         if abs(z) <= u:
             return _normal_tail_log10(z)
-        share = (len(excesses) + share0 * p.surprise_prior_rows) / (rows + p.surprise_prior_rows)
-        mean_excess = (sum(excesses) + p.surprise_prior_excess * p.surprise_prior_count) / (
-            len(excesses) + p.surprise_prior_count)
+        exceed = sum(w for w, _ in excesses)
+        share = (exceed + share0 * p.surprise_prior_rows) / (rows + p.surprise_prior_rows)
+        mean_excess = (sum(e for _, e in excesses) + p.surprise_prior_excess * p.surprise_prior_count) / (
+            exceed + p.surprise_prior_count)
         return -math.log10(share) + (abs(z) - u) / mean_excess / math.log(10)
 
     for z, nats in zip(point, flat_nats, strict=True):
@@ -214,9 +229,11 @@ def row_surprise(point: list[float], flat_nats: list[float], p: DetectorParams) 
         else:
             bias += p.surprise_bias_alpha * max(-u, min(u, zp))
         out.append(best)
+        # An anomaly (its own surprise past surprise_learn_max) teaches the tail with a smaller weight.
+        weight = 1.0 if tail(zp) < p.surprise_learn_max else p.surprise_learn_weight
         rows += 1
         if abs(zp) > u:
-            excesses.append(min(abs(zp) - u, p.surprise_excess_cap))
+            excesses.append((weight, weight * min(abs(zp) - u, p.surprise_excess_cap)))
         history.append(z)
         corrected.append(zp)
     return out

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from analytics import detectors as d
-from analytics.config import DAY_MS, DEFAULT_PARAMS, DOMAIN_LIMITS
+from analytics.config import CSV_PARAMS, DAY_MS, DEFAULT_PARAMS, DOMAIN_LIMITS
 from analytics.rules import Hysteresis, incidents
 from tests.analytics import reference as ref
 
@@ -115,7 +115,10 @@ def test_seasonal_expected_matches_reference_with_irregular_times():
     x = noisy_series(rng, 2, n)
     # One time row shared by both series, and per-series rows (the engine's case);
     # days of any type, and working days apart from weekends (the series starts on a Thursday).
-    for params in (replace(P, day_types=False), P, replace(P, utc_offset_h=7)):
+    x[0, rng.random(n) < 0.05] = np.nan
+    # ... and the CSV scorer's profile read through a running median of five (CSV_PARAMS).
+    for params in (replace(P, day_types=False), P, replace(P, utc_offset_h=7), CSV_PARAMS,
+                   replace(CSV_PARAMS, day_types=False)):
         shared = d.seasonal_expected(x, times, DAY_MS, params)
         own = d.seasonal_expected(x, np.stack([times, times + 7 * MINUTE]), DAY_MS, params)
         for i in range(2):
