@@ -23,13 +23,15 @@ is not a number, a ragged row, a file over the size limits.
 import csv
 import io
 import math
+import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
-from analytics.config import DEFAULT_PARAMS, DetectorParams
+from analytics.config import CSV_PARAMS, DetectorParams
 from analytics.detectors import DETECTORS, Anchor, score_series
 from analytics.detectors.surprise import row_score, row_surprise
 from analytics.rules import STATISTICAL_RULES, Hysteresis
@@ -50,11 +52,13 @@ class CsvError(ValueError):
 @dataclass
 class Table:
     header: list[str] | None
-    rows: list[list[str]]
+    rows: Sequence[Sequence[str]]  # the body's cells, row by row, as read
     time_column: int
     value_column: int
     times_ms: np.ndarray
     values: np.ndarray
+    # The body's lines as read, when they can be written back as they are (comma-separated, no quoting).
+    lines: list[str] | None = None
 
 
 def _dialect(sample: str) -> type[csv.Dialect] | csv.Dialect:
@@ -147,7 +151,14 @@ def read_table(text: str) -> Table:
     if "\x00" in text:
         raise CsvError("file contains NUL bytes: not a text CSV")
     text = text.lstrip("\ufeff")
-    reader = csv.reader(io.StringIO(text, newline=""), _dialect(text[:8192]))
+    dialect = _dialect(text[:8192])
+    plain = _read_plain(text, dialect.delimiter)
+    return plain if plain is not None else _read_general(text, dialect)
+
+
+def _read_general(text: str, dialect: type[csv.Dialect] | csv.Dialect) -> Table:
+    """read_table for any file: the csv module and parse_time row by row; names the line of any error."""
+    reader = csv.reader(io.StringIO(text, newline=""), dialect)
     rows: list[list[str]] = []
     try:
         for row in reader:
@@ -180,6 +191,107 @@ def read_table(text: str) -> Table:
     return Table(header, body, time_column, value_column, times, values)
 
 
+def _read_plain(text: str, delimiter: str) -> Table | None:
+    """read_table for the common file at C speed: no quotes, one line a row, the same number of fields on
+    every line, ISO 8601 (UTC or no zone) or epoch timestamps. None for anything else: the general reader
+    then reads it (and names the line of any error), so the result never differs.
+
+    Whole-text str.split and numpy's datetime64 and float parsers instead of
+    csv.reader and one parse_time call per row (~30x faster on a million
+    rows).
+    """
+    if '"' in text or delimiter not in (",", ";", "\t"):
+        return None
+    if "\r" in text:
+        text = text.replace("\r\n", "\n")
+        if "\r" in text:
+            return None  # lone carriage returns: the csv module's rules
+    lines = text.split("\n")
+    while lines and not lines[-1].strip():
+        lines.pop()
+    if not lines or "\n\n" in text.rstrip("\n"):
+        return None  # blank lines inside: the general reader skips them
+    first = lines[0].split(delimiter)
+    header, time_column, value_column = _pick_columns(first)
+    body = lines[1:] if header is not None else lines
+    if len(body) > MAX_ROWS:
+        raise CsvError(f"more than {MAX_ROWS:,} rows")
+    width = len(first)
+    cells = delimiter.join(body).split(delimiter) if body else []
+    if len(cells) != width * len(body) or (cells and max(map(len, cells)) > MAX_FIELD_CHARS):
+        return None  # ragged rows or an oversized field: the general reader names the line
+    times = _plain_times(cells[time_column::width])
+    values = _plain_values(cells[value_column::width])
+    if times is None or values is None:
+        return None
+    return Table(header, _Rows(cells, width), time_column, value_column, times, values,
+                 body if delimiter == "," else None)
+
+
+class _Rows(Sequence[Sequence[str]]):
+    """The body's cells as rows, made only when asked for (scoring reads the two columns it needs)."""
+
+    def __init__(self, cells: list[str], width: int) -> None:
+        self.cells, self.width = cells, width
+
+    def __len__(self) -> int:
+        return len(self.cells) // self.width
+
+    def __getitem__(self, index: int) -> list[str]:  # type: ignore[override]
+        if not -len(self) <= index < len(self):
+            raise IndexError(index)
+        start = (index % len(self)) * self.width
+        return self.cells[start:start + self.width]
+
+    def column(self, index: int) -> list[str]:
+        return self.cells[index::self.width]
+
+
+def _plain_times(cells: list[str]) -> np.ndarray | None:
+    """Epoch seconds/milliseconds or ISO 8601 timestamps (no zone, or Z) to UTC ms; None if not all are that."""
+    if not cells:
+        return np.empty(0, dtype=np.int64)
+    try:
+        number = np.array(cells, dtype=np.float64)
+    except ValueError:
+        number = None
+    if number is not None:
+        if not np.isfinite(number).all() or (np.abs(number) > 1e15).any():
+            return None
+        return np.round(np.where(np.abs(number) < 1e11, number * 1000, number)).astype(np.int64)
+    stamps = np.array(cells)
+    # Only full dates (YYYY-MM-DD, a time optional): numpy also reads "2025" or "2025-01", parse_time does not.
+    if not (np.strings.str_len(stamps) >= 10).all():
+        return None
+    zulu = np.strings.endswith(stamps, "Z")
+    if zulu.any():
+        if not zulu.all():
+            return None
+        stamps = np.strings.slice(stamps, 0, -1)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # a zone offset: numpy would warn and guess
+            moments = stamps.astype("datetime64[ms]")
+    except (ValueError, UserWarning, DeprecationWarning):
+        return None
+    if np.isnat(moments).any():
+        return None
+    return moments.astype(np.int64)
+
+
+def _plain_values(cells: list[str]) -> np.ndarray | None:
+    """The value cells as floats (missing markers and infinities NaN); None if a cell is not a number."""
+    try:
+        values = np.array(cells, dtype=np.float64) if cells else np.empty(0)
+    except ValueError:
+        try:
+            values = np.array([_parse_value(cell, 0) for cell in cells], dtype=np.float64)
+        except CsvError:
+            return None
+    values[~np.isfinite(values)] = np.nan
+    return values
+
+
 @dataclass
 class RowScores:
     """Per row, in file order: the anomaly score, the held incident (0: none) and the detector behind it."""
@@ -189,7 +301,7 @@ class RowScores:
     detector: np.ndarray  # object: the rule of the incident's opening row ('' outside incidents)
 
 
-def score_rows(table: Table, params: DetectorParams = DEFAULT_PARAMS) -> RowScores:
+def score_rows(table: Table, params: DetectorParams = CSV_PARAMS) -> RowScores:
     """Causal row scores (detectors.surprise) and the incidents the live engine would hold over the same rows.
 
     Rows out of time order are scored in file order; for the seasonal
@@ -255,7 +367,7 @@ def _held(score: np.ndarray, values: np.ndarray, anchor: Anchor | None, params: 
         position = end
 
 
-def score_table(table: Table, params: DetectorParams = DEFAULT_PARAMS) -> np.ndarray:
+def score_table(table: Table, params: DetectorParams = CSV_PARAMS) -> np.ndarray:
     """Causal anomaly scores in [0, 1), one per row, in file order (score_rows' score)."""
     return score_rows(table, params).score
 
@@ -266,12 +378,20 @@ def write_scored(table: Table, rows: RowScores, out: io.TextIOBase) -> None:
     header = table.header or ["timestamp", "value"] + [f"column_{i}" for i in range(2, len(table.rows[0]))]
     writer.writerow([*header, "anomaly_score", "incident", "detector"])
     incidents = [str(i) if i else "" for i in rows.incident.tolist()]
+    if table.lines is not None:
+        # The lines as read need no quoting (no quotes, commas between fields): appended to, not re-encoded.
+        for start in range(0, len(table.lines), 65536):
+            part = slice(start, start + 65536)
+            out.write("".join(f"{line},{score:.6f},{incident},{detector}\n" for line, score, incident, detector in
+                              zip(table.lines[part], rows.score[part].tolist(), incidents[part],
+                                  rows.detector[part].tolist(), strict=True)))
+        return
     for row, score, incident, detector in zip(table.rows, rows.score.tolist(), incidents, rows.detector.tolist(),
                                               strict=True):
         writer.writerow([*row, f"{score:.6f}", incident, detector])
 
 
-def score_file(source: Path, target: Path, params: DetectorParams = DEFAULT_PARAMS) -> np.ndarray:
+def score_file(source: Path, target: Path, params: DetectorParams = CSV_PARAMS) -> np.ndarray:
     """Read `source`, write `target` with the anomaly_score column; returns the scores."""
     try:
         size = source.stat().st_size

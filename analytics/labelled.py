@@ -159,8 +159,9 @@ def label_windows(table: Table, column: str) -> list[tuple[int, int]]:
     if index == table.time_column:
         raise LabelError(f"the label column {column!r} is the timestamp column")
     labels = np.empty(len(table.rows), dtype=bool)
-    for row_number, row in enumerate(table.rows):
-        cell = row[index].strip()
+    cells = table.rows.column(index) if hasattr(table.rows, "column") else [row[index] for row in table.rows]
+    for row_number, raw in enumerate(cells):
+        cell = raw.strip()
         try:
             number = float(cell)
         except ValueError:

@@ -126,20 +126,22 @@ def run(seed: int, per_anomaly: int, clean: int, threshold: float, tolerance: in
     print(f"corpus seed {seed}: {len(files)} files, {rows:,} rows; threshold {threshold:g}, "
           f"tolerance {tolerance} rows; best threshold of the sweep {best}")
     print()
-    header = f"{'anomaly':<13}{'found':>9}{'recall':>8}{'false/10k':>11}{'delay':>8}" \
-             f"   | at best {best}: {'found':>7}{'false/10k':>11}"
+    header = f"{'anomaly':<13}{'found':>9}{'recall':>8}{'precision':>10}{'false/10k':>11}{'delay':>8}" \
+             f"   | at best {best}: {'found':>7}{'R':>6}{'P':>6}{'false/10k':>11}"
     print(header)
     print("-" * len(header))
     for kind in (*ANOMALIES, "clean"):
         m, mb = by_type[kind], by_type_best[kind]
         found = f"{m.found}/{m.windows}" if m.windows else "-"
         found_best = f"{mb.found}/{mb.windows}" if mb.windows else "-"
-        print(f"{kind:<13}{found:>9}{_fmt(m.recall):>8}{_fmt(m.false_per_10k):>11}{_fmt(m.median_delay, 0):>8}"
-              f"   | {'':>{len(str(best)) + 8}}{found_best:>7}{_fmt(mb.false_per_10k):>11}")
+        # Precision of a type: its windows found against the false alarm episodes in the files of that type.
+        print(f"{kind:<13}{found:>9}{_fmt(m.recall):>8}{_fmt(m.precision):>10}{_fmt(m.false_per_10k):>11}"
+              f"{_fmt(m.median_delay, 0):>8}   | {'':>{len(str(best)) + 8}}{found_best:>7}{_fmt(mb.recall):>6}"
+              f"{_fmt(mb.precision):>6}{_fmt(mb.false_per_10k):>11}")
     t, tb = report.total, next(m for th, m in report.sweep if th == best) if best is not None else report.total
-    print(f"{'all':<13}{f'{t.found}/{t.windows}':>9}{_fmt(t.recall):>8}{_fmt(t.false_per_10k):>11}"
-          f"{_fmt(t.median_delay, 0):>8}   | {'':>{len(str(best)) + 8}}{f'{tb.found}/{tb.windows}':>7}"
-          f"{_fmt(tb.false_per_10k):>11}")
+    print(f"{'all':<13}{f'{t.found}/{t.windows}':>9}{_fmt(t.recall):>8}{_fmt(t.precision):>10}"
+          f"{_fmt(t.false_per_10k):>11}{_fmt(t.median_delay, 0):>8}   | {'':>{len(str(best)) + 8}}"
+          f"{f'{tb.found}/{tb.windows}':>7}{_fmt(tb.recall):>6}{_fmt(tb.precision):>6}{_fmt(tb.false_per_10k):>11}")
     print(f"total at {threshold:g}: P {_fmt(t.precision)} R {_fmt(t.recall)} F1 {_fmt(t.f1)} "
           f"({t.false_episodes} false episodes);  at best {best}: P {_fmt(tb.precision)} R {_fmt(tb.recall)} "
           f"F1 {_fmt(tb.f1)} ({tb.false_episodes} false episodes)")

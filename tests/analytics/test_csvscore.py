@@ -209,3 +209,65 @@ def test_write_keeps_extra_columns():
     csvscore.write_scored(table, csvscore.score_rows(table), out)
     assert out.getvalue().splitlines()[0] == "ts,value,host,anomaly_score,incident,detector"
     assert out.getvalue().splitlines()[2].startswith("2,2.0,b,")
+
+
+# ---------------------------------------------------------------- the plain (C speed) reader
+
+
+def _stamp_iso_t(i: int) -> str:
+    return (START + timedelta(minutes=5 * i, milliseconds=250 * (i % 3))).isoformat().replace("+00:00", "")
+
+
+ODD_VALUES = ["1.5", "", "NaN", "null", "inf", "-2e3", " 7 ", "-"]
+PLAIN_TEXTS = {
+    "iso-space": csv_text(series(300, 200)),
+    "iso-t-millis": csv_text(series(300, 200), stamp=_stamp_iso_t),
+    "iso-z": csv_text(series(300, 200), stamp=lambda i: _stamp_iso_t(i) + "Z"),
+    "epoch-s-fraction": csv_text(series(300, 200), stamp=lambda i: f"{1396310400 + 300 * i + 0.5}"),
+    "epoch-ms": csv_text(series(300, 200), stamp=lambda i: str((1396310400 + 300 * i) * 1000)),
+    "no-header": csv_text(series(300, 200), header=None),
+    "semicolon-crlf": csv_text(series(300, 200), "time;value", sep=";").replace("\n", "\r\n"),
+    "tab-extra-columns": "time\tlabel\treading\thost\n" + "".join(
+        f"{1396310400 + 300 * i}\t{int(i == 7)}\t{v}\tweb 1\n" for i, v in enumerate(series(300, 200))),
+    "missing-and-odd-values": "timestamp,value\n" + "".join(
+        f"{1396310400 + 60 * i},{v}\n" for i, v in enumerate(ODD_VALUES * 40)),
+    "mixed-zones": "timestamp,value\n2024-01-01T00:00:00Z,1\n2024-01-01T00:01:00+07:00,2\n2024-01-01 00:02:00,3\n",
+    "date-only": "timestamp,value\n2024-01-01,1\n2024-01-02,2\n",
+    "quoted": 'timestamp,value\n"2024-01-01 00:00:00",1\n"2024-01-01 00:01:00","2"\n',
+    "blank-lines": "timestamp,value\n2024-01-01 00:00:00,1\n\n  \n2024-01-01 00:01:00,2\n\n",
+    "duplicates-out-of-order": "timestamp,value\n" + "".join(
+        f"{1396310400 + 60 * (i % 7)},{i}\n" for i in range(50)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PLAIN_TEXTS))
+def test_the_plain_reader_reads_exactly_what_the_general_reader_reads(name):
+    """Every file the whole-text numpy path takes is read to the same header, rows, times and values as
+    the csv module row by row; anything it does not take (zones, quotes, blank lines) goes to the latter."""
+    text = PLAIN_TEXTS[name]
+    table = read_table(text)
+    general = csvscore._read_general(text, csvscore._dialect(text[:8192]))
+    assert table.header == general.header
+    assert (table.time_column, table.value_column) == (general.time_column, general.value_column)
+    np.testing.assert_array_equal(table.times_ms, general.times_ms)
+    np.testing.assert_array_equal(table.values, general.values)
+    assert [list(row) for row in table.rows] == [list(row) for row in general.rows]
+
+
+def test_the_plain_reader_takes_the_common_files():
+    for name in ("iso-space", "iso-z", "epoch-ms", "semicolon-crlf", "missing-and-odd-values", "date-only"):
+        assert csvscore._read_plain(PLAIN_TEXTS[name], csvscore._dialect(PLAIN_TEXTS[name]).delimiter) is not None
+    for name in ("mixed-zones", "quoted", "blank-lines"):
+        assert csvscore._read_plain(PLAIN_TEXTS[name], csvscore._dialect(PLAIN_TEXTS[name]).delimiter) is None
+
+
+def test_written_rows_are_the_same_from_either_reader(tmp_path):
+    text = PLAIN_TEXTS["missing-and-odd-values"]
+    table = read_table(text)
+    general = csvscore._read_general(text, csvscore._dialect(text[:8192]))
+    assert table.lines is not None and general.lines is None
+    scored = csvscore.score_rows(table)
+    fast, slow = io.StringIO(), io.StringIO()
+    csvscore.write_scored(table, scored, fast)
+    csvscore.write_scored(general, scored, slow)
+    assert fast.getvalue() == slow.getvalue()

@@ -1,0 +1,104 @@
+"""Rows per second of `city score` end to end, beside pandas doing the same file work, in one run.
+
+    python3 bench/bench_csv_speed.py                    # 1,000,000 rows of one-minute readings, 3 runs
+    python3 bench/bench_csv_speed.py --rows 200000 --runs 5
+
+One file of `--rows` one-minute readings (a daily cycle plus noise, ISO 8601
+timestamps, the shape of most exported sensor files) is written to a
+temporary folder. Each method runs `--runs` times; the median wall time and
+rows/s are printed, with the ratio to the pandas baseline:
+
+- `city score` end to end (csvscore.score_file: read, parse, all detectors,
+  the row surprise, the incident columns, write), and its parts: parsing
+  (read_table: the plain whole-text reader), scoring (score_rows), writing
+  (write_scored); and the general reader (csv module and parse_time row by
+  row, what every file took before the plain reader) for the parse alone;
+- pandas' best form of the same file work: read_csv (its C engine), the
+  timestamps parsed with to_datetime(format="ISO8601"), one rolling z-score
+  (a 60-row window: far less than the detectors do), to_csv of the rows plus
+  the score. It is the floor of the I/O, not a detector.
+
+The machine is shared: compare the ratios in one run, not the seconds across runs.
+"""
+
+import argparse
+import io
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from analytics import csvscore  # noqa: E402
+
+
+def write_file(path: Path, rows: int, seed: int = 0) -> None:
+    rng = np.random.default_rng(seed)
+    seconds = 1_735_689_600 + 60 * np.arange(rows)
+    values = 15 * np.sin(2 * np.pi * np.arange(rows) / 1440) + rng.normal(0, 1, rows)
+    values[rng.random(rows) < 0.001] = np.nan  # a few missing readings
+    stamps = np.datetime_as_string(seconds.astype("datetime64[s]"), unit="s")
+    cells = ["" if np.isnan(v) else f"{v:.4f}" for v in values.tolist()]
+    path.write_text("timestamp,value\n" + "".join(f"{s},{c}\n" for s, c in zip(stamps.tolist(), cells, strict=True)))
+
+
+def pandas_same_work(source: Path, target: Path) -> None:
+    import pandas as pd
+
+    frame = pd.read_csv(source, engine="c")
+    times = pd.to_datetime(frame["timestamp"], format="ISO8601")
+    value = frame["value"]
+    rolling = value.rolling(60, min_periods=10)
+    frame["anomaly_score"] = ((value - rolling.mean().shift()) / rolling.std().shift()).abs().round(6)
+    frame["t_ms"] = times.astype("int64") // 1_000_000
+    frame.drop(columns="t_ms").to_csv(target, index=False)
+
+
+def timed(work: Callable[[], object], runs: int) -> float:
+    seconds = []
+    for _ in range(runs):
+        began = time.perf_counter()
+        work()
+        seconds.append(time.perf_counter() - began)
+    return statistics.median(seconds)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--no-general", action="store_true", help="skip the row-by-row reader (slow)")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="csv-speed-") as folder:
+        source, target = Path(folder) / "in.csv", Path(folder) / "out.csv"
+        write_file(source, args.rows)
+        text = source.read_text(encoding="utf-8-sig")
+        table = csvscore.read_table(text)
+        scores = csvscore.score_rows(table)  # also compiles the kernels before timing
+        dialect = csvscore._dialect(text[:8192])
+        results = {
+            "pandas: read_csv + to_datetime + rolling z + to_csv": timed(lambda: pandas_same_work(source, target),
+                                                                         args.runs),
+            "city score end to end (score_file)": timed(lambda: csvscore.score_file(source, target), args.runs),
+            "  parse (read_table, plain reader)": timed(lambda: csvscore.read_table(text), args.runs),
+            "  score (score_rows, all detectors)": timed(lambda: csvscore.score_rows(table), args.runs),
+            "  write (write_scored)": timed(lambda: csvscore.write_scored(table, scores, io.StringIO()), args.runs),
+        }
+        if not args.no_general:
+            results["  parse, general reader (csv module, row by row)"] = timed(
+                lambda: csvscore._read_general(text, dialect), 1)
+    baseline = results["pandas: read_csv + to_datetime + rolling z + to_csv"]
+    print(f"{args.rows:,} rows, ISO timestamps, median of {args.runs} runs (the general reader: 1 run)")
+    print(f"{'method':<52}{'seconds':>9}{'rows/s':>13}{'vs pandas':>11}")
+    for name, seconds in results.items():
+        print(f"{name:<52}{seconds:>9.3f}{args.rows / seconds:>13,.0f}{seconds / baseline:>10.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
