@@ -26,6 +26,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "firmware-sim")]
 from analytics.evaluate import Alert, evaluate_fleet  # noqa: E402
 from api.alarms.kpis import kpis  # noqa: E402
 from api.alarms.policy import AlarmPolicy  # noqa: E402
+from api.alarms.tuning import TuningStore  # noqa: E402
 from api.alerts import store as store_module  # noqa: E402
 from api.alerts.store import AlertStore  # noqa: E402
 from api.db import ApiDb  # noqa: E402
@@ -68,57 +69,101 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--cache", type=Path, help="keep the detectors' alarms in this JSON file and reuse them "
                         "(the simulation takes minutes; the alarm handling seconds)")
+    parser.add_argument("--learn-after-days", type=float, default=3.0,
+                        help="the scripted operator dismisses false alarms (no labelled fault on that device at that "
+                             "time) as `false_alarm`; after this many days an engineer approves every proposal")
     args = parser.parse_args()
 
-    detected = _detect(args)
+    detected, labels = _detect(args)
     start_ms = 1_767_200_400_000 + int(args.warmup_h * 3_600_000)
     end_ms = start_ms + int(args.days * 86_400_000)
-    districts = _districts(args.devices, args.seed)
+    learn_ms = start_ms + int(args.learn_after_days * 86_400_000)
+    fleet = _districts(args.devices, args.seed)
+    runs = {learn: week(args, detected, labels, fleet, start_ms, end_ms, learn_ms, learn) for learn in (False, True)}
+    _report(args, *runs[False][:2])
+    _report_learning(args, runs)
 
+
+def real(a, labels: dict[str, list[tuple[int, int]]], grace_ms: int = 3_600_000) -> bool:
+    """A labelled fault on the alarm's device overlaps it (as analytics.evaluate.match counts a detection)."""
+    return any(a.start_ms <= end + grace_ms and a.end_ms >= start for start, end in labels.get(a.device, ()))
+
+
+def week(args, detected, labels, fleet, start_ms: int, end_ms: int, learn_ms: int, learn: bool):
+    """One simulated week on the board; returns (severity mix, KPIs, learning figures)."""
     settings = Settings(environment="test")
     clock = Clock()
+    by_device: dict[str, list[tuple[int, int]]] = {}
+    for device, _metric, _fault, start, end in labels:
+        by_device.setdefault(device, []).append((start, end))
+    learnt = False
     with tempfile.TemporaryDirectory() as folder, mock.patch.object(store_module, "now_ms", clock):
         db = ApiDb(Path(folder) / "api.sqlite3")
         store = AlertStore(db, AlarmPolicy(settings))
+        tuning = TuningStore(db)
         severity = Counter()
         for t_ms, _, what, (n, a) in events(detected, start_ms, int(args.ack_after_min * 60_000),
                                             int(args.resolve_after_min * 60_000)):
             if t_ms >= end_ms:
                 continue
             clock.ms = t_ms
+            if learn and not learnt and t_ms >= learn_ms:  # the engineer's review after the first days
+                for proposal in tuning.propose(learn_ms, learn_ms - start_ms):
+                    tuning.decide(proposal.id, "scripted engineer", "approve", "", learn_ms)
+                learnt = True
             alert_id = f"inc-{n}"
             if what == "open":
                 severity[a.severity] += 1
-                store.apply(message(n, a, "active", t_ms, districts))
+                store.apply(message(n, a, "active", t_ms, fleet))
             elif what == "clear":
-                store.apply(message(n, a, "cleared", t_ms, districts))
+                store.apply(message(n, a, "cleared", t_ms, fleet))
             else:
                 current = store.get(alert_id)
                 if what == "ack" and current.on_board and not current.acknowledged:
                     store.acknowledge(alert_id, "scripted operator")
                 elif what == "resolve" and not current.resolved:
-                    store.resolve(alert_id, "scripted operator", "cleared by itself, checked")
+                    cause = ("fault" if real(a, by_device) else "false_alarm") if current.on_board else ""
+                    store.resolve(alert_id, "scripted operator", "checked", cause)
         k = kpis(db, start_ms, end_ms, end_ms, settings.api_alarm_operator_positions, settings.api_alarm_flood_count)
+        later = _after(store, detected, by_device, labels, learn_ms, end_ms, start_ms)
+        later["approved"] = len(tuning.list("approved"))
         db.close()
-    _report(args, severity, k)
+    return severity, k, later
 
 
-def _detect(args) -> list[Alert]:
-    """The detectors' alarms over the simulated fleet (from the cache when it matches)."""
+def _after(store, detected, by_device, labels, learn_ms: int, end_ms: int, start_ms: int) -> dict:
+    """On the board after learn_ms: false alarms, true ones, and the labelled faults that reached it."""
+    on_board = {}
+    for n, a in enumerate(detected):
+        if learn_ms <= a.start_ms < end_ms:
+            stored = store.get(f"inc-{n}")
+            on_board[n] = stored.priority != "advisory" and not stored.suppressed
+    false = sum(1 for n, shown in on_board.items() if shown and not real(detected[n], by_device))
+    true = sum(1 for n, shown in on_board.items() if shown and real(detected[n], by_device))
+    faults = [(device, start, end) for device, _m, _f, start, end in labels if learn_ms <= start < end_ms]
+    reached = sum(1 for device, start, end in faults if any(
+        on_board.get(n) and a.device == device and a.start_ms <= end + 3_600_000 and a.end_ms >= start
+        for n, a in enumerate(detected) if n in on_board))
+    return {"false": false, "true": true, "faults": len(faults), "reached": reached}
+
+
+def _detect(args) -> tuple[list[Alert], list]:
+    """The detectors' alarms over the simulated fleet and its labelled faults (from the cache when it matches)."""
     key = {"devices": args.devices, "days": args.days, "warmup_h": args.warmup_h, "seed": args.seed}
     if args.cache and args.cache.exists():
         cached = json.loads(args.cache.read_text())
-        if cached["key"] == key:
+        if cached["key"] == key and "labels" in cached:
             print(f"{len(cached['alerts'])} alarms from {args.cache}")
-            return [Alert(**a) for a in cached["alerts"]]
+            return [Alert(**a) for a in cached["alerts"]], cached["labels"]
     hours = args.warmup_h + args.days * 24
     started = time.monotonic()
     print(f"simulating {args.devices} devices for {hours:g} h (the first {args.warmup_h:g} h learn) ...", flush=True)
     evaluation = evaluate_fleet(args.devices, hours, 60.0, args.seed, args.warmup_h)
     print(f"  {len(evaluation.alerts)} alarms from the detectors in {time.monotonic() - started:.0f} s")
     if args.cache:
-        args.cache.write_text(json.dumps({"key": key, "alerts": [vars(a) for a in evaluation.alerts]}))
-    return evaluation.alerts
+        args.cache.write_text(json.dumps({"key": key, "alerts": [vars(a) for a in evaluation.alerts],
+                                          "labels": [list(label) for label in evaluation.labels]}))
+    return evaluation.alerts, [list(label) for label in evaluation.labels]
 
 
 def _districts(devices: int, seed: int) -> dict[str, tuple[str, str]]:
@@ -127,6 +172,16 @@ def _districts(devices: int, seed: int) -> dict[str, tuple[str, str]]:
 
     return {spec["id"]: (spec["kind"], spec["district"])
             for spec in fleetsim.plan_fleet(fleetsim.load_scenario(), devices, seed)}
+
+
+def _report_learning(args, runs: dict) -> None:
+    before, after = runs[False][2], runs[True][2]
+    print(f"\nlearning from dismissals: false alarms of days 1-{args.learn_after_days:g} dismissed, "
+          f"{after['approved']} proposals approved, then the rest of the week:")
+    print(f"{'':26}{'false alarms':>14}{'true alarms':>13}{'faults reaching the board':>28}")
+    for name, figures in (("without learning", before), ("with learning", after)):
+        print(f"{name:26}{figures['false']:14d}{figures['true']:13d}"
+              f"{figures['reached']:>20d} of {figures['faults']}")
 
 
 def _report(args, severity: Counter, k) -> None:

@@ -70,6 +70,8 @@ class AlarmKpis(BaseModel):
     stale_now: int
     shelved_now: int
     suppressed_now: int
+    false_alarms: int  # resolved as false alarms (of alarms that arrived in the range)
+    planned_work: int  # resolved as expected: planned work
     priority_mix: dict[str, int]
     priority_percent: dict[str, float]
     time_to_ack: Durations
@@ -121,6 +123,9 @@ def kpis(db: ApiDb, since_ms: int, until_ms: int, now: int, positions: int = 1, 
         resolves = [r[0] for r in db.conn.execute(
             "SELECT resolved_ms - received_ms FROM alerts WHERE received_ms >= ? AND received_ms < ?"
             " AND resolved_ms IS NOT NULL AND priority != 'advisory'", args)]
+        causes = dict(db.conn.execute(
+            "SELECT resolution_cause, count(*) FROM alerts WHERE received_ms >= ? AND received_ms < ?"
+            " AND resolution_cause IS NOT NULL GROUP BY resolution_cause", args).fetchall())
     periods = max(1, math.ceil((until_ms - since_ms) / PERIOD_MS))
     per_period: Counter[int] = Counter()  # only the periods with alarms: a range of years costs nothing more
     mix = dict.fromkeys(reversed(PRIORITIES), 0)
@@ -139,6 +144,7 @@ def kpis(db: ApiDb, since_ms: int, until_ms: int, now: int, positions: int = 1, 
         top_sources=[Source(device=r[0], rule=r[1], raises=r[2]) for r in sources],
         chattering_alarms=chatter[0] or 0, chattering_sources=chatter[1] or 0,
         stale_now=now_counts[0] or 0, shelved_now=now_counts[1] or 0, suppressed_now=now_counts[2] or 0,
+        false_alarms=causes.get("false_alarm", 0), planned_work=causes.get("planned_work", 0),
         priority_mix=mix, priority_percent={k: round(100 * v / total, 1) if total else 0.0 for k, v in mix.items()},
         time_to_ack=durations(acks), time_to_resolve=durations(resolves))
 

@@ -11,6 +11,7 @@ from pydantic import BaseModel
 
 from api.alarms import kpis as k
 from api.alarms.maintenance import Maintenance, MaintenanceStore
+from api.alarms.tuning import TuningStore
 from api.alerts.store import Alert
 from api.db import ApiDb, now_ms
 from telemetry_shared.influx import make_writer
@@ -47,6 +48,7 @@ class AlarmManager:
         self.db = db
         self.service = service
         self.maintenance = MaintenanceStore(db)
+        self.tuning = TuningStore(db)
         self.tasks: list[asyncio.Task] = []
 
     # ------------------------------------------------------------ reads

@@ -16,7 +16,8 @@ window is held back (not on the board, no notification) and listed for engineers
 
 from typing import Any
 
-from api.alarms.maintenance import SCHEMA, active_maintenance
+from api.alarms import maintenance, tuning
+from api.alarms.maintenance import active_maintenance
 from api.alarms.priority import ADVISORY, PriorityTable
 from telemetry_shared.settings import Settings
 
@@ -28,7 +29,7 @@ Note = tuple[str, str, dict[str, Any]]  # (audit action, note, detail)
 
 
 class AlarmPolicy:
-    schema = SCHEMA  # the store creates the maintenance tables it reads
+    schema = maintenance.SCHEMA + tuning.SCHEMA  # the store creates the tables the policy reads
 
     def __init__(self, settings: Settings):
         self.priority = PriorityTable(settings.api_alarm_priorities)
@@ -40,6 +41,11 @@ class AlarmPolicy:
     def __call__(self, conn: Any, m: dict[str, Any], now: int) -> tuple[dict[str, Any], list[Note]]:
         fields: dict[str, Any] = {"priority": self.priority(m["kind"], m["rule"], m["metric"])}
         notes: list[Note] = []
+        tuned = tuning.tuned(conn, m["device"], m["metric"], m["rule"])
+        if tuned is not None and fields["priority"] != ADVISORY:
+            fields["priority"] = ADVISORY
+            notes.append(("tuned", f"an advisory since tuning {tuned} was approved (its false alarms)",
+                          {"tuning": tuned}))
         maintenance = active_maintenance(conn, m["device"], now)
         if maintenance is not None:
             fields["suppressed"] = 1

@@ -80,7 +80,7 @@ BEGIN SELECT RAISE(ABORT, 'the alert audit trail is append-only'); END;
 # Columns added for alarm management; added to an older file by ALTER TABLE at start.
 ALARM_COLUMNS = {"priority": "TEXT NOT NULL DEFAULT 'low'", "shelved_until_ms": "INTEGER", "shelved_by": "TEXT",
                  "shelved_reason": "TEXT", "suppressed": "INTEGER NOT NULL DEFAULT 0",
-                 "chattering": "INTEGER NOT NULL DEFAULT 0", "group_id": "TEXT"}
+                 "chattering": "INTEGER NOT NULL DEFAULT 0", "group_id": "TEXT", "resolution_cause": "TEXT"}
 # What the operator's board shows as an alarm of its own (see Alert.on_board), as SQL.
 ON_BOARD_SQL = ("resolved_ms IS NULL AND shelved_until_ms IS NULL AND suppressed = 0 AND chattering = 0"
                 " AND group_id IS NULL AND priority != 'advisory'")
@@ -126,6 +126,7 @@ class Alert(BaseModel):
     chattering: bool = False
     group_id: str | None = None
     citizen_reports: int = 0  # citizens' complaints linked to this incident (api/citizens/linking.py)
+    resolution_cause: str | None = None  # fault, false_alarm, planned_work (api/alarms/tuning.py learns from it)
 
     @property
     def on_board(self) -> bool:
@@ -375,16 +376,17 @@ class AlertStore:
     def assign(self, alert_id: str, actor: str, assignee: str, note: str = "") -> Alert:
         return self._human(alert_id, actor, "assigned", note, {"assignee": assignee}, assignee=assignee)
 
-    def resolve(self, alert_id: str, actor: str, note: str) -> Alert:
+    def resolve(self, alert_id: str, actor: str, note: str, cause: str = "") -> Alert:
         """Close the incident: cleared, resolved (and acknowledged, if no one had)."""
         def refuse(alert: Alert) -> str | None:
             return f"already resolved by {alert.resolved_by}" if alert.resolved else None
 
         current = self.get(alert_id)
-        fields: dict[str, Any] = {"state": "cleared", "resolved_by": actor, "resolved_ms": _NOW}
+        fields: dict[str, Any] = {"state": "cleared", "resolved_by": actor, "resolved_ms": _NOW,
+                                  "resolution_cause": cause or None} | dict.fromkeys(UNSHELVED)
         if not current.acknowledged:
             fields |= {"acknowledged_by": actor, "acknowledged_ms": _NOW}
-        return self._human(alert_id, actor, "resolved", note, fields, refuse)
+        return self._human(alert_id, actor, "resolved", note, fields, refuse, **({"cause": cause} if cause else {}))
 
     def shelve(self, alert_id: str, actor: str, until_ms: int, reason: str) -> Alert:
         """Take an alarm off the board until `until_ms` (the caller bounds it); it returns by itself."""

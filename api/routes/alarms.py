@@ -1,15 +1,16 @@
 """Alarm management: the board's state (flood, stale, chattering, shelved, maintenance), the
 KPIs for the shift supervisor, and devices put out of service for maintenance."""
 
-from typing import Annotated
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from api import queries
 from api.alarms.kpis import AlarmKpis
 from api.alarms.maintenance import Maintenance, MaintenanceConflict
 from api.alarms.manager import BoardState
+from api.alarms.tuning import Tuning, TuningConflict, TuningNotFound
 from api.auth import AnyRole, RequireRole
 from api.db import now_ms
 from api.errors import AUTH_RESPONSES, ErrorBody
@@ -133,3 +134,44 @@ def maintenance_stop(device_id: DevicePath, user: Technician, services: Services
         raise HTTPException(409, str(exc)) from exc
     manager.maintenance_changed(maintenance, ids, "returned_to_service")
     return MaintenanceChange(maintenance=maintenance, alerts=ids)
+
+
+# ---------------------------------------------------------------- learning from dismissals
+
+Engineer = RequireRole("engineer")  # approves tuning (admin too)
+TUNING_WINDOW_MS = 30 * 86_400_000
+
+
+class TuningDecision(BaseModel):
+    model_config = STRICT_BODY
+
+    note: str = Field("", max_length=500, description="why")
+
+
+TUNING_RESPONSES = {404: {"model": ErrorBody, "description": "no such proposal"},
+                    409: {"model": ErrorBody, "description": "already decided (approved, rejected or undone)"}}
+
+
+@router.get("/alarms/tuning", summary="Tuning proposals learnt from false alarms, newest first")
+def tuning_list(user: AnyRole, services: Services,
+                state: Literal["proposed", "approved", "rejected", "undone"] | None = None) -> Page[Tuning]:
+    data = services.alerts.alarms.tuning.list(state)
+    return Page(data=data, count=len(data))
+
+
+@router.post("/alarms/tuning/propose", summary="Propose changes for sources dismissed as false alarms (30 days)")
+def tuning_propose(user: Engineer, services: Services) -> Page[Tuning]:
+    made = services.alerts.alarms.tuning.propose(now_ms(), TUNING_WINDOW_MS)
+    return Page(data=made, count=len(made))
+
+
+@router.post("/alarms/tuning/{tuning_id}/{action}", summary="Approve or reject a proposal, or undo an approved one",
+             responses=TUNING_RESPONSES)
+def tuning_decide(tuning_id: Annotated[int, Path(ge=1, le=2**62)], action: Literal["approve", "reject", "undo"],
+                  body: TuningDecision, user: Engineer, services: Services) -> Tuning:
+    try:
+        return services.alerts.alarms.tuning.decide(tuning_id, user.name, action, body.note, now_ms())
+    except TuningNotFound as exc:
+        raise HTTPException(404, str(exc)) from exc
+    except TuningConflict as exc:
+        raise HTTPException(409, str(exc)) from exc

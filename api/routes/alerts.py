@@ -54,6 +54,9 @@ class Resolution(BaseModel):
                       description="what was found and done (required; not only spaces)")
     public_note: str = Field("", max_length=1000, description="the answer the citizens whose complaints are linked "
                                                               "to this incident read (public); empty: none")
+    cause: Literal["fault", "false_alarm", "planned_work"] | None = Field(
+        None, description="what it was: a real fault, a false alarm, or expected (planned work); false alarms "
+                          "teach the alarm tuning (GET /alarms/tuning)")
 
 
 def _shelve_maximum(schema: dict) -> None:
@@ -180,7 +183,7 @@ def assign(alert_id: AlertId, body: Assignment, user: Responder, alerts: Alerts)
 
 @router.post("/{alert_id}/resolve", summary="Close the incident with a note", responses=CONFLICT)
 def resolve(alert_id: AlertId, body: Resolution, user: Responder, alerts: Alerts, services: Services) -> Alert:
-    alert = _act(alerts, alerts.store.resolve, alert_id, "resolved", user.name, body.note)
+    alert = _act(alerts, alerts.store.resolve, alert_id, "resolved", user.name, body.note, body.cause or "")
     services.linker.answer_resolved(alert_id, body.public_note.strip())  # its citizens get the public answer
     return alert
 

@@ -70,6 +70,8 @@ function render(k) {
     row(t("kpis.per_10min"), t("kpis.mean_max", { mean: number(k.per_10min_mean, 1), max: number(k.per_10min_max) }), "per-10min"),
     row(t("kpis.flood"), t("kpis.percent", { n: number(k.flood_percent, 1) }), "flood"),
     row(t("kpis.annunciated"), t("kpis.of_raised", { n: number(k.annunciated), raised: number(k.raised) }), "annunciated"),
+    row(t("kpis.false_alarms"), t("kpis.false_planned", { n: number(k.false_alarms), planned: number(k.planned_work) }),
+      "false-alarms"),
     row(t("kpis.chattering"), number(k.chattering_sources), "chattering"),
     row(t("kpis.stale"), number(k.stale_now), "stale"),
     row(t("kpis.shelved"), number(k.shelved_now), "shelved"),

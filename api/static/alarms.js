@@ -43,6 +43,14 @@ function decorateCard(card, a, note) {
   const badge = el("span", "prio " + (a.priority || "low"), t("priority." + (a.priority || "low")));
   card.querySelector(".title").prepend(badge);
   card.classList.add("prio-" + (a.priority || "low"));
+  const cause = el("select", "cause");
+  cause.setAttribute("aria-label", t("cause.aria", { id: a.id }));
+  for (const value of ["", "fault", "false_alarm", "planned_work"]) {
+    const option = el("option", "", t("cause." + (value || "unsaid")));
+    option.value = value;
+    cause.append(option);
+  }
+  card.querySelector("button.resolve").before(cause);
   const group = el("div", "group");
   group.hidden = true;
   card.querySelector(".status").after(group);
@@ -62,10 +70,23 @@ function decorateCard(card, a, note) {
   card.querySelector(".actions").append(select, shelve);
 }
 
+// What the operator said the alarm was, sent with the resolution (false alarms teach the tuning).
+function resolveCause(card) {
+  const select = card.querySelector("select.cause");
+  return select && select.value ? { cause: select.value } : {};
+}
+
 // ------------------------------------------------------------ groups and flood
 
-function childrenOf(rootId) {
-  return [...alerts.values()].filter((a) => a.group_id === rootId && !a.resolved);
+// Open children by root id, in one pass over the alerts (a board of hundreds redraws in a frame).
+function childrenByRoot() {
+  const children = new Map();
+  for (const a of alerts.values()) {
+    if (!a.group_id || a.resolved) continue;
+    if (!children.has(a.group_id)) children.set(a.group_id, []);
+    children.get(a.group_id).push(a);
+  }
+  return children;
 }
 
 function childLine(a) {
@@ -97,6 +118,15 @@ function groupLine(card, members, key, list) {
 function afterRender(open) {
   const flood = Boolean(alarmState && alarmState.flood.active);
   const firstOf = new Map(); // district|kind -> the first (highest) card's alert
+  const children = childrenByRoot();
+  const peersOf = new Map(); // district|kind -> the board's alarms of it (only in a flood)
+  if (flood) {
+    for (const a of open) {
+      const key = a.district + "|" + a.kind;
+      if (!peersOf.has(key)) peersOf.set(key, []);
+      peersOf.get(key).push(a);
+    }
+  }
   for (const a of open) {
     const entry = cards.get(a.id);
     if (!entry) continue;
@@ -106,10 +136,9 @@ function afterRender(open) {
     else if (flood) firstOf.set(key, a);
     entry.card.hidden = hidden;
     entry.card.classList.toggle("in-flood-group", flood && firstOf.get(key) !== a);
-    const peers = flood && firstOf.get(key) === a
-      ? open.filter((o) => o !== a && o.district === a.district && o.kind === a.kind) : [];
+    const peers = flood && firstOf.get(key) === a ? peersOf.get(key).filter((o) => o !== a) : [];
     if (peers.length) groupLine(entry.card, peers, key, false);
-    else groupLine(entry.card, childrenOf(a.id), a.id, true);
+    else groupLine(entry.card, children.get(a.id) || [], a.id, true);
   }
   renderFlood();
 }

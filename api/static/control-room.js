@@ -281,7 +281,8 @@ function alertCard(a) {
   const answer = a.citizen_reports ? el("input", "public-note") : null;
   resolve.addEventListener("click", () => {
     if (!note.value.trim()) { note.focus(); note.placeholder = t("note.required"); return; }
-    act(a.id, "resolve", { note: note.value, public_note: answer ? answer.value : "" }, card);
+    act(a.id, "resolve", Object.assign({ note: note.value, public_note: answer ? answer.value : "" },
+      resolveCause(card)), card); // alarms.js: its cause
   });
   const actions = el("div", "actions");
   actions.append(note, ack, resolve);

@@ -357,3 +357,75 @@ def test_an_advisory_is_kept_and_counted_but_is_not_an_alarm(api):
         PriorityTable({"building.flow_lps:unusual_value": "high"})
     with pytest.raises(ValueError, match="urgent"):
         PriorityTable({"building.co2_ppm:co2_high": "urgent"})
+
+
+# ---------------------------------------------------------------- learning from dismissals
+
+
+def dismiss(api, client, incident: str, cause: str, **fields) -> None:
+    raise_alarm(api, incident, **fields)
+    answer = client.post(f"/alerts/{incident}/resolve", json={"note": "checked on site", "cause": cause})
+    assert answer.status_code == 200 and answer.json()["resolution_cause"] == cause, answer.text
+
+
+def test_false_alarms_become_a_proposal_with_its_effect_and_an_approved_one_takes_the_source_off_the_board(
+        make_api):
+    api = make_api(api_alarm_chatter_count=100)  # a week of dismissals in seconds is not chattering here
+    noisy = {"device": "pwr-0009", "kind": "power", "metric": "current_a", "rule": "drift",
+             "district": "tanjungpinang-timur"}
+    with api.client("operator") as op, api.client("engineer") as eng:
+        for n in range(3):
+            dismiss(api, op, f"inc-fa{n}", "false_alarm", **noisy)
+        dismiss(api, op, "inc-real", "fault", **noisy)
+        dismiss(api, op, "inc-once", "false_alarm", device="wtr-0002")  # one false alarm: no proposal
+        assert op.post("/alarms/tuning/propose").status_code == 403  # engineers decide on tuning
+        proposed = eng.post("/alarms/tuning/propose").json()
+        assert proposed["count"] == 1
+        tuning = proposed["data"][0]
+        assert (tuning["device"], tuning["metric"], tuning["rule"], tuning["state"]) == (
+            "pwr-0009", "current_a", "drift", "proposed")
+        assert tuning["effect"] | {"window_days": 0} == {"window_days": 0, "alarms": 4, "false_alarms": 3,
+                                                         "real_faults": 1, "planned_work": 0, "undecided": 0,
+                                                         "board_share_percent": 80.0}
+        assert eng.post("/alarms/tuning/propose").json()["count"] == 0  # never proposed twice
+        k = op.get("/alarms/kpis").json()
+        assert (k["false_alarms"], k["planned_work"]) == (4, 0)
+
+        approved = eng.post(f"/alarms/tuning/{tuning['id']}/approve", json={"note": "meter due for exchange"})
+        assert approved.status_code == 200 and approved.json()["decided_by"] == KEY_NAMES["engineer"]
+        before = audit_rows(api)
+        twice = eng.post(f"/alarms/tuning/{tuning['id']}/approve", json={})
+        assert twice.status_code == 409 and "approved" in twice.json()["message"]
+        assert eng.post(f"/alarms/tuning/{tuning['id']}/reject", json={}).status_code == 409
+        assert audit_rows(api) == before  # refused: nothing written
+        assert eng.post("/alarms/tuning/999/approve", json={}).status_code == 404
+
+        later = raise_alarm(api, "inc-after", **noisy)
+        assert (later.priority, later.on_board) == ("advisory", False)
+        assert op.get("/alerts/inc-after").json()["audit"][-1]["action"] == "tuned"
+        other = raise_alarm(api, "inc-other", device="pwr-0010", kind="power", metric="current_a", rule="drift",
+                            district="bukit-bestari")
+        assert other.on_board  # only that source
+
+        undone = eng.post(f"/alarms/tuning/{tuning['id']}/undo", json={"note": "meter exchanged"}).json()
+        assert (undone["state"], undone["undone_by"]) == ("undone", KEY_NAMES["engineer"])
+        op.post("/alerts/inc-after/resolve", json={"note": "x"})
+        assert raise_alarm(api, "inc-again", **noisy).on_board
+        trail = [e["action"] for e in op.get("/alarms/audit", params={"subject": f"tuning:{tuning['id']}"}
+                                             ).json()["data"]]
+        assert trail == ["tuning_proposed", "tuning_approved", "tuning_undone"]
+
+
+def test_a_rejected_proposal_changes_nothing_and_a_bad_cause_is_refused(make_api):
+    api = make_api(api_alarm_chatter_count=100)
+    with api.client("operator") as op, api.client("engineer") as eng:
+        for n in range(2):
+            dismiss(api, op, f"inc-r{n}", "false_alarm")
+        tuning = eng.post("/alarms/tuning/propose").json()["data"][0]
+        assert eng.post(f"/alarms/tuning/{tuning['id']}/reject", json={"note": "real pressure drops"}).is_success
+        assert eng.post(f"/alarms/tuning/{tuning['id']}/undo", json={}).status_code == 409
+        assert raise_alarm(api, "inc-r9").on_board
+        assert [t["state"] for t in op.get("/alarms/tuning").json()["data"]] == ["rejected"]
+        raise_alarm(api, "inc-bad", device="wtr-0005", district="tanjungpinang-kota")
+        bad = op.post("/alerts/inc-bad/resolve", json={"note": "x", "cause": "bored"})
+        assert bad.status_code == 422 and not api.services.alerts.store.get("inc-bad").resolved

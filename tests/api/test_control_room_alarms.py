@@ -35,6 +35,7 @@ def test_shelve_by_keyboard_then_it_returns_when_its_time_is_up(page, api, analy
     card(page, "inc-shelf").locator("input.note").focus()
     page.keyboard.type("crew on site, valve being replaced")
     page.keyboard.press("Tab")  # acknowledge
+    page.keyboard.press("Tab")  # what it was (for resolving)
     page.keyboard.press("Tab")  # resolve
     page.keyboard.press("Tab")  # how long
     assert page.evaluate("document.activeElement.className") == "shelve-for"
@@ -153,3 +154,16 @@ def test_the_kpi_page_shows_the_shift_in_both_languages(page, api, analytics):  
     expect(page.locator("h1")).to_have_text("Sistem alarm: KPI untuk giliran jaga")
     expect(page.locator('[data-testid="mix-high"] th')).to_have_text("tinggi")
     expect(page.locator('[data-testid="mix-high"] td')).to_have_text("3 (100,0 %; target 5 %)")
+
+
+def test_resolving_as_a_false_alarm_on_the_page_is_recorded(page, api, analytics):  # noqa: F811
+    sign_in(page, api)
+    analytics.publish(alert("inc-false", severity="warning"))
+    expect(card(page, "inc-false")).to_be_visible(timeout=3000)
+    card(page, "inc-false").locator("input.note").fill("pressure fine at the hydrant")
+    card(page, "inc-false").locator("select.cause").select_option("false_alarm")
+    card(page, "inc-false").locator("button.resolve").click()
+    expect(card(page, "inc-false")).to_have_count(0, timeout=3000)
+    resolved = api.services.alerts.store.get("inc-false")
+    assert (resolved.resolution_cause, resolved.resolved_by) == ("false_alarm", KEY_NAMES["operator"])
+    assert api.services.alerts.store.audit("inc-false")[-1].detail == {"cause": "false_alarm"}

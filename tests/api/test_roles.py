@@ -46,6 +46,9 @@ MATRIX = [
     ("GET", "/alarms/kpis", "/alarms/kpis", None, ALL),
     ("GET", "/alarms/audit", "/alarms/audit", None, ALL),
     ("GET", "/maintenance", "/maintenance", None, ALL),
+    ("GET", "/alarms/tuning", "/alarms/tuning", None, ALL),
+    ("POST", "/alarms/tuning/propose", "/alarms/tuning/propose", None, {"engineer", "admin"}),
+    ("POST", "/alarms/tuning/{tuning_id}/{action}", "/alarms/tuning/1/approve", {}, {"engineer", "admin"}),
     ("GET", "/fleet/devices", "/fleet/devices", None, ALL),
     ("GET", "/fleet/silent", "/fleet/silent", None, ALL),
 ]

@@ -96,6 +96,7 @@ def alarm_kpis_line(step: int, t_ms: int) -> str:
                      per_10min_max=step % 12, periods=6, periods_in_flood=int(step % 12 > 10),
                      flood_percent=100 / 6 * int(step % 12 > 10), flood_count=10, top_sources=[],
                      chattering_sources=step % 2, chattering_alarms=step % 2, stale_now=1, shelved_now=step % 3,
-                     suppressed_now=2, priority_mix={"high": 1, "medium": 2, "low": step},
+                     suppressed_now=2, false_alarms=step % 5, planned_work=1,
+                     priority_mix={"high": 1, "medium": 2, "low": step},
                      priority_percent={}, time_to_ack=timing, time_to_resolve=timing)
     return influx_line(kpis, flood_now=step % 12 > 10)
