@@ -2,6 +2,7 @@
 flag, and failing with a clear message instead of a traceback."""
 
 import json
+import os
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
@@ -80,9 +81,13 @@ def number(value: float | None, decimals: int) -> str:
     return i18n.number(value, decimals, language())
 
 
-@lru_cache(maxsize=1)
 def city_zone() -> str:
     """The city's zone for times shown to people (the profile's; a fixed CITY_UTC_OFFSET_HOURS as Etc/GMT)."""
+    return _city_zone(os.environ.get("CITY_PROFILE", ""), os.environ.get("CITY_UTC_OFFSET_HOURS", ""))
+
+
+@lru_cache(maxsize=8)
+def _city_zone(profile: str, offset: str) -> str:  # keyed by what decides it: one profile read per command
     from telemetry_shared.alert_text import zone_name
 
     try:
