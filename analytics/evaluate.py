@@ -273,7 +273,8 @@ def evaluate_fleet(devices: int = 200, hours: float = 192.0, interval_s: float =
                    on_stage: Callable[[str], None] | None = None) -> Evaluation:
     """Simulate the city with fleetsim (faults and labels included), detect, and match.
 
-    start_ms defaults to 2026-01-01 00:00 at UTC+7 (a Thursday).
+    start_ms defaults to 2026-01-01 00:00 at UTC+7 (a Thursday). on_stage is told each step as it starts
+    ("simulating", "scoring"), for a caller that shows progress in its own words.
     Faults starting in the first `warmup_hours` (while the baselines learn
     the working-day profile: by default until Tuesday 00:00, so the first
     weekend-to-Monday step is learnt too) are not counted, nor are alerts
@@ -285,12 +286,12 @@ def evaluate_fleet(devices: int = 200, hours: float = 192.0, interval_s: float =
         raise ValueError("warmup_hours must be shorter than hours")
     say = on_stage or (lambda _stage: None)
     scenario = fleetsim.load_scenario()
-    say(f"simulating {devices} devices for {hours:g} h at {interval_s:g} s")
+    say("simulating")
     readings, faults = fleetsim.generate(scenario, devices, seed, start_ms, hours, interval_s)
     step_ms = int(interval_s * 1000)
     n_steps = int(hours * 3600 // interval_s)
     grid = build_grid(readings, start_ms, step_ms, n_steps)
-    say("scoring every series")
+    say("scoring")
     alerts = detect(grid, replace(params, utc_offset_h=utc_offset_h))
     labels = fleetsim.label_rows(faults)
     kinds = {name: set(spec["kinds"]) for name, spec in scenario["faults"].items()}

@@ -72,8 +72,11 @@ def evaluate(
         err.print(f"[red]{say('analytics.warmup_too_long')}[/red]")
         raise typer.Exit(2)
     with console.status(say("analytics.evaluating")) as status:
-        result = evaluate_fleet(devices, hours, interval_s, seed, warmup_hours,
-                                on_stage=lambda stage: status.update(stage))
+        def stage(name: str) -> None:  # "simulating", "scoring": the evaluation's steps, worded here
+            status.update(say(f"analytics.stage.{name}", devices=devices, hours=f"{hours:g}",
+                              interval=f"{interval_s:g}"))
+
+        result = evaluate_fleet(devices, hours, interval_s, seed, warmup_hours, on_stage=stage)
     if labels_out is not None:
         import csv
 
