@@ -56,7 +56,7 @@ def say(key: str, /, **fields: object) -> str:
     text = _catalogue(lang).get(key) or _catalogue("en").get(key)
     if text is None:
         return i18n.t(key, lang, **fields)
-    return text.format_map(i18n._Keep(fields))
+    return i18n.fill(text, fields)
 
 
 JsonFlag = Annotated[bool, typer.Option("--json", help=say("common.help1"))]

@@ -47,7 +47,11 @@ def language(choice: str = "", default: str = "en") -> str:
 
 def t(key: str, lang: str, **fields: object) -> str:
     """The text of key in lang with its {fields} filled; the key itself when no catalogue has it."""
-    text = catalogue(lang).get(key) or catalogue("en").get(key) or key
+    return fill(catalogue(lang).get(key) or catalogue("en").get(key) or key, fields)
+
+
+def fill(text: str, fields: dict[str, object]) -> str:
+    """A catalogue text with its {fields} filled; a field not given stays as written."""
     return text.format_map(_Keep(fields))
 
 
