@@ -241,10 +241,13 @@ class CoarseHistory:
     def fine_grid(self, rows: np.ndarray, first: int, last: int) -> np.ndarray:
         """The fine bucket means of these rows for buckets first..last (one column each), NaN where none."""
         buckets = np.arange(first, last + 1)
+        rows = np.asarray(rows, dtype=np.int64)
+        contiguous = rows.size and rows[-1] - rows[0] + 1 == rows.size and (np.diff(rows) == 1).all()
+        ring = self.fine[rows[0]:rows[-1] + 1] if contiguous else self.fine[rows]  # a view: one copy, not two
+        values = np.take(ring, buckets % self.fine_capacity, axis=1).astype(np.float64)
         newest = self.fine_newest[rows, None]
-        values = self.fine[rows][:, buckets % self.fine_capacity].astype(np.float64)
-        inside = (buckets <= newest) & (buckets > newest - self.fine_capacity)
-        return np.where(inside, values, np.nan)
+        values[(buckets > newest) | (buckets <= newest - self.fine_capacity)] = np.nan
+        return values
 
     # ------------------------------------------------------------ from older files
 
