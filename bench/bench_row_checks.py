@@ -3,7 +3,7 @@
     python3 bench/bench_row_checks.py               # 20 seeds
     python3 bench/bench_row_checks.py --seeds 50
 
-The series: ten days at five minutes, a daily cycle of amplitude 15 and noise
+The series (the tests' own): ten days at five minutes, a daily cycle of amplitude 15 and noise
 sd 1, scored by `city score` (csvscore.score_rows, CSV_PARAMS). Printed:
 
 - single spikes or dips of 6 sigma (4 per seed, Monday to Thursday, with a
@@ -21,22 +21,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from analytics.csvscore import Table, score_rows  # noqa: E402
+from analytics.csvscore import score_rows  # noqa: E402
 
-START = 1_735_689_600_000  # 2025-01-01, a Wednesday
-STEP = 300_000
-DAY = 288
-
-
-def table(values: np.ndarray) -> Table:
-    times = START + np.arange(values.size, dtype=np.int64) * STEP
-    return Table(None, [[str(t), str(v)] for t, v in zip(times, values, strict=True)], 0, 1, times, values)
-
-
-def daily(seed: int, days: int = 10) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    n = days * DAY
-    return 15 * np.sin(2 * np.pi * np.arange(n) / DAY) + rng.normal(0, 1, n)
+# The same series as the tests' (tests/analytics/test_surprise.py), which hold a few of these seeds.
+from tests.analytics.test_surprise import DAY, daily, table  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
