@@ -48,7 +48,7 @@ def _year(zone_name: str, year: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
 
 @lru_cache(maxsize=64)
 def fixed_offset_ms(zone_name: str) -> int | None:
-    """The zone's one offset (ms) if it has kept it from 2000 to 2050 (Asia/Jakarta), None if it changes
+    """The zone's one offset (ms) if it has kept it from 2000 to 2050 (no daylight saving), None if it changes
     (daylight saving): a zone without changes costs what a fixed offset costs."""
     offsets = {o for year in range(2000, 2051) for o in _year(zone_name, year)[1]}
     return offsets.pop() if len(offsets) == 1 else None

@@ -1,5 +1,5 @@
 """What local days in the city's real zone cost the daily profile: seasonal_expected over per-minute
-readings, with a fixed offset, a zone that keeps one offset (Asia/Jakarta) and a daylight-saving zone
+readings, with a fixed offset, a zone that keeps one offset (Asia/Singapore) and a daylight-saving zone
 (America/New_York, whose lags are moved to the same local time). Runs interleaved, medians and ratios
 against the fixed offset measured in the same run (the machine is shared and noisy).
 
@@ -29,7 +29,7 @@ def main() -> None:
     times = MONDAY_MS + np.arange(1440 * 8, dtype=np.int64)[None, :] * 60_000 + np.zeros((args.series, 1), np.int64)
     values = np.random.default_rng(1).normal(size=times.shape)
     cases = {"fixed offset -5": replace(DEFAULT_PARAMS, utc_offset_h=-5),
-             "Asia/Jakarta": replace(DEFAULT_PARAMS, utc_offset_h=7, time_zone="Asia/Jakarta"),
+             "Asia/Singapore": replace(DEFAULT_PARAMS, utc_offset_h=8, time_zone="Asia/Singapore"),
              "America/New_York": replace(DEFAULT_PARAMS, utc_offset_h=-5, time_zone="America/New_York")}
     for params in cases.values():
         seasonal_expected(values[:2], times[:2], 86_400_000, params)  # warm the zone caches

@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from analytics.config import EngineParams  # noqa: E402
 from analytics.engine import AnalyticsEngine  # noqa: E402
 from telemetry_shared.registry import Registry  # noqa: E402
+from telemetry_shared.settings import get_settings  # noqa: E402
 
 START_MS = 1_767_546_000_000
 MINUTE_MS = 60_000
@@ -73,7 +74,7 @@ def fill(engine: AnalyticsEngine, series: int, days: int, rng: np.random.Generat
     block = learnt.block("power_kw", engine.params.buffer_samples)
     rows = [block.row((f"pwr-{i:05d}",)) for i in range(series)]
     for i in range(series):
-        learnt.info[f"pwr-{i:05d}"] = ("power", "tanjungpinang-kota")
+        learnt.info[f"pwr-{i:05d}"] = ("power", get_settings().city.districts[0].slug)
     daily = 5 + 2 * np.sin(2 * np.pi * np.arange(1440) / 1440)
     for hour in range(0, minutes, 60):
         times = START_MS + MINUTE_MS * np.arange(hour, hour + 60) + 17_000

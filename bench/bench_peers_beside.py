@@ -28,10 +28,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from analytics.config import EngineParams  # noqa: E402
 from analytics.engine import AnalyticsEngine  # noqa: E402
 from telemetry_shared.registry import Registry  # noqa: E402
+from telemetry_shared.settings import get_settings  # noqa: E402
 
 START_MS = 1_767_546_000_000
 MINUTE_MS = 60_000
-DISTRICTS = ("tanjungpinang-kota", "tanjungpinang-barat", "tanjungpinang-timur", "bukit-bestari")
 
 
 def filled(registry: Registry, meters: int, rng: np.random.Generator) -> tuple[AnalyticsEngine, int]:
@@ -39,6 +39,7 @@ def filled(registry: Registry, meters: int, rng: np.random.Generator) -> tuple[A
     params = EngineParams()
     engine = AnalyticsEngine(registry, None, None, params)
     learnt = engine.learnt
+    districts = [district.slug for district in get_settings().city.districts]
     block = learnt.block("power_kw", params.buffer_samples)
     history = engine._coarse("power_kw")
     size = history.fine_capacity
@@ -48,7 +49,7 @@ def filled(registry: Registry, meters: int, rng: np.random.Generator) -> tuple[A
     for i in range(meters):
         device = f"pwr-{i:05d}"
         block.row((device,))
-        learnt.info[device] = ("power", DISTRICTS[i % len(DISTRICTS)])
+        learnt.info[device] = ("power", districts[i % len(districts)])
     history._ensure_rows(meters)
     means = curve[None] * rng.uniform(0.8, 1.2, (meters, 1)) * (1 + rng.normal(0, 0.04, (meters, size)))
     buckets = np.arange(newest - size + 1, newest + 1)

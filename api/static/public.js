@@ -80,7 +80,7 @@ async function setLanguage(code) {
   publicPage.render();
 }
 
-// The city's default language first (Bahasa Indonesia for Tanjungpinang), unless this browser chose one.
+// The city's default language first (the profile's default_language), unless this browser chose one.
 publicPage.start = async function start(render) {
   publicPage.render = render;
   publicPage.city = await (await fetch("/public/map")).json();
