@@ -272,7 +272,7 @@ def load_shard(engine: AnalyticsEngine, path: Path | str, keep: Callable[[str], 
         if not file.exists():
             continue
         try:
-            parts.append(_read(file, engine))
+            saved_ms, whole = _read(file, engine)
         except Exception as exc:  # noqa: BLE001 - a bad file never stops the engine
             if file == path:
                 moved = _move_aside(path)
@@ -282,6 +282,10 @@ def load_shard(engine: AnalyticsEngine, path: Path | str, keep: Callable[[str], 
             else:
                 log.warning("analytics state of another worker %s not read (%s: %s)", file, type(exc).__name__,
                             str(exc)[:300])
+            continue
+        # This worker's devices only, before the next file is read: memory for one whole file at a time.
+        parts.append((saved_ms, adopt([(saved_ms, whole)], keep, engine.learnt)))
+        del whole
     if not parts:
         return False
     learnt = adopt(parts, keep, engine.learnt)

@@ -88,11 +88,14 @@ def test_the_learnt_state_moves_with_the_devices_when_workers_are_added(registry
                 {k: v for k, v in single.learnt.incidents.items() if k[0] == device}
         for k, engine in enumerate(engines):
             save_state(engine.learnt, state_file(folder, f"svc-analytics-{k}"), now_ms=saved_ms + 1)
+    # Another worker's file that cannot be read is skipped and left where it is (it is that worker's).
+    (folder / "engine-svc-analytics-7.npz").write_bytes(b"not a state file")
     # The one-worker file is older than the three: a device is taken from the newest file that holds it.
     again = AnalyticsEngine(registry, None, None, params)
     k = owner(POWER, 3)
     assert load_shard(again, state_file(folder, f"svc-analytics-{k}"), ShardFilter(k, 3).owns, now_ms=saved_ms)
     assert POWER in again.learnt.last_seen_ms and (POWER, "readings") in again.learnt.incidents
+    assert (folder / "engine-svc-analytics-7.npz").exists() and again.counters["state_rejected"] == 0
 
 
 # ---------------------------------------------------------------- real broker and influxd
