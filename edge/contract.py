@@ -81,10 +81,13 @@ KINDS = {
 }
 
 METRICS = {}  # metric -> (kind, unit, lower, upper)
+BOUNDS = {}  # kind -> metric -> (lower, upper): what the validation of every value reads
 for _kind in KINDS:
+    BOUNDS[_kind] = {}
     for _metric in KINDS[_kind]:
         _unit, _lo, _hi = KINDS[_kind][_metric]
         METRICS[_metric] = (_kind, _unit, _lo, _hi)
+        BOUNDS[_kind][_metric] = (_lo, _hi)
 
 _ID_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789-"
 
@@ -168,6 +171,17 @@ def _is_int(value):
 
 def _is_number(value):
     return type(value) is int or type(value) is float
+
+
+_FLOAT_MAX = 1.7976931348623157e308
+
+
+def _is_finite_number(value):
+    # An int is compared, not converted: math.isfinite of one past a float's range raises
+    # OverflowError, and the stdlib JSON parser gives ints of any number of digits.
+    if type(value) is int:
+        return -_FLOAT_MAX <= value <= _FLOAT_MAX
+    return type(value) is float and math.isfinite(value)
 
 
 def _no_constants(name):
@@ -334,7 +348,7 @@ def validate_telemetry(body, kind, now_ms):
         raise ContractError("unknown_kind", repr(kind)[:40])
     _check_envelope(body, "message")
     seq = body.get("seq")
-    if not _is_int(seq) or not 0 <= seq <= MAX_SEQ:
+    if type(seq) is not int or not 0 <= seq <= MAX_SEQ:
         raise ContractError("bad_seq", repr(seq)[:40])
     fw = body.get("fw")
     if type(fw) is not str or not 0 < len(fw) <= MAX_FW_LEN:
@@ -344,19 +358,46 @@ def validate_telemetry(body, kind, now_ms):
     if type(hist) is not bool:
         raise ContractError("bad_type", "hist must be true or false")
     dropped = body.get("dropped", 0)
-    if not _is_int(dropped) or not 0 <= dropped <= MAX_SEQ:
+    if type(dropped) is not int or not 0 <= dropped <= MAX_SEQ:
         raise ContractError("bad_type", "dropped must be a count")
     rows = body.get("r")
     if type(rows) is not list or not rows:
         raise ContractError("bad_type", "r must be a non-empty list of samples")
     if len(rows) > MAX_SAMPLES:
         raise ContractError("oversized", "%d samples > %d" % (len(rows), MAX_SAMPLES))
-    catalogue = KINDS[kind]
+    bounds = BOUNDS[kind]
+    # Timestamps outside [earliest, latest] are rejected reading by reading (future/stale).
+    latest, earliest = now_ms + MAX_FUTURE_MS, now_ms - MAX_AGE_MS
     samples = []
     rejects = []
     for row in rows:
-        _check_sample(row, catalogue, now_ms, samples, rejects)
+        if type(row) is not list or not 2 <= len(row) <= 3:
+            raise ContractError("bad_type", "a sample is [t_ms, {metric: value}, quality?]")
+        t_ms, values = row[0], row[1]
+        quality = row[2] if len(row) == 3 else 0
+        if type(t_ms) is not int or t_ms < 0:
+            raise ContractError("bad_timestamp", repr(t_ms)[:40])
+        if type(values) is not dict or not values or len(values) > MAX_METRICS_PER_SAMPLE:
+            raise ContractError("bad_type", "sample values must be a non-empty object")
+        if type(quality) is not int or quality & ~Q_ALL:
+            raise ContractError("bad_quality", repr(quality)[:20])
+        if earliest <= t_ms <= latest and _all_good(values, bounds):
+            samples.append((t_ms, values, quality))
+        else:
+            _sort_sample(t_ms, values, quality, now_ms, bounds, samples, rejects)
     return Batch(seq, fw, hist, dropped, samples, rejects, boot)
+
+
+def _all_good(values, bounds):
+    """Whether every value is a float within its metric's bounds (the common case, checked in
+    one pass; anything else goes to _sort_sample for its reason). Every bound is finite, so NaN
+    and the infinities fail the comparison; an int (or a bool, which is an int) is not a float."""
+    for metric in values:
+        limits = bounds.get(metric)
+        value = values[metric]
+        if limits is None or type(value) is not float or not limits[0] <= value <= limits[1]:
+            return False
+    return True
 
 
 def _boot(body):
@@ -367,17 +408,9 @@ def _boot(body):
     return boot
 
 
-def _check_sample(row, catalogue, now_ms, samples, rejects):
-    if type(row) is not list or not 2 <= len(row) <= 3:
-        raise ContractError("bad_type", "a sample is [t_ms, {metric: value}, quality?]")
-    t_ms, values = row[0], row[1]
-    quality = row[2] if len(row) == 3 else 0
-    if not _is_int(t_ms) or t_ms < 0:
-        raise ContractError("bad_timestamp", repr(t_ms)[:40])
-    if type(values) is not dict or not values or len(values) > MAX_METRICS_PER_SAMPLE:
-        raise ContractError("bad_type", "sample values must be a non-empty object")
-    if not _is_int(quality) or quality & ~Q_ALL:
-        raise ContractError("bad_quality", repr(quality)[:20])
+def _sort_sample(t_ms, values, quality, now_ms, bounds, samples, rejects):
+    """A sample that is not all floats in bounds: each reading accepted (as a float) or
+    rejected with its reason."""
     time_reason = None
     if t_ms > now_ms + MAX_FUTURE_MS:
         time_reason = "future_timestamp"
@@ -386,7 +419,7 @@ def _check_sample(row, catalogue, now_ms, samples, rejects):
     good = {}
     for metric in sorted(values):  # MicroPython dicts are unordered: keep outcomes the same everywhere
         value = values[metric]
-        reason = time_reason or _reading_problem(metric, value, catalogue)
+        reason = time_reason or _reading_problem(metric, value, bounds)
         if reason:
             rejects.append((t_ms, str(metric)[:64], _printable(value), reason))
         else:
@@ -395,14 +428,14 @@ def _check_sample(row, catalogue, now_ms, samples, rejects):
         samples.append((t_ms, good, quality))
 
 
-def _reading_problem(metric, value, catalogue):
-    if metric not in catalogue:
+def _reading_problem(metric, value, bounds):
+    if metric not in bounds:
         return "unknown_metric"
     if not _is_number(value):
         return "bad_type"
-    if not math.isfinite(value):
+    if not _is_finite_number(value):
         return "not_finite"
-    lo, hi = catalogue[metric][1], catalogue[metric][2]
+    lo, hi = bounds[metric]
     if not lo <= value <= hi:
         return "out_of_bounds"
     return None
@@ -489,7 +522,7 @@ def decode_status(raw, loads=strict_loads):
         if key in body:
             value = body[key]
             lo, hi = _STATUS_NUMBERS[key]
-            if not _is_number(value) or not math.isfinite(value) or not lo <= value <= hi:
+            if not _is_finite_number(value) or not lo <= value <= hi:
                 raise ContractError("bad_" + key, repr(value)[:20])
             out[key] = value
     return out
@@ -531,7 +564,7 @@ def decode_config(raw, loads=strict_loads):
             raise ContractError("unknown_metric", repr(metric)[:40])
         if type(pair) is not list or len(pair) != 2 or not _is_number(pair[0]) or not _is_number(pair[1]):
             raise ContractError("bad_thresholds", "a threshold is [low, high]")
-        if not (math.isfinite(pair[0]) and math.isfinite(pair[1])) or pair[0] > pair[1]:
+        if not (_is_finite_number(pair[0]) and _is_finite_number(pair[1])) or pair[0] > pair[1]:
             raise ContractError("bad_thresholds", "low must be <= high")
     return {"interval_ms": interval_ms, "batch_size": batch_size, "thresholds": thresholds}
 
@@ -580,12 +613,12 @@ def decode_alert(raw, loads=strict_loads):
     out["state"] = body["state"]
     out["severity"] = body["severity"]
     score = body.get("score")
-    if not _is_number(score) or not math.isfinite(score) or not 0 <= score <= 1:
+    if not _is_finite_number(score) or not 0 <= score <= 1:
         raise ContractError("bad_score", repr(score)[:20])
     out["score"] = float(score)
     for key in ("observed", "expected"):
         value = body.get(key)
-        if value is not None and (not _is_number(value) or not math.isfinite(value)):
+        if value is not None and not _is_finite_number(value):
             raise ContractError("bad_" + key, repr(value)[:20])
         out[key] = value
     for key in ("started_ms", "updated_ms"):

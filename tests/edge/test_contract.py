@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from edge import contract
 from tests.conftest import FIXTURES
+from tests.edge import naive_contract
 from tests.edge.golden_check import outcomes, status_outcomes
 
 NOW = 1_796_000_000_000
@@ -173,3 +174,105 @@ def test_the_board_writer_and_the_one_shot_encoder_give_the_same_bytes(monkeypat
     assert contract.decode_telemetry(one_shot, "water", NOW).samples == samples
     with pytest.raises(contract.ContractError, match="oversized"):
         contract.encode_telemetry_into(contract.MessageBuffer(40), 7, samples, "x")
+
+
+# ---------------------------------------------------------------- the one-pass check against the naive one
+
+
+def _edges(kind: str) -> list[float]:
+    """Each bound of the kind, and the floats just inside and just outside it."""
+    out = []
+    for _, lo, hi in contract.KINDS[kind].values():
+        out += [lo, hi, math.nextafter(lo, -math.inf), math.nextafter(hi, math.inf), math.nextafter(lo, math.inf),
+                math.nextafter(hi, -math.inf)]
+    return out
+
+
+def _reading_values(kind: str):
+    return st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.sampled_from(_edges(kind)),
+                     st.integers(-10**20, 10**20), st.integers(-5, 100), st.booleans(), st.none(),
+                     st.text(max_size=4), st.lists(st.floats(), max_size=2))
+
+
+def _sample_rows(kind: str):
+    metrics = st.one_of(st.sampled_from(sorted(contract.KINDS[kind])), st.sampled_from(sorted(contract.METRICS)),
+                        st.text(max_size=20))
+    edge_times = [NOW + contract.MAX_FUTURE_MS, NOW + contract.MAX_FUTURE_MS + 1, NOW - contract.MAX_AGE_MS,
+                  NOW - contract.MAX_AGE_MS - 1, NOW, 0, -1]
+    times = st.one_of(st.sampled_from(edge_times), st.integers(NOW - 40 * 86_400_000, NOW + 3_600_000),
+                      st.floats(), st.booleans())
+    values = st.dictionaries(metrics, _reading_values(kind), max_size=contract.MAX_METRICS_PER_SAMPLE + 2)
+    quality = st.one_of(st.sampled_from([0, 1, 2, 4, 7, 8, -1]), st.booleans())
+    return st.one_of(st.tuples(times, values).map(list), st.tuples(times, values, quality).map(list),
+                     st.lists(st.integers(), max_size=4))
+
+
+@st.composite
+def telemetry_bodies(draw):
+    kind = draw(st.sampled_from(sorted(contract.KINDS)))
+    rows = draw(st.lists(_sample_rows(kind), min_size=1, max_size=12))
+    body = {"v": 1, "seq": draw(st.one_of(st.integers(0, 2**32), st.just(-1))), "fw": "0.2.0", "r": rows}
+    if draw(st.booleans()):
+        body["hist"] = draw(st.one_of(st.booleans(), st.integers(0, 1)))
+    return kind, body
+
+
+def _outcome(validate, body, kind):
+    try:
+        batch = validate(body, kind, NOW)
+    except contract.ContractError as exc:
+        return ("error", exc.reason, exc.detail)
+    samples = [(t, sorted(values.items()), [type(v) for v in values.values()], q) for t, values, q in batch.samples]
+    return (batch.seq, batch.fw, batch.hist, batch.dropped, batch.boot, samples, batch.rejects)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(telemetry_bodies())
+def test_one_pass_validation_gives_the_naive_outcome(case):
+    """Same accepted samples (all floats, in bounds), same rejects with the same reasons in the same
+    order, same envelope errors: the one-pass check of the common case weakens nothing."""
+    kind, body = case
+    assert _outcome(contract.validate_telemetry, body, kind) == _outcome(naive_contract.validate_telemetry, body, kind)
+    raw = json.dumps(body, allow_nan=True).encode()  # and through both JSON parsers, as the servers get it
+    for loads in (orjson.loads, contract.strict_loads):
+        try:
+            parsed = loads(raw)
+        except Exception:  # noqa: BLE001 (NaN is not JSON to orjson's or the strict parser)
+            continue
+        assert _outcome(contract.validate_telemetry, parsed, kind) == _outcome(naive_contract.validate_telemetry,
+                                                                               parsed, kind)
+
+
+@pytest.mark.parametrize("value, reason", [
+    (float("nan"), "not_finite"), (float("-inf"), "not_finite"), (5000.000000001, "out_of_bounds"),
+    (-1000.0000001, "out_of_bounds"), (10**400, "not_finite"), (False, "bad_type"), (7, None), (5000, None),
+])
+def test_the_common_case_check_lets_no_odd_value_through(value, reason):
+    """Values the one-pass check sends on to the per-value check (NaN, infinities, bounds, ints, bools)."""
+    body = {"v": 1, "seq": 1, "fw": "x", "r": [[NOW, {"flow_lps": value, "pressure_bar": 2.5}]]}
+    batch = contract.validate_telemetry(body, "water", NOW)
+    if reason is None:
+        assert batch.samples == [(NOW, {"flow_lps": float(value), "pressure_bar": 2.5}, 0)]
+        assert type(batch.samples[0][1]["flow_lps"]) is float  # a field never changes type in InfluxDB
+    else:
+        assert batch.samples == [(NOW, {"pressure_bar": 2.5}, 0)]
+        assert [r[3] for r in batch.rejects] == [reason]
+
+
+def test_an_int_past_a_floats_range_is_a_contract_error_everywhere():
+    """The stdlib parser (the contract's default) gives ints of any size: refused with a reason,
+    never an OverflowError."""
+    huge = "1" + "0" * 400
+    telemetry = ('{"v":1,"seq":1,"fw":"x","r":[[' + str(NOW) + ',{"flow_lps":' + huge
+                 + ',"pressure_bar":2.5}]]}').encode()
+    batch = contract.decode_telemetry(telemetry, "water", NOW)
+    assert [r[3] for r in batch.rejects] == ["not_finite"] and batch.samples == [(NOW, {"pressure_bar": 2.5}, 0)]
+    with pytest.raises(contract.ContractError, match="bad_uptime_s"):
+        contract.decode_status(('{"v":1,"state":"online","uptime_s":' + huge + "}").encode())
+    with pytest.raises(contract.ContractError, match="bad_thresholds"):
+        contract.decode_config(('{"v":1,"interval_ms":5000,"thresholds":{"pressure_bar":[1,' + huge + "]}}").encode())
+    alert = {"id": "a1", "device": "wtr-0001", "state": "active", "severity": "info", "score": 0.5,
+             "started_ms": 1, "updated_ms": 2}
+    raw = json.dumps(alert | {"v": 1}).replace('"score": 0.5', '"score": 0.5, "observed": ' + huge).encode()
+    with pytest.raises(contract.ContractError, match="bad_observed"):
+        contract.decode_alert(raw)
