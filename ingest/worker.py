@@ -85,6 +85,8 @@ class IngestWorker:
         self.ready = threading.Event()  # set when a full batch is waiting
         self.taken = threading.Event()  # set when the flusher took a batch off `pending`
         self.held: list[Message] = []  # a batch that failed and is tried again
+        self.taking: list[Message] = []  # the batch being taken off `pending` and decoded
+        self.cut_short = False  # the last batch stopped at its size with messages still waiting
         self.resumed: dict[int, bool] = {}  # connection generation -> the broker kept our session
         self.last_message = time.monotonic()
         self.oldest_pending = self.last_message
@@ -107,14 +109,17 @@ class IngestWorker:
         for old in [g for g in self.resumed if g < generation - 8]:
             del self.resumed[old]
         self.metrics.inc("mqtt_connects")
-        wanted, other = subscriptions(self.settings.ingest_workers)
         if not self.wants_subscription:
-            wanted, other = [], wanted + other
+            self.subscribed.set()  # retiring: connected; retire() drops the subscriptions once it is sure
+            return
+        wanted, other = subscriptions(self.settings.ingest_workers)
         self.client.unsubscribe(other)
-        if wanted:
-            self.client.subscribe(wanted)
-        else:
-            self.subscribed.set()
+        self.client.subscribe(wanted)
+
+    def drop_subscriptions(self) -> None:
+        """Retiring: take nothing new, only what the session already holds."""
+        wanted, other = subscriptions(self.settings.ingest_workers)
+        self.client.unsubscribe(wanted + other)
 
     def on_subscribed(self, failures: list[int]) -> None:
         if failures:
@@ -172,24 +177,23 @@ class IngestWorker:
 
     def _flush_loop(self) -> None:
         while True:
-            batch = self.held or self._next_batch()
-            if not batch and self.stopping.is_set():
-                self._hand_over(None)
-                return
-            if not batch:
-                self.decoding = False
-                continue
+            if not self.held:
+                self._wait_for_batch()
+                if not self.pending and self.stopping.is_set():
+                    self._hand_over(None)
+                    return
+            self.decoding = True
             try:
-                decoded = self.decode(batch)
+                batch, decoded = self._take_and_decode()
             except Exception:  # noqa: BLE001 (a bug must not end the worker)
                 log.exception("decoding a batch failed; it stays unacked and is tried again")
                 self.metrics.inc("batch_errors")
-                self.held = batch
+                self.held = self.taking
                 self.decoder.forget_sequences()  # the retry must not see its own messages as duplicates
                 self.stopping.wait(1.0)
                 continue
             self.held = []
-            handed = self._hand_over((batch, decoded))
+            handed = not batch or self._hand_over((batch, decoded))
             self.decoding = False
             if not handed:
                 return
@@ -231,20 +235,42 @@ class IngestWorker:
             self.busy = False
             self.sink.replay()
 
-    def _next_batch(self) -> list[Message]:
-        full = len(self.pending) >= self.flush_at or self.bytes_in - self.bytes_out >= FLUSH_BYTES
+    def _wait_for_batch(self) -> None:
+        """Until a batch is due: a full one waits (or the previous batch was cut at its size, so more
+        are queued), or the oldest waiting message has waited CITY_INGEST_BATCH_MS."""
+        full = (self.cut_short and self.pending) or len(self.pending) >= self.flush_at \
+            or self.bytes_in - self.bytes_out >= FLUSH_BYTES
         if not full and not self.stopping.is_set():
-            # Until the oldest waiting message has waited CITY_INGEST_BATCH_MS (or a full batch).
             started = self.oldest_pending if self.pending else time.monotonic()
             self.ready.wait(max(0.0, started + self.settings.ingest_batch_ms / 1000 - time.monotonic()))
         self.ready.clear()
-        self.decoding = True
-        pop = self.pending.popleft
-        batch = [pop() for _ in range(min(len(self.pending), self.settings.ingest_receive_maximum))]
-        self.oldest_pending = time.monotonic()  # what is left (if anything) waits from now on, about
-        self.bytes_out += sum(len(m.payload) for m in batch)
-        self.taken.set()
-        return batch
+
+    def _take_and_decode(self) -> tuple[list[Message], Decoded]:
+        """The held batch again, or messages taken off `pending` and decoded one by one until the
+        batch holds CITY_INGEST_BATCH_POINTS lines or half the in-flight window: so the storer
+        writes this batch while the next is decoded, whatever the readings a message."""
+        decoded = Decoded()
+        now_ms = int(time.time() * 1000)
+        self.decoder.begin_batch()
+        if self.held:
+            batch = self.held
+            for message in batch:
+                self._decode_one(message, now_ms, decoded)
+        else:
+            batch = self.taking = []
+            pending, pop, lines = self.pending, self.pending.popleft, decoded.lines
+            max_messages, max_lines = self.flush_at, self.settings.ingest_batch_points
+            while pending and len(batch) < max_messages and len(lines) < max_lines:
+                message = pop()
+                batch.append(message)
+                self._decode_one(message, now_ms, decoded)
+            self.cut_short = bool(pending)
+            self.oldest_pending = time.monotonic()  # what is left (if anything) waits from now on, about
+            self.bytes_out += sum(len(m.payload) for m in batch)
+            self.taken.set()
+        self.metrics.inc("received", decoded.received)
+        self.metrics.inc("readings", decoded.readings)
+        return batch, decoded
 
     def _ack(self, batch: Sequence[Message]) -> None:
         """One ack write per connection, in arrival order; the client drops acks of a connection
@@ -261,20 +287,12 @@ class IngestWorker:
         if mids:
             self.client.ack(generation, mids)
 
-    def decode(self, messages: Sequence[Message]) -> Decoded:
-        """Lines, dead letters and the devices seen, for a batch of messages."""
-        decoded = Decoded()
-        now_ms = int(time.time() * 1000)
-        self.decoder.begin_batch()
-        for message in messages:
-            if message.retain and self.resumed.get(message.generation):
-                # A retained copy sent again on a resumed session: we stored it when it was live.
-                self.metrics.inc("retained_skipped")
-                continue
-            self.decoder.decode(message.topic, message.payload, now_ms, decoded)
-        self.metrics.inc("received", decoded.received)
-        self.metrics.inc("readings", decoded.readings)
-        return decoded
+    def _decode_one(self, message: Message, now_ms: int, decoded: Decoded) -> None:
+        if message.retain and self.resumed.get(message.generation):
+            # A retained copy sent again on a resumed session: we stored it when it was live.
+            self.metrics.inc("retained_skipped")
+            return
+        self.decoder.decode(message.topic, message.payload, now_ms, decoded)
 
     def store(self, decoded: Decoded, messages: int) -> bool:
         """Store until durable (InfluxDB or the spool, and the dead letters). False if stopped first."""
