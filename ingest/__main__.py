@@ -9,6 +9,7 @@ import threading
 
 from ingest.deadletter import DeadLetters
 from ingest.metrics import MetricsServer
+from ingest.spool import SpoolBusy, hold_spool
 from ingest.worker import IngestWorker
 from telemetry_shared.influx import make_writer
 from telemetry_shared.logs import setup_logging
@@ -26,6 +27,11 @@ def main() -> None:
     except ValueError as exc:  # pydantic's ValidationError names each key that is wrong, a profile its line
         raise SystemExit(f"ingest: bad configuration (CITY_* variables or city profile): {exc}") from None
     setup_logging(settings)  # HTTP clients at WARNING (a line per write is noise), secrets masked
+    try:
+        hold_spool(settings.spool_dir)  # held until the process ends: `city ingest retire-worker` checks it
+    except SpoolBusy as exc:
+        raise SystemExit(f"ingest: worker {settings.ingest_worker_id} already runs or is being retired: {exc} "
+                         "(each worker needs its own CITY_INGEST_WORKER_ID and CITY_MQTT_USER)") from None
     worker = IngestWorker(settings, registry, make_writer(settings),
                           DeadLetters(settings.deadletter_file))
     server = None

@@ -77,6 +77,13 @@ class ProtocolError(Exception):
     pass
 
 
+class SessionTakenOver(ConnectionError):
+    """The broker handed our session to another client that connected with our client id."""
+
+
+SESSION_TAKEN_OVER = 0x8E  # DISCONNECT reason code
+
+
 def _varint(n: int) -> bytes:
     out = bytearray()
     while True:
@@ -190,7 +197,7 @@ class MqttSubscriber:
 
     def __init__(self, host: str, port: int, client_id: str, username: str, password: str, handler: MqttHandler,
                  receive_maximum: int = 1000, session_expiry_s: int = 7 * 24 * 3600, keepalive_s: int = 30,
-                 backoff_s: tuple[float, float] = (0.1, 1.0), clean_start: bool = False):
+                 backoff_s: tuple[float, float] = (0.1, 1.0), clean_start: bool = False, give_way: bool = False):
         self.address = (host, port)
         self.connect_bytes = connect_packet(client_id, username, password, keepalive_s, session_expiry_s,
                                             receive_maximum, clean_start)
@@ -201,6 +208,10 @@ class MqttSubscriber:
         self.sock: socket.socket | None = None
         self.send_lock = threading.Lock()  # guards sock, generation and the bytes on the wire
         self.stopping = threading.Event()
+        # give_way: once connected, never reconnect: a lost connection may be the worker taking its
+        # session back (then taken_over is set); used by `city ingest retire-worker`
+        self.give_way = give_way
+        self.taken_over = threading.Event()
         self.last_sent = 0.0
         self.packet_id = 0
         self.awaiting: set[int] = set()  # SUBSCRIBE packet ids not yet answered
@@ -269,12 +280,25 @@ class MqttSubscriber:
             except (OSError, ConnectionError, ProtocolError) as exc:
                 if self.stopping.is_set():
                     break
+                if self.give_way and self.generation:
+                    # Never take the session back: it is the worker's. Mosquitto 2.0.11 closes a taken-over
+                    # connection without MQTT 5's DISCONNECT 0x8e, so a broker that still answers means taken.
+                    if isinstance(exc, SessionTakenOver) or self._broker_answers():
+                        self.taken_over.set()
+                    self.stopping.set()
                 self.handler.on_disconnect(repr(exc))
             finally:
                 self._close()
             if self.stopping.wait(backoff):
                 break
             backoff = min(backoff * 2, self.backoff_s[1])
+
+    def _broker_answers(self) -> bool:
+        try:
+            socket.create_connection(self.address, timeout=CONNECT_TIMEOUT_S).close()
+            return True
+        except OSError:
+            return False
 
     def _close(self) -> None:
         with self.send_lock:
@@ -354,6 +378,8 @@ class MqttSubscriber:
                 self.handler.on_subscribed(failures)
         elif kind == DISCONNECT:
             code = body[0] if body else 0
+            if code == SESSION_TAKEN_OVER:
+                raise SessionTakenOver("broker sent DISCONNECT 0x8e: another client connected with our client id")
             raise ConnectionError(f"broker sent DISCONNECT, reason code 0x{code:02x}")
         # UNSUBACK, PINGRESP: nothing to do (PINGRESP already counted as traffic)
 

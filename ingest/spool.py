@@ -8,15 +8,43 @@ full, `append` raises SpoolFull and the worker holds its messages unacked
 (the broker keeps them) instead of dropping anything.
 """
 
+import fcntl
 import gzip
 import os
+import socket
 from pathlib import Path
 
 SUFFIX = ".lp.gz"
+LOCK_FILE = "worker.lock"  # held (flock) by the one process that uses the spool: a worker or a retirement
 
 
 class SpoolFull(Exception):
     """The spool reached its bound; nothing was written."""
+
+
+class SpoolBusy(Exception):
+    """Another process holds the spool (its text says which: host and pid)."""
+
+
+def hold_spool(folder: Path | str) -> int:
+    """Take the spool folder for this process, or raise SpoolBusy naming who has it.
+
+    An exclusive flock, so it ends with the process however the process ends; the returned file
+    descriptor holds it (close it to let go). One worker identity per spool: a second worker
+    under the same CITY_INGEST_WORKER_ID, or a worker started while its identity is retired,
+    refuses to start instead of taking the same broker session and files."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 200).decode(errors="replace").strip() or "another process"
+        os.close(fd)
+        raise SpoolBusy(f"{folder} is in use by {holder}") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{socket.gethostname()} pid {os.getpid()}\n".encode(), 0)  # who holds it, for an operator
+    return fd
 
 
 class Spool:
