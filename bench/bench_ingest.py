@@ -466,6 +466,7 @@ def main() -> None:
     parser.add_argument("--latency-s", type=float, default=20, help="length of the latency run")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs) and print it")
     args = parser.parse_args()
+    args.load_start = os.getloadavg()[0]
     workdir = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     if args.keep:
         print(f"work folder (logs): {workdir}", file=sys.stderr)
@@ -495,15 +496,29 @@ def main() -> None:
     report(rows, rss, waits, args)
 
 
+TARGETS = {1: 20_000, 10: 100_000}  # issue 16: readings/s of one worker at 1 and at 10 readings a message
+
+
+def _ratio(mine: list[dict], base: dict[int, float]) -> str:
+    """Median over runs of this consumer's points/s over the baseline's in the same run."""
+    ratios = [r["points_s"] / base[r["run"]] for r in mine if r["run"] in base]
+    return f"{statistics.median(ratios):.2f}" if ratios else "-"
+
+
 def report(rows: list[dict], rss: list, waits: list[float], args: argparse.Namespace) -> None:
     load = os.getloadavg()
     print(f"\nIngest, drained from a queued backlog: {DEVICES} devices, QoS 1, loopback, {os.cpu_count()} cores, "
-          f"load average {load[0]:.1f} at the end. Medians of {args.runs} runs; a reading = one sample of "
-          f"{len(METRICS4)} values = one point.")
+          f"load average {args.load_start:.1f} at the start, {load[0]:.1f} at the end. Medians of {args.runs} runs; "
+          f"a reading = one sample of {len(METRICS4)} values = one point; ratios are medians of the ratios within "
+          "each run.")
     print(f"{'readings/msg':>12} {'consumer':<8}{'messages':>9}{'msg/s':>9}{'smp/msg':>8}{'val/smp':>8}"
-          f"{'points/s':>10}{'µs/pt':>7}{'influx µs/pt':>13}{'peak RSS MB':>12}{'x lean':>8}")
+          f"{'points/s':>10}{'µs/pt':>7}{'influx µs/pt':>13}{'peak RSS MB':>12}{'x lean':>8}{'x influxd':>10}")
+    verdicts = []
     for readings in sorted({r["readings"] for r in rows}):
-        lean_by_run = {r["run"]: r["points_s"] for r in rows if r["readings"] == readings and r["consumer"] == "lean"}
+        def by_run(kind: str, readings: int = readings) -> dict[int, float]:
+            return {r["run"]: r["points_s"] for r in rows if r["readings"] == readings and r["consumer"] == kind}
+
+        lean, influxd = by_run("lean"), by_run("influxd")
         for kind in args.consumers.split(","):
             mine = [r for r in rows if r["readings"] == readings and r["consumer"] == kind]
             if not mine:
@@ -512,11 +527,16 @@ def report(rows: list[dict], rss: list, waits: list[float], args: argparse.Names
             def med(key: str, mine: list = mine) -> float:
                 return statistics.median(r[key] for r in mine)
 
-            ratios = [r["points_s"] / lean_by_run[r["run"]] for r in mine if r["run"] in lean_by_run]
-            ratio = f"{statistics.median(ratios):.2f}" if ratios else "-"
             print(f"{readings:>12} {kind:<8}{mine[0]['messages']:>9,}{med('msg_s'):>9,.0f}{readings:>8}"
                   f"{len(METRICS4):>8}{med('points_s'):>10,.0f}{med('cpu_us'):>7.1f}{med('influx_us'):>13.1f}"
-                  f"{med('rss_mb'):>12.0f}{ratio:>8}")
+                  f"{med('rss_mb'):>12.0f}{_ratio(mine, lean):>8}{_ratio(mine, influxd):>10}")
+            if kind == "worker" and readings in TARGETS:
+                target, got = TARGETS[readings], med("points_s")
+                verdicts.append(f"  {readings} reading(s) a message: {got:,.0f} readings/s, target {target:,}: "
+                                f"{'reached' if got >= target else 'NOT reached'}")
+    if verdicts:
+        print("\nTargets of issue 16 (one worker, medians):")
+        print("\n".join(verdicts))
     if rss:
         print(f"\nMemory of one worker over {args.rss_messages:,} one-reading messages (streamed):")
         for written, now_mb, peak_mb in rss:

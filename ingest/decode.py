@@ -93,6 +93,7 @@ class Decoder:
     def begin_batch(self) -> None:
         """Call before decoding a batch of messages that have all arrived by now."""
         self.batch_started = time.monotonic()
+        self.devices.get("")  # the registry's version checked once a batch (at most every second), not per message
 
     def forget_sequences(self) -> None:
         self.sequences = SequenceTracker(self.metrics)
@@ -126,13 +127,15 @@ class Decoder:
             out.rejects.append((reason, device_id, topic, detail, payload))
         if batch.dropped:
             self.metrics.inc("device_dropped", batch.dropped)
-        if batch.samples:
-            newest = max(s[0] for s in batch.samples)
-            previous = out.seen.get(device_id, (0, ""))[0]
-            out.seen[device_id] = (max(newest, previous), batch.fw)
-            if not batch.hist:
-                out.newest_live_ms = max(out.newest_live_ms, newest)
-        out.readings += sum(len(s[1]) for s in batch.samples)
+        samples = batch.samples
+        if samples:
+            newest = samples[0][0] if len(samples) == 1 else max([s[0] for s in samples])
+            previous = out.seen.get(device_id)
+            if previous is None or previous[0] < newest or previous[1] != batch.fw:
+                out.seen[device_id] = (newest if previous is None else max(newest, previous[0]), batch.fw)
+            if not batch.hist and newest > out.newest_live_ms:
+                out.newest_live_ms = newest
+            out.readings += len(samples[0][1]) if len(samples) == 1 else sum([len(s[1]) for s in samples])
         key = (device.kind, device_id, device.district)
         head = self.heads.get(key)
         if head is None:
@@ -173,7 +176,7 @@ class Decoder:
         device_id, leaf = parsed
         if leaf != expected_leaf:
             raise contract.ContractError("bad_topic", f"not a {expected_leaf} topic")
-        device = self.devices.get(device_id)
+        device = self.devices.devices.get(device_id)  # the cache as begin_batch left it
         if device is None or device.state == "retired":
             # Not known, or retired, in our copy: read the registry again unless it was read after this
             # batch was taken, so a device registered before its message arrived is never refused.
