@@ -45,6 +45,9 @@ class Sink:
         self.sleep = sleep
         self.replay_backoff_s = FIRST_BACKOFF_S
         self.next_replay = 0.0
+        # Several storer threads share the sink: writes run side by side, the spool is touched by one at
+        # a time (a replay holds it throughout, so a batch decides "behind the spool" only once it is done).
+        self.spool_lock = threading.RLock()
         self._update_spool_gauges()
 
     # ------------------------------------------------------------ storing
@@ -53,9 +56,10 @@ class Sink:
         """Make `lines` durable; raises SpoolFull when neither InfluxDB nor the spool takes them."""
         if not lines:
             return
-        if len(self.spool):  # keep the order: nothing overtakes what is already spooled
-            self._spool(lines)
-            return
+        with self.spool_lock:
+            if len(self.spool):  # keep the order: nothing overtakes what is already spooled
+                self._spool(lines)
+                return
         deadline = time.monotonic() + self.spool_after_s
         for start in range(0, len(lines), self.batch_points):
             chunk = lines[start:start + self.batch_points]
@@ -67,13 +71,14 @@ class Sink:
                 return
 
     def _spool(self, lines: list[str]) -> None:
-        try:
-            self.spool.append(lines)
-        except SpoolFull:
-            self.metrics.inc("spool_full")
-            raise
-        finally:
-            self._update_spool_gauges()
+        with self.spool_lock:
+            try:
+                self.spool.append(lines)
+            except SpoolFull:
+                self.metrics.inc("spool_full")
+                raise
+            finally:
+                self._update_spool_gauges()
         self.metrics.inc("spooled", len(lines))
 
     def _write_retrying(self, lines: list[str], deadline: float) -> None:
@@ -136,9 +141,17 @@ class Sink:
 
     def replay(self, budget_s: float = 1.0) -> int:
         """Write spooled batches, oldest first, for up to `budget_s`; returns points replayed."""
-        now = time.monotonic()
-        if not len(self.spool) or now < self.next_replay:
+        if not len(self.spool) or time.monotonic() < self.next_replay:
             return 0
+        if not self.spool_lock.acquire(blocking=False):
+            return 0  # another storer is replaying or spooling
+        try:
+            return self._replay(budget_s)
+        finally:
+            self.spool_lock.release()
+
+    def _replay(self, budget_s: float) -> int:
+        now = time.monotonic()
         replayed = 0
         deadline = now + budget_s
         while len(self.spool) and time.monotonic() < deadline and not self.stopping.is_set():

@@ -38,6 +38,9 @@ SEEN_EVERY_S = 5.0  # a device's last_seen_ms in the registry may lag this much 
 FLUSH_BYTES = 1 << 20  # also flush once this much payload waits (large messages: big batches anyway)
 MAX_PENDING_BYTES = 16 << 20  # past this the network thread stops reading: TCP holds the rest, memory stays flat
 TOPICS = (contract.TELEMETRY_SUB, contract.STATUS_SUB)
+# Batches written at once. influxd answers two concurrent writers faster than one (it waits on its WAL
+# between requests); acks still leave in arrival order (see _ack_in_turn).
+WRITERS = 2
 
 ClientFactory = Callable[[Settings, MqttHandler], MqttClient]
 
@@ -90,16 +93,21 @@ class IngestWorker:
         self.resumed: dict[int, bool] = {}  # connection generation -> the broker kept our session
         self.last_message = time.monotonic()
         self.oldest_pending = self.last_message
-        self.busy = False  # the storer holds a batch it has not acked yet
+        self.in_store = 0  # batches the storers hold and have not acked yet
+        self.turn = threading.Condition()  # acks in arrival order: batch n waits for n - 1
+        self.handed = 0  # batches handed to the storers (numbered by the flusher)
+        self.acked = 0  # batches acked, in order
+        self.abandoned = False  # a batch was left unacked at stop: no later one is acked either
         self.decoding = False  # the flusher holds a batch it took off `pending`
         # Payload bytes in and out of `pending`, each counted by one thread only, so no lock is needed.
         self.bytes_in = 0
         self.bytes_out = 0
         self.seen_written: dict[str, tuple[float, str]] = {}  # device -> (when, firmware) last told the registry
         self.client = client_factory(settings, self)
-        self.to_store: queue.Queue[tuple[list[Message], Decoded] | None] = queue.Queue(maxsize=1)
+        self.to_store: queue.Queue[tuple[int, list[Message], Decoded] | None] = queue.Queue(maxsize=1)
         self.flusher = threading.Thread(target=self._flush_loop, name="ingest-flush", daemon=True)
-        self.storer = threading.Thread(target=self._store_loop, name="ingest-store", daemon=True)
+        self.storers = [threading.Thread(target=self._store_loop, name=f"ingest-store-{n}", daemon=True)
+                        for n in range(WRITERS)]
         self.stats = threading.Thread(target=self._stats_loop, name="ingest-stats", daemon=True)
 
     # ------------------------------------------------------------ MQTT (the client's network thread)
@@ -152,7 +160,8 @@ class IngestWorker:
 
     def start(self) -> None:
         self.client.start()
-        self.storer.start()
+        for storer in self.storers:
+            storer.start()
         self.flusher.start()
         self.stats.start()
 
@@ -163,24 +172,26 @@ class IngestWorker:
         self.ready.set()
         deadline = time.monotonic() + DRAIN_TIMEOUT_S
         self.flusher.join(DRAIN_TIMEOUT_S)
-        self.storer.join(max(0.1, deadline - time.monotonic()))
+        for storer in self.storers:
+            storer.join(max(0.1, deadline - time.monotonic()))
         self.client.stop(session_expiry_s)
         self._write_stats()
 
     def idle(self) -> bool:
         """Nothing held or waiting (used to know when a retiring worker's session is empty)."""
         return (not self.pending and not self.held and not self.decoding and self.to_store.empty()
-                and not self.busy)
+                and not self.in_store)
 
     # ------------------------------------------------------------ batches: decoded by the flusher,
-    # stored and acked by the storer, so the next batch is decoded while InfluxDB writes this one
+    # stored and acked by the storers, so the next batch is decoded while InfluxDB writes these
 
     def _flush_loop(self) -> None:
         while True:
             if not self.held:
                 self._wait_for_batch()
                 if not self.pending and self.stopping.is_set():
-                    self._hand_over(None)
+                    for _ in self.storers:
+                        self._hand_over(None)
                     return
             self.decoding = True
             try:
@@ -193,13 +204,15 @@ class IngestWorker:
                 self.stopping.wait(1.0)
                 continue
             self.held = []
-            handed = not batch or self._hand_over((batch, decoded))
+            handed = not batch or self._hand_over((self.handed + 1, batch, decoded))
+            if batch and handed:
+                self.handed += 1
             self.decoding = False
             if not handed:
                 return
 
-    def _hand_over(self, item: tuple[list[Message], Decoded] | None) -> bool:
-        while self.storer.is_alive():
+    def _hand_over(self, item: tuple[int, list[Message], Decoded] | None) -> bool:
+        while any(storer.is_alive() for storer in self.storers):
             try:
                 self.to_store.put(item, timeout=0.5)
                 return True
@@ -216,24 +229,44 @@ class IngestWorker:
                 continue
             if item is None:
                 return
-            batch, decoded = item
-            self.busy = True
-            while True:
-                try:
-                    stored = self.store(decoded, len(batch))
-                    break
-                except Exception:  # noqa: BLE001 (a bug or a locked file must not end the worker)
-                    log.exception("storing a batch failed; it stays unacked and is tried again")
-                    self.metrics.inc("batch_errors")
-                    if self.stopping.wait(1.0):
-                        self.busy = False
-                        return  # never acked: the broker keeps it for our next session
+            number, batch, decoded = item
+            with self.turn:
+                self.in_store += 1
+            try:
+                stored = self._store_until_durable(decoded, len(batch))
+                if stored:
+                    self._ack_in_turn(number, batch)
+                else:
+                    with self.turn:  # never acked: the broker keeps it, and every later batch, for our next session
+                        self.abandoned = True
+                        self.turn.notify_all()
+            finally:
+                with self.turn:
+                    self.in_store -= 1
             if not stored:
-                self.busy = False
-                return  # stopped while the spool was full: nothing acked, the broker keeps it all
-            self._ack(batch)
-            self.busy = False
+                return
             self.sink.replay()
+
+    def _store_until_durable(self, decoded: Decoded, messages: int) -> bool:
+        while True:
+            try:
+                return self.store(decoded, messages)
+            except Exception:  # noqa: BLE001 (a bug or a locked file must not end the worker)
+                log.exception("storing a batch failed; it stays unacked and is tried again")
+                self.metrics.inc("batch_errors")
+                if self.stopping.wait(1.0):
+                    return False
+
+    def _ack_in_turn(self, number: int, batch: list[Message]) -> None:
+        """Ack batch `number` once every earlier batch is acked (acks go in arrival order)."""
+        with self.turn:
+            while self.acked != number - 1 and not self.abandoned:
+                self.turn.wait(0.5)
+            if self.abandoned:
+                return  # an earlier batch was left unacked at stop: this one stays with the broker too
+            self._ack(batch)
+            self.acked = number
+            self.turn.notify_all()
 
     def _wait_for_batch(self) -> None:
         """Until a batch is due: a full one waits (or the previous batch was cut at its size, so more

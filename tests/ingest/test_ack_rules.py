@@ -153,3 +153,35 @@ def test_retained_status_is_stored_once_per_change(worker):
     assert len(writer.lines) == 1 and w.counters["retained_skipped"] == 10
     client.deliver((STATUS, contract.encode_status("offline")))  # a live change is stored
     wait_for(lambda: len(writer.lines) == 2, 5)
+
+
+class FirstWriteHeld(ScriptedWriter):
+    """The first write waits for the gate (a slow answer); later ones go through at once."""
+
+    def write(self, lines: list[str]) -> None:
+        self.calls += 1
+        if self.calls == 1:
+            self.gate.wait(10)
+        self.lines += [line for line in lines if not line.startswith("ingest_")]
+
+
+def test_two_batches_are_written_at_once_and_acked_in_arrival_order(tmp_path, registry):
+    registry.add(DeviceNew(id=DEVICE, kind="water", district="bukit-bestari"))
+    settings = make_settings(tmp_path, ingest_batch_ms=20, ingest_receive_maximum=10, ingest_stats_interval_s=3600)
+    writer = FirstWriteHeld()
+    writer.gate.clear()
+    w = IngestWorker(settings, registry, writer, DeadLetters(tmp_path / "dl.sqlite3"),
+                     client_factory=lambda s, handler: FakeClient(handler))
+    w.start()
+    try:
+        client = w.client
+        mids = client.deliver(*[(TOPIC, telemetry(seq)) for seq in range(10)])  # two batches of 5 (half the window)
+        wait_for(lambda: len(writer.lines) == 5, 5)  # the second batch is written while the first waits
+        time.sleep(0.2)
+        assert client.acked == []  # but not acked before the first
+        writer.gate.set()
+        wait_for(lambda: client.acked == mids, 5)  # then both, in arrival order
+        assert len(client.ack_calls) == 2 and len(writer.lines) == 10
+    finally:
+        writer.gate.set()
+        w.stop()
