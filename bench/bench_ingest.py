@@ -18,9 +18,13 @@ thawed and timed until the last point is written. Consumers:
   influxd the same points as pre-built 5,000-line POSTs from one client: the
           database's own limit on this machine
 
+Each run starts with another consumer (worker, lean, influxd; then lean, influxd, worker; ...)
+and every drain waits until influxd is idle (it compacts what the previous drain wrote).
+
 Printed per run: messages/s, samples per message, values per sample, points/s,
 CPU microseconds per point in the consumer and in influxd, the consumer's peak
-RSS; medians of --runs runs and the worker/lean ratio of each run.
+RSS; medians of --runs runs, and the medians of each run's ratios to the lean worker and to
+influxd alone; the load average at the start and the end; whether issue 16's targets were reached.
 
 Then (optional) peak RSS of one worker over a long stream (--rss-messages), and
 publish-to-queryable latency at --rate msg/s (one reading a message) with a probe
@@ -446,6 +450,16 @@ def latency(workdir: Path, influxd: Influxd, rate: float, seconds: float) -> lis
         city.close()
 
 
+def settle(influxd: Influxd, idle_share: float = 0.05, longest_s: float = 20.0) -> None:
+    """Wait until influxd used under `idle_share` of a core for a second (or `longest_s` passed)."""
+    deadline = time.monotonic() + longest_s
+    while time.monotonic() < deadline:
+        before = cpu_s(influxd.proc.pid)
+        time.sleep(1.0)
+        if cpu_s(influxd.proc.pid) - before < idle_share:
+            return
+
+
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
@@ -476,8 +490,12 @@ def main() -> None:
         base_ms = int(time.time() * 1000) - 20 * 24 * 3600 * 1000
         for readings in (int(r) for r in args.readings.split(",")):
             msgs = messages(max(DEVICES, args.points // readings), readings, base_ms)
+            kinds = args.consumers.split(",")
             for run in range(args.runs):
-                for kind in args.consumers.split(","):
+                # Each run starts with another consumer, and each drain waits for influxd to settle (it
+                # compacts what the previous one wrote): no consumer always follows the bulk write.
+                for kind in kinds[run % len(kinds):] + kinds[:run % len(kinds)]:
+                    settle(influxd)
                     name = f"r{readings}_{kind}_{run}"
                     row = (influxd_alone(workdir, influxd, msgs, readings, name) if kind == "influxd"
                            else drain(kind, workdir, influxd, msgs, readings, name))

@@ -64,7 +64,7 @@ def subscriptions(workers: int) -> tuple[list[str], list[str]]:
 
 
 class IngestWorker:
-    """MQTT handler (network thread) + flusher thread: batches stored, then acked."""
+    """MQTT handler (network thread) + flusher thread (decodes) + two storer threads (write, then ack in order)."""
 
     def __init__(self, settings: Settings, registry: Registry, writer: LineWriter, dead_letters: DeadLetters,
                  client_factory: ClientFactory = broker_client, subscribe: bool = True):
