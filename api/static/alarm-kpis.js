@@ -1,4 +1,5 @@
-// The shift supervisor's KPI page: GET /alarms/kpis over the chosen range, refreshed every minute.
+// The shift supervisor's KPI page: GET /alarms/kpis over the chosen range, refreshed every minute,
+// and the tuning proposals learnt from false alarms (GET /alarms/tuning) with their measured effect.
 // The key is the control room's (this browser's localStorage); texts from the catalogues.
 "use strict";
 
@@ -12,6 +13,8 @@ let catalogue = {};
 let lang = "en";
 let city = null;
 let last = null;
+let proposals = null;
+let mayDecide = false; // the API said so: POST /alarms/tuning/propose answered 200, not 403
 
 const $ = (id) => document.getElementById(id);
 const el = (tag, cls, text) => {
@@ -55,6 +58,7 @@ async function setLanguage(code) {
     return option;
   }));
   if (last) render(last);
+  if (proposals) renderTuning(proposals);
 }
 
 function row(label, value, testid) {
@@ -85,7 +89,86 @@ function render(k) {
     device: s.device, rule: "rule." + s.rule in catalogue ? t("rule." + s.rule) : s.rule, n: number(s.raises) }))));
 }
 
+function authorised(options = {}) {
+  const key = localStorage.getItem(KEY_STORE) || "";
+  return { ...options, headers: { ...(options.headers || {}), Authorization: "Bearer " + key } };
+}
+
+function when(ms) {
+  return new Intl.DateTimeFormat(LOCALES[lang] || lang, { dateStyle: "medium", timeStyle: "short", timeZone: city.time_zone })
+    .format(new Date(ms));
+}
+
+function effectText(e) {
+  return t("tuning.effect", { days: number(e.window_days), alarms: number(e.alarms), share: number(e.board_share_percent, 1),
+    false: number(e.false_alarms), faults: number(e.real_faults), planned: number(e.planned_work),
+    undecided: number(e.undecided) });
+}
+
+function stateText(p) {
+  if (p.state === "proposed") return t("tuning.proposed_at", { when: when(p.proposed_ms) });
+  if (p.state === "undone") return t("tuning.undone_by", { who: p.undone_by, when: when(p.undone_ms) });
+  return t("tuning.decided_by", { state: t("tuning.state." + p.state), who: p.decided_by, when: when(p.decided_ms) });
+}
+
+function decisionButton(p, action) {
+  const button = el("button", "tuning-" + action, t("tuning." + action));
+  button.type = "button";
+  button.setAttribute("aria-label", t("tuning." + action + "_aria", { id: p.id, device: p.device }));
+  button.addEventListener("click", () => decide(p.id, action));
+  return button;
+}
+
+// Engineers get buttons for what the API allows next: a proposed one is approved or rejected, an approved one undone.
+function proposalItem(p) {
+  const li = el("li", "proposal");
+  li.dataset.tuningId = p.id;
+  li.dataset.state = p.state;
+  li.tabIndex = -1; // focus lands here after a decision that leaves no button
+  const rule = "rule." + p.rule in catalogue ? t("rule." + p.rule) : p.rule;
+  const metric = "metric." + p.metric in catalogue ? t("metric." + p.metric) : p.metric || t("kpis.none");
+  li.append(el("strong", "", t("tuning.source", { device: p.device, metric, rule })),
+    el("span", "badge", t("tuning.state." + p.state)),
+    el("div", "change", t("tuning.change." + p.change)),
+    el("div", "effect", effectText(p.effect)),
+    el("div", "decided", stateText(p)));
+  if (mayDecide) {
+    const actions = p.state === "proposed" ? ["approve", "reject"] : p.state === "approved" ? ["undo"] : [];
+    const bar = el("div", "actions");
+    bar.append(...actions.map((action) => decisionButton(p, action)));
+    if (actions.length) li.append(bar);
+  }
+  return li;
+}
+
+function renderTuning(list) {
+  $("tuning-who").textContent = t(mayDecide ? "tuning.may_decide" : "tuning.read_only");
+  $("tuning").replaceChildren(...(list.length ? list.map(proposalItem) : [el("li", "none", t("tuning.none"))]));
+}
+
+async function loadTuning() {
+  // an engineer's visit looks for new proposals first; anyone else's answer is a 403 and the list is read-only
+  const made = await fetch("/alarms/tuning/propose", authorised({ method: "POST" }));
+  mayDecide = made.ok;
+  const response = await fetch("/alarms/tuning", authorised());
+  const body = await response.json();
+  if (!response.ok) { $("tuning-error").textContent = t("tuning.load_failed", { error: body.message || response.status }); return; }
+  proposals = body.data;
+  renderTuning(proposals);
+}
+
+async function decide(id, action) {
+  const response = await fetch(`/alarms/tuning/${id}/${action}`, authorised({
+    method: "POST", headers: { "Content-Type": "application/json" }, body: "{}" }));
+  const body = await response.json();
+  $("tuning-error").textContent = response.ok ? "" : t("tuning.failed", { id, error: body.message || response.status });
+  await loadTuning(); // a 409 means someone else decided first: show what they decided
+  const item = $("tuning").querySelector(`li[data-tuning-id="${id}"]`);
+  if (item) (item.querySelector("button") || item).focus();
+}
+
 async function load() {
+  loadTuning().catch((error) => { $("tuning-error").textContent = t("tuning.load_failed", { error }); });
   const key = localStorage.getItem(KEY_STORE) || "";
   const since = $("range").selectedOptions[0].dataset.since;
   const response = await fetch(`/alarms/kpis?since=${encodeURIComponent(since)}`, { headers: { Authorization: "Bearer " + key } });

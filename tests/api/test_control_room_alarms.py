@@ -1,6 +1,7 @@
 """Alarm management on the control-room page, in headless Debian Chromium against the live API:
 shelving by keyboard and its return on expiry, maintenance set from the CLI shown on the board and
-the map, a flood grouped by district and utility, and the supervisor's KPI page in two languages."""
+the map, a flood grouped by district and utility, and the supervisor's KPI page in two languages,
+and the tuning proposals learnt from false alarms (engineers decide, operators read)."""
 
 import json
 import time
@@ -167,3 +168,70 @@ def test_resolving_as_a_false_alarm_on_the_page_is_recorded(page, api, analytics
     resolved = api.services.alerts.store.get("inc-false")
     assert (resolved.resolution_cause, resolved.resolved_by) == ("false_alarm", KEY_NAMES["operator"])
     assert api.services.alerts.store.audit("inc-false")[-1].detail == {"cause": "false_alarm"}
+
+
+def dismiss_twice(api, device: str = "wtr-0007") -> None:
+    """Two alarms of one source, both resolved by the operator as false alarms (and one elsewhere, once)."""
+    with api.client("operator") as op:
+        for incident, source in ((f"inc-{device}-a", device), (f"inc-{device}-b", device), ("inc-once", "wtr-0008")):
+            api.services.alerts.apply(alert(incident, device=source))
+            answer = op.post(f"/alerts/{incident}/resolve", json={"note": "pressure fine", "cause": "false_alarm"})
+            assert answer.status_code == 200, answer.text
+
+
+def proposal(page, device: str):  # noqa: F811
+    return page.locator("#tuning li.proposal", has_text=device)
+
+
+def test_false_alarms_make_a_proposal_an_engineer_approves_by_keyboard_and_undoes(page, api):  # noqa: F811
+    sign_in(page, api, "engineer")
+    page.goto(api.url + "/control-room/kpis")
+    expect(page.locator("#tuning li.none")).to_have_text(
+        "No proposals: no source was resolved as a false alarm twice in 30 days.", timeout=5000)
+    dismiss_twice(api)
+    page.select_option("#range", index=0)  # any reload of the page's data looks again
+    item = proposal(page, "wtr-0007")
+    expect(item).to_have_attribute("data-state", "proposed", timeout=5000)
+    expect(item.locator("strong")).to_have_text("wtr-0007 · pressure · pressure low")
+    expect(item.locator(".effect")).to_contain_text("2 alarms")
+    expect(item.locator(".effect")).to_contain_text("2 false alarms, 0 real faults it would have hidden")
+    expect(page.locator("#tuning li.proposal")).to_have_count(1)  # one false alarm of wtr-0008: nothing
+    tuning_id = item.get_attribute("data-tuning-id")
+
+    item.locator("button.tuning-approve").focus()  # keyboard: Enter on the focused button
+    page.keyboard.press("Enter")
+    expect(item).to_have_attribute("data-state", "approved", timeout=5000)
+    expect(item.locator(".badge")).to_have_text("approved")
+    expect(item.locator(".decided")).to_contain_text(f"approved by {KEY_NAMES['engineer']}")
+    assert item.locator("button.tuning-approve").count() == 0
+    assert page.evaluate("document.activeElement.className") == "tuning-undo"  # focus stays on the item
+    with api.client("operator") as op:
+        stored = op.get("/alarms/tuning?state=approved").json()["data"]
+    assert [(str(t["id"]), t["decided_by"]) for t in stored] == [(tuning_id, KEY_NAMES["engineer"])]
+    api.services.alerts.apply(alert("inc-after", device="wtr-0007"))
+    assert not api.services.alerts.store.get("inc-after").on_board  # the approved change acts
+
+    undone = page.locator(f'#tuning li[data-tuning-id="{tuning_id}"]')
+    undone.locator("button.tuning-undo").click()  # and the mouse
+    expect(undone).to_have_attribute("data-state", "undone", timeout=5000)
+    expect(undone.locator(".decided")).to_contain_text(f"undone by {KEY_NAMES['engineer']}")
+    assert api.services.alerts.alarms.tuning.get(int(tuning_id)).state == "undone"
+    page.select_option("#lang", "id")
+    expect(undone.locator(".badge")).to_have_text("dibatalkan")
+    expect(undone.locator("button.tuning-undo")).to_have_count(0)
+
+
+def test_an_operator_sees_proposals_read_only_and_cannot_approve(page, api):  # noqa: F811
+    dismiss_twice(api, "wtr-0009")
+    with api.client("engineer") as eng:
+        tuning_id = eng.post("/alarms/tuning/propose").json()["data"][0]["id"]
+    sign_in(page, api)  # the operator
+    page.goto(api.url + "/control-room/kpis")
+    item = proposal(page, "wtr-0009")
+    expect(item).to_have_attribute("data-state", "proposed", timeout=5000)
+    expect(item.locator(".effect")).to_contain_text("2 false alarms")
+    expect(page.locator("#tuning-who")).to_have_text("Read only: an engineer approves, rejects or undoes these.")
+    assert page.locator("#tuning button").count() == 0
+    with api.client("operator") as op:
+        assert op.post(f"/alarms/tuning/{tuning_id}/approve", json={}).status_code == 403
+    assert api.services.alerts.alarms.tuning.get(tuning_id).state == "proposed"
