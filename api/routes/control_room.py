@@ -27,3 +27,10 @@ def control_room() -> FileResponse:
             responses={200: {"content": {"text/html": {}}}})
 def alarm_kpis_page() -> FileResponse:
     return FileResponse(STATIC / "alarm-kpis.html", media_type="text/html", headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/control-room/moderation", response_class=FileResponse,
+            summary="The moderation queue of citizens' complaints (HTML; approving needs an operator's key)",
+            responses={200: {"content": {"text/html": {}}}})
+def moderation_page() -> FileResponse:
+    return FileResponse(STATIC / "moderation.html", media_type="text/html", headers={"Cache-Control": "no-cache"})

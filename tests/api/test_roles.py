@@ -19,6 +19,7 @@ MATRIX = [
     ("GET", "/metrics", "/metrics", None, PUBLIC),
     ("GET", "/control-room", "/control-room", None, PUBLIC),
     ("GET", "/control-room/kpis", "/control-room/kpis", None, PUBLIC),
+    ("GET", "/control-room/moderation", "/control-room/moderation", None, PUBLIC),
     ("GET", "/public/city", "/public/city", None, PUBLIC),
     ("GET", "/public/hospitals/beds", "/public/hospitals/beds", None, PUBLIC),
     ("GET", "/public/map", "/public/map", None, PUBLIC),
