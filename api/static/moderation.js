@@ -86,6 +86,7 @@ async function api(path, options = {}) {
 async function whoAmI() {
   const abort = new AbortController();
   const response = await api("/alerts/stream", { signal: abort.signal });
+  if (!response.ok) throw new Error((await response.json()).message); // a hospital's key: no staff routes
   const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
   let buffer = "";
   try {
@@ -202,7 +203,10 @@ async function decide(id, approve) {
 
 async function start() {
   if (!apiKey) { showLogin(); return; }
-  try { me = await whoAmI(); } catch (error) { return; } // 401: the sign-in form is shown
+  try { me = await whoAmI(); } catch (error) {
+    if (error.message !== "unauthorized") showLogin(t("moderation.failed", { error: error.message }));
+    return; // 401: api() has shown the sign-in form
+  }
   $("login").hidden = true;
   showWho();
   if (!MODERATORS.includes(me.role)) {

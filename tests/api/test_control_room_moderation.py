@@ -109,3 +109,11 @@ def test_a_role_that_cannot_moderate_gets_no_queue(page, api):  # noqa: F811
     expect(page.locator("#login-error")).to_contain_text("The role engineer cannot moderate", timeout=5000)
     expect(page.locator("#queue")).to_be_hidden()
     assert page.locator("#pending li").count() == 0
+
+
+def test_a_hospital_key_is_told_why(page, api):  # noqa: F811
+    page.goto(api.url + "/control-room/moderation")
+    page.fill("#key", api.keys["hospital"])
+    page.click("#login button")
+    expect(page.locator("#login-error")).to_contain_text("Could not moderate: this needs the role", timeout=5000)
+    expect(page.locator("#queue")).to_be_hidden()
