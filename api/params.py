@@ -23,6 +23,9 @@ DeviceState = Literal[tuple(STATES)]  # type: ignore[valid-type]
 # contract.valid_device_id as a pattern: 3 to 32 of a-z, 0-9 and '-', not starting with '-'
 DEVICE_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{2,31}$"
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
+# Not only white space. Python counts \x1c-\x1f and \x85 as space, ECMAScript's \s (the schema's dialect, which
+# schemathesis generates from) does not: naming them makes the schema and the check agree in both.
+NOT_BLANK_PATTERN = r"[^\s\x1c-\x1f\x85]"
 # A bucket of at most 999 days in any unit: InfluxDB's duration (int64 ns) never overflows.
 DURATION_PATTERN = (r"^([1-9][0-9]{0,9}ms|[1-9][0-9]{0,6}s|[1-9][0-9]{0,5}m|[1-9][0-9]{0,3}h"
                     r"|[1-9][0-9]{0,2}d|[1-9][0-9]?w)$")

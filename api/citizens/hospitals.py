@@ -21,7 +21,7 @@ HospitalType = Literal["government", "private", "military", "police"]
 SLUG = r"^[a-z0-9][a-z0-9-]{1,47}$"
 # text on one line without markup characters: names, addresses, specialities (other control characters are
 # dropped when stored, see _line: a pattern of excluded control ranges is read differently by schema tools)
-LINE = r"^[^<>\r\n]*\S[^<>\r\n]*$"
+LINE = r"^[^<>\r\n]*[^\s\x1c-\x1f\x85<>][^<>\r\n]*$"  # see api.params.NOT_BLANK_PATTERN
 
 
 def _line(text: str) -> str:

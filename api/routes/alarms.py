@@ -15,7 +15,7 @@ from api.auth import AnyRole, RequireRole
 from api.db import now_ms
 from api.errors import AUTH_RESPONSES, ErrorBody
 from api.paging import Page, PageParams, page_params
-from api.params import DURATION_PATTERN, STRICT_BODY, DevicePath
+from api.params import DURATION_PATTERN, NOT_BLANK_PATTERN, STRICT_BODY, DevicePath
 from api.routes.readings import TimeMs
 from api.services import Services
 from telemetry_shared.registry import DeviceNotFound
@@ -38,7 +38,8 @@ class MaintenanceStart(BaseModel):
     minutes: float = Field(gt=0, json_schema_extra=_maintenance_maximum,
                            description="how long from now; it ends by itself then (at most "
                                        "CITY_API_ALARM_MAINTENANCE_MAX_S, 14 days by default)")
-    note: str = Field(min_length=1, max_length=500, pattern=r"\S", description="what is being done (required)")
+    note: str = Field(min_length=1, max_length=500, pattern=NOT_BLANK_PATTERN,
+                      description="what is being done (required)")
 
 
 class MaintenanceChange(BaseModel):

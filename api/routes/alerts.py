@@ -16,7 +16,7 @@ from api.auth import AnyRole, RequireRole
 from api.db import now_ms
 from api.errors import AUTH_RESPONSES, ErrorBody
 from api.paging import Page, PageParams, page_params
-from api.params import STRICT_BODY, Kind
+from api.params import NOT_BLANK_PATTERN, STRICT_BODY, Kind
 from api.services import Services
 from telemetry_shared.influx import InfluxError
 from telemetry_shared.settings import get_settings
@@ -50,7 +50,7 @@ class Resolution(BaseModel):
     # Python's regex engine, so "\S" means here what it means where schemathesis and hypothesis generate from it
     model_config = STRICT_BODY | ConfigDict(regex_engine="python-re")
 
-    note: str = Field(min_length=1, max_length=2000, pattern=r"\S",
+    note: str = Field(min_length=1, max_length=2000, pattern=NOT_BLANK_PATTERN,
                       description="what was found and done (required; not only spaces)")
     public_note: str = Field("", max_length=1000, description="the answer the citizens whose complaints are linked "
                                                               "to this incident read (public); empty: none")
@@ -69,7 +69,7 @@ class Shelving(BaseModel):
 
     minutes: float = Field(gt=0, json_schema_extra=_shelve_maximum,
                          description="how long; at most CITY_API_ALARM_SHELVE_MAX_S (8 h by default)")
-    reason: str = Field(min_length=1, max_length=500, pattern=r"\S", description="why (required)")
+    reason: str = Field(min_length=1, max_length=500, pattern=NOT_BLANK_PATTERN, description="why (required)")
 
 
 class AroundPoint(BaseModel):

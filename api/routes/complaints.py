@@ -14,7 +14,7 @@ from api.auth import AnyRole, RequireRole
 from api.citizens.complaints import CODE_PATTERN, Complaint
 from api.errors import AUTH_RESPONSES, ErrorBody
 from api.paging import Page, PageParams, page_params
-from api.params import STRICT_BODY
+from api.params import NOT_BLANK_PATTERN, STRICT_BODY
 from api.ratelimit import public_rate_limit
 from api.services import Services
 
@@ -41,7 +41,7 @@ class Answer(BaseModel):
     model_config = STRICT_BODY | ConfigDict(regex_engine="python-re")
 
     status: Literal["open", "closed"]
-    notes: str = Field(min_length=1, max_length=1000, pattern=r"\S", description="the city's public answer")
+    notes: str = Field(min_length=1, max_length=1000, pattern=NOT_BLANK_PATTERN, description="the city's public answer")
 
 
 class LinkBody(BaseModel):
