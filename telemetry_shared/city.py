@@ -1,7 +1,8 @@
 """The city profile: one YAML file per city (cities/*.yaml) that holds everything the platform
 knows about the city: its name, time zone, districts with their boundaries, the grid's nominal
-values and limits, water limits, the working week, public holidays and local days off, and the
-default language. Nothing else in the code names a district, the city or a nominal value.
+values and limits, water limits, the working week, public holidays and local days off, the
+default language, and the open-data policy (what the public may download of each metric).
+Nothing else in the code names a district, the city or a nominal value.
 
 `load_profile(path)` validates the file once and raises `ProfileError` naming the file, the line
 and the field of the first problems found (an unknown time zone, an invalid or overlapping
@@ -120,6 +121,52 @@ class Calendar(_Strict):
         return value
 
 
+# Open data (issue 20): what the public may download of each metric. Protective by default: a metric the
+# profile does not name is published only aggregated (district x hour, k devices at least); what is
+# measured per room (occupancy, CO2) is closed unless the profile opens it.
+OPEN_DATA_MODES = ("raw", "aggregated", "closed")
+DEFAULT_CLOSED_METRICS = ("building.occupancy", "building.co2_ppm")
+
+
+class MetricRule(_Strict):
+    mode: Literal["raw", "aggregated", "closed"]
+    k: int | None = Field(None, ge=2, le=1000, description="aggregated: at least this many devices a cell")
+    delay_hours: int | None = Field(None, ge=0, le=24 * 366, description="raw: published this long after")
+
+
+class Publisher(_Strict):
+    name: Names
+    url: str = Field("", max_length=300)
+    email: str = Field("", max_length=120)
+
+
+class OpenData(_Strict):
+    k: int = Field(3, ge=2, le=1000, description="an aggregated cell needs at least k devices")
+    raw_delay_hours: int = Field(24, ge=0, le=24 * 366)
+    publisher: Publisher | None = None
+    metrics: dict[str, MetricRule] = {}
+
+    @field_validator("metrics")
+    @classmethod
+    def _known(cls, value: dict[str, MetricRule]) -> dict[str, MetricRule]:
+        from edge import contract
+
+        for key in value:
+            kind, _, metric = key.partition(".")
+            if metric not in contract.KINDS.get(kind, {}):
+                raise ValueError(f"{key!r} is not <kind>.<metric> of the contract (e.g. water.flow_lps)")
+        return value
+
+    def rule(self, kind: str, metric: str) -> tuple[str, int, int]:
+        """(mode, k, delay_hours) for one metric: the profile's rule, else the protective default."""
+        key = f"{kind}.{metric}"
+        rule = self.metrics.get(key)
+        mode = rule.mode if rule else ("closed" if key in DEFAULT_CLOSED_METRICS else "aggregated")
+        k = rule.k if rule and rule.k is not None else self.k
+        delay = rule.delay_hours if rule and rule.delay_hours is not None else self.raw_delay_hours
+        return mode, k, delay
+
+
 class ProfileSpec(_Strict):
     name: str = Field(min_length=1, max_length=120)
     time_zone: str
@@ -129,6 +176,7 @@ class ProfileSpec(_Strict):
     grid: Grid
     water: Water
     calendar: Calendar
+    open_data: OpenData = OpenData()
 
     @field_validator("time_zone")
     @classmethod
@@ -179,6 +227,10 @@ class CityProfile:
     @property
     def water(self) -> Water:
         return self.spec.water
+
+    @property
+    def open_data(self) -> OpenData:
+        return self.spec.open_data
 
     @property
     def utc_offset_hours(self) -> int:

@@ -50,7 +50,8 @@ CREATE TABLE IF NOT EXISTS complaints (
     contact_sealed BLOB,
     contact_hash TEXT,
     client_hash TEXT NOT NULL,
-    photo BLOB
+    photo BLOB,
+    answered_ms INTEGER
 );
 CREATE INDEX IF NOT EXISTS complaints_client ON complaints (client_hash, requested_ms);
 CREATE INDEX IF NOT EXISTS complaints_contact ON complaints (contact_hash, requested_ms);
@@ -133,6 +134,9 @@ class ComplaintStore:
         self.per_address_per_hour = per_address_per_hour
         self.per_contact_per_day = per_contact_per_day
         db.script(LINKS_SCHEMA + SCHEMA)
+        columns = {row[1] for row in db.query("PRAGMA table_info(complaints)")}
+        if "answered_ms" not in columns:  # a database made before the open data counted answers
+            db.script("ALTER TABLE complaints ADD COLUMN answered_ms INTEGER")
 
     def create(self, new: NewComplaint, client: str, t_ms: int | None = None) -> tuple[Complaint, bool]:
         """Store a complaint; (complaint, False) when it duplicates an earlier one (returned instead).
@@ -231,6 +235,9 @@ class ComplaintStore:
     def answer(self, complaint_id: str, status: str, notes: str) -> Complaint:
         self.get(complaint_id)
         with self.db.transaction() as conn:
-            conn.execute("UPDATE complaints SET status = ?, status_notes = ?, updated_ms = ? WHERE id = ?",
-                         (status, notes, now_ms(), complaint_id))
+            # answered_ms: the first public answer (how fast the city answers, in the open data)
+            now = now_ms()
+            conn.execute("UPDATE complaints SET status = ?, status_notes = ?, updated_ms = ?,"
+                         " answered_ms = COALESCE(answered_ms, CASE WHEN ? != '' OR ? = 'closed' THEN ? END)"
+                         " WHERE id = ?", (status, notes, now, notes, status, now, complaint_id))
         return self.get(complaint_id)

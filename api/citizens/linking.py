@@ -146,7 +146,8 @@ class Linker:
         now = now_ms()
         with self.db.transaction() as conn:
             cursor = conn.execute(
-                "UPDATE complaints SET status = 'closed', status_notes = ?, updated_ms = ? WHERE status = 'open'"
+                "UPDATE complaints SET status = 'closed', status_notes = ?, updated_ms = ?,"
+                " answered_ms = COALESCE(answered_ms, ?) WHERE status = 'open'"
                 " AND id IN (SELECT complaint_id FROM complaint_links WHERE alert_id = ?)",
-                (public_note, now, alert_id))
+                (public_note, now, now, alert_id))
         return cursor.rowcount

@@ -1,0 +1,250 @@
+"""The dataset registry: which datasets exist, what each covers, its policy, and its rows for a period.
+
+Datasets (ids are CKAN names, stable):
+- `<kind>-<metric>` for every metric of the wire contract (edge/contract.py), e.g. `water-flow_lps`:
+  aggregated datasets read the hourly rollups (`rollups.<kind>_1h`, written by `city rollup`, kept for
+  ever) and give one row per district and hour; raw datasets read the readings (kept as long as the raw
+  retention) and give one row per reading.
+- `complaints-daily`: citizens' complaints counted per local day, district and category.
+Closed datasets are in `all_datasets` (for tests and staff) but not in `open_datasets`, and `get` refuses them.
+
+Columns (`Dataset.columns`, the same for CSV, JSON and every other format):
+- aggregated readings: time (ISO 8601 UTC, the hour's start), district, value (mean of the devices' hourly
+  means), min, max, sum (of the devices' hourly means: total flow, vehicles, free beds), devices, readings;
+- raw readings: time, district, sensor (the device's public name, set by an admin; empty if none: never the
+  device id), value;
+- complaints: date (local), district, category, received, answered, median_hours_to_answer.
+
+Public functions (names kept stable):
+- `all_datasets(profile)`, `open_datasets(profile)` -> list[Dataset]; `get(profile, dataset_id)` -> Dataset
+  (raises `UnknownDataset` for an unknown id and `policy.Closed` for a closed one).
+- `rows(services, dataset, start_ms, end_ms, now_ms=None)` -> Iterator[dict]: the policy-filtered rows of
+  [start_ms, end_ms), in time order, read window by window (bounded memory whatever the span; at most
+  MAX_SPAN_MS, else `PeriodError`).
+- `period_bounds(profile, period)` -> (start_ms, end_ms): a local day `2026-11-05` or month `2026-11`.
+- `Dataset.title(lang)`, `.description(lang)`, `.keywords(lang)`: texts in id and en (api/static/i18n).
+"""
+
+import datetime as dt
+import re
+import statistics
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from api.opendata import policy
+from api.opendata.policy import MetricPolicy
+from edge import contract
+from telemetry_shared.city import CityProfile
+from telemetry_shared.i18n import t
+from telemetry_shared.influx import InfluxQL, quote_ident
+
+if TYPE_CHECKING:
+    from api.services import ApiServices
+
+HOUR_MS = 3_600_000
+DAY_MS = 24 * HOUR_MS
+MAX_SPAN_MS = 366 * DAY_MS  # one request reads at most a year
+AGGREGATED_WINDOW_MS = 31 * DAY_MS  # one rollup query: at most ~750 hours x districts rows
+RAW_WINDOW_MS = HOUR_MS  # one raw query: an hour of every device of one kind
+ROLLUP_RP = "rollups"  # ingest/rollup.py writes <kind>_1h there
+COMPLAINTS_ID = "complaints-daily"
+AGGREGATED_COLUMNS = ("time", "district", "value", "min", "max", "sum", "devices", "readings")
+RAW_COLUMNS = ("time", "district", "sensor", "value")
+COMPLAINT_COLUMNS = ("date", "district", "category", "received", "answered", "median_hours_to_answer")
+PERIOD = re.compile(r"^(\d{4})-(\d{2})(?:-(\d{2}))?$")
+
+
+class UnknownDataset(LookupError):
+    """No dataset has this id."""
+
+
+class PeriodError(ValueError):
+    """A period that cannot be read: not a day or month, before 2000, in the future, or too long."""
+
+
+@dataclass(frozen=True)
+class Dataset:
+    id: str
+    source: Literal["readings", "complaints"]
+    kind: str  # the contract's kind ("" for complaints)
+    metric: str  # the contract's metric ("" for complaints)
+    unit: str
+    policy: MetricPolicy
+    columns: tuple[str, ...]
+    frequency: str  # ISO 8601 duration of one row's period: PT1H, P1D, or "" for raw readings
+
+    def title(self, lang: str, city: str = "") -> str:
+        if self.source == "complaints":
+            return t("opendata.complaints.title", lang, city=city)
+        return t(f"opendata.title.{self.policy.mode}", lang, metric=t(f"metric.{self.metric}", lang),
+                 kind=t(f"kind.{self.kind}", lang), city=city)
+
+    def description(self, lang: str, city: str = "") -> str:
+        if self.source == "complaints":
+            return t("opendata.complaints.description", lang, city=city, k=self.policy.k)
+        return t(f"opendata.description.{self.policy.mode}", lang, metric=t(f"metric.{self.metric}", lang),
+                 kind=t(f"kind.{self.kind}", lang), unit=self.unit or "-", city=city, k=self.policy.k,
+                 delay_hours=self.policy.delay_ms // HOUR_MS)
+
+    def keywords(self, lang: str) -> list[str]:
+        if self.source == "complaints":
+            return [t("opendata.keyword.complaints", lang), t("opendata.keyword.city", lang)]
+        return [t(f"kind.{self.kind}", lang), t(f"metric.{self.metric}", lang), t("opendata.keyword.city", lang)]
+
+
+def all_datasets(profile: CityProfile) -> list[Dataset]:
+    out = []
+    for kind, metrics in contract.KINDS.items():
+        for metric, (unit, _lo, _hi) in metrics.items():
+            rule = policy.policy_for(profile, kind, metric)
+            raw = rule.mode == "raw"
+            out.append(Dataset(id=f"{kind}-{metric}", source="readings", kind=kind, metric=metric, unit=unit,
+                               policy=rule, columns=RAW_COLUMNS if raw else AGGREGATED_COLUMNS,
+                               frequency="" if raw else "PT1H"))
+    out.append(Dataset(id=COMPLAINTS_ID, source="complaints", kind="", metric="", unit="",
+                       policy=policy.complaints_policy(profile), columns=COMPLAINT_COLUMNS, frequency="P1D"))
+    return out
+
+
+def open_datasets(profile: CityProfile) -> list[Dataset]:
+    return [d for d in all_datasets(profile) if d.policy.open]
+
+
+def get(profile: CityProfile, dataset_id: str) -> Dataset:
+    for dataset in all_datasets(profile):
+        if dataset.id == dataset_id:
+            if not dataset.policy.open:
+                raise policy.Closed(f"dataset {dataset_id!r} is not published")
+            return dataset
+    raise UnknownDataset(f"no dataset {dataset_id[:60]!r}")
+
+
+def period_bounds(profile: CityProfile, period: str) -> tuple[int, int]:
+    """[start_ms, end_ms) of a local day (YYYY-MM-DD) or month (YYYY-MM) in the city's zone."""
+    match = PERIOD.match(period)
+    if not match:
+        raise PeriodError(f"{period[:20]!r} is not a day (YYYY-MM-DD) or a month (YYYY-MM)")
+    year, month, day = int(match.group(1)), int(match.group(2)), match.group(3)
+    if year < 2000:
+        raise PeriodError("open data starts in 2000")
+    try:
+        first = dt.date(year, month, int(day) if day else 1)
+    except ValueError as exc:
+        raise PeriodError(f"{period!r} is not a date: {exc}") from None
+    after = first + dt.timedelta(days=1) if day else dt.date(year + month // 12, month % 12 + 1, 1)
+    return _midnight_ms(first, profile), _midnight_ms(after, profile)
+
+
+def _midnight_ms(day: dt.date, profile: CityProfile) -> int:
+    return int(dt.datetime(day.year, day.month, day.day, tzinfo=profile.zone).timestamp() * 1000)
+
+
+def iso_hour(t_ms: int) -> str:
+    return dt.datetime.fromtimestamp(t_ms / 1000, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def iso_time(t_ms: int) -> str:
+    moment = dt.datetime.fromtimestamp(t_ms / 1000, dt.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t_ms % 1000:03d}Z"
+
+
+def rows(services: "ApiServices", dataset: Dataset, start_ms: int, end_ms: int,
+         now_ms: int | None = None) -> Iterator[dict[str, Any]]:
+    """The rows of [start_ms, end_ms) the policy publishes, in time order (see the module docstring)."""
+    if end_ms - start_ms > MAX_SPAN_MS:
+        raise PeriodError(f"at most {MAX_SPAN_MS // DAY_MS} days at once")
+    now = now_ms if now_ms is not None else int(dt.datetime.now(dt.UTC).timestamp() * 1000)
+    end_ms = min(end_ms, policy.visible_until_ms(dataset.policy, now))
+    if dataset.source == "complaints":
+        source = _complaint_rows(services, start_ms, end_ms)
+    elif dataset.policy.mode == "raw":
+        source = _raw_rows(services, dataset, start_ms, end_ms)
+    else:
+        source = _aggregated_rows(services.influx, dataset, start_ms, end_ms)
+    return policy.publish(dataset.policy, dataset.columns, source, now)
+
+
+def _windows(start_ms: int, end_ms: int, size_ms: int) -> Iterator[tuple[int, int]]:
+    lo = start_ms
+    while lo < end_ms:
+        yield lo, min(end_ms, lo + size_ms)
+        lo += size_ms
+
+
+def aggregated_query(dataset: Dataset, start_ms: int, end_ms: int) -> str:
+    """District x hour from the hourly rollups: each device's hourly mean counts once, so `devices` is
+    how many devices reported in that district and hour."""
+    m = dataset.metric
+    mean, low, high, count = (quote_ident(f"{m}_{s}") for s in ("mean", "min", "max", "count"))
+    return (f"SELECT mean({mean}) AS value, min({low}) AS min, max({high}) AS max, sum({mean}) AS sum,"
+            f" count({mean}) AS devices, sum({count}) AS readings"
+            f" FROM {quote_ident(ROLLUP_RP)}.{quote_ident(dataset.kind + '_1h')}"
+            f" WHERE time >= {int(start_ms)}ms AND time < {int(end_ms)}ms"
+            f' GROUP BY time(1h), "district" fill(none)')
+
+
+def _aggregated_rows(influx: InfluxQL, dataset: Dataset, start_ms: int, end_ms: int) -> Iterator[dict[str, Any]]:
+    # hours must not straddle two windows: windows start on whole hours
+    start_ms = start_ms // HOUR_MS * HOUR_MS
+    for lo, hi in _windows(start_ms, end_ms, AGGREGATED_WINDOW_MS):
+        found = []
+        for series in influx.series(aggregated_query(dataset, lo, hi)):
+            district = series.get("tags", {}).get("district", "")
+            for values in series.get("values", []):
+                row = dict(zip(series["columns"], values, strict=True))
+                if row.get("devices"):
+                    found.append(row | {"district": district, "t_ms": row["time"], "time": iso_hour(row["time"])})
+        found.sort(key=lambda r: (r["t_ms"], r["district"]))
+        yield from found
+
+
+def _public_names(services: "ApiServices", kind: str) -> dict[str, str]:
+    """device id -> the public name an admin gave it (the only name of a device the public sees)."""
+    registry = services.registry
+    with registry.lock:
+        found = registry.db.execute("SELECT id, public_name FROM devices WHERE kind = ? AND public_name != ''",
+                                    (kind,)).fetchall()
+    return {row[0]: row[1] for row in found}
+
+
+def _raw_rows(services: "ApiServices", dataset: Dataset, start_ms: int, end_ms: int) -> Iterator[dict[str, Any]]:
+    names = _public_names(services, dataset.kind)
+    metric = quote_ident(dataset.metric)
+    for lo, hi in _windows(start_ms, end_ms, RAW_WINDOW_MS):
+        q = (f"SELECT {metric} AS value FROM {quote_ident(dataset.kind)} WHERE time >= {int(lo)}ms"
+             f' AND time < {int(hi)}ms GROUP BY "device", "district"')
+        found = []
+        for series in services.influx.series(q):
+            tags = series.get("tags", {})
+            sensor = names.get(tags.get("device", ""), "")
+            for t_ms, value in series.get("values", []):
+                if value is not None:
+                    found.append({"t_ms": t_ms, "time": iso_time(t_ms), "district": tags.get("district", ""),
+                                  "sensor": sensor, "value": value})
+        found.sort(key=lambda r: (r["t_ms"], r["district"], r["sensor"]))
+        yield from found
+
+
+def _complaint_rows(services: "ApiServices", start_ms: int, end_ms: int) -> Iterator[dict[str, Any]]:
+    """Counts per local day, district and category. Only these columns are read from the table: no
+    contact, text, address, position or photo ever enters a row."""
+    profile = services.settings.city
+    zone = profile.zone
+    day = dt.datetime.fromtimestamp(start_ms / 1000, zone).date()
+    while (day_start := _midnight_ms(day, profile)) < end_ms:
+        day_end = _midnight_ms(day + dt.timedelta(days=1), profile)
+        found = services.db.query(
+            "SELECT district, service_code, answered_ms, requested_ms FROM complaints"
+            " WHERE requested_ms >= ? AND requested_ms < ? ORDER BY district, service_code",
+            (max(start_ms, day_start), min(end_ms, day_end)))
+        cells: dict[tuple[str, str], list[float | None]] = {}
+        for row in found:
+            hours = (row[2] - row[3]) / HOUR_MS if row[2] is not None else None
+            cells.setdefault((row[0], row[1]), []).append(hours)
+        for (district, category), answers in sorted(cells.items()):
+            done = [h for h in answers if h is not None]
+            yield {"t_ms": day_start, "date": day.isoformat(), "district": district, "category": category,
+                   "received": len(answers), "answered": len(done),
+                   "median_hours_to_answer": round(statistics.median(done), 2) if done else None}
+        day += dt.timedelta(days=1)
