@@ -23,6 +23,7 @@ from api.routes import (
     health,
     hospitals,
     keys,
+    network,
     open311,
     public,
     public_pages,
@@ -61,8 +62,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     # a complaint may carry a photo: its body may be that much larger (the form parser caps each part)
     app.add_middleware(BodyLimit, larger={"/open311/v2/requests.": settings.api_citizen_photo_max_bytes + 65_536})
-    for module in (health, keys, readings, alerts, alarms, fleet, public, city_map, devices, control_room, public_pages,
-                   hospitals, citizen_pages):
+    for module in (health, keys, readings, alerts, alarms, fleet, public, city_map, devices, network, control_room,
+                   public_pages, hospitals, citizen_pages):
         app.include_router(module.router)
     app.include_router(hospitals.public_router)
     app.include_router(open311.router)

@@ -23,6 +23,9 @@ _EXIT_BY_STATUS = {400: EXIT_INVALID, 401: EXIT_AUTH, 403: EXIT_AUTH, 404: EXIT_
                    413: EXIT_INVALID, 422: EXIT_INVALID, 503: EXIT_UNAVAILABLE}
 
 
+_PLURAL = {"water": "dmas", "power": "feeders"}  # the API's path for each utility's networks
+
+
 class ApiError(Exception):
     def __init__(self, message: str, status: int | None = None):
         super().__init__(message)
@@ -75,6 +78,19 @@ class DeviceApi:
 
     def set_config(self, device_id: str, config: dict) -> dict:
         return self._call("PUT", f"/devices/{_quote(device_id)}/config", json=config)
+
+    def networks(self, utility: str) -> dict:
+        """{data, count}: every DMA (utility water) or feeder (power)."""
+        return self._call("GET", f"/network/{_PLURAL[utility]}")
+
+    def network(self, utility: str, network_id: str) -> dict:
+        return self._call("GET", f"/network/{_PLURAL[utility]}/{_quote(network_id)}")
+
+    def set_network(self, utility: str, network_id: str, body: dict) -> dict:
+        return self._call("PUT", f"/network/{_PLURAL[utility]}/{_quote(network_id)}", json=body)
+
+    def remove_network(self, utility: str, network_id: str) -> dict:
+        return self._call("DELETE", f"/network/{_PLURAL[utility]}/{_quote(network_id)}")
 
     def live(self, device_id: str, timeout_s: float, max_events: int = 0) -> Iterator[tuple[str, dict]]:
         """(event, data) pairs from the device's live stream, until `end`."""

@@ -15,6 +15,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
 from edge import contract
+from telemetry_shared import network as net
 from telemetry_shared.city import CityProfile, check_devices
 from telemetry_shared.settings import get_settings
 
@@ -49,6 +50,19 @@ CREATE TRIGGER IF NOT EXISTS devices_version_update AFTER UPDATE ON devices
 WHEN old.kind IS NOT new.kind OR old.district IS NOT new.district OR old.state IS NOT new.state
   OR old.credential_hash IS NOT new.credential_hash
 BEGIN UPDATE registry_meta SET value = value + 1 WHERE key = 'devices_version'; END;
+CREATE TABLE IF NOT EXISTS networks (
+    id TEXT PRIMARY KEY,
+    utility TEXT NOT NULL,
+    parent TEXT,
+    name TEXT NOT NULL DEFAULT '',
+    updated_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS network_meters (
+    device TEXT PRIMARY KEY,
+    network TEXT NOT NULL,
+    role TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS network_meters_network ON network_meters (network);
 """
 
 
@@ -224,6 +238,79 @@ class Registry:
     def delete(self, device_id: str) -> None:
         with self.lock:
             self.db.execute("DELETE FROM devices WHERE id = ?", (device_id,))
+
+    # ------------------------------------------------------------ network topology (telemetry_shared/network.py)
+
+    def set_network(self, spec: net.NetworkSpec) -> net.Network:
+        """Create or replace one DMA or feeder, checked whole in one transaction (TopologyError: refused,
+        nothing changed)."""
+        named = sorted({d for ids in spec.meters.values() for d in ids})
+        with self.lock:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                kinds, owner = {}, {}
+                for start in range(0, len(named), 500):  # SQLite's bound-parameter limit
+                    chunk = named[start:start + 500]
+                    marks = ", ".join("?" * len(chunk))
+                    kinds.update(self.db.execute(f"SELECT id, kind FROM devices WHERE id IN ({marks})", chunk))
+                    owner.update(self.db.execute(
+                        f"SELECT device, network FROM network_meters WHERE device IN ({marks})", chunk))
+                stored = self.db.execute("SELECT id, utility, parent FROM networks").fetchall()
+                net.check(spec, kinds, owner, {r[0]: r[2] for r in stored if r[1] == "water"},
+                          {r[0]: r[1] for r in stored})
+                saved = net.Network(**spec.model_dump(), updated_ms=_now_ms())
+                self.db.execute("INSERT OR REPLACE INTO networks (id, utility, parent, name, updated_ms) "
+                                "VALUES (?, ?, ?, ?, ?)",
+                                (saved.id, saved.utility, saved.parent, saved.name, saved.updated_ms))
+                self.db.execute("DELETE FROM network_meters WHERE network = ?", (saved.id,))
+                self.db.executemany("INSERT INTO network_meters (device, network, role) VALUES (?, ?, ?)",
+                                    [(d, saved.id, role) for role, ids in saved.meters.items() for d in ids])
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
+        return saved
+
+    def networks(self, utility: str | None = None) -> "list[net.Network]":
+        """Every DMA and feeder (of one utility), sorted by id, with their meters."""
+        with self.lock:
+            rows = self.db.execute("SELECT * FROM networks WHERE ? IS NULL OR utility = ? ORDER BY id",
+                                   (utility, utility)).fetchall()
+            meters = self.db.execute("SELECT network, role, device FROM network_meters ORDER BY device").fetchall()
+        by_network: dict[str, dict[str, list[str]]] = {}
+        for network, role, device in meters:
+            by_network.setdefault(network, {}).setdefault(role, []).append(device)
+        return [net.Network(**dict(row), meters={role: by_network.get(row["id"], {}).get(role, [])
+                                                  for role in net.ROLES[row["utility"]]}) for row in rows]
+
+    def network(self, network_id: str) -> net.Network:
+        found = [n for n in self.networks() if n.id == network_id]
+        if not found:
+            raise net.TopologyError("not_found", f"no dma or feeder {network_id!r}", 404)
+        return found[0]
+
+    def remove_network(self, network_id: str) -> None:
+        """Remove a DMA or feeder (its meters stay registered); a DMA that has sub-DMAs is refused."""
+        with self.lock:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                if self.db.execute("SELECT 1 FROM networks WHERE id = ?", (network_id,)).fetchone() is None:
+                    raise net.TopologyError("not_found", f"no dma or feeder {network_id!r}", 404)
+                children = [r[0] for r in self.db.execute("SELECT id FROM networks WHERE parent = ? ORDER BY id",
+                                                          (network_id,))]
+                if children:
+                    raise net.TopologyError("has_children", f"dma {network_id} still holds sub-dmas "
+                                                            f"{', '.join(children[:10])}: move or remove them first")
+                self.db.execute("DELETE FROM network_meters WHERE network = ?", (network_id,))
+                self.db.execute("DELETE FROM networks WHERE id = ?", (network_id,))
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
+
+    def topology(self, utility: str) -> net.Topology:
+        """Every network of one utility as arrays, for analytics (see telemetry_shared/network.py)."""
+        return net.topology(utility, self.networks(utility))
 
 
 class RegistryCache:

@@ -52,6 +52,15 @@ MATRIX = [
     ("POST", "/alarms/tuning/{tuning_id}/{action}", "/alarms/tuning/1/approve", {}, {"engineer", "admin"}),
     ("GET", "/fleet/devices", "/fleet/devices", None, ALL),
     ("GET", "/fleet/silent", "/fleet/silent", None, ALL),
+    ("GET", "/network/dmas", "/network/dmas", None, ALL),
+    ("GET", "/network/dmas/{network_id}", "/network/dmas/dma-roles", None, ALL),
+    ("PUT", "/network/dmas/{network_id}", "/network/dmas/dma-roles", {"inlets": ["wtr-0001"]}, {"engineer", "admin"}),
+    ("DELETE", "/network/dmas/{network_id}", "/network/dmas/dma-none", None, {"engineer", "admin"}),
+    ("GET", "/network/feeders", "/network/feeders", None, ALL),
+    ("GET", "/network/feeders/{network_id}", "/network/feeders/fdr-roles", None, ALL),
+    ("PUT", "/network/feeders/{network_id}", "/network/feeders/fdr-roles", {"transformer": "pwr-0001"},
+     {"engineer", "admin"}),
+    ("DELETE", "/network/feeders/{network_id}", "/network/feeders/fdr-none", None, {"engineer", "admin"}),
 ]
 # tested in test_device*.py, test_hospitals.py, test_open311.py
 OTHER_OWNERS = ("/devices", "/hospitals", "/complaints")
