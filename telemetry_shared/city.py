@@ -76,6 +76,10 @@ class Grid(_Strict):
     standard: str = Field(min_length=1)
     voltage_limits_v: tuple[float, float]
     frequency_limits_hz: tuple[float, float]
+    # EN 50160's frequency bands depend on it: a system synchronously connected to an interconnected one
+    # (+-1 %, +4/-6 %) or not, as on an island (+-2 %, +-15 %); analytics/en50160.py.
+    interconnected: bool
+    interconnected_source: str = ""
 
     @field_validator("voltage_limits_v", "frequency_limits_hz")
     @classmethod
