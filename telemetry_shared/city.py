@@ -7,12 +7,20 @@ Nothing else in the code names a district, the city or a nominal value.
 `load_profile(path)` validates the file once and raises `ProfileError` naming the file, the line
 and the field of the first problems found (an unknown time zone, an invalid or overlapping
 boundary, a limit that does not bracket its nominal value, ...), so a bad profile refuses to start.
+
+The boundaries' geometry (shapely, with numpy) and the holiday calendars (holidays, dateutil) are
+imported only when a process uses them or checks them: together ~25 MB resident. A process that
+never draws a map nor counts working days (the ingest worker) calls `use_light_profiles()` and has
+the whole file checked once in a child process instead (`check_profile_in_child`), so a bad profile
+still refuses to start while the long-lived process stays small.
 """
 
 import datetime as dt
 import re
+import subprocess
+import sys
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -119,8 +127,8 @@ class Calendar(_Strict):
 
     @field_validator("public_holidays")
     @classmethod
-    def _country(cls, value: str) -> str:
-        if value:
+    def _country(cls, value: str, info: ValidationInfo) -> str:
+        if value and (info.context or {}).get("full", True):
             _national_calendar(value, 2026)  # raises for an unknown country or subdivision
         return value
 
@@ -196,9 +204,15 @@ class ProfileSpec(_Strict):
 class District:
     slug: str
     names: dict[str, str]  # language -> name
-    geometry: Any  # a shapely Polygon or MultiPolygon, valid
     geojson: dict
     weight: float | None = None  # share of the simulated fleet (None: by area)
+
+    @cached_property
+    def geometry(self) -> Any:
+        """The boundary as a shapely Polygon or MultiPolygon (valid: checked when the profile was)."""
+        from shapely.geometry import shape
+
+        return shape(self.geojson)
 
     def name(self, language: str) -> str:
         return self.names.get(language) or self.names["en"]
@@ -375,7 +389,9 @@ def _geometry_problems(spec: ProfileSpec) -> tuple[list[tuple[tuple, str]], list
             problems.append((("districts", i, "boundary", "coordinates"),
                              "outside [-180, 180] x [-90, 90]: GeoJSON is [longitude, latitude]"))
             continue
-        districts.append(District(d.slug, d.name.model_dump(), geometry, geojson, d.weight))
+        district = District(d.slug, d.name.model_dump(), geojson, d.weight)
+        district.__dict__["geometry"] = geometry  # the cached_property's slot: built once, checked
+        districts.append(district)
     index = {d.slug: i for i, d in enumerate(spec.districts)}
     for a_pos, a in enumerate(districts):
         for b in districts[a_pos + 1:]:
@@ -391,8 +407,11 @@ def _fail(path: Path, lines: dict[tuple, int], problems: list[tuple[tuple, str]]
     return ProfileError(f"city profile {path} is not valid:\n{text}")
 
 
-def load_profile(path: Path | str) -> CityProfile:
-    """Read and validate one city profile; raises ProfileError naming the line and field."""
+def load_profile(path: Path | str, full: bool = True) -> CityProfile:
+    """Read and validate one city profile; raises ProfileError naming the line and field.
+
+    full=False skips the checks that need the boundaries' geometry and the holiday calendars
+    (see the module docstring): the fields, values and limits are still checked."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -409,10 +428,13 @@ def load_profile(path: Path | str) -> CityProfile:
     if not isinstance(data, dict):
         raise _fail(path, lines, [((), "a profile is a mapping of name, time_zone, districts, ...")])
     try:
-        spec = ProfileSpec.model_validate(data)
+        spec = ProfileSpec.model_validate(data, context={"full": full})
     except ValidationError as exc:
         problems = [(tuple(e["loc"]), e["msg"].removeprefix("Value error, ")) for e in exc.errors()]
         raise _fail(path, lines, problems) from None
+    if not full:
+        return CityProfile(path, spec, tuple(District(d.slug, d.name.model_dump(), d.boundary.model_dump(), d.weight)
+                                             for d in spec.districts))
     problems, districts = _geometry_problems(spec)
     if problems:
         raise _fail(path, lines, problems)
@@ -427,9 +449,29 @@ def resolve_path(path: Path) -> Path:
     return beside if beside.exists() else path
 
 
+_light = False  # set by use_light_profiles(): cached_profile skips the geometry and calendar checks
+
+
+def use_light_profiles() -> None:
+    """This process loads profiles without the geometry and calendar checks (and their ~25 MB of
+    libraries); it must have the file checked fully another way, e.g. check_profile_in_child."""
+    global _light
+    _light = True
+
+
+def check_profile_in_child(path: Path) -> None:
+    """Check the profile fully in a short-lived child process (its libraries leave with it);
+    raises ProfileError with the child's explanation."""
+    path = resolve_path(path)
+    done = subprocess.run([sys.executable, "-m", "telemetry_shared.city", str(path)],  # noqa: S603 - our own module
+                          capture_output=True, text=True, timeout=60)
+    if done.returncode != 0:
+        raise ProfileError(done.stderr.strip() or f"city profile {path}: the check failed ({done.returncode})")
+
+
 @lru_cache(maxsize=8)
-def _cached(path: str, mtime_ns: int) -> CityProfile:
-    return load_profile(path)
+def _cached(path: str, mtime_ns: int, full: bool) -> CityProfile:
+    return load_profile(path, full)
 
 
 def cached_profile(path: Path) -> CityProfile:
@@ -439,7 +481,7 @@ def cached_profile(path: Path) -> CityProfile:
         mtime = path.stat().st_mtime_ns
     except OSError:
         mtime = 0
-    return _cached(str(path), mtime)
+    return _cached(str(path), mtime, not _light)
 
 
 def check_devices(profile: CityProfile, devices: list[tuple[str, str]]) -> None:
@@ -452,3 +494,10 @@ def check_devices(profile: CityProfile, devices: list[tuple[str, str]]) -> None:
         raise ProfileError(f"{profile.path}: districts: the registry has devices in districts this profile lacks: "
                            f"{shown}{more}; allowed: {', '.join(profile.slugs)} (add the district to the profile "
                            f"or move the devices with `city device`)")
+
+
+if __name__ == "__main__":  # python -m telemetry_shared.city PATH: check_profile_in_child's check
+    try:
+        load_profile(resolve_path(Path(sys.argv[1])))
+    except ProfileError as error:
+        sys.exit(str(error))

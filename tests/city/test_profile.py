@@ -132,6 +132,31 @@ def test_a_bad_profile_stops_the_service_naming_line_and_field(tmp_path):
     assert done.returncode != 0 and f"{path}:{_line(path, 'time_zone')}: time_zone: unknown IANA" in done.stderr
 
 
+@pytest.mark.parametrize("old,new,says", [
+    ("[-157.845, 21.315], [-157.870, 21.315]", "[-157.845, 21.330], [-157.870, 21.330]", "overlaps 'kalihi'"),
+    ("public_holidays: US-HI", "public_holidays: XX", "no calendar 'XX'"),
+])
+def test_the_ingest_worker_checks_geometry_and_calendar_although_it_loads_light(tmp_path, old, new, says):
+    # The worker skips shapely and holidays for its own memory (use_light_profiles); the checks
+    # that need them run in a child process, so a bad boundary or calendar still stops it.
+    path = _broken(tmp_path, old, new, HONOLULU)
+    env = dict(os.environ, CITY_DATA_DIR=str(tmp_path), CITY_PROFILE=str(path), CITY_ENVIRONMENT="test",
+               CITY_INGEST_METRICS_PORT="0", CITY_MQTT_PORT="1")
+    done = subprocess.run([sys.executable, "-m", "ingest"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode != 0 and says in done.stderr and f"{path}:" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+
+
+def test_a_light_profile_imports_neither_shapely_nor_holidays_until_used():
+    code = ("import sys; from telemetry_shared.city import load_profile; p = load_profile(sys.argv[1], full=False); "
+            "print(sorted(m for m in ('shapely', 'holidays', 'numpy') if m in sys.modules)); "
+            "print(p.district_at(21.33, -157.88), sorted(m for m in ('shapely', 'numpy') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code, str(HONOLULU)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert done.stdout.splitlines() == ["[]", "kalihi ['numpy', 'shapely']"], done.stdout + done.stderr
+
+
 def _rules(limits, metric: str, values: list[float]) -> list[str]:
     x = np.array([values], dtype=float)
     scores = score_metric(metric, x, None, limits=limits)
