@@ -16,6 +16,7 @@ from api.routes import (
     alerts,
     citizen_pages,
     city_map,
+    ckan,
     complaints,
     control_room,
     devices,
@@ -25,6 +26,7 @@ from api.routes import (
     keys,
     network,
     open311,
+    opendata,
     public,
     public_pages,
     readings,
@@ -69,6 +71,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(open311.router)
     app.include_router(complaints.router)
     app.include_router(complaints.public_router)
+    app.include_router(opendata.router)
+    app.include_router(ckan.router)
     app.mount("/static", StaticFiles(directory=control_room.STATIC), name="static")
     app.openapi = lambda: errors.document_bad_bodies(app)
     return app

@@ -19,6 +19,7 @@ from api.citizens.protect import ContactVault
 from api.db import ApiDb
 from api.device_control import DeviceControl
 from api.latest_cache import LatestCache
+from api.opendata.downloads import DownloadCache
 from api.public_cache import PublicCache
 from api.rights import StreamRights
 from telemetry_shared.influx import InfluxQL
@@ -43,6 +44,7 @@ class ApiServices:
     hospitals: HospitalStore
     complaints: ComplaintStore
     linker: Linker
+    downloads: DownloadCache
     rights_task: asyncio.Task | None = field(default=None, repr=False)
 
     @classmethod
@@ -62,7 +64,9 @@ class ApiServices:
         return cls(settings=settings, db=db, keys=keys, registry=registry, influx=influx,
                    alerts=alerts, latest=LatestCache(influx), complaints=complaints, linker=linker,
                    public=PublicCache(PUBLIC_CACHE_S), devices=DeviceControl(settings, registry),
-                   rights=StreamRights(keys), hospitals=HospitalStore(db))
+                   rights=StreamRights(keys), hospitals=HospitalStore(db),
+                   downloads=DownloadCache(settings.data_dir / "opendata-cache",
+                                           settings.api_public_data_cache_mb * 1_000_000))
 
     async def start(self) -> None:
         await self.alerts.start()

@@ -185,6 +185,10 @@ def aggregated_query(dataset: Dataset, start_ms: int, end_ms: int) -> str:
 
 
 def _aggregated_rows(influx: InfluxQL, dataset: Dataset, start_ms: int, end_ms: int) -> Iterator[dict[str, Any]]:
+    from ingest.rollup import retention_policies
+
+    if start_ms >= end_ms or ROLLUP_RP not in retention_policies(influx):
+        return  # no rollups yet (`city rollup` never ran): no rows rather than InfluxDB's error
     # hours must not straddle two windows: windows start on whole hours
     start_ms = start_ms // HOUR_MS * HOUR_MS
     for lo, hi in _windows(start_ms, end_ms, AGGREGATED_WINDOW_MS):

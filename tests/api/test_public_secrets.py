@@ -45,6 +45,8 @@ def _public_get_paths(spec: dict) -> list[str]:
     for path, item in spec["paths"].items():
         if path.startswith(("/open311/", "/public/complaints/")):
             continue  # citizens' complaints: tests/api/test_open311.py plants contacts and reads every public view
+        if path.startswith("/opendata/") and "{" in path:
+            continue  # read below with every published dataset's id and period
         for method, operation in item.items():
             if not operation.get("security"):
                 assert method == "get", f"{method.upper()} {path} needs no key: a public route that changes things"
@@ -102,6 +104,18 @@ def planted(make_api, analytics, influx_db, mosquitto):
     return api, key.key, complaint
 
 
+def _open_data_paths(c: httpx.Client) -> list[str]:
+    """Every published dataset's page and this month's and today's files, and the CKAN actions
+    (tests/api/test_opendata_property.py reads them all with data in every policy mode)."""
+    month = time.strftime("%Y-%m")
+    paths = ["/api/3/action/package_list", "/api/3/action/package_search?rows=1000",
+             "/api/3/action/current_package_list_with_resources", "/api/3/action/status_show"]
+    for dataset in c.get("/opendata/datasets").json()["data"]:
+        paths += [f"/opendata/datasets/{dataset['id']}", f"/api/3/action/package_show?id={dataset['id']}"]
+        paths += [f"/opendata/download/{dataset['id']}/{month}.{fmt}" for fmt in ("csv", "json")]
+    return paths
+
+
 def test_no_private_field_reaches_any_public_route(planted):
     api, key, complaint = planted
     secrets = list(SECRETS.values()) + list(CONTACT.values()) + [key, api.settings.mqtt_password, "4711", "PIN 0000"]
@@ -119,6 +133,12 @@ def test_no_private_field_reaches_any_public_route(planted):
             for secret in secrets:
                 assert secret not in text, f"{path} shows the private value {secret!r}"
             seen += text
+        for path in _open_data_paths(c):
+            r = c.get(path)
+            assert r.status_code in (200, 404), (path, r.status_code, r.text[:200])
+            text = r.text + " ".join(f"{k}: {v}" for k, v in r.headers.items())
+            for secret in secrets:
+                assert secret not in text, f"{path} shows the private value {secret!r}"
         # the control: the public name is there, so the routes did read the planted data
         assert PUBLIC_NAME in seen and COMPLAINT_TEXT in seen
         beds = c.get("/public/hospitals/beds").json()["data"]

@@ -1,0 +1,142 @@
+"""Open data, no key, rate limited like every public route: the datasets, each dataset's page of periods,
+the downloads (CSV, JSON) per local day or month, and the DCAT catalogue (JSON-LD). Every row comes
+through api/opendata/datasets.rows, so through the publication policy (api/opendata/policy.py); a closed
+or unknown dataset is 404 alike, and a closed one is in no list.
+
+Hostile input answers fast with a 4xx before InfluxDB is asked: a period that is not a day or a month,
+before 2000 or not yet begun (422), a format not offered (422), a dataset that is not published (404),
+a period before the dataset's first row (404)."""
+
+import datetime as dt
+from collections.abc import Iterator
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Request
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from pydantic import BaseModel
+
+from api.opendata import catalogue, datasets, downloads, policy
+from api.opendata.datasets import Dataset
+from api.ratelimit import public_rate_limit
+from api.services import ApiServices, Services
+
+router = APIRouter(prefix="/opendata", tags=["open data"], dependencies=[Depends(public_rate_limit)],
+                   responses={429: {"description": "too many requests; see Retry-After"},
+                              404: {"description": "no published dataset of this id, or no data for the period"}})
+
+DATASET_PATTERN = r"^[a-z0-9][a-z0-9_-]{1,99}$"  # CKAN's package names
+PERIOD_PATTERN = r"^[0-9]{4}-[0-9]{2}(-[0-9]{2})?$"
+DatasetId = Annotated[str, Path(pattern=DATASET_PATTERN, description="a dataset id, e.g. water-flow_lps")]
+Period = Annotated[str, Path(pattern=PERIOD_PATTERN, description="a local day (2026-11-05) or month (2026-11)")]
+FileFormat = Annotated[Literal[tuple(downloads.FORMATS)], Path(description="csv or json")]  # type: ignore[valid-type]
+
+
+class DatasetSummary(BaseModel):
+    id: str
+    title: dict[str, str]
+    description: dict[str, str]
+    mode: str  # raw or aggregated
+    unit: str
+    columns: list[str]
+    frequency: str
+    k: int | None  # aggregated: the fewest contributors a published cell has
+    delay_hours: int | None  # raw: how late a reading is published
+    start: str | None  # the first row (ISO 8601 UTC), null when there is none yet
+    end: str  # the newest moment the policy publishes
+    page: str
+
+
+class DatasetPage(DatasetSummary):
+    months: list[str]  # local months with data, newest first
+    downloads: dict[str, dict[str, str]]  # month -> format -> URL
+
+
+class DatasetList(BaseModel):
+    data: list[DatasetSummary]
+    count: int
+
+
+def base_url(request: Request) -> str:
+    return str(request.base_url).rstrip("/")
+
+
+def _open(services: ApiServices, dataset_id: str) -> Dataset:
+    try:
+        return datasets.get(services.settings.city, dataset_id)
+    except (datasets.UnknownDataset, policy.Closed):
+        raise HTTPException(404, f"no published dataset {dataset_id!r}; GET /opendata/datasets lists them") from None
+
+
+def _summary(entry: catalogue.Entry, lang: str = "") -> dict[str, Any]:
+    d = entry.dataset
+    return {"id": d.id, "title": entry.titles, "description": entry.descriptions, "mode": d.policy.mode,
+            "unit": d.unit, "columns": list(d.columns), "frequency": d.frequency,
+            "k": d.policy.k if d.policy.mode == "aggregated" else None,
+            "delay_hours": d.policy.delay_ms // datasets.HOUR_MS if d.policy.mode == "raw" else None,
+            "start": catalogue._iso(entry.start_ms), "end": catalogue._iso(entry.end_ms), "page": entry.page_url}
+
+
+@router.get("/datasets", summary="The published datasets")
+def list_datasets(services: Services, request: Request) -> DatasetList:
+    url = base_url(request)
+    rows = [_summary(catalogue.describe(services, d, url)) for d in datasets.open_datasets(services.settings.city)]
+    return DatasetList(data=[DatasetSummary(**row) for row in rows], count=len(rows))
+
+
+@router.get("/datasets/{dataset_id}", summary="One dataset: its policy, coverage and downloads")
+def dataset_page(dataset_id: DatasetId, services: Services, request: Request) -> DatasetPage:
+    url = base_url(request)
+    entry = catalogue.describe(services, _open(services, dataset_id), url)
+    start, end = entry.start_ms, entry.end_ms
+    months = catalogue.months_between(services, start, end) if start is not None and start < end else []
+    links = {month: {fmt: catalogue.download_url(url, dataset_id, month, fmt) for fmt in downloads.FORMATS}
+             for month in months}
+    return DatasetPage(**_summary(entry), months=months, downloads=links)
+
+
+@router.get("/catalog.jsonld", summary="The DCAT catalogue (JSON-LD)",
+            responses={200: {"content": {"application/ld+json": {}}}})
+def dcat(services: Services, request: Request) -> JSONResponse:
+    body = services.public.get("opendata-dcat:" + base_url(request),
+                               lambda: catalogue.dcat_catalog(services, base_url(request)))
+    return JSONResponse(body, media_type="application/ld+json")
+
+
+def _bounds(services: ApiServices, dataset: Dataset, period: str) -> tuple[int, int]:
+    profile = services.settings.city
+    try:
+        start, end = datasets.period_bounds(profile, period)
+    except datasets.PeriodError as exc:
+        raise HTTPException(422, str(exc)) from None
+    now = int(dt.datetime.now(dt.UTC).timestamp() * 1000)
+    if start >= now:
+        raise HTTPException(422, f"{period} has not begun yet")
+    first = catalogue.coverage(services).get(dataset.id)
+    if first is None or end <= first:
+        raise HTTPException(404, f"{dataset.id} has no data for {period}")
+    return start, end
+
+
+@router.get("/download/{dataset_id}/{period}.{fmt}", summary="A dataset's rows of a local day or month",
+            responses={200: {"content": {"text/csv": {}, "application/json": {}}}, 422: {}})
+def download(dataset_id: DatasetId, period: Period, fmt: FileFormat, services: Services) -> Any:
+    dataset = _open(services, dataset_id)
+    start, end = _bounds(services, dataset, period)
+    name = f"{dataset_id}_{period}.{fmt}"
+    media_type = downloads.FORMATS[fmt].media_type
+    headers = {"Content-Disposition": f'attachment; filename="{name}"'}
+    now = int(dt.datetime.now(dt.UTC).timestamp() * 1000)
+    cache: downloads.DownloadCache = services.downloads
+    cached = cache.fresh(dataset, period, fmt, end, now)
+    if cached is not None:
+        return FileResponse(cached, media_type=media_type, headers=headers)
+    rows = datasets.rows(services, dataset, start, end, now)
+    chunks = cache.keep(downloads.stream(dataset, period, fmt, rows), dataset, period, fmt)
+    # the first chunk before the answer starts: InfluxDB away is still a clean 503, not a cut-off file
+    first = next(chunks, b"")
+    return StreamingResponse(_chain(first, chunks), media_type=media_type, headers=headers)
+
+
+def _chain(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
+    yield first
+    yield from rest
