@@ -34,6 +34,7 @@ from analytics.incidents import AlertOutput, Detail, Finding, Incident, Incident
 from analytics.learnt import LearntState, new_history
 from analytics.rules import STATISTICAL_RULES, score_metric
 from edge import contract
+from telemetry_shared.detector_tuning import DetectorTuningStore, TuningCache
 from telemetry_shared.influx import LineWriter
 from telemetry_shared.registry import Registry, RegistryCache
 
@@ -63,6 +64,8 @@ class AnalyticsEngine:
         self.counters: Counter[str] = Counter()
         self.peer_pool: ThreadPoolExecutor | None = None  # check_peers_beside's thread, made on first use
         self.peer_running: tuple[peercheck.PeerJob, Future] | None = None
+        # engineers' approved changes (from operators' dismissals), in the registry file beside the devices
+        self.tuning = TuningCache(DetectorTuningStore(registry.path))
         self.lifecycle = IncidentLifecycle(self.params, self.detector, AlertOutput(writer, publish, self.counters),
                                            self.counters)
 
@@ -239,11 +242,20 @@ class AnalyticsEngine:
                                     Detail(float(gaps[i]))) for i, device in enumerate(devices)], now_ms)
 
     def _apply(self, findings: list[Finding], now_ms: int) -> list[dict]:
-        """Hand findings to the incident lifecycle, in order; returns the alert messages sent."""
+        """Hand findings to the incident lifecycle, in order; returns the alert messages sent. A finding that
+        would open an alert is held when an approved tuning says so (telemetry_shared.detector_tuning); the
+        series is asked again at its next reading."""
         sent: list[dict] = []
         for finding in findings:
+            if finding.active and finding.key not in self.learnt.incidents and self._tuned(finding):
+                self.counters["tuning_held"] += 1
+                continue
             sent += self.lifecycle.apply(self.learnt, finding, now_ms)
         return sent
+
+    def _tuned(self, finding: Finding) -> bool:
+        return self.tuning.holds(finding.device, finding.metric, finding.rule, finding.score, finding.detail.observed,
+                                 finding.t_ms, self.detector.time_zone, self.detector.utc_offset_h) is not None
 
 
 __all__ = ["STATISTICAL_RULES", "AnalyticsEngine", "Incident", "explain"]

@@ -23,14 +23,17 @@ from unittest import mock
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "firmware-sim")]
 
-from analytics.evaluate import Alert, evaluate_fleet  # noqa: E402
+from analytics.evaluate import Alert, evaluate_fleet, match  # noqa: E402
 from api.alarms.kpis import kpis  # noqa: E402
 from api.alarms.policy import AlarmPolicy  # noqa: E402
 from api.alarms.tuning import TuningStore  # noqa: E402
 from api.alerts import store as store_module  # noqa: E402
 from api.alerts.store import AlertStore  # noqa: E402
 from api.db import ApiDb  # noqa: E402
+from telemetry_shared.detector_tuning import DetectorTuningStore, TuningCache  # noqa: E402
 from telemetry_shared.settings import Settings  # noqa: E402
+
+UTC_OFFSET_H = 7  # evaluate_fleet's default, the simulated city's
 
 
 class Clock:
@@ -90,29 +93,40 @@ def real(a, labels: dict[str, list[tuple[int, int]]], grace_ms: int = 3_600_000)
 
 
 def week(args, detected, labels, fleet, start_ms: int, end_ms: int, learn_ms: int, learn: bool):
-    """One simulated week on the board; returns (severity mix, KPIs, learning figures)."""
+    """One simulated week on the board; returns (severity mix, KPIs, learning figures).
+
+    Every dismissal (resolved as a false alarm) may propose a tuning by itself (TuningStore.learn); with
+    `learn`, an engineer approves every open proposal at learn_ms, and from then on an alarm that the
+    approved detector changes hold (telemetry_shared.detector_tuning, as the engine asks it where a score
+    would open an alert: here with the alarm's peak score and start) never reaches the board."""
     settings = Settings(environment="test")
     clock = Clock()
     by_device: dict[str, list[tuple[int, int]]] = {}
     for device, _metric, _fault, start, end in labels:
         by_device.setdefault(device, []).append((start, end))
     learnt = False
+    held: set[int] = set()
     with tempfile.TemporaryDirectory() as folder, mock.patch.object(store_module, "now_ms", clock):
         db = ApiDb(Path(folder) / "api.sqlite3")
         store = AlertStore(db, AlarmPolicy(settings))
-        tuning = TuningStore(db)
+        detector = DetectorTuningStore(Path(folder) / "registry.sqlite3")
+        tuning = TuningStore(db, detector, "", UTC_OFFSET_H)
+        engine_tuning = TuningCache(detector, check_s=0)
         severity = Counter()
         for t_ms, _, what, (n, a) in events(detected, start_ms, int(args.ack_after_min * 60_000),
                                             int(args.resolve_after_min * 60_000)):
-            if t_ms >= end_ms:
+            if t_ms >= end_ms or n in held:
                 continue
             clock.ms = t_ms
             if learn and not learnt and t_ms >= learn_ms:  # the engineer's review after the first days
-                for proposal in tuning.propose(learn_ms, learn_ms - start_ms):
+                for proposal in tuning.list("proposed"):
                     tuning.decide(proposal.id, "scripted engineer", "approve", "", learn_ms)
                 learnt = True
             alert_id = f"inc-{n}"
             if what == "open":
+                if engine_tuning.holds(a.device, a.metric, a.rule, a.peak, None, a.start_ms, "", UTC_OFFSET_H):
+                    held.add(n)
+                    continue
                 severity[a.severity] += 1
                 store.apply(message(n, a, "active", t_ms, fleet))
             elif what == "clear":
@@ -123,19 +137,38 @@ def week(args, detected, labels, fleet, start_ms: int, end_ms: int, learn_ms: in
                     store.acknowledge(alert_id, "scripted operator")
                 elif what == "resolve" and not current.resolved:
                     cause = ("fault" if real(a, by_device) else "false_alarm") if current.on_board else ""
-                    store.resolve(alert_id, "scripted operator", "checked", cause)
+                    tuning.learn(store.resolve(alert_id, "scripted operator", "checked", cause), t_ms)
         k = kpis(db, start_ms, end_ms, end_ms, settings.api_alarm_operator_positions, settings.api_alarm_flood_count)
-        later = _after(store, detected, by_device, labels, learn_ms, end_ms, start_ms)
-        later["approved"] = len(tuning.list("approved"))
+        later = _after(store, detected, by_device, labels, learn_ms, end_ms, held)
+        later |= _recall(detected, labels, fleet, learn_ms, end_ms, held)
+        later["approved"] = tuning.list("approved")
         db.close()
+        detector.close()
     return severity, k, later
 
 
-def _after(store, detected, by_device, labels, learn_ms: int, end_ms: int, start_ms: int) -> dict:
+def _recall(detected, labels, fleet, learn_ms: int, end_ms: int, held: set[int]) -> dict:
+    """`city evaluate`'s figures (analytics.evaluate.match, row 'all') for the faults and alarms after learn_ms,
+    the held alarms left out."""
+    import fleetsim
+
+    kinds = {name: set(spec["kinds"]) for name, spec in fleetsim.load_scenario()["faults"].items()}
+    kept = [a for n, a in enumerate(detected) if n not in held and a.start_ms < end_ms]
+    rows = match(kept, [tuple(label) for label in labels if label[3] < end_ms], kinds,
+                 {device: kind for device, (kind, _) in fleet.items()}, 60_000, count_from_ms=learn_ms)
+    row = next(r for r in rows if r.fault == "all")
+    return {"recall": row.recall, "precision": row.precision, "eval_false": row.false_alarms,
+            "labelled": row.labelled, "detected": row.detected}
+
+
+def _after(store, detected, by_device, labels, learn_ms: int, end_ms: int, held: set[int]) -> dict:
     """On the board after learn_ms: false alarms, true ones, and the labelled faults that reached it."""
     on_board = {}
     for n, a in enumerate(detected):
         if learn_ms <= a.start_ms < end_ms:
+            if n in held:  # the detectors' tuning kept it from opening
+                on_board[n] = False
+                continue
             stored = store.get(f"inc-{n}")
             on_board[n] = stored.priority != "advisory" and not stored.suppressed
     false = sum(1 for n, shown in on_board.items() if shown and not real(detected[n], by_device))
@@ -176,12 +209,19 @@ def _districts(devices: int, seed: int) -> dict[str, tuple[str, str]]:
 
 def _report_learning(args, runs: dict) -> None:
     before, after = runs[False][2], runs[True][2]
+    approved = after["approved"]
     print(f"\nlearning from dismissals: false alarms of days 1-{args.learn_after_days:g} dismissed, "
-          f"{after['approved']} proposals approved, then the rest of the week:")
-    print(f"{'':26}{'false alarms':>14}{'true alarms':>13}{'faults reaching the board':>28}")
-    for name, figures in (("without learning", before), ("with learning", after)):
-        print(f"{name:26}{figures['false']:14d}{figures['true']:13d}"
-              f"{figures['reached']:>20d} of {figures['faults']}")
+          f"{len(approved)} proposals approved ({', '.join(sorted({t.change for t in approved})) or 'none'}), "
+          f"then the rest of the week:")
+    print(f"{'':20}{'false on board':>15}{'true on board':>14}{'faults reaching it':>19}"
+          f"{'evaluate: false':>16}{'recall':>8}{'precision':>10}")
+    for name, f in (("without learning", before), ("with learning", after)):
+        print(f"{name:20}{f['false']:15d}{f['true']:14d}{f['reached']:>12d} of {f['faults']:<3d}"
+              f"{f['eval_false']:16d}{f['recall']:8.3f}{f['precision']:10.3f}")
+    for t in approved:
+        print(f"  approved: {t.device} {t.metric or '-'} {t.rule}: {t.change} {t.params} "
+              f"(held {t.effect.held} of {t.effect.alarms}: {t.effect.false_alarms} false, "
+              f"{t.effect.real_faults} real)")
 
 
 def _report(args, severity: Counter, k) -> None:

@@ -14,6 +14,7 @@ from api.alarms.maintenance import Maintenance, MaintenanceStore
 from api.alarms.tuning import TuningStore
 from api.alerts.store import Alert
 from api.db import ApiDb, now_ms
+from telemetry_shared.detector_tuning import DetectorTuningStore
 from telemetry_shared.influx import make_writer
 from telemetry_shared.settings import Settings
 
@@ -48,7 +49,9 @@ class AlarmManager:
         self.db = db
         self.service = service
         self.maintenance = MaintenanceStore(db)
-        self.tuning = TuningStore(db)
+        # approved detector changes go to the registry file, which the analytics engines read
+        self.tuning = TuningStore(db, DetectorTuningStore(settings.registry_file), settings.local_zone,
+                                  settings.utc_offset_hours)
         self.tasks: list[asyncio.Task] = []
 
     # ------------------------------------------------------------ reads

@@ -1,23 +1,38 @@
-"""Learning from dismissals: an operator who resolves an alarm as a false alarm says so (`cause`);
-a source (device, metric, rule) dismissed as false `min_false` times within the window gets a
-proposal, with its effect measured on the store's own history of that window: how many of its
-alarms would have left the board, and how many of those were resolved as real faults (the recall
-it would cost). An engineer approves or rejects it; approved, the source's alarms become
-advisories (kept and listed, never on the board); an approved change can be undone. Every step is
-a row of `alarm_audit` (subject `tuning:<id>`); a decision on a proposal already decided is a
+"""Learning from dismissals: an operator who resolves an alarm as a false alarm or as expected
+(planned work) says so (`cause`), and that dismissal proposes a change for its source (device,
+metric, rule) by itself, once the source has `MIN_DISMISSED` dismissals within the window (30 days)
+and no open or approved proposal. The change is chosen from the source's own alarms in the window:
+
+- mostly planned work: a *calendar exception* (the local hours the planned-work alarms started in,
+  on their weekdays, or every day once seen on three: no alarm of that device and metric opens then);
+- false alarms whose scores stay below a real breach: a *score cut-off* just above the highest
+  false alarm (an alarm of that device and metric opens only at a higher score);
+- false alarms at full score (a limit breach): the source's alarms become *advisories* (kept,
+  listed, never on the board).
+
+Each proposal carries its effect on that window: how many of the source's alarms the change would
+have held back, how many of those were false, planned work, or real faults (the recall it would
+cost). An engineer approves or rejects it; an approved detector change (cut-off, calendar) is
+written to the registry file's tuning table that the analytics engines apply where a score would
+open an alert (telemetry_shared/detector_tuning.py), in the same step as the decision (if the
+registry cannot be written, the decision is not taken either); undo deletes it there. Every step
+is a row of `alarm_audit` (subject `tuning:<id>`); a decision on a proposal already decided is a
 conflict and changes nothing.
 
-What it does not do (yet): propose detector changes (a threshold, a score cut-off, a calendar
-exception) measured by `city rescore` over InfluxDB history; see api/README.md.
+The effect is measured on the alarm store's history (peak scores and start times), not by
+re-running the detectors over InfluxDB; bench/bench_alarm_week.py measures it on a replayed week.
 """
 
 import json
+import math
+import sqlite3
 from typing import Any
 
 from pydantic import BaseModel
 
 from api.alarms.maintenance import log_alarm
 from api.db import ApiDb
+from telemetry_shared.detector_tuning import DetectorChange, DetectorTuningStore, local_time
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS alarm_tuning (
@@ -36,17 +51,24 @@ CREATE TABLE IF NOT EXISTS alarm_tuning (
 );
 CREATE INDEX IF NOT EXISTS alarm_tuning_source ON alarm_tuning (device, metric, rule, state);
 """
-CHANGE = "advisory"  # the source's alarms become advisories
+ADVISORY = "advisory"  # the source's alarms become advisories (the API's policy, not the detectors)
+WINDOW_MS = 30 * 86_400_000  # the history a proposal is measured on
+MIN_DISMISSED = 2  # dismissals of one source within the window before a change is proposed
+CUTOFF_MARGIN = 0.01  # a score cut-off sits this far above the highest false alarm
+FULL_SCORE = 0.99  # at or above: a limit breach, which a cut-off cannot tell from a real one
+DISMISSALS = ("false_alarm", "planned_work")
+DAILY_AFTER = 3  # planned work seen on this many weekdays is taken as daily
 
 
 class Effect(BaseModel):
     window_days: float
     alarms: int  # the source's alarms raised in the window
-    false_alarms: int  # resolved as false alarms
-    real_faults: int  # resolved as real faults: what the change would have hidden
-    planned_work: int
-    undecided: int  # open, or resolved without a cause
-    board_share_percent: float  # of all alarms raised in the window
+    held: int  # of those, how many the change would have held back
+    false_alarms: int  # held and resolved as false alarms
+    real_faults: int  # held and resolved as real faults: what the change would have hidden
+    planned_work: int  # held and resolved as planned work
+    undecided: int  # held, and open or resolved without a cause
+    board_share_percent: float  # the source's share of all alarms raised in the window
 
 
 class Tuning(BaseModel):
@@ -54,7 +76,8 @@ class Tuning(BaseModel):
     device: str
     metric: str
     rule: str
-    change: str
+    change: str  # score_cutoff, calendar (applied by the analytics engines) or advisory (by the API)
+    params: dict[str, Any]  # the change's parameters (telemetry_shared/detector_tuning.py)
     state: str  # proposed, approved, rejected, undone
     proposed_ms: int
     effect: Effect
@@ -72,49 +95,103 @@ class TuningNotFound(LookupError):
     pass
 
 
+class TuningUnavailable(RuntimeError):
+    """The registry file, where approved detector changes go, could not be written: nothing was decided."""
+
+
 def _tuning(row: Any) -> Tuning:
-    return Tuning(**(dict(row) | {"effect": json.loads(row["effect"])}))
+    return Tuning(**(dict(row) | {"effect": json.loads(row["effect"]), "params": json.loads(row["params"])}))
 
 
 def tuned(conn: Any, device: str, metric: str, rule: str) -> int | None:
-    """The approved tuning of this source (its id), or None."""
-    row = conn.execute("SELECT id FROM alarm_tuning WHERE state = 'approved' AND device = ? AND metric = ?"
-                       " AND rule = ? LIMIT 1", (device, metric, rule)).fetchone()
+    """The approved advisory tuning of this source (its id), or None (detector changes act in analytics)."""
+    row = conn.execute("SELECT id FROM alarm_tuning WHERE state = 'approved' AND change = ? AND device = ?"
+                       " AND metric = ? AND rule = ? LIMIT 1", (ADVISORY, device, metric, rule)).fetchone()
     return row[0] if row else None
 
 
-class TuningStore:
-    def __init__(self, db: ApiDb):
-        self.db = db
-        db.script(SCHEMA)
+def choose(alarms: list[Any], zone: str, utc_offset_h: int) -> tuple[str, dict[str, Any], list[Any]]:
+    """The change for one source's alarms in the window (rows with resolution_cause, peak score,
+    started_ms): (change, params, the alarms it would have held back)."""
+    planned = [a for a in alarms if a["resolution_cause"] == "planned_work"]
+    false = [a for a in alarms if a["resolution_cause"] == "false_alarm"]
+    if len(planned) >= len(false):
+        starts = [local_time(a["started_ms"], zone, utc_offset_h) for a in planned]
+        days = sorted({t.weekday() for t in starts})
+        # seen on three weekdays or more: routine work every day; else those weekdays (weekly work)
+        params = {"weekdays": list(range(7)) if len(days) >= DAILY_AFTER else days,
+                  "from_h": min(t.hour for t in starts), "to_h": min(24, max(t.hour for t in starts) + 1)}
+        change = DetectorChange(0, "", "", "", "calendar", params)
+        return "calendar", params, [a for a in alarms if change.holds(0, None, a["started_ms"], zone, utc_offset_h)]
+    highest = max(_peak(a) for a in false)
+    if highest < FULL_SCORE:
+        cutoff = min(1.0, math.ceil((highest + CUTOFF_MARGIN) * 1000) / 1000)
+        return "score_cutoff", {"min_score": cutoff}, [a for a in alarms if _peak(a) < cutoff]
+    return ADVISORY, {}, list(alarms)
 
-    def propose(self, now: int, window_ms: int, min_false: int = 2) -> list[Tuning]:
-        """New proposals for the sources dismissed as false `min_false` times in the window (none twice)."""
+
+def _peak(alarm: Any) -> float:
+    return alarm["peak_score"] if alarm["peak_score"] is not None else alarm["score"]
+
+
+class TuningStore:
+    """Proposals and decisions (api.sqlite3), and the approved detector changes (the registry file)."""
+
+    def __init__(self, db: ApiDb, detector: DetectorTuningStore | None = None, zone: str = "",
+                 utc_offset_h: int = 0):
+        self.db = db
+        self.detector = detector
+        self.zone, self.utc_offset_h = zone, utc_offset_h
+        db.script(SCHEMA)
+        with db.transaction() as conn:  # a file from before detector changes: the column they need
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(alarm_tuning)")}
+            if "params" not in columns:
+                conn.execute("ALTER TABLE alarm_tuning ADD COLUMN params TEXT NOT NULL DEFAULT '{}'")
+
+    def learn(self, alert: Any, now: int, window_ms: int = WINDOW_MS) -> Tuning | None:
+        """After a dismissal (resolved as a false alarm or planned work): its source's proposal, if it is due."""
+        if alert.resolution_cause not in DISMISSALS:
+            return None
+        made = self.propose(now, window_ms, source=(alert.device, alert.metric, alert.rule))
+        return made[0] if made else None
+
+    def propose(self, now: int, window_ms: int = WINDOW_MS, min_dismissed: int = MIN_DISMISSED,
+                source: tuple[str, str, str] | None = None) -> list[Tuning]:
+        """New proposals for the sources dismissed `min_dismissed` times in the window (none twice), or for
+        `source` only."""
         since = now - window_ms
+        where, args = ("AND device = ? AND metric = ? AND rule = ?", [*source]) if source else ("", [])
         with self.db.transaction() as conn:
             total = conn.execute("SELECT count(*) FROM alerts WHERE received_ms >= ?", (since,)).fetchone()[0]
-            rows = conn.execute(
-                "SELECT device, metric, rule, count(*) AS alarms, sum(resolution_cause = 'false_alarm') AS f,"
-                " sum(resolution_cause = 'fault') AS r, sum(resolution_cause = 'planned_work') AS p"
-                " FROM alerts WHERE received_ms >= ? GROUP BY device, metric, rule HAVING f >= ?"
-                " ORDER BY f DESC, device, metric, rule", (since, min_false)).fetchall()
-            made = []
-            for row in rows:
-                if conn.execute("SELECT 1 FROM alarm_tuning WHERE device = ? AND metric = ? AND rule = ?"
-                                " AND state IN ('proposed', 'approved')", (row[0], row[1], row[2])).fetchone():
-                    continue
-                effect = Effect(window_days=round(window_ms / 86_400_000, 2), alarms=row["alarms"],
-                                false_alarms=row["f"], real_faults=row["r"], planned_work=row["p"],
-                                undecided=row["alarms"] - row["f"] - row["r"] - row["p"],
-                                board_share_percent=round(100 * row["alarms"] / total, 1) if total else 0.0)
-                cursor = conn.execute(
-                    "INSERT INTO alarm_tuning (device, metric, rule, change, state, proposed_ms, effect)"
-                    " VALUES (?, ?, ?, ?, 'proposed', ?, ?)", (row[0], row[1], row[2], CHANGE, now,
-                                                               effect.model_dump_json()))
-                log_alarm(conn, now, "system", "tuning_proposed", f"tuning:{cursor.lastrowid}",
-                          f"{row[0]} {row[1] or '-'} {row[2]}: {row['f']} false alarms", **effect.model_dump())
-                made.append(cursor.lastrowid)
-        return [self.get(tuning_id) for tuning_id in made]
+            sources = conn.execute(
+                f"SELECT device, metric, rule, sum(resolution_cause IN ('false_alarm', 'planned_work')) AS d"
+                f" FROM alerts WHERE received_ms >= ? {where} GROUP BY device, metric, rule HAVING d >= ?"
+                f" ORDER BY d DESC, device, metric, rule", (since, *args, min_dismissed)).fetchall()
+            made = [self._propose(conn, tuple(row)[:3], since, total, window_ms, now) for row in sources]
+        return [self.get(tuning_id) for tuning_id in made if tuning_id is not None]
+
+    def _propose(self, conn: Any, source: tuple, since: int, total: int, window_ms: int, now: int) -> int | None:
+        if conn.execute("SELECT 1 FROM alarm_tuning WHERE device = ? AND metric = ? AND rule = ?"
+                        " AND state IN ('proposed', 'approved')", source).fetchone():
+            return None
+        alarms = conn.execute("SELECT resolution_cause, score, peak_score, started_ms FROM alerts"
+                              " WHERE received_ms >= ? AND device = ? AND metric = ? AND rule = ?",
+                              (since, *source)).fetchall()
+        change, params, held = choose(alarms, self.zone, self.utc_offset_h)
+        causes = [a["resolution_cause"] for a in held]
+        effect = Effect(window_days=round(window_ms / 86_400_000, 2), alarms=len(alarms), held=len(held),
+                        false_alarms=causes.count("false_alarm"), real_faults=causes.count("fault"),
+                        planned_work=causes.count("planned_work"),
+                        undecided=sum(1 for c in causes if c not in ("false_alarm", "fault", "planned_work")),
+                        board_share_percent=round(100 * len(alarms) / total, 1) if total else 0.0)
+        cursor = conn.execute(
+            "INSERT INTO alarm_tuning (device, metric, rule, change, params, state, proposed_ms, effect)"
+            " VALUES (?, ?, ?, ?, ?, 'proposed', ?, ?)", (*source, change, json.dumps(params), now,
+                                                         effect.model_dump_json()))
+        log_alarm(conn, now, "system", "tuning_proposed", f"tuning:{cursor.lastrowid}",
+                  f"{source[0]} {source[1] or '-'} {source[2]}: {change} {json.dumps(params)}",
+                  change=change, params=params, **effect.model_dump())
+        return cursor.lastrowid
 
     def decide(self, tuning_id: int, actor: str, action: str, note: str, now: int) -> Tuning:
         """approve or reject a proposal, or undo an approved change."""
@@ -135,8 +212,27 @@ class TuningStore:
                 conn.execute("UPDATE alarm_tuning SET state = ?, decided_by = ?, decided_ms = ? WHERE id = ?",
                              (becomes, actor, now, tuning_id))
             log_alarm(conn, now, actor, f"tuning_{becomes}", f"tuning:{tuning_id}", note,
-                      device=row["device"], metric=row["metric"], rule=row["rule"], change=row["change"])
+                      device=row["device"], metric=row["metric"], rule=row["rule"], change=row["change"],
+                      params=json.loads(row["params"]))
+            if action != "reject" and row["change"] != ADVISORY:
+                self._to_detectors(_tuning(row), action, actor, now)  # raises: the transaction rolls back
         return self.get(tuning_id)
+
+    def _to_detectors(self, tuning: Tuning, action: str, actor: str, now: int) -> None:
+        """Write (approve) or delete (undo) the change the analytics engines apply."""
+        if self.detector is None:
+            raise TuningUnavailable("no registry file to write detector changes to")
+        # a metric's change covers every rule of it (the detectors pick the rule per reading); a device-wide
+        # rule (metric '') keeps its rule
+        change = DetectorChange(tuning.id, tuning.device, tuning.metric, "" if tuning.metric else tuning.rule,
+                                tuning.change, tuning.params)
+        try:
+            if action == "approve":
+                self.detector.put(change, actor, now)
+            else:
+                self.detector.remove(tuning.id)
+        except sqlite3.Error as exc:
+            raise TuningUnavailable(f"the registry file could not be written ({exc}); nothing was decided") from exc
 
     def get(self, tuning_id: int) -> Tuning:
         rows = self.db.query("SELECT * FROM alarm_tuning WHERE id = ?", (tuning_id,))

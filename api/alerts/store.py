@@ -80,7 +80,8 @@ BEGIN SELECT RAISE(ABORT, 'the alert audit trail is append-only'); END;
 # Columns added for alarm management; added to an older file by ALTER TABLE at start.
 ALARM_COLUMNS = {"priority": "TEXT NOT NULL DEFAULT 'low'", "shelved_until_ms": "INTEGER", "shelved_by": "TEXT",
                  "shelved_reason": "TEXT", "suppressed": "INTEGER NOT NULL DEFAULT 0",
-                 "chattering": "INTEGER NOT NULL DEFAULT 0", "group_id": "TEXT", "resolution_cause": "TEXT"}
+                 "chattering": "INTEGER NOT NULL DEFAULT 0", "group_id": "TEXT", "resolution_cause": "TEXT",
+                 "peak_score": "REAL"}
 # What the operator's board shows as an alarm of its own (see Alert.on_board), as SQL.
 ON_BOARD_SQL = ("resolved_ms IS NULL AND shelved_until_ms IS NULL AND suppressed = 0 AND chattering = 0"
                 " AND group_id IS NULL AND priority != 'advisory'")
@@ -127,6 +128,7 @@ class Alert(BaseModel):
     group_id: str | None = None
     citizen_reports: int = 0  # citizens' complaints linked to this incident (api/citizens/linking.py)
     resolution_cause: str | None = None  # fault, false_alarm, planned_work (api/alarms/tuning.py learns from it)
+    peak_score: float | None = None  # the highest score analytics sent for it (a tuning's score cut-off)
 
     @property
     def on_board(self) -> bool:
@@ -294,8 +296,9 @@ class AlertStore:
              m["severity"], m["severity"], m["score"], m["observed"], m["expected"], m["explanation"],
              _message_json(m), m["started_ms"], m["updated_ms"], now, now))
         fields, notes = self._classify(conn, m, now)
+        fields["peak_score"] = m["score"]
         if m["state"] != "active":  # opened already cleared: only its priority
-            fields, notes = {k: v for k, v in fields.items() if k == "priority"}, []
+            fields, notes = {k: v for k, v in fields.items() if k in ("priority", "peak_score")}, []
         self._log(conn, m["id"], now, ANALYTICS, "opened" if m["state"] == "active" else "opened_cleared",
                   severity=m["severity"], score=m["score"], observed=m["observed"])
         self._set(conn, m["id"], fields)
@@ -336,7 +339,8 @@ class AlertStore:
         if severity != old.severity:
             changes.append("severity_raised" if rank(severity) > rank(old.severity) else "severity_lowered")
         fields |= {"source_severity": m["severity"], "severity": severity,
-                   "peak_severity": max(old.peak_severity, severity, key=rank)}
+                   "peak_severity": max(old.peak_severity, severity, key=rank),
+                   "peak_score": max(old.peak_score or 0.0, m["score"])}
         if changes:
             fields["changed_ms"] = now
         conn.execute(f"UPDATE alerts SET {', '.join(f'{k} = ?' for k in fields)} WHERE id = ?",

@@ -10,7 +10,7 @@ from api import queries
 from api.alarms.kpis import AlarmKpis
 from api.alarms.maintenance import Maintenance, MaintenanceConflict
 from api.alarms.manager import BoardState
-from api.alarms.tuning import Tuning, TuningConflict, TuningNotFound
+from api.alarms.tuning import WINDOW_MS, Tuning, TuningConflict, TuningNotFound, TuningUnavailable
 from api.auth import AnyRole, RequireRole
 from api.db import now_ms
 from api.errors import AUTH_RESPONSES, ErrorBody
@@ -140,7 +140,6 @@ def maintenance_stop(device_id: DevicePath, user: Technician, services: Services
 # ---------------------------------------------------------------- learning from dismissals
 
 Engineer = RequireRole("engineer")  # approves tuning (admin too)
-TUNING_WINDOW_MS = 30 * 86_400_000
 
 
 class TuningDecision(BaseModel):
@@ -150,7 +149,9 @@ class TuningDecision(BaseModel):
 
 
 TUNING_RESPONSES = {404: {"model": ErrorBody, "description": "no such proposal"},
-                    409: {"model": ErrorBody, "description": "already decided (approved, rejected or undone)"}}
+                    409: {"model": ErrorBody, "description": "already decided (approved, rejected or undone)"},
+                    503: {"model": ErrorBody, "description": "the registry file (detector changes) cannot be written: "
+                                                             "nothing decided"}}
 
 
 @router.get("/alarms/tuning", summary="Tuning proposals learnt from false alarms, newest first")
@@ -162,7 +163,7 @@ def tuning_list(user: AnyRole, services: Services,
 
 @router.post("/alarms/tuning/propose", summary="Propose changes for sources dismissed as false alarms (30 days)")
 def tuning_propose(user: Engineer, services: Services) -> Page[Tuning]:
-    made = services.alerts.alarms.tuning.propose(now_ms(), TUNING_WINDOW_MS)
+    made = services.alerts.alarms.tuning.propose(now_ms(), WINDOW_MS)
     return Page(data=made, count=len(made))
 
 
@@ -176,3 +177,5 @@ def tuning_decide(tuning_id: Annotated[int, Path(ge=1, le=2**62)], action: Liter
         raise HTTPException(404, str(exc)) from exc
     except TuningConflict as exc:
         raise HTTPException(409, str(exc)) from exc
+    except TuningUnavailable as exc:
+        raise HTTPException(503, str(exc)) from exc

@@ -185,6 +185,7 @@ def assign(alert_id: AlertId, body: Assignment, user: Responder, alerts: Alerts)
 def resolve(alert_id: AlertId, body: Resolution, user: Responder, alerts: Alerts, services: Services) -> Alert:
     alert = _act(alerts, alerts.store.resolve, alert_id, "resolved", user.name, body.note, body.cause or "")
     services.linker.answer_resolved(alert_id, body.public_note.strip())  # its citizens get the public answer
+    services.alerts.alarms.tuning.learn(alert, now_ms())  # a dismissal may propose a tuning by itself
     return alert
 
 

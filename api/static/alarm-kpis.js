@@ -101,8 +101,33 @@ function when(ms) {
 
 function effectText(e) {
   return t("tuning.effect", { days: number(e.window_days), alarms: number(e.alarms), share: number(e.board_share_percent, 1),
+    held: number(e.held),
     false: number(e.false_alarms), faults: number(e.real_faults), planned: number(e.planned_work),
     undecided: number(e.undecided) });
+}
+
+// Weekday names in the reader's language: 2024-01-01 was a Monday (the API counts Monday 0).
+function weekday(day) {
+  return new Intl.DateTimeFormat(LOCALES[lang] || lang, { weekday: "long", timeZone: "UTC" })
+    .format(new Date(Date.UTC(2024, 0, 1 + day)));
+}
+
+function hour(h) {
+  return String(Math.floor(h)).padStart(2, "0") + ":" + String(Math.round((h % 1) * 60)).padStart(2, "0");
+}
+
+function changeText(p) {
+  const params = p.params || {};
+  if (p.change === "score_cutoff") return t("tuning.change.score_cutoff", { min_score: number(params.min_score, 2) });
+  if (p.change === "calendar") {
+    return t("tuning.change.calendar", { weekdays: params.weekdays.map(weekday).join(", "), from: hour(params.from_h),
+      to: hour(params.to_h) });
+  }
+  if (p.change === "threshold") {
+    const limit = "below" in params ? "< " + number(params.below, 2) : "> " + number(params.above, 2);
+    return t("tuning.change.threshold", { limit });
+  }
+  return t("tuning.change." + p.change);
 }
 
 function stateText(p) {
@@ -129,7 +154,7 @@ function proposalItem(p) {
   const metric = "metric." + p.metric in catalogue ? t("metric." + p.metric) : p.metric || t("kpis.none");
   li.append(el("strong", "", t("tuning.source", { device: p.device, metric, rule })),
     el("span", "badge", t("tuning.state." + p.state)),
-    el("div", "change", t("tuning.change." + p.change)),
+    el("div", "change", changeText(p)),
     el("div", "effect", effectText(p.effect)),
     el("div", "decided", stateText(p)));
   if (mayDecide) {

@@ -368,52 +368,101 @@ def dismiss(api, client, incident: str, cause: str, **fields) -> None:
     assert answer.status_code == 200 and answer.json()["resolution_cause"] == cause, answer.text
 
 
-def test_false_alarms_become_a_proposal_with_its_effect_and_an_approved_one_takes_the_source_off_the_board(
-        make_api):
+def proposals(client) -> list[dict]:
+    return client.get("/alarms/tuning").json()["data"]
+
+
+def test_two_false_alarms_propose_a_score_cutoff_by_themselves_that_the_engines_apply_and_undo(make_api):
+    from analytics.engine import AnalyticsEngine
+    from telemetry_shared.detector_tuning import DetectorTuningStore
+
     api = make_api(api_alarm_chatter_count=100)  # a week of dismissals in seconds is not chattering here
     noisy = {"device": "pwr-0009", "kind": "power", "metric": "current_a", "rule": "drift",
              "district": "tanjungpinang-timur"}
+    register(api, "pwr-0009", "power", "tanjungpinang-timur")
+    engine = AnalyticsEngine(api.services.registry)  # an analytics engine on the same registry file
+    engine.tuning.check_s = 0
+    held = lambda score: engine.tuning.holds("pwr-0009", "current_a", "drift", score, 5.0, NOW())  # noqa: E731
     with api.client("operator") as op, api.client("engineer") as eng:
-        for n in range(3):
-            dismiss(api, op, f"inc-fa{n}", "false_alarm", **noisy)
-        dismiss(api, op, "inc-real", "fault", **noisy)
-        dismiss(api, op, "inc-once", "false_alarm", device="wtr-0002")  # one false alarm: no proposal
-        assert op.post("/alarms/tuning/propose").status_code == 403  # engineers decide on tuning
-        proposed = eng.post("/alarms/tuning/propose").json()
-        assert proposed["count"] == 1
-        tuning = proposed["data"][0]
+        dismiss(api, op, "inc-real", "fault", score=0.97, **noisy)
+        dismiss(api, op, "inc-fa0", "false_alarm", score=0.85, **noisy)
+        dismiss(api, op, "inc-once", "false_alarm", device="wtr-0002")  # one dismissal of a source: nothing
+        assert proposals(op) == []
+        dismiss(api, op, "inc-fa1", "false_alarm", score=0.87, **noisy)  # the second: proposed by itself
+        [tuning] = proposals(op)
         assert (tuning["device"], tuning["metric"], tuning["rule"], tuning["state"]) == (
             "pwr-0009", "current_a", "drift", "proposed")
-        assert tuning["effect"] | {"window_days": 0} == {"window_days": 0, "alarms": 4, "false_alarms": 3,
-                                                         "real_faults": 1, "planned_work": 0, "undecided": 0,
-                                                         "board_share_percent": 80.0}
-        assert eng.post("/alarms/tuning/propose").json()["count"] == 0  # never proposed twice
-        k = op.get("/alarms/kpis").json()
-        assert (k["false_alarms"], k["planned_work"]) == (4, 0)
+        assert (tuning["change"], tuning["params"]) == ("score_cutoff", {"min_score": 0.88})
+        assert tuning["effect"] | {"window_days": 0} == {"window_days": 0, "alarms": 3, "held": 2, "false_alarms": 2,
+                                                         "real_faults": 0, "planned_work": 0, "undecided": 0,
+                                                         "board_share_percent": 75.0}
+        dismiss(api, op, "inc-fa2", "false_alarm", score=0.86, **noisy)
+        assert len(proposals(op)) == 1  # never proposed twice while one is open
+        assert eng.post("/alarms/tuning/propose").json()["count"] == 0
+        assert held(0.86) is None  # proposed is not approved: the engines change nothing yet
 
-        approved = eng.post(f"/alarms/tuning/{tuning['id']}/approve", json={"note": "meter due for exchange"})
+        assert op.post(f"/alarms/tuning/{tuning['id']}/approve", json={}).status_code == 403
+        approved = eng.post(f"/alarms/tuning/{tuning['id']}/approve", json={"note": "noisy clamp, exchange due"})
         assert approved.status_code == 200 and approved.json()["decided_by"] == KEY_NAMES["engineer"]
+        store = DetectorTuningStore(api.settings.registry_file)
+        [change] = store.changes()
+        assert (change.tuning_id, change.device, change.metric, change.change, change.params) == (
+            tuning["id"], "pwr-0009", "current_a", "score_cutoff", {"min_score": 0.88})
+        assert held(0.86) == tuning["id"] and held(0.95) is None  # a clear drift still alarms
         before = audit_rows(api)
         twice = eng.post(f"/alarms/tuning/{tuning['id']}/approve", json={})
         assert twice.status_code == 409 and "approved" in twice.json()["message"]
         assert eng.post(f"/alarms/tuning/{tuning['id']}/reject", json={}).status_code == 409
-        assert audit_rows(api) == before  # refused: nothing written
+        assert audit_rows(api) == before and len(store.changes()) == 1  # refused: nothing written anywhere
         assert eng.post("/alarms/tuning/999/approve", json={}).status_code == 404
+        assert raise_alarm(api, "inc-later", score=0.95, **noisy).on_board  # what passes the cut-off is an alarm
 
-        later = raise_alarm(api, "inc-after", **noisy)
-        assert (later.priority, later.on_board) == ("advisory", False)
-        assert op.get("/alerts/inc-after").json()["audit"][-1]["action"] == "tuned"
-        other = raise_alarm(api, "inc-other", device="pwr-0010", kind="power", metric="current_a", rule="drift",
-                            district="bukit-bestari")
-        assert other.on_board  # only that source
-
-        undone = eng.post(f"/alarms/tuning/{tuning['id']}/undo", json={"note": "meter exchanged"}).json()
+        undone = eng.post(f"/alarms/tuning/{tuning['id']}/undo", json={"note": "clamp exchanged"}).json()
         assert (undone["state"], undone["undone_by"]) == ("undone", KEY_NAMES["engineer"])
-        op.post("/alerts/inc-after/resolve", json={"note": "x"})
-        assert raise_alarm(api, "inc-again", **noisy).on_board
+        assert store.changes() == [] and held(0.86) is None
         trail = [e["action"] for e in op.get("/alarms/audit", params={"subject": f"tuning:{tuning['id']}"}
                                              ).json()["data"]]
         assert trail == ["tuning_proposed", "tuning_approved", "tuning_undone"]
+        store.close()
+
+
+def test_planned_work_proposes_a_calendar_exception_in_city_time(make_api):
+    from telemetry_shared.detector_tuning import DetectorTuningStore
+
+    api = make_api(api_alarm_chatter_count=100)
+    tue = 1_767_665_400_000  # Tuesday 2026-01-06 09:10 in the city (UTC+7)
+    with api.client("operator") as op, api.client("engineer") as eng:
+        dismiss(api, op, "inc-pw0", "planned_work", device="wtr-0003", started_ms=tue)
+        dismiss(api, op, "inc-pw1", "planned_work", device="wtr-0003", started_ms=tue + 86_400_000 + 600_000)
+        [tuning] = proposals(op)
+        assert (tuning["change"], tuning["params"]) == ("calendar", {"weekdays": [1, 2], "from_h": 9, "to_h": 10})
+        assert (tuning["effect"]["held"], tuning["effect"]["planned_work"]) == (2, 2)
+        assert eng.post(f"/alarms/tuning/{tuning['id']}/approve", json={}).status_code == 200
+        [change] = DetectorTuningStore(api.settings.registry_file).changes()
+        assert change.change == "calendar" and change.holds(1.0, None, tue + 7 * 86_400_000, "", 7)  # a week later
+        assert not change.holds(1.0, None, tue + 2 * 3_600_000, "", 7)  # 11:10: after the work
+
+
+def test_false_limit_breaches_make_their_source_advisory_and_an_unwritable_registry_decides_nothing(make_api):
+    api = make_api(api_alarm_chatter_count=100)
+    with api.client("operator") as op, api.client("engineer") as eng:
+        for n in range(2):  # pressure below the limit scores 1.0: no cut-off tells these from a burst
+            dismiss(api, op, f"inc-lim{n}", "false_alarm", device="wtr-0004", score=1.0)
+        dismiss(api, op, "inc-pwx", "planned_work", device="wtr-0005")
+        dismiss(api, op, "inc-pwy", "planned_work", device="wtr-0005")
+        by_device = {t["device"]: t for t in proposals(op)}
+        assert by_device["wtr-0004"]["change"] == "advisory" and by_device["wtr-0005"]["change"] == "calendar"
+        assert eng.post(f"/alarms/tuning/{by_device['wtr-0004']['id']}/approve", json={}).status_code == 200
+        later = raise_alarm(api, "inc-lim9", device="wtr-0004", score=1.0)
+        assert (later.priority, later.on_board) == ("advisory", False)  # the API's policy, not the detectors
+        assert op.get("/alerts/inc-lim9").json()["audit"][-1]["action"] == "tuned"
+
+        tuning = api.services.alerts.alarms.tuning
+        tuning.detector.db.close()  # the registry file cannot be written (a full disk, a lost volume)
+        before = audit_rows(api)
+        failed = eng.post(f"/alarms/tuning/{by_device['wtr-0005']['id']}/approve", json={})
+        assert failed.status_code == 503 and "nothing was decided" in failed.json()["message"]
+        assert audit_rows(api) == before and tuning.get(by_device["wtr-0005"]["id"]).state == "proposed"
 
 
 def test_a_rejected_proposal_changes_nothing_and_a_bad_cause_is_refused(make_api):
@@ -421,7 +470,7 @@ def test_a_rejected_proposal_changes_nothing_and_a_bad_cause_is_refused(make_api
     with api.client("operator") as op, api.client("engineer") as eng:
         for n in range(2):
             dismiss(api, op, f"inc-r{n}", "false_alarm")
-        tuning = eng.post("/alarms/tuning/propose").json()["data"][0]
+        tuning = proposals(op)[0]
         assert eng.post(f"/alarms/tuning/{tuning['id']}/reject", json={"note": "real pressure drops"}).is_success
         assert eng.post(f"/alarms/tuning/{tuning['id']}/undo", json={}).status_code == 409
         assert raise_alarm(api, "inc-r9").on_board

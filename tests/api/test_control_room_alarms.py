@@ -10,6 +10,7 @@ import pytest
 from playwright.sync_api import expect
 from typer.testing import CliRunner
 
+from telemetry_shared.detector_tuning import DetectorTuningStore
 from tests.api.harness import KEY_NAMES, alert, wait_for
 from tests.api.test_control_room import page, sign_in  # noqa: F401 - the page fixture
 
@@ -187,14 +188,16 @@ def test_false_alarms_make_a_proposal_an_engineer_approves_by_keyboard_and_undoe
     sign_in(page, api, "engineer")
     page.goto(api.url + "/control-room/kpis")
     expect(page.locator("#tuning li.none")).to_have_text(
-        "No proposals: no source was resolved as a false alarm twice in 30 days.", timeout=5000)
+        "No proposals: no source was dismissed (false alarm or planned work) twice in 30 days.", timeout=5000)
     dismiss_twice(api)
     page.select_option("#range", index=0)  # any reload of the page's data looks again
     item = proposal(page, "wtr-0007")
     expect(item).to_have_attribute("data-state", "proposed", timeout=5000)
     expect(item.locator("strong")).to_have_text("wtr-0007 · pressure · pressure low")
     expect(item.locator(".effect")).to_contain_text("2 alarms")
-    expect(item.locator(".effect")).to_contain_text("2 false alarms, 0 real faults it would have hidden")
+    expect(item.locator(".effect")).to_contain_text("it would have held back 2: 2 false alarms, 0 real faults (hidden)")
+    expect(item.locator(".change")).to_have_text(
+        "Change: an alarm of this device and metric opens only at a score of at least 0.91")
     expect(page.locator("#tuning li.proposal")).to_have_count(1)  # one false alarm of wtr-0008: nothing
     tuning_id = item.get_attribute("data-tuning-id")
 
@@ -208,14 +211,15 @@ def test_false_alarms_make_a_proposal_an_engineer_approves_by_keyboard_and_undoe
     with api.client("operator") as op:
         stored = op.get("/alarms/tuning?state=approved").json()["data"]
     assert [(str(t["id"]), t["decided_by"]) for t in stored] == [(tuning_id, KEY_NAMES["engineer"])]
-    api.services.alerts.apply(alert("inc-after", device="wtr-0007"))
-    assert not api.services.alerts.store.get("inc-after").on_board  # the approved change acts
+    [change] = DetectorTuningStore(api.settings.registry_file).changes()  # what the analytics engines apply
+    assert (str(change.tuning_id), change.device, change.params) == (tuning_id, "wtr-0007", {"min_score": 0.91})
 
     undone = page.locator(f'#tuning li[data-tuning-id="{tuning_id}"]')
     undone.locator("button.tuning-undo").click()  # and the mouse
     expect(undone).to_have_attribute("data-state", "undone", timeout=5000)
     expect(undone.locator(".decided")).to_contain_text(f"undone by {KEY_NAMES['engineer']}")
     assert api.services.alerts.alarms.tuning.get(int(tuning_id)).state == "undone"
+    assert DetectorTuningStore(api.settings.registry_file).changes() == []
     page.select_option("#lang", "id")
     expect(undone.locator(".badge")).to_have_text("dibatalkan")
     expect(undone.locator("button.tuning-undo")).to_have_count(0)
@@ -223,8 +227,7 @@ def test_false_alarms_make_a_proposal_an_engineer_approves_by_keyboard_and_undoe
 
 def test_an_operator_sees_proposals_read_only_and_cannot_approve(page, api):  # noqa: F811
     dismiss_twice(api, "wtr-0009")
-    with api.client("engineer") as eng:
-        tuning_id = eng.post("/alarms/tuning/propose").json()["data"][0]["id"]
+    tuning_id = api.services.alerts.alarms.tuning.list("proposed")[0].id  # the second dismissal proposed it
     sign_in(page, api)  # the operator
     page.goto(api.url + "/control-room/kpis")
     item = proposal(page, "wtr-0009")
