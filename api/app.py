@@ -10,6 +10,7 @@ from fastapi.staticfiles import StaticFiles
 
 from api import errors
 from api.bodylimit import BodyLimit
+from api.opendata import summary as open_summary
 from api.ratelimit import RateLimiter
 from api.routes import (
     alarms,
@@ -65,7 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # a complaint may carry a photo: its body may be that much larger (the form parser caps each part)
     app.add_middleware(BodyLimit, larger={"/open311/v2/requests.": settings.api_citizen_photo_max_bytes + 65_536})
     for module in (health, keys, readings, alerts, alarms, fleet, public, city_map, devices, network, control_room,
-                   public_pages, hospitals, citizen_pages):
+                   public_pages, hospitals, citizen_pages, open_summary):
         app.include_router(module.router)
     app.include_router(hospitals.public_router)
     app.include_router(open311.router)

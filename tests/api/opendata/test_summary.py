@@ -1,0 +1,95 @@
+"""The open summaries behind the public open-data page, on the live API with real influxd: the figures a
+journalist would check by hand, cells below k devices left out (also from the city totals), nothing
+personal or closed in any answer, hostile parameters refused with a clear 4xx and quickly."""
+
+import time
+
+import httpx
+import pytest
+
+from tests.api.opendata.conftest import FULL, PERSONAL, SPARSE
+
+ROUTES = ["/public/summary/water", "/public/summary/power", "/public/summary/traffic",
+          "/public/summary/complaints", "/public/summary/beds"]
+
+
+def test_water_supplied_per_day_counts_only_published_districts(open_city):
+    api, expected = open_city
+    with httpx.Client(base_url=api.url) as c:
+        body = c.get("/public/summary/water", params={"days": 3}).json()
+    assert [d["day"] for d in body["data"]] == sorted(d["day"] for d in body["data"]) and len(body["data"]) == 3
+    today = body["data"][-1]
+    # three meters at 10 L/s in one district; the single meter at 500 L/s elsewhere is below k: not in the total
+    assert today["supplied_m3"] == pytest.approx(expected["supplied_m3"], abs=0.1)
+    assert today["districts"] == 1
+    assert body["data"][0]["supplied_m3"] is None  # no data that day: unknown, not 0
+
+
+def test_minutes_without_power_per_district(open_city):
+    api, expected = open_city
+    with httpx.Client(base_url=api.url) as c:
+        body = c.get("/public/summary/power", params={"days": 1}).json()
+    rows = {r["district"]: r for r in body["data"]}
+    assert rows[FULL]["minutes_without_power"] == expected["outage_minutes"]
+    assert SPARSE not in rows  # one meter, always at 0 V: below k, so not published at all
+    assert body["threshold_v"] == pytest.approx(0.8 * api.settings.city.grid.nominal_voltage_v)
+
+
+def test_traffic_speed_by_hour(open_city):
+    api, _ = open_city
+    with httpx.Client(base_url=api.url) as c:
+        body = c.get("/public/summary/traffic").json()
+    rows = [r for r in body["data"] if r["district"] == FULL]
+    assert rows and rows[-1]["speed_kmh"] == pytest.approx(30.0)
+    assert all(r["district"] != SPARSE for r in body["data"])
+
+
+def test_complaints_received_and_answered(open_city):
+    api, _ = open_city
+    with httpx.Client(base_url=api.url) as c:
+        body = c.get("/public/summary/complaints", params={"days": 2}).json()
+    assert (body["received"], body["answered"]) == (2, 1)
+    assert body["median_hours_to_answer"] == pytest.approx(3.0, abs=0.1)
+    assert sum(d["received"] for d in body["data"]) == 2
+
+
+def test_beds_per_class(open_city):
+    api, _ = open_city
+    with httpx.Client(base_url=api.url) as c:
+        body = c.get("/public/summary/beds").json()
+    rows = {r["bed_class"]: r for r in body["data"]}
+    assert (rows["icu"]["capacity"], rows["icu"]["beds_free"]) == (8, 3)
+    assert (rows["class_3"]["capacity"], rows["class_3"]["beds_free"]) == (30, 12)
+
+
+def test_nothing_personal_or_identifying_reaches_the_summaries(open_city):
+    api, _ = open_city
+    with httpx.Client(base_url=api.url) as c:
+        text = "".join(c.get(route).text for route in ROUTES)
+    planted = [*PERSONAL.values(), "PLANTED-2", "PLANTED-STAFF-NAME", "Pipa sudah", "10.0.0.1"]
+    planted += [f"{kind}-{n}" for kind in ("wtr", "pwr", "trf") for n in (100, 101, 102, 200)]
+    for secret in planted:
+        assert secret not in text, secret
+
+
+@pytest.mark.parametrize("route, params", [
+    ("/public/summary/water", {"days": 0}), ("/public/summary/water", {"days": 10_000_000}),
+    ("/public/summary/water", {"days": "1e9"}), ("/public/summary/power", {"days": -1}),
+    ("/public/summary/traffic", {"days": 8}), ("/public/summary/complaints", {"days": "a year"}),
+    ("/public/summary/complaints", {"days": "9" * 400}),
+])
+def test_hostile_ranges_are_refused_quickly(api, route, params):
+    with httpx.Client(base_url=api.url) as c:
+        started = time.monotonic()
+        r = c.get(route, params=params)
+    assert r.status_code == 422 and r.json()["error"] == "invalid_input" and "days" in r.json()["message"]
+    assert time.monotonic() - started < 1.0
+
+
+def test_summaries_without_any_data(api):
+    with httpx.Client(base_url=api.url) as c:
+        water = c.get("/public/summary/water").json()
+        assert len(water["data"]) == 14 and {d["supplied_m3"] for d in water["data"]} == {None}
+        assert c.get("/public/summary/power").json()["data"] == []
+        assert c.get("/public/summary/beds").json()["data"] == []
+        assert c.get("/public/summary/complaints").json()["received"] == 0
