@@ -2,49 +2,40 @@
 supplied per day, minutes without power per district and day, traffic speed per district and hour,
 complaints received and how fast they were answered, and hospital beds by class.
 
-Every figure from the readings is first a district x period cell with the number of devices behind it,
-and every cell goes through the publication policy (`_published`, the one call site) before it is
-summed or shown: a closed metric gives nothing, a cell with fewer than k devices is left out, and a
-city total is the sum of the cells that were published (never all of them, or a hidden district
-could be read as the difference). Complaints give counts and durations only (no text, no place
-finer than a district, no contact); hospital beds are already public per ward and are summed per
-class here. Ranges are bounded (at most MAX_DAYS days), so no request is slow; answers are cached for
-a few seconds like the other public routes."""
+Every figure goes through the publication policy (api/opendata/policy.py) before it is summed or shown:
+water and traffic are read as the policy-filtered rows of their open datasets (`datasets.rows`, the very
+rows the downloads hold: district x hour cells of at least k devices, no hour in progress); minutes without
+power are counted from the readings and published as district x day cells through `policy.publish` under
+power.voltage_v's rule; complaints as city-wide day cells through the complaints' rule. A closed metric
+gives nothing, and a city total is the sum of the published cells only (never of all of them, or a hidden
+district could be read as the difference). Complaints give counts and durations only (no text, place or
+contact is read); hospital beds are public per ward by design and are summed per class here. Ranges are
+bounded (at most MAX_DAYS days), so no request is slow; answers are cached for a few seconds like the
+other public routes."""
 
-from collections.abc import Iterable
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, tzinfo
 from statistics import median
-from typing import Annotated
-from zoneinfo import ZoneInfo
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 
 from api import queries
 from api.citizens.hospitals import BED_CLASSES, public_beds
+from api.opendata import datasets, policy
 from api.ratelimit import public_rate_limit
 from api.routes.hospitals import _snapshot
-from api.routes.public import POWERED_SHARE, day_start_ms
+from api.routes.public import POWERED_SHARE
 from api.services import ApiServices, Services
-from telemetry_shared.influx import quote_ident
+from telemetry_shared.influx import InfluxRejected
 
 router = APIRouter(prefix="/public/summary", tags=["open data"], dependencies=[Depends(public_rate_limit)],
                    responses={429: {"description": "too many requests; see Retry-After"}})
 
 DAY_MS = 86_400_000
 HOUR_MS = 3_600_000
-PROVISIONAL_K = 3
 MAX_DAYS = 31  # the page's charts; longer periods are the downloads' business
 Days = Annotated[int, Query(ge=1, le=MAX_DAYS, description=f"the last N local days, today included (1..{MAX_DAYS})")]
-
-
-class Cell(BaseModel):
-    """One district x period figure and how many devices stand behind it."""
-
-    district: str
-    start_ms: int
-    value: float
-    devices: int
 
 
 class WaterDay(BaseModel):
@@ -88,12 +79,13 @@ class TrafficSummary(BaseModel):
 class ComplaintDay(BaseModel):
     day: str
     start_ms: int
-    received: int
-    answered: int = Field(description="of those received that day, how many are closed with an answer")
+    received: int | None = Field(description="null: fewer than k that day, not published")
+    answered: int | None = Field(description="of those received that day, how many have had a public answer")
     median_hours_to_answer: float | None
 
 
 class ComplaintSummary(BaseModel):
+    k: int = Field(description="a day is published when at least this many complaints were received")
     received: int
     answered: int
     median_hours_to_answer: float | None
@@ -116,26 +108,22 @@ class BedSummary(BaseModel):
 # --- time: local days ---------------------------------------------------------------------------------
 
 
-def _zone(services: ApiServices) -> timezone | ZoneInfo:
-    settings = services.settings
-    fixed = timezone(timedelta(hours=settings.utc_offset_hours))
-    return ZoneInfo(settings.local_zone) if settings.local_zone else fixed
+def _midnight(day: date, zone: tzinfo) -> int:
+    return int(datetime(day.year, day.month, day.day, tzinfo=zone).timestamp() * 1000)
 
 
 def _days(services: ApiServices, days: int) -> tuple[int, int, list[int]]:
-    """(start, end, the local midnights) of the last `days` local days, today included."""
+    """(start, now, the local midnights) of the last `days` local days in the city's zone, today included
+    (walked by wall-clock dates: a day with a zone change is not 24 h)."""
+    zone = services.settings.city.zone
     now = queries.now_ms()
-    today = day_start_ms(services, now)
-    zone = _zone(services)
-    midnights = [today]
-    for _ in range(days - 1):  # walk back by wall-clock days: a day with a zone change is not 24 h
-        local = datetime.fromtimestamp(midnights[0] / 1000, zone) - timedelta(days=1)
-        midnights.insert(0, int(datetime(local.year, local.month, local.day, tzinfo=zone).timestamp() * 1000))
-    return midnights[0], now + 1, midnights
+    today = datetime.fromtimestamp(now / 1000, zone).date()
+    midnights = [_midnight(today - timedelta(days=n), zone) for n in range(days - 1, -1, -1)]
+    return midnights[0], now, midnights
 
 
 def _local_day(services: ApiServices, ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, _zone(services)).date().isoformat()
+    return datetime.fromtimestamp(ms / 1000, services.settings.city.zone).date().isoformat()
 
 
 def _day_of(midnights: list[int], ms: int) -> int:
@@ -143,136 +131,123 @@ def _day_of(midnights: list[int], ms: int) -> int:
     return max((m for m in midnights if m <= ms), default=midnights[0])
 
 
-# --- the policy's one call site -----------------------------------------------------------------------
+def _t_ms(iso: str) -> int:
+    return int(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1000)
 
 
-def _published(services: ApiServices, kind: str, metric: str, cells: Iterable[Cell]) -> list[Cell]:
-    """The cells the publication policy lets out (a closed metric: none; otherwise only cells with at least k
-    devices). TEMPORARY until api/opendata/policy.py is on main: k = PROVISIONAL_K for every metric."""
-    return [c for c in cells if c.devices >= PROVISIONAL_K]
+# --- figures: every one through the publication policy (api/opendata/policy.py) --------------------------
 
 
-# --- readings -> cells ----------------------------------------------------------------------------------
+def _dataset_rows(services: ApiServices, dataset_id: str, start: int, end: int) -> list[dict[str, Any]]:
+    """The policy-filtered district x hour rows of an open dataset (the same rows its downloads hold);
+    none when the policy closes it."""
+    try:
+        dataset = datasets.get(services.settings.city, dataset_id)
+    except policy.Closed:
+        return []
+    try:
+        return list(datasets.rows(services, dataset, start, end))
+    except InfluxRejected as exc:
+        if "retention policy not found" in str(exc):  # `city rollup` has not run yet: no hourly figures yet
+            return []
+        raise
 
 
-def _device_counts(services: ApiServices, kind: str, metric: str, start: int, end: int,
-                   bucket: str) -> dict[tuple[str, int], int]:
-    """Devices with at least one reading of the metric per (district, bucket start)."""
-    m = quote_ident(metric)
-    q = (f"SELECT count({m}) AS n FROM {quote_ident(kind)} WHERE time >= {start}ms AND time < {end}ms"
+def water_summary(services: ApiServices, days: int) -> WaterSummary:
+    """m³ per local day: the published district-hours of water-flow_lps, each the sum of its meters' hourly
+    mean flow (L/s) x 3600 s; a cell whose meters flowed back on balance counts as none supplied."""
+    start, end, midnights = _days(services, days)
+    per_day: dict[int, float] = {}
+    districts: dict[int, set[str]] = {}
+    for row in _dataset_rows(services, "water-flow_lps", start, end):
+        day = _day_of(midnights, _t_ms(row["time"]))
+        per_day[day] = per_day.get(day, 0.0) + max(0.0, row["sum"] or 0.0) * 3600 / 1000
+        districts.setdefault(day, set()).add(row["district"])
+    data = [WaterDay(day=_local_day(services, m), start_ms=m, districts=len(districts.get(m, ())),
+                     supplied_m3=round(per_day[m], 1) if m in per_day else None) for m in midnights]
+    return WaterSummary(data=data)
+
+
+def traffic_summary(services: ApiServices, days: int) -> TrafficSummary:
+    """The published district-hours of traffic-speed_kmh (the mean of the sensors' hourly means)."""
+    start, end, _ = _days(services, days)
+    rows = _dataset_rows(services, "traffic-speed_kmh", start, end)
+    return TrafficSummary(data=[TrafficHour(start_ms=_t_ms(r["time"]), district=r["district"],
+                                            speed_kmh=round(r["value"], 1)) for r in rows if r["value"] is not None])
+
+
+def _device_counts(services: ApiServices, start: int, end: int, bucket: str) -> dict[tuple[str, int], int]:
+    """Power meters with at least one reading per (district, bucket start)."""
+    q = (f'SELECT count("voltage_v") AS n FROM "power" WHERE time >= {start}ms AND time < {end}ms'
          f' GROUP BY time({bucket}), "district", "device" fill(none)')
     counts: dict[tuple[str, int], int] = {}
     for row in services.influx.rows(q):
         if row["n"]:
-            key = (row["district"], row["time"])
-            counts[key] = counts.get(key, 0) + 1
+            counts[(row["district"], row["time"])] = counts.get((row["district"], row["time"]), 0) + 1
     return counts
 
 
-def _offset(midnight_ms: int, bucket_ms: int) -> str:
-    """InfluxQL's GROUP BY time offset that puts bucket edges on local midnights."""
-    return f"{midnight_ms % bucket_ms}ms"
-
-
-def water_cells(services: ApiServices, start: int, end: int) -> list[Cell]:
-    """m³ supplied per district and local day: each device's integral of flow, backflow (negative) not counted."""
-    bucket = f"{DAY_MS}ms, {_offset(start, DAY_MS)}"
-    q = (f'SELECT integral("flow_lps", 1s) AS litres FROM "water" WHERE time >= {start}ms AND time < {end}ms'
-         f' GROUP BY time({bucket}), "district", "device" fill(none)')
-    totals: dict[tuple[str, int], list[float]] = {}
-    for row in services.influx.rows(q):
-        if row["litres"] is not None:
-            totals.setdefault((row["district"], row["time"]), []).append(max(0.0, row["litres"]))
-    return [Cell(district=d, start_ms=t, value=sum(v) / 1000, devices=len(v)) for (d, t), v in sorted(totals.items())]
-
-
-def power_cells(services: ApiServices, start: int, end: int) -> list[Cell]:
+def power_summary(services: ApiServices, days: int) -> PowerSummary:
     """Minutes without power per district and local day: a district-minute whose median voltage is below
-    POWERED_SHARE of the nominal (most of its meters see no supply). Minutes with no reading are unknown, not
-    counted."""
+    POWERED_SHARE of the nominal (most of its meters see no supply); minutes without a reading are unknown,
+    not counted. Read from the readings (an hourly mean cannot tell minutes), then published as district x
+    day cells under power.voltage_v's policy: closed gives nothing, a cell of fewer than k meters is left
+    out, and only whole hours are read (as the policy publishes no hour in progress)."""
+    rule = policy.policy_for(services.settings.city, "power", "voltage_v")
     threshold = POWERED_SHARE * services.settings.city.grid.nominal_voltage_v
-    bucket = f"{DAY_MS}ms, {_offset(start, DAY_MS)}"
+    if not rule.open:
+        return PowerSummary(threshold_v=threshold, data=[])
+    start, now, midnights = _days(services, days)
+    end = policy.visible_until_ms(rule, now)
+    bucket = f"{DAY_MS}ms, {start % DAY_MS}ms"  # buckets from local midnight (fixed-offset zones)
     inner = (f'SELECT median("voltage_v") AS v FROM "power" WHERE time >= {start}ms AND time < {end}ms'
              ' GROUP BY time(1m), "district" fill(none)')
+    # the outer query needs the time range again (else InfluxQL buckets from the epoch)
     q = (f'SELECT count("v") AS minutes FROM ({inner}) WHERE "v" < {float(threshold)}'
          f' AND time >= {start}ms AND time < {end}ms GROUP BY time({bucket}), "district"')
-    # the outer query needs the time range again (else InfluxQL buckets from the epoch)
     minutes = {(r["district"], r["time"]): int(r["minutes"] or 0) for r in services.influx.rows(q)}
-    devices = _device_counts(services, "power", "voltage_v", start, end, bucket)
-    cells = []
-    for (district, t), n in sorted(devices.items()):
-        cells.append(Cell(district=district, start_ms=t, value=minutes.get((district, t), 0), devices=n))
-    return cells
-
-
-def traffic_cells(services: ApiServices, start: int, end: int) -> list[Cell]:
-    """Mean speed per district and hour."""
-    q = (f'SELECT mean("speed_kmh") AS v FROM "traffic" WHERE time >= {start}ms AND time < {end}ms'
-         ' GROUP BY time(1h), "district" fill(none)')
-    means = {(r["district"], r["time"]): r["v"] for r in services.influx.rows(q) if r["v"] is not None}
-    devices = _device_counts(services, "traffic", "speed_kmh", start, end, "1h")
-    return [Cell(district=d, start_ms=t, value=v, devices=devices.get((d, t), 0))
-            for (d, t), v in sorted(means.items())]
-
-
-# --- the answers ----------------------------------------------------------------------------------------
-
-
-def water_summary(services: ApiServices, days: int) -> WaterSummary:
-    start, end, midnights = _days(services, days)
-    cells = _published(services, "water", "flow_lps", water_cells(services, start, end))
-    by_day: dict[int, list[Cell]] = {}
-    for cell in cells:
-        by_day.setdefault(_day_of(midnights, cell.start_ms), []).append(cell)
-    data = [WaterDay(day=_local_day(services, m), start_ms=m, districts=len(by_day.get(m, [])),
-                     supplied_m3=round(sum(c.value for c in by_day[m]), 1) if m in by_day else None)
-            for m in midnights]
-    return WaterSummary(data=data)
-
-
-def power_summary(services: ApiServices, days: int) -> PowerSummary:
-    start, end, midnights = _days(services, days)
-    cells = _published(services, "power", "voltage_v", power_cells(services, start, end))
-    data = [PowerDay(day=_local_day(services, c.start_ms), start_ms=_day_of(midnights, c.start_ms),
-                     district=c.district, minutes_without_power=int(c.value)) for c in cells]
-    threshold = POWERED_SHARE * services.settings.city.grid.nominal_voltage_v
+    cells = [{"t_ms": t, "district": d, "minutes_without_power": minutes.get((d, t), 0), "devices": n}
+             for (d, t), n in sorted(_device_counts(services, start, end, bucket).items(), key=lambda i: i[0][::-1])]
+    published = policy.publish(rule, ("t_ms", "district", "minutes_without_power"), cells, now)
+    data = [PowerDay(day=_local_day(services, c["t_ms"]), start_ms=_day_of(midnights, c["t_ms"]),
+                     district=c["district"], minutes_without_power=c["minutes_without_power"]) for c in published]
     return PowerSummary(threshold_v=threshold, data=data)
 
 
-def traffic_summary(services: ApiServices, days: int) -> TrafficSummary:
-    start, end, _ = _days(services, days)
-    cells = _published(services, "traffic", "speed_kmh", traffic_cells(services, start, end))
-    return TrafficSummary(data=[TrafficHour(start_ms=c.start_ms, district=c.district, speed_kmh=round(c.value, 1))
-                                for c in cells])
-
-
-def _hours(durations_ms: list[int]) -> float | None:
-    return round(median(durations_ms) / HOUR_MS, 1) if durations_ms else None
+def _hours(hours: list[float]) -> float | None:
+    return round(median(hours), 1) if hours else None
 
 
 def complaint_summary(services: ApiServices, days: int) -> ComplaintSummary:
-    """Counts and durations only. 'Answered' is a complaint closed with the city's answer; the time to
-    answer is from filing to its last update while closed (the store keeps no separate answer time)."""
-    start, end, midnights = _days(services, days)
-    with services.db.lock:  # only these columns are read: nothing personal can leave by mistake
-        rows = services.db.conn.execute(
-            "SELECT requested_ms, status, updated_ms FROM complaints WHERE requested_ms >= ? AND requested_ms < ?",
-            (start, end)).fetchall()
-    per_day: dict[int, list[tuple[str, int]]] = {m: [] for m in midnights}
-    for requested, status, updated in rows:
-        per_day[_day_of(midnights, requested)].append((status, updated - requested))
-    data, everything = [], []
+    """Counts and durations per local day for the whole city, published under the complaints' policy
+    (a day with fewer than k complaints is left out, as a district's cell is in the complaints-daily
+    dataset). Only three columns are read: nothing personal can leave by mistake. The time to answer is
+    from filing to the first public answer (answered_ms)."""
+    rule = policy.complaints_policy(services.settings.city)
+    start, now, midnights = _days(services, days)
+    found = services.db.query("SELECT requested_ms, answered_ms FROM complaints"
+                              " WHERE requested_ms >= ? AND requested_ms < ?", (start, now + 1))
+    per_day: dict[int, list[float | None]] = {m: [] for m in midnights}
+    for requested, answered in found:
+        per_day[_day_of(midnights, requested)].append(None if answered is None else (answered - requested) / HOUR_MS)
+    cells = [{"t_ms": m, "received": len(v), "answered": [h for h in v if h is not None]}
+             for m, v in per_day.items() if v]
+    published = {c["t_ms"]: c for c in policy.publish(rule, ("t_ms", "received", "answered"), cells, now)}
+    data, everything, received = [], [], 0
     for m in midnights:
-        answered = [d for status, d in per_day[m] if status == "closed"]
+        cell = published.get(m)
+        answered = cell["answered"] if cell else []
         everything += answered
-        data.append(ComplaintDay(day=_local_day(services, m), start_ms=m, received=len(per_day[m]),
-                                 answered=len(answered), median_hours_to_answer=_hours(answered)))
-    return ComplaintSummary(received=len(rows), answered=len(everything),
-                            median_hours_to_answer=_hours(everything), data=data)
+        received += cell["received"] if cell else 0
+        data.append(ComplaintDay(day=_local_day(services, m), start_ms=m, received=cell["received"] if cell else None,
+                                 answered=len(answered) if cell else None, median_hours_to_answer=_hours(answered)))
+    return ComplaintSummary(received=received, answered=len(everything), median_hours_to_answer=_hours(everything),
+                            data=data, k=rule.k)
 
 
 def bed_summary(services: ApiServices) -> BedSummary:
-    """Built from the public free-bed list itself, so it can hold nothing that list does not."""
+    """Built from the public free-bed list itself (free beds per ward are public by design), so it can hold
+    nothing that list does not."""
     hospitals, wards, duty = services.public.get("beds", lambda: _snapshot(services))
     now = queries.now_ms()
     listed = public_beds(hospitals, wards, duty, now, int(services.settings.api_hospital_stale_after_s * 1000))

@@ -25,3 +25,14 @@ def city_page() -> FileResponse:
 @router.get("/kota", include_in_schema=False)
 def city_page_id() -> FileResponse:
     return _page("city.html")
+
+
+@router.get("/data", response_class=FileResponse, summary="The public open-data page: charts of the open summaries "
+            "and a link to every dataset (HTML)", responses=HTML)
+def data_page() -> FileResponse:
+    return _page("data.html")
+
+
+@router.get("/data-terbuka", include_in_schema=False)
+def data_page_id() -> FileResponse:
+    return _page("data.html")

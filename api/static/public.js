@@ -10,6 +10,7 @@ const PUBLIC_PAGES = [
   { path: "/city", label: () => t("nav.city") },
   { path: "/beds", label: () => t("nav.beds") },
   { path: "/complaint", label: () => t("nav.complaint") },
+  { path: "/data", label: () => t("nav.data") },
 ];
 const PUBLIC_LANG_STORE = "cityLanguage"; // the same choice as the control room's
 const PUBLIC_LOCALES = { id: "id-ID", en: "en-GB" };

@@ -1,5 +1,6 @@
-"""A city with open data to summarise, on the live API, real influxd and the API's SQLite: districts with
-enough devices (k) and one without, complaints with planted personal data, hospital wards."""
+"""A city with open data to summarise, on the live API, real influxd (readings rolled up by the real rollup
+code, as `city rollup` does) and the API's SQLite: a district with k devices of each metric and one with a
+single device (below k), complaints with planted personal data, hospital wards."""
 
 import time
 
@@ -7,54 +8,53 @@ import pytest
 
 from api.citizens.complaints import NewComplaint
 from api.citizens.hospitals import BedsUpdate, HospitalNew, WardNew
-from api.routes.public import day_start_ms
-from telemetry_shared.influx import V1Writer
+from tests.api.opendata_seed import roll_up, write_readings
 
 MINUTE = 60_000
+HOUR = 60 * MINUTE
 # planted everywhere a person could be named: none of it may reach a public route or page
 PERSONAL = {"first_name": "Siti", "last_name": "Rahmawati-Planted", "email": "siti.planted@example.org",
             "phone": "081234567890", "description": "PLANTED-TEXT my neighbour at Jl. Merdeka 7",
             "address_string": "PLANTED-ADDRESS Jl. Merdeka 7"}
-FULL, SPARSE = "bukit-bestari", "tanjungpinang-timur"  # 3 devices each metric; 1 device (below k)
+FULL, SPARSE = "bukit-bestari", "tanjungpinang-timur"  # 3 devices of each metric (k = 3); 1 device
 
 
-def _lines(now: int, first: int) -> tuple[list[str], dict]:
+def _lines(start: int, end: int) -> tuple[list[str], dict]:
+    """Two whole hours [start, end): the policy publishes no hour in progress."""
     lines = []
-    minutes = list(range(first, now, MINUTE))
-    for t in minutes:
-        for n in range(3):
-            lines.append(f"water,device=wtr-10{n},district={FULL} flow_lps=10.0 {t}")
-        lines.append(f"water,device=wtr-200,district={SPARSE} flow_lps=500.0 {t}")
+    minutes = list(range(start, end, MINUTE))
     outage = set(minutes[-15:-5])  # ten minutes without power in FULL: two of three meters at 0 V
     for t in minutes:
         for n in range(3):
+            lines.append(f"water,device=wtr-10{n},district={FULL} flow_lps=10.0 {t}")
             volts = 0.0 if t in outage and n < 2 else 229.0
             lines.append(f"power,device=pwr-10{n},district={FULL} voltage_v={volts} {t}")
+        lines.append(f"water,device=wtr-200,district={SPARSE} flow_lps=500.0 {t}")
         lines.append(f"power,device=pwr-200,district={SPARSE} voltage_v=0.0 {t}")
     for n, speed in enumerate((20.0, 30.0, 40.0)):
-        lines.append(f"traffic,device=trf-10{n},district={FULL} speed_kmh={speed} {now - 2 * MINUTE}")
-    lines.append(f"traffic,device=trf-200,district={SPARSE} speed_kmh=3.0 {now - 2 * MINUTE}")
-    supplied_m3 = 3 * 10 * (minutes[-1] - minutes[0]) / 1000 / 1000
-    return lines, {"supplied_m3": supplied_m3, "outage_minutes": len(outage)}
+        lines += [f"traffic,device=trf-10{n},district={FULL} speed_kmh={speed} {t}" for t in minutes[-30:]]
+    lines += [f"traffic,device=trf-200,district={SPARSE} speed_kmh=3.0 {t}" for t in minutes[-30:]]
+    # three meters at 10 L/s for two hours: 216 m³
+    return lines, {"supplied_m3": 3 * 10 * 2 * 3600 / 1000, "outage_minutes": len(outage), "last_hour": end - HOUR}
 
 
 @pytest.fixture
 def open_city(api, influx_db):
-    """(api, expected figures)."""
+    """(api, expected figures): readings in the two whole hours before this one."""
     now = int(time.time() * 1000)
-    first = max(day_start_ms(api.services, now), now - 40 * MINUTE)
-    if now - first < 20 * MINUTE:  # just after local midnight: wait for enough of today
-        pytest.skip("too close to local midnight for today's figures")  # pragma: no cover
-    lines, expected = _lines(now, first)
-    writer = V1Writer(str(influx_db.http.base_url), influx_db.db)
-    writer.write(lines)
-    writer.close()
+    end = now // HOUR * HOUR
+    lines, expected = _lines(end - 2 * HOUR, end)
+    write_readings(influx_db, lines)
+    roll_up(influx_db, end - 2 * HOUR, end)
     store = api.services.complaints
-    answered, _ = store.create(NewComplaint(service_code="no_water", district=FULL, **PERSONAL), client="10.0.0.1",
-                               t_ms=now - 3 * 3_600_000)
-    store.answer(answered.id, "closed", "Pipa sudah diperbaiki")
-    store.create(NewComplaint(service_code="power_out", district=SPARSE, **PERSONAL | {"description": "PLANTED-2"}),
-                 client="10.0.0.2", t_ms=now - 60_000)
+    for n in range(3):  # three today (k): published, one of them answered after three hours
+        filed, _ = store.create(NewComplaint(service_code="no_water", district=FULL,
+                                             **PERSONAL | {"description": f"PLANTED-TEXT {n}"}),
+                                client=f"10.0.0.{n}", t_ms=now - 4 * HOUR + n)
+        if n == 0:
+            with api.services.db.transaction() as conn:  # the first public answer, three hours after filing
+                conn.execute("UPDATE complaints SET status = 'closed', status_notes = 'Pipa sudah diperbaiki',"
+                             " answered_ms = ? WHERE id = ?", (now - 4 * HOUR + 3 * HOUR, filed.id))
     hospitals = api.services.hospitals
     hospitals.add(HospitalNew(id="rs-open", name="RS Terbuka", address="Jl. Data 1", lat=0.92, lon=104.45,
                               phone="+62 771 1", type="government"), FULL)
