@@ -1,18 +1,18 @@
 """The public city page in headless Debian Chromium at a phone's size, against the live API and
 InfluxDB: the profile's districts drawn on the (offline, vector-only) map coloured by their public
 power status, a table of each district's figures, Bahasa Indonesia first and an English switch, and
-only public routes asked (the page can show nothing else). Screenshots in docs/screenshots/."""
+only public routes asked (the page can show nothing else).
+Screenshots in docs/screenshots/ (CITY_UPDATE_SCREENSHOTS=1)."""
 
 import re
-from pathlib import Path
 
 from playwright.sync_api import expect
 
 from tests.api.harness import wait_for
 from tests.api.test_control_room import page  # noqa: F401 - the browser fixture
 from tests.api.test_public import city  # noqa: F401 - the readings behind /public/city
+from tests.helpers.screenshots import SCREENSHOTS
 
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 PHONE = {"width": 390, "height": 844}
 
 

@@ -1,10 +1,9 @@
 """The public open-data page in headless Debian Chromium at a phone's size, against the live API and real
 influxd: every chart drawn (Chart.js, vendored) with the figures the open summaries give, the same numbers
 in the tables, Bahasa Indonesia first and English, keyboard usable, dataset links that answer, only public
-routes asked, nothing personal on the page. Screenshots in docs/screenshots/."""
+routes asked, nothing personal on the page. Screenshots in docs/screenshots/ (CITY_UPDATE_SCREENSHOTS=1)."""
 
 import re
-from pathlib import Path
 
 import httpx
 from playwright.sync_api import expect
@@ -12,8 +11,8 @@ from playwright.sync_api import expect
 from tests.api.harness import wait_for
 from tests.api.opendata.conftest import FULL, PERSONAL, SPARSE
 from tests.api.phone import fits_the_screen, phone  # noqa: F401 - the browser fixture
+from tests.helpers.screenshots import SCREENSHOTS
 
-SCREENSHOTS = Path(__file__).resolve().parents[3] / "docs" / "screenshots"
 CHARTS = ("water", "power", "traffic", "complaints", "beds")
 
 
