@@ -75,5 +75,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(opendata.router)
     app.include_router(ckan.router)
     app.mount("/static", StaticFiles(directory=control_room.STATIC), name="static")
-    app.openapi = lambda: errors.document_bad_bodies(app)
+    app.openapi = lambda: open311.document(errors.document_bad_bodies(app), settings.city.slugs)
     return app

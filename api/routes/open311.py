@@ -11,10 +11,11 @@ send it); `media_url` is ignored (the server fetches nothing a citizen names).
 
 import datetime as dt
 import math
+import re
 from typing import Annotated, Any, Literal
 from xml.etree import ElementTree
 
-from fastapi import APIRouter, Depends, Header, Path, Request
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import Response
 from starlette.datastructures import UploadFile
 
@@ -44,14 +45,83 @@ FORM_FIELDS = ("service_code", "lat", "long", "address_string", "email", "first_
 LIMITS = {"address_string": 200, "email": 120, "first_name": 60, "last_name": 60, "phone": 30}
 
 
-POST_SCHEMA = {"type": "object", "required": ["service_code", "description"], "properties": {
-    "service_code": {"type": "string", "enum": list(CATEGORIES)}, "lat": {"type": "number"},
-    "long": {"type": "number"}, "district": {"type": "string", "description": "a district slug of the city profile, "
-                                                                              "when there is no lat/long"},
-    "address_string": {"type": "string"}, "description": {"type": "string", "maxLength": MAX_DESCRIPTION},
-    "email": {"type": "string"}, "first_name": {"type": "string"}, "last_name": {"type": "string"},
-    "phone": {"type": "string"}, "media": {"type": "string", "format": "binary",
-                                           "description": "a JPEG, PNG or WebP photo"}}}
+W3C_PATTERN = (r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+               r"(T([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,6})?)?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])?)?$")
+CODES = "|".join(CATEGORIES)
+# comma separated lists, as the spec's clients send them (empty: no filter)
+CODE_LIST_PATTERN = rf"^(({CODES})(,({CODES}))*)?$"
+STATUS_LIST_PATTERN = r"^((open|closed)(,(open|closed))*)?$"
+ID = CODE_PATTERN.strip("^$")
+ID_LIST_PATTERN = rf"^({ID}(,{ID}){{0,{LIMIT - 1}}})?$"
+MIN_DESCRIPTION = 5
+
+POST_SCHEMA = {"type": "object", "required": ["service_code", "description"],
+               "anyOf": [{"required": ["lat", "long"]}, {"required": ["district"]}], "properties": {
+    "service_code": {"type": "string", "enum": list(CATEGORIES)},
+    "lat": {"type": "number", "minimum": -90, "maximum": 90},
+    "long": {"type": "number", "minimum": -180, "maximum": 180},
+    "district": {"type": "string", "description": "a district slug of the city profile, when there is no lat/long"},
+    "address_string": {"type": "string", "maxLength": 200},
+    "description": {"type": "string", "minLength": MIN_DESCRIPTION, "maxLength": MAX_DESCRIPTION},
+    "email": {"type": "string", "maxLength": 120}, "first_name": {"type": "string", "maxLength": 60},
+    "last_name": {"type": "string", "maxLength": 60}, "phone": {"type": "string", "maxLength": 30},
+    "media": {"type": "string", "format": "binary", "description": "a JPEG, PNG or WebP photo"}}}
+NULLABLE_TEXT = {"type": ["string", "null"]}
+REQUEST_SCHEMA = {"type": "object", "required": ["service_request_id", "status", "service_code"], "properties": {
+    "service_request_id": {"type": "string", "pattern": CODE_PATTERN}, "status": {"enum": ["open", "closed"]},
+    "status_notes": NULLABLE_TEXT, "service_name": {"type": "string"}, "service_code": {"enum": list(CATEGORIES)},
+    "description": NULLABLE_TEXT, "agency_responsible": {"type": "string"}, "service_notice": NULLABLE_TEXT,
+    "requested_datetime": {"type": "string"}, "updated_datetime": {"type": "string"},
+    "expected_datetime": {"type": "null"},
+    "address": {"type": "string"}, "address_id": {"type": "null"}, "zipcode": {"type": "null"},
+    "lat": {"type": ["number", "null"]}, "long": {"type": ["number", "null"]}, "media_url": NULLABLE_TEXT}}
+SERVICE_SCHEMA = {"type": "object", "required": ["service_code", "service_name"], "properties": {
+    "service_code": {"enum": list(CATEGORIES)}, "service_name": {"type": "string"}, "description": {"type": "string"},
+    "metadata": {"type": "boolean"}, "type": {"enum": ["realtime", "batch", "blackbox"]},
+    "keywords": {"type": "string"}, "group": {"type": "string"}}}
+CREATED_SCHEMA = {"type": "object", "required": ["service_request_id"], "properties": {
+    "service_request_id": {"type": "string", "pattern": CODE_PATTERN}, "service_notice": {"type": "string"},
+    "account_id": {"type": "null"}}}
+ERRORS_SCHEMA = {"type": "array", "items": {"type": "object", "required": ["code", "description"], "properties": {
+    "code": {"type": "integer"}, "description": {"type": "string"}}}}
+
+
+def _content(json_schema: dict[str, Any]) -> dict[str, Any]:
+    """JSON (`.json`) or XML (`.xml`): the path says which."""
+    return {"application/json": {"schema": json_schema}, "text/xml": {"schema": {"type": "string"}}}
+
+
+def _responses(ok: dict[int, tuple[str, dict[str, Any]]], *errors: int) -> dict[int | str, dict[str, Any]]:
+    """The spec's answers: the rows as a list, errors as the spec's error list; 429 from the public rate limit
+    (the API's error body) or from the filing limits (the spec's list)."""
+    found: dict[int | str, dict[str, Any]] = {
+        status: {"description": what, "content": _content({"type": "array", "items": item})}
+        for status, (what, item) in ok.items()}
+    for status in errors:
+        found[status] = {"description": ERROR_TEXTS[status], "content": _content(ERRORS_SCHEMA)}
+    found[429] = {"description": "too many requests (see Retry-After), or filing limits reached",
+                  "content": {"application/json": {"schema": {}}, "text/xml": {"schema": {"type": "string"}}}}
+    return found
+
+
+ERROR_TEXTS = {400: "the spec's error list: what was wrong with the request", 404: "no such service request",
+               413: "the photo is too large"}
+
+
+def document(schema: dict[str, Any], slugs: tuple[str, ...]) -> dict[str, Any]:
+    """The OpenAPI schema with what only the city profile knows: the district slugs a form may name, an example
+    request, and the link from a filed request to reading it (its id is the tracking code)."""
+    post = schema["paths"]["/open311/v2/requests.{fmt}"]["post"]
+    for media in post["requestBody"]["content"].values():
+        media["schema"]["properties"]["district"]["enum"] = list(slugs)
+        media["example"] = {"service_code": "leak", "district": slugs[0], "description": "pipa bocor di depan rumah"}
+    post["responses"]["201"]["links"] = {"ReadTheRequest": {
+        "operationId": GET_ONE, "parameters": {"request_id": "$response.body#/0/service_request_id",
+                                               "fmt": "$request.path.fmt"}}}
+    return schema
+
+
+GET_ONE = "open311_get_request"
 
 
 class Open311Error(Exception):
@@ -109,7 +179,8 @@ def public_request(services: ApiServices, c: Complaint, lang: str, base_url: str
     }
 
 
-@router.get("/services.{fmt}", summary="Open311: the complaint categories")
+@router.get("/services.{fmt}", summary="Open311: the complaint categories",
+            responses=_responses({200: ("the categories", SERVICE_SCHEMA)}))
 def services_list(fmt: Format, services: Services,
                   accept_language: Annotated[str | None, Header(max_length=500)] = None) -> Response:
     lang = _language(services, accept_language)
@@ -145,6 +216,8 @@ async def _parse(request: Request, services: ApiServices) -> NewComplaint:
         raise Open311Error(400, f"service_code must be one of {', '.join(CATEGORIES)}")
     lat, lon = _number(form, "lat", -90, 90), _number(form, "long", -180, 180)
     profile = services.settings.city
+    if "district" in texts and texts["district"] not in profile.slugs:
+        raise Open311Error(400, f"district must be one of {', '.join(profile.slugs)}")
     if lat is not None and lon is not None:
         district = profile.district_at(lat, lon)
         if district is None:
@@ -153,9 +226,13 @@ async def _parse(request: Request, services: ApiServices) -> NewComplaint:
         district, lat, lon = texts["district"], None, None
     else:
         raise Open311Error(400, f"give lat and long, or district (one of {', '.join(profile.slugs)})")
+    for name, limit in (("description", MAX_DESCRIPTION), *LIMITS.items()):
+        # refused, not cut: the citizen's app should know (a browser may send a textarea's newlines as CRLF)
+        if len(texts.get(name, "").replace("\r\n", "\n")) > limit:
+            raise Open311Error(400, f"{name} is longer than {limit} characters")
     description = clean_text(texts.get("description", ""), MAX_DESCRIPTION)
-    if len(description) < 5:
-        raise Open311Error(400, "description: say what is wrong (at least 5 characters)")
+    if len(description) < MIN_DESCRIPTION:
+        raise Open311Error(400, f"description: say what is wrong (at least {MIN_DESCRIPTION} characters)")
     fields = {k: clean_text(texts.get(k, ""), n).replace("\n", " ") for k, n in LIMITS.items()}
     media = form.get("media")
     photo = None
@@ -170,6 +247,8 @@ async def _parse(request: Request, services: ApiServices) -> NewComplaint:
 
 
 @router.post("/requests.{fmt}", status_code=201, summary="Open311: file a complaint (a form; photo as `media`)",
+             responses=_responses({201: ("filed: its id is the tracking code", CREATED_SCHEMA),
+                                   200: ("a duplicate of an earlier request: its id", CREATED_SCHEMA)}, 400, 413),
              openapi_extra={"requestBody": {"content": {
                  "application/x-www-form-urlencoded": {"schema": POST_SCHEMA},
                  "multipart/form-data": {"schema": POST_SCHEMA}}}})
@@ -193,9 +272,11 @@ async def create_request(fmt: Format, request: Request, services: Services) -> R
 
 
 def _since(services: ApiServices, value: str | None, name: str) -> int | None:
-    if not value:
+    if value is None:
         return None
     try:
+        if not re.fullmatch(W3C_PATTERN, value):
+            raise ValueError(value)
         when = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise Open311Error(400, f"{name} must be a W3C datetime, e.g. 2026-12-01T00:00:00Z") from None
@@ -204,19 +285,37 @@ def _since(services: ApiServices, value: str | None, name: str) -> int | None:
     return int(when.timestamp() * 1000)
 
 
-@router.get("/requests.{fmt}", summary="Open311: complaints, newest first (90 days unless dates are given)")
-def list_requests(fmt: Format, request: Request, services: Services,
-                  service_request_id: Annotated[str | None, "comma separated"] = None,
-                  service_code: str | None = None, start_date: str | None = None, end_date: str | None = None,
-                  status: str | None = None,
+def _listed(value: str | None, pattern: str, name: str) -> list[str]:
+    """A comma separated filter, checked against the pattern the schema gives (the spec's 400 otherwise)."""
+    if not value:
+        return []
+    if not re.fullmatch(pattern, value):
+        raise Open311Error(400, f"{name}: a comma separated list, see the schema")
+    return value.split(",")
+
+
+def _documented(pattern: str, description: str) -> Any:
+    """A query value whose pattern the schema shows and the route checks itself (the spec's error list)."""
+    return Query(description=description, json_schema_extra={"pattern": pattern})
+
+
+IdsQuery = Annotated[str | None, _documented(ID_LIST_PATTERN, "ids, comma separated")]
+CodesQuery = Annotated[str | None, _documented(CODE_LIST_PATTERN, "categories, comma separated")]
+DateQuery = Annotated[str | None, _documented(W3C_PATTERN, "a W3C datetime, e.g. 2026-12-01T00:00:00Z")]
+StatusQuery = Annotated[str | None, _documented(STATUS_LIST_PATTERN, "open, closed or both, comma separated")]
+
+
+@router.get("/requests.{fmt}", summary="Open311: complaints, newest first (90 days unless dates are given)",
+            responses=_responses({200: ("the requests, public fields only", REQUEST_SCHEMA)}, 400))
+def list_requests(fmt: Format, request: Request, services: Services, service_request_id: IdsQuery = None,
+                  service_code: CodesQuery = None, start_date: DateQuery = None, end_date: DateQuery = None,
+                  status: StatusQuery = None,
                   accept_language: Annotated[str | None, Header(max_length=500)] = None) -> Response:
     lang = _language(services, accept_language)
     try:
-        ids = [i.strip() for i in (service_request_id or "").split(",") if i.strip()][:LIMIT]
-        codes = [c.strip() for c in (service_code or "").split(",") if c.strip()]
-        statuses = [s.strip() for s in (status or "").split(",") if s.strip()]
-        if set(statuses) - {"open", "closed"}:
-            raise Open311Error(400, "status is open or closed")
+        ids = _listed(service_request_id, ID_LIST_PATTERN, "service_request_id")
+        codes = _listed(service_code, CODE_LIST_PATTERN, "service_code")
+        statuses = _listed(status, STATUS_LIST_PATTERN, "status")
         end = _since(services, end_date, "end_date")
         start = _since(services, start_date, "start_date")
         if not ids and start is None:
@@ -228,21 +327,19 @@ def list_requests(fmt: Format, request: Request, services: Services,
     return _answer(fmt, "service_requests", "request", rows)
 
 
-@router.get("/requests/{request_id}.{fmt}", summary="Open311: one complaint by its id (the tracking code)")
-def get_request(request_id: Annotated[str, Path(max_length=40)], fmt: Format, request: Request, services: Services,
+@router.get("/requests/{request_id}.{fmt}", summary="Open311: one complaint by its id (the tracking code)",
+            operation_id=GET_ONE,
+            responses=_responses({200: ("the request, public fields only", REQUEST_SCHEMA)}, 404))
+def get_request(request_id: Annotated[str, Path(max_length=40, description="the tracking code (any case)")],
+                fmt: Format, request: Request, services: Services,
                 accept_language: Annotated[str | None, Header(max_length=500)] = None) -> Response:
     lang = _language(services, accept_language)
-    import re
-
-    code = request_id.strip().upper()
+    code = request_id.strip().upper()  # as a citizen types it; anything else is a code that does not exist
     try:
         if not re.fullmatch(CODE_PATTERN, code):
-            raise Open311Error(404, f"no service request {request_id[:20]!r}")
-        try:
-            complaint = services.complaints.get(code)
-        except LookupError:
-            raise Open311Error(404, f"no service request {code}") from None
-    except Open311Error as exc:
-        return _error(fmt, exc)
+            raise LookupError(code)
+        complaint = services.complaints.get(code)
+    except LookupError:
+        return _error(fmt, Open311Error(404, f"no service request {request_id[:20]!r}"))
     return _answer(fmt, "service_requests", "request", [public_request(services, complaint, lang,
                                                                        str(request.base_url))])

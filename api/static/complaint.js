@@ -80,8 +80,8 @@ async function send(event) {
   form.set("description", $("description").value);
   if ($("address").value.trim()) form.set("address_string", $("address").value.trim());
   const [first, ...rest] = $("name").value.trim().split(/\s+/);
-  if (first) form.set("first_name", first);
-  if (rest.length) form.set("last_name", rest.join(" "));
+  if (first) form.set("first_name", first.slice(0, 60)); // the API refuses a longer name part
+  if (rest.length) form.set("last_name", rest.join(" ").slice(0, 60));
   if ($("phone").value.trim()) form.set("phone", $("phone").value.trim());
   if ($("email").value.trim()) form.set("email", $("email").value.trim());
   if ($("photo").files[0]) form.set("media", $("photo").files[0]);

@@ -115,6 +115,11 @@ def test_hostile_input_is_refused_with_the_spec_errors(city311):
         ({"service_code": "leak", "description": "pipa bocor", "district": "atlantis"}, None, 400),
         ({"service_code": "leak", "description": "pipa bocor", "lat": "nan", "long": "104.4"}, None, 400),
         ({"service_code": "leak", "description": "pipa bocor", "lat": "-6.2", "long": "106.8"}, None, 400),
+        ({"service_code": "leak", "description": "pipa bocor " * 182, "district": "bukit-bestari"}, None, 400),
+        ({"service_code": "leak", "description": "pipa bocor", "district": "bukit-bestari", "phone": "1" * 31},
+         None, 400),  # refused, not cut short
+        ({"service_code": "leak", "description": "pipa bocor", "district": "<script>", "lat": "0.92",
+          "long": "104.45"}, None, 400),  # a district that is none, even beside a point
         ({"service_code": "leak", "description": "pipa bocor", "district": "bukit-bestari"},
          {"media": ("x.jpg", b"<?php system($_GET['c']); ?>", "image/jpeg")}, 400),  # a fake photo
         ({"service_code": "leak", "description": "pipa bocor", "district": "bukit-bestari"},
@@ -136,6 +141,10 @@ def test_hostile_input_is_refused_with_the_spec_errors(city311):
         assert c.get("/open311/v2/requests/PGD-NOTHERE.json").status_code == 404
         assert c.get("/open311/v2/requests/../../etc.json").status_code == 404
         assert c.get("/open311/v2/requests.json", params={"status": "<x>"}).status_code == 400
+        for bad in ({"start_date": ""}, {"end_date": "2026-02-31T00:00:00Z"}, {"service_code": "leak,<x>"},
+                    {"service_request_id": "PGD-2345678A, DROP TABLE"}, {"status": "open,"}):
+            r = c.get("/open311/v2/requests.json", params=bad)
+            assert r.status_code == 400 and r.json()[0]["code"] == 400, (bad, r.text)
     found, total = api.services.complaints.find()
     assert total == 0  # nothing stored from any of it
 
