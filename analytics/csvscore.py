@@ -33,7 +33,7 @@ import numpy as np
 
 from analytics.config import CSV_PARAMS, DetectorParams
 from analytics.detectors import DETECTORS, Anchor, score_series
-from analytics.detectors.surprise import row_score, row_surprise
+from analytics.detectors.surprise import row_score, row_surprise, time_slots
 from analytics.rules import STATISTICAL_RULES, Hysteresis
 
 MAX_BYTES = 512 * 1024 * 1024
@@ -299,6 +299,7 @@ class RowScores:
     score: np.ndarray  # the surprise of the row given the rows above it, in [0, 1)
     incident: np.ndarray  # int: 1, 2, ... while an incident is held (the alert engine's hysteresis), else 0
     detector: np.ndarray  # object: the rule of the incident's opening row ('' outside incidents)
+    learning: np.ndarray  # bool: the file's learning period (its first params.surprise_learning_ms): score 0
 
 
 def score_rows(table: Table, params: DetectorParams = CSV_PARAMS) -> RowScores:
@@ -307,6 +308,9 @@ def score_rows(table: Table, params: DetectorParams = CSV_PARAMS) -> RowScores:
     Rows out of time order are scored in file order; for the seasonal
     look-up their time is the latest seen so far, so a row never looks
     ahead of itself. A missing value scores 0 and keeps an open incident.
+    Rows of the learning period (the first surprise_learning_ms from the
+    first reading) score 0 and are flagged: the detectors learn there, they
+    do not judge.
     """
     monotone = np.maximum.accumulate(table.times_ms) if table.times_ms.size else table.times_ms
     x = table.values.reshape(1, -1)
@@ -316,9 +320,11 @@ def score_rows(table: Table, params: DetectorParams = CSV_PARAMS) -> RowScores:
     # at the lowest is idle: neither is a surprise of its own in a file of unknown meaning.
     highest_before = np.concatenate(([-np.inf], np.fmax.accumulate(np.nan_to_num(x[0], nan=-np.inf))[:-1]))
     nats = np.where(x >= highest_before, 0.0, nats)
-    surprise, _ = row_surprise(stats.point, nats, params=params)
+    slot = time_slots(monotone, params)[None] if params.surprise_slots else None
+    surprise, _ = row_surprise(stats.point, nats, params=params, slot=slot)
     missing = np.isnan(table.values)
-    score = np.where(missing, 0.0, row_score(surprise, params)[0])
+    learning = _learning(monotone, table.values, params.surprise_learning_ms)
+    score = np.where(missing | learning, 0.0, row_score(surprise, params)[0])
     # The held incident: the engine's hysteresis over the engine's own score (one alert per fault).
     engine_score = np.where(missing[None], np.nan, stats.combined)
     active = _held(engine_score[0], x[0], stats.anchor, params)
@@ -328,7 +334,15 @@ def score_rows(table: Table, params: DetectorParams = CSV_PARAMS) -> RowScores:
     opening_rule = names[stats.winner[0]]
     first_row = np.maximum.accumulate(np.where(starts, np.arange(active.size), 0))
     detector = np.where(active, opening_rule[first_row], "")
-    return RowScores(score, incident, detector)
+    return RowScores(score, incident, detector, learning)
+
+
+def _learning(times_ms: np.ndarray, values: np.ndarray, span_ms: int) -> np.ndarray:
+    """Rows within span_ms of the file's first reading (a row with a value), the learning period."""
+    valid = np.flatnonzero(~np.isnan(values))
+    if span_ms <= 0 or not valid.size:
+        return np.zeros(values.shape, dtype=bool)
+    return times_ms < times_ms[valid[0]] + span_ms
 
 
 def _held(score: np.ndarray, values: np.ndarray, anchor: Anchor | None, params: DetectorParams,
@@ -373,22 +387,25 @@ def score_table(table: Table, params: DetectorParams = CSV_PARAMS) -> np.ndarray
 
 
 def write_scored(table: Table, rows: RowScores, out: io.TextIOBase) -> None:
-    """The input rows plus anomaly_score, incident (empty outside one) and detector (the rule that opened it)."""
+    """The input rows plus anomaly_score, incident (empty outside one), detector (the rule that opened it) and
+    learning (1 in the file's learning period, where the score is 0 because nothing is judged yet)."""
     writer = csv.writer(out, lineterminator="\n")
     header = table.header or ["timestamp", "value"] + [f"column_{i}" for i in range(2, len(table.rows[0]))]
-    writer.writerow([*header, "anomaly_score", "incident", "detector"])
+    writer.writerow([*header, "anomaly_score", "incident", "detector", "learning"])
     incidents = [str(i) if i else "" for i in rows.incident.tolist()]
+    learning = np.where(rows.learning, "1", "").tolist()
     if table.lines is not None:
         # The lines as read need no quoting (no quotes, commas between fields): appended to, not re-encoded.
         for start in range(0, len(table.lines), 65536):
             part = slice(start, start + 65536)
-            out.write("".join(f"{line},{score:.6f},{incident},{detector}\n" for line, score, incident, detector in
+            out.write("".join(f"{line},{score:.6f},{incident},{detector},{learn}\n"
+                              for line, score, incident, detector, learn in
                               zip(table.lines[part], rows.score[part].tolist(), incidents[part],
-                                  rows.detector[part].tolist(), strict=True)))
+                                  rows.detector[part].tolist(), learning[part], strict=True)))
         return
-    for row, score, incident, detector in zip(table.rows, rows.score.tolist(), incidents, rows.detector.tolist(),
-                                              strict=True):
-        writer.writerow([*row, f"{score:.6f}", incident, detector])
+    for row, score, incident, detector, learn in zip(table.rows, rows.score.tolist(), incidents,
+                                                     rows.detector.tolist(), learning, strict=True):
+        writer.writerow([*row, f"{score:.6f}", incident, detector, learn])
 
 
 def score_file(source: Path, target: Path, params: DetectorParams = CSV_PARAMS) -> np.ndarray:

@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from analytics import csvscore
-from analytics.csvscore import CsvError, Table, parse_time, read_table, score_table
+from analytics.csvscore import CsvError, Table, parse_time, read_table
 from analytics.rowwise import RowWise, best_row_wise, windowed_gaussian
 
 # 0.05 .. 0.99, then 0.995 and 0.999: on a series whose normal readings often score near 1 the best
@@ -61,6 +61,7 @@ class Scored:
     scores: np.ndarray
     windows: list[tuple[int, int]]
     values: np.ndarray | None = None  # the readings, for the windowed Gaussian baseline
+    learning: np.ndarray | None = None  # the rows of the scorer's learning period (score 0: nothing judged yet)
 
 
 @dataclass
@@ -72,6 +73,7 @@ class Metrics:
     found: int = 0
     false_episodes: int = 0
     rows_outside: int = 0  # rows outside every window and its tolerance: where a false alarm can happen
+    learning_windows: int = 0  # windows starting in the scorer's learning period: missed by design, counted
     delays: list[int] = field(default_factory=list)
 
     @property
@@ -104,6 +106,7 @@ class Metrics:
         self.found += other.found
         self.false_episodes += other.false_episodes
         self.rows_outside += other.rows_outside
+        self.learning_windows += other.learning_windows
         self.delays += other.delays
 
     def as_dict(self) -> dict:
@@ -113,13 +116,13 @@ class Metrics:
         return {"rows": self.rows, "windows": self.windows, "found": self.found,
                 "false_episodes": self.false_episodes, "precision": rounded(self.precision),
                 "recall": rounded(self.recall), "f1": rounded(self.f1), "median_delay_rows": self.median_delay,
-                "false_per_10k_rows": rounded(self.false_per_10k)}
+                "false_per_10k_rows": rounded(self.false_per_10k), "learning_windows": self.learning_windows}
 
 
 # ---------------------------------------------------------------- reading
 
 
-def read_scored_table(path: Path) -> tuple[Table, np.ndarray]:
+def read_scored_table(path: Path) -> tuple[Table, csvscore.RowScores]:
     """Read and score one CSV exactly as `city score` does (csvscore's limits and parser). Raises CsvError."""
     try:
         size = path.stat().st_size
@@ -137,7 +140,7 @@ def read_scored_table(path: Path) -> tuple[Table, np.ndarray]:
         table = read_table(text)
     except CsvError as exc:
         raise CsvError(f"{path}: {exc}") from None
-    return table, score_table(table)
+    return table, csvscore.score_rows(table)
 
 
 def label_windows(table: Table, column: str) -> list[tuple[int, int]]:
@@ -271,7 +274,7 @@ def load(paths: list[Path], label_column: str = "label", windows_csv: Path | Non
     used: set[str] = set()
     scored = []
     for path in paths:
-        table, scores = read_scored_table(path)
+        table, rows = read_scored_table(path)
         try:
             if spans is None:
                 windows = label_windows(table, label_column)
@@ -281,7 +284,7 @@ def load(paths: list[Path], label_column: str = "label", windows_csv: Path | Non
                 windows = rows_of_windows(table.times_ms, spans.get(key, []), path.name)
         except LabelError as exc:
             raise LabelError(f"{path}: {exc}") from None
-        scored.append(Scored(str(path), scores, windows, table.values))
+        scored.append(Scored(str(path), rows.score, windows, table.values, rows.learning))
         if on_file is not None:
             on_file(path)
     unused = 0 if spans is None else sum(len(v) for k, v in spans.items() if k not in used)
@@ -394,7 +397,9 @@ def evaluate(files: list[Scored], threshold: float = 0.5, tolerance: int = 5,
     totals = {t: Metrics() for t in grid}
     for item in files:
         results = sweep_file(item.scores, item.windows, grid, tolerance)
+        learning = 0 if item.learning is None else sum(bool(item.learning[start]) for start, _ in item.windows)
         for t, m in zip(grid, results, strict=True):
+            m.learning_windows = learning
             totals[t].add(m)
             if t == threshold:
                 per_file.append((item.name, m))

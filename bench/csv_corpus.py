@@ -63,6 +63,7 @@ ANOMALIES = ("spike", "dip", "level_shift", "drift", "variance", "stuck", "patte
              "phase_shift")
 SEASONAL = {"occupancy", "speed", "counts", "building_temp", "service_load", "multi_season"}
 INTERVALS_MIN = (1, 2, 5, 10, 15)
+VISIBLE_SIGMAS = 3.0
 
 
 @dataclass
@@ -78,6 +79,11 @@ class Series:
     labels: np.ndarray  # 0/1 per row
     windows: list[tuple[int, int]] = field(default_factory=list)
     time_format: str = "iso"
+    # Per window: the largest change the anomaly made to any of its readings, in the series' noise sigmas
+    # (see _visibility; NaN: not judged). Below VISIBLE_SIGMAS no detector, causal or not, can tell the
+    # window from noise: a dip at night clipped to a normal 0, a schedule gone wrong at an hour whose values
+    # happen to match. The labels keep such windows (they are what was injected); the bench reports them apart.
+    visibility: list[float] = field(default_factory=list)
 
     def csv_text(self) -> str:
         lines = ["timestamp,value,label"]
@@ -413,8 +419,10 @@ def make_series(name: str, family: str, anomaly: str, rng: np.random.Generator) 
         n = int(rng.integers(1000, 20_001))
     times = _times(rng, n, interval_min)
     shape = _shape(family, times, rng, interval_min)
+    clean_base, clean_noise = shape.base.copy(), shape.noise.copy()
     windows = [] if anomaly == "clean" else _inject(anomaly, shape, rng, per_day)
     values = _finish(shape, anomaly, windows, rng)
+    visibility = _visibility(shape, anomaly, clean_base, clean_noise, values, windows)
     labels = np.zeros(n, dtype=np.int8)
     for start, end in windows:
         labels[start:end + 1] = 1
@@ -422,7 +430,36 @@ def make_series(name: str, family: str, anomaly: str, rng: np.random.Generator) 
     new_index = np.cumsum(keep) - 1
     windows = [(int(new_index[s]), int(new_index[e])) for s, e in windows]
     style = str(rng.choice(["iso", "iso", "iso_z", "epoch"]))
-    return Series(name, family, anomaly, interval_min, times[keep], values[keep], labels[keep], windows, style)
+    return Series(name, family, anomaly, interval_min, times[keep], values[keep], labels[keep], windows, style,
+                  visibility)
+
+
+def _visibility(shape: Shape, kind: str, clean_base: np.ndarray, clean_noise: np.ndarray, values: np.ndarray,
+                windows: list[tuple[int, int]]) -> list[float]:
+    """Per window, max over its rows of |reading - the same reading without the anomaly| / the noise sigma.
+
+    Exact where the noise is additive (the clean reading is the same base and noise, bounded and rounded
+    the same way); for Poisson counts, against the clean rate, in units of its Poisson sigma (a count's
+    own noise is drawn after the anomaly, so there is no clean twin of the draw). NaN (not judged) for
+    stuck and variance, which show in repeats and spread rather than in any one reading's size.
+    """
+    if kind in ("stuck", "variance"):
+        return [math.nan for _ in windows]
+    if shape.counts:
+        clean = np.maximum(clean_base, 0)
+        # Stuck and collapse act on the drawn counts; the other anomalies on the rate.
+        changed = values if kind in ("stuck", "collapse") else np.maximum(shape.base, 0)
+        change = np.abs(changed - clean)
+        unit = np.sqrt(np.maximum(clean, 1.0))
+    else:
+        clean = clean_base + clean_noise
+        if shape.low is not None or shape.high is not None:
+            clean = np.clip(clean, shape.low, shape.high)
+        if shape.quantum:
+            clean = np.round(clean / shape.quantum) * shape.quantum
+        change = np.abs(values - clean)
+        unit = np.full(values.size, max(shape.noise_sd, shape.quantum))
+    return [float(np.max(change[start:end + 1] / unit[start:end + 1])) for start, end in windows]
 
 
 def _family_for(anomaly: str, rng: np.random.Generator) -> str:

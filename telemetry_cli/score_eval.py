@@ -86,6 +86,8 @@ def _print(report: Report) -> None:
         if baseline is not None:
             line += say("score_eval.baseline", score=number(baseline.score, 1), threshold=f"{baseline.threshold:.4g}")
         console.print(line + ".")
+    if report.total.learning_windows:
+        console.print(say("score_eval.learning", n=report.total.learning_windows))
     if report.unused_windows:
         console.print(say("score_eval.unused", n=report.unused_windows))
 

@@ -89,22 +89,13 @@ def _gauss_log10(z: float) -> float:
 
 
 @numba.njit(cache=True, nogil=True)
-def _tail_log10(z: float, u: float, exceed: float, rows: float, excess: float, prior_share: float,
-                prior_rows: float, prior_excess: float, prior_count: float) -> float:
-    """-log10 P(|z'| >= |z|) for one series: normal up to u, an exponential tail past it learnt from its own excesses.
-
-    The share of readings past u and the mean excess over u are running
-    counts shrunk towards a normal law's (prior_share of prior_rows; mean
-    excess prior_excess / prior_count), so a series with heavy-tailed errors
-    needs a larger z for the same surprise, and a series with few readings is
-    judged as a normal one would be. Peaks over threshold with a shape-0
-    generalised Pareto tail (Pickands 1975; Siffer et al., KDD 2017, SPOT).
-    """
+def _tail_log10(z: float, u: float, share: float, mean_excess: float) -> float:
+    """-log10 P(|z'| >= |z|): normal up to u, past it an exponential tail with P(|z'| > u) = share and that
+    mean excess over u (peaks over threshold with a shape-0 generalised Pareto tail: Pickands 1975;
+    Siffer et al., KDD 2017, SPOT)."""
     z = abs(z)
     if z <= u:
         return _gauss_log10(z)
-    share = (exceed + prior_share * prior_rows) / (rows + prior_rows)
-    mean_excess = (excess + prior_excess) / (exceed + prior_count)
     return -math.log10(share) + (z - u) / mean_excess / math.log(10.0)
 
 
@@ -114,16 +105,27 @@ def _median_of(buffer: np.ndarray, n: int) -> float:
     return 0.5 * (ordered[(n - 1) // 2] + ordered[n // 2])
 
 
-def _surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray, out: np.ndarray, which: np.ndarray,
-              u: float, prior_share: float, prior_rows: float, prior_excess: float, prior_count: float,
-              excess_cap: float, learn_max: float, learn_weight: float, fast_rows: int, hazard: float, k: float,
-              h: float, rho_alpha: float, bias_alpha: float, shift_offset: float, flat_offset: float) -> None:
+def _surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray, slot: np.ndarray, out: np.ndarray,
+              which: np.ndarray, u: float, prior_share: float, prior_rows: float, prior_excess: float,
+              prior_count: float, excess_cap: float, learn_max: float, learn_weight: float, fast_rows: int,
+              hazard: float, k: float, h: float, rho_alpha: float, bias_alpha: float, shift_offset: float,
+              flat_offset: float, slots: int, slot_rows: float, slot_count: float) -> None:
     """surprise.row_surprise's recursion for (S, T) inputs; fills out (log10 units) and which (0 point, 1 shift,
-    2 flatline, 3 drift). NaN point: no reading or no trusted baseline, surprise 0 and the state unchanged."""
+    2 flatline, 3 drift). NaN point: no reading or no trusted baseline, surprise 0 and the state unchanged.
+
+    The tail past u is the series' own (its share of readings past u and their mean excess, shrunk towards
+    a normal law's by prior_rows and prior_count) and, where slots > 0, that of the row's time-of-day slot
+    (slot (S, T) in 0..slots-1) shrunk towards the series' own by slot_rows and slot_count."""
     n_series, n_times = point.shape
     log10e = 1.0 / math.log(10.0)
     recent = np.empty(fast_rows)
+    slot_exceed = np.zeros(max(slots, 1))
+    slot_seen = np.zeros(max(slots, 1))
+    slot_excess = np.zeros(max(slots, 1))
     for s in range(n_series):
+        slot_exceed[:] = 0.0
+        slot_seen[:] = 0.0
+        slot_excess[:] = 0.0
         bias = upper = lower = run_up = run_down = 0.0
         n_up = n_down = 0
         lag_product = previous = 0.0
@@ -143,13 +145,23 @@ def _surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray, out: 
                 which[s, t] = kind if best > 0 else 0
                 continue
             zp = z - bias
+            # The tail past u: the series' own, then (with slots) the time of day's, each shrunk to the last.
+            share = (exceed + prior_share * prior_rows) / (rows + prior_rows)
+            mean_excess = (excess + prior_excess) / (exceed + prior_count)
+            b = slot[s, t] if slots > 0 else 0
+            if slots > 0:
+                # Never lighter than both the series' tail and a normal law's: a quiet slot judges as a
+                # normal law would, not as if its few rows had proved a lighter tail than that.
+                share = max((slot_exceed[b] + share * slot_rows) / (slot_seen[b] + slot_rows),
+                            min(share, prior_share))
+                mean_excess = max((slot_excess[b] + mean_excess * slot_count) / (slot_exceed[b] + slot_count),
+                                  min(mean_excess, prior_excess / prior_count))
             # The row itself: no change (against the baseline and the bias learnt after a change), or a
             # change in the last few rows (against their median), at a prior cost of `hazard` decades.
-            slow = _tail_log10(zp, u, exceed, rows, excess, prior_share, prior_rows, prior_excess, prior_count)
+            slow = _tail_log10(zp, u, share, mean_excess)
             fast = math.inf
             if filled >= fast_rows:
-                fast = hazard + _tail_log10(z - _median_of(recent, fast_rows), u, exceed, rows, excess,
-                                            prior_share, prior_rows, prior_excess, prior_count)
+                fast = hazard + _tail_log10(z - _median_of(recent, fast_rows), u, share, mean_excess)
             row = min(slow, fast)
             if row >= best:
                 best, kind = row, 0
@@ -184,8 +196,7 @@ def _surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray, out: 
                     if same:
                         c = min(c, abs(before2))
                 if same and c > u:  # every reading of the run in the tail
-                    run = _tail_log10(c, u, exceed, rows, excess, prior_share, prior_rows, prior_excess,
-                                      prior_count) * (1.0 + (width - 1) * (1.0 - rho))
+                    run = _tail_log10(c, u, share, mean_excess) * (1.0 + (width - 1) * (1.0 - rho))
                     if run > best:
                         best, kind = run, 0
             if upper >= h or lower >= h:
@@ -203,10 +214,13 @@ def _surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray, out: 
             # would teach the series that spikes are normal and the next one would score lower; a normal
             # that recurs (bursts) is still learnt, more slowly.
             rows += 1.0
+            slot_seen[b] += 1.0
             if abs(zp) > u:
                 weight = 1.0 if slow < learn_max else learn_weight
                 exceed += weight
                 excess += weight * min(abs(zp) - u, excess_cap)
+                slot_exceed[b] += weight
+                slot_excess[b] += weight * min(abs(zp) - u, excess_cap)
             recent[filled % fast_rows] = z
             before2, before1 = before1, zp
             filled += 1

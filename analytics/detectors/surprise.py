@@ -30,7 +30,7 @@ import math
 
 import numpy as np
 
-from analytics.config import DEFAULT_PARAMS, DetectorParams
+from analytics.config import DAY_MS, DEFAULT_PARAMS, DetectorParams
 from analytics.detectors import kernels
 from analytics.detectors.base import as_matrix
 
@@ -43,7 +43,8 @@ def _normal_tail(z: float) -> float:
 
 
 def row_surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray | None = None,
-                 params: DetectorParams = DEFAULT_PARAMS) -> tuple[np.ndarray, np.ndarray]:
+                 params: DetectorParams = DEFAULT_PARAMS,
+                 slot: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per row, the surprise (decades, -log10 p) of the most surprising test, and which test (index into TESTS).
 
     Parameters: point (S, T) signed point z per reading, NaN where there is
@@ -51,7 +52,12 @@ def row_surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray | N
     surprise in nats; drift (S, T) drift evidence in sigmas (>= 0), optional:
     `city score` leaves it out, because a drift's evidence lasts as long as
     the drift, and the row score is about onsets (the CUSUM with restarts
-    finds a drift as a series of small shifts).
+    finds a drift as a series of small shifts); slot (S, T) int, optional:
+    each row's time-of-day slot (0 .. params.surprise_slots - 1, see
+    time_slots): the tail past u is then also learnt per slot, so a series
+    whose forecasts are always poor at one time of day (a rush hour that
+    starts a little earlier or later each day) is judged by that time's own
+    tail, and a quiet time keeps a light one.
     Returns: (surprise (S, T) float, which (S, T) int8). Causal: row t
     uses rows <= t only. Compiled (kernels.surprise), one series per row.
     """
@@ -60,16 +66,29 @@ def row_surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray | N
     drifting = np.zeros(z.shape) if drift is None else np.ascontiguousarray(np.nan_to_num(as_matrix(drift)))
     out = np.empty(z.shape)
     which = np.empty(z.shape, dtype=np.int8)
+    slots = params.surprise_slots if slot is not None else 0
+    where = np.zeros(z.shape, dtype=np.int64) if slot is None else np.ascontiguousarray(as_matrix(slot), np.int64)
+    if slots and (where.min(initial=0) < 0 or where.max(initial=0) >= slots):
+        raise ValueError(f"slot must be in 0..{slots - 1}")
     u = params.surprise_tail_u
     prior_share = _normal_tail(u)
-    kernels.surprise(z, flat, drifting, out, which, float(u), float(prior_share), float(params.surprise_prior_rows),
+    kernels.surprise(z, flat, drifting, where, out, which, float(u), float(prior_share),
+                     float(params.surprise_prior_rows),
                      float(params.surprise_prior_excess * params.surprise_prior_count),
                      float(params.surprise_prior_count), float(params.surprise_excess_cap),
                      float(params.surprise_learn_max), float(params.surprise_learn_weight),
                      int(params.surprise_fast_rows), float(params.surprise_hazard), float(params.cusum_k),
                      float(params.cusum_h), float(params.cusum_rho_alpha), float(params.surprise_bias_alpha),
-                     float(params.surprise_shift_offset), float(params.surprise_flat_offset))
+                     float(params.surprise_shift_offset), float(params.surprise_flat_offset), int(slots),
+                     float(params.surprise_slot_rows), float(params.surprise_slot_count))
     return out, which
+
+
+def time_slots(times_ms: np.ndarray, params: DetectorParams = DEFAULT_PARAMS) -> np.ndarray:
+    """Each time's slot of the day, 0 .. params.surprise_slots - 1 (UTC plus params.utc_offset_h)."""
+    slots = max(params.surprise_slots, 1)
+    local = np.asarray(times_ms, dtype=np.int64) + params.utc_offset_h * 3_600_000
+    return (local % DAY_MS) * slots // DAY_MS
 
 
 def row_score(surprise: np.ndarray, params: DetectorParams = DEFAULT_PARAMS) -> np.ndarray:

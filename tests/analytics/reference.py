@@ -172,8 +172,10 @@ def _normal_tail_log10(z: float) -> float:
     return -math.log10(max(math.erfc(abs(z) / math.sqrt(2)), 1e-300))
 
 
-def row_surprise(point: list[float], flat_nats: list[float], p: DetectorParams) -> list[float]:
-    """The CSV row surprise (decades) of one series, from the docstring of analytics.detectors.surprise."""
+def row_surprise(point: list[float], flat_nats: list[float], p: DetectorParams,
+                 slots: list[int] | None = None) -> list[float]:
+    """The CSV row surprise (decades) of one series, from the docstring of analytics.detectors.surprise;
+    with `slots` (each row's time-of-day slot) the tail is also learnt per slot."""
     u = p.surprise_tail_u
     share0 = math.erfc(u / math.sqrt(2))
     bias = upper = lower = 0.0
@@ -181,30 +183,39 @@ def row_surprise(point: list[float], flat_nats: list[float], p: DetectorParams) 
     run_down: list[float] = []
     lag_product = previous = 0.0
     energy = 1.0
-    excesses: list[float] = []
+    excesses: list[tuple[float, float, int]] = []  # (weight, weighted excess, slot) of each reading past u
+    slot_rows: dict[int, int] = {}
     rows = 0
     history: list[float] = []
     corrected: list[float] = []  # the bias-corrected z of every reading so far
     out = []
 
-    def tail(z: float) -> float:  # normal to u, then the series' own exponential tail
+    def tail(z: float, b: int) -> float:  # normal to u, then the series' (and its slot's) exponential tail
         if abs(z) <= u:
             return _normal_tail_log10(z)
-        exceed = sum(w for w, _ in excesses)
+        exceed = sum(w for w, _, _ in excesses)
         share = (exceed + share0 * p.surprise_prior_rows) / (rows + p.surprise_prior_rows)
-        mean_excess = (sum(e for _, e in excesses) + p.surprise_prior_excess * p.surprise_prior_count) / (
+        mean_excess = (sum(e for _, e, _ in excesses) + p.surprise_prior_excess * p.surprise_prior_count) / (
             exceed + p.surprise_prior_count)
+        if slots is not None:
+            mine = [(w, e) for w, e, at in excesses if at == b]
+            exceed_b = sum(w for w, _ in mine)
+            share = max((exceed_b + share * p.surprise_slot_rows) / (slot_rows.get(b, 0) + p.surprise_slot_rows),
+                        min(share, share0))  # never lighter than both the series' tail and a normal law's
+            mean_excess = max((sum(e for _, e in mine) + mean_excess * p.surprise_slot_count) / (
+                exceed_b + p.surprise_slot_count), min(mean_excess, p.surprise_prior_excess))
         return -math.log10(share) + (abs(z) - u) / mean_excess / math.log(10)
 
-    for z, nats in zip(point, flat_nats, strict=True):
+    for index, (z, nats) in enumerate(zip(point, flat_nats, strict=True)):
+        b = 0 if slots is None else slots[index]
         best = nats / math.log(10) - p.surprise_flat_offset if nats > 0 else 0.0
         if math.isnan(z):
             out.append(max(best, 0.0))
             continue
         zp = z - bias
-        candidates = [tail(zp)]
+        candidates = [tail(zp, b)]
         if len(history) >= p.surprise_fast_rows:
-            candidates.append(p.surprise_hazard + tail(z - statistics.median(history[-p.surprise_fast_rows:])))
+            candidates.append(p.surprise_hazard + tail(z - statistics.median(history[-p.surprise_fast_rows:]), b))
         best = max(best, min(candidates))
         zc = max(-p.cusum_h / 2, min(p.cusum_h / 2, zp))
         lag_product += p.cusum_rho_alpha * (zc * previous - lag_product)
@@ -220,7 +231,7 @@ def row_surprise(point: list[float], flat_nats: list[float], p: DetectorParams) 
         for width in (2, 3):  # runs: all of the last `width` readings past c on this side
             last = corrected[-(width - 1):] + [zp]
             if len(last) == width and all(v * zp > 0 and abs(v) > u for v in last):
-                best = max(best, tail(min(abs(v) for v in last)) * (1 + (width - 1) * (1 - rho)))
+                best = max(best, tail(min(abs(v) for v in last), b) * (1 + (width - 1) * (1 - rho)))
         if upper >= p.cusum_h or lower >= p.cusum_h:
             run = run_up if upper >= p.cusum_h else run_down
             bias += sum(run) / len(run)
@@ -230,10 +241,11 @@ def row_surprise(point: list[float], flat_nats: list[float], p: DetectorParams) 
             bias += p.surprise_bias_alpha * max(-u, min(u, zp))
         out.append(best)
         # An anomaly (its own surprise past surprise_learn_max) teaches the tail with a smaller weight.
-        weight = 1.0 if tail(zp) < p.surprise_learn_max else p.surprise_learn_weight
+        weight = 1.0 if tail(zp, b) < p.surprise_learn_max else p.surprise_learn_weight
         rows += 1
+        slot_rows[b] = slot_rows.get(b, 0) + 1
         if abs(zp) > u:
-            excesses.append((weight, weight * min(abs(zp) - u, p.surprise_excess_cap)))
+            excesses.append((weight, weight * min(abs(zp) - u, p.surprise_excess_cap), b))
         history.append(z)
         corrected.append(zp)
     return out

@@ -57,7 +57,7 @@ def test_cli_writes_input_rows_plus_a_score_and_the_spike_is_the_top(tmp_path):
     summary = json.loads(result.stdout)
     assert summary["rows"] == len(values)
     header, rows = read_scores(out)
-    assert header == ["timestamp", "value", "anomaly_score", "incident", "detector"]
+    assert header == ["timestamp", "value", "anomaly_score", "incident", "detector", "learning"]
     assert [float(r[1]) for r in rows] == values  # the input rows, untouched
     scores = np.array([float(r[2]) for r in rows])
     assert scores.min() >= 0 and scores.max() <= 1
@@ -207,7 +207,7 @@ def test_write_keeps_extra_columns():
     table = read_table("ts,value,host\n1,1.0,a\n2,2.0,b\n")
     out = io.StringIO()
     csvscore.write_scored(table, csvscore.score_rows(table), out)
-    assert out.getvalue().splitlines()[0] == "ts,value,host,anomaly_score,incident,detector"
+    assert out.getvalue().splitlines()[0] == "ts,value,host,anomaly_score,incident,detector,learning"
     assert out.getvalue().splitlines()[2].startswith("2,2.0,b,")
 
 

@@ -167,6 +167,18 @@ def test_cli_finds_the_labelled_spikes_and_scores_as_city_score_does(tmp_path):
     np.testing.assert_array_equal(written.round(6), score_table(read_table(a.read_text())).round(6))
 
 
+def test_a_window_in_the_learning_period_is_missed_and_said_so(tmp_path):
+    """The scorer's first day is learning (score 0): a spike there is a missed window, counted apart."""
+    source = tmp_path / "early.csv"
+    source.write_text(labelled_csv(spikes=(100, 1200)))
+    result = invoke(str(source), "--json")
+    assert result.exit_code == 0, result.output
+    total = json.loads(result.stdout)["total"]
+    assert total["windows"] == 2 and total["found"] == 1 and total["learning_windows"] == 1
+    shown = invoke(str(source))
+    assert "1 windows start in a file's learning period" in shown.stdout
+
+
 def test_cli_table_for_people(tmp_path):
     source = tmp_path / "site-7.csv"
     source.write_text(labelled_csv())

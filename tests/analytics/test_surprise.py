@@ -46,8 +46,13 @@ def test_row_surprise_matches_reference(seed):
     nats = np.zeros(z.shape)
     nats[0, 500:520] = np.linspace(0, 40, 20)
     fast, _ = row_surprise(z, nats, params=P)
+    slot = np.tile(np.arange(600) // 7 % P.surprise_slots, (2, 1))  # 7 readings a slot, many days
+    by_slot, _ = row_surprise(z, nats, params=P, slot=slot)
+    assert not np.allclose(fast, by_slot)
     for i in range(2):
         np.testing.assert_allclose(fast[i], ref.row_surprise(list(z[i]), list(nats[i]), P), rtol=1e-9, atol=1e-9)
+        np.testing.assert_allclose(by_slot[i], ref.row_surprise(list(z[i]), list(nats[i]), P, list(slot[i])),
+                                   rtol=1e-9, atol=1e-9)
 
 
 @pytest.mark.parametrize("seed", [0, 3])
@@ -137,6 +142,21 @@ def test_a_constant_series_that_changes_scores_high_once():
     assert score[400] >= 0.9 and score[403:].max() < 0.5
 
 
+def test_the_first_day_is_a_learning_period_flagged_and_scored_zero(tmp_path):
+    """The first day of a file is learnt, not judged: its rows score 0 and say so in a `learning` column;
+    the detectors learn meanwhile, so a spike right after it is found."""
+    y = daily(11, days=3)
+    y[[100, DAY + 10]] += 30  # one spike in the learning day, one just after it
+    rows = score_rows(table(y))
+    assert rows.learning[:DAY].all() and not rows.learning[DAY:].any()
+    assert (rows.score[:DAY] == 0).all() and rows.score[DAY + 10] >= 0.9
+    source, out = tmp_path / "in.csv", tmp_path / "out.csv"
+    source.write_text("timestamp,value\n" + "".join(f"{START + i * STEP},{v:.3f}\n" for i, v in enumerate(y)))
+    assert CliRunner().invoke(app, ["score", str(source), "--out", str(out)]).exit_code == 0
+    written = list(csv.reader(out.open()))[1:]
+    assert [r[5] for r in written] == ["1"] * DAY + [""] * (2 * DAY)
+
+
 def test_row_score_is_monotonic_bounded_and_zero_below_the_floor():
     s = np.array([0.0, P.surprise_floor, P.surprise_floor + 1, 50, 500, 5000, np.nan])
     score = row_score(s)
@@ -153,7 +173,7 @@ def test_city_score_writes_incident_and_detector_columns(tmp_path):
     result = CliRunner().invoke(app, ["score", str(source), "--out", str(out)])
     assert result.exit_code == 0, result.output
     rows = list(csv.reader(out.open()))
-    assert rows[0] == ["timestamp", "value", "anomaly_score", "incident", "detector"]
+    assert rows[0] == ["timestamp", "value", "anomaly_score", "incident", "detector", "learning"]
     held = [r for r in rows[1:] if r[3]]
     assert held and {r[3] for r in held} == {"1"} and all(r[4] for r in held)
     assert all(r[3] == "" and r[4] == "" for r in rows[1:2 * DAY + 100])
