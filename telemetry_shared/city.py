@@ -106,12 +106,22 @@ class Water(_Strict):
     chlorine_source: str = ""
     turbidity_max_ntu: float = Field(gt=0, le=1000)
     turbidity_source: str = ""
+    # local hours [start, end) of the minimum night flow window (IWA water-loss practice: the lowest
+    # demand of the night, when what still flows into a district meter area is mostly leakage)
+    night_window_h: tuple[int, int] = (2, 4)
 
     @field_validator("chlorine_mgl")
     @classmethod
     def _ordered(cls, value: tuple[float, float]) -> tuple[float, float]:
         if not 0 <= value[0] < value[1]:
             raise ValueError("[low, high] with 0 <= low < high")
+        return value
+
+    @field_validator("night_window_h")
+    @classmethod
+    def _night(cls, value: tuple[int, int]) -> tuple[int, int]:
+        if not 0 <= value[0] < value[1] <= 24:
+            raise ValueError("[start, end) local hours with 0 <= start < end <= 24 (not across midnight)")
         return value
 
 
