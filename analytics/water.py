@@ -69,11 +69,12 @@ class DmaFlows:
     customer_coverage: np.ndarray  # (dmas, intervals)
 
 
-def membership(rows: np.ndarray, n_dmas: int) -> sparse.csr_matrix:
+def membership(rows: np.ndarray, n_dmas: int, dtype: np.dtype = np.float64) -> sparse.csr_matrix:
     """A (dmas x meters) 0/1 matrix: meter j counts in DMA rows[j] (a row of -1: in none)."""
     rows = np.asarray(rows, dtype=np.int64)
     keep = rows >= 0
-    return sparse.csr_matrix((np.ones(keep.sum()), (rows[keep], np.flatnonzero(keep))), shape=(n_dmas, len(rows)))
+    return sparse.csr_matrix((np.ones(keep.sum(), dtype=dtype), (rows[keep], np.flatnonzero(keep))),
+                             shape=(n_dmas, len(rows)))
 
 
 def dma_flows(inlet_lps: np.ndarray, inlet_dma: np.ndarray, customer_lps: np.ndarray, customer_dma: np.ndarray,
@@ -95,10 +96,17 @@ def dma_flows(inlet_lps: np.ndarray, inlet_dma: np.ndarray, customer_lps: np.nda
     gap |= (children @ gap.astype(np.float64)) > 0
     net[gap] = np.nan
     customers = np.asarray(customer_lps)
-    of = membership(customer_dma, n)
-    metered = of @ np.nan_to_num(customers).astype(np.float64)
+    # the customers' block is the big one (50,000 meters): summed in its own dtype, no copy unless readings miss
+    of = membership(customer_dma, n, customers.dtype)
+    missing = np.isnan(customers)
     counts = np.maximum(np.asarray(of.sum(axis=1)).ravel(), 1)
-    coverage = (of @ np.isfinite(customers).astype(np.float64)) / counts[:, None]
+    if missing.any():
+        metered = of @ np.where(missing, 0, customers)
+        coverage = 1 - (of @ missing.astype(customers.dtype)) / counts[:, None]
+    else:
+        metered = of @ customers
+        coverage = np.ones(metered.shape)
+    metered = metered.astype(np.float64)
     return DmaFlows(net, metered, coverage)
 
 
@@ -122,6 +130,11 @@ class WaterBalance:
 
     FIELDS = ("system_input_m3", "billed_m3", "water_losses_m3", "real_losses_m3", "apparent_losses_m3",
               "nrw_m3", "nrw_pct", "night_flow_lps", "night_use_lps", "leakage_lps", "coverage")
+
+    def days_before(self, end_ms: int) -> "WaterBalance":
+        """Only the days that start before end_ms."""
+        keep = self.day_ms < end_ms
+        return WaterBalance(day_ms=self.day_ms[keep], **{name: getattr(self, name)[:, keep] for name in self.FIELDS})
 
     def concat(self, other: "WaterBalance") -> "WaterBalance":
         """This balance followed by a later one (days of another chunk)."""

@@ -6,6 +6,7 @@ import typer
 from telemetry_cli import analytics, apikey, common, deadletter, device, grafana, ingest, rollup, score_eval, up
 from telemetry_cli import network as network_cmd
 from telemetry_cli import simulate as simulate_cmd
+from telemetry_cli import water as water_cmd
 from telemetry_cli.common import say
 
 app = typer.Typer(help=say("main.help1"), no_args_is_help=True,
@@ -29,6 +30,7 @@ app.add_typer(rollup.app, name="rollup", help=say("main.help6"))
 app.command("simulate", help=say("main.help9"))(simulate_cmd.simulate)
 app.add_typer(apikey.app, name="apikey", help=say("main.help7"))
 app.add_typer(network_cmd.app, name="network", help=say("main.help_network"))
+app.command("water-balance", help=say("main.help_water_balance"))(water_cmd.water_balance)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ and customer meters, and what really happens in them.
 What is modelled, per DMA:
 - customers' demand on a 24-hour curve in local time (low at night: legitimate night use is what the
   customers draw between 02:00 and 04:00, measured by their own meters);
-- background leakage (constant, L/s) and bursts (>= 1 L/s, from a start until repaired);
+- background leakage (constant, L/s) and bursts (1-4 L/s, from a start until repaired 1-8 days later);
 - customer meters that under-register (a share of the meters records 3-25 % too little);
 - illegal connections (unmetered draw on the demand curve, in some DMAs);
 - sub-DMAs: a child DMA's inlet flow passes through its parent's inlet meters.
@@ -81,7 +81,7 @@ def plan(n_dmas: int, n_customers: int, days: int, seed: int = 1, start_ms: int 
     illegal = np.where(rng.random(n_dmas) < 0.25, per_dma * rng.uniform(0.01, 0.05, n_dmas), 0.0)
     n_bursts = rng.poisson(bursts_per_dma_per_day * days * n_dmas)
     b_start = start_ms + rng.integers(DAY_MS * 2, days * DAY_MS, n_bursts)  # two quiet days to learn from first
-    b_end = b_start + rng.integers(DAY_MS // 4, 8 * DAY_MS, n_bursts)
+    b_end = b_start + rng.integers(DAY_MS, 8 * DAY_MS, n_bursts)  # found, located and repaired: 1-8 days
     bursts = np.column_stack([rng.integers(0, n_dmas, n_bursts), b_start, b_end,
                               rng.uniform(1.0, 4.0, n_bursts)]) if n_bursts else np.zeros((0, 4))
     return WaterNet(dma_ids, parent, inlet_ids, inlet_dma, share, [f"wtr-c-{i + 1:06d}" for i in range(n_customers)],
