@@ -101,7 +101,8 @@ def _first_rows(services: "ApiServices") -> dict[str, int]:
 
 def coverage(services: "ApiServices") -> dict[str, int]:
     """dataset id -> its first row's time; cached like the public figures (a few seconds)."""
-    return services.public.get("opendata-coverage", lambda: _first_rows(services))
+    key = "opendata-coverage:" + policy.fingerprint(services.settings.city)
+    return services.public.get(key, lambda: _first_rows(services))
 
 
 def months_between(services: "ApiServices", start_ms: int, end_ms: int) -> list[str]:

@@ -46,7 +46,7 @@ HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
 MAX_SPAN_MS = 366 * DAY_MS  # one request reads at most a year
 AGGREGATED_WINDOW_MS = 31 * DAY_MS  # one rollup query: at most ~750 hours x districts rows
-RAW_WINDOW_MS = HOUR_MS  # one raw query: an hour of every device of one kind
+RAW_PAGE = 20_000  # one raw query: at most this many readings (of one day, in time order)
 ROLLUP_RP = "rollups"  # ingest/rollup.py writes <kind>_1h there
 COMPLAINTS_ID = "complaints-daily"
 AGGREGATED_COLUMNS = ("time", "district", "value", "min", "max", "sum", "devices", "readings")
@@ -128,6 +128,8 @@ def period_bounds(profile: CityProfile, period: str) -> tuple[int, int]:
     year, month, day = int(match.group(1)), int(match.group(2)), match.group(3)
     if year < 2000:
         raise PeriodError("open data starts in 2000")
+    if year > 9000:
+        raise PeriodError(f"{period!r} has not begun yet")
     try:
         first = dt.date(year, month, int(day) if day else 1)
     except ValueError as exc:
@@ -213,21 +215,25 @@ def _public_names(services: "ApiServices", kind: str) -> dict[str, str]:
 
 
 def _raw_rows(services: "ApiServices", dataset: Dataset, start_ms: int, end_ms: int) -> Iterator[dict[str, Any]]:
+    """Every reading in time order, a day at a time and at most RAW_PAGE rows a query (bounded memory)."""
     names = _public_names(services, dataset.kind)
     metric = quote_ident(dataset.metric)
-    for lo, hi in _windows(start_ms, end_ms, RAW_WINDOW_MS):
-        q = (f"SELECT {metric} AS value FROM {quote_ident(dataset.kind)} WHERE time >= {int(lo)}ms"
-             f' AND time < {int(hi)}ms GROUP BY "device", "district"')
-        found = []
-        for series in services.influx.series(q):
-            tags = series.get("tags", {})
-            sensor = names.get(tags.get("device", ""), "")
-            for t_ms, value in series.get("values", []):
-                if value is not None:
-                    found.append({"t_ms": t_ms, "time": iso_time(t_ms), "district": tags.get("district", ""),
-                                  "sensor": sensor, "value": value})
-        found.sort(key=lambda r: (r["t_ms"], r["district"], r["sensor"]))
-        yield from found
+    for lo, hi in _windows(start_ms, end_ms, DAY_MS):
+        offset = 0
+        while True:
+            q = (f'SELECT {metric} AS value, "device", "district" FROM {quote_ident(dataset.kind)}'
+                 f" WHERE time >= {int(lo)}ms AND time < {int(hi)}ms LIMIT {RAW_PAGE} OFFSET {offset}")
+            found = services.influx.series(q)
+            values = found[0]["values"] if found else []
+            columns = found[0]["columns"] if found else []
+            for values_row in values:
+                row = dict(zip(columns, values_row, strict=True))
+                if row["value"] is not None:
+                    yield {"t_ms": row["time"], "time": iso_time(row["time"]), "district": row["district"] or "",
+                           "sensor": names.get(row["device"] or "", ""), "value": row["value"]}
+            if len(values) < RAW_PAGE:
+                break
+            offset += RAW_PAGE
 
 
 def _complaint_rows(services: "ApiServices", start_ms: int, end_ms: int) -> Iterator[dict[str, Any]]:

@@ -14,10 +14,13 @@ Public functions (names kept stable; api/opendata/datasets.py and the open-data 
 - `publish(policy, columns, rows, now_ms) -> Iterator[dict]`: the rows the public may see, each reduced
   to exactly `columns` (a field not named there never leaves, whatever the source put in the row).
   Raises `Closed` for a closed policy. Aggregated rows must carry `count_field` (devices, or complaints).
+- `fingerprint(profile) -> str`: changes whenever the profile's open_data section does (cache keys carry it,
+  so a dataset closed a moment ago is never served from a cache).
 - `visible_until_ms(policy, now_ms) -> int`: the newest moment a row may have (raw: now - delay; aggregated:
   the start of the current hour, so a cell is never published half full).
 """
 
+import hashlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -53,6 +56,10 @@ def complaints_policy(profile: CityProfile) -> MetricPolicy:
     """Complaints: counts per district x day x category only, a cell with fewer than k complaints left out
     (three complaints about one street could name the household); contacts and texts never."""
     return MetricPolicy(mode="aggregated", k=profile.open_data.k, delay_ms=0, count_field="received")
+
+
+def fingerprint(profile: CityProfile) -> str:
+    return hashlib.sha256(profile.open_data.model_dump_json().encode()).hexdigest()[:16]
 
 
 def visible_until_ms(policy: MetricPolicy, now_ms: int) -> int:

@@ -3,16 +3,17 @@ the downloads (CSV, JSON) per local day or month, and the DCAT catalogue (JSON-L
 through api/opendata/datasets.rows, so through the publication policy (api/opendata/policy.py); a closed
 or unknown dataset is 404 alike, and a closed one is in no list.
 
-Hostile input answers fast with a 4xx before InfluxDB is asked: a period that is not a day or a month,
-before 2000 or not yet begun (422), a format not offered (422), a dataset that is not published (404),
-a period before the dataset's first row (404)."""
+Hostile input answers fast with a 4xx before InfluxDB is asked: a period that is not a day or a month
+of 2000-2099 (422, by the schema), a format not offered (422), a day the month lacks, a period not begun
+yet, a dataset that is not published, a period before the dataset's first row (404)."""
 
 import datetime as dt
+import json
 from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Request
-from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.responses import FileResponse, Response, StreamingResponse
 from pydantic import BaseModel
 
 from api.opendata import catalogue, datasets, downloads, policy
@@ -24,8 +25,11 @@ router = APIRouter(prefix="/opendata", tags=["open data"], dependencies=[Depends
                    responses={429: {"description": "too many requests; see Retry-After"},
                               404: {"description": "no published dataset of this id, or no data for the period"}})
 
+PLACEHOLDER = "https://opendata-base.invalid"
 DATASET_PATTERN = r"^[a-z0-9][a-z0-9_-]{1,99}$"  # CKAN's package names
-PERIOD_PATTERN = r"^[0-9]{4}-[0-9]{2}(-[0-9]{2})?$"
+# years 2000-2099, months 01-12, days 01-31: what the schema calls valid is never refused for its shape;
+# a day the month lacks (2026-02-30) or a period not begun yet is 404, as what only the calendar decides
+PERIOD_PATTERN = r"^20[0-9]{2}-(0[1-9]|1[0-2])(-(0[1-9]|[12][0-9]|3[01]))?$"
 DatasetId = Annotated[str, Path(pattern=DATASET_PATTERN, description="a dataset id, e.g. water-flow_lps")]
 Period = Annotated[str, Path(pattern=PERIOD_PATTERN, description="a local day (2026-11-05) or month (2026-11)")]
 FileFormat = Annotated[Literal[tuple(downloads.FORMATS)], Path(description="csv or json")]  # type: ignore[valid-type]
@@ -96,10 +100,13 @@ def dataset_page(dataset_id: DatasetId, services: Services, request: Request) ->
 
 @router.get("/catalog.jsonld", summary="The DCAT catalogue (JSON-LD)",
             responses={200: {"content": {"application/ld+json": {}}}})
-def dcat(services: Services, request: Request) -> JSONResponse:
-    body = services.public.get("opendata-dcat:" + base_url(request),
-                               lambda: catalogue.dcat_catalog(services, base_url(request)))
-    return JSONResponse(body, media_type="application/ld+json")
+def dcat(services: Services, request: Request) -> Response:
+    # cached per policy, not per Host header (a client choosing Host must not grow the cache): built once
+    # around a placeholder base, which each answer replaces with its own
+    key = f"opendata-dcat:{policy.fingerprint(services.settings.city)}"
+    text = services.public.get(key, lambda: json.dumps(catalogue.dcat_catalog(services, PLACEHOLDER)))
+    body = text.replace(PLACEHOLDER, json.dumps(base_url(request))[1:-1])
+    return Response(body, media_type="application/ld+json")
 
 
 def _bounds(services: ApiServices, dataset: Dataset, period: str) -> tuple[int, int]:
@@ -107,10 +114,10 @@ def _bounds(services: ApiServices, dataset: Dataset, period: str) -> tuple[int, 
     try:
         start, end = datasets.period_bounds(profile, period)
     except datasets.PeriodError as exc:
-        raise HTTPException(422, str(exc)) from None
+        raise HTTPException(404, str(exc)) from None
     now = int(dt.datetime.now(dt.UTC).timestamp() * 1000)
     if start >= now:
-        raise HTTPException(422, f"{period} has not begun yet")
+        raise HTTPException(404, f"{period} has not begun yet")
     first = catalogue.coverage(services).get(dataset.id)
     if first is None or end <= first:
         raise HTTPException(404, f"{dataset.id} has no data for {period}")
