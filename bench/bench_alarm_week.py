@@ -17,13 +17,15 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from unittest import mock
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "firmware-sim")]
 
-from analytics.evaluate import Alert, evaluate_fleet, match  # noqa: E402
+from analytics.config import DEFAULT_PARAMS  # noqa: E402
+from analytics.evaluate import Alert, build_grid, detect, match  # noqa: E402
 from api.alarms.kpis import kpis  # noqa: E402
 from api.alarms.policy import AlarmPolicy  # noqa: E402
 from api.alarms.tuning import TuningStore  # noqa: E402
@@ -34,6 +36,13 @@ from telemetry_shared.detector_tuning import DetectorTuningStore, TuningCache  #
 from telemetry_shared.settings import Settings  # noqa: E402
 
 UTC_OFFSET_H = 7  # evaluate_fleet's default, the simulated city's
+SIM_START_MS = 1_767_200_400_000  # evaluate_fleet's: 2026-01-01 00:00 in the city
+HOUR_MS = 3_600_000
+# Planned work the simulator does not have: from the first day after warm-up, a feeder maintenance programme
+# switches the load of `--planned` power meters to another feeder every day from 10:00 to 10:40 city time
+# (current and power drop to 30 %). Unlabelled (no fault): the scripted operator resolves its alarms as
+# planned work, as the work orders say.
+PLANNED_FROM_H, PLANNED_MINUTES, PLANNED_LOAD = 10, 40, 0.3
 
 
 class Clock:
@@ -72,18 +81,23 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--cache", type=Path, help="keep the detectors' alarms in this JSON file and reuse them "
                         "(the simulation takes minutes; the alarm handling seconds)")
+    parser.add_argument("--planned", type=int, default=0,
+                        help="power meters under a daily planned-work programme (see PLANNED_FROM_H); 0: none")
     parser.add_argument("--learn-after-days", type=float, default=3.0,
                         help="the scripted operator dismisses false alarms (no labelled fault on that device at that "
                              "time) as `false_alarm`; after this many days an engineer approves every proposal")
     args = parser.parse_args()
 
     detected, labels = _detect(args)
-    start_ms = 1_767_200_400_000 + int(args.warmup_h * 3_600_000)
+    start_ms = SIM_START_MS + int(args.warmup_h * 3_600_000)
     end_ms = start_ms + int(args.days * 86_400_000)
     learn_ms = start_ms + int(args.learn_after_days * 86_400_000)
     fleet = _districts(args.devices, args.seed)
-    runs = {learn: week(args, detected, labels, fleet, start_ms, end_ms, learn_ms, learn) for learn in (False, True)}
-    _report(args, *runs[False][:2])
+    planned = _planned(fleet, args.planned)
+    runs = {learn: week(args, detected, labels, fleet, start_ms, end_ms, learn_ms, learn, planned)
+            for learn in (False, True)}
+    for learn in (False, True):
+        _report(args, *runs[learn][:2], "with learning" if learn else "without learning")
     _report_learning(args, runs)
 
 
@@ -92,7 +106,20 @@ def real(a, labels: dict[str, list[tuple[int, int]]], grace_ms: int = 3_600_000)
     return any(a.start_ms <= end + grace_ms and a.end_ms >= start for start, end in labels.get(a.device, ()))
 
 
-def week(args, detected, labels, fleet, start_ms: int, end_ms: int, learn_ms: int, learn: bool):
+def _planned(fleet: dict[str, tuple[str, str]], count: int) -> set[str]:
+    """The power meters under the planned-work programme: every n-th of them, so they spread over districts."""
+    meters = sorted(device for device, (kind, _) in fleet.items() if kind == "power")
+    return set(meters[::max(1, len(meters) // count)][:count]) if count else set()
+
+
+def in_planned_slot(t_ms: int, slack_min: int = 20) -> bool:
+    """Within the daily planned-work slot, city time (an alarm starts a few minutes into it)."""
+    minute = ((t_ms + UTC_OFFSET_H * HOUR_MS) % 86_400_000) // 60_000 - PLANNED_FROM_H * 60
+    return 0 <= minute < PLANNED_MINUTES + slack_min
+
+
+def week(args, detected, labels, fleet, start_ms: int, end_ms: int, learn_ms: int, learn: bool,
+         planned: set[str] = frozenset()):
     """One simulated week on the board; returns (severity mix, KPIs, learning figures).
 
     Every dismissal (resolved as a false alarm) may propose a tuning by itself (TuningStore.learn); with
@@ -136,7 +163,7 @@ def week(args, detected, labels, fleet, start_ms: int, end_ms: int, learn_ms: in
                 if what == "ack" and current.on_board and not current.acknowledged:
                     store.acknowledge(alert_id, "scripted operator")
                 elif what == "resolve" and not current.resolved:
-                    cause = ("fault" if real(a, by_device) else "false_alarm") if current.on_board else ""
+                    cause = _cause(a, by_device, planned, start_ms) if current.on_board else ""
                     tuning.learn(store.resolve(alert_id, "scripted operator", "checked", cause), t_ms)
         k = kpis(db, start_ms, end_ms, end_ms, settings.api_alarm_operator_positions, settings.api_alarm_flood_count)
         later = _after(store, detected, by_device, labels, learn_ms, end_ms, held)
@@ -145,6 +172,13 @@ def week(args, detected, labels, fleet, start_ms: int, end_ms: int, learn_ms: in
         db.close()
         detector.close()
     return severity, k, later
+
+
+def _cause(a, by_device, planned: set[str], start_ms: int) -> str:
+    """What the scripted operator finds: the work orders first, then whether a labelled fault was there."""
+    if a.device in planned and a.start_ms >= start_ms and in_planned_slot(a.start_ms):
+        return "planned_work"
+    return "fault" if real(a, by_device) else "false_alarm"
 
 
 def _recall(detected, labels, fleet, learn_ms: int, end_ms: int, held: set[int]) -> dict:
@@ -181,8 +215,12 @@ def _after(store, detected, by_device, labels, learn_ms: int, end_ms: int, held:
 
 
 def _detect(args) -> tuple[list[Alert], list]:
-    """The detectors' alarms over the simulated fleet and its labelled faults (from the cache when it matches)."""
-    key = {"devices": args.devices, "days": args.days, "warmup_h": args.warmup_h, "seed": args.seed}
+    """The detectors' alarms over the simulated fleet and its labelled faults (from the cache when it matches):
+    evaluate_fleet's steps, with the planned work laid on the readings before the grid."""
+    import fleetsim
+
+    key = {"devices": args.devices, "days": args.days, "warmup_h": args.warmup_h, "seed": args.seed,
+           **({"planned": args.planned} if args.planned else {})}
     if args.cache and args.cache.exists():
         cached = json.loads(args.cache.read_text())
         if cached["key"] == key and "labels" in cached:
@@ -191,12 +229,25 @@ def _detect(args) -> tuple[list[Alert], list]:
     hours = args.warmup_h + args.days * 24
     started = time.monotonic()
     print(f"simulating {args.devices} devices for {hours:g} h (the first {args.warmup_h:g} h learn) ...", flush=True)
-    evaluation = evaluate_fleet(args.devices, hours, 60.0, args.seed, args.warmup_h)
-    print(f"  {len(evaluation.alerts)} alarms from the detectors in {time.monotonic() - started:.0f} s")
+    readings, faults = fleetsim.generate(fleetsim.load_scenario(), args.devices, args.seed, SIM_START_MS, hours, 60.0)
+    planned = _planned(_districts(args.devices, args.seed), args.planned)
+    work_from = SIM_START_MS + int(args.warmup_h * HOUR_MS)
+    grid = build_grid(_planned_work(readings, planned, work_from), SIM_START_MS, 60_000, int(hours * 60))
+    alerts = detect(grid, replace(DEFAULT_PARAMS, utc_offset_h=UTC_OFFSET_H))
+    labels = [list(label) for label in fleetsim.label_rows(faults)]
+    print(f"  {len(alerts)} alarms from the detectors in {time.monotonic() - started:.0f} s")
     if args.cache:
-        args.cache.write_text(json.dumps({"key": key, "alerts": [vars(a) for a in evaluation.alerts],
-                                          "labels": [list(label) for label in evaluation.labels]}))
-    return evaluation.alerts, [list(label) for label in evaluation.labels]
+        args.cache.write_text(json.dumps({"key": key, "alerts": [vars(a) for a in alerts], "labels": labels}))
+    return alerts, labels
+
+
+def _planned_work(readings, planned: set[str], work_from: int):
+    """The readings with the planned work's load transfer laid on (current and power to PLANNED_LOAD)."""
+    for device, kind, district, t_ms, values in readings:
+        if device in planned and t_ms >= work_from and in_planned_slot(t_ms, slack_min=0):
+            values = {m: v * PLANNED_LOAD if m in ("current_a", "power_kw") and v is not None else v
+                      for m, v in values.items()}
+        yield device, kind, district, t_ms, values
 
 
 def _districts(devices: int, seed: int) -> dict[str, tuple[str, str]]:
@@ -224,9 +275,10 @@ def _report_learning(args, runs: dict) -> None:
               f"{t.effect.real_faults} real)")
 
 
-def _report(args, severity: Counter, k) -> None:
+def _report(args, severity: Counter, k, run: str) -> None:
     total = sum(severity.values()) or 1
-    print(f"\n{args.devices} devices, {args.days:g} simulated days after warm-up, 1 operator position")
+    print(f"\n{args.devices} devices, {args.days:g} simulated days after warm-up, {args.planned} meters under planned "
+          f"work, 1 operator position, {run}")
     print(f"{'':28}{'high':>8}{'medium':>8}{'low':>8}")
     print(f"{'detector severity (before)':28}" + "".join(
         f"{100 * severity[s] / total:7.1f}%" for s in ("critical", "warning", "info")))

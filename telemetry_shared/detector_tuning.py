@@ -12,7 +12,8 @@ Changes (`params` as JSON):
 - `score_cutoff` {"min_score": s}: an alert of this source opens only at a score of at least s
   (the detectors open at 0.8; a limit breach scores 1.0, so it always passes);
 - `calendar` {"weekdays": [0..6, Monday 0], "from_h": h, "to_h": h}: expected, planned work in
-  that local weekly slot: no alert opens then;
+  that local weekly slot: no alert opens then (usually for every metric of the device: metric `*`,
+  since planned work on a device moves all its readings);
 - `threshold` {"below": x} or {"above": x}: an alert opens only when the reading is below
   (above) x: a per-device limit for a rule that flags low (high) readings.
 """
@@ -57,7 +58,7 @@ class TuningParamsError(ValueError):
 class DetectorChange:
     tuning_id: int
     device: str
-    metric: str  # '' for a device-wide rule (silent, clock_offset)
+    metric: str  # '' for a device-wide rule (silent, clock_offset); '*' for every metric and rule of the device
     rule: str  # '' for every rule of the metric
     change: str
     params: dict[str, Any] = field(hash=False)
@@ -181,7 +182,7 @@ class TuningCache:
               zone: str = "", utc_offset_h: int = 0) -> int | None:
         """The id of the change that keeps this finding from opening an alert, or None."""
         self.refresh()
-        for change in self.by_source.get((device, metric), ()):
+        for change in (*self.by_source.get((device, metric), ()), *self.by_source.get((device, "*"), ())):
             if change.rule in ("", rule) and change.holds(score, observed, t_ms, zone, utc_offset_h):
                 return change.tuning_id
         return None

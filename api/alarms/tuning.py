@@ -1,12 +1,17 @@
 """Learning from dismissals: an operator who resolves an alarm as a false alarm or as expected
 (planned work) says so (`cause`), and that dismissal proposes a change for its source (device,
 metric, rule) by itself, once the source has `MIN_DISMISSED` dismissals within the window (30 days)
-and no open or approved proposal. The change is chosen from the source's own alarms in the window:
+and no approved change (an open proposal is measured again, audited `tuning_remeasured`, when a new
+dismissal changes it: the engineer decides on what the dismissals say now). The change is chosen
+from the source's own alarms in the window:
 
-- mostly planned work: a *calendar exception* (the local hours the planned-work alarms started in,
-  on their weekdays, or every day once seen on three: no alarm of that device and metric opens then);
-- false alarms whose scores stay below a real breach: a *score cut-off* just above the highest
-  false alarm (an alarm of that device and metric opens only at a higher score);
+- planned work (a device with `MIN_DISMISSED` alarms resolved so, whatever their metric: work on a
+  device moves all its readings): a *calendar exception* for the whole device (metric and rule `*`),
+  the local hours its planned-work alarms started in, on their weekdays, or every day once seen on
+  three: no alarm of that device opens then;
+- false alarms of one source (device, metric, rule) whose scores stay below a real breach: a *score
+  cut-off* just above the highest false alarm (an alarm of that device and metric opens only at a
+  higher score);
 - false alarms at full score (a limit breach): the source's alarms become *advisories* (kept,
   listed, never on the board).
 
@@ -24,7 +29,6 @@ re-running the detectors over InfluxDB; bench/bench_alarm_week.py measures it on
 """
 
 import json
-import math
 import sqlite3
 from typing import Any
 
@@ -58,6 +62,7 @@ CUTOFF_MARGIN = 0.01  # a score cut-off sits this far above the highest false al
 FULL_SCORE = 0.99  # at or above: a limit breach, which a cut-off cannot tell from a real one
 DISMISSALS = ("false_alarm", "planned_work")
 DAILY_AFTER = 3  # planned work seen on this many weekdays is taken as daily
+EVERY = "*"  # a calendar exception's metric and rule: every one of the device
 
 
 class Effect(BaseModel):
@@ -110,22 +115,21 @@ def tuned(conn: Any, device: str, metric: str, rule: str) -> int | None:
     return row[0] if row else None
 
 
-def choose(alarms: list[Any], zone: str, utc_offset_h: int) -> tuple[str, dict[str, Any], list[Any]]:
-    """The change for one source's alarms in the window (rows with resolution_cause, peak score,
-    started_ms): (change, params, the alarms it would have held back)."""
-    planned = [a for a in alarms if a["resolution_cause"] == "planned_work"]
-    false = [a for a in alarms if a["resolution_cause"] == "false_alarm"]
-    if len(planned) >= len(false):
-        starts = [local_time(a["started_ms"], zone, utc_offset_h) for a in planned]
+def choose(alarms: list[Any], whole_device: bool, zone: str, utc_offset_h: int) -> tuple[str, dict[str, Any], list]:
+    """The change for one source's alarms in the window (rows with resolution_cause, peak score, started_ms):
+    (change, params, the alarms it would have held back). A whole device's source is its planned work."""
+    if whole_device:
+        starts = [local_time(a["started_ms"], zone, utc_offset_h) for a in alarms
+                  if a["resolution_cause"] == "planned_work"]
         days = sorted({t.weekday() for t in starts})
         # seen on three weekdays or more: routine work every day; else those weekdays (weekly work)
         params = {"weekdays": list(range(7)) if len(days) >= DAILY_AFTER else days,
                   "from_h": min(t.hour for t in starts), "to_h": min(24, max(t.hour for t in starts) + 1)}
-        change = DetectorChange(0, "", "", "", "calendar", params)
+        change = DetectorChange(0, "", EVERY, "", "calendar", params)
         return "calendar", params, [a for a in alarms if change.holds(0, None, a["started_ms"], zone, utc_offset_h)]
-    highest = max(_peak(a) for a in false)
+    highest = max(_peak(a) for a in alarms if a["resolution_cause"] == "false_alarm")
     if highest < FULL_SCORE:
-        cutoff = min(1.0, math.ceil((highest + CUTOFF_MARGIN) * 1000) / 1000)
+        cutoff = min(1.0, round(highest + CUTOFF_MARGIN, 3))
         return "score_cutoff", {"min_score": cutoff}, [a for a in alarms if _peak(a) < cutoff]
     return ADVISORY, {}, list(alarms)
 
@@ -149,48 +153,74 @@ class TuningStore:
                 conn.execute("ALTER TABLE alarm_tuning ADD COLUMN params TEXT NOT NULL DEFAULT '{}'")
 
     def learn(self, alert: Any, now: int, window_ms: int = WINDOW_MS) -> Tuning | None:
-        """After a dismissal (resolved as a false alarm or planned work): its source's proposal, if it is due."""
+        """After a dismissal (resolved as a false alarm or planned work): its source's proposal, if it is due.
+        Planned work is the whole device's source (it moves all its readings); a false alarm its own."""
         if alert.resolution_cause not in DISMISSALS:
             return None
-        made = self.propose(now, window_ms, source=(alert.device, alert.metric, alert.rule))
+        source = (alert.device, EVERY, EVERY) if alert.resolution_cause == "planned_work" else (
+            alert.device, alert.metric, alert.rule)
+        made = self.propose(now, window_ms, source=source)
         return made[0] if made else None
 
     def propose(self, now: int, window_ms: int = WINDOW_MS, min_dismissed: int = MIN_DISMISSED,
                 source: tuple[str, str, str] | None = None) -> list[Tuning]:
-        """New proposals for the sources dismissed `min_dismissed` times in the window (none twice), or for
+        """New proposals (or open ones measured again) for the devices with `min_dismissed` alarms resolved as
+        planned work in the window, and the sources (device, metric, rule) with as many false alarms; or for
         `source` only."""
         since = now - window_ms
-        where, args = ("AND device = ? AND metric = ? AND rule = ?", [*source]) if source else ("", [])
         with self.db.transaction() as conn:
             total = conn.execute("SELECT count(*) FROM alerts WHERE received_ms >= ?", (since,)).fetchone()[0]
-            sources = conn.execute(
-                f"SELECT device, metric, rule, sum(resolution_cause IN ('false_alarm', 'planned_work')) AS d"
-                f" FROM alerts WHERE received_ms >= ? {where} GROUP BY device, metric, rule HAVING d >= ?"
-                f" ORDER BY d DESC, device, metric, rule", (since, *args, min_dismissed)).fetchall()
-            made = [self._propose(conn, tuple(row)[:3], since, total, window_ms, now) for row in sources]
+            sources = []
+            if source is None or source[1] == EVERY:
+                where, args = ("AND device = ?", [source[0]]) if source else ("", [])
+                sources += conn.execute(
+                    f"SELECT device, '{EVERY}', '{EVERY}' FROM alerts WHERE received_ms >= ? {where} GROUP BY device"
+                    f" HAVING sum(resolution_cause = 'planned_work') >= ? ORDER BY device",
+                    (since, *args, min_dismissed)).fetchall()
+            if source is None or source[1] != EVERY:
+                where, args = ("AND device = ? AND metric = ? AND rule = ?", [*source]) if source else ("", [])
+                sources += conn.execute(
+                    f"SELECT device, metric, rule FROM alerts WHERE received_ms >= ? {where}"
+                    f" GROUP BY device, metric, rule HAVING sum(resolution_cause = 'false_alarm') >= ?"
+                    f" ORDER BY device, metric, rule", (since, *args, min_dismissed)).fetchall()
+            made = [self._propose(conn, tuple(row), since, total, window_ms, now) for row in sources]
         return [self.get(tuning_id) for tuning_id in made if tuning_id is not None]
 
     def _propose(self, conn: Any, source: tuple, since: int, total: int, window_ms: int, now: int) -> int | None:
-        if conn.execute("SELECT 1 FROM alarm_tuning WHERE device = ? AND metric = ? AND rule = ?"
-                        " AND state IN ('proposed', 'approved')", source).fetchone():
+        """A new proposal for the source (its id), or its open one measured again when new dismissals changed it
+        (None when the source has an approved change, or nothing changed)."""
+        current = conn.execute("SELECT * FROM alarm_tuning WHERE device = ? AND metric = ? AND rule = ?"
+                               " AND state IN ('proposed', 'approved')", source).fetchone()
+        if current is not None and current["state"] == "approved":
             return None
+        whole = source[1] == EVERY
+        which = "" if whole else " AND metric = ? AND rule = ?"
         alarms = conn.execute("SELECT resolution_cause, score, peak_score, started_ms FROM alerts"
-                              " WHERE received_ms >= ? AND device = ? AND metric = ? AND rule = ?",
-                              (since, *source)).fetchall()
-        change, params, held = choose(alarms, self.zone, self.utc_offset_h)
+                              f" WHERE received_ms >= ? AND device = ?{which}",
+                              (since, *(source[:1] if whole else source))).fetchall()
+        change, params, held = choose(alarms, whole, self.zone, self.utc_offset_h)
         causes = [a["resolution_cause"] for a in held]
         effect = Effect(window_days=round(window_ms / 86_400_000, 2), alarms=len(alarms), held=len(held),
                         false_alarms=causes.count("false_alarm"), real_faults=causes.count("fault"),
                         planned_work=causes.count("planned_work"),
                         undecided=sum(1 for c in causes if c not in ("false_alarm", "fault", "planned_work")),
                         board_share_percent=round(100 * len(alarms) / total, 1) if total else 0.0)
+        note = f"{source[0]} {source[1] or '-'} {source[2]}: {change} {json.dumps(params)}"
+        if current is not None:  # still undecided: the engineer decides on what the dismissals say now
+            if (current["change"], json.loads(current["params"]), json.loads(current["effect"])) == (
+                    change, params, effect.model_dump()):
+                return None
+            conn.execute("UPDATE alarm_tuning SET change = ?, params = ?, effect = ?, proposed_ms = ? WHERE id = ?",
+                         (change, json.dumps(params), effect.model_dump_json(), now, current["id"]))
+            log_alarm(conn, now, "system", "tuning_remeasured", f"tuning:{current['id']}", note, change=change,
+                      params=params, **effect.model_dump())
+            return None
         cursor = conn.execute(
             "INSERT INTO alarm_tuning (device, metric, rule, change, params, state, proposed_ms, effect)"
             " VALUES (?, ?, ?, ?, ?, 'proposed', ?, ?)", (*source, change, json.dumps(params), now,
                                                          effect.model_dump_json()))
-        log_alarm(conn, now, "system", "tuning_proposed", f"tuning:{cursor.lastrowid}",
-                  f"{source[0]} {source[1] or '-'} {source[2]}: {change} {json.dumps(params)}",
-                  change=change, params=params, **effect.model_dump())
+        log_alarm(conn, now, "system", "tuning_proposed", f"tuning:{cursor.lastrowid}", note, change=change,
+                  params=params, **effect.model_dump())
         return cursor.lastrowid
 
     def decide(self, tuning_id: int, actor: str, action: str, note: str, now: int) -> Tuning:
@@ -222,8 +252,8 @@ class TuningStore:
         """Write (approve) or delete (undo) the change the analytics engines apply."""
         if self.detector is None:
             raise TuningUnavailable("no registry file to write detector changes to")
-        # a metric's change covers every rule of it (the detectors pick the rule per reading); a device-wide
-        # rule (metric '') keeps its rule
+        # a metric's change covers every rule of it (the detectors pick the rule per reading), a whole device's
+        # (metric '*') every metric and rule; a device-wide rule (metric '') keeps its rule
         change = DetectorChange(tuning.id, tuning.device, tuning.metric, "" if tuning.metric else tuning.rule,
                                 tuning.change, tuning.params)
         try:

@@ -1,37 +1,18 @@
 // The shift supervisor's KPI page: GET /alarms/kpis over the chosen range, refreshed every minute,
 // and the tuning proposals learnt from false alarms (GET /alarms/tuning) with their measured effect.
-// The key is the control room's (this browser's localStorage); texts from the catalogues.
+// The key is the control room's (this browser's localStorage); texts from the catalogues (staff.js).
 "use strict";
 
-const KEY_STORE = "cityApiKey";
-const LANG_STORE = "cityLanguage";
-const LOCALES = { id: "id-ID", en: "en-GB" };
 const REFRESH_MS = 60000;
 const TARGETS = { high: 5, medium: 15, low: 80 };
 
-let catalogue = {};
-let lang = "en";
-let city = null;
 let last = null;
 let proposals = null;
 let mayDecide = false; // the API said so: POST /alarms/tuning/propose answered 200, not 403
 
-const $ = (id) => document.getElementById(id);
-const el = (tag, cls, text) => {
-  const node = document.createElement(tag);
-  if (cls) node.className = cls;
-  if (text !== undefined) node.textContent = text;
-  return node;
-};
-
-function t(key, params = {}) {
-  const text = key in catalogue ? catalogue[key] : key;
-  return text.replace(/\{(\w+)\}/g, (m, name) => (name in params ? String(params[name]) : m));
-}
-
 function number(value, decimals = 0) {
   if (value === null || value === undefined) return t("kpis.none");
-  return new Intl.NumberFormat(LOCALES[lang] || lang, { minimumFractionDigits: decimals, maximumFractionDigits: decimals })
+  return new Intl.NumberFormat(locale(), { minimumFractionDigits: decimals, maximumFractionDigits: decimals })
     .format(value);
 }
 
@@ -41,22 +22,7 @@ function seconds(value) {
 }
 
 async function setLanguage(code) {
-  catalogue = await (await fetch(`/static/i18n/${encodeURIComponent(code)}.json`)).json();
-  lang = code;
-  document.documentElement.lang = code;
-  for (const node of document.querySelectorAll("[data-i18n]")) node.textContent = t(node.dataset.i18n, { city: city.name });
-  for (const node of document.querySelectorAll("[data-i18n-attr]")) {
-    for (const pair of node.dataset.i18nAttr.split(";")) {
-      const [attr, key] = pair.split(":");
-      node.setAttribute(attr, t(key));
-    }
-  }
-  $("lang").replaceChildren(...city.languages.map((c) => {
-    const option = el("option", "", t("lang." + c));
-    option.value = c;
-    option.selected = c === lang;
-    return option;
-  }));
+  await applyLanguage(code);
   if (last) render(last);
   if (proposals) renderTuning(proposals);
 }
@@ -89,13 +55,9 @@ function render(k) {
     device: s.device, rule: "rule." + s.rule in catalogue ? t("rule." + s.rule) : s.rule, n: number(s.raises) }))));
 }
 
-function authorised(options = {}) {
-  const key = localStorage.getItem(KEY_STORE) || "";
-  return { ...options, headers: { ...(options.headers || {}), Authorization: "Bearer " + key } };
-}
 
 function when(ms) {
-  return new Intl.DateTimeFormat(LOCALES[lang] || lang, { dateStyle: "medium", timeStyle: "short", timeZone: city.time_zone })
+  return new Intl.DateTimeFormat(locale(), { dateStyle: "medium", timeStyle: "short", timeZone: city.time_zone })
     .format(new Date(ms));
 }
 
@@ -108,7 +70,7 @@ function effectText(e) {
 
 // Weekday names in the reader's language: 2024-01-01 was a Monday (the API counts Monday 0).
 function weekday(day) {
-  return new Intl.DateTimeFormat(LOCALES[lang] || lang, { weekday: "long", timeZone: "UTC" })
+  return new Intl.DateTimeFormat(locale(), { weekday: "long", timeZone: "UTC" })
     .format(new Date(Date.UTC(2024, 0, 1 + day)));
 }
 
@@ -116,11 +78,14 @@ function hour(h) {
   return String(Math.floor(h)).padStart(2, "0") + ":" + String(Math.round((h % 1) * 60)).padStart(2, "0");
 }
 
+function whole(p) { return p.metric === "*"; } // planned work: a calendar exception for the whole device
+
 function changeText(p) {
   const params = p.params || {};
   if (p.change === "score_cutoff") return t("tuning.change.score_cutoff", { min_score: number(params.min_score, 2) });
   if (p.change === "calendar") {
-    return t("tuning.change.calendar", { weekdays: params.weekdays.map(weekday).join(", "), from: hour(params.from_h),
+    return t(whole(p) ? "tuning.change.calendar_device" : "tuning.change.calendar", {
+      weekdays: params.weekdays.map(weekday).join(", "), from: hour(params.from_h),
       to: hour(params.to_h) });
   }
   if (p.change === "threshold") {
@@ -150,8 +115,9 @@ function proposalItem(p) {
   li.dataset.tuningId = p.id;
   li.dataset.state = p.state;
   li.tabIndex = -1; // focus lands here after a decision that leaves no button
-  const rule = "rule." + p.rule in catalogue ? t("rule." + p.rule) : p.rule;
-  const metric = "metric." + p.metric in catalogue ? t("metric." + p.metric) : p.metric || t("kpis.none");
+  const rule = whole(p) ? t("tuning.every_rule") : "rule." + p.rule in catalogue ? t("rule." + p.rule) : p.rule;
+  const metric = whole(p) ? t("tuning.every_metric") : "metric." + p.metric in catalogue ? t("metric." + p.metric)
+    : p.metric || t("kpis.none");
   li.append(el("strong", "", t("tuning.source", { device: p.device, metric, rule })),
     el("span", "badge", t("tuning.state." + p.state)),
     el("div", "change", changeText(p)),
@@ -173,9 +139,9 @@ function renderTuning(list) {
 
 async function loadTuning() {
   // an engineer's visit looks for new proposals first; anyone else's answer is a 403 and the list is read-only
-  const made = await fetch("/alarms/tuning/propose", authorised({ method: "POST" }));
+  const made = await keyed("/alarms/tuning/propose", { method: "POST" });
   mayDecide = made.ok;
-  const response = await fetch("/alarms/tuning", authorised());
+  const response = await keyed("/alarms/tuning");
   const body = await response.json();
   if (!response.ok) { $("tuning-error").textContent = t("tuning.load_failed", { error: body.message || response.status }); return; }
   proposals = body.data;
@@ -183,8 +149,7 @@ async function loadTuning() {
 }
 
 async function decide(id, action) {
-  const response = await fetch(`/alarms/tuning/${id}/${action}`, authorised({
-    method: "POST", headers: { "Content-Type": "application/json" }, body: "{}" }));
+  const response = await keyed(`/alarms/tuning/${id}/${action}`, { method: "POST", body: "{}" });
   const body = await response.json();
   $("tuning-error").textContent = response.ok ? "" : t("tuning.failed", { id, error: body.message || response.status });
   await loadTuning(); // a 409 means someone else decided first: show what they decided
@@ -194,9 +159,8 @@ async function decide(id, action) {
 
 async function load() {
   loadTuning().catch((error) => { $("tuning-error").textContent = t("tuning.load_failed", { error }); });
-  const key = localStorage.getItem(KEY_STORE) || "";
   const since = $("range").selectedOptions[0].dataset.since;
-  const response = await fetch(`/alarms/kpis?since=${encodeURIComponent(since)}`, { headers: { Authorization: "Bearer " + key } });
+  const response = await keyed(`/alarms/kpis?since=${encodeURIComponent(since)}`);
   const body = await response.json();
   if (!response.ok) { $("kpi-error").textContent = t("kpis.failed", { error: body.message || response.status }); return; }
   $("kpi-error").textContent = "";
@@ -204,16 +168,12 @@ async function load() {
   render(body);
 }
 
-$("lang").addEventListener("change", (event) => {
-  localStorage.setItem(LANG_STORE, event.target.value);
-  setLanguage(event.target.value);
-});
+onLanguageChange(setLanguage);
 $("range").addEventListener("change", load);
 
 async function boot() {
-  city = await (await fetch("/public/map")).json();
-  const stored = localStorage.getItem(LANG_STORE);
-  await setLanguage(stored && city.languages.includes(stored) ? stored : city.language);
+  await loadCity();
+  await setLanguage(pickLanguage());
   await load();
   setInterval(load, REFRESH_MS);
 }

@@ -7,40 +7,19 @@
 // formatted for the chosen language in the city's time zone (from the
 // city profile, /public/map). The map is Leaflet (vendored, BSD-2) drawing
 // the profile's district boundaries and the devices on one canvas: no tiles.
+// The key, the language, t() and keyed API calls: staff.js.
 "use strict";
 
-const KEY_STORE = "cityApiKey";
-const LANG_STORE = "cityLanguage";
 const SEVERITY_ORDER = { critical: 0, warning: 1, info: 2 };
 const FLEET_REFRESH_MS = 15000;
 const RECONNECT_MS = 2000;
 const PAGE_LIMIT = 1000; // the API's largest page: lists are read page by page up to their count
-const LOCALES = { id: "id-ID", en: "en-GB" };
 
 const alerts = new Map();
-let apiKey = localStorage.getItem(KEY_STORE) || "";
 let streamAbort = null;
-let city = null; // /public/map: name, time zone, languages, districts (GeoJSON), metric formats
-let lang = "en";
-let catalogue = {};
 let fleet = [];
 
-const $ = (id) => document.getElementById(id);
-const el = (tag, cls, text) => {
-  const node = document.createElement(tag);
-  if (cls) node.className = cls;
-  if (text !== undefined) node.textContent = text;
-  return node;
-};
-
 // ------------------------------------------------------------ language and formats
-
-function t(key, params = {}) {
-  const text = key in catalogue ? catalogue[key] : key;
-  return text.replace(/\{(\w+)\}/g, (m, name) => (name in params ? String(params[name]) : m));
-}
-
-function locale() { return LOCALES[lang] || lang; }
 
 const formatters = new Map();
 function numberFormat(decimals) {
@@ -73,38 +52,9 @@ function ago(ms) {
   return t("ago.h", { n: Math.round(s / 3600) });
 }
 
-function districtName(slug) {
-  const feature = city && city.districts.features.find((f) => f.properties.slug === slug);
-  return feature ? feature.properties.names[lang] || feature.properties.name : slug;
-}
-
-function pickLanguage(offered, negotiated) {
-  const stored = localStorage.getItem(LANG_STORE);
-  if (stored && offered.includes(stored)) return stored;
-  return negotiated; // the server's pick from this browser's Accept-Language, else the city's default
-}
-
 async function setLanguage(code) {
-  const response = await fetch(`/static/i18n/${encodeURIComponent(code)}.json`);
-  catalogue = await response.json();
-  lang = code;
+  await applyLanguage(code);
   formatters.clear();
-  document.documentElement.lang = code;
-  const params = { city: city ? city.name : "" };
-  for (const node of document.querySelectorAll("[data-i18n]")) node.textContent = t(node.dataset.i18n, params);
-  for (const node of document.querySelectorAll("[data-i18n-attr]")) {
-    for (const pair of node.dataset.i18nAttr.split(";")) {
-      const [attr, key] = pair.split(":");
-      node.setAttribute(attr, t(key, params));
-    }
-  }
-  const select = $("lang");
-  select.replaceChildren(...city.languages.map((code) => {
-    const option = el("option", "", t("lang." + code));
-    option.value = code;
-    option.selected = code === lang;
-    return option;
-  }));
   for (const entry of cards.values()) entry.signature = ""; // every card is drawn again in the new language
   if (map) drawDistrictLabels();
   renderAlerts();
@@ -113,21 +63,13 @@ async function setLanguage(code) {
   tick();
 }
 
-$("lang").addEventListener("change", (event) => {
-  localStorage.setItem(LANG_STORE, event.target.value);
-  setLanguage(event.target.value);
-});
+onLanguageChange(setLanguage);
 
 // ------------------------------------------------------------ API
 
+// The JSON body; a 401 shows the sign-in form and throws (staff.js), another error throws its message.
 async function api(path, options = {}) {
-  const headers = Object.assign({ Authorization: "Bearer " + apiKey }, options.headers || {});
-  if (options.body) headers["Content-Type"] = "application/json";
-  const response = await fetch(path, Object.assign({}, options, { headers }));
-  if (response.status === 401) {
-    showLogin(t("login.invalid"));
-    throw new Error("unauthorized");
-  }
+  const response = await keyed(path, options, showLogin);
   const body = response.status === 204 ? null : await response.json();
   if (!response.ok) throw new Error(body && body.message ? body.message : "HTTP " + response.status);
   return body;
@@ -154,12 +96,7 @@ function showLogin(message) {
   $("key").focus();
 }
 
-$("login").addEventListener("submit", (event) => {
-  event.preventDefault();
-  apiKey = $("key").value.trim();
-  localStorage.setItem(KEY_STORE, apiKey);
-  start();
-});
+onSignIn(start);
 
 // ------------------------------------------------------------ alerts
 
@@ -374,8 +311,7 @@ function setLink(key, up) {
 async function stream() {
   streamAbort = new AbortController();
   try {
-    const response = await fetch("/alerts/stream", {
-      headers: { Authorization: "Bearer " + apiKey }, signal: streamAbort.signal });
+    const response = await keyed("/alerts/stream", { signal: streamAbort.signal }); // the key in a header, not the URL
     if (response.status === 401) { showLogin(t("login.invalid")); return; }
     if (!response.ok) throw new Error("HTTP " + response.status);
     setLink("link.live", true);
@@ -578,9 +514,8 @@ function start() {
 }
 
 async function boot() {
-  const response = await fetch("/public/map");
-  city = await response.json();
-  await setLanguage(pickLanguage(city.languages, city.language));
+  await loadCity();
+  await setLanguage(pickLanguage(city.language));
   setInterval(tick, 1000);
   setInterval(() => { if (apiKey) loadFleet(); }, FLEET_REFRESH_MS);
   start();

@@ -3,84 +3,34 @@
 // control room's (this browser's localStorage); texts of our own from the catalogues; a citizen's
 // text goes in with textContent only. Keyboard: Tab to a complaint, then A approves and R rejects
 // (or Tab to its buttons); the list is read again every REFRESH_MS and after every decision.
+// The key, the language, t() and keyed API calls: staff.js.
 "use strict";
 
-const KEY_STORE = "cityApiKey";
-const LANG_STORE = "cityLanguage";
-const LOCALES = { id: "id-ID", en: "en-GB" };
 const MODERATORS = ["operator", "admin"]; // the roles POST /complaints/{id}/moderate lets in (api/routes/complaints.py)
 const REFRESH_MS = 10000;
 const PAGE = 100;
 
-let apiKey = localStorage.getItem(KEY_STORE) || "";
-let catalogue = {};
-let lang = "en";
-let city = null;
 let me = null; // {user, role} from the alert stream's hello
 let pending = { data: [], count: 0 };
 const thumbs = new Map(); // complaint id -> object URL of its photo (fetched with the key)
 
-const $ = (id) => document.getElementById(id);
-const el = (tag, cls, text) => {
-  const node = document.createElement(tag);
-  if (cls) node.className = cls;
-  if (text !== undefined) node.textContent = text;
-  return node;
-};
-
-function t(key, params = {}) {
-  const text = key in catalogue ? catalogue[key] : key;
-  return text.replace(/\{(\w+)\}/g, (m, name) => (name in params ? String(params[name]) : m));
-}
-
 function localTime(ms) {
-  return new Intl.DateTimeFormat(LOCALES[lang] || lang, { timeZone: city.time_zone, day: "numeric", month: "short",
+  return new Intl.DateTimeFormat(locale(), { timeZone: city.time_zone, day: "numeric", month: "short",
     hour: "2-digit", minute: "2-digit", timeZoneName: "short" }).format(new Date(ms));
 }
 
-function districtName(slug) {
-  const feature = city.districts.features.find((f) => f.properties.slug === slug);
-  return feature ? feature.properties.names[lang] || feature.properties.name : slug;
-}
-
 async function setLanguage(code) {
-  catalogue = await (await fetch(`/static/i18n/${encodeURIComponent(code)}.json`)).json();
-  lang = code;
-  document.documentElement.lang = code;
-  for (const node of document.querySelectorAll("[data-i18n]")) node.textContent = t(node.dataset.i18n, { city: city.name });
-  for (const node of document.querySelectorAll("[data-i18n-attr]")) {
-    for (const pair of node.dataset.i18nAttr.split(";")) {
-      const [attr, key] = pair.split(":");
-      node.setAttribute(attr, t(key));
-    }
-  }
-  $("lang").replaceChildren(...city.languages.map((c) => {
-    const option = el("option", "", t("lang." + c));
-    option.value = c;
-    option.selected = c === lang;
-    return option;
-  }));
+  await applyLanguage(code);
   if (me) showWho();
   render();
 }
 
-$("lang").addEventListener("change", (event) => {
-  localStorage.setItem(LANG_STORE, event.target.value);
-  setLanguage(event.target.value);
-});
+onLanguageChange(setLanguage);
 
 // ------------------------------------------------------------ API and sign-in
 
-async function api(path, options = {}) {
-  const headers = Object.assign({ Authorization: "Bearer " + apiKey }, options.headers || {});
-  if (options.body) headers["Content-Type"] = "application/json";
-  const response = await fetch(path, Object.assign({}, options, { headers }));
-  if (response.status === 401) {
-    showLogin(t("login.invalid"));
-    throw new Error("unauthorized");
-  }
-  return response;
-}
+// The response; a 401 shows the sign-in form and throws (staff.js).
+function api(path, options = {}) { return keyed(path, options, showLogin); }
 
 // Who the key belongs to: the first event of the alert stream (the API has no other "who am I").
 async function whoAmI() {
@@ -110,12 +60,7 @@ function showLogin(message) {
 
 function showWho() { $("who").textContent = t("who", { user: me.user, role: me.role }); }
 
-$("login").addEventListener("submit", (event) => {
-  event.preventDefault();
-  apiKey = $("key").value.trim();
-  localStorage.setItem(KEY_STORE, apiKey);
-  start();
-});
+onSignIn(start);
 
 // ------------------------------------------------------------ the queue
 
@@ -220,9 +165,8 @@ async function start() {
 }
 
 async function boot() {
-  city = await (await fetch("/public/map")).json();
-  const stored = localStorage.getItem(LANG_STORE);
-  await setLanguage(stored && city.languages.includes(stored) ? stored : city.language);
+  await loadCity();
+  await setLanguage(pickLanguage());
   await start();
   setInterval(() => { if (me && !$("queue").hidden) load().catch(() => {}); }, REFRESH_MS);
 }

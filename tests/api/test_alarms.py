@@ -396,8 +396,9 @@ def test_two_false_alarms_propose_a_score_cutoff_by_themselves_that_the_engines_
         assert tuning["effect"] | {"window_days": 0} == {"window_days": 0, "alarms": 3, "held": 2, "false_alarms": 2,
                                                          "real_faults": 0, "planned_work": 0, "undecided": 0,
                                                          "board_share_percent": 75.0}
-        dismiss(api, op, "inc-fa2", "false_alarm", score=0.86, **noisy)
-        assert len(proposals(op)) == 1  # never proposed twice while one is open
+        dismiss(api, op, "inc-fa2", "false_alarm", score=0.89, **noisy)
+        [again] = proposals(op)  # never proposed twice while one is open: measured again
+        assert (again["id"], again["params"], again["effect"]["held"]) == (tuning["id"], {"min_score": 0.9}, 3)
         assert eng.post("/alarms/tuning/propose").json()["count"] == 0
         assert held(0.86) is None  # proposed is not approved: the engines change nothing yet
 
@@ -407,7 +408,7 @@ def test_two_false_alarms_propose_a_score_cutoff_by_themselves_that_the_engines_
         store = DetectorTuningStore(api.settings.registry_file)
         [change] = store.changes()
         assert (change.tuning_id, change.device, change.metric, change.change, change.params) == (
-            tuning["id"], "pwr-0009", "current_a", "score_cutoff", {"min_score": 0.88})
+            tuning["id"], "pwr-0009", "current_a", "score_cutoff", {"min_score": 0.9})
         assert held(0.86) == tuning["id"] and held(0.95) is None  # a clear drift still alarms
         before = audit_rows(api)
         twice = eng.post(f"/alarms/tuning/{tuning['id']}/approve", json={})
@@ -422,25 +423,34 @@ def test_two_false_alarms_propose_a_score_cutoff_by_themselves_that_the_engines_
         assert store.changes() == [] and held(0.86) is None
         trail = [e["action"] for e in op.get("/alarms/audit", params={"subject": f"tuning:{tuning['id']}"}
                                              ).json()["data"]]
-        assert trail == ["tuning_proposed", "tuning_approved", "tuning_undone"]
+        assert trail == ["tuning_proposed", "tuning_remeasured", "tuning_approved", "tuning_undone"]
         store.close()
 
 
-def test_planned_work_proposes_a_calendar_exception_in_city_time(make_api):
-    from telemetry_shared.detector_tuning import DetectorTuningStore
+def test_planned_work_proposes_a_calendar_exception_for_the_device_in_city_time(make_api):
+    from telemetry_shared.detector_tuning import DetectorTuningStore, TuningCache
 
     api = make_api(api_alarm_chatter_count=100)
     tue = 1_767_665_400_000  # Tuesday 2026-01-06 09:10 in the city (UTC+7)
     with api.client("operator") as op, api.client("engineer") as eng:
         dismiss(api, op, "inc-pw0", "planned_work", device="wtr-0003", started_ms=tue)
-        dismiss(api, op, "inc-pw1", "planned_work", device="wtr-0003", started_ms=tue + 86_400_000 + 600_000)
+        # the work moves another reading the next day: the same device's planned work
+        dismiss(api, op, "inc-pw1", "planned_work", device="wtr-0003", metric="flow_lps", rule="level_shift",
+                started_ms=tue + 86_400_000 + 600_000)
         [tuning] = proposals(op)
+        assert (tuning["device"], tuning["metric"], tuning["rule"]) == ("wtr-0003", "*", "*")
         assert (tuning["change"], tuning["params"]) == ("calendar", {"weekdays": [1, 2], "from_h": 9, "to_h": 10})
         assert (tuning["effect"]["held"], tuning["effect"]["planned_work"]) == (2, 2)
         assert eng.post(f"/alarms/tuning/{tuning['id']}/approve", json={}).status_code == 200
         [change] = DetectorTuningStore(api.settings.registry_file).changes()
         assert change.change == "calendar" and change.holds(1.0, None, tue + 7 * 86_400_000, "", 7)  # a week later
         assert not change.holds(1.0, None, tue + 2 * 3_600_000, "", 7)  # 11:10: after the work
+        cache = TuningCache(DetectorTuningStore(api.settings.registry_file))  # as an engine reads it
+        for metric in ("pressure_bar", "flow_lps", ""):  # every metric of the device, and its device-wide rules
+            assert cache.holds("wtr-0003", metric, "unusual_value", 1.0, None, tue + 7 * 86_400_000, "", 7)
+        assert cache.holds("wtr-0004", "pressure_bar", "pressure_low", 1.0, None, tue, "", 7) is None
+        dismiss(api, op, "inc-pw2", "planned_work", device="wtr-0003", started_ms=tue + 2 * 86_400_000)
+        assert len(proposals(op)) == 1  # approved: not proposed again
 
 
 def test_false_limit_breaches_make_their_source_advisory_and_an_unwritable_registry_decides_nothing(make_api):
