@@ -120,13 +120,21 @@ def _judge(weeks: np.ndarray, band: tuple[float, float], always: tuple[float, fl
     with np.errstate(invalid="ignore"):
         inside = ((weeks >= band[0]) & (weeks <= band[1])).sum(axis=2)
         outside_always = ((weeks < always[0]) | (weeks > always[1])).sum(axis=2)
-    coverage = n / weeks.shape[2]
-    share_in = np.where(n > 0, inside / np.maximum(n, 1), np.nan)
     low = np.where(n > 0, np.min(np.where(present, weeks, np.inf), axis=2), np.nan)
     high = np.where(n > 0, np.max(np.where(present, weeks, -np.inf), axis=2), np.nan)
+    return judge_counts(n, inside, outside_always, n / weeks.shape[2], low, high, share)
+
+
+def judge_counts(n: np.ndarray, inside: np.ndarray, outside_always: np.ndarray, coverage: np.ndarray,
+                 low: np.ndarray, high: np.ndarray, share: float) -> tuple:
+    """The verdicts from counts per meter and week: n values present, `inside` the band, `outside_always`
+    the always-limits; coverage is the share of the week present. Returns (share in band, low, high,
+    outside_always, coverage, verdict), the fields of WeekVerdicts for one quantity."""
+    n, inside, outside_always = (np.asarray(a, dtype=np.int64) for a in (n, inside, outside_always))
+    share_in = np.where(n > 0, inside / np.maximum(n, 1), np.nan)
     # "95 % of the values" read as: at least that share (a count rounded up, as meters count N1/N).
     ok = (inside >= np.ceil(share * n - 1e-9)) & (outside_always == 0)
-    verdict = np.where(coverage < MIN_COVERAGE, NO_DATA, np.where(ok, PASS, FAIL))
+    verdict = np.where((coverage < MIN_COVERAGE) | (n == 0), NO_DATA, np.where(ok, PASS, FAIL))
     return share_in, low, high, outside_always, coverage, verdict
 
 

@@ -3,7 +3,7 @@ registered here, so a newcomer finds `city device ...` in telemetry_cli/device.p
 
 import typer
 
-from telemetry_cli import analytics, apikey, common, deadletter, device, grafana, ingest, rollup, score_eval, up
+from telemetry_cli import analytics, apikey, common, deadletter, device, grafana, ingest, power, rollup, score_eval, up
 from telemetry_cli import network as network_cmd
 from telemetry_cli import simulate as simulate_cmd
 from telemetry_cli import water as water_cmd
@@ -29,6 +29,7 @@ app.add_typer(ingest.app, name="ingest", help=say("main.help5"))
 app.add_typer(rollup.app, name="rollup", help=say("main.help6"))
 app.command("simulate", help=say("main.help9"))(simulate_cmd.simulate)
 app.add_typer(apikey.app, name="apikey", help=say("main.help7"))
+app.command("power-quality", help=say("main.help_power"))(power.power_quality)
 app.add_typer(network_cmd.app, name="network", help=say("main.help_network"))
 app.command("water-balance", help=say("main.help_water_balance"))(water_cmd.water_balance)
 
