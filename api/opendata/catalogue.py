@@ -30,7 +30,8 @@ LICENCE_TITLE = "Creative Commons Attribution 4.0"
 LICENCE_URL = "https://creativecommons.org/licenses/by/4.0/"
 MAX_MONTHS = 12
 ORGANIZATION = "city"  # the one CKAN organization: the city's publisher
-FORMATS = {"csv": ("CSV", "text/csv"), "json": ("JSON", "application/json")}
+FORMATS = {"csv": ("CSV", "text/csv"), "json": ("JSON", "application/json"),
+           "ngsild": ("JSON_LD", "application/ld+json")}  # NGSI-LD (FIWARE Smart Data Models) is JSON-LD
 EU = "http://publications.europa.eu/resource/authority/"
 FREQUENCY = {"PT1H": "HOURLY", "P1D": "DAILY", "": "CONT"}  # EU frequency authority: hourly, daily, continuous
 THEME = {"water": "ENVI", "power": "ENER", "building": "REGI", "traffic": "TRAN", "": "GOVE"}  # EU data themes

@@ -3,7 +3,8 @@
 Formats (`FORMATS`: name -> Format(media_type, write)); another format joins with one entry whose `write`
 turns (dataset, period, rows) into chunks of bytes:
 - `csv`: RFC 4180, a header of the dataset's columns, empty for a missing value;
-- `json`: `{"dataset", "period", "columns", "data": [{column: value}, ...]}`.
+- `json`: `{"dataset", "period", "columns", "data": [{column: value}, ...]}`;
+- `ngsild`: NGSI-LD entities of the FIWARE Smart Data Models, one a row (api/opendata/ngsild.py).
 Parquet is not offered: no library the project keeps writes it (pandas needs pyarrow or fastparquet).
 
 Memory stays bounded whatever the period: rows come window by window (datasets.rows) and leave in chunks
@@ -28,7 +29,9 @@ from typing import Any
 
 import orjson
 
+from api.opendata import ngsild
 from api.opendata.datasets import Dataset
+from telemetry_shared.city import CityProfile
 
 CHUNK_ROWS = 2000
 FRESH_OLD_S = 86_400.0
@@ -39,10 +42,10 @@ SETTLED_MS = 2 * 86_400_000  # a period that ended this long ago no longer chang
 @dataclass(frozen=True)
 class Format:
     media_type: str
-    write: Callable[[Dataset, str, Iterable[dict[str, Any]]], Iterator[bytes]]
+    write: Callable[[Dataset, str, Iterable[dict[str, Any]], CityProfile], Iterator[bytes]]
 
 
-def _csv(dataset: Dataset, period: str, rows: Iterable[dict[str, Any]]) -> Iterator[bytes]:
+def _csv(dataset: Dataset, period: str, rows: Iterable[dict[str, Any]], profile: CityProfile) -> Iterator[bytes]:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(dataset.columns)
@@ -59,7 +62,7 @@ def _csv(dataset: Dataset, period: str, rows: Iterable[dict[str, Any]]) -> Itera
     yield buffer.getvalue().encode()
 
 
-def _json(dataset: Dataset, period: str, rows: Iterable[dict[str, Any]]) -> Iterator[bytes]:
+def _json(dataset: Dataset, period: str, rows: Iterable[dict[str, Any]], profile: CityProfile) -> Iterator[bytes]:
     head = {"dataset": dataset.id, "period": period, "columns": list(dataset.columns)}
     yield orjson.dumps(head)[:-1] + b', "data": ['
     batch: list[bytes] = []
@@ -78,6 +81,7 @@ def _json(dataset: Dataset, period: str, rows: Iterable[dict[str, Any]]) -> Iter
 FORMATS: dict[str, Format] = {
     "csv": Format("text/csv; charset=utf-8", _csv),
     "json": Format("application/json", _json),
+    "ngsild": Format("application/ld+json", ngsild.write),
 }
 
 
@@ -144,6 +148,7 @@ class DownloadCache:
             total -= size
 
 
-def stream(dataset: Dataset, period: str, fmt: str, rows: Iterable[dict[str, Any]]) -> Iterator[bytes]:
-    """The file's bytes, chunk by chunk."""
-    return FORMATS[fmt].write(dataset, period, rows)
+def stream(dataset: Dataset, period: str, fmt: str, rows: Iterable[dict[str, Any]],
+           profile: CityProfile) -> Iterator[bytes]:
+    """The file's bytes, chunk by chunk (the profile: NGSI-LD places each row in its district)."""
+    return FORMATS[fmt].write(dataset, period, rows, profile)

@@ -32,7 +32,7 @@ DATASET_PATTERN = r"^[a-z0-9][a-z0-9_-]{1,99}$"  # CKAN's package names
 PERIOD_PATTERN = r"^20[0-9]{2}-(0[1-9]|1[0-2])(-(0[1-9]|[12][0-9]|3[01]))?$"
 DatasetId = Annotated[str, Path(pattern=DATASET_PATTERN, description="a dataset id, e.g. water-flow_lps")]
 Period = Annotated[str, Path(pattern=PERIOD_PATTERN, description="a local day (2026-11-05) or month (2026-11)")]
-FileFormat = Annotated[Literal[tuple(downloads.FORMATS)], Path(description="csv or json")]  # type: ignore[valid-type]
+FileFormat = Annotated[Literal[tuple(downloads.FORMATS)], Path(description="csv, json or ngsild (NGSI-LD)")]  # type: ignore[valid-type]
 
 
 class DatasetSummary(BaseModel):
@@ -138,7 +138,7 @@ def download(dataset_id: DatasetId, period: Period, fmt: FileFormat, services: S
     if cached is not None:
         return FileResponse(cached, media_type=media_type, headers=headers)
     rows = datasets.rows(services, dataset, start, end, now)
-    chunks = cache.keep(downloads.stream(dataset, period, fmt, rows), dataset, period, fmt)
+    chunks = cache.keep(downloads.stream(dataset, period, fmt, rows, services.settings.city), dataset, period, fmt)
     # the first chunk before the answer starts: InfluxDB away is still a clean 503, not a cut-off file
     first = next(chunks, b"")
     return StreamingResponse(_chain(first, chunks), media_type=media_type, headers=headers)

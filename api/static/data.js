@@ -117,24 +117,69 @@ function renderBeds(body) {
 const RENDER = { water: renderWater, power: renderPower, traffic: renderTraffic, complaints: renderComplaints,
   beds: renderBeds };
 
+const FILE_FORMATS = [["csv", "CSV"], ["json", "JSON"], ["ngsild", "NGSI-LD"]];
+let catalogue = null; // /opendata/datasets: the published datasets (the policy closed the others)
+let loaded = false; // every route answered (or failed) once
+
+function link(href, text) {
+  const a = el("a", "", text);
+  a.href = href;
+  return a;
+}
+
+function cityMonth(iso) {
+  return new Intl.DateTimeFormat("en-CA", { timeZone: publicPage.city.time_zone, year: "numeric",
+    month: "2-digit" }).format(new Date(iso));
+}
+
+// each published dataset: its title (a link to its page of periods), its licence, and this month's files
+function datasetItem(dataset) {
+  const item = el("li");
+  item.dataset.dataset = dataset.id;
+  item.append(link(dataset.page, dataset.title[publicPage.lang] || dataset.title.en || dataset.id));
+  const files = el("span", "files");
+  if (dataset.start) {
+    const month = cityMonth(dataset.end);
+    files.append(" ", t("data.datasets.files", { month }), " ");
+    FILE_FORMATS.forEach(([fmt, label], i) => {
+      if (i) files.append(" · ");
+      files.append(link(`/opendata/download/${encodeURIComponent(dataset.id)}/${month}.${fmt}`, label));
+    });
+  } else {
+    files.append(" ", t("data.datasets.empty"));
+  }
+  item.append(files);
+  return item;
+}
+
 function renderDatasets() {
-  $("datasets").replaceChildren(...Object.entries(SUMMARIES).map(([name, path]) => {
+  const summaries = Object.entries(SUMMARIES).map(([name, path]) => {
     const item = el("li");
-    const link = el("a", "", t("data." + name + ".title"));
-    link.href = path;
-    item.append(link, el("span", "dim", " · JSON"));
+    item.append(link(path, t("data." + name + ".title")), el("span", "dim", " · JSON"));
     return item;
-  }));
+  });
+  $("summaries").replaceChildren(...summaries);
+  if (catalogue) $("datasets").replaceChildren(...catalogue.data.map(datasetItem));
+}
+
+async function loadCatalogue() {
+  try {
+    const response = await fetch("/opendata/datasets");
+    if (!response.ok) throw new Error(String(response.status));
+    catalogue = await response.json();
+  } catch (error) {
+    catalogue = null;
+  }
 }
 
 function renderAll() {
   for (const [name, render] of Object.entries(RENDER)) if (summaries[name]) render(summaries[name]);
   renderDatasets();
-  $("error").hidden = Object.keys(SUMMARIES).every((name) => summaries[name] !== null);
+  $("error").hidden = !loaded || (catalogue !== null && Object.keys(SUMMARIES).every((name) => summaries[name] !== null));
 }
 
 async function loadSummaries() {
-  await Promise.all(Object.entries(SUMMARIES).map(async ([name, path]) => {
+  await Promise.all([loadCatalogue(), ...Object.entries(SUMMARIES).map(async ([name, path]) => {
     try {
       const response = await fetch(path);
       if (!response.ok) throw new Error(String(response.status));
@@ -142,7 +187,8 @@ async function loadSummaries() {
     } catch (error) {
       summaries[name] = null;
     }
-  }));
+  })]);
+  loaded = true;
   renderAll();
 }
 
@@ -150,7 +196,7 @@ async function loadSummaries() {
 window.dataPage = {
   chart: (name) => (charts[name] ? { labels: charts[name].data.labels, datasets: charts[name].data.datasets.map((d) =>
     ({ label: d.label, data: d.data, drawn: charts[name].getDatasetMeta(charts[name].data.datasets.indexOf(d)).data.length })) } : null),
-  ready: () => Object.keys(SUMMARIES).every((name) => name in summaries),
+  ready: () => loaded,
 };
 
 publicPage.start(renderAll).then(() => {

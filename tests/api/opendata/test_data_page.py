@@ -68,17 +68,25 @@ def test_the_open_data_page_charts_the_open_figures_in_both_languages(phone, ope
     expect(phone.locator("#complaints-figure")).to_contain_text("3 received, 1 answered")
     assert _drawn(phone, "beds")["labels"] == ["ICU", "Class III"]
     phone.screenshot(path=str(SCREENSHOTS / "open-data-en.png"), full_page=True)
-    # every dataset link answers with data
-    links = phone.locator("#datasets a")
-    assert links.count() >= len(CHARTS)
-    with httpx.Client(base_url=api.url) as c:
-        for href in links.evaluate_all("links => links.map(a => a.getAttribute('href'))"):
+    # every published dataset is listed with its page and this month's CSV, JSON and NGSI-LD files, and
+    # every link on the page answers (the catalogue's, the downloads, the summaries)
+    with httpx.Client(base_url=api.url, timeout=30) as c:
+        published = {d["id"] for d in c.get("/opendata/datasets").json()["data"]}
+        listed = set(phone.locator("#datasets li").evaluate_all("items => items.map(i => i.dataset.dataset)"))
+        assert listed == published and "building-co2_ppm" not in listed  # closed by the policy
+        traffic = phone.locator('#datasets li[data-dataset="traffic-speed_kmh"] a')
+        assert traffic.all_inner_texts()[1:] == ["CSV", "JSON", "NGSI-LD"]
+        hrefs = phone.locator("main a").evaluate_all("links => links.map(a => a.getAttribute('href'))")
+        assert len(hrefs) > len(published) + len(CHARTS)
+        for href in hrefs:
             r = c.get(href)
-            assert r.status_code == 200 and r.json(), href
+            assert r.status_code == 200 and r.content, href
+        csv = c.get(traffic.nth(1).get_attribute("href")).text.splitlines()
+        assert csv[0].startswith("time,district,value") and all(FULL in line for line in csv[1:])
     # only public routes and static files, and nothing personal or of a device on the page
     paths = {re.sub(r"^https?://[^/]+", "", url).split("?")[0] for url in asked}
-    assert paths and all(p in ("/data-terbuka", "/public/map") or p.startswith(("/public/summary/", "/static/"))
-                         for p in paths), paths
+    assert paths and all(p in ("/data-terbuka", "/public/map", "/opendata/datasets")
+                         or p.startswith(("/public/summary/", "/static/")) for p in paths), paths
     text = phone.locator("body").inner_text()
     for secret in [*PERSONAL.values(), "PLANTED", "wtr-", "pwr-", "trf-", profile.district(SPARSE).name("en")]:
         assert secret not in text, secret
