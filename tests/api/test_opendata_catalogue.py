@@ -43,7 +43,7 @@ def test_a_ckan_client_lists_reads_and_searches_the_catalogue(seeded):
     assert extras["publication_mode"] == "aggregated" and extras["k_min_contributors"] == "3"
     assert extras["frequency"] == "PT1H" and extras["temporal_start"].endswith("Z")
     formats = {r["format"] for r in package["resources"]}
-    assert formats == {"CSV", "JSON"}
+    assert formats == {"CSV", "JSON", "JSON_LD"}  # JSON_LD: NGSI-LD (api/opendata/ngsild.py)
     csv_url = next(r["url"] for r in package["resources"] if r["format"] == "CSV")
     with api.client() as client:
         answer = client.get(csv_url.removeprefix(api.url))

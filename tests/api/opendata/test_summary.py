@@ -106,7 +106,7 @@ def test_hostile_ranges_are_refused_quickly(api, route, params):
         started = time.monotonic()
         r = c.get(route, params=params)
     assert r.status_code == 422 and r.json()["error"] == "invalid_input" and "days" in r.json()["message"]
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 2.0  # a 4xx before any query (generous: a shared, busy machine)
 
 
 def test_summaries_without_any_data(api):
