@@ -142,11 +142,23 @@ def to_csv(rows: list[dict]) -> str:
     return buffer.getvalue()
 
 
-def write_lines(rep: DmaReport) -> list[str]:
-    """The daily balance as line protocol for `water_balance` (tag dma, at local midnight): Grafana's board."""
+def write_lines(rep: DmaReport, districts: dict[str, str]) -> list[str]:
+    """The daily balance as line protocol for `water_balance` (tags dma and district, at local midnight): the
+    water board's balance panels. districts: DMA id -> the district of its first inlet meter."""
     lines = []
     for item in daily_rows(rep):
         fields = ",".join(f"{name}={item[name]}" for name in ROW_FIELDS if item[name] is not None)
         if fields:
-            lines.append(f"{MEASUREMENT},dma={item['dma']} {fields} {item['day_ms']}")
+            district = districts.get(item["dma"], "")
+            tags = f"dma={item['dma']}" + (f",district={district}" if district else "")
+            lines.append(f"{MEASUREMENT},{tags} {fields} {item['day_ms']}")
     return lines
+
+
+def dma_districts(topology: Topology, district_of: dict[str, str]) -> dict[str, str]:
+    """DMA id -> the district of its first inlet meter (district_of: device id -> district)."""
+    out: dict[str, str] = {}
+    for meter, row, role in zip(topology.meters, topology.network_of, topology.role, strict=True):
+        if role == "inlet" and str(topology.ids[row]) not in out:
+            out[str(topology.ids[row])] = district_of.get(str(meter), "")
+    return out

@@ -156,9 +156,37 @@ def water() -> Dashboard:
                      thresholds=(Threshold(None, "green"), Threshold(1.0, "yellow"), Threshold(5.0, "red"))),
         metric_panel("water", "chlorine_mgl", "Free chlorine", "Residual chlorine; 0.2 to 5 mg/L is safe.",
                      thresholds=CHLORINE_BAND),
+        *water_balance_panels(),
     ]
     return utility_dashboard("city-water", "Water network", "water",
                              "Flow, pressure, night flow (leakage), reservoirs and water quality.", panels)
+
+
+# A city whose DMAs are not set yet (city network dma) or not balanced yet has no water balance: said so
+NO_BALANCE = "no water balance yet: city water-balance --write"
+
+
+def water_balance_panels() -> list[Panel]:
+    """The non-revenue-water engineer's panels: the daily IWA balance per district meter area, as
+    `city water-balance --write` stores it (measurement water_balance, tags dma and district)."""
+    def per_dma(field: str, title: str, unit: str, description: str) -> Panel:
+        return Panel(title, unit, (Target(q.per_dma(field), "$tag_dma"),), time_from="30d", description=description,
+                     no_value=NO_BALANCE)
+
+    return [
+        per_dma("nrw_pct", "Non-revenue water by DMA", "percent",
+                "Non-revenue water each local day, % of the DMA's system input (IWA water balance)."),
+        per_dma("real_losses_m3", "Real losses (leakage) by DMA", "m3",
+                "Leakage each local day, m3: the minimum night flow minus the customers' metered night use, "
+                "stepped where a burst started between nights. A step up is a burst."),
+        per_dma("apparent_losses_m3", "Apparent losses by DMA", "m3",
+                "Water losses minus real losses, m3 a day: meters that under-register, illegal connections."),
+        Panel("DMAs for the leak crews", "m3", (Target(q.dma_ranking(), result_format="table"),), kind="table",
+              time_from="7d", description="Each DMA's real losses, non-revenue water and system input over the "
+                                          "last 7 days, leakiest first.",
+              transformations=({"id": "sortBy", "options": {"sort": [{"field": "real losses m3", "desc": True}]}},),
+              no_value=NO_BALANCE),
+    ]
 
 
 def power() -> Dashboard:

@@ -142,3 +142,18 @@ def panel_span_ms(panel: dict, dashboard_span_ms: int) -> int:
     if match is None:
         raise ValueError(f"panel {panel.get('title')!r}: timeFrom {own!r} is not like 90d")
     return int(match[1]) * SPAN_UNITS_MS[match[2]]
+
+
+WATER_BALANCE = '"water_balance"'  # the daily IWA balance per DMA (analytics/waterdata.py, city water-balance --write)
+
+
+def per_dma(field: str) -> str:
+    """One series per DMA: a field of the daily water balance, one value per local day."""
+    return (f"SELECT mean({quote_ident(field)}) FROM {WATER_BALANCE} {where(device=False)} "
+            f'{NIGHT_BUCKET}, "dma" fill(none)')
+
+
+def dma_ranking() -> str:
+    """A table row per DMA: its real losses, NRW and system input over the range."""
+    return ('SELECT sum("real_losses_m3") AS "real losses m3", sum("nrw_m3") AS "NRW m3", '
+            f'sum("system_input_m3") AS "system input m3" FROM {WATER_BALANCE} {where(device=False)} GROUP BY "dma"')

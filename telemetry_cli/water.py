@@ -17,7 +17,16 @@ from rich.markup import escape
 from rich.table import Table
 
 from analytics.water import WaterParams
-from analytics.waterdata import WaterDataError, burst_rows, daily_rows, report, summary_rows, to_csv, write_lines
+from analytics.waterdata import (
+    WaterDataError,
+    burst_rows,
+    daily_rows,
+    dma_districts,
+    report,
+    summary_rows,
+    to_csv,
+    write_lines,
+)
 from telemetry_cli.common import (
     EXIT_INVALID,
     EXIT_UNAVAILABLE,
@@ -75,9 +84,12 @@ def water_balance(first: Annotated[str, typer.Option("--from", help=say("water.h
             rep = report(client, registry.topology("water"), start_ms, end_ms, params, settings.local_zone,
                          settings.utc_offset_hours or 0)
         if write:
+            inlets = rep.topology.meters[rep.topology.role == "inlet"]
+            district_of = {d.id: d.district for d in registry.list(kind="water", limit=10_000_000)[0]
+                           if d.id in set(inlets)}
             writer = make_writer(settings)
             try:
-                writer.write(write_lines(rep))
+                writer.write(write_lines(rep, dma_districts(rep.topology, district_of)))
             finally:
                 writer.close()
     except WaterDataError as exc:

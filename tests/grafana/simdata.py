@@ -47,8 +47,24 @@ def _value(metric: str, step: int) -> float:
     return min(max(value, lo), hi)
 
 
-def lines(now_ms: int) -> list[str]:
+WATER_BALANCE = {f"dma-{n:04d}": DISTRICTS[n % 2] for n in (1, 2, 3, 4)}  # DMA -> district of its inlet
+
+
+def water_balance_lines(now_ms: int) -> list[str]:
+    """The daily water balance per DMA as `city water-balance --write` stores it, for the last three days."""
     out = []
+    for n, (dma, district) in enumerate(WATER_BALANCE.items()):
+        for day in range(3):
+            t = now_ms - now_ms % 86_400_000 - day * 86_400_000
+            siv, billed, real = 500.0 + 50 * n, 380.0 + 20 * n, 80.0 + 25 * n + 5 * day
+            out.append(f"water_balance,dma={dma},district={district} system_input_m3={siv},billed_m3={billed},"
+                       f"real_losses_m3={real},apparent_losses_m3={siv - billed - real},nrw_m3={siv - billed},"
+                       f"nrw_pct={100 * (siv - billed) / siv},leakage_lps={real / 86.4} {t}")
+    return out
+
+
+def lines(now_ms: int) -> list[str]:
+    out = water_balance_lines(now_ms)
     start = now_ms - SPAN_MS
     steps = SPAN_MS // STEP_MS
     for index, (device, (kind, district)) in enumerate(DEVICES.items()):
