@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from api.citizens.hospitals import BedsUpdate, HospitalNew, WardNew
+from api.opendata import downloads
 from telemetry_shared.influx import V1Writer
 from telemetry_shared.registry import DeviceNew
 from tests.api.harness import alert, wait_for
@@ -112,7 +113,7 @@ def _open_data_paths(c: httpx.Client) -> list[str]:
              "/api/3/action/current_package_list_with_resources", "/api/3/action/status_show"]
     for dataset in c.get("/opendata/datasets").json()["data"]:
         paths += [f"/opendata/datasets/{dataset['id']}", f"/api/3/action/package_show?id={dataset['id']}"]
-        paths += [f"/opendata/download/{dataset['id']}/{month}.{fmt}" for fmt in ("csv", "json")]
+        paths += [f"/opendata/download/{dataset['id']}/{month}.{fmt}" for fmt in downloads.FORMATS]
     return paths
 
 

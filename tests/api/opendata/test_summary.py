@@ -116,3 +116,26 @@ def test_summaries_without_any_data(api):
         assert c.get("/public/summary/power").json()["data"] == []
         assert c.get("/public/summary/beds").json()["data"] == []
         assert c.get("/public/summary/complaints").json()["received"] == 0
+
+
+def test_a_closed_metric_gives_nothing_to_the_summaries_or_the_page(make_api, influx_db, tmp_path):
+    """The profile closes water flow, voltage and speed: the readings are there, the summaries say nothing
+    of them, and the page shows no figure."""
+    from tests.api.opendata.conftest import _lines
+    from tests.api.opendata_seed import roll_up, write_readings
+    from tests.api.test_opendata_policy import _profile_with
+
+    closed = ("\nopen_data:\n  k: 3\n  metrics:\n    water.flow_lps: {mode: closed}\n"
+              "    power.voltage_v: {mode: closed}\n    traffic.speed_kmh: {mode: closed}\n")
+    api = make_api(profile=_profile_with(tmp_path, closed))
+    end = int(time.time() * 1000) // 3_600_000 * 3_600_000
+    lines, _ = _lines(end - 2 * 3_600_000, end)
+    write_readings(influx_db, lines)
+    roll_up(influx_db, end - 2 * 3_600_000, end)
+    with httpx.Client(base_url=api.url) as c:
+        assert {d["supplied_m3"] for d in c.get("/public/summary/water").json()["data"]} == {None}
+        assert c.get("/public/summary/power", params={"days": 2}).json()["data"] == []
+        assert c.get("/public/summary/traffic", params={"days": 2}).json()["data"] == []
+        ids = {d["id"] for d in c.get("/opendata/datasets").json()["data"]}
+        assert not ids & {"water-flow_lps", "power-voltage_v", "traffic-speed_kmh"}
+        assert c.get("/opendata/download/traffic-speed_kmh/2026-12.ngsild").status_code == 404
