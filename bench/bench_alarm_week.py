@@ -2,13 +2,17 @@
 evaluate` runs them, every alarm through the API's alert store and alarm policy (priority,
 grouping, chattering) on a simulated clock, and a scripted operator; then the alarm KPIs.
 
-    python bench/bench_alarm_week.py [--devices 200] [--days 7] [--ack-after-min 3]
+    python bench/bench_alarm_week.py [--devices 200] [--days 7] [--ack-after-min 3] [--planned 4]
 
 The scripted operator acknowledges each alarm on the board `--ack-after-min` after it arrives
 and resolves it `--resolve-after-min` after analytics clears it. Printed: the priority mix
 against the detectors' severity mix (what the board ranked by before), alarms per operator-hour,
 the worst 10 minutes, time in flood, chattering, and times to acknowledge and resolve. The
 first `--warmup-h` hours (baselines learning) are simulated but not put on the board.
+
+Two runs of the same week: without learning, and with it (dismissals propose by themselves, an
+engineer approves every open proposal after `--learn-after-days`, approved detector changes hold
+alarms from then on); then false alarms, recall and precision of the rest of the week for both.
 """
 
 import argparse

@@ -134,6 +134,10 @@ def choose(alarms: list[Any], whole_device: bool, zone: str, utc_offset_h: int) 
     return ADVISORY, {}, list(alarms)
 
 
+def _counts(effect: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in effect.items() if k not in ("board_share_percent", "window_days")}
+
+
 def _peak(alarm: Any) -> float:
     return alarm["peak_score"] if alarm["peak_score"] is not None else alarm["score"]
 
@@ -207,9 +211,9 @@ class TuningStore:
                         board_share_percent=round(100 * len(alarms) / total, 1) if total else 0.0)
         note = f"{source[0]} {source[1] or '-'} {source[2]}: {change} {json.dumps(params)}"
         if current is not None:  # still undecided: the engineer decides on what the dismissals say now
-            if (current["change"], json.loads(current["params"]), json.loads(current["effect"])) == (
-                    change, params, effect.model_dump()):
-                return None
+            if (current["change"], json.loads(current["params"]), _counts(json.loads(current["effect"]))) == (
+                    change, params, _counts(effect.model_dump())):
+                return None  # the share of all alarms moves with every alarm: not a reason to measure again
             conn.execute("UPDATE alarm_tuning SET change = ?, params = ?, effect = ?, proposed_ms = ? WHERE id = ?",
                          (change, json.dumps(params), effect.model_dump_json(), now, current["id"]))
             log_alarm(conn, now, "system", "tuning_remeasured", f"tuning:{current['id']}", note, change=change,
