@@ -17,12 +17,13 @@ from datetime import date, datetime, timedelta, tzinfo
 from statistics import median
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 
 from api import queries
 from api.citizens.hospitals import BED_CLASSES, public_beds
 from api.opendata import datasets, policy
+from api.public_cache import PublicCache
 from api.ratelimit import public_rate_limit
 from api.routes.hospitals import _snapshot
 from api.routes.public import POWERED_SHARE
@@ -34,7 +35,11 @@ router = APIRouter(prefix="/public/summary", tags=["open data"], dependencies=[D
 
 DAY_MS = 86_400_000
 HOUR_MS = 3_600_000
-MAX_DAYS = 31  # the page's charts; longer periods are the downloads' business
+MAX_DAYS = 31
+# figures over days are at most five minutes old: a crowd, or a client walking through every `days`, costs
+# one computation per answer and period (the minute-level power count reads every reading of the range)
+SUMMARY_CACHE_S = 300.0  # the page's charts; longer periods are the downloads' business
+TrafficDays = Annotated[int, Query(ge=1, le=7, description="the last N local days (1..7)")]
 Days = Annotated[int, Query(ge=1, le=MAX_DAYS, description=f"the last N local days, today included (1..{MAX_DAYS})")]
 
 
@@ -263,25 +268,35 @@ def bed_summary(services: ApiServices) -> BedSummary:
     return BedSummary(as_of_ms=now, data=[classes[c] for c in BED_CLASSES if c in classes])
 
 
+def _summary_cache(request: Request) -> PublicCache:
+    """One cache per app for the figures over days (the beds use the shared 10-second one)."""
+    state = request.app.state
+    if not hasattr(state, "summary_cache"):
+        state.summary_cache = PublicCache(SUMMARY_CACHE_S)
+    return state.summary_cache
+
+
+SummaryCache = Annotated[PublicCache, Depends(_summary_cache)]
+
+
 @router.get("/water", summary="Water supplied per local day (m³), city total over the districts the policy publishes")
-def water(services: Services, days: Days = 14) -> WaterSummary:
-    return services.public.get(f"summary.water.{days}", lambda: water_summary(services, days))
+def water(services: Services, cache: SummaryCache, days: Days = 14) -> WaterSummary:
+    return cache.get(f"water.{days}", lambda: water_summary(services, days))
 
 
 @router.get("/power", summary="Minutes without power per district and local day")
-def power(services: Services, days: Days = 14) -> PowerSummary:
-    return services.public.get(f"summary.power.{days}", lambda: power_summary(services, days))
+def power(services: Services, cache: SummaryCache, days: Days = 14) -> PowerSummary:
+    return cache.get(f"power.{days}", lambda: power_summary(services, days))
 
 
 @router.get("/traffic", summary="Mean traffic speed per district and hour")
-def traffic(services: Services, days: Annotated[int, Query(ge=1, le=7, description="the last N local days (1..7)")]
-            = 1) -> TrafficSummary:
-    return services.public.get(f"summary.traffic.{days}", lambda: traffic_summary(services, days))
+def traffic(services: Services, cache: SummaryCache, days: TrafficDays = 1) -> TrafficSummary:
+    return cache.get(f"traffic.{days}", lambda: traffic_summary(services, days))
 
 
 @router.get("/complaints", summary="Complaints received per local day and how fast they were answered")
-def complaints(services: Services, days: Days = 30) -> ComplaintSummary:
-    return services.public.get(f"summary.complaints.{days}", lambda: complaint_summary(services, days))
+def complaints(services: Services, cache: SummaryCache, days: Days = 30) -> ComplaintSummary:
+    return cache.get(f"complaints.{days}", lambda: complaint_summary(services, days))
 
 
 @router.get("/beds", summary="Hospital beds per class: capacity and free beds now")

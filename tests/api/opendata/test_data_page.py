@@ -99,3 +99,23 @@ def test_the_page_says_when_there_is_no_data(phone, api):  # noqa: F811
     expect(phone.locator('#site-nav a[aria-current="page"]')).to_have_text("Data terbuka")
     expect(phone.locator("#error")).to_be_hidden()
     assert fits_the_screen(phone)
+
+
+def test_the_page_is_usable_with_the_keyboard_alone(phone, api):  # noqa: F811
+    """Tab walks the language switch, the navigation, every chart's table switch and the catalogue links;
+    Enter opens a table."""
+    phone.goto(api.url + "/data")
+    wait_for(lambda: phone.evaluate("dataPage.ready()"), timeout_s=10)
+    seen = []
+    for _ in range(80):
+        phone.keyboard.press("Tab")
+        seen.append(phone.evaluate("""(() => { const e = document.activeElement;
+            return e.id || (e.closest('section') ? e.closest('section').id + ' ' + e.tagName : e.tagName)
+              + ' ' + (e.getAttribute('href') || ''); })()"""))
+    assert "lang" in seen and any(s.endswith(" /data") for s in seen)
+    for chart in ("water", "power", "traffic", "complaints", "beds"):
+        assert f"{chart}-card SUMMARY " in seen, (chart, seen)
+    assert any("/api/3/action/package_list" in s for s in seen) and any("/opendata/catalog.jsonld" in s for s in seen)
+    phone.locator("#beds-card summary").focus()
+    phone.keyboard.press("Enter")
+    expect(phone.locator("#beds-table")).to_be_visible()
