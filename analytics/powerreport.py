@@ -213,3 +213,42 @@ def _suspect_rows(s: Suspects, customers: list[str], feeder_of: np.ndarray, feed
              "meter_drop_kwh_day": _num(s.meter_drop_kwh_day[c]),
              "feeder_loss_rise_kwh_day": _num(s.feeder_loss_rise_kwh_day[c]),
              "unrecorded_kwh": _num(s.unrecorded_kwh[c])} for c in order]
+
+
+# What `city power-quality --write` stores for Grafana (grafana/power_board.py): floats only, a field never
+# changes type; times are local midnights (a feeder's day, a meter's week, a suspect's first day).
+FEEDER_MEASUREMENT, METER_MEASUREMENT, SUSPECT_MEASUREMENT = "feeder_losses", "power_quality", "tampering_suspects"
+
+
+def write_lines(report: PowerReport, district_of: dict[str, str]) -> list[str]:
+    """The report as line protocol: feeder_losses (tags feeder, district: the transformer's) per complete day,
+    power_quality (tags device, district) per meter-week with a verdict, tampering_suspects (tags device,
+    feeder, district) at the day their step began. district_of: device id -> district (the registry's)."""
+    from telemetry_shared.lineproto import line
+
+    out = []
+    transformer = {r["feeder"]: r["transformer"] for r in report.feeder_rows}
+    for r in report.daily_rows:
+        if r["loss_kwh"] is None:
+            continue  # a day with a meter missing has no balance
+        tags = {"feeder": r["feeder"], "district": district_of.get(transformer[r["feeder"]], "unknown")}
+        out.append(line(FEEDER_MEASUREMENT, tags, {k: float(r[k]) for k in ("input_kwh", "billed_kwh", "loss_kwh",
+                                                                              "loss_pct") if r[k] is not None},
+                        r["day_start_ms"]))
+    for r in report.meter_rows():
+        if r["verdict"] == en50160.NO_DATA:
+            continue
+        fields = {"pass": 1.0 if r["verdict"] == en50160.PASS else 0.0,
+                  "voltage_pass": 1.0 if r["voltage"] == en50160.PASS else 0.0,
+                  "frequency_pass": 1.0 if r["frequency"] == en50160.PASS else 0.0}
+        fields |= {k: float(r[k]) for k in ("voltage_share_in_band", "voltage_min_v", "voltage_max_v",
+                                            "frequency_share_in_band", "frequency_min_hz", "frequency_max_hz")
+                   if r[k] is not None}
+        out.append(line(METER_MEASUREMENT, {"device": r["device"], "district": district_of.get(r["device"], "unknown")},
+                        fields, r["week_start_ms"]))
+    for r in report.suspect_rows:
+        tags = {"device": r["device"], "feeder": r["feeder"], "district": district_of.get(r["device"], "unknown")}
+        out.append(line(SUSPECT_MEASUREMENT, tags, {"rank": float(r["rank"]), "drop_pct": float(r["drop_pct"] or 0),
+                                                    "unrecorded_kwh": float(r["unrecorded_kwh"] or 0)},
+                        r["since_ms"]))
+    return out

@@ -316,4 +316,6 @@ def device_health() -> Dashboard:
 
 
 def all_dashboards() -> list[Dashboard]:
-    return [overview(), water(), power(), buildings(), traffic(), device_health()]
+    from grafana.power_board import power_quality  # it builds on this module's helpers
+
+    return [overview(), water(), power(), power_quality(), buildings(), traffic(), device_health()]

@@ -16,7 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from analytics.en50160 import Limits
-from analytics.powerreport import MAX_DAYS, PowerReport, build_report
+from analytics.powerreport import MAX_DAYS, PowerReport, build_report, write_lines
 from telemetry_cli.common import (
     EXIT_INVALID,
     EXIT_UNAVAILABLE,
@@ -28,7 +28,7 @@ from telemetry_cli.common import (
     out,
     say,
 )
-from telemetry_shared.influx import InfluxError, InfluxQL
+from telemetry_shared.influx import InfluxError, InfluxQL, make_writer
 from telemetry_shared.registry import Registry
 
 DAY_MS = 86_400_000
@@ -55,6 +55,7 @@ def power_quality(
     start: Annotated[str, typer.Option("--from", help=say("power.help_from"))],
     end: Annotated[str, typer.Option("--to", help=say("power.help_to"))],
     csv_dir: Annotated[Path | None, typer.Option("--csv", help=say("power.help_csv"), file_okay=False)] = None,
+    write: Annotated[bool, typer.Option("--write", help=say("power.help_write"))] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """EN 50160 compliance, feeder losses and tampering suspects over a date range."""
@@ -73,6 +74,13 @@ def power_quality(
     try:
         topology = registry.topology("power")
         report = build_report(influx, topology, limits, _local_midnight_ms(first, offset_h), days, offset_h)
+        if write:
+            districts = {d.id: d.district for d in registry.list(kind="power", limit=10**9)[0]}
+            writer = make_writer(s)
+            try:
+                writer.write(write_lines(report, districts))
+            finally:
+                writer.close()
     except InfluxError as exc:
         fail(f"InfluxDB: {exc}", EXIT_UNAVAILABLE)
     finally:

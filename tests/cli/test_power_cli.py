@@ -155,3 +155,29 @@ def test_influxdb_away_is_exit_6_and_a_short_range_says_why_there_is_no_verdict(
     assert away.exit_code == 6 and "InfluxDB" in away.output
     short = run(env, "--from", "2026-11-02", "--to", "2026-11-05")
     assert short.exit_code == 0 and "whole weeks" in short.stdout
+
+
+def test_write_stores_what_the_grafana_board_reads(city, shared_influxd):
+    from grafana.boards import all_dashboards
+    from grafana.queries import fill_variables
+    from telemetry_shared.influx import InfluxQL
+
+    sim, env, _, data = city
+    result = run(env, "--from", "2026-11-02", "--to", "2026-11-16", "--write", "--json")
+    assert result.exit_code == 0, result.output
+    db = InfluxQL(shared_influxd.url, env["CITY_INFLUX_DB"])
+    try:
+        losses = db.rows('SELECT "loss_kwh", "feeder", "district" FROM "feeder_losses"')
+        assert len(losses) == 6 * 14 and {r["feeder"] for r in losses} == set(sim.feeder_ids)
+        assert len(db.rows('SELECT * FROM "tampering_suspects"')) == len(data["suspects"])
+        board = next(b.to_json() for b in all_dashboards() if b.uid == "city-power-quality")
+        values = {"timeFilter": f"time >= {START_MS}ms and time <= {START_MS + 16 * DAY_MS}ms", "__interval": "1h",
+                  "district": ".*", "device": ".*"}
+        for panel in board["panels"]:
+            if panel["title"] == "Backfilled readings":
+                continue  # the simulated readings are all history: covered by tests/grafana
+            for target in panel["targets"]:
+                series = db.series(fill_variables(target["query"], values))
+                assert any(v not in (None, 0) for s in series for row in s["values"] for v in row[1:]), panel["title"]
+    finally:
+        db.close()

@@ -100,7 +100,32 @@ def lines(now_ms: int) -> list[str]:
     for step in range(steps):  # the API's notification outbox (api/alerts/notify.py stats_line)
         out.append(f"notify_stats pending={step % 3}i,sent={step}i,failed={step // 50}i,oldest_pending_s=1.5 "
                    f"{start + step * STEP_MS}")
-    return out
+    return out + power_report_lines(now_ms)
+
+
+def power_report_lines(now_ms: int) -> list[str]:
+    """What `city power-quality --write` stores (analytics/powerreport.py write_lines, the real format): feeders'
+    daily losses, the power meters' weekly verdicts (one failing), a tampering suspect in each district."""
+    from analytics.powerreport import PowerReport, write_lines
+
+    midnight = now_ms - now_ms % 86_400_000
+    meters = {d: district for d, (kind, district) in DEVICES.items() if kind == "power"}
+    report = PowerReport(midnight - 3 * 86_400_000, 3, None, sorted(meters), 0, None)  # type: ignore[arg-type]
+    feeders = {f"fdr-{n}": (f"pow-000{n}", meters[f"pow-000{n}"]) for n in (1, 2)}
+    report.feeder_rows = [{"feeder": f, "transformer": t} for f, (t, _) in feeders.items()]
+    report.daily_rows = [{"feeder": f, "day_start_ms": midnight - d * 86_400_000, "input_kwh": 900.0 + 10 * d,
+                          "billed_kwh": 840.0, "loss_kwh": 60.0 + 10 * d,
+                          "loss_pct": 100 * (60 + 10 * d) / (900 + 10 * d)} for f in feeders for d in range(3)]
+    report.suspect_rows = [{"rank": n, "device": t, "feeder": f, "since_ms": midnight - 86_400_000, "drop_pct": 45.0,
+                            "unrecorded_kwh": 30.0 * n} for n, (f, (t, _)) in enumerate(feeders.items(), 1)]
+    lines = write_lines(report, meters)
+    for device in sorted(meters):  # two verdicts each inside the tests' 2-day range: one failing, one passing
+        for n, hours_ago in enumerate((6, 12)):
+            lines.append(f"power_quality,device={device},district={meters[device]} pass={float(n)},"
+                         f"voltage_pass={float(n)},frequency_pass=1.0,voltage_share_in_band={0.93 + 0.06 * n},"
+                         f"voltage_min_v=190.5,voltage_max_v=247.0,frequency_share_in_band=1.0 "
+                         f"{now_ms - hours_ago * 3_600_000}")
+    return lines
 
 
 def alarm_kpis_line(step: int, t_ms: int) -> str:

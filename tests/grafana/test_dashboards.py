@@ -34,9 +34,9 @@ def test_generate_reports_created_updated_and_unchanged(tmp_path: Path) -> None:
     assert write_all(tmp_path)["city-water.json"] == "updated"
 
 
-def test_the_six_dashboards_have_unique_uids_and_titles() -> None:
+def test_the_seven_dashboards_have_unique_uids_and_titles() -> None:
     titles = [b["title"] for b in BOARDS.values()]
-    assert len(BOARDS) == 6 and len(set(titles)) == 6
+    assert len(BOARDS) == 7 and len(set(titles)) == 7
     assert all(re.fullmatch(r"[a-z0-9-]{1,40}", uid) for uid in BOARDS)
 
 

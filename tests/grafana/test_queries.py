@@ -152,8 +152,10 @@ def test_backfilled_readings_are_counted_apart_from_live_ones(city_db: InfluxQL,
     panel = _panel(uid, "Backfilled readings")
     by = "district" if uid == "city-overview" else "device"
     counts = _per_tag(city_db.series(fill_variables(panel["targets"][0]["query"], grafana_values(uid))), by, sum)
-    kinds = {"water": "city-water", "power": "city-power", "building": "city-buildings", "traffic": "city-traffic"}
-    devices = [d for d, (kind, _) in simdata.DEVICES.items() if uid not in kinds.values() or kinds[kind] == uid]
+    kinds = {"water": ("city-water",), "power": ("city-power", "city-power-quality"), "building": ("city-buildings",),
+             "traffic": ("city-traffic",)}
+    utility_boards = {u for boards in kinds.values() for u in boards}
+    devices = [d for d, (kind, _) in simdata.DEVICES.items() if uid not in utility_boards or uid in kinds[kind]]
     expected: dict[str, int] = {}
     for device in devices:
         key = device if by == "device" else simdata.DEVICES[device][1]
