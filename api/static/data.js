@@ -6,7 +6,7 @@
 const REFRESH_MS = 5 * 60000;
 const SUMMARIES = {
   water: "/public/summary/water?days=14",
-  power: "/public/summary/power?days=14",
+  power: "/public/summary/power?days=7",
   traffic: "/public/summary/traffic?days=2",
   complaints: "/public/summary/complaints?days=30",
   beds: "/public/summary/beds",
