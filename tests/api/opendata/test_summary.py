@@ -139,3 +139,35 @@ def test_a_closed_metric_gives_nothing_to_the_summaries_or_the_page(make_api, in
         ids = {d["id"] for d in c.get("/opendata/datasets").json()["data"]}
         assert not ids & {"water-flow_lps", "power-voltage_v", "traffic-speed_kmh"}
         assert c.get("/opendata/download/traffic-speed_kmh/2026-12.ngsild").status_code == 404
+
+
+@pytest.mark.parametrize("k", [2, 3, 5])
+def test_only_districts_with_k_devices_reach_any_summary(make_api, influx_db, tmp_path, k):
+    """Four districts with 1, 2, 3 and 5 devices of each metric; whatever k the profile sets, a district
+    appears in the water total, the power and the traffic figures exactly when it has at least k."""
+    from tests.api.opendata_seed import roll_up, write_readings
+    from tests.api.test_opendata_policy import _profile_with
+
+    api = make_api(profile=_profile_with(tmp_path, f"\nopen_data:\n  k: {k}\n"))
+    slugs = list(api.settings.city.slugs)
+    devices = dict(zip(slugs, (1, 2, 3, 5), strict=True))
+    end = int(time.time() * 1000) // 3_600_000 * 3_600_000
+    lines = []
+    for t in range(end - 3_600_000, end, 60_000):
+        for district, n in devices.items():
+            for d in range(n):
+                lines += [f"water,device=w-{district}-{d},district={district} flow_lps=1.0 {t}",
+                          f"power,device=p-{district}-{d},district={district} voltage_v=0.0 {t}",
+                          f"traffic,device=t-{district}-{d},district={district} speed_kmh=25.0 {t}"]
+    write_readings(influx_db, lines)
+    roll_up(influx_db, end - 3_600_000, end)
+    allowed = {district for district, n in devices.items() if n >= k}
+    with httpx.Client(base_url=api.url) as c:
+        water = c.get("/public/summary/water", params={"days": 2}).json()["data"]
+        power = c.get("/public/summary/power", params={"days": 2}).json()["data"]
+        traffic = c.get("/public/summary/traffic", params={"days": 2}).json()["data"]
+    assert {r["district"] for r in power} == allowed
+    assert {r["district"] for r in traffic} == allowed
+    # every published meter gave 1 L/s for an hour: 3.6 m³ each, nothing from a district below k
+    assert sum(d["supplied_m3"] or 0 for d in water) == pytest.approx(3.6 * sum(devices[d] for d in allowed), rel=0.05)
+    assert sum(r["minutes_without_power"] for r in power) == 60 * len(allowed)
