@@ -1,6 +1,6 @@
 """The electricity report's arithmetic at city scale, numpy against a plain pandas groupby in the same run.
 
-    python3 bench/bench_power.py                       # 50,000 meters x a week of 10-minute means, 1,000 feeders x 28 days
+    python3 bench/bench_power.py                  # 50,000 meters x a week of 10-min means; 1,000 feeders x 28 days
     python3 bench/bench_power.py --meters 5000 --runs 3
 
 EN 50160: `weekly_compliance` over every meter's week of 10-minute mean voltages (1,008 a meter) and one
