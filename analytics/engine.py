@@ -28,11 +28,11 @@ import orjson
 from analytics import clock, nightflow, peercheck
 from analytics.buffers import CoarseHistory
 from analytics.config import PEER_METRICS, EngineParams
-from analytics.detectors import Anchor, History, silence_score
+from analytics.detectors import Anchor, Baseline, History, silence_score
 from analytics.explain import explain
 from analytics.incidents import AlertOutput, Detail, Finding, Incident, IncidentLifecycle, changes, finite, newest
 from analytics.learnt import LearntState, new_history
-from analytics.rules import STATISTICAL_RULES, score_metric
+from analytics.rules import SKIP_STATISTICAL, STATISTICAL_RULES, MetricScores, score_metric_new
 from edge import contract
 from telemetry_shared.detector_tuning import DetectorTuningStore, TuningCache
 from telemetry_shared.influx import LineWriter
@@ -141,7 +141,7 @@ class AnalyticsEngine:
             live[row] = live.get(row, False) or is_live
         rows = np.array(sorted(new_count))
         values, times = block.values[rows], block.times[rows]
-        scored = score_metric(metric, values, times, self.detector, history=self._history(metric, rows))
+        scored = self._score_new(metric, rows, np.array([new_count[row] for row in rows]))
         score, rule, severity, anchor = scored.score, scored.rule, scored.severity, scored.anchor
         expected, scale, z = scored.baseline.expected, scored.baseline.scale, scored.baseline.z
         # Only the new samples of live batches feed the incidents; history fills the buffer only.
@@ -167,6 +167,39 @@ class AnalyticsEngine:
                                         float(score[i, at]), str(rule[i, at]), str(severity[i, at]),
                                         int(times[i, at]), detail))
         return findings
+
+    def _score_new(self, metric: str, rows: np.ndarray, counts: np.ndarray) -> MetricScores:
+        """The rules over each row's newest counts[i] samples, right-aligned in max(counts) columns (NaN, '' on
+        the left): the detectors go on from their state (detectors.stream), so a pass costs the new samples. A
+        row without a state yet (new, or loaded from a file without one) is first scored over its whole buffer."""
+        block = self.learnt.blocks[metric]
+        stream = self.learnt.stream(metric, self.detector)
+        stream.resize(int(rows.max()) + 1)
+        fresh = stream.arrays["scored"][rows] == 0
+        held = (block.times[rows] > 0).sum(axis=1)
+        columns = np.where(fresh, np.maximum(held, counts), counts)
+        width = int(counts.max())
+        shape = (rows.size, width)
+        out = MetricScores(np.full(shape, np.nan), np.full(shape, "", dtype=object), np.full(shape, "", dtype=object),
+                           Baseline(*(np.full(shape, np.nan) for _ in range(3))),
+                           Anchor(*(np.full(shape, np.nan) for _ in range(3))))
+        for n in np.unique(columns):
+            picked = np.flatnonzero(columns == n)
+            group = rows[picked]
+            part = score_metric_new(metric, stream, group, block.values[group], block.times[group], int(n),
+                                    self.detector, history=self._history(metric, group))
+            keep = min(int(n), width)
+            target = (picked, slice(width - keep, width))
+            out.score[target], out.rule[target], out.severity[target] = \
+                part.score[:, -keep:], part.rule[:, -keep:], part.severity[:, -keep:]
+            for mine, theirs in ((out.baseline, part.baseline), (out.anchor, part.anchor)):
+                if theirs is None:
+                    continue
+                for name in ("expected", "scale", "z") if mine is out.baseline else ("profile", "bias", "scale"):
+                    getattr(mine, name)[target] = getattr(theirs, name)[:, -keep:]
+        if metric in SKIP_STATISTICAL:
+            out.anchor = None
+        return out
 
     def _history(self, metric: str, rows: np.ndarray) -> History | None:
         history = self.learnt.history.get(metric)

@@ -28,9 +28,19 @@ import numpy as np
 
 from analytics import peers
 from analytics.config import DEFAULT_PARAMS, PEER_METRICS, DetectorParams
-from analytics.detectors import night_flow_score, night_minimum
+from analytics.detectors import Anchor, Baseline, night_flow_score, night_minimum
+from analytics.detectors.stream import StreamState
 from analytics.peers import peer_scores
-from analytics.rules import Hysteresis, clock_offset_score, grade, incidents, score_metric, silence_on_grid
+from analytics.rules import (
+    Hysteresis,
+    MetricScores,
+    clock_offset_score,
+    grade,
+    incidents,
+    score_metric,
+    score_metric_new,
+    silence_on_grid,
+)
 
 Reading = tuple[str, str, str, int, dict[str, float]]
 Label = tuple[str, str, str, int, int]  # device, metric ('' for the whole device), fault, start_ms, end_ms
@@ -113,12 +123,17 @@ def _alerts_from(active: np.ndarray, score: np.ndarray, rules: np.ndarray | None
     return out
 
 
-def detect(grid: Grid, params: DetectorParams = DEFAULT_PARAMS) -> list[Alert]:
-    """Every rule over the grid, incidents through the hysteresis: the alerts the engine would raise."""
+def detect(grid: Grid, params: DetectorParams = DEFAULT_PARAMS, pass_samples: int = 0) -> list[Alert]:
+    """Every rule over the grid, incidents through the hysteresis: the alerts the engine would raise.
+
+    pass_samples: 0 scores each metric's whole array at once; N > 0 scores it in passes of N samples
+    through the live engine's incremental scorer (detectors.stream), its state carried between passes.
+    """
     alerts: list[Alert] = []
     times = grid.times
     for metric, (device_rows, values) in sorted(grid.metrics.items()):
-        scored = score_metric(metric, values, times, params)
+        scored = score_in_passes(metric, values, times, params, pass_samples) if pass_samples > 0 \
+            else score_metric(metric, values, times, params)
         score = np.where(np.isnan(values), np.nan, scored.score)
         active = Hysteresis().step(score, params, values=values, anchor=scored.anchor)
         alerts += _alerts_from(active, score, scored.rule, scored.severity, grid, device_rows, metric, params=params)
@@ -133,6 +148,23 @@ def detect(grid: Grid, params: DetectorParams = DEFAULT_PARAMS) -> list[Alert]:
     alerts += _alerts_from(Hysteresis().step(clock, params), clock, None, None, grid, all_rows, "", "clock_offset",
                            params)
     return alerts
+
+
+def score_in_passes(metric: str, values: np.ndarray, times: np.ndarray, params: DetectorParams,
+                    samples: int) -> MetricScores:
+    """score_metric over (S, T) values, `samples` columns a pass, as the live engine scores new readings."""
+    state = StreamState.empty(params)
+    rows = np.arange(values.shape[0])
+    times = np.broadcast_to(times, values.shape)
+    parts = [score_metric_new(metric, state, rows, values[:, :end], times[:, :end], end - start, params)
+             for start in range(0, values.shape[1], samples) for end in [min(start + samples, values.shape[1])]]
+    anchor = None if parts[0].anchor is None else \
+        Anchor(*(np.concatenate([getattr(p.anchor, name) for p in parts], axis=1)
+                 for name in ("profile", "bias", "scale")))
+    joined = [np.concatenate([getattr(p, name) for p in parts], axis=1) for name in ("score", "rule", "severity")]
+    baseline = Baseline(*(np.concatenate([getattr(p.baseline, name) for p in parts], axis=1)
+                          for name in ("expected", "scale", "z")))
+    return MetricScores(*joined, baseline, anchor)
 
 
 def peer_alerts(grid: Grid, params: DetectorParams) -> list[Alert]:
@@ -270,7 +302,7 @@ class Evaluation:
 def evaluate_fleet(devices: int = 200, hours: float = 192.0, interval_s: float = 60.0, seed: int = 7,
                    warmup_hours: float = 120.0, start_ms: int = 1_767_200_400_000,
                    params: DetectorParams = DEFAULT_PARAMS, utc_offset_h: int = 7,
-                   on_stage: Callable[[str], None] | None = None) -> Evaluation:
+                   on_stage: Callable[[str], None] | None = None, pass_samples: int = 0) -> Evaluation:
     """Simulate the city with fleetsim (faults and labels included), detect, and match.
 
     start_ms defaults to 2026-01-01 00:00 at UTC+7 (a Thursday). on_stage is told each step as it starts
@@ -292,7 +324,7 @@ def evaluate_fleet(devices: int = 200, hours: float = 192.0, interval_s: float =
     n_steps = int(hours * 3600 // interval_s)
     grid = build_grid(readings, start_ms, step_ms, n_steps)
     say("scoring")
-    alerts = detect(grid, replace(params, utc_offset_h=utc_offset_h))
+    alerts = detect(grid, replace(params, utc_offset_h=utc_offset_h), pass_samples)
     labels = fleetsim.label_rows(faults)
     kinds = {name: set(spec["kinds"]) for name, spec in scenario["faults"].items()}
     rows = match(alerts, labels, kinds, dict(zip(grid.devices, grid.kinds, strict=True)), step_ms,

@@ -15,6 +15,7 @@ import numpy as np
 
 from analytics.buffers import CoarseHistory, SeriesBlock
 from analytics.config import DetectorParams, EngineParams
+from analytics.detectors.stream import StreamState
 from analytics.incidents import Incident
 from analytics.rules import Hysteresis
 
@@ -43,12 +44,21 @@ class LearntState:
     night_history: np.ndarray = field(default_factory=lambda: np.full((0, 1), np.nan))
     last_night: int = -1  # the local day number of the last night window scored
     peer_scored: dict[str, int] = field(default_factory=dict)  # metric -> the last bucket fed to its peer check
+    # metric -> the detectors' state carried between passes (detectors.stream), rows as blocks[m]; a metric or
+    # a row without one is rebuilt from its buffer on its next pass
+    streams: dict[str, StreamState] = field(default_factory=dict)
 
     @classmethod
     def empty(cls, params: EngineParams, detector: DetectorParams) -> "LearntState":
         """A fresh engine's state: nothing learnt yet, sized by `params` (buffers) and `detector` (nights kept)."""
         nights = np.full((0, detector.night_history + 1), np.nan)
         return cls({}, SeriesBlock(params.arrival_samples), night_history=nights)
+
+    def stream(self, metric: str, detector: DetectorParams) -> StreamState:
+        """The detectors' state of `metric`, created empty on first use."""
+        if metric not in self.streams:
+            self.streams[metric] = StreamState.empty(detector)
+        return self.streams[metric]
 
     def block(self, metric: str, capacity: int) -> SeriesBlock:
         """The ring buffers of `metric`, created with `capacity` samples a row on first use."""

@@ -15,6 +15,8 @@ import numpy as np
 
 from analytics import detectors as d
 from analytics.config import DEFAULT_PARAMS, DOMAIN_LIMITS, DetectorParams, Limit
+from analytics.detectors import stream
+from analytics.detectors.stream import StreamState
 
 # Metrics the statistical detectors leave alone: a cumulative counter
 # (energy only ever grows; its rate is power_kw) and free beds, which move
@@ -62,6 +64,29 @@ def score_metric(metric: str, values: np.ndarray, times: np.ndarray | None,
         rule = names[stats.winner]
         baseline = stats.baseline
         anchor = stats.anchor
+    return _with_limits(metric, x, score, rule, baseline, anchor, params, limits)
+
+
+def score_metric_new(metric: str, state: StreamState, rows: np.ndarray, values: np.ndarray, times: np.ndarray,
+                     n_new: int, params: DetectorParams = DEFAULT_PARAMS, limits: dict[str, list[Limit]] | None = None,
+                     history: d.History | None = None) -> MetricScores:
+    """score_metric for the newest n_new samples of these rows only, going on from the detectors' `state`
+    (detectors.stream: the engine's pass costs its new samples, not its whole buffer). values, times: the rows'
+    ring buffers (the new samples last); returns (len(rows), n_new) arrays."""
+    limits = DOMAIN_LIMITS if limits is None else limits
+    x = d.as_matrix(values)[:, -n_new:]
+    if metric in SKIP_STATISTICAL:
+        baseline = stream.recent_new(state, rows, values, n_new, params)
+        return _with_limits(metric, x, np.zeros(x.shape), np.full(x.shape, "", dtype=object), baseline, None,
+                            params, limits)
+    stats = stream.score_new(state, rows, values, times, n_new, params, history)
+    names = np.array([STATISTICAL_RULES[name] for name in d.DETECTORS], dtype=object)
+    return _with_limits(metric, x, stats.combined, names[stats.winner], stats.baseline, stats.anchor, params, limits)
+
+
+def _with_limits(metric: str, x: np.ndarray, score: np.ndarray, rule: np.ndarray, baseline: d.Baseline,
+                 anchor: d.Anchor | None, params: DetectorParams, limits: dict[str, list[Limit]]) -> MetricScores:
+    """The statistical scores with the metric's domain limits on top: a breach scores LIMIT_SCORE."""
     severity = np.full(x.shape, "", dtype=object)
     for limit in limits.get(metric, []):
         breach = d.limit_score(x, limit) > 0

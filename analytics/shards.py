@@ -74,7 +74,7 @@ def adopt(parts: list[tuple[int, LearntState]], keep: Callable[[str], bool], tem
             if keep(device) and (device not in newest or saved_ms > parts[newest[device]][0]):
                 newest[device] = i
     chosen = [(learnt, {d for d, i in newest.items() if i == k}) for k, (_, learnt) in enumerate(parts)]
-    out = replace(template, blocks={}, history={}, states=defaultdict(Hysteresis), silence_rows={},
+    out = replace(template, blocks={}, history={}, states=defaultdict(Hysteresis), silence_rows={}, streams={},
                   silence=Hysteresis(), incidents={}, last_seen_ms={}, info={}, peer_scored={},
                   last_night=max([learnt.last_night for _, learnt in parts] + [template.last_night]))
     metrics = sorted({m for learnt, _ in chosen for m in learnt.blocks})

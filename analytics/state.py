@@ -62,6 +62,7 @@ from typing import Any
 import numpy as np
 
 from analytics.buffers import CoarseHistory, SeriesBlock
+from analytics.detectors.stream import StreamState
 from analytics.engine import AnalyticsEngine
 from analytics.incidents import Incident
 from analytics.learnt import LearntState, new_history
@@ -119,6 +120,11 @@ def save_state(learnt: LearntState, path: Path | str, now_ms: int | None = None)
                 arrays[f"h{i}_{name}"] = getattr(history, name)[:rows]
             entry["history"] = {"bucket_ms": history.bucket_ms, "coarse_ms": history.coarse_ms,
                                 "buckets": history.capacity, "fine_buckets": history.fine_capacity}
+        stream = learnt.streams.get(metric)
+        if stream is not None:
+            arrays.update(_stream_arrays(f"d{i}", stream, n))
+            entry["stream"] = {"periods": stream.periods, "hold": stream.hold,
+                               "errors": [errors is not None for errors in stream.errors]}
         blocks.append(entry)
     arrivals = learnt.arrivals
     arrays["arrivals_times"] = arrivals.times[:len(arrivals.keys)]  # the times only: the delays are not kept
@@ -157,7 +163,17 @@ def snapshot(learnt: LearntState) -> LearntState:
         silence=_frozen_hysteresis(learnt.silence), silence_rows=dict(learnt.silence_rows),
         incidents={key: replace(incident, metrics=set(incident.metrics)) for key, incident in learnt.incidents.items()},
         last_seen_ms=dict(learnt.last_seen_ms), info=dict(learnt.info), night_history=learnt.night_history.copy(),
-        peer_scored=dict(learnt.peer_scored))
+        peer_scored=dict(learnt.peer_scored), streams={metric: s.copy() for metric, s in learnt.streams.items()})
+
+
+def _stream_arrays(prefix: str, stream: StreamState, n: int) -> dict[str, np.ndarray]:
+    """The detectors' state of one block's first n rows (fewer where it has fewer)."""
+    rows = min(stream.rows, n)
+    arrays = {f"{prefix}_{name}": array[:rows] for name, array in stream.arrays.items()}
+    for p, errors in enumerate(stream.errors):
+        if errors is not None:
+            arrays[f"{prefix}_errors{p}"] = errors[:rows]
+    return arrays
 
 
 def _frozen_block(block: SeriesBlock) -> SeriesBlock:
@@ -339,7 +355,7 @@ def _read(path: Path, engine: AnalyticsEngine) -> tuple[int, LearntState]:
             raise StateError("no meta member: not an analytics state file")
         meta = read_meta(archive["meta"])
         params = engine.params
-        blocks, history = {}, {}
+        blocks, history, streams = {}, {}, {}
         arrivals = SeriesBlock(params.arrival_samples)
         for i, entry in enumerate(meta["blocks"]):
             keys = [tuple(key) for key in entry["keys"]]
@@ -348,6 +364,10 @@ def _read(path: Path, engine: AnalyticsEngine) -> tuple[int, LearntState]:
                 arrivals = _arrivals(params.arrival_samples, keys, times)
                 continue
             blocks[entry["metric"]] = _block(params.buffer_samples, 64, keys, values, times)
+            if entry.get("stream") is not None:
+                stream = _stream(archive, names, f"d{i}", entry["stream"], len(keys), engine)
+                if stream is not None:
+                    streams[entry["metric"]] = stream
             if entry["history"] is not None and params.profile_days > 0:
                 fitted = _history(archive, names, i, entry["history"], len(keys), engine, meta["version"])
                 if fitted is not None:
@@ -365,7 +385,37 @@ def _read(path: Path, engine: AnalyticsEngine) -> tuple[int, LearntState]:
     return meta["saved_ms"], LearntState(
         blocks, arrivals, history=history, states=defaultdict(Hysteresis, states), silence_rows=meta["silence_rows"],
         silence=silence, incidents=meta["incidents"], last_seen_ms=meta["last_seen_ms"], info=meta["info"],
-        night_history=night, last_night=meta["last_night"], peer_scored=meta["peer_scored"])
+        night_history=night, last_night=meta["last_night"], peer_scored=meta["peer_scored"], streams=streams)
+
+
+def _stream(archive, names: set[str], prefix: str, saved: Any, max_rows: int,
+            engine: AnalyticsEngine) -> StreamState | None:
+    """The detectors' state of one block, every member checked; None (rebuilt from the buffers on the next
+    pass) when the detectors changed shape since (another number of profile periods or drift hold)."""
+    expect(isinstance(saved, dict) and is_int(saved.get("periods")) and is_int(saved.get("hold"))
+           and isinstance(saved.get("errors"), list) and len(saved["errors"]) == saved["periods"]
+           and all(isinstance(e, bool) for e in saved["errors"]), f"{prefix}: stream")
+    stream = StreamState.empty(engine.detector)
+    if (saved["periods"], saved["hold"]) != (stream.periods, stream.hold):
+        log.warning("analytics state: the detectors' state was kept for other parameters: rebuilt from the buffers")
+        return None
+    rows = None
+    for name, (shape, _) in stream.fields().items():
+        expect(f"{prefix}_{name}" in names, f"{prefix}: {name} missing")
+        array = archive[f"{prefix}_{name}"]
+        rows = array.shape[0] if rows is None else rows
+        expect(array.dtype == np.float64 and array.shape == (rows, *shape) and rows <= max_rows
+               and not np.isinf(array).any(), f"{prefix}_{name}: shape, type or values")
+        stream.arrays[name] = array
+    for p, kept in enumerate(saved["errors"]):
+        if not kept:
+            continue
+        expect(f"{prefix}_errors{p}" in names, f"{prefix}: errors{p} missing")
+        errors = archive[f"{prefix}_errors{p}"]
+        expect(errors.dtype == np.float32 and errors.ndim == 2 and errors.shape[0] == rows
+               and not np.isinf(errors).any(), f"{prefix}_errors{p}: shape, type or values")
+        stream.errors[p] = errors
+    return stream
 
 
 def _arrivals(capacity: int, keys: list[tuple], times: np.ndarray) -> SeriesBlock:

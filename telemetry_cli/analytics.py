@@ -65,6 +65,7 @@ def evaluate(
     seed: Annotated[int, typer.Option(help=say("analytics.help11"))] = 7,
     labels_out: Annotated[Path | None, typer.Option(help=say("analytics.help12"),
                                                     dir_okay=False)] = None,
+    pass_samples: Annotated[int, typer.Option(min=0, max=100_000, help=say("analytics.help_passes"))] = 0,
     as_json: JsonFlag = False,
 ) -> None:
     """Detection quality against the simulator's labels: precision, recall, F1 and delay per fault type."""
@@ -76,7 +77,8 @@ def evaluate(
             status.update(say(f"analytics.stage.{name}", devices=devices, hours=f"{hours:g}",
                               interval=f"{interval_s:g}"))
 
-        result = evaluate_fleet(devices, hours, interval_s, seed, warmup_hours, on_stage=stage)
+        result = evaluate_fleet(devices, hours, interval_s, seed, warmup_hours, on_stage=stage,
+                                pass_samples=pass_samples)
     if labels_out is not None:
         import csv
 
