@@ -3,7 +3,20 @@ registered here, so a newcomer finds `city device ...` in telemetry_cli/device.p
 
 import typer
 
-from telemetry_cli import analytics, apikey, common, deadletter, device, grafana, ingest, power, rollup, score_eval, up
+from telemetry_cli import (
+    analytics,
+    apikey,
+    citizens,
+    common,
+    deadletter,
+    device,
+    grafana,
+    ingest,
+    power,
+    rollup,
+    score_eval,
+    up,
+)
 from telemetry_cli import network as network_cmd
 from telemetry_cli import simulate as simulate_cmd
 from telemetry_cli import water as water_cmd
@@ -32,6 +45,7 @@ app.add_typer(apikey.app, name="apikey", help=say("main.help7"))
 app.command("power-quality", help=say("main.help_power"))(power.power_quality)
 app.add_typer(network_cmd.app, name="network", help=say("main.help_network"))
 app.command("water-balance", help=say("main.help_water_balance"))(water_cmd.water_balance)
+app.add_typer(citizens.app, name="citizens", help=say("main.help_citizens"))
 
 
 if __name__ == "__main__":

@@ -119,6 +119,13 @@ class Settings(BaseSettings):
     api_citizen_contact_key: str = Field("", description="a secret of 32 characters or more (`openssl rand "
                                          "-base64 32`): seals citizens' contact details (AES-256-GCM) and keys "
                                          "their hashes; the API refuses to start in production without it")
+    api_citizen_contact_old_keys: str = Field("", description="former contact keys, comma separated: they still "
+                                              "open the contacts they sealed until `city citizens rekey` moved them "
+                                              "to the current key")
+    api_citizen_photo_keep_days: float = Field(90.0, gt=0, le=3650, description="a complaint's photo is deleted "
+                                               "this long after it was filed")
+    api_citizen_contact_keep_days: float = Field(30.0, gt=0, le=3650, description="a closed complaint's contact "
+                                                 "details (sealed and hashed) are deleted this long after it closed")
     api_citizen_photo_max_bytes: int = Field(5_000_000, ge=10_000, le=20_000_000, description="a complaint's photo "
                                              "is at most this big (then re-encoded without metadata)")
     api_citizen_per_address_per_hour: int = Field(5, ge=1, description="complaints one client address may file "

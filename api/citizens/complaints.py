@@ -9,6 +9,7 @@ category in the same district from the same address or contact within a day is a
 earlier request's id is returned, nothing new is stored.
 """
 
+import logging
 import re
 import secrets
 import unicodedata
@@ -18,7 +19,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from api.alerts.store import LINKS_SCHEMA
-from api.citizens.protect import ContactVault, normal_contact
+from api.citizens.protect import ContactUnreadable, ContactVault, normal_contact
 from api.db import ApiDb, now_ms
 
 # category -> the utility (alert kind) whose incidents it can be linked to; None: no utility
@@ -29,6 +30,7 @@ CODE_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"
 CODE_PATTERN = r"^PGD-[2-9A-HJ-NP-Z]{8}$"
 MAX_DESCRIPTION = 2000
 DUPLICATE_WINDOW_MS = 24 * 3600_000
+log = logging.getLogger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS complaints (
@@ -215,10 +217,63 @@ class ComplaintStore:
         return [Complaint(**dict(r)) for r in rows], total
 
     def contact(self, complaint_id: str) -> dict[str, str]:
+        """The contact opened for staff; {} when none was given, it expired, or no key opens it (logged)."""
         rows = self.db.query("SELECT contact_sealed FROM complaints WHERE id = ?", (complaint_id,))
         if not rows:
             raise LookupError(f"no service request {complaint_id[:20]!r}")
-        return self.vault.open(rows[0][0], complaint_id) if rows[0][0] else {}
+        try:
+            return self.vault.open(rows[0][0], complaint_id) if rows[0][0] else {}
+        except ContactUnreadable as exc:  # a former key left out of CITY_API_CITIZEN_CONTACT_OLD_KEYS
+            log.warning("%s", exc)
+            return {}
+
+    def expire(self, now: int, photo_keep_ms: int, contact_keep_ms: int) -> tuple[int, int]:
+        """Retention: photos filed longer than photo_keep_ms ago, and the contacts (sealed and hashed) of
+        complaints closed longer than contact_keep_ms ago, are deleted; the rest of the complaint stays.
+        SQLite's secure_delete overwrites what is deleted, so it does not linger in free pages.
+        Returns (photos, contacts) deleted."""
+        with self.db.lock:
+            self.db.conn.execute("PRAGMA secure_delete = ON")
+        with self.db.transaction() as conn:
+            photos = conn.execute("UPDATE complaints SET photo = NULL WHERE photo IS NOT NULL AND requested_ms < ?",
+                                  (now - photo_keep_ms,)).rowcount
+            contacts = conn.execute(
+                "UPDATE complaints SET contact_sealed = NULL, contact_hash = NULL WHERE status = 'closed'"
+                " AND (contact_sealed IS NOT NULL OR contact_hash IS NOT NULL) AND updated_ms < ?",
+                (now - contact_keep_ms,)).rowcount
+        if photos or contacts:
+            with self.db.lock:  # the WAL holds the old pages until a checkpoint copies the overwritten ones back
+                self.db.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return photos, contacts
+
+    def rekey(self, batch: int = 500) -> tuple[int, int, int]:
+        """Every sealed contact moved to the vault's current key, its hash made again under it.
+        Returns (resealed, already current, unreadable: no key opens it; left as it is)."""
+        resealed = current = unreadable = 0
+        last = ""
+        while True:
+            rows = self.db.query("SELECT id, contact_sealed FROM complaints WHERE contact_sealed IS NOT NULL"
+                                 " AND id > ? ORDER BY id LIMIT ?", (last, batch))
+            if not rows:
+                return resealed, current, unreadable
+            changed = []
+            for complaint_id, sealed in rows:
+                try:
+                    moved = self.vault.reseal(sealed, complaint_id)
+                except ContactUnreadable:
+                    unreadable += 1
+                    continue
+                if moved is None:
+                    current += 1
+                    continue
+                contact, new_seal = moved
+                email, phone = contact.get("email", ""), contact.get("phone", "")
+                digest = self.vault.digest("contact|" + normal_contact(email, phone)) if email or phone else None
+                changed.append((new_seal, digest, complaint_id, sealed))
+            with self.db.transaction() as conn:  # only if nobody changed it meanwhile (an expiry)
+                resealed += sum(conn.execute("UPDATE complaints SET contact_sealed = ?, contact_hash = ? WHERE id = ?"
+                                             " AND contact_sealed = ?", row).rowcount for row in changed)
+            last = rows[-1][0]
 
     def photo(self, complaint_id: str, public: bool) -> bytes | None:
         moderated = " AND moderation = 'approved'" if public else ""

@@ -23,11 +23,12 @@ SECRETS = ("INGEST_MQTT_PASSWORD", "ANALYTICS_MQTT_PASSWORD", "API_MQTT_PASSWORD
 # The settings that hold secrets, and which service gets which (each only what it uses).
 SECRET_SETTINGS = {"CITY_MQTT_PASSWORD", "CITY_INFLUX_PASSWORD", "CITY_INFLUX_TOKEN", "CITY_API_TOKEN",
                    "CITY_GRAFANA_TOKEN", "CITY_GRAFANA_PASSWORD", "CITY_API_NOTIFY_RULES",
-                   "CITY_API_CITIZEN_CONTACT_KEY"}
+                   "CITY_API_CITIZEN_CONTACT_KEY", "CITY_API_CITIZEN_CONTACT_OLD_KEYS"}
 INFLUX_SECRETS = {"CITY_INFLUX_PASSWORD", "CITY_INFLUX_TOKEN"}
 SECRETS_OF = {"ingest": {"CITY_MQTT_PASSWORD"} | INFLUX_SECRETS,
               "analytics": {"CITY_MQTT_PASSWORD"} | INFLUX_SECRETS,
-              "api": {"CITY_MQTT_PASSWORD", "CITY_API_NOTIFY_RULES", "CITY_API_CITIZEN_CONTACT_KEY"} | INFLUX_SECRETS,
+              "api": {"CITY_MQTT_PASSWORD", "CITY_API_NOTIFY_RULES", "CITY_API_CITIZEN_CONTACT_KEY",
+                      "CITY_API_CITIZEN_CONTACT_OLD_KEYS"} | INFLUX_SECRETS,
               "rollup": INFLUX_SECRETS,
               "simulator": {"CITY_API_TOKEN"}}  # its own key to register devices through the API
 
