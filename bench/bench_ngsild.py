@@ -4,7 +4,7 @@ format is, so a month's NGSI-LD download can be judged against the CSV's figures
     python bench/bench_ngsild.py [--hours 744] [--districts 4] [--repeats 5]
 
 The rows are those of one aggregated dataset (district x hour, the columns datasets.rows yields after the
-policy) for `--hours` hours (744: a 31-day month) and `--districts` districts of the city profile, made in
+policy) for `--hours` hours (744: a 31-day month) and `--districts` districts of the configured city profile, made in
 memory (no InfluxDB: this measures the writers, api/opendata/downloads.py and ngsild.py). Printed per
 format: median seconds of `--repeats` runs, rows/s, MB/s and bytes, and NGSI-LD's ratios to CSV.
 """
@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from api.opendata import datasets, downloads  # noqa: E402
-from telemetry_shared.city import load_profile  # noqa: E402
+from telemetry_shared.settings import get_settings  # noqa: E402
 
 
 def rows(profile, hours: int, districts: int) -> list[dict]:
@@ -37,7 +37,7 @@ def main() -> None:
     parser.add_argument("--districts", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
-    profile = load_profile(ROOT / "cities" / "tanjungpinang.yaml")
+    profile = get_settings().city  # the configured city profile (CITY_PROFILE)
     dataset = datasets.get(profile, "water-flow_lps")
     data = rows(profile, args.hours, args.districts)
     results = {}

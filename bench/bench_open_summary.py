@@ -24,9 +24,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from api.opendata import summary  # noqa: E402
-from telemetry_shared.city import load_profile  # noqa: E402
 from telemetry_shared.influx import InfluxQL, V1Writer  # noqa: E402
 from telemetry_shared.servers import Influxd  # noqa: E402
+from telemetry_shared.settings import get_settings  # noqa: E402
 
 MINUTE = 60_000
 DAY = 86_400_000
@@ -69,7 +69,7 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=14)
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
-    profile = load_profile(ROOT / "cities" / "tanjungpinang.yaml")
+    profile = get_settings().city  # the configured city profile (CITY_PROFILE)
     with tempfile.TemporaryDirectory() as tmp:
         influxd = Influxd(Path(tmp) / "influxd").start()
         try:
