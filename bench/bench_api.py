@@ -116,6 +116,15 @@ def wait_ready(port: int, timeout_s: float = 30) -> None:
     raise SystemExit("the API did not start")
 
 
+def route_medians(port: int, path: str, headers: dict[str, str], seconds: float, rounds: int,
+                  concurrency: int) -> tuple[float, float, float, int]:
+    """One route loaded after a warm-up: medians over the rounds of req/s, p50 ms, p99 ms, and all errors."""
+    load("127.0.0.1", port, path, headers, 0.5, concurrency)
+    runs = [load("127.0.0.1", port, path, headers, seconds, concurrency) for _ in range(rounds)]
+    return (statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs),
+            statistics.median(r[2] for r in runs), sum(r[3] for r in runs))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--devices", type=int, default=100, help="devices per kind")
@@ -167,13 +176,8 @@ def main() -> None:
             print(f"{'route':40} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6} {'vs /health':>10}")
             floor = None
             for name, target_port, path, headers in cases:
-                load("127.0.0.1", target_port, path, headers, 0.5, args.concurrency)  # warm up
-                runs = [load("127.0.0.1", target_port, path, headers, args.seconds, args.concurrency)
-                        for _ in range(args.rounds)]
-                rps = statistics.median(r[0] for r in runs)
-                p50 = statistics.median(r[1] for r in runs)
-                p99 = statistics.median(r[2] for r in runs)
-                errors = sum(r[3] for r in runs)
+                rps, p50, p99, errors = route_medians(target_port, path, headers, args.seconds, args.rounds,
+                                                      args.concurrency)
                 floor = floor or rps
                 print(f"{name:40} {rps:8.0f} {p50:8.2f} {p99:8.2f} {errors:6d} {rps / floor:9.2f}x", flush=True)
         finally:

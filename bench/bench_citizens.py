@@ -12,7 +12,6 @@ The issue's goal: 500 requests/s with p99 < 200 ms for the bed list and the stat
 
 import argparse
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -23,10 +22,18 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_api import SERVICE_PASSWORD, load, wait_ready  # noqa: E402
+from bench_api import SERVICE_PASSWORD, route_medians, wait_ready  # noqa: E402
 
 from api.citizens.complaints import ComplaintStore, NewComplaint  # noqa: E402
-from api.citizens.hospitals import BED_CLASSES, BedsUpdate, DutyShift, HospitalNew, HospitalStore, Roster, WardNew  # noqa: E402  # noqa: E402
+from api.citizens.hospitals import (  # noqa: E402
+    BED_CLASSES,
+    BedsUpdate,
+    DutyShift,
+    HospitalNew,
+    HospitalStore,
+    Roster,
+    WardNew,
+)
 from api.citizens.protect import ContactVault  # noqa: E402
 from api.db import ApiDb  # noqa: E402
 from telemetry_shared import broker  # noqa: E402
@@ -103,12 +110,7 @@ def main() -> None:
             print(f"{'route':40} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6} {'vs /health':>10} goal")
             floor = None
             for name, path in cases:
-                load("127.0.0.1", port, path, {}, 0.5, args.concurrency)  # warm up
-                runs = [load("127.0.0.1", port, path, {}, args.seconds, args.concurrency) for _ in range(args.rounds)]
-                rps = statistics.median(r[0] for r in runs)
-                p50 = statistics.median(r[1] for r in runs)
-                p99 = statistics.median(r[2] for r in runs)
-                errors = sum(r[3] for r in runs)
+                rps, p50, p99, errors = route_medians(port, path, {}, args.seconds, args.rounds, args.concurrency)
                 floor = floor or rps
                 goal = "" if "health" in name else ("met" if rps >= GOAL_RPS and p99 < GOAL_P99_MS else "NOT met")
                 print(f"{name:40} {rps:8.0f} {p50:8.2f} {p99:8.2f} {errors:6d} {rps / floor:9.2f}x {goal}",

@@ -84,7 +84,9 @@ class HospitalNew(BaseModel):
     type: HospitalType
 
 
-class Hospital(BaseModel):
+class HospitalPublicFields(BaseModel):
+    """A hospital's record as the public may see all of it (the staff view adds its own fields)."""
+
     id: str
     name: str
     address: str
@@ -93,6 +95,9 @@ class Hospital(BaseModel):
     lon: float
     phone: str
     type: str
+
+
+class Hospital(HospitalPublicFields):
     created_ms: int
     updated_ms: int
 
@@ -158,15 +163,7 @@ class PublicDoctor(BaseModel):
     until_ms: int
 
 
-class PublicHospital(BaseModel):
-    id: str
-    name: str
-    address: str
-    district: str
-    lat: float
-    lon: float
-    phone: str
-    type: str
+class PublicHospital(HospitalPublicFields):
     distance_km: float | None = None
     beds_free: int = Field(description="free beds over its fresh wards (of the asked class)")
     wards: list[PublicWard]

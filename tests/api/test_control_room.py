@@ -2,29 +2,19 @@
 an alert published over MQTT shows on the board within 2 s, and an
 acknowledgement made on the page is stored with its author."""
 
-import shutil
 import time
 
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
+from tests.api.browser import chromium
 from tests.api.harness import KEY_NAMES, alert, wait_for
-
-CHROMIUM = "/usr/bin/chromium"
 
 
 @pytest.fixture
 def page(api):
-    if not shutil.which(CHROMIUM):
-        pytest.fail("Debian chromium is missing: apt-get install -y chromium", pytrace=False)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                    args=["--headless", "--no-sandbox", "--disable-gpu",
-                                          "--disable-background-networking"])
-        try:
-            yield browser.new_page(viewport={"width": 1920, "height": 1080})
-        finally:
-            browser.close()
+    with chromium() as browser:
+        yield browser.new_page(viewport={"width": 1920, "height": 1080})
 
 
 def sign_in(page, api, role="operator"):
