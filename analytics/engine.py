@@ -66,6 +66,7 @@ class AnalyticsEngine:
         self.peer_running: tuple[peercheck.PeerJob, Future] | None = None
         # engineers' approved changes (from operators' dismissals), in the registry file beside the devices
         self.tuning = TuningCache(DetectorTuningStore(registry.path))
+        self.held_series: set[tuple] = set()  # (incident key, member) held by a calendar exception until quiet
         self.lifecycle = IncidentLifecycle(self.params, self.detector, AlertOutput(writer, publish, self.counters),
                                            self.counters)
 
@@ -280,15 +281,30 @@ class AnalyticsEngine:
         series is asked again at its next reading."""
         sent: list[dict] = []
         for finding in findings:
-            if finding.active and finding.key not in self.learnt.incidents and self._tuned(finding):
+            if self._held(finding):
                 self.counters["tuning_held"] += 1
                 continue
             sent += self.lifecycle.apply(self.learnt, finding, now_ms)
         return sent
 
-    def _tuned(self, finding: Finding) -> bool:
-        return self.tuning.holds(finding.device, finding.metric, finding.rule, finding.score, finding.detail.observed,
-                                 finding.t_ms, self.detector.time_zone, self.detector.utc_offset_h) is not None
+    def _held(self, finding: Finding) -> bool:
+        """Whether an approved tuning keeps this finding from opening an alert. A series held by a calendar
+        exception stays held until it is quiet again (work that ends at 10:40 still has its series anomalous
+        after the slot); one held by a score cut-off or a limit is asked again at each reading."""
+        series = (finding.key, finding.name)
+        if not finding.active:
+            self.held_series.discard(series)
+            return False
+        if finding.key in self.learnt.incidents:
+            return False
+        if series in self.held_series:
+            return True
+        change = self.tuning.holding(finding.device, finding.metric, finding.rule, finding.score,
+                                     finding.detail.observed, finding.t_ms, self.detector.time_zone,
+                                     self.detector.utc_offset_h)
+        if change is not None and change.change == "calendar":
+            self.held_series.add(series)
+        return change is not None
 
 
 __all__ = ["STATISTICAL_RULES", "AnalyticsEngine", "Incident", "explain"]

@@ -167,7 +167,9 @@ def week(args, detected, labels, fleet, start_ms: int, end_ms: int, learn_ms: in
                 if what == "ack" and current.on_board and not current.acknowledged:
                     store.acknowledge(alert_id, "scripted operator")
                 elif what == "resolve" and not current.resolved:
-                    cause = _cause(a, by_device, planned, start_ms) if current.on_board else ""
+                    # on the board, or listed under its group's root card: the operator says what it was
+                    seen = current.on_board or current.group_id
+                    cause = _cause(a, by_device, planned, start_ms) if seen else ""
                     tuning.learn(store.resolve(alert_id, "scripted operator", "checked", cause), t_ms)
         k = kpis(db, start_ms, end_ms, end_ms, settings.api_alarm_operator_positions, settings.api_alarm_flood_count)
         later = _after(store, detected, by_device, labels, learn_ms, end_ms, held)

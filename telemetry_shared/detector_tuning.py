@@ -178,11 +178,17 @@ class TuningCache:
             self._index(self.store.changes())
             self.version = version
 
-    def holds(self, device: str, metric: str, rule: str, score: float, observed: float | None, t_ms: int,
-              zone: str = "", utc_offset_h: int = 0) -> int | None:
-        """The id of the change that keeps this finding from opening an alert, or None."""
+    def holding(self, device: str, metric: str, rule: str, score: float, observed: float | None, t_ms: int,
+                zone: str = "", utc_offset_h: int = 0) -> DetectorChange | None:
+        """The change that keeps this finding from opening an alert, or None."""
         self.refresh()
         for change in (*self.by_source.get((device, metric), ()), *self.by_source.get((device, "*"), ())):
             if change.rule in ("", rule) and change.holds(score, observed, t_ms, zone, utc_offset_h):
-                return change.tuning_id
+                return change
         return None
+
+    def holds(self, device: str, metric: str, rule: str, score: float, observed: float | None, t_ms: int,
+              zone: str = "", utc_offset_h: int = 0) -> int | None:
+        """The id of the change that keeps this finding from opening an alert, or None."""
+        change = self.holding(device, metric, rule, score, observed, t_ms, zone, utc_offset_h)
+        return None if change is None else change.tuning_id

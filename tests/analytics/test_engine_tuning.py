@@ -55,6 +55,13 @@ def test_a_calendar_exception_holds_planned_work_and_undo_lets_it_alarm_again(en
     store.close()
 
 
+def test_planned_work_ending_in_its_slot_is_held_to_its_end_not_alarmed_after_the_slot(engine, registry):
+    # the slot ends at 07:14, the sag (07:13:20-07:15) and the hysteresis that holds it go on after it
+    approve(registry, 12, "pwr-0001", "calendar", {"weekdays": [3], "from_h": 7, "to_h": 7 + 14 / 60}).close()
+    assert sag(engine, "pwr-0001") == []
+    assert len(sag(engine, "pwr-0001", START + 200 * STEP, seq0=200)) == 1  # 07:46: after the slot, it alarms
+
+
 def test_a_calendar_exception_outside_its_slot_holds_nothing(engine, registry):
     approve(registry, 8, "pwr-0001", "calendar", {"weekdays": [3], "from_h": 9, "to_h": 11}).close()
     assert len(sag(engine, "pwr-0001")) == 1
