@@ -116,9 +116,10 @@ def _weekly(grid: np.ndarray, weeks: int, how: str) -> np.ndarray:
 
 
 def build_report(influx: InfluxQL, topology: object | None, limits: en50160.Limits, start_ms: int, days: int,
-                 utc_offset_h: int) -> PowerReport:
-    """Everything over [start_ms, start_ms + days): start_ms a local midnight. Raises ValueError on a bad range
-    and InfluxError when InfluxDB does not answer."""
+                 utc_offset_h: int, quality: bool = True) -> PowerReport:
+    """Everything over [start_ms, start_ms + days): start_ms a local midnight; quality=False skips the EN 50160
+    verdicts (their frequency queries). Raises ValueError on a bad range and InfluxError when InfluxDB does not
+    answer."""
     if not 1 <= days <= MAX_DAYS:
         raise ValueError(f"a report covers 1 to {MAX_DAYS} days, not {days}")
     end_ms = start_ms + days * DAY_MS
@@ -132,7 +133,7 @@ def build_report(influx: InfluxQL, topology: object | None, limits: en50160.Limi
     weeks = days // 7
     means = _grid(series, ["v", "p", "c", "lo", "hi"], index, start_ms, n_slots, SLOT_MS)
     verdicts = None
-    if weeks and meters:
+    if weeks and meters and quality:
         volts = means["v"][:, : weeks * en50160.SLOTS_PER_WEEK]
         v = en50160._judge(volts.reshape(len(meters), weeks, en50160.SLOTS_PER_WEEK), limits.voltage_band_v,
                            limits.voltage_always_v, en50160.VOLTAGE_SHARE)
@@ -252,3 +253,35 @@ def write_lines(report: PowerReport, district_of: dict[str, str]) -> list[str]:
                                                     "unrecorded_kwh": float(r["unrecorded_kwh"] or 0)},
                         r["since_ms"]))
     return out
+
+
+SUSPECT_LOOKBACK_DAYS = 28  # Pettitt needs weeks: a week alone never reaches p < 0.01 (README, "power of the test")
+
+
+def weekly_sections(influx: InfluxQL, topology: object | None, limits: en50160.Limits, start_ms: int,
+                    utc_offset_h: int) -> dict[str, dict]:
+    """The weekly report's electricity sections for the week from start_ms (a local midnight): feeders' losses,
+    the meter-weeks failing EN 50160, and the tampering suspects of the four weeks up to the week's end whose
+    step began in that period. {key: {"rows": [...], "notes": [i18n keys]}}."""
+    week = build_report(influx, topology, limits, start_ms, 7, utc_offset_h)
+    feeders = sorted(week.feeder_rows, key=lambda r: -(r["loss_pct"] or 0))
+    for rank, row in enumerate(feeders, 1):
+        row["rank"] = rank
+    failing = [r | {"voltage_share_in_band_pct": _pct(r["voltage_share_in_band"]),
+                    "frequency_share_in_band_pct": _pct(r["frequency_share_in_band"])}
+               for r in week.meter_rows() if r["verdict"] == en50160.FAIL]
+    suspects: list[dict] = []
+    if topology is not None and len(topology.ids):
+        lookback = start_ms + 7 * DAY_MS - SUSPECT_LOOKBACK_DAYS * DAY_MS
+        month = build_report(influx, topology, limits, lookback, SUSPECT_LOOKBACK_DAYS, utc_offset_h, quality=False)
+        suspects = month.suspect_rows
+    no_feeders = ["report.power.no_feeders"] if not week.feeder_rows else []
+    return {
+        "power": {"rows": feeders, "notes": ["report.power.note", *no_feeders]},
+        "power_quality": {"rows": failing, "notes": ["report.power_quality.note"]},
+        "tampering": {"rows": suspects, "notes": ["report.tampering.note", *no_feeders]},
+    }
+
+
+def _pct(share: float | None) -> float | None:
+    return None if share is None else round(100 * share, 2)

@@ -64,6 +64,11 @@ def power_quality(
     days = (last - first).days
     if not 1 <= days <= MAX_DAYS:
         fail(say("power.bad_range", days=days, max=MAX_DAYS), EXIT_INVALID)
+    if csv_dir is not None:  # before the report's minutes of queries, not after
+        try:
+            csv_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            fail(say("power.cannot_write", path=str(csv_dir), error=exc.strerror), EXIT_INVALID)
     s = load_settings()
     offset_h = s.utc_offset_hours if s.utc_offset_hours is not None else s.city.utc_offset_hours
     limits = Limits.from_grid(s.city.grid)
@@ -107,10 +112,7 @@ CSV_TABLES = {"power_feeders.csv": "feeder_rows", "power_feeder_days.csv": "dail
 def write_csv(report: PowerReport, folder: Path, offset_h: int) -> list[Path]:
     """The electricity tables of the weekly report: feeders, feeder days, suspects, meter weeks (UTF-8 CSV,
     times as local dates)."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        fail(say("power.cannot_write", path=str(folder), error=exc.strerror), EXIT_INVALID)
+    folder.mkdir(parents=True, exist_ok=True)
     written = []
     tables = {name: getattr(report, attr) for name, attr in CSV_TABLES.items()} | {
         "power_en50160.csv": report.meter_rows()}

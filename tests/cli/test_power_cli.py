@@ -142,8 +142,11 @@ def test_tables_in_indonesian(city):
     (["--from", "2026-02-30", "--to", "2026-03-02"], "is not a date"),
     (["--from", "yesterday'; DROP", "--to", "2026-03-02"], "is not a date"),
     (["--from", "2020-01-01", "--to", "2026-01-01"], "--to must be 1 to 366"),
+    (["--from", "2026-11-02", "--to", "2026-11-09", "--csv", "/proc/no-such/report"], "cannot write"),
+    (["--from", "2026-11-02\x00", "--to", "2026-11-09"], "is not a date"),
+    (["--from", "9" * 5000, "--to", "2026-11-09"], "is not a date"),
 ])
-def test_bad_ranges_are_refused_with_the_reason(city, args, message):
+def test_bad_input_is_refused_with_the_reason(city, args, message):
     _, env, _, _ = city
     result = run(env, *args)
     assert result.exit_code == 2 and message in result.output, result.output
@@ -165,7 +168,7 @@ def test_write_stores_what_the_grafana_board_reads(city, shared_influxd):
     sim, env, _, data = city
     result = run(env, "--from", "2026-11-02", "--to", "2026-11-16", "--write", "--json")
     assert result.exit_code == 0, result.output
-    db = InfluxQL(shared_influxd.url, env["CITY_INFLUX_DB"])
+    db = InfluxQL(shared_influxd.url, env["CITY_INFLUX_DB"], timeout_s=300)  # weeks of 105 meters per query
     try:
         losses = db.rows('SELECT "loss_kwh", "feeder", "district" FROM "feeder_losses"')
         assert len(losses) == 6 * 14 and {r["feeder"] for r in losses} == set(sim.feeder_ids)
@@ -181,3 +184,26 @@ def test_write_stores_what_the_grafana_board_reads(city, shared_influxd):
                 assert any(v not in (None, 0) for s in series for row in s["values"] for v in row[1:]), panel["title"]
     finally:
         db.close()
+
+
+def test_the_weekly_reports_electricity_sections(city, shared_influxd):
+    from analytics.en50160 import Limits
+    from analytics.powerreport import weekly_sections
+    from telemetry_shared.influx import InfluxQL
+
+    sim, env, folder, _ = city
+    db = InfluxQL(shared_influxd.url, env["CITY_INFLUX_DB"], timeout_s=300)
+    registry = Registry(folder / "registry.sqlite3")
+    try:
+        sections = weekly_sections(db, registry.topology("power"), Limits.from_grid(get_settings().city.grid),
+                                   START_MS + DAY_MS, get_settings().city.utc_offset_hours)
+    finally:
+        registry.close()
+        db.close()
+    assert list(sections) == ["power", "power_quality", "tampering"]
+    feeders = sections["power"]["rows"]
+    assert [r["rank"] for r in feeders] == list(range(1, 7))
+    assert [r["loss_pct"] for r in feeders] == sorted((r["loss_pct"] for r in feeders), reverse=True)
+    failing = sections["power_quality"]["rows"]  # week 1 holds the planted frequency hour: every meter fails
+    assert len(failing) == len(sim.customer_ids) + 6 and all(r["frequency"] == "fail" for r in failing)
+    assert all(r["device"] in sim.customer_ids for r in sections["tampering"]["rows"])
