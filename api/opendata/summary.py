@@ -35,10 +35,11 @@ router = APIRouter(prefix="/public/summary", tags=["open data"], dependencies=[D
 
 DAY_MS = 86_400_000
 HOUR_MS = 3_600_000
-MAX_DAYS = 31
+MAX_DAYS = 31  # the page's charts; longer periods are the downloads' business
 # figures over days are at most five minutes old: a crowd, or a client walking through every `days`, costs
 # one computation per answer and period (the minute-level power count reads every reading of the range)
-SUMMARY_CACHE_S = 300.0  # the page's charts; longer periods are the downloads' business
+SUMMARY_CACHE_S = 300.0
+PAST_DAY_CACHE_S = 3600.0  # a day that is over changes only by late readings (an edge backfilling its queue)
 TrafficDays = Annotated[int, Query(ge=1, le=7, description="the last N local days (1..7)")]
 Days = Annotated[int, Query(ge=1, le=MAX_DAYS, description=f"the last N local days, today included (1..{MAX_DAYS})")]
 
@@ -192,30 +193,43 @@ def _device_counts(services: ApiServices, start: int, end: int, bucket: str) -> 
     return counts
 
 
-def power_summary(services: ApiServices, days: int) -> PowerSummary:
-    """Minutes without power per district and local day: a district-minute whose median voltage is below
-    POWERED_SHARE of the nominal (most of its meters see no supply); minutes without a reading are unknown,
-    not counted. Read from the readings (an hourly mean cannot tell minutes), then published as district x
-    day cells under power.voltage_v's policy: closed gives nothing, a cell of fewer than k meters is left
-    out, and only whole hours are read (as the policy publishes no hour in progress)."""
-    rule = policy.policy_for(services.settings.city, "power", "voltage_v")
-    threshold = POWERED_SHARE * services.settings.city.grid.nominal_voltage_v
-    if not rule.open:
-        return PowerSummary(threshold_v=threshold, data=[])
-    start, now, midnights = _days(services, days)
-    end = policy.visible_until_ms(rule, now)
-    bucket = f"{DAY_MS}ms, {start % DAY_MS}ms"  # buckets from local midnight (fixed-offset zones)
+def _power_cells(services: ApiServices, start: int, end: int, threshold: float) -> list[dict[str, Any]]:
+    """The district cells of one local day [start, end): minutes without power and meters reporting."""
+    if end <= start:
+        return []
+    bucket = f"{DAY_MS}ms, {start % DAY_MS}ms"  # one bucket from the local midnight
     inner = (f'SELECT median("voltage_v") AS v FROM "power" WHERE time >= {start}ms AND time < {end}ms'
              ' GROUP BY time(1m), "district" fill(none)')
     # the outer query needs the time range again (else InfluxQL buckets from the epoch)
     q = (f'SELECT count("v") AS minutes FROM ({inner}) WHERE "v" < {float(threshold)}'
          f' AND time >= {start}ms AND time < {end}ms GROUP BY time({bucket}), "district"')
-    minutes = {(r["district"], r["time"]): int(r["minutes"] or 0) for r in services.influx.rows(q)}
-    cells = [{"t_ms": t, "district": d, "minutes_without_power": minutes.get((d, t), 0), "devices": n}
-             for (d, t), n in sorted(_device_counts(services, start, end, bucket).items(), key=lambda i: i[0][::-1])]
+    minutes = {r["district"]: int(r["minutes"] or 0) for r in services.influx.rows(q)}
+    return [{"t_ms": start, "district": d, "minutes_without_power": minutes.get(d, 0), "devices": n}
+            for (d, _t), n in sorted(_device_counts(services, start, end, bucket).items())]
+
+
+def power_summary(services: ApiServices, days: int, past_days: PublicCache | None = None) -> PowerSummary:
+    """Minutes without power per district and local day: a district-minute whose median voltage is below
+    POWERED_SHARE of the nominal (most of its meters see no supply); minutes without a reading are unknown,
+    not counted. Read from the readings (an hourly mean cannot tell minutes), then published as district x
+    day cells under power.voltage_v's policy: closed gives nothing, a cell of fewer than k meters is left
+    out, and only whole hours are read (as the policy publishes no hour in progress). A day that is over is
+    counted once and kept in `past_days` (an hour), so a refresh reads only today's readings."""
+    rule = policy.policy_for(services.settings.city, "power", "voltage_v")
+    threshold = POWERED_SHARE * services.settings.city.grid.nominal_voltage_v
+    if not rule.open:
+        return PowerSummary(threshold_v=threshold, data=[])
+    _start, now, midnights = _days(services, days)
+    end = policy.visible_until_ms(rule, now)
+    cells: list[dict[str, Any]] = []
+    for day, after in zip(midnights, [*midnights[1:], end], strict=True):
+        def count(lo: int = day, hi: int = min(after, end)) -> list[dict[str, Any]]:
+            return _power_cells(services, lo, hi, threshold)
+        over = after <= end and day != midnights[-1]
+        cells += past_days.get(f"power.{day}.{threshold}", count) if past_days is not None and over else count()
     published = policy.publish(rule, ("t_ms", "district", "minutes_without_power"), cells, now)
-    data = [PowerDay(day=_local_day(services, c["t_ms"]), start_ms=_day_of(midnights, c["t_ms"]),
-                     district=c["district"], minutes_without_power=c["minutes_without_power"]) for c in published]
+    data = [PowerDay(day=_local_day(services, c["t_ms"]), start_ms=c["t_ms"], district=c["district"],
+                     minutes_without_power=c["minutes_without_power"]) for c in published]
     return PowerSummary(threshold_v=threshold, data=data)
 
 
@@ -276,7 +290,16 @@ def _summary_cache(request: Request) -> PublicCache:
     return state.summary_cache
 
 
+def _past_days(request: Request) -> PublicCache:
+    """Power cells of local days that are over: counted once an hour at most."""
+    state = request.app.state
+    if not hasattr(state, "past_days_cache"):
+        state.past_days_cache = PublicCache(PAST_DAY_CACHE_S)
+    return state.past_days_cache
+
+
 SummaryCache = Annotated[PublicCache, Depends(_summary_cache)]
+PastDays = Annotated[PublicCache, Depends(_past_days)]
 
 
 @router.get("/water", summary="Water supplied per local day (m³), city total over the districts the policy publishes")
@@ -285,8 +308,8 @@ def water(services: Services, cache: SummaryCache, days: Days = 14) -> WaterSumm
 
 
 @router.get("/power", summary="Minutes without power per district and local day")
-def power(services: Services, cache: SummaryCache, days: Days = 14) -> PowerSummary:
-    return cache.get(f"power.{days}", lambda: power_summary(services, days))
+def power(services: Services, cache: SummaryCache, past_days: PastDays, days: Days = 14) -> PowerSummary:
+    return cache.get(f"power.{days}", lambda: power_summary(services, days, past_days))
 
 
 @router.get("/traffic", summary="Mean traffic speed per district and hour")
