@@ -258,29 +258,34 @@ def write_lines(report: PowerReport, district_of: dict[str, str]) -> list[str]:
 SUSPECT_LOOKBACK_DAYS = 28  # Pettitt needs weeks: a week alone never reaches p < 0.01 (README, "power of the test")
 
 
-def weekly_sections(influx: InfluxQL, topology: object | None, limits: en50160.Limits, start_ms: int,
-                    utc_offset_h: int) -> dict[str, dict]:
-    """The weekly report's electricity sections for the week from start_ms (a local midnight): feeders' losses,
-    the meter-weeks failing EN 50160, and the tampering suspects of the four weeks up to the week's end whose
-    step began in that period. {key: {"rows": [...], "notes": [i18n keys]}}."""
-    week = build_report(influx, topology, limits, start_ms, 7, utc_offset_h)
-    feeders = sorted(week.feeder_rows, key=lambda r: -(r["loss_pct"] or 0))
-    for rank, row in enumerate(feeders, 1):
+def feeder_section(influx: InfluxQL, topology: object | None, limits: en50160.Limits, start_ms: int,
+                   utc_offset_h: int) -> dict:
+    """The weekly report's losses per feeder for the week from start_ms (a local midnight), highest loss % first:
+    {"rows": [...], "notes": [i18n keys]}."""
+    week = build_report(influx, topology, limits, start_ms, 7, utc_offset_h, quality=False)
+    rows = sorted(week.feeder_rows, key=lambda r: -(r["loss_pct"] or 0))
+    for rank, row in enumerate(rows, 1):
         row["rank"] = rank
-    failing = [r | {"voltage_share_in_band_pct": _pct(r["voltage_share_in_band"]),
-                    "frequency_share_in_band_pct": _pct(r["frequency_share_in_band"])}
-               for r in week.meter_rows() if r["verdict"] == en50160.FAIL]
-    suspects: list[dict] = []
-    if topology is not None and len(topology.ids):
-        lookback = start_ms + 7 * DAY_MS - SUSPECT_LOOKBACK_DAYS * DAY_MS
-        month = build_report(influx, topology, limits, lookback, SUSPECT_LOOKBACK_DAYS, utc_offset_h, quality=False)
-        suspects = month.suspect_rows
-    no_feeders = ["report.power.no_feeders"] if not week.feeder_rows else []
-    return {
-        "power": {"rows": feeders, "notes": ["report.power.note", *no_feeders]},
-        "power_quality": {"rows": failing, "notes": ["report.power_quality.note"]},
-        "tampering": {"rows": suspects, "notes": ["report.tampering.note", *no_feeders]},
-    }
+    return {"rows": rows, "notes": ["report.power.note"] if rows else ["report.power.no_feeders"]}
+
+
+def quality_section(influx: InfluxQL, limits: en50160.Limits, start_ms: int, utc_offset_h: int) -> dict:
+    """The weekly report's meter-weeks failing EN 50160 (every power meter, no topology needed)."""
+    week = build_report(influx, None, limits, start_ms, 7, utc_offset_h)
+    rows = [r | {"voltage_share_in_band_pct": _pct(r["voltage_share_in_band"]),
+                 "frequency_share_in_band_pct": _pct(r["frequency_share_in_band"])}
+            for r in week.meter_rows() if r["verdict"] == en50160.FAIL]
+    return {"rows": rows, "notes": ["report.power_quality.note"]}
+
+
+def tampering_section(influx: InfluxQL, topology: object | None, limits: en50160.Limits, start_ms: int,
+                      utc_offset_h: int) -> dict:
+    """The tampering suspects of the SUSPECT_LOOKBACK_DAYS up to the end of the week from start_ms."""
+    if topology is None or not len(topology.ids):
+        return {"rows": [], "notes": ["report.power.no_feeders"]}
+    lookback = start_ms + 7 * DAY_MS - SUSPECT_LOOKBACK_DAYS * DAY_MS
+    month = build_report(influx, topology, limits, lookback, SUSPECT_LOOKBACK_DAYS, utc_offset_h, quality=False)
+    return {"rows": month.suspect_rows, "notes": ["report.tampering.note"]}
 
 
 def _pct(share: float | None) -> float | None:
