@@ -151,7 +151,7 @@ class Settings(BaseSettings):
     ingest_worker_id: str = Field("ingest-0", description="this worker's fixed identity in the shared group: names "
                                                           "its spool and its counters' tag")
     ingest_batch_points: int = Field(5000, description="the largest single InfluxDB write, in lines")
-    ingest_batch_ms: int = Field(200, description="the longest a message waits for its batch (bounds the latency)")
+    ingest_batch_ms: int = Field(100, description="the longest a message waits for its batch (bounds the latency)")
     ingest_workers: int = Field(1, ge=1, le=8, description="workers in the group: >1 uses a shared subscription")
     ingest_receive_maximum: int = Field(5000, ge=10, le=65535, description="MQTT 5 in-flight window per worker; "
                                         "a batch is written at half of it")
