@@ -23,6 +23,7 @@ from telemetry_shared.influx import InfluxQL
 DAY_MS = 86_400_000
 SLOT_MS = en50160.SLOT_S * 1000
 MAX_DAYS = 366  # one report covers at most a year
+REPORT_TIMEOUT_S = 300.0  # a report reads weeks of every meter in a few queries: each may take minutes
 
 
 @dataclass

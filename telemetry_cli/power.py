@@ -16,7 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from analytics.en50160 import Limits
-from analytics.powerreport import MAX_DAYS, PowerReport, build_report, write_lines
+from analytics.powerreport import MAX_DAYS, REPORT_TIMEOUT_S, PowerReport, build_report, write_lines
 from telemetry_cli.common import (
     EXIT_INVALID,
     EXIT_UNAVAILABLE,
@@ -32,7 +32,6 @@ from telemetry_shared.influx import InfluxError, InfluxQL, make_writer
 from telemetry_shared.registry import Registry
 
 DAY_MS = 86_400_000
-REPORT_TIMEOUT_S = 300.0
 SHOWN = 30  # rows per table on screen; --json and --csv have them all
 
 
