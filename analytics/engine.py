@@ -29,6 +29,7 @@ from analytics import clock, nightflow, peercheck
 from analytics.buffers import CoarseHistory
 from analytics.config import PEER_METRICS, EngineParams
 from analytics.detectors import Anchor, Baseline, History, silence_score
+from analytics.detectors.stream import Tiers
 from analytics.explain import explain
 from analytics.incidents import AlertOutput, Detail, Finding, Incident, IncidentLifecycle, changes, finite, newest
 from analytics.learnt import LearntState, new_history
@@ -188,7 +189,7 @@ class AnalyticsEngine:
             picked = np.flatnonzero(columns == n)
             group = rows[picked]
             part = score_metric_new(metric, stream, group, block.values[group], block.times[group], int(n),
-                                    self.detector, history=self._history(metric, group))
+                                    self.detector, history=self._tiers(metric, group))
             keep = min(int(n), width)
             target = (picked, slice(width - keep, width))
             out.score[target], out.rule[target], out.severity[target] = \
@@ -201,6 +202,10 @@ class AnalyticsEngine:
         if metric in SKIP_STATISTICAL:
             out.anchor = None
         return out
+
+    def _tiers(self, metric: str, rows: np.ndarray) -> Tiers | None:
+        history = self.learnt.history.get(metric)
+        return None if history is None else Tiers(history, rows)
 
     def _history(self, metric: str, rows: np.ndarray) -> History | None:
         history = self.learnt.history.get(metric)

@@ -69,7 +69,7 @@ def score_metric(metric: str, values: np.ndarray, times: np.ndarray | None,
 
 def score_metric_new(metric: str, state: StreamState, rows: np.ndarray, values: np.ndarray, times: np.ndarray,
                      n_new: int, params: DetectorParams = DEFAULT_PARAMS, limits: dict[str, list[Limit]] | None = None,
-                     history: d.History | None = None) -> MetricScores:
+                     history: d.History | stream.Tiers | None = None) -> MetricScores:
     """score_metric for the newest n_new samples of these rows only, going on from the detectors' `state`
     (detectors.stream: the engine's pass costs its new samples, not its whole buffer). values, times: the rows'
     ring buffers (the new samples last); returns (len(rows), n_new) arrays."""

@@ -107,7 +107,7 @@ class StreamState:
 
 
 def score_new(state: StreamState, rows: np.ndarray, values: np.ndarray, times: np.ndarray, n_new: int,
-              params: DetectorParams = DEFAULT_PARAMS, history: History | None = None) -> Scores:
+              params: DetectorParams = DEFAULT_PARAMS, history: "History | Tiers | None" = None) -> Scores:
     """Score the newest `n_new` samples of these series, going on from `state`, which it updates.
 
     rows: the series' rows in `state`; values, times: their ring buffers
@@ -234,7 +234,7 @@ def _widened(x: np.ndarray, recent: Baseline, keep: np.ndarray, holt: np.ndarray
 
 def _season(state: StreamState, rows: np.ndarray, x: np.ndarray, t: np.ndarray, values: np.ndarray,
             times: np.ndarray, holt: np.ndarray, long_step: np.ndarray, step: np.ndarray, params: DetectorParams,
-            history: History | None) -> Baseline:
+            history: "History | Tiers | None") -> Baseline:
     """seasonal_baseline for the new samples: each period's profile, its fit, the better of them."""
     out = Baseline(*(np.full(x.shape, np.nan) for _ in range(5)))
     tolerance = 0.5 * long_step
@@ -243,7 +243,9 @@ def _season(state: StreamState, rows: np.ndarray, x: np.ndarray, t: np.ndarray, 
         by_day_type = params.day_types and period == DAY_MS
         day_off = _is_day_off(t, params) if by_day_type else None
         targets = [_same_local_time(t, lag * period, params) for lag in lags]
-        found = [_lookup(values, times, target, tolerance, day_off, params, history, x) for target in targets]
+        older = _older(history, targets, x)
+        found = [_lookup(values, times, target, tolerance, day_off, params, older[i], x)
+                 for i, target in enumerate(targets)]
         profile = median_of_few(found, params.season_min_lags) if len(found) >= params.season_min_lags \
             else np.full(x.shape, np.nan)
         residual = x - profile
@@ -260,16 +262,40 @@ def _season(state: StreamState, rows: np.ndarray, x: np.ndarray, t: np.ndarray, 
     return out
 
 
+@dataclass
+class Tiers:
+    """A CoarseHistory (analytics.buffers) and the rows of it that the series being scored are: looked up where
+    its buckets are, without laying out its window (which costs the whole history of every series a pass)."""
+
+    history: object  # analytics.buffers.CoarseHistory (not imported: buffers is the engine's, not the detectors')
+    rows: np.ndarray
+
+
+def _older(history: History | Tiers | None, targets: list[np.ndarray], x: np.ndarray) -> list[np.ndarray | None]:
+    """Per target (S, n): what the history expected there (seasonal._history_at), or None without a history."""
+    if history is None:
+        return [None] * len(targets)
+    if isinstance(history, History):
+        return [_history_at(history, target, x) for target in targets]
+    h = history.history
+    h._ensure_rows(int(history.rows.max()) + 1 if history.rows.size else 0)
+    stacked = k.history_at(h.fine, h.fine_newest, h.coarse, h.coarse_newest, h.coarse_open, h.coarse_sums,
+                           np.ascontiguousarray(history.rows, dtype=np.int64), int(h.bucket_ms),
+                           int(h.coarse_ms if h.coarse_capacity else h.bucket_ms),
+                           np.ascontiguousarray(np.stack(targets), dtype=np.int64), np.ascontiguousarray(x))
+    return list(stacked)
+
+
 def _lookup(values: np.ndarray, times: np.ndarray, target: np.ndarray, tolerance: np.ndarray,
-            day_off: np.ndarray | None, params: DetectorParams, history: History | None, x: np.ndarray) -> np.ndarray:
-    """The reading nearest to target in the buffer (within tolerance, of the same day type), else the history's."""
+            day_off: np.ndarray | None, params: DetectorParams, older: np.ndarray | None, x: np.ndarray) -> np.ndarray:
+    """The reading nearest to target in the buffer (within tolerance, of the same day type), else the history's
+    (older: what it expected at target, None without one)."""
     index = k.nearest(times, target, tolerance)
     found = np.where(index >= 0, np.take_along_axis(values, np.maximum(index, 0), axis=1), np.nan)
     same_type = None if day_off is None else day_off == _is_day_off(target, params)
     if same_type is not None:
         found = np.where(same_type, found, np.nan)
-    if history is not None:
-        older = _history_at(history, target, x)
+    if older is not None:
         if same_type is not None:
             older = np.where(same_type, older, np.nan)
         found = np.where(index >= 0, found, older)
@@ -349,4 +375,4 @@ def _drift(state: StreamState, rows: np.ndarray, residual: np.ndarray, scale: np
     return out
 
 
-__all__ = ["DETECTORS", "StreamState", "recent_new", "score_new"]
+__all__ = ["DETECTORS", "StreamState", "Tiers", "recent_new", "score_new"]

@@ -185,3 +185,82 @@ def intervals(times, last):
         above = min(below + 1, n - 1)
         high[s] = ordered[below] + (position - below) * (ordered[above] - ordered[below])
     return median, high
+
+
+@numba.njit(cache=True, nogil=True)
+def _entries(r, fine, fine_newest, coarse, coarse_newest, coarse_open, coarse_sums, bucket_ms, coarse_ms,
+             times, values, tolerance):
+    """Row r's closed buckets oldest first (CoarseHistory.window's entries without the empty ones); returns
+    how many were written into times, values and tolerance."""
+    n = 0
+    coarse_size = coarse.shape[1]
+    if coarse_size:
+        newest = coarse_newest[r]
+        if newest >= 0:
+            for c in range(newest - coarse_size + 1, newest + 1):
+                v = coarse[r, c % coarse_size]
+                if not math.isnan(v):
+                    times[n], values[n], tolerance[n] = c * coarse_ms + coarse_ms // 2, v, coarse_ms
+                    n += 1
+        total, count, offsets = coarse_sums[r, 0], coarse_sums[r, 1], coarse_sums[r, 2]
+        if count > 0:
+            times[n] = coarse_open[r] * coarse_ms + int(offsets / count) + bucket_ms // 2
+            values[n], tolerance[n] = total / count, coarse_ms
+            n += 1
+    fine_size = fine.shape[1]
+    newest = fine_newest[r]
+    if newest >= 0:
+        for b in range(newest - fine_size + 1, newest + 1):
+            v = fine[r, b % fine_size]
+            if not math.isnan(v):
+                times[n], values[n], tolerance[n] = b * bucket_ms + bucket_ms // 2, v, bucket_ms
+                n += 1
+    return n
+
+
+@numba.njit(cache=True, nogil=True)
+def history_at(fine, fine_newest, coarse, coarse_newest, coarse_open, coarse_sums, rows, bucket_ms, coarse_ms,
+               targets, x):
+    """seasonal._history_at over a CoarseHistory's tiers as they are (no window laid out): per lag l, series s
+    and new sample j, x[s, j] clipped to the range of the bucket covering targets[l, s, j] and its two
+    neighbours; NaN where no bucket covers it."""
+    n_lags, n_series, n_new = targets.shape
+    out = np.full(targets.shape, np.nan)
+    room = coarse.shape[1] + 1 + fine.shape[1]
+    times = np.empty(room, dtype=np.int64)
+    values = np.empty(room)
+    tolerance = np.empty(room)
+    for s in range(n_series):
+        n = _entries(rows[s], fine, fine_newest, coarse, coarse_newest, coarse_open, coarse_sums, bucket_ms,
+                     coarse_ms, times, values, tolerance)
+        if n == 0:
+            continue
+        for lag in range(n_lags):
+            for j in range(n_new):
+                target = targets[lag, s, j]
+                low, high = 0, n  # first entry later than target
+                while low < high:
+                    middle = (low + high) // 2
+                    if times[middle] <= target:
+                        low = middle + 1
+                    else:
+                        high = middle
+                before = low - 1
+                after = min(before + 1, n - 1)
+                nearer = after if before < 0 or times[after] - target < target - times[before] else before
+                farther = max(before, 0) if nearer == after else after
+                close = abs(times[nearer] - target) <= tolerance[nearer]
+                covers = before >= 0 and abs(times[farther] - target) <= tolerance[farther]
+                pick = nearer if close or not covers else farther
+                if not (close or covers):
+                    continue
+                lowest = highest = values[pick]
+                for neighbour in (pick - 1, pick + 1):
+                    if 0 <= neighbour < n:
+                        reach = 2 * max(tolerance[neighbour], tolerance[pick])
+                        if abs(times[neighbour] - target) <= reach:
+                            lowest = min(lowest, values[neighbour])
+                            highest = max(highest, values[neighbour])
+                xj = x[s, j]
+                out[lag, s, j] = min(max(xj, lowest), highest) if not math.isnan(xj) else math.nan
+    return out

@@ -8,11 +8,12 @@ the combined score, the winning detector, the baseline and the anchor.
 import numpy as np
 import pytest
 
+from analytics.buffers import CoarseHistory
 from analytics.config import DEFAULT_PARAMS, DetectorParams
 from analytics.detectors import score_series
-from analytics.detectors.base import DetectorInputError
+from analytics.detectors.base import DetectorInputError, History
 from analytics.detectors.level import robust_baseline
-from analytics.detectors.stream import StreamState, recent_new, score_new
+from analytics.detectors.stream import StreamState, Tiers, _older, recent_new, score_new
 
 STEP_MS = 300_000  # five minutes: 288 samples a day
 MONDAY = 1_767_546_000_000 - 7 * 3_600_000  # 2026-01-05 00:00 UTC
@@ -95,3 +96,26 @@ def test_a_sample_count_out_of_range_is_refused():
         score_new(StreamState.empty(), np.arange(10), x, times, 0)
     with pytest.raises(DetectorInputError):
         score_new(StreamState.empty(), np.arange(10), x, times, x.shape[1] + 1)
+
+
+def test_the_history_is_looked_up_where_its_buckets_are_as_in_its_window():
+    """The tiers read in place (Tiers) give what seasonal._history_at gives over CoarseHistory.window: the
+    fine minutes, the coarse 10-minute means, the open coarse bucket, gaps and a series with no history."""
+    rng = np.random.default_rng(5)
+    history = CoarseHistory(60_000, 3 * 1440, fine_capacity=1440, coarse_ms=600_000)
+    start = MONDAY
+    for row in range(5):
+        t = start + np.sort(rng.choice(4 * 1440, 3000, replace=False)) * 60_000 + rng.integers(0, 60_000, 3000)
+        if row == 3:
+            t = t[t < start + 1440 * 60_000]  # only old readings: the fine tier folded into the coarse one
+        history.add(row, t, rng.normal(10, 3, t.size))
+    history._ensure_rows(6)  # row 5: never a reading
+    rows = np.arange(6)
+    x = rng.normal(10, 5, (6, 4))
+    now = start + 4 * 86_400_000
+    targets = [now - rng.integers(0, 4 * 86_400_000, (6, 4)) for _ in range(9)]
+    in_place = _older(Tiers(history, rows), targets, x)
+    laid_out = _older(History(*history.window(rows)), targets, x)
+    for a, b in zip(in_place, laid_out, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert np.isfinite(np.stack(in_place)).mean() > 0.5 and np.isnan(np.stack(in_place)[:, 5]).all()
