@@ -238,3 +238,23 @@ def test_an_operator_sees_proposals_read_only_and_cannot_approve(page, api):  # 
     with api.client("operator") as op:
         assert op.post(f"/alarms/tuning/{tuning_id}/approve", json={}).status_code == 403
     assert api.services.alerts.alarms.tuning.get(tuning_id).state == "proposed"
+
+
+def test_planned_work_shows_its_calendar_exception_in_words_in_both_languages(page, api):  # noqa: F811
+    tue = 1_767_665_400_000  # Tuesday 2026-01-06 09:10 in the city
+    with api.client("operator") as op:
+        for n, (metric, rule) in enumerate((("pressure_bar", "pressure_low"), ("flow_lps", "level_shift"))):
+            incident = f"inc-work{n}"
+            api.services.alerts.apply(alert(incident, device="wtr-0012", metric=metric, rule=rule,
+                                            started_ms=tue + n * 86_400_000))
+            done = op.post(f"/alerts/{incident}/resolve", json={"note": "valve works", "cause": "planned_work"})
+            assert done.is_success, done.text
+    sign_in(page, api, "engineer")
+    page.goto(api.url + "/control-room/kpis")
+    item = proposal(page, "wtr-0012")
+    expect(item.locator("strong")).to_have_text("wtr-0012 · every metric · every rule", timeout=5000)
+    expect(item.locator(".change")).to_have_text(
+        "Change: planned work, no alarm of this device on Tuesday, Wednesday from 09:00 to 10:00 (city time)")
+    page.select_option("#lang", "id")
+    expect(item.locator(".change")).to_have_text("Perubahan: pekerjaan terencana, tidak ada alarm perangkat ini pada "
+                                                 "Selasa, Rabu dari 09:00 sampai 10:00 (waktu kota)")
