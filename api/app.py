@@ -31,6 +31,7 @@ from api.routes import (
     public,
     public_pages,
     readings,
+    reports,
 )
 from api.services import ApiServices
 from telemetry_shared.settings import Settings, get_settings
@@ -74,6 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(complaints.public_router)
     app.include_router(opendata.router)
     app.include_router(ckan.router)
+    app.include_router(reports.router)
     app.mount("/static", StaticFiles(directory=control_room.STATIC), name="static")
     app.openapi = lambda: open311.document(errors.document_bad_bodies(app), settings.city.slugs)
     return app

@@ -61,6 +61,9 @@ MATRIX = [
     ("PUT", "/network/feeders/{network_id}", "/network/feeders/fdr-roles", {"transformer": "pwr-0001"},
      {"engineer", "admin"}),
     ("DELETE", "/network/feeders/{network_id}", "/network/feeders/fdr-none", None, {"engineer", "admin"}),
+    ("GET", "/reports/weekly", "/reports/weekly?week=2026-W02", None, ALL),
+    ("GET", "/reports/weekly.csv", "/reports/weekly.csv?week=2026-W02&section=water", None, ALL),
+    ("GET", "/control-room/report", "/control-room/report", None, PUBLIC),
 ]
 # tested in test_device*.py, test_hospitals.py, test_open311.py
 OTHER_OWNERS = ("/devices", "/hospitals", "/complaints")

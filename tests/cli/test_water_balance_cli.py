@@ -20,7 +20,7 @@ DAYS = 10
 FIRST = dt.date(2026, 1, 5)
 
 
-def store(net: waternet.WaterNet, registry: Registry, url: str, db: str) -> waternet.Chunk:
+def store(net: waternet.WaterNet, registry: Registry, url: str, db: str, days: int = DAYS + 1) -> waternet.Chunk:
     """The network's meters in the registry and DMAs, and its readings in InfluxDB."""
     district = get_settings().city.slugs[0]
     for device in [*net.inlet_ids, *net.customer_ids]:
@@ -31,7 +31,7 @@ def store(net: waternet.WaterNet, registry: Registry, url: str, db: str) -> wate
             id=net.dma_ids[row], utility="water", parent=parent,
             meters={"inlet": [m for m, d in zip(net.inlet_ids, net.inlet_dma, strict=True) if d == row],
                     "customer": [m for m, d in zip(net.customer_ids, net.customer_dma, strict=True) if d == row]}))
-    data = waternet.chunk(net, 0, (DAYS + 1) * net.samples_per_day)  # and the night after
+    data = waternet.chunk(net, 0, days * net.samples_per_day)  # (the range and the night after it)
     writer = V1Writer(url, db)
     devices = np.array([*net.inlet_ids, *net.customer_ids])
     values = np.vstack([data.inlet_lps, data.customer_lps])
