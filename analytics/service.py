@@ -29,11 +29,14 @@ from paho.mqtt.properties import Properties
 
 from analytics.config import EngineParams
 from analytics.engine import AnalyticsEngine
+from analytics.incidents import AlertOutput
 from analytics.learnt import LearntState
 from analytics.shards import ShardFilter
 from analytics.state import load_shard, save_state, snapshot, state_file
+from analytics.water import WaterParams
+from analytics.waterwatch import BurstWatch
 from edge import contract
-from telemetry_shared.influx import LineWriter
+from telemetry_shared.influx import InfluxQL, LineWriter
 from telemetry_shared.registry import Registry
 from telemetry_shared.settings import Settings
 
@@ -89,6 +92,13 @@ class EngineService:
         self.connected = threading.Event()
         self.worker = threading.Thread(target=self._run, name="analytics", daemon=True)
         self.saver: threading.Thread | None = None  # the periodic save being written beside the stream
+        # new bursts in the DMAs, from InfluxDB every 15 minutes on a thread of their own (shard 0 only: one look)
+        self.bursts = BurstWatch(registry, InfluxQL.from_settings(settings),
+                                 AlertOutput(writer, self._publish, self.engine.counters),
+                                 WaterParams(night_window_h=settings.city.water.night_window_h)) \
+            if settings.analytics_shard == 0 else None
+        self.burst_thread = threading.Thread(target=self.bursts.run, args=(self.stopping,), name="dma-bursts",
+                                             daemon=True) if self.bursts is not None else None
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
@@ -132,10 +142,14 @@ class EngineService:
                                   properties=props)
         self.client.loop_start()
         self.worker.start()
+        if self.burst_thread is not None:
+            self.burst_thread.start()
 
     def stop(self) -> None:
         self.stopping.set()
         self.worker.join(30)
+        if self.burst_thread is not None and self.burst_thread.is_alive():
+            self.burst_thread.join(30)
         self.client.disconnect()
         self.client.loop_stop()
 

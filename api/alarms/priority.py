@@ -36,6 +36,7 @@ DEFAULT_TABLE: dict[str, str] = {
     # medium: harm within the shift
     "power:frequency_out_of_range": "medium",
     "water:night_flow_rise": "medium",  # a leak growing night after night
+    "water:dma_burst": "medium",  # a burst of 1 L/s or more in a DMA: a crew to send (analytics/waterwatch.py)
     "water:level_shift": "medium",  # flow stepping up and staying: a leak or a burst main
     "water:unusual_value": "medium",
     "traffic:unusual_value": "medium",  # speed collapsing on one road: an incident blocking it

@@ -15,7 +15,7 @@ from analytics.water import WaterParams
 from analytics.waterdata import WaterDataError, burst_rows, report, summary_rows
 from telemetry_shared.settings import Settings
 
-WEEK_PATTERN = r"^[0-9]{4}-W(0[1-9]|[1-4][0-9]|5[0-3])$"  # an ISO week, e.g. 2026-W02
+WEEK_PATTERN = r"^20[0-9]{2}-W(0[1-9]|[1-4][0-9]|5[0-3])$"  # an ISO week of 2000-2099, e.g. 2026-W02
 
 
 class ReportError(ValueError):

@@ -22,7 +22,7 @@ SectionKey = Literal[tuple(s.key for s in weekly.SECTIONS)]  # type: ignore[vali
 router = APIRouter(tags=["reports"], responses={
     401: {"model": ErrorBody, "description": "no API key, or an unknown or revoked one"},
     403: {"model": ErrorBody, "description": "the key's role may not read reports"},
-    422: {"model": ErrorBody, "description": "not a week of that year"},
+    409: {"model": ErrorBody, "description": "week 53 of a year that has 52"},
     503: {"model": ErrorBody, "description": "the readings store (InfluxDB) did not answer"}})
 
 
@@ -46,7 +46,7 @@ async def _build(services, week: str) -> dict:
     try:
         return await asyncio.to_thread(weekly.build, services, week)
     except weekly.ReportError as exc:
-        raise HTTPException(422, str(exc)) from exc
+        raise HTTPException(409, str(exc)) from exc
 
 
 @router.get("/reports/weekly", summary="The weekly report: every section (water balance per DMA, ...)")

@@ -43,8 +43,9 @@ def test_the_water_section_ranks_dmas_with_the_simulated_leakage(reported):
         assert sheet.status_code == 200 and sheet.headers["content-type"].startswith("text/csv")
         rows = list(csv.DictReader(io.StringIO(sheet.text)))
         assert [r["dma"] for r in rows] == [r["dma"] for r in water["rows"]] and list(rows[0]) == water["columns"]
-        assert http.get("/reports/weekly", params={"week": "2025-W53"}).status_code == 422  # 2025 has 52 weeks
+        assert http.get("/reports/weekly", params={"week": "2025-W53"}).status_code == 409  # 2025 has 52 weeks
         assert http.get("/reports/weekly", params={"week": "2026-02"}).status_code == 422
+        assert http.get("/reports/weekly", params={"week": "0000-W01"}).status_code == 422
         assert http.get("/reports/weekly.csv", params={"week": WEEK, "section": "gas"}).status_code == 422
     with api.client() as anonymous:
         assert anonymous.get("/reports/weekly", params={"week": WEEK}).status_code == 401
