@@ -175,8 +175,8 @@ def _windows(start_ms: int, end_ms: int, size_ms: int) -> Iterator[tuple[int, in
 
 
 def aggregated_query(dataset: Dataset, start_ms: int, end_ms: int) -> str:
-    """District x hour from the hourly rollups: each device's hourly mean counts once, so `devices` is
-    how many devices reported in that district and hour."""
+    """The same cells computed by InfluxDB (GROUP BY time(1h), district): kept for comparison; influxd 1.6
+    takes ~0.4 s for a month of it where the points query below takes a few ms."""
     m = dataset.metric
     mean, low, high, count = (quote_ident(f"{m}_{s}") for s in ("mean", "min", "max", "count"))
     return (f"SELECT mean({mean}) AS value, min({low}) AS min, max({high}) AS max, sum({mean}) AS sum,"
@@ -186,23 +186,63 @@ def aggregated_query(dataset: Dataset, start_ms: int, end_ms: int) -> str:
             f' GROUP BY time(1h), "district" fill(none)')
 
 
+def rollup_points_query(dataset: Dataset, start_ms: int, end_ms: int, limit: int, offset: int) -> str:
+    """One metric's hourly rollup points (a row per device and hour), in time order, one page."""
+    m = dataset.metric
+    mean, low, high, count = (quote_ident(f"{m}_{s}") for s in ("mean", "min", "max", "count"))
+    return (f'SELECT {mean} AS mean, {low} AS min, {high} AS max, {count} AS count, "district"'
+            f" FROM {quote_ident(ROLLUP_RP)}.{quote_ident(dataset.kind + '_1h')}"
+            f" WHERE time >= {int(start_ms)}ms AND time < {int(end_ms)}ms LIMIT {limit} OFFSET {offset}")
+
+
+def _rollup_points(influx: InfluxQL, dataset: Dataset, start_ms: int, end_ms: int) -> Iterator[list]:
+    """[time, mean, min, max, count, district] of every device-hour, in time order, page by page."""
+    for lo, hi in _windows(start_ms, end_ms, AGGREGATED_WINDOW_MS):
+        offset = 0
+        while True:
+            found = influx.series(rollup_points_query(dataset, lo, hi, RAW_PAGE, offset))
+            values = found[0]["values"] if found else []
+            yield from values
+            if len(values) < RAW_PAGE:
+                break
+            offset += RAW_PAGE
+
+
+def _cells(t_ms: int, cells: dict[str, list]) -> Iterator[dict[str, Any]]:
+    for district in sorted(cells):
+        total, devices, low, high, readings = cells[district]
+        yield {"t_ms": t_ms, "time": iso_hour(t_ms), "district": district, "value": total / devices,
+               "min": low, "max": high, "sum": total, "devices": devices, "readings": readings}
+
+
 def _aggregated_rows(influx: InfluxQL, dataset: Dataset, start_ms: int, end_ms: int) -> Iterator[dict[str, Any]]:
+    """District x hour from the hourly rollups: each device's hourly mean counts once, so `devices` is how
+    many devices reported in that district and hour. The cells are summed here from the rollup points
+    (influxd's own GROUP BY time is ~100 times slower); one hour's cells are held at a time."""
     from ingest.rollup import retention_policies
 
     if start_ms >= end_ms or ROLLUP_RP not in retention_policies(influx):
         return  # no rollups yet (`city rollup` never ran): no rows rather than InfluxDB's error
-    # hours must not straddle two windows: windows start on whole hours
-    start_ms = start_ms // HOUR_MS * HOUR_MS
-    for lo, hi in _windows(start_ms, end_ms, AGGREGATED_WINDOW_MS):
-        found = []
-        for series in influx.series(aggregated_query(dataset, lo, hi)):
-            district = series.get("tags", {}).get("district", "")
-            for values in series.get("values", []):
-                row = dict(zip(series["columns"], values, strict=True))
-                if row.get("devices"):
-                    found.append(row | {"district": district, "t_ms": row["time"], "time": iso_hour(row["time"])})
-        found.sort(key=lambda r: (r["t_ms"], r["district"]))
-        yield from found
+    start_ms = start_ms // HOUR_MS * HOUR_MS  # whole hours
+    hour, cells = None, {}
+    for t_ms, mean, low, high, count, district in _rollup_points(influx, dataset, start_ms, end_ms):
+        if mean is None:
+            continue
+        if t_ms != hour:
+            if cells:
+                yield from _cells(hour, cells)
+            hour, cells = t_ms, {}
+        cell = cells.get(district or "")
+        if cell is None:
+            cells[district or ""] = [mean, 1, low, high, count or 0]
+        else:
+            cell[0] += mean
+            cell[1] += 1
+            cell[2] = low if cell[2] is None or (low is not None and low < cell[2]) else cell[2]
+            cell[3] = high if cell[3] is None or (high is not None and high > cell[3]) else cell[3]
+            cell[4] += count or 0
+    if cells:
+        yield from _cells(hour, cells)
 
 
 def _public_names(services: "ApiServices", kind: str) -> dict[str, str]:

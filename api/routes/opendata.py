@@ -26,6 +26,7 @@ router = APIRouter(prefix="/opendata", tags=["open data"], dependencies=[Depends
                               404: {"description": "no published dataset of this id, or no data for the period"}})
 
 PLACEHOLDER = "https://opendata-base.invalid"
+SMALL_FILE_BYTES = 4_000_000
 DATASET_PATTERN = r"^[a-z0-9][a-z0-9_-]{1,99}$"  # CKAN's package names
 # years 2000-2099, months 01-12, days 01-31: what the schema calls valid is never refused for its shape;
 # a day the month lacks (2026-02-30) or a period not begun yet is 404, as what only the calendar decides
@@ -136,7 +137,12 @@ def download(dataset_id: DatasetId, period: Period, fmt: FileFormat, services: S
     cache: downloads.DownloadCache = services.downloads
     cached = cache.fresh(dataset, period, fmt, end, now)
     if cached is not None:
-        return FileResponse(cached, media_type=media_type, headers=headers)
+        try:
+            if cached.stat().st_size <= SMALL_FILE_BYTES:  # one read in this worker thread, not a thread hop a chunk
+                return Response(cached.read_bytes(), media_type=media_type, headers=headers)
+            return FileResponse(cached, media_type=media_type, headers=headers)
+        except FileNotFoundError:
+            pass  # evicted just now: made again below
     rows = datasets.rows(services, dataset, start, end, now)
     chunks = cache.keep(downloads.stream(dataset, period, fmt, rows, services.settings.city), dataset, period, fmt)
     # the first chunk before the answer starts: InfluxDB away is still a clean 503, not a cut-off file
