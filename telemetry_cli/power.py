@@ -33,6 +33,7 @@ from telemetry_shared.registry import Registry
 
 DAY_MS = 86_400_000
 SHOWN = 30  # rows per table on screen; --json and --csv have them all
+SUSPECTS_FULL_DAYS = 28  # the tests' range: 85-88 % of tampered meters found (analytics/README.md)
 
 
 def _day(text: str, option: str) -> dt.date:
@@ -167,6 +168,8 @@ def _print(report: PowerReport, first: dt.date, last: dt.date, offset_h: int) ->
         table.add_row(escape(r["feeder"]), str(r["customers"]), _pct(r["input_kwh"]), _pct(r["loss_kwh"]),
                       _pct(r["loss_pct"]), f"{r['complete_days']}/{r['days']}", str(r["en50160_failing_meters"]))
     out.print(table)
+    if report.days < SUSPECTS_FULL_DAYS:  # Pettitt's test has little power over a short range
+        out.print(say("power.short_for_suspects", days=report.days, full=SUSPECTS_FULL_DAYS))
     if not report.suspect_rows:
         out.print(say("power.no_suspects"))
         return
