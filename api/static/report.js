@@ -31,7 +31,9 @@ function sectionNode(section) {
     const table = el("table", "report-table");
     const head = el("tr");
     for (const column of section.columns) head.append(el("th", "", t("report.col." + column)));
-    table.append(el("thead")).firstChild.append(head);
+    const thead = el("thead");
+    thead.append(head);
+    table.append(thead);
     const body = el("tbody");
     for (const row of section.rows) {
       const line = el("tr");
