@@ -2,6 +2,7 @@
 
     python3 bench/bench_state.py                        # 2,000 devices x 8 days of per-minute history
     python3 bench/bench_state.py --devices 500 --metrics 3 --runs 5
+    python3 bench/bench_state.py --scored               # with the detectors' state (one pass first)
 
 An engine is filled as after 8 days of running (EngineParams defaults: a
 1,440-sample buffer per series, 2 days of one-minute and 6 of ten-minute bucket means), with
@@ -73,6 +74,14 @@ def filled_engine(registry: Registry, devices: int, metrics: int, seed: int = 0)
     return engine
 
 
+def score_once(engine: AnalyticsEngine) -> None:
+    """One scoring pass over every series (their newest sample, as backfill: no incident), which builds the
+    detectors' state (detectors.stream) that the state file keeps beside the buffers."""
+    for metric, block in engine.learnt.blocks.items():
+        engine.pending[metric] += [(row, 1, False) for row in range(len(block.keys))]
+    engine.process(int(engine.learnt.blocks[METRICS[0]].times[0, -1]) + 1000)
+
+
 def state_arrays(engine: AnalyticsEngine) -> list[np.ndarray]:
     """The arrays the state file holds: buffers, coarse histories, the arrival times."""
     learnt = engine.learnt
@@ -83,6 +92,10 @@ def state_arrays(engine: AnalyticsEngine) -> list[np.ndarray]:
         if metric in learnt.history:
             history = learnt.history[metric]
             out += [getattr(history, name)[:n] for name in CoarseHistory.ARRAYS]
+        if metric in learnt.streams:
+            stream = learnt.streams[metric]
+            out += [array[:n] for array in stream.arrays.values()]
+            out += [errors[:n] for errors in stream.errors if errors is not None]
     return out
 
 
@@ -110,11 +123,15 @@ def main() -> None:
                         help="metrics per device (each with its coarse history), besides the arrivals")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--dir", type=Path, default=None, help="where to write (default: a temporary folder)")
+    parser.add_argument("--scored", action="store_true",
+                        help="score every series once first, so the file holds the detectors' state too")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         folder = Path(tmp)
         registry = Registry(folder / "registry.sqlite3")
         engine = filled_engine(registry, args.devices, args.metrics)
+        if args.scored:
+            score_once(engine)
         series = sum(len(b.keys) for b in engine.learnt.blocks.values())
         state, raw = folder / "engine-svc-analytics-0.npz", folder / "raw.bin"
         arrays = state_arrays(engine)
