@@ -60,7 +60,62 @@ def water(services, start_ms: int, end_ms: int) -> dict:
     return {"rows": summary_rows(rep), "notes": ["report.water.note"], "bursts": burst_rows(rep)}
 
 
-SECTIONS: list[Section] = [Section("water", "report.water.title", WATER_COLUMNS, water)]
+POWER_COLUMNS = ("rank", "feeder", "transformer", "customers", "input_kwh", "loss_kwh", "loss_pct", "complete_days")
+QUALITY_COLUMNS = ("device", "voltage_share_in_band_pct", "voltage_min_v", "voltage_max_v", "voltage_outside_always",
+                   "frequency_share_in_band_pct", "frequency_min_hz", "frequency_max_hz", "frequency_outside_always")
+TAMPERING_COLUMNS = ("rank", "device", "feeder", "since", "drop_pct", "meter_drop_kwh_day", "unrecorded_kwh")
+
+
+def _power_influx(services):
+    """The report reads weeks of every power meter in a few queries: longer than one API read may take."""
+    from analytics.powerreport import REPORT_TIMEOUT_S
+    from telemetry_shared.influx import InfluxQL
+
+    s = services.settings
+    return InfluxQL(s.influx_url, s.influx_db, s.influx_user, s.influx_password, s.influx_token,
+                    max(s.influx_timeout_s, REPORT_TIMEOUT_S))
+
+
+def _power(services, start_ms: int, build: str) -> dict:
+    """One electricity section (analytics/powerreport.py), the grid's limits from the city profile."""
+    from analytics import powerreport
+    from analytics.en50160 import Limits
+
+    settings = services.settings
+    offset_h = settings.utc_offset_hours if settings.utc_offset_hours is not None else settings.city.utc_offset_hours
+    limits = Limits.from_grid(settings.city.grid)
+    influx = _power_influx(services)
+    try:
+        if build == "quality":
+            return powerreport.quality_section(influx, limits, start_ms, offset_h)
+        topology = services.registry.topology("power")
+        if build == "feeders":
+            return powerreport.feeder_section(influx, topology, limits, start_ms, offset_h)
+        section = powerreport.tampering_section(influx, topology, limits, start_ms, offset_h)
+        for row in section["rows"]:  # the day the step began, as a local date
+            local = dt.datetime.fromtimestamp(row["since_ms"] / 1000 + offset_h * 3600, dt.UTC)
+            row["since"] = local.date().isoformat()
+        return section
+    finally:
+        influx.close()
+
+
+def power(services, start_ms: int, end_ms: int) -> dict:
+    return _power(services, start_ms, "feeders")
+
+
+def power_quality(services, start_ms: int, end_ms: int) -> dict:
+    return _power(services, start_ms, "quality")
+
+
+def tampering(services, start_ms: int, end_ms: int) -> dict:
+    return _power(services, start_ms, "tampering")
+
+
+SECTIONS: list[Section] = [Section("water", "report.water.title", WATER_COLUMNS, water),
+                           Section("power", "report.power.title", POWER_COLUMNS, power),
+                           Section("power_quality", "report.power_quality.title", QUALITY_COLUMNS, power_quality),
+                           Section("tampering", "report.tampering.title", TAMPERING_COLUMNS, tampering)]
 
 
 def build(services, week: str) -> dict:
