@@ -7,10 +7,14 @@ their incidents, and the complaints and incidents are replayed through the alert
 --dense N multiplies the share of leaks, bursts and outages in the scenario by N (more to measure, and
 more incidents at once in a district).
 
-    python bench/bench_linking.py [--devices 600] [--interval 60] [--seeds 7 11 3] [--dense 1]
+    python bench/bench_linking.py [--devices 600] [--interval 60] [--seeds 7 11 3] [--dense 1] [--cache DIR]
+
+--cache DIR keeps each simulation (readings through the detectors: minutes a seed) to measure another linker
+on the same incidents.
 """
 
 import argparse
+import pickle
 import sys
 import tempfile
 import time
@@ -32,6 +36,7 @@ def main() -> None:
     parser.add_argument("--interval", type=float, default=60.0)
     parser.add_argument("--seeds", type=int, nargs="+", default=[7, 11, 3])
     parser.add_argument("--dense", type=float, default=1.0)
+    parser.add_argument("--cache", type=Path, default=None)
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="bench-linking-"))
     settings = Settings(environment="test", data_dir=folder / "var")
@@ -43,7 +48,15 @@ def main() -> None:
     totals = [0, 0, 0, 0, 0, 0]
     for seed in args.seeds:
         started = time.monotonic()
-        sim = simulate(scenario, args.devices, seed, 192, args.interval, 120, settings.city.utc_offset_hours)
+        name = f"sim-{args.devices}-{args.interval:g}-{args.dense:g}-{seed}.pickle"
+        cached = args.cache / name if args.cache else None
+        if cached and cached.exists():
+            sim = pickle.loads(cached.read_bytes())  # our own file, written below
+        else:
+            sim = simulate(scenario, args.devices, seed, 192, args.interval, 120, settings.city.utc_offset_hours)
+            if cached:
+                cached.parent.mkdir(parents=True, exist_ok=True)
+                cached.write_bytes(pickle.dumps(sim))
         m = measure(settings, folder / f"seed{seed}", sim, seed=seed)
         for n, value in enumerate((m.faults, m.found, m.right, m.fault_complaints, m.false_links, m.unrelated)):
             totals[n] += value

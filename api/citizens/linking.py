@@ -9,6 +9,13 @@
 - A new complaint of a utility's category is linked to an open incident of that utility in its
   district: one not resolved, started at most `window` after the complaint, and active or cleared at
   most `window` before it (a sensor incident first, then a citizen-reported one; the most recent).
+  An incident that started more than `window` before the complaint takes it only once citizens have
+  confirmed it: `cluster_count` complaints linked, as many as raise a citizen-reported alert on their
+  own. People complain when trouble starts, so a long incident few complained about in its first
+  hours (a drifting sensor: the same `drift` rule also finds leaks) is not what a complaint hours
+  later is about, and one chance complaint does not make it collect every later one.
+- Incidents first seen in a quality metric (turbidity, chlorine, power factor) are not linked: the
+  categories are about supply.
 - An incident that opens links the open, unlinked complaints of its utility and district filed in the
   `window` before it started, and takes over the complaints of an open citizen-reported alert of its
   utility and district (the sensors now see what the citizens reported).
@@ -33,7 +40,11 @@ LINKED_TO = "SELECT alert_id FROM complaint_links WHERE complaint_id = ?"
 UNLINKED = "id NOT IN (SELECT complaint_id FROM complaint_links)"
 # rules (analytics' and the API's own) never linked automatically: a device's health, and the nightly indicator
 UNLINKABLE_RULES = ("silent", "clock_offset", "stuck_sensor", "sensor_fault", "peer_departure", "night_flow_rise")
-LINKABLE = f"rule NOT IN ({', '.join(repr(r) for r in UNLINKABLE_RULES)})"
+# metrics of quality nobody sees at the tap or the lamp: the categories are about supply (no water, low pressure,
+# a leak, flooding, power out, a street or traffic light), so an incident first seen in these is not linked
+NOT_SUPPLY_METRICS = ("turbidity_ntu", "chlorine_mgl", "power_factor")
+LINKABLE = (f"rule NOT IN ({', '.join(repr(r) for r in UNLINKABLE_RULES)})"
+            f" AND metric NOT IN ({', '.join(repr(m) for m in NOT_SUPPLY_METRICS)})")
 
 
 class Linker:
@@ -93,8 +104,10 @@ class Linker:
         rows = self.db.query(
             "SELECT id FROM alerts WHERE resolved_ms IS NULL AND kind = ? AND district = ? AND started_ms <= ?"
             f" AND (state = 'active' OR updated_ms >= ?) AND {LINKABLE}"
-            " ORDER BY rule = ?, started_ms DESC LIMIT 1", (c.kind, c.district, t + self.window_ms,
-                                                             t - self.window_ms, CITIZEN_RULE))
+            " AND (started_ms >= ? OR id IN (SELECT alert_id FROM complaint_links GROUP BY alert_id"
+            " HAVING count(*) >= ?)) ORDER BY rule = ?, started_ms DESC LIMIT 1",
+            (c.kind, c.district, t + self.window_ms, t - self.window_ms, t - self.window_ms, self.cluster_count,
+             CITIZEN_RULE))
         if rows:
             with self.db.transaction() as conn:
                 self._link(conn, c.id, rows[0][0], LINKER, now_ms())
@@ -125,7 +138,8 @@ class Linker:
 
     def on_alert(self, alert: Alert, changes: list[str]) -> None:
         """A sensor incident opened: link the complaints that were waiting for it."""
-        if alert.rule in (CITIZEN_RULE, *UNLINKABLE_RULES) or not ({"opened", "reopened"} & set(changes)):
+        if alert.rule in (CITIZEN_RULE, *UNLINKABLE_RULES) or alert.metric in NOT_SUPPLY_METRICS \
+                or not ({"opened", "reopened"} & set(changes)):
             return
         now = now_ms()
         with self.db.transaction() as conn:
