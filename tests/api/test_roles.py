@@ -27,6 +27,15 @@ MATRIX = [
     ("GET", "/complaint", "/complaint", None, PUBLIC),
     ("GET", "/hospital-desk", "/hospital-desk", None, PUBLIC),
     ("GET", "/city", "/city", None, PUBLIC),
+    ("GET", "/data", "/data", None, PUBLIC),
+    ("GET", "/opendata/catalog.jsonld", "/opendata/catalog.jsonld", None, PUBLIC),
+    ("GET", "/opendata/datasets", "/opendata/datasets", None, PUBLIC),
+    ("GET", "/opendata/datasets/{dataset_id}", "/opendata/datasets/complaints-daily", None, PUBLIC),
+    ("GET", "/public/summary/beds", "/public/summary/beds", None, PUBLIC),
+    ("GET", "/public/summary/complaints", "/public/summary/complaints", None, PUBLIC),
+    ("GET", "/public/summary/power", "/public/summary/power", None, PUBLIC),
+    ("GET", "/public/summary/traffic", "/public/summary/traffic", None, PUBLIC),
+    ("GET", "/public/summary/water", "/public/summary/water", None, PUBLIC),
     ("GET", "/keys", "/keys", None, ADMIN),
     ("POST", "/keys", "/keys", {"name": "new one", "role": "technician"}, ADMIN),
     ("DELETE", "/keys/{key_id}", "/keys/0badc0de", None, ADMIN),
@@ -67,7 +76,8 @@ MATRIX = [
 ]
 # tested in test_device*.py, test_hospitals.py, test_open311.py
 OTHER_OWNERS = ("/devices", "/hospitals", "/complaints")
-CITIZENS_PUBLIC = ("/open311", "/public/complaints")  # open to citizens: tests/api/test_open311.py
+CITIZENS_PUBLIC = ("/open311", "/public/complaints",  # open to citizens: tests/api/test_open311.py
+                   "/opendata/download")  # open files, 404 where a period has no data: tests/api/opendata/
 
 
 def call(client: httpx.Client, method: str, path: str, body) -> int:
