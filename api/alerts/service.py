@@ -52,7 +52,11 @@ class AlertService:
         if alert.chattering and {"opened", "reopened", "reactivated"} & set(changes):
             for held in self.store.hold_source(alert):
                 self.hub.publish("alert", {"changes": ["chattering"], "alert": held.model_dump()})
-        if "resolved" in changes:
+        if "resolved" in changes and alert.resolution_cause:  # the cause is the group's: its children share it
+            for child in self.store.resolve_group(alert):
+                self.changed(child, ["resolved"])
+                self.alarms.tuning.learn(child, now_ms())
+        elif "resolved" in changes:
             for child in self.store.release_group(alert.id):
                 self.changed(child, ["ungrouped"])
         for listener in self.listeners:

@@ -431,6 +431,25 @@ class AlertStore:
                 self._log(conn, alert_id, now, SYSTEM, "ungrouped", f"its root {root_id} was resolved")
         return [self.get(alert_id) for alert_id in ids]
 
+    def resolve_group(self, root: Alert, now: int | None = None) -> list[Alert]:
+        """A root resolved with a cause (false alarm, planned work...): its open children are resolved
+        with the same cause, each audited, so learning from dismissals sees every alarm of the group.
+        A child already resolved keeps its own resolution."""
+        now = now or now_ms()
+        with self.db.transaction() as conn:
+            rows = conn.execute("SELECT id, acknowledged_ms FROM alerts WHERE group_id = ? AND resolved_ms IS NULL",
+                                (root.id,)).fetchall()
+            for row in rows:
+                acked = {} if row["acknowledged_ms"] is not None else {
+                    "acknowledged_by": root.resolved_by, "acknowledged_ms": now}
+                fields = {"state": "cleared", "resolved_by": root.resolved_by, "resolved_ms": now,
+                          "resolution_cause": root.resolution_cause, "changed_ms": now} | acked
+                conn.execute(f"UPDATE alerts SET {', '.join(f'{k} = ?' for k in fields)} WHERE id = ?",
+                             [*fields.values(), row["id"]])
+                self._log(conn, row["id"], now, root.resolved_by or SYSTEM, "resolved",
+                          f"with its root {root.id}", cause=root.resolution_cause, root=root.id)
+        return [self.get(row["id"]) for row in rows]
+
     def hold_source(self, alert: Alert, now: int | None = None) -> list[Alert]:
         """A chattering alarm's earlier alarms from the same source, still open, held back with it."""
         now = now or now_ms()

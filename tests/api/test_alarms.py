@@ -227,6 +227,30 @@ def test_alarms_of_one_district_and_utility_within_a_minute_become_one_group(api
         assert board(op) == ["inc-g2", "inc-g3", "inc-other"]
 
 
+def test_a_root_resolved_with_a_cause_resolves_its_open_children_with_it_and_keeps_their_own(api):
+    for n in (1, 2, 3, 4):
+        raise_alarm(api, f"inc-c{n}", device=f"wtr-000{n}")
+    with api.client("operator") as op:
+        assert sorted(a["id"] for a in op.get("/alerts", params={"group": "inc-c1"}).json()["data"]) == [
+            "inc-c2", "inc-c3", "inc-c4"]
+        assert op.post("/alerts/inc-c3/resolve", json={"note": "pipe cracked", "cause": "fault"}).status_code == 200
+        answer = op.post("/alerts/inc-c1/resolve", json={"note": "hydrant test", "cause": "planned_work"})
+        assert answer.status_code == 200, answer.text
+        by_id = {a["id"]: a for a in op.get("/alerts", params={"limit": 100}).json()["data"]}
+        root = by_id["inc-c1"]
+        for child in ("inc-c2", "inc-c4"):  # open children: resolved with the root's cause, by the same person
+            assert by_id[child]["resolved"] and by_id[child]["resolution_cause"] == "planned_work"
+            assert by_id[child]["resolved_by"] == root["resolved_by"]
+            audit = op.get(f"/alerts/{child}").json()["audit"]
+            assert [(e["action"], e["note"], e["detail"]) for e in audit if e["action"] == "resolved"] == [
+                ("resolved", "with its root inc-c1", {"cause": "planned_work", "root": "inc-c1"})]
+        assert by_id["inc-c3"]["resolution_cause"] == "fault"  # resolved before, with its own cause: kept
+        assert board(op) == []
+        # learning sees every alarm of the group: three planned-work dismissals, one per device
+        kpis = op.get("/alarms/kpis").json()
+        assert kpis["planned_work"] == 3, kpis
+
+
 def test_a_district_without_power_groups_the_silence_and_flow_alarms_that_follow(api):
     raise_alarm(api, "inc-root", device="pwr-0001", kind="power", metric="voltage_v", rule="voltage_out_of_range",
                 severity="critical")
