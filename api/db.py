@@ -42,7 +42,12 @@ class ApiDb:
             except BaseException:
                 self.conn.execute("ROLLBACK")
                 raise
-            self.conn.execute("COMMIT")
+            try:
+                self.conn.execute("COMMIT")
+            except sqlite3.Error:  # a failed COMMIT (disk full) leaves the transaction open: end it
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
+                raise
 
     def query(self, sql: str, args: tuple | list = ()) -> list[sqlite3.Row]:
         with self.lock:

@@ -20,7 +20,8 @@ have held back, how many of those were false, planned work, or real faults (the 
 cost). An engineer approves or rejects it; an approved detector change (cut-off, calendar) is
 written to the registry file's tuning table that the analytics engines apply where a score would
 open an alert (telemetry_shared/detector_tuning.py), in the same step as the decision (if the
-registry cannot be written, the decision is not taken either); undo deletes it there. Every step
+registry cannot be written, the decision is not taken either; if the API's own commit fails after the
+registry was written, the registry write is undone); undo deletes it there. Every step
 is a row of `alarm_audit` (subject `tuning:<id>`); a decision on a proposal already decided is a
 conflict and changes nothing.
 
@@ -29,6 +30,7 @@ re-running the detectors over InfluxDB; bench/bench_alarm_week.py measures it on
 """
 
 import json
+import logging
 import sqlite3
 from typing import Any
 
@@ -37,6 +39,8 @@ from pydantic import BaseModel
 from api.alarms.maintenance import log_alarm
 from api.db import ApiDb
 from telemetry_shared.detector_tuning import DetectorChange, DetectorTuningStore, local_time
+
+log = logging.getLogger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS alarm_tuning (
@@ -231,25 +235,33 @@ class TuningStore:
         """approve or reject a proposal, or undo an approved change."""
         was, becomes = {"approve": ("proposed", "approved"), "reject": ("proposed", "rejected"),
                         "undo": ("approved", "undone")}[action]
-        with self.db.transaction() as conn:
-            row = conn.execute("SELECT * FROM alarm_tuning WHERE id = ?", (tuning_id,)).fetchone()
-            if row is None:
-                raise TuningNotFound(f"no tuning proposal {tuning_id}")
-            if row["state"] != was:
-                who = row["undone_by"] or row["decided_by"] or "nobody"
-                raise TuningConflict(f"tuning {tuning_id} is {row['state']} (by {who}); only a {was} one can be "
-                                     f"{becomes}")
-            if action == "undo":
-                conn.execute("UPDATE alarm_tuning SET state = ?, undone_by = ?, undone_ms = ? WHERE id = ?",
-                             (becomes, actor, now, tuning_id))
-            else:
-                conn.execute("UPDATE alarm_tuning SET state = ?, decided_by = ?, decided_ms = ? WHERE id = ?",
-                             (becomes, actor, now, tuning_id))
-            log_alarm(conn, now, actor, f"tuning_{becomes}", f"tuning:{tuning_id}", note,
-                      device=row["device"], metric=row["metric"], rule=row["rule"], change=row["change"],
-                      params=json.loads(row["params"]))
-            if action != "reject" and row["change"] != ADVISORY:
-                self._to_detectors(_tuning(row), action, actor, now)  # raises: the transaction rolls back
+        written = None  # the registry file was written: undone if the API's own commit then fails
+        try:
+            with self.db.transaction() as conn:
+                row = conn.execute("SELECT * FROM alarm_tuning WHERE id = ?", (tuning_id,)).fetchone()
+                if row is None:
+                    raise TuningNotFound(f"no tuning proposal {tuning_id}")
+                if row["state"] != was:
+                    who = row["undone_by"] or row["decided_by"] or "nobody"
+                    raise TuningConflict(f"tuning {tuning_id} is {row['state']} (by {who}); only a {was} one can be "
+                                         f"{becomes}")
+                if action == "undo":
+                    conn.execute("UPDATE alarm_tuning SET state = ?, undone_by = ?, undone_ms = ? WHERE id = ?",
+                                 (becomes, actor, now, tuning_id))
+                else:
+                    conn.execute("UPDATE alarm_tuning SET state = ?, decided_by = ?, decided_ms = ? WHERE id = ?",
+                                 (becomes, actor, now, tuning_id))
+                log_alarm(conn, now, actor, f"tuning_{becomes}", f"tuning:{tuning_id}", note,
+                          device=row["device"], metric=row["metric"], rule=row["rule"], change=row["change"],
+                          params=json.loads(row["params"]))
+                if action != "reject" and row["change"] != ADVISORY:
+                    self._to_detectors(_tuning(row), action, actor, now)  # raises: the transaction rolls back
+                    written = row
+        except sqlite3.Error as exc:
+            if written is None:
+                raise
+            self._restore_detectors(written, action)
+            raise TuningUnavailable(f"the API's database could not be written ({exc}); nothing was decided") from exc
         return self.get(tuning_id)
 
     def _to_detectors(self, tuning: Tuning, action: str, actor: str, now: int) -> None:
@@ -267,6 +279,17 @@ class TuningStore:
                 self.detector.remove(tuning.id)
         except sqlite3.Error as exc:
             raise TuningUnavailable(f"the registry file could not be written ({exc}); nothing was decided") from exc
+
+    def _restore_detectors(self, row: Any, action: str) -> None:
+        """Put the registry file back as it was before a decision the API's database did not keep."""
+        tuning = _tuning(row)
+        try:
+            if action == "approve":
+                self.detector.remove(tuning.id)
+            else:  # undo: the approved change goes back, as its approver wrote it
+                self._to_detectors(tuning, "approve", row["decided_by"] or "", row["decided_ms"] or 0)
+        except Exception:  # the original failure is the one to report; this one needs a person
+            log.exception("tuning %s: the registry file no longer matches the API's database", tuning.id)
 
     def get(self, tuning_id: int) -> Tuning:
         rows = self.db.query("SELECT * FROM alarm_tuning WHERE id = ?", (tuning_id,))

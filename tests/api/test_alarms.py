@@ -513,3 +513,43 @@ def test_a_rejected_proposal_changes_nothing_and_a_bad_cause_is_refused(make_api
         raise_alarm(api, "inc-bad", device="wtr-0005", district="tanjungpinang-kota")
         bad = op.post("/alerts/inc-bad/resolve", json={"note": "x", "cause": "bored"})
         assert bad.status_code == 422 and not api.services.alerts.store.get("inc-bad").resolved
+
+
+class CommitFails:
+    """The API database's connection whose next COMMIT fails (a full disk at that moment); the rest is real."""
+
+    def __init__(self, conn):
+        self.conn = conn
+
+    def execute(self, sql, *args):
+        if sql == "COMMIT":
+            raise sqlite3.OperationalError("database or disk is full")
+        return self.conn.execute(sql, *args)
+
+    def __getattr__(self, name):
+        return getattr(self.conn, name)
+
+
+def test_a_decision_the_api_database_cannot_commit_is_undone_in_the_registry_file_too(make_api):
+    from telemetry_shared.detector_tuning import DetectorTuningStore
+
+    api = make_api(api_alarm_chatter_count=100)
+    tuning = api.services.alerts.alarms.tuning
+    registry = DetectorTuningStore(api.settings.registry_file)
+    with api.client("operator") as op, api.client("engineer") as eng:
+        dismiss(api, op, "inc-cw1", "planned_work", device="wtr-0006")
+        dismiss(api, op, "inc-cw2", "planned_work", device="wtr-0006")
+        [proposal] = proposals(op)
+        real = tuning.db.conn
+        for action, state, in_registry in (("approve", "proposed", []), ("undo", "approved", [proposal["id"]])):
+            tuning.db.conn = CommitFails(real)
+            try:
+                failed = eng.post(f"/alarms/tuning/{proposal['id']}/{action}", json={})
+            finally:
+                tuning.db.conn = real
+            assert failed.status_code == 503 and "nothing was decided" in failed.json()["message"], failed.text
+            assert tuning.get(proposal["id"]).state == state
+            assert [c.tuning_id for c in registry.changes()] == in_registry  # the registry agrees with the API
+            if action == "approve":  # the disk has room again: the same approval goes through
+                assert eng.post(f"/alarms/tuning/{proposal['id']}/approve", json={}).status_code == 200
+                assert [c.tuning_id for c in registry.changes()] == [proposal["id"]]
