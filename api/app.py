@@ -63,6 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                   lifespan=lifespan, responses=errors.ERROR_RESPONSES)
     app.state.services = services
     app.state.public_limiter = RateLimiter(settings.api_public_rate_per_min)
+    app.state.opendata_limiter = RateLimiter(settings.api_opendata_rate_per_min)
     errors.install(app)
     # a complaint may carry a photo: its body may be that much larger (the form parser caps each part)
     app.add_middleware(BodyLimit, larger={"/open311/v2/requests.": settings.api_citizen_photo_max_bytes + 65_536})

@@ -30,10 +30,19 @@ class RateLimiter:
             return 0.0
 
 
-def public_rate_limit(request: Request) -> None:
-    """A dependency: 429 with Retry-After when a client asks too often."""
-    limiter: RateLimiter = request.app.state.public_limiter
+def _limit(limiter: RateLimiter, request: Request) -> None:
     wait_s = limiter.allow(request.client.host if request.client else "unknown")
     if wait_s:
         raise HTTPException(429, f"too many requests; try again in {wait_s:.0f} s",
                             headers={"Retry-After": str(max(1, round(wait_s)))})
+
+
+def public_rate_limit(request: Request) -> None:
+    """A dependency: 429 with Retry-After when a client asks too often."""
+    _limit(request.app.state.public_limiter, request)
+
+
+def opendata_rate_limit(request: Request) -> None:
+    """The same for the open-data catalogue, CKAN actions and downloads, from a bucket of their own: a
+    harvester walks package_list, every package_show and every download, far past the public limit."""
+    _limit(request.app.state.opendata_limiter, request)

@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     api_escalate_after_s: float = Field(900.0, gt=0, description="unacknowledged this long: severity up, reminder")
     api_silent_after_s: float = Field(600.0, gt=0, description="an active device not heard from this long is silent")
     api_public_rate_per_min: int = Field(60, gt=0, description="public requests per client address per minute")
+    api_opendata_rate_per_min: int = Field(600, gt=0, description="open-data catalogue (/opendata, CKAN /api/action) "
+                                           "and download requests per client address per minute, a bucket of "
+                                           "their own: a portal harvesting every dataset must not hit 429")
     api_public_data_cache_mb: int = Field(512, ge=0, le=1_000_000, description="open-data downloads kept on disk "
                                           "($CITY_DATA_DIR/opendata-cache), oldest deleted past this; 0: no cache")
     api_notify_rules: list[dict[str, str]] = Field(

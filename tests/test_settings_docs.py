@@ -15,7 +15,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # Where a setting's row goes, by the start of its name; the first match wins; the rest: the top README.
 OWNERS = (
     ("api/README.md", ("api_host", "api_port", "api_db_path", "api_mqtt_user", "api_escalate", "api_silent",
-                       "api_public", "api_notify", "api_sensor", "api_hospital", "api_citizen", "api_alarm", "smtp_",
+                       "api_public", "api_opendata", "api_notify", "api_sensor", "api_hospital", "api_citizen",
+                       "api_alarm", "smtp_",
                        "registry_path")),
     ("telemetry_cli/README.md", ("api_url", "api_token", "broker_", "device_", "mqtt_tls_port")),
     ("ingest/README.md", ("ingest_", "raw_retention", "rollup_")),

@@ -20,12 +20,12 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from api.opendata import catalogue, datasets, policy
-from api.ratelimit import public_rate_limit
+from api.ratelimit import opendata_rate_limit
 from api.services import ApiServices, Services
 
 # CKAN's own envelope and errors, held to CKAN by a real CKAN client (tests/api/test_opendata_catalogue.py),
 # so left out of the OpenAPI schema like Open311
-router = APIRouter(tags=["ckan"], dependencies=[Depends(public_rate_limit)])
+router = APIRouter(tags=["ckan"], dependencies=[Depends(opendata_rate_limit)])
 
 MAX_ROWS = 1000
 MAX_BODY_KEYS = 50

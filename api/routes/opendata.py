@@ -1,4 +1,5 @@
-"""Open data, no key, rate limited like every public route: the datasets, each dataset's page of periods,
+"""Open data, no key, rate limited per client address in a bucket of its own (CITY_API_OPENDATA_RATE_PER_MIN,
+also the CKAN routes'): the datasets, each dataset's page of periods,
 the downloads (CSV, JSON) per local day or month, and the DCAT catalogue (JSON-LD). Every row comes
 through api/opendata/datasets.rows, so through the publication policy (api/opendata/policy.py); a closed
 or unknown dataset is 404 alike, and a closed one is in no list.
@@ -18,10 +19,10 @@ from pydantic import BaseModel
 
 from api.opendata import catalogue, datasets, downloads, policy
 from api.opendata.datasets import Dataset
-from api.ratelimit import public_rate_limit
+from api.ratelimit import opendata_rate_limit
 from api.services import ApiServices, Services
 
-router = APIRouter(prefix="/opendata", tags=["open data"], dependencies=[Depends(public_rate_limit)],
+router = APIRouter(prefix="/opendata", tags=["open data"], dependencies=[Depends(opendata_rate_limit)],
                    responses={429: {"description": "too many requests; see Retry-After"},
                               404: {"description": "no published dataset of this id, or no data for the period"}})
 
