@@ -46,7 +46,8 @@ def _device(kind: str, district: str, n: int) -> str:
 def planted(make_api, tmp_path):
     profile = tmp_path / "city.yaml"
     profile.write_text(PROFILE.read_text(encoding="utf-8").split("\nopen_data:")[0], encoding="utf-8")
-    api = make_api(profile=profile, api_public_rate_per_min=10_000_000)
+    api = make_api(profile=profile, api_public_rate_per_min=10_000_000,
+                   api_opendata_rate_per_min=10_000_000)
     now = int(time.time() * 1000)
     first = (now // HOUR_MS - 6) * HOUR_MS
     times = [now - 50 * HOUR_MS, now - 30 * HOUR_MS, *range(first, now, 20 * 60_000)]
