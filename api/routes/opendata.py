@@ -6,7 +6,8 @@ or unknown dataset is 404 alike, and a closed one is in no list.
 
 Hostile input answers fast with a 4xx before InfluxDB is asked: a period that is not a day or a month
 of 2000-2099 (422, by the schema), a format not offered (422), a day the month lacks, a period not begun
-yet, a dataset that is not published, a period before the dataset's first row (404)."""
+yet, a dataset that is not published (404). A period with nothing published (before the dataset's first
+row, or no row yet at all) is 200 with an empty file: CSV header only, JSON `"data": []`, NGSI-LD `[]`."""
 
 import datetime as dt
 import json
@@ -24,7 +25,8 @@ from api.services import ApiServices, Services
 
 router = APIRouter(prefix="/opendata", tags=["open data"], dependencies=[Depends(opendata_rate_limit)],
                    responses={429: {"description": "too many requests; see Retry-After"},
-                              404: {"description": "no published dataset of this id, or no data for the period"}})
+                              404: {"description": "no published dataset of this id, a day the month lacks, "
+                                                           "or a period not begun yet"}})
 
 PLACEHOLDER = "https://opendata-base.invalid"
 SMALL_FILE_BYTES = 4_000_000
@@ -111,7 +113,10 @@ def dcat(services: Services, request: Request) -> Response:
     return Response(body, media_type="application/ld+json")
 
 
-def _bounds(services: ApiServices, dataset: Dataset, period: str) -> tuple[int, int]:
+def _bounds(services: ApiServices, dataset: Dataset, period: str) -> tuple[int, int, bool]:
+    """The period's [start, end) in ms and whether the dataset can have rows in it (False: before its first row,
+    or no rows at all yet; the answer is then an empty file, not an error: a harvester asking for a day with
+    nothing published did nothing wrong)."""
     profile = services.settings.city
     try:
         start, end = datasets.period_bounds(profile, period)
@@ -121,20 +126,21 @@ def _bounds(services: ApiServices, dataset: Dataset, period: str) -> tuple[int, 
     if start >= now:
         raise HTTPException(404, f"{period} has not begun yet")
     first = catalogue.coverage(services).get(dataset.id)
-    if first is None or end <= first:
-        raise HTTPException(404, f"{dataset.id} has no data for {period}")
-    return start, end
+    return start, end, first is not None and end > first
 
 
 @router.get("/download/{dataset_id}/{period}.{fmt}", summary="A dataset's rows of a local day or month",
             responses={200: {"content": {"text/csv": {}, "application/json": {}}}, 422: {}})
 def download(dataset_id: DatasetId, period: Period, fmt: FileFormat, services: Services) -> Any:
     dataset = _open(services, dataset_id)
-    start, end = _bounds(services, dataset, period)
+    start, end, has_rows = _bounds(services, dataset, period)
     name = f"{dataset_id}_{period}.{fmt}"
     media_type = downloads.FORMATS[fmt].media_type
     headers = {"Content-Disposition": f'attachment; filename="{name}"'}
     now = int(dt.datetime.now(dt.UTC).timestamp() * 1000)
+    if not has_rows:  # header only / [] / no entities: nothing asked of InfluxDB, nothing cached
+        empty = b"".join(downloads.stream(dataset, period, fmt, (), services.settings.city))
+        return Response(empty, media_type=media_type, headers=headers)
     cache: downloads.DownloadCache = services.downloads
     cached = cache.fresh(dataset, period, fmt, end, now)
     if cached is not None:

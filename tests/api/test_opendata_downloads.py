@@ -62,6 +62,21 @@ def test_a_local_day_holds_only_that_day(flows):
                         for r in rows)
 
 
+def test_a_period_with_nothing_published_is_an_empty_file_not_an_error(flows):
+    api, _, _ = flows
+    with api.client() as c:
+        files = {fmt: c.get(f"/opendata/download/water-flow_lps/2001-01.{fmt}") for fmt in ("csv", "json", "ngsild")}
+        unknown = c.get("/opendata/download/no-such-data/2001-01.csv")
+    assert {fmt: a.status_code for fmt, a in files.items()} == {"csv": 200, "json": 200, "ngsild": 200}
+    assert files["csv"].text.splitlines() == ["time,district,value,min,max,sum,devices,readings"]
+    assert files["csv"].headers["content-type"].startswith("text/csv")
+    assert files["json"].json() == {"dataset": "water-flow_lps", "period": "2001-01",
+                                    "columns": ["time", "district", "value", "min", "max", "sum", "devices",
+                                                "readings"], "data": []}
+    assert files["ngsild"].json() == []
+    assert unknown.status_code == 404  # an unknown dataset stays an error
+
+
 @pytest.mark.parametrize("path, status, says", [
     ("/opendata/download/no-such-data/2026-11.csv", 404, "no published dataset"),
     ("/opendata/download/building-co2_ppm/2026-11.csv", 404, "no published dataset"),  # closed
@@ -70,7 +85,6 @@ def test_a_local_day_holds_only_that_day(flows):
     ("/opendata/download/water-flow_lps/1999-12.csv", 422, "period"),
     ("/opendata/download/water-flow_lps/9999-12.csv", 422, "period"),
     ("/opendata/download/water-flow_lps/2098-12.csv", 404, "has not begun"),
-    ("/opendata/download/water-flow_lps/2001-01.csv", 404, "no data for 2001-01"),
     ("/opendata/download/water-flow_lps/2026-1.csv", 422, "period"),
     ("/opendata/download/water-flow_lps/2026-11.xlsx", 422, "fmt"),
     ("/opendata/download/water-flow_lps/2026-11.parquet", 422, "fmt"),
