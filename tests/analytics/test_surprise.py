@@ -86,6 +86,18 @@ def test_a_big_spike_or_dip_on_a_daily_cycle_scores_near_the_top_and_stronger_ev
     assert round(scores[8], 6) < round(scores[12], 6) < round(scores[30], 6) < 1.0
 
 
+def test_a_22_sigma_dip_on_a_saturday_scores_near_the_top():
+    """Issue 13, measured from outside: a -22 sigma dip on a Saturday of a 10-day, 5-minute daily cycle
+    (amplitude 15, noise sd 1) scored 0.48. The first Saturday (day 3) has no weekend profile yet."""
+    for seed in (0, 3, 8):
+        for at in (3 * DAY + 77, 3 * DAY + 200):  # 2025-01-04, a Saturday: morning and afternoon
+            y = daily(seed)
+            y[at] -= 22
+            score = score_rows(table(y)).score
+            assert score[at] >= 0.98, (seed, at, score[at])
+            assert score[at] == score[3 * DAY:4 * DAY].max()  # the day's top row
+
+
 def test_six_sigma_spikes_on_a_daily_cycle_mostly_score_high():
     """6 sigmas of the noise, on a working day with a daily profile (the row's own noise and the profile's
     spread make its z anywhere from about 4 to 8): most score 0.9 or more, on that row."""
@@ -106,6 +118,18 @@ def test_a_level_shift_is_flagged_on_its_first_rows_and_then_stops():
         score = score_rows(table(y)).score
         assert max(score[at], score[at + 1]) >= 0.9, score[at:at + 3]
         assert score[at + 10:at + DAY].max() < 0.9  # the new normal is no longer surprising
+
+
+def test_the_first_row_of_a_12_sigma_level_shift_scores_high_at_once():
+    """Issue 13, measured from outside: the first row of a +12 sigma shift scored 0.11 and the shift was
+    flagged only from its third row."""
+    for seed in (0, 4, 9):
+        y = daily(seed)
+        at = 7 * DAY + 40 + 3 * seed
+        y[at:] += 12
+        score = score_rows(table(y)).score
+        assert score[at] >= 0.98 and score[at + 1] >= 0.9, (seed, score[at:at + 3])
+        assert score[at - DAY:at].max() < 0.5  # the day before stays quiet
 
 
 def test_the_onset_scores_highest_not_the_whole_incident():
