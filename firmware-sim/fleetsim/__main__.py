@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from fleetsim.fleetfile import FleetError, load_fleet
-from fleetsim.runner import FleetRunner, RunOptions
+from fleetsim.runner import FleetRunner, RunOptions, raise_fd_limit
 from fleetsim.scenario import DEFAULT_SCENARIO, ScenarioError, load_scenario
 
 
@@ -42,6 +42,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--history-interval", type=_positive, default=None, help="history sampling interval, s")
     parser.add_argument("--micropython", type=int, default=0, metavar="N",
                         help="run N of the devices as real MicroPython processes (the unix port)")
+    parser.add_argument("--duty-cycle", action="store_true",
+                        help="each device wakes every interval: connect, publish what it holds, disconnect "
+                             "(a fleet larger than the broker's file-descriptor limit)")
     args = parser.parse_args(argv)
     if not 0 <= args.micropython <= 32:
         parser.error("--micropython: 0..32 processes")
@@ -67,7 +70,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     options = RunOptions(seed=args.seed, speed=args.speed, duration_s=args.duration, history_hours=args.hours,
                          history_interval_s=args.history_interval, interval_s=args.interval,
-                         labels_path=args.labels, micropython=args.micropython)
+                         labels_path=args.labels, micropython=args.micropython,
+                         duty_cycle=args.duty_cycle)
+    raise_fd_limit(len(fleet.devices) + 1024)  # one socket per device, and a margin
     runner = FleetRunner(fleet, scenario, options)
     print(f"fleetsim: {len(fleet.devices)} devices -> {fleet.host}:{fleet.port}, {len(runner.faults)} faults, "
           f"{args.hours} h of history", flush=True)

@@ -10,12 +10,14 @@ scenario interval until stopped or `duration_s` has passed.
 
 import asyncio
 import random
+import resource
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edge.agent import BACKOFF_MIN_MS, FW_VERSION, HIST_BATCH, Agent
+from edge.agent import BACKOFF_MIN_MS, FW_VERSION, HIST_BATCH, Agent, link_failure
 from edge.clock import ticks_ms
 from fleetsim.device import SimDevice
 from fleetsim.faults import Fault, write_labels
@@ -51,6 +53,10 @@ class RunOptions:
     verbose: bool = True  # print a status line every report_every_s
     micropython: int = 0  # this many devices run as real MicroPython processes instead
     status_interval_ms: int = 300_000  # each device's health status, this often
+    # Duty-cycled devices (battery meters on NB-IoT/LTE-M do this): wake, connect with the device's own
+    # credentials, publish what is buffered, disconnect. A fleet larger than the broker's file-descriptor
+    # limit can then run: only the devices awake at this moment hold a connection.
+    duty_cycle: bool = False
 
 
 @dataclass
@@ -64,6 +70,8 @@ class Stats:
     connected: int = 0
     history_done: int = 0
     started: float = field(default_factory=time.monotonic)
+    # Live publish lag, s: from the reading's tick to the broker's PUBACK (the last 200,000, bounded memory).
+    lags: deque = field(default_factory=lambda: deque(maxlen=200_000))
 
     def line(self, devices: int) -> str:
         elapsed = max(time.monotonic() - self.started, 1e-9)
@@ -111,6 +119,10 @@ class DeviceRunner:
             self.client = AsyncMQTT(sim.id, fleet.host, fleet.port, sim.id, password, keepalive_s=60)
         config = {"device_id": sim.id, "fw": "sim-" + FW_VERSION, "interval_ms": runner.interval_ms,
                   "batch_size": 1, "buffer_capacity": 50_000, "status_interval_ms": runner.options.status_interval_ms}
+        if runner.options.duty_cycle:
+            # 100,000 devices x the 16 KB default is 1.6 GB of message buffers; a board's is small too, and a
+            # backlog that does not fit is sent in smaller batches (the agent halves the batch).
+            config["message_bytes"] = 4096
         self.agent = Agent(config, self.source, client=self.client)
         self.next_retry = 0.0
         self.malformed_due = False
@@ -226,15 +238,55 @@ class DeviceRunner:
         loop = asyncio.get_running_loop()
         next_tick = loop.time()
         while not self.runner.stop_requested:  # besides cancellation, which a racing await can lose
-            await self.try_connect()
-            self.sample(utc_now_ms(), None)
-            await self.flush()
-            await self.keep_alive()
+            if self.runner.options.duty_cycle:
+                await self.wake()
+            else:
+                await self.try_connect()
+                self.sample(utc_now_ms(), None)
+                await self.flush()
+                await self.keep_alive()
+            if self.agent.inflight is None and not len(self.agent.buffer):
+                self.runner.stats.lags.append(loop.time() - next_tick)
             next_tick += self.agent.interval_ms / 1000
             now = loop.time()
             if next_tick < now:
                 next_tick = now + self.agent.interval_ms / 1000  # fell behind: skip, do not burst
             await asyncio.sleep(next_tick - now)
+
+    async def wake(self) -> None:
+        """One duty cycle: connect, take the reading, publish everything buffered, the status when it is
+        due, disconnect cleanly (no last will). A failed connect leaves the reading buffered (flagged as
+        taken offline, as on the board) for the next wake."""
+        if asyncio.get_running_loop().time() < self.next_retry:
+            self.sample(utc_now_ms(), None)
+            return
+        try:
+            await self.client.connect(clean_session=True)
+        except OSError as exc:
+            self.agent.link_error = link_failure(exc)
+            self.runner.stats.connect_failures += 1
+            self.lost()
+            self.sample(utc_now_ms(), None)
+            return
+        self.agent.connected = True
+        self.agent.backoff_ms = BACKOFF_MIN_MS
+        self.runner.stats.connects += 1
+        self.runner.stats.connected += 1
+        self.sample(utc_now_ms(), None)
+        await self.flush(force=True)
+        if self.agent.connected and (self.agent.status_sent == 0 or self.agent.status_due(ticks_ms())):
+            try:
+                self.agent.status_sent = ticks_ms()
+                await self.client.publish(self.agent.status_topic, self.agent.status(), True, 1)
+            except OSError:
+                self.lost()
+        if self.agent.connected:
+            self.agent.connected = False
+            self.runner.stats.connected -= 1
+            try:
+                await self.client.disconnect()
+            except OSError:
+                self.client.close()
 
     async def run(self) -> None:
         await asyncio.sleep(self.rng.random() * self.runner.options.connect_spread_s)
@@ -244,6 +296,8 @@ class DeviceRunner:
 
     async def goodbye(self) -> None:
         """A clean disconnect after an offline status, so the last will does not fire."""
+        if self.runner.options.duty_cycle and not self.agent.connected and len(self.agent.buffer):
+            await self.wake()  # a duty-cycled device sends what it holds before it stops
         if not self.agent.connected:
             self.client.close()
             return
@@ -255,6 +309,18 @@ class DeviceRunner:
             self.client.close()
         self.agent.connected = False
         self.runner.stats.connected -= 1
+
+
+def raise_fd_limit(wanted: int) -> int:
+    """Raise this process's soft file-descriptor limit towards `wanted` (never past the hard limit, which
+    only a privileged parent can lift); returns the limit now in force. Children (a broker started
+    from here) inherit it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if target > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        return target
+    return soft
 
 
 class FleetRunner:
@@ -358,5 +424,5 @@ class FleetRunner:
         return {"devices": len(self.devices), "micropython": len(self.micropython.devices),
                 "messages": self.stats.messages, "readings": self.stats.readings,
                 "history_readings": self.stats.history_readings, "history_done": self.stats.history_done,
-                "malformed": self.stats.malformed,
+                "malformed": self.stats.malformed, "connects": self.stats.connects,
                 "connect_failures": self.stats.connect_failures, "faults": len(self.faults)}

@@ -1,0 +1,136 @@
+"""The fleet simulator at city scale: N devices at one reading a minute against a real Mosquitto.
+
+Runs the fleet runner in this process (the real agent logic: buffering, sequence numbers, boot ids,
+the payload contract; every device logs in with its own username, which the broker's ACL pins to
+its own topics) for a bounded time and reports, over a steady window:
+  messages/s achieved against the target (N / 60 s), the simulator's CPU share (of one core),
+  Mosquitto's CPU share, both processes' resident memory, the broker's open file descriptors,
+  the peak of connections open at once, and the publish lag (reading's tick -> broker's PUBACK)
+  p50/p99.
+
+Modes: persistent (one MQTT connection per device for the whole run; bounded by the file-descriptor
+limit of the broker and of this process) and --duty-cycle (each device wakes once a minute: connect,
+publish, disconnect; only the devices awake at a moment hold a connection).
+
+The bench devices share one password (hashing 100,000 PBKDF2 secrets would take a minute here); each
+still logs in under its own username and the broker checks the password on every connect.
+
+Usage: python3 bench/bench_fleet_scale.py --devices 10000 50000 100000 [--seconds 60] [--duty-cycle]
+"""
+
+import argparse
+import asyncio
+import os
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "firmware-sim")]
+
+import fleetsim  # noqa: E402
+from fleetsim.fleetfile import parse_fleet  # noqa: E402
+from fleetsim.runner import FleetRunner, RunOptions, raise_fd_limit  # noqa: E402
+
+from telemetry_shared import broker  # noqa: E402
+from telemetry_shared.servers import Mosquitto  # noqa: E402
+
+INTERVAL_S = 60.0
+WARMUP_S = 5.0
+
+
+def proc_cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def proc_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def open_fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def quantile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def run_fleet(fleet: dict, scenario: dict, seconds: float, duty_cycle: bool, broker_pid: int) -> dict:
+    options = RunOptions(seed=1, interval_s=INTERVAL_S, connect_spread_s=INTERVAL_S, verbose=False,
+                         duty_cycle=duty_cycle)
+    runner = FleetRunner(parse_fleet(fleet), scenario, options)
+    task = asyncio.create_task(runner.run())
+    await asyncio.sleep(WARMUP_S)  # the devices' first wakes are spread over the minute: steady from here
+    stats = runner.stats
+    stats.lags.clear()
+    t0, m0, c0, b0 = time.perf_counter(), stats.messages, time.process_time(), proc_cpu_s(broker_pid)
+    peak_connected, peak_fds = 0, 0
+    while time.perf_counter() - t0 < seconds:
+        await asyncio.sleep(0.5)
+        peak_connected = max(peak_connected, stats.connected)
+        peak_fds = max(peak_fds, open_fds(broker_pid))
+    wall = time.perf_counter() - t0
+    result = {"mps": (stats.messages - m0) / wall, "target": len(runner.sims) / INTERVAL_S,
+              "sim_cpu": (time.process_time() - c0) / wall, "broker_cpu": (proc_cpu_s(broker_pid) - b0) / wall,
+              "sim_rss_mb": proc_rss_mb(os.getpid()), "broker_rss_mb": proc_rss_mb(broker_pid),
+              "peak_connected": peak_connected, "broker_fds": peak_fds, "lags": list(stats.lags),
+              "connect_failures": stats.connect_failures}
+    runner.request_stop()
+    await task
+    return result
+
+
+def one_size(devices: int, seconds: float, duty_cycle: bool) -> dict:
+    scenario = fleetsim.load_scenario()
+    specs = fleetsim.plan_fleet(scenario, devices, 1)
+    password = broker.new_secret()
+    hashed = broker.hash_password(password)
+    with tempfile.TemporaryDirectory() as tmp:
+        mosquitto = Mosquitto(Path(tmp) / "mosquitto", users={s["id"]: hashed for s in specs}).start(timeout_s=120)
+        try:
+            fleet = {"devices": [s | {"password": password} for s in specs],
+                     "broker": {"host": "127.0.0.1", "port": mosquitto.port}}
+            return asyncio.run(run_fleet(fleet, scenario, seconds, duty_cycle, mosquitto.proc.pid))
+        finally:
+            mosquitto.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--devices", type=int, nargs="+", default=[10_000])
+    parser.add_argument("--seconds", type=float, default=60.0, help="the measured window, per size")
+    parser.add_argument("--duty-cycle", action="store_true", help="devices connect, publish, disconnect each minute")
+    args = parser.parse_args()
+    if any(not 1 <= n <= 200_000 for n in args.devices) or not 5 <= args.seconds <= 600:
+        parser.error("--devices 1..200000, --seconds 5..600 (bounded)")
+    limit = raise_fd_limit(1_048_576)  # the broker started below inherits it
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    mode = "duty-cycled (connect, publish, disconnect each minute)" if args.duty_cycle else "persistent connections"
+    print(f"fleet scale, {mode}; file descriptors: {limit} (hard limit {hard}) for this process and the broker; "
+          f"load average {os.getloadavg()[0]:.2f}")
+    print(f"{'devices':>8} {'msg/s':>8} {'target':>8} {'ratio':>6} {'sim CPU':>8} {'broker CPU':>10} "
+          f"{'sim RSS MB':>10} {'broker RSS MB':>13} {'peak conns':>10} {'broker fds':>10} "
+          f"{'lag p50 s':>9} {'lag p99 s':>9} {'conn fail':>9}")
+    for devices in args.devices:
+        r = one_size(devices, args.seconds, args.duty_cycle)
+        print(f"{devices:8d} {r['mps']:8.0f} {r['target']:8.0f} {r['mps'] / r['target']:6.2f} {r['sim_cpu']:8.2f} "
+              f"{r['broker_cpu']:10.2f} {r['sim_rss_mb']:10.0f} {r['broker_rss_mb']:13.0f} "
+              f"{r['peak_connected']:10d} {r['broker_fds']:10d} {quantile(r['lags'], 0.5):9.3f} "
+              f"{quantile(r['lags'], 0.99):9.3f} {r['connect_failures']:9d}", flush=True)
+        if r["lags"]:
+            print(f"         ({len(r['lags'])} publishes timed; mean lag {statistics.fmean(r['lags']):.3f} s)")
+    print(f"load average after {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
