@@ -350,6 +350,10 @@ class EngineParams:
     update_every_s: float = 60.0
     # Telemetry is gathered this long before each scoring pass.
     batch_ms: int = 500
+    # Series without a detector state (new, or after an upgrade or a lost state file) are first scored over
+    # their whole buffer, ~10 ms each: at most this many a pass, so 100,000 of them do not stop the stream for
+    # ~17 minutes. The others wait, buffering, and are built in the next passes (engine._defer_rebuilds).
+    rebuilds_per_pass: int = 100
     params: DetectorParams = field(default_factory=DetectorParams)
 
 

@@ -62,6 +62,7 @@ class AnalyticsEngine:
         self.learnt = LearntState.empty(self.params, self.detector)
         self.clock = clock.ClockScorer(self.params, self.detector)
         self.pending: dict[str, list] = defaultdict(list)  # metric -> [(row, samples added, live)] since the pass
+        self.rebuild_budget = self.params.rebuilds_per_pass  # rebuilds left in this pass (_defer_rebuilds)
         self.counters: Counter[str] = Counter()
         self.peer_pool: ThreadPoolExecutor | None = None  # check_peers_beside's thread, made on first use
         self.peer_running: tuple[peercheck.PeerJob, Future] | None = None
@@ -129,6 +130,7 @@ class AnalyticsEngine:
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms
         sent: list[dict] = []
         pending, self.pending = self.pending, defaultdict(list)
+        self.rebuild_budget = self.params.rebuilds_per_pass
         for metric, items in pending.items():
             sent += self._apply(self._score(metric, items), now_ms)
         return sent + self._apply(self.clock.score(self.learnt.arrivals), now_ms)
@@ -141,6 +143,9 @@ class AnalyticsEngine:
         for row, added, is_live in items:
             new_count[row] = min(new_count[row] + added, block.capacity)  # older ones already left the buffer
             live[row] = live.get(row, False) or is_live
+        self._defer_rebuilds(metric, new_count, live)
+        if not new_count:
+            return []
         rows = np.array(sorted(new_count))
         values, times = block.values[rows], block.times[rows]
         scored = self._score_new(metric, rows, np.array([new_count[row] for row in rows]))
@@ -169,6 +174,22 @@ class AnalyticsEngine:
                                         float(score[i, at]), str(rule[i, at]), str(severity[i, at]),
                                         int(times[i, at]), detail))
         return findings
+
+    def _defer_rebuilds(self, metric: str, new_count: dict[int, int], live: dict[int, bool]) -> None:
+        """Keep this pass's rebuilds (rows without a detector state, scored over their whole buffer at ~10 ms
+        each) within the pass's budget: the rows past it leave `new_count` and go back to the pending readings
+        with their count and liveness, so the next pass that builds them scores every reading they buffered
+        meanwhile and feeds the live ones to the hysteresis (their alerts come late, none is lost). Lowest rows
+        first: a block's rows are in order of arrival, so the longest waiting are built first."""
+        stream = self.learnt.stream(metric, self.detector)
+        scored = stream.arrays["scored"]
+        fresh = [row for row in sorted(new_count) if row >= scored.shape[0] or scored[row] == 0]
+        waiting = fresh[max(self.rebuild_budget, 0):]
+        self.rebuild_budget -= len(fresh) - len(waiting)
+        self.counters["rebuilds"] += len(fresh) - len(waiting)
+        for row in waiting:
+            self.pending[metric].append((row, new_count.pop(row), live.pop(row)))
+        self.counters["rebuilds_waiting"] = sum(len(items) for items in self.pending.values())
 
     def _score_new(self, metric: str, rows: np.ndarray, counts: np.ndarray) -> MetricScores:
         """The rules over each row's newest counts[i] samples, right-aligned in max(counts) columns (NaN, '' on

@@ -67,7 +67,8 @@ class EngineService:
                                              profile_bucket_ms=settings.analytics_profile_bucket_s * 1000,
                                              profile_days=settings.analytics_profile_days,
                                              profile_fine_days=settings.analytics_profile_fine_days,
-                                             profile_coarse_ms=coarse_ms(settings))
+                                             profile_coarse_ms=coarse_ms(settings),
+                                             rebuilds_per_pass=settings.analytics_rebuilds_per_pass)
         # the city's working week and days off (public holidays, its own) for the day-type profile
         today = datetime.date.today()
         span = (today - datetime.timedelta(days=40), today + datetime.timedelta(days=800))
