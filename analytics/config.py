@@ -275,13 +275,22 @@ COMMON_LIMITS: dict[str, list[Limit]] = {
 }
 
 
+# IEC 61000-4-30 / EN 50160: a voltage under 10 % of the nominal is an interruption (no supply), not a dip.
+SUPPLY_LOST_FRACTION = 0.1
+
+
 def city_limits(profile: "CityProfile") -> dict[str, list[Limit]]:
     """COMMON_LIMITS plus the city profile's grid and water limits."""
     grid, water = profile.grid, profile.water
     nominal = f"{grid.nominal_voltage_v:g} V, {grid.nominal_frequency_hz:g} Hz"
     return COMMON_LIMITS | {
+        # The later limit wins where both breach: a supply lost is told apart from one out of range, as
+        # the two differ in consequence (api/alarms/priority.py: no power now, or harm within the shift).
         "voltage_v": [Limit(*grid.voltage_limits_v, "voltage_out_of_range", "critical",
-                            f"{grid.standard}: supply voltage around the nominal {nominal}")],
+                            f"{grid.standard}: supply voltage around the nominal {nominal}"),
+                      Limit(grid.nominal_voltage_v * SUPPLY_LOST_FRACTION, None, "supply_lost", "critical",
+                            f"IEC 61000-4-30: under {SUPPLY_LOST_FRACTION:.0%} of the nominal {nominal} "
+                            "the supply is interrupted")],
         "frequency_hz": [Limit(*grid.frequency_limits_hz, "frequency_out_of_range", "critical",
                                f"{grid.standard}: frequency around the nominal {nominal}")],
         "pressure_bar": [Limit(water.pressure_min_bar, None, "pressure_low", "critical", water.pressure_source)],

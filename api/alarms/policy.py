@@ -4,7 +4,7 @@ or reopens the alarm (AlertStore.classify), so an alarm is never seen half-class
 
 Grouping (EEMUA 191 "suppression by design"): an alarm joins
 - a *consequence root*: an open root alarm (ROOT_RULES, e.g. a power district's voltage out of
-  range) in the same district within the flood window, when its own rule is one that a lost
+  range or lost) in the same district within the flood window, when its own rule is one that a lost
   supply causes (CONSEQUENCE_RULES: devices falling silent, pressure and flow off);
 - else the *first* alarm of the same district and utility opened within the group window.
 Children are kept (audited, listed under their root) but are not alarms of their own on the
@@ -22,7 +22,7 @@ from api.alarms.priority import ADVISORY, PriorityTable
 from telemetry_shared.settings import Settings
 
 # Alarms that stand for a lost supply in a whole district, and what follows from one.
-ROOT_RULES = ("voltage_out_of_range", "district_outage")
+ROOT_RULES = ("supply_lost", "voltage_out_of_range", "district_outage")
 CONSEQUENCE_RULES = ("silent", "pressure_low", "unusual_value", "level_shift", "off_daily_profile")
 
 Note = tuple[str, str, dict[str, Any]]  # (audit action, note, detail)

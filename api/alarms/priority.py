@@ -30,10 +30,11 @@ ADVISORY = "advisory"  # not an alarm: off the alarm board
 DEFAULT_TABLE: dict[str, str] = {
     # high: a service lost now
     "water:pressure_low": "high",  # no water at the taps (a main burst drops pressure)
-    "power:voltage_out_of_range": "high",  # a district without power, or a brown-out damaging appliances
+    "power:supply_lost": "high",  # no power: the voltage under 10 % of the nominal (analytics/config.py)
     "building:ward_full": "high",  # a hospital ward with no free bed
     "*:district_outage": "high",  # the district root alarm (api/alarms/policy.py)
     # medium: harm within the shift
+    "power:voltage_out_of_range": "medium",  # a sag or swell: appliances at risk, a tap or feeder to fix
     "power:frequency_out_of_range": "medium",
     "water:night_flow_rise": "medium",  # a leak growing night after night
     "water:dma_burst": "medium",  # a burst of 1 L/s or more in a DMA: a crew to send (analytics/waterwatch.py)

@@ -45,12 +45,18 @@ def test_priority_follows_consequence_not_the_detectors_severity(api, analytics)
     analytics.publish(alert("inc-burst", device="wtr-0001", rule="pressure_low", severity="warning"))
     analytics.publish(alert("inc-stuck", device="pwr-0001", kind="power", metric="frequency_hz",
                             rule="stuck_sensor", severity="critical"), device="pwr-0001")
+    for n, rule in (("sag", "voltage_out_of_range"), ("dark", "supply_lost")):
+        analytics.publish(alert(f"inc-{n}", device=f"pwr-000{len(n)}", kind="power", metric="voltage_v", rule=rule,
+                                severity="critical"), device=f"pwr-000{len(n)}")
     with api.client("operator") as op:
-        wait_for(lambda: op.get("/alerts").json()["count"] == 2)
+        wait_for(lambda: op.get("/alerts").json()["count"] == 4)
         by_id = {a["id"]: a for a in op.get("/alerts").json()["data"]}
         assert by_id["inc-burst"]["priority"] == "high"  # no water at the taps
         assert by_id["inc-stuck"]["priority"] == "low"  # a stuck frequency meter: maintenance, however sure
-        assert [a["id"] for a in op.get("/alerts", params={"priority": "high"}).json()["data"]] == ["inc-burst"]
+        assert by_id["inc-sag"]["priority"] == "medium"  # a sag on one meter: appliances at risk within the shift
+        assert by_id["inc-dark"]["priority"] == "high"  # no power at all
+        assert sorted(a["id"] for a in op.get("/alerts", params={"priority": "high"}).json()["data"]) == [
+            "inc-burst", "inc-dark"]
 
 
 def test_priority_overrides_come_from_the_settings_and_bad_ones_refuse_to_start(make_api, tmp_path, mosquitto):
@@ -252,7 +258,7 @@ def test_a_root_resolved_with_a_cause_resolves_its_open_children_with_it_and_kee
 
 
 def test_a_district_without_power_groups_the_silence_and_flow_alarms_that_follow(api):
-    raise_alarm(api, "inc-root", device="pwr-0001", kind="power", metric="voltage_v", rule="voltage_out_of_range",
+    raise_alarm(api, "inc-root", device="pwr-0001", kind="power", metric="voltage_v", rule="supply_lost",
                 severity="critical")
     raise_alarm(api, "inc-quiet", device="wtr-0001", metric="", rule="silent")
     raise_alarm(api, "inc-flow", device="wtr-0002", metric="flow_lps", rule="unusual_value")
@@ -306,7 +312,7 @@ def test_kpis_count_what_the_operator_saw(make_api):
     t0 = NOW()
     for n in range(12):  # annunciated: 12 in one 10-minute period, a flood
         raise_alarm(api, f"inc-k{n}", device=f"pwr-{n:04d}", kind="power", metric="voltage_v",
-                    rule=("voltage_out_of_range" if n < 2 else "drift"), district=districts[n % len(districts)],
+                    rule=("supply_lost" if n < 2 else "drift"), district=districts[n % len(districts)],
                     started_ms=t0 - 1000 - n)
         if n < 11:  # nothing groups them: as if each came more than the group window after the one before
             api.services.alerts.store.db.conn.execute("UPDATE alerts SET received_ms = received_ms - 61000")

@@ -170,6 +170,8 @@ def test_grid_limits_come_from_the_profile():
     assert _rules(sixty, "voltage_v", [120.0, 118.0, 230.0, 105.0]) == ["", "", "voltage_out_of_range",
                                                                         "voltage_out_of_range"]
     assert _rules(fifty, "voltage_v", [230.0, 120.0]) == ["", "voltage_out_of_range"]
+    # under 10 % of the nominal the supply is lost, a different consequence (high, not medium)
+    assert _rules(fifty, "voltage_v", [22.0, 24.0, 0.0]) == ["supply_lost", "voltage_out_of_range", "supply_lost"]
     assert _rules(sixty, "turbidity_ntu", [0.5, 2.0]) == ["", "turbidity_high"]
     assert _rules(fifty, "turbidity_ntu", [0.5, 2.0]) == ["", ""]
 
