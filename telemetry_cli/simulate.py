@@ -42,11 +42,12 @@ def simulate(
     scenario: Annotated[Path | None, typer.Option(help=say("simulate.help7"))] = None,
     labels: Annotated[Path | None, typer.Option(help=say("simulate.help8"))] = None,
     as_json: Annotated[bool, typer.Option("--json", help=say("simulate.help9"))] = False,
+    duty_cycle: Annotated[bool, typer.Option("--duty-cycle", help=say("simulate.help10"))] = False,
 ) -> None:
     """Run a simulated fleet against the local city started by `city up`."""
     import fleetsim
     from fleetsim.fleetfile import parse_fleet
-    from fleetsim.runner import FleetRunner, RunOptions
+    from fleetsim.runner import FleetRunner, RunOptions, raise_fd_limit
 
     for name, value in (("--hours", hours), ("--speed", speed), ("--duration", duration), ("--interval", interval)):
         if value is not None and not math.isfinite(value):
@@ -70,7 +71,8 @@ def simulate(
              "broker": {"host": "127.0.0.1", "port": stack.mqtt_port}}
     _write_private(work / "fleet.json", json.dumps(fleet))
     options = RunOptions(seed=seed, speed=speed, duration_s=duration, history_hours=hours, interval_s=interval,
-                         labels_path=labels_path, verbose=False)
+                         labels_path=labels_path, verbose=False, duty_cycle=duty_cycle)
+    raise_fd_limit(len(specs) + 1024)  # one socket per device, and a margin
     runner = FleetRunner(parse_fleet(fleet), scenario_data, options)
     started_ms = runner.hist_start_ms
     asyncio.run(_run_with_progress(runner, quiet=as_json))

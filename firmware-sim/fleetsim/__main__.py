@@ -45,7 +45,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--duty-cycle", action="store_true",
                         help="each device wakes every interval: connect, publish what it holds, disconnect "
                              "(a fleet larger than the broker's file-descriptor limit)")
+    parser.add_argument("--readings-per-wake", type=int, default=1, metavar="K",
+                        help="with --duty-cycle: wake every K readings, sending the K in one message")
     args = parser.parse_args(argv)
+    if not 1 <= args.readings_per_wake <= 60:
+        parser.error("--readings-per-wake: 1..60")
     if not 0 <= args.micropython <= 32:
         parser.error("--micropython: 0..32 processes")
     if args.hours > 24 * 35:
@@ -71,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     options = RunOptions(seed=args.seed, speed=args.speed, duration_s=args.duration, history_hours=args.hours,
                          history_interval_s=args.history_interval, interval_s=args.interval,
                          labels_path=args.labels, micropython=args.micropython,
-                         duty_cycle=args.duty_cycle)
+                         duty_cycle=args.duty_cycle, readings_per_wake=args.readings_per_wake)
     raise_fd_limit(len(fleet.devices) + 1024)  # one socket per device, and a margin
     runner = FleetRunner(fleet, scenario, options)
     print(f"fleetsim: {len(fleet.devices)} devices -> {fleet.host}:{fleet.port}, {len(runner.faults)} faults, "

@@ -35,6 +35,9 @@ MALFORMED_PAYLOADS = (  # what a broken device sends: each one a different contr
 )
 
 
+WAKES_AT_ONCE = 500  # duty-cycled devices with a connection open at one moment, at most
+
+
 def utc_now_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -57,6 +60,7 @@ class RunOptions:
     # credentials, publish what is buffered, disconnect. A fleet larger than the broker's file-descriptor
     # limit can then run: only the devices awake at this moment hold a connection.
     duty_cycle: bool = False
+    readings_per_wake: int = 1  # duty-cycled: wake every this many readings (the others wait in the buffer)
 
 
 @dataclass
@@ -123,9 +127,12 @@ class DeviceRunner:
             # 100,000 devices x the 16 KB default is 1.6 GB of message buffers; a board's is small too, and a
             # backlog that does not fit is sent in smaller batches (the agent halves the batch).
             config["message_bytes"] = 4096
+            config["batch_size"] = runner.options.readings_per_wake  # the K readings of a wake, one message
         self.agent = Agent(config, self.source, client=self.client)
         self.next_retry = 0.0
         self.malformed_due = False
+        # Duty-cycled: each device at its own phase, so the fleet's wakes are spread over the K minutes.
+        self.ticks = self.rng.randrange(runner.options.readings_per_wake) if runner.options.duty_cycle else 0
 
     # ------------------------------------------------------------ connection
 
@@ -239,7 +246,11 @@ class DeviceRunner:
         next_tick = loop.time()
         while not self.runner.stop_requested:  # besides cancellation, which a racing await can lose
             if self.runner.options.duty_cycle:
-                await self.wake()
+                self.ticks += 1
+                if self.ticks % self.runner.options.readings_per_wake:
+                    self.sample(utc_now_ms(), False)  # asleep: a live reading, sent at the next wake
+                else:
+                    await self.wake()
             else:
                 await self.try_connect()
                 self.sample(utc_now_ms(), None)
@@ -257,6 +268,12 @@ class DeviceRunner:
         """One duty cycle: connect, take the reading, publish everything buffered, the status when it is
         due, disconnect cleanly (no last will). A failed connect leaves the reading buffered (flagged as
         taken offline, as on the board) for the next wake."""
+        # At most WAKES_AT_ONCE devices awake: a starved process then runs late instead of opening
+        # connections it cannot serve until the broker runs out of file descriptors (seen at 50k and 100k).
+        async with self.runner.wake_slots:
+            await self._wake()
+
+    async def _wake(self) -> None:
         if asyncio.get_running_loop().time() < self.next_retry:
             self.sample(utc_now_ms(), None)
             return
@@ -380,6 +397,7 @@ class FleetRunner:
 
     async def run(self) -> Stats:
         self.stopping = asyncio.Event()
+        self.wake_slots = asyncio.Semaphore(WAKES_AT_ONCE)
         self.stop_requested = False
         self.wall0 = time.monotonic()
         self.stats = Stats()

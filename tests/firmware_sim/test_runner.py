@@ -295,3 +295,29 @@ def test_duty_cycled_devices_lose_nothing_and_keep_their_identity(make_mosquitto
         assert not any(b.get("hist") for b in bodies), device  # taken while connected: live
         readings += sum(len(b["r"]) for b in bodies)
     assert readings == summary["readings"]
+
+
+def test_duty_cycled_fleet_loses_no_reading_through_ingest(make_mosquitto, influx_db, registry, tmp_path):
+    """The scaled path end to end: 300 duty-cycled devices (a reading every 2 s, two a wake, one message)
+    through the broker and a real ingest worker into influxd: every reading the fleet took is stored,
+    those still asleep in a buffer at the stop included."""
+    mosquitto = make_mosquitto()
+    fleet_file, specs = make_fleet(tmp_path, mosquitto, 300, seed=8)
+    for spec in specs:
+        registry.add(DeviceNew(**spec))
+    settings = make_settings(tmp_path, mosquitto, str(influx_db.http.base_url), influx_db.db)
+    dead = DeadLetters(tmp_path / "dl.sqlite3")
+    worker = IngestWorker(settings, registry, V1Writer(settings.influx_url, settings.influx_db), dead)
+    worker.start()
+    try:
+        done = run_fleetsim("--fleet", str(fleet_file), "--interval", "2", "--duration", "12", "--duty-cycle",
+                            "--readings-per-wake", "2", "--scenario", str(_no_fault_scenario(tmp_path)), timeout=90)
+        assert done.returncode == 0, done.stderr
+        summary = json.loads(done.stdout.strip().splitlines()[-1])
+        counted = _settled_count(influx_db, summary["readings"])
+    finally:
+        worker.stop()
+    assert summary["readings"] >= 300 * 3, summary  # every device woke several times
+    assert summary["messages"] < summary["readings"] * 0.75, summary  # readings went two a message
+    assert summary["connect_failures"] == 0, summary
+    assert counted == summary["readings"], (counted, summary, dead.counts(), worker.counters)
