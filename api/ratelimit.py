@@ -1,5 +1,6 @@
 """A token bucket per client address for the public routes."""
 
+import math
 import threading
 import time
 
@@ -33,8 +34,9 @@ class RateLimiter:
 def _limit(limiter: RateLimiter, request: Request) -> None:
     wait_s = limiter.allow(request.client.host if request.client else "unknown")
     if wait_s:
-        raise HTTPException(429, f"too many requests; try again in {wait_s:.0f} s",
-                            headers={"Retry-After": str(max(1, round(wait_s)))})
+        wait_whole_s = max(1, math.ceil(wait_s))  # never "try again in 0 s"
+        raise HTTPException(429, f"too many requests; try again in {wait_whole_s} s",
+                            headers={"Retry-After": str(wait_whole_s)})
 
 
 def public_rate_limit(request: Request) -> None:
