@@ -206,7 +206,8 @@ class EngineService:
     def _save(self, learnt: LearntState, now_ms: int) -> None:
         started = time.monotonic()
         try:
-            size = save_state(learnt, self.state_file, now_ms)
+            report: dict = {}
+            size = save_state(learnt, self.state_file, now_ms, report)
         except OSError as exc:  # a full or read-only disk: the engine goes on, the previous checkpoint stays
             self.engine.counters["state_save_errors"] += 1
             log.warning("analytics state not saved to %s: %s", self.state_file, exc)
@@ -216,5 +217,6 @@ class EngineService:
             log.exception("analytics state not saved to %s", self.state_file)
             return
         self.engine.counters["state_saves"] += 1
-        log.info("analytics state saved to %s: %.1f MB in %.2f s", self.state_file, size / 1e6,
-                 time.monotonic() - started)
+        self.engine.counters["state_written_bytes"] = report["written"]
+        log.info("analytics state saved to %s: %.1f MB, %.1f MB of it written (the chunks that changed), in %.2f s",
+                 self.state_file, size / 1e6, report["written"] / 1e6, time.monotonic() - started)

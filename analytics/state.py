@@ -41,7 +41,11 @@ before the restart is still reported once it has been silent for its
 The file is one `numpy.savez` archive (no pickle: loaded with
 allow_pickle=False; keys and small values as JSON text in a uint8 array),
 written to a temporary file and renamed over the old one, so a crash while
-saving leaves the previous checkpoint. A file that cannot be trusted
+saving leaves the previous checkpoint. Since version 5 its large (series x
+samples) arrays are row chunks in `engine-<user>.chunks/` beside it, named
+by their digest: a save writes only the chunks that changed, and the old
+ones are deleted only once the new file naming the new ones is in place
+(analytics.statechunks). A file that cannot be trusted
 (corrupt, truncated, another format or version, shapes that do not add up) is
 moved aside to `<name>.bad-<UTC stamp>` and the engine starts fresh.
 """
@@ -68,6 +72,7 @@ from analytics.incidents import Incident
 from analytics.learnt import LearntState, new_history
 from analytics.rules import Hysteresis
 from analytics.shards import adopt
+from analytics.statechunks import MANIFEST, ChunkedArchive, manifest_member, prune, write_chunks
 from analytics.statefile import (
     FORMAT,
     HYSTERESIS_FIELDS,
@@ -95,8 +100,10 @@ def state_file(directory: Path, mqtt_user: str) -> Path:
 # ---------------------------------------------------------------- save
 
 
-def save_state(learnt: LearntState, path: Path | str, now_ms: int | None = None) -> int:
-    """Write an engine's learnt state (`engine.learnt`) to `path` atomically; returns the file's size in bytes.
+def save_state(learnt: LearntState, path: Path | str, now_ms: int | None = None, report: dict | None = None) -> int:
+    """Write an engine's learnt state (`engine.learnt`) to `path` atomically; returns the state's size in bytes
+    (the file and its chunks). Only the chunks that changed since the last save are written
+    (analytics.statechunks); `report`, if given, gets "written" (bytes written by this save) and "size".
 
     Call it from the thread that runs the engine (the engine is not thread-safe),
     after process(), so no reading waits unscored. now_ms: the save's time
@@ -144,7 +151,13 @@ def save_state(learnt: LearntState, path: Path | str, now_ms: int | None = None)
             # after the restart clears it rather than leaving it active in the alert store.
             "incidents": [_incident_json(key, incident) for key, incident in learnt.incidents.items()]}
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-    return _write_atomically(path, arrays)
+    small, manifest, written = write_chunks(arrays, path)
+    small[MANIFEST] = manifest_member(manifest)
+    size = _write_atomically(path, small)
+    size += prune(path, manifest)  # only now: until the rename, the old file's chunks are its checkpoint
+    if report is not None:
+        report.update(written=written + path.stat().st_size, size=size)
+    return size
 
 
 def snapshot(learnt: LearntState) -> LearntState:
@@ -350,7 +363,11 @@ def _read(path: Path, engine: AnalyticsEngine) -> tuple[int, LearntState]:
     """(when it was saved, the file's state checked and fitted to the engine's sizes); raises StateError on
     anything wrong."""
     names = check_members(path)
-    with np.load(path, allow_pickle=False) as archive:
+    with np.load(path, allow_pickle=False) as opened:
+        archive = opened
+        if MANIFEST in names:  # version 5: the large arrays in chunks beside the file
+            archive = ChunkedArchive(opened, path, opened[MANIFEST])
+            names = (names - {MANIFEST}) | archive.names()
         if "meta" not in names:
             raise StateError("no meta member: not an analytics state file")
         meta = read_meta(archive["meta"])

@@ -4,6 +4,9 @@
     python3 bench/bench_state.py --devices 500 --metrics 3 --runs 5
     python3 bench/bench_state.py --scored               # with the detectors' state (one pass first)
 
+Saves: a full one (into an empty chunk folder: every chunk written), then incremental ones after 0 %, 1 %
+and 100 % of the series (at random rows) changed every array since the previous save: seconds and MB written.
+
 An engine is filled as after 8 days of running (EngineParams defaults: a
 1,440-sample buffer per series, 2 days of one-minute and 6 of ten-minute bucket means), with
 `--metrics` metrics per device plus each device's arrivals (the clock
@@ -19,6 +22,7 @@ separate pass, as tracing slows the timed ones.
 
 import argparse
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -36,6 +40,7 @@ from analytics.config import EngineParams  # noqa: E402
 from analytics.engine import AnalyticsEngine  # noqa: E402
 from analytics.learnt import new_history  # noqa: E402
 from analytics.state import load_state, save_state  # noqa: E402
+from analytics.statechunks import chunk_dir  # noqa: E402
 from telemetry_shared.registry import Registry  # noqa: E402
 
 METRICS = ("power_kw", "voltage_v", "current_a", "frequency_hz", "power_factor", "energy_kwh")
@@ -54,7 +59,9 @@ def filled_engine(registry: Registry, devices: int, metrics: int, seed: int = 0)
     for block in (learnt.arrivals, *(learnt.block(metric, params.buffer_samples) for metric in METRICS[:metrics])):
         for key in keys:
             block.row(key)
-        block.times[:devices] = end_ms - 60_000 * np.arange(block.capacity)[::-1] + rng.integers(0, 999)
+        # each device its own second in the minute: identical rows would share chunks (analytics.statechunks)
+        second = rng.integers(0, 59_999, (devices, 1))
+        block.times[:devices] = end_ms - 60_000 * np.arange(block.capacity)[::-1] + second
         block.values[:devices] = rng.normal(100, 5, (devices, block.capacity))
     for metric in METRICS[:metrics]:
         learnt.history[metric] = history = new_history(params)
@@ -99,6 +106,37 @@ def state_arrays(engine: AnalyticsEngine) -> list[np.ndarray]:
     return out
 
 
+def save_after_changes(engine: AnalyticsEngine, state: Path, share: float, runs: int) -> tuple[float, int]:
+    """Median seconds and bytes written of a save after `share` of the series (picked at random, as devices of
+    every pace are interleaved in the rows) changed each of their arrays since the last save."""
+    rng = np.random.default_rng(1)
+    times, written = [], []
+    for _ in range(runs):
+        save_state(engine.learnt, state)
+        arrivals = engine.learnt.arrivals
+        arrivals.times[np.flatnonzero(rng.random(len(arrivals.keys)) < share), -1] += 1
+        for metric, block in engine.learnt.blocks.items():
+            n = len(block.keys)
+            rows = np.flatnonzero(rng.random(n) < share)
+            block.values[rows, -1] += 1.0
+            block.times[rows, -1] += 1
+            history = engine.learnt.history.get(metric)
+            if history is not None:
+                history.fine[rows, 0] += 1.0
+                history.coarse[rows, 0] += 1.0
+            stream = engine.learnt.streams.get(metric)
+            if stream is not None:
+                for array in stream.arrays.values():
+                    if array.ndim >= 2 and array.shape[0] >= n:  # per series
+                        array[rows] += 1.0
+        report: dict = {}
+        started = time.perf_counter()
+        save_state(engine.learnt, state, report=report)
+        times.append(time.perf_counter() - started)
+        written.append(report["written"])
+    return statistics.median(times), int(statistics.median(written))
+
+
 def raw_write(arrays: list[np.ndarray], path: Path) -> None:
     with open(path, "wb") as out:
         for array in arrays:
@@ -137,7 +175,12 @@ def main() -> None:
         arrays = state_arrays(engine)
         raw_bytes = sum(a.nbytes for a in arrays)
 
-        save_s = median_time(lambda: save_state(engine.learnt, state), args.runs)
+        def full_save() -> None:  # into an empty folder: every chunk written
+            shutil.rmtree(chunk_dir(state), ignore_errors=True)
+            save_state(engine.learnt, state)
+
+        save_s = median_time(full_save, args.runs)
+        incremental = {share: save_after_changes(engine, state, share, args.runs) for share in (0.0, 0.01, 1.0)}
         raw_save_s = median_time(lambda: raw_write(arrays, raw), args.runs)
 
         def load() -> AnalyticsEngine:
@@ -151,7 +194,7 @@ def main() -> None:
         load()
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
-        size = state.stat().st_size
+        size = state.stat().st_size + sum(f.stat().st_size for f in chunk_dir(state).iterdir())
         registry.close()
 
     print(f"analytics state: {args.devices:,} devices x {args.metrics} metric(s) = {series:,} series + arrivals; "
@@ -160,6 +203,9 @@ def main() -> None:
           f"{raw_bytes / 1e6:,.1f} MB)")
     print(f"{'':28}{'seconds':>9}{'MB/s':>9}{'vs raw':>8}")
     print(f"{'save_state (atomic, fsync)':28}{save_s:9.2f}{size / 1e6 / save_s:9.0f}{save_s / raw_save_s:7.1f}x")
+    for share, (seconds, written) in incremental.items():
+        print(f"{f'save, {share:.0%} series changed':28}{seconds:9.2f}{'':9}{seconds / raw_save_s:7.1f}x"
+              f"   {written / 1e6:,.1f} MB written")
     print(f"{'raw write + fsync':28}{raw_save_s:9.2f}{raw_bytes / 1e6 / raw_save_s:9.0f}{1:7.1f}x")
     print(f"{'load_state (checked)':28}{load_s:9.2f}{size / 1e6 / load_s:9.0f}{load_s / raw_load_s:7.1f}x")
     print(f"{'raw read (numpy.fromfile)':28}{raw_load_s:9.2f}{raw_bytes / 1e6 / raw_load_s:9.0f}{1:7.1f}x")

@@ -1,0 +1,150 @@
+"""The state saved incrementally (analytics.statechunks): a save writes the chunks that changed only, loads
+back equal, and a save cut short (an exception before the rename, a SIGKILL at a random point) leaves the
+last good checkpoint loadable; a truncated or altered chunk is refused like any untrusted file."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from analytics import state as state_module
+from analytics import statechunks
+from analytics.config import EngineParams
+from analytics.engine import AnalyticsEngine
+from analytics.state import load_state, save_state
+from tests.analytics.test_engine import voltage_batches
+
+ROOT = Path(__file__).resolve().parents[2]
+DEVICES = 24
+
+
+@pytest.fixture
+def small_chunks(monkeypatch):
+    """Chunks of 4 series from 1 KB up, so a test-sized engine has many."""
+    monkeypatch.setattr(statechunks, "CHUNK_ROWS", 4)
+    monkeypatch.setattr(statechunks, "MIN_CHUNKED_BYTES", 1024)
+
+
+def filled(registry, devices: int = DEVICES) -> AnalyticsEngine:
+    from telemetry_shared.registry import DeviceNew
+    names = [f"pwr-{i:04d}" for i in range(devices)]
+    for name in names:
+        registry.add(DeviceNew(id=name, kind="power", district="bukit-bestari"))
+    engine = AnalyticsEngine(registry, None, None, EngineParams(buffer_samples=120, profile_days=2))
+    for i, name in enumerate(names):
+        for t, raw in voltage_batches(60, hist=True, seed=i):
+            engine.ingest(name, raw, t + 200)
+    engine.process(now_ms=2_000_000_000_000)
+    assert len(engine.learnt.blocks["voltage_v"].keys) == devices
+    return engine
+
+
+def equal_state(a: AnalyticsEngine, b: AnalyticsEngine) -> None:
+    for metric, block in a.learnt.blocks.items():
+        other = b.learnt.blocks[metric]
+        n = len(block.keys)
+        assert block.keys == other.keys
+        np.testing.assert_array_equal(block.values[:n], other.values[:n])
+        np.testing.assert_array_equal(block.times[:n], other.times[:n])
+        for name, array in a.learnt.streams[metric].arrays.items():
+            np.testing.assert_array_equal(array[:n], b.learnt.streams[metric].arrays[name][:n], err_msg=name)
+
+
+def test_a_second_save_writes_only_the_chunks_that_changed(registry, tmp_path, small_chunks):
+    engine = filled(registry)
+    path = tmp_path / "engine-svc-analytics-0.npz"
+    first, again, after = {}, {}, {}
+    save_state(engine.learnt, path, report=first)
+    save_state(engine.learnt, path, report=again)  # nothing changed: only the small file is rewritten
+    assert again["written"] == path.stat().st_size and again["size"] == first["size"]
+    # One device of 24 has new readings: its chunk (4 series) of each of its arrays is written, not the rest.
+    for t, raw in voltage_batches(5, start_ms=1_767_225_600_000 + 60 * 10_000, seq0=60, hist=True):
+        engine.ingest("pwr-0005", raw, t + 200)
+    engine.process(now_ms=2_000_000_000_000)
+    save_state(engine.learnt, path, report=after)
+    changed = after["written"] - path.stat().st_size
+    assert 0 < changed < (after["size"] - path.stat().st_size) / 4, (changed, after)  # 1 chunk in 6 at most
+    loaded = AnalyticsEngine(registry, None, None, engine.params)
+    assert load_state(loaded, path)
+    equal_state(engine, loaded)
+    # The chunks of the earlier saves no longer named are gone.
+    manifest = state_module.ChunkedArchive(None, path, np.load(path)["chunks"]).manifest
+    named = {f"{d}.npy" for entry in manifest.values() for d in entry["chunks"]}
+    assert {f.name for f in statechunks.chunk_dir(path).iterdir()} == named
+
+
+def test_a_save_cut_short_leaves_the_last_checkpoint(registry, tmp_path, small_chunks, monkeypatch):
+    engine = filled(registry)
+    path = tmp_path / "engine-svc-analytics-0.npz"
+    save_state(engine.learnt, path)
+    before = AnalyticsEngine(registry, None, None, engine.params)
+    assert load_state(before, path)
+    for t, raw in voltage_batches(5, start_ms=1_767_225_600_000 + 60 * 10_000, seq0=60, hist=True):
+        for i in range(DEVICES):
+            engine.ingest(f"pwr-{i:04d}", raw, t + 200)
+    engine.process(now_ms=2_000_000_000_000)
+
+    def power_cut(path, arrays):  # the new chunks are on disk, the file naming them is not
+        raise OSError("power cut")
+
+    monkeypatch.setattr(state_module, "_write_atomically", power_cut)
+    with pytest.raises(OSError):
+        save_state(engine.learnt, path)
+    loaded = AnalyticsEngine(registry, None, None, engine.params)
+    assert load_state(loaded, path) and loaded.counters["state_rejected"] == 0
+    equal_state(before, loaded)  # the last good checkpoint, whole
+
+
+def test_a_truncated_chunk_is_refused(registry, tmp_path, small_chunks):
+    engine = filled(registry)
+    path = tmp_path / "engine-svc-analytics-0.npz"
+    save_state(engine.learnt, path)
+    chunk = sorted(statechunks.chunk_dir(path).iterdir())[0]
+    chunk.write_bytes(chunk.read_bytes()[:-7])
+    loaded = AnalyticsEngine(registry, None, None, engine.params)
+    assert not load_state(loaded, path) and loaded.counters["state_rejected"] == 1
+    assert not path.exists() and not loaded.learnt.blocks  # moved aside, a fresh start
+
+
+SAVER = """
+import sys, time
+sys.path.insert(0, {bench!r})
+from bench_state import filled_engine
+from analytics.state import save_state
+from telemetry_shared.registry import Registry
+engine = filled_engine(Registry({registry!r}), 600, 1)
+block = engine.learnt.blocks["power_kw"]
+for i in range(1000):
+    block.values[(i * 37) % 600: (i * 37) % 600 + 50, -1] += 1.0  # some series changed since the last save
+    save_state(engine.learnt, {path!r})
+    print("saved", i, flush=True)
+"""
+
+
+def test_a_save_killed_at_any_point_leaves_a_loadable_state(tmp_path):
+    """A real process saving in a loop (600 devices, ~25 MB a state), SIGKILLed at random points of its saves."""
+    from telemetry_shared.registry import Registry
+    rng = np.random.default_rng(5)
+    for delay_s in rng.uniform(0.0, 1.5, 4):
+        path = _kill_mid_save(tmp_path, float(delay_s))
+        engine = AnalyticsEngine(Registry(tmp_path / "registry.sqlite3"), None, None, EngineParams())
+        assert load_state(engine, path) and engine.counters["state_rejected"] == 0
+        assert len(engine.learnt.blocks["power_kw"].keys) == 600
+
+
+def _kill_mid_save(tmp_path: Path, delay_s: float) -> Path:
+    path = tmp_path / "engine-svc-analytics-0.npz"
+    code = SAVER.format(bench=str(ROOT / "bench"), registry=str(tmp_path / "registry.sqlite3"), path=str(path))
+    saver = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert saver.stdout.readline().startswith("saved")  # one whole checkpoint first
+        time.sleep(delay_s)
+    finally:
+        os.kill(saver.pid, signal.SIGKILL)
+        saver.wait(timeout=30)
+    return path
