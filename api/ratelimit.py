@@ -44,7 +44,8 @@ def public_rate_limit(request: Request) -> None:
     _limit(request.app.state.public_limiter, request)
 
 
-def opendata_rate_limit(request: Request) -> None:
+async def opendata_rate_limit(request: Request) -> None:
     """The same for the open-data catalogue, CKAN actions and downloads, from a bucket of their own: a
-    harvester walks package_list, every package_show and every download, far past the public limit."""
+    harvester walks package_list, every package_show and every download, far past the public limit.
+    Async: the bucket is a few microseconds under a lock, not worth a worker-thread hop a request."""
     _limit(request.app.state.opendata_limiter, request)

@@ -110,7 +110,7 @@ class ApiServices:
         self.db.close()
 
 
-def get_services(request: Request) -> ApiServices:
+async def get_services(request: Request) -> ApiServices:  # async: no worker-thread hop to read a field
     return request.app.state.services
 
 

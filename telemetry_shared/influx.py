@@ -15,6 +15,7 @@ import gzip
 from typing import Any, Protocol
 
 import httpx
+import orjson
 
 from telemetry_shared.settings import Settings
 
@@ -166,7 +167,8 @@ class InfluxQL:
         except httpx.HTTPError as exc:
             raise InfluxUnavailable(f"InfluxDB not reachable: {exc!r}") from exc
         _raise_for(response)
-        results = response.json().get("results", [])
+        # orjson: the open-data downloads' rollup points parse several times faster than with json
+        results = orjson.loads(response.content).get("results", [])
         for result in results:
             if "error" in result:
                 raise InfluxRejected(f"InfluxQL error: {result['error']}", response.status_code)

@@ -209,9 +209,10 @@ def _rollup_points(influx: InfluxQL, dataset: Dataset, start_ms: int, end_ms: in
 
 
 def _cells(t_ms: int, cells: dict[str, list]) -> Iterator[dict[str, Any]]:
+    time = iso_hour(t_ms)  # once an hour, not once a cell
     for district in sorted(cells):
         total, devices, low, high, readings = cells[district]
-        yield {"t_ms": t_ms, "time": iso_hour(t_ms), "district": district, "value": total / devices,
+        yield {"t_ms": t_ms, "time": time, "district": district, "value": total / devices,
                "min": low, "max": high, "sum": total, "devices": devices, "readings": readings}
 
 
