@@ -20,18 +20,25 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from api.opendata import catalogue, datasets, policy
+from api.params import NOT_BLANK_PATTERN
 from api.ratelimit import opendata_rate_limit
 from api.services import ApiServices, Services
 
-# CKAN's own envelope and errors, held to CKAN by a real CKAN client (tests/api/test_opendata_catalogue.py),
-# so left out of the OpenAPI schema like Open311
+# CKAN's own envelope and errors, held to CKAN by a real CKAN client (tests/api/test_opendata_catalogue.py);
+# the known actions are also in the OpenAPI schema (DOCUMENTED below), so schemathesis fuzzes them
 router = APIRouter(tags=["ckan"], dependencies=[Depends(opendata_rate_limit)])
 
 MAX_ROWS = 1000
+DIGITS = re.compile(r"^[0-9]{1,20}$")
 MAX_BODY_KEYS = 50
+MAX_QUERY, MAX_SORT = 500, 100  # characters of q and fq, of sort
 CKAN_VERSION = "2.10.4"  # the action API version these answers follow
 FQ_TERM = re.compile(r'^(-?)(name|tags|organization|res_format|license_id|metadata_modified):'
                      r'("[^"]*"|\[[^\]]*\]|[^\s"]+)$')
+
+
+class QueryText(str):
+    """A value from the query string (text whatever it says), told apart from a JSON body's strings."""
 
 
 class CkanError(Exception):
@@ -45,18 +52,30 @@ def _help(request: Request, action: str) -> str:
 
 
 def _int(params: dict[str, Any], name: str, default: int, maximum: int | None = None) -> int:
+    """A natural number: a JSON int, or digits only in a query string (all a query string has), else 409."""
     value = params.get(name, default)
-    if isinstance(value, bool):
-        raise CkanError(409, "Validation Error", "Validation Error", **{name: ["Invalid integer"]})
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise CkanError(409, "Validation Error", "Validation Error", **{name: ["Invalid integer"]}) from None
-    if number < 0:
+    if isinstance(value, QueryText) and DIGITS.match(value):
+        value = int(value)
+    if isinstance(value, float) and value.is_integer():  # JSON's 34.0 is an integer (JSON Schema says so too)
+        value = int(value)
+    if isinstance(value, QueryText) and value.startswith("-") and DIGITS.match(value[1:]):
         raise CkanError(409, "Validation Error", "Validation Error", **{name: ["Must be a natural number"]})
-    if maximum is not None and number > maximum:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise CkanError(409, "Validation Error", "Validation Error", **{name: ["Invalid integer"]})
+    if value < 0:
+        raise CkanError(409, "Validation Error", "Validation Error", **{name: ["Must be a natural number"]})
+    if maximum is not None and value > maximum:
         raise CkanError(409, "Validation Error", "Validation Error", **{name: [f"Must be at most {maximum}"]})
-    return number
+    return value
+
+
+def _str(params: dict[str, Any], name: str, longest: int) -> str:
+    value = params.get(name, "")
+    if not isinstance(value, str):  # JSON's null or a number too
+        raise CkanError(409, "Validation Error", "Validation Error", **{name: ["Must be a string"]})
+    if len(value) > longest:
+        raise CkanError(409, "Validation Error", "Validation Error", **{name: [f"At most {longest} characters"]})
+    return value
 
 
 def _packages(services: ApiServices, base: str) -> list[dict[str, Any]]:
@@ -91,10 +110,9 @@ def _fq_match(package: dict[str, Any], field: str, value: str) -> bool:
 def _search(services: ApiServices, base: str, params: dict[str, Any]) -> dict[str, Any]:
     rows = _int(params, "rows", 10, MAX_ROWS)
     start = _int(params, "start", 0, 1_000_000)
-    q = str(params.get("q", "") or "").strip()
-    fq = str(params.get("fq", "") or "").strip()
-    if len(q) > 500 or len(fq) > 500:
-        raise CkanError(400, "Search Query Error", "Search Query Error: q and fq are at most 500 characters")
+    if len(str(params.get("q", ""))) > MAX_QUERY or len(str(params.get("fq", ""))) > MAX_QUERY:
+        raise CkanError(400, "Search Query Error", f"Search Query Error: q and fq are at most {MAX_QUERY} characters")
+    q, fq = _str(params, "q", MAX_QUERY).strip(), _str(params, "fq", MAX_QUERY).strip()
     found = _packages(services, base)
     if q and q != "*:*":
         words = [w.lower() for w in re.split(r"\s+", q) if w]
@@ -107,7 +125,7 @@ def _search(services: ApiServices, base: str, params: dict[str, Any]) -> dict[st
                             "res_format, license_id, metadata_modified")
         negate, field, value = match.groups()
         found = [p for p in found if _fq_match(p, field, value) != bool(negate)]
-    sort = str(params.get("sort", "") or "score desc, metadata_modified desc")
+    sort = _str(params, "sort", MAX_SORT) or "score desc, metadata_modified desc"
     if sort.startswith("metadata_modified"):
         found.sort(key=lambda p: p["metadata_modified"] or "", reverse=sort.endswith("desc"))
     elif sort.startswith(("name", "title_string")):
@@ -141,7 +159,11 @@ def _current(services: ApiServices, base: str, params: dict[str, Any]) -> list[d
 
 
 def _organization_list(services: ApiServices, base: str, params: dict[str, Any]) -> list[Any]:
-    all_fields = str(params.get("all_fields", "false")).lower() in ("true", "1")
+    all_fields = params.get("all_fields", False)
+    if isinstance(all_fields, QueryText):
+        all_fields = {"true": True, "false": False}.get(all_fields, all_fields)
+    if not isinstance(all_fields, bool):  # a JSON true/false, or true/false in a query string
+        raise CkanError(409, "Validation Error", "Validation Error", all_fields=["Must be true or false"])
     return [catalogue.ckan_organization(services, base)] if all_fields else [catalogue.ORGANIZATION]
 
 
@@ -189,7 +211,7 @@ WRITES = re.compile(r"_(create|update|patch|delete|purge)$|^(member_|user_|api_t
 
 
 async def _params(request: Request) -> dict[str, Any]:
-    params: dict[str, Any] = dict(request.query_params)
+    params: dict[str, Any] = {key: QueryText(value) for key, value in request.query_params.items()}
     if request.method == "POST":
         body = await request.body()
         if body.strip():
@@ -219,6 +241,59 @@ async def _action(action: str, request: Request, services: Services) -> JSONResp
     return JSONResponse({"help": help_url, "success": True, "result": result})
 
 
+def _schema_of(params: dict[str, dict[str, Any]], required: tuple[str, ...]) -> dict[str, Any]:
+    """OpenAPI for one action: the same fields as query parameters (GET) or a JSON object (POST)."""
+    query = [{"name": name, "in": "query", "required": name in required, "schema": schema}
+             for name, schema in params.items()]
+    body = {"type": "object", "properties": params, "required": list(required), "maxProperties": MAX_BODY_KEYS}
+    envelope = {"type": "object", "required": ["help", "success"],
+                "properties": {"help": {"type": "string"}, "success": {"type": "boolean"}, "result": {},
+                               "error": {"type": "object", "required": ["__type", "message"]}}}
+    content = {"application/json": {"schema": envelope}}
+    responses = {"200": {"description": "CKAN's envelope, success true", "content": content}} | {
+        code: {"description": f"CKAN's {kind}", "content": content} for code, kind in (
+            ("400", "Bad Request or Search Query Error"), ("404", "Not Found Error"),
+            ("409", "Validation Error"))} | {"429": {"description": "too many requests; see Retry-After"}}
+    return {"get": {"parameters": query, "responses": responses},
+            "post": {"requestBody": {"required": bool(required), "content": {"application/json": {"schema": body}}},
+                     "responses": responses}}
+
+
+_PAGE = {"limit": {"type": "integer", "minimum": 0, "maximum": MAX_ROWS},
+         "offset": {"type": "integer", "minimum": 0, "maximum": 1_000_000}}
+_NAME = {"type": "string", "minLength": 1, "maxLength": 200, "pattern": NOT_BLANK_PATTERN}
+# the documented actions and their fields (validated by the actions themselves, in CKAN's error shapes)
+DOCUMENTED: dict[str, tuple[dict[str, dict[str, Any]], tuple[str, ...]]] = {
+    "package_list": (_PAGE, ()),
+    "current_package_list_with_resources": (_PAGE, ()),
+    "package_show": ({"id": _NAME}, ("id",)),
+    "package_search": ({"q": {"type": "string", "maxLength": MAX_QUERY},
+                        "fq": {"type": "string", "maxLength": MAX_QUERY},
+                        "rows": {"type": "integer", "minimum": 0, "maximum": MAX_ROWS},
+                        "start": {"type": "integer", "minimum": 0, "maximum": 1_000_000},
+                        "sort": {"type": "string", "maxLength": MAX_SORT}}, ()),
+    "organization_list": ({"all_fields": {"type": "boolean"}}, ()),
+    "organization_show": ({"id": _NAME}, ("id",)),
+    "group_list": ({}, ()), "tag_list": ({}, ()), "license_list": ({}, ()), "status_show": ({}, ()),
+    "site_read": ({}, ()),
+    "help_show": ({"name": _NAME}, ("name",)),
+}
+
+
+def _documented(action: str) -> Callable[..., Any]:
+    async def handler(request: Request, services: Services) -> JSONResponse:
+        return await _action(action, request, services)
+    return handler
+
+
+# each known action in the OpenAPI schema (so schemathesis holds it to its schema), before the catch-all that
+# answers CKAN's 400/403 for other action names; /api/action/... is the same, left out of the schema
+for name, (fields, required) in DOCUMENTED.items():
+    extra = _schema_of(fields, required)
+    for method in ("get", "post"):
+        router.add_api_route(f"/api/3/action/{name}", _documented(name), methods=[method.upper()],
+                             summary=f"CKAN {name} (read only)", openapi_extra=extra[method],
+                             response_class=JSONResponse, operation_id=f"ckan_{name}_{method}")
 for prefix in ("/api/3/action", "/api/action"):
     router.add_api_route(prefix + "/{action}", _action, methods=["GET", "POST"], include_in_schema=False,
                          summary="CKAN action API (read only)")

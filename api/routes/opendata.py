@@ -130,7 +130,8 @@ def _now_ms() -> int:
 
 
 @router.get("/download/{dataset_id}/{period}.{fmt}", summary="A dataset's rows of a local day or month",
-            responses={200: {"content": {"text/csv": {}, "application/json": {}}}, 422: {}})
+            responses={200: {"content": {"text/csv": {}, "application/json": {}, "application/ld+json": {}}},
+                       422: {}})
 async def download(dataset_id: DatasetId, period: Period, fmt: FileFormat, services: Services) -> Any:
     """Async so that a cached file (a harvester's usual case) is answered without a worker-thread hop: the
     checks and a stat are microseconds; reading a small cached file from the page cache well under a

@@ -95,6 +95,9 @@ def test_a_period_with_nothing_published_is_an_empty_file_not_an_error(flows):
     ("/api/3/action/package_search?rows=1000000000", 409, "at most 1000"),
     ("/api/3/action/package_list?limit=99999999999999999999", 409, "at most 1000"),
     ("/api/3/action/package_search?start=-1", 409, "natural number"),
+    ("/api/3/action/package_search?rows=1.5", 409, "Invalid integer"),
+    ("/api/3/action/package_search?rows=%2B5", 409, "Invalid integer"),
+    ("/api/3/action/organization_list?all_fields=maybe", 409, "true or false"),
     ("/api/3/action/package_search?q=" + "a" * 5000, 400, "at most 500"),
 ])
 def test_hostile_requests_get_a_clear_4xx_fast(flows, path, status, says):

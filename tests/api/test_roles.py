@@ -74,6 +74,17 @@ MATRIX = [
     ("GET", "/reports/weekly.csv", "/reports/weekly.csv?week=2026-W02&section=water", None, ALL),
     ("GET", "/control-room/report", "/control-room/report", None, PUBLIC),
 ]
+# the CKAN actions (api/routes/ckan.py), open to anyone, GET with a query and POST with a JSON object
+CKAN_ARGS = {"package_show": {"id": "complaints-daily"}, "organization_show": {"id": "city"},
+             "help_show": {"name": "package_list"}}
+CKAN_ACTIONS = ("package_list", "current_package_list_with_resources", "package_show", "package_search",
+                "organization_list", "organization_show", "group_list", "tag_list", "license_list", "status_show",
+                "site_read", "help_show")
+for _action in CKAN_ACTIONS:
+    _args = CKAN_ARGS.get(_action, {})
+    _query = "?" + "&".join(f"{k}={v}" for k, v in _args.items()) if _args else ""
+    MATRIX += [("GET", f"/api/3/action/{_action}", f"/api/3/action/{_action}{_query}", None, PUBLIC),
+               ("POST", f"/api/3/action/{_action}", f"/api/3/action/{_action}", _args, PUBLIC)]
 # tested in test_device*.py, test_hospitals.py, test_open311.py
 OTHER_OWNERS = ("/devices", "/hospitals", "/complaints")
 CITIZENS_PUBLIC = ("/open311", "/public/complaints",  # open to citizens: tests/api/test_open311.py
