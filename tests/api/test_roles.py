@@ -88,7 +88,7 @@ for _action in CKAN_ACTIONS:
 # tested in test_device*.py, test_hospitals.py, test_open311.py
 OTHER_OWNERS = ("/devices", "/hospitals", "/complaints")
 CITIZENS_PUBLIC = ("/open311", "/public/complaints",  # open to citizens: tests/api/test_open311.py
-                   "/opendata/download")  # open files, 404 where a period has no data: tests/api/opendata/
+                   "/opendata/download")  # open files (an empty one for a period with no data): tests/api/opendata/
 
 
 def call(client: httpx.Client, method: str, path: str, body) -> int:
