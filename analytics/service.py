@@ -28,9 +28,12 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from analytics.config import EngineParams
+from analytics.en50160 import Limits
 from analytics.engine import AnalyticsEngine
 from analytics.incidents import AlertOutput
 from analytics.learnt import LearntState
+from analytics.networkreports import NetworkReports
+from analytics.powerreport import REPORT_TIMEOUT_S
 from analytics.shards import ShardFilter
 from analytics.state import load_shard, save_state, snapshot, state_file
 from analytics.water import WaterParams
@@ -100,6 +103,23 @@ class EngineService:
             if settings.analytics_shard == 0 else None
         self.burst_thread = threading.Thread(target=self.bursts.run, args=(self.stopping,), name="dma-bursts",
                                              daemon=True) if self.bursts is not None else None
+        # the water balance and power-quality report for the boards, every CITY_ANALYTICS_NETWORK_REPORT_S (shard 0)
+        self.reports_thread = self._network_reports(registry, writer)
+
+    def _network_reports(self, registry: Registry, writer: LineWriter | None) -> threading.Thread | None:
+        settings = self.settings
+        if settings.analytics_shard != 0 or writer is None or not settings.analytics_network_report_s:
+            return None
+        offset_h = settings.utc_offset_hours if settings.utc_offset_hours is not None else \
+            settings.city.utc_offset_hours
+        # a report reads weeks of every meter in a few queries: the report's timeout, as `city power-quality`
+        influx = InfluxQL(settings.influx_url, settings.influx_db, settings.influx_user, settings.influx_password,
+                          settings.influx_token, max(settings.influx_timeout_s, REPORT_TIMEOUT_S))
+        reports = NetworkReports(registry, influx, writer,
+                                 WaterParams(night_window_h=settings.city.water.night_window_h),
+                                 Limits.from_grid(settings.city.grid), settings.local_zone, offset_h,
+                                 settings.analytics_network_report_s)
+        return threading.Thread(target=reports.run, args=(self.stopping,), name="network-reports", daemon=True)
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
@@ -145,12 +165,15 @@ class EngineService:
         self.worker.start()
         if self.burst_thread is not None:
             self.burst_thread.start()
+        if self.reports_thread is not None:
+            self.reports_thread.start()
 
     def stop(self) -> None:
         self.stopping.set()
         self.worker.join(30)
-        if self.burst_thread is not None and self.burst_thread.is_alive():
-            self.burst_thread.join(30)
+        for thread in (self.burst_thread, self.reports_thread):
+            if thread is not None and thread.is_alive():
+                thread.join(30)
         self.client.disconnect()
         self.client.loop_stop()
 

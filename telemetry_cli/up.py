@@ -61,6 +61,32 @@ def plan_fleet(devices: int, seed: int) -> list[dict]:
     return fleetsim.plan_fleet(fleetsim.load_scenario(fleetsim.DEFAULT_SCENARIO), devices, seed)
 
 
+def plan_networks(now_ms: int):
+    """The scenario's DMAs and feeders (fleetsim/networks.py) and their models' start, or (None, None)."""
+    import fleetsim
+    from fleetsim.networks import anchor_ms
+    from fleetsim.networks import plan_networks as plan
+
+    scenario = fleetsim.load_scenario(fleetsim.DEFAULT_SCENARIO)
+    networks = plan(scenario)
+    if networks is None:
+        return None, None
+    return networks, anchor_ms(scenario, now_ms, networks.config["history_days"])
+
+
+def register_networks(registry_path: Path, networks: list[dict]) -> None:
+    """Each DMA and feeder set as an engineer sets it (Registry.set_network: the API's and CLI's path, checked
+    whole; a city restarted on its data folder replaces them with the same)."""
+    from telemetry_shared.network import NetworkSpec
+
+    registry = Registry(registry_path)
+    try:
+        for network in networks:
+            registry.set_network(NetworkSpec(**network))
+    finally:
+        registry.close()
+
+
 class City:
     """The processes of one local city, started in order and stopped in reverse."""
 
@@ -72,6 +98,7 @@ class City:
         self.mosquitto: Mosquitto | None = None
         self.influxd: Influxd | None = None
         self.stack: LocalStack | None = None
+        self.networks_from_ms: int | None = None
 
     # ------------------------------------------------------------ start
 
@@ -84,7 +111,12 @@ class City:
                  for i in range(broker.MAX_SERVICE_INSTANCES)}
         fleet_specs = plan_fleet(self.devices, seed=7)
         agent_specs = self._agent_specs()
+        # the water and electricity networks: their meters are fleet devices, the DMAs and feeders set on them
+        networks, self.networks_from_ms = plan_networks(int(time.time() * 1000))
+        fleet_specs += networks.devices if networks else []
         passwords = register_devices(self.data_dir / "registry.sqlite3", fleet_specs + agent_specs)
+        if networks:
+            register_networks(self.data_dir / "registry.sqlite3", networks.networks)
         # The broker's device entries are rebuilt from the registry at every start, so a city
         # whose registry came back from a backup admits its devices at once.
         registry = Registry(self.data_dir / "registry.sqlite3")
@@ -134,6 +166,8 @@ class City:
         fleet = {"devices": [spec | {"password": passwords[spec["id"]]} for spec in specs],
                  "broker": {"host": "127.0.0.1", "port": self.stack.mqtt_port, "tls_port": self.mosquitto.tls_port,
                             "ca_file": str(self.tls.ca_crt)}}
+        if self.networks_from_ms is not None:
+            fleet["networks_from_ms"] = self.networks_from_ms
         fleet_file.write_text(json.dumps(fleet, indent=1))
         os.chmod(fleet_file, 0o600)
         return fleet_file
@@ -156,16 +190,42 @@ class City:
             console.print(f"[yellow]{escape(say('up.no_retention', output=output))}[/]")
         # One ingest worker per core (up to 4) sharing the subscription, unless CITY_INGEST_WORKERS says.
         workers = int(os.environ.get("CITY_INGEST_WORKERS") or min(4, os.cpu_count() or 1))
+        self.metrics_ports = []
         for i in range(workers):
+            self.metrics_ports.append(_port_or_free(9108 + i))
             ingest_env = self.stack.service_env("ingest", i) | {
-                "CITY_INGEST_WORKERS": str(workers), "CITY_INGEST_METRICS_PORT": str(_port_or_free(9108 + i))}
+                "CITY_INGEST_WORKERS": str(workers), "CITY_INGEST_METRICS_PORT": str(self.metrics_ports[-1])}
             self._spawn(f"ingest-{i}", [py, "-m", "ingest"], ingest_env)
         self._spawn("analytics", [py, "-m", "analytics"], self.stack.service_env("analytics"))
         self._spawn("api", [py, "-m", "api"], self.stack.service_env("api"))
         self._spawn("rollup", [py, "-m", "telemetry_cli.main", "rollup", "run", "--every-s", "3600"], env)
 
+    def _wait_for_ingest(self, timeout_s: float = 30.0) -> None:
+        """Until every ingest worker has connected to the broker (its metrics say so), at most timeout_s.
+
+        On a fresh city no session holds the shared subscription yet: what devices send before the workers
+        subscribe is lost, and the network meters upload weeks of history in their first seconds."""
+        import httpx
+
+        deadline = time.monotonic() + timeout_s
+        waiting = list(self.metrics_ports)
+        while waiting and time.monotonic() < deadline:
+            try:
+                text = httpx.get(f"http://127.0.0.1:{waiting[0]}/metrics", timeout=2).text
+                if any(line.startswith("ingest_mqtt_connects_total") and not line.endswith(" 0")
+                       for line in text.splitlines()):
+                    waiting.pop(0)
+                    continue
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        time.sleep(1.0)  # the subscription follows the connection at once
+        if waiting:
+            console.print(f"[yellow]{say('up.ingest_not_ready', seconds=round(timeout_s))}[/]")
+
     def _start_fleet(self, fleet_file: Path, agent_specs: list[dict], passwords: dict[str, str]) -> None:
         py = sys.executable
+        self._wait_for_ingest()
         self._spawn("fleet", [py, "-m", "fleetsim", "--fleet", str(fleet_file)], {})
         if agent_specs:
             self._start_micropython_agents(agent_specs, passwords)

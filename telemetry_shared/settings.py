@@ -197,6 +197,8 @@ class Settings(BaseSettings):
     # ~10 ms a rebuild: 100 keep a pass within about a second while 100,000 state-less series are built.
     analytics_rebuilds_per_pass: int = Field(100, ge=1, le=1_000_000, description="series without a saved "
                                              "detector state rebuilt from their buffer per scoring pass")
+    analytics_network_report_s: float = Field(3600.0, ge=0, le=86_400, description="how often the water balance "
+                                              "and the power-quality report are written for the boards; 0: never")
 
     @model_validator(mode="after")
     def _production_needs_real_secrets(self) -> "Settings":

@@ -2,7 +2,11 @@
 
     {"devices": [{"id": "wtr-no-0001", "kind": "water", "district": "north",
                   "lat": 0.92, "lon": 104.45, "password": "..."}],
-     "broker": {"host": "127.0.0.1", "port": 1883}}
+     "broker": {"host": "127.0.0.1", "port": 1883},
+     "networks_from_ms": 1767114000000}
+
+networks_from_ms (optional): the scenario's DMA and feeder meters among the devices read the network
+models from this time (fleetsim/networks.py); without it they are ordinary devices.
 
 Written by `city up` and `city simulate`; checked here with errors that say
 which device and which key is wrong.
@@ -31,6 +35,7 @@ class Fleet:
     tls_port: int | None = None  # with ca_file: devices talk TLS here, trusting only that CA
     ca_file: str | None = None
     server_hostname: str | None = None  # the name checked in the broker's certificate; None: host
+    networks_from_ms: int | None = None  # the DMA and feeder models' start (fleetsim/networks.py)
 
 
 def load_fleet(path: Path | str) -> Fleet:
@@ -68,6 +73,9 @@ def parse_fleet(data: Any) -> Fleet:
     if server_hostname is not None and (not isinstance(server_hostname, str) or not 0 < len(server_hostname) <= 253
                                         or tls_port is None):
         raise FleetError("fleet.broker.server_hostname: a host name, with tls_port and ca_file")
+    networks_from_ms = data.get("networks_from_ms")
+    if networks_from_ms is not None and (type(networks_from_ms) is not int or not 0 < networks_from_ms < 2**53):
+        raise FleetError("fleet.networks_from_ms: must be a time in Unix ms")
     devices = data.get("devices")
     if not isinstance(devices, list) or not devices:
         raise FleetError("fleet.devices: must be a non-empty list")
@@ -77,7 +85,7 @@ def parse_fleet(data: Any) -> Fleet:
         if device["id"] in seen:
             raise FleetError(f"fleet.devices[{i}].id: {device['id']!r} appears twice")
         seen.add(device["id"])
-    return Fleet(devices, host, port, tls_port, ca_file, server_hostname)
+    return Fleet(devices, host, port, tls_port, ca_file, server_hostname, networks_from_ms)
 
 
 def _check_device(i: int, device: Any) -> None:

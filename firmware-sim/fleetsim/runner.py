@@ -6,6 +6,11 @@ of its own instead of the board's blocking socket. Optionally it first
 replays `history_hours` of history faster than real time (original
 timestamps, flagged hist so no live alarm fires), then runs live at the
 scenario interval until stopped or `duration_s` has passed.
+
+When the fleet file names `networks_from_ms`, the meters of the scenario's DMAs and feeders
+(fleetsim/networks.py) read the network models instead: each first uploads its data logger (one reading a
+model step from networks_from_ms, flagged hist, as fast as the broker takes it), then reads live every
+`networks.interval_s`.
 """
 
 import asyncio
@@ -25,6 +30,7 @@ from fleetsim.fleetfile import Fleet
 from fleetsim.generate import build_devices
 from fleetsim.mpy import MicroPythonDevices, pick
 from fleetsim.mqtt_async import AsyncMQTT, tls_context
+from fleetsim.networks import NetworkMeter, network_devices
 
 MALFORMED_PAYLOADS = (  # what a broken device sends: each one a different contract violation
     b'{"v":1,"seq":3,"fw":"x","r":[[17960',
@@ -121,7 +127,8 @@ class DeviceRunner:
                                     or ("localhost" if fleet.host == "127.0.0.1" else None))
         else:
             self.client = AsyncMQTT(sim.id, fleet.host, fleet.port, sim.id, password, keepalive_s=60)
-        config = {"device_id": sim.id, "fw": "sim-" + FW_VERSION, "interval_ms": runner.interval_ms,
+        interval_ms = sim.interval_ms if isinstance(sim, NetworkMeter) else runner.interval_ms
+        config = {"device_id": sim.id, "fw": "sim-" + FW_VERSION, "interval_ms": interval_ms,
                   "batch_size": 1, "buffer_capacity": 50_000, "status_interval_ms": runner.options.status_interval_ms}
         if runner.options.duty_cycle:
             # 100,000 devices x the 16 KB default is 1.6 GB of message buffers; a board's is small too, and a
@@ -241,6 +248,22 @@ class DeviceRunner:
                 await asyncio.sleep(max(0.01, self.next_retry - loop.time()))
         runner.stats.history_done += 1
 
+    async def upload_log(self, sim: NetworkMeter) -> None:
+        """A network meter's data logger: every model step from its history start to live start, as history,
+        HIST_BATCH readings a message, as fast as the broker acknowledges (no pacing: the log is already there)."""
+        runner, loop = self.runner, asyncio.get_running_loop()
+        t_ms = sim.history_start_ms
+        while (t_ms < runner.live_start_ms or len(self.agent.buffer) or self.agent.inflight is not None) \
+                and not runner.stop_requested:
+            while t_ms < runner.live_start_ms and len(self.agent.buffer) < HIST_BATCH:
+                self.sample(t_ms, True)
+                t_ms += sim.history_step_ms
+            if await self.try_connect():
+                await self.flush(force=True)
+            else:
+                await asyncio.sleep(max(0.01, self.next_retry - loop.time()))
+        runner.stats.history_done += 1
+
     async def live(self) -> None:
         loop = asyncio.get_running_loop()
         next_tick = loop.time()
@@ -307,7 +330,9 @@ class DeviceRunner:
 
     async def run(self) -> None:
         await asyncio.sleep(self.rng.random() * self.runner.options.connect_spread_s)
-        if self.runner.hist_start_ms < self.runner.live_start_ms:
+        if isinstance(self.sim, NetworkMeter):
+            await self.upload_log(self.sim)
+        elif self.runner.hist_start_ms < self.runner.live_start_ms:
             await self.replay_history()
         await self.live()
 
@@ -358,8 +383,12 @@ class FleetRunner:
         self.tls = tls_context(fleet.ca_file) if fleet.tls_port and fleet.ca_file else None
         taken = {d["id"] for d in mpy_devices}
         simulated = [d for d in fleet.devices if d["id"] not in taken]
-        self.sims, self.faults = build_devices(self.scenario, simulated, options.seed, self.hist_start_ms,
-                                               self.end_ms)
+        meters = network_devices(self.scenario, simulated, fleet.networks_from_ms) \
+            if fleet.networks_from_ms is not None else []
+        metered = {m.id for m in meters}
+        self.sims, self.faults = build_devices(self.scenario, [d for d in simulated if d["id"] not in metered],
+                                               options.seed, self.hist_start_ms, self.end_ms)
+        self.sims += meters
         self.stats = Stats()
         self.wall0 = time.monotonic()
         self.stopping: asyncio.Event | None = None
