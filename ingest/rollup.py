@@ -112,7 +112,10 @@ def rollup_lines(kind: str, period: str, series: list[dict], last_seq: dict[str,
                 else:
                     fields.append(f"{name}={float(value)!r}")
             if values.get("seq_max") is not None:
-                fields.append(f"seq_gaps={_gaps(values, last_seq.get(tags.get('device', '')))}i")
+                # influxd can answer a period with max(seq) but no count(distinct(seq)) (seen in a live city
+                # with a 28-day backfill); the gaps are then unknown, not a crash of the whole rollup
+                if values.get("seq_min") is not None and values.get("seq_distinct") is not None:
+                    fields.append(f"seq_gaps={_gaps(values, last_seq.get(tags.get('device', '')))}i")
                 last_seq[tags.get("device", "")] = int(values["seq_max"])
             if fields and tags.get("device"):
                 lines.append(f"{head} {','.join(fields)} {values['time']}")

@@ -11,7 +11,7 @@ from collections import defaultdict
 import pytest
 from typer.testing import CliRunner
 
-from ingest.rollup import ROLLUP_RP, period_start, shard_duration
+from ingest.rollup import ROLLUP_RP, period_start, rollup_lines, shard_duration
 from telemetry_cli.main import app
 from telemetry_shared.influx import V1Writer
 
@@ -145,3 +145,16 @@ def test_daily_rollups_follow_a_daylight_saving_zone(influx_db):
         f'SELECT flow_lps_count FROM "{ROLLUP_RP}"."water_1d"')}
     assert days == {utc(2026, 3, 7, 5): 24, utc(2026, 3, 8, 5): 23, utc(2026, 3, 9, 4): 24,
                     utc(2026, 10, 31, 4): 24, utc(2026, 11, 1, 4): 25, utc(2026, 11, 2, 5): 24}
+
+
+def test_a_period_without_a_distinct_count_is_rolled_up_without_gaps_rather_than_crashing() -> None:
+    """influxd answered a live city's backfilled period with max(seq) but a null count(distinct(seq)):
+    the rollup service died on it and the supervisor restarted it, losing the whole run."""
+    columns = ["time", "flow_lps_mean", "seq_min", "seq_max", "seq_distinct"]
+    series = [{"tags": {"device": "wtr-0001", "district": "d1"}, "columns": columns,
+               "values": [[0, 2.0, 1, 10, None], [3_600_000_000_000, 2.5, 11, 20, 8]]}]
+    last_seq: dict[str, int] = {}
+    first, second = rollup_lines("water", "1h", series, last_seq)
+    assert "seq_gaps" not in first and "seq_max=10i" in first and "flow_lps_mean=2.0" in first
+    assert "seq_gaps=2i" in second  # 20 - 11 + 1 - 8, the sequence still carried across
+    assert last_seq == {"wtr-0001": 20}
