@@ -151,7 +151,9 @@ def save_state(learnt: LearntState, path: Path | str, now_ms: int | None = None,
             # after the restart clears it rather than leaving it active in the alert store.
             "incidents": [_incident_json(key, incident) for key, incident in learnt.incidents.items()]}
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-    small, manifest, written = write_chunks(arrays, path)
+    # The profile's tiers are rings indexed by the bucket's number: every series writes the same columns.
+    tiled = {f"h{i}_{name}" for i in range(len(blocks)) for name in ("fine", "coarse")}
+    small, manifest, written = write_chunks(arrays, path, tiled)
     small[MANIFEST] = manifest_member(manifest)
     size = _write_atomically(path, small)
     size += prune(path, manifest)  # only now: until the rename, the old file's chunks are its checkpoint

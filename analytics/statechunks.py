@@ -18,6 +18,13 @@ A chunk's name is the SHA-256 digest (128 bits of it) of its dtype, shape and by
 - a load checks each chunk's digest against its name: a truncated or
   altered chunk makes the file untrusted, like any other defect.
 
+Since version 6, the arrays the caller names as time-aligned rings (the profile's fine and coarse tiers,
+whose column is the bucket number modulo the ring's width: every series writes the same columns at the
+same time) are also cut by columns, into tiles of `CHUNK_ROWS` rows x `TILE_COLS` columns, listed row
+chunk by row chunk, each row chunk's tiles left to right (the manifest's `cols`: the tile's width). A
+15-minute checkpoint then rewrites the one or two tiles of each row chunk that the new buckets fell in,
+not the whole ring (48 h of minutes: 12 tiles a row chunk).
+
 What changes between checkpoints: the ring buffers shift a row at each
 reading, the detectors' state moves at each pass, the history's open bucket
 at each reading. A chunk of 256 series is unchanged only when none of its
@@ -38,6 +45,7 @@ import numpy as np
 from analytics.statefile import DTYPES, StateError, expect
 
 CHUNK_ROWS = 256
+TILE_COLS = 256  # the columns of a tile of a time-aligned ring (256 x 256 float32: 256 KB)
 MIN_CHUNKED_BYTES = 256 * 1024
 MANIFEST = "chunks"  # the member of the .npz that lists the chunked arrays
 CHUNK_NAME = re.compile(r"^[0-9a-f]{32}\.npy$")
@@ -56,10 +64,12 @@ def _digest(part: np.ndarray) -> str:
     return h.hexdigest()[:32]
 
 
-def write_chunks(arrays: dict[str, np.ndarray], path: Path) -> tuple[dict[str, np.ndarray], dict, int]:
+def write_chunks(arrays: dict[str, np.ndarray], path: Path,
+                 tiled: frozenset[str] | set[str] = frozenset()) -> tuple[dict[str, np.ndarray], dict, int]:
     """Store the large arrays of `arrays` as chunks beside `path`, writing only those not there yet; returns
-    (the members left for the .npz itself, the manifest, the bytes written). Each new chunk is fsynced, then
-    the folder, before the caller writes the .npz that names them."""
+    (the members left for the .npz itself, the manifest, the bytes written). The 2-D arrays named in `tiled`
+    wider than TILE_COLS are cut by columns too. Each new chunk is fsynced, then the folder, before the
+    caller writes the .npz that names them."""
     folder = chunk_dir(path)
     folder.mkdir(parents=True, exist_ok=True)
     small, manifest, written = {}, {}, 0
@@ -67,15 +77,20 @@ def write_chunks(arrays: dict[str, np.ndarray], path: Path) -> tuple[dict[str, n
         if array.ndim < 2 or array.nbytes < MIN_CHUNKED_BYTES:  # keys' JSON, one number a series: in the .npz
             small[name] = array
             continue
+        cols = TILE_COLS if name in tiled and array.ndim == 2 and array.shape[1] > TILE_COLS else None
         chunks = []
         for start in range(0, max(array.shape[0], 1), CHUNK_ROWS):
-            part = np.ascontiguousarray(array[start:start + CHUNK_ROWS])
-            digest = _digest(part)
-            chunks.append(digest)
-            target = folder / f"{digest}.npy"
-            if not target.exists():
-                written += _write_chunk(part, target)
+            rows = array[start:start + CHUNK_ROWS]
+            for left in range(0, array.shape[1], cols) if cols else (None,):
+                part = np.ascontiguousarray(rows if cols is None else rows[:, left:left + cols])
+                digest = _digest(part)
+                chunks.append(digest)
+                target = folder / f"{digest}.npy"
+                if not target.exists():
+                    written += _write_chunk(part, target)
         manifest[name] = {"dtype": array.dtype.str, "shape": list(array.shape), "chunks": chunks}
+        if cols:
+            manifest[name]["cols"] = cols
     if written:
         _fsync_dir(folder)
     return small, manifest, written
@@ -137,13 +152,15 @@ class ChunkedArchive:
         if entry is None:
             return self.archive[name]
         dtype, shape = np.dtype(entry["dtype"]), tuple(entry["shape"])
+        cols = entry.get("cols") or max(shape[1], 1)
         out = np.empty(shape, dtype=dtype)
-        start = 0
-        for digest in entry["chunks"]:
+        digests = iter(entry["chunks"])
+        for start in range(0, max(shape[0], 1), CHUNK_ROWS):
             rows = min(CHUNK_ROWS, shape[0] - start) if shape[0] else 0
-            out[start:start + rows] = self._chunk(name, digest, dtype, (rows, *shape[1:]))
-            start += rows
-        expect(start == shape[0], f"{name}: its chunks hold {start} rows, not {shape[0]}")
+            for left in range(0, max(shape[1], 1), cols):
+                width = min(cols, shape[1] - left)
+                out[start:start + rows, left:left + width] = self._chunk(name, next(digests), dtype,
+                                                                          (rows, width, *shape[2:]))
         return out
 
     def _chunk(self, name: str, digest: str, dtype: np.dtype, shape: tuple) -> np.ndarray:
@@ -172,6 +189,9 @@ def read_manifest(raw: np.ndarray) -> dict:
         expect(entry.get("dtype") in [d.str for d in DTYPES], f"chunks: {name} dtype")
         expect(isinstance(shape, list) and 2 <= len(shape) <= 3
                and all(isinstance(s, int) and 0 <= s <= 100_000_000 for s in shape), f"chunks: {name} shape")
-        expect(isinstance(chunks, list) and len(chunks) == max(1, -(-shape[0] // CHUNK_ROWS))
+        cols = entry.get("cols")
+        expect(cols is None or (type(cols) is int and 1 <= cols < shape[1] and len(shape) == 2), f"chunks: {name} cols")
+        tiles = -(-shape[1] // cols) if cols else 1
+        expect(isinstance(chunks, list) and len(chunks) == max(1, -(-shape[0] // CHUNK_ROWS)) * tiles
                and all(isinstance(c, str) and CHUNK_NAME.match(f"{c}.npy") for c in chunks), f"chunks: {name} chunks")
     return manifest

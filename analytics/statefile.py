@@ -21,11 +21,12 @@ from analytics.rules import Hysteresis
 from edge import contract
 
 FORMAT = "city-analytics-state"
-VERSION = 5
+VERSION = 6
 # version 1: no incidents, no hysteresis; 1 and 2: the arrivals as a metric; 1 to 3: the coarse history as
 # (value, time) pairs of every closed bucket in float64 and int64 (version 4: two tiers of float32 rings); version 5:
-# the large arrays as row chunks beside the file (analytics.statechunks)
-READABLE_VERSIONS = (1, 2, 3, 4, 5)
+# the large arrays as row chunks beside the file (analytics.statechunks); version 6: the profile's tiers cut by
+# columns too (a manifest entry's "cols"), which an engine reading up to version 5 would refuse as a bad manifest
+READABLE_VERSIONS = (1, 2, 3, 4, 5, 6)
 LEGACY_ARRIVALS = "clock_lag_ms"  # the name of the arrivals block among the metrics, in versions 1 and 2
 # The incident state's fields as stored: Hysteresis' own, its flags as bytes (DTYPES has no bool).
 HYSTERESIS_FIELDS = {name: np.dtype("u1") if start is False else np.asarray(start).dtype

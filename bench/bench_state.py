@@ -6,6 +6,13 @@
 
 Saves: a full one (into an empty chunk folder: every chunk written), then incremental ones after 0 %, 1 %
 and 100 % of the series (at random rows) changed every array since the previous save: seconds and MB written.
+Then a live checkpoint: `--minutes` (15) of one reading a minute in every series fed through the engine's
+ingest structures (SeriesBlock.append, CoarseHistory.add), then a save, in the state file's current layout
+(version 6: the profile's rings cut by columns too) and, in the same run on the same state, in version 5's
+(row chunks only): seconds, MB written, and bytes written a series. Memory: the bytes of the learnt arrays
+a series (allocated).
+
+    python3 bench/bench_state.py --devices 20000 --runs 3 --skip-incremental   # the live checkpoint only
 
 An engine is filled as after 8 days of running (EngineParams defaults: a
 1,440-sample buffer per series, 2 days of one-minute and 6 of ten-minute bucket means), with
@@ -35,6 +42,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from analytics import state as state_module  # noqa: E402
+from analytics import statechunks  # noqa: E402
 from analytics.buffers import CoarseHistory  # noqa: E402
 from analytics.config import EngineParams  # noqa: E402
 from analytics.engine import AnalyticsEngine  # noqa: E402
@@ -137,6 +146,44 @@ def save_after_changes(engine: AnalyticsEngine, state: Path, share: float, runs:
     return statistics.median(times), int(statistics.median(written))
 
 
+def advance(engine: AnalyticsEngine, minutes: int, rng: np.random.Generator) -> None:
+    """`minutes` of one reading a minute in every series (and the arrivals), as the engine's ingest() stores
+    them: the ring buffers' append, the profile's add."""
+    learnt = engine.learnt
+    for metric, block in [(None, learnt.arrivals), *learnt.blocks.items()]:
+        history = learnt.history.get(metric) if metric else None
+        for row in range(len(block.keys)):
+            times = block.last_time(row) + 60_000 * np.arange(1, minutes + 1)
+            added = block.append(row, times, rng.normal(100, 5, minutes))
+            if history is not None and added:
+                history.add(row, block.times[row, -added:], block.values[row, -added:])
+
+
+def live_checkpoints(engine: AnalyticsEngine, folder: Path, minutes: int, runs: int) -> dict[str, tuple]:
+    """Per layout (version 5's row chunks, version 6's tiles), median seconds and bytes written of a save after
+    `minutes` of readings in every series since the previous save, both layouts saving the same state."""
+    rng = np.random.default_rng(2)
+    layouts = {"v5 row chunks": (5, 10**9), "v6 tiles": (6, statechunks.TILE_COLS)}
+    paths = {name: folder / name.replace(" ", "-") / "engine-svc-analytics-0.npz" for name in layouts}
+    results: dict[str, tuple[list, list]] = {name: ([], []) for name in layouts}
+    saved_version, saved_cols = state_module.VERSION, statechunks.TILE_COLS
+    try:
+        for run in range(runs + 1):  # the first: each layout's previous checkpoint
+            if run:
+                advance(engine, minutes, rng)
+            for name in (list(layouts) if run % 2 else list(layouts)[::-1]):  # alternate which saves first
+                state_module.VERSION, statechunks.TILE_COLS = layouts[name]
+                report: dict = {}
+                started = time.perf_counter()
+                save_state(engine.learnt, paths[name], report=report)
+                if run:
+                    results[name][0].append(time.perf_counter() - started)
+                    results[name][1].append(report["written"])
+    finally:
+        state_module.VERSION, statechunks.TILE_COLS = saved_version, saved_cols
+    return {name: (statistics.median(t), int(statistics.median(w))) for name, (t, w) in results.items()}
+
+
 def raw_write(arrays: list[np.ndarray], path: Path) -> None:
     with open(path, "wb") as out:
         for array in arrays:
@@ -163,7 +210,13 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, default=None, help="where to write (default: a temporary folder)")
     parser.add_argument("--scored", action="store_true",
                         help="score every series once first, so the file holds the detectors' state too")
+    parser.add_argument("--minutes", type=int, default=15, help="readings a series between live checkpoints")
+    parser.add_argument("--skip-incremental", action="store_true",
+                        help="only the live checkpoint and the load (the synthetic 0/1/100 %% saves skipped)")
     args = parser.parse_args()
+    if not 1 <= args.devices <= 200_000 or not 1 <= args.runs <= 9 or not 1 <= args.minutes <= 1440:
+        parser.error("--devices 1..200000, --runs 1..9, --minutes 1..1440 (bounded)")
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         folder = Path(tmp)
         registry = Registry(folder / "registry.sqlite3")
@@ -179,8 +232,11 @@ def main() -> None:
             shutil.rmtree(chunk_dir(state), ignore_errors=True)
             save_state(engine.learnt, state)
 
+        memory = learnt_nbytes(engine)
         save_s = median_time(full_save, args.runs)
-        incremental = {share: save_after_changes(engine, state, share, args.runs) for share in (0.0, 0.01, 1.0)}
+        shares = () if args.skip_incremental else (0.0, 0.01, 1.0)
+        incremental = {share: save_after_changes(engine, state, share, args.runs) for share in shares}
+        live = live_checkpoints(engine, folder / "live", args.minutes, args.runs)
         raw_save_s = median_time(lambda: raw_write(arrays, raw), args.runs)
 
         def load() -> AnalyticsEngine:
@@ -206,10 +262,31 @@ def main() -> None:
     for share, (seconds, written) in incremental.items():
         print(f"{f'save, {share:.0%} series changed':28}{seconds:9.2f}{'':9}{seconds / raw_save_s:7.1f}x"
               f"   {written / 1e6:,.1f} MB written")
+    for name, (seconds, written) in live.items():
+        print(f"{f'live save, {name}':28}{seconds:9.2f}{'':9}{seconds / raw_save_s:7.1f}x"
+              f"   {written / 1e6:,.1f} MB written, {written / series / 1e3:,.1f} KB a series"
+              f" (after {args.minutes} readings a series)")
     print(f"{'raw write + fsync':28}{raw_save_s:9.2f}{raw_bytes / 1e6 / raw_save_s:9.0f}{1:7.1f}x")
     print(f"{'load_state (checked)':28}{load_s:9.2f}{size / 1e6 / load_s:9.0f}{load_s / raw_load_s:7.1f}x")
     print(f"{'raw read (numpy.fromfile)':28}{raw_load_s:9.2f}{raw_bytes / 1e6 / raw_load_s:9.0f}{1:7.1f}x")
     print(f"peak memory of one load (tracemalloc): {peak / 1e6:,.0f} MB ({peak / size:.1f}x the file)")
+    print(f"learnt arrays in memory: {memory / 1e6:,.1f} MB, {memory / series / 1e3:,.1f} KB a series (allocated)")
+    print(f"live saves: v6 / v5 seconds {live['v6 tiles'][0] / live['v5 row chunks'][0]:.2f}, "
+          f"bytes written {live['v6 tiles'][1] / live['v5 row chunks'][1]:.2f}")
+    print(f"load average before {load_before:.2f}, after {os.getloadavg()[0]:.2f} (2 cores, shared)")
+
+
+def learnt_nbytes(engine: AnalyticsEngine) -> int:
+    """Bytes allocated for the learnt arrays: buffers, arrivals, histories, detectors' state."""
+    learnt = engine.learnt
+    total = learnt.arrivals.values.nbytes + learnt.arrivals.times.nbytes
+    for metric, block in learnt.blocks.items():
+        total += block.values.nbytes + block.times.nbytes
+        if metric in learnt.history:
+            total += learnt.history[metric].nbytes()
+        if metric in learnt.streams:
+            total += learnt.streams[metric].nbytes()
+    return total
 
 
 if __name__ == "__main__":

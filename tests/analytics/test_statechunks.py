@@ -2,6 +2,7 @@
 back equal, and a save cut short (an exception before the rename, a SIGKILL at a random point) leaves the
 last good checkpoint loadable; a truncated or altered chunk is refused like any untrusted file."""
 
+import json
 import os
 import signal
 import subprocess
@@ -76,6 +77,88 @@ def test_a_second_save_writes_only_the_chunks_that_changed(registry, tmp_path, s
     manifest = state_module.ChunkedArchive(None, path, np.load(path)["chunks"]).manifest
     named = {f"{d}.npy" for entry in manifest.values() for d in entry["chunks"]}
     assert {f.name for f in statechunks.chunk_dir(path).iterdir()} == named
+
+
+@pytest.fixture
+def small_tiles(monkeypatch, small_chunks):
+    """Tiles of 4 series x 64 buckets: 45 a chunk of series in a 2-day ring of minutes."""
+    monkeypatch.setattr(statechunks, "TILE_COLS", 64)
+
+
+def manifest_of(path: Path) -> dict:
+    return state_module.ChunkedArchive(None, path, np.load(path)["chunks"]).manifest
+
+
+def equal_history(a: AnalyticsEngine, b: AnalyticsEngine) -> None:
+    assert set(a.learnt.history) == set(b.learnt.history)
+    for metric, history in a.learnt.history.items():
+        other = b.learnt.history[metric]
+        for name in ("fine", "fine_newest", "coarse", "coarse_newest", "coarse_open", "coarse_sums", "open_bucket",
+                     "sums"):
+            np.testing.assert_array_equal(getattr(history, name)[:history.rows],
+                                          getattr(other, name)[:history.rows], err_msg=f"{metric} {name}")
+
+
+def test_a_new_minute_rewrites_only_the_profile_tiles_it_fell_in(registry, tmp_path, small_tiles):
+    """Version 6: the profile's rings are indexed by the bucket's number, so a checkpoint after a minute of
+    readings from every device rewrites one or two tiles of 64 buckets of each chunk of series, not 45."""
+    engine = filled(registry)
+    path = tmp_path / "engine-svc-analytics-0.npz"
+    save_state(engine.learnt, path)
+    before = manifest_of(path)
+    assert before["h0_fine"]["cols"] == 64 and json_version(path) == 6
+    for t, raw in voltage_batches(8, start_ms=1_767_225_600_000 + 60 * 10_000, seq0=60, hist=True):
+        for i in range(DEVICES):
+            engine.ingest(f"pwr-{i:04d}", raw, t + 200)
+    engine.process(now_ms=2_000_000_000_000)
+    save_state(engine.learnt, path)
+    after = manifest_of(path)
+    for name in ("h0_fine", "h1_fine"):
+        tiles = len(after[name]["chunks"]) // (DEVICES // 4)
+        assert tiles == 45, tiles  # 2 days of minutes in tiles of 64
+        changed = [sum(x != y for x, y in zip(old[k:k + tiles], new[k:k + tiles], strict=True))
+                   for old, new in [(before[name]["chunks"], after[name]["chunks"])]
+                   for k in range(0, len(new), tiles)]
+        assert all(1 <= c <= 2 for c in changed), (name, changed)  # every series had a new minute, in 1-2 tiles
+    # (The buffers shift at each reading: their chunks are all rewritten.)
+    loaded = AnalyticsEngine(registry, None, None, engine.params)
+    assert load_state(loaded, path) and loaded.counters["state_rejected"] == 0
+    equal_state(engine, loaded)
+    equal_history(engine, loaded)
+
+
+def test_a_version_5_file_of_row_chunks_still_loads(registry, tmp_path, small_chunks, monkeypatch):
+    """A file of the engine before the tiles (version 5: every chunk whole rows) loads as saved."""
+    engine = filled(registry)
+    path = tmp_path / "engine-svc-analytics-0.npz"
+    monkeypatch.setattr(state_module, "VERSION", 5)
+    monkeypatch.setattr(statechunks, "TILE_COLS", 10**9)  # nothing is cut by columns, as version 5 did
+    save_state(engine.learnt, path)
+    assert json_version(path) == 5 and "cols" not in manifest_of(path)["h0_fine"]
+    loaded = AnalyticsEngine(registry, None, None, engine.params)
+    assert load_state(loaded, path) and loaded.counters["state_rejected"] == 0
+    equal_state(engine, loaded)
+    equal_history(engine, loaded)
+
+
+def test_a_manifest_whose_tiles_do_not_add_up_is_refused(registry, tmp_path, small_tiles):
+    engine = filled(registry)
+    path = tmp_path / "engine-svc-analytics-0.npz"
+    save_state(engine.learnt, path)
+    with np.load(path) as opened:
+        members = {name: opened[name] for name in opened.files}
+    manifest = json.loads(members["chunks"].tobytes())
+    manifest["h0_fine"]["cols"] = 32  # twice the tiles its chunk list holds
+    members["chunks"] = np.frombuffer(json.dumps(manifest).encode(), dtype=np.uint8)
+    with open(path, "wb") as out:
+        np.savez(out, **members)
+    loaded = AnalyticsEngine(registry, None, None, engine.params)
+    assert not load_state(loaded, path) and loaded.counters["state_rejected"] == 1
+    assert not loaded.learnt.blocks  # a fresh start, the file moved aside
+
+
+def json_version(path: Path) -> int:
+    return json.loads(np.load(path)["meta"].tobytes())["version"]
 
 
 def test_a_save_cut_short_leaves_the_last_checkpoint(registry, tmp_path, small_chunks, monkeypatch):
