@@ -105,13 +105,16 @@ def _median_of(buffer: np.ndarray, n: int) -> float:
     return 0.5 * (ordered[(n - 1) // 2] + ordered[n // 2])
 
 
-def _surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray, slot: np.ndarray, out: np.ndarray,
-              which: np.ndarray, u: float, prior_share: float, prior_rows: float, prior_excess: float,
-              prior_count: float, excess_cap: float, learn_max: float, learn_weight: float, fast_rows: int,
-              hazard: float, k: float, h: float, rho_alpha: float, bias_alpha: float, shift_offset: float,
-              flat_offset: float, slots: int, slot_rows: float, slot_count: float) -> None:
+def _surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray, slot: np.ndarray, values: np.ndarray,
+              out: np.ndarray, which: np.ndarray, u: float, prior_share: float, prior_rows: float,
+              prior_excess: float, prior_count: float, excess_cap: float, learn_max: float, learn_weight: float,
+              fast_rows: int, hazard: float, k: float, h: float, rho_alpha: float, bias_alpha: float,
+              shift_offset: float, flat_offset: float, slots: int, slot_rows: float, slot_count: float,
+              var_on: bool, var_ratio: float, var_clip: float, var_h: float, var_offset: float, var_alpha: float,
+              var_slot_alpha: float, var_slot_rows: float, var_floor: float, var_warmup: float) -> None:
     """surprise.row_surprise's recursion for (S, T) inputs; fills out (log10 units) and which (0 point, 1 shift,
-    2 flatline, 3 drift). NaN point: no reading or no trusted baseline, surprise 0 and the state unchanged.
+    2 flatline, 3 drift, 4 variance). NaN point: no reading or no trusted baseline, surprise 0 and the state
+    unchanged. With var_on, values (S, T) are the readings whose steps the variance test judges.
 
     The tail past u is the series' own (its share of readings past u and their mean excess, shrunk towards
     a normal law's by prior_rows and prior_count) and, where slots > 0, that of the row's time-of-day slot
@@ -122,10 +125,21 @@ def _surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray, slot:
     slot_exceed = np.zeros(max(slots, 1))
     slot_seen = np.zeros(max(slots, 1))
     slot_excess = np.zeros(max(slots, 1))
+    step_slot = np.ones(max(slots, 1))  # the usual squared step of each time-of-day slot
+    step_seen = np.zeros(max(slots, 1))
+    var_cap = var_clip * var_clip
+    var_up = 0.5 * (1.0 - 1.0 / var_ratio)  # the log-likelihood ratio of a squared step q: var_up q - var_cost
+    var_cost = 0.5 * math.log(var_ratio)
     for s in range(n_series):
         slot_exceed[:] = 0.0
         slot_seen[:] = 0.0
         slot_excess[:] = 0.0
+        step_slot[:] = 1.0
+        step_seen[:] = 0.0
+        step_all = 1.0  # the series' usual squared step
+        steps = var_sum = var_run = 0.0
+        var_n = 0
+        last_value = math.nan
         bias = upper = lower = run_up = run_down = 0.0
         n_up = n_down = 0
         lag_product = previous = 0.0
@@ -199,6 +213,41 @@ def _surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray, slot:
                     run = _tail_log10(c, u, share, mean_excess) * (1.0 + (width - 1) * (1.0 - rho))
                     if run > best:
                         best, kind = run, 0
+            # A change of spread: the CUSUM of the log-likelihood ratio of var_ratio times the usual variance,
+            # over each squared step (this reading less the previous one) against the usual squared step of
+            # the series and of this time of day. p <= exp(-S) (Wald), checked at every row: its own offset.
+            x = values[s, t] if var_on else math.nan
+            if not math.isnan(x) and not math.isnan(last_value):
+                square = (x - last_value) * (x - last_value)
+                if steps >= var_warmup:
+                    usual = (step_slot[b] * step_seen[b] + step_all * var_slot_rows) / (step_seen[b] + var_slot_rows)
+                    usual = max(usual, var_floor * step_all, 1e-12)
+                    q = min(square / usual, var_cap)
+                    var_sum = max(0.0, var_sum + var_up * q - var_cost)
+                    var_run = var_run + q if var_sum > 0 else 0.0
+                    var_n = var_n + 1 if var_sum > 0 else 0
+                    spread = var_sum * log10e - var_offset
+                    if spread > best:
+                        best, kind = spread, 4
+                    if var_sum >= var_h:
+                        # Accepted: the run's mean ratio is the new usual spread, everywhere.
+                        gain = var_run / var_n
+                        step_all *= gain
+                        step_slot *= gain
+                        var_sum = var_run = 0.0
+                        var_n = 0
+                    else:
+                        square = min(square, var_cap * usual)
+                        step_all += var_alpha * (square - step_all)
+                        step_slot[b] += max(var_slot_alpha, 1.0 / (step_seen[b] + 1.0)) * (square - step_slot[b])
+                        step_seen[b] += 1.0
+                else:  # start-up: plain means
+                    step_all += (square - step_all) / (steps + 1.0)
+                    step_slot[b] += (square - step_slot[b]) / (step_seen[b] + 1.0)
+                    step_seen[b] += 1.0
+                steps += 1.0
+            if not math.isnan(x):
+                last_value = x
             if upper >= h or lower >= h:
                 # A change: the new level is the mean of the run that built the sum; judge the next rows
                 # against it (the baseline itself adapts slowly), and start the sums again.

@@ -1,7 +1,7 @@
 """The row score of `city score`: how surprising each reading is given only the readings before it.
 
 `row_surprise` turns the detectors' evidence into one number per row, the
-surprise -log10 p of the most surprising of four tests, each with its own
+surprise -log10 p of the most surprising of five tests, each with its own
 tail probability p:
 
 - the reading itself (its signed point z from `combined.score_series`),
@@ -18,6 +18,13 @@ tail probability p:
   to the mean of the run and the sums start again (Page 1954; the restart
   of Lorden 1971). A new normal stops being surprising at once;
 - a stuck sensor: the probability of the run of repeats (`flatline_nats`);
+- a change of spread (where the readings are given): each reading's step from
+  the previous one, squared, against the usual squared step of the series
+  and of its time of day, in a CUSUM of the log-likelihood ratio of a
+  larger variance (Page 1954), p <= exp(-S). The step is a decorrelated
+  residual: the daily curve, a random walk's wander and the profile's
+  persistent misses mostly cancel in it, where the point z (whose scale
+  also follows the spread) hid a noise grown three to six times;
 - optionally, a drift off the daily profile (`drift_evidence`, in sigmas).
 
 `row_score` maps the surprise to [0, 1] the same way for every series:
@@ -35,7 +42,7 @@ from analytics.detectors import kernels
 from analytics.detectors.base import as_matrix
 
 # What the `which` output of row_surprise names.
-TESTS = ("point", "shift", "flatline", "drift")
+TESTS = ("point", "shift", "flatline", "drift", "variance")
 
 
 def _normal_tail(z: float) -> float:
@@ -44,7 +51,8 @@ def _normal_tail(z: float) -> float:
 
 def row_surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray | None = None,
                  params: DetectorParams = DEFAULT_PARAMS,
-                 slot: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                 slot: np.ndarray | None = None,
+                 values: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per row, the surprise (decades, -log10 p) of the most surprising test, and which test (index into TESTS).
 
     Parameters: point (S, T) signed point z per reading, NaN where there is
@@ -57,7 +65,8 @@ def row_surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray | N
     time_slots): the tail past u is then also learnt per slot, so a series
     whose forecasts are always poor at one time of day (a rush hour that
     starts a little earlier or later each day) is judged by that time's own
-    tail, and a quiet time keeps a light one.
+    tail, and a quiet time keeps a light one; values (S, T), optional: the
+    readings themselves, for the variance test (left out: no variance test).
     Returns: (surprise (S, T) float, which (S, T) int8). Causal: row t
     uses rows <= t only. Compiled (kernels.surprise), one series per row.
     """
@@ -70,9 +79,12 @@ def row_surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray | N
     where = np.zeros(z.shape, dtype=np.int64) if slot is None else np.ascontiguousarray(as_matrix(slot), np.int64)
     if slots and (where.min(initial=0) < 0 or where.max(initial=0) >= slots):
         raise ValueError(f"slot must be in 0..{slots - 1}")
+    readings = np.zeros(z.shape) if values is None else np.ascontiguousarray(as_matrix(values), np.float64)
+    if readings.shape != z.shape:
+        raise ValueError("values must have the shape of point")
     u = params.surprise_tail_u
     prior_share = _normal_tail(u)
-    kernels.surprise(z, flat, drifting, where, out, which, float(u), float(prior_share),
+    kernels.surprise(z, flat, drifting, where, readings, out, which, float(u), float(prior_share),
                      float(params.surprise_prior_rows),
                      float(params.surprise_prior_excess * params.surprise_prior_count),
                      float(params.surprise_prior_count), float(params.surprise_excess_cap),
@@ -80,7 +92,11 @@ def row_surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray | N
                      int(params.surprise_fast_rows), float(params.surprise_hazard), float(params.cusum_k),
                      float(params.cusum_h), float(params.cusum_rho_alpha), float(params.surprise_bias_alpha),
                      float(params.surprise_shift_offset), float(params.surprise_flat_offset), int(slots),
-                     float(params.surprise_slot_rows), float(params.surprise_slot_count))
+                     float(params.surprise_slot_rows), float(params.surprise_slot_count), values is not None,
+                     float(params.surprise_var_ratio), float(params.surprise_var_clip), float(params.surprise_var_h),
+                     float(params.surprise_var_offset), float(params.surprise_var_alpha),
+                     float(params.surprise_var_slot_alpha), float(params.surprise_var_slot_rows),
+                     float(params.surprise_var_floor), float(params.surprise_var_warmup))
     return out, which
 
 

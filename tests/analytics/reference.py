@@ -173,9 +173,10 @@ def _normal_tail_log10(z: float) -> float:
 
 
 def row_surprise(point: list[float], flat_nats: list[float], p: DetectorParams,
-                 slots: list[int] | None = None) -> list[float]:
+                 slots: list[int] | None = None, values: list[float] | None = None) -> list[float]:
     """The CSV row surprise (decades) of one series, from the docstring of analytics.detectors.surprise;
-    with `slots` (each row's time-of-day slot) the tail is also learnt per slot."""
+    with `slots` (each row's time-of-day slot) the tail is also learnt per slot; with `values` (the
+    readings) a change of their spread is tested too."""
     u = p.surprise_tail_u
     share0 = math.erfc(u / math.sqrt(2))
     bias = upper = lower = 0.0
@@ -189,6 +190,15 @@ def row_surprise(point: list[float], flat_nats: list[float], p: DetectorParams,
     history: list[float] = []
     corrected: list[float] = []  # the bias-corrected z of every reading so far
     out = []
+    # The variance test: the usual squared step of the series and of each slot, how many steps each has
+    # taught, the CUSUM of the log-likelihood ratio and the squared-step ratios of its current run.
+    usual_all = 1.0
+    usual_slot: dict[int, float] = {}
+    taught: dict[int, int] = {}
+    steps = 0
+    var_sum = 0.0
+    var_run: list[float] = []
+    last_value = math.nan
 
     def tail(z: float, b: int) -> float:  # normal to u, then the series' (and its slot's) exponential tail
         if abs(z) <= u:
@@ -232,6 +242,36 @@ def row_surprise(point: list[float], flat_nats: list[float], p: DetectorParams,
             last = corrected[-(width - 1):] + [zp]
             if len(last) == width and all(v * zp > 0 and abs(v) > u for v in last):
                 best = max(best, tail(min(abs(v) for v in last), b) * (1 + (width - 1) * (1 - rho)))
+        x = math.nan if values is None else values[index]
+        if not math.isnan(x) and not math.isnan(last_value):
+            square = (x - last_value) ** 2
+            mine = usual_slot.get(b, 1.0)
+            n_b = taught.get(b, 0)
+            if steps >= p.surprise_var_warmup:
+                usual = (mine * n_b + usual_all * p.surprise_var_slot_rows) / (n_b + p.surprise_var_slot_rows)
+                usual = max(usual, p.surprise_var_floor * usual_all, 1e-12)
+                q = min(square / usual, p.surprise_var_clip ** 2)
+                ratio = p.surprise_var_ratio
+                var_sum = max(0.0, var_sum + 0.5 * q * (1 - 1 / ratio) - 0.5 * math.log(ratio))
+                var_run = var_run + [q] if var_sum > 0 else []
+                best = max(best, var_sum / math.log(10) - p.surprise_var_offset)
+                if var_sum >= p.surprise_var_h:  # accepted: the run's mean ratio is the new usual spread
+                    gain = sum(var_run) / len(var_run)
+                    usual_all *= gain
+                    usual_slot = {key: v * gain for key, v in usual_slot.items()}
+                    var_sum, var_run = 0.0, []
+                else:
+                    square = min(square, p.surprise_var_clip ** 2 * usual)
+                    usual_all += p.surprise_var_alpha * (square - usual_all)
+                    usual_slot[b] = mine + max(p.surprise_var_slot_alpha, 1 / (n_b + 1)) * (square - mine)
+                    taught[b] = n_b + 1
+            else:  # start-up: plain means
+                usual_all += (square - usual_all) / (steps + 1)
+                usual_slot[b] = mine + (square - mine) / (n_b + 1)
+                taught[b] = n_b + 1
+            steps += 1
+        if not math.isnan(x):
+            last_value = x
         if upper >= p.cusum_h or lower >= p.cusum_h:
             run = run_up if upper >= p.cusum_h else run_down
             bias += sum(run) / len(run)

@@ -48,11 +48,19 @@ def test_row_surprise_matches_reference(seed):
     fast, _ = row_surprise(z, nats, params=P)
     slot = np.tile(np.arange(600) // 7 % P.surprise_slots, (2, 1))  # 7 readings a slot, many days
     by_slot, _ = row_surprise(z, nats, params=P, slot=slot)
+    # The readings, for the variance test: a walk whose noise grows four times at row 350 of series 0.
+    values = np.cumsum(rng.normal(0, 0.2, z.shape), axis=1) + rng.normal(0, 1, z.shape)
+    values[0, 350:] += rng.normal(0, 3, 250)
+    values[rng.random(z.shape) < 0.03] = np.nan
+    with_values, which = row_surprise(z, nats, params=P, slot=slot, values=values)
     assert not np.allclose(fast, by_slot)
+    assert (which[0, 350:] == 4).any() and not (which[0, :350] == 4).any()  # the variance test found it
     for i in range(2):
         np.testing.assert_allclose(fast[i], ref.row_surprise(list(z[i]), list(nats[i]), P), rtol=1e-9, atol=1e-9)
         np.testing.assert_allclose(by_slot[i], ref.row_surprise(list(z[i]), list(nats[i]), P, list(slot[i])),
                                    rtol=1e-9, atol=1e-9)
+        np.testing.assert_allclose(with_values[i], ref.row_surprise(list(z[i]), list(nats[i]), P, list(slot[i]),
+                                                                    list(values[i])), rtol=1e-9, atol=1e-9)
 
 
 @pytest.mark.parametrize("seed", [0, 3])
@@ -144,6 +152,22 @@ def test_the_onset_scores_highest_not_the_whole_incident():
     opened = at + int(np.argmax(rows.incident[at:] > 0))
     assert opened < at + 10 and (rows.incident[opened:opened + 100] == rows.incident[opened]).all()
     assert rows.detector[opened] != "" and (rows.incident[:at] == 0).all()
+
+
+def test_a_noise_grown_three_times_on_a_random_walk_is_flagged_within_its_first_rows_and_then_stops():
+    """A machine starting to vibrate: the spread of the readings triples while their level wanders as before.
+    No single reading need be far off the wandering level (the point test alone never flagged these); the
+    variance test on the steps between readings does, within its first 40 rows (3 h 20 min at 5 minutes)."""
+    for seed in (1, 4, 5, 7):
+        rng = np.random.default_rng(seed)
+        n = 10 * DAY
+        noise = rng.normal(0, 1, n)
+        at = 7 * DAY + 40 + 3 * seed
+        y = 20 + np.cumsum(rng.normal(0, 0.3, n)) + noise * np.r_[np.ones(at), np.full(n - at, 3.0)]
+        score = score_rows(table(y)).score
+        assert score[at:at + 40].max() >= 0.9, (seed, score[at:at + 40].max())
+        assert score[at - DAY:at].max() < 0.5  # the day before stays quiet
+        assert score[at + DAY:].max() < 0.9  # the new spread is the new normal
 
 
 def test_clean_rows_stay_low():
