@@ -8,6 +8,7 @@ and every series of a metric is then ready to score as one array.
 
 import copy
 import math
+import uuid
 
 import numpy as np
 
@@ -25,6 +26,11 @@ class SeriesBlock:
         self.keys: list[tuple[str, ...]] = []
         self.row_of: dict[tuple[str, ...], int] = {}
         self.rejected_out_of_order = 0
+        # Per row, the samples ever appended; with `lineage` (this block's own name), what lets a checkpoint
+        # save the samples appended since the previous one instead of the whole rows (analytics.statetails).
+        # Rows change only by append() once a block is in use: the counts then say what changed.
+        self.appended = np.zeros(initial_rows, dtype=np.int64)
+        self.lineage = uuid.uuid4().hex
 
     def row(self, key: tuple[str, ...]) -> int:
         """The row of a series, created on first sight."""
@@ -36,6 +42,9 @@ class SeriesBlock:
             grow = max(self.initial_rows, row // GROWTH)  # by a sixteenth: little slack at 100,000 series
             self.values = np.vstack([self.values, np.full((grow, self.capacity), np.nan)])
             self.times = np.vstack([self.times, np.zeros((grow, self.capacity), dtype=np.int64)])
+        if row >= self.appended.size:
+            self.appended = np.concatenate([self.appended, np.zeros(self.values.shape[0] - self.appended.size,
+                                                                    dtype=np.int64)])
         self.keys.append(key)
         self.row_of[key] = row
         return row
@@ -62,6 +71,7 @@ class SeriesBlock:
         self.times[row, :-n] = self.times[row, n:].copy()
         self.values[row, -n:] = values
         self.times[row, -n:] = times
+        self.appended[row] += n
         return n
 
     def count(self, row: int) -> int:

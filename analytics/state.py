@@ -72,7 +72,7 @@ from analytics.incidents import Incident
 from analytics.learnt import LearntState, new_history
 from analytics.rules import Hysteresis
 from analytics.shards import adopt
-from analytics.statechunks import MANIFEST, ChunkedArchive, manifest_member, prune, write_chunks
+from analytics.statechunks import MANIFEST, ChunkedArchive, chunk_dir, manifest_member, prune, write_chunks
 from analytics.statefile import (
     FORMAT,
     HYSTERESIS_FIELDS,
@@ -81,6 +81,8 @@ from analytics.statefile import (
     VERSION,
     StateError,
     check_members,
+    check_pair,
+    check_times,
     expect,
     is_int,
     read_hysteresis,
@@ -88,6 +90,7 @@ from analytics.statefile import (
     read_pair,
     read_times,
 )
+from analytics.statetails import join, previous_bases, split
 
 log = logging.getLogger("analytics")
 
@@ -115,10 +118,24 @@ def save_state(learnt: LearntState, path: Path | str, now_ms: int | None = None,
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     arrays: dict[str, np.ndarray] = {}
     blocks = []
+    # The ring buffers as the bases the previous file holds and the samples appended since (statetails).
+    bases, kept, lineages = previous_bases(path), {}, {}
+
+    def buffer(prefix: str, block: SeriesBlock, with_values: bool) -> None:
+        n = len(block.keys)
+        times, values = block.times[:n], block.values[:n] if with_values else None
+        arrays[f"{prefix}_times"] = times
+        if values is not None:
+            arrays[f"{prefix}_values"] = values
+        kept_here, members = split(prefix, times, values, block.appended, bases.get(block.lineage), chunk_dir(path))
+        arrays.update(members)
+        kept.update(kept_here)
+        lineages[f"{prefix}_times"] = block.lineage
+
     for i, metric in enumerate(sorted(learnt.blocks)):
         block = learnt.blocks[metric]
         n = len(block.keys)
-        arrays[f"b{i}_values"], arrays[f"b{i}_times"] = block.values[:n], block.times[:n]
+        buffer(f"b{i}", block, with_values=True)
         entry: dict[str, Any] = {"metric": metric, "keys": [list(key) for key in block.keys], "history": None}
         history = learnt.history.get(metric)
         if history is not None:
@@ -134,7 +151,7 @@ def save_state(learnt: LearntState, path: Path | str, now_ms: int | None = None,
                                "errors": [errors is not None for errors in stream.errors]}
         blocks.append(entry)
     arrivals = learnt.arrivals
-    arrays["arrivals_times"] = arrivals.times[:len(arrivals.keys)]  # the times only: the delays are not kept
+    buffer("arrivals", arrivals, with_values=False)  # the times only: the delays are not kept
     arrays["night_history"] = learnt.night_history
     states = sorted(learnt.states)
     for i, key in enumerate(states):
@@ -153,7 +170,10 @@ def save_state(learnt: LearntState, path: Path | str, now_ms: int | None = None,
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
     # The profile's tiers are rings indexed by the bucket's number: every series writes the same columns.
     tiled = {f"h{i}_{name}" for i in range(len(blocks)) for name in ("fine", "coarse")}
-    small, manifest, written = write_chunks(arrays, path, tiled)
+    small, manifest, written = write_chunks(arrays, path, tiled, kept)
+    for name, lineage in lineages.items():
+        if name in manifest:  # chunked: the next save can take its chunks as the base
+            manifest[name]["lineage"] = lineage
     small[MANIFEST] = manifest_member(manifest)
     size = _write_atomically(path, small)
     size += prune(path, manifest)  # only now: until the rename, the old file's chunks are its checkpoint
@@ -195,6 +215,7 @@ def _frozen_block(block: SeriesBlock) -> SeriesBlock:
     frozen = copy.copy(block)
     n = len(block.keys)
     frozen.values, frozen.times = block.values[:n].copy(), block.times[:n].copy()
+    frozen.appended = block.appended[:n].copy()
     frozen.keys, frozen.row_of = list(block.keys), dict(block.row_of)
     return frozen
 
@@ -378,11 +399,15 @@ def _read(path: Path, engine: AnalyticsEngine) -> tuple[int, LearntState]:
         arrivals = SeriesBlock(params.arrival_samples)
         for i, entry in enumerate(meta["blocks"]):
             keys = [tuple(key) for key in entry["keys"]]
-            values, times = read_pair(archive, names, f"b{i}", len(keys))
+            if meta["version"] < 7:
+                values, times = read_pair(archive, names, f"b{i}", len(keys))
+                appended = lineage = None
+            else:
+                values, times, appended, lineage = _buffer(archive, names, f"b{i}", len(keys), with_values=True)
             if meta["version"] < 3 and entry["metric"] == LEGACY_ARRIVALS:
                 arrivals = _arrivals(params.arrival_samples, keys, times)
                 continue
-            blocks[entry["metric"]] = _block(params.buffer_samples, 64, keys, values, times)
+            blocks[entry["metric"]] = _block(params.buffer_samples, 64, keys, values, times, appended, lineage)
             if entry.get("stream") is not None:
                 stream = _stream(archive, names, f"d{i}", entry["stream"], len(keys), engine)
                 if stream is not None:
@@ -391,7 +416,11 @@ def _read(path: Path, engine: AnalyticsEngine) -> tuple[int, LearntState]:
                 fitted = _history(archive, names, i, entry["history"], len(keys), engine, meta["version"])
                 if fitted is not None:
                     history[entry["metric"]] = fitted
-        if meta["version"] >= 3:
+        if meta["version"] >= 7:
+            keys = [(device,) for device in meta["arrivals"]]
+            _, times, appended, lineage = _buffer(archive, names, "arrivals", len(keys), with_values=False)
+            arrivals = _arrivals(params.arrival_samples, keys, times, appended, lineage)
+        elif meta["version"] >= 3:
             keys = [(device,) for device in meta["arrivals"]]
             arrivals = _arrivals(params.arrival_samples, keys, read_times(archive, names, "arrivals_times", len(keys)))
         night = _night(archive, names, engine, blocks.get("flow_lps"))
@@ -437,13 +466,34 @@ def _stream(archive, names: set[str], prefix: str, saved: Any, max_rows: int,
     return stream
 
 
-def _arrivals(capacity: int, keys: list[tuple], times: np.ndarray) -> SeriesBlock:
+def _buffer(archive, names: set[str], prefix: str, rows: int,
+            with_values: bool) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None, str | None]:
+    """A version-7 block's rows, its base and tails joined (statetails), checked: (values or None, times,
+    each row's appended count or None, the block's lineage or None)."""
+    wanted = (f"{prefix}_times", *((f"{prefix}_values",) if with_values else ()))
+    if any(name not in names for name in wanted):
+        raise StateError(f"{prefix}: arrays missing")
+    times, values, appended = join(archive, names, prefix, archive[f"{prefix}_times"],
+                                   archive[f"{prefix}_values"] if with_values else None)
+    if values is not None:
+        values, times = check_pair(values, times, prefix, rows)
+    else:
+        times = check_times(times, f"{prefix}_times", rows)
+    manifest = getattr(archive, "manifest", {})
+    return values, times, appended, manifest.get(f"{prefix}_times", {}).get("lineage")
+
+
+def _arrivals(capacity: int, keys: list[tuple], times: np.ndarray, appended: np.ndarray | None = None,
+              lineage: str | None = None) -> SeriesBlock:
     """The arrivals block: the times as saved, the delays unknown (NaN; see the module's docstring)."""
-    return _block(capacity, 64, keys, np.full(times.shape, np.nan), times)
+    return _block(capacity, 64, keys, np.full(times.shape, np.nan), times, appended, lineage)
 
 
-def _block(capacity: int, initial_rows: int, keys: list[tuple], values: np.ndarray, times: np.ndarray) -> SeriesBlock:
-    """A SeriesBlock of `capacity` holding these rows' newest samples (right-aligned, as SeriesBlock keeps them)."""
+def _block(capacity: int, initial_rows: int, keys: list[tuple], values: np.ndarray, times: np.ndarray,
+           appended: np.ndarray | None = None, lineage: str | None = None) -> SeriesBlock:
+    """A SeriesBlock of `capacity` holding these rows' newest samples (right-aligned, as SeriesBlock keeps them).
+    With the saved block's `appended` counts and `lineage` (version 7) and the same capacity, it is that block
+    going on: its next save takes the file's chunks as its base (statetails)."""
     block = SeriesBlock(capacity, initial_rows)
     rows, keep = len(keys), min(capacity, values.shape[1])
     allocated = max(initial_rows, rows)  # the next new series grows the block by doubling, as usual
@@ -456,6 +506,10 @@ def _block(capacity: int, initial_rows: int, keys: list[tuple], values: np.ndarr
         block.times[:rows, capacity - keep:] = times[:, times.shape[1] - keep:]
     block.keys = list(keys)
     block.row_of = {key: row for row, key in enumerate(block.keys)}
+    block.appended = np.zeros(block.values.shape[0], dtype=np.int64)
+    if appended is not None and lineage is not None and values.shape[1] == capacity:
+        block.appended[:rows] = appended
+        block.lineage = lineage
     return block
 
 

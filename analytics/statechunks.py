@@ -50,6 +50,7 @@ MIN_CHUNKED_BYTES = 256 * 1024
 MANIFEST = "chunks"  # the member of the .npz that lists the chunked arrays
 CHUNK_NAME = re.compile(r"^[0-9a-f]{32}\.npy$")
 MEMBER_NAME = re.compile(r"^[A-Za-z0-9_]{1,80}$")
+LINEAGE = re.compile(r"^[0-9a-f]{32}$")
 
 
 def chunk_dir(path: Path) -> Path:
@@ -64,12 +65,15 @@ def _digest(part: np.ndarray) -> str:
     return h.hexdigest()[:32]
 
 
-def write_chunks(arrays: dict[str, np.ndarray], path: Path,
-                 tiled: frozenset[str] | set[str] = frozenset()) -> tuple[dict[str, np.ndarray], dict, int]:
+def write_chunks(arrays: dict[str, np.ndarray], path: Path, tiled: frozenset[str] | set[str] = frozenset(),
+                 kept: dict[str, dict[int, str]] | None = None) -> tuple[dict[str, np.ndarray], dict, int]:
     """Store the large arrays of `arrays` as chunks beside `path`, writing only those not there yet; returns
     (the members left for the .npz itself, the manifest, the bytes written). The 2-D arrays named in `tiled`
-    wider than TILE_COLS are cut by columns too. Each new chunk is fsynced, then the folder, before the
-    caller writes the .npz that names them."""
+    wider than TILE_COLS are cut by columns too. `kept`: per array, row chunks (by their number) to name by
+    the given digest, as they are on disk, instead of the array's rows (a ring buffer's base, whose rows
+    the caller saves as that base and its tails: analytics.statetails). Each new chunk is fsynced, then the
+    folder, before the caller writes the .npz that names them."""
+    kept = kept or {}
     folder = chunk_dir(path)
     folder.mkdir(parents=True, exist_ok=True)
     small, manifest, written = {}, {}, 0
@@ -80,6 +84,9 @@ def write_chunks(arrays: dict[str, np.ndarray], path: Path,
         cols = TILE_COLS if name in tiled and array.ndim == 2 and array.shape[1] > TILE_COLS else None
         chunks = []
         for start in range(0, max(array.shape[0], 1), CHUNK_ROWS):
+            if cols is None and start // CHUNK_ROWS in kept.get(name, {}):
+                chunks.append(kept[name][start // CHUNK_ROWS])
+                continue
             rows = array[start:start + CHUNK_ROWS]
             for left in range(0, array.shape[1], cols) if cols else (None,):
                 part = np.ascontiguousarray(rows if cols is None else rows[:, left:left + cols])
@@ -189,6 +196,9 @@ def read_manifest(raw: np.ndarray) -> dict:
         expect(entry.get("dtype") in [d.str for d in DTYPES], f"chunks: {name} dtype")
         expect(isinstance(shape, list) and 2 <= len(shape) <= 3
                and all(isinstance(s, int) and 0 <= s <= 100_000_000 for s in shape), f"chunks: {name} shape")
+        expect(entry.get("lineage") is None or (isinstance(entry["lineage"], str)
+                                                 and LINEAGE.match(entry["lineage"]) is not None),
+               f"chunks: {name} lineage")
         cols = entry.get("cols")
         expect(cols is None or (type(cols) is int and 1 <= cols < shape[1] and len(shape) == 2), f"chunks: {name} cols")
         tiles = -(-shape[1] // cols) if cols else 1

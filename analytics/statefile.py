@@ -21,12 +21,14 @@ from analytics.rules import Hysteresis
 from edge import contract
 
 FORMAT = "city-analytics-state"
-VERSION = 6
+VERSION = 7
 # version 1: no incidents, no hysteresis; 1 and 2: the arrivals as a metric; 1 to 3: the coarse history as
 # (value, time) pairs of every closed bucket in float64 and int64 (version 4: two tiers of float32 rings); version 5:
 # the large arrays as row chunks beside the file (analytics.statechunks); version 6: the profile's tiers cut by
-# columns too (a manifest entry's "cols"), which an engine reading up to version 5 would refuse as a bad manifest
-READABLE_VERSIONS = (1, 2, 3, 4, 5, 6)
+# columns too (a manifest entry's "cols"), which an engine reading up to version 5 would refuse as a bad manifest;
+# version 7: the ring buffers as a base and its tails (analytics.statetails), which an engine reading up to
+# version 6 would load as the stale base alone: it refuses the file instead
+READABLE_VERSIONS = (1, 2, 3, 4, 5, 6, 7)
 LEGACY_ARRIVALS = "clock_lag_ms"  # the name of the arrivals block among the metrics, in versions 1 and 2
 # The incident state's fields as stored: Hysteresis' own, its flags as bytes (DTYPES has no bool).
 HYSTERESIS_FIELDS = {name: np.dtype("u1") if start is False else np.asarray(start).dtype
@@ -181,7 +183,12 @@ def read_pair(archive, names: set[str], prefix: str, rows: int | None) -> tuple[
     """A (values, times) pair of one block: same shape, float and int, times never decreasing along a row."""
     if f"{prefix}_values" not in names or f"{prefix}_times" not in names:
         raise StateError(f"{prefix}: arrays missing")
-    values, times = archive[f"{prefix}_values"], read_times(archive, names, f"{prefix}_times", rows)
+    return check_pair(archive[f"{prefix}_values"], archive[f"{prefix}_times"], prefix, rows)
+
+
+def check_pair(values: np.ndarray, times: np.ndarray, prefix: str, rows: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """read_pair's checks of arrays already read."""
+    times = check_times(times, f"{prefix}_times", rows)
     expect(values.dtype == np.float64 and values.shape == times.shape, f"{prefix}: array shapes or types")
     expect(not np.isinf(values).any(), f"{prefix}: infinite values")
     return values, times
@@ -191,7 +198,11 @@ def read_times(archive, names: set[str], name: str, rows: int | None) -> np.ndar
     """A (rows, samples) int64 array of times, never decreasing along a row."""
     if name not in names:
         raise StateError(f"{name} missing")
-    times = archive[name]
+    return check_times(archive[name], name, rows)
+
+
+def check_times(times: np.ndarray, name: str, rows: int | None) -> np.ndarray:
+    """read_times' checks of an array already read."""
     expect(times.dtype == np.int64 and times.ndim == 2 and times.shape[1] >= 1, f"{name}: shape or type")
     expect(rows is None or times.shape[0] == rows, f"{name}: {times.shape[0]} rows for {rows} keys")
     expect((times[:, :1] >= 0).all() and (times[:, 1:] >= times[:, :-1]).all(), f"{name}: times out of order")

@@ -7,10 +7,11 @@
 Saves: a full one (into an empty chunk folder: every chunk written), then incremental ones after 0 %, 1 %
 and 100 % of the series (at random rows) changed every array since the previous save: seconds and MB written.
 Then a live checkpoint: `--minutes` (15) of one reading a minute in every series fed through the engine's
-ingest structures (SeriesBlock.append, CoarseHistory.add), then a save, in the state file's current layout
-(version 6: the profile's rings cut by columns too) and, in the same run on the same state, in version 5's
-(row chunks only): seconds, MB written, and bytes written a series. Memory: the bytes of the learnt arrays
-a series (allocated).
+ingest structures (SeriesBlock.append, CoarseHistory.add), then a save, in the state file's three layouts
+saving the same state in the same run (alternating which saves first): version 5 (row chunks only),
+version 6 (the profile's rings cut by columns too), version 7 (and the ring buffers as base and tails,
+analytics.statetails): seconds, MB written, and bytes written a series. Memory: the bytes of the learnt
+arrays a series (allocated).
 
     python3 bench/bench_state.py --devices 20000 --runs 3 --skip-incremental   # the live checkpoint only
 
@@ -160,19 +161,21 @@ def advance(engine: AnalyticsEngine, minutes: int, rng: np.random.Generator) -> 
 
 
 def live_checkpoints(engine: AnalyticsEngine, folder: Path, minutes: int, runs: int) -> dict[str, tuple]:
-    """Per layout (version 5's row chunks, version 6's tiles), median seconds and bytes written of a save after
-    `minutes` of readings in every series since the previous save, both layouts saving the same state."""
+    """Per layout (version 5's row chunks, version 6's tiles, version 7's tails), median seconds and bytes written
+    of a save after `minutes` of readings in every series since the previous save, all saving the same state."""
     rng = np.random.default_rng(2)
-    layouts = {"v5 row chunks": (5, 10**9), "v6 tiles": (6, statechunks.TILE_COLS)}
+    no_bases = lambda path: {}  # noqa: E731 - every buffer saved whole, as before version 7
+    layouts = {"v5 row chunks": (5, 10**9, no_bases), "v6 tiles": (6, statechunks.TILE_COLS, no_bases),
+               "v7 tiles+tails": (state_module.VERSION, statechunks.TILE_COLS, state_module.previous_bases)}
     paths = {name: folder / name.replace(" ", "-") / "engine-svc-analytics-0.npz" for name in layouts}
     results: dict[str, tuple[list, list]] = {name: ([], []) for name in layouts}
-    saved_version, saved_cols = state_module.VERSION, statechunks.TILE_COLS
+    saved = state_module.VERSION, statechunks.TILE_COLS, state_module.previous_bases
     try:
         for run in range(runs + 1):  # the first: each layout's previous checkpoint
             if run:
                 advance(engine, minutes, rng)
             for name in (list(layouts) if run % 2 else list(layouts)[::-1]):  # alternate which saves first
-                state_module.VERSION, statechunks.TILE_COLS = layouts[name]
+                state_module.VERSION, statechunks.TILE_COLS, state_module.previous_bases = layouts[name]
                 report: dict = {}
                 started = time.perf_counter()
                 save_state(engine.learnt, paths[name], report=report)
@@ -180,7 +183,7 @@ def live_checkpoints(engine: AnalyticsEngine, folder: Path, minutes: int, runs: 
                     results[name][0].append(time.perf_counter() - started)
                     results[name][1].append(report["written"])
     finally:
-        state_module.VERSION, statechunks.TILE_COLS = saved_version, saved_cols
+        state_module.VERSION, statechunks.TILE_COLS, state_module.previous_bases = saved
     return {name: (statistics.median(t), int(statistics.median(w))) for name, (t, w) in results.items()}
 
 
@@ -271,17 +274,18 @@ def main() -> None:
     print(f"{'raw read (numpy.fromfile)':28}{raw_load_s:9.2f}{raw_bytes / 1e6 / raw_load_s:9.0f}{1:7.1f}x")
     print(f"peak memory of one load (tracemalloc): {peak / 1e6:,.0f} MB ({peak / size:.1f}x the file)")
     print(f"learnt arrays in memory: {memory / 1e6:,.1f} MB, {memory / series / 1e3:,.1f} KB a series (allocated)")
-    print(f"live saves: v6 / v5 seconds {live['v6 tiles'][0] / live['v5 row chunks'][0]:.2f}, "
-          f"bytes written {live['v6 tiles'][1] / live['v5 row chunks'][1]:.2f}")
+    for name in ("v6 tiles", "v7 tiles+tails"):
+        print(f"live saves, {name} / v5 row chunks: seconds {live[name][0] / live['v5 row chunks'][0]:.2f}, "
+              f"bytes written {live[name][1] / live['v5 row chunks'][1]:.2f}")
     print(f"load average before {load_before:.2f}, after {os.getloadavg()[0]:.2f} (2 cores, shared)")
 
 
 def learnt_nbytes(engine: AnalyticsEngine) -> int:
     """Bytes allocated for the learnt arrays: buffers, arrivals, histories, detectors' state."""
     learnt = engine.learnt
-    total = learnt.arrivals.values.nbytes + learnt.arrivals.times.nbytes
+    total = sum(a.nbytes for a in (learnt.arrivals.values, learnt.arrivals.times, learnt.arrivals.appended))
     for metric, block in learnt.blocks.items():
-        total += block.values.nbytes + block.times.nbytes
+        total += block.values.nbytes + block.times.nbytes + block.appended.nbytes
         if metric in learnt.history:
             total += learnt.history[metric].nbytes()
         if metric in learnt.streams:

@@ -210,7 +210,7 @@ def test_a_file_of_the_previous_version_loads_and_the_engine_goes_on_as_before(n
     assert any(m["state"] == "cleared" and m["device"] == POWER for batch in sent for m in batch)
     # Saved again, it is a file of this version, and loads.
     save_state(engine.learnt, path)
-    assert json.loads(members(path)["meta"].tobytes())["version"] == 6 and load_state(new_engine(), path)
+    assert json.loads(members(path)["meta"].tobytes())["version"] == 7 and load_state(new_engine(), path)
 
 
 def test_a_version_3_file_is_migrated_to_the_tiers_and_the_engine_goes_on_as_before(new_engine, tmp_path):
@@ -233,7 +233,7 @@ def test_a_version_3_file_is_migrated_to_the_tiers_and_the_engine_goes_on_as_bef
     assert same_messages(sent, expected["outputs"])
     assert any(m["state"] == "cleared" and m["device"] == POWER for batch in sent for m in batch)
     save_state(engine.learnt, path)
-    assert json.loads(members(path)["meta"].tobytes())["version"] == 6 and load_state(new_engine(), path)
+    assert json.loads(members(path)["meta"].tobytes())["version"] == 7 and load_state(new_engine(), path)
 
 
 def same_messages(sent: list[list[dict]], expected: list[list[dict]]) -> bool:

@@ -106,7 +106,7 @@ def test_a_new_minute_rewrites_only_the_profile_tiles_it_fell_in(registry, tmp_p
     path = tmp_path / "engine-svc-analytics-0.npz"
     save_state(engine.learnt, path)
     before = manifest_of(path)
-    assert before["h0_fine"]["cols"] == 64 and json_version(path) == 6
+    assert before["h0_fine"]["cols"] == 64 and json_version(path) >= 6
     for t, raw in voltage_batches(8, start_ms=1_767_225_600_000 + 60 * 10_000, seq0=60, hist=True):
         for i in range(DEVICES):
             engine.ingest(f"pwr-{i:04d}", raw, t + 200)
@@ -157,6 +157,106 @@ def test_a_manifest_whose_tiles_do_not_add_up_is_refused(registry, tmp_path, sma
     assert not loaded.learnt.blocks  # a fresh start, the file moved aside
 
 
+def more_readings(engine: AnalyticsEngine, round_: int, devices: range = range(DEVICES)) -> None:
+    """5 more readings (10 s apart) from each of `devices`, after the 60 `filled` gave them."""
+    start = 1_767_225_600_000 + (60 + 5 * round_) * 10_000
+    for t, raw in voltage_batches(5, start_ms=start, seq0=60 + 5 * round_, hist=True):
+        for i in devices:
+            engine.ingest(f"pwr-{i:04d}", raw, t + 200)
+    engine.process(now_ms=2_000_000_000_000)
+
+
+def buffer_chunks(path: Path) -> dict[str, list[str]]:
+    return {name: entry["chunks"] for name, entry in manifest_of(path).items() if name.startswith("b")}
+
+
+def test_a_checkpoint_writes_the_new_samples_not_the_whole_buffers(registry, tmp_path, small_chunks):
+    """Version 7: the buffers' chunks stay on disk as the base, the samples since are saved as tails; at most
+    1 chunk in 8 with tails is rewritten a save (here 1 of 6); every checkpoint loads as the engine was."""
+    engine = filled(registry)
+    path = tmp_path / "engine-svc-analytics-0.npz"
+    save_state(engine.learnt, path)
+    rebased = set()
+    for round_ in range(10):
+        before = buffer_chunks(path)
+        more_readings(engine, round_)
+        report: dict = {}
+        save_state(engine.learnt, path, report=report)
+        after = buffer_chunks(path)
+        assert set(after) == set(before) == {"b0_times", "b0_values", "b1_times", "b1_values"}
+        for name, chunks in after.items():
+            changed = [k for k, (x, y) in enumerate(zip(before[name], chunks, strict=True)) if x != y]
+            assert len(changed) == 1, (round_, name, changed)  # 6 chunks of 4 series, 1 rewritten a save
+            rebased.add((name, changed[0]))
+        with np.load(path) as opened:
+            assert opened["b0_tail_counts"].sum() > 0 and opened["b0_tail_times"].size == opened["b0_tail_counts"].sum()
+        loaded = AnalyticsEngine(registry, None, None, engine.params)
+        assert load_state(loaded, path) and loaded.counters["state_rejected"] == 0
+        equal_state(engine, loaded)
+        equal_history(engine, loaded)
+    assert {chunk for name, chunk in rebased if name == "b0_values"} == set(range(6))  # each in turn, none left
+
+
+def test_a_restarted_engine_goes_on_from_the_bases_it_loaded(registry, tmp_path, small_chunks):
+    engine = filled(registry)
+    path = tmp_path / "engine-svc-analytics-0.npz"
+    save_state(engine.learnt, path)
+    restarted = AnalyticsEngine(registry, None, None, engine.params)
+    assert load_state(restarted, path)
+    before = buffer_chunks(path)
+    more_readings(restarted, 0)
+    save_state(restarted.learnt, path)
+    after = buffer_chunks(path)
+    assert sum(x != y for x, y in zip(before["b0_values"], after["b0_values"], strict=True)) == 1  # tails, 5 bases
+    loaded = AnalyticsEngine(registry, None, None, engine.params)
+    assert load_state(loaded, path)
+    equal_state(restarted, loaded)
+
+
+def test_rows_changed_other_than_by_append_are_saved_whole(registry, tmp_path, small_chunks):
+    """A block's rows written directly (not through append) do not match their base: saved whole, not lost."""
+    engine = filled(registry)
+    path = tmp_path / "engine-svc-analytics-0.npz"
+    save_state(engine.learnt, path)
+    block = engine.learnt.blocks["voltage_v"]
+    block.times[:DEVICES, -1] += 1
+    block.values[:DEVICES, -1] += 1.0
+    save_state(engine.learnt, path)
+    loaded = AnalyticsEngine(registry, None, None, engine.params)
+    assert load_state(loaded, path)
+    equal_state(engine, loaded)
+
+
+def test_tails_that_do_not_follow_their_base_are_refused(registry, tmp_path, small_chunks):
+    engine = filled(registry)
+    path = tmp_path / "engine-svc-analytics-0.npz"
+    save_state(engine.learnt, path)
+    more_readings(engine, 0)
+    save_state(engine.learnt, path)
+    with np.load(path) as opened:
+        members = {name: opened[name] for name in opened.files}
+    row = int(np.flatnonzero(members["b0_tail_counts"])[0])
+    members["b0_base_last"][row] += 10_000  # the base's newest time is not where its tail says
+    with open(path, "wb") as out:
+        np.savez(out, **members)
+    loaded = AnalyticsEngine(registry, None, None, engine.params)
+    assert not load_state(loaded, path) and loaded.counters["state_rejected"] == 1 and not loaded.learnt.blocks
+
+
+def test_an_engine_of_an_older_version_refuses_the_file_with_its_version(registry, tmp_path, small_chunks,
+                                                                         monkeypatch, caplog):
+    """An engine reading up to version 6 would load a version-7 file's bases without their tails: it refuses
+    the file, saying which version it is, and starts fresh."""
+    from analytics import statefile
+    engine = filled(registry)
+    path = tmp_path / "engine-svc-analytics-0.npz"
+    save_state(engine.learnt, path)
+    monkeypatch.setattr(statefile, "READABLE_VERSIONS", (1, 2, 3, 4, 5, 6))
+    older = AnalyticsEngine(registry, None, None, engine.params)
+    assert not load_state(older, path) and older.counters["state_rejected"] == 1
+    assert "state version 7; this engine reads versions (1, 2, 3, 4, 5, 6)" in caplog.text
+
+
 def json_version(path: Path) -> int:
     return json.loads(np.load(path)["meta"].tobytes())["version"]
 
@@ -203,7 +303,8 @@ from telemetry_shared.registry import Registry
 engine = filled_engine(Registry({registry!r}), 600, 1)
 block = engine.learnt.blocks["power_kw"]
 for i in range(1000):
-    block.values[(i * 37) % 600: (i * 37) % 600 + 50, -1] += 1.0  # some series changed since the last save
+    for row in range((i * 37) % 600, min((i * 37) % 600 + 50, 600)):  # some series changed since the last save
+        block.append(row, [block.last_time(row) + 60_000], [1.0])
     save_state(engine.learnt, {path!r})
     print("saved", i, flush=True)
 """
