@@ -91,7 +91,8 @@ class NetworkReports:
         return {d.id: d.district for d in self.registry.list(kind=kind, limit=10_000_000)[0]}
 
     def run(self, stopping: threading.Event) -> None:
-        """Run at once, then every period_s until `stopping` is set; a failed run is logged, not fatal."""
+        """Run at once, then every period_s until `stopping` is set; a failed run is logged, not fatal: the
+        thread is the boards' only source of these figures, and nothing restarts it if it ends."""
         wait_s = 0.0
         while not stopping.wait(wait_s):
             wait_s = self.period_s
@@ -102,3 +103,5 @@ class NetworkReports:
                          done.water_points, done.power_points, time.monotonic() - started)
             except (InfluxError, OSError, ValueError, contract.ContractError):
                 log.exception("the network reports could not be written this time")
+            except Exception:  # noqa: BLE001 - a bug in one run must not end the reports until a restart
+                log.exception("the network reports failed unexpectedly; trying again at the next period")

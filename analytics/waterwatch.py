@@ -89,3 +89,5 @@ class BurstWatch:
                 self.check(int(time.time() * 1000))
             except (InfluxError, OSError, contract.ContractError):
                 log.exception("the DMA burst watch could not look this time")
+            except Exception:  # noqa: BLE001 - a bug in one look must not end the watch until a restart
+                log.exception("the DMA burst watch failed unexpectedly; looking again at the next period")
