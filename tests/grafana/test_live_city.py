@@ -41,6 +41,7 @@ HOURS = 26
 NETWORK_METERS = {d["id"] for d in plan_networks(fleetsim.load_scenario(fleetsim.DEFAULT_SCENARIO)).devices}
 ENGINEERS_BOARDS = ("city-water", "city-power-quality")
 UTC_OFFSET_H = get_settings().utc_offset_hours  # the city profile's (CITY_PROFILE), as `city up` runs it
+CITY_DIR: list[Path] = []  # the live city's data directory, for its logs in a failure's message
 
 
 def _city(*args: str, env: dict, **kwargs) -> subprocess.Popen:
@@ -66,7 +67,9 @@ def live_city(tmp_path_factory):
     env = os.environ | {"CITY_DATA_DIR": str(data_dir), "CITY_MQTT_PORT": str(free_port()),
                         "CITY_INFLUX_URL": f"http://127.0.0.1:{free_port()}", "CITY_API_PORT": str(free_port()),
                         "CITY_INGEST_STATS_INTERVAL_S": "2", "CITY_ANALYTICS_NETWORK_REPORT_S": "15"}
-    city = _city("up", "--devices", "8", "--no-micropython", "--duration", "600", env=env)
+    # --duration bounds the city if the test run is killed; the fixture's teardown stops it before that
+    city = _city("up", "--devices", "8", "--no-micropython", "--duration", "1500", env=env)
+    CITY_DIR[:] = [data_dir]
     try:
         _wait(lambda: (data_dir / "city.json").exists(), 90, "city.json")
         state = json.loads((data_dir / "city.json").read_text())
@@ -160,6 +163,16 @@ def _has_values(series: list[dict]) -> bool:
     return any(v not in (None, 0) for s in series for row in s.get("values", []) for v in row[1:])
 
 
+def _city_logs() -> str:
+    """What the analytics service said of its network reports, and the fleet's last progress line."""
+    lines = []
+    for name, wanted in (("analytics.log", "network reports"), ("fleet.log", "fleet:")):
+        path = CITY_DIR[0] / name if CITY_DIR else None
+        text = path.read_text(errors="replace") if path and path.exists() else ""
+        lines += [line[:300] for line in text.splitlines() if wanted in line or "Error" in line][-6:]
+    return "\n".join(lines)
+
+
 def _silent_queries(influx: InfluxQL) -> list[str]:
     silent = []
     for uid in ENGINEERS_BOARDS:
@@ -177,12 +190,12 @@ def test_every_query_of_the_water_and_power_quality_boards_returns_values_on_a_l
         live_city: InfluxQL) -> None:
     # The meters' four weeks arrive within a minute or two of the start and the analytics service writes the
     # reports every 15 s here: wait (bounded) for a report written after the history was in.
-    deadline = time.monotonic() + 240
+    deadline = time.monotonic() + 420
     silent = _silent_queries(live_city)
     while silent and time.monotonic() < deadline:
         time.sleep(5)
         silent = _silent_queries(live_city)
-    assert silent == [], f"queries with no values on a live city: {silent}"
+    assert silent == [], f"queries with no values on a live city: {silent}\nthe city's logs:\n{_city_logs()}"
     # the figures come from the planted networks: every DMA balanced, every feeder's losses, suspects found
     dmas = {r["value"] for r in live_city.rows('SHOW TAG VALUES FROM "water_balance" WITH KEY = "dma"')}
     feeders = {r["value"] for r in live_city.rows('SHOW TAG VALUES FROM "feeder_losses" WITH KEY = "feeder"')}
