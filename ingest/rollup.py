@@ -14,6 +14,8 @@ Output, in retention policy `rollups` (kept for ever):
   seq_min, seq_max, seq_distinct and seq_gaps (integers: messages missing in
   the period or since the previous one, counted across all workers; the first
   period of a run sees only its own gaps, a restarted sequence counts none).
+  <kind>_district_1h: the open data's district x hour cells, summed from <kind>_1h
+  each time an hour is rolled up (ingest/cells.py).
 Daily periods start at local midnight: in the city's zone when one is given (a day of a
 daylight-saving change is 23 or 25 hours long: each local day is queried on its own and stamped at
 its midnight), else at the fixed UTC offset.
@@ -24,6 +26,7 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from edge import contract
+from ingest.cells import write_cells
 from telemetry_shared.influx import InfluxQL, LineWriter, quote_ident
 from telemetry_shared.lineproto import escape_key
 
@@ -40,6 +43,7 @@ class RollupReport:
     start_ms: int
     end_ms: int
     points: int
+    cells: int = 0  # district x hour cells (re)written (ingest/cells.py), hourly periods only
 
 
 def period_start(t_ms: int, period: str, utc_offset_h: int) -> int:
@@ -139,7 +143,7 @@ def run_rollup(influx: InfluxQL, writer: LineWriter, period: str, start_ms: int,
         return _run_local_days(influx, writer, start_ms, end_ms, time_zone)
     start = period_start(start_ms, period, utc_offset_h)
     end = period_start(end_ms, period, utc_offset_h)
-    points = 0
+    points = cells = 0
     window = max(QUERY_WINDOW_MS, PERIODS_MS[period])
     for kind in contract.KINDS:
         last_seq: dict[str, int] = {}
@@ -150,7 +154,9 @@ def run_rollup(influx: InfluxQL, writer: LineWriter, period: str, start_ms: int,
             for chunk in range(0, len(lines), 5000):
                 writer.write(lines[chunk:chunk + 5000])
             points += len(lines)
-    return RollupReport(period, start, end, points)
+            if period == "1h" and lines:  # the open data's district cells, from the rollups just written
+                cells += write_cells(influx, writer, kind, lo, hi)
+    return RollupReport(period, start, end, points, cells)
 
 
 def _run_local_days(influx: InfluxQL, writer: LineWriter, start_ms: int, end_ms: int,

@@ -12,6 +12,7 @@ import typer
 from rich.progress import Progress
 from rich.table import Table
 
+from ingest.cells import backfill as backfill_cells
 from ingest.rollup import ROLLUP_RP, ensure_retention, retention_policies, run_rollup
 from telemetry_cli.common import EXIT_UNAVAILABLE, JsonFlag, err, fail, load_settings, local_time, number, out, say
 from telemetry_shared.influx import InfluxError, InfluxQL, V1Writer
@@ -42,6 +43,7 @@ def _once(s: Settings, lookback_h: int, as_json: bool) -> None:
                 reports.append(run_rollup(influx, writer, period, start_ms, now_ms, s.utc_offset_hours,
                                           s.local_zone))
                 progress.advance(task)
+            backfill_cells(influx, writer, now_ms)  # once, after an upgrade: the open data's district cells
     except InfluxError as exc:
         fail(f"InfluxDB: {exc}", EXIT_UNAVAILABLE)
     finally:

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from api.opendata import policy
 from api.opendata.policy import MetricPolicy
 from edge import contract
+from ingest import cells
 from telemetry_shared.city import CityProfile
 from telemetry_shared.i18n import t
 from telemetry_shared.influx import InfluxQL, quote_ident
@@ -208,7 +209,8 @@ def _rollup_points(influx: InfluxQL, dataset: Dataset, start_ms: int, end_ms: in
             offset += RAW_PAGE
 
 
-def _cells(t_ms: int, cells: dict[str, list]) -> Iterator[dict[str, Any]]:
+def _cells(t_ms: int, cells: dict[str, tuple]) -> Iterator[dict[str, Any]]:
+    """One hour's cells as rows, districts in order; a cell is (sum, devices, min, max, readings)."""
     time = iso_hour(t_ms)  # once an hour, not once a cell
     for district in sorted(cells):
         total, devices, low, high, readings = cells[district]
@@ -217,33 +219,68 @@ def _cells(t_ms: int, cells: dict[str, list]) -> Iterator[dict[str, Any]]:
 
 
 def _aggregated_rows(influx: InfluxQL, dataset: Dataset, start_ms: int, end_ms: int) -> Iterator[dict[str, Any]]:
-    """District x hour from the hourly rollups: each device's hourly mean counts once, so `devices` is how
-    many devices reported in that district and hour. The cells are summed here from the rollup points
-    (influxd's own GROUP BY time is ~100 times slower); one hour's cells are held at a time."""
+    """District x hour: each device's hourly mean counts once, so `devices` is how many devices reported in
+    that district and hour. Read from the stored cells (ingest/cells.py, written by `city rollup`) from the
+    hour they cover on, else summed here from the hourly rollup points (the same code). Every cell, whatever
+    its device count, goes on to policy.publish, which alone decides what is published."""
     from ingest.rollup import retention_policies
 
     if start_ms >= end_ms or ROLLUP_RP not in retention_policies(influx):
         return  # no rollups yet (`city rollup` never ran): no rows rather than InfluxDB's error
     start_ms = start_ms // HOUR_MS * HOUR_MS  # whole hours
-    hour, cells = None, {}
+    covered = max(start_ms, min(end_ms, cells.covered_from(influx)))
+    if start_ms < covered:
+        yield from _summed_rows(influx, dataset, start_ms, covered)
+    if covered < end_ms:
+        yield from _stored_rows(influx, dataset, covered, end_ms)
+
+
+def stored_cells_query(dataset: Dataset, start_ms: int, end_ms: int, limit: int, offset: int) -> str:
+    """One metric's stored district x hour cells, in time order, one page."""
+    m = dataset.metric
+    total, low, high, devices, readings = (quote_ident(f"{m}_{s}") for s in ("sum", "min", "max", "devices",
+                                                                              "readings"))
+    return (f'SELECT {total} AS sum, {devices} AS devices, {low} AS min, {high} AS max, {readings} AS readings,'
+            f' "district" FROM {quote_ident(ROLLUP_RP)}.{quote_ident(cells.measurement(dataset.kind))}'
+            f" WHERE time >= {int(start_ms)}ms AND time < {int(end_ms)}ms LIMIT {limit} OFFSET {offset}")
+
+
+def _stored_rows(influx: InfluxQL, dataset: Dataset, start_ms: int, end_ms: int) -> Iterator[dict[str, Any]]:
+    hour, found = None, {}
+    for lo, hi in _windows(start_ms, end_ms, AGGREGATED_WINDOW_MS):
+        offset = 0
+        while True:
+            answer = influx.series(stored_cells_query(dataset, lo, hi, RAW_PAGE, offset))
+            values = answer[0]["values"] if answer else []
+            for t_ms, total, devices, low, high, readings, district in values:
+                if total is None or not devices:
+                    continue
+                if t_ms != hour:
+                    if found:
+                        yield from _cells(hour, found)
+                    hour, found = t_ms, {}
+                found[district or ""] = (total, devices, low, high, readings or 0)
+            if len(values) < RAW_PAGE:
+                break
+            offset += RAW_PAGE
+    if found:
+        yield from _cells(hour, found)
+
+
+def _summed_rows(influx: InfluxQL, dataset: Dataset, start_ms: int, end_ms: int) -> Iterator[dict[str, Any]]:
+    """The cells summed from the rollup points (influxd's own GROUP BY time is ~100 times slower); one
+    hour's cells are held at a time."""
+    hour, found = None, {}
     for t_ms, mean, low, high, count, district in _rollup_points(influx, dataset, start_ms, end_ms):
         if mean is None:
             continue
         if t_ms != hour:
-            if cells:
-                yield from _cells(hour, cells)
-            hour, cells = t_ms, {}
-        cell = cells.get(district or "")
-        if cell is None:
-            cells[district or ""] = [mean, 1, low, high, count or 0]
-        else:
-            cell[0] += mean
-            cell[1] += 1
-            cell[2] = low if cell[2] is None or (low is not None and low < cell[2]) else cell[2]
-            cell[3] = high if cell[3] is None or (high is not None and high > cell[3]) else cell[3]
-            cell[4] += count or 0
-    if cells:
-        yield from _cells(hour, cells)
+            if found:
+                yield from _cells(hour, {d: cells.finish(c) for d, c in found.items()})
+            hour, found = t_ms, {}
+        cells.accumulate(found, district or "", mean, low, high, count)
+    if found:
+        yield from _cells(hour, {d: cells.finish(c) for d, c in found.items()})
 
 
 def _public_names(services: "ApiServices", kind: str) -> dict[str, str]:
