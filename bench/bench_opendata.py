@@ -1,21 +1,24 @@
 """Open-data downloads: a year of district-hour data, every district of the city profile and all 19 metrics,
 downloaded as CSV month by month (19 datasets x 12 months) from the API (`python -m api`, one process),
-with the API process's peak resident memory and the throughput in MB/s; cold (the disk cache emptied
-first: every file from InfluxDB) and warm (every file from the cache). Baseline in the same run: the same
+with the API process's peak resident memory (each phase's own peak) and the throughput in MB/s; cold (the
+disk cache emptied first: every file from InfluxDB), both before (each request sums the district cells
+from the hourly rollup points) and after (each request reads the district x hour cells stored by the
+rollup job, ingest/cells.py), and warm (every file from the cache). Baseline in the same run: the same
 InfluxQL queries (the rollup points, page by page), grouped into district-hour cells and written out as CSV
 by pandas (`groupby`, `DataFrame.to_csv`) in a fresh process, and InfluxDB alone (the same queries, answers
-parsed, nothing written). Medians of ROUNDS rounds (warm: WARM_REPEATS walks a round); the issue's goals: peak RSS
-< 150 MB and >= 50 MB/s.
+parsed, nothing written; and the stored cells' queries alone). Medians of ROUNDS rounds (warm:
+WARM_REPEATS walks a round); the issue's goals: peak RSS < 150 MB and >= 50 MB/s.
 
 Starts its own influxd and Mosquitto. The year is written straight into the hourly rollups (what
 `city rollup` makes of raw readings: `<kind>_1h` in the `rollups` policy), DEVICES devices per district and
-kind, from a copy of the city profile (CITY_PROFILE) whose open_data section publishes every metric
-aggregated with k = 3.
+kind, then their district cells as `city rollup run` writes them (timed), from a copy of the city profile
+(CITY_PROFILE) whose open_data section publishes every metric aggregated with k = 3.
 
     python bench/bench_opendata.py [--devices 3] [--rounds 3]
 """
 
 import argparse
+import contextlib
 import http.client
 import json
 import os
@@ -37,6 +40,7 @@ import yaml  # noqa: E402
 from bench_api import SERVICE_PASSWORD, wait_ready  # noqa: E402
 
 from edge import contract  # noqa: E402
+from ingest import cells  # noqa: E402
 from ingest.rollup import ROLLUP_RP, ensure_retention  # noqa: E402
 from telemetry_shared import broker  # noqa: E402
 from telemetry_shared.city import load_profile  # noqa: E402
@@ -104,6 +108,12 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def reset_peak(pid: int) -> None:
+    """Start the process's VmHWM again from its current RSS (Linux: clear_refs 5), to see each phase's peak."""
+    with contextlib.suppress(OSError):
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+
+
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -147,8 +157,9 @@ def baseline_worker(args: argparse.Namespace) -> None:
             start, end = datasets.period_bounds(profile, month)
             points = []
             offset = 0
-            while True:  # the same pages of rollup points the API reads
-                found = influx.series(datasets.rollup_points_query(dataset, start, end, datasets.RAW_PAGE, offset))
+            query = datasets.stored_cells_query if args.cells else datasets.rollup_points_query
+            while True:  # the same pages of rollup points (or stored cells) the API reads
+                found = influx.series(query(dataset, start, end, datasets.RAW_PAGE, offset))
                 page = found[0]["values"] if found else []
                 points += page
                 if len(page) < datasets.RAW_PAGE:
@@ -170,9 +181,10 @@ def baseline_worker(args: argparse.Namespace) -> None:
     print(json.dumps({"bytes": total, "seconds": took, "peak_rss_mb": peak_rss_mb(os.getpid())}))
 
 
-def run_baseline(profile: Path, influx_url: str, months: list[str], influx_only: bool) -> dict:
+def run_baseline(profile: Path, influx_url: str, months: list[str], influx_only: bool, stored: bool = False) -> dict:
     command = [sys.executable, __file__, "--baseline-worker", "--profile", str(profile), "--influx-url", influx_url,
-               "--months", ",".join(months)] + (["--influx-only"] if influx_only else [])
+               "--months", ",".join(months)] + (["--influx-only"] if influx_only else []) + (
+                   ["--cells"] if stored else [])
     done = subprocess.run(command, capture_output=True, text=True, check=True, cwd=ROOT)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -183,6 +195,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--baseline-worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--influx-only", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--cells", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--profile", help=argparse.SUPPRESS)
     parser.add_argument("--influx-url", help=argparse.SUPPRESS)
     parser.add_argument("--months", help=argparse.SUPPRESS)
@@ -210,6 +223,11 @@ def main() -> None:
             points = seed(influx, profile.slugs, start, end, args.devices)
             print(f"seeded {points:,} hourly rollup points ({len(profile.slugs)} districts x {args.devices} devices "
                   f"x 4 kinds, {months[0]}..{months[-1]}) in {time.perf_counter() - began:.0f} s", flush=True)
+            rollups = V1Writer(influxd.url, "city", rp=ROLLUP_RP, timeout_s=120)
+            began = time.perf_counter()
+            stored = cells.backfill(influx, rollups, end)  # what `city rollup run` does once after an upgrade
+            print(f"district x hour cells of the year written (ingest/cells.py backfill): {stored['points']:,} points"
+                  f" in {time.perf_counter() - began:.0f} s", flush=True)
             port = free_port()
             cache = tmp_path / "var" / "opendata-cache"
             env = dict(os.environ, CITY_ENVIRONMENT="test", CITY_DATA_DIR=str(tmp_path / "var"),
@@ -224,20 +242,35 @@ def main() -> None:
             paths = [f"/opendata/download/{i}/{m}.csv" for i in ids for m in months]
             idle = rss_mb(api_proc.pid)
             download_all(port, paths[:2])  # warm up the code paths (and the coverage cache)
-            cold, warm, pandas_runs, influx_runs = [], [], [], []
+            cold_summed, cold, warm, pandas_runs, influx_runs, cells_runs = [], [], [], [], [], []
+            peaks = {"summed": 0.0, "cold": 0.0, "warm": 0.0}
+
+            def walk(phase: str) -> tuple[int, float]:
+                reset_peak(api_proc.pid)
+                done = download_all(port, paths)
+                peaks[phase] = max(peaks[phase], peak_rss_mb(api_proc.pid))
+                return done
+
             for _ in range(args.rounds):
+                cells.mark(rollups, cells.NEVER)  # before: the cells summed from the rollup points per request
                 shutil.rmtree(cache, ignore_errors=True)
-                cold.append(download_all(port, paths))
-                warm += [download_all(port, paths) for _ in range(WARM_REPEATS)]
+                cold_summed.append(walk("summed"))
+                cells.mark(rollups, 0)  # after: the stored cells
+                shutil.rmtree(cache, ignore_errors=True)
+                cold.append(walk("cold"))
+                warm += [walk("warm") for _ in range(WARM_REPEATS)]
                 pandas_runs.append(run_baseline(profile_path, influxd.url, months, False))
                 influx_runs.append(run_baseline(profile_path, influxd.url, months, True))
-            peak = peak_rss_mb(api_proc.pid)
+                cells_runs.append(run_baseline(profile_path, influxd.url, months, True, stored=True))
+            rollups.close()
+            peak = max(peaks.values())
             print(f"{len(ids)} datasets x {len(months)} months = {len(paths)} CSV files, {args.rounds} rounds, "
                   f"medians; API idle RSS {idle:.0f} MB")
             print(f"{'':34} {'MB':>7} {'seconds':>8} {'MB/s':>7} {'peak RSS MB':>12} {'vs pandas':>10}")
             pandas_mb_s = statistics.median(r["bytes"] / 1e6 / r["seconds"] for r in pandas_runs)
-            rows = [("API, cold (from InfluxDB)", [(b, s) for b, s in cold], peak),
-                    ("API, warm (from the disk cache)", [(b, s) for b, s in warm], peak),
+            rows = [("API, cold, summed per request", cold_summed, peaks["summed"]),
+                    ("API, cold (stored cells)", cold, peaks["cold"]),
+                    ("API, warm (from the disk cache)", warm, peaks["warm"]),
                     ("baseline: pandas to_csv", [(r["bytes"], r["seconds"]) for r in pandas_runs],
                      max(r["peak_rss_mb"] for r in pandas_runs))]
             for name, runs, rss in rows:
@@ -248,7 +281,12 @@ def main() -> None:
             influx_s = statistics.median(r["seconds"] for r in influx_runs)
             print(f"{'InfluxDB alone (queries, parsed)':34} {'':7} {influx_s:8.2f} {'':7} "
                   f"{max(r['peak_rss_mb'] for r in influx_runs):12.0f}")
+            cells_s = statistics.median(r["seconds"] for r in cells_runs)
+            print(f"{'InfluxDB alone, stored cells':34} {'':7} {cells_s:8.2f} {'':7} "
+                  f"{max(r['peak_rss_mb'] for r in cells_runs):12.0f}")
             cold_mb_s = statistics.median(b / 1e6 / s for b, s in cold)
+            summed_mb_s = statistics.median(b / 1e6 / s for b, s in cold_summed)
+            print(f"cold, stored cells vs summed per request: {cold_mb_s / summed_mb_s:.2f}x")
             warm_mb_s = statistics.median(b / 1e6 / s for b, s in warm)
             print(f"goals: peak RSS {peak:.0f} MB < {GOAL_RSS_MB:.0f}: {'met' if peak < GOAL_RSS_MB else 'NOT met'}; "
                   f">= {GOAL_MB_S:.0f} MB/s: cold {cold_mb_s:.1f} ({'met' if cold_mb_s >= GOAL_MB_S else 'NOT met'}), "
