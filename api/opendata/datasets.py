@@ -2,8 +2,9 @@
 
 Datasets (ids are CKAN names, stable):
 - `<kind>-<metric>` for every metric of the wire contract (edge/contract.py), e.g. `water-flow_lps`:
-  aggregated datasets read the hourly rollups (`rollups.<kind>_1h`, written by `city rollup`, kept for
-  ever) and give one row per district and hour; raw datasets read the readings (kept as long as the raw
+  aggregated datasets read the district x hour cells `city rollup` stores (`rollups.<kind>_district_1h`,
+  ingest/cells.py; summed per request from the hourly rollups `rollups.<kind>_1h` where none are stored
+  yet), kept for ever, and give one row per district and hour; raw datasets read the readings (kept as long as the raw
   retention) and give one row per reading.
 - `complaints-daily`: citizens' complaints counted per local day, district and category.
 Closed datasets are in `all_datasets` (for tests and staff) but not in `open_datasets`, and `get` refuses them.

@@ -11,8 +11,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-from analytics.water import WaterParams
-from analytics.waterdata import WaterDataError, burst_rows, report, summary_rows
 from telemetry_shared.settings import Settings
 
 WEEK_PATTERN = r"^20[0-9]{2}-W(0[1-9]|[1-4][0-9]|5[0-3])$"  # an ISO week of 2000-2099, e.g. 2026-W02
@@ -50,6 +48,10 @@ WATER_COLUMNS = ("rank", "dma", "connections", "days", "system_input_m3", "bille
 
 def water(services, start_ms: int, end_ms: int) -> dict:
     """The water balance per DMA over the week, leakiest first, and the bursts found (analytics/waterdata.py)."""
+    # imported here: scipy (analytics/water.py) is ~12 MB of the API's memory, needed only by this report
+    from analytics.water import WaterParams
+    from analytics.waterdata import WaterDataError, burst_rows, report, summary_rows
+
     settings = services.settings
     params = WaterParams(night_window_h=settings.city.water.night_window_h)
     try:

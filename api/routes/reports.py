@@ -9,7 +9,6 @@ from fastapi.exceptions import HTTPException
 from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel, Field
 
-from analytics.waterdata import to_csv
 from api.auth import AnyRole
 from api.errors import ErrorBody
 from api.reports import weekly
@@ -60,6 +59,8 @@ async def weekly_csv(week: Week, section: SectionKey, user: AnyRole, services: S
     built = await _build(services, week)
     part = next(s for s in built["sections"] if s["key"] == section)
     rows = [{c: row.get(c) for c in part["columns"]} for row in part["rows"]]
+    from analytics.waterdata import to_csv  # with scipy: loaded when a report is asked for, not at start
+
     text = to_csv(rows) or ",".join(part["columns"]) + "\n"
     return Response(text, media_type="text/csv; charset=utf-8", headers={
         "Content-Disposition": f'attachment; filename="report-{week}-{section}.csv"'})
