@@ -78,10 +78,10 @@ def city(make_api):
 def test_a_cold_download_from_the_stored_cells_is_what_summing_the_rollups_gave(city):
     api, influx, writer, start, end = city
     months = _months(api, start, end)
-    assert cells.covered_from(influx) == cells.NEVER  # before the backfill: summed at request time
+    assert cells.covered_from(influx) == 0  # the rollup run wrote the cells and their coverage mark
+    cells.mark(writer, cells.NEVER)  # as before the first run with cells: summed at request time
     summed = _download(api, months)
-    report = cells.backfill(influx, writer, end)
-    assert cells.covered_from(influx) == 0 and report["points"] > 0
+    cells.mark(writer, 0)
     stored = _download(api, months)
     assert stored == summed  # every byte of every file
     rows = _rows(stored, "water-flow_lps")
@@ -95,9 +95,22 @@ def test_a_cold_download_from_the_stored_cells_is_what_summing_the_rollups_gave(
     assert _rows(_download(api, months), "water-flow_lps") == []
 
 
+def test_the_first_rollup_run_after_an_upgrade_writes_the_cells_of_the_hours_rolled_up_before(city):
+    api, influx, writer, start, end = city
+    months = _months(api, start, end)
+    expected = _download(api, months)
+    influx.raw('DROP MEASUREMENT "water_district_1h"', method="POST")  # rolled up by a release without cells
+    influx.raw(f'DROP MEASUREMENT "{cells.MARKER}"', method="POST")
+    assert cells.covered_from(influx) == cells.NEVER
+    assert _download(api, months) == expected  # summed per request meanwhile
+    report = cells.backfill(influx, writer, end)
+    assert report["points"] == 6 * 2 and report["from_ms"] == start and cells.covered_from(influx) == 0
+    assert _stored(influx, FULL) and _download(api, months) == expected
+    assert cells.backfill(influx, writer, end)["points"] == 0  # once
+
+
 def test_a_cell_below_k_is_stored_but_never_published(city):
     api, influx, writer, start, end = city
-    cells.backfill(influx, writer, end)
     sparse = _stored(influx, SPARSE)
     assert len(sparse) == 6 and {r["flow_lps_devices"] for r in sparse} == {2}  # kept with its count
     files = _download(api, _months(api, start, end))
@@ -106,7 +119,6 @@ def test_a_cell_below_k_is_stored_but_never_published(city):
 
 def test_a_late_reading_is_in_the_download_once_the_rollup_ran_again(city):
     api, influx, writer, start, end = city
-    cells.backfill(influx, writer, end)
     months = _months(api, start, end)
     before = _rows(_download(api, months), "water-flow_lps")
     late_hour = start + 2 * HOUR_MS  # a third SPARSE device, back online, sends an hour it had kept
