@@ -25,11 +25,13 @@ from dataclasses import replace
 from pathlib import Path
 from unittest import mock
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "firmware-sim")]
 
 from analytics.config import DEFAULT_PARAMS  # noqa: E402
-from analytics.evaluate import Alert, build_grid, detect, match  # noqa: E402
+from analytics.evaluate import Alert, Grid, build_grid, detect, match  # noqa: E402
 from api.alarms.kpis import kpis  # noqa: E402
 from api.alarms.policy import AlarmPolicy  # noqa: E402
 from api.alarms.tuning import TuningStore  # noqa: E402
@@ -85,6 +87,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--cache", type=Path, help="keep the detectors' alarms in this JSON file and reuse them "
                         "(the simulation takes minutes; the alarm handling seconds)")
+    parser.add_argument("--grid-cache", type=Path,
+                        help="keep the simulated readings (the arrival grid, float64, and the labels) in this .npz and "
+                             "reuse them: a change to the detectors is measured on the same week without simulating "
+                             "it again (--cache keeps the alarms, which such a change invalidates)")
     parser.add_argument("--planned", type=int, default=0,
                         help="power meters under a daily planned-work programme (see PLANNED_FROM_H); 0: none")
     parser.add_argument("--learn-after-days", type=float, default=3.0,
@@ -234,17 +240,57 @@ def _detect(args) -> tuple[list[Alert], list]:
             return [Alert(**a) for a in cached["alerts"]], cached["labels"]
     hours = args.warmup_h + args.days * 24
     started = time.monotonic()
-    print(f"simulating {args.devices} devices for {hours:g} h (the first {args.warmup_h:g} h learn) ...", flush=True)
-    readings, faults = fleetsim.generate(fleetsim.load_scenario(), args.devices, args.seed, SIM_START_MS, hours, 60.0)
-    planned = _planned(_districts(args.devices, args.seed), args.planned)
-    work_from = SIM_START_MS + int(args.warmup_h * HOUR_MS)
-    grid = build_grid(_planned_work(readings, planned, work_from), SIM_START_MS, 60_000, int(hours * 60))
+    grid_and_labels = _load_grid(args.grid_cache, key) if args.grid_cache else None
+    if grid_and_labels is None:
+        print(f"simulating {args.devices} devices for {hours:g} h (the first {args.warmup_h:g} h learn) ...",
+              flush=True)
+        readings, faults = fleetsim.generate(fleetsim.load_scenario(), args.devices, args.seed, SIM_START_MS, hours,
+                                             60.0)
+        planned = _planned(_districts(args.devices, args.seed), args.planned)
+        work_from = SIM_START_MS + int(args.warmup_h * HOUR_MS)
+        grid = build_grid(_planned_work(readings, planned, work_from), SIM_START_MS, 60_000, int(hours * 60))
+        labels = [list(label) for label in fleetsim.label_rows(faults)]
+        print(f"  simulated in {time.monotonic() - started:.0f} s", flush=True)
+        if args.grid_cache:
+            _save_grid(args.grid_cache, key, grid, labels)
+    else:
+        grid, labels = grid_and_labels
+        print(f"the simulated readings from {args.grid_cache} ({time.monotonic() - started:.0f} s)", flush=True)
+    detecting = time.monotonic()
     alerts = detect(grid, replace(DEFAULT_PARAMS, utc_offset_h=UTC_OFFSET_H))
-    labels = [list(label) for label in fleetsim.label_rows(faults)]
-    print(f"  {len(alerts)} alarms from the detectors in {time.monotonic() - started:.0f} s")
+    print(f"  {len(alerts)} alarms from the detectors in {time.monotonic() - detecting:.0f} s "
+          f"({time.monotonic() - started:.0f} s in all)")
     if args.cache:
         args.cache.write_text(json.dumps({"key": key, "alerts": [vars(a) for a in alerts], "labels": labels}))
     return alerts, labels
+
+
+def _save_grid(path: Path, key: dict, grid: Grid, labels: list) -> None:
+    """The arrival grid and the labels as one .npz (float64 as simulated: the detectors see the same readings)."""
+    arrays = {"meta": np.frombuffer(json.dumps({"key": key, "devices": grid.devices, "kinds": grid.kinds,
+                                                "districts": grid.districts, "start_ms": grid.start_ms,
+                                                "step_ms": grid.step_ms, "metrics": sorted(grid.metrics),
+                                                "labels": labels}).encode(), dtype=np.uint8),
+              "present": grid.present, "lag_ms": grid.lag_ms}
+    for i, metric in enumerate(sorted(grid.metrics)):
+        arrays[f"rows{i}"], arrays[f"values{i}"] = grid.metrics[metric]
+    with open(path, "wb") as out:
+        np.savez(out, **arrays)
+
+
+def _load_grid(path: Path, key: dict) -> tuple[Grid, list] | None:
+    """What _save_grid kept, or None when there is no such file or it was kept for another week."""
+    if not path.exists():
+        return None
+    with np.load(path) as archive:
+        meta = json.loads(archive["meta"].tobytes())
+        if meta["key"] != key:
+            print(f"{path} holds another week ({meta['key']}): simulating again", flush=True)
+            return None
+        metrics = {m: (archive[f"rows{i}"], archive[f"values{i}"]) for i, m in enumerate(meta["metrics"])}
+        grid = Grid(meta["devices"], meta["kinds"], meta["start_ms"], meta["step_ms"], archive["present"],
+                    archive["lag_ms"], metrics, meta["districts"])
+    return grid, meta["labels"]
 
 
 def _planned_work(readings, planned: set[str], work_from: int):
