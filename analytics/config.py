@@ -101,6 +101,11 @@ class DetectorParams:
     # The daily profile compares working days with working days and weekends
     # with weekends (in local time: the site's UTC offset; 0 for a CSV).
     day_types: bool = True
+    # Where a day type has only two days of its own in the week (a weekend day always), the all-days profile
+    # (the previous season_lags days whatever their type) breaks a tie between them when it is nearer to one
+    # of them than they are to each other (seasonal.day_type_profile): a median of two cannot drop one odd
+    # day of the weekend before, which raised a simulated week's weekend false alarms (api/README.md).
+    day_type_tiebreak: bool = True
     # The profile's scale never below its usual error at the same time of
     # the previous days (the mean absolute error within an hour around it,
     # detectors._scale_by_time_of_day): mornings, when the profile always

@@ -179,6 +179,7 @@ def week(args, detected, labels, fleet, start_ms: int, end_ms: int, learn_ms: in
                     tuning.learn(store.resolve(alert_id, "scripted operator", "checked", cause), t_ms)
         k = kpis(db, start_ms, end_ms, end_ms, settings.api_alarm_operator_positions, settings.api_alarm_flood_count)
         later = _after(store, detected, by_device, labels, learn_ms, end_ms, held)
+        later["day_types"] = _false_by_day_type(store, detected, by_device, start_ms, end_ms, held)
         later |= _recall(detected, labels, fleet, learn_ms, end_ms, held)
         later["approved"] = tuning.list("approved")
         db.close()
@@ -224,6 +225,26 @@ def _after(store, detected, by_device, labels, learn_ms: int, end_ms: int, held:
         on_board.get(n) and a.device == device and a.start_ms <= end + 3_600_000 and a.end_ms >= start
         for n, a in enumerate(detected) if n in on_board))
     return {"false": false, "true": true, "faults": len(faults), "reached": reached}
+
+
+def day_type(t_ms: int) -> str:
+    """'weekend' or 'working' for the city's local day of t_ms (the rest days of the detectors' defaults; the
+    bench gives the detectors no holiday calendar, so neither does this)."""
+    local_day = (t_ms + UTC_OFFSET_H * HOUR_MS) // 86_400_000
+    return "weekend" if (local_day + 3) % 7 in DEFAULT_PARAMS.rest_weekdays else "working"
+
+
+def _false_by_day_type(store, detected, by_device, start_ms: int, end_ms: int, held: set[int]) -> dict:
+    """False alarms that reached the board over the whole week, by the day type of their start, with the number
+    of such days in the week: {day type: (false alarms, days)}."""
+    false = Counter()
+    for n, a in enumerate(detected):
+        if start_ms <= a.start_ms < end_ms and n not in held and not real(a, by_device):
+            stored = store.get(f"inc-{n}")
+            if stored is not None and stored.priority != "advisory" and not stored.suppressed:
+                false[day_type(a.start_ms)] += 1
+    days = Counter(day_type(t) for t in range(start_ms + 43_200_000, end_ms, 86_400_000))
+    return {kind: (false[kind], days[kind]) for kind in ("working", "weekend")}
 
 
 def _detect(args) -> tuple[list[Alert], list]:
@@ -321,6 +342,10 @@ def _report_learning(args, runs: dict) -> None:
     for name, f in (("without learning", before), ("with learning", after)):
         print(f"{name:20}{f['false']:15d}{f['true']:14d}{f['reached']:>12d} of {f['faults']:<3d}"
               f"{f['eval_false']:16d}{f['recall']:8.3f}{f['precision']:10.3f}")
+    for name, f in (("without learning", before), ("with learning", after)):
+        print(f"false alarms on the board over the week, {name}: " + ", ".join(
+            f"{kind} {count} in {days} days ({count / max(days, 1):.2f} a day)"
+            for kind, (count, days) in f["day_types"].items()))
     for t in approved:
         print(f"  approved: {t.device} {t.metric or '-'} {t.rule}: {t.change} {t.params} "
               f"(held {t.effect.held} of {t.effect.alarms}: {t.effect.false_alarms} false, "

@@ -30,7 +30,7 @@ from analytics.config import DAY_MS, DEFAULT_PARAMS, DetectorParams
 from analytics.detectors import stream_kernels as k
 from analytics.detectors.base import Anchor, Baseline, DetectorInputError, History, median_of_few
 from analytics.detectors.combined import DETECTORS, Scores, _strongest
-from analytics.detectors.seasonal import _history_at, _is_day_off, _same_local_time
+from analytics.detectors.seasonal import _history_at, _is_day_off, _same_local_time, day_type_profile
 
 # The newest samples whose intervals give a series' sampling interval (median) and its long interval (90th pct).
 INTERVAL_SAMPLES = 64
@@ -239,19 +239,21 @@ def _season(state: StreamState, rows: np.ndarray, x: np.ndarray, t: np.ndarray, 
     out = Baseline(*(np.full(x.shape, np.nan) for _ in range(5)))
     tolerance = 0.5 * long_step
     for p, period in enumerate(params.season_periods_ms):
-        lags = range(1, 8) if params.day_types and period == DAY_MS else range(1, params.season_lags + 1)
         by_day_type = params.day_types and period == DAY_MS
-        day_off = _is_day_off(t, params) if by_day_type else None
+        lags = range(1, max(7, params.season_lags) + 1) if by_day_type else range(1, params.season_lags + 1)
         targets = [_same_local_time(t, lag * period, params) for lag in lags]
         older = _older(history, targets, x)
-        found = [_lookup(values, times, target, tolerance, day_off, params, older[i], x)
-                 for i, target in enumerate(targets)]
-        profile = median_of_few(found, params.season_min_lags) if len(found) >= params.season_min_lags \
-            else np.full(x.shape, np.nan)
+        found = [_lookup(values, times, target, tolerance, older[i]) for i, target in enumerate(targets)]
+        days = None
+        if by_day_type:
+            day_off = _is_day_off(t, params)
+            days = ([day_off == _is_day_off(target, params) if lag <= 7 else False
+                     for lag, target in zip(lags, targets, strict=True)], [lag <= params.season_lags for lag in lags])
+        profile = _profile(found, days, params)
         residual = x - profile
         fit = _baseline(residual, holt, len(HOLTS) + p, params.level_alpha, params.scale_alpha, 0.0, params)
         if params.profile_scale_by_hour:
-            fit = _by_hour(state, rows, p, residual, fit, times, targets, tolerance, day_off, step, params)
+            fit = _by_hour(state, rows, p, residual, fit, times, targets, tolerance, days, step, params)
         better = np.isfinite(fit.z) & ~(out.scale <= fit.scale)
         out.expected = np.where(better, profile + fit.expected, out.expected)
         out.scale = np.where(better, fit.scale, out.scale)
@@ -286,24 +288,32 @@ def _older(history: History | Tiers | None, targets: list[np.ndarray], x: np.nda
     return list(stacked)
 
 
+def _profile(found: list[np.ndarray], days: tuple | None, params: DetectorParams) -> np.ndarray:
+    """seasonal_expected's median of what each lag found (any day type); with day types (days: per lag, is it of
+    the same day type within the week; is it one of the all-days profile's lags) seasonal.day_type_profile."""
+    if days is None:
+        return median_of_few(found, params.season_min_lags) if len(found) >= params.season_min_lags \
+            else np.full(found[0].shape, np.nan)
+    same, anyday = days
+    own = [np.where(keep, f, np.nan) for f, keep in zip(found, same, strict=True) if keep is not False]
+    if len(own) < params.season_min_lags:
+        return np.full(found[0].shape, np.nan)
+    return day_type_profile(own, [f for f, keep in zip(found, anyday, strict=True) if keep], params)
+
+
 def _lookup(values: np.ndarray, times: np.ndarray, target: np.ndarray, tolerance: np.ndarray,
-            day_off: np.ndarray | None, params: DetectorParams, older: np.ndarray | None, x: np.ndarray) -> np.ndarray:
-    """The reading nearest to target in the buffer (within tolerance, of the same day type), else the history's
-    (older: what it expected at target, None without one)."""
+            older: np.ndarray | None) -> np.ndarray:
+    """The reading nearest to target in the buffer (within tolerance), else the history's (older: what it
+    expected at target, None without one)."""
     index = k.nearest(times, target, tolerance)
     found = np.where(index >= 0, np.take_along_axis(values, np.maximum(index, 0), axis=1), np.nan)
-    same_type = None if day_off is None else day_off == _is_day_off(target, params)
-    if same_type is not None:
-        found = np.where(same_type, found, np.nan)
     if older is not None:
-        if same_type is not None:
-            older = np.where(same_type, older, np.nan)
         found = np.where(index >= 0, found, older)
     return found
 
 
 def _by_hour(state: StreamState, rows: np.ndarray, p: int, residual: np.ndarray, fit: Baseline, times: np.ndarray,
-             targets: list[np.ndarray], tolerance: np.ndarray, day_off: np.ndarray | None, step: np.ndarray,
+             targets: list[np.ndarray], tolerance: np.ndarray, days: tuple | None, step: np.ndarray,
              params: DetectorParams) -> Baseline:
     """seasonal._scale_by_time_of_day: the fit's scale never below its usual error at this hour of earlier
     periods, read from the ring of its past errors beside the buffer."""
@@ -332,10 +342,8 @@ def _by_hour(state: StreamState, rows: np.ndarray, p: int, residual: np.ndarray,
         for w in np.unique(width[np.isfinite(width)]):
             same = width == w
             local[same] = k.window_mean_at(kept[same].astype(np.float64), index[same], int(w))
-        if day_off is not None:
-            local = np.where(day_off == _is_day_off(target, params), local, np.nan)
         usual.append(local)
-    scale = np.fmax(fit.scale, params.mad_to_sigma * median_of_few(usual, params.season_min_lags))
+    scale = np.fmax(fit.scale, params.mad_to_sigma * _profile(usual, days, params))
     with np.errstate(invalid="ignore", divide="ignore"):
         z = np.where(np.isnan(fit.z), np.nan, (residual - fit.expected) / scale)
     return Baseline(fit.expected, scale, z)

@@ -80,11 +80,9 @@ def seasonal_expected(series: list[float], times: list[int], period_ms: int, p: 
     by_day_type = p.day_types and period_ms == 24 * 3600 * 1000
     out = []
     for t in times:
-        found = []
-        for lag in range(1, 8 if by_day_type else p.season_lags + 1):
+        own, anyday = [], []
+        for lag in range(1, max(7, p.season_lags) + 1 if by_day_type else p.season_lags + 1):
             target = t - lag * period_ms
-            if by_day_type and weekend(t) != weekend(target):
-                continue
             # The first of the nearest samples (ties go to the earlier one).
             nearest = min(range(len(times)), key=lambda i: (abs(times[i] - target), i))
             if abs(times[nearest] - target) > tolerance:
@@ -94,12 +92,27 @@ def seasonal_expected(series: list[float], times: list[int], period_ms: int, p: 
             around = [i for i in range(nearest - half, nearest + half + 1)
                       if 0 <= i < len(times) and abs(times[i] - times[nearest]) <= (2 * half + 1) * tolerance]
             values = [series[i] for i in around if not math.isnan(series[i])]
+            value = math.nan
             if max(times[i] for i in around) < t:
                 if values:
-                    found.append(statistics.median(values))
+                    value = statistics.median(values)
             elif not math.isnan(series[nearest]):
-                found.append(series[nearest])
-        out.append(statistics.median(found) if len(found) >= p.season_min_lags else math.nan)
+                value = series[nearest]
+            if math.isnan(value):
+                continue
+            if lag <= p.season_lags:
+                anyday.append(value)
+            if not by_day_type or (weekend(t) == weekend(target) and lag <= 7):
+                own.append(value)
+        expected = statistics.median(own) if len(own) >= p.season_min_lags else math.nan
+        # Two days of its own type: the median of the previous season_lags days (any type) breaks the tie when
+        # it is nearer to one of them than they are to each other.
+        if by_day_type and p.day_type_tiebreak and len(own) == 2 and len(anyday) >= p.season_min_lags:
+            low, high = sorted(own)
+            whole = statistics.median(anyday)
+            if min(abs(whole - low), abs(whole - high)) < high - low:
+                expected = min(max(whole, low), high)
+        out.append(expected)
     return out
 
 

@@ -128,6 +128,27 @@ def test_seasonal_expected_matches_reference_with_irregular_times():
             assert np.isfinite(shared[0, -50:]).sum() > 25  # late samples do have a profile
 
 
+def test_the_day_type_tie_break_matches_reference():
+    """Ten days of ~hourly samples from a Thursday, an odd first Sunday: the weekend days have two days of their
+    own type in their week, and the all-days profile breaks the tie between them (seasonal.day_type_profile)."""
+    rng = np.random.default_rng(8)
+    n = 240
+    times = np.cumsum(rng.integers(55 * MINUTE, 65 * MINUTE, n))
+    hour = times % DAY_MS / 3_600_000
+    x = 50 + 10 * np.sin(2 * np.pi * hour / 24)[None] + rng.normal(0, 1, (2, n))
+    sunday = (times // DAY_MS + 3) % 7 == 6
+    x[:, sunday & (times < 7 * DAY_MS)] += 8  # the first Sunday is odd
+    x[1, rng.random(n) < 0.05] = np.nan
+    for params in (P, replace(P, utc_offset_h=7), CSV_PARAMS):
+        shared = d.seasonal_expected(x, times, DAY_MS, params)
+        own = d.seasonal_expected(x, np.stack([times, times + 7 * MINUTE]), DAY_MS, params)
+        for i in range(2):
+            assert_same(shared[i], ref.seasonal_expected(list(x[i]), list(times), DAY_MS, params))
+            assert_same(own[i], ref.seasonal_expected(list(x[i]), list(times + 7 * MINUTE * i), DAY_MS, params))
+        untied = d.seasonal_expected(x, times, DAY_MS, replace(params, day_type_tiebreak=False))
+        assert (np.abs(shared - untied) > 1).sum() > 20  # the tie-break was taken (not only the mean of two)
+
+
 def test_peer_residual_matches_reference():
     rng = np.random.default_rng(4)
     x = noisy_series(rng, 7, 40, nan_share=0.2)

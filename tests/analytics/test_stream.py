@@ -59,11 +59,16 @@ def incremental(x: np.ndarray, times: np.ndarray, chunks: list[int], params: Det
     return parts
 
 
-@pytest.mark.parametrize("chunks", [[1] * 12 + [300] * 4 + [7] * 30 + [5] * 100 + [1] * 200, "day"])
+@pytest.mark.parametrize("chunks", [[1] * 12 + [300] * 4 + [7] * 30 + [5] * 100 + [1] * 200, "day", "two weeks"])
 def test_chunks_score_as_the_whole_array(chunks):
-    x, times = city_like(10, 9)
-    if chunks == "day":
-        chunks = [288] * 9
+    """... and over two weeks, whose second weekend has two weekend days in its profile's week (the first one
+    odd on a few series) and the all-days profile breaking their tie (seasonal.day_type_profile)."""
+    days = 14 if chunks == "two weeks" else 9
+    x, times = city_like(10, days)
+    if days == 14:
+        x[5:7, 6 * 288 + 150:6 * 288 + 190] -= 25  # an odd first Sunday morning
+    if isinstance(chunks, str):
+        chunks = [288] * days
     chunks = chunks + [x.shape[1] - sum(chunks)] if sum(chunks) < x.shape[1] else chunks
     whole = score_series(x, times, DEFAULT_PARAMS)
     parts = incremental(x, times, chunks)
