@@ -31,6 +31,13 @@ def small_chunks(monkeypatch):
     monkeypatch.setattr(statechunks, "MIN_CHUNKED_BYTES", 1024)
 
 
+@pytest.fixture
+def small_tiles(monkeypatch, small_chunks):
+    """Tiles of 8 series x 64 buckets: 45 a band of 8 series in a 2-day ring of minutes."""
+    monkeypatch.setattr(statechunks, "TILE_COLS", 64)
+    monkeypatch.setattr(statechunks, "TILE_ROWS", 8)
+
+
 def filled(registry, devices: int = DEVICES) -> AnalyticsEngine:
     from telemetry_shared.registry import DeviceNew
     names = [f"pwr-{i:04d}" for i in range(devices)]
@@ -56,7 +63,7 @@ def equal_state(a: AnalyticsEngine, b: AnalyticsEngine) -> None:
             np.testing.assert_array_equal(array[:n], b.learnt.streams[metric].arrays[name][:n], err_msg=name)
 
 
-def test_a_second_save_writes_only_the_chunks_that_changed(registry, tmp_path, small_chunks):
+def test_a_second_save_writes_only_the_chunks_that_changed(registry, tmp_path, small_tiles):
     engine = filled(registry)
     path = tmp_path / "engine-svc-analytics-0.npz"
     first, again, after = {}, {}, {}
@@ -79,12 +86,6 @@ def test_a_second_save_writes_only_the_chunks_that_changed(registry, tmp_path, s
     assert {f.name for f in statechunks.chunk_dir(path).iterdir()} == named
 
 
-@pytest.fixture
-def small_tiles(monkeypatch, small_chunks):
-    """Tiles of 4 series x 64 buckets: 45 a chunk of series in a 2-day ring of minutes."""
-    monkeypatch.setattr(statechunks, "TILE_COLS", 64)
-
-
 def manifest_of(path: Path) -> dict:
     return state_module.ChunkedArchive(None, path, np.load(path)["chunks"]).manifest
 
@@ -101,7 +102,7 @@ def equal_history(a: AnalyticsEngine, b: AnalyticsEngine) -> None:
 
 def test_a_new_minute_rewrites_only_the_profile_tiles_it_fell_in(registry, tmp_path, small_tiles):
     """Version 6: the profile's rings are indexed by the bucket's number, so a checkpoint after a minute of
-    readings from every device rewrites one or two tiles of 64 buckets of each chunk of series, not 45."""
+    readings from every device rewrites one or two tiles of 64 buckets of each band of series, not 45."""
     engine = filled(registry)
     path = tmp_path / "engine-svc-analytics-0.npz"
     save_state(engine.learnt, path)
@@ -114,7 +115,8 @@ def test_a_new_minute_rewrites_only_the_profile_tiles_it_fell_in(registry, tmp_p
     save_state(engine.learnt, path)
     after = manifest_of(path)
     for name in ("h0_fine", "h1_fine"):
-        tiles = len(after[name]["chunks"]) // (DEVICES // 4)
+        assert after[name]["rows"] == 8
+        tiles = len(after[name]["chunks"]) // (DEVICES // 8)
         assert tiles == 45, tiles  # 2 days of minutes in tiles of 64
         changed = [sum(x != y for x, y in zip(old[k:k + tiles], new[k:k + tiles], strict=True))
                    for old, new in [(before[name]["chunks"], after[name]["chunks"])]
