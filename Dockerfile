@@ -11,9 +11,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 COPY . /app
+# opendata-cache: a volume of its own in docker-compose.yml (the API's and the rollup job's), owned by city
 RUN pip install /app \
     && groupadd --gid 10001 city \
-    && useradd --uid 10001 --gid 10001 --home-dir /var/lib/city --create-home --shell /usr/sbin/nologin city
+    && useradd --uid 10001 --gid 10001 --home-dir /var/lib/city --create-home --shell /usr/sbin/nologin city \
+    && install -d -o city -g city /var/lib/city/opendata-cache
 
 # deploy/ is run from /app (`python -m deploy.lease ...`), so /app stays the working directory.
 USER city

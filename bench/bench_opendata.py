@@ -3,7 +3,9 @@ downloaded as CSV month by month (19 datasets x 12 months) from the API (`python
 with the API process's peak resident memory (each phase's own peak) and the throughput in MB/s; cold (the
 disk cache emptied first: every file from InfluxDB), both before (each request sums the district cells
 from the hourly rollup points) and after (each request reads the district x hour cells stored by the
-rollup job, ingest/cells.py), and warm (every file from the cache). Baseline in the same run: the same
+rollup job, ingest/cells.py), first after the rollup job's pre-render (the cache emptied, then what
+`city rollup run` does after its run, api/opendata/prerender.py, timed on its own: every file is then
+asked for the first time), and warm (every file from the cache again). Baseline in the same run: the same
 InfluxQL queries (the rollup points, page by page), grouped into district-hour cells and written out as CSV
 by pandas (`groupby`, `DataFrame.to_csv`) in a fresh process, and InfluxDB alone (the same queries, answers
 parsed, nothing written; and the stored cells' queries alone). Medians of ROUNDS rounds (warm:
@@ -46,7 +48,7 @@ from telemetry_shared import broker  # noqa: E402
 from telemetry_shared.city import load_profile  # noqa: E402
 from telemetry_shared.influx import InfluxQL, V1Writer  # noqa: E402
 from telemetry_shared.servers import Influxd, Mosquitto, free_port  # noqa: E402
-from telemetry_shared.settings import get_settings  # noqa: E402
+from telemetry_shared.settings import Settings, get_settings  # noqa: E402
 
 HOUR_MS = 3_600_000
 GOAL_MB_S, GOAL_RSS_MB = 50.0, 150.0
@@ -243,7 +245,11 @@ def main() -> None:
             idle = rss_mb(api_proc.pid)
             download_all(port, paths[:2])  # warm up the code paths (and the coverage cache)
             cold_summed, cold, warm, pandas_runs, influx_runs, cells_runs = [], [], [], [], [], []
-            peaks = {"summed": 0.0, "cold": 0.0, "warm": 0.0}
+            first, renders = [], []
+            peaks = {"summed": 0.0, "cold": 0.0, "first": 0.0, "warm": 0.0}
+            job = Settings(environment="test", data_dir=tmp_path / "var", profile=str(profile_path),
+                           influx_url=influxd.url, influx_db="city")  # the rollup job's, beside the API
+            from api.opendata import prerender
 
             def walk(phase: str) -> tuple[int, float]:
                 reset_peak(api_proc.pid)
@@ -258,6 +264,12 @@ def main() -> None:
                 cells.mark(rollups, 0)  # after: the stored cells
                 shutil.rmtree(cache, ignore_errors=True)
                 cold.append(walk("cold"))
+                shutil.rmtree(cache, ignore_errors=True)
+                job_rss = rss_mb(os.getpid())
+                began = time.perf_counter()
+                report = prerender.after_rollup(job, influx, start, end)  # as after a run that wrote every cell
+                renders.append((report, time.perf_counter() - began, peak_rss_mb(os.getpid()) - job_rss))
+                first.append(walk("first"))
                 warm += [walk("warm") for _ in range(WARM_REPEATS)]
                 pandas_runs.append(run_baseline(profile_path, influxd.url, months, False))
                 influx_runs.append(run_baseline(profile_path, influxd.url, months, True))
@@ -270,6 +282,7 @@ def main() -> None:
             pandas_mb_s = statistics.median(r["bytes"] / 1e6 / r["seconds"] for r in pandas_runs)
             rows = [("API, cold, summed per request", cold_summed, peaks["summed"]),
                     ("API, cold (stored cells)", cold, peaks["cold"]),
+                    ("API, first after the pre-render", first, peaks["first"]),
                     ("API, warm (from the disk cache)", warm, peaks["warm"]),
                     ("baseline: pandas to_csv", [(r["bytes"], r["seconds"]) for r in pandas_runs],
                      max(r["peak_rss_mb"] for r in pandas_runs))]
@@ -284,12 +297,19 @@ def main() -> None:
             cells_s = statistics.median(r["seconds"] for r in cells_runs)
             print(f"{'InfluxDB alone, stored cells':34} {'':7} {cells_s:8.2f} {'':7} "
                   f"{max(r['peak_rss_mb'] for r in cells_runs):12.0f}")
+            render_s = statistics.median(s for _, s, _ in renders)
+            last = renders[-1][0]
+            print(f"the rollup job's pre-render (api/opendata/prerender.py: CSV, months and days): "
+                  f"{render_s:.1f} s median, {last['rendered']} files, {last['bytes'] / 1e6:.0f} MB; "
+                  f"the bench process grew {max(g for _, _, g in renders):.0f} MB at most")
             cold_mb_s = statistics.median(b / 1e6 / s for b, s in cold)
+            first_mb_s = statistics.median(b / 1e6 / s for b, s in first)
             summed_mb_s = statistics.median(b / 1e6 / s for b, s in cold_summed)
             print(f"cold, stored cells vs summed per request: {cold_mb_s / summed_mb_s:.2f}x")
             warm_mb_s = statistics.median(b / 1e6 / s for b, s in warm)
             print(f"goals: peak RSS {peak:.0f} MB < {GOAL_RSS_MB:.0f}: {'met' if peak < GOAL_RSS_MB else 'NOT met'}; "
                   f">= {GOAL_MB_S:.0f} MB/s: cold {cold_mb_s:.1f} ({'met' if cold_mb_s >= GOAL_MB_S else 'NOT met'}), "
+                  f"first after the pre-render {first_mb_s:.1f} ({'met' if first_mb_s >= GOAL_MB_S else 'NOT met'}), "
                   f"warm {warm_mb_s:.1f} ({'met' if warm_mb_s >= GOAL_MB_S else 'NOT met'})")
             print(f"(load average {os.getloadavg()[0]:.1f})")
         finally:

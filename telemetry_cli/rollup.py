@@ -5,6 +5,7 @@ Exit codes: 0 done, 2 bad input, 6 InfluxDB unavailable or refused.
 """
 
 import json
+import logging
 import time
 from typing import Annotated
 
@@ -43,7 +44,8 @@ def _once(s: Settings, lookback_h: int, as_json: bool) -> None:
                 reports.append(run_rollup(influx, writer, period, start_ms, now_ms, s.utc_offset_hours,
                                           s.local_zone))
                 progress.advance(task)
-            backfill_cells(influx, writer, now_ms)  # once, after an upgrade: the open data's district cells
+            backfilled = backfill_cells(influx, writer, now_ms)  # once, after an upgrade: the district cells
+        _prerender(s, influx, start_ms if backfilled["from_ms"] is None else backfilled["from_ms"], now_ms)
     except InfluxError as exc:
         fail(f"InfluxDB: {exc}", EXIT_UNAVAILABLE)
     finally:
@@ -59,6 +61,20 @@ def _once(s: Settings, lookback_h: int, as_json: bool) -> None:
     for r in rows:
         table.add_row(r["period"], local_time(r["start_ms"]), local_time(r["end_ms"]), number(r["points"], 0))
     out.print(table)
+
+
+def _prerender(s: Settings, influx: InfluxQL, changed_from_ms: int, now_ms: int) -> None:
+    """The open-data files whose district cells this run rewrote, rendered into the API's download cache
+    (api/opendata/prerender.py). A failure there (the cache not writable) is logged, not the run's end:
+    the API then makes those files on request."""
+    from api.opendata import prerender
+
+    try:
+        report = prerender.after_rollup(s, influx, changed_from_ms, now_ms)
+    except OSError as exc:
+        logging.getLogger("city.rollup").warning("open-data pre-render failed: %s", exc)
+        return
+    logging.getLogger("city.rollup").info("open-data pre-render: %s", report)
 
 
 LookbackH = Annotated[int | None, typer.Option(min=1, max=MAX_LOOKBACK_H,

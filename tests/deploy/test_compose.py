@@ -148,7 +148,9 @@ def test_the_simulator_holds_no_secret_and_no_file_of_the_services(resolved: dic
         assert f"test-{name.lower()}-0123456789" not in text, f"the simulator gets {name}"
     # not the registry, alerts, keys, broker auth: its own volume, and the broker's CA certificate (public)
     assert mounts(simulator) == {"/var/lib/city": "simulator-data", "/etc/city-ca": "broker-ca"}
-    assert mounts(resolved["services"]["rollup"]) == {}  # the rollup job reads and writes InfluxDB only
+    # the rollup job reads and writes InfluxDB, and renders open-data files into the API's download cache only
+    assert mounts(resolved["services"]["rollup"]) == {"/var/lib/city/opendata-cache": "opendata-cache"}
+    assert mounts(resolved["services"]["api"])["/var/lib/city/opendata-cache"] == "opendata-cache"
 
 
 def test_api_and_grafana_listen_on_loopback_unless_told_otherwise(resolved: dict, tmp_path: Path) -> None:

@@ -20,6 +20,13 @@ UTC_OFFSET_H = 7
 HOUR_MS = 3_600_000
 
 
+@pytest.fixture(autouse=True)
+def data_dir(tmp_path, monkeypatch):
+    """`city rollup run` renders the open-data files into $CITY_DATA_DIR/opendata-cache: a test's own."""
+    monkeypatch.setenv("CITY_DATA_DIR", str(tmp_path))
+    return tmp_path
+
+
 def env_for(influx_db, **extra: str) -> dict[str, str]:
     return {"CITY_ENVIRONMENT": "test", "CITY_INFLUX_URL": str(influx_db.http.base_url),
             "CITY_INFLUX_DB": influx_db.db, "CITY_UTC_OFFSET_HOURS": str(UTC_OFFSET_H), "COLUMNS": "200"} | extra
@@ -158,3 +165,21 @@ def test_a_period_without_a_distinct_count_is_rolled_up_without_gaps_rather_than
     assert "seq_gaps" not in first and "seq_max=10i" in first and "flow_lps_mean=2.0" in first
     assert "seq_gaps=2i" in second  # 20 - 11 + 1 - 8, the sequence still carried across
     assert last_seq == {"wtr-0001": 20}
+
+
+def test_a_rollup_run_renders_the_open_data_files_whose_cells_it_wrote(influx_db, data_dir):
+    """The first download of a month after the job ran is a cache hit (api/opendata/prerender.py)."""
+    env = env_for(influx_db)
+    assert runner.invoke(app, ["rollup", "retention"], env=env).exit_code == 0
+    now_ms = int(time.time() * 1000)
+    start = (now_ms // HOUR_MS - 3) * HOUR_MS
+    V1Writer(str(influx_db.http.base_url), influx_db.db).write(
+        [f"water,device=wtr-{n},district=bukit-bestari flow_lps={10.0 + n} {t}"
+         for n in range(3) for t in range(start, now_ms, 600_000)])
+    result = runner.invoke(app, ["rollup", "run", "--lookback-h", "4", "--json"], env=env)
+    assert result.exit_code == 0, result.output
+    files = sorted((data_dir / "opendata-cache" / "water-flow_lps").glob("*.csv"))
+    months = [f for f in files if len(f.name.split(".")[0]) == 7]
+    assert months and files != months  # the month and its days
+    body = months[-1].read_text()
+    assert body.startswith("time,district,value,") and ",bukit-bestari,11.0,10,12,33,3,18" in body
