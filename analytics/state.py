@@ -45,7 +45,10 @@ saving leaves the previous checkpoint. Since version 5 its large (series x
 samples) arrays are row chunks in `engine-<user>.chunks/` beside it, named
 by their digest: a save writes only the chunks that changed, and the old
 ones are deleted only once the new file naming the new ones is in place
-(analytics.statechunks). A file that cannot be trusted
+(analytics.statechunks); since version 6 the profile's rings are cut by
+columns too, since version 7 the ring buffers are saved as the chunks an
+earlier save wrote (their base) and the samples appended since (their
+tails, analytics.statetails). A file that cannot be trusted
 (corrupt, truncated, another format or version, shapes that do not add up) is
 moved aside to `<name>.bad-<UTC stamp>` and the engine starts fresh.
 """
