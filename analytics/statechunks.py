@@ -1,7 +1,7 @@
 """The state file's large arrays as row chunks beside it, so a checkpoint writes only the chunks that changed.
 
 A state file `engine-<user>.npz` (analytics.state) keeps its small members
-itself; each (series x samples) array of at least `MIN_CHUNKED_BYTES` is cut into chunks of
+itself; each (series x samples) array of at least `MIN_CHUNKED_BYTES` (and `MIN_ROW_BYTES` a row) is cut into chunks of
 `CHUNK_ROWS` rows (series), each stored as `<digest>.npy` in the folder
 `engine-<user>.chunks` beside it and listed in the file's `chunks` member
 (the manifest: per array its dtype, shape and chunk digests in row order).
@@ -49,6 +49,7 @@ TILE_COLS = 256  # the columns of a tile of a time-aligned ring
 TILE_ROWS = 4096  # and its rows (4096 x 256 float32: 4 MB): every row changes the same columns, so a tile may
 # be tall, and fewer files are written (each costs an fsync: ~4 ms here, whatever its size)
 MIN_CHUNKED_BYTES = 256 * 1024
+MIN_ROW_BYTES = 1024  # arrays of narrower rows stay in the .npz
 MANIFEST = "chunks"  # the member of the .npz that lists the chunked arrays
 CHUNK_NAME = re.compile(r"^[0-9a-f]{32}\.npy$")
 MEMBER_NAME = re.compile(r"^[A-Za-z0-9_]{1,80}$")
@@ -67,6 +68,13 @@ def _digest(part: np.ndarray) -> str:
     return h.hexdigest()[:32]
 
 
+def chunked(array: np.ndarray) -> bool:
+    """Whether write_chunks stores `array` in chunks beside the file, not in it. Not: keys' JSON, arrays of
+    a few numbers a series (open buckets' sums, the detectors' levels), which change at nearly every reading
+    and whose chunk of 256 rows (a few KB) would cost an fsync each."""
+    return array.ndim >= 2 and array.nbytes >= MIN_CHUNKED_BYTES and array[:1].nbytes >= MIN_ROW_BYTES
+
+
 def write_chunks(arrays: dict[str, np.ndarray], path: Path, tiled: frozenset[str] | set[str] = frozenset(),
                  kept: dict[str, dict[int, str]] | None = None) -> tuple[dict[str, np.ndarray], dict, int]:
     """Store the large arrays of `arrays` as chunks beside `path`, writing only those not there yet; returns
@@ -80,7 +88,7 @@ def write_chunks(arrays: dict[str, np.ndarray], path: Path, tiled: frozenset[str
     folder.mkdir(parents=True, exist_ok=True)
     small, manifest, written = {}, {}, 0
     for name, array in arrays.items():
-        if array.ndim < 2 or array.nbytes < MIN_CHUNKED_BYTES:  # keys' JSON, one number a series: in the .npz
+        if not chunked(array):
             small[name] = array
             continue
         cols = TILE_COLS if name in tiled and array.ndim == 2 and array.shape[1] > TILE_COLS else None

@@ -95,7 +95,9 @@ def split(prefix: str, times: np.ndarray, values: np.ndarray | None, appended: n
     n, width = times.shape
     counts, tails, last = appended[:n].copy(), np.zeros(n, dtype=np.int64), times[:, -1].copy()
     kept_times, kept_values = {}, {}
-    if previous is not None and previous.shape[1] == width and times.nbytes >= statechunks.MIN_CHUNKED_BYTES:
+    # Only a block whose arrays go in chunks (statechunks.chunked: the same test as write_chunks') has a base.
+    if previous is not None and previous.shape[1] == width and statechunks.chunked(times) \
+            and (values is None or statechunks.chunked(values)):
         rows_before = previous.shape[0]
         candidates = []
         for number, start in enumerate(range(0, n, statechunks.CHUNK_ROWS)):

@@ -29,6 +29,7 @@ def small_chunks(monkeypatch):
     """Chunks of 4 series from 1 KB up, so a test-sized engine has many."""
     monkeypatch.setattr(statechunks, "CHUNK_ROWS", 4)
     monkeypatch.setattr(statechunks, "MIN_CHUNKED_BYTES", 1024)
+    monkeypatch.setattr(statechunks, "MIN_ROW_BYTES", 256)
 
 
 @pytest.fixture
