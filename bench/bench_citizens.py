@@ -6,11 +6,16 @@ and COMPLAINTS complaints, runs the API as `python -m api` (one uvicorn process;
 raised out of the way) and loads it from this process (a second process) on loopback: CONCURRENCY
 keep-alive connections, back to back, SECONDS per round, ROUNDS rounds per route, medians.
 The issue's goal: 500 requests/s with p99 < 200 ms for the bed list and the status page.
+The public pages (/complaint, /beds) are served from memory (api/static_page.py); beside them, in the same
+run, the same complaint page read from its file on every request (/static/complaint.html, StaticFiles:
+a stat and a read in worker threads, as the page route did before) and the 304 a browser holding the
+page gets (If-None-Match).
 
     python bench/bench_citizens.py [--hospitals 20] [--complaints 5000] [--seconds 3] [--rounds 3] [--concurrency 8]
 """
 
 import argparse
+import http.client
 import os
 import subprocess
 import sys
@@ -97,25 +102,39 @@ def main() -> None:
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             wait_ready(port)
             spot = get_settings().city.districts[0].geometry.representative_point()
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            conn.request("GET", "/complaint")
+            page = conn.getresponse()
+            page.read()
+            conn.close()
+            cached = {"If-None-Match": page.headers["ETag"]}
             cases = [
-                ("GET /health (floor)", "/health"),
-                ("GET /public/hospitals/beds", "/public/hospitals/beds"),
+                ("GET /health (floor)", "/health", {}, 200),
+                ("GET /public/hospitals/beds", "/public/hospitals/beds", {}, 200),
                 ("  ?bed_class=icu, nearest first", f"/public/hospitals/beds?bed_class=icu&lat={spot.y:.5f}"
-                                                    f"&lon={spot.x:.5f}"),
-                ("GET /open311/v2/requests/<code>.json", f"/open311/v2/requests/{code}.json"),
-                ("GET /complaint (the page)", "/complaint"),
+                                                    f"&lon={spot.x:.5f}", {}, 200),
+                ("GET /open311/v2/requests/<code>.json", f"/open311/v2/requests/{code}.json", {}, 200),
+                ("GET /static/complaint.html (file, before)", "/static/complaint.html", {}, 200),
+                ("GET /complaint (the page, from memory)", "/complaint", {}, 200),
+                ("  If-None-Match: its ETag -> 304", "/complaint", cached, 304),
+                ("GET /beds (the page, from memory)", "/beds", {}, 200),
             ]
             print(f"{args.hospitals} hospitals x {len(BED_CLASSES)} wards, {args.complaints:,} complaints; "
                   f"{args.concurrency} connections, {args.rounds} x {args.seconds:g} s per route; medians of rounds")
             print(f"{'route':40} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6} {'vs /health':>10} goal")
             floor = None
-            for name, path in cases:
-                rps, p50, p99, errors = route_medians(port, path, {}, args.seconds, args.rounds, args.concurrency)
+            by_name: dict[str, float] = {}
+            for name, path, headers, expect in cases:
+                rps, p50, p99, errors = route_medians(port, path, headers, args.seconds, args.rounds, args.concurrency,
+                                                      expect)
                 floor = floor or rps
+                by_name[name] = rps
                 goal = "" if "health" in name else ("met" if rps >= GOAL_RPS and p99 < GOAL_P99_MS else "NOT met")
                 print(f"{name:40} {rps:8.0f} {p50:8.2f} {p99:8.2f} {errors:6d} {rps / floor:9.2f}x {goal}",
                       flush=True)
-            print(f"(load average {os.getloadavg()[0]:.1f})")
+            ratio = by_name["GET /complaint (the page, from memory)"] / by_name[cases[4][0]]
+            print(f"(load average {os.getloadavg()[0]:.1f}; the complaint page from memory vs from its file: "
+                  f"{ratio:.2f}x)")
         finally:
             if api_proc:
                 api_proc.terminate()
