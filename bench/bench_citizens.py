@@ -9,14 +9,17 @@ The issue's goal: 500 requests/s with p99 < 200 ms for the bed list and the stat
 The public pages (/complaint, /beds) are served from memory (api/static_page.py); beside them, in the same
 run, the same complaint page read from its file on every request (/static/complaint.html, StaticFiles:
 a stat and a read in worker threads, as the page route did before) and the 304 a browser holding the
-page gets (If-None-Match).
+page gets (If-None-Match). Then, in this process, what the routes alone cost per request (straight through
+ASGI: no socket, no HTTP parsing, no load client, which on a shared 2-core machine swing the req/s).
 
     python bench/bench_citizens.py [--hospitals 20] [--complaints 5000] [--seconds 3] [--rounds 3] [--concurrency 8]
 """
 
 import argparse
+import asyncio
 import http.client
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -47,6 +50,55 @@ from telemetry_shared.servers import Influxd, Mosquitto, free_port  # noqa: E402
 from telemetry_shared.settings import get_settings  # noqa: E402
 
 GOAL_RPS, GOAL_P99_MS = 500, 200
+
+
+def in_process_us(paths: list[str], calls: int, rounds: int) -> dict[str, float]:
+    """Microseconds per request of the routes alone: each path called `calls` times straight through ASGI
+    in this process (no socket, no HTTP parsing, no load client), median of `rounds`. The same routers and
+    /static mount as the API's; /health is the API's, a plain `def` route (a worker-thread hop)."""
+    from fastapi import FastAPI
+    from fastapi.staticfiles import StaticFiles
+
+    from api.routes import citizen_pages, control_room, health
+
+    app = FastAPI()
+    app.include_router(health.router)
+    app.include_router(citizen_pages.router)
+    app.mount("/static", StaticFiles(directory=control_room.STATIC), name="static")
+
+    async def call(path: str) -> int:
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
+                 "scheme": "http", "path": path, "raw_path": path.encode(), "root_path": "", "query_string": b"",
+                 "headers": [], "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80)}
+        asked: list[bool] = []
+        status: list[int] = []
+
+        async def receive() -> dict:
+            if asked:  # the body was read: from now on the client stays connected
+                await asyncio.sleep(3600)
+            asked.append(True)
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                status.append(message["status"])
+
+        await app(scope, receive, send)
+        return status[0]
+
+    async def measure() -> dict[str, float]:
+        out = {}
+        for path in paths:
+            runs = []
+            for _ in range(rounds):
+                started = time.perf_counter()
+                for _ in range(calls):
+                    assert await call(path) == 200, path
+                runs.append((time.perf_counter() - started) / calls * 1e6)
+            out[path] = statistics.median(runs)
+        return out
+
+    return asyncio.run(measure())
 
 
 def seed(db: ApiDb, hospitals: int, complaints: int) -> str:
@@ -135,6 +187,11 @@ def main() -> None:
             ratio = by_name["GET /complaint (the page, from memory)"] / by_name[cases[4][0]]
             print(f"(load average {os.getloadavg()[0]:.1f}; the complaint page from memory vs from its file: "
                   f"{ratio:.2f}x)")
+            costs = in_process_us(["/health", "/static/complaint.html", "/complaint"], 500, args.rounds)
+            print(f"in this process, straight through ASGI, 500 calls x {args.rounds}, median us per request: "
+                  + ", ".join(f"{path} {us:.0f}" for path, us in costs.items())
+                  + f"; from memory vs from its file: {costs['/static/complaint.html'] / costs['/complaint']:.1f}x "
+                  f"cheaper (load average {os.getloadavg()[0]:.1f})")
         finally:
             if api_proc:
                 api_proc.terminate()
