@@ -245,7 +245,7 @@ def main() -> None:
             idle = rss_mb(api_proc.pid)
             download_all(port, paths[:2])  # warm up the code paths (and the coverage cache)
             cold_summed, cold, warm, pandas_runs, influx_runs, cells_runs = [], [], [], [], [], []
-            first, renders = [], []
+            first, renders, hourly = [], [], []
             peaks = {"summed": 0.0, "cold": 0.0, "first": 0.0, "warm": 0.0}
             job = Settings(environment="test", data_dir=tmp_path / "var", profile=str(profile_path),
                            influx_url=influxd.url, influx_db="city")  # the rollup job's, beside the API
@@ -266,10 +266,14 @@ def main() -> None:
                 cold.append(walk("cold"))
                 shutil.rmtree(cache, ignore_errors=True)
                 job_rss = rss_mb(os.getpid())
+                reset_peak(os.getpid())
                 began = time.perf_counter()
                 report = prerender.after_rollup(job, influx, start, end)  # as after a run that wrote every cell
                 renders.append((report, time.perf_counter() - began, peak_rss_mb(os.getpid()) - job_rss))
                 first.append(walk("first"))
+                began = time.perf_counter()  # an hourly run: its lookback's periods re-rendered, the rest kept
+                hourly.append((prerender.after_rollup(job, influx, end - 48 * HOUR_MS, end),
+                               time.perf_counter() - began))
                 warm += [walk("warm") for _ in range(WARM_REPEATS)]
                 pandas_runs.append(run_baseline(profile_path, influxd.url, months, False))
                 influx_runs.append(run_baseline(profile_path, influxd.url, months, True))
@@ -302,6 +306,10 @@ def main() -> None:
             print(f"the rollup job's pre-render (api/opendata/prerender.py: CSV, months and days): "
                   f"{render_s:.1f} s median, {last['rendered']} files, {last['bytes'] / 1e6:.0f} MB; "
                   f"the bench process grew {max(g for _, _, g in renders):.0f} MB at most")
+            print(f"an hourly run's pre-render (48 h lookback, the rest kept): "
+                  f"{statistics.median(s for _, s in hourly):.1f} s median, "
+                  f"{hourly[-1][0]['rendered']} files rendered, "
+                  f"{hourly[-1][0]['kept']} kept")
             cold_mb_s = statistics.median(b / 1e6 / s for b, s in cold)
             first_mb_s = statistics.median(b / 1e6 / s for b, s in first)
             summed_mb_s = statistics.median(b / 1e6 / s for b, s in cold_summed)

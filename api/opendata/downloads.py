@@ -5,7 +5,8 @@ turns (dataset, period, rows) into chunks of bytes:
 - `csv`: RFC 4180, a header of the dataset's columns, empty for a missing value;
 - `json`: `{"dataset", "period", "columns", "data": [{column: value}, ...]}`;
 - `ngsild`: NGSI-LD entities of the FIWARE Smart Data Models, one a row (api/opendata/ngsild.py).
-Parquet is not offered: no library the project keeps writes it (pandas needs pyarrow or fastparquet).
+Parquet is not offered: no library the project keeps writes it, and pyarrow imported even lazily, on a
+Parquet request only, takes the API past 150 MB (api/README.md, "Catalogue, CKAN and downloads").
 
 Memory stays bounded whatever the period: rows come window by window (datasets.rows) and leave in chunks
 of CHUNK_ROWS. A file is written to the cache while it streams (`<dir>/<dataset>/<period>.<policy>.<fmt>`;
