@@ -15,14 +15,15 @@ into place only when complete, its mtime set to the moment its rows began to be 
 holds at most `max_bytes` (oldest files deleted first).
 
 When a file is still right:
-- aggregated datasets, once the rollup job keeps the cache's change record (`.cells-changed.json`, written
-  by api/opendata/prerender.py after each run that rewrote district cells: `since_ms`, when the record began,
-  and `changed` {local month or day: when its cells were last rewritten}): a file is served for as long as
-  it was read after its period's last change (`as_of >= changed.get(period, since_ms)`). Only the rollup job
-  writes cells, so nothing else can make such a file stale; a file read while the job was rewriting the
-  cells is older than the change it missed and is not served. The job renders settled and current months
-  and days into the cache itself (prerender.py), so a first request is a cache hit;
-- otherwise (raw readings, complaints, or no change record yet): FRESH_OLD_S (a day) when its period ended
+- aggregated datasets as CSV or JSON, once the rollup job keeps the cache's change record
+  (`.cells-changed.json`, written by api/opendata/prerender.py after each run that rewrote district cells:
+  `since_ms`, when the record began, and `changed` {local month or day: when its cells were last
+  rewritten}): a file is served for as long as it was read after its period's last change
+  (`as_of >= changed.get(period, since_ms)`). Only the rollup job writes cells, so nothing else can make such
+  a file stale; a file read while the job was rewriting the cells is older than the change it missed and is
+  not served. The job renders settled and current months and days into the cache itself (prerender.py), so
+  a first request is a cache hit;
+- otherwise (raw readings, complaints, NGSI-LD, or no change record yet): FRESH_OLD_S (a day) when its period ended
   more than two days ago, else FRESH_RECENT_S (5 minutes), because late readings still change recent hours.
 
 Public: `FORMATS`, `DownloadCache(directory, max_bytes)`, `cache.fresh(...)`, `cache.keep(...)`,
@@ -52,6 +53,9 @@ FRESH_OLD_S = 86_400.0
 FRESH_RECENT_S = 300.0
 SETTLED_MS = 2 * 86_400_000  # a period that ended this long ago no longer changes (in practice)
 CHANGES = ".cells-changed.json"  # the rollup job's record of when each period's district cells changed
+# formats whose bytes depend only on the rows, the policy and the period (NGSI-LD also places each row in
+# its district's boundary from the profile, which no change record follows: the age rule for it)
+ROWS_ONLY = ("csv", "json")
 
 
 @dataclass(frozen=True)
@@ -147,7 +151,7 @@ class DownloadCache:
             mtime_ns = path.stat().st_mtime_ns
         except OSError:
             return None
-        changes = self.changes() if aggregated(dataset) else None
+        changes = self.changes() if aggregated(dataset) and fmt in ROWS_ONLY else None
         if changes is not None:
             since_ms, changed = changes
             return path if mtime_ns >= changed.get(period, since_ms) * 1_000_000 else None

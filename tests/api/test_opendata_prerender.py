@@ -71,7 +71,7 @@ def test_a_late_reading_is_in_the_first_download_after_the_rollup_job_ran_again(
     periods = _periods(api, start, end)
     day = next(p for p in periods if len(p) == 10 and start < prerender.datasets.period_bounds(
         api.settings.city, p)[1])
-    before_ngsild = _get(api, DATASET, day, "ngsild").content  # made by the API on request, and cached
+    before_json = _get(api, DATASET, day, "json").content  # not pre-rendered: made by the API, and cached
     assert SPARSE.encode() not in _get(api, DATASET, day, "csv").content
     late_hour = start + 2 * HOUR_MS  # a third SPARSE device, back online, sends an hour it had kept
     write_readings(influx, [f"water,device=wtr-s9,district={SPARSE} flow_lps=1000.0 {late_hour + m * 60_000}"
@@ -86,8 +86,8 @@ def test_a_late_reading_is_in_the_first_download_after_the_rollup_job_ran_again(
             late = [line for line in body.splitlines() if SPARSE in line]
             assert len(late) == 1, body
             assert float(late[0].split(",")[4]) == 1000.0 and late[0].split(",")[6] == "3"  # max, devices
-    # the NGSI-LD file the API made before the change is not served: made again (from no cells now)
-    assert _get(api, DATASET, day, "ngsild").content != before_ngsild
+    # the JSON file the API made before the change is not served: made again (from no cells now)
+    assert _get(api, DATASET, day, "json").content != before_json
 
 
 def test_a_file_rendered_under_an_older_policy_is_never_served(city):
