@@ -150,6 +150,17 @@ class DetectorParams:
     # u / (u + surprise_half). Chosen on bench/csv_corpus.py's tuning seeds, never the held-out ones.
     # The quick recent level of the row score's point z (combined._quick_level): ~3 readings.
     quick_alpha: float = 0.3
+    # Where the local level (the better of the quick and slow levels) forecasts over point_free_ratio
+    # times better than the profile, now and over its recent past (a running mean of the log ratio of
+    # their scales, point_free_alpha: ~50 readings), the point z is the local level's z alone, not held to
+    # agree in direction with the plain profile, on the first row of a departure only (the row before within
+    # point_free_prev of it): a random walk's dip is judged against its neighbours, not against
+    # yesterday's wander (an 8.6-sigma dip scored 0), while the rows of a lasting fault, the return after a
+    # collapse and the noise after an accepted shift (the profile's scale grows only then) stay gated.
+    # Chosen on tuning seed 1 (ratio 1.2 of 1.2, 1.5, 2; analytics/README.md).
+    point_free_ratio: float = 1.2
+    point_free_alpha: float = 0.02
+    point_free_prev: float = 3.0
     surprise_tail_u: float = 3.0
     surprise_prior_rows: float = 1000.0
     surprise_prior_excess: float = 0.35

@@ -1,5 +1,6 @@
 """All the statistical detectors of one metric together: the strongest evidence per reading, calibrated."""
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -216,6 +217,25 @@ def _score_block(x: np.ndarray, times: np.ndarray | None, params: DetectorParams
         agree = (quick_scale < season.scale) & (quick_z * on_season > 0) & (np.abs(on_season) >= 0.5 * np.abs(quick_z))
     on_season = np.where(agree, quick_z, on_season)
     point = np.where(use_season, on_season, np.where(has_season, signed, quick_z))
+    # Where the local level has forecast much better than the profile, now and for a while (a random walk,
+    # whose profile is only yesterday's wander), the first row of a departure is judged by the local level
+    # alone, not held to agree with the plain profile. Later rows of a departure stay gated (a lasting
+    # fault, a level lagging after a stuck or collapsed stretch), and so does the noise after a shift
+    # (only then has the profile's scale grown: its running ratio has not).
+    if params.point_free_ratio > 0:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ratio = np.log(season.scale / quick_scale)
+        ratio[~np.isfinite(ratio)] = np.nan
+        alpha = params.point_free_alpha
+        usual = _holt(ratio, alpha, alpha, False, params)[0]
+        before = np.empty_like(quick_z)
+        before[:, 0] = np.nan
+        before[:, 1:] = quick_z[:, :-1]
+        limit = math.log(params.point_free_ratio)
+        with np.errstate(invalid="ignore"):
+            free = (has_season & (ratio > limit) & (usual > limit)
+                    & (np.abs(before) < params.point_free_prev) & np.isfinite(quick_z))
+        point = np.where(free, quick_z, point)
     point[np.isnan(quick_z) & ~has_season] = np.nan
     scores.point = point
     return scores
