@@ -33,6 +33,7 @@ from api.routes import (
     readings,
     reports,
 )
+from api.security_headers import SecurityHeaders
 from api.services import ApiServices
 from telemetry_shared.settings import Settings, get_settings
 
@@ -67,6 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     # a complaint may carry a photo: its body may be that much larger (the form parser caps each part)
     app.add_middleware(BodyLimit, larger={"/open311/v2/requests.": settings.api_citizen_photo_max_bytes + 65_536})
+    app.add_middleware(SecurityHeaders)  # outermost: its headers are on the body limit's 413 too
     for module in (health, keys, readings, alerts, alarms, fleet, public, city_map, devices, network, control_room,
                    public_pages, hospitals, citizen_pages, open_summary):
         app.include_router(module.router)

@@ -60,7 +60,9 @@ def test_approve_by_keyboard_reject_by_mouse_and_what_the_public_sees(page, api)
     expect(item(page, hostile).locator(".meta")).to_contain_text("Bukit Bestari")
     thumb = item(page, hostile).locator("img.thumb")
     expect(thumb).to_have_count(1)
-    page.wait_for_function("(document.querySelector('img.thumb') || {}).naturalWidth > 0")  # the photo loaded
+    # the photo loaded (a function, not an expression: Playwright evaluates an expression again at each poll,
+    # which the page's CSP refuses as eval)
+    page.wait_for_function("() => (document.querySelector('img.thumb') || {}).naturalWidth > 0")
     assert item(page, plain).locator("img.thumb").count() == 0
     assert public_text(api, hostile) is None and public_text(api, plain) is None  # nothing public yet
 
