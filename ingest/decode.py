@@ -152,7 +152,9 @@ class Decoder:
             self.metrics.inc("status_cleared")
             return
         try:
-            device_id, device = self._device(topic, "status")
+            # a status is a birth or a last will: rare, and the will of a device retired a moment ago must
+            # be seen as the retired device's, so the registry is read again for it (once per batch at most)
+            device_id, device = self._device(topic, "status", fresh=True)
             status = contract.decode_status(payload, loads=orjson.loads)
         except contract.ContractError as exc:
             if exc.reason == "retired_device":
@@ -166,7 +168,7 @@ class Decoder:
         self.metrics.inc("status_messages")
         out.lines.append(status_line(status, device_id, device.kind, device.district, now_ms))
 
-    def _device(self, topic: str, expected_leaf: str = "telemetry") -> tuple[str, Device]:
+    def _device(self, topic: str, expected_leaf: str = "telemetry", fresh: bool = False) -> tuple[str, Device]:
         parsed = self.topics.get(topic)
         if parsed is None:
             parsed = contract.parse_topic(topic)  # raises for a bad topic, which is never remembered
@@ -177,7 +179,7 @@ class Decoder:
         if leaf != expected_leaf:
             raise contract.ContractError("bad_topic", f"not a {expected_leaf} topic")
         device = self.devices.devices.get(device_id)  # the cache as begin_batch left it
-        if device is None or device.state == "retired":
+        if fresh or device is None or device.state == "retired":
             # Not known, or retired, in our copy: read the registry again unless it was read after this
             # batch was taken, so a device registered before its message arrived is never refused.
             # At most one re-read per batch, whatever a flood of unknown ids sends.
