@@ -20,7 +20,7 @@ nothing); F1 from the two; alerts per detected fault shows any storm. Row
 """
 
 import statistics
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
@@ -73,40 +73,77 @@ class Grid:
         return self.start_ms + self.step_ms * np.arange(self.present.shape[1], dtype=np.int64)
 
 
-def build_grid(readings: Iterable[Reading], start_ms: int, step_ms: int, n_steps: int) -> Grid:
-    """Lay readings on the arrival grid. Readings must come time by time (as fleetsim yields them)."""
-    rows: list[tuple[int, int, int, dict[str, float]]] = []
+def build_grid(readings: Iterable[Reading], start_ms: int, step_ms: int, n_steps: int,
+               capacity: dict[str, int] | None = None) -> Grid:
+    """Lay readings on the arrival grid. Readings must come time by time (as fleetsim yields them).
+
+    Each reading is written into the grid's arrays as it arrives (float64 as simulated, NaN where none came;
+    nothing is kept of the reading itself), so memory is the grid: ~1.4 GB for 2,000 devices over 12 days of
+    minutes, where a list of every reading took more than 8 GB before the simulation ended. capacity, when the
+    fleet is known ({"": devices, metric: devices reporting it}, see fleet_capacity): the arrays are allocated at
+    that size once; without it (or beyond it) their rows grow by doubling and are trimmed at the end.
+    """
+    capacity = capacity or {}
     device_index: dict[str, int] = {}
     kinds: list[str] = []
     districts: list[str] = []
+    present = np.zeros((max(1, capacity.get("", 16)), n_steps), dtype=bool)
+    lag = np.full(present.shape, np.nan)
+    arrays: dict[str, np.ndarray] = {}  # metric -> (rows, n_steps), in the order metrics first arrive
+    rows_of: dict[str, dict[int, int]] = {}  # metric -> device -> row, rows in the order devices first report it
     arrival_ms = start_ms
     for device, kind, district, t_ms, values in readings:
         arrival_ms = max(arrival_ms, t_ms)  # a skewed clock reports the past; arrival is now
         step = (arrival_ms - start_ms) // step_ms
         if not 0 <= step < n_steps:
             continue
-        if device not in device_index:
-            device_index[device] = len(kinds)
+        d = device_index.get(device)
+        if d is None:
+            d = device_index[device] = len(kinds)
             kinds.append(kind)
             districts.append(district)
-        rows.append((device_index[device], int(step), arrival_ms - t_ms, values))
-    n_devices = len(kinds)
-    present = np.zeros((n_devices, n_steps), dtype=bool)
-    lag = np.full((n_devices, n_steps), np.nan)
-    per_metric: dict[str, dict[int, int]] = defaultdict(dict)
-    for device, _, _, values in rows:
-        for metric in values:
-            table = per_metric[metric]
-            if device not in table:
-                table[device] = len(table)
-    arrays = {m: np.full((len(t), n_steps), np.nan) for m, t in per_metric.items()}
-    for device, step, lag_ms, values in rows:
-        present[device, step] = True
-        lag[device, step] = lag_ms
+            if d == present.shape[0]:
+                present, lag = _grown(present, False), _grown(lag, np.nan)
+        present[d, step] = True
+        lag[d, step] = arrival_ms - t_ms
         for metric, value in values.items():
-            arrays[metric][per_metric[metric][device], step] = value
-    metrics = {m: (np.array(sorted(t, key=t.get)), arrays[m]) for m, t in per_metric.items()}
-    return Grid(list(device_index), kinds, start_ms, step_ms, present, lag, metrics, districts)
+            table = rows_of.get(metric)
+            if table is None:
+                table = rows_of[metric] = {}
+                arrays[metric] = np.full((max(1, capacity.get(metric, 16)), n_steps), np.nan)
+            row = table.get(d)
+            if row is None:
+                row = table[d] = len(table)
+                if row == arrays[metric].shape[0]:
+                    arrays[metric] = _grown(arrays[metric], np.nan)
+            arrays[metric][row, step] = value
+    n_devices = len(kinds)
+    metrics = {m: (np.array(list(rows_of[m]), dtype=np.int64), _trimmed(a, len(rows_of[m]))) for m, a in arrays.items()}
+    return Grid(list(device_index), kinds, start_ms, step_ms, _trimmed(present, n_devices), _trimmed(lag, n_devices),
+                metrics, districts)
+
+
+def _grown(array: np.ndarray, fill: object) -> np.ndarray:
+    """The array with twice the rows, the new ones `fill`."""
+    out = np.full((2 * array.shape[0], array.shape[1]), fill, dtype=array.dtype)
+    out[:array.shape[0]] = array
+    return out
+
+
+def _trimmed(array: np.ndarray, rows: int) -> np.ndarray:
+    """The first `rows` rows: the array itself when it has no more (no copy), else a copy of them."""
+    return array if array.shape[0] == rows else array[:rows].copy()
+
+
+def fleet_capacity(scenario: dict, devices: int, seed: int) -> dict[str, int]:
+    """build_grid's capacity for fleetsim.generate(scenario, devices, seed, ...): devices, and per metric the
+    devices whose model reports it (the simulator's plan, without simulating)."""
+    import fleetsim
+    from fleetsim.models import make_model
+
+    specs = fleetsim.plan_fleet(scenario, devices, seed)
+    rows = Counter(m for spec in specs for m in make_model(scenario, spec, seed).metrics)
+    return {"": len(specs), **rows}
 
 
 def _alerts_from(active: np.ndarray, score: np.ndarray, rules: np.ndarray | None, severities: np.ndarray | None,
@@ -322,7 +359,7 @@ def evaluate_fleet(devices: int = 200, hours: float = 192.0, interval_s: float =
     readings, faults = fleetsim.generate(scenario, devices, seed, start_ms, hours, interval_s)
     step_ms = int(interval_s * 1000)
     n_steps = int(hours * 3600 // interval_s)
-    grid = build_grid(readings, start_ms, step_ms, n_steps)
+    grid = build_grid(readings, start_ms, step_ms, n_steps, fleet_capacity(scenario, devices, seed))
     say("scoring")
     alerts = detect(grid, replace(params, utc_offset_h=utc_offset_h), pass_samples)
     labels = fleetsim.label_rows(faults)

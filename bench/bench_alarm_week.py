@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "firmware-sim")]
 
 from analytics.config import DEFAULT_PARAMS  # noqa: E402
-from analytics.evaluate import Alert, Grid, build_grid, detect, match  # noqa: E402
+from analytics.evaluate import Alert, Grid, build_grid, detect, fleet_capacity, match  # noqa: E402
 from api.alarms.kpis import kpis  # noqa: E402
 from api.alarms.policy import AlarmPolicy  # noqa: E402
 from api.alarms.tuning import TuningStore  # noqa: E402
@@ -265,11 +265,12 @@ def _detect(args) -> tuple[list[Alert], list]:
     if grid_and_labels is None:
         print(f"simulating {args.devices} devices for {hours:g} h (the first {args.warmup_h:g} h learn) ...",
               flush=True)
-        readings, faults = fleetsim.generate(fleetsim.load_scenario(), args.devices, args.seed, SIM_START_MS, hours,
-                                             60.0)
+        scenario = fleetsim.load_scenario()
+        readings, faults = fleetsim.generate(scenario, args.devices, args.seed, SIM_START_MS, hours, 60.0)
         planned = _planned(_districts(args.devices, args.seed), args.planned)
         work_from = SIM_START_MS + int(args.warmup_h * HOUR_MS)
-        grid = build_grid(_planned_work(readings, planned, work_from), SIM_START_MS, 60_000, int(hours * 60))
+        grid = build_grid(_planned_work(readings, planned, work_from), SIM_START_MS, 60_000, int(hours * 60),
+                          fleet_capacity(scenario, args.devices, args.seed))  # each reading written as it comes
         labels = [list(label) for label in fleetsim.label_rows(faults)]
         print(f"  simulated in {time.monotonic() - started:.0f} s", flush=True)
         if args.grid_cache:

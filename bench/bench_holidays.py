@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "firmware-sim"))
 
 from analytics.config import DEFAULT_PARAMS  # noqa: E402
-from analytics.evaluate import build_grid, detect, merge_by_device  # noqa: E402
+from analytics.evaluate import build_grid, detect, fleet_capacity, merge_by_device  # noqa: E402
 from telemetry_shared.city import load_profile  # noqa: E402
 
 DAY_MS = 86_400_000
@@ -51,7 +51,8 @@ def false_alarms(profile_path: Path, devices: int, interval_s: float, seed: int)
     hours = (LAST_DAY - FIRST_DAY).days * 24 + 24
     readings, _faults = fleetsim.generate(scenario, devices, seed, start_ms, hours, interval_s)
     step_ms = int(interval_s * 1000)
-    grid = build_grid(readings, start_ms, step_ms, int(hours * 3600 // interval_s))
+    grid = build_grid(readings, start_ms, step_ms, int(hours * 3600 // interval_s),
+                      fleet_capacity(scenario, devices, seed))
     mon_fri = replace(DEFAULT_PARAMS, utc_offset_h=offset)
     calendar = replace(mon_fri, **city.calendar_params(FIRST_DAY - datetime.timedelta(days=10), LAST_DAY))
     out: dict = {}

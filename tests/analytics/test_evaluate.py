@@ -2,13 +2,15 @@
 the real fleet simulator the obvious faults are found quickly."""
 
 import json
+import tracemalloc
+from collections import defaultdict
 from dataclasses import replace
 
 import numpy as np
 from typer.testing import CliRunner
 
 from analytics.config import DEFAULT_PARAMS
-from analytics.evaluate import Alert, build_grid, detect, evaluate_fleet, match
+from analytics.evaluate import Alert, build_grid, detect, evaluate_fleet, fleet_capacity, match
 from analytics.rules import Hysteresis, incidents
 from telemetry_cli.main import app
 
@@ -62,6 +64,81 @@ def test_grid_places_skewed_readings_by_arrival_and_keeps_the_lag():
     np.testing.assert_array_equal(values[:, :2], [[230.0, 229.0], [231.0, 232.0]])
     assert grid.lag_ms[1, 1] == 600_000 and grid.lag_ms[0, 1] == 0
     assert grid.present[:, 2].tolist() == [False, False]
+
+
+def _grid_of_rows(readings, start_ms, step_ms, n_steps):
+    """build_grid as it was before it wrote readings into the arrays as they came (every reading kept as a row,
+    the arrays laid out at the end): the reference the streaming grid must equal exactly."""
+    rows, device_index, kinds, districts, arrival_ms = [], {}, [], [], start_ms
+    for device, kind, district, t_ms, values in readings:
+        arrival_ms = max(arrival_ms, t_ms)
+        step = (arrival_ms - start_ms) // step_ms
+        if not 0 <= step < n_steps:
+            continue
+        if device not in device_index:
+            device_index[device] = len(kinds)
+            kinds.append(kind)
+            districts.append(district)
+        rows.append((device_index[device], int(step), arrival_ms - t_ms, values))
+    present = np.zeros((len(kinds), n_steps), dtype=bool)
+    lag = np.full((len(kinds), n_steps), np.nan)
+    per_metric = defaultdict(dict)
+    for device, _, _, values in rows:
+        for metric in values:
+            per_metric[metric].setdefault(device, len(per_metric[metric]))
+    arrays = {m: np.full((len(t), n_steps), np.nan) for m, t in per_metric.items()}
+    for device, step, lag_ms, values in rows:
+        present[device, step] = True
+        lag[device, step] = lag_ms
+        for metric, value in values.items():
+            arrays[metric][per_metric[metric][device], step] = value
+    return list(device_index), kinds, districts, present, lag, {m: (list(t), arrays[m]) for m, t in per_metric.items()}
+
+
+def test_grid_written_as_readings_come_equals_the_grid_of_kept_readings():
+    """`city evaluate` and bench_alarm_week see the same grid as before: devices, rows, values (NaN where none came),
+    arrival lags, and metrics in the same order, with the fleet's capacity and without it (rows grown)."""
+    import fleetsim
+
+    scenario = fleetsim.load_scenario()
+    start, hours, n_steps = 1_767_200_400_000, 30, 30 * 30
+    readings, faults = fleetsim.generate(scenario, 25, 3, start, hours, 120)
+    readings = list(readings)
+    assert {f.fault for f in faults} & {"silent", "clock_skew"}  # the week's gaps and skewed clocks are in it
+    devices, kinds, districts, present, lag, metrics = _grid_of_rows(readings, start, 120_000, n_steps)
+    for capacity in (fleet_capacity(scenario, 25, 3), None, {"": 1, "voltage_v": 1}):
+        grid = build_grid(iter(readings), start, 120_000, n_steps, capacity)
+        assert (grid.devices, grid.kinds, grid.districts) == (devices, kinds, districts)
+        np.testing.assert_array_equal(grid.present, present)
+        np.testing.assert_array_equal(grid.lag_ms, lag)
+        assert list(grid.metrics) == list(metrics)
+        for metric, (rows, values) in metrics.items():
+            assert grid.metrics[metric][0].tolist() == rows
+            assert grid.metrics[metric][1].dtype == np.float64
+            np.testing.assert_array_equal(grid.metrics[metric][1], values)
+
+
+def test_grid_memory_is_the_grid_not_the_readings():
+    """A 2,000-device week did not fit in memory: every reading was kept until the simulation ended. Readings
+    from a generator now cost no more than the arrays they are written into."""
+    devices, n_steps = 40, 3000
+
+    def readings():
+        for step in range(n_steps):
+            for n in range(devices):
+                yield f"pwr-{n}", "power", "d", step * STEP, {"voltage_v": 230.0 + n, "current_a": 1.0 * step,
+                                                              "power_kw": 0.5}
+
+    grid_bytes = devices * n_steps * (3 * 8 + 8 + 1)  # three metrics and the lags (float64), present (bool)
+    tracemalloc.start()
+    try:
+        grid = build_grid(readings(), 0, STEP, n_steps, {"": devices, "voltage_v": devices, "current_a": devices,
+                                                         "power_kw": devices})
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert grid.metrics["current_a"][1][7, 2999] == 2999.0
+    assert peak < 1.2 * grid_bytes, (peak, grid_bytes)  # kept as rows: 120,000 tuples and dicts, ~6x the grid
 
 
 def test_detect_finds_a_silent_device_and_a_sag_on_a_grid():
