@@ -72,9 +72,9 @@ def _prerender(s: Settings, influx: InfluxQL, changed_from_ms: int, now_ms: int)
     try:
         report = prerender.after_rollup(s, influx, changed_from_ms, now_ms)
     except OSError as exc:
-        logging.getLogger("city.rollup").warning("open-data pre-render failed: %s", exc)
+        logging.getLogger("city.rollup").warning(say("rollup.prerender_failed", error=exc))
         return
-    logging.getLogger("city.rollup").info("open-data pre-render: %s", report)
+    logging.getLogger("city.rollup").info(say("rollup.prerender_done", report=report))
 
 
 LookbackH = Annotated[int | None, typer.Option(min=1, max=MAX_LOOKBACK_H,
