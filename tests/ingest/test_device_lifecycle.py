@@ -71,6 +71,19 @@ def test_every_point_says_whether_it_is_history(decoder):
     assert "hist=true" in out.lines[1] and "hist=false" not in out.lines[1]
 
 
+def test_the_will_of_a_device_retired_a_moment_ago_is_the_retired_devices(decoder, registry):
+    # the worker's device cache is read at most once a second: a will that follows the retirement within it
+    # must still be seen as the retired device's (counted), not stored as an active device's status
+    dec, metrics = decoder
+    dec.begin_batch()  # the cache now holds the device as active
+    registry.update(DEVICE, state="retired")
+    dec.begin_batch()  # the next batch, within the cache's second
+    out = Decoded()
+    dec.decode(contract.status_topic(DEVICE), contract.encode_status("offline"), int(time.time() * 1000), out)
+    assert out.lines == [] and out.rejects == []
+    assert metrics.counters["status_of_retired_device"] == 1
+
+
 # ------------------------------------------------------------ with Mosquitto and influxd
 
 
