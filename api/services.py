@@ -70,8 +70,7 @@ class ApiServices:
                    alerts=alerts, latest=LatestCache(influx), complaints=complaints, linker=linker,
                    public=PublicCache(PUBLIC_CACHE_S), devices=DeviceControl(settings, registry),
                    rights=StreamRights(keys), hospitals=HospitalStore(db),
-                   downloads=DownloadCache(settings.data_dir / "opendata-cache",
-                                           settings.api_public_data_cache_mb * 1_000_000))
+                   downloads=DownloadCache.of(settings))
 
     async def start(self) -> None:
         await self.alerts.start()

@@ -19,6 +19,8 @@ from fastapi.responses import Response
 
 CACHE_CONTROL = "public, max-age=60"
 HTML_TYPE = "text/html; charset=utf-8"
+# the OpenAPI answers of a page's route
+RESPONSES = {200: {"content": {"text/html": {}}}, 304: {"description": "the browser's copy is current (If-None-Match)"}}
 
 
 class StaticPage:

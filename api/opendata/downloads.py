@@ -47,6 +47,7 @@ import orjson
 from api.opendata import ngsild
 from api.opendata.datasets import Dataset
 from telemetry_shared.city import CityProfile
+from telemetry_shared.settings import Settings
 
 CHUNK_ROWS = 2000
 FRESH_OLD_S = 86_400.0
@@ -120,6 +121,11 @@ class DownloadCache:
         self.max_bytes = max_bytes
         self._changes: tuple[int, int, dict[str, int]] | None = None  # (record's mtime_ns, since_ms, changed)
         self._changes_mtime = -1
+
+    @classmethod
+    def of(cls, settings: Settings) -> "DownloadCache":
+        """The city's download cache: the API serves from it and the rollup job pre-renders into it."""
+        return cls(settings.data_dir / "opendata-cache", settings.api_public_data_cache_mb * 1_000_000)
 
     def path(self, dataset: Dataset, period: str, fmt: str) -> Path:
         return self.directory / dataset.id / f"{period}.{policy_tag(dataset)}.{fmt}"

@@ -50,11 +50,6 @@ class _Source:
     settings: Settings
 
 
-def cache_of(settings: Settings) -> downloads.DownloadCache:
-    """The API's download cache (api/services.py makes the same)."""
-    return downloads.DownloadCache(settings.data_dir / "opendata-cache", settings.api_public_data_cache_mb * 1_000_000)
-
-
 def periods_between(profile: CityProfile, start_ms: int, end_ms: int) -> list[str]:
     """The local months and days holding any of [start_ms, end_ms)."""
     zone = profile.zone
@@ -177,7 +172,7 @@ def after_rollup(settings: Settings, influx: InfluxQL, changed_from_ms: int, cha
     changed_to_ms). {"changed", "rendered", "kept", "deleted", "bytes", "seconds"}."""
     began = time.perf_counter()
     profile = settings.city
-    cache = cache_of(settings)
+    cache = downloads.DownloadCache.of(settings)
     report = {"changed": 0, "rendered": 0, "kept": 0, "deleted": 0, "bytes": 0, "seconds": 0.0}
     if cache.max_bytes <= 0:
         return report

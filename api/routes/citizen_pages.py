@@ -6,10 +6,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
 from api.routes.control_room import STATIC
+from api.static_page import RESPONSES as HTML
 from api.static_page import StaticPage
 
 router = APIRouter(tags=["citizens"])
-HTML = {200: {"content": {"text/html": {}}}, 304: {"description": "the browser's copy is current (If-None-Match)"}}
 BEDS = StaticPage(STATIC / "beds.html")
 COMPLAINT = StaticPage(STATIC / "complaint.html")
 HOSPITAL_DESK = StaticPage(STATIC / "hospital-desk.html")

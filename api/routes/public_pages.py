@@ -8,10 +8,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
 from api.routes.control_room import STATIC
+from api.static_page import RESPONSES as HTML
 from api.static_page import StaticPage
 
 router = APIRouter(tags=["public pages"])
-HTML = {200: {"content": {"text/html": {}}}, 304: {"description": "the browser's copy is current (If-None-Match)"}}
 CITY = StaticPage(STATIC / "city.html")
 DATA = StaticPage(STATIC / "data.html")
 
