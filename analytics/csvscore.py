@@ -43,6 +43,8 @@ TIME_NAMES = ("timestamp", "time", "datetime", "date", "ts", "t", "time_ms", "ti
 VALUE_NAMES = ("value", "values", "val", "y", "reading", "measurement", "metric", "data")
 NOT_VALUES = ("label", "labels", "anomaly", "is_anomaly", "anomaly_score", "target", "class", "outlier")
 MISSING = ("", "nan", "na", "n/a", "null", "none", "-", "?")
+# The spellings of MISSING met in files, matched as they are (each is one of MISSING once stripped and lowered).
+_MISSING_SPELLINGS = frozenset(spelling for word in MISSING for spelling in (word, word.upper(), word.capitalize()))
 
 
 class CsvError(ValueError):
@@ -284,10 +286,15 @@ def _plain_values(cells: list[str]) -> np.ndarray | None:
     try:
         values = np.array(cells, dtype=np.float64) if cells else np.empty(0)
     except ValueError:
+        # Empty cells (or another common spelling of a missing value) as "nan", then numpy's parser again:
+        # the same floats as _parse_value gives cell by cell (float() strips as it does), ~10x faster.
         try:
-            values = np.array([_parse_value(cell, 0) for cell in cells], dtype=np.float64)
-        except CsvError:
-            return None
+            values = np.array(["nan" if cell in _MISSING_SPELLINGS else cell for cell in cells], dtype=np.float64)
+        except ValueError:
+            try:  # a rarer spelling (" NA ", "nUll"): cell by cell
+                values = np.array([_parse_value(cell, 0) for cell in cells], dtype=np.float64)
+            except CsvError:
+                return None
     values[~np.isfinite(values)] = np.nan
     return values
 

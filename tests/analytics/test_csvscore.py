@@ -231,6 +231,11 @@ PLAIN_TEXTS = {
         f"{1396310400 + 300 * i}\t{int(i == 7)}\t{v}\tweb 1\n" for i, v in enumerate(series(300, 200))),
     "missing-and-odd-values": "timestamp,value\n" + "".join(
         f"{1396310400 + 60 * i},{v}\n" for i, v in enumerate(ODD_VALUES * 40)),
+    # Missing values spelt as met (matched as they are) and spelt oddly (" NA ", "nUll": cell by cell).
+    "missing-empty-cells": "timestamp,value\n" + "".join(
+        f"{1396310400 + 60 * i},{'' if i % 9 == 4 else i / 8}\n" for i in range(300)),
+    "missing-rare-spellings": "timestamp,value\n" + "".join(
+        f"{1396310400 + 60 * i},{v}\n" for i, v in enumerate(["1.5", " NA ", "nUll", "", "N/A", "2"] * 40)),
     "mixed-zones": "timestamp,value\n2024-01-01T00:00:00Z,1\n2024-01-01T00:01:00+07:00,2\n2024-01-01 00:02:00,3\n",
     "date-only": "timestamp,value\n2024-01-01,1\n2024-01-02,2\n",
     "quoted": 'timestamp,value\n"2024-01-01 00:00:00",1\n"2024-01-01 00:01:00","2"\n',
@@ -255,7 +260,8 @@ def test_the_plain_reader_reads_exactly_what_the_general_reader_reads(name):
 
 
 def test_the_plain_reader_takes_the_common_files():
-    for name in ("iso-space", "iso-z", "epoch-ms", "semicolon-crlf", "missing-and-odd-values", "date-only"):
+    for name in ("iso-space", "iso-z", "epoch-ms", "semicolon-crlf", "missing-and-odd-values", "date-only",
+                 "missing-empty-cells", "missing-rare-spellings"):
         assert csvscore._read_plain(PLAIN_TEXTS[name], csvscore._dialect(PLAIN_TEXTS[name]).delimiter) is not None
     for name in ("mixed-zones", "quoted", "blank-lines"):
         assert csvscore._read_plain(PLAIN_TEXTS[name], csvscore._dialect(PLAIN_TEXTS[name]).delimiter) is None
