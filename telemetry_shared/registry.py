@@ -21,6 +21,9 @@ from telemetry_shared.settings import get_settings
 
 SERVICE_PREFIX = "svc-"  # MQTT usernames of the platform's own services
 STATES = ("provisioned", "active", "silent", "retired")
+# The state the control room shows: a device active or silent that has not spoken since the first bound
+# parameter (a time in ms) is silent; otherwise its registry state (api/routes/fleet.py).
+FLEET_STATE_SQL = ("(CASE WHEN state IN ('active', 'silent') AND last_seen_ms < ? THEN 'silent' ELSE state END)")
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 
 SCHEMA = """
@@ -40,6 +43,7 @@ CREATE TABLE IF NOT EXISTS devices (
     updated_ms INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS devices_kind_district ON devices (kind, district);
+CREATE INDEX IF NOT EXISTS devices_district ON devices (district, id);
 CREATE TABLE IF NOT EXISTS registry_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO registry_meta VALUES ('devices_version', 0);
 CREATE TRIGGER IF NOT EXISTS devices_version_insert AFTER INSERT ON devices BEGIN
@@ -172,6 +176,27 @@ class Registry:
             raise DeviceExists(f"device {new.id} already exists") from exc
         return device
 
+    def add_many(self, news: Sequence[DeviceNew], credential_hash: str = "") -> int:
+        """Register many devices in one transaction (a city's fleet seeded at once: 100,000 in seconds, where
+        `add` commits each one); all or none (DeviceExists: one of them is registered already)."""
+        now = _now_ms()
+        given = list(DeviceNew.model_fields)
+        columns = [*given, "credential_hash", "created_ms", "updated_ms"]  # the others: the table's defaults
+        rows = [[*(getattr(new, c) for c in given), credential_hash, now, now] for new in news]
+        with self.lock:
+            self.db.execute("BEGIN")
+            try:
+                self.db.executemany(f"INSERT INTO devices ({', '.join(columns)}) VALUES "
+                                    f"({', '.join('?' * len(columns))})", rows)
+            except sqlite3.IntegrityError as exc:
+                self.db.execute("ROLLBACK")
+                raise DeviceExists(f"one of the {len(rows)} devices is registered already: {exc}") from exc
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
+        return len(rows)
+
     def get(self, device_id: str) -> Device:
         with self.lock:
             row = self.db.execute("SELECT * FROM devices WHERE id = ?", (device_id,)).fetchone()
@@ -193,6 +218,59 @@ class Registry:
             rows = self.db.execute(f"SELECT * FROM devices {clause} ORDER BY id LIMIT ? OFFSET ?",
                                    [*args, limit, offset]).fetchall()
         return [_stored(row) for row in rows], total
+
+    # ------------------------------------------------------------ the fleet as the control room sees it
+
+    @staticmethod
+    def _fleet_where(silent_before_ms: int, district: str | None, state: str | None,
+                     bbox: tuple[float, float, float, float] | None) -> tuple[str, list]:
+        where, args = [], []
+        if district is not None:
+            where.append("district = ?")
+            args.append(district)
+        if state is not None:
+            where.append(f"{FLEET_STATE_SQL} = ?")
+            args += [silent_before_ms, state]
+        if bbox is not None:
+            where.append("lon BETWEEN ? AND ? AND lat BETWEEN ? AND ?")
+            args += [bbox[0], bbox[2], bbox[1], bbox[3]]
+        return (f"WHERE {' AND '.join(where)}" if where else ""), args
+
+    def fleet_page(self, silent_before_ms: int, district: str | None = None, state: str | None = None,
+                   bbox: tuple[float, float, float, float] | None = None, silent_first: bool = False,
+                   limit: int = 1000, offset: int = 0) -> "tuple[list[Device], int]":
+        """A page of devices and the total that match, filtered in SQL: by district, by the state the
+        control room shows (a device active or silent not heard since `silent_before_ms` is silent), by a
+        box (min_lon, min_lat, max_lon, max_lat; devices with a registered position in it). Ordered by id,
+        or longest silent first. Reads only the page, whatever the size of the fleet."""
+        clause, args = self._fleet_where(silent_before_ms, district, state, bbox)
+        order = "last_seen_ms IS NULL, last_seen_ms, id" if silent_first else "id"
+        with self.lock:
+            total = self.db.execute(f"SELECT count(*) FROM devices {clause}", args).fetchone()[0]
+            rows = self.db.execute(f"SELECT * FROM devices {clause} ORDER BY {order} LIMIT ? OFFSET ?",
+                                   [*args, limit, offset]).fetchall()
+        return [_stored(row) for row in rows], total
+
+    def fleet_counts(self, silent_before_ms: int) -> dict[str, dict[str, int]]:
+        """district -> {shown state -> devices}, counted in SQL (one pass, no device read into Python)."""
+        counts: dict[str, dict[str, int]] = {}
+        with self.lock:
+            rows = self.db.execute(f"SELECT district, {FLEET_STATE_SQL} AS shown, count(*) FROM devices"
+                                   " GROUP BY district, shown", (silent_before_ms,)).fetchall()
+        for district, shown, n in rows:
+            counts.setdefault(district, {})[shown] = n
+        return counts
+
+    def districts_of(self, device_ids: Sequence[str]) -> dict[str, str]:
+        """device id -> district for those of `device_ids` that are registered."""
+        out: dict[str, str] = {}
+        ids = list(device_ids)
+        with self.lock:
+            for start in range(0, len(ids), 500):  # SQLite's bound-parameter limit
+                chunk = ids[start:start + 500]
+                marks = ", ".join("?" * len(chunk))
+                out.update(self.db.execute(f"SELECT id, district FROM devices WHERE id IN ({marks})", chunk).fetchall())
+        return out
 
     def update(self, device_id: str, **changes: object) -> Device:
         """Change some fields; validated as the whole device would be."""

@@ -244,6 +244,12 @@ class AlertStore:
                                         [*args, limit, offset]).fetchall()
         return [_alert(row) for row in rows], total
 
+    def open_severities(self) -> list[tuple[str, str, str]]:
+        """(device, district, severity) of every open active alert: plain tuples for the fleet's map and
+        its district counts (api/routes/fleet.py), no Alert built."""
+        return [tuple(row) for row in self.db.query(
+            "SELECT device, district, severity FROM alerts WHERE resolved_ms IS NULL AND state = 'active'")]
+
     def get_with_audit(self, alert_id: str) -> tuple[Alert, list[AuditEntry]]:
         """The alert and its audit trail as of one moment (a detail page never shows one newer than the other)."""
         with self.db.lock:

@@ -61,6 +61,7 @@ MATRIX = [
     ("POST", "/alarms/tuning/{tuning_id}/{action}", "/alarms/tuning/1/approve", {}, {"engineer", "admin"}),
     ("GET", "/fleet/devices", "/fleet/devices", None, ALL),
     ("GET", "/fleet/silent", "/fleet/silent", None, ALL),
+    ("GET", "/fleet/districts", "/fleet/districts", None, ALL),
     ("GET", "/network/dmas", "/network/dmas", None, ALL),
     ("GET", "/network/dmas/{network_id}", "/network/dmas/dma-roles", None, ALL),
     ("PUT", "/network/dmas/{network_id}", "/network/dmas/dma-roles", {"inlets": ["wtr-0001"]}, {"engineer", "admin"}),
