@@ -100,6 +100,18 @@ def _tail_log10(z: float, u: float, share: float, mean_excess: float) -> float:
 
 
 @numba.njit(cache=True, nogil=True)
+def _gpd_log10(z: float, u: float, share: float, mean_excess: float, xi: float) -> float:
+    """_tail_log10 with a generalised Pareto tail of shape xi >= 0 past u, of the same mean excess (its scale
+    mean_excess (1 - xi)): P(excess > x) = (1 + xi x / scale)^(-1/xi) (Pickands 1975). xi 0: the exponential
+    tail; xi 1/3: a Student t with 3 degrees of freedom, whose readings 20-30 sigmas off are its own noise."""
+    z = abs(z)
+    if z <= u or xi <= 1e-6:
+        return _tail_log10(z, u, share, mean_excess)
+    scale = mean_excess * (1.0 - xi)
+    return -math.log10(share) + math.log1p(xi * (z - u) / scale) / xi / math.log(10.0)
+
+
+@numba.njit(cache=True, nogil=True)
 def _median_of(buffer: np.ndarray, n: int) -> float:
     ordered = np.sort(buffer[:n])
     return 0.5 * (ordered[(n - 1) // 2] + ordered[n // 2])
@@ -111,14 +123,18 @@ def _surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray, slot:
               fast_rows: int, hazard: float, k: float, h: float, rho_alpha: float, bias_alpha: float,
               shift_offset: float, flat_offset: float, slots: int, slot_rows: float, slot_count: float,
               var_on: bool, var_ratio: float, var_clip: float, var_h: float, var_offset: float, var_alpha: float,
-              var_slot_alpha: float, var_slot_rows: float, var_floor: float, var_warmup: float) -> None:
+              var_slot_alpha: float, var_slot_rows: float, var_floor: float, var_warmup: float,
+              xi_max: float, xi_prior: float) -> None:
     """surprise.row_surprise's recursion for (S, T) inputs; fills out (log10 units) and which (0 point, 1 shift,
     2 flatline, 3 drift, 4 variance). NaN point: no reading or no trusted baseline, surprise 0 and the state
     unchanged. With var_on, values (S, T) are the readings whose steps the variance test judges.
 
     The tail past u is the series' own (its share of readings past u and their mean excess, shrunk towards
     a normal law's by prior_rows and prior_count) and, where slots > 0, that of the row's time-of-day slot
-    (slot (S, T) in 0..slots-1) shrunk towards the series' own by slot_rows and slot_count."""
+    (slot (S, T) in 0..slots-1) shrunk towards the series' own by slot_rows and slot_count. With xi_max > 0
+    the tail's shape is the series' own too: a generalised Pareto shape in [0, xi_max] by the method of
+    moments over the excesses of readings that were no anomaly (below learn_max decades), shrunk towards an
+    exponential tail's (shape 0) by xi_prior excesses."""
     n_series, n_times = point.shape
     log10e = 1.0 / math.log(10.0)
     recent = np.empty(fast_rows)
@@ -145,6 +161,7 @@ def _surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray, slot:
         lag_product = previous = 0.0
         energy = 1.0
         exceed = rows = excess = 0.0
+        shape_n = shape_sum = shape_squares = 0.0  # the excesses that teach the tail's shape
         filled = 0
         before1 = before2 = math.nan  # the bias-corrected z of the previous two readings
         for t in range(n_times):
@@ -172,10 +189,19 @@ def _surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray, slot:
                                   min(mean_excess, prior_excess / prior_count))
             # The row itself: no change (against the baseline and the bias learnt after a change), or a
             # change in the last few rows (against their median), at a prior cost of `hazard` decades.
-            slow = _tail_log10(zp, u, share, mean_excess)
+            # The tail's shape (method of moments: xi = (1 - m^2 / var) / 2 for a generalised Pareto law, 0 for
+            # an exponential one, whose variance is m^2), shrunk towards 0 by xi_prior exponential excesses.
+            xi = 0.0
+            if xi_max > 0.0:
+                m0 = prior_excess / prior_count
+                m = (shape_sum + m0 * xi_prior) / (shape_n + xi_prior)
+                var = (shape_squares + 2.0 * m0 * m0 * xi_prior) / (shape_n + xi_prior) - m * m
+                if var > 0.0:
+                    xi = min(max(0.5 * (1.0 - m * m / var), 0.0), xi_max)
+            slow = _gpd_log10(zp, u, share, mean_excess, xi)
             fast = math.inf
             if filled >= fast_rows:
-                fast = hazard + _tail_log10(z - _median_of(recent, fast_rows), u, share, mean_excess)
+                fast = hazard + _gpd_log10(z - _median_of(recent, fast_rows), u, share, mean_excess, xi)
             row = min(slow, fast)
             if row >= best:
                 best, kind = row, 0
@@ -210,7 +236,7 @@ def _surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray, slot:
                     if same:
                         c = min(c, abs(before2))
                 if same and c > u:  # every reading of the run in the tail
-                    run = _tail_log10(c, u, share, mean_excess) * (1.0 + (width - 1) * (1.0 - rho))
+                    run = _gpd_log10(c, u, share, mean_excess, xi) * (1.0 + (width - 1) * (1.0 - rho))
                     if run > best:
                         best, kind = run, 0
             # A change of spread: the CUSUM of the log-likelihood ratio of var_ratio times the usual variance,
@@ -270,6 +296,12 @@ def _surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray, slot:
                 excess += weight * min(abs(zp) - u, excess_cap)
                 slot_exceed[b] += weight
                 slot_excess[b] += weight * min(abs(zp) - u, excess_cap)
+                if slow < learn_max:
+                    # The shape only from readings that were no anomaly: one 6-sigma spike on a quiet series
+                    # would otherwise give it a shape of ~0.2 and the next spike a much lower score.
+                    shape_n += 1.0
+                    shape_sum += min(abs(zp) - u, excess_cap)
+                    shape_squares += min(abs(zp) - u, excess_cap) ** 2
             recent[filled % fast_rows] = z
             before2, before1 = before1, zp
             filled += 1

@@ -96,7 +96,8 @@ def row_surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray | N
                      float(params.surprise_var_ratio), float(params.surprise_var_clip), float(params.surprise_var_h),
                      float(params.surprise_var_offset), float(params.surprise_var_alpha),
                      float(params.surprise_var_slot_alpha), float(params.surprise_var_slot_rows),
-                     float(params.surprise_var_floor), float(params.surprise_var_warmup))
+                     float(params.surprise_var_floor), float(params.surprise_var_warmup),
+                     float(params.surprise_xi_max), float(params.surprise_xi_prior))
     return out, which
 
 

@@ -227,10 +227,21 @@ def row_surprise(point: list[float], flat_nats: list[float], p: DetectorParams,
                         min(share, share0))  # never lighter than both the series' tail and a normal law's
             mean_excess = max((sum(e for _, e in mine) + mean_excess * p.surprise_slot_count) / (
                 exceed_b + p.surprise_slot_count), min(mean_excess, p.surprise_prior_excess))
+        if shape > 0:  # a generalised Pareto tail of that shape and mean excess
+            excess = math.log1p(shape * (abs(z) - u) / (mean_excess * (1 - shape))) / shape
+            return -math.log10(share) + excess / math.log(10)
         return -math.log10(share) + (abs(z) - u) / mean_excess / math.log(10)
 
+    shaping: list[float] = []  # the excesses of readings that were no anomaly: the tail's shape
     for index, (z, nats) in enumerate(zip(point, flat_nats, strict=True)):
         b = 0 if slots is None else slots[index]
+        shape = 0.0
+        if p.surprise_xi_max > 0:  # method of moments, shrunk towards an exponential tail (shape 0)
+            m0, k = p.surprise_prior_excess, p.surprise_xi_prior
+            m = (sum(shaping) + m0 * k) / (len(shaping) + k)
+            var = (sum(e * e for e in shaping) + 2 * m0 * m0 * k) / (len(shaping) + k) - m * m
+            if var > 0:
+                shape = min(max(0.5 * (1 - m * m / var), 0.0), p.surprise_xi_max)
         best = nats / math.log(10) - p.surprise_flat_offset if nats > 0 else 0.0
         if math.isnan(z):
             out.append(max(best, 0.0))
@@ -294,11 +305,14 @@ def row_surprise(point: list[float], flat_nats: list[float], p: DetectorParams,
             bias += p.surprise_bias_alpha * max(-u, min(u, zp))
         out.append(best)
         # An anomaly (its own surprise past surprise_learn_max) teaches the tail with a smaller weight.
-        weight = 1.0 if tail(zp, b) < p.surprise_learn_max else p.surprise_learn_weight
+        anomaly = tail(zp, b) >= p.surprise_learn_max
+        weight = p.surprise_learn_weight if anomaly else 1.0
         rows += 1
         slot_rows[b] = slot_rows.get(b, 0) + 1
         if abs(zp) > u:
             excesses.append((weight, weight * min(abs(zp) - u, p.surprise_excess_cap), b))
+            if not anomaly:
+                shaping.append(min(abs(zp) - u, p.surprise_excess_cap))
         history.append(z)
         corrected.append(zp)
     return out
