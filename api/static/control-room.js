@@ -7,6 +7,9 @@
 // formatted for the chosen language in the city's time zone (from the
 // city profile, /public/map). The map is Leaflet (vendored, BSD-2) drawing
 // the profile's district boundaries and the devices on one canvas: no tiles.
+// A fleet larger than AGGREGATE_ABOVE is drawn as one marker per district (its device count, coloured
+// by its worst open alert, else silent devices; focusable, opened with a click or Enter), and only the
+// devices of the district the operator opens are read and drawn (/fleet/districts, /fleet/devices?district=).
 // The key, the language, t() and keyed API calls: staff.js.
 "use strict";
 
@@ -14,10 +17,16 @@ const SEVERITY_ORDER = { critical: 0, warning: 1, info: 2 };
 const FLEET_REFRESH_MS = 15000;
 const RECONNECT_MS = 2000;
 const PAGE_LIMIT = 1000; // the API's largest page: lists are read page by page up to their count
+const AGGREGATE_ABOVE = 5000; // more devices than this: the map shows districts, a district's devices when opened
+const SILENT_SHOWN = 500; // the silent list shows the longest silent this many, and how many there are in all
 
 const alerts = new Map();
 let streamAbort = null;
-let fleet = [];
+let fleet = []; // the devices drawn: every device, or the opened district's when the map is aggregated
+let districtsFleet = []; // /fleet/districts: the fleet counted by district
+let aggregated = false; // more than AGGREGATE_ABOVE devices: one marker per district
+let openDistrict = null; // the district whose devices are drawn while aggregated
+let silentPage = { data: [], count: 0 }; // /fleet/silent: the longest silent first
 
 // ------------------------------------------------------------ language and formats
 
@@ -56,7 +65,7 @@ async function setLanguage(code) {
   await applyLanguage(code);
   formatters.clear();
   for (const entry of cards.values()) entry.signature = ""; // every card is drawn again in the new language
-  if (map) drawDistrictLabels();
+  if (map) { drawDistrictLabels(); renderDistricts(); }
   renderAlerts();
   renderSilent();
   renderAlarmLists();
@@ -154,6 +163,7 @@ function renderAlerts() {
   }
   afterRender(open); // alarms.js: groups, flood
   renderDevices();
+  renderDistricts();
 }
 
 // The engine's sentence from its message (a catalogue key and raw params, as telemetry_shared/alert_text.py
@@ -360,6 +370,7 @@ function drawMap() {
   }).addTo(map);
   labels = L.layerGroup().addTo(map);
   drawDistrictLabels();
+  $("map-back").addEventListener("click", closeDistrict);
 }
 
 function drawDistrictLabels() {
@@ -460,7 +471,7 @@ function renderDevices() {
   for (const [id, entry] of markers) {
     if (!shown.has(id)) { entry.marker.remove(); markers.delete(id); }
   }
-  $("map-count").textContent = t("map.devices", { n: numberFormat(0).format(markers.size) });
+  renderMapCount();
 }
 
 function deviceTooltip(id) {
@@ -471,30 +482,168 @@ function deviceTooltip(id) {
   return t(look in SEVERITY_ORDER ? "device.tooltip_alert" : "device.tooltip", params);
 }
 
+// ------------------------------------------------------------ districts (a large fleet)
+
+const districtMarkers = new Map(); // slug -> {marker, look, summary}
+const LOOK_ORDER = ["critical", "warning", "silent", "info", "maintenance", "ok"]; // worst first
+
+// The district's worst: its worst open active alert (live, from the stream), else silent devices, else ok.
+function districtLooks() {
+  const worst = {};
+  for (const a of alerts.values()) {
+    if (a.resolved || a.state !== "active") continue;
+    if (!(a.district in worst) || SEVERITY_ORDER[a.severity] < SEVERITY_ORDER[worst[a.district]]) worst[a.district] = a.severity;
+  }
+  const looks = {};
+  for (const d of districtsFleet) {
+    const found = [worst[d.district], d.states.silent ? "silent" : null, d.maintenance ? "maintenance" : null, "ok"];
+    looks[d.district] = found.filter(Boolean).sort((a, b) => LOOK_ORDER.indexOf(a) - LOOK_ORDER.indexOf(b))[0];
+  }
+  return looks;
+}
+
+function districtLabel(d, look) {
+  const open = [...alerts.values()].filter((a) => a.district === d.district && !a.resolved && a.state === "active").length;
+  return t("district.marker", { district: districtName(d.district), n: numberFormat(0).format(d.devices),
+    silent: numberFormat(0).format(d.states.silent), alerts: numberFormat(0).format(open), worst: t("look." + look) });
+}
+
+function districtSpot(d) {
+  const feature = city.districts.features.find((f) => f.properties.slug === d.district);
+  if (feature) return insideSpot(feature, L.geoJSON(feature).getBounds().getCenter());
+  return d.lat === null ? null : L.latLng(d.lat, d.lon);
+}
+
+function renderDistricts() {
+  if (!map) return;
+  const looks = districtLooks();
+  const keep = new Set();
+  for (const d of aggregated ? districtsFleet : []) {
+    if (d.district === openDistrict || !d.devices) continue;
+    const spot = districtSpot(d);
+    if (!spot) continue;
+    keep.add(d.district);
+    const look = looks[d.district];
+    let entry = districtMarkers.get(d.district);
+    if (!entry) {
+      const marker = L.marker(spot, { keyboard: true, riseOnHover: true,
+        icon: L.divIcon({ className: "district-count", html: "", iconSize: [76, 26], iconAnchor: [38, -12] }) });
+      entry = { marker, look: null, summary: d, label: "" };
+      marker.on("click", () => openDistrictDevices(d.district));
+      marker.on("add", () => {
+        paintDistrict(entry);
+        marker.getElement().addEventListener("keydown", (event) => { // a button: Enter or Space opens it
+          if (event.key !== "Enter" && event.key !== " ") return;
+          event.preventDefault();
+          openDistrictDevices(d.district);
+        });
+      });
+      districtMarkers.set(d.district, entry);
+      marker.addTo(map);
+    }
+    entry.summary = d;
+    const label = districtLabel(d, look);
+    if (entry.look !== look || entry.label !== label) { entry.look = look; entry.label = label; paintDistrict(entry); }
+  }
+  for (const [slug, entry] of districtMarkers) {
+    if (!keep.has(slug)) { entry.marker.remove(); districtMarkers.delete(slug); }
+  }
+  $("map-back").hidden = !(aggregated && openDistrict);
+  renderMapCount();
+}
+
+function paintDistrict(entry) {
+  const element = entry.marker.getElement();
+  if (!element) return;
+  element.className = element.className.replace(/ look-\w+/g, "") + " look-" + entry.look;
+  element.dataset.district = entry.summary.district;
+  element.setAttribute("aria-label", entry.label);
+  element.title = entry.label;
+  element.textContent = numberFormat(0).format(entry.summary.devices); // the name: the district's label above
+}
+
+async function openDistrictDevices(slug) {
+  openDistrict = slug;
+  const feature = city.districts.features.find((f) => f.properties.slug === slug);
+  if (feature) map.fitBounds(L.geoJSON(feature).getBounds(), { padding: [24, 24] });
+  renderDistricts();
+  await loadFleet();
+}
+
+function closeDistrict() {
+  openDistrict = null;
+  const [minLon, minLat, maxLon, maxLat] = city.bounds;
+  map.fitBounds(L.latLngBounds([minLat, minLon], [maxLat, maxLon]), { padding: [36, 36] });
+  fleet = [];
+  renderDevices();
+  renderDistricts();
+  $("map").focus();
+}
+
+function renderMapCount() {
+  const total = districtsFleet.reduce((n, d) => n + d.devices, 0);
+  let text = t("map.devices", { n: numberFormat(0).format(markers.size) });
+  if (aggregated && openDistrict) {
+    text = t("map.district_open", { n: numberFormat(0).format(markers.size), district: districtName(openDistrict),
+      total: numberFormat(0).format(total) });
+  } else if (aggregated) {
+    text = t("map.aggregated", { total: numberFormat(0).format(total), districts: numberFormat(0).format(districtMarkers.size) });
+  }
+  $("map-count").textContent = text;
+}
+
 // what tests and the wall screen's operators can ask the map (a canvas has no elements to query)
 window.controlRoom = {
   deviceLook: (id) => (markers.get(id) || {}).look || null,
   devicesOnMap: () => markers.size,
   districtsOnMap: () => (city ? city.districts.features.length : 0),
+  aggregated: () => aggregated,
+  openDistrict: () => openDistrict,
+  districtMarkers: () => [...districtMarkers.values()].map((e) => ({ district: e.summary.district,
+    devices: e.summary.devices, look: e.look, label: e.label })),
 };
 
 // ------------------------------------------------------------ silent list
 
 function renderSilent() {
-  const silent = fleet.filter((d) => d.state === "silent");
-  $("n-silent").textContent = silent.length;
+  const silent = silentPage.data;
+  $("n-silent").textContent = numberFormat(0).format(silentPage.count);
   $("silent").replaceChildren(...silent.map((d) => el("li", "", t("silent.item", { device: d.id,
     kind: t("kind." + d.kind), district: districtName(d.district),
     when: d.last_seen_ms ? ago(d.last_seen_ms) : t("silent.never") }))));
-  $("no-silent").hidden = silent.length > 0;
+  $("no-silent").hidden = silentPage.count > 0;
+  $("silent-shown").hidden = silentPage.count <= silent.length;
+  $("silent-shown").textContent = t("silent.shown", { n: numberFormat(0).format(silent.length),
+    total: numberFormat(0).format(silentPage.count) });
 }
 
+let fleetLoading = null; // one load at a time: a refresh asked meanwhile runs once it ends
+
 async function loadFleet() {
-  try {
-    fleet = await everything("/fleet/devices");
-    renderDevices();
-    renderSilent();
-  } catch (error) { /* shown as stale; tried again shortly */ }
+  if (fleetLoading) { fleetLoading.again = true; return fleetLoading.done; }
+  fleetLoading = { again: false };
+  fleetLoading.done = (async () => {
+    do {
+      fleetLoading.again = false;
+      try {
+        const [districts, silent] = await Promise.all([api("/fleet/districts"), api(`/fleet/silent?limit=${SILENT_SHOWN}`)]);
+        districtsFleet = districts.data;
+        silentPage = silent;
+        aggregated = districtsFleet.reduce((n, d) => n + d.devices, 0) > AGGREGATE_ABOVE;
+        if (!aggregated) openDistrict = null;
+        const wanted = openDistrict;
+        const devices = !aggregated ? await everything("/fleet/devices")
+          : wanted ? await everything(`/fleet/devices?district=${encodeURIComponent(wanted)}`) : [];
+        if (wanted !== openDistrict) continue; // the operator opened or closed a district meanwhile
+        fleet = devices;
+        renderDevices();
+        renderDistricts();
+        renderSilent();
+      } catch (error) { /* shown as stale; tried again shortly */ }
+    } while (fleetLoading.again);
+    fleetLoading = null;
+  })();
+  return fleetLoading.done;
 }
 
 // ------------------------------------------------------------ start
