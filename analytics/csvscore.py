@@ -328,7 +328,7 @@ def score_rows(table: Table, params: DetectorParams = CSV_PARAMS) -> RowScores:
     highest_before = np.concatenate(([-np.inf], np.fmax.accumulate(np.nan_to_num(x[0], nan=-np.inf))[:-1]))
     nats = np.where(x >= highest_before, 0.0, nats)
     slot = time_slots(monotone, params)[None] if params.surprise_slots else None
-    surprise, _ = row_surprise(stats.point, nats, params=params, slot=slot, values=x)
+    surprise, _ = row_surprise(stats.point, nats, stats.evidence["drift"], params=params, slot=slot, values=x)
     missing = np.isnan(table.values)
     learning = _learning(monotone, table.values, params.surprise_learning_ms)
     score = np.where(missing | learning, 0.0, row_score(surprise, params)[0])

@@ -124,7 +124,8 @@ def _surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray, slot:
               shift_offset: float, flat_offset: float, slots: int, slot_rows: float, slot_count: float,
               var_on: bool, var_ratio: float, var_clip: float, var_h: float, var_offset: float, var_alpha: float,
               var_slot_alpha: float, var_slot_rows: float, var_floor: float, var_warmup: float,
-              xi_max: float, xi_prior: float) -> None:
+              xi_max: float, xi_prior: float, drift_offset: float,
+              drift_grace: int) -> None:
     """surprise.row_surprise's recursion for (S, T) inputs; fills out (log10 units) and which (0 point, 1 shift,
     2 flatline, 3 drift, 4 variance). NaN point: no reading or no trusted baseline, surprise 0 and the state
     unchanged. With var_on, values (S, T) are the readings whose steps the variance test judges.
@@ -157,6 +158,8 @@ def _surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray, slot:
         var_n = 0
         last_value = math.nan
         bias = upper = lower = run_up = run_down = 0.0
+        explained = False  # a change was accepted: the drift evidence that follows is its new level
+        calm = 0  # rows in a row without drift evidence
         n_up = n_down = 0
         lag_product = previous = 0.0
         energy = 1.0
@@ -168,7 +171,13 @@ def _surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray, slot:
             z = point[s, t]
             best = flat_nats[s, t] * log10e - flat_offset if flat_nats[s, t] > 0 else 0.0
             kind = 2
-            d = _gauss_log10(drift[s, t]) - shift_offset if drift[s, t] > 0 else 0.0
+            # The drift test after an accepted change sees the new level off the daily profile until the
+            # profile learns it (days): the change explains that evidence, so the new normal stops scoring, until
+            # the drift evidence has been 0 for drift_grace rows in a row (a later drift is judged again).
+            calm = 0 if drift[s, t] > 0 else calm + 1
+            if calm > drift_grace:
+                explained = False
+            d = _gauss_log10(drift[s, t]) - drift_offset if drift[s, t] > 0 and not explained else 0.0
             if d > best:
                 best, kind = d, 3
             if math.isnan(z):
@@ -275,6 +284,7 @@ def _surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray, slot:
             if not math.isnan(x):
                 last_value = x
             if upper >= h or lower >= h:
+                explained, calm = True, 0
                 # A change: the new level is the mean of the run that built the sum; judge the next rows
                 # against it (the baseline itself adapts slowly), and start the sums again.
                 bias += run_up / n_up if upper >= h else run_down / n_down

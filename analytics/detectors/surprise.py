@@ -25,7 +25,9 @@ tail probability p:
   residual: the daily curve, a random walk's wander and the profile's
   persistent misses mostly cancel in it, where the point z (whose scale
   also follows the spread) hid a noise grown three to six times;
-- optionally, a drift off the daily profile (`drift_evidence`, in sigmas).
+- optionally, a drift off the daily profile (`drift_evidence`, in sigmas, as a
+  normal tail), less `surprise_drift_offset` decades: its evidence lasts as
+  long as the drift, so only a strong one counts. `city score` gives it.
 
 `row_score` maps the surprise to [0, 1] the same way for every series:
 0 up to `surprise_floor` decades (what clean data reaches now and then), then
@@ -57,10 +59,9 @@ def row_surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray | N
 
     Parameters: point (S, T) signed point z per reading, NaN where there is
     no reading or no trusted baseline yet; flat_nats (S, T) flatline
-    surprise in nats; drift (S, T) drift evidence in sigmas (>= 0), optional:
-    `city score` leaves it out, because a drift's evidence lasts as long as
-    the drift, and the row score is about onsets (the CUSUM with restarts
-    finds a drift as a series of small shifts); slot (S, T) int, optional:
+    surprise in nats; drift (S, T) drift evidence in sigmas (>= 0), optional
+    (`city score` gives it; a drift's evidence lasts as long as the drift,
+    hence its own large offset, params.surprise_drift_offset); slot (S, T) int, optional:
     each row's time-of-day slot (0 .. params.surprise_slots - 1, see
     time_slots): the tail past u is then also learnt per slot, so a series
     whose forecasts are always poor at one time of day (a rush hour that
@@ -97,7 +98,8 @@ def row_surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray | N
                      float(params.surprise_var_offset), float(params.surprise_var_alpha),
                      float(params.surprise_var_slot_alpha), float(params.surprise_var_slot_rows),
                      float(params.surprise_var_floor), float(params.surprise_var_warmup),
-                     float(params.surprise_xi_max), float(params.surprise_xi_prior))
+                     float(params.surprise_xi_max), float(params.surprise_xi_prior),
+                     float(params.surprise_drift_offset), int(params.surprise_drift_grace))
     return out, which
 
 

@@ -186,10 +186,11 @@ def _normal_tail_log10(z: float) -> float:
 
 
 def row_surprise(point: list[float], flat_nats: list[float], p: DetectorParams,
-                 slots: list[int] | None = None, values: list[float] | None = None) -> list[float]:
+                 slots: list[int] | None = None, values: list[float] | None = None,
+                 drift: list[float] | None = None) -> list[float]:
     """The CSV row surprise (decades) of one series, from the docstring of analytics.detectors.surprise;
     with `slots` (each row's time-of-day slot) the tail is also learnt per slot; with `values` (the
-    readings) a change of their spread is tested too."""
+    readings) a change of their spread is tested too; with `drift` (sigmas) the drift test."""
     u = p.surprise_tail_u
     share0 = math.erfc(u / math.sqrt(2))
     bias = upper = lower = 0.0
@@ -233,6 +234,7 @@ def row_surprise(point: list[float], flat_nats: list[float], p: DetectorParams,
         return -math.log10(share) + (abs(z) - u) / mean_excess / math.log(10)
 
     shaping: list[float] = []  # the excesses of readings that were no anomaly: the tail's shape
+    explained, calm = False, 0
     for index, (z, nats) in enumerate(zip(point, flat_nats, strict=True)):
         b = 0 if slots is None else slots[index]
         shape = 0.0
@@ -243,6 +245,11 @@ def row_surprise(point: list[float], flat_nats: list[float], p: DetectorParams,
             if var > 0:
                 shape = min(max(0.5 * (1 - m * m / var), 0.0), p.surprise_xi_max)
         best = nats / math.log(10) - p.surprise_flat_offset if nats > 0 else 0.0
+        d = 0.0 if drift is None else drift[index]
+        calm = 0 if d > 0 else calm + 1
+        explained = explained and calm <= p.surprise_drift_grace  # an accepted change explains the drift after it
+        if d > 0 and not explained:
+            best = max(best, _normal_tail_log10(d) - p.surprise_drift_offset)
         if math.isnan(z):
             out.append(max(best, 0.0))
             continue
@@ -297,6 +304,7 @@ def row_surprise(point: list[float], flat_nats: list[float], p: DetectorParams,
         if not math.isnan(x):
             last_value = x
         if upper >= p.cusum_h or lower >= p.cusum_h:
+            explained, calm = True, 0
             run = run_up if upper >= p.cusum_h else run_down
             bias += sum(run) / len(run)
             upper = lower = 0.0

@@ -56,6 +56,15 @@ def test_row_surprise_matches_reference(seed):
     with_values, which = row_surprise(z, nats, params=P, slot=slot, values=values)
     assert not np.allclose(fast, by_slot)
     assert (which[0, 350:] == 4).any() and not (which[0, :350] == 4).any()  # the variance test found it
+    # A drift's evidence (sigmas) growing over rows 400-500 of both series: series 1 has shifted at row 400, so
+    # there it is the new level's, explained by the accepted change; on series 0 it is a drift.
+    drift = np.zeros(z.shape)
+    drift[:, 400:500] = np.linspace(0, 12, 100)
+    drifting, which = row_surprise(z, nats, drift, params=P, slot=slot, values=values)
+    assert (which[0, 400:500] == 3).any() and not (which[1] == 3).any()
+    for i in range(2):
+        np.testing.assert_allclose(drifting[i], ref.row_surprise(list(z[i]), list(nats[i]), P, list(slot[i]),
+                                                                 list(values[i]), list(drift[i])), rtol=1e-9, atol=1e-9)
     for i in range(2):
         np.testing.assert_allclose(fast[i], ref.row_surprise(list(z[i]), list(nats[i]), P), rtol=1e-9, atol=1e-9)
         np.testing.assert_allclose(by_slot[i], ref.row_surprise(list(z[i]), list(nats[i]), P, list(slot[i])),
