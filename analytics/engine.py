@@ -34,6 +34,7 @@ from analytics.explain import explain
 from analytics.incidents import AlertOutput, Detail, Finding, Incident, IncidentLifecycle, changes, finite, newest
 from analytics.learnt import LearntState, new_history
 from analytics.rules import SKIP_STATISTICAL, STATISTICAL_RULES, MetricScores, score_metric_new
+from analytics.statecopy import ARRIVALS, SlicedCopy
 from edge import contract
 from telemetry_shared.detector_tuning import DetectorTuningStore, TuningCache
 from telemetry_shared.influx import LineWriter
@@ -66,11 +67,20 @@ class AnalyticsEngine:
         self.counters: Counter[str] = Counter()
         self.peer_pool: ThreadPoolExecutor | None = None  # check_peers_beside's thread, made on first use
         self.peer_running: tuple[peercheck.PeerJob, Future] | None = None
+        # a checkpoint's copy being taken in slices (analytics.statecopy): rows are copied before they change
+        self.copying: SlicedCopy | None = None
         # engineers' approved changes (from operators' dismissals), in the registry file beside the devices
         self.tuning = TuningCache(DetectorTuningStore(registry.path))
         self.held_series: set[tuple] = set()  # (incident key, member) held by a calendar exception until quiet
         self.lifecycle = IncidentLifecycle(self.params, self.detector, AlertOutput(writer, publish, self.counters),
                                            self.counters)
+
+    def begin_copy(self) -> SlicedCopy:
+        """Begin a copy of the learnt state as it is now, for a checkpoint beside the stream (between passes): its
+        per-series arrays are copied by its step() between later passes, each row before the engine changes it
+        (ingest: the buffer and the history; a pass: the detectors' state)."""
+        self.copying = SlicedCopy(self.learnt)
+        return self.copying
 
     def restore(self, learnt: LearntState) -> None:
         """Go on from a saved state (analytics.state.load_state); only before the first ingest()."""
@@ -107,12 +117,16 @@ class AnalyticsEngine:
         for metric, (times, values) in by_metric.items():
             block = learnt.block(metric, self.params.buffer_samples)
             row = block.row((device_id,))
+            if self.copying is not None:
+                self.copying.keep(metric, row)
             added = block.append(row, np.array(times), np.array(values))
             if added and self.params.profile_days > 0:
                 self._coarse(metric).add(row, block.times[row, -added:], block.values[row, -added:])
             if added:
                 self.pending[metric].append((row, added, not batch.hist))
         if not batch.hist:  # backfill arrives late on purpose: no evidence about the clock
+            if self.copying is not None and (device_id,) in learnt.arrivals.row_of:
+                self.copying.keep(ARRIVALS, learnt.arrivals.row_of[(device_id,)])
             self.clock.observe(learnt.arrivals, device_id, received_ms, max(t for t, _, _ in batch.samples))
         self.counters["readings"] += sum(len(v) for _, v in by_metric.values())
 
@@ -147,6 +161,9 @@ class AnalyticsEngine:
         if not new_count:
             return []
         rows = np.array(sorted(new_count))
+        if self.copying is not None:  # the detectors' state of these rows changes now: copied first
+            for row in rows.tolist():
+                self.copying.keep(metric, row)
         values, times = block.values[rows], block.times[rows]
         scored = self._score_new(metric, rows, np.array([new_count[row] for row in rows]))
         score, rule, severity, anchor = scored.score, scored.rule, scored.severity, scored.anchor

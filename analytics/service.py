@@ -10,9 +10,10 @@ What the engine learnt (buffers, the daily profile's history, the night-flow
 minima) is loaded from `<analytics_state_dir>/engine-<mqtt user>.npz` before
 it subscribes, saved every `analytics_checkpoint_s` and once at stop
 (analytics.state), so a deploy does not blind it. A periodic save copies the
-state between two passes (analytics.state.snapshot) and writes the file on a
-thread of its own, so readings keep being scored while it is written; the
-save at stop is written at once.
+state in slices between passes (analytics.statecopy: the state as it was when
+the copy began, each row copied before the engine changes it), then writes the
+file on a thread of its own, so readings keep being scored while it is copied
+and written; the save at stop is written at once.
 """
 
 import datetime
@@ -35,7 +36,8 @@ from analytics.learnt import LearntState
 from analytics.networkreports import NetworkReports
 from analytics.powerreport import REPORT_TIMEOUT_S
 from analytics.shards import ShardFilter
-from analytics.state import load_shard, save_state, snapshot, state_file
+from analytics.state import load_shard, save_state, state_file
+from analytics.statecopy import SlicedCopy
 from analytics.water import WaterParams
 from analytics.waterwatch import BurstWatch
 from edge import contract
@@ -96,6 +98,7 @@ class EngineService:
         self.connected = threading.Event()
         self.worker = threading.Thread(target=self._run, name="analytics", daemon=True)
         self.saver: threading.Thread | None = None  # the periodic save being written beside the stream
+        self.copy_began, self.copy_began_ms = 0.0, 0  # when the copy in progress began (monotonic, Unix ms)
         # new bursts in the DMAs, from InfluxDB every 15 minutes on a thread of their own (shard 0 only: one look)
         self.bursts = BurstWatch(registry, InfluxQL.from_settings(settings),
                                  AlertOutput(writer, self._publish, self.engine.counters),
@@ -181,7 +184,7 @@ class EngineService:
         next_silence = 0.0
         next_checkpoint = time.monotonic() + self.settings.analytics_checkpoint_s
         while not self.stopping.is_set():
-            self.stopping.wait(self.params.batch_ms / 1000)
+            self._wait(self.params.batch_ms / 1000)
             with self.lock:
                 inbox, self.inbox = self.inbox, []
             try:
@@ -200,24 +203,52 @@ class EngineService:
             if time.monotonic() >= next_checkpoint:
                 next_checkpoint = time.monotonic() + self.settings.analytics_checkpoint_s
                 self.checkpoint_beside()
+        if self.engine.copying is not None:
+            self.engine.copying = None  # the save at stop below writes the state itself
         if self.saver is not None:
             self.saver.join()
         self.checkpoint()  # the last pass above took what was in the inbox: its readings are kept too
 
-    def checkpoint_beside(self) -> threading.Thread | None:
-        """Copy the engine's state (from the worker thread, between passes) and save the copy on a thread of its
-        own; returns that thread (None: nothing to save, or the previous save is still being written: skipped and
-        counted, the next checkpoint comes soon enough)."""
+    def _wait(self, seconds: float) -> None:
+        """The wait between two passes; a checkpoint's copy in progress is taken meanwhile, slice by slice
+        (copy_slices), so scoring waits for one slice at most."""
+        deadline = time.monotonic() + seconds
+        if self.engine.copying is not None:
+            self.copy_slices(deadline)
+        self.stopping.wait(max(0.0, deadline - time.monotonic()))
+
+    def checkpoint_beside(self) -> SlicedCopy | None:
+        """Begin a copy of the engine's state (from the worker thread, between passes; analytics.statecopy), taken
+        in slices between the next passes (copy_slices), then saved on a thread of its own; returns the copy (None:
+        nothing to save, or the previous save is still being copied or written: skipped and counted, the next
+        checkpoint comes soon enough)."""
         if self.state_file is None:
             return None
-        if self.saver is not None and self.saver.is_alive():
+        if self.engine.copying is not None or (self.saver is not None and self.saver.is_alive()):
             self.engine.counters["state_saves_skipped"] += 1
             return None
-        now_ms = int(time.time() * 1000)
-        started = time.monotonic()
-        frozen = snapshot(self.engine.learnt)
-        self.engine.counters["state_snapshot_ms"] = round((time.monotonic() - started) * 1000)  # the pause
-        self.saver = threading.Thread(target=self._save, args=(frozen, now_ms), name="analytics-state", daemon=True)
+        self.copy_began_ms = int(time.time() * 1000)
+        self.copy_began = time.monotonic()
+        return self.engine.begin_copy()
+
+    def copy_slices(self, deadline: float) -> threading.Thread | None:
+        """Slices of the copy in progress until `deadline` (time.monotonic()) or its end; at its end, the copy is
+        saved on a thread of its own, which is returned. Counters: `state_snapshot_ms`, the longest pause of the
+        stream (the copy's beginning or one slice, CPU time); `state_snapshot_span_ms`, from its beginning to
+        its end (passes ran between); `state_snapshot_slices`."""
+        copying = self.engine.copying
+        if copying is None:
+            return None
+        while not copying.step():
+            if time.monotonic() >= deadline:
+                return None
+        self.engine.copying = None
+        counters = self.engine.counters
+        counters["state_snapshot_ms"] = round(copying.longest_s * 1000, 1)
+        counters["state_snapshot_span_ms"] = round((time.monotonic() - self.copy_began) * 1000)
+        counters["state_snapshot_slices"] = copying.slices
+        self.saver = threading.Thread(target=self._save, args=(copying.learnt, self.copy_began_ms),
+                                      name="analytics-state", daemon=True)
         self.saver.start()
         return self.saver
 

@@ -14,6 +14,15 @@ analytics.statetails): seconds, MB written, and bytes written a series. Memory: 
 arrays a series (allocated).
 
     python3 bench/bench_state.py --devices 20000 --runs 3 --skip-incremental   # the live checkpoint only
+    python3 bench/bench_state.py --devices 20000 --runs 3 --copy-only          # the checkpoint's copy only
+
+The checkpoint's copy (`--copy-only`, or after the saves): the pause of the stream while a checkpoint
+copies the state, the whole copy at once (analytics.state.snapshot, before) against the copy in slices
+(analytics.statecopy: its beginning, then SLICE_ROWS rows of a block a slice, with readings appended to
+a few series between slices, each row copied before it changes), in the same run: CPU time of the
+copying thread (what scoring waits for), the longest pause, the slices and their sum; the sliced copy is
+checked equal to a whole copy taken at its beginning. `--copy-slices N` stops the sliced copy after N
+slices (and skips the whole copy): at 100,000 series two copies of the state do not fit in 6 GB.
 
 An engine is filled as after 8 days of running (EngineParams defaults: a
 1,440-sample buffer per series, 2 days of one-minute and 6 of ten-minute bucket means), with
@@ -49,7 +58,7 @@ from analytics.buffers import CoarseHistory  # noqa: E402
 from analytics.config import EngineParams  # noqa: E402
 from analytics.engine import AnalyticsEngine  # noqa: E402
 from analytics.learnt import new_history  # noqa: E402
-from analytics.state import load_state, save_state  # noqa: E402
+from analytics.state import load_state, save_state, snapshot  # noqa: E402
 from analytics.statechunks import chunk_dir  # noqa: E402
 from telemetry_shared.registry import Registry  # noqa: E402
 
@@ -57,9 +66,11 @@ METRICS = ("power_kw", "voltage_v", "current_a", "frequency_hz", "power_factor",
 START_MS = 1_767_546_000_000
 
 
-def filled_engine(registry: Registry, devices: int, metrics: int, seed: int = 0) -> AnalyticsEngine:
-    """An engine whose buffers and histories are full, as after 8 days of one reading a minute."""
-    params = EngineParams()
+def filled_engine(registry: Registry, devices: int, metrics: int, seed: int = 0,
+                  buffer_samples: int | None = None) -> AnalyticsEngine:
+    """An engine whose buffers and histories are full, as after 8 days of one reading a minute (buffers of
+    `buffer_samples`, default EngineParams')."""
+    params = EngineParams() if buffer_samples is None else EngineParams(buffer_samples=buffer_samples)
     engine = AnalyticsEngine(registry, None, None, params)
     rng = np.random.default_rng(seed)
     keys = [(f"pwr-{i:04d}",) for i in range(devices)]
@@ -187,6 +198,51 @@ def live_checkpoints(engine: AnalyticsEngine, folder: Path, minutes: int, runs: 
     return {name: (statistics.median(t), int(statistics.median(w))) for name, (t, w) in results.items()}
 
 
+def copy_pauses(engine: AnalyticsEngine, runs: int, max_slices: int) -> dict[str, float]:
+    """The stream's pause for a checkpoint's copy, whole (state.snapshot) against sliced (statecopy), same run:
+    medians of `runs` of CPU seconds of the copying thread. Between slices, one reading is appended to 8
+    random series (as ingest() does: the row copied first), so copy on write is part of the cost."""
+    rng = np.random.default_rng(3)
+    learnt = engine.learnt
+    metric = sorted(learnt.blocks)[0]
+    block, history = learnt.blocks[metric], learnt.history.get(metric)
+    whole, whole_wall, began, longest, longest_wall, total, slices, kept_rows = [], [], [], [], [], [], [], []
+    for _ in range(runs):
+        if not max_slices:
+            started, wall = time.thread_time(), time.perf_counter()
+            copied = snapshot(learnt)
+            whole.append(time.thread_time() - started)
+            whole_wall.append(time.perf_counter() - wall)
+            del copied
+        reference = snapshot(learnt) if runs == 1 and not max_slices and len(block.keys) <= 5000 else None
+        started = time.thread_time()
+        copying = engine.begin_copy()
+        kept = 0
+        while not copying.step() and (not max_slices or copying.slices < max_slices):
+            for row in rng.integers(0, len(block.keys), 8).tolist():
+                copying.keep(metric, row)
+                kept += 1
+                times = np.array([block.last_time(row) + 60_000])
+                if block.append(row, times, rng.normal(100, 5, 1)) and history is not None:
+                    history.add(row, block.times[row, -1:], block.values[row, -1:])
+        total.append(time.thread_time() - started)
+        began.append(copying.began_s)
+        longest.append(copying.longest_s)
+        longest_wall.append(copying.longest_wall_s)
+        slices.append(copying.slices)
+        kept_rows.append(kept)
+        if reference is not None:
+            ours, theirs = copying.learnt.blocks[metric], reference.blocks[metric]
+            assert np.array_equal(ours.values, theirs.values, equal_nan=True), "the sliced copy is not the whole"
+        engine.copying = None
+        del copying
+    median = statistics.median
+    nan = float("nan")
+    return {"whole": median(whole) if whole else nan, "whole_wall": median(whole_wall) if whole else nan,
+            "began": median(began), "longest": median(longest), "longest_wall": median(longest_wall),
+            "total": median(total), "slices": median(slices), "kept": median(kept_rows)}
+
+
 def raw_write(arrays: list[np.ndarray], path: Path) -> None:
     with open(path, "wb") as out:
         for array in arrays:
@@ -216,6 +272,11 @@ def main() -> None:
     parser.add_argument("--minutes", type=int, default=15, help="readings a series between live checkpoints")
     parser.add_argument("--skip-incremental", action="store_true",
                         help="only the live checkpoint and the load (the synthetic 0/1/100 %% saves skipped)")
+    parser.add_argument("--buffer-samples", type=int, default=None,
+                        help=f"samples a ring buffer (default {EngineParams().buffer_samples:,}, the engine's)")
+    parser.add_argument("--copy-only", action="store_true", help="only the checkpoint's copy: whole and sliced")
+    parser.add_argument("--copy-slices", type=int, default=0,
+                        help="stop the sliced copy after this many slices and skip the whole copy (0: all)")
     args = parser.parse_args()
     if not 1 <= args.devices <= 200_000 or not 1 <= args.runs <= 9 or not 1 <= args.minutes <= 1440:
         parser.error("--devices 1..200000, --runs 1..9, --minutes 1..1440 (bounded)")
@@ -223,10 +284,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         folder = Path(tmp)
         registry = Registry(folder / "registry.sqlite3")
-        engine = filled_engine(registry, args.devices, args.metrics)
+        engine = filled_engine(registry, args.devices, args.metrics, buffer_samples=args.buffer_samples)
         if args.scored:
             score_once(engine)
         series = sum(len(b.keys) for b in engine.learnt.blocks.values())
+        memory = learnt_nbytes(engine)
+        copies = copy_pauses(engine, args.runs, args.copy_slices)
+        print_copies(args, series, memory, copies, load_before, engine.params.buffer_samples)
+        if args.copy_only:
+            registry.close()
+            return
         state, raw = folder / "engine-svc-analytics-0.npz", folder / "raw.bin"
         arrays = state_arrays(engine)
         raw_bytes = sum(a.nbytes for a in arrays)
@@ -235,7 +302,6 @@ def main() -> None:
             shutil.rmtree(chunk_dir(state), ignore_errors=True)
             save_state(engine.learnt, state)
 
-        memory = learnt_nbytes(engine)
         save_s = median_time(full_save, args.runs)
         shares = () if args.skip_incremental else (0.0, 0.01, 1.0)
         incremental = {share: save_after_changes(engine, state, share, args.runs) for share in shares}
@@ -243,7 +309,7 @@ def main() -> None:
         raw_save_s = median_time(lambda: raw_write(arrays, raw), args.runs)
 
         def load() -> AnalyticsEngine:
-            fresh = AnalyticsEngine(registry, None, None, EngineParams())
+            fresh = AnalyticsEngine(registry, None, None, engine.params)
             assert load_state(fresh, state), "the state did not load"
             return fresh
 
@@ -257,7 +323,8 @@ def main() -> None:
         registry.close()
 
     print(f"analytics state: {args.devices:,} devices x {args.metrics} metric(s) = {series:,} series + arrivals; "
-          f"series; 8 days of 1-minute buckets and a 1,440-sample buffer each; median of {args.runs} runs")
+          f"series; 8 days of 1-minute buckets and a {engine.params.buffer_samples:,}-sample buffer each; "
+          f"median of {args.runs} runs")
     print(f"file: {size / 1e6:,.1f} MB ({size / args.devices / 1e3:,.1f} KB a device; the arrays alone "
           f"{raw_bytes / 1e6:,.1f} MB)")
     print(f"{'':28}{'seconds':>9}{'MB/s':>9}{'vs raw':>8}")
@@ -278,6 +345,24 @@ def main() -> None:
         print(f"live saves, {name} / v5 row chunks: seconds {live[name][0] / live['v5 row chunks'][0]:.2f}, "
               f"bytes written {live[name][1] / live['v5 row chunks'][1]:.2f}")
     print(f"load average before {load_before:.2f}, after {os.getloadavg()[0]:.2f} (2 cores, shared)")
+
+
+def print_copies(args, series: int, memory: int, copies: dict, load_before: float, buffer: int) -> None:
+    print(f"checkpoint's copy: {args.devices:,} devices x {args.metrics} metric(s) = {series:,} series, "
+          f"{buffer:,}-sample buffers"
+          f"{' (scored)' if args.scored else ''}; learnt arrays {memory / 1e6:,.1f} MB, "
+          f"{memory / series / 1e3:,.1f} KB a series (allocated); median of {args.runs} runs, CPU time")
+    print(f"  whole copy (state.snapshot, the pause before): {copies['whole'] * 1e3:,.1f} ms "
+          f"(wall {copies['whole_wall'] * 1e3:,.1f} ms)")
+    stopped = " (stopped there)" if args.copy_slices else ""
+    print(f"  sliced copy: longest pause {copies['longest'] * 1e3:,.2f} ms "
+          f"(wall {copies['longest_wall'] * 1e3:,.2f} ms; its beginning {copies['began'] * 1e3:,.2f} ms), "
+          f"{copies['slices']:,.0f} slices{stopped}, {copies['total'] * 1e3:,.1f} ms in all, "
+          f"{copies['kept']:,.0f} rows copied before a change")
+    if copies["whole"] == copies["whole"]:
+        print(f"  longest pause / whole copy: {copies['longest'] / copies['whole']:.4f} "
+              f"({copies['whole'] / copies['longest']:,.0f}x shorter)")
+    print(f"  load average before {load_before:.2f}, now {os.getloadavg()[0]:.2f} (2 cores, shared)", flush=True)
 
 
 def learnt_nbytes(engine: AnalyticsEngine) -> int:

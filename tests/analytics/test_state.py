@@ -514,7 +514,8 @@ def test_a_failed_checkpoint_is_counted_not_fatal(tmp_path, registry):
 
 
 def test_a_periodic_checkpoint_is_written_beside_the_stream(tmp_path, registry, monkeypatch):
-    """While the file is written, readings go on being scored; the file holds the state as it was copied."""
+    """While the state is copied (in slices, passes between them) and then written, readings go on being scored;
+    the file holds the state as it was when the copy began."""
     registry.add(DeviceNew(id=POWER, kind="power", district="tanjungpinang-timur"))
     registry.add(DeviceNew(id=WATER, kind="water", district="bukit-bestari"))
     service = EngineService(make_settings(tmp_path, mqtt_user="svc-analytics-0"), registry, None, PARAMS)
@@ -529,17 +530,22 @@ def test_a_periodic_checkpoint_is_written_beside_the_stream(tmp_path, registry, 
         return write(path, arrays)
 
     monkeypatch.setattr(state_module, "_write_atomically", slow_disk)
-    saver = service.checkpoint_beside()
-    assert saver is not None and saver.is_alive()
+    copying = service.checkpoint_beside()
+    assert copying is not None and not copying.done and engine.copying is copying
     assert service.checkpoint_beside() is None and engine.counters["state_saves_skipped"] == 1  # one at a time
-    run(engine, messages[20:40])  # scored while the save waits on the disk
+    run(engine, messages[20:30])  # scored while the copy is being taken: each row copied before it changes
+    saver = service.copy_slices(time.monotonic() + 30)
+    assert saver is not None and saver.is_alive() and engine.copying is None
+    assert service.checkpoint_beside() is None and engine.counters["state_saves_skipped"] == 2
+    run(engine, messages[30:40])  # scored while the save waits on the disk
     assert engine.learnt.blocks["power_kw"].count(0) == 200 and saver.is_alive()
     release.set()
     saver.join(30)
     assert engine.counters["state_saves"] == 1 and engine.counters["state_save_errors"] == 0
+    assert engine.counters["state_snapshot_slices"] >= 1 and engine.counters["state_snapshot_ms"] >= 0
     loaded = AnalyticsEngine(registry, None, None, PARAMS)
     assert load_state(loaded, service.state_file)
-    assert loaded.learnt.blocks["power_kw"].count(0) == 100  # the state as it was copied, not as it went on
+    assert loaded.learnt.blocks["power_kw"].count(0) == 100  # the state as it was when copying began
 
 
 def test_the_service_keeps_its_state_across_a_restart(make_mosquitto, registry, tmp_path):
