@@ -598,6 +598,7 @@ window.controlRoom = {
   devicesOnMap: () => markers.size,
   districtsOnMap: () => (city ? city.districts.features.length : 0),
   aggregated: () => aggregated,
+  fleetLoads: () => fleetLoads,
   openDistrict: () => openDistrict,
   districtMarkers: () => [...districtMarkers.values()].map((e) => ({ district: e.summary.district,
     devices: e.summary.devices, look: e.look, label: e.label })),
@@ -617,6 +618,7 @@ function renderSilent() {
     total: numberFormat(0).format(silentPage.count) });
 }
 
+let fleetLoads = 0; // fleet loads done (a test or a bench waits for the first)
 let fleetLoading = null; // one load at a time: a refresh asked meanwhile runs once it ends
 
 async function loadFleet() {
@@ -636,6 +638,7 @@ async function loadFleet() {
           : wanted ? await everything(`/fleet/devices?district=${encodeURIComponent(wanted)}`) : [];
         if (wanted !== openDistrict) continue; // the operator opened or closed a district meanwhile
         fleet = devices;
+        fleetLoads += 1;
         renderDevices();
         renderDistricts();
         renderSilent();
