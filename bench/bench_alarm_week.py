@@ -91,14 +91,21 @@ def main() -> None:
                         help="keep the simulated readings (the arrival grid, float64, and the labels) in this .npz and "
                              "reuse them: a change to the detectors is measured on the same week without simulating "
                              "it again (--cache keeps the alarms, which such a change invalidates)")
+    parser.add_argument("--simulate-only", action="store_true",
+                        help="stop once the simulated readings are in --grid-cache (no detection, no board): the "
+                             "long simulation can run in the background while the detectors change")
     parser.add_argument("--planned", type=int, default=0,
                         help="power meters under a daily planned-work programme (see PLANNED_FROM_H); 0: none")
     parser.add_argument("--learn-after-days", type=float, default=3.0,
                         help="the scripted operator dismisses false alarms (no labelled fault on that device at that "
                              "time) as `false_alarm`; after this many days an engineer approves every proposal")
     args = parser.parse_args()
+    if args.simulate_only and not args.grid_cache:
+        parser.error("--simulate-only needs --grid-cache")
 
     detected, labels = _detect(args)
+    if args.simulate_only:
+        return
     start_ms = SIM_START_MS + int(args.warmup_h * 3_600_000)
     end_ms = start_ms + int(args.days * 86_400_000)
     learn_ms = start_ms + int(args.learn_after_days * 86_400_000)
@@ -278,6 +285,8 @@ def _detect(args) -> tuple[list[Alert], list]:
     else:
         grid, labels = grid_and_labels
         print(f"the simulated readings from {args.grid_cache} ({time.monotonic() - started:.0f} s)", flush=True)
+    if args.simulate_only:
+        return [], labels
     detecting = time.monotonic()
     alerts = detect(grid, replace(DEFAULT_PARAMS, utc_offset_h=UTC_OFFSET_H))
     print(f"  {len(alerts)} alarms from the detectors in {time.monotonic() - detecting:.0f} s "
