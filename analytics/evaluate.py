@@ -160,31 +160,60 @@ def _alerts_from(active: np.ndarray, score: np.ndarray, rules: np.ndarray | None
     return out
 
 
-def detect(grid: Grid, params: DetectorParams = DEFAULT_PARAMS, pass_samples: int = 0) -> list[Alert]:
+# Series scored at once by detect. A metric's scores and their temporaries peak at ~6.7 MB a series over 12 days of
+# minutes (power_kw of bench_alarm_week's 200-device week, tracemalloc): a block of 128 is ~0.9 GB whatever the
+# fleet, where the 700 power meters of 2,000 devices at once would be ~4.7 GB on top of their 1.4 GB grid.
+DETECT_BLOCK_ROWS = 128
+
+
+def detect(grid: Grid, params: DetectorParams = DEFAULT_PARAMS, pass_samples: int = 0,
+           block_rows: int = DETECT_BLOCK_ROWS) -> list[Alert]:
     """Every rule over the grid, incidents through the hysteresis: the alerts the engine would raise.
 
     pass_samples: 0 scores each metric's whole array at once; N > 0 scores it in passes of N samples
     through the live engine's incremental scorer (detectors.stream), its state carried between passes.
+    block_rows: at most this many series are scored at once (0: all), which bounds detection's memory. Every rule
+    scores each series on its own but the peer check, which takes whole districts (as many as fit in a block, a
+    larger district alone), so the alerts are the same, in the same order, for any block size.
     """
     alerts: list[Alert] = []
     times = grid.times
     for metric, (device_rows, values) in sorted(grid.metrics.items()):
-        scored = score_in_passes(metric, values, times, params, pass_samples) if pass_samples > 0 \
-            else score_metric(metric, values, times, params)
-        score = np.where(np.isnan(values), np.nan, scored.score)
-        active = Hysteresis().step(score, params, values=values, anchor=scored.anchor)
-        alerts += _alerts_from(active, score, scored.rule, scored.severity, grid, device_rows, metric, params=params)
-    alerts += peer_alerts(grid, params)  # before the merge: a device still gets one incident
+        for rows in _row_blocks(values.shape[0], block_rows):
+            alerts += _metric_alerts(grid, metric, device_rows[rows], values[rows], times, params, pass_samples)
+    alerts += peer_alerts(grid, params, block_rows)  # before the merge: a device still gets one incident
     alerts = merge_by_device(alerts) + _night_flow_alerts(grid, params)
     all_rows = np.arange(len(grid.devices))
-    silence = silence_on_grid(grid.present, params)
-    alerts += _alerts_from(Hysteresis().step(silence, params), silence, None, None, grid, all_rows, "", "silent",
-                           params)
-    clock = clock_offset_score(grid.lag_ms, grid.step_ms, params)
-    clock = np.where(grid.present, clock, np.nan)
-    alerts += _alerts_from(Hysteresis().step(clock, params), clock, None, None, grid, all_rows, "", "clock_offset",
-                           params)
+    for rule in ("silent", "clock_offset"):
+        for rows in _row_blocks(len(grid.devices), block_rows):
+            alerts += _device_alerts(grid, rule, all_rows[rows], params)
     return alerts
+
+
+def _row_blocks(n_rows: int, block_rows: int) -> list[slice]:
+    """Consecutive slices of at most block_rows rows (one slice of all when block_rows is 0)."""
+    size = block_rows if block_rows > 0 else max(n_rows, 1)
+    return [slice(start, min(start + size, n_rows)) for start in range(0, n_rows, size)]
+
+
+def _metric_alerts(grid: Grid, metric: str, device_rows: np.ndarray, values: np.ndarray, times: np.ndarray,
+                   params: DetectorParams, pass_samples: int) -> list[Alert]:
+    """One metric's alerts for these series (values: their rows); the block's arrays are freed on return."""
+    scored = score_in_passes(metric, values, times, params, pass_samples) if pass_samples > 0 \
+        else score_metric(metric, values, times, params)
+    score = np.where(np.isnan(values), np.nan, scored.score)
+    active = Hysteresis().step(score, params, values=values, anchor=scored.anchor)
+    return _alerts_from(active, score, scored.rule, scored.severity, grid, device_rows, metric, params=params)
+
+
+def _device_alerts(grid: Grid, rule: str, rows: np.ndarray, params: DetectorParams) -> list[Alert]:
+    """The device rules ('silent', 'clock_offset') for these devices (grid rows)."""
+    present = grid.present[rows]
+    if rule == "silent":
+        score = silence_on_grid(present, params)
+    else:
+        score = np.where(present, clock_offset_score(grid.lag_ms[rows], grid.step_ms, params), np.nan)
+    return _alerts_from(Hysteresis().step(score, params), score, None, None, grid, rows, "", rule, params)
 
 
 def score_in_passes(metric: str, values: np.ndarray, times: np.ndarray, params: DetectorParams,
@@ -204,20 +233,50 @@ def score_in_passes(metric: str, values: np.ndarray, times: np.ndarray, params: 
     return MetricScores(*joined, baseline, anchor)
 
 
-def peer_alerts(grid: Grid, params: DetectorParams) -> list[Alert]:
-    """Meters drifting away from the other meters of their district (tampering, a failing meter)."""
+def peer_alerts(grid: Grid, params: DetectorParams, block_rows: int = 0) -> list[Alert]:
+    """Meters drifting away from the other meters of their district (tampering, a failing meter).
+
+    block_rows: districts are scored together up to this many meters (0: all at once); a district is never split,
+    as its meters are compared with each other. The alerts come in the order of all at once (meter, then time).
+    """
     alerts: list[Alert] = []
     for metric in PEER_METRICS:
         if metric not in grid.metrics or not grid.districts:
             continue
         device_rows, values = grid.metrics[metric]
         districts = np.array([grid.districts[row] for row in device_rows], dtype=object)
-        scored = peer_scores(values, districts, peers.warmup_samples(grid.step_ms), params)
-        score = scored.score
-        active = Hysteresis().step(score, params, values=scored.departure, anchor=scored.anchor)
-        warning = np.full(score.shape, "warning", dtype=object)  # as the engine: a suspicion to inspect
-        alerts += _alerts_from(active, score, None, warning, grid, device_rows, metric, peers.RULE, params)
+        found: list[Alert] = []
+        for rows in _district_blocks(districts, block_rows):
+            found += _peer_alerts_of(grid, metric, device_rows[rows], values[rows], districts[rows], params)
+        position = {grid.devices[row]: n for n, row in enumerate(device_rows)}
+        alerts += sorted(found, key=lambda a: (position[a.device], a.start_ms))
     return alerts
+
+
+def _district_blocks(districts: np.ndarray, block_rows: int) -> list[slice | np.ndarray]:
+    """Rows of whole districts, as many districts as fit in block_rows together (a larger one alone); all the rows
+    as one slice when they fit or block_rows is 0."""
+    if block_rows <= 0 or districts.size <= block_rows:
+        return [slice(0, districts.size)]
+    names, counts = np.unique(districts, return_counts=True)
+    groups: list[list[str]] = [[]]
+    size = 0
+    for name, count in zip(names, counts, strict=True):
+        if groups[-1] and size + count > block_rows:
+            groups.append([])
+            size = 0
+        groups[-1].append(name)
+        size += count
+    return [np.flatnonzero(np.isin(districts, group)) for group in groups]
+
+
+def _peer_alerts_of(grid: Grid, metric: str, device_rows: np.ndarray, values: np.ndarray, districts: np.ndarray,
+                    params: DetectorParams) -> list[Alert]:
+    """The peer check over these meters (whole districts); the block's arrays are freed on return."""
+    scored = peer_scores(values, districts, peers.warmup_samples(grid.step_ms), params)
+    active = Hysteresis().step(scored.score, params, values=scored.departure, anchor=scored.anchor)
+    warning = np.full(scored.score.shape, "warning", dtype=object)  # as the engine: a suspicion to inspect
+    return _alerts_from(active, scored.score, None, warning, grid, device_rows, metric, peers.RULE, params)
 
 
 def _night_flow_alerts(grid: Grid, params: DetectorParams) -> list[Alert]:

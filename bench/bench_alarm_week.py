@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "firmware-sim")]
 
 from analytics.config import DEFAULT_PARAMS  # noqa: E402
-from analytics.evaluate import Alert, Grid, build_grid, detect, fleet_capacity, match  # noqa: E402
+from analytics.evaluate import DETECT_BLOCK_ROWS, Alert, Grid, build_grid, detect, fleet_capacity, match  # noqa: E402
 from api.alarms.kpis import kpis  # noqa: E402
 from api.alarms.policy import AlarmPolicy  # noqa: E402
 from api.alarms.tuning import TuningStore  # noqa: E402
@@ -91,6 +91,9 @@ def main() -> None:
                         help="keep the simulated readings (the arrival grid, float64, and the labels) in this .npz and "
                              "reuse them: a change to the detectors is measured on the same week without simulating "
                              "it again (--cache keeps the alarms, which such a change invalidates)")
+    parser.add_argument("--detect-block-rows", type=int, default=DETECT_BLOCK_ROWS,
+                        help="series the detectors score at once (analytics.evaluate.detect; 0: all at once): bounds "
+                             "detection's memory, the alarms are the same for any value")
     parser.add_argument("--simulate-only", action="store_true",
                         help="stop once the simulated readings are in --grid-cache (no detection, no board): the "
                              "long simulation can run in the background while the detectors change")
@@ -288,7 +291,7 @@ def _detect(args) -> tuple[list[Alert], list]:
     if args.simulate_only:
         return [], labels
     detecting = time.monotonic()
-    alerts = detect(grid, replace(DEFAULT_PARAMS, utc_offset_h=UTC_OFFSET_H))
+    alerts = detect(grid, replace(DEFAULT_PARAMS, utc_offset_h=UTC_OFFSET_H), block_rows=args.detect_block_rows)
     print(f"  {len(alerts)} alarms from the detectors in {time.monotonic() - detecting:.0f} s "
           f"({time.monotonic() - started:.0f} s in all)")
     if args.cache:
