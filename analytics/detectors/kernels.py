@@ -211,7 +211,11 @@ def _surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray, slot:
             fast = math.inf
             if filled >= fast_rows:
                 fast = hazard + _gpd_log10(z - _median_of(recent, fast_rows), u, share, mean_excess, xi)
-            row = min(slow, fast)
+            # The bias learnt after a change may explain a reading, not accuse one the forecasters expected: a
+            # reading within u of them (z ~0) after an accepted change is the change ending, not a new one,
+            # although against the bias it looks like a shift back (the flicker at a rush hour's end).
+            plain = _gauss_log10(z) if abs(z) <= u else math.inf
+            row = min(slow, fast, plain)
             if row >= best:
                 best, kind = row, 0
             # CUSUM of the bias-corrected z (Page 1954), steps discounted for lag-1 autocorrelation.
@@ -245,7 +249,7 @@ def _surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray, slot:
                     if same:
                         c = min(c, abs(before2))
                 if same and c > u:  # every reading of the run in the tail
-                    run = _gpd_log10(c, u, share, mean_excess, xi) * (1.0 + (width - 1) * (1.0 - rho))
+                    run = min(_gpd_log10(c, u, share, mean_excess, xi), plain) * (1.0 + (width - 1) * (1.0 - rho))
                     if run > best:
                         best, kind = run, 0
             # A change of spread: the CUSUM of the log-likelihood ratio of var_ratio times the usual variance,

@@ -257,7 +257,9 @@ def row_surprise(point: list[float], flat_nats: list[float], p: DetectorParams,
         candidates = [tail(zp, b)]
         if len(history) >= p.surprise_fast_rows:
             candidates.append(p.surprise_hazard + tail(z - statistics.median(history[-p.surprise_fast_rows:]), b))
-        best = max(best, min(candidates))
+        # The bias may explain a reading, not accuse one within u of the forecasters.
+        plain = _normal_tail_log10(z) if abs(z) <= u else math.inf
+        best = max(best, min(candidates + [plain]))
         zc = max(-p.cusum_h / 2, min(p.cusum_h / 2, zp))
         lag_product += p.cusum_rho_alpha * (zc * previous - lag_product)
         energy += p.cusum_rho_alpha * (zc * zc - energy)
@@ -272,7 +274,7 @@ def row_surprise(point: list[float], flat_nats: list[float], p: DetectorParams,
         for width in (2, 3):  # runs: all of the last `width` readings past c on this side
             last = corrected[-(width - 1):] + [zp]
             if len(last) == width and all(v * zp > 0 and abs(v) > u for v in last):
-                best = max(best, tail(min(abs(v) for v in last), b) * (1 + (width - 1) * (1 - rho)))
+                best = max(best, min(tail(min(abs(v) for v in last), b), plain) * (1 + (width - 1) * (1 - rho)))
         x = math.nan if values is None else values[index]
         if not math.isnan(x) and not math.isnan(last_value):
             square = (x - last_value) ** 2

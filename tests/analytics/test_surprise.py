@@ -197,6 +197,19 @@ def test_a_heavy_tailed_series_learns_its_tail_shape_and_a_quiet_one_keeps_its_s
     assert shaped * 2 < plain
 
 
+def test_readings_back_where_the_forecasters_expect_them_after_an_accepted_change_score_low():
+    # 30 readings 8 sigmas off (the change is accepted, its bias learnt), then back on the forecasters: the
+    # change ending is not a new one. Judged against the bias alone those rows looked like a shift back and
+    # scored 0.99 (the flicker at a rush hour's end).
+    for seed in range(4):
+        rng = np.random.default_rng(seed)
+        z = rng.normal(0, 1, (1, 600))
+        z[0, 300:330] += 8.0
+        score = row_score(row_surprise(z, np.zeros(z.shape), params=P)[0])[0]
+        assert score[300] >= 0.98  # the onset
+        assert score[330:360].max() < 0.5
+
+
 def test_clean_rows_stay_low():
     for seed in range(3):
         score = score_rows(table(daily(40 + seed))).score
