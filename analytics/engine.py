@@ -90,22 +90,23 @@ class AnalyticsEngine:
 
     # ------------------------------------------------------------ input
 
-    def ingest(self, device_id: str, payload: bytes, received_ms: int) -> None:
+    def ingest(self, device_id: str, payload: bytes, received_ms: int) -> int | None:
         """One telemetry message of `device_id`, arrived at `received_ms` (Unix ms): its readings are buffered
         for the next process(). Bad messages and unknown devices are counted and dropped (ingest
-        dead-letters them)."""
+        dead-letters them). Returns the newest reading's time of a live message (None: backfill, or dropped),
+        for the engine's lag."""
         self.counters["messages"] += 1
         device = self.devices.get(device_id)
         if device is None or device.state == "retired":
             self.counters["unknown_device"] += 1
-            return
+            return None
         try:
             batch = contract.decode_telemetry(payload, device.kind, received_ms, loads=orjson.loads)
         except contract.ContractError as exc:
             self.counters[f"rejected_{exc.reason}"] += 1
-            return
+            return None
         if not batch.samples:
-            return
+            return None
         learnt = self.learnt
         learnt.info[device_id] = (device.kind, device.district)
         learnt.last_seen_ms[device_id] = received_ms
@@ -124,11 +125,14 @@ class AnalyticsEngine:
                 self._coarse(metric).add(row, block.times[row, -added:], block.values[row, -added:])
             if added:
                 self.pending[metric].append((row, added, not batch.hist))
-        if not batch.hist:  # backfill arrives late on purpose: no evidence about the clock
-            if self.copying is not None and (device_id,) in learnt.arrivals.row_of:
-                self.copying.keep(ARRIVALS, learnt.arrivals.row_of[(device_id,)])
-            self.clock.observe(learnt.arrivals, device_id, received_ms, max(t for t, _, _ in batch.samples))
         self.counters["readings"] += sum(len(v) for _, v in by_metric.values())
+        if batch.hist:  # backfill arrives late on purpose: no evidence about the clock, nor about the engine's lag
+            return None
+        if self.copying is not None and (device_id,) in learnt.arrivals.row_of:
+            self.copying.keep(ARRIVALS, learnt.arrivals.row_of[(device_id,)])
+        newest_ms = max(t for t, _, _ in batch.samples)
+        self.clock.observe(learnt.arrivals, device_id, received_ms, newest_ms)
+        return newest_ms
 
     def _coarse(self, metric: str) -> CoarseHistory:
         history = self.learnt.history.get(metric)

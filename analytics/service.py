@@ -14,6 +14,9 @@ state in slices between passes (analytics.statecopy: the state as it was when
 the copy began, each row copied before the engine changes it), then writes the
 file on a thread of its own, so readings keep being scored while it is copied
 and written; the save at stop is written at once.
+
+Its own figures (lag, passes, each checkpoint's cost: analytics.selfstats) go
+to InfluxDB every `analytics_stats_interval_s`, from a thread of their own.
 """
 
 import datetime
@@ -35,6 +38,7 @@ from analytics.incidents import AlertOutput
 from analytics.learnt import LearntState
 from analytics.networkreports import NetworkReports
 from analytics.powerreport import REPORT_TIMEOUT_S
+from analytics.selfstats import SelfStats
 from analytics.shards import ShardFilter
 from analytics.state import load_shard, save_state, state_file
 from analytics.statecopy import SlicedCopy
@@ -99,6 +103,12 @@ class EngineService:
         self.worker = threading.Thread(target=self._run, name="analytics", daemon=True)
         self.saver: threading.Thread | None = None  # the periodic save being written beside the stream
         self.copy_began, self.copy_began_ms = 0.0, 0  # when the copy in progress began (monotonic, Unix ms)
+        self.writer = writer
+        self.selfstats = SelfStats(self.user)
+        self.stats_out: list[str] = []  # analytics_checkpoint points for the stats thread to write (under lock)
+        self.save_figures: dict | None = None  # the periodic save in progress: its snapshot, then its result
+        self.stats_thread = threading.Thread(target=self._stats_loop, name="analytics-stats", daemon=True) \
+            if writer is not None and settings.analytics_stats_interval_s > 0 else None
         # new bursts in the DMAs, from InfluxDB every 15 minutes on a thread of their own (shard 0 only: one look)
         self.bursts = BurstWatch(registry, InfluxQL.from_settings(settings),
                                  AlertOutput(writer, self._publish, self.engine.counters),
@@ -170,11 +180,13 @@ class EngineService:
             self.burst_thread.start()
         if self.reports_thread is not None:
             self.reports_thread.start()
+        if self.stats_thread is not None:
+            self.stats_thread.start()
 
     def stop(self) -> None:
         self.stopping.set()
         self.worker.join(30)
-        for thread in (self.burst_thread, self.reports_thread):
+        for thread in (self.burst_thread, self.reports_thread, self.stats_thread):
             if thread is not None and thread.is_alive():
                 thread.join(30)
         self.client.disconnect()
@@ -187,10 +199,15 @@ class EngineService:
             self._wait(self.params.batch_ms / 1000)
             with self.lock:
                 inbox, self.inbox = self.inbox, []
+            started = time.monotonic()
+            live: list[tuple[int, int]] = []  # (newest reading's time, arrival) of the live messages scored
             try:
                 for device, payload, received_ms in inbox:
-                    self.engine.ingest(device, payload, received_ms)
+                    newest_ms = self.engine.ingest(device, payload, received_ms)
+                    if newest_ms is not None:
+                        live.append((newest_ms, received_ms))
                 self.engine.process()
+                self.selfstats.scored(live, int(time.time() * 1000))
                 if time.monotonic() >= next_silence:
                     next_silence = time.monotonic() + self.params.silence_check_s
                     self.engine.check_silence()
@@ -200,6 +217,7 @@ class EngineService:
             except Exception:  # one bad pass must not stop the engine; it is logged with its traceback
                 self.engine.counters["errors"] += 1
                 log.exception("analytics pass failed")
+            self._pass_done((time.monotonic() - started) * 1000)
             if time.monotonic() >= next_checkpoint:
                 next_checkpoint = time.monotonic() + self.settings.analytics_checkpoint_s
                 self.checkpoint_beside()
@@ -229,6 +247,7 @@ class EngineService:
             return None
         self.copy_began_ms = int(time.time() * 1000)
         self.copy_began = time.monotonic()
+        self.save_figures = {"passes": 0, "longest_ms": 0.0}  # the passes scored while it is copied and written
         return self.engine.begin_copy()
 
     def copy_slices(self, deadline: float) -> threading.Thread | None:
@@ -247,7 +266,10 @@ class EngineService:
         counters["state_snapshot_ms"] = round(copying.longest_s * 1000, 1)
         counters["state_snapshot_span_ms"] = round((time.monotonic() - self.copy_began) * 1000)
         counters["state_snapshot_slices"] = copying.slices
-        self.saver = threading.Thread(target=self._save, args=(copying.learnt, self.copy_began_ms),
+        if self.save_figures is not None:
+            self.save_figures |= {"snapshot_ms": copying.longest_s * 1000,
+                                  "copy_span_ms": (time.monotonic() - self.copy_began) * 1000}
+        self.saver = threading.Thread(target=self._save, args=(copying.learnt, self.copy_began_ms, True),
                                       name="analytics-state", daemon=True)
         self.saver.start()
         return self.saver
@@ -257,7 +279,7 @@ class EngineService:
         if self.state_file is not None:
             self._save(self.engine.learnt, int(time.time() * 1000))
 
-    def _save(self, learnt: LearntState, now_ms: int) -> None:
+    def _save(self, learnt: LearntState, now_ms: int, periodic: bool = False) -> None:
         started = time.monotonic()
         try:
             report: dict = {}
@@ -272,5 +294,54 @@ class EngineService:
             return
         self.engine.counters["state_saves"] += 1
         self.engine.counters["state_written_bytes"] = report["written"]
+        if periodic and self.save_figures is not None:  # a periodic save, beside the stream
+            self.save_figures |= {"save_ms": (time.monotonic() - started) * 1000, "size": size,
+                                  "written": report["written"]}
         log.info("analytics state saved to %s: %.1f MB, %.1f MB of it written (the chunks that changed), in %.2f s",
                  self.state_file, size / 1e6, report["written"] / 1e6, time.monotonic() - started)
+
+    def _pass_done(self, ms: float) -> None:
+        """A scoring pass took `ms`: counted, and against the periodic save written meanwhile; once that save is
+        done, its analytics_checkpoint point is queued (from this thread: the save's figures are complete)."""
+        self.selfstats.pass_done(ms)
+        figures = self.save_figures
+        if figures is None:
+            return
+        if self.engine.copying is not None or self.saver is None or self.saver.is_alive():  # copied or written
+            figures["passes"] += 1
+            figures["longest_ms"] = max(figures["longest_ms"], ms)
+            return
+        self.save_figures = None
+        if "save_ms" in figures and self.stats_thread is not None:  # else the save failed (counted)
+            line = self.selfstats.checkpoint_line(figures["snapshot_ms"], figures["save_ms"], figures["size"],
+                                                  figures["written"], figures["passes"], figures["longest_ms"],
+                                                  figures["copy_span_ms"])
+            with self.lock:
+                self.stats_out.append(line)
+
+    def stats_lines(self) -> list[str]:
+        """The analytics_stats point now, after the checkpoint points waiting to be written."""
+        counters = self.engine.counters
+        for _ in range(3):  # the worker thread may add a counter while it is copied
+            try:
+                snapshot_counters = dict(counters)
+                series = sum(len(block.keys) for block in list(self.engine.learnt.blocks.values()))
+                break
+            except RuntimeError:
+                continue
+        else:
+            return []
+        with self.lock:
+            lines, self.stats_out = self.stats_out, []
+            inbox = len(self.inbox)
+        gauges = {"series": float(series), "inbox": float(inbox)}
+        return lines + [self.selfstats.stats_line(snapshot_counters, gauges)]
+
+    def _stats_loop(self) -> None:
+        while not self.stopping.wait(self.settings.analytics_stats_interval_s):
+            lines = self.stats_lines()
+            try:
+                self.writer.write(lines)
+            except Exception as exc:  # InfluxDB away: the figures are cumulative, the next point has them
+                self.engine.counters["stats_write_errors"] += 1
+                log.debug("could not write analytics_stats: %s", exc)

@@ -199,6 +199,8 @@ class Settings(BaseSettings):
                                              "detector state rebuilt from their buffer per scoring pass")
     analytics_network_report_s: float = Field(3600.0, ge=0, le=86_400, description="how often the water balance "
                                               "and the power-quality report are written for the boards; 0: never")
+    analytics_stats_interval_s: float = Field(10.0, ge=0, le=3600, description="how often the engine's own "
+                                              "figures (lag, passes, checkpoints) go to analytics_stats; 0: never")
 
     @model_validator(mode="after")
     def _production_needs_real_secrets(self) -> "Settings":

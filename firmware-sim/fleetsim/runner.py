@@ -73,6 +73,7 @@ class RunOptions:
 class Stats:
     messages: int = 0
     readings: int = 0
+    readings_sent: int = 0  # readings in messages the broker acknowledged (readings taken minus those still held)
     history_readings: int = 0
     malformed: int = 0
     connects: int = 0
@@ -138,6 +139,7 @@ class DeviceRunner:
         self.agent = Agent(config, self.source, client=self.client)
         self.next_retry = 0.0
         self.malformed_due = False
+        self.inflight_readings = 0  # the readings of the agent's message in flight
         # Duty-cycled: each device at its own phase, so the fleet's wakes are spread over the K minutes.
         self.ticks = self.rng.randrange(runner.options.readings_per_wake) if runner.options.duty_cycle else 0
 
@@ -176,7 +178,10 @@ class DeviceRunner:
         agent = self.agent
         while agent.connected and (agent.ready() or (force and len(agent.buffer))):
             agent.urgent = agent.urgent or force
+            held = len(agent.buffer)
             payload = agent.next_message()
+            if held > len(agent.buffer):  # a new message: the readings it took
+                self.inflight_readings = held - len(agent.buffer)
             try:
                 await self.client.publish(agent.telemetry_topic, payload, False, 1)
             except OSError:
@@ -185,6 +190,8 @@ class DeviceRunner:
             agent.inflight = None
             agent.published += 1
             self.runner.stats.messages += 1
+            self.runner.stats.readings_sent += self.inflight_readings
+            self.inflight_readings = 0
         if self.malformed_due and agent.connected:
             self.malformed_due = False
             try:
@@ -470,6 +477,7 @@ class FleetRunner:
     def summary(self) -> dict[str, Any]:
         return {"devices": len(self.devices), "micropython": len(self.micropython.devices),
                 "messages": self.stats.messages, "readings": self.stats.readings,
+                "readings_sent": self.stats.readings_sent,
                 "history_readings": self.stats.history_readings, "history_done": self.stats.history_done,
                 "malformed": self.stats.malformed, "connects": self.stats.connects,
                 "connect_failures": self.stats.connect_failures, "faults": len(self.faults)}

@@ -295,6 +295,7 @@ def test_duty_cycled_devices_lose_nothing_and_keep_their_identity(make_mosquitto
         assert not any(b.get("hist") for b in bodies), device  # taken while connected: live
         readings += sum(len(b["r"]) for b in bodies)
     assert readings == summary["readings"]
+    assert summary["readings_sent"] == readings  # what the broker acknowledged, as the fleet counts it
 
 
 def test_duty_cycled_fleet_loses_no_reading_through_ingest(make_mosquitto, influx_db, registry, tmp_path):
@@ -321,3 +322,4 @@ def test_duty_cycled_fleet_loses_no_reading_through_ingest(make_mosquitto, influ
     assert summary["messages"] < summary["readings"] * 0.75, summary  # readings went two a message
     assert summary["connect_failures"] == 0, summary
     assert counted == summary["readings"], (counted, summary, dead.counts(), worker.counters)
+    assert summary["readings_sent"] == summary["readings"], summary
