@@ -28,53 +28,31 @@ import multiprocessing
 import os
 import resource
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "firmware-sim")]
+from fleet_setup import (
+    INTERVAL_S,
+    open_fds,
+    plan_bench_fleet,
+    proc_cpu_s,
+    proc_rss_mb,
+    quantile,
+    run_options,
+    split_fleet,
+)
+from fleetsim.fleetfile import parse_fleet
+from fleetsim.runner import FleetRunner, raise_fd_limit
 
-import fleetsim  # noqa: E402
-from fleetsim.fleetfile import parse_fleet  # noqa: E402
-from fleetsim.runner import FleetRunner, RunOptions, raise_fd_limit  # noqa: E402
+from telemetry_shared.servers import Mosquitto
 
-from telemetry_shared import broker  # noqa: E402
-from telemetry_shared.servers import Mosquitto  # noqa: E402
-
-INTERVAL_S = 60.0
 WARMUP_S = 5.0
-
-
-def proc_cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def proc_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def open_fds(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/fd"))
-
-
-def quantile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 async def run_fleet(fleet: dict, scenario: dict, seconds: float, duty_cycle: int, broker_pid: int) -> dict:
     """duty_cycle: 0 = persistent connections, K = wake every K readings (K readings a message)."""
-    options = RunOptions(seed=1, interval_s=INTERVAL_S, connect_spread_s=INTERVAL_S,
-                         verbose=False, duty_cycle=duty_cycle > 0, readings_per_wake=max(duty_cycle, 1))
-    runner = FleetRunner(parse_fleet(fleet), scenario, options)
+    runner = FleetRunner(parse_fleet(fleet), scenario, run_options(duty_cycle))
     task = asyncio.create_task(runner.run())
     # Duty-cycled: the first wakes are spread over the minute, so the rate is steady almost at once.
     # Persistent: every device has connected (and ticks, spread over the minute) only after a minute.
@@ -113,15 +91,11 @@ def combine(parts: list[dict]) -> dict:
 
 
 def one_size(devices: int, seconds: float, duty_cycle: int, processes: int) -> dict:
-    scenario = fleetsim.load_scenario()
-    specs = fleetsim.plan_fleet(scenario, devices, 1)
-    password = broker.new_secret()
-    hashed = broker.hash_password(password)
+    scenario, specs, password, hashed = plan_bench_fleet(devices)
     with tempfile.TemporaryDirectory() as tmp:
         mosquitto = Mosquitto(Path(tmp) / "mosquitto", users={s["id"]: hashed for s in specs}).start(timeout_s=120)
         try:
-            fleets = [{"devices": [s | {"password": password} for s in specs[i::processes]],
-                       "broker": {"host": "127.0.0.1", "port": mosquitto.port}} for i in range(processes)]
+            fleets = split_fleet(specs, password, mosquitto.port, processes)
             if processes == 1:
                 return fleet_process(fleets[0], scenario, seconds, duty_cycle, mosquitto.proc.pid)
             with multiprocessing.get_context("fork").Pool(processes) as pool:
