@@ -50,10 +50,6 @@ CREATE TRIGGER IF NOT EXISTS devices_version_insert AFTER INSERT ON devices BEGI
     UPDATE registry_meta SET value = value + 1 WHERE key = 'devices_version'; END;
 CREATE TRIGGER IF NOT EXISTS devices_version_delete AFTER DELETE ON devices BEGIN
     UPDATE registry_meta SET value = value + 1 WHERE key = 'devices_version'; END;
-CREATE TRIGGER IF NOT EXISTS devices_version_update AFTER UPDATE ON devices
-WHEN old.kind IS NOT new.kind OR old.district IS NOT new.district OR old.state IS NOT new.state
-  OR old.credential_hash IS NOT new.credential_hash
-BEGIN UPDATE registry_meta SET value = value + 1 WHERE key = 'devices_version'; END;
 CREATE TABLE IF NOT EXISTS networks (
     id TEXT PRIMARY KEY,
     utility TEXT NOT NULL,
@@ -67,6 +63,21 @@ CREATE TABLE IF NOT EXISTS network_meters (
     role TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS network_meters_network ON network_meters (network);
+"""
+# What the hot path's caches (RegistryCache: ingest, analytics) read of a device: its kind, district, credential
+# and whether it is retired. A device's first message (provisioned -> active) or its silence (active <-> silent)
+# does not move the version: with 100,000 devices each move made every cache reload the whole registry
+# (~4 s a process), every few seconds while a fleet came up (bench_city_scale, analytics/README.md).
+# Replaces `devices_version_update`, which also counted those (dropped in the same transaction).
+VERSION_TRIGGER = """
+BEGIN IMMEDIATE;
+DROP TRIGGER IF EXISTS devices_version_update;
+CREATE TRIGGER IF NOT EXISTS devices_version_update_2 AFTER UPDATE ON devices
+WHEN old.kind IS NOT new.kind OR old.district IS NOT new.district
+  OR old.credential_hash IS NOT new.credential_hash
+  OR (old.state IS NOT new.state AND 'retired' IN (old.state, new.state))
+BEGIN UPDATE registry_meta SET value = value + 1 WHERE key = 'devices_version'; END;
+COMMIT;
 """
 
 
@@ -151,6 +162,9 @@ class Registry:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.executescript(SCHEMA)
+            triggers = {row[0] for row in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")}
+            if "devices_version_update" in triggers or "devices_version_update_2" not in triggers:
+                self.db.executescript(VERSION_TRIGGER)  # a new file, or one made before the trigger changed
             columns = {row[1] for row in self.db.execute("PRAGMA table_info(devices)")}
             if "public_name" not in columns:  # a registry made before public names existed
                 self.db.execute("ALTER TABLE devices ADD COLUMN public_name TEXT NOT NULL DEFAULT ''")
@@ -393,7 +407,10 @@ class Registry:
 
 class RegistryCache:
     """Device lookups for the hot path of ingest and analytics: the whole registry
-    in memory, reloaded when its version moves (checked at most every check_s)."""
+    in memory, reloaded when its version moves (checked at most every check_s).
+    The version moves with a device's kind, district, credential or retirement, not
+    with provisioned/active/silent: a cached device's state is exact only for
+    "retired" (all the hot path asks)."""
 
     def __init__(self, registry: Registry, check_s: float = 1.0):
         self.registry = registry

@@ -35,3 +35,47 @@ def test_add_many_adds_all_or_nothing(registry, tmp_path):
     finally:
         again.close()
     assert registry.add_many([]) == 0
+
+
+def test_a_first_message_or_a_silence_does_not_reload_every_cache(registry, tmp_path):
+    """The hot path's caches reload the whole registry when its version moves (100,000 devices: seconds a
+    process): a device's first message (provisioned -> active) and silent <-> active leave it alone; a
+    retirement, a new kind or district, a new credential and a new device move it."""
+    registry.add_many(fleet(3))
+    version = registry.version()
+    cache = RegistryCache(registry, check_s=0)
+    assert cache.get("pwr-000001").state == "provisioned"
+    registry.seen_many([("pwr-000000", 1, "1.0"), ("pwr-000001", 2, "1.0")])  # first messages: now active
+    assert registry.get("pwr-000000").state == "active" and registry.version() == version
+    registry.update("pwr-000000", state="silent")
+    registry.update("pwr-000000", state="active")
+    assert registry.version() == version
+    assert cache.get("pwr-000001").state == "provisioned"  # not reloaded: "not retired" is all the hot path asks
+    registry.update("pwr-000001", state="retired")
+    assert registry.version() > version and cache.get("pwr-000001").state == "retired"
+    for change in ({"district": "bukit-bestari"}, {"credential_hash": "new"}):
+        version = registry.version()
+        registry.update("pwr-000002", **change)
+        assert registry.version() > version, change
+    version = registry.version()
+    registry.update("pwr-000001", state="active")  # back from retirement
+    assert registry.version() > version and cache.get("pwr-000001").state == "active"
+
+
+def test_a_registry_made_before_keeps_its_devices_and_gets_the_new_trigger(tmp_path):
+    path = tmp_path / "old.sqlite3"
+    old = Registry(path)
+    old.add_many(fleet(2))
+    old.db.executescript("""DROP TRIGGER devices_version_update_2;
+CREATE TRIGGER devices_version_update AFTER UPDATE ON devices WHEN old.state IS NOT new.state
+BEGIN UPDATE registry_meta SET value = value + 1 WHERE key = 'devices_version'; END;""")  # as files were
+    old.close()
+    registry = Registry(path)
+    try:
+        triggers = {r[0] for r in registry.db.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")}
+        assert "devices_version_update" not in triggers and "devices_version_update_2" in triggers
+        version = registry.version()
+        registry.seen_many([("pwr-000000", 1, "1.0")])
+        assert registry.version() == version and registry.list(limit=1)[1] == 2
+    finally:
+        registry.close()
