@@ -38,9 +38,11 @@ Usage: python bench/bench_city_scale.py --devices 2000 --minutes 4 [--duty-cycle
 
 import argparse
 import asyncio
+import contextlib
 import json
 import multiprocessing
 import os
+import queue
 import re
 import shutil
 import signal
@@ -329,6 +331,7 @@ def run(args) -> dict:
     data = Path(tempfile.mkdtemp(prefix="city-scale-"))
     city = CityUnderTest(data, args.ingest_workers, args.checkpoint_s)
     fleet_procs: list[multiprocessing.Process] = []
+    results = multiprocessing.get_context("fork").Queue()
     probes: Probes | None = None
     result: dict = {"devices": args.devices, "minutes": args.minutes, "duty_cycle": args.duty_cycle,
                     "processes": args.processes, "ingest_workers": args.ingest_workers, "fd_limit": limit,
@@ -357,7 +360,6 @@ def run(args) -> dict:
         influx = InfluxQL(city.influxd.url, DB, timeout_s=60)
 
         # the fleet first (fork before this process starts threads of its own), then the probes
-        results = multiprocessing.get_context("fork").Queue()
         seconds = args.minutes * 60
         for fleet in split_fleet(specs, password, city.mosquitto.port, args.processes):
             proc = multiprocessing.get_context("fork").Process(
@@ -476,11 +478,14 @@ def run(args) -> dict:
         for proc in fleet_procs:
             if proc.is_alive():
                 proc.terminate()  # its own SIGTERM handler stops the fleet with goodbyes
+        deadline = time.monotonic() + 60
+        while any(proc.is_alive() for proc in fleet_procs) and time.monotonic() < deadline:
+            with contextlib.suppress(queue.Empty):  # a child exits only once its summary has left: take it
+                results.get(timeout=1)
         for proc in fleet_procs:
-            proc.join(60)
             if proc.is_alive():
                 proc.kill()
-                proc.join(10)
+            proc.join(10)
         killed = city.stop()
         city.kill_all()
         if killed:
@@ -574,12 +579,13 @@ def main() -> None:
         parser.error("--checkpoint-s 10..3600, --drain-s 0..1800")
     bound_s = SETUP_BOUND_S + args.minutes * 60 + STOP_BOUND_S + args.drain_s + 300  # then everything is stopped
     signal.signal(signal.SIGTERM, _raise_bounded)
+    signal.signal(signal.SIGINT, _raise_bounded)  # also when started in the background, where SIGINT is ignored
     signal.signal(signal.SIGALRM, _raise_bounded)
     signal.alarm(int(bound_s))
     try:
         result = run(args)
-    except (Bounded, KeyboardInterrupt) as exc:
-        raise SystemExit(f"stopped ({exc or 'Ctrl-C'}): every child process was stopped") from None
+    except Bounded as exc:
+        raise SystemExit(f"stopped ({exc}): every child process was stopped") from None
     finally:
         signal.alarm(0)
     if args.json:
