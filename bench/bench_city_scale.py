@@ -529,7 +529,8 @@ def print_table(r: dict) -> None:
         ("analytics wait p50 / p99 (arrival -> scored)", f"<= {fmt(an['wait_p50_s'], 1)} / <= "
                                                           f"{fmt(an['wait_p99_s'], 1)} s"),
         ("analytics longest pass / inbox max", f"{fmt(an['longest_pass_ms'], 0)} ms / {fmt(an['inbox_max'], 0)}"),
-        ("analytics RSS peak / VmHWM, target < 4 GB", f"{rss['peak_polled']:,.0f} / {rss['vm_hwm']:,.0f} MB"),
+        ("analytics RSS peak / VmHWM / median, target < 4 GB",
+         f"{rss['peak_polled']:,.0f} / {rss['vm_hwm']:,.0f} / {rss['median']:,.0f} MB"),
         ("analytics RSS before the first reading", f"{rss['idle']:,.0f} MB"),
         ("analytics series / KB per series (above idle), target < 40",
          f"{an['series']:,} / {fmt(rss['kb_per_series'], 1)} ({fmt(rss['kb_per_series_above_idle'], 1)})"),
