@@ -9,7 +9,8 @@
 // the profile's district boundaries and the devices on one canvas: no tiles.
 // A fleet larger than AGGREGATE_ABOVE is drawn as one marker per district (its device count, coloured
 // by its worst open alert, else silent devices; focusable, opened with a click or Enter), and only the
-// devices of the district the operator opens are read and drawn (/fleet/districts, /fleet/devices?district=).
+// devices of the district the operator opens (or zooms into) are read and drawn (/fleet/districts,
+// /fleet/devices?district=).
 // The key, the language, t() and keyed API calls: staff.js.
 "use strict";
 
@@ -18,6 +19,7 @@ const FLEET_REFRESH_MS = 15000;
 const RECONNECT_MS = 2000;
 const PAGE_LIMIT = 1000; // the API's largest page: lists are read page by page up to their count
 const AGGREGATE_ABOVE = 5000; // more devices than this: the map shows districts, a district's devices when opened
+const ZOOM_OPENS = 2; // zoomed in this many steps past the whole city, the district at the centre opens
 const SILENT_SHOWN = 500; // the silent list shows the longest silent this many, and how many there are in all
 
 const alerts = new Map();
@@ -348,6 +350,7 @@ async function stream() {
 // ------------------------------------------------------------ the map
 
 let map = null;
+let cityZoom = 0; // the zoom that fits the whole city
 let canvas = null;
 let labels = null;
 const markers = new Map(); // device id -> {marker, look}
@@ -363,7 +366,9 @@ function drawMap() {
   const [minLon, minLat, maxLon, maxLat] = city.bounds;
   const bounds = L.latLngBounds([minLat, minLon], [maxLat, maxLon]);
   map.fitBounds(bounds, { padding: [36, 36] });
+  cityZoom = map.getZoom();
   map.setMaxBounds(bounds.pad(1));
+  map.on("zoomend", openDistrictZoomedIn);
   L.geoJSON(city.districts, {
     renderer: canvas,
     style: () => ({ color: palette.edge, weight: 2, fillColor: palette.district, fillOpacity: 0.55 }),
@@ -570,6 +575,17 @@ async function openDistrictDevices(slug) {
   await loadFleet();
 }
 
+// Zoomed in ZOOM_OPENS steps past the whole city on an aggregated map: the district under the map's centre opens.
+function openDistrictZoomedIn() {
+  if (!aggregated || openDistrict || map.getZoom() < cityZoom + ZOOM_OPENS) return;
+  const centre = map.getCenter();
+  const feature = city.districts.features.find((f) => inside(f.geometry, centre.lng, centre.lat));
+  if (!feature) return;
+  openDistrict = feature.properties.slug;
+  renderDistricts();
+  loadFleet();
+}
+
 function closeDistrict() {
   openDistrict = null;
   const [minLon, minLat, maxLon, maxLat] = city.bounds;
@@ -599,6 +615,7 @@ window.controlRoom = {
   districtsOnMap: () => (city ? city.districts.features.length : 0),
   aggregated: () => aggregated,
   fleetLoads: () => fleetLoads,
+  zoom: () => (map ? { zoom: map.getZoom(), city: cityZoom, centre: map.getCenter() } : null),
   openDistrict: () => openDistrict,
   districtMarkers: () => [...districtMarkers.values()].map((e) => ({ district: e.summary.district,
     devices: e.summary.devices, look: e.look, label: e.label })),
