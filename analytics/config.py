@@ -383,9 +383,13 @@ DOMAIN_LIMITS: Mapping[str, list[Limit]] = _ProfileLimits()
 class EngineParams:
     """The streaming engine's buffers and pacing."""
 
-    # Samples kept per series: at 1-minute data, one day (the seasonal
-    # detector uses what the buffer holds, so longer buffers see more days).
-    buffer_samples: int = 1440
+    # Samples kept per series: at 1-minute data, half a day. The profile's
+    # earlier days come from the coarse history below; a buffer of 1,440
+    # (23 h 59 min at 1-minute data) never held the reading a day back
+    # either, and cost 11.5 KB more a series (issue 22's budget: < 40 KB).
+    # Series slower than ~1 reading in 4 minutes found their earlier days in
+    # the buffer: a city of slow meters may keep a longer one.
+    buffer_samples: int = 720
     # The coarse history per series for the daily/weekly profile, whatever
     # the buffer holds: means of `profile_bucket_ms` buckets for the newest
     # `profile_fine_days` days (the peer check's window: see peer_window),

@@ -7,10 +7,11 @@ An engine is fed `--days` days of one-minute readings for `--series` power
 meters (one metric each) through the same structures its ingest() uses (the
 ring buffer, then the daily profile's coarse history), in hour-long batches.
 Printed: the bytes its learnt arrays hold per series (allocated, as numpy
-reports them), the growth of the process' resident memory per series (what
-the operating system sees: arrays, Python objects, allocator slack) and the
-time of one scoring pass over every series with one new reading each, the
-whole of the engine's per-minute work at one reading a minute. The budget
+reports them; before any pass: no detectors' state nor error ring), the
+growth of the process' resident memory per series (what the operating system
+sees: arrays, Python objects, allocator slack) and the time of one scoring
+pass over every series with one new reading each, the whole of the engine's
+per-minute work at one reading a minute. The budget
 (issue 22): < 40 KB a series, so 100,000 series fit in 4 GB.
 """
 
@@ -102,11 +103,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--series", type=int, default=256)  # a multiple of 64: no rows allocated ahead
     parser.add_argument("--days", type=int, default=8)
+    parser.add_argument("--buffer-samples", type=int, default=EngineParams().buffer_samples,
+                        help="samples a ring buffer (default: the engine's)")
     args = parser.parse_args()
     rng = np.random.default_rng(1)
     with tempfile.TemporaryDirectory() as tmp:
         registry = Registry(Path(tmp) / "registry.sqlite3")
-        engine = AnalyticsEngine(registry, None, None, EngineParams())
+        engine = AnalyticsEngine(registry, None, None, EngineParams(buffer_samples=args.buffer_samples))
         before = rss_bytes()
         start = time.perf_counter()
         now_ms = fill(engine, args.series, args.days, rng)
@@ -117,7 +120,8 @@ def main() -> None:
         seconds = scoring_pass(engine, args.series, now_ms + MINUTE_MS, rng)
         peak = rss_bytes() - before
         registry.close()
-    print(f"{args.series} series x {args.days} days of one-minute readings (filled in {filled_s:.1f} s)")
+    print(f"{args.series} series x {args.days} days of one-minute readings, {args.buffer_samples:,}-sample buffers "
+          f"(filled in {filled_s:.1f} s)")
     print(f"learnt arrays      {arrays / args.series / 1e3:8.1f} KB a series (allocated)")
     print(f"resident growth    {grown / args.series / 1e3:8.1f} KB a series (RSS after filling)")
     print(f"after two passes   {peak / args.series / 1e3:8.1f} KB a series (RSS: numba's compiler and the passes'"

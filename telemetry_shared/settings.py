@@ -170,7 +170,7 @@ class Settings(BaseSettings):
                                      "when it is an svc-analytics-* account, else svc-analytics-0")
     analytics_share_group: str = Field("", description="subscribe through $share/<group>/ (several engines); "
                                        "empty: a plain subscription")
-    analytics_buffer_samples: int = Field(1440, ge=16, le=100_000, description="samples kept per series")
+    analytics_buffer_samples: int = Field(720, ge=16, le=100_000, description="samples kept per series")
     analytics_profile_bucket_s: int = Field(60, ge=10, le=3600, description="bucket of the per-series coarse "
                                             "history for the daily profile (4 bytes a bucket)")
     analytics_profile_days: int = Field(8, ge=0, le=35, description="days of coarse history per series; "
