@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from analytics.config import DEFAULT_PARAMS, DetectorParams
+from analytics.detectors import season_kernels
 
 
 class DetectorInputError(ValueError):
@@ -88,9 +89,30 @@ def nanmedian_first_axis(stack: np.ndarray) -> np.ndarray:
 def median_of_few(arrays: list[np.ndarray], min_count: int = 1) -> np.ndarray:
     """Element-wise NaN-ignoring median of a few same-shape arrays; NaN where fewer than min_count are finite.
 
-    Up to three arrays the median is computed without stacking them (sum less
-    the extremes), which keeps memory traffic to a few passes.
+    Up to three arrays the median is the sum less the extremes. Compiled (season_kernels.median_of_few:
+    one pass, no stack) for float arrays of one shape; the same bits as _median_of_few_numpy.
     """
+    flat = _flat_float_arrays(arrays)
+    if flat is None:
+        return _median_of_few_numpy(arrays, min_count)
+    out = np.empty(flat[0].size)
+    season_kernels.median_of_few(flat, int(min_count), out)
+    return out.reshape(np.shape(arrays[0]))
+
+
+def _flat_float_arrays(arrays: list[np.ndarray]) -> tuple[np.ndarray, ...] | None:
+    """The arrays as a tuple of contiguous 1-D float64 views (copies where needed) if all are float64 arrays of
+    one shape, else None (the numpy code then broadcasts them as it always did)."""
+    if not arrays or not all(isinstance(a, np.ndarray) and a.dtype == np.float64 for a in arrays):
+        return None
+    shape = arrays[0].shape
+    if any(a.shape != shape for a in arrays):
+        return None
+    return tuple(np.ascontiguousarray(a).reshape(-1) for a in arrays)
+
+
+def _median_of_few_numpy(arrays: list[np.ndarray], min_count: int = 1) -> np.ndarray:
+    """median_of_few in whole-array numpy (the compiled path's reference, and for arrays of mixed shapes)."""
     if len(arrays) > 3:
         median = nanmedian_first_axis(np.stack(arrays))
         count = sum((~np.isnan(a)).astype(np.int8) for a in arrays)

@@ -112,8 +112,15 @@ def _gpd_log10(z: float, u: float, share: float, mean_excess: float, xi: float) 
 
 
 @numba.njit(cache=True, nogil=True)
-def _median_of(buffer: np.ndarray, n: int) -> float:
-    ordered = np.sort(buffer[:n])
+def _median_of(buffer: np.ndarray, n: int, ordered: np.ndarray) -> float:
+    """The median of buffer[:n], sorted into `ordered` (no allocation: this runs once a row)."""
+    for i in range(n):
+        value = buffer[i]
+        m = i
+        while m > 0 and ordered[m - 1] > value:
+            ordered[m] = ordered[m - 1]
+            m -= 1
+        ordered[m] = value
     return 0.5 * (ordered[(n - 1) // 2] + ordered[n // 2])
 
 
@@ -139,6 +146,7 @@ def _surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray, slot:
     n_series, n_times = point.shape
     log10e = 1.0 / math.log(10.0)
     recent = np.empty(fast_rows)
+    ordered = np.empty(fast_rows)
     slot_exceed = np.zeros(max(slots, 1))
     slot_seen = np.zeros(max(slots, 1))
     slot_excess = np.zeros(max(slots, 1))
@@ -210,7 +218,7 @@ def _surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray, slot:
             slow = _gpd_log10(zp, u, share, mean_excess, xi)
             fast = math.inf
             if filled >= fast_rows:
-                fast = hazard + _gpd_log10(z - _median_of(recent, fast_rows), u, share, mean_excess, xi)
+                fast = hazard + _gpd_log10(z - _median_of(recent, fast_rows, ordered), u, share, mean_excess, xi)
             # The bias learnt after a change may explain a reading, not accuse one the forecasters expected: a
             # reading within u of them (z ~0) after an accepted change is the change ending, not a new one,
             # although against the bias it looks like a shift back (the flicker at a rush hour's end).

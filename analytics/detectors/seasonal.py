@@ -7,10 +7,12 @@ import numpy as np
 from scipy.ndimage import uniform_filter1d
 
 from analytics.config import DAY_MS, DEFAULT_PARAMS, DetectorParams
+from analytics.detectors import season_kernels
 from analytics.detectors.base import (
     Baseline,
     DetectorInputError,
     History,
+    _flat_float_arrays,
     _rowwise_searchsorted,
     as_matrix,
     as_times,
@@ -66,15 +68,11 @@ def seasonal_expected(values: np.ndarray, times: np.ndarray, period_ms: int,
     for lag in lags:
         if shared:
             target = _same_local_time(t[0], lag * period_ms, params)
-            before = np.searchsorted(t[0], target, side="right") - 1
-            after = np.minimum(before + 1, last)
-            nearest = np.where((before < 0) | (t[0, after] - target < target - t[0, np.maximum(before, 0)]),
-                               after, before)
-            close = np.abs(t[0, nearest] - target) <= tolerance
+            found, close = np.empty(x.shape), np.empty(x.shape[1], dtype=bool)
+            # _lag_found_numpy's search, gathers and choices in one compiled pass (the same values).
+            season_kernels.lag_found(t[0], target, float(tolerance), smooth, latest, x, found, close)
             if not close.any():
                 continue
-            causal = latest[:, nearest] < t[0]
-            found = np.where(close, np.where(causal, smooth[:, nearest], x[:, nearest]), np.nan)
             same_type = weekend[0] == _is_day_off(target, params) if by_day_type else None
         else:
             target = _same_local_time(t, lag * period_ms, params)
@@ -107,6 +105,18 @@ def seasonal_expected(values: np.ndarray, times: np.ndarray, period_ms: int,
     return median_of_few(lagged, params.season_min_lags)
 
 
+def _lag_found_numpy(t: np.ndarray, target: np.ndarray, tolerance: float, smooth: np.ndarray,
+                     latest: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """season_kernels.lag_found in whole-array numpy (its reference in the tests): (found, close)."""
+    last = t.size - 1
+    before = np.searchsorted(t, target, side="right") - 1
+    after = np.minimum(before + 1, last)
+    nearest = np.where((before < 0) | (t[after] - target < target - t[np.maximum(before, 0)]), after, before)
+    close = np.abs(t[nearest] - target) <= tolerance
+    causal = latest[:, nearest] < t
+    return np.where(close, np.where(causal, smooth[:, nearest], x[:, nearest]), np.nan), close
+
+
 def day_type_profile(same: list[np.ndarray], anyday: list[np.ndarray], params: DetectorParams) -> np.ndarray:
     """The day-type profile: the median of its own day type's lags in the week (`same`); where it has exactly
     two of them (a weekend day always: Saturday and Sunday of the week before, or yesterday and a week ago),
@@ -121,9 +131,19 @@ def day_type_profile(same: list[np.ndarray], anyday: list[np.ndarray], params: D
     Judging a young day type by the all-days profile alone raised 57 false weekend alarms on that week
     instead of 12.
     """
-    profile = median_of_few(same, params.season_min_lags)
     if not params.day_type_tiebreak or len(same) < 2 or len(anyday) < params.season_min_lags:
-        return profile
+        return median_of_few(same, params.season_min_lags)
+    same_flat, anyday_flat = _flat_float_arrays(same), _flat_float_arrays(anyday)
+    if same_flat is not None and anyday_flat is not None and same[0].shape == anyday[0].shape:
+        out = np.empty(same_flat[0].size)
+        season_kernels.day_type_profile(same_flat, anyday_flat, int(params.season_min_lags), out)
+        return out.reshape(same[0].shape)
+    return _day_type_profile_numpy(same, anyday, params)
+
+
+def _day_type_profile_numpy(same: list[np.ndarray], anyday: list[np.ndarray], params: DetectorParams) -> np.ndarray:
+    """day_type_profile's tie-break in whole-array numpy (the compiled path's reference in the tests)."""
+    profile = median_of_few(same, params.season_min_lags)
     count = sum((~np.isnan(a)).astype(np.int8) for a in same)
     low, high = same[0], same[0]
     for array in same[1:]:
@@ -147,6 +167,18 @@ def _running_median(x: np.ndarray, t: np.ndarray, tolerance: np.ndarray | float,
     reading being judged (never looking ahead), else the plain reading.
     Returns (median, latest time), both (S, T).
     """
+    if half <= 0:
+        return x, t
+    reach = (2 * half + 1) * np.broadcast_to(np.asarray(tolerance, dtype=np.float64).reshape(-1), t.shape[:1])
+    median, latest = np.empty(x.shape), np.empty(t.shape, dtype=np.int64)
+    season_kernels.running_median(x, np.ascontiguousarray(t, dtype=np.int64), np.ascontiguousarray(reach),
+                                  int(half), median, latest)
+    return median, latest
+
+
+def _running_median_numpy(x: np.ndarray, t: np.ndarray, tolerance: np.ndarray | float,
+                          half: int) -> tuple[np.ndarray, np.ndarray]:
+    """_running_median in whole-array numpy (the compiled path's reference in the tests)."""
     if half <= 0:
         return x, t
     last = x.shape[1] - 1
@@ -211,7 +243,14 @@ def _same_local_time(t_ms: np.ndarray, back_ms: int, params: DetectorParams) -> 
 
 def _is_day_off(t_ms: np.ndarray, params: DetectorParams) -> np.ndarray:
     """Is the local day of t_ms a day off: a weekly rest day or one of params.days_off (holidays)?"""
-    return _day_off(to_local(t_ms, params.time_zone, params.utc_offset_h) // DAY_MS, params)
+    day = to_local(t_ms, params.time_zone, params.utc_offset_h) // DAY_MS
+    if day.size < 64:
+        return _day_off(day, params)
+    # Each day once, then looked up (a million readings span a few hundred days).
+    first, last = int(day.min()), int(day.max())
+    if last - first > day.size:
+        return _day_off(day, params)
+    return _day_off(np.arange(first, last + 1), params)[day - first]
 
 
 def _day_off(day: np.ndarray, params: DetectorParams) -> np.ndarray:

@@ -1,0 +1,160 @@
+"""The daily/weekly profile's look-ups and medians, compiled with numba (seasonal.py's fast path).
+
+Each replaces a chain of whole-array numpy passes (a search, a dozen gathers and `where`s, a sort of a
+stack of lags) by one pass that does the same arithmetic in the same order, so the results are the same
+bits: tests/analytics/test_season_kernels.py holds each to the numpy code it replaces (kept in seasonal.py
+and base.py as the `_numpy` functions).
+"""
+
+import math
+
+import numba
+import numpy as np
+
+
+@numba.njit(cache=True, nogil=True)
+def lag_found(t: np.ndarray, target: np.ndarray, tolerance: float, smooth: np.ndarray, latest: np.ndarray,
+              x: np.ndarray, found: np.ndarray, close: np.ndarray) -> None:
+    """seasonal_expected's look-up of one lag on one time row t (T,) shared by the S series of x (S, T).
+
+    For each target (T,): the sample of t nearest to it (the later one unless the earlier is strictly
+    nearer: np.searchsorted(side="right") - 1 and its successor), close if within tolerance; found (S, T)
+    is the smoothed reading there when its latest time (latest: (S, T) or (1, T)) is before t, else the
+    plain reading, NaN where not close; close (T,) bool. The search walks from the previous target's
+    place (targets t - lag rise with t), in either direction, so it is the binary search's answer for any
+    order of targets.
+    """
+    n = t.size
+    last = n - 1
+    j = -1  # the last index with t[j] <= target, -1 if none
+    rows = latest.shape[0]
+    for i in range(n):
+        wanted = target[i]
+        while j + 1 < n and t[j + 1] <= wanted:
+            j += 1
+        while j >= 0 and t[j] > wanted:
+            j -= 1
+        after = min(j + 1, last)
+        nearest = after if j < 0 or t[after] - wanted < wanted - t[max(j, 0)] else j
+        near = abs(t[nearest] - wanted) <= tolerance
+        close[i] = near
+        for s in range(x.shape[0]):
+            if not near:
+                found[s, i] = math.nan
+            elif latest[min(s, rows - 1), nearest] < t[i]:
+                found[s, i] = smooth[s, nearest]
+            else:
+                found[s, i] = x[s, nearest]
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _median_at(arrays, i: int, buffer: np.ndarray, min_count: int) -> float:  # noqa: ANN001
+    """base.median_of_few at element i of the 1-D arrays (a tuple), the same arithmetic in the same order."""
+    k = len(arrays)
+    if k > 3:
+        # nanmedian_first_axis: sorted (NaN last), the mean of the two middle finite values.
+        n = 0
+        for a in range(k):
+            value = arrays[a][i]
+            if not math.isnan(value):
+                m = n
+                while m > 0 and buffer[m - 1] > value:
+                    buffer[m] = buffer[m - 1]
+                    m -= 1
+                buffer[m] = value
+                n += 1
+        if n == 0 or n < min_count:
+            return math.nan
+        return (buffer[(n - 1) // 2] + buffer[n // 2]) / 2.0
+    first = arrays[0][i]
+    low = high = first
+    total = 0.0 if math.isnan(first) else first
+    count = 0 if math.isnan(first) else 1
+    for a in range(1, k):
+        value = arrays[a][i]
+        # np.fmin / np.fmax: a NaN loses to a number.
+        if math.isnan(low) or value < low:
+            low = value if not math.isnan(value) else low
+        if math.isnan(high) or value > high:
+            high = value if not math.isnan(value) else high
+        if not math.isnan(value):
+            total = total + value
+            count += 1
+        else:
+            total = total + 0.0
+    if count < min_count or count == 0:
+        return math.nan
+    if count == 3:
+        return total - low - high
+    return (low + high) / 2.0
+
+
+@numba.njit(cache=True, nogil=True)
+def median_of_few(arrays, min_count: int, out: np.ndarray) -> None:  # noqa: ANN001
+    """base.median_of_few over a tuple of same-size 1-D float arrays into out (1-D)."""
+    buffer = np.empty(len(arrays))
+    for i in range(out.size):
+        out[i] = _median_at(arrays, i, buffer, min_count)
+
+
+@numba.njit(cache=True, nogil=True)
+def day_type_profile(same, anyday, min_count: int, out: np.ndarray) -> None:  # noqa: ANN001
+    """seasonal.day_type_profile with the tie-break (same: two arrays or more, anyday: min_count or more),
+    tuples of same-size 1-D float arrays, into out (1-D)."""
+    buffer = np.empty(max(len(same), len(anyday)))
+    for i in range(out.size):
+        profile = _median_at(same, i, buffer, min_count)
+        count = 0
+        low = high = same[0][i]
+        for a in range(len(same)):
+            value = same[a][i]
+            if not math.isnan(value):
+                count += 1
+                if math.isnan(low) or value < low:
+                    low = value
+                if math.isnan(high) or value > high:
+                    high = value
+        if count == 2:
+            whole = _median_at(anyday, i, buffer, min_count)
+            # near: the all-days profile nearer to one of the two than they are to each other (False if NaN).
+            if min(abs(whole - low), abs(whole - high)) < high - low:
+                profile = min(max(whole, low), high)
+        out[i] = profile
+
+
+@numba.njit(cache=True, nogil=True)
+def running_median(x: np.ndarray, t: np.ndarray, reach: np.ndarray, half: int, median: np.ndarray,
+                   latest: np.ndarray) -> None:
+    """seasonal._running_median for x (S, T) and t (R, T), R 1 (one time row for all) or S, reach (R,) the
+    largest distance in time of a neighbour: median (S, T) of the reading and the usable neighbours within
+    `half` samples either side (NaN ignored), latest (R, T) the latest time among the reading and its
+    usable later neighbours."""
+    n_series, n_times = x.shape
+    rows = t.shape[0]
+    buffer = np.empty(2 * half + 1)
+    for r in range(rows):
+        for i in range(n_times):
+            newest = t[r, i]
+            for offset in range(1, half + 1):
+                at = i + offset
+                if at <= n_times - 1 and abs(t[r, at] - t[r, i]) <= reach[r]:
+                    newest = max(newest, t[r, at])
+            latest[r, i] = newest
+    for s in range(n_series):
+        r = min(s, rows - 1)
+        for i in range(n_times):
+            n = 0
+            for offset in range(-half, half + 1):
+                at = i + offset
+                if offset != 0 and (at < 0 or at > n_times - 1 or not abs(t[r, at] - t[r, i]) <= reach[r]):
+                    continue
+                value = x[s, at]
+                if math.isnan(value):
+                    continue
+                m = n
+                while m > 0 and buffer[m - 1] > value:
+                    buffer[m] = buffer[m - 1]
+                    m -= 1
+                buffer[m] = value
+                n += 1
+            median[s, i] = (buffer[(n - 1) // 2] + buffer[n // 2]) / 2.0 if n > 0 else math.nan

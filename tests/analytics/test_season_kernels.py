@@ -1,0 +1,109 @@
+"""The compiled look-ups and medians of the daily/weekly profile (detectors/season_kernels.py) give what the
+whole-array numpy code they replaced gives, on awkward inputs: NaN, ties, signed zeros, duplicate and
+irregular times, targets in any order and outside the series, one time row shared or one per series."""
+
+import numpy as np
+import pytest
+
+from analytics.config import CSV_PARAMS, DAY_MS, DEFAULT_PARAMS
+from analytics.detectors import base, season_kernels, seasonal
+from analytics.localtime import to_local
+
+MINUTE = 60_000
+
+
+def _values(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """Rounded to a few levels (ties), with NaN and zeros of both signs."""
+    x = np.round(rng.normal(0, 2, shape))
+    # And continuous values of very different sizes, where the order of a sum changes its last bits.
+    wide = rng.random(shape) < 0.5
+    x[wide] = rng.normal(0, 1, wide.sum()) * 10.0 ** rng.integers(-3, 17, wide.sum())
+    x[rng.random(shape) < 0.2] = np.nan
+    x[rng.random(shape) < 0.05] = -0.0
+    return x
+
+
+def _times(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Irregular, with repeats and gaps."""
+    steps = rng.choice([0, MINUTE, MINUTE, 5 * MINUTE, 3 * DAY_MS // 7], size=n)
+    return 1_735_689_600_000 + np.cumsum(steps).astype(np.int64)
+
+
+def _same(a: np.ndarray, b: np.ndarray) -> None:
+    """The same values, NaN where the other is NaN. A zero's sign is not compared: numpy's own np.fmin(0.0,
+    -0.0) is -0.0 in an array of 40 and 0.0 in an array of one (its SIMD and scalar loops differ)."""
+    assert a.shape == b.shape and a.dtype == b.dtype
+    np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_lag_found_is_the_numpy_lookup(seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 400))
+    t = _times(rng, n)
+    x = _values(rng, (3, n))
+    smooth = _values(rng, (3, n))
+    latest = t[None] + rng.choice([-MINUTE, 0, MINUTE], size=(3, n))
+    # Targets a lag back, ahead, half-way between two readings (the tie goes to the later one), in any order.
+    for target in (t - DAY_MS, t - 7 * DAY_MS, t + MINUTE, t + MINUTE // 2, rng.permutation(t - DAY_MS // 3),
+                   rng.integers(t[0] - DAY_MS, t[-1] + DAY_MS, n)):
+        for tolerance in (30_000.0, 0.0, float(DAY_MS), np.nan):
+            for late in (latest, latest[:1]):
+                found, close = np.empty(x.shape), np.empty(n, dtype=bool)
+                season_kernels.lag_found(t, target, tolerance, smooth, late, x, found, close)
+                want_found, want_close = seasonal._lag_found_numpy(t, target, tolerance, smooth, late, x)
+                _same(close, want_close)
+                np.testing.assert_array_equal(found, want_found)
+
+
+@pytest.mark.parametrize("count", range(1, 8))
+def test_median_of_few_is_the_numpy_median(count):
+    rng = np.random.default_rng(count)
+    arrays = [_values(rng, (4, 250)) for _ in range(count)]
+    for min_count in (1, 2, 3):
+        _same(base.median_of_few(arrays, min_count), base._median_of_few_numpy(arrays, min_count))
+    # Mixed shapes still broadcast as numpy does.
+    mixed = [arrays[0], arrays[0][:1]]
+    _same(base.median_of_few(mixed, 1), base._median_of_few_numpy(mixed, 1))
+
+
+@pytest.mark.parametrize("count", range(2, 8))
+def test_day_type_profile_is_the_numpy_tie_break(count):
+    rng = np.random.default_rng(10 + count)
+    same = [_values(rng, (2, 300)) for _ in range(count)]
+    anyday = [_values(rng, (2, 300)) for _ in range(3)]
+    # Two close days and an all-days profile between, near or far: each branch of the tie-break.
+    same[0][:, :100], same[1][:, :100] = 1.0, 3.0
+    anyday[0][:, :50] = anyday[1][:, :50] = 2.5
+    got = seasonal.day_type_profile(same, anyday, DEFAULT_PARAMS)
+    _same(got, seasonal._day_type_profile_numpy(same, anyday, DEFAULT_PARAMS))
+    assert np.isfinite(got).any()
+
+
+@pytest.mark.parametrize("half", [1, 2, 3])
+@pytest.mark.parametrize("seed", range(3))
+def test_running_median_is_the_numpy_median(half, seed):
+    rng = np.random.default_rng(seed)
+    n = 300
+    t = _times(rng, n)
+    x = _values(rng, (3, n))
+    shared = seasonal._running_median(x, t[None], 30_000.0, half)
+    want = seasonal._running_median_numpy(x, t[None], 30_000.0, half)
+    _same(shared[0], want[0])
+    _same(shared[1], want[1])
+    own_t = np.stack([t, t + MINUTE, _times(rng, n)])
+    tolerance = np.array([[30_000.0], [np.nan], [120_000.0]])
+    own = seasonal._running_median(x, own_t, tolerance, half)
+    want = seasonal._running_median_numpy(x, own_t, tolerance, half)
+    _same(own[0], want[0])
+    _same(own[1], want[1])
+
+
+def test_day_off_by_table_is_the_day_off_of_each_reading():
+    params = CSV_PARAMS.__class__(days_off=(20_089, 20_100), time_zone="Europe/Berlin")
+    for p in (CSV_PARAMS, params):
+        t = _times(np.random.default_rng(3), 5_000)
+        for moments in (t, t - 3 * DAY_MS, np.concatenate([t[:10], t[:10] + 10_000 * DAY_MS])):
+            want = seasonal._day_off(to_local(moments, p.time_zone, p.utc_offset_h) // DAY_MS, p)
+            _same(seasonal._is_day_off(moments, p), want)
+        assert seasonal._is_day_off(t, p).any() and not seasonal._is_day_off(t, p).all()
