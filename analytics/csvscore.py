@@ -23,6 +23,7 @@ is not a number, a ragged row, a file over the size limits.
 import csv
 import io
 import math
+import operator
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -399,17 +400,23 @@ def write_scored(table: Table, rows: RowScores, out: io.TextIOBase) -> None:
     writer = csv.writer(out, lineterminator="\n")
     header = table.header or ["timestamp", "value"] + [f"column_{i}" for i in range(2, len(table.rows[0]))]
     writer.writerow([*header, "anomaly_score", "incident", "detector", "learning"])
-    incidents = [str(i) if i else "" for i in rows.incident.tolist()]
-    learning = np.where(rows.learning, "1", "").tolist()
     if table.lines is not None:
         # The lines as read need no quoting (no quotes, commas between fields): appended to, not re-encoded.
+        # Most rows score 0 outside any incident and learning period: one shared ending; the others formatted.
+        quiet = ((rows.score == 0) & ~np.signbit(rows.score) & (rows.incident == 0) & ~rows.learning
+                 & (rows.detector == ""))
+        endings = [",0.000000,,,\n"] * len(table.lines)
+        loud = np.flatnonzero(~quiet)
+        for index, score, incident, detector, learn in zip(loud.tolist(), rows.score[loud].tolist(),
+                                                           rows.incident[loud].tolist(), rows.detector[loud].tolist(),
+                                                           rows.learning[loud].tolist(), strict=True):
+            endings[index] = f",{score:.6f},{incident if incident else ''},{detector},{'1' if learn else ''}\n"
         for start in range(0, len(table.lines), 65536):
             part = slice(start, start + 65536)
-            out.write("".join(f"{line},{score:.6f},{incident},{detector},{learn}\n"
-                              for line, score, incident, detector, learn in
-                              zip(table.lines[part], rows.score[part].tolist(), incidents[part],
-                                  rows.detector[part].tolist(), learning[part], strict=True)))
+            out.write("".join(map(operator.add, table.lines[part], endings[part])))
         return
+    incidents = [str(i) if i else "" for i in rows.incident.tolist()]
+    learning = np.where(rows.learning, "1", "").tolist()
     for row, score, incident, detector, learn in zip(table.rows, rows.score.tolist(), incidents,
                                                      rows.detector.tolist(), learning, strict=True):
         writer.writerow([*row, f"{score:.6f}", incident, detector, learn])

@@ -267,8 +267,18 @@ def test_the_plain_reader_takes_the_common_files():
         assert csvscore._read_plain(PLAIN_TEXTS[name], csvscore._dialect(PLAIN_TEXTS[name]).delimiter) is None
 
 
-def test_written_rows_are_the_same_from_either_reader(tmp_path):
-    text = PLAIN_TEXTS["missing-and-odd-values"]
+def _days_with_a_spike() -> str:
+    """Three days of five-minute readings on a daily cycle: learning rows, quiet rows, a spike, an incident."""
+    values = [f"{10 + 5 * math.sin(i / 288 * 2 * math.pi) + 0.1 * ((i * 7919) % 13 - 6):.3f}" for i in range(864)]
+    values[700], values[500] = "60", ""
+    return "timestamp,value\n" + "".join(f"{1396310400 + 300 * i},{v}\n" for i, v in enumerate(values))
+
+
+@pytest.mark.parametrize(("text", "quiet_and_loud"), [(PLAIN_TEXTS["missing-and-odd-values"], False),
+                                                      (_days_with_a_spike(), True)])
+def test_written_rows_are_the_same_from_either_reader(tmp_path, text, quiet_and_loud):
+    """The plain reader's lines are written with one shared ending for quiet rows (score 0, no incident, not
+    learning) and the others formatted: the same bytes as the csv module writes for every row."""
     table = read_table(text)
     general = csvscore._read_general(text, csvscore._dialect(text[:8192]))
     assert table.lines is not None and general.lines is None
@@ -277,3 +287,6 @@ def test_written_rows_are_the_same_from_either_reader(tmp_path):
     csvscore.write_scored(table, scored, fast)
     csvscore.write_scored(general, scored, slow)
     assert fast.getvalue() == slow.getvalue()
+    endings = {line.rsplit(",", 4)[1] != "0.000000" or line.endswith("1") for line in fast.getvalue().splitlines()[1:]}
+    if quiet_and_loud:  # the spike's file has both kinds of row
+        assert endings == {True, False}
