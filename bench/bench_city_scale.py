@@ -110,6 +110,7 @@ class Probes:
         from paho.mqtt.enums import CallbackAPIVersion
 
         self.influx = influx
+        self.nominal_v = get_settings().city.grid.nominal_voltage_v  # a probe reads as a healthy meter
         self.sent: dict[tuple[str, int], float] = {}  # (probe, seq) -> reading's time, s
         self.lags: list[tuple[float, float]] = []  # (seen at, lag s)
         self.stop = threading.Event()
@@ -143,7 +144,8 @@ class Probes:
             t_ms = int(time.time() * 1000)
             for probe, client in zip(PROBES, self.clients, strict=True):
                 self.sent[(probe, seq)] = t_ms / 1000
-                payload = contract.encode_telemetry(seq, [(t_ms, {"voltage_v": 230.0 + (seq % 7) / 10}, 0)], "probe")
+                reading = {"voltage_v": self.nominal_v + (seq % 7) / 10}
+                payload = contract.encode_telemetry(seq, [(t_ms, reading, 0)], "probe")
                 client.publish(contract.telemetry_topic(probe), payload, qos=1)
 
     def _poll(self) -> None:

@@ -41,6 +41,7 @@ class AlertSubscriber:
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
+        self.client.on_subscribe = self._on_subscribe
         self.client.reconnect_delay_set(0.5, 10)
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
@@ -48,7 +49,13 @@ class AlertSubscriber:
             log.error("broker refused the API's alert subscriber: %s", reason_code)
             return
         client.subscribe(contract.ALERTS_SUB, qos=1)
-        self.is_connected.set()
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reason_codes: Any, properties: Any) -> None:
+        # connected means the broker holds the subscription: an alert published from here on reaches the store
+        if all(not code.is_failure for code in reason_codes):
+            self.is_connected.set()
+        else:
+            log.error("broker refused the API's alert subscription: %s", reason_codes)
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any,
                        properties: Any) -> None:

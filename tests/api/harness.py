@@ -53,6 +53,9 @@ def start_api(settings: Settings) -> LiveApi:
     thread.start()
     live = LiveApi(settings, f"http://127.0.0.1:{port}", app.state.services, server, thread)
     wait_for(lambda: server.started, timeout_s=15)
+    subscriber = live.services.alerts.subscriber
+    if subscriber is not None:  # an alert published before the broker holds the subscription would be lost
+        wait_for(subscriber.connected, timeout_s=15)
     for role in ROLES:
         live.keys[role] = live.services.keys.create(KEY_NAMES[role], role).key
     return live
