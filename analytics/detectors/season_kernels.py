@@ -48,6 +48,17 @@ def lag_found(t: np.ndarray, target: np.ndarray, tolerance: float, smooth: np.nd
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
+def _insert_sorted(buffer: np.ndarray, n: int, value: float) -> int:
+    """value into the sorted buffer[:n] (one step of an insertion sort); the new count."""
+    m = n
+    while m > 0 and buffer[m - 1] > value:
+        buffer[m] = buffer[m - 1]
+        m -= 1
+    buffer[m] = value
+    return n + 1
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
 def _median_at(arrays, i: int, buffer: np.ndarray, min_count: int) -> float:  # noqa: ANN001
     """base.median_of_few at element i of the 1-D arrays (a tuple), the same arithmetic in the same order."""
     k = len(arrays)
@@ -57,12 +68,7 @@ def _median_at(arrays, i: int, buffer: np.ndarray, min_count: int) -> float:  # 
         for a in range(k):
             value = arrays[a][i]
             if not math.isnan(value):
-                m = n
-                while m > 0 and buffer[m - 1] > value:
-                    buffer[m] = buffer[m - 1]
-                    m -= 1
-                buffer[m] = value
-                n += 1
+                n = _insert_sorted(buffer, n, value)
         if n == 0 or n < min_count:
             return math.nan
         return (buffer[(n - 1) // 2] + buffer[n // 2]) / 2.0
@@ -151,10 +157,5 @@ def running_median(x: np.ndarray, t: np.ndarray, reach: np.ndarray, half: int, m
                 value = x[s, at]
                 if math.isnan(value):
                     continue
-                m = n
-                while m > 0 and buffer[m - 1] > value:
-                    buffer[m] = buffer[m - 1]
-                    m -= 1
-                buffer[m] = value
-                n += 1
+                n = _insert_sorted(buffer, n, value)
             median[s, i] = (buffer[(n - 1) // 2] + buffer[n // 2]) / 2.0 if n > 0 else math.nan
