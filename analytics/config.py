@@ -150,6 +150,14 @@ class DetectorParams:
     # u / (u + surprise_half). Chosen on bench/csv_corpus.py's tuning seeds, never the held-out ones.
     # The quick recent level of the row score's point z (combined._quick_level): ~3 readings.
     quick_alpha: float = 0.3
+    # The point z's local levels (the quick one and the slow recent one) judge with scales never below
+    # point_scale_floor times their own running mean over the readings that moved (a reading unlike the one
+    # before; point_scale_alpha: ~500 of them): a sensor stuck for hours teaches them a scale of nearly 0
+    # (their errors on repeats are 0), and the first ordinary readings after it were 20-5,000 sigmas (issue 13).
+    # 0: no floor. The row score's only (the engine has no point z). Chosen on tuning seed 1 (0.5 of 0.25,
+    # 0.5, 1; analytics/README.md).
+    point_scale_floor: float = 0.5
+    point_scale_alpha: float = 0.002
     # Where the local level (the better of the quick and slow levels) forecasts over point_free_ratio
     # times better than the profile, now and over its recent past (a running mean of the log ratio of
     # their scales, point_free_alpha: ~50 readings), the point z is the local level's z alone, not held to

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from analytics.config import DAY_MS, DEFAULT_PARAMS, DetectorParams
+from analytics.detectors import kernels
 from analytics.detectors.base import Anchor, Baseline, History, as_matrix, as_times, calibrate, typical_interval_ms
 from analytics.detectors.drift import drift_evidence
 from analytics.detectors.flatline import flatline_evidence
@@ -123,6 +124,17 @@ def _widened(x: np.ndarray, times: np.ndarray, recent: Baseline, keep: np.ndarra
     return Baseline(recent.expected, scale, z)
 
 
+def _floored(x: np.ndarray, scale: np.ndarray, params: DetectorParams) -> np.ndarray:
+    """scale never below params.point_scale_floor times its running mean over the readings that moved (a
+    scale learnt on a stuck sensor's repeats is no skill); unchanged with the floor 0."""
+    if params.point_scale_floor <= 0:
+        return scale
+    out = np.empty(scale.shape)
+    kernels.floor_on_moves(np.ascontiguousarray(x, dtype=np.float64), np.ascontiguousarray(scale, dtype=np.float64),
+                           out, float(params.point_scale_floor), float(params.point_scale_alpha))
+    return out
+
+
 def _quick_level(x: np.ndarray, times: np.ndarray | None, keep: np.ndarray | None, params: DetectorParams,
                  recent: Baseline) -> tuple[np.ndarray, np.ndarray]:
     """The recent point z from whichever of two time scales has forecast better so far (smaller running scale).
@@ -131,11 +143,20 @@ def _quick_level(x: np.ndarray, times: np.ndarray | None, keep: np.ndarray | Non
     smooth curve, so a dip on a steep daily flank hides in its lag; the quick
     one (quick_alpha, ~3 readings, the same Huber clip and scale memory)
     follows the curve and judges the reading against its neighbours.
+    Both scales are floored (point_scale_floor, _floored) at a share of their
+    usual value where the readings moved: a stuck sensor's repeats would
+    otherwise leave them near 0 and the readings after them thousands of sigmas.
     Returns (z, scale) of the better of the two per reading.
     """
+    if params.point_scale_floor > 0:
+        scale = _floored(x, recent.scale, params)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            z = np.where(np.isnan(recent.z), np.nan, (x - recent.expected) / scale)
+        recent = Baseline(recent.expected, scale, z)
     if params.quick_alpha <= 0:
         return recent.z, recent.scale
     expected, scale = _holt(x, params.quick_alpha, params.scale_alpha, True, params)
+    scale = _floored(x, scale, params)
     seen_before = np.cumsum(~np.isnan(x), axis=1) - ~np.isnan(x)
     with np.errstate(invalid="ignore"):
         quick = Baseline(expected, scale, np.where(seen_before >= params.warmup, (x - expected) / scale, np.nan))

@@ -74,7 +74,25 @@ def _cusum(z: np.ndarray, upper_out: np.ndarray, lower_out: np.ndarray, k: float
             lower_out[s, t] = lower * unit
 
 
+def _floor_on_moves(x: np.ndarray, scale: np.ndarray, out: np.ndarray, floor: float, alpha: float) -> None:
+    """out = scale, never below `floor` times the running mean (step `alpha`) of the scale at the readings
+    that moved (unlike the previous reading), taken over the rows before t. (S, T); NaN x or scale: out = scale."""
+    n_series, n_times = x.shape
+    for s in range(n_series):
+        usual = last = math.nan
+        for t in range(n_times):
+            sc = scale[s, t]
+            out[s, t] = sc if math.isnan(usual) or math.isnan(sc) else max(sc, floor * usual)
+            xt = x[s, t]
+            if math.isnan(xt):
+                continue
+            if not math.isnan(sc) and not math.isnan(last) and xt != last:
+                usual = sc if math.isnan(usual) else usual + alpha * (sc - usual)
+            last = xt
+
+
 holt = numba.njit(cache=True, nogil=True)(_holt)
+floor_on_moves = numba.njit(cache=True, nogil=True)(_floor_on_moves)
 cusum = numba.njit(cache=True, nogil=True)(_cusum)
 
 

@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from analytics import detectors as d
+from analytics.config import CSV_PARAMS
 from analytics.config import DEFAULT_PARAMS as P
 from analytics.csvscore import Table, score_rows
 from analytics.detectors.surprise import row_score, row_surprise
@@ -228,6 +229,28 @@ def test_a_constant_series_that_changes_scores_high_once():
     values = np.r_[np.full(400, 7.0), np.full(100, 9.0)]
     score = score_rows(table(values)).score
     assert score[400] >= 0.9 and score[403:].max() < 0.5
+
+
+def test_the_readings_after_a_stuck_sensor_are_judged_with_the_scale_from_before_it():
+    """A wandering temperature's sensor stuck for 25 hours: on its repeats the local levels' errors are 0 and
+    their scales fell to nearly 0, so the first ordinary readings after it were 20-400 sigmas (issue 13: a
+    false alarm tens of rows after the stuck window). Their scales are floored at half their usual value
+    where the readings moved (point_scale_floor): those readings stay within ~12 sigmas, and an 8-sigma
+    spike 80 rows after the sensor came back is found (without the floor: below 0.9 on 3 of these 5 seeds, 0 on 2)."""
+    unfloored = dataclasses.replace(CSV_PARAMS, point_scale_floor=0.0)
+    for seed in range(1, 6):
+        rng = np.random.default_rng(seed)
+        n = 9 * DAY
+        y = np.round(60 + np.cumsum(rng.normal(0, 0.05, n)) + rng.normal(0, 0.3, n), 2)
+        at, end = 5 * DAY, 5 * DAY + 300
+        y[at:end] = y[at - 1]
+        times = START + np.arange(n, dtype=np.int64) * STEP
+        after = slice(end, end + 200)
+        assert np.nanmax(np.abs(d.score_series(y[None], times, CSV_PARAMS, with_evidence=True).point[0, after])) < 15
+        before = d.score_series(y[None], times, unfloored, with_evidence=True).point[0, after]
+        assert np.nanmax(np.abs(before)) > 15  # what the floor changes
+        y[end + 80] += 8 * 0.3
+        assert score_rows(table(y)).score[end + 80] >= 0.9, seed
 
 
 def test_the_first_day_is_a_learning_period_flagged_and_scored_zero(tmp_path):
