@@ -13,7 +13,9 @@ so the KPIs see each raise as it was, not as the alarm stands now.
 - top sources: (device, rule) by raises, all raises counted (held back ones are noise too);
 - chattering: sources held back as chattering; stale: alarms standing longer than 24 h now;
 - priority mix of annunciated raises (target about 80/15/5 low/medium/high);
-- time to acknowledge and to resolve, from arrival, of alarms (not advisories) that arrived in the range.
+- time to acknowledge, from arrival, of the annunciated alarms that arrived in the range (one held back
+  was never on the board to acknowledge: resolving it acknowledges it, which would count its time to
+  resolve as a late acknowledgement); time to resolve of every alarm (not advisories) that arrived in it.
 """
 
 import math
@@ -119,7 +121,7 @@ def kpis(db: ApiDb, since_ms: int, until_ms: int, now: int, positions: int = 1, 
             " FROM alerts WHERE resolved_ms IS NULL", (now - stale_after_ms,)).fetchone()
         acks = [r[0] for r in db.conn.execute(
             "SELECT acknowledged_ms - received_ms FROM alerts WHERE received_ms >= ? AND received_ms < ?"
-            " AND acknowledged_ms IS NOT NULL AND priority != 'advisory'", args)]
+            f" AND acknowledged_ms IS NOT NULL AND id IN (SELECT alert_id FROM ({ANNUNCIATED_SQL}))", args + args)]
         resolves = [r[0] for r in db.conn.execute(
             "SELECT resolved_ms - received_ms FROM alerts WHERE received_ms >= ? AND received_ms < ?"
             " AND resolved_ms IS NOT NULL AND priority != 'advisory'", args)]
