@@ -158,6 +158,14 @@ class DetectorParams:
     # 0.5, 1; analytics/README.md).
     point_scale_floor: float = 0.5
     point_scale_alpha: float = 0.002
+    # After a gap in the readings (time since the previous reading over the series' 90th-percentile interval:
+    # g), the local levels' scales grow by g**point_gap_power (a random walk's forecast error grows as the
+    # square root of the horizon), and the quick level restarts at the first reading after a gap of more than
+    # point_gap_restart intervals (its level, hours old, is stale; it followed the readings back only after
+    # several rows, each a many-sigma false alarm: issue 13, the first readings after 2-12 hour gaps). 0: off.
+    # The row score's only. Chosen on tuning seed 1 (restart 5, 10, 20 alike; analytics/README.md).
+    point_gap_power: float = 0.5
+    point_gap_restart: float = 10.0
     # Where the local level (the better of the quick and slow levels) forecasts over point_free_ratio
     # times better than the profile, now and over its recent past (a running mean of the log ratio of
     # their scales, point_free_alpha: ~50 readings), the point z is the local level's z alone, not held to

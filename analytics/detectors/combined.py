@@ -7,7 +7,16 @@ import numpy as np
 
 from analytics.config import DAY_MS, DEFAULT_PARAMS, DetectorParams
 from analytics.detectors import kernels
-from analytics.detectors.base import Anchor, Baseline, History, as_matrix, as_times, calibrate, typical_interval_ms
+from analytics.detectors.base import (
+    Anchor,
+    Baseline,
+    History,
+    as_matrix,
+    as_times,
+    calibrate,
+    long_interval_ms,
+    typical_interval_ms,
+)
 from analytics.detectors.drift import drift_evidence
 from analytics.detectors.flatline import flatline_evidence
 from analytics.detectors.level import _holt, robust_baseline
@@ -135,6 +144,17 @@ def _floored(x: np.ndarray, scale: np.ndarray, params: DetectorParams) -> np.nda
     return out
 
 
+def _gaps(x: np.ndarray, times: np.ndarray) -> np.ndarray:
+    """Each reading's time since the previous reading (not NaN) of its series, in the series' 90th-percentile
+    sampling intervals, at least 1 (1 also at a series' first reading)."""
+    t = np.broadcast_to(as_times(times, x.shape), x.shape).astype(np.float64)
+    last = np.maximum.accumulate(np.where(np.isnan(x), -np.inf, t), axis=1)
+    before = np.concatenate((np.full((x.shape[0], 1), -np.inf), last[:, :-1]), axis=1)
+    with np.errstate(invalid="ignore"):
+        gap = (t - before) / long_interval_ms(t.astype(np.int64))[:, None]
+    return np.where(np.isfinite(gap), np.maximum(gap, 1.0), 1.0)
+
+
 def _quick_level(x: np.ndarray, times: np.ndarray | None, keep: np.ndarray | None, params: DetectorParams,
                  recent: Baseline) -> tuple[np.ndarray, np.ndarray]:
     """The recent point z from whichever of two time scales has forecast better so far (smaller running scale).
@@ -146,17 +166,23 @@ def _quick_level(x: np.ndarray, times: np.ndarray | None, keep: np.ndarray | Non
     Both scales are floored (point_scale_floor, _floored) at a share of their
     usual value where the readings moved: a stuck sensor's repeats would
     otherwise leave them near 0 and the readings after them thousands of sigmas.
+    After a gap in the readings both scales grow (point_gap_power) and the
+    quick level restarts (point_gap_restart): a level hours old is stale.
     Returns (z, scale) of the better of the two per reading.
     """
-    if params.point_scale_floor > 0:
-        scale = _floored(x, recent.scale, params)
+    gaps = _gaps(x, times) if times is not None and (params.point_gap_power > 0 or params.point_gap_restart > 0) \
+        else None
+    widened = gaps is not None and params.point_gap_power > 0
+    widen = gaps ** params.point_gap_power if widened else 1.0
+    if params.point_scale_floor > 0 or widened:
+        scale = _floored(x, recent.scale, params) * widen
         with np.errstate(invalid="ignore", divide="ignore"):
             z = np.where(np.isnan(recent.z), np.nan, (x - recent.expected) / scale)
         recent = Baseline(recent.expected, scale, z)
     if params.quick_alpha <= 0:
         return recent.z, recent.scale
-    expected, scale = _holt(x, params.quick_alpha, params.scale_alpha, True, params)
-    scale = _floored(x, scale, params)
+    expected, scale = _holt(x, params.quick_alpha, params.scale_alpha, True, params, gaps, params.point_gap_restart)
+    scale = _floored(x, scale, params) * widen
     seen_before = np.cumsum(~np.isnan(x), axis=1) - ~np.isnan(x)
     with np.errstate(invalid="ignore"):
         quick = Baseline(expected, scale, np.where(seen_before >= params.warmup, (x - expected) / scale, np.nan))

@@ -14,11 +14,15 @@ import numpy as np
 
 
 def _holt(x: np.ndarray, expected: np.ndarray, scale: np.ndarray, a_level: float, a_scale: float,
-          a_trend: float, warmup: int, clip: float, mad_to_sigma: float, rel_floor: float, abs_floor: float) -> None:
+          a_trend: float, warmup: int, clip: float, mad_to_sigma: float, rel_floor: float, abs_floor: float,
+          gaps: np.ndarray, restart: float) -> None:
     """robust_baseline's recursion for (S, T) values x; fills expected and scale (NaN before a series' first reading).
 
     Start-up: plain running means (step 1/n) and unclipped updates until
-    `warmup` readings; then Huber-clipped EWMAs.
+    `warmup` readings; then Huber-clipped EWMAs. With restart > 0, gaps (S, T)
+    holds each reading's time since the previous one in typical intervals: a
+    reading after a gap of more than `restart` of them restarts the level
+    there (no slope; the scale kept), as at a series' first reading.
     """
     n_series, n_times = x.shape
     for s in range(n_series):
@@ -35,6 +39,9 @@ def _holt(x: np.ndarray, expected: np.ndarray, scale: np.ndarray, a_level: float
             scale[s, t] = sc if seen else math.nan
             if not valid:
                 continue  # a missing reading freezes the state
+            if restart > 0 and seen and gaps[s, t] > restart:
+                level, slope, last = xt, 0.0, xt  # the level is stale after a long gap: it restarts here
+                continue
             residual = xt - forecast
             step_level = max(a_level, 1.0 / (count + 1.0))
             step_scale = max(a_scale, 1.0 / max(count, 1.0))

@@ -48,14 +48,21 @@ def robust_baseline(values: np.ndarray, params: DetectorParams = DEFAULT_PARAMS,
 
 
 def _holt(x: np.ndarray, a_level: float, a_scale: float, trend: bool,
-          params: DetectorParams) -> tuple[np.ndarray, np.ndarray]:
-    """robust_baseline's recursion (kernels.holt, compiled): (expected, scale), (S, T)."""
+          params: DetectorParams, gaps: np.ndarray | None = None,
+          restart: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """robust_baseline's recursion (kernels.holt, compiled): (expected, scale), (S, T). With `gaps` (S, T) and
+    restart > 0, the level restarts at a reading after a gap of more than `restart` typical intervals."""
     x = np.ascontiguousarray(x, dtype=np.float64)
     expected, scale = np.empty(x.shape), np.empty(x.shape)
+    on = gaps is not None and restart > 0
     kernels.holt(x, expected, scale, float(a_level), float(a_scale),
                   float(a_level * params.trend_beta if trend else 0.0), int(params.warmup),
                   float(params.huber_clip), float(params.mad_to_sigma), float(params.rel_scale_floor),
-                  float(params.abs_scale_floor))
+                  float(params.abs_scale_floor), np.ascontiguousarray(gaps, dtype=np.float64) if on else _NO_GAPS,
+                  float(restart) if on else 0.0)
     return expected, scale
+
+
+_NO_GAPS = np.zeros((1, 1))
 
 

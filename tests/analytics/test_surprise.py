@@ -253,6 +253,34 @@ def test_the_readings_after_a_stuck_sensor_are_judged_with_the_scale_from_before
         assert score_rows(table(y)).score[end + 80] >= 0.9, seed
 
 
+def test_the_first_readings_after_a_gap_are_judged_against_a_level_that_is_not_hours_old():
+    """A wandering series read every minute with a 3-hour gap (a logger offline): while it was off the level
+    wandered ~7 noise sigmas, and the quick level, hours old, followed the readings back only over several
+    rows, each scoring up to 0.98 (issue 13: the first readings after 2-12 hour gaps were false alarms). After
+    a long gap the local levels' scales grow with the square root of the gap and the quick level restarts
+    (point_gap_power, point_gap_restart): those rows score 0, and an 8-sigma spike 30 rows later is found."""
+    no_gap_rule = dataclasses.replace(CSV_PARAMS, point_gap_power=0.0, point_gap_restart=0.0)
+    alarmed_before = 0
+    for seed in range(8):
+        rng = np.random.default_rng(seed)
+        n = 8 * 1440
+        times = START + np.arange(n, dtype=np.int64) * 60_000
+        y = 20 + np.cumsum(rng.normal(0, 0.05, n)) + rng.normal(0, 0.1, n)
+        off = 6 * 1440 + 8 * 60
+        keep = np.ones(n, dtype=bool)
+        keep[off:off + 180] = False
+        values, kept = y[keep], times[keep]
+        gapped = Table(None, [[str(t), str(v)] for t, v in zip(kept, values, strict=True)], 0, 1, kept, values)
+        after = slice(off, off + 20)  # the first 20 readings after the gap
+        assert score_rows(gapped).score[after].max() < 0.5, seed
+        alarmed_before += score_rows(gapped, no_gap_rule).score[after].max() >= 0.8
+        values = values.copy()
+        values[off + 30] += 8 * 0.1
+        spiked = Table(None, gapped.rows, 0, 1, kept, values)
+        assert score_rows(spiked).score[off + 30] >= 0.9, seed
+    assert alarmed_before >= 4  # what the rule changes: 5 of these 8 without it
+
+
 def test_the_first_day_is_a_learning_period_flagged_and_scored_zero(tmp_path):
     """The first day of a file is learnt, not judged: its rows score 0 and say so in a `learning` column;
     the detectors learn meanwhile, so a spike right after it is found."""
