@@ -144,15 +144,16 @@ def _floored(x: np.ndarray, scale: np.ndarray, params: DetectorParams) -> np.nda
     return out
 
 
-def _gaps(x: np.ndarray, times: np.ndarray) -> np.ndarray:
+def _gaps(x: np.ndarray, times: np.ndarray, power: float) -> tuple[np.ndarray, np.ndarray]:
     """Each reading's time since the previous reading (not NaN) of its series, in the series' 90th-percentile
-    sampling intervals, at least 1 (1 also at a series' first reading)."""
-    t = np.broadcast_to(as_times(times, x.shape), x.shape).astype(np.float64)
-    last = np.maximum.accumulate(np.where(np.isnan(x), -np.inf, t), axis=1)
-    before = np.concatenate((np.full((x.shape[0], 1), -np.inf), last[:, :-1]), axis=1)
-    with np.errstate(invalid="ignore"):
-        gap = (t - before) / long_interval_ms(t.astype(np.int64))[:, None]
-    return np.where(np.isfinite(gap), np.maximum(gap, 1.0), 1.0)
+    sampling intervals, at least 1 (1 also at a series' first reading); and that to the `power`."""
+    t = np.asarray(as_times(times, x.shape))
+    rows = t[:1] if np.ndim(times) == 1 else t
+    interval = np.broadcast_to(long_interval_ms(rows), (x.shape[0],)).astype(np.float64)
+    gaps, widen = np.empty(x.shape), np.empty(x.shape)
+    kernels.gap_ratios(np.ascontiguousarray(x, dtype=np.float64), np.ascontiguousarray(rows), interval,
+                       float(power), gaps, widen)
+    return gaps, widen
 
 
 def _quick_level(x: np.ndarray, times: np.ndarray | None, keep: np.ndarray | None, params: DetectorParams,
@@ -170,10 +171,11 @@ def _quick_level(x: np.ndarray, times: np.ndarray | None, keep: np.ndarray | Non
     quick level restarts (point_gap_restart): a level hours old is stale.
     Returns (z, scale) of the better of the two per reading.
     """
-    gaps = _gaps(x, times) if times is not None and (params.point_gap_power > 0 or params.point_gap_restart > 0) \
-        else None
+    gaps = widen = None
+    if times is not None and (params.point_gap_power > 0 or params.point_gap_restart > 0):
+        gaps, widen = _gaps(x, times, params.point_gap_power)
     widened = gaps is not None and params.point_gap_power > 0
-    widen = gaps ** params.point_gap_power if widened else 1.0
+    widen = widen if widened else 1.0
     if params.point_scale_floor > 0 or widened:
         scale = _floored(x, recent.scale, params) * widen
         with np.errstate(invalid="ignore", divide="ignore"):

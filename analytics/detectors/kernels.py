@@ -98,7 +98,32 @@ def _floor_on_moves(x: np.ndarray, scale: np.ndarray, out: np.ndarray, floor: fl
             last = xt
 
 
+def _gap_ratios(x: np.ndarray, t: np.ndarray, interval: np.ndarray, power: float, gaps: np.ndarray,
+                widen: np.ndarray) -> None:
+    """combined._gaps' one pass: per reading, the time since the series' previous reading (not NaN) in its
+    interval[s] (at least 1; 1 at its first reading and where the interval is not a positive number) into gaps,
+    and gaps ** power into widen. x (S, T), t (S, T) or (1, T) int64 ms."""
+    n_series, n_times = x.shape
+    shared = t.shape[0] == 1
+    for s in range(n_series):
+        row = 0 if shared else s
+        step = interval[s]
+        known = step > 0  # False for NaN too
+        last = 0
+        seen = False
+        for j in range(n_times):
+            ratio = 1.0
+            if seen and known:
+                ratio = max((t[row, j] - last) / step, 1.0)
+            gaps[s, j] = ratio
+            widen[s, j] = 1.0 if ratio == 1.0 else ratio ** power
+            if not math.isnan(x[s, j]):
+                last = t[row, j]
+                seen = True
+
+
 holt = numba.njit(cache=True, nogil=True)(_holt)
+gap_ratios = numba.njit(cache=True, nogil=True)(_gap_ratios)
 floor_on_moves = numba.njit(cache=True, nogil=True)(_floor_on_moves)
 cusum = numba.njit(cache=True, nogil=True)(_cusum)
 
