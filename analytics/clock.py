@@ -22,7 +22,7 @@ clock_offset incident is cleared by the first live message after a restart.
 import numpy as np
 
 from analytics.buffers import SeriesBlock
-from analytics.config import DetectorParams, EngineParams
+from analytics.config import PASS_BLOCK_ROWS, DetectorParams, EngineParams
 from analytics.detectors import median_interval_ms
 from analytics.incidents import Detail, Finding, changes, newest
 from analytics.rules import Hysteresis, clock_offset_score
@@ -39,6 +39,7 @@ class ClockScorer:
         self.detector = detector
         self.hysteresis = Hysteresis()
         self.pending: dict[int, int] = {}  # row -> delays added since the last pass
+        self.block_rows = PASS_BLOCK_ROWS  # devices scored at once (0: all at once)
 
     def observe(self, arrivals: SeriesBlock, device: str, received_ms: int, newest_ms: int) -> None:
         """One live message of `device`: arrived at `received_ms`, its newest reading stamped `newest_ms`."""
@@ -54,12 +55,26 @@ class ClockScorer:
         pending, self.pending = self.pending, {}
         rows = np.array(sorted(pending))
         counts = np.array([pending[row] for row in rows])
-        lags, times = arrivals.values[rows], arrivals.times[rows]
-        interval = np.nan_to_num(median_interval_ms(times), nan=self.default_interval_ms)
-        score = clock_offset_score(lags, float(np.median(interval)), self.detector)
+        step = self.block_rows if self.block_rows > 0 else rows.size
+        blocks = [slice(start, start + step) for start in range(0, rows.size, step)]
+        # the pass's devices share one interval (the median of theirs): found before any block is scored
+        interval = np.concatenate([np.nan_to_num(median_interval_ms(arrivals.times[rows[part]]),
+                                                 nan=self.default_interval_ms) for part in blocks])
+        interval_ms = float(np.median(interval))
         self.hysteresis.resize(int(rows.max()) + 1)
+        width = int(counts.max())
+        findings = []
+        for part in blocks:  # each device is scored on its own: blocks bound the temporaries
+            findings += self._score_rows(arrivals, rows[part], counts[part], interval_ms, width)
+        return findings
+
+    def _score_rows(self, arrivals: SeriesBlock, rows: np.ndarray, counts: np.ndarray, interval_ms: float,
+                    width: int) -> list[Finding]:
+        """score() for one block of its rows (sorted), with the pass's interval and widest count."""
+        lags, times = arrivals.values[rows], arrivals.times[rows]
+        score = clock_offset_score(lags, interval_ms, self.detector)
         was_active = self.hysteresis.active[rows].copy()
-        flags = self.hysteresis.step(newest(score, counts, int(counts.max())), self.detector, rows)
+        flags = self.hysteresis.step(newest(score, counts, width), self.detector, rows)
         findings = []
         for i, row in enumerate(rows):
             n = counts[i]

@@ -20,6 +20,11 @@ if TYPE_CHECKING:
 
 DAY_MS = 24 * 3600 * 1000
 WEEK_MS = 7 * DAY_MS
+# Series (or devices, for the clock scorer) scored at once in an engine pass. A pass's copies of the rows' buffers
+# and its temporaries cost ~35 KB a series (~23 KB a device for the clock): all of 20,000 series at once took
+# ~0.7 GB above the engine's steady resident memory (bench/bench_pass_peak.py); a block of 1,024 ~35 MB. Every
+# row is scored on its own, so the results are the same for any block size (tests/analytics/test_pass_blocks.py).
+PASS_BLOCK_ROWS = 1024
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ import orjson
 
 from analytics import clock, nightflow, peercheck
 from analytics.buffers import CoarseHistory
-from analytics.config import PEER_METRICS, EngineParams
+from analytics.config import PASS_BLOCK_ROWS, PEER_METRICS, EngineParams
 from analytics.detectors import Anchor, Baseline, History, silence_score
 from analytics.detectors.stream import Tiers
 from analytics.explain import explain
@@ -64,6 +64,7 @@ class AnalyticsEngine:
         self.clock = clock.ClockScorer(self.params, self.detector)
         self.pending: dict[str, list] = defaultdict(list)  # metric -> [(row, samples added, live)] since the pass
         self.rebuild_budget = self.params.rebuilds_per_pass  # rebuilds left in this pass (_defer_rebuilds)
+        self.block_rows = PASS_BLOCK_ROWS  # series of a metric scored at once in a pass (0: all at once)
         self.counters: Counter[str] = Counter()
         self.peer_pool: ThreadPoolExecutor | None = None  # check_peers_beside's thread, made on first use
         self.peer_running: tuple[peercheck.PeerJob, Future] | None = None
@@ -168,18 +169,29 @@ class AnalyticsEngine:
         if self.copying is not None:  # the detectors' state of these rows changes now: copied first
             for row in rows.tolist():
                 self.copying.keep(metric, row)
+        width = max(new_count.values())
+        self.learnt.stream(metric, self.detector).resize(int(rows.max()) + 1)
+        self.learnt.states[metric].resize(int(rows.max()) + 1)
+        step = self.block_rows if self.block_rows > 0 else rows.size
+        findings = []
+        for start in range(0, rows.size, step):  # every row is scored on its own: blocks bound the temporaries
+            findings += self._score_rows(metric, rows[start:start + step], new_count, live, width)
+        return findings
+
+    def _score_rows(self, metric: str, rows: np.ndarray, new_count: dict[int, int], live: dict[int, bool],
+                    width: int) -> list[Finding]:
+        """_score for one block of its rows (sorted), `width` the pass's most new samples of a row."""
+        block = self.learnt.blocks[metric]
         values, times = block.values[rows], block.times[rows]
-        scored = self._score_new(metric, rows, np.array([new_count[row] for row in rows]))
+        scored = self._score_new(metric, rows, np.array([new_count[row] for row in rows]), width)
         score, rule, severity, anchor = scored.score, scored.rule, scored.severity, scored.anchor
         expected, scale, z = scored.baseline.expected, scored.baseline.scale, scored.baseline.z
         # Only the new samples of live batches feed the incidents; history fills the buffer only.
-        width = max(new_count.values())
         fed = np.array([new_count[row] if live[row] else 0 for row in rows])
         feed, fed_values = newest(score, fed, width), newest(values, fed, width)
         fed_anchor = None if anchor is None else \
             Anchor(*(newest(part, fed, width) for part in (anchor.profile, anchor.bias, anchor.scale)))
         state = self.learnt.states[metric]
-        state.resize(int(rows.max()) + 1)
         was_active = state.active[rows].copy()
         after_flags = state.step(feed, self.detector, rows, values=fed_values, anchor=fed_anchor)
         findings = []
@@ -212,35 +224,41 @@ class AnalyticsEngine:
             self.pending[metric].append((row, new_count.pop(row), live.pop(row)))
         self.counters["rebuilds_waiting"] = sum(len(items) for items in self.pending.values())
 
-    def _score_new(self, metric: str, rows: np.ndarray, counts: np.ndarray) -> MetricScores:
-        """The rules over each row's newest counts[i] samples, right-aligned in max(counts) columns (NaN, '' on
-        the left): the detectors go on from their state (detectors.stream), so a pass costs the new samples. A
-        row without a state yet (new, or loaded from a file without one) is first scored over its whole buffer."""
+    def _score_new(self, metric: str, rows: np.ndarray, counts: np.ndarray, width: int = 0) -> MetricScores:
+        """The rules over each row's newest counts[i] samples, right-aligned in `width` columns (default
+        max(counts); NaN, '' on the left): the detectors go on from their state (detectors.stream), so a pass
+        costs the new samples. A row without a state yet (new, or loaded from a file without one) is first scored
+        over its whole buffer."""
         block = self.learnt.blocks[metric]
         stream = self.learnt.stream(metric, self.detector)
         stream.resize(int(rows.max()) + 1)
         fresh = stream.arrays["scored"][rows] == 0
         held = (block.times[rows] > 0).sum(axis=1)
         columns = np.where(fresh, np.maximum(held, counts), counts)
-        width = int(counts.max())
+        width = width or int(counts.max())
         shape = (rows.size, width)
         out = MetricScores(np.full(shape, np.nan), np.full(shape, "", dtype=object), np.full(shape, "", dtype=object),
                            Baseline(*(np.full(shape, np.nan) for _ in range(3))),
                            Anchor(*(np.full(shape, np.nan) for _ in range(3))))
         for n in np.unique(columns):
-            picked = np.flatnonzero(columns == n)
-            group = rows[picked]
-            part = score_metric_new(metric, stream, group, block.values[group], block.times[group], int(n),
-                                    self.detector, history=self._tiers(metric, group))
-            keep = min(int(n), width)
-            target = (picked, slice(width - keep, width))
-            out.score[target], out.rule[target], out.severity[target] = \
-                part.score[:, -keep:], part.rule[:, -keep:], part.severity[:, -keep:]
-            for mine, theirs in ((out.baseline, part.baseline), (out.anchor, part.anchor)):
-                if theirs is None:
-                    continue
-                for name in ("expected", "scale", "z") if mine is out.baseline else ("profile", "bias", "scale"):
-                    getattr(mine, name)[target] = getattr(theirs, name)[:, -keep:]
+            same = np.flatnonzero(columns == n)
+            # at most 16 x block_rows samples at once: a row rebuilt over its whole buffer (n its samples) has
+            # ~330 KB of temporaries at 720 samples
+            step = max(1, self.block_rows * 16 // int(n)) if self.block_rows > 0 else same.size
+            for start in range(0, same.size, step):
+                picked = same[start:start + step]
+                group = rows[picked]
+                part = score_metric_new(metric, stream, group, block.values[group], block.times[group], int(n),
+                                        self.detector, history=self._tiers(metric, group))
+                keep = min(int(n), width)
+                target = (picked, slice(width - keep, width))
+                out.score[target], out.rule[target], out.severity[target] = \
+                    part.score[:, -keep:], part.rule[:, -keep:], part.severity[:, -keep:]
+                for mine, theirs in ((out.baseline, part.baseline), (out.anchor, part.anchor)):
+                    if theirs is None:
+                        continue
+                    for name in ("expected", "scale", "z") if mine is out.baseline else ("profile", "bias", "scale"):
+                        getattr(mine, name)[target] = getattr(theirs, name)[:, -keep:]
         if metric in SKIP_STATISTICAL:
             out.anchor = None
         return out
