@@ -171,6 +171,16 @@ class DetectorParams:
     # The row score's only. Chosen on tuning seed 1 (restart 5, 10, 20 alike; analytics/README.md).
     point_gap_power: float = 0.5
     point_gap_restart: float = 10.0
+    # The scales of the point z (the daily/weekly profile's fit and the local levels') never below
+    # point_resolution_floor times the series' resolution: its smallest non-zero step between successive
+    # readings so far (causal, per series). A reading is known no better than its resolution: on counts,
+    # beds or step-wise readings whose earlier days repeat exactly at some hour, the profile's scale there
+    # was ~0 (its errors were 0) and the next reading one step off was a z of 1e9 (issue 13: an occupancy
+    # profile). The local levels already kept half a step (kernels.holt), the profile's fit only half of its
+    # own residual's smallest step, none while that was 0. 0: no floor. `city score` only (its row score and
+    # incident columns; the engine's profile is unchanged). Chosen on tuning seed 1 (0.5 of 0.25, 0.4, 0.5,
+    # 0.75, 1; 0.25 left a one-step change at 0.94; analytics/README.md).
+    point_resolution_floor: float = 0.5
     # Where the local level (the better of the quick and slow levels) forecasts over point_free_ratio
     # times better than the profile, now and over its recent past (a running mean of the log ratio of
     # their scales, point_free_alpha: ~50 readings), the point z is the local level's z alone, not held to

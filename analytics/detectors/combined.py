@@ -144,6 +144,28 @@ def _floored(x: np.ndarray, scale: np.ndarray, params: DetectorParams) -> np.nda
     return out
 
 
+def _at_resolution(x: np.ndarray, scale: np.ndarray, params: DetectorParams) -> np.ndarray:
+    """scale never below params.point_resolution_floor times the series' resolution (its smallest non-zero
+    step between successive readings so far, kernels.floor_at_resolution); unchanged with the floor 0."""
+    if params.point_resolution_floor <= 0:
+        return scale
+    out = np.empty(scale.shape)
+    kernels.floor_at_resolution(np.ascontiguousarray(x, dtype=np.float64),
+                                np.ascontiguousarray(scale, dtype=np.float64), out,
+                                float(params.point_resolution_floor))
+    return out
+
+
+def _profile_at_resolution(x: np.ndarray, season: Baseline, params: DetectorParams) -> Baseline:
+    """The profile's fit with its scale floored at the series' resolution (_at_resolution), z and plain z
+    rescaled to it: on counts or step-wise readings whose earlier days repeat exactly at some hour, the fit's
+    scale there is ~0 (its own errors were 0) and a reading one step off was a z of 1e9 (issue 13)."""
+    scale = _at_resolution(x, season.scale, params)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        shrink = season.scale / scale
+    return Baseline(season.expected, scale, season.z * shrink, season.plain_z * shrink, season.profile)
+
+
 def _gaps(x: np.ndarray, times: np.ndarray, power: float) -> tuple[np.ndarray, np.ndarray]:
     """Each reading's time since the previous reading (not NaN) of its series, in the series' 90th-percentile
     sampling intervals, at least 1 (1 also at a series' first reading); and that to the `power`."""
@@ -167,7 +189,9 @@ def _quick_level(x: np.ndarray, times: np.ndarray | None, keep: np.ndarray | Non
     Both scales are floored (point_scale_floor, _floored) at a share of their
     usual value where the readings moved: a stuck sensor's repeats would
     otherwise leave them near 0 and the readings after them thousands of sigmas.
-    After a gap in the readings both scales grow (point_gap_power) and the
+    Both are also never below point_resolution_floor times the series'
+    smallest step so far (_at_resolution), as the profile's fit in the
+    row score. After a gap in the readings both scales grow (point_gap_power) and the
     quick level restarts (point_gap_restart): a level hours old is stale.
     Returns (z, scale) of the better of the two per reading.
     """
@@ -176,15 +200,15 @@ def _quick_level(x: np.ndarray, times: np.ndarray | None, keep: np.ndarray | Non
         gaps, widen = _gaps(x, times, params.point_gap_power)
     widened = gaps is not None and params.point_gap_power > 0
     widen = widen if widened else 1.0
-    if params.point_scale_floor > 0 or widened:
-        scale = _floored(x, recent.scale, params) * widen
+    if params.point_scale_floor > 0 or widened or params.point_resolution_floor > 0:
+        scale = _at_resolution(x, _floored(x, recent.scale, params), params) * widen
         with np.errstate(invalid="ignore", divide="ignore"):
             z = np.where(np.isnan(recent.z), np.nan, (x - recent.expected) / scale)
         recent = Baseline(recent.expected, scale, z)
     if params.quick_alpha <= 0:
         return recent.z, recent.scale
     expected, scale = _holt(x, params.quick_alpha, params.scale_alpha, True, params, gaps, params.point_gap_restart)
-    scale = _floored(x, scale, params) * widen
+    scale = _at_resolution(x, _floored(x, scale, params), params) * widen
     seen_before = np.cumsum(~np.isnan(x), axis=1) - ~np.isnan(x)
     with np.errstate(invalid="ignore"):
         quick = Baseline(expected, scale, np.where(seen_before >= params.warmup, (x - expected) / scale, np.nan))
@@ -198,6 +222,8 @@ def _score_block(x: np.ndarray, times: np.ndarray | None, params: DetectorParams
                  history: History | None = None, row_point: bool = False) -> Scores:
     recent = robust_baseline(x, params)
     season = None if times is None else seasonal_baseline(x, times, params, history)
+    if season is not None and row_point and params.point_resolution_floor > 0:
+        season = _profile_at_resolution(x, season, params)
     has_season = None if season is None else np.isfinite(season.z)
     if times is not None and params.day_scale_floor > 0:
         recent = _widened(x, times, recent, has_season, params)

@@ -98,6 +98,25 @@ def _floor_on_moves(x: np.ndarray, scale: np.ndarray, out: np.ndarray, floor: fl
             last = xt
 
 
+def _floor_at_resolution(x: np.ndarray, scale: np.ndarray, out: np.ndarray, fraction: float) -> None:
+    """out = scale, never below `fraction` times the series' resolution: the smallest non-zero step between
+    two successive readings (not NaN) of its row before t. (S, T); before the first step, or NaN scale: scale."""
+    n_series, n_times = x.shape
+    for s in range(n_series):
+        quantum = 0.0
+        last = math.nan
+        for t in range(n_times):
+            sc = scale[s, t]
+            out[s, t] = sc if quantum == 0.0 or math.isnan(sc) else max(sc, fraction * quantum)
+            xt = x[s, t]
+            if math.isnan(xt):
+                continue
+            step = abs(xt - last)  # NaN at the first reading: no step
+            if step > 0 and (quantum == 0.0 or step < quantum):
+                quantum = step
+            last = xt
+
+
 def _gap_ratios(x: np.ndarray, t: np.ndarray, interval: np.ndarray, power: float, gaps: np.ndarray,
                 widen: np.ndarray) -> None:
     """combined._gaps' one pass: per reading, the time since the series' previous reading (not NaN) in its
@@ -125,6 +144,7 @@ def _gap_ratios(x: np.ndarray, t: np.ndarray, interval: np.ndarray, power: float
 holt = numba.njit(cache=True, nogil=True)(_holt)
 gap_ratios = numba.njit(cache=True, nogil=True)(_gap_ratios)
 floor_on_moves = numba.njit(cache=True, nogil=True)(_floor_on_moves)
+floor_at_resolution = numba.njit(cache=True, nogil=True)(_floor_at_resolution)
 cusum = numba.njit(cache=True, nogil=True)(_cusum)
 
 

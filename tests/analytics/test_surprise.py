@@ -12,6 +12,7 @@ from analytics import detectors as d
 from analytics.config import CSV_PARAMS
 from analytics.config import DEFAULT_PARAMS as P
 from analytics.csvscore import Table, score_rows
+from analytics.detectors import combined
 from analytics.detectors.surprise import row_score, row_surprise
 from analytics.rowwise import best_row_wise, row_wise, windowed_gaussian
 from telemetry_cli.main import app
@@ -279,6 +280,46 @@ def test_the_first_readings_after_a_gap_are_judged_against_a_level_that_is_not_h
         spiked = Table(None, gapped.rows, 0, 1, kept, values)
         assert score_rows(spiked).score[off + 30] >= 0.9, seed
     assert alarmed_before >= 4  # what the rule changes: 5 of these 8 without it
+
+
+def test_the_resolution_floor_uses_only_the_steps_before_each_reading():
+    """combined._at_resolution: the scale never below point_resolution_floor times the smallest non-zero step
+    between successive readings before t (NaN readings skipped, not a step); unchanged before the first step."""
+    x = np.array([[5.0, 5.0, 7.0, np.nan, 8.0, 8.0, 6.0, 6.5]])
+    scale = np.array([[1e-9, 1e-9, 1e-9, 1e-9, 1e-9, 3.0, 1e-9, 1e-9]])
+    floored = combined._at_resolution(x, scale, dataclasses.replace(CSV_PARAMS, point_resolution_floor=0.5))
+    np.testing.assert_array_equal(floored, [[1e-9, 1e-9, 1e-9, 1.0, 1.0, 3.0, 0.5, 0.5]])
+    off = combined._at_resolution(x, scale, dataclasses.replace(CSV_PARAMS, point_resolution_floor=0.0))
+    np.testing.assert_array_equal(off, scale)
+
+
+def test_a_one_step_change_of_a_count_whose_hours_repeated_exactly_is_no_anomaly_and_a_spike_still_is():
+    """An occupancy count every 5 minutes (integers, a daily cycle, nights flat at 8) whose night hours repeat
+    exactly day after day: the profile's errors there were all 0, so its scale fell to ~0 and a count one above
+    or below scored ~1 (issue 13: a z of 1e9). The scales are floored at half the series' resolution, its
+    smallest step so far (point_resolution_floor): one step off is 2 sigmas and scores 0, while a spike or dip
+    of 6 counts (6 sigmas of the daytime noise, sd ~1 count) still scores >= 0.9. The series starts at noon:
+    its readings move from the first rows, so the resolution is known (a file that starts with a flat night
+    has none at its first step, which is then a constant series that changes: scored as such)."""
+    unfloored = dataclasses.replace(CSV_PARAMS, point_resolution_floor=0.0)
+    n = 10 * DAY
+    times = START + 12 * 3_600_000 + np.arange(n, dtype=np.int64) * STEP
+    hour = (times % 86_400_000) / 3_600_000
+    exact = np.clip(np.round(20 + 15 * np.sin(2 * np.pi * (hour - 8) / 24)), 8, None)
+    nights = [k for k in range(n - DAY, n) if 1 <= hour[k] < 4][::9]
+    for seed in range(3):
+        noisy = exact + np.where((hour > 7) & (hour < 21), np.round(np.random.default_rng(seed).normal(0, 1, n)), 0)
+        for series in (exact, noisy):
+            for k in nights:
+                for change, low in ((1, True), (-1, True), (6, False), (-6, False)):
+                    y = series.copy()
+                    y[k] += change
+                    changed = Table(None, [], 0, 1, times, y)
+                    score = score_rows(changed).score[k]
+                    assert score < 0.5 if low else score >= 0.9, (seed, k, change, score)
+    y = exact.copy()
+    y[nights[0]] += 1
+    assert score_rows(Table(None, [], 0, 1, times, y), unfloored).score[nights[0]] > 0.9  # what the floor changes
 
 
 def test_the_first_day_is_a_learning_period_flagged_and_scored_zero(tmp_path):
