@@ -4,6 +4,7 @@ what to install, never a silent skip."""
 
 import secrets
 import shutil
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,6 +28,17 @@ def _require(name: str) -> str:
         return find_binary(name)
     except MissingBinary as exc:
         pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.fixture(autouse=True)
+def _stop_leftover_mqtt_recorders() -> Iterator[None]:
+    """A test's MQTT recorders (tests/security/support.py) stop with it: one left running reconnects into
+    later tests, and met a test's fake socket there (an exception in its thread)."""
+    yield
+    support = sys.modules.get("tests.security.support")  # not imported: no recorder ever started
+    if support is not None:
+        for recorder in list(support.Recorder.running):
+            recorder.stop()
 
 
 @pytest.fixture(scope="session")

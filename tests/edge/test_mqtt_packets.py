@@ -4,6 +4,10 @@ credentials, PUBLISH at QoS 0 and 1 waiting for its PUBACK, SUBSCRIBE and a
 refused SUBACK, an incoming QoS 1 message acknowledged, keepalive PINGREQ,
 DISCONNECT, a refused CONNACK, and the MQTT 3.1.1 remaining-length examples."""
 
+import select
+import socket
+import types
+
 import pytest
 
 from edge import mqtt
@@ -53,9 +57,16 @@ class FakePoll:
 def wire(monkeypatch):
     """Route the client's socket to a FakeSocket; the test sets its replies."""
     sock = FakeSocket()
-    monkeypatch.setattr(mqtt.socket, "getaddrinfo", lambda host, port, *a: [(2, 1, 6, "", (host, port))])
-    monkeypatch.setattr(mqtt.socket, "socket", lambda *a: sock)
-    monkeypatch.setattr(mqtt.select, "poll", lambda: FakePoll(sock))
+    # the firmware module's own view of socket and select, not the modules themselves: a patched
+    # socket.socket would hand the fake to every thread of the test process (a broker client of another
+    # test reconnecting meanwhile got one and died on it)
+    fake_socket = types.SimpleNamespace(**vars(socket))
+    fake_socket.getaddrinfo = lambda host, port, *a: [(2, 1, 6, "", (host, port))]
+    fake_socket.socket = lambda *a: sock
+    fake_select = types.SimpleNamespace(**vars(select))
+    fake_select.poll = lambda: FakePoll(sock)
+    monkeypatch.setattr(mqtt, "socket", fake_socket)
+    monkeypatch.setattr(mqtt, "select", fake_select)
     return sock
 
 

@@ -4,6 +4,7 @@ real Mosquitto, and MQTT clients that record what really happened."""
 import threading
 import time
 from pathlib import Path
+from typing import ClassVar
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -41,6 +42,10 @@ class Stack:
 
 class Recorder:
     """An MQTT client (device or service) that records connects, refusals, disconnects and messages."""
+
+    # started and not stopped; tests/conftest.py stops them after each test, as one left running reconnects
+    # (every 60-120 s) into later tests
+    running: ClassVar[set["Recorder"]] = set()
 
     def __init__(self, port: int, username: str | None, password: str | None, client_id: str | None = None,
                  clean_session: bool = True, protocol: int = mqtt.MQTTv311, ca: Path | None = None):
@@ -81,6 +86,7 @@ class Recorder:
     def start(self, timeout_s: float = 5) -> "Recorder":
         self.client.connect("127.0.0.1", self.port, keepalive=5)
         self.client.loop_start()
+        self.running.add(self)
         self.answered.wait(timeout_s)
         return self
 
@@ -102,6 +108,7 @@ class Recorder:
         return [m.payload for m in self.messages if m.topic == topic]
 
     def stop(self) -> None:
+        self.running.discard(self)
         self.client.disconnect()
         self.client.loop_stop()
 
