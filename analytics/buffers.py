@@ -15,6 +15,13 @@ import numpy as np
 GROWTH = 16  # row blocks grow by 1/GROWTH of their rows (at least their initial rows): ~3 % slack on average
 
 
+def row_blocks(n_rows: int, block_rows: int) -> list[slice]:
+    """Consecutive slices of at most block_rows rows (one slice of all when block_rows is 0): a pass over many
+    series in blocks, so its temporaries are bounded by the block, not the fleet."""
+    size = block_rows if block_rows > 0 else max(n_rows, 1)
+    return [slice(start, min(start + size, n_rows)) for start in range(0, n_rows, size)]
+
+
 class SeriesBlock:
     def __init__(self, capacity: int, initial_rows: int = 64):
         if capacity < 2:

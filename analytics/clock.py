@@ -21,7 +21,7 @@ clock_offset incident is cleared by the first live message after a restart.
 
 import numpy as np
 
-from analytics.buffers import SeriesBlock
+from analytics.buffers import SeriesBlock, row_blocks
 from analytics.config import PASS_BLOCK_ROWS, DetectorParams, EngineParams
 from analytics.detectors import median_interval_ms
 from analytics.incidents import Detail, Finding, changes, newest
@@ -55,8 +55,7 @@ class ClockScorer:
         pending, self.pending = self.pending, {}
         rows = np.array(sorted(pending))
         counts = np.array([pending[row] for row in rows])
-        step = self.block_rows if self.block_rows > 0 else rows.size
-        blocks = [slice(start, start + step) for start in range(0, rows.size, step)]
+        blocks = row_blocks(rows.size, self.block_rows)
         # the pass's devices share one interval (the median of theirs): found before any block is scored
         interval = np.concatenate([np.nan_to_num(median_interval_ms(arrivals.times[rows[part]]),
                                                  nan=self.default_interval_ms) for part in blocks])

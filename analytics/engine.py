@@ -26,7 +26,7 @@ import numpy as np
 import orjson
 
 from analytics import clock, nightflow, peercheck
-from analytics.buffers import CoarseHistory
+from analytics.buffers import CoarseHistory, row_blocks
 from analytics.config import PASS_BLOCK_ROWS, PEER_METRICS, EngineParams
 from analytics.detectors import Anchor, Baseline, History, silence_score
 from analytics.detectors.stream import Tiers
@@ -172,10 +172,9 @@ class AnalyticsEngine:
         width = max(new_count.values())
         self.learnt.stream(metric, self.detector).resize(int(rows.max()) + 1)
         self.learnt.states[metric].resize(int(rows.max()) + 1)
-        step = self.block_rows if self.block_rows > 0 else rows.size
         findings = []
-        for start in range(0, rows.size, step):  # every row is scored on its own: blocks bound the temporaries
-            findings += self._score_rows(metric, rows[start:start + step], new_count, live, width)
+        for part in row_blocks(rows.size, self.block_rows):  # every row is scored on its own: blocks bound memory
+            findings += self._score_rows(metric, rows[part], new_count, live, width)
         return findings
 
     def _score_rows(self, metric: str, rows: np.ndarray, new_count: dict[int, int], live: dict[int, bool],
@@ -244,9 +243,9 @@ class AnalyticsEngine:
             same = np.flatnonzero(columns == n)
             # at most 16 x block_rows samples at once: a row rebuilt over its whole buffer (n its samples) has
             # ~330 KB of temporaries at 720 samples
-            step = max(1, self.block_rows * 16 // int(n)) if self.block_rows > 0 else same.size
-            for start in range(0, same.size, step):
-                picked = same[start:start + step]
+            rows_at_once = max(1, self.block_rows * 16 // int(n)) if self.block_rows > 0 else 0
+            for part in row_blocks(same.size, rows_at_once):
+                picked = same[part]
                 group = rows[picked]
                 part = score_metric_new(metric, stream, group, block.values[group], block.times[group], int(n),
                                         self.detector, history=self._tiers(metric, group))

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from analytics import peers
+from analytics.buffers import row_blocks
 from analytics.config import DEFAULT_PARAMS, PEER_METRICS, DetectorParams
 from analytics.detectors import Anchor, Baseline, night_flow_score, night_minimum
 from analytics.detectors.stream import StreamState
@@ -179,21 +180,15 @@ def detect(grid: Grid, params: DetectorParams = DEFAULT_PARAMS, pass_samples: in
     alerts: list[Alert] = []
     times = grid.times
     for metric, (device_rows, values) in sorted(grid.metrics.items()):
-        for rows in _row_blocks(values.shape[0], block_rows):
+        for rows in row_blocks(values.shape[0], block_rows):
             alerts += _metric_alerts(grid, metric, device_rows[rows], values[rows], times, params, pass_samples)
     alerts += peer_alerts(grid, params, block_rows)  # before the merge: a device still gets one incident
     alerts = merge_by_device(alerts) + _night_flow_alerts(grid, params)
     all_rows = np.arange(len(grid.devices))
     for rule in ("silent", "clock_offset"):
-        for rows in _row_blocks(len(grid.devices), block_rows):
+        for rows in row_blocks(len(grid.devices), block_rows):
             alerts += _device_alerts(grid, rule, all_rows[rows], params)
     return alerts
-
-
-def _row_blocks(n_rows: int, block_rows: int) -> list[slice]:
-    """Consecutive slices of at most block_rows rows (one slice of all when block_rows is 0)."""
-    size = block_rows if block_rows > 0 else max(n_rows, 1)
-    return [slice(start, min(start + size, n_rows)) for start in range(0, n_rows, size)]
 
 
 def _metric_alerts(grid: Grid, metric: str, device_rows: np.ndarray, values: np.ndarray, times: np.ndarray,
