@@ -34,7 +34,7 @@ from analytics.explain import explain
 from analytics.incidents import AlertOutput, Detail, Finding, Incident, IncidentLifecycle, changes, finite, newest
 from analytics.learnt import LearntState, new_history
 from analytics.rules import SKIP_STATISTICAL, STATISTICAL_RULES, MetricScores, score_metric_new
-from analytics.statecopy import ARRIVALS, SlicedCopy
+from analytics.statecopy import ARRIVALS, CopyOnWrite
 from edge import contract
 from telemetry_shared.detector_tuning import DetectorTuningStore, TuningCache
 from telemetry_shared.influx import LineWriter
@@ -68,20 +68,26 @@ class AnalyticsEngine:
         self.counters: Counter[str] = Counter()
         self.peer_pool: ThreadPoolExecutor | None = None  # check_peers_beside's thread, made on first use
         self.peer_running: tuple[peercheck.PeerJob, Future] | None = None
-        # a checkpoint's copy being taken in slices (analytics.statecopy): rows are copied before they change
-        self.copying: SlicedCopy | None = None
+        # a checkpoint's view of the state being saved (analytics.statecopy): rows are copied before they change
+        self.copying: CopyOnWrite | None = None
         # engineers' approved changes (from operators' dismissals), in the registry file beside the devices
         self.tuning = TuningCache(DetectorTuningStore(registry.path))
         self.held_series: set[tuple] = set()  # (incident key, member) held by a calendar exception until quiet
         self.lifecycle = IncidentLifecycle(self.params, self.detector, AlertOutput(writer, publish, self.counters),
                                            self.counters)
 
-    def begin_copy(self) -> SlicedCopy:
-        """Begin a copy of the learnt state as it is now, for a checkpoint beside the stream (between passes): its
-        per-series arrays are copied by its step() between later passes, each row before the engine changes it
-        (ingest: the buffer and the history; a pass: the detectors' state)."""
-        self.copying = SlicedCopy(self.learnt)
+    def begin_copy(self) -> CopyOnWrite:
+        """Begin a copy of the learnt state as it is now, for a checkpoint saved beside the stream (between passes):
+        the save reads its per-series arrays later, and each row is copied before the engine changes it (ingest:
+        the buffer and the history; a pass: the detectors' state), until end_copy()."""
+        self.copying = CopyOnWrite(self.learnt)
         return self.copying
+
+    def end_copy(self) -> None:
+        """The checkpoint's save is over: its kept rows are dropped."""
+        if self.copying is not None:
+            self.copying.close()
+            self.copying = None
 
     def restore(self, learnt: LearntState) -> None:
         """Go on from a saved state (analytics.state.load_state); only before the first ingest()."""

@@ -9,11 +9,11 @@ engines, sharded by the broker). Alerts are published QoS 1.
 What the engine learnt (buffers, the daily profile's history, the night-flow
 minima) is loaded from `<analytics_state_dir>/engine-<mqtt user>.npz` before
 it subscribes, saved every `analytics_checkpoint_s` and once at stop
-(analytics.state), so a deploy does not blind it. A periodic save copies the
-state in slices between passes (analytics.statecopy: the state as it was when
-the copy began, each row copied before the engine changes it), then writes the
-file on a thread of its own, so readings keep being scored while it is copied
-and written; the save at stop is written at once.
+(analytics.state), so a deploy does not blind it. A periodic save writes the
+file on a thread of its own, so readings keep being scored while it is written;
+it reads the state as it was when it began through a copy on write
+(analytics.statecopy: each row copied before the engine changes it, no second
+copy of the whole state); the save at stop is written at once.
 
 Its own figures (lag, passes, each checkpoint's cost: analytics.selfstats) go
 to InfluxDB every `analytics_stats_interval_s`, from a thread of their own.
@@ -41,7 +41,6 @@ from analytics.powerreport import REPORT_TIMEOUT_S
 from analytics.selfstats import SelfStats
 from analytics.shards import ShardFilter
 from analytics.state import load_shard, save_state, state_file
-from analytics.statecopy import SlicedCopy
 from analytics.water import WaterParams
 from analytics.waterwatch import BurstWatch
 from edge import contract
@@ -221,25 +220,21 @@ class EngineService:
             if time.monotonic() >= next_checkpoint:
                 next_checkpoint = time.monotonic() + self.settings.analytics_checkpoint_s
                 self.checkpoint_beside()
-        if self.engine.copying is not None:
-            self.engine.copying = None  # the save at stop below writes the state itself
         if self.saver is not None:
-            self.saver.join()
+            self.saver.join()  # a periodic save reads the state through its copy: it ends before the state moves on
+        self.engine.end_copy()
         self.checkpoint()  # the last pass above took what was in the inbox: its readings are kept too
 
     def _wait(self, seconds: float) -> None:
-        """The wait between two passes; a checkpoint's copy in progress is taken meanwhile, slice by slice
-        (copy_slices), so scoring waits for one slice at most."""
-        deadline = time.monotonic() + seconds
-        if self.engine.copying is not None:
-            self.copy_slices(deadline)
-        self.stopping.wait(max(0.0, deadline - time.monotonic()))
+        """The wait between two passes."""
+        self.stopping.wait(seconds)
 
-    def checkpoint_beside(self) -> SlicedCopy | None:
-        """Begin a copy of the engine's state (from the worker thread, between passes; analytics.statecopy), taken
-        in slices between the next passes (copy_slices), then saved on a thread of its own; returns the copy (None:
-        nothing to save, or the previous save is still being copied or written: skipped and counted, the next
-        checkpoint comes soon enough)."""
+    def checkpoint_beside(self) -> threading.Thread | None:
+        """Save the engine's state as it is now, on a thread of its own while the stream goes on (from the worker
+        thread, between passes): the save reads the state through a copy on write (analytics.statecopy), so the
+        stream pauses only for the copy's beginning and no second copy of the state is held. Returns the saving
+        thread (None: nothing to save, or the previous save is still being written: skipped and counted, the
+        next checkpoint comes soon enough)."""
         if self.state_file is None:
             return None
         if self.engine.copying is not None or (self.saver is not None and self.saver.is_alive()):
@@ -247,32 +242,30 @@ class EngineService:
             return None
         self.copy_began_ms = int(time.time() * 1000)
         self.copy_began = time.monotonic()
-        self.save_figures = {"passes": 0, "longest_ms": 0.0}  # the passes scored while it is copied and written
-        return self.engine.begin_copy()
-
-    def copy_slices(self, deadline: float) -> threading.Thread | None:
-        """Slices of the copy in progress until `deadline` (time.monotonic()) or its end; at its end, the copy is
-        saved on a thread of its own, which is returned. Counters: `state_snapshot_ms`, the longest pause of the
-        stream (the copy's beginning or one slice, CPU time); `state_snapshot_span_ms`, from its beginning to
-        its end (passes ran between); `state_snapshot_slices`."""
-        copying = self.engine.copying
-        if copying is None:
-            return None
-        while not copying.step():
-            if time.monotonic() >= deadline:
-                return None
-        self.engine.copying = None
-        counters = self.engine.counters
-        counters["state_snapshot_ms"] = round(copying.longest_s * 1000, 1)
-        counters["state_snapshot_span_ms"] = round((time.monotonic() - self.copy_began) * 1000)
-        counters["state_snapshot_slices"] = copying.slices
-        if self.save_figures is not None:
-            self.save_figures |= {"snapshot_ms": copying.longest_s * 1000,
-                                  "copy_span_ms": (time.monotonic() - self.copy_began) * 1000}
+        self.save_figures = {"passes": 0, "longest_ms": 0.0}  # the passes scored while it is written
+        copying = self.engine.begin_copy()
         self.saver = threading.Thread(target=self._save, args=(copying.learnt, self.copy_began_ms, True),
                                       name="analytics-state", daemon=True)
         self.saver.start()
         return self.saver
+
+    def _copy_done(self) -> None:
+        """The periodic save is over (written or failed): its copy's figures are counted and its kept rows dropped.
+        Counters: `state_snapshot_ms`, the longest pause of the stream (the copy's beginning, or one keep() that
+        waited for a read of the save, the longer); `state_snapshot_span_ms`, from its beginning to the save's end;
+        `state_copy_kept_rows` and `state_copy_kept_bytes`, the rows changed meanwhile and copied first (the
+        checkpoint's memory beside the state)."""
+        copying = self.engine.copying
+        pause_ms = max(copying.began_s, copying.longest_hold_s) * 1000
+        span_ms = (time.monotonic() - self.copy_began) * 1000
+        counters = self.engine.counters
+        counters["state_snapshot_ms"] = round(pause_ms, 1)
+        counters["state_snapshot_span_ms"] = round(span_ms)
+        counters["state_copy_kept_rows"] = copying.kept_rows
+        counters["state_copy_kept_bytes"] = copying.peak_kept_bytes
+        if self.save_figures is not None:
+            self.save_figures |= {"snapshot_ms": pause_ms, "copy_span_ms": span_ms}
+        self.engine.end_copy()
 
     def checkpoint(self) -> None:
         """Save the engine's state now (from the worker thread, between passes); a failure is logged, never fatal."""
@@ -304,10 +297,12 @@ class EngineService:
         """A scoring pass took `ms`: counted, and against the periodic save written meanwhile; once that save is
         done, its analytics_checkpoint point is queued (from this thread: the save's figures are complete)."""
         self.selfstats.pass_done(ms)
+        if self.engine.copying is not None and (self.saver is None or not self.saver.is_alive()):
+            self._copy_done()
         figures = self.save_figures
         if figures is None:
             return
-        if self.engine.copying is not None or self.saver is None or self.saver.is_alive():  # copied or written
+        if self.engine.copying is not None:  # still being written
             figures["passes"] += 1
             figures["longest_ms"] = max(figures["longest_ms"], ms)
             return

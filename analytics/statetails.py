@@ -93,7 +93,8 @@ def split(prefix: str, times: np.ndarray, values: np.ndarray | None, appended: n
     counts them) as base and tails against `previous`: (the row chunks to name as on disk, per member: for
     write_chunks' `kept`; the members to add: base counts and tails)."""
     n, width = times.shape
-    counts, tails, last = appended[:n].copy(), np.zeros(n, dtype=np.int64), times[:, -1].copy()
+    appended = np.asarray(appended[:n])  # the arrays may be a checkpoint's views (analytics.statecopy): read once
+    counts, tails, last = appended.copy(), np.zeros(n, dtype=np.int64), np.asarray(times[:, -1]).copy()
     kept_times, kept_values = {}, {}
     # Only a block whose arrays go in chunks (statechunks.chunked: the same test as write_chunks') has a base.
     if previous is not None and previous.shape[1] == width and statechunks.chunked(times) \

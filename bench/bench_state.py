@@ -16,13 +16,13 @@ arrays a series (allocated).
     python3 bench/bench_state.py --devices 20000 --runs 3 --skip-incremental   # the live checkpoint only
     python3 bench/bench_state.py --devices 20000 --runs 3 --copy-only          # the checkpoint's copy only
 
-The checkpoint's copy (`--copy-only`, or after the saves): the pause of the stream while a checkpoint
-copies the state, the whole copy at once (analytics.state.snapshot, before) against the copy in slices
-(analytics.statecopy: its beginning, then SLICE_ROWS rows of a block a slice, with readings appended to
-a few series between slices, each row copied before it changes), in the same run: CPU time of the
-copying thread (what scoring waits for), the longest pause, the slices and their sum; the sliced copy is
-checked equal to a whole copy taken at its beginning. `--copy-slices N` stops the sliced copy after N
-slices (and skips the whole copy): at 100,000 series two copies of the state do not fit in 6 GB.
+The checkpoint beside the stream (`--copy-only`, or after the saves): the whole copy at once then its save
+(analytics.state.snapshot, before) against the save reading the state through a copy on write
+(analytics.statecopy: the beginning copies the tables, each row is copied before the engine changes it),
+each save into an empty folder, readings appended to a few series every millisecond meanwhile, in the same
+run: the stream's pause (CPU time of the engine's thread), the longest read under a block's lock (the most a
+change waits), the memory the checkpoint adds (tracemalloc's peak over the copy and the save) and the rows
+kept. `--no-whole` skips the whole copy.
 
 An engine is filled as after 8 days of running (EngineParams defaults: a
 1,440-sample buffer per series, 2 days of one-minute and 6 of ten-minute bucket means), with
@@ -43,6 +43,7 @@ import shutil
 import statistics
 import sys
 import tempfile
+import threading
 import time
 import tracemalloc
 from collections.abc import Callable
@@ -198,49 +199,54 @@ def live_checkpoints(engine: AnalyticsEngine, folder: Path, minutes: int, runs: 
     return {name: (statistics.median(t), int(statistics.median(w))) for name, (t, w) in results.items()}
 
 
-def copy_pauses(engine: AnalyticsEngine, runs: int, max_slices: int) -> dict[str, float]:
-    """The stream's pause for a checkpoint's copy, whole (state.snapshot) against sliced (statecopy), same run:
-    medians of `runs` of CPU seconds of the copying thread. Between slices, one reading is appended to 8
-    random series (as ingest() does: the row copied first), so copy on write is part of the cost."""
-    rng = np.random.default_rng(3)
+def append_some(engine: AnalyticsEngine, metric: str, rng: np.random.Generator, rows: int = 8) -> None:
+    """One reading appended to `rows` random series, as ingest() does it (the row kept first by a copy)."""
     learnt = engine.learnt
-    metric = sorted(learnt.blocks)[0]
     block, history = learnt.blocks[metric], learnt.history.get(metric)
-    whole, whole_wall, began, longest, longest_wall, total, slices, kept_rows = [], [], [], [], [], [], [], []
-    for _ in range(runs):
-        if not max_slices:
-            started, wall = time.thread_time(), time.perf_counter()
-            copied = snapshot(learnt)
-            whole.append(time.thread_time() - started)
-            whole_wall.append(time.perf_counter() - wall)
+    for row in rng.integers(0, len(block.keys), rows).tolist():
+        if engine.copying is not None:
+            engine.copying.keep(metric, row)
+        times = np.array([block.last_time(row) + 60_000])
+        if block.append(row, times, rng.normal(100, 5, 1)) and history is not None:
+            history.add(row, block.times[row, -1:], block.values[row, -1:])
+
+
+def checkpoint_costs(engine: AnalyticsEngine, folder: Path, runs: int, with_whole: bool) -> dict[str, float]:
+    """A checkpoint's cost beside the stream, the whole copy then its save (state.snapshot, before) against the
+    copy on write read by the save on its thread (analytics.statecopy), in the same run: the stream's pause
+    (CPU time of the engine's thread: the copy, or the copy's beginning; and the longest a keep() could wait
+    for a read), and the memory the checkpoint adds (tracemalloc's peak over the copy and the save, numpy's
+    arrays included). Meanwhile, one reading is appended to 8 random series every millisecond or so."""
+    rng = np.random.default_rng(3)
+    metric = sorted(engine.learnt.blocks)[0]
+    figures: dict[str, list[float]] = {name: [] for name in
+                                       ("whole", "whole_peak", "began", "hold", "cow_peak", "kept", "kept_bytes")}
+    for run in range(runs):
+        if with_whole:
+            tracemalloc.start()
+            started = time.thread_time()
+            copied = snapshot(engine.learnt)
+            figures["whole"].append(time.thread_time() - started)
+            save_state(copied, folder / f"whole-{run}" / "engine-a.npz")
+            figures["whole_peak"].append(tracemalloc.get_traced_memory()[1])
+            tracemalloc.stop()
             del copied
-        reference = snapshot(learnt) if runs == 1 and not max_slices and len(block.keys) <= 5000 else None
-        started = time.thread_time()
+        tracemalloc.start()
         copying = engine.begin_copy()
-        kept = 0
-        while not copying.step() and (not max_slices or copying.slices < max_slices):
-            for row in rng.integers(0, len(block.keys), 8).tolist():
-                copying.keep(metric, row)
-                kept += 1
-                times = np.array([block.last_time(row) + 60_000])
-                if block.append(row, times, rng.normal(100, 5, 1)) and history is not None:
-                    history.add(row, block.times[row, -1:], block.values[row, -1:])
-        total.append(time.thread_time() - started)
-        began.append(copying.began_s)
-        longest.append(copying.longest_s)
-        longest_wall.append(copying.longest_wall_s)
-        slices.append(copying.slices)
-        kept_rows.append(kept)
-        if reference is not None:
-            ours, theirs = copying.learnt.blocks[metric], reference.blocks[metric]
-            assert np.array_equal(ours.values, theirs.values, equal_nan=True), "the sliced copy is not the whole"
-        engine.copying = None
-        del copying
-    median = statistics.median
-    nan = float("nan")
-    return {"whole": median(whole) if whole else nan, "whole_wall": median(whole_wall) if whole else nan,
-            "began": median(began), "longest": median(longest), "longest_wall": median(longest_wall),
-            "total": median(total), "slices": median(slices), "kept": median(kept_rows)}
+        saver = threading.Thread(target=save_state, args=(copying.learnt, folder / f"cow-{run}" / "engine-a.npz"))
+        saver.start()
+        while saver.is_alive():
+            append_some(engine, metric, rng)
+            time.sleep(0.001)
+        figures["cow_peak"].append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+        figures["began"].append(copying.began_s)
+        figures["hold"].append(copying.longest_hold_s)
+        figures["kept"].append(copying.kept_rows)
+        figures["kept_bytes"].append(copying.peak_kept_bytes)
+        engine.end_copy()
+        shutil.rmtree(folder, ignore_errors=True)
+    return {name: statistics.median(values) if values else float("nan") for name, values in figures.items()}
 
 
 def raw_write(arrays: list[np.ndarray], path: Path) -> None:
@@ -274,9 +280,10 @@ def main() -> None:
                         help="only the live checkpoint and the load (the synthetic 0/1/100 %% saves skipped)")
     parser.add_argument("--buffer-samples", type=int, default=None,
                         help=f"samples a ring buffer (default {EngineParams().buffer_samples:,}, the engine's)")
-    parser.add_argument("--copy-only", action="store_true", help="only the checkpoint's copy: whole and sliced")
-    parser.add_argument("--copy-slices", type=int, default=0,
-                        help="stop the sliced copy after this many slices and skip the whole copy (0: all)")
+    parser.add_argument("--copy-only", action="store_true",
+                        help="only the checkpoint beside the stream: whole copy against copy on write")
+    parser.add_argument("--no-whole", action="store_true",
+                        help="skip the whole copy (at 100,000 series two states may not fit the machine)")
     args = parser.parse_args()
     if not 1 <= args.devices <= 200_000 or not 1 <= args.runs <= 9 or not 1 <= args.minutes <= 1440:
         parser.error("--devices 1..200000, --runs 1..9, --minutes 1..1440 (bounded)")
@@ -289,8 +296,8 @@ def main() -> None:
             score_once(engine)
         series = sum(len(b.keys) for b in engine.learnt.blocks.values())
         memory = learnt_nbytes(engine)
-        copies = copy_pauses(engine, args.runs, args.copy_slices)
-        print_copies(args, series, memory, copies, load_before, engine.params.buffer_samples)
+        costs = checkpoint_costs(engine, folder / "checkpoints", args.runs, not args.no_whole)
+        print_copies(args, series, memory, costs, load_before, engine.params.buffer_samples)
         if args.copy_only:
             registry.close()
             return
@@ -347,21 +354,22 @@ def main() -> None:
     print(f"load average before {load_before:.2f}, after {os.getloadavg()[0]:.2f} (2 cores, shared)")
 
 
-def print_copies(args, series: int, memory: int, copies: dict, load_before: float, buffer: int) -> None:
-    print(f"checkpoint's copy: {args.devices:,} devices x {args.metrics} metric(s) = {series:,} series, "
+def print_copies(args, series: int, memory: int, costs: dict, load_before: float, buffer: int) -> None:
+    print(f"checkpoint beside the stream: {args.devices:,} devices x {args.metrics} metric(s) = {series:,} series, "
           f"{buffer:,}-sample buffers"
           f"{' (scored)' if args.scored else ''}; learnt arrays {memory / 1e6:,.1f} MB, "
-          f"{memory / series / 1e3:,.1f} KB a series (allocated); median of {args.runs} runs, CPU time")
-    print(f"  whole copy (state.snapshot, the pause before): {copies['whole'] * 1e3:,.1f} ms "
-          f"(wall {copies['whole_wall'] * 1e3:,.1f} ms)")
-    stopped = " (stopped there)" if args.copy_slices else ""
-    print(f"  sliced copy: longest pause {copies['longest'] * 1e3:,.2f} ms "
-          f"(wall {copies['longest_wall'] * 1e3:,.2f} ms; its beginning {copies['began'] * 1e3:,.2f} ms), "
-          f"{copies['slices']:,.0f} slices{stopped}, {copies['total'] * 1e3:,.1f} ms in all, "
-          f"{copies['kept']:,.0f} rows copied before a change")
-    if copies["whole"] == copies["whole"]:
-        print(f"  longest pause / whole copy: {copies['longest'] / copies['whole']:.4f} "
-              f"({copies['whole'] / copies['longest']:,.0f}x shorter)")
+          f"{memory / series / 1e3:,.1f} KB a series (allocated); median of {args.runs} runs; pauses in CPU time "
+          f"of the engine's thread, memory as tracemalloc's peak over the copy and the save")
+    if costs["whole"] == costs["whole"]:
+        print(f"  whole copy, then its save (before): pause {costs['whole'] * 1e3:,.1f} ms, "
+              f"memory {costs['whole_peak'] / 1e6:,.1f} MB ({costs['whole_peak'] / series / 1e3:,.1f} KB a series)")
+    print(f"  copy on write, read by the save (now): pause {costs['began'] * 1e3:,.2f} ms (its beginning), "
+          f"longest read under a block's lock {costs['hold'] * 1e3:,.2f} ms, "
+          f"memory {costs['cow_peak'] / 1e6:,.1f} MB ({costs['cow_peak'] / series / 1e3:,.1f} KB a series), "
+          f"{costs['kept']:,.0f} rows kept before a change ({costs['kept_bytes'] / 1e6:,.1f} MB)")
+    if costs["whole"] == costs["whole"]:
+        print(f"  now / before: pause {costs['began'] / costs['whole']:.3f}, "
+              f"memory {costs['cow_peak'] / costs['whole_peak']:.3f}")
     print(f"  load average before {load_before:.2f}, now {os.getloadavg()[0]:.2f} (2 cores, shared)", flush=True)
 
 

@@ -514,8 +514,8 @@ def test_a_failed_checkpoint_is_counted_not_fatal(tmp_path, registry):
 
 
 def test_a_periodic_checkpoint_is_written_beside_the_stream(tmp_path, registry, monkeypatch):
-    """While the state is copied (in slices, passes between them) and then written, readings go on being scored;
-    the file holds the state as it was when the copy began."""
+    """While the state is written, readings go on being scored; the file holds the state as it was when the save
+    began (read through its copy on write), and the kept rows are dropped once it is written."""
     registry.add(DeviceNew(id=POWER, kind="power", district="tanjungpinang-timur"))
     registry.add(DeviceNew(id=WATER, kind="water", district="bukit-bestari"))
     service = EngineService(make_settings(tmp_path, mqtt_user="svc-analytics-0"), registry, None, PARAMS)
@@ -530,22 +530,23 @@ def test_a_periodic_checkpoint_is_written_beside_the_stream(tmp_path, registry, 
         return write(path, arrays)
 
     monkeypatch.setattr(state_module, "_write_atomically", slow_disk)
-    copying = service.checkpoint_beside()
-    assert copying is not None and not copying.done and engine.copying is copying
+    saver = service.checkpoint_beside()
+    assert saver is not None and saver.is_alive() and engine.copying is not None
     assert service.checkpoint_beside() is None and engine.counters["state_saves_skipped"] == 1  # one at a time
-    run(engine, messages[20:30])  # scored while the copy is being taken: each row copied before it changes
-    saver = service.copy_slices(time.monotonic() + 30)
-    assert saver is not None and saver.is_alive() and engine.copying is None
-    assert service.checkpoint_beside() is None and engine.counters["state_saves_skipped"] == 2
-    run(engine, messages[30:40])  # scored while the save waits on the disk
+    run(engine, messages[20:40])  # scored while the save reads and waits on the disk: rows copied before a change
     assert engine.learnt.blocks["power_kw"].count(0) == 200 and saver.is_alive()
+    service._pass_done(1.0)
+    assert engine.copying is not None and engine.copying.kept_rows > 0  # kept until the save is over
     release.set()
     saver.join(30)
+    service._pass_done(1.0)
+    assert engine.copying is None and service.save_figures is None  # its analytics_checkpoint point is queued
     assert engine.counters["state_saves"] == 1 and engine.counters["state_save_errors"] == 0
-    assert engine.counters["state_snapshot_slices"] >= 1 and engine.counters["state_snapshot_ms"] >= 0
+    assert engine.counters["state_copy_kept_rows"] > 0 and engine.counters["state_copy_kept_bytes"] > 0
+    assert engine.counters["state_snapshot_ms"] >= 0
     loaded = AnalyticsEngine(registry, None, None, PARAMS)
     assert load_state(loaded, service.state_file)
-    assert loaded.learnt.blocks["power_kw"].count(0) == 100  # the state as it was when copying began
+    assert loaded.learnt.blocks["power_kw"].count(0) == 100  # the state as it was when the save began
 
 
 def test_the_service_keeps_its_state_across_a_restart(make_mosquitto, registry, tmp_path):

@@ -1,13 +1,14 @@
-"""A checkpoint's copy taken in slices between passes (analytics.statecopy) is the whole copy of when it began.
+"""A checkpoint's copy on write (analytics.statecopy) reads the state as it was when it began, without a second copy.
 
-Scoring goes on between the slices (readings appended, series scored, new
-devices added, blocks grown), and the copy that comes out, and the file
-saved from it, are exactly what a whole copy taken at the beginning gives;
-the stream's pause is the beginning or one slice, a small part of the whole
-copy's time.
+Scoring goes on while the save reads it (readings appended, series scored,
+new devices added, blocks grown), and what it reads, and the file saved from
+it, are exactly what a whole copy taken at the beginning gives; it holds only
+the rows changed meanwhile; the stream's pause is its beginning, a small part
+of the whole copy's time.
 """
 
 import json
+import threading
 import time
 
 import numpy as np
@@ -93,45 +94,77 @@ def assert_same(copy: LearntState, whole: LearntState) -> None:
         assert copy.blocks[metric].keys == block.keys and copy.blocks[metric].lineage == block.lineage
 
 
-def test_a_copy_in_slices_with_passes_between_is_the_whole_copy_of_when_it_began(engine, tmp_path):
-    whole = snapshot(engine.learnt)  # the whole copy, the reference
-    copying = engine.begin_copy()
-    copying.slice_rows = 4  # many slices: the copy spans many passes
-    rng = np.random.default_rng(2)
-    # Passes between the slices: readings in a sixth of the series each, 30 new devices (the blocks grow past
-    # their rows): some rows are changed before their slice comes, some after.
-    feed(engine, range(90), MONDAY + 3 * DAY_MS, 4, rng, between=copying.step, every=6)
-    assert not copying.done and copying.slices == 4
-    live = arrays_of(engine.learnt)
-    assert not np.array_equal(live["power_kw.values"][:60], arrays_of(whole)["power_kw.values"]), \
-        "the state did not change meanwhile: nothing to copy before a change"
-    copy = copying.finish()
-    assert_same(copy, whole)
-    # And the file saved from it is the whole copy's, member for member (the chunks by their digests).
-    save_state(copy, tmp_path / "sliced" / "engine-a.npz", now_ms=MONDAY)
-    save_state(whole, tmp_path / "whole" / "engine-a.npz", now_ms=MONDAY)
-    files = [np.load(tmp_path / name / "engine-a.npz") for name in ("sliced", "whole")]
-    assert set(files[0].files) == set(files[1].files)
-    for member in files[0].files:
-        assert np.array_equal(files[0][member], files[1][member], equal_nan=files[0][member].dtype.kind == "f"), member
-    manifest = json.loads(files[0]["chunks"].tobytes())
+def save_members(tmp_path, name: str, learnt: LearntState) -> dict[str, np.ndarray]:
+    save_state(learnt, tmp_path / name / "engine-a.npz", now_ms=MONDAY)
+    with np.load(tmp_path / name / "engine-a.npz") as file:
+        return {member: file[member] for member in file.files}
+
+
+def assert_same_files(ours: dict[str, np.ndarray], theirs: dict[str, np.ndarray]) -> None:
+    assert ours.keys() == theirs.keys()
+    for member in ours:
+        assert np.array_equal(ours[member], theirs[member], equal_nan=ours[member].dtype.kind == "f"), member
+    manifest = json.loads(ours["chunks"].tobytes())
     assert any(entry["chunks"] for entry in manifest.values()), "no chunk compared"
 
 
-def test_without_the_copy_before_a_change_the_slices_would_not_be_the_whole_copy(engine, monkeypatch):
-    """The test above can fail: rows changed before their slice would be copied as they are later."""
-    whole = snapshot(engine.learnt)
-    monkeypatch.setattr(statecopy.SlicedCopy, "keep", lambda self, name, row: None)
+def test_the_copy_read_after_passes_is_the_whole_copy_of_when_it_began(engine, tmp_path):
+    whole = snapshot(engine.learnt)  # the whole copy, the reference
     copying = engine.begin_copy()
-    copying.slice_rows = 4
-    feed(engine, range(60), MONDAY + 3 * DAY_MS, 4, np.random.default_rng(2), between=copying.step, every=6)
+    # Passes before the save reads: readings in a sixth of the series each, 30 new devices (the blocks grow past
+    # their rows), every changed row kept first.
+    feed(engine, range(90), MONDAY + 3 * DAY_MS, 4, np.random.default_rng(2), every=6)
+    live = arrays_of(engine.learnt)
+    assert not np.array_equal(live["power_kw.values"][:60], arrays_of(whole)["power_kw.values"]), \
+        "the state did not change meanwhile: nothing to copy before a change"
+    assert_same(copying.whole(), whole)
+    # And the file saved through the views is the whole copy's, member for member (the chunks by their digests).
+    assert_same_files(save_members(tmp_path, "cow", copying.learnt), save_members(tmp_path, "whole", whole))
+
+
+def test_a_save_on_its_own_thread_while_passes_run_writes_the_state_of_when_it_began(engine, tmp_path):
+    """As the service does it: the save reads on its thread while the engine's thread scores; whatever the
+    interleaving, the file is the whole copy's."""
+    whole = snapshot(engine.learnt)
+    reference = save_members(tmp_path, "whole", whole)
+    copying = engine.begin_copy()
+    saver = threading.Thread(target=save_state, args=(copying.learnt, tmp_path / "cow" / "engine-a.npz", MONDAY))
+    saver.start()
+    feed(engine, range(90), MONDAY + 3 * DAY_MS, 6, np.random.default_rng(4), every=3)
+    saver.join(60)
+    with np.load(tmp_path / "cow" / "engine-a.npz") as file:
+        assert_same_files({member: file[member] for member in file.files}, reference)
+
+
+def test_without_the_copy_before_a_change_the_views_would_read_the_later_state(engine, monkeypatch):
+    """The tests above can fail: rows changed before the save reads them would be saved as they are later."""
+    whole = snapshot(engine.learnt)
+    monkeypatch.setattr(statecopy.CopyOnWrite, "keep", lambda self, name, row: None)
+    copying = engine.begin_copy()
+    feed(engine, range(60), MONDAY + 3 * DAY_MS, 4, np.random.default_rng(2), every=6)
     with pytest.raises(AssertionError):
-        assert_same(copying.finish(), whole)
+        assert_same(copying.whole(), whole)
 
 
-def test_the_stream_pauses_for_a_slice_not_for_the_whole_copy(engine):
-    """The longest pause (the copy's beginning or a slice, CPU time of the engine's thread) is a small part of
-    the whole copy's, and does not grow with the series: at 60 series and at 3,060 (rows copied from the first)."""
+def test_it_holds_the_changed_rows_only_and_nothing_once_closed(engine):
+    """The checkpoint's memory beside the state is the rows changed while it is read, not a second state; closed,
+    it keeps nothing more and its views refuse to be read (they would be the engine's live rows)."""
+    learnt = engine.learnt
+    whole_bytes = sum(array.nbytes for array in arrays_of(snapshot(learnt)).values())
+    copying = engine.begin_copy()
+    feed(engine, range(60), MONDAY + 3 * DAY_MS, 1, np.random.default_rng(5), every=6)  # 10 of the 60 series
+    changed = copying.kept_rows
+    assert 10 <= changed <= 20  # each series' row of its metric, and its arrival row
+    assert 0 < copying.peak_kept_bytes < whole_bytes / 4, (copying.peak_kept_bytes, whole_bytes)
+    engine.end_copy()
+    assert engine.copying is None and copying.kept_bytes == 0
+    with pytest.raises(RuntimeError):
+        np.asarray(copying.learnt.blocks["power_kw"].values)
+
+
+def test_the_stream_pauses_for_the_beginning_not_for_a_whole_copy(engine):
+    """The pause (the copy's beginning, CPU time of the engine's thread) is a small part of the whole copy's, and
+    does not grow with the series: at 3,060 series (rows copied from the first 60)."""
     learnt = engine.learnt
     block, history, stream = learnt.blocks["power_kw"], learnt.history["power_kw"], learnt.streams["power_kw"]
     extra = 3000
@@ -148,8 +181,21 @@ def test_the_stream_pauses_for_a_slice_not_for_the_whole_copy(engine):
         snapshot(learnt)
         whole_s.append(time.thread_time() - started)
     copying = engine.begin_copy()
-    copy = copying.finish()
-    assert_same(copy, snapshot(learnt))
-    assert copying.slices >= (60 + extra) / statecopy.SLICE_ROWS
-    # The whole copy takes tens of ms here; one slice copies SLICE_ROWS rows of each array (~1/50 of it).
-    assert copying.longest_s < min(whole_s) / 5, (copying.longest_s, min(whole_s))
+    assert_same(copying.whole(), snapshot(learnt))
+    # The whole copy takes tens of ms here; the beginning copies the tables, not the arrays.
+    assert copying.began_s < min(whole_s) / 5, (copying.began_s, min(whole_s))
+
+
+def test_the_views_refuse_what_they_cannot_read_as_the_array_would(engine):
+    """A save reads row slices, [rows, columns] gathers and [rows, a row's index]; anything else is an error, not
+    a silently wrong array."""
+    copying = engine.begin_copy()
+    values = copying.learnt.blocks["power_kw"].values
+    live = engine.learnt.blocks["power_kw"].values[:60]
+    assert values.shape == live.shape and values.dtype == live.dtype and values[:1].nbytes == live[:1].nbytes
+    assert np.array_equal(values[5:9][:, -3:], live[5:9, -3:], equal_nan=True)
+    rows, columns = np.array([3, 0, 59]), np.array([-1, 0, 7])
+    assert np.array_equal(values[rows, columns], live[rows, columns], equal_nan=True)
+    for bad in (slice(0, 10, 2), 3, (np.array([60]), np.array([0])), (np.array([[1]]), np.array([[1]])), "x"):
+        with pytest.raises((TypeError, IndexError)):
+            values[bad]
