@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from analytics import csvfast
 from analytics.config import CSV_PARAMS, DetectorParams
 from analytics.detectors import DETECTORS, Anchor, score_series
 from analytics.detectors.surprise import row_score, row_surprise, time_slots
@@ -62,6 +63,10 @@ class Table:
     values: np.ndarray
     # The body's lines as read, when they can be written back as they are (comma-separated, no quoting).
     lines: list[str] | None = None
+    # The same from the compiled reader: the body's text (every line ending in a newline) and each line's
+    # first character, then the text's end (_read_compiled; comma-separated files only).
+    text: str | None = None
+    starts: np.ndarray | None = None
 
 
 def _dialect(sample: str) -> type[csv.Dialect] | csv.Dialect:
@@ -155,8 +160,65 @@ def read_table(text: str) -> Table:
         raise CsvError("file contains NUL bytes: not a text CSV")
     text = text.lstrip("\ufeff")
     dialect = _dialect(text[:8192])
-    plain = _read_plain(text, dialect.delimiter)
+    plain = _read_compiled(text, dialect.delimiter)
+    if plain is None:
+        plain = _read_plain(text, dialect.delimiter)
     return plain if plain is not None else _read_general(text, dialect)
+
+
+def _read_compiled(text: str, delimiter: str) -> Table | None:
+    """read_table for the most common file in one compiled pass (csvfast.scan): ASCII, no quotes, epoch integer
+    or ISO 8601 timestamps without a zone (or all with Z). None for anything else: the plain reader then reads
+    it, so the table is the one _read_plain gives (tests/analytics/test_csvfast.py holds the two together).
+
+    Its checks are _read_plain's, in the same order, where they come before an error can be raised
+    (_pick_columns), so a file refused here is refused there with the same message.
+    """
+    if delimiter not in (",", ";", "\t") or not text.isascii() or '"' in text:
+        return None
+    if "\r" in text:
+        text = text.replace("\r\n", "\n")
+        if "\r" in text:
+            return None
+    content = len(text)  # the end of the last line with more than whitespace (_read_plain drops those after it)
+    while content and text[content - 1].isspace():
+        content -= 1
+    if not content or text[0] == "\n":
+        return None
+    newline = text.find("\n", content)
+    body_end = len(text) if newline < 0 else newline
+    if "\n\n" in text[body_end:].rstrip("\n"):
+        return None  # a blank line before trailing whitespace: _read_plain leaves the file to the general reader
+    first_end = text.find("\n", 0, body_end)
+    first_end = body_end if first_end < 0 else first_end
+    first = text[:first_end].split(delimiter)
+    header, time_column, value_column = _pick_columns(first)
+    body_start = first_end + 1 if header is not None else 0
+    if body_start >= body_end:
+        return None
+    count = text.count("\n", body_start, body_end) + 1
+    if count > MAX_ROWS:
+        return None
+    if newline < 0:
+        text += "\n"  # every line, the last too, ends in a newline: the scan's end and the writer's
+    times, values = np.empty(count, dtype=np.int64), np.empty(count)
+    starts, others = np.empty(count + 1, dtype=np.int64), np.empty(count, dtype=np.int64)
+    rows, other, status = csvfast.scan(np.frombuffer(text.encode("ascii"), dtype=np.uint8), body_start, body_end,
+                                       ord(delimiter), len(first), time_column, value_column, MAX_FIELD_CHARS,
+                                       times, values, starts, others)
+    if status != csvfast.READ or rows != count:
+        return None
+    table_rows = _LineRows(text, starts, delimiter)
+    if other:
+        # Cells off the exact fast path ("nan", " 7 ", "1e300", many digits): the plain reader's value parser.
+        cells = [table_rows[row][value_column] for row in others[:other].tolist()]
+        parsed = _plain_values(cells)
+        if parsed is None:
+            return None
+        values[others[:other]] = parsed
+    comma = delimiter == ","
+    return Table(header, table_rows, time_column, value_column, times, values, None, text if comma else None,
+                 starts if comma else None)
 
 
 def _read_general(text: str, dialect: type[csv.Dialect] | csv.Dialect) -> Table:
@@ -248,6 +310,27 @@ class _Rows(Sequence[Sequence[str]]):
 
     def column(self, index: int) -> list[str]:
         return self.cells[index::self.width]
+
+
+class _LineRows(Sequence[Sequence[str]]):
+    """The compiled reader's rows, split into cells only when asked for (scoring reads the two columns it
+    needs): text[starts[i]:starts[i + 1] - 1] is row i."""
+
+    def __init__(self, text: str, starts: np.ndarray, delimiter: str) -> None:
+        self.text, self.starts, self.delimiter = text, starts, delimiter
+
+    def __len__(self) -> int:
+        return len(self.starts) - 1
+
+    def __getitem__(self, index: int) -> list[str]:  # type: ignore[override]
+        if not -len(self) <= index < len(self):
+            raise IndexError(index)
+        index %= len(self)
+        return self.text[int(self.starts[index]):int(self.starts[index + 1]) - 1].split(self.delimiter)
+
+    def column(self, index: int) -> list[str]:
+        lines = self.text[int(self.starts[0]):int(self.starts[-1]) - 1].split("\n")
+        return [line.split(self.delimiter)[index] for line in lines]
 
 
 def _plain_times(cells: list[str]) -> np.ndarray | None:
@@ -400,12 +483,14 @@ def write_scored(table: Table, rows: RowScores, out: io.TextIOBase) -> None:
     writer = csv.writer(out, lineterminator="\n")
     header = table.header or ["timestamp", "value"] + [f"column_{i}" for i in range(2, len(table.rows[0]))]
     writer.writerow([*header, "anomaly_score", "incident", "detector", "learning"])
+    if table.text is not None and table.starts is not None:
+        _write_spans(table.text, table.starts, rows, out)
+        return
     if table.lines is not None:
         # The lines as read need no quoting (no quotes, commas between fields): appended to, not re-encoded.
         # Most rows score 0 outside any incident and learning period: one shared ending; the others formatted.
-        quiet = ((rows.score == 0) & ~np.signbit(rows.score) & (rows.incident == 0) & ~rows.learning
-                 & (rows.detector == ""))
-        endings = [",0.000000,,,\n"] * len(table.lines)
+        quiet = _quiet(rows)
+        endings = [_QUIET] * len(table.lines)
         loud = np.flatnonzero(~quiet)
         for index, score, incident, detector, learn in zip(loud.tolist(), rows.score[loud].tolist(),
                                                            rows.incident[loud].tolist(), rows.detector[loud].tolist(),
@@ -420,6 +505,39 @@ def write_scored(table: Table, rows: RowScores, out: io.TextIOBase) -> None:
     for row, score, incident, detector, learn in zip(table.rows, rows.score.tolist(), incidents,
                                                      rows.detector.tolist(), learning, strict=True):
         writer.writerow([*row, f"{score:.6f}", incident, detector, learn])
+
+
+_QUIET = ",0.000000,,,\n"
+
+
+def _quiet(rows: RowScores) -> np.ndarray:
+    """The rows that score 0 outside any incident and the learning period: written with one shared ending."""
+    return ((rows.score == 0) & ~np.signbit(rows.score) & (rows.incident == 0) & ~rows.learning
+            & (rows.detector == ""))
+
+
+def _write_spans(text: str, starts: np.ndarray, rows: RowScores, out: io.TextIOBase, span: int = 65536) -> None:
+    """write_scored for the compiled reader's text: each run of quiet rows is its slice of the text with every
+    newline replaced by the shared ending (one str.replace), the other rows formatted one by one. The same bytes
+    as appending each row's ending to its line (test_written_rows_are_the_same_from_either_reader)."""
+    loud = np.flatnonzero(~_quiet(rows))
+    bounds = starts.tolist()
+    parts: list[str] = []
+    row = 0
+    for index, score, incident, detector, learn in zip(loud.tolist(), rows.score[loud].tolist(),
+                                                       rows.incident[loud].tolist(), rows.detector[loud].tolist(),
+                                                       rows.learning[loud].tolist(), strict=True):
+        for begin in range(row, index, span):
+            parts.append(text[bounds[begin]:bounds[min(begin + span, index)]].replace("\n", _QUIET))
+        ending = f",{score:.6f},{incident if incident else ''},{detector},{'1' if learn else ''}\n"
+        parts.append(text[bounds[index]:bounds[index + 1] - 1] + ending)
+        row = index + 1
+        if len(parts) >= 4096:
+            out.write("".join(parts))
+            parts.clear()
+    for begin in range(row, len(bounds) - 1, span):
+        parts.append(text[bounds[begin]:bounds[min(begin + span, len(bounds) - 1)]].replace("\n", _QUIET))
+    out.write("".join(parts))
 
 
 def score_file(source: Path, target: Path, params: DetectorParams = CSV_PARAMS) -> np.ndarray:
