@@ -422,9 +422,10 @@ def score_rows(table: Table, params: DetectorParams = CSV_PARAMS) -> RowScores:
     starts = active & ~np.concatenate(([False], active[:-1]))
     incident = np.where(active, np.cumsum(starts), 0)
     names = np.array([STATISTICAL_RULES[name] for name in DETECTORS], dtype=object)
-    opening_rule = names[stats.winner[0]]
-    first_row = np.maximum.accumulate(np.where(starts, np.arange(active.size), 0))
-    detector = np.where(active, opening_rule[first_row], "")
+    # The opening row's rule on the rows of each incident, looked up for those rows only (few in most files).
+    held_rows = np.flatnonzero(active)
+    detector = np.full(active.size, "", dtype=object)
+    detector[held_rows] = names[stats.winner[0][np.flatnonzero(starts)[incident[held_rows] - 1]]]
     return RowScores(score, incident, detector, learning)
 
 
@@ -520,23 +521,25 @@ def _write_spans(text: str, starts: np.ndarray, rows: RowScores, out: io.TextIOB
     """write_scored for the compiled reader's text: each run of quiet rows is its slice of the text with every
     newline replaced by the shared ending (one str.replace), the other rows formatted one by one. The same bytes
     as appending each row's ending to its line (test_written_rows_are_the_same_from_either_reader)."""
+    n = len(starts) - 1
     loud = np.flatnonzero(~_quiet(rows))
-    bounds = starts.tolist()
+    # The rows where the writing changes: each loud row alone, the quiet runs between them, at most `span` rows
+    # a piece (only these rows' offsets become Python ints, not a million of them).
+    cuts = np.union1d(np.concatenate((loud, loud + 1, np.arange(0, n, span))), [n])
+    offsets = starts[cuts].tolist()
+    is_loud = np.zeros(n + 1, dtype=bool)
+    is_loud[loud] = True
+    endings = iter([f",{score:.6f},{incident if incident else ''},{detector},{'1' if learn else ''}\n"
+                    for score, incident, detector, learn in zip(rows.score[loud].tolist(), rows.incident[loud].tolist(),
+                                                                rows.detector[loud].tolist(),
+                                                                rows.learning[loud].tolist(), strict=True)])
     parts: list[str] = []
-    row = 0
-    for index, score, incident, detector, learn in zip(loud.tolist(), rows.score[loud].tolist(),
-                                                       rows.incident[loud].tolist(), rows.detector[loud].tolist(),
-                                                       rows.learning[loud].tolist(), strict=True):
-        for begin in range(row, index, span):
-            parts.append(text[bounds[begin]:bounds[min(begin + span, index)]].replace("\n", _QUIET))
-        ending = f",{score:.6f},{incident if incident else ''},{detector},{'1' if learn else ''}\n"
-        parts.append(text[bounds[index]:bounds[index + 1] - 1] + ending)
-        row = index + 1
+    for piece, loud_piece in enumerate(is_loud[cuts[:-1]].tolist()):
+        begin, end = offsets[piece], offsets[piece + 1]
+        parts.append(text[begin:end - 1] + next(endings) if loud_piece else text[begin:end].replace("\n", _QUIET))
         if len(parts) >= 4096:
             out.write("".join(parts))
             parts.clear()
-    for begin in range(row, len(bounds) - 1, span):
-        parts.append(text[bounds[begin]:bounds[min(begin + span, len(bounds) - 1)]].replace("\n", _QUIET))
     out.write("".join(parts))
 
 
