@@ -10,7 +10,8 @@ rows/s are printed, with the ratio to the pandas baseline:
 
 - `city score` end to end (csvscore.score_file: read, parse, all detectors,
   the row surprise, the incident columns, write), and its parts: parsing
-  (read_table: the plain whole-text reader), scoring (score_rows), writing
+  (read_table: the compiled reader, analytics/csvfast.py, since a325dce; the plain whole-text reader
+  before), scoring (score_rows), writing
   (write_scored); and the general reader (csv module and parse_time row by
   row, what every file took before the plain reader) for the parse alone;
 - pandas' best form of the same file work: read_csv (its C engine), the
@@ -85,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
             "pandas: read_csv + to_datetime + rolling z + to_csv": timed(lambda: pandas_same_work(source, target),
                                                                          args.runs),
             "city score end to end (score_file)": timed(lambda: csvscore.score_file(source, target), args.runs),
-            "  parse (read_table, plain reader)": timed(lambda: csvscore.read_table(text), args.runs),
+            "  parse (read_table)": timed(lambda: csvscore.read_table(text), args.runs),
             "  score (score_rows, all detectors)": timed(lambda: csvscore.score_rows(table), args.runs),
             "  write (write_scored)": timed(lambda: csvscore.write_scored(table, scores, io.StringIO()), args.runs),
         }
