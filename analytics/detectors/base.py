@@ -57,19 +57,31 @@ def as_times(times: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return t
 
 
-def calibrate(z: np.ndarray, params: DetectorParams = DEFAULT_PARAMS) -> np.ndarray:
+def calibrate(z: np.ndarray, params: DetectorParams = DEFAULT_PARAMS, out: np.ndarray | None = None) -> np.ndarray:
     """A robust z (any sign) to a score in [0, 1]: logistic in |z|, 0.5 at `z_mid` sigmas; NaN -> 0.
 
     Because z is in units of each series' own robust scale, one score
-    threshold is the same number of sigmas on every series.
+    threshold is the same number of sigmas on every series. `out`: a float64
+    array of z's shape to write the score into (z itself may be it).
     """
-    z = np.abs(np.asarray(z, dtype=np.float64))
+    # Each step in place on one array (the same ufuncs in the same order as with a temporary per step, so the
+    # same bits, tests/analytics/test_level_pass.py), not six arrays the size of z.
+    z = np.asarray(z, dtype=np.float64)
+    score = np.abs(z, out=np.empty(z.shape) if out is None else out)
     with np.errstate(over="ignore", invalid="ignore"):
-        score = 1.0 / (1.0 + np.exp(-(z - params.z_mid) / params.z_width))
+        np.subtract(score, params.z_mid, out=score)
+        np.negative(score, out=score)
+        np.divide(score, params.z_width, out=score)
+        np.exp(score, out=score)
+        np.add(1.0, score, out=score)
+        np.divide(1.0, score, out=score)
     # Shift so z = 0 scores exactly 0 and the range stays [0, 1].
     at_zero = 1.0 / (1.0 + np.exp(params.z_mid / params.z_width))
-    score = (score - at_zero) / (1.0 - at_zero)
-    return np.clip(np.nan_to_num(score, nan=0.0), 0.0, 1.0)
+    np.subtract(score, at_zero, out=score)
+    np.divide(score, 1.0 - at_zero, out=score)
+    np.nan_to_num(score, copy=False, nan=0.0)
+    np.clip(score, 0.0, 1.0, out=score)
+    return score if score.ndim else score[()]
 
 
 def nanmedian_first_axis(stack: np.ndarray) -> np.ndarray:

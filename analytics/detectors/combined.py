@@ -10,6 +10,7 @@ from analytics.detectors import kernels
 from analytics.detectors.base import (
     Anchor,
     Baseline,
+    DetectorInputError,
     History,
     as_matrix,
     as_times,
@@ -18,9 +19,9 @@ from analytics.detectors.base import (
     typical_interval_ms,
 )
 from analytics.detectors.drift import drift_evidence
-from analytics.detectors.flatline import flatline_evidence
+from analytics.detectors.flatline import _flatline_rows, flatline_evidence
 from analytics.detectors.level import _holt, robust_baseline
-from analytics.detectors.seasonal import seasonal_baseline
+from analytics.detectors.seasonal import profile_possible, seasonal_baseline
 from analytics.detectors.shift import cusum_evidence, cusum_sides
 
 DETECTORS = ("level", "shift", "seasonal", "flatline", "drift")
@@ -86,11 +87,15 @@ def score_series(values: np.ndarray, times: np.ndarray | None = None,
                  np.empty(x.shape, dtype=np.int8), Baseline(*(np.empty(x.shape) for _ in range(3))))
     for start in range(0, x.shape[0], block):
         rows = slice(start, start + block)
+        # The block's rows of the outputs: a block without a profile is written there directly, not copied.
+        target = Scores({}, out.combined[rows], out.winner[rows],
+                        Baseline(out.baseline.expected[rows], out.baseline.scale[rows], out.baseline.z[rows]))
         part = _score_block(x[rows], times if times is None or times.ndim == 1 else times[rows], params,
-                            None if history is None else history.rows(rows), with_evidence)
-        out.combined[rows], out.winner[rows] = part.combined, part.winner
-        out.baseline.expected[rows], out.baseline.scale[rows], out.baseline.z[rows] = \
-            part.baseline.expected, part.baseline.scale, part.baseline.z
+                            None if history is None else history.rows(rows), with_evidence, target)
+        if part.combined is not target.combined:
+            out.combined[rows], out.winner[rows] = part.combined, part.winner
+            out.baseline.expected[rows], out.baseline.scale[rows], out.baseline.z[rows] = \
+                part.baseline.expected, part.baseline.scale, part.baseline.z
         for name in out.evidence:
             out.evidence[name][rows] = part.evidence[name]
         if with_evidence:
@@ -219,23 +224,22 @@ def _quick_level(x: np.ndarray, times: np.ndarray | None, keep: np.ndarray | Non
 
 
 def _score_block(x: np.ndarray, times: np.ndarray | None, params: DetectorParams,
-                 history: History | None = None, row_point: bool = False) -> Scores:
-    recent = robust_baseline(x, params)
-    season = None if times is None else seasonal_baseline(x, times, params, history)
+                 history: History | None = None, row_point: bool = False, out: Scores | None = None) -> Scores:
+    """score_series on one block of rows; `out`: where a block without a profile writes its combined score,
+    winner and baseline (each (S, T), C-contiguous), else new arrays."""
+    season = None
+    if times is not None and profile_possible(x, times, params, history):
+        season = seasonal_baseline(x, times, params, history)
     if season is not None and row_point and params.point_resolution_floor > 0:
         season = _profile_at_resolution(x, season, params)
     has_season = None if season is None else np.isfinite(season.z)
-    if times is not None and params.day_scale_floor > 0:
-        recent = _widened(x, times, recent, has_season, params)
     if has_season is None or not has_season.any():
         # No profile anywhere in the block (too little history): the recent
-        # level alone, without the array passes that choose between the two.
-        evidence = {"level": np.abs(np.nan_to_num(recent.z)), "shift": cusum_evidence(recent.z, params),
-                    "seasonal": np.zeros(x.shape), "flatline": flatline_evidence(x, params),
-                    "drift": np.zeros(x.shape)}
-        scores = _strongest(evidence, recent, params, skip=("seasonal", "drift"))
-        scores.point = _quick_level(x, times, has_season, params, recent)[0] if row_point else None
-        return scores
+        # level alone, in one compiled pass (kernels.level_pass).
+        return _without_profile(x, times, params, row_point, out)
+    recent = robust_baseline(x, params)
+    if times is not None and params.day_scale_floor > 0:
+        recent = _widened(x, times, recent, has_season, params)
     # One forecaster per sample: the daily/weekly profile where it has
     # predicted better than the recent level so far, else the recent level.
     # A daily step (lights on at 07:00) is then expected, not an anomaly.
@@ -314,6 +318,59 @@ def _score_block(x: np.ndarray, times: np.ndarray | None, params: DetectorParams
     point[np.isnan(quick_z) & ~has_season] = np.nan
     scores.point = point
     return scores
+
+
+def _without_profile(x: np.ndarray, times: np.ndarray | None, params: DetectorParams, row_point: bool,
+                     out: Scores | None) -> Scores:
+    """_score_block where no series of the block has a profile: robust_baseline, _widened (with times and
+    day_scale_floor), the level, shift and flatline evidence and _strongest, as those functions compute them,
+    bit for bit (tests/analytics/test_level_pass.py), but the recursions and the choice of the strongest in one
+    compiled pass over each row (kernels.level_pass) and the flatline's own pass only on the rows that repeat
+    a reading often enough to have a run; calibrate stays numpy (its exp), in place."""
+    if not 0 < params.level_alpha <= 1 or not 0 < params.scale_alpha <= 1:
+        raise DetectorInputError("alpha must be in (0, 1]")
+    step = typical_interval_ms(times) if times is not None and params.day_scale_floor > 0 else math.nan
+    widen = step > 0
+    quarter_day = min(1.0, 4.0 * step / DAY_MS) if widen else 0.0
+    shape = x.shape
+    if out is None:
+        out = Scores({}, np.empty(shape), np.empty(shape, dtype=np.int8),
+                     Baseline(np.empty(shape), np.empty(shape), np.empty(shape)))
+    level = np.empty(shape) if row_point else _UNUSED
+    shift = np.empty(shape) if row_point else _UNUSED
+    repeats = np.empty(shape[0], dtype=np.int64)
+    k, h = params.cusum_k, params.cusum_h
+    kernels.level_pass(np.ascontiguousarray(x, dtype=np.float64), out.baseline.expected, out.baseline.scale,
+                       out.baseline.z, out.combined, out.winner, level, shift, repeats,
+                       float(params.level_alpha), float(params.scale_alpha),
+                       float(params.level_alpha * params.trend_beta), int(params.warmup), float(params.huber_clip),
+                       float(params.mad_to_sigma), float(params.rel_scale_floor), float(params.abs_scale_floor),
+                       bool(widen), float(quarter_day), float(params.day_scale_floor), float(k), float(h),
+                       float(params.cusum_rho_alpha), float(params.z_mid / h), float(params.cusum_cap * h),
+                       bool(row_point))
+    # Flatline evidence only on rows with enough repeats for a run (flatline_nats' own shortcut); 0 elsewhere,
+    # which never beats the level's or the shift's evidence (both >= 0).
+    candidates = np.flatnonzero(repeats >= params.flatline_min_run)
+    flat = np.zeros(shape) if row_point else None
+    if candidates.size:
+        evidence = _flatline_rows(x[candidates], params) * (params.z_mid / params.flatline_nats)
+        best = out.combined[candidates]
+        larger = evidence > best
+        out.combined[candidates] = np.where(larger, evidence, best)
+        winner = out.winner[candidates]
+        winner[larger] = DETECTORS.index("flatline")
+        out.winner[candidates] = winner
+        if flat is not None:
+            flat[candidates] = evidence
+    calibrate(out.combined, params, out=out.combined)
+    if row_point:
+        out.evidence = {"level": level, "shift": shift, "seasonal": np.zeros(shape), "flatline": flat,
+                        "drift": np.zeros(shape)}
+        out.point = _quick_level(x, times, None, params, out.baseline)[0]
+    return out
+
+
+_UNUSED = np.empty((1, 1))
 
 
 def _strongest(evidence: dict[str, np.ndarray], baseline: Baseline, params: DetectorParams,

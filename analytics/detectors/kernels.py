@@ -141,11 +141,128 @@ def _gap_ratios(x: np.ndarray, t: np.ndarray, interval: np.ndarray, power: float
                 seen = True
 
 
+def _level_pass(x: np.ndarray, expected: np.ndarray, scale: np.ndarray, z: np.ndarray, best: np.ndarray,
+                winner: np.ndarray, level_out: np.ndarray, shift_out: np.ndarray, repeats: np.ndarray,
+                a_level: float, a_scale: float, a_trend: float, warmup: int, clip: float, mad_to_sigma: float,
+                rel_floor: float, abs_floor: float, widen: bool, a_wide: float, wide_floor: float, k: float,
+                h: float, rho_alpha: float, unit: float, cap: float, keep_evidence: bool) -> None:
+    """combined._score_block without a profile, in one pass over each row: robust_baseline (the _holt recursion
+    and its z after `warmup` readings), with `widen` combined._widened (the scale never below wide_floor times
+    the scale of a flat _holt, step a_wide, over the same forecast errors; z against it), the level evidence
+    |z| (NaN 0, as np.nan_to_num), the CUSUM evidence of that z (_cusum, the larger side), the larger of the
+    two into best and which into winner (0 level, 1 shift, as combined._strongest), and per row how many
+    readings repeat the previous reading (flatline._repeat_count). x (S, T); expected, scale, z, best (S, T)
+    float64, winner (S, T) int8; level_out and shift_out (S, T) only with keep_evidence; repeats (S,) int64.
+    The same operations in the same order as those numpy and compiled steps, so the same bits
+    (tests/analytics/test_level_pass.py)."""
+    n_series, n_times = x.shape
+    big = np.finfo(np.float64).max
+    for s in range(n_series):
+        level = slope = deviation = count = quantum = 0.0
+        last = math.nan
+        w_level = w_slope = w_deviation = w_count = w_quantum = 0.0  # the flat recursion over the errors
+        w_last = math.nan
+        upper = lower = lag_product = previous = 0.0
+        energy = 1.0
+        repeat = 0
+        before = math.nan
+        for t in range(n_times):
+            xt = x[s, t]
+            valid = not math.isnan(xt)
+            # robust_baseline: the forecast and scale from the readings before t.
+            seen = count > 0
+            warm = count >= warmup
+            forecast = level + slope
+            sc = max(max(deviation * mad_to_sigma, rel_floor * abs(forecast) + abs_floor), 0.5 * quantum)
+            et = forecast if seen else math.nan
+            st = sc if seen else math.nan
+            error = xt - et
+            zt = error / st if count >= warmup else math.nan
+            if widen:
+                # _widened: a flat _holt over the errors, its scale times wide_floor, np.fmax with st.
+                w_seen = w_count > 0
+                w_forecast = w_level + w_slope
+                w_sc = max(max(w_deviation * mad_to_sigma, rel_floor * abs(w_forecast) + abs_floor),
+                           0.5 * w_quantum)
+                floor = (w_sc if w_seen else math.nan) * wide_floor
+                wide = floor if math.isnan(st) else (st if math.isnan(floor) else max(st, floor))
+                if not math.isnan(zt):
+                    zt = error / wide
+                st = wide
+                if not math.isnan(error):
+                    w_warm = w_count >= warmup
+                    w_residual = error - w_forecast
+                    w_step_level = max(a_wide, 1.0 / (w_count + 1.0))
+                    w_step_scale = max(a_wide, 1.0 / max(w_count, 1.0))
+                    w_limit = clip * w_sc
+                    w_clipped = min(max(w_residual, -w_limit), w_limit) if w_warm else w_residual
+                    w_level = w_forecast + w_step_level * w_clipped if w_seen else error
+                    if w_warm:
+                        w_slope = w_slope + 0.0 * w_clipped  # _holt's trend step, 0 for a flat level
+                    w_spread = min(abs(w_residual), w_limit) if w_warm else abs(w_residual)
+                    if w_seen:
+                        w_deviation = w_deviation + w_step_scale * (w_spread - w_deviation)
+                    w_jump = abs(error - w_last)
+                    if w_jump > 0 and (w_quantum == 0 or w_jump < w_quantum):
+                        w_quantum = w_jump
+                    w_last = error
+                    w_count += 1.0
+            expected[s, t] = et
+            scale[s, t] = st
+            z[s, t] = zt
+            # The evidence: |z| (np.nan_to_num's NaN 0, infinities the largest float) and the CUSUM of z.
+            lv = 0.0 if math.isnan(zt) else abs(min(max(zt, -big), big))
+            zc = 0.0 if math.isnan(zt) else min(max(zt, -h / 2), h / 2)
+            lag_product += rho_alpha * (zc * previous - lag_product)
+            energy += rho_alpha * (zc * zc - energy)
+            rho = min(max(lag_product / max(energy, 1e-12), 0.0), 0.95)
+            step = zc * math.sqrt((1.0 - rho) / (1.0 + rho))
+            previous = zc
+            upper = min(max(0.0, upper + (step - k)), cap)
+            lower = min(max(0.0, lower - (step + k)), cap)
+            up = upper * unit
+            down = lower * unit
+            sh = up if up >= down else down
+            if keep_evidence:
+                level_out[s, t] = lv
+                shift_out[s, t] = sh
+            if sh > lv:
+                best[s, t] = sh
+                winner[s, t] = 1
+            else:
+                best[s, t] = lv
+                winner[s, t] = 0
+            if not valid:
+                continue  # a missing reading freezes the state (and neither extends nor breaks a repeat)
+            if xt == before:
+                repeat += 1
+            before = xt
+            residual = xt - forecast
+            step_level = max(a_level, 1.0 / (count + 1.0))
+            step_scale = max(a_scale, 1.0 / max(count, 1.0))
+            limit = clip * sc
+            clipped = min(max(residual, -limit), limit) if warm else residual
+            level = forecast + step_level * clipped if seen else xt
+            if warm:
+                slope = slope + a_trend * clipped
+            spread = min(abs(residual), limit) if warm else abs(residual)
+            if seen:
+                deviation = deviation + step_scale * (spread - deviation)
+            jump = abs(xt - last)
+            if jump > 0 and (quantum == 0 or jump < quantum):
+                quantum = jump
+            last = xt
+            count += 1.0
+        repeats[s] = repeat
+
+
 holt = numba.njit(cache=True, nogil=True)(_holt)
 gap_ratios = numba.njit(cache=True, nogil=True)(_gap_ratios)
 floor_on_moves = numba.njit(cache=True, nogil=True)(_floor_on_moves)
 floor_at_resolution = numba.njit(cache=True, nogil=True)(_floor_at_resolution)
 cusum = numba.njit(cache=True, nogil=True)(_cusum)
+# error_model numpy: a division by 0 gives inf or NaN as numpy's does, not ZeroDivisionError.
+level_pass = numba.njit(cache=True, nogil=True, error_model="numpy")(_level_pass)
 
 
 @numba.njit(cache=True, nogil=True)

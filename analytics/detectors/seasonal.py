@@ -276,10 +276,7 @@ def seasonal_baseline(values: np.ndarray, times: np.ndarray, params: DetectorPar
     x = as_matrix(values)
     t = as_times(times, x.shape)
     out = Baseline(*(np.full(x.shape, np.nan) for _ in range(5)))
-    start = t[:, 0].min() if x.size else 0
-    if history is not None and x.size and not np.isnan(history.values).all():
-        start = min(start, history.times[~np.isnan(history.values)].min())
-    span = int(t[:, -1].max() - start) if x.size else 0
+    span = _span_ms(x, t[:, 0], t[:, -1], history)
     step_ms = typical_interval_ms(times) if params.profile_scale_by_hour else math.nan
     for period in params.season_periods_ms:
         if span < params.season_min_lags * period:
@@ -296,6 +293,27 @@ def seasonal_baseline(values: np.ndarray, times: np.ndarray, params: DetectorPar
             out.plain_z = np.where(better, (x - profile) / fit.scale, out.plain_z)
         out.profile = np.where(better, profile, out.profile)
     return out
+
+
+def profile_possible(x: np.ndarray, times: np.ndarray, params: DetectorParams = DEFAULT_PARAMS,
+                     history: History | None = None) -> bool:
+    """Whether seasonal_baseline tries any profile on (S, T) x (times validated by as_times already): False when
+    the readings and history span less than season_min_lags of every period, so it would return only NaN.
+    Reads the first and last times only, so a caller skips it (five NaN arrays the size of x) for nothing."""
+    t = np.asarray(times)
+    if x.size == 0:
+        return False
+    first, last = t[..., 0].astype(np.int64), t[..., -1].astype(np.int64)
+    span = _span_ms(x, np.atleast_1d(first), np.atleast_1d(last), history)
+    return any(span >= params.season_min_lags * period for period in params.season_periods_ms)
+
+
+def _span_ms(x: np.ndarray, first: np.ndarray, last: np.ndarray, history: History | None) -> int:
+    """ms from the earliest reading (or history entry) to the latest reading; first, last: int64 per row."""
+    start = first.min() if x.size else 0
+    if history is not None and x.size and not np.isnan(history.values).all():
+        start = min(start, history.times[~np.isnan(history.values)].min())
+    return int(last.max() - start) if x.size else 0
 
 
 def _scale_by_time_of_day(residual: np.ndarray, fit: Baseline, times: np.ndarray, period_ms: int,
