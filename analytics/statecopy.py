@@ -199,6 +199,7 @@ class CopyOnWrite:
         self.began_wall_s = time.perf_counter() - wall  # the same on the clock (with the machine's other work)
         self.kept_rows = 0
         self.peak_kept_bytes = 0
+        self._kept_bytes = 0  # a running total over the groups: keep() is on the stream's path
 
     # ------------------------------------------------------------ what is registered
 
@@ -246,12 +247,13 @@ class CopyOnWrite:
             group.keep(row)
             if group.kept_bytes != before:
                 self.kept_rows += 1
-                self.peak_kept_bytes = max(self.peak_kept_bytes, self.kept_bytes)
+                self._kept_bytes += group.kept_bytes - before
+                self.peak_kept_bytes = max(self.peak_kept_bytes, self._kept_bytes)
 
     @property
     def kept_bytes(self) -> int:
         """What the rows kept so far hold (the checkpoint's memory beside the state)."""
-        return sum(group.kept_bytes for group in self.groups.values())
+        return self._kept_bytes
 
     @property
     def longest_hold_s(self) -> float:
@@ -262,6 +264,7 @@ class CopyOnWrite:
         """The save is over: the kept rows are dropped and keep() does nothing; the views cannot be read."""
         for group in self.groups.values():
             group.close()
+        self._kept_bytes = 0
 
     def whole(self) -> LearntState:
         """The copy with every view read into an array (tests, benches: what a whole copy would have held)."""

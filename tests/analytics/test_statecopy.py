@@ -156,6 +156,9 @@ def test_it_holds_the_changed_rows_only_and_nothing_once_closed(engine):
     changed = copying.kept_rows
     assert 10 <= changed <= 20  # each series' row of its metric, and its arrival row
     assert 0 < copying.peak_kept_bytes < whole_bytes / 4, (copying.peak_kept_bytes, whole_bytes)
+    held = sum(part.nbytes for group in copying.groups.values() for row in group.kept.values()
+               for part in row if part is not None)
+    assert copying.kept_bytes == held == copying.peak_kept_bytes  # nothing was dropped while it was read
     engine.end_copy()
     assert engine.copying is None and copying.kept_bytes == 0
     with pytest.raises(RuntimeError):
