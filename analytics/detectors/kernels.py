@@ -13,6 +13,32 @@ import numba
 import numpy as np
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def holt_step(xt: float, forecast: float, sc: float, seen: bool, warm: bool, slope: float, deviation: float,
+              count: float, quantum: float, last: float, a_level: float, a_scale: float, a_trend: float,
+              clip: float) -> tuple[float, float, float, float, float, float]:
+    """One update of robust_baseline's Holt recursion by the valid reading xt, given the forecast and scale from
+    the readings before it: the new (level, slope, deviation, count, quantum, last). The one copy of this
+    arithmetic (_holt, _level_pass twice, stream_kernels.holt), so every caller takes the same steps in the same
+    order and gets the same bits; inlined, so the callers' loops compile as if it were written in them.
+    numba's cache does not see a change here from another file's kernel: clear __pycache__ after editing it."""
+    residual = xt - forecast
+    step_level = max(a_level, 1.0 / (count + 1.0))
+    step_scale = max(a_scale, 1.0 / max(count, 1.0))
+    limit = clip * sc
+    clipped = min(max(residual, -limit), limit) if warm else residual
+    level = forecast + step_level * clipped if seen else xt
+    if warm:
+        slope = slope + a_trend * clipped
+    spread = min(abs(residual), limit) if warm else abs(residual)
+    if seen:
+        deviation = deviation + step_scale * (spread - deviation)
+    jump = abs(xt - last)
+    if jump > 0 and (quantum == 0 or jump < quantum):
+        quantum = jump
+    return level, slope, deviation, count + 1.0, quantum, xt
+
+
 def _holt(x: np.ndarray, expected: np.ndarray, scale: np.ndarray, a_level: float, a_scale: float,
           a_trend: float, warmup: int, clip: float, mad_to_sigma: float, rel_floor: float, abs_floor: float,
           gaps: np.ndarray, restart: float) -> None:
@@ -42,22 +68,8 @@ def _holt(x: np.ndarray, expected: np.ndarray, scale: np.ndarray, a_level: float
             if restart > 0 and seen and gaps[s, t] > restart:
                 level, slope, last = xt, 0.0, xt  # the level is stale after a long gap: it restarts here
                 continue
-            residual = xt - forecast
-            step_level = max(a_level, 1.0 / (count + 1.0))
-            step_scale = max(a_scale, 1.0 / max(count, 1.0))
-            limit = clip * sc
-            clipped = min(max(residual, -limit), limit) if warm else residual
-            level = forecast + step_level * clipped if seen else xt
-            if warm:
-                slope = slope + a_trend * clipped
-            spread = min(abs(residual), limit) if warm else abs(residual)
-            if seen:
-                deviation = deviation + step_scale * (spread - deviation)
-            step = abs(xt - last)
-            if step > 0 and (quantum == 0 or step < quantum):
-                quantum = step
-            last = xt
-            count += 1.0
+            level, slope, deviation, count, quantum, last = holt_step(
+                xt, forecast, sc, seen, warm, slope, deviation, count, quantum, last, a_level, a_scale, a_trend, clip)
 
 
 def _cusum(z: np.ndarray, upper_out: np.ndarray, lower_out: np.ndarray, k: float, h: float, rho_alpha: float,
@@ -190,23 +202,10 @@ def _level_pass(x: np.ndarray, expected: np.ndarray, scale: np.ndarray, z: np.nd
                     zt = error / wide
                 st = wide
                 if not math.isnan(error):
-                    w_warm = w_count >= warmup
-                    w_residual = error - w_forecast
-                    w_step_level = max(a_wide, 1.0 / (w_count + 1.0))
-                    w_step_scale = max(a_wide, 1.0 / max(w_count, 1.0))
-                    w_limit = clip * w_sc
-                    w_clipped = min(max(w_residual, -w_limit), w_limit) if w_warm else w_residual
-                    w_level = w_forecast + w_step_level * w_clipped if w_seen else error
-                    if w_warm:
-                        w_slope = w_slope + 0.0 * w_clipped  # _holt's trend step, 0 for a flat level
-                    w_spread = min(abs(w_residual), w_limit) if w_warm else abs(w_residual)
-                    if w_seen:
-                        w_deviation = w_deviation + w_step_scale * (w_spread - w_deviation)
-                    w_jump = abs(error - w_last)
-                    if w_jump > 0 and (w_quantum == 0 or w_jump < w_quantum):
-                        w_quantum = w_jump
-                    w_last = error
-                    w_count += 1.0
+                    # _holt's trend step 0.0: a flat level (the slope still takes + 0.0 * clipped, as _holt's did).
+                    w_level, w_slope, w_deviation, w_count, w_quantum, w_last = holt_step(
+                        error, w_forecast, w_sc, w_seen, w_count >= warmup, w_slope, w_deviation, w_count, w_quantum,
+                        w_last, a_wide, a_wide, 0.0, clip)
             expected[s, t] = et
             scale[s, t] = st
             z[s, t] = zt
@@ -237,22 +236,8 @@ def _level_pass(x: np.ndarray, expected: np.ndarray, scale: np.ndarray, z: np.nd
             if xt == before:
                 repeat += 1
             before = xt
-            residual = xt - forecast
-            step_level = max(a_level, 1.0 / (count + 1.0))
-            step_scale = max(a_scale, 1.0 / max(count, 1.0))
-            limit = clip * sc
-            clipped = min(max(residual, -limit), limit) if warm else residual
-            level = forecast + step_level * clipped if seen else xt
-            if warm:
-                slope = slope + a_trend * clipped
-            spread = min(abs(residual), limit) if warm else abs(residual)
-            if seen:
-                deviation = deviation + step_scale * (spread - deviation)
-            jump = abs(xt - last)
-            if jump > 0 and (quantum == 0 or jump < quantum):
-                quantum = jump
-            last = xt
-            count += 1.0
+            level, slope, deviation, count, quantum, last = holt_step(
+                xt, forecast, sc, seen, warm, slope, deviation, count, quantum, last, a_level, a_scale, a_trend, clip)
         repeats[s] = repeat
 
 

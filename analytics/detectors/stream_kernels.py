@@ -12,6 +12,8 @@ import math
 import numba
 import numpy as np
 
+from analytics.detectors.kernels import holt_step
+
 # Holt's state per series: level, slope, deviation, count, quantum, last reading.
 HOLT_WIDTH = 6
 HOLT_START = np.array([0.0, 0.0, 0.0, 0.0, 0.0, math.nan])
@@ -42,23 +44,9 @@ def holt(x, expected, scale, seen_before, state, a_level, a_scale, a_trend, warm
             seen_before[s, t] = count
             if math.isnan(xt):
                 continue
-            warm = count >= warmup
-            residual = xt - forecast
-            step_level = max(a_level[s], 1.0 / (count + 1.0))
-            step_scale = max(a_scale[s], 1.0 / max(count, 1.0))
-            limit = clip * sc
-            clipped = min(max(residual, -limit), limit) if warm else residual
-            level = forecast + step_level * clipped if seen else xt
-            if warm:
-                slope = slope + a_trend[s] * clipped
-            spread = min(abs(residual), limit) if warm else abs(residual)
-            if seen:
-                deviation = deviation + step_scale * (spread - deviation)
-            step = abs(xt - last)
-            if step > 0 and (quantum == 0 or step < quantum):
-                quantum = step
-            last = xt
-            count += 1.0
+            level, slope, deviation, count, quantum, last = holt_step(
+                xt, forecast, sc, seen, count >= warmup, slope, deviation, count, quantum, last, a_level[s],
+                a_scale[s], a_trend[s], clip)
         state[s, 0], state[s, 1], state[s, 2], state[s, 3], state[s, 4], state[s, 5] = \
             level, slope, deviation, count, quantum, last
 
