@@ -304,7 +304,7 @@ def _surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray, slot:
               var_on: bool, var_ratio: float, var_clip: float, var_h: float, var_offset: float, var_alpha: float,
               var_slot_alpha: float, var_slot_rows: float, var_floor: float, var_warmup: float,
               xi_max: float, xi_prior: float, drift_offset: float,
-              drift_grace: int) -> None:
+              drift_grace: int, run_slot_rows: float, run_slot_alpha: float) -> None:
     """surprise.row_surprise's recursion for (S, T) inputs; fills out (log10 units) and which (0 point, 1 shift,
     2 flatline, 3 drift, 4 variance). NaN point: no reading or no trusted baseline, surprise 0 and the state
     unchanged. With var_on, values (S, T) are the readings whose steps the variance test judges.
@@ -314,7 +314,9 @@ def _surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray, slot:
     (slot (S, T) in 0..slots-1) shrunk towards the series' own by slot_rows and slot_count. With xi_max > 0
     the tail's shape is the series' own too: a generalised Pareto shape in [0, xi_max] by the method of
     moments over the excesses of readings that were no anomaly (below learn_max decades), shrunk towards an
-    exponential tail's (shape 0) by xi_prior excesses."""
+    exponential tail's (shape 0) by xi_prior excesses. Where slots > 0 and run_slot_alpha > 0, the run test's
+    discount for autocorrelation is the larger of the series' and its slot's lag-1 autocorrelation (the slot's
+    EWMAs at run_slot_alpha, shrunk towards the series' with the weight of run_slot_rows rows)."""
     n_series, n_times = point.shape
     log10e = 1.0 / math.log(10.0)
     recent = np.empty(fast_rows)
@@ -324,6 +326,10 @@ def _surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray, slot:
     slot_excess = np.zeros(max(slots, 1))
     step_slot = np.ones(max(slots, 1))  # the usual squared step of each time-of-day slot
     step_seen = np.zeros(max(slots, 1))
+    run_on = slots > 0 and run_slot_alpha > 0.0
+    slot_lag = np.zeros(max(slots, 1))  # each slot's running mean of zc times the previous zc, and of zc squared
+    slot_energy = np.zeros(max(slots, 1))
+    slot_n = np.zeros(max(slots, 1))
     var_cap = var_clip * var_clip
     var_up = 0.5 * (1.0 - 1.0 / var_ratio)  # the log-likelihood ratio of a squared step q: var_up q - var_cost
     var_cost = 0.5 * math.log(var_ratio)
@@ -333,6 +339,9 @@ def _surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray, slot:
         slot_excess[:] = 0.0
         step_slot[:] = 1.0
         step_seen[:] = 0.0
+        slot_lag[:] = 0.0
+        slot_energy[:] = 0.0
+        slot_n[:] = 0.0
         step_all = 1.0  # the series' usual squared step
         steps = var_sum = var_run = 0.0
         var_n = 0
@@ -404,6 +413,19 @@ def _surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray, slot:
             energy += rho_alpha * (zc * zc - energy)
             rho = min(max(lag_product / max(energy, 1e-12), 0.0), 0.95)
             step = zc * math.sqrt((1.0 - rho) / (1.0 + rho))
+            # The run test's own discount: a time of day whose departures persist (a rush hour's drop, a little
+            # earlier or later each working day) makes runs of its own; judged as independent rows, its onset's
+            # second row scored as a level shift's. Its slot's lag-1 autocorrelation (never below the series').
+            rho_run = rho
+            if run_on:
+                seen_b = min(slot_n[b], 1.0 / run_slot_alpha)
+                slot_rho = ((slot_lag[b] * seen_b + lag_product * run_slot_rows)
+                            / max(slot_energy[b] * seen_b + energy * run_slot_rows, 1e-12))
+                rho_run = max(rho, min(max(slot_rho, 0.0), 0.95))
+                step_b = max(run_slot_alpha, 1.0 / (slot_n[b] + 1.0))
+                slot_lag[b] += step_b * (zc * previous - slot_lag[b])
+                slot_energy[b] += step_b * (zc * zc - slot_energy[b])
+                slot_n[b] += 1.0
             previous = zc
             upper = max(0.0, upper + step - k)
             lower = max(0.0, lower - step - k)
@@ -429,7 +451,7 @@ def _surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray, slot:
                     if same:
                         c = min(c, abs(before2))
                 if same and c > u:  # every reading of the run in the tail
-                    run = min(_gpd_log10(c, u, share, mean_excess, xi), plain) * (1.0 + (width - 1) * (1.0 - rho))
+                    run = min(_gpd_log10(c, u, share, mean_excess, xi), plain) * (1.0 + (width - 1) * (1.0 - rho_run))
                     if run > best:
                         best, kind = run, 0
             # A change of spread: the CUSUM of the log-likelihood ratio of var_ratio times the usual variance,

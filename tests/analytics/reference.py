@@ -198,6 +198,12 @@ def row_surprise(point: list[float], flat_nats: list[float], p: DetectorParams,
     run_down: list[float] = []
     lag_product = previous = 0.0
     energy = 1.0
+    # Each time-of-day slot's running means of zc times the previous zc and of zc squared, and its rows:
+    # the run test's own autocorrelation there (a rush hour's departures persist).
+    slot_lag: dict[int, float] = {}
+    slot_energy: dict[int, float] = {}
+    slot_n: dict[int, int] = {}
+    run_slots = slots is not None and p.surprise_slots > 0 and p.surprise_run_slot_alpha > 0
     excesses: list[tuple[float, float, int]] = []  # (weight, weighted excess, slot) of each reading past u
     slot_rows: dict[int, int] = {}
     rows = 0
@@ -265,6 +271,18 @@ def row_surprise(point: list[float], flat_nats: list[float], p: DetectorParams,
         energy += p.cusum_rho_alpha * (zc * zc - energy)
         rho = max(0.0, min(0.95, lag_product / max(energy, 1e-12)))
         step = zc * math.sqrt((1 - rho) / (1 + rho))
+        rho_run = rho
+        if run_slots:  # never below the series' own; the slot's shrunk towards it
+            n_b = slot_n.get(b, 0)
+            seen = min(n_b, 1 / p.surprise_run_slot_alpha)
+            w = p.surprise_run_slot_rows
+            slot_rho = ((slot_lag.get(b, 0.0) * seen + lag_product * w)
+                        / max(slot_energy.get(b, 0.0) * seen + energy * w, 1e-12))
+            rho_run = max(rho, min(0.95, max(0.0, slot_rho)))
+            a = max(p.surprise_run_slot_alpha, 1 / (n_b + 1))
+            slot_lag[b] = slot_lag.get(b, 0.0) + a * (zc * previous - slot_lag.get(b, 0.0))
+            slot_energy[b] = slot_energy.get(b, 0.0) + a * (zc * zc - slot_energy.get(b, 0.0))
+            slot_n[b] = n_b + 1
         previous = zc
         upper = max(0.0, upper + step - p.cusum_k)
         lower = max(0.0, lower - step - p.cusum_k)
@@ -274,7 +292,7 @@ def row_surprise(point: list[float], flat_nats: list[float], p: DetectorParams,
         for width in (2, 3):  # runs: all of the last `width` readings past c on this side
             last = corrected[-(width - 1):] + [zp]
             if len(last) == width and all(v * zp > 0 and abs(v) > u for v in last):
-                best = max(best, min(tail(min(abs(v) for v in last), b), plain) * (1 + (width - 1) * (1 - rho)))
+                best = max(best, min(tail(min(abs(v) for v in last), b), plain) * (1 + (width - 1) * (1 - rho_run)))
         x = math.nan if values is None else values[index]
         if not math.isnan(x) and not math.isnan(last_value):
             square = (x - last_value) ** 2

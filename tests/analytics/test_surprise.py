@@ -212,6 +212,28 @@ def test_readings_back_where_the_forecasters_expect_them_after_an_accepted_chang
         assert score[330:360].max() < 0.5
 
 
+def test_a_run_at_a_time_of_day_that_makes_runs_every_day_gains_less_than_one_at_a_quiet_time():
+    # Every morning in the same hour, a little earlier or later, two readings 7 sigmas low (a rush hour's
+    # onset); on the last day the same run in the morning and in the afternoon. The morning's second row is
+    # judged with that hour's own persistence and gains less; the afternoon, which never made runs, as before.
+    off = dataclasses.replace(CSV_PARAMS, surprise_run_slot_alpha=0.0)
+    for seed in range(3):
+        rng = np.random.default_rng(seed)
+        z = rng.normal(0, 1, (1, 20 * DAY))
+        slot = (np.arange(z.size) // 12 % 24)[None]  # 12 readings an hour
+        for day in range(19):
+            at = day * DAY + 7 * 12 + int(rng.integers(0, 10))
+            z[0, at:at + 2] = -7.0
+        morning, afternoon = 19 * DAY + 7 * 12 + 3, 19 * DAY + 14 * 12 + 3
+        z[0, morning:morning + 2] = z[0, afternoon:afternoon + 2] = -7.0
+        new = row_surprise(z, np.zeros(z.shape), params=CSV_PARAMS, slot=slot)[0][0]
+        old = row_surprise(z, np.zeros(z.shape), params=off, slot=slot)[0][0]
+        assert new[morning + 1] < 0.95 * old[morning + 1], (new[morning + 1], old[morning + 1])
+        assert new[morning + 1] > new[morning]  # still a run
+        np.testing.assert_allclose(new[afternoon:afternoon + 2], old[afternoon:afternoon + 2], rtol=1e-9)
+        assert new[afternoon + 1] > 1.5 * new[morning + 1]
+
+
 def test_clean_rows_stay_low():
     for seed in range(3):
         score = score_rows(table(daily(40 + seed))).score
