@@ -30,15 +30,18 @@ class PeerJob:
     first: int  # the grid's first bucket
     districts: np.ndarray  # per meter
     bucket_ms: int
+    new: int = 0  # the grid's newest columns not scored before (0: all of them), the only ones apply reads
 
     @property
     def last(self) -> int:
         return self.first + self.grid.shape[1] - 1
 
     def score(self, detector: DetectorParams) -> peers.PeerScores:
-        """The district comparison (peers.peer_scores): the costly part, numpy over the copy only."""
+        """The district comparison (peers.peer_scores) of the columns not scored before: the costly part, numpy
+        over the copy only, one district at a time (peers.peer_scores_newest: its memory is the largest
+        district's, not the whole grid's a dozen times over)."""
         warmup = min(peers.warmup_samples(self.bucket_ms), self.grid.shape[1] // 2)
-        return peers.peer_scores(self.grid, self.districts, warmup, detector)
+        return peers.peer_scores_newest(self.grid, self.districts, warmup, self.new or self.grid.shape[1], detector)
 
 
 def check_peers_of(learnt: LearntState, metric: str, params: EngineParams, detector: DetectorParams) -> list[Finding]:
@@ -63,7 +66,9 @@ def peer_job(learnt: LearntState, metric: str, params: EngineParams) -> PeerJob 
     rows, grid, first = laid
     block = learnt.blocks[metric]
     districts = np.array([learnt.info[block.keys[r][0]][1] for r in rows], dtype=object)
-    return PeerJob(metric, rows, grid, first, districts, learnt.history[metric].bucket_ms)
+    last = first + grid.shape[1] - 1
+    new = min(last - learnt.peer_scored.get(metric, first - 1), grid.shape[1])
+    return PeerJob(metric, rows, grid, first, districts, learnt.history[metric].bucket_ms, new)
 
 
 def apply_peer_scores(learnt: LearntState, job: PeerJob, scored: peers.PeerScores,
@@ -77,24 +82,26 @@ def apply_peer_scores(learnt: LearntState, job: PeerJob, scored: peers.PeerScore
         return []
     learnt.peer_scored[metric] = last
     block, bucket_ms = learnt.blocks[metric], job.bucket_ms
-    new = slice(grid.shape[1] - min(last - done, grid.shape[1]), None)
+    n_new = min(last - done, grid.shape[1], scored.score.shape[1])  # the scores hold the job's newest columns
+    new = slice(scored.score.shape[1] - n_new, None)
     state = learnt.states[f"peer:{metric}"]
     state.resize(int(rows.max()) + 1)
     was_active = state.active[rows].copy()
     anchor = scored.anchor
     flags = state.step(scored.score[:, new], detector, rows, values=scored.departure[:, new],
                        anchor=Anchor(anchor.profile[:, new], anchor.bias[:, new], anchor.scale[:, new]))
-    columns = np.arange(grid.shape[1])[new]
+    columns = np.arange(grid.shape[1])[grid.shape[1] - n_new:]  # of the grid
+    scored_columns = np.arange(scored.score.shape[1])[new]  # of the scores
     findings = []
     for i in np.flatnonzero(flags.any(axis=1) | was_active):
         for j in changes(was_active[i], flags[i]):
-            column = columns[j]
-            observed, departure = grid[i, column], scored.departure[i, column]
+            column, at = columns[j], scored_columns[j]
+            observed, departure = grid[i, column], scored.departure[i, at]
             median = observed / (1 + departure) if np.isfinite(departure) and departure != -1 else np.nan
-            detail = Detail(finite(observed), finite(median), finite(scored.usual[i, column]),
-                            finite(scored.z[i, column]))
+            detail = Detail(finite(observed), finite(median), finite(scored.usual[i, at]),
+                            finite(scored.z[i, at]))
             findings.append(Finding(block.keys[rows[i]][0], metric, bool(flags[i, j]),
-                                    float(np.nan_to_num(scored.score[i, column])), peers.RULE, "warning",
+                                    float(np.nan_to_num(scored.score[i, at])), peers.RULE, "warning",
                                     int((first + column) * bucket_ms), detail, member=peers.member(metric)))
     return findings
 

@@ -71,6 +71,34 @@ def peer_scores(values: np.ndarray, districts: np.ndarray, warmup_samples: int,
                       baseline.scale)
 
 
+def peer_scores_newest(values: np.ndarray, districts: np.ndarray, warmup_samples: int, keep: int,
+                       params: DetectorParams = DEFAULT_PARAMS) -> PeerScores:
+    """The last `keep` columns of peer_scores(values, districts, ...), the same numbers in a fraction of its
+    memory (the live engine's peer check, analytics.peercheck, which feeds only the buckets not scored before).
+
+    Why it is the same: every step of peer_scores is within one district (the district's median and median
+    scale, the shared-departure guard) or within one meter (its running baseline and CUSUM), so each district
+    is scored on its own, its temporaries (a dozen arrays of its meters x the window) freed before the next.
+    Memory: the largest district's meters x the window, where peer_scores takes every meter's, a dozen times
+    over, and the result's `keep` columns. (The district's leading empty columns, before a fleet came up,
+    are not left out: the CUSUM's running autocorrelation counts a missing z as 0, so they move its state a
+    little, and the numbers would no longer be peer_scores'.)
+    """
+    values = np.asarray(values, dtype=np.float64)
+    labels = np.asarray(districts)
+    keep = max(0, min(keep, values.shape[1]))
+    out = PeerScores(*(np.full((values.shape[0], keep), np.nan) for _ in range(5)))
+    if keep == 0:
+        return out
+    for district in np.unique(labels):
+        rows = np.flatnonzero(labels == district)
+        part = peer_scores(values[rows], labels[rows], warmup_samples, params)
+        for name in ("score", "departure", "usual", "z", "scale"):
+            getattr(out, name)[rows] = getattr(part, name)[:, -keep:]
+        del part  # this district's temporaries go before the next district's are made
+    return out
+
+
 def _district_median(scale: np.ndarray, districts: np.ndarray, params: DetectorParams) -> np.ndarray:
     """Per (meter, step): the median of the scales of its district's meters (NaN with too few peers)."""
     out = np.full(scale.shape, np.nan)

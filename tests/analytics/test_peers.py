@@ -12,7 +12,7 @@ from analytics.config import DEFAULT_PARAMS, EngineParams
 from analytics.detectors import calibrate, cusum_evidence, peer_z
 from analytics.engine import AnalyticsEngine
 from analytics.evaluate import build_grid, detect, peer_alerts
-from analytics.peers import peer_scores, warmup_samples
+from analytics.peers import peer_scores, peer_scores_newest, warmup_samples
 from analytics.rules import Hysteresis, incidents
 from edge import contract
 from telemetry_shared.registry import DeviceNew
@@ -89,6 +89,25 @@ def test_a_district_whose_median_jumps_raises_nothing():
     plain = calibrate(cusum_evidence(peer_z(kw, districts)))  # without the guard: most of the district alarms
     assert len(incidents(Hysteresis().step(np.where(np.isnan(kw), np.nan, plain)))) >= 5
     assert incidents(Hysteresis().step(peer_scores(kw, districts, warmup_samples(MINUTE)).score)) == []
+
+
+@pytest.mark.parametrize("keep", [1, 7, 600])
+def test_the_engine_s_peer_scores_district_by_district_are_peer_scores_newest_columns(keep):
+    """peers.peer_scores_newest (the live check's: a district at a time, the newest columns returned) gives the
+    very numbers of peer_scores over the whole grid: three districts (one too small to be compared), a fleet that
+    came up late in the window (leading empty columns), a meter departing, gaps and a meter with no reading."""
+    kw = district_power(14, depart_at_h=20.0)
+    kw[:, :300] = np.nan  # the window's first five hours: before the fleet came up
+    kw[3, 400:460] = np.nan  # a gap
+    kw[5] = np.nan  # a meter never heard from
+    kw[9:, :900] = np.nan  # the third district came up later still
+    districts = np.array(["a"] * 6 + ["b"] * 3 + ["c"] * 2 + ["b"] * 3, dtype=object)
+    warmup = warmup_samples(MINUTE) // 2
+    whole = peer_scores(kw, districts, warmup)
+    newest = peer_scores_newest(kw, districts, warmup, keep)
+    assert np.nanmax(whole.score[:, -keep:]) > 0  # something is scored in the columns compared
+    for name in ("score", "departure", "usual", "z", "scale"):
+        np.testing.assert_array_equal(getattr(newest, name), getattr(whole, name)[:, -keep:], err_msg=name)
 
 
 def test_simulated_city_over_a_weekend_alerts_only_on_faults():
