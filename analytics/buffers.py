@@ -255,13 +255,14 @@ class CoarseHistory:
         values[newest[rows] < 0] = np.nan
         return values, buckets * bucket_ms + bucket_ms // 2
 
-    def fine_grid(self, rows: np.ndarray, first: int, last: int) -> np.ndarray:
-        """The fine bucket means of these rows for buckets first..last (one column each), NaN where none."""
+    def fine_grid(self, rows: np.ndarray, first: int, last: int, dtype: type = np.float64) -> np.ndarray:
+        """The fine bucket means of these rows for buckets first..last (one column each), NaN where none; as
+        `dtype` (float32: the means as kept, half the memory, exact in float64 again)."""
         buckets = np.arange(first, last + 1)
         rows = np.asarray(rows, dtype=np.int64)
         contiguous = rows.size and rows[-1] - rows[0] + 1 == rows.size and (np.diff(rows) == 1).all()
         ring = self.fine[rows[0]:rows[-1] + 1] if contiguous else self.fine[rows]  # a view: one copy, not two
-        values = np.take(ring, buckets % self.fine_capacity, axis=1).astype(np.float64)
+        values = np.take(ring, buckets % self.fine_capacity, axis=1).astype(dtype, copy=False)
         newest = self.fine_newest[rows, None]
         values[(buckets > newest) | (buckets <= newest - self.fine_capacity)] = np.nan
         return values

@@ -26,7 +26,7 @@ class PeerJob:
 
     metric: str
     rows: np.ndarray  # the meters' rows in the metric's block
-    grid: np.ndarray  # (meters, buckets) their bucket means on one grid
+    grid: np.ndarray  # (meters, buckets) their bucket means on one grid (float32, as the history keeps them)
     first: int  # the grid's first bucket
     districts: np.ndarray  # per meter
     bucket_ms: int
@@ -96,7 +96,7 @@ def apply_peer_scores(learnt: LearntState, job: PeerJob, scored: peers.PeerScore
     for i in np.flatnonzero(flags.any(axis=1) | was_active):
         for j in changes(was_active[i], flags[i]):
             column, at = columns[j], scored_columns[j]
-            observed, departure = grid[i, column], scored.departure[i, at]
+            observed, departure = float(grid[i, column]), scored.departure[i, at]
             median = observed / (1 + departure) if np.isfinite(departure) and departure != -1 else np.nan
             detail = Detail(finite(observed), finite(median), finite(scored.usual[i, at]),
                             finite(scored.z[i, at]))
@@ -125,4 +125,5 @@ def _peer_grid(learnt: LearntState, metric: str, width: int) -> tuple[np.ndarray
         return None
     width = min(width, history.fine_capacity)  # the window is the fine tier's at most
     first = last - width + 1
-    return rows, history.fine_grid(rows, first, last), first
+    # float32, as the history keeps the means: the job's copy of every meter's window at half the memory
+    return rows, history.fine_grid(rows, first, last, np.float32), first

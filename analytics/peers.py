@@ -71,20 +71,28 @@ def peer_scores(values: np.ndarray, districts: np.ndarray, warmup_samples: int,
                       baseline.scale)
 
 
+PEER_BLOCK_ROWS = 256  # meters of a district whose running baselines the live check computes at once
+PEER_BLOCK_COLUMNS = 256  # buckets of a district whose medians it sorts at once
+
+
 def peer_scores_newest(values: np.ndarray, districts: np.ndarray, warmup_samples: int, keep: int,
-                       params: DetectorParams = DEFAULT_PARAMS) -> PeerScores:
+                       params: DetectorParams = DEFAULT_PARAMS, block_rows: int = PEER_BLOCK_ROWS) -> PeerScores:
     """The last `keep` columns of peer_scores(values, districts, ...), the same numbers in a fraction of its
     memory (the live engine's peer check, analytics.peercheck, which feeds only the buckets not scored before).
 
     Why it is the same: every step of peer_scores is within one district (the district's median and median
-    scale, the shared-departure guard) or within one meter (its running baseline and CUSUM), so each district
-    is scored on its own, its temporaries (a dozen arrays of its meters x the window) freed before the next.
-    Memory: the largest district's meters x the window, where peer_scores takes every meter's, a dozen times
-    over, and the result's `keep` columns. (The district's leading empty columns, before a fleet came up,
-    are not left out: the CUSUM's running autocorrelation counts a missing z as 0, so they move its state a
-    little, and the numbers would no longer be peer_scores'.)
+    scale per bucket, the shared-departure guard) or within one meter (its running baseline and CUSUM), so
+    each district is scored on its own, and within it `block_rows` meters at a time: a first pass over the
+    blocks keeps only each meter's running scale (the district's median scale needs every meter's), a second
+    computes the departures and baselines again, block by block, and keeps their newest columns. Medians are
+    taken `PEER_BLOCK_COLUMNS` buckets at a time. `values` may be float32 (the history's means, exact in
+    float64). Memory: the largest district's meters x the window once (its scales), plus one block's
+    temporaries, where peer_scores holds a dozen arrays of every meter x the window. CPU: a district larger
+    than one block computes its baselines twice (0 or below: one block, one pass).
+    (The district's leading empty columns, before a fleet came up, are not left out: the CUSUM's running
+    autocorrelation counts a missing z as 0, so they move its state a little.)
     """
-    values = np.asarray(values, dtype=np.float64)
+    values = np.asarray(values)
     labels = np.asarray(districts)
     keep = max(0, min(keep, values.shape[1]))
     out = PeerScores(*(np.full((values.shape[0], keep), np.nan) for _ in range(5)))
@@ -92,11 +100,69 @@ def peer_scores_newest(values: np.ndarray, districts: np.ndarray, warmup_samples
         return out
     for district in np.unique(labels):
         rows = np.flatnonzero(labels == district)
-        part = peer_scores(values[rows], labels[rows], warmup_samples, params)
-        for name in ("score", "departure", "usual", "z", "scale"):
-            getattr(out, name)[rows] = getattr(part, name)[:, -keep:]
-        del part  # this district's temporaries go before the next district's are made
+        if block_rows <= 0 or rows.size <= block_rows or rows.size < params.peer_min_peers:
+            part = peer_scores(values[rows].astype(np.float64), labels[rows], warmup_samples, params)
+            for name in ("score", "departure", "usual", "z", "scale"):
+                getattr(out, name)[rows] = getattr(part, name)[:, -keep:]
+            del part  # this district's temporaries go before the next district's are made
+        else:
+            _district_newest(values, rows, warmup_samples, keep, params, block_rows, out)
     return out
+
+
+def _column_medians(values: np.ndarray, rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """(nanmedian_first_axis of values[rows], the finite count) per column, PEER_BLOCK_COLUMNS columns at a time
+    (each column's median is its own: the same numbers as over the whole, one chunk's sort at a time)."""
+    columns = values.shape[1]
+    median, count = np.empty(columns), np.empty(columns, dtype=np.int64)
+    for start in range(0, columns, PEER_BLOCK_COLUMNS):
+        part = slice(start, min(start + PEER_BLOCK_COLUMNS, columns))
+        chunk = (values[:, part] if rows is None else values[rows, part]).astype(np.float64)
+        median[part] = nanmedian_first_axis(chunk)
+        count[part] = (~np.isnan(chunk)).sum(axis=0)
+    return median, count
+
+
+def _district_newest(values: np.ndarray, rows: np.ndarray, warmup_samples: int, keep: int,
+                     params: DetectorParams, block_rows: int, out: PeerScores) -> None:
+    """peer_scores of one district (rows of values, at least peer_min_peers), its newest `keep` columns into
+    `out`, block_rows meters at a time: the same operations as peer_residual, robust_baseline, _district_median
+    and _unshared, in the same order on the same numbers."""
+    median, count = _column_medians(values, rows)
+    enough = count >= params.peer_min_peers
+    divisor = np.maximum(np.abs(median), params.abs_scale_floor)
+
+    def baseline_of(block: np.ndarray) -> tuple[np.ndarray, object]:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            departure = (values[block].astype(np.float64) - median) / divisor
+        departure = np.where(enough, departure, np.nan)
+        return departure, robust_baseline(departure, params, alpha=params.peer_alpha, trend=False)
+
+    blocks = [rows[start:start + block_rows] for start in range(0, rows.size, block_rows)]
+    scales = np.empty((rows.size, values.shape[1]))
+    done = 0
+    for block in blocks:
+        scales[done:done + block.size] = baseline_of(block)[1].scale
+        done += block.size
+    floor = _column_medians(scales, None)[0]
+    del scales
+    newest = slice(values.shape[1] - keep, None)
+    scores = np.empty((rows.size, keep))
+    done = 0
+    for block in blocks:
+        departure, baseline = baseline_of(block)
+        plain = calibrate(cusum_evidence(baseline.z, params), params)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            floored_z = (departure - baseline.expected) / np.fmax(baseline.scale, floor)
+        floored = calibrate(cusum_evidence(np.where(np.isnan(baseline.z), np.nan, floored_z), params), params)
+        score = np.minimum(plain, floored)
+        seen = np.cumsum(~np.isnan(departure), axis=1)
+        score = np.where(np.isnan(departure) | (seen < warmup_samples), np.nan, score)
+        scores[done:done + block.size] = score[:, newest]
+        out.departure[block], out.usual[block] = departure[:, newest], baseline.expected[:, newest]
+        out.z[block], out.scale[block] = baseline.z[:, newest], baseline.scale[:, newest]
+        done += block.size
+    out.score[rows] = _unshared(scores, np.zeros(rows.size, dtype=np.int8), params)
 
 
 def _district_median(scale: np.ndarray, districts: np.ndarray, params: DetectorParams) -> np.ndarray:

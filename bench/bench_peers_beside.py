@@ -12,6 +12,8 @@ one new minute to compare (as live, once a minute). In the same run, `--runs` ti
            on its own thread, the pause to apply its findings; meanwhile the
            engine's thread runs scoring passes of 200 other series (one new
            reading each), timed against the same passes with nothing beside.
+Then the memory of one inline check: tracemalloc's peak above what was traced before it (the grid, the
+comparison's temporaries, its scores), in MB and KB a meter.
 """
 
 import argparse
@@ -19,6 +21,7 @@ import statistics
 import sys
 import tempfile
 import time
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -107,6 +110,13 @@ def main() -> None:
             engine.check_peers_beside(now_ms)
             apply.append(time.perf_counter() - started)
             beside_total.append(layout[-1] + sum(seen) + apply[-1])
+        tracemalloc.start()  # after the timed runs: tracing slows allocations
+        engine.learnt.peer_scored["power_kw"] = last - 1
+        before = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
+        engine.check_peers(now_ms)
+        peak = tracemalloc.get_traced_memory()[1] - before
+        tracemalloc.stop()
         registry.close()
 
     def ms(values: list[float]) -> str:
@@ -122,6 +132,7 @@ def main() -> None:
     print(f"scoring pass of 200 series, alone        {ms(alone)}")
     print(f"scoring pass of 200 series, peers beside {ms(during)}   "
           f"({statistics.median(count):.0f} passes during a comparison)")
+    print(f"peak memory of one check (tracemalloc)   {peak / 1e6:9.1f} MB ({peak / args.meters / 1e3:.1f} KB a meter)")
 
 if __name__ == "__main__":
     main()

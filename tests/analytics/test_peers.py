@@ -91,20 +91,22 @@ def test_a_district_whose_median_jumps_raises_nothing():
     assert incidents(Hysteresis().step(peer_scores(kw, districts, warmup_samples(MINUTE)).score)) == []
 
 
-@pytest.mark.parametrize("keep", [1, 7, 600])
-def test_the_engine_s_peer_scores_district_by_district_are_peer_scores_newest_columns(keep):
+@pytest.mark.parametrize(("keep", "block_rows"), [(1, 0), (7, 0), (600, 0), (1, 2), (7, 4), (600, 5), (3, 256)])
+def test_the_engine_s_peer_scores_district_by_district_are_peer_scores_newest_columns(keep, block_rows):
     """peers.peer_scores_newest (the live check's: a district at a time, the newest columns returned) gives the
     very numbers of peer_scores over the whole grid: three districts (one too small to be compared), a fleet that
-    came up late in the window (leading empty columns), a meter departing, gaps and a meter with no reading."""
+    came up late in the window (leading empty columns), a meter departing, gaps and a meter with no reading; the
+    districts in blocks of meters (block_rows; 0: whole) and the grid as the history keeps it (float32)."""
     kw = district_power(14, depart_at_h=20.0)
     kw[:, :300] = np.nan  # the window's first five hours: before the fleet came up
     kw[3, 400:460] = np.nan  # a gap
     kw[5] = np.nan  # a meter never heard from
     kw[9:, :900] = np.nan  # the third district came up later still
+    kw = kw.astype(np.float32).astype(np.float64)  # the history's float32 means, as the live grid holds them
     districts = np.array(["a"] * 6 + ["b"] * 3 + ["c"] * 2 + ["b"] * 3, dtype=object)
     warmup = warmup_samples(MINUTE) // 2
     whole = peer_scores(kw, districts, warmup)
-    newest = peer_scores_newest(kw, districts, warmup, keep)
+    newest = peer_scores_newest(kw.astype(np.float32), districts, warmup, keep, block_rows=block_rows)
     assert np.nanmax(whole.score[:, -keep:]) > 0  # something is scored in the columns compared
     for name in ("score", "departure", "usual", "z", "scale"):
         np.testing.assert_array_equal(getattr(newest, name), getattr(whole, name)[:, -keep:], err_msg=name)
