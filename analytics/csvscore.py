@@ -39,6 +39,10 @@ from analytics.detectors.surprise import row_score, row_surprise, time_slots
 from analytics.rules import STATISTICAL_RULES, Hysteresis
 
 MAX_BYTES = 512 * 1024 * 1024
+# Values are scored as if no larger than this (the file keeps them as written). No meter reads near it, but a
+# double's largest value is a common "no data" sentinel, and two of them of opposite sign, or their squares,
+# overflow to infinity inside the detectors; at 1e150 squares and their sums stay finite.
+SCORED_MAGNITUDE = 1e150
 MAX_ROWS = 5_000_000
 MAX_FIELD_CHARS = 4096
 TIME_NAMES = ("timestamp", "time", "datetime", "date", "ts", "t", "time_ms", "timestamp_ms", "epoch")
@@ -401,10 +405,10 @@ def score_rows(table: Table, params: DetectorParams = CSV_PARAMS) -> RowScores:
     ahead of itself. A missing value scores 0 and keeps an open incident.
     Rows of the learning period (the first surprise_learning_ms from the
     first reading) score 0 and are flagged: the detectors learn there, they
-    do not judge.
+    do not judge. Values beyond +-SCORED_MAGNITUDE are scored as that value.
     """
     monotone = np.maximum.accumulate(table.times_ms) if table.times_ms.size else table.times_ms
-    x = table.values.reshape(1, -1)
+    x = np.clip(table.values, -SCORED_MAGNITUDE, SCORED_MAGNITUDE).reshape(1, -1)
     stats = score_series(x, monotone, params, with_evidence=True)
     nats = stats.evidence["flatline"] * (params.flatline_nats / params.z_mid)
     # A run at the highest value seen before it is saturated (a full car park, a pegged gauge), as one
