@@ -284,6 +284,17 @@ def _gpd_log10(z: float, u: float, share: float, mean_excess: float, xi: float) 
 
 
 @numba.njit(cache=True, nogil=True)
+def _excess_at(decades: float, share: float, mean_excess: float, xi: float) -> float:
+    """The excess over u at which _gpd_log10 reaches `decades` (0 where every excess is past it)."""
+    rest = decades + math.log10(share)
+    if rest <= 0.0:
+        return 0.0
+    if xi <= 1e-6:
+        return rest * math.log(10.0) * mean_excess
+    return mean_excess * (1.0 - xi) * math.expm1(rest * xi * math.log(10.0)) / xi
+
+
+@numba.njit(cache=True, nogil=True)
 def _median_of(buffer: np.ndarray, n: int, ordered: np.ndarray) -> float:
     """The median of buffer[:n], sorted into `ordered` (no allocation: this runs once a row)."""
     for i in range(n):
@@ -304,7 +315,7 @@ def _surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray, slot:
               var_on: bool, var_ratio: float, var_clip: float, var_h: float, var_offset: float, var_alpha: float,
               var_slot_alpha: float, var_slot_rows: float, var_floor: float, var_warmup: float,
               xi_max: float, xi_prior: float, drift_offset: float,
-              drift_grace: int, run_slot_rows: float, run_slot_alpha: float) -> None:
+              drift_grace: int, run_slot_rows: float, run_slot_alpha: float, learn_cap: float) -> None:
     """surprise.row_surprise's recursion for (S, T) inputs; fills out (log10 units) and which (0 point, 1 shift,
     2 flatline, 3 drift, 4 variance). NaN point: no reading or no trusted baseline, surprise 0 and the state
     unchanged. With var_on, values (S, T) are the readings whose steps the variance test judges.
@@ -508,10 +519,16 @@ def _surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray, slot:
             slot_seen[b] += 1.0
             if abs(zp) > u:
                 weight = 1.0 if slow < learn_max else learn_weight
+                # An anomaly teaches the excess of the anomaly's threshold, not its own: one glitch 90 sigmas
+                # off would otherwise raise the mean excess for good and hide every later spike; bursts that
+                # recur still raise it, burst by burst.
+                own = min(abs(zp) - u, excess_cap)
+                if slow >= learn_max and learn_cap < math.inf:
+                    own = min(own, _excess_at(learn_cap, share, mean_excess, xi))
                 exceed += weight
-                excess += weight * min(abs(zp) - u, excess_cap)
+                excess += weight * own
                 slot_exceed[b] += weight
-                slot_excess[b] += weight * min(abs(zp) - u, excess_cap)
+                slot_excess[b] += weight * own
                 if slow < learn_max:
                     # The shape only from readings that were no anomaly: one 6-sigma spike on a quiet series
                     # would otherwise give it a shape of ~0.2 and the next spike a much lower score.

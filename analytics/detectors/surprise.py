@@ -100,7 +100,8 @@ def row_surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray | N
                      float(params.surprise_var_floor), float(params.surprise_var_warmup),
                      float(params.surprise_xi_max), float(params.surprise_xi_prior),
                      float(params.surprise_drift_offset), int(params.surprise_drift_grace),
-                     float(params.surprise_run_slot_rows), float(params.surprise_run_slot_alpha))
+                     float(params.surprise_run_slot_rows), float(params.surprise_run_slot_alpha),
+                     float(params.surprise_learn_cap))
     return out, which
 
 

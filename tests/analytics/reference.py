@@ -185,6 +185,17 @@ def _normal_tail_log10(z: float) -> float:
     return -math.log10(max(math.erfc(abs(z) / math.sqrt(2)), 1e-300))
 
 
+def _where_tail_reaches(decades_at, decades: float, top: float) -> float:
+    """The excess in [0, top] where decades_at(excess) first reaches `decades` (top if it never does)."""
+    if decades_at(top) < decades:
+        return top
+    low, high = 0.0, top
+    for _ in range(200):
+        middle = (low + high) / 2
+        low, high = (low, middle) if decades_at(middle) >= decades else (middle, high)
+    return high
+
+
 def row_surprise(point: list[float], flat_nats: list[float], p: DetectorParams,
                  slots: list[int] | None = None, values: list[float] | None = None,
                  drift: list[float] | None = None) -> list[float]:
@@ -335,10 +346,13 @@ def row_surprise(point: list[float], flat_nats: list[float], p: DetectorParams,
         # An anomaly (its own surprise past surprise_learn_max) teaches the tail with a smaller weight.
         anomaly = tail(zp, b) >= p.surprise_learn_max
         weight = p.surprise_learn_weight if anomaly else 1.0
+        own = min(abs(zp) - u, p.surprise_excess_cap)
+        if anomaly and p.surprise_learn_cap < math.inf:  # the excess where its tail reaches surprise_learn_cap
+            own = _where_tail_reaches(lambda e, b=b: tail(u + e, b), p.surprise_learn_cap, own)
         rows += 1
         slot_rows[b] = slot_rows.get(b, 0) + 1
         if abs(zp) > u:
-            excesses.append((weight, weight * min(abs(zp) - u, p.surprise_excess_cap), b))
+            excesses.append((weight, weight * own, b))
             if not anomaly:
                 shaping.append(min(abs(zp) - u, p.surprise_excess_cap))
         history.append(z)

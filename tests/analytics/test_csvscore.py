@@ -203,6 +203,20 @@ def test_infinite_values_are_missing():
     assert math.isnan(table.values[0]) and math.isnan(table.values[1]) and table.values[2] == 1.5
 
 
+def test_no_data_sentinels_are_scored_not_refused(tmp_path):
+    """A double's largest value is a common "no data" sentinel: two of opposite sign next to each other once made
+    the detectors raise (an infinite difference), a traceback for the user. They score as the extremes they are,
+    are written as read, and the rest of the file is scored as without them."""
+    values = series(1500, spike_at=None)
+    values[1000], values[1001] = 1.7976931348623157e308, -1.7976931348623157e308
+    result, out = run_cli(tmp_path, csv_text(values), "--json")
+    assert result.exit_code == 0, result.output
+    _, rows = read_scores(out)
+    assert rows[1000][1] == "1.7976931348623157e+308" and rows[1001][1] == "-1.7976931348623157e+308"
+    assert float(rows[1000][2]) >= 0.99 and float(rows[1001][2]) >= 0.99
+    assert max(float(row[2]) for row in rows[1010:]) < 0.9
+
+
 def test_write_keeps_extra_columns():
     table = read_table("ts,value,host\n1,1.0,a\n2,2.0,b\n")
     out = io.StringIO()

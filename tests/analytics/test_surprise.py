@@ -199,6 +199,20 @@ def test_a_heavy_tailed_series_learns_its_tail_shape_and_a_quiet_one_keeps_its_s
     assert shaped * 2 < plain
 
 
+@pytest.mark.parametrize("glitch", [40.0, 1e6, 1.7976931348623157e308])
+def test_one_glitch_far_off_does_not_hide_the_spikes_after_it(glitch):
+    """A sensor's one wild reading (a sentinel, a bit error) is an anomaly and scores so; it must not teach the
+    series that such excesses are normal: an 8-sigma spike days later still scores near the top (before, one
+    reading 90 sigmas off raised the mean excess sevenfold for good and the spike scored 0)."""
+    for seed in range(3):
+        rng = np.random.default_rng(seed)
+        values = 10 + rng.normal(0, 1, 10 * DAY)
+        values[3 * DAY + 200] = glitch
+        values[7 * DAY] = 18.0
+        score = score_rows(table(values)).score
+        assert score[3 * DAY + 200] >= 0.98 and score[7 * DAY] >= 0.9, (seed, score[7 * DAY])
+
+
 def test_readings_back_where_the_forecasters_expect_them_after_an_accepted_change_score_low():
     # 30 readings 8 sigmas off (the change is accepted, its bias learnt), then back on the forecasters: the
     # change ending is not a new one. Judged against the bias alone those rows looked like a shift back and
