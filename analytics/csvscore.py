@@ -30,10 +30,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numba
 import numpy as np
 
 from analytics import csvfast
-from analytics.config import CSV_PARAMS, DetectorParams
+from analytics.config import CSV_PARAMS, DAY_MS, DetectorParams
 from analytics.detectors import DETECTORS, Anchor, score_series
 from analytics.detectors.surprise import row_score, row_surprise, time_slots
 from analytics.rules import STATISTICAL_RULES, Hysteresis
@@ -407,7 +408,7 @@ def score_rows(table: Table, params: DetectorParams = CSV_PARAMS) -> RowScores:
     first reading) score 0 and are flagged: the detectors learn there, they
     do not judge. Values beyond +-SCORED_MAGNITUDE are scored as that value.
     """
-    monotone = np.maximum.accumulate(table.times_ms) if table.times_ms.size else table.times_ms
+    monotone = scoring_times(table.times_ms)
     x = np.clip(table.values, -SCORED_MAGNITUDE, SCORED_MAGNITUDE).reshape(1, -1)
     stats = score_series(x, monotone, params, with_evidence=True)
     nats = stats.evidence["flatline"] * (params.flatline_nats / params.z_mid)
@@ -431,6 +432,54 @@ def score_rows(table: Table, params: DetectorParams = CSV_PARAMS) -> RowScores:
     detector = np.full(active.size, "", dtype=object)
     detector[held_rows] = names[stats.winner[0][np.flatnonzero(starts)[incident[held_rows] - 1]]]
     return RowScores(score, incident, detector, learning)
+
+
+def scoring_times(times_ms: np.ndarray) -> np.ndarray:
+    """The time each row is scored at: never earlier than the rows before it (the detectors need that), so a
+    row out of order takes the latest time seen so far. Two rows in a row more than a day behind the latest
+    time mean one of two things, and the rows from the second on are moved forward:
+    - the clock comes back to where it was before one row far ahead (a glitch dated 9999): that row was wrong,
+      the clock is right; moved by whole days, just past the latest time, so their hours stay theirs;
+    - a clock that started again (a board without a clock battery after a power cut): its hours are not the
+      real ones either; the rows continue from the latest time at the clock's own intervals.
+    One row behind (the epoch's first day from a board that lost its clock) is only scored at the latest
+    time. Causal: a row's time depends on the rows up to it."""
+    if times_ms.size == 0:
+        return times_ms
+    latest = np.maximum.accumulate(times_ms)
+    behind = times_ms[1:] < latest[:-1] - DAY_MS
+    if not (behind[1:] & behind[:-1]).any():
+        return latest  # no clock went back for more than one row (the common file)
+    return _restarted_times(np.ascontiguousarray(times_ms, dtype=np.int64), DAY_MS)
+
+
+@numba.njit(cache=True, nogil=True)
+def _restarted_times(raw: np.ndarray, day_ms: int) -> np.ndarray:
+    out = np.empty_like(raw)
+    shift = 0
+    latest = raw[0]
+    before_jump = raw[0]  # the latest time before the last row that jumped more than a day ahead of it
+    previous = raw[0]  # the previous row's (shifted) time
+    one_behind = False
+    for i in range(raw.size):
+        at = raw[i] + shift
+        if at < latest - day_ms:
+            if one_behind:  # the second row behind in a row: move this row and the rest forward
+                if at >= before_jump - day_ms:  # back where it was before a row far ahead: hours kept
+                    move = (latest - at + day_ms - 1) // day_ms * day_ms
+                else:  # a clock started again: on from the latest time at its own interval
+                    move = latest + max(at - previous, 0) - at
+                shift += move
+                at += move
+            one_behind = not one_behind
+        else:
+            one_behind = False
+            if at > latest + day_ms:
+                before_jump = latest
+        previous = at
+        latest = max(latest, at)
+        out[i] = latest
+    return out
 
 
 def _learning(times_ms: np.ndarray, values: np.ndarray, span_ms: int) -> np.ndarray:

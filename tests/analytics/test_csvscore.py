@@ -198,6 +198,53 @@ def test_too_many_rows(monkeypatch):
         read_table(csv_text(series(20, None)))
 
 
+def _dated(values: list[float], stamps: list[datetime]) -> str:
+    return "timestamp,value\n" + "".join(f"{t:%Y-%m-%dT%H:%M:%SZ},{v}\n" for t, v in zip(stamps, values, strict=True))
+
+
+@pytest.mark.parametrize("clock", ["one row far ahead", "started again", "one row at the epoch"])
+def test_a_wrong_clock_does_not_blind_the_rest_of_the_file(clock):
+    """Rows are scored at times that never go back. One row dated 9999 once put every later row at that time
+    and a 9-sigma spike two days later scored 0; a board whose clock starts again at 2000-01-01 after a power
+    cut, or a row at the epoch's first day, must not cost the rows after them their detection either."""
+    values = series(2880, spike_at=None)
+    values[2500] += 9
+    stamps = [START + timedelta(minutes=5 * i) for i in range(2880)]
+    if clock == "one row far ahead":
+        stamps[1000] = datetime(9999, 12, 31, 23, 59, tzinfo=UTC)
+    elif clock == "started again":
+        stamps[1000:] = [datetime(2000, 1, 1, tzinfo=UTC) + timedelta(minutes=5 * i) for i in range(1880)]
+    else:
+        stamps[1000] = datetime(1970, 1, 1, tzinfo=UTC)
+    scores = score_table(read_table(_dated(values, stamps)))
+    clean = score_table(read_table(_dated(values, [START + timedelta(minutes=5 * i) for i in range(2880)])))
+    assert clean[2500] >= 0.9 and scores[2500] >= 0.9, (clean[2500], scores[2500])
+    assert (scores[1010:] >= 0.9).sum() <= (clean[1010:] >= 0.9).sum() + 1
+
+
+def test_the_times_rows_are_scored_at_after_a_wrong_clock():
+    minute = 60_000
+    day = 1440 * minute
+    base = 1_700_000_000_000 - 1_700_000_000_000 % day  # a midnight
+    own = base + 5 * minute * np.arange(20)
+    # A board's clock that started again at an unrelated time: on from the latest at its own 5 minutes.
+    reset = own.copy()
+    reset[10:] = base - 400 * day + 5 * minute * np.arange(10)
+    scored = csvscore.scoring_times(reset)
+    assert scored[10] == scored[9] and (np.diff(scored[10:]) == 5 * minute).all()
+    # One row far ahead, then the right clock: those rows keep their time of day, just past the far row.
+    ahead = own.copy()
+    ahead[5] = base + 9000 * day
+    scored = csvscore.scoring_times(ahead)
+    assert scored[6] == scored[5] and (np.diff(scored[7:]) == 5 * minute).all()
+    assert ((scored[7:] - ahead[7:]) % day == 0).all() and scored[7] > scored[5]
+    # One row at the epoch: scored at the latest time, nothing moved.
+    epoch = own.copy()
+    epoch[5] = 0
+    assert (csvscore.scoring_times(epoch) == np.maximum.accumulate(epoch)).all()
+    assert (np.diff(csvscore.scoring_times(reset)) >= 0).all() and (np.diff(scored) >= 0).all()
+
+
 def test_infinite_values_are_missing():
     table = read_table("timestamp,value\n1,inf\n2,-inf\n3,1.5\n")
     assert math.isnan(table.values[0]) and math.isnan(table.values[1]) and table.values[2] == 1.5
