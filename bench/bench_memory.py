@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from analytics.config import EngineParams  # noqa: E402
 from analytics.engine import AnalyticsEngine  # noqa: E402
 from telemetry_shared.registry import Registry  # noqa: E402
-from telemetry_shared.settings import get_settings  # noqa: E402
+from telemetry_shared.settings import Settings, get_settings  # noqa: E402
 
 START_MS = 1_767_546_000_000
 MINUTE_MS = 60_000
@@ -180,17 +180,21 @@ class StreamFleet:
 
 
 def run_stream(registry: Registry, devices: int, duty: int, minutes: int, pass_s: int,
-               report: bool = True, checkpoint_s: int = 0, state_file: Path | None = None) -> AnalyticsEngine:
+               report: bool = True, checkpoint_s: int = 0, state_file: Path | None = None,
+               trim_s: float = 0.0) -> AnalyticsEngine:
     """The engine driven as the service drives it: messages in, a pass every pass_s, the checks every
     silence_check_s (the peer check beside the stream included), a checkpoint every checkpoint_s (0: none) saved
-    on a thread through the copy on write; a line a minute (when `report`) with the series, the rebuilds waiting
-    and the memory."""
+    on a thread through the copy on write, the allocator trimmed every trim_s seconds of the clock, as the
+    service does (analytics.alloc; 0: never); a line a minute (when `report`) with the series, the rebuilds
+    waiting and the memory."""
     import threading  # noqa: PLC0415
 
+    from analytics import alloc  # noqa: PLC0415
     from analytics.state import save_state  # noqa: PLC0415
     engine = AnalyticsEngine(registry, None, None, EngineParams())
     saver: threading.Thread | None = None
     next_save = checkpoint_s
+    next_trim = time.monotonic() + trim_s
     fleet = StreamFleet(registry, devices, duty, START_MS)
     base = rss_bytes()
     reset_peak()
@@ -211,6 +215,9 @@ def run_stream(registry: Registry, devices: int, duty: int, minutes: int, pass_s
             engine.check_silence(now_ms)
             engine.check_night_flow(now_ms)
             engine.check_peers_beside(now_ms)
+        if trim_s and time.monotonic() >= next_trim:
+            next_trim = time.monotonic() + trim_s
+            alloc.trim()
         if saver is not None and not saver.is_alive():
             engine.end_copy()
             saver = None
@@ -252,7 +259,8 @@ def stream_main(args: argparse.Namespace) -> None:
         registry = Registry(Path(tmp) / "registry.sqlite3")
         started = time.perf_counter()
         engine = run_stream(registry, args.stream, args.duty_cycle, args.minutes, args.pass_s,
-                            checkpoint_s=args.checkpoint_s, state_file=Path(tmp) / "engine.npz")
+                            checkpoint_s=args.checkpoint_s, state_file=Path(tmp) / "engine.npz",
+                            trim_s=args.malloc_trim_s)
         seconds = time.perf_counter() - started
         gc.collect()
         held, allocated, built = series_held(engine)
@@ -261,7 +269,8 @@ def stream_main(args: argparse.Namespace) -> None:
         parts = components(engine)
         arrays = sum(parts.values())
         print(f"\n{args.stream:,} devices, {held:,} series ({allocated:,} rows allocated), {built:,} built, "
-              f"{args.minutes} min at K={args.duty_cycle}, a pass every {args.pass_s} s ({seconds:.0f} s)")
+              f"{args.minutes} min at K={args.duty_cycle}, a pass every {args.pass_s} s ({seconds:.0f} s), "
+              f"malloc_trim every {args.malloc_trim_s:g} s")
         print(f"resident above the engine before the fleet: {rss / 1e6:.1f} MB now, {rss / held / 1e3:.1f} KB a series;"
               f" peak {peak / 1e6:.1f} MB ({peak / held / 1e3:.1f} KB a series); peak while series were being built"
               f" {engine.bench_building_peak / 1e6:.1f} MB")
@@ -293,6 +302,9 @@ def main() -> None:
     parser.add_argument("--pass-s", type=int, default=1, help="--stream: simulated seconds between passes")
     parser.add_argument("--checkpoint-s", type=int, default=60,
                         help="--stream: simulated seconds between checkpoints saved beside the stream (0: none)")
+    parser.add_argument("--malloc-trim-s", type=float,
+                        default=Settings.model_fields["analytics_malloc_trim_s"].default,
+                        help="--stream: seconds between the allocator's trims, as the service (0: never)")
     parser.add_argument("--trace", action="store_true", help="--stream: tracemalloc's split (slower)")
     args = parser.parse_args()
     if args.stream:

@@ -554,7 +554,8 @@ def test_the_service_keeps_its_state_across_a_restart(make_mosquitto, registry, 
     secret = broker.new_secret()
     mosquitto = make_mosquitto(users={POWER: broker.hash_password(secret)})
     registry.add(DeviceNew(id=POWER, kind="power", district="tanjungpinang-timur"))
-    settings = make_settings(tmp_path, mosquitto, mqtt_user="svc-analytics-0", analytics_checkpoint_s=1)
+    settings = make_settings(tmp_path, mosquitto, mqtt_user="svc-analytics-0", analytics_checkpoint_s=1,
+                             analytics_malloc_trim_s=1)
     params = EngineParams(buffer_samples=64, batch_ms=100, silence_check_s=3600)
     device = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=POWER, protocol=mqtt.MQTTv311)
     device.username_pw_set(POWER, secret)
@@ -581,6 +582,7 @@ def test_the_service_keeps_its_state_across_a_restart(make_mosquitto, registry, 
     finally:
         first.stop()
     assert first.state_file.exists()
+    assert first.engine.counters["malloc_trims"] > 0  # the allocator trimmed on the stream's thread, every second
     history = first.engine.learnt.history["power_kw"]
     assert np.isfinite(history.window(np.array([0]))[0]).sum() == 119  # 120 minutes, the last one still open
     second = EngineService(settings, registry, None, params)

@@ -1,0 +1,36 @@
+"""Freed memory handed back to the operating system: glibc's malloc_trim, called by the engine's service loop.
+
+Why: the engine's passes, its peer check and its checkpoints allocate and free arrays of 0.1-30 MB many
+times a minute (a block of series, a block of meters, a chunk of the state file). glibc serves arrays of
+that size from its heaps once it has freed one (its mmap threshold rises to the largest freed, up to 32 MB)
+and keeps what is freed there for reuse, in one heap per thread that allocated (the stream, the peer check,
+the saver): resident memory that is no state. `malloc_trim(0)` returns every heap's free pages, in a few
+milliseconds. Measured (analytics/README.md, "What a series costs"): bench_memory.py --stream 6000, the
+engine's resident memory above its start 972 MB (41.6 KB a series) without, 713 MB (30.5 KB) with a trim
+every 5 s; glibc's fixed thresholds (MALLOC_MMAP_THRESHOLD_=131072) gave 821 MB but made the peer check
+1.8-2.4x slower (every large temporary mapped and faulted in afresh), the trim leaves allocation as it is.
+Elsewhere (musl, macOS) there is no malloc_trim: nothing is done.
+"""
+
+import ctypes
+import ctypes.util
+
+
+def _malloc_trim():
+    """glibc's malloc_trim, or None where the C library has none."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):
+        return None
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return trim
+
+
+_TRIM = _malloc_trim()
+
+
+def trim() -> bool:
+    """Give the free pages of every malloc heap back to the system; True when some were (False: none, or no
+    malloc_trim here). Safe from any thread, while others allocate (glibc locks each heap in turn)."""
+    return _TRIM is not None and bool(_TRIM(0))
