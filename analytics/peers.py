@@ -14,7 +14,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from analytics.config import DAY_MS, DEFAULT_PARAMS, DetectorParams
-from analytics.detectors import Anchor, calibrate, cusum_evidence, nanmedian_first_axis, peer_residual, robust_baseline
+from analytics.detectors import (
+    Anchor,
+    Baseline,
+    calibrate,
+    cusum_evidence,
+    nanmedian_first_axis,
+    peer_residual,
+    robust_baseline,
+)
 
 RULE = "peer_departure"
 
@@ -59,14 +67,8 @@ def peer_scores(values: np.ndarray, districts: np.ndarray, warmup_samples: int,
     """
     departure = peer_residual(values, districts, params)
     baseline = robust_baseline(departure, params, alpha=params.peer_alpha, trend=False)
-    plain = calibrate(cusum_evidence(baseline.z, params), params)
     floor = _district_median(baseline.scale, np.asarray(districts), params)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        floored_z = (departure - baseline.expected) / np.fmax(baseline.scale, floor)
-    floored = calibrate(cusum_evidence(np.where(np.isnan(baseline.z), np.nan, floored_z), params), params)
-    score = np.minimum(plain, floored)
-    seen = np.cumsum(~np.isnan(departure), axis=1)
-    score = np.where(np.isnan(departure) | (seen < warmup_samples), np.nan, score)
+    score = _departure_score(departure, baseline, floor, warmup_samples, params)
     return PeerScores(_unshared(score, np.asarray(districts), params), departure, baseline.expected, baseline.z,
                       baseline.scale)
 
@@ -151,18 +153,25 @@ def _district_newest(values: np.ndarray, rows: np.ndarray, warmup_samples: int, 
     done = 0
     for block in blocks:
         departure, baseline = baseline_of(block)
-        plain = calibrate(cusum_evidence(baseline.z, params), params)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            floored_z = (departure - baseline.expected) / np.fmax(baseline.scale, floor)
-        floored = calibrate(cusum_evidence(np.where(np.isnan(baseline.z), np.nan, floored_z), params), params)
-        score = np.minimum(plain, floored)
-        seen = np.cumsum(~np.isnan(departure), axis=1)
-        score = np.where(np.isnan(departure) | (seen < warmup_samples), np.nan, score)
+        score = _departure_score(departure, baseline, floor, warmup_samples, params)
         scores[done:done + block.size] = score[:, newest]
         out.departure[block], out.usual[block] = departure[:, newest], baseline.expected[:, newest]
         out.z[block], out.scale[block] = baseline.z[:, newest], baseline.scale[:, newest]
         done += block.size
     out.score[rows] = _unshared(scores, np.zeros(rows.size, dtype=np.int8), params)
+
+
+def _departure_score(departure: np.ndarray, baseline: Baseline, floor: np.ndarray, warmup_samples: int,
+                     params: DetectorParams) -> np.ndarray:
+    """The CUSUM evidence of a departure against the meter's own scale and against its district's (the lesser:
+    a meter quieter than its peers is not accused for noise they all have); NaN before warmup_samples."""
+    plain = calibrate(cusum_evidence(baseline.z, params), params)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        floored_z = (departure - baseline.expected) / np.fmax(baseline.scale, floor)
+    floored = calibrate(cusum_evidence(np.where(np.isnan(baseline.z), np.nan, floored_z), params), params)
+    score = np.minimum(plain, floored)
+    seen = np.cumsum(~np.isnan(departure), axis=1)
+    return np.where(np.isnan(departure) | (seen < warmup_samples), np.nan, score)
 
 
 def _district_median(scale: np.ndarray, districts: np.ndarray, params: DetectorParams) -> np.ndarray:
