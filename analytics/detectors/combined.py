@@ -20,7 +20,7 @@ from analytics.detectors.base import (
 )
 from analytics.detectors.drift import drift_evidence
 from analytics.detectors.flatline import _flatline_rows, flatline_evidence
-from analytics.detectors.level import _holt, robust_baseline
+from analytics.detectors.level import _holt, robust_baseline, warm_z
 from analytics.detectors.seasonal import profile_possible, seasonal_baseline
 from analytics.detectors.shift import cusum_evidence, cusum_sides
 
@@ -214,9 +214,7 @@ def _quick_level(x: np.ndarray, times: np.ndarray | None, keep: np.ndarray | Non
         return recent.z, recent.scale
     expected, scale = _holt(x, params.quick_alpha, params.scale_alpha, True, params, gaps, params.point_gap_restart)
     scale = _at_resolution(x, _floored(x, scale, params), params) * widen
-    seen_before = np.cumsum(~np.isnan(x), axis=1) - ~np.isnan(x)
-    with np.errstate(invalid="ignore"):
-        quick = Baseline(expected, scale, np.where(seen_before >= params.warmup, (x - expected) / scale, np.nan))
+    quick = Baseline(expected, scale, warm_z(x, expected, scale, params.warmup))
     if times is not None and params.day_scale_floor > 0:
         quick = _widened(x, times, quick, keep, params)
     better = quick.scale < recent.scale

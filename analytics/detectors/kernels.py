@@ -153,6 +153,19 @@ def _gap_ratios(x: np.ndarray, t: np.ndarray, interval: np.ndarray, power: float
                 seen = True
 
 
+def _warm_z(x: np.ndarray, expected: np.ndarray, scale: np.ndarray, warmup: int, z: np.ndarray) -> None:
+    """robust_baseline's z in one pass: (x - expected) / scale where the series had at least `warmup` readings
+    (not NaN) before t, else NaN (np.cumsum of ~isnan, np.where and numpy's division: the same bits)."""
+    n_series, n_times = x.shape
+    for s in range(n_series):
+        seen = 0
+        for t in range(n_times):
+            xt = x[s, t]
+            z[s, t] = (xt - expected[s, t]) / scale[s, t] if seen >= warmup else math.nan
+            if not math.isnan(xt):
+                seen += 1
+
+
 def _level_pass(x: np.ndarray, expected: np.ndarray, scale: np.ndarray, z: np.ndarray, best: np.ndarray,
                 winner: np.ndarray, level_out: np.ndarray, shift_out: np.ndarray, repeats: np.ndarray,
                 a_level: float, a_scale: float, a_trend: float, warmup: int, clip: float, mad_to_sigma: float,
@@ -246,6 +259,7 @@ gap_ratios = numba.njit(cache=True, nogil=True)(_gap_ratios)
 floor_on_moves = numba.njit(cache=True, nogil=True)(_floor_on_moves)
 floor_at_resolution = numba.njit(cache=True, nogil=True)(_floor_at_resolution)
 cusum = numba.njit(cache=True, nogil=True)(_cusum)
+warm_z = numba.njit(cache=True, nogil=True, error_model="numpy")(_warm_z)
 # error_model numpy: a division by 0 gives inf or NaN as numpy's does, not ZeroDivisionError.
 level_pass = numba.njit(cache=True, nogil=True, error_model="numpy")(_level_pass)
 

@@ -41,10 +41,15 @@ def robust_baseline(values: np.ndarray, params: DetectorParams = DEFAULT_PARAMS,
     if not 0 < a_level <= 1 or not 0 < a_scale <= 1:
         raise DetectorInputError("alpha must be in (0, 1]")
     expected, scale = _holt(x, a_level, a_scale, trend, params)
-    seen_before = np.cumsum(~np.isnan(x), axis=1) - ~np.isnan(x)
-    with np.errstate(invalid="ignore"):
-        z = np.where(seen_before >= params.warmup, (x - expected) / scale, np.nan)
-    return Baseline(expected, scale, z)
+    return Baseline(expected, scale, warm_z(x, expected, scale, params.warmup))
+
+
+def warm_z(x: np.ndarray, expected: np.ndarray, scale: np.ndarray, warmup: int) -> np.ndarray:
+    """(x - expected) / scale where the series had `warmup` readings (not NaN) before, else NaN: (S, T), one
+    compiled pass (kernels.warm_z) for what cumsum, where and a division gave, the same bits."""
+    z = np.empty(x.shape)
+    kernels.warm_z(*(np.ascontiguousarray(a, dtype=np.float64) for a in (x, expected, scale)), int(warmup), z)
+    return z
 
 
 def _holt(x: np.ndarray, a_level: float, a_scale: float, trend: bool,

@@ -159,3 +159,26 @@ def running_median(x: np.ndarray, t: np.ndarray, reach: np.ndarray, half: int, m
                     continue
                 n = _insert_sorted(buffer, n, value)
             median[s, i] = (buffer[(n - 1) // 2] + buffer[n // 2]) / 2.0 if n > 0 else math.nan
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def take_better(x: np.ndarray, profile: np.ndarray, fit_expected: np.ndarray, fit_scale: np.ndarray,
+                fit_z: np.ndarray, expected: np.ndarray, scale: np.ndarray, z: np.ndarray, plain_z: np.ndarray,
+                out_profile: np.ndarray) -> None:
+    """seasonal_baseline's choice of one period's profile, in place, in one pass over the (S, T) arrays: where
+    the fit's z is finite and its scale is not above the kept one (NaN kept: taken), expected = profile +
+    fit_expected, scale, z, plain_z = (x - profile) / fit_scale and the profile itself are this period's.
+    The same operations as its np.where's (numpy's division by 0: inf or NaN)."""
+    n_series, n_times = x.shape
+    for s in range(n_series):
+        for i in range(n_times):
+            fz = fit_z[s, i]
+            fs = fit_scale[s, i]
+            if math.isinf(fz) or math.isnan(fz) or scale[s, i] <= fs:
+                continue
+            p = profile[s, i]
+            expected[s, i] = p + fit_expected[s, i]
+            scale[s, i] = fs
+            z[s, i] = fz
+            plain_z[s, i] = (x[s, i] - p) / fs
+            out_profile[s, i] = p

@@ -285,13 +285,10 @@ def seasonal_baseline(values: np.ndarray, times: np.ndarray, params: DetectorPar
         fit = robust_baseline(x - profile, params, trend=False)
         if params.profile_scale_by_hour:
             fit = _scale_by_time_of_day(x - profile, fit, times, period, step_ms, params)
-        better = np.isfinite(fit.z) & ~(out.scale <= fit.scale)
-        out.expected = np.where(better, profile + fit.expected, out.expected)
-        out.scale = np.where(better, fit.scale, out.scale)
-        out.z = np.where(better, fit.z, out.z)
-        with np.errstate(invalid="ignore"):
-            out.plain_z = np.where(better, (x - profile) / fit.scale, out.plain_z)
-        out.profile = np.where(better, profile, out.profile)
+        # Where this profile's fit is finite and not worse (smaller or equal scale, or none kept yet): its
+        # expected (profile + fit), scale, z, plain z and profile, in place (take_better: one pass).
+        season_kernels.take_better(*(np.ascontiguousarray(a, dtype=np.float64) for a in (
+            x, profile, fit.expected, fit.scale, fit.z)), out.expected, out.scale, out.z, out.plain_z, out.profile)
     return out
 
 

@@ -105,3 +105,23 @@ def test_level_pass_baseline_is_robust_baseline_without_widening() -> None:
     want = robust_baseline(x, P)
     assert isinstance(got.baseline, Baseline)
     assert _same(got.baseline.expected, want.expected) and _same(got.baseline.z, want.z)
+
+
+@pytest.mark.parametrize("warmup", [0, 1, 30])
+def test_warm_z_is_the_numpy_z(warmup: int) -> None:
+    """robust_baseline's z in one compiled pass (level.warm_z): the bits of the cumsum, where and division."""
+    from analytics.detectors.level import warm_z
+
+    rng = np.random.default_rng(warmup)
+    x = rng.normal(0, 1, (4, 300)) * 10.0 ** rng.integers(-3, 9, (4, 300))
+    x[rng.random(x.shape) < 0.2] = np.nan
+    expected = rng.normal(0, 1, x.shape)
+    expected[rng.random(x.shape) < 0.1] = np.nan
+    scale = np.abs(rng.normal(0, 1, x.shape))
+    scale[rng.random(x.shape) < 0.05] = 0.0  # numpy's inf and NaN
+    seen_before = np.cumsum(~np.isnan(x), axis=1) - ~np.isnan(x)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        want = np.where(seen_before >= warmup, (x - expected) / scale, np.nan)
+    got = warm_z(x, expected, scale, warmup)
+    same = np.where(np.isnan(got), np.nan, got).view(np.int64) == np.where(np.isnan(want), np.nan, want).view(np.int64)
+    assert same.all()

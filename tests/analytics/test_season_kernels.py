@@ -107,3 +107,29 @@ def test_day_off_by_table_is_the_day_off_of_each_reading():
             want = seasonal._day_off(to_local(moments, p.time_zone, p.utc_offset_h) // DAY_MS, p)
             _same(seasonal._is_day_off(moments, p), want)
         assert seasonal._is_day_off(t, p).any() and not seasonal._is_day_off(t, p).all()
+
+
+def _bits(a: np.ndarray) -> np.ndarray:
+    """The float64 bits (a zero's sign and all), every NaN as one value."""
+    return np.where(np.isnan(a), np.nan, a).view(np.int64)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_take_better_is_the_numpy_choice(seed):
+    rng = np.random.default_rng(seed)
+    shape = (3, 400)
+    x, profile, fit_expected = _values(rng, shape), _values(rng, shape), _values(rng, shape)
+    fit_scale, fit_z = np.abs(_values(rng, shape)), _values(rng, shape)
+    fit_scale[rng.random(shape) < 0.05] = 0.0  # x - profile over 0: inf or NaN, as numpy gives
+    fit_z[rng.random(shape) < 0.05] = np.inf
+    kept = [_values(rng, shape) for _ in range(5)]
+    kept[1] = np.abs(kept[1])
+    out = [a.copy() for a in kept]
+    season_kernels.take_better(x, profile, fit_expected, fit_scale, fit_z, *out)
+    better = np.isfinite(fit_z) & ~(kept[1] <= fit_scale)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        want = [np.where(better, profile + fit_expected, kept[0]), np.where(better, fit_scale, kept[1]),
+                np.where(better, fit_z, kept[2]), np.where(better, (x - profile) / fit_scale, kept[3]),
+                np.where(better, profile, kept[4])]
+    for got, expected in zip(out, want, strict=True):
+        np.testing.assert_array_equal(_bits(got), _bits(expected))
