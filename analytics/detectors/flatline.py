@@ -3,6 +3,7 @@
 import numpy as np
 
 from analytics.config import DEFAULT_PARAMS, DetectorParams
+from analytics.detectors import kernels
 from analytics.detectors.base import as_matrix, calibrate
 
 
@@ -31,7 +32,15 @@ def flatline_nats(values: np.ndarray, params: DetectorParams = DEFAULT_PARAMS) -
 
 
 def _repeat_count(x: np.ndarray) -> np.ndarray:
-    """Per row, how many readings equal the previous reading (missing ones skipped): an upper bound of any run."""
+    """Per row, how many readings equal the previous reading (missing ones skipped): an upper bound of any run.
+    One compiled pass (kernels.repeat_counts); _repeat_count_numpy is its reference in the tests."""
+    out = np.empty(x.shape[0], dtype=np.int64)
+    kernels.repeat_counts(np.ascontiguousarray(x, dtype=np.float64), out)
+    return out
+
+
+def _repeat_count_numpy(x: np.ndarray) -> np.ndarray:
+    """_repeat_count in whole-array numpy."""
     if not np.isnan(x).any():
         return (x[:, 1:] == x[:, :-1]).sum(axis=1)
     index = np.arange(x.shape[1])
@@ -41,6 +50,16 @@ def _repeat_count(x: np.ndarray) -> np.ndarray:
 
 
 def _flatline_rows(x: np.ndarray, params: DetectorParams) -> np.ndarray:
+    """flatline_nats of every row of x (S, T): the counts in one compiled pass (kernels.flatline_runs), the log
+    in numpy as before, so the same bits as _flatline_rows_numpy (its reference in the tests)."""
+    run, p_repeat, ready = np.empty(x.shape), np.empty(x.shape), np.empty(x.shape, dtype=bool)
+    kernels.flatline_runs(np.ascontiguousarray(x, dtype=np.float64), float(params.warmup),
+                          float(params.flatline_min_run), run, p_repeat, ready)
+    return np.where(ready, run * -np.log(p_repeat), 0.0)
+
+
+def _flatline_rows_numpy(x: np.ndarray, params: DetectorParams) -> np.ndarray:
+    """_flatline_rows in whole-array numpy (cumulative sums, maxima and gathers)."""
     n_times = x.shape[1]
     index = np.arange(n_times)
     valid = ~np.isnan(x)

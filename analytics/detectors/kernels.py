@@ -166,6 +166,63 @@ def _warm_z(x: np.ndarray, expected: np.ndarray, scale: np.ndarray, warmup: int,
                 seen += 1
 
 
+def _repeat_counts(x: np.ndarray, out: np.ndarray) -> None:
+    """flatline._repeat_count in one pass: per row of x (S, T), how many readings (not NaN) equal the previous
+    reading that is not NaN."""
+    n_series, n_times = x.shape
+    for s in range(n_series):
+        count = 0
+        last = math.nan
+        for t in range(n_times):
+            xt = x[s, t]
+            if math.isnan(xt):
+                continue
+            if xt == last:
+                count += 1
+            last = xt
+        out[s] = count
+
+
+def _flatline_runs(x: np.ndarray, warmup: float, min_run: float, run_out: np.ndarray, p_out: np.ndarray,
+                   ready_out: np.ndarray) -> None:
+    """flatline._flatline_rows_numpy up to its log, in one pass over each row of x (S, T): per reading, the
+    length of the current run of repeats (run_out, as float), the chance of a repeat counted before the run
+    (p_out: (repeats + 1) / (steps + 2) at the run's start) and whether the run counts (ready_out: warmup steps
+    before it, at least min_run long, its value above the lowest before it). The same counts and comparisons,
+    so the caller's run * -np.log(p) gives the same bits."""
+    n_series, n_times = x.shape
+    if n_times == 0:
+        return
+    for s in range(n_series):
+        last_value = math.nan  # the last reading not NaN (x at last_valid)
+        seen = False  # any reading not NaN so far (previous_valid >= 0 for the next one)
+        repeats = steps = 0
+        repeats_before = steps_before = 0  # at the run's start (run_start: the last change, or index 0)
+        floor = math.nan  # np.fmin.accumulate: the lowest reading so far
+        floor_at_start = x[s, 0]  # floor at max(run_start - 1, 0): the first reading until a change
+        for t in range(n_times):
+            xt = x[s, t]
+            valid = not math.isnan(xt)
+            floor_before_t = floor  # floor at t - 1
+            if valid and seen:
+                if xt == last_value:
+                    repeats += 1
+                    steps += 1
+                else:  # a change: the run starts here
+                    steps += 1
+                    repeats_before, steps_before = repeats, steps
+                    floor_at_start = floor_before_t if t > 0 else xt
+            if valid:
+                floor = xt if math.isnan(floor) else min(floor, xt)
+                last_value = xt
+                seen = True
+            run = repeats - repeats_before
+            run_out[s, t] = run
+            p_out[s, t] = (repeats_before + 1.0) / (steps_before + 2.0)
+            at_floor = last_value <= floor_at_start  # False while either is NaN
+            ready_out[s, t] = steps_before >= warmup and run >= min_run and not at_floor
+
+
 def _level_pass(x: np.ndarray, expected: np.ndarray, scale: np.ndarray, z: np.ndarray, best: np.ndarray,
                 winner: np.ndarray, level_out: np.ndarray, shift_out: np.ndarray, repeats: np.ndarray,
                 a_level: float, a_scale: float, a_trend: float, warmup: int, clip: float, mad_to_sigma: float,
@@ -259,6 +316,8 @@ gap_ratios = numba.njit(cache=True, nogil=True)(_gap_ratios)
 floor_on_moves = numba.njit(cache=True, nogil=True)(_floor_on_moves)
 floor_at_resolution = numba.njit(cache=True, nogil=True)(_floor_at_resolution)
 cusum = numba.njit(cache=True, nogil=True)(_cusum)
+flatline_runs = numba.njit(cache=True, nogil=True)(_flatline_runs)
+repeat_counts = numba.njit(cache=True, nogil=True)(_repeat_counts)
 warm_z = numba.njit(cache=True, nogil=True, error_model="numpy")(_warm_z)
 # error_model numpy: a division by 0 gives inf or NaN as numpy's does, not ZeroDivisionError.
 level_pass = numba.njit(cache=True, nogil=True, error_model="numpy")(_level_pass)

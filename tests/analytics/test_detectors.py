@@ -456,3 +456,34 @@ def test_a_morning_the_profile_always_gets_wrong_is_judged_by_other_mornings():
         (plain[:, last_days] >= DEFAULT_PARAMS.open_score).sum() * 2 / 3
     x[:5, 4 * 1440 + 13 * 60] += 20  # a spike at 13:00 on Friday is still one
     assert (d.score_series(x, times).combined[:5, 4 * 1440 + 13 * 60] > 0.9).all()
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_flatline_rows_compiled_is_the_numpy_composition(seed):
+    """_flatline_rows (the counts in one compiled pass, the log in numpy) gives the bits of the numpy version:
+    NaN first and inside runs, runs at and above the floor, signed zeros, quantised and stuck rows."""
+    from analytics.detectors.flatline import _flatline_rows_numpy
+
+    rng = np.random.default_rng(seed)
+    x = np.round(rng.normal(0, 1.5, (8, 500)))
+    x[rng.random(x.shape) < 0.15] = np.nan
+    x[1, :40] = np.nan
+    x[2, 100:300] = x[2, 99]
+    x[3] = np.where(rng.random(500) < 0.5, 0.0, -0.0)
+    x[4, 0] = np.nan
+    x[4, 50:200] = -5.0  # a run at the lowest value
+    x[5] = np.nan
+    for params in (DEFAULT_PARAMS, DEFAULT_PARAMS.__class__(warmup=0, flatline_min_run=1)):
+        got, want = d._flatline_rows(x, params), _flatline_rows_numpy(x, params)
+        np.testing.assert_array_equal(np.where(np.isnan(got), np.nan, got).view(np.int64),
+                                      np.where(np.isnan(want), np.nan, want).view(np.int64))
+        assert (want > 0).any()
+    from analytics.detectors.flatline import _repeat_count, _repeat_count_numpy
+
+    for rows in (x, np.nan_to_num(x)):
+        np.testing.assert_array_equal(_repeat_count(rows), _repeat_count_numpy(rows))
+    for width in (0, 1):
+        empty = x[:, :width]
+        np.testing.assert_array_equal(_repeat_count(empty), _repeat_count_numpy(empty))
+        want = _flatline_rows_numpy(empty, DEFAULT_PARAMS)
+        np.testing.assert_array_equal(d._flatline_rows(empty, DEFAULT_PARAMS), want)
