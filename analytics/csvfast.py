@@ -24,6 +24,8 @@ is left to csvscore's value parser, cell by cell: its row is listed.
 import numba
 import numpy as np
 
+from analytics import jitcache  # noqa: F401  (before any cache=True kernel: the cache follows the sources)
+
 # The status scan returns: 0 read, else why the file is left to the plain reader (for tests and profiling).
 READ, ODD_BYTE, RAGGED, LONG_FIELD, ODD_TIME, MIXED_TIMES = 0, 1, 2, 3, 4, 5
 _NEWLINE, _QUOTE, _DOT, _MINUS, _PLUS, _ZERO, _NINE = 10, 34, 46, 45, 43, 48, 57

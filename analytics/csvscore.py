@@ -33,7 +33,7 @@ from pathlib import Path
 import numba
 import numpy as np
 
-from analytics import csvfast
+from analytics import csvfast, jitcache  # noqa: F401  (jitcache before any cache=True kernel)
 from analytics.config import CSV_PARAMS, DAY_MS, DetectorParams
 from analytics.detectors import DETECTORS, Anchor, score_series
 from analytics.detectors.surprise import row_score, row_surprise, time_slots

@@ -12,6 +12,8 @@ import math
 import numba
 import numpy as np
 
+from analytics import jitcache  # noqa: F401  (before any cache=True kernel: the cache follows the sources)
+
 
 @numba.njit(cache=True, nogil=True, inline="always")
 def holt_step(xt: float, forecast: float, sc: float, seen: bool, warm: bool, slope: float, deviation: float,

@@ -11,6 +11,8 @@ import math
 import numba
 import numpy as np
 
+from analytics import jitcache  # noqa: F401  (before any cache=True kernel: the cache follows the sources)
+
 
 @numba.njit(cache=True, nogil=True)
 def lag_found(t: np.ndarray, target: np.ndarray, tolerance: float, smooth: np.ndarray, latest: np.ndarray,

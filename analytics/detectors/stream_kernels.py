@@ -12,6 +12,7 @@ import math
 import numba
 import numpy as np
 
+from analytics import jitcache  # noqa: F401  (before any cache=True kernel: the cache follows the sources)
 from analytics.detectors.kernels import holt_step
 
 # Holt's state per series: level, slope, deviation, count, quantum, last reading.
