@@ -13,7 +13,7 @@ it), written back as the input rows plus three columns:
 
 Tolerated: a header or none, any common spelling of the column names, extra
 columns (a label column is never taken as the value), comma, semicolon or tab
-separators, a UTF-8 byte-order mark, ISO 8601 dates with or without a zone,
+separators (with the last two, decimal commas: "10,25"), a UTF-8 byte-order mark, ISO 8601 dates with or without a zone,
 epoch seconds or milliseconds, irregular spacing, gaps, duplicate times, empty
 or NaN values (scored 0, they carry no evidence), constant series. Refused
 with a message naming the line: a timestamp that cannot be read, a value that
@@ -24,6 +24,7 @@ import csv
 import io
 import math
 import operator
+import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -50,6 +51,10 @@ TIME_NAMES = ("timestamp", "time", "datetime", "date", "ts", "t", "time_ms", "ti
 VALUE_NAMES = ("value", "values", "val", "y", "reading", "measurement", "metric", "data")
 NOT_VALUES = ("label", "labels", "anomaly", "is_anomaly", "anomaly_score", "target", "class", "outlier")
 MISSING = ("", "nan", "na", "n/a", "null", "none", "-", "?")
+# A number with a decimal comma and no grouping ("10,25", "-0,5"): how sheets in a decimal-comma locale (Bahasa
+# Indonesia's, most of Europe's) write numbers, with semicolons between fields. Read as such only in files whose
+# fields are not separated by commas; "1.234,5" (a grouping dot) stays refused: "1.234" alone would be ambiguous.
+_DECIMAL_COMMA = re.compile(r"[+-]?[0-9]*,[0-9]+(?:[eE][+-]?[0-9]+)?")
 # The spellings of MISSING met in files, matched as they are (each is one of MISSING once stripped and lowered).
 _MISSING_SPELLINGS = frozenset(spelling for word in MISSING for spelling in (word, word.upper(), word.capitalize()))
 
@@ -122,10 +127,12 @@ def _other_formats(cell: str) -> datetime:
     raise ValueError(f"timestamp {cell!r} is not a date")
 
 
-def _parse_value(cell: str, line: int) -> float:
+def _parse_value(cell: str, line: int, decimal_comma: bool = False) -> float:
     text = cell.strip()
     if text.lower() in MISSING:
         return math.nan
+    if decimal_comma and _DECIMAL_COMMA.fullmatch(text):
+        text = text.replace(",", ".")
     try:
         value = float(text)
     except ValueError:
@@ -217,7 +224,7 @@ def _read_compiled(text: str, delimiter: str) -> Table | None:
     if other:
         # Cells off the exact fast path ("nan", " 7 ", "1e300", many digits): the plain reader's value parser.
         cells = [table_rows[row][value_column] for row in others[:other].tolist()]
-        parsed = _plain_values(cells)
+        parsed = _plain_values(cells, decimal_comma=delimiter != ",")
         if parsed is None:
             return None
         values[others[:other]] = parsed
@@ -257,7 +264,7 @@ def _read_general(text: str, dialect: type[csv.Dialect] | csv.Dialect) -> Table:
             times[index] = parse_time(row[time_column])
         except (ValueError, OverflowError, OSError):
             raise CsvError(f"line {line}: cannot read timestamp {row[time_column][:40]!r}") from None
-        values[index] = _parse_value(row[value_column], line)
+        values[index] = _parse_value(row[value_column], line, decimal_comma=dialect.delimiter != ",")
     return Table(header, body, time_column, value_column, times, values)
 
 
@@ -291,7 +298,7 @@ def _read_plain(text: str, delimiter: str) -> Table | None:
     if len(cells) != width * len(body) or (cells and max(map(len, cells)) > MAX_FIELD_CHARS):
         return None  # ragged rows or an oversized field: the general reader names the line
     times = _plain_times(cells[time_column::width])
-    values = _plain_values(cells[value_column::width])
+    values = _plain_values(cells[value_column::width], decimal_comma=delimiter != ",")
     if times is None or values is None:
         return None
     return Table(header, _Rows(cells, width), time_column, value_column, times, values,
@@ -370,8 +377,9 @@ def _plain_times(cells: list[str]) -> np.ndarray | None:
     return moments.astype(np.int64)
 
 
-def _plain_values(cells: list[str]) -> np.ndarray | None:
-    """The value cells as floats (missing markers and infinities NaN); None if a cell is not a number."""
+def _plain_values(cells: list[str], decimal_comma: bool = False) -> np.ndarray | None:
+    """The value cells as floats (missing markers and infinities NaN); None if a cell is not a number.
+    decimal_comma: "10,25" is 10.25 (files whose fields are not separated by commas)."""
     try:
         values = np.array(cells, dtype=np.float64) if cells else np.empty(0)
     except ValueError:
@@ -381,7 +389,7 @@ def _plain_values(cells: list[str]) -> np.ndarray | None:
             values = np.array(["nan" if cell in _MISSING_SPELLINGS else cell for cell in cells], dtype=np.float64)
         except ValueError:
             try:  # a rarer spelling (" NA ", "nUll"): cell by cell
-                values = np.array([_parse_value(cell, 0) for cell in cells], dtype=np.float64)
+                values = np.array([_parse_value(cell, 0, decimal_comma) for cell in cells], dtype=np.float64)
             except CsvError:
                 return None
     values[~np.isfinite(values)] = np.nan

@@ -168,6 +168,35 @@ def test_malformed_csv_is_refused_with_the_line(text, message):
         read_table(text)
 
 
+def _decimal_comma(values: list[float], sep: str) -> str:
+    return csv_text([str(v).replace(".", ",") for v in values], header=f"timestamp{sep}value", sep=sep)
+
+
+@pytest.mark.parametrize("sep", [";", "\t"])
+def test_decimal_commas_of_a_semicolon_or_tab_file_are_read_as_decimals(sep):
+    # How a sheet in a decimal-comma locale (Bahasa Indonesia's) exports: "50,123" with semicolons between fields.
+    values = series()
+    dotted = score_table(read_table(csv_text(values)))
+    plain = read_table(_decimal_comma(values, sep))  # the compiled reader, its odd cells by the plain parser
+    assert plain.values.tolist() == values
+    assert score_table(plain).tolist() == dotted.tolist()
+    quoted = _decimal_comma(values, sep).replace("timestamp", '"timestamp"', 1)  # the csv module's reader
+    assert read_table(quoted).values.tolist() == values
+    mixed = _decimal_comma(values, sep).replace(f"{sep}{str(values[3]).replace('.', ',')}", f"{sep}{values[3]}")
+    assert read_table(mixed).values.tolist() == values  # a dotted decimal among them is still a decimal
+
+
+@pytest.mark.parametrize("text, message", [
+    ("timestamp;value\n2014-04-01 00:00:00;1.234,5\n", "line 2: value '1.234,5' is not a number"),
+    ('timestamp;"value"\n2014-04-01 00:00:00;1,2,3\n', "line 2: value '1,2,3' is not a number"),
+    ('timestamp,value\n2014-04-01 00:00:00,"10,5"\n', "line 2: value '10,5' is not a number"),
+])
+def test_grouped_or_comma_separated_decimal_commas_stay_refused(text, message):
+    # A grouping dot makes "1.234" ambiguous, and a comma-separated file's "10,5" could be ten thousand and five.
+    with pytest.raises(CsvError, match=message):
+        read_table(text)
+
+
 def test_cli_reports_malformed_input_clearly(tmp_path):
     result, out = run_cli(tmp_path, "timestamp,value\n2014-04-01 00:00:00,1\nnot-a-time,2\n")
     assert result.exit_code == 2
