@@ -143,12 +143,16 @@ def read_scored_table(path: Path) -> tuple[Table, csvscore.RowScores]:
     return table, csvscore.score_rows(table)
 
 
+_BOOLEANS = {"true": 1.0, "false": 0.0}
+
+
 def label_windows(table: Table, column: str) -> list[tuple[int, int]]:
     """Runs of rows labelled 1 in `column` (named in the header) as (first, last) rows. Raises LabelError.
 
-    A label is 0 or 1 (0.0 and 1.0 too); anything else, an empty cell
-    included, is refused with its line: a guess about what "2" or "" means
-    would change the answer silently.
+    A label is 0 or 1 (0.0 and 1.0 too, and true or false in any case, as
+    pandas writes a boolean column); anything else, an empty cell included,
+    is refused with its line: a guess about what "2" or "" means would
+    change the answer silently.
     """
     if table.header is None:
         raise LabelError(f"the file has no header, so it has no column named {column!r}")
@@ -168,9 +172,9 @@ def label_windows(table: Table, column: str) -> list[tuple[int, int]]:
         try:
             number = float(cell)
         except ValueError:
-            number = math.nan
+            number = _BOOLEANS.get(cell.lower(), math.nan)
         if number not in (0.0, 1.0):
-            raise LabelError(f"line {row_number + 2}: label {cell[:40]!r} is not 0 or 1")
+            raise LabelError(f"line {row_number + 2}: label {cell[:40]!r} is not 0 or 1 (nor true or false)")
         labels[row_number] = number == 1.0
     return runs(labels)
 

@@ -109,6 +109,11 @@ def test_label_column_parsing():
     assert label_windows(table, "LABEL") == [(1, 2), (4, 4)]
 
 
+def test_boolean_labels_as_pandas_writes_them():
+    table = read_table("timestamp,value,is_anomaly\n1,1.0,False\n2,1.0,True\n3,1.0,true\n4,1.0,FALSE\n5,1.0,True\n")
+    assert label_windows(table, "is_anomaly") == [(1, 2), (4, 4)]
+
+
 @pytest.mark.parametrize("text, column, message", [
     ("timestamp,value,label\n1,1.0,0\n2,1.0,2\n", "label", "line 3: label '2' is not 0 or 1"),
     ("timestamp,value,label\n1,1.0,0\n2,1.0,\n", "label", "line 3: label '' is not 0 or 1"),
