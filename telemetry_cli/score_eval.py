@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from analytics.config import CSV_PARAMS
 from analytics.csvscore import CsvError
 from analytics.labelled import LabelError, Metrics, Report, evaluate, load
 from telemetry_cli.common import EXIT_INVALID, EXIT_NOT_FOUND, JsonFlag, err, fail, number, out, say
@@ -87,7 +88,8 @@ def _print(report: Report) -> None:
             line += say("score_eval.baseline", score=number(baseline.score, 1), threshold=f"{baseline.threshold:.4g}")
         console.print(line + ".")
     if report.total.learning_windows:
-        console.print(say("score_eval.learning", n=report.total.learning_windows))
+        console.print(say("score_eval.learning", n=report.total.learning_windows,
+                          rows=number(CSV_PARAMS.surprise_learning_rows, 0)))
     if report.unused_windows:
         console.print(say("score_eval.unused", n=report.unused_windows))
 

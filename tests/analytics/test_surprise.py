@@ -373,6 +373,24 @@ def test_the_first_day_is_a_learning_period_flagged_and_scored_zero(tmp_path):
     assert [r[5] for r in written] == ["1"] * DAY + [""] * (2 * DAY)
 
 
+def test_a_file_of_readings_seconds_apart_is_not_all_learning(tmp_path):
+    """A file without times of its own (its row numbers read as epoch seconds) or of fast readings spans less
+    than a day: its learning period ends after surprise_learning_rows rows, and a spike after it is found."""
+    rng = np.random.default_rng(4)
+    n = 6 * 3600  # six hours, a reading a second
+    y = 50 + 3 * np.sin(np.arange(n) / 600 * 2 * np.pi) + rng.normal(0, 1, n)
+    y[4 * 3600] += 10
+    source, out = tmp_path / "in.csv", tmp_path / "out.csv"
+    source.write_text("timestamp,value\n" + "".join(f"{i},{v:.3f}\n" for i, v in enumerate(y)))
+    assert CliRunner().invoke(app, ["score", str(source), "--out", str(out)]).exit_code == 0
+    written = list(csv.reader(out.open()))[1:]
+    most = CSV_PARAMS.surprise_learning_rows
+    assert [r[5] for r in written[:most + 1]] == ["1"] * most + [""]
+    scores = np.array([float(r[2]) for r in written])
+    assert scores[4 * 3600] >= 0.9
+    assert int(np.argmax(scores)) == 4 * 3600
+
+
 def test_row_score_is_monotonic_bounded_and_zero_below_the_floor():
     s = np.array([0.0, P.surprise_floor, P.surprise_floor + 1, 50, 500, 5000, np.nan])
     score = row_score(s)
