@@ -8,11 +8,67 @@ and every series of a metric is then ready to score as one array.
 
 import copy
 import math
+import mmap
+import platform
 import uuid
+import weakref
 
 import numpy as np
 
 GROWTH = 16  # row blocks grow by 1/GROWTH of their rows (at least their initial rows): ~3 % slack on average
+
+
+RESERVE_FROM_BYTES = 1 << 20  # arrays smaller than this grow by concatenation (a copy of under 1 MB)
+RESERVE_ROWS = 1 << 18  # rows of address space a growing array reserves (262,144 series of a metric; past it: 4x)
+# MAP_NORESERVE (Python exposes it from 3.13 only; 0x4000 on x86-64 and arm64): the reservation is address
+# space, not memory the kernel must promise. Elsewhere 0: the mapping is then counted whole, or refused (below).
+_NORESERVE = getattr(mmap, "MAP_NORESERVE", 0x4000 if platform.machine() in ("x86_64", "AMD64", "aarch64") else 0)
+_RESERVED: "weakref.WeakValueDictionary[int, np.ndarray]" = weakref.WeakValueDictionary()  # id -> flat mapping
+
+
+def _reserve(rows: int, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray | None:
+    """A (rows, *shape) array over a fresh anonymous mapping (zeros, no page resident before it is written), or
+    None where the system refuses the mapping (a strict overcommit policy, an address-space limit)."""
+    size = rows * math.prod(shape) * dtype.itemsize
+    try:
+        mapping = mmap.mmap(-1, max(size, 1), flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | _NORESERVE)
+    except (OSError, ValueError, OverflowError):
+        return None
+    flat = np.frombuffer(mapping, dtype=dtype, count=rows * math.prod(shape))
+    _RESERVED[id(flat)] = flat
+    return flat.reshape(rows, *shape)
+
+
+def grown(array: np.ndarray, rows: int, fill: float | int) -> np.ndarray:
+    """`array` with `rows` rows (the block's per-series arrays grow by rows): its rows, then new ones of `fill`.
+
+    Why not a concatenation: that holds the old array and the new one at once, a whole copy of the block beside
+    the old one for a moment (7-10 KB a series above the engine's steady memory while the fleet's series are
+    built, at 100,000 series a whole metric's block). Here the first growth moves the rows into an anonymous
+    mapping with room for `RESERVE_ROWS` rows (address space: a page becomes memory when it is first written),
+    and every later growth is a longer view of the same mapping: nothing copied, nothing freed, only the new
+    rows written (the rows allocated ahead among them). The old array object
+    stays valid and shows the same rows, as the engine changes them in place (a checkpoint's copy on write,
+    analytics.statecopy, copies a row in keep() before any change, whichever object it went through).
+    """
+    old = array.shape[0]
+    if rows <= old:
+        return array
+    if rows * math.prod(array.shape[1:]) * array.dtype.itemsize < RESERVE_FROM_BYTES:  # a small copy: as before
+        return np.concatenate([array, np.full((rows - old, *array.shape[1:]), fill, dtype=array.dtype)])
+    owner = array.base
+    if owner is not None and _RESERVED.get(id(owner)) is owner and array.flags.c_contiguous \
+            and array.ctypes.data == owner.ctypes.data and owner.dtype == array.dtype \
+            and rows * math.prod(array.shape[1:]) <= owner.size:
+        out = owner.reshape(-1, *array.shape[1:])[:rows]
+    else:
+        full = _reserve(max(RESERVE_ROWS, 4 * rows), array.shape[1:], array.dtype)
+        if full is None:  # the concatenation, as before
+            return np.concatenate([array, np.full((rows - old, *array.shape[1:]), fill, dtype=array.dtype)])
+        full[:old] = array
+        out = full[:rows]
+    out[old:] = fill
+    return out
 
 
 def row_blocks(n_rows: int, block_rows: int) -> list[slice]:
@@ -47,11 +103,10 @@ class SeriesBlock:
         row = len(self.keys)
         if row == self.values.shape[0]:
             grow = max(self.initial_rows, row // GROWTH)  # by a sixteenth: little slack at 100,000 series
-            self.values = np.vstack([self.values, np.full((grow, self.capacity), np.nan)])
-            self.times = np.vstack([self.times, np.zeros((grow, self.capacity), dtype=np.int64)])
+            self.values = grown(self.values, row + grow, np.nan)
+            self.times = grown(self.times, row + grow, 0)
         if row >= self.appended.size:
-            self.appended = np.concatenate([self.appended, np.zeros(self.values.shape[0] - self.appended.size,
-                                                                    dtype=np.int64)])
+            self.appended = grown(self.appended, self.values.shape[0], 0)
         self.keys.append(key)
         self.row_of[key] = row
         return row
@@ -150,8 +205,7 @@ class CoarseHistory:
                 array = getattr(self, name)
                 fill = np.nan if array.dtype.kind == "f" and array.ndim == 2 and name not in ("sums", "coarse_sums") \
                     else (-1 if array.dtype.kind == "i" else 0)
-                extra = np.full((grow, *array.shape[1:]), fill, dtype=array.dtype)
-                setattr(self, name, np.concatenate([array, extra]))
+                setattr(self, name, grown(array, allocated + grow, fill))
         self.rows = max(self.rows, n_rows)
 
     # ------------------------------------------------------------ input

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from analytics.buffers import grown
 from analytics.config import DAY_MS, DEFAULT_PARAMS, DetectorParams
 from analytics.detectors import stream_kernels as k
 from analytics.detectors.base import Anchor, Baseline, DetectorInputError, History, median_of_few
@@ -83,12 +84,10 @@ class StreamState:
         if grow <= 0:
             return
         grow = max(grow, 64, self.rows // 16)  # amortised, as the SeriesBlock grows
-        for name, (shape, start) in self.fields().items():
-            extra = np.empty((grow, *shape))
-            extra[...] = start
-            self.arrays[name] = np.concatenate([self.arrays[name], extra])
-        self.errors = [None if e is None else np.concatenate([e, np.full((grow, e.shape[1]), np.nan, np.float32)])
-                       for e in self.errors]
+        rows = self.rows + grow
+        for name, (_, start) in self.fields().items():
+            self.arrays[name] = grown(self.arrays[name], rows, start)
+        self.errors = [None if e is None else grown(e, e.shape[0] + grow, np.nan) for e in self.errors]
 
     def forget(self, rows: np.ndarray) -> None:
         """Start these series afresh (their state is rebuilt from the buffer on their next pass)."""

@@ -73,3 +73,38 @@ def test_what_a_series_costs_stays_within_the_budget(tmp_path):
 
     assert per_series(None) < BUDGET
     assert per_series(1440) > BUDGET
+
+
+def test_a_block_grows_in_its_reserved_mapping_without_a_copy():
+    """The blocks' per-series arrays grow by rows in place (analytics.buffers.grown): past RESERVE_FROM_BYTES the
+    rows move once into a mapping with room for RESERVE_ROWS, then every growth is a longer view of it, with the
+    rows kept and the new ones filled, the old array object still valid and showing the same rows."""
+    from analytics import buffers  # noqa: PLC0415
+    width = 720
+    rows = buffers.RESERVE_FROM_BYTES // (width * 8) + 1  # just past the threshold
+    array = np.arange(rows * width, dtype=np.float64).reshape(rows, width)
+    first = buffers.grown(array, rows + 10, np.nan)
+    assert np.array_equal(first[:rows], array) and np.isnan(first[rows:]).all() and first.shape == (rows + 10, width)
+    second = buffers.grown(first, rows + 100, np.nan)
+    assert second.ctypes.data == first.ctypes.data, "the second growth copied the rows"
+    assert np.array_equal(second[:rows], array) and np.isnan(second[rows:]).all()
+    second[3, 5] = -1.0  # a change through the new object is seen through the old one (the engine's in-place writes)
+    assert first[3, 5] == -1.0
+    ints = buffers.grown(np.zeros((rows, width), dtype=np.int64), rows + 1, -1)
+    assert ints.dtype == np.int64 and (ints[rows:] == -1).all()
+    broadcast = buffers.grown(np.zeros((rows, 2, width // 2)), rows + 2, np.arange(width // 2, dtype=np.float64))
+    assert np.array_equal(broadcast[rows + 1, 1], np.arange(width // 2))
+    small = np.ones((4, 3))  # under the threshold: a concatenation, as before
+    assert np.array_equal(buffers.grown(small, 6, 0.0), np.r_[small, np.zeros((2, 3))])
+    assert buffers.grown(small, 4, 0.0) is small
+
+
+def test_a_growth_past_the_reservation_moves_the_rows_once(monkeypatch):
+    from analytics import buffers  # noqa: PLC0415
+    monkeypatch.setattr(buffers, "RESERVE_FROM_BYTES", 0)
+    monkeypatch.setattr(buffers, "RESERVE_ROWS", 8)
+    array = buffers.grown(np.arange(6.0).reshape(3, 2), 5, 7.0)  # a mapping of 4 x 5 = 20 rows (RESERVE_ROWS: 8)
+    assert buffers.grown(array, 20, 7.0).ctypes.data == array.ctypes.data
+    moved = buffers.grown(array, 21, 7.0)
+    assert moved.ctypes.data != array.ctypes.data and moved.shape == (21, 2)
+    assert np.array_equal(moved[:3], np.arange(6.0).reshape(3, 2)) and (moved[3:] == 7.0).all()

@@ -202,3 +202,31 @@ def test_the_views_refuse_what_they_cannot_read_as_the_array_would(engine):
     for bad in (slice(0, 10, 2), 3, (np.array([60]), np.array([0])), (np.array([[1]]), np.array([[1]])), "x"):
         with pytest.raises((TypeError, IndexError)):
             values[bad]
+
+
+def test_blocks_grown_in_place_while_a_save_reads_give_the_state_of_when_it_began(registry, tmp_path, monkeypatch):
+    """The blocks' arrays grow in their reserved mappings (analytics.buffers.grown: every growth, here from the
+    first), the old array object and the new one sharing their rows: the engine's keep() before a change still
+    gives the save the state of when it began, on its own thread as in the service."""
+    from analytics import buffers  # noqa: PLC0415
+    monkeypatch.setattr(buffers, "RESERVE_FROM_BYTES", 0)
+    district = get_settings().city.slugs[0]
+    for device in range(150):
+        registry.add(DeviceNew(id=f"pwr-{device:03d}", kind="power", district=district))
+    engine = AnalyticsEngine(registry, None, None, PARAMS)
+    feed(engine, range(70), MONDAY, 3 * 144, np.random.default_rng(1))  # past the 64 first rows: in the mapping
+    before = engine.learnt.blocks["power_kw"].values
+    whole = snapshot(engine.learnt)
+    reference = save_members(tmp_path, "whole", whole)
+    copying = engine.begin_copy()
+    saver = threading.Thread(target=save_state, args=(copying.learnt, tmp_path / "cow" / "engine-a.npz", MONDAY))
+    saver.start()
+    feed(engine, range(150), MONDAY + 3 * DAY_MS, 6, np.random.default_rng(4), every=3)  # 80 new series: grown
+    saver.join(60)
+    after = engine.learnt.blocks["power_kw"].values
+    assert after.shape[0] > before.shape[0] and after.ctypes.data == before.ctypes.data, "not grown in place"
+    with np.load(tmp_path / "cow" / "engine-a.npz") as file:
+        assert_same_files({member: file[member] for member in file.files}, reference)
+    engine.end_copy()
+    second = engine.begin_copy()  # and a copy begun after the growth reads what the engine holds now
+    assert_same(second.whole(), snapshot(engine.learnt))
