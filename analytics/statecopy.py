@@ -19,8 +19,11 @@ series ~3 GB more for every checkpoint. Here there is no second copy:
   appended, a series scored), it calls `keep(metric, row)`, which copies
   that row of every array of the block, once, unless the save is over.
   A read takes the block's rows as they are and puts the kept rows over
-  them. Arrays the engine replaces (a block growing by concatenation) are
-  not changed in place afterwards: the views read the objects they saw.
+  them. A block that grows (analytics.buffers.grown) may hand the engine a
+  new array object over the same rows as the one the views read (a longer
+  view of its reserved mapping): the keep() before every change covers it,
+  as for any write in place; where it grows by concatenation, the views read
+  the old objects, which the engine no longer changes.
 
 So a save reads exactly the state of when the copy began
 (tests/analytics/test_statecopy.py), whatever passes ran meanwhile, and
