@@ -22,7 +22,7 @@ from analytics.detectors.drift import drift_evidence
 from analytics.detectors.flatline import _flatline_rows, flatline_evidence
 from analytics.detectors.level import _holt, robust_baseline, warm_z
 from analytics.detectors.seasonal import profile_possible, seasonal_baseline
-from analytics.detectors.shift import cusum_evidence, cusum_sides
+from analytics.detectors.shift import cusum_sides
 
 DETECTORS = ("level", "shift", "seasonal", "flatline", "drift")
 
@@ -241,8 +241,6 @@ def _score_block(x: np.ndarray, times: np.ndarray | None, params: DetectorParams
     # One forecaster per sample: the daily/weekly profile where it has
     # predicted better than the recent level so far, else the recent level.
     # A daily step (lights on at 07:00) is then expected, not an anomaly.
-    use_season = has_season & (season.scale < recent.scale)
-    z = np.where(use_season, season.z, recent.z)
     # Where a profile exists, a reading is unusual only if neither forecaster
     # expected it (a daily step, cooling on at 06:30, is in the profile), and
     # only if it is unusual in the same direction against the plain profile,
@@ -250,31 +248,20 @@ def _score_block(x: np.ndarray, times: np.ndarray | None, params: DetectorParams
     # daily profile puts them are a return to normal (a leak or a tampered
     # meter has ended), though the bias learnt during the fault makes them
     # look like a jump.
-    recent_z = np.nan_to_num(recent.z)
-    season_z = np.nan_to_num(season.z)
-    plain_z = np.nan_to_num(season.plain_z)
-    up = np.minimum(np.minimum(recent_z, season_z), plain_z)
-    down = np.minimum(np.minimum(-recent_z, -season_z), -plain_z)
-    both = np.where(has_season, np.maximum(np.maximum(up, down), 0.0), np.abs(recent_z))
     # The CUSUM likewise: of the profile's z where a profile exists (a daily
     # step is no shift, and a slow drift that the recent level follows is
     # still off the profile), in the same direction against the plain profile.
-    shift = cusum_evidence(recent.z, params)
+    # All of it, and the strongest evidence, in one compiled pass (kernels.combine; _combine_numpy is the
+    # same in numpy, its reference in the tests).
+    recent_up, recent_down = cusum_sides(recent.z, params)
     season_up, season_down = cusum_sides(season.z, params)
     plain_up, plain_down = cusum_sides(season.plain_z, params)
-    against_both = np.maximum(np.minimum(season_up, plain_up), np.minimum(season_down, plain_down))
-    shift = np.where(has_season, against_both, shift)
-    evidence = {
-        "level": np.where(use_season, 0.0, both),
-        "shift": shift,
-        "seasonal": np.where(use_season, both, 0.0),
-        "flatline": flatline_evidence(x, params),
-        "drift": drift_evidence(x - season.profile, season.scale, params),
-    }
-    baseline = Baseline(np.where(use_season, season.expected, recent.expected),
-                        np.where(use_season, season.scale, recent.scale), z)
+    flat = flatline_evidence(x, params)
+    drift = drift_evidence(x - season.profile, season.scale, params)
+    evidence, baseline, best, winner = _combine(season, recent, (recent_up, recent_down, season_up, season_down,
+                                                                 plain_up, plain_down), flat, drift)
     anchor = Anchor(season.profile, season.expected - season.profile, season.scale)
-    scores = _strongest(evidence, baseline, params)
+    scores = Scores(evidence, calibrate(best, params, out=best), winner, baseline)
     scores.anchor = anchor
     if not row_point:
         return scores
@@ -283,28 +270,108 @@ def _score_block(x: np.ndarray, times: np.ndarray | None, params: DetectorParams
     # a level that lags the curve; elsewhere as `both` with the better of two time scales for the
     # recent level. NaN where no forecaster is trusted yet.
     quick_z, quick_scale = _quick_level(x, times, has_season, params, recent)
-    recent_z = np.nan_to_num(quick_z)
-    up = np.minimum(np.minimum(recent_z, season_z), plain_z)
-    down = np.minimum(np.minimum(-recent_z, -season_z), -plain_z)
-    on_season = np.maximum(np.minimum(season_z, plain_z), 0.0) - np.maximum(np.minimum(-season_z, -plain_z), 0.0)
-    signed = np.maximum(up, 0.0) - np.maximum(down, 0.0)
     # Where the quick level has forecast better than the profile so far and agrees with it in direction
     # (the profile at least half as far off: a daily step the profile expects is not taken), its z.
-    with np.errstate(invalid="ignore"):
-        agree = (quick_scale < season.scale) & (quick_z * on_season > 0) & (np.abs(on_season) >= 0.5 * np.abs(quick_z))
-    on_season = np.where(agree, quick_z, on_season)
-    point = np.where(use_season, on_season, np.where(has_season, signed, quick_z))
     # Where the local level has forecast much better than the profile, now and for a while (a random walk,
     # whose profile is only yesterday's wander), the first row of a departure is judged by the local level
     # alone, not held to agree with the plain profile. Later rows of a departure stay gated (a lasting
     # fault, a level lagging after a stuck or collapsed stretch), and so does the noise after a shift
     # (only then has the profile's scale grown: its running ratio has not).
+    ratio = usual = _UNUSED
     if params.point_free_ratio > 0:
         with np.errstate(invalid="ignore", divide="ignore"):
             ratio = np.log(season.scale / quick_scale)
         ratio[~np.isfinite(ratio)] = np.nan
         alpha = params.point_free_alpha
         usual = _holt(ratio, alpha, alpha, False, params)[0]
+    # The gating and the choice in one compiled pass (kernels.point_z; _point_numpy: the same in numpy).
+    point = _point(season, recent, quick_z, quick_scale, ratio, usual, params)
+    scores.point = point
+    return scores
+
+
+def _contiguous(*arrays: np.ndarray) -> list[np.ndarray]:
+    return [np.ascontiguousarray(a, dtype=np.float64) for a in arrays]
+
+
+def _combine(season: Baseline, recent: Baseline, sides: tuple[np.ndarray, ...], flat: np.ndarray,
+             drift: np.ndarray) -> tuple[dict[str, np.ndarray], Baseline, np.ndarray, np.ndarray]:
+    """The evidence of each detector, the baseline, the strongest evidence (not yet calibrated) and its detector
+    where a profile exists, by kernels.combine: (evidence, baseline, best, winner), as _combine_numpy."""
+    shape = season.z.shape
+    level, shift, seasonal, expected, scale, z, best = (np.empty(shape) for _ in range(7))
+    winner = np.empty(shape, dtype=np.int8)
+    flat, drift = _contiguous(flat, drift)
+    kernels.combine(*_contiguous(season.z, season.plain_z, season.scale, season.expected, recent.z, recent.scale,
+                                 recent.expected, *sides), flat, drift,
+                    level, shift, seasonal, expected, scale, z, best, winner)
+    evidence = {"level": level, "shift": shift, "seasonal": seasonal, "flatline": flat, "drift": drift}
+    return evidence, Baseline(expected, scale, z), best, winner
+
+
+def _combine_numpy(season: Baseline, recent: Baseline, sides: tuple[np.ndarray, ...], flat: np.ndarray,
+                   drift: np.ndarray) -> tuple[dict[str, np.ndarray], Baseline, np.ndarray, np.ndarray]:
+    """_combine in whole-array numpy (the code it replaced; its reference in the tests)."""
+    recent_up, recent_down, season_up, season_down, plain_up, plain_down = sides
+    has_season = np.isfinite(season.z)
+    use_season = has_season & (season.scale < recent.scale)
+    z = np.where(use_season, season.z, recent.z)
+    recent_z = np.nan_to_num(recent.z)
+    season_z = np.nan_to_num(season.z)
+    plain_z = np.nan_to_num(season.plain_z)
+    up = np.minimum(np.minimum(recent_z, season_z), plain_z)
+    down = np.minimum(np.minimum(-recent_z, -season_z), -plain_z)
+    both = np.where(has_season, np.maximum(np.maximum(up, down), 0.0), np.abs(recent_z))
+    shift = np.maximum(recent_up, recent_down)
+    against_both = np.maximum(np.minimum(season_up, plain_up), np.minimum(season_down, plain_down))
+    shift = np.where(has_season, against_both, shift)
+    evidence = {
+        "level": np.where(use_season, 0.0, both),
+        "shift": shift,
+        "seasonal": np.where(use_season, both, 0.0),
+        "flatline": flat,
+        "drift": drift,
+    }
+    baseline = Baseline(np.where(use_season, season.expected, recent.expected),
+                        np.where(use_season, season.scale, recent.scale), z)
+    best = evidence[DETECTORS[0]]
+    winner = np.zeros(best.shape, dtype=np.int8)
+    for index, name in enumerate(DETECTORS[1:], start=1):
+        larger = evidence[name] > best
+        best = np.where(larger, evidence[name], best)
+        winner[larger] = index
+    return evidence, baseline, best, winner
+
+
+def _point(season: Baseline, recent: Baseline, quick_z: np.ndarray, quick_scale: np.ndarray, ratio: np.ndarray,
+           usual: np.ndarray, params: DetectorParams) -> np.ndarray:
+    """The point z where a profile exists, by kernels.point_z (ratio, usual: the free ratio and its running level
+    with point_free_ratio > 0, else unused), as _point_numpy."""
+    point = np.empty(season.z.shape)
+    free = params.point_free_ratio > 0
+    kernels.point_z(*_contiguous(season.z, season.plain_z, season.scale, recent.scale, quick_z, quick_scale,
+                                 ratio if free else _UNUSED, usual if free else _UNUSED), bool(free),
+                    float(math.log(params.point_free_ratio)) if free else 0.0, float(params.point_free_prev), point)
+    return point
+
+
+def _point_numpy(season: Baseline, recent: Baseline, quick_z: np.ndarray, quick_scale: np.ndarray,
+                 ratio: np.ndarray, usual: np.ndarray, params: DetectorParams) -> np.ndarray:
+    """_point in whole-array numpy (the code it replaced; its reference in the tests)."""
+    has_season = np.isfinite(season.z)
+    use_season = has_season & (season.scale < recent.scale)
+    season_z = np.nan_to_num(season.z)
+    plain_z = np.nan_to_num(season.plain_z)
+    recent_z = np.nan_to_num(quick_z)
+    up = np.minimum(np.minimum(recent_z, season_z), plain_z)
+    down = np.minimum(np.minimum(-recent_z, -season_z), -plain_z)
+    on_season = np.maximum(np.minimum(season_z, plain_z), 0.0) - np.maximum(np.minimum(-season_z, -plain_z), 0.0)
+    signed = np.maximum(up, 0.0) - np.maximum(down, 0.0)
+    with np.errstate(invalid="ignore", over="ignore"):
+        agree = (quick_scale < season.scale) & (quick_z * on_season > 0) & (np.abs(on_season) >= 0.5 * np.abs(quick_z))
+    on_season = np.where(agree, quick_z, on_season)
+    point = np.where(use_season, on_season, np.where(has_season, signed, quick_z))
+    if params.point_free_ratio > 0:
         before = np.empty_like(quick_z)
         before[:, 0] = np.nan
         before[:, 1:] = quick_z[:, :-1]
@@ -314,8 +381,7 @@ def _score_block(x: np.ndarray, times: np.ndarray | None, params: DetectorParams
                     & (np.abs(before) < params.point_free_prev) & np.isfinite(quick_z))
         point = np.where(free, quick_z, point)
     point[np.isnan(quick_z) & ~has_season] = np.nan
-    scores.point = point
-    return scores
+    return point
 
 
 def _without_profile(x: np.ndarray, times: np.ndarray | None, params: DetectorParams, row_point: bool,

@@ -483,13 +483,16 @@ def _surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray, slot:
                 if var > 0.0:
                     xi = min(max(0.5 * (1.0 - m * m / var), 0.0), xi_max)
             slow = _gpd_log10(zp, u, share, mean_excess, xi)
-            fast = math.inf
-            if filled >= fast_rows:
-                fast = hazard + _gpd_log10(z - _median_of(recent, fast_rows, ordered), u, share, mean_excess, xi)
             # The bias learnt after a change may explain a reading, not accuse one the forecasters expected: a
             # reading within u of them (z ~0) after an accepted change is the change ending, not a new one,
             # although against the bias it looks like a shift back (the flicker at a rush hour's end).
             plain = _gauss_log10(z) if abs(z) <= u else math.inf
+            fast = math.inf
+            # fast is hazard plus a tail (>= 0 while every share is at most 1: learn_weight <= 1): where slow or
+            # plain is at most hazard it cannot be the smaller, so its median and tail are skipped (most rows;
+            # the same minimum, bit for bit).
+            if filled >= fast_rows and not (min(slow, plain) <= hazard and learn_weight <= 1.0):
+                fast = hazard + _gpd_log10(z - _median_of(recent, fast_rows, ordered), u, share, mean_excess, xi)
             row = min(slow, fast, plain)
             if row >= best:
                 best, kind = row, 0
@@ -616,3 +619,119 @@ def _surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray, slot:
 
 
 surprise = numba.njit(cache=True, nogil=True)(_surprise)
+
+
+_LARGEST = np.finfo(np.float64).max
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _nan_to_num(v: float) -> float:
+    """np.nan_to_num of one float: NaN 0, infinities the largest finite float of their sign."""
+    if math.isnan(v):
+        return 0.0
+    if v == math.inf:
+        return _LARGEST
+    if v == -math.inf:
+        return -_LARGEST
+    return v
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _np_min(a: float, b: float) -> float:
+    """np.minimum of two floats that are not NaN (on a tie, b: its sign of zero, as numpy returns)."""
+    return a if a < b else b
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _np_max(a: float, b: float) -> float:
+    """np.maximum of two floats that are not NaN (on a tie, b, as numpy returns)."""
+    return a if a > b else b
+
+
+def _combine(season_z: np.ndarray, plain_z: np.ndarray, season_scale: np.ndarray, season_expected: np.ndarray,
+             recent_z: np.ndarray, recent_scale: np.ndarray, recent_expected: np.ndarray, recent_up: np.ndarray,
+             recent_down: np.ndarray, season_up: np.ndarray, season_down: np.ndarray, plain_up: np.ndarray,
+             plain_down: np.ndarray, flat: np.ndarray, drift: np.ndarray, level_out: np.ndarray,
+             shift_out: np.ndarray, seasonal_out: np.ndarray, expected_out: np.ndarray, scale_out: np.ndarray,
+             z_out: np.ndarray, best_out: np.ndarray, winner_out: np.ndarray) -> None:
+    """combined._score_block's evidence, baseline and strongest evidence where a profile exists, in one pass over
+    the (S, T) arrays instead of ~40 whole-array numpy passes: the same operations per element in the same order
+    (np.nan_to_num, np.minimum / np.maximum with numpy's choice on a tie, np.where, _strongest's first larger),
+    so the same bits (tests/analytics/test_score_kernels.py holds it to the numpy code)."""
+    n_series, n_times = season_z.shape
+    for s in range(n_series):
+        for t in range(n_times):
+            sz_raw = season_z[s, t]
+            has = not (math.isnan(sz_raw) or math.isinf(sz_raw))
+            use = has and season_scale[s, t] < recent_scale[s, t]
+            rz = _nan_to_num(recent_z[s, t])
+            sz = _nan_to_num(sz_raw)
+            pz = _nan_to_num(plain_z[s, t])
+            up = _np_min(_np_min(rz, sz), pz)
+            down = _np_min(_np_min(-rz, -sz), -pz)
+            both = _np_max(_np_max(up, down), 0.0) if has else abs(rz)
+            if has:
+                shift = _np_max(_np_min(season_up[s, t], plain_up[s, t]), _np_min(season_down[s, t], plain_down[s, t]))
+            else:
+                shift = _np_max(recent_up[s, t], recent_down[s, t])
+            level = 0.0 if use else both
+            seasonal = both if use else 0.0
+            level_out[s, t] = level
+            shift_out[s, t] = shift
+            seasonal_out[s, t] = seasonal
+            expected_out[s, t] = season_expected[s, t] if use else recent_expected[s, t]
+            scale_out[s, t] = season_scale[s, t] if use else recent_scale[s, t]
+            z_out[s, t] = sz_raw if use else recent_z[s, t]
+            # _strongest: the first detector (in DETECTORS' order) whose evidence is larger than all before it.
+            best = level
+            winner = 0
+            if shift > best:
+                best, winner = shift, 1
+            if seasonal > best:
+                best, winner = seasonal, 2
+            f = flat[s, t]
+            if f > best:
+                best, winner = f, 3
+            d = drift[s, t]
+            if d > best:
+                best, winner = d, 4
+            best_out[s, t] = best
+            winner_out[s, t] = winner
+
+
+def _point(season_z: np.ndarray, plain_z: np.ndarray, season_scale: np.ndarray, recent_scale: np.ndarray,
+           quick_z: np.ndarray, quick_scale: np.ndarray, ratio: np.ndarray, usual: np.ndarray, free_on: bool,
+           limit: float, prev_limit: float, out: np.ndarray) -> None:
+    """combined._score_block's point z where a profile exists, in one pass (ratio, usual: the free ratio and its
+    running level, read only with free_on): the same operations per element in the same order as its numpy
+    code, so the same bits."""
+    n_series, n_times = season_z.shape
+    for s in range(n_series):
+        before = math.nan
+        for t in range(n_times):
+            sz_raw = season_z[s, t]
+            has = not (math.isnan(sz_raw) or math.isinf(sz_raw))
+            use = has and season_scale[s, t] < recent_scale[s, t]
+            qz = quick_z[s, t]
+            rz = _nan_to_num(qz)
+            sz = _nan_to_num(sz_raw)
+            pz = _nan_to_num(plain_z[s, t])
+            up = _np_min(_np_min(rz, sz), pz)
+            down = _np_min(_np_min(-rz, -sz), -pz)
+            on_season = _np_max(_np_min(sz, pz), 0.0) - _np_max(_np_min(-sz, -pz), 0.0)
+            signed = _np_max(up, 0.0) - _np_max(down, 0.0)
+            if quick_scale[s, t] < season_scale[s, t] and qz * on_season > 0 and abs(on_season) >= 0.5 * abs(qz):
+                on_season = qz
+            point = on_season if use else (signed if has else qz)
+            if free_on:
+                r = ratio[s, t]
+                if has and r > limit and usual[s, t] > limit and abs(before) < prev_limit and math.isfinite(qz):
+                    point = qz
+            if math.isnan(qz) and not has:
+                point = math.nan
+            out[s, t] = point
+            before = qz
+
+
+combine = numba.njit(cache=True, nogil=True)(_combine)
+point_z = numba.njit(cache=True, nogil=True)(_point)

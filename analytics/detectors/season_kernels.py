@@ -184,3 +184,20 @@ def take_better(x: np.ndarray, profile: np.ndarray, fit_expected: np.ndarray, fi
             z[s, i] = fz
             plain_z[s, i] = (x[s, i] - p) / fs
             out_profile[s, i] = p
+
+
+@numba.njit(cache=True, nogil=True)
+def day_type_mask(found: np.ndarray, close: np.ndarray, day_index: np.ndarray, lag_days: int, day_off: np.ndarray,
+                  out: np.ndarray) -> bool:
+    """seasonal_expected's day-type mask of one whole-day lag under a fixed UTC offset, in one pass: out (S, T) is
+    found where the reading's local day (day_off[day_index]) and the lag's (day_off[day_index - lag_days]) are
+    of the same type (both days off or both not), else NaN (np.where(same_type, found, np.nan)); returns
+    whether any close (T,) target is of the same type ((close & same_type).any())."""
+    any_same = False
+    for i in range(day_index.size):
+        same = day_off[day_index[i] - lag_days] == day_off[day_index[i]]
+        if same and close[i]:
+            any_same = True
+        for s in range(found.shape[0]):
+            out[s, i] = found[s, i] if same else math.nan
+    return any_same

@@ -26,7 +26,8 @@ from analytics.localtime import fixed_offset_ms, offsets_ms, to_local
 
 
 def seasonal_expected(values: np.ndarray, times: np.ndarray, period_ms: int,
-                      params: DetectorParams = DEFAULT_PARAMS, history: History | None = None) -> np.ndarray:
+                      params: DetectorParams = DEFAULT_PARAMS, history: History | None = None,
+                      smoothed: dict | None = None) -> np.ndarray:
     """The value expected at each sample from the same phase of previous periods.
 
     For lags k = 1..season_lags, take the reading nearest to t - k * period
@@ -45,6 +46,10 @@ def seasonal_expected(values: np.ndarray, times: np.ndarray, period_ms: int,
     `history`: where a series' own buffer has no reading at a lag, its
     coarse history is looked up instead (a 4-hour buffer of 10-second
     readings plus a week of per-minute means).
+    `smoothed`: a dict the caller keeps across calls on the same times
+    (seasonal_baseline), where the look-up tolerance is kept, and the
+    running median of the values (for calls on the same values too: the
+    daily and the weekly profile), so they are computed once, not per call.
     """
     x = as_matrix(values)
     # One time row for all series: one search instead of one per row.
@@ -57,13 +62,23 @@ def seasonal_expected(values: np.ndarray, times: np.ndarray, period_ms: int,
     # A lagged reading counts if it is within half a (long) sampling interval of t - k * period: the
     # 90th percentile of the intervals, which is the median on a regular series, and on an irregular
     # one (a logger writing on events, exponential gaps) still finds a reading at most lags.
-    tolerance = 0.5 * (long_interval_ms(t[:1])[0] if shared else long_interval_ms(t)[:, None])
+    if smoothed is None:
+        smoothed = {}
+    if ("tolerance", shared) not in smoothed:
+        smoothed["tolerance", shared] = 0.5 * (long_interval_ms(t[:1])[0] if shared else long_interval_ms(t)[:, None])
+    tolerance = smoothed["tolerance", shared]
+    key = ("median", shared, params.profile_smooth_samples)
+    if key not in smoothed:
+        smoothed[key] = _running_median(x, t[:1] if shared else t, tolerance, params.profile_smooth_samples)
+    smooth, latest = smoothed[key]
     lagged = []
     last = x.shape[1] - 1
-    smooth, latest = _running_median(x, t[:1] if shared else t, tolerance, params.profile_smooth_samples)
     by_day_type = params.day_types and period_ms == DAY_MS
     lags = range(1, max(7, params.season_lags) + 1) if by_day_type else range(1, params.season_lags + 1)
-    weekend = _is_day_off(t, params) if by_day_type else None
+    # Shared times and a fixed UTC offset: a lag of whole days is that many local days back, so its day type is
+    # read from one table of the days spanned (season_kernels.day_type_mask), not a local time and day per lag.
+    day_index, day_table = _day_index(t[0], max(lags), params) if shared and by_day_type else (None, None)
+    weekend = _is_day_off(t, params) if by_day_type and day_index is None else None
     anyday = []  # with day types: the previous season_lags days whatever their type (the all-days profile's)
     for lag in lags:
         if shared:
@@ -72,6 +87,15 @@ def seasonal_expected(values: np.ndarray, times: np.ndarray, period_ms: int,
             # _lag_found_numpy's search, gathers and choices in one compiled pass (the same values).
             season_kernels.lag_found(t[0], target, float(tolerance), smooth, latest, x, found, close)
             if not close.any():
+                continue
+            if day_index is not None:
+                if lag <= params.season_lags:
+                    anyday.append(found)
+                if lag > 7:
+                    continue
+                masked = np.empty(x.shape)
+                if season_kernels.day_type_mask(found, close, day_index, lag, day_table, masked):
+                    lagged.append(masked)
                 continue
             same_type = weekend[0] == _is_day_off(target, params) if by_day_type else None
         else:
@@ -253,6 +277,21 @@ def _is_day_off(t_ms: np.ndarray, params: DetectorParams) -> np.ndarray:
     return _day_off(np.arange(first, last + 1), params)[day - first]
 
 
+def _day_index(t_ms: np.ndarray, lag_days: int,
+               params: DetectorParams) -> tuple[np.ndarray, np.ndarray] | tuple[None, None]:
+    """For t_ms (T,) under a fixed UTC offset: each time's local day as an index into a table of whether each day
+    is a day off, the table reaching lag_days before the first day, so day_index - k (k <= lag_days) indexes
+    the day k days earlier: (day_index, table), the table's values _day_off's. (None, None) under a zone with
+    daylight saving (_same_local_time moves the targets), or when the days spanned are far more than the times."""
+    if params.time_zone and fixed_offset_ms(params.time_zone) is None or t_ms.size == 0:
+        return None, None
+    day = to_local(t_ms, params.time_zone, params.utc_offset_h) // DAY_MS
+    first, last = int(day.min()) - lag_days, int(day.max())
+    if last - first > day.size + 1000:
+        return None, None
+    return day - first, np.ascontiguousarray(_day_off(np.arange(first, last + 1), params), dtype=np.bool_)
+
+
 def _day_off(day: np.ndarray, params: DetectorParams) -> np.ndarray:
     """Is this local day (days since 1970-01-01) a day off?"""
     # 1970-01-01 was a Thursday: +3 makes Monday 0, so Saturday and Sunday are 5 and 6.
@@ -278,13 +317,16 @@ def seasonal_baseline(values: np.ndarray, times: np.ndarray, params: DetectorPar
     out = Baseline(*(np.full(x.shape, np.nan) for _ in range(5)))
     span = _span_ms(x, t[:, 0], t[:, -1], history)
     step_ms = typical_interval_ms(times) if params.profile_scale_by_hour else math.nan
+    smoothed: dict = {}  # the running median of x and the look-up tolerance: the same for every period
     for period in params.season_periods_ms:
         if span < params.season_min_lags * period:
             continue  # not enough history for this profile anywhere
-        profile = seasonal_expected(x, times, period, params, history)
+        profile = seasonal_expected(x, times, period, params, history, smoothed)
         fit = robust_baseline(x - profile, params, trend=False)
         if params.profile_scale_by_hour:
-            fit = _scale_by_time_of_day(x - profile, fit, times, period, step_ms, params)
+            # Other values (the usual error) on the same times: only the tolerance is shared.
+            fit = _scale_by_time_of_day(x - profile, fit, times, period, step_ms, params,
+                                        {key: value for key, value in smoothed.items() if key[0] == "tolerance"})
         # Where this profile's fit is finite and not worse (smaller or equal scale, or none kept yet): its
         # expected (profile + fit), scale, z, plain z and profile, in place (take_better: one pass).
         season_kernels.take_better(*(np.ascontiguousarray(a, dtype=np.float64) for a in (
@@ -314,7 +356,7 @@ def _span_ms(x: np.ndarray, first: np.ndarray, last: np.ndarray, history: Histor
 
 
 def _scale_by_time_of_day(residual: np.ndarray, fit: Baseline, times: np.ndarray, period_ms: int,
-                          step_ms: float, params: DetectorParams) -> Baseline:
+                          step_ms: float, params: DetectorParams, smoothed: dict | None = None) -> Baseline:
     """The profile fit with its scale never below the profile's usual error at this time of the period.
 
     The running scale is what the last hour or so made it: after a quiet
@@ -326,6 +368,7 @@ def _scale_by_time_of_day(residual: np.ndarray, fit: Baseline, times: np.ndarray
     periods (their median, so one bad day does not count) says how well it
     usually does at this hour. Only earlier periods are read: causal.
     step_ms: the series' typical sampling interval (typical_interval_ms).
+    `smoothed`: seasonal_expected's, holding the look-up tolerance of these times.
     """
     if not step_ms > 0:
         return fit
@@ -338,7 +381,7 @@ def _scale_by_time_of_day(residual: np.ndarray, fit: Baseline, times: np.ndarray
         local = np.where(count > 0, total / count, np.nan)
     # `local` is a mean over an hour already: read at the earlier days as it is, not smoothed again.
     as_is = replace(params, profile_smooth_samples=0)
-    usual = params.mad_to_sigma * seasonal_expected(local, times, period_ms, as_is)
+    usual = params.mad_to_sigma * seasonal_expected(local, times, period_ms, as_is, smoothed=smoothed)
     scale = np.fmax(fit.scale, usual)
     with np.errstate(invalid="ignore", divide="ignore"):
         z = np.where(np.isnan(fit.z), np.nan, (residual - fit.expected) / scale)

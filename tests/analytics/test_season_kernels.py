@@ -133,3 +133,22 @@ def test_take_better_is_the_numpy_choice(seed):
                 np.where(better, profile, kept[4])]
     for got, expected in zip(out, want, strict=True):
         np.testing.assert_array_equal(_bits(got), _bits(expected))
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("zone", [{}, {"utc_offset_h": 7}, {"utc_offset_h": -5, "days_off": (20093, 20094, 20101)},
+                                  {"time_zone": "Asia/Jakarta"}])
+def test_day_type_mask_is_the_day_off_of_each_target(seed, zone):
+    """The shared-times path (one day-off table, season_kernels.day_type_mask) against the per-series path (each
+    target's local day and _is_day_off), the same bits, on irregular times spanning weeks."""
+    from dataclasses import replace
+
+    rng = np.random.default_rng(40 + seed)
+    n = 3000
+    t = 1_735_689_600_000 + np.cumsum(rng.choice([MINUTE, 7 * MINUTE, 2 * 3_600_000, DAY_MS // 3], size=n))
+    t = t.astype(np.int64)
+    x = _values(rng, (2, n))
+    params = replace(CSV_PARAMS, **zone)
+    shared = seasonal.seasonal_expected(x, t, DAY_MS, params)
+    own = seasonal.seasonal_expected(x, np.stack([t, t]), DAY_MS, params)
+    assert shared.tobytes() == own.tobytes()

@@ -1,0 +1,103 @@
+"""The compiled passes of a block with a profile (kernels.combine, kernels.point_z: combined._combine, _point) give
+the same bits as the whole-array numpy code they replaced (combined._combine_numpy, _point_numpy), on inputs with
+NaN, infinities, zeros of both signs, ties and the largest floats; and score_series on real-looking series gives
+the same point z and scores through both."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from analytics.config import CSV_PARAMS, DetectorParams
+from analytics.detectors import combined, score_series
+from analytics.detectors.base import Baseline
+
+MINUTE = 60_000
+DAY = 1440 * MINUTE
+
+
+def _nasty(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
+    """Normal values with NaN, +-inf, +-0.0, +-largest float, and many exact ties (values from a small set)."""
+    x = rng.normal(0, 3, shape)
+    tied = rng.random(shape) < 0.3
+    x[tied] = rng.choice(np.array([0.0, -0.0, 1.0, -1.0, 2.5]), size=int(tied.sum()))
+    for value, share in ((np.nan, 0.1), (np.inf, 0.02), (-np.inf, 0.02), (0.0, 0.05), (-0.0, 0.05),
+                         (np.finfo(np.float64).max, 0.01), (-np.finfo(np.float64).max, 0.01)):
+        x[rng.random(shape) < share] = value
+    return x
+
+
+def _same(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_combine_is_the_numpy_code(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    shape = (7, 400)
+    season = Baseline(_nasty(rng, shape), np.abs(_nasty(rng, shape)), _nasty(rng, shape), _nasty(rng, shape),
+                      _nasty(rng, shape))
+    # Scales tied with the season's on a share of the rows (the `<` of the choice).
+    recent_scale = np.where(rng.random(shape) < 0.2, season.scale, np.abs(_nasty(rng, shape)))
+    recent = Baseline(_nasty(rng, shape), recent_scale, _nasty(rng, shape))
+    sides = tuple(np.abs(np.where(rng.random(shape) < 0.3, 0.0, rng.normal(0, 2, shape))) for _ in range(6))
+    flat = np.where(rng.random(shape) < 0.5, 0.0, np.abs(_nasty(rng, shape)))
+    drift = np.where(rng.random(shape) < 0.5, 0.0, np.abs(rng.normal(0, 3, shape)))
+    evidence, baseline, best, winner = combined._combine(season, recent, sides, flat, drift)
+    evidence_np, baseline_np, best_np, winner_np = combined._combine_numpy(season, recent, sides, flat, drift)
+    for name in combined.DETECTORS:
+        assert _same(np.asarray(evidence[name], dtype=np.float64), np.asarray(evidence_np[name], dtype=np.float64))
+    for field in ("expected", "scale", "z"):
+        assert _same(getattr(baseline, field), getattr(baseline_np, field))
+    assert _same(best, np.asarray(best_np, dtype=np.float64))
+    assert _same(winner, winner_np)
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("free_ratio", [0.0, 3.0])
+def test_point_is_the_numpy_code(seed: int, free_ratio: float) -> None:
+    rng = np.random.default_rng(100 + seed)
+    shape = (5, 500)
+    season = Baseline(_nasty(rng, shape), np.abs(_nasty(rng, shape)), _nasty(rng, shape), _nasty(rng, shape),
+                      _nasty(rng, shape))
+    recent = Baseline(_nasty(rng, shape), np.where(rng.random(shape) < 0.2, season.scale,
+                                                   np.abs(_nasty(rng, shape))), _nasty(rng, shape))
+    quick_z = _nasty(rng, shape)
+    quick_scale = np.where(rng.random(shape) < 0.2, season.scale, np.abs(_nasty(rng, shape)))
+    params = replace(CSV_PARAMS, point_free_ratio=free_ratio)
+    ratio = np.where(rng.random(shape) < 0.1, np.nan, rng.normal(1, 1, shape))
+    usual = np.where(rng.random(shape) < 0.1, np.nan, rng.normal(1, 1, shape))
+    point = combined._point(season, recent, quick_z, quick_scale, ratio, usual, params)
+    assert _same(point, combined._point_numpy(season, recent, quick_z, quick_scale, ratio, usual, params))
+
+
+def _series(seed: int, n: int = 12 * 1440) -> tuple[np.ndarray, np.ndarray]:
+    """Daily cycles with noise, a spike, a dip, a level shift, a stuck stretch, gaps and a random walk."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n) * MINUTE
+    x = 10 * np.sin(2 * np.pi * np.arange(n) / 1440)[None] + rng.normal(0, 1, (4, n))
+    x[0, 9000] += 12
+    x[1, 10000] -= 9
+    x[2, 11000:] += 6
+    x[3, 9500:9700] = x[3, 9499]
+    x[:, rng.random(n) < 0.01] = np.nan
+    x[3] = np.round(np.cumsum(rng.normal(0, 1, n)), 1)
+    return x, t
+
+
+@pytest.mark.parametrize("params", [CSV_PARAMS, replace(CSV_PARAMS, point_free_ratio=0.0),
+                                    replace(CSV_PARAMS, profile_smooth_samples=0)])
+def test_score_series_through_numpy_and_compiled(params: DetectorParams, monkeypatch: pytest.MonkeyPatch) -> None:
+    x, t = _series(3)
+    compiled = score_series(x, t, params, with_evidence=True)
+    monkeypatch.setattr(combined, "_combine", combined._combine_numpy)
+    monkeypatch.setattr(combined, "_point", combined._point_numpy)
+    plain = score_series(x, t, params, with_evidence=True)
+    assert _same(compiled.combined, plain.combined)
+    assert _same(compiled.winner, plain.winner)
+    assert _same(compiled.point, plain.point)
+    for name in combined.DETECTORS:
+        assert _same(np.asarray(compiled.evidence[name], dtype=np.float64),
+                     np.asarray(plain.evidence[name], dtype=np.float64))
+    for field in ("expected", "scale", "z"):
+        assert _same(getattr(compiled.baseline, field), getattr(plain.baseline, field))
