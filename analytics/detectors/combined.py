@@ -111,7 +111,7 @@ def score_series(values: np.ndarray, times: np.ndarray | None = None,
 
 
 def _widened(x: np.ndarray, times: np.ndarray, recent: Baseline, keep: np.ndarray | None,
-             params: DetectorParams) -> Baseline:
+             params: DetectorParams, step: float | None = None) -> Baseline:
     """The recent level's baseline with its scale never below `day_scale_floor` times the same forecast
     errors' scale over a longer memory (about a quarter day), except where `keep` (a daily profile exists).
 
@@ -121,8 +121,9 @@ def _widened(x: np.ndarray, times: np.ndarray, recent: Baseline, keep: np.ndarra
     a string of many-sigma anomalies. How well the level has forecast over
     the last several hours is the honest yardstick until the profile says
     what each hour usually does; a spike still stands out against it.
+    `step`: typical_interval_ms(times) where the caller has it already.
     """
-    step = typical_interval_ms(times)
+    step = typical_interval_ms(times) if step is None else step
     if not step > 0:
         return recent
     error = x - recent.expected
@@ -184,7 +185,7 @@ def _gaps(x: np.ndarray, times: np.ndarray, power: float) -> tuple[np.ndarray, n
 
 
 def _quick_level(x: np.ndarray, times: np.ndarray | None, keep: np.ndarray | None, params: DetectorParams,
-                 recent: Baseline) -> tuple[np.ndarray, np.ndarray]:
+                 recent: Baseline, step: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The recent point z from whichever of two time scales has forecast better so far (smaller running scale).
 
     The slow recent level (level_alpha, ~50 readings) is stable but lags a
@@ -198,7 +199,7 @@ def _quick_level(x: np.ndarray, times: np.ndarray | None, keep: np.ndarray | Non
     smallest step so far (_at_resolution), as the profile's fit in the
     row score. After a gap in the readings both scales grow (point_gap_power) and the
     quick level restarts (point_gap_restart): a level hours old is stale.
-    Returns (z, scale) of the better of the two per reading.
+    Returns (z, scale) of the better of the two per reading. `step`: typical_interval_ms(times), if known.
     """
     gaps = widen = None
     if times is not None and (params.point_gap_power > 0 or params.point_gap_restart > 0):
@@ -216,7 +217,7 @@ def _quick_level(x: np.ndarray, times: np.ndarray | None, keep: np.ndarray | Non
     scale = _at_resolution(x, _floored(x, scale, params), params) * widen
     quick = Baseline(expected, scale, warm_z(x, expected, scale, params.warmup))
     if times is not None and params.day_scale_floor > 0:
-        quick = _widened(x, times, quick, keep, params)
+        quick = _widened(x, times, quick, keep, params, step)
     better = quick.scale < recent.scale
     return np.where(better, quick.z, recent.z), np.where(better, quick.scale, recent.scale)
 
@@ -225,9 +226,10 @@ def _score_block(x: np.ndarray, times: np.ndarray | None, params: DetectorParams
                  history: History | None = None, row_point: bool = False, out: Scores | None = None) -> Scores:
     """score_series on one block of rows; `out`: where a block without a profile writes its combined score,
     winner and baseline (each (S, T), C-contiguous), else new arrays."""
-    season = None
+    season = step = None
     if times is not None and profile_possible(x, times, params, history):
-        season = seasonal_baseline(x, times, params, history)
+        step = typical_interval_ms(times)  # once, not in the profile and each _widened
+        season = seasonal_baseline(x, times, params, history, step)
     if season is not None and row_point and params.point_resolution_floor > 0:
         season = _profile_at_resolution(x, season, params)
     has_season = None if season is None else np.isfinite(season.z)
@@ -237,7 +239,7 @@ def _score_block(x: np.ndarray, times: np.ndarray | None, params: DetectorParams
         return _without_profile(x, times, params, row_point, out)
     recent = robust_baseline(x, params)
     if times is not None and params.day_scale_floor > 0:
-        recent = _widened(x, times, recent, has_season, params)
+        recent = _widened(x, times, recent, has_season, params, step)
     # One forecaster per sample: the daily/weekly profile where it has
     # predicted better than the recent level so far, else the recent level.
     # A daily step (lights on at 07:00) is then expected, not an anomaly.
@@ -269,7 +271,7 @@ def _score_block(x: np.ndarray, times: np.ndarray | None, params: DetectorParams
     # better forecaster, so a spike on a strong daily curve is judged against the season, not against
     # a level that lags the curve; elsewhere as `both` with the better of two time scales for the
     # recent level. NaN where no forecaster is trusted yet.
-    quick_z, quick_scale = _quick_level(x, times, has_season, params, recent)
+    quick_z, quick_scale = _quick_level(x, times, has_season, params, recent, step)
     # Where the quick level has forecast better than the profile so far and agrees with it in direction
     # (the profile at least half as far off: a daily step the profile expects is not taken), its z.
     # Where the local level has forecast much better than the profile, now and for a while (a random walk,

@@ -186,18 +186,68 @@ def take_better(x: np.ndarray, profile: np.ndarray, fit_expected: np.ndarray, fi
             out_profile[s, i] = p
 
 
+
 @numba.njit(cache=True, nogil=True)
-def day_type_mask(found: np.ndarray, close: np.ndarray, day_index: np.ndarray, lag_days: int, day_off: np.ndarray,
-                  out: np.ndarray) -> bool:
-    """seasonal_expected's day-type mask of one whole-day lag under a fixed UTC offset, in one pass: out (S, T) is
-    found where the reading's local day (day_off[day_index]) and the lag's (day_off[day_index - lag_days]) are
-    of the same type (both days off or both not), else NaN (np.where(same_type, found, np.nan)); returns
-    whether any close (T,) target is of the same type ((close & same_type).any())."""
-    any_same = False
-    for i in range(day_index.size):
-        same = day_off[day_index[i] - lag_days] == day_off[day_index[i]]
-        if same and close[i]:
-            any_same = True
-        for s in range(found.shape[0]):
-            out[s, i] = found[s, i] if same else math.nan
-    return any_same
+def lag_lookup(t: np.ndarray, back: int, tolerance: float, index: np.ndarray, search: bool, keep_index: bool,
+               smooth: np.ndarray, latest: np.ndarray, x: np.ndarray,
+               found: np.ndarray, write_found: bool, day_types: bool, lag_days: int, day_off: np.ndarray,
+               first_day: int, offset_ms: int, day_ms: int, masked: np.ndarray) -> tuple[bool, bool, bool]:
+    """lag_found with the targets t - back (a fixed UTC offset: _same_local_time moves nothing) and, with
+    day_types (back a whole number lag_days of days), the day-type mask in the same pass: masked (S, T) is the
+    found reading where the reading's local day and the day lag_days before it are of the same type in day_off
+    (a table of the local days from first_day: both days off or both not), else NaN. found is written only with
+    write_found. The same values as lag_found, _is_day_off of each target and np.where(same_type, found, nan),
+    without the arrays of targets, close flags and day types. Returns (any target close, any close target of the
+    same type, any reading found (not NaN) in any series).
+    index (T,) int32: with search and keep_index, each target's nearest sample where close, else -1, is written
+    there; without search it is read from there (a call on the same times, back and tolerance before: the
+    profile's usual error looks up the lags the profile looked up), and no search is done."""
+    n = t.size
+    last = n - 1
+    j = -1  # the last index with t[j] <= target, -1 if none
+    rows = latest.shape[0]
+    any_close = any_same = any_found = False
+    same = True
+    day_start = 1
+    day_end = 0  # [day_start, day_end): the UTC ms of the reading's local day (empty: none yet)
+    for i in range(n):
+        ti = t[i]
+        if search:
+            wanted = ti - back
+            while j + 1 < n and t[j + 1] <= wanted:
+                j += 1
+            while j >= 0 and t[j] > wanted:
+                j -= 1
+            after = min(j + 1, last)
+            nearest = after if j < 0 or t[after] - wanted < wanted - t[max(j, 0)] else j
+            near = abs(t[nearest] - wanted) <= tolerance
+            if keep_index:
+                index[i] = nearest if near else -1
+        else:
+            nearest = index[i]
+            near = nearest >= 0
+        if near:
+            any_close = True
+        if day_types:
+            if not (day_start <= ti < day_end):
+                day = (ti + offset_ms) // day_ms
+                day_start = day * day_ms - offset_ms
+                day_end = day_start + day_ms
+                # The target's local day is lag_days before the reading's (whole days at a fixed offset).
+                same = day_off[day - lag_days - first_day] == day_off[day - first_day]
+            if near and same:
+                any_same = True
+        for s in range(x.shape[0]):
+            if not near:
+                value = math.nan
+            elif latest[min(s, rows - 1), nearest] < ti:
+                value = smooth[s, nearest]
+            else:
+                value = x[s, nearest]
+            if not math.isnan(value):
+                any_found = True
+            if write_found:
+                found[s, i] = value
+            if day_types:
+                masked[s, i] = value if same else math.nan
+    return any_close, any_same, any_found

@@ -22,7 +22,7 @@ from analytics.detectors.base import (
     typical_interval_ms,
 )
 from analytics.detectors.level import robust_baseline
-from analytics.localtime import fixed_offset_ms, offsets_ms, to_local
+from analytics.localtime import HOUR_MS, fixed_offset_ms, offsets_ms, to_local
 
 
 def seasonal_expected(values: np.ndarray, times: np.ndarray, period_ms: int,
@@ -47,9 +47,10 @@ def seasonal_expected(values: np.ndarray, times: np.ndarray, period_ms: int,
     coarse history is looked up instead (a 4-hour buffer of 10-second
     readings plus a week of per-minute means).
     `smoothed`: a dict the caller keeps across calls on the same times
-    (seasonal_baseline), where the look-up tolerance is kept, and the
-    running median of the values (for calls on the same values too: the
-    daily and the weekly profile), so they are computed once, not per call.
+    (seasonal_baseline), where the look-up tolerance and each lag's nearest
+    samples are kept, and the running median of the values (for calls on
+    the same values too: the daily and the weekly profile), so they are
+    computed once, not per call.
     """
     x = as_matrix(values)
     # One time row for all series: one search instead of one per row.
@@ -62,6 +63,7 @@ def seasonal_expected(values: np.ndarray, times: np.ndarray, period_ms: int,
     # A lagged reading counts if it is within half a (long) sampling interval of t - k * period: the
     # 90th percentile of the intervals, which is the median on a regular series, and on an irregular
     # one (a logger writing on events, exponential gaps) still finds a reading at most lags.
+    keep = smoothed is not None  # the caller keeps what depends on the times only for its next call
     if smoothed is None:
         smoothed = {}
     if ("tolerance", shared) not in smoothed:
@@ -75,27 +77,47 @@ def seasonal_expected(values: np.ndarray, times: np.ndarray, period_ms: int,
     last = x.shape[1] - 1
     by_day_type = params.day_types and period_ms == DAY_MS
     lags = range(1, max(7, params.season_lags) + 1) if by_day_type else range(1, params.season_lags + 1)
-    # Shared times and a fixed UTC offset: a lag of whole days is that many local days back, so its day type is
-    # read from one table of the days spanned (season_kernels.day_type_mask), not a local time and day per lag.
-    day_index, day_table = _day_index(t[0], max(lags), params) if shared and by_day_type else (None, None)
-    weekend = _is_day_off(t, params) if by_day_type and day_index is None else None
+    # Shared times and a fixed UTC offset: each lag's targets, look-up and day-type mask in one compiled pass
+    # (season_kernels.lag_lookup; the day types from one table of the days spanned), not arrays of targets,
+    # close flags and day types a lag.
+    table = _day_table(t[0], max(lags), params) if shared else None
+    weekend = _is_day_off(t, params) if by_day_type and table is None else None
     anyday = []  # with day types: the previous season_lags days whatever their type (the all-days profile's)
     for lag in lags:
+        if table is not None:
+            day_off, first_day, offset = table
+            keep_found = not by_day_type or lag <= params.season_lags
+            found = np.empty(x.shape) if keep_found else _NO_ARRAY
+            masked = np.empty(x.shape) if by_day_type and lag <= 7 else _NO_ARRAY
+            # The nearest samples of this lag's targets depend on the times only: kept in the caller's dict for
+            # the next call on these times (the usual error's), which then gathers without a search.
+            index = smoothed.get(("nearest", period_ms, lag))
+            search = index is None
+            keep_index = search and keep and x.shape[1] < 2**31
+            if search:
+                index = np.empty(x.shape[1], dtype=np.int32) if keep_index else _NO_INDEX
+            any_close, any_same, any_found = season_kernels.lag_lookup(
+                t[0], lag * period_ms, float(tolerance), index, search, keep_index, smooth, latest, x, found,
+                keep_found, by_day_type and lag <= 7, lag, day_off, first_day, offset, DAY_MS, masked)
+            if keep_index:
+                smoothed["nearest", period_ms, lag] = index
+            if not any_close:
+                continue
+            if not by_day_type:
+                if any_found:
+                    lagged.append(found)
+                continue
+            if lag <= params.season_lags:
+                anyday.append(found)
+            if lag <= 7 and any_same:
+                lagged.append(masked)
+            continue
         if shared:
             target = _same_local_time(t[0], lag * period_ms, params)
             found, close = np.empty(x.shape), np.empty(x.shape[1], dtype=bool)
             # _lag_found_numpy's search, gathers and choices in one compiled pass (the same values).
             season_kernels.lag_found(t[0], target, float(tolerance), smooth, latest, x, found, close)
             if not close.any():
-                continue
-            if day_index is not None:
-                if lag <= params.season_lags:
-                    anyday.append(found)
-                if lag > 7:
-                    continue
-                masked = np.empty(x.shape)
-                if season_kernels.day_type_mask(found, close, day_index, lag, day_table, masked):
-                    lagged.append(masked)
                 continue
             same_type = weekend[0] == _is_day_off(target, params) if by_day_type else None
         else:
@@ -277,19 +299,28 @@ def _is_day_off(t_ms: np.ndarray, params: DetectorParams) -> np.ndarray:
     return _day_off(np.arange(first, last + 1), params)[day - first]
 
 
-def _day_index(t_ms: np.ndarray, lag_days: int,
-               params: DetectorParams) -> tuple[np.ndarray, np.ndarray] | tuple[None, None]:
-    """For t_ms (T,) under a fixed UTC offset: each time's local day as an index into a table of whether each day
-    is a day off, the table reaching lag_days before the first day, so day_index - k (k <= lag_days) indexes
-    the day k days earlier: (day_index, table), the table's values _day_off's. (None, None) under a zone with
-    daylight saving (_same_local_time moves the targets), or when the days spanned are far more than the times."""
-    if params.time_zone and fixed_offset_ms(params.time_zone) is None or t_ms.size == 0:
-        return None, None
-    day = to_local(t_ms, params.time_zone, params.utc_offset_h) // DAY_MS
-    first, last = int(day.min()) - lag_days, int(day.max())
-    if last - first > day.size + 1000:
-        return None, None
-    return day - first, np.ascontiguousarray(_day_off(np.arange(first, last + 1), params), dtype=np.bool_)
+def _day_table(t_ms: np.ndarray, lag_days: int, params: DetectorParams) -> tuple[np.ndarray, int, int] | None:
+    """For non-decreasing t_ms (T,) under a fixed UTC offset: (whether each local day is a day off, from the
+    local day lag_days before the first time's to the last time's; that first day; the offset in ms), the
+    table's values _day_off's. None under a zone with daylight saving (_same_local_time moves the targets), for
+    no times, or when the days spanned are far more than the times."""
+    if t_ms.size == 0:
+        return None
+    if params.time_zone:
+        offset = fixed_offset_ms(params.time_zone)
+        if offset is None:
+            return None
+    else:
+        offset = params.utc_offset_h * HOUR_MS
+    first = (int(t_ms[0]) + offset) // DAY_MS - lag_days
+    last = (int(t_ms[-1]) + offset) // DAY_MS
+    if last - first > t_ms.size + 1000:
+        return None
+    return np.ascontiguousarray(_day_off(np.arange(first, last + 1), params), dtype=np.bool_), first, int(offset)
+
+
+_NO_ARRAY = np.empty((1, 1))  # an output a kernel is told not to write
+_NO_INDEX = np.empty(1, dtype=np.int32)
 
 
 def _day_off(day: np.ndarray, params: DetectorParams) -> np.ndarray:
@@ -302,7 +333,7 @@ def _day_off(day: np.ndarray, params: DetectorParams) -> np.ndarray:
 
 
 def seasonal_baseline(values: np.ndarray, times: np.ndarray, params: DetectorParams = DEFAULT_PARAMS,
-                      history: History | None = None) -> Baseline:
+                      history: History | None = None, step_ms: float | None = None) -> Baseline:
     """The daily and weekly profiles as a forecaster: expected value, robust scale and z per sample.
 
     The residual x - seasonal_expected is itself given a robust (flat)
@@ -310,23 +341,26 @@ def seasonal_baseline(values: np.ndarray, times: np.ndarray, params: DetectorPar
     only a departure from how well the profile usually predicts. Where both
     profiles exist, the one with the smaller running scale (the better
     predictor so far) is used. NaN where no profile exists yet.
-    `history`: coarse older readings per series (see History).
+    `history`: coarse older readings per series (see History). `step_ms`:
+    typical_interval_ms(times) where the caller has it (computed once).
     """
     x = as_matrix(values)
     t = as_times(times, x.shape)
     out = Baseline(*(np.full(x.shape, np.nan) for _ in range(5)))
     span = _span_ms(x, t[:, 0], t[:, -1], history)
-    step_ms = typical_interval_ms(times) if params.profile_scale_by_hour else math.nan
-    smoothed: dict = {}  # the running median of x and the look-up tolerance: the same for every period
+    if step_ms is None:  # the caller may know it already (typical_interval_ms(times))
+        step_ms = typical_interval_ms(times) if params.profile_scale_by_hour else math.nan
+    smoothed: dict = {}  # the running median of x, the look-up tolerance, each lag's nearest samples: computed once
     for period in params.season_periods_ms:
         if span < params.season_min_lags * period:
             continue  # not enough history for this profile anywhere
         profile = seasonal_expected(x, times, period, params, history, smoothed)
         fit = robust_baseline(x - profile, params, trend=False)
         if params.profile_scale_by_hour:
-            # Other values (the usual error) on the same times: only the tolerance is shared.
+            # Other values (the usual error) on the same times: only what depends on the times is shared (the
+            # tolerance, each lag's nearest samples).
             fit = _scale_by_time_of_day(x - profile, fit, times, period, step_ms, params,
-                                        {key: value for key, value in smoothed.items() if key[0] == "tolerance"})
+                                        {key: value for key, value in smoothed.items() if key[0] != "median"})
         # Where this profile's fit is finite and not worse (smaller or equal scale, or none kept yet): its
         # expected (profile + fit), scale, z, plain z and profile, in place (take_better: one pass).
         season_kernels.take_better(*(np.ascontiguousarray(a, dtype=np.float64) for a in (
@@ -368,7 +402,7 @@ def _scale_by_time_of_day(residual: np.ndarray, fit: Baseline, times: np.ndarray
     periods (their median, so one bad day does not count) says how well it
     usually does at this hour. Only earlier periods are read: causal.
     step_ms: the series' typical sampling interval (typical_interval_ms).
-    `smoothed`: seasonal_expected's, holding the look-up tolerance of these times.
+    `smoothed`: seasonal_expected's, holding what depends on these times only (tolerance, nearest samples).
     """
     if not step_ms > 0:
         return fit

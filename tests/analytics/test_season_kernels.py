@@ -137,10 +137,12 @@ def test_take_better_is_the_numpy_choice(seed):
 
 @pytest.mark.parametrize("seed", range(4))
 @pytest.mark.parametrize("zone", [{}, {"utc_offset_h": 7}, {"utc_offset_h": -5, "days_off": (20093, 20094, 20101)},
-                                  {"time_zone": "Asia/Jakarta"}])
-def test_day_type_mask_is_the_day_off_of_each_target(seed, zone):
-    """The shared-times path (one day-off table, season_kernels.day_type_mask) against the per-series path (each
-    target's local day and _is_day_off), the same bits, on irregular times spanning weeks."""
+                                  {"time_zone": "Asia/Jakarta"}, {"day_types": False}, {"profile_smooth_samples": 0}])
+@pytest.mark.parametrize("period", [DAY_MS, 7 * DAY_MS])
+def test_lag_lookup_is_the_lookup_of_each_series(seed, zone, period):
+    """The shared-times path (season_kernels.lag_lookup: targets, look-up and day-type mask in one pass, one
+    day-off table) against the per-series path (arrays of targets, searches, each target's local day and
+    _is_day_off), the same bits, on irregular times spanning weeks."""
     from dataclasses import replace
 
     rng = np.random.default_rng(40 + seed)
@@ -149,6 +151,25 @@ def test_day_type_mask_is_the_day_off_of_each_target(seed, zone):
     t = t.astype(np.int64)
     x = _values(rng, (2, n))
     params = replace(CSV_PARAMS, **zone)
-    shared = seasonal.seasonal_expected(x, t, DAY_MS, params)
-    own = seasonal.seasonal_expected(x, np.stack([t, t]), DAY_MS, params)
+    shared = seasonal.seasonal_expected(x, t, period, params)
+    own = seasonal.seasonal_expected(x, np.stack([t, t]), period, params)
     assert shared.tobytes() == own.tobytes()
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("zone", [{}, {"utc_offset_h": 7}, {"day_types": False}])
+def test_baseline_with_kept_lookups_is_the_baseline_of_each_series(seed, zone):
+    """seasonal_baseline on shared times (each lag's nearest samples searched for the profile and kept for the
+    profile's usual error, which only gathers) against the per-series path, the same bits."""
+    from dataclasses import replace
+
+    rng = np.random.default_rng(70 + seed)
+    n = 4000
+    t = 1_735_689_600_000 + np.cumsum(rng.choice([MINUTE, 7 * MINUTE, 3_600_000, DAY_MS // 5], size=n))
+    t = t.astype(np.int64)
+    x = np.sin(np.arange(n) / 40.0)[None] * 10 + _values(rng, (2, n)) * 0.1
+    params = replace(CSV_PARAMS, **zone)
+    shared = seasonal.seasonal_baseline(x, t, params)
+    own = seasonal.seasonal_baseline(x, np.stack([t, t]), params)
+    for field in ("expected", "scale", "z", "plain_z", "profile"):
+        assert getattr(shared, field).tobytes() == getattr(own, field).tobytes(), field
