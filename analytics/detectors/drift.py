@@ -6,6 +6,7 @@ import numpy as np
 from scipy.ndimage import minimum_filter1d
 
 from analytics.config import DEFAULT_PARAMS, DetectorParams
+from analytics.detectors import kernels
 from analytics.detectors.base import as_matrix
 from analytics.detectors.level import _holt, robust_baseline
 
@@ -32,6 +33,27 @@ def drift_evidence(residual: np.ndarray, scale: np.ndarray, params: DetectorPara
     caught while it drifts, not when it is repaired. Causal, all series at
     once.
     """
+    r = np.ascontiguousarray(as_matrix(residual), dtype=np.float64)
+    # The fast and the slow level in one pass (kernels.holt_pair), the gap and the evidence in one pass each
+    # (kernels.drift_gap, drift_tail): the same bits as the numpy steps of _drift_evidence_numpy.
+    fast, slow = np.empty(r.shape), np.empty(r.shape)
+    kernels.holt_pair(r, fast, np.empty(r.shape), slow, np.empty(r.shape), float(params.drift_fast_alpha),
+                      float(params.drift_fast_alpha), float(params.drift_slow_alpha), float(params.drift_slow_alpha),
+                      0.0, 0.0, int(params.warmup), float(params.huber_clip), float(params.mad_to_sigma),
+                      float(params.rel_scale_floor), float(params.abs_scale_floor))
+    gap = np.empty(r.shape)
+    kernels.drift_gap(r, fast, slow, float(1.0 / params.drift_slow_alpha), gap)
+    trend = robust_baseline(gap, params, alpha=params.drift_scale_alpha, trend=False).z
+    evidence = np.empty(r.shape)
+    kernels.drift_tail(r, fast, trend, np.ascontiguousarray(scale, dtype=np.float64),
+                       float(math.sqrt(params.drift_fast_alpha / (2 - params.drift_fast_alpha))),
+                       float(params.drift_min_z), evidence)
+    return _held(evidence, params)
+
+
+def _drift_evidence_numpy(residual: np.ndarray, scale: np.ndarray,
+                          params: DetectorParams = DEFAULT_PARAMS) -> np.ndarray:
+    """drift_evidence in whole-array numpy (the code its compiled passes replaced; their reference in the tests)."""
     r = as_matrix(residual)
     fast = _holt(r, params.drift_fast_alpha, params.drift_fast_alpha, False, params)[0]  # levels only: no z
     slow = _holt(r, params.drift_slow_alpha, params.drift_slow_alpha, False, params)[0]
@@ -49,6 +71,10 @@ def drift_evidence(residual: np.ndarray, scale: np.ndarray, params: DetectorPara
     up = np.minimum(trend, off) * (now >= params.drift_min_z)
     down = np.minimum(-trend, -off) * (now <= -params.drift_min_z)
     evidence = np.maximum(np.maximum(up, down), 0.0)
+    return _held(evidence, params)
+
+
+def _held(evidence: np.ndarray, params: DetectorParams) -> np.ndarray:
     # A drift is slow: its evidence must hold over the last drift_hold_samples readings (a running
     # minimum), so one odd reading against a profile that is briefly off is no drift.
     width = min(params.drift_hold_samples, evidence.shape[1]) if evidence.shape[1] else 1

@@ -101,3 +101,24 @@ def test_score_series_through_numpy_and_compiled(params: DetectorParams, monkeyp
                      np.asarray(plain.evidence[name], dtype=np.float64))
     for field in ("expected", "scale", "z"):
         assert _same(getattr(compiled.baseline, field), getattr(plain.baseline, field))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_drift_evidence_is_the_numpy_code(seed: int) -> None:
+    """drift_evidence's compiled passes (kernels.holt_pair, drift_gap, drift_tail) against its numpy steps: a
+    slow drift, a step, NaN gaps, zeros and infinities in the scale, a constant stretch."""
+    from analytics.detectors import drift
+
+    rng = np.random.default_rng(200 + seed)
+    n = 3000
+    r = rng.normal(0, 1, (4, n))
+    r[0] += np.linspace(0, 8, n)
+    r[1, 1500:] += 5
+    r[2, rng.random(n) < 0.1] = np.nan
+    r[3, 1000:1400] = 2.0
+    scale = np.abs(rng.normal(1, 0.3, (4, n)))
+    scale[:, rng.random(n) < 0.01] = 0.0
+    scale[:, rng.random(n) < 0.01] = np.nan
+    scale[:, rng.random(n) < 0.01] = np.inf
+    for params in (CSV_PARAMS, replace(CSV_PARAMS, drift_hold_samples=1)):
+        assert _same(drift.drift_evidence(r, scale, params), drift._drift_evidence_numpy(r, scale, params))
