@@ -189,7 +189,7 @@ def take_better(x: np.ndarray, profile: np.ndarray, fit_expected: np.ndarray, fi
 
 @numba.njit(cache=True, nogil=True)
 def lag_lookup(t: np.ndarray, back: int, tolerance: float, index: np.ndarray, search: bool, keep_index: bool,
-               smooth: np.ndarray, latest: np.ndarray, x: np.ndarray,
+               smooth: np.ndarray, latest: np.ndarray, half: int, x: np.ndarray,
                found: np.ndarray, write_found: bool, day_types: bool, lag_days: int, day_off: np.ndarray,
                first_day: int, offset_ms: int, day_ms: int, masked: np.ndarray) -> tuple[bool, bool, bool]:
     """lag_found with the targets t - back (a fixed UTC offset: _same_local_time moves nothing) and, with
@@ -201,7 +201,9 @@ def lag_lookup(t: np.ndarray, back: int, tolerance: float, index: np.ndarray, se
     same type, any reading found (not NaN) in any series).
     index (T,) int32: with search and keep_index, each target's nearest sample where close, else -1, is written
     there; without search it is read from there (a call on the same times, back and tolerance before: the
-    profile's usual error looks up the lags the profile looked up), and no search is done."""
+    profile's usual error looks up the lags the profile looked up), and no search is done.
+    half: the running median's half width (latest[i] is at most t[i + half], t not decreasing), so where
+    t[nearest + half] is before the reading, latest is not read (the same choice, one stream of memory less)."""
     n = t.size
     last = n - 1
     j = -1  # the last index with t[j] <= target, -1 if none
@@ -237,10 +239,11 @@ def lag_lookup(t: np.ndarray, back: int, tolerance: float, index: np.ndarray, se
                 same = day_off[day - lag_days - first_day] == day_off[day - first_day]
             if near and same:
                 any_same = True
+        settled = near and t[min(nearest + half, last)] < ti
         for s in range(x.shape[0]):
             if not near:
                 value = math.nan
-            elif latest[min(s, rows - 1), nearest] < ti:
+            elif settled or latest[min(s, rows - 1), nearest] < ti:
                 value = smooth[s, nearest]
             else:
                 value = x[s, nearest]

@@ -97,7 +97,8 @@ def seasonal_expected(values: np.ndarray, times: np.ndarray, period_ms: int,
             if search:
                 index = np.empty(x.shape[1], dtype=np.int32) if keep_index else _NO_INDEX
             any_close, any_same, any_found = season_kernels.lag_lookup(
-                t[0], lag * period_ms, float(tolerance), index, search, keep_index, smooth, latest, x, found,
+                t[0], lag * period_ms, float(tolerance), index, search, keep_index, smooth, latest,
+                max(int(params.profile_smooth_samples), 0), x, found,
                 keep_found, by_day_type and lag <= 7, lag, day_off, first_day, offset, DAY_MS, masked)
             if keep_index:
                 smoothed["nearest", period_ms, lag] = index
