@@ -37,7 +37,7 @@ import numpy as np
 from analytics import csvfast, jitcache  # noqa: F401  (jitcache before any cache=True kernel)
 from analytics.config import CSV_PARAMS, DAY_MS, DetectorParams
 from analytics.detectors import DETECTORS, Anchor, score_series
-from analytics.detectors.surprise import row_score, row_surprise, time_slots
+from analytics.detectors.surprise import row_surprise, time_slots
 from analytics.rules import STATISTICAL_RULES, Hysteresis
 
 MAX_BYTES = 512 * 1024 * 1024
@@ -419,16 +419,19 @@ def score_rows(table: Table, params: DetectorParams = CSV_PARAMS) -> RowScores:
     monotone = scoring_times(table.times_ms)
     x = np.clip(table.values, -SCORED_MAGNITUDE, SCORED_MAGNITUDE).reshape(1, -1)
     stats = score_series(x, monotone, params, with_evidence=True)
-    nats = stats.evidence["flatline"] * (params.flatline_nats / params.z_mid)
     # A run at the highest value seen before it is saturated (a full car park, a pegged gauge), as one
-    # at the lowest is idle: neither is a surprise of its own in a file of unknown meaning.
-    highest_before = np.concatenate(([-np.inf], np.fmax.accumulate(np.nan_to_num(x[0], nan=-np.inf))[:-1]))
-    nats = np.where(x >= highest_before, 0.0, nats)
+    # at the lowest is idle: neither is a surprise of its own in a file of unknown meaning (_flat_nats: the
+    # flatline evidence in nats, 0 there; one pass).
+    nats = np.empty(x.shape)
+    _flat_nats(x[0], np.ascontiguousarray(stats.evidence["flatline"][0], dtype=np.float64),
+               float(params.flatline_nats / params.z_mid), nats[0])
     slot = time_slots(monotone, params)[None] if params.surprise_slots else None
     surprise, _ = row_surprise(stats.point, nats, stats.evidence["drift"], params=params, slot=slot, values=x)
     missing = np.isnan(table.values)
     learning = _learning(monotone, table.values, params.surprise_learning_ms, params.surprise_learning_rows)
-    score = np.where(missing | learning, 0.0, row_score(surprise, params)[0])
+    # row_score, 0 where the value is missing or in the learning period, in one pass (_row_scores).
+    score = np.empty(x.shape[1])
+    _row_scores(surprise[0], missing, learning, float(params.surprise_floor), float(params.surprise_half), score)
     # The held incident: the engine's hysteresis over the engine's own score (one alert per fault).
     engine_score = np.where(missing[None], np.nan, stats.combined)
     active = _held(engine_score[0], x[0], stats.anchor, params)
@@ -440,6 +443,43 @@ def score_rows(table: Table, params: DetectorParams = CSV_PARAMS) -> RowScores:
     detector = np.full(active.size, "", dtype=object)
     detector[held_rows] = names[stats.winner[0][np.flatnonzero(starts)[incident[held_rows] - 1]]]
     return RowScores(score, incident, detector, learning)
+
+
+_LARGEST = float(np.finfo(np.float64).max)  # np.nan_to_num's stand-in for an infinity
+
+
+@numba.njit(cache=True, nogil=True)
+def _flat_nats(x: np.ndarray, flat: np.ndarray, factor: float, out: np.ndarray) -> None:
+    """out = flat * factor, but 0 where x is at least the highest value (not NaN) before it (-inf before any):
+    what np.where(x >= np.concatenate(([-inf], np.fmax.accumulate(np.nan_to_num(x, nan=-inf))[:-1])), 0.0,
+    flat * factor) gives, in one pass."""
+    highest = -math.inf
+    for i in range(x.size):
+        value = x[i]
+        out[i] = 0.0 if value >= highest else flat[i] * factor
+        if value > highest:  # NaN never is
+            highest = value
+
+
+@numba.njit(cache=True, nogil=True)
+def _row_scores(surprise: np.ndarray, missing: np.ndarray, learning: np.ndarray, floor: float, half: float,
+                out: np.ndarray) -> None:
+    """np.where(missing | learning, 0.0, surprise.row_score(surprise)) in one pass: the excess over floor of
+    nan_to_num(surprise) (np.maximum with 0.0: +0.0 on a tie), excess / (excess + half)."""
+    for i in range(surprise.size):
+        if missing[i] or learning[i]:
+            out[i] = 0.0
+            continue
+        value = surprise[i]
+        if math.isnan(value):
+            value = 0.0
+        elif value == math.inf:
+            value = _LARGEST
+        elif value == -math.inf:
+            value = -_LARGEST
+        excess = value - floor
+        excess = excess if excess > 0.0 else 0.0
+        out[i] = excess / (excess + half)
 
 
 def scoring_times(times_ms: np.ndarray) -> np.ndarray:
