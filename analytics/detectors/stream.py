@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from analytics.buffers import grown
+from analytics.buffers import grown, growth
 from analytics.config import DAY_MS, DEFAULT_PARAMS, DetectorParams
 from analytics.detectors import stream_kernels as k
 from analytics.detectors.base import Anchor, Baseline, DetectorInputError, History, median_of_few
@@ -83,7 +83,7 @@ class StreamState:
         grow = n_rows - self.rows
         if grow <= 0:
             return
-        grow = max(grow, 64, self.rows // 16)  # amortised, as the SeriesBlock grows
+        grow = max(grow, 64, growth(self.rows))  # amortised, as the SeriesBlock grows
         rows = self.rows + grow
         for name, (_, start) in self.fields().items():
             self.arrays[name] = grown(self.arrays[name], rows, start)

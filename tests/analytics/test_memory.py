@@ -94,6 +94,7 @@ def test_a_block_grows_in_its_reserved_mapping_without_a_copy():
     assert ints.dtype == np.int64 and (ints[rows:] == -1).all()
     broadcast = buffers.grown(np.zeros((rows, 2, width // 2)), rows + 2, np.arange(width // 2, dtype=np.float64))
     assert np.array_equal(broadcast[rows + 1, 1], np.arange(width // 2))
+    assert buffers.growth(128_000) == 128_000 // buffers.GROWTH_RESERVED  # a fine step: the growth copies nothing
     small = np.ones((4, 3))  # under the threshold: a concatenation, as before
     assert np.array_equal(buffers.grown(small, 6, 0.0), np.r_[small, np.zeros((2, 3))])
     assert buffers.grown(small, 4, 0.0) is small
