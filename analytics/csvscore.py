@@ -15,7 +15,8 @@ Tolerated: a header or none, any common spelling of the column names, extra
 columns (a label column is never taken as the value), comma, semicolon or tab
 separators (with the last two, decimal commas: "10,25"), a UTF-8 byte-order mark, ISO 8601 dates with or without a zone,
 epoch seconds or milliseconds, irregular spacing, gaps, duplicate times, empty
-or NaN values (scored 0, they carry no evidence), constant series. Refused
+or NaN values (scored 0, they carry no evidence), constant series, a file of
+values alone, one a line (taken one minute apart: VALUES_ONLY_STEP_MS). Refused
 with a message naming the line: a timestamp that cannot be read, a value that
 is not a number, a ragged row, a file over the size limits.
 """
@@ -47,6 +48,7 @@ MAX_BYTES = 512 * 1024 * 1024
 SCORED_MAGNITUDE = 1e150
 MAX_ROWS = 5_000_000
 MAX_FIELD_CHARS = 4096
+VALUES_ONLY_STEP_MS = 60_000  # a file of values alone: its rows one minute apart
 TIME_NAMES = ("timestamp", "time", "datetime", "date", "ts", "t", "time_ms", "timestamp_ms", "epoch")
 VALUE_NAMES = ("value", "values", "val", "y", "reading", "measurement", "metric", "data")
 NOT_VALUES = ("label", "labels", "anomaly", "is_anomaly", "anomaly_score", "target", "class", "outlier")
@@ -67,7 +69,7 @@ class CsvError(ValueError):
 class Table:
     header: list[str] | None
     rows: Sequence[Sequence[str]]  # the body's cells, row by row, as read
-    time_column: int
+    time_column: int  # -1: a file of values alone (_read_values_only), its rows one minute apart
     value_column: int
     times_ms: np.ndarray
     values: np.ndarray
@@ -171,11 +173,59 @@ def read_table(text: str) -> Table:
     if "\x00" in text:
         raise CsvError("file contains NUL bytes: not a text CSV")
     text = text.lstrip("\ufeff")
+    values_only = _read_values_only(text)
+    if values_only is not None:
+        return values_only
     dialect = _dialect(text[:8192])
     plain = _read_compiled(text, dialect.delimiter)
     if plain is None:
         plain = _read_plain(text, dialect.delimiter)
     return plain if plain is not None else _read_general(text, dialect)
+
+
+def _read_values_only(text: str) -> Table | None:
+    """read_table for a file of values alone, one a line (an archive's series without times), with a name on
+    the first line or none: its rows are taken one minute apart from 1970-01-01 (their order is all the file
+    says about time). None for any other file, a column of timestamps alone included (refused as before)."""
+    first_end = text.find("\n")
+    if any(separator in text[:first_end if first_end >= 0 else len(text)] for separator in ",;\t"):
+        return None  # the common file: decided on its first line
+    numbered = [(number, line.strip()) for number, line in enumerate(text.splitlines(), 1) if line.strip()]
+    if not numbered or any(separator in line for _, line in numbered for separator in ",;\t"):
+        return None
+    first = numbered[0][1]
+    header = None if _is_value(first) else [first.strip('"')]
+    if header is not None and (header[0].lower() in TIME_NAMES or _is_time(first)):
+        return None
+    body = numbered[1:] if header is not None else numbered
+    if len(body) > MAX_ROWS:
+        raise CsvError(f"more than {MAX_ROWS:,} rows")
+    cells = [cell for _, cell in body]
+    for number, cell in body:
+        if len(cell) > MAX_FIELD_CHARS:
+            raise CsvError(f"line {number}: a field is longer than {MAX_FIELD_CHARS} characters")
+    values = _plain_values(cells)
+    if values is None:  # name the line of the first cell that is not a number
+        for number, cell in body:
+            _parse_value(cell, number)
+    times = np.arange(len(cells), dtype=np.int64) * VALUES_ONLY_STEP_MS
+    return Table(header, _Rows(cells, 1), -1, 0, times, values)
+
+
+def _is_value(cell: str) -> bool:
+    try:
+        _parse_value(cell, 0)
+    except CsvError:
+        return False
+    return True
+
+
+def _is_time(cell: str) -> bool:
+    try:
+        parse_time(cell)
+    except (ValueError, OverflowError, OSError):
+        return False
+    return True
 
 
 def _read_compiled(text: str, delimiter: str) -> Table | None:
@@ -587,7 +637,9 @@ def write_scored(table: Table, rows: RowScores, out: io.TextIOBase) -> None:
     """The input rows plus anomaly_score, incident (empty outside one), detector (the rule that opened it) and
     learning (1 in the file's learning period, where the score is 0 because nothing is judged yet)."""
     writer = csv.writer(out, lineterminator="\n")
-    header = table.header or ["timestamp", "value"] + [f"column_{i}" for i in range(2, len(table.rows[0]))]
+    width = len(table.rows[0]) if len(table.rows) else 2
+    header = table.header or (["value"] if table.time_column < 0 else
+                              ["timestamp", "value"] + [f"column_{i}" for i in range(2, width)])
     writer.writerow([*header, "anomaly_score", "incident", "detector", "learning"])
     if table.text is not None and table.starts is not None:
         _write_spans(table.text, table.starts, rows, out)

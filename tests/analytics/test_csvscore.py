@@ -197,6 +197,32 @@ def test_grouped_or_comma_separated_decimal_commas_stay_refused(text, message):
         read_table(text)
 
 
+def test_a_file_of_values_alone_is_scored_one_row_a_minute(tmp_path):
+    # An archive's series without times (one value a line, a name on top or none): scored as the same values a
+    # minute apart from 1970-01-01, its lines written back as they were.
+    values = series(3000, spike_at=2500)
+    timed = score_table(read_table(csv_text(values, stamp=lambda i: str(60 * i))))
+    bare = read_table("".join(f"{v}\n" for v in values))
+    assert bare.header is None and bare.values.tolist() == values
+    assert score_table(bare).tolist() == timed.tolist() and int(np.argmax(timed)) == 2500
+    result, out = run_cli(tmp_path, "reading\n\n" + "".join(f"{v}\n" for v in values))
+    assert result.exit_code == 0, result.output
+    header, rows = read_scores(out)
+    assert header == ["reading", "anomaly_score", "incident", "detector", "learning"]
+    assert [float(r[0]) for r in rows] == values and [r[1] for r in rows] == [f"{x:.6f}" for x in timed]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("2014-04-01 00:00:00\n2014-04-01 00:05:00\n", "line 1: need at least two columns"),
+    ("timestamp\n1\n2\n", "no value column"),
+    ("value\n1.5\n\n2.5\nabc\n", "line 5: value 'abc' is not a number"),
+    ("value\n1.5\n2.5,3\n", "line 1: no value column"),
+])
+def test_a_column_of_times_or_a_bad_value_alone_is_refused(text, message):
+    with pytest.raises(CsvError, match=message):
+        read_table(text)
+
+
 def test_cli_reports_malformed_input_clearly(tmp_path):
     result, out = run_cli(tmp_path, "timestamp,value\n2014-04-01 00:00:00,1\nnot-a-time,2\n")
     assert result.exit_code == 2
