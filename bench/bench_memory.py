@@ -181,7 +181,7 @@ class StreamFleet:
 
 def run_stream(registry: Registry, devices: int, duty: int, minutes: int, pass_s: int,
                report: bool = True, checkpoint_s: int = 0, state_file: Path | None = None,
-               trim_s: float = 0.0) -> AnalyticsEngine:
+               trim_s: float = 0.0, buffer_samples: int = EngineParams().buffer_samples) -> AnalyticsEngine:
     """The engine driven as the service drives it: messages in, a pass every pass_s, the checks every
     silence_check_s (the peer check beside the stream included), a checkpoint every checkpoint_s (0: none) saved
     on a thread through the copy on write, the allocator trimmed every trim_s seconds of the clock, as the
@@ -191,7 +191,7 @@ def run_stream(registry: Registry, devices: int, duty: int, minutes: int, pass_s
 
     from analytics import alloc  # noqa: PLC0415
     from analytics.state import save_state  # noqa: PLC0415
-    engine = AnalyticsEngine(registry, None, None, EngineParams())
+    engine = AnalyticsEngine(registry, None, None, EngineParams(buffer_samples=buffer_samples))
     saver: threading.Thread | None = None
     next_save = checkpoint_s
     next_trim = time.monotonic() + trim_s
@@ -260,7 +260,7 @@ def stream_main(args: argparse.Namespace) -> None:
         started = time.perf_counter()
         engine = run_stream(registry, args.stream, args.duty_cycle, args.minutes, args.pass_s,
                             checkpoint_s=args.checkpoint_s, state_file=Path(tmp) / "engine.npz",
-                            trim_s=args.malloc_trim_s)
+                            trim_s=args.malloc_trim_s, buffer_samples=args.buffer_samples)
         seconds = time.perf_counter() - started
         gc.collect()
         held, allocated, built = series_held(engine)
