@@ -188,7 +188,10 @@ class DetectorParams:
     # point_free_prev of it): a random walk's dip is judged against its neighbours, not against
     # yesterday's wander (an 8.6-sigma dip scored 0), while the rows of a lasting fault, the return after a
     # collapse and the noise after an accepted shift (the profile's scale grows only then) stay gated.
-    # Chosen on tuning seed 1 (ratio 1.2 of 1.2, 1.5, 2; analytics/README.md).
+    # Chosen on tuning seed 1 (ratio 1.2 of 1.2, 1.5, 2; analytics/README.md). point_free_prev also marks a
+    # departure's later rows (the quick z before at least it, the same side) wherever a profile exists: the
+    # quick level's z, pulled towards the departure, then stands in for the profile's only where it is larger
+    # (combined._point; 2-3 the same on seed 1, 3.5 or more loses the shift's second row again).
     point_free_ratio: float = 1.2
     point_free_alpha: float = 0.02
     point_free_prev: float = 3.0

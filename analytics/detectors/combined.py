@@ -273,7 +273,10 @@ def _score_block(x: np.ndarray, times: np.ndarray | None, params: DetectorParams
     # recent level. NaN where no forecaster is trusted yet.
     quick_z, quick_scale = _quick_level(x, times, has_season, params, recent, step)
     # Where the quick level has forecast better than the profile so far and agrees with it in direction
-    # (the profile at least half as far off: a daily step the profile expects is not taken), its z.
+    # (the profile at least half as far off: a daily step the profile expects is not taken), its z; but on a
+    # departure's later rows (the quick z before at least point_free_prev, the same side) only where it is the
+    # larger: the quick level has moved towards the departure's first row, and a 5-sigma shift's second row
+    # lost a third of its z to it (no run of two rows in the tail; bench_row_checks, issue 13).
     # Where the local level has forecast much better than the profile, now and for a while (a random walk,
     # whose profile is only yesterday's wander), the first row of a departure is judged by the local level
     # alone, not held to agree with the plain profile. Later rows of a departure stay gated (a lasting
@@ -369,14 +372,16 @@ def _point_numpy(season: Baseline, recent: Baseline, quick_z: np.ndarray, quick_
     down = np.minimum(np.minimum(-recent_z, -season_z), -plain_z)
     on_season = np.maximum(np.minimum(season_z, plain_z), 0.0) - np.maximum(np.minimum(-season_z, -plain_z), 0.0)
     signed = np.maximum(up, 0.0) - np.maximum(down, 0.0)
+    before = np.empty_like(quick_z)
+    before[:, 0] = np.nan
+    before[:, 1:] = quick_z[:, :-1]
     with np.errstate(invalid="ignore", over="ignore"):
         agree = (quick_scale < season.scale) & (quick_z * on_season > 0) & (np.abs(on_season) >= 0.5 * np.abs(quick_z))
+        pulled = (np.abs(before) >= params.point_free_prev) & (before * quick_z > 0)
+        agree &= ~(pulled & (np.abs(on_season) > np.abs(quick_z)))
     on_season = np.where(agree, quick_z, on_season)
     point = np.where(use_season, on_season, np.where(has_season, signed, quick_z))
     if params.point_free_ratio > 0:
-        before = np.empty_like(quick_z)
-        before[:, 0] = np.nan
-        before[:, 1:] = quick_z[:, :-1]
         limit = math.log(params.point_free_ratio)
         with np.errstate(invalid="ignore"):
             free = (has_season & (ratio > limit) & (usual > limit)

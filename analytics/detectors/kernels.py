@@ -720,7 +720,11 @@ def _point(season_z: np.ndarray, plain_z: np.ndarray, season_scale: np.ndarray, 
             down = _np_min(_np_min(-rz, -sz), -pz)
             on_season = _np_max(_np_min(sz, pz), 0.0) - _np_max(_np_min(-sz, -pz), 0.0)
             signed = _np_max(up, 0.0) - _np_max(down, 0.0)
-            if quick_scale[s, t] < season_scale[s, t] and qz * on_season > 0 and abs(on_season) >= 0.5 * abs(qz):
+            # On a departure's later rows (the quick z before at least prev_limit, the same side) the quick level
+            # has been pulled by the departure itself: its z no longer replaces a larger one of the profile's.
+            pulled = abs(before) >= prev_limit and before * qz > 0
+            if (quick_scale[s, t] < season_scale[s, t] and qz * on_season > 0 and abs(on_season) >= 0.5 * abs(qz)
+                    and not (pulled and abs(on_season) > abs(qz))):
                 on_season = qz
             point = on_season if use else (signed if has else qz)
             if free_on:

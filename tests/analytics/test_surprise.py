@@ -140,6 +140,20 @@ def test_a_level_shift_is_flagged_on_its_first_rows_and_then_stops():
         assert score[at + 10:at + DAY].max() < 0.9  # the new normal is no longer surprising
 
 
+def test_a_5_sigma_shift_is_flagged_on_its_second_row_though_the_quick_level_followed_its_first():
+    """Issue 13 (bench_row_checks, seed 3): a +5 shift at 04:05 whose first two rows are 4.45 and 4.86 noise
+    sigmas off the true curve scored 0 and 0: the quick level, pulled up by the first row, took 2.3 off the
+    second's z (the profile's: 3.3), so no run of two rows in the tail. Now flagged on its second row."""
+    y = daily(203)
+    at = 7 * DAY + 40 + 9
+    truth = 15 * np.sin(2 * np.pi * np.arange(at, at + 2) / DAY)
+    y[at:] += 5
+    assert np.all(y[at:at + 2] - truth > 4.4)  # really 4.4 sigmas or more, both rows
+    score = score_rows(table(y)).score
+    assert max(score[at], score[at + 1]) >= 0.9, score[at:at + 3]
+    assert score[at - DAY:at].max() < 0.5  # the day before stays quiet
+
+
 def test_the_first_row_of_a_12_sigma_level_shift_scores_high_at_once():
     """Issue 13, measured from outside: the first row of a +12 sigma shift scored 0.11 and the shift was
     flagged only from its third row."""
