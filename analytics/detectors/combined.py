@@ -20,7 +20,7 @@ from analytics.detectors.base import (
 )
 from analytics.detectors.drift import drift_evidence
 from analytics.detectors.flatline import _flatline_rows, flatline_evidence
-from analytics.detectors.level import _holt, robust_baseline, warm_z
+from analytics.detectors.level import _holt, _holt_both, robust_baseline, warm_z
 from analytics.detectors.seasonal import profile_possible, seasonal_baseline
 from analytics.detectors.shift import cusum_sides
 
@@ -111,7 +111,7 @@ def score_series(values: np.ndarray, times: np.ndarray | None = None,
 
 
 def _widened(x: np.ndarray, times: np.ndarray, recent: Baseline, keep: np.ndarray | None,
-             params: DetectorParams, step: float | None = None) -> Baseline:
+             params: DetectorParams, step: float | None = None, errors_scale: np.ndarray | None = None) -> Baseline:
     """The recent level's baseline with its scale never below `day_scale_floor` times the same forecast
     errors' scale over a longer memory (about a quarter day), except where `keep` (a daily profile exists).
 
@@ -121,14 +121,17 @@ def _widened(x: np.ndarray, times: np.ndarray, recent: Baseline, keep: np.ndarra
     a string of many-sigma anomalies. How well the level has forecast over
     the last several hours is the honest yardstick until the profile says
     what each hour usually does; a spike still stands out against it.
-    `step`: typical_interval_ms(times) where the caller has it already.
+    `step`: typical_interval_ms(times) where the caller has it already. `errors_scale`: that longer memory's
+    scale where the caller has it already (_level_pair's; an array of its own, scaled here in place).
     """
     step = typical_interval_ms(times) if step is None else step
     if not step > 0:
         return recent
     error = x - recent.expected
-    quarter_day = min(1.0, 4.0 * step / DAY_MS)
-    floor = _holt(error, quarter_day, quarter_day, False, params)[1]
+    if errors_scale is None:
+        quarter_day = min(1.0, 4.0 * step / DAY_MS)
+        errors_scale = _holt(error, quarter_day, quarter_day, False, params)[1]
+    floor = errors_scale
     floor *= params.day_scale_floor
     scale = np.fmax(recent.scale, floor, out=floor)
     if keep is not None and keep.any():
@@ -185,7 +188,8 @@ def _gaps(x: np.ndarray, times: np.ndarray, power: float) -> tuple[np.ndarray, n
 
 
 def _quick_level(x: np.ndarray, times: np.ndarray | None, keep: np.ndarray | None, params: DetectorParams,
-                 recent: Baseline, step: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+                 recent: Baseline, step: float | None = None,
+                 pre: "_Quick | None" = None) -> tuple[np.ndarray, np.ndarray]:
     """The recent point z from whichever of two time scales has forecast better so far (smaller running scale).
 
     The slow recent level (level_alpha, ~50 readings) is stable but lags a
@@ -200,9 +204,12 @@ def _quick_level(x: np.ndarray, times: np.ndarray | None, keep: np.ndarray | Non
     row score. After a gap in the readings both scales grow (point_gap_power) and the
     quick level restarts (point_gap_restart): a level hours old is stale.
     Returns (z, scale) of the better of the two per reading. `step`: typical_interval_ms(times), if known.
+    `pre`: the gaps, the quick level's recursion and its errors' scale where _level_pair computed them already.
     """
     gaps = widen = None
-    if times is not None and (params.point_gap_power > 0 or params.point_gap_restart > 0):
+    if pre is not None:
+        gaps, widen = pre.gaps, pre.widen
+    elif times is not None and (params.point_gap_power > 0 or params.point_gap_restart > 0):
         gaps, widen = _gaps(x, times, params.point_gap_power)
     widened = gaps is not None and params.point_gap_power > 0
     widen = widen if widened else 1.0
@@ -213,13 +220,52 @@ def _quick_level(x: np.ndarray, times: np.ndarray | None, keep: np.ndarray | Non
         recent = Baseline(recent.expected, scale, z)
     if params.quick_alpha <= 0:
         return recent.z, recent.scale
-    expected, scale = _holt(x, params.quick_alpha, params.scale_alpha, True, params, gaps, params.point_gap_restart)
+    if pre is not None:
+        expected, scale = pre.expected, pre.scale
+    else:
+        expected, scale = _holt(x, params.quick_alpha, params.scale_alpha, True, params, gaps,
+                                params.point_gap_restart)
     scale = _at_resolution(x, _floored(x, scale, params), params) * widen
     quick = Baseline(expected, scale, warm_z(x, expected, scale, params.warmup))
     if times is not None and params.day_scale_floor > 0:
-        quick = _widened(x, times, quick, keep, params, step)
+        quick = _widened(x, times, quick, keep, params, step, None if pre is None else pre.errors_scale)
     better = quick.scale < recent.scale
     return np.where(better, quick.z, recent.z), np.where(better, quick.scale, recent.scale)
+
+
+@dataclass
+class _Quick:
+    """What _quick_level computes before its floors, computed beside the recent level's (_level_pair)."""
+
+    gaps: np.ndarray | None
+    widen: np.ndarray | None
+    expected: np.ndarray
+    scale: np.ndarray
+    errors_scale: np.ndarray | None  # _widened's longer-memory scale of the quick level's errors
+
+
+def _level_pair(x: np.ndarray, times: np.ndarray, params: DetectorParams,
+                step: float) -> tuple[Baseline, np.ndarray | None, _Quick]:
+    """robust_baseline(x), the longer-memory scale of its errors (_widened's; None where _widened has none) and
+    _quick_level's recursions (_Quick), as those functions compute them, the same bits, but each pair of
+    independent recursions side by side in one compiled pass (level._holt_both): the recent and the quick
+    level on x, then their two errors' quarter-day scales. For _score_block with a profile and the point z."""
+    if not 0 < params.level_alpha <= 1 or not 0 < params.scale_alpha <= 1:
+        raise DetectorInputError("alpha must be in (0, 1]")
+    gaps = widen = None
+    if params.point_gap_power > 0 or params.point_gap_restart > 0:
+        gaps, widen = _gaps(x, times, params.point_gap_power)
+    expected, scale, quick_expected, quick_scale = _holt_both(
+        x, params.level_alpha, params.scale_alpha, True, x, params.quick_alpha, params.scale_alpha, True, params,
+        gaps, params.point_gap_restart)
+    recent = Baseline(expected, scale, warm_z(x, expected, scale, params.warmup))
+    errors_scale = quick_errors_scale = None
+    if params.day_scale_floor > 0 and step > 0:
+        quarter_day = min(1.0, 4.0 * step / DAY_MS)
+        _, errors_scale, _, quick_errors_scale = _holt_both(x - expected, quarter_day, quarter_day, False,
+                                                            x - quick_expected, quarter_day, quarter_day, False,
+                                                            params)
+    return recent, errors_scale, _Quick(gaps, widen, quick_expected, quick_scale, quick_errors_scale)
 
 
 def _score_block(x: np.ndarray, times: np.ndarray | None, params: DetectorParams,
@@ -237,9 +283,14 @@ def _score_block(x: np.ndarray, times: np.ndarray | None, params: DetectorParams
         # No profile anywhere in the block (too little history): the recent
         # level alone, in one compiled pass (kernels.level_pass).
         return _without_profile(x, times, params, row_point, out)
-    recent = robust_baseline(x, params)
+    # With the point z: the recent and the quick level's recursions in pairs (_level_pair); else as before.
+    quick = errors_scale = None
+    if row_point and params.quick_alpha > 0 and times is not None and step is not None:
+        recent, errors_scale, quick = _level_pair(x, times, params, step)
+    else:
+        recent = robust_baseline(x, params)
     if times is not None and params.day_scale_floor > 0:
-        recent = _widened(x, times, recent, has_season, params, step)
+        recent = _widened(x, times, recent, has_season, params, step, errors_scale)
     # One forecaster per sample: the daily/weekly profile where it has
     # predicted better than the recent level so far, else the recent level.
     # A daily step (lights on at 07:00) is then expected, not an anomaly.
@@ -271,7 +322,7 @@ def _score_block(x: np.ndarray, times: np.ndarray | None, params: DetectorParams
     # better forecaster, so a spike on a strong daily curve is judged against the season, not against
     # a level that lags the curve; elsewhere as `both` with the better of two time scales for the
     # recent level. NaN where no forecaster is trusted yet.
-    quick_z, quick_scale = _quick_level(x, times, has_season, params, recent, step)
+    quick_z, quick_scale = _quick_level(x, times, has_season, params, recent, step, quick)
     # Where the quick level has forecast better than the profile so far and agrees with it in direction
     # (the profile at least half as far off: a daily step the profile expects is not taken), its z; but on a
     # departure's later rows (the quick z before at least point_free_prev, the same side) only where it is the

@@ -390,7 +390,8 @@ def _surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray, slot:
               var_on: bool, var_ratio: float, var_clip: float, var_h: float, var_offset: float, var_alpha: float,
               var_slot_alpha: float, var_slot_rows: float, var_floor: float, var_warmup: float,
               xi_max: float, xi_prior: float, drift_offset: float,
-              drift_grace: int, run_slot_rows: float, run_slot_alpha: float, learn_cap: float) -> None:
+              drift_grace: int, run_slot_rows: float, run_slot_alpha: float, learn_cap: float,
+              below_u_unread: bool) -> None:
     """surprise.row_surprise's recursion for (S, T) inputs; fills out (log10 units) and which (0 point, 1 shift,
     2 flatline, 3 drift, 4 variance). NaN point: no reading or no trusted baseline, surprise 0 and the state
     unchanged. With var_on, values (S, T) are the readings whose steps the variance test judges.
@@ -402,7 +403,11 @@ def _surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray, slot:
     moments over the excesses of readings that were no anomaly (below learn_max decades), shrunk towards an
     exponential tail's (shape 0) by xi_prior excesses. Where slots > 0 and run_slot_alpha > 0, the run test's
     discount for autocorrelation is the larger of the series' and its slot's lag-1 autocorrelation (the slot's
-    EWMAs at run_slot_alpha, shrunk towards the series' with the weight of run_slot_rows rows)."""
+    EWMAs at run_slot_alpha, shrunk towards the series' with the weight of run_slot_rows rows).
+    below_u_unread: the caller reads no surprise below a floor that a normal tail up to u never reaches
+    (row_surprise's `floor`), so where a reading is within u both against the bias and without it, the row's
+    own test (its slow, plain and fast hypotheses: two erfc and two log10) is not computed and counts 0;
+    every other test and all the learning are as without it."""
     n_series, n_times = point.shape
     log10e = 1.0 / math.log(10.0)
     recent = np.empty(fast_rows)
@@ -460,40 +465,47 @@ def _surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray, slot:
                 which[s, t] = kind if best > 0 else 0
                 continue
             zp = z - bias
-            # The tail past u: the series' own, then (with slots) the time of day's, each shrunk to the last.
-            share = (exceed + prior_share * prior_rows) / (rows + prior_rows)
-            mean_excess = (excess + prior_excess) / (exceed + prior_count)
             b = slot[s, t] if slots > 0 else 0
-            if slots > 0:
-                # Never lighter than both the series' tail and a normal law's: a quiet slot judges as a
-                # normal law would, not as if its few rows had proved a lighter tail than that.
-                share = max((slot_exceed[b] + share * slot_rows) / (slot_seen[b] + slot_rows),
-                            min(share, prior_share))
-                mean_excess = max((slot_excess[b] + mean_excess * slot_count) / (slot_exceed[b] + slot_count),
-                                  min(mean_excess, prior_excess / prior_count))
-            # The row itself: no change (against the baseline and the bias learnt after a change), or a
-            # change in the last few rows (against their median), at a prior cost of `hazard` decades.
-            # The tail's shape (method of moments: xi = (1 - m^2 / var) / 2 for a generalised Pareto law, 0 for
-            # an exponential one, whose variance is m^2), shrunk towards 0 by xi_prior exponential excesses.
-            xi = 0.0
-            if xi_max > 0.0:
-                m0 = prior_excess / prior_count
-                m = (shape_sum + m0 * xi_prior) / (shape_n + xi_prior)
-                var = (shape_squares + 2.0 * m0 * m0 * xi_prior) / (shape_n + xi_prior) - m * m
-                if var > 0.0:
-                    xi = min(max(0.5 * (1.0 - m * m / var), 0.0), xi_max)
-            slow = _gpd_log10(zp, u, share, mean_excess, xi)
-            # The bias learnt after a change may explain a reading, not accuse one the forecasters expected: a
-            # reading within u of them (z ~0) after an accepted change is the change ending, not a new one,
-            # although against the bias it looks like a shift back (the flicker at a rush hour's end).
-            plain = _gauss_log10(z) if abs(z) <= u else math.inf
-            fast = math.inf
-            # fast is hazard plus a tail (>= 0 while every share is at most 1: learn_weight <= 1): where slow or
-            # plain is at most hazard it cannot be the smaller, so its median and tail are skipped (most rows;
-            # the same minimum, bit for bit).
-            if filled >= fast_rows and not (min(slow, plain) <= hazard and learn_weight <= 1.0):
-                fast = hazard + _gpd_log10(z - _median_of(recent, fast_rows, ordered), u, share, mean_excess, xi)
-            row = min(slow, fast, plain)
+            if below_u_unread and abs(zp) <= u and abs(z) <= u:
+                # Within u both against the bias and without it: slow and plain are normal tails of at most u
+                # (below the caller's floor), and fast is not computed where they are at most hazard, so the
+                # row's test is below what the caller reads. Its tail's share, mean excess and shape are read
+                # only here and by the tests of readings past u: not needed either.
+                row = slow = plain = share = mean_excess = xi = 0.0
+            else:
+                # The tail past u: the series' own, then (with slots) the time of day's, each shrunk to the last.
+                share = (exceed + prior_share * prior_rows) / (rows + prior_rows)
+                mean_excess = (excess + prior_excess) / (exceed + prior_count)
+                if slots > 0:
+                    # Never lighter than both the series' tail and a normal law's: a quiet slot judges as a
+                    # normal law would, not as if its few rows had proved a lighter tail than that.
+                    share = max((slot_exceed[b] + share * slot_rows) / (slot_seen[b] + slot_rows),
+                                min(share, prior_share))
+                    mean_excess = max((slot_excess[b] + mean_excess * slot_count) / (slot_exceed[b] + slot_count),
+                                      min(mean_excess, prior_excess / prior_count))
+                # The row itself: no change (against the baseline and the bias learnt after a change), or a
+                # change in the last few rows (against their median), at a prior cost of `hazard` decades.
+                # The tail's shape (method of moments: xi = (1 - m^2 / var) / 2 for a generalised Pareto law, 0 for
+                # an exponential one, whose variance is m^2), shrunk towards 0 by xi_prior exponential excesses.
+                xi = 0.0
+                if xi_max > 0.0:
+                    m0 = prior_excess / prior_count
+                    m = (shape_sum + m0 * xi_prior) / (shape_n + xi_prior)
+                    var = (shape_squares + 2.0 * m0 * m0 * xi_prior) / (shape_n + xi_prior) - m * m
+                    if var > 0.0:
+                        xi = min(max(0.5 * (1.0 - m * m / var), 0.0), xi_max)
+                slow = _gpd_log10(zp, u, share, mean_excess, xi)
+                # The bias learnt after a change may explain a reading, not accuse one the forecasters expected: a
+                # reading within u of them (z ~0) after an accepted change is the change ending, not a new one,
+                # although against the bias it looks like a shift back (the flicker at a rush hour's end).
+                plain = _gauss_log10(z) if abs(z) <= u else math.inf
+                fast = math.inf
+                # fast is hazard plus a tail (>= 0 while every share is at most 1: learn_weight <= 1): where slow or
+                # plain is at most hazard it cannot be the smaller, so its median and tail are skipped (most rows;
+                # the same minimum, bit for bit).
+                if filled >= fast_rows and not (min(slow, plain) <= hazard and learn_weight <= 1.0):
+                    fast = hazard + _gpd_log10(z - _median_of(recent, fast_rows, ordered), u, share, mean_excess, xi)
+                row = min(slow, fast, plain)
             if row >= best:
                 best, kind = row, 0
             # CUSUM of the bias-corrected z (Page 1954), steps discounted for lag-1 autocorrelation.
@@ -808,5 +820,49 @@ def _drift_tail(r: np.ndarray, fast: np.ndarray, trend: np.ndarray, scale: np.nd
 
 
 holt_pair = numba.njit(cache=True, nogil=True)(_holt_pair)
+
+
+def _holt_two(x_a: np.ndarray, x_b: np.ndarray, expected_a: np.ndarray, scale_a: np.ndarray,
+              expected_b: np.ndarray, scale_b: np.ndarray, a_level_a: float, a_scale_a: float, a_trend_a: float,
+              a_level_b: float, a_scale_b: float, a_trend_b: float, warmup: int, clip: float, mad_to_sigma: float,
+              rel_floor: float, abs_floor: float, gaps_b: np.ndarray, restart_b: float) -> None:
+    """_holt on x_a and on x_b (two (S, T) arrays, or the same one twice) in one pass, each with its own smoothing
+    factors, the second with _holt's gaps and restart: two independent recursions side by side, each step the
+    same arithmetic in the same order as _holt's (the same bits), which the processor overlaps where one after
+    the other it waits on each step's result (as _holt_pair, which shares x and has no restart)."""
+    n_series, n_times = x_a.shape
+    for s in range(n_series):
+        level_a = slope_a = deviation_a = count_a = quantum_a = 0.0
+        level_b = slope_b = deviation_b = count_b = quantum_b = 0.0
+        last_a = last_b = math.nan
+        for t in range(n_times):
+            xa = x_a[s, t]
+            seen_a = count_a > 0
+            warm_a = count_a >= warmup
+            forecast_a = level_a + slope_a
+            sc_a = max(max(deviation_a * mad_to_sigma, rel_floor * abs(forecast_a) + abs_floor), 0.5 * quantum_a)
+            expected_a[s, t] = forecast_a if seen_a else math.nan
+            scale_a[s, t] = sc_a if seen_a else math.nan
+            xb = x_b[s, t]
+            seen_b = count_b > 0
+            warm_b = count_b >= warmup
+            forecast_b = level_b + slope_b
+            sc_b = max(max(deviation_b * mad_to_sigma, rel_floor * abs(forecast_b) + abs_floor), 0.5 * quantum_b)
+            expected_b[s, t] = forecast_b if seen_b else math.nan
+            scale_b[s, t] = sc_b if seen_b else math.nan
+            if not math.isnan(xa):  # a missing reading freezes the state
+                level_a, slope_a, deviation_a, count_a, quantum_a, last_a = holt_step(
+                    xa, forecast_a, sc_a, seen_a, warm_a, slope_a, deviation_a, count_a, quantum_a, last_a,
+                    a_level_a, a_scale_a, a_trend_a, clip)
+            if not math.isnan(xb):
+                if restart_b > 0 and seen_b and gaps_b[s, t] > restart_b:
+                    level_b, slope_b, last_b = xb, 0.0, xb  # the level is stale after a long gap: it restarts here
+                else:
+                    level_b, slope_b, deviation_b, count_b, quantum_b, last_b = holt_step(
+                        xb, forecast_b, sc_b, seen_b, warm_b, slope_b, deviation_b, count_b, quantum_b, last_b,
+                        a_level_b, a_scale_b, a_trend_b, clip)
+
+
+holt_two = numba.njit(cache=True, nogil=True)(_holt_two)
 drift_gap = numba.njit(cache=True, nogil=True)(_drift_gap)
 drift_tail = numba.njit(cache=True, nogil=True, error_model="numpy")(_drift_tail)

@@ -68,6 +68,26 @@ def _holt(x: np.ndarray, a_level: float, a_scale: float, trend: bool,
     return expected, scale
 
 
+def _holt_both(x_a: np.ndarray, a_level_a: float, a_scale_a: float, trend_a: bool, x_b: np.ndarray,
+               a_level_b: float, a_scale_b: float, trend_b: bool, params: DetectorParams,
+               gaps_b: np.ndarray | None = None, restart_b: float = 0.0) -> tuple[np.ndarray, ...]:
+    """_holt on x_a and on x_b (same shape; `gaps_b`, `restart_b`: _holt's for the second) in one compiled pass
+    (kernels.holt_two: the same bits as two calls): (expected_a, scale_a, expected_b, scale_b)."""
+    x_a = np.ascontiguousarray(x_a, dtype=np.float64)
+    x_b = x_a if x_b is x_a else np.ascontiguousarray(x_b, dtype=np.float64)
+    if x_a.shape != x_b.shape:
+        raise ValueError("both series must have the same shape")
+    out = tuple(np.empty(x_a.shape) for _ in range(4))
+    on = gaps_b is not None and restart_b > 0
+    kernels.holt_two(x_a, x_b, *out, float(a_level_a), float(a_scale_a),
+                     float(a_level_a * params.trend_beta if trend_a else 0.0), float(a_level_b), float(a_scale_b),
+                     float(a_level_b * params.trend_beta if trend_b else 0.0), int(params.warmup),
+                     float(params.huber_clip), float(params.mad_to_sigma), float(params.rel_scale_floor),
+                     float(params.abs_scale_floor), np.ascontiguousarray(gaps_b, dtype=np.float64) if on else _NO_GAPS,
+                     float(restart_b) if on else 0.0)
+    return out
+
+
 _NO_GAPS = np.zeros((1, 1))
 
 

@@ -356,11 +356,12 @@ def seasonal_baseline(values: np.ndarray, times: np.ndarray, params: DetectorPar
         if span < params.season_min_lags * period:
             continue  # not enough history for this profile anywhere
         profile = seasonal_expected(x, times, period, params, history, smoothed)
-        fit = robust_baseline(x - profile, params, trend=False)
+        residual = x - profile
+        fit = robust_baseline(residual, params, trend=False)
         if params.profile_scale_by_hour:
             # Other values (the usual error) on the same times: only what depends on the times is shared (the
             # tolerance, each lag's nearest samples).
-            fit = _scale_by_time_of_day(x - profile, fit, times, period, step_ms, params,
+            fit = _scale_by_time_of_day(residual, fit, times, period, step_ms, params,
                                         {key: value for key, value in smoothed.items() if key[0] != "median"})
         # Where this profile's fit is finite and not worse (smaller or equal scale, or none kept yet): its
         # expected (profile + fit), scale, z, plain z and profile, in place (take_better: one pass).

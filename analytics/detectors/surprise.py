@@ -54,7 +54,7 @@ def _normal_tail(z: float) -> float:
 def row_surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray | None = None,
                  params: DetectorParams = DEFAULT_PARAMS,
                  slot: np.ndarray | None = None,
-                 values: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                 values: np.ndarray | None = None, floor: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per row, the surprise (decades, -log10 p) of the most surprising test, and which test (index into TESTS).
 
     Parameters: point (S, T) signed point z per reading, NaN where there is
@@ -67,7 +67,11 @@ def row_surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray | N
     whose forecasts are always poor at one time of day (a rush hour that
     starts a little earlier or later each day) is judged by that time's own
     tail, and a quiet time keeps a light one; values (S, T), optional: the
-    readings themselves, for the variance test (left out: no variance test).
+    readings themselves, for the variance test (left out: no variance test); floor, optional: the caller
+    reads no surprise below it (row_score's surprise_floor): where it is above a normal tail at
+    surprise_tail_u, a row whose reading is within that u is given 0 for its own tail test instead of
+    that test's value (below the floor; the erfc and log10 are most of a row's cost), so a row's surprise
+    below the floor may be less than without it; at or above the floor it is the same, bit for bit.
     Returns: (surprise (S, T) float, which (S, T) int8). Causal: row t
     uses rows <= t only. Compiled (kernels.surprise), one series per row.
     """
@@ -101,8 +105,15 @@ def row_surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray | N
                      float(params.surprise_xi_max), float(params.surprise_xi_prior),
                      float(params.surprise_drift_offset), int(params.surprise_drift_grace),
                      float(params.surprise_run_slot_rows), float(params.surprise_run_slot_alpha),
-                     float(params.surprise_learn_cap))
+                     float(params.surprise_learn_cap), _below_u_unread(u, floor))
     return out, which
+
+
+def _below_u_unread(u: float, floor: float | None) -> bool:
+    """Whether a floor leaves the tail test of readings within u unread: it must be above the normal tail at u
+    by a margin (half a decade) far beyond any rounding of erfc and log10, so the test, at most that tail,
+    stays below it."""
+    return floor is not None and floor > float(kernels._gauss_log10(u)) + 0.5
 
 
 def time_slots(times_ms: np.ndarray, params: DetectorParams = DEFAULT_PARAMS) -> np.ndarray:

@@ -390,6 +390,24 @@ def _days_with_a_spike() -> str:
     return "timestamp,value\n" + "".join(f"{1396310400 + 300 * i},{v}\n" for i, v in enumerate(values))
 
 
+@pytest.mark.parametrize("text", [_days_with_a_spike(), _days_with_a_spike().rstrip("\n"),
+                                  _days_with_a_spike().replace("\n", "\r\n"),
+                                  _days_with_a_spike().replace("timestamp,value", "time;stamp,value x")])
+def test_score_file_writes_bytes_as_the_text_writer_does(tmp_path, text):
+    """score_file writes the compiled reader's files from their ASCII bytes into a binary file: the same bytes
+    as write_scored into a UTF-8 text file (a spike's incident, learning rows, quiet rows, odd header names,
+    no newline at the end, CRLF)."""
+    table = read_table(text)
+    assert table.data is not None
+    source, target = tmp_path / "in.csv", tmp_path / "out.csv"
+    source.write_bytes(text.encode("ascii"))
+    scores = csvscore.score_file(source, target)
+    expected = io.StringIO()
+    csvscore.write_scored(table, csvscore.score_rows(table), expected)
+    assert target.read_bytes() == expected.getvalue().encode("utf-8")
+    assert (scores > 0.9).any() and expected.getvalue().count(",1\n") > 0
+
+
 @pytest.mark.parametrize(("text", "quiet_and_loud"), [(PLAIN_TEXTS["missing-and-odd-values"], False),
                                                       (_days_with_a_spike(), True)])
 def test_written_rows_are_the_same_from_either_reader(tmp_path, text, quiet_and_loud):

@@ -148,3 +148,52 @@ def test_row_passes_of_score_rows_are_the_numpy_code(seed: int) -> None:
     csvscore._row_scores(surprise, missing, learning, float(CSV_PARAMS.surprise_floor),
                          float(CSV_PARAMS.surprise_half), score)
     assert _same(score, np.where(missing | learning, 0.0, row_score(surprise, CSV_PARAMS)))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_holt_both_is_two_holts(seed: int) -> None:
+    """level._holt_both (kernels.holt_two: two recursions side by side, the second with gaps and a restart) gives
+    the bits of two _holt calls: NaN gaps, a step, a constant stretch, infinities, the same x twice."""
+    from analytics.detectors.level import _holt, _holt_both
+
+    rng = np.random.default_rng(400 + seed)
+    shape = (3, 3000)
+    a = _nasty(rng, shape) if seed % 2 else rng.normal(0, 2, shape)
+    b = rng.normal(5, 1, shape)
+    b[:, 1000:] += 4
+    b[:, 2000:2300] = 1.5
+    b[rng.random(shape) < 0.1] = np.nan
+    gaps = np.where(rng.random(shape) < 0.02, 9.0, 1.0)
+    for first, second in ((a, b), (a, a)):
+        for restart in (0.0, 4.0):
+            both = _holt_both(first, 0.05, 0.1, True, second, 0.3, 0.05, seed > 1, CSV_PARAMS, gaps, restart)
+            alone = (*_holt(first, 0.05, 0.1, True, CSV_PARAMS),
+                     *_holt(second, 0.3, 0.05, seed > 1, CSV_PARAMS, gaps, restart))
+            assert all(_same(u, v) for u, v in zip(both, alone, strict=True))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_level_pair_is_the_levels_one_by_one(seed: int) -> None:
+    """combined._level_pair (the recent and the quick level, then their errors' scales, in pairs) gives the bits
+    of robust_baseline, _widened and _quick_level one by one, with and without gaps in the readings."""
+    from analytics.detectors.level import robust_baseline
+
+    rng = np.random.default_rng(500 + seed)
+    n = 4 * 1440
+    times = np.arange(n, dtype=np.int64) * MINUTE
+    if seed:
+        times[n // 2:] += 90 * MINUTE * seed  # a gap of hours: the quick level restarts
+    x = (10 * np.sin(2 * np.pi * np.arange(n) / 1440) + rng.normal(0, 1, n))[None]
+    x[0, rng.random(n) < 0.05] = np.nan
+    keep = np.zeros(x.shape, dtype=bool)
+    keep[:, n // 2:] = True
+    step = combined.typical_interval_ms(times)
+    params = CSV_PARAMS
+    recent, errors_scale, quick = combined._level_pair(x, times, params, step)
+    paired = combined._widened(x, times, recent, keep, params, step, errors_scale)
+    alone = combined._widened(x, times, robust_baseline(x, params), keep, params, step)
+    for field in ("expected", "scale", "z"):
+        assert _same(getattr(paired, field), getattr(alone, field))
+    for u, v in zip(combined._quick_level(x, times, keep, params, paired, step, quick),
+                    combined._quick_level(x, times, keep, params, alone, step), strict=True):
+        assert _same(u, v)

@@ -75,6 +75,39 @@ def test_row_surprise_matches_reference(seed):
                                                                     list(values[i])), rtol=1e-9, atol=1e-9)
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_a_floor_changes_no_surprise_at_or_above_it(seed):
+    """row_surprise with `floor` (score_rows' surprise_floor) leaves the tail test of readings within u out: the
+    same surprise, bit for bit, wherever it reaches the floor, and below the floor with and without it, so the
+    row scores are the same bits; the `which` of rows that reach it the same too."""
+    rng = np.random.default_rng(40 + seed)
+    n = 4000
+    z = rng.standard_t(3 + seed, (2, n))
+    z[:, :40] = np.nan
+    z[0, 1000:1003] = 8.0  # a run
+    z[1, 2000:] += 4.0  # a shift
+    z[rng.random(z.shape) < 0.03] = np.nan
+    nats = np.zeros(z.shape)
+    nats[0, 3000:3050] = np.linspace(0, 40, 50)
+    drift = np.zeros(z.shape)
+    drift[:, 3500:3600] = np.linspace(0, 12, 100)
+    slot = np.tile(np.arange(n) // 7 % P.surprise_slots, (2, 1))
+    values = np.cumsum(rng.normal(0, 0.2, z.shape), axis=1) + rng.normal(0, 1, z.shape)
+    values[0, 2500:] += rng.normal(0, 3, n - 2500)
+    floor = CSV_PARAMS.surprise_floor
+    exact, which = row_surprise(z, nats, drift, params=CSV_PARAMS, slot=slot, values=values)
+    floored, which_floored = row_surprise(z, nats, drift, params=CSV_PARAMS, slot=slot, values=values, floor=floor)
+    high = exact >= floor
+    assert high.any() and (exact < floor).any() and not np.array_equal(exact, floored)  # the floor left some out
+    assert exact[high].tobytes() == floored[high].tobytes()
+    assert np.array_equal(which[high], which_floored[high])
+    assert (floored[~high] < floor).all()
+    assert row_score(exact, CSV_PARAMS).tobytes() == row_score(floored, CSV_PARAMS).tobytes()
+    # A floor a normal tail at u can reach leaves nothing out.
+    low, _ = row_surprise(z, nats, drift, params=CSV_PARAMS, slot=slot, values=values, floor=2.0)
+    assert low.tobytes() == exact.tobytes()
+
+
 @pytest.mark.parametrize("seed", [0, 3])
 def test_drift_matches_reference(seed):
     rng = np.random.default_rng(seed)
