@@ -22,7 +22,7 @@ from analytics.detectors.drift import drift_evidence
 from analytics.detectors.flatline import _flatline_rows, flatline_evidence
 from analytics.detectors.level import _holt, _holt_both, robust_baseline, warm_z
 from analytics.detectors.seasonal import profile_possible, seasonal_baseline
-from analytics.detectors.shift import cusum_sides
+from analytics.detectors.shift import cusum_sides_of_three
 
 DETECTORS = ("level", "shift", "seasonal", "flatline", "drift")
 
@@ -306,9 +306,9 @@ def _score_block(x: np.ndarray, times: np.ndarray | None, params: DetectorParams
     # still off the profile), in the same direction against the plain profile.
     # All of it, and the strongest evidence, in one compiled pass (kernels.combine; _combine_numpy is the
     # same in numpy, its reference in the tests).
-    recent_up, recent_down = cusum_sides(recent.z, params)
-    season_up, season_down = cusum_sides(season.z, params)
-    plain_up, plain_down = cusum_sides(season.plain_z, params)
+    # The three CUSUMs side by side in one pass (cusum_sides_of_three: the same bits as three cusum_sides).
+    recent_up, recent_down, season_up, season_down, plain_up, plain_down = cusum_sides_of_three(
+        recent.z, season.z, season.plain_z, params)
     flat = flatline_evidence(x, params)
     drift = drift_evidence(x - season.profile, season.scale, params)
     evidence, baseline, best, winner = _combine(season, recent, (recent_up, recent_down, season_up, season_down,

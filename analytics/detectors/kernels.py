@@ -864,5 +864,44 @@ def _holt_two(x_a: np.ndarray, x_b: np.ndarray, expected_a: np.ndarray, scale_a:
 
 
 holt_two = numba.njit(cache=True, nogil=True)(_holt_two)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _cusum_step(zt: float, upper: float, lower: float, lag_product: float, previous: float, energy: float, k: float,
+                h: float, rho_alpha: float, cap: float) -> tuple[float, float, float, float, float]:
+    """One step of _cusum by z value zt: the new (upper, lower, lag_product, previous, energy), _cusum's arithmetic
+    in its order."""
+    zt = 0.0 if math.isnan(zt) else min(max(zt, -h / 2), h / 2)
+    lag_product += rho_alpha * (zt * previous - lag_product)
+    energy += rho_alpha * (zt * zt - energy)
+    rho = min(max(lag_product / max(energy, 1e-12), 0.0), 0.95)
+    step = zt * math.sqrt((1.0 - rho) / (1.0 + rho))
+    upper = min(max(0.0, upper + (step - k)), cap)
+    lower = min(max(0.0, lower - (step + k)), cap)
+    return upper, lower, lag_product, zt, energy
+
+
+@numba.njit(cache=True, nogil=True)
+def cusum_three(z_a: np.ndarray, z_b: np.ndarray, z_c: np.ndarray, upper_a: np.ndarray, lower_a: np.ndarray,
+                upper_b: np.ndarray, lower_b: np.ndarray, upper_c: np.ndarray, lower_c: np.ndarray, k: float,
+                h: float, rho_alpha: float, unit: float, cap: float) -> None:
+    """_cusum of three (S, T) z arrays in one pass: three independent recursions side by side (the same bits as
+    three calls), which the processor overlaps where one after the other it waits on each step's result."""
+    n_series, n_times = z_a.shape
+    for s in range(n_series):
+        ua = la = pa = qa = 0.0
+        ub = lb = pb = qb = 0.0
+        uc = lc = pc = qc = 0.0
+        ea = eb = ec = 1.0
+        for t in range(n_times):
+            ua, la, pa, qa, ea = _cusum_step(z_a[s, t], ua, la, pa, qa, ea, k, h, rho_alpha, cap)
+            ub, lb, pb, qb, eb = _cusum_step(z_b[s, t], ub, lb, pb, qb, eb, k, h, rho_alpha, cap)
+            uc, lc, pc, qc, ec = _cusum_step(z_c[s, t], uc, lc, pc, qc, ec, k, h, rho_alpha, cap)
+            upper_a[s, t] = ua * unit
+            lower_a[s, t] = la * unit
+            upper_b[s, t] = ub * unit
+            lower_b[s, t] = lb * unit
+            upper_c[s, t] = uc * unit
+            lower_c[s, t] = lc * unit
 drift_gap = numba.njit(cache=True, nogil=True)(_drift_gap)
 drift_tail = numba.njit(cache=True, nogil=True, error_model="numpy")(_drift_tail)

@@ -187,6 +187,28 @@ def take_better(x: np.ndarray, profile: np.ndarray, fit_expected: np.ndarray, fi
 
 
 
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def take_first(x: np.ndarray, profile: np.ndarray, fit_expected: np.ndarray, fit_scale: np.ndarray,
+               fit_z: np.ndarray, expected: np.ndarray, scale: np.ndarray, z: np.ndarray, plain_z: np.ndarray,
+               out_profile: np.ndarray) -> None:
+    """take_better into outputs that hold nothing yet (all NaN: every finite fit is taken), writing every element:
+    the first period's choice without filling five arrays with NaN first (the same bits as take_better there)."""
+    n_series, n_times = x.shape
+    for s in range(n_series):
+        for i in range(n_times):
+            fz = fit_z[s, i]
+            if math.isinf(fz) or math.isnan(fz):
+                expected[s, i] = scale[s, i] = z[s, i] = plain_z[s, i] = out_profile[s, i] = math.nan
+                continue
+            p = profile[s, i]
+            fs = fit_scale[s, i]
+            expected[s, i] = p + fit_expected[s, i]
+            scale[s, i] = fs
+            z[s, i] = fz
+            plain_z[s, i] = (x[s, i] - p) / fs
+            out_profile[s, i] = p
+
+
 @numba.njit(cache=True, nogil=True)
 def lag_lookup(t: np.ndarray, back: int, tolerance: float, index: np.ndarray, search: bool, keep_index: bool,
                smooth: np.ndarray, latest: np.ndarray, half: int, x: np.ndarray,
@@ -254,3 +276,39 @@ def lag_lookup(t: np.ndarray, back: int, tolerance: float, index: np.ndarray, se
             if day_types:
                 masked[s, i] = value if same else math.nan
     return any_close, any_same, any_found
+
+
+@numba.njit(cache=True, nogil=True)
+def known_errors(residual: np.ndarray, expected: np.ndarray, error: np.ndarray, known: np.ndarray) -> None:
+    """_scale_by_time_of_day's inputs to its running means, in one pass over (S, T): error = |residual - expected|
+    where that is not NaN, else 0.0, and known = 1.0 there, else 0.0 (np.where(known, np.abs(residual - expected),
+    0.0) and (~np.isnan(...)).astype(float64): the same bits)."""
+    n_series, n_times = residual.shape
+    for s in range(n_series):
+        for i in range(n_times):
+            value = abs(residual[s, i] - expected[s, i])
+            if math.isnan(value):
+                error[s, i] = 0.0
+                known[s, i] = 0.0
+            else:
+                error[s, i] = value
+                known[s, i] = 1.0
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def mean_where_known(total: np.ndarray, count: np.ndarray, out: np.ndarray) -> None:
+    """np.where(count > 0, total / count, nan) in one pass (the division numpy's: inf or NaN, no error)."""
+    n_series, n_times = total.shape
+    for s in range(n_series):
+        for i in range(n_times):
+            out[s, i] = total[s, i] / count[s, i] if count[s, i] > 0 else math.nan
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def z_where_fit(residual: np.ndarray, expected: np.ndarray, scale: np.ndarray, fit_z: np.ndarray,
+                out: np.ndarray) -> None:
+    """np.where(np.isnan(fit_z), nan, (residual - expected) / scale) in one pass (numpy's division)."""
+    n_series, n_times = residual.shape
+    for s in range(n_series):
+        for i in range(n_times):
+            out[s, i] = math.nan if math.isnan(fit_z[s, i]) else (residual[s, i] - expected[s, i]) / scale[s, i]

@@ -347,7 +347,7 @@ def seasonal_baseline(values: np.ndarray, times: np.ndarray, params: DetectorPar
     """
     x = as_matrix(values)
     t = as_times(times, x.shape)
-    out = Baseline(*(np.full(x.shape, np.nan) for _ in range(5)))
+    out = None  # the first profile's choice writes every element (take_first), so nothing is filled with NaN first
     span = _span_ms(x, t[:, 0], t[:, -1], history)
     if step_ms is None:  # the caller may know it already (typical_interval_ms(times))
         step_ms = typical_interval_ms(times) if params.profile_scale_by_hour else math.nan
@@ -365,9 +365,12 @@ def seasonal_baseline(values: np.ndarray, times: np.ndarray, params: DetectorPar
                                         {key: value for key, value in smoothed.items() if key[0] != "median"})
         # Where this profile's fit is finite and not worse (smaller or equal scale, or none kept yet): its
         # expected (profile + fit), scale, z, plain z and profile, in place (take_better: one pass).
-        season_kernels.take_better(*(np.ascontiguousarray(a, dtype=np.float64) for a in (
-            x, profile, fit.expected, fit.scale, fit.z)), out.expected, out.scale, out.z, out.plain_z, out.profile)
-    return out
+        choice = season_kernels.take_better
+        if out is None:
+            out, choice = Baseline(*(np.empty(x.shape) for _ in range(5))), season_kernels.take_first
+        choice(*(np.ascontiguousarray(a, dtype=np.float64) for a in (x, profile, fit.expected, fit.scale, fit.z)),
+               out.expected, out.scale, out.z, out.plain_z, out.profile)
+    return Baseline(*(np.full(x.shape, np.nan) for _ in range(5))) if out is None else out
 
 
 def profile_possible(x: np.ndarray, times: np.ndarray, params: DetectorParams = DEFAULT_PARAMS,
@@ -409,19 +412,40 @@ def _scale_by_time_of_day(residual: np.ndarray, fit: Baseline, times: np.ndarray
     if not step_ms > 0:
         return fit
     width = int(min(max(1, round(params.profile_scale_window_ms / step_ms)), residual.shape[1]))
+    residual, expected, fit_z = (np.ascontiguousarray(a, dtype=np.float64) for a in (residual, fit.expected, fit.z))
+    # The error where known (else 0) and where it is known (1.0): one compiled pass for numpy's five
+    # (season_kernels.known_errors; likewise the mean and the z below, the same bits as _scale_numpy's steps).
+    error, known = np.empty(residual.shape), np.empty(residual.shape)
+    season_kernels.known_errors(residual, expected, error, known)
+    total = uniform_filter1d(error, size=width, axis=1, mode="constant")
+    count = uniform_filter1d(known, size=width, axis=1, mode="constant")
+    local = error  # no longer read: the mean is written over it
+    season_kernels.mean_where_known(total, count, local)
+    # `local` is a mean over an hour already: read at the earlier days as it is, not smoothed again.
+    as_is = replace(params, profile_smooth_samples=0)
+    usual = params.mad_to_sigma * seasonal_expected(local, times, period_ms, as_is, smoothed=smoothed)
+    scale = np.fmax(fit.scale, usual)
+    z = np.empty(residual.shape)
+    season_kernels.z_where_fit(residual, expected, np.ascontiguousarray(scale, dtype=np.float64), fit_z, z)
+    return Baseline(fit.expected, scale, z)
+
+
+def _scale_numpy(residual: np.ndarray, fit: Baseline, local_usual: np.ndarray | None, width: int,
+                 mad_to_sigma: float) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """_scale_by_time_of_day's numpy steps (the compiled passes' reference in the tests): (local, scale, z), the
+    last two from local_usual (seasonal_expected of local) when given, else None."""
     error = np.abs(residual - fit.expected)
     known = ~np.isnan(error)
     total = uniform_filter1d(np.where(known, error, 0.0), size=width, axis=1, mode="constant")
     count = uniform_filter1d(known.astype(np.float64), size=width, axis=1, mode="constant")
     with np.errstate(invalid="ignore", divide="ignore"):
         local = np.where(count > 0, total / count, np.nan)
-    # `local` is a mean over an hour already: read at the earlier days as it is, not smoothed again.
-    as_is = replace(params, profile_smooth_samples=0)
-    usual = params.mad_to_sigma * seasonal_expected(local, times, period_ms, as_is, smoothed=smoothed)
-    scale = np.fmax(fit.scale, usual)
+    if local_usual is None:
+        return local, None, None
+    scale = np.fmax(fit.scale, mad_to_sigma * local_usual)
     with np.errstate(invalid="ignore", divide="ignore"):
         z = np.where(np.isnan(fit.z), np.nan, (residual - fit.expected) / scale)
-    return Baseline(fit.expected, scale, z)
+    return local, scale, z
 
 
 def seasonal_z(values: np.ndarray, times: np.ndarray, params: DetectorParams = DEFAULT_PARAMS) -> np.ndarray:

@@ -39,6 +39,20 @@ def cusum_sides(z: np.ndarray, params: DetectorParams = DEFAULT_PARAMS) -> tuple
     return upper_out, lower_out
 
 
+def cusum_sides_of_three(z_a: np.ndarray, z_b: np.ndarray, z_c: np.ndarray,
+                         params: DetectorParams = DEFAULT_PARAMS) -> tuple[np.ndarray, ...]:
+    """cusum_sides of three z arrays of one shape in one compiled pass (kernels.cusum_three, the same bits as
+    three calls): (upper_a, lower_a, upper_b, lower_b, upper_c, lower_c)."""
+    zs = [np.ascontiguousarray(as_matrix(z), dtype=np.float64) for z in (z_a, z_b, z_c)]
+    if not zs[0].shape == zs[1].shape == zs[2].shape:
+        raise ValueError("the three z arrays must have the same shape")
+    k, h = params.cusum_k, params.cusum_h
+    out = tuple(np.empty(zs[0].shape) for _ in range(6))
+    kernels.cusum_three(*zs, *out, float(k), float(h), float(params.cusum_rho_alpha), float(params.z_mid / h),
+                        float(params.cusum_cap * h))
+    return out
+
+
 def cusum_score(z: np.ndarray, params: DetectorParams = DEFAULT_PARAMS) -> np.ndarray:
     """cusum_evidence as a score in [0, 1]."""
     return calibrate(cusum_evidence(z, params), params)

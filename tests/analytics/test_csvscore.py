@@ -398,7 +398,7 @@ def test_score_file_writes_bytes_as_the_text_writer_does(tmp_path, text):
     as write_scored into a UTF-8 text file (a spike's incident, learning rows, quiet rows, odd header names,
     no newline at the end, CRLF)."""
     table = read_table(text)
-    assert table.data is not None
+    assert table.text is not None and table.starts is not None
     source, target = tmp_path / "in.csv", tmp_path / "out.csv"
     source.write_bytes(text.encode("ascii"))
     scores = csvscore.score_file(source, target)

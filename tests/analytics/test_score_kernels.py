@@ -197,3 +197,22 @@ def test_level_pair_is_the_levels_one_by_one(seed: int) -> None:
     for u, v in zip(combined._quick_level(x, times, keep, params, paired, step, quick),
                     combined._quick_level(x, times, keep, params, alone, step), strict=True):
         assert _same(u, v)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_cusum_of_three_is_three_cusums(seed: int) -> None:
+    """shift.cusum_sides_of_three (kernels.cusum_three: three recursions side by side) gives the bits of three
+    cusum_sides calls, on z with NaN, zeros of both signs and the largest floats (as_matrix refuses infinities),
+    and on shifts."""
+    from analytics.detectors.shift import cusum_sides, cusum_sides_of_three
+
+    rng = np.random.default_rng(600 + seed)
+    shape = (3, 2000)
+    shifted = rng.normal(0, 1, shape)
+    shifted[:, 700:] += 3.0
+    nasty = _nasty(rng, shape)
+    nasty[np.isinf(nasty)] = np.nan
+    zs = (nasty, shifted, rng.standard_t(3, shape))
+    three = cusum_sides_of_three(*zs, CSV_PARAMS)
+    one_by_one = [side for z in zs for side in cusum_sides(z, CSV_PARAMS)]
+    assert all(_same(u, v) for u, v in zip(three, one_by_one, strict=True))

@@ -2,6 +2,8 @@
 whole-array numpy code they replaced gives, on awkward inputs: NaN, ties, signed zeros, duplicate and
 irregular times, targets in any order and outside the series, one time row shared or one per series."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -173,3 +175,45 @@ def test_baseline_with_kept_lookups_is_the_baseline_of_each_series(seed, zone):
     own = seasonal.seasonal_baseline(x, np.stack([t, t]), params)
     for field in ("expected", "scale", "z", "plain_z", "profile"):
         assert getattr(shared, field).tobytes() == getattr(own, field).tobytes(), field
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_scale_by_time_of_day_is_its_numpy_steps(seed):
+    """_scale_by_time_of_day's compiled passes (season_kernels.known_errors, mean_where_known, z_where_fit) give
+    the bits of its numpy steps (seasonal._scale_numpy): NaN, zeros of both signs, values of very different sizes,
+    scales of 0 (inf or NaN, as numpy divides)."""
+    rng = np.random.default_rng(700 + seed)
+    n = 3 * 1440
+    times = 1_735_689_600_000 + np.arange(n, dtype=np.int64) * MINUTE
+    shape = (2, n)
+    residual = _values(rng, shape)
+    fit = base.Baseline(_values(rng, shape), np.abs(_values(rng, shape)), _values(rng, shape))
+    fit.scale[rng.random(shape) < 0.05] = 0.0
+    step = float(MINUTE)
+    got = seasonal._scale_by_time_of_day(residual, fit, times, DAY_MS, step, CSV_PARAMS)
+    width = int(min(max(1, round(CSV_PARAMS.profile_scale_window_ms / step)), n))
+    local, _, _ = seasonal._scale_numpy(residual, fit, None, width, CSV_PARAMS.mad_to_sigma)
+    as_is = dataclasses.replace(CSV_PARAMS, profile_smooth_samples=0)
+    usual = seasonal.seasonal_expected(local, times, DAY_MS, as_is)
+    _, scale, z = seasonal._scale_numpy(residual, fit, usual, width, CSV_PARAMS.mad_to_sigma)
+    np.testing.assert_array_equal(_bits(got.scale), _bits(scale))
+    np.testing.assert_array_equal(_bits(got.z), _bits(z))
+    assert got.expected is fit.expected
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_take_first_is_take_better_into_nothing(seed):
+    """season_kernels.take_first (every element written) gives take_better's bits into outputs all NaN."""
+    rng = np.random.default_rng(800 + seed)
+    shape = (3, 400)
+    x, profile, fit_expected = _values(rng, shape), _values(rng, shape), _values(rng, shape)
+    fit_scale, fit_z = np.abs(_values(rng, shape)), _values(rng, shape)
+    fit_scale[rng.random(shape) < 0.05] = 0.0
+    fit_z[rng.random(shape) < 0.05] = np.inf
+    fit_z[rng.random(shape) < 0.05] = -np.inf
+    better = [np.full(shape, np.nan) for _ in range(5)]
+    first = [np.full(shape, 7.0) for _ in range(5)]  # whatever was there: every element is written
+    season_kernels.take_better(x, profile, fit_expected, fit_scale, fit_z, *better)
+    season_kernels.take_first(x, profile, fit_expected, fit_scale, fit_z, *first)
+    for got, expected in zip(first, better, strict=True):
+        np.testing.assert_array_equal(_bits(got), _bits(expected))
