@@ -19,7 +19,9 @@ rows/s are printed, with the ratio to the pandas baseline:
   (a 60-row window: far less than the detectors do), to_csv of the rows plus
   the score. It is the floor of the I/O, not a detector.
 
-The machine is shared: compare the ratios in one run, not the seconds across runs.
+The machine is shared: compare the ratios in one run, not the seconds across runs. Each line also gives the
+median process time (`cpu s`: this process's CPU seconds, which other work on the machine moves far less than
+the wall clock; file writes' kernel time included), and its rows/s (`rows/s cpu`).
 """
 
 import argparse
@@ -60,13 +62,15 @@ def pandas_same_work(source: Path, target: Path) -> None:
     frame.drop(columns="t_ms").to_csv(target, index=False)
 
 
-def timed(work: Callable[[], object], runs: int) -> float:
-    seconds = []
+def timed(work: Callable[[], object], runs: int) -> tuple[float, float]:
+    """(median wall seconds, median process seconds) of `runs` calls."""
+    seconds, cpu = [], []
     for _ in range(runs):
-        began = time.perf_counter()
+        began, began_cpu = time.perf_counter(), time.process_time()
         work()
         seconds.append(time.perf_counter() - began)
-    return statistics.median(seconds)
+        cpu.append(time.process_time() - began_cpu)
+    return statistics.median(seconds), statistics.median(cpu)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,11 +97,12 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_general:
             results["  parse, general reader (csv module, row by row)"] = timed(
                 lambda: csvscore._read_general(text, dialect), 1)
-    baseline = results["pandas: read_csv + to_datetime + rolling z + to_csv"]
+    baseline = results["pandas: read_csv + to_datetime + rolling z + to_csv"][0]
     print(f"{args.rows:,} rows, ISO timestamps, median of {args.runs} runs (the general reader: 1 run)")
-    print(f"{'method':<52}{'seconds':>9}{'rows/s':>13}{'vs pandas':>11}")
-    for name, seconds in results.items():
-        print(f"{name:<52}{seconds:>9.3f}{args.rows / seconds:>13,.0f}{seconds / baseline:>10.2f}x")
+    print(f"{'method':<52}{'seconds':>9}{'rows/s':>13}{'vs pandas':>11}{'cpu s':>8}{'rows/s cpu':>13}")
+    for name, (seconds, cpu) in results.items():
+        print(f"{name:<52}{seconds:>9.3f}{args.rows / seconds:>13,.0f}{seconds / baseline:>10.2f}x"
+              f"{cpu:>8.3f}{args.rows / cpu:>13,.0f}")
     return 0
 
 
