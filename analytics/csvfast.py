@@ -194,12 +194,25 @@ def scan(buf: np.ndarray, start: int, end: int, separator: int, width: int, time
     rows = 0
     other = 0
     mode = -1  # 0 epoch integers, 1 ISO, 2 ISO ending in Z
+    stamp_size = 0  # the previous row's ISO timestamp's length (first column), 0: none
     position = start
     while position < end:
         line = position
         field = 0
         cell = position
         time_start = time_end = value_start = value_end = 0
+        read_time = False
+        # An ISO timestamp in the first column as long as the previous row's, followed by the separator: parsed
+        # where it stands and its bytes not scanned one by one. _iso_ms checks every one of them (digits, '-',
+        # 'T' or ' ', ':', '.', 'Z'), none of which is a separator, a newline or a refused byte, so a row it
+        # reads is read as the scan below reads it; any other row is scanned below.
+        if stamp_size and position + stamp_size < end and buf[position + stamp_size] == separator:
+            read_time, ms = _iso_ms(buf, position, position + stamp_size, mode == 2)
+            if read_time:
+                times[rows] = ms
+                field = 1
+                position += stamp_size + 1
+                cell = position
         while True:
             k = kind[buf[position]]
             if k:
@@ -231,11 +244,13 @@ def scan(buf: np.ndarray, start: int, end: int, separator: int, width: int, time
             if stamp < 0 or stamp > 1_000_000_000_000_000:
                 return rows, other, MIXED_TIMES
             times[rows] = stamp * 1000 if stamp < 100_000_000_000 else stamp
-        else:
+        elif not read_time:
             ok, ms = _iso_ms(buf, time_start, time_end, mode == 2)
             if not ok:
                 return rows, other, ODD_TIME
             times[rows] = ms
+            if time_column == 0:
+                stamp_size = time_end - time_start
         ok, value = _value(buf, value_start, value_end, _POWERS)
         if ok:
             values[rows] = value
