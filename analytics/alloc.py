@@ -10,6 +10,12 @@ engine's resident memory above its start 972 MB (41.6 KB a series) without, 713 
 every 5 s; glibc's fixed thresholds (MALLOC_MMAP_THRESHOLD_=131072) gave 821 MB but made the peer check
 1.8-2.4x slower (every large temporary mapped and faulted in afresh), the trim leaves allocation as it is.
 Elsewhere (musl, macOS) there is no malloc_trim: nothing is done.
+
+A one-shot process that scores a file (`city score`) wants the opposite: keep_freed_memory() has glibc keep what
+is freed for the next array (no mapping and no trim of the heap's top: the pages are faulted in once). Its large
+temporaries (8 MB a million rows, dozens a score) were otherwise faulted in afresh whenever the heap's top had been
+trimmed between them: 8-45 k page faults a million rows (~3.7 us each on this machine's VM), how many depending on
+what else happened to be alive, not on the work (analytics/README.md, speed of `city score`).
 """
 
 import ctypes
@@ -34,3 +40,21 @@ def trim() -> bool:
     """Give the free pages of every malloc heap back to the system; True when some were (False: none, or no
     malloc_trim here). Safe from any thread, while others allocate (glibc locks each heap in turn)."""
     return _TRIM is not None and bool(_TRIM(0))
+
+
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
+
+
+def keep_freed_memory(largest: int = 1 << 30) -> bool:
+    """For a process that does one large piece of work and exits: glibc serves allocations up to `largest` bytes
+    from its heap and never trims the heap's top, so freed memory is reused, not faulted in again (resident memory
+    stays at the high-water mark until exit). True when set; False where glibc's mallopt is not there (nothing
+    done). Not for the engine's service, which trims (trim())."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    largest = min(int(largest), 2**31 - 1)
+    return bool(mallopt(_M_MMAP_THRESHOLD, largest)) and bool(mallopt(_M_TRIM_THRESHOLD, largest))

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from analytics import alloc
 from analytics.config import DEFAULT_PARAMS
 from analytics.csvscore import CsvError, score_file
 from analytics.evaluate import evaluate_fleet
@@ -31,6 +32,8 @@ def score(
     as_json: JsonFlag = False,
 ) -> None:
     """Score a CSV causally: each row's anomaly_score in [0, 1] uses only the rows before it."""
+    # One file and exit: freed arrays are reused, not faulted in again (analytics.alloc.keep_freed_memory).
+    alloc.keep_freed_memory()
     try:
         scores = score_file(source, out)
     except CsvError as exc:
