@@ -391,7 +391,7 @@ def _surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray, slot:
               var_slot_alpha: float, var_slot_rows: float, var_floor: float, var_warmup: float,
               xi_max: float, xi_prior: float, drift_offset: float,
               drift_grace: int, run_slot_rows: float, run_slot_alpha: float, learn_cap: float,
-              below_u_unread: bool) -> None:
+              below_u_unread: bool, drift_accept: float) -> None:
     """surprise.row_surprise's recursion for (S, T) inputs; fills out (log10 units) and which (0 point, 1 shift,
     2 flatline, 3 drift, 4 variance). NaN point: no reading or no trusted baseline, surprise 0 and the state
     unchanged. With var_on, values (S, T) are the readings whose steps the variance test judges.
@@ -453,13 +453,19 @@ def _surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray, slot:
             kind = 2
             # The drift test after an accepted change sees the new level off the daily profile until the
             # profile learns it (days): the change explains that evidence, so the new normal stops scoring, until
-            # the drift evidence has been 0 for drift_grace rows in a row (a later drift is judged again).
+            # the drift evidence has been 0 for drift_grace rows in a row (a later drift is judged again). A drift
+            # that scored drift_accept decades is accepted the same way (below).
             calm = 0 if drift[s, t] > 0 else calm + 1
             if calm > drift_grace:
                 explained = False
             d = _gauss_log10(drift[s, t]) - drift_offset if drift[s, t] > 0 and not explained else 0.0
             if d > best:
                 best, kind = d, 3
+            if d >= drift_accept:
+                # The drift is reported on this row: from the next it is the new normal, as a change the CUSUM
+                # accepts is. A step the CUSUM never accepted (the quick level takes the point z back near 0 by its
+                # third row) was otherwise read as a drift off the profile until the profile learnt it, for hours.
+                explained, calm = True, 0
             if math.isnan(z):
                 out[s, t] = best if best > 0 else 0.0
                 which[s, t] = kind if best > 0 else 0

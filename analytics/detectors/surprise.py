@@ -28,6 +28,9 @@ tail probability p:
 - optionally, a drift off the daily profile (`drift_evidence`, in sigmas, as a
   normal tail), less `surprise_drift_offset` decades: its evidence lasts as
   long as the drift, so only a strong one counts. `city score` gives it.
+  Once it scored `surprise_drift_accept` decades it has been reported and
+  is explained from the next row, as the new level after an accepted change
+  is (until the drift evidence has been 0 for `surprise_drift_grace` rows).
 
 `row_score` maps the surprise to [0, 1] the same way for every series:
 0 up to `surprise_floor` decades (what clean data reaches now and then), then
@@ -105,7 +108,8 @@ def row_surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray | N
                      float(params.surprise_xi_max), float(params.surprise_xi_prior),
                      float(params.surprise_drift_offset), int(params.surprise_drift_grace),
                      float(params.surprise_run_slot_rows), float(params.surprise_run_slot_alpha),
-                     float(params.surprise_learn_cap), _below_u_unread(u, floor))
+                     float(params.surprise_learn_cap), _below_u_unread(u, floor),
+                     float(params.surprise_drift_accept))
     return out, which
 
 

@@ -266,7 +266,10 @@ def row_surprise(point: list[float], flat_nats: list[float], p: DetectorParams,
         calm = 0 if d > 0 else calm + 1
         explained = explained and calm <= p.surprise_drift_grace  # an accepted change explains the drift after it
         if d > 0 and not explained:
-            best = max(best, _normal_tail_log10(d) - p.surprise_drift_offset)
+            drifted = _normal_tail_log10(d) - p.surprise_drift_offset
+            best = max(best, drifted)
+            if drifted >= p.surprise_drift_accept:  # reported on this row: from the next, the new normal
+                explained, calm = True, 0
         if math.isnan(z):
             out.append(max(best, 0.0))
             continue

@@ -64,6 +64,9 @@ def test_row_surprise_matches_reference(seed):
     drift[:, 400:500] = np.linspace(0, 12, 100)
     drifting, which = row_surprise(z, nats, drift, params=P, slot=slot, values=values)
     assert (which[0, 400:500] == 3).any() and not (which[1] == 3).any()
+    # Once it scored surprise_drift_accept decades, the drift is reported: the new normal from the next row.
+    reported = np.flatnonzero((which[0] == 3) & (drifting[0] >= P.surprise_drift_accept))
+    assert reported.size == 1 and not (which[0, reported[0] + 1:] == 3).any(), reported
     for i in range(2):
         np.testing.assert_allclose(drifting[i], ref.row_surprise(list(z[i]), list(nats[i]), P, list(slot[i]),
                                                                  list(values[i]), list(drift[i])), rtol=1e-9, atol=1e-9)
@@ -185,6 +188,22 @@ def test_a_5_sigma_shift_is_flagged_on_its_second_row_though_the_quick_level_fol
     score = score_rows(table(y)).score
     assert max(score[at], score[at + 1]) >= 0.9, score[at:at + 3]
     assert score[at - DAY:at].max() < 0.5  # the day before stays quiet
+
+
+def test_a_5_sigma_step_is_flagged_at_its_onset_not_again_for_hours_as_a_drift():
+    """Issue 13 (bench_row_checks, seeds 3 and 14): a 5-sigma step up or down that the CUSUM never accepted (the
+    quick level takes the point z back near 0 by its third row) was read as a drift off the daily profile from
+    2 h 20 later, until the profile learnt it: 158 and 181 rows (13 and 15 h) scored >= 0.9. Now the drift, once
+    reported at 0.99, is the new normal: a few rows as it is reported, none from 5 h after the step on."""
+    for seed in (3, 14):
+        y = daily(200 + seed)
+        at = 7 * DAY + 40 + 3 * seed
+        y[at:] += 5 * (1 if seed % 2 else -1)
+        score = score_rows(table(y)).score
+        late = np.flatnonzero(score[at + 10:] >= 0.9) + 10
+        assert late.size <= 15, (seed, late.size, late[:5])
+        assert np.all(late < 60), (seed, late[late >= 60][:5])
+        assert score[at - DAY:at].max() < 0.5  # the day before stays quiet
 
 
 def test_the_first_row_of_a_12_sigma_level_shift_scores_high_at_once():
