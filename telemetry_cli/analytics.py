@@ -13,10 +13,7 @@ from rich.table import Table
 from analytics import alloc
 from analytics.config import DEFAULT_PARAMS
 from analytics.csvscore import CsvError, score_file
-from analytics.evaluate import evaluate_fleet
-from analytics.rescore import RescoreError, parse_overrides, rescore
 from telemetry_cli.common import EXIT_INVALID, EXIT_UNAVAILABLE, local_time, number, say, zone_abbreviation
-from telemetry_shared.influx import InfluxError, InfluxQL, InfluxUnavailable
 from telemetry_shared.settings import get_settings
 
 console = Console()
@@ -75,6 +72,8 @@ def evaluate(
     if warmup_hours >= hours:
         err.print(f"[red]{say('analytics.warmup_too_long')}[/red]")
         raise typer.Exit(2)
+    from analytics.evaluate import evaluate_fleet  # here, not on top: `city score` need not import it (main.py)
+
     with console.status(say("analytics.evaluating")) as status:
         def stage(name: str) -> None:  # "simulating", "scoring": the evaluation's steps, worded here
             status.update(say(f"analytics.stage.{name}", devices=devices, hours=f"{hours:g}",
@@ -120,6 +119,10 @@ def rescore_command(
     """Run the detectors over history in InfluxDB and list the alerts they would have raised (nothing is sent).
 
     Backfilled readings feed the baselines but open no alert, as in the live engine, unless --include-hist."""
+    # here, not on top: `city score` need not import InfluxDB's client (main.py)
+    from analytics.rescore import RescoreError, parse_overrides, rescore
+    from telemetry_shared.influx import InfluxError, InfluxQL, InfluxUnavailable
+
     settings = get_settings()
     try:
         params = parse_overrides(set_ or [], replace(DEFAULT_PARAMS, utc_offset_h=settings.utc_offset_hours,
