@@ -10,6 +10,8 @@ from analytics.detectors import kernels
 from analytics.detectors.base import as_matrix
 from analytics.detectors.level import _holt, robust_baseline
 
+NO_GAPS = np.zeros((1, 1))  # holt_two's gaps, never read without a restart
+
 
 def drift_evidence(residual: np.ndarray, scale: np.ndarray, params: DetectorParams = DEFAULT_PARAMS) -> np.ndarray:
     """How unusually a series is trending away from its daily profile, in robust sigmas (>= 0; 0 until known).
@@ -34,13 +36,15 @@ def drift_evidence(residual: np.ndarray, scale: np.ndarray, params: DetectorPara
     once.
     """
     r = np.ascontiguousarray(as_matrix(residual), dtype=np.float64)
-    # The fast and the slow level in one pass (kernels.holt_pair), the gap and the evidence in one pass each
-    # (kernels.drift_gap, drift_tail): the same bits as the numpy steps of _drift_evidence_numpy.
+    # The fast and the slow level in one pass (kernels.holt_two over r twice, no restart), the gap and the
+    # evidence in one pass each (kernels.drift_gap, drift_tail): the same bits as the numpy steps of
+    # _drift_evidence_numpy.
     fast, slow = np.empty(r.shape), np.empty(r.shape)
-    kernels.holt_pair(r, fast, np.empty(r.shape), slow, np.empty(r.shape), float(params.drift_fast_alpha),
-                      float(params.drift_fast_alpha), float(params.drift_slow_alpha), float(params.drift_slow_alpha),
-                      0.0, 0.0, int(params.warmup), float(params.huber_clip), float(params.mad_to_sigma),
-                      float(params.rel_scale_floor), float(params.abs_scale_floor))
+    kernels.holt_two(r, r, fast, np.empty(r.shape), slow, np.empty(r.shape), float(params.drift_fast_alpha),
+                     float(params.drift_fast_alpha), 0.0, float(params.drift_slow_alpha),
+                     float(params.drift_slow_alpha), 0.0, int(params.warmup), float(params.huber_clip),
+                     float(params.mad_to_sigma), float(params.rel_scale_floor), float(params.abs_scale_floor),
+                     NO_GAPS, 0.0)
     gap = np.empty(r.shape)
     kernels.drift_gap(r, fast, slow, float(1.0 / params.drift_slow_alpha), gap)
     trend = robust_baseline(gap, params, alpha=params.drift_scale_alpha, trend=False).z

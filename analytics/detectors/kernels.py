@@ -759,43 +759,6 @@ combine = numba.njit(cache=True, nogil=True)(_combine)
 point_z = numba.njit(cache=True, nogil=True)(_point)
 
 
-def _holt_pair(x: np.ndarray, expected_a: np.ndarray, scale_a: np.ndarray, expected_b: np.ndarray,
-               scale_b: np.ndarray, a_level_a: float, a_scale_a: float, a_level_b: float, a_scale_b: float,
-               a_trend_a: float, a_trend_b: float, warmup: int, clip: float, mad_to_sigma: float, rel_floor: float,
-               abs_floor: float) -> None:
-    """_holt twice on the same (S, T) x (no gaps), with two sets of smoothing factors, in one pass: two
-    independent recursions side by side (each step the same arithmetic as _holt's, so the same bits), which
-    the processor runs in parallel where one after the other it waits on each step's result."""
-    n_series, n_times = x.shape
-    for s in range(n_series):
-        level_a = slope_a = deviation_a = count_a = quantum_a = 0.0
-        level_b = slope_b = deviation_b = count_b = quantum_b = 0.0
-        last_a = last_b = math.nan
-        for t in range(n_times):
-            xt = x[s, t]
-            valid = not math.isnan(xt)
-            seen_a = count_a > 0
-            warm_a = count_a >= warmup
-            forecast_a = level_a + slope_a
-            sc_a = max(max(deviation_a * mad_to_sigma, rel_floor * abs(forecast_a) + abs_floor), 0.5 * quantum_a)
-            expected_a[s, t] = forecast_a if seen_a else math.nan
-            scale_a[s, t] = sc_a if seen_a else math.nan
-            seen_b = count_b > 0
-            warm_b = count_b >= warmup
-            forecast_b = level_b + slope_b
-            sc_b = max(max(deviation_b * mad_to_sigma, rel_floor * abs(forecast_b) + abs_floor), 0.5 * quantum_b)
-            expected_b[s, t] = forecast_b if seen_b else math.nan
-            scale_b[s, t] = sc_b if seen_b else math.nan
-            if not valid:
-                continue
-            level_a, slope_a, deviation_a, count_a, quantum_a, last_a = holt_step(
-                xt, forecast_a, sc_a, seen_a, warm_a, slope_a, deviation_a, count_a, quantum_a, last_a, a_level_a,
-                a_scale_a, a_trend_a, clip)
-            level_b, slope_b, deviation_b, count_b, quantum_b, last_b = holt_step(
-                xt, forecast_b, sc_b, seen_b, warm_b, slope_b, deviation_b, count_b, quantum_b, last_b, a_level_b,
-                a_scale_b, a_trend_b, clip)
-
-
 def _drift_gap(r: np.ndarray, fast: np.ndarray, slow: np.ndarray, settle: float, out: np.ndarray) -> None:
     """drift_evidence's gap: fast - slow where the series has had `settle` readings (not NaN) up to and
     including t (np.cumsum(~np.isnan(r)) >= settle), else NaN; (S, T), one pass."""
@@ -825,9 +788,6 @@ def _drift_tail(r: np.ndarray, fast: np.ndarray, trend: np.ndarray, scale: np.nd
             out[s, t] = _np_max(_np_max(up, down), 0.0)
 
 
-holt_pair = numba.njit(cache=True, nogil=True)(_holt_pair)
-
-
 def _holt_two(x_a: np.ndarray, x_b: np.ndarray, expected_a: np.ndarray, scale_a: np.ndarray,
               expected_b: np.ndarray, scale_b: np.ndarray, a_level_a: float, a_scale_a: float, a_trend_a: float,
               a_level_b: float, a_scale_b: float, a_trend_b: float, warmup: int, clip: float, mad_to_sigma: float,
@@ -835,7 +795,7 @@ def _holt_two(x_a: np.ndarray, x_b: np.ndarray, expected_a: np.ndarray, scale_a:
     """_holt on x_a and on x_b (two (S, T) arrays, or the same one twice) in one pass, each with its own smoothing
     factors, the second with _holt's gaps and restart: two independent recursions side by side, each step the
     same arithmetic in the same order as _holt's (the same bits), which the processor overlaps where one after
-    the other it waits on each step's result (as _holt_pair, which shares x and has no restart)."""
+    the other it waits on each step's result (x_b is x_a for drift_evidence's fast and slow levels)."""
     n_series, n_times = x_a.shape
     for s in range(n_series):
         level_a = slope_a = deviation_a = count_a = quantum_a = 0.0
