@@ -74,6 +74,22 @@ def _holt(x: np.ndarray, expected: np.ndarray, scale: np.ndarray, a_level: float
                 xt, forecast, sc, seen, warm, slope, deviation, count, quantum, last, a_level, a_scale, a_trend, clip)
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def cusum_step(zt: float, upper: float, lower: float, lag_product: float, previous: float, energy: float, k: float,
+               h: float, rho_alpha: float, cap: float) -> tuple[float, float, float, float, float]:
+    """One step of cusum_sides' recursion by z value zt (NaN counts as 0): the new (upper, lower, lag_product,
+    previous, energy). The one copy of this arithmetic (_cusum, cusum_three, stream_kernels.cusum), inlined, as
+    holt_step is."""
+    zt = 0.0 if math.isnan(zt) else min(max(zt, -h / 2), h / 2)
+    lag_product += rho_alpha * (zt * previous - lag_product)
+    energy += rho_alpha * (zt * zt - energy)
+    rho = min(max(lag_product / max(energy, 1e-12), 0.0), 0.95)
+    step = zt * math.sqrt((1.0 - rho) / (1.0 + rho))
+    upper = min(max(0.0, upper + (step - k)), cap)
+    lower = min(max(0.0, lower - (step + k)), cap)
+    return upper, lower, lag_product, zt, energy
+
+
 def _cusum(z: np.ndarray, upper_out: np.ndarray, lower_out: np.ndarray, k: float, h: float, rho_alpha: float,
            unit: float, cap: float) -> None:
     """cusum_sides' recursion for (S, T) z (NaN counts as 0); fills the upward and downward evidence."""
@@ -82,15 +98,8 @@ def _cusum(z: np.ndarray, upper_out: np.ndarray, lower_out: np.ndarray, k: float
         upper = lower = lag_product = previous = 0.0
         energy = 1.0
         for t in range(n_times):
-            zt = z[s, t]
-            zt = 0.0 if math.isnan(zt) else min(max(zt, -h / 2), h / 2)
-            lag_product += rho_alpha * (zt * previous - lag_product)
-            energy += rho_alpha * (zt * zt - energy)
-            rho = min(max(lag_product / max(energy, 1e-12), 0.0), 0.95)
-            step = zt * math.sqrt((1.0 - rho) / (1.0 + rho))
-            previous = zt
-            upper = min(max(0.0, upper + (step - k)), cap)
-            lower = min(max(0.0, lower - (step + k)), cap)
+            upper, lower, lag_product, previous, energy = cusum_step(z[s, t], upper, lower, lag_product, previous,
+                                                                     energy, k, h, rho_alpha, cap)
             upper_out[s, t] = upper * unit
             lower_out[s, t] = lower * unit
 
@@ -832,21 +841,6 @@ def _holt_two(x_a: np.ndarray, x_b: np.ndarray, expected_a: np.ndarray, scale_a:
 holt_two = numba.njit(cache=True, nogil=True)(_holt_two)
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
-def _cusum_step(zt: float, upper: float, lower: float, lag_product: float, previous: float, energy: float, k: float,
-                h: float, rho_alpha: float, cap: float) -> tuple[float, float, float, float, float]:
-    """One step of _cusum by z value zt: the new (upper, lower, lag_product, previous, energy), _cusum's arithmetic
-    in its order."""
-    zt = 0.0 if math.isnan(zt) else min(max(zt, -h / 2), h / 2)
-    lag_product += rho_alpha * (zt * previous - lag_product)
-    energy += rho_alpha * (zt * zt - energy)
-    rho = min(max(lag_product / max(energy, 1e-12), 0.0), 0.95)
-    step = zt * math.sqrt((1.0 - rho) / (1.0 + rho))
-    upper = min(max(0.0, upper + (step - k)), cap)
-    lower = min(max(0.0, lower - (step + k)), cap)
-    return upper, lower, lag_product, zt, energy
-
-
 @numba.njit(cache=True, nogil=True)
 def cusum_three(z_a: np.ndarray, z_b: np.ndarray, z_c: np.ndarray, upper_a: np.ndarray, lower_a: np.ndarray,
                 upper_b: np.ndarray, lower_b: np.ndarray, upper_c: np.ndarray, lower_c: np.ndarray, k: float,
@@ -860,9 +854,9 @@ def cusum_three(z_a: np.ndarray, z_b: np.ndarray, z_c: np.ndarray, upper_a: np.n
         uc = lc = pc = qc = 0.0
         ea = eb = ec = 1.0
         for t in range(n_times):
-            ua, la, pa, qa, ea = _cusum_step(z_a[s, t], ua, la, pa, qa, ea, k, h, rho_alpha, cap)
-            ub, lb, pb, qb, eb = _cusum_step(z_b[s, t], ub, lb, pb, qb, eb, k, h, rho_alpha, cap)
-            uc, lc, pc, qc, ec = _cusum_step(z_c[s, t], uc, lc, pc, qc, ec, k, h, rho_alpha, cap)
+            ua, la, pa, qa, ea = cusum_step(z_a[s, t], ua, la, pa, qa, ea, k, h, rho_alpha, cap)
+            ub, lb, pb, qb, eb = cusum_step(z_b[s, t], ub, lb, pb, qb, eb, k, h, rho_alpha, cap)
+            uc, lc, pc, qc, ec = cusum_step(z_c[s, t], uc, lc, pc, qc, ec, k, h, rho_alpha, cap)
             upper_a[s, t] = ua * unit
             lower_a[s, t] = la * unit
             upper_b[s, t] = ub * unit

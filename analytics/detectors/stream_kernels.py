@@ -13,7 +13,7 @@ import numba
 import numpy as np
 
 from analytics import jitcache  # noqa: F401  (before any cache=True kernel: the cache follows the sources)
-from analytics.detectors.kernels import holt_step
+from analytics.detectors.kernels import cusum_step, holt_step
 
 # Holt's state per series: level, slope, deviation, count, quantum, last reading.
 HOLT_WIDTH = 6
@@ -59,15 +59,8 @@ def cusum(z, upper_out, lower_out, state, k, h, rho_alpha, unit, cap):
     for s in range(n_series):
         upper, lower, lag_product, previous, energy = state[s]
         for t in range(n_times):
-            zt = z[s, t]
-            zt = 0.0 if math.isnan(zt) else min(max(zt, -h / 2), h / 2)
-            lag_product += rho_alpha * (zt * previous - lag_product)
-            energy += rho_alpha * (zt * zt - energy)
-            rho = min(max(lag_product / max(energy, 1e-12), 0.0), 0.95)
-            step = zt * math.sqrt((1.0 - rho) / (1.0 + rho))
-            previous = zt
-            upper = min(max(0.0, upper + (step - k)), cap)
-            lower = min(max(0.0, lower - (step + k)), cap)
+            upper, lower, lag_product, previous, energy = cusum_step(z[s, t], upper, lower, lag_product, previous,
+                                                                     energy, k, h, rho_alpha, cap)
             upper_out[s, t] = upper * unit
             lower_out[s, t] = lower * unit
         state[s, 0], state[s, 1], state[s, 2], state[s, 3], state[s, 4] = upper, lower, lag_product, previous, energy
