@@ -8,9 +8,7 @@ from scipy.ndimage import minimum_filter1d
 from analytics.config import DEFAULT_PARAMS, DetectorParams
 from analytics.detectors import kernels
 from analytics.detectors.base import as_matrix
-from analytics.detectors.level import _holt, robust_baseline
-
-NO_GAPS = np.zeros((1, 1))  # holt_two's gaps, never read without a restart
+from analytics.detectors.level import _holt, _holt_both, robust_baseline
 
 
 def drift_evidence(residual: np.ndarray, scale: np.ndarray, params: DetectorParams = DEFAULT_PARAMS) -> np.ndarray:
@@ -36,15 +34,10 @@ def drift_evidence(residual: np.ndarray, scale: np.ndarray, params: DetectorPara
     once.
     """
     r = np.ascontiguousarray(as_matrix(residual), dtype=np.float64)
-    # The fast and the slow level in one pass (kernels.holt_two over r twice, no restart), the gap and the
-    # evidence in one pass each (kernels.drift_gap, drift_tail): the same bits as the numpy steps of
-    # _drift_evidence_numpy.
-    fast, slow = np.empty(r.shape), np.empty(r.shape)
-    kernels.holt_two(r, r, fast, np.empty(r.shape), slow, np.empty(r.shape), float(params.drift_fast_alpha),
-                     float(params.drift_fast_alpha), 0.0, float(params.drift_slow_alpha),
-                     float(params.drift_slow_alpha), 0.0, int(params.warmup), float(params.huber_clip),
-                     float(params.mad_to_sigma), float(params.rel_scale_floor), float(params.abs_scale_floor),
-                     NO_GAPS, 0.0)
+    # The fast and the slow level in one pass (level._holt_both over r twice), the gap and the evidence in one
+    # pass each (kernels.drift_gap, drift_tail): the same bits as the numpy steps of _drift_evidence_numpy.
+    fast, _, slow, _ = _holt_both(r, params.drift_fast_alpha, params.drift_fast_alpha, False,
+                                  r, params.drift_slow_alpha, params.drift_slow_alpha, False, params)
     gap = np.empty(r.shape)
     kernels.drift_gap(r, fast, slow, float(1.0 / params.drift_slow_alpha), gap)
     trend = robust_baseline(gap, params, alpha=params.drift_scale_alpha, trend=False).z
