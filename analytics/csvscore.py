@@ -41,6 +41,7 @@ from analytics.config import CSV_PARAMS, DAY_MS, DetectorParams
 from analytics.detectors import DETECTORS, Anchor, score_series
 from analytics.detectors.surprise import row_surprise, time_slots
 from analytics.rules import STATISTICAL_RULES, Hysteresis
+from telemetry_shared.files import FileTooLarge, read_bounded_text
 
 MAX_BYTES = 512 * 1024 * 1024
 # Values are scored as if no larger than this (the file keeps them as written). No meter reads near it, but a
@@ -738,19 +739,21 @@ def _write_spans(text: str | bytes, starts: np.ndarray, rows: RowScores, out: io
     out.write(nothing.join(parts))
 
 
-def score_file(source: Path, target: Path, params: DetectorParams = CSV_PARAMS) -> np.ndarray:
-    """Read `source`, write `target` with the anomaly_score column; returns the scores."""
+def read_source(source: Path) -> str:
+    """The text of a CSV to score, read at most MAX_BYTES (a device or a pipe has no size to check first)."""
     try:
-        size = source.stat().st_size
-    except OSError as exc:
-        raise CsvError(f"cannot read {source}: {exc.strerror}") from exc
-    if size > MAX_BYTES:
-        raise CsvError(f"{source} is larger than {MAX_BYTES // (1024 * 1024)} MB")
-    try:
-        text = source.read_text(encoding="utf-8-sig")
+        return read_bounded_text(source, MAX_BYTES, "utf-8-sig")
+    except FileTooLarge as exc:
+        raise CsvError(str(exc)) from exc
     except UnicodeDecodeError as exc:
         raise CsvError(f"{source} is not UTF-8 text (byte {exc.start})") from exc
-    table = read_table(text)
+    except OSError as exc:
+        raise CsvError(f"cannot read {source}: {exc.strerror}") from exc
+
+
+def score_file(source: Path, target: Path, params: DetectorParams = CSV_PARAMS) -> np.ndarray:
+    """Read `source`, write `target` with the anomaly_score column; returns the scores."""
+    table = read_table(read_source(source))
     rows = score_rows(table, params)
     if table.text is not None and table.starts is not None and table.text.isascii():
         with target.open("wb") as binary:  # the compiled reader's ASCII text, written as bytes

@@ -41,6 +41,7 @@ import numpy as np
 from analytics import csvscore
 from analytics.csvscore import CsvError, Table, parse_time, read_table
 from analytics.rowwise import RowWise, best_row_wise, windowed_gaussian
+from telemetry_shared.files import FileTooLarge, read_bounded_text
 
 # 0.05 .. 0.99, then 0.995 and 0.999: on a series whose normal readings often score near 1 the best
 # threshold sits at the top, and the last two steps show whether it keeps improving there.
@@ -124,18 +125,7 @@ class Metrics:
 
 def read_scored_table(path: Path) -> tuple[Table, csvscore.RowScores]:
     """Read and score one CSV exactly as `city score` does (csvscore's limits and parser). Raises CsvError."""
-    try:
-        size = path.stat().st_size
-    except OSError as exc:
-        raise CsvError(f"cannot read {path}: {exc.strerror}") from exc
-    if size > csvscore.MAX_BYTES:
-        raise CsvError(f"{path} is larger than {csvscore.MAX_BYTES // (1024 * 1024)} MB")
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise CsvError(f"{path} is not UTF-8 text (byte {exc.start})") from exc
-    except OSError as exc:
-        raise CsvError(f"cannot read {path}: {exc.strerror}") from exc
+    text = csvscore.read_source(path)
     try:
         table = read_table(text)
     except CsvError as exc:
@@ -189,9 +179,9 @@ def runs(flags: np.ndarray) -> list[tuple[int, int]]:
 def read_windows_csv(path: Path) -> dict[str, list[tuple[int, int, int]]]:
     """A windows CSV (header file,start,end; timestamps) as {file: [(start_ms, end_ms, line)]}. Raises LabelError."""
     try:
-        if path.stat().st_size > MAX_WINDOW_BYTES:
-            raise LabelError(f"{path} is larger than {MAX_WINDOW_BYTES // (1024 * 1024)} MB")
-        text = path.read_text(encoding="utf-8-sig")
+        text = read_bounded_text(path, MAX_WINDOW_BYTES, "utf-8-sig")
+    except FileTooLarge as exc:
+        raise LabelError(str(exc)) from exc
     except UnicodeDecodeError as exc:
         raise LabelError(f"{path} is not UTF-8 text (byte {exc.start})") from exc
     except OSError as exc:

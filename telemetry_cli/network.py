@@ -17,6 +17,7 @@ from edge import contract
 from telemetry_cli.common import EXIT_INVALID, EXIT_NOT_FOUND, JsonFlag, fail, neutral, out, say
 from telemetry_cli.device import YesFlag, _api_call, _confirm, _print_json
 from telemetry_cli.device_api import ApiError, DeviceApi
+from telemetry_shared.files import FileTooLarge, read_bounded_text
 
 app = typer.Typer(help=say("network.help"), no_args_is_help=True)
 
@@ -32,10 +33,10 @@ def _meters(given: list[str] | None, path: Path | None) -> list[str]:
     """Meter ids from the options and from a file (one a line, '#' comments), checked as device ids."""
     ids = list(given or [])
     if path is not None:
-        if path.stat().st_size > MAX_FILE_BYTES:
-            fail(say("network.file_too_large", path=str(path), limit=MAX_FILE_BYTES), EXIT_INVALID)
         try:
-            lines = path.read_text(encoding="utf-8").splitlines()
+            lines = read_bounded_text(path, MAX_FILE_BYTES).splitlines()
+        except FileTooLarge:
+            fail(say("network.file_too_large", path=str(path), limit=MAX_FILE_BYTES), EXIT_INVALID)
         except UnicodeDecodeError:
             fail(say("network.file_not_text", path=str(path)), EXIT_INVALID)
         ids += [line.split("#")[0].strip() for line in lines if line.split("#")[0].strip()]

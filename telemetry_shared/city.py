@@ -28,8 +28,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
+from telemetry_shared.files import FileTooLarge, read_bounded_text
+
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 LANGUAGES = ("id", "en")
+# A profile is a few KB; boundaries drawn in detail stay well under this.
+MAX_PROFILE_BYTES = 8 * 1024 * 1024
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 # Two boundaries may share an edge; an overlap larger than this (square degrees, ~1,200 m² near
 # the equator) is a drawing error, not rounding of a shared edge.
@@ -424,7 +428,9 @@ def load_profile(path: Path | str, full: bool = True) -> CityProfile:
     (see the module docstring): the fields, values and limits are still checked."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_bounded_text(path, MAX_PROFILE_BYTES)
+    except (FileTooLarge, UnicodeDecodeError) as exc:
+        raise ProfileError(f"city profile {path}: {exc}") from exc
     except OSError as exc:
         raise ProfileError(f"city profile {path}: cannot be read ({exc.strerror}); set CITY_PROFILE") from exc
     try:

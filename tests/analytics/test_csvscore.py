@@ -5,6 +5,8 @@ import csv
 import io
 import json
 import math
+import os
+import threading
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -424,3 +426,28 @@ def test_written_rows_are_the_same_from_either_reader(tmp_path, text, quiet_and_
     endings = {line.rsplit(",", 4)[1] != "0.000000" or line.endswith("1") for line in fast.getvalue().splitlines()[1:]}
     if quiet_and_loud:  # the spike's file has both kinds of row
         assert endings == {True, False}
+
+
+def test_cli_reads_a_device_or_a_pipe_only_up_to_its_limit(tmp_path, monkeypatch):
+    """/dev/zero and a pipe say they hold 0 bytes and never end: the read stops past the limit, with the
+    error a large file gets, and writes nothing (it read without end before, filling memory)."""
+    monkeypatch.setattr(csvscore, "MAX_BYTES", 1024 * 1024)
+    out = tmp_path / "out.csv"
+    result = runner.invoke(app, ["score", "/dev/zero", "--out", str(out)])
+    assert result.exit_code == 2 and "larger than 1 MB" in result.output
+    assert not out.exists()
+
+
+def test_cli_scores_a_csv_from_a_pipe(tmp_path):
+    """A pipe has no size to check first, and a CSV streamed into one is still scored whole."""
+    fifo = tmp_path / "in.fifo"
+    os.mkfifo(fifo)
+    text = csv_text(series(300, 250))
+    writer = threading.Thread(target=fifo.write_text, args=(text,), daemon=True)
+    writer.start()
+    out = tmp_path / "out.csv"
+    result = runner.invoke(app, ["score", str(fifo), "--out", str(out)])
+    writer.join(timeout=10)
+    assert result.exit_code == 0, result.output
+    from_file, file_out = run_cli(tmp_path, text)
+    assert out.read_bytes() == file_out.read_bytes()

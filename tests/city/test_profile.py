@@ -98,6 +98,11 @@ def test_a_missing_file_and_broken_yaml_say_what(tmp_path):
     path.write_text("name: X\ndistricts: [\n")
     with pytest.raises(ProfileError, match=r"city.yaml:3: not YAML"):
         load_profile(path)
+    with pytest.raises(ProfileError, match="larger than 8 MB"):
+        load_profile("/dev/zero")
+    path.write_bytes(b"name: \xff\n")
+    with pytest.raises(ProfileError, match="utf-8"):
+        load_profile(path)
     path.write_text("name: X\n")
     with pytest.raises(ProfileError, match=r"city.yaml:1: time_zone: Field required"):
         load_profile(path)
