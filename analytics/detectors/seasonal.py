@@ -398,6 +398,8 @@ def _scale_by_time_of_day(residual: np.ndarray, fit: Baseline, times: np.ndarray
                           step_ms: float, params: DetectorParams, smoothed: dict | None = None) -> Baseline:
     """The profile fit with its scale never below the profile's usual error at this time of the period.
 
+    (Never below params.profile_usual_share of it: 1 for the engine, less for a CSV.)
+
     The running scale is what the last hour or so made it: after a quiet
     night (no cars, lights off) it is tiny, and the morning, when the
     profile always predicts worse, would look anomalous every day (the
@@ -423,7 +425,10 @@ def _scale_by_time_of_day(residual: np.ndarray, fit: Baseline, times: np.ndarray
     season_kernels.mean_where_known(total, count, local)
     # `local` is a mean over an hour already: read at the earlier days as it is, not smoothed again.
     as_is = replace(params, profile_smooth_samples=0)
-    usual = params.mad_to_sigma * seasonal_expected(local, times, period_ms, as_is, smoothed=smoothed)
+    # The floor is a share of that usual error (profile_usual_share): where the running scale already says as much,
+    # the larger of two estimates of one spread would stand above both (see the config).
+    usual = (params.mad_to_sigma * params.profile_usual_share) * seasonal_expected(local, times, period_ms, as_is,
+                                                                                  smoothed=smoothed)
     scale = np.fmax(fit.scale, usual)
     z = np.empty(residual.shape)
     season_kernels.z_where_fit(residual, expected, np.ascontiguousarray(scale, dtype=np.float64), fit_z, z)
@@ -433,7 +438,8 @@ def _scale_by_time_of_day(residual: np.ndarray, fit: Baseline, times: np.ndarray
 def _scale_numpy(residual: np.ndarray, fit: Baseline, local_usual: np.ndarray | None, width: int,
                  mad_to_sigma: float) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """_scale_by_time_of_day's numpy steps (the compiled passes' reference in the tests): (local, scale, z), the
-    last two from local_usual (seasonal_expected of local) when given, else None."""
+    last two from local_usual (seasonal_expected of local) when given, else None. mad_to_sigma: the factor on
+    local_usual (params.mad_to_sigma * params.profile_usual_share)."""
     error = np.abs(residual - fit.expected)
     known = ~np.isnan(error)
     total = uniform_filter1d(np.where(known, error, 0.0), size=width, axis=1, mode="constant")

@@ -195,7 +195,8 @@ def test_scale_by_time_of_day_is_its_numpy_steps(seed):
     local, _, _ = seasonal._scale_numpy(residual, fit, None, width, CSV_PARAMS.mad_to_sigma)
     as_is = dataclasses.replace(CSV_PARAMS, profile_smooth_samples=0)
     usual = seasonal.seasonal_expected(local, times, DAY_MS, as_is)
-    _, scale, z = seasonal._scale_numpy(residual, fit, usual, width, CSV_PARAMS.mad_to_sigma)
+    factor = CSV_PARAMS.mad_to_sigma * CSV_PARAMS.profile_usual_share
+    _, scale, z = seasonal._scale_numpy(residual, fit, usual, width, factor)
     np.testing.assert_array_equal(_bits(got.scale), _bits(scale))
     np.testing.assert_array_equal(_bits(got.z), _bits(z))
     assert got.expected is fit.expected

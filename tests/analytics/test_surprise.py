@@ -166,6 +166,20 @@ def test_six_sigma_spikes_on_a_daily_cycle_mostly_score_high():
     assert np.mean(np.array(found) >= 0.9) >= 0.6 and np.median(found) >= 0.9, np.round(found, 3)
 
 
+def test_a_single_6_sigma_spike_whose_profile_scale_was_the_larger_of_two_estimates_scores_high():
+    """Issue 13 (bench_row_checks --single, seed 3): one +6 spike on a Wednesday, 4.31 noise sigmas off the true
+    curve after its own draw, scored 0: the profile's scale was 1.18 noise sigmas (the larger of the running and
+    the hourly estimate of one spread) and its z 3.55. With the hourly estimate a floor at 0.7 of itself and a
+    running median of seven (profile_usual_share, profile_smooth_samples) its z is ~4 and it scores >= 0.9."""
+    y = daily(103)
+    at = 7 * DAY + 200 + 3
+    y[at] += 6
+    assert y[at] - 15 * np.sin(2 * np.pi * at / DAY) < 4.5  # its own draw took 1.7 of its 6 sigmas
+    score = score_rows(table(y)).score
+    assert score[at] >= 0.9, score[at - 2:at + 3]
+    assert np.sort(score)[-2] < 0.5  # the only row that stands out
+
+
 def test_a_level_shift_is_flagged_on_its_first_rows_and_then_stops():
     for seed in (21, 22, 24):
         y = daily(seed)
