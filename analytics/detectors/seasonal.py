@@ -205,8 +205,8 @@ def _running_median(x: np.ndarray, t: np.ndarray, tolerance: np.ndarray | float,
                     half: int) -> tuple[np.ndarray, np.ndarray]:
     """Each reading's centred running median over up to `half` samples either side, and the latest time in it.
 
-    The profile reads an earlier day through it: a median of five instead
-    of one reading, so the profile's own noise falls to about a third of its
+    The profile reads an earlier day through it: a median of 2 half + 1 (CSV_PARAMS: seven) instead
+    of one reading, so the profile's own noise falls to about a third (five) or a quarter (seven) of its
     variance and a spike stands out further against it, while a daily step
     stays sharp (a running median keeps edges). A neighbour counts only if
     it is within (2 half + 1) tolerances of the reading (not across a gap).

@@ -116,7 +116,7 @@ def test_seasonal_expected_matches_reference_with_irregular_times():
     # One time row shared by both series, and per-series rows (the engine's case);
     # days of any type, and working days apart from weekends (the series starts on a Thursday).
     x[0, rng.random(n) < 0.05] = np.nan
-    # ... and the CSV scorer's profile read through a running median of five (CSV_PARAMS).
+    # ... and the CSV scorer's profile read through a running median of seven (CSV_PARAMS).
     for params in (replace(P, day_types=False), P, replace(P, utc_offset_h=7), CSV_PARAMS,
                    replace(CSV_PARAMS, day_types=False)):
         shared = d.seasonal_expected(x, times, DAY_MS, params)
