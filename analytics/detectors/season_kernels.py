@@ -13,6 +13,10 @@ import numpy as np
 
 from analytics import jitcache  # noqa: F401  (before any cache=True kernel: the cache follows the sources)
 
+# The look-ups' tile of times: its per-time facts stay in the first cache level, and a series' stretch of it is
+# read in one run.
+TILE = 2048
+
 
 @numba.njit(cache=True, nogil=True)
 def lag_found(t: np.ndarray, target: np.ndarray, tolerance: float, smooth: np.ndarray, latest: np.ndarray,
@@ -30,23 +34,30 @@ def lag_found(t: np.ndarray, target: np.ndarray, tolerance: float, smooth: np.nd
     last = n - 1
     j = -1  # the last index with t[j] <= target, -1 if none
     rows = latest.shape[0]
-    for i in range(n):
-        wanted = target[i]
-        while j + 1 < n and t[j + 1] <= wanted:
-            j += 1
-        while j >= 0 and t[j] > wanted:
-            j -= 1
-        after = min(j + 1, last)
-        nearest = after if j < 0 or t[after] - wanted < wanted - t[max(j, 0)] else j
-        near = abs(t[nearest] - wanted) <= tolerance
-        close[i] = near
+    tile = max(min(n, TILE), 1)  # a tile of targets, then each series along its row there (lag_lookup says why)
+    nearest_at = np.empty(tile, dtype=np.int64)
+    for begin in range(0, n, tile):
+        stop = min(begin + tile, n)
+        for i in range(begin, stop):
+            wanted = target[i]
+            while j + 1 < n and t[j + 1] <= wanted:
+                j += 1
+            while j >= 0 and t[j] > wanted:
+                j -= 1
+            after = min(j + 1, last)
+            nearest = after if j < 0 or t[after] - wanted < wanted - t[max(j, 0)] else j
+            close[i] = abs(t[nearest] - wanted) <= tolerance
+            nearest_at[i - begin] = nearest
         for s in range(x.shape[0]):
-            if not near:
-                found[s, i] = math.nan
-            elif latest[min(s, rows - 1), nearest] < t[i]:
-                found[s, i] = smooth[s, nearest]
-            else:
-                found[s, i] = x[s, nearest]
+            row = min(s, rows - 1)
+            for i in range(begin, stop):
+                nearest = nearest_at[i - begin]
+                if not close[i]:
+                    found[s, i] = math.nan
+                elif latest[row, nearest] < t[i]:
+                    found[s, i] = smooth[s, nearest]
+                else:
+                    found[s, i] = x[s, nearest]
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -234,47 +245,62 @@ def lag_lookup(t: np.ndarray, back: int, tolerance: float, index: np.ndarray, se
     same = True
     day_start = 1
     day_end = 0  # [day_start, day_end): the UTC ms of the reading's local day (empty: none yet)
-    for i in range(n):
-        ti = t[i]
-        if search:
-            wanted = ti - back
-            while j + 1 < n and t[j + 1] <= wanted:
-                j += 1
-            while j >= 0 and t[j] > wanted:
-                j -= 1
-            after = min(j + 1, last)
-            nearest = after if j < 0 or t[after] - wanted < wanted - t[max(j, 0)] else j
-            near = abs(t[nearest] - wanted) <= tolerance
-            if keep_index:
-                index[i] = nearest if near else -1
-        else:
-            nearest = index[i]
-            near = nearest >= 0
-        if near:
-            any_close = True
-        if day_types:
-            if not (day_start <= ti < day_end):
-                day = (ti + offset_ms) // day_ms
-                day_start = day * day_ms - offset_ms
-                day_end = day_start + day_ms
-                # The target's local day is lag_days before the reading's (whole days at a fixed offset).
-                same = day_off[day - lag_days - first_day] == day_off[day - first_day]
-            if near and same:
-                any_same = True
-        settled = near and t[min(nearest + half, last)] < ti
-        for s in range(x.shape[0]):
-            if not near:
-                value = math.nan
-            elif settled or latest[min(s, rows - 1), nearest] < ti:
-                value = smooth[s, nearest]
+    # A tile of times at a time: what depends on the times only, once a time, then each series along its row
+    # in that tile. The rows are C-ordered: walking the series for each time read a cache line a value (0.8
+    # of 1.9 s of score_series on 2,000 series of five days at five minutes); a small tile keeps a one-series
+    # file of a million rows from three arrays of a million.
+    tile = max(min(n, TILE), 1)
+    nearest_at = np.empty(tile, dtype=np.int64)  # -1: no sample close to the target
+    settled_at = np.empty(tile, dtype=np.bool_)
+    same_at = np.empty(tile, dtype=np.bool_)
+    for begin in range(0, n, tile):
+        stop = min(begin + tile, n)
+        for i in range(begin, stop):
+            ti = t[i]
+            if search:
+                wanted = ti - back
+                while j + 1 < n and t[j + 1] <= wanted:
+                    j += 1
+                while j >= 0 and t[j] > wanted:
+                    j -= 1
+                after = min(j + 1, last)
+                nearest = after if j < 0 or t[after] - wanted < wanted - t[max(j, 0)] else j
+                near = abs(t[nearest] - wanted) <= tolerance
+                if keep_index:
+                    index[i] = nearest if near else -1
             else:
-                value = x[s, nearest]
-            if not math.isnan(value):
-                any_found = True
-            if write_found:
-                found[s, i] = value
+                nearest = index[i]
+                near = nearest >= 0
+            if near:
+                any_close = True
             if day_types:
-                masked[s, i] = value if same else math.nan
+                if not (day_start <= ti < day_end):
+                    day = (ti + offset_ms) // day_ms
+                    day_start = day * day_ms - offset_ms
+                    day_end = day_start + day_ms
+                    # The target's local day is lag_days before the reading's (whole days at a fixed offset).
+                    same = day_off[day - lag_days - first_day] == day_off[day - first_day]
+                if near and same:
+                    any_same = True
+            nearest_at[i - begin] = nearest if near else -1
+            settled_at[i - begin] = near and t[min(nearest + half, last)] < ti
+            same_at[i - begin] = same
+        for s in range(x.shape[0]):
+            row = min(s, rows - 1)
+            for i in range(begin, stop):
+                nearest = nearest_at[i - begin]
+                if nearest < 0:
+                    value = math.nan
+                elif settled_at[i - begin] or latest[row, nearest] < t[i]:
+                    value = smooth[s, nearest]
+                else:
+                    value = x[s, nearest]
+                if not math.isnan(value):
+                    any_found = True
+                if write_found:
+                    found[s, i] = value
+                if day_types:
+                    masked[s, i] = value if same_at[i - begin] else math.nan
     return any_close, any_same, any_found
 
 
