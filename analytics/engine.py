@@ -26,7 +26,7 @@ import numpy as np
 import orjson
 
 from analytics import clock, nightflow, peercheck
-from analytics.buffers import CoarseHistory, row_blocks
+from analytics.buffers import CoarseHistory, SeriesBlock, row_blocks
 from analytics.config import PASS_BLOCK_ROWS, PEER_METRICS, EngineParams
 from analytics.detectors import Anchor, Baseline, History, silence_score
 from analytics.detectors.stream import Tiers
@@ -78,8 +78,9 @@ class AnalyticsEngine:
 
     def begin_copy(self) -> CopyOnWrite:
         """Begin a copy of the learnt state as it is now, for a checkpoint saved beside the stream (between passes):
-        the save reads its per-series arrays later, and each row is copied before the engine changes it (ingest:
-        the buffer and the history; a pass: the detectors' state), until end_copy()."""
+        the save reads its per-series arrays later, and what the engine changes of a row is kept first (ingest:
+        the samples an append shifts out of the buffer, the history's buckets it changes; a pass: the row of the
+        detectors' state), until end_copy()."""
         self.copying = CopyOnWrite(self.learnt)
         return self.copying
 
@@ -125,21 +126,30 @@ class AnalyticsEngine:
         for metric, (times, values) in by_metric.items():
             block = learnt.block(metric, self.params.buffer_samples)
             row = block.row((device_id,))
-            if self.copying is not None:
-                self.copying.keep(metric, row)
-            added = block.append(row, np.array(times), np.array(values))
-            if added and self.params.profile_days > 0:
-                self._coarse(metric).add(row, block.times[row, -added:], block.values[row, -added:])
+            if self.copying is None:
+                added = self._append(metric, block, row, times, values)
+            else:  # a checkpoint reads the state: what this append changes is kept first (analytics.statecopy)
+                with self.copying.appending(metric, row, len(times)):
+                    added = self._append(metric, block, row, times, values)
             if added:
                 self.pending[metric].append((row, added, not batch.hist))
         self.counters["readings"] += sum(len(v) for _, v in by_metric.values())
         if batch.hist:  # backfill arrives late on purpose: no evidence about the clock, nor about the engine's lag
             return None
-        if self.copying is not None and (device_id,) in learnt.arrivals.row_of:
-            self.copying.keep(ARRIVALS, learnt.arrivals.row_of[(device_id,)])
         newest_ms = max(t for t, _, _ in batch.samples)
-        self.clock.observe(learnt.arrivals, device_id, received_ms, newest_ms)
+        if self.copying is not None and (device_id,) in learnt.arrivals.row_of:
+            with self.copying.appending(ARRIVALS, learnt.arrivals.row_of[(device_id,)], 1):
+                self.clock.observe(learnt.arrivals, device_id, received_ms, newest_ms)
+        else:
+            self.clock.observe(learnt.arrivals, device_id, received_ms, newest_ms)
         return newest_ms
+
+    def _append(self, metric: str, block: SeriesBlock, row: int, times: list[int], values: list[float]) -> int:
+        """Readings of one series into its ring buffer and coarse history; returns how many were appended."""
+        added = block.append(row, np.array(times), np.array(values))
+        if added and self.params.profile_days > 0:
+            self._coarse(metric).add(row, block.times[row, -added:], block.values[row, -added:])
+        return added
 
     def _coarse(self, metric: str) -> CoarseHistory:
         history = self.learnt.history.get(metric)
@@ -172,7 +182,7 @@ class AnalyticsEngine:
         if not new_count:
             return []
         rows = np.array(sorted(new_count))
-        if self.copying is not None:  # the detectors' state of these rows changes now: copied first
+        if self.copying is not None:  # the detectors' state of these rows changes now: copied first (only it)
             for row in rows.tolist():
                 self.copying.keep(metric, row)
         width = max(new_count.values())

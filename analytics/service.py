@@ -12,8 +12,8 @@ it subscribes, saved every `analytics_checkpoint_s` and once at stop
 (analytics.state), so a deploy does not blind it. A periodic save writes the
 file on a thread of its own, so readings keep being scored while it is written;
 it reads the state as it was when it began through a copy on write
-(analytics.statecopy: each row copied before the engine changes it, no second
-copy of the whole state); the save at stop is written at once.
+(analytics.statecopy: what the engine changes of a row kept first, only that,
+no second copy of the whole state); the save at stop is written at once.
 
 Its own figures (lag, passes, each checkpoint's cost: analytics.selfstats) go
 to InfluxDB every `analytics_stats_interval_s`, from a thread of their own.
@@ -268,8 +268,8 @@ class EngineService:
         """The periodic save is over (written or failed): its copy's figures are counted and its kept rows dropped.
         Counters: `state_snapshot_ms`, the longest pause of the stream (the copy's beginning, or one keep() that
         waited for a read of the save, the longer); `state_snapshot_span_ms`, from its beginning to the save's end;
-        `state_copy_kept_rows` and `state_copy_kept_bytes`, the rows changed meanwhile and copied first (the
-        checkpoint's memory beside the state)."""
+        `state_copy_kept_rows` and `state_copy_kept_bytes`, the rows changed meanwhile and what was kept of them
+        first, at the most (the checkpoint's memory beside the state)."""
         copying = self.engine.copying
         pause_ms = max(copying.began_s, copying.longest_hold_s) * 1000
         span_ms = (time.monotonic() - self.copy_began) * 1000

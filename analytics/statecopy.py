@@ -15,27 +15,37 @@ series ~3 GB more for every checkpoint. Here there is no second copy:
   detectors' state, the arrivals' buffer: all indexed by the block's rows)
   are not copied: the copy's `learnt` holds `FrozenRows` views of them,
   which the save reads, a few hundred rows at a time, on its own thread;
-- copy on write: before the engine changes a row of a block (a reading
-  appended, a series scored), it calls `keep(metric, row)`, which copies
-  that row of every array of the block, once, unless the save is over.
-  A read takes the block's rows as they are and puts the kept rows over
-  them. A block that grows (analytics.buffers.grown) may hand the engine a
-  new array object over the same rows as the one the views read (a longer
-  view of its reserved mapping): the keep() before every change covers it,
-  as for any write in place; where it grows by concatenation, the views read
-  the old objects, which the engine no longer changes.
+- copy on write: what the engine changes of a row while the save reads is
+  kept first, as it was, and no more. A reading appended (`appending()`,
+  in ingest, the block's lock held over the append) keeps the samples its
+  shift pushes out of the ring buffer (the row as it was is those, then the
+  live row's first samples), the profile tiers' cells it changes (a bucket
+  or two of 3,744) and its counts; a pass (`keep(metric, row)`, before it
+  scores the row) keeps the row of the detectors' state and error rings,
+  once. A read takes the block's rows as they are and puts what was kept
+  over them. Keeping every array of a changed row whole, as it did, held
+  ~28 KB a changed series (bench_memory's stream, 6,000 devices: 96 MB at
+  the most, the median of 6; 24,000: 372 MB, most of the 2.9 KB a series
+  of its peak); this holds ~1 KB with its objects (2.1 MB, 5.0 MB;
+  analytics/README.md, "What a checkpoint keeps of a changed row").
+  A block that grows (analytics.buffers.grown) may hand the engine a new
+  array object over the same rows as the one the views read (a longer view
+  of its reserved mapping): appending() sees the same memory and keeps what
+  the append shifts; where it grows by a copy, the views read the old
+  objects, which the engine no longer changes, and nothing more is kept.
 
 So a save reads exactly the state of when the copy began
 (tests/analytics/test_statecopy.py), whatever passes ran meanwhile, and
-holds only the rows changed while it ran: at one reading a minute and a
-save of a few seconds, a few percent of the state. A read and a keep() of
+holds only what changed while it ran. A read and a keep() or an append of
 the same block take its lock, so the stream waits at most for one read of
-`READ_ROWS` rows. Rows and series added after the beginning are not in it
-(the next checkpoint has them). keep() and close() from the engine's thread;
+`READ_ROWS` rows, and a read for one append. Rows and series added after the beginning are not in it
+(the next checkpoint has them). keep(), appending() and close() from the engine's thread;
 reads from any one thread.
 """
 
+import contextlib
 import copy
+import math
 import threading
 import time
 from collections import defaultdict
@@ -49,46 +59,194 @@ from analytics.detectors.stream import StreamState
 from analytics.learnt import LearntState
 from analytics.rules import Hysteresis
 
+RING, CELLS, COUNTS, WHOLE = "ring", "cells", "counts", "whole"  # how a source's changed row is kept (_Group)
 READ_ROWS = 256  # rows a read takes under the block's lock (~3 MB of ring buffer: a millisecond or so)
 ARRIVALS = ""  # the arrivals block's name among the groups (no metric is named "")
+_UNSIGNED = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
+TIERS = ("fine", "coarse")  # the coarse history's bucket rings (CELLS); its other arrays are a few bytes a row
 
 
 class _Group:
-    """The per-series arrays of one block as they were at the beginning: the objects, and rows kept before a
-    change. Shared by the engine's thread (keep) and the save's (reads), under `lock`."""
+    """The per-series arrays of one block as they were at the beginning: the objects, and what was kept of a row
+    before it changed. Shared by the engine's thread (keep, appending) and the save's (reads), under `lock`.
+
+    What is kept of a changed row depends on how the engine changes that array (`kind`, per source):
+    - RING, the ring buffer's values and times: an append shifts the row left by its n new samples, so the row
+      as it was is the samples that left it since the beginning (kept, oldest first) followed by the live row's
+      first ones (analytics.buffers.SeriesBlock: rows change only by append());
+    - CELLS, the profile tiers: an append closes a bucket or two of the 2,880 + 864, so only the cells that
+      differ after it (bit for bit) are kept, with their value before it;
+    - COUNTS, the appended counts, open buckets and ring positions (a few bytes a row): the row, whole, before
+      its first change (an append's or a pass's);
+    - WHOLE, the detectors' state and error rings, which a pass rewrites: the row, before the pass (keep()).
+    RING and CELLS rows change only inside appending(), which holds the lock over the change itself, so a read
+    never sees a row half shifted nor a cell changed but not yet kept; COUNTS and WHOLE rows are kept before the
+    change, and a read puts them over the live row, as it may be changing."""
 
     def __init__(self, rows: int):
         self.rows = rows
         self.sources: list[np.ndarray] = []
         self.limits: list[int] = []  # rows of each source in the copy (a history or a state may have fewer)
-        self.kept_mask = np.zeros(rows, dtype=bool)
-        self.kept: dict[int, list[np.ndarray | None]] = {}  # row -> that row of each source, as at the beginning
+        self.kinds: list[str] = []
+        self.lives: list[Any] = []  # RING: the engine's array now (a growth may move it: the source then stays)
+        self.masks: list[np.ndarray] = []  # per source, the rows with something kept
+        self.held: list[dict[int, Any]] = []  # per source, row -> what is kept of it (the kind's, above)
+        self.by_kind: dict[str, list[int]] = {}  # kind -> its sources' indices
+        # COUNTS and WHOLE rows: each kind's sources' row packed in one bytearray a row (offsets: where each
+        # source's part begins), not an array object and a dict entry a source a row (~150 bytes each: at 7 counts
+        # of 8 bytes, more than the data; 2.4 -> 1.1 KB a kept row, tracemalloc)
+        self.packs: dict[str, dict[int, bytearray]] = {COUNTS: {}, WHOLE: {}}
+        self.pack_size = {COUNTS: 0, WHOLE: 0}
+        self.offsets: list[int] = []
+        self.sizes: list[int] = []  # per source, its part of a pack (a row's bytes, rounded up to 8)
+        self.touched = np.zeros(rows, dtype=bool)  # rows with anything kept (the copy's count of rows)
+        self.counts_kept = np.zeros(rows, dtype=bool)  # rows whose COUNTS sources are kept
+        self.whole_kept = np.zeros(rows, dtype=bool)  # rows whose WHOLE (and COUNTS) sources are kept
         self.kept_bytes = 0
         self.lock = threading.Lock()
         self.closed = False
         self.longest_hold_s = 0.0  # the longest read under the lock: the most keep() waited for one
 
-    def add(self, source: np.ndarray, rows: int) -> "FrozenRows":
-        """Register the first `rows` rows of `source`; returns the view the save reads them through."""
+    def add(self, source: np.ndarray, rows: int, kind: str = WHOLE, live: Any = None) -> "FrozenRows":
+        """Register the first `rows` rows of `source`, kept as `kind` (RING: `live()` gives the engine's array
+        now); returns the view the save reads them through."""
+        if kind in (RING, CELLS) and not (source.ndim == 2 and source.flags.c_contiguous and source.itemsize >= 4):
+            kind = COUNTS  # not laid out as the engine's blocks are (never here): kept whole, before any change
         self.sources.append(source)
         self.limits.append(min(rows, source.shape[0]))
+        self.kinds.append(kind)
+        self.lives.append(live)
+        self.masks.append(np.zeros(self.rows, dtype=bool))
+        self.held.append({})
+        self.by_kind.setdefault(kind, []).append(len(self.sources) - 1)
+        self.offsets.append(self.pack_size.get(kind, 0))
+        self.sizes.append(-(-math.prod(source.shape[1:]) * source.dtype.itemsize // 8) * 8)  # rounded up to 8:
+        if kind in self.pack_size:  # each part aligned for its dtype
+            self.pack_size[kind] += self.sizes[-1]
         return FrozenRows(self, len(self.sources) - 1, 0, self.limits[-1])
 
-    def keep(self, row: int) -> None:
-        if row >= self.rows or self.kept_mask[row]:
+    def _of(self, kinds: tuple[str, ...], row: int) -> list[int]:
+        return [index for kind in kinds for index in self.by_kind.get(kind, ()) if row < self.limits[index]]
+
+    def _hold(self, index: int, row: int, what: Any, nbytes: int) -> None:
+        self.held[index][row] = what
+        self.masks[index][row] = True
+        self.kept_bytes += nbytes
+
+    def _touch(self, row: int) -> int:
+        """The rows newly kept (0 or 1): the copy counts them."""
+        if self.touched[row]:
+            return 0
+        self.touched[row] = True
+        return 1
+
+    def _pack(self, row: int, kind: str) -> None:
+        """Under the lock: the row of this kind's sources (COUNTS, WHOLE), whole, in one bytearray, once."""
+        if row in self.packs[kind]:
             return
+        parts, found = [], False
+        for index in self.by_kind.get(kind, ()):
+            source, size = self.sources[index], self.sizes[index]
+            if row < self.limits[index]:
+                part = source[row].tobytes()
+                parts.append(part + bytes(size - len(part)))
+                self.masks[index][row] = found = True
+            else:
+                parts.append(bytes(size))
+        if found:
+            pack = self.packs[kind][row] = bytearray(b"".join(parts))
+            self.kept_bytes += len(pack)
+
+    def keep(self, row: int) -> int:
+        """Before a pass changes `row`: its detectors' state and error rings, and its counts, if not kept yet.
+        Returns the rows newly kept (0 or 1)."""
+        if row >= self.rows or self.whole_kept[row]:  # kept already (the stream's path: no lock)
+            return 0
         with self.lock:
             if self.closed:
-                return
-            self.kept[row] = [source[row].copy() if row < limit else None
-                              for source, limit in zip(self.sources, self.limits, strict=True)]
-            self.kept_bytes += sum(part.nbytes for part in self.kept[row] if part is not None)
-            self.kept_mask[row] = True
+                return 0
+            self.whole_kept[row] = self.counts_kept[row] = True
+            self._pack(row, WHOLE)
+            self._pack(row, COUNTS)
+            return self._touch(row)
+
+    def before_append(self, row: int, samples: int) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray]]:
+        """appending()'s first half, under the lock: the row's counts kept (once), the samples an append of at
+        most `samples` may shift out of the ring buffer, the tiers' cells as they are now."""
+        if not self.counts_kept[row]:
+            self.counts_kept[row] = True
+            self._pack(row, COUNTS)
+        leads, before = {}, {}
+        for index in self._of((CELLS,), row):
+            before[index] = self.sources[index][row].copy()
+        for index in self._of((RING,), row):
+            source, live = self.sources[index], self.lives[index]()
+            if live is source or live.__array_interface__["data"] == source.__array_interface__["data"] \
+                    and live.strides == source.strides:
+                gone = self.held[index].get(row)
+                left = 0 if gone is None else gone.shape[0]  # the samples that left since the beginning
+                leads[index] = source[row, :min(samples, source.shape[1] - left)].copy()
+            # else the engine's array was moved by a growth (a copy): this one no longer changes
+        return leads, before
+
+    def after_append(self, row: int, leads: dict[int, np.ndarray], before: dict[int, np.ndarray],
+                     shifted: int) -> int:
+        """appending()'s second half, under the lock: the `shifted` samples that left the ring buffer and the
+        tiers' cells that changed, kept. Returns the rows newly kept (0 or 1)."""
+        for index, lead in leads.items():
+            if shifted > 0 and lead.size:
+                gone, held = lead[:shifted], self.held[index].get(row)
+                self._hold(index, row, gone if held is None else np.concatenate([held, gone]), gone.nbytes)
+        for index, old in before.items():
+            bits = _UNSIGNED[old.itemsize]  # compared bit for bit: NaN is NaN, -0.0 is not 0.0
+            cells = (old.view(bits) != self.sources[index][row].view(bits)).nonzero()[0]
+            if not cells.size:
+                continue
+            held = self.held[index].get(row)
+            if held is not None:  # a cell kept already keeps its first value (a few cells: a set)
+                known = set(held[:held.size // 2].tolist())
+                cells = np.array([cell for cell in cells.tolist() if cell not in known], dtype=np.intp)
+            # one array: the cells' positions, then their values' bits (a row's positions fit the values' size)
+            part = np.concatenate([cells.astype(bits), old[cells].view(bits)])
+            if held is not None:
+                part = np.concatenate([held[:held.size // 2], part[:cells.size], held[held.size // 2:],
+                                       part[cells.size:]])
+            self._hold(index, row, part, part.nbytes - (0 if held is None else held.nbytes))
+        return self._touch(row)
+
+    def _original(self, index: int, row: int) -> np.ndarray:
+        """Row `row` of source `index` as it was at the beginning (a new array); under the lock."""
+        source, kind = self.sources[index], self.kinds[index]
+        if not self.masks[index][row]:
+            return np.array(source[row])
+        if kind in self.packs:
+            return self.kept(index, row).reshape(source.shape[1:]).copy()
+        held = self.held[index][row]
+        if kind == RING:  # the samples that left, then the live row's first ones (all of it: its older samples)
+            return np.concatenate([held, source[row, :source.shape[1] - held.shape[0]]])
+        out = np.array(source[row])  # CELLS: the kept cells over the live row
+        half = held.size // 2
+        out[held[:half].astype(np.intp)] = held[half:].view(source.dtype)
+        return out
+
+    def kept(self, index: int, row: int) -> np.ndarray:
+        """What is kept of `row` of source `index`, as held (tests change it: a view where it is packed)."""
+        if self.kinds[index] in self.packs:
+            source = self.sources[index]
+            return np.frombuffer(self.packs[self.kinds[index]][row], source.dtype, math.prod(source.shape[1:]),
+                                 self.offsets[index])
+        return self.held[index][row]
+
+    def held_bytes(self) -> int:
+        """What is kept, counted from the kept arrays themselves (tests: kept_bytes is this)."""
+        return sum(what.nbytes for held in self.held for what in held.values()) + \
+            sum(len(what) for held in self.packs.values() for what in held.values())
 
     def close(self) -> None:
         with self.lock:
             self.closed = True
-            self.kept.clear()
+            for held in (*self.held, *self.packs.values()):
+                held.clear()
             self.kept_bytes = 0
             self.sources.clear()
 
@@ -100,8 +258,8 @@ class _Group:
                 raise RuntimeError("this checkpoint's copy is closed: its arrays are the engine's again")
             began = time.perf_counter()
             out = np.array(self.sources[index][(slice(start, end), *within)])
-            for row in np.flatnonzero(self.kept_mask[start:end]) + start:
-                out[row - start] = self.kept[int(row)][index][within]
+            for row in np.flatnonzero(self.masks[index][start:end]) + start:
+                out[row - start] = self._original(index, int(row))[within]
             self.longest_hold_s = max(self.longest_hold_s, time.perf_counter() - began)
         return out
 
@@ -111,10 +269,39 @@ class _Group:
             if self.closed:
                 raise RuntimeError("this checkpoint's copy is closed: its arrays are the engine's again")
             out = self.sources[index][rows, columns]
-            changed = np.flatnonzero(self.kept_mask[rows]) if rows.size else rows
+            changed = np.flatnonzero(self.masks[index][rows]) if rows.size else rows
             for i in changed.tolist():
-                out[i] = self.kept[int(rows[i])][index][columns[i]]
+                out[i] = self._original(index, int(rows[i]))[columns[i]]
         return out
+
+
+class _Appending:
+    """CopyOnWrite.appending(): the block's lock held from before the append to after it (a class, not a
+    generator: it is on the stream's path, once a metric of each message while a save reads)."""
+
+    __slots__ = ("copying", "group", "row", "samples", "block", "state")
+
+    def __init__(self, copying: "CopyOnWrite", group: _Group, row: int, samples: int, block: SeriesBlock):
+        self.copying, self.group, self.row, self.samples, self.block = copying, group, row, samples, block
+        self.state: tuple | None = None
+
+    def __enter__(self) -> None:
+        group = self.group
+        group.lock.acquire()
+        if group.closed:
+            return
+        before = group.kept_bytes
+        self.state = (*group.before_append(self.row, self.samples), int(self.block.appended[self.row]), before)
+
+    def __exit__(self, *_exc: object) -> None:
+        group = self.group
+        try:
+            if self.state is not None:  # what changed is kept even if the append failed half-way
+                leads, cells, count, before = self.state
+                new = group.after_append(self.row, leads, cells, int(self.block.appended[self.row]) - count)
+                self.copying.counted(group, new, before)
+        finally:
+            group.lock.release()
 
 
 class FrozenRows:
@@ -180,12 +367,16 @@ class FrozenRows:
         return np.asarray(self)
 
 
+_NOTHING = contextlib.nullcontext()
+
+
 class CopyOnWrite:
     """The learnt state as it is now (`learnt`), its per-series arrays read later through FrozenRows."""
 
     def __init__(self, learnt: LearntState):
         started, wall = time.thread_time(), time.perf_counter()
         self.groups: dict[str, _Group] = {}
+        self.live: dict[str, SeriesBlock] = {}  # the engine's blocks, by group (their counts: appending())
         blocks = {metric: self._block(metric, block, learnt) for metric, block in learnt.blocks.items()}
         arrivals = self._block(ARRIVALS, learnt.arrivals, learnt)
         self.learnt = replace(
@@ -217,8 +408,11 @@ class CopyOnWrite:
         group = self._group(name, learnt)
         frozen = copy.copy(block)
         n = len(block.keys)
-        frozen.values, frozen.times = group.add(block.values, n), group.add(block.times, n)
-        frozen.appended = group.add(block.appended, n)
+        # the engine's block object stays (its arrays may be replaced by growth): its arrays now, for appending()
+        frozen.values = group.add(block.values, n, RING, lambda: block.values)
+        frozen.times = group.add(block.times, n, RING, lambda: block.times)
+        frozen.appended = group.add(block.appended, n, COUNTS)
+        self.live[name] = block
         frozen.keys, frozen.row_of = list(block.keys), dict(block.row_of)
         return frozen
 
@@ -228,8 +422,8 @@ class CopyOnWrite:
         group = self._group(metric, learnt)
         frozen = copy.copy(history)
         frozen.rows = min(history.rows, group.rows)
-        for name in CoarseHistory.ARRAYS:
-            setattr(frozen, name, group.add(getattr(history, name), frozen.rows))
+        for name in CoarseHistory.ARRAYS:  # the tiers: an append changes a bucket or two of a row
+            setattr(frozen, name, group.add(getattr(history, name), frozen.rows, CELLS if name in TIERS else COUNTS))
         return frozen
 
     def _stream(self, metric: str, stream: StreamState, learnt: LearntState) -> StreamState:
@@ -243,15 +437,28 @@ class CopyOnWrite:
     # ------------------------------------------------------------ while it is read
 
     def keep(self, name: str, row: int) -> None:
-        """Before the engine changes `row` of block `name` (a metric, or ARRIVALS): copy that row first."""
+        """Before a pass changes `row` of block `name` (a metric): its detectors' state and error rings (the rest
+        of the row changes only by appending()) are copied first, once."""
         group = self.groups.get(name)
         if group is not None:
             before = group.kept_bytes
-            group.keep(row)
-            if group.kept_bytes != before:
-                self.kept_rows += 1
-                self._kept_bytes += group.kept_bytes - before
-                self.peak_kept_bytes = max(self.peak_kept_bytes, self._kept_bytes)
+            self.counted(group, group.keep(row), before)
+
+    def appending(self, name: str, row: int, samples: int) -> contextlib.AbstractContextManager:
+        """Around the engine's append of at most `samples` samples to `row` of block `name` (a metric: its ring
+        buffer and coarse history; ARRIVALS: the device's arrival), the block's lock held: what the append
+        changes is kept (the samples it shifts out, the buckets it changes, the counts), nothing more."""
+        group = self.groups.get(name)
+        if group is None or row >= group.rows:  # rows added since the beginning are not in the copy
+            return _NOTHING
+        return _Appending(self, group, row, samples, self.live[name])
+
+    def counted(self, group: _Group, new_rows: int, before: int) -> None:
+        """The rows newly kept and the group's bytes since `before`, into the copy's totals."""
+        self.kept_rows += new_rows
+        if group.kept_bytes != before:
+            self._kept_bytes += group.kept_bytes - before
+            self.peak_kept_bytes = max(self.peak_kept_bytes, self._kept_bytes)
 
     @property
     def kept_bytes(self) -> int:

@@ -203,6 +203,13 @@ def run_stream(registry: Registry, devices: int, duty: int, minutes: int, pass_s
         print(f"{'minute':>6} {'series':>8} {'built':>8} {'waiting':>8} {'RSS MB':>8} {'peak MB':>8}"
               f" {'KB/series':>10} {'peak KB/series':>15} {'pass s':>7}")
     slowest = 0.0
+    kept_peak, kept_rows, saves = 0, 0, 0  # the checkpoints' copy on write: the most it held, the rows it kept
+
+    def ended(copying: object) -> None:
+        nonlocal kept_peak, kept_rows, saves
+        kept_peak, kept_rows, saves = max(kept_peak, copying.peak_kept_bytes), kept_rows + copying.kept_rows, saves + 1
+        engine.end_copy()
+
     for second in range(0, minutes * 60, pass_s):
         for message in (m for s in range(second, second + pass_s) for m in fleet.messages(s)):
             engine.ingest(*message)
@@ -219,7 +226,7 @@ def run_stream(registry: Registry, devices: int, duty: int, minutes: int, pass_s
             next_trim = time.monotonic() + trim_s
             alloc.trim()
         if saver is not None and not saver.is_alive():
-            engine.end_copy()
+            ended(engine.copying)
             saver = None
         if checkpoint_s and state_file is not None and second >= next_save and saver is None:
             next_save = second + checkpoint_s
@@ -237,9 +244,10 @@ def run_stream(registry: Registry, devices: int, duty: int, minutes: int, pass_s
             slowest = 0.0
     if saver is not None:
         saver.join()
-        engine.end_copy()
+        ended(engine.copying)
     if engine.peer_running is not None:
         engine.peer_running[1].result()
+    engine.bench_kept = (kept_peak, kept_rows, saves)  # type: ignore[attr-defined]
     engine.bench_base = base  # type: ignore[attr-defined]
     engine.bench_building_peak = building_peak - base if building_peak else 0  # type: ignore[attr-defined]
     return engine
@@ -274,6 +282,9 @@ def stream_main(args: argparse.Namespace) -> None:
         print(f"resident above the engine before the fleet: {rss / 1e6:.1f} MB now, {rss / held / 1e3:.1f} KB a series;"
               f" peak {peak / 1e6:.1f} MB ({peak / held / 1e3:.1f} KB a series); peak while series were being built"
               f" {engine.bench_building_peak / 1e6:.1f} MB")
+        kept_peak, kept_rows, saves = engine.bench_kept
+        print(f"checkpoints' copy on write: {saves} saves, {kept_rows:,} rows kept in all, the most held at once"
+              f" {kept_peak / 1e6:.1f} MB ({kept_peak / held / 1e3:.2f} KB a series)")
         for name, nbytes in parts.items():
             print(f"  {name:<40} {nbytes / held / 1e3:8.2f} KB a series ({nbytes / 1e6:.1f} MB)")
         print(f"  {'learnt arrays, allocated':<40} {arrays / held / 1e3:8.2f} KB a series")

@@ -18,7 +18,7 @@ arrays a series (allocated).
 
 The checkpoint beside the stream (`--copy-only`, or after the saves): the whole copy at once then its save
 (analytics.state.snapshot, before) against the save reading the state through a copy on write
-(analytics.statecopy: the beginning copies the tables, each row is copied before the engine changes it),
+(analytics.statecopy: the beginning copies the tables, what the engine changes of a row is kept first),
 each save into an empty folder, readings appended to a few series every millisecond meanwhile, in the same
 run: the stream's pause (CPU time of the engine's thread), the longest read under a block's lock (the most a
 change waits), the memory the checkpoint adds (tracemalloc's peak over the copy and the save) and the rows
@@ -55,7 +55,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from analytics import state as state_module  # noqa: E402
 from analytics import statechunks  # noqa: E402
-from analytics.buffers import CoarseHistory  # noqa: E402
+from analytics.buffers import CoarseHistory, SeriesBlock  # noqa: E402
 from analytics.config import EngineParams  # noqa: E402
 from analytics.engine import AnalyticsEngine  # noqa: E402
 from analytics.learnt import new_history  # noqa: E402
@@ -200,15 +200,22 @@ def live_checkpoints(engine: AnalyticsEngine, folder: Path, minutes: int, runs: 
 
 
 def append_some(engine: AnalyticsEngine, metric: str, rng: np.random.Generator, rows: int = 8) -> None:
-    """One reading appended to `rows` random series, as ingest() does it (the row kept first by a copy)."""
+    """One reading appended to `rows` random series, as ingest() does it (through a copy's appending() if open)."""
     learnt = engine.learnt
     block, history = learnt.blocks[metric], learnt.history.get(metric)
     for row in rng.integers(0, len(block.keys), rows).tolist():
-        if engine.copying is not None:
-            engine.copying.keep(metric, row)
-        times = np.array([block.last_time(row) + 60_000])
-        if block.append(row, times, rng.normal(100, 5, 1)) and history is not None:
-            history.add(row, block.times[row, -1:], block.values[row, -1:])
+        times = [block.last_time(row) + 60_000]
+        if engine.copying is None:
+            _append_one(block, history, row, times, rng)
+        else:
+            with engine.copying.appending(metric, row, 1):
+                _append_one(block, history, row, times, rng)
+
+
+def _append_one(block: SeriesBlock, history: CoarseHistory | None, row: int, times: list[int],
+                rng: np.random.Generator) -> None:
+    if block.append(row, np.array(times), rng.normal(100, 5, 1)) and history is not None:
+        history.add(row, block.times[row, -1:], block.values[row, -1:])
 
 
 def checkpoint_costs(engine: AnalyticsEngine, folder: Path, runs: int, with_whole: bool) -> dict[str, float]:

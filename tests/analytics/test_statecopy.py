@@ -156,8 +156,7 @@ def test_it_holds_the_changed_rows_only_and_nothing_once_closed(engine):
     changed = copying.kept_rows
     assert 10 <= changed <= 20  # each series' row of its metric, and its arrival row
     assert 0 < copying.peak_kept_bytes < whole_bytes / 4, (copying.peak_kept_bytes, whole_bytes)
-    held = sum(part.nbytes for group in copying.groups.values() for row in group.kept.values()
-               for part in row if part is not None)
+    held = sum(group.held_bytes() for group in copying.groups.values())
     assert copying.kept_bytes == held == copying.peak_kept_bytes  # nothing was dropped while it was read
     engine.end_copy()
     assert engine.copying is None and copying.kept_bytes == 0
@@ -230,3 +229,94 @@ def test_blocks_grown_in_place_while_a_save_reads_give_the_state_of_when_it_bega
     engine.end_copy()
     second = engine.begin_copy()  # and a copy begun after the growth reads what the engine holds now
     assert_same(second.whole(), snapshot(engine.learnt))
+
+
+def feed_batches(engine: AnalyticsEngine, devices: range, start_ms: int, steps: int, rng: np.random.Generator) -> None:
+    """Messages of 3 readings a step (10 minutes apart), one pass a step; every 5th message repeats a reading
+    already appended and carries one older than the row's newest (the buffer refuses it): an append shifts the
+    row by fewer samples than the message holds."""
+    for step in range(steps):
+        t = start_ms + 3 * step * STEP_MS
+        for device in devices:
+            samples = [(t + j * STEP_MS, {"power_kw": reading(device, t + j * STEP_MS, rng)}) for j in range(3)]
+            if step % 5 == 4:
+                samples += [(t - STEP_MS, {"power_kw": 1.0}), (t - 10 * STEP_MS, {"power_kw": 2.0})]
+            engine.ingest(f"pwr-{device:03d}", contract.encode_telemetry(step, samples, "1.0"), t + 2 * STEP_MS + 500)
+        engine.process(now_ms=t + 2 * STEP_MS + 1000)
+
+
+def kept_of_kind(copying: statecopy.CopyOnWrite, kind: str) -> list[tuple[statecopy._Group, int, int]]:
+    """(group, source index, row) of everything kept of this kind (statecopy's RING, CELLS, COUNTS, WHOLE)."""
+    return [(group, index, int(row)) for group in copying.groups.values() for index in group.by_kind.get(kind, ())
+            for row in np.flatnonzero(group.masks[index])]
+
+
+def test_what_is_kept_of_a_row_is_what_the_append_and_the_pass_changed(engine):
+    """A reading appended and scored changes a few cells of a row: the samples its shift pushes out of the ring
+    buffer, a bucket or two of the profile tiers, the detectors' state (kept whole); the copy keeps that, not
+    the row of every array (~30 KB a series at the defaults, as it did)."""
+    learnt = engine.learnt
+    n = len(learnt.blocks["power_kw"].keys)
+    whole = snapshot(learnt)
+    row_bytes = sum(array.nbytes for name, array in arrays_of(whole).items()
+                    if name.startswith(("power_kw.", "arrivals."))) / n  # a series' row, its device's arrivals
+    copying = engine.begin_copy()
+    feed(engine, range(60), MONDAY + 3 * DAY_MS, 1, np.random.default_rng(5), every=6)  # 10 of the 60 series
+    assert 10 <= copying.kept_rows <= 20
+    whole_rows = 10 * row_bytes  # what keeping the changed rows whole held
+    assert copying.peak_kept_bytes < whole_rows / 5, (copying.peak_kept_bytes, whole_rows)
+    ring = kept_of_kind(copying, statecopy.RING)
+    assert ring and all(group.kept(index, row).shape == (1,) for group, index, row in ring)  # one sample left
+    cells = kept_of_kind(copying, statecopy.CELLS)  # the cells' positions then their values: a bucket or two
+    assert cells and all(group.kept(index, row).size <= 4 for group, index, row in cells)
+    assert_same(copying.whole(), whole)
+
+
+def test_rings_shifted_past_their_length_and_batches_with_refused_samples_read_as_they_were(engine, tmp_path):
+    """While the copy is read: messages of several readings (some refused: older, repeated), more samples than
+    the ring holds (the whole row leaves it), buckets folded from the fine tier into the coarse one; what the
+    save reads, and the file, are the whole copy's of the beginning."""
+    whole = snapshot(engine.learnt)
+    reference = save_members(tmp_path, "whole", whole)
+    copying = engine.begin_copy()
+    capacity = engine.learnt.blocks["power_kw"].capacity
+    feed_batches(engine, range(0, 60, 7), MONDAY + 3 * DAY_MS, capacity // 3 + 3, np.random.default_rng(6))
+    feed(engine, range(60), MONDAY + 6 * DAY_MS, 2, np.random.default_rng(7), every=4)
+    ring = kept_of_kind(copying, statecopy.RING)
+    assert any(group.kept(index, row).shape[0] == capacity for group, index, row in ring), "no ring wrapped whole"
+    assert any(0 < group.kept(index, row).shape[0] < capacity for group, index, row in ring)
+    names = {id(getattr(copying.learnt.history["power_kw"], name).group.sources[
+        getattr(copying.learnt.history["power_kw"], name).index]): name for name in statecopy.TIERS}
+    tiers = {names.get(id(group.sources[index])) for group, index, _ in kept_of_kind(copying, statecopy.CELLS)}
+    assert tiers == {"fine", "coarse"}, tiers
+    assert_same(copying.whole(), whole)
+    assert_same_files(save_members(tmp_path, "cow", copying.learnt), reference)
+
+
+@pytest.mark.parametrize("kind", [statecopy.RING, statecopy.CELLS, statecopy.COUNTS, statecopy.WHOLE])
+def test_a_kept_slice_wrong_or_missing_is_seen(engine, kind):
+    """The tests above can fail for each kind of what is kept: one kept value changed, or one row's kept part
+    dropped, and the copy no longer reads as the whole copy of the beginning."""
+    whole = snapshot(engine.learnt)
+    copying = engine.begin_copy()
+    feed_batches(engine, range(0, 60, 7), MONDAY + 3 * DAY_MS, 4, np.random.default_rng(8))
+    assert_same(copying.whole(), whole)
+    kept = kept_of_kind(copying, kind)
+    assert kept, f"nothing kept as {kind}"
+    group, index, row = kept[0]
+    held = group.kept(index, row)
+    if kind == statecopy.CELLS:  # positions, then the values' bits
+        held = held[held.size // 2:].view(group.sources[index].dtype)
+    held = held.reshape(-1)
+    saved = held.copy()
+    if held.dtype.kind == "f":
+        held[-1] = 12345.5 if np.isnan(held[-1]) else -held[-1] - 1
+    else:
+        held[-1] += 1
+    with pytest.raises(AssertionError):
+        assert_same(copying.whole(), whole)
+    held[:] = saved
+    assert_same(copying.whole(), whole)
+    group.masks[index][row] = False
+    with pytest.raises(AssertionError):
+        assert_same(copying.whole(), whole)
