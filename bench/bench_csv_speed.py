@@ -2,6 +2,7 @@
 
     python3 bench/bench_csv_speed.py                    # 1,000,000 rows of one-minute readings, 3 runs
     python3 bench/bench_csv_speed.py --rows 200000 --runs 5
+    python3 bench/bench_csv_speed.py --shell main --runs 5   # `city score` from a shell: this tree and main in turns
 
 One file of `--rows` one-minute readings (a daily cycle plus noise, ISO 8601
 timestamps, the shape of most exported sensor files) is written to a
@@ -21,14 +22,26 @@ rows/s are printed, with the ratio to the pandas baseline:
   (a 60-row window: far less than the detectors do), to_csv of the rows plus
   the score. It is the floor of the I/O, not a detector.
 
+`--shell REF` times what a user timing the command from a shell sees: the console script `city score in.csv -o
+out.csv` in a fresh process a run (the interpreter's start, the imports, numba's loads of its cached kernels, the
+work, the exit), this tree and REF (`git archive`d into a temporary folder, as bench/csv_identical.py does) taking
+turns, each with its own code first on PYTHONPATH. Each tree runs once untimed first (numba compiles its cache once
+per source; Python writes its .pyc, as an installed package has them). Two files: `--rows` rows and one of
+`--small-rows` (three days of one-minute readings: every kernel runs, the work is small), so the start is told from
+the work. Printed: median wall and child CPU seconds of each, and the ratio of this tree to REF. Outputs must match.
+
 The machine is shared: compare the ratios in one run, not the seconds across runs. Each line also gives the
 median process time (`cpu s`: this process's CPU seconds, file writes' kernel time included; other work on the
 machine still slows it through the shared caches and memory) and its rows/s (`rows/s cpu`).
 """
 
 import argparse
+import filecmp
 import io
+import os
+import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -75,12 +88,86 @@ def timed(work: Callable[[], object], runs: int) -> tuple[float, float]:
     return statistics.median(seconds), statistics.median(cpu)
 
 
+ROOT = Path(__file__).resolve().parent.parent
+# The console script's own lines (pyproject's `city = telemetry_cli.main:run`), for a venv without it installed.
+CONSOLE = "import sys\nfrom telemetry_cli.main import run\nsys.argv[0] = 'city'\nsys.exit(run())\n"
+
+
+def city_command() -> list[str]:
+    """The installed console script `city` beside this interpreter, else the same lines run with -c."""
+    script = Path(sys.executable).parent / "city"
+    return [sys.executable, str(script)] if script.exists() else [sys.executable, "-c", CONSOLE]
+
+
+def shell_run(code: Path, source: Path, target: Path) -> tuple[float, float]:
+    """(wall seconds, child CPU seconds) of one `city score source -o target` in a fresh process, `code` first on
+    the path. Python may write .pyc files (an installed package has them; this sandbox's PYTHONDONTWRITEBYTECODE
+    would make every run compile the sources again)."""
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPATH"] = str(code)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    began = time.perf_counter()
+    done = subprocess.run([*city_command(), "score", str(source), "-o", str(target), "--json"], cwd=code, env=env,
+                          capture_output=True, text=True, timeout=600)
+    wall = time.perf_counter() - began
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if done.returncode:
+        raise SystemExit(f"city score failed in {code}: {done.stderr[-2000:]}")
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def shell(old: str, rows: int, small_rows: int, runs: int) -> int:
+    """`city score` from a shell, this tree and `old` in turns (module docstring)."""
+    with tempfile.TemporaryDirectory(prefix="csv-shell-") as folder:
+        base = Path(folder)
+        old_code = base / "old"
+        old_code.mkdir()
+        archive = subprocess.run(["git", "archive", old], cwd=ROOT, capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(old_code)], input=archive, check=True)
+        trees = {"new": ROOT, "old": old_code}
+        files = {"big": base / "big.csv", "small": base / "small.csv"}
+        write_file(files["big"], rows)
+        write_file(files["small"], small_rows)
+        for name, code in trees.items():  # untimed: numba's cache and the .pyc files, once per tree
+            shell_run(code, files["small"], base / f"{name}-warm.csv")
+        times: dict[tuple[str, str], list[tuple[float, float]]] = {(t, f): [] for t in trees for f in files}
+        for turn in range(runs):
+            for file in files:
+                order = list(trees) if turn % 2 == 0 else list(trees)[::-1]
+                for tree in order:
+                    times[tree, file].append(shell_run(trees[tree], files[file], base / f"{tree}-{file}.csv"))
+        differ = [file for file in files if not filecmp.cmp(base / f"new-{file}.csv", base / f"old-{file}.csv",
+                                                             shallow=False)]
+    print(f"`city score FILE -o OUT` from a shell, {runs} fresh processes each, this tree and {old} in turns; "
+          f"load average {os.getloadavg()[0]:.2f} at the end")
+    print(f"{'file':<28}{'tree':<6}{'wall s':>8}{'cpu s':>8}{'rows/s wall':>13}{'wall runs':>40}")
+    for file, count in (("big", rows), ("small", small_rows)):
+        for tree in ("old", "new"):
+            wall = [w for w, _ in times[tree, file]]
+            cpu = [c for _, c in times[tree, file]]
+            runs_text = " ".join(f"{w:.2f}" for w in wall)
+            print(f"{f'{count:,} rows':<28}{tree:<6}{statistics.median(wall):>8.3f}{statistics.median(cpu):>8.3f}"
+                  f"{count / statistics.median(wall):>13,.0f}{runs_text:>40}")
+        new, old = (statistics.median(w for w, _ in times[tree, file]) for tree in ("new", "old"))
+        ratio = new / old
+        print(f"{'':<28}{'new/old wall':<14}{ratio:.2f}")
+    if differ:
+        print(f"OUTPUTS DIFFER: {differ}")
+        return 1
+    print("outputs: the same bytes")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--no-general", action="store_true", help="skip the row-by-row reader (slow)")
+    parser.add_argument("--shell", metavar="REF", help="time the console command from a shell, this tree and REF")
+    parser.add_argument("--small-rows", type=int, default=3 * 1440, help="--shell's small file")
     args = parser.parse_args(argv)
+    if args.shell:
+        return shell(args.shell, args.rows, args.small_rows, args.runs)
     with tempfile.TemporaryDirectory(prefix="csv-speed-") as folder:
         source, target = Path(folder) / "in.csv", Path(folder) / "out.csv"
         write_file(source, args.rows)
