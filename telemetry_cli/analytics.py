@@ -14,7 +14,6 @@ from analytics import alloc
 from analytics.config import DEFAULT_PARAMS
 from analytics.csvscore import CsvError, score_file
 from telemetry_cli.common import EXIT_INVALID, EXIT_UNAVAILABLE, local_time, number, say, zone_abbreviation
-from telemetry_shared.settings import get_settings
 
 console = Console()
 err = Console(stderr=True, soft_wrap=True)  # an error message stays on one line, for grep
@@ -122,6 +121,7 @@ def rescore_command(
     # here, not on top: `city score` need not import InfluxDB's client (main.py)
     from analytics.rescore import RescoreError, parse_overrides, rescore
     from telemetry_shared.influx import InfluxError, InfluxQL, InfluxUnavailable
+    from telemetry_shared.settings import get_settings  # here too: `city score` reads no settings
 
     settings = get_settings()
     try:

@@ -6,7 +6,7 @@ import os
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 from zoneinfo import ZoneInfo
 
 import typer
@@ -14,7 +14,9 @@ from rich.console import Console
 from rich.markup import escape
 
 from telemetry_shared import i18n
-from telemetry_shared.settings import Settings
+
+if TYPE_CHECKING:  # imported where used: `city score` need not import pydantic's settings (~0.14 s)
+    from telemetry_shared.settings import Settings
 
 # One exit code per kind of failure, the same in every command, so scripts can tell them apart.
 EXIT_FAILED = 1  # the command ran and the answer is "no" (a check failed, something is still refused)
@@ -68,8 +70,10 @@ def fail(message: str, code: int) -> NoReturn:
     raise typer.Exit(code)
 
 
-def load_settings() -> Settings:
+def load_settings() -> "Settings":
     """The settings, or a clear configuration error naming the variable."""
+    from telemetry_shared.settings import Settings
+
     try:
         return Settings()
     except ValueError as exc:
@@ -89,6 +93,7 @@ def city_zone() -> str:
 @lru_cache(maxsize=8)
 def _city_zone(profile: str, offset: str) -> str:  # keyed by what decides it: one profile read per command
     from telemetry_shared.alert_text import zone_name
+    from telemetry_shared.settings import Settings
 
     try:
         settings = Settings()
