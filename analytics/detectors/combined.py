@@ -85,11 +85,19 @@ def score_series(values: np.ndarray, times: np.ndarray | None = None,
         return scores
     out = Scores({name: np.empty(x.shape) for name in DETECTORS} if with_evidence else {}, np.empty(x.shape),
                  np.empty(x.shape, dtype=np.int8), Baseline(*(np.empty(x.shape) for _ in range(3))))
+    # The anchor's arrays, written by the blocks with a profile (only those rows are touched; np.empty maps
+    # pages without writing them), NaN filled only into the rows of blocks without one, and no anchor at all
+    # when no block had one (the NaN fill of three whole arrays first: analytics/README.md, issue 13).
+    anchor = Anchor(*(np.empty(x.shape) for _ in range(3))) if times is not None else None
+    without: list[slice] = []  # the rows of blocks without an anchor
     for start in range(0, x.shape[0], block):
         rows = slice(start, start + block)
-        # The block's rows of the outputs: a block without a profile is written there directly, not copied.
+        # The block's rows of the outputs: each block writes its combined score, winner, baseline and anchor
+        # there directly, not into arrays of its own copied here.
         target = Scores({}, out.combined[rows], out.winner[rows],
-                        Baseline(out.baseline.expected[rows], out.baseline.scale[rows], out.baseline.z[rows]))
+                        Baseline(out.baseline.expected[rows], out.baseline.scale[rows], out.baseline.z[rows]),
+                        None if anchor is None else Anchor(anchor.profile[rows], anchor.bias[rows],
+                                                           anchor.scale[rows]))
         part = _score_block(x[rows], times if times is None or times.ndim == 1 else times[rows], params,
                             None if history is None else history.rows(rows), with_evidence, target)
         if part.combined is not target.combined:
@@ -102,11 +110,17 @@ def score_series(values: np.ndarray, times: np.ndarray | None = None,
             if out.point is None:
                 out.point = np.empty(x.shape)
             out.point[rows] = part.point
-        if part.anchor is not None:
-            if out.anchor is None:
-                out.anchor = Anchor(*(np.full(x.shape, np.nan) for _ in range(3)))
-            out.anchor.profile[rows], out.anchor.bias[rows], out.anchor.scale[rows] = \
-                part.anchor.profile, part.anchor.bias, part.anchor.scale
+        if part.anchor is None:
+            without.append(rows)
+        else:
+            out.anchor = anchor
+            if part.anchor is not target.anchor:
+                anchor.profile[rows], anchor.bias[rows], anchor.scale[rows] = \
+                    part.anchor.profile, part.anchor.bias, part.anchor.scale
+    if out.anchor is not None:
+        for rows in without:
+            for array in (anchor.profile, anchor.bias, anchor.scale):
+                array[rows] = np.nan
     return out
 
 
@@ -270,8 +284,9 @@ def _level_pair(x: np.ndarray, times: np.ndarray, params: DetectorParams,
 
 def _score_block(x: np.ndarray, times: np.ndarray | None, params: DetectorParams,
                  history: History | None = None, row_point: bool = False, out: Scores | None = None) -> Scores:
-    """score_series on one block of rows; `out`: where a block without a profile writes its combined score,
-    winner and baseline (each (S, T), C-contiguous), else new arrays."""
+    """score_series on one block of rows; `out`: where the block writes its combined score, winner and baseline
+    (each (S, T), C-contiguous), and its anchor where it has a profile and out.anchor is not None, else new
+    arrays."""
     season = step = None
     if times is not None and profile_possible(x, times, params, history):
         step = typical_interval_ms(times)  # once, not in the profile and each _widened
@@ -312,8 +327,15 @@ def _score_block(x: np.ndarray, times: np.ndarray | None, params: DetectorParams
     flat = flatline_evidence(x, params)
     drift = drift_evidence(x - season.profile, season.scale, params)
     evidence, baseline, best, winner = _combine(season, recent, (recent_up, recent_down, season_up, season_down,
-                                                                 plain_up, plain_down), flat, drift)
-    anchor = Anchor(season.profile, season.expected - season.profile, season.scale)
+                                                                 plain_up, plain_down), flat, drift, out)
+    if out is not None and out.anchor is not None:
+        # Into the caller's rows (score_series' outputs), not new arrays it copies.
+        anchor = out.anchor
+        np.copyto(anchor.profile, season.profile)
+        np.subtract(season.expected, season.profile, out=anchor.bias)
+        np.copyto(anchor.scale, season.scale)
+    else:
+        anchor = Anchor(season.profile, season.expected - season.profile, season.scale)
     scores = Scores(evidence, calibrate(best, params, out=best), winner, baseline)
     scores.anchor = anchor
     if not row_point:
@@ -351,12 +373,20 @@ def _contiguous(*arrays: np.ndarray) -> list[np.ndarray]:
 
 
 def _combine(season: Baseline, recent: Baseline, sides: tuple[np.ndarray, ...], flat: np.ndarray,
-             drift: np.ndarray) -> tuple[dict[str, np.ndarray], Baseline, np.ndarray, np.ndarray]:
+             drift: np.ndarray, out: Scores | None = None) -> tuple[dict[str, np.ndarray], Baseline, np.ndarray,
+                                                                   np.ndarray]:
     """The evidence of each detector, the baseline, the strongest evidence (not yet calibrated) and its detector
-    where a profile exists, by kernels.combine: (evidence, baseline, best, winner), as _combine_numpy."""
+    where a profile exists, by kernels.combine: (evidence, baseline, best, winner), as _combine_numpy. `out`:
+    whose baseline, combined (best) and winner arrays (C-contiguous, the shape of season.z) are written, else
+    new arrays."""
     shape = season.z.shape
-    level, shift, seasonal, expected, scale, z, best = (np.empty(shape) for _ in range(7))
-    winner = np.empty(shape, dtype=np.int8)
+    level, shift, seasonal = (np.empty(shape) for _ in range(3))
+    if out is None:
+        expected, scale, z, best = (np.empty(shape) for _ in range(4))
+        winner = np.empty(shape, dtype=np.int8)
+    else:
+        expected, scale, z, best, winner = (out.baseline.expected, out.baseline.scale, out.baseline.z, out.combined,
+                                            out.winner)
     flat, drift = _contiguous(flat, drift)
     kernels.combine(*_contiguous(season.z, season.plain_z, season.scale, season.expected, recent.z, recent.scale,
                                  recent.expected, *sides), flat, drift,
@@ -366,8 +396,9 @@ def _combine(season: Baseline, recent: Baseline, sides: tuple[np.ndarray, ...], 
 
 
 def _combine_numpy(season: Baseline, recent: Baseline, sides: tuple[np.ndarray, ...], flat: np.ndarray,
-                   drift: np.ndarray) -> tuple[dict[str, np.ndarray], Baseline, np.ndarray, np.ndarray]:
-    """_combine in whole-array numpy (the code it replaced; its reference in the tests)."""
+                   drift: np.ndarray, out: Scores | None = None) -> tuple[dict[str, np.ndarray], Baseline,
+                                                                         np.ndarray, np.ndarray]:
+    """_combine in whole-array numpy (the code it replaced; its reference in the tests), `out` as _combine's."""
     recent_up, recent_down, season_up, season_down, plain_up, plain_down = sides
     has_season = np.isfinite(season.z)
     use_season = has_season & (season.scale < recent.scale)
@@ -396,6 +427,11 @@ def _combine_numpy(season: Baseline, recent: Baseline, sides: tuple[np.ndarray, 
         larger = evidence[name] > best
         best = np.where(larger, evidence[name], best)
         winner[larger] = index
+    if out is not None:
+        for array, into in ((baseline.expected, out.baseline.expected), (baseline.scale, out.baseline.scale),
+                            (baseline.z, out.baseline.z), (best, out.combined), (winner, out.winner)):
+            np.copyto(into, array)
+        baseline, best, winner = out.baseline, out.combined, out.winner
     return evidence, baseline, best, winner
 
 
@@ -458,6 +494,7 @@ def _without_profile(x: np.ndarray, times: np.ndarray | None, params: DetectorPa
     if out is None:
         out = Scores({}, np.empty(shape), np.empty(shape, dtype=np.int8),
                      Baseline(np.empty(shape), np.empty(shape), np.empty(shape)))
+    out.anchor = None  # no profile, no anchor (score_series fills the rows of its own with NaN)
     level = np.empty(shape) if row_point else _UNUSED
     shift = np.empty(shape) if row_point else _UNUSED
     repeats = np.empty(shape[0], dtype=np.int64)

@@ -86,7 +86,8 @@ def _series(seed: int, n: int = 12 * 1440) -> tuple[np.ndarray, np.ndarray]:
 
 
 @pytest.mark.parametrize("params", [CSV_PARAMS, replace(CSV_PARAMS, point_free_ratio=0.0),
-                                    replace(CSV_PARAMS, profile_smooth_samples=0)])
+                                    replace(CSV_PARAMS, profile_smooth_samples=0),
+                                    replace(CSV_PARAMS, block_series=3)])  # blocks writing into score_series' rows
 def test_score_series_through_numpy_and_compiled(params: DetectorParams, monkeypatch: pytest.MonkeyPatch) -> None:
     x, t = _series(3)
     compiled = score_series(x, t, params, with_evidence=True)
