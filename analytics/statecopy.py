@@ -60,6 +60,7 @@ from analytics.learnt import LearntState
 from analytics.rules import Hysteresis
 
 RING, CELLS, COUNTS, WHOLE = "ring", "cells", "counts", "whole"  # how a source's changed row is kept (_Group)
+ERRS = "errors"  # the detectors' error rings (_Group: a pass shifts them as an append shifts a RING)
 READ_ROWS = 256  # rows a read takes under the block's lock (~3 MB of ring buffer: a millisecond or so)
 ARRIVALS = ""  # the arrivals block's name among the groups (no metric is named "")
 _UNSIGNED = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
@@ -78,10 +79,16 @@ class _Group:
       differ after it (bit for bit) are kept, with their value before it;
     - COUNTS, the appended counts, open buckets and ring positions (a few bytes a row): the row, whole, before
       its first change (an append's or a pass's);
-    - WHOLE, the detectors' state and error rings, which a pass rewrites: the row, before the pass (keep()).
+    - WHOLE, the detectors' state (~0.6 KB a row), which a pass rewrites: the row, before the pass (keep());
+    - ERRS, the profile fit's error rings (float32, one a buffer sample: 2.9 KB a row at 720), which a pass shifts
+      left by its new samples and writes them at the end (detectors.stream._by_hour): held as a RING's, the
+      samples that left since the beginning, then the live row's first ones. A pass runs without the lock, so
+      keep() first holds the row whole as it was (inflated), and settle(), after the pass, keeps of it only the
+      samples that left: the shift the engine gives, checked bit for bit against the live row (the row as it was
+      is then exactly the kept samples and the live row's), else the row stays whole.
     RING and CELLS rows change only inside appending(), which holds the lock over the change itself, so a read
-    never sees a row half shifted nor a cell changed but not yet kept; COUNTS and WHOLE rows are kept before the
-    change, and a read puts them over the live row, as it may be changing."""
+    never sees a row half shifted nor a cell changed but not yet kept; COUNTS, WHOLE and ERRS rows are kept
+    (whole) before the change, and a read puts them over the live row, as it may be changing."""
 
     def __init__(self, rows: int):
         self.rows = rows
@@ -92,6 +99,7 @@ class _Group:
         self.masks: list[np.ndarray] = []  # per source, the rows with something kept
         self.held: list[dict[int, Any]] = []  # per source, row -> what is kept of it (the kind's, above)
         self.by_kind: dict[str, list[int]] = {}  # kind -> its sources' indices
+        self.inflated: dict[int, dict[int, int]] = {}  # ERRS source -> row held whole by keep() -> samples held before
         # COUNTS and WHOLE rows: each kind's sources' row packed in one bytearray a row (offsets: where each
         # source's part begins), not an array object and a dict entry a source a row (~150 bytes each: at 7 counts
         # of 8 bytes, more than the data; 2.4 -> 1.1 KB a kept row, tracemalloc)
@@ -110,8 +118,10 @@ class _Group:
     def add(self, source: np.ndarray, rows: int, kind: str = WHOLE, live: Any = None) -> "FrozenRows":
         """Register the first `rows` rows of `source`, kept as `kind` (RING: `live()` gives the engine's array
         now); returns the view the save reads them through."""
-        if kind in (RING, CELLS) and not (source.ndim == 2 and source.flags.c_contiguous and source.itemsize >= 4):
-            kind = COUNTS  # not laid out as the engine's blocks are (never here): kept whole, before any change
+        if kind in (RING, CELLS, ERRS) and not (source.ndim == 2 and source.flags.c_contiguous
+                                                and source.itemsize >= 4):
+            # not laid out as the engine's arrays are (never here): kept whole, before any change
+            kind = WHOLE if kind == ERRS else COUNTS
         self.sources.append(source)
         self.limits.append(min(rows, source.shape[0]))
         self.kinds.append(kind)
@@ -119,6 +129,8 @@ class _Group:
         self.masks.append(np.zeros(self.rows, dtype=bool))
         self.held.append({})
         self.by_kind.setdefault(kind, []).append(len(self.sources) - 1)
+        if kind == ERRS:
+            self.inflated[len(self.sources) - 1] = {}
         self.offsets.append(self.pack_size.get(kind, 0))
         self.sizes.append(-(-math.prod(source.shape[1:]) * source.dtype.itemsize // 8) * 8)  # rounded up to 8:
         if kind in self.pack_size:  # each part aligned for its dtype
@@ -157,18 +169,70 @@ class _Group:
             pack = self.packs[kind][row] = bytearray(b"".join(parts))
             self.kept_bytes += len(pack)
 
+    def _is_live(self, index: int) -> bool:
+        """Whether the engine's array now (RING, ERRS) is still the source's memory: a growth by a copy, or an
+        error ring laid out anew, leaves the source as it is from then on (nothing more to keep of it)."""
+        source, live = self.sources[index], self.lives[index]()
+        return live is source or live is not None and \
+            live.__array_interface__["data"] == source.__array_interface__["data"] and live.strides == source.strides
+
     def keep(self, row: int) -> int:
-        """Before a pass changes `row`: its detectors' state and error rings, and its counts, if not kept yet.
-        Returns the rows newly kept (0 or 1)."""
-        if row >= self.rows or self.whole_kept[row]:  # kept already (the stream's path: no lock)
+        """Before a pass changes `row`: its detectors' state and counts, if not kept yet, and its error rings
+        whole (inflated: settle() keeps less of them after the pass). Returns the rows newly kept (0 or 1)."""
+        if row >= self.rows or self.whole_kept[row] and ERRS not in self.by_kind:  # the stream's path: no lock
             return 0
         with self.lock:
             if self.closed:
                 return 0
-            self.whole_kept[row] = self.counts_kept[row] = True
-            self._pack(row, WHOLE)
-            self._pack(row, COUNTS)
-            return self._touch(row)
+            new = 0
+            if not self.whole_kept[row]:
+                self.whole_kept[row] = self.counts_kept[row] = True
+                self._pack(row, WHOLE)
+                self._pack(row, COUNTS)
+                new = self._touch(row)
+            for index in self._of((ERRS,), row):
+                self._inflate(index, row)
+            return new
+
+    def _inflate(self, index: int, row: int) -> None:
+        """Under the lock, before a pass: the error ring's row as it was, whole (a pass shifts it unlocked)."""
+        if row in self.inflated[index] or not self._is_live(index):
+            return
+        source, held = self.sources[index], self.held[index].get(row)
+        left = 0 if held is None else held.shape[0]
+        self.inflated[index][row] = left
+        if left == source.shape[1]:  # every sample has left: the row as it was is held whole already
+            return
+        whole = source[row].copy() if held is None else np.concatenate([held, source[row, :source.shape[1] - left]])
+        self._hold(index, row, whole, whole.nbytes - (0 if held is None else held.nbytes))
+
+    def settle(self, rows: list[int], shifts: list[int]) -> None:
+        """After a pass over `rows` that shifted their error rings by `shifts` samples (each at most): of each row
+        kept whole by keep(), only the samples that left it since the beginning, if the live row is the rest of the
+        row as it was, bit for bit (else, as for a row rebuilt over its buffer, the row stays whole)."""
+        with self.lock:
+            if self.closed:
+                return
+            for index in self.by_kind.get(ERRS, ()):
+                inflated, held, source = self.inflated[index], self.held[index], self.sources[index]
+                if not inflated:
+                    continue
+                width, bits = source.shape[1], _UNSIGNED[source.itemsize]
+                for row, shift in zip(rows, shifts, strict=True):
+                    before = inflated.pop(row, None)
+                    whole = held.get(row)
+                    if before is None or whole is None or whole.shape[0] != width:
+                        continue
+                    live = source[row].view(bits)
+                    for left in (min(before + shift, width), before):  # shifted by the pass, or not changed
+                        if left < width and np.array_equal(whole[left:].view(bits), live[:width - left]):
+                            if left:
+                                held[row] = whole[:left].copy()
+                            else:  # the row is as it was: nothing held
+                                del held[row]
+                                self.masks[index][row] = False
+                            self.kept_bytes -= whole.nbytes - whole.itemsize * left
+                            break
 
     def before_append(self, row: int, samples: int) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray]]:
         """appending()'s first half, under the lock: the row's counts kept (once), the samples an append of at
@@ -222,7 +286,7 @@ class _Group:
         if kind in self.packs:
             return self.kept(index, row).reshape(source.shape[1:]).copy()
         held = self.held[index][row]
-        if kind == RING:  # the samples that left, then the live row's first ones (all of it: its older samples)
+        if kind in (RING, ERRS):  # the samples that left, then the live row's first ones (all: its older samples)
             return np.concatenate([held, source[row, :source.shape[1] - held.shape[0]]])
         out = np.array(source[row])  # CELLS: the kept cells over the live row
         half = held.size // 2
@@ -245,7 +309,7 @@ class _Group:
     def close(self) -> None:
         with self.lock:
             self.closed = True
-            for held in (*self.held, *self.packs.values()):
+            for held in (*self.held, *self.packs.values(), *self.inflated.values()):
                 held.clear()
             self.kept_bytes = 0
             self.sources.clear()
@@ -432,17 +496,27 @@ class CopyOnWrite:
         group = self._group(metric, learnt)
         n = len(learnt.blocks[metric].keys)  # rows past the block's are never saved
         return StreamState(stream.periods, stream.hold, {name: group.add(a, n) for name, a in stream.arrays.items()},
-                           [None if e is None else group.add(e, n) for e in stream.errors])
+                           [None if e is None else group.add(e, n, ERRS, lambda p=p: stream.errors[p])
+                            for p, e in enumerate(stream.errors)])
 
     # ------------------------------------------------------------ while it is read
 
     def keep(self, name: str, row: int) -> None:
-        """Before a pass changes `row` of block `name` (a metric): its detectors' state and error rings (the rest
-        of the row changes only by appending()) are copied first, once."""
+        """Before a pass changes `row` of block `name` (a metric): its detectors' state (once) and error rings (the
+        rest of the row changes only by appending()) are copied first; settle() after the pass."""
         group = self.groups.get(name)
         if group is not None:
             before = group.kept_bytes
             self.counted(group, group.keep(row), before)
+
+    def settle(self, name: str, rows: list[int], shifts: list[int]) -> None:
+        """After a pass over `rows` of block `name`, kept by keep(), that shifted their error rings by `shifts`
+        samples: of their error rings only the samples that left are kept (_Group.settle)."""
+        group = self.groups.get(name)
+        if group is not None:
+            before = group.kept_bytes
+            group.settle(rows, shifts)
+            self.counted(group, 0, before)
 
     def appending(self, name: str, row: int, samples: int) -> contextlib.AbstractContextManager:
         """Around the engine's append of at most `samples` samples to `row` of block `name` (a metric: its ring

@@ -157,7 +157,8 @@ def test_it_holds_the_changed_rows_only_and_nothing_once_closed(engine):
     assert 10 <= changed <= 20  # each series' row of its metric, and its arrival row
     assert 0 < copying.peak_kept_bytes < whole_bytes / 4, (copying.peak_kept_bytes, whole_bytes)
     held = sum(group.held_bytes() for group in copying.groups.values())
-    assert copying.kept_bytes == held == copying.peak_kept_bytes  # nothing was dropped while it was read
+    # the error rings were held whole over the pass of their block, then only what the pass shifted out of them
+    assert copying.kept_bytes == held < copying.peak_kept_bytes
     engine.end_copy()
     assert engine.copying is None and copying.kept_bytes == 0
     with pytest.raises(RuntimeError):
@@ -246,7 +247,7 @@ def feed_batches(engine: AnalyticsEngine, devices: range, start_ms: int, steps: 
 
 
 def kept_of_kind(copying: statecopy.CopyOnWrite, kind: str) -> list[tuple[statecopy._Group, int, int]]:
-    """(group, source index, row) of everything kept of this kind (statecopy's RING, CELLS, COUNTS, WHOLE)."""
+    """(group, source index, row) of everything kept of this kind (statecopy's RING, CELLS, COUNTS, WHOLE, ERRS)."""
     return [(group, index, int(row)) for group in copying.groups.values() for index in group.by_kind.get(kind, ())
             for row in np.flatnonzero(group.masks[index])]
 
@@ -293,7 +294,50 @@ def test_rings_shifted_past_their_length_and_batches_with_refused_samples_read_a
     assert_same_files(save_members(tmp_path, "cow", copying.learnt), reference)
 
 
-@pytest.mark.parametrize("kind", [statecopy.RING, statecopy.CELLS, statecopy.COUNTS, statecopy.WHOLE])
+def error_rings_kept(copying: statecopy.CopyOnWrite) -> list[tuple[statecopy._Group, int, int]]:
+    return kept_of_kind(copying, statecopy.ERRS)
+
+
+def test_error_rings_keep_the_samples_the_passes_shifted_out_and_read_as_they_were(engine, tmp_path):
+    """Series with a profile (their error rings written by every pass): passes of several readings during a save
+    shift each row's ring; the copy keeps the samples that left it (a few of the buffer's 200), not the row, and
+    reads, and saves, the rings of the beginning."""
+    stream = engine.learnt.streams["power_kw"]
+    rings = [p for p, e in enumerate(stream.errors) if e is not None]
+    assert rings and all(np.isfinite(stream.errors[p][:60, -1]).all() for p in rings), "no profile's errors"
+    whole = snapshot(engine.learnt)
+    reference = save_members(tmp_path, "whole", whole)
+    copying = engine.begin_copy()
+    steps = 4
+    feed_batches(engine, range(0, 60, 7), MONDAY + 3 * DAY_MS, steps, np.random.default_rng(9))  # 3 a pass
+    feed(engine, range(60), MONDAY + 4 * DAY_MS, 3, np.random.default_rng(10), every=3)  # 1 a pass, once each
+    kept = error_rings_kept(copying)
+    width = engine.learnt.blocks["power_kw"].capacity
+    assert {row for _, _, row in kept} == set(range(60)), "a scored row's error ring not kept"
+    for group, index, row in kept:
+        assert 1 <= group.kept(index, row).shape[0] <= 3 * steps + 2 < width, row  # the samples shifted out
+        assert not group.inflated[index]  # none left whole after its pass
+    assert_same(copying.whole(), whole)
+    assert_same_files(save_members(tmp_path, "cow", copying.learnt), reference)
+
+
+def test_an_error_ring_not_shifted_as_told_stays_whole(engine, monkeypatch):
+    """settle() keeps less of a row only where the live row is the rest of it bit for bit: told a wrong shift, it
+    keeps the rows whole, and the copy still reads the beginning."""
+    settle = statecopy.CopyOnWrite.settle
+    monkeypatch.setattr(statecopy.CopyOnWrite, "settle",
+                        lambda self, name, rows, shifts: settle(self, name, rows, [s + 1 for s in shifts]))
+    whole = snapshot(engine.learnt)
+    copying = engine.begin_copy()
+    feed(engine, range(60), MONDAY + 3 * DAY_MS, 2, np.random.default_rng(11), every=6)
+    kept = error_rings_kept(copying)
+    width = engine.learnt.blocks["power_kw"].capacity
+    assert kept and all(group.kept(index, row).shape[0] == width for group, index, row in kept)
+    assert_same(copying.whole(), whole)
+
+
+@pytest.mark.parametrize("kind", [statecopy.RING, statecopy.CELLS, statecopy.COUNTS, statecopy.WHOLE,
+                                  statecopy.ERRS])
 def test_a_kept_slice_wrong_or_missing_is_seen(engine, kind):
     """The tests above can fail for each kind of what is kept: one kept value changed, or one row's kept part
     dropped, and the copy no longer reads as the whole copy of the beginning."""
