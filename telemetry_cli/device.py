@@ -40,7 +40,8 @@ from telemetry_cli.common import (
     say,
 )
 from telemetry_cli.device_api import ApiError, DeviceApi
-from telemetry_cli.flash import CA_SOURCE, RING_SAMPLES, SPOOL_SAMPLES, ca_to_der, plan_flash
+from telemetry_cli.flash import CA_SOURCE, MAX_CA_BYTES, RING_SAMPLES, SPOOL_SAMPLES, ca_to_der, plan_flash
+from telemetry_shared.files import FileTooLarge, read_bounded
 from telemetry_shared.registry import STATES
 from telemetry_shared.settings import Settings
 
@@ -322,8 +323,10 @@ def flash(device_id: DeviceId,
 
 def _device_ca(path: Path) -> bytes:
     """The CA certificate to pin on the board, as DER; exit 2 with the way out when there is none."""
-    try:
-        return ca_to_der(path.read_bytes())
+    try:  # bounded: --ca-file /dev/zero or a pipe never ends
+        return ca_to_der(read_bounded(path, MAX_CA_BYTES))
+    except FileTooLarge:
+        fail(say("device.ca_too_large", path=path, kb=MAX_CA_BYTES // 1024), EXIT_INVALID)
     except OSError:
         fail(say("device.no_ca", path=path), EXIT_INVALID)
     except ValueError as exc:

@@ -21,6 +21,7 @@ CA_SOURCE = "(the city's CA)"  # not for people: the `source` of a generated fil
 BOARD_CA = "ca.der"  # MicroPython's mbedTLS reads DER; a PEM CA is converted when flashing
 RING_SAMPLES = 30  # ~12 KB of RAM: fits a 96 KB heap beside TLS; older samples wait in the spool
 SPOOL_SAMPLES = 8640  # a day at one reading every 10 s, ~0.8 MB of flash
+MAX_CA_BYTES = 64 * 1024  # a CA certificate is 1-2 KB: more is not one, and a board's flash and TLS heap are small
 
 
 @dataclass

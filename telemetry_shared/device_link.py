@@ -31,10 +31,12 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from edge import contract
 from telemetry_shared import broker
+from telemetry_shared.files import FileTooLarge, read_bounded
 
 if TYPE_CHECKING:
     from telemetry_shared.settings import Settings
 
+MAX_CA_FILE_BYTES = 1024 * 1024  # a CA bundle of many certificates is well under it
 WATCH_QUEUE = 1000  # messages a slow watcher may lag behind before we drop (and count) for it
 
 
@@ -126,9 +128,11 @@ class _NamedServerContext(ssl.SSLContext):
 def broker_tls_context(ca_file: Path, server_name: str = "") -> ssl.SSLContext:
     """Trust only this CA (PEM or DER, the one the boards pin), TLS 1.2 or newer, the name checked."""
     try:
-        data = Path(ca_file).read_bytes()
+        data = read_bounded(Path(ca_file), MAX_CA_FILE_BYTES)  # a device or a pipe named by mistake never ends
     except OSError as exc:
         raise LinkError(f"cannot read the broker's CA certificate {ca_file}: {exc.strerror}") from exc
+    except FileTooLarge as exc:
+        raise LinkError(f"{ca_file} is no CA certificate: {exc}") from exc
     context = _NamedServerContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies the chain and the name
     context.server_name = server_name
     context.minimum_version = ssl.TLSVersion.TLSv1_2

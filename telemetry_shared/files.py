@@ -18,8 +18,10 @@ class FileTooLarge(ValueError):
 
 
 def _readable(limit: int) -> str:
-    mb = 1024 * 1024
-    return f"{limit // mb} MB" if limit % mb == 0 else f"{limit:,} bytes"
+    for unit, size in (("MB", 1024 * 1024), ("KB", 1024)):
+        if limit % size == 0:
+            return f"{limit // size:,} {unit}"
+    return f"{limit:,} bytes"
 
 
 def read_bounded(path: Path, limit: int) -> bytes:
