@@ -298,6 +298,9 @@ def _score_block(x: np.ndarray, times: np.ndarray | None, params: DetectorParams
         # No profile anywhere in the block (too little history): the recent
         # level alone, in one compiled pass (kernels.level_pass).
         return _without_profile(x, times, params, row_point, out)
+    if not row_point:
+        # The recent level, its widening, the three CUSUMs and the choice in one compiled pass (_profile_pass).
+        return _profile_pass(x, params, season, step, out)
     # With the point z: the recent and the quick level's recursions in pairs (_level_pair); else as before.
     quick = errors_scale = None
     if row_point and params.quick_alpha > 0 and times is not None and step is not None:
@@ -365,6 +368,47 @@ def _score_block(x: np.ndarray, times: np.ndarray | None, params: DetectorParams
     # The gating and the choice in one compiled pass (kernels.point_z; _point_numpy: the same in numpy).
     point = _point(season, recent, quick_z, quick_scale, ratio, usual, params)
     scores.point = point
+    return scores
+
+
+def _profile_pass(x: np.ndarray, params: DetectorParams, season: Baseline, step: float,
+                  out: Scores | None) -> Scores:
+    """_score_block with a profile and without the point z: robust_baseline, _widened (with day_scale_floor, kept
+    where the profile's z is finite), cusum_sides_of_three and _combine, as those functions compute them, bit for
+    bit (tests/analytics/test_profile_pass.py), in one compiled pass over each row (kernels.profile_pass; the
+    recent level's arrays and the six CUSUM sides are never written), given the profile, the flatline and the
+    drift evidence; calibrate stays numpy (its exp), in place. `out` as _score_block's."""
+    if not 0 < params.level_alpha <= 1 or not 0 < params.scale_alpha <= 1:
+        raise DetectorInputError("alpha must be in (0, 1]")
+    widen = params.day_scale_floor > 0 and step > 0
+    quarter_day = min(1.0, 4.0 * step / DAY_MS) if widen else 0.0
+    shape = x.shape
+    flat, drift = _contiguous(flatline_evidence(x, params), drift_evidence(x - season.profile, season.scale, params))
+    if out is None:
+        expected, scale, z, best = (np.empty(shape) for _ in range(4))
+        winner = np.empty(shape, dtype=np.int8)
+    else:
+        expected, scale, z, best, winner = (out.baseline.expected, out.baseline.scale, out.baseline.z, out.combined,
+                                            out.winner)
+    k, h = params.cusum_k, params.cusum_h
+    kernels.profile_pass(*_contiguous(x, season.z, season.plain_z, season.scale, season.expected), flat, drift,
+                         expected, scale, z, best, winner, _UNUSED, _UNUSED, _UNUSED,
+                         float(params.level_alpha), float(params.scale_alpha),
+                         float(params.level_alpha * params.trend_beta), int(params.warmup), float(params.huber_clip),
+                         float(params.mad_to_sigma), float(params.rel_scale_floor), float(params.abs_scale_floor),
+                         bool(widen), float(quarter_day), float(params.day_scale_floor), float(k), float(h),
+                         float(params.cusum_rho_alpha), float(params.z_mid / h), float(params.cusum_cap * h), False)
+    if out is not None and out.anchor is not None:
+        # Into the caller's rows (score_series' outputs), not new arrays it copies.
+        anchor = out.anchor
+        np.copyto(anchor.profile, season.profile)
+        np.subtract(season.expected, season.profile, out=anchor.bias)
+        np.copyto(anchor.scale, season.scale)
+    else:
+        anchor = Anchor(season.profile, season.expected - season.profile, season.scale)
+    scores = Scores({"flatline": flat, "drift": drift}, calibrate(best, params, out=best), winner,
+                    Baseline(expected, scale, z))
+    scores.anchor = anchor
     return scores
 
 

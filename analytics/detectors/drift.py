@@ -7,8 +7,8 @@ from scipy.ndimage import minimum_filter1d
 
 from analytics.config import DEFAULT_PARAMS, DetectorParams
 from analytics.detectors import kernels
-from analytics.detectors.base import as_matrix
-from analytics.detectors.level import _holt, _holt_both, robust_baseline
+from analytics.detectors.base import DetectorInputError, as_matrix
+from analytics.detectors.level import _holt, robust_baseline
 
 
 def drift_evidence(residual: np.ndarray, scale: np.ndarray, params: DetectorParams = DEFAULT_PARAMS) -> np.ndarray:
@@ -34,15 +34,16 @@ def drift_evidence(residual: np.ndarray, scale: np.ndarray, params: DetectorPara
     once.
     """
     r = np.ascontiguousarray(as_matrix(residual), dtype=np.float64)
-    # The fast and the slow level in one pass (level._holt_both over r twice), the gap and the evidence in one
-    # pass each (kernels.drift_gap, drift_tail): the same bits as the numpy steps of _drift_evidence_numpy.
-    fast, _, slow, _ = _holt_both(r, params.drift_fast_alpha, params.drift_fast_alpha, False,
-                                  r, params.drift_slow_alpha, params.drift_slow_alpha, False, params)
-    gap = np.empty(r.shape)
-    kernels.drift_gap(r, fast, slow, float(1.0 / params.drift_slow_alpha), gap)
-    trend = robust_baseline(gap, params, alpha=params.drift_scale_alpha, trend=False).z
+    if not 0 < params.drift_scale_alpha <= 1:  # robust_baseline's check, as before (the two levels had none)
+        raise DetectorInputError("alpha must be in (0, 1]")
+    # The fast and the slow level, their gap, the gap's z against its own flat level and the evidence in one
+    # compiled pass (kernels.drift_pass): the same bits as the numpy steps of _drift_evidence_numpy (and as the
+    # passes it replaced: level._holt_both over r twice, kernels.drift_gap, robust_baseline, kernels.drift_tail).
     evidence = np.empty(r.shape)
-    kernels.drift_tail(r, fast, trend, np.ascontiguousarray(scale, dtype=np.float64),
+    kernels.drift_pass(r, np.ascontiguousarray(scale, dtype=np.float64), float(params.drift_fast_alpha),
+                       float(params.drift_slow_alpha), float(params.drift_scale_alpha),
+                       float(1.0 / params.drift_slow_alpha), int(params.warmup), float(params.huber_clip),
+                       float(params.mad_to_sigma), float(params.rel_scale_floor), float(params.abs_scale_floor),
                        float(math.sqrt(params.drift_fast_alpha / (2 - params.drift_fast_alpha))),
                        float(params.drift_min_z), evidence)
     return _held(evidence, params)

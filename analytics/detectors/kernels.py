@@ -83,8 +83,12 @@ def cusum_step(zt: float, upper: float, lower: float, lag_product: float, previo
     zt = 0.0 if math.isnan(zt) else min(max(zt, -h / 2), h / 2)
     lag_product += rho_alpha * (zt * previous - lag_product)
     energy += rho_alpha * (zt * zt - energy)
-    rho = min(max(lag_product / max(energy, 1e-12), 0.0), 0.95)
-    step = zt * math.sqrt((1.0 - rho) / (1.0 + rho))
+    step = zt
+    if zt != 0.0:
+        # At zt 0 (NaN: no evidence) the step is 0 times a finite factor in (0.16, 1]: +-0, which the sums take
+        # as 0 either way; the factor's two divisions and square root are then skipped, the same bits.
+        rho = min(max(lag_product / max(energy, 1e-12), 0.0), 0.95)
+        step = zt * math.sqrt((1.0 - rho) / (1.0 + rho))
     upper = min(max(0.0, upper + (step - k)), cap)
     lower = min(max(0.0, lower - (step + k)), cap)
     return upper, lower, lag_product, zt, energy
@@ -768,35 +772,6 @@ combine = numba.njit(cache=True, nogil=True)(_combine)
 point_z = numba.njit(cache=True, nogil=True)(_point)
 
 
-def _drift_gap(r: np.ndarray, fast: np.ndarray, slow: np.ndarray, settle: float, out: np.ndarray) -> None:
-    """drift_evidence's gap: fast - slow where the series has had `settle` readings (not NaN) up to and
-    including t (np.cumsum(~np.isnan(r)) >= settle), else NaN; (S, T), one pass."""
-    n_series, n_times = r.shape
-    for s in range(n_series):
-        count = 0
-        for t in range(n_times):
-            if not math.isnan(r[s, t]):
-                count += 1
-            out[s, t] = fast[s, t] - slow[s, t] if count >= settle else math.nan
-
-
-def _drift_tail(r: np.ndarray, fast: np.ndarray, trend: np.ndarray, scale: np.ndarray, unit: float, min_z: float,
-                out: np.ndarray) -> None:
-    """drift_evidence's evidence before the running minimum, one pass over (S, T) for its numpy steps: off =
-    nan_to_num(fast / (scale * unit)), now = nan_to_num(r / scale), trend nan_to_num'd, up = min(trend, off) *
-    (now >= min_z), down = min(-trend, -off) * (now <= -min_z), max(max(up, down), 0); numpy's choices on ties."""
-    n_series, n_times = r.shape
-    for s in range(n_series):
-        for t in range(n_times):
-            sc = scale[s, t]
-            off = _nan_to_num(fast[s, t] / (sc * unit))
-            now = _nan_to_num(r[s, t] / sc)
-            tr = _nan_to_num(trend[s, t])
-            up = _np_min(tr, off) * (1.0 if now >= min_z else 0.0)
-            down = _np_min(-tr, -off) * (1.0 if now <= -min_z else 0.0)
-            out[s, t] = _np_max(_np_max(up, down), 0.0)
-
-
 def _holt_two(x_a: np.ndarray, x_b: np.ndarray, expected_a: np.ndarray, scale_a: np.ndarray,
               expected_b: np.ndarray, scale_b: np.ndarray, a_level_a: float, a_scale_a: float, a_trend_a: float,
               a_level_b: float, a_scale_b: float, a_trend_b: float, warmup: int, clip: float, mad_to_sigma: float,
@@ -863,5 +838,172 @@ def cusum_three(z_a: np.ndarray, z_b: np.ndarray, z_c: np.ndarray, upper_a: np.n
             lower_b[s, t] = lb * unit
             upper_c[s, t] = uc * unit
             lower_c[s, t] = lc * unit
-drift_gap = numba.njit(cache=True, nogil=True)(_drift_gap)
-drift_tail = numba.njit(cache=True, nogil=True, error_model="numpy")(_drift_tail)
+
+
+def _profile_pass(x: np.ndarray, season_z: np.ndarray, plain_z: np.ndarray, season_scale: np.ndarray,
+                  season_expected: np.ndarray, flat: np.ndarray, drift: np.ndarray, expected_out: np.ndarray,
+                  scale_out: np.ndarray, z_out: np.ndarray, best_out: np.ndarray, winner_out: np.ndarray,
+                  level_out: np.ndarray, shift_out: np.ndarray, seasonal_out: np.ndarray, a_level: float,
+                  a_scale: float, a_trend: float, warmup: int, clip: float, mad_to_sigma: float, rel_floor: float,
+                  abs_floor: float, widen: bool, a_wide: float, wide_floor: float, k: float, h: float,
+                  rho_alpha: float, unit: float, cap: float, keep_evidence: bool) -> None:
+    """combined._score_block with a profile (without the point z), from the recent level on, in one pass over
+    each row: robust_baseline (the _holt recursion and its z after `warmup` readings), with `widen`
+    combined._widened kept where the profile's z is finite (a flat _holt over the same errors, step a_wide, its
+    scale times wide_floor, np.fmax with the recent scale, z against it, elsewhere), the three CUSUMs of that z,
+    the profile's z and its plain z (cusum_three) and _combine's evidence, baseline and strongest evidence, given
+    the profile (season_*), the flatline and the drift evidence. x and the inputs (S, T) float64; expected_out,
+    scale_out, z_out, best_out (S, T) float64, winner_out (S, T) int8; level_out, shift_out, seasonal_out (S, T)
+    only with keep_evidence. Each step the arithmetic of the passes it replaces (holt_step, cusum_step, _combine's
+    per element) in their order, so the same bits (tests/analytics/test_profile_pass.py), without the recent
+    level's six arrays and the CUSUMs' six written and read again."""
+    n_series, n_times = x.shape
+    for s in range(n_series):
+        level = slope = deviation = count = quantum = 0.0
+        last = math.nan
+        w_level = w_slope = w_deviation = w_count = w_quantum = 0.0  # the flat recursion over the errors
+        w_last = math.nan
+        ua = la = pa = qa = 0.0
+        ub = lb = pb = qb = 0.0
+        uc = lc = pc = qc = 0.0
+        ea = eb = ec = 1.0
+        for t in range(n_times):
+            xt = x[s, t]
+            sz_raw = season_z[s, t]
+            has = not (math.isnan(sz_raw) or math.isinf(sz_raw))
+            # robust_baseline: the forecast and scale from the readings before t, and its z (warm_z).
+            seen = count > 0
+            warm = count >= warmup
+            forecast = level + slope
+            sc = max(max(deviation * mad_to_sigma, rel_floor * abs(forecast) + abs_floor), 0.5 * quantum)
+            et = forecast if seen else math.nan
+            st = sc if seen else math.nan
+            error = xt - et
+            zt = error / st if count >= warmup else math.nan
+            if widen:
+                # _widened: a flat _holt over the errors, its scale times wide_floor, np.fmax with st, except
+                # where the profile's z is finite (np.where(keep, recent.scale, ...)); z against that scale.
+                w_seen = w_count > 0
+                w_forecast = w_level + w_slope
+                w_sc = max(max(w_deviation * mad_to_sigma, rel_floor * abs(w_forecast) + abs_floor),
+                           0.5 * w_quantum)
+                if not has:
+                    floor = (w_sc if w_seen else math.nan) * wide_floor
+                    wide = floor if math.isnan(st) else (st if math.isnan(floor) else max(st, floor))
+                    if not math.isnan(zt):
+                        zt = error / wide
+                    st = wide
+                if not math.isnan(error):
+                    w_level, w_slope, w_deviation, w_count, w_quantum, w_last = holt_step(
+                        error, w_forecast, w_sc, w_seen, w_count >= warmup, w_slope, w_deviation, w_count, w_quantum,
+                        w_last, a_wide, a_wide, 0.0, clip)
+            # The three CUSUMs (cusum_three: the recent z, the profile's z, its plain z).
+            pz_raw = plain_z[s, t]
+            ua, la, pa, qa, ea = cusum_step(zt, ua, la, pa, qa, ea, k, h, rho_alpha, cap)
+            ub, lb, pb, qb, eb = cusum_step(sz_raw, ub, lb, pb, qb, eb, k, h, rho_alpha, cap)
+            uc, lc, pc, qc, ec = cusum_step(pz_raw, uc, lc, pc, qc, ec, k, h, rho_alpha, cap)
+            # _combine's element.
+            ss = season_scale[s, t]
+            use = has and ss < st
+            rz = _nan_to_num(zt)
+            sz = _nan_to_num(sz_raw)
+            pz = _nan_to_num(pz_raw)
+            up = _np_min(_np_min(rz, sz), pz)
+            down = _np_min(_np_min(-rz, -sz), -pz)
+            both = _np_max(_np_max(up, down), 0.0) if has else abs(rz)
+            if has:
+                shift = _np_max(_np_min(ub * unit, uc * unit), _np_min(lb * unit, lc * unit))
+            else:
+                shift = _np_max(ua * unit, la * unit)
+            lv = 0.0 if use else both
+            seasonal = both if use else 0.0
+            if keep_evidence:
+                level_out[s, t] = lv
+                shift_out[s, t] = shift
+                seasonal_out[s, t] = seasonal
+            expected_out[s, t] = season_expected[s, t] if use else et
+            scale_out[s, t] = ss if use else st
+            z_out[s, t] = sz_raw if use else zt
+            # _strongest: the first detector (in DETECTORS' order) whose evidence is larger than all before it.
+            best = lv
+            winner = 0
+            if shift > best:
+                best, winner = shift, 1
+            if seasonal > best:
+                best, winner = seasonal, 2
+            f = flat[s, t]
+            if f > best:
+                best, winner = f, 3
+            d = drift[s, t]
+            if d > best:
+                best, winner = d, 4
+            best_out[s, t] = best
+            winner_out[s, t] = winner
+            if not math.isnan(xt):  # a missing reading freezes the state
+                level, slope, deviation, count, quantum, last = holt_step(
+                    xt, forecast, sc, seen, warm, slope, deviation, count, quantum, last, a_level, a_scale, a_trend,
+                    clip)
+
+
+# error_model numpy: a division by 0 gives inf or NaN as numpy's does, not ZeroDivisionError.
+profile_pass = numba.njit(cache=True, nogil=True, error_model="numpy")(_profile_pass)
+
+
+def _drift_pass(r: np.ndarray, scale: np.ndarray, a_fast: float, a_slow: float, a_gap: float, settle: float,
+                warmup: int, clip: float, mad_to_sigma: float, rel_floor: float, abs_floor: float, unit: float,
+                min_z: float, out: np.ndarray) -> None:
+    """drift.drift_evidence before its running minimum, in one pass over each row of r (S, T): the fast and the
+    slow flat _holt of r (holt_two), their gap once `settle` readings were seen (drift_gap), the z of the gap
+    against a flat _holt of it (step a_gap) after `warmup` readings (robust_baseline's, warm_z) and the evidence
+    (drift_tail, with `scale` (S, T)). Each step the arithmetic of those passes in their order (holt_step), so the
+    same bits, without their seven arrays the size of r written and read again."""
+    n_series, n_times = r.shape
+    for s in range(n_series):
+        level_f = slope_f = deviation_f = count_f = quantum_f = 0.0
+        level_s = slope_s = deviation_s = count_s = quantum_s = 0.0
+        level_g = slope_g = deviation_g = count_g = quantum_g = 0.0
+        last_f = last_s = last_g = math.nan
+        known = 0
+        for t in range(n_times):
+            rt = r[s, t]
+            # The fast and the slow level: forecasts from the readings before t.
+            seen_f = count_f > 0
+            forecast_f = level_f + slope_f
+            sc_f = max(max(deviation_f * mad_to_sigma, rel_floor * abs(forecast_f) + abs_floor), 0.5 * quantum_f)
+            fast = forecast_f if seen_f else math.nan
+            seen_s = count_s > 0
+            forecast_s = level_s + slope_s
+            sc_s = max(max(deviation_s * mad_to_sigma, rel_floor * abs(forecast_s) + abs_floor), 0.5 * quantum_s)
+            slow = forecast_s if seen_s else math.nan
+            if not math.isnan(rt):
+                level_f, slope_f, deviation_f, count_f, quantum_f, last_f = holt_step(
+                    rt, forecast_f, sc_f, seen_f, count_f >= warmup, slope_f, deviation_f, count_f, quantum_f, last_f,
+                    a_fast, a_fast, 0.0, clip)
+                level_s, slope_s, deviation_s, count_s, quantum_s, last_s = holt_step(
+                    rt, forecast_s, sc_s, seen_s, count_s >= warmup, slope_s, deviation_s, count_s, quantum_s, last_s,
+                    a_slow, a_slow, 0.0, clip)
+                known += 1
+            # drift_gap: up to and including t.
+            gap = fast - slow if known >= settle else math.nan
+            # robust_baseline of the gap (flat), its z (warm_z).
+            seen_g = count_g > 0
+            forecast_g = level_g + slope_g
+            sc_g = max(max(deviation_g * mad_to_sigma, rel_floor * abs(forecast_g) + abs_floor), 0.5 * quantum_g)
+            e_g = forecast_g if seen_g else math.nan
+            s_g = sc_g if seen_g else math.nan
+            trend = (gap - e_g) / s_g if count_g >= warmup else math.nan
+            if not math.isnan(gap):
+                level_g, slope_g, deviation_g, count_g, quantum_g, last_g = holt_step(
+                    gap, forecast_g, sc_g, seen_g, count_g >= warmup, slope_g, deviation_g, count_g, quantum_g,
+                    last_g, a_gap, a_gap, 0.0, clip)
+            # drift_tail.
+            sc = scale[s, t]
+            off = _nan_to_num(fast / (sc * unit))
+            now = _nan_to_num(rt / sc)
+            tr = _nan_to_num(trend)
+            up = _np_min(tr, off) * (1.0 if now >= min_z else 0.0)
+            down = _np_min(-tr, -off) * (1.0 if now <= -min_z else 0.0)
+            out[s, t] = _np_max(_np_max(up, down), 0.0)
+
+
+drift_pass = numba.njit(cache=True, nogil=True, error_model="numpy")(_drift_pass)

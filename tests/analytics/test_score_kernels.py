@@ -106,7 +106,7 @@ def test_score_series_through_numpy_and_compiled(params: DetectorParams, monkeyp
 
 @pytest.mark.parametrize("seed", range(4))
 def test_drift_evidence_is_the_numpy_code(seed: int) -> None:
-    """drift_evidence's compiled passes (level._holt_both over r twice, drift_gap, drift_tail) against its numpy
+    """drift_evidence's compiled pass (kernels.drift_pass: two levels, the gap, its z, the evidence) against its numpy
     steps: a slow drift, a step, NaN gaps, zeros and infinities in the scale, a constant stretch."""
     from analytics.detectors import drift
 
