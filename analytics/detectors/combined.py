@@ -331,14 +331,7 @@ def _score_block(x: np.ndarray, times: np.ndarray | None, params: DetectorParams
     drift = drift_evidence(x - season.profile, season.scale, params)
     evidence, baseline, best, winner = _combine(season, recent, (recent_up, recent_down, season_up, season_down,
                                                                  plain_up, plain_down), flat, drift, out)
-    if out is not None and out.anchor is not None:
-        # Into the caller's rows (score_series' outputs), not new arrays it copies.
-        anchor = out.anchor
-        np.copyto(anchor.profile, season.profile)
-        np.subtract(season.expected, season.profile, out=anchor.bias)
-        np.copyto(anchor.scale, season.scale)
-    else:
-        anchor = Anchor(season.profile, season.expected - season.profile, season.scale)
+    anchor = _anchor(season, out)
     scores = Scores(evidence, calibrate(best, params, out=best), winner, baseline)
     scores.anchor = anchor
     if not row_point:
@@ -398,18 +391,22 @@ def _profile_pass(x: np.ndarray, params: DetectorParams, season: Baseline, step:
                          float(params.mad_to_sigma), float(params.rel_scale_floor), float(params.abs_scale_floor),
                          bool(widen), float(quarter_day), float(params.day_scale_floor), float(k), float(h),
                          float(params.cusum_rho_alpha), float(params.z_mid / h), float(params.cusum_cap * h), False)
-    if out is not None and out.anchor is not None:
-        # Into the caller's rows (score_series' outputs), not new arrays it copies.
-        anchor = out.anchor
-        np.copyto(anchor.profile, season.profile)
-        np.subtract(season.expected, season.profile, out=anchor.bias)
-        np.copyto(anchor.scale, season.scale)
-    else:
-        anchor = Anchor(season.profile, season.expected - season.profile, season.scale)
+    anchor = _anchor(season, out)
     scores = Scores({"flatline": flat, "drift": drift}, calibrate(best, params, out=best), winner,
                     Baseline(expected, scale, z))
     scores.anchor = anchor
     return scores
+
+
+def _anchor(season: Baseline, out: Scores | None) -> Anchor:
+    """The profile's anchor of a block (its profile, the bias of its expected value, its scale): into the caller's
+    rows (score_series' outputs) where it gives them, not new arrays it copies."""
+    if out is None or out.anchor is None:
+        return Anchor(season.profile, season.expected - season.profile, season.scale)
+    np.copyto(out.anchor.profile, season.profile)
+    np.subtract(season.expected, season.profile, out=out.anchor.bias)
+    np.copyto(out.anchor.scale, season.scale)
+    return out.anchor
 
 
 def _contiguous(*arrays: np.ndarray) -> list[np.ndarray]:
