@@ -16,6 +16,15 @@ from analytics import jitcache  # noqa: F401  (before any cache=True kernel: the
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
+def holt_scale(forecast: float, deviation: float, quantum: float, mad_to_sigma: float, rel_floor: float,
+               abs_floor: float) -> float:
+    """robust_baseline's scale before a reading: its spread in sigmas, floored relative to the forecast and
+    absolutely, and at half the readings' quantum (a counter's step is no surprise). The one copy (holt_step's
+    callers; inlined as it is)."""
+    return max(max(deviation * mad_to_sigma, rel_floor * abs(forecast) + abs_floor), 0.5 * quantum)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
 def holt_step(xt: float, forecast: float, sc: float, seen: bool, warm: bool, slope: float, deviation: float,
               count: float, quantum: float, last: float, a_level: float, a_scale: float, a_trend: float,
               clip: float) -> tuple[float, float, float, float, float, float]:
@@ -62,7 +71,7 @@ def _holt(x: np.ndarray, expected: np.ndarray, scale: np.ndarray, a_level: float
             seen = count > 0
             warm = count >= warmup
             forecast = level + slope
-            sc = max(max(deviation * mad_to_sigma, rel_floor * abs(forecast) + abs_floor), 0.5 * quantum)
+            sc = holt_scale(forecast, deviation, quantum, mad_to_sigma, rel_floor, abs_floor)
             expected[s, t] = forecast if seen else math.nan
             scale[s, t] = sc if seen else math.nan
             if not valid:
@@ -270,7 +279,7 @@ def _level_pass(x: np.ndarray, expected: np.ndarray, scale: np.ndarray, z: np.nd
             seen = count > 0
             warm = count >= warmup
             forecast = level + slope
-            sc = max(max(deviation * mad_to_sigma, rel_floor * abs(forecast) + abs_floor), 0.5 * quantum)
+            sc = holt_scale(forecast, deviation, quantum, mad_to_sigma, rel_floor, abs_floor)
             et = forecast if seen else math.nan
             st = sc if seen else math.nan
             error = xt - et
@@ -279,8 +288,7 @@ def _level_pass(x: np.ndarray, expected: np.ndarray, scale: np.ndarray, z: np.nd
                 # _widened: a flat _holt over the errors, its scale times wide_floor, np.fmax with st.
                 w_seen = w_count > 0
                 w_forecast = w_level + w_slope
-                w_sc = max(max(w_deviation * mad_to_sigma, rel_floor * abs(w_forecast) + abs_floor),
-                           0.5 * w_quantum)
+                w_sc = holt_scale(w_forecast, w_deviation, w_quantum, mad_to_sigma, rel_floor, abs_floor)
                 floor = (w_sc if w_seen else math.nan) * wide_floor
                 wide = floor if math.isnan(st) else (st if math.isnan(floor) else max(st, floor))
                 if not math.isnan(zt):
@@ -790,14 +798,14 @@ def _holt_two(x_a: np.ndarray, x_b: np.ndarray, expected_a: np.ndarray, scale_a:
             seen_a = count_a > 0
             warm_a = count_a >= warmup
             forecast_a = level_a + slope_a
-            sc_a = max(max(deviation_a * mad_to_sigma, rel_floor * abs(forecast_a) + abs_floor), 0.5 * quantum_a)
+            sc_a = holt_scale(forecast_a, deviation_a, quantum_a, mad_to_sigma, rel_floor, abs_floor)
             expected_a[s, t] = forecast_a if seen_a else math.nan
             scale_a[s, t] = sc_a if seen_a else math.nan
             xb = x_b[s, t]
             seen_b = count_b > 0
             warm_b = count_b >= warmup
             forecast_b = level_b + slope_b
-            sc_b = max(max(deviation_b * mad_to_sigma, rel_floor * abs(forecast_b) + abs_floor), 0.5 * quantum_b)
+            sc_b = holt_scale(forecast_b, deviation_b, quantum_b, mad_to_sigma, rel_floor, abs_floor)
             expected_b[s, t] = forecast_b if seen_b else math.nan
             scale_b[s, t] = sc_b if seen_b else math.nan
             if not math.isnan(xa):  # a missing reading freezes the state
@@ -875,7 +883,7 @@ def _profile_pass(x: np.ndarray, season_z: np.ndarray, plain_z: np.ndarray, seas
             seen = count > 0
             warm = count >= warmup
             forecast = level + slope
-            sc = max(max(deviation * mad_to_sigma, rel_floor * abs(forecast) + abs_floor), 0.5 * quantum)
+            sc = holt_scale(forecast, deviation, quantum, mad_to_sigma, rel_floor, abs_floor)
             et = forecast if seen else math.nan
             st = sc if seen else math.nan
             error = xt - et
@@ -885,8 +893,7 @@ def _profile_pass(x: np.ndarray, season_z: np.ndarray, plain_z: np.ndarray, seas
                 # where the profile's z is finite (np.where(keep, recent.scale, ...)); z against that scale.
                 w_seen = w_count > 0
                 w_forecast = w_level + w_slope
-                w_sc = max(max(w_deviation * mad_to_sigma, rel_floor * abs(w_forecast) + abs_floor),
-                           0.5 * w_quantum)
+                w_sc = holt_scale(w_forecast, w_deviation, w_quantum, mad_to_sigma, rel_floor, abs_floor)
                 if not has:
                     floor = (w_sc if w_seen else math.nan) * wide_floor
                     wide = floor if math.isnan(st) else (st if math.isnan(floor) else max(st, floor))
@@ -969,11 +976,11 @@ def _drift_pass(r: np.ndarray, scale: np.ndarray, a_fast: float, a_slow: float, 
             # The fast and the slow level: forecasts from the readings before t.
             seen_f = count_f > 0
             forecast_f = level_f + slope_f
-            sc_f = max(max(deviation_f * mad_to_sigma, rel_floor * abs(forecast_f) + abs_floor), 0.5 * quantum_f)
+            sc_f = holt_scale(forecast_f, deviation_f, quantum_f, mad_to_sigma, rel_floor, abs_floor)
             fast = forecast_f if seen_f else math.nan
             seen_s = count_s > 0
             forecast_s = level_s + slope_s
-            sc_s = max(max(deviation_s * mad_to_sigma, rel_floor * abs(forecast_s) + abs_floor), 0.5 * quantum_s)
+            sc_s = holt_scale(forecast_s, deviation_s, quantum_s, mad_to_sigma, rel_floor, abs_floor)
             slow = forecast_s if seen_s else math.nan
             if not math.isnan(rt):
                 level_f, slope_f, deviation_f, count_f, quantum_f, last_f = holt_step(
@@ -988,7 +995,7 @@ def _drift_pass(r: np.ndarray, scale: np.ndarray, a_fast: float, a_slow: float, 
             # robust_baseline of the gap (flat), its z (warm_z).
             seen_g = count_g > 0
             forecast_g = level_g + slope_g
-            sc_g = max(max(deviation_g * mad_to_sigma, rel_floor * abs(forecast_g) + abs_floor), 0.5 * quantum_g)
+            sc_g = holt_scale(forecast_g, deviation_g, quantum_g, mad_to_sigma, rel_floor, abs_floor)
             e_g = forecast_g if seen_g else math.nan
             s_g = sc_g if seen_g else math.nan
             trend = (gap - e_g) / s_g if count_g >= warmup else math.nan

@@ -13,7 +13,7 @@ import numba
 import numpy as np
 
 from analytics import jitcache  # noqa: F401  (before any cache=True kernel: the cache follows the sources)
-from analytics.detectors.kernels import cusum_step, holt_step
+from analytics.detectors.kernels import cusum_step, holt_scale, holt_step
 
 # Holt's state per series: level, slope, deviation, count, quantum, last reading.
 HOLT_WIDTH = 6
@@ -39,7 +39,7 @@ def holt(x, expected, scale, seen_before, state, a_level, a_scale, a_trend, warm
             xt = x[s, t]
             seen = count > 0
             forecast = level + slope
-            sc = max(max(deviation * mad_to_sigma, rel_floor * abs(forecast) + abs_floor), 0.5 * quantum)
+            sc = holt_scale(forecast, deviation, quantum, mad_to_sigma, rel_floor, abs_floor)
             expected[s, t] = forecast if seen else math.nan
             scale[s, t] = sc if seen else math.nan
             seen_before[s, t] = count
