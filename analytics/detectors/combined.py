@@ -377,12 +377,7 @@ def _profile_pass(x: np.ndarray, params: DetectorParams, season: Baseline, step:
     quarter_day = min(1.0, 4.0 * step / DAY_MS) if widen else 0.0
     shape = x.shape
     flat, drift = _contiguous(flatline_evidence(x, params), drift_evidence(x - season.profile, season.scale, params))
-    if out is None:
-        expected, scale, z, best = (np.empty(shape) for _ in range(4))
-        winner = np.empty(shape, dtype=np.int8)
-    else:
-        expected, scale, z, best, winner = (out.baseline.expected, out.baseline.scale, out.baseline.z, out.combined,
-                                            out.winner)
+    expected, scale, z, best, winner = _outputs(shape, out)
     k, h = params.cusum_k, params.cusum_h
     kernels.profile_pass(*_contiguous(x, season.z, season.plain_z, season.scale, season.expected), flat, drift,
                          expected, scale, z, best, winner, _UNUSED, _UNUSED, _UNUSED,
@@ -396,6 +391,14 @@ def _profile_pass(x: np.ndarray, params: DetectorParams, season: Baseline, step:
                     Baseline(expected, scale, z))
     scores.anchor = anchor
     return scores
+
+
+def _outputs(shape: tuple[int, ...], out: Scores | None) -> tuple[np.ndarray, ...]:
+    """The baseline's expected value, scale and z, the strongest evidence and its detector of a block with a
+    profile: the caller's rows (`out`: score_series' outputs) where it gives them, else new arrays."""
+    if out is None:
+        return (*(np.empty(shape) for _ in range(4)), np.empty(shape, dtype=np.int8))
+    return out.baseline.expected, out.baseline.scale, out.baseline.z, out.combined, out.winner
 
 
 def _anchor(season: Baseline, out: Scores | None) -> Anchor:
@@ -422,12 +425,7 @@ def _combine(season: Baseline, recent: Baseline, sides: tuple[np.ndarray, ...], 
     new arrays."""
     shape = season.z.shape
     level, shift, seasonal = (np.empty(shape) for _ in range(3))
-    if out is None:
-        expected, scale, z, best = (np.empty(shape) for _ in range(4))
-        winner = np.empty(shape, dtype=np.int8)
-    else:
-        expected, scale, z, best, winner = (out.baseline.expected, out.baseline.scale, out.baseline.z, out.combined,
-                                            out.winner)
+    expected, scale, z, best, winner = _outputs(shape, out)
     flat, drift = _contiguous(flat, drift)
     kernels.combine(*_contiguous(season.z, season.plain_z, season.scale, season.expected, recent.z, recent.scale,
                                  recent.expected, *sides), flat, drift,
