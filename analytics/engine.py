@@ -186,18 +186,19 @@ class AnalyticsEngine:
         self.learnt.stream(metric, self.detector).resize(int(rows.max()) + 1)
         self.learnt.states[metric].resize(int(rows.max()) + 1)
         findings = []
+        copying = self.copying  # a checkpoint's copy, begun and ended between passes (service.py)
         for part in row_blocks(rows.size, self.block_rows):  # every row is scored on its own: blocks bound memory
-            if self.copying is None:
-                findings += self._score_rows(metric, rows[part], new_count, live, width)
-                continue
-            # a checkpoint reads the state: the detectors' state of these rows changes now, copied first (only it;
-            # their error rings whole until the block is scored, then only the samples the pass shifted out of
-            # them: a block's rows at a time, so a pass over every series holds a block's whole rings at most)
             scored = rows[part].tolist()
-            for row in scored:
-                self.copying.keep(metric, row)
+            if copying is not None:
+                # a checkpoint reads the state: the detectors' state of these rows changes now, copied first (only
+                # it; their error rings whole until the block is scored, then only the samples the pass shifted
+                # out of them: a block's rows at a time, so a pass over every series holds a block's whole rings
+                # at most)
+                for row in scored:
+                    copying.keep(metric, row)
             findings += self._score_rows(metric, rows[part], new_count, live, width)
-            self.copying.settle(metric, scored, [new_count[row] for row in scored])
+            if copying is not None:
+                copying.settle(metric, scored, [new_count[row] for row in scored])
         return findings
 
     def _score_rows(self, metric: str, rows: np.ndarray, new_count: dict[int, int], live: dict[int, bool],

@@ -203,7 +203,7 @@ class _Group:
         self.inflated[index][row] = left
         if left == source.shape[1]:  # every sample has left: the row as it was is held whole already
             return
-        whole = source[row].copy() if held is None else np.concatenate([held, source[row, :source.shape[1] - left]])
+        whole = self._original(index, row)
         self._hold(index, row, whole, whole.nbytes - (0 if held is None else held.nbytes))
 
     def settle(self, rows: list[int], shifts: list[int]) -> None:
@@ -244,10 +244,8 @@ class _Group:
         for index in self._of((CELLS,), row):
             before[index] = self.sources[index][row].copy()
         for index in self._of((RING,), row):
-            source, live = self.sources[index], self.lives[index]()
-            if live is source or live.__array_interface__["data"] == source.__array_interface__["data"] \
-                    and live.strides == source.strides:
-                gone = self.held[index].get(row)
+            if self._is_live(index):
+                source, gone = self.sources[index], self.held[index].get(row)
                 left = 0 if gone is None else gone.shape[0]  # the samples that left since the beginning
                 leads[index] = source[row, :min(samples, source.shape[1] - left)].copy()
             # else the engine's array was moved by a growth (a copy): this one no longer changes
