@@ -15,6 +15,12 @@ class DetectorInputError(ValueError):
     """The arrays given to a detector are not what it needs."""
 
 
+def check_alphas(*alphas: float) -> None:
+    """Every smoothing step in (0, 1] (a Holt recursion's), else DetectorInputError; NaN is not."""
+    if not all(0 < alpha <= 1 for alpha in alphas):
+        raise DetectorInputError("alpha must be in (0, 1]")
+
+
 # ---------------------------------------------------------------- inputs
 
 

@@ -10,11 +10,11 @@ from analytics.detectors import kernels
 from analytics.detectors.base import (
     Anchor,
     Baseline,
-    DetectorInputError,
     History,
     as_matrix,
     as_times,
     calibrate,
+    check_alphas,
     long_interval_ms,
     typical_interval_ms,
 )
@@ -263,9 +263,8 @@ def _level_pair(x: np.ndarray, times: np.ndarray, params: DetectorParams,
     """robust_baseline(x), the longer-memory scale of its errors (_widened's; None where _widened has none) and
     _quick_level's recursions (_Quick), as those functions compute them, the same bits, but each pair of
     independent recursions side by side in one compiled pass (level._holt_both): the recent and the quick
-    level on x, then their two errors' quarter-day scales. For _score_block with a profile and the point z."""
-    if not 0 < params.level_alpha <= 1 or not 0 < params.scale_alpha <= 1:
-        raise DetectorInputError("alpha must be in (0, 1]")
+    level on x, then their two errors' quarter-day scales. For _score_block with a profile and the point z: its
+    steps were checked (check_alphas) by seasonal_baseline's robust_baseline, which such a block runs first."""
     gaps = widen = None
     if params.point_gap_power > 0 or params.point_gap_restart > 0:
         gaps, widen = _gaps(x, times, params.point_gap_power)
@@ -370,9 +369,8 @@ def _profile_pass(x: np.ndarray, params: DetectorParams, season: Baseline, step:
     where the profile's z is finite), cusum_sides_of_three and _combine, as those functions compute them, bit for
     bit (tests/analytics/test_profile_pass.py), in one compiled pass over each row (kernels.profile_pass; the
     recent level's arrays and the six CUSUM sides are never written), given the profile, the flatline and the
-    drift evidence; calibrate stays numpy (its exp), in place. `out` as _score_block's."""
-    if not 0 < params.level_alpha <= 1 or not 0 < params.scale_alpha <= 1:
-        raise DetectorInputError("alpha must be in (0, 1]")
+    drift evidence; calibrate stays numpy (its exp), in place. `out` as _score_block's. Its steps were checked
+    (check_alphas) by seasonal_baseline's robust_baseline, which every block with a profile runs first."""
     widen = params.day_scale_floor > 0 and step > 0
     quarter_day = min(1.0, 4.0 * step / DAY_MS) if widen else 0.0
     shape = x.shape
@@ -524,8 +522,7 @@ def _without_profile(x: np.ndarray, times: np.ndarray | None, params: DetectorPa
     bit for bit (tests/analytics/test_level_pass.py), but the recursions and the choice of the strongest in one
     compiled pass over each row (kernels.level_pass) and the flatline's own pass only on the rows that repeat
     a reading often enough to have a run; calibrate stays numpy (its exp), in place."""
-    if not 0 < params.level_alpha <= 1 or not 0 < params.scale_alpha <= 1:
-        raise DetectorInputError("alpha must be in (0, 1]")
+    check_alphas(params.level_alpha, params.scale_alpha)
     step = typical_interval_ms(times) if times is not None and params.day_scale_floor > 0 else math.nan
     widen = step > 0
     quarter_day = min(1.0, 4.0 * step / DAY_MS) if widen else 0.0

@@ -7,7 +7,7 @@ from scipy.ndimage import minimum_filter1d
 
 from analytics.config import DEFAULT_PARAMS, DetectorParams
 from analytics.detectors import kernels
-from analytics.detectors.base import DetectorInputError, as_matrix
+from analytics.detectors.base import as_matrix, check_alphas
 from analytics.detectors.level import _holt, robust_baseline
 
 
@@ -34,8 +34,7 @@ def drift_evidence(residual: np.ndarray, scale: np.ndarray, params: DetectorPara
     once.
     """
     r = np.ascontiguousarray(as_matrix(residual), dtype=np.float64)
-    if not 0 < params.drift_scale_alpha <= 1:  # robust_baseline's check, as before (the two levels had none)
-        raise DetectorInputError("alpha must be in (0, 1]")
+    check_alphas(params.drift_scale_alpha)  # robust_baseline's check, as before (the two levels had none)
     # The fast and the slow level, their gap, the gap's z against its own flat level and the evidence in one
     # compiled pass (kernels.drift_pass): the same bits as the numpy steps of _drift_evidence_numpy (and as the
     # passes it replaced: level._holt_both over r twice, kernels.drift_gap, robust_baseline, kernels.drift_tail).

@@ -4,7 +4,7 @@ import numpy as np
 
 from analytics.config import DEFAULT_PARAMS, DetectorParams
 from analytics.detectors import kernels
-from analytics.detectors.base import Baseline, DetectorInputError, as_matrix
+from analytics.detectors.base import Baseline, as_matrix, check_alphas
 
 
 def robust_baseline(values: np.ndarray, params: DetectorParams = DEFAULT_PARAMS,
@@ -38,8 +38,7 @@ def robust_baseline(values: np.ndarray, params: DetectorParams = DEFAULT_PARAMS,
     x = as_matrix(values)
     a_level = params.level_alpha if alpha is None else alpha
     a_scale = params.scale_alpha if alpha is None else alpha
-    if not 0 < a_level <= 1 or not 0 < a_scale <= 1:
-        raise DetectorInputError("alpha must be in (0, 1]")
+    check_alphas(a_level, a_scale)
     expected, scale = _holt(x, a_level, a_scale, trend, params)
     return Baseline(expected, scale, warm_z(x, expected, scale, params.warmup))
 

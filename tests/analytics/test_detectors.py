@@ -248,6 +248,21 @@ def test_bad_times_are_refused(times, message):
         d.score_series(np.zeros((1, 3)), times)
 
 
+@pytest.mark.parametrize(("field", "value"), [("level_alpha", 0.0), ("scale_alpha", 1.5), ("level_alpha", math.nan)])
+@pytest.mark.parametrize("days", [1, 4])  # no profile (the level pass), a daily profile (the profile pass)
+@pytest.mark.parametrize("with_evidence", [False, True])  # with the row score's point z (its own path) or not
+def test_a_smoothing_step_outside_0_1_is_refused_on_every_path(field, value, days, with_evidence):
+    times = np.arange(days * 288, dtype=np.int64) * 300_000
+    x = np.random.default_rng(5).normal(100.0, 1.0, (2, times.size))
+    with pytest.raises(d.DetectorInputError, match=r"alpha must be in \(0, 1\]"):
+        d.score_series(x, times, replace(DEFAULT_PARAMS, **{field: value}), with_evidence=with_evidence)
+
+
+def test_a_drift_scale_step_outside_0_1_is_refused():
+    with pytest.raises(d.DetectorInputError, match=r"alpha must be in \(0, 1\]"):
+        d.drift_evidence(np.zeros((1, 5)), np.ones((1, 5)), replace(DEFAULT_PARAMS, drift_scale_alpha=0.0))
+
+
 def test_bad_alpha_and_groups_are_refused():
     with pytest.raises(d.DetectorInputError):
         d.robust_baseline(np.zeros((1, 3)), alpha=0)
