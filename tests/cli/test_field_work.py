@@ -49,8 +49,8 @@ def test_flash_needs_a_ca_or_an_explicit_plain_mqtt(city, tmp_path):
     (tmp_path / "junk.pem").write_text("hello")
     junk = city.run("flash", "wtr-0102", "--ca-file", str(tmp_path / "junk.pem"), "--dry-run")
     assert junk.exit_code == 2 and "not a CA certificate" in junk.output
+    (tmp_path / "big.der").write_bytes(b"\x30" * (64 * 1024 + 1))
     for endless in ("/dev/zero", str(tmp_path / "big.der")):  # a device that never ends, a DER-looking 64 KB + 1
-        (tmp_path / "big.der").write_bytes(b"\x30" * (64 * 1024 + 1))
         huge = city.run("flash", "wtr-0102", "--ca-file", endless, "--dry-run")
         said = " ".join(huge.output.split())  # as the terminal folds it
         assert huge.exit_code == 2 and "larger than 64 KB: not a CA certificate" in said, said
