@@ -3,7 +3,6 @@
 import math
 
 import numpy as np
-from scipy.ndimage import minimum_filter1d
 
 from analytics.config import DEFAULT_PARAMS, DetectorParams
 from analytics.detectors import kernels
@@ -74,9 +73,12 @@ def _drift_evidence_numpy(residual: np.ndarray, scale: np.ndarray,
 def _held(evidence: np.ndarray, params: DetectorParams) -> np.ndarray:
     # A drift is slow: its evidence must hold over the last drift_hold_samples readings (a running
     # minimum), so one odd reading against a profile that is briefly off is no drift.
+    # (kernels.running_minimum: scipy.ndimage.minimum_filter1d's bits, without scipy's import.)
     width = min(params.drift_hold_samples, evidence.shape[1]) if evidence.shape[1] else 1
     if width > 1:
-        evidence = minimum_filter1d(evidence, size=width, axis=1, origin=(width - 1) // 2, mode="nearest")
+        held = np.empty(evidence.shape)
+        kernels.running_minimum(np.ascontiguousarray(evidence, dtype=np.float64), width, held)
+        evidence = held
     return evidence
 
 

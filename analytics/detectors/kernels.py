@@ -1014,3 +1014,38 @@ def _drift_pass(r: np.ndarray, scale: np.ndarray, a_fast: float, a_slow: float, 
 
 
 drift_pass = numba.njit(cache=True, nogil=True, error_model="numpy")(_drift_pass)
+
+
+@numba.njit(cache=True, nogil=True)
+def running_minimum(x: np.ndarray, width: int, out: np.ndarray) -> None:
+    """The minimum of each row of x (S, T) over its last `width` samples (x[s, 0] standing for those before the row):
+    scipy.ndimage.minimum_filter1d(x, width, axis=1, origin=(width - 1) // 2, mode="nearest"), the same bits, NaN
+    and signed zeros included. Its algorithm reproduced (Richard Harter's ascending minima in a ring of width
+    (value, death) pairs: a value equal to the minimum replaces it; a NaN never does), not imported: scipy's import
+    was ~0.2-0.4 s of every `city score`."""
+    n_series, n_times = x.shape
+    if width == 1 or n_times == 0:
+        out[:] = x
+        return
+    values = np.empty(width)
+    deaths = np.empty(width, dtype=np.int64)
+    for s in range(n_series):
+        head = last = 0  # the ring's minimum and its newest pair
+        values[0] = x[s, 0]
+        deaths[0] = width
+        for i in range(1, width + n_times - 1):
+            value = x[s, max(i - width + 1, 0)]
+            if deaths[head] == i:
+                head = head + 1 if head + 1 < width else 0
+            if value <= values[head]:
+                values[head] = value
+                deaths[head] = i + width
+                last = head
+            else:
+                while values[last] >= value:
+                    last = last - 1 if last > 0 else width - 1
+                last = last + 1 if last + 1 < width else 0
+                values[last] = value
+                deaths[last] = i + width
+            if i >= width - 1:
+                out[s, i - width + 1] = values[head]

@@ -306,30 +306,36 @@ def lag_lookup(t: np.ndarray, back: int, tolerance: float, index: np.ndarray, se
     return any_close, any_same, any_found
 
 
-@numba.njit(cache=True, nogil=True)
-def known_errors(residual: np.ndarray, expected: np.ndarray, error: np.ndarray, known: np.ndarray) -> None:
-    """_scale_by_time_of_day's inputs to its running means, in one pass over (S, T): error = |residual - expected|
-    where that is not NaN, else 0.0, and known = 1.0 there, else 0.0 (np.where(known, np.abs(residual - expected),
-    0.0) and (~np.isnan(...)).astype(float64): the same bits)."""
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def mean_error_near(residual: np.ndarray, expected: np.ndarray, width: int, out: np.ndarray) -> None:
+    """_scale_by_time_of_day's mean of the known |residual - expected| (S, T) over the `width` samples centred on
+    each (from index - width // 2), NaN where none is known; `width` >= 1.
+
+    The bits of _scale_numpy's steps: scipy.ndimage.uniform_filter1d(mode="constant") of the errors (0.0 where
+    unknown) over that of where they are known (1.0, else 0.0). Each is scipy's running mean, reproduced step by
+    step: a running sum (the first window's, then + entering - leaving a sample; 0.0 outside the row) divided by
+    width at each sample. Here, not scipy: its import was ~0.2-0.4 s of every `city score`."""
     n_series, n_times = residual.shape
+    before = width // 2
+    error = np.zeros(n_times + width - 1)  # the row padded with width // 2 zeros before it, the rest after
+    known = np.zeros(n_times + width - 1)
     for s in range(n_series):
         for i in range(n_times):
             value = abs(residual[s, i] - expected[s, i])
-            if math.isnan(value):
-                error[s, i] = 0.0
-                known[s, i] = 0.0
-            else:
-                error[s, i] = value
-                known[s, i] = 1.0
-
-
-@numba.njit(cache=True, nogil=True, error_model="numpy")
-def mean_where_known(total: np.ndarray, count: np.ndarray, out: np.ndarray) -> None:
-    """np.where(count > 0, total / count, nan) in one pass (the division numpy's: inf or NaN, no error)."""
-    n_series, n_times = total.shape
-    for s in range(n_series):
+            unknown = math.isnan(value)
+            error[before + i] = 0.0 if unknown else value
+            known[before + i] = 0.0 if unknown else 1.0
+        total = 0.0
+        count = 0.0
+        for i in range(width):
+            total += error[i]
+            count += known[i]
         for i in range(n_times):
-            out[s, i] = total[s, i] / count[s, i] if count[s, i] > 0 else math.nan
+            if i:
+                total += error[i + width - 1] - error[i - 1]
+                count += known[i + width - 1] - known[i - 1]
+            mean_count = count / width
+            out[s, i] = (total / width) / mean_count if mean_count > 0 else math.nan
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")

@@ -4,7 +4,6 @@ import math
 from dataclasses import replace
 
 import numpy as np
-from scipy.ndimage import uniform_filter1d
 
 from analytics.config import DAY_MS, DEFAULT_PARAMS, DetectorParams
 from analytics.detectors import season_kernels
@@ -415,14 +414,10 @@ def _scale_by_time_of_day(residual: np.ndarray, fit: Baseline, times: np.ndarray
         return fit
     width = int(min(max(1, round(params.profile_scale_window_ms / step_ms)), residual.shape[1]))
     residual, expected, fit_z = (np.ascontiguousarray(a, dtype=np.float64) for a in (residual, fit.expected, fit.z))
-    # The error where known (else 0) and where it is known (1.0): one compiled pass for numpy's five
-    # (season_kernels.known_errors; likewise the mean and the z below, the same bits as _scale_numpy's steps).
-    error, known = np.empty(residual.shape), np.empty(residual.shape)
-    season_kernels.known_errors(residual, expected, error, known)
-    total = uniform_filter1d(error, size=width, axis=1, mode="constant")
-    count = uniform_filter1d(known, size=width, axis=1, mode="constant")
-    local = error  # no longer read: the mean is written over it
-    season_kernels.mean_where_known(total, count, local)
+    # The mean known error around each sample: one compiled pass for numpy's and scipy's steps (season_kernels.
+    # mean_error_near; likewise the z below, the same bits as _scale_numpy's steps).
+    local = np.empty(residual.shape)
+    season_kernels.mean_error_near(residual, expected, width, local)
     # `local` is a mean over an hour already: read at the earlier days as it is, not smoothed again.
     as_is = replace(params, profile_smooth_samples=0)
     # The floor is a share of that usual error (profile_usual_share): where the running scale already says as much,
@@ -440,6 +435,8 @@ def _scale_numpy(residual: np.ndarray, fit: Baseline, local_usual: np.ndarray | 
     """_scale_by_time_of_day's numpy steps (the compiled passes' reference in the tests): (local, scale, z), the
     last two from local_usual (seasonal_expected of local) when given, else None. mad_to_sigma: the factor on
     local_usual (params.mad_to_sigma * params.profile_usual_share)."""
+    from scipy.ndimage import uniform_filter1d  # here, not on top: the score path does not import scipy
+
     error = np.abs(residual - fit.expected)
     known = ~np.isnan(error)
     total = uniform_filter1d(np.where(known, error, 0.0), size=width, axis=1, mode="constant")

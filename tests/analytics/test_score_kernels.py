@@ -126,6 +126,25 @@ def test_drift_evidence_is_the_numpy_code(seed: int) -> None:
 
 
 @pytest.mark.parametrize("seed", range(4))
+def test_running_minimum_is_scipys_minimum_filter(seed: int) -> None:
+    """The drift's hold (kernels.running_minimum) gives the bits of scipy.ndimage.minimum_filter1d over the last
+    `width` samples (mode nearest), which it replaced: NaN, infinities, zeros of both signs and ties, windows of 1
+    to longer than the row, rows of one sample."""
+    from scipy.ndimage import minimum_filter1d
+
+    from analytics.detectors import kernels
+
+    rng = np.random.default_rng(400 + seed)
+    n = (1, 9, 500, 3000)[seed]
+    x = _nasty(rng, (5, n))
+    for width in (1, 2, 3, 5, 30, 120, n, n + 3):
+        got = np.empty_like(x)
+        kernels.running_minimum(x, width, got)
+        want = minimum_filter1d(x, size=width, axis=1, origin=(width - 1) // 2, mode="nearest")
+        assert _same(got, want), width
+
+
+@pytest.mark.parametrize("seed", range(4))
 def test_row_passes_of_score_rows_are_the_numpy_code(seed: int) -> None:
     """csvscore's one-pass flatline nats (0 at a new high) and row scores against the numpy they replaced."""
     from analytics import csvscore

@@ -180,7 +180,7 @@ def test_baseline_with_kept_lookups_is_the_baseline_of_each_series(seed, zone):
 
 @pytest.mark.parametrize("seed", range(3))
 def test_scale_by_time_of_day_is_its_numpy_steps(seed):
-    """_scale_by_time_of_day's compiled passes (season_kernels.known_errors, mean_where_known, z_where_fit) give
+    """_scale_by_time_of_day's compiled passes (season_kernels.mean_error_near, z_where_fit) give
     the bits of its numpy steps (seasonal._scale_numpy): NaN, zeros of both signs, values of very different sizes,
     scales of 0 (inf or NaN, as numpy divides)."""
     rng = np.random.default_rng(700 + seed)
@@ -201,6 +201,31 @@ def test_scale_by_time_of_day_is_its_numpy_steps(seed):
     np.testing.assert_array_equal(_bits(got.scale), _bits(scale))
     np.testing.assert_array_equal(_bits(got.z), _bits(z))
     assert got.expected is fit.expected
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_mean_error_near_is_scipys_running_means(seed):
+    """season_kernels.mean_error_near gives the bits of scipy.ndimage.uniform_filter1d's running means (the known
+    errors over where they are known) for windows of 1, 2, odd, even, half the row and the whole row: NaN, infinite
+    errors (the running sum NaN from there on, as scipy's), values of very different sizes, rows of one sample."""
+    from scipy.ndimage import uniform_filter1d
+
+    rng = np.random.default_rng(900 + seed)
+    n = (1, 17, 700, 3000)[seed]
+    residual, expected = _values(rng, (3, n)), _values(rng, (3, n))
+    if seed == 2:
+        residual[rng.random((3, n)) < 0.01] = np.inf
+    for width in sorted({1, 2, 3, 4, 7, 60, 61, max(1, n // 2), n}):
+        width = min(width, n)
+        error = np.abs(residual - expected)
+        known = ~np.isnan(error)
+        total = uniform_filter1d(np.where(known, error, 0.0), size=width, axis=1, mode="constant")
+        count = uniform_filter1d(known.astype(np.float64), size=width, axis=1, mode="constant")
+        with np.errstate(invalid="ignore", divide="ignore"):
+            want = np.where(count > 0, total / count, np.nan)
+        got = np.empty((3, n))
+        season_kernels.mean_error_near(residual, expected, width, got)
+        np.testing.assert_array_equal(_bits(got), _bits(want), err_msg=f"width {width}")
 
 
 @pytest.mark.parametrize("seed", range(3))

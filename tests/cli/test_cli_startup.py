@@ -1,7 +1,7 @@
 """`city score` from a shell starts with only what it needs (telemetry_cli/main.py): a user timing the command on a
 big file should not wait for the API's, Grafana's and InfluxDB's modules, which every command once imported, nor
-for pydantic's settings, which it does not read; and the garbage collector does not walk the objects of its start
-again and again and at exit (main.run)."""
+for pydantic's settings, which it does not read, nor for scipy's ndimage; and the garbage collector does not walk
+the objects of its start again and again and at exit (main.run)."""
 
 import gc
 import json
@@ -13,6 +13,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 OTHER_COMMANDS = ("fastapi", "grafana.boards", "telemetry_shared.influx", "analytics.evaluate")
 NOT_READ_BY_SCORE = ("telemetry_shared.settings", "pydantic_settings")
+# scipy's ndimage (~0.1-0.2 s of its own imports): the drift's running minimum and the profile scale's running means
+# are compiled kernels of the same bits (kernels.running_minimum, season_kernels.mean_error_near).
+NOT_NEEDED_BY_SCORE = ("scipy.ndimage",)
 PROBE = ("import gc, json, sys\n"
          "from telemetry_cli.main import run\n"
          "sys.argv = ['city', *sys.argv[1:]]\n"
@@ -21,7 +24,7 @@ PROBE = ("import gc, json, sys\n"
          "except SystemExit as exc:\n"
          "    assert not exc.code, exc.code\n"
          "print(json.dumps({'loaded': sorted(name for name in "
-         f"{OTHER_COMMANDS + NOT_READ_BY_SCORE!r} if name in sys.modules), "
+         f"{OTHER_COMMANDS + NOT_READ_BY_SCORE + NOT_NEEDED_BY_SCORE!r} if name in sys.modules), "
          "'frozen': gc.get_freeze_count(), 'tracked': len(gc.get_objects()), 'collecting': gc.isenabled()}))\n")
 
 
@@ -37,7 +40,7 @@ def _small_file(tmp_path: Path) -> tuple[Path, Path]:
     return source, target
 
 
-def test_city_score_imports_none_of_the_other_commands_modules_nor_the_settings(tmp_path):
+def test_city_score_imports_none_of_the_other_commands_modules_nor_the_settings_nor_scipy_ndimage(tmp_path):
     source, target = _small_file(tmp_path)
     assert _city("score", str(source), "-o", str(target))["loaded"] == []
     lines = target.read_text().splitlines()
