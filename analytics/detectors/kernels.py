@@ -1025,7 +1025,9 @@ def running_minimum(x: np.ndarray, width: int, out: np.ndarray) -> None:
     was ~0.2-0.4 s of every `city score`."""
     n_series, n_times = x.shape
     if width == 1 or n_times == 0:
-        out[:] = x
+        for s in range(n_series):  # a loop, not out[:] = x: numpy's assignment is ~100 KB more code to load
+            for i in range(n_times):
+                out[s, i] = x[s, i]
         return
     values = np.empty(width)
     deaths = np.empty(width, dtype=np.int64)

@@ -219,6 +219,9 @@ def _running_median(x: np.ndarray, t: np.ndarray, tolerance: np.ndarray | float,
     median, latest = np.empty(x.shape), np.empty(t.shape, dtype=np.int64)
     season_kernels.running_median(x, np.ascontiguousarray(t, dtype=np.int64), np.ascontiguousarray(reach),
                                   int(half), median, latest)
+    # Only read from here on. Read-only as the times returned above are where the times are (one time row shared):
+    # the kernels that read both (lag_lookup) are then compiled and loaded once, not once for each (~4 ms a load).
+    latest.flags.writeable = t.flags.writeable
     return median, latest
 
 
