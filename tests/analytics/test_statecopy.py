@@ -51,13 +51,26 @@ def feed(engine: AnalyticsEngine, devices: range, start_ms: int, steps: int, rng
         between()
 
 
+def warm(engine: AnalyticsEngine, devices: range, start_ms: int, steps: int, rng: np.random.Generator,
+         batch: int = 12) -> None:
+    """`steps` readings of the devices as duty-cycled devices send them: `batch` steps in one message a device,
+    one pass a message. The days of history the tests start from (profiles, error rings), in a twelfth of the
+    messages and passes of `feed` (a fixture's three days: ~10 s a test the other way)."""
+    for first in range(0, steps, batch):
+        times = [start_ms + step * STEP_MS for step in range(first, min(first + batch, steps))]
+        for device in devices:
+            samples = [(t, {"power_kw": reading(device, t, rng)}) for t in times]
+            engine.ingest(f"pwr-{device:03d}", contract.encode_telemetry(first, samples, "1.0"), times[-1] + 500)
+        engine.process(now_ms=times[-1] + 1000)
+
+
 @pytest.fixture
 def engine(registry) -> AnalyticsEngine:
     district = get_settings().city.slugs[0]  # the city profile's first district
     for device in range(90):
         registry.add(DeviceNew(id=f"pwr-{device:03d}", kind="power", district=district))
     engine = AnalyticsEngine(registry, None, None, PARAMS)
-    feed(engine, range(60), MONDAY, 3 * 144, np.random.default_rng(1))  # three days: profiles, error rings
+    warm(engine, range(60), MONDAY, 3 * 144, np.random.default_rng(1))  # three days: profiles, error rings
     assert any(e is not None for e in engine.learnt.streams["power_kw"].errors), "no error ring to copy"
     return engine
 
@@ -214,7 +227,7 @@ def test_blocks_grown_in_place_while_a_save_reads_give_the_state_of_when_it_bega
     for device in range(150):
         registry.add(DeviceNew(id=f"pwr-{device:03d}", kind="power", district=district))
     engine = AnalyticsEngine(registry, None, None, PARAMS)
-    feed(engine, range(70), MONDAY, 3 * 144, np.random.default_rng(1))  # past the 64 first rows: in the mapping
+    warm(engine, range(70), MONDAY, 3 * 144, np.random.default_rng(1))  # past the 64 first rows: in the mapping
     before = engine.learnt.blocks["power_kw"].values
     whole = snapshot(engine.learnt)
     reference = save_members(tmp_path, "whole", whole)
@@ -304,7 +317,7 @@ def test_error_rings_keep_the_samples_the_passes_shifted_out_and_read_as_they_we
     reads, and saves, the rings of the beginning."""
     # A fourth day first: every sample of the rings is then an error (after three days their oldest 57 are NaN,
     # from before the profile), so a kept sample wrong or out of place is seen, not NaN read for NaN.
-    feed(engine, range(60), MONDAY + 3 * DAY_MS, 144, np.random.default_rng(8))
+    warm(engine, range(60), MONDAY + 3 * DAY_MS, 144, np.random.default_rng(8))
     stream = engine.learnt.streams["power_kw"]
     rings = [p for p, e in enumerate(stream.errors) if e is not None]
     assert rings and all(np.isfinite(stream.errors[p][:60]).all() for p in rings), "rings not full of errors"
