@@ -149,7 +149,7 @@ def _widened(x: np.ndarray, times: np.ndarray, recent: Baseline, keep: np.ndarra
     floor *= params.day_scale_floor
     scale = np.fmax(recent.scale, floor, out=floor)
     if keep is not None and keep.any():
-        scale = np.where(keep, recent.scale, scale)
+        np.copyto(scale, recent.scale, where=keep)  # np.where(keep, recent.scale, scale), in its own array
     with np.errstate(invalid="ignore", divide="ignore"):
         z = np.divide(error, scale, out=error)
     z[np.isnan(recent.z)] = np.nan
@@ -220,12 +220,12 @@ def _quick_level(x: np.ndarray, times: np.ndarray | None, keep: np.ndarray | Non
     Returns (z, scale) of the better of the two per reading. `step`: typical_interval_ms(times), if known.
     `pre`: the gaps, the quick level's recursion and its errors' scale where _level_pair computed them already.
     """
-    gaps = widen = None
+    gaps = widen = quick_expected = quick_scale = errors_scale = None
     if pre is not None:
-        gaps, widen = pre.gaps, pre.widen
+        widen, quick_expected, quick_scale, errors_scale = pre.take()
     elif times is not None and (params.point_gap_power > 0 or params.point_gap_restart > 0):
         gaps, widen = _gaps(x, times, params.point_gap_power)
-    widened = gaps is not None and params.point_gap_power > 0
+    widened = widen is not None and params.point_gap_power > 0
     widen = widen if widened else 1.0
     if params.point_scale_floor > 0 or widened or params.point_resolution_floor > 0:
         scale = _at_resolution(x, _floored(x, recent.scale, params), params) * widen
@@ -234,28 +234,37 @@ def _quick_level(x: np.ndarray, times: np.ndarray | None, keep: np.ndarray | Non
         recent = Baseline(recent.expected, scale, z)
     if params.quick_alpha <= 0:
         return recent.z, recent.scale
-    if pre is not None:
-        expected, scale = pre.expected, pre.scale
-    else:
-        expected, scale = _holt(x, params.quick_alpha, params.scale_alpha, True, params, gaps,
-                                params.point_gap_restart)
-    scale = _at_resolution(x, _floored(x, scale, params), params) * widen
-    quick = Baseline(expected, scale, warm_z(x, expected, scale, params.warmup))
+    if pre is None:
+        quick_expected, quick_scale = _holt(x, params.quick_alpha, params.scale_alpha, True, params, gaps,
+                                            params.point_gap_restart)
+    scale = _at_resolution(x, _floored(x, quick_scale, params), params) * widen
+    quick_scale = None  # floored into scale: freed here
+    quick = Baseline(quick_expected, scale, warm_z(x, quick_expected, scale, params.warmup))
     if times is not None and params.day_scale_floor > 0:
-        quick = _widened(x, times, quick, keep, params, step, None if pre is None else pre.errors_scale)
-    better = quick.scale < recent.scale
-    return np.where(better, quick.z, recent.z), np.where(better, quick.scale, recent.scale)
+        quick = _widened(x, times, quick, keep, params, step, errors_scale)
+    # np.where(better, quick's, recent's) written into quick's z and scale, arrays of this call's own (warm_z's,
+    # _widened's, the floors' product): two arrays the size of x fewer at the row score's peak of memory.
+    worse = ~(quick.scale < recent.scale)
+    np.copyto(quick.z, recent.z, where=worse)
+    np.copyto(quick.scale, recent.scale, where=worse)
+    return quick.z, quick.scale
 
 
 @dataclass
 class _Quick:
     """What _quick_level computes before its floors, computed beside the recent level's (_level_pair)."""
 
-    gaps: np.ndarray | None
-    widen: np.ndarray | None
+    widen: np.ndarray | None  # _gaps' widening (None: no gaps taken); its gaps were the quick recursion's only
     expected: np.ndarray
     scale: np.ndarray
     errors_scale: np.ndarray | None  # _widened's longer-memory scale of the quick level's errors
+
+    def take(self) -> tuple[np.ndarray | None, ...]:
+        """(widen, expected, scale, errors_scale), handed over: this holder keeps none of them, so each array is
+        freed after its last use in _quick_level, not at the end of _score_block (issue 13's peak of memory)."""
+        arrays = (self.widen, self.expected, self.scale, self.errors_scale)
+        self.widen = self.expected = self.scale = self.errors_scale = None
+        return arrays
 
 
 def _level_pair(x: np.ndarray, times: np.ndarray, params: DetectorParams,
@@ -278,7 +287,7 @@ def _level_pair(x: np.ndarray, times: np.ndarray, params: DetectorParams,
         _, errors_scale, _, quick_errors_scale = _holt_both(x - expected, quarter_day, quarter_day, False,
                                                             x - quick_expected, quarter_day, quarter_day, False,
                                                             params)
-    return recent, errors_scale, _Quick(gaps, widen, quick_expected, quick_scale, quick_errors_scale)
+    return recent, errors_scale, _Quick(widen, quick_expected, quick_scale, quick_errors_scale)
 
 
 def _score_block(x: np.ndarray, times: np.ndarray | None, params: DetectorParams,
@@ -324,12 +333,11 @@ def _score_block(x: np.ndarray, times: np.ndarray | None, params: DetectorParams
     # All of it, and the strongest evidence, in one compiled pass (kernels.combine; _combine_numpy is the
     # same in numpy, its reference in the tests).
     # The three CUSUMs side by side in one pass (cusum_sides_of_three: the same bits as three cusum_sides).
-    recent_up, recent_down, season_up, season_down, plain_up, plain_down = cusum_sides_of_three(
-        recent.z, season.z, season.plain_z, params)
+    # Its six sides (recent, season, plain: up and down) are read by _combine only: not kept after it.
     flat = flatline_evidence(x, params)
     drift = drift_evidence(x - season.profile, season.scale, params)
-    evidence, baseline, best, winner = _combine(season, recent, (recent_up, recent_down, season_up, season_down,
-                                                                 plain_up, plain_down), flat, drift, out)
+    evidence, baseline, best, winner = _combine(season, recent, cusum_sides_of_three(
+        recent.z, season.z, season.plain_z, params), flat, drift, out, sides_spent=True)
     anchor = _anchor(season, out)
     scores = Scores(evidence, calibrate(best, params, out=best), winner, baseline)
     scores.anchor = anchor
@@ -415,27 +423,31 @@ def _contiguous(*arrays: np.ndarray) -> list[np.ndarray]:
 
 
 def _combine(season: Baseline, recent: Baseline, sides: tuple[np.ndarray, ...], flat: np.ndarray,
-             drift: np.ndarray, out: Scores | None = None) -> tuple[dict[str, np.ndarray], Baseline, np.ndarray,
-                                                                   np.ndarray]:
+             drift: np.ndarray, out: Scores | None = None, sides_spent: bool = False,
+             ) -> tuple[dict[str, np.ndarray], Baseline, np.ndarray, np.ndarray]:
     """The evidence of each detector, the baseline, the strongest evidence (not yet calibrated) and its detector
     where a profile exists, by kernels.combine: (evidence, baseline, best, winner), as _combine_numpy. `out`:
     whose baseline, combined (best) and winner arrays (C-contiguous, the shape of season.z) are written, else
-    new arrays."""
+    new arrays. `sides_spent`: the caller reads the six CUSUM sides no more, so the level, shift and seasonal
+    evidence are written over three of them (the kernel reads every side of an element before it writes that
+    element): three arrays the size of the block fewer at the row score's peak of memory."""
     shape = season.z.shape
-    level, shift, seasonal = (np.empty(shape) for _ in range(3))
+    sides = _contiguous(*sides)
+    level, shift, seasonal = sides[:3] if sides_spent else (np.empty(shape) for _ in range(3))
     expected, scale, z, best, winner = _outputs(shape, out)
     flat, drift = _contiguous(flat, drift)
     kernels.combine(*_contiguous(season.z, season.plain_z, season.scale, season.expected, recent.z, recent.scale,
-                                 recent.expected, *sides), flat, drift,
+                                 recent.expected), *sides, flat, drift,
                     level, shift, seasonal, expected, scale, z, best, winner)
     evidence = {"level": level, "shift": shift, "seasonal": seasonal, "flatline": flat, "drift": drift}
     return evidence, Baseline(expected, scale, z), best, winner
 
 
 def _combine_numpy(season: Baseline, recent: Baseline, sides: tuple[np.ndarray, ...], flat: np.ndarray,
-                   drift: np.ndarray, out: Scores | None = None) -> tuple[dict[str, np.ndarray], Baseline,
-                                                                         np.ndarray, np.ndarray]:
-    """_combine in whole-array numpy (the code it replaced; its reference in the tests), `out` as _combine's."""
+                   drift: np.ndarray, out: Scores | None = None, sides_spent: bool = False,
+                   ) -> tuple[dict[str, np.ndarray], Baseline, np.ndarray, np.ndarray]:
+    """_combine in whole-array numpy (the code it replaced; its reference in the tests), `out` as _combine's
+    (`sides_spent` taken as _combine's; new arrays all the same)."""
     recent_up, recent_down, season_up, season_down, plain_up, plain_down = sides
     has_season = np.isfinite(season.z)
     use_season = has_season & (season.scale < recent.scale)

@@ -696,7 +696,9 @@ def _combine(season_z: np.ndarray, plain_z: np.ndarray, season_scale: np.ndarray
     """combined._score_block's evidence, baseline and strongest evidence where a profile exists, in one pass over
     the (S, T) arrays instead of ~40 whole-array numpy passes: the same operations per element in the same order
     (np.nan_to_num, np.minimum / np.maximum with numpy's choice on a tie, np.where, _strongest's first larger),
-    so the same bits (tests/analytics/test_score_kernels.py holds it to the numpy code)."""
+    so the same bits (tests/analytics/test_score_kernels.py holds it to the numpy code). Every side of an element
+    is read before any output of that element is written, so level_out, shift_out and seasonal_out may be three
+    of the sides' own arrays (combined._combine's sides_spent): keep that order."""
     n_series, n_times = season_z.shape
     for s in range(n_series):
         for t in range(n_times):
