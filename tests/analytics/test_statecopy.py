@@ -37,31 +37,20 @@ def reading(device: int, t_ms: int, rng: np.random.Generator) -> float:
 
 
 def feed(engine: AnalyticsEngine, devices: range, start_ms: int, steps: int, rng: np.random.Generator,
-         between=lambda: None, every: int = 1) -> None:
-    """`steps` readings of the devices, one pass a step, each device at one step in `every`; `between` runs
-    after each pass."""
-    for step in range(steps):
-        t = start_ms + step * STEP_MS
-        for device in devices:
-            if (device + step) % every:
-                continue
-            payload = contract.encode_telemetry(step, [(t, {"power_kw": reading(device, t, rng)})], "1.0")
-            engine.ingest(f"pwr-{device:03d}", payload, t + 500)
-        engine.process(now_ms=t + 1000)
-        between()
-
-
-def warm(engine: AnalyticsEngine, devices: range, start_ms: int, steps: int, rng: np.random.Generator,
-         batch: int = 12) -> None:
-    """`steps` readings of the devices as duty-cycled devices send them: `batch` steps in one message a device,
-    one pass a message. The days of history the tests start from (profiles, error rings), in a twelfth of the
-    messages and passes of `feed` (a fixture's three days: ~10 s a test the other way)."""
+         between=lambda: None, every: int = 1, batch: int = 1) -> None:
+    """`steps` readings of the devices, each device at one step in `every`, `batch` steps in one message a device
+    (as a duty-cycled device sends them) and one pass a message; `between` runs after each pass. The days of
+    history the tests start from go 12 steps a message: a twelfth of the messages and passes (a fixture's three
+    days took ~10 s a test one step at a time)."""
     for first in range(0, steps, batch):
-        times = [start_ms + step * STEP_MS for step in range(first, min(first + batch, steps))]
+        chunk = range(first, min(first + batch, steps))
         for device in devices:
-            samples = [(t, {"power_kw": reading(device, t, rng)}) for t in times]
-            engine.ingest(f"pwr-{device:03d}", contract.encode_telemetry(first, samples, "1.0"), times[-1] + 500)
-        engine.process(now_ms=times[-1] + 1000)
+            times = [start_ms + step * STEP_MS for step in chunk if not (device + step) % every]
+            if times:
+                samples = [(t, {"power_kw": reading(device, t, rng)}) for t in times]
+                engine.ingest(f"pwr-{device:03d}", contract.encode_telemetry(first, samples, "1.0"), times[-1] + 500)
+        engine.process(now_ms=start_ms + chunk[-1] * STEP_MS + 1000)
+        between()
 
 
 @pytest.fixture
@@ -70,7 +59,8 @@ def engine(registry) -> AnalyticsEngine:
     for device in range(90):
         registry.add(DeviceNew(id=f"pwr-{device:03d}", kind="power", district=district))
     engine = AnalyticsEngine(registry, None, None, PARAMS)
-    warm(engine, range(60), MONDAY, 3 * 144, np.random.default_rng(1))  # three days: profiles, error rings
+    # three days: profiles, error rings
+    feed(engine, range(60), MONDAY, 3 * 144, np.random.default_rng(1), batch=12)
     assert any(e is not None for e in engine.learnt.streams["power_kw"].errors), "no error ring to copy"
     return engine
 
@@ -227,7 +217,8 @@ def test_blocks_grown_in_place_while_a_save_reads_give_the_state_of_when_it_bega
     for device in range(150):
         registry.add(DeviceNew(id=f"pwr-{device:03d}", kind="power", district=district))
     engine = AnalyticsEngine(registry, None, None, PARAMS)
-    warm(engine, range(70), MONDAY, 3 * 144, np.random.default_rng(1))  # past the 64 first rows: in the mapping
+    # past the 64 first rows: in the mapping
+    feed(engine, range(70), MONDAY, 3 * 144, np.random.default_rng(1), batch=12)
     before = engine.learnt.blocks["power_kw"].values
     whole = snapshot(engine.learnt)
     reference = save_members(tmp_path, "whole", whole)
@@ -317,7 +308,7 @@ def test_error_rings_keep_the_samples_the_passes_shifted_out_and_read_as_they_we
     reads, and saves, the rings of the beginning."""
     # A fourth day first: every sample of the rings is then an error (after three days their oldest 57 are NaN,
     # from before the profile), so a kept sample wrong or out of place is seen, not NaN read for NaN.
-    warm(engine, range(60), MONDAY + 3 * DAY_MS, 144, np.random.default_rng(8))
+    feed(engine, range(60), MONDAY + 3 * DAY_MS, 144, np.random.default_rng(8), batch=12)
     stream = engine.learnt.streams["power_kw"]
     rings = [p for p, e in enumerate(stream.errors) if e is not None]
     assert rings and all(np.isfinite(stream.errors[p][:60]).all() for p in rings), "rings not full of errors"
