@@ -15,7 +15,9 @@ A one-shot process that scores a file (`city score`) wants the opposite: keep_fr
 is freed for the next array (no mapping and no trim of the heap's top: the pages are faulted in once). Its large
 temporaries (8 MB a million rows, dozens a score) were otherwise faulted in afresh whenever the heap's top had been
 trimmed between them: 8-45 k page faults a million rows (~3.7 us each on this machine's VM), how many depending on
-what else happened to be alive, not on the work (analytics/README.md, speed of `city score`).
+what else happened to be alive, not on the work (analytics/README.md, speed of `city score`). It also wants small
+pages (small_pages()): numpy asks the kernel for transparent huge pages for every array of 4 MB or more, and each
+2 MB page first touched cost this machine's VM far more system time than the 512 small pages it replaces.
 """
 
 import ctypes
@@ -58,3 +60,19 @@ def keep_freed_memory(largest: int = 1 << 30) -> bool:
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     largest = min(int(largest), 2**31 - 1)
     return bool(mallopt(_M_MMAP_THRESHOLD, largest)) and bool(mallopt(_M_TRIM_THRESHOLD, largest))
+
+
+def small_pages() -> bool:
+    """For the same one-shot process: numpy no longer asks for transparent huge pages for its large arrays
+    (madvise(MADV_HUGEPAGE) on each of 4 MB or more, numpy's default on Linux). A fresh `city score` of a million
+    rows first touches ~200 MB of arrays; as 2 MB pages that cost 0.39-0.58 s of system time, as 4 KB pages
+    0.20-0.26 s (user time +0.03 s; analytics/README.md, `city score`'s huge pages). True when set; False where
+    this numpy has no such switch (nothing done). Lasts for the process, for arrays made from then on."""
+    import numpy as np
+
+    core = getattr(np, "_core", None) or getattr(np, "core", None)
+    switch = getattr(getattr(core, "multiarray", None), "_set_madvise_hugepage", None)
+    if switch is None:
+        return False
+    switch(False)
+    return True
