@@ -476,7 +476,8 @@ def score_rows(table: Table, params: DetectorParams = CSV_PARAMS) -> RowScores:
     """
     monotone = scoring_times(table.times_ms)
     x = np.clip(table.values, -SCORED_MAGNITUDE, SCORED_MAGNITUDE).reshape(1, -1)
-    stats = score_series(x, monotone, params, with_evidence=True)
+    # lean: only what is read below is written and kept (no baseline, no level, shift or seasonal evidence).
+    stats = score_series(x, monotone, params, with_evidence=True, lean=True)
     # A run at the highest value seen before it is saturated (a full car park, a pegged gauge), as one
     # at the lowest is idle: neither is a surprise of its own in a file of unknown meaning (_flat_nats: the
     # flatline evidence in nats, 0 there; one pass).

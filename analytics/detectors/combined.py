@@ -33,7 +33,8 @@ class Scores:
 
     `winner` indexes DETECTORS: the detector with the most evidence, which
     the explanation of an alert names. `baseline` holds the forecast used at
-    each sample (expected value, scale, z), for the explanation. `anchor`:
+    each sample (expected value, scale, z), for the explanation (None from score_series(lean=True) where the
+    series have a profile). `anchor`:
     the daily/weekly profile and its running bias (None where no series has
     a profile yet), which holds an incident open while a lasting fault lasts.
     """
@@ -41,7 +42,7 @@ class Scores:
     evidence: dict[str, np.ndarray]
     combined: np.ndarray
     winner: np.ndarray
-    baseline: Baseline
+    baseline: Baseline | None  # None from score_series(lean=True)
     anchor: Anchor | None = None
     # The signed point z of each reading (NaN until a baseline is trusted): the level/seasonal
     # evidence with its direction, against the profile alone where it is the better forecaster
@@ -51,7 +52,7 @@ class Scores:
 
 def score_series(values: np.ndarray, times: np.ndarray | None = None,
                  params: DetectorParams = DEFAULT_PARAMS, with_evidence: bool = False,
-                 history: History | None = None) -> Scores:
+                 history: History | None = None, lean: bool = False) -> Scores:
     """The general statistical detectors on every series, combined by the largest evidence.
 
     Two forecasters: the recent level (robust Holt) and the daily/weekly
@@ -72,6 +73,12 @@ def score_series(values: np.ndarray, times: np.ndarray | None = None,
 
     Series are scored in blocks of `block_series` rows written into
     preallocated outputs, so each block's temporaries stay in cache.
+
+    `lean` (with `with_evidence`, for the row score of `city score`): where the series have a profile, only what
+    csvscore.score_rows reads is written and kept: the combined score, its winner, the anchor, the point z and
+    the flatline and drift evidence; no baseline (None) and no level, shift or seasonal evidence, so three
+    arrays the size of `values` are never touched and six more are freed earlier. One block of series only
+    (more rows than block_series: as without it).
     """
     x = as_matrix(values)
     if times is not None:
@@ -79,7 +86,7 @@ def score_series(values: np.ndarray, times: np.ndarray | None = None,
         as_times(times, x.shape)  # validate once, before any work
     block = params.block_series
     if x.shape[0] <= block:
-        scores = _score_block(x, times, params, history, with_evidence)
+        scores = _score_block(x, times, params, history, with_evidence, lean=lean and with_evidence)
         if not with_evidence:
             scores.evidence = {}
         return scores
@@ -291,10 +298,11 @@ def _level_pair(x: np.ndarray, times: np.ndarray, params: DetectorParams,
 
 
 def _score_block(x: np.ndarray, times: np.ndarray | None, params: DetectorParams,
-                 history: History | None = None, row_point: bool = False, out: Scores | None = None) -> Scores:
+                 history: History | None = None, row_point: bool = False, out: Scores | None = None,
+                 lean: bool = False) -> Scores:
     """score_series on one block of rows; `out`: where the block writes its combined score, winner and baseline
     (each (S, T), C-contiguous), and its anchor where it has a profile and out.anchor is not None, else new
-    arrays."""
+    arrays. `lean`: score_series' (with row_point)."""
     season = step = None
     if times is not None and profile_possible(x, times, params, history):
         step = typical_interval_ms(times)  # once, not in the profile and each _widened
@@ -337,7 +345,7 @@ def _score_block(x: np.ndarray, times: np.ndarray | None, params: DetectorParams
     flat = flatline_evidence(x, params)
     drift = drift_evidence(x - season.profile, season.scale, params)
     evidence, baseline, best, winner = _combine(season, recent, cusum_sides_of_three(
-        recent.z, season.z, season.plain_z, params), flat, drift, out, sides_spent=True)
+        recent.z, season.z, season.plain_z, params), flat, drift, out, sides_spent=True, lean=lean)
     anchor = _anchor(season, out)
     scores = Scores(evidence, calibrate(best, params, out=best), winner, baseline)
     scores.anchor = anchor
@@ -399,11 +407,14 @@ def _profile_pass(x: np.ndarray, params: DetectorParams, season: Baseline, step:
     return scores
 
 
-def _outputs(shape: tuple[int, ...], out: Scores | None) -> tuple[np.ndarray, ...]:
+def _outputs(shape: tuple[int, ...], out: Scores | None, lean: bool = False) -> tuple[np.ndarray, ...]:
     """The baseline's expected value, scale and z, the strongest evidence and its detector of a block with a
-    profile: the caller's rows (`out`: score_series' outputs) where it gives them, else new arrays."""
+    profile: the caller's rows (`out`: score_series' outputs) where it gives them, else new arrays. `lean`: the
+    strongest evidence and its detector only."""
     if out is None:
-        return (*(np.empty(shape) for _ in range(4)), np.empty(shape, dtype=np.int8))
+        return (*(np.empty(shape) for _ in range(1 if lean else 4)), np.empty(shape, dtype=np.int8))
+    if lean:
+        return out.combined, out.winner
     return out.baseline.expected, out.baseline.scale, out.baseline.z, out.combined, out.winner
 
 
@@ -423,31 +434,39 @@ def _contiguous(*arrays: np.ndarray) -> list[np.ndarray]:
 
 
 def _combine(season: Baseline, recent: Baseline, sides: tuple[np.ndarray, ...], flat: np.ndarray,
-             drift: np.ndarray, out: Scores | None = None, sides_spent: bool = False,
-             ) -> tuple[dict[str, np.ndarray], Baseline, np.ndarray, np.ndarray]:
+             drift: np.ndarray, out: Scores | None = None, sides_spent: bool = False, lean: bool = False,
+             ) -> tuple[dict[str, np.ndarray], Baseline | None, np.ndarray, np.ndarray]:
     """The evidence of each detector, the baseline, the strongest evidence (not yet calibrated) and its detector
     where a profile exists, by kernels.combine: (evidence, baseline, best, winner), as _combine_numpy. `out`:
     whose baseline, combined (best) and winner arrays (C-contiguous, the shape of season.z) are written, else
     new arrays. `sides_spent`: the caller reads the six CUSUM sides no more, so the level, shift and seasonal
     evidence are written over three of them (the kernel reads every side of an element before it writes that
-    element): three arrays the size of the block fewer at the row score's peak of memory."""
+    element): three arrays the size of the block fewer at the row score's peak of memory. `lean`: only the
+    strongest evidence and its detector are written (score_series' lean): the evidence holds the flatline and the
+    drift only, and no baseline (None)."""
     shape = season.z.shape
     sides = _contiguous(*sides)
+    flat, drift = _contiguous(flat, drift)
+    if lean:
+        best, winner = _outputs(shape, out, lean=True)
+        kernels.combine(*_contiguous(season.z, season.plain_z, season.scale, season.expected, recent.z,
+                                     recent.scale, recent.expected), *sides, flat, drift,
+                        *(_UNUSED,) * 6, best, winner, False)
+        return {"flatline": flat, "drift": drift}, None, best, winner
     level, shift, seasonal = sides[:3] if sides_spent else (np.empty(shape) for _ in range(3))
     expected, scale, z, best, winner = _outputs(shape, out)
-    flat, drift = _contiguous(flat, drift)
     kernels.combine(*_contiguous(season.z, season.plain_z, season.scale, season.expected, recent.z, recent.scale,
                                  recent.expected), *sides, flat, drift,
-                    level, shift, seasonal, expected, scale, z, best, winner)
+                    level, shift, seasonal, expected, scale, z, best, winner, True)
     evidence = {"level": level, "shift": shift, "seasonal": seasonal, "flatline": flat, "drift": drift}
     return evidence, Baseline(expected, scale, z), best, winner
 
 
 def _combine_numpy(season: Baseline, recent: Baseline, sides: tuple[np.ndarray, ...], flat: np.ndarray,
-                   drift: np.ndarray, out: Scores | None = None, sides_spent: bool = False,
-                   ) -> tuple[dict[str, np.ndarray], Baseline, np.ndarray, np.ndarray]:
+                   drift: np.ndarray, out: Scores | None = None, sides_spent: bool = False, lean: bool = False,
+                   ) -> tuple[dict[str, np.ndarray], Baseline | None, np.ndarray, np.ndarray]:
     """_combine in whole-array numpy (the code it replaced; its reference in the tests), `out` as _combine's
-    (`sides_spent` taken as _combine's; new arrays all the same)."""
+    (`sides_spent` taken as _combine's; new arrays all the same; `lean` as _combine's, all computed)."""
     recent_up, recent_down, season_up, season_down, plain_up, plain_down = sides
     has_season = np.isfinite(season.z)
     use_season = has_season & (season.scale < recent.scale)
@@ -481,6 +500,8 @@ def _combine_numpy(season: Baseline, recent: Baseline, sides: tuple[np.ndarray, 
                             (baseline.z, out.baseline.z), (best, out.combined), (winner, out.winner)):
             np.copyto(into, array)
         baseline, best, winner = out.baseline, out.combined, out.winner
+    if lean:
+        return {"flatline": flat, "drift": drift}, None, best, winner
     return evidence, baseline, best, winner
 
 

@@ -692,13 +692,14 @@ def _combine(season_z: np.ndarray, plain_z: np.ndarray, season_scale: np.ndarray
              recent_down: np.ndarray, season_up: np.ndarray, season_down: np.ndarray, plain_up: np.ndarray,
              plain_down: np.ndarray, flat: np.ndarray, drift: np.ndarray, level_out: np.ndarray,
              shift_out: np.ndarray, seasonal_out: np.ndarray, expected_out: np.ndarray, scale_out: np.ndarray,
-             z_out: np.ndarray, best_out: np.ndarray, winner_out: np.ndarray) -> None:
+             z_out: np.ndarray, best_out: np.ndarray, winner_out: np.ndarray, keep: bool = True) -> None:
     """combined._score_block's evidence, baseline and strongest evidence where a profile exists, in one pass over
     the (S, T) arrays instead of ~40 whole-array numpy passes: the same operations per element in the same order
     (np.nan_to_num, np.minimum / np.maximum with numpy's choice on a tie, np.where, _strongest's first larger),
     so the same bits (tests/analytics/test_score_kernels.py holds it to the numpy code). Every side of an element
     is read before any output of that element is written, so level_out, shift_out and seasonal_out may be three
-    of the sides' own arrays (combined._combine's sides_spent): keep that order."""
+    of the sides' own arrays (combined._combine's sides_spent): keep that order. Without `keep` only the strongest
+    evidence and its detector are written (the other outputs may be any arrays: `city score` reads none of them)."""
     n_series, n_times = season_z.shape
     for s in range(n_series):
         for t in range(n_times):
@@ -717,12 +718,13 @@ def _combine(season_z: np.ndarray, plain_z: np.ndarray, season_scale: np.ndarray
                 shift = _np_max(recent_up[s, t], recent_down[s, t])
             level = 0.0 if use else both
             seasonal = both if use else 0.0
-            level_out[s, t] = level
-            shift_out[s, t] = shift
-            seasonal_out[s, t] = seasonal
-            expected_out[s, t] = season_expected[s, t] if use else recent_expected[s, t]
-            scale_out[s, t] = season_scale[s, t] if use else recent_scale[s, t]
-            z_out[s, t] = sz_raw if use else recent_z[s, t]
+            if keep:
+                level_out[s, t] = level
+                shift_out[s, t] = shift
+                seasonal_out[s, t] = seasonal
+                expected_out[s, t] = season_expected[s, t] if use else recent_expected[s, t]
+                scale_out[s, t] = season_scale[s, t] if use else recent_scale[s, t]
+                z_out[s, t] = sz_raw if use else recent_z[s, t]
             # _strongest: the first detector (in DETECTORS' order) whose evidence is larger than all before it.
             best = level
             winner = 0

@@ -236,3 +236,20 @@ def test_cusum_of_three_is_three_cusums(seed: int) -> None:
     three = cusum_sides_of_three(*zs, CSV_PARAMS)
     one_by_one = [side for z in zs for side in cusum_sides(z, CSV_PARAMS)]
     assert all(_same(u, v) for u, v in zip(three, one_by_one, strict=True))
+
+
+@pytest.mark.parametrize("params", [CSV_PARAMS, replace(CSV_PARAMS, block_series=3)])
+def test_lean_score_series_keeps_the_same_bits_of_what_the_row_score_reads(params: DetectorParams) -> None:
+    """score_series(lean=True), `city score`'s: the combined score, its winner, the point z, the flatline and drift
+    evidence and the anchor the same bits as without it; no baseline and no other evidence where it could skip
+    them (one block of series)."""
+    x, t = _series(3)
+    full = score_series(x, t, params, with_evidence=True)
+    lean = score_series(x, t, params, with_evidence=True, lean=True)
+    for got, want in ((lean.combined, full.combined), (lean.winner, full.winner), (lean.point, full.point),
+                      (lean.evidence["flatline"], full.evidence["flatline"]),
+                      (lean.evidence["drift"], full.evidence["drift"]),
+                      *((getattr(lean.anchor, f), getattr(full.anchor, f)) for f in ("profile", "bias", "scale"))):
+        assert _same(got, want)
+    if x.shape[0] <= params.block_series:
+        assert lean.baseline is None and set(lean.evidence) == {"flatline", "drift"}
