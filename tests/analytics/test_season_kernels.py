@@ -142,26 +142,29 @@ def test_take_better_is_the_numpy_choice(seed):
 @pytest.mark.parametrize("zone", [{}, {"utc_offset_h": 7}, {"utc_offset_h": -5, "days_off": (20093, 20094, 20101)},
                                   {"time_zone": "Asia/Jakarta"}, {"day_types": False}, {"profile_smooth_samples": 0}])
 @pytest.mark.parametrize("period", [DAY_MS, 7 * DAY_MS])
-def test_lag_lookup_is_the_lookup_of_each_series(seed, zone, period):
+@pytest.mark.parametrize("series", [1, 2])
+def test_lag_lookup_is_the_lookup_of_each_series(seed, zone, period, series):
     """The shared-times path (season_kernels.lag_lookup: targets, look-up and day-type mask in one pass, one
-    day-off table) against the per-series path (arrays of targets, searches, each target's local day and
-    _is_day_off), the same bits, on irregular times spanning weeks."""
+    day-off table; one series without the tile, a city score file's) against the per-series path (arrays of
+    targets, searches, each target's local day and _is_day_off), the same bits, on irregular times spanning
+    weeks."""
     from dataclasses import replace
 
     rng = np.random.default_rng(40 + seed)
     n = 3000
     t = 1_735_689_600_000 + np.cumsum(rng.choice([MINUTE, 7 * MINUTE, 2 * 3_600_000, DAY_MS // 3], size=n))
     t = t.astype(np.int64)
-    x = _values(rng, (2, n))
+    x = _values(rng, (2, n))[:series]
     params = replace(CSV_PARAMS, **zone)
     shared = seasonal.seasonal_expected(x, t, period, params)
-    own = seasonal.seasonal_expected(x, np.stack([t, t]), period, params)
+    own = seasonal.seasonal_expected(x, np.stack([t] * series), period, params)
     assert shared.tobytes() == own.tobytes()
 
 
 @pytest.mark.parametrize("seed", range(3))
 @pytest.mark.parametrize("zone", [{}, {"utc_offset_h": 7}, {"day_types": False}])
-def test_baseline_with_kept_lookups_is_the_baseline_of_each_series(seed, zone):
+@pytest.mark.parametrize("series", [1, 2])
+def test_baseline_with_kept_lookups_is_the_baseline_of_each_series(seed, zone, series):
     """seasonal_baseline on shared times (each lag's nearest samples searched for the profile and kept for the
     profile's usual error, which only gathers) against the per-series path, the same bits."""
     from dataclasses import replace
@@ -170,10 +173,10 @@ def test_baseline_with_kept_lookups_is_the_baseline_of_each_series(seed, zone):
     n = 4000
     t = 1_735_689_600_000 + np.cumsum(rng.choice([MINUTE, 7 * MINUTE, 3_600_000, DAY_MS // 5], size=n))
     t = t.astype(np.int64)
-    x = np.sin(np.arange(n) / 40.0)[None] * 10 + _values(rng, (2, n)) * 0.1
+    x = (np.sin(np.arange(n) / 40.0)[None] * 10 + _values(rng, (2, n)) * 0.1)[:series]
     params = replace(CSV_PARAMS, **zone)
     shared = seasonal.seasonal_baseline(x, t, params)
-    own = seasonal.seasonal_baseline(x, np.stack([t, t]), params)
+    own = seasonal.seasonal_baseline(x, np.stack([t] * series), params)
     for field in ("expected", "scale", "z", "plain_z", "profile"):
         assert getattr(shared, field).tobytes() == getattr(own, field).tobytes(), field
 
