@@ -27,7 +27,7 @@ EXIT_AUTH = 5
 EXIT_UNAVAILABLE = 6  # a server (API, InfluxDB, broker) did not answer
 
 out = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # an error message stays on one line (a long path too), for grep
 
 CATALOGUES = Path(__file__).resolve().parent / "i18n"  # the CLI's words: <lang>.json, key -> text with {fields}
 

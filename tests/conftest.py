@@ -2,6 +2,7 @@
 ports with their data in temp dirs. A missing binary is a failure that says
 what to install, never a silent skip."""
 
+import os
 import secrets
 import shutil
 import sys
@@ -21,6 +22,15 @@ from telemetry_shared.settings import Settings
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 SERVICE_PASSWORD = "test-service-secret"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # pytest-xdist's workers start with COLUMNS=80 and LINES=24 in their environment. rich fixes a console's
+    # width from COLUMNS when the console is made (the CLI's are made at import), so a test's own COLUMNS
+    # would no longer widen them: a worker sees the environment a single process sees.
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        os.environ.pop("COLUMNS", None)
+        os.environ.pop("LINES", None)
 
 
 def _require(name: str) -> str:

@@ -25,6 +25,8 @@ def test_micropython_agent_to_influxdb(micropython_bin, edge_dir, make_mosquitto
                           DeadLetters(tmp_path / "dl.sqlite3"))
     worker.start()
     try:
+        # a reading published before the worker's shared subscription exists has nobody to go to
+        assert worker.subscribed.wait(10), "the worker never got its subscriptions"
         config = {"device_id": "wtr-0001", "kind": "water", "server": "127.0.0.1", "port": mosquitto.port,
                   "password": secret, "interval_ms": 100, "batch_size": 3, "tls": False}
         (edge_dir / "config.json").write_text(json.dumps(config))
