@@ -240,26 +240,46 @@ def _rowwise_searchsorted(times: np.ndarray, targets: np.ndarray) -> np.ndarray:
 def typical_interval_ms(times: np.ndarray) -> float:
     """The median over series of each one's median sampling interval (ms); NaN where none has two samples."""
     t = np.asarray(times)
-    interval = median_interval_ms(t[None] if t.ndim == 1 else t)
-    return float(np.nanmedian(interval)) if np.isfinite(interval).any() else math.nan
+    return _typical(median_interval_ms(t[None] if t.ndim == 1 else t))
 
 
 def median_interval_ms(times: np.ndarray) -> np.ndarray:
     """Each series' median sampling interval (ms), NaN where fewer than two samples."""
-    return _interval_quantile(times, 0.5)
+    return _interval_quantiles(times, (0.5,))[0]
 
 
 def long_interval_ms(times: np.ndarray) -> np.ndarray:
     """Each series' 90th-percentile sampling interval (ms): its median on a regular series, NaN under two samples."""
-    return _interval_quantile(times, 0.9)
+    return _interval_quantiles(times, (0.9,))[0]
 
 
-def _interval_quantile(times: np.ndarray, q: float) -> np.ndarray:
+def sampling_intervals_ms(times: np.ndarray) -> tuple[float, np.ndarray]:
+    """typical_interval_ms(times) and long_interval_ms of its rows as int64 (one row where the times are one
+    shared (T,) row): what score_series' profile, widening and gaps read, the same values, from one set of steps
+    where the times are int64 already (other times' own steps are not those of their int64 cast)."""
+    t = np.asarray(times)
+    rows = t[None] if t.ndim == 1 else t
+    if rows.dtype != np.int64:
+        return typical_interval_ms(t), long_interval_ms(rows.astype(np.int64))
+    median, long = _interval_quantiles(rows, (0.5, 0.9))
+    return _typical(median), long
+
+
+def _typical(interval: np.ndarray) -> float:
+    return float(np.nanmedian(interval)) if np.isfinite(interval).any() else math.nan
+
+
+def _interval_quantiles(times: np.ndarray, quantiles: tuple[float, ...]) -> list[np.ndarray]:
+    """Each series' sampling interval at each of `quantiles`, from one set of steps; NaN under two samples."""
     if times.shape[1] < 2:
-        return np.full(times.shape[0], np.nan)
-    steps = np.diff(times, axis=1).astype(np.float64)
+        return [np.full(times.shape[0], np.nan) for _ in quantiles]
+    steps = np.diff(times, axis=1)
+    # Every step the same (a regular series, most files): that step is every quantile, as numpy's would give.
+    if steps.size and steps.min() == steps.max() > 0:
+        return [np.full(times.shape[0], float(steps[0, 0])) for _ in quantiles]
+    steps = steps.astype(np.float64)
     steps[steps <= 0] = np.nan
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        return np.nanmedian(steps, axis=1) if q == 0.5 else np.nanquantile(steps, q, axis=1)
+        return [np.nanmedian(steps, axis=1) if q == 0.5 else np.nanquantile(steps, q, axis=1) for q in quantiles]
 

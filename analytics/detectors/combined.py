@@ -16,6 +16,7 @@ from analytics.detectors.base import (
     calibrate,
     check_alphas,
     long_interval_ms,
+    sampling_intervals_ms,
     typical_interval_ms,
 )
 from analytics.detectors.drift import drift_evidence
@@ -196,12 +197,15 @@ def _profile_at_resolution(x: np.ndarray, season: Baseline, params: DetectorPara
     return Baseline(season.expected, scale, season.z * shrink, season.plain_z * shrink, season.profile)
 
 
-def _gaps(x: np.ndarray, times: np.ndarray, power: float) -> tuple[np.ndarray, np.ndarray]:
+def _gaps(x: np.ndarray, times: np.ndarray, power: float,
+          long_ms: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Each reading's time since the previous reading (not NaN) of its series, in the series' 90th-percentile
-    sampling intervals, at least 1 (1 also at a series' first reading); and that to the `power`."""
+    sampling intervals, at least 1 (1 also at a series' first reading); and that to the `power`. `long_ms`:
+    long_interval_ms(rows) where the caller has it already."""
     t = np.asarray(as_times(times, x.shape))
     rows = t[:1] if np.ndim(times) == 1 else t
-    interval = np.broadcast_to(long_interval_ms(rows), (x.shape[0],)).astype(np.float64)
+    long_ms = long_interval_ms(rows) if long_ms is None else long_ms
+    interval = np.broadcast_to(long_ms, (x.shape[0],)).astype(np.float64)
     gaps, widen = np.empty(x.shape), np.empty(x.shape)
     kernels.gap_ratios(np.ascontiguousarray(x, dtype=np.float64), np.ascontiguousarray(rows), interval,
                        float(power), gaps, widen)
@@ -274,16 +278,17 @@ class _Quick:
         return arrays
 
 
-def _level_pair(x: np.ndarray, times: np.ndarray, params: DetectorParams,
-                step: float) -> tuple[Baseline, np.ndarray | None, _Quick]:
+def _level_pair(x: np.ndarray, times: np.ndarray, params: DetectorParams, step: float,
+                long_ms: np.ndarray | None = None) -> tuple[Baseline, np.ndarray | None, _Quick]:
     """robust_baseline(x), the longer-memory scale of its errors (_widened's; None where _widened has none) and
     _quick_level's recursions (_Quick), as those functions compute them, the same bits, but each pair of
     independent recursions side by side in one compiled pass (level._holt_both): the recent and the quick
     level on x, then their two errors' quarter-day scales. For _score_block with a profile and the point z: its
-    steps were checked (check_alphas) by seasonal_baseline's robust_baseline, which such a block runs first."""
+    steps were checked (check_alphas) by seasonal_baseline's robust_baseline, which such a block runs first.
+    `long_ms`: long_interval_ms of the times' rows where the caller has it (_gaps')."""
     gaps = widen = None
     if params.point_gap_power > 0 or params.point_gap_restart > 0:
-        gaps, widen = _gaps(x, times, params.point_gap_power)
+        gaps, widen = _gaps(x, times, params.point_gap_power, long_ms)
     expected, scale, quick_expected, quick_scale = _holt_both(
         x, params.level_alpha, params.scale_alpha, True, x, params.quick_alpha, params.scale_alpha, True, params,
         gaps, params.point_gap_restart)
@@ -303,10 +308,11 @@ def _score_block(x: np.ndarray, times: np.ndarray | None, params: DetectorParams
     """score_series on one block of rows; `out`: where the block writes its combined score, winner and baseline
     (each (S, T), C-contiguous), and its anchor where it has a profile and out.anchor is not None, else new
     arrays. `lean`: score_series' (with row_point)."""
-    season = step = None
+    season = step = long = None
     if times is not None and profile_possible(x, times, params, history):
-        step = typical_interval_ms(times)  # once, not in the profile and each _widened
-        season = seasonal_baseline(x, times, params, history, step)
+        # Once, from one set of steps, not in the profile, each _widened and the gaps.
+        step, long = sampling_intervals_ms(times)
+        season = seasonal_baseline(x, times, params, history, step, long)
     if season is not None and row_point and params.point_resolution_floor > 0:
         season = _profile_at_resolution(x, season, params)
     has_season = None if season is None else np.isfinite(season.z)
@@ -320,7 +326,7 @@ def _score_block(x: np.ndarray, times: np.ndarray | None, params: DetectorParams
     # With the point z: the recent and the quick level's recursions in pairs (_level_pair); else as before.
     quick = errors_scale = None
     if row_point and params.quick_alpha > 0 and times is not None and step is not None:
-        recent, errors_scale, quick = _level_pair(x, times, params, step)
+        recent, errors_scale, quick = _level_pair(x, times, params, step, long)
     else:
         recent = robust_baseline(x, params)
     if times is not None and params.day_scale_floor > 0:

@@ -66,7 +66,7 @@ def seasonal_expected(values: np.ndarray, times: np.ndarray, period_ms: int,
     if smoothed is None:
         smoothed = {}
     if ("tolerance", shared) not in smoothed:
-        smoothed["tolerance", shared] = 0.5 * (long_interval_ms(t[:1])[0] if shared else long_interval_ms(t)[:, None])
+        smoothed["tolerance", shared] = _tolerance(long_interval_ms(t[:1] if shared else t), shared, x.shape[0])
     tolerance = smoothed["tolerance", shared]
     key = ("median", shared, params.profile_smooth_samples)
     if key not in smoothed:
@@ -335,8 +335,15 @@ def _day_off(day: np.ndarray, params: DetectorParams) -> np.ndarray:
     return off
 
 
+def _tolerance(long_ms: np.ndarray, shared: bool, series: int) -> float | np.ndarray:
+    """How near t - k * period a lagged reading must be: half the long sampling interval (long_interval_ms of
+    the times' rows; one row where they are shared), one number for shared times, else one a series (S, 1)."""
+    return 0.5 * (long_ms[0] if shared else np.broadcast_to(long_ms, (series,))[:, None])
+
+
 def seasonal_baseline(values: np.ndarray, times: np.ndarray, params: DetectorParams = DEFAULT_PARAMS,
-                      history: History | None = None, step_ms: float | None = None) -> Baseline:
+                      history: History | None = None, step_ms: float | None = None,
+                      long_ms: np.ndarray | None = None) -> Baseline:
     """The daily and weekly profiles as a forecaster: expected value, robust scale and z per sample.
 
     The residual x - seasonal_expected is itself given a robust (flat)
@@ -345,7 +352,8 @@ def seasonal_baseline(values: np.ndarray, times: np.ndarray, params: DetectorPar
     profiles exist, the one with the smaller running scale (the better
     predictor so far) is used. NaN where no profile exists yet.
     `history`: coarse older readings per series (see History). `step_ms`:
-    typical_interval_ms(times) where the caller has it (computed once).
+    typical_interval_ms(times) where the caller has it (computed once); `long_ms`: likewise long_interval_ms of
+    the times' rows as int64 (base.sampling_intervals_ms gives both from one set of steps).
     """
     x = as_matrix(values)
     t = as_times(times, x.shape)
@@ -354,6 +362,9 @@ def seasonal_baseline(values: np.ndarray, times: np.ndarray, params: DetectorPar
     if step_ms is None:  # the caller may know it already (typical_interval_ms(times))
         step_ms = typical_interval_ms(times) if params.profile_scale_by_hour else math.nan
     smoothed: dict = {}  # the running median of x, the look-up tolerance, each lag's nearest samples: computed once
+    if long_ms is not None:
+        shared = np.ndim(times) == 1 and history is None  # as seasonal_expected's
+        smoothed["tolerance", shared] = _tolerance(long_ms, shared, x.shape[0])
     for period in params.season_periods_ms:
         if span < params.season_min_lags * period:
             continue  # not enough history for this profile anywhere
