@@ -34,14 +34,14 @@ def main(argv: list[str] | None = None) -> int:
     smooth = x + 0.1
     t = 1_767_225_600_000 + STEP_MS * np.arange(args.samples, dtype=np.int64)
     latest = (t + 2 * STEP_MS)[None]
-    found, masked = np.zeros(shape), np.zeros(shape)  # touched: the page faults of fresh outputs are not the kernel's
+    found = np.zeros(shape)  # touched: the page faults of fresh outputs are not the kernel's
     index = np.empty(args.samples, dtype=np.int32)
     day_off = np.zeros(args.samples * STEP_MS // DAY_MS + 16, dtype=np.bool_)
     first_day = int(t[0] // DAY_MS) - 8
 
     def call() -> None:
         season_kernels.lag_lookup(t, DAY_MS, STEP_MS / 2, index, True, True, smooth, latest, 2, x, found, True,
-                                  True, 1, day_off, first_day, 0, DAY_MS, masked)
+                                  True, 1, day_off, first_day, 0, DAY_MS)
 
     call()  # compile or load numba's cache
     seconds = []

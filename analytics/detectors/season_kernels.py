@@ -110,6 +110,44 @@ def _median_at(arrays, i: int, buffer: np.ndarray, min_count: int) -> float:  # 
     return (low + high) / 2.0
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _median_where(arrays, i: int, where: np.ndarray, buffer: np.ndarray, min_count: int) -> float:  # noqa: ANN001
+    """_median_at with arrays[a][i] taken as NaN where not where[a] (a copy of its arithmetic in the same order:
+    _median_at reading every array is the faster for median_of_few)."""
+    k = len(arrays)
+    if k > 3:
+        # nanmedian_first_axis: sorted (NaN last), the mean of the two middle finite values.
+        n = 0
+        for a in range(k):
+            value = arrays[a][i] if where[a] else math.nan
+            if not math.isnan(value):
+                n = _insert_sorted(buffer, n, value)
+        if n == 0 or n < min_count:
+            return math.nan
+        return (buffer[(n - 1) // 2] + buffer[n // 2]) / 2.0
+    first = arrays[0][i] if where[0] else math.nan
+    low = high = first
+    total = 0.0 if math.isnan(first) else first
+    count = 0 if math.isnan(first) else 1
+    for a in range(1, k):
+        value = arrays[a][i] if where[a] else math.nan
+        # np.fmin / np.fmax: a NaN loses to a number.
+        if math.isnan(low) or value < low:
+            low = value if not math.isnan(value) else low
+        if math.isnan(high) or value > high:
+            high = value if not math.isnan(value) else high
+        if not math.isnan(value):
+            total = total + value
+            count += 1
+        else:
+            total = total + 0.0
+    if count < min_count or count == 0:
+        return math.nan
+    if count == 3:
+        return total - low - high
+    return (low + high) / 2.0
+
+
 @numba.njit(cache=True, nogil=True)
 def median_of_few(arrays, min_count: int, out: np.ndarray) -> None:  # noqa: ANN001
     """base.median_of_few over a tuple of same-size 1-D float arrays into out (1-D)."""
@@ -141,6 +179,52 @@ def day_type_profile(same, anyday, min_count: int, out: np.ndarray) -> None:  # 
             if min(abs(whole - low), abs(whole - high)) < high - low:
                 profile = min(max(whole, low), high)
         out[i] = profile
+
+
+@numba.njit(cache=True, nogil=True)
+def day_type_profile_of_lags(same, same_lags: np.ndarray, anyday, tiebreak: bool, min_count: int, t: np.ndarray,
+                             day_off: np.ndarray, first_day: int, offset_ms: int, day_ms: int,
+                             out: np.ndarray) -> None:  # noqa: ANN001
+    """seasonal.day_type_profile (with the tie-break where `tiebreak`, else median_of_few of `same`) of lags'
+    found readings (tuples of (S * T,) float arrays: lag_lookup's (S, T) `found`, flat) before their day-type
+    masks: same[a]'s reading counts where the reading's local day (t (T,), a fixed UTC offset) and the day
+    same_lags[a] days before it are of one type in day_off (lag_lookup's table), else it is NaN, as in the masked
+    copies the profile read before; the same arithmetic in the same order, into out (S, T)."""
+    n_times = out.shape[1]
+    k = len(same)
+    buffer = np.empty(max(k, len(anyday)))
+    kind = np.empty(k, dtype=np.bool_)
+    everyday = np.ones(len(anyday), dtype=np.bool_)
+    for s in range(out.shape[0]):
+        day_start = 1
+        day_end = 0  # [day_start, day_end): the UTC ms of the reading's local day (empty: none yet)
+        for i in range(n_times):
+            at = s * n_times + i
+            ti = t[i]
+            if not (day_start <= ti < day_end):
+                day = (ti + offset_ms) // day_ms
+                day_start = day * day_ms - offset_ms
+                day_end = day_start + day_ms
+                for a in range(k):
+                    kind[a] = day_off[day - same_lags[a] - first_day] == day_off[day - first_day]
+            profile = _median_where(same, at, kind, buffer, min_count)
+            if tiebreak:
+                count = 0
+                low = high = same[0][at] if kind[0] else math.nan
+                for a in range(k):
+                    value = same[a][at] if kind[a] else math.nan
+                    if not math.isnan(value):
+                        count += 1
+                        if math.isnan(low) or value < low:
+                            low = value
+                        if math.isnan(high) or value > high:
+                            high = value
+                if count == 2:
+                    whole = _median_where(anyday, at, everyday, buffer, min_count)
+                    # near: the all-days profile nearer to one of the two than they are to each other.
+                    if min(abs(whole - low), abs(whole - high)) < high - low:
+                        profile = min(max(whole, low), high)
+            out[s, i] = profile
 
 
 @numba.njit(cache=True, nogil=True)
@@ -226,14 +310,14 @@ def take_first(x: np.ndarray, profile: np.ndarray, fit_expected: np.ndarray, fit
 def lag_lookup(t: np.ndarray, back: int, tolerance: float, index: np.ndarray, search: bool, keep_index: bool,
                smooth: np.ndarray, latest: np.ndarray, half: int, x: np.ndarray,
                found: np.ndarray, write_found: bool, day_types: bool, lag_days: int, day_off: np.ndarray,
-               first_day: int, offset_ms: int, day_ms: int, masked: np.ndarray) -> tuple[bool, bool, bool]:
+               first_day: int, offset_ms: int, day_ms: int) -> tuple[bool, bool, bool]:
     """lag_found with the targets t - back (a fixed UTC offset: _same_local_time moves nothing) and, with
-    day_types (back a whole number lag_days of days), the day-type mask in the same pass: masked (S, T) is the
-    found reading where the reading's local day and the day lag_days before it are of the same type in day_off
-    (a table of the local days from first_day: both days off or both not), else NaN. found is written only with
-    write_found. The same values as lag_found, _is_day_off of each target and np.where(same_type, found, nan),
-    without the arrays of targets, close flags and day types. Returns (any target close, any close target of the
-    same type, any reading found (not NaN) in any series).
+    day_types (back a whole number lag_days of days), whether any target is of the reading's day type: the
+    reading's local day and the day lag_days before it both days off or both not in day_off (a table of the local
+    days from first_day; day_type_profile_of_lags masks the found readings by it). found is written only with
+    write_found. The same values as lag_found and _is_day_off of each target, without the arrays of targets,
+    close flags and day types. Returns (any target close, any close target of the same type, any reading found
+    (not NaN) in any series).
     index (T,) int32: with search and keep_index, each target's nearest sample where close, else -1, is written
     there; without search it is read from there (a call on the same times, back and tolerance before: the
     profile's usual error looks up the lags the profile looked up), and no search is done.
@@ -288,13 +372,10 @@ def lag_lookup(t: np.ndarray, back: int, tolerance: float, index: np.ndarray, se
                 value = math.nan
             if write_found:
                 found[0, i] = value
-            if day_types:
-                masked[0, i] = value if same else math.nan
         return any_close, any_same, any_found
     tile = max(min(n, TILE), 1)
     nearest_at = np.empty(tile, dtype=np.int64)  # -1: no sample close to the target
     settled_at = np.empty(tile, dtype=np.bool_)
-    same_at = np.empty(tile, dtype=np.bool_)
     for begin in range(0, n, tile):
         stop = min(begin + tile, n)
         for i in range(begin, stop):
@@ -326,7 +407,6 @@ def lag_lookup(t: np.ndarray, back: int, tolerance: float, index: np.ndarray, se
                     any_same = True
             nearest_at[i - begin] = nearest if near else -1
             settled_at[i - begin] = near and t[min(nearest + half, last)] < ti
-            same_at[i - begin] = same
         for s in range(x.shape[0]):
             row = min(s, rows - 1)
             for i in range(begin, stop):
@@ -341,8 +421,6 @@ def lag_lookup(t: np.ndarray, back: int, tolerance: float, index: np.ndarray, se
                     any_found = True
                 if write_found:
                     found[s, i] = value
-                if day_types:
-                    masked[s, i] = value if same_at[i - begin] else math.nan
     return any_close, any_same, any_found
 
 

@@ -76,18 +76,18 @@ def seasonal_expected(values: np.ndarray, times: np.ndarray, period_ms: int,
     last = x.shape[1] - 1
     by_day_type = params.day_types and period_ms == DAY_MS
     lags = range(1, max(7, params.season_lags) + 1) if by_day_type else range(1, params.season_lags + 1)
-    # Shared times and a fixed UTC offset: each lag's targets, look-up and day-type mask in one compiled pass
-    # (season_kernels.lag_lookup; the day types from one table of the days spanned), not arrays of targets,
-    # close flags and day types a lag.
+    # Shared times and a fixed UTC offset: each lag's targets and look-up in one compiled pass (season_kernels.
+    # lag_lookup; the day types from one table of the days spanned), not arrays of targets, close flags and day
+    # types a lag; the day-type profile masks each lag's found readings by that table as it reads them
+    # (day_type_profile_of_lags), not in masked copies of them (three arrays the size of the file fewer alive).
     table = _day_table(t[0], max(lags), params) if shared else None
     weekend = _is_day_off(t, params) if by_day_type and table is None else None
     anyday = []  # with day types: the previous season_lags days whatever their type (the all-days profile's)
+    same_lags = []  # with day types and the table: the lag (days) of each of `lagged`, whose type masks it
     for lag in lags:
         if table is not None:
             day_off, first_day, offset = table
-            keep_found = not by_day_type or lag <= params.season_lags
-            found = np.empty(x.shape) if keep_found else _NO_ARRAY
-            masked = np.empty(x.shape) if by_day_type and lag <= 7 else _NO_ARRAY
+            found = np.empty(x.shape)
             # The nearest samples of this lag's targets depend on the times only: kept in the caller's dict for
             # the next call on these times (the usual error's), which then gathers without a search.
             index = smoothed.get(("nearest", period_ms, lag))
@@ -98,7 +98,7 @@ def seasonal_expected(values: np.ndarray, times: np.ndarray, period_ms: int,
             any_close, any_same, any_found = season_kernels.lag_lookup(
                 t[0], lag * period_ms, float(tolerance), index, search, keep_index, smooth, latest,
                 max(int(params.profile_smooth_samples), 0), x, found,
-                keep_found, by_day_type and lag <= 7, lag, day_off, first_day, offset, DAY_MS, masked)
+                True, by_day_type and lag <= 7, lag, day_off, first_day, offset, DAY_MS)
             if keep_index:
                 smoothed["nearest", period_ms, lag] = index
             if not any_close:
@@ -110,7 +110,8 @@ def seasonal_expected(values: np.ndarray, times: np.ndarray, period_ms: int,
             if lag <= params.season_lags:
                 anyday.append(found)
             if lag <= 7 and any_same:
-                lagged.append(masked)
+                lagged.append(found)
+                same_lags.append(lag)
             continue
         if shared:
             target = _same_local_time(t[0], lag * period_ms, params)
@@ -146,9 +147,27 @@ def seasonal_expected(values: np.ndarray, times: np.ndarray, period_ms: int,
             lagged.append(found)
     if len(lagged) < params.season_min_lags:
         return np.full(x.shape, np.nan)
+    if by_day_type and table is not None:
+        return _day_type_profile_of_lags(lagged, same_lags, anyday, t[0], table, params)
     if by_day_type:
         return day_type_profile(lagged, anyday, params)
     return median_of_few(lagged, params.season_min_lags)
+
+
+def _day_type_profile_of_lags(found: list[np.ndarray], lags: list[int], anyday: list[np.ndarray], t: np.ndarray,
+                              table: tuple[np.ndarray, int, int], params: DetectorParams) -> np.ndarray:
+    """day_type_profile of the lags' found readings, each masked to the readings whose local day is of the type
+    of the day `lags` days before it (the day-off table of _day_table), as it is read (season_kernels.
+    day_type_profile_of_lags): the same values as day_type_profile of the masked copies."""
+    tiebreak = params.day_type_tiebreak and len(found) >= 2 and len(anyday) >= params.season_min_lags
+    day_off, first_day, offset = table
+    out = np.empty(found[0].shape)
+    flat_found = tuple(a.reshape(-1) for a in found)  # C-contiguous (lag_lookup's): views
+    season_kernels.day_type_profile_of_lags(flat_found, np.asarray(lags, dtype=np.int64),
+                                            tuple(a.reshape(-1) for a in anyday) if tiebreak else flat_found,
+                                            bool(tiebreak),
+                                            int(params.season_min_lags), t, day_off, first_day, offset, DAY_MS, out)
+    return out
 
 
 def _lag_found_numpy(t: np.ndarray, target: np.ndarray, tolerance: float, smooth: np.ndarray,
@@ -322,7 +341,6 @@ def _day_table(t_ms: np.ndarray, lag_days: int, params: DetectorParams) -> tuple
     return np.ascontiguousarray(_day_off(np.arange(first, last + 1), params), dtype=np.bool_), first, int(offset)
 
 
-_NO_ARRAY = np.empty((1, 1))  # an output a kernel is told not to write
 _NO_INDEX = np.empty(1, dtype=np.int32)
 
 
@@ -376,6 +394,10 @@ def seasonal_baseline(values: np.ndarray, times: np.ndarray, params: DetectorPar
             # tolerance, each lag's nearest samples).
             fit = _scale_by_time_of_day(residual, fit, times, period, step_ms, params,
                                         {key: value for key, value in smoothed.items() if key[0] != "median"})
+        # This period's nearest samples (an int32 array the size of the file a lag) are not read again: freed
+        # before the next period's lags are looked up (the weekly profile's peak of memory).
+        for key in [key for key in smoothed if key[:2] == ("nearest", period)]:
+            del smoothed[key]
         # Where this profile's fit is finite and not worse (smaller or equal scale, or none kept yet): its
         # expected (profile + fit), scale, z, plain z and profile, in place (take_better: one pass).
         choice = season_kernels.take_better
