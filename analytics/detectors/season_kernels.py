@@ -227,6 +227,47 @@ def day_type_profile_of_lags(same, same_lags: np.ndarray, anyday, tiebreak: bool
             out[s, i] = profile
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _all_in_reach(t: np.ndarray, half: int, reach: float) -> bool:
+    """Whether every sample's neighbours up to `half` samples away are within `reach` of it: the row regular (every
+    step the same) and `half` steps within reach. The same test as running_median's for each neighbour: the
+    farthest neighbour of every sample is as far as t[half] from t[0]."""
+    if t.size <= half:
+        return False
+    step = t[1] - t[0]
+    for i in range(1, t.size):
+        if t[i] - t[i - 1] != step:
+            return False
+    return abs(t[half] - t[0]) <= reach
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _regular_running_median(x: np.ndarray, half: int, buffer: np.ndarray, median: np.ndarray) -> None:
+    """running_median's median of one series whose neighbours are all within reach (_all_in_reach), the window
+    slid along instead of sorted afresh: the reading leaving it taken out, the one entering inserted. The same
+    sorted values, bit for bit: equal values (0.0 and -0.0) stay in time order in both (an insertion goes after
+    its equals; the one leaving is the window's oldest, the first of its equals)."""
+    n_times = x.size
+    n = 0
+    for at in range(min(half, n_times - 1) + 1):
+        if not math.isnan(x[at]):
+            n = _insert_sorted(buffer, n, x[at])
+    for i in range(n_times):
+        if i > 0:
+            leaving = i - half - 1
+            if leaving >= 0 and not math.isnan(x[leaving]):
+                m = 0
+                while buffer[m] != x[leaving]:
+                    m += 1
+                for j in range(m, n - 1):
+                    buffer[j] = buffer[j + 1]
+                n -= 1
+            entering = i + half
+            if entering <= n_times - 1 and not math.isnan(x[entering]):
+                n = _insert_sorted(buffer, n, x[entering])
+        median[i] = (buffer[(n - 1) // 2] + buffer[n // 2]) / 2.0 if n > 0 else math.nan
+
+
 @numba.njit(cache=True, nogil=True)
 def running_median(x: np.ndarray, t: np.ndarray, reach: np.ndarray, half: int, median: np.ndarray,
                    latest: np.ndarray) -> None:
@@ -237,8 +278,13 @@ def running_median(x: np.ndarray, t: np.ndarray, reach: np.ndarray, half: int, m
     n_series, n_times = x.shape
     rows = t.shape[0]
     buffer = np.empty(2 * half + 1)
+    regular = np.empty(rows, dtype=np.bool_)
     for r in range(rows):
+        regular[r] = _all_in_reach(t[r], half, reach[r])
         for i in range(n_times):
+            if regular[r]:  # the latest of t[i .. i + half], the row not decreasing
+                latest[r, i] = t[r, min(i + half, n_times - 1)]
+                continue
             newest = t[r, i]
             for offset in range(1, half + 1):
                 at = i + offset
@@ -247,6 +293,9 @@ def running_median(x: np.ndarray, t: np.ndarray, reach: np.ndarray, half: int, m
             latest[r, i] = newest
     for s in range(n_series):
         r = min(s, rows - 1)
+        if regular[r]:
+            _regular_running_median(x[s], half, buffer, median[s])
+            continue
         for i in range(n_times):
             n = 0
             for offset in range(-half, half + 1):

@@ -89,13 +89,18 @@ def test_running_median_is_the_numpy_median(half, seed):
     rng = np.random.default_rng(seed)
     n = 300
     t = _times(rng, n)
-    x = _values(rng, (3, n))
+    x = _values(rng, (4, n))
     shared = seasonal._running_median(x, t[None], 30_000.0, half)
     want = seasonal._running_median_numpy(x, t[None], 30_000.0, half)
     _same(shared[0], want[0])
     _same(shared[1], want[1])
-    own_t = np.stack([t, t + MINUTE, _times(rng, n)])
-    tolerance = np.array([[30_000.0], [np.nan], [120_000.0]])
+    # Regular times (running_median's sliding window where every neighbour is within reach), one row irregular.
+    regular = MINUTE * np.arange(n, dtype=np.int64)
+    for times in (regular, regular + 7):
+        _same(seasonal._running_median(x, times[None], MINUTE / 2, half)[0],
+              seasonal._running_median_numpy(x, times[None], MINUTE / 2, half)[0])
+    own_t = np.stack([t, t + MINUTE, _times(rng, n), regular])
+    tolerance = np.array([[30_000.0], [np.nan], [120_000.0], [MINUTE / 2]])
     own = seasonal._running_median(x, own_t, tolerance, half)
     want = seasonal._running_median_numpy(x, own_t, tolerance, half)
     _same(own[0], want[0])
