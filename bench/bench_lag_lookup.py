@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     first_day = int(t[0] // DAY_MS) - 8
 
     def call() -> None:
-        season_kernels.lag_lookup(t, DAY_MS, STEP_MS / 2, index, True, True, smooth, latest, 2, x, found, True,
+        season_kernels.lag_lookup(t, DAY_MS, STEP_MS / 2, index, True, True, smooth, latest, 2, x, found,
                                   True, 1, day_off, first_day, 0, DAY_MS)
 
     call()  # compile or load numba's cache

@@ -358,15 +358,14 @@ def take_first(x: np.ndarray, profile: np.ndarray, fit_expected: np.ndarray, fit
 @numba.njit(cache=True, nogil=True)
 def lag_lookup(t: np.ndarray, back: int, tolerance: float, index: np.ndarray, search: bool, keep_index: bool,
                smooth: np.ndarray, latest: np.ndarray, half: int, x: np.ndarray,
-               found: np.ndarray, write_found: bool, day_types: bool, lag_days: int, day_off: np.ndarray,
+               found: np.ndarray, day_types: bool, lag_days: int, day_off: np.ndarray,
                first_day: int, offset_ms: int, day_ms: int) -> tuple[bool, bool, bool]:
     """lag_found with the targets t - back (a fixed UTC offset: _same_local_time moves nothing) and, with
     day_types (back a whole number lag_days of days), whether any target is of the reading's day type: the
     reading's local day and the day lag_days before it both days off or both not in day_off (a table of the local
-    days from first_day; day_type_profile_of_lags masks the found readings by it). found is written only with
-    write_found. The same values as lag_found and _is_day_off of each target, without the arrays of targets,
-    close flags and day types. Returns (any target close, any close target of the same type, any reading found
-    (not NaN) in any series).
+    days from first_day; day_type_profile_of_lags masks the found readings by it). The same values as lag_found
+    and _is_day_off of each target, without the arrays of targets, close flags and day types. Returns (any target
+    close, any close target of the same type, any reading found (not NaN) in any series).
     index (T,) int32: with search and keep_index, each target's nearest sample where close, else -1, is written
     there; without search it is read from there (a call on the same times, back and tolerance before: the
     profile's usual error looks up the lags the profile looked up), and no search is done.
@@ -419,8 +418,7 @@ def lag_lookup(t: np.ndarray, back: int, tolerance: float, index: np.ndarray, se
                     any_found = True
             else:
                 value = math.nan
-            if write_found:
-                found[0, i] = value
+            found[0, i] = value
         return any_close, any_same, any_found
     tile = max(min(n, TILE), 1)
     nearest_at = np.empty(tile, dtype=np.int64)  # -1: no sample close to the target
@@ -468,8 +466,7 @@ def lag_lookup(t: np.ndarray, back: int, tolerance: float, index: np.ndarray, se
                     value = x[s, nearest]
                 if not math.isnan(value):
                     any_found = True
-                if write_found:
-                    found[s, i] = value
+                found[s, i] = value
     return any_close, any_same, any_found
 
 

@@ -98,7 +98,7 @@ def seasonal_expected(values: np.ndarray, times: np.ndarray, period_ms: int,
             any_close, any_same, any_found = season_kernels.lag_lookup(
                 t[0], lag * period_ms, float(tolerance), index, search, keep_index, smooth, latest,
                 max(int(params.profile_smooth_samples), 0), x, found,
-                True, by_day_type and lag <= 7, lag, day_off, first_day, offset, DAY_MS)
+                by_day_type and lag <= 7, lag, day_off, first_day, offset, DAY_MS)
             if keep_index:
                 smoothed["nearest", period_ms, lag] = index
             if not any_close:
