@@ -9,11 +9,15 @@ only after `clear_samples` samples in a row below `clear_score`, so one
 fault is one alert, not a storm.
 """
 
+import math
 from dataclasses import dataclass, field
+from functools import lru_cache
 
+import numba
 import numpy as np
 
 from analytics import detectors as d
+from analytics import jitcache  # noqa: F401  (before any cache=True kernel: the cache follows the sources)
 from analytics.config import DEFAULT_PARAMS, DOMAIN_LIMITS, DetectorParams, Limit
 from analytics.detectors import stream
 from analytics.detectors.stream import StreamState
@@ -192,48 +196,97 @@ class Hysteresis:
 
         rows: which series (of the state) the S rows of `score` are; all, in order, by default.
         """
-        score = np.asarray(score, dtype=np.float64)
+        score = np.ascontiguousarray(score, dtype=np.float64)
         if rows is None:
             rows = np.arange(score.shape[0])
         self.resize(int(rows.max()) + 1 if rows.size else 0)
-        active, calm, pending = self.active[rows].copy(), self.calm[rows].copy(), self.pending[rows].copy()
-        held_bias, held_scale = self.held_bias[rows].copy(), self.held_scale[rows].copy()
-        held_for, departure = self.held_for[rows].copy(), self.departure[rows].copy()
+        active, calm, pending = self.active[rows], self.calm[rows], self.pending[rows]
+        held_bias, held_scale = self.held_bias[rows], self.held_scale[rows]
+        held_for, departure = self.held_for[rows], self.departure[rows]
         holding = values is not None and anchor is not None
+        grids = [np.ascontiguousarray(a, dtype=np.float64) for a in (values, anchor.profile, anchor.bias,
+                                                                     anchor.scale)] if holding else [_NONE] * 4
         out = np.zeros(score.shape, dtype=bool)
-        for t in range(score.shape[1]):
-            st = score[:, t]
-            known = ~np.isnan(st)
-            high = known & (st >= params.open_score)
-            pending = np.where(known, np.where(high & ~active, pending + 1, 0), pending)
-            opening = ~active & high & ((pending >= params.confirm_samples) | (st >= params.critical_score))
-            quiet = known & active & (st < params.clear_score)
-            if holding:
-                # A running mean: one noisy reading neither holds an incident nor lets it go.
-                now = anchor.departure(values, held_bias, held_scale, t)
-                moved = departure + params.hold_alpha * (now - departure)
-                departure = np.where(np.isnan(departure), now, np.where(np.isnan(now), departure, moved))
-                held = quiet & (d.calibrate(departure, params) >= params.clear_score)
-                held_for = np.where(held, held_for + 1, 0)
-                quiet &= ~held | (held_for > params.hold_max_samples)
-            calm = np.where(known & active, np.where(quiet, calm + 1, 0), calm)
-            closing = active & (calm >= params.clear_samples)
-            active = (active | opening) & ~closing
-            calm = np.where(opening | closing, 0, calm)
-            pending = np.where(opening, 0, pending)
-            if holding:
-                # The reference is where the series was before the anomaly began (a slow
-                # fault has moved the running bias by the time it opens an incident).
-                before = known & ~active & (st < params.clear_score)
-                held_bias = np.where(before, anchor.bias[:, t], held_bias)
-                held_scale = np.where(before, anchor.scale[:, t], held_scale)
-                held_for = np.where(opening | closing, 0, held_for)
-                departure = np.where(opening | closing, np.nan, departure)
-            out[:, t] = active
+        _steps(score, *grids, active, calm, pending, held_bias, held_scale, held_for, departure, holding,
+               params.open_score, params.clear_score, params.critical_score, params.confirm_samples,
+               params.clear_samples, params.hold_alpha, params.hold_max_samples, _hold_z(params), out)
         self.active[rows], self.calm[rows], self.pending[rows] = active, calm, pending
         self.held_bias[rows], self.held_scale[rows], self.held_for[rows] = held_bias, held_scale, held_for
         self.departure[rows] = departure
         return out
+
+
+_NONE = np.zeros((0, 0))
+
+
+@lru_cache(maxsize=16)
+def _hold_z(params: DetectorParams) -> float:
+    """The least |z| whose calibrated score reaches clear_score (inf if none does): an incident is held while
+    |departure| >= this, exactly where `calibrate(departure) >= clear_score` holds (calibrate rises with |z|;
+    the search runs over the bits of non-negative floats, which are ordered as the floats are)."""
+    def reaches(bits: int) -> bool:
+        z = np.array([bits], dtype=np.int64).view(np.float64)
+        return bool(d.calibrate(z, params)[0] >= params.clear_score)
+
+    low, high = 0, int(np.array([math.inf]).view(np.int64)[0])  # 0.0 and inf, as bits
+    if not reaches(high):
+        return math.inf
+    while low < high:
+        middle = (low + high) // 2
+        if reaches(middle):
+            high = middle
+        else:
+            low = middle + 1
+    return float(np.array([low], dtype=np.int64).view(np.float64)[0])
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _steps(score, values, profile, bias, scale, active, calm, pending, held_bias, held_scale, held_for, departure,
+           holding, open_score, clear_score, critical_score, confirm_samples, clear_samples, hold_alpha,
+           hold_max_samples, hold_z, out):
+    """Hysteresis.step's rules, one series at a time: the state arrays (S,) are updated in place, `out` (S, T)
+    gets the active flags. The series do not interact, so this is the column-by-column recursion of the whole
+    block, in the same arithmetic (`values` .. `scale` are read only when `holding`)."""
+    for s in range(score.shape[0]):
+        is_active, calm_s, pending_s = active[s], calm[s], pending[s]
+        bias_s, scale_s, held_for_s, departure_s = held_bias[s], held_scale[s], held_for[s], departure[s]
+        for t in range(score.shape[1]):
+            st = score[s, t]
+            known = not math.isnan(st)
+            high = known and st >= open_score
+            if known:
+                pending_s = pending_s + 1 if high and not is_active else 0
+            opening = not is_active and high and (pending_s >= confirm_samples or st >= critical_score)
+            quiet = known and is_active and st < clear_score
+            if holding:
+                # A running mean: one noisy reading neither holds an incident nor lets it go.
+                now = (values[s, t] - profile[s, t] - bias_s) / scale_s
+                if math.isnan(departure_s):
+                    departure_s = now
+                elif not math.isnan(now):
+                    departure_s = departure_s + hold_alpha * (now - departure_s)
+                held = quiet and abs(departure_s) >= hold_z
+                held_for_s = held_for_s + 1 if held else 0
+                quiet = quiet and (not held or held_for_s > hold_max_samples)
+            if known and is_active:
+                calm_s = calm_s + 1 if quiet else 0
+            closing = is_active and calm_s >= clear_samples
+            is_active = (is_active or opening) and not closing
+            if opening or closing:
+                calm_s = 0
+            if opening:
+                pending_s = 0
+            if holding:
+                # The reference is where the series was before the anomaly began (a slow
+                # fault has moved the running bias by the time it opens an incident).
+                if known and not is_active and st < clear_score:
+                    bias_s, scale_s = bias[s, t], scale[s, t]
+                if opening or closing:
+                    held_for_s = 0
+                    departure_s = math.nan
+            out[s, t] = is_active
+        active[s], calm[s], pending[s] = is_active, calm_s, pending_s
+        held_bias[s], held_scale[s], held_for[s], departure[s] = bias_s, scale_s, held_for_s, departure_s
 
 
 def incidents(active: np.ndarray) -> list[tuple[int, int, int]]:

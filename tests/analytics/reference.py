@@ -361,3 +361,49 @@ def row_surprise(point: list[float], flat_nats: list[float], p: DetectorParams,
         history.append(z)
         corrected.append(zp)
     return out
+
+
+def hysteresis(score: list[float], p: DetectorParams, hold: tuple[list[float], ...] | None = None) -> list[bool]:
+    """rules.Hysteresis.step for one series, from its docstring: open after confirm_samples known scores in a row
+    at or above open_score (at once at critical_score), close after clear_samples known scores in a row below
+    clear_score on which it is not held. hold = (values, profile, bias, scale): an open incident is held while
+    the running mean (weight hold_alpha) of (value - profile - bias) / scale, with bias and scale as they were at
+    the last calm row before it opened, calibrates to clear_score or more; at most hold_max_samples rows in a row."""
+    from analytics.detectors.base import calibrate
+
+    active, pending, calm, held_for = False, 0, 0, 0
+    frozen_bias = frozen_scale = departure = math.nan
+    out = []
+    for t, s in enumerate(score):
+        known = not math.isnan(s)
+        if known:
+            pending = pending + 1 if s >= p.open_score and not active else 0
+        opening = not active and known and s >= p.open_score and (pending >= p.confirm_samples
+                                                                   or s >= p.critical_score)
+        quiet = known and active and s < p.clear_score
+        if hold:
+            values, profile, bias, scale = hold
+            with np.errstate(invalid="ignore", divide="ignore"):
+                now = float((np.float64(values[t]) - profile[t] - frozen_bias) / np.float64(frozen_scale))
+            if math.isnan(departure):
+                departure = now
+            elif not math.isnan(now):
+                departure += p.hold_alpha * (now - departure)
+            held = quiet and float(calibrate(np.array(departure), p)) >= p.clear_score
+            held_for = held_for + 1 if held else 0
+            quiet = quiet and (not held or held_for > p.hold_max_samples)
+        if known and active:
+            calm = calm + 1 if quiet else 0
+        closing = active and calm >= p.clear_samples
+        active = (active or opening) and not closing
+        if opening or closing:
+            calm = 0
+        if opening:
+            pending = 0
+        if hold:
+            if known and not active and s < p.clear_score:
+                frozen_bias, frozen_scale = hold[2][t], hold[3][t]
+            if opening or closing:
+                held_for, departure = 0, math.nan
+        out.append(active)
+    return out
