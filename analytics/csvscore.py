@@ -461,7 +461,7 @@ class RowScores:
     score: np.ndarray  # the surprise of the row given the rows above it, in [0, 1)
     incident: np.ndarray  # int: 1, 2, ... while an incident is held (the alert engine's hysteresis), else 0
     detector: np.ndarray  # object: the rule of the incident's opening row ('' outside incidents)
-    learning: np.ndarray  # bool: the file's learning period (its first params.surprise_learning_ms): score 0
+    learning: np.ndarray  # bool: the learning period (first surprise_learning_ms, at least learning_least_rows): 0
 
 
 def score_rows(table: Table, params: DetectorParams = CSV_PARAMS) -> RowScores:
@@ -471,7 +471,8 @@ def score_rows(table: Table, params: DetectorParams = CSV_PARAMS) -> RowScores:
     look-up their time is the latest seen so far, so a row never looks
     ahead of itself. A missing value scores 0 and keeps an open incident.
     Rows of the learning period (the first surprise_learning_ms from the
-    first reading, at most surprise_learning_rows rows) score 0 and are
+    first reading, at most surprise_learning_rows rows, at least
+    learning_least_rows) score 0 and are
     flagged: the detectors learn there, they do not judge. Values beyond +-SCORED_MAGNITUDE are scored as that value.
     """
     monotone = scoring_times(table.times_ms)
@@ -489,7 +490,8 @@ def score_rows(table: Table, params: DetectorParams = CSV_PARAMS) -> RowScores:
     surprise, _ = row_surprise(stats.point, nats, stats.evidence["drift"], params=params, slot=slot, values=x,
                                floor=float(params.surprise_floor))
     missing = np.isnan(table.values)
-    learning = _learning(monotone, table.values, params.surprise_learning_ms, params.surprise_learning_rows)
+    learning = _learning(monotone, table.values, params.surprise_learning_ms, params.surprise_learning_rows,
+                         learning_least_rows(params))
     # row_score, 0 where the value is missing or in the learning period, in one pass (_row_scores).
     score = np.empty(x.shape[1])
     _row_scores(surprise[0], missing, learning, float(params.surprise_floor), float(params.surprise_half), score)
@@ -591,15 +593,25 @@ def _restarted_times(raw: np.ndarray, day_ms: int) -> np.ndarray:
     return out
 
 
-def _learning(times_ms: np.ndarray, values: np.ndarray, span_ms: int, most_rows: int) -> np.ndarray:
+def learning_least_rows(params: DetectorParams = CSV_PARAMS) -> int:
+    """The fewest rows of a learning period: those a normal law needs to show params.surprise_learning_excesses
+    readings past params.surprise_tail_u (371 for one past 3 sigmas); 0 where there is no such minimum."""
+    if params.surprise_learning_excesses <= 0:
+        return 0
+    return math.ceil(params.surprise_learning_excesses / math.erfc(params.surprise_tail_u / math.sqrt(2.0)))
+
+
+def _learning(times_ms: np.ndarray, values: np.ndarray, span_ms: int, most_rows: int,
+              least_rows: int = 0) -> np.ndarray:
     """The learning period: the rows within span_ms of the file's first reading (a row with a value), and
-    fewer than most_rows rows after it (0: no limit by rows)."""
+    fewer than most_rows rows after it (0: no limit by rows); in any case the first least_rows rows from it."""
     valid = np.flatnonzero(~np.isnan(values))
     if span_ms <= 0 or not valid.size:
         return np.zeros(values.shape, dtype=bool)
     learning = times_ms < times_ms[valid[0]] + span_ms
     if most_rows > 0:
         learning[valid[0] + most_rows:] = False
+    learning[valid[0]:valid[0] + least_rows] = True
     return learning
 
 

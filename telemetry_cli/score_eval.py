@@ -10,7 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from analytics.config import CSV_PARAMS
-from analytics.csvscore import CsvError
+from analytics.csvscore import CsvError, learning_least_rows
 from analytics.labelled import LabelError, Metrics, Report, evaluate, load
 from telemetry_cli.common import EXIT_INVALID, EXIT_NOT_FOUND, JsonFlag, err, fail, number, out, say
 
@@ -89,7 +89,8 @@ def _print(report: Report) -> None:
         console.print(line + ".")
     if report.total.learning_windows:
         console.print(say("score_eval.learning", n=report.total.learning_windows,
-                          rows=number(CSV_PARAMS.surprise_learning_rows, 0)))
+                          rows=number(CSV_PARAMS.surprise_learning_rows, 0),
+                          least=number(learning_least_rows(CSV_PARAMS), 0)))
     if report.unused_windows:
         console.print(say("score_eval.unused", n=report.unused_windows))
 
