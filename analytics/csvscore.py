@@ -90,6 +90,28 @@ def _dialect(sample: str) -> type[csv.Dialect] | csv.Dialect:
         return csv.excel
 
 
+def _plain_delimiter(sample: str) -> str | None:
+    """The delimiter csv.Sniffer would find in `sample`, where it is plain to see; None where it is not.
+
+    Without quotes in the sample, the Sniffer decides on its first ten non-empty lines: a delimiter that appears
+    the same number of times on each of them, and no other candidate at all, is its answer (csv.py,
+    _guess_delimiter's first chunk). That case, most files, is answered here in ~10 us instead of the Sniffer's
+    ~1 ms (a tenth of scoring a 10,000-row file); any other is left to it (tests/analytics/test_csvscore.py
+    holds the two together)."""
+    if '"' in sample or "'" in sample:
+        return None
+    lines = [line for line in sample.split("\n") if line][:10]
+    found = None
+    for delimiter in ",;\t":
+        counts = {line.count(delimiter) for line in lines}
+        if counts == {0}:
+            continue
+        if found is not None or len(counts) != 1:
+            return None
+        found = delimiter
+    return found
+
+
 def parse_time(text: str) -> int:
     """A timestamp cell to UTC milliseconds. Raises ValueError.
 
@@ -178,11 +200,12 @@ def read_table(text: str) -> Table:
     values_only = _read_values_only(text)
     if values_only is not None:
         return values_only
-    dialect = _dialect(text[:8192])
-    plain = _read_compiled(text, dialect.delimiter)
+    sample = text[:8192]
+    delimiter = _plain_delimiter(sample) or _dialect(sample).delimiter
+    plain = _read_compiled(text, delimiter)
     if plain is None:
-        plain = _read_plain(text, dialect.delimiter)
-    return plain if plain is not None else _read_general(text, dialect)
+        plain = _read_plain(text, delimiter)
+    return plain if plain is not None else _read_general(text, _dialect(sample))
 
 
 def _read_values_only(text: str) -> Table | None:

@@ -11,6 +11,8 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from analytics import csvscore
@@ -476,3 +478,47 @@ def test_score_rows_peak_of_live_arrays_stays_below_195_bytes_a_row():
     finally:
         tracemalloc.stop()
     assert peak / n < 195
+
+
+# The delimiter shortcut (csvscore._plain_delimiter) answers only where csv.Sniffer would answer the same.
+SNIFF_ALPHABET = st.sampled_from(list("0123456789.,;\t \n\r\"'abT:-Z"))
+SNIFF_LINES = st.lists(st.text(st.sampled_from(list("0123456789.,;\t abT:-Z")), max_size=30), min_size=0, max_size=14)
+SNIFF_FIELD = st.text(st.sampled_from(list("0123456789.,; abT:-Z")), max_size=8)
+# Tables: rows of 1-4 fields joined by one delimiter, whose fields may hold the other candidates.
+SNIFF_TABLES = st.tuples(st.sampled_from([",", ";", "\t"]), st.integers(1, 4), st.integers(1, 14)).flatmap(
+    lambda shape: st.lists(st.lists(SNIFF_FIELD, min_size=shape[1], max_size=shape[1]), min_size=shape[2],
+                           max_size=shape[2]).map(lambda rows: "\n".join(shape[0].join(row) for row in rows)))
+
+
+@settings(max_examples=400, deadline=None, derandomize=True)
+@given(st.one_of(st.text(SNIFF_ALPHABET, max_size=300), SNIFF_LINES.map("\n".join),
+                 SNIFF_LINES.map(lambda lines: "\n\n".join(lines) + "\n"), SNIFF_TABLES))
+def test_plain_delimiter_never_disagrees_with_the_sniffer(sample: str) -> None:
+    found = csvscore._plain_delimiter(sample)
+    assert found is None or found == csvscore._dialect(sample).delimiter
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("timestamp,value\n2026-01-01T00:00:00,1.5\n2026-01-01T00:01:00,2\n", ","),
+    ("time;value;label\n1767225600;1,5;0\n1767225660;2,0;0\n", None),  # decimal commas: the counts differ, sniffed
+    ("time\tvalue\n1767225600\t1.5\n", "\t"),
+    ('"time","value"\n1767225600,1.5\n', None),  # quotes: the Sniffer's own guess
+    ("\n\n\ntime,value\n1,2\n3,4\n", ","),
+    ("value\n1\n2\n", None),
+])
+def test_plain_delimiter_answers_the_plain_files(text: str, expected: str | None) -> None:
+    assert csvscore._plain_delimiter(text) == expected
+    if expected is not None:
+        assert csvscore._dialect(text).delimiter == expected
+
+
+def test_every_file_of_the_labelled_corpus_skips_the_sniffer() -> None:
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+    from csv_corpus import make_corpus
+
+    for series in make_corpus(3, 1, 2):
+        text = series.csv_text()[:8192]
+        assert csvscore._plain_delimiter(text) == csvscore._dialect(text).delimiter == ",", series.name
