@@ -186,10 +186,35 @@ def corpus(seed: int, runs: int) -> int:
             "city score end to end (score_file)": timed(
                 lambda: [csvscore.score_file(source, target) for source in sources], runs),
         }
+        # From a shell: every file in one command (--out-dir), against one command a file (the first 20 files).
+        few = sources[:20]
+        few_rows = sum(item.values.size for item in series[:20])
+        command = [*city_command(), "score"]
+        one_command = _shell_seconds([[*command, *map(str, sources), "--out-dir", str(base / "scored"), "--json"]],
+                                     runs)
+        one_a_file = _shell_seconds([[*command, str(source), "-o", str(target), "--json"] for source in few], runs)
     print(f"the labelled corpus, seed {seed}: {len(sources)} files, {rows:,} rows (every anomaly type and family, a "
           f"fifth irregularly sampled), one file at a time in this process, median of {runs} runs")
     _print_results(results, rows)
+    print(f"from a shell (fresh processes, wall seconds, median of {runs}):")
+    print(f"  `city score` of all {len(sources)} files in one command (--out-dir) {one_command:>8.2f} s "
+          f"{rows / one_command:>12,.0f} rows/s")
+    print(f"  `city score` once a file, the first {len(few)} files ({few_rows:,} rows) {one_a_file:>8.2f} s "
+          f"{few_rows / one_a_file:>12,.0f} rows/s")
     return 0
+
+
+def _shell_seconds(commands: list[list[str]], runs: int) -> float:
+    """Median wall seconds of running `commands` one after the other, `runs` times."""
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPATH"] = str(ROOT)
+    seconds = []
+    for _ in range(runs):
+        began = time.perf_counter()
+        for command in commands:
+            subprocess.run(command, cwd=ROOT, env=env, capture_output=True, check=True, timeout=600)
+        seconds.append(time.perf_counter() - began)
+    return statistics.median(seconds)
 
 
 def _print_results(results: dict[str, tuple[float, float]], rows: int) -> None:

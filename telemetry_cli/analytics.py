@@ -3,7 +3,7 @@
 import json
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
@@ -22,39 +22,100 @@ JsonFlag = Annotated[bool, typer.Option("--json", help=say("analytics.help1"))]
 
 
 def score(
-    source: Annotated[Path, typer.Argument(help=say("analytics.help5"), dir_okay=False)],
-    out: Annotated[Path, typer.Option("--out", "-o", help=say("analytics.help6"),
-                                      dir_okay=False)],
+    sources: Annotated[list[Path], typer.Argument(help=say("analytics.help5"), dir_okay=False)],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help=say("analytics.help6"),
+                                             dir_okay=False)] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out-dir", help=say("analytics.help_out_dir"),
+                                                 file_okay=False)] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Score a CSV causally: each row's anomaly_score in [0, 1] uses only the rows before it."""
-    # One file and exit: freed arrays are reused, not faulted in again (analytics.alloc.keep_freed_memory), and
+    """Score CSVs causally: each row's anomaly_score in [0, 1] uses only the rows before it."""
+    targets = _targets(sources, out, out_dir)
+    # Scoring and exit: freed arrays are reused, not faulted in again (analytics.alloc.keep_freed_memory), and
     # first touched as small pages (alloc.small_pages).
     alloc.keep_freed_memory()
     alloc.small_pages()
+    if out is not None:
+        summaries = [_score_one(*targets[0])]
+    else:
+        summaries = []
+        with err.status("") as status:  # on stderr: --json's stdout stays one document
+            for done, (source, target) in enumerate(targets):
+                status.update(say("analytics.scoring_file", done=done, total=len(targets), path=source.name))
+                summaries.append(_score_one(source, target))
+    failed = any("error" in summary for summary in summaries)
+    if out is None or not failed:  # one file that failed: its error alone, as always
+        if as_json:
+            print(json.dumps(summaries if out is None else summaries[0]))
+        else:
+            _print_scored(summaries, sources[0] if out is not None else out_dir)
+    if failed:
+        raise typer.Exit(2)
+
+
+def _targets(sources: list[Path], out: Path | None, out_dir: Path | None) -> list[tuple[Path, Path]]:
+    """(source, where its scored rows go) for each source: `--out` for one file, `--out-dir` (same file names)
+    for any number. Refused before anything is scored: neither or both given, several sources to one --out, two
+    sources of one name, or a source that would be written over."""
+    if (out is None) == (out_dir is None) or (out is not None and len(sources) > 1):
+        _refuse(say("analytics.out_or_out_dir"))
+    if out is not None:
+        return [(sources[0], out)]
+    names = [source.name for source in sources]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        _refuse(say("analytics.same_name", names=", ".join(twice)))
+    targets = [(source, out_dir / source.name) for source in sources]
+    for source, target in targets:
+        if target.resolve() == source.resolve():
+            _refuse(say("analytics.would_overwrite", path=source))
     try:
-        scores = score_file(source, out)
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        _refuse(f"{say('cli.cannot_write', path=out_dir)} {exc.strerror or exc}")
+    return targets
+
+
+def _refuse(message: str) -> NoReturn:
+    err.print(f"[red]{escape(message)}[/red]", highlight=False)
+    raise typer.Exit(2)
+
+
+def _score_one(source: Path, target: Path) -> dict:
+    """One file scored into target: its summary, or its error (printed; the other files go on)."""
+    try:
+        scores = score_file(source, target)
     except CsvError as exc:
         err.print(f"[red]{escape(say('analytics.cannot_score', path=source))}[/red] {escape(str(exc))}",
                   highlight=False)
-        raise typer.Exit(2) from exc
+        return {"source": str(source), "error": str(exc)}
     except OSError as exc:
-        err.print(f"[red]{escape(say('cli.cannot_write', path=out))}[/red] {escape(str(exc.strerror or exc))}")
-        raise typer.Exit(2) from exc
-    summary = {
+        err.print(f"[red]{escape(say('cli.cannot_write', path=target))}[/red] {escape(str(exc.strerror or exc))}")
+        return {"source": str(source), "error": str(exc.strerror or exc)}
+    return {
+        "source": str(source),
         "rows": int(scores.size),
-        "out": str(out),
+        "out": str(target),
         "max_score": round(float(scores.max()), 6) if scores.size else 0.0,
         "rows_above_0.8": int((scores > 0.8).sum()),
     }
-    if as_json:
-        print(json.dumps(summary))
-        return
-    table = Table(title=say("analytics.scored", path=source))
-    for column in ("rows", "rows_above", "max_score", "written_to"):
+
+
+def _print_scored(summaries: list[dict], title: Path) -> None:
+    """A table of the scored files (a failed one shows its error)."""
+    table = Table(title=say("analytics.scored", path=title))
+    columns = ("rows", "rows_above", "max_score", "written_to")
+    if len(summaries) > 1:
+        table.add_column(say("analytics.col.file"))
+    for column in columns:
         table.add_column(say(f"analytics.col.{column}"))
-    table.add_row(number(summary["rows"], 0), number(summary["rows_above_0.8"], 0), number(summary["max_score"], 3),
-                  str(out))
+    for summary in summaries:
+        first = [Path(summary["source"]).name] if len(summaries) > 1 else []
+        if "error" in summary:
+            table.add_row(*first, "-", "-", "-", escape(say("analytics.not_scored")))
+            continue
+        table.add_row(*first, number(summary["rows"], 0), number(summary["rows_above_0.8"], 0),
+                      number(summary["max_score"], 3), escape(summary["out"]))
     console.print(table)
 
 
