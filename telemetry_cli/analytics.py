@@ -22,7 +22,8 @@ JsonFlag = Annotated[bool, typer.Option("--json", help=say("analytics.help1"))]
 
 
 def score(
-    sources: Annotated[list[Path], typer.Argument(help=say("analytics.help5"), dir_okay=False)],
+    sources: Annotated[list[Path], typer.Argument(help=say("analytics.help5"), dir_okay=False,
+                                                   metavar="CSV")],
     out: Annotated[Path | None, typer.Option("--out", "-o", help=say("analytics.help6"),
                                              dir_okay=False)] = None,
     out_dir: Annotated[Path | None, typer.Option("--out-dir", help=say("analytics.help_out_dir"),
