@@ -709,7 +709,6 @@ def write_scored(table: Table, rows: RowScores, out: io.TextIOBase) -> None:
 
 
 _QUIET = ",0.000000,,,\n"
-_QUIET_BYTES = _QUIET.encode("ascii")
 
 
 def _header(table: Table) -> list[str]:
@@ -742,17 +741,19 @@ def _quiet(rows: RowScores) -> np.ndarray:
 def _write_spans(text: str | bytes, starts: np.ndarray, rows: RowScores, out: io.TextIOBase | BinaryIO,
                  span: int = 65536) -> None:
     """write_scored for the compiled reader's text (str into a text file, or its ASCII bytes into a binary one):
-    each run of quiet rows is its slice of the text with every newline replaced by the shared ending (one
-    replace), the other rows formatted one by one. The same bytes as appending each row's ending to its line
-    (test_written_rows_are_the_same_from_either_reader). Written about a megabyte at a time, not joined whole."""
+    each run of rows that share their ending (a score of 0, one incident, detector and learning flag: the quiet
+    rows, and most rows of a held incident) is its slice of the text with every newline replaced by that ending
+    (one replace), the rows with a score formatted one by one. The same bytes as appending each row's ending to
+    its line (test_written_rows_are_the_same_from_either_reader). Written about a megabyte at a time."""
     binary = isinstance(text, bytes)
-    newline, quiet = (b"\n", _QUIET_BYTES) if binary else ("\n", _QUIET)
-    nothing = b"" if binary else ""
+    newline, nothing = (b"\n", b"") if binary else ("\n", "")
     n = len(starts) - 1
-    loud = np.flatnonzero(~_quiet(rows))
-    # The rows where the writing changes: each loud row alone, the quiet runs between them, at most `span` rows
-    # a piece (only these rows' offsets become Python ints, not a million of them).
-    cuts = np.union1d(np.concatenate((loud, loud + 1, np.arange(0, n, span))), [n])
+    loud = np.flatnonzero((rows.score != 0) | np.signbit(rows.score))
+    # Where the shared ending changes (a new incident, detector or learning flag), and each loud row alone: the
+    # pieces, at most `span` rows each (only their offsets become Python ints, not a million of them).
+    changed = 1 + np.flatnonzero((rows.incident[1:] != rows.incident[:-1]) | (rows.learning[1:] != rows.learning[:-1])
+                                 | (rows.detector[1:] != rows.detector[:-1]))
+    cuts = np.union1d(np.concatenate((loud, loud + 1, changed, np.arange(0, n, span))), [n])
     offsets = starts[cuts].tolist()
     is_loud = np.zeros(n + 1, dtype=bool)
     is_loud[loud] = True
@@ -761,11 +762,22 @@ def _write_spans(text: str | bytes, starts: np.ndarray, rows: RowScores, out: io
                                                              rows.detector[loud].tolist(),
                                                              rows.learning[loud].tolist(), strict=True)]
     endings = iter([ending.encode("utf-8") for ending in formatted] if binary else formatted)
+    first = cuts[:-1]
+    shared: dict[tuple, str | bytes] = {}
     parts: list = []
     size = 0
-    for piece, loud_piece in enumerate(is_loud[cuts[:-1]].tolist()):
+    for piece, key in enumerate(zip(is_loud[first].tolist(), rows.incident[first].tolist(),
+                                    rows.detector[first].tolist(), rows.learning[first].tolist(), strict=True)):
         begin, end = offsets[piece], offsets[piece + 1]
-        part = text[begin:end - 1] + next(endings) if loud_piece else text[begin:end].replace(newline, quiet)
+        if key[0]:
+            part = text[begin:end - 1] + next(endings)
+        else:
+            ending = shared.get(key)
+            if ending is None:
+                _, incident, detector, learn = key
+                ending = f",0.000000,{incident if incident else ''},{detector},{'1' if learn else ''}\n"
+                ending = shared[key] = ending.encode("utf-8") if binary else ending
+            part = text[begin:end].replace(newline, ending)
         parts.append(part)
         size += len(part)
         if len(parts) >= 4096 or size >= 1 << 20:

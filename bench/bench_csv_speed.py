@@ -4,6 +4,7 @@
     python3 bench/bench_csv_speed.py --rows 200000 --runs 5
     python3 bench/bench_csv_speed.py --shell main --runs 5   # `city score` from a shell: this tree and main in turns
     python3 bench/bench_csv_speed.py --corpus 1 --runs 3     # the labelled corpus' 156 files instead of one
+    python3 bench/bench_csv_speed.py --shifts --no-general   # a file whose incidents cover most rows
 
 One file of `--rows` one-minute readings (a daily cycle plus noise, ISO 8601
 timestamps, the shape of most exported sensor files) is written to a
@@ -61,10 +62,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from analytics import alloc, csvscore  # noqa: E402
 
 
-def write_file(path: Path, rows: int, seed: int = 0) -> None:
+def write_file(path: Path, rows: int, seed: int = 0, shifts: bool = False) -> None:
     rng = np.random.default_rng(seed)
     seconds = 1_735_689_600 + 60 * np.arange(rows)
     values = 15 * np.sin(2 * np.pi * np.arange(rows) / 1440) + rng.normal(0, 1, rows)
+    if shifts:  # the level moves by 10 sigmas and back every 700 rows: incidents held on ~60 % of the rows
+        values += 10 * ((np.arange(rows) // 700) % 2)
     values[rng.random(rows) < 0.001] = np.nan  # a few missing readings
     stamps = np.datetime_as_string(seconds.astype("datetime64[s]"), unit="s")
     cells = ["" if np.isnan(v) else f"{v:.4f}" for v in values.tolist()]
@@ -233,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shell", metavar="REF", help="time the console command from a shell, this tree and REF")
     parser.add_argument("--small-rows", type=int, default=3 * 1440, help="--shell's small file")
     parser.add_argument("--corpus", type=int, metavar="SEED", help="the labelled corpus of this seed instead")
+    parser.add_argument("--shifts", action="store_true",
+                        help="the file's level shifts every 700 rows (incidents on most rows: the writer's worst case)")
     args = parser.parse_args(argv)
     if args.shell:
         return shell(args.shell, args.rows, args.small_rows, args.runs)
@@ -240,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         return corpus(args.corpus, args.runs)
     with tempfile.TemporaryDirectory(prefix="csv-speed-") as folder:
         source, target = Path(folder) / "in.csv", Path(folder) / "out.csv"
-        write_file(source, args.rows)
+        write_file(source, args.rows, shifts=args.shifts)
         text = source.read_text(encoding="utf-8-sig")
         table = csvscore.read_table(text)
         scores = csvscore.score_rows(table)  # also compiles the kernels before timing
@@ -260,7 +265,8 @@ def main(argv: list[str] | None = None) -> int:
         if alloc.keep_freed_memory():
             results["city score end to end, freed memory kept (as the command)"] = timed(
                 lambda: csvscore.score_file(source, target), args.runs)
-    print(f"{args.rows:,} rows, ISO timestamps, median of {args.runs} runs (the general reader: 1 run)")
+    shape = ", the level shifting every 700 rows" if args.shifts else ""
+    print(f"{args.rows:,} rows, ISO timestamps{shape}, median of {args.runs} runs (the general reader: 1 run)")
     _print_results(results, args.rows)
     return 0
 

@@ -394,6 +394,15 @@ def _days_with_a_spike() -> str:
     return "timestamp,value\n" + "".join(f"{1396310400 + 300 * i},{v}\n" for i, v in enumerate(values))
 
 
+def _days_with_shifts() -> str:
+    """Four days of five-minute readings on a daily cycle with two level shifts held as incidents: rows of score 0
+    inside an incident (written with their incident's shared ending), two incidents one after the other."""
+    values = [10 + 5 * math.sin(i / 288 * 2 * math.pi) + 0.1 * ((i * 7919) % 13 - 6) for i in range(1152)]
+    for i in [*range(650, 800), *range(1000, 1152)]:
+        values[i] += 8 if i < 800 else -8
+    return "timestamp,value\n" + "".join(f"{1396310400 + 300 * i},{v:.3f}\n" for i, v in enumerate(values))
+
+
 @pytest.mark.parametrize("text", [_days_with_a_spike(), _days_with_a_spike().rstrip("\n"),
                                   _days_with_a_spike().replace("\n", "\r\n"),
                                   _days_with_a_spike().replace("timestamp,value", "time;stamp,value x")])
@@ -413,7 +422,8 @@ def test_score_file_writes_bytes_as_the_text_writer_does(tmp_path, text):
 
 
 @pytest.mark.parametrize(("text", "quiet_and_loud"), [(PLAIN_TEXTS["missing-and-odd-values"], False),
-                                                      (_days_with_a_spike(), True)])
+                                                      (_days_with_a_spike(), True), (_days_with_shifts(), True)],
+                         ids=["odd-values", "a-spike", "two-shifts"])
 def test_written_rows_are_the_same_from_either_reader(tmp_path, text, quiet_and_loud):
     """The plain reader's lines are written with one shared ending for quiet rows (score 0, no incident, not
     learning) and the others formatted: the same bytes as the csv module writes for every row."""
@@ -428,6 +438,9 @@ def test_written_rows_are_the_same_from_either_reader(tmp_path, text, quiet_and_
     endings = {line.rsplit(",", 4)[1] != "0.000000" or line.endswith("1") for line in fast.getvalue().splitlines()[1:]}
     if quiet_and_loud:  # the spike's file has both kinds of row
         assert endings == {True, False}
+    held_at_zero = (scored.score == 0) & (scored.incident > 0)
+    if text == _days_with_shifts():  # rows of score 0 inside incidents, of more than one incident
+        assert held_at_zero.sum() > 50 and len(set(scored.incident[held_at_zero].tolist())) >= 2
 
 
 def test_cli_reads_a_device_or_a_pipe_only_up_to_its_limit(tmp_path, monkeypatch):
