@@ -39,6 +39,7 @@ import numpy as np
 from analytics import csvfast, jitcache  # noqa: F401  (jitcache before any cache=True kernel)
 from analytics.config import CSV_PARAMS, DAY_MS, DetectorParams
 from analytics.detectors import DETECTORS, Anchor, score_series
+from analytics.detectors.regimes import regime_point
 from analytics.detectors.surprise import row_surprise, time_slots
 from analytics.rules import STATISTICAL_RULES, Hysteresis
 from telemetry_shared.files import FileTooLarge, read_bounded_text
@@ -509,8 +510,11 @@ def score_rows(table: Table, params: DetectorParams = CSV_PARAMS) -> RowScores:
     _flat_nats(x[0], np.ascontiguousarray(stats.evidence["flatline"][0], dtype=np.float64),
                float(params.flatline_nats / params.z_mid), nats[0])
     slot = time_slots(monotone, params)[None] if params.surprise_slots else None
+    # A bursty series' readings judged against its quiet and its burst regime (detectors.regimes).
+    point = regime_point(x[0], stats.point[0], None if slot is None else slot[0], params.regime_separation,
+                         params.regime_confirm, params.regime_gain, params.regime_hour_gain)[None]
     # Rows below surprise_floor score 0 (_row_scores): their surprise need not be exact (row_surprise's floor).
-    surprise, _ = row_surprise(stats.point, nats, stats.evidence["drift"], params=params, slot=slot, values=x,
+    surprise, _ = row_surprise(point, nats, stats.evidence["drift"], params=params, slot=slot, values=x,
                                floor=float(params.surprise_floor))
     missing = np.isnan(table.values)
     learning = _learning(monotone, table.values, params.surprise_learning_ms, params.surprise_learning_rows,

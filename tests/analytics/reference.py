@@ -407,3 +407,82 @@ def hysteresis(score: list[float], p: DetectorParams, hold: tuple[list[float], .
                 held_for, departure = 0, math.nan
         out.append(active)
     return out
+
+
+def regime_point(x: list[float], point: list[float], slot: list[int], p: DetectorParams) -> list[float]:
+    """detectors.regimes.regime_point, one reading at a time: the point z, or once the series is bursty (two
+    regimes apart that forecast better than one quick level and than the time of day) the z against the regime
+    the reading is likelier under."""
+    from analytics.detectors import regimes as r
+
+    def log_normal(v: float, mean: float, variance: float) -> float:
+        return -0.5 * (v - mean) ** 2 / variance - 0.5 * math.log(variance) - 0.5 * math.log(2 * math.pi)
+
+    def learn(v: float, level: float, var: float, spread: float, n: float, clip: float) -> tuple[float, float]:
+        e, a = v - level, max(r._ALPHA, 1 / n)
+        if clip <= 0:
+            return level + a * e, var + a * (e * e - var)
+        c = clip * clip * spread
+        return level + a * max(min(e, math.sqrt(c)), -math.sqrt(c)), var + a * (min(e * e, c) - var)
+
+    out = list(point)
+    level, var, count = [math.nan, math.nan], [0.0, 0.0], [0.0, 0.0]
+    share, idle, gain, hour_gain, bursty = 1.0, 0, 0.0, 0.0, False
+    quick = quick_var = math.nan
+    hours: dict[int, list[float]] = {}
+    resolution, last = math.inf, math.nan
+    for t, v in enumerate(x):
+        if math.isnan(v):
+            continue
+        if not math.isnan(last) and v != last:
+            resolution = min(resolution, abs(v - last))
+        last = v
+        floor = max(resolution * resolution / 16 if resolution < math.inf else 0.0, 1e-12 * v * v, 1e-300)
+        if math.isnan(level[0]):
+            level[0] = quick = v
+            count[0] = 1.0
+            continue
+        if count[0] < 2:
+            var[0] = quick_var = max((v - level[0]) ** 2, floor)
+        v0 = max(var[0], floor)
+        quick_ll = log_normal(v, quick, max(quick_var, floor))
+        err = v - quick
+        quick_var += r._QUICK_ALPHA * (min(err * err, 16 * r._CLIP ** 2 * max(quick_var, floor)) - quick_var)
+        quick += r._QUICK_ALPHA * err
+        hour_ll = math.nan
+        if slot[t] not in hours:
+            hours[slot[t]] = [v, max(quick_var, floor)]
+        else:
+            h = hours[slot[t]]
+            hv = max(h[1], floor)
+            hour_ll = log_normal(v, h[0], hv)
+            h[1] += r._SLOT_ALPHA * (min((v - h[0]) ** 2, 16 * r._CLIP ** 2 * hv) - h[1])
+            h[0] += r._SLOT_ALPHA * (v - h[0])
+        if math.isnan(level[1]):
+            if count[0] >= 3 and abs(v - level[0]) > p.regime_separation * math.sqrt(v0):
+                level[1], var[1], count[1], idle, share = v, v0, 1.0, 0, 1 - r._RUNNING_ALPHA
+            else:
+                count[0] += 1
+                level[0], var[0] = learn(v, level[0], var[0], v0, count[0], r._CLIP if count[0] > 3 else 0.0)
+            continue
+        v1 = max(var[1], floor)
+        lik = [math.log(max(share, 1e-3)) + log_normal(v, level[0], v0),
+               math.log(max(1 - share, 1e-3)) + log_normal(v, level[1], v1)]
+        top = max(lik)
+        mixture_ll = top + math.log(math.exp(lik[0] - top) + math.exp(lik[1] - top))
+        gain += r._RUNNING_ALPHA * (mixture_ll - quick_ll - gain)
+        if not math.isnan(hour_ll):
+            hour_gain += r._RUNNING_ALPHA * (mixture_ll - hour_ll - hour_gain)
+        k = 0 if lik[0] >= lik[1] else 1
+        vk = v0 if k == 0 else v1
+        apart = count[1] >= p.regime_confirm and abs(level[1] - level[0]) > p.regime_separation * math.sqrt(max(v0, v1))
+        bursty = apart and (bursty or (gain > p.regime_gain and hour_gain > p.regime_hour_gain))
+        if bursty and not math.isnan(point[t]):
+            out[t] = (v - level[k]) / math.sqrt(vk)
+        count[k] += 1
+        level[k], var[k] = learn(v, level[k], var[k], vk, count[k], r._CLIP)
+        share += r._RUNNING_ALPHA * ((1.0 if k == 0 else 0.0) - share)
+        idle = 0 if k == 1 else idle + 1
+        if count[1] < p.regime_confirm and idle > r._FORGET:
+            level[1], var[1], count[1], share = math.nan, 0.0, 0.0, 1.0
+    return out
