@@ -127,6 +127,13 @@ class DetectorParams:
     # profile_smooth_samples 3, a 6-sigma spike alone in its series >= 0.9 in 92.5 % of 80 cases, was 86 %;
     # seed-1 F1 0.628 -> 0.651; analytics/README.md, "A truer profile scale").
     profile_usual_share: float = 1.0
+    # The point z of the row score only: a daily step's time wanders (a rush hour's drop sets in a little earlier
+    # or later each working day), so a reading is also judged against the profile up to profile_slide_ms earlier
+    # or later (the one nearest to it), taken only where it brings the reading at least profile_slide_gain sigmas
+    # nearer (a shifted profile is a second hypothesis, at a price). 0: the profile at its own time (the engine).
+    # The CSV scorer uses 30 minutes (CSV_PARAMS; issue 13, analytics/README.md "A profile that may slide").
+    profile_slide_ms: int = 0
+    profile_slide_gain: float = 4.0
     utc_offset_h: int = 0
     # The city's IANA zone (the profile's time_zone): local days follow its daylight saving
     # (analytics.localtime). Empty: the fixed utc_offset_h.
@@ -513,4 +520,4 @@ class EngineParams:
 DEFAULT_PARAMS = DetectorParams()
 # The one parameter set of `city score` and `city score-eval`, for every CSV (see profile_smooth_samples and
 # profile_usual_share).
-CSV_PARAMS = DetectorParams(profile_smooth_samples=3, profile_usual_share=0.7)
+CSV_PARAMS = DetectorParams(profile_smooth_samples=3, profile_usual_share=0.7, profile_slide_ms=30 * 60_000)

@@ -197,6 +197,22 @@ def _profile_at_resolution(x: np.ndarray, season: Baseline, params: DetectorPara
     return Baseline(season.expected, scale, season.z * shrink, season.plain_z * shrink, season.profile)
 
 
+def _profile_slid(season: Baseline, times: np.ndarray | None, params: DetectorParams) -> Baseline:
+    """The profile's z and plain z for the point z, each against the profile up to params.profile_slide_ms
+    earlier or later where that brings it params.profile_slide_gain sigmas nearer (kernels.slide_profile): a
+    rush hour setting in ten minutes before its usual time is that, not a fault. As it is with
+    profile_slide_ms 0 (the engine) or without times."""
+    if params.profile_slide_ms <= 0 or times is None or season.profile is None:
+        return season
+    t = np.asarray(as_times(times, season.z.shape))
+    rows = np.ascontiguousarray(t[:1] if np.ndim(times) == 1 else t, dtype=np.float64)
+    z, plain = np.empty(season.z.shape), np.empty(season.z.shape)
+    kernels.slide_profile(rows, *(np.ascontiguousarray(a, dtype=np.float64)
+                                  for a in (season.profile, season.scale, season.z, season.plain_z)),
+                          float(params.profile_slide_ms), float(params.profile_slide_gain), z, plain)
+    return Baseline(season.expected, season.scale, z, plain, season.profile)
+
+
 def _gaps(x: np.ndarray, times: np.ndarray, power: float,
           long_ms: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Each reading's time since the previous reading (not NaN) of its series, in the series' 90th-percentile
@@ -380,7 +396,7 @@ def _score_block(x: np.ndarray, times: np.ndarray | None, params: DetectorParams
         alpha = params.point_free_alpha
         usual = _holt(ratio, alpha, alpha, False, params)[0]
     # The gating and the choice in one compiled pass (kernels.point_z; _point_numpy: the same in numpy).
-    point = _point(season, recent, quick_z, quick_scale, ratio, usual, params)
+    point = _point(_profile_slid(season, times, params), recent, quick_z, quick_scale, ratio, usual, params)
     scores.point = point
     return scores
 

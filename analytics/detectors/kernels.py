@@ -403,6 +403,40 @@ def _median_of(buffer: np.ndarray, n: int, ordered: np.ndarray) -> float:
     return 0.5 * (ordered[(n - 1) // 2] + ordered[n // 2])
 
 
+@numba.njit(cache=True, nogil=True)
+def slide_profile(times: np.ndarray, profile: np.ndarray, scale: np.ndarray, z: np.ndarray, plain_z: np.ndarray,
+                  window_ms: float, gain: float, z_out: np.ndarray, plain_out: np.ndarray) -> None:
+    """The profile's z and plain z against the profile up to window_ms earlier or later (times (1, T) shared or
+    (S, T), never decreasing): the time whose profile is nearest the reading, where that brings the z at least
+    `gain` nearer 0, else as they are. Causal: the profile at a later time of day reads earlier days only."""
+    n_series, n_times = z.shape
+    for s in range(n_series):
+        row = 0 if times.shape[0] == 1 else s
+        for t in range(n_times):
+            zt = z[s, t]
+            z_out[s, t] = zt
+            plain_out[s, t] = plain_z[s, t]
+            here = profile[s, t]
+            step = scale[s, t]
+            if not abs(zt) > gain or math.isnan(here) or not step > 0.0:
+                continue  # only a reading past gain can come gain nearer
+            best = abs(zt)
+            moved = 0.0
+            j = t - 1
+            while j >= 0 and times[row, t] - times[row, j] <= window_ms:
+                if not math.isnan(profile[s, j]) and abs(zt + (here - profile[s, j]) / step) < best:
+                    best, moved = abs(zt + (here - profile[s, j]) / step), (here - profile[s, j]) / step
+                j -= 1
+            j = t + 1
+            while j < n_times and times[row, j] - times[row, t] <= window_ms:
+                if not math.isnan(profile[s, j]) and abs(zt + (here - profile[s, j]) / step) < best:
+                    best, moved = abs(zt + (here - profile[s, j]) / step), (here - profile[s, j]) / step
+                j += 1
+            if best + gain <= abs(zt):
+                z_out[s, t] = zt + moved
+                plain_out[s, t] = plain_z[s, t] + moved
+
+
 def _surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray, slot: np.ndarray, values: np.ndarray,
               out: np.ndarray, which: np.ndarray, u: float, prior_share: float, prior_rows: float,
               prior_excess: float, prior_count: float, excess_cap: float, learn_max: float, learn_weight: float,

@@ -486,3 +486,21 @@ def regime_point(x: list[float], point: list[float], slot: list[int], p: Detecto
         if count[1] < p.regime_confirm and idle > r._FORGET:
             level[1], var[1], count[1], share = math.nan, 0.0, 0.0, 1.0
     return out
+
+
+def slide_profile(times: list[float], profile: list[float], scale: list[float], z: list[float],
+                  plain_z: list[float], p: DetectorParams) -> tuple[list[float], list[float]]:
+    """The point z's profile z and plain z, one series, from the docstring of kernels.slide_profile: a reading
+    past profile_slide_gain is judged against the profile at the time up to profile_slide_ms earlier or later
+    whose value is nearest it, where that brings its z at least profile_slide_gain nearer 0."""
+    z_out, plain_out = list(z), list(plain_z)
+    for t, zt in enumerate(z):
+        if not abs(zt) > p.profile_slide_gain or math.isnan(profile[t]) or not scale[t] > 0:
+            continue
+        moves = [(profile[t] - profile[j]) / scale[t] for j in range(len(z))
+                 if j != t and abs(times[j] - times[t]) <= p.profile_slide_ms and not math.isnan(profile[j])]
+        if moves:
+            move = min(moves, key=lambda m: abs(zt + m))
+            if abs(zt + move) + p.profile_slide_gain <= abs(zt):
+                z_out[t], plain_out[t] = zt + move, plain_z[t] + move
+    return z_out, plain_out
