@@ -89,7 +89,7 @@ _SCORE_PAGES = """
 import re, sys
 from pathlib import Path
 from telemetry_cli.analytics import score
-score(Path(sys.argv[1]), Path(sys.argv[2]), True)
+score([Path(sys.argv[1])], Path(sys.argv[2]), as_json=True)
 print(re.search(r"AnonHugePages:\\s+(\\d+)", Path("/proc/self/smaps_rollup").read_text()).group(1))
 """
 
