@@ -202,11 +202,15 @@ def read_table(text: str) -> Table:
     if values_only is not None:
         return values_only
     sample = text[:8192]
-    delimiter = _plain_delimiter(sample) or _dialect(sample).delimiter
+    delimiter = _plain_delimiter(sample)
+    dialect = None
+    if delimiter is None:  # the Sniffer, at most once
+        dialect = _dialect(sample)
+        delimiter = dialect.delimiter
     plain = _read_compiled(text, delimiter)
     if plain is None:
         plain = _read_plain(text, delimiter)
-    return plain if plain is not None else _read_general(text, _dialect(sample))
+    return plain if plain is not None else _read_general(text, dialect or _dialect(sample))
 
 
 def _read_values_only(text: str) -> Table | None:
@@ -700,7 +704,7 @@ def write_scored(table: Table, rows: RowScores, out: io.TextIOBase) -> None:
         for index, score, incident, detector, learn in zip(loud.tolist(), rows.score[loud].tolist(),
                                                            rows.incident[loud].tolist(), rows.detector[loud].tolist(),
                                                            rows.learning[loud].tolist(), strict=True):
-            endings[index] = f",{score:.6f},{incident if incident else ''},{detector},{'1' if learn else ''}\n"
+            endings[index] = _ending(score, incident, detector, learn)
         for start in range(0, len(table.lines), 65536):
             part = slice(start, start + 65536)
             out.write("".join(map(operator.add, table.lines[part], endings[part])))
@@ -712,7 +716,12 @@ def write_scored(table: Table, rows: RowScores, out: io.TextIOBase) -> None:
         writer.writerow([*row, f"{score:.6f}", incident, detector, learn])
 
 
-_QUIET = ",0.000000,,,\n"
+def _ending(score: float, incident: int, detector: str, learn: bool) -> str:
+    """The four columns a scored row gets after its own: anomaly_score, incident, detector, learning."""
+    return f",{score:.6f},{incident if incident else ''},{detector},{'1' if learn else ''}\n"
+
+
+_QUIET = _ending(0.0, 0, "", False)  # ",0.000000,,,\n"
 
 
 def _header(table: Table) -> list[str]:
@@ -761,10 +770,8 @@ def _write_spans(text: str | bytes, starts: np.ndarray, rows: RowScores, out: io
     offsets = starts[cuts].tolist()
     is_loud = np.zeros(n + 1, dtype=bool)
     is_loud[loud] = True
-    formatted = [f",{score:.6f},{incident if incident else ''},{detector},{'1' if learn else ''}\n"
-                 for score, incident, detector, learn in zip(rows.score[loud].tolist(), rows.incident[loud].tolist(),
-                                                             rows.detector[loud].tolist(),
-                                                             rows.learning[loud].tolist(), strict=True)]
+    formatted = [_ending(*row) for row in zip(rows.score[loud].tolist(), rows.incident[loud].tolist(),
+                                              rows.detector[loud].tolist(), rows.learning[loud].tolist(), strict=True)]
     endings = iter([ending.encode("utf-8") for ending in formatted] if binary else formatted)
     first = cuts[:-1]
     shared: dict[tuple, str | bytes] = {}
@@ -778,8 +785,7 @@ def _write_spans(text: str | bytes, starts: np.ndarray, rows: RowScores, out: io
         else:
             ending = shared.get(key)
             if ending is None:
-                _, incident, detector, learn = key
-                ending = f",0.000000,{incident if incident else ''},{detector},{'1' if learn else ''}\n"
+                ending = _ending(0.0, *key[1:])
                 ending = shared[key] = ending.encode("utf-8") if binary else ending
             part = text[begin:end].replace(newline, ending)
         parts.append(part)

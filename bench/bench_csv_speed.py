@@ -111,12 +111,18 @@ def city_command() -> list[str]:
     return [sys.executable, str(script)] if script.exists() else [sys.executable, "-c", CONSOLE]
 
 
-def shell_run(code: Path, source: Path, target: Path) -> tuple[float, float]:
-    """(wall seconds, child CPU seconds) of one `city score source -o target` in a fresh process, `code` first on
-    the path. Python may write .pyc files (an installed package has them; this sandbox's PYTHONDONTWRITEBYTECODE
-    would make every run compile the sources again)."""
+def _child_env(code: Path) -> dict[str, str]:
+    """This environment with `code` first on the path, Python allowed to write .pyc files (an installed package has
+    them; this sandbox's PYTHONDONTWRITEBYTECODE would make every run compile the sources again)."""
     env = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
     env["PYTHONPATH"] = str(code)
+    return env
+
+
+def shell_run(code: Path, source: Path, target: Path) -> tuple[float, float]:
+    """(wall seconds, child CPU seconds) of one `city score source -o target` in a fresh process, `code` first on
+    the path (_child_env)."""
+    env = _child_env(code)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     began = time.perf_counter()
     done = subprocess.run([*city_command(), "score", str(source), "-o", str(target), "--json"], cwd=code, env=env,
@@ -209,8 +215,7 @@ def corpus(seed: int, runs: int) -> int:
 
 def _shell_seconds(commands: list[list[str]], runs: int) -> float:
     """Median wall seconds of running `commands` one after the other, `runs` times."""
-    env = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
-    env["PYTHONPATH"] = str(ROOT)
+    env = _child_env(ROOT)
     seconds = []
     for _ in range(runs):
         began = time.perf_counter()

@@ -424,13 +424,15 @@ def slide_profile(times: np.ndarray, profile: np.ndarray, scale: np.ndarray, z: 
             moved = 0.0
             j = t - 1
             while j >= 0 and times[row, t] - times[row, j] <= window_ms:
-                if not math.isnan(profile[s, j]) and abs(zt + (here - profile[s, j]) / step) < best:
-                    best, moved = abs(zt + (here - profile[s, j]) / step), (here - profile[s, j]) / step
+                shift = (here - profile[s, j]) / step  # NaN where the profile is unknown at j
+                if abs(zt + shift) < best:
+                    best, moved = abs(zt + shift), shift
                 j -= 1
             j = t + 1
             while j < n_times and times[row, j] - times[row, t] <= window_ms:
-                if not math.isnan(profile[s, j]) and abs(zt + (here - profile[s, j]) / step) < best:
-                    best, moved = abs(zt + (here - profile[s, j]) / step), (here - profile[s, j]) / step
+                shift = (here - profile[s, j]) / step
+                if abs(zt + shift) < best:
+                    best, moved = abs(zt + shift), shift
                 j += 1
             if best + gain <= abs(zt):
                 z_out[s, t] = zt + moved
