@@ -254,6 +254,10 @@ class DetectorParams:
     # bench/csv_corpus.py seed 1, 21 of the 43 false episodes at the best threshold 0.98 fell in a file's first
     # 1,000 rows: files of readings 10-15 minutes apart, whose first day is 96-144 rows). 0: no such minimum.
     surprise_learning_excesses: float = 1.0
+    # ... and whatever the above, at most this share of the file's readings (the Numenta benchmark's probation is
+    # its first 15 %): a short file (a year of daily readings, an export of 1,420 rows whose times are row
+    # numbers) would otherwise learn for most or all of its rows and score 0 there. 0: no such limit.
+    surprise_learning_share: float = 0.25
     # A bursty series (a quiet base and bursts at random times: a pump, a batch job) judged against its two
     # regimes (detectors.regimes; city score only): once a second regime regime_confirm readings strong stands
     # regime_separation of the larger spread off the first, and the two forecast the readings better than one

@@ -522,7 +522,7 @@ def score_rows(table: Table, params: DetectorParams = CSV_PARAMS) -> RowScores:
                                floor=float(params.surprise_floor))
     missing = np.isnan(table.values)
     learning = _learning(monotone, table.values, params.surprise_learning_ms, params.surprise_learning_rows,
-                         learning_least_rows(params))
+                         learning_least_rows(params), params.surprise_learning_share)
     # row_score, 0 where the value is missing or in the learning period, in one pass (_row_scores).
     score = np.empty(x.shape[1])
     _row_scores(surprise[0], missing, learning, float(params.surprise_floor), float(params.surprise_half), score)
@@ -633,9 +633,10 @@ def learning_least_rows(params: DetectorParams = CSV_PARAMS) -> int:
 
 
 def _learning(times_ms: np.ndarray, values: np.ndarray, span_ms: int, most_rows: int,
-              least_rows: int = 0) -> np.ndarray:
+              least_rows: int = 0, most_share: float = 0.0) -> np.ndarray:
     """The learning period: the rows within span_ms of the file's first reading (a row with a value), and
-    fewer than most_rows rows after it (0: no limit by rows); in any case the first least_rows rows from it."""
+    fewer than most_rows rows after it (0: no limit by rows); in any case the first least_rows rows from it;
+    and whatever the above, at most the first most_share of the file's readings (0: no such limit)."""
     valid = np.flatnonzero(~np.isnan(values))
     if span_ms <= 0 or not valid.size:
         return np.zeros(values.shape, dtype=bool)
@@ -643,6 +644,8 @@ def _learning(times_ms: np.ndarray, values: np.ndarray, span_ms: int, most_rows:
     if most_rows > 0:
         learning[valid[0] + most_rows:] = False
     learning[valid[0]:valid[0] + least_rows] = True
+    if most_share > 0:
+        learning[valid[min(math.ceil(most_share * valid.size), valid.size - 1)]:] = False
     return learning
 
 

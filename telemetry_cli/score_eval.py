@@ -90,7 +90,8 @@ def _print(report: Report) -> None:
     if report.total.learning_windows:
         console.print(say("score_eval.learning", n=report.total.learning_windows,
                           rows=number(CSV_PARAMS.surprise_learning_rows, 0),
-                          least=number(learning_least_rows(CSV_PARAMS), 0)))
+                          least=number(learning_least_rows(CSV_PARAMS), 0),
+                          share=f"{CSV_PARAMS.surprise_learning_share:.0%}"))
     if report.unused_windows:
         console.print(say("score_eval.unused", n=report.unused_windows))
 

@@ -488,7 +488,7 @@ def test_the_first_day_and_371_rows_are_a_learning_period_flagged_and_scored_zer
     spike right after it is found. Five-minute readings: 288 a day, so the first 371 rows."""
     first = learning_least_rows()
     assert first == 371 and first > DAY
-    y = daily(11, days=3)
+    y = daily(11, days=6)  # a quarter of the file (surprise_learning_share) is more than 371 rows
     y[[100, first + 10]] += 30  # one spike in the learning period, one just after it
     rows = score_rows(table(y))
     assert rows.learning[:first].all() and not rows.learning[first:].any()
@@ -497,7 +497,7 @@ def test_the_first_day_and_371_rows_are_a_learning_period_flagged_and_scored_zer
     source.write_text("timestamp,value\n" + "".join(f"{START + i * STEP},{v:.3f}\n" for i, v in enumerate(y)))
     assert CliRunner().invoke(app, ["score", str(source), "--out", str(out)]).exit_code == 0
     written = list(csv.reader(out.open()))[1:]
-    assert [r[5] for r in written] == ["1"] * first + [""] * (3 * DAY - first)
+    assert [r[5] for r in written] == ["1"] * first + [""] * (6 * DAY - first)
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -535,6 +535,25 @@ def test_a_file_of_readings_seconds_apart_is_not_all_learning(tmp_path):
     scores = np.array([float(r[2]) for r in written])
     assert scores[4 * 3600] >= 0.9
     assert int(np.argmax(scores)) == 4 * 3600
+
+
+def test_a_short_file_whose_times_are_row_numbers_learns_for_its_first_quarter_only(tmp_path):
+    """An export of 1,420 rows whose times are 1, 2, 3, ... (row numbers, read as epoch seconds) lies within its
+    first day and under surprise_learning_rows: it learnt for every row and scored 0 everywhere. Now its learning
+    period is its first quarter (surprise_learning_share), and a spike after it is found."""
+    rng = np.random.default_rng(11)
+    n = 1420
+    y = 100 + np.cumsum(rng.normal(0, 0.2, n)) + rng.normal(0, 2, n)
+    y[900] += 30
+    source, out = tmp_path / "in.csv", tmp_path / "out.csv"
+    source.write_text("timestamp,value\n" + "".join(f"{i + 1},{v:.3f}\n" for i, v in enumerate(y)))
+    assert CliRunner().invoke(app, ["score", str(source), "--out", str(out)]).exit_code == 0
+    written = list(csv.reader(out.open()))[1:]
+    quarter = int(np.ceil(CSV_PARAMS.surprise_learning_share * n))
+    assert 0 < quarter < n // 2
+    assert [r[5] for r in written] == ["1"] * quarter + [""] * (n - quarter)
+    scores = np.array([float(r[2]) for r in written])
+    assert scores[900] >= 0.9 and int(np.argmax(scores)) == 900
 
 
 def test_row_score_is_monotonic_bounded_and_zero_below_the_floor():
