@@ -258,6 +258,10 @@ class DetectorParams:
     # its first 15 %): a short file (a year of daily readings, an export of 1,420 rows whose times are row
     # numbers) would otherwise learn for most or all of its rows and score 0 there. 0: no such limit.
     surprise_learning_share: float = 0.25
+    # A file's own cycle (detectors.period; city score only): where its learning rows repeat with a period that
+    # is neither a day nor a week (autocorrelation at least own_cycle_strength at the cycle's first peak), a
+    # profile of that period joins the daily and weekly ones (season_periods_ms). 0: off (the engine).
+    own_cycle_strength: float = 0.0
     # A bursty series (a quiet base and bursts at random times: a pump, a batch job) judged against its two
     # regimes (detectors.regimes; city score only): once a second regime regime_confirm readings strong stands
     # regime_separation of the larger spread off the first, and the two forecast the readings better than one
@@ -524,4 +528,5 @@ class EngineParams:
 DEFAULT_PARAMS = DetectorParams()
 # The one parameter set of `city score` and `city score-eval`, for every CSV (see profile_smooth_samples and
 # profile_usual_share).
-CSV_PARAMS = DetectorParams(profile_smooth_samples=3, profile_usual_share=0.7, profile_slide_ms=30 * 60_000)
+CSV_PARAMS = DetectorParams(profile_smooth_samples=3, profile_usual_share=0.7, profile_slide_ms=30 * 60_000,
+                            own_cycle_strength=0.6)

@@ -28,7 +28,7 @@ import operator
 import re
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
@@ -39,6 +39,7 @@ import numpy as np
 from analytics import csvfast, jitcache  # noqa: F401  (jitcache before any cache=True kernel)
 from analytics.config import CSV_PARAMS, DAY_MS, DetectorParams
 from analytics.detectors import DETECTORS, Anchor, score_series
+from analytics.detectors.period import found_period
 from analytics.detectors.regimes import regime_point
 from analytics.detectors.surprise import row_surprise, time_slots
 from analytics.rules import STATISTICAL_RULES, Hysteresis
@@ -505,6 +506,9 @@ def score_rows(table: Table, params: DetectorParams = CSV_PARAMS) -> RowScores:
     """
     monotone = scoring_times(table.times_ms)
     x = np.clip(table.values, -SCORED_MAGNITUDE, SCORED_MAGNITUDE).reshape(1, -1)
+    learning = _learning(monotone, table.values, params.surprise_learning_ms, params.surprise_learning_rows,
+                         learning_least_rows(params), params.surprise_learning_share)
+    params = _with_own_cycle(monotone, x[0], learning, params)
     # lean: only what is read below is written and kept (no baseline, no level, shift or seasonal evidence).
     stats = score_series(x, monotone, params, with_evidence=True, lean=True)
     # A run at the highest value seen before it is saturated (a full car park, a pegged gauge), as one
@@ -521,8 +525,6 @@ def score_rows(table: Table, params: DetectorParams = CSV_PARAMS) -> RowScores:
     surprise, _ = row_surprise(point, nats, stats.evidence["drift"], params=params, slot=slot, values=x,
                                floor=float(params.surprise_floor))
     missing = np.isnan(table.values)
-    learning = _learning(monotone, table.values, params.surprise_learning_ms, params.surprise_learning_rows,
-                         learning_least_rows(params), params.surprise_learning_share)
     # row_score, 0 where the value is missing or in the learning period, in one pass (_row_scores).
     score = np.empty(x.shape[1])
     _row_scores(surprise[0], missing, learning, float(params.surprise_floor), float(params.surprise_half), score)
@@ -630,6 +632,27 @@ def learning_least_rows(params: DetectorParams = CSV_PARAMS) -> int:
     if params.surprise_learning_excesses <= 0:
         return 0
     return math.ceil(params.surprise_learning_excesses / math.erfc(params.surprise_tail_u / math.sqrt(2.0)))
+
+
+def _with_own_cycle(times_ms: np.ndarray, values: np.ndarray, learning: np.ndarray,
+                    params: DetectorParams) -> DetectorParams:
+    """params with the file's own cycle (detectors.period, found from its learning rows) among the profiles'
+    periods, where it has one that is not already there (within a sampling interval); else params."""
+    rows = np.flatnonzero(learning)
+    if params.own_cycle_strength <= 0 or rows.size < 2:
+        return params
+    lag = found_period(values[rows], params.own_cycle_strength)
+    step = float(np.median(np.diff(times_ms[rows])))
+    period = round(lag * step)
+    if period <= 0 or any(abs(period - known) <= step for known in params.season_periods_ms):
+        return params
+    # The profile's smoothing and slide, chosen for a day, as the same shares of this cycle at most: a running
+    # median of seven readings, or a slide of 30 minutes, would blur or shift a cycle of 20 readings past itself.
+    day_rows = DAY_MS / step
+    smooth = min(params.profile_smooth_samples, int(params.profile_smooth_samples * lag / day_rows))
+    slide = min(params.profile_slide_ms, int(params.profile_slide_ms * period / DAY_MS))
+    return replace(params, season_periods_ms=(*params.season_periods_ms, period), profile_smooth_samples=smooth,
+                   profile_slide_ms=slide)
 
 
 def _learning(times_ms: np.ndarray, values: np.ndarray, span_ms: int, most_rows: int,
