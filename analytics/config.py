@@ -273,6 +273,14 @@ class DetectorParams:
     regime_confirm: float = 30.0
     regime_gain: float = 1.5
     regime_hour_gain: float = 0.5
+    # ... and once such a series has been judged against its regimes and their z has been learnt over
+    # learning_least_rows readings (csvscore; the learning period's own count), the row score adopts the tail
+    # that z taught where its excess per reading is at most surprise_adopt_ratio of the tail the point z taught
+    # (its bursts' onsets and ends, before the regimes were known): a bursty series' 10-sigma spike on its base
+    # scored 0-0.92 against that tail, which never forgets. On bench/csv_corpus.py seed 1, bursty series are at
+    # most 0.02 (0.0002-0.023) and others 0.03-33 (a rush hour's two regimes: 0.11-0.8); chosen there (0.03-0.1
+    # alike). 0: never.
+    surprise_adopt_ratio: float = 0.05
     # The tail past surprise_tail_u also learnt per time of day (surprise_slots slots a day, each shrunk
     # towards the series' whole tail with the weight of surprise_slot_rows readings and surprise_slot_count
     # excesses): a rush hour that starts a little earlier or later each day teaches its hour a heavy

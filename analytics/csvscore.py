@@ -40,7 +40,7 @@ from analytics import csvfast, jitcache  # noqa: F401  (jitcache before any cach
 from analytics.config import CSV_PARAMS, DAY_MS, DetectorParams
 from analytics.detectors import DETECTORS, Anchor, score_series
 from analytics.detectors.period import found_period
-from analytics.detectors.regimes import regime_point
+from analytics.detectors.regimes import regimes
 from analytics.detectors.surprise import row_surprise, time_slots
 from analytics.rules import STATISTICAL_RULES, Hysteresis
 from telemetry_shared.files import FileTooLarge, read_bounded_text
@@ -519,11 +519,16 @@ def score_rows(table: Table, params: DetectorParams = CSV_PARAMS) -> RowScores:
                float(params.flatline_nats / params.z_mid), nats[0])
     slot = time_slots(monotone, params)[None] if params.surprise_slots else None
     # A bursty series' readings judged against its quiet and its burst regime (detectors.regimes).
-    point = regime_point(x[0], stats.point[0], None if slot is None else slot[0], params.regime_separation,
-                         params.regime_confirm, params.regime_gain, params.regime_hour_gain)[None]
+    # Once judged against them for learning_least_rows readings, the tail their z taught may replace the one its
+    # bursts taught the point z before (row_surprise's adopt).
+    found = regimes(x[0], stats.point[0], None if slot is None else slot[0], params.regime_separation,
+                    params.regime_confirm, params.regime_gain, params.regime_hour_gain, learning_least_rows(params))
+    point = found.point[None]
+    adopt = None if found.adopt < 0 or params.surprise_adopt_ratio <= 0 else np.array([found.adopt])
     # Rows below surprise_floor score 0 (_row_scores): their surprise need not be exact (row_surprise's floor).
     surprise, _ = row_surprise(point, nats, stats.evidence["drift"], params=params, slot=slot, values=x,
-                               floor=float(params.surprise_floor))
+                               floor=float(params.surprise_floor), shadow=None if adopt is None else found.shadow[None],
+                               adopt=adopt)
     missing = np.isnan(table.values)
     # row_score, 0 where the value is missing or in the learning period, in one pass (_row_scores).
     score = np.empty(x.shape[1])

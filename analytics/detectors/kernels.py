@@ -391,6 +391,29 @@ def _excess_at(decades: float, share: float, mean_excess: float, xi: float) -> f
 
 
 @numba.njit(cache=True, nogil=True)
+def _tail_of(exceed: float, rows: float, excess: float, slot_exceed: float, slot_seen: float, slot_excess: float,
+             shape_n: float, shape_sum: float, shape_squares: float, slots: int, prior_share: float,
+             prior_rows: float, prior_excess: float, prior_count: float, slot_rows: float, slot_count: float,
+             xi_max: float, xi_prior: float) -> tuple[float, float, float]:
+    """The share past u, the mean excess and the shape of a tail learnt from these sums, as _surprise computes
+    the series' own (a slot's sums shrunk towards the series', the series' towards a normal law's)."""
+    share = (exceed + prior_share * prior_rows) / (rows + prior_rows)
+    mean_excess = (excess + prior_excess) / (exceed + prior_count)
+    if slots > 0:
+        share = max((slot_exceed + share * slot_rows) / (slot_seen + slot_rows), min(share, prior_share))
+        mean_excess = max((slot_excess + mean_excess * slot_count) / (slot_exceed + slot_count),
+                          min(mean_excess, prior_excess / prior_count))
+    xi = 0.0
+    if xi_max > 0.0:
+        m0 = prior_excess / prior_count
+        m = (shape_sum + m0 * xi_prior) / (shape_n + xi_prior)
+        var = (shape_squares + 2.0 * m0 * m0 * xi_prior) / (shape_n + xi_prior) - m * m
+        if var > 0.0:
+            xi = min(max(0.5 * (1.0 - m * m / var), 0.0), xi_max)
+    return share, mean_excess, xi
+
+
+@numba.njit(cache=True, nogil=True)
 def _median_of(buffer: np.ndarray, n: int, ordered: np.ndarray) -> float:
     """The median of buffer[:n], sorted into `ordered` (no allocation: this runs once a row)."""
     for i in range(n):
@@ -448,7 +471,8 @@ def _surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray, slot:
               var_slot_alpha: float, var_slot_rows: float, var_floor: float, var_warmup: float,
               xi_max: float, xi_prior: float, drift_offset: float,
               drift_grace: int, run_slot_rows: float, run_slot_alpha: float, learn_cap: float,
-              below_u_unread: bool, drift_accept: float) -> None:
+              below_u_unread: bool, drift_accept: float, shadow: np.ndarray, adopt: np.ndarray,
+              adopt_ratio: float) -> None:
     """surprise.row_surprise's recursion for (S, T) inputs; fills out (log10 units) and which (0 point, 1 shift,
     2 flatline, 3 drift, 4 variance). NaN point: no reading or no trusted baseline, surprise 0 and the state
     unchanged. With var_on, values (S, T) are the readings whose steps the variance test judges.
@@ -464,7 +488,12 @@ def _surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray, slot:
     below_u_unread: the caller reads no surprise below a floor that a normal tail up to u never reaches
     (row_surprise's `floor`), so where a reading is within u both against the bias and without it, the row's
     own test (its slow, plain and fast hypotheses: two erfc and two log10) is not computed and counts 0;
-    every other test and all the learning are as without it."""
+    every other test and all the learning are as without it.
+    Where adopt[s] >= 0, a second tail (series and slots) is learnt from shadow[s] (the z against a bursty
+    series' likelier regime, NaN where there is none: detectors.regimes) until row adopt[s]; there, if that
+    tail's excess per reading is at most adopt_ratio of the series' own, it replaces the series' tail (its
+    rows, excesses and shape, every slot's too): the point z from then on is the regime z, and the tail the
+    point z's bursts taught before would hide its spikes for good."""
     n_series, n_times = point.shape
     log10e = 1.0 / math.log(10.0)
     recent = np.empty(fast_rows)
@@ -478,6 +507,9 @@ def _surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray, slot:
     slot_lag = np.zeros(max(slots, 1))  # each slot's running mean of zc times the previous zc, and of zc squared
     slot_energy = np.zeros(max(slots, 1))
     slot_n = np.zeros(max(slots, 1))
+    regime_seen = np.zeros(max(slots, 1))  # the regime z's own tail, per slot (adopt)
+    regime_exceed = np.zeros(max(slots, 1))
+    regime_excess = np.zeros(max(slots, 1))
     var_cap = var_clip * var_clip
     var_up = 0.5 * (1.0 - 1.0 / var_ratio)  # the log-likelihood ratio of a squared step q: var_up q - var_cost
     var_cost = 0.5 * math.log(var_ratio)
@@ -504,6 +536,12 @@ def _surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray, slot:
         shape_n = shape_sum = shape_squares = 0.0  # the excesses that teach the tail's shape
         filled = 0
         before1 = before2 = math.nan  # the bias-corrected z of the previous two readings
+        adopt_at = adopt[s]
+        r_rows = r_exceed = r_excess = r_shape_n = r_shape_sum = r_shape_squares = 0.0
+        if adopt_at >= 0:
+            regime_seen[:] = 0.0
+            regime_exceed[:] = 0.0
+            regime_excess[:] = 0.0
         for t in range(n_times):
             z = point[s, t]
             best = flat_nats[s, t] * log10e - flat_offset if flat_nats[s, t] > 0 else 0.0
@@ -527,6 +565,13 @@ def _surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray, slot:
                 out[s, t] = best if best > 0 else 0.0
                 which[s, t] = kind if best > 0 else 0
                 continue
+            if t == adopt_at and r_excess / max(r_rows, 1.0) <= adopt_ratio * excess / max(rows, 1.0):
+                # The regimes explain the point z's tail (its bursts): from here the tail is the regime z's.
+                rows, exceed, excess = r_rows, r_exceed, r_excess
+                shape_n, shape_sum, shape_squares = r_shape_n, r_shape_sum, r_shape_squares
+                slot_seen[:] = regime_seen
+                slot_exceed[:] = regime_exceed
+                slot_excess[:] = regime_excess
             zp = z - bias
             b = slot[s, t] if slots > 0 else 0
             if below_u_unread and abs(zp) <= u and abs(z) <= u:
@@ -688,6 +733,29 @@ def _surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray, slot:
                     shape_n += 1.0
                     shape_sum += min(abs(zp) - u, excess_cap)
                     shape_squares += min(abs(zp) - u, excess_cap) ** 2
+            if t < adopt_at and not math.isnan(shadow[s, t]):
+                # The regime z's own tail, learnt as the series' own is (the same weights and caps).
+                zr = shadow[s, t]
+                if abs(zr) > u:
+                    r_share, r_mean, r_xi = _tail_of(r_exceed, r_rows, r_excess, regime_exceed[b], regime_seen[b],
+                                                     regime_excess[b], r_shape_n, r_shape_sum, r_shape_squares, slots,
+                                                     prior_share, prior_rows, prior_excess, prior_count, slot_rows,
+                                                     slot_count, xi_max, xi_prior)
+                    r_slow = _gpd_log10(zr, u, r_share, r_mean, r_xi)
+                    weight = 1.0 if r_slow < learn_max else learn_weight
+                    own = min(abs(zr) - u, excess_cap)
+                    if r_slow >= learn_max and learn_cap < math.inf:
+                        own = min(own, _excess_at(learn_cap, r_share, r_mean, r_xi))
+                    r_exceed += weight
+                    r_excess += weight * own
+                    regime_exceed[b] += weight
+                    regime_excess[b] += weight * own
+                    if r_slow < learn_max:
+                        r_shape_n += 1.0
+                        r_shape_sum += min(abs(zr) - u, excess_cap)
+                        r_shape_squares += min(abs(zr) - u, excess_cap) ** 2
+                r_rows += 1.0
+                regime_seen[b] += 1.0
             recent[filled % fast_rows] = z
             before2, before1 = before1, zp
             filled += 1

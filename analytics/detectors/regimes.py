@@ -18,6 +18,7 @@ reading at the other level at the wrong time of day is no surprise to this z.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numba
 import numpy as np
@@ -53,8 +54,8 @@ def _learn(x: float, level: float, var: float, spread: float, n: float, clip: fl
 
 
 @numba.njit(cache=True, nogil=True)
-def _regime_point(x: np.ndarray, point: np.ndarray, slot: np.ndarray, out: np.ndarray, separation: float,
-                  confirm: float, gain_on: float, hour_on: float) -> None:
+def _regime_point(x: np.ndarray, point: np.ndarray, slot: np.ndarray, out: np.ndarray, shadow: np.ndarray,
+                  gate: np.ndarray, separation: float, confirm: float, gain_on: float, hour_on: float) -> None:
     """out = point, but the z against the likelier of two learnt regimes once the series is bursty (module doc).
 
     Regime 0 starts at the first reading; regime 1 at the first reading past `separation` of regime 0's
@@ -62,7 +63,9 @@ def _regime_point(x: np.ndarray, point: np.ndarray, slot: np.ndarray, out: np.nd
     teaches the regime it is likelier under (each weighted by its running share). Bursty: both regimes
     confirmed, their levels `separation` of the larger spread apart, and the running mean of the mixture's
     log-likelihood less that of one quick level above `gain_on` nats, less that of the time of day's slot
-    (`slot`, 0..; its running mean and variance) above `hour_on`. Then bursty while the regimes stand apart."""
+    (`slot`, 0..; its running mean and variance) above `hour_on`. Then bursty while the regimes stand apart.
+    shadow: the z against the likelier regime wherever the second is confirmed (NaN elsewhere: before, or
+    no point z); gate: whether the series is bursty at that reading."""
     level = np.full(2, math.nan)
     var = np.zeros(2)
     count = np.zeros(2)
@@ -78,6 +81,8 @@ def _regime_point(x: np.ndarray, point: np.ndarray, slot: np.ndarray, out: np.nd
     last = math.nan
     for t in range(x.size):
         out[t] = point[t]
+        shadow[t] = math.nan
+        gate[t] = False
         xt = x[t]
         if math.isnan(xt):
             continue
@@ -127,6 +132,9 @@ def _regime_point(x: np.ndarray, point: np.ndarray, slot: np.ndarray, out: np.nd
         vk = v0 if k == 0 else v1
         apart = count[1] >= confirm and abs(level[1] - level[0]) > separation * math.sqrt(max(v0, v1))
         bursty = apart and (bursty or (gain > gain_on and hour_gain > hour_on))
+        gate[t] = bursty
+        if count[1] >= confirm and not math.isnan(point[t]):
+            shadow[t] = (xt - level[k]) / math.sqrt(vk)
         if bursty and not math.isnan(point[t]):
             out[t] = (xt - level[k]) / math.sqrt(vk)
         count[k] += 1.0
@@ -138,14 +146,35 @@ def _regime_point(x: np.ndarray, point: np.ndarray, slot: np.ndarray, out: np.nd
             share = 1.0
 
 
+class Regimes(NamedTuple):
+    """What `regimes` finds in one series (T,)."""
+
+    point: np.ndarray  # the point z, or the z against the likelier regime where the series is bursty
+    shadow: np.ndarray  # the z against the likelier regime wherever the second regime is confirmed, else NaN
+    adopt: int  # the first bursty row with least_rows regime z's before it (-1: none); see row_surprise's adopt
+
+
+def regimes(x: np.ndarray, point: np.ndarray, slot: np.ndarray | None, separation: float, confirm: float,
+            gain_on: float, hour_on: float, least_rows: int) -> Regimes:
+    """regime_point, with the regime z wherever it exists and the row from which the row score may judge the
+    series by the tail that z taught (the first row judged against the regimes after least_rows regime z's:
+    a tail learnt over fewer is still the prior's). separation <= 0: the point z as it is, no regime z."""
+    if separation <= 0:
+        return Regimes(point, np.full(point.shape, np.nan), -1)
+    out = np.empty(point.shape)
+    shadow = np.empty(point.shape)
+    gate = np.empty(point.shape, dtype=np.bool_)
+    slot = np.zeros(point.shape, dtype=np.int64) if slot is None else np.ascontiguousarray(slot, dtype=np.int64)
+    _regime_point(np.ascontiguousarray(x, dtype=np.float64), np.ascontiguousarray(point, dtype=np.float64), slot,
+                  out, shadow, gate, float(separation), float(confirm), float(gain_on), float(hour_on))
+    known = ~np.isnan(shadow)
+    before = np.cumsum(known) - known  # regime z's before each row
+    ready = np.flatnonzero(gate & ~np.isnan(point) & (before >= least_rows))
+    return Regimes(out, shadow, int(ready[0]) if ready.size else -1)
+
+
 def regime_point(x: np.ndarray, point: np.ndarray, slot: np.ndarray | None, separation: float, confirm: float,
                  gain_on: float, hour_on: float) -> np.ndarray:
     """The point z of one series (T,), judged against its two regimes once it is bursty (_regime_point).
     slot: each reading's time-of-day slot (None: one slot). separation <= 0: the point z as it is."""
-    if separation <= 0:
-        return point
-    out = np.empty(point.shape)
-    slot = np.zeros(point.shape, dtype=np.int64) if slot is None else np.ascontiguousarray(slot, dtype=np.int64)
-    _regime_point(np.ascontiguousarray(x, dtype=np.float64), np.ascontiguousarray(point, dtype=np.float64), slot,
-                  out, float(separation), float(confirm), float(gain_on), float(hour_on))
-    return out
+    return regimes(x, point, slot, separation, confirm, gain_on, hour_on, 0).point

@@ -57,7 +57,8 @@ def _normal_tail(z: float) -> float:
 def row_surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray | None = None,
                  params: DetectorParams = DEFAULT_PARAMS,
                  slot: np.ndarray | None = None,
-                 values: np.ndarray | None = None, floor: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+                 values: np.ndarray | None = None, floor: float | None = None,
+                 shadow: np.ndarray | None = None, adopt: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per row, the surprise (decades, -log10 p) of the most surprising test, and which test (index into TESTS).
 
     Parameters: point (S, T) signed point z per reading, NaN where there is
@@ -75,6 +76,11 @@ def row_surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray | N
     surprise_tail_u, a row whose reading is within that u is given 0 for its own tail test instead of
     that test's value (below the floor; the erfc and log10 are most of a row's cost), so a row's surprise
     below the floor may be less than without it; at or above the floor it is the same, bit for bit.
+    shadow (S, T) and adopt (S,) int, optional (detectors.regimes.regimes): a bursty series' z against its
+    likelier regime (NaN where there is none) and the row where it may adopt the tail that z taught
+    (-1: never): there, if that tail's excess per reading is at most surprise_adopt_ratio of the tail
+    the point z taught, it becomes the series' tail (the bursts the point z learnt before the regimes
+    were known no longer hide the spikes and dips judged against them).
     Returns: (surprise (S, T) float, which (S, T) int8). Causal: row t
     uses rows <= t only. Compiled (kernels.surprise), one series per row.
     """
@@ -90,6 +96,16 @@ def row_surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray | N
     readings = np.zeros(z.shape) if values is None else np.ascontiguousarray(as_matrix(values), np.float64)
     if readings.shape != z.shape:
         raise ValueError("values must have the shape of point")
+    if adopt is None:
+        adopt_at = np.full(z.shape[0], -1, dtype=np.int64)
+        regime_z = np.empty((1, 1))
+    else:
+        adopt_at = np.ascontiguousarray(adopt, dtype=np.int64).reshape(-1)
+        regime_z = np.ascontiguousarray(as_matrix(shadow), np.float64)
+        if adopt_at.shape != (z.shape[0],) or regime_z.shape != z.shape:
+            raise ValueError("shadow must have the shape of point, adopt one row per series")
+        if adopt_at.max(initial=-1) >= z.shape[1]:
+            raise ValueError("adopt must be a row of point")
     u = params.surprise_tail_u
     prior_share = _normal_tail(u)
     kernels.surprise(z, flat, drifting, where, readings, out, which, float(u), float(prior_share),
@@ -109,7 +125,7 @@ def row_surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray | N
                      float(params.surprise_drift_offset), int(params.surprise_drift_grace),
                      float(params.surprise_run_slot_rows), float(params.surprise_run_slot_alpha),
                      float(params.surprise_learn_cap), _below_u_unread(u, floor),
-                     float(params.surprise_drift_accept))
+                     float(params.surprise_drift_accept), regime_z, adopt_at, float(params.surprise_adopt_ratio))
     return out, which
 
 

@@ -198,10 +198,12 @@ def _where_tail_reaches(decades_at, decades: float, top: float) -> float:
 
 def row_surprise(point: list[float], flat_nats: list[float], p: DetectorParams,
                  slots: list[int] | None = None, values: list[float] | None = None,
-                 drift: list[float] | None = None) -> list[float]:
+                 drift: list[float] | None = None, shadow: list[float] | None = None, adopt: int = -1) -> list[float]:
     """The CSV row surprise (decades) of one series, from the docstring of analytics.detectors.surprise;
     with `slots` (each row's time-of-day slot) the tail is also learnt per slot; with `values` (the
-    readings) a change of their spread is tested too; with `drift` (sigmas) the drift test."""
+    readings) a change of their spread is tested too; with `drift` (sigmas) the drift test; with `shadow`
+    (a bursty series' regime z) a second tail is learnt from it until row `adopt`, where it replaces the
+    series' own if its excess per reading is at most surprise_adopt_ratio of the series'."""
     u = p.surprise_tail_u
     share0 = math.erfc(u / math.sqrt(2))
     bias = upper = lower = 0.0
@@ -232,6 +234,17 @@ def row_surprise(point: list[float], flat_nats: list[float], p: DetectorParams,
     last_value = math.nan
 
     def tail(z: float, b: int) -> float:  # normal to u, then the series' (and its slot's) exponential tail
+        return tail_of(z, b, excesses, rows, slot_rows, shape)
+
+    def shape_of(shaping: list[float]) -> float:  # method of moments, shrunk towards an exponential tail (shape 0)
+        if p.surprise_xi_max <= 0:
+            return 0.0
+        m0, k = p.surprise_prior_excess, p.surprise_xi_prior
+        m = (sum(shaping) + m0 * k) / (len(shaping) + k)
+        var = (sum(e * e for e in shaping) + 2 * m0 * m0 * k) / (len(shaping) + k) - m * m
+        return min(max(0.5 * (1 - m * m / var), 0.0), p.surprise_xi_max) if var > 0 else 0.0
+
+    def tail_of(z: float, b: int, excesses: list, rows: int, slot_rows: dict, shape: float) -> float:
         if abs(z) <= u:
             return _normal_tail_log10(z)
         exceed = sum(w for w, _, _ in excesses)
@@ -251,16 +264,19 @@ def row_surprise(point: list[float], flat_nats: list[float], p: DetectorParams,
         return -math.log10(share) + (abs(z) - u) / mean_excess / math.log(10)
 
     shaping: list[float] = []  # the excesses of readings that were no anomaly: the tail's shape
+    # The regime z's own tail (learnt as the series' own is), until row `adopt`.
+    r_excesses: list[tuple[float, float, int]] = []
+    r_shaping: list[float] = []
+    r_slot_rows: dict[int, int] = {}
+    r_rows = 0
     explained, calm = False, 0
     for index, (z, nats) in enumerate(zip(point, flat_nats, strict=True)):
         b = 0 if slots is None else slots[index]
-        shape = 0.0
-        if p.surprise_xi_max > 0:  # method of moments, shrunk towards an exponential tail (shape 0)
-            m0, k = p.surprise_prior_excess, p.surprise_xi_prior
-            m = (sum(shaping) + m0 * k) / (len(shaping) + k)
-            var = (sum(e * e for e in shaping) + 2 * m0 * m0 * k) / (len(shaping) + k) - m * m
-            if var > 0:
-                shape = min(max(0.5 * (1 - m * m / var), 0.0), p.surprise_xi_max)
+        if index == adopt and not math.isnan(z) and (sum(e for _, e, _ in r_excesses) / max(r_rows, 1)
+                                                     <= p.surprise_adopt_ratio
+                                                     * sum(e for _, e, _ in excesses) / max(rows, 1)):
+            excesses, shaping, slot_rows, rows = list(r_excesses), list(r_shaping), dict(r_slot_rows), r_rows
+        shape = shape_of(shaping)
         best = nats / math.log(10) - p.surprise_flat_offset if nats > 0 else 0.0
         d = 0.0 if drift is None else drift[index]
         calm = 0 if d > 0 else calm + 1
@@ -358,6 +374,24 @@ def row_surprise(point: list[float], flat_nats: list[float], p: DetectorParams,
             excesses.append((weight, weight * own, b))
             if not anomaly:
                 shaping.append(min(abs(zp) - u, p.surprise_excess_cap))
+        if shadow is not None and index < adopt and not math.isnan(shadow[index]):
+            zr = shadow[index]
+            r_shape = shape_of(r_shaping)
+
+            def regime_tail(z: float, b: int = b, r_shape: float = r_shape, r_rows: int = r_rows) -> float:
+                return tail_of(z, b, r_excesses, r_rows, r_slot_rows, r_shape)
+
+            anomaly = regime_tail(zr) >= p.surprise_learn_max
+            weight = p.surprise_learn_weight if anomaly else 1.0
+            own = min(abs(zr) - u, p.surprise_excess_cap)
+            if anomaly and p.surprise_learn_cap < math.inf:
+                own = _where_tail_reaches(lambda e: regime_tail(u + e), p.surprise_learn_cap, own)
+            r_rows += 1
+            r_slot_rows[b] = r_slot_rows.get(b, 0) + 1
+            if abs(zr) > u:
+                r_excesses.append((weight, weight * own, b))
+                if not anomaly:
+                    r_shaping.append(min(abs(zr) - u, p.surprise_excess_cap))
         history.append(z)
         corrected.append(zp)
     return out
@@ -413,6 +447,14 @@ def regime_point(x: list[float], point: list[float], slot: list[int], p: Detecto
     """detectors.regimes.regime_point, one reading at a time: the point z, or once the series is bursty (two
     regimes apart that forecast better than one quick level and than the time of day) the z against the regime
     the reading is likelier under."""
+    return regimes(x, point, slot, p, 0)[0]
+
+
+def regimes(x: list[float], point: list[float], slot: list[int], p: DetectorParams,
+            least_rows: int) -> tuple[list[float], list[float], int]:
+    """detectors.regimes.regimes: regime_point's z; the z against the likelier regime wherever the second regime
+    has regime_confirm readings (NaN elsewhere); the first row judged against the regimes with least_rows such z
+    before it (-1: none)."""
     from analytics.detectors import regimes as r
 
     def log_normal(v: float, mean: float, variance: float) -> float:
@@ -426,6 +468,8 @@ def regime_point(x: list[float], point: list[float], slot: list[int], p: Detecto
         return level + a * max(min(e, math.sqrt(c)), -math.sqrt(c)), var + a * (min(e * e, c) - var)
 
     out = list(point)
+    shadow = [math.nan] * len(point)
+    adopt = -1
     level, var, count = [math.nan, math.nan], [0.0, 0.0], [0.0, 0.0]
     share, idle, gain, hour_gain, bursty = 1.0, 0, 0.0, 0.0, False
     quick = quick_var = math.nan
@@ -477,6 +521,11 @@ def regime_point(x: list[float], point: list[float], slot: list[int], p: Detecto
         vk = v0 if k == 0 else v1
         apart = count[1] >= p.regime_confirm and abs(level[1] - level[0]) > p.regime_separation * math.sqrt(max(v0, v1))
         bursty = apart and (bursty or (gain > p.regime_gain and hour_gain > p.regime_hour_gain))
+        ready = adopt < 0 and sum(not math.isnan(z) for z in shadow[:t]) >= least_rows
+        if bursty and not math.isnan(point[t]) and ready:
+            adopt = t
+        if count[1] >= p.regime_confirm and not math.isnan(point[t]):
+            shadow[t] = (v - level[k]) / math.sqrt(vk)
         if bursty and not math.isnan(point[t]):
             out[t] = (v - level[k]) / math.sqrt(vk)
         count[k] += 1
@@ -485,7 +534,7 @@ def regime_point(x: list[float], point: list[float], slot: list[int], p: Detecto
         idle = 0 if k == 1 else idle + 1
         if count[1] < p.regime_confirm and idle > r._FORGET:
             level[1], var[1], count[1], share = math.nan, 0.0, 0.0, 1.0
-    return out
+    return out, shadow, adopt
 
 
 def slide_profile(times: list[float], profile: list[float], scale: list[float], z: list[float],

@@ -103,6 +103,36 @@ def test_row_surprise_matches_reference(seed):
                                                                     list(values[i])), rtol=1e-9, atol=1e-9)
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_row_surprise_adopting_the_regime_tail_matches_reference(seed):
+    """With a regime z (shadow) and a row to adopt its tail: series 0's point z had far misses early (a bursty
+    series' bursts before its regimes were known), its regime z none, so from row 500 its tail is the regime z's;
+    series 1's regime z is as heavy as its point z, so it keeps its own tail. Both as the plain reference."""
+    rng = np.random.default_rng(60 + seed)
+    n = 900
+    z = rng.normal(0, 1, (2, n))
+    z[:, :40] = np.nan
+    z[:, 60:300:9] = rng.choice([-1.0, 1.0], (2, 27)) * rng.uniform(15, 40, (2, 27))  # the bursts' far misses
+    shadow = rng.normal(0, 1, (2, n))
+    shadow[:, :120] = np.nan
+    shadow[1, 150:450:9] = rng.uniform(15, 40, 34)
+    shadow[:, 700] = 9.0  # a spike
+    z[:, 500:] = shadow[:, 500:]  # judged against the regimes from row 500
+    nats = np.zeros(z.shape)
+    slot = np.tile(np.arange(n) // 7 % P.surprise_slots, (2, 1))
+    values = rng.normal(0, 1, z.shape)
+    adopt = np.array([500, 500])
+    got, _ = row_surprise(z, nats, params=P, slot=slot, values=values, shadow=shadow, adopt=adopt)
+    own, _ = row_surprise(z, nats, params=P, slot=slot, values=values)
+    assert np.array_equal(got[:, :500], own[:, :500])
+    assert got[0, 700] > own[0, 700] + 3  # the spike judged by the regime z's light tail
+    assert np.array_equal(got[1], own[1])  # not adopted
+    for i in range(2):
+        want = ref.row_surprise(list(z[i]), list(nats[i]), P, list(slot[i]), list(values[i]), shadow=list(shadow[i]),
+                                adopt=500)
+        np.testing.assert_allclose(got[i], want, rtol=1e-9, atol=1e-9)
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_a_floor_changes_no_surprise_at_or_above_it(seed):
     """row_surprise with `floor` (score_rows' surprise_floor) leaves the tail test of readings within u out: the
