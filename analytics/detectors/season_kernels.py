@@ -374,6 +374,11 @@ def lag_lookup(t: np.ndarray, back: int, tolerance: float, index: np.ndarray, se
     n = t.size
     last = n - 1
     j = -1  # the last index with t[j] <= target, -1 if none
+    # On a regular stretch the target's sample is as many rows back as the last one's: tried first, and taken
+    # where it lies exactly on the target with the next sample after it, where the walk below would end (the same
+    # index; ~3x less time a call on a regular file, bench_lag_lookup.py). behind: i - j of the last walk.
+    behind = 0
+    on_target = tolerance >= 0.0  # a sample exactly on its target is close (the walk's test at distance 0)
     rows = latest.shape[0]
     any_close = any_same = any_found = False
     same = True
@@ -389,13 +394,19 @@ def lag_lookup(t: np.ndarray, back: int, tolerance: float, index: np.ndarray, se
             ti = t[i]
             if search:
                 wanted = ti - back
-                while j + 1 < n and t[j + 1] <= wanted:
-                    j += 1
-                while j >= 0 and t[j] > wanted:
-                    j -= 1
-                after = min(j + 1, last)
-                nearest = after if j < 0 or t[after] - wanted < wanted - t[max(j, 0)] else j
-                near = abs(t[nearest] - wanted) <= tolerance
+                guess = i - behind
+                if 0 <= guess < last and t[guess] == wanted and t[guess + 1] > wanted:
+                    j = nearest = guess  # where the walk would end: the last sample at the target, exactly on it
+                    near = on_target
+                else:
+                    while j + 1 < n and t[j + 1] <= wanted:
+                        j += 1
+                    while j >= 0 and t[j] > wanted:
+                        j -= 1
+                    behind = i - j
+                    after = min(j + 1, last)
+                    nearest = after if j < 0 or t[after] - wanted < wanted - t[max(j, 0)] else j
+                    near = abs(t[nearest] - wanted) <= tolerance
                 if keep_index:
                     index[i] = nearest if near else -1
             else:
@@ -429,13 +440,19 @@ def lag_lookup(t: np.ndarray, back: int, tolerance: float, index: np.ndarray, se
             ti = t[i]
             if search:
                 wanted = ti - back
-                while j + 1 < n and t[j + 1] <= wanted:
-                    j += 1
-                while j >= 0 and t[j] > wanted:
-                    j -= 1
-                after = min(j + 1, last)
-                nearest = after if j < 0 or t[after] - wanted < wanted - t[max(j, 0)] else j
-                near = abs(t[nearest] - wanted) <= tolerance
+                guess = i - behind
+                if 0 <= guess < last and t[guess] == wanted and t[guess + 1] > wanted:
+                    j = nearest = guess  # where the walk would end: the last sample at the target, exactly on it
+                    near = on_target
+                else:
+                    while j + 1 < n and t[j + 1] <= wanted:
+                        j += 1
+                    while j >= 0 and t[j] > wanted:
+                        j -= 1
+                    behind = i - j
+                    after = min(j + 1, last)
+                    nearest = after if j < 0 or t[after] - wanted < wanted - t[max(j, 0)] else j
+                    near = abs(t[nearest] - wanted) <= tolerance
                 if keep_index:
                     index[i] = nearest if near else -1
             else:

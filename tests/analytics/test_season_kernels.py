@@ -166,6 +166,26 @@ def test_lag_lookup_is_the_lookup_of_each_series(seed, zone, period, series):
     assert shared.tobytes() == own.tobytes()
 
 
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("series", [1, 2])
+def test_lag_lookup_on_regular_stretches_with_repeats_gaps_and_jitter_is_the_lookup_of_each_series(seed, series):
+    """lag_lookup first tries the sample as many rows back as the last target's (a regular stretch) and takes it
+    where it lies exactly on the target with a later sample after it: the same bits as the per-series search on
+    times of five-minute stretches broken by repeated times (a target on the first or the last of a repeat), gaps,
+    jittered readings and one step back in the rows."""
+    rng = np.random.default_rng(90 + seed)
+    n = 6000
+    steps = rng.choice([5 * MINUTE, 0, 37 * MINUTE, 5 * MINUTE + 7_000, 5 * MINUTE - 7_000],
+                       p=[0.9, 0.04, 0.02, 0.02, 0.02], size=n)
+    t = (1_735_689_600_000 + np.cumsum(steps)).astype(np.int64)
+    x = _values(rng, (2, n))[:series]
+    for period in (DAY_MS, 7 * DAY_MS):
+        shared = seasonal.seasonal_expected(x, t, period, CSV_PARAMS)
+        own = seasonal.seasonal_expected(x, np.stack([t] * series), period, CSV_PARAMS)
+        assert shared.tobytes() == own.tobytes()
+        assert np.isfinite(shared).mean() > (0.5 if period == DAY_MS else 0.2)  # the look-ups found samples
+
+
 @pytest.mark.parametrize("seed", range(3))
 @pytest.mark.parametrize("zone", [{}, {"utc_offset_h": 7}, {"day_types": False}])
 @pytest.mark.parametrize("series", [1, 2])
