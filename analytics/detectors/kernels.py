@@ -380,6 +380,18 @@ def _gpd_log10(z: float, u: float, share: float, mean_excess: float, xi: float) 
 
 
 @numba.njit(cache=True, nogil=True)
+def _far_log10(z: float, u: float, share: float, mean_excess: float, xi: float, knee: float, xi_far: float) -> float:
+    """_gpd_log10 up to `knee` past u; past it (an excess the series' own have not shown) a generalised Pareto
+    tail of shape xi_far > xi and scale mean_excess from there on: a tail learnt from few excesses is extrapolated
+    that far with its shape's uncertainty, not as if its first excesses had proved it light."""
+    excess = abs(z) - u
+    if excess <= knee or xi_far <= xi:
+        return _gpd_log10(z, u, share, mean_excess, xi)
+    return (_gpd_log10(u + knee, u, share, mean_excess, xi)
+            + math.log1p(xi_far * (excess - knee) / mean_excess) / xi_far / math.log(10.0))
+
+
+@numba.njit(cache=True, nogil=True)
 def _excess_at(decades: float, share: float, mean_excess: float, xi: float) -> float:
     """The excess over u at which _gpd_log10 reaches `decades` (0 where every excess is past it)."""
     rest = decades + math.log10(share)
@@ -472,7 +484,7 @@ def _surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray, slot:
               xi_max: float, xi_prior: float, drift_offset: float,
               drift_grace: int, run_slot_rows: float, run_slot_alpha: float, learn_cap: float,
               below_u_unread: bool, drift_accept: float, shadow: np.ndarray, adopt: np.ndarray,
-              adopt_ratio: float) -> None:
+              adopt_ratio: float, far_knee: float, far_shape: float, far_share: float, far_alpha: float) -> None:
     """surprise.row_surprise's recursion for (S, T) inputs; fills out (log10 units) and which (0 point, 1 shift,
     2 flatline, 3 drift, 4 variance). NaN point: no reading or no trusted baseline, surprise 0 and the state
     unchanged. With var_on, values (S, T) are the readings whose steps the variance test judges.
@@ -493,7 +505,11 @@ def _surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray, slot:
     series' likelier regime, NaN where there is none: detectors.regimes) until row adopt[s]; there, if that
     tail's excess per reading is at most adopt_ratio of the series' own, it replaces the series' tail (its
     rows, excesses and shape, every slot's too): the point z from then on is the regime z, and the tail the
-    point z's bursts taught before would hide its spikes for good."""
+    point z's bursts taught before would hide its spikes for good.
+    With far_shape > 0, where the series' running share of readings past u (a running mean at far_alpha) is at
+    least far_share times a normal law's, its tail past the larger of far_knee mean excesses and its largest
+    excess that was no anomaly has a shape of at least far_shape / sqrt(its excesses and the prior's) (at most
+    xi_max): there the tail is an extrapolation, and a young one is uncertain (_far_log10)."""
     n_series, n_times = point.shape
     log10e = 1.0 / math.log(10.0)
     recent = np.empty(fast_rows)
@@ -534,10 +550,12 @@ def _surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray, slot:
         energy = 1.0
         exceed = rows = excess = 0.0
         shape_n = shape_sum = shape_squares = 0.0  # the excesses that teach the tail's shape
+        top = 0.0  # the largest of them: how far the series' own excesses have shown its tail
+        lately = 0.0  # the running share of readings past u
         filled = 0
         before1 = before2 = math.nan  # the bias-corrected z of the previous two readings
         adopt_at = adopt[s]
-        r_rows = r_exceed = r_excess = r_shape_n = r_shape_sum = r_shape_squares = 0.0
+        r_rows = r_exceed = r_excess = r_shape_n = r_shape_sum = r_shape_squares = r_top = r_lately = 0.0
         if adopt_at >= 0:
             regime_seen[:] = 0.0
             regime_exceed[:] = 0.0
@@ -569,6 +587,7 @@ def _surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray, slot:
                 # The regimes explain the point z's tail (its bursts): from here the tail is the regime z's.
                 rows, exceed, excess = r_rows, r_exceed, r_excess
                 shape_n, shape_sum, shape_squares = r_shape_n, r_shape_sum, r_shape_squares
+                top, lately = r_top, r_lately
                 slot_seen[:] = regime_seen
                 slot_exceed[:] = regime_exceed
                 slot_excess[:] = regime_excess
@@ -579,7 +598,7 @@ def _surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray, slot:
                 # (below the caller's floor), and fast is not computed where they are at most hazard, so the
                 # row's test is below what the caller reads. Its tail's share, mean excess and shape are read
                 # only here and by the tests of readings past u: not needed either.
-                row = slow = plain = share = mean_excess = xi = 0.0
+                row = slow = plain = share = mean_excess = xi = knee = xi_far = 0.0
             else:
                 # The tail past u: the series' own, then (with slots) the time of day's, each shrunk to the last.
                 share = (exceed + prior_share * prior_rows) / (rows + prior_rows)
@@ -602,7 +621,14 @@ def _surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray, slot:
                     var = (shape_squares + 2.0 * m0 * m0 * xi_prior) / (shape_n + xi_prior) - m * m
                     if var > 0.0:
                         xi = min(max(0.5 * (1.0 - m * m / var), 0.0), xi_max)
-                slow = _gpd_log10(zp, u, share, mean_excess, xi)
+                # Past the excesses the series has shown, its tail is an extrapolation; where it has lately
+                # had more excesses than a normal law (a heavy-tailed load whose first far draws come before
+                # its tail is learnt), that far it is judged with its shape's uncertainty (_far_log10).
+                knee = max(far_knee * mean_excess, top)
+                xi_far = xi
+                if far_shape > 0.0 and lately >= far_share * prior_share:
+                    xi_far = max(xi, min(far_shape / math.sqrt(exceed + prior_count), xi_max))
+                slow = _far_log10(zp, u, share, mean_excess, xi, knee, xi_far)
                 # The bias learnt after a change may explain a reading, not accuse one the forecasters expected: a
                 # reading within u of them (z ~0) after an accepted change is the change ending, not a new one,
                 # although against the bias it looks like a shift back (the flicker at a rush hour's end).
@@ -612,7 +638,8 @@ def _surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray, slot:
                 # plain is at most hazard it cannot be the smaller, so its median and tail are skipped (most rows;
                 # the same minimum, bit for bit).
                 if filled >= fast_rows and not (min(slow, plain) <= hazard and learn_weight <= 1.0):
-                    fast = hazard + _gpd_log10(z - _median_of(recent, fast_rows, ordered), u, share, mean_excess, xi)
+                    fast = hazard + _far_log10(z - _median_of(recent, fast_rows, ordered), u, share, mean_excess, xi,
+                                               knee, xi_far)
                 row = min(slow, fast, plain)
             if row >= best:
                 best, kind = row, 0
@@ -660,7 +687,8 @@ def _surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray, slot:
                     if same:
                         c = min(c, abs(before2))
                 if same and c > u:  # every reading of the run in the tail
-                    run = min(_gpd_log10(c, u, share, mean_excess, xi), plain) * (1.0 + (width - 1) * (1.0 - rho_run))
+                    run = (min(_far_log10(c, u, share, mean_excess, xi, knee, xi_far), plain)
+                           * (1.0 + (width - 1) * (1.0 - rho_run)))
                     if run > best:
                         best, kind = run, 0
             # A change of spread: the CUSUM of the log-likelihood ratio of var_ratio times the usual variance,
@@ -714,6 +742,7 @@ def _surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray, slot:
             # would teach the series that spikes are normal and the next one would score lower; a normal
             # that recurs (bursts) is still learnt, more slowly.
             rows += 1.0
+            lately += max(far_alpha, 1.0 / rows) * ((1.0 if abs(zp) > u else 0.0) - lately)
             slot_seen[b] += 1.0
             if abs(zp) > u:
                 weight = 1.0 if slow < learn_max else learn_weight
@@ -733,6 +762,7 @@ def _surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray, slot:
                     shape_n += 1.0
                     shape_sum += min(abs(zp) - u, excess_cap)
                     shape_squares += min(abs(zp) - u, excess_cap) ** 2
+                    top = max(top, min(abs(zp) - u, excess_cap))
             if t < adopt_at and not math.isnan(shadow[s, t]):
                 # The regime z's own tail, learnt as the series' own is (the same weights and caps).
                 zr = shadow[s, t]
@@ -754,7 +784,9 @@ def _surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray, slot:
                         r_shape_n += 1.0
                         r_shape_sum += min(abs(zr) - u, excess_cap)
                         r_shape_squares += min(abs(zr) - u, excess_cap) ** 2
+                        r_top = max(r_top, min(abs(zr) - u, excess_cap))
                 r_rows += 1.0
+                r_lately += max(far_alpha, 1.0 / r_rows) * ((1.0 if abs(zr) > u else 0.0) - r_lately)
                 regime_seen[b] += 1.0
             recent[filled % fast_rows] = z
             before2, before1 = before1, zp

@@ -12,7 +12,10 @@ tail probability p:
   rows after it are not (the change already happened), while a lone spike
   is surprising under both. The tail of |z| past `surprise_tail_u` is the
   series' own (an exponential tail learnt from its excesses, shrunk towards
-  a normal law's), so heavy-tailed series need larger deviations;
+  a normal law's), so heavy-tailed series need larger deviations; past the
+  excesses it has shown, a young tail of a series that has lately had more
+  excesses than a normal law is extrapolated with its shape's uncertainty
+  (surprise_far_*), so a Student-t load's first far draws are no faults;
 - a shift: the two-sided CUSUM of the bias-corrected z, p ~ exp(-2 k S)
   (Siegmund 1985). When it crosses h the change is accepted: the bias is set
   to the mean of the run and the sums start again (Page 1954; the restart
@@ -125,7 +128,9 @@ def row_surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray | N
                      float(params.surprise_drift_offset), int(params.surprise_drift_grace),
                      float(params.surprise_run_slot_rows), float(params.surprise_run_slot_alpha),
                      float(params.surprise_learn_cap), _below_u_unread(u, floor),
-                     float(params.surprise_drift_accept), regime_z, adopt_at, float(params.surprise_adopt_ratio))
+                     float(params.surprise_drift_accept), regime_z, adopt_at, float(params.surprise_adopt_ratio),
+                     float(params.surprise_far_knee), float(params.surprise_far_shape),
+                     float(params.surprise_far_share), 1.0 / max(float(params.surprise_far_rows), 1.0))
     return out, which
 
 

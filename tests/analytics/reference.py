@@ -233,8 +233,8 @@ def row_surprise(point: list[float], flat_nats: list[float], p: DetectorParams,
     var_run: list[float] = []
     last_value = math.nan
 
-    def tail(z: float, b: int) -> float:  # normal to u, then the series' (and its slot's) exponential tail
-        return tail_of(z, b, excesses, rows, slot_rows, shape)
+    def tail(z: float, b: int, far: bool = True) -> float:  # normal to u, then the series' (and its slot's) tail
+        return tail_of(z, b, excesses, rows, slot_rows, shape, (max(shaping, default=0.0), lately) if far else None)
 
     def shape_of(shaping: list[float]) -> float:  # method of moments, shrunk towards an exponential tail (shape 0)
         if p.surprise_xi_max <= 0:
@@ -244,7 +244,8 @@ def row_surprise(point: list[float], flat_nats: list[float], p: DetectorParams,
         var = (sum(e * e for e in shaping) + 2 * m0 * m0 * k) / (len(shaping) + k) - m * m
         return min(max(0.5 * (1 - m * m / var), 0.0), p.surprise_xi_max) if var > 0 else 0.0
 
-    def tail_of(z: float, b: int, excesses: list, rows: int, slot_rows: dict, shape: float) -> float:
+    def tail_of(z: float, b: int, excesses: list, rows: int, slot_rows: dict, shape: float,
+                far: tuple[float, float] | None = None) -> float:
         if abs(z) <= u:
             return _normal_tail_log10(z)
         exceed = sum(w for w, _, _ in excesses)
@@ -258,6 +259,15 @@ def row_surprise(point: list[float], flat_nats: list[float], p: DetectorParams,
                         min(share, share0))  # never lighter than both the series' tail and a normal law's
             mean_excess = max((sum(e for _, e in mine) + mean_excess * p.surprise_slot_count) / (
                 exceed_b + p.surprise_slot_count), min(mean_excess, p.surprise_prior_excess))
+        if far is not None and p.surprise_far_shape > 0 and far[1] >= p.surprise_far_share * share0:
+            # Lately heavier than a normal law's: past the series' own largest excess that was no anomaly (and
+            # far_knee mean excesses), the tail extrapolated with a shape of far_shape / sqrt(its excesses and the
+            # prior's), scale mean_excess from there.
+            knee = max(p.surprise_far_knee * mean_excess, far[0])
+            far_shape = min(p.surprise_far_shape / math.sqrt(exceed + p.surprise_prior_count), p.surprise_xi_max)
+            if abs(z) - u > knee and far_shape > shape:
+                return (tail_of(u + knee, b, excesses, rows, slot_rows, shape)
+                        + math.log1p(far_shape * (abs(z) - u - knee) / mean_excess) / far_shape / math.log(10))
         if shape > 0:  # a generalised Pareto tail of that shape and mean excess
             excess = math.log1p(shape * (abs(z) - u) / (mean_excess * (1 - shape))) / shape
             return -math.log10(share) + excess / math.log(10)
@@ -269,6 +279,7 @@ def row_surprise(point: list[float], flat_nats: list[float], p: DetectorParams,
     r_shaping: list[float] = []
     r_slot_rows: dict[int, int] = {}
     r_rows = 0
+    lately = r_lately = 0.0  # the running share of readings past u (the regime z's own, until `adopt`)
     explained, calm = False, 0
     for index, (z, nats) in enumerate(zip(point, flat_nats, strict=True)):
         b = 0 if slots is None else slots[index]
@@ -276,6 +287,7 @@ def row_surprise(point: list[float], flat_nats: list[float], p: DetectorParams,
                                                      <= p.surprise_adopt_ratio
                                                      * sum(e for _, e, _ in excesses) / max(rows, 1)):
             excesses, shaping, slot_rows, rows = list(r_excesses), list(r_shaping), dict(r_slot_rows), r_rows
+            lately = r_lately
         shape = shape_of(shaping)
         best = nats / math.log(10) - p.surprise_flat_offset if nats > 0 else 0.0
         d = 0.0 if drift is None else drift[index]
@@ -367,8 +379,9 @@ def row_surprise(point: list[float], flat_nats: list[float], p: DetectorParams,
         weight = p.surprise_learn_weight if anomaly else 1.0
         own = min(abs(zp) - u, p.surprise_excess_cap)
         if anomaly and p.surprise_learn_cap < math.inf:  # the excess where its tail reaches surprise_learn_cap
-            own = _where_tail_reaches(lambda e, b=b: tail(u + e, b), p.surprise_learn_cap, own)
+            own = _where_tail_reaches(lambda e, b=b: tail(u + e, b, far=False), p.surprise_learn_cap, own)
         rows += 1
+        lately += max(1 / max(p.surprise_far_rows, 1), 1 / rows) * ((1.0 if abs(zp) > u else 0.0) - lately)
         slot_rows[b] = slot_rows.get(b, 0) + 1
         if abs(zp) > u:
             excesses.append((weight, weight * own, b))
@@ -387,6 +400,7 @@ def row_surprise(point: list[float], flat_nats: list[float], p: DetectorParams,
             if anomaly and p.surprise_learn_cap < math.inf:
                 own = _where_tail_reaches(lambda e: regime_tail(u + e), p.surprise_learn_cap, own)
             r_rows += 1
+            r_lately += max(1 / max(p.surprise_far_rows, 1), 1 / r_rows) * ((1.0 if abs(zr) > u else 0.0) - r_lately)
             r_slot_rows[b] = r_slot_rows.get(b, 0) + 1
             if abs(zr) > u:
                 r_excesses.append((weight, weight * own, b))
