@@ -1,14 +1,13 @@
 """Run the streaming engine: `python -m analytics` (settings from CITY_* variables)."""
 
 import logging
-import signal
-import threading
 
 from analytics.service import EngineService
 from telemetry_shared.influx import make_writer
 from telemetry_shared.logs import setup_logging
 from telemetry_shared.registry import Registry
 from telemetry_shared.settings import get_settings
+from telemetry_shared.stopsignal import StopRequest
 
 
 def main() -> None:
@@ -20,12 +19,10 @@ def main() -> None:
         raise SystemExit(f"analytics: {exc}") from None
     setup_logging(settings)
     service = EngineService(settings, registry, make_writer(settings))
-    done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
-    signal.signal(signal.SIGINT, lambda *_: done.set())
+    stop = StopRequest()
     service.start()
     logging.getLogger("analytics").info("analytics engine running as %s", service.user)
-    done.wait()
+    stop.wait()  # SIGTERM (docker stop, city up) or SIGINT, whichever thread the kernel handed it to
     service.stop()
 
 

@@ -4,8 +4,6 @@ SIGTERM or SIGINT drains: what the worker holds is stored and acked first.
 """
 
 import logging
-import signal
-import threading
 
 from ingest.deadletter import DeadLetters
 from ingest.metrics import MetricsServer
@@ -16,6 +14,7 @@ from telemetry_shared.influx import make_writer
 from telemetry_shared.logs import setup_logging
 from telemetry_shared.registry import Registry
 from telemetry_shared.settings import get_settings
+from telemetry_shared.stopsignal import StopRequest
 
 log = logging.getLogger("ingest")
 
@@ -44,13 +43,11 @@ def main() -> None:
         except OSError as exc:
             raise SystemExit(f"ingest: cannot serve metrics on port {settings.ingest_metrics_port} "
                              f"(CITY_INGEST_METRICS_PORT): {exc}") from exc
-    done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
-    signal.signal(signal.SIGINT, lambda *_: done.set())
+    stop = StopRequest()
     worker.start()
     log.info("ingest worker %s started (metrics on port %s)", settings.ingest_worker_id,
              settings.ingest_metrics_port or "off")
-    done.wait()
+    stop.wait()  # SIGTERM (docker stop, city up) or SIGINT, whichever thread the kernel handed it to
     log.info("draining")
     worker.stop()
     if server:
