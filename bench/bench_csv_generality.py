@@ -109,14 +109,14 @@ def seed_list(text: str) -> list[int]:
 
 
 def print_headline(seeds: list[tuple[str, list[int]]], per_anomaly: int, clean: int, tolerance: int) -> None:
-    print(f"{'part':<24}{'detector':<20}{'best F1':>8}{'at':>8}{'P':>6}{'R':>6}{'row-wise':>10}{'at':>9}"
+    print(f"{'part':<28}{'detector':<20}{'best F1':>8}{'at':>8}{'P':>6}{'R':>6}{'row-wise':>10}{'at':>9}"
           f"{'found':>9}{'false rows':>11}")
     notes = []
     for label, part in seeds:
         results, note = headline(part, per_anomaly, clean, tolerance)
         notes.append(f"{label}:{note}")
         for name, (threshold, best, rows) in results.items():
-            print(f"{label:<24}{name:<20}{best.f1:>8.3f}{threshold:>8.3g}{best.precision or 0:>6.2f}"
+            print(f"{label:<28}{name:<20}{best.f1:>8.3f}{threshold:>8.3g}{best.precision or 0:>6.2f}"
                   f"{best.recall or 0:>6.2f}{rows.score:>10.1f}{rows.threshold:>9.4g}"
                   f"{f'{rows.found}/{rows.windows}':>9}{rows.false_rows:>11}")
     print("\n".join(notes))
