@@ -136,6 +136,11 @@ def read_scored_table(path: Path) -> tuple[Table, csvscore.RowScores]:
 _BOOLEANS = {"true": 1.0, "false": 0.0}
 
 
+# Names the public labelled collections give their 0/1 column (Yahoo S5: is_anomaly in A1-A2, anomaly in
+# A3-A4; others: label, outlier), in the order a hint names them.
+LABEL_NAMES = ("is_anomaly", "anomaly", "label", "labels", "is_anomalous", "anomalous", "outlier", "is_outlier")
+
+
 def label_windows(table: Table, column: str) -> list[tuple[int, int]]:
     """Runs of rows labelled 1 in `column` (named in the header) as (first, last) rows. Raises LabelError.
 
@@ -149,7 +154,9 @@ def label_windows(table: Table, column: str) -> list[tuple[int, int]]:
     names = [cell.strip().strip('"').lower() for cell in table.header]
     wanted = column.strip().lower()
     if wanted not in names:
-        raise LabelError(f"no label column {column!r} in header {table.header!r:.200}")
+        likely = [table.header[names.index(name)].strip().strip('"') for name in LABEL_NAMES if name in names]
+        hint = f"; try --label-column {likely[0]}" if likely else ""
+        raise LabelError(f"no label column {column!r} in header {table.header!r:.200}{hint}")
     index = names.index(wanted)
     if index == table.value_column:
         raise LabelError(f"the label column {column!r} is the column being scored")

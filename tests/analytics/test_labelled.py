@@ -109,6 +109,17 @@ def test_label_column_parsing():
     assert label_windows(table, "LABEL") == [(1, 2), (4, 4)]
 
 
+def test_a_missing_label_column_names_the_files_own_label_column():
+    yahoo = "timestamps,value,anomaly,changepoint,trend\n1,1.0,0,0,0\n"
+    with pytest.raises(LabelError, match="no label column 'label' .*; try --label-column anomaly$"):
+        label_windows(read_table(yahoo), "label")
+    with pytest.raises(LabelError, match="; try --label-column Is_Anomaly$"):
+        label_windows(read_table("timestamp,value,Is_Anomaly\n1,1.0,0\n"), "label")
+    with pytest.raises(LabelError) as plain:
+        label_windows(read_table("timestamp,value,changepoint\n1,1.0,0\n"), "label")
+    assert "try" not in str(plain.value)
+
+
 def test_boolean_labels_as_pandas_writes_them():
     table = read_table("timestamp,value,is_anomaly\n1,1.0,False\n2,1.0,True\n3,1.0,true\n4,1.0,FALSE\n5,1.0,True\n")
     assert label_windows(table, "is_anomaly") == [(1, 2), (4, 4)]
