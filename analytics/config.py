@@ -157,6 +157,11 @@ class DetectorParams:
     # after a long run. Never below flatline_min_run repeats.
     flatline_nats: float = 14.0
     flatline_min_run: int = 4
+    # The CSV row score's stuck test (kernels.flatline_tail_nats; `city score` only): each repeat after a
+    # run's first flatline_min_run costs ln(1 / p), p the share of repeats among the steps that the series'
+    # earlier runs of that length took, shrunk towards the repeat share with the weight of
+    # flatline_long_prior steps. 0: off (p is the repeat share, the geometric run above; the engine).
+    flatline_long_prior: float = 0.0
 
     # The CSV row score (detectors.surprise): the surprise -log10 p of each row given the rows before
     # it. |z| past surprise_tail_u has each series' own exponential tail, shrunk towards a normal
@@ -310,6 +315,11 @@ class DetectorParams:
     surprise_var_slot_rows: float = 30.0
     surprise_var_floor: float = 0.1
     surprise_var_warmup: int = 100
+    # A step of at most surprise_var_grid times the smallest step (not 0) the series has shown before counts as at
+    # most the usual squared step: a coarse sensor (1 degree, 0.5 degree, a count) flickering between two
+    # neighbouring readings while its signal sits at a step's edge shows its resolution, not a larger spread.
+    # 0: off (the engine has no row score). The CSV scorer uses 1.5 (CSV_PARAMS; issue 13).
+    surprise_var_grid: float = 0.0
     # The shape of each series' tail past surprise_tail_u (issue 13): a generalised Pareto shape xi by the
     # method of moments over the excesses of readings that were no anomaly (below surprise_learn_max decades),
     # shrunk towards an exponential tail (xi 0) with the weight of surprise_xi_prior excesses, never above
@@ -550,4 +560,5 @@ DEFAULT_PARAMS = DetectorParams()
 # The one parameter set of `city score` and `city score-eval`, for every CSV (see profile_smooth_samples and
 # profile_usual_share).
 CSV_PARAMS = DetectorParams(profile_smooth_samples=3, profile_usual_share=0.7, profile_slide_ms=30 * 60_000,
-                            own_cycle_strength=0.6)
+                            own_cycle_strength=0.6, flatline_long_prior=20.0,
+                            surprise_var_grid=1.5)

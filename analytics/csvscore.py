@@ -38,7 +38,7 @@ import numpy as np
 
 from analytics import csvfast, jitcache  # noqa: F401  (jitcache before any cache=True kernel)
 from analytics.config import CSV_PARAMS, DAY_MS, DetectorParams
-from analytics.detectors import DETECTORS, Anchor, score_series
+from analytics.detectors import DETECTORS, Anchor, kernels, score_series
 from analytics.detectors.period import found_period
 from analytics.detectors.regimes import regimes
 from analytics.detectors.surprise import row_surprise, time_slots
@@ -515,8 +515,12 @@ def score_rows(table: Table, params: DetectorParams = CSV_PARAMS) -> RowScores:
     # at the lowest is idle: neither is a surprise of its own in a file of unknown meaning (_flat_nats: the
     # flatline evidence in nats, 0 there; one pass).
     nats = np.empty(x.shape)
-    _flat_nats(x[0], np.ascontiguousarray(stats.evidence["flatline"][0], dtype=np.float64),
-               float(params.flatline_nats / params.z_mid), nats[0])
+    if params.flatline_long_prior > 0:  # a run's later repeats judged by how long the series' runs last
+        kernels.flatline_tail_nats(x[0], float(params.warmup), int(params.flatline_min_run),
+                                   float(params.flatline_long_prior), nats[0])
+    else:
+        _flat_nats(x[0], np.ascontiguousarray(stats.evidence["flatline"][0], dtype=np.float64),
+                   float(params.flatline_nats / params.z_mid), nats[0])
     slot = time_slots(monotone, params)[None] if params.surprise_slots else None
     # A bursty series' readings judged against its quiet and its burst regime (detectors.regimes).
     # Once judged against them for learning_least_rows readings, the tail their z taught may replace the one its

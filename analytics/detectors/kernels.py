@@ -247,6 +247,60 @@ def _flatline_runs(x: np.ndarray, warmup: float, min_run: float, run_out: np.nda
             ready_out[s, t] = steps_before >= warmup and run >= min_run and not at_floor
 
 
+
+@numba.njit(cache=True, nogil=True)
+def flatline_tail_nats(x: np.ndarray, warmup: float, min_run: int, prior: float, out: np.ndarray) -> None:
+    """The row score's stuck-run surprise in nats, per reading of one series x (T,): _flatline_runs' run, its
+    repeat share p0 and its conditions (warmup steps before the run, at least min_run repeats, above the lowest
+    value before it), and 0 where the reading is at least the highest before it (saturated, csvscore._flat_nats).
+    A run's first min_run repeats cost ln(1 / p0) each, as a geometric run's; each one after, ln(1 / p), p the
+    share of repeats among the steps that runs already min_run long took before this run (a run continuing or
+    ending), shrunk towards p0 with the weight of `prior` steps, never below p0. A coarse sensor on a slow signal
+    (a 1-degree thermometer) holds a reading for hours when the signal sits mid-step: its long runs last longer
+    than its repeat share says, and it shows that in its own past runs. A series that never held a reading that
+    long is judged as before (p = p0)."""
+    last = math.nan
+    seen = False
+    repeats = steps = long_repeats = long_steps = 0
+    repeats_before = steps_before = long_repeats_before = long_steps_before = 0
+    floor = math.nan
+    floor_at_start = x[0] if x.size else math.nan
+    highest = -math.inf
+    for t in range(x.size):
+        xt = x[t]
+        valid = not math.isnan(xt)
+        floor_before_t = floor
+        # A step of a run already min_run long (it continues or ends here), not at the lowest value (idle: a
+        # closed road's zeros at night say nothing of how long a live reading holds).
+        long_run = repeats - repeats_before >= min_run and not last <= floor_at_start
+        if valid and seen:
+            steps += 1
+            if long_run:
+                long_steps += 1
+            if xt == last:
+                repeats += 1
+                if long_run:
+                    long_repeats += 1
+            else:  # a change: the run starts here
+                repeats_before, steps_before = repeats, steps
+                long_repeats_before, long_steps_before = long_repeats, long_steps
+                floor_at_start = floor_before_t if t > 0 else xt
+        if valid:
+            floor = xt if math.isnan(floor) else min(floor, xt)
+            last = xt
+            seen = True
+        run = repeats - repeats_before
+        nats = 0.0
+        if steps_before >= warmup and run >= min_run and not last <= floor_at_start:
+            p0 = (repeats_before + 1.0) / (steps_before + 2.0)
+            long_seen = long_steps_before + prior
+            p_long = max((long_repeats_before + prior * p0) / long_seen, p0) if long_seen > 0 else p0
+            nats = min_run * -math.log(p0) + (run - min_run) * -math.log(p_long)
+        out[t] = 0.0 if xt >= highest else nats
+        if xt > highest:  # NaN never is
+            highest = xt
+
+
 def _level_pass(x: np.ndarray, expected: np.ndarray, scale: np.ndarray, z: np.ndarray, best: np.ndarray,
                 winner: np.ndarray, level_out: np.ndarray, shift_out: np.ndarray, repeats: np.ndarray,
                 a_level: float, a_scale: float, a_trend: float, warmup: int, clip: float, mad_to_sigma: float,
@@ -484,7 +538,8 @@ def _surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray, slot:
               xi_max: float, xi_prior: float, drift_offset: float,
               drift_grace: int, run_slot_rows: float, run_slot_alpha: float, learn_cap: float,
               below_u_unread: bool, drift_accept: float, shadow: np.ndarray, adopt: np.ndarray,
-              adopt_ratio: float, far_knee: float, far_shape: float, far_share: float, far_alpha: float) -> None:
+              adopt_ratio: float, far_knee: float, far_shape: float, far_share: float, far_alpha: float,
+              var_grid: float) -> None:
     """surprise.row_surprise's recursion for (S, T) inputs; fills out (log10 units) and which (0 point, 1 shift,
     2 flatline, 3 drift, 4 variance). NaN point: no reading or no trusted baseline, surprise 0 and the state
     unchanged. With var_on, values (S, T) are the readings whose steps the variance test judges.
@@ -509,7 +564,11 @@ def _surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray, slot:
     With far_shape > 0, where the series' running share of readings past u (a running mean at far_alpha) is at
     least far_share times a normal law's, its tail past the larger of far_knee mean excesses and its largest
     excess that was no anomaly has a shape of at least far_shape / sqrt(its excesses and the prior's) (at most
-    xi_max): there the tail is an extrapolation, and a young one is uncertain (_far_log10)."""
+    xi_max): there the tail is an extrapolation, and a young one is uncertain (_far_log10).
+    With var_grid > 0, a step of at most var_grid times the smallest step (not 0) the series has shown before is
+    never evidence for the larger spread (its ratio capped where the log-likelihood ratio is 0): a coarse
+    sensor's own resolution (a 1-degree thermometer flickering between two readings while the signal sits at a
+    step's edge) is no evidence of a larger spread."""
     n_series, n_times = point.shape
     log10e = 1.0 / math.log(10.0)
     recent = np.empty(fast_rows)
@@ -541,6 +600,7 @@ def _surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray, slot:
         step_all = 1.0  # the series' usual squared step
         steps = var_sum = var_run = 0.0
         var_n = 0
+        smallest = math.inf  # the smallest squared step (not 0) so far: the readings' resolution
         last_value = math.nan
         bias = upper = lower = run_up = run_down = 0.0
         explained = False  # a change was accepted: the drift evidence that follows is its new level
@@ -701,6 +761,8 @@ def _surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray, slot:
                     usual = (step_slot[b] * step_seen[b] + step_all * var_slot_rows) / (step_seen[b] + var_slot_rows)
                     usual = max(usual, var_floor * step_all, 1e-12)
                     q = min(square / usual, var_cap)
+                    if square <= var_grid * var_grid * smallest:  # one step of the resolution: never evidence
+                        q = min(q, var_cost / var_up)  # for the larger spread (its log-likelihood ratio <= 0)
                     var_sum = max(0.0, var_sum + var_up * q - var_cost)
                     var_run = var_run + q if var_sum > 0 else 0.0
                     var_n = var_n + 1 if var_sum > 0 else 0
@@ -724,6 +786,9 @@ def _surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray, slot:
                     step_slot[b] += (square - step_slot[b]) / (step_seen[b] + 1.0)
                     step_seen[b] += 1.0
                 steps += 1.0
+                moved = (x - last_value) * (x - last_value)
+                if moved > 0.0:
+                    smallest = min(smallest, moved)
             if not math.isnan(x):
                 last_value = x
             if upper >= h or lower >= h:

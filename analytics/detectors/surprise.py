@@ -130,7 +130,8 @@ def row_surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray | N
                      float(params.surprise_learn_cap), _below_u_unread(u, floor),
                      float(params.surprise_drift_accept), regime_z, adopt_at, float(params.surprise_adopt_ratio),
                      float(params.surprise_far_knee), float(params.surprise_far_shape),
-                     float(params.surprise_far_share), 1.0 / max(float(params.surprise_far_rows), 1.0))
+                     float(params.surprise_far_share), 1.0 / max(float(params.surprise_far_rows), 1.0),
+                     float(params.surprise_var_grid))
     return out, which
 
 

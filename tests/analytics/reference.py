@@ -145,6 +145,50 @@ def flatline_nats(series: list[float], p: DetectorParams) -> list[float]:
     return out
 
 
+
+def flatline_tail_nats(series: list[float], p: DetectorParams) -> list[float]:
+    """The row score's stuck test (kernels.flatline_tail_nats): flatline_nats, but each repeat after a run's
+    first flatline_min_run costs ln(1 / q), q the share of repeats among the steps that earlier runs (not at the
+    lowest value) took once flatline_min_run long, shrunk towards p0 by flatline_long_prior steps, at least p0;
+    and 0 at a reading at least the highest before it."""
+    m = p.flatline_min_run
+    out = []
+    repeats = steps = long_repeats = long_steps = 0
+    run = 0
+    repeats_before = steps_before = long_repeats_before = long_steps_before = 0
+    previous = math.nan
+    lowest = math.inf
+    lowest_before_run = math.inf
+    highest = -math.inf
+    nats = 0.0
+    for x in series:
+        if math.isnan(x):
+            out.append(nats)  # a gap neither extends nor breaks the run
+            continue
+        if not math.isnan(previous):
+            long_run = run >= m and previous > lowest_before_run
+            steps += 1
+            long_steps += long_run
+            if x == previous:
+                repeats += 1
+                long_repeats += long_run
+                run += 1
+            else:
+                run = 0
+                repeats_before, steps_before = repeats, steps
+                long_repeats_before, long_steps_before = long_repeats, long_steps
+                lowest_before_run = lowest
+        lowest = min(lowest, x)
+        previous = x
+        p0 = (repeats_before + 1) / (steps_before + 2)
+        q = max((long_repeats_before + p.flatline_long_prior * p0) / (long_steps_before + p.flatline_long_prior), p0)
+        ready = steps_before >= p.warmup and run >= m and x > lowest_before_run
+        nats = (m * -math.log(p0) + (run - m) * -math.log(q)) if ready else 0.0
+        out.append(0.0 if x >= highest else nats)
+        highest = max(highest, x)
+    return out
+
+
 def peer_residual(rows: list[list[float]], groups: list[str], p: DetectorParams) -> list[list[float]]:
     out = [[math.nan] * len(rows[0]) for _ in rows]
     for t in range(len(rows[0])):
@@ -231,6 +275,7 @@ def row_surprise(point: list[float], flat_nats: list[float], p: DetectorParams,
     steps = 0
     var_sum = 0.0
     var_run: list[float] = []
+    smallest = math.inf  # the smallest squared step (not 0) so far: the readings' resolution
     last_value = math.nan
 
     def tail(z: float, b: int, far: bool = True) -> float:  # normal to u, then the series' (and its slot's) tail
@@ -345,6 +390,8 @@ def row_surprise(point: list[float], flat_nats: list[float], p: DetectorParams,
                 usual = max(usual, p.surprise_var_floor * usual_all, 1e-12)
                 q = min(square / usual, p.surprise_var_clip ** 2)
                 ratio = p.surprise_var_ratio
+                if square <= p.surprise_var_grid ** 2 * smallest:  # one step of the resolution: never evidence
+                    q = min(q, math.log(ratio) / (1 - 1 / ratio))  # for the larger spread
                 var_sum = max(0.0, var_sum + 0.5 * q * (1 - 1 / ratio) - 0.5 * math.log(ratio))
                 var_run = var_run + [q] if var_sum > 0 else []
                 best = max(best, var_sum / math.log(10) - p.surprise_var_offset)
@@ -363,6 +410,8 @@ def row_surprise(point: list[float], flat_nats: list[float], p: DetectorParams,
                 usual_slot[b] = mine + (square - mine) / (n_b + 1)
                 taught[b] = n_b + 1
             steps += 1
+            if x != last_value:
+                smallest = min(smallest, (x - last_value) ** 2)
         if not math.isnan(x):
             last_value = x
         if upper >= p.cusum_h or lower >= p.cusum_h:

@@ -70,6 +70,42 @@ def test_cli_writes_input_rows_plus_a_score_and_the_spike_is_the_top(tmp_path):
     assert max(float(r[3] or 0) for r in rows) <= 1  # at most one incident held, the spike's
 
 
+
+def _one_degree_thermometer(seed: int, n: int = 10_000) -> np.ndarray:
+    """A machine's temperature wandering slowly (a random walk and a slow AR(1)) with 0.2 degrees of noise, read
+    every 5 minutes by a sensor of 1-degree resolution: it holds a reading for hours while the temperature sits
+    inside a degree, and flickers between two readings while it sits at a degree's edge."""
+    rng = np.random.default_rng(seed)
+    slow = np.empty(n)
+    level = 0.0
+    for i, shock in enumerate(rng.normal(0, 0.6 * math.sqrt(1 - 0.995**2), n)):
+        level = 0.995 * level + shock
+        slow[i] = level
+    return np.round(60 + np.cumsum(rng.normal(0, 0.016, n)) + slow + rng.normal(0, 0.2, n))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_one_degree_thermometer_raises_no_alarm_while_its_faults_still_do(seed):
+    """A coarse sensor's own runs and flicker are no stuck sensor and no larger spread: on main 4 of these 6
+    clean files had rows at >= 0.98 (long runs scored as stuck, flicker as a change of spread). A jump of 6
+    degrees, a reading stuck for 800 rows (several times the longest run the file shows) and a noise grown five
+    times still score >= 0.98."""
+    def scores(values: np.ndarray) -> np.ndarray:
+        return score_table(read_table(csv_text([float(v) for v in values])))
+
+    clean = _one_degree_thermometer(seed)
+    assert scores(clean).max() < 0.98
+    spike = clean.copy()
+    spike[8000] += 6
+    assert scores(spike)[8000] >= 0.98
+    at = 7000 + int(np.argmax(clean[7000:8000] > clean[:7000].min()))  # not idle at the lowest reading
+    stuck = clean.copy()
+    stuck[at:at + 800] = clean[at - 1]
+    assert scores(stuck)[at:at + 800].max() >= 0.98
+    noisy = clean.copy()
+    noisy[8000:] = np.round(noisy[8000:] + np.random.default_rng(seed + 99).normal(0, 1.0, 2000))
+    assert scores(noisy)[8000:8100].max() >= 0.98
+
 def test_cli_table_output(tmp_path):
     result, _ = run_cli(tmp_path, csv_text(series(400, None)))
     assert result.exit_code == 0 and "rows above 0.8" in result.stdout

@@ -10,6 +10,7 @@ import pytest
 
 from analytics import detectors as d
 from analytics.config import CSV_PARAMS, DAY_MS, DEFAULT_PARAMS, DOMAIN_LIMITS
+from analytics.detectors import kernels
 from analytics.rules import Hysteresis, incidents
 from tests.analytics import reference as ref
 
@@ -78,6 +79,31 @@ def test_flatline_skips_rows_that_never_repeat_without_changing_any_score():
         assert_same(fast[i], ref.flatline_nats(list(x[i]), P))
     assert fast[1].max() > 0 and fast[3].max() > 0 and not fast[[0, 4, 5]].any()
 
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_flatline_tail_nats_matches_reference_and_without_long_runs_is_the_geometric_run(seed):
+    """The row score's stuck test (kernels.flatline_tail_nats, CSV_PARAMS) against the plain reference, on a
+    coarse sensor's readings (long runs of its own), a stuck stretch, gaps and runs at the lowest value; with a
+    prior so heavy that the runs' own continuation never counts, it is the geometric run (flatline_nats, 0 at a
+    reading at least the highest before it) that `city score` used before."""
+    rng = np.random.default_rng(seed)
+    n = 3000
+    x = np.round(40 + np.cumsum(rng.normal(0, 0.03, n)) + rng.normal(0, 0.2, n))  # holds a reading for a while
+    x[2000:2300] = np.median(x[:2000])  # stuck, neither at the lowest nor at the highest value
+    x[500:540] = x[:500].min()  # idle at the lowest value so far
+    x[rng.random(n) < 0.05] = np.nan
+    got = np.empty(n)
+    kernels.flatline_tail_nats(x, float(CSV_PARAMS.warmup), int(CSV_PARAMS.flatline_min_run),
+                                 float(CSV_PARAMS.flatline_long_prior), got)
+    assert_same(got, ref.flatline_tail_nats(list(x), CSV_PARAMS))
+    assert got[2100:2300].max() > 0
+    geometric = np.empty(n)
+    kernels.flatline_tail_nats(x, float(CSV_PARAMS.warmup), int(CSV_PARAMS.flatline_min_run), 1e12, geometric)
+    highest_before = np.concatenate(([-np.inf], np.fmax.accumulate(np.nan_to_num(x, nan=-np.inf))[:-1]))
+    old = np.where(x >= highest_before, 0.0, d.flatline_nats(x[None], CSV_PARAMS)[0])
+    np.testing.assert_allclose(geometric, old, rtol=1e-9)
+    assert (got <= geometric * (1 + 1e-12)).all()  # a series' long runs only ever explain a run
 
 def test_the_end_of_a_fault_is_no_new_shift():
     """A pressure drop for 4 hours is a shift; the return onto the daily profile afterwards is not another one."""

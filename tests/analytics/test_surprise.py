@@ -103,6 +103,25 @@ def test_row_surprise_matches_reference(seed):
                                                                     list(values[i])), rtol=1e-9, atol=1e-9)
 
 
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_row_surprise_on_a_coarse_sensor_matches_reference(seed):
+    """The variance test with surprise_var_grid (CSV_PARAMS' 1.5): a step of the readings' resolution is never
+    evidence for a larger spread; against the plain reference, on readings rounded to whole units that flicker
+    between two values for a while, then grow a noise of several units."""
+    params = dataclasses.replace(P, surprise_var_grid=1.5)
+    rng = np.random.default_rng(seed)
+    n = 800
+    z = rng.normal(0, 1, (1, n))
+    level = np.concatenate((np.full(300, 10.2), np.full(200, 10.5), np.full(300, 10.2)))
+    values = np.round(level + rng.normal(0, 0.15, n) + np.where(np.arange(n) >= 600, rng.normal(0, 3, n), 0))[None]
+    values[rng.random(values.shape) < 0.03] = np.nan
+    slot = (np.arange(n) // 7 % P.surprise_slots)[None]
+    got, which = row_surprise(z, np.zeros(z.shape), params=params, slot=slot, values=values)
+    np.testing.assert_allclose(got[0], ref.row_surprise(list(z[0]), [0.0] * n, params, list(slot[0]), list(values[0])),
+                               rtol=1e-9, atol=1e-9)
+    assert not (which[0, :600] == 4).any() and (which[0, 600:] == 4).any()
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_row_surprise_adopting_the_regime_tail_matches_reference(seed):
     """With a regime z (shadow) and a row to adopt its tail: series 0's point z had far misses early (a bursty
