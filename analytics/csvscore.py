@@ -528,9 +528,13 @@ def score_rows(table: Table, params: DetectorParams = CSV_PARAMS) -> RowScores:
     found = regimes(x[0], stats.point[0], None if slot is None else slot[0], params.regime_separation,
                     params.regime_confirm, params.regime_gain, params.regime_hour_gain, learning_least_rows(params))
     point = found.point[None]
+    # Where the readings are judged against the two regimes, the regimes explain the level: a long burst read as a
+    # drift of the raw readings off the profile is no drift of the regime the series is in.
+    drift = np.where(found.bursty, 0.0, stats.evidence["drift"][0])[None] if found.bursty.any() \
+        else stats.evidence["drift"]
     adopt = None if found.adopt < 0 or params.surprise_adopt_ratio <= 0 else np.array([found.adopt])
     # Rows below surprise_floor score 0 (_row_scores): their surprise need not be exact (row_surprise's floor).
-    surprise, _ = row_surprise(point, nats, stats.evidence["drift"], params=params, slot=slot, values=x,
+    surprise, _ = row_surprise(point, nats, drift, params=params, slot=slot, values=x,
                                floor=float(params.surprise_floor), shadow=None if adopt is None else found.shadow[None],
                                adopt=adopt)
     missing = np.isnan(table.values)

@@ -152,6 +152,7 @@ class Regimes(NamedTuple):
     point: np.ndarray  # the point z, or the z against the likelier regime where the series is bursty
     shadow: np.ndarray  # the z against the likelier regime wherever the second regime is confirmed, else NaN
     adopt: int  # the first bursty row with least_rows regime z's before it (-1: none); see row_surprise's adopt
+    bursty: np.ndarray  # bool: the rows judged against the regimes (point is their z there)
 
 
 def regimes(x: np.ndarray, point: np.ndarray, slot: np.ndarray | None, separation: float, confirm: float,
@@ -160,7 +161,7 @@ def regimes(x: np.ndarray, point: np.ndarray, slot: np.ndarray | None, separatio
     series by the tail that z taught (the first row judged against the regimes after least_rows regime z's:
     a tail learnt over fewer is still the prior's). separation <= 0: the point z as it is, no regime z."""
     if separation <= 0:
-        return Regimes(point, np.full(point.shape, np.nan), -1)
+        return Regimes(point, np.full(point.shape, np.nan), -1, np.zeros(point.shape, dtype=np.bool_))
     out = np.empty(point.shape)
     shadow = np.empty(point.shape)
     gate = np.empty(point.shape, dtype=np.bool_)
@@ -170,7 +171,7 @@ def regimes(x: np.ndarray, point: np.ndarray, slot: np.ndarray | None, separatio
     known = ~np.isnan(shadow)
     before = np.cumsum(known) - known  # regime z's before each row
     ready = np.flatnonzero(gate & ~np.isnan(point) & (before >= least_rows))
-    return Regimes(out, shadow, int(ready[0]) if ready.size else -1)
+    return Regimes(out, shadow, int(ready[0]) if ready.size else -1, gate)
 
 
 def regime_point(x: np.ndarray, point: np.ndarray, slot: np.ndarray | None, separation: float, confirm: float,
