@@ -539,7 +539,7 @@ def _surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray, slot:
               drift_grace: int, run_slot_rows: float, run_slot_alpha: float, learn_cap: float,
               below_u_unread: bool, drift_accept: float, shadow: np.ndarray, adopt: np.ndarray,
               adopt_ratio: float, far_knee: float, far_shape: float, far_share: float, far_alpha: float,
-              var_grid: float) -> None:
+              var_grid: float, regime: np.ndarray) -> None:
     """surprise.row_surprise's recursion for (S, T) inputs; fills out (log10 units) and which (0 point, 1 shift,
     2 flatline, 3 drift, 4 variance). NaN point: no reading or no trusted baseline, surprise 0 and the state
     unchanged. With var_on, values (S, T) are the readings whose steps the variance test judges.
@@ -568,7 +568,14 @@ def _surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray, slot:
     With var_grid > 0, a step of at most var_grid times the smallest step (not 0) the series has shown before is
     never evidence for the larger spread (its ratio capped where the log-likelihood ratio is 0): a coarse
     sensor's own resolution (a 1-degree thermometer flickering between two readings while the signal sits at a
-    step's edge) is no evidence of a larger spread."""
+    step's edge) is no evidence of a larger spread.
+    regime (S, T) int, or (1, 1) -1 when unused: a bursty series' likelier regime at each reading (detectors.regimes;
+    -1 none, 0 or 1 where its second regime is confirmed, 2 or 3 the same where the series is judged against them).
+    Each regime learns its own usual squared step from the steps within it (shrunk towards the series' by
+    var_slot_rows steps). Where the series is judged against its regimes, a step within a regime is judged against
+    the larger of that regime's usual step and the series' (a burst's larger noise is the burst regime's normal;
+    a regime a fault taught, a stuck run's zeros, never makes the test stricter than the series'), and a step from
+    one regime to the other (a burst's onset or end) is not judged (the series still learns it, as before)."""
     n_series, n_times = point.shape
     log10e = 1.0 / math.log(10.0)
     recent = np.empty(fast_rows)
@@ -585,6 +592,9 @@ def _surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray, slot:
     regime_seen = np.zeros(max(slots, 1))  # the regime z's own tail, per slot (adopt)
     regime_exceed = np.zeros(max(slots, 1))
     regime_excess = np.zeros(max(slots, 1))
+    regime_step = np.ones(2)  # each regime's usual squared step, and the steps it learnt from
+    regime_steps = np.zeros(2)
+    regime_on = regime.shape == point.shape
     var_cap = var_clip * var_clip
     var_up = 0.5 * (1.0 - 1.0 / var_ratio)  # the log-likelihood ratio of a squared step q: var_up q - var_cost
     var_cost = 0.5 * math.log(var_ratio)
@@ -602,6 +612,9 @@ def _surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray, slot:
         var_n = 0
         smallest = math.inf  # the smallest squared step (not 0) so far: the readings' resolution
         last_value = math.nan
+        regime_step[:] = 1.0
+        regime_steps[:] = 0.0
+        last_regime = -1
         bias = upper = lower = run_up = run_down = 0.0
         explained = False  # a change was accepted: the drift evidence that follows is its new level
         calm = 0  # rows in a row without drift evidence
@@ -755,25 +768,35 @@ def _surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray, slot:
             # over each squared step (this reading less the previous one) against the usual squared step of
             # the series and of this time of day. p <= exp(-S) (Wald), checked at every row: its own offset.
             x = values[s, t] if var_on else math.nan
+            code = regime[s, t] if regime_on else -1
+            here = code % 2 if code >= 0 else -1  # the regime of this reading (-1: none)
+            within = here >= 0 and (last_regime == -1 or last_regime == here)
+            judged = within or code < 2  # judged against the regimes: a step across them is no evidence
             if not math.isnan(x) and not math.isnan(last_value):
                 square = (x - last_value) * (x - last_value)
+                usual = 0.0
                 if steps >= var_warmup:
                     usual = (step_slot[b] * step_seen[b] + step_all * var_slot_rows) / (step_seen[b] + var_slot_rows)
+                    if code >= 2:  # judged against the regimes: the regime's own usual step, where larger
+                        usual = max(usual, (regime_step[here] * regime_steps[here] + usual * var_slot_rows)
+                                    / (regime_steps[here] + var_slot_rows))
                     usual = max(usual, var_floor * step_all, 1e-12)
                     q = min(square / usual, var_cap)
                     if square <= var_grid * var_grid * smallest:  # one step of the resolution: never evidence
                         q = min(q, var_cost / var_up)  # for the larger spread (its log-likelihood ratio <= 0)
-                    var_sum = max(0.0, var_sum + var_up * q - var_cost)
-                    var_run = var_run + q if var_sum > 0 else 0.0
-                    var_n = var_n + 1 if var_sum > 0 else 0
-                    spread = var_sum * log10e - var_offset
-                    if spread > best:
-                        best, kind = spread, 4
-                    if var_sum >= var_h:
+                    if judged:
+                        var_sum = max(0.0, var_sum + var_up * q - var_cost)
+                        var_run = var_run + q if var_sum > 0 else 0.0
+                        var_n = var_n + 1 if var_sum > 0 else 0
+                        spread = var_sum * log10e - var_offset
+                        if spread > best:
+                            best, kind = spread, 4
+                    if judged and var_sum >= var_h:
                         # Accepted: the run's mean ratio is the new usual spread, everywhere.
                         gain = var_run / var_n
                         step_all *= gain
                         step_slot *= gain
+                        regime_step *= gain
                         var_sum = var_run = 0.0
                         var_n = 0
                     else:
@@ -786,11 +809,17 @@ def _surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray, slot:
                     step_slot[b] += (square - step_slot[b]) / (step_seen[b] + 1.0)
                     step_seen[b] += 1.0
                 steps += 1.0
+                if within:
+                    taught = min(square, var_cap * usual) if usual > 0.0 else square
+                    rate = max(var_slot_alpha, 1.0 / (regime_steps[here] + 1.0))
+                    regime_step[here] += rate * (taught - regime_step[here])
+                    regime_steps[here] += 1.0
                 moved = (x - last_value) * (x - last_value)
                 if moved > 0.0:
                     smallest = min(smallest, moved)
             if not math.isnan(x):
                 last_value = x
+                last_regime = here
             if upper >= h or lower >= h:
                 explained, calm = True, 0
                 # A change: the new level is the mean of the run that built the sum; judge the next rows

@@ -55,7 +55,8 @@ def _learn(x: float, level: float, var: float, spread: float, n: float, clip: fl
 
 @numba.njit(cache=True, nogil=True)
 def _regime_point(x: np.ndarray, point: np.ndarray, slot: np.ndarray, out: np.ndarray, shadow: np.ndarray,
-                  gate: np.ndarray, separation: float, confirm: float, gain_on: float, hour_on: float) -> None:
+                  gate: np.ndarray, which: np.ndarray, separation: float, confirm: float, gain_on: float,
+                  hour_on: float) -> None:
     """out = point, but the z against the likelier of two learnt regimes once the series is bursty (module doc).
 
     Regime 0 starts at the first reading; regime 1 at the first reading past `separation` of regime 0's
@@ -65,7 +66,8 @@ def _regime_point(x: np.ndarray, point: np.ndarray, slot: np.ndarray, out: np.nd
     log-likelihood less that of one quick level above `gain_on` nats, less that of the time of day's slot
     (`slot`, 0..; its running mean and variance) above `hour_on`. Then bursty while the regimes stand apart.
     shadow: the z against the likelier regime wherever the second is confirmed (NaN elsewhere: before, or
-    no point z); gate: whether the series is bursty at that reading."""
+    no point z); gate: whether the series is bursty at that reading; which: the likelier regime (0 or 1) wherever
+    the second is confirmed, -1 elsewhere."""
     level = np.full(2, math.nan)
     var = np.zeros(2)
     count = np.zeros(2)
@@ -83,6 +85,7 @@ def _regime_point(x: np.ndarray, point: np.ndarray, slot: np.ndarray, out: np.nd
         out[t] = point[t]
         shadow[t] = math.nan
         gate[t] = False
+        which[t] = -1
         xt = x[t]
         if math.isnan(xt):
             continue
@@ -133,6 +136,8 @@ def _regime_point(x: np.ndarray, point: np.ndarray, slot: np.ndarray, out: np.nd
         apart = count[1] >= confirm and abs(level[1] - level[0]) > separation * math.sqrt(max(v0, v1))
         bursty = apart and (bursty or (gain > gain_on and hour_gain > hour_on))
         gate[t] = bursty
+        if count[1] >= confirm:
+            which[t] = k
         if count[1] >= confirm and not math.isnan(point[t]):
             shadow[t] = (xt - level[k]) / math.sqrt(vk)
         if bursty and not math.isnan(point[t]):
@@ -153,6 +158,7 @@ class Regimes(NamedTuple):
     shadow: np.ndarray  # the z against the likelier regime wherever the second regime is confirmed, else NaN
     adopt: int  # the first bursty row with least_rows regime z's before it (-1: none); see row_surprise's adopt
     bursty: np.ndarray  # bool: the rows judged against the regimes (point is their z there)
+    which: np.ndarray  # int8: the likelier regime (0 quiet, 1 the second) wherever the second is confirmed, else -1
 
 
 def regimes(x: np.ndarray, point: np.ndarray, slot: np.ndarray | None, separation: float, confirm: float,
@@ -161,17 +167,19 @@ def regimes(x: np.ndarray, point: np.ndarray, slot: np.ndarray | None, separatio
     series by the tail that z taught (the first row judged against the regimes after least_rows regime z's:
     a tail learnt over fewer is still the prior's). separation <= 0: the point z as it is, no regime z."""
     if separation <= 0:
-        return Regimes(point, np.full(point.shape, np.nan), -1, np.zeros(point.shape, dtype=np.bool_))
+        return Regimes(point, np.full(point.shape, np.nan), -1, np.zeros(point.shape, dtype=np.bool_),
+                       np.full(point.shape, -1, dtype=np.int8))
     out = np.empty(point.shape)
     shadow = np.empty(point.shape)
     gate = np.empty(point.shape, dtype=np.bool_)
+    which = np.empty(point.shape, dtype=np.int8)
     slot = np.zeros(point.shape, dtype=np.int64) if slot is None else np.ascontiguousarray(slot, dtype=np.int64)
     _regime_point(np.ascontiguousarray(x, dtype=np.float64), np.ascontiguousarray(point, dtype=np.float64), slot,
-                  out, shadow, gate, float(separation), float(confirm), float(gain_on), float(hour_on))
+                  out, shadow, gate, which, float(separation), float(confirm), float(gain_on), float(hour_on))
     known = ~np.isnan(shadow)
     before = np.cumsum(known) - known  # regime z's before each row
     ready = np.flatnonzero(gate & ~np.isnan(point) & (before >= least_rows))
-    return Regimes(out, shadow, int(ready[0]) if ready.size else -1, gate)
+    return Regimes(out, shadow, int(ready[0]) if ready.size else -1, gate, which)
 
 
 def regime_point(x: np.ndarray, point: np.ndarray, slot: np.ndarray | None, separation: float, confirm: float,

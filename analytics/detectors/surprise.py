@@ -61,7 +61,8 @@ def row_surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray | N
                  params: DetectorParams = DEFAULT_PARAMS,
                  slot: np.ndarray | None = None,
                  values: np.ndarray | None = None, floor: float | None = None,
-                 shadow: np.ndarray | None = None, adopt: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                 shadow: np.ndarray | None = None, adopt: np.ndarray | None = None,
+                 regime: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per row, the surprise (decades, -log10 p) of the most surprising test, and which test (index into TESTS).
 
     Parameters: point (S, T) signed point z per reading, NaN where there is
@@ -84,6 +85,9 @@ def row_surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray | N
     (-1: never): there, if that tail's excess per reading is at most surprise_adopt_ratio of the tail
     the point z taught, it becomes the series' tail (the bursts the point z learnt before the regimes
     were known no longer hide the spikes and dips judged against them).
+    regime (S, T) int, optional (detectors.regimes' which, plus 2 where the series is bursty): each reading's
+    likelier regime, -1 where there is none: the variance test judges the steps within a regime against that
+    regime's usual step where the series is bursty, and skips the steps from one regime to the other there.
     Returns: (surprise (S, T) float, which (S, T) int8). Causal: row t
     uses rows <= t only. Compiled (kernels.surprise), one series per row.
     """
@@ -109,6 +113,12 @@ def row_surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray | N
             raise ValueError("shadow must have the shape of point, adopt one row per series")
         if adopt_at.max(initial=-1) >= z.shape[1]:
             raise ValueError("adopt must be a row of point")
+    if regime is None:
+        regimes_at = np.full((1, 1), -1, dtype=np.int64)
+    else:
+        regimes_at = np.ascontiguousarray(as_matrix(regime), np.int64)
+        if regimes_at.shape != z.shape:
+            raise ValueError("regime must have the shape of point")
     u = params.surprise_tail_u
     prior_share = _normal_tail(u)
     kernels.surprise(z, flat, drifting, where, readings, out, which, float(u), float(prior_share),
@@ -131,7 +141,7 @@ def row_surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray | N
                      float(params.surprise_drift_accept), regime_z, adopt_at, float(params.surprise_adopt_ratio),
                      float(params.surprise_far_knee), float(params.surprise_far_shape),
                      float(params.surprise_far_share), 1.0 / max(float(params.surprise_far_rows), 1.0),
-                     float(params.surprise_var_grid))
+                     float(params.surprise_var_grid), regimes_at)
     return out, which
 
 
