@@ -574,8 +574,8 @@ def _surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray, slot:
     Each regime learns its own usual squared step from the steps within it (shrunk towards the series' by
     var_slot_rows steps). Where the series is judged against its regimes, a step within a regime is judged against
     the larger of that regime's usual step and the series' (a burst's larger noise is the burst regime's normal;
-    a regime a fault taught, a stuck run's zeros, never makes the test stricter than the series'), and a step from
-    one regime to the other (a burst's onset or end) is not judged (the series still learns it, as before)."""
+    a regime a fault taught, a stuck run's zeros, never makes the test stricter than the series'). A step from one
+    regime to the other (a burst's onset or end) teaches neither regime, and is judged against the one it enters."""
     n_series, n_times = point.shape
     log10e = 1.0 / math.log(10.0)
     recent = np.empty(fast_rows)
@@ -771,7 +771,6 @@ def _surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray, slot:
             code = regime[s, t] if regime_on else -1
             here = code % 2 if code >= 0 else -1  # the regime of this reading (-1: none)
             within = here >= 0 and (last_regime == -1 or last_regime == here)
-            judged = within or code < 2  # judged against the regimes: a step across them is no evidence
             if not math.isnan(x) and not math.isnan(last_value):
                 square = (x - last_value) * (x - last_value)
                 usual = 0.0
@@ -784,14 +783,13 @@ def _surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray, slot:
                     q = min(square / usual, var_cap)
                     if square <= var_grid * var_grid * smallest:  # one step of the resolution: never evidence
                         q = min(q, var_cost / var_up)  # for the larger spread (its log-likelihood ratio <= 0)
-                    if judged:
-                        var_sum = max(0.0, var_sum + var_up * q - var_cost)
-                        var_run = var_run + q if var_sum > 0 else 0.0
-                        var_n = var_n + 1 if var_sum > 0 else 0
-                        spread = var_sum * log10e - var_offset
-                        if spread > best:
-                            best, kind = spread, 4
-                    if judged and var_sum >= var_h:
+                    var_sum = max(0.0, var_sum + var_up * q - var_cost)
+                    var_run = var_run + q if var_sum > 0 else 0.0
+                    var_n = var_n + 1 if var_sum > 0 else 0
+                    spread = var_sum * log10e - var_offset
+                    if spread > best:
+                        best, kind = spread, 4
+                    if var_sum >= var_h:
                         # Accepted: the run's mean ratio is the new usual spread, everywhere.
                         gain = var_run / var_n
                         step_all *= gain

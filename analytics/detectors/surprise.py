@@ -86,8 +86,9 @@ def row_surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray | N
     the point z taught, it becomes the series' tail (the bursts the point z learnt before the regimes
     were known no longer hide the spikes and dips judged against them).
     regime (S, T) int, optional (detectors.regimes' which, plus 2 where the series is bursty): each reading's
-    likelier regime, -1 where there is none: the variance test judges the steps within a regime against that
-    regime's usual step where the series is bursty, and skips the steps from one regime to the other there.
+    likelier regime, -1 where there is none: where the series is bursty, the variance test judges a step against
+    the larger of the usual step of the regime it ends in and the series' (each regime learns its own from the
+    steps within it), so a burst's larger noise is its regime's normal.
     Returns: (surprise (S, T) float, which (S, T) int8). Causal: row t
     uses rows <= t only. Compiled (kernels.surprise), one series per row.
     """

@@ -96,7 +96,7 @@ def test_a_pumps_bursts_are_no_change_of_spread_while_its_noise_grown_three_time
     """The variance test judged each step against the series' one usual step: a burst's onset and end (a step of
     24 against a noise of 0.8) and its doubled noise read as a grown spread. On main 4 of 12 clean pumps (the
     files of the test above) had rows >= 0.98 (20 rows). Now each regime has its own usual step (never below the
-    series') and a step from one regime to the other is not judged: none. A noise grown three times for 600
+    series'), against which its steps and those that enter it are judged: none. A noise grown three times for 600
     readings (on the base and in the bursts) still scores >= 0.98 on every pump (a noise grown twice no longer
     does: 0.61-0.975, where main's 0.987-0.990 came with the false alarms)."""
     files = rows = 0
