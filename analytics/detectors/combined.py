@@ -213,6 +213,22 @@ def _profile_slid(season: Baseline, times: np.ndarray | None, params: DetectorPa
     return Baseline(season.expected, season.scale, z, plain, season.profile)
 
 
+def _slid_residual(x: np.ndarray, season: Baseline, times: np.ndarray | None, params: DetectorParams) -> np.ndarray:
+    """x off the profile each reading is judged against by _profile_slid (the profile at the nearer time of day
+    where the reading slid); x - season.profile where nothing slides (the engine). Few arrays alive at once: the
+    slid z's are recomputed for the point z rather than held (score_rows' peak of memory)."""
+    slid = _profile_slid(season, times, params)
+    if slid is season:
+        return x - season.profile
+    moved = slid.z - season.z  # in the profile's sigmas; NaN where there is no z (nothing slid there)
+    del slid
+    np.multiply(moved, season.scale, out=moved)
+    np.nan_to_num(moved, copy=False, nan=0.0)
+    residual = x - season.profile
+    residual += moved
+    return residual
+
+
 def _gaps(x: np.ndarray, times: np.ndarray, power: float,
           long_ms: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Each reading's time since the previous reading (not NaN) of its series, in the series' 90th-percentile
@@ -365,7 +381,8 @@ def _score_block(x: np.ndarray, times: np.ndarray | None, params: DetectorParams
     # The three CUSUMs side by side in one pass (cusum_sides_of_three: the same bits as three cusum_sides).
     # Its six sides (recent, season, plain: up and down) are read by _combine only: not kept after it.
     flat = flatline_evidence(x, params)
-    drift = drift_evidence(x - season.profile, season.scale, params)
+    # A rush hour set in early is a slid profile's reading for the drift test too (not an hour's drift off it).
+    drift = drift_evidence(_slid_residual(x, season, times, params), season.scale, params)
     evidence, baseline, best, winner = _combine(season, recent, cusum_sides_of_three(
         recent.z, season.z, season.plain_z, params), flat, drift, out, sides_spent=True, lean=lean)
     anchor = _anchor(season, out)

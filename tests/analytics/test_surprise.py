@@ -421,6 +421,30 @@ def test_a_rush_hour_that_sets_in_twenty_minutes_early_raises_no_alarm_while_a_r
         assert score[fault:fault + 3].max() >= 0.98, score[fault:fault + 3]
 
 
+def test_a_rush_hour_that_sets_in_early_is_no_drift_on_a_one_minute_road_while_a_drop_at_another_hour_is_found():
+    # A road's speed read every minute drops by 10 noise sigmas (Student-t(4)) for 90 minutes every morning at 07:00,
+    # give or take nine minutes; on the last day it sets in 25 minutes early, and the same day it drops again at 14:00
+    # for an hour (a fault). The drift test (a fast level of ~30 readings against a slow one) read the early rush
+    # hour's half hour off the profile as a drift: its rows 10-90 reached 0.92-0.99 on seven of these eight seeds.
+    # It now reads the residual off the profile the point z slid to (profile_slide_ms), as the point test does.
+    minute = 60_000
+    day_rows = 1440
+    for seed in range(8):
+        rng = np.random.default_rng(seed)
+        days = 12
+        values = np.round(80 + rng.standard_t(4, days * day_rows) * 2.5, 1)
+        for day in range(days):
+            onset = 7 * 60 + (int(rng.normal(0, 9)) if day < days - 1 else -25)
+            values[day * day_rows + onset:day * day_rows + onset + 90] -= 25
+        early, fault = (days - 1) * day_rows + 7 * 60 - 25, (days - 1) * day_rows + 14 * 60
+        values[fault:fault + 60] -= 25
+        times = START + np.arange(values.size, dtype=np.int64) * minute
+        rows = Table(None, [[str(t), str(v)] for t, v in zip(times, values, strict=True)], 0, 1, times, values)
+        score = score_rows(rows).score
+        assert score[early + 10:early + 90].max() < 0.5, (seed, score[early + 10:early + 90].max())
+        assert score[fault:fault + 5].max() >= 0.98, (seed, score[fault:fault + 5])
+
+
 def test_clean_rows_stay_low():
     for seed in range(3):
         score = score_rows(table(daily(40 + seed))).score
