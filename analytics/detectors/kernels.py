@@ -247,7 +247,6 @@ def _flatline_runs(x: np.ndarray, warmup: float, min_run: float, run_out: np.nda
             ready_out[s, t] = steps_before >= warmup and run >= min_run and not at_floor
 
 
-
 @numba.njit(cache=True, nogil=True)
 def flatline_tail_nats(x: np.ndarray, warmup: float, min_run: int, prior: float, out: np.ndarray) -> None:
     """The row score's stuck-run surprise in nats, per reading of one series x (T,): _flatline_runs' run, its

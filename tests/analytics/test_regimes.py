@@ -14,15 +14,21 @@ MINUTE_MS = 60_000
 START_MS = 1_735_689_600_000
 
 
-def bursty_values(seed: int, n: int = 6000, quiet_from: int = 3995, quiet_to: int = 4005) -> np.ndarray:
-    """A pump's load: a base of 20 (noise 0.8), bursts to 40 (noise doubled) of 3-30 readings every 20-200
-    readings, none between quiet_from and quiet_to."""
-    rng = np.random.default_rng(seed)
+def burst_times(rng: np.random.Generator, n: int) -> np.ndarray:
+    """1.0 on the readings of a burst, else 0.0: bursts of 3-30 readings every 20-200 readings."""
     on = np.zeros(n)
     at = 0
     while at < n:
         at += int(rng.integers(20, 200))
         on[at:at + int(rng.integers(3, 30))] = 1.0
+    return on
+
+
+def bursty_values(seed: int, n: int = 6000, quiet_from: int = 3995, quiet_to: int = 4005) -> np.ndarray:
+    """A pump's load: a base of 20 (noise 0.8), bursts to 40 (noise doubled) of 3-30 readings every 20-200
+    readings, none between quiet_from and quiet_to."""
+    rng = np.random.default_rng(seed)
+    on = burst_times(rng, n)
     on[quiet_from:quiet_to] = 0.0
     return 20.0 + 20.0 * on + rng.normal(0, 0.8, n) * (1 + on)
 
@@ -81,11 +87,7 @@ def pump_values(seed: int, n: int = 15_000, grown_from: int = -1, grown: float =
     """A pump read every 5 minutes: a base of 20 (noise 0.8), bursts of 1.2 times it (noise doubled) of 3-30
     readings every 20-200, readings to 0.1; from grown_from (if >= 0) the noise grown `grown` times for 600."""
     rng = np.random.default_rng(seed)
-    on = np.zeros(n)
-    at = 0
-    while at < n:
-        at += int(rng.integers(20, 200))
-        on[at:at + int(rng.integers(3, 30))] = 1.0
+    on = burst_times(rng, n)
     noise = rng.normal(0, 0.8, n) * (1 + on)
     if grown_from >= 0:
         noise[grown_from:grown_from + 600] *= grown
