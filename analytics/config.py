@@ -134,6 +134,10 @@ class DetectorParams:
     # The CSV scorer uses 30 minutes (CSV_PARAMS; issue 13, analytics/README.md "A profile that may slide").
     profile_slide_ms: int = 0
     profile_slide_gain: float = 4.0
+    # The CSV scorer's slide is at least this many of the file's own sampling intervals (the median of its
+    # learning rows'): a 10-minute meter's rush hour wanders by about as many readings as a 1-minute meter's, and
+    # 30 minutes there are three rows. 0: profile_slide_ms alone (the engine).
+    profile_slide_rows: int = 0
     utc_offset_h: int = 0
     # The city's IANA zone (the profile's time_zone): local days follow its daylight saving
     # (analytics.localtime). Empty: the fixed utc_offset_h.
@@ -560,5 +564,6 @@ DEFAULT_PARAMS = DetectorParams()
 # The one parameter set of `city score` and `city score-eval`, for every CSV (see profile_smooth_samples and
 # profile_usual_share).
 CSV_PARAMS = DetectorParams(profile_smooth_samples=3, profile_usual_share=0.7, profile_slide_ms=30 * 60_000,
+                            profile_slide_rows=4,
                             own_cycle_strength=0.6, flatline_long_prior=20.0,
                             surprise_var_grid=1.5)

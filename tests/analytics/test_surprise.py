@@ -445,6 +445,31 @@ def test_a_rush_hour_that_sets_in_early_is_no_drift_on_a_one_minute_road_while_a
         assert score[fault:fault + 5].max() >= 0.98, (seed, score[fault:fault + 5])
 
 
+def test_a_rush_hour_that_ends_forty_minutes_early_on_a_ten_minute_road_raises_no_alarm_while_a_rise_does():
+    # A road's speed read every 10 minutes drops by 10 noise sigmas every morning from 07:00 (give or take ten
+    # minutes) to 08:30; on the last day it ends 40 minutes early, and the same day it rises by 12 sigmas at 14:00
+    # for an hour (a fault). Thirty minutes of slide are three rows here: the early end's first row sat 10 sigmas
+    # off the profile and reached 0.53-0.97 on four of these eight seeds. The slide is now at least four of the
+    # file's own intervals (profile_slide_rows): 0, and the rise still >= 0.98.
+    step = 10 * 60_000
+    day_rows = 144
+    for seed in range(8):
+        rng = np.random.default_rng(seed)
+        days = 14
+        values = 60 + rng.normal(0, 1, days * day_rows)
+        for day in range(days):
+            onset = 42 + int(rng.integers(-1, 2))
+            end = 51 if day < days - 1 else 47
+            values[day * day_rows + onset:day * day_rows + end] -= 10
+        early, fault = (days - 1) * day_rows + 47, (days - 1) * day_rows + 84
+        values[fault:fault + 6] += 12
+        times = START + np.arange(values.size, dtype=np.int64) * step
+        rows = Table(None, [[str(t), str(v)] for t, v in zip(times, values, strict=True)], 0, 1, times, values)
+        score = score_rows(rows).score
+        assert score[early:early + 4].max() < 0.5, (seed, score[early:early + 4])
+        assert score[fault:fault + 3].max() >= 0.98, (seed, score[fault:fault + 3])
+
+
 def test_clean_rows_stay_low():
     for seed in range(3):
         score = score_rows(table(daily(40 + seed))).score
