@@ -138,6 +138,13 @@ class DetectorParams:
     # learning rows'): a 10-minute meter's rush hour wanders by about as many readings as a 1-minute meter's, and
     # 30 minutes there are three rows. 0: profile_slide_ms alone (the engine).
     profile_slide_rows: int = 0
+    # Neither the CSV scorer's slide in rows (profile_slide_rows) nor its running median of the earlier days
+    # (profile_smooth_samples) reaches further than this either side of a reading's time: on a sparse file (an
+    # hourly meter) seven readings span seven hours and flatten a two-hour peak out of the profile (its errors
+    # then widen the scale until a 10-sigma spike reads as z ~1), and four readings of slide are four hours.
+    # 0: no limit (the engine). The CSV scorer uses 60 minutes, which files read every 15 minutes or faster
+    # never reach.
+    profile_reach_ms: int = 0
     utc_offset_h: int = 0
     # The city's IANA zone (the profile's time_zone): local days follow its daylight saving
     # (analytics.localtime). Empty: the fixed utc_offset_h.
@@ -564,6 +571,6 @@ DEFAULT_PARAMS = DetectorParams()
 # The one parameter set of `city score` and `city score-eval`, for every CSV (see profile_smooth_samples and
 # profile_usual_share).
 CSV_PARAMS = DetectorParams(profile_smooth_samples=3, profile_usual_share=0.7, profile_slide_ms=30 * 60_000,
-                            profile_slide_rows=4,
+                            profile_slide_rows=4, profile_reach_ms=60 * 60_000,
                             own_cycle_strength=0.6, flatline_long_prior=20.0,
                             surprise_var_grid=1.5)

@@ -508,7 +508,7 @@ def score_rows(table: Table, params: DetectorParams = CSV_PARAMS) -> RowScores:
     x = np.clip(table.values, -SCORED_MAGNITUDE, SCORED_MAGNITUDE).reshape(1, -1)
     learning = _learning(monotone, table.values, params.surprise_learning_ms, params.surprise_learning_rows,
                          learning_least_rows(params), params.surprise_learning_share)
-    params = _with_own_cycle(monotone, x[0], learning, _with_slide_rows(monotone, learning, params))
+    params = _with_own_cycle(monotone, x[0], learning, _for_sampling(monotone, learning, params))
     # lean: only what is read below is written and kept (no baseline, no level, shift or seasonal evidence).
     stats = score_series(x, monotone, params, with_evidence=True, lean=True)
     # A run at the highest value seen before it is saturated (a full car park, a pegged gauge), as one
@@ -647,15 +647,24 @@ def learning_least_rows(params: DetectorParams = CSV_PARAMS) -> int:
     return math.ceil(params.surprise_learning_excesses / math.erfc(params.surprise_tail_u / math.sqrt(2.0)))
 
 
-def _with_slide_rows(times_ms: np.ndarray, learning: np.ndarray, params: DetectorParams) -> DetectorParams:
-    """params with the profile's slide at least params.profile_slide_rows of the file's sampling intervals (the
-    median of its learning rows', which are scored 0 in any case); else params."""
+def _for_sampling(times_ms: np.ndarray, learning: np.ndarray, params: DetectorParams) -> DetectorParams:
+    """params fitted to the file's sampling interval (the median of its learning rows', which are scored 0 in any
+    case): the profile's slide at least params.profile_slide_rows intervals, and neither that slide nor the running
+    median of the earlier days (profile_smooth_samples) reaching further than params.profile_reach_ms either side
+    of a reading's time; else params."""
     rows = np.flatnonzero(learning)
-    if params.profile_slide_ms <= 0 or params.profile_slide_rows <= 0 or rows.size < 2:
+    if rows.size < 2:
         return params
     step = float(np.median(np.diff(times_ms[rows])))
-    slide = int(params.profile_slide_rows * step)
-    return replace(params, profile_slide_ms=slide) if slide > params.profile_slide_ms else params
+    reach = params.profile_reach_ms if params.profile_reach_ms > 0 else math.inf
+    changes = {}
+    if params.profile_slide_ms > 0 and params.profile_slide_rows > 0:
+        slide = min(params.profile_slide_rows * step, reach)
+        if slide > params.profile_slide_ms:
+            changes["profile_slide_ms"] = int(slide)
+    if step > 0 and params.profile_smooth_samples > reach / step:
+        changes["profile_smooth_samples"] = int(reach // step)
+    return replace(params, **changes) if changes else params
 
 
 def _with_own_cycle(times_ms: np.ndarray, values: np.ndarray, learning: np.ndarray,

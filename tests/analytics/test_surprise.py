@@ -470,6 +470,37 @@ def test_a_rush_hour_that_ends_forty_minutes_early_on_a_ten_minute_road_raises_n
         assert score[fault:fault + 3].max() >= 0.98, (seed, score[fault:fault + 3])
 
 
+def test_an_hourly_meters_spike_and_its_pattern_running_three_hours_late_are_found():
+    # An hourly meter: 10 (noise sd 0.5) with a two-hour morning peak of +8 and a three-hour evening one of +6, for
+    # 40 days. The profile's running median of seven readings spanned seven hours there, flattened the morning peak
+    # out of the profile and widened its scale until a 10-sigma spike at noon scored 0 (z ~1), as did two days of
+    # the pattern running three hours late. The median and the slide now reach at most an hour either side
+    # (profile_reach_ms).
+    hours = np.arange(40 * 24)
+    spike, late = 30 * 24 + 12, slice(30 * 24, 32 * 24)
+    for seed in range(4):
+        rng = np.random.default_rng(seed)
+        values = _meter_pattern(hours % 24) + rng.normal(0, 0.5, hours.size)
+        spiked = values.copy()
+        spiked[spike] += 5
+        assert _hourly_scores(spiked)[spike] >= 0.97, seed
+        shifted = values.copy()
+        shifted[late] = _meter_pattern((hours[late] - 3) % 24) + rng.normal(0, 0.5, 48)
+        assert _hourly_scores(shifted)[late].max() >= 0.98, seed
+        assert np.percentile(_hourly_scores(values), 99.9) < 0.5, seed
+
+
+def _meter_pattern(hour: np.ndarray) -> np.ndarray:
+    """10, with a two-hour morning peak of +8 and a three-hour evening one of +6."""
+    return 10 + 8 * ((hour >= 7) & (hour < 9)) + 6 * ((hour >= 18) & (hour < 21))
+
+
+def _hourly_scores(values: np.ndarray) -> np.ndarray:
+    times = START + np.arange(values.size, dtype=np.int64) * 3_600_000
+    rows = [[str(t), str(v)] for t, v in zip(times, values, strict=True)]
+    return score_rows(Table(None, rows, 0, 1, times, values)).score
+
+
 def test_clean_rows_stay_low():
     for seed in range(3):
         score = score_rows(table(daily(40 + seed))).score
