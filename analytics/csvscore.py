@@ -496,6 +496,26 @@ class RowScores:
 def score_rows(table: Table, params: DetectorParams = CSV_PARAMS) -> RowScores:
     """Causal row scores (detectors.surprise) and the incidents the live engine would hold over the same rows.
 
+    A file written newest first (more of its steps go back in time than forward: many dashboards and historians
+    export so) is scored oldest first, as its readings happened, and its columns are returned in the file's order;
+    read in file order, every row after the first would be out of time order and judged at the first row's time.
+    """
+    if _newest_first(table.times_ms):
+        oldest_first = replace(table, times_ms=table.times_ms[::-1].copy(), values=table.values[::-1].copy())
+        rows = _score_in_order(oldest_first, params)
+        return RowScores(*(column[::-1].copy() for column in (rows.score, rows.incident, rows.detector,
+                                                               rows.learning)))
+    return _score_in_order(table, params)
+
+
+def _newest_first(times_ms: np.ndarray) -> bool:
+    steps = np.diff(times_ms)
+    return np.count_nonzero(steps < 0) > np.count_nonzero(steps > 0)
+
+
+def _score_in_order(table: Table, params: DetectorParams) -> RowScores:
+    """score_rows for a file in time order, or out of order now and then.
+
     Rows out of time order are scored in file order; for the seasonal
     look-up their time is the latest seen so far, so a row never looks
     ahead of itself. A missing value scores 0 and keeps an open incident.
