@@ -528,7 +528,10 @@ def _score_in_order(table: Table, params: DetectorParams) -> RowScores:
     x = np.clip(table.values, -SCORED_MAGNITUDE, SCORED_MAGNITUDE).reshape(1, -1)
     learning = _learning(monotone, table.values, params.surprise_learning_ms, params.surprise_learning_rows,
                          learning_least_rows(params), params.surprise_learning_share)
-    params = _with_own_cycle(monotone, x[0], learning, _for_sampling(monotone, learning, params))
+    rows = np.flatnonzero(learning)
+    if rows.size >= 2:  # the file's sampling interval, from its learning rows (which score 0 in any case)
+        step = float(np.median(np.diff(monotone[rows])))
+        params = _with_own_cycle(x[0][rows], step, _for_sampling(step, params))
     # lean: only what is read below is written and kept (no baseline, no level, shift or seasonal evidence).
     stats = score_series(x, monotone, params, with_evidence=True, lean=True)
     # A run at the highest value seen before it is saturated (a full car park, a pegged gauge), as one
@@ -667,15 +670,11 @@ def learning_least_rows(params: DetectorParams = CSV_PARAMS) -> int:
     return math.ceil(params.surprise_learning_excesses / math.erfc(params.surprise_tail_u / math.sqrt(2.0)))
 
 
-def _for_sampling(times_ms: np.ndarray, learning: np.ndarray, params: DetectorParams) -> DetectorParams:
-    """params fitted to the file's sampling interval (the median of its learning rows', which are scored 0 in any
-    case): the profile's slide at least params.profile_slide_rows intervals, and neither that slide nor the running
-    median of the earlier days (profile_smooth_samples) reaching further than params.profile_reach_ms either side
-    of a reading's time; else params."""
-    rows = np.flatnonzero(learning)
-    if rows.size < 2:
-        return params
-    step = float(np.median(np.diff(times_ms[rows])))
+def _for_sampling(step: float, params: DetectorParams) -> DetectorParams:
+    """params fitted to the file's sampling interval `step` (ms): the profile's slide at least
+    params.profile_slide_rows intervals, and neither that slide nor the running median of the earlier days
+    (profile_smooth_samples) reaching further than params.profile_reach_ms either side of a reading's time; else
+    params."""
     reach = params.profile_reach_ms if params.profile_reach_ms > 0 else math.inf
     changes = {}
     if params.profile_slide_ms > 0 and params.profile_slide_rows > 0:
@@ -687,15 +686,13 @@ def _for_sampling(times_ms: np.ndarray, learning: np.ndarray, params: DetectorPa
     return replace(params, **changes) if changes else params
 
 
-def _with_own_cycle(times_ms: np.ndarray, values: np.ndarray, learning: np.ndarray,
-                    params: DetectorParams) -> DetectorParams:
-    """params with the file's own cycle (detectors.period, found from its learning rows) among the profiles'
-    periods, where it has one that is not already there (within a sampling interval); else params."""
-    rows = np.flatnonzero(learning)
-    if params.own_cycle_strength <= 0 or rows.size < 2:
+def _with_own_cycle(learning_values: np.ndarray, step: float, params: DetectorParams) -> DetectorParams:
+    """params with the file's own cycle (detectors.period, found from the readings of its learning rows, `step` ms
+    apart) among the profiles' periods, where it has one that is not already there (within a sampling interval);
+    else params."""
+    if params.own_cycle_strength <= 0:
         return params
-    lag = found_period(values[rows], params.own_cycle_strength)
-    step = float(np.median(np.diff(times_ms[rows])))
+    lag = found_period(learning_values, params.own_cycle_strength)
     period = round(lag * step)
     if period <= 0 or any(abs(period - known) <= step for known in params.season_periods_ms):
         return params
