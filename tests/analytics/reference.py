@@ -145,7 +145,6 @@ def flatline_nats(series: list[float], p: DetectorParams) -> list[float]:
     return out
 
 
-
 def flatline_tail_nats(series: list[float], p: DetectorParams) -> list[float]:
     """The row score's stuck test (kernels.flatline_tail_nats): flatline_nats, but each repeat after a run's
     first flatline_min_run costs ln(1 / q), q the share of repeats among the steps that earlier runs (not at the

@@ -80,7 +80,6 @@ def test_flatline_skips_rows_that_never_repeat_without_changing_any_score():
     assert fast[1].max() > 0 and fast[3].max() > 0 and not fast[[0, 4, 5]].any()
 
 
-
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_flatline_tail_nats_matches_reference_and_without_long_runs_is_the_geometric_run(seed):
     """The row score's stuck test (kernels.flatline_tail_nats, CSV_PARAMS) against the plain reference, on a
