@@ -797,9 +797,9 @@ def _surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray, slot:
                         var_sum = var_run = 0.0
                         var_n = 0
                     else:
-                        square = min(square, var_cap * usual)
-                        step_all += var_alpha * (square - step_all)
-                        step_slot[b] += max(var_slot_alpha, 1.0 / (step_seen[b] + 1.0)) * (square - step_slot[b])
+                        capped = min(square, var_cap * usual)
+                        step_all += var_alpha * (capped - step_all)
+                        step_slot[b] += max(var_slot_alpha, 1.0 / (step_seen[b] + 1.0)) * (capped - step_slot[b])
                         step_seen[b] += 1.0
                 else:  # start-up: plain means
                     step_all += (square - step_all) / (steps + 1.0)
@@ -811,9 +811,8 @@ def _surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray, slot:
                     rate = max(var_slot_alpha, 1.0 / (regime_steps[here] + 1.0))
                     regime_step[here] += rate * (taught - regime_step[here])
                     regime_steps[here] += 1.0
-                moved = (x - last_value) * (x - last_value)
-                if moved > 0.0:
-                    smallest = min(smallest, moved)
+                if square > 0.0:
+                    smallest = min(smallest, square)
             if not math.isnan(x):
                 last_value = x
                 last_regime = here
