@@ -455,19 +455,38 @@ def _excess_at(decades: float, share: float, mean_excess: float, xi: float) -> f
     return mean_excess * (1.0 - xi) * math.expm1(rest * xi * math.log(10.0)) / xi
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _taught(excess: float, decades: float, learn_max: float, learn_weight: float, excess_cap: float,
+            learn_cap: float, share: float, mean_excess: float, xi: float) -> tuple[float, float]:
+    """What a reading `excess` past u, of `decades` surprise against its tail (share, mean_excess, xi), teaches
+    that tail: its weight (learn_weight for an anomaly, at least learn_max decades) and the excess it adds, at
+    most excess_cap. An anomaly teaches the excess of the anomaly's threshold (learn_cap decades), not its own: one
+    glitch 90 sigmas off would otherwise raise the mean excess for good and hide every later spike; bursts that
+    recur still raise it, burst by burst. Below learn_max the excess is also the one the tail's shape learns."""
+    weight = 1.0 if decades < learn_max else learn_weight
+    own = min(excess, excess_cap)
+    if decades >= learn_max and learn_cap < math.inf:
+        own = min(own, _excess_at(learn_cap, share, mean_excess, xi))
+    return weight, own
+
+
 @numba.njit(cache=True, nogil=True)
 def _tail_of(exceed: float, rows: float, excess: float, slot_exceed: float, slot_seen: float, slot_excess: float,
              shape_n: float, shape_sum: float, shape_squares: float, slots: int, prior_share: float,
              prior_rows: float, prior_excess: float, prior_count: float, slot_rows: float, slot_count: float,
              xi_max: float, xi_prior: float) -> tuple[float, float, float]:
-    """The share past u, the mean excess and the shape of a tail learnt from these sums, as _surprise computes
-    the series' own (a slot's sums shrunk towards the series', the series' towards a normal law's)."""
+    """The share past u, the mean excess and the shape of a tail learnt from these sums (_surprise's series tail
+    and its regime z's): a slot's sums shrunk towards the series', the series' towards a normal law's."""
     share = (exceed + prior_share * prior_rows) / (rows + prior_rows)
     mean_excess = (excess + prior_excess) / (exceed + prior_count)
     if slots > 0:
+        # Never lighter than both the series' tail and a normal law's: a quiet slot judges as a normal law would,
+        # not as if its few rows had proved a lighter tail than that.
         share = max((slot_exceed + share * slot_rows) / (slot_seen + slot_rows), min(share, prior_share))
         mean_excess = max((slot_excess + mean_excess * slot_count) / (slot_exceed + slot_count),
                           min(mean_excess, prior_excess / prior_count))
+    # The shape (method of moments: xi = (1 - m^2 / var) / 2 for a generalised Pareto law, 0 for an exponential
+    # one, whose variance is m^2), shrunk towards 0 by xi_prior exponential excesses.
     xi = 0.0
     if xi_max > 0.0:
         m0 = prior_excess / prior_count
@@ -672,27 +691,13 @@ def _surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray, slot:
                 # only here and by the tests of readings past u: not needed either.
                 row = slow = plain = share = mean_excess = xi = knee = xi_far = 0.0
             else:
-                # The tail past u: the series' own, then (with slots) the time of day's, each shrunk to the last.
-                share = (exceed + prior_share * prior_rows) / (rows + prior_rows)
-                mean_excess = (excess + prior_excess) / (exceed + prior_count)
-                if slots > 0:
-                    # Never lighter than both the series' tail and a normal law's: a quiet slot judges as a
-                    # normal law would, not as if its few rows had proved a lighter tail than that.
-                    share = max((slot_exceed[b] + share * slot_rows) / (slot_seen[b] + slot_rows),
-                                min(share, prior_share))
-                    mean_excess = max((slot_excess[b] + mean_excess * slot_count) / (slot_exceed[b] + slot_count),
-                                      min(mean_excess, prior_excess / prior_count))
+                # The tail past u: the series' own, then (with slots) the time of day's, each shrunk to the last;
+                # its shape from the excesses that were no anomaly (_tail_of).
+                share, mean_excess, xi = _tail_of(exceed, rows, excess, slot_exceed[b], slot_seen[b], slot_excess[b],
+                                                  shape_n, shape_sum, shape_squares, slots, prior_share, prior_rows,
+                                                  prior_excess, prior_count, slot_rows, slot_count, xi_max, xi_prior)
                 # The row itself: no change (against the baseline and the bias learnt after a change), or a
                 # change in the last few rows (against their median), at a prior cost of `hazard` decades.
-                # The tail's shape (method of moments: xi = (1 - m^2 / var) / 2 for a generalised Pareto law, 0 for
-                # an exponential one, whose variance is m^2), shrunk towards 0 by xi_prior exponential excesses.
-                xi = 0.0
-                if xi_max > 0.0:
-                    m0 = prior_excess / prior_count
-                    m = (shape_sum + m0 * xi_prior) / (shape_n + xi_prior)
-                    var = (shape_squares + 2.0 * m0 * m0 * xi_prior) / (shape_n + xi_prior) - m * m
-                    if var > 0.0:
-                        xi = min(max(0.5 * (1.0 - m * m / var), 0.0), xi_max)
                 # Past the excesses the series has shown, its tail is an extrapolation; where it has lately
                 # had more excesses than a normal law (a heavy-tailed load whose first far draws come before
                 # its tail is learnt), that far it is judged with its shape's uncertainty (_far_log10).
@@ -835,13 +840,8 @@ def _surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray, slot:
             lately += max(far_alpha, 1.0 / rows) * ((1.0 if abs(zp) > u else 0.0) - lately)
             slot_seen[b] += 1.0
             if abs(zp) > u:
-                weight = 1.0 if slow < learn_max else learn_weight
-                # An anomaly teaches the excess of the anomaly's threshold, not its own: one glitch 90 sigmas
-                # off would otherwise raise the mean excess for good and hide every later spike; bursts that
-                # recur still raise it, burst by burst.
-                own = min(abs(zp) - u, excess_cap)
-                if slow >= learn_max and learn_cap < math.inf:
-                    own = min(own, _excess_at(learn_cap, share, mean_excess, xi))
+                weight, own = _taught(abs(zp) - u, slow, learn_max, learn_weight, excess_cap, learn_cap, share,
+                                      mean_excess, xi)
                 exceed += weight
                 excess += weight * own
                 slot_exceed[b] += weight
@@ -850,9 +850,9 @@ def _surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray, slot:
                     # The shape only from readings that were no anomaly: one 6-sigma spike on a quiet series
                     # would otherwise give it a shape of ~0.2 and the next spike a much lower score.
                     shape_n += 1.0
-                    shape_sum += min(abs(zp) - u, excess_cap)
-                    shape_squares += min(abs(zp) - u, excess_cap) ** 2
-                    top = max(top, min(abs(zp) - u, excess_cap))
+                    shape_sum += own
+                    shape_squares += own ** 2
+                    top = max(top, own)
             if t < adopt_at and not math.isnan(shadow[s, t]):
                 # The regime z's own tail, learnt as the series' own is (the same weights and caps).
                 zr = shadow[s, t]
@@ -862,19 +862,17 @@ def _surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray, slot:
                                                      prior_share, prior_rows, prior_excess, prior_count, slot_rows,
                                                      slot_count, xi_max, xi_prior)
                     r_slow = _gpd_log10(zr, u, r_share, r_mean, r_xi)
-                    weight = 1.0 if r_slow < learn_max else learn_weight
-                    own = min(abs(zr) - u, excess_cap)
-                    if r_slow >= learn_max and learn_cap < math.inf:
-                        own = min(own, _excess_at(learn_cap, r_share, r_mean, r_xi))
+                    weight, own = _taught(abs(zr) - u, r_slow, learn_max, learn_weight, excess_cap, learn_cap,
+                                          r_share, r_mean, r_xi)
                     r_exceed += weight
                     r_excess += weight * own
                     regime_exceed[b] += weight
                     regime_excess[b] += weight * own
                     if r_slow < learn_max:
                         r_shape_n += 1.0
-                        r_shape_sum += min(abs(zr) - u, excess_cap)
-                        r_shape_squares += min(abs(zr) - u, excess_cap) ** 2
-                        r_top = max(r_top, min(abs(zr) - u, excess_cap))
+                        r_shape_sum += own
+                        r_shape_squares += own ** 2
+                        r_top = max(r_top, own)
                 r_rows += 1.0
                 r_lately += max(far_alpha, 1.0 / r_rows) * ((1.0 if abs(zr) > u else 0.0) - r_lately)
                 regime_seen[b] += 1.0
