@@ -557,7 +557,7 @@ def _surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray, slot:
               drift_grace: int, run_slot_rows: float, run_slot_alpha: float, learn_cap: float,
               below_u_unread: bool, drift_accept: float, shadow: np.ndarray, adopt: np.ndarray,
               adopt_ratio: float, far_knee: float, far_shape: float, far_share: float, far_alpha: float,
-              var_grid: float, regime: np.ndarray) -> None:
+              var_grid: float, regime: np.ndarray, far_lone: float, far_lone_share: float) -> None:
     """surprise.row_surprise's recursion for (S, T) inputs; fills out (log10 units) and which (0 point, 1 shift,
     2 flatline, 3 drift, 4 variance). NaN point: no reading or no trusted baseline, surprise 0 and the state
     unchanged. With var_on, values (S, T) are the readings whose steps the variance test judges.
@@ -593,7 +593,12 @@ def _surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray, slot:
     var_slot_rows steps). Where the series is judged against its regimes, a step within a regime is judged against
     the larger of that regime's usual step and the series' (a burst's larger noise is the burst regime's normal;
     a regime a fault taught, a stuck run's zeros, never makes the test stricter than the series'). A step from one
-    regime to the other (a burst's onset or end) teaches neither regime, and is judged against the one it enters."""
+    regime to the other (a burst's onset or end) teaches neither regime, and is judged against the one it enters.
+    With far_lone > 0 (and var_on), the young tail's extrapolation (far_shape) is also used where the series has
+    lately had at least far_share times a normal law's share (far_lone_share) of lone excursions: a reading at
+    least far_lone usual steps (the variance test's) from both the reading before it and the one after it, on
+    the same side (a running mean at far_alpha). A heavy-tailed noise shows such draws before its z has shown
+    its tail (before the profile its z's scale is widened); a level shift, a burst or a ramp is no lone one."""
     n_series, n_times = point.shape
     log10e = 1.0 / math.log(10.0)
     recent = np.empty(fast_rows)
@@ -643,6 +648,8 @@ def _surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray, slot:
         shape_n = shape_sum = shape_squares = 0.0  # the excesses that teach the tail's shape
         top = 0.0  # the largest of them: how far the series' own excesses have shown its tail
         lately = 0.0  # the running share of readings past u
+        lone_lately = lone_n = 0.0  # the running share of lone excursions among the steps judged, and their count
+        step_in = math.nan  # the step into the previous reading, where the variance test judged it
         filled = 0
         before1 = before2 = math.nan  # the bias-corrected z of the previous two readings
         adopt_at = adopt[s]
@@ -703,7 +710,8 @@ def _surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray, slot:
                 # its tail is learnt), that far it is judged with its shape's uncertainty (_far_log10).
                 knee = max(far_knee * mean_excess, top)
                 xi_far = xi
-                if far_shape > 0.0 and lately >= far_share * prior_share:
+                if far_shape > 0.0 and (lately >= far_share * prior_share
+                                        or (far_lone > 0.0 and lone_lately >= far_share * far_lone_share)):
                     xi_far = max(xi, min(far_shape / math.sqrt(exceed + prior_count), xi_max))
                 slow = _far_log10(zp, u, share, mean_excess, xi, knee, xi_far)
                 # The bias learnt after a change may explain a reading, not accuse one the forecasters expected: a
@@ -785,6 +793,15 @@ def _surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray, slot:
                                     / (regime_steps[here] + var_slot_rows))
                     usual = max(usual, var_floor * step_all, 1e-12)
                     q = min(square / usual, var_cap)
+                    if far_lone > 0.0:
+                        # The previous reading, a lone excursion: far from both its neighbours, on the same side.
+                        step_out = last_value - x
+                        if not math.isnan(step_in):
+                            lone = (step_in * step_out > 0.0
+                                    and min(step_in * step_in, step_out * step_out) > far_lone * far_lone * usual)
+                            lone_n += 1.0
+                            lone_lately += max(far_alpha, 1.0 / lone_n) * ((1.0 if lone else 0.0) - lone_lately)
+                        step_in = -step_out
                     if square <= var_grid * var_grid * smallest:  # one step of the resolution: never evidence
                         q = min(q, var_cost / var_up)  # for the larger spread (its log-likelihood ratio <= 0)
                     var_sum = max(0.0, var_sum + var_up * q - var_cost)

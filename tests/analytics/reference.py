@@ -7,6 +7,7 @@ import statistics
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+from scipy import integrate, stats
 
 from analytics.config import DetectorParams
 
@@ -276,9 +277,16 @@ def row_surprise(point: list[float], flat_nats: list[float], p: DetectorParams,
     var_run: list[float] = []
     smallest = math.inf  # the smallest squared step (not 0) so far: the readings' resolution
     last_value = math.nan
+    # Lone excursions (surprise_far_lone): the readings far from both neighbours on the same side, a running share,
+    # against a normal law's (2 E[Phi(Z - c sqrt 2)^2], by quadrature).
+    lone_lately, lone_seen, step_in = 0.0, 0, math.nan
+    gap = p.surprise_far_lone * math.sqrt(2)
+    lone0 = 2 * integrate.quad(lambda y: stats.norm.pdf(y) * stats.norm.cdf(y - gap) ** 2, -np.inf, np.inf)[0]
+
+    heavy = False  # lately heavier than a normal law (its z, or its lone excursions), as of the row's start
 
     def tail(z: float, b: int, far: bool = True) -> float:  # normal to u, then the series' (and its slot's) tail
-        return tail_of(z, b, excesses, rows, slot_rows, shape, (max(shaping, default=0.0), lately) if far else None)
+        return tail_of(z, b, excesses, rows, slot_rows, shape, (max(shaping, default=0.0), heavy) if far else None)
 
     def shape_of(shaping: list[float]) -> float:  # method of moments, shrunk towards an exponential tail (shape 0)
         if p.surprise_xi_max <= 0:
@@ -289,7 +297,7 @@ def row_surprise(point: list[float], flat_nats: list[float], p: DetectorParams,
         return min(max(0.5 * (1 - m * m / var), 0.0), p.surprise_xi_max) if var > 0 else 0.0
 
     def tail_of(z: float, b: int, excesses: list, rows: int, slot_rows: dict, shape: float,
-                far: tuple[float, float] | None = None) -> float:
+                far: tuple[float, bool] | None = None) -> float:
         if abs(z) <= u:
             return _normal_tail_log10(z)
         exceed = sum(w for w, _, _ in excesses)
@@ -303,10 +311,10 @@ def row_surprise(point: list[float], flat_nats: list[float], p: DetectorParams,
                         min(share, share0))  # never lighter than both the series' tail and a normal law's
             mean_excess = max((sum(e for _, e in mine) + mean_excess * p.surprise_slot_count) / (
                 exceed_b + p.surprise_slot_count), min(mean_excess, p.surprise_prior_excess))
-        if far is not None and p.surprise_far_shape > 0 and far[1] >= p.surprise_far_share * share0:
-            # Lately heavier than a normal law's: past the series' own largest excess that was no anomaly (and
-            # far_knee mean excesses), the tail extrapolated with a shape of far_shape / sqrt(its excesses and the
-            # prior's), scale mean_excess from there.
+        if far is not None and p.surprise_far_shape > 0 and far[1]:
+            # Lately heavier than a normal law's (its z, or its lone excursions): past the series' own largest
+            # excess that was no anomaly (and far_knee mean excesses), the tail extrapolated with a shape of
+            # far_shape / sqrt(its excesses and the prior's), scale mean_excess from there.
             knee = max(p.surprise_far_knee * mean_excess, far[0])
             far_shape = min(p.surprise_far_shape / math.sqrt(exceed + p.surprise_prior_count), p.surprise_xi_max)
             if abs(z) - u > knee and far_shape > shape:
@@ -333,6 +341,8 @@ def row_surprise(point: list[float], flat_nats: list[float], p: DetectorParams,
             excesses, shaping, slot_rows, rows = list(r_excesses), list(r_shaping), dict(r_slot_rows), r_rows
             lately = r_lately
         shape = shape_of(shaping)
+        heavy = lately >= p.surprise_far_share * share0 or (
+            p.surprise_far_lone > 0 and lone_lately >= p.surprise_far_share * lone0)
         best = nats / math.log(10) - p.surprise_flat_offset if nats > 0 else 0.0
         d = 0.0 if drift is None else drift[index]
         calm = 0 if d > 0 else calm + 1
@@ -388,6 +398,14 @@ def row_surprise(point: list[float], flat_nats: list[float], p: DetectorParams,
                 usual = (mine * n_b + usual_all * p.surprise_var_slot_rows) / (n_b + p.surprise_var_slot_rows)
                 usual = max(usual, p.surprise_var_floor * usual_all, 1e-12)
                 q = min(square / usual, p.surprise_var_clip ** 2)
+                if p.surprise_far_lone > 0:  # was the previous reading far from both neighbours, on one side?
+                    step_out = last_value - x
+                    if not math.isnan(step_in):
+                        lone = step_in * step_out > 0 and min(abs(step_in), abs(step_out)) > p.surprise_far_lone * \
+                            math.sqrt(usual)
+                        lone_seen += 1
+                        lone_lately += max(1 / max(p.surprise_far_rows, 1), 1 / lone_seen) * (float(lone) - lone_lately)
+                    step_in = -step_out
                 ratio = p.surprise_var_ratio
                 if square <= p.surprise_var_grid ** 2 * smallest:  # one step of the resolution: never evidence
                     q = min(q, math.log(ratio) / (1 - 1 / ratio))  # for the larger spread
