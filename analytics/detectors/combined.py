@@ -197,35 +197,31 @@ def _profile_at_resolution(x: np.ndarray, season: Baseline, params: DetectorPara
     return Baseline(season.expected, scale, season.z * shrink, season.plain_z * shrink, season.profile)
 
 
-def _profile_slid(season: Baseline, times: np.ndarray | None, params: DetectorParams) -> Baseline:
-    """The profile's z and plain z for the point z, each against the profile up to params.profile_slide_ms
-    earlier or later where that brings it params.profile_slide_gain sigmas nearer (kernels.slide_profile): a
-    rush hour setting in ten minutes before its usual time is that, not a fault. As it is with
-    profile_slide_ms 0 (the engine) or without times."""
+_NO_SLIDES = (np.empty(0, dtype=np.int64), np.empty(0))
+
+
+def _profile_slides(season: Baseline, times: np.ndarray | None,
+                    params: DetectorParams) -> tuple[np.ndarray, np.ndarray] | None:
+    """Where the point z judges the profile's z and plain z against the profile up to params.profile_slide_ms
+    earlier or later, because that brings it params.profile_slide_gain sigmas nearer (kernels.profile_slides: the
+    flat index of each such reading and its move in sigmas): a rush hour setting in ten minutes before its usual
+    time is that, not a fault. None with profile_slide_ms 0 (the engine) or without times."""
     if params.profile_slide_ms <= 0 or times is None or season.profile is None:
-        return season
+        return None
     t = np.asarray(as_times(times, season.z.shape))
     rows = np.ascontiguousarray(t[:1] if np.ndim(times) == 1 else t, dtype=np.float64)
-    z, plain = np.empty(season.z.shape), np.empty(season.z.shape)
-    kernels.slide_profile(rows, *(np.ascontiguousarray(a, dtype=np.float64)
-                                  for a in (season.profile, season.scale, season.z, season.plain_z)),
-                          float(params.profile_slide_ms), float(params.profile_slide_gain), z, plain)
-    return Baseline(season.expected, season.scale, z, plain, season.profile)
+    return kernels.profile_slides(rows, *_contiguous(season.profile, season.scale, season.z),
+                                  float(params.profile_slide_ms), float(params.profile_slide_gain))
 
 
-def _slid_residual(x: np.ndarray, season: Baseline, times: np.ndarray | None, params: DetectorParams) -> np.ndarray:
-    """x off the profile each reading is judged against by _profile_slid (the profile at the nearer time of day
-    where the reading slid); x - season.profile where nothing slides (the engine). Few arrays alive at once: the
-    slid z's are recomputed for the point z rather than held (score_rows' peak of memory)."""
-    slid = _profile_slid(season, times, params)
-    if slid is season:
+def _slid_residual(x: np.ndarray, season: Baseline, slides: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray:
+    """x off the profile each reading is judged against where it slides (_profile_slides: the profile at the
+    nearer time of day); x - season.profile where nothing slides (the engine). One pass (kernels.slid_residual),
+    the bits of (x - profile) + nan_to_num((slid z - z) * scale)."""
+    if slides is None:
         return x - season.profile
-    moved = slid.z - season.z  # in the profile's sigmas; NaN where there is no z (nothing slid there)
-    del slid
-    np.multiply(moved, season.scale, out=moved)
-    np.nan_to_num(moved, copy=False, nan=0.0)
-    residual = x - season.profile
-    residual += moved
+    residual = np.empty(x.shape)
+    kernels.slid_residual(*_contiguous(x, season.profile, season.scale, season.z), *slides, residual)
     return residual
 
 
@@ -382,7 +378,9 @@ def _score_block(x: np.ndarray, times: np.ndarray | None, params: DetectorParams
     # Its six sides (recent, season, plain: up and down) are read by _combine only: not kept after it.
     flat = flatline_evidence(x, params)
     # A rush hour set in early is a slid profile's reading for the drift test too (not an hour's drift off it).
-    drift = drift_evidence(_slid_residual(x, season, times, params), season.scale, params)
+    # Where the point z slides along the profile (a few readings), found once for the drift test and the point z.
+    slides = _profile_slides(season, times, params)
+    drift = drift_evidence(_slid_residual(x, season, slides), season.scale, params)
     evidence, baseline, best, winner = _combine(season, recent, cusum_sides_of_three(
         recent.z, season.z, season.plain_z, params), flat, drift, out, sides_spent=True, lean=lean)
     anchor = _anchor(season, out)
@@ -413,7 +411,7 @@ def _score_block(x: np.ndarray, times: np.ndarray | None, params: DetectorParams
         alpha = params.point_free_alpha
         usual = _holt(ratio, alpha, alpha, False, params)[0]
     # The gating and the choice in one compiled pass (kernels.point_z; _point_numpy: the same in numpy).
-    point = _point(_profile_slid(season, times, params), recent, quick_z, quick_scale, ratio, usual, params)
+    point = _point(season, recent, quick_z, quick_scale, ratio, usual, params, slides)
     scores.point = point
     return scores
 
@@ -545,20 +543,29 @@ def _combine_numpy(season: Baseline, recent: Baseline, sides: tuple[np.ndarray, 
 
 
 def _point(season: Baseline, recent: Baseline, quick_z: np.ndarray, quick_scale: np.ndarray, ratio: np.ndarray,
-           usual: np.ndarray, params: DetectorParams) -> np.ndarray:
+           usual: np.ndarray, params: DetectorParams,
+           slides: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """The point z where a profile exists, by kernels.point_z (ratio, usual: the free ratio and its running level
-    with point_free_ratio > 0, else unused), as _point_numpy."""
+    with point_free_ratio > 0, else unused; slides: _profile_slides', the profile's z and plain z slid there), as
+    _point_numpy with the season's z and plain z slid (each plus its move where a reading slides)."""
     point = np.empty(season.z.shape)
     free = params.point_free_ratio > 0
     kernels.point_z(*_contiguous(season.z, season.plain_z, season.scale, recent.scale, quick_z, quick_scale,
                                  ratio if free else _UNUSED, usual if free else _UNUSED), bool(free),
-                    float(math.log(params.point_free_ratio)) if free else 0.0, float(params.point_free_prev), point)
+                    float(math.log(params.point_free_ratio)) if free else 0.0, float(params.point_free_prev),
+                    *(slides or _NO_SLIDES), point)
     return point
 
 
 def _point_numpy(season: Baseline, recent: Baseline, quick_z: np.ndarray, quick_scale: np.ndarray,
-                 ratio: np.ndarray, usual: np.ndarray, params: DetectorParams) -> np.ndarray:
+                 ratio: np.ndarray, usual: np.ndarray, params: DetectorParams,
+                 slides: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """_point in whole-array numpy (the code it replaced; its reference in the tests)."""
+    if slides is not None:  # the profile's z and plain z plus the move of each reading that slides
+        z, plain_z = season.z.copy(), season.plain_z.copy()
+        z.reshape(-1)[slides[0]] += slides[1]
+        plain_z.reshape(-1)[slides[0]] += slides[1]
+        season = Baseline(season.expected, season.scale, z, plain_z, season.profile)
     has_season = np.isfinite(season.z)
     use_season = has_season & (season.scale < recent.scale)
     season_z = np.nan_to_num(season.z)

@@ -511,18 +511,22 @@ def _median_of(buffer: np.ndarray, n: int, ordered: np.ndarray) -> float:
 
 
 @numba.njit(cache=True, nogil=True)
-def slide_profile(times: np.ndarray, profile: np.ndarray, scale: np.ndarray, z: np.ndarray, plain_z: np.ndarray,
-                  window_ms: float, gain: float, z_out: np.ndarray, plain_out: np.ndarray) -> None:
-    """The profile's z and plain z against the profile up to window_ms earlier or later (times (1, T) shared or
-    (S, T), never decreasing): the time whose profile is nearest the reading, where that brings the z at least
-    `gain` nearer 0, else as they are. Causal: the profile at a later time of day reads earlier days only."""
+def profile_slides(times: np.ndarray, profile: np.ndarray, scale: np.ndarray, z: np.ndarray, window_ms: float,
+                   gain: float) -> tuple[np.ndarray, np.ndarray]:
+    """Where the point z judges a reading against the profile up to window_ms earlier or later (times (1, T) shared
+    or (S, T), never decreasing): the time whose profile is nearest the reading, where that brings the profile's z
+    at least `gain` nearer 0. Returns the flat index (s * T + t, ascending) of each reading that slides and its
+    move in the profile's sigmas: its z and plain z slid are z + move and plain z + move. Few
+    readings slide (only a z past gain can come gain nearer): kept as a list, not as two arrays the size of z.
+    Causal: the profile at a later time of day reads earlier days only."""
     n_series, n_times = z.shape
+    at = np.empty(64, dtype=np.int64)
+    by = np.empty(64)
+    found = 0
     for s in range(n_series):
         row = 0 if times.shape[0] == 1 else s
         for t in range(n_times):
             zt = z[s, t]
-            z_out[s, t] = zt
-            plain_out[s, t] = plain_z[s, t]
             here = profile[s, t]
             step = scale[s, t]
             if not abs(zt) > gain or math.isnan(here) or not step > 0.0:
@@ -542,8 +546,31 @@ def slide_profile(times: np.ndarray, profile: np.ndarray, scale: np.ndarray, z: 
                     best, moved = abs(zt + shift), shift
                 j += 1
             if best + gain <= abs(zt):
-                z_out[s, t] = zt + moved
-                plain_out[s, t] = plain_z[s, t] + moved
+                if found == at.size:  # room for twice as many
+                    more_at, more_by = np.empty(2 * found, dtype=np.int64), np.empty(2 * found)
+                    more_at[:found], more_by[:found] = at, by
+                    at, by = more_at, more_by
+                at[found], by[found] = s * n_times + t, moved
+                found += 1
+    return at[:found], by[:found]
+
+
+@numba.njit(cache=True, nogil=True)
+def slid_residual(x: np.ndarray, profile: np.ndarray, scale: np.ndarray, z: np.ndarray, at: np.ndarray,
+                  by: np.ndarray, out: np.ndarray) -> None:
+    """x off the profile each reading is judged against where it slides (profile_slides' list), in one pass:
+    (x - profile) + nan_to_num((slid z - z) * scale), slid z being z + move where the reading slides and z
+    elsewhere, each step numpy's arithmetic of that expression (the same bits). (S, T)."""
+    n_series, n_times = z.shape
+    k = 0
+    for s in range(n_series):
+        for t in range(n_times):
+            zt = z[s, t]
+            slid = zt
+            if k < at.size and at[k] == s * n_times + t:
+                slid = zt + by[k]
+                k += 1
+            out[s, t] = (x[s, t] - profile[s, t]) + _nan_to_num((slid - zt) * scale[s, t])
 
 
 def _surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray, slot: np.ndarray, values: np.ndarray,
@@ -985,21 +1012,28 @@ def _combine(season_z: np.ndarray, plain_z: np.ndarray, season_scale: np.ndarray
 
 def _point(season_z: np.ndarray, plain_z: np.ndarray, season_scale: np.ndarray, recent_scale: np.ndarray,
            quick_z: np.ndarray, quick_scale: np.ndarray, ratio: np.ndarray, usual: np.ndarray, free_on: bool,
-           limit: float, prev_limit: float, out: np.ndarray) -> None:
+           limit: float, prev_limit: float, slid_at: np.ndarray, slid_by: np.ndarray, out: np.ndarray) -> None:
     """combined._score_block's point z where a profile exists, in one pass (ratio, usual: the free ratio and its
-    running level, read only with free_on): the same operations per element in the same order as its numpy
-    code, so the same bits."""
+    running level, read only with free_on; slid_at, slid_by: profile_slides' list, the profile's z and plain z
+    plus the move where a reading slides): the same operations per element in the same order as its numpy code, so
+    the same bits."""
     n_series, n_times = season_z.shape
+    k = 0
     for s in range(n_series):
         before = math.nan
         for t in range(n_times):
             sz_raw = season_z[s, t]
+            pz_raw = plain_z[s, t]
+            if k < slid_at.size and slid_at[k] == s * n_times + t:
+                sz_raw = sz_raw + slid_by[k]
+                pz_raw = pz_raw + slid_by[k]
+                k += 1
             has = not (math.isnan(sz_raw) or math.isinf(sz_raw))
             use = has and season_scale[s, t] < recent_scale[s, t]
             qz = quick_z[s, t]
             rz = _nan_to_num(qz)
             sz = _nan_to_num(sz_raw)
-            pz = _nan_to_num(plain_z[s, t])
+            pz = _nan_to_num(pz_raw)
             up = _np_min(_np_min(rz, sz), pz)
             down = _np_min(_np_min(-rz, -sz), -pz)
             on_season = _np_max(_np_min(sz, pz), 0.0) - _np_max(_np_min(-sz, -pz), 0.0)

@@ -619,7 +619,7 @@ def regimes(x: list[float], point: list[float], slot: list[int], p: DetectorPara
 
 def slide_profile(times: list[float], profile: list[float], scale: list[float], z: list[float],
                   plain_z: list[float], p: DetectorParams) -> tuple[list[float], list[float]]:
-    """The point z's profile z and plain z, one series, from the docstring of kernels.slide_profile: a reading
+    """The point z's profile z and plain z, one series, from the docstring of kernels.profile_slides: a reading
     past profile_slide_gain is judged against the profile at the time up to profile_slide_ms earlier or later
     whose value is nearest it, where that brings its z at least profile_slide_gain nearer 0."""
     z_out, plain_out = list(z), list(plain_z)

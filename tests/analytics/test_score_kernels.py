@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from analytics.config import CSV_PARAMS, DetectorParams
-from analytics.detectors import combined, score_series
+from analytics.detectors import combined, kernels, score_series
 from analytics.detectors.base import Baseline
 
 MINUTE = 60_000
@@ -69,6 +69,40 @@ def test_point_is_the_numpy_code(seed: int, free_ratio: float) -> None:
     usual = np.where(rng.random(shape) < 0.1, np.nan, rng.normal(1, 1, shape))
     point = combined._point(season, recent, quick_z, quick_scale, ratio, usual, params)
     assert _same(point, combined._point_numpy(season, recent, quick_z, quick_scale, ratio, usual, params))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_one_list_of_slides_gives_the_slid_profiles_bits(seed: int) -> None:
+    """The profile's slides found once (kernels.profile_slides: the readings that slide and their moves) give the
+    drift's residual (kernels.slid_residual) and the point z (kernels.point_z) the bits of the whole slid z and
+    plain z arrays they replaced: (x - profile) + nan_to_num((slid z - z) * scale), and _point_numpy on the slid
+    profile. Irregular times, NaN and infinite z, zeros of both signs, NaN profile."""
+    rng = np.random.default_rng(300 + seed)
+    shape = (3, 600)
+    times = np.cumsum(rng.integers(60_000, 600_000, shape), axis=1).astype(np.float64)
+    profile = np.where(np.arange(shape[1]) % 100 < 50, 60.0, 35.0) + rng.normal(0, 0.3, shape)
+    profile[rng.random(shape) < 0.05] = np.nan
+    scale = rng.uniform(0.5, 2.0, shape)
+    with np.errstate(over="ignore"):
+        z = _nasty(rng, shape) * 3  # the largest floats become infinities
+    season = Baseline(_nasty(rng, shape), scale, z, _nasty(rng, shape), profile)
+    x = _nasty(rng, shape)
+    at, by = kernels.profile_slides(times, profile, scale, z, 1_800_000.0, 4.0)
+    assert at.size > 20
+    slid_z, slid_plain = season.z.copy(), season.plain_z.copy()
+    slid_z.reshape(-1)[at] += by
+    slid_plain.reshape(-1)[at] += by
+    residual = np.empty(shape)
+    kernels.slid_residual(x, profile, scale, z, at, by, residual)
+    with np.errstate(invalid="ignore", over="ignore"):
+        want = (x - profile) + np.nan_to_num((slid_z - z) * scale, nan=0.0)
+    assert _same(residual, want)
+    recent = Baseline(_nasty(rng, shape), np.abs(_nasty(rng, shape)), _nasty(rng, shape))
+    quick_z, quick_scale = _nasty(rng, shape), np.abs(_nasty(rng, shape))
+    ratio = usual = np.zeros(shape)
+    slid = Baseline(season.expected, scale, slid_z, slid_plain, profile)
+    assert _same(combined._point(season, recent, quick_z, quick_scale, ratio, usual, CSV_PARAMS, (at, by)),
+                 combined._point_numpy(slid, recent, quick_z, quick_scale, ratio, usual, CSV_PARAMS))
 
 
 def _series(seed: int, n: int = 12 * 1440) -> tuple[np.ndarray, np.ndarray]:

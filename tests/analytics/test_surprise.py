@@ -40,8 +40,8 @@ def daily(seed: int, days: int = 10) -> np.ndarray:
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_the_sliding_profile_matches_reference(seed):
-    """kernels.slide_profile against the plain reference: a daily step in the profile, readings near it and far
-    from it, irregular times, NaN profile and z."""
+    """kernels.profile_slides (the z and plain z plus the move of each reading that slides) against the plain
+    reference: a daily step in the profile, readings near it and far from it, irregular times, NaN profile and z."""
     from analytics.detectors import kernels
     rng = np.random.default_rng(seed)
     n = 400
@@ -54,9 +54,12 @@ def test_the_sliding_profile_matches_reference(seed):
     z[rng.random(n) < 0.05] = np.nan
     plain = z + rng.normal(0, 0.5, n)
     params = dataclasses.replace(CSV_PARAMS, profile_slide_ms=1_800_000)
-    z_out, plain_out = np.empty((1, n)), np.empty((1, n))
-    kernels.slide_profile(times[None], profile[None], scale[None], z[None], plain[None],
-                          float(params.profile_slide_ms), float(params.profile_slide_gain), z_out, plain_out)
+    at, by = kernels.profile_slides(times[None], profile[None], scale[None], z[None], float(params.profile_slide_ms),
+                                    float(params.profile_slide_gain))
+    assert (np.diff(at) > 0).all()
+    z_out, plain_out = z[None].copy(), plain[None].copy()
+    z_out[0, at] += by
+    plain_out[0, at] += by
     want_z, want_plain = ref.slide_profile(list(times), list(profile), list(scale), list(z), list(plain), params)
     np.testing.assert_allclose(z_out[0], want_z, rtol=1e-12, atol=1e-12, equal_nan=True)
     np.testing.assert_allclose(plain_out[0], want_plain, rtol=1e-12, atol=1e-12, equal_nan=True)
