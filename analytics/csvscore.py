@@ -559,7 +559,7 @@ def _score_in_order(table: Table, params: DetectorParams) -> RowScores:
     # Rows below surprise_floor score 0 (_row_scores): their surprise need not be exact (row_surprise's floor).
     surprise, _ = row_surprise(point, nats, drift, params=params, slot=slot, values=x,
                                floor=float(params.surprise_floor), shadow=None if adopt is None else found.shadow[None],
-                               adopt=adopt, regime=(found.which + 2 * found.bursty)[None])
+                               adopt=adopt, regime=found.which[None], bursty=found.bursty[None])
     missing = np.isnan(table.values)
     # row_score, 0 where the value is missing or in the learning period, in one pass (_row_scores).
     score = np.empty(x.shape[1])

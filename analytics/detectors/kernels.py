@@ -584,7 +584,8 @@ def _surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray, slot:
               drift_grace: int, run_slot_rows: float, run_slot_alpha: float, learn_cap: float,
               below_u_unread: bool, drift_accept: float, shadow: np.ndarray, adopt: np.ndarray,
               adopt_ratio: float, far_knee: float, far_shape: float, far_share: float, far_alpha: float,
-              var_grid: float, regime: np.ndarray, far_lone: float, far_lone_share: float) -> None:
+              var_grid: float, regime: np.ndarray, bursty: np.ndarray, far_lone: float,
+              far_lone_share: float) -> None:
     """surprise.row_surprise's recursion for (S, T) inputs; fills out (log10 units) and which (0 point, 1 shift,
     2 flatline, 3 drift, 4 variance). NaN point: no reading or no trusted baseline, surprise 0 and the state
     unchanged. With var_on, values (S, T) are the readings whose steps the variance test judges.
@@ -614,8 +615,9 @@ def _surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray, slot:
     never evidence for the larger spread (its ratio capped where the log-likelihood ratio is 0): a coarse
     sensor's own resolution (a 1-degree thermometer flickering between two readings while the signal sits at a
     step's edge) is no evidence of a larger spread.
-    regime (S, T) int, or (1, 1) -1 when unused: a bursty series' likelier regime at each reading (detectors.regimes;
-    -1 none, 0 or 1 where its second regime is confirmed, 2 or 3 the same where the series is judged against them).
+    regime (S, T) int and bursty (S, T) bool, or (1, 1) -1 and False when unused: a series' likelier regime at each
+    reading (detectors.regimes' which: -1 none, 0 or 1 where its second regime is confirmed) and whether the series
+    is judged against its regimes there (regimes' bursty).
     Each regime learns its own usual squared step from the steps within it (shrunk towards the series' by
     var_slot_rows steps). Where the series is judged against its regimes, a step within a regime is judged against
     the larger of that regime's usual step and the series' (a burst's larger noise is the burst regime's normal;
@@ -807,15 +809,15 @@ def _surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray, slot:
             # over each squared step (this reading less the previous one) against the usual squared step of
             # the series and of this time of day. p <= exp(-S) (Wald), checked at every row: its own offset.
             x = values[s, t] if var_on else math.nan
-            code = regime[s, t] if regime_on else -1
-            here = code % 2 if code >= 0 else -1  # the regime of this reading (-1: none)
+            here = regime[s, t] if regime_on else -1  # the regime of this reading (-1: none)
             within = here >= 0 and (last_regime == -1 or last_regime == here)
             if not math.isnan(x) and not math.isnan(last_value):
                 square = (x - last_value) * (x - last_value)
                 usual = 0.0
                 if steps >= var_warmup:
                     usual = (step_slot[b] * step_seen[b] + step_all * var_slot_rows) / (step_seen[b] + var_slot_rows)
-                    if code >= 2:  # judged against the regimes: the regime's own usual step, where larger
+                    if regime_on and bursty[s, t]:
+                        # Judged against the regimes: the regime's own usual step, where larger.
                         usual = max(usual, (regime_step[here] * regime_steps[here] + usual * var_slot_rows)
                                     / (regime_steps[here] + var_slot_rows))
                     usual = max(usual, var_floor * step_all, 1e-12)

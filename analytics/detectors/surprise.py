@@ -64,7 +64,7 @@ def row_surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray | N
                  slot: np.ndarray | None = None,
                  values: np.ndarray | None = None, floor: float | None = None,
                  shadow: np.ndarray | None = None, adopt: np.ndarray | None = None,
-                 regime: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                 regime: np.ndarray | None = None, bursty: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per row, the surprise (decades, -log10 p) of the most surprising test, and which test (index into TESTS).
 
     Parameters: point (S, T) signed point z per reading, NaN where there is
@@ -87,10 +87,11 @@ def row_surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray | N
     (-1: never): there, if that tail's excess per reading is at most surprise_adopt_ratio of the tail
     the point z taught, it becomes the series' tail (the bursts the point z learnt before the regimes
     were known no longer hide the spikes and dips judged against them).
-    regime (S, T) int, optional (detectors.regimes' which, plus 2 where the series is bursty): each reading's
-    likelier regime, -1 where there is none: where the series is bursty, the variance test judges a step against
-    the larger of the usual step of the regime it ends in and the series' (each regime learns its own from the
-    steps within it), so a burst's larger noise is its regime's normal.
+    regime (S, T) int and bursty (S, T) bool, optional (detectors.regimes' which and bursty; no bursty: nowhere): each
+    reading's likelier regime, -1 where there is none, and whether the series is judged against its regimes there:
+    there the variance test judges a step against the larger of the usual step of the regime it ends in and the
+    series' (each regime learns its own from the steps within it), so a burst's larger noise is its regime's
+    normal.
     Returns: (surprise (S, T) float, which (S, T) int8). Causal: row t
     uses rows <= t only. Compiled (kernels.surprise), one series per row.
     """
@@ -117,11 +118,12 @@ def row_surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray | N
         if adopt_at.max(initial=-1) >= z.shape[1]:
             raise ValueError("adopt must be a row of point")
     if regime is None:
-        regimes_at = np.full((1, 1), -1, dtype=np.int64)
+        regimes_at, bursty_at = np.full((1, 1), -1, dtype=np.int8), np.zeros((1, 1), dtype=np.bool_)
     else:
-        regimes_at = np.ascontiguousarray(as_matrix(regime), np.int64)
-        if regimes_at.shape != z.shape:
-            raise ValueError("regime must have the shape of point")
+        regimes_at = np.ascontiguousarray(np.atleast_2d(regime), np.int8)
+        bursty_at = np.ascontiguousarray(np.zeros(z.shape) if bursty is None else np.atleast_2d(bursty), np.bool_)
+        if regimes_at.shape != z.shape or bursty_at.shape != z.shape:
+            raise ValueError("regime and bursty must have the shape of point")
     u = params.surprise_tail_u
     prior_share = _normal_tail(u)
     kernels.surprise(z, flat, drifting, where, readings, out, which, float(u), float(prior_share),
@@ -144,7 +146,7 @@ def row_surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray | N
                      float(params.surprise_drift_accept), regime_z, adopt_at, float(params.surprise_adopt_ratio),
                      float(params.surprise_far_knee), float(params.surprise_far_shape),
                      float(params.surprise_far_share), 1.0 / max(float(params.surprise_far_rows), 1.0),
-                     float(params.surprise_var_grid), regimes_at, float(params.surprise_far_lone),
+                     float(params.surprise_var_grid), regimes_at, bursty_at, float(params.surprise_far_lone),
                      lone_share_of_normal(params.surprise_far_lone))
     return out, which
 
