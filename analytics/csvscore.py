@@ -534,16 +534,12 @@ def _score_in_order(table: Table, params: DetectorParams) -> RowScores:
         params = _with_own_cycle(x[0][rows], step, _for_sampling(step, params))
     # lean: only what is read below is written and kept (no baseline, no level, shift or seasonal evidence).
     stats = score_series(x, monotone, params, with_evidence=True, lean=True)
-    # A run at the highest value seen before it is saturated (a full car park, a pegged gauge), as one
-    # at the lowest is idle: neither is a surprise of its own in a file of unknown meaning (_flat_nats: the
-    # flatline evidence in nats, 0 there; one pass).
+    # The stuck test in nats: a run's later repeats judged by how long the series' runs last (flatline_long_prior);
+    # a run at the highest value seen before it is saturated (a full car park, a pegged gauge), as one at the lowest
+    # is idle: neither is a surprise of its own in a file of unknown meaning (kernels.flatline_tail_nats: 0 there).
     nats = np.empty(x.shape)
-    if params.flatline_long_prior > 0:  # a run's later repeats judged by how long the series' runs last
-        kernels.flatline_tail_nats(x[0], float(params.warmup), int(params.flatline_min_run),
-                                   float(params.flatline_long_prior), nats[0])
-    else:
-        _flat_nats(x[0], np.ascontiguousarray(stats.evidence["flatline"][0], dtype=np.float64),
-                   float(params.flatline_nats / params.z_mid), nats[0])
+    kernels.flatline_tail_nats(x[0], float(params.warmup), int(params.flatline_min_run),
+                               float(params.flatline_long_prior), nats[0])
     slot = time_slots(monotone, params)[None] if params.surprise_slots else None
     # A bursty series' readings judged against its quiet and its burst regime (detectors.regimes).
     # Once judged against them for learning_least_rows readings, the tail their z taught may replace the one its
@@ -578,19 +574,6 @@ def _score_in_order(table: Table, params: DetectorParams) -> RowScores:
 
 
 _LARGEST = float(np.finfo(np.float64).max)  # np.nan_to_num's stand-in for an infinity
-
-
-@numba.njit(cache=True, nogil=True)
-def _flat_nats(x: np.ndarray, flat: np.ndarray, factor: float, out: np.ndarray) -> None:
-    """out = flat * factor, but 0 where x is at least the highest value (not NaN) before it (-inf before any):
-    what np.where(x >= np.concatenate(([-inf], np.fmax.accumulate(np.nan_to_num(x, nan=-inf))[:-1])), 0.0,
-    flat * factor) gives, in one pass."""
-    highest = -math.inf
-    for i in range(x.size):
-        value = x[i]
-        out[i] = 0.0 if value >= highest else flat[i] * factor
-        if value > highest:  # NaN never is
-            highest = value
 
 
 @numba.njit(cache=True, nogil=True)

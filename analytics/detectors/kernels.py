@@ -251,13 +251,13 @@ def _flatline_runs(x: np.ndarray, warmup: float, min_run: float, run_out: np.nda
 def flatline_tail_nats(x: np.ndarray, warmup: float, min_run: int, prior: float, out: np.ndarray) -> None:
     """The row score's stuck-run surprise in nats, per reading of one series x (T,): _flatline_runs' run, its
     repeat share p0 and its conditions (warmup steps before the run, at least min_run repeats, above the lowest
-    value before it), and 0 where the reading is at least the highest before it (saturated, csvscore._flat_nats).
+    value before it), and 0 where the reading is at least the highest before it (saturated: no stuck evidence).
     A run's first min_run repeats cost ln(1 / p0) each, as a geometric run's; each one after, ln(1 / p), p the
     share of repeats among the steps that runs already min_run long took before this run (a run continuing or
     ending), shrunk towards p0 with the weight of `prior` steps, never below p0. A coarse sensor on a slow signal
     (a 1-degree thermometer) holds a reading for hours when the signal sits mid-step: its long runs last longer
     than its repeat share says, and it shows that in its own past runs. A series that never held a reading that
-    long is judged as before (p = p0)."""
+    long is judged as before (p = p0); with prior 0 (off) every series is: the geometric run."""
     last = math.nan
     seen = False
     repeats = steps = long_repeats = long_steps = 0
@@ -292,8 +292,7 @@ def flatline_tail_nats(x: np.ndarray, warmup: float, min_run: int, prior: float,
         nats = 0.0
         if steps_before >= warmup and run >= min_run and not last <= floor_at_start:
             p0 = (repeats_before + 1.0) / (steps_before + 2.0)
-            long_seen = long_steps_before + prior
-            p_long = max((long_repeats_before + prior * p0) / long_seen, p0) if long_seen > 0 else p0
+            p_long = max((long_repeats_before + prior * p0) / (long_steps_before + prior), p0) if prior > 0 else p0
             nats = min_run * -math.log(p0) + (run - min_run) * -math.log(p_long)
         out[t] = 0.0 if xt >= highest else nats
         if xt > highest:  # NaN never is

@@ -84,8 +84,8 @@ def test_flatline_skips_rows_that_never_repeat_without_changing_any_score():
 def test_flatline_tail_nats_matches_reference_and_without_long_runs_is_the_geometric_run(seed):
     """The row score's stuck test (kernels.flatline_tail_nats, CSV_PARAMS) against the plain reference, on a
     coarse sensor's readings (long runs of its own), a stuck stretch, gaps and runs at the lowest value; with a
-    prior so heavy that the runs' own continuation never counts, it is the geometric run (flatline_nats, 0 at a
-    reading at least the highest before it) that `city score` used before."""
+    prior so heavy that the runs' own continuation never counts, or with the prior 0 (off), it is the geometric run
+    (flatline_nats, 0 at a reading at least the highest before it) that `city score` used before."""
     rng = np.random.default_rng(seed)
     n = 3000
     x = np.round(40 + np.cumsum(rng.normal(0, 0.03, n)) + rng.normal(0, 0.2, n))  # holds a reading for a while
@@ -102,6 +102,9 @@ def test_flatline_tail_nats_matches_reference_and_without_long_runs_is_the_geome
     highest_before = np.concatenate(([-np.inf], np.fmax.accumulate(np.nan_to_num(x, nan=-np.inf))[:-1]))
     old = np.where(x >= highest_before, 0.0, d.flatline_nats(x[None], CSV_PARAMS)[0])
     np.testing.assert_allclose(geometric, old, rtol=1e-9)
+    off = np.empty(n)
+    kernels.flatline_tail_nats(x, float(CSV_PARAMS.warmup), int(CSV_PARAMS.flatline_min_run), 0.0, off)
+    np.testing.assert_allclose(off, old, rtol=1e-12)
     assert (got <= geometric * (1 + 1e-12)).all()  # a series' long runs only ever explain a run
 
 def test_the_end_of_a_fault_is_no_new_shift():
