@@ -274,6 +274,12 @@ class DetectorParams:
     # its first 15 %): a short file (a year of daily readings, an export of 1,420 rows whose times are row
     # numbers) would otherwise learn for most or all of its rows and score 0 there. 0: no such limit.
     surprise_learning_share: float = 0.25
+    # ... and, where profiles compare working days with working days (day_types), the rows of working days until the
+    # file has read this much working-day time (the steps between successive readings on working days, summed),
+    # from its second day on, within the same share of the file: a file begun on a weekend (or in a working day's
+    # last minutes) first shows a working day's curve after its learning day, and that first rush hour, morning
+    # rise or cooling start (no working day before it to judge it by) is no evidence of a fault either. 0: off.
+    surprise_learning_working_ms: int = DAY_MS
     # A file's own cycle (detectors.period; city score only): where its learning rows repeat with a period that
     # is neither a day nor a week (autocorrelation at least own_cycle_strength at the cycle's first peak), a
     # profile of that period joins the daily and weekly ones (season_periods_ms). 0: off (the engine).

@@ -41,7 +41,9 @@ from analytics.config import CSV_PARAMS, DAY_MS, DetectorParams
 from analytics.detectors import DETECTORS, Anchor, kernels, score_series
 from analytics.detectors.period import found_period
 from analytics.detectors.regimes import regimes
+from analytics.detectors.seasonal import _is_day_off
 from analytics.detectors.surprise import row_surprise, time_slots
+from analytics.localtime import to_local
 from analytics.rules import STATISTICAL_RULES, Hysteresis
 from telemetry_shared.files import FileTooLarge, read_bounded_text
 
@@ -490,7 +492,8 @@ class RowScores:
     score: np.ndarray  # the surprise of the row given the rows above it, in [0, 1)
     incident: np.ndarray  # int: 1, 2, ... while an incident is held (the alert engine's hysteresis), else 0
     detector: np.ndarray  # object: the rule of the incident's opening row ('' outside incidents)
-    learning: np.ndarray  # bool: the learning period (first surprise_learning_ms, at least learning_least_rows): 0
+    learning: np.ndarray  # bool: the learning period (first surprise_learning_ms, at least learning_least_rows; the
+    # first working day's rows, _first_working_day): 0
 
 
 def score_rows(table: Table, params: DetectorParams = CSV_PARAMS) -> RowScores:
@@ -521,7 +524,8 @@ def _score_in_order(table: Table, params: DetectorParams) -> RowScores:
     ahead of itself. A missing value scores 0 and keeps an open incident.
     Rows of the learning period (the first surprise_learning_ms from the
     first reading, at most surprise_learning_rows rows, at least
-    learning_least_rows) score 0 and are
+    learning_least_rows; and the working-day rows until a working day has
+    been read, _first_working_day) score 0 and are
     flagged: the detectors learn there, they do not judge. Values beyond +-SCORED_MAGNITUDE are scored as that value.
     """
     monotone = scoring_times(table.times_ms)
@@ -532,6 +536,9 @@ def _score_in_order(table: Table, params: DetectorParams) -> RowScores:
     if rows.size >= 2:  # the file's sampling interval, from its learning rows (which score 0 in any case)
         step = float(np.median(np.diff(monotone[rows])))
         params = _with_own_cycle(x[0][rows], step, _for_sampling(step, params))
+    if params.surprise_learning_working_ms > 0 and params.day_types:  # after the sampling interval: as before
+        learning |= _first_working_day(monotone, params.surprise_learning_working_ms, params.surprise_learning_share,
+                                       params)
     # lean: only what is read below is written and kept (no baseline, no level, shift or seasonal evidence).
     stats = score_series(x, monotone, params, with_evidence=True, lean=True)
     # The stuck test in nats: a run's later repeats judged by how long the series' runs last (flatline_long_prior);
@@ -703,6 +710,32 @@ def _learning(times_ms: np.ndarray, values: np.ndarray, span_ms: int, most_rows:
     if most_share > 0:
         learning[valid[min(math.ceil(most_share * valid.size), valid.size - 1)]:] = False
     return learning
+
+
+def _first_working_day(times_ms: np.ndarray, working_ms: int, most_share: float, params: DetectorParams) -> np.ndarray:
+    """The rows of working days (params' local days off excepted) after the file's first local day, until the
+    file has read working_ms of working-day time (the steps between successive rows on working days, summed),
+    within the first most_share of the file's rows (0: no such limit): the day a file begun on a weekend first shows
+    a working day's curve is learnt, as its first day is. Causal: a row's flag depends on the rows up to it."""
+    out = np.zeros(times_ms.shape, dtype=bool)
+    end = min(math.ceil(most_share * times_ms.size), times_ms.size) if most_share > 0 else times_ms.size
+    if end < 2:
+        return out
+    # Its first four days first (a weekend and a working day, from any start), more only while a working day is
+    # still unread: a million rows are not all looked up for a day's flags.
+    size = min(end, max(2, int(np.searchsorted(times_ms, times_ms[0] + 4 * DAY_MS))))
+    while True:
+        head = times_ms[:size]
+        date = to_local(head, params.time_zone, params.utc_offset_h) // DAY_MS
+        working = ~_is_day_off(head, params)
+        # A step counts where both its rows are on working days at most a day apart (none across a weekend).
+        counted = np.concatenate(([False], (date[1:] - date[:-1] <= 1) & working[1:] & working[:-1]))
+        read = np.cumsum(np.where(counted, np.diff(head, prepend=head[0]), 0))
+        if read[-1] >= working_ms or size == end:
+            break
+        size = min(end, 2 * size)
+    out[:size] = working & (date > date[0]) & (read < working_ms)
+    return out
 
 
 def _held(score: np.ndarray, values: np.ndarray, anchor: Anchor | None, params: DetectorParams,
