@@ -3,6 +3,7 @@
     python3 bench/bench_csv_generality.py --headline       # the tuned part and the held-out part only
     python3 bench/bench_csv_generality.py                  # and the per-type table of seed 1, and speed
     python3 bench/bench_csv_generality.py --tuned 1 --held-out 2 --per-anomaly 20 --clean 60 --threshold 0.5
+    python3 bench/bench_csv_generality.py --headline --intervals 60   # the same corpus read hourly (slow meters)
 
 The tuned part (seeds 1, 3, 4, 5 and 6) is the part of the corpus the
 parameters are chosen on; the held-out part (seeds 2, 7, 8, 9 and 10) is
@@ -43,7 +44,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from csv_corpus import ANOMALIES, FAMILIES, VISIBLE_SIGMAS, make_corpus, write_corpus  # noqa: E402
+from csv_corpus import ANOMALIES, FAMILIES, INTERVALS_MIN, VISIBLE_SIGMAS, make_corpus, write_corpus  # noqa: E402
 
 from analytics.csvscore import read_table, score_rows, score_table  # noqa: E402
 from analytics.labelled import Metrics, Scored, evaluate, label_windows, sweep_file  # noqa: E402
@@ -52,14 +53,15 @@ from analytics.rowwise import windowed_gaussian  # noqa: E402
 GAUSSIAN_SWEEP = tuple(1 - 10.0 ** -k for k in np.linspace(0.3, 12, 80))
 
 
-def headline(seeds: list[int], per_anomaly: int, clean: int, tolerance: int) -> tuple[dict, str]:
+def headline(seeds: list[int], per_anomaly: int, clean: int, tolerance: int,
+             intervals_min: tuple[int, ...] = INTERVALS_MIN) -> tuple[dict, str]:
     """Best-threshold F1 and best row-wise score of `city score` and of the windowed Gaussian on the files of
     these seeds as one collection, each seed's own best F1, and a line on the windows no detector can see
     (the anomaly changed no reading by VISIBLE_SIGMAS)."""
     ours, gauss, visible = [], [], []
     by_seed: dict[int, list[Scored]] = defaultdict(list)
     for seed in seeds:
-        for series in make_corpus(seed, per_anomaly, clean):
+        for series in make_corpus(seed, per_anomaly, clean, intervals_min):
             text = series.csv_text()
             table = read_table(text)
             windows = label_windows(table, "label")
@@ -108,12 +110,13 @@ def seed_list(text: str) -> list[int]:
     return seeds
 
 
-def print_headline(seeds: list[tuple[str, list[int]]], per_anomaly: int, clean: int, tolerance: int) -> None:
+def print_headline(seeds: list[tuple[str, list[int]]], per_anomaly: int, clean: int, tolerance: int,
+                   intervals_min: tuple[int, ...] = INTERVALS_MIN) -> None:
     print(f"{'part':<28}{'detector':<20}{'best F1':>8}{'at':>8}{'P':>6}{'R':>6}{'row-wise':>10}{'at':>9}"
           f"{'found':>9}{'false rows':>11}")
     notes = []
     for label, part in seeds:
-        results, note = headline(part, per_anomaly, clean, tolerance)
+        results, note = headline(part, per_anomaly, clean, tolerance, intervals_min)
         notes.append(f"{label}:{note}")
         for name, (threshold, best, rows) in results.items():
             print(f"{label:<28}{name:<20}{best.f1:>8.3f}{threshold:>8.3g}{best.precision or 0:>6.2f}"
@@ -132,8 +135,9 @@ def _fmt(x: float | None, digits: int = 2) -> str:
     return "-" if x is None else f"{x:.{digits}f}"
 
 
-def run(seed: int, per_anomaly: int, clean: int, threshold: float, tolerance: int, show_files: bool) -> None:
-    corpus = make_corpus(seed, per_anomaly, clean)
+def run(seed: int, per_anomaly: int, clean: int, threshold: float, tolerance: int, show_files: bool,
+        intervals_min: tuple[int, ...] = INTERVALS_MIN) -> None:
+    corpus = make_corpus(seed, per_anomaly, clean, intervals_min)
     meta = {s.name: s for s in corpus}
     parse_s = score_s = floor_s = 0.0
     files: list[Scored] = []
@@ -214,8 +218,16 @@ def run(seed: int, per_anomaly: int, clean: int, threshold: float, tolerance: in
                   f"false {m.false_episodes:>3}  delay {_fmt(m.median_delay, 0)}")
 
 
-def _seeds(seeds: list[int]) -> str:
+def _seeds(seeds: list[int] | tuple[int, ...]) -> str:
     return ",".join(map(str, seeds))
+
+
+def _minutes(text: str) -> tuple[int, ...]:
+    """'30,60' -> (30, 60): whole minutes from 1 to a day."""
+    minutes = tuple(int(part) for part in text.split(","))
+    if not all(1 <= m <= 1440 for m in minutes):
+        raise argparse.ArgumentTypeError("each interval is 1 to 1440 minutes")
+    return minutes
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -230,16 +242,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threshold", type=float, default=0.5)
     parser.add_argument("--tolerance", type=int, default=5)
     parser.add_argument("--files", action="store_true", help="also print one line per file")
+    parser.add_argument("--intervals", type=_minutes, default=INTERVALS_MIN, metavar="MINUTES",
+                        help="each file read every one of these minutes, e.g. 30,60 for slow meters "
+                             f"(default {_seeds(INTERVALS_MIN)})")
     parser.add_argument("--headline", action="store_true",
                         help="only the two parts side by side (half the time: no per-type table, no speed)")
     args = parser.parse_args(argv)
     print_headline([(f"tuned (seeds {_seeds(args.tuned)})", args.tuned),
                     (f"held out (seeds {_seeds(args.held_out)})", args.held_out)],
-                   args.per_anomaly, args.clean, args.tolerance)
+                   args.per_anomaly, args.clean, args.tolerance, args.intervals)
     if args.headline:
         return 0
     print()
-    run(args.seed, args.per_anomaly, args.clean, args.threshold, args.tolerance, args.files)
+    run(args.seed, args.per_anomaly, args.clean, args.threshold, args.tolerance, args.files, args.intervals)
     return 0
 
 

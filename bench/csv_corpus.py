@@ -409,8 +409,9 @@ def _gaps(rng: np.random.Generator, n: int, windows: list[tuple[int, int]]) -> n
 # ---------------------------------------------------------------- the corpus
 
 
-def make_series(name: str, family: str, anomaly: str, rng: np.random.Generator) -> Series:
-    interval_min = int(rng.choice(INTERVALS_MIN))
+def make_series(name: str, family: str, anomaly: str, rng: np.random.Generator,
+                intervals_min: tuple[int, ...] = INTERVALS_MIN) -> Series:
+    interval_min = int(rng.choice(intervals_min))
     per_day = 1440 // interval_min
     if anomaly in ("pattern_loss", "contextual", "phase_shift"):
         # A daily pattern must exist before it can disappear: at least a week of it.
@@ -475,15 +476,17 @@ def _family_for(anomaly: str, rng: np.random.Generator) -> str:
     return str(rng.choice(FAMILIES))
 
 
-def make_corpus(seed: int = 1, per_anomaly: int = 12, clean: int = 36) -> list[Series]:
-    """`per_anomaly` series of each anomaly type and `clean` series without any, all from one seed."""
+def make_corpus(seed: int = 1, per_anomaly: int = 12, clean: int = 36,
+                intervals_min: tuple[int, ...] = INTERVALS_MIN) -> list[Series]:
+    """`per_anomaly` series of each anomaly type and `clean` series without any, all from one seed, each read
+    every one of `intervals_min` minutes (drawn per series; the same draws for the same number of choices)."""
     rng = np.random.default_rng(seed)
     plan = [(kind, _family_for(kind, rng)) for kind in ANOMALIES for _ in range(per_anomaly)]
     plan += [("clean", FAMILIES[i % len(FAMILIES)]) for i in range(clean)]
     corpus = []
     for index, (kind, family) in enumerate(plan):
         series_rng = np.random.default_rng([seed, index])
-        corpus.append(make_series(f"{index:03d}_{family}_{kind}", family, kind, series_rng))
+        corpus.append(make_series(f"{index:03d}_{family}_{kind}", family, kind, series_rng, intervals_min))
     return corpus
 
 

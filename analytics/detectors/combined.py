@@ -191,7 +191,7 @@ def _profile_at_resolution(x: np.ndarray, season: Baseline, params: DetectorPara
     """The profile's fit with its scale floored at the series' resolution (_at_resolution), z and plain z
     rescaled to it: on counts or step-wise readings whose earlier days repeat exactly at some hour, the fit's
     scale there is ~0 (its own errors were 0) and a reading one step off was a z of 1e9 (issue 13)."""
-    scale = _at_resolution(x, season.scale, params)
+    scale = _at_resolution(x, _floored(x, season.scale, params), params)
     with np.errstate(invalid="ignore", divide="ignore"):
         shrink = season.scale / scale
     return Baseline(season.expected, scale, season.z * shrink, season.plain_z * shrink, season.profile)

@@ -544,6 +544,22 @@ def test_an_hourly_meters_spike_and_its_pattern_running_three_hours_late_are_fou
         assert np.percentile(_hourly_scores(values), 99.9) < 0.5, seed
 
 
+def test_a_wandering_sensor_stuck_for_twenty_days_is_found_and_its_readings_after_it_are_no_alarm():
+    # An hourly sensor that wanders (a random walk of steps sd 0.3 and noise sd 0.5, 60 days), stuck for days 30-49,
+    # then reading again. Its daily profile is only yesterday's wander, and after twenty days of repeats the
+    # profile and its fit had learnt a scale of ~0: the readings after the stuck run read as 30-90 sigmas, and 30-93
+    # of the next five days' rows scored >= 0.9 on 8 seeds. The profile's fit is now floored at half its usual scale
+    # over the readings that moved, as the recent levels are (point_scale_floor).
+    stuck = slice(30 * 24, 50 * 24)
+    for seed in range(8):
+        rng = np.random.default_rng(seed)
+        values = np.round(np.cumsum(rng.normal(0, 0.3, 60 * 24)) + rng.normal(0, 0.5, 60 * 24), 3)
+        values[stuck] = values[stuck.start - 1]
+        scores = _hourly_scores(values)
+        assert (scores[stuck.start + 3:stuck.stop] >= 0.98).mean() > 0.99, seed
+        assert (scores[stuck.stop + 3:stuck.stop + 5 * 24] >= 0.9).sum() <= 16, seed
+
+
 def _meter_pattern(hour: np.ndarray) -> np.ndarray:
     """10, with a two-hour morning peak of +8 and a three-hour evening one of +6."""
     return 10 + 8 * ((hour >= 7) & (hour < 9)) + 6 * ((hour >= 18) & (hour < 21))
