@@ -357,3 +357,24 @@ def test_the_bench_corpus_through_the_command_labels_and_windows_agree(tmp_path)
     assert by_windows["total"] == by_label["total"]
     for series, row in zip(corpus, by_label["files"], strict=True):
         assert row["windows"] == len(series.windows) and row["rows"] == series.values.size
+
+
+def test_the_bench_corpus_read_hourly_keeps_its_files_and_is_read_every_hour():
+    """csv_corpus' intervals_min (bench_csv_generality --intervals): the same families and anomalies, each file read
+    every 60 minutes; the default draws are the corpus' own."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "bench" / "csv_corpus.py"
+    spec = importlib.util.spec_from_file_location("csv_corpus", path)
+    corpus_module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(corpus_module)
+    default = corpus_module.make_corpus(seed=5, per_anomaly=1, clean=1)
+    named = corpus_module.make_corpus(5, 1, 1, corpus_module.INTERVALS_MIN)
+    hourly = corpus_module.make_corpus(5, 1, 1, (60,))
+    assert [s.values.tolist() for s in default] == [s.values.tolist() for s in named]
+    assert [s.name for s in hourly] == [s.name for s in default]
+    assert {s.interval_min for s in hourly} == {60} and len({s.interval_min for s in default}) > 1
+    for series in hourly:
+        hours = np.diff(series.times_ms).mean() / 3_600_000  # a few are irregular (exponential gaps) or lost rows
+        assert 0.8 < hours < 1.5, series.name
