@@ -188,9 +188,11 @@ def _at_resolution(x: np.ndarray, scale: np.ndarray, params: DetectorParams) -> 
 
 
 def _profile_at_resolution(x: np.ndarray, season: Baseline, params: DetectorParams) -> Baseline:
-    """The profile's fit with its scale floored at the series' resolution (_at_resolution), z and plain z
-    rescaled to it: on counts or step-wise readings whose earlier days repeat exactly at some hour, the fit's
-    scale there is ~0 (its own errors were 0) and a reading one step off was a z of 1e9 (issue 13)."""
+    """The profile's fit with its scale floored at the series' resolution (_at_resolution) and at a share of its
+    usual scale where the readings moved (_floored), z and plain z rescaled to it: on counts or step-wise readings
+    whose earlier days repeat exactly at some hour, the fit's scale there is ~0 (its own errors were 0) and a
+    reading one step off was a z of 1e9; after a sensor stuck for days (its repeats the profile's earlier days)
+    the readings were 30-90 sigmas off for days (issue 13)."""
     scale = _at_resolution(x, _floored(x, season.scale, params), params)
     with np.errstate(invalid="ignore", divide="ignore"):
         shrink = season.scale / scale
