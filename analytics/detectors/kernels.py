@@ -956,6 +956,33 @@ def _np_max(a: float, b: float) -> float:
     return a if a > b else b
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _both_sides(rz: float, sz: float, pz: float, has: bool) -> float:
+    """The level evidence of one element (_combine's, _profile_pass'): where the profile's z is finite (`has`), how
+    far the recent z, the profile's and its plain z are all past 0 on one side, else |recent z|; rz, sz, pz as
+    np.nan_to_num gives them, np.minimum / np.maximum with numpy's choice on a tie."""
+    up = _np_min(_np_min(rz, sz), pz)
+    down = _np_min(_np_min(-rz, -sz), -pz)
+    return _np_max(_np_max(up, down), 0.0) if has else abs(rz)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _strongest(level: float, shift: float, seasonal: float, flat: float, drift: float) -> tuple[float, int]:
+    """combined._strongest of one element: the evidence of the first detector (in DETECTORS' order) whose evidence
+    is larger than all before it, and that detector."""
+    best = level
+    winner = 0
+    if shift > best:
+        best, winner = shift, 1
+    if seasonal > best:
+        best, winner = seasonal, 2
+    if flat > best:
+        best, winner = flat, 3
+    if drift > best:
+        best, winner = drift, 4
+    return best, winner
+
+
 def _combine(season_z: np.ndarray, plain_z: np.ndarray, season_scale: np.ndarray, season_expected: np.ndarray,
              recent_z: np.ndarray, recent_scale: np.ndarray, recent_expected: np.ndarray, recent_up: np.ndarray,
              recent_down: np.ndarray, season_up: np.ndarray, season_down: np.ndarray, plain_up: np.ndarray,
@@ -978,9 +1005,7 @@ def _combine(season_z: np.ndarray, plain_z: np.ndarray, season_scale: np.ndarray
             rz = _nan_to_num(recent_z[s, t])
             sz = _nan_to_num(sz_raw)
             pz = _nan_to_num(plain_z[s, t])
-            up = _np_min(_np_min(rz, sz), pz)
-            down = _np_min(_np_min(-rz, -sz), -pz)
-            both = _np_max(_np_max(up, down), 0.0) if has else abs(rz)
+            both = _both_sides(rz, sz, pz, has)
             if has:
                 shift = _np_max(_np_min(season_up[s, t], plain_up[s, t]), _np_min(season_down[s, t], plain_down[s, t]))
             else:
@@ -994,21 +1019,7 @@ def _combine(season_z: np.ndarray, plain_z: np.ndarray, season_scale: np.ndarray
                 expected_out[s, t] = season_expected[s, t] if use else recent_expected[s, t]
                 scale_out[s, t] = season_scale[s, t] if use else recent_scale[s, t]
                 z_out[s, t] = sz_raw if use else recent_z[s, t]
-            # _strongest: the first detector (in DETECTORS' order) whose evidence is larger than all before it.
-            best = level
-            winner = 0
-            if shift > best:
-                best, winner = shift, 1
-            if seasonal > best:
-                best, winner = seasonal, 2
-            f = flat[s, t]
-            if f > best:
-                best, winner = f, 3
-            d = drift[s, t]
-            if d > best:
-                best, winner = d, 4
-            best_out[s, t] = best
-            winner_out[s, t] = winner
+            best_out[s, t], winner_out[s, t] = _strongest(level, shift, seasonal, flat[s, t], drift[s, t])
 
 
 def _point(season_z: np.ndarray, plain_z: np.ndarray, season_scale: np.ndarray, recent_scale: np.ndarray,
@@ -1195,9 +1206,7 @@ def _profile_pass(x: np.ndarray, season_z: np.ndarray, plain_z: np.ndarray, seas
             rz = _nan_to_num(zt)
             sz = _nan_to_num(sz_raw)
             pz = _nan_to_num(pz_raw)
-            up = _np_min(_np_min(rz, sz), pz)
-            down = _np_min(_np_min(-rz, -sz), -pz)
-            both = _np_max(_np_max(up, down), 0.0) if has else abs(rz)
+            both = _both_sides(rz, sz, pz, has)
             if has:
                 shift = _np_max(_np_min(ub * unit, uc * unit), _np_min(lb * unit, lc * unit))
             else:
@@ -1211,21 +1220,7 @@ def _profile_pass(x: np.ndarray, season_z: np.ndarray, plain_z: np.ndarray, seas
             expected_out[s, t] = season_expected[s, t] if use else et
             scale_out[s, t] = ss if use else st
             z_out[s, t] = sz_raw if use else zt
-            # _strongest: the first detector (in DETECTORS' order) whose evidence is larger than all before it.
-            best = lv
-            winner = 0
-            if shift > best:
-                best, winner = shift, 1
-            if seasonal > best:
-                best, winner = seasonal, 2
-            f = flat[s, t]
-            if f > best:
-                best, winner = f, 3
-            d = drift[s, t]
-            if d > best:
-                best, winner = d, 4
-            best_out[s, t] = best
-            winner_out[s, t] = winner
+            best_out[s, t], winner_out[s, t] = _strongest(lv, shift, seasonal, flat[s, t], drift[s, t])
             if not math.isnan(xt):  # a missing reading freezes the state
                 level, slope, deviation, count, quantum, last = holt_step(
                     xt, forecast, sc, seen, warm, slope, deviation, count, quantum, last, a_level, a_scale, a_trend,
