@@ -96,6 +96,20 @@ def flatline(x, out, state, warmup, min_run):
         state[s, 4], state[s, 5], state[s, 6], state[s, 7] = steps_before, floor, floor_before, started
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _first_later(times, n, target):
+    """The first index of times[:n] (not decreasing) whose time is later than target (n where none is): a binary
+    search (nearest's and history_at's)."""
+    low, high = 0, n
+    while low < high:
+        middle = (low + high) // 2
+        if times[middle] <= target:
+            low = middle + 1
+        else:
+            high = middle
+    return low
+
+
 @numba.njit(cache=True, nogil=True)
 def nearest(times, targets, tolerance):
     """Per row: the index in `times` (S, T, not decreasing) nearest to each target (S, n), -1 where none is
@@ -106,14 +120,7 @@ def nearest(times, targets, tolerance):
         row = times[s]
         for j in range(targets.shape[1]):
             target = targets[s, j]
-            low, high = 0, n_times  # first index with time > target
-            while low < high:
-                middle = (low + high) // 2
-                if row[middle] <= target:
-                    low = middle + 1
-                else:
-                    high = middle
-            before = low - 1
+            before = _first_later(row, n_times, target) - 1
             after = min(before + 1, n_times - 1)
             pick = after if before < 0 or row[after] - target < target - row[max(before, 0)] else before
             if abs(row[pick] - target) <= tolerance[s]:
@@ -220,14 +227,7 @@ def history_at(fine, fine_newest, coarse, coarse_newest, coarse_open, coarse_sum
         for lag in range(n_lags):
             for j in range(n_new):
                 target = targets[lag, s, j]
-                low, high = 0, n  # first entry later than target
-                while low < high:
-                    middle = (low + high) // 2
-                    if times[middle] <= target:
-                        low = middle + 1
-                    else:
-                        high = middle
-                before = low - 1
+                before = _first_later(times, n, target) - 1
                 after = min(before + 1, n - 1)
                 nearer = after if before < 0 or times[after] - target < target - times[before] else before
                 farther = max(before, 0) if nearer == after else after
