@@ -295,6 +295,13 @@ class DetectorParams:
     regime_confirm: float = 30.0
     regime_gain: float = 1.5
     regime_hour_gain: float = 0.5
+    # Once bursty, a series is held so (a gate's hysteresis) while its regimes stand regime_hold times
+    # regime_separation of the larger spread apart and forecast better than the time of day by regime_hold times
+    # regime_hour_gain: a pump whose burst regime's spread sits near the separation's edge flickered out of the gate
+    # at burst onsets, each such reading judged by its point z against the tail the regime z had taught (no burst in
+    # it): 18 of the tuned part's 151 false episodes at 0.98 (issue 13, 2026-12-08; analytics/README.md, "A pump's
+    # regimes held apart"). A road's rush hour, explained by the time of day, is not held. 1: only while apart.
+    regime_hold: float = 0.5
     # ... and once such a series has been judged against its regimes and their z has been learnt over
     # learning_least_rows readings (csvscore; the learning period's own count), the row score adopts the tail
     # that z taught where its excess per reading is at most surprise_adopt_ratio of the tail the point z taught

@@ -552,7 +552,8 @@ def _score_in_order(table: Table, params: DetectorParams) -> RowScores:
     # Once judged against them for learning_least_rows readings, the tail their z taught may replace the one its
     # bursts taught the point z before (row_surprise's adopt).
     found = regimes(x[0], stats.point[0], None if slot is None else slot[0], params.regime_separation,
-                    params.regime_confirm, params.regime_gain, params.regime_hour_gain, learning_least_rows(params))
+                    params.regime_confirm, params.regime_gain, params.regime_hour_gain, params.regime_hold,
+                    learning_least_rows(params))
     point = found.point[None]
     # Where the readings are judged against the two regimes, the regimes explain the level: a long burst read as a
     # drift of the raw readings off the profile is no drift of the regime the series is in.

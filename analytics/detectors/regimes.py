@@ -10,9 +10,13 @@ readings) and gives their z in place of the point z once the series has shown it
 apart in their own spreads, both visited again and again, that together forecast the readings better than one
 quick level does and better than a mean of each hour of the day does (running means of the log-likelihood ratio).
 From then on (while the two regimes stand apart) the series keeps that z: switching back and forth between two
-scales made false alarms of its own. Not every series that passes is bursty: a daily drop that starts within an
-hour (a square wave of two levels) passes too, since the hour's mean mixes both levels at its edges; there a
-reading at the other level at the wrong time of day is no surprise to this z.
+scales made false alarms of its own. Once bursty it is held so (a gate's hysteresis, `hold`) while the regimes
+stand `hold` times as far apart as it took and still forecast better than the time of day by `hold` times that
+margin: a pump whose burst regime's spread sits near the separation's edge flickered out of it at burst onsets,
+and each such reading was judged by its point z again, against a tail the regime z had taught (no burst in it). A
+road's rush hour, which the time of day explains, is not held. Not every series that passes is bursty: a daily
+drop that starts within an hour (a square wave of two levels) passes too, since the hour's mean mixes both levels
+at its edges; there a reading at the other level at the wrong time of day is no surprise to this z.
 """
 
 from __future__ import annotations
@@ -56,7 +60,7 @@ def _learn(x: float, level: float, var: float, spread: float, n: float, clip: fl
 @numba.njit(cache=True, nogil=True)
 def _regime_point(x: np.ndarray, point: np.ndarray, slot: np.ndarray, out: np.ndarray, shadow: np.ndarray,
                   gate: np.ndarray, which: np.ndarray, separation: float, confirm: float, gain_on: float,
-                  hour_on: float) -> None:
+                  hour_on: float, hold: float) -> None:
     """out = point, but the z against the likelier of two learnt regimes once the series is bursty (module doc).
 
     Regime 0 starts at the first reading; regime 1 at the first reading past `separation` of regime 0's
@@ -64,7 +68,9 @@ def _regime_point(x: np.ndarray, point: np.ndarray, slot: np.ndarray, out: np.nd
     teaches the regime it is likelier under (each weighted by its running share). Bursty: both regimes
     confirmed, their levels `separation` of the larger spread apart, and the running mean of the mixture's
     log-likelihood less that of one quick level above `gain_on` nats, less that of the time of day's slot
-    (`slot`, 0..; its running mean and variance) above `hour_on`. Then bursty while the regimes stand apart.
+    (`slot`, 0..; its running mean and variance) above `hour_on`. Then bursty while the regimes stand apart, or
+    while they stand `hold` times as far apart with the gain over the time of day above `hold` times `hour_on`
+    (hold 1: only while apart, as on entry).
     shadow: the z against the likelier regime wherever the second is confirmed (NaN elsewhere: before, or
     no point z); gate: whether the series is bursty at that reading; which: the likelier regime (0 or 1) wherever
     the second is confirmed, -1 elsewhere."""
@@ -134,7 +140,11 @@ def _regime_point(x: np.ndarray, point: np.ndarray, slot: np.ndarray, out: np.nd
         k = 0 if l0 >= l1 else 1
         vk = v0 if k == 0 else v1
         apart = count[1] >= confirm and abs(level[1] - level[0]) > separation * math.sqrt(max(v0, v1))
-        bursty = apart and (bursty or (gain > gain_on and hour_gain > hour_on))
+        # Once bursty, held while the regimes stand hold times as far apart and beat the time of day by hold times
+        # its margin: a burst regime whose spread sits near the separation's edge would flicker in and out.
+        held = (count[1] >= confirm and abs(level[1] - level[0]) > hold * separation * math.sqrt(max(v0, v1))
+                and hour_gain > hold * hour_on)
+        bursty = (apart and (bursty or (gain > gain_on and hour_gain > hour_on))) or (bursty and held)
         gate[t] = bursty
         if count[1] >= confirm:
             which[t] = k
@@ -162,7 +172,7 @@ class Regimes(NamedTuple):
 
 
 def regimes(x: np.ndarray, point: np.ndarray, slot: np.ndarray | None, separation: float, confirm: float,
-            gain_on: float, hour_on: float, least_rows: int) -> Regimes:
+            gain_on: float, hour_on: float, hold: float, least_rows: int) -> Regimes:
     """regime_point, with the regime z wherever it exists and the row from which the row score may judge the
     series by the tail that z taught (the first row judged against the regimes after least_rows regime z's:
     a tail learnt over fewer is still the prior's). separation <= 0: the point z as it is, no regime z."""
@@ -175,7 +185,8 @@ def regimes(x: np.ndarray, point: np.ndarray, slot: np.ndarray | None, separatio
     which = np.empty(point.shape, dtype=np.int8)
     slot = np.zeros(point.shape, dtype=np.int64) if slot is None else np.ascontiguousarray(slot, dtype=np.int64)
     _regime_point(np.ascontiguousarray(x, dtype=np.float64), np.ascontiguousarray(point, dtype=np.float64), slot,
-                  out, shadow, gate, which, float(separation), float(confirm), float(gain_on), float(hour_on))
+                  out, shadow, gate, which, float(separation), float(confirm), float(gain_on), float(hour_on),
+                  float(hold))
     known = ~np.isnan(shadow)
     before = np.cumsum(known) - known  # regime z's before each row
     ready = np.flatnonzero(gate & ~np.isnan(point) & (before >= least_rows))
@@ -183,7 +194,7 @@ def regimes(x: np.ndarray, point: np.ndarray, slot: np.ndarray | None, separatio
 
 
 def regime_point(x: np.ndarray, point: np.ndarray, slot: np.ndarray | None, separation: float, confirm: float,
-                 gain_on: float, hour_on: float) -> np.ndarray:
+                 gain_on: float, hour_on: float, hold: float) -> np.ndarray:
     """The point z of one series (T,), judged against its two regimes once it is bursty (_regime_point).
     slot: each reading's time-of-day slot (None: one slot). separation <= 0: the point z as it is."""
-    return regimes(x, point, slot, separation, confirm, gain_on, hour_on, 0).point
+    return regimes(x, point, slot, separation, confirm, gain_on, hour_on, hold, 0).point

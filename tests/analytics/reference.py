@@ -600,7 +600,9 @@ def regimes(x: list[float], point: list[float], slot: list[int], p: DetectorPara
         k = 0 if lik[0] >= lik[1] else 1
         vk = v0 if k == 0 else v1
         apart = count[1] >= p.regime_confirm and abs(level[1] - level[0]) > p.regime_separation * math.sqrt(max(v0, v1))
-        bursty = apart and (bursty or (gain > p.regime_gain and hour_gain > p.regime_hour_gain))
+        held = (count[1] >= p.regime_confirm and hour_gain > p.regime_hold * p.regime_hour_gain
+                and abs(level[1] - level[0]) > p.regime_hold * p.regime_separation * math.sqrt(max(v0, v1)))
+        bursty = (apart and (bursty or (gain > p.regime_gain and hour_gain > p.regime_hour_gain))) or (bursty and held)
         ready = adopt < 0 and sum(not math.isnan(z) for z in shadow[:t]) >= least_rows
         if bursty and not math.isnan(point[t]) and ready:
             adopt = t

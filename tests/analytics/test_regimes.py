@@ -113,6 +113,31 @@ def test_a_pumps_bursts_are_no_change_of_spread_while_its_noise_grown_three_time
     assert files == 0 and rows == 0, (files, rows)
 
 
+def test_a_pump_whose_bursts_stand_near_the_separations_edge_stays_judged_against_its_regimes():
+    """Twelve pumps read every 5 minutes whose bursts rise 10 over a base of 20 (noise 0.8, doubled in a burst): the
+    regimes stand about regime_separation (6) of the burst's spread apart, so the gate flickered shut at burst
+    onsets, where the point z (a far miss) was judged by the tail the regime z had taught: on main every file had
+    rows >= 0.98 (80 rows), and a dip of 10 noise sigmas on the quiet base scored 0 in all 12. Once bursty, the
+    series is held so (regime_hold) while its regimes stand half as far apart and beat the time of day by half
+    the margin they entered with: 5 files (27 rows), and the dip scores >= 0.98 in 8 of the 12."""
+    files = rows = 0
+    dips = []
+    for seed in range(12):
+        rng = np.random.default_rng(seed)
+        n = 15_000
+        on = burst_times(rng, n)
+        values = np.round(20.0 + 10.0 * on + rng.normal(0, 0.8, n) * (1 + on), 1)
+        times = START_MS + 5 * MINUTE_MS * np.arange(n, dtype=np.int64)
+        score = csvscore.score_rows(csvscore.Table(["timestamp", "value"], [], 0, 1, times, values)).score
+        files += bool((score >= 0.98).any())
+        rows += int((score >= 0.98).sum())
+        base = 12_000 + int(np.argmax(on[12_000:] == 0))
+        values[base] = 20 - 10 * 0.8
+        dips.append(csvscore.score_rows(csvscore.Table(["timestamp", "value"], [], 0, 1, times, values)).score[base])
+    assert files <= 5 and rows <= 27, (files, rows)
+    assert sum(dip >= 0.98 for dip in dips) >= 8, dips
+
+
 @pytest.mark.parametrize("sign", [1.0, -1.0])
 def test_a_10_sigma_spike_or_dip_on_a_pumps_quiet_base_scores_high(sign):
     """A spike (or dip) of 10 noise sigmas on a pump's quiet base, late in the file. Before the regime z's own tail
@@ -145,7 +170,7 @@ def test_regime_point_matches_the_plain_python_reference(kind):
         x[rng.random(n) < 0.05] = np.nan
     slot = (np.arange(n) // 4) % 24
     got = regime_point(x, point, slot, CSV_PARAMS.regime_separation, CSV_PARAMS.regime_confirm,
-                       CSV_PARAMS.regime_gain, CSV_PARAMS.regime_hour_gain)
+                       CSV_PARAMS.regime_gain, CSV_PARAMS.regime_hour_gain, CSV_PARAMS.regime_hold)
     want = reference.regime_point(list(x), list(point), list(slot), CSV_PARAMS)
     for t in range(n):
         if math.isnan(want[t]):
@@ -153,7 +178,7 @@ def test_regime_point_matches_the_plain_python_reference(kind):
         else:
             assert got[t] == pytest.approx(want[t], rel=1e-9, abs=1e-9), t
     found = regimes(x, point, slot, CSV_PARAMS.regime_separation, CSV_PARAMS.regime_confirm, CSV_PARAMS.regime_gain,
-                    CSV_PARAMS.regime_hour_gain, 371)
+                    CSV_PARAMS.regime_hour_gain, CSV_PARAMS.regime_hold, 371)
     want_point, want_shadow, want_adopt = reference.regimes(list(x), list(point), list(slot), CSV_PARAMS, 371)
     np.testing.assert_allclose(found.point, want_point, rtol=1e-9, atol=1e-9, equal_nan=True)
     np.testing.assert_allclose(found.shadow, want_shadow, rtol=1e-9, atol=1e-9, equal_nan=True)
