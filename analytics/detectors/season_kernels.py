@@ -40,8 +40,9 @@ def lag_found(t: np.ndarray, target: np.ndarray, tolerance: float, smooth: np.nd
         stop = min(begin + tile, n)
         for i in range(begin, stop):
             wanted = target[i]
-            # The same walk as lag_lookup's, written in each: shared as an inlined helper it made the one-series
-            # look-up (a city score file) ~20 % slower (bench_lag_lookup.py --series 1 --samples 1000000).
+            # The same walk as lag_lookup's (_sample_at, after its guess), written in each: shared with lag_found
+            # as an inlined helper it made the one-series look-up (a city score file) ~20 % slower
+            # (bench_lag_lookup.py --series 1 --samples 1000000).
             while j + 1 < n and t[j + 1] <= wanted:
                 j += 1
             while j >= 0 and t[j] > wanted:
@@ -355,6 +356,26 @@ def take_first(x: np.ndarray, profile: np.ndarray, fit_expected: np.ndarray, fit
             out_profile[s, i] = p
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _sample_at(t: np.ndarray, i: int, wanted: float, j: int, behind: int, tolerance: float,
+               on_target: bool) -> tuple[int, int, bool, int]:
+    """lag_lookup's search for reading i's target `wanted`: the sample `behind` rows back tried first, taken where
+    it lies exactly on the target with the next sample after it (where the walk would end), else the walk on from
+    j (the last index with t[j] <= target, -1 if none). Returns (j, the nearest sample, whether it is within
+    tolerance, behind)."""
+    last = t.size - 1
+    guess = i - behind
+    if 0 <= guess < last and t[guess] == wanted and t[guess + 1] > wanted:
+        return guess, guess, on_target, behind
+    while j + 1 < t.size and t[j + 1] <= wanted:
+        j += 1
+    while j >= 0 and t[j] > wanted:
+        j -= 1
+    after = min(j + 1, last)
+    nearest = after if j < 0 or t[after] - wanted < wanted - t[max(j, 0)] else j
+    return j, nearest, abs(t[nearest] - wanted) <= tolerance, i - j
+
+
 @numba.njit(cache=True, nogil=True)
 def lag_lookup(t: np.ndarray, back: int, tolerance: float, index: np.ndarray, search: bool, keep_index: bool,
                smooth: np.ndarray, latest: np.ndarray, half: int, x: np.ndarray,
@@ -393,20 +414,7 @@ def lag_lookup(t: np.ndarray, back: int, tolerance: float, index: np.ndarray, se
         for i in range(n):
             ti = t[i]
             if search:
-                wanted = ti - back
-                guess = i - behind
-                if 0 <= guess < last and t[guess] == wanted and t[guess + 1] > wanted:
-                    j = nearest = guess  # where the walk would end: the last sample at the target, exactly on it
-                    near = on_target
-                else:
-                    while j + 1 < n and t[j + 1] <= wanted:
-                        j += 1
-                    while j >= 0 and t[j] > wanted:
-                        j -= 1
-                    behind = i - j
-                    after = min(j + 1, last)
-                    nearest = after if j < 0 or t[after] - wanted < wanted - t[max(j, 0)] else j
-                    near = abs(t[nearest] - wanted) <= tolerance
+                j, nearest, near, behind = _sample_at(t, i, ti - back, j, behind, tolerance, on_target)
                 if keep_index:
                     index[i] = nearest if near else -1
             else:
@@ -439,20 +447,7 @@ def lag_lookup(t: np.ndarray, back: int, tolerance: float, index: np.ndarray, se
         for i in range(begin, stop):
             ti = t[i]
             if search:
-                wanted = ti - back
-                guess = i - behind
-                if 0 <= guess < last and t[guess] == wanted and t[guess + 1] > wanted:
-                    j = nearest = guess  # where the walk would end: the last sample at the target, exactly on it
-                    near = on_target
-                else:
-                    while j + 1 < n and t[j + 1] <= wanted:
-                        j += 1
-                    while j >= 0 and t[j] > wanted:
-                        j -= 1
-                    behind = i - j
-                    after = min(j + 1, last)
-                    nearest = after if j < 0 or t[after] - wanted < wanted - t[max(j, 0)] else j
-                    near = abs(t[nearest] - wanted) <= tolerance
+                j, nearest, near, behind = _sample_at(t, i, ti - back, j, behind, tolerance, on_target)
                 if keep_index:
                     index[i] = nearest if near else -1
             else:
