@@ -554,10 +554,12 @@ def regimes(x: list[float], point: list[float], slot: list[int], p: DetectorPara
     share, idle, gain, hour_gain, bursty = 1.0, 0, 0.0, 0.0, False
     quick = quick_var = math.nan
     hours: dict[int, list[float]] = {}
-    resolution, last = math.inf, math.nan
+    resolution, last, run = math.inf, math.nan, 0
     for t, v in enumerate(x):
         if math.isnan(v):
             continue
+        run = run + 1 if v == last else 0
+        repeat = run >= r._STUCK_RUN
         if not math.isnan(last) and v != last:
             resolution = min(resolution, abs(v - last))
         last = v
@@ -585,7 +587,7 @@ def regimes(x: list[float], point: list[float], slot: list[int], p: DetectorPara
         if math.isnan(level[1]):
             if count[0] >= 3 and abs(v - level[0]) > p.regime_separation * math.sqrt(v0):
                 level[1], var[1], count[1], idle, share = v, v0, 1.0, 0, 1 - r._RUNNING_ALPHA
-            else:
+            elif not repeat:
                 count[0] += 1
                 level[0], var[0] = learn(v, level[0], var[0], v0, count[0], r._CLIP if count[0] > 3 else 0.0)
             continue
@@ -610,6 +612,8 @@ def regimes(x: list[float], point: list[float], slot: list[int], p: DetectorPara
             shadow[t] = (v - level[k]) / math.sqrt(vk)
         if bursty and not math.isnan(point[t]):
             out[t] = (v - level[k]) / math.sqrt(vk)
+        if repeat:  # a stuck run's repeats teach no regime
+            continue
         count[k] += 1
         level[k], var[k] = learn(v, level[k], var[k], vk, count[k], r._CLIP)
         share += r._RUNNING_ALPHA * ((1.0 if k == 0 else 0.0) - share)

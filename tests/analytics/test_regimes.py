@@ -152,11 +152,11 @@ def test_a_10_sigma_spike_or_dip_on_a_pumps_quiet_base_scores_high(sign):
         assert score[4000] >= 0.98, seed
 
 
-@pytest.mark.parametrize("kind", ["bursty", "random walk", "daily", "gaps", "steps"])
+@pytest.mark.parametrize("kind", ["bursty", "random walk", "daily", "gaps", "steps", "stuck"])
 def test_regime_point_matches_the_plain_python_reference(kind):
     rng = np.random.default_rng(7)
     n = 3000
-    if kind in ("bursty", "gaps"):
+    if kind in ("bursty", "gaps", "stuck"):
         x = bursty_values(3, n, 0, 0)
     elif kind == "random walk":
         x = 50 + np.cumsum(rng.normal(0, 1, n))
@@ -168,6 +168,8 @@ def test_regime_point_matches_the_plain_python_reference(kind):
     point[:50] = np.nan
     if kind == "gaps":
         x[rng.random(n) < 0.05] = np.nan
+    if kind == "stuck":  # stuck at its highest reading (a burst's) for 300 readings, at 2,000
+        x[2000:2300] = x[:2000].max()
     slot = (np.arange(n) // 4) % 24
     got = regime_point(x, point, slot, CSV_PARAMS.regime_separation, CSV_PARAMS.regime_confirm,
                        CSV_PARAMS.regime_gain, CSV_PARAMS.regime_hour_gain, CSV_PARAMS.regime_hold)

@@ -560,6 +560,29 @@ def test_a_wandering_sensor_stuck_for_twenty_days_is_found_and_its_readings_afte
         assert (scores[stuck.stop + 3:stuck.stop + 5 * 24] >= 0.9).sum() <= 16, seed
 
 
+def test_a_pump_stuck_in_a_burst_is_found_and_its_bursts_after_it_are_no_alarm():
+    # A pump read each minute: a base of 20 (sd 1) with bursts of +10 for 20-40 readings every 100-300, stuck at
+    # its first burst reading of day 5 for 400 readings. The stuck run's repeats taught the burst regime a spread of
+    # ~0 (regimes.py), so every later burst read as hundreds of its sigmas: 2-8 rows >= 0.98 after the run on each of
+    # 8 seeds. A run's fifth identical reading and those after it teach no regime now.
+    for seed in range(8):
+        rng = np.random.default_rng(seed)
+        n = 6 * 1440
+        on = np.zeros(n, dtype=bool)
+        at = 0
+        while at < n:
+            at += int(rng.integers(100, 300))
+            on[at:at + int(rng.integers(20, 40))] = True
+        values = np.round(20 + rng.normal(0, 1, n) + 10 * on, 2)
+        stuck = 4 * 1440 + np.flatnonzero(on[4 * 1440:])[0]
+        values[stuck:stuck + 400] = values[stuck]
+        times = START + np.arange(n, dtype=np.int64) * 60_000
+        rows = [[str(t), str(v)] for t, v in zip(times, values, strict=True)]
+        scores = score_rows(Table(None, rows, 0, 1, times, values)).score
+        assert (scores[stuck + 5:stuck + 400] >= 0.98).all(), seed
+        assert (scores[stuck + 403:] >= 0.98).sum() == 0, seed
+
+
 def _meter_pattern(hour: np.ndarray) -> np.ndarray:
     """10, with a two-hour morning peak of +8 and a three-hour evening one of +6."""
     return 10 + 8 * ((hour >= 7) & (hour < 9)) + 6 * ((hour >= 18) & (hour < 21))
