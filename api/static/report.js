@@ -81,18 +81,23 @@ async function download(key) {
   URL.revokeObjectURL(link.href);
 }
 
+let asked = 0; // the latest load: an earlier week's answer that comes after it is not shown
+
 async function load(event) {
   if (event) event.preventDefault();
+  const ticket = ++asked;
   $("report-error").textContent = "";
   $("report-status").textContent = t("report.loading");
   try {
     const response = await keyed(`/reports/weekly?week=${encodeURIComponent($("week").value)}`, {}, showLogin);
     const body = await response.json();
+    if (ticket !== asked) return;
     if (!response.ok) throw new Error(body.message);
     shown = body;
     $("report-status").textContent = t("report.loaded", { week: body.week });
     render();
   } catch (error) {
+    if (ticket !== asked) return;
     $("report-status").textContent = "";
     if (error.message !== "unauthorized") $("report-error").textContent = error.message;
   }
