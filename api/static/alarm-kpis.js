@@ -157,11 +157,15 @@ async function decide(id, action) {
   if (item) (item.querySelector("button") || item).focus();
 }
 
+let asked = 0; // the latest load: an answer for a range (or a refresh) asked before it is not shown
+
 async function load() {
   loadTuning().catch((error) => { $("tuning-error").textContent = t("tuning.load_failed", { error }); });
+  const ticket = ++asked;
   const since = $("range").selectedOptions[0].dataset.since;
   const response = await keyed(`/alarms/kpis?since=${encodeURIComponent(since)}`);
   const body = await response.json();
+  if (ticket !== asked) return;
   if (!response.ok) { $("kpi-error").textContent = t("kpis.failed", { error: body.message || response.status }); return; }
   $("kpi-error").textContent = "";
   last = body;

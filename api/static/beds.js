@@ -73,7 +73,10 @@ function render() {
   $("as-of").textContent = t("beds.as_of", { when: localTime(last.as_of_ms) });
 }
 
+let asked = 0; // the latest load: the answer to filters changed since is not shown
+
 async function load() {
+  const ticket = ++asked;
   const params = new URLSearchParams();
   if ($("bed-class").value) params.set("bed_class", $("bed-class").value);
   if ($("only-free").checked) params.set("only_free", "true");
@@ -84,11 +87,13 @@ async function load() {
   try {
     const response = await fetch("/public/hospitals/beds?" + params);
     if (!response.ok) throw new Error(String(response.status));
-    last = await response.json();
+    const body = await response.json();
+    if (ticket !== asked) return;
+    last = body;
     $("error").textContent = "";
     render();
   } catch (error) {
-    $("error").textContent = t("citizen.load_failed");
+    if (ticket === asked) $("error").textContent = t("citizen.load_failed");
   }
 }
 

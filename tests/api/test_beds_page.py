@@ -59,6 +59,39 @@ def test_find_a_free_icu_bed_on_a_phone(phone, make_api):  # noqa: F811
     expect(rsud.locator(".ward")).to_have_text(["ICU · ICU <b>Melati</b>2 free of 6"])
 
 
+def test_an_answer_to_filters_changed_since_does_not_replace_the_list(phone, make_api):  # noqa: F811
+    """A citizen picks ICU, then ticks "only free" before the ICU list came: when the ICU answer came last, it replaced
+    the free-only list (a hospital with no free bed shown). That answer is held here until the later one is shown."""
+    api = make_api(api_public_rate_per_min=100_000)
+    seed(api)
+    held = []
+
+    def hold_icu_alone(route):
+        url = route.request.url
+        if not held and "bed_class=icu" in url and "only_free" not in url:
+            held.append(route)  # answered below, after the free-only list
+            return
+        route.continue_()
+
+    phone.route("**/public/hospitals/beds?*", hold_icu_alone)
+    phone.goto(api.url + "/beds")
+    cards = phone.locator("article.hospital")
+    expect(cards).to_have_count(2)  # the first list, every class
+    phone.select_option("#bed-class", "icu")
+    for _ in range(100):  # the ICU request reaches the route
+        if held:
+            break
+        phone.wait_for_timeout(50)
+    assert len(held) == 1
+    phone.check("#only-free")
+    expect(cards).to_have_count(1)
+    with phone.expect_response(lambda response: response.request == held[0].request):
+        held[0].continue_()
+    phone.wait_for_timeout(500)  # its body read and handled: it used to be rendered here
+    expect(cards).to_have_count(1)
+    expect(phone.locator('article[data-hospital="rsud-tabib"]')).to_have_count(1)
+
+
 def test_the_hospital_desk_updates_its_own_beds_and_roster(phone, make_api):  # noqa: F811
     api = make_api(api_public_rate_per_min=100_000)
     seed(api)
