@@ -812,7 +812,7 @@ def _surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray, slot:
             within = here >= 0 and (last_regime == -1 or last_regime == here)
             if not math.isnan(x) and not math.isnan(last_value):
                 square = (x - last_value) * (x - last_value)
-                usual = 0.0
+                capped = square  # what the step teaches the usual steps: capped at var_cap usual ones once warm
                 if steps >= var_warmup:
                     usual = (step_slot[b] * step_seen[b] + step_all * var_slot_rows) / (step_seen[b] + var_slot_rows)
                     if regime_on and bursty[s, t]:
@@ -820,6 +820,7 @@ def _surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray, slot:
                         usual = max(usual, (regime_step[here] * regime_steps[here] + usual * var_slot_rows)
                                     / (regime_steps[here] + var_slot_rows))
                     usual = max(usual, var_floor * step_all, 1e-12)
+                    capped = min(square, var_cap * usual)
                     q = min(square / usual, var_cap)
                     if far_lone > 0.0:
                         # The previous reading, a lone excursion: far from both its neighbours, on the same side.
@@ -847,7 +848,6 @@ def _surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray, slot:
                         var_sum = var_run = 0.0
                         var_n = 0
                     else:
-                        capped = min(square, var_cap * usual)
                         step_all += var_alpha * (capped - step_all)
                         step_slot[b] += max(var_slot_alpha, 1.0 / (step_seen[b] + 1.0)) * (capped - step_slot[b])
                         step_seen[b] += 1.0
@@ -857,9 +857,8 @@ def _surprise(point: np.ndarray, flat_nats: np.ndarray, drift: np.ndarray, slot:
                     step_seen[b] += 1.0
                 steps += 1.0
                 if within:
-                    taught = min(square, var_cap * usual) if usual > 0.0 else square
                     rate = max(var_slot_alpha, 1.0 / (regime_steps[here] + 1.0))
-                    regime_step[here] += rate * (taught - regime_step[here])
+                    regime_step[here] += rate * (capped - regime_step[here])
                     regime_steps[here] += 1.0
                 if square > 0.0:
                     smallest = min(smallest, square)

@@ -576,9 +576,7 @@ def test_a_pump_stuck_in_a_burst_is_found_and_its_bursts_after_it_are_no_alarm()
         values = np.round(20 + rng.normal(0, 1, n) + 10 * on, 2)
         stuck = 4 * 1440 + np.flatnonzero(on[4 * 1440:])[0]
         values[stuck:stuck + 400] = values[stuck]
-        times = START + np.arange(n, dtype=np.int64) * 60_000
-        rows = [[str(t), str(v)] for t, v in zip(times, values, strict=True)]
-        scores = score_rows(Table(None, rows, 0, 1, times, values)).score
+        scores = _scores_every(values, 60_000)
         assert (scores[stuck + 5:stuck + 400] >= 0.98).all(), seed
         assert (scores[stuck + 403:] >= 0.98).sum() == 0, seed
 
@@ -589,7 +587,12 @@ def _meter_pattern(hour: np.ndarray) -> np.ndarray:
 
 
 def _hourly_scores(values: np.ndarray) -> np.ndarray:
-    times = START + np.arange(values.size, dtype=np.int64) * 3_600_000
+    return _scores_every(values, 3_600_000)
+
+
+def _scores_every(values: np.ndarray, step_ms: int) -> np.ndarray:
+    """city score's row scores of values read every step_ms from START."""
+    times = START + np.arange(values.size, dtype=np.int64) * step_ms
     rows = [[str(t), str(v)] for t, v in zip(times, values, strict=True)]
     return score_rows(Table(None, rows, 0, 1, times, values)).score
 
